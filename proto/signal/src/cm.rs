@@ -1,0 +1,332 @@
+//! Cm: the HTTP/JSON interface between a customer unit (CU, M_CU, the CLI) and the CMU.
+//!
+//! Paths are under `/api/v1`. Every request but sign-up and login carries
+//! `Authorization: Bearer <session token>`. Errors are [`ApiError`] bodies with a stable `code`.
+//! The CMU serves the full OpenAPI document at `/api/v1/openapi.json`.
+
+use peercam_base::{DeviceId, ScopeSet};
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+use crate::cmd::DeviceDescription;
+use crate::ps::DeviceKind;
+
+/// An error answer. `code` is stable and machine-readable; `message` says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApiError {
+    /// Stable error code, e.g. `unauthenticated`, `not_found`, `device_offline`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Sign-up, step 1 (H.626.4 6.1.1): a phone number and a password; a code is sent by SMS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignupRequest {
+    /// Mobile number, E.164 (`+` and digits).
+    pub phone: String,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+/// Sign-up, step 2: the code received by SMS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignupConfirm {
+    /// The same phone number.
+    pub phone: String,
+    /// The 6-digit code.
+    pub code: String,
+}
+
+/// Where an account stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum AccountStatus {
+    /// Waiting for the SMS code.
+    PendingCode,
+    /// Phone confirmed; waiting for the operator's approval (6.1.1).
+    PendingApproval,
+    /// May log in.
+    Active,
+    /// Disabled by the operator.
+    Disabled,
+}
+
+/// The state of a sign-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignupState {
+    /// Current status.
+    pub status: AccountStatus,
+    /// What happens next, in words.
+    pub next: String,
+}
+
+/// Login with a phone number (owners) or a username (sub-accounts, operators).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoginRequest {
+    /// Phone number or username.
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A successful login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoginResponse {
+    /// Bearer token for the `Authorization` header.
+    pub token: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Who logged in.
+    pub user: UserInfo,
+}
+
+/// The kind of account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum Role {
+    /// A customer who owns devices.
+    Owner,
+    /// A sub-account of an owner (6.1.10); sees what was shared with it.
+    Sub,
+    /// The operator (admin portal, 6.2).
+    Operator,
+}
+
+/// An account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UserInfo {
+    /// Account id.
+    pub id: i64,
+    /// Owner, sub-account or operator.
+    pub role: Role,
+    /// Phone (owners) or username (others).
+    pub login: String,
+    /// Account status.
+    pub status: AccountStatus,
+    /// For a sub-account: its owner's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<i64>,
+}
+
+/// Change the password of the logged-in account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasswordChange {
+    /// The current password.
+    pub old_password: String,
+    /// The new one (at least 10 characters).
+    pub new_password: String,
+}
+
+/// How the caller relates to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum Relation {
+    /// The caller bound it.
+    Owner,
+    /// It was shared with the caller.
+    Shared,
+}
+
+/// A device as the caller sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceView {
+    /// Device id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: DeviceId,
+    /// The owner's name for it.
+    pub name: String,
+    /// PU or NVR.
+    pub kind: DeviceKind,
+    /// Manufacturer.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+    /// Registered with an SCU right now.
+    pub online: bool,
+    /// Last time it was seen online, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+    /// Owner or shared.
+    pub relation: Relation,
+    /// What the caller may do with it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub scopes: ScopeSet,
+}
+
+/// Bind a device to the caller's account (H.626.4 8.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BindRequest {
+    /// The id on the sticker.
+    pub device_id: String,
+    /// The bind code on the sticker.
+    pub bind_code: String,
+    /// A name for it (defaults to the model).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Rename a device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceRename {
+    /// New name, 1-64 characters.
+    pub name: String,
+}
+
+/// A live answer from the device, routed CMU -> SCU -> PU and back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceStatus {
+    /// Device id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: DeviceId,
+    /// The SCU node holding it.
+    pub node: String,
+    /// What the device said.
+    pub description: DeviceDescription,
+}
+
+/// Create a sub-account (6.1.10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SubaccountCreate {
+    /// 3-32 characters of a-z, 0-9, `.`, `_`, `-`.
+    pub username: String,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+/// A sub-account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SubaccountView {
+    /// Account id.
+    pub id: i64,
+    /// Its login name.
+    pub username: String,
+    /// Created, Unix seconds.
+    pub created_at: u64,
+}
+
+/// Share a device with a sub-account (H.626.4 8.6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShareRequest {
+    /// The sub-account's username.
+    pub username: String,
+    /// What it may do: any of live, playback, ptz, talk, config.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub scopes: ScopeSet,
+}
+
+/// A share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShareView {
+    /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub device_id: DeviceId,
+    /// The sub-account.
+    pub username: String,
+    /// Granted scopes.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub scopes: ScopeSet,
+}
+
+/// One device to provision (operator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionDevice {
+    /// Device id.
+    pub id: String,
+    /// PU or NVR.
+    pub kind: DeviceKind,
+    /// Ed25519 public key, base64url.
+    pub public_key: String,
+    /// SHA-256 of `id:code` of the bind code, hex (the code itself never reaches the CMU at provisioning).
+    pub bind_code_sha256: String,
+    /// Manufacturer.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+}
+
+/// Provision devices (operator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionRequest {
+    /// Up to 10,000 devices.
+    pub devices: Vec<ProvisionDevice>,
+}
+
+/// Result of provisioning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionResult {
+    /// Newly recorded.
+    pub created: usize,
+    /// Already present with the same key (idempotent retry).
+    pub unchanged: usize,
+}
+
+/// A device as the operator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminDeviceView {
+    /// Device id.
+    pub id: String,
+    /// PU or NVR.
+    pub kind: DeviceKind,
+    /// Manufacturer.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+    /// Completed registration (8.1) at least once.
+    pub registered: bool,
+    /// Online now.
+    pub online: bool,
+    /// SCU node holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Owner account id, if bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<i64>,
+}
+
+/// An entry of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    /// Entry id.
+    pub id: i64,
+    /// When, Unix seconds.
+    pub at: u64,
+    /// Acting account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<i64>,
+    /// What was attempted, e.g. `device.bind`.
+    pub action: String,
+    /// The device concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// `ok` or the refusal code.
+    pub outcome: String,
+    /// Details.
+    pub detail: String,
+}

@@ -1,0 +1,33 @@
+//! The peercam platform protocol: the messages H.626.4 leaves to the implementer.
+//!
+//! H.626.4 names the reference points between units (clause 9) but fixes no wire format for
+//! the platform ones. This crate defines them, versioned, and is **sans-IO**: it parses and
+//! produces bytes, takes `now` as a parameter and never touches a socket, a file or the clock.
+//!
+//! | module | reference point | carried over |
+//! |---|---|---|
+//! | [`ps`] | Ps / Pm: SCU <-> PU (and NVR) | WebSocket over TLS, JSON text frames |
+//! | [`sc`] | Sc / Sm: SCU <-> CMU | WebSocket over TLS, JSON text frames |
+//! | [`cmd`] | commands routed CMU -> SCU -> PU and their replies | inside `ps` and `sc` |
+//! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
+//!
+//! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
+//! `re` naming the request it answers, and a typed body. [`decode`] enforces the size and
+//! nesting limits before any allocation proportional to the input.
+//!
+//! The registration handshake of H.626.4 8.1 is a signed challenge ([`register`]); the
+//! device side and the SCU side are pure state machines in [`link`], driven by the units'
+//! IO shells: feed them bytes and `now`, drain `poll_transmit` / `poll_event`, and call
+//! `handle_timeout` when `poll_timeout` is reached.
+
+pub mod cm;
+pub mod cmd;
+mod envelope;
+pub mod identity;
+pub mod link;
+pub mod ps;
+pub mod register;
+pub mod sc;
+pub mod token;
+
+pub use envelope::{DecodeError, Envelope, MAX_DEPTH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode};

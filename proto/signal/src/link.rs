@@ -1,0 +1,662 @@
+//! The two ends of a Ps connection as pure state machines (H.626.4 8.1).
+//!
+//! [`DeviceLink`] runs in the PU (or NVR); [`ScuPeer`] runs in the SCU, one per connection.
+//! Neither reads the clock nor draws random numbers: `now` and nonces come from the caller.
+//! The driving loop is the same for both:
+//!
+//! ```text
+//! loop {
+//!     while let Some(frame) = sm.poll_transmit() { socket.send(frame) }
+//!     while let Some(ev) = sm.poll_event() { act on ev }
+//!     select! {
+//!         frame = socket.recv() => sm.handle_input(now, &frame)?,
+//!         _ = sleep_until(sm.poll_timeout()) => sm.handle_timeout(now),
+//!     }
+//! }
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use peercam_base::DeviceId;
+
+use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::envelope::{DecodeError, Envelope, PROTOCOL_VERSION, decode, encode};
+use crate::ps::{DeviceKind, DeviceToScu, RefusalCode, ScuToDevice};
+use crate::register;
+
+/// A protocol violation by the peer; the connection should be closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The frame did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A valid message at the wrong time.
+    #[error("unexpected {0} in state {1}")]
+    Unexpected(&'static str, &'static str),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device side
+
+/// What the device's link reports to the agent.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LinkEvent {
+    /// Registration accepted (H.626.4 8.1 step 4).
+    Registered {
+        /// Session id.
+        session: String,
+    },
+    /// Registration refused; the connection is over.
+    Refused {
+        /// Why.
+        code: RefusalCode,
+        /// Explanation.
+        message: String,
+    },
+    /// A command to execute; answer with [`DeviceLink::reply`].
+    Command {
+        /// Request id to answer.
+        id: u64,
+        /// The command.
+        command: DeviceCommand,
+    },
+    /// The SCU has gone quiet (no heartbeat answer in time) or said goodbye: reconnect.
+    Lost {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceState {
+    ExpectChallenge,
+    ExpectResult,
+    Registered,
+    Closed,
+}
+
+impl DeviceState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ExpectChallenge => "expect-challenge",
+            Self::ExpectResult => "expect-result",
+            Self::Registered => "registered",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The device end of a Ps connection.
+pub struct DeviceLink {
+    device_id: DeviceId,
+    key: SigningKey,
+    state: DeviceState,
+    next_id: u64,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<LinkEvent>,
+    heartbeat: Duration,
+    next_heartbeat: Option<Instant>,
+    deadline: Instant,
+}
+
+impl DeviceLink {
+    /// How long the SCU may stay silent before the link counts as lost.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Starts a link on a fresh connection; queues the hello.
+    pub fn new(now: Instant, device_id: DeviceId, kind: DeviceKind, key: SigningKey, sw_version: &str) -> Self {
+        let mut link = Self {
+            device_id: device_id.clone(),
+            key,
+            state: DeviceState::ExpectChallenge,
+            next_id: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            heartbeat: Duration::from_secs(5),
+            next_heartbeat: None,
+            deadline: now + Self::HANDSHAKE_TIMEOUT,
+        };
+        link.send(DeviceToScu::Hello {
+            device_id,
+            kind,
+            versions: vec![PROTOCOL_VERSION],
+            sw_version: sw_version.to_owned(),
+        });
+        link
+    }
+
+    fn send(&mut self, body: DeviceToScu) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.push_back(encode(&Envelope::new(id, body)));
+    }
+
+    /// Feeds one frame received from the SCU.
+    pub fn handle_input(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
+        let env: Envelope<ScuToDevice> = decode(frame)?;
+        match (self.state, env.body) {
+            (DeviceState::ExpectChallenge, ScuToDevice::Challenge { node, nonce, issued_at_ms }) => {
+                let signature = register::sign(&self.key, &node, &self.device_id, &nonce, issued_at_ms);
+                self.send(DeviceToScu::Register { nonce, signature });
+                self.state = DeviceState::ExpectResult;
+                self.deadline = now + Self::HANDSHAKE_TIMEOUT;
+            }
+            (DeviceState::ExpectResult, ScuToDevice::Registered { session, heartbeat_ms }) => {
+                self.heartbeat = Duration::from_millis(heartbeat_ms.clamp(500, 120_000));
+                self.state = DeviceState::Registered;
+                self.next_heartbeat = Some(now + self.heartbeat);
+                self.deadline = now + self.heartbeat * 3;
+                self.events.push_back(LinkEvent::Registered { session });
+            }
+            (DeviceState::ExpectChallenge | DeviceState::ExpectResult, ScuToDevice::Refused { code, message }) => {
+                self.state = DeviceState::Closed;
+                self.events.push_back(LinkEvent::Refused { code, message });
+            }
+            (DeviceState::Registered, ScuToDevice::HeartbeatAck) => {
+                self.deadline = now + self.heartbeat * 3;
+            }
+            (DeviceState::Registered, ScuToDevice::Command { command }) => {
+                self.deadline = now + self.heartbeat * 3;
+                self.events.push_back(LinkEvent::Command { id: env.id, command });
+            }
+            (_, ScuToDevice::Bye { reason }) => {
+                self.state = DeviceState::Closed;
+                self.events.push_back(LinkEvent::Lost { reason });
+            }
+            (state, body) => {
+                self.state = DeviceState::Closed;
+                return Err(LinkError::Unexpected(scu_msg_name(&body), state.name()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a command.
+    pub fn reply(&mut self, re: u64, reply: DeviceReply) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.push_back(encode(&Envelope::reply(id, re, DeviceToScu::CommandReply { reply })));
+    }
+
+    /// Call when [`Self::poll_timeout`] is reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == DeviceState::Closed {
+            return;
+        }
+        if now >= self.deadline {
+            self.state = DeviceState::Closed;
+            self.events.push_back(LinkEvent::Lost { reason: "SCU did not answer in time".into() });
+            return;
+        }
+        if let Some(at) = self.next_heartbeat
+            && now >= at
+        {
+            self.send(DeviceToScu::Heartbeat);
+            self.next_heartbeat = Some(now + self.heartbeat);
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the agent.
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == DeviceState::Closed {
+            return None;
+        }
+        Some(self.next_heartbeat.map_or(self.deadline, |h| h.min(self.deadline)))
+    }
+
+    /// Whether the link is over (refused, lost or protocol error).
+    pub fn is_closed(&self) -> bool {
+        self.state == DeviceState::Closed
+    }
+}
+
+fn scu_msg_name(m: &ScuToDevice) -> &'static str {
+    match m {
+        ScuToDevice::Challenge { .. } => "challenge",
+        ScuToDevice::Registered { .. } => "registered",
+        ScuToDevice::Refused { .. } => "refused",
+        ScuToDevice::HeartbeatAck => "heartbeat_ack",
+        ScuToDevice::Command { .. } => "command",
+        ScuToDevice::Bye { .. } => "bye",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SCU side
+
+/// What an SCU connection reports to the node.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// The device answered its challenge: ask the CMU (H.626.4 8.1 step 2), then call
+    /// [`ScuPeer::verdict`].
+    Verify(VerifyRequest),
+    /// The device is registered and online.
+    Online {
+        /// Device id.
+        device_id: DeviceId,
+    },
+    /// A reply to a command sent with [`ScuPeer::send_command`].
+    Reply {
+        /// The command's id.
+        re: u64,
+        /// The device's answer.
+        reply: DeviceReply,
+    },
+    /// The connection is over; close it.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything the CMU needs to check a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// The device.
+    pub device_id: DeviceId,
+    /// PU or NVR.
+    pub kind: DeviceKind,
+    /// Challenge nonce.
+    pub nonce: String,
+    /// Challenge issue time, Unix ms.
+    pub issued_at_ms: u64,
+    /// The device's signature.
+    pub signature: String,
+    /// Software version reported in the hello.
+    pub sw_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PeerState {
+    ExpectHello,
+    ExpectRegister { device_id: DeviceId, kind: DeviceKind, sw_version: String },
+    AwaitVerdict { device_id: DeviceId },
+    Registered { device_id: DeviceId },
+    Closed,
+}
+
+impl PeerState {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::ExpectHello => "expect-hello",
+            Self::ExpectRegister { .. } => "expect-register",
+            Self::AwaitVerdict { .. } => "await-verdict",
+            Self::Registered { .. } => "registered",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// Settings of an SCU's device connections.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// This SCU node's id (signed over by devices).
+    pub node: String,
+    /// Heartbeat period asked of devices.
+    pub heartbeat: Duration,
+    /// Silence after which a device counts as offline.
+    pub dead_after: Duration,
+    /// Time allowed from connect to registration.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            node: "scu-1".into(),
+            heartbeat: Duration::from_secs(4),
+            dead_after: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The SCU end of one device connection.
+pub struct ScuPeer {
+    config: PeerConfig,
+    state: PeerState,
+    nonce: String,
+    issued_at_ms: u64,
+    next_id: u64,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<PeerEvent>,
+    deadline: Instant,
+}
+
+impl ScuPeer {
+    /// A new connection; `nonce` is 32 fresh random bytes, `wall_ms` the Unix time in ms.
+    pub fn new(config: PeerConfig, now: Instant, nonce: [u8; 32], wall_ms: u64) -> Self {
+        let deadline = now + config.handshake_timeout;
+        Self {
+            config,
+            state: PeerState::ExpectHello,
+            nonce: register::encode_nonce(&nonce),
+            issued_at_ms: wall_ms,
+            next_id: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            deadline,
+        }
+    }
+
+    fn send(&mut self, body: ScuToDevice) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.push_back(encode(&Envelope::new(id, body)));
+        id
+    }
+
+    fn refuse(&mut self, code: RefusalCode, message: impl Into<String>) {
+        let message = message.into();
+        self.send(ScuToDevice::Refused { code, message: message.clone() });
+        self.close(format!("refused ({code:?}): {message}"));
+    }
+
+    fn close(&mut self, reason: String) {
+        if self.state != PeerState::Closed {
+            self.state = PeerState::Closed;
+            self.events.push_back(PeerEvent::Closed { reason });
+        }
+    }
+
+    /// Feeds one frame received from the device. Protocol errors refuse and close.
+    pub fn handle_input(&mut self, now: Instant, frame: &[u8]) {
+        let env: Envelope<DeviceToScu> = match decode(frame) {
+            Ok(env) => env,
+            Err(DecodeError::Version(v)) => {
+                return self.refuse(RefusalCode::UnsupportedVersion, format!("protocol version {v} is not spoken here"));
+            }
+            Err(e) => return self.refuse(RefusalCode::ProtocolError, e.to_string()),
+        };
+        let state = std::mem::replace(&mut self.state, PeerState::Closed);
+        match (state, env.body) {
+            (PeerState::ExpectHello, DeviceToScu::Hello { device_id, kind, versions, sw_version }) => {
+                if !versions.contains(&PROTOCOL_VERSION) {
+                    return self.refuse(RefusalCode::UnsupportedVersion, "no common protocol version");
+                }
+                let sw_version: String = sw_version.chars().take(64).collect();
+                self.state = PeerState::ExpectRegister { device_id, kind, sw_version };
+                let (node, nonce, issued_at_ms) = (self.config.node.clone(), self.nonce.clone(), self.issued_at_ms);
+                self.send(ScuToDevice::Challenge { node, nonce, issued_at_ms });
+            }
+            (PeerState::ExpectRegister { device_id, kind, sw_version }, DeviceToScu::Register { nonce, signature }) => {
+                // H.626.4 8.1 step 1. A signature over another connection's challenge is a replay.
+                if nonce != self.nonce {
+                    return self.refuse(RefusalCode::StaleChallenge, "the signed nonce is not this connection's challenge");
+                }
+                self.state = PeerState::AwaitVerdict { device_id: device_id.clone() };
+                self.events.push_back(PeerEvent::Verify(VerifyRequest {
+                    device_id,
+                    kind,
+                    nonce,
+                    issued_at_ms: self.issued_at_ms,
+                    signature,
+                    sw_version,
+                }));
+            }
+            (PeerState::Registered { device_id }, DeviceToScu::Heartbeat) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                self.send(ScuToDevice::HeartbeatAck);
+            }
+            (PeerState::Registered { device_id }, DeviceToScu::CommandReply { reply }) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                match env.re {
+                    Some(re) => self.events.push_back(PeerEvent::Reply { re, reply }),
+                    None => self.refuse(RefusalCode::ProtocolError, "command_reply without re"),
+                }
+            }
+            (state, body) => {
+                let what = match body {
+                    DeviceToScu::Hello { .. } => "hello",
+                    DeviceToScu::Register { .. } => "register",
+                    DeviceToScu::Heartbeat => "heartbeat",
+                    DeviceToScu::CommandReply { .. } => "command_reply",
+                };
+                self.refuse(RefusalCode::ProtocolError, format!("unexpected {what} in state {}", state.name()));
+            }
+        }
+    }
+
+    /// The CMU's verdict on the pending registration (H.626.4 8.1 steps 3-4).
+    pub fn verdict(&mut self, now: Instant, session: String, verdict: Result<(), (RefusalCode, String)>) {
+        let PeerState::AwaitVerdict { device_id } = std::mem::replace(&mut self.state, PeerState::Closed) else {
+            self.state = PeerState::Closed;
+            return;
+        };
+        match verdict {
+            Ok(()) => {
+                let heartbeat_ms = u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX);
+                self.send(ScuToDevice::Registered { session, heartbeat_ms });
+                self.deadline = now + self.config.dead_after;
+                self.events.push_back(PeerEvent::Online { device_id: device_id.clone() });
+                self.state = PeerState::Registered { device_id };
+            }
+            Err((code, message)) => self.refuse(code, message),
+        }
+    }
+
+    /// Sends a command to the registered device; returns its request id, or `None` if the
+    /// device is not registered on this connection.
+    pub fn send_command(&mut self, command: DeviceCommand) -> Option<u64> {
+        matches!(self.state, PeerState::Registered { .. }).then(|| self.send(ScuToDevice::Command { command }))
+    }
+
+    /// Says goodbye and closes (the session was replaced or revoked).
+    pub fn kick(&mut self, reason: &str) {
+        if self.state != PeerState::Closed {
+            self.send(ScuToDevice::Bye { reason: reason.to_owned() });
+            self.close(reason.to_owned());
+        }
+    }
+
+    /// Call when [`Self::poll_timeout`] is reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != PeerState::Closed && now >= self.deadline {
+            let reason = match self.state {
+                PeerState::Registered { .. } => "no heartbeat in time",
+                _ => "registration not completed in time",
+            };
+            self.close(reason.into());
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state != PeerState::Closed).then_some(self.deadline)
+    }
+
+    /// The device, once it said hello.
+    pub fn device_id(&self) -> Option<&DeviceId> {
+        match &self.state {
+            PeerState::ExpectRegister { device_id, .. } | PeerState::AwaitVerdict { device_id } | PeerState::Registered { device_id } => {
+                Some(device_id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        self.state == PeerState::Closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both ends driven against each other in virtual time.
+    use super::*;
+
+    struct Pair {
+        now: Instant,
+        dev: DeviceLink,
+        scu: ScuPeer,
+        dev_events: Vec<LinkEvent>,
+        scu_events: Vec<PeerEvent>,
+    }
+
+    impl Pair {
+        fn new(seed: u8) -> (Self, ed25519_dalek::VerifyingKey) {
+            let now = Instant::now();
+            let key = SigningKey::from_bytes(&[seed; 32]);
+            let pk = key.verifying_key();
+            let dev = DeviceLink::new(now, DeviceId::from_random([seed; 10]), DeviceKind::Pu, key, "test");
+            let scu = ScuPeer::new(PeerConfig::default(), now, [seed; 32], 1_000);
+            (Self { now, dev, scu, dev_events: vec![], scu_events: vec![] }, pk)
+        }
+
+        fn drive(&mut self) {
+            loop {
+                let mut moved = false;
+                while let Some(f) = self.dev.poll_transmit() {
+                    self.scu.handle_input(self.now, &f);
+                    moved = true;
+                }
+                while let Some(f) = self.scu.poll_transmit() {
+                    let _ = self.dev.handle_input(self.now, &f);
+                    moved = true;
+                }
+                self.dev_events.extend(std::iter::from_fn(|| self.dev.poll_event()));
+                self.scu_events.extend(std::iter::from_fn(|| self.scu.poll_event()));
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        fn advance(&mut self, d: Duration) {
+            let end = self.now + d;
+            loop {
+                let next = [self.dev.poll_timeout(), self.scu.poll_timeout()].into_iter().flatten().min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = self.now.max(t);
+                        self.dev.handle_timeout(self.now);
+                        self.scu.handle_timeout(self.now);
+                        self.drive();
+                    }
+                    _ => break,
+                }
+            }
+            self.now = end;
+        }
+    }
+
+    fn verify_like_cmu(pk: &ed25519_dalek::VerifyingKey, req: &VerifyRequest) -> Result<(), (RefusalCode, String)> {
+        register::verify(pk, "scu-1", &req.device_id, &req.nonce, req.issued_at_ms, &req.signature)
+            .map_err(|e| (RefusalCode::BadSignature, e.to_string()))
+    }
+
+    #[test]
+    fn h626_8_1_registration_and_heartbeats_in_virtual_time() {
+        let (mut p, pk) = Pair::new(1);
+        p.drive();
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!("no verify: {:?}", p.scu_events) };
+        let v = verify_like_cmu(&pk, &req);
+        p.scu.verdict(p.now, "s1".into(), v);
+        p.drive();
+        assert_eq!(p.dev_events, vec![LinkEvent::Registered { session: "s1".into() }]);
+        // An hour of heartbeats keeps both sides up.
+        p.advance(Duration::from_secs(3600));
+        assert!(!p.dev.is_closed() && !p.scu.is_closed());
+        // A command round trip.
+        let id = p.scu.send_command(DeviceCommand::Describe).expect("registered");
+        p.drive();
+        let Some(LinkEvent::Command { id: got, .. }) = p.dev_events.pop() else { panic!() };
+        assert_eq!(got, id);
+        p.dev.reply(got, DeviceReply::Failed { code: "x".into(), message: "y".into() });
+        p.drive();
+        assert!(matches!(p.scu_events.pop(), Some(PeerEvent::Reply { re, .. }) if re == id));
+    }
+
+    #[test]
+    fn h626_8_1_wrong_key_is_refused() {
+        let (mut p, _) = Pair::new(1);
+        let other = SigningKey::from_bytes(&[9; 32]).verifying_key();
+        p.drive();
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!() };
+        let v = verify_like_cmu(&other, &req);
+        p.scu.verdict(p.now, "s1".into(), v);
+        p.drive();
+        assert!(matches!(p.dev_events.as_slice(), [LinkEvent::Refused { code: RefusalCode::BadSignature, .. }]));
+        assert!(p.scu.is_closed() && p.dev.is_closed());
+    }
+
+    #[test]
+    fn h626_8_1_replayed_register_is_refused() {
+        // Capture a Register from one connection and replay it on another.
+        let (mut a, _) = Pair::new(1);
+        let hello = a.dev.poll_transmit().expect("hello");
+        a.scu.handle_input(a.now, &hello);
+        let challenge = a.scu.poll_transmit().expect("challenge");
+        a.dev.handle_input(a.now, &challenge).expect("ok");
+        let register = a.dev.poll_transmit().expect("register");
+
+        let mut b = ScuPeer::new(PeerConfig::default(), a.now, [2; 32], 2_000);
+        b.handle_input(a.now, &hello);
+        let _ = b.poll_transmit();
+        b.handle_input(a.now, &register);
+        let refused: Envelope<ScuToDevice> = decode(&b.poll_transmit().expect("refusal")).expect("decodes");
+        assert!(matches!(refused.body, ScuToDevice::Refused { code: RefusalCode::StaleChallenge, .. }));
+        assert!(b.is_closed());
+    }
+
+    #[test]
+    fn silent_device_goes_offline_and_silent_scu_is_lost() {
+        let (mut p, pk) = Pair::new(3);
+        p.drive();
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!() };
+        let v = verify_like_cmu(&pk, &req);
+        p.scu.verdict(p.now, "s".into(), v);
+        p.drive();
+        // Cut the wire: advance each side alone.
+        let t = p.now + Duration::from_secs(11);
+        p.scu.handle_timeout(t);
+        assert!(matches!(p.scu_events.last(), Some(PeerEvent::Online { .. })));
+        assert!(matches!(p.scu.poll_event(), Some(PeerEvent::Closed { .. })));
+        let t = p.now + Duration::from_secs(30);
+        p.dev.handle_timeout(t);
+        assert!(p.dev.is_closed());
+    }
+
+    #[test]
+    fn garbage_and_out_of_order_messages_close_cleanly() {
+        let now = Instant::now();
+        let mut s = ScuPeer::new(PeerConfig::default(), now, [0; 32], 0);
+        s.handle_input(now, b"\xff\x00not json");
+        assert!(s.is_closed());
+        let mut s = ScuPeer::new(PeerConfig::default(), now, [0; 32], 0);
+        s.handle_input(now, br#"{"v":1,"id":1,"body":{"type":"heartbeat"}}"#);
+        assert!(s.is_closed());
+        let mut s = ScuPeer::new(PeerConfig::default(), now, [0; 32], 0);
+        s.handle_input(now, br#"{"v":9,"id":1,"body":{"type":"heartbeat"}}"#);
+        let refusal: Envelope<ScuToDevice> = decode(&s.poll_transmit().expect("refusal")).expect("decodes");
+        assert!(matches!(refusal.body, ScuToDevice::Refused { code: RefusalCode::UnsupportedVersion, .. }));
+    }
+}

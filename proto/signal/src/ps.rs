@@ -1,0 +1,143 @@
+//! Ps / Pm: the messages between a device (PU or NVR) and the SCU that holds it.
+//!
+//! The device opens the connection (it sits behind NAT and only makes outbound
+//! connections, SECURITY.md D6) and speaks first:
+//!
+//! ```text
+//! PU  -> SCU  hello        { device_id, kind, versions, sw_version }
+//! SCU -> PU   challenge    { node, nonce, issued_at_ms }
+//! PU  -> SCU  register     { nonce, signature }              H.626.4 8.1 step 1
+//!             (SCU -> CMU verify_device, CMU -> SCU verdict: 8.1 steps 2-3)
+//! SCU -> PU   registered   { session, heartbeat_ms }         H.626.4 8.1 step 4
+//!          or refused      { code, message }
+//! PU  -> SCU  heartbeat    every heartbeat_ms; SCU answers heartbeat_ack
+//! SCU -> PU   command      { command }  -> PU replies command_reply (re = request id)
+//! ```
+
+use peercam_base::DeviceId;
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::{DeviceCommand, DeviceReply};
+
+/// What kind of device is registering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DeviceKind {
+    /// A camera (premises unit).
+    Pu,
+    /// A network video recorder.
+    Nvr,
+}
+
+impl DeviceKind {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pu => "pu",
+            Self::Nvr => "nvr",
+        }
+    }
+}
+
+/// Messages from a device to the SCU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeviceToScu {
+    /// Opens the conversation.
+    Hello {
+        /// The device's public label.
+        device_id: DeviceId,
+        /// PU or NVR.
+        kind: DeviceKind,
+        /// Protocol major versions the device speaks.
+        versions: Vec<u16>,
+        /// Software version of the agent.
+        sw_version: String,
+    },
+    /// Answer to the challenge: the registration request of H.626.4 8.1 step 1.
+    Register {
+        /// The nonce of the challenge, echoed.
+        nonce: String,
+        /// Ed25519 signature over [`crate::register::signing_payload`], base64url.
+        signature: String,
+    },
+    /// Keep-alive.
+    Heartbeat,
+    /// Reply to a [`ScuToDevice::Command`]; the envelope's `re` names the command.
+    CommandReply {
+        /// The result.
+        reply: DeviceReply,
+    },
+}
+
+/// Messages from the SCU to a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ScuToDevice {
+    /// A fresh challenge for this connection.
+    Challenge {
+        /// The SCU node that issued it (signed over, so a signature cannot be used elsewhere).
+        node: String,
+        /// 32 random bytes, base64url.
+        nonce: String,
+        /// When the challenge was issued, Unix milliseconds (the SCU's clock).
+        issued_at_ms: u64,
+    },
+    /// Registration accepted (H.626.4 8.1 step 4).
+    Registered {
+        /// The session id of this registration.
+        session: String,
+        /// How often the device must send a heartbeat.
+        heartbeat_ms: u64,
+    },
+    /// Registration refused; the SCU closes the connection after sending this.
+    Refused {
+        /// Machine-readable reason, see [`RefusalCode`].
+        code: RefusalCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// Answer to a heartbeat.
+    HeartbeatAck,
+    /// A command routed from the CMU.
+    Command {
+        /// The command.
+        command: DeviceCommand,
+    },
+    /// The SCU is dropping this session (another registration replaced it, or it was revoked).
+    Bye {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalCode {
+    /// No device with this id was provisioned.
+    UnknownDevice,
+    /// The signature does not verify with the device's key.
+    BadSignature,
+    /// The signed nonce is not this connection's challenge, or was used before.
+    StaleChallenge,
+    /// The message was not expected now, or did not parse.
+    ProtocolError,
+    /// The peer speaks no protocol version we speak.
+    UnsupportedVersion,
+    /// The platform cannot decide now (CMU unreachable); try again later.
+    Unavailable,
+    /// The device is disabled by the operator.
+    Disabled,
+}
+
+impl RefusalCode {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Unavailable | Self::ProtocolError)
+    }
+}

@@ -1,0 +1,134 @@
+//! Sc / Sm: the messages between an SCU node and the CMU.
+//!
+//! The SCU connects to the CMU (`/platform/v1/scu`) and speaks first:
+//!
+//! ```text
+//! SCU -> CMU  node_hello     { node, secret, versions }
+//! CMU -> SCU  node_welcome   { }
+//! SCU -> CMU  verify_device  { device_id, kind, node, nonce, issued_at_ms, signature, session }
+//! CMU -> SCU  device_verdict { accepted | refused }             (re = verify_device id)
+//! SCU -> CMU  presence       { device_id, session, online }     (Sc: PU status)
+//! CMU -> SCU  command        { device_id, command }             (Sm, routed to the PU)
+//! SCU -> CMU  command_result { result }                         (re = command id)
+//! CMU -> SCU  kick           { device_id, session, reason }     (duplicate session, revocation)
+//! ```
+
+use peercam_base::DeviceId;
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::ps::{DeviceKind, RefusalCode};
+
+/// Messages from an SCU node to the CMU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ScuToCmu {
+    /// Opens the conversation; `secret` authenticates the node.
+    NodeHello {
+        /// This node's id.
+        node: String,
+        /// Shared node secret configured on the CMU.
+        secret: String,
+        /// Protocol major versions spoken.
+        versions: Vec<u16>,
+    },
+    /// H.626.4 8.1 step 2: a device asks to register; the CMU checks its signature.
+    VerifyDevice {
+        /// The device.
+        device_id: DeviceId,
+        /// PU or NVR.
+        kind: DeviceKind,
+        /// The node that issued the challenge.
+        node: String,
+        /// The challenge nonce.
+        nonce: String,
+        /// When the challenge was issued (Unix ms, SCU clock).
+        issued_at_ms: u64,
+        /// The device's signature.
+        signature: String,
+        /// The session id the SCU will give the device if accepted.
+        session: String,
+        /// Software version the device reported.
+        sw_version: String,
+    },
+    /// Sc: a device's presence changed on this node.
+    Presence {
+        /// The device.
+        device_id: DeviceId,
+        /// Its session on this node.
+        session: String,
+        /// Online (registered) or offline (connection lost, timed out, replaced).
+        online: bool,
+    },
+    /// Result of a routed command (`re` = the command's id).
+    CommandResult {
+        /// What happened.
+        result: CommandOutcome,
+    },
+}
+
+/// Messages from the CMU to an SCU node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CmuToScu {
+    /// The node is accepted.
+    NodeWelcome,
+    /// The node is refused; the CMU closes the connection.
+    NodeRefused {
+        /// Why.
+        message: String,
+    },
+    /// Verdict on a [`ScuToCmu::VerifyDevice`] (H.626.4 8.1 step 3).
+    DeviceVerdict {
+        /// Accepted, or why not.
+        verdict: Verdict,
+    },
+    /// Route a command to a device held by this node (Sm / Ps).
+    Command {
+        /// The device.
+        device_id: DeviceId,
+        /// The command.
+        command: DeviceCommand,
+    },
+    /// Drop a device session.
+    Kick {
+        /// The device.
+        device_id: DeviceId,
+        /// Only this session (a newer one may already exist).
+        session: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The CMU's decision on a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Registered.
+    Accepted,
+    /// Refused.
+    Refused {
+        /// Machine-readable reason.
+        code: RefusalCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+/// What became of a routed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// The device answered.
+    Replied {
+        /// Its answer.
+        reply: DeviceReply,
+    },
+    /// The device is not connected to this node.
+    NotConnected,
+    /// The device did not answer in time.
+    Timeout,
+}
