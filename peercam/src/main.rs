@@ -1,1 +1,87 @@
-fn main() {}
+//! `peercam`: one binary, one subcommand per H.626.4 unit.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// peercam: a point-to-point visual surveillance system (ITU-T H.626.4).
+///
+/// Cameras (PU) behind home NAT register with the platform (CMU + SCU); users (CU) watch them
+/// directly. Start with `peercam demo`, which runs every unit on loopback.
+#[derive(Parser)]
+#[command(
+    name = "peercam",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every unit on loopback with embedded defaults and two synthetic cameras.
+    Demo(cmd::demo::Args),
+    /// Run the centre management unit (accounts, devices, authorisation, API).
+    Cmu(cmd::cmu::Args),
+    /// Run a service control unit node (device registration, presence, command routing).
+    Scu(cmd::scu::Args),
+    /// Run the CMU and one SCU node in one process (small sites).
+    Platform(cmd::platform::Args),
+    /// Run the camera agent (premises unit).
+    Pu(cmd::pu::Args),
+    /// Customer unit: the command-line client of the platform.
+    Cu(cmd::cu::Args),
+    /// Operator tasks: provision devices, approve accounts.
+    Admin(cmd::admin::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => cmd::demo::run(a).await,
+            Command::Cmu(a) => cmd::cmu::run(a).await,
+            Command::Scu(a) => cmd::scu::run(a).await,
+            Command::Platform(a) => cmd::platform::run(a).await,
+            Command::Pu(a) => cmd::pu::run(a).await,
+            Command::Cu(a) => cmd::cu::run(a).await,
+            Command::Admin(a) => cmd::admin::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -37,12 +37,22 @@ fn is_zero(v: &u64) -> bool {
 impl<B> Envelope<B> {
     /// A request or notification.
     pub fn new(id: u64, body: B) -> Self {
-        Self { v: PROTOCOL_VERSION, id, re: None, body }
+        Self {
+            v: PROTOCOL_VERSION,
+            id,
+            re: None,
+            body,
+        }
     }
 
     /// A reply to request `re`.
     pub fn reply(id: u64, re: u64, body: B) -> Self {
-        Self { v: PROTOCOL_VERSION, id, re: Some(re), body }
+        Self {
+            v: PROTOCOL_VERSION,
+            id,
+            re: Some(re),
+            body,
+        }
     }
 }
 
@@ -138,14 +148,26 @@ mod tests {
     #[test]
     fn limits() {
         let deep = format!("{{\"v\":1,\"body\":{}{}}}", "[".repeat(40), "]".repeat(40));
-        assert!(matches!(decode::<serde_json::Value>(deep.as_bytes()), Err(DecodeError::TooDeep)));
+        assert!(matches!(
+            decode::<serde_json::Value>(deep.as_bytes()),
+            Err(DecodeError::TooDeep)
+        ));
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(decode::<serde_json::Value>(&big), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(
+            decode::<serde_json::Value>(&big),
+            Err(DecodeError::TooLarge(_))
+        ));
         let v2 = br#"{"v":2,"body":null}"#;
-        assert!(matches!(decode::<serde_json::Value>(v2), Err(DecodeError::Version(2))));
+        assert!(matches!(
+            decode::<serde_json::Value>(v2),
+            Err(DecodeError::Version(2))
+        ));
         let nested_in_string = format!("{{\"v\":1,\"body\":\"{}\"}}", "[".repeat(40));
         assert!(decode::<serde_json::Value>(nested_in_string.as_bytes()).is_ok());
         let bad = br#"{"v":1,"body":"#;
-        assert!(matches!(decode::<serde_json::Value>(bad), Err(DecodeError::Malformed { .. })));
+        assert!(matches!(
+            decode::<serde_json::Value>(bad),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 }

@@ -64,7 +64,14 @@ pub struct DeviceIdentity {
 
 impl DeviceIdentity {
     /// Builds an identity from its parts.
-    pub fn new(device_id: DeviceId, kind: DeviceKind, vendor: String, model: String, key: &SigningKey, bind_code: BindCode) -> Self {
+    pub fn new(
+        device_id: DeviceId,
+        kind: DeviceKind,
+        vendor: String,
+        model: String,
+        key: &SigningKey,
+        bind_code: BindCode,
+    ) -> Self {
         Self {
             device_id,
             kind,
@@ -80,9 +87,12 @@ impl DeviceIdentity {
         if text.len() > MAX_IDENTITY_BYTES {
             return Err(IdentityError::TooLarge);
         }
-        let id: Self = toml::from_str(text).map_err(|e| IdentityError::Syntax(e.message().to_owned()))?;
+        let id: Self =
+            toml::from_str(text).map_err(|e| IdentityError::Syntax(e.message().to_owned()))?;
         if id.vendor.len() > 64 || id.model.len() > 64 {
-            return Err(IdentityError::Syntax("vendor and model are at most 64 bytes".into()));
+            return Err(IdentityError::Syntax(
+                "vendor and model are at most 64 bytes".into(),
+            ));
         }
         id.signing_key()?;
         Ok(id)
@@ -148,7 +158,11 @@ impl BindCode {
             };
             s.push(c);
         }
-        if s.len() == Self::LEN { Ok(Self(s)) } else { Err(IdentityError::BindCode) }
+        if s.len() == Self::LEN {
+            Ok(Self(s))
+        } else {
+            Err(IdentityError::BindCode)
+        }
     }
 
     /// The canonical form, `XXXX-XXXX-XXXX`.
@@ -220,7 +234,14 @@ mod tests {
     #[test]
     fn debug_hides_secrets() {
         let key = SigningKey::from_bytes(&[3; 32]);
-        let id = DeviceIdentity::new(DeviceId::from_random([1; 10]), DeviceKind::Pu, "v".into(), "m".into(), &key, BindCode::from_random([2; 8]));
+        let id = DeviceIdentity::new(
+            DeviceId::from_random([1; 10]),
+            DeviceKind::Pu,
+            "v".into(),
+            "m".into(),
+            &key,
+            BindCode::from_random([2; 8]),
+        );
         let dbg = format!("{id:?}");
         assert!(!dbg.contains(&id.secret_key));
         assert!(!dbg.contains(&id.bind_code.display()));

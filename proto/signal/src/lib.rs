@@ -30,4 +30,6 @@ pub mod register;
 pub mod sc;
 pub mod token;
 
-pub use envelope::{DecodeError, Envelope, MAX_DEPTH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode};
+pub use envelope::{
+    DecodeError, Envelope, MAX_DEPTH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode,
+};

@@ -108,7 +108,13 @@ impl DeviceLink {
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Starts a link on a fresh connection; queues the hello.
-    pub fn new(now: Instant, device_id: DeviceId, kind: DeviceKind, key: SigningKey, sw_version: &str) -> Self {
+    pub fn new(
+        now: Instant,
+        device_id: DeviceId,
+        kind: DeviceKind,
+        key: SigningKey,
+        sw_version: &str,
+    ) -> Self {
         let mut link = Self {
             device_id: device_id.clone(),
             key,
@@ -139,20 +145,37 @@ impl DeviceLink {
     pub fn handle_input(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
         let env: Envelope<ScuToDevice> = decode(frame)?;
         match (self.state, env.body) {
-            (DeviceState::ExpectChallenge, ScuToDevice::Challenge { node, nonce, issued_at_ms }) => {
-                let signature = register::sign(&self.key, &node, &self.device_id, &nonce, issued_at_ms);
+            (
+                DeviceState::ExpectChallenge,
+                ScuToDevice::Challenge {
+                    node,
+                    nonce,
+                    issued_at_ms,
+                },
+            ) => {
+                let signature =
+                    register::sign(&self.key, &node, &self.device_id, &nonce, issued_at_ms);
                 self.send(DeviceToScu::Register { nonce, signature });
                 self.state = DeviceState::ExpectResult;
                 self.deadline = now + Self::HANDSHAKE_TIMEOUT;
             }
-            (DeviceState::ExpectResult, ScuToDevice::Registered { session, heartbeat_ms }) => {
+            (
+                DeviceState::ExpectResult,
+                ScuToDevice::Registered {
+                    session,
+                    heartbeat_ms,
+                },
+            ) => {
                 self.heartbeat = Duration::from_millis(heartbeat_ms.clamp(500, 120_000));
                 self.state = DeviceState::Registered;
                 self.next_heartbeat = Some(now + self.heartbeat);
                 self.deadline = now + self.heartbeat * 3;
                 self.events.push_back(LinkEvent::Registered { session });
             }
-            (DeviceState::ExpectChallenge | DeviceState::ExpectResult, ScuToDevice::Refused { code, message }) => {
+            (
+                DeviceState::ExpectChallenge | DeviceState::ExpectResult,
+                ScuToDevice::Refused { code, message },
+            ) => {
                 self.state = DeviceState::Closed;
                 self.events.push_back(LinkEvent::Refused { code, message });
             }
@@ -161,7 +184,10 @@ impl DeviceLink {
             }
             (DeviceState::Registered, ScuToDevice::Command { command }) => {
                 self.deadline = now + self.heartbeat * 3;
-                self.events.push_back(LinkEvent::Command { id: env.id, command });
+                self.events.push_back(LinkEvent::Command {
+                    id: env.id,
+                    command,
+                });
             }
             (_, ScuToDevice::Bye { reason }) => {
                 self.state = DeviceState::Closed;
@@ -179,7 +205,11 @@ impl DeviceLink {
     pub fn reply(&mut self, re: u64, reply: DeviceReply) {
         let id = self.next_id;
         self.next_id += 1;
-        self.out.push_back(encode(&Envelope::reply(id, re, DeviceToScu::CommandReply { reply })));
+        self.out.push_back(encode(&Envelope::reply(
+            id,
+            re,
+            DeviceToScu::CommandReply { reply },
+        )));
     }
 
     /// Call when [`Self::poll_timeout`] is reached.
@@ -189,7 +219,9 @@ impl DeviceLink {
         }
         if now >= self.deadline {
             self.state = DeviceState::Closed;
-            self.events.push_back(LinkEvent::Lost { reason: "SCU did not answer in time".into() });
+            self.events.push_back(LinkEvent::Lost {
+                reason: "SCU did not answer in time".into(),
+            });
             return;
         }
         if let Some(at) = self.next_heartbeat
@@ -215,7 +247,10 @@ impl DeviceLink {
         if self.state == DeviceState::Closed {
             return None;
         }
-        Some(self.next_heartbeat.map_or(self.deadline, |h| h.min(self.deadline)))
+        Some(
+            self.next_heartbeat
+                .map_or(self.deadline, |h| h.min(self.deadline)),
+        )
     }
 
     /// Whether the link is over (refused, lost or protocol error).
@@ -284,9 +319,17 @@ pub struct VerifyRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PeerState {
     ExpectHello,
-    ExpectRegister { device_id: DeviceId, kind: DeviceKind, sw_version: String },
-    AwaitVerdict { device_id: DeviceId },
-    Registered { device_id: DeviceId },
+    ExpectRegister {
+        device_id: DeviceId,
+        kind: DeviceKind,
+        sw_version: String,
+    },
+    AwaitVerdict {
+        device_id: DeviceId,
+    },
+    Registered {
+        device_id: DeviceId,
+    },
     Closed,
 }
 
@@ -363,7 +406,10 @@ impl ScuPeer {
 
     fn refuse(&mut self, code: RefusalCode, message: impl Into<String>) {
         let message = message.into();
-        self.send(ScuToDevice::Refused { code, message: message.clone() });
+        self.send(ScuToDevice::Refused {
+            code,
+            message: message.clone(),
+        });
         self.close(format!("refused ({code:?}): {message}"));
     }
 
@@ -379,27 +425,65 @@ impl ScuPeer {
         let env: Envelope<DeviceToScu> = match decode(frame) {
             Ok(env) => env,
             Err(DecodeError::Version(v)) => {
-                return self.refuse(RefusalCode::UnsupportedVersion, format!("protocol version {v} is not spoken here"));
+                return self.refuse(
+                    RefusalCode::UnsupportedVersion,
+                    format!("protocol version {v} is not spoken here"),
+                );
             }
             Err(e) => return self.refuse(RefusalCode::ProtocolError, e.to_string()),
         };
         let state = std::mem::replace(&mut self.state, PeerState::Closed);
         match (state, env.body) {
-            (PeerState::ExpectHello, DeviceToScu::Hello { device_id, kind, versions, sw_version }) => {
+            (
+                PeerState::ExpectHello,
+                DeviceToScu::Hello {
+                    device_id,
+                    kind,
+                    versions,
+                    sw_version,
+                },
+            ) => {
                 if !versions.contains(&PROTOCOL_VERSION) {
-                    return self.refuse(RefusalCode::UnsupportedVersion, "no common protocol version");
+                    return self.refuse(
+                        RefusalCode::UnsupportedVersion,
+                        "no common protocol version",
+                    );
                 }
                 let sw_version: String = sw_version.chars().take(64).collect();
-                self.state = PeerState::ExpectRegister { device_id, kind, sw_version };
-                let (node, nonce, issued_at_ms) = (self.config.node.clone(), self.nonce.clone(), self.issued_at_ms);
-                self.send(ScuToDevice::Challenge { node, nonce, issued_at_ms });
+                self.state = PeerState::ExpectRegister {
+                    device_id,
+                    kind,
+                    sw_version,
+                };
+                let (node, nonce, issued_at_ms) = (
+                    self.config.node.clone(),
+                    self.nonce.clone(),
+                    self.issued_at_ms,
+                );
+                self.send(ScuToDevice::Challenge {
+                    node,
+                    nonce,
+                    issued_at_ms,
+                });
             }
-            (PeerState::ExpectRegister { device_id, kind, sw_version }, DeviceToScu::Register { nonce, signature }) => {
+            (
+                PeerState::ExpectRegister {
+                    device_id,
+                    kind,
+                    sw_version,
+                },
+                DeviceToScu::Register { nonce, signature },
+            ) => {
                 // H.626.4 8.1 step 1. A signature over another connection's challenge is a replay.
                 if nonce != self.nonce {
-                    return self.refuse(RefusalCode::StaleChallenge, "the signed nonce is not this connection's challenge");
+                    return self.refuse(
+                        RefusalCode::StaleChallenge,
+                        "the signed nonce is not this connection's challenge",
+                    );
                 }
-                self.state = PeerState::AwaitVerdict { device_id: device_id.clone() };
+                self.state = PeerState::AwaitVerdict {
+                    device_id: device_id.clone(),
+                };
                 self.events.push_back(PeerEvent::Verify(VerifyRequest {
                     device_id,
                     kind,
@@ -429,23 +513,39 @@ impl ScuPeer {
                     DeviceToScu::Heartbeat => "heartbeat",
                     DeviceToScu::CommandReply { .. } => "command_reply",
                 };
-                self.refuse(RefusalCode::ProtocolError, format!("unexpected {what} in state {}", state.name()));
+                self.refuse(
+                    RefusalCode::ProtocolError,
+                    format!("unexpected {what} in state {}", state.name()),
+                );
             }
         }
     }
 
     /// The CMU's verdict on the pending registration (H.626.4 8.1 steps 3-4).
-    pub fn verdict(&mut self, now: Instant, session: String, verdict: Result<(), (RefusalCode, String)>) {
-        let PeerState::AwaitVerdict { device_id } = std::mem::replace(&mut self.state, PeerState::Closed) else {
+    pub fn verdict(
+        &mut self,
+        now: Instant,
+        session: String,
+        verdict: Result<(), (RefusalCode, String)>,
+    ) {
+        let PeerState::AwaitVerdict { device_id } =
+            std::mem::replace(&mut self.state, PeerState::Closed)
+        else {
             self.state = PeerState::Closed;
             return;
         };
         match verdict {
             Ok(()) => {
-                let heartbeat_ms = u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX);
-                self.send(ScuToDevice::Registered { session, heartbeat_ms });
+                let heartbeat_ms =
+                    u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX);
+                self.send(ScuToDevice::Registered {
+                    session,
+                    heartbeat_ms,
+                });
                 self.deadline = now + self.config.dead_after;
-                self.events.push_back(PeerEvent::Online { device_id: device_id.clone() });
+                self.events.push_back(PeerEvent::Online {
+                    device_id: device_id.clone(),
+                });
                 self.state = PeerState::Registered { device_id };
             }
             Err((code, message)) => self.refuse(code, message),
@@ -455,13 +555,16 @@ impl ScuPeer {
     /// Sends a command to the registered device; returns its request id, or `None` if the
     /// device is not registered on this connection.
     pub fn send_command(&mut self, command: DeviceCommand) -> Option<u64> {
-        matches!(self.state, PeerState::Registered { .. }).then(|| self.send(ScuToDevice::Command { command }))
+        matches!(self.state, PeerState::Registered { .. })
+            .then(|| self.send(ScuToDevice::Command { command }))
     }
 
     /// Says goodbye and closes (the session was replaced or revoked).
     pub fn kick(&mut self, reason: &str) {
         if self.state != PeerState::Closed {
-            self.send(ScuToDevice::Bye { reason: reason.to_owned() });
+            self.send(ScuToDevice::Bye {
+                reason: reason.to_owned(),
+            });
             self.close(reason.to_owned());
         }
     }
@@ -495,9 +598,9 @@ impl ScuPeer {
     /// The device, once it said hello.
     pub fn device_id(&self) -> Option<&DeviceId> {
         match &self.state {
-            PeerState::ExpectRegister { device_id, .. } | PeerState::AwaitVerdict { device_id } | PeerState::Registered { device_id } => {
-                Some(device_id)
-            }
+            PeerState::ExpectRegister { device_id, .. }
+            | PeerState::AwaitVerdict { device_id }
+            | PeerState::Registered { device_id } => Some(device_id),
             _ => None,
         }
     }
@@ -526,9 +629,24 @@ mod tests {
             let now = Instant::now();
             let key = SigningKey::from_bytes(&[seed; 32]);
             let pk = key.verifying_key();
-            let dev = DeviceLink::new(now, DeviceId::from_random([seed; 10]), DeviceKind::Pu, key, "test");
+            let dev = DeviceLink::new(
+                now,
+                DeviceId::from_random([seed; 10]),
+                DeviceKind::Pu,
+                key,
+                "test",
+            );
             let scu = ScuPeer::new(PeerConfig::default(), now, [seed; 32], 1_000);
-            (Self { now, dev, scu, dev_events: vec![], scu_events: vec![] }, pk)
+            (
+                Self {
+                    now,
+                    dev,
+                    scu,
+                    dev_events: vec![],
+                    scu_events: vec![],
+                },
+                pk,
+            )
         }
 
         fn drive(&mut self) {
@@ -542,8 +660,10 @@ mod tests {
                     let _ = self.dev.handle_input(self.now, &f);
                     moved = true;
                 }
-                self.dev_events.extend(std::iter::from_fn(|| self.dev.poll_event()));
-                self.scu_events.extend(std::iter::from_fn(|| self.scu.poll_event()));
+                self.dev_events
+                    .extend(std::iter::from_fn(|| self.dev.poll_event()));
+                self.scu_events
+                    .extend(std::iter::from_fn(|| self.scu.poll_event()));
                 if !moved {
                     break;
                 }
@@ -553,7 +673,10 @@ mod tests {
         fn advance(&mut self, d: Duration) {
             let end = self.now + d;
             loop {
-                let next = [self.dev.poll_timeout(), self.scu.poll_timeout()].into_iter().flatten().min();
+                let next = [self.dev.poll_timeout(), self.scu.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match next {
                     Some(t) if t <= end => {
                         self.now = self.now.max(t);
@@ -568,29 +691,57 @@ mod tests {
         }
     }
 
-    fn verify_like_cmu(pk: &ed25519_dalek::VerifyingKey, req: &VerifyRequest) -> Result<(), (RefusalCode, String)> {
-        register::verify(pk, "scu-1", &req.device_id, &req.nonce, req.issued_at_ms, &req.signature)
-            .map_err(|e| (RefusalCode::BadSignature, e.to_string()))
+    fn verify_like_cmu(
+        pk: &ed25519_dalek::VerifyingKey,
+        req: &VerifyRequest,
+    ) -> Result<(), (RefusalCode, String)> {
+        register::verify(
+            pk,
+            "scu-1",
+            &req.device_id,
+            &req.nonce,
+            req.issued_at_ms,
+            &req.signature,
+        )
+        .map_err(|e| (RefusalCode::BadSignature, e.to_string()))
     }
 
     #[test]
     fn h626_8_1_registration_and_heartbeats_in_virtual_time() {
         let (mut p, pk) = Pair::new(1);
         p.drive();
-        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!("no verify: {:?}", p.scu_events) };
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else {
+            panic!("no verify: {:?}", p.scu_events)
+        };
         let v = verify_like_cmu(&pk, &req);
         p.scu.verdict(p.now, "s1".into(), v);
         p.drive();
-        assert_eq!(p.dev_events, vec![LinkEvent::Registered { session: "s1".into() }]);
+        assert_eq!(
+            p.dev_events,
+            vec![LinkEvent::Registered {
+                session: "s1".into()
+            }]
+        );
         // An hour of heartbeats keeps both sides up.
         p.advance(Duration::from_secs(3600));
         assert!(!p.dev.is_closed() && !p.scu.is_closed());
         // A command round trip.
-        let id = p.scu.send_command(DeviceCommand::Describe).expect("registered");
+        let id = p
+            .scu
+            .send_command(DeviceCommand::Describe)
+            .expect("registered");
         p.drive();
-        let Some(LinkEvent::Command { id: got, .. }) = p.dev_events.pop() else { panic!() };
+        let Some(LinkEvent::Command { id: got, .. }) = p.dev_events.pop() else {
+            panic!()
+        };
         assert_eq!(got, id);
-        p.dev.reply(got, DeviceReply::Failed { code: "x".into(), message: "y".into() });
+        p.dev.reply(
+            got,
+            DeviceReply::Failed {
+                code: "x".into(),
+                message: "y".into(),
+            },
+        );
         p.drive();
         assert!(matches!(p.scu_events.pop(), Some(PeerEvent::Reply { re, .. }) if re == id));
     }
@@ -600,11 +751,19 @@ mod tests {
         let (mut p, _) = Pair::new(1);
         let other = SigningKey::from_bytes(&[9; 32]).verifying_key();
         p.drive();
-        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!() };
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else {
+            panic!()
+        };
         let v = verify_like_cmu(&other, &req);
         p.scu.verdict(p.now, "s1".into(), v);
         p.drive();
-        assert!(matches!(p.dev_events.as_slice(), [LinkEvent::Refused { code: RefusalCode::BadSignature, .. }]));
+        assert!(matches!(
+            p.dev_events.as_slice(),
+            [LinkEvent::Refused {
+                code: RefusalCode::BadSignature,
+                ..
+            }]
+        ));
         assert!(p.scu.is_closed() && p.dev.is_closed());
     }
 
@@ -622,8 +781,15 @@ mod tests {
         b.handle_input(a.now, &hello);
         let _ = b.poll_transmit();
         b.handle_input(a.now, &register);
-        let refused: Envelope<ScuToDevice> = decode(&b.poll_transmit().expect("refusal")).expect("decodes");
-        assert!(matches!(refused.body, ScuToDevice::Refused { code: RefusalCode::StaleChallenge, .. }));
+        let refused: Envelope<ScuToDevice> =
+            decode(&b.poll_transmit().expect("refusal")).expect("decodes");
+        assert!(matches!(
+            refused.body,
+            ScuToDevice::Refused {
+                code: RefusalCode::StaleChallenge,
+                ..
+            }
+        ));
         assert!(b.is_closed());
     }
 
@@ -631,14 +797,19 @@ mod tests {
     fn silent_device_goes_offline_and_silent_scu_is_lost() {
         let (mut p, pk) = Pair::new(3);
         p.drive();
-        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else { panic!() };
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else {
+            panic!()
+        };
         let v = verify_like_cmu(&pk, &req);
         p.scu.verdict(p.now, "s".into(), v);
         p.drive();
         // Cut the wire: advance each side alone.
         let t = p.now + Duration::from_secs(11);
         p.scu.handle_timeout(t);
-        assert!(matches!(p.scu_events.last(), Some(PeerEvent::Online { .. })));
+        assert!(matches!(
+            p.scu_events.last(),
+            Some(PeerEvent::Online { .. })
+        ));
         assert!(matches!(p.scu.poll_event(), Some(PeerEvent::Closed { .. })));
         let t = p.now + Duration::from_secs(30);
         p.dev.handle_timeout(t);
@@ -656,7 +827,14 @@ mod tests {
         assert!(s.is_closed());
         let mut s = ScuPeer::new(PeerConfig::default(), now, [0; 32], 0);
         s.handle_input(now, br#"{"v":9,"id":1,"body":{"type":"heartbeat"}}"#);
-        let refusal: Envelope<ScuToDevice> = decode(&s.poll_transmit().expect("refusal")).expect("decodes");
-        assert!(matches!(refusal.body, ScuToDevice::Refused { code: RefusalCode::UnsupportedVersion, .. }));
+        let refusal: Envelope<ScuToDevice> =
+            decode(&s.poll_transmit().expect("refusal")).expect("decodes");
+        assert!(matches!(
+            refusal.body,
+            ScuToDevice::Refused {
+                code: RefusalCode::UnsupportedVersion,
+                ..
+            }
+        ));
     }
 }

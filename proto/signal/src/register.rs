@@ -31,12 +31,23 @@ pub enum KeyError {
 }
 
 /// The exact bytes a device signs to register.
-pub fn signing_payload(node: &str, device_id: &DeviceId, nonce: &str, issued_at_ms: u64) -> Vec<u8> {
+pub fn signing_payload(
+    node: &str,
+    device_id: &DeviceId,
+    nonce: &str,
+    issued_at_ms: u64,
+) -> Vec<u8> {
     format!("peercam/register/v1\n{node}\n{device_id}\n{nonce}\n{issued_at_ms}").into_bytes()
 }
 
 /// Signs a registration challenge.
-pub fn sign(key: &SigningKey, node: &str, device_id: &DeviceId, nonce: &str, issued_at_ms: u64) -> String {
+pub fn sign(
+    key: &SigningKey,
+    node: &str,
+    device_id: &DeviceId,
+    nonce: &str,
+    issued_at_ms: u64,
+) -> String {
     let sig = key.sign(&signing_payload(node, device_id, nonce, issued_at_ms));
     URL_SAFE_NO_PAD.encode(sig.to_bytes())
 }
@@ -87,7 +98,10 @@ pub fn check_nonce(nonce: &str) -> Result<(), KeyError> {
     decode_fixed::<32>(nonce, "nonce").map(|_| ())
 }
 
-pub(crate) fn decode_fixed<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N], KeyError> {
+pub(crate) fn decode_fixed<const N: usize>(
+    text: &str,
+    what: &'static str,
+) -> Result<[u8; N], KeyError> {
     let err = KeyError::Encoding { what, len: N };
     // base64 of N bytes is at most 4 * ceil(N / 3) characters: refuse longer input before decoding.
     if text.len() > N.div_ceil(3) * 4 {
@@ -114,14 +128,32 @@ mod tests {
         let sig = sign(&k, "scu-1", &id, &nonce, 1000);
         let pk = parse_public_key(&encode_public_key(&k.verifying_key())).expect("key");
         assert_eq!(verify(&pk, "scu-1", &id, &nonce, 1000, &sig), Ok(()));
-        assert_eq!(verify(&pk, "scu-2", &id, &nonce, 1000, &sig), Err(KeyError::BadSignature));
-        assert_eq!(verify(&pk, "scu-1", &id, &nonce, 1001, &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            verify(&pk, "scu-2", &id, &nonce, 1000, &sig),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            verify(&pk, "scu-1", &id, &nonce, 1001, &sig),
+            Err(KeyError::BadSignature)
+        );
         let other = key(2).verifying_key();
-        assert_eq!(verify(&other, "scu-1", &id, &nonce, 1000, &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            verify(&other, "scu-1", &id, &nonce, 1000, &sig),
+            Err(KeyError::BadSignature)
+        );
         assert!(parse_public_key("short").is_err());
         // A small-order point is refused.
-        let identity_point = URL_SAFE_NO_PAD.encode([1u8].iter().chain([0u8; 31].iter()).copied().collect::<Vec<_>>());
-        assert_eq!(parse_public_key(&identity_point).err(), Some(KeyError::BadKey));
+        let identity_point = URL_SAFE_NO_PAD.encode(
+            [1u8]
+                .iter()
+                .chain([0u8; 31].iter())
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            parse_public_key(&identity_point).err(),
+            Some(KeyError::BadKey)
+        );
     }
 
     proptest! {

@@ -31,7 +31,9 @@ impl SessionToken {
     /// Parses `pcs_<base64url>`.
     pub fn parse(text: &str) -> Result<Self, TokenError> {
         let body = text.strip_prefix(PREFIX).ok_or(TokenError)?;
-        decode_fixed::<32>(body, "token").map(Self).map_err(|_| TokenError)
+        decode_fixed::<32>(body, "token")
+            .map(Self)
+            .map_err(|_| TokenError)
     }
 
     /// The token text, to hand to the client once.
@@ -41,7 +43,10 @@ impl SessionToken {
 
     /// What the server stores and looks up: SHA-256 of the raw bytes, hex.
     pub fn digest(&self) -> String {
-        Sha256::digest(self.0).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(self.0)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

@@ -16,7 +16,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `initial` and capped at `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max, attempt: 0 }
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next delay; `unit` is a random number in `[0, 1)`.

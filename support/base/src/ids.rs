@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[non_exhaustive]
 pub enum IdError {
     /// A device id must be `pc-` followed by 16 Crockford base32 characters.
-    #[error("invalid device id {0:?}: expected `pc-` and 16 characters of 0-9, a-z (no i, l, o, u)")]
+    #[error(
+        "invalid device id {0:?}: expected `pc-` and 16 characters of 0-9, a-z (no i, l, o, u)"
+    )]
     Device(String),
     /// A node id is 1-64 characters of `a-z 0-9 - _ .`.
     #[error("invalid node id {0:?}: 1-64 characters of a-z, 0-9, '-', '_', '.'")]
@@ -106,7 +108,8 @@ impl FromStr for NodeId {
     fn from_str(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'));
+            && s.bytes()
+                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -207,7 +210,10 @@ mod tests {
 
     #[test]
     fn phone_syntax() {
-        assert_eq!("+44 20 7946-0958".parse::<Phone>().map(|p| p.0), Ok("+442079460958".into()));
+        assert_eq!(
+            "+44 20 7946-0958".parse::<Phone>().map(|p| p.0),
+            Ok("+442079460958".into())
+        );
         assert!("0044207946".parse::<Phone>().is_err());
         assert!("+0123456789".parse::<Phone>().is_err());
         assert!("+1234".parse::<Phone>().is_err());

@@ -23,7 +23,13 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in declaration order.
-    pub const ALL: [Self; 5] = [Self::Live, Self::Playback, Self::Ptz, Self::Talk, Self::Config];
+    pub const ALL: [Self; 5] = [
+        Self::Live,
+        Self::Playback,
+        Self::Ptz,
+        Self::Talk,
+        Self::Config,
+    ];
 
     fn bit(self) -> u8 {
         1 << (self as u8)
@@ -53,7 +59,9 @@ impl FromStr for Scope {
         Self::ALL
             .into_iter()
             .find(|sc| sc.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}; expected one of live, playback, ptz, talk, config"))
+            .ok_or_else(|| {
+                format!("unknown scope {s:?}; expected one of live, playback, ptz, talk, config")
+            })
     }
 }
 

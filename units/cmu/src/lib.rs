@@ -1,1 +1,148 @@
-//! placeholder
+//! The H.626.4 centre management unit (CMU).
+//!
+//! Accounts (6.1.1 self-service sign-up by phone with operator approval), devices and their
+//! keys (provisioning, 8.1 registration verdicts), binding (8.2), sharing with sub-accounts
+//! (8.6, 6.1.10), presence, command routing through SCU nodes, and an audit log.
+//!
+//! Two faces on one listener:
+//! - `/api/v1/...`: the Cm interface for CUs, HTTP/JSON, described by the OpenAPI document
+//!   at `/api/v1/openapi.json`. Every route is declared once in [`api`] with its access rule;
+//!   access is deny-by-default and device access is decided per request from the database
+//!   (SECURITY.md D3, D7).
+//! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
+
+pub mod api;
+mod auth;
+mod config;
+mod db;
+mod error;
+mod handlers;
+pub mod platform;
+mod ratelimit;
+pub mod sms;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use peercam_net::{NetError, Shutdown};
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+
+pub use config::{Config, SmsConfig, TlsFiles};
+
+/// Errors that stop the CMU.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CmuError {
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Database failure.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Network or TLS setup failure.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Other IO failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) db: SqlitePool,
+    pub(crate) sms: Box<dyn sms::SmsGateway>,
+    pub(crate) platform: platform::Platform,
+    pub(crate) limits: ratelimit::Limits,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+/// A running CMU.
+pub struct Running {
+    /// The bound address of the API and platform listener.
+    pub addr: SocketAddr,
+    /// Finishes when the CMU has stopped.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Where the generated operator password was written, on first start.
+    pub admin_password_file: Option<PathBuf>,
+}
+
+pub(crate) fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable for a security service.
+    getrandom::fill(&mut b).unwrap_or_else(|e| panic!("OS random number generator failed: {e}"));
+    b
+}
+
+/// Opens the database, bootstraps the operator account and starts serving.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuError> {
+    config.validate()?;
+    let db = db::open(&config.database).await?;
+    let admin_password_file = auth::bootstrap_operator(&db, &config).await?;
+    let sms: Box<dyn sms::SmsGateway> = match &config.sms {
+        SmsConfig::Outbox { dir } => {
+            Box::new(sms::OutboxSms::new(dir.clone()).map_err(|e| CmuError::Io {
+                context: format!("SMS outbox {}", dir.display()),
+                source: e,
+            })?)
+        }
+        SmsConfig::Http { url, api_key } => Box::new(
+            sms::HttpSms::new(url.clone(), api_key.clone()).map_err(|e| CmuError::Config(e.0))?,
+        ),
+    };
+    let tls = match &config.tls {
+        Some(files) => {
+            let cert = peercam_net::tls::read_pem(&files.cert)?;
+            let key = peercam_net::tls::read_pem(&files.key)?;
+            Some(peercam_net::tokio_rustls::TlsAcceptor::from(
+                peercam_net::tls::server_config(&cert, &key, &[b"http/1.1"])?,
+            ))
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| CmuError::Io {
+            context: format!("binding {}", config.listen),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| CmuError::Io {
+        context: "local address".into(),
+        source: e,
+    })?;
+    let state = Arc::new(AppState {
+        platform: platform::Platform::default(),
+        limits: ratelimit::Limits::default(),
+        config,
+        db,
+        sms,
+    });
+    let router = api::router(state.clone());
+    tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
+    let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));
+    Ok(Running {
+        addr,
+        task,
+        admin_password_file,
+    })
+}

@@ -1,1 +1,375 @@
-//! placeholder
+//! The H.626.4 customer unit (CU) as a library: a typed client of the CMU's Cm interface.
+//!
+//! Used by the `peercam cu` and `peercam admin` commands, the demo, and the tests (where it
+//! plays the user). Every call returns [`CuError::Api`] with the CMU's stable error code when
+//! the platform refuses.
+
+use peercam_signal::cm::*;
+use peercam_signal::cmd::DeviceDescription;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CuError {
+    /// The CMU answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+    /// The CMU could not be reached or answered nonsense.
+    #[error("cannot talk to the CMU at {api}: {source}")]
+    Transport {
+        /// The API URL.
+        api: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// Bad client configuration (CA file).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl CuError {
+    /// The API error code, if the CMU refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the CMU answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one CMU, optionally logged in.
+#[derive(Clone)]
+pub struct Client {
+    api: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of the CMU at `api` (`https://host:port`), trusting only `ca_pem` if given.
+    pub fn new(api: &str, ca_pem: Option<&[u8]>) -> Result<Self, CuError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("peercam-cu/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| CuError::Config(format!("CA certificate: {e}")))?;
+            b = b.tls_certs_only([cert]);
+        }
+        let http = b
+            .build()
+            .map_err(|e| CuError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            api: api.trim_end_matches('/').to_owned(),
+            http,
+            token: None,
+        })
+    }
+
+    /// The same client carrying a session token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The session token, if logged in.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The API base URL.
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// Sends a request to a path under the API and decodes the JSON answer (`()` for none).
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CuError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.api));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        if status.is_success() {
+            if status == StatusCode::NO_CONTENT {
+                return serde_json::from_value(serde_json::Value::Null)
+                    .map_err(|e| CuError::Config(e.to_string()));
+            }
+            return resp.json().await.map_err(transport);
+        }
+        let bytes = resp.bytes().await.map_err(transport)?;
+        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or(ApiError {
+            error: "http_error".into(),
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        });
+        Err(CuError::Api {
+            status: status.as_u16(),
+            code: err.error,
+            message: err.message,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CuError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CuError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), CuError> {
+        self.call::<(), ()>(Method::DELETE, path, None).await
+    }
+
+    /// Sign-up step 1 (6.1.1).
+    pub async fn signup(&self, phone: &str, password: &str) -> Result<SignupState, CuError> {
+        self.post(
+            "/api/v1/signup",
+            &SignupRequest {
+                phone: phone.into(),
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    /// Sign-up step 2.
+    pub async fn confirm(&self, phone: &str, code: &str) -> Result<SignupState, CuError> {
+        self.post(
+            "/api/v1/signup/confirm",
+            &SignupConfirm {
+                phone: phone.into(),
+                code: code.into(),
+            },
+        )
+        .await
+    }
+
+    /// Logs in; returns a client carrying the session.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<(Self, LoginResponse), CuError> {
+        let r: LoginResponse = self
+            .post(
+                "/api/v1/login",
+                &LoginRequest {
+                    login: login.into(),
+                    password: password.into(),
+                },
+            )
+            .await?;
+        Ok((self.clone().with_token(r.token.clone()), r))
+    }
+
+    /// Ends the session.
+    pub async fn logout(&self) -> Result<(), CuError> {
+        self.call::<(), ()>(Method::POST, "/api/v1/logout", None)
+            .await
+    }
+
+    /// The logged-in account.
+    pub async fn me(&self) -> Result<UserInfo, CuError> {
+        self.get("/api/v1/me").await
+    }
+
+    /// Changes the password.
+    pub async fn change_password(&self, old: &str, new: &str) -> Result<(), CuError> {
+        self.post(
+            "/api/v1/me/password",
+            &PasswordChange {
+                old_password: old.into(),
+                new_password: new.into(),
+            },
+        )
+        .await
+    }
+
+    /// Devices owned or shared.
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, CuError> {
+        self.get("/api/v1/devices").await
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<DeviceView, CuError> {
+        self.get(&format!("/api/v1/devices/{id}")).await
+    }
+
+    /// Binds a device (8.2).
+    pub async fn bind(
+        &self,
+        id: &str,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<DeviceView, CuError> {
+        self.post(
+            "/api/v1/devices/bind",
+            &BindRequest {
+                device_id: id.into(),
+                bind_code: code.into(),
+                name: name.map(Into::into),
+            },
+        )
+        .await
+    }
+
+    /// Renames a device.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<DeviceView, CuError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{id}"),
+            Some(&DeviceRename { name: name.into() }),
+        )
+        .await
+    }
+
+    /// Unbinds a device.
+    pub async fn unbind(&self, id: &str) -> Result<(), CuError> {
+        self.delete(&format!("/api/v1/devices/{id}")).await
+    }
+
+    /// Asks the device itself, through the platform.
+    pub async fn status(&self, id: &str) -> Result<DeviceStatus, CuError> {
+        self.get(&format!("/api/v1/devices/{id}/status")).await
+    }
+
+    /// Shares of a device.
+    pub async fn shares(&self, id: &str) -> Result<Vec<ShareView>, CuError> {
+        self.get(&format!("/api/v1/devices/{id}/shares")).await
+    }
+
+    /// Shares a device with a sub-account (8.6).
+    pub async fn share(
+        &self,
+        id: &str,
+        username: &str,
+        scopes: peercam_base::ScopeSet,
+    ) -> Result<ShareView, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{id}/shares"),
+            &ShareRequest {
+                username: username.into(),
+                scopes,
+            },
+        )
+        .await
+    }
+
+    /// Stops sharing.
+    pub async fn unshare(&self, id: &str, username: &str) -> Result<(), CuError> {
+        self.delete(&format!("/api/v1/devices/{id}/shares/{username}"))
+            .await
+    }
+
+    /// Sub-accounts.
+    pub async fn subaccounts(&self) -> Result<Vec<SubaccountView>, CuError> {
+        self.get("/api/v1/subaccounts").await
+    }
+
+    /// Creates a sub-account.
+    pub async fn create_subaccount(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<SubaccountView, CuError> {
+        self.post(
+            "/api/v1/subaccounts",
+            &SubaccountCreate {
+                username: username.into(),
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    /// Deletes a sub-account.
+    pub async fn delete_subaccount(&self, username: &str) -> Result<(), CuError> {
+        self.delete(&format!("/api/v1/subaccounts/{username}"))
+            .await
+    }
+
+    /// Audit log of the caller.
+    pub async fn audit(&self) -> Result<Vec<AuditEntry>, CuError> {
+        self.get("/api/v1/audit").await
+    }
+
+    /// Operator: provision devices.
+    pub async fn provision(
+        &self,
+        devices: Vec<ProvisionDevice>,
+    ) -> Result<ProvisionResult, CuError> {
+        self.post("/api/v1/admin/devices", &ProvisionRequest { devices })
+            .await
+    }
+
+    /// Operator: every device.
+    pub async fn admin_devices(&self) -> Result<Vec<AdminDeviceView>, CuError> {
+        self.get("/api/v1/admin/devices").await
+    }
+
+    /// Operator: accounts, optionally by status.
+    pub async fn admin_users(&self, status: Option<&str>) -> Result<Vec<UserInfo>, CuError> {
+        match status {
+            Some(s) => self.get(&format!("/api/v1/admin/users?status={s}")).await,
+            None => self.get("/api/v1/admin/users").await,
+        }
+    }
+
+    /// Operator: approve an account.
+    pub async fn approve(&self, id: i64) -> Result<UserInfo, CuError> {
+        self.call::<(), UserInfo>(
+            Method::POST,
+            &format!("/api/v1/admin/users/{id}/approve"),
+            None,
+        )
+        .await
+    }
+
+    /// Operator: disable an account.
+    pub async fn disable(&self, id: i64) -> Result<UserInfo, CuError> {
+        self.call::<(), UserInfo>(
+            Method::POST,
+            &format!("/api/v1/admin/users/{id}/disable"),
+            None,
+        )
+        .await
+    }
+}
+
+/// Re-exported for callers that print device descriptions.
+pub type Description = DeviceDescription;

@@ -1,1 +1,204 @@
-//! placeholder
+//! The H.626.4 service control unit (SCU).
+//!
+//! An SCU node accepts device connections (Ps, over WebSocket + TLS), runs the signed
+//! registration of H.626.4 8.1 with the CMU as the judge, keeps presence from heartbeats,
+//! routes CMU commands to the devices it holds and reports their results and presence back
+//! (Sc / Sm). Several nodes may serve one CMU; a device is held by exactly one session.
+//!
+//! The per-connection protocol is the pure [`peercam_signal::link::ScuPeer`]; this crate is
+//! its IO shell: [`start`] binds the listener and returns at once with the bound address.
+
+mod cmu_link;
+mod config;
+mod conn;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peercam_base::DeviceId;
+use peercam_net::{NetError, Shutdown};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+pub use config::Config;
+
+/// Errors that stop an SCU node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScuError {
+    /// Listener, certificates or CA could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running SCU node.
+pub struct Running {
+    /// Where devices connect.
+    pub addr: SocketAddr,
+    /// Finishes when the node has stopped.
+    pub task: tokio::task::JoinHandle<()>,
+    state: Arc<NodeState>,
+}
+
+impl Running {
+    /// How many devices are registered on this node now.
+    pub fn online_count(&self) -> usize {
+        self.state
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Messages a device connection task accepts.
+pub(crate) enum ConnCmd {
+    Command {
+        command: DeviceCommand,
+        reply: oneshot::Sender<DeviceReply>,
+    },
+    Kick {
+        reason: String,
+    },
+}
+
+pub(crate) struct Held {
+    pub(crate) session: String,
+    pub(crate) tx: mpsc::Sender<ConnCmd>,
+}
+
+/// Requests from connection tasks to the CMU link.
+pub(crate) enum ToCmu {
+    Verify {
+        req: peercam_signal::link::VerifyRequest,
+        session: String,
+        reply: oneshot::Sender<Result<(), (peercam_signal::ps::RefusalCode, String)>>,
+    },
+    Presence {
+        device_id: DeviceId,
+        session: String,
+        online: bool,
+    },
+}
+
+pub(crate) struct NodeState {
+    pub(crate) config: Config,
+    pub(crate) registry: Mutex<HashMap<DeviceId, Held>>,
+    pub(crate) to_cmu: mpsc::Sender<ToCmu>,
+    pub(crate) handshakes: Semaphore,
+}
+
+impl NodeState {
+    /// Records a newly registered session; kicks an older session of the same device
+    /// (no duplicate device sessions).
+    pub(crate) fn hold(&self, device_id: DeviceId, session: String, tx: mpsc::Sender<ConnCmd>) {
+        let old = self
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(device_id, Held { session, tx });
+        if let Some(old) = old {
+            let _ = old.tx.try_send(ConnCmd::Kick {
+                reason: "replaced by a newer session".into(),
+            });
+        }
+    }
+
+    /// Forgets a session if it is still the current one; returns whether it was.
+    pub(crate) fn release(&self, device_id: &DeviceId, session: &str) -> bool {
+        let mut reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if reg.get(device_id).is_some_and(|h| h.session == session) {
+            reg.remove(device_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn lookup(&self, device_id: &DeviceId) -> Option<(String, mpsc::Sender<ConnCmd>)> {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device_id)
+            .map(|h| (h.session.clone(), h.tx.clone()))
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).unwrap_or_else(|_| rand::fill(&mut buf[..]));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Binds the device listener, connects to the CMU in the background and serves until
+/// `shutdown`.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuError> {
+    config.validate()?;
+    let cert = peercam_net::tls::read_pem(&config.tls_cert)?;
+    let key = peercam_net::tls::read_pem(&config.tls_key)?;
+    let server_tls = peercam_net::tls::server_config(&cert, &key, &[])?;
+    let cmu_ca = peercam_net::tls::read_pem(&config.cmu_ca)?;
+    let cmu_tls = peercam_net::tls::client_config(&cmu_ca)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| NetError::Io {
+            context: format!("binding {}", config.listen),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| NetError::Io {
+        context: "local address".into(),
+        source: e,
+    })?;
+    let (to_cmu, from_conns) = mpsc::channel(4096);
+    let state = Arc::new(NodeState {
+        registry: Mutex::new(HashMap::new()),
+        to_cmu,
+        handshakes: Semaphore::new(config.max_concurrent_handshakes),
+        config,
+    });
+    tracing::info!(%addr, node = %state.config.node, "SCU listening for devices");
+    let link = tokio::spawn(cmu_link::run(
+        state.clone(),
+        cmu_tls,
+        from_conns,
+        shutdown.clone(),
+    ));
+    let acceptor = peercam_net::tokio_rustls::TlsAcceptor::from(server_tls);
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.wait() => break,
+            };
+            tokio::spawn(conn::run(
+                st.clone(),
+                tcp,
+                peer,
+                acceptor.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let _ = link.await;
+    });
+    Ok(Running { addr, task, state })
+}

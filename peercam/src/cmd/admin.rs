@@ -1,0 +1,215 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use ed25519_dalek::SigningKey;
+use peercam_base::DeviceId;
+use peercam_cu::Client;
+use peercam_signal::cm::ProvisionDevice;
+use peercam_signal::identity::{BindCode, DeviceIdentity};
+use peercam_signal::ps::DeviceKind;
+
+use super::cu::{Conn, print};
+
+/// Operator tasks. Log in as the operator (`--user admin --password ...`; the password of
+/// the bootstrap account is in the CMU's `data_dir/admin.password`).
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Devices.
+    #[command(subcommand)]
+    Devices(DevCmd),
+    /// Accounts.
+    #[command(subcommand)]
+    Users(UserCmd),
+}
+
+#[derive(Subcommand)]
+enum DevCmd {
+    /// Make identities for new devices: one key pair and bind code each, written to
+    /// DIR/<id>.identity.toml (keep them secret; install one per device); the public keys
+    /// are recorded in the CMU.
+    Provision {
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value = "peercam")]
+        vendor: String,
+        #[arg(long, default_value = "synthetic")]
+        model: String,
+        #[arg(long, value_enum, default_value = "pu")]
+        kind: Kind,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List every device.
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Kind {
+    Pu,
+    Nvr,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// List accounts (`--pending` for those awaiting approval).
+    List {
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve an account by id or phone number (H.626.4 6.1.1).
+    Approve { who: String },
+    /// Disable an account by id or phone number.
+    Disable { who: String },
+}
+
+/// Generates `count` identities, records their public keys in the CMU, writes the files.
+pub(crate) async fn provision(
+    client: &Client,
+    count: usize,
+    vendor: &str,
+    model: &str,
+    kind: DeviceKind,
+    out: &Path,
+) -> anyhow::Result<Vec<DeviceIdentity>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut seed = [0u8; 32];
+        let mut idb = [0u8; 10];
+        let mut code = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        getrandom::fill(&mut idb).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        getrandom::fill(&mut code).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        let key = SigningKey::from_bytes(&seed);
+        ids.push(DeviceIdentity::new(
+            DeviceId::from_random(idb),
+            kind,
+            vendor.into(),
+            model.into(),
+            &key,
+            BindCode::from_random(code),
+        ));
+    }
+    for chunk in ids.chunks(5000) {
+        let devices = chunk
+            .iter()
+            .map(|i| {
+                Ok(ProvisionDevice {
+                    id: i.device_id.to_string(),
+                    kind: i.kind,
+                    public_key: peercam_signal::register::encode_public_key(
+                        &i.signing_key()?.verifying_key(),
+                    ),
+                    bind_code_sha256: i.bind_code.digest(&i.device_id),
+                    vendor: i.vendor.clone(),
+                    model: i.model.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, peercam_signal::register::KeyError>>()?;
+        client
+            .provision(devices)
+            .await
+            .context("recording the devices in the CMU")?;
+    }
+    for i in &ids {
+        let path = out.join(format!("{}.identity.toml", i.device_id));
+        peercam_net::pki::write_file(&path, &i.to_toml(), true)?;
+    }
+    Ok(ids)
+}
+
+async fn find_user(c: &Client, who: &str) -> anyhow::Result<i64> {
+    if let Ok(id) = who.parse::<i64>() {
+        return Ok(id);
+    }
+    let phone = who
+        .parse::<peercam_base::Phone>()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| who.to_owned());
+    c.admin_users(None)
+        .await?
+        .into_iter()
+        .find(|u| u.login == phone)
+        .map(|u| u.id)
+        .with_context(|| format!("no account {who}"))
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let c = args.conn.client().await?;
+    let json = args.conn.json;
+    match args.command {
+        Cmd::Devices(DevCmd::Provision {
+            count,
+            vendor,
+            model,
+            kind,
+            out,
+        }) => {
+            let kind = match kind {
+                Kind::Pu => DeviceKind::Pu,
+                Kind::Nvr => DeviceKind::Nvr,
+            };
+            let ids = provision(&c, count, &vendor, &model, kind, &out).await?;
+            let rows: Vec<_> = ids
+                .iter()
+                .map(|i| serde_json::json!({"id": i.device_id, "bind_code": i.bind_code.display()}))
+                .collect();
+            print(json, &rows, |_| {
+                for i in &ids {
+                    println!(
+                        "{}  bind code {}  -> {}",
+                        i.device_id,
+                        i.bind_code.display(),
+                        out.join(format!("{}.identity.toml", i.device_id)).display()
+                    );
+                }
+            })?;
+        }
+        Cmd::Devices(DevCmd::List) => {
+            let l = c.admin_devices().await?;
+            print(json, &l, |l| {
+                for d in l {
+                    println!(
+                        "{:<20} {:<4} {:<10} {:<10} {:<8} {:<12} owner {}",
+                        d.id,
+                        d.kind.as_str(),
+                        d.vendor,
+                        d.model,
+                        if d.online { "online" } else { "offline" },
+                        d.node.as_deref().unwrap_or("-"),
+                        d.owner.map_or("-".into(), |o| o.to_string())
+                    );
+                }
+            })?;
+        }
+        Cmd::Users(UserCmd::List { pending }) => {
+            let l = c.admin_users(pending.then_some("pending_approval")).await?;
+            print(json, &l, |l| {
+                l.iter().for_each(|u| {
+                    println!("{:<5} {:<18} {:?} {:?}", u.id, u.login, u.role, u.status)
+                })
+            })?;
+        }
+        Cmd::Users(UserCmd::Approve { who }) => {
+            let id = find_user(&c, &who).await?;
+            let u = c.approve(id).await?;
+            print(json, &u, |u| println!("approved {} (id {})", u.login, u.id))?;
+        }
+        Cmd::Users(UserCmd::Disable { who }) => {
+            let id = find_user(&c, &who).await?;
+            let u = c.disable(id).await?;
+            print(json, &u, |u| println!("disabled {} (id {})", u.login, u.id))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,367 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use peercam_base::{Scope, ScopeSet};
+use peercam_cu::Client;
+use serde::{Deserialize, Serialize};
+
+/// Connection options shared by `peercam cu` and `peercam admin`.
+#[derive(clap::Args, Clone)]
+pub(crate) struct Conn {
+    /// CMU API base URL, e.g. https://127.0.0.1:7000 (default: the saved login's).
+    #[arg(long, env = "PEERCAM_API", global = true)]
+    pub(crate) api: Option<String>,
+    /// CA certificate (PEM) the CMU's certificate must chain to.
+    #[arg(long, env = "PEERCAM_CA", global = true)]
+    pub(crate) ca: Option<PathBuf>,
+    /// Log in as this phone number or username for this command only.
+    #[arg(long, env = "PEERCAM_USER", global = true)]
+    pub(crate) user: Option<String>,
+    /// Password for --user.
+    #[arg(long, env = "PEERCAM_PASSWORD", global = true, hide_env_values = true)]
+    pub(crate) password: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// Customer unit: the command-line client of the platform.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sign up with a mobile number; a code arrives by SMS (H.626.4 6.1.1).
+    Signup {
+        phone: String,
+        #[arg(long, env = "PEERCAM_NEW_PASSWORD", hide_env_values = true)]
+        new_password: String,
+    },
+    /// Confirm the SMS code; the account then waits for the operator's approval.
+    Confirm { phone: String, code: String },
+    /// Log in and save the session (in $PEERCAM_HOME or ~/.config/peercam).
+    Login,
+    /// End the saved session.
+    Logout,
+    /// Show the logged-in account.
+    Whoami,
+    /// Change the password.
+    Passwd {
+        #[arg(long, hide_env_values = true)]
+        old: String,
+        #[arg(long, hide_env_values = true)]
+        new: String,
+    },
+    /// List devices you own or that were shared with you, with online status.
+    Devices,
+    /// Bind a device with the id and bind code on its sticker (H.626.4 8.2).
+    Bind {
+        device: String,
+        bind_code: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Unbind a device you own.
+    Unbind { device: String },
+    /// Rename a device you own.
+    Rename { device: String, name: String },
+    /// Ask the device itself, through the platform.
+    Status { device: String },
+    /// Manage sub-accounts (6.1.10).
+    #[command(subcommand)]
+    Sub(SubCmd),
+    /// Share a device with a sub-account (H.626.4 8.6).
+    Share {
+        device: String,
+        #[arg(long)]
+        to: String,
+        /// Comma-separated: live,playback,ptz,talk,config
+        #[arg(long, default_value = "live")]
+        scopes: String,
+    },
+    /// Stop sharing a device with a sub-account.
+    Unshare {
+        device: String,
+        #[arg(long)]
+        from: String,
+    },
+    /// Who a device is shared with.
+    Shares { device: String },
+    /// Your audit log.
+    Audit,
+}
+
+#[derive(Subcommand)]
+enum SubCmd {
+    /// List sub-accounts.
+    List,
+    /// Create a sub-account.
+    Create {
+        username: String,
+        #[arg(long, env = "PEERCAM_NEW_PASSWORD", hide_env_values = true)]
+        new_password: String,
+    },
+    /// Delete a sub-account and its shares.
+    Delete { username: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    api: String,
+    ca: Option<PathBuf>,
+    token: String,
+}
+
+fn saved_path() -> PathBuf {
+    let home = std::env::var_os("PEERCAM_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".config")
+                });
+            base.join("peercam")
+        });
+    home.join("session.json")
+}
+
+fn load_saved() -> Option<Saved> {
+    std::fs::read(saved_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+impl Conn {
+    /// A client without a session.
+    pub(crate) fn anonymous(&self) -> anyhow::Result<Client> {
+        let saved = load_saved();
+        let api = self
+            .api
+            .clone()
+            .or_else(|| saved.as_ref().map(|s| s.api.clone()))
+            .context("no CMU given: pass --api URL (or log in first)")?;
+        let ca = self.ca.clone().or_else(|| saved.and_then(|s| s.ca));
+        let pem = ca
+            .as_ref()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading CA {}", p.display())))
+            .transpose()?;
+        Ok(Client::new(&api, pem.as_deref())?)
+    }
+
+    /// A logged-in client: with --user/--password, or from the saved session.
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
+        let c = self.anonymous()?;
+        if let (Some(u), Some(p)) = (&self.user, &self.password) {
+            let (c, _) = c.login(u, p).await?;
+            return Ok(c);
+        }
+        match load_saved() {
+            Some(s) => Ok(c.with_token(s.token)),
+            None => bail!(
+                "not logged in: run `peercam cu login --api URL --user U --password P`, or pass --user and --password"
+            ),
+        }
+    }
+}
+
+pub(crate) fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    table: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        table(value);
+    }
+    Ok(())
+}
+
+fn parse_scopes(s: &str) -> anyhow::Result<ScopeSet> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse::<Scope>().map_err(anyhow::Error::msg))
+        .collect()
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let conn = &args.conn;
+    let json = conn.json;
+    match args.command {
+        Cmd::Signup {
+            phone,
+            new_password,
+        } => {
+            let s = conn.anonymous()?.signup(&phone, &new_password).await?;
+            print(json, &s, |s| println!("{:?}: {}", s.status, s.next))?;
+        }
+        Cmd::Confirm { phone, code } => {
+            let s = conn.anonymous()?.confirm(&phone, &code).await?;
+            print(json, &s, |s| println!("{:?}: {}", s.status, s.next))?;
+        }
+        Cmd::Login => {
+            let (Some(u), Some(p)) = (&conn.user, &conn.password) else {
+                bail!("pass --user and --password")
+            };
+            let (c, r) = conn.anonymous()?.login(u, p).await?;
+            let saved = Saved {
+                api: c.api().to_owned(),
+                ca: conn.ca.clone().or_else(|| load_saved().and_then(|s| s.ca)),
+                token: r.token.clone(),
+            };
+            let path = saved_path();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            peercam_net::pki::write_file(&path, &serde_json::to_string_pretty(&saved)?, true)?;
+            print(json, &r.user, |u| {
+                println!(
+                    "logged in as {} ({:?}); session saved in {}",
+                    u.login,
+                    u.role,
+                    path.display()
+                )
+            })?;
+        }
+        Cmd::Logout => {
+            conn.client().await?.logout().await?;
+            let _ = std::fs::remove_file(saved_path());
+            println!("logged out");
+        }
+        Cmd::Whoami => {
+            let me = conn.client().await?.me().await?;
+            print(json, &me, |u| {
+                println!("{} (id {}, {:?}, {:?})", u.login, u.id, u.role, u.status)
+            })?;
+        }
+        Cmd::Passwd { old, new } => {
+            conn.client().await?.change_password(&old, &new).await?;
+            println!("password changed; other sessions were ended");
+        }
+        Cmd::Devices => {
+            let list = conn.client().await?.devices().await?;
+            print(json, &list, |list| {
+                if list.is_empty() {
+                    println!("no devices yet: bind one with `peercam cu bind DEVICE_ID BIND_CODE`");
+                    return;
+                }
+                println!(
+                    "{:<20} {:<20} {:<8} {:<7} {}",
+                    "DEVICE", "NAME", "STATE", "ROLE", "SCOPES"
+                );
+                for d in list {
+                    let scopes: Vec<&str> = d.scopes.iter().map(Scope::as_str).collect();
+                    println!(
+                        "{:<20} {:<20} {:<8} {:<7} {}",
+                        d.id,
+                        d.name,
+                        if d.online { "online" } else { "offline" },
+                        format!("{:?}", d.relation).to_lowercase(),
+                        scopes.join(",")
+                    );
+                }
+            })?;
+        }
+        Cmd::Bind {
+            device,
+            bind_code,
+            name,
+        } => {
+            let d = conn
+                .client()
+                .await?
+                .bind(&device, &bind_code, name.as_deref())
+                .await?;
+            print(json, &d, |d| println!("bound {} as {:?}", d.id, d.name))?;
+        }
+        Cmd::Unbind { device } => {
+            conn.client().await?.unbind(&device).await?;
+            println!("unbound {device}");
+        }
+        Cmd::Rename { device, name } => {
+            let d = conn.client().await?.rename(&device, &name).await?;
+            print(json, &d, |d| println!("{} is now {:?}", d.id, d.name))?;
+        }
+        Cmd::Status { device } => {
+            let s = conn.client().await?.status(&device).await?;
+            print(json, &s, |s| {
+                let d = &s.description;
+                println!(
+                    "{} via {}: {} {} agent {}, up {} s, connected {} s",
+                    s.id, s.node, d.vendor, d.model, d.sw_version, d.uptime_s, d.connected_s
+                );
+            })?;
+        }
+        Cmd::Sub(sub) => {
+            let c = conn.client().await?;
+            match sub {
+                SubCmd::List => {
+                    let l = c.subaccounts().await?;
+                    print(json, &l, |l| {
+                        l.iter()
+                            .for_each(|s| println!("{} (id {})", s.username, s.id))
+                    })?;
+                }
+                SubCmd::Create {
+                    username,
+                    new_password,
+                } => {
+                    let s = c.create_subaccount(&username, &new_password).await?;
+                    print(json, &s, |s| println!("created sub-account {}", s.username))?;
+                }
+                SubCmd::Delete { username } => {
+                    c.delete_subaccount(&username).await?;
+                    println!("deleted sub-account {username}");
+                }
+            }
+        }
+        Cmd::Share { device, to, scopes } => {
+            let s = conn
+                .client()
+                .await?
+                .share(&device, &to, parse_scopes(&scopes)?)
+                .await?;
+            print(json, &s, |s| {
+                println!(
+                    "shared {} with {} ({:?})",
+                    s.device_id, s.username, s.scopes
+                )
+            })?;
+        }
+        Cmd::Unshare { device, from } => {
+            conn.client().await?.unshare(&device, &from).await?;
+            println!("{device} is no longer shared with {from}");
+        }
+        Cmd::Shares { device } => {
+            let l = conn.client().await?.shares(&device).await?;
+            print(json, &l, |l| {
+                l.iter()
+                    .for_each(|s| println!("{} {:?}", s.username, s.scopes))
+            })?;
+        }
+        Cmd::Audit => {
+            let l = conn.client().await?.audit().await?;
+            print(json, &l, |l| {
+                for e in l {
+                    println!(
+                        "{} {:<18} {:<22} {:<14} {}",
+                        e.at,
+                        e.action,
+                        e.device_id.as_deref().unwrap_or("-"),
+                        e.outcome,
+                        e.detail
+                    );
+                }
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,261 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use peercam_cu::Client;
+use peercam_net::Shutdown;
+use peercam_net::pki::Pki;
+use peercam_signal::ps::DeviceKind;
+
+/// Run every unit on loopback: CMU + SCU with a private CA, SQLite and an SMS outbox, two
+/// synthetic cameras, and an approved demo user who owns them. Writes DIR/demo.json when
+/// ready and runs until Ctrl-C.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Directory for the demo's state (recreated at each start).
+    #[arg(long, default_value = "peercam-demo")]
+    dir: PathBuf,
+    /// CMU API port on 127.0.0.1 (the SCU takes the next one); 0 picks free ports.
+    #[arg(long, default_value_t = 7000)]
+    port: u16,
+    /// Number of synthetic cameras.
+    #[arg(long, default_value_t = 2)]
+    cameras: usize,
+}
+
+const DEMO_FILES: &[&str] = &[
+    "demo.json",
+    "cmu.db",
+    "cmu.db-wal",
+    "cmu.db-shm",
+    "admin.password",
+    "pki",
+    "sms-outbox",
+    "devices",
+    "session",
+];
+
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let foreign = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .any(|e| !DEMO_FILES.iter().any(|f| e.file_name() == *f));
+        if foreign {
+            bail!(
+                "{} holds files the demo did not write; choose another --dir",
+                dir.display()
+            );
+        }
+        for f in DEMO_FILES {
+            let p = dir.join(f);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else if p.exists() {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(())
+}
+
+fn random_text(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).unwrap_or_default();
+    b.iter()
+        .map(|x| char::from(b"abcdefghjkmnpqrstuvwxyz23456789"[usize::from(*x) % 31]))
+        .collect()
+}
+
+/// Reads the newest SMS in the outbox for `phone` and returns the 6-digit code.
+pub(crate) fn code_from_outbox(outbox: &Path, phone: &str) -> anyhow::Result<String> {
+    let mut entries: Vec<_> = std::fs::read_dir(outbox)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    for p in entries.iter().rev() {
+        let msg: peercam_cmu::sms::SmsMessage = serde_json::from_slice(&std::fs::read(p)?)?;
+        if msg.to == phone
+            && let Some(code) = msg
+                .text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+        {
+            return Ok(code.to_owned());
+        }
+    }
+    bail!("no SMS for {phone} in {}", outbox.display())
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone();
+    prepare_dir(&dir)?;
+    let dir = dir.canonicalize()?;
+    let shutdown = super::shutdown_on_signal();
+
+    // A private CA for the platform; devices and clients pin it.
+    let pki = Pki::generate(&["localhost", "127.0.0.1", "::1"])?.write(&dir.join("pki"))?;
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
+    let scu_secret = random_text(32);
+
+    let cmu_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let mut cmu_cfg = peercam_cmu::Config::new(
+        format!("sqlite://{}", dir.join("cmu.db").display()),
+        dir.clone(),
+        vec![scu_secret.clone()],
+        peercam_cmu::SmsConfig::Outbox {
+            dir: dir.join("sms-outbox"),
+        },
+    );
+    cmu_cfg.listen = cmu_addr;
+    cmu_cfg.tls = Some(peercam_cmu::TlsFiles {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+    });
+    let cmu = peercam_cmu::start(cmu_cfg, shutdown.clone())
+        .await
+        .context("starting the CMU")?;
+    let api = format!("https://127.0.0.1:{}", cmu.addr.port());
+
+    let mut scu_cfg = peercam_scu::Config::new(
+        pki.server_cert.clone(),
+        pki.server_key.clone(),
+        format!("wss://127.0.0.1:{}/platform/v1/scu", cmu.addr.port()),
+        pki.ca_cert.clone(),
+        scu_secret,
+    );
+    scu_cfg.listen = SocketAddr::from((
+        [127, 0, 0, 1],
+        if args.port == 0 { 0 } else { args.port + 1 },
+    ));
+    let scu = peercam_scu::start(scu_cfg, shutdown.clone())
+        .await
+        .context("starting the SCU")?;
+    let scu_url = format!("wss://127.0.0.1:{}/", scu.addr.port());
+
+    // The operator provisions the cameras.
+    let anon = Client::new(&api, Some(&ca_pem))?;
+    let admin_password = std::fs::read_to_string(dir.join("admin.password"))?
+        .trim()
+        .to_owned();
+    let (admin, _) = anon
+        .login("admin", &admin_password)
+        .await
+        .context("operator login")?;
+    let ids = super::admin::provision(
+        &admin,
+        args.cameras,
+        "peercam",
+        "synthetic",
+        DeviceKind::Pu,
+        &dir.join("devices"),
+    )
+    .await?;
+    let mut pus = Vec::new();
+    for id in &ids {
+        let cfg = peercam_pu::Config::new(
+            dir.join("devices")
+                .join(format!("{}.identity.toml", id.device_id)),
+            scu_url.clone(),
+            pki.ca_cert.clone(),
+        );
+        pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
+    }
+
+    // A user signs up by phone (6.1.1), the operator approves, the user binds the cameras (8.2).
+    let phone = "+15550100001";
+    let password = random_text(16);
+    anon.signup(phone, &password).await?;
+    let code = code_from_outbox(&dir.join("sms-outbox"), phone)?;
+    anon.confirm(phone, &code).await?;
+    let pending = admin.admin_users(Some("pending_approval")).await?;
+    let uid = pending
+        .iter()
+        .find(|u| u.login == phone)
+        .map(|u| u.id)
+        .context("demo user not pending")?;
+    admin.approve(uid).await?;
+    let (user, _) = anon.login(phone, &password).await?;
+    for pu in &mut pus {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            pu.status
+                .wait_for(|s| matches!(s, peercam_pu::PuStatus::Registered { .. })),
+        )
+        .await
+        .context("camera did not register in time")??;
+    }
+    let mut devices = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let name = format!("Camera {}", i + 1);
+        // Presence reaches the CMU a moment after the PU sees its registration.
+        let mut tries = 0;
+        loop {
+            match user
+                .bind(id.device_id.as_str(), &id.bind_code.display(), Some(&name))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.code() == Some("device_offline") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        devices.push(serde_json::json!({ "id": id.device_id, "name": name }));
+    }
+
+    let info = serde_json::json!({
+        "api": api,
+        "ca": pki.ca_cert,
+        "scu": scu_url,
+        "user": phone,
+        "password": password,
+        "admin_password_file": dir.join("admin.password"),
+        "sms_outbox": dir.join("sms-outbox"),
+        "devices": devices,
+    });
+    let tmp = dir.join("demo.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, dir.join("demo.json"))?;
+
+    println!("peercam demo is running (Ctrl-C to stop)\n");
+    println!("  CMU API      {api}   (OpenAPI: {api}/api/v1/openapi.json)");
+    println!("  SCU          {scu_url}");
+    println!("  platform CA  {}", pki.ca_cert.display());
+    println!("  demo user    {phone} / {password}");
+    println!(
+        "  cameras      {}",
+        ids.iter()
+            .map(|i| i.device_id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  details      {}\n", dir.join("demo.json").display());
+    println!("Try:");
+    println!(
+        "  export PEERCAM_API={api} PEERCAM_CA={}",
+        pki.ca_cert.display()
+    );
+    println!("  peercam cu login --user {phone} --password {password}");
+    println!("  peercam cu devices");
+    println!(
+        "  peercam cu status {}",
+        ids.first()
+            .map(|i| i.device_id.to_string())
+            .unwrap_or_default()
+    );
+    shutdown.wait().await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        let _ = cmu.task.await;
+        let _ = scu.task.await;
+    })
+    .await;
+    let _ = Shutdown::new;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+//! Subcommands. Each loads its configuration, builds the unit and runs it until Ctrl-C.
+
+pub(crate) mod admin;
+pub(crate) mod cmu;
+pub(crate) mod cu;
+pub(crate) mod demo;
+pub(crate) mod platform;
+pub(crate) mod pu;
+pub(crate) mod scu;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use peercam_net::Shutdown;
+use serde::de::DeserializeOwned;
+
+/// Logs go to stderr; `PEERCAM_LOG` filters (default `info`).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PEERCAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Reads a TOML configuration file into a unit's typed config; unknown keys are errors.
+pub(crate) fn load_config<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A shutdown signal triggered by Ctrl-C or SIGTERM.
+pub(crate) fn shutdown_on_signal() -> Shutdown {
+    let s = Shutdown::new();
+    let t = s.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        t.trigger();
+    });
+    s
+}

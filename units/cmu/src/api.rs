@@ -1,0 +1,491 @@
+//! The route table: every route is declared here once, with its access rule, and both the
+//! router and the OpenAPI document are built from this one table (SECURITY.md D7: deny by
+//! default; a test walks [`routes`] and proves no protected route answers without login).
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{MethodRouter, get};
+use axum::{Json, Router};
+use peercam_signal::cm::{self, Role};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref,
+    ResponseBuilder,
+};
+
+use crate::error::ApiErr;
+use crate::{Shared, handlers as h, platform};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (sign-up, login, the API description).
+    Public,
+    /// Any logged-in account.
+    Account,
+    /// A customer: an owner or a sub-account.
+    Customer,
+    /// An owner account only.
+    Owner,
+    /// The operator only.
+    Operator,
+    /// An SCU node, authenticated by its node secret in the first message.
+    Node,
+}
+
+/// One declared route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template, `{param}` style.
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+    /// What it does.
+    pub summary: &'static str,
+    /// Request body schema name.
+    pub request: Option<&'static str>,
+    /// Success response schema name.
+    pub response: Option<&'static str>,
+}
+
+macro_rules! r {
+    ($m:literal, $p:literal, $a:ident, $s:literal, $req:expr, $resp:expr) => {
+        RouteInfo {
+            method: $m,
+            path: $p,
+            access: Access::$a,
+            summary: $s,
+            request: $req,
+            response: $resp,
+        }
+    };
+}
+
+/// Every route of the CMU, in one table.
+pub fn routes() -> Vec<RouteInfo> {
+    vec![
+        r!(
+            "GET",
+            "/api/v1/health",
+            Public,
+            "Liveness check",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/openapi.json",
+            Public,
+            "This API description",
+            None,
+            None
+        ),
+        r!(
+            "POST",
+            "/api/v1/signup",
+            Public,
+            "Start sign-up with a phone number; sends an SMS code (6.1.1)",
+            Some("SignupRequest"),
+            Some("SignupState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/signup/confirm",
+            Public,
+            "Confirm the SMS code; the account then waits for approval",
+            Some("SignupConfirm"),
+            Some("SignupState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/login",
+            Public,
+            "Log in with phone or username and password",
+            Some("LoginRequest"),
+            Some("LoginResponse")
+        ),
+        r!(
+            "POST",
+            "/api/v1/logout",
+            Account,
+            "End this session",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/me",
+            Account,
+            "The logged-in account",
+            None,
+            Some("UserInfo")
+        ),
+        r!(
+            "POST",
+            "/api/v1/me/password",
+            Account,
+            "Change password (ends other sessions)",
+            Some("PasswordChange"),
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices",
+            Customer,
+            "Devices the caller owns or that were shared with it",
+            None,
+            Some("DeviceView")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/bind",
+            Owner,
+            "Bind a device by id and bind code (8.2)",
+            Some("BindRequest"),
+            Some("DeviceView")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}",
+            Customer,
+            "One device",
+            None,
+            Some("DeviceView")
+        ),
+        r!(
+            "PATCH",
+            "/api/v1/devices/{id}",
+            Owner,
+            "Rename a device",
+            Some("DeviceRename"),
+            Some("DeviceView")
+        ),
+        r!(
+            "DELETE",
+            "/api/v1/devices/{id}",
+            Owner,
+            "Unbind a device (removes every share)",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/status",
+            Customer,
+            "Ask the device itself, through its SCU (needs `config`)",
+            None,
+            Some("DeviceStatus")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/shares",
+            Owner,
+            "Who the device is shared with",
+            None,
+            Some("ShareView")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/shares",
+            Owner,
+            "Share with a sub-account, or change its scopes (8.6)",
+            Some("ShareRequest"),
+            Some("ShareView")
+        ),
+        r!(
+            "DELETE",
+            "/api/v1/devices/{id}/shares/{username}",
+            Owner,
+            "Stop sharing with a sub-account",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/subaccounts",
+            Owner,
+            "The caller's sub-accounts",
+            None,
+            Some("SubaccountView")
+        ),
+        r!(
+            "POST",
+            "/api/v1/subaccounts",
+            Owner,
+            "Create a sub-account (6.1.10)",
+            Some("SubaccountCreate"),
+            Some("SubaccountView")
+        ),
+        r!(
+            "DELETE",
+            "/api/v1/subaccounts/{username}",
+            Owner,
+            "Delete a sub-account and its shares",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/audit",
+            Customer,
+            "Audit log of the caller and its devices",
+            None,
+            Some("AuditEntry")
+        ),
+        r!(
+            "POST",
+            "/api/v1/admin/devices",
+            Operator,
+            "Provision devices: public keys and bind code digests",
+            Some("ProvisionRequest"),
+            Some("ProvisionResult")
+        ),
+        r!(
+            "GET",
+            "/api/v1/admin/devices",
+            Operator,
+            "Every device",
+            None,
+            Some("AdminDeviceView")
+        ),
+        r!(
+            "GET",
+            "/api/v1/admin/users",
+            Operator,
+            "Accounts, optionally `?status=pending_approval`",
+            None,
+            Some("UserInfo")
+        ),
+        r!(
+            "POST",
+            "/api/v1/admin/users/{id}/approve",
+            Operator,
+            "Approve a confirmed sign-up (6.1.1)",
+            None,
+            Some("UserInfo")
+        ),
+        r!(
+            "POST",
+            "/api/v1/admin/users/{id}/disable",
+            Operator,
+            "Disable an account; ends its sessions",
+            None,
+            Some("UserInfo")
+        ),
+        r!(
+            "GET",
+            "/api/v1/admin/audit",
+            Operator,
+            "The whole audit log",
+            None,
+            Some("AuditEntry")
+        ),
+        r!(
+            "GET",
+            "/platform/v1/scu",
+            Node,
+            "WebSocket for SCU nodes (Sc/Sm, see docs/protocol.md)",
+            None,
+            None
+        ),
+    ]
+}
+
+fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
+    use axum::routing::{delete, patch, post};
+    Some(match (method, path) {
+        ("GET", "/api/v1/health") => get(h::health),
+        ("GET", "/api/v1/openapi.json") => get(|| async { Json(openapi()) }),
+        ("POST", "/api/v1/signup") => post(h::signup),
+        ("POST", "/api/v1/signup/confirm") => post(h::signup_confirm),
+        ("POST", "/api/v1/login") => post(h::login),
+        ("POST", "/api/v1/logout") => post(h::logout),
+        ("GET", "/api/v1/me") => get(h::me),
+        ("POST", "/api/v1/me/password") => post(h::change_password),
+        ("GET", "/api/v1/devices") => get(h::list_devices),
+        ("POST", "/api/v1/devices/bind") => post(h::bind),
+        ("GET", "/api/v1/devices/{id}") => get(h::get_device),
+        ("PATCH", "/api/v1/devices/{id}") => patch(h::rename_device),
+        ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
+        ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
+        ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
+        ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
+        ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
+        ("GET", "/api/v1/subaccounts") => get(h::list_subaccounts),
+        ("POST", "/api/v1/subaccounts") => post(h::create_subaccount),
+        ("DELETE", "/api/v1/subaccounts/{username}") => delete(h::delete_subaccount),
+        ("GET", "/api/v1/audit") => get(h::my_audit),
+        ("POST", "/api/v1/admin/devices") => {
+            post(h::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+        }
+        ("GET", "/api/v1/admin/devices") => get(h::admin_devices),
+        ("GET", "/api/v1/admin/users") => get(h::admin_users),
+        ("POST", "/api/v1/admin/users/{id}/approve") => post(h::approve_user),
+        ("POST", "/api/v1/admin/users/{id}/disable") => post(h::disable_user),
+        ("GET", "/api/v1/admin/audit") => get(h::admin_audit),
+        ("GET", "/platform/v1/scu") => get(platform::ws_handler),
+        _ => return None,
+    })
+}
+
+/// Builds the router from [`routes`]; every route gets the guard for its access rule.
+pub(crate) fn router(state: Shared) -> Router {
+    let mut router: Router<Shared> = Router::new();
+    for info in routes() {
+        let Some(mr) = handler(info.method, info.path) else {
+            // A declared route without a handler is a programming error caught by tests.
+            tracing::error!(path = info.path, "declared route has no handler");
+            continue;
+        };
+        let guarded = mr.route_layer(middleware::from_fn_with_state(
+            (state.clone(), info.access),
+            guard,
+        ));
+        router = router.route(info.path, guarded);
+    }
+    router
+        .fallback(|| async {
+            ApiErr::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_route",
+                "no such API route; see /api/v1/openapi.json",
+            )
+            .into_response()
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+async fn guard(
+    State((state, access)): State<(Shared, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let allowed = |role: Role| match access {
+        Access::Public | Access::Node | Access::Account => true,
+        Access::Customer => matches!(role, Role::Owner | Role::Sub),
+        Access::Owner => role == Role::Owner,
+        Access::Operator => role == Role::Operator,
+    };
+    if matches!(access, Access::Public | Access::Node) {
+        // Node routes authenticate inside the WebSocket (first message), see platform.rs.
+        return next.run(req).await;
+    }
+    match crate::auth::principal(&state, req.headers()).await {
+        Ok(p) if allowed(p.role) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(_) => ApiErr::forbidden("this account's role may not use this route").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The OpenAPI 3.1 document, generated from [`routes`].
+pub fn openapi() -> OpenApi {
+    let mut paths = Paths::new();
+    for info in routes() {
+        let method = match info.method {
+            "GET" => HttpMethod::Get,
+            "POST" => HttpMethod::Post,
+            "PATCH" => HttpMethod::Patch,
+            "PUT" => HttpMethod::Put,
+            _ => HttpMethod::Delete,
+        };
+        let mut op = OperationBuilder::new()
+            .summary(Some(info.summary))
+            .operation_id(Some(format!(
+                "{}_{}",
+                info.method.to_lowercase(),
+                info.path
+                    .trim_start_matches('/')
+                    .replace(['/', '{', '}', '.'], "_")
+            )));
+        if let Some(req) = info.request {
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(req)))
+                            .build(),
+                    )
+                    .build(),
+            ));
+        }
+        let ok = match info.response {
+            Some(name) => ResponseBuilder::new().description("Success").content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(name)))
+                    .build(),
+            ),
+            None => ResponseBuilder::new().description("Success"),
+        };
+        op = op.response("200", ok.build());
+        op = op.response(
+            "default",
+            ResponseBuilder::new()
+                .description("Error")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ApiError")))
+                        .build(),
+                )
+                .build(),
+        );
+        if !matches!(info.access, Access::Public | Access::Node) {
+            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        paths.add_path_operation(info.path, vec![method], op.build());
+    }
+    let _ = PathItem::default;
+    let components = ComponentsBuilder::new()
+        .schema_from::<cm::ApiError>()
+        .schema_from::<cm::SignupRequest>()
+        .schema_from::<cm::SignupConfirm>()
+        .schema_from::<cm::SignupState>()
+        .schema_from::<cm::AccountStatus>()
+        .schema_from::<cm::LoginRequest>()
+        .schema_from::<cm::LoginResponse>()
+        .schema_from::<cm::UserInfo>()
+        .schema_from::<Role>()
+        .schema_from::<cm::PasswordChange>()
+        .schema_from::<cm::DeviceView>()
+        .schema_from::<cm::Relation>()
+        .schema_from::<cm::BindRequest>()
+        .schema_from::<cm::DeviceRename>()
+        .schema_from::<cm::DeviceStatus>()
+        .schema_from::<peercam_signal::cmd::DeviceDescription>()
+        .schema_from::<peercam_signal::ps::DeviceKind>()
+        .schema_from::<cm::SubaccountCreate>()
+        .schema_from::<cm::SubaccountView>()
+        .schema_from::<cm::ShareRequest>()
+        .schema_from::<cm::ShareView>()
+        .schema_from::<cm::ProvisionDevice>()
+        .schema_from::<cm::ProvisionRequest>()
+        .schema_from::<cm::ProvisionResult>()
+        .schema_from::<cm::AdminDeviceView>()
+        .schema_from::<cm::AuditEntry>()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("peercam CMU API (Cm)")
+                .version("1.0.0")
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}

@@ -1,0 +1,113 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::CmuError;
+
+/// Configuration of the CMU (`cmu.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the API and platform listener. Default `0.0.0.0:7000`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS certificate and key; without it the API is plain HTTP (only for loopback use).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Database URL. Default `sqlite://peercam-cmu.db`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Directory for files the CMU writes (the bootstrap operator password). Default `.`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Secrets that authenticate SCU nodes, at least 16 characters each.
+    pub scu_secrets: Vec<String>,
+    /// How to send SMS.
+    pub sms: SmsConfig,
+    /// Lifetime of a login session, seconds. Default 43200 (12 h).
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_s: u64,
+    /// Lifetime of an SMS sign-up code, seconds. Default 600.
+    #[serde(default = "default_code_ttl")]
+    pub signup_code_ttl_s: u64,
+}
+
+/// TLS material.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// Which SMS gateway adapter to use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SmsConfig {
+    /// Write messages as JSON files into `dir` (demo, tests).
+    Outbox {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// POST JSON `{to, text, at}` to `url` with `Authorization: Bearer api_key`.
+    Http {
+        /// Gateway URL.
+        url: String,
+        /// API key.
+        api_key: String,
+    },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7000))
+}
+fn default_database() -> String {
+    "sqlite://peercam-cmu.db".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_session_ttl() -> u64 {
+    43_200
+}
+fn default_code_ttl() -> u64 {
+    600
+}
+
+impl Config {
+    /// A configuration with defaults for everything that has one.
+    pub fn new(
+        database: String,
+        data_dir: PathBuf,
+        scu_secrets: Vec<String>,
+        sms: SmsConfig,
+    ) -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+            database,
+            data_dir,
+            scu_secrets,
+            sms,
+            session_ttl_s: default_session_ttl(),
+            signup_code_ttl_s: default_code_ttl(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), CmuError> {
+        if self.scu_secrets.iter().any(|s| s.len() < 16) {
+            return Err(CmuError::Config(
+                "every scu_secrets entry must be at least 16 characters".into(),
+            ));
+        }
+        if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {
+            return Err(CmuError::Config(
+                "session_ttl_s and signup_code_ttl_s must be at least 60".into(),
+            ));
+        }
+        Ok(())
+    }
+}

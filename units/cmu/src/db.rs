@@ -1,0 +1,125 @@
+//! The CMU's store: SQLite through sqlx (WAL, foreign keys), with ordered migrations.
+//!
+//! SQL is kept to the portable subset (integer keys, text, `ON CONFLICT`) so that a
+//! PostgreSQL backend can follow with the same queries.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::CmuError;
+
+/// Ordered schema migrations; the index + 1 is the schema version stored in `user_version`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('owner', 'sub', 'operator')),
+    login         TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('pending_approval', 'active', 'disabled')),
+    parent_id     INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE signup_codes (
+    phone         TEXT PRIMARY KEY,
+    code_hash     TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL CHECK (kind IN ('pu', 'nvr')),
+    public_key       TEXT NOT NULL,
+    bind_code_sha256 TEXT NOT NULL,
+    vendor           TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    registered_at    INTEGER,
+    last_seen        INTEGER,
+    sw_version       TEXT,
+    owner_id         INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    name             TEXT,
+    acl_version      INTEGER NOT NULL DEFAULT 1,
+    disabled         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_owner ON devices(owner_id);
+CREATE TABLE shares (
+    device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    scopes     INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, user_id)
+);
+CREATE INDEX shares_user ON shares(user_id);
+CREATE TABLE used_nonces (
+    nonce      TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    actor_id  INTEGER,
+    action    TEXT NOT NULL,
+    device_id TEXT,
+    outcome   TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE INDEX audit_device ON audit(device_id);
+CREATE INDEX audit_actor ON audit(actor_id);
+"];
+
+/// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
+/// `sqlite::memory:`).
+pub(crate) async fn open(url: &str) -> Result<SqlitePool, CmuError> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| CmuError::Config(format!("database URL {url:?}: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let max = if url.contains(":memory:") { 1 } else { 8 };
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max)
+        .connect_with(opts)
+        .await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), CmuError> {
+    let mut tx = pool.begin().await?;
+    let version: i64 = sqlx::query("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    let version = usize::try_from(version).unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        return Err(CmuError::Config(format!(
+            "database schema version {version} is newer than this CMU understands ({}); upgrade peercam",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tracing::info!(from = i, to = i + 1, "migrating CMU database");
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {}",
+            i + 1
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! API errors: stable codes, helpful messages, internals never leaked.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use peercam_signal::cm::ApiError;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub(crate) struct ApiErr {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl ApiErr {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub(crate) fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "log in first: send Authorization: Bearer <token> from POST /api/v1/login",
+        )
+    }
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    /// The one answer for "no such device" and "not yours" (SECURITY.md D3: indistinguishable).
+    pub(crate) fn no_device() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such device")
+    }
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub(crate) fn too_many(retry_after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; wait and try again",
+        );
+        e.retry_after = Some(retry_after.as_secs().max(1));
+        e
+    }
+    pub(crate) fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%context, error = %err, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the platform failed to process the request; try again later",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiErr {
+    fn from(e: sqlx::Error) -> Self {
+        // Fail closed: a database error never grants anything.
+        Self::internal("database", &e)
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(ApiError {
+                error: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        resp
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiErr>;

@@ -1,0 +1,502 @@
+//! The CMU end of Sc / Sm: SCU nodes connect here, ask for registration verdicts (H.626.4
+//! 8.1 steps 2-3), report presence, and carry commands to the devices they hold.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::{SinkExt as _, StreamExt as _};
+use peercam_base::DeviceId;
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::ps::RefusalCode;
+use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, Verdict};
+use peercam_signal::{Envelope, PROTOCOL_VERSION, decode, encode};
+use sqlx::Row as _;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::audit;
+use crate::error::ApiErr;
+use crate::{Shared, now_ms, now_s};
+
+/// Presence and node links, in memory (the authoritative "online" view of this CMU).
+#[derive(Default)]
+pub struct Platform {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// device -> (node, session)
+    presence: HashMap<DeviceId, (String, String)>,
+    /// node -> link
+    nodes: HashMap<String, NodeLink>,
+}
+
+struct NodeLink {
+    /// Distinguishes a reconnected node from its previous link.
+    epoch: u64,
+    tx: mpsc::Sender<Envelope<CmuToScu>>,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<CommandOutcome>>>>,
+}
+
+impl Platform {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the device is registered with some SCU node now.
+    pub fn is_online(&self, id: &DeviceId) -> bool {
+        self.lock().presence.contains_key(id)
+    }
+
+    /// The node holding the device.
+    pub fn node_of(&self, id: &DeviceId) -> Option<String> {
+        self.lock().presence.get(id).map(|(n, _)| n.clone())
+    }
+
+    /// Number of devices online.
+    pub fn online_count(&self) -> usize {
+        self.lock().presence.len()
+    }
+
+    /// Sends a command to a device through its SCU and waits for the answer.
+    pub(crate) async fn command(
+        &self,
+        id: &DeviceId,
+        command: DeviceCommand,
+    ) -> Result<(String, DeviceReply), ApiErr> {
+        let offline = || {
+            ApiErr::conflict(
+                "device_offline",
+                "the device is offline; check its power and network",
+            )
+        };
+        let (node, tx, pending) = {
+            let inner = self.lock();
+            let (node, _) = inner.presence.get(id).ok_or_else(offline)?;
+            let link = inner.nodes.get(node).ok_or_else(offline)?;
+            (node.clone(), link.tx.clone(), link.pending.clone())
+        };
+        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(req_id, reply_tx);
+        let env = Envelope::new(
+            req_id,
+            CmuToScu::Command {
+                device_id: id.clone(),
+                command,
+            },
+        );
+        if tx.send(env).await.is_err() {
+            pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&req_id);
+            return Err(offline());
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(12), reply_rx).await;
+        pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&req_id);
+        match outcome {
+            Ok(Ok(CommandOutcome::Replied { reply })) => Ok((node, reply)),
+            Ok(Ok(CommandOutcome::NotConnected) | Err(_)) => Err(offline()),
+            Ok(Ok(CommandOutcome::Timeout)) | Err(_) => Err(ApiErr::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "device_timeout",
+                "the device did not answer in time",
+            )),
+        }
+    }
+
+    /// Records a device online on `node`; returns the session it replaces on another node.
+    fn online(&self, id: DeviceId, node: &str, session: String) -> Option<(String, String)> {
+        let mut inner = self.lock();
+        let old = inner
+            .presence
+            .insert(id, (node.to_owned(), session.clone()));
+        old.filter(|(n, s)| n != node || *s != session)
+    }
+
+    fn offline(&self, id: &DeviceId, node: &str, session: &str) -> bool {
+        let mut inner = self.lock();
+        if inner
+            .presence
+            .get(id)
+            .is_some_and(|(n, s)| n == node && s == session)
+        {
+            inner.presence.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn kick(&self, node: &str, device_id: DeviceId, session: String, reason: &str) {
+        let inner = self.lock();
+        if let Some(link) = inner.nodes.get(node) {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = link.tx.try_send(Envelope::new(
+                id,
+                CmuToScu::Kick {
+                    device_id,
+                    session,
+                    reason: reason.to_owned(),
+                },
+            ));
+        }
+    }
+}
+
+/// `GET /platform/v1/scu`: upgrade to WebSocket; the node authenticates in its first message.
+pub(crate) async fn ws_handler(State(st): State<Shared>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(peercam_signal::MAX_MESSAGE_BYTES)
+        .max_frame_size(peercam_signal::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| node_session(st, socket))
+}
+
+fn text(env: &Envelope<CmuToScu>) -> Message {
+    Message::Text(String::from_utf8(encode(env)).unwrap_or_default().into())
+}
+
+async fn node_session(st: Shared, mut socket: WebSocket) {
+    // 1. Authenticate the node.
+    let first = tokio::time::timeout(Duration::from_secs(5), socket.recv()).await;
+    let Ok(Some(Ok(Message::Text(t)))) = first else {
+        return;
+    };
+    let node = match decode::<ScuToCmu>(t.as_bytes()).map(|e| e.body) {
+        Ok(ScuToCmu::NodeHello {
+            node,
+            secret,
+            versions,
+        }) => {
+            let secret_ok = st
+                .config
+                .scu_secrets
+                .iter()
+                .any(|s| bool::from(s.as_bytes().ct_eq(secret.as_bytes())));
+            let node_ok = node.parse::<peercam_base::NodeId>().is_ok();
+            if !secret_ok || !node_ok || !versions.contains(&PROTOCOL_VERSION) {
+                let msg = if secret_ok {
+                    "bad node id or no common protocol version"
+                } else {
+                    "bad node secret"
+                };
+                tracing::warn!(%node, "refused SCU node: {msg}");
+                audit(
+                    &st.db,
+                    None,
+                    "node.hello",
+                    None,
+                    "refused",
+                    &format!("{node}: {msg}"),
+                )
+                .await;
+                let _ = socket
+                    .send(text(&Envelope::new(
+                        1,
+                        CmuToScu::NodeRefused {
+                            message: msg.into(),
+                        },
+                    )))
+                    .await;
+                return;
+            }
+            node
+        }
+        _ => return,
+    };
+    if socket
+        .send(text(&Envelope::new(1, CmuToScu::NodeWelcome)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tracing::info!(%node, "SCU node connected");
+
+    // 2. Register the link (a reconnecting node replaces its previous link).
+    let (tx, mut rx) = mpsc::channel::<Envelope<CmuToScu>>(1024);
+    let pending = Arc::new(Mutex::new(HashMap::new()));
+    let epoch = st.platform.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut inner = st.platform.lock();
+        inner.nodes.insert(
+            node.clone(),
+            NodeLink {
+                epoch,
+                tx: tx.clone(),
+                pending: pending.clone(),
+            },
+        );
+        // Devices the previous link of this node held are re-announced by the node itself.
+        inner.presence.retain(|_, (n, _)| *n != node);
+    }
+
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(env) = rx.recv().await {
+            if sink.send(text(&env)).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = stream.next().await {
+        let bytes = match msg {
+            Ok(Message::Text(t)) => t.as_bytes().to_vec(),
+            Ok(Message::Binary(b)) => b.to_vec(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => break,
+        };
+        let env = match decode::<ScuToCmu>(&bytes) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "bad message from SCU node; closing");
+                break;
+            }
+        };
+        match env.body {
+            ScuToCmu::VerifyDevice {
+                device_id,
+                kind,
+                node: claimed,
+                nonce,
+                issued_at_ms,
+                signature,
+                session,
+                sw_version,
+            } => {
+                let st = st.clone();
+                let tx = tx.clone();
+                let node = node.clone();
+                let id = env.id;
+                tokio::spawn(async move {
+                    let verdict = if claimed == node {
+                        verify_device(
+                            &st,
+                            &node,
+                            &device_id,
+                            kind,
+                            &nonce,
+                            issued_at_ms,
+                            &signature,
+                            &sw_version,
+                        )
+                        .await
+                    } else {
+                        Verdict::Refused {
+                            code: RefusalCode::BadSignature,
+                            message: "challenge issued by another node".into(),
+                        }
+                    };
+                    let _ = session;
+                    let _ = tx
+                        .send(Envelope::reply(0, id, CmuToScu::DeviceVerdict { verdict }))
+                        .await;
+                });
+            }
+            ScuToCmu::Presence {
+                device_id,
+                session,
+                online,
+            } => {
+                if online {
+                    // Sc: PU status. One device, one session: kick an older one elsewhere.
+                    if let Some((old_node, old_session)) =
+                        st.platform.online(device_id.clone(), &node, session)
+                    {
+                        tracing::info!(device = %device_id, %old_node, "replacing an older device session");
+                        st.platform.kick(
+                            &old_node,
+                            device_id.clone(),
+                            old_session,
+                            "replaced by a newer session",
+                        );
+                    }
+                    let _ = sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
+                        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
+                        .bind(device_id.as_str())
+                        .execute(&st.db)
+                        .await;
+                } else if st.platform.offline(&device_id, &node, &session) {
+                    let _ = sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
+                        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
+                        .bind(device_id.as_str())
+                        .execute(&st.db)
+                        .await;
+                }
+            }
+            ScuToCmu::CommandResult { result } => {
+                if let Some(w) = env.re.and_then(|re| {
+                    pending
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&re)
+                }) {
+                    let _ = w.send(result);
+                }
+            }
+            ScuToCmu::NodeHello { .. } => break,
+            _ => {}
+        }
+    }
+    writer.abort();
+    // 3. The node is gone: everything it held is offline (unless it already reconnected).
+    let mut inner = st.platform.lock();
+    if inner.nodes.get(&node).is_some_and(|l| l.epoch == epoch) {
+        inner.nodes.remove(&node);
+        let before = inner.presence.len();
+        inner.presence.retain(|_, (n, _)| *n != node);
+        tracing::warn!(%node, devices = before - inner.presence.len(), "SCU node disconnected; its devices are offline");
+    }
+}
+
+/// H.626.4 8.1 steps 2-3: is this the device it claims to be? (SECURITY.md D1)
+#[allow(clippy::too_many_arguments)]
+async fn verify_device(
+    st: &Shared,
+    node: &str,
+    device_id: &DeviceId,
+    kind: peercam_signal::ps::DeviceKind,
+    nonce: &str,
+    issued_at_ms: u64,
+    signature: &str,
+    sw_version: &str,
+) -> Verdict {
+    let refuse = |code, message: &str| Verdict::Refused {
+        code,
+        message: message.to_owned(),
+    };
+    let row = match sqlx::query("SELECT public_key, kind, disabled FROM devices WHERE id = ?1")
+        .bind(device_id.as_str())
+        .fetch_optional(&st.db)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "database error during registration");
+            return refuse(
+                RefusalCode::Unavailable,
+                "the platform cannot decide now; try again",
+            );
+        }
+    };
+    let outcome = match row {
+        None => refuse(
+            RefusalCode::UnknownDevice,
+            "no device with this id was provisioned",
+        ),
+        Some(row) => {
+            let key: String = row.try_get(0).unwrap_or_default();
+            let stored_kind: String = row.try_get(1).unwrap_or_default();
+            let disabled: i64 = row.try_get(2).unwrap_or(1);
+            let skew = now_ms().abs_diff(issued_at_ms);
+            if disabled != 0 {
+                refuse(
+                    RefusalCode::Disabled,
+                    "this device is disabled by the operator",
+                )
+            } else if stored_kind != kind.as_str() {
+                refuse(
+                    RefusalCode::BadSignature,
+                    "device kind does not match its provisioning",
+                )
+            } else if skew > 5 * 60 * 1000 || peercam_signal::register::check_nonce(nonce).is_err()
+            {
+                refuse(
+                    RefusalCode::StaleChallenge,
+                    "the challenge is too old or malformed",
+                )
+            } else {
+                match peercam_signal::register::parse_public_key(&key).and_then(|pk| {
+                    peercam_signal::register::verify(
+                        &pk,
+                        node,
+                        device_id,
+                        nonce,
+                        issued_at_ms,
+                        signature,
+                    )
+                }) {
+                    Err(_) => refuse(
+                        RefusalCode::BadSignature,
+                        "the signature does not match this device's key",
+                    ),
+                    Ok(()) => {
+                        // A nonce is good for one registration only.
+                        let expires = i64::try_from(now_s() + 600).unwrap_or(i64::MAX);
+                        let fresh = sqlx::query("INSERT INTO used_nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING")
+                            .bind(nonce)
+                            .bind(expires)
+                            .execute(&st.db)
+                            .await
+                            .map(|r| r.rows_affected() == 1);
+                        let _ = sqlx::query("DELETE FROM used_nonces WHERE expires_at < ?1")
+                            .bind(i64::try_from(now_s()).unwrap_or(0))
+                            .execute(&st.db)
+                            .await;
+                        match fresh {
+                            Ok(true) => Verdict::Accepted,
+                            Ok(false) => refuse(
+                                RefusalCode::StaleChallenge,
+                                "this challenge was already used",
+                            ),
+                            Err(_) => refuse(
+                                RefusalCode::Unavailable,
+                                "the platform cannot decide now; try again",
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    match &outcome {
+        Verdict::Accepted => {
+            let _ = sqlx::query("UPDATE devices SET registered_at = COALESCE(registered_at, ?1), sw_version = ?2 WHERE id = ?3")
+                .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
+                .bind(sw_version.chars().take(64).collect::<String>())
+                .bind(device_id.as_str())
+                .execute(&st.db)
+                .await;
+            audit(
+                &st.db,
+                None,
+                "device.register",
+                Some(device_id.as_str()),
+                "ok",
+                node,
+            )
+            .await;
+        }
+        Verdict::Refused { code, message } => {
+            tracing::warn!(device = %device_id, ?code, %message, "registration refused");
+            let code = serde_json::to_value(code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            audit(
+                &st.db,
+                None,
+                "device.register",
+                Some(device_id.as_str()),
+                &code,
+                message,
+            )
+            .await;
+        }
+    }
+    outcome
+}

@@ -1,0 +1,130 @@
+//! The SMS gateway interface (H.626.4 6.2: the platform interfaces to an SMS gateway).
+//!
+//! Two adapters: [`HttpSms`] posts to an HTTP gateway; [`OutboxSms`] writes each message as a
+//! JSON file into a directory (the demo and tests read it).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use peercam_base::Phone;
+use serde::Serialize;
+
+/// Sending failed.
+#[derive(Debug, thiserror::Error)]
+#[error("SMS gateway: {0}")]
+pub struct SmsError(pub String);
+
+/// Something that delivers text messages to phones.
+pub trait SmsGateway: Send + Sync + 'static {
+    /// Sends `text` to `to`.
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        text: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>>;
+}
+
+/// What the outbox writes and the HTTP adapter posts.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SmsMessage {
+    /// E.164 recipient.
+    pub to: String,
+    /// Text.
+    pub text: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// Writes messages as `<seq>.json` files into a directory.
+pub struct OutboxSms {
+    dir: PathBuf,
+    seq: AtomicU64,
+}
+
+impl OutboxSms {
+    /// An outbox in `dir` (created if missing).
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            seq: AtomicU64::new(0),
+        })
+    }
+}
+
+impl SmsGateway for OutboxSms {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        text: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+        Box::pin(async move {
+            let msg = SmsMessage {
+                to: to.as_str().to_owned(),
+                text: text.to_owned(),
+                at: crate::now_s(),
+            };
+            let n = self.seq.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{}-{n:06}.json", crate::now_ms());
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            let body = serde_json::to_vec_pretty(&msg).map_err(|e| SmsError(e.to_string()))?;
+            tokio::fs::write(&tmp, body)
+                .await
+                .map_err(|e| SmsError(e.to_string()))?;
+            tokio::fs::rename(&tmp, self.dir.join(name))
+                .await
+                .map_err(|e| SmsError(e.to_string()))
+        })
+    }
+}
+
+/// Posts `{"to","text","at"}` as JSON to a gateway URL with a bearer API key.
+pub struct HttpSms {
+    url: String,
+    api_key: String,
+    client: reqwest::Client,
+}
+
+impl HttpSms {
+    /// A gateway at `url`.
+    pub fn new(url: String, api_key: String) -> Result<Self, SmsError> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| SmsError(e.to_string()))?;
+        Ok(Self {
+            url,
+            api_key,
+            client,
+        })
+    }
+}
+
+impl SmsGateway for HttpSms {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        text: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+        Box::pin(async move {
+            let msg = SmsMessage {
+                to: to.as_str().to_owned(),
+                text: text.to_owned(),
+                at: crate::now_s(),
+            };
+            let resp = self
+                .client
+                .post(&self.url)
+                .bearer_auth(&self.api_key)
+                .json(&msg)
+                .send()
+                .await
+                .map_err(|e| SmsError(e.to_string()))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(SmsError(format!("gateway answered {}", resp.status())))
+            }
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! One device connection: the IO shell around [`ScuPeer`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use peercam_net::Shutdown;
+use peercam_net::tokio_rustls::TlsAcceptor;
+use peercam_net::tokio_tungstenite::tungstenite::Message;
+use peercam_signal::cmd::DeviceReply;
+use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
+use peercam_signal::ps::RefusalCode;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::{ConnCmd, NodeState, ToCmu, random_hex, unix_ms};
+
+type VerdictRx = oneshot::Receiver<Result<(), (RefusalCode, String)>>;
+
+pub(crate) async fn run(
+    state: Arc<NodeState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: TlsAcceptor,
+    shutdown: Shutdown,
+) {
+    // Admission control: at most N handshakes at once; the rest wait in the accept queue.
+    let Ok(permit) = state.handshakes.acquire().await else {
+        return;
+    };
+    let ws = match peercam_net::ws::accept(tcp, tls, Duration::from_secs(10)).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "device handshake failed");
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    let cfg = &state.config;
+    let peer_cfg = PeerConfig {
+        node: cfg.node.to_string(),
+        heartbeat: Duration::from_millis(cfg.heartbeat_ms),
+        dead_after: Duration::from_millis(cfg.dead_after_ms),
+        handshake_timeout: Duration::from_secs(15),
+    };
+    let mut nonce = [0u8; 32];
+    if getrandom::fill(&mut nonce).is_err() {
+        return;
+    }
+    let mut sm = ScuPeer::new(peer_cfg, Instant::now().into_std(), nonce, unix_ms());
+    let session = random_hex(16);
+    let (tx, mut rx) = mpsc::channel::<ConnCmd>(16);
+    let mut permit = Some(permit);
+    let mut verdict: Option<VerdictRx> = None;
+    let mut pending: HashMap<u64, oneshot::Sender<DeviceReply>> = HashMap::new();
+    let mut held = None;
+
+    loop {
+        // Flush everything the state machine produced, then act on its events.
+        let mut wrote = false;
+        while let Some(frame) = sm.poll_transmit() {
+            let text = String::from_utf8(frame).unwrap_or_default();
+            if sink.feed(Message::text(text)).await.is_err() {
+                break;
+            }
+            wrote = true;
+        }
+        if wrote && sink.flush().await.is_err() {
+            break;
+        }
+        while let Some(ev) = sm.poll_event() {
+            match ev {
+                PeerEvent::Verify(req) => {
+                    let (reply, rx) = oneshot::channel();
+                    verdict = Some(rx);
+                    let msg = ToCmu::Verify {
+                        req,
+                        session: session.clone(),
+                        reply,
+                    };
+                    if state.to_cmu.try_send(msg).is_err() {
+                        sm.verdict(
+                            Instant::now().into_std(),
+                            String::new(),
+                            Err((RefusalCode::Unavailable, "SCU is overloaded".into())),
+                        );
+                        verdict = None;
+                    }
+                }
+                PeerEvent::Online { device_id } => {
+                    permit = None; // handshake complete: free a slot
+                    tracing::info!(device = %device_id, %peer, "device registered");
+                    state.hold(device_id.clone(), session.clone(), tx.clone());
+                    let _ = state
+                        .to_cmu
+                        .send(ToCmu::Presence {
+                            device_id: device_id.clone(),
+                            session: session.clone(),
+                            online: true,
+                        })
+                        .await;
+                    held = Some(device_id);
+                }
+                PeerEvent::Reply { re, reply } => {
+                    if let Some(waiter) = pending.remove(&re) {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                PeerEvent::Closed { reason } => {
+                    tracing::debug!(%peer, device = ?sm.device_id(), %reason, "device connection closing");
+                }
+                _ => {}
+            }
+        }
+        if sm.is_closed() {
+            // Flush a final refusal or bye, then close.
+            while let Some(frame) = sm.poll_transmit() {
+                let _ = sink
+                    .feed(Message::text(String::from_utf8(frame).unwrap_or_default()))
+                    .await;
+            }
+            let _ = sink.flush().await;
+            let _ = sink.close().await;
+            break;
+        }
+        let deadline = sm.poll_timeout().map_or_else(
+            || Instant::now() + Duration::from_secs(3600),
+            Instant::from_std,
+        );
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => sm.handle_input(Instant::now().into_std(), t.as_bytes()),
+                Some(Ok(Message::Binary(b))) => sm.handle_input(Instant::now().into_std(), &b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+            v = async { verdict.as_mut().map_or(Err(()), |_| Ok(()))?; verdict.as_mut().ok_or(())?.await.map_err(|_| ()) }, if verdict.is_some() => {
+                verdict = None;
+                let v = v.unwrap_or_else(|()| Err((RefusalCode::Unavailable, "the platform did not answer; try again".into())));
+                sm.verdict(Instant::now().into_std(), session.clone(), v);
+            }
+            cmd = rx.recv() => match cmd {
+                Some(ConnCmd::Command { command, reply }) => {
+                    if let Some(id) = sm.send_command(command) {
+                        pending.insert(id, reply);
+                    }
+                }
+                Some(ConnCmd::Kick { reason }) => sm.kick(&reason),
+                None => {}
+            },
+            () = tokio::time::sleep_until(deadline) => sm.handle_timeout(Instant::now().into_std()),
+            () = shutdown.wait() => { sm.kick("SCU shutting down"); }
+        }
+    }
+    drop(permit);
+    if let Some(device_id) = held
+        && state.release(&device_id, &session)
+    {
+        tracing::info!(device = %device_id, %peer, "device offline");
+        let _ = state
+            .to_cmu
+            .send(ToCmu::Presence {
+                device_id,
+                session,
+                online: false,
+            })
+            .await;
+    }
+}
