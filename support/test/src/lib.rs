@@ -1,0 +1,274 @@
+//! A peercam platform on loopback for tests and benchmarks.
+//!
+//! [`Cluster::start`] runs a CMU (TLS, SQLite file, SMS outbox) and SCU nodes on ephemeral
+//! ports of 127.0.0.1 with a fresh private CA. Units talk over real sockets exactly as when
+//! deployed apart; the harness only wires their configurations together and plays operator
+//! and users through the public API.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ed25519_dalek::SigningKey;
+use peercam_base::DeviceId;
+use peercam_cu::Client;
+use peercam_net::Shutdown;
+use peercam_net::pki::{Pki, PkiFiles};
+use peercam_signal::cm::ProvisionDevice;
+use peercam_signal::identity::{BindCode, DeviceIdentity};
+use peercam_signal::ps::DeviceKind;
+
+pub use peercam_cu::CuError;
+
+/// Logs to the test output when `PEERCAM_LOG` is set.
+pub fn init_logs() {
+    if let Ok(f) = std::env::var("PEERCAM_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_test_writer().try_init();
+    }
+}
+
+/// A running platform.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub pki: PkiFiles,
+    pub ca_pem: Vec<u8>,
+    pub cmu_addr: SocketAddr,
+    pub api: String,
+    pub scu_secret: String,
+    pub scus: Vec<peercam_scu::Running>,
+    pub scu_shutdowns: Vec<Shutdown>,
+    pub shutdown: Shutdown,
+    pub admin: Client,
+    cmu_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// A CMU and `scu_nodes` SCU nodes.
+    pub async fn start(scu_nodes: usize) -> anyhow::Result<Self> {
+        init_logs();
+        let dir = tempfile::tempdir()?;
+        let pki = Pki::generate(&["localhost", "127.0.0.1", "::1"])?.write(&dir.path().join("pki"))?;
+        let ca_pem = std::fs::read(&pki.ca_cert)?;
+        let scu_secret = "test-scu-secret-0123456789".to_owned();
+        let shutdown = Shutdown::new();
+        let mut cfg = peercam_cmu::Config::new(
+            format!("sqlite://{}", dir.path().join("cmu.db").display()),
+            dir.path().to_path_buf(),
+            vec![scu_secret.clone()],
+            peercam_cmu::SmsConfig::Outbox { dir: dir.path().join("sms-outbox") },
+        );
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.tls = Some(peercam_cmu::TlsFiles { cert: pki.server_cert.clone(), key: pki.server_key.clone() });
+        let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
+        let api = format!("https://127.0.0.1:{}", cmu.addr.port());
+        let password = std::fs::read_to_string(dir.path().join("admin.password"))?.trim().to_owned();
+        let (admin, _) = Client::new(&api, Some(&ca_pem))?.login("admin", &password).await?;
+        let mut c = Self {
+            dir,
+            pki,
+            ca_pem,
+            cmu_addr: cmu.addr,
+            api,
+            scu_secret,
+            scus: Vec::new(),
+            scu_shutdowns: Vec::new(),
+            shutdown,
+            admin,
+            cmu_task: Some(cmu.task),
+        };
+        for i in 0..scu_nodes {
+            c.add_scu(&format!("scu-{}", i + 1)).await?;
+        }
+        Ok(c)
+    }
+
+    /// The SCU configuration for a node of this cluster.
+    pub fn scu_config(&self, node: &str, listen: SocketAddr) -> peercam_scu::Config {
+        let mut cfg = peercam_scu::Config::new(
+            self.pki.server_cert.clone(),
+            self.pki.server_key.clone(),
+            self.cmu_url(),
+            self.pki.ca_cert.clone(),
+            self.scu_secret.clone(),
+        );
+        cfg.listen = listen;
+        cfg.node = node.parse().unwrap();
+        cfg
+    }
+
+    /// The CMU's platform endpoint for SCUs.
+    pub fn cmu_url(&self) -> String {
+        format!("wss://127.0.0.1:{}/platform/v1/scu", self.cmu_addr.port())
+    }
+
+    /// Starts another SCU node.
+    pub async fn add_scu(&mut self, node: &str) -> anyhow::Result<String> {
+        let sd = Shutdown::new();
+        let running = peercam_scu::start(self.scu_config(node, SocketAddr::from(([127, 0, 0, 1], 0))), sd.clone()).await?;
+        let url = format!("wss://127.0.0.1:{}/", running.addr.port());
+        self.scus.push(running);
+        self.scu_shutdowns.push(sd);
+        Ok(url)
+    }
+
+    /// The device URL of SCU node `i`.
+    pub fn scu_url(&self, i: usize) -> String {
+        format!("wss://127.0.0.1:{}/", self.scus[i].addr.port())
+    }
+
+    /// An anonymous client of the CMU.
+    pub fn client(&self) -> Client {
+        Client::new(&self.api, Some(&self.ca_pem)).unwrap()
+    }
+
+    /// Makes identities and records them in the CMU; writes identity files.
+    pub async fn provision(&self, count: usize) -> anyhow::Result<Vec<DeviceIdentity>> {
+        let ids: Vec<_> = (0..count).map(|_| new_identity(DeviceKind::Pu)).collect();
+        self.provision_these(&ids).await?;
+        Ok(ids)
+    }
+
+    /// Records given identities in the CMU and writes their files.
+    pub async fn provision_these(&self, ids: &[DeviceIdentity]) -> anyhow::Result<()> {
+        for chunk in ids.chunks(5000) {
+            let devices = chunk.iter().map(provision_record).collect();
+            self.admin.provision(devices).await?;
+        }
+        for i in ids {
+            std::fs::write(self.identity_path(&i.device_id), i.to_toml())?;
+        }
+        Ok(())
+    }
+
+    /// Where a device's identity file is written.
+    pub fn identity_path(&self, id: &DeviceId) -> PathBuf {
+        self.dir.path().join(format!("{id}.identity.toml"))
+    }
+
+    /// Starts a PU agent for `id` against SCU node `scu`.
+    pub async fn start_pu(&self, id: &DeviceIdentity, scu: usize) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
+        let mut n = [0u8; 6];
+        getrandom::fill(&mut n).unwrap();
+        let path = self.dir.path().join(format!("pu-{}-{:02x?}.identity.toml", id.device_id, n).replace([' ', ',', '[', ']'], ""));
+        std::fs::write(&path, id.to_toml())?;
+        let sd = Shutdown::new();
+        let mut cfg = peercam_pu::Config::new(path, self.scu_url(scu), self.pki.ca_cert.clone());
+        cfg.reconnect_initial_ms = 100;
+        cfg.reconnect_max_ms = 2000;
+        Ok((peercam_pu::start(cfg, sd.clone()).await?, sd))
+    }
+
+    /// Starts a PU and waits until the CMU sees it online.
+    pub async fn start_pu_online(&self, id: &DeviceIdentity, scu: usize) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
+        let r = self.start_pu(id, scu).await?;
+        self.wait_online(&id.device_id, true, Duration::from_secs(10)).await?;
+        Ok(r)
+    }
+
+    /// Waits until the CMU's operator view shows the device online (or offline).
+    pub async fn wait_online(&self, id: &DeviceId, online: bool, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let list = self.admin.admin_devices().await?;
+            if list.iter().any(|d| d.id == id.as_str() && d.online == online) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{id} not {} within {within:?}", if online { "online" } else { "offline" });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The newest SMS code sent to `phone`.
+    pub fn sms_code(&self, phone: &str) -> anyhow::Result<String> {
+        let outbox = self.dir.path().join("sms-outbox");
+        let mut entries: Vec<_> = std::fs::read_dir(&outbox)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+        entries.sort();
+        for p in entries.iter().rev() {
+            let msg: peercam_cmu::sms::SmsMessage = serde_json::from_slice(&std::fs::read(p)?)?;
+            if msg.to == phone
+                && let Some(code) = msg.text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6)
+            {
+                return Ok(code.to_owned());
+            }
+        }
+        anyhow::bail!("no SMS for {phone}")
+    }
+
+    /// Signs up `phone`, confirms by SMS, has the operator approve, logs in.
+    pub async fn owner(&self, phone: &str) -> anyhow::Result<Client> {
+        let password = "correct horse battery";
+        let anon = self.client();
+        anon.signup(phone, password).await?;
+        anon.confirm(phone, &self.sms_code(phone)?).await?;
+        let id = self.admin.admin_users(Some("pending_approval")).await?.into_iter().find(|u| u.login == phone).context("not pending")?.id;
+        self.admin.approve(id).await?;
+        Ok(anon.login(phone, password).await?.0)
+    }
+
+    /// Creates a sub-account of `owner` and logs it in.
+    pub async fn sub(&self, owner: &Client, username: &str) -> anyhow::Result<Client> {
+        owner.create_subaccount(username, "sub account pass").await?;
+        Ok(self.client().login(username, "sub account pass").await?.0)
+    }
+
+    /// Binds with retries while presence propagates.
+    pub async fn bind(&self, owner: &Client, id: &DeviceIdentity) -> anyhow::Result<()> {
+        owner.bind(id.device_id.as_str(), &id.bind_code.display(), None).await?;
+        Ok(())
+    }
+
+    /// Stops everything.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        for s in &self.scu_shutdowns {
+            s.trigger();
+        }
+        if let Some(t) = self.cmu_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+
+    /// The path of the CMU database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("cmu.db")
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A fresh device identity.
+pub fn new_identity(kind: DeviceKind) -> DeviceIdentity {
+    let mut seed = [0u8; 32];
+    let mut idb = [0u8; 10];
+    let mut code = [0u8; 8];
+    getrandom::fill(&mut seed).unwrap();
+    getrandom::fill(&mut idb).unwrap();
+    getrandom::fill(&mut code).unwrap();
+    DeviceIdentity::new(DeviceId::from_random(idb), kind, "peercam".into(), "synthetic".into(), &SigningKey::from_bytes(&seed), BindCode::from_random(code))
+}
+
+/// The CMU's provisioning record for an identity.
+pub fn provision_record(i: &DeviceIdentity) -> ProvisionDevice {
+    ProvisionDevice {
+        id: i.device_id.to_string(),
+        kind: i.kind,
+        public_key: peercam_signal::register::encode_public_key(&i.signing_key().unwrap().verifying_key()),
+        bind_code_sha256: i.bind_code.digest(&i.device_id),
+        vendor: i.vendor.clone(),
+        model: i.model.clone(),
+    }
+}
+
+/// The same device id with another key (an impostor or a cloned label).
+pub fn impostor(of: &DeviceIdentity) -> DeviceIdentity {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    DeviceIdentity::new(of.device_id.clone(), of.kind, of.vendor.clone(), of.model.clone(), &SigningKey::from_bytes(&seed), of.bind_code.clone())
+}
