@@ -63,6 +63,12 @@ pub struct Client {
     token: Option<String>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("api", &self.api).field("logged_in", &self.token.is_some()).finish()
+    }
+}
+
 impl Client {
     /// A client of the CMU at `api` (`https://host:port`), trusting only `ca_pem` if given.
     pub fn new(api: &str, ca_pem: Option<&[u8]>) -> Result<Self, CuError> {
