@@ -1,4 +1,9 @@
 //! `peercam`: one binary, one subcommand per H.626.4 unit.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program prints for its user"
+)]
 
 use std::process::ExitCode;
 

@@ -23,7 +23,15 @@ enum Who {
     Operator,
 }
 
-const EVERYONE: [Who; 7] = [Who::Anonymous, Who::A, Who::B, Who::A1, Who::A2, Who::B1, Who::Operator];
+const EVERYONE: [Who; 7] = [
+    Who::Anonymous,
+    Who::A,
+    Who::B,
+    Who::A1,
+    Who::A2,
+    Who::B1,
+    Who::Operator,
+];
 
 fn role_allowed(who: Who, access: Access) -> bool {
     match access {
@@ -51,7 +59,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "DeviceRename" => json!({"name": "renamed"}),
         "ShareRequest" => json!({"username": "suba1", "scopes": ["live"]}),
         "SubaccountCreate" => json!({"username": "matrix-new", "password": "sub account pass"}),
-        "PasswordChange" => json!({"old_password": "wrong wrong wrong", "new_password": "whatever whatever"}),
+        "PasswordChange" => {
+            json!({"old_password": "wrong wrong wrong", "new_password": "whatever whatever"})
+        }
         "ProvisionRequest" => json!({"devices": []}),
         "LoginRequest" => json!({"login": "nobody", "password": "nothing at all"}),
         "SignupRequest" => json!({"phone": "+15559990000", "password": "x"}),
@@ -60,9 +70,21 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
     })
 }
 
-async fn raw(c: &Cluster, client: &Client, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let http = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&c.ca_pem).unwrap()]).build().unwrap();
-    let mut req = http.request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", c.api));
+async fn raw(
+    c: &Cluster,
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&c.ca_pem).unwrap()])
+        .build()
+        .unwrap();
+    let mut req = http.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{}{path}", c.api),
+    );
     if let Some(t) = client.token() {
         req = req.bearer_auth(t);
     }
@@ -87,8 +109,16 @@ async fn h626_8_6_authorisation_matrix_small_world() {
     let a1 = c.sub(&a, "suba1").await.unwrap();
     let a2 = c.sub(&a, "suba2").await.unwrap();
     let b1 = c.sub(&b, "subb1").await.unwrap();
-    a.share(ids[0].device_id.as_str(), "suba1", [Scope::Live].into_iter().collect()).await.unwrap();
-    b.share(ids[1].device_id.as_str(), "subb1", ScopeSet::all()).await.unwrap();
+    a.share(
+        ids[0].device_id.as_str(),
+        "suba1",
+        [Scope::Live].into_iter().collect(),
+    )
+    .await
+    .unwrap();
+    b.share(ids[1].device_id.as_str(), "subb1", ScopeSet::all())
+        .await
+        .unwrap();
     let anon = c.client();
     let client = |w: Who| match w {
         Who::Anonymous => &anon,
@@ -99,35 +129,61 @@ async fn h626_8_6_authorisation_matrix_small_world() {
         Who::B1 => &b1,
         Who::Operator => &c.admin,
     };
-    let devices = [ids[0].device_id.to_string(), ids[1].device_id.to_string(), "pc-0000000000000000".to_owned()];
+    let devices = [
+        ids[0].device_id.to_string(),
+        ids[1].device_id.to_string(),
+        "pc-0000000000000000".to_owned(),
+    ];
     let a_id = a.me().await.unwrap().id;
 
     // Device lists are exactly the model's.
     for who in [Who::A, Who::B, Who::A1, Who::A2, Who::B1] {
-        let got: BTreeSet<String> = client(who).devices().await.unwrap().into_iter().map(|d| d.id.to_string()).collect();
-        let want: BTreeSet<String> = (0..2).filter(|d| relation(who, *d).is_some()).map(|d| devices[d].clone()).collect();
+        let got: BTreeSet<String> = client(who)
+            .devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id.to_string())
+            .collect();
+        let want: BTreeSet<String> = (0..2)
+            .filter(|d| relation(who, *d).is_some())
+            .map(|d| devices[d].clone())
+            .collect();
         assert_eq!(got, want, "device list of {who:?}");
     }
 
     let mut checked = 0;
-    for r in routes().iter().filter(|r| r.access != Access::Public && r.access != Access::Node) {
+    for r in routes()
+        .iter()
+        .filter(|r| r.access != Access::Public && r.access != Access::Node)
+    {
         let body = body_for(r);
         for who in EVERYONE {
-            let device_slots: Vec<usize> = if r.path.contains("/devices/{id}") { vec![0, 1, 2] } else { vec![usize::MAX] };
+            let device_slots: Vec<usize> = if r.path.contains("/devices/{id}") {
+                vec![0, 1, 2]
+            } else {
+                vec![usize::MAX]
+            };
             for d in device_slots {
                 let path = r
                     .path
-                    .replace("/devices/{id}", &format!("/devices/{}", devices.get(d).cloned().unwrap_or_default()))
+                    .replace(
+                        "/devices/{id}",
+                        &format!("/devices/{}", devices.get(d).cloned().unwrap_or_default()),
+                    )
                     .replace("/users/{id}", &format!("/users/{a_id}"))
                     .replace("{username}", "suba1");
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.
-                let destructive = r.method == "DELETE" || r.path.ends_with("/logout") || r.path.ends_with("/disable");
+                let destructive = r.method == "DELETE"
+                    || r.path.ends_with("/logout")
+                    || r.path.ends_with("/disable");
                 let legit = who != Who::Anonymous
                     && role_allowed(who, r.access)
                     && match d {
                         usize::MAX => !r.path.contains("{username}") || who == Who::A,
-                        d => relation(who, d).is_some_and(|(owner, _)| owner || r.access != Access::Owner),
+                        d => relation(who, d)
+                            .is_some_and(|(owner, _)| owner || r.access != Access::Owner),
                     };
                 if destructive && legit {
                     continue;
@@ -155,17 +211,34 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                     None => {
                         // Not yours == does not exist (SECURITY.md D3): same status, same body.
                         assert_eq!(status, 404, "{ctx}");
-                        let absent = raw(&c, client(who), r.method, &r.path.replace("{id}", &devices[2]).replace("{username}", "suba1"), body.as_ref()).await;
-                        assert_eq!((status, text.clone()), absent, "{ctx}: must match the answer for a device that does not exist");
+                        let absent = raw(
+                            &c,
+                            client(who),
+                            r.method,
+                            &r.path
+                                .replace("{id}", &devices[2])
+                                .replace("{username}", "suba1"),
+                            body.as_ref(),
+                        )
+                        .await;
+                        assert_eq!(
+                            (status, text.clone()),
+                            absent,
+                            "{ctx}: must match the answer for a device that does not exist"
+                        );
                     }
                     Some((owner, scopes)) => {
                         let needs_owner = r.access == Access::Owner;
                         let needs_config = r.path.ends_with("/status");
-                        let denied = (needs_owner && !owner) || (needs_config && !scopes.contains(Scope::Config));
+                        let denied = (needs_owner && !owner)
+                            || (needs_config && !scopes.contains(Scope::Config));
                         if denied {
                             assert_eq!(status, 403, "{ctx}");
                         } else {
-                            assert!(![401, 403].contains(&status) && !text.contains("no such device"), "{ctx}");
+                            assert!(
+                                ![401, 403].contains(&status) && !text.contains("no such device"),
+                                "{ctx}"
+                            );
                         }
                     }
                 }
@@ -183,9 +256,15 @@ async fn h626_8_6_authorisation_matrix_small_world() {
 async fn every_route_is_declared_and_denied_by_default() {
     let c = Cluster::start(0).await.unwrap();
     let anon = c.client();
-    let declared: BTreeSet<(String, String)> = routes().iter().map(|r| (r.method.to_lowercase(), r.path.to_owned())).collect();
+    let declared: BTreeSet<(String, String)> = routes()
+        .iter()
+        .map(|r| (r.method.to_lowercase(), r.path.to_owned()))
+        .collect();
     // The OpenAPI document is generated from the same table: same routes, no more, no less.
-    let doc: Value = anon.call::<(), Value>(Method::GET, "/api/v1/openapi.json", None).await.unwrap();
+    let doc: Value = anon
+        .call::<(), Value>(Method::GET, "/api/v1/openapi.json", None)
+        .await
+        .unwrap();
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for m in item.as_object().unwrap().keys() {
@@ -204,8 +283,15 @@ async fn every_route_is_declared_and_denied_by_default() {
             Access::Node => assert_ne!(status / 100, 2, "{} {path}", r.method),
             _ => {
                 assert_eq!(status, 401, "{} {path} reachable without login", r.method);
-                let forged = anon.clone().with_token("pcs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-                assert_eq!(raw(&c, &forged, r.method, &path, body_for(&r).as_ref()).await.0, 401);
+                let forged = anon
+                    .clone()
+                    .with_token("pcs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+                assert_eq!(
+                    raw(&c, &forged, r.method, &path, body_for(&r).as_ref())
+                        .await
+                        .0,
+                    401
+                );
             }
         }
     }

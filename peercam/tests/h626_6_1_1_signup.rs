@@ -11,12 +11,24 @@ async fn h626_6_1_1_signup_needs_code_and_approval() {
     let c = Cluster::start(0).await.unwrap();
     let anon = c.client();
     let phone = "+15550500001";
-    let st = anon.signup("+1 555 050-0001", "a long password").await.unwrap();
+    let st = anon
+        .signup("+1 555 050-0001", "a long password")
+        .await
+        .unwrap();
     assert_eq!(st.status, AccountStatus::PendingCode);
 
     // No account before the code is confirmed; a wrong code is refused.
-    assert_eq!(anon.login(phone, "a long password").await.unwrap_err().code(), Some("bad_credentials"));
-    assert_eq!(anon.confirm(phone, "000000").await.unwrap_err().code(), Some("wrong_code"));
+    assert_eq!(
+        anon.login(phone, "a long password")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("bad_credentials")
+    );
+    assert_eq!(
+        anon.confirm(phone, "000000").await.unwrap_err().code(),
+        Some("wrong_code")
+    );
     let code = c.sms_code(phone).unwrap();
     let st = anon.confirm(phone, &code).await.unwrap();
     assert_eq!(st.status, AccountStatus::PendingApproval);
@@ -33,14 +45,28 @@ async fn h626_6_1_1_signup_needs_code_and_approval() {
     assert_eq!(me.me().await.unwrap().status, AccountStatus::Active);
 
     // The same number cannot sign up twice.
-    assert_eq!(anon.signup(phone, "another password").await.unwrap_err().code(), Some("phone_taken"));
+    assert_eq!(
+        anon.signup(phone, "another password")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("phone_taken")
+    );
 
     // Password change ends other sessions but keeps this one.
     let (other, _) = anon.login(phone, "a long password").await.unwrap();
-    me.change_password("a long password", "a newer password").await.unwrap();
+    me.change_password("a long password", "a newer password")
+        .await
+        .unwrap();
     assert_eq!(other.me().await.unwrap_err().status(), Some(401));
     me.me().await.unwrap();
-    assert_eq!(anon.login(phone, "a long password").await.unwrap_err().code(), Some("bad_credentials"));
+    assert_eq!(
+        anon.login(phone, "a long password")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("bad_credentials")
+    );
 
     // Disabled accounts are locked out at once.
     c.admin.disable(id).await.unwrap();
@@ -52,20 +78,53 @@ async fn h626_6_1_1_signup_needs_code_and_approval() {
 async fn h626_6_1_1_bad_input_gets_clear_errors() {
     let c = Cluster::start(0).await.unwrap();
     let anon = c.client();
-    assert_eq!(anon.signup("12345", "a long password").await.unwrap_err().code(), Some("bad_phone"));
-    assert_eq!(anon.signup("+15550500002", "short").await.unwrap_err().code(), Some("weak_password"));
-    assert_eq!(anon.confirm("+15550500002", "123456").await.unwrap_err().code(), Some("no_pending_signup"));
+    assert_eq!(
+        anon.signup("12345", "a long password")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("bad_phone")
+    );
+    assert_eq!(
+        anon.signup("+15550500002", "short")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("weak_password")
+    );
+    assert_eq!(
+        anon.confirm("+15550500002", "123456")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("no_pending_signup")
+    );
     // A code can be tried only a few times.
-    anon.signup("+15550500003", "a long password").await.unwrap();
+    anon.signup("+15550500003", "a long password")
+        .await
+        .unwrap();
     for _ in 0..5 {
         let _ = anon.confirm("+15550500003", "999999").await;
     }
     let right = c.sms_code("+15550500003").unwrap();
-    assert_eq!(anon.confirm("+15550500003", &right).await.unwrap_err().code(), Some("code_expired"));
+    assert_eq!(
+        anon.confirm("+15550500003", &right)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("code_expired")
+    );
     // SMS pumping: repeated sign-ups to one number are throttled.
     let mut limited = false;
     for _ in 0..5 {
-        if anon.signup("+15550500004", "a long password").await.err().and_then(|e| e.code().map(str::to_owned)).as_deref() == Some("rate_limited") {
+        if anon
+            .signup("+15550500004", "a long password")
+            .await
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref()
+            == Some("rate_limited")
+        {
             limited = true;
         }
     }
@@ -80,12 +139,29 @@ async fn h626_6_1_1_login_brute_force_is_throttled() {
     let anon = c.client();
     let mut codes = Vec::new();
     for _ in 0..7 {
-        codes.push(anon.login("+15550500010", "wrong password!").await.unwrap_err().code().map(str::to_owned));
+        codes.push(
+            anon.login("+15550500010", "wrong password!")
+                .await
+                .unwrap_err()
+                .code()
+                .map(str::to_owned),
+        );
     }
-    assert!(codes.iter().take(5).all(|c| c.as_deref() == Some("bad_credentials")));
+    assert!(
+        codes
+            .iter()
+            .take(5)
+            .all(|c| c.as_deref() == Some("bad_credentials"))
+    );
     assert_eq!(codes[6].as_deref(), Some("rate_limited"));
     // Even the right password waits out the window.
-    assert_eq!(anon.login("+15550500010", "correct horse battery").await.unwrap_err().code(), Some("rate_limited"));
+    assert_eq!(
+        anon.login("+15550500010", "correct horse battery")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("rate_limited")
+    );
     c.stop().await;
 }
 
@@ -97,14 +173,20 @@ async fn h626_6_1_1_http_sms_gateway_adapter_posts_the_code() {
     let g = got.clone();
     let app = Router::new().route(
         "/send",
-        post(move |headers: axum::http::HeaderMap, Json(m): Json<SmsMessage>| {
-            let g = g.clone();
-            async move {
-                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                g.lock().unwrap().push((auth, m));
-                "ok"
-            }
-        }),
+        post(
+            move |headers: axum::http::HeaderMap, Json(m): Json<SmsMessage>| {
+                let g = g.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    g.lock().unwrap().push((auth, m));
+                    "ok"
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -112,10 +194,12 @@ async fn h626_6_1_1_http_sms_gateway_adapter_posts_the_code() {
     let gw = HttpSms::new(format!("http://{addr}/send"), "k3y".into()).unwrap();
     let phone: peercam_base::Phone = "+15550500020".parse().unwrap();
     gw.send(&phone, "your code is 123456").await.unwrap();
-    let got = got.lock().unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, "Bearer k3y");
-    assert_eq!(got[0].1.to, "+15550500020");
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "Bearer k3y");
+        assert_eq!(got[0].1.to, "+15550500020");
+    }
     // A gateway that fails is reported, not ignored.
     let bad = HttpSms::new(format!("http://{addr}/nope"), "k".into()).unwrap();
     assert!(bad.send(&phone, "x").await.is_err());

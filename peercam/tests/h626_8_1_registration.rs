@@ -11,10 +11,14 @@ use peercam_signal::{Envelope, decode, encode};
 use peercam_test::{Cluster, impostor, new_identity};
 
 async fn refusal(pu: &mut peercam_pu::Running) -> RefusalCode {
-    let status = tokio::time::timeout(Duration::from_secs(10), pu.status.wait_for(|s| matches!(s, PuStatus::Refused { .. })))
-        .await
-        .expect("refused in time")
-        .expect("status");
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        pu.status
+            .wait_for(|s| matches!(s, PuStatus::Refused { .. })),
+    )
+    .await
+    .expect("refused in time")
+    .expect("status");
     match &*status {
         PuStatus::Refused { code, .. } => *code,
         _ => unreachable!(),
@@ -27,11 +31,20 @@ async fn h626_8_1_provisioned_pu_registers_and_is_online() {
     let ids = c.provision(2).await.unwrap();
     let (_pu, _sd) = c.start_pu_online(&ids[0], 0).await.unwrap();
     let list = c.admin.admin_devices().await.unwrap();
-    let d0 = list.iter().find(|d| d.id == ids[0].device_id.as_str()).unwrap();
+    let d0 = list
+        .iter()
+        .find(|d| d.id == ids[0].device_id.as_str())
+        .unwrap();
     assert!(d0.registered && d0.online);
     assert_eq!(d0.node.as_deref(), Some("scu-1"));
-    let d1 = list.iter().find(|d| d.id == ids[1].device_id.as_str()).unwrap();
-    assert!(!d1.registered && !d1.online, "a device that never connected is neither registered nor online");
+    let d1 = list
+        .iter()
+        .find(|d| d.id == ids[1].device_id.as_str())
+        .unwrap();
+    assert!(
+        !d1.registered && !d1.online,
+        "a device that never connected is neither registered nor online"
+    );
     c.stop().await;
 }
 
@@ -51,9 +64,24 @@ async fn h626_8_1_wrong_key_is_refused_and_logged() {
     let fake = impostor(&ids[0]);
     let (mut pu, _sd) = c.start_pu(&fake, 0).await.unwrap();
     assert_eq!(refusal(&mut pu).await, RefusalCode::BadSignature);
-    let log = c.client().login("admin", std::fs::read_to_string(c.path().join("admin.password")).unwrap().trim()).await.unwrap().0;
-    let entries: Vec<peercam_signal::cm::AuditEntry> = log.call::<(), _>(reqwest::Method::GET, "/api/v1/admin/audit", None).await.unwrap();
-    assert!(entries.iter().any(|e| e.action == "device.register" && e.outcome == "bad_signature" && e.device_id.as_deref() == Some(ids[0].device_id.as_str())));
+    let log = c
+        .client()
+        .login(
+            "admin",
+            std::fs::read_to_string(c.path().join("admin.password"))
+                .unwrap()
+                .trim(),
+        )
+        .await
+        .unwrap()
+        .0;
+    let entries: Vec<peercam_signal::cm::AuditEntry> = log
+        .call::<(), _>(reqwest::Method::GET, "/api/v1/admin/audit", None)
+        .await
+        .unwrap();
+    assert!(entries.iter().any(|e| e.action == "device.register"
+        && e.outcome == "bad_signature"
+        && e.device_id.as_deref() == Some(ids[0].device_id.as_str())));
     // The genuine device still registers afterwards.
     let (_pu, _sd2) = c.start_pu_online(&ids[0], 0).await.unwrap();
     c.stop().await;
@@ -66,7 +94,11 @@ async fn h626_8_1_device_id_cannot_take_a_second_key() {
     // Provisioning the same id again with the same key is an idempotent retry...
     c.provision_these(&ids).await.unwrap();
     // ...but with another key it is refused (SECURITY.md D1: no "last registration wins").
-    let err = c.admin.provision(vec![peercam_test::provision_record(&impostor(&ids[0]))]).await.unwrap_err();
+    let err = c
+        .admin
+        .provision(vec![peercam_test::provision_record(&impostor(&ids[0]))])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("key_conflict"));
     assert_eq!(err.status(), Some(409));
     c.stop().await;
@@ -75,12 +107,17 @@ async fn h626_8_1_device_id_cannot_take_a_second_key() {
 /// Opens a raw device connection to the SCU and returns (sink+stream, challenge fields).
 async fn raw_connect(c: &Cluster) -> peercam_net::ws::ClientWs {
     let tls = peercam_net::tls::client_config(&c.ca_pem).unwrap();
-    peercam_net::ws::connect(&c.scu_url(0), tls, Duration::from_secs(5)).await.unwrap()
+    peercam_net::ws::connect(&c.scu_url(0), tls, Duration::from_secs(5))
+        .await
+        .unwrap()
 }
 
 async fn recv(ws: &mut peercam_net::ws::ClientWs) -> ScuToDevice {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Text(t))) => return decode::<ScuToDevice>(t.as_bytes()).unwrap().body,
             Some(Ok(_)) => continue,
             other => panic!("connection ended: {other:?}"),
@@ -89,7 +126,11 @@ async fn recv(ws: &mut peercam_net::ws::ClientWs) -> ScuToDevice {
 }
 
 async fn send(ws: &mut peercam_net::ws::ClientWs, id: u64, body: DeviceToScu) {
-    ws.send(Message::text(String::from_utf8(encode(&Envelope::new(id, body))).unwrap())).await.unwrap();
+    ws.send(Message::text(
+        String::from_utf8(encode(&Envelope::new(id, body))).unwrap(),
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -98,24 +139,51 @@ async fn h626_8_1_replayed_registration_is_refused() {
     let ids = c.provision(1).await.unwrap();
     let dev = &ids[0];
     let key = dev.signing_key().unwrap();
-    let hello = || DeviceToScu::Hello { device_id: dev.device_id.clone(), kind: DeviceKind::Pu, versions: vec![1], sw_version: "t".into() };
+    let hello = || DeviceToScu::Hello {
+        device_id: dev.device_id.clone(),
+        kind: DeviceKind::Pu,
+        versions: vec![1],
+        sw_version: "t".into(),
+    };
 
     // A genuine registration, recorded by an eavesdropper.
     let mut ws = raw_connect(&c).await;
     send(&mut ws, 1, hello()).await;
-    let ScuToDevice::Challenge { node, nonce, issued_at_ms } = recv(&mut ws).await else { panic!("no challenge") };
-    let signature = peercam_signal::register::sign(&key, &node, &dev.device_id, &nonce, issued_at_ms);
-    let captured = DeviceToScu::Register { nonce: nonce.clone(), signature };
+    let ScuToDevice::Challenge {
+        node,
+        nonce,
+        issued_at_ms,
+    } = recv(&mut ws).await
+    else {
+        panic!("no challenge")
+    };
+    let signature =
+        peercam_signal::register::sign(&key, &node, &dev.device_id, &nonce, issued_at_ms);
+    let captured = DeviceToScu::Register {
+        nonce: nonce.clone(),
+        signature,
+    };
     send(&mut ws, 2, captured.clone()).await;
-    assert!(matches!(recv(&mut ws).await, ScuToDevice::Registered { .. }));
+    assert!(matches!(
+        recv(&mut ws).await,
+        ScuToDevice::Registered { .. }
+    ));
 
     // Replayed on a new connection: the SCU issued another challenge, so it is stale.
     let mut ws2 = raw_connect(&c).await;
     send(&mut ws2, 1, hello()).await;
-    let ScuToDevice::Challenge { nonce: other, .. } = recv(&mut ws2).await else { panic!() };
+    let ScuToDevice::Challenge { nonce: other, .. } = recv(&mut ws2).await else {
+        panic!()
+    };
     assert_ne!(other, nonce);
     send(&mut ws2, 2, captured).await;
-    assert!(matches!(recv(&mut ws2).await, ScuToDevice::Refused { code: RefusalCode::StaleChallenge, .. }));
+    assert!(matches!(
+        recv(&mut ws2).await,
+        ScuToDevice::Refused {
+            code: RefusalCode::StaleChallenge,
+            ..
+        }
+    ));
     c.stop().await;
 }
 
@@ -123,14 +191,24 @@ async fn h626_8_1_replayed_registration_is_refused() {
 async fn h626_8_1_malformed_and_oversized_frames_are_refused() {
     let c = Cluster::start(1).await.unwrap();
     let mut ws = raw_connect(&c).await;
-    ws.send(Message::text("{\"v\":1,\"body\":{\"type\":\"nonsense\"}}")).await.unwrap();
-    assert!(matches!(recv(&mut ws).await, ScuToDevice::Refused { code: RefusalCode::ProtocolError, .. }));
+    ws.send(Message::text("{\"v\":1,\"body\":{\"type\":\"nonsense\"}}"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        ScuToDevice::Refused {
+            code: RefusalCode::ProtocolError,
+            ..
+        }
+    ));
 
     let mut ws = raw_connect(&c).await;
     let big = format!("{{\"v\":1,\"body\":\"{}\"}}", "x".repeat(200_000));
     let _ = ws.send(Message::text(big)).await;
     // The WebSocket layer enforces the 64 KiB limit: the connection is closed, nothing else.
-    let end = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
     c.stop().await;
 }
@@ -142,7 +220,9 @@ async fn h626_8_1_presence_follows_the_connection() {
     let (_pu, sd) = c.start_pu_online(&ids[0], 0).await.unwrap();
     sd.trigger();
     let t = std::time::Instant::now();
-    c.wait_online(&ids[0].device_id, false, Duration::from_secs(5)).await.unwrap();
+    c.wait_online(&ids[0].device_id, false, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
     c.stop().await;
 }
@@ -156,22 +236,49 @@ async fn h626_8_1_second_session_replaces_the_first() {
     let (_second, _sd2) = c.start_pu(&ids[0], 1).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let d = c.admin.admin_devices().await.unwrap().into_iter().find(|d| d.id == ids[0].device_id.as_str()).unwrap();
+        let d = c
+            .admin
+            .admin_devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == ids[0].device_id.as_str())
+            .unwrap();
         if d.node.as_deref() == Some("scu-2") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never moved to scu-2");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never moved to scu-2"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The first session was told to go (it will try again with backoff).
-    tokio::time::timeout(Duration::from_secs(5), first.status.wait_for(|s| *s == PuStatus::Connecting)).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        first.status.wait_for(|s| *s == PuStatus::Connecting),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     // (Two live agents with one identity would keep replacing each other, which is how a
     // cloned device shows up; stop the old one as a device that moved networks would.)
     sd1.trigger();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let d = c.admin.admin_devices().await.unwrap().into_iter().find(|d| d.id == ids[0].device_id.as_str()).unwrap();
+    let d = c
+        .admin
+        .admin_devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == ids[0].device_id.as_str())
+        .unwrap();
     assert_eq!(d.node.as_deref(), Some("scu-2"));
-    assert_eq!(c.scus[0].online_count() + c.scus[1].online_count(), 1, "exactly one live session for the device");
+    assert_eq!(
+        c.scus[0].online_count() + c.scus[1].online_count(),
+        1,
+        "exactly one live session for the device"
+    );
     c.stop().await;
 }
 
@@ -201,12 +308,47 @@ async fn h626_8_1_scu_with_wrong_secret_is_refused() {
     // A device provisioned in the CMU cannot register through a rogue node.
     let ids = c.provision(1).await.unwrap();
     let tls = peercam_net::tls::client_config(&c.ca_pem).unwrap();
-    let mut ws = peercam_net::ws::connect(&format!("wss://127.0.0.1:{}/", rogue.addr.port()), tls, Duration::from_secs(5)).await.unwrap();
-    send(&mut ws, 1, DeviceToScu::Hello { device_id: ids[0].device_id.clone(), kind: DeviceKind::Pu, versions: vec![1], sw_version: "t".into() }).await;
-    let ScuToDevice::Challenge { node, nonce, issued_at_ms } = recv(&mut ws).await else { panic!() };
-    let signature = peercam_signal::register::sign(&ids[0].signing_key().unwrap(), &node, &ids[0].device_id, &nonce, issued_at_ms);
+    let mut ws = peercam_net::ws::connect(
+        &format!("wss://127.0.0.1:{}/", rogue.addr.port()),
+        tls,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    send(
+        &mut ws,
+        1,
+        DeviceToScu::Hello {
+            device_id: ids[0].device_id.clone(),
+            kind: DeviceKind::Pu,
+            versions: vec![1],
+            sw_version: "t".into(),
+        },
+    )
+    .await;
+    let ScuToDevice::Challenge {
+        node,
+        nonce,
+        issued_at_ms,
+    } = recv(&mut ws).await
+    else {
+        panic!()
+    };
+    let signature = peercam_signal::register::sign(
+        &ids[0].signing_key().unwrap(),
+        &node,
+        &ids[0].device_id,
+        &nonce,
+        issued_at_ms,
+    );
     send(&mut ws, 2, DeviceToScu::Register { nonce, signature }).await;
-    assert!(matches!(recv(&mut ws).await, ScuToDevice::Refused { code: RefusalCode::Unavailable, .. }));
+    assert!(matches!(
+        recv(&mut ws).await,
+        ScuToDevice::Refused {
+            code: RefusalCode::Unavailable,
+            ..
+        }
+    ));
     sd.trigger();
     c.stop().await;
 }

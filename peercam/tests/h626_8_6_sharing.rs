@@ -23,7 +23,10 @@ async fn h626_8_6_share_scopes_and_unshare() {
     assert_eq!(kid.device(d0).await.unwrap_err().code(), Some("not_found"));
 
     // Share D0 with the live scope only (8.6 steps 1-3).
-    let s = alice.share(d0, "kid", [Scope::Live].into_iter().collect()).await.unwrap();
+    let s = alice
+        .share(d0, "kid", [Scope::Live].into_iter().collect())
+        .await
+        .unwrap();
     assert_eq!(s.scopes, [Scope::Live].into_iter().collect::<ScopeSet>());
     let list = kid.devices().await.unwrap();
     assert_eq!(list.len(), 1, "only the shared device appears");
@@ -35,13 +38,29 @@ async fn h626_8_6_share_scopes_and_unshare() {
     // Outside its scopes: status needs `config`; sharing, renaming, unbinding need ownership.
     let e = kid.status(d0).await.unwrap_err();
     assert_eq!((e.status(), e.code()), (Some(403), Some("forbidden")));
-    assert_eq!(kid.share(d0, "kid", ScopeSet::all()).await.unwrap_err().status(), Some(403));
+    assert_eq!(
+        kid.share(d0, "kid", ScopeSet::all())
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
     assert_eq!(kid.unbind(d0).await.unwrap_err().status(), Some(403));
-    assert_eq!(kid.rename(d0, "mine").await.unwrap_err().status(), Some(403));
+    assert_eq!(
+        kid.rename(d0, "mine").await.unwrap_err().status(),
+        Some(403)
+    );
     assert_eq!(kid.shares(d0).await.unwrap_err().status(), Some(403));
 
     // Widening the share to `config` lets the status request through, to the device and back.
-    alice.share(d0, "kid", [Scope::Live, Scope::Config].into_iter().collect()).await.unwrap();
+    alice
+        .share(
+            d0,
+            "kid",
+            [Scope::Live, Scope::Config].into_iter().collect(),
+        )
+        .await
+        .unwrap();
     let st = kid.status(d0).await.unwrap();
     assert_eq!(st.id.as_str(), d0);
 
@@ -50,13 +69,29 @@ async fn h626_8_6_share_scopes_and_unshare() {
     assert!(kid.devices().await.unwrap().is_empty());
     assert_eq!(kid.device(d0).await.unwrap_err().code(), Some("not_found"));
     assert_eq!(kid.status(d0).await.unwrap_err().code(), Some("not_found"));
-    assert_eq!(alice.unshare(d0, "kid").await.unwrap_err().code(), Some("no_share"));
+    assert_eq!(
+        alice.unshare(d0, "kid").await.unwrap_err().code(),
+        Some("no_share")
+    );
 
     // An owner cannot share with someone else's sub-account, nor share a device it does not own.
     let bob = c.owner("+15550400002").await.unwrap();
     let _bobs_kid = c.sub(&bob, "bobkid").await.unwrap();
-    assert_eq!(alice.share(d0, "bobkid", ScopeSet::all()).await.unwrap_err().code(), Some("no_subaccount"));
-    assert_eq!(bob.share(d0, "bobkid", ScopeSet::all()).await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(
+        alice
+            .share(d0, "bobkid", ScopeSet::all())
+            .await
+            .unwrap_err()
+            .code(),
+        Some("no_subaccount")
+    );
+    assert_eq!(
+        bob.share(d0, "bobkid", ScopeSet::all())
+            .await
+            .unwrap_err()
+            .code(),
+        Some("not_found")
+    );
     c.stop().await;
 }
 

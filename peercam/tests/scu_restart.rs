@@ -20,14 +20,24 @@ fn spawn_scu(config: &std::path::Path) -> Child {
 }
 
 async fn online_count(c: &Cluster) -> usize {
-    c.admin.admin_devices().await.unwrap().iter().filter(|d| d.online).count()
+    c.admin
+        .admin_devices()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| d.online)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_1_pus_return_within_10s_after_scu_kill() {
     const N: usize = 20;
     let c = Cluster::start(0).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = c.scu_config("scu-1", format!("127.0.0.1:{port}").parse().unwrap());
     let toml = format!(
         "listen = \"127.0.0.1:{port}\"\nnode = \"scu-1\"\ntls_cert = {:?}\ntls_key = {:?}\ncmu_url = {:?}\ncmu_ca = {:?}\nnode_secret = {:?}\n",
@@ -41,7 +51,11 @@ async fn h626_8_1_pus_return_within_10s_after_scu_kill() {
     let mut pus = Vec::new();
     for id in &ids {
         let sd = peercam_net::Shutdown::new();
-        let mut pc = peercam_pu::Config::new(c.identity_path(&id.device_id), format!("wss://127.0.0.1:{port}/"), c.pki.ca_cert.clone());
+        let mut pc = peercam_pu::Config::new(
+            c.identity_path(&id.device_id),
+            format!("wss://127.0.0.1:{port}/"),
+            c.pki.ca_cert.clone(),
+        );
         pc.reconnect_max_ms = 4000; // the production default
         pus.push((peercam_pu::start(pc, sd.clone()).await.unwrap(), sd));
     }
@@ -63,7 +77,11 @@ async fn h626_8_1_pus_return_within_10s_after_scu_kill() {
     let restarted = Instant::now();
     let mut scu = spawn_scu(&path);
     while online_count(&c).await < N {
-        assert!(restarted.elapsed() < Duration::from_secs(10), "only {} of {N} back after 10 s", online_count(&c).await);
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "only {} of {N} back after 10 s",
+            online_count(&c).await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let recovery = restarted.elapsed();

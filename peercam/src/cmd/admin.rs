@@ -35,7 +35,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum DevCmd {
     /// Make identities for new devices: one key pair and bind code each, written to
-    /// DIR/<id>.identity.toml (keep them secret; install one per device); the public keys
+    /// `DIR/ID.identity.toml` (keep them secret; install one per device); the public keys
     /// are recorded in the CMU.
     Provision {
         #[arg(long, default_value_t = 1)]
@@ -187,7 +187,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         d.model,
                         if d.online { "online" } else { "offline" },
                         d.node.as_deref().unwrap_or("-"),
-                        d.owner.map_or("-".into(), |o| o.to_string())
+                        d.owner.map_or_else(|| "-".into(), |o| o.to_string())
                     );
                 }
             })?;

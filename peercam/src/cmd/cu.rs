@@ -254,8 +254,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     return;
                 }
                 println!(
-                    "{:<20} {:<20} {:<8} {:<7} {}",
-                    "DEVICE", "NAME", "STATE", "ROLE", "SCOPES"
+                    "{:<20} {:<20} {:<8} {:<7} SCOPES",
+                    "DEVICE", "NAME", "STATE", "ROLE"
                 );
                 for d in list {
                     let scopes: Vec<&str> = d.scopes.iter().map(Scope::as_str).collect();

@@ -612,6 +612,10 @@ impl ScuPeer {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests take one real instant as the origin of virtual time"
+)]
 mod tests {
     //! Both ends driven against each other in virtual time.
     use super::*;

@@ -4,7 +4,12 @@
 //! ports of 127.0.0.1 with a fresh private CA. Units talk over real sockets exactly as when
 //! deployed apart; the harness only wires their configurations together and plays operator
 //! and users through the public API.
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,10 @@ pub use peercam_cu::CuError;
 /// Logs to the test output when `PEERCAM_LOG` is set.
 pub fn init_logs() {
     if let Ok(f) = std::env::var("PEERCAM_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -49,7 +57,8 @@ impl Cluster {
     pub async fn start(scu_nodes: usize) -> anyhow::Result<Self> {
         init_logs();
         let dir = tempfile::tempdir()?;
-        let pki = Pki::generate(&["localhost", "127.0.0.1", "::1"])?.write(&dir.path().join("pki"))?;
+        let pki =
+            Pki::generate(&["localhost", "127.0.0.1", "::1"])?.write(&dir.path().join("pki"))?;
         let ca_pem = std::fs::read(&pki.ca_cert)?;
         let scu_secret = "test-scu-secret-0123456789".to_owned();
         let shutdown = Shutdown::new();
@@ -57,14 +66,23 @@ impl Cluster {
             format!("sqlite://{}", dir.path().join("cmu.db").display()),
             dir.path().to_path_buf(),
             vec![scu_secret.clone()],
-            peercam_cmu::SmsConfig::Outbox { dir: dir.path().join("sms-outbox") },
+            peercam_cmu::SmsConfig::Outbox {
+                dir: dir.path().join("sms-outbox"),
+            },
         );
         cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.tls = Some(peercam_cmu::TlsFiles { cert: pki.server_cert.clone(), key: pki.server_key.clone() });
+        cfg.tls = Some(peercam_cmu::TlsFiles {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+        });
         let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
         let api = format!("https://127.0.0.1:{}", cmu.addr.port());
-        let password = std::fs::read_to_string(dir.path().join("admin.password"))?.trim().to_owned();
-        let (admin, _) = Client::new(&api, Some(&ca_pem))?.login("admin", &password).await?;
+        let password = std::fs::read_to_string(dir.path().join("admin.password"))?
+            .trim()
+            .to_owned();
+        let (admin, _) = Client::new(&api, Some(&ca_pem))?
+            .login("admin", &password)
+            .await?;
         let mut c = Self {
             dir,
             pki,
@@ -106,7 +124,11 @@ impl Cluster {
     /// Starts another SCU node.
     pub async fn add_scu(&mut self, node: &str) -> anyhow::Result<String> {
         let sd = Shutdown::new();
-        let running = peercam_scu::start(self.scu_config(node, SocketAddr::from(([127, 0, 0, 1], 0))), sd.clone()).await?;
+        let running = peercam_scu::start(
+            self.scu_config(node, SocketAddr::from(([127, 0, 0, 1], 0))),
+            sd.clone(),
+        )
+        .await?;
         let url = format!("wss://127.0.0.1:{}/", running.addr.port());
         self.scus.push(running);
         self.scu_shutdowns.push(sd);
@@ -148,10 +170,17 @@ impl Cluster {
     }
 
     /// Starts a PU agent for `id` against SCU node `scu`.
-    pub async fn start_pu(&self, id: &DeviceIdentity, scu: usize) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
+    pub async fn start_pu(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+    ) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
         let mut n = [0u8; 6];
         getrandom::fill(&mut n).unwrap();
-        let path = self.dir.path().join(format!("pu-{}-{:02x?}.identity.toml", id.device_id, n).replace([' ', ',', '[', ']'], ""));
+        let path = self.dir.path().join(
+            format!("pu-{}-{:02x?}.identity.toml", id.device_id, n)
+                .replace([' ', ',', '[', ']'], ""),
+        );
         std::fs::write(&path, id.to_toml())?;
         let sd = Shutdown::new();
         let mut cfg = peercam_pu::Config::new(path, self.scu_url(scu), self.pki.ca_cert.clone());
@@ -161,22 +190,38 @@ impl Cluster {
     }
 
     /// Starts a PU and waits until the CMU sees it online.
-    pub async fn start_pu_online(&self, id: &DeviceIdentity, scu: usize) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
+    pub async fn start_pu_online(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+    ) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
         let r = self.start_pu(id, scu).await?;
-        self.wait_online(&id.device_id, true, Duration::from_secs(10)).await?;
+        self.wait_online(&id.device_id, true, Duration::from_secs(10))
+            .await?;
         Ok(r)
     }
 
     /// Waits until the CMU's operator view shows the device online (or offline).
-    pub async fn wait_online(&self, id: &DeviceId, online: bool, within: Duration) -> anyhow::Result<()> {
+    pub async fn wait_online(
+        &self,
+        id: &DeviceId,
+        online: bool,
+        within: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let list = self.admin.admin_devices().await?;
-            if list.iter().any(|d| d.id == id.as_str() && d.online == online) {
+            if list
+                .iter()
+                .any(|d| d.id == id.as_str() && d.online == online)
+            {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("{id} not {} within {within:?}", if online { "online" } else { "offline" });
+                anyhow::bail!(
+                    "{id} not {} within {within:?}",
+                    if online { "online" } else { "offline" }
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -185,12 +230,19 @@ impl Cluster {
     /// The newest SMS code sent to `phone`.
     pub fn sms_code(&self, phone: &str) -> anyhow::Result<String> {
         let outbox = self.dir.path().join("sms-outbox");
-        let mut entries: Vec<_> = std::fs::read_dir(&outbox)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(&outbox)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
         entries.sort();
         for p in entries.iter().rev() {
             let msg: peercam_cmu::sms::SmsMessage = serde_json::from_slice(&std::fs::read(p)?)?;
             if msg.to == phone
-                && let Some(code) = msg.text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6)
+                && let Some(code) = msg
+                    .text
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|w| w.len() == 6)
             {
                 return Ok(code.to_owned());
             }
@@ -204,20 +256,31 @@ impl Cluster {
         let anon = self.client();
         anon.signup(phone, password).await?;
         anon.confirm(phone, &self.sms_code(phone)?).await?;
-        let id = self.admin.admin_users(Some("pending_approval")).await?.into_iter().find(|u| u.login == phone).context("not pending")?.id;
+        let id = self
+            .admin
+            .admin_users(Some("pending_approval"))
+            .await?
+            .into_iter()
+            .find(|u| u.login == phone)
+            .context("not pending")?
+            .id;
         self.admin.approve(id).await?;
         Ok(anon.login(phone, password).await?.0)
     }
 
     /// Creates a sub-account of `owner` and logs it in.
     pub async fn sub(&self, owner: &Client, username: &str) -> anyhow::Result<Client> {
-        owner.create_subaccount(username, "sub account pass").await?;
+        owner
+            .create_subaccount(username, "sub account pass")
+            .await?;
         Ok(self.client().login(username, "sub account pass").await?.0)
     }
 
     /// Binds with retries while presence propagates.
     pub async fn bind(&self, owner: &Client, id: &DeviceIdentity) -> anyhow::Result<()> {
-        owner.bind(id.device_id.as_str(), &id.bind_code.display(), None).await?;
+        owner
+            .bind(id.device_id.as_str(), &id.bind_code.display(), None)
+            .await?;
         Ok(())
     }
 
@@ -251,7 +314,14 @@ pub fn new_identity(kind: DeviceKind) -> DeviceIdentity {
     getrandom::fill(&mut seed).unwrap();
     getrandom::fill(&mut idb).unwrap();
     getrandom::fill(&mut code).unwrap();
-    DeviceIdentity::new(DeviceId::from_random(idb), kind, "peercam".into(), "synthetic".into(), &SigningKey::from_bytes(&seed), BindCode::from_random(code))
+    DeviceIdentity::new(
+        DeviceId::from_random(idb),
+        kind,
+        "peercam".into(),
+        "synthetic".into(),
+        &SigningKey::from_bytes(&seed),
+        BindCode::from_random(code),
+    )
 }
 
 /// The CMU's provisioning record for an identity.
@@ -259,7 +329,9 @@ pub fn provision_record(i: &DeviceIdentity) -> ProvisionDevice {
     ProvisionDevice {
         id: i.device_id.to_string(),
         kind: i.kind,
-        public_key: peercam_signal::register::encode_public_key(&i.signing_key().unwrap().verifying_key()),
+        public_key: peercam_signal::register::encode_public_key(
+            &i.signing_key().unwrap().verifying_key(),
+        ),
         bind_code_sha256: i.bind_code.digest(&i.device_id),
         vendor: i.vendor.clone(),
         model: i.model.clone(),
@@ -270,5 +342,12 @@ pub fn provision_record(i: &DeviceIdentity) -> ProvisionDevice {
 pub fn impostor(of: &DeviceIdentity) -> DeviceIdentity {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).unwrap();
-    DeviceIdentity::new(of.device_id.clone(), of.kind, of.vendor.clone(), of.model.clone(), &SigningKey::from_bytes(&seed), of.bind_code.clone())
+    DeviceIdentity::new(
+        of.device_id.clone(),
+        of.kind,
+        of.vendor.clone(),
+        of.model.clone(),
+        &SigningKey::from_bytes(&seed),
+        of.bind_code.clone(),
+    )
 }

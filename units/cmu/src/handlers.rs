@@ -23,6 +23,19 @@ use crate::auth::{self, Need, Principal, audit, device_access};
 use crate::error::{ApiErr, ApiResult};
 use crate::{Shared, now_s, random_bytes};
 
+/// A row of the audit table.
+type AuditRow = (
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+/// A row of the operator's device list.
+type AdminDeviceRow = (String, String, String, String, Option<i64>, Option<i64>);
+
 fn ts(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -888,17 +901,7 @@ pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }
 
-fn audit_rows(
-    rows: Vec<(
-        i64,
-        i64,
-        Option<i64>,
-        String,
-        Option<String>,
-        String,
-        String,
-    )>,
-) -> Vec<AuditEntry> {
+fn audit_rows(rows: Vec<AuditRow>) -> Vec<AuditEntry> {
     rows.into_iter()
         .map(
             |(id, at, actor, action, device_id, outcome, detail)| AuditEntry {
@@ -1027,7 +1030,7 @@ pub(crate) async fn provision(
 pub(crate) async fn admin_devices(
     State(st): State<Shared>,
 ) -> ApiResult<Json<Vec<AdminDeviceView>>> {
-    let rows: Vec<(String, String, String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<AdminDeviceRow> = sqlx::query_as(
         "SELECT id, kind, vendor, model, registered_at, owner_id FROM devices ORDER BY id",
     )
     .fetch_all(&st.db)

@@ -137,7 +137,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         db,
         sms,
     });
-    let router = api::router(state.clone());
+    let router = api::router(state);
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));
     Ok(Running {

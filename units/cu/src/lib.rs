@@ -65,7 +65,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("api", &self.api).field("logged_in", &self.token.is_some()).finish()
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .field("logged_in", &self.token.is_some())
+            .finish()
     }
 }
 
@@ -134,7 +137,7 @@ impl Client {
             return resp.json().await.map_err(transport);
         }
         let bytes = resp.bytes().await.map_err(transport)?;
-        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or(ApiError {
+        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
             error: "http_error".into(),
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         });

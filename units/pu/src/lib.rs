@@ -228,7 +228,7 @@ impl Agent {
             }
             let deadline = link
                 .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(60), |t| t);
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => link.handle_input(Instant::now(), t.as_bytes()).map_err(|e| e.to_string())?,
