@@ -23,6 +23,7 @@ pub fn ws_config() -> WebSocketConfig {
         .max_message_size(Some(peercam_signal::MAX_MESSAGE_BYTES))
         .max_frame_size(Some(peercam_signal::MAX_MESSAGE_BYTES))
         .write_buffer_size(0)
+        .read_buffer_size(4096)
 }
 
 /// Connects to a `wss://host:port/path` URL, trusting only `tls`'s roots.
