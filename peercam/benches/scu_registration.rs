@@ -2,7 +2,12 @@
 //! the CMU (H.626.4 8.1): registrations per second and the SCU's memory per connected PU.
 //!
 //! `cargo bench --bench scu_registration -- 1000 10000`
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -16,7 +21,11 @@ use peercam_test::{Cluster, new_identity};
 
 fn proc_status(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// utime + stime of a process, in seconds.
@@ -24,13 +33,18 @@ fn cpu_s(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks as f64 / 100.0
 }
 
 async fn run(n: usize) {
     let c = Cluster::start(0).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = c.scu_config("scu-bench", format!("127.0.0.1:{port}").parse().unwrap());
     let toml = format!(
         "listen = \"127.0.0.1:{port}\"\nnode = \"scu-bench\"\ntls_cert = {:?}\ntls_key = {:?}\ncmu_url = {:?}\ncmu_ca = {:?}\nnode_secret = {:?}\n",
@@ -40,7 +54,11 @@ async fn run(n: usize) {
     std::fs::write(&path, toml).unwrap();
     let mut scu = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec {} scu --config {}", env!("CARGO_BIN_EXE_peercam"), path.display()))
+        .arg(format!(
+            "ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec {} scu --config {}",
+            env!("CARGO_BIN_EXE_peercam"),
+            path.display()
+        ))
         .env("PEERCAM_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -51,14 +69,19 @@ async fn run(n: usize) {
     let tls = peercam_net::tls::client_config(&c.ca_pem).unwrap();
     let url = format!("wss://127.0.0.1:{port}/");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let ids: Vec<_> = (0..n).map(|_| new_identity(peercam_signal::ps::DeviceKind::Pu)).collect();
+    let ids: Vec<_> = (0..n)
+        .map(|_| new_identity(peercam_signal::ps::DeviceKind::Pu))
+        .collect();
     c.provision_these(&ids).await.unwrap();
     let rss0 = proc_status(pid, "VmRSS:");
     let cpu0 = cpu_s(pid);
@@ -68,16 +91,34 @@ async fn run(n: usize) {
     let stop = peercam_net::Shutdown::new();
     let t0 = Instant::now();
     for id in ids {
-        let (tls, url, registered, gate, stop) = (tls.clone(), url.clone(), registered.clone(), gate.clone(), stop.clone());
+        let (tls, url, registered, gate, stop) = (
+            tls.clone(),
+            url.clone(),
+            registered.clone(),
+            gate.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
-            let Ok(ws) = peercam_net::ws::connect(&url, tls, Duration::from_secs(60)).await else { return };
+            let Ok(ws) = peercam_net::ws::connect(&url, tls, Duration::from_secs(60)).await else {
+                return;
+            };
             let (mut sink, mut stream) = ws.split();
-            let mut link = DeviceLink::new(Instant::now(), id.device_id.clone(), id.kind, id.signing_key().unwrap(), "bench");
+            let mut link = DeviceLink::new(
+                Instant::now(),
+                id.device_id.clone(),
+                id.kind,
+                id.signing_key().unwrap(),
+                "bench",
+            );
             let mut permit = Some(permit);
             loop {
                 while let Some(f) = link.poll_transmit() {
-                    if sink.send(Message::text(String::from_utf8(f).unwrap())).await.is_err() {
+                    if sink
+                        .send(Message::text(String::from_utf8(f).unwrap()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -88,7 +129,9 @@ async fn run(n: usize) {
                     }
                 }
                 let _ = &permit;
-                let deadline = link.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+                let deadline = link
+                    .poll_timeout()
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
                 tokio::select! {
                     m = stream.next() => match m {
                         Some(Ok(Message::Text(t))) => { if link.handle_input(Instant::now(), t.as_bytes()).is_err() { return; } }
@@ -103,7 +146,10 @@ async fn run(n: usize) {
     }
     while registered.load(Ordering::Relaxed) < n {
         if t0.elapsed() > Duration::from_secs(600) {
-            eprintln!("only {} of {n} registered after 600 s", registered.load(Ordering::Relaxed));
+            eprintln!(
+                "only {} of {n} registered after 600 s",
+                registered.load(Ordering::Relaxed)
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -131,10 +177,18 @@ async fn run(n: usize) {
 
 fn main() {
     let _ = rlimit::increase_nofile_limit(1_048_576);
-    let ns: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let ns = if ns.is_empty() { vec![1000] } else { ns };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("| N PUs | registered | wall s | reg/s | SCU CPU ms/reg | SCU RSS before KiB | after KiB | KiB/PU |");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "| N PUs | registered | wall s | reg/s | SCU CPU ms/reg | SCU RSS before KiB | after KiB | KiB/PU |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in ns {
         rt.block_on(run(n));

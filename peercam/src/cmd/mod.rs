@@ -52,3 +52,36 @@ pub(crate) fn shutdown_on_signal() -> Shutdown {
     });
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sample(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config")
+            .join(name)
+    }
+
+    #[test]
+    fn sample_configs_parse() {
+        let _: peercam_cmu::Config = super::load_config(&sample("cmu.toml")).unwrap();
+        let _: peercam_scu::Config = super::load_config(&sample("scu.toml")).unwrap();
+        let _: peercam_pu::Config = super::load_config(&sample("pu.toml")).unwrap();
+        let _: super::platform::PlatformConfig =
+            super::load_config(&sample("platform.toml")).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pu.toml");
+        std::fs::write(
+            &p,
+            "identity = \"x\"\nscu_url = \"wss://a/\"\nplatform_ca = \"c\"\nreconect_max_ms = 5\n",
+        )
+        .unwrap();
+        let err = super::load_config::<peercam_pu::Config>(&p).unwrap_err();
+        assert!(format!("{err:#}").contains("reconect_max_ms"), "{err:#}");
+    }
+}

@@ -14,7 +14,7 @@ pub(crate) struct Args {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlatformConfig {
+pub(crate) struct PlatformConfig {
     cmu: peercam_cmu::Config,
     scu: peercam_scu::Config,
 }
