@@ -1,0 +1,1 @@
+//! peercam-media: work in progress.

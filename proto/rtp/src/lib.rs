@@ -1,0 +1,1 @@
+//! peercam-rtp: work in progress.

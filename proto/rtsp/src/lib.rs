@@ -1,0 +1,1 @@
+//! peercam-rtsp: work in progress.
