@@ -330,3 +330,39 @@ pub struct AuditEntry {
     /// Details.
     pub detail: String,
 }
+
+/// Ask to watch a device (H.626.4 8.4 step 1), with the viewer's capabilities (clause 7).
+/// Missing fields take the camera's best: 1280x720, 25 fps, 2000 kbit/s, G.711 mu-law.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlayRequest {
+    /// Widest picture the viewer wants, pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<u16>,
+    /// Tallest picture, pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u16>,
+    /// Highest frame rate, 1-25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fps: Option<u8>,
+    /// Highest video bit rate, kbit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kbps: Option<u32>,
+    /// Audio codec: pcmu, pcma, g722 or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<crate::play::AudioCodec>,
+}
+
+/// Where to play from (H.626.4 8.4 step 3): an RTSP URL carrying a one-time token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlayResponse {
+    /// `rtsp://HOST:PORT/live/DEVICE?token=...`; open it within `expires_at`.
+    pub url: String,
+    /// The token alone.
+    pub token: String,
+    /// Unix seconds after which the URL no longer starts a stream.
+    pub expires_at: u64,
+    /// The capabilities the camera will honour.
+    pub caps: crate::play::Caps,
+}

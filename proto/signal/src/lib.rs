@@ -25,6 +25,7 @@ pub mod cmd;
 mod envelope;
 pub mod identity;
 pub mod link;
+pub mod play;
 pub mod ps;
 pub mod register;
 pub mod sc;

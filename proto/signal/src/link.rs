@@ -23,6 +23,7 @@ use peercam_base::DeviceId;
 
 use crate::cmd::{DeviceCommand, DeviceReply};
 use crate::envelope::{DecodeError, Envelope, PROTOCOL_VERSION, decode, encode};
+use crate::play::PlayVerdict;
 use crate::ps::{DeviceKind, DeviceToScu, RefusalCode, ScuToDevice};
 use crate::register;
 
@@ -64,6 +65,18 @@ pub enum LinkEvent {
         /// The command.
         command: DeviceCommand,
     },
+    /// The platform's answer to [`DeviceLink::authorize_play`].
+    PlayVerdict {
+        /// The id returned by `authorize_play`.
+        re: u64,
+        /// Granted or refused.
+        verdict: PlayVerdict,
+    },
+    /// End the live sessions of `user` (all viewers when `None`).
+    Revoke {
+        /// The account.
+        user: Option<i64>,
+    },
     /// The SCU has gone quiet (no heartbeat answer in time) or said goodbye: reconnect.
     Lost {
         /// Why.
@@ -101,6 +114,7 @@ pub struct DeviceLink {
     heartbeat: Duration,
     next_heartbeat: Option<Instant>,
     deadline: Instant,
+    endpoints: Option<Vec<String>>,
 }
 
 impl DeviceLink {
@@ -125,6 +139,7 @@ impl DeviceLink {
             heartbeat: Duration::from_secs(5),
             next_heartbeat: None,
             deadline: now + Self::HANDSHAKE_TIMEOUT,
+            endpoints: None,
         };
         link.send(DeviceToScu::Hello {
             device_id,
@@ -171,6 +186,9 @@ impl DeviceLink {
                 self.next_heartbeat = Some(now + self.heartbeat);
                 self.deadline = now + self.heartbeat * 3;
                 self.events.push_back(LinkEvent::Registered { session });
+                if let Some(rtsp) = self.endpoints.clone() {
+                    self.send(DeviceToScu::Endpoints { rtsp });
+                }
             }
             (
                 DeviceState::ExpectChallenge | DeviceState::ExpectResult,
@@ -199,6 +217,27 @@ impl DeviceLink {
             }
         }
         Ok(())
+    }
+
+    /// Reports where viewers reach the device's media; sent now if registered, else right
+    /// after registration (and again after every re-registration).
+    pub fn report_endpoints(&mut self, rtsp: Vec<String>) {
+        self.endpoints = Some(rtsp.clone());
+        if self.state == DeviceState::Registered {
+            self.send(DeviceToScu::Endpoints { rtsp });
+        }
+    }
+
+    /// H.626.4 8.4 step 5: asks the platform whether a viewer's token is legitimate; the
+    /// answer comes as [`LinkEvent::PlayVerdict`] with the returned id. `None` when not
+    /// registered (refuse the viewer).
+    pub fn authorize_play(&mut self, token: String, client: String) -> Option<u64> {
+        if self.state != DeviceState::Registered {
+            return None;
+        }
+        let id = self.next_id;
+        self.send(DeviceToScu::AuthorizePlay { token, client });
+        Some(id)
     }
 
     /// Answers a command.
@@ -266,6 +305,8 @@ fn scu_msg_name(m: &ScuToDevice) -> &'static str {
         ScuToDevice::Refused { .. } => "refused",
         ScuToDevice::HeartbeatAck => "heartbeat_ack",
         ScuToDevice::Command { .. } => "command",
+        ScuToDevice::PlayVerdict { .. } => "play_verdict",
+        ScuToDevice::Revoke { .. } => "revoke",
         ScuToDevice::Bye { .. } => "bye",
     }
 }
@@ -291,6 +332,21 @@ pub enum PeerEvent {
         re: u64,
         /// The device's answer.
         reply: DeviceReply,
+    },
+    /// The device reported its media endpoints.
+    Endpoints {
+        /// RTSP authorities.
+        rtsp: Vec<String>,
+    },
+    /// The device asks whether a viewer's token is legitimate (8.4 step 5); answer with
+    /// [`ScuPeer::play_verdict`] and this `id`.
+    AuthorizePlay {
+        /// The request id.
+        id: u64,
+        /// The token.
+        token: String,
+        /// The viewer's address.
+        client: String,
     },
     /// The connection is over; close it.
     Closed {
@@ -506,12 +562,25 @@ impl ScuPeer {
                     None => self.refuse(RefusalCode::ProtocolError, "command_reply without re"),
                 }
             }
+            (PeerState::Registered { device_id }, DeviceToScu::Endpoints { rtsp }) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                let rtsp: Vec<String> = rtsp.into_iter().take(8).filter(|a| a.len() <= 128).collect();
+                self.events.push_back(PeerEvent::Endpoints { rtsp });
+            }
+            (PeerState::Registered { device_id }, DeviceToScu::AuthorizePlay { token, client }) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                self.events.push_back(PeerEvent::AuthorizePlay { id: env.id, token, client: client.chars().take(64).collect() });
+            }
             (state, body) => {
                 let what = match body {
                     DeviceToScu::Hello { .. } => "hello",
                     DeviceToScu::Register { .. } => "register",
                     DeviceToScu::Heartbeat => "heartbeat",
                     DeviceToScu::CommandReply { .. } => "command_reply",
+                    DeviceToScu::Endpoints { .. } => "endpoints",
+                    DeviceToScu::AuthorizePlay { .. } => "authorize_play",
                 };
                 self.refuse(
                     RefusalCode::ProtocolError,
@@ -557,6 +626,22 @@ impl ScuPeer {
     pub fn send_command(&mut self, command: DeviceCommand) -> Option<u64> {
         matches!(self.state, PeerState::Registered { .. })
             .then(|| self.send(ScuToDevice::Command { command }))
+    }
+
+    /// Answers an [`PeerEvent::AuthorizePlay`].
+    pub fn play_verdict(&mut self, re: u64, verdict: PlayVerdict) {
+        if matches!(self.state, PeerState::Registered { .. }) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.out.push_back(encode(&Envelope::reply(id, re, ScuToDevice::PlayVerdict { verdict })));
+        }
+    }
+
+    /// Tells the device to end live sessions (SECURITY.md D5).
+    pub fn revoke(&mut self, user: Option<i64>) {
+        if matches!(self.state, PeerState::Registered { .. }) {
+            self.send(ScuToDevice::Revoke { user });
+        }
     }
 
     /// Says goodbye and closes (the session was replaced or revoked).

@@ -18,6 +18,7 @@ use peercam_base::DeviceId;
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::play::PlayVerdict;
 
 /// What kind of device is registering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,6 +71,18 @@ pub enum DeviceToScu {
         /// The result.
         reply: DeviceReply,
     },
+    /// Where viewers reach the device's media (H.626.4 8.3: local and mapped addresses).
+    Endpoints {
+        /// RTSP authorities, `host:port`, best first.
+        rtsp: Vec<String>,
+    },
+    /// H.626.4 8.4 step 5: a viewer presented this token; is it legitimate?
+    AuthorizePlay {
+        /// The token from the RTSP request.
+        token: String,
+        /// The viewer's address as the device sees it (for the audit log).
+        client: String,
+    },
 }
 
 /// Messages from the SCU to a device.
@@ -106,6 +119,18 @@ pub enum ScuToDevice {
     Command {
         /// The command.
         command: DeviceCommand,
+    },
+    /// H.626.4 8.4 step 8: the platform's answer to [`DeviceToScu::AuthorizePlay`] (`re`).
+    PlayVerdict {
+        /// Granted or refused.
+        verdict: PlayVerdict,
+    },
+    /// Access changed (unshare, unbind, reset): end the live sessions of `user`, or of every
+    /// viewer when `user` is absent (SECURITY.md D5).
+    Revoke {
+        /// The account whose sessions end.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<i64>,
     },
     /// The SCU is dropping this session (another registration replaced it, or it was revoked).
     Bye {

@@ -17,6 +17,7 @@ use peercam_base::DeviceId;
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::play::PlayVerdict;
 use crate::ps::{DeviceKind, RefusalCode};
 
 /// Messages from an SCU node to the CMU.
@@ -66,6 +67,24 @@ pub enum ScuToCmu {
         /// What happened.
         result: CommandOutcome,
     },
+    /// A device's media endpoints (H.626.4 8.3 steps 3-4).
+    Endpoints {
+        /// The device.
+        device_id: DeviceId,
+        /// Its session on this node.
+        session: String,
+        /// RTSP authorities, `host:port`.
+        rtsp: Vec<String>,
+    },
+    /// H.626.4 8.4 step 6: a device asks whether a viewer's token is legitimate.
+    AuthorizePlay {
+        /// The device asking (authenticated by its session on this node).
+        device_id: DeviceId,
+        /// The token.
+        token: String,
+        /// The viewer's address.
+        client: String,
+    },
 }
 
 /// Messages from the CMU to an SCU node.
@@ -91,6 +110,19 @@ pub enum CmuToScu {
         device_id: DeviceId,
         /// The command.
         command: DeviceCommand,
+    },
+    /// H.626.4 8.4 step 7: the verdict on an [`ScuToCmu::AuthorizePlay`] (`re`).
+    PlayVerdict {
+        /// Granted or refused.
+        verdict: PlayVerdict,
+    },
+    /// End live sessions on a device (SECURITY.md D5).
+    Revoke {
+        /// The device.
+        device_id: DeviceId,
+        /// The account whose sessions end; all viewers when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<i64>,
     },
     /// Drop a device session.
     Kick {

@@ -182,6 +182,14 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("DeviceStatus")
         ),
         r!(
+            "POST",
+            "/api/v1/devices/{id}/play",
+            Customer,
+            "Get an RTSP URL with a one-time token to watch live (8.4, needs `live`)",
+            Some("PlayRequest"),
+            Some("PlayResponse")
+        ),
+        r!(
             "GET",
             "/api/v1/devices/{id}/shares",
             Owner,
@@ -313,6 +321,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("PATCH", "/api/v1/devices/{id}") => patch(h::rename_device),
         ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
         ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
+        ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
         ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
         ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
         ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
@@ -473,6 +482,10 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::ProvisionResult>()
         .schema_from::<cm::AdminDeviceView>()
         .schema_from::<cm::AuditEntry>()
+        .schema_from::<cm::PlayRequest>()
+        .schema_from::<cm::PlayResponse>()
+        .schema_from::<peercam_signal::play::Caps>()
+        .schema_from::<peercam_signal::play::AudioCodec>()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -76,6 +76,11 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_device ON audit(device_id);
 CREATE INDEX audit_actor ON audit(actor_id);
+", r"
+CREATE TABLE used_play_tokens (
+    jti        TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
 "];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

@@ -634,6 +634,8 @@ pub(crate) async fn unbind(
         .await?;
     sqlx::query("UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1").bind(id.as_str()).execute(&mut *tx).await?;
     tx.commit().await?;
+    // SECURITY.md D5: every live session on the device ends now.
+    st.platform.revoke(&id, None);
     audit(
         &st.db,
         Some(p.id),
@@ -780,10 +782,12 @@ pub(crate) async fn delete_subaccount(
     Path(username): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = my_subaccount(&st, &p, &username).await?;
+    let devices = revoke_user_everywhere(&st, id).await?;
     sqlx::query("DELETE FROM users WHERE id = ?1")
         .bind(id)
         .execute(&st.db)
         .await?;
+    let _ = devices;
     audit(
         &st.db,
         Some(p.id),
@@ -883,6 +887,7 @@ pub(crate) async fn unshare(
         .bind(id.as_str())
         .execute(&st.db)
         .await?;
+    st.platform.revoke(&id, Some(sub));
     audit(
         &st.db,
         Some(p.id),
@@ -1129,6 +1134,11 @@ pub(crate) async fn disable_user(
         .await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = ?1 OR user_id IN (SELECT id FROM users WHERE parent_id = ?1)").bind(id).execute(&mut *tx).await?;
     tx.commit().await?;
+    revoke_user_everywhere(&st, id).await?;
+    let subs: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE parent_id = ?1").bind(id).fetch_all(&st.db).await?;
+    for sub in subs {
+        revoke_user_everywhere(&st, sub).await?;
+    }
     if r.rows_affected() == 0 {
         return Err(ApiErr::new(
             StatusCode::NOT_FOUND,
@@ -1158,4 +1168,24 @@ pub(crate) async fn admin_audit(
         .fetch_all(&st.db)
         .await?;
     Ok(Json(audit_rows(rows)))
+}
+
+/// Bumps the ACL version of every device `user` owns or was shared, and ends the user's live
+/// sessions on them (SECURITY.md D5). Returns the devices touched.
+async fn revoke_user_everywhere(st: &Shared, user: i64) -> ApiResult<Vec<DeviceId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM devices WHERE owner_id = ?1 UNION SELECT device_id FROM shares WHERE user_id = ?1",
+    )
+    .bind(user)
+    .fetch_all(&st.db)
+    .await?;
+    let mut out = Vec::new();
+    for id in ids {
+        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = ?1").bind(&id).execute(&st.db).await?;
+        if let Ok(d) = id.parse::<DeviceId>() {
+            st.platform.revoke(&d, Some(user));
+            out.push(d);
+        }
+    }
+    Ok(out)
 }

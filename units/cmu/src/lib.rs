@@ -18,6 +18,7 @@ mod db;
 mod error;
 mod handlers;
 pub mod platform;
+mod play;
 mod ratelimit;
 pub mod sms;
 
@@ -61,6 +62,8 @@ pub(crate) struct AppState {
     pub(crate) sms: Box<dyn sms::SmsGateway>,
     pub(crate) platform: platform::Platform,
     pub(crate) limits: ratelimit::Limits,
+    /// HMAC key of the 8.4 play tokens; random per start (tokens live a minute).
+    pub(crate) play_key: [u8; 32],
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -133,6 +136,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let state = Arc::new(AppState {
         platform: platform::Platform::default(),
         limits: ratelimit::Limits::default(),
+        play_key: random_bytes::<32>(),
         config,
         db,
         sms,

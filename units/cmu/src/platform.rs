@@ -35,6 +35,8 @@ pub struct Platform {
 struct Inner {
     /// device -> (node, session)
     presence: HashMap<DeviceId, (String, String)>,
+    /// device -> RTSP endpoints it reported for its current session
+    endpoints: HashMap<DeviceId, Vec<String>>,
     /// node -> link
     nodes: HashMap<String, NodeLink>,
 }
@@ -64,6 +66,22 @@ impl Platform {
     /// Number of devices online.
     pub fn online_count(&self) -> usize {
         self.lock().presence.len()
+    }
+
+    /// The RTSP endpoints the device reported (H.626.4 8.3), best first.
+    pub fn endpoints(&self, id: &DeviceId) -> Vec<String> {
+        let inner = self.lock();
+        if inner.presence.contains_key(id) { inner.endpoints.get(id).cloned().unwrap_or_default() } else { Vec::new() }
+    }
+
+    /// Ends live sessions on a device: of one user, or of everyone (SECURITY.md D5).
+    pub(crate) fn revoke(&self, id: &DeviceId, user: Option<i64>) {
+        let inner = self.lock();
+        let Some((node, _)) = inner.presence.get(id) else { return };
+        if let Some(link) = inner.nodes.get(node) {
+            let rid = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = link.tx.try_send(Envelope::new(rid, CmuToScu::Revoke { device_id: id.clone(), user }));
+        }
     }
 
     /// Sends a command to a device through its SCU and waits for the answer.
@@ -137,6 +155,7 @@ impl Platform {
             .is_some_and(|(n, s)| n == node && s == session)
         {
             inner.presence.remove(id);
+            inner.endpoints.remove(id);
             true
         } else {
             false
@@ -337,6 +356,27 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                         .execute(&st.db)
                         .await;
                 }
+            }
+            ScuToCmu::Endpoints { device_id, session, rtsp } => {
+                let mut inner = st.platform.lock();
+                if inner.presence.get(&device_id).is_some_and(|(n, s)| *n == node && *s == session) {
+                    inner.endpoints.insert(device_id, rtsp);
+                }
+            }
+            ScuToCmu::AuthorizePlay { device_id, token, client } => {
+                let st = st.clone();
+                let tx = tx.clone();
+                let id = env.id;
+                // The device must be held by this node: a node cannot ask for another's devices.
+                let holds = st.platform.node_of(&device_id).as_deref() == Some(node.as_str());
+                tokio::spawn(async move {
+                    let verdict = if holds {
+                        crate::play::authorize(&st, &device_id, &token, &client).await
+                    } else {
+                        peercam_signal::play::PlayVerdict::Refused { code: "not_allowed".into(), message: "this node does not hold the device".into() }
+                    };
+                    let _ = tx.send(Envelope::reply(0, id, CmuToScu::PlayVerdict { verdict })).await;
+                });
             }
             ScuToCmu::CommandResult { result } => {
                 if let Some(w) = env.re.and_then(|re| {

@@ -277,6 +277,11 @@ impl Client {
         self.get(&format!("/api/v1/devices/{id}/status")).await
     }
 
+    /// Asks to watch a device (H.626.4 8.4 steps 1-3): an RTSP URL with a one-time token.
+    pub async fn play(&self, id: &str, req: &PlayRequest) -> Result<PlayResponse, CuError> {
+        self.post(&format!("/api/v1/devices/{id}/play"), req).await
+    }
+
     /// Shares of a device.
     pub async fn shares(&self, id: &str) -> Result<Vec<ShareView>, CuError> {
         self.get(&format!("/api/v1/devices/{id}/shares")).await

@@ -10,6 +10,7 @@ use peercam_net::Shutdown;
 use peercam_net::rustls::ClientConfig;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_net::ws::ClientWs;
+use peercam_signal::play::PlayVerdict;
 use peercam_signal::ps::RefusalCode;
 use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, Verdict};
 use peercam_signal::{Envelope, PROTOCOL_VERSION, decode, encode};
@@ -98,6 +99,7 @@ async fn session(
     let (mut sink, mut stream) = ws.split();
     let mut next_id: u64 = 2;
     let mut pending: HashMap<u64, VerdictTx> = HashMap::new();
+    let mut plays: HashMap<u64, oneshot::Sender<PlayVerdict>> = HashMap::new();
     let (results_tx, mut results_rx) = mpsc::channel::<Envelope<ScuToCmu>>(256);
 
     // The CMU may have restarted: tell it who is here.
@@ -155,6 +157,11 @@ async fn session(
                         })
                     }
                     ToCmu::Presence { device_id, session, online } => Envelope::new(id, ScuToCmu::Presence { device_id, session, online }),
+                    ToCmu::Endpoints { device_id, session, rtsp } => Envelope::new(id, ScuToCmu::Endpoints { device_id, session, rtsp }),
+                    ToCmu::AuthorizePlay { device_id, token, client, reply } => {
+                        plays.insert(id, reply);
+                        Envelope::new(id, ScuToCmu::AuthorizePlay { device_id, token, client })
+                    }
                 }
             }
             res = results_rx.recv() => {
@@ -167,7 +174,7 @@ async fn session(
                 last_rx = tokio::time::Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Err(e) = on_cmu_message(state, t.as_bytes(), &mut pending, &results_tx) {
+                        if let Err(e) = on_cmu_message(state, t.as_bytes(), &mut pending, &mut plays, &results_tx) {
                             break Err(e);
                         }
                         continue;
@@ -212,6 +219,7 @@ fn on_cmu_message(
     state: &Arc<NodeState>,
     bytes: &[u8],
     pending: &mut HashMap<u64, VerdictTx>,
+    plays: &mut HashMap<u64, oneshot::Sender<PlayVerdict>>,
     results: &mpsc::Sender<Envelope<ScuToCmu>>,
 ) -> Result<(), String> {
     let env: Envelope<CmuToScu> =
@@ -254,6 +262,16 @@ fn on_cmu_message(
                     ))
                     .await;
             });
+        }
+        CmuToScu::PlayVerdict { verdict } => {
+            if let Some(reply) = env.re.and_then(|re| plays.remove(&re)) {
+                let _ = reply.send(verdict);
+            }
+        }
+        CmuToScu::Revoke { device_id, user } => {
+            if let Some((_, tx)) = state.lookup(&device_id) {
+                let _ = tx.try_send(ConnCmd::Revoke { user });
+            }
         }
         CmuToScu::Kick {
             device_id,

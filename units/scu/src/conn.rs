@@ -104,6 +104,34 @@ pub(crate) async fn run(
                         .await;
                     held = Some(device_id);
                 }
+                PeerEvent::Endpoints { rtsp } => {
+                    if let Some(device_id) = held.clone() {
+                        let _ = state.to_cmu.send(ToCmu::Endpoints { device_id, session: session.clone(), rtsp }).await;
+                    }
+                }
+                PeerEvent::AuthorizePlay { id, token, client } => {
+                    // H.626.4 8.4 step 6: ask the CMU; the answer comes back through our queue.
+                    if let Some(device_id) = held.clone() {
+                        let (reply, rx) = oneshot::channel();
+                        let to_cmu = state.to_cmu.clone();
+                        let me = tx.clone();
+                        tokio::spawn(async move {
+                            let unavailable = peercam_signal::play::PlayVerdict::Refused {
+                                code: "unavailable".into(),
+                                message: "the platform did not answer; try again".into(),
+                            };
+                            let verdict = if to_cmu.send(ToCmu::AuthorizePlay { device_id, token, client, reply }).await.is_err() {
+                                unavailable
+                            } else {
+                                match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                                    Ok(Ok(v)) => v,
+                                    _ => unavailable,
+                                }
+                            };
+                            let _ = me.send(ConnCmd::PlayVerdict { re: id, verdict }).await;
+                        });
+                    }
+                }
                 PeerEvent::Reply { re, reply } => {
                     if let Some(waiter) = pending.remove(&re) {
                         let _ = waiter.send(reply);
@@ -148,6 +176,8 @@ pub(crate) async fn run(
                         pending.insert(id, reply);
                     }
                 }
+                Some(ConnCmd::PlayVerdict { re, verdict }) => sm.play_verdict(re, verdict),
+                Some(ConnCmd::Revoke { user }) => sm.revoke(user),
                 Some(ConnCmd::Kick { reason }) => sm.kick(&reason),
                 None => {}
             },

@@ -63,6 +63,13 @@ pub(crate) enum ConnCmd {
         command: DeviceCommand,
         reply: oneshot::Sender<DeviceReply>,
     },
+    PlayVerdict {
+        re: u64,
+        verdict: peercam_signal::play::PlayVerdict,
+    },
+    Revoke {
+        user: Option<i64>,
+    },
     Kick {
         reason: String,
     },
@@ -84,6 +91,17 @@ pub(crate) enum ToCmu {
         device_id: DeviceId,
         session: String,
         online: bool,
+    },
+    Endpoints {
+        device_id: DeviceId,
+        session: String,
+        rtsp: Vec<String>,
+    },
+    AuthorizePlay {
+        device_id: DeviceId,
+        token: String,
+        client: String,
+        reply: oneshot::Sender<peercam_signal::play::PlayVerdict>,
     },
 }
 

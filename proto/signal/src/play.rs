@@ -1,0 +1,269 @@
+//! The media play authorisation of H.626.4 8.4: the CMU's "hash token".
+//!
+//! The CMU mints a token when a user asks to play a device (8.4 steps 1-3) and puts it in the
+//! RTSP URL it hands out. The PU cannot check it alone: it asks the CMU through its SCU
+//! (8.4 steps 5-8), and only then answers the RTSP request. A token is bound to one device,
+//! one user and a set of scopes, carries the viewer's capabilities (clause 7: the PU adapts
+//! encoding to them), a one-time id, an expiry and the device's ACL version, and is
+//! authenticated with HMAC-SHA256 under a key only the CMU holds.
+//!
+//! Wire form: `pct1.<payload>.<mac>`, both parts base64url without padding; the payload is
+//! JSON ([`PlayClaims`]).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac as _};
+use peercam_base::{DeviceId, ScopeSet};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 1024;
+const PREFIX: &str = "pct1.";
+const MAC_CONTEXT: &[u8] = b"peercam/play/v1.";
+
+/// What a viewer can take (H.626.4 clause 7: "max resolution, video type, bit rate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Caps {
+    /// Widest picture, pixels.
+    pub max_width: u16,
+    /// Tallest picture, pixels.
+    pub max_height: u16,
+    /// Highest frame rate, 1-25.
+    pub max_fps: u8,
+    /// Highest video bit rate, kbit/s.
+    pub max_kbps: u32,
+    /// Audio codec wanted.
+    pub audio: AudioCodec,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self { max_width: 1280, max_height: 720, max_fps: 25, max_kbps: 2000, audio: AudioCodec::Pcmu }
+    }
+}
+
+/// Audio codecs of H.626.4 (G.711 mu-law and A-law, G.722), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AudioCodec {
+    /// G.711 mu-law, RTP payload type 0.
+    Pcmu,
+    /// G.711 A-law, RTP payload type 8.
+    Pcma,
+    /// G.722, RTP payload type 9.
+    G722,
+    /// No audio track.
+    None,
+}
+
+/// What a play token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayClaims {
+    /// The device it is for.
+    pub dev: DeviceId,
+    /// The user it was minted for.
+    pub sub: i64,
+    /// Scopes granted, as bits (see `peercam_base::ScopeSet`).
+    pub scp: u8,
+    /// One-time id, 16 random bytes base64url.
+    pub jti: String,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+    /// The device's ACL version when minted (SECURITY.md D4/D5).
+    pub acl: i64,
+    /// The viewer's capabilities.
+    pub cap: Caps,
+}
+
+impl PlayClaims {
+    /// The scopes as a set.
+    pub fn scopes(&self) -> ScopeSet {
+        ScopeSet::from_bits(self.scp)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenRefusal {
+    /// Not a token of this form.
+    #[error("malformed token")]
+    Malformed,
+    /// The MAC does not verify: forged or altered.
+    #[error("token signature does not verify")]
+    Forged,
+    /// Past its expiry.
+    #[error("token expired")]
+    Expired,
+    /// Minted for another device.
+    #[error("token is for another device")]
+    WrongDevice,
+    /// Used before.
+    #[error("token was already used")]
+    Replayed,
+    /// Sharing or binding changed since it was minted.
+    #[error("access to the device changed since the token was issued")]
+    StaleAcl,
+    /// The user may no longer watch this device.
+    #[error("the user may not watch this device")]
+    NotAllowed,
+}
+
+impl TokenRefusal {
+    /// Stable wire code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Forged => "forged",
+            Self::Expired => "expired",
+            Self::WrongDevice => "wrong_device",
+            Self::Replayed => "replayed",
+            Self::StaleAcl => "stale_acl",
+            Self::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+fn mac(key: &[u8], payload_b64: &str) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    m.update(MAC_CONTEXT);
+    m.update(payload_b64.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// Mints a token.
+pub fn mint(key: &[u8], claims: &PlayClaims) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let tag = URL_SAFE_NO_PAD.encode(mac(key, &payload));
+    format!("{PREFIX}{payload}.{tag}")
+}
+
+/// Checks form and MAC, then returns the claims; expiry, device, replay and ACL checks are the
+/// caller's, who holds the state ([`check_claims`] does the stateless ones).
+pub fn verify(key: &[u8], token: &str) -> Result<PlayClaims, TokenRefusal> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenRefusal::Malformed);
+    }
+    let rest = token.strip_prefix(PREFIX).ok_or(TokenRefusal::Malformed)?;
+    let (payload, tag) = rest.split_once('.').ok_or(TokenRefusal::Malformed)?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenRefusal::Malformed)?;
+    if tag.len() != 32 {
+        return Err(TokenRefusal::Malformed);
+    }
+    if !bool::from(mac(key, payload).ct_eq(&tag)) {
+        return Err(TokenRefusal::Forged);
+    }
+    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenRefusal::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| TokenRefusal::Malformed)
+}
+
+/// The stateless checks: expiry (with `skew_s` tolerance) and the device asking.
+pub fn check_claims(claims: &PlayClaims, device: &DeviceId, now_s: u64, skew_s: u64) -> Result<(), TokenRefusal> {
+    if claims.dev != *device {
+        return Err(TokenRefusal::WrongDevice);
+    }
+    if now_s > claims.exp.saturating_add(skew_s) || claims.iat > now_s.saturating_add(skew_s) {
+        return Err(TokenRefusal::Expired);
+    }
+    Ok(())
+}
+
+/// What the CMU grants a PU for one play (8.4 step 8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayGrant {
+    /// The viewer's account.
+    pub user: i64,
+    /// Its scopes on the device.
+    pub scopes: ScopeSet,
+    /// The viewer's capabilities.
+    pub caps: Caps,
+    /// When the grant ends (Unix s); the PU may keep streaming past it only while the
+    /// platform does not revoke.
+    pub expires_at: u64,
+}
+
+/// The CMU's answer to a play check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PlayVerdict {
+    /// Allowed.
+    Granted {
+        /// What was granted.
+        grant: PlayGrant,
+    },
+    /// Refused.
+    Refused {
+        /// Stable code ([`TokenRefusal::code`] or `unavailable`).
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn claims() -> PlayClaims {
+        PlayClaims {
+            dev: DeviceId::from_random([1; 10]),
+            sub: 7,
+            scp: 1,
+            jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            iat: 1000,
+            exp: 1060,
+            acl: 3,
+            cap: Caps::default(),
+        }
+    }
+
+    #[test]
+    fn h626_8_4_token_round_trip_and_refusals() {
+        let key = [9u8; 32];
+        let t = mint(&key, &claims());
+        assert_eq!(verify(&key, &t), Ok(claims()));
+        assert_eq!(verify(&[8u8; 32], &t), Err(TokenRefusal::Forged));
+        assert_eq!(verify(&key, "pct1.abc"), Err(TokenRefusal::Malformed));
+        assert_eq!(verify(&key, &"x".repeat(2000)), Err(TokenRefusal::Malformed));
+        let c = claims();
+        assert_eq!(check_claims(&c, &c.dev, 1030, 0), Ok(()));
+        assert_eq!(check_claims(&c, &c.dev, 1061, 0), Err(TokenRefusal::Expired));
+        assert_eq!(check_claims(&c, &DeviceId::from_random([2; 10]), 1030, 0), Err(TokenRefusal::WrongDevice));
+        // A swapped payload (another user's claims under this MAC) is forged.
+        let mut other = claims();
+        other.sub = 8;
+        let t2 = mint(&key, &other);
+        let (p1, m1) = t.rsplit_once('.').unwrap_or_default();
+        let (p2, _) = t2.rsplit_once('.').unwrap_or_default();
+        assert_ne!(p1, p2);
+        assert_eq!(verify(&key, &format!("{p2}.{m1}")), Err(TokenRefusal::Forged));
+    }
+
+    proptest! {
+        #[test]
+        fn any_change_to_a_token_is_refused(pos in 5usize..200, byte in any::<u8>()) {
+            let key = [3u8; 32];
+            let t = mint(&key, &claims());
+            let mut b = t.clone().into_bytes();
+            let pos = pos % b.len();
+            prop_assume!(b[pos] != byte);
+            b[pos] = byte;
+            let altered = String::from_utf8_lossy(&b).into_owned();
+            prop_assume!(altered != t);
+            prop_assert!(verify(&key, &altered).is_err());
+        }
+
+        #[test]
+        fn verify_never_panics(s in ".{0,300}") {
+            let _ = verify(&[0; 32], &s);
+        }
+    }
+}
