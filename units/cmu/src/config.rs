@@ -31,6 +31,10 @@ pub struct Config {
     /// Lifetime of an SMS sign-up code, seconds. Default 600.
     #[serde(default = "default_code_ttl")]
     pub signup_code_ttl_s: u64,
+    /// How long a play URL (H.626.4 8.4 hash token) may wait before it is opened, seconds.
+    /// Default 60.
+    #[serde(default = "default_play_ttl")]
+    pub play_token_ttl_s: u64,
 }
 
 /// TLS material.
@@ -76,6 +80,9 @@ fn default_session_ttl() -> u64 {
 fn default_code_ttl() -> u64 {
     600
 }
+fn default_play_ttl() -> u64 {
+    60
+}
 
 impl Config {
     /// A configuration with defaults for everything that has one.
@@ -94,6 +101,7 @@ impl Config {
             sms,
             session_ttl_s: default_session_ttl(),
             signup_code_ttl_s: default_code_ttl(),
+            play_token_ttl_s: default_play_ttl(),
         }
     }
 
@@ -102,6 +110,9 @@ impl Config {
             return Err(CmuError::Config(
                 "every scu_secrets entry must be at least 16 characters".into(),
             ));
+        }
+        if !(1..=3600).contains(&self.play_token_ttl_s) {
+            return Err(CmuError::Config("play_token_ttl_s must be 1 to 3600".into()));
         }
         if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {
             return Err(CmuError::Config(

@@ -14,8 +14,6 @@ use crate::auth::{Need, Principal, audit, device_access};
 use crate::error::{ApiErr, ApiResult};
 use crate::{Shared, now_s, random_bytes};
 
-/// How long a play URL may wait before it is opened.
-const TOKEN_TTL_S: u64 = 60;
 /// Clock difference tolerated between CMU and nothing else (the CMU judges its own tokens).
 const SKEW_S: u64 = 5;
 
@@ -61,7 +59,7 @@ pub(crate) async fn play(
         scp: access.scopes.bits(),
         jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
         iat: now,
-        exp: now + TOKEN_TTL_S,
+        exp: now + st.config.play_token_ttl_s,
         acl,
         cap: caps,
     };
