@@ -156,8 +156,11 @@ impl DeviceLink {
         self.out.push_back(encode(&Envelope::new(id, body)));
     }
 
-    /// Feeds one frame received from the SCU.
+    /// Feeds one frame received from the SCU; after the link closed, input is ignored.
     pub fn handle_input(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
+        if self.state == DeviceState::Closed {
+            return Ok(());
+        }
         let env: Envelope<ScuToDevice> = decode(frame)?;
         match (self.state, env.body) {
             (
@@ -435,7 +438,12 @@ pub struct ScuPeer {
     out: VecDeque<Vec<u8>>,
     events: VecDeque<PeerEvent>,
     deadline: Instant,
+    /// `PeerEvent::Closed` was emitted (exactly once per connection).
+    closed_reported: bool,
 }
+
+/// Longest explanation put in a refusal (peer text quoted in errors is cut to fit).
+const MAX_REASON: usize = 256;
 
 impl ScuPeer {
     /// A new connection; `nonce` is 32 fresh random bytes, `wall_ms` the Unix time in ms.
@@ -450,6 +458,7 @@ impl ScuPeer {
             out: VecDeque::new(),
             events: VecDeque::new(),
             deadline,
+            closed_reported: false,
         }
     }
 
@@ -461,7 +470,10 @@ impl ScuPeer {
     }
 
     fn refuse(&mut self, code: RefusalCode, message: impl Into<String>) {
-        let message = message.into();
+        if self.closed_reported {
+            return;
+        }
+        let message: String = message.into().chars().take(MAX_REASON).collect();
         self.send(ScuToDevice::Refused {
             code,
             message: message.clone(),
@@ -470,14 +482,19 @@ impl ScuPeer {
     }
 
     fn close(&mut self, reason: String) {
-        if self.state != PeerState::Closed {
-            self.state = PeerState::Closed;
+        self.state = PeerState::Closed;
+        if !self.closed_reported {
+            self.closed_reported = true;
             self.events.push_back(PeerEvent::Closed { reason });
         }
     }
 
-    /// Feeds one frame received from the device. Protocol errors refuse and close.
+    /// Feeds one frame received from the device. Protocol errors refuse and close; after
+    /// closing, input is ignored.
     pub fn handle_input(&mut self, now: Instant, frame: &[u8]) {
+        if self.state == PeerState::Closed {
+            return;
+        }
         let env: Envelope<DeviceToScu> = match decode(frame) {
             Ok(env) => env,
             Err(DecodeError::Version(v)) => {
@@ -600,7 +617,7 @@ impl ScuPeer {
         let PeerState::AwaitVerdict { device_id } =
             std::mem::replace(&mut self.state, PeerState::Closed)
         else {
-            self.state = PeerState::Closed;
+            self.close("registration verdict in the wrong state".into());
             return;
         };
         match verdict {
