@@ -582,13 +582,21 @@ impl ScuPeer {
             (PeerState::Registered { device_id }, DeviceToScu::Endpoints { rtsp }) => {
                 self.state = PeerState::Registered { device_id };
                 self.deadline = now + self.config.dead_after;
-                let rtsp: Vec<String> = rtsp.into_iter().take(8).filter(|a| a.len() <= 128).collect();
+                let rtsp: Vec<String> = rtsp
+                    .into_iter()
+                    .take(8)
+                    .filter(|a| a.len() <= 128)
+                    .collect();
                 self.events.push_back(PeerEvent::Endpoints { rtsp });
             }
             (PeerState::Registered { device_id }, DeviceToScu::AuthorizePlay { token, client }) => {
                 self.state = PeerState::Registered { device_id };
                 self.deadline = now + self.config.dead_after;
-                self.events.push_back(PeerEvent::AuthorizePlay { id: env.id, token, client: client.chars().take(64).collect() });
+                self.events.push_back(PeerEvent::AuthorizePlay {
+                    id: env.id,
+                    token,
+                    client: client.chars().take(64).collect(),
+                });
             }
             (state, body) => {
                 let what = match body {
@@ -650,7 +658,11 @@ impl ScuPeer {
         if matches!(self.state, PeerState::Registered { .. }) {
             let id = self.next_id;
             self.next_id += 1;
-            self.out.push_back(encode(&Envelope::reply(id, re, ScuToDevice::PlayVerdict { verdict })));
+            self.out.push_back(encode(&Envelope::reply(
+                id,
+                re,
+                ScuToDevice::PlayVerdict { verdict },
+            )));
         }
     }
 
@@ -942,5 +954,53 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn fuzz_regressions_closing_is_reported_once_and_closed_sides_are_silent() {
+        let now = Instant::now();
+        // A refused verdict emits exactly one Closed.
+        let (mut p, _) = Pair::new(4);
+        p.drive();
+        p.scu.verdict(
+            p.now,
+            String::new(),
+            Err((RefusalCode::BadSignature, "no".into())),
+        );
+        let closed = std::iter::from_fn(|| p.scu.poll_event())
+            .filter(|e| matches!(e, PeerEvent::Closed { .. }))
+            .count();
+        assert_eq!(closed, 1);
+        // A closed SCU peer answers nothing more.
+        let _ = std::iter::from_fn(|| p.scu.poll_transmit()).count();
+        p.scu.handle_input(now, b"bye");
+        assert!(p.scu.poll_transmit().is_none() && p.scu.poll_event().is_none());
+        // A closed device link reports nothing more.
+        let bye = br#"{"v":1,"body":{"type":"bye","reason":"a"}}"#;
+        let mut d = DeviceLink::new(
+            now,
+            DeviceId::from_random([1; 10]),
+            DeviceKind::Pu,
+            SigningKey::from_bytes(&[1; 32]),
+            "t",
+        );
+        d.handle_input(now, bye).expect("bye");
+        assert!(matches!(d.poll_event(), Some(LinkEvent::Lost { .. })));
+        d.handle_input(now, bye).expect("ignored");
+        assert!(d.poll_event().is_none());
+        // A refusal quoting a hostile input still fits in one frame.
+        let mut s = ScuPeer::new(PeerConfig::default(), now, [0; 32], 0);
+        let hostile = format!(
+            r#"{{"v":1,"id":1,"body":{{"type":"hello","device_id":"pc-0123456789abcdef","kind":"pu","versions":"{}","sw_version":"x"}}}}"#,
+            "\\\"".repeat(20_000)
+        );
+        s.handle_input(now, hostile.as_bytes());
+        let frame = s.poll_transmit().expect("refusal");
+        assert!(
+            frame.len() <= crate::MAX_MESSAGE_BYTES,
+            "{} bytes",
+            frame.len()
+        );
+        assert!(decode::<ScuToDevice>(&frame).is_ok());
     }
 }

@@ -41,7 +41,13 @@ pub struct Caps {
 
 impl Default for Caps {
     fn default() -> Self {
-        Self { max_width: 1280, max_height: 720, max_fps: 25, max_kbps: 2000, audio: AudioCodec::Pcmu }
+        Self {
+            max_width: 1280,
+            max_height: 720,
+            max_fps: 25,
+            max_kbps: 2000,
+            audio: AudioCodec::Pcmu,
+        }
     }
 }
 
@@ -132,7 +138,8 @@ impl TokenRefusal {
 }
 
 fn mac(key: &[u8], payload_b64: &str) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     m.update(MAC_CONTEXT);
     m.update(payload_b64.as_bytes());
     m.finalize().into_bytes().into()
@@ -153,19 +160,28 @@ pub fn verify(key: &[u8], token: &str) -> Result<PlayClaims, TokenRefusal> {
     }
     let rest = token.strip_prefix(PREFIX).ok_or(TokenRefusal::Malformed)?;
     let (payload, tag) = rest.split_once('.').ok_or(TokenRefusal::Malformed)?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenRefusal::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenRefusal::Malformed)?;
     if tag.len() != 32 {
         return Err(TokenRefusal::Malformed);
     }
     if !bool::from(mac(key, payload).ct_eq(&tag)) {
         return Err(TokenRefusal::Forged);
     }
-    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenRefusal::Malformed)?;
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenRefusal::Malformed)?;
     serde_json::from_slice(&json).map_err(|_| TokenRefusal::Malformed)
 }
 
 /// The stateless checks: expiry (with `skew_s` tolerance) and the device asking.
-pub fn check_claims(claims: &PlayClaims, device: &DeviceId, now_s: u64, skew_s: u64) -> Result<(), TokenRefusal> {
+pub fn check_claims(
+    claims: &PlayClaims,
+    device: &DeviceId,
+    now_s: u64,
+    skew_s: u64,
+) -> Result<(), TokenRefusal> {
     if claims.dev != *device {
         return Err(TokenRefusal::WrongDevice);
     }
@@ -232,11 +248,20 @@ mod tests {
         assert_eq!(verify(&key, &t), Ok(claims()));
         assert_eq!(verify(&[8u8; 32], &t), Err(TokenRefusal::Forged));
         assert_eq!(verify(&key, "pct1.abc"), Err(TokenRefusal::Malformed));
-        assert_eq!(verify(&key, &"x".repeat(2000)), Err(TokenRefusal::Malformed));
+        assert_eq!(
+            verify(&key, &"x".repeat(2000)),
+            Err(TokenRefusal::Malformed)
+        );
         let c = claims();
         assert_eq!(check_claims(&c, &c.dev, 1030, 0), Ok(()));
-        assert_eq!(check_claims(&c, &c.dev, 1061, 0), Err(TokenRefusal::Expired));
-        assert_eq!(check_claims(&c, &DeviceId::from_random([2; 10]), 1030, 0), Err(TokenRefusal::WrongDevice));
+        assert_eq!(
+            check_claims(&c, &c.dev, 1061, 0),
+            Err(TokenRefusal::Expired)
+        );
+        assert_eq!(
+            check_claims(&c, &DeviceId::from_random([2; 10]), 1030, 0),
+            Err(TokenRefusal::WrongDevice)
+        );
         // A swapped payload (another user's claims under this MAC) is forged.
         let mut other = claims();
         other.sub = 8;
@@ -244,7 +269,10 @@ mod tests {
         let (p1, m1) = t.rsplit_once('.').unwrap_or_default();
         let (p2, _) = t2.rsplit_once('.').unwrap_or_default();
         assert_ne!(p1, p2);
-        assert_eq!(verify(&key, &format!("{p2}.{m1}")), Err(TokenRefusal::Forged));
+        assert_eq!(
+            verify(&key, &format!("{p2}.{m1}")),
+            Err(TokenRefusal::Forged)
+        );
     }
 
     proptest! {
