@@ -74,6 +74,13 @@ enum Cmd {
     Rename { device: String, name: String },
     /// Ask the device itself, through the platform.
     Status { device: String },
+    /// Print an rtsp:// URL (with a one-time token, valid for a minute) that ffplay,
+    /// ffmpeg or GStreamer open directly (H.626.4 8.4).
+    Url {
+        device: String,
+        #[command(flatten)]
+        caps: CapsArgs,
+    },
     /// Manage sub-accounts (6.1.10).
     #[command(subcommand)]
     Sub(SubCmd),
@@ -96,6 +103,49 @@ enum Cmd {
     Shares { device: String },
     /// Your audit log.
     Audit,
+}
+
+/// The viewer's capabilities (H.626.4 clause 7); the camera adapts its encoding to them.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct CapsArgs {
+    /// Widest picture wanted, pixels (1280 gives 720P, 704 D1, 352 CIF).
+    #[arg(long)]
+    pub(crate) max_width: Option<u16>,
+    /// Tallest picture wanted, pixels.
+    #[arg(long)]
+    pub(crate) max_height: Option<u16>,
+    /// Highest frame rate, 1-25.
+    #[arg(long)]
+    pub(crate) fps: Option<u8>,
+    /// Highest video bit rate, kbit/s.
+    #[arg(long)]
+    pub(crate) kbps: Option<u32>,
+    /// Audio codec: pcmu, pcma, g722 or none.
+    #[arg(long, value_parser = parse_audio)]
+    pub(crate) audio: Option<peercam_signal::play::AudioCodec>,
+}
+
+fn parse_audio(s: &str) -> Result<peercam_signal::play::AudioCodec, String> {
+    use peercam_signal::play::AudioCodec;
+    match s {
+        "pcmu" => Ok(AudioCodec::Pcmu),
+        "pcma" => Ok(AudioCodec::Pcma),
+        "g722" => Ok(AudioCodec::G722),
+        "none" => Ok(AudioCodec::None),
+        _ => Err("expected pcmu, pcma, g722 or none".into()),
+    }
+}
+
+impl CapsArgs {
+    pub(crate) fn request(&self) -> peercam_signal::cm::PlayRequest {
+        peercam_signal::cm::PlayRequest {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_fps: self.fps,
+            max_kbps: self.kbps,
+            audio: self.audio,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -299,6 +349,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     s.id, s.node, d.vendor, d.model, d.sw_version, d.uptime_s, d.connected_s
                 );
             })?;
+        }
+        Cmd::Url { device, caps } => {
+            let r = conn.client().await?.play(&device, &caps.request()).await?;
+            print(json, &r, |r| println!("{}", r.url))?;
         }
         Cmd::Sub(sub) => {
             let c = conn.client().await?;

@@ -112,7 +112,9 @@ impl Config {
             ));
         }
         if !(1..=3600).contains(&self.play_token_ttl_s) {
-            return Err(CmuError::Config("play_token_ttl_s must be 1 to 3600".into()));
+            return Err(CmuError::Config(
+                "play_token_ttl_s must be 1 to 3600".into(),
+            ));
         }
         if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {
             return Err(CmuError::Config(

@@ -12,7 +12,8 @@ use sqlx::{Row as _, SqlitePool};
 use crate::CmuError;
 
 /// Ordered schema migrations; the index + 1 is the schema version stored in `user_version`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('owner', 'sub', 'operator')),
@@ -76,12 +77,14 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_device ON audit(device_id);
 CREATE INDEX audit_actor ON audit(actor_id);
-", r"
+",
+    r"
 CREATE TABLE used_play_tokens (
     jti        TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
-"];
+",
+];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
 /// `sqlite::memory:`).

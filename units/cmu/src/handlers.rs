@@ -1135,7 +1135,10 @@ pub(crate) async fn disable_user(
     sqlx::query("DELETE FROM sessions WHERE user_id = ?1 OR user_id IN (SELECT id FROM users WHERE parent_id = ?1)").bind(id).execute(&mut *tx).await?;
     tx.commit().await?;
     revoke_user_everywhere(&st, id).await?;
-    let subs: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE parent_id = ?1").bind(id).fetch_all(&st.db).await?;
+    let subs: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE parent_id = ?1")
+        .bind(id)
+        .fetch_all(&st.db)
+        .await?;
     for sub in subs {
         revoke_user_everywhere(&st, sub).await?;
     }
@@ -1181,7 +1184,10 @@ async fn revoke_user_everywhere(st: &Shared, user: i64) -> ApiResult<Vec<DeviceI
     .await?;
     let mut out = Vec::new();
     for id in ids {
-        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = ?1").bind(&id).execute(&st.db).await?;
+        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = ?1")
+            .bind(&id)
+            .execute(&st.db)
+            .await?;
         if let Ok(d) = id.parse::<DeviceId>() {
             st.platform.revoke(&d, Some(user));
             out.push(d);

@@ -71,16 +71,28 @@ impl Platform {
     /// The RTSP endpoints the device reported (H.626.4 8.3), best first.
     pub fn endpoints(&self, id: &DeviceId) -> Vec<String> {
         let inner = self.lock();
-        if inner.presence.contains_key(id) { inner.endpoints.get(id).cloned().unwrap_or_default() } else { Vec::new() }
+        if inner.presence.contains_key(id) {
+            inner.endpoints.get(id).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Ends live sessions on a device: of one user, or of everyone (SECURITY.md D5).
     pub(crate) fn revoke(&self, id: &DeviceId, user: Option<i64>) {
         let inner = self.lock();
-        let Some((node, _)) = inner.presence.get(id) else { return };
+        let Some((node, _)) = inner.presence.get(id) else {
+            return;
+        };
         if let Some(link) = inner.nodes.get(node) {
             let rid = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-            let _ = link.tx.try_send(Envelope::new(rid, CmuToScu::Revoke { device_id: id.clone(), user }));
+            let _ = link.tx.try_send(Envelope::new(
+                rid,
+                CmuToScu::Revoke {
+                    device_id: id.clone(),
+                    user,
+                },
+            ));
         }
     }
 
@@ -357,13 +369,25 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                         .await;
                 }
             }
-            ScuToCmu::Endpoints { device_id, session, rtsp } => {
+            ScuToCmu::Endpoints {
+                device_id,
+                session,
+                rtsp,
+            } => {
                 let mut inner = st.platform.lock();
-                if inner.presence.get(&device_id).is_some_and(|(n, s)| *n == node && *s == session) {
+                if inner
+                    .presence
+                    .get(&device_id)
+                    .is_some_and(|(n, s)| *n == node && *s == session)
+                {
                     inner.endpoints.insert(device_id, rtsp);
                 }
             }
-            ScuToCmu::AuthorizePlay { device_id, token, client } => {
+            ScuToCmu::AuthorizePlay {
+                device_id,
+                token,
+                client,
+            } => {
                 let st = st.clone();
                 let tx = tx.clone();
                 let id = env.id;
@@ -373,9 +397,14 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                     let verdict = if holds {
                         crate::play::authorize(&st, &device_id, &token, &client).await
                     } else {
-                        peercam_signal::play::PlayVerdict::Refused { code: "not_allowed".into(), message: "this node does not hold the device".into() }
+                        peercam_signal::play::PlayVerdict::Refused {
+                            code: "not_allowed".into(),
+                            message: "this node does not hold the device".into(),
+                        }
                     };
-                    let _ = tx.send(Envelope::reply(0, id, CmuToScu::PlayVerdict { verdict })).await;
+                    let _ = tx
+                        .send(Envelope::reply(0, id, CmuToScu::PlayVerdict { verdict }))
+                        .await;
                 });
             }
             ScuToCmu::CommandResult { result } => {

@@ -1,9 +1,9 @@
 //! H.626.4 8.4 media play: minting the hash token (steps 1-3) and judging it when the PU asks
 //! (steps 6-8).
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::Extension;
 use base64::Engine as _;
 use peercam_base::{DeviceId, Scope, ScopeSet};
 use peercam_signal::cm::{PlayRequest, PlayResponse};
@@ -26,7 +26,11 @@ fn caps_from(req: &PlayRequest) -> Result<Caps, ApiErr> {
         max_kbps: req.max_kbps.unwrap_or(d.max_kbps),
         audio: req.audio.unwrap_or(d.audio),
     };
-    if caps.max_width < 176 || caps.max_height < 144 || !(1..=25).contains(&caps.max_fps) || !(32..=20_000).contains(&caps.max_kbps) {
+    if caps.max_width < 176
+        || caps.max_height < 144
+        || !(1..=25).contains(&caps.max_fps)
+        || !(32..=20_000).contains(&caps.max_kbps)
+    {
         return Err(ApiErr::bad_request(
             "bad_caps",
             "capabilities out of range: width >= 176, height >= 144, fps 1-25, kbps 32-20000",
@@ -50,8 +54,16 @@ pub(crate) async fn play(
         .endpoints(&id)
         .into_iter()
         .next()
-        .ok_or_else(|| ApiErr::conflict("device_offline", "the device is offline or has not reported a media address yet"))?;
-    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1").bind(id.as_str()).fetch_one(&st.db).await?;
+        .ok_or_else(|| {
+            ApiErr::conflict(
+                "device_offline",
+                "the device is offline or has not reported a media address yet",
+            )
+        })?;
+    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
+        .bind(id.as_str())
+        .fetch_one(&st.db)
+        .await?;
     let now = now_s();
     let claims = PlayClaims {
         dev: id.clone(),
@@ -64,27 +76,67 @@ pub(crate) async fn play(
         cap: caps,
     };
     let token = play::mint(&st.play_key, &claims);
-    audit(&st.db, Some(p.id), "media.play_url", Some(id.as_str()), "ok", "").await;
+    audit(
+        &st.db,
+        Some(p.id),
+        "media.play_url",
+        Some(id.as_str()),
+        "ok",
+        "",
+    )
+    .await;
     // Step 3: the RTSP URL with the hash token.
-    Ok(Json(PlayResponse { url: format!("rtsp://{endpoint}/live/{id}?token={token}"), token, expires_at: claims.exp, caps }))
+    Ok(Json(PlayResponse {
+        url: format!("rtsp://{endpoint}/live/{id}?token={token}"),
+        token,
+        expires_at: claims.exp,
+        caps,
+    }))
 }
 
 /// 8.4 steps 6-8: the PU (through its SCU) asks whether `token` lets a viewer watch `device`.
-pub(crate) async fn authorize(st: &Shared, device: &DeviceId, token: &str, client: &str) -> PlayVerdict {
+pub(crate) async fn authorize(
+    st: &Shared,
+    device: &DeviceId,
+    token: &str,
+    client: &str,
+) -> PlayVerdict {
     let result = judge(st, device, token).await;
     match result {
         Ok(grant) => {
-            audit(&st.db, Some(grant.user), "media.play", Some(device.as_str()), "ok", client).await;
+            audit(
+                &st.db,
+                Some(grant.user),
+                "media.play",
+                Some(device.as_str()),
+                "ok",
+                client,
+            )
+            .await;
             PlayVerdict::Granted { grant }
         }
         Err(Judgement::Refused(r)) => {
             tracing::info!(device = %device, refusal = r.code(), "play refused");
-            audit(&st.db, None, "media.play", Some(device.as_str()), r.code(), client).await;
-            PlayVerdict::Refused { code: r.code().into(), message: r.to_string() }
+            audit(
+                &st.db,
+                None,
+                "media.play",
+                Some(device.as_str()),
+                r.code(),
+                client,
+            )
+            .await;
+            PlayVerdict::Refused {
+                code: r.code().into(),
+                message: r.to_string(),
+            }
         }
         Err(Judgement::Internal(e)) => {
             tracing::error!(error = %e, "play check failed");
-            PlayVerdict::Refused { code: "unavailable".into(), message: "the platform cannot decide now; try again".into() }
+            PlayVerdict::Refused {
+                code: "unavailable".into(),
+                message: "the platform cannot decide now; try again".into(),
+            }
         }
     }
 }
@@ -105,8 +157,13 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
     let now = now_s();
     play::check_claims(&claims, device, now, SKEW_S).map_err(Judgement::Refused)?;
     // The ACL has not moved since minting (unshare, unbind, reset: SECURITY.md D4/D5)...
-    let row = sqlx::query("SELECT acl_version, owner_id FROM devices WHERE id = ?1").bind(device.as_str()).fetch_optional(&st.db).await?;
-    let Some(row) = row else { return Err(Judgement::Refused(TokenRefusal::NotAllowed)) };
+    let row = sqlx::query("SELECT acl_version, owner_id FROM devices WHERE id = ?1")
+        .bind(device.as_str())
+        .fetch_optional(&st.db)
+        .await?;
+    let Some(row) = row else {
+        return Err(Judgement::Refused(TokenRefusal::NotAllowed));
+    };
     let acl: i64 = row.try_get(0)?;
     let owner: Option<i64> = row.try_get(1)?;
     if acl != claims.acl {
@@ -114,8 +171,15 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
     }
     // ...and the user may still watch it, decided now from the store (D3).
     let scopes = if owner == Some(claims.sub) {
-        let active: Option<String> = sqlx::query_scalar("SELECT status FROM users WHERE id = ?1").bind(claims.sub).fetch_optional(&st.db).await?;
-        if active.as_deref() == Some("active") { ScopeSet::all() } else { ScopeSet::EMPTY }
+        let active: Option<String> = sqlx::query_scalar("SELECT status FROM users WHERE id = ?1")
+            .bind(claims.sub)
+            .fetch_optional(&st.db)
+            .await?;
+        if active.as_deref() == Some("active") {
+            ScopeSet::all()
+        } else {
+            ScopeSet::EMPTY
+        }
     } else {
         let bits: Option<i64> = sqlx::query_scalar(
             "SELECT s.scopes FROM shares s JOIN users u ON u.id = s.user_id JOIN users o ON o.id = u.parent_id
@@ -139,9 +203,17 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
         .await?
         .rows_affected()
         == 1;
-    let _ = sqlx::query("DELETE FROM used_play_tokens WHERE expires_at < ?1").bind(i64::try_from(now).unwrap_or(0)).execute(&st.db).await;
+    let _ = sqlx::query("DELETE FROM used_play_tokens WHERE expires_at < ?1")
+        .bind(i64::try_from(now).unwrap_or(0))
+        .execute(&st.db)
+        .await;
     if !fresh {
         return Err(Judgement::Refused(TokenRefusal::Replayed));
     }
-    Ok(PlayGrant { user: claims.sub, scopes, caps: claims.cap, expires_at: claims.exp })
+    Ok(PlayGrant {
+        user: claims.sub,
+        scopes,
+        caps: claims.cap,
+        expires_at: claims.exp,
+    })
 }

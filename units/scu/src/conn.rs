@@ -106,7 +106,14 @@ pub(crate) async fn run(
                 }
                 PeerEvent::Endpoints { rtsp } => {
                     if let Some(device_id) = held.clone() {
-                        let _ = state.to_cmu.send(ToCmu::Endpoints { device_id, session: session.clone(), rtsp }).await;
+                        let _ = state
+                            .to_cmu
+                            .send(ToCmu::Endpoints {
+                                device_id,
+                                session: session.clone(),
+                                rtsp,
+                            })
+                            .await;
                     }
                 }
                 PeerEvent::AuthorizePlay { id, token, client } => {
@@ -120,7 +127,16 @@ pub(crate) async fn run(
                                 code: "unavailable".into(),
                                 message: "the platform did not answer; try again".into(),
                             };
-                            let verdict = if to_cmu.send(ToCmu::AuthorizePlay { device_id, token, client, reply }).await.is_err() {
+                            let verdict = if to_cmu
+                                .send(ToCmu::AuthorizePlay {
+                                    device_id,
+                                    token,
+                                    client,
+                                    reply,
+                                })
+                                .await
+                                .is_err()
+                            {
                                 unavailable
                             } else {
                                 match tokio::time::timeout(Duration::from_secs(5), rx).await {
