@@ -157,12 +157,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     let mut pus = Vec::new();
     for id in &ids {
-        let cfg = peercam_pu::Config::new(
+        let mut cfg = peercam_pu::Config::new(
             dir.join("devices")
                 .join(format!("{}.identity.toml", id.device_id)),
             scu_url.clone(),
             pki.ca_cert.clone(),
         );
+        // Each camera's RTSP server on its own loopback port (8554, 8555, ... by default).
+        let rtsp_port = if args.port == 0 {
+            0
+        } else {
+            8554 + u16::try_from(pus.len()).unwrap_or(0)
+        };
+        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], rtsp_port));
         pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
     }
 
@@ -244,11 +251,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("  peercam cu login --user {phone} --password {password}");
     println!("  peercam cu devices");
+    let first = ids
+        .first()
+        .map(|i| i.device_id.to_string())
+        .unwrap_or_default();
+    println!("  peercam cu status {first}");
     println!(
-        "  peercam cu status {}",
-        ids.first()
-            .map(|i| i.device_id.to_string())
-            .unwrap_or_default()
+        "  ffplay -rtsp_transport tcp \"$(peercam cu url {first})\"   # live view (H.626.4 8.4)"
     );
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {

@@ -210,6 +210,16 @@ impl DeviceLink {
                     command,
                 });
             }
+            (DeviceState::Registered, ScuToDevice::PlayVerdict { verdict }) => {
+                self.deadline = now + self.heartbeat * 3;
+                if let Some(re) = env.re {
+                    self.events
+                        .push_back(LinkEvent::PlayVerdict { re, verdict });
+                }
+            }
+            (DeviceState::Registered, ScuToDevice::Revoke { user }) => {
+                self.events.push_back(LinkEvent::Revoke { user });
+            }
             (_, ScuToDevice::Bye { reason }) => {
                 self.state = DeviceState::Closed;
                 self.events.push_back(LinkEvent::Lost { reason });

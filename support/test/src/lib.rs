@@ -55,6 +55,14 @@ pub struct Cluster {
 impl Cluster {
     /// A CMU and `scu_nodes` SCU nodes.
     pub async fn start(scu_nodes: usize) -> anyhow::Result<Self> {
+        Self::start_with(scu_nodes, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with a chance to adjust the CMU's configuration.
+    pub async fn start_with(
+        scu_nodes: usize,
+        adjust: impl FnOnce(&mut peercam_cmu::Config),
+    ) -> anyhow::Result<Self> {
         init_logs();
         let dir = tempfile::tempdir()?;
         let pki =
@@ -75,6 +83,7 @@ impl Cluster {
             cert: pki.server_cert.clone(),
             key: pki.server_key.clone(),
         });
+        adjust(&mut cfg);
         let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
         let api = format!("https://127.0.0.1:{}", cmu.addr.port());
         let password = std::fs::read_to_string(dir.path().join("admin.password"))?
@@ -186,6 +195,7 @@ impl Cluster {
         let mut cfg = peercam_pu::Config::new(path, self.scu_url(scu), self.pki.ca_cert.clone());
         cfg.reconnect_initial_ms = 100;
         cfg.reconnect_max_ms = 2000;
+        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         Ok((peercam_pu::start(cfg, sd.clone()).await?, sd))
     }
 

@@ -6,21 +6,22 @@
 //! (SECURITY.md D12). The PU makes outbound connections only (D6) and trusts only the
 //! platform CA it was given.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use peercam_base::Backoff;
-use peercam_net::rustls::ClientConfig;
-use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_net::{NetError, Shutdown};
-use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
 use peercam_signal::identity::{DeviceIdentity, IdentityError};
-use peercam_signal::link::{DeviceLink, LinkEvent};
 use peercam_signal::ps::RefusalCode;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
+
+mod agent;
+pub mod media;
+mod rtsp;
+
+pub use agent::PlatformRequest;
 
 /// The agent's software version, reported at registration.
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -58,6 +59,20 @@ pub struct Config {
     /// Longest reconnect delay, ms. Default 4000.
     #[serde(default = "default_backoff_max")]
     pub reconnect_max_ms: u64,
+    /// Where the RTSP server listens (Pc/Pc'). Default `0.0.0.0:8554`.
+    #[serde(default = "default_rtsp_listen")]
+    pub rtsp_listen: SocketAddr,
+    /// Addresses (`host:port`) viewers use to reach the RTSP server, best first, reported to
+    /// the platform (H.626.4 8.3). Default: the listening address, or every local address
+    /// when listening on all interfaces.
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// The camera's highest frame rate, 1-25. Default 25.
+    #[serde(default = "default_max_fps")]
+    pub max_fps: u8,
+    /// RTSP sessions at most, over all viewers. Default 64.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -66,9 +81,18 @@ fn default_backoff_initial() -> u64 {
 fn default_backoff_max() -> u64 {
     4000
 }
+fn default_rtsp_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8554))
+}
+fn default_max_fps() -> u8 {
+    25
+}
+fn default_max_sessions() -> usize {
+    64
+}
 
 impl Config {
-    /// A configuration with default reconnect timings.
+    /// A configuration with defaults for everything that has one.
     pub fn new(identity: PathBuf, scu_url: String, platform_ca: PathBuf) -> Self {
         Self {
             identity,
@@ -76,6 +100,10 @@ impl Config {
             platform_ca,
             reconnect_initial_ms: default_backoff_initial(),
             reconnect_max_ms: default_backoff_max(),
+            rtsp_listen: default_rtsp_listen(),
+            advertise: Vec::new(),
+            max_fps: default_max_fps(),
+            max_sessions: default_max_sessions(),
         }
     }
 }
@@ -107,9 +135,13 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
     /// Number of registrations completed since start.
     pub registrations: Arc<std::sync::atomic::AtomicU64>,
+    /// Where the RTSP server listens.
+    pub rtsp_addr: SocketAddr,
+    /// The encoders.
+    pub hub: Arc<media::MediaHub>,
 }
 
-/// Loads the identity and starts the agent in the background.
+/// Loads the identity, binds the RTSP listener and starts the agent in the background.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuError> {
     let text = std::fs::read_to_string(&config.identity).map_err(|e| NetError::Io {
         context: format!("reading {}", config.identity.display()),
@@ -121,142 +153,66 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     })?;
     let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
     let tls = peercam_net::tls::client_config(&ca)?;
-    let (tx, rx) = watch::channel(PuStatus::Connecting);
+    let listener = tokio::net::TcpListener::bind(config.rtsp_listen)
+        .await
+        .map_err(|e| NetError::Io {
+            context: format!("binding RTSP {}", config.rtsp_listen),
+            source: e,
+        })?;
+    let rtsp_addr = listener.local_addr().map_err(|e| NetError::Io {
+        context: "RTSP address".into(),
+        source: e,
+    })?;
+    let advertise = if config.advertise.is_empty() {
+        default_advertise(rtsp_addr)
+    } else {
+        config.advertise.clone()
+    };
+    let (status_tx, status) = watch::channel(PuStatus::Connecting);
     let registrations = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let agent = Agent {
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (revoke_tx, _) = broadcast::channel(64);
+    let stream_id = u32::from_be_bytes(
+        identity.device_id.as_str().as_bytes()[3..7]
+            .try_into()
+            .unwrap_or([0; 4]),
+    );
+    let hub = media::MediaHub::new(stream_id);
+    let server = rtsp::Server::new(rtsp::ServerSettings {
+        device_id: identity.device_id.clone(),
+        max_fps: config.max_fps,
+        max_sessions: config.max_sessions,
+        hub: hub.clone(),
+        platform: cmd_tx,
+        revocations: revoke_tx.clone(),
+    });
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let agent = agent::Agent {
         config,
         identity,
         tls,
-        status: tx,
+        status: status_tx,
         started: Instant::now(),
         registrations: registrations.clone(),
+        advertise,
+        revocations: revoke_tx,
     };
-    let task = tokio::spawn(agent.run(shutdown));
+    let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     Ok(Running {
-        status: rx,
+        status,
         task,
         registrations,
+        rtsp_addr,
+        hub,
     })
 }
 
-struct Agent {
-    config: Config,
-    identity: DeviceIdentity,
-    tls: Arc<ClientConfig>,
-    status: watch::Sender<PuStatus>,
-    started: Instant,
-    registrations: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Agent {
-    async fn run(self, shutdown: Shutdown) {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.config.reconnect_initial_ms),
-            Duration::from_millis(self.config.reconnect_max_ms),
-        );
-        loop {
-            let _ = self.status.send(PuStatus::Connecting);
-            match self.session(&shutdown, &mut backoff).await {
-                Ok(()) => return,
-                Err(reason) => {
-                    tracing::warn!(device = %self.identity.device_id, %reason, "platform link down")
-                }
-            }
-            let delay = match &*self.status.borrow() {
-                // A definitive refusal (unknown device, wrong key) is retried slowly only.
-                PuStatus::Refused { code, .. } if !code.is_transient() => Duration::from_secs(30),
-                _ => backoff.next_delay(rand::random::<f64>()),
-            };
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = shutdown.wait() => return,
-            }
-        }
-    }
-
-    /// One connection; `Ok` only on shutdown.
-    async fn session(&self, shutdown: &Shutdown, backoff: &mut Backoff) -> Result<(), String> {
-        let ws = tokio::select! {
-            r = peercam_net::ws::connect(&self.config.scu_url, self.tls.clone(), Duration::from_secs(10)) => r.map_err(|e| e.to_string())?,
-            () = shutdown.wait() => return Ok(()),
-        };
-        let (mut sink, mut stream) = ws.split();
-        let key = self.identity.signing_key().map_err(|e| e.to_string())?;
-        let mut link = DeviceLink::new(
-            Instant::now(),
-            self.identity.device_id.clone(),
-            self.identity.kind,
-            key,
-            SW_VERSION,
-        );
-        let mut connected_at = Instant::now();
-        loop {
-            while let Some(frame) = link.poll_transmit() {
-                let text = String::from_utf8(frame).unwrap_or_default();
-                sink.send(Message::text(text))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            while let Some(ev) = link.poll_event() {
-                match ev {
-                    LinkEvent::Registered { session } => {
-                        tracing::info!(device = %self.identity.device_id, %session, "registered with the SCU");
-                        backoff.reset();
-                        connected_at = Instant::now();
-                        self.registrations
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let _ = self.status.send(PuStatus::Registered { session });
-                    }
-                    LinkEvent::Refused { code, message } => {
-                        tracing::error!(device = %self.identity.device_id, ?code, %message, "registration refused");
-                        let _ = self.status.send(PuStatus::Refused {
-                            code,
-                            message: message.clone(),
-                        });
-                        return Err(format!("refused: {message}"));
-                    }
-                    LinkEvent::Command { id, command } => {
-                        let reply = self.execute(command, connected_at);
-                        link.reply(id, reply);
-                    }
-                    LinkEvent::Lost { reason } => return Err(reason),
-                    _ => {}
-                }
-            }
-            if link.is_closed() {
-                return Err("link closed".into());
-            }
-            let deadline = link
-                .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
-            tokio::select! {
-                msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(t))) => link.handle_input(Instant::now(), t.as_bytes()).map_err(|e| e.to_string())?,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return Err("SCU closed the connection".into()),
-                    Some(Ok(_)) => {}
-                },
-                () = tokio::time::sleep_until(deadline.into()) => link.handle_timeout(Instant::now()),
-                () = shutdown.wait() => {
-                    let _ = sink.close().await;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    fn execute(&self, command: DeviceCommand, connected_at: Instant) -> DeviceReply {
-        match command {
-            DeviceCommand::Describe => DeviceReply::Description(DeviceDescription {
-                sw_version: SW_VERSION.into(),
-                vendor: self.identity.vendor.clone(),
-                model: self.identity.model.clone(),
-                uptime_s: self.started.elapsed().as_secs(),
-                connected_s: connected_at.elapsed().as_secs(),
-            }),
-            _ => DeviceReply::Failed {
-                code: "unsupported".into(),
-                message: "this agent does not know the command".into(),
-            },
-        }
+/// Addresses to report when none are configured: the bound one, or loopback when bound to
+/// all interfaces (gateway mapping and public addresses come with NAT traversal, 8.3).
+fn default_advertise(addr: SocketAddr) -> Vec<String> {
+    if addr.ip().is_unspecified() {
+        vec![format!("127.0.0.1:{}", addr.port())]
+    } else {
+        vec![addr.to_string()]
     }
 }

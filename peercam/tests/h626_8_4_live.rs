@@ -1,0 +1,421 @@
+//! H.626.4 8.4 media play, end to end: CU -> CMU (URL with hash token) -> PU RTSP -> PU asks
+//! SCU -> CMU -> verdict -> stream, with third-party players (ffprobe/ffmpeg) as the CU.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use peercam_base::{Scope, ScopeSet};
+use peercam_cu::Client;
+use peercam_signal::cm::PlayRequest;
+use peercam_signal::play::AudioCodec;
+use peercam_test::Cluster;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn caps(w: u16, h: u16, fps: u8, audio: AudioCodec) -> PlayRequest {
+    PlayRequest {
+        max_width: Some(w),
+        max_height: Some(h),
+        max_fps: Some(fps),
+        max_kbps: None,
+        audio: Some(audio),
+    }
+}
+
+/// ffprobe the first stream of `kind` (v or a) for `secs` seconds.
+async fn ffprobe(url: &str, transport: &str, kind: &str, secs: u32) -> Value {
+    let out = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-select_streams",
+            &format!("{kind}:0"),
+            "-count_frames",
+        ])
+        .args([
+            "-read_intervals",
+            &format!("%+{secs}"),
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,sample_rate",
+        ])
+        .args(["-of", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"][0].clone()
+}
+
+struct World {
+    c: Cluster,
+    owner: Client,
+    dev: String,
+    other_dev: String,
+    _pus: Vec<(peercam_pu::Running, peercam_net::Shutdown)>,
+}
+
+async fn world(ttl: Option<u64>) -> World {
+    let c = Cluster::start_with(1, |cfg| {
+        if let Some(t) = ttl {
+            cfg.play_token_ttl_s = t;
+        }
+    })
+    .await
+    .unwrap();
+    let ids = c.provision(2).await.unwrap();
+    let mut pus = Vec::new();
+    for id in &ids {
+        pus.push(c.start_pu_online(id, 0).await.unwrap());
+    }
+    let owner = c.owner("+15550700001").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    c.bind(&owner, &ids[1]).await.unwrap();
+    // The endpoint report follows registration closely; wait until a URL can be had.
+    let dev = ids[0].device_id.to_string();
+    for _ in 0..50 {
+        if owner.play(&dev, &PlayRequest::default()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    World {
+        c,
+        owner,
+        dev,
+        other_dev: ids[1].device_id.to_string(),
+        _pus: pus,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_ffprobe_decodes_each_profile_over_tcp_and_udp() {
+    if !have("ffprobe") {
+        panic!("ffprobe is required (Debian package ffmpeg; .ci/run installs it)");
+    }
+    let w = world(None).await;
+    for (cw, ch, fps, transport) in [
+        (352, 288, 10, "tcp"),
+        (704, 576, 15, "tcp"),
+        (1280, 720, 25, "tcp"),
+        (352, 288, 25, "udp"),
+    ] {
+        let url = w
+            .owner
+            .play(&w.dev, &caps(cw, ch, fps, AudioCodec::None))
+            .await
+            .unwrap()
+            .url;
+        let s = ffprobe(&url, transport, "v", 3).await;
+        assert_eq!(s["codec_name"], "h264", "{s}");
+        assert_eq!(
+            (s["width"].as_u64(), s["height"].as_u64()),
+            (Some(u64::from(cw)), Some(u64::from(ch))),
+            "{transport} {s}"
+        );
+        let frames: u64 = s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap();
+        // Capabilities change what is sent: about `fps` frames per second for 3 s.
+        let expect = u64::from(fps) * 3;
+        assert!(
+            frames + u64::from(fps) >= expect && frames <= expect + u64::from(fps) + 2,
+            "{cw}x{ch}@{fps} over {transport}: {frames} frames"
+        );
+    }
+    w.c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_audio_g711_and_g722_decode() {
+    let w = world(None).await;
+    for (codec, name) in [
+        (AudioCodec::Pcmu, "pcm_mulaw"),
+        (AudioCodec::Pcma, "pcm_alaw"),
+        (AudioCodec::G722, "adpcm_g722"),
+    ] {
+        let url = w
+            .owner
+            .play(&w.dev, &caps(352, 288, 10, codec))
+            .await
+            .unwrap()
+            .url;
+        let s = ffprobe(&url, "tcp", "a", 3).await;
+        assert_eq!(s["codec_name"], name, "{s}");
+        let frames: u64 = s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap();
+        assert!(frames >= 50, "{name}: {frames} audio frames in 3 s");
+    }
+    w.c.stop().await;
+}
+
+/// Sends one RTSP request on a fresh connection and returns (status, everything read).
+async fn rtsp_once(url: &str) -> (u16, Vec<u8>) {
+    let hostport = url
+        .trim_start_matches("rtsp://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
+    let req = format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    // Anything more that arrives within a moment (there must be no media after a refusal).
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await {
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, got)
+}
+
+fn with_token(url: &str, token: &str) -> String {
+    format!("{}?token={token}", url.split('?').next().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_play_refusals() {
+    let w = world(Some(2)).await;
+    let good = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
+
+    // No token at all.
+    let (status, got) = rtsp_once(good.url.split('?').next().unwrap()).await;
+    assert_eq!(status, 401);
+    assert!(!got.contains(&b'$'), "no media byte after a refusal");
+
+    // A forged token: one character of the MAC changed.
+    let mut forged = good.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(rtsp_once(&with_token(&good.url, &forged)).await.0, 401);
+
+    // The genuine token works once...
+    assert_eq!(rtsp_once(&good.url).await.0, 200);
+    // ...and never again (replay).
+    assert_eq!(rtsp_once(&good.url).await.0, 401);
+
+    // Another device's token, presented to this device.
+    let other = w
+        .owner
+        .play(&w.other_dev, &PlayRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(rtsp_once(&with_token(&good.url, &other.token)).await.0, 401);
+
+    // Expired (the CMU was configured with a 2 s lifetime).
+    let old = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2600 + 5000)).await;
+    assert_eq!(rtsp_once(&old.url).await.0, 401);
+
+    // A sub-account: without the live scope it gets no URL; with it, a URL that goes stale
+    // the moment the share is withdrawn.
+    let kid = w.c.sub(&w.owner, "kid").await.unwrap();
+    w.owner
+        .share(&w.dev, "kid", [Scope::Playback].into_iter().collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        kid.play(&w.dev, &PlayRequest::default())
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    w.owner
+        .share(
+            &w.dev,
+            "kid",
+            [Scope::Live].into_iter().collect::<ScopeSet>(),
+        )
+        .await
+        .unwrap();
+    let kid_url = kid.play(&w.dev, &PlayRequest::default()).await.unwrap();
+    w.owner.unshare(&w.dev, "kid").await.unwrap();
+    assert_eq!(
+        rtsp_once(&kid_url.url).await.0,
+        401,
+        "stale ACL after unshare"
+    );
+
+    // Someone with no relation to the device gets nothing from the CMU.
+    let bob = w.c.owner("+15550700002").await.unwrap();
+    assert_eq!(
+        bob.play(&w.dev, &PlayRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        Some("not_found")
+    );
+
+    // Every refusal is in the owner's audit log.
+    let audit = w.owner.audit().await.unwrap();
+    for code in ["forged", "replayed", "wrong_device", "expired", "stale_acl"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == "media.play" && e.outcome == code),
+            "no audit entry for {code}"
+        );
+    }
+    w.c.stop().await;
+}
+
+/// Plays over TCP interleaved with a raw RTSP client; returns the stream after PLAY.
+async fn play_raw(url: &str) -> tokio::net::TcpStream {
+    let hostport = url
+        .trim_start_matches("rtsp://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = url.split('?').next().unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
+    let mut session = String::new();
+    for (i, req) in [
+        format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+        format!("SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
+        String::new(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = if i == 2 { format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n") } else { req };
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        assert!(text.starts_with("RTSP/1.0 200"), "{text}");
+        if let Some(len) = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())) {
+            let mut body = vec![0u8; len];
+            tcp.read_exact(&mut body).await.unwrap();
+        }
+        if let Some(s) = text.lines().find_map(|l| l.strip_prefix("Session:").or_else(|| l.strip_prefix("session:"))) {
+            session = s.trim().split(';').next().unwrap().to_owned();
+        }
+    }
+    tcp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_unshare_tears_down_the_live_session_within_1s() {
+    let w = world(None).await;
+    let kid = w.c.sub(&w.owner, "kid").await.unwrap();
+    w.owner
+        .share(&w.dev, "kid", [Scope::Live].into_iter().collect())
+        .await
+        .unwrap();
+    let url = kid
+        .play(&w.dev, &caps(352, 288, 10, AudioCodec::None))
+        .await
+        .unwrap()
+        .url;
+    let mut tcp = play_raw(&url).await;
+    // Media flows.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < 10_000 {
+        got += tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let t = Instant::now();
+    w.owner.unshare(&w.dev, "kid").await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("session still open 3 s after unshare"),
+        }
+    }
+    let took = t.elapsed();
+    eprintln!("live session closed {took:?} after unshare");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    w.c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_sei_counter_has_no_gap_or_reorder_over_60s() {
+    let w = world(None).await;
+    let url = w
+        .owner
+        .play(&w.dev, &caps(352, 288, 25, AudioCodec::None))
+        .await
+        .unwrap()
+        .url;
+    let out = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &url,
+            "-t",
+            "60",
+            "-an",
+            "-c",
+            "copy",
+            "-f",
+            "h264",
+            "pipe:1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<u64> = peercam_media::annexb::split(&out.stdout)
+        .filter_map(|nal| peercam_media::sei::parse_sei(nal))
+        .map(|i| i.frame)
+        .collect();
+    assert!(
+        frames.len() >= 24 * 59,
+        "only {} frames in 60 s",
+        frames.len()
+    );
+    for w in frames.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "gap or reorder between frames {} and {}",
+            w[0],
+            w[1]
+        );
+    }
+    w.c.stop().await;
+}

@@ -1,0 +1,388 @@
+//! Encoders per viewing profile, shared by every session that asks for the same one.
+//!
+//! Each running profile is one thread: it renders the scene at the profile's size and rate,
+//! marks each access unit with a SEI frame counter and capture time, encodes, and publishes
+//! the access unit to its subscribers. A new subscriber makes the next frame an IDR (no
+//! waiting for the GOP); a profile nobody watches stops after a grace period.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use openh264::OpenH264API;
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, SpsPpsStrategy,
+    UsageType,
+};
+use peercam_signal::play::Caps;
+use tokio::sync::{broadcast, watch};
+
+use super::scene::{Frame, render};
+
+/// A viewing profile: picture size, frame rate and bit rate (H.626.4 6.1.3: CIF, D1, 720P,
+/// 1-25 fps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Profile {
+    /// Width, pixels.
+    pub width: u16,
+    /// Height, pixels.
+    pub height: u16,
+    /// Frames per second.
+    pub fps: u8,
+    /// Target bit rate, kbit/s.
+    pub kbps: u32,
+}
+
+/// The sizes the camera offers, largest first.
+pub const SIZES: [(u16, u16, u32); 3] = [(1280, 720, 2000), (704, 576, 1200), (352, 288, 400)];
+
+impl Profile {
+    /// The best profile within a viewer's capabilities (clause 7), capped by the camera's own
+    /// maximum frame rate.
+    pub fn for_caps(caps: &Caps, camera_max_fps: u8) -> Self {
+        let (width, height, kbps) = SIZES
+            .iter()
+            .copied()
+            .find(|(w, h, _)| *w <= caps.max_width && *h <= caps.max_height)
+            .unwrap_or(SIZES[SIZES.len() - 1]);
+        Self {
+            width,
+            height,
+            fps: caps.max_fps.clamp(1, 25).min(camera_max_fps.max(1)),
+            kbps: kbps.min(caps.max_kbps).max(32),
+        }
+    }
+}
+
+/// One encoded access unit.
+#[derive(Debug)]
+pub struct AccessUnit {
+    /// NAL units without start codes, in decoding order.
+    pub nals: Vec<Bytes>,
+    /// Presentation time, 90 kHz units since the pipeline started.
+    pub pts_90k: u64,
+    /// Whether it is an IDR access unit (carries SPS and PPS).
+    pub key: bool,
+    /// Frame number since the pipeline started.
+    pub frame: u64,
+    /// Capture time, Unix microseconds.
+    pub capture_unix_us: u64,
+}
+
+impl AccessUnit {
+    /// The SPS and PPS of a key access unit.
+    pub fn parameter_sets(&self) -> Option<(Bytes, Bytes)> {
+        let sps = self
+            .nals
+            .iter()
+            .find(|n| n.first().is_some_and(|b| b & 0x1f == 7))?;
+        let pps = self
+            .nals
+            .iter()
+            .find(|n| n.first().is_some_and(|b| b & 0x1f == 8))?;
+        Some((sps.clone(), pps.clone()))
+    }
+}
+
+struct Pipeline {
+    profile: Profile,
+    tx: broadcast::Sender<Arc<AccessUnit>>,
+    force_idr: AtomicBool,
+    /// The latest SPS/PPS, for SDP.
+    params: watch::Sender<Option<(Bytes, Bytes)>>,
+    stopped: AtomicBool,
+    frames: AtomicU64,
+}
+
+/// A session's view of a running profile.
+pub struct Subscription {
+    /// Access units, starting with the IDR made for this subscriber.
+    pub rx: broadcast::Receiver<Arc<AccessUnit>>,
+    params: watch::Receiver<Option<(Bytes, Bytes)>>,
+    /// The profile served.
+    pub profile: Profile,
+    _pipeline: Arc<Pipeline>,
+}
+
+impl Subscription {
+    /// Asks the encoder to make the next frame an IDR (after a loss, or at PLAY).
+    pub fn request_idr(&self) {
+        self._pipeline.force_idr.store(true, Ordering::Release);
+    }
+
+    /// Waits for the profile's SPS and PPS (for the SDP), at most `within`.
+    pub async fn parameter_sets(&mut self, within: Duration) -> Option<(Bytes, Bytes)> {
+        let r = tokio::time::timeout(within, self.params.wait_for(Option::is_some))
+            .await
+            .ok()?
+            .ok()?;
+        r.clone()
+    }
+}
+
+/// The set of running encoders.
+pub struct MediaHub {
+    pipelines: Mutex<HashMap<Profile, Weak<Pipeline>>>,
+    stream_id: u32,
+}
+
+impl MediaHub {
+    /// A hub; `stream_id` is written into every SEI so viewers can tell cameras apart.
+    pub fn new(stream_id: u32) -> Arc<Self> {
+        Arc::new(Self {
+            pipelines: Mutex::new(HashMap::new()),
+            stream_id,
+        })
+    }
+
+    /// Subscribes to `profile`, starting its encoder if needed; the next frame is an IDR.
+    pub fn subscribe(self: &Arc<Self>, profile: Profile) -> Result<Subscription, String> {
+        let mut map = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let existing = map
+            .get(&profile)
+            .and_then(Weak::upgrade)
+            .filter(|p| !p.stopped.load(Ordering::Acquire));
+        let pipeline = match existing {
+            Some(p) => p,
+            None => {
+                let (tx, _) = broadcast::channel(64);
+                let (params, _) = watch::channel(None);
+                let p = Arc::new(Pipeline {
+                    profile,
+                    tx,
+                    force_idr: AtomicBool::new(true),
+                    params,
+                    stopped: AtomicBool::new(false),
+                    frames: AtomicU64::new(0),
+                });
+                let encoder = make_encoder(profile)?;
+                let worker = p.clone();
+                let stream_id = self.stream_id;
+                std::thread::Builder::new()
+                    .name(format!(
+                        "enc-{}x{}@{}",
+                        profile.width, profile.height, profile.fps
+                    ))
+                    .spawn(move || run_pipeline(&worker, encoder, stream_id))
+                    .map_err(|e| format!("cannot start encoder thread: {e}"))?;
+                map.insert(profile, Arc::downgrade(&p));
+                p
+            }
+        };
+        map.retain(|_, w| w.strong_count() > 0);
+        let rx = pipeline.tx.subscribe();
+        pipeline.force_idr.store(true, Ordering::Release);
+        Ok(Subscription {
+            rx,
+            params: pipeline.params.subscribe(),
+            profile,
+            _pipeline: pipeline,
+        })
+    }
+
+    /// How many encoders run now.
+    pub fn running(&self) -> usize {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+fn make_encoder(p: Profile) -> Result<Encoder, String> {
+    let config = EncoderConfig::new()
+        .usage_type(UsageType::CameraVideoRealTime)
+        .bitrate(BitRate::from_bps(p.kbps * 1000))
+        .max_frame_rate(FrameRate::from_hz(f32::from(p.fps)))
+        .rate_control_mode(RateControlMode::Bitrate)
+        .skip_frames(false)
+        .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(u32::from(p.fps) * 2))
+        .num_threads(1);
+    Encoder::with_api_config(OpenH264API::from_source(), config)
+        .map_err(|e| format!("H.264 encoder: {e}"))
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Strips an Annex B start code.
+fn strip_start_code(nal: &[u8]) -> &[u8] {
+    let zeros = nal.iter().take_while(|b| **b == 0).count();
+    if zeros >= 2 && nal.get(zeros) == Some(&1) {
+        &nal[zeros + 1..]
+    } else {
+        nal
+    }
+}
+
+fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
+    let profile = p.profile;
+    let mut frame = Frame::new(usize::from(profile.width), usize::from(profile.height));
+    let interval = Duration::from_secs(1) / u32::from(profile.fps);
+    let start = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    let mut n: u64 = 0;
+    loop {
+        // Pace by the clock, not by the previous frame: no drift.
+        let due = start + interval * u32::try_from(n).unwrap_or(u32::MAX);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if p.tx.receiver_count() == 0 {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        let capture_unix_us = unix_us();
+        render(&mut frame, n, capture_unix_us / 1000);
+        if p.force_idr.swap(false, Ordering::AcqRel) {
+            encoder.force_intra_frame();
+        }
+        let bitstream = match encoder.encode(&frame) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "encoder failed; stopping this profile");
+                break;
+            }
+        };
+        let mut nals: Vec<Bytes> = Vec::with_capacity(6);
+        let mut key = false;
+        for l in 0..bitstream.num_layers() {
+            let Some(layer) = bitstream.layer(l) else {
+                continue;
+            };
+            for i in 0..layer.nal_count() {
+                if let Some(nal) = layer.nal_unit(i) {
+                    let nal = strip_start_code(nal);
+                    if nal.first().is_some_and(|b| b & 0x1f == 5) {
+                        key = true;
+                    }
+                    if !nal.is_empty() {
+                        nals.push(Bytes::copy_from_slice(nal));
+                    }
+                }
+            }
+        }
+        if nals.is_empty() {
+            n += 1;
+            continue; // the encoder skipped this frame
+        }
+        // The SEI goes after SPS/PPS and before the first slice.
+        let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
+            frame: n,
+            capture_unix_us,
+            stream: stream_id,
+        });
+        let at = nals
+            .iter()
+            .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
+            .unwrap_or(nals.len());
+        nals.insert(at, Bytes::from(sei));
+        let au = Arc::new(AccessUnit {
+            nals,
+            pts_90k: n * 90_000 / u64::from(profile.fps),
+            key,
+            frame: n,
+            capture_unix_us,
+        });
+        if key && let Some(ps) = au.parameter_sets() {
+            p.params.send_replace(Some(ps));
+        }
+        let _ = p.tx.send(au);
+        p.frames.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+    }
+    p.stopped.store(true, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_follows_caps() {
+        let caps = |w, h, fps, kbps| Caps {
+            max_width: w,
+            max_height: h,
+            max_fps: fps,
+            max_kbps: kbps,
+            ..Caps::default()
+        };
+        assert_eq!(
+            Profile::for_caps(&caps(1920, 1080, 30, 5000), 25),
+            Profile {
+                width: 1280,
+                height: 720,
+                fps: 25,
+                kbps: 2000
+            }
+        );
+        assert_eq!(
+            Profile::for_caps(&caps(800, 600, 10, 500), 25),
+            Profile {
+                width: 704,
+                height: 576,
+                fps: 10,
+                kbps: 500
+            }
+        );
+        assert_eq!(
+            Profile::for_caps(&caps(320, 240, 5, 100), 25),
+            Profile {
+                width: 352,
+                height: 288,
+                fps: 5,
+                kbps: 100
+            }
+        );
+        assert_eq!(Profile::for_caps(&caps(1280, 720, 25, 2000), 15).fps, 15);
+    }
+
+    #[tokio::test]
+    async fn subscribers_share_an_encoder_and_start_on_idr() {
+        let hub = MediaHub::new(1);
+        let p = Profile {
+            width: 352,
+            height: 288,
+            fps: 25,
+            kbps: 300,
+        };
+        let mut a = hub.subscribe(p).expect("encoder");
+        let first = tokio::time::timeout(Duration::from_secs(5), a.rx.recv())
+            .await
+            .expect("frame")
+            .expect("open");
+        assert!(first.key && first.parameter_sets().is_some());
+        assert!(a.parameter_sets(Duration::from_secs(1)).await.is_some());
+        // Let a few P frames pass, then a second viewer joins: it gets an IDR promptly.
+        for _ in 0..5 {
+            let _ = a.rx.recv().await;
+        }
+        let mut b = hub.subscribe(p).expect("encoder");
+        assert_eq!(hub.running(), 1, "same profile, same encoder");
+        let mut waited = 0;
+        loop {
+            let au = b.rx.recv().await.expect("open");
+            if au.key {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 3, "the joiner waited for the GOP");
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! The camera's RTSP server (Pc / Pc'): the IO shell around `peercam_rtsp::server::ServerConn`.
+//!
+//! A viewer's request is answered only after the platform vouched for its token (H.626.4 8.4
+//! steps 5-8). Media goes out as RTP over the RTSP connection (interleaved, required by
+//! 6.3.1) or over UDP, with RTCP sender reports that tie RTP time to the wall clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use peercam_base::DeviceId;
+use peercam_net::Shutdown;
+use peercam_rtp::h264::H264Packetizer;
+use peercam_rtp::session::{RtpSender, SenderConfig};
+use peercam_rtsp::msg::{ChannelPair, LowerTransport, PortPair, StatusCode, Transport};
+use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::agent::{PlatformRequest, Revocation};
+use crate::media::audio::AudioSource;
+use crate::media::{MediaHub, Profile, Subscription};
+
+pub(crate) struct ServerSettings {
+    pub(crate) device_id: DeviceId,
+    pub(crate) max_fps: u8,
+    pub(crate) max_sessions: usize,
+    pub(crate) hub: Arc<MediaHub>,
+    pub(crate) platform: mpsc::Sender<PlatformRequest>,
+    pub(crate) revocations: broadcast::Sender<Revocation>,
+}
+
+pub(crate) struct Server {
+    settings: Arc<ServerSettings>,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl Server {
+    pub(crate) fn new(settings: ServerSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            sessions: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub(crate) async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RTSP accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.wait() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let settings = self.settings.clone();
+            let sessions = self.sessions.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let n = sessions.fetch_add(1, Ordering::AcqRel);
+                let r = if n >= settings.max_sessions {
+                    refuse_busy(tcp).await.map_err(|e| e.to_string())
+                } else {
+                    Connection::new(settings, peer).run(tcp, shutdown).await
+                };
+                sessions.fetch_sub(1, Ordering::AcqRel);
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "RTSP connection ended");
+                }
+            });
+        }
+    }
+}
+
+async fn refuse_busy(mut tcp: TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+    tcp.write_all(b"RTSP/1.0 503 Service Unavailable\r\nCSeq: 0\r\n\r\n")
+        .await
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap_or_else(|_| rand::fill(&mut b[..]));
+    b
+}
+
+/// How a track's packets leave.
+enum Path {
+    Interleaved {
+        rtp: u8,
+        rtcp: u8,
+    },
+    Udp {
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        to_rtp: SocketAddr,
+        to_rtcp: SocketAddr,
+    },
+}
+
+struct Track {
+    path: Path,
+    sender: RtpSender,
+}
+
+struct Connection {
+    settings: Arc<ServerSettings>,
+    peer: SocketAddr,
+    grant: Option<PlayGrant>,
+    sub: Option<Subscription>,
+    audio: Option<AudioSource>,
+    tracks: HashMap<usize, Track>,
+    playing: bool,
+    waiting_key: bool,
+    out: Vec<u8>,
+    packetizer: H264Packetizer,
+    audio_ts: u32,
+}
+
+impl Connection {
+    fn new(settings: Arc<ServerSettings>, peer: SocketAddr) -> Self {
+        Self {
+            settings,
+            peer,
+            grant: None,
+            sub: None,
+            audio: None,
+            tracks: HashMap::new(),
+            playing: false,
+            waiting_key: true,
+            out: Vec::with_capacity(64 * 1024),
+            packetizer: H264Packetizer::default(),
+            audio_ts: 0,
+        }
+    }
+
+    async fn run(mut self, mut tcp: TcpStream, shutdown: Shutdown) -> Result<(), String> {
+        let local = tcp.local_addr().map_err(|e| e.to_string())?;
+        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
+        let mut revocations = self.settings.revocations.subscribe();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+        audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut rtcp_tick = tokio::time::interval(Duration::from_secs(2));
+        let mut last_video: Option<(u32, u64)> = None;
+        loop {
+            // Write what the RTSP state machine produced, then act on its events.
+            while let Some(bytes) = conn.poll_transmit() {
+                self.out.extend_from_slice(&bytes);
+            }
+            if !self.out.is_empty() {
+                tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
+                self.out.clear();
+            }
+            // One event at a time, flushing what each produced before the next.
+            if let Some(ev) = conn.poll_event() {
+                match ev {
+                    ServerEvent::Describe {
+                        cseq,
+                        uri,
+                        token,
+                        path,
+                        ..
+                    } => self.describe(&mut conn, cseq, &uri, token, &path).await,
+                    ServerEvent::Setup {
+                        cseq,
+                        track,
+                        transports,
+                        ..
+                    } => self.setup(&mut conn, cseq, track, transports, local).await,
+                    ServerEvent::Play { cseq, .. } => {
+                        if let Some(sub) = &self.sub {
+                            sub.request_idr();
+                        }
+                        self.playing = true;
+                        self.waiting_key = true;
+                        let info: Vec<(usize, u16, u32)> = self
+                            .tracks
+                            .iter()
+                            .map(|(t, tr)| {
+                                (*t, tr.sender.next_sequence(), tr.sender.rtp_timestamp(0))
+                            })
+                            .collect();
+                        let _ = conn.accept_play(cseq, &info);
+                    }
+                    ServerEvent::Pause { .. } => self.playing = false,
+                    ServerEvent::Teardown { .. } => self.playing = false,
+                    ServerEvent::Closed { reason } => {
+                        while let Some(bytes) = conn.poll_transmit() {
+                            self.out.extend_from_slice(&bytes);
+                        }
+                        let _ = tcp.write_all(&self.out).await;
+                        return Err(reason.to_string());
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let deadline = conn
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let au_rx = async {
+                match self.sub.as_mut() {
+                    Some(s) if self.playing => s.rx.recv().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tcp.read(&mut buf) => {
+                    let n = r.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        conn.handle_peer_closed();
+                        continue;
+                    }
+                    conn.handle_input(Instant::now(), &buf[..n]);
+                }
+                au = au_rx => match au {
+                    Ok(au) => {
+                        if self.waiting_key && !au.key {
+                            continue;
+                        }
+                        self.waiting_key = false;
+                        let ts = u32::try_from(au.pts_90k & 0xffff_ffff).unwrap_or(0);
+                        last_video = Some((ts, au.capture_unix_us));
+                        self.send_video(&au.nals, ts, &mut tcp).await?;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // Too slow a viewer: skip to a fresh IDR instead of sending garbage.
+                        tracing::debug!(peer = %self.peer, skipped = n, "viewer lagged; resyncing on an IDR");
+                        self.waiting_key = true;
+                        if let Some(s) = &self.sub {
+                            s.request_idr();
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err("encoder stopped".into()),
+                },
+                _ = audio_tick.tick(), if self.playing && self.audio.is_some() && self.tracks.contains_key(&1) => {
+                    self.send_audio(&mut tcp).await?;
+                }
+                _ = rtcp_tick.tick(), if self.playing => {
+                    self.send_reports(last_video, &mut tcp).await?;
+                }
+                r = revocations.recv() => {
+                    if let Ok(user) = r
+                        && self.grant.as_ref().is_some_and(|g| user.is_none_or(|u| u == g.user))
+                    {
+                        // SECURITY.md D5: access changed; this viewer's session ends now.
+                        tracing::info!(peer = %self.peer, "session revoked by the platform");
+                        return Err("revoked".into());
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+                () = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+
+    /// H.626.4 8.4 steps 4-9: the DESCRIBE is answered only with the platform's consent.
+    async fn describe(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        uri: &str,
+        token: Option<String>,
+        path: &str,
+    ) {
+        let expected = format!("/live/{}", self.settings.device_id);
+        if path.trim_end_matches('/') != expected {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        }
+        if self.grant.is_none() {
+            let Some(token) = token else {
+                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
+                return;
+            };
+            let (reply, rx) = oneshot::channel();
+            let req = PlatformRequest::AuthorizePlay {
+                token,
+                client: self.peer.to_string(),
+                reply,
+            };
+            let verdict = if self.settings.platform.send(req).await.is_ok() {
+                tokio::time::timeout(Duration::from_secs(8), rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            };
+            match verdict {
+                Some(PlayVerdict::Granted { grant }) => self.grant = Some(grant),
+                Some(PlayVerdict::Refused { code, .. }) => {
+                    tracing::info!(peer = %self.peer, %code, "play refused by the platform");
+                    let status = if code == "unavailable" {
+                        StatusCode(503)
+                    } else {
+                        StatusCode(401)
+                    };
+                    let _ = conn.reject(
+                        cseq,
+                        status,
+                        if code == "unavailable" {
+                            "Service Unavailable"
+                        } else {
+                            "Unauthorized"
+                        },
+                    );
+                    return;
+                }
+                None => {
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
+            }
+        }
+        let Some(grant) = self.grant.clone() else {
+            return;
+        };
+        let profile = Profile::for_caps(&grant.caps, self.settings.max_fps);
+        let mut sub = match self.settings.hub.subscribe(profile) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the encoder");
+                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+                return;
+            }
+        };
+        let Some((sps, pps)) = sub.parameter_sets(Duration::from_secs(3)).await else {
+            let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+            return;
+        };
+        self.audio = AudioSource::new(grant.caps.audio);
+        let sdp = sdp(
+            &sps,
+            &pps,
+            profile,
+            self.audio.as_ref().map(AudioSource::codec),
+        );
+        self.sub = Some(sub);
+        let base = format!(
+            "{}/",
+            uri.split('?').next().unwrap_or(uri).trim_end_matches('/')
+        );
+        let _ = conn.respond_describe(cseq, sdp, Some(base));
+    }
+
+    async fn setup(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        track: usize,
+        transports: Vec<Transport>,
+        local: SocketAddr,
+    ) {
+        if self.grant.is_none() || self.sub.is_none() {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        }
+        if track > 1 || (track == 1 && self.audio.is_none()) {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        }
+        // The first alternative we can serve: TCP interleaved (H.626.4 6.3.1) or unicast UDP.
+        let Some(offer) = transports.into_iter().find(|t| {
+            t.multicast != Some(true)
+                && (t.interleaved.is_some()
+                    || t.lower == Some(LowerTransport::Tcp)
+                    || t.client_port.is_some())
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+            return;
+        };
+        let ssrc = u32::from_be_bytes(random::<4>());
+        let pt = if track == 0 {
+            96
+        } else {
+            self.audio.as_ref().map_or(0, AudioSource::payload_type)
+        };
+        let Ok(sender) = RtpSender::new(SenderConfig {
+            ssrc,
+            payload_type: pt,
+            initial_sequence: u16::from_be_bytes(random::<2>()),
+            timestamp_offset: u32::from_be_bytes(random::<4>()),
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+            return;
+        };
+        let mut chosen = offer.clone();
+        chosen.ssrc = Some(ssrc);
+        let path = if offer.interleaved.is_some() || offer.lower == Some(LowerTransport::Tcp) {
+            // Channels as asked, or 2n/2n+1 for the track when the player left them to us.
+            let pair = offer.interleaved.unwrap_or(ChannelPair {
+                rtp: (track * 2) as u8,
+                rtcp: Some((track * 2 + 1) as u8),
+            });
+            let rtcp = pair.rtcp.unwrap_or(pair.rtp.wrapping_add(1));
+            chosen.interleaved = Some(ChannelPair {
+                rtp: pair.rtp,
+                rtcp: Some(rtcp),
+            });
+            chosen.lower = Some(LowerTransport::Tcp);
+            Path::Interleaved {
+                rtp: pair.rtp,
+                rtcp,
+            }
+        } else {
+            let Some(cp) = offer.client_port else { return };
+            let Some((a, b)) = bind_pair(local.ip()).await else {
+                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+                return;
+            };
+            let (pa, pb) = (
+                a.local_addr().map(|x| x.port()).unwrap_or(0),
+                b.local_addr().map(|x| x.port()).unwrap_or(0),
+            );
+            chosen.server_port = Some(PortPair {
+                rtp: pa,
+                rtcp: Some(pb),
+            });
+            let to_rtp = SocketAddr::new(self.peer.ip(), cp.rtp);
+            let to_rtcp =
+                SocketAddr::new(self.peer.ip(), cp.rtcp.unwrap_or(cp.rtp.wrapping_add(1)));
+            Path::Udp {
+                rtp: a,
+                rtcp: b,
+                to_rtp,
+                to_rtcp,
+            }
+        };
+        self.tracks.insert(track, Track { path, sender });
+        if let Err(e) = conn.accept_setup(cseq, track, chosen) {
+            tracing::debug!(error = %e, "SETUP not accepted by the state machine");
+            self.tracks.remove(&track);
+        }
+    }
+
+    async fn send_video(
+        &mut self,
+        nals: &[bytes::Bytes],
+        ts: u32,
+        tcp: &mut TcpStream,
+    ) -> Result<(), String> {
+        let Some(track) = self.tracks.get_mut(&0) else {
+            return Ok(());
+        };
+        let payloads = match self.packetizer.packetize(nals, ts) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot packetize an access unit");
+                return Ok(());
+            }
+        };
+        send_payloads(track, &payloads, &mut self.out, tcp).await
+    }
+
+    async fn send_audio(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
+        let Some(src) = self.audio.as_mut() else {
+            return Ok(());
+        };
+        let frame = src.next_frame(unix_us() / 1000);
+        let payload = peercam_rtp::Payload {
+            data: frame.payload,
+            timestamp: self.audio_ts,
+            marker: false,
+        };
+        self.audio_ts = self.audio_ts.wrapping_add(frame.rtp_ticks);
+        let Some(track) = self.tracks.get_mut(&1) else {
+            return Ok(());
+        };
+        send_payloads(track, std::slice::from_ref(&payload), &mut self.out, tcp).await
+    }
+
+    async fn send_reports(
+        &mut self,
+        last_video: Option<(u32, u64)>,
+        tcp: &mut TcpStream,
+    ) -> Result<(), String> {
+        let now = unix_us();
+        for (t, track) in &mut self.tracks {
+            let media_ts = if *t == 0 {
+                let Some((ts, at)) = last_video else { continue };
+                ts.wrapping_add(u32::try_from(now.saturating_sub(at) * 9 / 100).unwrap_or(0))
+            } else {
+                self.audio_ts
+            };
+            let mut pkt = Vec::with_capacity(128);
+            if track
+                .sender
+                .write_rtcp(now, media_ts, b"peercam", &mut pkt)
+                .is_err()
+            {
+                continue;
+            }
+            match &track.path {
+                Path::Interleaved { rtcp, .. } => {
+                    let _ = peercam_rtsp::write_interleaved(*rtcp, &pkt, &mut self.out);
+                }
+                Path::Udp { rtcp, to_rtcp, .. } => {
+                    let _ = rtcp.send_to(&pkt, to_rtcp).await;
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Sends RTP packets; interleaved ones are batched into one write per access unit.
+async fn send_payloads(
+    track: &mut Track,
+    payloads: &[peercam_rtp::Payload],
+    out: &mut Vec<u8>,
+    tcp: &mut TcpStream,
+) -> Result<(), String> {
+    let mut pkt = Vec::with_capacity(1500);
+    for p in payloads {
+        pkt.clear();
+        if track.sender.write(p, &mut pkt).is_err() {
+            continue;
+        }
+        match &track.path {
+            Path::Interleaved { rtp, .. } => {
+                let _ = peercam_rtsp::write_interleaved(*rtp, &pkt, out);
+            }
+            Path::Udp { rtp, to_rtp, .. } => {
+                let _ = rtp.send_to(&pkt, to_rtp).await;
+            }
+        }
+    }
+    if !out.is_empty() {
+        tcp.write_all(out).await.map_err(|e| e.to_string())?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Two UDP sockets on consecutive ports, the first even (RFC 3550 convention).
+async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {
+    for _ in 0..20 {
+        let a = UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok()?;
+        let port = a.local_addr().ok()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(b) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            return Some((a, b));
+        }
+    }
+    None
+}
+
+/// The SDP of a DESCRIBE answer: H.264 video (track 0) and optionally audio (track 1).
+fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pli = sps.get(1..4).map_or_else(
+        || "42e01f".to_owned(),
+        |b| format!("{:02x}{:02x}{:02x}", b[0], b[1], b[2]),
+    );
+    let mut s = format!(
+        "v=0\r\no=- {} 1 IN IP4 0.0.0.0\r\ns=peercam\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=now-\r\n\
+         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={},{}\r\n\
+         a=framerate:{}\r\na=x-dimensions:{},{}\r\na=control:trackID=0\r\n",
+        unix_us() / 1_000_000,
+        b64.encode(sps),
+        b64.encode(pps),
+        profile.fps,
+        profile.width,
+        profile.height,
+    );
+    match audio {
+        Some(AudioCodec::Pcmu) => {
+            s.push_str("m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=1\r\n")
+        }
+        Some(AudioCodec::Pcma) => {
+            s.push_str("m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=1\r\n")
+        }
+        Some(AudioCodec::G722) => {
+            s.push_str("m=audio 0 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\na=control:trackID=1\r\n")
+        }
+        _ => {}
+    }
+    s
+}
