@@ -400,7 +400,7 @@ async fn h626_8_4_sei_counter_has_no_gap_or_reorder_over_60s() {
         String::from_utf8_lossy(&out.stderr)
     );
     let frames: Vec<u64> = peercam_media::annexb::split(&out.stdout)
-        .filter_map(|nal| peercam_media::sei::parse_sei(nal))
+        .filter_map(peercam_media::sei::parse_sei)
         .map(|i| i.frame)
         .collect();
     assert!(
@@ -415,6 +415,58 @@ async fn h626_8_4_sei_counter_has_no_gap_or_reorder_over_60s() {
             "gap or reorder between frames {} and {}",
             w[0],
             w[1]
+        );
+    }
+    w.c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_gstreamer_rtspsrc_decodes_over_tcp_and_udp() {
+    if !Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        panic!("gst-launch-1.0 is required (Debian gstreamer1.0-tools; .ci/run installs it)");
+    }
+    let w = world(None).await;
+    for proto in ["tcp", "udp"] {
+        let url = w
+            .owner
+            .play(&w.dev, &caps(704, 576, 15, AudioCodec::None))
+            .await
+            .unwrap()
+            .url;
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new("gst-launch-1.0")
+                .args([
+                    "-q",
+                    "rtspsrc",
+                    &format!("location={url}"),
+                    &format!("protocols={proto}"),
+                    "latency=0",
+                ])
+                .args([
+                    "!",
+                    "rtph264depay",
+                    "!",
+                    "h264parse",
+                    "!",
+                    "avdec_h264",
+                    "!",
+                    "fakesink",
+                    "num-buffers=30",
+                ])
+                .output(),
+        )
+        .await
+        .expect("GStreamer finished in time")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "GStreamer over {proto}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     w.c.stop().await;

@@ -29,7 +29,7 @@ pub const FRAME_TAG_UUID: [u8; 16] = [
 pub const USER_DATA_UNREGISTERED: u32 = 5;
 
 /// Length of the frame tag payload: UUID, frame, capture time, stream.
-const TAG_LEN: usize = 16 + 8 + 8 + 4;
+pub const FRAME_TAG_LEN: usize = 16 + 8 + 8 + 4;
 
 /// What the synthetic camera says about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -44,8 +44,8 @@ pub struct FrameInfo {
 
 impl FrameInfo {
     /// The 36-byte `user_data_unregistered` payload: UUID, then the fields big-endian.
-    pub fn to_payload(&self) -> [u8; TAG_LEN] {
-        let mut p = [0; TAG_LEN];
+    pub fn to_payload(&self) -> [u8; FRAME_TAG_LEN] {
+        let mut p = [0; FRAME_TAG_LEN];
         p[..16].copy_from_slice(&FRAME_TAG_UUID);
         p[16..24].copy_from_slice(&self.frame.to_be_bytes());
         p[24..32].copy_from_slice(&self.capture_unix_us.to_be_bytes());

@@ -410,7 +410,7 @@ impl Connection {
                 rtp: (track * 2) as u8,
                 rtcp: Some((track * 2 + 1) as u8),
             });
-            let rtcp = pair.rtcp.unwrap_or(pair.rtp.wrapping_add(1));
+            let rtcp = pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1));
             chosen.interleaved = Some(ChannelPair {
                 rtp: pair.rtp,
                 rtcp: Some(rtcp),
@@ -435,8 +435,10 @@ impl Connection {
                 rtcp: Some(pb),
             });
             let to_rtp = SocketAddr::new(self.peer.ip(), cp.rtp);
-            let to_rtcp =
-                SocketAddr::new(self.peer.ip(), cp.rtcp.unwrap_or(cp.rtp.wrapping_add(1)));
+            let to_rtcp = SocketAddr::new(
+                self.peer.ip(),
+                cp.rtcp.unwrap_or_else(|| cp.rtp.wrapping_add(1)),
+            );
             Path::Udp {
                 rtp: a,
                 rtcp: b,

@@ -314,6 +314,18 @@ fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
 mod tests {
     use super::*;
 
+    /// Encoding is the camera's dominant cost and OpenH264 falls back to plain C silently when
+    /// `nasm` is missing at build time (about 3x slower here): prove the assembly is linked.
+    #[test]
+    fn encoder_assembly_is_linked() {
+        let exe = std::fs::read(std::env::current_exe().expect("test binary")).expect("readable");
+        let needle = b"WelsSampleSad16x16_sse2";
+        assert!(
+            exe.windows(needle.len()).any(|w| w == needle),
+            "OpenH264 was built without its assembly: install nasm (apt-get install nasm) and rebuild"
+        );
+    }
+
     #[test]
     fn profile_follows_caps() {
         let caps = |w, h, fps, kbps| Caps {

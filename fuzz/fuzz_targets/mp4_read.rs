@@ -17,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(usize::from(h.header_len) <= BoxHeader::MAX_LEN);
         assert!(h.size.is_none_or(|s| s >= u64::from(h.header_len)));
     }
-    walk(data, boxes(data).collect::<Vec<_>>(), 0, data.len() as u64, 0);
+    walk(
+        data,
+        boxes(data).collect::<Vec<_>>(),
+        0,
+        data.len() as u64,
+        0,
+    );
 
     if let Ok(movie) = Movie::parse(data) {
         for t in &movie.tracks {
@@ -33,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(config) = AvcConfig::parse(data)
         && let Ok(bytes) = config.to_bytes()
     {
-        assert_eq!(AvcConfig::parse(&bytes).as_ref(), Ok(&config), "avcC round trip");
+        assert_eq!(
+            AvcConfig::parse(&bytes).as_ref(),
+            Ok(&config),
+            "avcC round trip"
+        );
     }
 });
 

@@ -20,14 +20,19 @@ fuzz_target!(|data: &[u8]| {
     let escaped = annexb::escape(data);
     assert_eq!(annexb::unescape(&escaped), data, "unescape(escape(x)) != x");
     assert!(
-        !escaped.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
+        !escaped
+            .windows(3)
+            .any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
         "start code or 00 00 00 in escaped data"
     );
 
     let nals: Vec<&[u8]> = annexb::split(data).collect();
     for nal in &nals {
         assert!(!nal.is_empty() && nal.last() != Some(&0));
-        assert!(!nal.windows(3).any(|w| w == [0, 0, 1]), "start code inside a unit");
+        assert!(
+            !nal.windows(3).any(|w| w == [0, 0, 1]),
+            "start code inside a unit"
+        );
         let _ = NalType::of(nal).map(NalType::is_vcl);
         check_nal(nal);
     }
@@ -40,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = annexb::split_avcc(data, size);
     }
 
-    let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
+    let cut = data
+        .first()
+        .map_or(0, |b| usize::from(*b) % (data.len() + 1));
     for pieces in [vec![data], vec![&data[..cut], &data[cut..]]] {
         let mut a = AccessUnitAssembler::new();
         for p in pieces {
@@ -50,7 +57,13 @@ fuzz_target!(|data: &[u8]| {
         let mut flat: Vec<Vec<u8>> = Vec::new();
         while let Some(au) = a.pop() {
             assert!(!au.nals.is_empty());
-            let _ = (au.is_key(), au.sps(), au.pps(), au.frame_info(), au.byte_len());
+            let _ = (
+                au.is_key(),
+                au.sps(),
+                au.pps(),
+                au.frame_info(),
+                au.byte_len(),
+            );
             flat.extend(au.nals);
         }
         assert_eq!(flat, nals, "the assembler lost or changed units");
@@ -77,6 +90,10 @@ fn check_nal(nal: &[u8]) {
         let _ = sps.frame_rate();
     }
     if let Some(info) = parse_sei(nal) {
-        assert_eq!(parse_sei(&sei_nal(&info)), Some(info), "frame tag round trip");
+        assert_eq!(
+            parse_sei(&sei_nal(&info)),
+            Some(info),
+            "frame tag round trip"
+        );
     }
 }
