@@ -66,6 +66,7 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "LoginRequest" => json!({"login": "nobody", "password": "nothing at all"}),
         "SignupRequest" => json!({"phone": "+15559990000", "password": "x"}),
         "SignupConfirm" => json!({"phone": "+15559990000", "code": "000000"}),
+        "PlayRequest" => json!({"max_width": 352}),
         other => panic!("no body for {other}"),
     })
 }

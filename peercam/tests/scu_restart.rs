@@ -57,6 +57,7 @@ async fn h626_8_1_pus_return_within_10s_after_scu_kill() {
             c.pki.ca_cert.clone(),
         );
         pc.reconnect_max_ms = 4000; // the production default
+        pc.rtsp_listen = "127.0.0.1:0".parse().unwrap();
         pus.push((peercam_pu::start(pc, sd.clone()).await.unwrap(), sd));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
