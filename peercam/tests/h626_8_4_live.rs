@@ -471,3 +471,80 @@ async fn h626_8_4_gstreamer_rtspsrc_decodes_over_tcp_and_udp() {
     }
     w.c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_cli_play_records_a_playable_mp4() {
+    let w = world(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.mp4");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["cu", "--api", &w.c.api, "--ca"])
+        .arg(&w.c.pki.ca_cert)
+        .args([
+            "--user",
+            "+15550700001",
+            "--password",
+            "correct horse battery",
+            "--json",
+        ])
+        .args([
+            "play",
+            &w.dev,
+            "--seconds",
+            "3",
+            "--max-width",
+            "704",
+            "--fps",
+            "10",
+            "--out",
+        ])
+        .arg(&out)
+        .env("PEERCAM_HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
+    let probe = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+        ])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let v: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let s = &v["streams"][0];
+    assert_eq!(
+        (
+            s["codec_name"].as_str(),
+            s["width"].as_u64(),
+            s["height"].as_u64()
+        ),
+        (Some("h264"), Some(704), Some(576)),
+        "{v}"
+    );
+    let frames: u64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        frames,
+        summary["frames"].as_u64().unwrap(),
+        "every recorded frame decodes"
+    );
+    w.c.stop().await;
+}

@@ -74,6 +74,19 @@ enum Cmd {
     Rename { device: String, name: String },
     /// Ask the device itself, through the platform.
     Status { device: String },
+    /// Watch the camera directly for a while and record what arrives into an MP4 file
+    /// (RTSP over TCP, H.626.4 8.4 and 6.3.1).
+    Play {
+        device: String,
+        /// How long to record, seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The MP4 file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        caps: CapsArgs,
+    },
     /// Print an rtsp:// URL (with a one-time token, valid for a minute) that ffplay,
     /// ffmpeg or GStreamer open directly (H.626.4 8.4).
     Url {
@@ -347,6 +360,45 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!(
                     "{} via {}: {} {} agent {}, up {} s, connected {} s",
                     s.id, s.node, d.vendor, d.model, d.sw_version, d.uptime_s, d.connected_s
+                );
+            })?;
+        }
+        Cmd::Play {
+            device,
+            seconds,
+            out,
+            caps,
+        } => {
+            let r = conn.client().await?.play(&device, &caps.request()).await?;
+            let bar = indicatif::ProgressBar::new(seconds);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} recording [{bar:30}] {pos}/{len} s {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            if json {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let rec =
+                peercam_cu::live::record(&r.url, std::time::Duration::from_secs(seconds), |s| {
+                    bar.set_position(s as u64)
+                })
+                .await?;
+            bar.finish_and_clear();
+            std::fs::write(&out, &rec.mp4).with_context(|| format!("writing {}", out.display()))?;
+            let summary = serde_json::json!({
+                "file": out, "frames": rec.frames, "seconds": rec.seconds, "lost_frames": rec.lost, "bytes": rec.mp4.len(),
+                "width": r.caps.max_width, "fps": r.caps.max_fps,
+            });
+            print(json, &summary, |_| {
+                println!(
+                    "wrote {} ({} frames, {:.1} s, {} lost, {} bytes)",
+                    out.display(),
+                    rec.frames,
+                    rec.seconds,
+                    rec.lost,
+                    rec.mp4.len()
                 );
             })?;
         }

@@ -4,6 +4,8 @@
 //! plays the user). Every call returns [`CuError::Api`] with the CMU's stable error code when
 //! the platform refuses.
 
+pub mod live;
+
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;
 use reqwest::{Method, StatusCode};
@@ -35,6 +37,9 @@ pub enum CuError {
     /// Bad client configuration (CA file).
     #[error("{0}")]
     Config(String),
+    /// Playing from the camera failed.
+    #[error("{0}")]
+    Media(String),
 }
 
 impl CuError {

@@ -196,7 +196,9 @@ impl MediaHub {
     }
 }
 
-fn make_encoder(p: Profile) -> Result<Encoder, String> {
+/// An OpenH264 encoder configured for `p` (real-time camera usage, bit-rate control, no frame
+/// skipping, an IDR every two seconds, one thread).
+pub fn make_encoder(p: Profile) -> Result<Encoder, String> {
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
         .bitrate(BitRate::from_bps(p.kbps * 1000))
