@@ -45,13 +45,7 @@ async fn run(n: usize) {
         .local_addr()
         .unwrap()
         .port();
-    let cfg = c.scu_config("scu-bench", format!("127.0.0.1:{port}").parse().unwrap());
-    let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nnode = \"scu-bench\"\ntls_cert = {:?}\ntls_key = {:?}\ncmu_url = {:?}\ncmu_ca = {:?}\nnode_secret = {:?}\n",
-        cfg.tls_cert, cfg.tls_key, cfg.cmu_url, cfg.cmu_ca, cfg.node_secret
-    );
-    let path = c.path().join("scu.toml");
-    std::fs::write(&path, toml).unwrap();
+    let path = c.write_scu_toml("scu-bench", port).unwrap();
     let mut scu = Command::new("sh")
         .arg("-c")
         .arg(format!(

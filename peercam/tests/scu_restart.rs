@@ -38,13 +38,7 @@ async fn h626_8_1_pus_return_within_10s_after_scu_kill() {
         .local_addr()
         .unwrap()
         .port();
-    let cfg = c.scu_config("scu-1", format!("127.0.0.1:{port}").parse().unwrap());
-    let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nnode = \"scu-1\"\ntls_cert = {:?}\ntls_key = {:?}\ncmu_url = {:?}\ncmu_ca = {:?}\nnode_secret = {:?}\n",
-        cfg.tls_cert, cfg.tls_key, cfg.cmu_url, cfg.cmu_ca, cfg.node_secret
-    );
-    let path = c.path().join("scu.toml");
-    std::fs::write(&path, toml).unwrap();
+    let path = c.write_scu_toml("scu-1", port).unwrap();
     let mut scu = spawn_scu(&path);
 
     let ids = c.provision(N).await.unwrap();

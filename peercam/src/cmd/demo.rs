@@ -70,25 +70,9 @@ fn random_text(n: usize) -> String {
 }
 
 /// Reads the newest SMS in the outbox for `phone` and returns the 6-digit code.
-pub(crate) fn code_from_outbox(outbox: &Path, phone: &str) -> anyhow::Result<String> {
-    let mut entries: Vec<_> = std::fs::read_dir(outbox)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
-    for p in entries.iter().rev() {
-        let msg: peercam_cmu::sms::SmsMessage = serde_json::from_slice(&std::fs::read(p)?)?;
-        if msg.to == phone
-            && let Some(code) = msg
-                .text
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-        {
-            return Ok(code.to_owned());
-        }
-    }
-    bail!("no SMS for {phone} in {}", outbox.display())
+fn code_from_outbox(outbox: &Path, phone: &str) -> anyhow::Result<String> {
+    peercam_cmu::sms::latest_code(outbox, phone)?
+        .with_context(|| format!("no SMS for {phone} in {}", outbox.display()))
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -239,25 +239,20 @@ impl Cluster {
 
     /// The newest SMS code sent to `phone`.
     pub fn sms_code(&self, phone: &str) -> anyhow::Result<String> {
-        let outbox = self.dir.path().join("sms-outbox");
-        let mut entries: Vec<_> = std::fs::read_dir(&outbox)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        entries.sort();
-        for p in entries.iter().rev() {
-            let msg: peercam_cmu::sms::SmsMessage = serde_json::from_slice(&std::fs::read(p)?)?;
-            if msg.to == phone
-                && let Some(code) = msg
-                    .text
-                    .split(|c: char| !c.is_ascii_digit())
-                    .find(|w| w.len() == 6)
-            {
-                return Ok(code.to_owned());
-            }
-        }
-        anyhow::bail!("no SMS for {phone}")
+        peercam_cmu::sms::latest_code(&self.dir.path().join("sms-outbox"), phone)?
+            .with_context(|| format!("no SMS for {phone}"))
+    }
+
+    /// Writes an `scu.toml` for a node of this cluster listening on `127.0.0.1:port`.
+    pub fn write_scu_toml(&self, node: &str, port: u16) -> anyhow::Result<PathBuf> {
+        let cfg = self.scu_config(node, SocketAddr::from(([127, 0, 0, 1], port)));
+        let toml = format!(
+            "listen = \"127.0.0.1:{port}\"\nnode = \"{node}\"\ntls_cert = {:?}\ntls_key = {:?}\ncmu_url = {:?}\ncmu_ca = {:?}\nnode_secret = {:?}\n",
+            cfg.tls_cert, cfg.tls_key, cfg.cmu_url, cfg.cmu_ca, cfg.node_secret
+        );
+        let path = self.dir.path().join(format!("{node}.toml"));
+        std::fs::write(&path, toml)?;
+        Ok(path)
     }
 
     /// Signs up `phone`, confirms by SMS, has the operator approve, logs in.

@@ -128,3 +128,28 @@ impl SmsGateway for HttpSms {
         })
     }
 }
+
+/// The newest 6-digit code an [`OutboxSms`] in `dir` sent to `phone` (for the demo and tests,
+/// which play the user reading the SMS).
+pub fn latest_code(dir: &std::path::Path, phone: &str) -> std::io::Result<Option<String>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    for p in entries.iter().rev() {
+        let Ok(msg) = serde_json::from_slice::<SmsMessage>(&std::fs::read(p)?) else {
+            continue;
+        };
+        if msg.to == phone
+            && let Some(code) = msg
+                .text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+        {
+            return Ok(Some(code.to_owned()));
+        }
+    }
+    Ok(None)
+}
