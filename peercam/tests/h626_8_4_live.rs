@@ -548,3 +548,78 @@ async fn h626_8_4_cli_play_records_a_playable_mp4() {
     );
     w.c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_file_source_is_served_as_is() {
+    // A third-party H.264 stream (x264, 640x360, GOP of 25) looped by the PU.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.264");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=25",
+            "-t",
+            "2",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-bf",
+            "0",
+            "-f",
+            "h264",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let (_pu, _sd) = c
+        .start_pu_with(&ids[0], 0, |cfg| cfg.source_file = Some(clip.clone()))
+        .await
+        .unwrap();
+    c.wait_online(&ids[0].device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner("+15550700009").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    let mut url = None;
+    for _ in 0..50 {
+        if let Ok(r) = owner
+            .play(&dev, &caps(1280, 720, 25, AudioCodec::None))
+            .await
+        {
+            url = Some(r.url);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Longer than the clip: the loop must carry on seamlessly.
+    let s = ffprobe(&url.unwrap(), "tcp", "v", 4).await;
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{s}"
+    );
+    let frames: u64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(
+        frames >= 75,
+        "{frames} frames in 4 s of a looped 25 fps file"
+    );
+    c.stop().await;
+}

@@ -184,6 +184,16 @@ impl Cluster {
         id: &DeviceIdentity,
         scu: usize,
     ) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
+        self.start_pu_with(id, scu, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_pu`], with a chance to adjust the PU's configuration.
+    pub async fn start_pu_with(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+        adjust: impl FnOnce(&mut peercam_pu::Config),
+    ) -> anyhow::Result<(peercam_pu::Running, Shutdown)> {
         let mut n = [0u8; 6];
         getrandom::fill(&mut n).unwrap();
         let path = self.dir.path().join(
@@ -196,6 +206,7 @@ impl Cluster {
         cfg.reconnect_initial_ms = 100;
         cfg.reconnect_max_ms = 2000;
         cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        adjust(&mut cfg);
         Ok((peercam_pu::start(cfg, sd.clone()).await?, sd))
     }
 

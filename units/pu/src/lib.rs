@@ -41,6 +41,9 @@ pub enum PuError {
     /// Certificates or files could not be read.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The media source is unusable.
+    #[error("media source: {0}")]
+    Source(String),
 }
 
 /// Configuration of a PU agent (`pu.toml`).
@@ -73,6 +76,10 @@ pub struct Config {
     /// RTSP sessions at most, over all viewers. Default 64.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// An H.264 Annex B file to loop instead of the synthetic scene (served at its own size,
+    /// at `max_fps`). Default: none, the synthetic camera.
+    #[serde(default)]
+    pub source_file: Option<PathBuf>,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -104,6 +111,7 @@ impl Config {
             advertise: Vec::new(),
             max_fps: default_max_fps(),
             max_sessions: default_max_sessions(),
+            source_file: None,
         }
     }
 }
@@ -177,7 +185,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
             .try_into()
             .unwrap_or([0; 4]),
     );
-    let hub = media::MediaHub::new(stream_id);
+    let source = match &config.source_file {
+        Some(path) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
+        None => media::Source::Synthetic,
+    };
+    let hub = media::MediaHub::with_source(stream_id, source);
     let server = rtsp::Server::new(rtsp::ServerSettings {
         device_id: identity.device_id.clone(),
         max_fps: config.max_fps,

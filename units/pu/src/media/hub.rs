@@ -126,19 +126,89 @@ impl Subscription {
 pub struct MediaHub {
     pipelines: Mutex<HashMap<Profile, Weak<Pipeline>>>,
     stream_id: u32,
+    source: Source,
+}
+
+/// Where pictures come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The synthetic scene, encoded per viewing profile.
+    Synthetic,
+    /// An H.264 Annex B file, looped at `fps`, served as it is to every viewer (no
+    /// transcoding: its size is the file's).
+    File {
+        /// The access units of the file, in order.
+        units: Arc<Vec<peercam_media::annexb::AccessUnit>>,
+        /// Its frame rate.
+        fps: u8,
+        /// Its picture size.
+        size: (u16, u16),
+    },
+}
+
+impl Source {
+    /// Loads an Annex B H.264 file; it must start with (or contain) an IDR with SPS and PPS.
+    pub fn file(path: &std::path::Path, fps: u8) -> Result<Self, String> {
+        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let mut asm = peercam_media::annexb::AccessUnitAssembler::new();
+        asm.push(&data)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        asm.finish()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let units: Vec<_> = std::iter::from_fn(|| asm.pop())
+            .filter(|au| au.has_picture())
+            .collect();
+        let first_key = units
+            .iter()
+            .position(|au| au.is_key() && au.sps().is_some() && au.pps().is_some());
+        let Some(first_key) = first_key else {
+            return Err(format!(
+                "{}: no IDR access unit with SPS and PPS",
+                path.display()
+            ));
+        };
+        let sps = units[first_key].sps().unwrap_or_default();
+        let parsed = peercam_media::sps::Sps::parse(sps)
+            .map_err(|e| format!("{}: SPS: {e}", path.display()))?;
+        let size = (
+            u16::try_from(parsed.width).unwrap_or(0),
+            u16::try_from(parsed.height).unwrap_or(0),
+        );
+        Ok(Self::File {
+            units: Arc::new(units[first_key..].to_vec()),
+            fps: fps.clamp(1, 25),
+            size,
+        })
+    }
 }
 
 impl MediaHub {
     /// A hub; `stream_id` is written into every SEI so viewers can tell cameras apart.
     pub fn new(stream_id: u32) -> Arc<Self> {
+        Self::with_source(stream_id, Source::Synthetic)
+    }
+
+    /// A hub serving `source`.
+    pub fn with_source(stream_id: u32, source: Source) -> Arc<Self> {
         Arc::new(Self {
             pipelines: Mutex::new(HashMap::new()),
             stream_id,
+            source,
         })
     }
 
     /// Subscribes to `profile`, starting its encoder if needed; the next frame is an IDR.
     pub fn subscribe(self: &Arc<Self>, profile: Profile) -> Result<Subscription, String> {
+        // A file is served as it is: one profile, the file's.
+        let profile = match &self.source {
+            Source::Synthetic => profile,
+            Source::File { fps, size, .. } => Profile {
+                width: size.0,
+                height: size.1,
+                fps: *fps,
+                kbps: 0,
+            },
+        };
         let mut map = self
             .pipelines
             .lock()
@@ -160,15 +230,23 @@ impl MediaHub {
                     stopped: AtomicBool::new(false),
                     frames: AtomicU64::new(0),
                 });
-                let encoder = make_encoder(profile)?;
                 let worker = p.clone();
                 let stream_id = self.stream_id;
+                let name = format!("enc-{}x{}@{}", profile.width, profile.height, profile.fps);
+                let source = self.source.clone();
+                let encoder = match &source {
+                    Source::Synthetic => Some(make_encoder(profile)?),
+                    Source::File { .. } => None,
+                };
                 std::thread::Builder::new()
-                    .name(format!(
-                        "enc-{}x{}@{}",
-                        profile.width, profile.height, profile.fps
-                    ))
-                    .spawn(move || run_pipeline(&worker, encoder, stream_id))
+                    .name(name)
+                    .spawn(move || match (source, encoder) {
+                        (Source::File { units, .. }, _) => run_file(&worker, &units, stream_id),
+                        (Source::Synthetic, Some(encoder)) => {
+                            run_pipeline(&worker, encoder, stream_id)
+                        }
+                        (Source::Synthetic, None) => {}
+                    })
                     .map_err(|e| format!("cannot start encoder thread: {e}"))?;
                 map.insert(profile, Arc::downgrade(&p));
                 p
@@ -307,6 +385,72 @@ fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
         }
         let _ = p.tx.send(au);
         p.frames.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+    }
+    p.stopped.store(true, Ordering::Release);
+}
+
+/// Plays a file's access units in a loop at the profile's rate. A joiner's IDR request jumps
+/// to the next IDR of the file at once (no waiting for the GOP).
+fn run_file(p: &Pipeline, units: &[peercam_media::annexb::AccessUnit], stream_id: u32) {
+    let profile = p.profile;
+    let interval = Duration::from_secs(1) / u32::from(profile.fps);
+    let start = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    let mut i = 0usize;
+    let mut n: u64 = 0;
+    loop {
+        let due = start + interval * u32::try_from(n).unwrap_or(u32::MAX);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if p.tx.receiver_count() == 0 {
+            if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        if p.force_idr.swap(false, Ordering::AcqRel) && !units[i % units.len()].is_key() {
+            let next = (1..=units.len())
+                .map(|k| (i + k) % units.len())
+                .find(|&j| units[j].is_key());
+            i = next.unwrap_or(0);
+        }
+        let au = &units[i % units.len()];
+        let capture_unix_us = unix_us();
+        let mut nals: Vec<Bytes> = au
+            .nals
+            .iter()
+            .filter(|nal| nal.first().is_some_and(|b| b & 0x1f != 9)) // no AUD
+            .map(|nal| Bytes::copy_from_slice(nal))
+            .collect();
+        let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
+            frame: n,
+            capture_unix_us,
+            stream: stream_id,
+        });
+        let at = nals
+            .iter()
+            .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
+            .unwrap_or(nals.len());
+        nals.insert(at, Bytes::from(sei));
+        let out = Arc::new(AccessUnit {
+            nals,
+            pts_90k: n * 90_000 / u64::from(profile.fps),
+            key: au.is_key(),
+            frame: n,
+            capture_unix_us,
+        });
+        if out.key
+            && let Some(ps) = out.parameter_sets()
+        {
+            p.params.send_replace(Some(ps));
+        }
+        let _ = p.tx.send(out);
+        p.frames.fetch_add(1, Ordering::Relaxed);
+        i = (i + 1) % units.len();
         n += 1;
     }
     p.stopped.store(true, Ordering::Release);

@@ -7,4 +7,4 @@ mod font;
 pub mod hub;
 pub mod scene;
 
-pub use hub::{AccessUnit, MediaHub, Profile, Subscription};
+pub use hub::{AccessUnit, MediaHub, Profile, Source, Subscription};
