@@ -230,7 +230,8 @@ async fn h626_8_4_play_refusals() {
 
     // Expired (the CMU was configured with a 2 s lifetime).
     let old = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2600 + 5000)).await;
+    // 2 s lifetime + 1 s rounding slack, plus the whole-second rounding of `iat`.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_eq!(rtsp_once(&old.url).await.0, 401);
 
     // A sub-account: without the live scope it gets no URL; with it, a URL that goes stale

@@ -14,8 +14,9 @@ use crate::auth::{Need, Principal, audit, device_access};
 use crate::error::{ApiErr, ApiResult};
 use crate::{Shared, now_s, random_bytes};
 
-/// Clock difference tolerated between CMU and nothing else (the CMU judges its own tokens).
-const SKEW_S: u64 = 5;
+/// Rounding slack on expiry: the CMU mints and judges its own tokens with one clock, so
+/// only the whole-second rounding of `iat`/`exp` needs room.
+const SKEW_S: u64 = 1;
 
 fn caps_from(req: &PlayRequest) -> Result<Caps, ApiErr> {
     let d = Caps::default();

@@ -1,0 +1,245 @@
+//! RTSP fan-out: one camera stream to N players over TCP interleaved, our PU against
+//! GStreamer's RTSP server (shared media factory) serving the same H.264 stream, side by side
+//! in one run. Both servers are separate processes; their CPU time is read from /proc. The
+//! players are ffmpeg (`-c copy` to /dev/null), so no decoding on either side.
+//!
+//! `cargo bench --bench fanout -- 1 10 50` (needs ffmpeg and python3-gst-1.0 +
+//! gir1.2-gst-rtsp-server-1.0)
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peercam_signal::cm::PlayRequest;
+use peercam_test::Cluster;
+
+const SECONDS: u64 = 15;
+
+fn cpu_s(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let t: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    t as f64 / 100.0
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `urls.len()` ffmpeg players for SECONDS; returns (server CPU s, bytes received, RSS peak KiB).
+fn run_players(server_pid: u32, urls: &[String]) -> (f64, u64, u64) {
+    let c0 = cpu_s(server_pid);
+    let mut players: Vec<Child> = urls
+        .iter()
+        .map(|u| {
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    u,
+                    "-t",
+                    &SECONDS.to_string(),
+                    "-c",
+                    "copy",
+                    "-f",
+                    "h264",
+                    "-y",
+                    "/dev/null",
+                    "-progress",
+                    "pipe:1",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut rss = 0;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(SECONDS) {
+        rss = rss.max(rss_kib(server_pid));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut bytes = 0u64;
+    // A player that got no stream never ends by itself: give each 10 s more, then stop it.
+    let grace = Instant::now() + Duration::from_secs(10);
+    for p in &mut players {
+        while Instant::now() < grace && matches!(p.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = p.kill();
+        let out = std::mem::take(&mut p.stdout);
+        let _ = p.wait();
+        if let Some(mut o) = out {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+            bytes += s
+                .lines()
+                .filter_map(|l| l.strip_prefix("total_size="))
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    (cpu_s(server_pid) - c0, bytes, rss)
+}
+
+fn main() {
+    let _ = rlimit::increase_nofile_limit(65_536);
+    let ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let ns = if ns.is_empty() { vec![1, 10, 50] } else { ns };
+    let dir = tempfile::tempdir().unwrap();
+    let clip264 = dir.path().join("clip.264");
+    let clipmp4 = dir.path().join("clip.mp4");
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=1280x720:rate=25",
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args([
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "50",
+            "-bf",
+            "0",
+            "-b:v",
+            "2M",
+            "-f",
+            "h264",
+        ])
+        .arg(&clip264)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-framerate", "25", "-i"])
+            .arg(&clip264)
+            .args(["-c", "copy", "-movflags", "+faststart"])
+            .arg(&clipmp4)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (c, owner, dev, mut pu) = rt.block_on(async {
+        let c = Cluster::start(1).await.unwrap();
+        let ids = c.provision(1).await.unwrap();
+        let id = &ids[0];
+        let rtsp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pu_toml = format!(
+            "identity = {:?}\nscu_url = {:?}\nplatform_ca = {:?}\nrtsp_listen = \"127.0.0.1:{rtsp_port}\"\nmax_sessions = 256\nsource_file = {:?}\n",
+            c.identity_path(&id.device_id),
+            c.scu_url(0),
+            c.pki.ca_cert,
+            clip264
+        );
+        let path = c.path().join("pu.toml");
+        std::fs::write(&path, pu_toml).unwrap();
+        let pu = Command::new(env!("CARGO_BIN_EXE_peercam"))
+            .args(["pu", "--config"])
+            .arg(&path)
+            .env("PEERCAM_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.wait_online(&id.device_id, true, Duration::from_secs(20)).await.unwrap();
+        let owner = c.owner("+15550990001").await.unwrap();
+        c.bind(&owner, id).await.unwrap();
+        (c, owner, id.device_id.to_string(), pu)
+    });
+    let gst_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/support/gst_rtsp.py");
+    let mut gst = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(gst_port.to_string())
+        .arg(&clipmp4)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    println!(
+        "| players | server | CPU s over {SECONDS} s | delivered Mbit/s | CPU s per delivered Gbit | peak RSS MiB | ratio peercam/GStreamer |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for n in ns {
+        let urls: Vec<String> = rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..n {
+                v.push(owner.play(&dev, &PlayRequest::default()).await.unwrap().url);
+            }
+            v
+        });
+        let (ours_cpu, ours_bytes, ours_rss) = run_players(pu.id(), &urls);
+        let gst_urls: Vec<String> = (0..n)
+            .map(|_| format!("rtsp://127.0.0.1:{gst_port}/test"))
+            .collect();
+        let (gst_cpu, gst_bytes, gst_rss) = run_players(gst.id(), &gst_urls);
+        let per_gbit = |cpu: f64, bytes: u64| cpu / (bytes as f64 * 8.0 / 1e9).max(1e-9);
+        let (o, g) = (per_gbit(ours_cpu, ours_bytes), per_gbit(gst_cpu, gst_bytes));
+        println!(
+            "| {n} | peercam PU | {ours_cpu:.2} | {:.1} | {o:.2} | {} | {:.2} |",
+            ours_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
+            ours_rss / 1024,
+            o / g
+        );
+        println!(
+            "| {n} | GStreamer | {gst_cpu:.2} | {:.1} | {g:.2} | {} | |",
+            gst_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
+            gst_rss / 1024
+        );
+    }
+    let _ = pu.kill();
+    let _ = pu.wait();
+    let _ = gst.kill();
+    let _ = gst.wait();
+    rt.block_on(c.stop());
+}
