@@ -306,28 +306,77 @@ fn strip_start_code(nal: &[u8]) -> &[u8] {
     }
 }
 
-fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
-    let profile = p.profile;
-    let mut frame = Frame::new(usize::from(profile.width), usize::from(profile.height));
-    let interval = Duration::from_secs(1) / u32::from(profile.fps);
-    let start = Instant::now();
-    let mut idle_since: Option<Instant> = None;
-    let mut n: u64 = 0;
-    loop {
-        // Pace by the clock, not by the previous frame: no drift.
-        let due = start + interval * u32::try_from(n).unwrap_or(u32::MAX);
+/// Paces a pipeline by the clock (no drift) and notices when nobody has watched for 3 s.
+struct Pacer {
+    start: Instant,
+    interval: Duration,
+    idle_since: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(fps: u8) -> Self {
+        Self {
+            start: Instant::now(),
+            interval: Duration::from_secs(1) / u32::from(fps),
+            idle_since: None,
+        }
+    }
+
+    /// Sleeps until frame `n` is due; `false` when the pipeline should stop.
+    fn wait(&mut self, p: &Pipeline, n: u64) -> bool {
+        let due = self.start + self.interval * u32::try_from(n).unwrap_or(u32::MAX);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        if p.tx.receiver_count() == 0 {
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(3) {
-                break;
-            }
-        } else {
-            idle_since = None;
+        if p.tx.receiver_count() > 0 {
+            self.idle_since = None;
+            return true;
         }
+        self.idle_since.get_or_insert_with(Instant::now).elapsed() <= Duration::from_secs(3)
+    }
+}
+
+/// Tags frame `n` with the SEI frame counter (after SPS/PPS, before the first slice) and
+/// hands it to the subscribers.
+fn publish(
+    p: &Pipeline,
+    mut nals: Vec<Bytes>,
+    key: bool,
+    n: u64,
+    capture_unix_us: u64,
+    stream_id: u32,
+) {
+    let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
+        frame: n,
+        capture_unix_us,
+        stream: stream_id,
+    });
+    let at = nals
+        .iter()
+        .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
+        .unwrap_or(nals.len());
+    nals.insert(at, Bytes::from(sei));
+    let au = Arc::new(AccessUnit {
+        nals,
+        pts_90k: n * 90_000 / u64::from(p.profile.fps),
+        key,
+        frame: n,
+        capture_unix_us,
+    });
+    if key && let Some(ps) = au.parameter_sets() {
+        p.params.send_replace(Some(ps));
+    }
+    let _ = p.tx.send(au);
+    p.frames.fetch_add(1, Ordering::Relaxed);
+}
+
+fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
+    let profile = p.profile;
+    let mut frame = Frame::new(usize::from(profile.width), usize::from(profile.height));
+    let mut pacer = Pacer::new(profile.fps);
+    let mut n: u64 = 0;
+    while pacer.wait(p, n) {
         let capture_unix_us = unix_us();
         render(&mut frame, n, capture_unix_us / 1000);
         if p.force_idr.swap(false, Ordering::AcqRel) {
@@ -346,45 +395,19 @@ fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
             let Some(layer) = bitstream.layer(l) else {
                 continue;
             };
-            for i in 0..layer.nal_count() {
-                if let Some(nal) = layer.nal_unit(i) {
-                    let nal = strip_start_code(nal);
-                    if nal.first().is_some_and(|b| b & 0x1f == 5) {
-                        key = true;
-                    }
-                    if !nal.is_empty() {
-                        nals.push(Bytes::copy_from_slice(nal));
-                    }
+            for nal in (0..layer.nal_count())
+                .filter_map(|i| layer.nal_unit(i))
+                .map(strip_start_code)
+            {
+                key |= nal.first().is_some_and(|b| b & 0x1f == 5);
+                if !nal.is_empty() {
+                    nals.push(Bytes::copy_from_slice(nal));
                 }
             }
         }
-        if nals.is_empty() {
-            n += 1;
-            continue; // the encoder skipped this frame
-        }
-        // The SEI goes after SPS/PPS and before the first slice.
-        let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
-            frame: n,
-            capture_unix_us,
-            stream: stream_id,
-        });
-        let at = nals
-            .iter()
-            .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
-            .unwrap_or(nals.len());
-        nals.insert(at, Bytes::from(sei));
-        let au = Arc::new(AccessUnit {
-            nals,
-            pts_90k: n * 90_000 / u64::from(profile.fps),
-            key,
-            frame: n,
-            capture_unix_us,
-        });
-        if key && let Some(ps) = au.parameter_sets() {
-            p.params.send_replace(Some(ps));
-        }
-        let _ = p.tx.send(au);
-        p.frames.fetch_add(1, Ordering::Relaxed);
+        if !nals.is_empty() {
+            publish(p, nals, key, n, capture_unix_us, stream_id);
+        } // else the encoder skipped this frame
         n += 1;
     }
     p.stopped.store(true, Ordering::Release);
@@ -393,63 +416,24 @@ fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
 /// Plays a file's access units in a loop at the profile's rate. A joiner's IDR request jumps
 /// to the next IDR of the file at once (no waiting for the GOP).
 fn run_file(p: &Pipeline, units: &[peercam_media::annexb::AccessUnit], stream_id: u32) {
-    let profile = p.profile;
-    let interval = Duration::from_secs(1) / u32::from(profile.fps);
-    let start = Instant::now();
-    let mut idle_since: Option<Instant> = None;
+    let mut pacer = Pacer::new(p.profile.fps);
     let mut i = 0usize;
     let mut n: u64 = 0;
-    loop {
-        let due = start + interval * u32::try_from(n).unwrap_or(u32::MAX);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        if p.tx.receiver_count() == 0 {
-            if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
-                break;
-            }
-        } else {
-            idle_since = None;
-        }
-        if p.force_idr.swap(false, Ordering::AcqRel) && !units[i % units.len()].is_key() {
-            let next = (1..=units.len())
+    while pacer.wait(p, n) {
+        if p.force_idr.swap(false, Ordering::AcqRel) && !units[i].is_key() {
+            i = (1..=units.len())
                 .map(|k| (i + k) % units.len())
-                .find(|&j| units[j].is_key());
-            i = next.unwrap_or(0);
+                .find(|&j| units[j].is_key())
+                .unwrap_or(0);
         }
-        let au = &units[i % units.len()];
-        let capture_unix_us = unix_us();
-        let mut nals: Vec<Bytes> = au
+        let au = &units[i];
+        let nals = au
             .nals
             .iter()
             .filter(|nal| nal.first().is_some_and(|b| b & 0x1f != 9)) // no AUD
             .map(|nal| Bytes::copy_from_slice(nal))
             .collect();
-        let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
-            frame: n,
-            capture_unix_us,
-            stream: stream_id,
-        });
-        let at = nals
-            .iter()
-            .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
-            .unwrap_or(nals.len());
-        nals.insert(at, Bytes::from(sei));
-        let out = Arc::new(AccessUnit {
-            nals,
-            pts_90k: n * 90_000 / u64::from(profile.fps),
-            key: au.is_key(),
-            frame: n,
-            capture_unix_us,
-        });
-        if out.key
-            && let Some(ps) = out.parameter_sets()
-        {
-            p.params.send_replace(Some(ps));
-        }
-        let _ = p.tx.send(out);
-        p.frames.fetch_add(1, Ordering::Relaxed);
+        publish(p, nals, au.is_key(), n, unix_us(), stream_id);
         i = (i + 1) % units.len();
         n += 1;
     }
