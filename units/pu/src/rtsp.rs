@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_rtp::h264::H264Packetizer;
@@ -573,34 +572,24 @@ async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {
 
 /// The SDP of a DESCRIBE answer: H.264 video (track 0) and optionally audio (track 1).
 fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let pli = sps.get(1..4).map_or_else(
-        || "42e01f".to_owned(),
-        |b| format!("{:02x}{:02x}{:02x}", b[0], b[1], b[2]),
-    );
-    let mut s = format!(
-        "v=0\r\no=- {} 1 IN IP4 0.0.0.0\r\ns=peercam\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=now-\r\n\
-         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-         a=fmtp:96 packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={},{}\r\n\
-         a=framerate:{}\r\na=x-dimensions:{},{}\r\na=control:trackID=0\r\n",
-        unix_us() / 1_000_000,
-        b64.encode(sps),
-        b64.encode(pps),
-        profile.fps,
-        profile.width,
-        profile.height,
-    );
-    match audio {
-        Some(AudioCodec::Pcmu) => {
-            s.push_str("m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=1\r\n")
-        }
-        Some(AudioCodec::Pcma) => {
-            s.push_str("m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=1\r\n")
-        }
-        Some(AudioCodec::G722) => {
-            s.push_str("m=audio 0 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\na=control:trackID=1\r\n")
-        }
-        _ => {}
+    use peercam_rtsp::sdp::{AudioCodec as SdpAudio, CameraSdp, H264Video};
+    CameraSdp {
+        session_id: unix_us() / 1_000_000,
+        session_version: 1,
+        origin_address: String::new(),
+        session_name: "peercam".into(),
+        video: Some(H264Video {
+            sps: sps.to_vec(),
+            pps: pps.to_vec(),
+            framerate: Some(f64::from(profile.fps)),
+            dimensions: Some((u32::from(profile.width), u32::from(profile.height))),
+        }),
+        audio: match audio {
+            Some(AudioCodec::Pcmu) => Some(SdpAudio::Pcmu),
+            Some(AudioCodec::Pcma) => Some(SdpAudio::Pcma),
+            Some(AudioCodec::G722) => Some(SdpAudio::G722),
+            _ => None,
+        },
     }
-    s
+    .build()
 }

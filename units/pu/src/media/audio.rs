@@ -68,8 +68,14 @@ impl AudioSource {
         }
         self.sample += n as u64;
         let payload = match self.codec {
-            AudioCodec::Pcmu => pcm.iter().map(|s| linear_to_ulaw(*s)).collect(),
-            AudioCodec::Pcma => pcm.iter().map(|s| linear_to_alaw(*s)).collect(),
+            AudioCodec::Pcmu => pcm
+                .iter()
+                .map(|s| peercam_rtp::g711::ulaw_encode(*s))
+                .collect(),
+            AudioCodec::Pcma => pcm
+                .iter()
+                .map(|s| peercam_rtp::g711::alaw_encode(*s))
+                .collect(),
             _ => {
                 let enc = self.g722.as_mut();
                 let mut out = vec![0u8; n];
@@ -89,57 +95,21 @@ impl AudioSource {
     }
 }
 
-/// ITU-T G.711 mu-law encoding of one 16-bit sample.
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32_635;
-    let mut s = i32::from(sample);
-    let sign = if s < 0 {
-        s = -s;
-        0x80
-    } else {
-        0
-    };
-    s = s.min(CLIP) + BIAS;
-    let exponent = (7 - (s.leading_zeros() as i32 - 17)).clamp(0, 7);
-    let mantissa = (s >> (exponent + 3)) & 0x0f;
-    !(sign | (exponent << 4) | mantissa) as u8
-}
-
-/// ITU-T G.711 A-law encoding of one 16-bit sample.
-pub fn linear_to_alaw(sample: i16) -> u8 {
-    let mut s = i32::from(sample) >> 3; // 13-bit
-    let sign = if s >= 0 {
-        0x80
-    } else {
-        s = -s - 1;
-        0
-    };
-    let s = s.min(0x0fff);
-    let out = if s < 32 {
-        s >> 1
-    } else {
-        // Segment = position of the top bit above bit 4 (32..63 -> 1, ..., 2048..4095 -> 7).
-        let segment = 31 - (s as u32).leading_zeros() as i32 - 4;
-        (segment << 4) | ((s >> segment) & 0x0f)
-    };
-    ((sign | out) ^ 0x55) as u8
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn g711_reference_points() {
-        assert_eq!(linear_to_ulaw(0), 0xff);
-        assert_eq!(linear_to_ulaw(-1), 0x7f);
-        assert_eq!(linear_to_ulaw(32_767), 0x80);
-        assert_eq!(linear_to_ulaw(-32_768), 0x00);
-        assert_eq!(linear_to_alaw(0), 0xd5);
-        assert_eq!(linear_to_alaw(-8), 0x55);
-        assert_eq!(linear_to_alaw(32_767), 0xaa);
-        assert_eq!(linear_to_alaw(-32_768), 0x2a);
+        use peercam_rtp::g711::{alaw_encode, ulaw_encode};
+        assert_eq!(ulaw_encode(0), 0xff);
+        assert_eq!(ulaw_encode(-1), 0x7f);
+        assert_eq!(ulaw_encode(32_767), 0x80);
+        assert_eq!(ulaw_encode(-32_768), 0x00);
+        assert_eq!(alaw_encode(0), 0xd5);
+        assert_eq!(alaw_encode(-8), 0x55);
+        assert_eq!(alaw_encode(32_767), 0xaa);
+        assert_eq!(alaw_encode(-32_768), 0x2a);
     }
 
     #[test]
