@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
-use peercam_rtp::h264::H264Packetizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{ChannelPair, LowerTransport, PortPair, StatusCode, Transport};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
@@ -22,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::agent::{PlatformRequest, Revocation};
-use crate::media::audio::AudioSource;
-use crate::media::{MediaHub, Profile, Subscription};
+use crate::media::audio::{AudioPacket, AudioSubscription, payload_type};
+use crate::media::{AccessUnit, MediaHub, Profile, Subscription};
 
 pub(crate) struct ServerSettings {
     pub(crate) device_id: DeviceId,
@@ -123,13 +122,16 @@ struct Connection {
     peer: SocketAddr,
     grant: Option<PlayGrant>,
     sub: Option<Subscription>,
-    audio: Option<AudioSource>,
+    audio: Option<AudioSubscription>,
     tracks: HashMap<usize, Track>,
     playing: bool,
     waiting_key: bool,
     out: Vec<u8>,
-    packetizer: H264Packetizer,
-    audio_ts: u32,
+    /// Scratch for one UDP packet.
+    pkt: Vec<u8>,
+    /// The last (media timestamp, capture time) sent per track, for sender reports.
+    last_video: Option<(u32, u64)>,
+    last_audio: Option<(u32, u64)>,
 }
 
 impl Connection {
@@ -144,8 +146,9 @@ impl Connection {
             playing: false,
             waiting_key: true,
             out: Vec::with_capacity(64 * 1024),
-            packetizer: H264Packetizer::default(),
-            audio_ts: 0,
+            pkt: Vec::with_capacity(1500),
+            last_video: None,
+            last_audio: None,
         }
     }
 
@@ -154,19 +157,18 @@ impl Connection {
         let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
         let mut revocations = self.settings.revocations.subscribe();
         let mut buf = vec![0u8; 16 * 1024];
-        let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
-        audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut rtcp_tick = tokio::time::interval(Duration::from_secs(2));
-        let mut last_video: Option<(u32, u64)> = None;
+        // One timer for the state machine's deadline, moved only when the deadline moves.
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let mut deadline = far();
+        let timer = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(timer);
         loop {
             // Write what the RTSP state machine produced, then act on its events.
             while let Some(bytes) = conn.poll_transmit() {
                 self.out.extend_from_slice(&bytes);
             }
-            if !self.out.is_empty() {
-                tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
-                self.out.clear();
-            }
+            self.flush(&mut tcp).await?;
             // One event at a time, flushing what each produced before the next.
             if let Some(ev) = conn.poll_event() {
                 match ev {
@@ -184,11 +186,7 @@ impl Connection {
                         ..
                     } => self.setup(&mut conn, cseq, track, transports, local).await,
                     ServerEvent::Play { cseq, .. } => {
-                        if let Some(sub) = &self.sub {
-                            sub.request_idr();
-                        }
-                        self.playing = true;
-                        self.waiting_key = true;
+                        let start = self.start_playing();
                         let info: Vec<(usize, u16, u32)> = self
                             .tracks
                             .iter()
@@ -197,9 +195,18 @@ impl Connection {
                             })
                             .collect();
                         let _ = conn.accept_play(cseq, &info);
+                        // The answer first, then the picture the viewer starts from.
+                        while let Some(bytes) = conn.poll_transmit() {
+                            self.out.extend_from_slice(&bytes);
+                        }
+                        for au in start {
+                            self.send_video(&au).await;
+                        }
+                        self.flush(&mut tcp).await?;
                     }
-                    ServerEvent::Pause { .. } => self.playing = false,
-                    ServerEvent::Teardown { .. } => self.playing = false,
+                    ServerEvent::Pause { .. } | ServerEvent::Teardown { .. } => {
+                        self.playing = false;
+                    }
                     ServerEvent::Closed { reason } => {
                         while let Some(bytes) = conn.poll_transmit() {
                             self.out.extend_from_slice(&bytes);
@@ -211,12 +218,22 @@ impl Connection {
                 }
                 continue;
             }
-            let deadline = conn
-                .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let next = conn.poll_timeout().unwrap_or_else(far);
+            if next != deadline {
+                deadline = next;
+                timer.as_mut().reset(deadline.into());
+            }
+            let video = self.tracks.contains_key(&0);
+            let audio = self.tracks.contains_key(&1);
             let au_rx = async {
                 match self.sub.as_mut() {
-                    Some(s) if self.playing => s.rx.recv().await,
+                    Some(s) if self.playing && video => s.rx.recv().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let audio_rx = async {
+                match self.audio.as_mut() {
+                    Some(a) if self.playing && audio => a.rx.recv().await,
                     _ => std::future::pending().await,
                 }
             };
@@ -235,9 +252,8 @@ impl Connection {
                             continue;
                         }
                         self.waiting_key = false;
-                        let ts = u32::try_from(au.pts_90k & 0xffff_ffff).unwrap_or(0);
-                        last_video = Some((ts, au.capture_unix_us));
-                        self.send_video(&au.nals, ts, &mut tcp).await?;
+                        self.send_video(&au).await;
+                        self.flush(&mut tcp).await?;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         // Too slow a viewer: skip to a fresh IDR instead of sending garbage.
@@ -249,11 +265,17 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err("encoder stopped".into()),
                 },
-                _ = audio_tick.tick(), if self.playing && self.audio.is_some() && self.tracks.contains_key(&1) => {
-                    self.send_audio(&mut tcp).await?;
-                }
+                frame = audio_rx => match frame {
+                    Ok(frame) => {
+                        self.send_audio(&frame).await;
+                        self.flush(&mut tcp).await?;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => self.audio = None,
+                },
                 _ = rtcp_tick.tick(), if self.playing => {
-                    self.send_reports(last_video, &mut tcp).await?;
+                    self.send_reports().await;
+                    self.flush(&mut tcp).await?;
                 }
                 r = revocations.recv() => {
                     if let Ok(user) = r
@@ -264,9 +286,65 @@ impl Connection {
                         return Err("revoked".into());
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+                () = &mut timer => {
+                    conn.handle_timeout(Instant::now());
+                    deadline = far();
+                    timer.as_mut().reset(deadline.into());
+                }
                 () = shutdown.wait() => return Ok(()),
             }
+        }
+    }
+
+    /// Writes what is buffered for the connection, in one call.
+    async fn flush(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
+        if !self.out.is_empty() {
+            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// PLAY (again): what was queued while not playing is stale. Start from the newest key
+    /// access unit among it if it is fresh (the IDR made for this viewer at DESCRIBE, a
+    /// round trip ago), so the first picture goes out with the PLAY answer; otherwise ask
+    /// the encoder for an IDR and wait for it.
+    fn start_playing(&mut self) -> Vec<Arc<AccessUnit>> {
+        self.playing = true;
+        self.waiting_key = true;
+        if let Some(a) = self.audio.as_mut() {
+            while !matches!(
+                a.rx.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+            ) {}
+        }
+        let Some(sub) = self.sub.as_mut() else {
+            return Vec::new();
+        };
+        let mut queued: Vec<Arc<AccessUnit>> = Vec::new();
+        loop {
+            match sub.rx.try_recv() {
+                Ok(au) => {
+                    if au.key {
+                        queued.clear();
+                    }
+                    if au.key || !queued.is_empty() {
+                        queued.push(au);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => queued.clear(),
+                Err(_) => break,
+            }
+        }
+        let fresh = queued
+            .first()
+            .is_some_and(|k| unix_us().saturating_sub(k.capture_unix_us) < FRESH_KEY_US);
+        if fresh {
+            self.waiting_key = false;
+            queued
+        } else {
+            sub.request_idr();
+            Vec::new()
         }
     }
 
@@ -345,13 +423,14 @@ impl Connection {
             let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
             return;
         };
-        self.audio = AudioSource::new(grant.caps.audio);
-        let sdp = sdp(
-            &sps,
-            &pps,
-            profile,
-            self.audio.as_ref().map(AudioSource::codec),
-        );
+        self.audio = match self.settings.hub.subscribe_audio(grant.caps.audio) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audio feed");
+                None
+            }
+        };
+        let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec));
         self.sub = Some(sub);
         let base = format!(
             "{}/",
@@ -390,7 +469,7 @@ impl Connection {
         let pt = if track == 0 {
             96
         } else {
-            self.audio.as_ref().map_or(0, AudioSource::payload_type)
+            self.audio.as_ref().map_or(0, |a| payload_type(a.codec))
         };
         let Ok(sender) = RtpSender::new(SenderConfig {
             ssrc,
@@ -452,108 +531,104 @@ impl Connection {
         }
     }
 
-    async fn send_video(
-        &mut self,
-        nals: &[bytes::Bytes],
-        ts: u32,
-        tcp: &mut TcpStream,
-    ) -> Result<(), String> {
+    /// Appends the access unit's shared payloads with this session's RTP headers (interleaved),
+    /// or sends them (UDP).
+    async fn send_video(&mut self, au: &AccessUnit) {
         let Some(track) = self.tracks.get_mut(&0) else {
-            return Ok(());
+            return;
         };
-        let payloads = match self.packetizer.packetize(nals, ts) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot packetize an access unit");
-                return Ok(());
-            }
-        };
-        send_payloads(track, &payloads, &mut self.out, tcp).await
+        let ts = au.rtp_timestamp();
+        self.last_video = Some((ts, au.capture_unix_us));
+        for p in &au.payloads {
+            send_packet(track, &p.data, ts, p.marker, &mut self.out, &mut self.pkt).await;
+        }
     }
 
-    async fn send_audio(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
-        let Some(src) = self.audio.as_mut() else {
-            return Ok(());
-        };
-        let frame = src.next_frame(unix_us() / 1000);
-        let payload = peercam_rtp::Payload {
-            data: frame.payload,
-            timestamp: self.audio_ts,
-            marker: false,
-        };
-        self.audio_ts = self.audio_ts.wrapping_add(frame.rtp_ticks);
+    async fn send_audio(&mut self, frame: &AudioPacket) {
         let Some(track) = self.tracks.get_mut(&1) else {
-            return Ok(());
+            return;
         };
-        send_payloads(track, std::slice::from_ref(&payload), &mut self.out, tcp).await
+        self.last_audio = Some((frame.media_ts, frame.capture_unix_us));
+        send_packet(
+            track,
+            &frame.payload,
+            frame.media_ts,
+            false,
+            &mut self.out,
+            &mut self.pkt,
+        )
+        .await;
     }
 
-    async fn send_reports(
-        &mut self,
-        last_video: Option<(u32, u64)>,
-        tcp: &mut TcpStream,
-    ) -> Result<(), String> {
+    /// RTCP sender reports (RFC 3550 6.4.1) tying each track's RTP time to the wall clock.
+    async fn send_reports(&mut self) {
         let now = unix_us();
         for (t, track) in &mut self.tracks {
-            let media_ts = if *t == 0 {
-                let Some((ts, at)) = last_video else { continue };
-                ts.wrapping_add(u32::try_from(now.saturating_sub(at) * 9 / 100).unwrap_or(0))
+            let (last, rate) = if *t == 0 {
+                (self.last_video, 90_000)
             } else {
-                self.audio_ts
+                (self.last_audio, 8_000)
             };
-            let mut pkt = Vec::with_capacity(128);
+            let Some((ts, at)) = last else { continue };
+            let elapsed = now.saturating_sub(at) * rate / 1_000_000;
+            let media_ts = ts.wrapping_add(u32::try_from(elapsed).unwrap_or(0));
+            self.pkt.clear();
             if track
                 .sender
-                .write_rtcp(now, media_ts, b"peercam", &mut pkt)
+                .write_rtcp(now, media_ts, b"peercam", &mut self.pkt)
                 .is_err()
             {
                 continue;
             }
             match &track.path {
                 Path::Interleaved { rtcp, .. } => {
-                    let _ = peercam_rtsp::write_interleaved(*rtcp, &pkt, &mut self.out);
+                    let _ = peercam_rtsp::write_interleaved(*rtcp, &self.pkt, &mut self.out);
                 }
                 Path::Udp { rtcp, to_rtcp, .. } => {
-                    let _ = rtcp.send_to(&pkt, to_rtcp).await;
+                    let _ = rtcp.send_to(&self.pkt, to_rtcp).await;
                 }
             }
         }
-        if !self.out.is_empty() {
-            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
-            self.out.clear();
-        }
-        Ok(())
     }
 }
 
-/// Sends RTP packets; interleaved ones are batched into one write per access unit.
-async fn send_payloads(
+/// How fresh a queued key frame must be to start a viewer from it.
+const FRESH_KEY_US: u64 = 500_000;
+
+/// One RTP packet: interleaved ones are framed straight into `out` (one copy of the payload,
+/// one write per access unit), UDP ones go out one datagram each.
+async fn send_packet(
     track: &mut Track,
-    payloads: &[peercam_rtp::Payload],
+    data: &[u8],
+    ts: u32,
+    marker: bool,
     out: &mut Vec<u8>,
-    tcp: &mut TcpStream,
-) -> Result<(), String> {
-    let mut pkt = Vec::with_capacity(1500);
-    for p in payloads {
-        pkt.clear();
-        if track.sender.write(p, &mut pkt).is_err() {
-            continue;
-        }
-        match &track.path {
-            Path::Interleaved { rtp, .. } => {
-                let _ = peercam_rtsp::write_interleaved(*rtp, &pkt, out);
+    pkt: &mut Vec<u8>,
+) {
+    match &track.path {
+        Path::Interleaved { rtp, .. } => {
+            // RFC 2326 10.12: '$', channel, 16-bit length, then the RTP packet.
+            let Ok(len) = u16::try_from(RTP_HEADER_LEN + data.len()) else {
+                return;
+            };
+            let mark = out.len();
+            out.extend_from_slice(&[b'$', *rtp]);
+            out.extend_from_slice(&len.to_be_bytes());
+            if track.sender.write_raw(data, ts, marker, out).is_err() {
+                out.truncate(mark);
             }
-            Path::Udp { rtp, to_rtp, .. } => {
-                let _ = rtp.send_to(&pkt, to_rtp).await;
+        }
+        Path::Udp { rtp, to_rtp, .. } => {
+            pkt.clear();
+            if track.sender.write_raw(data, ts, marker, pkt).is_ok() {
+                let _ = rtp.send_to(pkt, to_rtp).await;
             }
         }
     }
-    if !out.is_empty() {
-        tcp.write_all(out).await.map_err(|e| e.to_string())?;
-        out.clear();
-    }
-    Ok(())
 }
+
+/// The fixed RTP header the sender writes (no CSRC, no extension).
+const RTP_HEADER_LEN: usize = 12;
 
 /// Two UDP sockets on consecutive ports, the first even (RFC 3550 convention).
 async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {

@@ -1,8 +1,14 @@
 //! The synthetic camera's sound: a steady 440 Hz tone with a 1 kHz pip at every second of the
 //! wall clock, encoded in 20 ms frames as G.711 (mu-law or A-law) or G.722 (H.626.4 6.3.2).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use audio_codec::Encoder as _;
 use peercam_signal::play::AudioCodec;
+use tokio::sync::broadcast;
 
 /// One encoded 20 ms frame.
 pub struct AudioFrame {
@@ -40,11 +46,7 @@ impl AudioSource {
 
     /// RTP payload type (RFC 3551 static types).
     pub fn payload_type(&self) -> u8 {
-        match self.codec {
-            AudioCodec::Pcmu => 0,
-            AudioCodec::Pcma => 8,
-            _ => 9,
-        }
+        payload_type(self.codec)
     }
 
     /// The codec.
@@ -95,6 +97,122 @@ impl AudioSource {
     }
 }
 
+/// The RFC 3551 static RTP payload type of a codec.
+pub fn payload_type(codec: AudioCodec) -> u8 {
+    match codec {
+        AudioCodec::Pcmu => 0,
+        AudioCodec::Pcma => 8,
+        _ => 9,
+    }
+}
+
+/// One encoded 20 ms frame as every session of its codec sends it.
+#[derive(Debug)]
+pub struct AudioPacket {
+    /// The RTP payload.
+    pub payload: Vec<u8>,
+    /// The media timestamp (RTP clock, before a session's random offset).
+    pub media_ts: u32,
+    /// Wall-clock time of the first sample, Unix microseconds.
+    pub capture_unix_us: u64,
+}
+
+struct Feed {
+    tx: broadcast::Sender<Arc<AudioPacket>>,
+    stopped: AtomicBool,
+}
+
+/// A session's view of a running audio feed.
+pub struct AudioSubscription {
+    /// The frames, every 20 ms.
+    pub rx: broadcast::Receiver<Arc<AudioPacket>>,
+    /// The codec.
+    pub codec: AudioCodec,
+    _feed: Arc<Feed>,
+}
+
+/// One tone generator and encoder per codec, shared by every session that asks for it (as
+/// the video encoders are per profile): a viewer costs a header per packet, not an encoder.
+#[derive(Default)]
+pub struct AudioHub {
+    feeds: Mutex<HashMap<AudioCodec, Weak<Feed>>>,
+}
+
+impl AudioHub {
+    /// Subscribes to `codec`'s feed, starting it if needed; `None` for no audio.
+    pub fn subscribe(&self, codec: AudioCodec) -> Result<Option<AudioSubscription>, String> {
+        if codec == AudioCodec::None {
+            return Ok(None);
+        }
+        let mut map = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, w| {
+            w.upgrade()
+                .is_some_and(|f| !f.stopped.load(Ordering::Acquire))
+        });
+        let feed = match map.get(&codec).and_then(Weak::upgrade) {
+            Some(f) => f,
+            None => {
+                let Some(source) = AudioSource::new(codec) else {
+                    return Ok(None);
+                };
+                let (tx, _) = broadcast::channel(32);
+                let feed = Arc::new(Feed {
+                    tx,
+                    stopped: AtomicBool::new(false),
+                });
+                let worker = feed.clone();
+                std::thread::Builder::new()
+                    .name(format!("audio-{codec:?}"))
+                    .spawn(move || run_feed(&worker, source))
+                    .map_err(|e| format!("cannot start the audio thread: {e}"))?;
+                map.insert(codec, Arc::downgrade(&feed));
+                feed
+            }
+        };
+        Ok(Some(AudioSubscription {
+            rx: feed.tx.subscribe(),
+            codec,
+            _feed: feed,
+        }))
+    }
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Makes a frame every 20 ms by the clock (no drift) until nobody listened for 3 s.
+fn run_feed(feed: &Feed, mut source: AudioSource) {
+    let start = Instant::now();
+    let mut media_ts: u32 = 0;
+    let mut idle_since: Option<Instant> = None;
+    for n in 0u32.. {
+        let due = start + Duration::from_millis(20) * n;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if feed.tx.receiver_count() == 0 {
+            if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        let capture_unix_us = unix_us();
+        let frame = source.next_frame(capture_unix_us / 1000);
+        let _ = feed.tx.send(Arc::new(AudioPacket {
+            payload: frame.payload,
+            media_ts,
+            capture_unix_us,
+        }));
+        media_ts = media_ts.wrapping_add(frame.rtp_ticks);
+    }
+    feed.stopped.store(true, Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +243,24 @@ mod tests {
             assert_eq!(f.rtp_ticks, 160);
         }
         assert!(AudioSource::new(AudioCodec::None).is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_share_one_feed_per_codec() {
+        let hub = AudioHub::default();
+        let mut a = hub
+            .subscribe(AudioCodec::Pcma)
+            .expect("thread")
+            .expect("codec");
+        let mut b = hub
+            .subscribe(AudioCodec::Pcma)
+            .expect("thread")
+            .expect("codec");
+        let x = a.rx.recv().await.expect("frame");
+        let y = b.rx.recv().await.expect("frame");
+        assert!(Arc::ptr_eq(&x, &y), "one encoder, shared frames");
+        let next = a.rx.recv().await.expect("frame");
+        assert_eq!(next.media_ts.wrapping_sub(x.media_ts), 160);
+        assert!(hub.subscribe(AudioCodec::None).expect("ok").is_none());
     }
 }

@@ -16,6 +16,7 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, SpsPpsStrategy,
     UsageType,
 };
+use peercam_rtp::H264Packetizer;
 use peercam_signal::play::Caps;
 use tokio::sync::{broadcast, watch};
 
@@ -69,6 +70,16 @@ pub struct AccessUnit {
     pub frame: u64,
     /// Capture time, Unix microseconds.
     pub capture_unix_us: u64,
+    /// The RTP payloads of the access unit (RFC 6184), made once here and sent by every
+    /// session with its own RTP header: fan-out costs a header per packet per viewer.
+    pub payloads: Vec<peercam_rtp::Payload>,
+}
+
+impl AccessUnit {
+    /// The 32-bit RTP media timestamp (90 kHz) of the access unit.
+    pub fn rtp_timestamp(&self) -> u32 {
+        (self.pts_90k & 0xffff_ffff) as u32
+    }
 }
 
 impl AccessUnit {
@@ -127,6 +138,7 @@ pub struct MediaHub {
     pipelines: Mutex<HashMap<Profile, Weak<Pipeline>>>,
     stream_id: u32,
     source: Source,
+    audio: super::audio::AudioHub,
 }
 
 /// Where pictures come from.
@@ -194,6 +206,7 @@ impl MediaHub {
             pipelines: Mutex::new(HashMap::new()),
             stream_id,
             source,
+            audio: super::audio::AudioHub::default(),
         })
     }
 
@@ -261,6 +274,14 @@ impl MediaHub {
             profile,
             _pipeline: pipeline,
         })
+    }
+
+    /// Subscribes to the audio feed of `codec` (`None` for no audio).
+    pub fn subscribe_audio(
+        &self,
+        codec: peercam_signal::play::AudioCodec,
+    ) -> Result<Option<super::audio::AudioSubscription>, String> {
+        self.audio.subscribe(codec)
     }
 
     /// How many encoders run now.
@@ -357,12 +378,22 @@ fn publish(
         .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
         .unwrap_or(nals.len());
     nals.insert(at, Bytes::from(sei));
+    let pts_90k = n * 90_000 / u64::from(p.profile.fps);
+    let payloads = match H264Packetizer::default().packetize(&nals, (pts_90k & 0xffff_ffff) as u32)
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, frame = n, "cannot packetize an access unit; dropped");
+            return;
+        }
+    };
     let au = Arc::new(AccessUnit {
         nals,
-        pts_90k: n * 90_000 / u64::from(p.profile.fps),
+        pts_90k,
         key,
         frame: n,
         capture_unix_us,
+        payloads,
     });
     if key && let Some(ps) = au.parameter_sets() {
         p.params.send_replace(Some(ps));
