@@ -18,7 +18,7 @@ use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
 use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::agent::{PlatformRequest, Revocation};
 use crate::media::audio::{AudioPacket, AudioSubscription, payload_type};
@@ -121,6 +121,8 @@ struct Connection {
     settings: Arc<ServerSettings>,
     peer: SocketAddr,
     grant: Option<PlayGrant>,
+    /// The platform user this connection serves, for the revocation watcher.
+    viewer: watch::Sender<Option<i64>>,
     sub: Option<Subscription>,
     audio: Option<AudioSubscription>,
     tracks: HashMap<usize, Track>,
@@ -140,6 +142,7 @@ impl Connection {
             settings,
             peer,
             grant: None,
+            viewer: watch::Sender::new(None),
             sub: None,
             audio: None,
             tracks: HashMap::new(),
@@ -155,7 +158,15 @@ impl Connection {
     async fn run(mut self, mut tcp: TcpStream, shutdown: Shutdown) -> Result<(), String> {
         let local = tcp.local_addr().map_err(|e| e.to_string())?;
         let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
-        let mut revocations = self.settings.revocations.subscribe();
+        // Revocations and shutdown are watched by a side task, so the per-frame loop below
+        // polls only this connection's own futures (no shared channel locks per frame).
+        let (end_tx, mut end_rx) = oneshot::channel();
+        tokio::spawn(watch_end(
+            self.settings.revocations.subscribe(),
+            shutdown,
+            self.viewer.subscribe(),
+            end_tx,
+        ));
         let mut buf = vec![0u8; 16 * 1024];
         let mut rtcp_tick = tokio::time::interval(Duration::from_secs(2));
         // One timer for the state machine's deadline, moved only when the deadline moves.
@@ -277,21 +288,19 @@ impl Connection {
                     self.send_reports().await;
                     self.flush(&mut tcp).await?;
                 }
-                r = revocations.recv() => {
-                    if let Ok(user) = r
-                        && self.grant.as_ref().is_some_and(|g| user.is_none_or(|u| u == g.user))
-                    {
+                end = &mut end_rx => return match end {
+                    Ok(End::Revoked) => {
                         // SECURITY.md D5: access changed; this viewer's session ends now.
                         tracing::info!(peer = %self.peer, "session revoked by the platform");
-                        return Err("revoked".into());
+                        Err("revoked".into())
                     }
-                }
+                    Ok(End::Shutdown) | Err(_) => Ok(()),
+                },
                 () = &mut timer => {
                     conn.handle_timeout(Instant::now());
                     deadline = far();
                     timer.as_mut().reset(deadline.into());
                 }
-                () = shutdown.wait() => return Ok(()),
             }
         }
     }
@@ -382,7 +391,11 @@ impl Connection {
                 None
             };
             match verdict {
-                Some(PlayVerdict::Granted { grant }) => self.grant = Some(grant),
+                Some(PlayVerdict::Granted { grant }) => {
+                    // From now on a revocation for this user ends the connection.
+                    self.viewer.send_replace(Some(grant.user));
+                    self.grant = Some(grant);
+                }
                 Some(PlayVerdict::Refused { code, .. }) => {
                     tracing::info!(peer = %self.peer, %code, "play refused by the platform");
                     let status = if code == "unavailable" {
@@ -588,6 +601,52 @@ impl Connection {
                     let _ = rtcp.send_to(&self.pkt, to_rtcp).await;
                 }
             }
+        }
+    }
+}
+
+/// Why a connection must end now.
+enum End {
+    Revoked,
+    Shutdown,
+}
+
+/// Ends a connection when the platform revokes its viewer's access (H.626.4 8.6, D5) or the
+/// PU shuts down. `user` is the viewer once the platform vouched for it.
+async fn watch_end(
+    mut revocations: broadcast::Receiver<Revocation>,
+    shutdown: Shutdown,
+    mut user: watch::Receiver<Option<i64>>,
+    mut end: oneshot::Sender<End>,
+) {
+    loop {
+        tokio::select! {
+            r = revocations.recv() => match r {
+                Ok(revoked) => {
+                    let viewer = *user.borrow();
+                    if viewer.is_some_and(|v| revoked.is_none_or(|r| r == v)) {
+                        let _ = end.send(End::Revoked);
+                        return;
+                    }
+                }
+                // Missed revocations: end to be safe rather than keep a revoked viewer.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if user.borrow().is_some() {
+                        let _ = end.send(End::Revoked);
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = end.send(End::Shutdown);
+                    return;
+                }
+            },
+            r = user.changed() => if r.is_err() { return },
+            () = shutdown.wait() => {
+                let _ = end.send(End::Shutdown);
+                return;
+            }
+            () = end.closed() => return,
         }
     }
 }
