@@ -21,6 +21,43 @@ pub struct ApiError {
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
+    /// The refused fields, when the request carried values out of range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<crate::control::FieldError>,
+}
+
+/// Permission to configure a device (H.626.4 8.9.1 steps 7-8): the CMU authorised this user
+/// for this device; the configuration must carry it, within its lifetime, once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConfigPermit {
+    /// Opaque, single-use.
+    pub permit: String,
+    /// The device's parameter revision the configuration should be based on.
+    pub revision: u64,
+    /// Unix seconds after which the permit is void.
+    pub expires_at: u64,
+}
+
+/// A configuration (H.626.4 8.9.1 step 9): the whole parameter document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SetParamsRequest {
+    /// From `POST /devices/{id}/params/permit`.
+    pub permit: String,
+    /// The revision the document was based on.
+    pub base_revision: u64,
+    /// The new parameters.
+    pub params: crate::control::DeviceParams,
+}
+
+/// A factory reset order (H.626.4 8.10).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ResetRequest {
+    /// Also delete the device's local recordings.
+    #[serde(default)]
+    pub wipe_recordings: bool,
 }
 
 /// Sign-up, step 1 (H.626.4 6.1.1): a phone number and a password; a code is sent by SMS.

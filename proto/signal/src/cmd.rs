@@ -5,22 +5,66 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{DeviceParams, FieldError, ParamsState, PtzCommand, PtzState};
+
 /// A command for a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum DeviceCommand {
     /// Ask the device to describe itself (software, uptime).
     Describe,
+    /// Turn or zoom the camera (H.626.4 8.5).
+    Ptz {
+        /// The order.
+        order: PtzCommand,
+    },
+    /// Read the parameters (8.9.1 query).
+    GetParams,
+    /// Replace the parameters (8.9.1 configuration), all or nothing, if the device is still
+    /// at `base_revision`.
+    SetParams {
+        /// The revision the new document was based on.
+        base_revision: u64,
+        /// The whole new document.
+        params: DeviceParams,
+    },
+    /// Return to factory state (8.10): the device acknowledges, then resets.
+    Reset {
+        /// Also delete local recordings.
+        wipe_recordings: bool,
+    },
 }
 
 /// A device's answer to a [`DeviceCommand`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum DeviceReply {
     /// Answer to [`DeviceCommand::Describe`].
     Description(DeviceDescription),
+    /// Where the camera looks after a PTZ order.
+    Ptz {
+        /// The position and presets.
+        state: PtzState,
+    },
+    /// The parameters (after a query, or as applied by a set).
+    Params {
+        /// Parameters, revision and what the camera does now.
+        state: ParamsState,
+    },
+    /// The command's values were refused; nothing changed.
+    Invalid {
+        /// Every refused field.
+        errors: Vec<FieldError>,
+    },
+    /// A set was based on an old revision; nothing changed.
+    Conflict {
+        /// The device's current revision.
+        revision: u64,
+    },
+    /// A reset order was received; the device resets now (8.10).
+    ResetAccepted,
     /// The command failed on the device.
     Failed {
         /// Machine-readable reason.

@@ -22,6 +22,7 @@
 
 pub mod cm;
 pub mod cmd;
+pub mod control;
 mod envelope;
 pub mod identity;
 pub mod link;

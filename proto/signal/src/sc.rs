@@ -151,7 +151,7 @@ pub enum Verdict {
 }
 
 /// What became of a routed command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CommandOutcome {
     /// The device answered.

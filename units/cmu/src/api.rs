@@ -183,6 +183,46 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/ptz",
+            Customer,
+            "Turn or zoom the camera, or use its presets (8.5, needs `ptz`)",
+            Some("PtzCommand"),
+            Some("PtzState")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/params",
+            Customer,
+            "Read the camera's parameters (8.9.1, needs `config`)",
+            None,
+            Some("ParamsState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/params/permit",
+            Customer,
+            "Ask permission to configure the camera (8.9.1 steps 7-8, needs `config`)",
+            None,
+            Some("ConfigPermit")
+        ),
+        r!(
+            "PUT",
+            "/api/v1/devices/{id}/params",
+            Customer,
+            "Replace the camera's parameters, all or nothing, with a permit (8.9.1)",
+            Some("SetParamsRequest"),
+            Some("ParamsState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/reset",
+            Owner,
+            "Factory-reset the camera; it is unbound and every share and session ends (8.10)",
+            Some("ResetRequest"),
+            None
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/play",
             Customer,
             "Get an RTSP URL with a one-time token to watch live (8.4, needs `live`)",
@@ -305,7 +345,7 @@ pub fn routes() -> Vec<RouteInfo> {
 }
 
 fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
-    use axum::routing::{delete, patch, post};
+    use axum::routing::{delete, patch, post, put};
     Some(match (method, path) {
         ("GET", "/api/v1/health") => get(h::health),
         ("GET", "/api/v1/openapi.json") => get(|| async { Json(openapi()) }),
@@ -322,6 +362,11 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
         ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
+        ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
+        ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
+        ("POST", "/api/v1/devices/{id}/params/permit") => post(crate::control::params_permit),
+        ("PUT", "/api/v1/devices/{id}/params") => put(crate::control::set_params),
+        ("POST", "/api/v1/devices/{id}/reset") => post(crate::control::reset),
         ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
         ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
         ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
@@ -486,6 +531,22 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::PlayResponse>()
         .schema_from::<peercam_signal::play::Caps>()
         .schema_from::<peercam_signal::play::AudioCodec>()
+        .schema_from::<cm::ConfigPermit>()
+        .schema_from::<cm::SetParamsRequest>()
+        .schema_from::<cm::ResetRequest>()
+        .schema_from::<peercam_signal::control::PtzCommand>()
+        .schema_from::<peercam_signal::control::PtzState>()
+        .schema_from::<peercam_signal::control::Preset>()
+        .schema_from::<peercam_signal::control::ParamsState>()
+        .schema_from::<peercam_signal::control::DeviceParams>()
+        .schema_from::<peercam_signal::control::VideoParams>()
+        .schema_from::<peercam_signal::control::Resolution>()
+        .schema_from::<peercam_signal::control::OsdParams>()
+        .schema_from::<peercam_signal::control::NightParams>()
+        .schema_from::<peercam_signal::control::NightMode>()
+        .schema_from::<peercam_signal::control::AudioParams>()
+        .schema_from::<peercam_signal::control::AlarmInput>()
+        .schema_from::<peercam_signal::control::FieldError>()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

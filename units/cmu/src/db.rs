@@ -84,6 +84,15 @@ CREATE TABLE used_play_tokens (
     expires_at INTEGER NOT NULL
 );
 ",
+    // H.626.4 8.9.1 steps 7-8: configuration permits, single use.
+    r"
+CREATE TABLE config_permits (
+    permit_hash TEXT PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    device_id   TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

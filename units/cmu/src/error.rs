@@ -12,6 +12,7 @@ pub(crate) struct ApiErr {
     pub(crate) code: &'static str,
     pub(crate) message: String,
     pub(crate) retry_after: Option<u64>,
+    pub(crate) fields: Vec<peercam_signal::control::FieldError>,
 }
 
 impl ApiErr {
@@ -21,7 +22,18 @@ impl ApiErr {
             code,
             message: message.into(),
             retry_after: None,
+            fields: Vec::new(),
         }
+    }
+    /// Values out of range: 422 with every refused field.
+    pub(crate) fn invalid(fields: Vec<peercam_signal::control::FieldError>) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_values",
+            "some values are out of range; nothing was changed (see fields)",
+        );
+        e.fields = fields;
+        e
     }
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -76,6 +88,7 @@ impl IntoResponse for ApiErr {
             Json(ApiError {
                 error: self.code.to_owned(),
                 message: self.message,
+                fields: self.fields,
             }),
         )
             .into_response();

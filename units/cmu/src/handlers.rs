@@ -301,7 +301,7 @@ pub(crate) async fn login(
 }
 
 impl ApiErr {
-    fn with_code(mut self, code: &'static str) -> Self {
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;
         self
     }
@@ -627,15 +627,7 @@ pub(crate) async fn unbind(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (id, _) = device_access(&st, &p, &id, Need::Owner).await?;
-    let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM shares WHERE device_id = ?1")
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1").bind(id.as_str()).execute(&mut *tx).await?;
-    tx.commit().await?;
-    // SECURITY.md D5: every live session on the device ends now.
-    st.platform.revoke(&id, None);
+    release_device(&st, &id).await?;
     audit(
         &st.db,
         Some(p.id),
@@ -1194,4 +1186,24 @@ async fn revoke_user_everywhere(st: &Shared, user: i64) -> ApiResult<Vec<DeviceI
         }
     }
     Ok(out)
+}
+
+/// Unbinds a device from its owner: shares go, the ACL version moves on (every outstanding
+/// play token goes stale) and every live session ends now (SECURITY.md D5). Used by unbind
+/// (8.2) and reset (8.10).
+pub(crate) async fn release_device(st: &Shared, id: &DeviceId) -> ApiResult<()> {
+    let mut tx = st.db.begin().await?;
+    sqlx::query("DELETE FROM shares WHERE device_id = ?1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1",
+    )
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    st.platform.revoke(id, None);
+    Ok(())
 }

@@ -14,6 +14,7 @@
 pub mod api;
 mod auth;
 mod config;
+mod control;
 mod db;
 mod error;
 mod handlers;

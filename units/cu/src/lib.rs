@@ -8,6 +8,7 @@ pub mod live;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;
+use peercam_signal::control::{DeviceParams, FieldError, ParamsState, PtzCommand, PtzState};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 #[non_exhaustive]
 pub enum CuError {
     /// The CMU answered with an error.
-    #[error("{message} ({code}, HTTP {status})")]
+    #[error("{message} ({code}, HTTP {status}){}", field_list(fields))]
     Api {
         /// HTTP status.
         status: u16,
@@ -25,6 +26,8 @@ pub enum CuError {
         code: String,
         /// Explanation.
         message: String,
+        /// Refused fields, when values were out of range.
+        fields: Vec<FieldError>,
     },
     /// The CMU could not be reached or answered nonsense.
     #[error("cannot talk to the CMU at {api}: {source}")]
@@ -42,7 +45,22 @@ pub enum CuError {
     Media(String),
 }
 
+fn field_list(fields: &[FieldError]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("\n  {}: {}", f.field, f.message))
+        .collect()
+}
+
 impl CuError {
+    /// The refused fields, if the CMU refused values.
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            Self::Api { fields, .. } => fields,
+            _ => &[],
+        }
+    }
+
     /// The API error code, if the CMU refused.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -145,11 +163,13 @@ impl Client {
         let err: ApiError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
             error: "http_error".into(),
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            fields: Vec::new(),
         });
         Err(CuError::Api {
             status: status.as_u16(),
             code: err.error,
             message: err.message,
+            fields: err.fields,
         })
     }
 
@@ -280,6 +300,58 @@ impl Client {
     /// Asks the device itself, through the platform.
     pub async fn status(&self, id: &str) -> Result<DeviceStatus, CuError> {
         self.get(&format!("/api/v1/devices/{id}/status")).await
+    }
+
+    /// Turns or zooms a camera, or uses its presets (H.626.4 8.5).
+    pub async fn ptz(&self, id: &str, order: &PtzCommand) -> Result<PtzState, CuError> {
+        self.post(&format!("/api/v1/devices/{id}/ptz"), order).await
+    }
+
+    /// Reads a camera's parameters (8.9.1 query).
+    pub async fn params(&self, id: &str) -> Result<ParamsState, CuError> {
+        self.get(&format!("/api/v1/devices/{id}/params")).await
+    }
+
+    /// Asks permission to configure (8.9.1 steps 7-8).
+    pub async fn params_permit(&self, id: &str) -> Result<ConfigPermit, CuError> {
+        self.call::<(), ConfigPermit>(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/params/permit"),
+            None,
+        )
+        .await
+    }
+
+    /// Configures a camera (8.9.1): asks permission, then sends the whole document based on
+    /// the revision the permission names. `edit` changes the current parameters.
+    pub async fn set_params(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut DeviceParams),
+    ) -> Result<ParamsState, CuError> {
+        let current = self.params(id).await?;
+        let permit = self.params_permit(id).await?;
+        let mut params = current.params;
+        edit(&mut params);
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/devices/{id}/params"),
+            Some(&SetParamsRequest {
+                permit: permit.permit,
+                base_revision: permit.revision,
+                params,
+            }),
+        )
+        .await
+    }
+
+    /// Factory-resets a camera (8.10); it is unbound afterwards.
+    pub async fn reset(&self, id: &str, wipe_recordings: bool) -> Result<(), CuError> {
+        self.post(
+            &format!("/api/v1/devices/{id}/reset"),
+            &ResetRequest { wipe_recordings },
+        )
+        .await
     }
 
     /// Asks to watch a device (H.626.4 8.4 steps 1-3): an RTSP URL with a one-time token.

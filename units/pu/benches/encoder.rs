@@ -4,6 +4,7 @@
 //! `cargo bench -p peercam-pu --bench encoder`
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
+use peercam_pu::control::View;
 use peercam_pu::media::Profile;
 use peercam_pu::media::hub::make_encoder;
 use peercam_pu::media::scene::{Frame, render};
@@ -31,17 +32,17 @@ fn main() {
             fps: 25,
             kbps,
         };
-        let mut enc = make_encoder(p).unwrap();
+        let mut enc = make_encoder(p, 2).unwrap();
         let mut f = Frame::new(usize::from(w), usize::from(h));
         let c0 = cpu_s();
         for n in 0..frames {
-            render(&mut f, n, n * 40);
+            render(&mut f, n, n * 40, &View::default());
         }
         let render_s = cpu_s() - c0;
         let mut bytes = 0usize;
         let c1 = cpu_s();
         for n in 0..frames {
-            render(&mut f, n, n * 40);
+            render(&mut f, n, n * 40, &View::default());
             bytes += enc.encode(&f).unwrap().to_vec().len();
         }
         let total_s = cpu_s() - c1;

@@ -17,6 +17,7 @@ use peercam_signal::link::{DeviceLink, LinkEvent};
 use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::control::{Control, ControlError};
 use crate::{Config, PuStatus, SW_VERSION};
 
 /// What the media side asks of the platform link.
@@ -45,6 +46,7 @@ pub(crate) struct Agent {
     pub(crate) registrations: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) advertise: Vec<String>,
     pub(crate) revocations: broadcast::Sender<Revocation>,
+    pub(crate) control: Arc<Control>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -118,22 +120,6 @@ impl Agent {
         let mut connected_at = Instant::now();
         let mut pending: HashMap<u64, oneshot::Sender<PlayVerdict>> = HashMap::new();
         let result = loop {
-            let mut failed = None;
-            while let Some(frame) = link.poll_transmit() {
-                if let Err(e) = sink
-                    .feed(Message::text(String::from_utf8(frame).unwrap_or_default()))
-                    .await
-                {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-            if let Some(e) = failed {
-                break Err(e);
-            }
-            if let Err(e) = sink.flush().await {
-                break Err(e.to_string());
-            }
             let mut end = None;
             while let Some(ev) = link.poll_event() {
                 match ev {
@@ -154,7 +140,12 @@ impl Agent {
                     }
                     LinkEvent::Command { id, command } => {
                         let reply = self.execute(command, connected_at);
+                        let reset = matches!(reply, DeviceReply::ResetAccepted);
                         link.reply(id, reply);
+                        if reset {
+                            // H.626.4 8.10: acknowledged; now reset and register again.
+                            end = Some(self.factory_reset());
+                        }
                     }
                     LinkEvent::PlayVerdict { re, verdict } => {
                         if let Some(w) = pending.remove(&re) {
@@ -170,7 +161,33 @@ impl Agent {
                 }
             }
             if let Some(reason) = end {
+                // Deliver what is queued (a reset's acknowledgement, 8.10) before leaving.
+                while let Some(frame) = link.poll_transmit() {
+                    let text = String::from_utf8(frame).unwrap_or_default();
+                    if sink.feed(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.flush().await;
+                let _ = sink.close().await;
                 break Err(reason);
+            }
+            // What the events produced (a command's reply) goes out before we wait again.
+            let mut failed = None;
+            while let Some(frame) = link.poll_transmit() {
+                if let Err(e) = sink
+                    .feed(Message::text(String::from_utf8(frame).unwrap_or_default()))
+                    .await
+                {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            if let Err(e) = sink.flush().await {
+                break Err(e.to_string());
             }
             if link.is_closed() {
                 break Err("link closed".into());
@@ -208,8 +225,52 @@ impl Agent {
         result
     }
 
+    /// 8.10: back to factory state. Live sessions end (D5); the link is dropped so the device
+    /// registers again, as after a reboot.
+    fn factory_reset(&self) -> String {
+        if let Err(e) = self.control.factory_reset() {
+            tracing::error!(error = %e, "factory reset could not delete the saved state");
+        }
+        let _ = self.revocations.send(None);
+        tracing::warn!(device = %self.identity.device_id, "factory reset done; registering again");
+        "factory reset".into()
+    }
+
     fn execute(&self, command: DeviceCommand, connected_at: Instant) -> DeviceReply {
+        let now = Instant::now();
+        let control_reply = |r: Result<DeviceReply, ControlError>| match r {
+            Ok(reply) => reply,
+            Err(ControlError::Invalid(errors)) => DeviceReply::Invalid { errors },
+            Err(ControlError::Conflict(revision)) => DeviceReply::Conflict { revision },
+            Err(ControlError::Storage(message)) => DeviceReply::Failed {
+                code: "storage".into(),
+                message,
+            },
+        };
         match command {
+            // H.626.4 8.5 step 4: the PU executes the PTZ order and reports where it looks.
+            DeviceCommand::Ptz { order } => control_reply(
+                self.control
+                    .ptz(&order, now)
+                    .map(|state| DeviceReply::Ptz { state }),
+            ),
+            // 8.9.1: query, and configuration applied all or nothing.
+            DeviceCommand::GetParams => DeviceReply::Params {
+                state: self.control.params_state(now),
+            },
+            DeviceCommand::SetParams {
+                base_revision,
+                params,
+            } => control_reply(
+                self.control
+                    .set_params(base_revision, params, now)
+                    .map(|state| DeviceReply::Params { state }),
+            ),
+            DeviceCommand::Reset { wipe_recordings } => {
+                // Local recordings arrive with the SD-card recorder; nothing to wipe yet.
+                tracing::warn!(wipe_recordings, "factory reset ordered by the platform");
+                DeviceReply::ResetAccepted
+            }
             DeviceCommand::Describe => DeviceReply::Description(DeviceDescription {
                 sw_version: SW_VERSION.into(),
                 vendor: self.identity.vendor.clone(),

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
 mod agent;
+pub mod control;
 pub mod media;
 mod rtsp;
 
@@ -80,6 +81,15 @@ pub struct Config {
     /// at `max_fps`). Default: none, the synthetic camera.
     #[serde(default)]
     pub source_file: Option<PathBuf>,
+    /// Where the camera keeps its settings (parameters, PTZ presets; H.626.4 8.9.1, 8.5),
+    /// wiped by a factory reset (8.10). Default: beside the identity file, named like it
+    /// with the extension `.state` (`pu.toml` -> `pu.state/`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Length of the synthetic scene's day, seconds, for night vision (6.1.5); 0 keeps it
+    /// day. Default 0.
+    #[serde(default)]
+    pub day_cycle_s: u32,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -112,6 +122,8 @@ impl Config {
             max_fps: default_max_fps(),
             max_sessions: default_max_sessions(),
             source_file: None,
+            state_dir: None,
+            day_cycle_s: 0,
         }
     }
 }
@@ -189,12 +201,20 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         Some(path) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
         None => media::Source::Synthetic,
     };
-    let hub = media::MediaHub::with_source(stream_id, source);
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.identity.with_extension("state"));
+    let day =
+        (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
+    let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
+    let hub = media::MediaHub::with_control(stream_id, source, control.clone());
     let server = rtsp::Server::new(rtsp::ServerSettings {
         device_id: identity.device_id.clone(),
         max_fps: config.max_fps,
         max_sessions: config.max_sessions,
         hub: hub.clone(),
+        control: control.clone(),
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
     });
@@ -208,6 +228,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         registrations: registrations.clone(),
         advertise,
         revocations: revoke_tx,
+        control,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     Ok(Running {

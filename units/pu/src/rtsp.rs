@@ -29,6 +29,7 @@ pub(crate) struct ServerSettings {
     pub(crate) max_fps: u8,
     pub(crate) max_sessions: usize,
     pub(crate) hub: Arc<MediaHub>,
+    pub(crate) control: Arc<crate::control::Control>,
     pub(crate) platform: mpsc::Sender<PlatformRequest>,
     pub(crate) revocations: broadcast::Sender<Revocation>,
 }
@@ -423,7 +424,17 @@ impl Connection {
         let Some(grant) = self.grant.clone() else {
             return;
         };
-        let profile = Profile::for_caps(&grant.caps, self.settings.max_fps);
+        // Clause 7 within the camera's own limits (H.626.4 8.9.1 video parameters).
+        let params = self.settings.control.params();
+        let (max_w, max_h) = params.video.max_resolution.size();
+        let mut caps = grant.caps;
+        caps.max_width = caps.max_width.min(max_w);
+        caps.max_height = caps.max_height.min(max_h);
+        caps.max_kbps = caps.max_kbps.min(params.video.max_kbps);
+        if !params.audio.enabled {
+            caps.audio = AudioCodec::None;
+        }
+        let profile = Profile::for_caps(&caps, self.settings.max_fps.min(params.video.max_fps));
         let mut sub = match self.settings.hub.subscribe(profile) {
             Ok(s) => s,
             Err(e) => {
@@ -436,7 +447,7 @@ impl Connection {
             let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
             return;
         };
-        self.audio = match self.settings.hub.subscribe_audio(grant.caps.audio) {
+        self.audio = match self.settings.hub.subscribe_audio(caps.audio) {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the audio feed");

@@ -21,6 +21,7 @@ use peercam_signal::play::Caps;
 use tokio::sync::{broadcast, watch};
 
 use super::scene::{Frame, render};
+use crate::control::Control;
 
 /// A viewing profile: picture size, frame rate and bit rate (H.626.4 6.1.3: CIF, D1, 720P,
 /// 1-25 fps).
@@ -136,6 +137,7 @@ impl Subscription {
 /// The set of running encoders.
 pub struct MediaHub {
     pipelines: Mutex<HashMap<Profile, Weak<Pipeline>>>,
+    control: Arc<Control>,
     stream_id: u32,
     source: Source,
     audio: super::audio::AudioHub,
@@ -202,8 +204,15 @@ impl MediaHub {
 
     /// A hub serving `source`.
     pub fn with_source(stream_id: u32, source: Source) -> Arc<Self> {
+        Self::with_control(stream_id, source, Arc::new(Control::in_memory(None)))
+    }
+
+    /// A hub serving `source`, rendering the synthetic scene as `control` says (PTZ, night
+    /// vision, OSD, H.626.4 8.5, 8.9.1).
+    pub fn with_control(stream_id: u32, source: Source, control: Arc<Control>) -> Arc<Self> {
         Arc::new(Self {
             pipelines: Mutex::new(HashMap::new()),
+            control,
             stream_id,
             source,
             audio: super::audio::AudioHub::default(),
@@ -247,8 +256,11 @@ impl MediaHub {
                 let stream_id = self.stream_id;
                 let name = format!("enc-{}x{}@{}", profile.width, profile.height, profile.fps);
                 let source = self.source.clone();
+                let control = self.control.clone();
                 let encoder = match &source {
-                    Source::Synthetic => Some(make_encoder(profile)?),
+                    Source::Synthetic => {
+                        Some(make_encoder(profile, control.view(Instant::now()).gop_s)?)
+                    }
                     Source::File { .. } => None,
                 };
                 std::thread::Builder::new()
@@ -256,7 +268,7 @@ impl MediaHub {
                     .spawn(move || match (source, encoder) {
                         (Source::File { units, .. }, _) => run_file(&worker, &units, stream_id),
                         (Source::Synthetic, Some(encoder)) => {
-                            run_pipeline(&worker, encoder, stream_id)
+                            run_pipeline(&worker, encoder, stream_id, &control)
                         }
                         (Source::Synthetic, None) => {}
                     })
@@ -297,7 +309,7 @@ impl MediaHub {
 
 /// An OpenH264 encoder configured for `p` (real-time camera usage, bit-rate control, no frame
 /// skipping, an IDR every two seconds, one thread).
-pub fn make_encoder(p: Profile) -> Result<Encoder, String> {
+pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
         .bitrate(BitRate::from_bps(p.kbps * 1000))
@@ -305,7 +317,9 @@ pub fn make_encoder(p: Profile) -> Result<Encoder, String> {
         .rate_control_mode(RateControlMode::Bitrate)
         .skip_frames(false)
         .sps_pps_strategy(SpsPpsStrategy::ConstantId)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(u32::from(p.fps) * 2))
+        .intra_frame_period(IntraFramePeriod::from_num_frames(
+            u32::from(p.fps) * u32::from(gop_s.max(1)),
+        ))
         .num_threads(1);
     Encoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| format!("H.264 encoder: {e}"))
@@ -402,14 +416,27 @@ fn publish(
     p.frames.fetch_add(1, Ordering::Relaxed);
 }
 
-fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32) {
+fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32, control: &Control) {
     let profile = p.profile;
     let mut frame = Frame::new(usize::from(profile.width), usize::from(profile.height));
     let mut pacer = Pacer::new(profile.fps);
     let mut n: u64 = 0;
+    let mut gop_s = control.view(Instant::now()).gop_s;
     while pacer.wait(p, n) {
         let capture_unix_us = unix_us();
-        render(&mut frame, n, capture_unix_us / 1000);
+        let view = control.view(Instant::now());
+        if view.gop_s != gop_s {
+            // H.626.4 8.9.1: a new GOP length applies at once, from a fresh encoder (its
+            // first frame is an IDR).
+            match make_encoder(profile, view.gop_s) {
+                Ok(e) => {
+                    encoder = e;
+                    gop_s = view.gop_s;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot apply the new GOP length"),
+            }
+        }
+        render(&mut frame, n, capture_unix_us / 1000, &view);
         if p.force_idr.swap(false, Ordering::AcqRel) {
             encoder.force_intra_frame();
         }

@@ -1,0 +1,568 @@
+//! Device control: PTZ (H.626.4 8.5, 6.1.4) and the PU's typed, versioned parameter schema
+//! (8.9.1, 6.1.5 night vision), shared by the CMU (which checks a configuration before it
+//! forwards it) and the PU (which checks it again before applying it, all or nothing).
+
+use serde::{Deserialize, Serialize};
+
+/// A PTZ order (H.626.4 8.5). Pan and tilt positions are normalised to -1..=1 (left/down to
+/// right/up), zoom to 1..=[`MAX_ZOOM`]; speeds to -1..=1 of full speed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PtzCommand {
+    /// Move continuously at these speeds until [`PtzCommand::Stop`] or `timeout_ms`.
+    Move {
+        /// Pan speed, -1 (left) ..= 1 (right).
+        #[serde(default)]
+        pan: f32,
+        /// Tilt speed, -1 (down) ..= 1 (up).
+        #[serde(default)]
+        tilt: f32,
+        /// Zoom speed, -1 (out) ..= 1 (in).
+        #[serde(default)]
+        zoom: f32,
+        /// Stop by itself after this long (a lost "stop" must not turn a camera forever).
+        /// Default 5000, at most 60000.
+        #[serde(default = "default_move_timeout")]
+        timeout_ms: u32,
+    },
+    /// Stop moving.
+    Stop,
+    /// Go to an absolute position.
+    Absolute {
+        /// Pan, -1..=1.
+        pan: f32,
+        /// Tilt, -1..=1.
+        tilt: f32,
+        /// Zoom, 1..=MAX_ZOOM.
+        zoom: f32,
+    },
+    /// Move by an offset (clamped at the limits).
+    Relative {
+        /// Pan offset.
+        #[serde(default)]
+        pan: f32,
+        /// Tilt offset.
+        #[serde(default)]
+        tilt: f32,
+        /// Zoom offset.
+        #[serde(default)]
+        zoom: f32,
+    },
+    /// Remember the current position as preset `slot`.
+    PresetSet {
+        /// 1..=MAX_PRESETS.
+        slot: u8,
+        /// A label, at most 32 characters.
+        #[serde(default)]
+        name: String,
+    },
+    /// Go to preset `slot`.
+    PresetGoto {
+        /// 1..=MAX_PRESETS.
+        slot: u8,
+    },
+    /// Forget preset `slot`.
+    PresetRemove {
+        /// 1..=MAX_PRESETS.
+        slot: u8,
+    },
+}
+
+fn default_move_timeout() -> u32 {
+    5000
+}
+
+/// The largest zoom factor of the synthetic camera.
+pub const MAX_ZOOM: f32 = 4.0;
+/// Preset slots.
+pub const MAX_PRESETS: u8 = 32;
+
+impl PtzCommand {
+    /// Checks ranges; the error names the field.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let unit = |errs: &mut Vec<FieldError>, field: &str, v: f32, lo: f32, hi: f32| {
+            if !v.is_finite() || v < lo || v > hi {
+                errs.push(FieldError::new(field, format!("must be in {lo}..={hi}")));
+            }
+        };
+        match self {
+            Self::Move {
+                pan,
+                tilt,
+                zoom,
+                timeout_ms,
+            } => {
+                unit(&mut errs, "pan", *pan, -1.0, 1.0);
+                unit(&mut errs, "tilt", *tilt, -1.0, 1.0);
+                unit(&mut errs, "zoom", *zoom, -1.0, 1.0);
+                if !(1..=60_000).contains(timeout_ms) {
+                    errs.push(FieldError::new("timeout_ms", "must be in 1..=60000"));
+                }
+            }
+            Self::Stop => {}
+            Self::Absolute { pan, tilt, zoom } => {
+                unit(&mut errs, "pan", *pan, -1.0, 1.0);
+                unit(&mut errs, "tilt", *tilt, -1.0, 1.0);
+                unit(&mut errs, "zoom", *zoom, 1.0, MAX_ZOOM);
+            }
+            Self::Relative { pan, tilt, zoom } => {
+                unit(&mut errs, "pan", *pan, -2.0, 2.0);
+                unit(&mut errs, "tilt", *tilt, -2.0, 2.0);
+                unit(&mut errs, "zoom", *zoom, -MAX_ZOOM, MAX_ZOOM);
+            }
+            Self::PresetSet { slot, name } => {
+                check_slot(&mut errs, *slot);
+                if name.chars().count() > 32 || name.chars().any(char::is_control) {
+                    errs.push(FieldError::new("name", "at most 32 printable characters"));
+                }
+            }
+            Self::PresetGoto { slot } | Self::PresetRemove { slot } => {
+                check_slot(&mut errs, *slot);
+            }
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+fn check_slot(errs: &mut Vec<FieldError>, slot: u8) {
+    if !(1..=MAX_PRESETS).contains(&slot) {
+        errs.push(FieldError::new(
+            "slot",
+            format!("must be in 1..={MAX_PRESETS}"),
+        ));
+    }
+}
+
+/// Where the camera looks, and its presets (the answer to every PTZ order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PtzState {
+    /// Pan, -1..=1.
+    pub pan: f32,
+    /// Tilt, -1..=1.
+    pub tilt: f32,
+    /// Zoom, 1..=MAX_ZOOM.
+    pub zoom: f32,
+    /// Whether a continuous move is under way.
+    pub moving: bool,
+    /// Stored presets.
+    pub presets: Vec<Preset>,
+}
+
+/// A stored PTZ position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Preset {
+    /// Slot, 1..=MAX_PRESETS.
+    pub slot: u8,
+    /// Label.
+    pub name: String,
+    /// Pan.
+    pub pan: f32,
+    /// Tilt.
+    pub tilt: f32,
+    /// Zoom.
+    pub zoom: f32,
+}
+
+/// A refused value: which field and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `video.max_fps`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The version of the PU parameter schema this build speaks.
+pub const PARAMS_SCHEMA: u32 = 1;
+
+/// The PU's parameters (H.626.4 8.9.1): one document, replaced as a whole so nothing is ever
+/// half-applied. `revision` is the PU's counter; a set names the revision it was based on and
+/// is refused if the PU moved on meanwhile (two users editing at once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceParams {
+    /// Schema version, [`PARAMS_SCHEMA`].
+    pub schema: u32,
+    /// Video profile limits.
+    pub video: VideoParams,
+    /// On-screen display.
+    pub osd: OsdParams,
+    /// Night vision (6.1.5).
+    pub night: NightParams,
+    /// Audio.
+    pub audio: AudioParams,
+    /// Alarm inputs.
+    #[serde(default)]
+    pub alarm_inputs: Vec<AlarmInput>,
+    /// Offset of local time from UTC, minutes (-720..=840), for the OSD clock.
+    pub utc_offset_min: i16,
+}
+
+/// Video limits: what the PU offers viewers at most (clause 7, 6.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VideoParams {
+    /// Largest picture size: `cif`, `d1` or `720p`.
+    pub max_resolution: Resolution,
+    /// Highest frame rate, 1..=25.
+    pub max_fps: u8,
+    /// Highest bit rate, kbit/s, 32..=8000.
+    pub max_kbps: u32,
+    /// Seconds between IDR frames, 1..=10.
+    pub gop_s: u8,
+}
+
+/// Picture sizes of H.626.4 6.1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Resolution {
+    /// 352x288.
+    #[serde(rename = "cif")]
+    Cif,
+    /// 704x576.
+    #[serde(rename = "d1")]
+    D1,
+    /// 1280x720.
+    #[serde(rename = "720p")]
+    P720,
+}
+
+impl Resolution {
+    /// Width and height, pixels.
+    pub fn size(self) -> (u16, u16) {
+        match self {
+            Self::Cif => (352, 288),
+            Self::D1 => (704, 576),
+            Self::P720 => (1280, 720),
+        }
+    }
+}
+
+/// On-screen display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OsdParams {
+    /// A caption, at most 24 printable ASCII characters.
+    pub text: String,
+    /// Burn in the clock.
+    pub show_clock: bool,
+}
+
+/// Night vision mode (6.1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum NightMode {
+    /// Switch by the light level.
+    Auto,
+    /// Always colour, IR lamp off.
+    Day,
+    /// Always monochrome, IR lamp on.
+    Night,
+}
+
+/// Night vision settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NightParams {
+    /// Mode.
+    pub mode: NightMode,
+    /// In auto mode, how long the light must stay past the threshold before switching,
+    /// seconds, 0..=60 (hysteresis against flicker).
+    pub switch_delay_s: u8,
+    /// Light level (0..=100 %) below which it is night, 1..=90.
+    pub dark_threshold_pct: u8,
+}
+
+/// Audio settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AudioParams {
+    /// Offer audio to viewers at all.
+    pub enabled: bool,
+}
+
+/// An alarm input (dry contact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AlarmInput {
+    /// Input number, 1..=8, unique.
+    pub input: u8,
+    /// Raise alarms from it.
+    pub enabled: bool,
+    /// Contact is normally open (alarm when it closes).
+    pub normally_open: bool,
+}
+
+impl Default for DeviceParams {
+    /// Factory settings.
+    fn default() -> Self {
+        Self {
+            schema: PARAMS_SCHEMA,
+            video: VideoParams {
+                max_resolution: Resolution::P720,
+                max_fps: 25,
+                max_kbps: 2000,
+                gop_s: 2,
+            },
+            osd: OsdParams {
+                text: String::new(),
+                show_clock: true,
+            },
+            night: NightParams {
+                mode: NightMode::Auto,
+                switch_delay_s: 2,
+                dark_threshold_pct: 30,
+            },
+            audio: AudioParams { enabled: true },
+            alarm_inputs: Vec::new(),
+            utc_offset_min: 0,
+        }
+    }
+}
+
+impl DeviceParams {
+    /// Checks every field; all errors at once, by dotted field name.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if self.schema != PARAMS_SCHEMA {
+            e.push(FieldError::new(
+                "schema",
+                format!("this device speaks schema {PARAMS_SCHEMA}"),
+            ));
+        }
+        let v = &self.video;
+        if !(1..=25).contains(&v.max_fps) {
+            e.push(FieldError::new("video.max_fps", "must be in 1..=25"));
+        }
+        if !(32..=8000).contains(&v.max_kbps) {
+            e.push(FieldError::new("video.max_kbps", "must be in 32..=8000"));
+        }
+        if !(1..=10).contains(&v.gop_s) {
+            e.push(FieldError::new("video.gop_s", "must be in 1..=10"));
+        }
+        if self.osd.text.len() > 24 || !self.osd.text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            e.push(FieldError::new(
+                "osd.text",
+                "at most 24 printable ASCII characters",
+            ));
+        }
+        if self.night.switch_delay_s > 60 {
+            e.push(FieldError::new("night.switch_delay_s", "must be in 0..=60"));
+        }
+        if !(1..=90).contains(&self.night.dark_threshold_pct) {
+            e.push(FieldError::new(
+                "night.dark_threshold_pct",
+                "must be in 1..=90",
+            ));
+        }
+        let mut seen = [false; 9];
+        for (i, a) in self.alarm_inputs.iter().enumerate() {
+            match seen.get_mut(usize::from(a.input)) {
+                Some(s) if a.input >= 1 && !*s => *s = true,
+                _ => e.push(FieldError::new(
+                    format!("alarm_inputs[{i}].input"),
+                    "must be a distinct number in 1..=8",
+                )),
+            }
+        }
+        if !(-720..=840).contains(&self.utc_offset_min) {
+            e.push(FieldError::new("utc_offset_min", "must be in -720..=840"));
+        }
+        if e.is_empty() { Ok(()) } else { Err(e) }
+    }
+
+    /// Decodes and validates a parameter document (JSON) in one step.
+    pub fn decode(json: &[u8]) -> Result<Self, Vec<FieldError>> {
+        let p: Self = serde_json::from_slice(json).map_err(|err| {
+            vec![FieldError::new(
+                "",
+                format!("not a parameter document: {err}"),
+            )]
+        })?;
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+/// The PU's parameters with the revision they are at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ParamsState {
+    /// Bumped by every applied change; a set must name the current one.
+    pub revision: u64,
+    /// The parameters.
+    pub params: DeviceParams,
+    /// What the camera does now: whether the IR lamp is on and the picture monochrome.
+    pub ir_lamp_on: bool,
+    /// Light level the camera sees, 0..=100 %.
+    pub light_pct: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn factory_settings_are_valid_and_round_trip() {
+        let p = DeviceParams::default();
+        p.validate().unwrap();
+        let json = serde_json::to_vec(&p).unwrap();
+        assert_eq!(DeviceParams::decode(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let mut p = DeviceParams::default();
+        p.video.max_fps = 0;
+        p.video.max_kbps = 9;
+        p.osd.text = "x".repeat(30);
+        p.alarm_inputs = vec![
+            AlarmInput {
+                input: 1,
+                enabled: true,
+                normally_open: true,
+            },
+            AlarmInput {
+                input: 1,
+                enabled: true,
+                normally_open: true,
+            },
+        ];
+        let errs = p.validate().unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "video.max_fps",
+                "video.max_kbps",
+                "osd.text",
+                "alarm_inputs[1].input"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused() {
+        let mut v = serde_json::to_value(DeviceParams::default()).unwrap();
+        v["video"]["sharpness"] = 3.into();
+        assert!(DeviceParams::decode(v.to_string().as_bytes()).is_err());
+        let mut v = serde_json::to_value(DeviceParams::default()).unwrap();
+        v["video"]["max_resolution"] = "4k".into();
+        assert!(DeviceParams::decode(v.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn ptz_ranges() {
+        assert!(
+            PtzCommand::Absolute {
+                pan: 0.5,
+                tilt: -1.0,
+                zoom: 2.0
+            }
+            .validate()
+            .is_ok()
+        );
+        let e = PtzCommand::Absolute {
+            pan: f32::NAN,
+            tilt: 0.0,
+            zoom: 0.5,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert!(PtzCommand::PresetGoto { slot: 0 }.validate().is_err());
+        let json = r#"{"op":"move","pan":0.5}"#;
+        let m: PtzCommand = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            m,
+            PtzCommand::Move {
+                pan: 0.5,
+                tilt: 0.0,
+                zoom: 0.0,
+                timeout_ms: 5000
+            }
+        );
+    }
+
+    fn arb_params() -> impl Strategy<Value = DeviceParams> {
+        (
+            prop_oneof![
+                Just(Resolution::Cif),
+                Just(Resolution::D1),
+                Just(Resolution::P720)
+            ],
+            1u8..=25,
+            32u32..=8000,
+            1u8..=10,
+            "[ -~]{0,24}",
+            any::<bool>(),
+            prop_oneof![
+                Just(NightMode::Auto),
+                Just(NightMode::Day),
+                Just(NightMode::Night)
+            ],
+            0u8..=60,
+            1u8..=90,
+            -720i16..=840,
+        )
+            .prop_map(
+                |(res, fps, kbps, gop, text, clock, mode, delay, thr, off)| DeviceParams {
+                    schema: PARAMS_SCHEMA,
+                    video: VideoParams {
+                        max_resolution: res,
+                        max_fps: fps,
+                        max_kbps: kbps,
+                        gop_s: gop,
+                    },
+                    osd: OsdParams {
+                        text,
+                        show_clock: clock,
+                    },
+                    night: NightParams {
+                        mode,
+                        switch_delay_s: delay,
+                        dark_threshold_pct: thr,
+                    },
+                    audio: AudioParams { enabled: clock },
+                    alarm_inputs: Vec::new(),
+                    utc_offset_min: off,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn valid_params_round_trip(p in arb_params()) {
+            let json = serde_json::to_vec(&p).unwrap();
+            prop_assert_eq!(DeviceParams::decode(&json).unwrap(), p);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = DeviceParams::decode(&bytes);
+        }
+    }
+}

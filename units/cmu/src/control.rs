@@ -1,0 +1,245 @@
+//! Device control through the platform: PTZ (H.626.4 8.5), parameters (8.9.1) and reset
+//! (8.10). Each order is authorised here, per (user, device, scope), checked for range, and
+//! routed CMU -> SCU -> PU; the PU's answer comes back the same way.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use peercam_base::{DeviceId, Scope};
+use peercam_signal::cm::{ConfigPermit, ResetRequest, SetParamsRequest};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::control::{ParamsState, PtzCommand, PtzState};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::{Need, Principal, audit, device_access};
+use crate::error::{ApiErr, ApiResult};
+use crate::{Shared, now_s, random_bytes};
+
+/// How long a configuration permit lasts.
+const PERMIT_TTL_S: u64 = 120;
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn permit_hash(permit: &str) -> String {
+    hex::encode(Sha256::digest(permit.as_bytes()))
+}
+
+/// Turns a device's refusal into the API's answer.
+fn device_error(reply: DeviceReply) -> ApiErr {
+    match reply {
+        DeviceReply::Invalid { errors } => ApiErr::invalid(errors),
+        DeviceReply::Conflict { revision } => ApiErr::conflict(
+            "stale_revision",
+            format!(
+                "the device's parameters changed meanwhile (now at revision {revision}); read them again"
+            ),
+        ),
+        DeviceReply::Failed { code, message } => ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            format!("the device refused ({code}): {message}"),
+        ),
+        _ => ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            "the device gave an unexpected answer",
+        ),
+    }
+}
+
+/// H.626.4 8.5: CU -> CMU (authorise: `ptz` scope) -> SCU -> PU, and the position back.
+pub(crate) async fn ptz(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(order): Json<PtzCommand>,
+) -> ApiResult<Json<PtzState>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Ptz)).await?;
+    order.validate().map_err(ApiErr::invalid)?;
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::Ptz { order })
+        .await?;
+    match reply {
+        DeviceReply::Ptz { state } => Ok(Json(state)),
+        other => Err(device_error(other)),
+    }
+}
+
+/// H.626.4 8.9.1 query: CU -> CMU -> SCU -> PU and back.
+pub(crate) async fn get_params(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ParamsState>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    let (_, reply) = st.platform.command(&id, DeviceCommand::GetParams).await?;
+    match reply {
+        DeviceReply::Params { state } => Ok(Json(state)),
+        other => Err(device_error(other)),
+    }
+}
+
+/// H.626.4 8.9.1 steps 7-8: the CU asks permission to configure; the CMU authorises the user
+/// and answers with a single-use permit and the revision to base the change on.
+pub(crate) async fn params_permit(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConfigPermit>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    let (_, reply) = st.platform.command(&id, DeviceCommand::GetParams).await?;
+    let revision = match reply {
+        DeviceReply::Params { state } => state.revision,
+        other => return Err(device_error(other)),
+    };
+    let permit = format!("pcp_{}", hex::encode(random_bytes::<24>()));
+    let expires_at = now_s() + PERMIT_TTL_S;
+    sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
+        .bind(as_i64(now_s()))
+        .execute(&st.db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(permit_hash(&permit))
+    .bind(p.id)
+    .bind(id.as_str())
+    .bind(as_i64(expires_at))
+    .execute(&st.db)
+    .await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "device.params.permit",
+        Some(id.as_str()),
+        "ok",
+        "",
+    )
+    .await;
+    Ok(Json(ConfigPermit {
+        permit,
+        revision,
+        expires_at,
+    }))
+}
+
+/// H.626.4 8.9.1 steps 9-12: the configuration, with its permit, CU -> CMU -> SCU -> PU; the PU
+/// applies it all or nothing and reports its state back.
+pub(crate) async fn set_params(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(req): Json<SetParamsRequest>,
+) -> ApiResult<Json<ParamsState>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    // The permit is spent whatever happens next: one permission, one attempt.
+    let spent = sqlx::query(
+        "DELETE FROM config_permits WHERE permit_hash = ?1 AND user_id = ?2 AND device_id = ?3 AND expires_at >= ?4",
+    )
+    .bind(permit_hash(&req.permit))
+    .bind(p.id)
+    .bind(id.as_str())
+    .bind(as_i64(now_s()))
+    .execute(&st.db)
+    .await?
+    .rows_affected();
+    if spent != 1 {
+        audit(
+            &st.db,
+            Some(p.id),
+            "device.params.set",
+            Some(id.as_str()),
+            "no_permit",
+            "",
+        )
+        .await;
+        return Err(ApiErr::forbidden(
+            "no valid permit for this device: ask with POST /api/v1/devices/{id}/params/permit first (permits last 120 s and serve once)",
+        )
+        .with_code("no_permit"));
+    }
+    if let Err(fields) = req.params.validate() {
+        audit(
+            &st.db,
+            Some(p.id),
+            "device.params.set",
+            Some(id.as_str()),
+            "invalid",
+            "",
+        )
+        .await;
+        return Err(ApiErr::invalid(fields));
+    }
+    let (_, reply) = st
+        .platform
+        .command(
+            &id,
+            DeviceCommand::SetParams {
+                base_revision: req.base_revision,
+                params: req.params,
+            },
+        )
+        .await?;
+    match reply {
+        DeviceReply::Params { state } => {
+            audit(
+                &st.db,
+                Some(p.id),
+                "device.params.set",
+                Some(id.as_str()),
+                "ok",
+                &format!("revision {}", state.revision),
+            )
+            .await;
+            Ok(Json(state))
+        }
+        other => Err(device_error(other)),
+    }
+}
+
+/// H.626.4 8.10: the owner orders a factory reset; the PU acknowledges, then resets. The CMU
+/// then unbinds it: shares, tokens and live sessions all end (D5), and binding again needs
+/// the bind code.
+pub(crate) async fn reset(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Option<Json<ResetRequest>>,
+) -> ApiResult<StatusCode> {
+    let (id, _) = device_access(&st, &p, &id, Need::Owner).await?;
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let (_, reply) = st
+        .platform
+        .command(
+            &id,
+            DeviceCommand::Reset {
+                wipe_recordings: req.wipe_recordings,
+            },
+        )
+        .await?;
+    if !matches!(reply, DeviceReply::ResetAccepted) {
+        return Err(device_error(reply));
+    }
+    release(&st, &id).await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "device.reset",
+        Some(id.as_str()),
+        "ok",
+        if req.wipe_recordings {
+            "recordings wiped"
+        } else {
+            ""
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn release(st: &Shared, id: &DeviceId) -> ApiResult<()> {
+    crate::handlers::release_device(st, id).await
+}
