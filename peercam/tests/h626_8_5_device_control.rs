@@ -502,3 +502,74 @@ async fn h626_8_10_reset_ends_all_access_and_needs_the_bind_code_again() {
     assert!(p.presets.is_empty());
     w.c.stop().await;
 }
+
+/// Runs `peercam cu ... ARGS` as the owner; returns (success, stdout, stderr).
+async fn cli(w: &World, args: &[&str]) -> (bool, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["cu", "--api", &w.c.api, "--ca"])
+        .arg(&w.c.pki.ca_cert)
+        .args([
+            "--user",
+            "+15550500001",
+            "--password",
+            "correct horse battery",
+        ])
+        .args(args)
+        .env("PEERCAM_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_9_1_cli_ptz_params_and_reset() {
+    let w = world(0).await;
+    let (ok, out, err) = cli(
+        &w,
+        &["ptz", &w.dev, "to", "--pan", "-0.5", "--tilt", "0.25"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("pan -0.50 tilt +0.25 zoom 1.00x"), "{out}");
+    let (ok, out, err) = cli(
+        &w,
+        &[
+            "--json",
+            "params",
+            "set",
+            &w.dev,
+            "video.max_fps=7",
+            "osd.text=GATE",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["revision"], 1);
+    assert_eq!(s["params"]["video"]["max_fps"], 7);
+    // A value out of range names the field; a made-up field is named too.
+    let (ok, _, err) = cli(&w, &["params", "set", &w.dev, "video.max_fps=99"]).await;
+    assert!(
+        !ok && err.contains("video.max_fps: must be in 1..=25"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&w, &["params", "set", &w.dev, "video.sharpness=3"]).await;
+    assert!(
+        !ok && err.contains("no parameter \"video.sharpness\""),
+        "{err}"
+    );
+    assert_eq!(w.owner.params(&w.dev).await.unwrap().revision, 1);
+    // A reset needs --yes.
+    let (ok, _, err) = cli(&w, &["reset", &w.dev]).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, _, err) = cli(&w, &["reset", &w.dev, "--yes"]).await;
+    assert!(ok, "{err}");
+    assert!(w.owner.devices().await.unwrap().is_empty());
+    w.c.stop().await;
+}

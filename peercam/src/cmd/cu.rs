@@ -116,6 +116,104 @@ enum Cmd {
     Shares { device: String },
     /// Your audit log.
     Audit,
+    /// Turn or zoom a camera, or use its presets (H.626.4 8.5). Positions: pan and tilt
+    /// -1..1, zoom 1..4.
+    Ptz {
+        device: String,
+        #[command(subcommand)]
+        op: PtzOp,
+    },
+    /// Read or change a camera's parameters (H.626.4 8.9.1).
+    #[command(subcommand)]
+    Params(ParamsCmd),
+    /// Factory-reset a camera you own (H.626.4 8.10): it forgets its settings, is unbound,
+    /// and every share and live session ends. Binding it again needs its bind code.
+    Reset {
+        device: String,
+        /// Also delete the camera's local recordings.
+        #[arg(long)]
+        wipe_recordings: bool,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PtzOp {
+    /// Move continuously at these speeds (-1..1) until `stop` or the timeout.
+    Move {
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        pan: f32,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        tilt: f32,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        zoom: f32,
+        /// Stop by itself after this many milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u32,
+    },
+    /// Stop moving.
+    Stop,
+    /// Go to an absolute position.
+    To {
+        #[arg(long, allow_hyphen_values = true)]
+        pan: f32,
+        #[arg(long, allow_hyphen_values = true)]
+        tilt: f32,
+        #[arg(long, default_value_t = 1.0)]
+        zoom: f32,
+    },
+    /// Move by an offset.
+    By {
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        pan: f32,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        tilt: f32,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        zoom: f32,
+    },
+    /// Remember the current position as preset SLOT (1-32).
+    PresetSet {
+        slot: u8,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Go to preset SLOT.
+    PresetGoto { slot: u8 },
+    /// Forget preset SLOT.
+    PresetRemove { slot: u8 },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ParamsCmd {
+    /// Show the parameters, their revision and the night-vision state.
+    Get { device: String },
+    /// Change parameters: FIELD=VALUE pairs with dotted names, e.g.
+    /// `video.max_fps=10 osd.text="GATE" night.mode=auto`. Asks the platform's permission
+    /// first (8.9.1); all changes apply together or none does.
+    Set {
+        device: String,
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        changes: Vec<String>,
+    },
+}
+
+/// Applies `a.b.c=value` to a parameter document (value as JSON, else as a string).
+fn apply_change(doc: &mut serde_json::Value, change: &str) -> anyhow::Result<()> {
+    let Some((path, value)) = change.split_once('=') else {
+        bail!("{change:?}: expected FIELD=VALUE, e.g. video.max_fps=10");
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    let mut at = &mut *doc;
+    for key in path.split('.') {
+        at = at.get_mut(key).ok_or_else(|| {
+            anyhow::anyhow!("no parameter {path:?} (see `peercam cu params get`)")
+        })?;
+    }
+    *at = value;
+    Ok(())
 }
 
 /// The viewer's capabilities (H.626.4 clause 7); the camera adapts its encoding to them.
@@ -452,6 +550,86 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 l.iter()
                     .for_each(|s| println!("{} {:?}", s.username, s.scopes))
             })?;
+        }
+        Cmd::Ptz { device, op } => {
+            use peercam_signal::control::PtzCommand as P;
+            let order = match op {
+                PtzOp::Move {
+                    pan,
+                    tilt,
+                    zoom,
+                    timeout_ms,
+                } => P::Move {
+                    pan,
+                    tilt,
+                    zoom,
+                    timeout_ms,
+                },
+                PtzOp::Stop => P::Stop,
+                PtzOp::To { pan, tilt, zoom } => P::Absolute { pan, tilt, zoom },
+                PtzOp::By { pan, tilt, zoom } => P::Relative { pan, tilt, zoom },
+                PtzOp::PresetSet { slot, name } => P::PresetSet { slot, name },
+                PtzOp::PresetGoto { slot } => P::PresetGoto { slot },
+                PtzOp::PresetRemove { slot } => P::PresetRemove { slot },
+            };
+            let s = conn.client().await?.ptz(&device, &order).await?;
+            print(json, &s, |s| {
+                println!(
+                    "pan {:+.2} tilt {:+.2} zoom {:.2}x{}",
+                    s.pan,
+                    s.tilt,
+                    s.zoom,
+                    if s.moving { " (moving)" } else { "" }
+                );
+                for p in &s.presets {
+                    println!(
+                        "  preset {:>2} {:<16} pan {:+.2} tilt {:+.2} zoom {:.2}x",
+                        p.slot, p.name, p.pan, p.tilt, p.zoom
+                    );
+                }
+            })?;
+        }
+        Cmd::Params(ParamsCmd::Get { device }) => {
+            let s = conn.client().await?.params(&device).await?;
+            print(json, &s, |s| {
+                println!(
+                    "revision {} (night vision: IR lamp {}, light {} %)",
+                    s.revision,
+                    if s.ir_lamp_on { "on" } else { "off" },
+                    s.light_pct
+                );
+                if let Ok(text) = serde_json::to_string_pretty(&s.params) {
+                    println!("{text}");
+                }
+            })?;
+        }
+        Cmd::Params(ParamsCmd::Set { device, changes }) => {
+            let client = conn.client().await?;
+            // Check the edits locally first, so a typo is named before anything is asked.
+            let current = client.params(&device).await?;
+            let mut doc = serde_json::to_value(&current.params)?;
+            for c in &changes {
+                apply_change(&mut doc, c)?;
+            }
+            let next: peercam_signal::control::DeviceParams =
+                serde_json::from_value(doc).map_err(|e| anyhow::anyhow!("invalid value: {e}"))?;
+            let s = client.set_params(&device, move |p| *p = next).await?;
+            print(json, &s, |s| println!("applied; revision {}", s.revision))?;
+        }
+        Cmd::Reset {
+            device,
+            wipe_recordings,
+            yes,
+        } => {
+            if !yes {
+                bail!(
+                    "a reset cannot be undone: the camera forgets its settings and is unbound; add --yes to go ahead"
+                );
+            }
+            conn.client().await?.reset(&device, wipe_recordings).await?;
+            println!(
+                "{device} acknowledged the reset; it is unbound and registers again in factory state"
+            );
         }
         Cmd::Audit => {
             let l = conn.client().await?.audit().await?;

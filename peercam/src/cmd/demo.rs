@@ -154,6 +154,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             8554 + u16::try_from(pus.len()).unwrap_or(0)
         };
         cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], rtsp_port));
+        // A two-minute day, so night vision (6.1.5) switches while you watch.
+        cfg.day_cycle_s = 120;
         pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
     }
 
@@ -243,6 +245,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "  ffplay -rtsp_transport tcp \"$(peercam cu url {first})\"   # live view (H.626.4 8.4)"
     );
+    println!("  peercam cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
+    println!("  peercam cu params get {first}                              # parameters (8.9.1)");
+    println!("  peercam cu params set {first} osd.text=GATE night.mode=night");
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = cmu.task.await;
