@@ -67,6 +67,14 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "SignupRequest" => json!({"phone": "+15559990000", "password": "x"}),
         "SignupConfirm" => json!({"phone": "+15559990000", "code": "000000"}),
         "PlayRequest" => json!({"max_width": 352}),
+        "PtzCommand" => json!({"op": "stop"}),
+        "ResetRequest" => json!({}),
+        // A made-up permit: even an authorised caller is refused (8.9.1 needs a real one).
+        "SetParamsRequest" => json!({
+            "permit": "pcp_made_up",
+            "base_revision": 0,
+            "params": serde_json::to_value(peercam_signal::control::DeviceParams::default()).unwrap()
+        }),
         other => panic!("no body for {other}"),
     })
 }
@@ -177,6 +185,7 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.
                 let destructive = r.method == "DELETE"
+                    || r.path.ends_with("/reset")
                     || r.path.ends_with("/logout")
                     || r.path.ends_with("/disable");
                 let legit = who != Who::Anonymous
@@ -230,11 +239,20 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                     }
                     Some((owner, scopes)) => {
                         let needs_owner = r.access == Access::Owner;
-                        let needs_config = r.path.ends_with("/status");
+                        let needs_config =
+                            r.path.ends_with("/status") || r.path.contains("/params");
+                        let needs_ptz = r.path.ends_with("/ptz");
                         let denied = (needs_owner && !owner)
-                            || (needs_config && !scopes.contains(Scope::Config));
+                            || (needs_config && !scopes.contains(Scope::Config))
+                            || (needs_ptz && !scopes.contains(Scope::Ptz));
                         if denied {
                             assert_eq!(status, 403, "{ctx}");
+                            assert!(
+                                !text.contains("no_permit"),
+                                "denied before the permit check: {ctx}"
+                            );
+                        } else if r.method == "PUT" && r.path.ends_with("/params") {
+                            assert!(status == 403 && text.contains("no_permit"), "{ctx}");
                         } else {
                             assert!(
                                 ![401, 403].contains(&status) && !text.contains("no such device"),

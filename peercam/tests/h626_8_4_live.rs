@@ -9,7 +9,7 @@ use peercam_base::{Scope, ScopeSet};
 use peercam_cu::Client;
 use peercam_signal::cm::PlayRequest;
 use peercam_signal::play::AudioCodec;
-use peercam_test::Cluster;
+use peercam_test::{Cluster, play_raw};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -216,7 +216,8 @@ async fn h626_8_4_play_refusals() {
     assert_eq!(rtsp_once(&with_token(&good.url, &forged)).await.0, 401);
 
     // The genuine token works once...
-    assert_eq!(rtsp_once(&good.url).await.0, 200);
+    let (status, got) = rtsp_once(&good.url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
     // ...and never again (replay).
     assert_eq!(rtsp_once(&good.url).await.0, 401);
 
@@ -287,46 +288,6 @@ async fn h626_8_4_play_refusals() {
     w.c.stop().await;
 }
 
-/// Plays over TCP interleaved with a raw RTSP client; returns the stream after PLAY.
-async fn play_raw(url: &str) -> tokio::net::TcpStream {
-    let hostport = url
-        .trim_start_matches("rtsp://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let base = url.split('?').next().unwrap();
-    let mut tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
-    let mut session = String::new();
-    for (i, req) in [
-        format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
-        format!("SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
-        String::new(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let req = if i == 2 { format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n") } else { req };
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let text = String::from_utf8_lossy(&head).to_string();
-        assert!(text.starts_with("RTSP/1.0 200"), "{text}");
-        if let Some(len) = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())) {
-            let mut body = vec![0u8; len];
-            tcp.read_exact(&mut body).await.unwrap();
-        }
-        if let Some(s) = text.lines().find_map(|l| l.strip_prefix("Session:").or_else(|| l.strip_prefix("session:"))) {
-            session = s.trim().split(';').next().unwrap().to_owned();
-        }
-    }
-    tcp
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_4_unshare_tears_down_the_live_session_within_1s() {
     let w = world(None).await;
@@ -340,7 +301,7 @@ async fn h626_8_4_unshare_tears_down_the_live_session_within_1s() {
         .await
         .unwrap()
         .url;
-    let mut tcp = play_raw(&url).await;
+    let mut tcp = play_raw(&url).await.unwrap();
     // Media flows.
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;

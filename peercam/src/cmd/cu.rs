@@ -459,6 +459,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "{} via {}: {} {} agent {}, up {} s, connected {} s",
                     s.id, s.node, d.vendor, d.model, d.sw_version, d.uptime_s, d.connected_s
                 );
+                match (d.clock_offset_us, d.clock_jitter_us) {
+                    (Some(o), Some(j)) => println!(
+                        "clock: corrected by {:+.1} ms to agree with the SCU (jitter {:.1} ms)",
+                        o as f64 / 1000.0,
+                        j as f64 / 1000.0
+                    ),
+                    _ => println!("clock: not synchronised yet"),
+                }
             })?;
         }
         Cmd::Play {

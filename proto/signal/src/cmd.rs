@@ -88,4 +88,11 @@ pub struct DeviceDescription {
     pub uptime_s: u64,
     /// Seconds this registration with the SCU has lasted.
     pub connected_s: u64,
+    /// Correction applied to the device's clock to agree with its SCU, µs (H.626.4 7.2);
+    /// absent until the first synchronisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_us: Option<i64>,
+    /// Jitter of the clock synchronisation, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_jitter_us: Option<i64>,
 }

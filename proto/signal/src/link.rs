@@ -77,6 +77,16 @@ pub enum LinkEvent {
         /// The account.
         user: Option<i64>,
     },
+    /// The SCU's answer to [`DeviceLink::request_time`]; stamp `t4` now and feed a
+    /// [`crate::clock::SyncFilter`].
+    TimeReply {
+        /// The device's clock when it asked.
+        t1_us: u64,
+        /// The SCU's clock at receipt.
+        t2_us: u64,
+        /// The SCU's clock at answer.
+        t3_us: u64,
+    },
     /// The SCU has gone quiet (no heartbeat answer in time) or said goodbye: reconnect.
     Lost {
         /// Why.
@@ -220,6 +230,21 @@ impl DeviceLink {
             (DeviceState::Registered, ScuToDevice::Revoke { user }) => {
                 self.events.push_back(LinkEvent::Revoke { user });
             }
+            (
+                DeviceState::Registered,
+                ScuToDevice::TimeReply {
+                    t1_us,
+                    t2_us,
+                    t3_us,
+                },
+            ) => {
+                self.deadline = now + self.heartbeat * 3;
+                self.events.push_back(LinkEvent::TimeReply {
+                    t1_us,
+                    t2_us,
+                    t3_us,
+                });
+            }
             (_, ScuToDevice::Bye { reason }) => {
                 self.state = DeviceState::Closed;
                 self.events.push_back(LinkEvent::Lost { reason });
@@ -251,6 +276,14 @@ impl DeviceLink {
         let id = self.next_id;
         self.send(DeviceToScu::AuthorizePlay { token, client });
         Some(id)
+    }
+
+    /// H.626.4 7.2: asks the SCU for its time; `t1_us` is the device's clock now. The answer
+    /// comes as [`LinkEvent::TimeReply`]. Ignored when not registered.
+    pub fn request_time(&mut self, t1_us: u64) {
+        if self.state == DeviceState::Registered {
+            self.send(DeviceToScu::TimeRequest { t1_us });
+        }
     }
 
     /// Answers a command.
@@ -320,6 +353,7 @@ fn scu_msg_name(m: &ScuToDevice) -> &'static str {
         ScuToDevice::Command { .. } => "command",
         ScuToDevice::PlayVerdict { .. } => "play_verdict",
         ScuToDevice::Revoke { .. } => "revoke",
+        ScuToDevice::TimeReply { .. } => "time_reply",
         ScuToDevice::Bye { .. } => "bye",
     }
 }
@@ -360,6 +394,14 @@ pub enum PeerEvent {
         token: String,
         /// The viewer's address.
         client: String,
+    },
+    /// The device asks for the time (H.626.4 7.2); answer with [`ScuPeer::time_reply`],
+    /// stamping `t2` as close to the request's arrival as the shell can.
+    TimeRequest {
+        /// The request id.
+        id: u64,
+        /// The device's `t1`, echoed back.
+        t1_us: u64,
     },
     /// The connection is over; close it.
     Closed {
@@ -599,6 +641,12 @@ impl ScuPeer {
                     .collect();
                 self.events.push_back(PeerEvent::Endpoints { rtsp });
             }
+            (PeerState::Registered { device_id }, DeviceToScu::TimeRequest { t1_us }) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                self.events
+                    .push_back(PeerEvent::TimeRequest { id: env.id, t1_us });
+            }
             (PeerState::Registered { device_id }, DeviceToScu::AuthorizePlay { token, client }) => {
                 self.state = PeerState::Registered { device_id };
                 self.deadline = now + self.config.dead_after;
@@ -616,6 +664,7 @@ impl ScuPeer {
                     DeviceToScu::CommandReply { .. } => "command_reply",
                     DeviceToScu::Endpoints { .. } => "endpoints",
                     DeviceToScu::AuthorizePlay { .. } => "authorize_play",
+                    DeviceToScu::TimeRequest { .. } => "time_request",
                 };
                 self.refuse(
                     RefusalCode::ProtocolError,
@@ -661,6 +710,24 @@ impl ScuPeer {
     pub fn send_command(&mut self, command: DeviceCommand) -> Option<u64> {
         matches!(self.state, PeerState::Registered { .. })
             .then(|| self.send(ScuToDevice::Command { command }))
+    }
+
+    /// Answers a [`PeerEvent::TimeRequest`] with the SCU's clock at receipt (`t2_us`) and now
+    /// (`t3_us`), Unix µs.
+    pub fn time_reply(&mut self, re: u64, t1_us: u64, t2_us: u64, t3_us: u64) {
+        if matches!(self.state, PeerState::Registered { .. }) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.out.push_back(encode(&Envelope::reply(
+                id,
+                re,
+                ScuToDevice::TimeReply {
+                    t1_us,
+                    t2_us,
+                    t3_us,
+                },
+            )));
+        }
     }
 
     /// Answers an [`PeerEvent::AuthorizePlay`].
@@ -872,6 +939,38 @@ mod tests {
         );
         p.drive();
         assert!(matches!(p.scu_events.pop(), Some(PeerEvent::Reply { re, .. }) if re == id));
+    }
+
+    #[test]
+    fn h626_7_2_time_exchange_in_virtual_time() {
+        let (mut p, pk) = Pair::new(1);
+        p.drive();
+        let Some(PeerEvent::Verify(req)) = p.scu_events.pop() else {
+            panic!()
+        };
+        let v = verify_like_cmu(&pk, &req);
+        p.scu.verdict(p.now, "s1".into(), v);
+        p.drive();
+        p.dev_events.clear();
+        p.dev.request_time(1_000);
+        p.drive();
+        let Some(PeerEvent::TimeRequest { id, t1_us }) = p.scu_events.pop() else {
+            panic!("no time request: {:?}", p.scu_events)
+        };
+        assert_eq!(t1_us, 1_000);
+        p.scu.time_reply(id, t1_us, 601_000_500, 601_000_600);
+        p.drive();
+        assert_eq!(
+            p.dev_events.pop(),
+            Some(LinkEvent::TimeReply {
+                t1_us: 1_000,
+                t2_us: 601_000_500,
+                t3_us: 601_000_600
+            })
+        );
+        // The exchange keeps the connection registered on both sides.
+        p.advance(Duration::from_secs(60));
+        assert!(!p.dev.is_closed() && !p.scu.is_closed());
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub enum DeviceToScu {
         /// The viewer's address as the device sees it (for the audit log).
         client: String,
     },
+    /// H.626.4 7.2 clock synchronisation: the device's clock when it asked, Unix µs.
+    TimeRequest {
+        /// `t1`.
+        t1_us: u64,
+    },
 }
 
 /// Messages from the SCU to a device.
@@ -131,6 +136,15 @@ pub enum ScuToDevice {
         /// The account whose sessions end.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<i64>,
+    },
+    /// Answer to [`DeviceToScu::TimeRequest`]: the SCU's clock at receipt and at answer.
+    TimeReply {
+        /// `t1`, echoed.
+        t1_us: u64,
+        /// `t2`: when the request arrived, SCU clock, Unix µs.
+        t2_us: u64,
+        /// `t3`: when the answer left, SCU clock, Unix µs.
+        t3_us: u64,
     },
     /// The SCU is dropping this session (another registration replaced it, or it was revoked).
     Bye {

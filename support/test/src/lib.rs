@@ -367,3 +367,53 @@ pub fn impostor(of: &DeviceIdentity) -> DeviceIdentity {
         of.bind_code.clone(),
     )
 }
+
+/// Plays `url` (an RTSP URL with its token) over TCP interleaved with a minimal RTSP client:
+/// DESCRIBE, SETUP of the video track on channels 0-1, PLAY. Returns the connection right
+/// after the PLAY answer, with interleaved media to follow.
+pub async fn play_raw(url: &str) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hostport = url
+        .trim_start_matches("rtsp://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let base = url.split('?').next().unwrap_or(url);
+    let mut tcp = tokio::net::TcpStream::connect(&hostport).await?;
+    let mut session = String::new();
+    for step in 0..3 {
+        let req = match step {
+            0 => format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            1 => format!(
+                "SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ),
+            _ => format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+        };
+        tcp.write_all(req.as_bytes()).await?;
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).await?;
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        anyhow::ensure!(text.starts_with("RTSP/1.0 200"), "refused: {text}");
+        let header = |name: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        if let Some(len) = header("content-length") {
+            let mut body = vec![0u8; len.parse()?];
+            tcp.read_exact(&mut body).await?;
+        }
+        if let Some(s) = header("session") {
+            session = s.split(';').next().unwrap_or_default().to_owned();
+        }
+    }
+    Ok(tcp)
+}

@@ -11,12 +11,14 @@ use peercam_base::Backoff;
 use peercam_net::Shutdown;
 use peercam_net::rustls::ClientConfig;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
+use peercam_signal::clock::{Sample, SyncFilter};
 use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
 use peercam_signal::identity::DeviceIdentity;
 use peercam_signal::link::{DeviceLink, LinkEvent};
 use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::clock::MediaClock;
 use crate::control::{Control, ControlError};
 use crate::{Config, PuStatus, SW_VERSION};
 
@@ -47,6 +49,7 @@ pub(crate) struct Agent {
     pub(crate) advertise: Vec<String>,
     pub(crate) revocations: broadcast::Sender<Revocation>,
     pub(crate) control: Arc<Control>,
+    pub(crate) clock: Arc<MediaClock>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -119,6 +122,10 @@ impl Agent {
         link.report_endpoints(self.advertise.clone());
         let mut connected_at = Instant::now();
         let mut pending: HashMap<u64, oneshot::Sender<PlayVerdict>> = HashMap::new();
+        // H.626.4 7.2: a burst of time requests after registering, then one every 30 s.
+        let mut sync = SyncFilter::new();
+        let mut next_sync: Option<Instant> = None;
+        let mut burst = 0u32;
         let result = loop {
             let mut end = None;
             while let Some(ev) = link.poll_event() {
@@ -129,6 +136,8 @@ impl Agent {
                         connected_at = Instant::now();
                         self.registrations.fetch_add(1, Ordering::Relaxed);
                         let _ = self.status.send(PuStatus::Registered { session });
+                        next_sync = Some(Instant::now());
+                        burst = 4;
                     }
                     LinkEvent::Refused { code, message } => {
                         tracing::error!(device = %self.identity.device_id, ?code, %message, "registration refused");
@@ -155,6 +164,19 @@ impl Agent {
                     LinkEvent::Revoke { user } => {
                         tracing::info!(device = %self.identity.device_id, ?user, "platform revoked live sessions");
                         let _ = self.revocations.send(user);
+                    }
+                    LinkEvent::TimeReply {
+                        t1_us,
+                        t2_us,
+                        t3_us,
+                    } => {
+                        let t4 = self.clock.raw_us();
+                        if let Some(s) = Sample::new(t1_us, t2_us, t3_us, t4) {
+                            sync.push(s);
+                            if let Some(e) = sync.estimate() {
+                                self.clock.apply(&e);
+                            }
+                        }
                     }
                     LinkEvent::Lost { reason } => end = Some(reason),
                     _ => {}
@@ -192,9 +214,23 @@ impl Agent {
             if link.is_closed() {
                 break Err("link closed".into());
             }
+            if let Some(at) = next_sync
+                && Instant::now() >= at
+            {
+                link.request_time(self.clock.raw_us());
+                let gap = if burst > 1 {
+                    burst -= 1;
+                    Duration::from_millis(250)
+                } else {
+                    Duration::from_secs(30)
+                };
+                next_sync = Some(at + gap);
+                continue;
+            }
             let deadline = link
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            let deadline = next_sync.map_or(deadline, |s| s.min(deadline));
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
@@ -277,6 +313,8 @@ impl Agent {
                 model: self.identity.model.clone(),
                 uptime_s: self.started.elapsed().as_secs(),
                 connected_s: connected_at.elapsed().as_secs(),
+                clock_offset_us: self.clock.status().map(|s| s.0),
+                clock_jitter_us: self.clock.status().map(|s| s.1),
             }),
             _ => DeviceReply::Failed {
                 code: "unsupported".into(),

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
 mod agent;
+pub mod clock;
 pub mod control;
 pub mod media;
 mod rtsp;
@@ -90,6 +91,10 @@ pub struct Config {
     /// day. Default 0.
     #[serde(default)]
     pub day_cycle_s: u32,
+    /// Labs and tests only: pretend the device's clock is off by this much, ms, to watch
+    /// synchronisation with the SCU (H.626.4 7.2) correct it. Default 0.
+    #[serde(default)]
+    pub clock_skew_ms: i64,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -124,6 +129,7 @@ impl Config {
             source_file: None,
             state_dir: None,
             day_cycle_s: 0,
+            clock_skew_ms: 0,
         }
     }
 }
@@ -208,7 +214,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     let day =
         (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
     let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
-    let hub = media::MediaHub::with_control(stream_id, source, control.clone());
+    let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
+    let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     let server = rtsp::Server::new(rtsp::ServerSettings {
         device_id: identity.device_id.clone(),
         max_fps: config.max_fps,
@@ -229,6 +236,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         advertise,
         revocations: revoke_tx,
         control,
+        clock,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     Ok(Running {

@@ -346,9 +346,14 @@ impl Connection {
                 Err(_) => break,
             }
         }
-        let fresh = queued
-            .first()
-            .is_some_and(|k| unix_us().saturating_sub(k.capture_unix_us) < FRESH_KEY_US);
+        let fresh = queued.first().is_some_and(|k| {
+            self.settings
+                .hub
+                .clock()
+                .now_us()
+                .saturating_sub(k.capture_unix_us)
+                < FRESH_KEY_US
+        });
         if fresh {
             self.waiting_key = false;
             queued
@@ -443,7 +448,7 @@ impl Connection {
                 return;
             }
         };
-        let Some((sps, pps)) = sub.parameter_sets(Duration::from_secs(3)).await else {
+        let Some((sps, pps)) = sub.parameter_sets(Duration::from_secs(5)).await else {
             let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
             return;
         };
@@ -586,7 +591,8 @@ impl Connection {
 
     /// RTCP sender reports (RFC 3550 6.4.1) tying each track's RTP time to the wall clock.
     async fn send_reports(&mut self) {
-        let now = unix_us();
+        // H.626.4 7.2: sender reports carry the clock synchronised with the SCU.
+        let now = self.settings.hub.clock().now_us();
         for (t, track) in &mut self.tracks {
             let (last, rate) = if *t == 0 {
                 (self.last_video, 90_000)

@@ -58,6 +58,8 @@ pub(crate) async fn run(
     let mut pending: HashMap<u64, oneshot::Sender<DeviceReply>> = HashMap::new();
     let mut held = None;
 
+    // When the last frame arrived, SCU clock (t2 of a time request, 7.2).
+    let mut rx_wall_us = unix_us();
     loop {
         // Flush everything the state machine produced, then act on its events.
         let mut wrote = false;
@@ -148,6 +150,10 @@ pub(crate) async fn run(
                         });
                     }
                 }
+                // H.626.4 7.2: the SCU is the devices' time reference.
+                PeerEvent::TimeRequest { id, t1_us } => {
+                    sm.time_reply(id, t1_us, rx_wall_us, unix_us())
+                }
                 PeerEvent::Reply { re, reply } => {
                     if let Some(waiter) = pending.remove(&re) {
                         let _ = waiter.send(reply);
@@ -158,6 +164,18 @@ pub(crate) async fn run(
                 }
                 _ => {}
             }
+        }
+        // What the events produced (a time reply, a refusal) goes out before we wait again.
+        let mut wrote = false;
+        while let Some(frame) = sm.poll_transmit() {
+            let text = String::from_utf8(frame).unwrap_or_default();
+            if sink.feed(Message::text(text)).await.is_err() {
+                break;
+            }
+            wrote = true;
+        }
+        if wrote && sink.flush().await.is_err() {
+            break;
         }
         if sm.is_closed() {
             // Flush a final refusal or bye, then close.
@@ -176,8 +194,14 @@ pub(crate) async fn run(
         );
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => sm.handle_input(Instant::now().into_std(), t.as_bytes()),
-                Some(Ok(Message::Binary(b))) => sm.handle_input(Instant::now().into_std(), &b),
+                Some(Ok(Message::Text(t))) => {
+                    rx_wall_us = unix_us();
+                    sm.handle_input(Instant::now().into_std(), t.as_bytes());
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    rx_wall_us = unix_us();
+                    sm.handle_input(Instant::now().into_std(), &b);
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
@@ -215,4 +239,10 @@ pub(crate) async fn run(
             })
             .await;
     }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

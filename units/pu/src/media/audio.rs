@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use audio_codec::Encoder as _;
 use peercam_signal::play::AudioCodec;
 use tokio::sync::broadcast;
+
+use crate::clock::MediaClock;
 
 /// One encoded 20 ms frame.
 pub struct AudioFrame {
@@ -133,12 +135,20 @@ pub struct AudioSubscription {
 
 /// One tone generator and encoder per codec, shared by every session that asks for it (as
 /// the video encoders are per profile): a viewer costs a header per packet, not an encoder.
-#[derive(Default)]
 pub struct AudioHub {
     feeds: Mutex<HashMap<AudioCodec, Weak<Feed>>>,
+    clock: Arc<MediaClock>,
 }
 
 impl AudioHub {
+    /// A hub stamping capture times from `clock`.
+    pub fn new(clock: Arc<MediaClock>) -> Self {
+        Self {
+            feeds: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
     /// Subscribes to `codec`'s feed, starting it if needed; `None` for no audio.
     pub fn subscribe(&self, codec: AudioCodec) -> Result<Option<AudioSubscription>, String> {
         if codec == AudioCodec::None {
@@ -161,9 +171,10 @@ impl AudioHub {
                     stopped: AtomicBool::new(false),
                 });
                 let worker = feed.clone();
+                let clock = self.clock.clone();
                 std::thread::Builder::new()
                     .name(format!("audio-{codec:?}"))
-                    .spawn(move || run_feed(&worker, source))
+                    .spawn(move || run_feed(&worker, source, &clock))
                     .map_err(|e| format!("cannot start the audio thread: {e}"))?;
                 map.insert(codec, Arc::downgrade(&feed));
                 feed
@@ -177,14 +188,8 @@ impl AudioHub {
     }
 }
 
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// Makes a frame every 20 ms by the clock (no drift) until nobody listened for 3 s.
-fn run_feed(feed: &Feed, mut source: AudioSource) {
+fn run_feed(feed: &Feed, mut source: AudioSource, clock: &MediaClock) {
     let start = Instant::now();
     let mut media_ts: u32 = 0;
     let mut idle_since: Option<Instant> = None;
@@ -201,7 +206,7 @@ fn run_feed(feed: &Feed, mut source: AudioSource) {
         } else {
             idle_since = None;
         }
-        let capture_unix_us = unix_us();
+        let capture_unix_us = clock.now_us();
         let frame = source.next_frame(capture_unix_us / 1000);
         let _ = feed.tx.send(Arc::new(AudioPacket {
             payload: frame.payload,
@@ -247,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_share_one_feed_per_codec() {
-        let hub = AudioHub::default();
+        let hub = AudioHub::new(Arc::new(MediaClock::new(0)));
         let mut a = hub
             .subscribe(AudioCodec::Pcma)
             .expect("thread")

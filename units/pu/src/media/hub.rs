@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openh264::OpenH264API;
@@ -21,6 +21,7 @@ use peercam_signal::play::Caps;
 use tokio::sync::{broadcast, watch};
 
 use super::scene::{Frame, render};
+use crate::clock::MediaClock;
 use crate::control::Control;
 
 /// A viewing profile: picture size, frame rate and bit rate (H.626.4 6.1.3: CIF, D1, 720P,
@@ -138,6 +139,7 @@ impl Subscription {
 pub struct MediaHub {
     pipelines: Mutex<HashMap<Profile, Weak<Pipeline>>>,
     control: Arc<Control>,
+    clock: Arc<MediaClock>,
     stream_id: u32,
     source: Source,
     audio: super::audio::AudioHub,
@@ -210,12 +212,23 @@ impl MediaHub {
     /// A hub serving `source`, rendering the synthetic scene as `control` says (PTZ, night
     /// vision, OSD, H.626.4 8.5, 8.9.1).
     pub fn with_control(stream_id: u32, source: Source, control: Arc<Control>) -> Arc<Self> {
+        Self::with_parts(stream_id, source, control, Arc::new(MediaClock::new(0)))
+    }
+
+    /// A hub whose capture times come from `clock` (synchronised with the SCU, 7.2).
+    pub fn with_parts(
+        stream_id: u32,
+        source: Source,
+        control: Arc<Control>,
+        clock: Arc<MediaClock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pipelines: Mutex::new(HashMap::new()),
+            audio: super::audio::AudioHub::new(clock.clone()),
+            clock,
             control,
             stream_id,
             source,
-            audio: super::audio::AudioHub::default(),
         })
     }
 
@@ -257,6 +270,7 @@ impl MediaHub {
                 let name = format!("enc-{}x{}@{}", profile.width, profile.height, profile.fps);
                 let source = self.source.clone();
                 let control = self.control.clone();
+                let clock = self.clock.clone();
                 let encoder = match &source {
                     Source::Synthetic => {
                         Some(make_encoder(profile, control.view(Instant::now()).gop_s)?)
@@ -266,9 +280,11 @@ impl MediaHub {
                 std::thread::Builder::new()
                     .name(name)
                     .spawn(move || match (source, encoder) {
-                        (Source::File { units, .. }, _) => run_file(&worker, &units, stream_id),
+                        (Source::File { units, .. }, _) => {
+                            run_file(&worker, &units, stream_id, &clock);
+                        }
                         (Source::Synthetic, Some(encoder)) => {
-                            run_pipeline(&worker, encoder, stream_id, &control)
+                            run_pipeline(&worker, encoder, stream_id, &control, &clock);
                         }
                         (Source::Synthetic, None) => {}
                     })
@@ -294,6 +310,11 @@ impl MediaHub {
         codec: peercam_signal::play::AudioCodec,
     ) -> Result<Option<super::audio::AudioSubscription>, String> {
         self.audio.subscribe(codec)
+    }
+
+    /// The media clock.
+    pub fn clock(&self) -> &MediaClock {
+        &self.clock
     }
 
     /// How many encoders run now.
@@ -323,12 +344,6 @@ pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
         .num_threads(1);
     Encoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| format!("H.264 encoder: {e}"))
-}
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Strips an Annex B start code.
@@ -416,14 +431,20 @@ fn publish(
     p.frames.fetch_add(1, Ordering::Relaxed);
 }
 
-fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32, control: &Control) {
+fn run_pipeline(
+    p: &Pipeline,
+    mut encoder: Encoder,
+    stream_id: u32,
+    control: &Control,
+    clock: &MediaClock,
+) {
     let profile = p.profile;
     let mut frame = Frame::new(usize::from(profile.width), usize::from(profile.height));
     let mut pacer = Pacer::new(profile.fps);
     let mut n: u64 = 0;
     let mut gop_s = control.view(Instant::now()).gop_s;
     while pacer.wait(p, n) {
-        let capture_unix_us = unix_us();
+        let capture_unix_us = clock.now_us();
         let view = control.view(Instant::now());
         if view.gop_s != gop_s {
             // H.626.4 8.9.1: a new GOP length applies at once, from a fresh encoder (its
@@ -473,7 +494,12 @@ fn run_pipeline(p: &Pipeline, mut encoder: Encoder, stream_id: u32, control: &Co
 
 /// Plays a file's access units in a loop at the profile's rate. A joiner's IDR request jumps
 /// to the next IDR of the file at once (no waiting for the GOP).
-fn run_file(p: &Pipeline, units: &[peercam_media::annexb::AccessUnit], stream_id: u32) {
+fn run_file(
+    p: &Pipeline,
+    units: &[peercam_media::annexb::AccessUnit],
+    stream_id: u32,
+    clock: &MediaClock,
+) {
     let mut pacer = Pacer::new(p.profile.fps);
     let mut i = 0usize;
     let mut n: u64 = 0;
@@ -491,7 +517,7 @@ fn run_file(p: &Pipeline, units: &[peercam_media::annexb::AccessUnit], stream_id
             .filter(|nal| nal.first().is_some_and(|b| b & 0x1f != 9)) // no AUD
             .map(|nal| Bytes::copy_from_slice(nal))
             .collect();
-        publish(p, nals, au.is_key(), n, unix_us(), stream_id);
+        publish(p, nals, au.is_key(), n, clock.now_us(), stream_id);
         i = (i + 1) % units.len();
         n += 1;
     }
