@@ -69,6 +69,7 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "PlayRequest" => json!({"max_width": 352}),
         "PtzCommand" => json!({"op": "stop"}),
         "ResetRequest" => json!({}),
+        "WlanConfig" => json!({"ssid": "x", "security": "open"}),
         // A made-up permit: even an authorised caller is refused (8.9.1 needs a real one).
         "SetParamsRequest" => json!({
             "permit": "pcp_made_up",
@@ -239,8 +240,9 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                     }
                     Some((owner, scopes)) => {
                         let needs_owner = r.access == Access::Owner;
-                        let needs_config =
-                            r.path.ends_with("/status") || r.path.contains("/params");
+                        let needs_config = r.path.ends_with("/status")
+                            || r.path.contains("/params")
+                            || r.path.ends_with("/wlan");
                         let needs_ptz = r.path.ends_with("/ptz");
                         let denied = (needs_owner && !owner)
                             || (needs_config && !scopes.contains(Scope::Config))

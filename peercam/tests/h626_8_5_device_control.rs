@@ -573,3 +573,93 @@ async fn h626_8_9_1_cli_ptz_params_and_reset() {
     assert!(w.owner.devices().await.unwrap().is_empty());
     w.c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_11_wlan_switch_and_automatic_return() {
+    use peercam_signal::control::{WlanConfig, WlanSecurity};
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let radio = c.path().join("radio.json");
+    std::fs::write(
+        &radio,
+        r#"{"current": "home", "networks": [
+            {"ssid": "home", "security": "wpa2_psk", "passphrase": "homehome1", "signal_pct": 70},
+            {"ssid": "office", "security": "wpa3_sae", "passphrase": "officepass", "signal_pct": 40},
+            {"ssid": "cafe", "security": "open", "reaches_platform": false}
+        ]}"#,
+    )
+    .unwrap();
+    let _pu = c
+        .start_pu_with(&id, 0, |cfg| {
+            cfg.wlan = Some(format!("file:{}", radio.display()));
+            cfg.wlan_confirm_s = 3;
+            cfg.reconnect_max_ms = 500;
+        })
+        .await
+        .unwrap();
+    c.wait_online(&id.device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner("+15550500003").await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let dev = id.device_id.to_string();
+
+    let s = owner.wlan(&dev).await.unwrap();
+    assert_eq!(s.current.as_deref(), Some("home"));
+    assert_eq!(s.networks.len(), 3);
+    let cfg = |ssid: &str, security, pass: &str| WlanConfig {
+        ssid: ssid.into(),
+        security,
+        passphrase: pass.into(),
+    };
+    // Values out of range never reach the camera; a wrong passphrase fails on the camera.
+    let e = owner
+        .set_wlan(&dev, &cfg("office", WlanSecurity::Wpa3Sae, "short"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(422));
+    let e = owner
+        .set_wlan(&dev, &cfg("office", WlanSecurity::Wpa3Sae, "wrong pass"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("refused the passphrase"), "{e}");
+
+    // A network without a way to the platform: the camera goes back by itself.
+    let s = owner
+        .set_wlan(&dev, &cfg("cafe", WlanSecurity::Open, ""))
+        .await
+        .unwrap();
+    assert_eq!(s.last_switch.unwrap().outcome, "pending");
+    c.wait_online(&id.device_id, false, Duration::from_secs(5))
+        .await
+        .unwrap();
+    c.wait_online(&id.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let s = owner.wlan(&dev).await.unwrap();
+    assert_eq!(s.current.as_deref(), Some("home"));
+    let last = s.last_switch.unwrap();
+    assert_eq!(
+        (last.ssid.as_str(), last.outcome.as_str()),
+        ("cafe", "reverted")
+    );
+
+    // A good network: confirmed once the camera registers through it.
+    owner
+        .set_wlan(&dev, &cfg("office", WlanSecurity::Wpa3Sae, "officepass"))
+        .await
+        .unwrap();
+    let mut outcome = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(s) = owner.wlan(&dev).await {
+            outcome = s.last_switch.map(|l| l.outcome).unwrap_or_default();
+            if outcome == "confirmed" {
+                assert_eq!(s.current.as_deref(), Some("office"));
+                break;
+            }
+        }
+    }
+    assert_eq!(outcome, "confirmed");
+    c.stop().await;
+}

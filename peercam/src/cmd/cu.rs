@@ -123,6 +123,26 @@ enum Cmd {
         #[command(subcommand)]
         op: PtzOp,
     },
+    /// Show the networks a camera sees, or move it to another one (H.626.4 6.1.11). If the
+    /// platform cannot be reached through the new network, the camera returns to the old one
+    /// by itself.
+    Wlan {
+        device: String,
+        /// Join this network.
+        #[arg(long)]
+        join: Option<String>,
+        /// open, wpa2_psk or wpa3_sae.
+        #[arg(long, default_value = "wpa2_psk")]
+        security: String,
+        /// The passphrase (better from the environment than the command line).
+        #[arg(
+            long,
+            env = "PEERCAM_WLAN_PASSPHRASE",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        passphrase: String,
+    },
     /// Read or change a camera's parameters (H.626.4 8.9.1).
     #[command(subcommand)]
     Params(ParamsCmd),
@@ -594,6 +614,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         "  preset {:>2} {:<16} pan {:+.2} tilt {:+.2} zoom {:.2}x",
                         p.slot, p.name, p.pan, p.tilt, p.zoom
                     );
+                }
+            })?;
+        }
+        Cmd::Wlan {
+            device,
+            join,
+            security,
+            passphrase,
+        } => {
+            let client = conn.client().await?;
+            let s = match join {
+                None => client.wlan(&device).await?,
+                Some(ssid) => {
+                    let security = serde_json::from_value(serde_json::Value::String(security))
+                        .map_err(|_| anyhow::anyhow!("--security: open, wpa2_psk or wpa3_sae"))?;
+                    let config = peercam_signal::control::WlanConfig {
+                        ssid,
+                        security,
+                        passphrase,
+                    };
+                    client.set_wlan(&device, &config).await?
+                }
+            };
+            print(json, &s, |s| {
+                println!("on: {}", s.current.as_deref().unwrap_or("(none)"));
+                for n in &s.networks {
+                    println!("  {:<32} {:>3} % {:?}", n.ssid, n.signal_pct, n.security);
+                }
+                if let Some(l) = &s.last_switch {
+                    println!("last switch to {:?}: {}", l.ssid, l.outcome);
                 }
             })?;
         }

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::{DeviceParams, FieldError, ParamsState, PtzCommand, PtzState};
+use crate::control::{
+    DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
+};
 
 /// A command for a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +30,14 @@ pub enum DeviceCommand {
         base_revision: u64,
         /// The whole new document.
         params: DeviceParams,
+    },
+    /// Scan for networks and report the WLAN state (6.1.11).
+    WlanScan,
+    /// Join a network (6.1.11); the device answers at once and switches, and goes back to
+    /// the previous network if the platform cannot be reached through the new one.
+    WlanConnect {
+        /// The network.
+        config: WlanConfig,
     },
     /// Return to factory state (8.10): the device acknowledges, then resets.
     Reset {
@@ -65,6 +75,11 @@ pub enum DeviceReply {
     },
     /// A reset order was received; the device resets now (8.10).
     ResetAccepted,
+    /// The WLAN state (after a scan, or a switch that is under way).
+    Wlan {
+        /// The state.
+        state: WlanState,
+    },
     /// The command failed on the device.
     Failed {
         /// Machine-readable reason.

@@ -420,6 +420,100 @@ pub struct ParamsState {
     pub light_pct: u8,
 }
 
+/// WLAN security (H.626.4 6.1.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WlanSecurity {
+    /// No encryption.
+    Open,
+    /// WPA2 personal (pre-shared key).
+    Wpa2Psk,
+    /// WPA3 personal (SAE).
+    Wpa3Sae,
+}
+
+/// A network the camera sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WlanNetwork {
+    /// Network name.
+    pub ssid: String,
+    /// Its security.
+    pub security: WlanSecurity,
+    /// Signal strength, 0..=100 %.
+    pub signal_pct: u8,
+}
+
+/// Join a network (6.1.11). If the camera cannot reach the platform through it within the
+/// camera's confirmation time, it returns to the previous network by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WlanConfig {
+    /// Network name, 1..=32 bytes.
+    pub ssid: String,
+    /// Security.
+    pub security: WlanSecurity,
+    /// Passphrase: 8..=63 printable ASCII characters for WPA2/WPA3, empty for open networks.
+    #[serde(default)]
+    pub passphrase: String,
+}
+
+impl WlanConfig {
+    /// Checks the fields; every error at once.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if self.ssid.is_empty() || self.ssid.len() > 32 || self.ssid.chars().any(char::is_control) {
+            e.push(FieldError::new(
+                "ssid",
+                "1 to 32 bytes, no control characters",
+            ));
+        }
+        let printable = self.passphrase.bytes().all(|b| (0x20..0x7f).contains(&b));
+        match self.security {
+            WlanSecurity::Open if !self.passphrase.is_empty() => e.push(FieldError::new(
+                "passphrase",
+                "an open network takes no passphrase",
+            )),
+            WlanSecurity::Wpa2Psk | WlanSecurity::Wpa3Sae
+                if !(8..=63).contains(&self.passphrase.len()) || !printable =>
+            {
+                e.push(FieldError::new(
+                    "passphrase",
+                    "8 to 63 printable ASCII characters",
+                ));
+            }
+            _ => {}
+        }
+        if e.is_empty() { Ok(()) } else { Err(e) }
+    }
+}
+
+/// What the camera's WLAN is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WlanState {
+    /// The network joined now, if any.
+    pub current: Option<String>,
+    /// Networks in range (after a scan).
+    pub networks: Vec<WlanNetwork>,
+    /// How the last switch ended: `pending`, `confirmed` or `reverted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switch: Option<WlanSwitch>,
+}
+
+/// The outcome of a switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WlanSwitch {
+    /// The network asked for.
+    pub ssid: String,
+    /// `pending`, `confirmed` (the platform was reached through it) or `reverted` (it was
+    /// not, within the confirmation time, so the camera went back).
+    pub outcome: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +658,33 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = DeviceParams::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn wlan_config_rules() {
+        let ok = WlanConfig {
+            ssid: "home".into(),
+            security: WlanSecurity::Wpa2Psk,
+            passphrase: "correct horse".into(),
+        };
+        assert!(ok.validate().is_ok());
+        let bad = WlanConfig {
+            ssid: String::new(),
+            security: WlanSecurity::Wpa3Sae,
+            passphrase: "short".into(),
+        };
+        let f: Vec<String> = bad
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(f, ["ssid", "passphrase"]);
+        let open = WlanConfig {
+            ssid: "cafe".into(),
+            security: WlanSecurity::Open,
+            passphrase: "x".into(),
+        };
+        assert!(open.validate().is_err());
     }
 }

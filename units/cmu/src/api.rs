@@ -214,6 +214,22 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("ParamsState")
         ),
         r!(
+            "GET",
+            "/api/v1/devices/{id}/wlan",
+            Customer,
+            "Networks the camera sees and the one it is on (6.1.11, needs `config`)",
+            None,
+            Some("WlanState")
+        ),
+        r!(
+            "PUT",
+            "/api/v1/devices/{id}/wlan",
+            Customer,
+            "Move the camera to another WLAN; it returns by itself if the platform is unreachable there (6.1.11, needs `config`)",
+            Some("WlanConfig"),
+            Some("WlanState")
+        ),
+        r!(
             "POST",
             "/api/v1/devices/{id}/reset",
             Owner,
@@ -367,6 +383,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/params/permit") => post(crate::control::params_permit),
         ("PUT", "/api/v1/devices/{id}/params") => put(crate::control::set_params),
         ("POST", "/api/v1/devices/{id}/reset") => post(crate::control::reset),
+        ("GET", "/api/v1/devices/{id}/wlan") => get(crate::control::get_wlan),
+        ("PUT", "/api/v1/devices/{id}/wlan") => put(crate::control::set_wlan),
         ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
         ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
         ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
@@ -547,6 +565,11 @@ pub fn openapi() -> OpenApi {
         .schema_from::<peercam_signal::control::AudioParams>()
         .schema_from::<peercam_signal::control::AlarmInput>()
         .schema_from::<peercam_signal::control::FieldError>()
+        .schema_from::<peercam_signal::control::WlanConfig>()
+        .schema_from::<peercam_signal::control::WlanSecurity>()
+        .schema_from::<peercam_signal::control::WlanState>()
+        .schema_from::<peercam_signal::control::WlanNetwork>()
+        .schema_from::<peercam_signal::control::WlanSwitch>()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

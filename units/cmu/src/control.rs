@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use peercam_base::{DeviceId, Scope};
 use peercam_signal::cm::{ConfigPermit, ResetRequest, SetParamsRequest};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
-use peercam_signal::control::{ParamsState, PtzCommand, PtzState};
+use peercam_signal::control::{ParamsState, PtzCommand, PtzState, WlanConfig, WlanState};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::{Need, Principal, audit, device_access};
@@ -242,4 +242,51 @@ pub(crate) async fn reset(
 
 async fn release(st: &Shared, id: &DeviceId) -> ApiResult<()> {
     crate::handlers::release_device(st, id).await
+}
+
+/// H.626.4 6.1.11: the networks the camera sees and the one it is on.
+pub(crate) async fn get_wlan(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WlanState>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    let (_, reply) = st.platform.command(&id, DeviceCommand::WlanScan).await?;
+    match reply {
+        DeviceReply::Wlan { state } => Ok(Json(state)),
+        other => Err(device_error(other)),
+    }
+}
+
+/// H.626.4 6.1.11: move the camera to another network. It answers at once, switches, and
+/// returns to the previous network by itself if the platform is not reachable through the
+/// new one in time; `GET .../wlan` shows how the switch ended.
+pub(crate) async fn set_wlan(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(config): Json<WlanConfig>,
+) -> ApiResult<Json<WlanState>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    config.validate().map_err(ApiErr::invalid)?;
+    let ssid = config.ssid.clone();
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::WlanConnect { config })
+        .await?;
+    match reply {
+        DeviceReply::Wlan { state } => {
+            audit(
+                &st.db,
+                Some(p.id),
+                "device.wlan.set",
+                Some(id.as_str()),
+                "ok",
+                &ssid,
+            )
+            .await;
+            Ok(Json(state))
+        }
+        other => Err(device_error(other)),
+    }
 }

@@ -8,7 +8,9 @@ pub mod live;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;
-use peercam_signal::control::{DeviceParams, FieldError, ParamsState, PtzCommand, PtzState};
+use peercam_signal::control::{
+    DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -341,6 +343,21 @@ impl Client {
                 base_revision: permit.revision,
                 params,
             }),
+        )
+        .await
+    }
+
+    /// The networks a camera sees and the one it is on (6.1.11).
+    pub async fn wlan(&self, id: &str) -> Result<WlanState, CuError> {
+        self.get(&format!("/api/v1/devices/{id}/wlan")).await
+    }
+
+    /// Moves a camera to another network (6.1.11).
+    pub async fn set_wlan(&self, id: &str, config: &WlanConfig) -> Result<WlanState, CuError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/devices/{id}/wlan"),
+            Some(config),
         )
         .await
     }

@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::MediaClock;
 use crate::control::{Control, ControlError};
+use crate::wlan::Wlan;
 use crate::{Config, PuStatus, SW_VERSION};
 
 /// What the media side asks of the platform link.
@@ -50,6 +51,7 @@ pub(crate) struct Agent {
     pub(crate) revocations: broadcast::Sender<Revocation>,
     pub(crate) control: Arc<Control>,
     pub(crate) clock: Arc<MediaClock>,
+    pub(crate) wlan: Option<Arc<Wlan>>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -105,6 +107,15 @@ impl Agent {
         shutdown: &Shutdown,
         backoff: &mut Backoff,
     ) -> Result<(), String> {
+        // H.626.4 6.1.11: a change of network drops the link; it is redialled through the new
+        // one (and the WLAN watchdog counts the registration that follows).
+        let mut network = self.wlan.as_ref().map(|w| w.network.subscribe());
+        if let Some(w) = &self.wlan
+            && !w.reaches_platform()
+        {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return Err("the platform is not reachable through this network".into());
+        }
         let ws = tokio::select! {
             r = peercam_net::ws::connect(&self.config.scu_url, self.tls.clone(), Duration::from_secs(10)) => r.map_err(|e| e.to_string())?,
             () = shutdown.wait() => return Ok(()),
@@ -249,6 +260,15 @@ impl Agent {
                     None => break Ok(()),
                 },
                 () = tokio::time::sleep_until(deadline.into()) => link.handle_timeout(Instant::now()),
+                r = async {
+                    match network.as_mut() {
+                        Some(n) => n.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let _ = sink.close().await;
+                    break Err(if r.is_ok() { "the WLAN changed networks" } else { "WLAN stopped" }.into());
+                }
                 () = shutdown.wait() => {
                     let _ = sink.close().await;
                     break Ok(());
@@ -302,6 +322,30 @@ impl Agent {
                     .set_params(base_revision, params, now)
                     .map(|state| DeviceReply::Params { state }),
             ),
+            // H.626.4 6.1.11.
+            DeviceCommand::WlanScan => match &self.wlan {
+                Some(w) => match w.state() {
+                    Ok(state) => DeviceReply::Wlan { state },
+                    Err(message) => DeviceReply::Failed {
+                        code: "wlan".into(),
+                        message,
+                    },
+                },
+                None => no_wlan(),
+            },
+            DeviceCommand::WlanConnect { config } => match &self.wlan {
+                Some(w) => match config.validate() {
+                    Err(errors) => DeviceReply::Invalid { errors },
+                    Ok(()) => match w.switch(&config, self.registrations.clone()) {
+                        Ok(state) => DeviceReply::Wlan { state },
+                        Err(message) => DeviceReply::Failed {
+                            code: "wlan".into(),
+                            message,
+                        },
+                    },
+                },
+                None => no_wlan(),
+            },
             DeviceCommand::Reset { wipe_recordings } => {
                 // Local recordings arrive with the SD-card recorder; nothing to wipe yet.
                 tracing::warn!(wipe_recordings, "factory reset ordered by the platform");
@@ -321,5 +365,12 @@ impl Agent {
                 message: "this agent does not know the command".into(),
             },
         }
+    }
+}
+
+fn no_wlan() -> DeviceReply {
+    DeviceReply::Failed {
+        code: "unsupported".into(),
+        message: "this camera has no WLAN configured (pu.toml `wlan`)".into(),
     }
 }

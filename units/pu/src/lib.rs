@@ -22,6 +22,7 @@ pub mod clock;
 pub mod control;
 pub mod media;
 mod rtsp;
+pub mod wlan;
 
 pub use agent::PlatformRequest;
 
@@ -95,6 +96,15 @@ pub struct Config {
     /// synchronisation with the SCU (H.626.4 7.2) correct it. Default 0.
     #[serde(default)]
     pub clock_skew_ms: i64,
+    /// WLAN backend (H.626.4 6.1.11): `networkmanager`, or `file:PATH` (a JSON description
+    /// of the networks in range, for the demo and tests). Default: none (WLAN commands are
+    /// refused as unsupported).
+    #[serde(default)]
+    pub wlan: Option<String>,
+    /// How long a WLAN switch has to reach the platform before the camera returns to the
+    /// previous network, seconds. Default 60.
+    #[serde(default = "default_wlan_confirm")]
+    pub wlan_confirm_s: u32,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -111,6 +121,9 @@ fn default_max_fps() -> u8 {
 }
 fn default_max_sessions() -> usize {
     64
+}
+fn default_wlan_confirm() -> u32 {
+    60
 }
 
 impl Config {
@@ -130,6 +143,8 @@ impl Config {
             state_dir: None,
             day_cycle_s: 0,
             clock_skew_ms: 0,
+            wlan: None,
+            wlan_confirm_s: default_wlan_confirm(),
         }
     }
 }
@@ -215,6 +230,24 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
     let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
     let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
+    let confirm = std::time::Duration::from_secs(config.wlan_confirm_s.max(1).into());
+    let wlan = match config.wlan.as_deref() {
+        None | Some("" | "none") => None,
+        Some("networkmanager") => {
+            Some(Box::new(wlan::NetworkManager) as Box<dyn wlan::WlanBackend>)
+        }
+        Some(other) => match other.strip_prefix("file:") {
+            Some(path) => {
+                Some(Box::new(wlan::FileBackend::new(path.into())) as Box<dyn wlan::WlanBackend>)
+            }
+            None => {
+                return Err(PuError::Source(format!(
+                    "wlan = {other:?}: expected \"networkmanager\" or \"file:PATH\""
+                )));
+            }
+        },
+    }
+    .map(|b| Arc::new(wlan::Wlan::new(b, confirm)));
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     let server = rtsp::Server::new(rtsp::ServerSettings {
         device_id: identity.device_id.clone(),
@@ -237,6 +270,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         revocations: revoke_tx,
         control,
         clock,
+        wlan,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     Ok(Running {
