@@ -432,6 +432,8 @@ impl Harness {
                             model: "C1".into(),
                             uptime_s: u64::from(dt),
                             connected_s: 0,
+                            clock_offset_us: None,
+                            clock_jitter_us: None,
                         })
                     } else {
                         DeviceReply::Failed {

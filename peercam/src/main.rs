@@ -41,8 +41,10 @@ enum Command {
     Pu(cmd::pu::Args),
     /// Customer unit: the command-line client of the platform.
     Cu(cmd::cu::Args),
-    /// Operator tasks: provision devices, approve accounts.
+    /// Operator tasks: provision devices, approve accounts, release packages.
     Admin(cmd::admin::Args),
+    /// Make release keys and sign releases, offline (H.626.4 8.11.1).
+    Release(cmd::release::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Pu(a) => cmd::pu::run(a).await,
             Command::Cu(a) => cmd::cu::run(a).await,
             Command::Admin(a) => cmd::admin::run(a).await,
+            Command::Release(a) => cmd::release::run(a).await,
         }
     });
     match result {

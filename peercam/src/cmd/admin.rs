@@ -30,6 +30,17 @@ enum Cmd {
     /// Accounts.
     #[command(subcommand)]
     Users(UserCmd),
+    /// Release packages (H.626.4 8.11.1).
+    #[command(subcommand)]
+    Packages(PkgCmd),
+}
+
+#[derive(Subcommand)]
+enum PkgCmd {
+    /// Upload a signed release: its manifest (from `peercam release sign`), then its payload.
+    Upload { manifest: PathBuf, payload: PathBuf },
+    /// List the packages.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +182,53 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         i.device_id,
                         i.bind_code.display(),
                         out.join(format!("{}.identity.toml", i.device_id)).display()
+                    );
+                }
+            })?;
+        }
+        Cmd::Packages(PkgCmd::Upload { manifest, payload }) => {
+            let text = std::fs::read(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let release: peercam_signal::upgrade::SignedManifest =
+                serde_json::from_slice(&text).context("not a signed manifest")?;
+            let view = c.upload_manifest(&release).await?;
+            let bar = indicatif::ProgressBar::new(view.size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("uploading {} {}", view.model, view.version));
+            let b2 = bar.clone();
+            let view = c
+                .upload_payload(&view.sha256, &payload, move |n| b2.set_position(n))
+                .await?;
+            bar.finish_and_clear();
+            print(json, &view, |v| {
+                println!(
+                    "{} {} stored ({} bytes, sha256 {})",
+                    v.model, v.version, v.size, v.sha256
+                );
+            })?;
+        }
+        Cmd::Packages(PkgCmd::List) => {
+            let l = c.packages().await?;
+            print(json, &l, |l| {
+                for p in l {
+                    println!(
+                        "{:<12} {:<10} {:>12} bytes  expires {}  {}  {}",
+                        p.model,
+                        p.version,
+                        p.size,
+                        p.expires_at,
+                        if p.stored {
+                            "stored"
+                        } else {
+                            "payload missing"
+                        },
+                        p.sha256
                     );
                 }
             })?;

@@ -143,6 +143,17 @@ enum Cmd {
         )]
         passphrase: String,
     },
+    /// Show a device's upgrade, or order one (H.626.4 8.11.1): the device checks the signed
+    /// release, downloads it, restarts into it and keeps it only if it comes back online.
+    Upgrade {
+        device: String,
+        /// The version to install.
+        #[arg(long)]
+        to: Option<String>,
+        /// Follow the progress until the upgrade ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Read or change a camera's parameters (H.626.4 8.9.1).
     #[command(subcommand)]
     Params(ParamsCmd),
@@ -647,6 +658,34 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             })?;
         }
+        Cmd::Upgrade { device, to, wait } => {
+            let client = conn.client().await?;
+            let mut s = match &to {
+                Some(v) => client.upgrade(&device, v).await?,
+                None => client.upgrade_status(&device).await?,
+            };
+            if wait {
+                s = follow_upgrade(&client, &device, s, to.as_deref()).await?;
+            }
+            print(json, &s, |s| {
+                println!(
+                    "running {}; {}{}{}",
+                    s.running,
+                    s.state,
+                    s.target
+                        .as_deref()
+                        .map(|t| format!(" (target {t})"))
+                        .unwrap_or_default(),
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            })?;
+            if matches!(s.state.as_str(), "failed" | "rolled_back") {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Params(ParamsCmd::Get { device }) => {
             let s = conn.client().await?.params(&device).await?;
             print(json, &s, |s| {
@@ -706,4 +745,42 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Polls a device's upgrade with a progress bar until it ends: committed (running the
+/// target), rolled back or failed. The device is offline while it restarts.
+async fn follow_upgrade(
+    client: &Client,
+    device: &str,
+    mut s: peercam_signal::upgrade::UpgradeStatus,
+    target: Option<&str>,
+) -> anyhow::Result<peercam_signal::upgrade::UpgradeStatus> {
+    let bar = indicatif::ProgressBar::new(s.total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        bar.set_length(s.total.max(1));
+        bar.set_position(s.done);
+        bar.set_message(s.state.clone());
+        let done = match s.state.as_str() {
+            "failed" | "rolled_back" => true,
+            "committed" => target.is_none_or(|t| s.running == t),
+            _ => false,
+        };
+        if done || std::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            return Ok(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        match client.upgrade_status(device).await {
+            Ok(next) => s = next,
+            // Offline while it restarts into the new release.
+            Err(e) if e.code() == Some("device_offline") => bar.set_message("restarting"),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

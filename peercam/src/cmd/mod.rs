@@ -6,6 +6,7 @@ pub(crate) mod cu;
 pub(crate) mod demo;
 pub(crate) mod platform;
 pub(crate) mod pu;
+pub(crate) mod release;
 pub(crate) mod scu;
 
 use std::path::Path;

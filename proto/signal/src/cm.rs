@@ -60,6 +60,32 @@ pub struct ResetRequest {
     pub wipe_recordings: bool,
 }
 
+/// A release package the CMU holds (H.626.4 8.11.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PackageView {
+    /// SHA-256 of the payload, its name.
+    pub sha256: String,
+    /// Version.
+    pub version: String,
+    /// Hardware model.
+    pub model: String,
+    /// Payload size, bytes.
+    pub size: u64,
+    /// Unix seconds after which devices refuse it.
+    pub expires_at: u64,
+    /// Whether the payload has been uploaded (and matched its hash).
+    pub stored: bool,
+}
+
+/// An upgrade order (H.626.4 8.11.1 step 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpgradeOrder {
+    /// The version to install; it must be newer than the device's.
+    pub version: String,
+}
+
 /// Sign-up, step 1 (H.626.4 6.1.1): a phone number and a password; a code is sent by SMS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::{
     DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
 };
+use crate::upgrade::{SignedManifest, UpgradeStatus};
 
 /// A command for a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,16 @@ pub enum DeviceCommand {
         /// The network.
         config: WlanConfig,
     },
+    /// Install a signed release (8.11.1): the device checks it, answers, downloads the
+    /// payload from `url`, installs it in its inactive slot and restarts into it.
+    Upgrade {
+        /// The release.
+        release: SignedManifest,
+        /// Where to download the payload (only a location: the manifest's hash decides).
+        url: String,
+    },
+    /// Where the upgrade stands.
+    UpgradeStatus,
     /// Return to factory state (8.10): the device acknowledges, then resets.
     Reset {
         /// Also delete local recordings.
@@ -75,6 +86,11 @@ pub enum DeviceReply {
     },
     /// A reset order was received; the device resets now (8.10).
     ResetAccepted,
+    /// Where an upgrade stands.
+    Upgrade {
+        /// The status.
+        status: UpgradeStatus,
+    },
     /// The WLAN state (after a scan, or a switch that is under way).
     Wlan {
         /// The state.

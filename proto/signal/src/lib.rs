@@ -32,6 +32,7 @@ pub mod ps;
 pub mod register;
 pub mod sc;
 pub mod token;
+pub mod upgrade;
 
 pub use envelope::{
     DecodeError, Envelope, MAX_DEPTH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode,

@@ -214,6 +214,54 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("ParamsState")
         ),
         r!(
+            "POST",
+            "/api/v1/devices/{id}/upgrade",
+            Owner,
+            "Install a newer release on the device (8.11.1)",
+            Some("UpgradeOrder"),
+            Some("UpgradeStatus")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/upgrade",
+            Customer,
+            "Progress and result of the device's upgrade (8.11.1, needs `config`)",
+            None,
+            Some("UpgradeStatus")
+        ),
+        r!(
+            "GET",
+            "/api/v1/packages/{sha256}",
+            Public,
+            "Download a release payload by its hash (devices; resumable with Range)",
+            None,
+            None
+        ),
+        r!(
+            "GET",
+            "/api/v1/admin/packages",
+            Operator,
+            "Release packages",
+            None,
+            Some("PackageView")
+        ),
+        r!(
+            "POST",
+            "/api/v1/admin/packages",
+            Operator,
+            "Register a signed release manifest (8.11.1)",
+            Some("SignedManifest"),
+            Some("PackageView")
+        ),
+        r!(
+            "PUT",
+            "/api/v1/admin/packages/{sha256}/payload",
+            Operator,
+            "Upload a release payload (checked against its manifest)",
+            None,
+            Some("PackageView")
+        ),
+        r!(
             "GET",
             "/api/v1/devices/{id}/wlan",
             Customer,
@@ -384,6 +432,15 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("PUT", "/api/v1/devices/{id}/params") => put(crate::control::set_params),
         ("POST", "/api/v1/devices/{id}/reset") => post(crate::control::reset),
         ("GET", "/api/v1/devices/{id}/wlan") => get(crate::control::get_wlan),
+        ("POST", "/api/v1/devices/{id}/upgrade") => post(crate::packages::order),
+        ("GET", "/api/v1/devices/{id}/upgrade") => get(crate::packages::status),
+        ("GET", "/api/v1/packages/{sha256}") => get(crate::packages::download),
+        ("GET", "/api/v1/admin/packages") => get(crate::packages::list),
+        ("POST", "/api/v1/admin/packages") => post(crate::packages::upload_manifest),
+        ("PUT", "/api/v1/admin/packages/{sha256}/payload") => put(crate::packages::upload_payload)
+            .layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(peercam_signal::upgrade::MAX_PAYLOAD_BYTES).unwrap_or(usize::MAX),
+            )),
         ("PUT", "/api/v1/devices/{id}/wlan") => put(crate::control::set_wlan),
         ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
         ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
@@ -565,6 +622,12 @@ pub fn openapi() -> OpenApi {
         .schema_from::<peercam_signal::control::AudioParams>()
         .schema_from::<peercam_signal::control::AlarmInput>()
         .schema_from::<peercam_signal::control::FieldError>()
+        .schema_from::<cm::PackageView>()
+        .schema_from::<cm::UpgradeOrder>()
+        .schema_from::<peercam_signal::upgrade::SignedManifest>()
+        .schema_from::<peercam_signal::upgrade::Manifest>()
+        .schema_from::<peercam_signal::upgrade::ManifestSignature>()
+        .schema_from::<peercam_signal::upgrade::UpgradeStatus>()
         .schema_from::<peercam_signal::control::WlanConfig>()
         .schema_from::<peercam_signal::control::WlanSecurity>()
         .schema_from::<peercam_signal::control::WlanState>()

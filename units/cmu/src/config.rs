@@ -35,6 +35,21 @@ pub struct Config {
     /// Default 60.
     #[serde(default = "default_play_ttl")]
     pub play_token_ttl_s: u64,
+    /// Release public keys (base64url Ed25519) the CMU accepts packages from (H.626.4 8.11.1);
+    /// devices check the same signatures again. Default: none (no package can be uploaded).
+    #[serde(default)]
+    pub release_keys: Vec<String>,
+    /// Distinct release keys that must sign a package. Default 1.
+    #[serde(default = "default_release_threshold")]
+    pub release_threshold: usize,
+    /// The URL devices download packages from (this API's base). Default: `https://` and
+    /// the listening address (`localhost` when listening on all interfaces).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn default_release_threshold() -> usize {
+    1
 }
 
 /// TLS material.
@@ -102,6 +117,9 @@ impl Config {
             session_ttl_s: default_session_ttl(),
             signup_code_ttl_s: default_code_ttl(),
             play_token_ttl_s: default_play_ttl(),
+            release_keys: Vec::new(),
+            release_threshold: default_release_threshold(),
+            public_url: None,
         }
     }
 
@@ -110,6 +128,10 @@ impl Config {
             return Err(CmuError::Config(
                 "every scu_secrets entry must be at least 16 characters".into(),
             ));
+        }
+        for k in &self.release_keys {
+            peercam_signal::upgrade::parse_key(k)
+                .map_err(|e| CmuError::Config(format!("release_keys: {e}")))?;
         }
         if !(1..=3600).contains(&self.play_token_ttl_s) {
             return Err(CmuError::Config(

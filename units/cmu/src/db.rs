@@ -93,6 +93,20 @@ CREATE TABLE config_permits (
     expires_at  INTEGER NOT NULL
 );
 ",
+    // H.626.4 8.11.1: signed release packages.
+    r"
+CREATE TABLE packages (
+    sha256      TEXT PRIMARY KEY,
+    version     TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    manifest    TEXT NOT NULL,
+    stored      INTEGER NOT NULL DEFAULT 0,
+    uploaded_at INTEGER NOT NULL,
+    UNIQUE (model, version)
+);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

@@ -18,6 +18,7 @@ mod control;
 mod db;
 mod error;
 mod handlers;
+mod packages;
 pub mod platform;
 mod play;
 mod ratelimit;
@@ -65,6 +66,8 @@ pub(crate) struct AppState {
     pub(crate) limits: ratelimit::Limits,
     /// HMAC key of the 8.4 play tokens; random per start (tokens live a minute).
     pub(crate) play_key: [u8; 32],
+    /// Where devices download packages (8.11.1).
+    pub(crate) public_url: String,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -134,7 +137,16 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         context: "local address".into(),
         source: e,
     })?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| {
+        let host = if addr.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        format!("https://{host}:{}", addr.port())
+    });
     let state = Arc::new(AppState {
+        public_url,
         platform: platform::Platform::default(),
         limits: ratelimit::Limits::default(),
         play_key: random_bytes::<32>(),

@@ -11,6 +11,7 @@ use peercam_signal::cmd::DeviceDescription;
 use peercam_signal::control::{
     DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
 };
+use peercam_signal::upgrade::{SignedManifest, UpgradeStatus};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -360,6 +361,93 @@ impl Client {
             Some(config),
         )
         .await
+    }
+
+    /// Orders an upgrade to `version` (8.11.1); the device answers with its progress.
+    pub async fn upgrade(&self, id: &str, version: &str) -> Result<UpgradeStatus, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{id}/upgrade"),
+            &UpgradeOrder {
+                version: version.into(),
+            },
+        )
+        .await
+    }
+
+    /// Where a device's upgrade stands (8.11.1).
+    pub async fn upgrade_status(&self, id: &str) -> Result<UpgradeStatus, CuError> {
+        self.get(&format!("/api/v1/devices/{id}/upgrade")).await
+    }
+
+    /// Operator: registers a signed release manifest.
+    pub async fn upload_manifest(&self, release: &SignedManifest) -> Result<PackageView, CuError> {
+        self.post("/api/v1/admin/packages", release).await
+    }
+
+    /// Operator: the release packages.
+    pub async fn packages(&self) -> Result<Vec<PackageView>, CuError> {
+        self.get("/api/v1/admin/packages").await
+    }
+
+    /// Operator: uploads a payload from `path`, calling `progress(bytes sent)` as it goes.
+    pub async fn upload_payload(
+        &self,
+        sha256: &str,
+        path: &std::path::Path,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<PackageView, CuError> {
+        use tokio::io::AsyncReadExt as _;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| CuError::Config(format!("{}: {e}", path.display())))?;
+        let progress = std::sync::Arc::new(progress);
+        let stream = futures_util::stream::unfold(
+            (file, 0u64, progress),
+            |(mut f, sent, progress)| async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                match f.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let sent = sent + n as u64;
+                        progress(sent);
+                        Some((Ok::<_, std::io::Error>(buf), (f, sent, progress)))
+                    }
+                    Err(e) => Some((Err(e), (f, sent, progress))),
+                }
+            },
+        );
+        let mut req = self
+            .http
+            .put(format!(
+                "{}/api/v1/admin/packages/{sha256}/payload",
+                self.api
+            ))
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| CuError::Config(e.to_string()));
+        }
+        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
+            error: "http_error".into(),
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            fields: Vec::new(),
+        });
+        Err(CuError::Api {
+            status: status.as_u16(),
+            code: err.error,
+            message: err.message,
+            fields: err.fields,
+        })
     }
 
     /// Factory-resets a camera (8.10); it is unbound afterwards.

@@ -20,8 +20,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::MediaClock;
 use crate::control::{Control, ControlError};
+use crate::upgrade::{ENV_TRIAL, InstallError, Upgrader};
 use crate::wlan::Wlan;
-use crate::{Config, PuStatus, SW_VERSION};
+use crate::{Config, PuStatus, running_version};
 
 /// What the media side asks of the platform link.
 #[derive(Debug)]
@@ -52,6 +53,7 @@ pub(crate) struct Agent {
     pub(crate) control: Arc<Control>,
     pub(crate) clock: Arc<MediaClock>,
     pub(crate) wlan: Option<Arc<Wlan>>,
+    pub(crate) upgrader: Arc<Upgrader>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -127,7 +129,7 @@ impl Agent {
             self.identity.device_id.clone(),
             self.identity.kind,
             key,
-            SW_VERSION,
+            &running_version(),
         );
         // H.626.4 8.3: tell the platform where viewers reach us (sent once registered).
         link.report_endpoints(self.advertise.clone());
@@ -149,6 +151,12 @@ impl Agent {
                         let _ = self.status.send(PuStatus::Registered { session });
                         next_sync = Some(Instant::now());
                         burst = 4;
+                        // H.626.4 8.11.1: a release on trial is healthy once it registered.
+                        if std::env::var_os(ENV_TRIAL).is_some()
+                            && let Err(e) = self.upgrader.firmware().mark_healthy()
+                        {
+                            tracing::error!(error = %e, "cannot mark this release healthy");
+                        }
                     }
                     LinkEvent::Refused { code, message } => {
                         tracing::error!(device = %self.identity.device_id, ?code, %message, "registration refused");
@@ -322,6 +330,23 @@ impl Agent {
                     .set_params(base_revision, params, now)
                     .map(|state| DeviceReply::Params { state }),
             ),
+            // H.626.4 8.11.1 steps 3-4: check, download, install, restart.
+            DeviceCommand::Upgrade { release, url } => {
+                match self.upgrader.start(release, url, now_s()) {
+                    Ok(status) => DeviceReply::Upgrade { status },
+                    Err(InstallError::Refused(e)) => DeviceReply::Failed {
+                        code: e.code().into(),
+                        message: e.to_string(),
+                    },
+                    Err(e) => DeviceReply::Failed {
+                        code: "unavailable".into(),
+                        message: e.to_string(),
+                    },
+                }
+            }
+            DeviceCommand::UpgradeStatus => DeviceReply::Upgrade {
+                status: self.upgrader.status(),
+            },
             // H.626.4 6.1.11.
             DeviceCommand::WlanScan => match &self.wlan {
                 Some(w) => match w.state() {
@@ -352,7 +377,7 @@ impl Agent {
                 DeviceReply::ResetAccepted
             }
             DeviceCommand::Describe => DeviceReply::Description(DeviceDescription {
-                sw_version: SW_VERSION.into(),
+                sw_version: running_version(),
                 vendor: self.identity.vendor.clone(),
                 model: self.identity.model.clone(),
                 uptime_s: self.started.elapsed().as_secs(),
@@ -373,4 +398,10 @@ fn no_wlan() -> DeviceReply {
         code: "unsupported".into(),
         message: "this camera has no WLAN configured (pu.toml `wlan`)".into(),
     }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

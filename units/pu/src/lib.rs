@@ -22,12 +22,22 @@ pub mod clock;
 pub mod control;
 pub mod media;
 mod rtsp;
+pub mod upgrade;
 pub mod wlan;
 
 pub use agent::PlatformRequest;
 
-/// The agent's software version, reported at registration.
+/// The version this binary was built as (the factory version).
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version running: the installed slot's (set by the upgrade supervisor, 8.11.1), else
+/// [`SW_VERSION`].
+pub fn running_version() -> String {
+    std::env::var(upgrade::ENV_SLOT_VERSION)
+        .ok()
+        .filter(|v| v.parse::<peercam_signal::upgrade::Version>().is_ok())
+        .unwrap_or_else(|| SW_VERSION.to_owned())
+}
 
 /// Errors that stop the agent before it starts.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +115,21 @@ pub struct Config {
     /// previous network, seconds. Default 60.
     #[serde(default = "default_wlan_confirm")]
     pub wlan_confirm_s: u32,
+    /// Release public keys (base64url Ed25519) whose signatures upgrades need (H.626.4
+    /// 8.11.1, D9). Default: none, and upgrades are refused.
+    #[serde(default)]
+    pub release_keys: Vec<String>,
+    /// How many distinct release keys must sign a release. Default 1.
+    #[serde(default = "default_threshold")]
+    pub release_threshold: usize,
+    /// Where installed releases live (slots), apart from `state_dir` so a factory reset keeps
+    /// the software. Default: beside the identity file, `<identity minus .toml>.firmware/`.
+    #[serde(default)]
+    pub firmware_dir: Option<PathBuf>,
+    /// How long a new release has to register with the platform before the supervisor rolls
+    /// back to the previous one, seconds. Default 60.
+    #[serde(default = "default_health")]
+    pub upgrade_health_s: u32,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -123,6 +148,12 @@ fn default_max_sessions() -> usize {
     64
 }
 fn default_wlan_confirm() -> u32 {
+    60
+}
+fn default_threshold() -> usize {
+    1
+}
+fn default_health() -> u32 {
     60
 }
 
@@ -145,7 +176,18 @@ impl Config {
             clock_skew_ms: 0,
             wlan: None,
             wlan_confirm_s: default_wlan_confirm(),
+            release_keys: Vec::new(),
+            release_threshold: default_threshold(),
+            firmware_dir: None,
+            upgrade_health_s: default_health(),
         }
+    }
+
+    /// The firmware directory (slots of installed releases).
+    pub fn firmware_dir(&self) -> PathBuf {
+        self.firmware_dir
+            .clone()
+            .unwrap_or_else(|| self.identity.with_extension("firmware"))
     }
 }
 
@@ -180,6 +222,9 @@ pub struct Running {
     pub rtsp_addr: SocketAddr,
     /// The encoders.
     pub hub: Arc<media::MediaHub>,
+    /// Turns `true` when an upgrade is installed and the process should exit with
+    /// [`upgrade::EXIT_RESTART`] for the supervisor to start it (8.11.1).
+    pub restart: watch::Receiver<bool>,
 }
 
 /// Loads the identity, binds the RTSP listener and starts the agent in the background.
@@ -230,6 +275,20 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
     let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
     let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
+    let keys = config
+        .release_keys
+        .iter()
+        .map(|k| peercam_signal::upgrade::parse_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PuError::Source(format!("release_keys: {e}")))?;
+    let upgrader = Arc::new(upgrade::Upgrader::new(
+        upgrade::Firmware::new(config.firmware_dir()),
+        keys,
+        config.release_threshold,
+        identity.model.clone(),
+        running_version(),
+        Some((*tls).clone()),
+    ));
     let confirm = std::time::Duration::from_secs(config.wlan_confirm_s.max(1).into());
     let wlan = match config.wlan.as_deref() {
         None | Some("" | "none") => None,
@@ -271,14 +330,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         control,
         clock,
         wlan,
+        upgrader: upgrader.clone(),
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
+    let restart = upgrader.restart.subscribe();
     Ok(Running {
         status,
         task,
         registrations,
         rtsp_addr,
         hub,
+        restart,
     })
 }
 

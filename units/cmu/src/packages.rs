@@ -1,0 +1,420 @@
+//! Release packages and device upgrades (H.626.4 8.11.1, SECURITY.md D9).
+//!
+//! The operator uploads a signed manifest, then its payload; the CMU checks the signatures
+//! with its own copy of the release keys and the payload against the manifest's hash. An
+//! owner orders an upgrade; the CMU checks the versions (newer than the device's, for its
+//! model, not expired) and sends the signed manifest and a download location CMU -> SCU -> PU.
+//! The device checks everything again: the CMU is a distributor, not a root of trust.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use axum::{Extension, Json};
+use futures_util::StreamExt as _;
+use peercam_base::Scope;
+use peercam_signal::cm::{PackageView, UpgradeOrder};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::upgrade::{Policy, SignedManifest, UpgradeStatus, Version, parse_key};
+use sha2::{Digest as _, Sha256};
+use sqlx::Row as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use crate::auth::{Need, Principal, audit, device_access};
+use crate::error::{ApiErr, ApiResult};
+use crate::{Shared, now_s};
+
+fn dir(st: &Shared) -> PathBuf {
+    st.config.data_dir.join("packages")
+}
+
+fn valid_sha(sha: &str) -> ApiResult<()> {
+    if sha.len() == 64
+        && sha
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such package",
+        ))
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn view(row: &sqlx::sqlite::SqliteRow) -> PackageView {
+    PackageView {
+        sha256: row.get("sha256"),
+        version: row.get("version"),
+        model: row.get("model"),
+        size: u64::try_from(row.get::<i64, _>("size")).unwrap_or(0),
+        expires_at: u64::try_from(row.get::<i64, _>("expires_at")).unwrap_or(0),
+        stored: row.get::<i64, _>("stored") != 0,
+    }
+}
+
+/// Step 0 (operator): register a signed manifest.
+pub(crate) async fn upload_manifest(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Json(release): Json<SignedManifest>,
+) -> ApiResult<(StatusCode, Json<PackageView>)> {
+    let keys = st
+        .config
+        .release_keys
+        .iter()
+        .filter_map(|k| parse_key(k).ok())
+        .collect::<Vec<_>>();
+    if keys.is_empty() {
+        return Err(ApiErr::conflict(
+            "no_release_keys",
+            "this CMU trusts no release keys (cmu.toml `release_keys`)",
+        ));
+    }
+    let m = &release.manifest;
+    release
+        .verify(&Policy {
+            keys: &keys,
+            threshold: st.config.release_threshold,
+            model: &m.model,
+            now: now_s(),
+            installed: Version::default(),
+        })
+        .map_err(|e| ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    let manifest = serde_json::to_string(&release).map_err(|e| ApiErr::internal("manifest", &e))?;
+    let r = sqlx::query(
+        "INSERT INTO packages (sha256, version, model, size, expires_at, manifest, uploaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(sha256) DO UPDATE SET manifest = excluded.manifest, expires_at = excluded.expires_at
+         WHERE packages.version = excluded.version AND packages.model = excluded.model",
+    )
+    .bind(&m.sha256)
+    .bind(&m.version)
+    .bind(&m.model)
+    .bind(as_i64(m.size))
+    .bind(as_i64(m.expires_at))
+    .bind(&manifest)
+    .bind(as_i64(now_s()))
+    .execute(&st.db)
+    .await;
+    match r {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) | Err(sqlx::Error::Database(_)) => {
+            return Err(ApiErr::conflict(
+                "package_exists",
+                "another package already has this version for this model, or this payload",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit(
+        &st.db,
+        Some(p.id),
+        "package.manifest",
+        None,
+        "ok",
+        &format!("{} {}", m.model, m.version),
+    )
+    .await;
+    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
+        .bind(&m.sha256)
+        .fetch_one(&st.db)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&row))))
+}
+
+/// Step 0 (operator): the payload, streamed to disk, capped at the manifest's size and
+/// checked against its hash before it is offered to any device.
+pub(crate) async fn upload_payload(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(sha): Path<String>,
+    body: Body,
+) -> ApiResult<Json<PackageView>> {
+    valid_sha(&sha)?;
+    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
+        .bind(&sha)
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "upload the signed manifest first",
+            )
+        })?;
+    let size = view(&row).size;
+    let d = dir(&st);
+    tokio::fs::create_dir_all(&d)
+        .await
+        .map_err(|e| ApiErr::internal("package dir", &e))?;
+    let part = d.join(format!("{sha}.part"));
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| ApiErr::internal("package file", &e))?;
+    let mut hash = Sha256::new();
+    let mut have = 0u64;
+    let mut stream = body.into_data_stream();
+    let fail = |e: ApiErr| {
+        let part = part.clone();
+        async move {
+            let _ = tokio::fs::remove_file(&part).await;
+            Err(e)
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(ApiErr::bad_request(
+                    "upload_broken",
+                    format!("the upload broke off: {e}"),
+                ))
+                .await;
+            }
+        };
+        have += chunk.len() as u64;
+        if have > size {
+            return fail(ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the manifest says {size} bytes"),
+            ))
+            .await;
+        }
+        hash.update(&chunk);
+        if let Err(e) = file.write_all(&chunk).await {
+            return fail(ApiErr::internal("package write", &e)).await;
+        }
+    }
+    if have != size || hex::encode(hash.finalize()) != sha {
+        return fail(ApiErr::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash_mismatch",
+            "the payload does not match the manifest's size and SHA-256",
+        ))
+        .await;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| ApiErr::internal("package sync", &e))?;
+    tokio::fs::rename(&part, d.join(&sha))
+        .await
+        .map_err(|e| ApiErr::internal("package rename", &e))?;
+    sqlx::query("UPDATE packages SET stored = 1 WHERE sha256 = ?1")
+        .bind(&sha)
+        .execute(&st.db)
+        .await?;
+    audit(&st.db, Some(p.id), "package.payload", None, "ok", &sha).await;
+    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
+        .bind(&sha)
+        .fetch_one(&st.db)
+        .await?;
+    Ok(Json(view(&row)))
+}
+
+/// The operator's list of packages.
+pub(crate) async fn list(State(st): State<Shared>) -> ApiResult<Json<Vec<PackageView>>> {
+    let rows = sqlx::query("SELECT * FROM packages ORDER BY model, uploaded_at")
+        .fetch_all(&st.db)
+        .await?;
+    Ok(Json(rows.iter().map(view).collect()))
+}
+
+/// Devices download payloads here, resumably (`Range: bytes=N-`). Public: a payload is
+/// named by its hash and trusted only through the signed manifest.
+pub(crate) async fn download(
+    State(st): State<Shared>,
+    Path(sha): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    valid_sha(&sha)?;
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT size FROM packages WHERE sha256 = ?1 AND stored = 1")
+            .bind(&sha)
+            .fetch_optional(&st.db)
+            .await?;
+    let size = stored
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such package"))?;
+    let from = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok());
+    let start = from.unwrap_or(0);
+    if start >= size && size > 0 {
+        let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return Ok(r);
+    }
+    let mut file = tokio::fs::File::open(dir(&st).join(&sha))
+        .await
+        .map_err(|e| ApiErr::internal("package open", &e))?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiErr::internal("package seek", &e))?;
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&(size - start).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if from.is_some() {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", size - 1)) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// H.626.4 8.11.1 steps 1-3: the owner orders, the CMU checks the versions and sends the
+/// upgrade through the SCU to the PU.
+pub(crate) async fn order(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(req): Json<UpgradeOrder>,
+) -> ApiResult<Json<UpgradeStatus>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Owner).await?;
+    let want: Version =
+        req.version
+            .parse()
+            .map_err(|e: peercam_signal::upgrade::UpgradeError| {
+                ApiErr::bad_request("bad_version", e.to_string())
+            })?;
+    let dev = sqlx::query("SELECT model, sw_version FROM devices WHERE id = ?1")
+        .bind(id.as_str())
+        .fetch_one(&st.db)
+        .await?;
+    let model: String = dev.get("model");
+    let running: Option<String> = dev.get("sw_version");
+    let running: Version = running
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    if want <= running {
+        return Err(ApiErr::conflict(
+            "not_newer",
+            format!("the device runs {running}; {want} is not newer"),
+        ));
+    }
+    let row = sqlx::query("SELECT manifest, stored, expires_at, sha256 FROM packages WHERE model = ?1 AND version = ?2")
+        .bind(&model)
+        .bind(want.to_string())
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "no_package",
+                format!("no package {want} for model {model:?}"),
+            )
+        })?;
+    if row.get::<i64, _>("stored") == 0 {
+        return Err(ApiErr::conflict(
+            "payload_missing",
+            "the package's payload is not uploaded yet",
+        ));
+    }
+    if u64::try_from(row.get::<i64, _>("expires_at")).unwrap_or(0) < now_s() {
+        return Err(ApiErr::conflict(
+            "expired",
+            "the package's manifest has expired",
+        ));
+    }
+    let release: SignedManifest = serde_json::from_str(&row.get::<String, _>("manifest"))
+        .map_err(|e| ApiErr::internal("stored manifest", &e))?;
+    let sha: String = row.get("sha256");
+    let url = format!(
+        "{}/api/v1/packages/{sha}",
+        st.public_url.trim_end_matches('/')
+    );
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::Upgrade { release, url })
+        .await?;
+    match reply {
+        DeviceReply::Upgrade { status } => {
+            audit(
+                &st.db,
+                Some(p.id),
+                "device.upgrade",
+                Some(id.as_str()),
+                "ok",
+                &want.to_string(),
+            )
+            .await;
+            Ok(Json(status))
+        }
+        DeviceReply::Failed { code, message } => {
+            audit(
+                &st.db,
+                Some(p.id),
+                "device.upgrade",
+                Some(id.as_str()),
+                &code,
+                &message,
+            )
+            .await;
+            Err(ApiErr::new(
+                StatusCode::CONFLICT,
+                "device_refused",
+                format!("the device refused the release ({code}): {message}"),
+            ))
+        }
+        _ => Err(ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            "the device gave an unexpected answer",
+        )),
+    }
+}
+
+/// H.626.4 8.11.1 step 5: progress and result, from the device.
+pub(crate) async fn status(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UpgradeStatus>> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::UpgradeStatus)
+        .await?;
+    match reply {
+        DeviceReply::Upgrade { status } => Ok(Json(status)),
+        _ => Err(ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            "the device gave an unexpected answer",
+        )),
+    }
+}
