@@ -78,7 +78,7 @@ async fn h626_8_11_1_signed_upgrade_commits_and_a_bad_release_rolls_back() {
     let key = SigningKey::from_bytes(&[42; 32]);
     let public = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
     let p2 = public.clone();
-    let c = Cluster::start_with(1, move |cfg| cfg.release_keys = vec![p2.clone()])
+    let c = Cluster::start_with(1, move |cfg| cfg.release_keys = vec![p2])
         .await
         .unwrap();
     let id = c.provision(1).await.unwrap().remove(0);
@@ -209,5 +209,76 @@ async fn h626_8_11_1_signed_upgrade_commits_and_a_bad_release_rolls_back() {
         .unwrap();
 
     let _ = supervisor.kill().await;
+    c.stop().await;
+}
+
+/// H.626.4 8.11.2: the CLI asks the CMU for the current client release, checks its signature,
+/// replaces itself and reports completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_11_2_cli_updates_itself_and_reports() {
+    let key = SigningKey::from_bytes(&[43; 32]);
+    let public = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    let p2 = public.clone();
+    let c = Cluster::start_with(0, move |cfg| cfg.release_keys = vec![p2])
+        .await
+        .unwrap();
+    let owner = c.owner("+15550811002").await.unwrap();
+    // A copy of the CLI to update, and a "new release": the same program with a marker
+    // appended (an ELF file runs with trailing bytes).
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("peercam");
+    std::fs::copy(env!("CARGO_BIN_EXE_peercam"), &exe).unwrap();
+    let mut payload = std::fs::read(env!("CARGO_BIN_EXE_peercam")).unwrap();
+    payload.extend_from_slice(b"\npeercam client release 0.5.0\n");
+    let platform = format!("cli-{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    let r = release(&key, "0.5.0", &platform, &payload, now() + 3600);
+    upload(&c.admin, c.path(), &r, &payload).await;
+
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["cu", "--api", &c.api, "--ca"])
+            .arg(&c.pki.ca_cert)
+            .args([
+                "--user",
+                "+15550811002",
+                "--password",
+                "correct horse battery",
+            ])
+            .args(args)
+            .env("PEERCAM_HOME", dir.path());
+        cmd.output().unwrap()
+    };
+    // An untrusted key: refused, nothing replaced.
+    let stranger =
+        URL_SAFE_NO_PAD.encode(SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
+    let out = run(&["self-update", "--release-key", &stranger]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signature"),
+        "{out:?}"
+    );
+    let out = run(&["self-update", "--check", "--release-key", &public]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0.5.0 is available"));
+    let out = run(&["self-update", "--release-key", &public]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(&exe).unwrap(),
+        payload,
+        "the executable was replaced"
+    );
+    // The new program runs and knows it is up to date.
+    let out = run(&["self-update", "--release-key", &public]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0.5.0 is up to date"),
+        "{out:?}"
+    );
+    // Completion was reported to the CMU.
+    let audit = owner.audit().await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "client.update"
+            && a.outcome == "ok"
+            && a.detail.contains("0.5.0"))
+    );
     c.stop().await;
 }

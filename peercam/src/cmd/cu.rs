@@ -154,6 +154,22 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Update this program to the platform's current client release (H.626.4 8.11.2): ask
+    /// the CMU, check the release's signature, download it, replace this executable and
+    /// report completion.
+    SelfUpdate {
+        /// Only say whether an update is available.
+        #[arg(long)]
+        check: bool,
+        /// Release public key(s) trusted for client releases (base64url).
+        #[arg(
+            long = "release-key",
+            env = "PEERCAM_RELEASE_KEYS",
+            value_delimiter = ',',
+            required = true
+        )]
+        release_keys: Vec<String>,
+    },
     /// Read or change a camera's parameters (H.626.4 8.9.1).
     #[command(subcommand)]
     Params(ParamsCmd),
@@ -686,6 +702,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::SelfUpdate {
+            check,
+            release_keys,
+        } => {
+            return self_update(conn, check, &release_keys).await;
+        }
         Cmd::Params(ParamsCmd::Get { device }) => {
             let s = conn.client().await?.params(&device).await?;
             print(json, &s, |s| {
@@ -782,5 +804,114 @@ async fn follow_upgrade(
             Err(e) if e.code() == Some("device_offline") => bar.set_message("restarting"),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// This client's platform name for releases (`cli-linux-x86_64`, ...).
+fn client_platform() -> String {
+    format!("cli-{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+fn sha256_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// H.626.4 8.11.2 for the CLI.
+async fn self_update(conn: &Conn, check: bool, keys: &[String]) -> anyhow::Result<ExitCode> {
+    use peercam_signal::upgrade::{Policy, SignedManifest, parse_key};
+    let keys = keys
+        .iter()
+        .map(|k| parse_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--release-key")?;
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let sidecar = exe.with_extension("release.json");
+    // The version running: the installed release's, if this executable is that release.
+    let installed: Option<SignedManifest> = std::fs::read(&sidecar)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|r: &SignedManifest| {
+            std::fs::metadata(&exe).is_ok_and(|m| m.len() == r.manifest.size)
+                && sha256_file(&exe).is_ok_and(|h| h == r.manifest.sha256)
+        });
+    let current = installed.as_ref().map_or_else(
+        || env!("CARGO_PKG_VERSION").to_owned(),
+        |r| r.manifest.version.clone(),
+    );
+    let platform = client_platform();
+    let client = conn.anonymous()?;
+    let update = client.client_update(&platform, &current).await?;
+    let (Some(release), Some(url)) = (update.release, update.url) else {
+        println!("{platform} {current} is up to date");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let version = release
+        .verify(&Policy {
+            keys: &keys,
+            threshold: 1,
+            model: &platform,
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+            installed: current.parse().unwrap_or_default(),
+        })
+        .context("the offered release is not acceptable")?;
+    if check {
+        println!("{platform}: {version} is available (running {current})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = exe.parent().context("this executable has no directory")?;
+    let tmp = dir.join(format!(".peercam-update-{version}"));
+    let bar = indicatif::ProgressBar::new(release.manifest.size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "downloading {msg} [{bar:40}] {bytes}/{total_bytes}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(version.to_string());
+    let b2 = bar.clone();
+    let got = client
+        .download(&url, &tmp, move |n| b2.set_position(n))
+        .await;
+    bar.finish_and_clear();
+    let outcome = match got {
+        Ok(n) if n == release.manifest.size && sha256_file(&tmp)? == release.manifest.sha256 => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+            }
+            std::fs::rename(&tmp, &exe).with_context(|| format!("replacing {}", exe.display()))?;
+            std::fs::write(&sidecar, serde_json::to_vec_pretty(&release)?)?;
+            Ok(())
+        }
+        Ok(_) => Err("the download does not match the release's size and SHA-256".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    let report = peercam_signal::cm::ClientUpdateReport {
+        platform: platform.clone(),
+        version: version.to_string(),
+        outcome: if outcome.is_ok() { "updated" } else { "failed" }.into(),
+        detail: outcome.clone().err().unwrap_or_default(),
+    };
+    // Reported when logged in; an anonymous update still succeeds.
+    if let Ok(c) = conn.client().await
+        && let Err(e) = c.client_update_report(&report).await
+    {
+        eprintln!("note: could not report the update: {e}");
+    }
+    match outcome {
+        Ok(()) => {
+            println!("updated {platform} {current} -> {version}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => anyhow::bail!("update failed: {e}"),
     }
 }

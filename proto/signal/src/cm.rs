@@ -86,6 +86,35 @@ pub struct UpgradeOrder {
     pub version: String,
 }
 
+/// The newest client release for a platform (H.626.4 8.11.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ClientUpdate {
+    /// Whether it is newer than the version the client said it runs.
+    pub update_available: bool,
+    /// The signed release (check it before installing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::upgrade::SignedManifest>,
+    /// Where to download the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A client's report that it updated (H.626.4 8.11.2, last step).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ClientUpdateReport {
+    /// The client platform, e.g. `cli-linux-x86_64`.
+    pub platform: String,
+    /// The version it runs now.
+    pub version: String,
+    /// `updated` or `failed`.
+    pub outcome: String,
+    /// Details.
+    #[serde(default)]
+    pub detail: String,
+}
+
 /// Sign-up, step 1 (H.626.4 6.1.1): a phone number and a password; a code is sent by SMS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -239,6 +239,22 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "GET",
+            "/api/v1/client/update",
+            Public,
+            "The newest client release for a platform, if newer than `version` (8.11.2)",
+            None,
+            Some("ClientUpdate")
+        ),
+        r!(
+            "POST",
+            "/api/v1/client/update/report",
+            Account,
+            "Report that this client updated (8.11.2)",
+            Some("ClientUpdateReport"),
+            None
+        ),
+        r!(
+            "GET",
             "/api/v1/admin/packages",
             Operator,
             "Release packages",
@@ -436,6 +452,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/devices/{id}/upgrade") => get(crate::packages::status),
         ("GET", "/api/v1/packages/{sha256}") => get(crate::packages::download),
         ("GET", "/api/v1/admin/packages") => get(crate::packages::list),
+        ("GET", "/api/v1/client/update") => get(crate::packages::client_update),
+        ("POST", "/api/v1/client/update/report") => post(crate::packages::client_report),
         ("POST", "/api/v1/admin/packages") => post(crate::packages::upload_manifest),
         ("PUT", "/api/v1/admin/packages/{sha256}/payload") => put(crate::packages::upload_payload)
             .layer(axum::extract::DefaultBodyLimit::max(
@@ -624,6 +642,8 @@ pub fn openapi() -> OpenApi {
         .schema_from::<peercam_signal::control::FieldError>()
         .schema_from::<cm::PackageView>()
         .schema_from::<cm::UpgradeOrder>()
+        .schema_from::<cm::ClientUpdate>()
+        .schema_from::<cm::ClientUpdateReport>()
         .schema_from::<peercam_signal::upgrade::SignedManifest>()
         .schema_from::<peercam_signal::upgrade::Manifest>()
         .schema_from::<peercam_signal::upgrade::ManifestSignature>()

@@ -418,3 +418,75 @@ pub(crate) async fn status(
         )),
     }
 }
+
+/// Query of `GET /api/v1/client/update`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ClientQuery {
+    platform: String,
+    version: String,
+}
+
+/// H.626.4 8.11.2 steps 1-2: a client (M_CU, CLI) asks for the current release of its
+/// platform; the CMU compares versions and answers with the signed release and its URL.
+/// Client releases are packages whose model is the client platform (`cli-linux-x86_64`).
+pub(crate) async fn client_update(
+    State(st): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<ClientQuery>,
+) -> ApiResult<Json<peercam_signal::cm::ClientUpdate>> {
+    let current: Version =
+        q.version
+            .parse()
+            .map_err(|e: peercam_signal::upgrade::UpgradeError| {
+                ApiErr::bad_request("bad_version", e.to_string())
+            })?;
+    let rows = sqlx::query("SELECT manifest, sha256, version FROM packages WHERE model = ?1 AND stored = 1 AND expires_at >= ?2")
+        .bind(&q.platform)
+        .bind(as_i64(now_s()))
+        .fetch_all(&st.db)
+        .await?;
+    let newest = rows
+        .iter()
+        .filter_map(|r| {
+            let v: Version = r.get::<String, _>("version").parse().ok()?;
+            Some((v, r))
+        })
+        .max_by_key(|(v, _)| *v);
+    let Some((v, row)) = newest.filter(|(v, _)| *v > current) else {
+        return Ok(Json(peercam_signal::cm::ClientUpdate {
+            update_available: false,
+            release: None,
+            url: None,
+        }));
+    };
+    let _ = v;
+    let release: SignedManifest = serde_json::from_str(&row.get::<String, _>("manifest"))
+        .map_err(|e| ApiErr::internal("stored manifest", &e))?;
+    let sha: String = row.get("sha256");
+    Ok(Json(peercam_signal::cm::ClientUpdate {
+        update_available: true,
+        release: Some(release),
+        url: Some(format!(
+            "{}/api/v1/packages/{sha}",
+            st.public_url.trim_end_matches('/')
+        )),
+    }))
+}
+
+/// H.626.4 8.11.2 last step: the client reports that it updated (kept in the audit log).
+pub(crate) async fn client_report(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Json(r): Json<peercam_signal::cm::ClientUpdateReport>,
+) -> ApiResult<StatusCode> {
+    let outcome = if r.outcome == "updated" {
+        "ok"
+    } else {
+        "failed"
+    };
+    let detail: String = format!("{} {} {}", r.platform, r.version, r.detail)
+        .chars()
+        .take(200)
+        .collect();
+    audit(&st.db, Some(p.id), "client.update", None, outcome, &detail).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -384,6 +384,55 @@ impl Client {
         self.post("/api/v1/admin/packages", release).await
     }
 
+    /// Asks for the newest client release of `platform` (8.11.2).
+    pub async fn client_update(
+        &self,
+        platform: &str,
+        version: &str,
+    ) -> Result<ClientUpdate, CuError> {
+        self.get(&format!(
+            "/api/v1/client/update?platform={}&version={}",
+            url::form_urlencoded::byte_serialize(platform.as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(version.as_bytes()).collect::<String>()
+        ))
+        .await
+    }
+
+    /// Reports a client update's outcome (8.11.2).
+    pub async fn client_update_report(&self, report: &ClientUpdateReport) -> Result<(), CuError> {
+        self.post("/api/v1/client/update/report", report).await
+    }
+
+    /// Downloads `url` into `out`, calling `progress(bytes)`; returns the size.
+    pub async fn download(
+        &self,
+        url: &str,
+        out: &std::path::Path,
+        progress: impl Fn(u64),
+    ) -> Result<u64, CuError> {
+        use std::io::Write as _;
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let mut resp = self.http.get(url).send().await.map_err(transport)?;
+        if !resp.status().is_success() {
+            return Err(CuError::Media(format!("download: HTTP {}", resp.status())));
+        }
+        let mut f = std::fs::File::create(out)
+            .map_err(|e| CuError::Config(format!("{}: {e}", out.display())))?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            f.write_all(&chunk)
+                .map_err(|e| CuError::Config(format!("{}: {e}", out.display())))?;
+            n += chunk.len() as u64;
+            progress(n);
+        }
+        f.sync_all()
+            .map_err(|e| CuError::Config(format!("{}: {e}", out.display())))?;
+        Ok(n)
+    }
+
     /// Operator: the release packages.
     pub async fn packages(&self) -> Result<Vec<PackageView>, CuError> {
         self.get("/api/v1/admin/packages").await
