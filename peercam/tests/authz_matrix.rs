@@ -70,6 +70,13 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "PtzCommand" => json!({"op": "stop"}),
         "ResetRequest" => json!({}),
         "WlanConfig" => json!({"ssid": "x", "security": "open"}),
+        // Not newer than anything: refused on its merits by whoever may ask.
+        "UpgradeOrder" => json!({"version": "0.0.1"}),
+        "SignedManifest" => json!({"manifest": {"version": "0.0.1", "model": "m",
+            "sha256": "00".repeat(32), "size": 1, "expires_at": 0}, "signatures": []}),
+        "ClientUpdateReport" => {
+            json!({"platform": "cli-test", "version": "0.1.0", "outcome": "updated"})
+        }
         // A made-up permit: even an authorised caller is refused (8.9.1 needs a real one).
         "SetParamsRequest" => json!({
             "permit": "pcp_made_up",
@@ -242,7 +249,8 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                         let needs_owner = r.access == Access::Owner;
                         let needs_config = r.path.ends_with("/status")
                             || r.path.contains("/params")
-                            || r.path.ends_with("/wlan");
+                            || r.path.ends_with("/wlan")
+                            || (r.path.ends_with("/upgrade") && r.method == "GET");
                         let needs_ptz = r.path.ends_with("/ptz");
                         let denied = (needs_owner && !owner)
                             || (needs_config && !scopes.contains(Scope::Config))

@@ -156,6 +156,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], rtsp_port));
         // A two-minute day, so night vision (6.1.5) switches while you watch.
         cfg.day_cycle_s = 120;
+        // A simulated radio (6.1.11): `peercam cu wlan` lists these networks; "cafe" cannot
+        // reach the platform, so joining it shows the automatic return.
+        let radio = dir.join(format!("radio-{}.json", pus.len()));
+        if !radio.exists() {
+            std::fs::write(
+                &radio,
+                r#"{"current": "home", "networks": [
+  {"ssid": "home", "security": "wpa2_psk", "passphrase": "demo-home-1", "signal_pct": 72},
+  {"ssid": "office", "security": "wpa3_sae", "passphrase": "demo-office-1", "signal_pct": 41},
+  {"ssid": "cafe", "security": "open", "signal_pct": 55, "reaches_platform": false}
+]}"#,
+            )?;
+        }
+        cfg.wlan = Some(format!("file:{}", radio.display()));
+        cfg.wlan_confirm_s = 15;
         pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
     }
 
@@ -248,6 +263,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  peercam cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
     println!("  peercam cu params get {first}                              # parameters (8.9.1)");
     println!("  peercam cu params set {first} osd.text=GATE night.mode=night");
+    println!(
+        "  peercam cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
+    );
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = cmu.task.await;
