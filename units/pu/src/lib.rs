@@ -93,6 +93,14 @@ pub struct Config {
     /// at `max_fps`). Default: none, the synthetic camera.
     #[serde(default)]
     pub source_file: Option<PathBuf>,
+    /// A third-party RTSP camera to pull and re-serve instead of the synthetic scene:
+    /// `rtsp://user:password@host:port/path` (credentials optional, Digest or Basic). Its
+    /// H.264 stream is served as it is. Default: none.
+    #[serde(default)]
+    pub source_rtsp: Option<String>,
+    /// How to pull `source_rtsp`: `tcp` (interleaved, default) or `udp`.
+    #[serde(default)]
+    pub source_rtsp_transport: Option<String>,
     /// Where the camera keeps its settings (parameters, PTZ presets; H.626.4 8.9.1, 8.5),
     /// wiped by a factory reset (8.10). Default: beside the identity file, named like it
     /// with the extension `.state` (`pu.toml` -> `pu.state/`).
@@ -171,6 +179,8 @@ impl Config {
             max_fps: default_max_fps(),
             max_sessions: default_max_sessions(),
             source_file: None,
+            source_rtsp: None,
+            source_rtsp_transport: None,
             state_dir: None,
             day_cycle_s: 0,
             clock_skew_ms: 0,
@@ -263,9 +273,32 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
             .try_into()
             .unwrap_or([0; 4]),
     );
-    let source = match &config.source_file {
-        Some(path) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
-        None => media::Source::Synthetic,
+    let source = match (&config.source_file, &config.source_rtsp) {
+        (Some(_), Some(_)) => {
+            return Err(PuError::Source(
+                "source_file and source_rtsp are exclusive: pick one".into(),
+            ));
+        }
+        (Some(path), None) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
+        (None, Some(url)) => {
+            let parsed = url::Url::parse(url)
+                .ok()
+                .filter(|u| u.scheme() == "rtsp" && u.host().is_some())
+                .ok_or_else(|| {
+                    PuError::Source("source_rtsp must be an rtsp://host/path URL".into())
+                })?;
+            let udp = match config.source_rtsp_transport.as_deref() {
+                None | Some("tcp") => false,
+                Some("udp") => true,
+                Some(other) => {
+                    return Err(PuError::Source(format!(
+                        "source_rtsp_transport = {other:?}: expected tcp or udp"
+                    )));
+                }
+            };
+            media::Source::Rtsp(media::pull::PullConfig { url: parsed, udp })
+        }
+        (None, None) => media::Source::Synthetic,
     };
     let state_dir = config
         .state_dir

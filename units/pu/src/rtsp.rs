@@ -356,11 +356,19 @@ impl Connection {
         });
         if fresh {
             self.waiting_key = false;
-            queued
-        } else {
-            sub.request_idr();
-            Vec::new()
+            return queued;
         }
+        // A source that cannot make an IDR now (a pulled camera) keeps its current GOP: start
+        // from its IDR, then what came after.
+        let gop = sub.gop();
+        if let Some(last) = gop.last().map(|a| a.frame) {
+            self.waiting_key = false;
+            let mut start = gop;
+            start.extend(queued.into_iter().filter(|a| a.frame > last));
+            return start;
+        }
+        sub.request_idr();
+        Vec::new()
     }
 
     /// H.626.4 8.4 steps 4-9: the DESCRIBE is answered only with the platform's consent.
@@ -732,8 +740,15 @@ fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> S
         video: Some(H264Video {
             sps: sps.to_vec(),
             pps: pps.to_vec(),
-            framerate: Some(f64::from(profile.fps)),
-            dimensions: Some((u32::from(profile.width), u32::from(profile.height))),
+            // A pulled camera's size comes from its SPS; its rate is not announced.
+            framerate: (profile.fps > 0).then(|| f64::from(profile.fps)),
+            dimensions: if profile.width > 0 {
+                Some((u32::from(profile.width), u32::from(profile.height)))
+            } else {
+                peercam_media::sps::Sps::parse(sps)
+                    .ok()
+                    .map(|s| (s.width, s.height))
+            },
         }),
         audio: match audio {
             Some(AudioCodec::Pcmu) => Some(SdpAudio::Pcmu),

@@ -107,7 +107,13 @@ struct Pipeline {
     params: watch::Sender<Option<(Bytes, Bytes)>>,
     stopped: AtomicBool,
     frames: AtomicU64,
+    /// Keep the current GOP for joiners (sources that cannot make an IDR on demand).
+    keep_gop: bool,
+    gop: Mutex<Vec<Arc<AccessUnit>>>,
 }
+
+/// The most a kept GOP may hold.
+const MAX_GOP_BYTES: usize = 8 * 1024 * 1024;
 
 /// A session's view of a running profile.
 pub struct Subscription {
@@ -123,6 +129,16 @@ impl Subscription {
     /// Asks the encoder to make the next frame an IDR (after a loss, or at PLAY).
     pub fn request_idr(&self) {
         self._pipeline.force_idr.store(true, Ordering::Release);
+    }
+
+    /// The current GOP, from its IDR, of a source that cannot make an IDR on demand (empty
+    /// for the others: they make one for each joiner).
+    pub fn gop(&self) -> Vec<Arc<AccessUnit>> {
+        self._pipeline
+            .gop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Waits for the profile's SPS and PPS (for the SDP), at most `within`.
@@ -150,7 +166,9 @@ pub struct MediaHub {
 pub enum Source {
     /// The synthetic scene, encoded per viewing profile.
     Synthetic,
-    /// An H.264 Annex B file, looped at `fps`, served as it is to every viewer (no
+    /// A third-party RTSP camera, pulled and served as it is (its size and rate).
+    Rtsp(super::pull::PullConfig),
+    /// An H.264 file (Annex B or MP4), looped at `fps`, served as it is to every viewer (no
     /// transcoding: its size is the file's).
     File {
         /// The access units of the file, in order.
@@ -163,17 +181,23 @@ pub enum Source {
 }
 
 impl Source {
-    /// Loads an Annex B H.264 file; it must start with (or contain) an IDR with SPS and PPS.
+    /// Loads an H.264 file, Annex B or MP4 (its first H.264 track; frame rate from the
+    /// track's timing, else `fps`); it must contain an IDR with SPS and PPS.
     pub fn file(path: &std::path::Path, fps: u8) -> Result<Self, String> {
         let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let mut asm = peercam_media::annexb::AccessUnitAssembler::new();
-        asm.push(&data)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        asm.finish()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let units: Vec<_> = std::iter::from_fn(|| asm.pop())
-            .filter(|au| au.has_picture())
-            .collect();
+        let (units, fps) = if data.get(4..8) == Some(b"ftyp") {
+            mp4_units(&data).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            let mut asm = peercam_media::annexb::AccessUnitAssembler::new();
+            asm.push(&data)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            asm.finish()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let units: Vec<_> = std::iter::from_fn(|| asm.pop())
+                .filter(|au| au.has_picture())
+                .collect();
+            (units, fps)
+        };
         let first_key = units
             .iter()
             .position(|au| au.is_key() && au.sps().is_some() && au.pps().is_some());
@@ -196,6 +220,37 @@ impl Source {
             size,
         })
     }
+}
+
+/// The access units of an MP4 file's first H.264 track (SPS and PPS put in front of every
+/// sync sample) and its frame rate.
+fn mp4_units(data: &[u8]) -> Result<(Vec<peercam_media::annexb::AccessUnit>, u8), String> {
+    use peercam_media::mp4::{Movie, SampleEntry};
+    let movie = Movie::parse(data).map_err(|e| e.to_string())?;
+    let track = movie.video().ok_or("no video track")?;
+    let SampleEntry::Avc { config, .. } = &track.entry else {
+        return Err("the video track is not H.264".into());
+    };
+    let len_size = usize::from(config.length_size);
+    let mut units = Vec::new();
+    for s in track.samples() {
+        let body = s.data(data).ok_or("a sample lies outside the file")?;
+        let nals = super::pull::split_length_prefixed(body, len_size)
+            .ok_or("a sample's NAL lengths do not add up")?;
+        let mut au = peercam_media::annexb::AccessUnit { nals: Vec::new() };
+        if s.is_sync {
+            au.nals.extend(config.sps.iter().cloned());
+            au.nals.extend(config.pps.iter().cloned());
+        }
+        au.nals.extend(nals.iter().map(|n| n.to_vec()));
+        units.push(au);
+    }
+    let n = u64::from(track.sample_count().max(1));
+    let fps = (u64::from(track.timescale) * n)
+        .checked_div(track.sample_duration_total())
+        .unwrap_or(25)
+        .clamp(1, 25);
+    Ok((units, u8::try_from(fps).unwrap_or(25)))
 }
 
 impl MediaHub {
@@ -243,6 +298,13 @@ impl MediaHub {
                 fps: *fps,
                 kbps: 0,
             },
+            // A pulled camera: one pipeline, its own size and rate (learnt from the stream).
+            Source::Rtsp(_) => Profile {
+                width: 0,
+                height: 0,
+                fps: 0,
+                kbps: 0,
+            },
         };
         let mut map = self
             .pipelines
@@ -264,6 +326,8 @@ impl MediaHub {
                     params,
                     stopped: AtomicBool::new(false),
                     frames: AtomicU64::new(0),
+                    keep_gop: matches!(self.source, Source::Rtsp(_)),
+                    gop: Mutex::new(Vec::new()),
                 });
                 let worker = p.clone();
                 let stream_id = self.stream_id;
@@ -275,7 +339,7 @@ impl MediaHub {
                     Source::Synthetic => {
                         Some(make_encoder(profile, control.view(Instant::now()).gop_s)?)
                     }
-                    Source::File { .. } => None,
+                    Source::File { .. } | Source::Rtsp(_) => None,
                 };
                 std::thread::Builder::new()
                     .name(name)
@@ -286,6 +350,7 @@ impl MediaHub {
                         (Source::Synthetic, Some(encoder)) => {
                             run_pipeline(&worker, encoder, stream_id, &control, &clock);
                         }
+                        (Source::Rtsp(config), _) => run_pull(&worker, config, stream_id, &clock),
                         (Source::Synthetic, None) => {}
                     })
                     .map_err(|e| format!("cannot start encoder thread: {e}"))?;
@@ -396,6 +461,7 @@ fn publish(
     n: u64,
     capture_unix_us: u64,
     stream_id: u32,
+    pts_90k: u64,
 ) {
     let sei = peercam_media::sei::sei_nal(&peercam_media::sei::FrameInfo {
         frame: n,
@@ -407,7 +473,6 @@ fn publish(
         .position(|x| x.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5)))
         .unwrap_or(nals.len());
     nals.insert(at, Bytes::from(sei));
-    let pts_90k = n * 90_000 / u64::from(p.profile.fps);
     let payloads = match H264Packetizer::default().packetize(&nals, (pts_90k & 0xffff_ffff) as u32)
     {
         Ok(x) => x,
@@ -426,6 +491,24 @@ fn publish(
     });
     if key && let Some(ps) = au.parameter_sets() {
         p.params.send_replace(Some(ps));
+    }
+    if p.keep_gop {
+        // A source that cannot make an IDR on demand (a pulled camera): keep the current
+        // GOP, so a joiner starts from its IDR at once instead of waiting for the next one.
+        let mut gop = p.gop.lock().unwrap_or_else(PoisonError::into_inner);
+        if key {
+            gop.clear();
+        }
+        let bytes: usize = gop
+            .iter()
+            .chain(std::iter::once(&au))
+            .map(|a| a.nals.iter().map(Bytes::len).sum::<usize>())
+            .sum();
+        if bytes <= MAX_GOP_BYTES && (key || !gop.is_empty()) {
+            gop.push(au.clone());
+        } else {
+            gop.clear();
+        }
     }
     let _ = p.tx.send(au);
     p.frames.fetch_add(1, Ordering::Relaxed);
@@ -485,7 +568,8 @@ fn run_pipeline(
             }
         }
         if !nals.is_empty() {
-            publish(p, nals, key, n, capture_unix_us, stream_id);
+            let pts = n * 90_000 / u64::from(p.profile.fps);
+            publish(p, nals, key, n, capture_unix_us, stream_id, pts);
         } // else the encoder skipped this frame
         n += 1;
     }
@@ -517,10 +601,63 @@ fn run_file(
             .filter(|nal| nal.first().is_some_and(|b| b & 0x1f != 9)) // no AUD
             .map(|nal| Bytes::copy_from_slice(nal))
             .collect();
-        publish(p, nals, au.is_key(), n, clock.now_us(), stream_id);
+        let pts = n * 90_000 / u64::from(p.profile.fps);
+        publish(p, nals, au.is_key(), n, clock.now_us(), stream_id, pts);
         i = (i + 1) % units.len();
         n += 1;
     }
+    p.stopped.store(true, Ordering::Release);
+}
+
+/// Pulls a camera on this thread (its own small runtime) and publishes what arrives, until
+/// nobody has watched for 30 s.
+fn run_pull(
+    p: &Arc<Pipeline>,
+    config: super::pull::PullConfig,
+    stream_id: u32,
+    clock: &MediaClock,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the camera puller");
+            p.stopped.store(true, Ordering::Release);
+            return;
+        }
+    };
+    let mut n: u64 = 0;
+    let mut idle_since: Option<Instant> = None;
+    let mut base: Option<(u64, u64)> = None;
+    rt.block_on(super::pull::run(config, |unit| {
+        let Some(unit) = unit else {
+            // The camera is gone: new viewers must not get its stale pictures (they get a
+            // 503 until it is back).
+            p.params.send_replace(None);
+            p.gop.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            return p.tx.receiver_count() > 0
+                || idle_since.get_or_insert_with(Instant::now).elapsed()
+                    <= Duration::from_secs(30);
+        };
+        if p.tx.receiver_count() > 0 {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        // Each connection's timestamps start again; keep ours increasing across redials.
+        let (origin, offset) = *base.get_or_insert((unit.pts_90k, n * 3600));
+        let pts = if unit.pts_90k >= origin {
+            offset + (unit.pts_90k - origin)
+        } else {
+            base = Some((unit.pts_90k, n * 3600));
+            n * 3600
+        };
+        publish(p, unit.nals, unit.key, n, clock.now_us(), stream_id, pts);
+        n += 1;
+        true
+    }));
     p.stopped.store(true, Ordering::Release);
 }
 

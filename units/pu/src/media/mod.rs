@@ -5,6 +5,7 @@
 pub mod audio;
 mod font;
 pub mod hub;
+pub mod pull;
 pub mod scene;
 
 pub use hub::{AccessUnit, MediaHub, Profile, Source, Subscription};
