@@ -48,6 +48,21 @@ pub enum CuError {
     Media(String),
 }
 
+/// The CMU's error answer, or a readable stand-in when it is not one.
+fn api_error(status: StatusCode, bytes: &[u8]) -> CuError {
+    let err: ApiError = serde_json::from_slice(bytes).unwrap_or_else(|_| ApiError {
+        error: "http_error".into(),
+        message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        fields: Vec::new(),
+    });
+    CuError::Api {
+        status: status.as_u16(),
+        code: err.error,
+        message: err.message,
+        fields: err.fields,
+    }
+}
+
 fn field_list(fields: &[FieldError]) -> String {
     fields
         .iter()
@@ -163,17 +178,7 @@ impl Client {
             return resp.json().await.map_err(transport);
         }
         let bytes = resp.bytes().await.map_err(transport)?;
-        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
-            error: "http_error".into(),
-            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-            fields: Vec::new(),
-        });
-        Err(CuError::Api {
-            status: status.as_u16(),
-            code: err.error,
-            message: err.message,
-            fields: err.fields,
-        })
+        Err(api_error(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CuError> {
@@ -486,17 +491,7 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| CuError::Config(e.to_string()));
         }
-        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
-            error: "http_error".into(),
-            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-            fields: Vec::new(),
-        });
-        Err(CuError::Api {
-            status: status.as_u16(),
-            code: err.error,
-            message: err.message,
-            fields: err.fields,
-        })
+        Err(api_error(status, &bytes))
     }
 
     /// Factory-resets a camera (8.10); it is unbound afterwards.

@@ -61,18 +61,8 @@ pub(crate) async fn run(
     // When the last frame arrived, SCU clock (t2 of a time request, 7.2).
     let mut rx_wall_us = unix_us();
     loop {
-        // Flush everything the state machine produced, then act on its events.
-        let mut wrote = false;
-        while let Some(frame) = sm.poll_transmit() {
-            let text = String::from_utf8(frame).unwrap_or_default();
-            if sink.feed(Message::text(text)).await.is_err() {
-                break;
-            }
-            wrote = true;
-        }
-        if wrote && sink.flush().await.is_err() {
-            break;
-        }
+        // Act on the state machine's events, then send everything it produced (for the
+        // input and for the events) before waiting again.
         while let Some(ev) = sm.poll_event() {
             match ev {
                 PeerEvent::Verify(req) => {
@@ -165,7 +155,6 @@ pub(crate) async fn run(
                 _ => {}
             }
         }
-        // What the events produced (a time reply, a refusal) goes out before we wait again.
         let mut wrote = false;
         while let Some(frame) = sm.poll_transmit() {
             let text = String::from_utf8(frame).unwrap_or_default();
