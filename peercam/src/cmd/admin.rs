@@ -33,6 +33,10 @@ enum Cmd {
     /// Release packages (H.626.4 8.11.1).
     #[command(subcommand)]
     Packages(PkgCmd),
+    /// Platform settings (H.626.4 8.9.2): `settings get`, or `settings set signup_open=false
+    /// play_token_ttl_s=30`.
+    #[command(subcommand)]
+    Settings(super::cu::SettingsCmd),
 }
 
 #[derive(Subcommand)]
@@ -212,6 +216,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     v.model, v.version, v.size, v.sha256
                 );
             })?;
+        }
+        Cmd::Settings(super::cu::SettingsCmd::Get) => {
+            let s = c.platform_params().await?;
+            print(json, &s, |s| {
+                println!("revision {}", s.revision);
+                if let Ok(t) = serde_json::to_string_pretty(&s.params) {
+                    println!("{t}");
+                }
+            })?;
+        }
+        Cmd::Settings(super::cu::SettingsCmd::Set { changes }) => {
+            let next = super::cu::edited(&c.platform_params().await?.params, &changes)?;
+            let s = c.set_platform_params(move |p| *p = next).await?;
+            print(json, &s, |s| println!("applied; revision {}", s.revision))?;
         }
         Cmd::Packages(PkgCmd::List) => {
             let l = c.packages().await?;

@@ -170,6 +170,10 @@ enum Cmd {
         )]
         release_keys: Vec<String>,
     },
+    /// Your own settings on the platform (H.626.4 8.9.2): `settings get`, or `settings set
+    /// language=zh-CN utc_offset_min=480`.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
     /// Read or change a camera's parameters (H.626.4 8.9.1).
     #[command(subcommand)]
     Params(ParamsCmd),
@@ -230,6 +234,29 @@ pub(crate) enum PtzOp {
     PresetGoto { slot: u8 },
     /// Forget preset SLOT.
     PresetRemove { slot: u8 },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SettingsCmd {
+    /// Show the settings and their revision.
+    Get,
+    /// Change settings: FIELD=VALUE pairs; all apply together or none does.
+    Set {
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        changes: Vec<String>,
+    },
+}
+
+/// Applies FIELD=VALUE changes to a document and checks it still decodes.
+pub(crate) fn edited<T: Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    changes: &[String],
+) -> anyhow::Result<T> {
+    let mut doc = serde_json::to_value(current)?;
+    for c in changes {
+        apply_change(&mut doc, c)?;
+    }
+    serde_json::from_value(doc).map_err(|e| anyhow::anyhow!("invalid value: {e}"))
 }
 
 #[derive(Subcommand)]
@@ -708,6 +735,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             return self_update(conn, check, &release_keys).await;
         }
+        Cmd::Settings(SettingsCmd::Get) => {
+            let s = conn.client().await?.user_params().await?;
+            print(json, &s, |s| {
+                println!("revision {}", s.revision);
+                if let Ok(t) = serde_json::to_string_pretty(&s.params) {
+                    println!("{t}");
+                }
+            })?;
+        }
+        Cmd::Settings(SettingsCmd::Set { changes }) => {
+            let client = conn.client().await?;
+            let next = edited(&client.user_params().await?.params, &changes)?;
+            let s = client.set_user_params(move |p| *p = next).await?;
+            print(json, &s, |s| println!("applied; revision {}", s.revision))?;
+        }
         Cmd::Params(ParamsCmd::Get { device }) => {
             let s = conn.client().await?.params(&device).await?;
             print(json, &s, |s| {
@@ -725,13 +767,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Params(ParamsCmd::Set { device, changes }) => {
             let client = conn.client().await?;
             // Check the edits locally first, so a typo is named before anything is asked.
-            let current = client.params(&device).await?;
-            let mut doc = serde_json::to_value(&current.params)?;
-            for c in &changes {
-                apply_change(&mut doc, c)?;
-            }
-            let next: peercam_signal::control::DeviceParams =
-                serde_json::from_value(doc).map_err(|e| anyhow::anyhow!("invalid value: {e}"))?;
+            let next = edited(&client.params(&device).await?.params, &changes)?;
             let s = client.set_params(&device, move |p| *p = next).await?;
             print(json, &s, |s| println!("applied; revision {}", s.revision))?;
         }

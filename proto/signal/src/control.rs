@@ -420,6 +420,145 @@ pub struct ParamsState {
     pub light_pct: u8,
 }
 
+/// Platform settings the operator changes through the API (H.626.4 8.9.2): one document,
+/// replaced whole, revisioned like the PU's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlatformParams {
+    /// Schema version, 1.
+    pub schema: u32,
+    /// How long a play URL may wait before it is opened, seconds, 5..=3600.
+    pub play_token_ttl_s: u64,
+    /// Lifetime of a login session, seconds, 300..=2592000.
+    pub session_ttl_s: u64,
+    /// Whether new accounts may sign up (6.1.1).
+    pub signup_open: bool,
+}
+
+impl PlatformParams {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if self.schema != 1 {
+            e.push(FieldError::new("schema", "this platform speaks schema 1"));
+        }
+        if !(5..=3600).contains(&self.play_token_ttl_s) {
+            e.push(FieldError::new("play_token_ttl_s", "must be in 5..=3600"));
+        }
+        if !(300..=2_592_000).contains(&self.session_ttl_s) {
+            e.push(FieldError::new("session_ttl_s", "must be in 300..=2592000"));
+        }
+        if e.is_empty() { Ok(()) } else { Err(e) }
+    }
+}
+
+/// A user's own settings kept by the CMU (H.626.4 8.9.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserParams {
+    /// Schema version, 1.
+    pub schema: u32,
+    /// Interface language, a BCP 47 tag such as `en` or `zh-CN` (2..=16 characters).
+    pub language: String,
+    /// Offset of the user's local time from UTC, minutes, -720..=840.
+    pub utc_offset_min: i16,
+    /// Largest picture the user's clients ask for by default, pixels wide (176..=1920).
+    pub default_max_width: u16,
+    /// Receive alarm notifications (8.8).
+    pub notify_alarms: bool,
+}
+
+impl Default for UserParams {
+    fn default() -> Self {
+        Self {
+            schema: 1,
+            language: "en".into(),
+            utc_offset_min: 0,
+            default_max_width: 1280,
+            notify_alarms: true,
+        }
+    }
+}
+
+impl UserParams {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if self.schema != 1 {
+            e.push(FieldError::new("schema", "this platform speaks schema 1"));
+        }
+        let tag_ok = (2..=16).contains(&self.language.len())
+            && self
+                .language
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !tag_ok {
+            e.push(FieldError::new(
+                "language",
+                "a language tag such as en or zh-CN",
+            ));
+        }
+        if !(-720..=840).contains(&self.utc_offset_min) {
+            e.push(FieldError::new("utc_offset_min", "must be in -720..=840"));
+        }
+        if !(176..=1920).contains(&self.default_max_width) {
+            e.push(FieldError::new(
+                "default_max_width",
+                "must be in 176..=1920",
+            ));
+        }
+        if e.is_empty() { Ok(()) } else { Err(e) }
+    }
+}
+
+/// The user parameter document with its revision (H.626.4 8.9.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserParamsState {
+    /// Bumped by every applied change.
+    pub revision: u64,
+    /// The document.
+    pub params: UserParams,
+}
+
+/// A change of the user parameters (8.9.2): the permit, the revision it is based on
+/// and the whole new document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetUserParams {
+    /// From the matching `.../permit` route.
+    pub permit: String,
+    /// The revision the document was based on.
+    pub base_revision: u64,
+    /// The new document.
+    pub params: UserParams,
+}
+
+/// The platform parameter document with its revision (H.626.4 8.9.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlatformParamsState {
+    /// Bumped by every applied change.
+    pub revision: u64,
+    /// The document.
+    pub params: PlatformParams,
+}
+
+/// A change of the platform parameters (8.9.2): the permit, the revision it is based on
+/// and the whole new document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetPlatformParams {
+    /// From the matching `.../permit` route.
+    pub permit: String,
+    /// The revision the document was based on.
+    pub base_revision: u64,
+    /// The new document.
+    pub params: PlatformParams,
+}
+
 /// WLAN security (H.626.4 6.1.11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

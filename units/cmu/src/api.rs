@@ -135,6 +135,54 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "GET",
+            "/api/v1/me/params",
+            Account,
+            "Your own settings (8.9.2)",
+            None,
+            Some("UserParamsState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/me/params/permit",
+            Account,
+            "Permission to change your settings (8.9.2)",
+            None,
+            Some("ConfigPermit")
+        ),
+        r!(
+            "PUT",
+            "/api/v1/me/params",
+            Account,
+            "Change your settings, all or nothing, with a permit (8.9.2)",
+            Some("SetUserParams"),
+            Some("UserParamsState")
+        ),
+        r!(
+            "GET",
+            "/api/v1/admin/params",
+            Operator,
+            "Platform settings (8.9.2)",
+            None,
+            Some("PlatformParamsState")
+        ),
+        r!(
+            "POST",
+            "/api/v1/admin/params/permit",
+            Operator,
+            "Permission to change the platform settings (8.9.2)",
+            None,
+            Some("ConfigPermit")
+        ),
+        r!(
+            "PUT",
+            "/api/v1/admin/params",
+            Operator,
+            "Change the platform settings, all or nothing, with a permit (8.9.2)",
+            Some("SetPlatformParams"),
+            Some("PlatformParamsState")
+        ),
+        r!(
+            "GET",
             "/api/v1/devices",
             Customer,
             "Devices the caller owns or that were shared with it",
@@ -436,6 +484,12 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/me") => get(h::me),
         ("POST", "/api/v1/me/password") => post(h::change_password),
         ("GET", "/api/v1/devices") => get(h::list_devices),
+        ("GET", "/api/v1/me/params") => get(crate::settings::get_user),
+        ("POST", "/api/v1/me/params/permit") => post(crate::settings::permit_user),
+        ("PUT", "/api/v1/me/params") => put(crate::settings::set_user),
+        ("GET", "/api/v1/admin/params") => get(crate::settings::get_platform),
+        ("POST", "/api/v1/admin/params/permit") => post(crate::settings::permit_platform),
+        ("PUT", "/api/v1/admin/params") => put(crate::settings::set_platform),
         ("POST", "/api/v1/devices/bind") => post(h::bind),
         ("GET", "/api/v1/devices/{id}") => get(h::get_device),
         ("PATCH", "/api/v1/devices/{id}") => patch(h::rename_device),
@@ -643,6 +697,12 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::PackageView>()
         .schema_from::<cm::UpgradeOrder>()
         .schema_from::<cm::ClientUpdate>()
+        .schema_from::<peercam_signal::control::UserParams>()
+        .schema_from::<peercam_signal::control::UserParamsState>()
+        .schema_from::<peercam_signal::control::SetUserParams>()
+        .schema_from::<peercam_signal::control::PlatformParams>()
+        .schema_from::<peercam_signal::control::PlatformParamsState>()
+        .schema_from::<peercam_signal::control::SetPlatformParams>()
         .schema_from::<cm::ClientUpdateReport>()
         .schema_from::<peercam_signal::upgrade::SignedManifest>()
         .schema_from::<peercam_signal::upgrade::Manifest>()

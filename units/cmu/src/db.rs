@@ -107,6 +107,14 @@ CREATE TABLE packages (
     UNIQUE (model, version)
 );
 ",
+    // H.626.4 8.9.2: CMU parameter documents (`platform`, `user:ID`).
+    r"
+CREATE TABLE cmu_params (
+    key      TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

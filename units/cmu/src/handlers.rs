@@ -64,6 +64,13 @@ pub(crate) async fn signup(
         .parse()
         .map_err(|e: peercam_base::IdError| ApiErr::bad_request("bad_phone", e.to_string()))?;
     auth::check_new_password(&req.password)?;
+    // H.626.4 8.9.2: the operator may close sign-up.
+    if !crate::settings::platform(&st).await?.1.signup_open {
+        return Err(
+            ApiErr::forbidden("sign-up is closed on this platform; ask its operator")
+                .with_code("signup_closed"),
+        );
+    }
     // SMS pumping defence: per number and per client address.
     st.limits
         .hit(&format!("sms:{phone}"), 3, Duration::from_secs(600))
@@ -274,7 +281,7 @@ pub(crate) async fn login(
     }
     st.limits.clear(&key);
     let token = SessionToken::from_random(random_bytes::<32>());
-    let expires_at = now_s() + st.config.session_ttl_s;
+    let expires_at = now_s() + crate::settings::platform(&st).await?.1.session_ttl_s;
     sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
         .bind(ts(now_s()))
         .execute(&st.db)

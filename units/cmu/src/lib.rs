@@ -22,6 +22,7 @@ mod packages;
 pub mod platform;
 mod play;
 mod ratelimit;
+mod settings;
 pub mod sms;
 
 use std::net::SocketAddr;

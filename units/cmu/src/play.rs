@@ -72,7 +72,7 @@ pub(crate) async fn play(
         scp: access.scopes.bits(),
         jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
         iat: now,
-        exp: now + st.config.play_token_ttl_s,
+        exp: now + crate::settings::platform(&st).await?.1.play_token_ttl_s,
         acl,
         cap: caps,
     };

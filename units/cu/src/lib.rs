@@ -9,7 +9,8 @@ pub mod live;
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;
 use peercam_signal::control::{
-    DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
+    DeviceParams, FieldError, ParamsState, PlatformParams, PlatformParamsState, PtzCommand,
+    PtzState, SetPlatformParams, SetUserParams, UserParams, UserParamsState, WlanConfig, WlanState,
 };
 use peercam_signal::upgrade::{SignedManifest, UpgradeStatus};
 use reqwest::{Method, StatusCode};
@@ -310,6 +311,62 @@ impl Client {
         self.get(&format!("/api/v1/devices/{id}/status")).await
     }
 
+    /// Your own settings kept by the CMU (8.9.2).
+    pub async fn user_params(&self) -> Result<UserParamsState, CuError> {
+        self.get("/api/v1/me/params").await
+    }
+
+    /// Changes your settings (8.9.2): permission first, then the whole document.
+    pub async fn set_user_params(
+        &self,
+        edit: impl FnOnce(&mut UserParams),
+    ) -> Result<UserParamsState, CuError> {
+        let current = self.user_params().await?;
+        let permit: ConfigPermit = self
+            .call::<(), _>(Method::POST, "/api/v1/me/params/permit", None)
+            .await?;
+        let mut params = current.params;
+        edit(&mut params);
+        self.call(
+            Method::PUT,
+            "/api/v1/me/params",
+            Some(&SetUserParams {
+                permit: permit.permit,
+                base_revision: permit.revision,
+                params,
+            }),
+        )
+        .await
+    }
+
+    /// Operator: the platform's settings (8.9.2).
+    pub async fn platform_params(&self) -> Result<PlatformParamsState, CuError> {
+        self.get("/api/v1/admin/params").await
+    }
+
+    /// Operator: changes the platform's settings (8.9.2).
+    pub async fn set_platform_params(
+        &self,
+        edit: impl FnOnce(&mut PlatformParams),
+    ) -> Result<PlatformParamsState, CuError> {
+        let current = self.platform_params().await?;
+        let permit: ConfigPermit = self
+            .call::<(), _>(Method::POST, "/api/v1/admin/params/permit", None)
+            .await?;
+        let mut params = current.params;
+        edit(&mut params);
+        self.call(
+            Method::PUT,
+            "/api/v1/admin/params",
+            Some(&SetPlatformParams {
+                permit: permit.permit,
+                base_revision: permit.revision,
+                params,
+            }),
+        )
+        .await
+    }
+
     /// Turns or zooms a camera, or uses its presets (H.626.4 8.5).
     pub async fn ptz(&self, id: &str, order: &PtzCommand) -> Result<PtzState, CuError> {
         self.post(&format!("/api/v1/devices/{id}/ptz"), order).await
@@ -561,6 +618,11 @@ impl Client {
     pub async fn delete_subaccount(&self, username: &str) -> Result<(), CuError> {
         self.delete(&format!("/api/v1/subaccounts/{username}"))
             .await
+    }
+
+    /// Operator: the whole audit log, newest first.
+    pub async fn admin_audit(&self) -> Result<Vec<AuditEntry>, CuError> {
+        self.get("/api/v1/admin/audit").await
     }
 
     /// Audit log of the caller.

@@ -223,7 +223,12 @@ mod tests {
 
     #[test]
     fn key_frames_get_the_parameter_sets() {
-        let cfg = AvcConfig::new(&[0x67, 0x42, 0, 0x1e], &[0x68, 0xce]).unwrap();
+        // An x264 baseline 720p SPS (proto/media/testdata/x264_sps.txt).
+        let sps = [
+            0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x24, 0x80,
+        ];
+        let cfg = AvcConfig::new(&sps, &[0x68, 0xce]).unwrap();
         let data = [0, 0, 0, 1, 0x09, 0, 0, 0, 2, 0x65, 0x88];
         let u = to_unit(&data, true, 90, Some(&cfg)).unwrap();
         let types: Vec<u8> = u.nals.iter().map(|n| n[0] & 0x1f).collect();

@@ -1,0 +1,231 @@
+//! CMU parameters (H.626.4 8.9.2): a user's own settings and the operator's platform
+//! settings, each one revisioned document. The flow mirrors 8.9.1: the CU queries, asks
+//! permission to configure (a single-use permit after the CMU authorised the caller), sends
+//! the whole document, and the CMU applies it all or nothing and confirms.
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use peercam_signal::cm::ConfigPermit;
+use peercam_signal::control::{
+    PlatformParams, PlatformParamsState, SetPlatformParams, SetUserParams, UserParams,
+    UserParamsState,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+use sqlx::Row as _;
+
+use crate::auth::{Principal, audit};
+use crate::error::{ApiErr, ApiResult};
+use crate::{Shared, now_s, random_bytes};
+
+const PERMIT_TTL_S: u64 = 120;
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The platform's settings: the operator's document, or the configuration file's values.
+pub(crate) async fn platform(st: &Shared) -> ApiResult<(u64, PlatformParams)> {
+    let defaults = PlatformParams {
+        schema: 1,
+        play_token_ttl_s: st.config.play_token_ttl_s.clamp(5, 3600),
+        session_ttl_s: st.config.session_ttl_s.clamp(300, 2_592_000),
+        signup_open: true,
+    };
+    load(st, "platform", defaults).await
+}
+
+async fn load<T: DeserializeOwned>(st: &Shared, key: &str, default: T) -> ApiResult<(u64, T)> {
+    let row = sqlx::query("SELECT revision, doc FROM cmu_params WHERE key = ?1")
+        .bind(key)
+        .fetch_optional(&st.db)
+        .await?;
+    let Some(row) = row else {
+        return Ok((0, default));
+    };
+    let doc: String = row.get("doc");
+    let params =
+        serde_json::from_str(&doc).map_err(|e| ApiErr::internal("stored parameters", &e))?;
+    Ok((
+        u64::try_from(row.get::<i64, _>("revision")).unwrap_or(0),
+        params,
+    ))
+}
+
+async fn permit(st: &Shared, who: &Principal, key: &str, revision: u64) -> ApiResult<ConfigPermit> {
+    let permit = format!("pcp_{}", hex::encode(random_bytes::<24>()));
+    let expires_at = now_s() + PERMIT_TTL_S;
+    sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
+        .bind(as_i64(now_s()))
+        .execute(&st.db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(hex::encode(Sha256::digest(permit.as_bytes())))
+    .bind(who.id)
+    .bind(key)
+    .bind(as_i64(expires_at))
+    .execute(&st.db)
+    .await?;
+    Ok(ConfigPermit {
+        permit,
+        revision,
+        expires_at,
+    })
+}
+
+/// Spends the permit, checks the revision and stores the document, in one transaction.
+async fn apply<T: Serialize>(
+    st: &Shared,
+    who: &Principal,
+    key: &str,
+    permit: &str,
+    base_revision: u64,
+    params: &T,
+) -> ApiResult<u64> {
+    let mut tx = st.db.begin().await?;
+    let spent = sqlx::query(
+        "DELETE FROM config_permits WHERE permit_hash = ?1 AND user_id = ?2 AND device_id = ?3 AND expires_at >= ?4",
+    )
+    .bind(hex::encode(Sha256::digest(permit.as_bytes())))
+    .bind(who.id)
+    .bind(key)
+    .bind(as_i64(now_s()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if spent != 1 {
+        return Err(ApiErr::forbidden(
+            "no valid permit: ask with the matching POST .../params/permit first (permits last 120 s and serve once)",
+        )
+        .with_code("no_permit"));
+    }
+    let current: i64 = sqlx::query_scalar("SELECT revision FROM cmu_params WHERE key = ?1")
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(0);
+    if u64::try_from(current).unwrap_or(0) != base_revision {
+        // Committing here spends the permit even though nothing else changes.
+        tx.commit().await?;
+        return Err(ApiErr::conflict(
+            "stale_revision",
+            format!(
+                "the parameters changed meanwhile (now at revision {current}); read them again"
+            ),
+        ));
+    }
+    let doc = serde_json::to_string(params).map_err(|e| ApiErr::internal("parameters", &e))?;
+    sqlx::query(
+        "INSERT INTO cmu_params (key, revision, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT(key) DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
+    )
+    .bind(key)
+    .bind(current + 1)
+    .bind(doc)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(u64::try_from(current + 1).unwrap_or(0))
+}
+
+fn user_key(p: &Principal) -> String {
+    format!("user:{}", p.id)
+}
+
+/// 8.9.2: the caller's own settings.
+pub(crate) async fn get_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<UserParamsState>> {
+    let (revision, params) = load(&st, &user_key(&p), UserParams::default()).await?;
+    Ok(Json(UserParamsState { revision, params }))
+}
+
+/// 8.9.2: permission to change them.
+pub(crate) async fn permit_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<ConfigPermit>> {
+    let (revision, _) = load(&st, &user_key(&p), UserParams::default()).await?;
+    Ok(Json(permit(&st, &p, &user_key(&p), revision).await?))
+}
+
+/// 8.9.2: the change, applied whole and confirmed.
+pub(crate) async fn set_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Json(req): Json<SetUserParams>,
+) -> ApiResult<Json<UserParamsState>> {
+    req.params.validate().map_err(ApiErr::invalid)?;
+    let revision = apply(
+        &st,
+        &p,
+        &user_key(&p),
+        &req.permit,
+        req.base_revision,
+        &req.params,
+    )
+    .await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "user.params.set",
+        None,
+        "ok",
+        &format!("revision {revision}"),
+    )
+    .await;
+    Ok(Json(UserParamsState {
+        revision,
+        params: req.params,
+    }))
+}
+
+/// 8.9.2: the platform's settings (operator).
+pub(crate) async fn get_platform(State(st): State<Shared>) -> ApiResult<Json<PlatformParamsState>> {
+    let (revision, params) = platform(&st).await?;
+    Ok(Json(PlatformParamsState { revision, params }))
+}
+
+/// 8.9.2: permission to change them (operator).
+pub(crate) async fn permit_platform(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<ConfigPermit>> {
+    let (revision, _) = platform(&st).await?;
+    Ok(Json(permit(&st, &p, "platform", revision).await?))
+}
+
+/// 8.9.2: the change (operator); it takes effect for the next sign-up, login and play URL.
+pub(crate) async fn set_platform(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Json(req): Json<SetPlatformParams>,
+) -> ApiResult<Json<PlatformParamsState>> {
+    req.params.validate().map_err(ApiErr::invalid)?;
+    let revision = apply(
+        &st,
+        &p,
+        "platform",
+        &req.permit,
+        req.base_revision,
+        &req.params,
+    )
+    .await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "platform.params.set",
+        None,
+        "ok",
+        &format!("revision {revision}"),
+    )
+    .await;
+    Ok(Json(PlatformParamsState {
+        revision,
+        params: req.params,
+    }))
+}
