@@ -34,7 +34,11 @@ enum Cmd {
         #[arg(long)]
         key: PathBuf,
         /// Release version, MAJOR.MINOR.PATCH.
-        #[arg(long = "release-version", id = "release_version", value_name = "VERSION")]
+        #[arg(
+            long = "release-version",
+            id = "release_version",
+            value_name = "VERSION"
+        )]
         version: String,
         /// Hardware model it is for.
         #[arg(long)]
