@@ -74,6 +74,10 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "UpgradeOrder" => json!({"version": "0.0.1"}),
         "SignedManifest" => json!({"manifest": {"version": "0.0.1", "model": "m",
             "sha256": "00".repeat(32), "size": 1, "expires_at": 0}, "signatures": []}),
+        "SetUserParams" => json!({"permit": "pcp_made_up", "base_revision": 0,
+            "params": serde_json::to_value(peercam_signal::control::UserParams::default()).unwrap()}),
+        "SetPlatformParams" => json!({"permit": "pcp_made_up", "base_revision": 0,
+            "params": {"schema": 1, "play_token_ttl_s": 60, "session_ttl_s": 3600, "signup_open": true}}),
         "ClientUpdateReport" => {
             json!({"platform": "cli-test", "version": "0.1.0", "outcome": "updated"})
         }

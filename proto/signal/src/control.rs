@@ -428,7 +428,7 @@ pub struct ParamsState {
 pub struct PlatformParams {
     /// Schema version, 1.
     pub schema: u32,
-    /// How long a play URL may wait before it is opened, seconds, 5..=3600.
+    /// How long a play URL may wait before it is opened, seconds, 1..=3600.
     pub play_token_ttl_s: u64,
     /// Lifetime of a login session, seconds, 300..=2592000.
     pub session_ttl_s: u64,
@@ -443,8 +443,8 @@ impl PlatformParams {
         if self.schema != 1 {
             e.push(FieldError::new("schema", "this platform speaks schema 1"));
         }
-        if !(5..=3600).contains(&self.play_token_ttl_s) {
-            e.push(FieldError::new("play_token_ttl_s", "must be in 5..=3600"));
+        if !(1..=3600).contains(&self.play_token_ttl_s) {
+            e.push(FieldError::new("play_token_ttl_s", "must be in 1..=3600"));
         }
         if !(300..=2_592_000).contains(&self.session_ttl_s) {
             e.push(FieldError::new("session_ttl_s", "must be in 300..=2592000"));

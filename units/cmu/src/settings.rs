@@ -29,8 +29,8 @@ fn as_i64(v: u64) -> i64 {
 pub(crate) async fn platform(st: &Shared) -> ApiResult<(u64, PlatformParams)> {
     let defaults = PlatformParams {
         schema: 1,
-        play_token_ttl_s: st.config.play_token_ttl_s.clamp(5, 3600),
-        session_ttl_s: st.config.session_ttl_s.clamp(300, 2_592_000),
+        play_token_ttl_s: st.config.play_token_ttl_s.clamp(1, 3600),
+        session_ttl_s: st.config.session_ttl_s.clamp(1, 2_592_000),
         signup_open: true,
     };
     load(st, "platform", defaults).await

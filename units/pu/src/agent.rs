@@ -54,6 +54,7 @@ pub(crate) struct Agent {
     pub(crate) clock: Arc<MediaClock>,
     pub(crate) wlan: Option<Arc<Wlan>>,
     pub(crate) upgrader: Arc<Upgrader>,
+    pub(crate) onvif: Option<Arc<crate::onvif::Onvif>>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -139,6 +140,7 @@ impl Agent {
         let mut sync = SyncFilter::new();
         let mut next_sync: Option<Instant> = None;
         let mut burst = 0u32;
+        let (replies_tx, mut replies_rx) = mpsc::channel::<(u64, DeviceReply)>(16);
         let result = loop {
             let mut end = None;
             while let Some(ev) = link.poll_event() {
@@ -165,6 +167,34 @@ impl Agent {
                             message: message.clone(),
                         });
                         end = Some(format!("refused: {message}"));
+                    }
+                    // H.626.4 8.5 for a wrapped camera: its own PTZ, over ONVIF, answered
+                    // when the camera has answered.
+                    LinkEvent::Command {
+                        id,
+                        command: DeviceCommand::Ptz { order },
+                    } if self.onvif.is_some() => {
+                        let onvif = self.onvif.clone();
+                        let tx = replies_tx.clone();
+                        tokio::spawn(async move {
+                            let reply = match order.validate() {
+                                Err(errors) => DeviceReply::Invalid { errors },
+                                Ok(()) => match onvif {
+                                    Some(o) => match o.ptz(&order).await {
+                                        Ok(state) => DeviceReply::Ptz { state },
+                                        Err(message) => DeviceReply::Failed {
+                                            code: "camera".into(),
+                                            message,
+                                        },
+                                    },
+                                    None => DeviceReply::Failed {
+                                        code: "unsupported".into(),
+                                        message: "no ONVIF camera configured".into(),
+                                    },
+                                },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
                     }
                     LinkEvent::Command { id, command } => {
                         let reply = self.execute(command, connected_at);
@@ -268,6 +298,7 @@ impl Agent {
                     None => break Ok(()),
                 },
                 () = tokio::time::sleep_until(deadline.into()) => link.handle_timeout(Instant::now()),
+                Some((id, reply)) = replies_rx.recv() => link.reply(id, reply),
                 r = async {
                     match network.as_mut() {
                         Some(n) => n.changed().await,

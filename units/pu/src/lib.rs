@@ -21,6 +21,7 @@ mod agent;
 pub mod clock;
 pub mod control;
 pub mod media;
+pub mod onvif;
 mod rtsp;
 pub mod upgrade;
 pub mod wlan;
@@ -101,6 +102,11 @@ pub struct Config {
     /// How to pull `source_rtsp`: `tcp` (interleaved, default) or `udp`.
     #[serde(default)]
     pub source_rtsp_transport: Option<String>,
+    /// The wrapped camera's ONVIF device service, `http://user:pass@host/onvif/device_service`:
+    /// PTZ orders (H.626.4 8.5) then drive the camera itself. Default: none (PTZ moves the
+    /// synthetic camera's view).
+    #[serde(default)]
+    pub onvif_url: Option<String>,
     /// Where the camera keeps its settings (parameters, PTZ presets; H.626.4 8.9.1, 8.5),
     /// wiped by a factory reset (8.10). Default: beside the identity file, named like it
     /// with the extension `.state` (`pu.toml` -> `pu.state/`).
@@ -181,6 +187,7 @@ impl Config {
             source_file: None,
             source_rtsp: None,
             source_rtsp_transport: None,
+            onvif_url: None,
             state_dir: None,
             day_cycle_s: 0,
             clock_skew_ms: 0,
@@ -308,6 +315,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
     let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
     let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
+    let onvif = match &config.onvif_url {
+        Some(u) => Some(Arc::new(onvif::Onvif::new(u).map_err(PuError::Source)?)),
+        None => None,
+    };
     let keys = config
         .release_keys
         .iter()
@@ -364,6 +375,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         clock,
         wlan,
         upgrader: upgrader.clone(),
+        onvif,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     let restart = upgrader.restart.subscribe();
