@@ -142,6 +142,14 @@ impl Firmware {
     }
 }
 
+/// How a download attempt failed.
+enum Fetch {
+    /// Worth resuming (network dropped, server hiccup).
+    Broken(String),
+    /// Final (more bytes than the manifest says, local disk error).
+    Refused(String),
+}
+
 /// The agent's side of upgrades.
 pub struct Upgrader {
     firmware: Firmware,
@@ -316,12 +324,13 @@ impl Upgrader {
             attempts += 1;
             match self.fetch(http, url, &part, have, m.size).await {
                 Ok(n) => have = n,
-                Err(e) if attempts < 5 => {
+                Err(Fetch::Refused(e)) => return Err(e),
+                Err(Fetch::Broken(e)) if attempts < 5 => {
                     tracing::warn!(error = %e, have, "download interrupted; resuming");
                     tokio::time::sleep(std::time::Duration::from_millis(500 * attempts)).await;
                     have = std::fs::metadata(&part).map_or(0, |md| md.len());
                 }
-                Err(e) => return Err(e),
+                Err(Fetch::Broken(e)) => return Err(e),
             }
         }
         self.set(|s| s.state = "installing".into());
@@ -381,41 +390,48 @@ impl Upgrader {
         part: &Path,
         have: u64,
         size: u64,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Fetch> {
         let mut req = http.get(url);
         if have > 0 {
             req = req.header("range", format!("bytes={have}-"));
         }
-        let mut resp = req.send().await.map_err(|e| e.to_string())?;
+        let mut resp = req.send().await.map_err(|e| Fetch::Broken(e.to_string()))?;
         let status = resp.status();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(part)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Fetch::Refused(e.to_string()))?;
         let mut have = have;
         if status == reqwest::StatusCode::OK && have > 0 {
             // The server ignored the range: start over.
-            file.set_len(0).map_err(|e| e.to_string())?;
+            file.set_len(0).map_err(|e| Fetch::Refused(e.to_string()))?;
             have = 0;
         } else if !status.is_success() {
-            return Err(format!("download refused: HTTP {status}"));
+            return Err(Fetch::Broken(format!("download refused: HTTP {status}")));
         }
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Fetch::Broken(e.to_string()))?
+        {
             if have + chunk.len() as u64 > size {
                 drop(file);
                 let _ = std::fs::remove_file(part);
-                return Err(format!(
+                return Err(Fetch::Refused(format!(
                     "the payload is larger than the manifest's {size} bytes; refused"
-                ));
+                )));
             }
-            file.write_all(&chunk).map_err(|e| e.to_string())?;
+            file.write_all(&chunk)
+                .map_err(|e| Fetch::Refused(e.to_string()))?;
             have += chunk.len() as u64;
             self.set(|s| s.done = have);
         }
-        file.sync_all().map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| Fetch::Refused(e.to_string()))?;
         if have < size {
-            return Err(format!("the download ended at {have} of {size} bytes"));
+            return Err(Fetch::Broken(format!(
+                "the download ended at {have} of {size} bytes"
+            )));
         }
         Ok(have)
     }
@@ -447,5 +463,135 @@ mod tests {
         assert_eq!(fw.pending(), None);
         assert_eq!(fw.committed(), Some(p.slot));
         assert_eq!(fw.max_version(factory), Version(0, 3, 0));
+    }
+
+    /// A one-shot HTTP server on loopback: each connection gets the next canned answer.
+    async fn serve(answers: Vec<Vec<u8>>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/payload", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for a in answers {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = s.write_all(&a).await;
+                let _ = s.shutdown().await;
+            }
+            requests
+        });
+        (url, task)
+    }
+
+    fn release(key: &ed25519_dalek::SigningKey, payload: &[u8]) -> SignedManifest {
+        let manifest = peercam_signal::upgrade::Manifest {
+            version: "9.0.0".into(),
+            model: "m1".into(),
+            sha256: hex::encode(Sha256::digest(payload)),
+            size: payload.len() as u64,
+            expires_at: u64::MAX / 2,
+        };
+        SignedManifest {
+            signatures: vec![manifest.sign(key)],
+            manifest,
+        }
+    }
+
+    fn upgrader(dir: &Path, key: &ed25519_dalek::SigningKey) -> Arc<Upgrader> {
+        Arc::new(Upgrader::new(
+            Firmware::new(dir.to_owned()),
+            vec![key.verifying_key()],
+            1,
+            "m1".into(),
+            "1.0.0".into(),
+            Some(
+                peercam_net::rustls::ClientConfig::builder_with_provider(Arc::new(
+                    peercam_net::rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(peercam_net::rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+            ),
+        ))
+    }
+
+    async fn finished(u: &Upgrader) -> UpgradeStatus {
+        for _ in 0..200 {
+            let s = u.status();
+            if matches!(s.state.as_str(), "failed" | "restarting") {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no outcome: {:?}", u.status());
+    }
+
+    #[tokio::test]
+    async fn h626_8_11_1_download_resumes_after_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        // First answer breaks off after 40 000 bytes; the second serves the rest on Range.
+        let mut first = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        first.extend_from_slice(&payload[..40_000]);
+        let mut second = b"HTTP/1.1 206 Partial Content\r\ncontent-length: 60000\r\ncontent-range: bytes 40000-99999/100000\r\n\r\n"
+            .to_vec();
+        second.extend_from_slice(&payload[40_000..]);
+        let (url, server) = serve(vec![first, second]).await;
+        let u = upgrader(dir.path(), &key);
+        u.start(release(&key, &payload), url, 1).unwrap();
+        let s = finished(&u).await;
+        assert_eq!(s.state, "restarting", "{s:?}");
+        let requests = server.await.unwrap();
+        assert!(
+            requests[1].to_lowercase().contains("range: bytes=40000-"),
+            "{}",
+            requests[1]
+        );
+        let pending = u.firmware().pending().unwrap();
+        assert_eq!(std::fs::read(pending.slot.exe).unwrap(), payload);
+    }
+
+    #[tokio::test]
+    async fn h626_8_11_1_oversized_and_wrong_payloads_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let payload = vec![7u8; 1000];
+        // More bytes than the manifest says.
+        let mut big = b"HTTP/1.1 200 OK\r\ncontent-length: 1500\r\n\r\n".to_vec();
+        big.extend_from_slice(&[7u8; 1500]);
+        let (url, _server) = serve(vec![big]).await;
+        let u = upgrader(dir.path(), &key);
+        u.start(release(&key, &payload), url, 1).unwrap();
+        let s = finished(&u).await;
+        assert_eq!(s.state, "failed");
+        assert!(s.reason.unwrap().contains("larger than the manifest"));
+        assert!(u.firmware().pending().is_none(), "nothing installed");
+        // The right size but other bytes: the hash refuses it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n".to_vec();
+        other.extend_from_slice(&[8u8; 1000]);
+        let (url, _server) = serve(vec![other]).await;
+        let u = upgrader(dir.path(), &key);
+        u.start(release(&key, &payload), url, 1).unwrap();
+        let s = finished(&u).await;
+        assert_eq!(s.state, "failed");
+        assert!(s.reason.unwrap().contains("SHA-256"));
+        assert!(u.firmware().pending().is_none());
+        // And a release for an older version than the device runs is refused up front.
+        let mut old = release(&key, &payload);
+        old.manifest.version = "0.9.0".into();
+        old.signatures = vec![old.manifest.sign(&key)];
+        assert!(matches!(
+            u.start(old, "http://x/".into(), 1),
+            Err(InstallError::Refused(_))
+        ));
     }
 }
