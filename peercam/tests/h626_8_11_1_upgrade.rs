@@ -118,7 +118,10 @@ async fn h626_8_11_1_signed_upgrade_commits_and_a_bad_release_rolls_back() {
     );
 
     // The operator's uploads: the CMU checks signatures and payloads.
-    let binary = std::fs::read(env!("CARGO_BIN_EXE_peercam")).unwrap();
+    // The new build: this program with a release marker appended (a different file and hash
+    // that runs the same; compiling a second build in the test suite would take minutes).
+    let mut binary = std::fs::read(env!("CARGO_BIN_EXE_peercam")).unwrap();
+    binary.extend_from_slice(b"\npeercam release 0.2.0\n");
     let good = release(&key, "0.2.0", "synthetic", &binary, now() + 3600);
     let mut tampered = good.clone();
     tampered.manifest.version = "0.2.1".into();
