@@ -13,10 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::auth::{Need, Principal, audit, device_access};
 use crate::error::{ApiErr, ApiResult};
-use crate::{Shared, now_s, random_bytes};
-
-/// How long a configuration permit lasts.
-const PERMIT_TTL_S: u64 = 120;
+use crate::{Shared, now_s};
 
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -95,21 +92,8 @@ pub(crate) async fn params_permit(
         DeviceReply::Params { state } => state.revision,
         other => return Err(device_error(other)),
     };
-    let permit = format!("pcp_{}", hex::encode(random_bytes::<24>()));
-    let expires_at = now_s() + PERMIT_TTL_S;
-    sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
-        .bind(as_i64(now_s()))
-        .execute(&st.db)
-        .await?;
-    sqlx::query(
-        "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .bind(permit_hash(&permit))
-    .bind(p.id)
-    .bind(id.as_str())
-    .bind(as_i64(expires_at))
-    .execute(&st.db)
-    .await?;
+    // The same single-use permits as the CMU's own parameters (8.9.2), keyed by the device.
+    let permit = crate::settings::permit(&st, &p, id.as_str(), revision).await?;
     audit(
         &st.db,
         Some(p.id),
@@ -119,11 +103,7 @@ pub(crate) async fn params_permit(
         "",
     )
     .await;
-    Ok(Json(ConfigPermit {
-        permit,
-        revision,
-        expires_at,
-    }))
+    Ok(Json(permit))
 }
 
 /// H.626.4 8.9.1 steps 9-12: the configuration, with its permit, CU -> CMU -> SCU -> PU; the PU

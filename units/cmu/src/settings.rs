@@ -53,7 +53,14 @@ async fn load<T: DeserializeOwned>(st: &Shared, key: &str, default: T) -> ApiRes
     ))
 }
 
-async fn permit(st: &Shared, who: &Principal, key: &str, revision: u64) -> ApiResult<ConfigPermit> {
+/// Issues a single-use configuration permit for `key` (a device id, `platform` or
+/// `user:ID`), valid 120 s.
+pub(crate) async fn permit(
+    st: &Shared,
+    who: &Principal,
+    key: &str,
+    revision: u64,
+) -> ApiResult<ConfigPermit> {
     let permit = format!("pcp_{}", hex::encode(random_bytes::<24>()));
     let expires_at = now_s() + PERMIT_TTL_S;
     sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
