@@ -1,0 +1,255 @@
+//! Store tests on a real directory and a real SQLite index.
+
+use std::path::PathBuf;
+
+use peercam_media::annexb::AccessUnitAssembler;
+use peercam_media::mp4::Movie;
+use peercam_record::strategy::Retention;
+
+use super::*;
+
+const STREAM: &[u8] =
+    include_bytes!("../../../proto/media/testdata/x264_baseline_320x180_25fps_50f.h264");
+/// 2026-11-23T00:00:00Z in 90 kHz ticks.
+const T0: u64 = 1_795_392_000_000 * 90;
+
+fn frames() -> Vec<(Vec<Vec<u8>>, bool)> {
+    let mut a = AccessUnitAssembler::new();
+    a.push(STREAM).unwrap();
+    a.finish().unwrap();
+    let mut out = Vec::new();
+    while let Some(au) = a.pop() {
+        let key = au.is_key();
+        out.push((au.nals, key));
+    }
+    out
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("peercam-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+/// Segments of 25 frames (1 s at 25 fps) from the fixture, looped, with G.711 audio.
+fn drafts(camera: &str, run: i64, start_90k: u64, count: usize) -> Vec<Draft> {
+    let fr = frames();
+    let keys: Vec<usize> = fr
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.1)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!keys.is_empty());
+    let mut out = Vec::new();
+    let mut t = start_90k;
+    for s in 0..count {
+        let mut b = SegmentBuilder::new(camera, run, Some(AudioCodec::Pcmu));
+        // Each segment replays the fixture from its first IDR for 25 frames.
+        for i in 0..25 {
+            let (nals, _) = &fr[(keys[0] + i) % fr.len()];
+            let key = i == 0;
+            b.push_video(nals, t, key).unwrap();
+            assert!(b.push_audio(&[0xff; 320], to_8k(t)));
+            t += 3600;
+        }
+        let _ = s;
+        out.push(b.finish(t).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn h626_8_7_2_commit_read_search_and_export() {
+    let root = tmp("basic");
+    let (store, report) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    assert_eq!(report, RepairReport::default());
+    let run = store.new_run("cam-1", 0).await.unwrap();
+    let results = store.commit(drafts("cam-1", run, T0, 4)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // A second run after a 10 s gap.
+    let run2 = store.new_run("cam-1", 0).await.unwrap();
+    let later = T0 + 14 * 90_000;
+    assert!(
+        store
+            .commit(drafts("cam-1", run2, later, 2))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+
+    let t0_ms = T0 / 90;
+    let spans = store
+        .spans("cam-1", t0_ms, t0_ms + 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!((spans[0].start_ms, spans[0].end_ms), (t0_ms, t0_ms + 4000));
+    assert_eq!(
+        (spans[1].start_ms, spans[1].end_ms),
+        (t0_ms + 14_000, t0_ms + 16_000)
+    );
+    assert!(
+        store
+            .spans("cam-2", 0, u64::MAX / 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let segs = store
+        .segments("cam-1", t0_ms + 1500, t0_ms + 2500)
+        .await
+        .unwrap();
+    assert_eq!(segs.len(), 2);
+    let media = store.read(&segs[0]).await.unwrap();
+    assert_eq!(media.video.len(), 25);
+    assert!(media.video[0].key);
+    assert_eq!(media.audio.len(), 25);
+    assert_eq!(media.video[1].t90k, segs[0].start_90k + 3600);
+
+    // Export 1.5 s .. 3.5 s: starts at the IDR at 1.0 s, ends before 3.5 s.
+    let out = root.join("clip.mp4");
+    let mut calls = 0;
+    let sum = export_mp4(&store, "cam-1", t0_ms + 1500, t0_ms + 3500, &out, |_, _| {
+        calls += 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(calls, 3);
+    assert_eq!(sum.start_ms, t0_ms + 1000);
+    assert_eq!(sum.frames, 63, "1.00 s .. 3.48 s at 25 fps");
+    let file = std::fs::read(&out).unwrap();
+    let movie = Movie::parse(&file).unwrap();
+    let v = movie.video().unwrap();
+    assert_eq!(v.sample_count(), 63);
+    assert_eq!(v.sync_count(), 3);
+    assert!(movie.audio().is_some());
+    assert!(matches!(
+        export_mp4(&store, "cam-1", t0_ms + 5000, t0_ms + 9000, &out, |_, _| {}).await,
+        Err(StoreError::Empty { .. })
+    ));
+
+    let (n, problems) = store.check().await.unwrap();
+    assert_eq!((n, problems), (6, vec![]));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn h626_8_7_2_open_repairs_to_the_invariants() {
+    let root = tmp("repair");
+    let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    let run = store.new_run("cam-1", 0).await.unwrap();
+    assert!(
+        store
+            .commit(drafts("cam-1", run, T0, 3))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let segs = store.segments("cam-1", 0, u64::MAX / 100).await.unwrap();
+    drop(store);
+    // A write that never committed (crash between fsync and commit) ...
+    let orphan = root.join("segments/cam-1/ffffffffffffffff-1.seg");
+    std::fs::write(&orphan, b"half a segment").unwrap();
+    // ... and an acknowledged file damaged behind our back.
+    let damaged = root.join(&segs[1].path);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&damaged)
+        .unwrap();
+    f.set_len(10).unwrap();
+    drop(f);
+
+    let (store, report) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    // The interrupted write, and the damaged file once its row was dropped.
+    assert_eq!(report.orphans_removed, 2);
+    assert_eq!(report.rows_dropped.len(), 1, "{report:?}");
+    assert_eq!(report.segments, 2);
+    assert!(!orphan.exists());
+    let (n, problems) = store.check().await.unwrap();
+    assert_eq!((n, problems), (2, vec![]));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn h626_8_7_2_retention_cyclic_overwrites_and_stop_when_full_reports() {
+    let root = tmp("retain");
+    let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    let run = store.new_run("cam-1", 0).await.unwrap();
+    assert!(
+        store
+            .commit(drafts("cam-1", run, T0, 5))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let per = store.usage(Some("cam-1")).await.unwrap() / 5;
+    let cyclic = Retention {
+        quota_bytes: per * 3,
+        cyclic: true,
+        max_age_days: 0,
+    };
+    let r = store.retain("cam-1", &cyclic, T0 / 90).await.unwrap();
+    assert_eq!((r.deleted, r.full), (2, false));
+    let left = store.segments("cam-1", 0, u64::MAX / 100).await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert_eq!(left[0].start_90k, T0 + 2 * 90_000, "the oldest went first");
+    let stop = Retention {
+        quota_bytes: per * 2,
+        cyclic: false,
+        max_age_days: 0,
+    };
+    let r = store.retain("cam-1", &stop, T0 / 90).await.unwrap();
+    assert_eq!((r.deleted, r.full), (0, true));
+    // Max age: a day later everything goes.
+    let aged = Retention {
+        quota_bytes: 0,
+        cyclic: true,
+        max_age_days: 1,
+    };
+    let r = store
+        .retain("cam-1", &aged, T0 / 90 + 86_400_000 + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted, 3);
+    assert_eq!(store.usage(None).await.unwrap(), 0);
+    // A disk-wide quota makes room from the oldest, across cameras.
+    let mut cfg = StoreConfig::new(&root);
+    cfg.disk_quota_bytes = per * 4;
+    cfg.min_free_bytes = 0;
+    drop(store);
+    let (store, _) = Store::open(cfg).await.unwrap();
+    let r1 = store.new_run("cam-1", 0).await.unwrap();
+    let r2 = store.new_run("cam-2", 0).await.unwrap();
+    assert!(
+        store
+            .commit(drafts("cam-1", r1, T0, 2))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert!(
+        store
+            .commit(drafts("cam-2", r2, T0 + 90_000, 2))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let r = store.make_room(per).await.unwrap();
+    assert_eq!(r.deleted, 1);
+    assert!(store.segments("cam-1", 0, u64::MAX / 100).await.unwrap()[0].start_90k > T0);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn h626_8_7_2_segments_start_at_an_idr() {
+    let fr = frames();
+    let p = fr.iter().find(|f| !f.1).unwrap();
+    let mut b = SegmentBuilder::new("cam", 1, None);
+    assert!(b.push_video(&p.0, T0, false).is_err());
+    assert!(b.is_empty());
+    assert!(b.finish(T0).is_none());
+    assert!(!valid_camera("../etc"));
+    assert!(valid_camera("pc-0123456789abcdef"));
+}
