@@ -458,3 +458,115 @@ pub struct PlayResponse {
     /// The capabilities the camera will honour.
     pub caps: crate::play::Caps,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Recording (H.626.4 8.7.2 NVR, 8.7.3 SD card)
+
+/// Attach a camera to an NVR (8.7.2.1 steps 1-8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AttachCamera {
+    /// The camera's device id (bound to the same owner as the NVR).
+    pub camera: String,
+}
+
+/// A camera attached to an NVR.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AttachedCamera {
+    /// The NVR.
+    pub nvr: String,
+    /// The camera.
+    pub camera: String,
+    /// Where the NVR found the camera on its LAN, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan: Option<String>,
+}
+
+/// Set a camera's record strategy on one of its recorders (8.7.2.1 steps 9-15, 8.7.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetRecordingRequest {
+    /// `sd` for the camera's own card, or an NVR's device id; absent: the camera's NVR if
+    /// it has one, else its SD card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+    /// The strategy.
+    pub strategy: crate::record::Strategy,
+}
+
+/// Open a recording for playback (8.7.2.2, Nc/Nc').
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackRequest {
+    /// As in [`SetRecordingRequest::recorder`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+    /// Where to start, RFC 3339.
+    pub start: String,
+}
+
+/// Where to play a recording from: an RTSP URL on the recorder with a one-time token.
+/// Seek with `PLAY` + `Range: clock=...`; change speed with `Scale` (see docs/protocol.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlaybackResponse {
+    /// `rtsp://HOST:PORT/rec/CAMERA?start=...&token=...`.
+    pub url: String,
+    /// The recorder serving it (`sd` means the camera).
+    pub recorder: String,
+    /// Unix seconds after which the URL no longer opens.
+    pub expires_at: u64,
+}
+
+/// Export a time range as MP4 (8.7.2.2 steps 7-10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// As in [`SetRecordingRequest::recorder`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+    /// Start, RFC 3339.
+    pub from: String,
+    /// End, RFC 3339 (at most 31 days after `from`).
+    pub to: String,
+}
+
+/// Where to download an export: an HTTP URL on the recorder with a one-time token. The
+/// file is cut at the last key frame at or before `from`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ExportResponse {
+    /// `http://HOST:PORT/export/CAMERA.mp4?from=...&to=...&token=...`.
+    pub url: String,
+    /// Recorded bytes in the range (the file is about this size).
+    pub bytes: u64,
+    /// The spans the file will hold.
+    pub spans: Vec<crate::record::RecordedSpan>,
+    /// Unix seconds after which the URL no longer opens.
+    pub expires_at: u64,
+}
+
+/// Mark an event on a camera's timeline; alarm strategies record around it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// `alarm` or `manual`.
+    pub kind: String,
+    /// Free text, up to 200 characters.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// How many recorders took an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventAccepted {
+    /// Recorders that recorded it.
+    pub recorders: Vec<String>,
+}

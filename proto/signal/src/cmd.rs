@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::control::{
     DeviceParams, FieldError, ParamsState, PtzCommand, PtzState, WlanConfig, WlanState,
 };
+use crate::record::{RecordingList, RecordingState, Strategy};
 use crate::upgrade::{SignedManifest, UpgradeStatus};
+use peercam_base::DeviceId;
 
 /// A command for a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +57,54 @@ pub enum DeviceCommand {
         /// Also delete local recordings.
         wipe_recordings: bool,
     },
+    /// H.626.4 8.7.2.1 steps 1-8, to an NVR: record `camera` from now on (strategy off
+    /// until one is set). The NVR looks for it on its LAN (Np).
+    RecorderAttach {
+        /// The camera, bound to the same owner.
+        camera: DeviceId,
+        /// The camera's Ed25519 public key, base64url: LAN announcements must verify
+        /// with it ([`crate::discover`]).
+        public_key: String,
+    },
+    /// To an NVR: stop recording `camera` and forget it; `wipe` deletes its recordings.
+    RecorderDetach {
+        /// The camera.
+        camera: DeviceId,
+        /// Delete what was recorded.
+        wipe: bool,
+    },
+    /// 8.7.2.1 steps 9-15 (NVR) and 8.7.3 (SD card, `camera` is the PU itself): save and
+    /// apply a record strategy.
+    SetRecording {
+        /// The camera.
+        camera: DeviceId,
+        /// The strategy.
+        strategy: Strategy,
+    },
+    /// Where a camera's recording stands.
+    GetRecording {
+        /// The camera.
+        camera: DeviceId,
+    },
+    /// 8.7.2.2 / 8.7.3 record list: spans and events of `camera` in `[from_ms, to_ms)`.
+    ListRecordings {
+        /// The camera.
+        camera: DeviceId,
+        /// Start, Unix ms.
+        from_ms: u64,
+        /// End, Unix ms.
+        to_ms: u64,
+    },
+    /// An alarm or a manual event for `camera`: marks the timeline and fires alarm
+    /// strategies (pre-roll and post-roll).
+    RecordEvent {
+        /// The camera.
+        camera: DeviceId,
+        /// `alarm` or `manual`.
+        kind: String,
+        /// Free text.
+        detail: String,
+    },
 }
 
 /// A device's answer to a [`DeviceCommand`].
@@ -96,6 +146,26 @@ pub enum DeviceReply {
         /// The state.
         state: WlanState,
     },
+    /// Done; nothing to report.
+    Done,
+    /// A camera attached to an NVR; `lan` is where the NVR found it on its LAN, if it did.
+    Attached {
+        /// The camera.
+        camera: DeviceId,
+        /// Its RTSP address on the NVR's LAN.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lan: Option<String>,
+    },
+    /// A camera's recording state.
+    Recording {
+        /// The state.
+        state: RecordingState,
+    },
+    /// A record list.
+    Recordings {
+        /// The list.
+        list: RecordingList,
+    },
     /// The command failed on the device.
     Failed {
         /// Machine-readable reason.
@@ -126,4 +196,40 @@ pub struct DeviceDescription {
     /// Jitter of the clock synchronisation, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_jitter_us: Option<i64>,
+}
+
+/// A request a device makes of the platform (device -> SCU -> CMU), answered with a
+/// [`PlatformAnswer`]. Each device-initiated flow adds its request here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "req", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeviceRequest {
+    /// H.626.4 8.7.2.1 steps 16-18: an NVR asks for the stream of a camera attached to it.
+    RecorderStream {
+        /// The camera.
+        camera: DeviceId,
+    },
+}
+
+/// The platform's answer to a [`DeviceRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PlatformAnswer {
+    /// Where to play the camera from, with a one-time token (8.4 applies at the camera).
+    Stream {
+        /// `rtsp://HOST:PORT/live/DEVICE?token=...` as reported by the camera.
+        url: String,
+        /// The token alone (to use with an address found on the LAN).
+        token: String,
+        /// Unix seconds after which the token no longer starts a stream.
+        expires_at: u64,
+    },
+    /// Refused or impossible now.
+    Refused {
+        /// Machine-readable reason.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
 }

@@ -9,6 +9,7 @@
 //! | [`ps`] | Ps / Pm: SCU <-> PU (and NVR) | WebSocket over TLS, JSON text frames |
 //! | [`sc`] | Sc / Sm: SCU <-> CMU | WebSocket over TLS, JSON text frames |
 //! | [`cmd`] | commands routed CMU -> SCU -> PU and their replies | inside `ps` and `sc` |
+//! | [`record`] | recording on NVRs and SD cards (8.7.2, 8.7.3) | inside `cmd` and `cm` |
 //! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
 //!
 //! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
@@ -24,11 +25,13 @@ pub mod clock;
 pub mod cm;
 pub mod cmd;
 pub mod control;
+pub mod discover;
 mod envelope;
 pub mod identity;
 pub mod link;
 pub mod play;
 pub mod ps;
+pub mod record;
 pub mod register;
 pub mod sc;
 pub mod token;

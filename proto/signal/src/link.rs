@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use peercam_base::DeviceId;
 
-use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
 use crate::envelope::{DecodeError, Envelope, PROTOCOL_VERSION, decode, encode};
 use crate::play::PlayVerdict;
 use crate::ps::{DeviceKind, DeviceToScu, RefusalCode, ScuToDevice};
@@ -71,6 +71,13 @@ pub enum LinkEvent {
         re: u64,
         /// Granted or refused.
         verdict: PlayVerdict,
+    },
+    /// The platform's answer to [`DeviceLink::request`].
+    Answer {
+        /// The id returned by `request`.
+        re: u64,
+        /// The answer.
+        answer: PlatformAnswer,
     },
     /// End the live sessions of `user` (all viewers when `None`).
     Revoke {
@@ -227,6 +234,12 @@ impl DeviceLink {
                         .push_back(LinkEvent::PlayVerdict { re, verdict });
                 }
             }
+            (DeviceState::Registered, ScuToDevice::Answer { answer }) => {
+                self.deadline = now + self.heartbeat * 3;
+                if let Some(re) = env.re {
+                    self.events.push_back(LinkEvent::Answer { re, answer });
+                }
+            }
             (DeviceState::Registered, ScuToDevice::Revoke { user }) => {
                 self.events.push_back(LinkEvent::Revoke { user });
             }
@@ -275,6 +288,17 @@ impl DeviceLink {
         }
         let id = self.next_id;
         self.send(DeviceToScu::AuthorizePlay { token, client });
+        Some(id)
+    }
+
+    /// Sends a request to the platform; the answer comes as [`LinkEvent::Answer`] with the
+    /// returned id. `None` when not registered.
+    pub fn request(&mut self, request: DeviceRequest) -> Option<u64> {
+        if self.state != DeviceState::Registered {
+            return None;
+        }
+        let id = self.next_id;
+        self.send(DeviceToScu::Request { request });
         Some(id)
     }
 
@@ -354,6 +378,7 @@ fn scu_msg_name(m: &ScuToDevice) -> &'static str {
         ScuToDevice::PlayVerdict { .. } => "play_verdict",
         ScuToDevice::Revoke { .. } => "revoke",
         ScuToDevice::TimeReply { .. } => "time_reply",
+        ScuToDevice::Answer { .. } => "answer",
         ScuToDevice::Bye { .. } => "bye",
     }
 }
@@ -394,6 +419,14 @@ pub enum PeerEvent {
         token: String,
         /// The viewer's address.
         client: String,
+    },
+    /// The device asks something of the platform: forward it to the CMU and answer with
+    /// [`ScuPeer::answer`] and this `id`.
+    Request {
+        /// The request id.
+        id: u64,
+        /// The request.
+        request: DeviceRequest,
     },
     /// The device asks for the time (H.626.4 7.2); answer with [`ScuPeer::time_reply`],
     /// stamping `t2` as close to the request's arrival as the shell can.
@@ -656,6 +689,14 @@ impl ScuPeer {
                     client: client.chars().take(64).collect(),
                 });
             }
+            (PeerState::Registered { device_id }, DeviceToScu::Request { request }) => {
+                self.state = PeerState::Registered { device_id };
+                self.deadline = now + self.config.dead_after;
+                self.events.push_back(PeerEvent::Request {
+                    id: env.id,
+                    request,
+                });
+            }
             (state, body) => {
                 let what = match body {
                     DeviceToScu::Hello { .. } => "hello",
@@ -665,6 +706,7 @@ impl ScuPeer {
                     DeviceToScu::Endpoints { .. } => "endpoints",
                     DeviceToScu::AuthorizePlay { .. } => "authorize_play",
                     DeviceToScu::TimeRequest { .. } => "time_request",
+                    DeviceToScu::Request { .. } => "request",
                 };
                 self.refuse(
                     RefusalCode::ProtocolError,
@@ -739,6 +781,19 @@ impl ScuPeer {
                 id,
                 re,
                 ScuToDevice::PlayVerdict { verdict },
+            )));
+        }
+    }
+
+    /// Answers a [`PeerEvent::Request`].
+    pub fn answer(&mut self, re: u64, answer: PlatformAnswer) {
+        if matches!(self.state, PeerState::Registered { .. }) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.out.push_back(encode(&Envelope::reply(
+                id,
+                re,
+                ScuToDevice::Answer { answer },
             )));
         }
     }

@@ -86,6 +86,10 @@ pub struct PlayClaims {
     pub acl: i64,
     /// The viewer's capabilities.
     pub cap: Caps,
+    /// For playback of recordings (8.7.2.2, 8.7.3): the camera whose recordings `dev`
+    /// (the recorder) may serve. Absent for live media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam: Option<DeviceId>,
 }
 
 impl PlayClaims {
@@ -203,6 +207,10 @@ pub struct PlayGrant {
     /// When the grant ends (Unix s); the PU may keep streaming past it only while the
     /// platform does not revoke.
     pub expires_at: u64,
+    /// For playback: the camera whose recordings the grant covers (the recorder must serve
+    /// exactly this camera). Absent for live media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam: Option<DeviceId>,
 }
 
 /// The CMU's answer to a play check.
@@ -238,6 +246,7 @@ mod tests {
             exp: 1060,
             acl: 3,
             cap: Caps::default(),
+            cam: None,
         }
     }
 

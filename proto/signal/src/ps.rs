@@ -17,7 +17,7 @@
 use peercam_base::DeviceId;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
 use crate::play::PlayVerdict;
 
 /// What kind of device is registering.
@@ -88,6 +88,12 @@ pub enum DeviceToScu {
         /// `t1`.
         t1_us: u64,
     },
+    /// A request for the platform (routed to the CMU); answered by
+    /// [`ScuToDevice::Answer`] with `re` set to this message's id.
+    Request {
+        /// The request.
+        request: DeviceRequest,
+    },
 }
 
 /// Messages from the SCU to a device.
@@ -145,6 +151,11 @@ pub enum ScuToDevice {
         t2_us: u64,
         /// `t3`: when the answer left, SCU clock, Unix µs.
         t3_us: u64,
+    },
+    /// The platform's answer to [`DeviceToScu::Request`] (`re`).
+    Answer {
+        /// The answer.
+        answer: PlatformAnswer,
     },
     /// The SCU is dropping this session (another registration replaced it, or it was revoked).
     Bye {

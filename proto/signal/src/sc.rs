@@ -16,7 +16,7 @@
 use peercam_base::DeviceId;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::{DeviceCommand, DeviceReply};
+use crate::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
 use crate::play::PlayVerdict;
 use crate::ps::{DeviceKind, RefusalCode};
 
@@ -85,6 +85,14 @@ pub enum ScuToCmu {
         /// The viewer's address.
         client: String,
     },
+    /// A device's request for the platform ([`crate::ps::DeviceToScu::Request`]); the CMU
+    /// answers with [`CmuToScu::Answer`] (`re`).
+    DeviceRequest {
+        /// The device asking (held by this node).
+        device_id: DeviceId,
+        /// The request.
+        request: DeviceRequest,
+    },
 }
 
 /// Messages from the CMU to an SCU node.
@@ -115,6 +123,11 @@ pub enum CmuToScu {
     PlayVerdict {
         /// Granted or refused.
         verdict: PlayVerdict,
+    },
+    /// Answer to [`ScuToCmu::DeviceRequest`] (`re`).
+    Answer {
+        /// The answer.
+        answer: PlatformAnswer,
     },
     /// End live sessions on a device (SECURITY.md D5).
     Revoke {

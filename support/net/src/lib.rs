@@ -5,6 +5,7 @@
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
 //! HTTP(S) server loop for axum routers ([`http`]) and a shutdown signal ([`Shutdown`]).
 
+pub mod discover;
 pub mod http;
 pub mod pki;
 mod shutdown;

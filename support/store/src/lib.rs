@@ -565,6 +565,16 @@ impl Store {
             .collect())
     }
 
+    /// Start of the oldest recording of `camera`, Unix ms.
+    pub async fn oldest_ms(&self, camera: &str) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(start_90k) FROM segments WHERE camera = ?")
+                .bind(camera)
+                .fetch_one(&self.db)
+                .await?;
+        Ok(v.map(|t| u(t) / 90))
+    }
+
     /// Bytes recorded for `camera` (or all cameras).
     pub async fn usage(&self, camera: Option<&str>) -> Result<u64, StoreError> {
         let v: Option<i64> = match camera {

@@ -210,6 +210,28 @@ impl Cluster {
         Ok((peercam_pu::start(cfg, sd.clone()).await?, sd))
     }
 
+    /// Starts an NVR (kind `nvr` identity) on loopback with its store under the cluster's
+    /// directory; `adjust` may change the configuration first.
+    pub async fn start_nvr_with(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+        adjust: impl FnOnce(&mut peercam_nvr::Config),
+    ) -> anyhow::Result<(peercam_nvr::Running, Shutdown)> {
+        let path = self
+            .dir
+            .path()
+            .join(format!("nvr-{}.identity.toml", id.device_id));
+        std::fs::write(&path, id.to_toml())?;
+        let sd = Shutdown::new();
+        let mut cfg = peercam_nvr::Config::new(path, self.scu_url(scu), self.pki.ca_cert.clone());
+        cfg.reconnect_initial_ms = 100;
+        cfg.reconnect_max_ms = 2000;
+        cfg.media_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        adjust(&mut cfg);
+        Ok((peercam_nvr::start(cfg, sd.clone()).await?, sd))
+    }
+
     /// Starts a PU and waits until the CMU sees it online.
     pub async fn start_pu_online(
         &self,

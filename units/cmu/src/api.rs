@@ -278,6 +278,70 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("UpgradeStatus")
         ),
         r!(
+            "POST",
+            "/api/v1/devices/{id}/cameras",
+            Owner,
+            "Attach one of your cameras to this NVR (8.7.2.1 steps 1-8)",
+            Some("AttachCamera"),
+            Some("AttachedCamera")
+        ),
+        r!(
+            "DELETE",
+            "/api/v1/devices/{id}/cameras/{camera}",
+            Owner,
+            "Detach a camera from this NVR (`?wipe=true` deletes its recordings)",
+            None,
+            None
+        ),
+        r!(
+            "PUT",
+            "/api/v1/devices/{id}/recording",
+            Customer,
+            "Set the camera's record strategy on its NVR or SD card (8.7.2.1, 8.7.3, needs `config`)",
+            Some("SetRecordingRequest"),
+            Some("RecordingState")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/recording",
+            Customer,
+            "The camera's recording state on a recorder (`?recorder=`, needs `playback`)",
+            None,
+            Some("RecordingState")
+        ),
+        r!(
+            "GET",
+            "/api/v1/devices/{id}/recordings",
+            Customer,
+            "Record list: recorded spans and events in `?from=&to=` (8.7.2.2, needs `playback`)",
+            None,
+            Some("RecordingList")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/recordings/play",
+            Customer,
+            "An RTSP playback URL on the recorder (8.7.2.2, needs `playback`)",
+            Some("PlaybackRequest"),
+            Some("PlaybackResponse")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/recordings/export",
+            Customer,
+            "An MP4 download URL on the recorder for a time range (8.7.2.2 steps 7-10, needs `playback`)",
+            Some("ExportRequest"),
+            Some("ExportResponse")
+        ),
+        r!(
+            "POST",
+            "/api/v1/devices/{id}/events",
+            Customer,
+            "Mark an alarm or manual event; alarm strategies record around it (needs `config`)",
+            Some("EventRequest"),
+            Some("EventAccepted")
+        ),
+        r!(
             "GET",
             "/api/v1/packages/{sha256}",
             Public,
@@ -505,6 +569,14 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/upgrade") => post(crate::packages::order),
         ("GET", "/api/v1/devices/{id}/upgrade") => get(crate::packages::status),
         ("GET", "/api/v1/packages/{sha256}") => get(crate::packages::download),
+        ("POST", "/api/v1/devices/{id}/cameras") => post(crate::recording::attach),
+        ("DELETE", "/api/v1/devices/{id}/cameras/{camera}") => delete(crate::recording::detach),
+        ("PUT", "/api/v1/devices/{id}/recording") => put(crate::recording::set_strategy),
+        ("GET", "/api/v1/devices/{id}/recording") => get(crate::recording::get_strategy),
+        ("GET", "/api/v1/devices/{id}/recordings") => get(crate::recording::list),
+        ("POST", "/api/v1/devices/{id}/recordings/play") => post(crate::recording::playback),
+        ("POST", "/api/v1/devices/{id}/recordings/export") => post(crate::recording::export),
+        ("POST", "/api/v1/devices/{id}/events") => post(crate::recording::event),
         ("GET", "/api/v1/admin/packages") => get(crate::packages::list),
         ("GET", "/api/v1/client/update") => get(crate::packages::client_update),
         ("POST", "/api/v1/client/update/report") => post(crate::packages::client_report),
@@ -649,6 +721,23 @@ pub fn openapi() -> OpenApi {
     let _ = PathItem::default;
     let components = ComponentsBuilder::new()
         .schema_from::<cm::ApiError>()
+        .schema_from::<cm::AttachCamera>()
+        .schema_from::<cm::AttachedCamera>()
+        .schema_from::<cm::SetRecordingRequest>()
+        .schema_from::<cm::PlaybackRequest>()
+        .schema_from::<cm::PlaybackResponse>()
+        .schema_from::<cm::ExportRequest>()
+        .schema_from::<cm::ExportResponse>()
+        .schema_from::<cm::EventRequest>()
+        .schema_from::<cm::EventAccepted>()
+        .schema_from::<peercam_signal::record::RecordingState>()
+        .schema_from::<peercam_signal::record::RecordingList>()
+        .schema_from::<peercam_signal::record::RecordedSpan>()
+        .schema_from::<peercam_signal::record::RecordedEvent>()
+        .schema_from::<peercam_signal::record::Strategy>()
+        .schema_from::<peercam_signal::record::Mode>()
+        .schema_from::<peercam_signal::record::Window>()
+        .schema_from::<peercam_signal::record::Retention>()
         .schema_from::<cm::SignupRequest>()
         .schema_from::<cm::SignupConfirm>()
         .schema_from::<cm::SignupState>()

@@ -115,6 +115,18 @@ CREATE TABLE cmu_params (
     doc      TEXT NOT NULL
 );
 ",
+    // H.626.4 8.7.2 / 8.7.3: which device records which camera (an NVR, or the camera
+    // itself for its SD card), and the strategy last set there.
+    r"
+CREATE TABLE recorders (
+    camera_id   TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    recorder_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    strategy    TEXT,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (camera_id, recorder_id)
+);
+CREATE INDEX recorders_by_recorder ON recorders(recorder_id);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

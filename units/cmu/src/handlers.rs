@@ -1204,6 +1204,11 @@ pub(crate) async fn release_device(st: &Shared, id: &DeviceId) -> ApiResult<()> 
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
+    // A released camera leaves its NVRs; a released NVR records nobody (8.7.2).
+    sqlx::query("DELETE FROM recorders WHERE camera_id = ?1 OR recorder_id = ?1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1",
     )

@@ -22,6 +22,7 @@ mod packages;
 pub mod platform;
 mod play;
 mod ratelimit;
+mod recording;
 mod settings;
 pub mod sms;
 

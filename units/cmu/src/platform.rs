@@ -407,6 +407,30 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                         .await;
                 });
             }
+            ScuToCmu::DeviceRequest { device_id, request } => {
+                let st = st.clone();
+                let tx = tx.clone();
+                let id = env.id;
+                let holds = st.platform.node_of(&device_id).as_deref() == Some(node.as_str());
+                tokio::spawn(async move {
+                    let answer = match request {
+                        _ if !holds => peercam_signal::cmd::PlatformAnswer::Refused {
+                            code: "not_allowed".into(),
+                            message: "this node does not hold the device".into(),
+                        },
+                        peercam_signal::cmd::DeviceRequest::RecorderStream { camera } => {
+                            crate::recording::recorder_stream(&st, &device_id, &camera).await
+                        }
+                        _ => peercam_signal::cmd::PlatformAnswer::Refused {
+                            code: "unsupported".into(),
+                            message: "this CMU does not serve that request".into(),
+                        },
+                    };
+                    let _ = tx
+                        .send(Envelope::reply(0, id, CmuToScu::Answer { answer }))
+                        .await;
+                });
+            }
             ScuToCmu::CommandResult { result } => {
                 if let Some(w) = env.re.and_then(|re| {
                     pending

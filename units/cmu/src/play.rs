@@ -67,6 +67,7 @@ pub(crate) async fn play(
         .await?;
     let now = now_s();
     let claims = PlayClaims {
+        cam: None,
         dev: id.clone(),
         sub: p.id,
         scp: access.scopes.bits(),
@@ -157,6 +158,27 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
     let claims = play::verify(&st.play_key, token).map_err(Judgement::Refused)?;
     let now = now_s();
     play::check_claims(&claims, device, now, SKEW_S).map_err(Judgement::Refused)?;
+    // Playback (8.7.2.2, 8.7.3): `device` is the recorder and the rights are the camera's;
+    // the recorder must record that camera (itself for an SD card).
+    let (subject, needed) = match &claims.cam {
+        None => (device.clone(), Scope::Live),
+        Some(cam) => {
+            let records = cam == device
+                || sqlx::query_scalar::<_, i64>(
+                    "SELECT 1 FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2",
+                )
+                .bind(cam.as_str())
+                .bind(device.as_str())
+                .fetch_optional(&st.db)
+                .await?
+                .is_some();
+            if !records {
+                return Err(Judgement::Refused(TokenRefusal::NotAllowed));
+            }
+            (cam.clone(), Scope::Playback)
+        }
+    };
+    let device = &subject;
     // The ACL has not moved since minting (unshare, unbind, reset: SECURITY.md D4/D5)...
     let row = sqlx::query("SELECT acl_version, owner_id FROM devices WHERE id = ?1")
         .bind(device.as_str())
@@ -193,7 +215,7 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
         .await?;
         ScopeSet::from_bits(bits.and_then(|b| u8::try_from(b).ok()).unwrap_or(0))
     };
-    if !scopes.contains(Scope::Live) {
+    if !scopes.contains(needed) {
         return Err(Judgement::Refused(TokenRefusal::NotAllowed));
     }
     // One use only (D4): the first RTSP request that presents it wins.
@@ -216,5 +238,6 @@ async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant,
         scopes,
         caps: claims.cap,
         expires_at: claims.exp,
+        cam: claims.cam,
     })
 }

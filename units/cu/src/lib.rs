@@ -5,6 +5,7 @@
 //! the platform refuses.
 
 pub mod live;
+pub mod playback;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;
@@ -465,6 +466,179 @@ impl Client {
         self.post("/api/v1/client/update/report", report).await
     }
 
+    // -----------------------------------------------------------------------------------
+    // Recording (H.626.4 8.7.2 NVR, 8.7.3 SD card)
+
+    /// Attaches one of the owner's cameras to one of their NVRs (8.7.2.1 steps 1-8).
+    pub async fn attach_camera(&self, nvr: &str, camera: &str) -> Result<AttachedCamera, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{nvr}/cameras"),
+            &AttachCamera {
+                camera: camera.into(),
+            },
+        )
+        .await
+    }
+
+    /// Detaches a camera from an NVR; `wipe` deletes its recordings there.
+    pub async fn detach_camera(&self, nvr: &str, camera: &str, wipe: bool) -> Result<(), CuError> {
+        self.delete(&format!(
+            "/api/v1/devices/{nvr}/cameras/{camera}?wipe={wipe}"
+        ))
+        .await
+    }
+
+    /// Sets a camera's record strategy on `recorder` (`sd`, an NVR id, or `None` for the
+    /// default) (8.7.2.1 steps 9-15, 8.7.3).
+    pub async fn set_recording(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+        strategy: &peercam_signal::record::Strategy,
+    ) -> Result<peercam_signal::record::RecordingState, CuError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/devices/{camera}/recording"),
+            Some(&SetRecordingRequest {
+                recorder: recorder.map(str::to_owned),
+                strategy: strategy.clone(),
+            }),
+        )
+        .await
+    }
+
+    /// A camera's recording state on `recorder`.
+    pub async fn recording_state(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+    ) -> Result<peercam_signal::record::RecordingState, CuError> {
+        self.get(&format!(
+            "/api/v1/devices/{camera}/recording{}",
+            recorder_query(recorder, '?')
+        ))
+        .await
+    }
+
+    /// The record list of `camera` between two Unix-ms instants (8.7.2.2).
+    pub async fn recordings(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<peercam_signal::record::RecordingList, CuError> {
+        let enc = |t| {
+            url::form_urlencoded::byte_serialize(peercam_record::time::format_rfc3339(t).as_bytes())
+                .collect::<String>()
+        };
+        self.get(&format!(
+            "/api/v1/devices/{camera}/recordings?from={}&to={}{}",
+            enc(from_ms),
+            enc(to_ms),
+            recorder_query(recorder, '&')
+        ))
+        .await
+    }
+
+    /// An RTSP playback URL for `camera`'s recordings from `start_ms`.
+    pub async fn playback_url(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+        start_ms: u64,
+    ) -> Result<PlaybackResponse, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{camera}/recordings/play"),
+            &PlaybackRequest {
+                recorder: recorder.map(str::to_owned),
+                start: peercam_record::time::format_rfc3339(start_ms),
+            },
+        )
+        .await
+    }
+
+    /// An MP4 export URL for `camera` in `[from_ms, to_ms)` (8.7.2.2 steps 7-10).
+    pub async fn export_url(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<ExportResponse, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{camera}/recordings/export"),
+            &ExportRequest {
+                recorder: recorder.map(str::to_owned),
+                from: peercam_record::time::format_rfc3339(from_ms),
+                to: peercam_record::time::format_rfc3339(to_ms),
+            },
+        )
+        .await
+    }
+
+    /// Marks an event on a camera's timeline (`alarm` fires alarm strategies).
+    pub async fn record_event(
+        &self,
+        camera: &str,
+        kind: &str,
+        detail: &str,
+    ) -> Result<EventAccepted, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{camera}/events"),
+            &EventRequest {
+                kind: kind.into(),
+                detail: detail.into(),
+            },
+        )
+        .await
+    }
+
+    /// Fetches an export (or any media URL) into `out`, calling `progress(bytes, total)`
+    /// (`total` from `Content-Length`); a refusal's text becomes the error.
+    pub async fn fetch_export(
+        &self,
+        url: &str,
+        out: &std::path::Path,
+        progress: impl Fn(u64, Option<u64>),
+    ) -> Result<u64, CuError> {
+        use std::io::Write as _;
+        let transport = |source| CuError::Transport {
+            api: url.to_owned(),
+            source,
+        };
+        let mut resp = self.http.get(url).send().await.map_err(transport)?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(CuError::Media(format!(
+                "export refused: HTTP {status}: {}",
+                text.trim()
+            )));
+        }
+        let total = resp.content_length();
+        let part = out.with_extension("part");
+        let mut f = std::fs::File::create(&part)
+            .map_err(|e| CuError::Config(format!("{}: {e}", part.display())))?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            f.write_all(&chunk)
+                .map_err(|e| CuError::Config(format!("{}: {e}", part.display())))?;
+            n += chunk.len() as u64;
+            progress(n, total);
+        }
+        if total.is_some_and(|t| t != n) {
+            return Err(CuError::Media(format!(
+                "export cut short: {n} of {} bytes",
+                total.unwrap_or_default()
+            )));
+        }
+        f.sync_all()
+            .and_then(|()| std::fs::rename(&part, out))
+            .map_err(|e| CuError::Config(format!("{}: {e}", out.display())))?;
+        Ok(n)
+    }
+
     /// Downloads `url` into `out`, calling `progress(bytes)`; returns the size.
     pub async fn download(
         &self,
@@ -675,3 +849,12 @@ impl Client {
 
 /// Re-exported for callers that print device descriptions.
 pub type Description = DeviceDescription;
+
+fn recorder_query(recorder: Option<&str>, sep: char) -> String {
+    recorder.map_or_else(String::new, |r| {
+        format!(
+            "{sep}recorder={}",
+            url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+        )
+    })
+}

@@ -28,15 +28,34 @@ fn err(msg: impl Into<String>) -> CuError {
     CuError::Media(msg.into())
 }
 
-struct Conn {
+pub(crate) struct Conn {
     tcp: TcpStream,
     buf: Vec<u8>,
     cseq: u32,
-    session: Option<String>,
+    pub(crate) session: Option<String>,
 }
 
 impl Conn {
-    async fn next(&mut self) -> Result<Parsed, CuError> {
+    /// Connects to the authority of an `rtsp://` URL.
+    pub(crate) async fn connect(url: &str) -> Result<Self, CuError> {
+        let rest = url
+            .strip_prefix("rtsp://")
+            .ok_or_else(|| err("not an rtsp:// URL"))?;
+        let hostport = rest.split('/').next().unwrap_or_default();
+        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(hostport))
+            .await
+            .map_err(|_| err("the server did not answer in time"))?
+            .map_err(|e| err(format!("cannot reach {hostport}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Self {
+            tcp,
+            buf: Vec::new(),
+            cseq: 0,
+            session: None,
+        })
+    }
+
+    pub(crate) async fn next(&mut self) -> Result<Parsed, CuError> {
         loop {
             if let Some((msg, used)) =
                 parse(&self.buf).map_err(|e| err(format!("camera sent bad RTSP: {e}")))?
@@ -57,7 +76,12 @@ impl Conn {
         }
     }
 
-    async fn request(&mut self, method: &str, uri: &str, extra: &str) -> Result<Response, CuError> {
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        uri: &str,
+        extra: &str,
+    ) -> Result<Response, CuError> {
         self.cseq += 1;
         let session = self
             .session

@@ -84,6 +84,10 @@ pub struct Config {
     /// when listening on all interfaces.
     #[serde(default)]
     pub advertise: Vec<String>,
+    /// UDP port on which the camera answers NVRs' LAN discovery probes (Np, multicast
+    /// group 239.255.70.26); 0 turns discovery off. Default 45454.
+    #[serde(default = "default_discovery_port")]
+    pub discovery_port: u16,
     /// The camera's highest frame rate, 1-25. Default 25.
     #[serde(default = "default_max_fps")]
     pub max_fps: u8,
@@ -155,6 +159,9 @@ fn default_backoff_max() -> u64 {
 fn default_rtsp_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8554))
 }
+fn default_discovery_port() -> u16 {
+    peercam_signal::discover::DEFAULT_PORT
+}
 fn default_max_fps() -> u8 {
     25
 }
@@ -182,6 +189,7 @@ impl Config {
             reconnect_max_ms: default_backoff_max(),
             rtsp_listen: default_rtsp_listen(),
             advertise: Vec::new(),
+            discovery_port: default_discovery_port(),
             max_fps: default_max_fps(),
             max_sessions: default_max_sessions(),
             source_file: None,
@@ -362,6 +370,23 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         revocations: revoke_tx.clone(),
     });
     tokio::spawn(server.serve(listener, shutdown.clone()));
+    // Np: NVRs on the LAN find the camera by a multicast probe.
+    if config.discovery_port != 0 {
+        let key = identity
+            .signing_key()
+            .map_err(|e| PuError::Source(format!("identity key: {e}")))?;
+        let (port, id, addrs, sd) = (
+            config.discovery_port,
+            identity.device_id.clone(),
+            advertise.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = peercam_net::discover::answer_probes(port, id, addrs, key, sd).await {
+                tracing::warn!(error = %e, port, "LAN discovery is off");
+            }
+        });
+    }
     let agent = agent::Agent {
         config,
         identity,

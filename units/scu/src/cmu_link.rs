@@ -10,6 +10,7 @@ use peercam_net::Shutdown;
 use peercam_net::rustls::ClientConfig;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_net::ws::ClientWs;
+use peercam_signal::cmd::PlatformAnswer;
 use peercam_signal::play::PlayVerdict;
 use peercam_signal::ps::RefusalCode;
 use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, Verdict};
@@ -100,6 +101,7 @@ async fn session(
     let mut next_id: u64 = 2;
     let mut pending: HashMap<u64, VerdictTx> = HashMap::new();
     let mut plays: HashMap<u64, oneshot::Sender<PlayVerdict>> = HashMap::new();
+    let mut answers: HashMap<u64, oneshot::Sender<PlatformAnswer>> = HashMap::new();
     let (results_tx, mut results_rx) = mpsc::channel::<Envelope<ScuToCmu>>(256);
 
     // The CMU may have restarted: tell it who is here.
@@ -162,6 +164,10 @@ async fn session(
                         plays.insert(id, reply);
                         Envelope::new(id, ScuToCmu::AuthorizePlay { device_id, token, client })
                     }
+                    ToCmu::DeviceRequest { device_id, request, reply } => {
+                        answers.insert(id, reply);
+                        Envelope::new(id, ScuToCmu::DeviceRequest { device_id, request })
+                    }
                 }
             }
             res = results_rx.recv() => {
@@ -174,7 +180,7 @@ async fn session(
                 last_rx = tokio::time::Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Err(e) = on_cmu_message(state, t.as_bytes(), &mut pending, &mut plays, &results_tx) {
+                        if let Err(e) = on_cmu_message(state, t.as_bytes(), &mut pending, &mut plays, &mut answers, &results_tx) {
                             break Err(e);
                         }
                         continue;
@@ -220,6 +226,7 @@ fn on_cmu_message(
     bytes: &[u8],
     pending: &mut HashMap<u64, VerdictTx>,
     plays: &mut HashMap<u64, oneshot::Sender<PlayVerdict>>,
+    answers: &mut HashMap<u64, oneshot::Sender<PlatformAnswer>>,
     results: &mpsc::Sender<Envelope<ScuToCmu>>,
 ) -> Result<(), String> {
     let env: Envelope<CmuToScu> =
@@ -266,6 +273,11 @@ fn on_cmu_message(
         CmuToScu::PlayVerdict { verdict } => {
             if let Some(reply) = env.re.and_then(|re| plays.remove(&re)) {
                 let _ = reply.send(verdict);
+            }
+        }
+        CmuToScu::Answer { answer } => {
+            if let Some(reply) = env.re.and_then(|re| answers.remove(&re)) {
+                let _ = reply.send(answer);
             }
         }
         CmuToScu::Revoke { device_id, user } => {

@@ -140,6 +140,37 @@ pub(crate) async fn run(
                         });
                     }
                 }
+                PeerEvent::Request { id, request } => {
+                    // A device-initiated flow (e.g. 8.7.2.1 step 16): ask the CMU.
+                    if let Some(device_id) = held.clone() {
+                        let (reply, rx) = oneshot::channel();
+                        let to_cmu = state.to_cmu.clone();
+                        let me = tx.clone();
+                        tokio::spawn(async move {
+                            let unavailable = peercam_signal::cmd::PlatformAnswer::Refused {
+                                code: "unavailable".into(),
+                                message: "the platform did not answer; try again".into(),
+                            };
+                            let answer = if to_cmu
+                                .send(ToCmu::DeviceRequest {
+                                    device_id,
+                                    request,
+                                    reply,
+                                })
+                                .await
+                                .is_err()
+                            {
+                                unavailable
+                            } else {
+                                match tokio::time::timeout(Duration::from_secs(10), rx).await {
+                                    Ok(Ok(a)) => a,
+                                    _ => unavailable,
+                                }
+                            };
+                            let _ = me.send(ConnCmd::Answer { re: id, answer }).await;
+                        });
+                    }
+                }
                 // H.626.4 7.2: the SCU is the devices' time reference.
                 PeerEvent::TimeRequest { id, t1_us } => {
                     sm.time_reply(id, t1_us, rx_wall_us, unix_us())
@@ -206,6 +237,7 @@ pub(crate) async fn run(
                     }
                 }
                 Some(ConnCmd::PlayVerdict { re, verdict }) => sm.play_verdict(re, verdict),
+                Some(ConnCmd::Answer { re, answer }) => sm.answer(re, answer),
                 Some(ConnCmd::Revoke { user }) => sm.revoke(user),
                 Some(ConnCmd::Kick { reason }) => sm.kick(&reason),
                 None => {}

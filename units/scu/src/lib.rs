@@ -67,6 +67,10 @@ pub(crate) enum ConnCmd {
         re: u64,
         verdict: peercam_signal::play::PlayVerdict,
     },
+    Answer {
+        re: u64,
+        answer: peercam_signal::cmd::PlatformAnswer,
+    },
     Revoke {
         user: Option<i64>,
     },
@@ -102,6 +106,11 @@ pub(crate) enum ToCmu {
         token: String,
         client: String,
         reply: oneshot::Sender<peercam_signal::play::PlayVerdict>,
+    },
+    DeviceRequest {
+        device_id: DeviceId,
+        request: peercam_signal::cmd::DeviceRequest,
+        reply: oneshot::Sender<peercam_signal::cmd::PlatformAnswer>,
     },
 }
 

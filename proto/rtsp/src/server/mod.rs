@@ -128,6 +128,11 @@ pub enum ServerEvent {
         cseq: u32,
         /// The requested range, if any.
         range: Option<Range>,
+        /// The `Scale` header (RFC 2326 12.34), or else `Speed` (12.35), verbatim.
+        scale: Option<String>,
+        /// The `X-Frame-Step` header (`1` or `-1`: show one frame forward or back while
+        /// paused; a peercam extension for recordings, see docs/protocol.md), verbatim.
+        frame_step: Option<String>,
     },
     /// PAUSE, already answered 200: stop sending, keep the session.
     Pause {
@@ -456,6 +461,16 @@ impl ServerConn {
         cseq: u32,
         rtp_info: &[(usize, u16, u32)],
     ) -> Result<(), ServerError> {
+        self.answer_play(cseq, rtp_info, None, None)
+    }
+
+    fn answer_play(
+        &mut self,
+        cseq: u32,
+        rtp_info: &[(usize, u16, u32)],
+        range_override: Option<&str>,
+        scale: Option<&str>,
+    ) -> Result<(), ServerError> {
         let PendingKind::Play { range } =
             self.take_pending(cseq, "PLAY", |k| matches!(k, PendingKind::Play { .. }))?
         else {
@@ -477,15 +492,19 @@ impl ServerConn {
                     })
                 })
                 .collect();
-            r.headers.append(
-                "Range",
-                range
+            let range = match range_override {
+                Some(r) => r.to_owned(),
+                None => range
                     .unwrap_or(Range::Npt {
                         start: Some(NptTime::At(Duration::ZERO)),
                         end: None,
                     })
                     .to_string(),
-            );
+            };
+            r.headers.append("Range", range);
+            if let Some(s) = scale {
+                r.headers.append("Scale", s);
+            }
             if !infos.is_empty() {
                 r.headers.append("RTP-Info", RtpInfo::format_list(&infos));
             }
@@ -493,6 +512,19 @@ impl ServerConn {
         self.send(&r);
         self.process();
         Ok(())
+    }
+
+    /// As [`accept_play`](Self::accept_play), for recordings: `range` replaces the `Range`
+    /// of the answer (e.g. the `clock=` position playback starts from) and `scale` is
+    /// echoed as the `Scale` header (RFC 2326 12.34).
+    pub fn accept_play_at(
+        &mut self,
+        cseq: u32,
+        rtp_info: &[(usize, u16, u32)],
+        range: &str,
+        scale: Option<&str>,
+    ) -> Result<(), ServerError> {
+        self.answer_play(cseq, rtp_info, Some(range), scale)
     }
 
     /// Refuses the pending request with `status` (e.g. 401, 403, 404, 461, 503); an empty
@@ -730,7 +762,21 @@ impl ServerConn {
                 range: range.clone(),
             },
         });
-        self.events.push_back(ServerEvent::Play { cseq, range });
+        let scale = req
+            .headers
+            .get("Scale")
+            .or_else(|| req.headers.get("Speed"))
+            .map(|s| s.trim().chars().take(32).collect());
+        let frame_step = req
+            .headers
+            .get("X-Frame-Step")
+            .map(|s| s.trim().chars().take(8).collect());
+        self.events.push_back(ServerEvent::Play {
+            cseq,
+            range,
+            scale,
+            frame_step,
+        });
     }
 
     /// `Ok(true)` when the request names our session, `Ok(false)` when it names none and

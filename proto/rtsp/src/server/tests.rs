@@ -242,7 +242,9 @@ fn ffmpeg_tcp_session() {
             range: Some(Range::Npt {
                 start: Some(NptTime::At(Duration::ZERO)),
                 end: None
-            })
+            }),
+            scale: None,
+            frame_step: None,
         }]
     );
     answer_all(&mut h, &ev);

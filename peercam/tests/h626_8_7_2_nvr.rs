@@ -1,0 +1,417 @@
+//! Recording and playback on an NVR (H.626.4 8.7.2, 6.1.7), end to end over real sockets:
+//! attach (with LAN discovery), strategy, recording, record list, trick-play playback
+//! checked with the synthetic camera's SEI frame counters, MP4 export checked with
+//! ffprobe, and the refusals.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use peercam_base::{Scope, ScopeSet};
+use peercam_cu::Client;
+use peercam_cu::playback::{Playback, Seen};
+use peercam_media::mp4::Movie;
+use peercam_signal::identity::DeviceIdentity;
+use peercam_signal::ps::DeviceKind;
+use peercam_signal::record::{Mode, RecordingList, Strategy};
+use peercam_test::{Cluster, new_identity};
+
+struct World {
+    c: Cluster,
+    owner: Client,
+    pu: DeviceIdentity,
+    nvr: DeviceIdentity,
+    _pu: (peercam_pu::Running, peercam_net::Shutdown),
+    nvr_run: (peercam_nvr::Running, peercam_net::Shutdown),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn world(phone: &str) -> World {
+    let c = Cluster::start(1).await.unwrap();
+    let pu = c.provision(1).await.unwrap().remove(0);
+    let nvr = new_identity(DeviceKind::Nvr);
+    c.provision_these(std::slice::from_ref(&nvr)).await.unwrap();
+    let pu_run = c.start_pu_online(&pu, 0).await.unwrap();
+    let nvr_run = c.start_nvr_with(&nvr, 0, |_| {}).await.unwrap();
+    c.wait_online(&nvr.device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &pu).await.unwrap();
+    c.bind(&owner, &nvr).await.unwrap();
+    World {
+        c,
+        owner,
+        pu,
+        nvr,
+        _pu: pu_run,
+        nvr_run,
+    }
+}
+
+fn continuous() -> Strategy {
+    Strategy {
+        mode: Mode::Continuous,
+        ..Strategy::default()
+    }
+}
+
+/// Waits until the record list holds at least `ms` of recording.
+async fn recorded(w: &World, ms: u64) -> RecordingList {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let now = now_ms();
+        let list = w
+            .owner
+            .recordings(
+                w.pu.device_id.as_str(),
+                Some(w.nvr.device_id.as_str()),
+                now - 600_000,
+                now + 60_000,
+            )
+            .await
+            .unwrap();
+        let total: u64 = list.spans.iter().map(|s| s.end_ms - s.start_ms).sum();
+        if total >= ms {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {total} ms recorded: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn frames(p: &mut Playback, n: usize) -> Vec<Seen> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match p.next_frame(Duration::from_secs(5)).await.unwrap() {
+            Some(s) => out.push(s),
+            None => panic!("only {} of {n} frames came", out.len()),
+        }
+    }
+    out
+}
+
+fn counters(s: &[Seen]) -> Vec<u64> {
+    s.iter()
+        .map(|f| f.tag.as_ref().expect("SEI tag").frame)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_nvr_records_lists_plays_and_exports() {
+    let w = world("+15550720001").await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+
+    // 8.7.2.1 steps 1-8: attach; the NVR finds the camera on its LAN (Np).
+    let attached = w.owner.attach_camera(nvr, pu).await.unwrap();
+    assert!(
+        attached.lan.is_some(),
+        "the NVR found the camera on its LAN: {attached:?}"
+    );
+
+    // Steps 9-15: the strategy is saved and applied.
+    let state = w
+        .owner
+        .set_recording(pu, Some(nvr), &continuous())
+        .await
+        .unwrap();
+    assert_eq!(state.strategy, continuous());
+
+    // Steps 16-18 and the record list (8.7.2.2 steps 1-6).
+    let list = recorded(&w, 9000).await;
+    let span = list.spans[0];
+    w.owner
+        .record_event(pu, "manual", "test mark")
+        .await
+        .unwrap();
+    let now = now_ms();
+    let list2 = w
+        .owner
+        .recordings(pu, Some(nvr), now - 600_000, now + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        list2
+            .events
+            .iter()
+            .any(|e| e.kind == "manual" && e.detail == "test mark"),
+        "{:?}",
+        list2.events
+    );
+    let state = w.owner.recording_state(pu, Some(nvr)).await.unwrap();
+    assert!(state.recording && state.used_bytes > 0, "{state:?}");
+
+    // Export (steps 7-10): 6 s from one second in, cut at a key frame.
+    let (from, to) = (span.start_ms + 1000, span.start_ms + 7000);
+    let ex = w.owner.export_url(pu, Some(nvr), from, to).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    let n = w
+        .owner
+        .fetch_export(&ex.url, &file, |_, _| {})
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(n, bytes.len() as u64);
+    let movie = Movie::parse(&bytes).unwrap();
+    let video = movie.video().unwrap();
+    let count = video.sample_count();
+    assert!(
+        (150..=205).contains(&count),
+        "{count} frames for 6 s at 25 fps"
+    );
+    // Every frame is there: the SEI counters run without a gap.
+    let tags: Vec<u64> = video
+        .samples()
+        .map(|s| {
+            let data = s.data(&bytes).unwrap();
+            let nals = peercam_media::annexb::split_avcc(data, 4).unwrap();
+            nals.iter()
+                .find_map(|n| peercam_media::sei::parse_sei(n))
+                .unwrap()
+                .frame
+        })
+        .collect();
+    assert!(tags.windows(2).all(|p| p[1] == p[0] + 1), "gap in {tags:?}");
+    // ffprobe agrees on frames and duration.
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut it = text.split(',');
+    let duration: f64 = it.next().unwrap().parse().unwrap();
+    let read: u32 = it.next().unwrap().parse().unwrap();
+    assert_eq!(read, count, "ffprobe decoded every frame ({text})");
+    assert!(
+        (duration - f64::from(count) / 25.0).abs() < 0.1,
+        "duration {duration} ({text})"
+    );
+
+    // Playback (Nc/Nc'): 1x from span + 3 s.
+    let start = span.start_ms + 3000;
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), start)
+        .await
+        .unwrap()
+        .url;
+    let mut p = Playback::open(&url).await.unwrap();
+    p.play(None, None).await.unwrap();
+    let normal = frames(&mut p, 30).await;
+    let c = counters(&normal);
+    assert!(c.windows(2).all(|x| x[1] == x[0] + 1), "1x: {c:?}");
+    // The seek landed within one GOP (2 s) before the requested time.
+    let first_ms = normal[0].tag.as_ref().unwrap().capture_unix_us / 1000;
+    assert!(
+        first_ms <= start + 40 && start - first_ms <= 2040,
+        "started {first_ms}, asked {start}"
+    );
+
+    // 4x: the key frames only, in order.
+    p.play(Some(span.start_ms), Some("4")).await.unwrap();
+    let fast = frames(&mut p, 3).await;
+    let c = counters(&fast);
+    assert!(fast.iter().all(|f| f.key), "4x sends key frames");
+    assert!(c.windows(2).all(|x| x[1] > x[0]), "4x ascending: {c:?}");
+
+    // Reverse: descending counters.
+    p.play(Some(span.start_ms + 8000), Some("-1"))
+        .await
+        .unwrap();
+    let rev = frames(&mut p, 3).await;
+    let c = counters(&rev);
+    assert!(
+        c.windows(2).all(|x| x[1] < x[0]),
+        "reverse descending: {c:?}"
+    );
+
+    // Slow motion: every frame, half speed.
+    p.play(Some(start), Some("0.5")).await.unwrap();
+    let slow = frames(&mut p, 12).await;
+    let c = counters(&slow);
+    assert!(c.windows(2).all(|x| x[1] == x[0] + 1), "0.5x: {c:?}");
+    let gap = slow[11].arrived.duration_since(slow[1].arrived) / 10;
+    assert!(
+        gap >= Duration::from_millis(60),
+        "0.5x paces frames 80 ms apart, got {gap:?}"
+    );
+
+    // Pause, then frame steps: exactly one frame each.
+    p.pause().await.unwrap();
+    let a = p.step(true).await.unwrap();
+    assert!(
+        p.next_frame(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = p.step(true).await.unwrap();
+    assert!(
+        p.next_frame(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (ca, cb) = (a.tag.unwrap().frame, b.tag.unwrap().frame);
+    assert_eq!(cb, ca + 1, "a step forward shows the next frame");
+    let back = p.step(false).await.unwrap();
+    assert!(back.tag.unwrap().frame < cb, "a step back goes back");
+    assert!(
+        p.next_frame(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    p.teardown().await.unwrap();
+    drop(w.nvr_run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_refusals() {
+    let w = world("+15550720002").await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    // A camera of someone else cannot be attached; an NVR cannot be attached to itself.
+    let stranger = w.c.owner("+15550720003").await.unwrap();
+    assert_eq!(
+        stranger.attach_camera(nvr, pu).await.unwrap_err().status(),
+        Some(404)
+    );
+    assert_eq!(
+        w.owner.attach_camera(nvr, nvr).await.unwrap_err().status(),
+        Some(400)
+    );
+    w.owner.attach_camera(nvr, pu).await.unwrap();
+    // Bad strategies are refused with the field named.
+    let bad = Strategy {
+        mode: Mode::Periodic {
+            every_s: 10,
+            record_s: 5,
+        },
+        ..Strategy::default()
+    };
+    let e = w
+        .owner
+        .set_recording(pu, Some(nvr), &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(422));
+    assert!(e.to_string().contains("strategy.mode.every_s"), "{e}");
+    w.owner
+        .set_recording(pu, Some(nvr), &continuous())
+        .await
+        .unwrap();
+    let list = recorded(&w, 3000).await;
+    let span = list.spans[0];
+
+    // A sub-account with live only: no list, no playback, no export.
+    let sub = w.c.sub(&w.owner, "viewer").await.unwrap();
+    w.owner
+        .share(pu, "viewer", ScopeSet::from_iter([Scope::Live]))
+        .await
+        .unwrap();
+    let now = now_ms();
+    assert_eq!(
+        sub.recordings(pu, None, now - 60_000, now)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    assert_eq!(
+        sub.playback_url(pu, None, span.start_ms)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    assert_eq!(
+        sub.export_url(pu, None, span.start_ms, span.end_ms)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    // A stranger does not even see the camera.
+    assert_eq!(
+        stranger
+            .recordings(pu, None, now - 60_000, now)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+
+    // At the NVR: a forged token, a replayed one, and a token for another path.
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), span.start_ms)
+        .await
+        .unwrap()
+        .url;
+    let forged = format!("{}x", url);
+    assert!(Playback::open(&forged).await.is_err());
+    let p = Playback::open(&url).await.unwrap();
+    p.teardown().await.unwrap();
+    let replay = Playback::open(&url).await.unwrap_err();
+    assert!(replay.to_string().contains("401"), "{replay}");
+    let ex = w
+        .owner
+        .export_url(pu, Some(nvr), span.start_ms, span.end_ms)
+        .await
+        .unwrap();
+    let other = ex.url.replace(pu, nvr);
+    let dir = tempfile::tempdir().unwrap();
+    let e = w
+        .owner
+        .fetch_export(&other, &dir.path().join("x.mp4"), |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    // The sub-account given playback can list; unsharing takes it away again.
+    w.owner
+        .share(
+            pu,
+            "viewer",
+            ScopeSet::from_iter([Scope::Live, Scope::Playback]),
+        )
+        .await
+        .unwrap();
+    sub.recordings(pu, None, now - 60_000, now).await.unwrap();
+    // Detaching stops the NVR's stream requests and (with wipe) deletes the recordings.
+    w.owner.detach_camera(nvr, pu, true).await.unwrap();
+    assert_eq!(
+        w.owner
+            .recordings(pu, Some(nvr), now - 60_000, now)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
+    let used = w.nvr_run.0.store.usage(Some(pu)).await.unwrap();
+    assert_eq!(used, 0, "wiped");
+}

@@ -1,0 +1,610 @@
+//! Recording on an NVR (H.626.4 8.7.2) and on a camera's SD card (8.7.3): attaching cameras
+//! to NVRs, strategies, record lists, playback and export URLs, events, and the NVR's
+//! stream requests (8.7.2.1 steps 16-18).
+//!
+//! Every order is authorised here for the exact (user, camera, scope) and routed
+//! CMU -> SCU -> recorder. Media never passes through the platform: playback and export
+//! URLs point at the recorder and carry a one-time token naming the recorder *and* the
+//! camera, which the recorder has the CMU judge (8.4 steps 5-8) before serving a byte.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use base64::Engine as _;
+use peercam_base::{DeviceId, Scope, ScopeSet};
+use peercam_record::time::{format_clock, format_rfc3339, parse_rfc3339};
+use peercam_signal::cm::{
+    AttachCamera, AttachedCamera, EventAccepted, EventRequest, ExportRequest, ExportResponse,
+    PlaybackRequest, PlaybackResponse, SetRecordingRequest,
+};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
+use peercam_signal::control::FieldError;
+use peercam_signal::play::{self, Caps, PlayClaims};
+use peercam_signal::record::{MAX_RANGE_MS, RecordingList, RecordingState};
+use serde::Deserialize;
+use sqlx::Row as _;
+
+use crate::auth::{Need, Principal, audit, device_access};
+use crate::error::{ApiErr, ApiResult};
+use crate::{Shared, now_s, random_bytes};
+
+/// The device's answer as an API error.
+fn device_error(reply: DeviceReply) -> ApiErr {
+    match reply {
+        DeviceReply::Invalid { errors } => ApiErr::invalid(errors),
+        DeviceReply::Failed { code, message } => ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            format!("the recorder refused ({code}): {message}"),
+        ),
+        _ => ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            "the recorder gave an unexpected answer",
+        ),
+    }
+}
+
+async fn kind_of(st: &Shared, id: &DeviceId) -> ApiResult<String> {
+    Ok(sqlx::query_scalar("SELECT kind FROM devices WHERE id = ?1")
+        .bind(id.as_str())
+        .fetch_optional(&st.db)
+        .await?
+        .unwrap_or_default())
+}
+
+/// Which device records `camera`: `sd` (or the camera's own id) is the camera; an NVR id
+/// must be attached to it; absent picks the first attached NVR, else the SD card.
+async fn resolve_recorder(
+    st: &Shared,
+    camera: &DeviceId,
+    recorder: Option<&str>,
+) -> ApiResult<DeviceId> {
+    match recorder {
+        Some("sd") => Ok(camera.clone()),
+        Some(r) => {
+            let id: DeviceId = r.parse().map_err(|_| {
+                ApiErr::bad_request("bad_recorder", "recorder is `sd` or an NVR's device id")
+            })?;
+            if &id == camera {
+                return Ok(id);
+            }
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2",
+            )
+            .bind(camera.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&st.db)
+            .await?;
+            linked.map(|_| id).ok_or_else(|| {
+                ApiErr::conflict(
+                    "not_attached",
+                    "that NVR does not record this camera; attach the camera to it first",
+                )
+            })
+        }
+        None => {
+            let nvr: Option<String> = sqlx::query_scalar(
+                "SELECT recorder_id FROM recorders WHERE camera_id = ?1 AND recorder_id <> camera_id ORDER BY created_at LIMIT 1",
+            )
+            .bind(camera.as_str())
+            .fetch_optional(&st.db)
+            .await?;
+            Ok(nvr
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| camera.clone()))
+        }
+    }
+}
+
+fn recorder_label(camera: &DeviceId, recorder: &DeviceId) -> String {
+    if camera == recorder {
+        "sd".into()
+    } else {
+        recorder.to_string()
+    }
+}
+
+/// `POST /api/v1/devices/{nvr}/cameras`: 8.7.2.1 steps 1-8, CU -> CMU -> SCU -> NVR.
+pub(crate) async fn attach(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(nvr): Path<String>,
+    Json(req): Json<AttachCamera>,
+) -> ApiResult<(StatusCode, Json<AttachedCamera>)> {
+    let (nvr, _) = device_access(&st, &p, &nvr, Need::Owner).await?;
+    let (camera, _) = device_access(&st, &p, &req.camera, Need::Owner).await?;
+    if kind_of(&st, &nvr).await? != "nvr" {
+        return Err(ApiErr::bad_request(
+            "not_an_nvr",
+            "cameras can only be attached to an NVR",
+        ));
+    }
+    if kind_of(&st, &camera).await? != "pu" {
+        return Err(ApiErr::bad_request(
+            "not_a_camera",
+            "only cameras can be attached to an NVR",
+        ));
+    }
+    let public_key: String = sqlx::query_scalar("SELECT public_key FROM devices WHERE id = ?1")
+        .bind(camera.as_str())
+        .fetch_one(&st.db)
+        .await?;
+    let (_, reply) = st
+        .platform
+        .command(
+            &nvr,
+            DeviceCommand::RecorderAttach {
+                camera: camera.clone(),
+                public_key,
+            },
+        )
+        .await?;
+    let lan = match reply {
+        DeviceReply::Attached { lan, .. } => lan,
+        other => return Err(device_error(other)),
+    };
+    sqlx::query(
+        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, NULL, ?3)
+         ON CONFLICT (camera_id, recorder_id) DO NOTHING",
+    )
+    .bind(camera.as_str())
+    .bind(nvr.as_str())
+    .bind(i64::try_from(now_s()).unwrap_or(0))
+    .execute(&st.db)
+    .await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "nvr.attach",
+        Some(nvr.as_str()),
+        "ok",
+        camera.as_str(),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(AttachedCamera {
+            nvr: nvr.to_string(),
+            camera: camera.to_string(),
+            lan,
+        }),
+    ))
+}
+
+/// `?wipe=true` deletes the recordings too.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DetachQuery {
+    #[serde(default)]
+    wipe: bool,
+}
+
+/// `DELETE /api/v1/devices/{nvr}/cameras/{camera}`.
+pub(crate) async fn detach(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path((nvr, camera)): Path<(String, String)>,
+    Query(q): Query<DetachQuery>,
+) -> ApiResult<StatusCode> {
+    let (nvr, _) = device_access(&st, &p, &nvr, Need::Owner).await?;
+    let camera: DeviceId = camera.parse().map_err(|_| ApiErr::no_device())?;
+    // The link goes first: from now on the NVR's stream requests for the camera fail.
+    let gone = sqlx::query("DELETE FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2")
+        .bind(camera.as_str())
+        .bind(nvr.as_str())
+        .execute(&st.db)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "not_attached",
+            "that camera is not attached to this NVR",
+        ));
+    }
+    let told = st
+        .platform
+        .command(
+            &nvr,
+            DeviceCommand::RecorderDetach {
+                camera: camera.clone(),
+                wipe: q.wipe,
+            },
+        )
+        .await;
+    audit(
+        &st.db,
+        Some(p.id),
+        "nvr.detach",
+        Some(nvr.as_str()),
+        if told.is_ok() { "ok" } else { "nvr_offline" },
+        camera.as_str(),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /api/v1/devices/{id}/recording`: 8.7.2.1 steps 9-15 (NVR) or 8.7.3 (SD card).
+pub(crate) async fn set_strategy(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Json(req): Json<SetRecordingRequest>,
+) -> ApiResult<Json<RecordingState>> {
+    let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Config)).await?;
+    if let Err(e) = req.strategy.validate() {
+        let field = match &e {
+            peercam_record::Error::Strategy { field, .. } => format!("strategy.{field}"),
+            _ => "strategy".into(),
+        };
+        return Err(ApiErr::invalid(vec![FieldError::new(field, e.to_string())]));
+    }
+    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    let (_, reply) = st
+        .platform
+        .command(
+            &recorder,
+            DeviceCommand::SetRecording {
+                camera: camera.clone(),
+                strategy: req.strategy.clone(),
+            },
+        )
+        .await?;
+    let state = match reply {
+        DeviceReply::Recording { state } => state,
+        other => return Err(device_error(other)),
+    };
+    let doc = serde_json::to_string(&req.strategy).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (camera_id, recorder_id) DO UPDATE SET strategy = excluded.strategy",
+    )
+    .bind(camera.as_str())
+    .bind(recorder.as_str())
+    .bind(doc)
+    .bind(i64::try_from(now_s()).unwrap_or(0))
+    .execute(&st.db)
+    .await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "recording.strategy",
+        Some(camera.as_str()),
+        "ok",
+        &recorder_label(&camera, &recorder),
+    )
+    .await;
+    Ok(Json(state))
+}
+
+/// `?recorder=` (and for lists `from`, `to` in RFC 3339).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecorderQuery {
+    recorder: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/devices/{id}/recording`.
+pub(crate) async fn get_strategy(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Query(q): Query<RecorderQuery>,
+) -> ApiResult<Json<RecordingState>> {
+    let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    let recorder = resolve_recorder(&st, &camera, q.recorder.as_deref()).await?;
+    let (_, reply) = st
+        .platform
+        .command(&recorder, DeviceCommand::GetRecording { camera })
+        .await?;
+    match reply {
+        DeviceReply::Recording { state } => Ok(Json(state)),
+        other => Err(device_error(other)),
+    }
+}
+
+fn range(from: Option<&str>, to: Option<&str>) -> ApiResult<(u64, u64)> {
+    let parse = |field: &str, v: Option<&str>| -> ApiResult<u64> {
+        let v = v.ok_or_else(|| {
+            ApiErr::invalid(vec![FieldError::new(
+                field,
+                "required, RFC 3339 (2026-11-24T03:00:00Z)",
+            )])
+        })?;
+        parse_rfc3339(v).map_err(|e| ApiErr::invalid(vec![FieldError::new(field, e.to_string())]))
+    };
+    let from = parse("from", from)?;
+    let to = parse("to", to)?;
+    if to <= from || to - from > MAX_RANGE_MS {
+        return Err(ApiErr::invalid(vec![FieldError::new(
+            "to",
+            "must be after `from`, at most 31 days later",
+        )]));
+    }
+    Ok((from, to))
+}
+
+async fn list_on(
+    st: &Shared,
+    camera: &DeviceId,
+    recorder: &DeviceId,
+    from_ms: u64,
+    to_ms: u64,
+) -> ApiResult<RecordingList> {
+    let (_, reply) = st
+        .platform
+        .command(
+            recorder,
+            DeviceCommand::ListRecordings {
+                camera: camera.clone(),
+                from_ms,
+                to_ms,
+            },
+        )
+        .await?;
+    match reply {
+        DeviceReply::Recordings { list } if &list.camera == camera => Ok(list),
+        DeviceReply::Recordings { .. } => Err(ApiErr::new(
+            StatusCode::BAD_GATEWAY,
+            "device_failed",
+            "the recorder answered for another camera",
+        )),
+        other => Err(device_error(other)),
+    }
+}
+
+/// `GET /api/v1/devices/{id}/recordings?from=&to=`: the record list (8.7.2.2 steps 1-6).
+pub(crate) async fn list(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Query(q): Query<RecorderQuery>,
+) -> ApiResult<Json<RecordingList>> {
+    let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    let (from, to) = range(q.from.as_deref(), q.to.as_deref())?;
+    let recorder = resolve_recorder(&st, &camera, q.recorder.as_deref()).await?;
+    Ok(Json(list_on(&st, &camera, &recorder, from, to).await?))
+}
+
+/// A playback token: for `recorder`, covering `camera`'s recordings (D3, D4).
+async fn mint_playback(
+    st: &Shared,
+    p: &Principal,
+    scopes: ScopeSet,
+    camera: &DeviceId,
+    recorder: &DeviceId,
+) -> ApiResult<(String, u64, String)> {
+    let endpoint = st
+        .platform
+        .endpoints(recorder)
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            ApiErr::conflict(
+                "device_offline",
+                "the recorder is offline or has not reported a media address yet",
+            )
+        })?;
+    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
+        .bind(camera.as_str())
+        .fetch_one(&st.db)
+        .await?;
+    let now = now_s();
+    let claims = PlayClaims {
+        dev: recorder.clone(),
+        sub: p.id,
+        scp: scopes.bits(),
+        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
+        iat: now,
+        exp: now + crate::settings::platform(st).await?.1.play_token_ttl_s,
+        acl,
+        cap: Caps::default(),
+        cam: Some(camera.clone()),
+    };
+    Ok((play::mint(&st.play_key, &claims), claims.exp, endpoint))
+}
+
+/// `POST /api/v1/devices/{id}/recordings/play`: a playback URL on the recorder (Nc/Nc').
+pub(crate) async fn playback(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Json(req): Json<PlaybackRequest>,
+) -> ApiResult<Json<PlaybackResponse>> {
+    let (camera, access) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    let start = parse_rfc3339(&req.start)
+        .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
+    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    let (token, expires_at, endpoint) =
+        mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "media.playback_url",
+        Some(camera.as_str()),
+        "ok",
+        &recorder_label(&camera, &recorder),
+    )
+    .await;
+    Ok(Json(PlaybackResponse {
+        url: format!(
+            "rtsp://{endpoint}/rec/{camera}?start={}&token={token}",
+            format_clock(start)
+        ),
+        recorder: recorder_label(&camera, &recorder),
+        expires_at,
+    }))
+}
+
+/// `POST /api/v1/devices/{id}/recordings/export`: 8.7.2.2 steps 7-10.
+pub(crate) async fn export(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Json(req): Json<ExportRequest>,
+) -> ApiResult<Json<ExportResponse>> {
+    let (camera, access) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    let (from, to) = range(Some(&req.from), Some(&req.to))?;
+    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    // Steps 7-8: the recorder confirms what it holds.
+    let list = list_on(&st, &camera, &recorder, from, to).await?;
+    if list.spans.is_empty() {
+        return Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "no_recording",
+            format!(
+                "nothing was recorded between {} and {}",
+                format_rfc3339(from),
+                format_rfc3339(to)
+            ),
+        ));
+    }
+    let (token, expires_at, endpoint) =
+        mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "media.export_url",
+        Some(camera.as_str()),
+        "ok",
+        &recorder_label(&camera, &recorder),
+    )
+    .await;
+    Ok(Json(ExportResponse {
+        url: format!(
+            "http://{endpoint}/export/{camera}.mp4?from={}&to={}&token={token}",
+            format_clock(from),
+            format_clock(to)
+        ),
+        bytes: list.spans.iter().map(|s| s.bytes).sum(),
+        spans: list.spans,
+        expires_at,
+    }))
+}
+
+/// `POST /api/v1/devices/{id}/events`: an event on the camera's recorders (alarm
+/// strategies record around it).
+pub(crate) async fn event(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(camera): Path<String>,
+    Json(req): Json<EventRequest>,
+) -> ApiResult<(StatusCode, Json<EventAccepted>)> {
+    let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Config)).await?;
+    if !matches!(req.kind.as_str(), "alarm" | "manual") {
+        return Err(ApiErr::invalid(vec![FieldError::new(
+            "kind",
+            "alarm or manual",
+        )]));
+    }
+    if req.detail.chars().count() > 200 {
+        return Err(ApiErr::invalid(vec![FieldError::new(
+            "detail",
+            "at most 200 characters",
+        )]));
+    }
+    let recorders: Vec<String> =
+        sqlx::query_scalar("SELECT recorder_id FROM recorders WHERE camera_id = ?1")
+            .bind(camera.as_str())
+            .fetch_all(&st.db)
+            .await?;
+    let mut took = Vec::new();
+    for r in recorders {
+        let Ok(rid) = r.parse::<DeviceId>() else {
+            continue;
+        };
+        let cmd = DeviceCommand::RecordEvent {
+            camera: camera.clone(),
+            kind: req.kind.clone(),
+            detail: req.detail.clone(),
+        };
+        if let Ok((_, DeviceReply::Done)) = st.platform.command(&rid, cmd).await {
+            took.push(recorder_label(&camera, &rid));
+        }
+    }
+    if took.is_empty() {
+        return Err(ApiErr::conflict(
+            "no_recorder",
+            "no recorder of this camera is online; set a record strategy first",
+        ));
+    }
+    audit(
+        &st.db,
+        Some(p.id),
+        "recording.event",
+        Some(camera.as_str()),
+        "ok",
+        &req.kind,
+    )
+    .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EventAccepted { recorders: took }),
+    ))
+}
+
+/// 8.7.2.1 steps 16-18: an NVR asks for a camera's stream. Granted when the camera is
+/// attached to the NVR and both belong to one owner; the token is minted for that owner
+/// and judged by the camera like any viewer's (8.4).
+pub(crate) async fn recorder_stream(
+    st: &Shared,
+    nvr: &DeviceId,
+    camera: &DeviceId,
+) -> PlatformAnswer {
+    let refuse = |code: &str, message: &str| PlatformAnswer::Refused {
+        code: code.into(),
+        message: message.into(),
+    };
+    let row = sqlx::query(
+        "SELECT c.owner_id, c.acl_version FROM recorders r
+         JOIN devices c ON c.id = r.camera_id JOIN devices n ON n.id = r.recorder_id
+         WHERE r.camera_id = ?1 AND r.recorder_id = ?2 AND c.owner_id IS NOT NULL AND c.owner_id = n.owner_id",
+    )
+    .bind(camera.as_str())
+    .bind(nvr.as_str())
+    .fetch_optional(&st.db)
+    .await;
+    let (owner, acl): (i64, i64) = match row {
+        Ok(Some(r)) => (r.get(0), r.get(1)),
+        Ok(None) => return refuse("not_attached", "the camera is not attached to this NVR"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a recorder stream request");
+            return refuse("unavailable", "the platform cannot decide now");
+        }
+    };
+    let Some(endpoint) = st.platform.endpoints(camera).into_iter().next() else {
+        return refuse("device_offline", "the camera is offline");
+    };
+    let ttl = match crate::settings::platform(st).await {
+        Ok((_, p)) => p.play_token_ttl_s,
+        Err(_) => 60,
+    };
+    let now = now_s();
+    let claims = PlayClaims {
+        dev: camera.clone(),
+        sub: owner,
+        scp: ScopeSet::from_iter([Scope::Live]).bits(),
+        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
+        iat: now,
+        exp: now + ttl,
+        acl,
+        cap: Caps::default(),
+        cam: None,
+    };
+    let token = play::mint(&st.play_key, &claims);
+    audit(
+        &st.db,
+        Some(owner),
+        "nvr.stream_url",
+        Some(camera.as_str()),
+        "ok",
+        nvr.as_str(),
+    )
+    .await;
+    PlatformAnswer::Stream {
+        url: format!("rtsp://{endpoint}/live/{camera}?token={token}"),
+        token,
+        expires_at: claims.exp,
+    }
+}

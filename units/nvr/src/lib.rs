@@ -1,0 +1,270 @@
+//! The peercam NVR: a network video recorder beside the cameras (H.626.4 8.7.2, 6.1.7).
+//!
+//! * It is a device of its own: it has an identity, registers with an SCU like a camera
+//!   (8.1) and is bound to an owner (8.2).
+//! * The owner attaches cameras to it (8.7.2.1 steps 1-8); it looks for each on its LAN
+//!   with a multicast probe the cameras answer with a signed announcement (Np).
+//! * Each camera gets a record strategy (steps 9-15). When the strategy fires, the NVR asks
+//!   the platform for the camera's stream (steps 16-18) and records it into a crash-safe
+//!   [`peercam_store::Store`].
+//! * Users list recordings, play them back over RTSP (seek, fast, slow, reverse, frame
+//!   step) and export MP4 files over HTTP, straight from the NVR (Nc/Nc'), with one-time
+//!   tokens the platform minted and checks (8.7.2.2).
+//!
+//! ```text
+//!            Ps (WebSocket)                     RTSP /live (token)
+//!   SCU <------------------- agent ------------------------------> PU
+//!                              |  commands         recorder tasks --+
+//!                              v                        | drafts
+//!                           cameras ---- strategy ---> writer --> Store (files + SQLite)
+//!                                                                   ^
+//!   CU  --- RTSP /rec (Range, Scale) / HTTP /export ----> media ----+
+//! ```
+
+mod agent;
+mod cameras;
+mod media;
+mod pull;
+mod recorder;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use peercam_net::{NetError, Shutdown};
+use peercam_signal::identity::DeviceIdentity;
+use peercam_store::{Store, StoreConfig};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+pub use agent::NvrStatus;
+
+/// This NVR's software version.
+pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the NVR could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NvrError {
+    /// Network setup failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The identity file is unusable.
+    #[error("identity {path}: {source}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: peercam_signal::identity::IdentityError,
+    },
+    /// The identity is not an NVR's.
+    #[error("identity {0} is not an NVR's (kind must be \"nvr\")")]
+    NotAnNvr(PathBuf),
+    /// The recording store failed to open.
+    #[error("recording store: {0}")]
+    Store(#[from] peercam_store::StoreError),
+    /// The saved camera list is unusable.
+    #[error("{0}")]
+    State(String),
+}
+
+/// Configuration of an NVR (`nvr.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The identity file written at provisioning (kind `nvr`).
+    pub identity: PathBuf,
+    /// The SCU's device endpoint, `wss://HOST:PORT/`.
+    pub scu_url: String,
+    /// The platform CA certificate (PEM).
+    pub platform_ca: PathBuf,
+    /// Where recordings and the index live. Default: beside the identity file,
+    /// `<identity minus .toml>.recordings/`.
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// Where playback (RTSP) and export (HTTP) listen, on one port. Default `0.0.0.0:8556`.
+    #[serde(default = "default_media_listen")]
+    pub media_listen: SocketAddr,
+    /// Addresses (`host:port`) clients use to reach `media_listen`, best first, reported
+    /// to the platform. Default: the listening address (loopback when on all interfaces).
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// The cameras' LAN discovery port (Np); 0 turns discovery off. Default 45454.
+    #[serde(default = "default_discovery_port")]
+    pub discovery_port: u16,
+    /// Target segment length, seconds (a segment is acknowledged as a whole: this bounds
+    /// what a crash can lose). Default 2.
+    #[serde(default = "default_segment_s")]
+    pub segment_s: u32,
+    /// Keep at least this many MiB free on the disk; below, the oldest recordings go.
+    /// Default 64.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// MiB all cameras may use together (0: the disk's size). Default 0.
+    #[serde(default)]
+    pub disk_quota_mb: u64,
+    /// Most frames per second sent in trick play before fast modes switch to key frames
+    /// only. Default 60.
+    #[serde(default = "default_max_out_fps")]
+    pub max_out_fps: u32,
+    /// First reconnect delay to the SCU, ms. Default 250.
+    #[serde(default = "default_backoff_initial")]
+    pub reconnect_initial_ms: u64,
+    /// Longest reconnect delay, ms. Default 4000.
+    #[serde(default = "default_backoff_max")]
+    pub reconnect_max_ms: u64,
+}
+
+fn default_media_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8556))
+}
+fn default_discovery_port() -> u16 {
+    peercam_signal::discover::DEFAULT_PORT
+}
+fn default_segment_s() -> u32 {
+    2
+}
+fn default_min_free_mb() -> u64 {
+    64
+}
+fn default_max_out_fps() -> u32 {
+    60
+}
+fn default_backoff_initial() -> u64 {
+    250
+}
+fn default_backoff_max() -> u64 {
+    4000
+}
+
+impl Config {
+    /// A configuration with defaults for everything optional.
+    pub fn new(identity: PathBuf, scu_url: String, platform_ca: PathBuf) -> Self {
+        Self {
+            identity,
+            scu_url,
+            platform_ca,
+            store_dir: None,
+            media_listen: default_media_listen(),
+            advertise: Vec::new(),
+            discovery_port: default_discovery_port(),
+            segment_s: default_segment_s(),
+            min_free_mb: default_min_free_mb(),
+            disk_quota_mb: 0,
+            max_out_fps: default_max_out_fps(),
+            reconnect_initial_ms: default_backoff_initial(),
+            reconnect_max_ms: default_backoff_max(),
+        }
+    }
+
+    /// The store directory in effect.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store_dir
+            .clone()
+            .unwrap_or_else(|| self.identity.with_extension("recordings"))
+    }
+}
+
+/// A running NVR.
+#[derive(Debug)]
+pub struct Running {
+    /// Registration state.
+    pub status: watch::Receiver<NvrStatus>,
+    /// Where playback and export listen.
+    pub media_addr: SocketAddr,
+    /// The recording store.
+    pub store: Store,
+    /// The agent task (ends on shutdown).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Loads the identity, opens (and repairs) the store, binds the media listener and starts
+/// the agent, the writer and one recorder per attached camera.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrError> {
+    let text = std::fs::read_to_string(&config.identity).map_err(|e| NetError::Io {
+        context: format!("reading {}", config.identity.display()),
+        source: e,
+    })?;
+    let identity = DeviceIdentity::parse(&text).map_err(|source| NvrError::Identity {
+        path: config.identity.clone(),
+        source,
+    })?;
+    if identity.kind != peercam_signal::ps::DeviceKind::Nvr {
+        return Err(NvrError::NotAnNvr(config.identity.clone()));
+    }
+    let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
+    let tls = peercam_net::tls::client_config(&ca)?;
+    let mut store_cfg = StoreConfig::new(config.store_dir());
+    store_cfg.min_free_bytes = config.min_free_mb << 20;
+    store_cfg.disk_quota_bytes = config.disk_quota_mb << 20;
+    let (store, report) = Store::open(store_cfg).await?;
+    tracing::info!(
+        segments = report.segments,
+        orphans = report.orphans_removed,
+        dropped = report.rows_dropped.len(),
+        "recording store open"
+    );
+    let listener = tokio::net::TcpListener::bind(config.media_listen)
+        .await
+        .map_err(|e| NetError::Io {
+            context: format!("binding media {}", config.media_listen),
+            source: e,
+        })?;
+    let media_addr = listener.local_addr().map_err(|e| NetError::Io {
+        context: "media address".into(),
+        source: e,
+    })?;
+    let advertise = if config.advertise.is_empty() {
+        if media_addr.ip().is_unspecified() {
+            vec![format!("127.0.0.1:{}", media_addr.port())]
+        } else {
+            vec![media_addr.to_string()]
+        }
+    } else {
+        config.advertise.clone()
+    };
+    let (platform_tx, platform_rx) = mpsc::channel(256);
+    let writer = recorder::Writer::start(store.clone(), shutdown.clone());
+    let cams = Arc::new(
+        cameras::Cameras::open(
+            config.store_dir().join("cameras.json"),
+            store.clone(),
+            writer,
+            platform_tx.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )
+        .map_err(NvrError::State)?,
+    );
+    cams.start_all();
+    let media = media::Media::new(
+        store.clone(),
+        platform_tx,
+        identity.device_id.clone(),
+        config.max_out_fps,
+    );
+    tokio::spawn(media.serve(listener, shutdown.clone()));
+    let (status_tx, status) = watch::channel(NvrStatus::Connecting);
+    let agent = agent::Agent {
+        config,
+        identity,
+        tls,
+        status: status_tx,
+        advertise,
+        cameras: cams,
+        started: std::time::Instant::now(),
+    };
+    let task = tokio::spawn(agent.run(platform_rx, shutdown));
+    Ok(Running {
+        status,
+        media_addr,
+        store,
+        task,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,851 @@
+//! Nc/Nc': recorded media straight from the NVR to the client (H.626.4 8.7.2.2).
+//!
+//! One TCP port serves two protocols, told apart by the first request line:
+//!
+//! * **RTSP playback** of `rtsp://NVR/rec/CAMERA?start=CLOCK&token=T` over TCP interleaved
+//!   RTP. `PLAY` takes `Range: clock=…-` (or `npt=` from `start`) to seek, `Scale` for the
+//!   speed (1/4 to 16, negative for reverse) and, while paused, `X-Frame-Step: 1|-1` to show
+//!   one frame forward or back. Fast and reverse modes send key frames only
+//!   ([`peercam_record::trick`]). Timestamps follow the wall clock of the output, so any
+//!   player shows the speed asked; each frame's recorded time is in its SEI tag and the
+//!   `Range` of the PLAY answer.
+//! * **HTTP export** `GET /export/CAMERA.mp4?from=CLOCK&to=CLOCK&token=T`: an MP4 of the
+//!   range, cut at key frames, with its length announced.
+//!
+//! Every request carries a one-time token the CMU minted for this recorder and camera; the
+//! NVR has the platform judge it (8.4 steps 5-8) and serves only the camera it names (D3).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peercam_base::{DeviceId, Scope};
+use peercam_net::Shutdown;
+use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
+use peercam_record::trick::{self, FrameMeta, Scale, Selection};
+use peercam_rtp::h264::H264Packetizer;
+use peercam_rtp::session::{RtpSender, SenderConfig};
+use peercam_rtsp::msg::{ChannelPair, LowerTransport, NptTime, Range, StatusCode};
+use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_signal::play::{PlayGrant, PlayVerdict};
+use peercam_store::{Frame, SegmentRow, Store};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::agent::PlatformReq;
+
+pub(crate) struct Media {
+    store: Store,
+    platform: mpsc::Sender<PlatformReq>,
+    max_out_fps: u32,
+}
+
+/// RTP payload size for interleaved packets.
+const MAX_PAYLOAD: usize = 1400;
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+fn random<const N: usize>() -> [u8; N] {
+    rand::random()
+}
+
+impl Media {
+    pub(crate) fn new(
+        store: Store,
+        platform: mpsc::Sender<PlatformReq>,
+        _me: DeviceId,
+        max_out_fps: u32,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            platform,
+            max_out_fps: max_out_fps.max(1),
+        })
+    }
+
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "media accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.wait() => return,
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                drop(tcp);
+                continue;
+            };
+            let me = self.clone();
+            let sd = shutdown.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = me.connection(tcp, peer, sd).await {
+                    tracing::debug!(%peer, error = %e, "media connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        sd: Shutdown,
+    ) -> Result<(), String> {
+        let mut head = [0u8; 5];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.peek(&mut head))
+            .await
+            .map_err(|_| "silent client".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if head[..n].starts_with(b"GET ") || head[..n].starts_with(b"HEAD ") {
+            self.http(tcp, peer).await
+        } else {
+            self.rtsp(tcp, peer, sd).await
+        }
+    }
+
+    /// 8.4 steps 5-8 for a recording: the platform judges the token; it must name this
+    /// camera.
+    async fn authorize(
+        &self,
+        token: Option<String>,
+        peer: SocketAddr,
+        camera: &DeviceId,
+    ) -> Result<PlayGrant, (u16, String)> {
+        let Some(token) = token else {
+            return Err((401, "a token is required".into()));
+        };
+        let (reply, rx) = oneshot::channel();
+        self.platform
+            .send(PlatformReq::AuthorizePlay {
+                token,
+                client: peer.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| (503, "the NVR is stopping".to_owned()))?;
+        match rx.await {
+            Ok(PlayVerdict::Granted { grant }) => {
+                if grant.cam.as_ref() != Some(camera) || !grant.scopes.contains(Scope::Playback) {
+                    return Err((403, "the token is not for this camera's recordings".into()));
+                }
+                Ok(grant)
+            }
+            Ok(PlayVerdict::Refused { code, message }) => {
+                let status = if code == "unavailable" { 503 } else { 401 };
+                Err((status, format!("{code}: {message}")))
+            }
+            Err(_) => Err((503, "no answer from the platform".into())),
+        }
+    }
+
+    // -------------------------------------------------------------------------------------
+    // HTTP export
+
+    async fn http(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), String> {
+        let mut buf = Vec::with_capacity(2048);
+        let mut chunk = [0u8; 2048];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            if buf.len() > 8192 {
+                return respond(&mut tcp, 431, "request head too large").await;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+                .await
+                .map_err(|_| "slow request".to_owned())?
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let line = head.lines().next().unwrap_or_default();
+        let mut parts = line.split(' ');
+        let (method, target) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let Some(camera) = path
+            .strip_prefix("/export/")
+            .and_then(|p| p.strip_suffix(".mp4"))
+            .and_then(|c| c.parse::<DeviceId>().ok())
+        else {
+            return respond(&mut tcp, 404, "no such export; use /export/CAMERA.mp4").await;
+        };
+        let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if let Err((status, msg)) = self.authorize(get("token"), peer, &camera).await {
+            return respond(&mut tcp, status, &msg).await;
+        }
+        let (Some(from), Some(to)) = (
+            get("from").and_then(|f| parse_clock(&f).ok()),
+            get("to").and_then(|t| parse_clock(&t).ok()),
+        ) else {
+            return respond(
+                &mut tcp,
+                400,
+                "from and to are required, as RFC 2326 clock times",
+            )
+            .await;
+        };
+        if to <= from || to - from > peercam_signal::record::MAX_RANGE_MS {
+            return respond(&mut tcp, 400, "the range must be 1 ms to 31 days").await;
+        }
+        let dir = self.store.config().root.join("exports");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let file = dir.join(format!("{}.mp4", hex(&random::<8>())));
+        let summary =
+            peercam_store::export_mp4(&self.store, camera.as_str(), from, to, &file, |_, _| {})
+                .await;
+        let summary = match summary {
+            Ok(s) => s,
+            Err(peercam_store::StoreError::Empty { .. }) => {
+                return respond(&mut tcp, 404, "nothing was recorded in that range").await;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&file);
+                tracing::error!(error = %e, "export failed");
+                return respond(&mut tcp, 500, "the export failed on the NVR").await;
+            }
+        };
+        let result = async {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\nContent-Disposition: attachment; filename=\"{camera}-{}.mp4\"\r\nX-Frames: {}\r\nX-Start: {}\r\nConnection: close\r\n\r\n",
+                summary.bytes,
+                format_clock(summary.start_ms),
+                summary.frames,
+                format_clock(summary.start_ms),
+            );
+            tcp.write_all(head.as_bytes()).await?;
+            if method == "GET" {
+                let mut f = tokio::fs::File::open(&file).await?;
+                tokio::io::copy(&mut f, &mut tcp).await?;
+            }
+            tcp.shutdown().await
+        }
+        .await;
+        let _ = std::fs::remove_file(&file);
+        result.map_err(|e| e.to_string())
+    }
+
+    // -------------------------------------------------------------------------------------
+    // RTSP playback
+
+    async fn rtsp(
+        &self,
+        mut tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) -> Result<(), String> {
+        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
+        let mut s = Session {
+            camera: None,
+            base_ms: 0,
+            sender: None,
+            channel: 0,
+            player: None,
+            paused_at: None,
+            out: Vec::with_capacity(64 * 1024),
+            out_ts: 0,
+        };
+        let mut buf = vec![0u8; 8192];
+        let far = || Instant::now() + Duration::from_secs(3600);
+        loop {
+            while let Some(bytes) = conn.poll_transmit() {
+                s.out.extend_from_slice(&bytes);
+            }
+            if !s.out.is_empty() {
+                tcp.write_all(&s.out).await.map_err(|e| e.to_string())?;
+                s.out.clear();
+            }
+            if let Some(ev) = conn.poll_event() {
+                match ev {
+                    ServerEvent::Describe {
+                        cseq,
+                        path,
+                        query,
+                        token,
+                        uri,
+                    } => match self.describe(&path, query.as_deref(), token, peer).await {
+                        Ok((camera, base_ms, sdp)) => {
+                            s.camera = Some(camera);
+                            s.base_ms = base_ms;
+                            let _ = conn.respond_describe(
+                                cseq,
+                                sdp,
+                                Some(format!("{}/", uri.split('?').next().unwrap_or(&uri))),
+                            );
+                        }
+                        Err((status, msg)) => {
+                            let _ = conn.reject(cseq, StatusCode(status), &msg);
+                        }
+                    },
+                    ServerEvent::Setup {
+                        cseq,
+                        track,
+                        transports,
+                        ..
+                    } => {
+                        let offer = transports.iter().find(|t| {
+                            t.lower == Some(LowerTransport::Tcp) || t.interleaved.is_some()
+                        });
+                        match (track, offer, &s.camera) {
+                            (0, Some(offer), Some(_)) => {
+                                let pair = offer.interleaved.unwrap_or(ChannelPair {
+                                    rtp: 0,
+                                    rtcp: Some(1),
+                                });
+                                let ssrc = u32::from_be_bytes(random::<4>());
+                                let Ok(sender) = RtpSender::new(SenderConfig {
+                                    ssrc,
+                                    payload_type: 96,
+                                    initial_sequence: u16::from_be_bytes(random::<2>()),
+                                    timestamp_offset: u32::from_be_bytes(random::<4>()),
+                                }) else {
+                                    let _ = conn.reject(cseq, StatusCode(500), "");
+                                    continue;
+                                };
+                                let mut chosen = offer.clone();
+                                chosen.ssrc = Some(ssrc);
+                                chosen.lower = Some(LowerTransport::Tcp);
+                                chosen.interleaved = Some(ChannelPair {
+                                    rtp: pair.rtp,
+                                    rtcp: Some(pair.rtcp.unwrap_or(pair.rtp.wrapping_add(1))),
+                                });
+                                s.channel = pair.rtp;
+                                s.sender = Some(sender);
+                                let _ = conn.accept_setup(cseq, 0, chosen);
+                            }
+                            (0, None, _) => {
+                                let _ = conn.reject(
+                                    cseq,
+                                    StatusCode(461),
+                                    "Recordings play over RTP/AVP/TCP interleaved",
+                                );
+                            }
+                            _ => {
+                                let _ = conn.reject(cseq, StatusCode(404), "no such track");
+                            }
+                        }
+                    }
+                    ServerEvent::Play {
+                        cseq,
+                        range,
+                        scale,
+                        frame_step,
+                    } => {
+                        self.play(&mut conn, &mut s, cseq, range, scale, frame_step)
+                            .await;
+                    }
+                    ServerEvent::Pause { .. } => {
+                        if let Some(p) = s.player.take() {
+                            s.paused_at = Some(p);
+                        }
+                    }
+                    ServerEvent::Teardown { .. } => {
+                        s.player = None;
+                        s.paused_at = None;
+                    }
+                    ServerEvent::Closed { .. } => {
+                        while let Some(bytes) = conn.poll_transmit() {
+                            s.out.extend_from_slice(&bytes);
+                        }
+                        let _ = tcp.write_all(&s.out).await;
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let deadline = conn.poll_timeout().unwrap_or_else(far);
+            let next_frame = s.player.as_ref().map(|p| p.next_at);
+            tokio::select! {
+                r = tcp.read(&mut buf) => {
+                    let n = r.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        conn.handle_peer_closed();
+                    } else {
+                        conn.handle_input(Instant::now(), &buf[..n]);
+                    }
+                }
+                () = async {
+                    match next_frame {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !self.send_next(&mut s).await {
+                        // The end of the recordings (or of the range) in this direction.
+                        s.paused_at = s.player.take();
+                    }
+                    conn.touch(Instant::now());
+                }
+                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+                () = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+
+    async fn describe(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        token: Option<String>,
+        peer: SocketAddr,
+    ) -> Result<(DeviceId, u64, String), (u16, String)> {
+        let camera: DeviceId = path
+            .strip_prefix("/rec/")
+            .and_then(|c| c.parse().ok())
+            .ok_or((404, "no such recording path; use /rec/CAMERA".to_owned()))?;
+        self.authorize(token, peer, &camera).await?;
+        let start = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "start")
+            .map(|(_, v)| parse_clock(&v).map_err(|e| (400u16, e.to_string())))
+            .transpose()?;
+        let seg = self
+            .store
+            .segment_at(camera.as_str(), start.unwrap_or(0))
+            .await
+            .map_err(|e| (500, e.to_string()))?
+            .ok_or((404, "nothing recorded at or after that time".to_owned()))?;
+        let base_ms = start.unwrap_or_else(|| seg.start_ms());
+        let sdp = peercam_rtsp::sdp::CameraSdp {
+            session_id: base_ms / 1000,
+            session_version: 1,
+            origin_address: String::new(),
+            session_name: format!("peercam recording {camera}"),
+            video: Some(peercam_rtsp::sdp::H264Video {
+                sps: seg.sps.clone(),
+                pps: seg.pps.clone(),
+                framerate: None,
+                dimensions: peercam_media::sps::Sps::parse(&seg.sps)
+                    .ok()
+                    .map(|s| (s.width, s.height)),
+            }),
+            audio: None,
+        }
+        .build();
+        Ok((camera, base_ms, sdp))
+    }
+
+    async fn play(
+        &self,
+        conn: &mut ServerConn,
+        s: &mut Session,
+        cseq: u32,
+        range: Option<Range>,
+        scale: Option<String>,
+        frame_step: Option<String>,
+    ) {
+        let Some(camera) = s.camera.clone() else {
+            let _ = conn.reject(cseq, StatusCode(455), "");
+            return;
+        };
+        let scale = match scale.as_deref().map(Scale::parse) {
+            None => s
+                .player
+                .as_ref()
+                .or(s.paused_at.as_ref())
+                .map_or(Scale::NORMAL, |p| p.scale),
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                let _ = conn.reject(cseq, StatusCode(456), &e.to_string());
+                return;
+            }
+        };
+        let seek = match range {
+            Some(Range::Npt {
+                start: Some(NptTime::At(d)),
+                ..
+            }) => Some(s.base_ms + d.as_millis() as u64),
+            Some(Range::Other(v)) => match parse_clock_range(&v) {
+                Ok(span) => Some(span.start_ms),
+                Err(e) => {
+                    let _ = conn.reject(cseq, StatusCode(457), &e.to_string());
+                    return;
+                }
+            },
+            _ => None,
+        };
+        // A frame step while paused: one frame, then paused again.
+        if let Some(step) = frame_step {
+            let forward = match step.as_str() {
+                "1" | "+1" => true,
+                "-1" => false,
+                _ => {
+                    let _ = conn.reject(cseq, StatusCode(400), "X-Frame-Step is 1 or -1");
+                    return;
+                }
+            };
+            let mut p = match s.paused_at.take().or_else(|| s.player.take()) {
+                Some(p) => p,
+                None => match Player::open(
+                    &self.store,
+                    &camera,
+                    seek.unwrap_or(s.base_ms),
+                    Scale::NORMAL,
+                    self.max_out_fps,
+                )
+                .await
+                {
+                    Ok(p) => p,
+                    Err((st, m)) => {
+                        let _ = conn.reject(cseq, StatusCode(st), &m);
+                        return;
+                    }
+                },
+            };
+            let frame = p.step(&self.store, forward).await;
+            let info = s.rtp_info();
+            let at = frame.as_ref().map_or(p.position_ms(), |f| f.t90k / 90);
+            let _ = conn.accept_play_at(
+                cseq,
+                &info,
+                &format!("clock={}-", format_clock(at)),
+                Some("0"),
+            );
+            while let Some(bytes) = conn.poll_transmit() {
+                s.out.extend_from_slice(&bytes);
+            }
+            if let Some(f) = frame {
+                s.send_frame(&f, 3600);
+            }
+            s.paused_at = Some(p);
+            return;
+        }
+        let player = match (seek, s.player.take().or_else(|| s.paused_at.take())) {
+            (None, Some(mut p)) if p.scale == scale => {
+                p.next_at = Instant::now();
+                Ok(p)
+            }
+            (None, Some(p)) => {
+                Player::open(
+                    &self.store,
+                    &camera,
+                    p.position_ms(),
+                    scale,
+                    self.max_out_fps,
+                )
+                .await
+            }
+            (Some(at), _) => Player::open(&self.store, &camera, at, scale, self.max_out_fps).await,
+            (None, None) => {
+                Player::open(&self.store, &camera, s.base_ms, scale, self.max_out_fps).await
+            }
+        };
+        match player {
+            Ok(p) => {
+                let info = s.rtp_info();
+                let scale_text = scale.to_string();
+                let _ = conn.accept_play_at(
+                    cseq,
+                    &info,
+                    &format!("clock={}-", format_clock(p.position_ms())),
+                    Some(&scale_text),
+                );
+                s.player = Some(p);
+            }
+            Err((st, m)) => {
+                let _ = conn.reject(cseq, StatusCode(st), &m);
+            }
+        }
+    }
+
+    /// Sends the next planned frame; `false` at the end of the recordings.
+    async fn send_next(&self, s: &mut Session) -> bool {
+        let Some(p) = s.player.as_mut() else {
+            return false;
+        };
+        let Some((frame, wall)) = p.next(&self.store).await else {
+            return false;
+        };
+        s.send_frame(&frame, wall);
+        if let Some(p) = s.player.as_mut() {
+            p.next_at += Duration::from_micros(wall * 100 / 9);
+            // Never build up a burst after a stall.
+            if p.next_at + Duration::from_millis(500) < Instant::now() {
+                p.next_at = Instant::now();
+            }
+        }
+        true
+    }
+}
+
+async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), String> {
+    let reason = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    let body = format!("{message}\n");
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.shutdown().await;
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Session {
+    camera: Option<DeviceId>,
+    /// The URL's `start`: npt ranges count from it.
+    base_ms: u64,
+    sender: Option<RtpSender>,
+    channel: u8,
+    player: Option<Player>,
+    paused_at: Option<Player>,
+    out: Vec<u8>,
+    /// The output clock, 90 kHz: advances with what is shown.
+    out_ts: u64,
+}
+
+impl Session {
+    fn rtp_info(&self) -> Vec<(usize, u16, u32)> {
+        self.sender
+            .as_ref()
+            .map(|s| vec![(0, s.next_sequence(), s.rtp_timestamp(self.out_ts as u32))])
+            .unwrap_or_default()
+    }
+
+    fn send_frame(&mut self, frame: &Frame, wall: u64) {
+        let Some(sender) = self.sender.as_mut() else {
+            return;
+        };
+        let Ok(pk) = H264Packetizer::new(MAX_PAYLOAD) else {
+            return;
+        };
+        let nals: Vec<&[u8]> = frame
+            .nals
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|n| n.first().is_some_and(|b| (1..=23).contains(&(b & 0x1f))))
+            .collect();
+        let Ok(payloads) = pk.packetize(&nals, self.out_ts as u32) else {
+            return;
+        };
+        for p in payloads {
+            let Ok(len) = u16::try_from(12 + p.data.len()) else {
+                continue;
+            };
+            let mark = self.out.len();
+            self.out.extend_from_slice(&[b'$', self.channel]);
+            self.out.extend_from_slice(&len.to_be_bytes());
+            if sender
+                .write_raw(&p.data, p.timestamp, p.marker, &mut self.out)
+                .is_err()
+            {
+                self.out.truncate(mark);
+            }
+        }
+        self.out_ts = self.out_ts.wrapping_add(wall.max(1));
+    }
+}
+
+/// Where a playback stands: the loaded segment, the GOP being sent, what is planned.
+struct Player {
+    camera: String,
+    scale: Scale,
+    selection: Selection,
+    seg: SegmentRow,
+    frames: Vec<Frame>,
+    /// GOP starts (indices into `frames`).
+    gops: Vec<usize>,
+    gop: usize,
+    /// (frame index, wall ticks) still to send from the current GOP.
+    queue: VecDeque<(usize, u64)>,
+    /// The last frame sent (index into `frames`).
+    shown: Option<usize>,
+    next_at: Instant,
+}
+
+impl Player {
+    async fn open(
+        store: &Store,
+        camera: &DeviceId,
+        at_ms: u64,
+        scale: Scale,
+        max_out_fps: u32,
+    ) -> Result<Self, (u16, String)> {
+        let seg = store
+            .segment_at(camera.as_str(), at_ms)
+            .await
+            .map_err(|e| (500, e.to_string()))?
+            .ok_or((457, "nothing recorded at or after that time".to_owned()))?;
+        let mut p = Self {
+            camera: camera.to_string(),
+            scale,
+            selection: Selection::All,
+            seg: seg.clone(),
+            frames: Vec::new(),
+            gops: Vec::new(),
+            gop: 0,
+            queue: VecDeque::new(),
+            shown: None,
+            next_at: Instant::now(),
+        };
+        p.load(store, seg).await.map_err(|e| (500, e))?;
+        let fps = p.fps();
+        p.selection = trick::selection(scale, fps, max_out_fps);
+        // Start at the GOP holding `at_ms` (a seek lands within one GOP).
+        let at90 = at_ms.saturating_mul(90);
+        p.gop = p
+            .gops
+            .iter()
+            .rposition(|&i| p.frames[i].t90k <= at90)
+            .unwrap_or(0);
+        p.plan();
+        Ok(p)
+    }
+
+    fn fps(&self) -> u32 {
+        let n = self.frames.len() as u64;
+        let span = self.seg.end_90k.saturating_sub(self.seg.start_90k).max(1);
+        ((n * 90_000 + span / 2) / span).clamp(1, 120) as u32
+    }
+
+    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), String> {
+        let media = store.read(&seg).await.map_err(|e| e.to_string())?;
+        self.frames = media.video;
+        self.gops = self
+            .frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.key)
+            .map(|(i, _)| i)
+            .collect();
+        if self.gops.first() != Some(&0) {
+            return Err(format!(
+                "segment {} does not start with a key frame",
+                seg.path
+            ));
+        }
+        self.seg = seg;
+        self.queue.clear();
+        self.shown = None;
+        Ok(())
+    }
+
+    fn gop_range(&self, g: usize) -> std::ops::Range<usize> {
+        let start = self.gops[g];
+        let end = self.gops.get(g + 1).copied().unwrap_or(self.frames.len());
+        start..end
+    }
+
+    fn plan(&mut self) {
+        let r = self.gop_range(self.gop);
+        let metas: Vec<FrameMeta> = self.frames[r.clone()]
+            .iter()
+            .map(|f| FrameMeta {
+                pts: f.t90k,
+                key: f.key,
+            })
+            .collect();
+        let end = self.frames.get(r.end).map_or(self.seg.end_90k, |f| f.t90k);
+        self.queue = trick::plan_gop(&metas, end, self.scale, self.selection)
+            .into_iter()
+            .map(|e| (r.start + e.index, e.wall))
+            .collect();
+    }
+
+    /// Moves to the next GOP in the direction of play, loading segments as needed.
+    async fn advance(&mut self, store: &Store, forward: bool) -> bool {
+        if forward && self.gop + 1 < self.gops.len() {
+            self.gop += 1;
+            return true;
+        }
+        if !forward && self.gop > 0 {
+            self.gop -= 1;
+            return true;
+        }
+        let Ok(Some(seg)) = store
+            .neighbour(&self.camera, self.seg.start_90k, forward)
+            .await
+        else {
+            return false;
+        };
+        if self.load(store, seg).await.is_err() {
+            return false;
+        }
+        self.gop = if forward { 0 } else { self.gops.len() - 1 };
+        true
+    }
+
+    async fn next(&mut self, store: &Store) -> Option<(Frame, u64)> {
+        if self.queue.is_empty() {
+            // The first plan of a freshly opened player is already queued.
+            if !self.advance(store, !self.scale.is_reverse()).await {
+                return None;
+            }
+            self.plan();
+        }
+        let (i, wall) = self.queue.pop_front()?;
+        self.shown = Some(i);
+        Some((self.frames[i].clone(), wall))
+    }
+
+    /// One frame forward (the next in decode order after the one shown) or back (the
+    /// previous key frame: a P frame cannot be shown alone).
+    async fn step(&mut self, store: &Store, forward: bool) -> Option<Frame> {
+        self.queue.clear();
+        let i = match (self.shown, forward) {
+            (None, _) => self.gops[self.gop],
+            (Some(i), true) if i + 1 < self.frames.len() => i + 1,
+            (Some(_), true) => {
+                if !self.advance(store, true).await {
+                    return None;
+                }
+                self.gops[self.gop]
+            }
+            (Some(i), false) => {
+                let g = self.gops.iter().rposition(|&k| k < i);
+                match g {
+                    Some(g) => {
+                        self.gop = g;
+                        self.gops[g]
+                    }
+                    None => {
+                        if !self.advance(store, false).await {
+                            return None;
+                        }
+                        self.gops[self.gop]
+                    }
+                }
+            }
+        };
+        if let Some(g) = self.gops.iter().rposition(|&k| k <= i) {
+            self.gop = g;
+        }
+        self.shown = Some(i);
+        // Resuming plays on from the GOP after this one.
+        Some(self.frames[i].clone())
+    }
+
+    fn position_ms(&self) -> u64 {
+        let i = self
+            .shown
+            .unwrap_or_else(|| self.gops.get(self.gop).copied().unwrap_or(0));
+        self.frames.get(i).map_or(self.seg.start_90k, |f| f.t90k) / 90
+    }
+}
