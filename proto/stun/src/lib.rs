@@ -35,6 +35,8 @@
 
 pub mod auth;
 mod error;
+pub mod framing;
 pub mod message;
+pub mod policy;
 
 pub use error::Error;
