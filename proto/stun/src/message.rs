@@ -1340,6 +1340,26 @@ pub(crate) mod tests {
         );
     }
 
+    /// The fuzz seeds were typed from the RFC separately; both copies must agree.
+    #[test]
+    fn rfc5769_fuzz_seeds_match() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/seeds/stun_message/"
+        );
+        for (name, want) in [
+            ("rfc5769_request", &RFC5769_REQUEST[..]),
+            ("rfc5769_response_ipv4", &RFC5769_RESPONSE_V4[..]),
+            ("rfc5769_response_ipv6", &RFC5769_RESPONSE_V6[..]),
+            ("rfc5769_long_term_auth", &RFC5769_LONG_TERM[..]),
+        ] {
+            let Ok(got) = std::fs::read(format!("{dir}{name}")) else {
+                continue; // not in a full checkout
+            };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
     #[test]
     fn rfc5769_responses() {
         let v4 = Message::decode(&RFC5769_RESPONSE_V4).unwrap();
