@@ -5,7 +5,8 @@
 //! of the input, the verdict for an IPv4 address agrees with the verdict for each of its
 //! IPv6 spellings (mapped, translated, compatible, 6to4, NAT64 well-known); Teredo and
 //! local-use NAT64 addresses are always denied by default; an address in a default-denied
-//! range is never allowed unless an allow-list entry covers it (SECURITY.md F3).
+//! range is never allowed unless an allow-list entry covers it, and loopback and 0/8 are
+//! never allowed at all (SECURITY.md F3).
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -42,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(p.is_allowed(IpAddr::V6(v6)), want, "{v4} and {v6} disagree");
         if default_denied(IpAddr::V4(v4)).is_some() && want {
             assert!(p.allowed().iter().any(|c| c.contains(IpAddr::V4(v4))));
+        }
+        if v4.is_loopback() || v4.octets()[0] == 0 {
+            assert!(!want, "{v4} allowed");
         }
     }
 

@@ -13,9 +13,10 @@
 //! `64:ff9b:1::/48` (where the embedding depends on the operator's prefix length) are
 //! denied outright.
 //!
-//! Order of evaluation in [`PeerPolicy::check`]: the operator's deny list, then the
-//! operator's allow list (labs use it to reach private ranges), then the default deny
-//! list; whatever is left is allowed. IPv4 CIDRs in either list match the embedded IPv4 of
+//! Order of evaluation in [`PeerPolicy::check`]: the operator's deny list; then loopback
+//! and "this network" (`127/8`, `0/8`, `::1`, `::` in every spelling), which no allow list
+//! can open; then the operator's allow list (labs use it to reach private ranges); then
+//! the default deny list; whatever is left is allowed. IPv4 CIDRs in either list match the embedded IPv4 of
 //! an IPv6 address as well. The per-session peer allow-list of D8 is the TURN server's
 //! business and comes on top of this.
 
@@ -262,6 +263,16 @@ impl PeerPolicy {
         if let Some(c) = hit(&self.deny) {
             return Verdict::DenyListed(c);
         }
+        // The relay's own host is never a peer, whatever the allow list says.
+        let host = embedded.unwrap_or(ip);
+        if ip == IpAddr::V6(Ipv6Addr::LOCALHOST) || host.is_loopback() {
+            return Verdict::SpecialPurpose("loopback");
+        }
+        if ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            || matches!(host, IpAddr::V4(v4) if v4.octets()[0] == 0)
+        {
+            return Verdict::SpecialPurpose("this network");
+        }
         if let Some(c) = hit(&self.allow) {
             return Verdict::AllowListed(c);
         }
@@ -380,6 +391,21 @@ mod tests {
         assert_eq!(p.check(ip("10.20.0.1")), Verdict::DenyListed(own));
         assert_eq!(p.check(ip("2002:0a14:0001::")), Verdict::DenyListed(own));
         assert!(!p.is_allowed(ip("10.21.0.1")));
+        let everything = PeerPolicy::new()
+            .allow("0.0.0.0/0".parse().unwrap())
+            .allow("::/0".parse().unwrap());
+        for never in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "2002:7f00:1::",
+        ] {
+            assert!(!everything.is_allowed(ip(never)), "{never}");
+        }
+        assert!(everything.is_allowed(ip("10.0.0.1")));
+        assert!(everything.is_allowed(ip("fe80::1")));
         let public: Cidr = "8.8.8.0/24".parse().unwrap();
         let p = PeerPolicy::new().deny(public);
         assert!(!p.is_allowed(ip("64:ff9b::8.8.8.8")));
