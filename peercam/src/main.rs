@@ -39,6 +39,8 @@ enum Command {
     Platform(cmd::platform::Args),
     /// Run the camera agent (premises unit).
     Pu(cmd::pu::Args),
+    /// Run the network video recorder (records cameras; playback and export).
+    Nvr(cmd::nvr::Args),
     /// Customer unit: the command-line client of the platform.
     Cu(cmd::cu::Args),
     /// Operator tasks: provision devices, approve accounts, release packages.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Scu(a) => cmd::scu::run(a).await,
             Command::Platform(a) => cmd::platform::run(a).await,
             Command::Pu(a) => cmd::pu::run(a).await,
+            Command::Nvr(a) => cmd::nvr::run(a).await,
             Command::Cu(a) => cmd::cu::run(a).await,
             Command::Admin(a) => cmd::admin::run(a).await,
             Command::Release(a) => cmd::release::run(a).await,

@@ -177,6 +177,8 @@ enum Cmd {
     /// Read or change a camera's parameters (H.626.4 8.9.1).
     #[command(subcommand)]
     Params(ParamsCmd),
+    #[command(flatten)]
+    Rec(super::rec::RecCmd),
     /// Factory-reset a camera you own (H.626.4 8.10): it forgets its settings, is unbound,
     /// and every share and live session ends. Binding it again needs its bind code.
     Reset {
@@ -466,6 +468,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         }
+        Cmd::Rec(r) => super::rec::run(conn, r).await?,
         Cmd::Logout => {
             conn.client().await?.logout().await?;
             let _ = std::fs::remove_file(saved_path());

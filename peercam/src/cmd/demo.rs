@@ -35,13 +35,20 @@ const DEMO_FILES: &[&str] = &[
     "sms-outbox",
     "devices",
     "session",
+    "nvr-recordings",
 ];
+
+/// Demo files with a variable name (one simulated radio per camera).
+fn is_demo_file(name: &std::ffi::OsStr) -> bool {
+    let n = name.to_string_lossy();
+    DEMO_FILES.iter().any(|f| n == *f) || (n.starts_with("radio-") && n.ends_with(".json"))
+}
 
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         let foreign = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
-            .any(|e| !DEMO_FILES.iter().any(|f| e.file_name() == *f));
+            .any(|e| !is_demo_file(&e.file_name()));
         if foreign {
             bail!(
                 "{} holds files the demo did not write; choose another --dir",
@@ -174,6 +181,30 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
     }
 
+    // An NVR beside the cameras (H.626.4 8.7.2).
+    let nvr_id = super::admin::provision(
+        &admin,
+        1,
+        "peercam",
+        "nvr",
+        DeviceKind::Nvr,
+        &dir.join("devices"),
+    )
+    .await?
+    .remove(0);
+    let mut nvr_cfg = peercam_nvr::Config::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", nvr_id.device_id)),
+        scu_url.clone(),
+        pki.ca_cert.clone(),
+    );
+    nvr_cfg.media_listen =
+        SocketAddr::from(([127, 0, 0, 1], if args.port == 0 { 0 } else { 8556 }));
+    nvr_cfg.store_dir = Some(dir.join("nvr-recordings"));
+    let mut nvr = peercam_nvr::start(nvr_cfg, shutdown.clone())
+        .await
+        .context("starting the NVR")?;
+
     // A user signs up by phone (6.1.1), the operator approves, the user binds the cameras (8.2).
     let phone = "+15550100001";
     let password = random_text(16);
@@ -217,6 +248,57 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         devices.push(serde_json::json!({ "id": id.device_id, "name": name }));
     }
+    // The NVR: bound, both cameras attached; the first recorded continuously (1 GiB,
+    // overwriting the oldest), the second around alarms (`peercam cu event --kind alarm`).
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        nvr.status
+            .wait_for(|s| matches!(s, peercam_nvr::NvrStatus::Registered { .. })),
+    )
+    .await
+    .context("the NVR did not register in time")??;
+    let mut tries = 0;
+    loop {
+        match user
+            .bind(
+                nvr_id.device_id.as_str(),
+                &nvr_id.bind_code.display(),
+                Some("Recorder"),
+            )
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if e.code() == Some("device_offline") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let cam = id.device_id.as_str();
+        user.attach_camera(nvr_id.device_id.as_str(), cam).await?;
+        let mode = if i == 0 {
+            peercam_record::strategy::Mode::Continuous
+        } else {
+            peercam_record::strategy::Mode::Alarm {
+                pre_s: 5,
+                post_s: 20,
+            }
+        };
+        let strategy = peercam_record::strategy::Strategy {
+            mode,
+            retention: peercam_record::strategy::Retention {
+                quota_bytes: 1 << 30,
+                cyclic: true,
+                max_age_days: 0,
+            },
+            utc_offset_min: 0,
+        };
+        user.set_recording(cam, Some(nvr_id.device_id.as_str()), &strategy)
+            .await?;
+    }
+    devices.push(serde_json::json!({ "id": nvr_id.device_id, "name": "Recorder", "kind": "nvr" }));
 
     let info = serde_json::json!({
         "api": api,
@@ -244,6 +326,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "  NVR          {} (recordings in {})",
+        nvr_id.device_id,
+        dir.join("nvr-recordings").display()
+    );
     println!("  details      {}\n", dir.join("demo.json").display());
     println!("Try:");
     println!(
@@ -265,6 +352,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  peercam cu params set {first} osd.text=GATE night.mode=night");
     println!(
         "  peercam cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
+    );
+    let second = ids
+        .get(1)
+        .map(|i| i.device_id.to_string())
+        .unwrap_or_default();
+    println!(
+        "  peercam cu recordings {first}                              # today's timeline (8.7.2)"
+    );
+    println!("  peercam cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
+    println!("  peercam cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
+    println!(
+        "  peercam cu event {second} --kind alarm                     # alarm recording with pre-roll"
     );
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {

@@ -4,8 +4,10 @@ pub(crate) mod admin;
 pub(crate) mod cmu;
 pub(crate) mod cu;
 pub(crate) mod demo;
+pub(crate) mod nvr;
 pub(crate) mod platform;
 pub(crate) mod pu;
+pub(crate) mod rec;
 pub(crate) mod release;
 pub(crate) mod scu;
 
@@ -69,6 +71,7 @@ mod tests {
         let _: peercam_cmu::Config = super::load_config(&sample("cmu.toml")).unwrap();
         let _: peercam_scu::Config = super::load_config(&sample("scu.toml")).unwrap();
         let _: peercam_pu::Config = super::load_config(&sample("pu.toml")).unwrap();
+        let _: peercam_nvr::Config = super::load_config(&sample("nvr.toml")).unwrap();
         let _: super::platform::PlatformConfig =
             super::load_config(&sample("platform.toml")).unwrap();
     }

@@ -164,7 +164,7 @@ async fn commit(store: &Store, batch: Vec<Job>) {
                 // The disk is full: free the oldest and go on with the next segment.
                 tracing::warn!(%camera, %msg, "disk full; segment lost, freeing space");
                 lock(&status).last_error = Some(format!("disk full: {msg}"));
-                let _ = store.make_room(need.max(64 << 20)).await;
+                let _ = store.make_room(need.saturating_mul(2).max(1 << 20)).await;
                 let _ = store
                     .add_event(
                         &camera,
