@@ -170,7 +170,7 @@ mod tests {
             back.verify(&Probe::new([2; 16]), &key.verifying_key()),
             Err(DiscoverError::WrongProbe)
         );
-        let mut moved = back.clone();
+        let mut moved = back;
         moved.rtsp = vec!["10.0.0.66:8554".into()];
         assert_eq!(
             moved.verify(&probe, &key.verifying_key()),

@@ -272,6 +272,9 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Keep the WAL small: it shares the disk with the recordings.
+            .pragma("wal_autocheckpoint", "100")
+            .pragma("journal_size_limit", "1048576")
             .busy_timeout(Duration::from_secs(10));
         let db = SqlitePoolOptions::new()
             .max_connections(4)
@@ -279,6 +282,9 @@ impl Store {
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&db).await?;
         let store = Self { cfg, db };
+        if !store.reserve_path().exists() {
+            store.restore_reserve();
+        }
         let report = store.repair().await?;
         if report.orphans_removed > 0 || !report.rows_dropped.is_empty() {
             tracing::warn!(?report, "recording store repaired");
@@ -385,12 +391,17 @@ impl Store {
                 for (_, path) in &ok {
                     let _ = std::fs::remove_file(self.cfg.root.join(path));
                 }
+                let full = matches!(e, StoreError::Full(_));
                 let msg = e.to_string();
                 written
                     .into_iter()
                     .map(|w| {
                         w.and_then(|_| {
-                            Err(StoreError::Corrupt(format!("index commit failed: {msg}")))
+                            Err(if full {
+                                StoreError::Full(msg.clone())
+                            } else {
+                                StoreError::Corrupt(format!("index commit failed: {msg}"))
+                            })
                         })
                     })
                     .collect()
@@ -399,7 +410,7 @@ impl Store {
     }
 
     async fn insert_rows(&self, ok: &[&(Draft, String)]) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin().await.map_err(db_full)?;
         let mut ids = Vec::with_capacity(ok.len());
         for (d, path) in ok {
             let id: i64 = sqlx::query_scalar(
@@ -418,10 +429,11 @@ impl Store {
             .bind(&d.pps)
             .bind(d.audio.map(AudioCodec::as_str))
             .fetch_one(&mut *tx)
-            .await?;
+            .await
+            .map_err(db_full)?;
             ids.push(id);
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db_full)?;
         Ok(ids)
     }
 
@@ -655,7 +667,13 @@ impl Store {
         loop {
             let free = free_bytes(&self.cfg.root).unwrap_or(u64::MAX);
             let used = self.usage(None).await?;
-            let disk_short = free < self.cfg.min_free_bytes.saturating_add(need);
+            // The index needs room too (its WAL grows with each commit).
+            let disk_short = free
+                < self
+                    .cfg
+                    .min_free_bytes
+                    .saturating_add(need)
+                    .saturating_add(INDEX_HEADROOM);
             let over_quota = self.cfg.disk_quota_bytes > 0
                 && used.saturating_add(need) > self.cfg.disk_quota_bytes;
             if !disk_short && !over_quota {
@@ -669,10 +687,43 @@ impl Store {
                 out.full = true;
                 return Ok(out);
             };
-            out.freed += self
+            match self
                 .delete(r.get(0), &r.get::<String, _>(1), u(r.get(2)))
-                .await?;
-            out.deleted += 1;
+                .await
+            {
+                Ok(b) => {
+                    out.freed += b;
+                    out.deleted += 1;
+                }
+                // The disk is so full that SQLite cannot even log the deletion: give it the
+                // reserve, then go on (the reserve is put back once there is room).
+                Err(StoreError::Full(_)) if self.release_reserve() => {}
+                Err(e) => return Err(e),
+            }
+            if out.deleted > 0 && !self.reserve_path().exists() {
+                self.restore_reserve();
+            }
+        }
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.cfg.root.join("reserve")
+    }
+
+    /// Deletes the reserve file; `true` if there was one.
+    fn release_reserve(&self) -> bool {
+        let gone = std::fs::remove_file(self.reserve_path()).is_ok();
+        if gone {
+            tracing::warn!(root = %self.cfg.root.display(), "disk full: reserve released so the index can delete");
+        }
+        gone
+    }
+
+    /// Puts the reserve back if the disk has room for it and some to spare.
+    fn restore_reserve(&self) {
+        let room = free_bytes(&self.cfg.root).unwrap_or(0);
+        if room >= RESERVE_BYTES * 2 {
+            let _ = write_reserve(&self.reserve_path());
         }
     }
 
@@ -701,7 +752,8 @@ impl Store {
         sqlx::query("DELETE FROM segments WHERE id = ?")
             .bind(id)
             .execute(&self.db)
-            .await?;
+            .await
+            .map_err(db_full)?;
         let full = self.cfg.root.join(path);
         match std::fs::remove_file(&full) {
             Ok(()) => {}
@@ -796,6 +848,29 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> SegmentRow {
             .as_deref()
             .and_then(AudioCodec::parse),
     }
+}
+
+/// Free space always kept beyond `min_free_bytes` for the index's own writes.
+pub const INDEX_HEADROOM: u64 = 256 << 10;
+
+/// Bytes kept in `<root>/reserve` so that the index can still delete on a full disk.
+pub const RESERVE_BYTES: u64 = 256 << 10;
+
+fn write_reserve(path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&vec![0u8; RESERVE_BYTES as usize])?;
+    f.sync_all()
+}
+
+/// SQLite's "database or disk is full" (SQLITE_FULL, 13) as [`StoreError::Full`].
+fn db_full(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.code().as_deref() == Some("13")
+    {
+        return StoreError::Full(format!("index database: {d}"));
+    }
+    StoreError::Db(e)
 }
 
 /// Free bytes on the file system holding `path` (for unprivileged users).

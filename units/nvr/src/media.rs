@@ -321,7 +321,9 @@ impl Media {
                                 chosen.lower = Some(LowerTransport::Tcp);
                                 chosen.interleaved = Some(ChannelPair {
                                     rtp: pair.rtp,
-                                    rtcp: Some(pair.rtcp.unwrap_or(pair.rtp.wrapping_add(1))),
+                                    rtcp: Some(
+                                        pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1)),
+                                    ),
                                 });
                                 s.channel = pair.rtp;
                                 s.sender = Some(sender);
@@ -407,7 +409,7 @@ impl Media {
         let camera: DeviceId = path
             .strip_prefix("/rec/")
             .and_then(|c| c.parse().ok())
-            .ok_or((404, "no such recording path; use /rec/CAMERA".to_owned()))?;
+            .ok_or_else(|| (404, "no such recording path; use /rec/CAMERA".to_owned()))?;
         self.authorize(token, peer, &camera).await?;
         let start = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .find(|(k, _)| k == "start")
@@ -418,7 +420,7 @@ impl Media {
             .segment_at(camera.as_str(), start.unwrap_or(0))
             .await
             .map_err(|e| (500, e.to_string()))?
-            .ok_or((404, "nothing recorded at or after that time".to_owned()))?;
+            .ok_or_else(|| (404, "nothing recorded at or after that time".to_owned()))?;
         let base_ms = start.unwrap_or_else(|| seg.start_ms());
         let sdp = peercam_rtsp::sdp::CameraSdp {
             session_id: base_ms / 1000,
@@ -508,7 +510,9 @@ impl Media {
             };
             let frame = p.step(&self.store, forward).await;
             let info = s.rtp_info();
-            let at = frame.as_ref().map_or(p.position_ms(), |f| f.t90k / 90);
+            let at = frame
+                .as_ref()
+                .map_or_else(|| p.position_ms(), |f| f.t90k / 90);
             let _ = conn.accept_play_at(
                 cseq,
                 &info,
@@ -692,7 +696,7 @@ impl Player {
             .segment_at(camera.as_str(), at_ms)
             .await
             .map_err(|e| (500, e.to_string()))?
-            .ok_or((457, "nothing recorded at or after that time".to_owned()))?;
+            .ok_or_else(|| (457, "nothing recorded at or after that time".to_owned()))?;
         let mut p = Self {
             camera: camera.to_string(),
             scale,

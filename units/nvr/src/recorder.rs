@@ -69,6 +69,7 @@ impl Writer {
     pub(crate) fn start(store: Store, shutdown: Shutdown) -> Self {
         let (tx, mut rx) = mpsc::channel::<Work>(WRITE_QUEUE);
         tokio::spawn(async move {
+            let mut raised = Raised::new();
             loop {
                 let first = tokio::select! {
                     j = rx.recv() => j,
@@ -85,7 +86,7 @@ impl Writer {
                     match work {
                         Work::Segment(j) => batch.push(j),
                         Work::Forget(camera, done) => {
-                            commit(&store, std::mem::take(&mut batch)).await;
+                            commit(&store, std::mem::take(&mut batch), &mut raised).await;
                             let r = store
                                 .forget(&camera)
                                 .await
@@ -98,7 +99,7 @@ impl Writer {
                         next = rx.try_recv().ok();
                     }
                 }
-                commit(&store, batch).await;
+                commit(&store, batch, &mut raised).await;
             }
         });
         Self { tx }
@@ -120,15 +121,41 @@ impl Writer {
     }
 }
 
-async fn commit(store: &Store, batch: Vec<Job>) {
+/// What to do after a segment's commit: its retention, status and camera.
+type After = (Retention, Arc<Mutex<CamStatus>>, String);
+
+/// Storage-full events are raised at most once a minute per camera.
+type Raised = std::collections::HashMap<String, u64>;
+
+async fn commit(store: &Store, batch: Vec<Job>, raised: &mut Raised) {
     if batch.is_empty() {
         return;
     }
     let need: u64 = batch.iter().map(|j| j.draft.data.len() as u64).sum();
-    if let Err(e) = store.make_room(need).await {
-        tracing::error!(error = %e, "cannot make room for recordings");
+    match store.make_room(need).await {
+        // The disk (or the store's share of it) was full: the oldest recordings went to make
+        // room. The alarm system hears of it (6.1.9 "storage full").
+        Ok(r) if r.deleted > 0 => {
+            let now = now_ms();
+            for j in &batch {
+                let last = raised.entry(j.draft.camera.clone()).or_insert(0);
+                if now.saturating_sub(*last) >= 60_000 {
+                    *last = now;
+                    let detail = format!(
+                        "disk full: {} oldest segments ({} KiB) deleted to make room",
+                        r.deleted,
+                        r.freed >> 10
+                    );
+                    let _ = store
+                        .add_event(&j.draft.camera, now, "storage_full", &detail)
+                        .await;
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot make room for recordings"),
     }
-    let (drafts, rest): (Vec<Draft>, Vec<(Retention, Arc<Mutex<CamStatus>>, String)>) = batch
+    let (drafts, rest): (Vec<Draft>, Vec<After>) = batch
         .into_iter()
         .map(|j| (j.draft.clone(), (j.retention, j.status, j.draft.camera)))
         .unzip();
@@ -164,7 +191,7 @@ async fn commit(store: &Store, batch: Vec<Job>) {
                 // The disk is full: free the oldest and go on with the next segment.
                 tracing::warn!(%camera, %msg, "disk full; segment lost, freeing space");
                 lock(&status).last_error = Some(format!("disk full: {msg}"));
-                let _ = store.make_room(need.saturating_mul(2).max(1 << 20)).await;
+                let _ = store.make_room(need.saturating_mul(2)).await;
                 let _ = store
                     .add_event(
                         &camera,
@@ -479,7 +506,8 @@ impl Recorder {
                         }
                     }
                     Item::Audio { bytes, pts } => {
-                        let (wall, first) = *audio_anchor.get_or_insert((to_8k(now * 90), pts));
+                        let (wall, first) =
+                            *audio_anchor.get_or_insert_with(|| (to_8k(now * 90), pts));
                         let t8k = wall + pts.saturating_sub(first);
                         if let Some(b) = &mut cut.builder {
                             b.push_audio(&bytes, t8k);
