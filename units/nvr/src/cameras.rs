@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::PlatformReq;
-use crate::recorder::{self, CamStatus, Ctl, Writer};
+use peercam_recorder::{CamStatus, Ctl, Writer};
+
+use crate::recorder;
 use crate::{Config, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

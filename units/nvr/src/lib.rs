@@ -23,7 +23,6 @@
 
 mod agent;
 mod cameras;
-mod media;
 mod pull;
 mod recorder;
 
@@ -224,7 +223,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         config.advertise.clone()
     };
     let (platform_tx, platform_rx) = mpsc::channel(256);
-    let writer = recorder::Writer::start(store.clone(), shutdown.clone());
+    let writer = peercam_recorder::Writer::start(store.clone(), shutdown.clone());
     let cams = Arc::new(
         cameras::Cameras::open(
             config.store_dir().join("cameras.json"),
@@ -237,12 +236,21 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         .map_err(NvrError::State)?,
     );
     cams.start_all();
-    let media = media::Media::new(
-        store.clone(),
-        platform_tx,
-        identity.device_id.clone(),
-        config.max_out_fps,
-    );
+    // Playback and export clients' tokens go to the platform through the agent.
+    let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
+    tokio::spawn(async move {
+        while let Some(r) = auth_rx.recv().await {
+            let req = agent::PlatformReq::AuthorizePlay {
+                token: r.token,
+                client: r.client,
+                reply: r.reply,
+            };
+            if platform_tx.send(req).await.is_err() {
+                return;
+            }
+        }
+    });
+    let media = peercam_recorder::serve::Media::new(store.clone(), auth_tx, config.max_out_fps);
     tokio::spawn(media.serve(listener, shutdown.clone()));
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
     let agent = agent::Agent {

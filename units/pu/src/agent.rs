@@ -55,6 +55,7 @@ pub(crate) struct Agent {
     pub(crate) wlan: Option<Arc<Wlan>>,
     pub(crate) upgrader: Arc<Upgrader>,
     pub(crate) onvif: Option<Arc<crate::onvif::Onvif>>,
+    pub(crate) sd: Option<Arc<crate::sd::Sd>>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -196,7 +197,27 @@ impl Agent {
                             let _ = tx.send((id, reply)).await;
                         });
                     }
+                    // H.626.4 8.7.3: the SD card's commands touch the card; answered when done.
+                    LinkEvent::Command { id, command }
+                        if self.sd.as_ref().is_some_and(|sd| sd.handles(&command)) =>
+                    {
+                        let sd = self.sd.clone();
+                        let tx = replies_tx.clone();
+                        tokio::spawn(async move {
+                            if let Some(sd) = sd {
+                                let reply = sd.execute(command).await;
+                                let _ = tx.send((id, reply)).await;
+                            }
+                        });
+                    }
                     LinkEvent::Command { id, command } => {
+                        if let DeviceCommand::Reset {
+                            wipe_recordings: true,
+                        } = &command
+                            && let Some(sd) = self.sd.clone()
+                        {
+                            tokio::spawn(async move { sd.wipe().await });
+                        }
                         let reply = self.execute(command, connected_at);
                         let reset = matches!(reply, DeviceReply::ResetAccepted);
                         link.reply(id, reply);
@@ -403,7 +424,7 @@ impl Agent {
                 None => no_wlan(),
             },
             DeviceCommand::Reset { wipe_recordings } => {
-                // Local recordings arrive with the SD-card recorder; nothing to wipe yet.
+                // The SD card is wiped (when asked) by the task started in the event loop.
                 tracing::warn!(wipe_recordings, "factory reset ordered by the platform");
                 DeviceReply::ResetAccepted
             }

@@ -23,6 +23,7 @@ pub mod control;
 pub mod media;
 pub mod onvif;
 mod rtsp;
+mod sd;
 pub mod upgrade;
 pub mod wlan;
 
@@ -88,6 +89,20 @@ pub struct Config {
     /// group 239.255.70.26); 0 turns discovery off. Default 45454.
     #[serde(default = "default_discovery_port")]
     pub discovery_port: u16,
+    /// The SD card (H.626.4 8.7.3): where the camera records when a strategy is set. Set
+    /// `sd_card = false` for a camera without one. Default: beside the identity file,
+    /// `<identity minus .toml>.sd/`.
+    #[serde(default)]
+    pub sd_dir: Option<PathBuf>,
+    /// Whether the camera has an SD card. Default true.
+    #[serde(default = "yes")]
+    pub sd_card: bool,
+    /// Keep at least this many MiB free on the card. Default 64.
+    #[serde(default = "default_sd_min_free")]
+    pub sd_min_free_mb: u64,
+    /// MiB the recordings may use on the card (0: all of it). Default 0.
+    #[serde(default)]
+    pub sd_quota_mb: u64,
     /// The camera's highest frame rate, 1-25. Default 25.
     #[serde(default = "default_max_fps")]
     pub max_fps: u8,
@@ -159,6 +174,12 @@ fn default_backoff_max() -> u64 {
 fn default_rtsp_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8554))
 }
+fn yes() -> bool {
+    true
+}
+fn default_sd_min_free() -> u64 {
+    64
+}
 fn default_discovery_port() -> u16 {
     peercam_signal::discover::DEFAULT_PORT
 }
@@ -190,6 +211,10 @@ impl Config {
             rtsp_listen: default_rtsp_listen(),
             advertise: Vec::new(),
             discovery_port: default_discovery_port(),
+            sd_dir: None,
+            sd_card: true,
+            sd_min_free_mb: default_sd_min_free(),
+            sd_quota_mb: 0,
             max_fps: default_max_fps(),
             max_sessions: default_max_sessions(),
             source_file: None,
@@ -360,7 +385,48 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     }
     .map(|b| Arc::new(wlan::Wlan::new(b, confirm)));
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
+    // H.626.4 8.7.3: the SD card, and its playback and export on the RTSP port.
+    let sd = if config.sd_card {
+        let dir = config
+            .sd_dir
+            .clone()
+            .unwrap_or_else(|| config.identity.with_extension("sd"));
+        Some(
+            sd::Sd::start(
+                dir,
+                config.sd_min_free_mb,
+                config.sd_quota_mb,
+                identity.device_id.clone(),
+                hub.clone(),
+                config.max_fps,
+                state_dir.join("sd-strategy.json"),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(PuError::Source)?,
+        )
+    } else {
+        None
+    };
+    let recordings = sd.as_ref().map(|sd| {
+        let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
+        let platform = cmd_tx.clone();
+        tokio::spawn(async move {
+            while let Some(r) = auth_rx.recv().await {
+                let req = PlatformRequest::AuthorizePlay {
+                    token: r.token,
+                    client: r.client,
+                    reply: r.reply,
+                };
+                if platform.send(req).await.is_err() {
+                    return;
+                }
+            }
+        });
+        peercam_recorder::serve::Media::new(sd.store().clone(), auth_tx, 60)
+    });
     let server = rtsp::Server::new(rtsp::ServerSettings {
+        recordings,
         device_id: identity.device_id.clone(),
         max_fps: config.max_fps,
         max_sessions: config.max_sessions,
@@ -401,6 +467,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         wlan,
         upgrader: upgrader.clone(),
         onvif,
+        sd,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     let restart = upgrader.restart.subscribe();

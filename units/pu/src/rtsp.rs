@@ -25,6 +25,8 @@ use crate::media::audio::{AudioPacket, AudioSubscription, payload_type};
 use crate::media::{AccessUnit, MediaHub, Profile, Subscription};
 
 pub(crate) struct ServerSettings {
+    /// Playback and export of the SD card (8.7.3), on the same port.
+    pub(crate) recordings: Option<Arc<peercam_recorder::serve::Media>>,
     pub(crate) device_id: DeviceId,
     pub(crate) max_fps: u8,
     pub(crate) max_sessions: usize,
@@ -65,6 +67,15 @@ impl Server {
             let sessions = self.sessions.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                // Recordings (`/rec/…` RTSP, `GET /export/…`) go to the SD card's server.
+                if let Some(rec) = &settings.recordings
+                    && wants_recordings(&tcp).await
+                {
+                    if let Err(e) = rec.connection(tcp, peer, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "recording connection ended");
+                    }
+                    return;
+                }
                 let n = sessions.fetch_add(1, Ordering::AcqRel);
                 let r = if n >= settings.max_sessions {
                     refuse_busy(tcp).await.map_err(|e| e.to_string())
@@ -77,6 +88,29 @@ impl Server {
                 }
             });
         }
+    }
+}
+
+/// Whether a new connection asks for recordings: its first request line names a `/rec/`
+/// path or is an HTTP `GET`. Waits at most 5 s for that line.
+async fn wants_recordings(tcp: &TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await else {
+            return false;
+        };
+        let head = &buf[..n];
+        if head.starts_with(b"GET ") || head.starts_with(b"HEAD ") {
+            return true;
+        }
+        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+            return head[..end].windows(5).any(|w| w == b"/rec/");
+        }
+        if n == 0 || n == buf.len() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -1,4 +1,5 @@
-//! Nc/Nc': recorded media straight from the NVR to the client (H.626.4 8.7.2.2).
+//! Nc/Nc': recorded media straight from the recorder (NVR or camera) to the client
+//! (H.626.4 8.7.2.2, 8.7.3).
 //!
 //! One TCP port serves two protocols, told apart by the first request line:
 //!
@@ -34,11 +35,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::agent::PlatformReq;
+use crate::AuthRequest;
 
-pub(crate) struct Media {
+/// The playback and export server of one recorder.
+pub struct Media {
     store: Store,
-    platform: mpsc::Sender<PlatformReq>,
+    auth: mpsc::Sender<AuthRequest>,
     max_out_fps: u32,
 }
 
@@ -52,20 +54,18 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 impl Media {
-    pub(crate) fn new(
-        store: Store,
-        platform: mpsc::Sender<PlatformReq>,
-        _me: DeviceId,
-        max_out_fps: u32,
-    ) -> Arc<Self> {
+    /// A server over `store`; tokens are judged through `auth`. Fast modes send key frames
+    /// only above `max_out_fps`.
+    pub fn new(store: Store, auth: mpsc::Sender<AuthRequest>, max_out_fps: u32) -> Arc<Self> {
         Arc::new(Self {
             store,
-            platform,
+            auth,
             max_out_fps: max_out_fps.max(1),
         })
     }
 
-    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+    /// Accepts connections until `shutdown`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let (tcp, peer) = tokio::select! {
@@ -94,7 +94,9 @@ impl Media {
         }
     }
 
-    async fn connection(
+    /// Serves one accepted connection (RTSP playback or HTTP export, told apart by its
+    /// first bytes).
+    pub async fn connection(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
@@ -124,14 +126,14 @@ impl Media {
             return Err((401, "a token is required".into()));
         };
         let (reply, rx) = oneshot::channel();
-        self.platform
-            .send(PlatformReq::AuthorizePlay {
+        self.auth
+            .send(AuthRequest {
                 token,
                 client: peer.to_string(),
                 reply,
             })
             .await
-            .map_err(|_| (503, "the NVR is stopping".to_owned()))?;
+            .map_err(|_| (503, "the recorder is stopping".to_owned()))?;
         match rx.await {
             Ok(PlayVerdict::Granted { grant }) => {
                 if grant.cam.as_ref() != Some(camera) || !grant.scopes.contains(Scope::Playback) {

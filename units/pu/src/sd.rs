@@ -1,0 +1,337 @@
+//! Recording on the camera's own SD card (H.626.4 8.7.3, 6.1.6): the same recorder library
+//! as the NVR, fed straight from the camera's encoder.
+//!
+//! The strategy arrives CU -> CMU -> SCU -> PU, is saved beside the camera's settings and
+//! applied at once; recordings are listed through the platform and played back or exported
+//! from the camera's own RTSP port (paths `/rec/…` and `GET /export/…`), under tokens the
+//! platform minted and judges, like any viewer's.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use peercam_base::DeviceId;
+use peercam_net::Shutdown;
+use peercam_record::strategy::Strategy;
+use peercam_recorder::{CamStatus, Ctl, Cutter, Job, Writer, now_ms};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::control::FieldError;
+use peercam_signal::play::Caps;
+use peercam_signal::record::{
+    MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList, RecordingState,
+};
+use peercam_store::{Store, StoreConfig};
+use tokio::sync::{broadcast, watch};
+
+use crate::media::hub::{MediaHub, Profile};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn failed(code: &str, message: impl Into<String>) -> DeviceReply {
+    DeviceReply::Failed {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The SD card recorder.
+pub(crate) struct Sd {
+    camera: DeviceId,
+    store: Store,
+    writer: Writer,
+    ctl: watch::Sender<Ctl>,
+    status: Arc<Mutex<CamStatus>>,
+    strategy_path: PathBuf,
+}
+
+impl Sd {
+    /// Opens (and repairs) the card's store, loads the saved strategy and starts recording.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
+        dir: PathBuf,
+        min_free_mb: u64,
+        quota_mb: u64,
+        camera: DeviceId,
+        hub: Arc<MediaHub>,
+        max_fps: u8,
+        strategy_path: PathBuf,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Self>, String> {
+        let mut cfg = StoreConfig::new(dir);
+        cfg.min_free_bytes = min_free_mb << 20;
+        cfg.disk_quota_bytes = quota_mb << 20;
+        let (store, report) = Store::open(cfg)
+            .await
+            .map_err(|e| format!("SD card: {e}"))?;
+        if report.orphans_removed > 0 || !report.rows_dropped.is_empty() {
+            tracing::warn!(?report, "SD card store repaired");
+        }
+        let strategy: Strategy = match std::fs::read(&strategy_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| format!("{}: {e}", strategy_path.display()))?,
+            Err(_) => Strategy::default(),
+        };
+        let (ctl, rx) = watch::channel(Ctl {
+            strategy,
+            alarm_until_ms: 0,
+        });
+        let sd = Arc::new(Self {
+            camera,
+            writer: Writer::start(store.clone(), shutdown.clone()),
+            store,
+            ctl,
+            status: Arc::new(Mutex::new(CamStatus::default())),
+            strategy_path,
+        });
+        tokio::spawn(sd.clone().record(rx, hub, max_fps, shutdown));
+        Ok(sd)
+    }
+
+    /// The card's store (playback and export read it).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether `command` is a recording command for this camera's card.
+    pub(crate) fn handles(&self, command: &DeviceCommand) -> bool {
+        match command {
+            DeviceCommand::SetRecording { camera, .. }
+            | DeviceCommand::GetRecording { camera }
+            | DeviceCommand::ListRecordings { camera, .. }
+            | DeviceCommand::RecordEvent { camera, .. } => camera == &self.camera,
+            _ => false,
+        }
+    }
+
+    async fn state(&self) -> RecordingState {
+        let st = lock(&self.status).clone();
+        let strategy = self.ctl.borrow().strategy.clone();
+        RecordingState {
+            camera: self.camera.clone(),
+            strategy,
+            recording: st.recording,
+            used_bytes: self
+                .store
+                .usage(Some(self.camera.as_str()))
+                .await
+                .unwrap_or(0),
+            full: st.full,
+            oldest_ms: self
+                .store
+                .oldest_ms(self.camera.as_str())
+                .await
+                .ok()
+                .flatten(),
+            last_error: st.last_error,
+        }
+    }
+
+    fn save(&self, strategy: &Strategy) -> Result<(), String> {
+        use std::io::Write as _;
+        let bytes = serde_json::to_vec_pretty(strategy).map_err(|e| e.to_string())?;
+        let tmp = self.strategy_path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.strategy_path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.strategy_path)
+        };
+        write().map_err(|e| format!("saving the strategy: {e}"))
+    }
+
+    /// 8.7.3: strategy set, state, record list and events for the card.
+    pub(crate) async fn execute(&self, command: DeviceCommand) -> DeviceReply {
+        match command {
+            DeviceCommand::SetRecording { strategy, .. } => {
+                if let Err(e) = strategy.validate() {
+                    let field = match &e {
+                        peercam_record::Error::Strategy { field, .. } => {
+                            format!("strategy.{field}")
+                        }
+                        _ => "strategy".into(),
+                    };
+                    return DeviceReply::Invalid {
+                        errors: vec![FieldError::new(field, e.to_string())],
+                    };
+                }
+                if let Err(e) = self.save(&strategy) {
+                    return failed("storage", e);
+                }
+                lock(&self.status).full = false;
+                self.ctl.send_modify(|c| c.strategy = strategy);
+                let _ = self
+                    .store
+                    .add_event(
+                        self.camera.as_str(),
+                        now_ms(),
+                        "strategy",
+                        "record strategy changed",
+                    )
+                    .await;
+                DeviceReply::Recording {
+                    state: self.state().await,
+                }
+            }
+            DeviceCommand::GetRecording { .. } => DeviceReply::Recording {
+                state: self.state().await,
+            },
+            DeviceCommand::ListRecordings { from_ms, to_ms, .. } => {
+                if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_MS {
+                    return failed("bad_range", "the range must be 1 ms to 31 days");
+                }
+                let cam = self.camera.as_str();
+                let spans = match self.store.spans(cam, from_ms, to_ms).await {
+                    Ok(s) => s,
+                    Err(e) => return failed("storage", e.to_string()),
+                };
+                let events = self
+                    .store
+                    .events(cam, from_ms, to_ms)
+                    .await
+                    .unwrap_or_default();
+                DeviceReply::Recordings {
+                    list: RecordingList {
+                        camera: self.camera.clone(),
+                        from_ms,
+                        to_ms,
+                        spans: spans
+                            .into_iter()
+                            .map(|s| RecordedSpan {
+                                start_ms: s.start_ms,
+                                end_ms: s.end_ms,
+                                bytes: s.bytes,
+                            })
+                            .collect(),
+                        events: events
+                            .into_iter()
+                            .map(|e| RecordedEvent {
+                                at_ms: e.at_ms,
+                                kind: e.kind,
+                                detail: e.detail,
+                            })
+                            .collect(),
+                    },
+                }
+            }
+            DeviceCommand::RecordEvent { kind, detail, .. } => {
+                let now = now_ms();
+                let s = self.ctl.borrow().strategy.clone();
+                self.ctl
+                    .send_modify(|c| c.alarm_until_ms = s.alarm_until(now, c.alarm_until_ms));
+                let detail: String = detail.chars().take(200).collect();
+                match self
+                    .store
+                    .add_event(self.camera.as_str(), now, &kind, &detail)
+                    .await
+                {
+                    Ok(()) => DeviceReply::Done,
+                    Err(e) => failed("storage", e.to_string()),
+                }
+            }
+            _ => failed("unsupported", "not a recording command"),
+        }
+    }
+
+    /// 8.10 with `wipe_recordings`: the card is emptied (after what is queued).
+    pub(crate) async fn wipe(&self) {
+        self.ctl.send_modify(|c| c.strategy = Strategy::default());
+        let _ = std::fs::remove_file(&self.strategy_path);
+        if let Err(e) = self.writer.forget(self.camera.as_str()).await {
+            tracing::error!(error = %e, "wiping the SD card failed");
+        }
+    }
+
+    /// Follows the strategy: subscribes to the encoder while it pulls, cuts segments.
+    async fn record(
+        self: Arc<Self>,
+        mut ctl: watch::Receiver<Ctl>,
+        hub: Arc<MediaHub>,
+        max_fps: u8,
+        shutdown: Shutdown,
+    ) {
+        let profile = Profile::for_caps(&Caps::default(), max_fps);
+        let camera = self.camera.to_string();
+        loop {
+            let c = ctl.borrow_and_update().clone();
+            let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
+            if !d.pull {
+                let wait = d.next_change_ms.map_or(Duration::from_secs(3600), |n| {
+                    Duration::from_millis(n.saturating_sub(now_ms()).max(10))
+                });
+                tokio::select! {
+                    r = ctl.changed() => if r.is_err() { return },
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.wait() => return,
+                }
+                continue;
+            }
+            let mut sub = match hub.subscribe(profile) {
+                Ok(s) => s,
+                Err(e) => {
+                    lock(&self.status).last_error = Some(e);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut cut = Cutter::new(&camera, 2);
+            loop {
+                let au = tokio::select! {
+                    r = sub.rx.recv() => r,
+                    () = shutdown.wait() => break,
+                };
+                let au = match au {
+                    Ok(au) => au,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // Frames were lost: close the segment; the next starts at an IDR.
+                        tracing::warn!(skipped = n, "SD recorder lagged");
+                        let retention = ctl.borrow().strategy.retention;
+                        if let Some(dr) = cut.close(cut.last_90k() + 1) {
+                            self.submit(dr, retention);
+                        }
+                        sub.request_idr();
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let c = ctl.borrow_and_update().clone();
+                let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
+                // The camera's disciplined clock (H.626.4 7.2) stamps the recording.
+                let t90k = au.capture_unix_us * 9 / 100;
+                if !d.pull {
+                    if let Some(dr) = cut.close(t90k) {
+                        self.submit(dr, c.strategy.retention);
+                    }
+                    break;
+                }
+                let record = d.record && !lock(&self.status).full;
+                let nals = au.nals.iter().map(|n| n.to_vec()).collect();
+                for dr in cut.video(nals, au.key, t90k, record, d.pre_roll_s) {
+                    self.submit(dr, c.strategy.retention);
+                }
+                lock(&self.status).recording = cut.is_recording();
+            }
+            let retention = ctl.borrow().strategy.retention;
+            if let Some(dr) = cut.close(cut.last_90k() + 3600) {
+                self.submit(dr, retention);
+            }
+            lock(&self.status).recording = false;
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+    }
+
+    fn submit(&self, draft: peercam_store::Draft, retention: peercam_record::strategy::Retention) {
+        if !self
+            .writer
+            .submit(Job::new(draft, retention, self.status.clone()))
+        {
+            lock(&self.status).dropped += 1;
+        }
+    }
+}
