@@ -87,6 +87,12 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
             "base_revision": 0,
             "params": serde_json::to_value(peercam_signal::control::DeviceParams::default()).unwrap()
         }),
+        // A camera that does not exist: refused on its merits by whoever may ask.
+        "AttachCamera" => json!({"camera": "pc-0000000000000000"}),
+        "SetRecordingRequest" => json!({"strategy": {"mode": {"kind": "off"}}}),
+        "PlaybackRequest" => json!({"start": "2026-11-24T00:00:00Z"}),
+        "ExportRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
+        "EventRequest" => json!({"kind": "manual"}),
         other => panic!("no body for {other}"),
     })
 }
@@ -254,10 +260,15 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                         let needs_config = r.path.ends_with("/status")
                             || r.path.contains("/params")
                             || r.path.ends_with("/wlan")
-                            || (r.path.ends_with("/upgrade") && r.method == "GET");
+                            || (r.path.ends_with("/upgrade") && r.method == "GET")
+                            || r.path.ends_with("/events")
+                            || (r.path.ends_with("/recording") && r.method == "PUT");
+                        let needs_playback = r.path.contains("/recordings")
+                            || (r.path.ends_with("/recording") && r.method == "GET");
                         let needs_ptz = r.path.ends_with("/ptz");
                         let denied = (needs_owner && !owner)
                             || (needs_config && !scopes.contains(Scope::Config))
+                            || (needs_playback && !scopes.contains(Scope::Playback))
                             || (needs_ptz && !scopes.contains(Scope::Ptz));
                         if denied {
                             assert_eq!(status, 403, "{ctx}");

@@ -113,13 +113,13 @@ pub(crate) async fn attach(
     Json(req): Json<AttachCamera>,
 ) -> ApiResult<(StatusCode, Json<AttachedCamera>)> {
     let (nvr, _) = device_access(&st, &p, &nvr, Need::Owner).await?;
-    let (camera, _) = device_access(&st, &p, &req.camera, Need::Owner).await?;
     if kind_of(&st, &nvr).await? != "nvr" {
         return Err(ApiErr::bad_request(
             "not_an_nvr",
             "cameras can only be attached to an NVR",
         ));
     }
+    let (camera, _) = device_access(&st, &p, &req.camera, Need::Owner).await?;
     if kind_of(&st, &camera).await? != "pu" {
         return Err(ApiErr::bad_request(
             "not_a_camera",
