@@ -279,8 +279,25 @@ async fn h626_8_7_2_nvr_records_lists_plays_and_exports() {
     );
     let (ca, cb) = (a.tag.unwrap().frame, b.tag.unwrap().frame);
     assert_eq!(cb, ca + 1, "a step forward shows the next frame");
+    // Back: the previous frame itself, decoded on the NVR and sent re-encoded as an IDR.
     let back = p.step(false).await.unwrap();
-    assert!(back.tag.unwrap().frame < cb, "a step back goes back");
+    assert!(
+        back.key,
+        "a P frame cannot be shown alone: re-encoded as an IDR"
+    );
+    assert_eq!(
+        back.tag.unwrap().frame,
+        ca,
+        "a step back shows the previous frame"
+    );
+    assert!(
+        p.next_frame(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = p.step(true).await.unwrap();
+    assert_eq!(again.tag.unwrap().frame, cb, "and forward again");
     assert!(
         p.next_frame(Duration::from_millis(300))
             .await

@@ -6,7 +6,7 @@
 //! * **RTSP playback** of `rtsp://NVR/rec/CAMERA?start=CLOCK&token=T` over TCP interleaved
 //!   RTP. `PLAY` takes `Range: clock=…-` (or `npt=` from `start`) to seek, `Scale` for the
 //!   speed (1/4 to 16, negative for reverse) and, while paused, `X-Frame-Step: 1|-1` to show
-//!   one frame forward or back. Fast and reverse modes send key frames only
+//!   one frame forward or back (re-encoded as an IDR when the player could not decode it). Fast and reverse modes send key frames only
 //!   ([`peercam_record::trick`]). Timestamps follow the wall clock of the output, so any
 //!   player shows the speed asked; each frame's recorded time is in its SEI tag and the
 //!   `Range` of the PLAY answer.
@@ -260,6 +260,7 @@ impl Media {
             paused_at: None,
             out: Vec::with_capacity(64 * 1024),
             out_ts: 0,
+            in_sync: false,
         };
         let mut buf = vec![0u8; 8192];
         let far = || Instant::now() + Duration::from_secs(3600);
@@ -510,7 +511,11 @@ impl Media {
                     }
                 },
             };
-            let frame = p.step(&self.store, forward).await;
+            let stepped = p.step(&self.store, forward, s.in_sync).await;
+            if let Some((_, reencoded)) = &stepped {
+                s.in_sync = !reencoded;
+            }
+            let frame = stepped.map(|(f, _)| f);
             let info = s.rtp_info();
             let at = frame
                 .as_ref()
@@ -561,6 +566,7 @@ impl Media {
                     Some(&scale_text),
                 );
                 s.player = Some(p);
+                s.in_sync = true;
             }
             Err((st, m)) => {
                 let _ = conn.reject(cseq, StatusCode(st), &m);
@@ -625,6 +631,8 @@ struct Session {
     out: Vec<u8>,
     /// The output clock, 90 kHz: advances with what is shown.
     out_ts: u64,
+    /// The player's decoder holds the recording's own frames (not a re-encoded step).
+    in_sync: bool,
 }
 
 impl Session {
@@ -811,10 +819,13 @@ impl Player {
         Some((self.frames[i].clone(), wall))
     }
 
-    /// One frame forward (the next in decode order after the one shown) or back (the
-    /// previous key frame: a P frame cannot be shown alone).
-    async fn step(&mut self, store: &Store, forward: bool) -> Option<Frame> {
+    /// One frame forward or back from the one shown. A frame the player cannot decode
+    /// from what it has (any step back, or forward after a re-encoded step) is decoded here
+    /// from its GOP's IDR and sent re-encoded as an IDR, with its SEI kept
+    /// ([`peercam_record::trick::step`]). Returns the frame and whether it was re-encoded.
+    async fn step(&mut self, store: &Store, forward: bool, in_sync: bool) -> Option<(Frame, bool)> {
         self.queue.clear();
+        let previous = self.shown;
         let i = match (self.shown, forward) {
             (None, _) => self.gops[self.gop],
             (Some(i), true) if i + 1 < self.frames.len() => i + 1,
@@ -824,28 +835,43 @@ impl Player {
                 }
                 self.gops[self.gop]
             }
-            (Some(i), false) => {
-                let g = self.gops.iter().rposition(|&k| k < i);
-                match g {
-                    Some(g) => {
-                        self.gop = g;
-                        self.gops[g]
-                    }
-                    None => {
-                        if !self.advance(store, false).await {
-                            return None;
-                        }
-                        self.gops[self.gop]
-                    }
+            (Some(i), false) if i > 0 => i - 1,
+            (Some(_), false) => {
+                if !self.advance(store, false).await {
+                    return None;
                 }
+                self.frames.len() - 1
             }
         };
-        if let Some(g) = self.gops.iter().rposition(|&k| k <= i) {
-            self.gop = g;
-        }
+        let g = self.gops.iter().rposition(|&k| k <= i).unwrap_or(0);
+        self.gop = g;
         self.shown = Some(i);
-        // Resuming plays on from the GOP after this one.
-        Some(self.frames[i].clone())
+        let metas: Vec<FrameMeta> = self.frames[self.gops[g]..=i]
+            .iter()
+            .map(|f| FrameMeta {
+                pts: f.t90k,
+                key: f.key,
+            })
+            .collect();
+        let current = match previous {
+            Some(p) if in_sync && p + 1 == i => Some(i - self.gops[g] - 1),
+            _ => None,
+        };
+        let plan = trick::step(&metas, current, i - self.gops[g])?;
+        if !plan.reencode {
+            return Some((self.frames[i].clone(), false));
+        }
+        let gop: Vec<Frame> = self.frames[self.gops[g]..=i].to_vec();
+        let done = tokio::task::spawn_blocking(move || reencode(&gop))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match done {
+            Ok(f) => Some((f, true)),
+            Err(e) => {
+                tracing::warn!(error = %e, "frame step: re-encoding failed; sending the key frame");
+                Some((self.frames[self.gops[g]].clone(), false))
+            }
+        }
     }
 
     fn position_ms(&self) -> u64 {
@@ -854,4 +880,49 @@ impl Player {
             .unwrap_or_else(|| self.gops.get(self.gop).copied().unwrap_or(0));
         self.frames.get(i).map_or(self.seg.start_90k, |f| f.t90k) / 90
     }
+}
+
+/// Decodes `gop` (from its IDR) and encodes its last frame alone as an IDR, keeping the
+/// original frame's SEI (its tag: frame number, capture time).
+fn reencode(gop: &[Frame]) -> Result<Frame, String> {
+    use openh264::decoder::Decoder;
+    use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
+    let last = gop.last().ok_or("empty GOP")?;
+    let mut dec = Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
+    let config = EncoderConfig::new()
+        .usage_type(UsageType::CameraVideoRealTime)
+        .rate_control_mode(RateControlMode::Quality)
+        .skip_frames(false);
+    let mut enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), config)
+        .map_err(|e| format!("H.264 encoder: {e}"))?;
+    let mut encoded = None;
+    for (n, f) in gop.iter().enumerate() {
+        let annexb = peercam_media::annexb::join(&f.nals);
+        let yuv = dec
+            .decode(&annexb)
+            .map_err(|e| format!("decoding frame {n} of the GOP: {e}"))?;
+        if n + 1 == gop.len() {
+            let yuv = yuv.ok_or("the decoder returned no picture")?;
+            encoded = Some(
+                enc.encode(&yuv)
+                    .map_err(|e| format!("encoding: {e}"))?
+                    .to_vec(),
+            );
+        }
+    }
+    let bytes = encoded.ok_or("nothing encoded")?;
+    let mut nals: Vec<Vec<u8>> = Vec::new();
+    // The tag first, as the camera writes it.
+    nals.extend(
+        last.nals
+            .iter()
+            .filter(|n| n.first().is_some_and(|b| b & 0x1f == 6))
+            .cloned(),
+    );
+    nals.extend(peercam_media::annexb::split(&bytes).map(<[u8]>::to_vec));
+    Ok(Frame {
+        t90k: last.t90k,
+        key: true,
+        nals,
+    })
 }
