@@ -44,6 +44,13 @@ async fn world(phone: &str) -> World {
     let owner = c.owner(phone).await.unwrap();
     c.bind(&owner, &pu).await.unwrap();
     c.bind(&owner, &nvr).await.unwrap();
+    // CIF keeps the camera's encoder cheap on the 2-core test machines.
+    owner
+        .set_params(pu.device_id.as_str(), |p| {
+            p.video.max_resolution = peercam_signal::control::Resolution::Cif;
+        })
+        .await
+        .unwrap();
     World {
         c,
         owner,
@@ -162,6 +169,10 @@ async fn h626_8_7_2_nvr_records_lists_plays_and_exports() {
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(n, bytes.len() as u64);
     let movie = Movie::parse(&bytes).unwrap();
+    assert!(
+        movie.audio().is_some(),
+        "the camera's G.711 audio is in the export"
+    );
     let video = movie.video().unwrap();
     let count = video.sample_count();
     assert!(
@@ -210,6 +221,44 @@ async fn h626_8_7_2_nvr_records_lists_plays_and_exports() {
     assert!(
         (duration - f64::from(count) / 25.0).abs() < 0.1,
         "duration {duration} ({text})"
+    );
+
+    // A third-party player opens a playback URL as it is (ffprobe: RTSP over TCP, npt range).
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), span.start_ms)
+        .await
+        .unwrap()
+        .url;
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-read_intervals",
+            "%+2",
+            "-show_entries",
+            "stream=codec_name,nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe playback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: u32 = text.rsplit(',').next().unwrap().parse().unwrap();
+    assert!(
+        text.starts_with("h264") && packets >= 25,
+        "ffprobe read {text}"
     );
 
     // Playback (Nc/Nc'): 1x from span + 3 s.
@@ -431,4 +480,64 @@ async fn h626_8_7_2_refusals() {
     );
     let used = w.nvr_run.0.store.usage(Some(pu)).await.unwrap();
     assert_eq!(used, 0, "wiped");
+}
+
+/// Alarm strategy: nothing is written until the alarm; then the pre-roll (kept in memory,
+/// from the GOP that covers it) and the post-roll are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_alarm_strategy_records_pre_and_post_roll() {
+    let w = world("+15550720004").await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    w.owner.attach_camera(nvr, pu).await.unwrap();
+    let alarm = Strategy {
+        mode: Mode::Alarm {
+            pre_s: 3,
+            post_s: 3,
+        },
+        ..Strategy::default()
+    };
+    w.owner.set_recording(pu, Some(nvr), &alarm).await.unwrap();
+    let t0 = now_ms();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let quiet = w
+        .owner
+        .recordings(pu, Some(nvr), t0 - 60_000, now_ms() + 1000)
+        .await
+        .unwrap();
+    assert!(
+        quiet.spans.is_empty(),
+        "nothing before the alarm: {quiet:?}"
+    );
+    let at = now_ms();
+    w.owner
+        .record_event(pu, "alarm", "door opened")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let list = w
+        .owner
+        .recordings(pu, Some(nvr), t0 - 60_000, now_ms() + 1000)
+        .await
+        .unwrap();
+    assert_eq!(list.spans.len(), 1, "{list:?}");
+    let s = list.spans[0];
+    // Pre-roll: at least 3 s before the alarm, at most one GOP (2 s) more.
+    assert!(
+        s.start_ms <= at - 2900 && s.start_ms >= at - 5200,
+        "start {} vs alarm {at}",
+        s.start_ms
+    );
+    // Post-roll: until 3 s after the alarm, to the next segment cut (2 s segments).
+    assert!(
+        s.end_ms >= at + 2900 && s.end_ms <= at + 6000,
+        "end {} vs alarm {at}",
+        s.end_ms
+    );
+    assert!(
+        list.events
+            .iter()
+            .any(|e| e.kind == "alarm" && e.detail == "door opened")
+    );
+    let state = w.owner.recording_state(pu, Some(nvr)).await.unwrap();
+    assert!(!state.recording, "post-roll over: {state:?}");
 }

@@ -147,6 +147,7 @@ async fn setup(
     store: &Path,
     min_free_mb: u64,
     wrap: Option<String>,
+    cif: bool,
 ) -> (
     Cluster,
     Client,
@@ -170,9 +171,15 @@ async fn setup(
     let owner = c.owner(phone).await.unwrap();
     c.bind(&owner, &pu).await.unwrap();
     c.bind(&owner, &nvr_id).await.unwrap();
-    // One-second GOPs, so segments (and the loss window) are short.
+    // One-second GOPs, so segments (and the loss window) are short; CIF keeps the encoder
+    // cheap where the bit rate does not matter.
     owner
-        .set_params(pu.device_id.as_str(), |p| p.video.gop_s = 1)
+        .set_params(pu.device_id.as_str(), |p| {
+            p.video.gop_s = 1;
+            if cif {
+                p.video.max_resolution = peercam_signal::control::Resolution::Cif;
+            }
+        })
         .await
         .unwrap();
     owner
@@ -197,7 +204,7 @@ async fn setup(
 async fn h626_8_7_2_kill_9_loses_no_acknowledged_segment() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let (c, _owner, _pu, mut nvr, _pu_run) = setup("+15550720101", &store, 64, None).await;
+    let (c, _owner, _pu, mut nvr, _pu_run) = setup("+15550720101", &store, 64, None, true).await;
     let iterations: usize = std::env::var("PEERCAM_KILL_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -276,7 +283,8 @@ async fn h626_8_7_2_disk_full_frees_the_oldest_and_recording_resumes() {
         store.display(),
         check_out.display()
     );
-    let (_c, owner, pu, mut nvr, _pu_run) = setup("+15550720102", &store, 0, Some(wrap)).await;
+    let (_c, owner, pu, mut nvr, _pu_run) =
+        setup("+15550720102", &store, 0, Some(wrap), false).await;
     let cam = pu.device_id.as_str();
     // Another program left 1.4 MiB free; the synthetic scene at 720p takes about 50 KiB/s,
     // so the disk is full after about 15 s; record for 28 s.
