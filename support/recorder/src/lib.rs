@@ -12,9 +12,13 @@ pub mod serve;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_record::strategy::{Retention, Strategy};
+use peercam_signal::cmd::DeviceReply;
+use peercam_signal::control::FieldError;
 use peercam_signal::play::PlayVerdict;
+use peercam_signal::record::{MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList};
 use peercam_store::{AudioCodec, Draft, SegmentBuilder, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -410,4 +414,62 @@ impl Cutter {
             }
         }
     }
+}
+
+/// The answer to `list_recordings` (8.7.2.2 / 8.7.3 record list) from `store`.
+pub async fn list_reply(store: &Store, camera: DeviceId, from_ms: u64, to_ms: u64) -> DeviceReply {
+    if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_MS {
+        return DeviceReply::Failed {
+            code: "bad_range".into(),
+            message: "the range must be 1 ms to 31 days".into(),
+        };
+    }
+    let spans = match store.spans(camera.as_str(), from_ms, to_ms).await {
+        Ok(s) => s,
+        Err(e) => {
+            return DeviceReply::Failed {
+                code: "storage".into(),
+                message: e.to_string(),
+            };
+        }
+    };
+    let events = store
+        .events(camera.as_str(), from_ms, to_ms)
+        .await
+        .unwrap_or_default();
+    DeviceReply::Recordings {
+        list: RecordingList {
+            camera,
+            from_ms,
+            to_ms,
+            spans: spans
+                .into_iter()
+                .map(|s| RecordedSpan {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    bytes: s.bytes,
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|e| RecordedEvent {
+                    at_ms: e.at_ms,
+                    kind: e.kind,
+                    detail: e.detail,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// `invalid`, naming the field, when `strategy` cannot run.
+pub fn check_strategy(strategy: &Strategy) -> Option<DeviceReply> {
+    let e = strategy.validate().err()?;
+    let field = match &e {
+        peercam_record::Error::Strategy { field, .. } => format!("strategy.{field}"),
+        _ => "strategy".into(),
+    };
+    Some(DeviceReply::Invalid {
+        errors: vec![FieldError::new(field, e.to_string())],
+    })
 }

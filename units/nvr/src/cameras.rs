@@ -10,11 +10,8 @@ use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_record::strategy::{Mode, Strategy};
 use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
-use peercam_signal::control::FieldError;
 use peercam_signal::discover::Probe;
-use peercam_signal::record::{
-    MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList, RecordingState,
-};
+use peercam_signal::record::RecordingState;
 use peercam_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -255,16 +252,8 @@ impl Cameras {
             }
             // 8.7.2.1 steps 11-13: check, save, apply.
             DeviceCommand::SetRecording { camera, strategy } => {
-                if let Err(e) = strategy.validate() {
-                    let field = match &e {
-                        peercam_record::Error::Strategy { field, .. } => {
-                            format!("strategy.{field}")
-                        }
-                        _ => "strategy".into(),
-                    };
-                    return DeviceReply::Invalid {
-                        errors: vec![FieldError::new(field, e.to_string())],
-                    };
+                if let Some(invalid) = peercam_recorder::check_strategy(&strategy) {
+                    return invalid;
                 }
                 {
                     let mut inner = lock(&self.inner);
@@ -301,43 +290,7 @@ impl Cameras {
                 camera,
                 from_ms,
                 to_ms,
-            } => {
-                if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_MS {
-                    return failed("bad_range", "the range must be 1 ms to 31 days");
-                }
-                let spans = match self.store.spans(camera.as_str(), from_ms, to_ms).await {
-                    Ok(s) => s,
-                    Err(e) => return failed("storage", e.to_string()),
-                };
-                let events = self
-                    .store
-                    .events(camera.as_str(), from_ms, to_ms)
-                    .await
-                    .unwrap_or_default();
-                DeviceReply::Recordings {
-                    list: RecordingList {
-                        camera,
-                        from_ms,
-                        to_ms,
-                        spans: spans
-                            .into_iter()
-                            .map(|s| RecordedSpan {
-                                start_ms: s.start_ms,
-                                end_ms: s.end_ms,
-                                bytes: s.bytes,
-                            })
-                            .collect(),
-                        events: events
-                            .into_iter()
-                            .map(|e| RecordedEvent {
-                                at_ms: e.at_ms,
-                                kind: e.kind,
-                                detail: e.detail,
-                            })
-                            .collect(),
-                    },
-                }
-            }
+            } => peercam_recorder::list_reply(&self.store, camera, from_ms, to_ms).await,
             DeviceCommand::RecordEvent {
                 camera,
                 kind,

@@ -15,11 +15,8 @@ use peercam_net::Shutdown;
 use peercam_record::strategy::Strategy;
 use peercam_recorder::{CamStatus, Ctl, Cutter, Job, Writer, now_ms};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
-use peercam_signal::control::FieldError;
 use peercam_signal::play::Caps;
-use peercam_signal::record::{
-    MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList, RecordingState,
-};
+use peercam_signal::record::RecordingState;
 use peercam_store::{Store, StoreConfig};
 use tokio::sync::{broadcast, watch};
 
@@ -148,16 +145,8 @@ impl Sd {
     pub(crate) async fn execute(&self, command: DeviceCommand) -> DeviceReply {
         match command {
             DeviceCommand::SetRecording { strategy, .. } => {
-                if let Err(e) = strategy.validate() {
-                    let field = match &e {
-                        peercam_record::Error::Strategy { field, .. } => {
-                            format!("strategy.{field}")
-                        }
-                        _ => "strategy".into(),
-                    };
-                    return DeviceReply::Invalid {
-                        errors: vec![FieldError::new(field, e.to_string())],
-                    };
+                if let Some(invalid) = peercam_recorder::check_strategy(&strategy) {
+                    return invalid;
                 }
                 if let Err(e) = self.save(&strategy) {
                     return failed("storage", e);
@@ -181,42 +170,7 @@ impl Sd {
                 state: self.state().await,
             },
             DeviceCommand::ListRecordings { from_ms, to_ms, .. } => {
-                if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_MS {
-                    return failed("bad_range", "the range must be 1 ms to 31 days");
-                }
-                let cam = self.camera.as_str();
-                let spans = match self.store.spans(cam, from_ms, to_ms).await {
-                    Ok(s) => s,
-                    Err(e) => return failed("storage", e.to_string()),
-                };
-                let events = self
-                    .store
-                    .events(cam, from_ms, to_ms)
-                    .await
-                    .unwrap_or_default();
-                DeviceReply::Recordings {
-                    list: RecordingList {
-                        camera: self.camera.clone(),
-                        from_ms,
-                        to_ms,
-                        spans: spans
-                            .into_iter()
-                            .map(|s| RecordedSpan {
-                                start_ms: s.start_ms,
-                                end_ms: s.end_ms,
-                                bytes: s.bytes,
-                            })
-                            .collect(),
-                        events: events
-                            .into_iter()
-                            .map(|e| RecordedEvent {
-                                at_ms: e.at_ms,
-                                kind: e.kind,
-                                detail: e.detail,
-                            })
-                            .collect(),
-                    },
-                }
+                peercam_recorder::list_reply(&self.store, self.camera.clone(), from_ms, to_ms).await
             }
             DeviceCommand::RecordEvent { kind, detail, .. } => {
                 let now = now_ms();
