@@ -757,44 +757,32 @@ impl ScuPeer {
     /// Answers a [`PeerEvent::TimeRequest`] with the SCU's clock at receipt (`t2_us`) and now
     /// (`t3_us`), Unix µs.
     pub fn time_reply(&mut self, re: u64, t1_us: u64, t2_us: u64, t3_us: u64) {
-        if matches!(self.state, PeerState::Registered { .. }) {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.out.push_back(encode(&Envelope::reply(
-                id,
-                re,
-                ScuToDevice::TimeReply {
-                    t1_us,
-                    t2_us,
-                    t3_us,
-                },
-            )));
-        }
+        self.reply(
+            re,
+            ScuToDevice::TimeReply {
+                t1_us,
+                t2_us,
+                t3_us,
+            },
+        );
     }
 
     /// Answers an [`PeerEvent::AuthorizePlay`].
     pub fn play_verdict(&mut self, re: u64, verdict: PlayVerdict) {
-        if matches!(self.state, PeerState::Registered { .. }) {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.out.push_back(encode(&Envelope::reply(
-                id,
-                re,
-                ScuToDevice::PlayVerdict { verdict },
-            )));
-        }
+        self.reply(re, ScuToDevice::PlayVerdict { verdict });
     }
 
     /// Answers a [`PeerEvent::Request`].
     pub fn answer(&mut self, re: u64, answer: PlatformAnswer) {
+        self.reply(re, ScuToDevice::Answer { answer });
+    }
+
+    /// Queues `body` as the answer to the device's message `re`, if still registered.
+    fn reply(&mut self, re: u64, body: ScuToDevice) {
         if matches!(self.state, PeerState::Registered { .. }) {
             let id = self.next_id;
             self.next_id += 1;
-            self.out.push_back(encode(&Envelope::reply(
-                id,
-                re,
-                ScuToDevice::Answer { answer },
-            )));
+            self.out.push_back(encode(&Envelope::reply(id, re, body)));
         }
     }
 

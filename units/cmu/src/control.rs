@@ -24,7 +24,7 @@ fn permit_hash(permit: &str) -> String {
 }
 
 /// Turns a device's refusal into the API's answer.
-fn device_error(reply: DeviceReply) -> ApiErr {
+pub(crate) fn device_error(reply: DeviceReply) -> ApiErr {
     match reply {
         DeviceReply::Invalid { errors } => ApiErr::invalid(errors),
         DeviceReply::Conflict { revision } => ApiErr::conflict(

@@ -65,18 +65,8 @@ pub(crate) async fn play(
         .bind(id.as_str())
         .fetch_one(&st.db)
         .await?;
-    let now = now_s();
-    let claims = PlayClaims {
-        cam: None,
-        dev: id.clone(),
-        sub: p.id,
-        scp: access.scopes.bits(),
-        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
-        iat: now,
-        exp: now + crate::settings::platform(&st).await?.1.play_token_ttl_s,
-        acl,
-        cap: caps,
-    };
+    let ttl = crate::settings::platform(&st).await?.1.play_token_ttl_s;
+    let claims = fresh_claims(id.clone(), p.id, access.scopes, acl, ttl, caps, None);
     let token = play::mint(&st.play_key, &claims);
     audit(
         &st.db,
@@ -94,6 +84,31 @@ pub(crate) async fn play(
         expires_at: claims.exp,
         caps,
     }))
+}
+
+/// The claims of a new one-time token for `dev`, issued now and valid `ttl_s` (D4); `cam`
+/// for playback tokens, which a recorder serves for that camera.
+pub(crate) fn fresh_claims(
+    dev: DeviceId,
+    sub: i64,
+    scopes: ScopeSet,
+    acl: i64,
+    ttl_s: u64,
+    cap: Caps,
+    cam: Option<DeviceId>,
+) -> PlayClaims {
+    let now = now_s();
+    PlayClaims {
+        dev,
+        sub,
+        scp: scopes.bits(),
+        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
+        iat: now,
+        exp: now + ttl_s,
+        acl,
+        cap,
+        cam,
+    }
 }
 
 /// 8.4 steps 6-8: the PU (through its SCU) asks whether `token` lets a viewer watch `device`.

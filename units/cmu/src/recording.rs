@@ -10,7 +10,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use base64::Engine as _;
 use peercam_base::{DeviceId, Scope, ScopeSet};
 use peercam_record::time::{format_clock, format_rfc3339, parse_rfc3339};
 use peercam_signal::cm::{
@@ -19,31 +18,15 @@ use peercam_signal::cm::{
 };
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
 use peercam_signal::control::FieldError;
-use peercam_signal::play::{self, Caps, PlayClaims};
+use peercam_signal::play::{self, Caps};
 use peercam_signal::record::{MAX_RANGE_MS, RecordingList, RecordingState};
 use serde::Deserialize;
 use sqlx::Row as _;
 
 use crate::auth::{Need, Principal, audit, device_access};
+use crate::control::device_error;
 use crate::error::{ApiErr, ApiResult};
-use crate::{Shared, now_s, random_bytes};
-
-/// The device's answer as an API error.
-fn device_error(reply: DeviceReply) -> ApiErr {
-    match reply {
-        DeviceReply::Invalid { errors } => ApiErr::invalid(errors),
-        DeviceReply::Failed { code, message } => ApiErr::new(
-            StatusCode::BAD_GATEWAY,
-            "device_failed",
-            format!("the recorder refused ({code}): {message}"),
-        ),
-        _ => ApiErr::new(
-            StatusCode::BAD_GATEWAY,
-            "device_failed",
-            "the recorder gave an unexpected answer",
-        ),
-    }
-}
+use crate::{Shared, now_s};
 
 async fn kind_of(st: &Shared, id: &DeviceId) -> ApiResult<String> {
     Ok(sqlx::query_scalar("SELECT kind FROM devices WHERE id = ?1")
@@ -390,18 +373,16 @@ async fn mint_playback(
         .bind(camera.as_str())
         .fetch_one(&st.db)
         .await?;
-    let now = now_s();
-    let claims = PlayClaims {
-        dev: recorder.clone(),
-        sub: p.id,
-        scp: scopes.bits(),
-        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
-        iat: now,
-        exp: now + crate::settings::platform(st).await?.1.play_token_ttl_s,
+    let ttl = crate::settings::platform(st).await?.1.play_token_ttl_s;
+    let claims = crate::play::fresh_claims(
+        recorder.clone(),
+        p.id,
+        scopes,
         acl,
-        cap: Caps::default(),
-        cam: Some(camera.clone()),
-    };
+        ttl,
+        Caps::default(),
+        Some(camera.clone()),
+    );
     Ok((play::mint(&st.play_key, &claims), claims.exp, endpoint))
 }
 
@@ -580,18 +561,15 @@ pub(crate) async fn recorder_stream(
         Ok((_, p)) => p.play_token_ttl_s,
         Err(_) => 60,
     };
-    let now = now_s();
-    let claims = PlayClaims {
-        dev: camera.clone(),
-        sub: owner,
-        scp: ScopeSet::from_iter([Scope::Live]).bits(),
-        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
-        iat: now,
-        exp: now + ttl,
+    let claims = crate::play::fresh_claims(
+        camera.clone(),
+        owner,
+        ScopeSet::from_iter([Scope::Live]),
         acl,
-        cap: Caps::default(),
-        cam: None,
-    };
+        ttl,
+        Caps::default(),
+        None,
+    );
     let token = play::mint(&st.play_key, &claims);
     audit(
         &st.db,

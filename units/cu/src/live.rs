@@ -55,6 +55,23 @@ impl Conn {
         })
     }
 
+    /// SETUP of the video track (`trackID=0`) over TCP interleaved channels 0-1; the
+    /// session id is kept for the requests that follow.
+    pub(crate) async fn setup_video(&mut self, base: &str) -> Result<(), CuError> {
+        let s = self
+            .request(
+                "SETUP",
+                &format!("{base}/trackID=0"),
+                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+            )
+            .await?;
+        self.session = s
+            .headers
+            .get("session")
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        Ok(())
+    }
+
     pub(crate) async fn next(&mut self) -> Result<Parsed, CuError> {
         loop {
             if let Some((msg, used)) =
@@ -117,22 +134,8 @@ pub async fn record(
     duration: Duration,
     mut progress: impl FnMut(f64),
 ) -> Result<Recording, CuError> {
-    let rest = url
-        .strip_prefix("rtsp://")
-        .ok_or_else(|| err("not an rtsp:// URL"))?;
-    let hostport = rest.split('/').next().unwrap_or_default();
     let base = url.split('?').next().unwrap_or(url).trim_end_matches('/');
-    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(hostport))
-        .await
-        .map_err(|_| err("the camera did not answer in time"))?
-        .map_err(|e| err(format!("cannot reach the camera at {hostport}: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let mut c = Conn {
-        tcp,
-        buf: Vec::new(),
-        cseq: 0,
-        session: None,
-    };
+    let mut c = Conn::connect(url).await?;
     let d = c
         .request("DESCRIBE", url, "Accept: application/sdp\r\n")
         .await?;
@@ -156,17 +159,7 @@ pub async fn record(
         .find(|n| n.first().is_some_and(|b| b & 0x1f == 8))
         .cloned()
         .ok_or_else(|| err("no PPS in the SDP"))?;
-    let s = c
-        .request(
-            "SETUP",
-            &format!("{base}/trackID=0"),
-            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
-        )
-        .await?;
-    c.session = s
-        .headers
-        .get("session")
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+    c.setup_video(base).await?;
     c.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
         .await?;
 

@@ -58,17 +58,7 @@ impl Playback {
             .unwrap_or(url)
             .trim_end_matches('/')
             .to_owned();
-        let s = c
-            .request(
-                "SETUP",
-                &format!("{base}/trackID=0"),
-                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
-            )
-            .await?;
-        c.session = s
-            .headers
-            .get("session")
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        c.setup_video(&base).await?;
         Ok(Self {
             c,
             base,

@@ -37,6 +37,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 pub use agent::NvrStatus;
+use peercam_recorder::now_ms;
 
 /// This NVR's software version.
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -269,10 +270,4 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         store,
         task,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
