@@ -225,11 +225,6 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (camera, at_ms);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    camera TEXT NOT NULL,
-    started_ms INTEGER NOT NULL
-);
 ";
 
 /// The store. Cheap to clone.
@@ -351,17 +346,6 @@ impl Store {
             fsync_dir(&cam.path())?;
         }
         Ok(report)
-    }
-
-    /// Starts a recording run for `camera` (segments of a run are contiguous).
-    pub async fn new_run(&self, camera: &str, now_ms: u64) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("INSERT INTO runs (camera, started_ms) VALUES (?, ?) RETURNING id")
-                .bind(camera)
-                .bind(i(now_ms))
-                .fetch_one(&self.db)
-                .await?,
-        )
     }
 
     /// Commits segments as one group: each file is written and `fsync`ed, the directories

@@ -60,7 +60,8 @@ pub struct SegmentBuilder {
 pub struct Draft {
     /// The camera (device id).
     pub camera: String,
-    /// The recording run it continues (segments of a run are contiguous).
+    /// The recording run it continues (segments of a run are contiguous); the recorder uses
+    /// the run's first frame time, Unix ms.
     pub run: i64,
     /// First video frame, absolute 90 kHz.
     pub start_90k: u64,

@@ -64,11 +64,11 @@ async fn h626_8_7_2_commit_read_search_and_export() {
     let root = tmp("basic");
     let (store, report) = Store::open(StoreConfig::new(&root)).await.unwrap();
     assert_eq!(report, RepairReport::default());
-    let run = store.new_run("cam-1", 0).await.unwrap();
+    let run = 1;
     let results = store.commit(drafts("cam-1", run, T0, 4)).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     // A second run after a 10 s gap.
-    let run2 = store.new_run("cam-1", 0).await.unwrap();
+    let run2 = 2;
     let later = T0 + 14 * 90_000;
     assert!(
         store
@@ -139,7 +139,7 @@ async fn h626_8_7_2_commit_read_search_and_export() {
 async fn h626_8_7_2_open_repairs_to_the_invariants() {
     let root = tmp("repair");
     let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
-    let run = store.new_run("cam-1", 0).await.unwrap();
+    let run = 1;
     assert!(
         store
             .commit(drafts("cam-1", run, T0, 3))
@@ -176,7 +176,7 @@ async fn h626_8_7_2_open_repairs_to_the_invariants() {
 async fn h626_8_7_2_retention_cyclic_overwrites_and_stop_when_full_reports() {
     let root = tmp("retain");
     let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
-    let run = store.new_run("cam-1", 0).await.unwrap();
+    let run = 1;
     assert!(
         store
             .commit(drafts("cam-1", run, T0, 5))
@@ -220,8 +220,8 @@ async fn h626_8_7_2_retention_cyclic_overwrites_and_stop_when_full_reports() {
     cfg.min_free_bytes = 0;
     drop(store);
     let (store, _) = Store::open(cfg).await.unwrap();
-    let r1 = store.new_run("cam-1", 0).await.unwrap();
-    let r2 = store.new_run("cam-2", 0).await.unwrap();
+    let r1 = 1;
+    let r2 = 2;
     assert!(
         store
             .commit(drafts("cam-1", r1, T0, 2))
