@@ -72,6 +72,7 @@ enum DevCmd {
 enum Kind {
     Pu,
     Nvr,
+    Mtu,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +174,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let kind = match kind {
                 Kind::Pu => DeviceKind::Pu,
                 Kind::Nvr => DeviceKind::Nvr,
+                Kind::Mtu => DeviceKind::Mtu,
             };
             let ids = provision(&c, count, &vendor, &model, kind, &out).await?;
             let rows: Vec<_> = ids

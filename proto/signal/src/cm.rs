@@ -457,6 +457,18 @@ pub struct PlayResponse {
     pub expires_at: u64,
     /// The capabilities the camera will honour.
     pub caps: crate::play::Caps,
+    /// The kind of path `url` takes.
+    #[serde(default = "default_path_kind")]
+    pub path: crate::relay::PathKind,
+    /// Every way to the camera the CMU knows, best first (all carry the same one-time
+    /// token; the first RTSP request that presents it wins). `url` is the one the CMU
+    /// judged best for a client that cannot try several.
+    #[serde(default)]
+    pub paths: Vec<crate::relay::MediaPath>,
+}
+
+fn default_path_kind() -> crate::relay::PathKind {
+    crate::relay::PathKind::Lan
 }
 
 // ---------------------------------------------------------------------------------------------

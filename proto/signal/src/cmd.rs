@@ -66,6 +66,17 @@ pub enum DeviceCommand {
         /// with it ([`crate::discover`]).
         public_key: String,
     },
+    /// To a camera (Mp): open an outbound media channel to the MTU at `tunnel` (TLS,
+    /// `host:port`), present `ticket`, then serve RTSP over it as to any viewer (the MTU
+    /// presents a play token, judged as in 8.4). Answered [`DeviceReply::Done`] once started.
+    RelayConnect {
+        /// The MTU's tunnel address, `host:port`.
+        tunnel: String,
+        /// The TLS server name to expect from the MTU's certificate.
+        server_name: String,
+        /// The one-time ticket from the MTU's [`DeviceRequest::RelayUpstream`].
+        ticket: String,
+    },
     /// To an NVR: stop recording `camera` and forget it; `wipe` deletes its recordings.
     RecorderDetach {
         /// The camera.
@@ -209,6 +220,30 @@ pub enum DeviceRequest {
         /// The camera.
         camera: DeviceId,
     },
+    /// An MTU asks for a camera's stream to relay (Mp / Pd): the CMU orders the camera to
+    /// open its outbound media channel to the MTU, presenting `ticket`
+    /// ([`DeviceCommand::RelayConnect`]), and answers [`PlatformAnswer::Stream`] with the
+    /// token the MTU presents to the camera over that channel.
+    RelayUpstream {
+        /// The camera.
+        camera: DeviceId,
+        /// A random one-time ticket the camera presents when it connects, base64url.
+        ticket: String,
+        /// The MTU's tunnel address the camera connects to, `host:port`.
+        tunnel: String,
+        /// The TLS server name on the MTU's certificate.
+        server_name: String,
+    },
+    /// Dm (CMU -> MTU authentication results): a viewer presented `token` to an MTU for
+    /// `camera`; answered [`PlatformAnswer::Granted`] or [`PlatformAnswer::Refused`].
+    RelayAuthorize {
+        /// The camera the viewer asked for.
+        camera: DeviceId,
+        /// The play token (H.626.4 8.4 hash token).
+        token: String,
+        /// The viewer's address, for the audit log.
+        client: String,
+    },
 }
 
 /// The platform's answer to a [`DeviceRequest`].
@@ -224,6 +259,11 @@ pub enum PlatformAnswer {
         token: String,
         /// Unix seconds after which the token no longer starts a stream.
         expires_at: u64,
+    },
+    /// A viewer's token is good (answer to [`DeviceRequest::RelayAuthorize`]).
+    Granted {
+        /// What the viewer may do.
+        grant: crate::play::PlayGrant,
     },
     /// Refused or impossible now.
     Refused {

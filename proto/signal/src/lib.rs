@@ -10,6 +10,7 @@
 //! | [`sc`] | Sc / Sm: SCU <-> CMU | WebSocket over TLS, JSON text frames |
 //! | [`cmd`] | commands routed CMU -> SCU -> PU and their replies | inside `ps` and `sc` |
 //! | [`record`] | recording on NVRs and SD cards (8.7.2, 8.7.3) | inside `cmd` and `cm` |
+//! | [`relay`] | the MTU: reports, selection (7.2, Sd), viewing paths | inside `ps`, `sc` and `cm` |
 //! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
 //!
 //! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
@@ -33,6 +34,7 @@ pub mod play;
 pub mod ps;
 pub mod record;
 pub mod register;
+pub mod relay;
 pub mod sc;
 pub mod token;
 pub mod upgrade;

@@ -131,7 +131,8 @@ pub struct DeviceLink {
     heartbeat: Duration,
     next_heartbeat: Option<Instant>,
     deadline: Instant,
-    endpoints: Option<Vec<String>>,
+    endpoints: Option<(Vec<String>, Vec<String>)>,
+    mtu: Option<(crate::relay::MtuAddresses, crate::relay::MtuLoad)>,
 }
 
 impl DeviceLink {
@@ -157,6 +158,7 @@ impl DeviceLink {
             next_heartbeat: None,
             deadline: now + Self::HANDSHAKE_TIMEOUT,
             endpoints: None,
+            mtu: None,
         };
         link.send(DeviceToScu::Hello {
             device_id,
@@ -206,8 +208,11 @@ impl DeviceLink {
                 self.next_heartbeat = Some(now + self.heartbeat);
                 self.deadline = now + self.heartbeat * 3;
                 self.events.push_back(LinkEvent::Registered { session });
-                if let Some(rtsp) = self.endpoints.clone() {
-                    self.send(DeviceToScu::Endpoints { rtsp });
+                if let Some((rtsp, mapped)) = self.endpoints.clone() {
+                    self.send(DeviceToScu::Endpoints { rtsp, mapped });
+                }
+                if let Some((addresses, load)) = self.mtu.clone() {
+                    self.send(DeviceToScu::MtuReport { addresses, load });
                 }
             }
             (
@@ -273,9 +278,29 @@ impl DeviceLink {
     /// Reports where viewers reach the device's media; sent now if registered, else right
     /// after registration (and again after every re-registration).
     pub fn report_endpoints(&mut self, rtsp: Vec<String>) {
-        self.endpoints = Some(rtsp.clone());
+        let mapped = self.endpoints.take().map(|(_, m)| m).unwrap_or_default();
+        self.report_addresses(rtsp, mapped);
+    }
+
+    /// H.626.4 8.3 step 2: reports the device's local RTSP authorities and the port
+    /// mappings its gateway granted; sent now if registered, else after registration.
+    pub fn report_addresses(&mut self, rtsp: Vec<String>, mapped: Vec<String>) {
+        self.endpoints = Some((rtsp.clone(), mapped.clone()));
         if self.state == DeviceState::Registered {
-            self.send(DeviceToScu::Endpoints { rtsp });
+            self.send(DeviceToScu::Endpoints { rtsp, mapped });
+        }
+    }
+
+    /// An MTU's addresses and load (H.626.4 7.2); sent now if registered, else after
+    /// registration (and again after every re-registration).
+    pub fn report_mtu(
+        &mut self,
+        addresses: crate::relay::MtuAddresses,
+        load: crate::relay::MtuLoad,
+    ) {
+        self.mtu = Some((addresses.clone(), load));
+        if self.state == DeviceState::Registered {
+            self.send(DeviceToScu::MtuReport { addresses, load });
         }
     }
 
@@ -409,6 +434,15 @@ pub enum PeerEvent {
     Endpoints {
         /// RTSP authorities.
         rtsp: Vec<String>,
+        /// Gateway port mappings.
+        mapped: Vec<String>,
+    },
+    /// An MTU reported its addresses and load.
+    MtuReport {
+        /// Where it serves.
+        addresses: crate::relay::MtuAddresses,
+        /// Its load.
+        load: crate::relay::MtuLoad,
     },
     /// The device asks whether a viewer's token is legitimate (8.4 step 5); answer with
     /// [`ScuPeer::play_verdict`] and this `id`.
@@ -664,15 +698,29 @@ impl ScuPeer {
                     None => self.refuse(RefusalCode::ProtocolError, "command_reply without re"),
                 }
             }
-            (PeerState::Registered { device_id }, DeviceToScu::Endpoints { rtsp }) => {
+            (PeerState::Registered { device_id }, DeviceToScu::Endpoints { rtsp, mapped }) => {
                 self.state = PeerState::Registered { device_id };
                 self.deadline = now + self.config.dead_after;
-                let rtsp: Vec<String> = rtsp
-                    .into_iter()
-                    .take(8)
-                    .filter(|a| a.len() <= 128)
-                    .collect();
-                self.events.push_back(PeerEvent::Endpoints { rtsp });
+                let keep = |v: Vec<String>| -> Vec<String> {
+                    v.into_iter().take(8).filter(|a| a.len() <= 128).collect()
+                };
+                self.events.push_back(PeerEvent::Endpoints {
+                    rtsp: keep(rtsp),
+                    mapped: keep(mapped),
+                });
+            }
+            (PeerState::Registered { device_id }, DeviceToScu::MtuReport { addresses, load }) => {
+                self.deadline = now + self.config.dead_after;
+                let short = |a: &String| a.len() <= 128;
+                if short(&addresses.rtsp)
+                    && short(&addresses.tunnel)
+                    && addresses.region.len() <= 64
+                    && addresses.turn.len() <= 8
+                    && addresses.turn.iter().all(short)
+                {
+                    self.events.push_back(PeerEvent::MtuReport { addresses, load });
+                }
+                self.state = PeerState::Registered { device_id };
             }
             (PeerState::Registered { device_id }, DeviceToScu::TimeRequest { t1_us }) => {
                 self.state = PeerState::Registered { device_id };
@@ -704,6 +752,7 @@ impl ScuPeer {
                     DeviceToScu::Heartbeat => "heartbeat",
                     DeviceToScu::CommandReply { .. } => "command_reply",
                     DeviceToScu::Endpoints { .. } => "endpoints",
+                    DeviceToScu::MtuReport { .. } => "mtu_report",
                     DeviceToScu::AuthorizePlay { .. } => "authorize_play",
                     DeviceToScu::TimeRequest { .. } => "time_request",
                     DeviceToScu::Request { .. } => "request",

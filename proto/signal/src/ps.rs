@@ -29,6 +29,8 @@ pub enum DeviceKind {
     Pu,
     /// A network video recorder.
     Nvr,
+    /// A media transmission unit (relay, STUN/TURN; H.626.4 7).
+    Mtu,
 }
 
 impl DeviceKind {
@@ -37,6 +39,7 @@ impl DeviceKind {
         match self {
             Self::Pu => "pu",
             Self::Nvr => "nvr",
+            Self::Mtu => "mtu",
         }
     }
 }
@@ -73,8 +76,19 @@ pub enum DeviceToScu {
     },
     /// Where viewers reach the device's media (H.626.4 8.3: local and mapped addresses).
     Endpoints {
-        /// RTSP authorities, `host:port`, best first.
+        /// RTSP authorities on the device's own interfaces, `host:port`, best first.
         rtsp: Vec<String>,
+        /// Port mappings the device obtained from its gateway (8.3 step 1), `host:port`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mapped: Vec<String>,
+    },
+    /// An MTU's addresses and load (H.626.4 7.2, Sd), sent after registration and then
+    /// every few seconds; the SCU chooses MTUs from these.
+    MtuReport {
+        /// Where it serves.
+        addresses: crate::relay::MtuAddresses,
+        /// How loaded it is.
+        load: crate::relay::MtuLoad,
     },
     /// H.626.4 8.4 step 5: a viewer presented this token; is it legitimate?
     AuthorizePlay {

@@ -73,8 +73,15 @@ pub enum ScuToCmu {
         device_id: DeviceId,
         /// Its session on this node.
         session: String,
-        /// RTSP authorities, `host:port`.
+        /// RTSP authorities on the device's interfaces, `host:port`.
         rtsp: Vec<String>,
+        /// Port mappings from the device's gateway, `host:port` (8.3 step 1).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mapped: Vec<String>,
+        /// The address the device's connection came from, as the SCU saw it: its NAT's
+        /// public address (8.3 step 3; the CMU checks mappings against it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed: Option<String>,
     },
     /// H.626.4 8.4 step 6: a device asks whether a viewer's token is legitimate.
     AuthorizePlay {
@@ -85,6 +92,12 @@ pub enum ScuToCmu {
         /// The viewer's address.
         client: String,
     },
+    /// H.626.4 7.2: the MTU this node chose for a session (`re` = the
+    /// [`CmuToScu::SelectMtu`]); `None` when no MTU registered here has room.
+    MtuChoice {
+        /// The MTU and where it serves.
+        choice: MtuChoice,
+    },
     /// A device's request for the platform ([`crate::ps::DeviceToScu::Request`]); the CMU
     /// answers with [`CmuToScu::Answer`] (`re`).
     DeviceRequest {
@@ -94,6 +107,9 @@ pub enum ScuToCmu {
         request: DeviceRequest,
     },
 }
+
+/// Answer to [`CmuToScu::SelectMtu`] (`re`), sent as [`ScuToCmu::MtuChoice`].
+pub type MtuChoice = Option<crate::relay::MtuOffer>;
 
 /// Messages from the CMU to an SCU node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +144,12 @@ pub enum CmuToScu {
     Answer {
         /// The answer.
         answer: PlatformAnswer,
+    },
+    /// H.626.4 7.2 / Sd: choose an MTU for a relayed session of `device_id`; answered by
+    /// [`ScuToCmu::MtuChoice`].
+    SelectMtu {
+        /// The camera to relay.
+        device_id: DeviceId,
     },
     /// End live sessions on a device (SECURITY.md D5).
     Revoke {

@@ -127,6 +127,15 @@ CREATE TABLE recorders (
 );
 CREATE INDEX recorders_by_recorder ON recorders(recorder_id);
 ",
+    // H.626.4 7: MTUs register like devices. Widening a CHECK constraint is the one schema
+    // change SQLite documents doing in place (lang_altertable.html, "other kinds of table
+    // schema changes"): no row changes, so no table rebuild and no cascades.
+    r"
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master SET sql = replace(sql, 'CHECK (kind IN (''pu'', ''nvr''))', 'CHECK (kind IN (''pu'', ''nvr'', ''mtu''))')
+ WHERE type = 'table' AND name = 'devices';
+PRAGMA writable_schema = OFF;
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
@@ -164,6 +173,16 @@ async fn migrate(pool: &SqlitePool) -> Result<(), CmuError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tracing::info!(from = i, to = i + 1, "migrating CMU database");
         sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        if sql.contains("writable_schema") {
+            // Other connections must reload the schema they compiled.
+            let v: i64 = sqlx::query("PRAGMA schema_version")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA schema_version = {}", v + 1)))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "PRAGMA user_version = {}",
             i + 1

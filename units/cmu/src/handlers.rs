@@ -426,10 +426,10 @@ async fn device_view(
 }
 
 fn parse_kind(s: &str) -> DeviceKind {
-    if s == "nvr" {
-        DeviceKind::Nvr
-    } else {
-        DeviceKind::Pu
+    match s {
+        "nvr" => DeviceKind::Nvr,
+        "mtu" => DeviceKind::Mtu,
+        _ => DeviceKind::Pu,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod platform;
 mod play;
 mod ratelimit;
 mod recording;
+mod relay;
 mod settings;
 pub mod sms;
 

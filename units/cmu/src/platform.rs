@@ -14,7 +14,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use peercam_base::DeviceId;
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::ps::RefusalCode;
-use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, Verdict};
+use peercam_signal::relay::{DeviceAddresses, MtuOffer};
+use peercam_signal::sc::{CmuToScu, CommandOutcome, MtuChoice, ScuToCmu, Verdict};
 use peercam_signal::{Envelope, PROTOCOL_VERSION, decode, encode};
 use sqlx::Row as _;
 use subtle::ConstantTimeEq as _;
@@ -35,10 +36,12 @@ pub struct Platform {
 struct Inner {
     /// device -> (node, session)
     presence: HashMap<DeviceId, (String, String)>,
-    /// device -> RTSP endpoints it reported for its current session
-    endpoints: HashMap<DeviceId, Vec<String>>,
+    /// device -> addresses it reported for its current session, as checked (8.3 step 4)
+    endpoints: HashMap<DeviceId, DeviceAddresses>,
     /// node -> link
     nodes: HashMap<String, NodeLink>,
+    /// (MTU, camera) -> Unix s until which the MTU may ask for the camera's upstream
+    relays: HashMap<(DeviceId, DeviceId), u64>,
 }
 
 struct NodeLink {
@@ -46,6 +49,7 @@ struct NodeLink {
     epoch: u64,
     tx: mpsc::Sender<Envelope<CmuToScu>>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<CommandOutcome>>>>,
+    choices: Arc<Mutex<HashMap<u64, oneshot::Sender<MtuChoice>>>>,
 }
 
 impl Platform {
@@ -72,10 +76,79 @@ impl Platform {
     pub fn endpoints(&self, id: &DeviceId) -> Vec<String> {
         let inner = self.lock();
         if inner.presence.contains_key(id) {
-            inner.endpoints.get(id).cloned().unwrap_or_default()
+            inner
+                .endpoints
+                .get(id)
+                .map(|a| a.local.clone())
+                .unwrap_or_default()
         } else {
             Vec::new()
         }
+    }
+
+    /// Everything the device reported of its addresses (H.626.4 8.3), as checked.
+    pub fn addresses(&self, id: &DeviceId) -> Option<DeviceAddresses> {
+        let inner = self.lock();
+        if inner.presence.contains_key(id) {
+            inner.endpoints.get(id).cloned()
+        } else {
+            None
+        }
+    }
+
+    /// H.626.4 7.2 / Sd: asks the SCU holding `id` to choose an MTU for a relayed session.
+    /// `None` when the device is offline, its node has no MTU with room, or the node does
+    /// not answer within 3 s.
+    pub(crate) async fn select_mtu(&self, id: &DeviceId) -> Option<MtuOffer> {
+        let (tx, choices) = {
+            let inner = self.lock();
+            let (node, _) = inner.presence.get(id)?;
+            let link = inner.nodes.get(node)?;
+            (link.tx.clone(), link.choices.clone())
+        };
+        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        choices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(req_id, reply_tx);
+        let sent = tx
+            .send(Envelope::new(
+                req_id,
+                CmuToScu::SelectMtu {
+                    device_id: id.clone(),
+                },
+            ))
+            .await;
+        let choice = match sent {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(3), reply_rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            Err(_) => None,
+        };
+        choices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&req_id);
+        choice
+    }
+
+    /// A viewer was sent to `mtu` for `camera`: the MTU may ask for its upstream until `until`.
+    pub(crate) fn allow_relay(&self, mtu: &DeviceId, camera: &DeviceId, until: u64) {
+        let mut inner = self.lock();
+        let now = until.saturating_sub(crate::relay::RELAY_WINDOW_S);
+        inner.relays.retain(|_, t| *t > now);
+        inner.relays.insert((mtu.clone(), camera.clone()), until);
+    }
+
+    /// Whether `mtu` may ask for `camera`'s upstream now.
+    pub(crate) fn relay_allowed(&self, mtu: &DeviceId, camera: &DeviceId, now: u64) -> bool {
+        self.lock()
+            .relays
+            .get(&(mtu.clone(), camera.clone()))
+            .is_some_and(|t| *t >= now)
     }
 
     /// Ends live sessions on a device: of one user, or of everyone (SECURITY.md D5).
@@ -261,6 +334,7 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
     // 2. Register the link (a reconnecting node replaces its previous link).
     let (tx, mut rx) = mpsc::channel::<Envelope<CmuToScu>>(1024);
     let pending = Arc::new(Mutex::new(HashMap::new()));
+    let choices = Arc::new(Mutex::new(HashMap::new()));
     let epoch = st.platform.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     {
         let mut inner = st.platform.lock();
@@ -270,6 +344,7 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                 epoch,
                 tx: tx.clone(),
                 pending: pending.clone(),
+                choices: choices.clone(),
             },
         );
         // Devices the previous link of this node held are re-announced by the node itself.
@@ -373,14 +448,27 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                 device_id,
                 session,
                 rtsp,
+                mapped,
+                observed,
             } => {
+                let checked = check_addresses(&device_id, rtsp, mapped, observed);
                 let mut inner = st.platform.lock();
                 if inner
                     .presence
                     .get(&device_id)
                     .is_some_and(|(n, s)| *n == node && *s == session)
                 {
-                    inner.endpoints.insert(device_id, rtsp);
+                    inner.endpoints.insert(device_id, checked);
+                }
+            }
+            ScuToCmu::MtuChoice { choice } => {
+                if let Some(w) = env.re.and_then(|re| {
+                    choices
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&re)
+                }) {
+                    let _ = w.send(choice);
                 }
             }
             ScuToCmu::AuthorizePlay {
@@ -421,6 +509,20 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                         peercam_signal::cmd::DeviceRequest::RecorderStream { camera } => {
                             crate::recording::recorder_stream(&st, &device_id, &camera).await
                         }
+                        peercam_signal::cmd::DeviceRequest::RelayUpstream {
+                            camera,
+                            ticket,
+                            tunnel,
+                            server_name,
+                        } => {
+                            crate::relay::upstream(&st, &device_id, &camera, ticket, tunnel, server_name)
+                                .await
+                        }
+                        peercam_signal::cmd::DeviceRequest::RelayAuthorize {
+                            camera,
+                            token,
+                            client,
+                        } => crate::relay::authorize(&st, &device_id, &camera, &token, &client).await,
                         _ => peercam_signal::cmd::PlatformAnswer::Refused {
                             code: "unsupported".into(),
                             message: "this CMU does not serve that request".into(),
@@ -592,4 +694,41 @@ async fn verify_device(
         }
     }
     outcome
+}
+
+/// H.626.4 8.3 step 4: the CMU checks what a device reported before anyone is sent there.
+/// A local address must be a LAN address or the very address the device's connection came
+/// from (a camera with a public address of its own); a gateway mapping must be on the
+/// observed public address. Anything else would let a device point viewers at third
+/// parties, so it is dropped (and logged).
+fn check_addresses(
+    device: &DeviceId,
+    rtsp: Vec<String>,
+    mapped: Vec<String>,
+    observed: Option<String>,
+) -> DeviceAddresses {
+    let observed_ip: Option<std::net::IpAddr> = observed.as_deref().and_then(|o| o.parse().ok());
+    let ip_of = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|s| s.ip());
+    let (mut local, mut good_mapped) = (Vec::new(), Vec::new());
+    for a in rtsp {
+        match ip_of(&a) {
+            Some(ip) if peercam_signal::relay::is_lan_ip(ip) || Some(ip) == observed_ip => {
+                local.push(a);
+            }
+            // A host name (configured by an operator) is taken as given.
+            None if !a.is_empty() => local.push(a),
+            _ => tracing::warn!(%device, address = %a, "dropping a reported local address that is neither LAN nor the device's own"),
+        }
+    }
+    for a in mapped {
+        match ip_of(&a) {
+            Some(ip) if Some(ip) == observed_ip => good_mapped.push(a),
+            _ => tracing::warn!(%device, address = %a, observed = ?observed_ip, "dropping a port mapping that is not on the device's public address"),
+        }
+    }
+    DeviceAddresses {
+        local,
+        mapped: good_mapped,
+        observed_ip: observed_ip.map(|ip| ip.to_string()),
+    }
 }

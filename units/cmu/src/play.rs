@@ -1,7 +1,10 @@
 //! H.626.4 8.4 media play: minting the hash token (steps 1-3) and judging it when the PU asks
 //! (steps 6-8).
 
+use std::net::SocketAddr;
+
 use axum::Extension;
+use axum::extract::connect_info::ConnectInfo;
 use axum::Json;
 use axum::extract::{Path, State};
 use base64::Engine as _;
@@ -44,17 +47,17 @@ fn caps_from(req: &PlayRequest) -> Result<Caps, ApiErr> {
 pub(crate) async fn play(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Json(req): Json<PlayRequest>,
 ) -> ApiResult<Json<PlayResponse>> {
     // Step 2: the CMU checks the request's legitimacy.
     let (id, access) = device_access(&st, &p, &id, Need::Scope(Scope::Live)).await?;
     let caps = caps_from(&req)?;
-    let endpoint = st
+    let addrs = st
         .platform
-        .endpoints(&id)
-        .into_iter()
-        .next()
+        .addresses(&id)
+        .filter(|a| !a.local.is_empty() || !a.mapped.is_empty())
         .ok_or_else(|| {
             ApiErr::conflict(
                 "device_offline",
@@ -77,12 +80,19 @@ pub(crate) async fn play(
         "",
     )
     .await;
-    // Step 3: the RTSP URL with the hash token.
+    // Step 3: the RTSP URL with the hash token, and every other way to the camera (8.3).
+    let (paths, best) = crate::relay::paths(&st, &id, &addrs, client, &token).await;
+    let chosen = paths.get(best).cloned().unwrap_or(peercam_signal::relay::MediaPath {
+        kind: peercam_signal::relay::PathKind::Lan,
+        url: String::new(),
+    });
     Ok(Json(PlayResponse {
-        url: format!("rtsp://{endpoint}/live/{id}?token={token}"),
+        url: chosen.url,
         token,
         expires_at: claims.exp,
         caps,
+        path: chosen.kind,
+        paths,
     }))
 }
 

@@ -56,6 +56,10 @@ pub(crate) struct Agent {
     pub(crate) upgrader: Arc<Upgrader>,
     pub(crate) onvif: Option<Arc<crate::onvif::Onvif>>,
     pub(crate) sd: Option<Arc<crate::sd::Sd>>,
+    /// The RTSP server, for the MTU's relay channel (Pd).
+    pub(crate) rtsp: crate::rtsp::Server,
+    /// Gateway port mappings (H.626.4 8.3 step 1), reported with the local addresses.
+    pub(crate) mapped: watch::Receiver<Vec<String>>,
 }
 
 fn unavailable() -> PlayVerdict {
@@ -134,7 +138,9 @@ impl Agent {
             &running_version(),
         );
         // H.626.4 8.3: tell the platform where viewers reach us (sent once registered).
-        link.report_endpoints(self.advertise.clone());
+        // H.626.4 8.3 step 2: local addresses and the gateway's mappings.
+        let mut mapped = self.mapped.clone();
+        link.report_addresses(self.advertise.clone(), mapped.borrow_and_update().clone());
         let mut connected_at = Instant::now();
         let mut pending: HashMap<u64, oneshot::Sender<PlayVerdict>> = HashMap::new();
         // H.626.4 7.2: a burst of time requests after registering, then one every 30 s.
@@ -193,6 +199,36 @@ impl Agent {
                                         message: "no ONVIF camera configured".into(),
                                     },
                                 },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
+                    }
+                    // Mp: open the outbound media channel to an MTU; answered once it is open.
+                    LinkEvent::Command {
+                        id,
+                        command:
+                            DeviceCommand::RelayConnect {
+                                tunnel,
+                                server_name,
+                                ticket,
+                            },
+                    } => {
+                        let (server, tls, tx, sd) = (
+                            self.rtsp.clone(),
+                            self.tls.clone(),
+                            replies_tx.clone(),
+                            shutdown.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let reply = match server.relay(&tunnel, &server_name, &ticket, tls, sd).await {
+                                Ok(()) => DeviceReply::Done,
+                                Err(message) => {
+                                    tracing::warn!(%tunnel, %message, "cannot open the relay channel");
+                                    DeviceReply::Failed {
+                                        code: "relay_unreachable".into(),
+                                        message,
+                                    }
+                                }
                             };
                             let _ = tx.send((id, reply)).await;
                         });
@@ -302,6 +338,10 @@ impl Agent {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
             let deadline = next_sync.map_or(deadline, |s| s.min(deadline));
             tokio::select! {
+                Ok(()) = mapped.changed() => {
+                    let now = mapped.borrow_and_update().clone();
+                    link.report_addresses(self.advertise.clone(), now);
+                }
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
                         if let Err(e) = link.handle_input(Instant::now(), t.as_bytes()) {

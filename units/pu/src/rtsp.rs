@@ -16,7 +16,7 @@ use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{ChannelPair, LowerTransport, PortPair, StatusCode, Transport};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
 use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -36,6 +36,7 @@ pub(crate) struct ServerSettings {
     pub(crate) revocations: broadcast::Sender<Revocation>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Server {
     settings: Arc<ServerSettings>,
     sessions: Arc<AtomicUsize>,
@@ -80,7 +81,10 @@ impl Server {
                 let r = if n >= settings.max_sessions {
                     refuse_busy(tcp).await.map_err(|e| e.to_string())
                 } else {
-                    Connection::new(settings, peer).run(tcp, shutdown).await
+                    match tcp.local_addr() {
+                        Ok(local) => Connection::new(settings, peer).run(tcp, Some(local), shutdown).await,
+                        Err(e) => Err(e.to_string()),
+                    }
                 };
                 sessions.fetch_sub(1, Ordering::AcqRel);
                 if let Err(e) = r {
@@ -88,6 +92,54 @@ impl Server {
                 }
             });
         }
+    }
+}
+
+impl Server {
+    /// Mp / Pd: opens the outbound media channel to an MTU at `tunnel` (TLS, the MTU's
+    /// certificate checked against the platform CA for `server_name`), presents `ticket`,
+    /// and serves one RTSP viewer, the MTU, over it (its token is judged as in 8.4).
+    /// Returns once the channel is open; the session runs in the background.
+    pub(crate) async fn relay(
+        &self,
+        tunnel: &str,
+        server_name: &str,
+        ticket: &str,
+        tls: Arc<peercam_net::rustls::ClientConfig>,
+        shutdown: Shutdown,
+    ) -> Result<(), String> {
+        let name = peercam_net::rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| format!("bad MTU server name {server_name:?}: {e}"))?;
+        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(tunnel))
+            .await
+            .map_err(|_| format!("the MTU at {tunnel} did not answer in time"))?
+            .map_err(|e| format!("cannot reach the MTU at {tunnel}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            peercam_net::tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| "TLS with the MTU timed out".to_owned())?
+        .map_err(|e| format!("TLS with the MTU failed: {e}"))?;
+        stream
+            .write_all(format!("{} {ticket}\r\n", peercam_signal::relay::RELAY_HELLO).as_bytes())
+            .await
+            .map_err(|e| format!("writing to the MTU: {e}"))?;
+        let n = self.sessions.fetch_add(1, Ordering::AcqRel);
+        if n >= self.settings.max_sessions {
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err("the camera serves as many sessions as it can".into());
+        }
+        let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
+        tokio::spawn(async move {
+            tracing::info!(%peer, "relay channel to the MTU open");
+            let r = Connection::new(settings, peer).run(stream, None, shutdown).await;
+            sessions.fetch_sub(1, Ordering::AcqRel);
+            tracing::info!(%peer, result = ?r, "relay channel to the MTU closed");
+        });
+        Ok(())
     }
 }
 
@@ -190,8 +242,17 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut tcp: TcpStream, shutdown: Shutdown) -> Result<(), String> {
-        let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    /// Serves one viewer on `tcp`: a TCP connection, or the MTU's relay channel (Pd), where
+    /// `local` is `None` and only interleaved transport is offered.
+    async fn run<S>(
+        mut self,
+        mut tcp: S,
+        local: Option<SocketAddr>,
+        shutdown: Shutdown,
+    ) -> Result<(), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
         // Revocations and shutdown are watched by a side task, so the per-frame loop below
         // polls only this connection's own futures (no shared channel locks per frame).
@@ -341,7 +402,7 @@ impl Connection {
     }
 
     /// Writes what is buffered for the connection, in one call.
-    async fn flush(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
+    async fn flush<S: AsyncWrite + Unpin>(&mut self, tcp: &mut S) -> Result<(), String> {
         if !self.out.is_empty() {
             tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
             self.out.clear();
@@ -516,7 +577,7 @@ impl Connection {
         cseq: u32,
         track: usize,
         transports: Vec<Transport>,
-        local: SocketAddr,
+        local: Option<SocketAddr>,
     ) {
         if self.grant.is_none() || self.sub.is_none() {
             let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
@@ -531,7 +592,7 @@ impl Connection {
             t.multicast != Some(true)
                 && (t.interleaved.is_some()
                     || t.lower == Some(LowerTransport::Tcp)
-                    || t.client_port.is_some())
+                    || (t.client_port.is_some() && local.is_some()))
         }) else {
             let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
             return;
@@ -570,7 +631,9 @@ impl Connection {
                 rtcp,
             }
         } else {
-            let Some(cp) = offer.client_port else { return };
+            let (Some(cp), Some(local)) = (offer.client_port, local) else {
+                return;
+            };
             let Some((a, b)) = bind_pair(local.ip()).await else {
                 let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
                 return;

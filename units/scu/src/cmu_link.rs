@@ -159,7 +159,7 @@ async fn session(
                         })
                     }
                     ToCmu::Presence { device_id, session, online } => Envelope::new(id, ScuToCmu::Presence { device_id, session, online }),
-                    ToCmu::Endpoints { device_id, session, rtsp } => Envelope::new(id, ScuToCmu::Endpoints { device_id, session, rtsp }),
+                    ToCmu::Endpoints { device_id, session, rtsp, mapped, observed } => Envelope::new(id, ScuToCmu::Endpoints { device_id, session, rtsp, mapped, observed: Some(observed) }),
                     ToCmu::AuthorizePlay { device_id, token, client, reply } => {
                         plays.insert(id, reply);
                         Envelope::new(id, ScuToCmu::AuthorizePlay { device_id, token, client })
@@ -279,6 +279,11 @@ fn on_cmu_message(
             if let Some(reply) = env.re.and_then(|re| answers.remove(&re)) {
                 let _ = reply.send(answer);
             }
+        }
+        CmuToScu::SelectMtu { device_id } => {
+            let choice = state.select_mtu();
+            tracing::debug!(device = %device_id, mtu = ?choice.as_ref().map(|c| c.mtu.as_str()), "MTU selected");
+            let _ = results.try_send(Envelope::reply(0, env.id, ScuToCmu::MtuChoice { choice }));
         }
         CmuToScu::Revoke { device_id, user } => {
             if let Some((_, tx)) = state.lookup(&device_id) {

@@ -16,6 +16,10 @@ pub struct Config {
     /// This node's id, unique among the SCUs of one CMU. Default `scu-1`.
     #[serde(default = "default_node")]
     pub node: NodeId,
+    /// Region label; MTUs in the same region are preferred at equal load (H.626.4 7.2,
+    /// "nearest"). Default empty.
+    #[serde(default)]
+    pub region: String,
     /// Certificate chain (PEM) presented to devices.
     pub tls_cert: PathBuf,
     /// Its private key (PEM).
@@ -76,6 +80,7 @@ impl Config {
         Self {
             listen: default_listen(),
             node: default_node(),
+            region: String::new(),
             tls_cert,
             tls_key,
             cmu_url,

@@ -11,7 +11,7 @@ use peercam_net::tokio_rustls::TlsAcceptor;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
-use peercam_signal::ps::RefusalCode;
+use peercam_signal::ps::{DeviceKind, RefusalCode};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -57,6 +57,7 @@ pub(crate) async fn run(
     let mut verdict: Option<VerdictRx> = None;
     let mut pending: HashMap<u64, oneshot::Sender<DeviceReply>> = HashMap::new();
     let mut held = None;
+    let mut kind = None;
 
     // When the last frame arrived, SCU clock (t2 of a time request, 7.2).
     let mut rx_wall_us = unix_us();
@@ -66,6 +67,7 @@ pub(crate) async fn run(
         while let Some(ev) = sm.poll_event() {
             match ev {
                 PeerEvent::Verify(req) => {
+                    kind = Some(req.kind);
                     let (reply, rx) = oneshot::channel();
                     verdict = Some(rx);
                     let msg = ToCmu::Verify {
@@ -96,16 +98,26 @@ pub(crate) async fn run(
                         .await;
                     held = Some(device_id);
                 }
-                PeerEvent::Endpoints { rtsp } => {
+                PeerEvent::Endpoints { rtsp, mapped } => {
                     if let Some(device_id) = held.clone() {
+                        // H.626.4 8.3 step 3: the CMU gets what the device reported and the
+                        // address its connection came from, to check the mappings against.
                         let _ = state
                             .to_cmu
                             .send(ToCmu::Endpoints {
                                 device_id,
                                 session: session.clone(),
                                 rtsp,
+                                mapped,
+                                observed: peer.ip().to_string(),
                             })
                             .await;
+                    }
+                }
+                PeerEvent::MtuReport { addresses, load } => {
+                    // H.626.4 7.2: only a registered MTU joins the selection table.
+                    if let (Some(device_id), Some(DeviceKind::Mtu)) = (held.clone(), kind) {
+                        state.mtu_report(device_id, &session, addresses, load);
                     }
                 }
                 PeerEvent::AuthorizePlay { id, token, client } => {
@@ -247,6 +259,9 @@ pub(crate) async fn run(
         }
     }
     drop(permit);
+    if let Some(device_id) = &held {
+        state.mtu_gone(device_id, &session);
+    }
     if let Some(device_id) = held
         && state.release(&device_id, &session)
     {

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peercam_base::DeviceId;
 use peercam_net::{NetError, Shutdown};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::relay::{MtuAddresses, MtuLoad, MtuOffer, select_mtu};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -100,6 +101,8 @@ pub(crate) enum ToCmu {
         device_id: DeviceId,
         session: String,
         rtsp: Vec<String>,
+        mapped: Vec<String>,
+        observed: String,
     },
     AuthorizePlay {
         device_id: DeviceId,
@@ -117,6 +120,8 @@ pub(crate) enum ToCmu {
 pub(crate) struct NodeState {
     pub(crate) config: Config,
     pub(crate) registry: Mutex<HashMap<DeviceId, Held>>,
+    /// H.626.4 7.2: the MTUs registered here (session, what they last reported).
+    pub(crate) mtus: Mutex<HashMap<DeviceId, (String, MtuOffer)>>,
     pub(crate) to_cmu: mpsc::Sender<ToCmu>,
     pub(crate) handshakes: Semaphore,
 }
@@ -146,6 +151,49 @@ impl NodeState {
         } else {
             false
         }
+    }
+
+    /// An MTU's report: joins or updates the selection table.
+    pub(crate) fn mtu_report(
+        &self,
+        mtu: DeviceId,
+        session: &str,
+        addresses: MtuAddresses,
+        load: MtuLoad,
+    ) {
+        let mut mtus = self.mtus.lock().unwrap_or_else(PoisonError::into_inner);
+        mtus.insert(
+            mtu.clone(),
+            (
+                session.to_owned(),
+                MtuOffer {
+                    mtu,
+                    addresses,
+                    load,
+                },
+            ),
+        );
+    }
+
+    /// An MTU's session ended: it is never chosen again until it reports anew (a failed
+    /// MTU gets no new sessions).
+    pub(crate) fn mtu_gone(&self, mtu: &DeviceId, session: &str) {
+        let mut mtus = self.mtus.lock().unwrap_or_else(PoisonError::into_inner);
+        if mtus.get(mtu).is_some_and(|(s, _)| s == session) {
+            mtus.remove(mtu);
+        }
+    }
+
+    /// H.626.4 7.2: the MTU for a new relayed session, counted at once so that a burst of
+    /// sessions spreads over the MTUs before their next reports.
+    pub(crate) fn select_mtu(&self) -> Option<MtuOffer> {
+        let mut mtus = self.mtus.lock().unwrap_or_else(PoisonError::into_inner);
+        let offers: Vec<MtuOffer> = mtus.values().map(|(_, o)| o.clone()).collect();
+        let chosen = select_mtu(&offers, &self.config.region)?.clone();
+        if let Some((_, o)) = mtus.get_mut(&chosen.mtu) {
+            o.load.viewers = o.load.viewers.saturating_add(1);
+        }
+        Some(chosen)
     }
 
     pub(crate) fn lookup(&self, device_id: &DeviceId) -> Option<(String, mpsc::Sender<ConnCmd>)> {
@@ -191,6 +239,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuErr
     let (to_cmu, from_conns) = mpsc::channel(4096);
     let state = Arc::new(NodeState {
         registry: Mutex::new(HashMap::new()),
+        mtus: Mutex::new(HashMap::new()),
         to_cmu,
         handshakes: Semaphore::new(config.max_concurrent_handshakes),
         config,

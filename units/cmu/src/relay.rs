@@ -1,0 +1,222 @@
+//! The MTU as the CMU sees it (H.626.4 7): which ways a viewer can reach a camera, the MTU
+//! chosen by the camera's SCU for the relay (7.2, Sd), the MTU's upstream from the camera
+//! (Mp / Pd) and the checks of viewers' tokens the MTU asks for (Dm).
+
+use std::net::{IpAddr, SocketAddr};
+
+use peercam_base::{DeviceId, Scope, ScopeSet};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
+use peercam_signal::play::{self, Caps, PlayVerdict};
+use peercam_signal::relay::{DeviceAddresses, MediaPath, PathKind};
+use sqlx::Row as _;
+
+use crate::auth::audit;
+use crate::{Shared, now_s};
+
+/// How long after a play through an MTU that MTU may ask for the camera's upstream.
+pub(crate) const RELAY_WINDOW_S: u64 = 300;
+
+fn refuse(code: &str, message: &str) -> PlatformAnswer {
+    PlatformAnswer::Refused {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The ways to a camera for a viewer at `client`, best first, with `token` in each URL;
+/// asks the camera's SCU for an MTU (7.2) for the last resort. The second value is the index
+/// of the path a client that cannot try several should use.
+pub(crate) async fn paths(
+    st: &Shared,
+    camera: &DeviceId,
+    addrs: &DeviceAddresses,
+    client: SocketAddr,
+    token: &str,
+) -> (Vec<MediaPath>, usize) {
+    let url = |authority: &str, prefix: &str| format!("rtsp://{authority}/{prefix}/{camera}?token={token}");
+    let ip_of = |a: &str| a.parse::<SocketAddr>().ok().map(|s| s.ip());
+    let observed: Option<IpAddr> = addrs.observed_ip.as_deref().and_then(|o| o.parse().ok());
+    let client_ip = canonical(client.ip());
+    let same_site = observed.map(canonical) == Some(client_ip);
+    let mut lan = Vec::new();
+    let mut public = Vec::new();
+    for a in &addrs.local {
+        let kind = match ip_of(a) {
+            Some(ip) if Some(ip) == observed && !peercam_signal::relay::is_lan_ip(ip) => {
+                PathKind::Public
+            }
+            _ => PathKind::Lan,
+        };
+        let p = MediaPath {
+            kind,
+            url: url(a, "live"),
+        };
+        if kind == PathKind::Public {
+            public.push(p);
+        } else {
+            lan.push(p);
+        }
+    }
+    let mapped: Vec<MediaPath> = addrs
+        .mapped
+        .iter()
+        .map(|a| MediaPath {
+            kind: PathKind::Mapped,
+            url: url(a, "live"),
+        })
+        .collect();
+    let mut out = Vec::new();
+    if same_site {
+        out.append(&mut lan);
+    }
+    out.append(&mut public);
+    out.extend(mapped);
+    out.append(&mut lan);
+    // Relay last (H.626.4 7: the MTU only when the P2P channel fails).
+    if let Some(mtu) = st.platform.select_mtu(camera).await {
+        st.platform.allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
+        out.push(MediaPath {
+            kind: PathKind::Relay,
+            url: url(&mtu.addresses.rtsp, "relay"),
+        });
+    }
+    // A plain RTSP client gets a LAN address only when it is on the camera's site (or
+    // nothing else exists), else the first path reachable from anywhere.
+    let best = out
+        .iter()
+        .position(|p| same_site || p.kind != PathKind::Lan)
+        .unwrap_or(0);
+    (out, best)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+async fn is_mtu(st: &Shared, id: &DeviceId) -> Result<bool, sqlx::Error> {
+    let kind: Option<String> =
+        sqlx::query_scalar("SELECT kind FROM devices WHERE id = ?1 AND disabled = 0")
+            .bind(id.as_str())
+            .fetch_optional(&st.db)
+            .await?;
+    Ok(kind.as_deref() == Some("mtu"))
+}
+
+/// Mp / Pd: an MTU asks for `camera`'s stream. Allowed only to an MTU chosen for a play of
+/// that camera within [`RELAY_WINDOW_S`]; the camera is ordered to connect out to the MTU
+/// with `ticket`, and the MTU gets a one-time token to present over that channel (8.4
+/// applies at the camera as for any viewer).
+pub(crate) async fn upstream(
+    st: &Shared,
+    mtu: &DeviceId,
+    camera: &DeviceId,
+    ticket: String,
+    tunnel: String,
+    server_name: String,
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => return refuse("not_allowed", "only an MTU may ask for a relay upstream"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a relay upstream request");
+            return refuse("unavailable", "the platform cannot decide now");
+        }
+    }
+    if !st.platform.relay_allowed(mtu, camera, now_s()) {
+        return refuse(
+            "no_session",
+            "no viewer was sent to this MTU for that camera",
+        );
+    }
+    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
+        return refuse("bad_request", "ticket, tunnel or server name out of bounds");
+    }
+    let row = sqlx::query(
+        "SELECT owner_id, acl_version FROM devices WHERE id = ?1 AND owner_id IS NOT NULL",
+    )
+    .bind(camera.as_str())
+    .fetch_optional(&st.db)
+    .await;
+    let (owner, acl): (i64, i64) = match row {
+        Ok(Some(r)) => (r.get(0), r.get(1)),
+        Ok(None) => return refuse("not_found", "no such bound camera"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a relay upstream request");
+            return refuse("unavailable", "the platform cannot decide now");
+        }
+    };
+    // Mp: the camera opens its outbound channel to the MTU.
+    match st
+        .platform
+        .command(
+            camera,
+            DeviceCommand::RelayConnect {
+                tunnel,
+                server_name,
+                ticket,
+            },
+        )
+        .await
+    {
+        Ok((_, DeviceReply::Done)) => {}
+        Ok((_, DeviceReply::Failed { code, message })) => {
+            return PlatformAnswer::Refused { code, message };
+        }
+        Ok(_) => return refuse("unsupported", "the camera cannot open a relay channel"),
+        Err(_) => return refuse("device_offline", "the camera is offline"),
+    }
+    let ttl = match crate::settings::platform(st).await {
+        Ok((_, p)) => p.play_token_ttl_s,
+        Err(_) => 60,
+    };
+    let claims = crate::play::fresh_claims(
+        camera.clone(),
+        owner,
+        ScopeSet::from_iter([Scope::Live]),
+        acl,
+        ttl,
+        Caps::default(),
+        None,
+    );
+    let token = play::mint(&st.play_key, &claims);
+    audit(
+        &st.db,
+        Some(owner),
+        "mtu.upstream",
+        Some(camera.as_str()),
+        "ok",
+        mtu.as_str(),
+    )
+    .await;
+    PlatformAnswer::Stream {
+        url: format!("rtsp://relay/live/{camera}?token={token}"),
+        token,
+        expires_at: claims.exp,
+    }
+}
+
+/// Dm: an MTU asks whether a viewer's token lets it watch `camera` (judged exactly as the
+/// camera's own check, 8.4 steps 6-8, one use only).
+pub(crate) async fn authorize(
+    st: &Shared,
+    mtu: &DeviceId,
+    camera: &DeviceId,
+    token: &str,
+    client: &str,
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => return refuse("not_allowed", "only an MTU may ask this"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a relay authorization");
+            return refuse("unavailable", "the platform cannot decide now");
+        }
+    }
+    match crate::play::authorize(st, camera, token, &format!("{client} via {mtu}")).await {
+        PlayVerdict::Granted { grant } => PlatformAnswer::Granted { grant },
+        PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
+    }
+}
