@@ -9,9 +9,9 @@ use peercam_base::{Scope, ScopeSet};
 use peercam_cu::Client;
 use peercam_signal::cm::PlayRequest;
 use peercam_signal::play::AudioCodec;
-use peercam_test::{Cluster, play_raw};
+use peercam_test::{Cluster, play_raw, rtsp_describe};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -163,38 +163,6 @@ async fn h626_8_4_audio_g711_and_g722_decode() {
 }
 
 /// Sends one RTSP request on a fresh connection and returns (status, everything read).
-async fn rtsp_once(url: &str) -> (u16, Vec<u8>) {
-    let hostport = url
-        .trim_start_matches("rtsp://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
-    let req = format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    // Anything more that arrives within a moment (there must be no media after a refusal).
-    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await {
-        got.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&got);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, got)
-}
-
 fn with_token(url: &str, token: &str) -> String {
     format!("{}?token={token}", url.split('?').next().unwrap())
 }
@@ -205,7 +173,7 @@ async fn h626_8_4_play_refusals() {
     let good = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
 
     // No token at all.
-    let (status, got) = rtsp_once(good.url.split('?').next().unwrap()).await;
+    let (status, got) = rtsp_describe(good.url.split('?').next().unwrap()).await;
     assert_eq!(status, 401);
     assert!(!got.contains(&b'$'), "no media byte after a refusal");
 
@@ -213,13 +181,13 @@ async fn h626_8_4_play_refusals() {
     let mut forged = good.token.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    assert_eq!(rtsp_once(&with_token(&good.url, &forged)).await.0, 401);
+    assert_eq!(rtsp_describe(&with_token(&good.url, &forged)).await.0, 401);
 
     // The genuine token works once...
-    let (status, got) = rtsp_once(&good.url).await;
+    let (status, got) = rtsp_describe(&good.url).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
     // ...and never again (replay).
-    assert_eq!(rtsp_once(&good.url).await.0, 401);
+    assert_eq!(rtsp_describe(&good.url).await.0, 401);
 
     // Another device's token, presented to this device.
     let other = w
@@ -227,13 +195,16 @@ async fn h626_8_4_play_refusals() {
         .play(&w.other_dev, &PlayRequest::default())
         .await
         .unwrap();
-    assert_eq!(rtsp_once(&with_token(&good.url, &other.token)).await.0, 401);
+    assert_eq!(
+        rtsp_describe(&with_token(&good.url, &other.token)).await.0,
+        401
+    );
 
     // Expired (the CMU was configured with a 2 s lifetime).
     let old = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
     // 2 s lifetime + 1 s rounding slack, plus the whole-second rounding of `iat`.
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    assert_eq!(rtsp_once(&old.url).await.0, 401);
+    assert_eq!(rtsp_describe(&old.url).await.0, 401);
 
     // A sub-account: without the live scope it gets no URL; with it, a URL that goes stale
     // the moment the share is withdrawn.
@@ -260,7 +231,7 @@ async fn h626_8_4_play_refusals() {
     let kid_url = kid.play(&w.dev, &PlayRequest::default()).await.unwrap();
     w.owner.unshare(&w.dev, "kid").await.unwrap();
     assert_eq!(
-        rtsp_once(&kid_url.url).await.0,
+        rtsp_describe(&kid_url.url).await.0,
         401,
         "stale ACL after unshare"
     );

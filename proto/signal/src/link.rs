@@ -718,7 +718,8 @@ impl ScuPeer {
                     && addresses.turn.len() <= 8
                     && addresses.turn.iter().all(short)
                 {
-                    self.events.push_back(PeerEvent::MtuReport { addresses, load });
+                    self.events
+                        .push_back(PeerEvent::MtuReport { addresses, load });
                 }
                 self.state = PeerState::Registered { device_id };
             }

@@ -8,6 +8,7 @@
 pub mod discover;
 pub mod http;
 pub mod pki;
+pub mod rtsp;
 mod shutdown;
 pub mod tls;
 pub mod ws;

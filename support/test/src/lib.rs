@@ -232,6 +232,37 @@ impl Cluster {
         Ok((peercam_nvr::start(cfg, sd.clone()).await?, sd))
     }
 
+    /// Starts an MTU (kind `mtu` identity) on loopback; `adjust` may change the
+    /// configuration first.
+    pub async fn start_mtu_with(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+        adjust: impl FnOnce(&mut peercam_mtu::Config),
+    ) -> anyhow::Result<(peercam_mtu::Running, Shutdown)> {
+        let path = self
+            .dir
+            .path()
+            .join(format!("mtu-{}.identity.toml", id.device_id));
+        std::fs::write(&path, id.to_toml())?;
+        let sd = Shutdown::new();
+        let mut cfg = peercam_mtu::Config::new(
+            path,
+            self.scu_url(scu),
+            self.pki.ca_cert.clone(),
+            self.pki.server_cert.clone(),
+            self.pki.server_key.clone(),
+        );
+        cfg.reconnect_initial_ms = 100;
+        cfg.reconnect_max_ms = 2000;
+        cfg.report_ms = 300;
+        cfg.linger_ms = 1000;
+        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        adjust(&mut cfg);
+        Ok((peercam_mtu::start(cfg, sd.clone()).await?, sd))
+    }
+
     /// Starts a PU and waits until the CMU sees it online.
     pub async fn start_pu_online(
         &self,
@@ -438,4 +469,40 @@ pub async fn play_raw(url: &str) -> anyhow::Result<tokio::net::TcpStream> {
         }
     }
     Ok(tcp)
+}
+
+/// Sends one DESCRIBE for `url` and returns the status code and every byte that came back
+/// (nothing more may follow a refusal).
+pub async fn rtsp_describe(url: &str) -> (u16, Vec<u8>) {
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hostport = url
+        .trim_start_matches("rtsp://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
+    let req = format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    // Anything more that arrives within a moment (there must be no media after a refusal).
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await {
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, got)
 }

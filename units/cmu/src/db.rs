@@ -179,9 +179,12 @@ async fn migrate(pool: &SqlitePool) -> Result<(), CmuError> {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA schema_version = {}", v + 1)))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA schema_version = {}",
+                v + 1
+            )))
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "PRAGMA user_version = {}",

@@ -515,14 +515,23 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                             tunnel,
                             server_name,
                         } => {
-                            crate::relay::upstream(&st, &device_id, &camera, ticket, tunnel, server_name)
-                                .await
+                            crate::relay::upstream(
+                                &st,
+                                &device_id,
+                                &camera,
+                                ticket,
+                                tunnel,
+                                server_name,
+                            )
+                            .await
                         }
                         peercam_signal::cmd::DeviceRequest::RelayAuthorize {
                             camera,
                             token,
                             client,
-                        } => crate::relay::authorize(&st, &device_id, &camera, &token, &client).await,
+                        } => {
+                            crate::relay::authorize(&st, &device_id, &camera, &token, &client).await
+                        }
                         _ => peercam_signal::cmd::PlatformAnswer::Refused {
                             code: "unsupported".into(),
                             message: "this CMU does not serve that request".into(),
@@ -717,13 +726,17 @@ fn check_addresses(
             }
             // A host name (configured by an operator) is taken as given.
             None if !a.is_empty() => local.push(a),
-            _ => tracing::warn!(%device, address = %a, "dropping a reported local address that is neither LAN nor the device's own"),
+            _ => {
+                tracing::warn!(%device, address = %a, "dropping a reported local address that is neither LAN nor the device's own")
+            }
         }
     }
     for a in mapped {
         match ip_of(&a) {
             Some(ip) if Some(ip) == observed_ip => good_mapped.push(a),
-            _ => tracing::warn!(%device, address = %a, observed = ?observed_ip, "dropping a port mapping that is not on the device's public address"),
+            _ => {
+                tracing::warn!(%device, address = %a, observed = ?observed_ip, "dropping a port mapping that is not on the device's public address")
+            }
         }
     }
     DeviceAddresses {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use axum::Extension;
-use axum::extract::connect_info::ConnectInfo;
 use axum::Json;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, State};
 use base64::Engine as _;
 use peercam_base::{DeviceId, Scope, ScopeSet};
@@ -82,10 +82,13 @@ pub(crate) async fn play(
     .await;
     // Step 3: the RTSP URL with the hash token, and every other way to the camera (8.3).
     let (paths, best) = crate::relay::paths(&st, &id, &addrs, client, &token).await;
-    let chosen = paths.get(best).cloned().unwrap_or(peercam_signal::relay::MediaPath {
-        kind: peercam_signal::relay::PathKind::Lan,
-        url: String::new(),
-    });
+    let chosen = paths
+        .get(best)
+        .cloned()
+        .unwrap_or(peercam_signal::relay::MediaPath {
+            kind: peercam_signal::relay::PathKind::Lan,
+            url: String::new(),
+        });
     Ok(Json(PlayResponse {
         url: chosen.url,
         token,

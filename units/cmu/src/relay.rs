@@ -33,7 +33,9 @@ pub(crate) async fn paths(
     client: SocketAddr,
     token: &str,
 ) -> (Vec<MediaPath>, usize) {
-    let url = |authority: &str, prefix: &str| format!("rtsp://{authority}/{prefix}/{camera}?token={token}");
+    let url = |authority: &str, prefix: &str| {
+        format!("rtsp://{authority}/{prefix}/{camera}?token={token}")
+    };
     let ip_of = |a: &str| a.parse::<SocketAddr>().ok().map(|s| s.ip());
     let observed: Option<IpAddr> = addrs.observed_ip.as_deref().and_then(|o| o.parse().ok());
     let client_ip = canonical(client.ip());
@@ -74,7 +76,8 @@ pub(crate) async fn paths(
     out.append(&mut lan);
     // Relay last (H.626.4 7: the MTU only when the P2P channel fails).
     if let Some(mtu) = st.platform.select_mtu(camera).await {
-        st.platform.allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
+        st.platform
+            .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
         out.push(MediaPath {
             kind: PathKind::Relay,
             url: url(&mtu.addresses.rtsp, "relay"),

@@ -220,7 +220,10 @@ impl Agent {
                             shutdown.clone(),
                         );
                         tokio::spawn(async move {
-                            let reply = match server.relay(&tunnel, &server_name, &ticket, tls, sd).await {
+                            let reply = match server
+                                .relay(&tunnel, &server_name, &ticket, tls, sd)
+                                .await
+                            {
                                 Ok(()) => DeviceReply::Done,
                                 Err(message) => {
                                     tracing::warn!(%tunnel, %message, "cannot open the relay channel");

@@ -82,7 +82,11 @@ impl Server {
                     refuse_busy(tcp).await.map_err(|e| e.to_string())
                 } else {
                     match tcp.local_addr() {
-                        Ok(local) => Connection::new(settings, peer).run(tcp, Some(local), shutdown).await,
+                        Ok(local) => {
+                            Connection::new(settings, peer)
+                                .run(tcp, Some(local), shutdown)
+                                .await
+                        }
                         Err(e) => Err(e.to_string()),
                     }
                 };
@@ -135,7 +139,9 @@ impl Server {
         let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
         tokio::spawn(async move {
             tracing::info!(%peer, "relay channel to the MTU open");
-            let r = Connection::new(settings, peer).run(stream, None, shutdown).await;
+            let r = Connection::new(settings, peer)
+                .run(stream, None, shutdown)
+                .await;
             sessions.fetch_sub(1, Ordering::AcqRel);
             tracing::info!(%peer, result = ?r, "relay channel to the MTU closed");
         });

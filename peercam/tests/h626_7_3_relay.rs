@@ -1,0 +1,200 @@
+//! H.626.4 7.2 / 7.3 and the relay of 8.3's "relay last": the MTU relays a camera to
+//! viewers that cannot reach it (Mp/Pd towards the camera over an outbound TLS channel,
+//! Mc/Cd towards the viewer), one upstream fans out to every viewer, ffmpeg plays a relayed
+//! URL, the SCU picks the least loaded MTU and stops choosing one that is gone.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use peercam_cu::Client;
+use peercam_signal::cm::PlayRequest;
+use peercam_signal::ps::DeviceKind;
+use peercam_signal::relay::PathKind;
+use peercam_test::{Cluster, new_identity, provision_record, rtsp_describe};
+use serde_json::Value;
+
+struct World {
+    c: Cluster,
+    owner: Client,
+    dev: String,
+    _pu: (peercam_pu::Running, peercam_net::Shutdown),
+}
+
+async fn world() -> World {
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let owner = c.owner("+15550730001").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    World {
+        c,
+        owner,
+        dev: ids[0].device_id.to_string(),
+        _pu: pu,
+    }
+}
+
+async fn mtu(c: &Cluster) -> (peercam_mtu::Running, peercam_net::Shutdown, String) {
+    let id = new_identity(DeviceKind::Mtu);
+    c.admin
+        .provision(vec![provision_record(&id)])
+        .await
+        .unwrap();
+    let (mut r, sd) = c.start_mtu_with(&id, 0, |_| {}).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        r.status
+            .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (r, sd, id.device_id.to_string())
+}
+
+/// A play whose paths include the relay; returns the relay URL.
+async fn relay_url(owner: &Client, dev: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(p) = owner.play(dev, &PlayRequest::default()).await
+            && let Some(r) = p.paths.iter().find(|p| p.kind == PathKind::Relay)
+        {
+            return r.url.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no relay path offered");
+}
+
+async fn ffprobe(url: &str, extra: &[&str]) -> Value {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(extra)
+        .args(["-i", url, "-select_streams", "v:0", "-count_frames"])
+        .args(["-read_intervals", "%+3"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_fans_one_upstream_out_to_ffmpeg_viewers() {
+    let w = world().await;
+    let (m, _msd, _) = mtu(&w.c).await;
+    let urls = [
+        relay_url(&w.owner, &w.dev).await,
+        relay_url(&w.owner, &w.dev).await,
+        relay_url(&w.owner, &w.dev).await,
+    ];
+    assert!(urls[0].contains("/relay/"), "{}", urls[0]);
+    // Three ffmpeg viewers at once; the first asks for UDP and falls back to TCP on 461.
+    let (a, b, c) = tokio::join!(
+        ffprobe(&urls[0], &[]),
+        ffprobe(&urls[1], &["-rtsp_transport", "tcp"]),
+        ffprobe(&urls[2], &["-rtsp_transport", "tcp"]),
+    );
+    for s in [&a, &b, &c] {
+        assert_eq!(s["codec_name"], "h264", "{s}");
+        let frames: u64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
+        assert!(frames >= 10, "relayed frames: {s}");
+    }
+    assert_eq!(
+        m.stats.upstreams_total.load(Ordering::Relaxed),
+        1,
+        "one upstream from the camera served every viewer"
+    );
+    assert!(
+        m.stats.bytes_out.load(Ordering::Relaxed)
+            > 2 * m.stats.bytes_in.load(Ordering::Relaxed) / 3
+    );
+    // The upstream ends once the viewers are gone (linger 1 s in tests).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(m.stats.upstreams.load(Ordering::Relaxed), 0);
+    assert_eq!(m.stats.viewers.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_refuses_forged_and_replayed_tokens() {
+    let w = world().await;
+    let (m, _msd, _) = mtu(&w.c).await;
+    let url = relay_url(&w.owner, &w.dev).await;
+    // Forged: the signature does not verify.
+    let forged = format!("{}X", url);
+    let (status, got) = rtsp_describe(&forged).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&got));
+    // No token at all.
+    let (status, _) = rtsp_describe(url.split('?').next().unwrap()).await;
+    assert_eq!(status, 401);
+    // A token already used (on any path) is spent.
+    let (status, _) = rtsp_describe(&url).await;
+    assert_eq!(status, 200);
+    let (status, _) = rtsp_describe(&url).await;
+    assert_eq!(status, 401, "replayed token");
+    // Another camera's path with this camera's token.
+    let other = url.replace(&w.dev, "pc-0000000000000000");
+    let (status, _) = rtsp_describe(&other).await;
+    assert_eq!(status, 401);
+    assert!(m.stats.refused.load(Ordering::Relaxed) >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_2_scu_picks_least_loaded_mtu_and_drops_a_dead_one() {
+    let w = world().await;
+    let (a, a_sd, _) = mtu(&w.c).await;
+    let (b, _b_sd, _) = mtu(&w.c).await;
+    let port = |u: &str| {
+        u.trim_start_matches("rtsp://")
+            .split('/')
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    // Both MTUs are empty: consecutive sessions alternate (each choice counts at once).
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(port(&relay_url(&w.owner, &w.dev).await));
+    }
+    assert!(
+        seen.contains(&a.rtsp_addr.port()) && seen.contains(&b.rtsp_addr.port()),
+        "{seen:?}"
+    );
+    // A viewer plays through A; then A dies mid-stream.
+    let url = loop {
+        let u = relay_url(&w.owner, &w.dev).await;
+        if port(&u) == a.rtsp_addr.port() {
+            break u;
+        }
+    };
+    let viewer = tokio::spawn(async move { ffprobe(&url, &["-rtsp_transport", "tcp"]).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a_sd.trigger();
+    let _ = viewer.await;
+    // New sessions go to B only.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        let u = relay_url(&w.owner, &w.dev).await;
+        assert_eq!(port(&u), b.rtsp_addr.port(), "a dead MTU is never chosen");
+    }
+    let s = ffprobe(
+        &relay_url(&w.owner, &w.dev).await,
+        &["-rtsp_transport", "tcp"],
+    )
+    .await;
+    assert_eq!(s["codec_name"], "h264");
+}

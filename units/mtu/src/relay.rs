@@ -1,0 +1,773 @@
+//! The RTSP relay (H.626.4 7.3; Mp / Pd towards cameras, Mc / Cd towards viewers).
+//!
+//! One **feed** per camera: the first viewer's arrival makes the MTU ask the platform for
+//! the camera's stream ([`DeviceRequest::RelayUpstream`]); the camera connects out to the
+//! tunnel port over TLS, presents the one-time ticket, and serves RTSP over that channel;
+//! the MTU PLAYs it with the platform's token and copies every RTP/RTCP packet to all
+//! viewers of the camera (one unicast upstream, many downstreams). A viewer joining a
+//! running feed starts at the next key frame. The feed ends a linger time after its last
+//! viewer left.
+//!
+//! Viewers speak plain RTSP with interleaved RTP (6.3.1); UDP transport is answered 461 so
+//! that players fall back to TCP. Each viewer's token is judged by the platform (Dm) with
+//! the same one-use rules as at the camera (8.4).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use peercam_base::DeviceId;
+use peercam_net::Shutdown;
+use peercam_net::rtsp::RtspConn;
+use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode};
+use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_rtsp::{Parsed, write_interleaved};
+use peercam_signal::cmd::{DeviceRequest, PlatformAnswer};
+use peercam_signal::relay::{MtuLoad, RELAY_HELLO};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::agent::{PlatformReq, unavailable};
+
+/// Relay counters (exported in load reports).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Viewers connected and authorised now.
+    pub viewers: AtomicU32,
+    /// Cameras with a running upstream now.
+    pub upstreams: AtomicU32,
+    /// Upstreams ever opened.
+    pub upstreams_total: AtomicU64,
+    /// Bytes received from cameras.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to viewers.
+    pub bytes_out: AtomicU64,
+    /// Viewers refused (bad token, camera unreachable).
+    pub refused: AtomicU64,
+    last_out: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Stats {
+    /// The load to report, with the outgoing bit rate since the previous call.
+    pub fn load(&self, capacity: u32) -> MtuLoad {
+        let out = self.bytes_out.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let mut last = self.last_out.lock().unwrap_or_else(PoisonError::into_inner);
+        let kbps = match last.0 {
+            Some(t) if now > t => {
+                let bits = out.saturating_sub(last.1) * 8;
+                let ms = u64::try_from(now.duration_since(t).as_millis())
+                    .unwrap_or(1)
+                    .max(1);
+                u32::try_from(bits / ms).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        };
+        *last = (Some(now), out);
+        MtuLoad {
+            upstreams: self.upstreams.load(Ordering::Relaxed),
+            viewers: self.viewers.load(Ordering::Relaxed),
+            out_kbps: kbps,
+            capacity,
+        }
+    }
+}
+
+/// One RTP or RTCP packet of a feed.
+#[derive(Debug)]
+struct Packet {
+    track: usize,
+    rtcp: bool,
+    /// The first packet of a key frame (SPS or IDR) on the video track.
+    key: bool,
+    data: Bytes,
+}
+
+#[derive(Debug, Clone)]
+struct FeedInfo {
+    sdp: String,
+    tracks: usize,
+}
+
+struct Feed {
+    tx: broadcast::Sender<Arc<Packet>>,
+    ready: watch::Receiver<Option<Result<FeedInfo, String>>>,
+    viewers: AtomicUsize,
+    /// (sequence, timestamp) of the last RTP packet per track, for RTP-Info.
+    last: Mutex<[Option<(u16, u32)>; 2]>,
+}
+
+/// Decrements a feed's viewer count when a viewer goes.
+struct Joined {
+    feed: Arc<Feed>,
+    stats: Arc<Stats>,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.feed.viewers.fetch_sub(1, Ordering::AcqRel);
+        self.stats.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A TLS channel from a camera, after its hello.
+type Tunnel = peercam_net::tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The relay.
+pub struct Relay {
+    platform: mpsc::Sender<PlatformReq>,
+    tunnels: Mutex<HashMap<String, oneshot::Sender<Tunnel>>>,
+    feeds: Mutex<HashMap<DeviceId, Arc<Feed>>>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    tunnel_addr: String,
+    server_name: String,
+    linger: Duration,
+    shutdown: Shutdown,
+}
+
+fn random_b64(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).unwrap_or_else(|_| rand::fill(&mut b[..]));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl Relay {
+    pub(crate) fn new(
+        platform: mpsc::Sender<PlatformReq>,
+        tunnel_addr: String,
+        server_name: String,
+        linger: Duration,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            platform,
+            tunnels: Mutex::new(HashMap::new()),
+            feeds: Mutex::new(HashMap::new()),
+            stats: Arc::new(Stats::default()),
+            tunnel_addr,
+            server_name,
+            linger,
+            shutdown,
+        })
+    }
+
+    async fn ask(&self, request: DeviceRequest) -> PlatformAnswer {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .platform
+            .send(PlatformReq { request, reply })
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
+        tokio::time::timeout(Duration::from_secs(15), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(unavailable)
+    }
+
+    /// Accepts cameras' relay channels (Pd): TLS, then `PEERCAM-RELAY/1 <ticket>`; a
+    /// channel whose ticket nobody waits for is closed.
+    pub(crate) async fn serve_tunnels(
+        self: Arc<Self>,
+        listener: TcpListener,
+        acceptor: peercam_net::tokio_rustls::TlsAcceptor,
+    ) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tunnel accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                () = self.shutdown.wait() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (me, acceptor) = (self.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let r = tokio::time::timeout(Duration::from_secs(5), async {
+                    let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+                    let line = read_line(&mut tls, 256).await?;
+                    let ticket = line
+                        .strip_prefix(RELAY_HELLO)
+                        .map(str::trim)
+                        .ok_or_else(|| format!("not a relay hello: {line:?}"))?
+                        .to_owned();
+                    Ok::<_, String>((tls, ticket))
+                })
+                .await;
+                match r {
+                    Ok(Ok((tls, ticket))) => {
+                        let waiter = me
+                            .tunnels
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&ticket);
+                        match waiter {
+                            Some(w) => {
+                                let _ = w.send(tls);
+                            }
+                            None => {
+                                tracing::info!(%peer, "relay channel with an unknown ticket closed")
+                            }
+                        }
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "relay channel refused"),
+                    Err(_) => tracing::info!(%peer, "relay channel too slow to start"),
+                }
+            });
+        }
+    }
+
+    /// Serves viewers (Mc / Cd).
+    pub(crate) async fn serve_viewers(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RTSP relay accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                () = self.shutdown.wait() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = Viewer::new(me, peer).run(tcp).await {
+                    tracing::debug!(%peer, error = %e, "relay viewer ended");
+                }
+            });
+        }
+    }
+
+    /// Joins `camera`'s feed, starting its upstream if there is none; waits until it is
+    /// playing.
+    async fn join(self: &Arc<Self>, camera: &DeviceId) -> Result<(Joined, FeedInfo), String> {
+        let feed = {
+            let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+            let live = feeds
+                .get(camera)
+                .filter(|f| !matches!(&*f.ready.borrow(), Some(Err(_))))
+                .cloned();
+            match live {
+                Some(f) => f,
+                None => {
+                    let (tx, _) = broadcast::channel(1024);
+                    let (ready_tx, ready) = watch::channel(None);
+                    let f = Arc::new(Feed {
+                        tx,
+                        ready,
+                        viewers: AtomicUsize::new(0),
+                        last: Mutex::new([None, None]),
+                    });
+                    feeds.insert(camera.clone(), f.clone());
+                    tokio::spawn(self.clone().upstream(camera.clone(), f.clone(), ready_tx));
+                    f
+                }
+            }
+        };
+        feed.viewers.fetch_add(1, Ordering::AcqRel);
+        self.stats.viewers.fetch_add(1, Ordering::Relaxed);
+        let joined = Joined {
+            feed: feed.clone(),
+            stats: self.stats.clone(),
+        };
+        let mut ready = feed.ready.clone();
+        let info = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(r) = ready.borrow_and_update().clone() {
+                    return r;
+                }
+                if ready.changed().await.is_err() {
+                    return Err("the camera's feed ended".to_owned());
+                }
+            }
+        })
+        .await
+        .map_err(|_| "the camera did not start its stream in time".to_owned())??;
+        Ok((joined, info))
+    }
+
+    /// One camera's upstream, from the platform request to the last viewer's departure.
+    async fn upstream(
+        self: Arc<Self>,
+        camera: DeviceId,
+        feed: Arc<Feed>,
+        ready: watch::Sender<Option<Result<FeedInfo, String>>>,
+    ) {
+        self.stats.upstreams.fetch_add(1, Ordering::Relaxed);
+        self.stats.upstreams_total.fetch_add(1, Ordering::Relaxed);
+        let r = self.run_upstream(&camera, &feed, &ready).await;
+        self.stats.upstreams.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = &r {
+            tracing::info!(%camera, error = %e, "relay upstream ended");
+        }
+        if ready.borrow().is_none() || r.is_err() {
+            let e = r.err().unwrap_or_else(|| "the camera's feed ended".into());
+            ready.send_replace(Some(Err(e)));
+        }
+        let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        if feeds.get(&camera).is_some_and(|f| Arc::ptr_eq(f, &feed)) {
+            feeds.remove(&camera);
+        }
+    }
+
+    async fn run_upstream(
+        &self,
+        camera: &DeviceId,
+        feed: &Feed,
+        ready: &watch::Sender<Option<Result<FeedInfo, String>>>,
+    ) -> Result<(), String> {
+        // Mp: the platform orders the camera to connect here with this ticket.
+        let ticket = random_b64(24);
+        let (tx, rx) = oneshot::channel();
+        self.tunnels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ticket.clone(), tx);
+        let answer = self
+            .ask(DeviceRequest::RelayUpstream {
+                camera: camera.clone(),
+                ticket: ticket.clone(),
+                tunnel: self.tunnel_addr.clone(),
+                server_name: self.server_name.clone(),
+            })
+            .await;
+        let token = match answer {
+            PlatformAnswer::Stream { token, .. } => token,
+            PlatformAnswer::Refused { code, message } => {
+                self.forget_ticket(&ticket);
+                return Err(format!("platform refused the upstream ({code}): {message}"));
+            }
+            other => {
+                self.forget_ticket(&ticket);
+                return Err(format!("unexpected platform answer {other:?}"));
+            }
+        };
+        let tunnel = match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(t)) => t,
+            _ => {
+                self.forget_ticket(&ticket);
+                return Err("the camera did not open its relay channel".into());
+            }
+        };
+        // Pd: RTSP over the camera's channel, as a viewer holding the platform's token.
+        let mut conn = RtspConn::new(Box::new(tunnel), "peercam-mtu");
+        let base = format!("rtsp://relay/live/{camera}");
+        let d = conn
+            .request(
+                "DESCRIBE",
+                &format!("{base}?token={token}"),
+                "Accept: application/sdp\r\n",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let sdp = String::from_utf8_lossy(&d.body).into_owned();
+        let tracks = sdp
+            .lines()
+            .filter(|l| l.starts_with("m="))
+            .count()
+            .clamp(1, 2);
+        for t in 0..tracks {
+            conn.setup_interleaved(&base, t)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        ready.send_replace(Some(Ok(FeedInfo { sdp, tracks })));
+        tracing::info!(%camera, tracks, "relay upstream playing");
+        let mut keepalive = tokio::time::interval(Duration::from_secs(20));
+        keepalive.tick().await;
+        let mut check = tokio::time::interval(Duration::from_millis(250));
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                msg = conn.next() => match msg.map_err(|e| e.to_string())? {
+                    Parsed::Interleaved(f) => {
+                        self.stats.bytes_in.fetch_add(f.payload.len() as u64, Ordering::Relaxed);
+                        let track = usize::from(f.channel / 2);
+                        let rtcp = f.channel % 2 == 1;
+                        if track >= tracks {
+                            continue;
+                        }
+                        let key = !rtcp && track == 0 && is_key_start(&f.payload);
+                        if !rtcp && f.payload.len() >= 12 {
+                            let seq = u16::from_be_bytes([f.payload[2], f.payload[3]]);
+                            let ts = u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]);
+                            feed.last.lock().unwrap_or_else(PoisonError::into_inner)[track] = Some((seq, ts));
+                        }
+                        let _ = feed.tx.send(Arc::new(Packet { track, rtcp, key, data: Bytes::from(f.payload) }));
+                    }
+                    Parsed::Response(_) | Parsed::Request(_) => {}
+                },
+                _ = keepalive.tick() => {
+                    conn.send("GET_PARAMETER", &format!("{base}/"), "").await.map_err(|e| e.to_string())?;
+                }
+                _ = check.tick() => {
+                    if feed.viewers.load(Ordering::Acquire) == 0 {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= self.linger {
+                            let _ = conn.send("TEARDOWN", &format!("{base}/"), "").await;
+                            tracing::info!(%camera, "relay upstream closed: no viewers");
+                            return Ok(());
+                        }
+                    } else {
+                        idle_since = None;
+                    }
+                }
+                () = self.shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+
+    fn forget_ticket(&self, ticket: &str) {
+        self.tunnels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ticket);
+    }
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) starts a key frame: an SPS or IDR NAL unit, a
+/// STAP-A holding one, or the first fragment of an IDR.
+fn is_key_start(rtp: &[u8]) -> bool {
+    let Some(offset) = rtp_payload_offset(rtp) else {
+        return false;
+    };
+    let p = &rtp[offset..];
+    let Some(&h) = p.first() else { return false };
+    match h & 0x1f {
+        5 | 7 => true,
+        24 => p.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
+        28 => p.get(1).is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
+        _ => false,
+    }
+}
+
+/// Where an RTP packet's payload starts (after CSRCs and the extension).
+fn rtp_payload_offset(p: &[u8]) -> Option<usize> {
+    if p.len() < 12 || p[0] >> 6 != 2 {
+        return None;
+    }
+    let mut off = 12 + usize::from(p[0] & 0x0f) * 4;
+    if p[0] & 0x10 != 0 {
+        let ext = p.get(off + 2..off + 4)?;
+        off += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
+    }
+    (off < p.len()).then_some(off)
+}
+
+async fn read_line<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    max: usize,
+) -> Result<String, String> {
+    let mut line = Vec::new();
+    loop {
+        let b = s.read_u8().await.map_err(|e| e.to_string())?;
+        if b == b'\n' {
+            break;
+        }
+        line.push(b);
+        if line.len() > max {
+            return Err("hello line too long".into());
+        }
+    }
+    let s = String::from_utf8(line).map_err(|_| "hello is not UTF-8".to_owned())?;
+    Ok(s.trim_end_matches('\r').to_owned())
+}
+
+/// One viewer's RTSP connection.
+struct Viewer {
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    joined: Option<(Joined, FeedInfo)>,
+    /// Interleaved channel pair per track, as the viewer set up.
+    channels: [Option<(u8, u8)>; 2],
+    rx: Option<broadcast::Receiver<Arc<Packet>>>,
+    waiting_key: bool,
+    out: Vec<u8>,
+}
+
+impl Viewer {
+    fn new(relay: Arc<Relay>, peer: SocketAddr) -> Self {
+        Self {
+            relay,
+            peer,
+            joined: None,
+            channels: [None, None],
+            rx: None,
+            waiting_key: true,
+            out: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    async fn run(mut self, mut tcp: TcpStream) -> Result<(), String> {
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).unwrap_or_else(|_| rand::fill(&mut seed[..]));
+        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), seed);
+        let mut buf = vec![0u8; 16 * 1024];
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let shutdown = self.relay.shutdown.clone();
+        loop {
+            while let Some(bytes) = conn.poll_transmit() {
+                self.out.extend_from_slice(&bytes);
+            }
+            self.flush(&mut tcp).await?;
+            if let Some(ev) = conn.poll_event() {
+                match ev {
+                    ServerEvent::Describe {
+                        cseq,
+                        uri,
+                        path,
+                        token,
+                        ..
+                    } => self.describe(&mut conn, cseq, &uri, &path, token).await,
+                    ServerEvent::Setup {
+                        cseq,
+                        track,
+                        transports,
+                        ..
+                    } => self.setup(&mut conn, cseq, track, transports),
+                    ServerEvent::Play { cseq, .. } => {
+                        let Some((j, _)) = &self.joined else {
+                            let _ = conn.reject(
+                                cseq,
+                                StatusCode(455),
+                                "Method Not Valid in This State",
+                            );
+                            continue;
+                        };
+                        let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
+                        let info: Vec<(usize, u16, u32)> = (0..2)
+                            .filter(|t| self.channels[*t].is_some())
+                            .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
+                            .collect();
+                        self.rx = Some(j.feed.tx.subscribe());
+                        self.waiting_key = true;
+                        let _ = conn.accept_play(cseq, &info);
+                    }
+                    ServerEvent::Pause { .. } => self.rx = None,
+                    ServerEvent::Teardown { .. } => {
+                        self.rx = None;
+                    }
+                    ServerEvent::Closed { reason } => {
+                        while let Some(bytes) = conn.poll_transmit() {
+                            self.out.extend_from_slice(&bytes);
+                        }
+                        let _ = tcp.write_all(&self.out).await;
+                        return Err(reason.to_string());
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let deadline = conn.poll_timeout().unwrap_or_else(far);
+            let pkt = async {
+                match self.rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tcp.read(&mut buf) => {
+                    let n = r.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        conn.handle_peer_closed();
+                        continue;
+                    }
+                    conn.handle_input(Instant::now(), &buf[..n]);
+                }
+                p = pkt => match p {
+                    Ok(p) => {
+                        self.forward(&p);
+                        // Send what is queued now and then, not per packet, when packets pile up.
+                        for _ in 0..64 {
+                            match self.rx.as_mut().map(broadcast::Receiver::try_recv) {
+                                Some(Ok(p)) => self.forward(&p),
+                                _ => break,
+                            }
+                        }
+                        self.flush(&mut tcp).await?;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(peer = %self.peer, skipped = n, "relay viewer lagged; waiting for a key frame");
+                        self.waiting_key = true;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err("the camera's feed ended".into()),
+                },
+                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+                () = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+
+    fn forward(&mut self, p: &Packet) {
+        let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
+            return;
+        };
+        if self.waiting_key {
+            if !p.key {
+                return;
+            }
+            self.waiting_key = false;
+        }
+        let ch = if p.rtcp { rtcp } else { rtp };
+        if write_interleaved(ch, &p.data, &mut self.out).is_ok() {
+            self.relay
+                .stats
+                .bytes_out
+                .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
+        }
+    }
+
+    async fn flush(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
+        if !self.out.is_empty() {
+            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn describe(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        uri: &str,
+        path: &str,
+        token: Option<String>,
+    ) {
+        let camera = path
+            .strip_prefix("/relay/")
+            .and_then(|c| c.parse::<DeviceId>().ok());
+        let Some(camera) = camera else {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        };
+        if self.joined.is_none() {
+            let Some(token) = token else {
+                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
+                return;
+            };
+            // Dm: the platform judges the viewer's token (one use, as at the camera).
+            let answer = self
+                .relay
+                .ask(DeviceRequest::RelayAuthorize {
+                    camera: camera.clone(),
+                    token,
+                    client: self.peer.to_string(),
+                })
+                .await;
+            match answer {
+                PlatformAnswer::Granted { .. } => {}
+                PlatformAnswer::Refused { code, .. } => {
+                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
+                    let (s, r) = if code == "unavailable" {
+                        (503, "Service Unavailable")
+                    } else {
+                        (401, "Unauthorized")
+                    };
+                    let _ = conn.reject(cseq, StatusCode(s), r);
+                    return;
+                }
+                _ => {
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
+            }
+            match self.relay.join(&camera).await {
+                Ok(j) => self.joined = Some(j),
+                Err(e) => {
+                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %self.peer, %camera, error = %e, "relay feed unavailable");
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
+            }
+        }
+        let Some((_, info)) = &self.joined else {
+            return;
+        };
+        let base = format!(
+            "{}/",
+            uri.split('?').next().unwrap_or(uri).trim_end_matches('/')
+        );
+        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(base));
+    }
+
+    fn setup(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        track: usize,
+        transports: Vec<peercam_rtsp::Transport>,
+    ) {
+        let Some((_, info)) = &self.joined else {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        };
+        if track >= info.tracks {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        }
+        // Cd is RTP over the RTSP connection (6.3.1); players fall back to it on 461.
+        let Some(offer) = transports.into_iter().find(|t| {
+            t.multicast != Some(true)
+                && (t.interleaved.is_some() || t.lower == Some(LowerTransport::Tcp))
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+            return;
+        };
+        let pair = offer.interleaved.unwrap_or(ChannelPair {
+            rtp: (track * 2) as u8,
+            rtcp: Some((track * 2 + 1) as u8),
+        });
+        let rtcp = pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1));
+        let mut chosen = offer;
+        chosen.interleaved = Some(ChannelPair {
+            rtp: pair.rtp,
+            rtcp: Some(rtcp),
+        });
+        chosen.lower = Some(LowerTransport::Tcp);
+        self.channels[track] = Some((pair.rtp, rtcp));
+        let _ = conn.accept_setup(cseq, track, chosen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn key_frame_starts() {
+        assert!(is_key_start(&rtp(&[0x67, 1, 2])));
+        assert!(is_key_start(&rtp(&[0x65, 1, 2])));
+        assert!(is_key_start(&rtp(&[0x7c, 0x85, 1])));
+        assert!(!is_key_start(&rtp(&[0x7c, 0x05, 1])));
+        assert!(!is_key_start(&rtp(&[0x41, 1])));
+        assert!(is_key_start(&rtp(&[0x78, 0, 3, 0x67, 1, 2])));
+        assert!(!is_key_start(&[0x80]));
+    }
+}
