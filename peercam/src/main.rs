@@ -41,6 +41,8 @@ enum Command {
     Pu(cmd::pu::Args),
     /// Run the network video recorder (records cameras; playback and export).
     Nvr(cmd::nvr::Args),
+    /// Run the media transmission unit (relay when no direct path exists; STUN/TURN).
+    Mtu(cmd::mtu::Args),
     /// Customer unit: the command-line client of the platform.
     Cu(cmd::cu::Args),
     /// Operator tasks: provision devices, approve accounts, release packages.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::Platform(a) => cmd::platform::run(a).await,
             Command::Pu(a) => cmd::pu::run(a).await,
             Command::Nvr(a) => cmd::nvr::run(a).await,
+            Command::Mtu(a) => cmd::mtu::run(a).await,
             Command::Cu(a) => cmd::cu::run(a).await,
             Command::Admin(a) => cmd::admin::run(a).await,
             Command::Release(a) => cmd::release::run(a).await,

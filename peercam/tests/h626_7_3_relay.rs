@@ -198,3 +198,46 @@ async fn h626_7_2_scu_picks_least_loaded_mtu_and_drops_a_dead_one() {
     .await;
     assert_eq!(s["codec_name"], "h264");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_client_goes_direct_when_it_can_and_relays_when_it_cannot() {
+    let w = world().await;
+    let (m, _msd, _) = mtu(&w.c).await;
+    // Direct: the camera's own address answers first.
+    let p = loop {
+        let p = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
+        if p.paths.iter().any(|x| x.kind == PathKind::Relay) {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(p.paths[0].kind, PathKind::Lan, "{:?}", p.paths);
+    assert_eq!(p.paths.last().unwrap().kind, PathKind::Relay, "relay last");
+    let (rec, reached) = peercam_cu::live::record_best(&p.paths, Duration::from_secs(2), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(reached.kind, PathKind::Lan);
+    assert!(rec.frames > 10);
+    assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 0);
+    // The camera's address does not answer (a black hole): the relay carries the stream.
+    let mut p = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
+    for x in p.paths.iter_mut().filter(|x| x.kind != PathKind::Relay) {
+        let rest = x.url.split_once('/').map(|(_, r)| r).unwrap_or_default();
+        let path = rest
+            .trim_start_matches('/')
+            .split_once('/')
+            .map(|(_, r)| r)
+            .unwrap();
+        x.url = format!("rtsp://192.0.2.1:554/{path}");
+    }
+    let (rec, reached) = peercam_cu::live::record_best(&p.paths, Duration::from_secs(3), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(reached.kind, PathKind::Relay);
+    assert!(rec.frames > 10, "{rec:?}");
+    assert!(
+        reached.connect_ms < 1500.0,
+        "the relay was tried without waiting for a timeout"
+    );
+    assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 1);
+}

@@ -563,31 +563,53 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             if json {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            let rec =
-                peercam_cu::live::record(&r.url, std::time::Duration::from_secs(seconds), |s| {
-                    bar.set_position(s as u64)
-                })
-                .await?;
+            let paths = if r.paths.is_empty() {
+                vec![peercam_signal::relay::MediaPath {
+                    kind: r.path,
+                    url: r.url.clone(),
+                }]
+            } else {
+                r.paths.clone()
+            };
+            let (rec, reached) = peercam_cu::live::record_best(
+                &paths,
+                std::time::Duration::from_secs(seconds),
+                |s| bar.set_position(s as u64),
+            )
+            .await?;
             bar.finish_and_clear();
             std::fs::write(&out, &rec.mp4).with_context(|| format!("writing {}", out.display()))?;
             let summary = serde_json::json!({
                 "file": out, "frames": rec.frames, "seconds": rec.seconds, "lost_frames": rec.lost, "bytes": rec.mp4.len(),
                 "width": r.caps.max_width, "fps": r.caps.max_fps,
+                "path": reached.kind, "connect_ms": reached.connect_ms,
             });
             print(json, &summary, |_| {
                 println!(
-                    "wrote {} ({} frames, {:.1} s, {} lost, {} bytes)",
+                    "wrote {} ({} frames, {:.1} s, {} lost, {} bytes) via the {} path ({} connected in {:.0} ms)",
                     out.display(),
                     rec.frames,
                     rec.seconds,
                     rec.lost,
-                    rec.mp4.len()
+                    rec.mp4.len(),
+                    reached.kind.as_str(),
+                    if reached.kind.is_direct() {
+                        "camera"
+                    } else {
+                        "relay"
+                    },
+                    reached.connect_ms
                 );
             })?;
         }
         Cmd::Url { device, caps } => {
             let r = conn.client().await?.play(&device, &caps.request()).await?;
-            print(json, &r, |r| println!("{}", r.url))?;
+            print(json, &r, |r| {
+                println!("{}", r.url);
+                for p in r.paths.iter().filter(|p| p.url != r.url) {
+                    eprintln!("  also ({}): {}", p.kind.as_str(), p.url);
+                }
+            })?;
         }
         Cmd::Sub(sub) => {
             let c = conn.client().await?;

@@ -205,6 +205,32 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the NVR")?;
 
+    // An MTU: the relay for viewers that cannot reach a camera directly (H.626.4 7, 7.3).
+    let mtu_id = super::admin::provision(
+        &admin,
+        1,
+        "peercam",
+        "mtu",
+        DeviceKind::Mtu,
+        &dir.join("devices"),
+    )
+    .await?
+    .remove(0);
+    let mut mtu_cfg = peercam_mtu::Config::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", mtu_id.device_id)),
+        scu_url.clone(),
+        pki.ca_cert.clone(),
+        pki.server_cert.clone(),
+        pki.server_key.clone(),
+    );
+    let (relay_port, tunnel_port) = if args.port == 0 { (0, 0) } else { (8654, 8655) };
+    mtu_cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], relay_port));
+    mtu_cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
+    let mtu = peercam_mtu::start(mtu_cfg, shutdown.clone())
+        .await
+        .context("starting the MTU")?;
+
     // A user signs up by phone (6.1.1), the operator approves, the user binds the cameras (8.2).
     let phone = "+15550100001";
     let password = random_text(16);
@@ -330,6 +356,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "  NVR          {} (recordings in {})",
         nvr_id.device_id,
         dir.join("nvr-recordings").display()
+    );
+    println!(
+        "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works)",
+        mtu_id.device_id, mtu.rtsp_addr
     );
     println!("  details      {}\n", dir.join("demo.json").display());
     println!("Try:");

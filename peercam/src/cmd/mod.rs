@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod cmu;
 pub(crate) mod cu;
 pub(crate) mod demo;
+pub(crate) mod mtu;
 pub(crate) mod nvr;
 pub(crate) mod platform;
 pub(crate) mod pu;

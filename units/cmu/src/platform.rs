@@ -745,3 +745,35 @@ fn check_addresses(
         observed_ip: observed_ip.map(|ip| ip.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_8_3_cmu_keeps_only_legitimate_addresses() {
+        let dev = DeviceId::from_random([7; 10]);
+        let a = check_addresses(
+            &dev,
+            vec![
+                "10.0.1.2:8554".into(),
+                "198.51.100.2:8554".into(),
+                "203.0.113.9:22".into(),
+                "camera.local:8554".into(),
+            ],
+            vec!["198.51.100.2:40000".into(), "203.0.113.9:554".into()],
+            Some("198.51.100.2".into()),
+        );
+        // LAN addresses and the device's own public address stay; a third party's goes.
+        assert_eq!(
+            a.local,
+            vec!["10.0.1.2:8554", "198.51.100.2:8554", "camera.local:8554"]
+        );
+        // A mapping must be on the public address the SCU saw.
+        assert_eq!(a.mapped, vec!["198.51.100.2:40000"]);
+        assert_eq!(a.observed_ip.as_deref(), Some("198.51.100.2"));
+        // Without an observed address no mapping is believable.
+        let b = check_addresses(&dev, vec![], vec!["198.51.100.2:1".into()], None);
+        assert!(b.mapped.is_empty());
+    }
+}

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use peercam_media::mp4::{Mp4Writer, VideoParams};
+use peercam_net::rtsp::{RtspConn, RtspError};
 use peercam_rtp::{H264Depacketizer, RtpPacket};
-use peercam_rtsp::{Parsed, Response, parse};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use peercam_rtsp::{Parsed, Response};
+use peercam_signal::relay::{MediaPath, PathKind};
 
 use crate::CuError;
 
@@ -28,69 +28,34 @@ fn err(msg: impl Into<String>) -> CuError {
     CuError::Media(msg.into())
 }
 
-pub(crate) struct Conn {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-    cseq: u32,
-    pub(crate) session: Option<String>,
+/// An RTSP connection to a camera, an NVR or an MTU.
+pub(crate) struct Conn(RtspConn);
+
+fn rtsp_err(e: RtspError) -> CuError {
+    err(e.to_string())
 }
 
 impl Conn {
     /// Connects to the authority of an `rtsp://` URL.
     pub(crate) async fn connect(url: &str) -> Result<Self, CuError> {
-        let rest = url
-            .strip_prefix("rtsp://")
-            .ok_or_else(|| err("not an rtsp:// URL"))?;
-        let hostport = rest.split('/').next().unwrap_or_default();
-        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(hostport))
+        RtspConn::connect(url, Duration::from_secs(10), "peercam-cu")
             .await
-            .map_err(|_| err("the server did not answer in time"))?
-            .map_err(|e| err(format!("cannot reach {hostport}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        Ok(Self {
-            tcp,
-            buf: Vec::new(),
-            cseq: 0,
-            session: None,
-        })
+            .map(Self)
+            .map_err(rtsp_err)
     }
 
     /// SETUP of the video track (`trackID=0`) over TCP interleaved channels 0-1; the
     /// session id is kept for the requests that follow.
     pub(crate) async fn setup_video(&mut self, base: &str) -> Result<(), CuError> {
-        let s = self
-            .request(
-                "SETUP",
-                &format!("{base}/trackID=0"),
-                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
-            )
-            .await?;
-        self.session = s
-            .headers
-            .get("session")
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        Ok(())
+        self.0
+            .setup_interleaved(base, 0)
+            .await
+            .map(drop)
+            .map_err(rtsp_err)
     }
 
     pub(crate) async fn next(&mut self) -> Result<Parsed, CuError> {
-        loop {
-            if let Some((msg, used)) =
-                parse(&self.buf).map_err(|e| err(format!("camera sent bad RTSP: {e}")))?
-            {
-                self.buf.drain(..used);
-                return Ok(msg);
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .tcp
-                .read(&mut chunk)
-                .await
-                .map_err(|e| err(format!("reading from the camera: {e}")))?;
-            if n == 0 {
-                return Err(err("the camera closed the connection"));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        self.0.next().await.map_err(rtsp_err)
     }
 
     pub(crate) async fn request(
@@ -99,29 +64,74 @@ impl Conn {
         uri: &str,
         extra: &str,
     ) -> Result<Response, CuError> {
-        self.cseq += 1;
-        let session = self
-            .session
-            .as_ref()
-            .map(|s| format!("Session: {s}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "{method} {uri} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: peercam-cu\r\n{session}{extra}\r\n",
-            self.cseq
-        );
-        self.tcp
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|e| err(format!("writing to the camera: {e}")))?;
+        self.0.request(method, uri, extra).await.map_err(rtsp_err)
+    }
+}
+
+/// Which path a live view took and how long reaching the camera took.
+#[derive(Debug, Clone)]
+pub struct Reached {
+    /// The path.
+    pub kind: PathKind,
+    /// The URL played.
+    pub url: String,
+    /// Time to establish the connection (a TCP round trip for direct paths), ms.
+    pub connect_ms: f64,
+}
+
+/// P2P first, relay last (H.626.4 8.3 / 7): tries the CMU's paths in their order, starting
+/// the next one every 250 ms while none has connected (so a dead LAN address costs a
+/// quarter second, not a timeout), and keeps the first that connects. The token is only
+/// spent by the RTSP request that follows, so trying several paths is safe.
+pub(crate) async fn connect_best(paths: &[MediaPath]) -> Result<(Conn, Reached), CuError> {
+    if paths.is_empty() {
+        return Err(err("the platform offered no way to reach the camera"));
+    }
+    let started = Instant::now();
+    let mut tries = tokio::task::JoinSet::new();
+    let mut next = 0usize;
+    let mut last_err = String::new();
+    loop {
+        if next < paths.len() {
+            let p = paths[next].clone();
+            let order = next;
+            tries.spawn(async move {
+                let r = RtspConn::connect(&p.url, Duration::from_secs(5), "peercam-cu").await;
+                (order, p, r)
+            });
+            next += 1;
+        }
+        let wait = if next < paths.len() {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(6)
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Parsed::Response(r) = self.next().await? {
-                if !r.status.is_success() {
-                    return Err(err(format!(
-                        "{method} refused by the camera: {} {}",
-                        r.status.0, r.reason
-                    )));
+            let joined = tokio::time::timeout_at(deadline, tries.join_next()).await;
+            match joined {
+                Ok(Some(Ok((_, p, Ok(conn))))) => {
+                    tries.abort_all();
+                    let reached = Reached {
+                        kind: p.kind,
+                        url: p.url,
+                        connect_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    };
+                    return Ok((Conn(conn), reached));
                 }
-                return Ok(r);
+                Ok(Some(Ok((_, p, Err(e))))) => {
+                    last_err = format!("{} path: {e}", p.kind.as_str());
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) => {
+                    if next >= paths.len() {
+                        return Err(err(format!(
+                            "no path to the camera worked (last: {last_err})"
+                        )));
+                    }
+                    break;
+                }
+                Err(_) => break,
             }
         }
     }
@@ -132,10 +142,27 @@ impl Conn {
 pub async fn record(
     url: &str,
     duration: Duration,
-    mut progress: impl FnMut(f64),
+    progress: impl FnMut(f64),
 ) -> Result<Recording, CuError> {
+    let paths = [MediaPath {
+        kind: PathKind::Lan,
+        url: url.to_owned(),
+    }];
+    record_best(&paths, duration, progress)
+        .await
+        .map(|(r, _)| r)
+}
+
+/// Like [`record`], over the best of `paths` (tried in order, the next one started every
+/// 250 ms while none has connected: P2P first, relay last); also says which path won.
+pub async fn record_best(
+    paths: &[MediaPath],
+    duration: Duration,
+    mut progress: impl FnMut(f64),
+) -> Result<(Recording, Reached), CuError> {
+    let (mut c, reached) = connect_best(paths).await?;
+    let url = reached.url.as_str();
     let base = url.split('?').next().unwrap_or(url).trim_end_matches('/');
-    let mut c = Conn::connect(url).await?;
     let d = c
         .request("DESCRIBE", url, "Accept: application/sdp\r\n")
         .await?;
@@ -225,10 +252,13 @@ pub async fn record(
     let lost = depack.stats().dropped_access_units;
     let seconds = last_pts as f64 / 90_000.0;
     let mp4 = mp4.finish().map_err(|e| err(e.to_string()))?;
-    Ok(Recording {
-        mp4,
-        frames,
-        seconds,
-        lost,
-    })
+    Ok((
+        Recording {
+            mp4,
+            frames,
+            seconds,
+            lost,
+        },
+        reached,
+    ))
 }
