@@ -241,3 +241,50 @@ async fn h626_8_3_client_goes_direct_when_it_can_and_relays_when_it_cannot() {
     );
     assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_unshare_ends_a_relayed_session_within_1s() {
+    use tokio::io::AsyncReadExt as _;
+    let w = world().await;
+    let (_m, _msd, _) = mtu(&w.c).await;
+    let kid = w.c.sub(&w.owner, "kid").await.unwrap();
+    w.owner
+        .share(
+            &w.dev,
+            "kid",
+            [peercam_base::Scope::Live].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    // The owner watches through the same MTU; only the sub-account's session may end.
+    let owner_url = relay_url(&w.owner, &w.dev).await;
+    let kid_url = relay_url(&kid, &w.dev).await;
+    let mut own = peercam_test::play_raw(&owner_url).await.unwrap();
+    let mut tcp = peercam_test::play_raw(&kid_url).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < 10_000 {
+        got += tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let t = std::time::Instant::now();
+    w.owner.unshare(&w.dev, "kid").await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("relayed session still open 3 s after unshare"),
+        }
+    }
+    let took = t.elapsed();
+    eprintln!("relayed session closed {took:?} after unshare");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The owner's relayed session still flows.
+    let n = tokio::time::timeout(Duration::from_secs(3), own.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0);
+}

@@ -77,6 +77,15 @@ pub enum DeviceCommand {
         /// The one-time ticket from the MTU's [`DeviceRequest::RelayUpstream`].
         ticket: String,
     },
+    /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
+    /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
+    RelayRevoke {
+        /// The camera.
+        camera: DeviceId,
+        /// The account whose sessions end; everyone's when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<i64>,
+    },
     /// To an NVR: stop recording `camera` and forget it; `wipe` deletes its recordings.
     RecorderDetach {
         /// The camera.

@@ -154,6 +154,27 @@ impl Platform {
     /// Ends live sessions on a device: of one user, or of everyone (SECURITY.md D5).
     pub(crate) fn revoke(&self, id: &DeviceId, user: Option<i64>) {
         let inner = self.lock();
+        // Viewers relayed by MTUs end too (D5): every MTU that may hold a feed of the camera.
+        for (mtu, _) in inner.relays.keys().filter(|(_, cam)| cam == id) {
+            let Some(link) = inner
+                .presence
+                .get(mtu)
+                .and_then(|(n, _)| inner.nodes.get(n))
+            else {
+                continue;
+            };
+            let rid = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = link.tx.try_send(Envelope::new(
+                rid,
+                CmuToScu::Command {
+                    device_id: mtu.clone(),
+                    command: DeviceCommand::RelayRevoke {
+                        camera: id.clone(),
+                        user,
+                    },
+                },
+            ));
+        }
         let Some((node, _)) = inner.presence.get(id) else {
             return;
         };

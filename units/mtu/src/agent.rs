@@ -11,7 +11,7 @@ use peercam_base::Backoff;
 use peercam_net::Shutdown;
 use peercam_net::rustls::ClientConfig;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
-use peercam_signal::cmd::{DeviceReply, DeviceRequest, PlatformAnswer};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
 use peercam_signal::identity::DeviceIdentity;
 use peercam_signal::link::{DeviceLink, LinkEvent};
 use peercam_signal::ps::RefusalCode;
@@ -61,6 +61,7 @@ pub(crate) struct Agent {
     pub(crate) status: watch::Sender<MtuStatus>,
     pub(crate) addresses: MtuAddresses,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) relay: Arc<crate::relay::Relay>,
 }
 
 impl Agent {
@@ -138,11 +139,20 @@ impl Agent {
                         });
                         end = Some(format!("refused: {message}"));
                     }
+                    LinkEvent::Command {
+                        id,
+                        command: DeviceCommand::RelayRevoke { camera, user },
+                    } => {
+                        // SECURITY.md D5: access changed; the relayed sessions concerned end now.
+                        let n = self.relay.revoke(&camera, user);
+                        tracing::info!(%camera, ?user, ended = n, "relayed sessions revoked");
+                        link.reply(id, DeviceReply::Done);
+                    }
                     LinkEvent::Command { id, .. } => link.reply(
                         id,
                         DeviceReply::Failed {
                             code: "unsupported".into(),
-                            message: "an MTU takes no device commands".into(),
+                            message: "an MTU takes no such command".into(),
                         },
                     ),
                     LinkEvent::Answer { re, answer } => {

@@ -219,6 +219,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
     );
     let stats = relay.stats.clone();
     tokio::spawn(relay.clone().serve_viewers(rtsp_l));
+    tokio::spawn(relay.clone().expire_tickets());
     tokio::spawn(relay.clone().serve_tunnels(
         tunnel_l,
         peercam_net::tokio_rustls::TlsAcceptor::from(server_tls),
@@ -232,6 +233,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         status: status_tx,
         addresses,
         stats: stats.clone(),
+        relay,
     };
     let task = tokio::spawn(agent.run(platform_rx, shutdown));
     Ok(Running {

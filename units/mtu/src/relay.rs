@@ -129,6 +129,8 @@ pub struct Relay {
     server_name: String,
     linger: Duration,
     shutdown: Shutdown,
+    /// (camera, user or everyone): relayed sessions to end now (D5).
+    revocations: broadcast::Sender<(DeviceId, Option<i64>)>,
 }
 
 fn random_b64(n: usize) -> String {
@@ -154,7 +156,32 @@ impl Relay {
             server_name,
             linger,
             shutdown,
+            revocations: broadcast::channel(64).0,
         })
+    }
+
+    /// Ends the relayed sessions of `camera` (of `user` only, when given); returns how many
+    /// viewers were told.
+    pub(crate) fn revoke(&self, camera: &DeviceId, user: Option<i64>) -> usize {
+        self.revocations.send((camera.clone(), user)).unwrap_or(0)
+    }
+
+    /// Forgets tickets no camera used (their requests failed or timed out) now and then.
+    pub(crate) async fn expire_tickets(self: Arc<Self>) {
+        // Tickets are removed by their waiters on every path; this only bounds what a
+        // crashed waiter could leave.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.tunnels
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .retain(|_, w| !w.is_closed());
+                }
+                () = self.shutdown.wait() => return,
+            }
+        }
     }
 
     async fn ask(&self, request: DeviceRequest) -> PlatformAnswer {
@@ -496,6 +523,9 @@ async fn read_line<S: tokio::io::AsyncRead + Unpin>(
 struct Viewer {
     relay: Arc<Relay>,
     peer: SocketAddr,
+    /// The camera and the user, once the platform granted the viewer.
+    who: Option<(DeviceId, i64)>,
+    revocations: broadcast::Receiver<(DeviceId, Option<i64>)>,
     joined: Option<(Joined, FeedInfo)>,
     /// Interleaved channel pair per track, as the viewer set up.
     channels: [Option<(u8, u8)>; 2],
@@ -507,8 +537,10 @@ struct Viewer {
 impl Viewer {
     fn new(relay: Arc<Relay>, peer: SocketAddr) -> Self {
         Self {
+            revocations: relay.revocations.subscribe(),
             relay,
             peer,
+            who: None,
             joined: None,
             channels: [None, None],
             rx: None,
@@ -612,6 +644,20 @@ impl Viewer {
                     Err(broadcast::error::RecvError::Closed) => return Err("the camera's feed ended".into()),
                 },
                 () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+                r = self.revocations.recv() => match r {
+                    Ok((camera, user)) => {
+                        if let Some((c, u)) = &self.who
+                            && *c == camera
+                            && user.is_none_or(|x| x == *u)
+                        {
+                            tracing::info!(peer = %self.peer, %camera, "relayed session revoked by the platform");
+                            return Err("revoked".into());
+                        }
+                    }
+                    // Missed revocations: end rather than risk serving a revoked viewer.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Err("revocations lagged".into()),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
                 () = shutdown.wait() => return Ok(()),
             }
         }
@@ -674,7 +720,7 @@ impl Viewer {
                 })
                 .await;
             match answer {
-                PlatformAnswer::Granted { .. } => {}
+                PlatformAnswer::Granted { grant } => self.who = Some((camera.clone(), grant.user)),
                 PlatformAnswer::Refused { code, .. } => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
