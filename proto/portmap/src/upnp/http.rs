@@ -254,11 +254,10 @@ pub(crate) fn parse_status_line(line: &str) -> Result<u16, Error> {
         return Err(Error::invalid("HTTP", "not an HTTP/1.x status line"));
     }
     let code = parts.next().unwrap_or_default();
-    if code.len() != 3 {
-        return Err(Error::invalid("HTTP", "bad status code"));
+    match code.parse::<u16>() {
+        Ok(c) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) && c >= 100 => Ok(c),
+        _ => Err(Error::invalid("HTTP", "bad status code")),
     }
-    code.parse()
-        .map_err(|_| Error::invalid("HTTP", "bad status code"))
 }
 
 /// `Name: value` lines; lines without a colon are skipped.
@@ -345,6 +344,8 @@ mod tests {
         assert_eq!(HttpResponse::parse(&r[..r.len() - 9], false).unwrap(), None);
         let r = b"HTTP/1.0 500 Internal\r\nContent-Length: 2\r\n\r\nab";
         assert_eq!(HttpResponse::parse(r, false).unwrap().unwrap().status, 500);
+        // Fuzz regression: a status of "010" is not 10.
+        assert!(HttpResponse::parse(b"HTTP/1.5 010 X\r\n\r\n", true).is_err());
         let r = b"HTTP/1.1 200 OK\r\n\r\nuntil close";
         assert_eq!(HttpResponse::parse(r, false).unwrap(), None);
         assert_eq!(
