@@ -610,6 +610,13 @@ impl NsChild {
     }
 }
 
+impl From<Child> for NsChild {
+    /// Guards a child spawned with [`NatLab::command`].
+    fn from(c: Child) -> Self {
+        Self(Some(c))
+    }
+}
+
 impl Drop for NsChild {
     fn drop(&mut self) {
         self.kill();
