@@ -3,11 +3,13 @@
 //! Protocol logic lives in sans-IO crates (`peercam-signal`); this crate owns the sockets:
 //! TLS configuration with a pinned platform CA ([`tls`]), generation of a private CA for
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
-//! HTTP(S) server loop for axum routers ([`http`]) and a shutdown signal ([`Shutdown`]).
+//! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]) and a
+//! shutdown signal ([`Shutdown`]).
 
 pub mod discover;
 pub mod http;
 pub mod pki;
+pub mod portmap;
 pub mod rtsp;
 mod shutdown;
 pub mod tls;

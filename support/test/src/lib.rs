@@ -11,6 +11,8 @@
     missing_docs
 )]
 
+pub mod natlab;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,295 @@
+//! H.626.4 8.3 step 1 against a real gateway daemon: miniupnpd 2.3 (Debian package
+//! `miniupnpd-iptables`) runs in the router namespace of a port-restricted NAT lab site;
+//! a host behind it maps a TCP port with `peercam_net::portmap`, a server on the fake
+//! internet connects to the external address and reaches the host's listener, and after
+//! the release the mapping is gone.
+//!
+//! Skipped (with the reason printed) when not root, or when iptables or miniupnpd is
+//! missing (`apt-get install -y iptables miniupnpd-iptables`).
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use peercam_net::Shutdown;
+use peercam_net::portmap::{Method, PortMapConfig, PortMapper, Protocol};
+use peercam_test::natlab::{LabError, LabSpec, NatKind, NatLab, NsChild, SRV_A};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// miniupnpd refuses documentation and private ranges as its external address ("Reserved
+/// / private IP address ... Port forwarding is impossible"), so this router's WAN gets an
+/// ordinary-looking address. The lab is isolated: no packet leaves the machine.
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 3, 2);
+const INTERNAL_PORT: u16 = 8554;
+
+struct Gateway {
+    lab: NatLab,
+    _daemon: NsChild,
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+}
+
+fn miniupnpd() -> Option<&'static str> {
+    ["/usr/sbin/miniupnpd", "/sbin/miniupnpd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// The lab with miniupnpd running on site 1's router, or `None` (skipped, reason printed).
+async fn gateway() -> Option<Gateway> {
+    let Some(daemon) = miniupnpd() else {
+        eprintln!("skipped: miniupnpd not installed (apt-get install -y miniupnpd-iptables)");
+        return None;
+    };
+    // miniupnpd-iptables drives the legacy xtables interface (libiptc).
+    let spec = LabSpec::new()
+        .iptables("iptables-legacy")
+        .site_with_public_addr(NatKind::PortRestricted, 1, PUBLIC);
+    let lab = match NatLab::new(&spec) {
+        Ok(l) => l,
+        Err(e @ LabError::Skipped(_)) => {
+            eprintln!("{e}");
+            return None;
+        }
+        Err(e) => panic!("lab: {e}"),
+    };
+    let r = lab.router(1).unwrap().to_owned();
+    // The chains miniupnpd fills (what Debian's /etc/miniupnpd/iptables_init.sh sets up;
+    // its helper miniupnpd_functions.sh is not shipped, so the rules are spelled out).
+    for args in [
+        &["-t", "nat", "-N", "MINIUPNPD"][..],
+        &[
+            "-t",
+            "nat",
+            "-I",
+            "PREROUTING",
+            "-i",
+            "wan0",
+            "-j",
+            "MINIUPNPD",
+        ],
+        &["-t", "mangle", "-N", "MINIUPNPD"],
+        &[
+            "-t",
+            "mangle",
+            "-I",
+            "PREROUTING",
+            "-i",
+            "wan0",
+            "-j",
+            "MINIUPNPD",
+        ],
+        &["-t", "filter", "-N", "MINIUPNPD"],
+        &[
+            "-t",
+            "filter",
+            "-I",
+            "FORWARD",
+            "-i",
+            "wan0",
+            "!",
+            "-o",
+            "wan0",
+            "-j",
+            "MINIUPNPD",
+        ],
+        &["-t", "nat", "-N", "MINIUPNPD-POSTROUTING"],
+        &[
+            "-t",
+            "nat",
+            "-I",
+            "POSTROUTING",
+            "-o",
+            "wan0",
+            "-j",
+            "MINIUPNPD-POSTROUTING",
+        ],
+    ] {
+        lab.iptables(&r, args).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("miniupnpd.conf");
+    let log = dir.path().join("miniupnpd.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "ext_ifname=wan0\nlistening_ip=lan0\nhttp_port=5555\nenable_natpmp=yes\nenable_upnp=yes\n\
+             secure_mode=yes\nsystem_uptime=yes\nmin_lifetime=2\nlease_file={}\n\
+             uuid=3e2a4b5c-0000-4000-8000-00000000c0de\n\
+             allow 1024-65535 10.0.1.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            dir.path().join("leases").display()
+        ),
+    )
+    .unwrap();
+    let child = lab
+        .command(&r, daemon)
+        .args(["-d", "-f"])
+        .arg(&conf)
+        .arg("-P")
+        .arg(dir.path().join("miniupnpd.pid"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("miniupnpd.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = NsChild::from(child);
+    // Ready once both NAT-PMP/PCP and HTTP listen.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Listening for NAT-PMP/PCP") && text.contains("HTTP listening") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "miniupnpd did not start:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(Gateway {
+        lab,
+        _daemon: daemon,
+        _dir: dir,
+        log,
+    })
+}
+
+/// From srv: connect to `to` and read what the host's listener says; `None` if the
+/// connection fails within two seconds.
+async fn connect_from_srv(lab: &NatLab, to: SocketAddr) -> Option<String> {
+    lab.run_in(lab.srv(), move || async move {
+        let talk = async {
+            let mut c = TcpStream::connect(to).await.ok()?;
+            let mut s = String::new();
+            c.read_to_string(&mut s).await.ok()?;
+            Some(s)
+        };
+        tokio::time::timeout(Duration::from_secs(2), talk)
+            .await
+            .ok()
+            .flatten()
+    })
+    .join()
+    .await
+    .unwrap()
+}
+
+/// Maps INTERNAL_PORT/TCP from host 1.0 with `method` only, proves the mapping carries a
+/// connection from the internet, releases it and proves it is gone.
+async fn maps_port_with(method: Method) {
+    let Some(gw) = gateway().await else {
+        return;
+    };
+    let lab = &gw.lab;
+    let host = lab.host(1, 0).unwrap().to_owned();
+    let router = lab.router(1).unwrap().to_owned();
+
+    let (mapped_tx, mapped_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let camera = lab.run_in(&host, move || async move {
+        // The camera's service behind the NAT.
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, INTERNAL_PORT))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, peer)) = listener.accept().await {
+                let _ = c.write_all(format!("camera sees {peer}").as_bytes()).await;
+            }
+        });
+        let cfg = PortMapConfig {
+            gateway: None, // the default route's gateway, read in this namespace
+            methods: vec![method],
+            initial_rto: Duration::from_millis(100),
+            ssdp_wait: Duration::from_secs(3),
+            ..PortMapConfig::default()
+        };
+        let shutdown = Shutdown::new();
+        let m = PortMapper::new(cfg)
+            .map_port(
+                Protocol::Tcp,
+                INTERNAL_PORT,
+                Duration::from_secs(600),
+                &shutdown,
+            )
+            .await;
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = mapped_tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let _ = mapped_tx.send(Ok(m.mapping()));
+        let _ = release_rx.await;
+        m.release().await;
+    });
+
+    let mapping = match mapped_rx.await.unwrap() {
+        Ok(m) => m,
+        Err(e) => panic!(
+            "{method} mapping failed: {e}\nminiupnpd log:\n{}",
+            std::fs::read_to_string(&gw.log).unwrap_or_default()
+        ),
+    };
+    eprintln!("{method}: {mapping:?}");
+    assert_eq!(mapping.method, method);
+    assert_eq!(mapping.external.ip(), std::net::IpAddr::V4(PUBLIC));
+
+    // A connection from the internet to the external address reaches the camera, with
+    // srv's own address as the peer (DNAT only).
+    let said = connect_from_srv(lab, mapping.external).await;
+    assert_eq!(
+        said.as_deref()
+            .and_then(|s| s.strip_prefix("camera sees "))
+            .map(|p| p.split(':').next().unwrap_or_default().to_owned()),
+        Some(SRV_A.to_string()),
+        "through {mapping:?}: {said:?}\nminiupnpd log:\n{}",
+        std::fs::read_to_string(&gw.log).unwrap_or_default()
+    );
+    let rules = lab
+        .exec(
+            &router,
+            lab.iptables_command(),
+            &["-t", "nat", "-S", "MINIUPNPD"],
+        )
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    assert!(
+        rules.contains(&format!("--dport {}", mapping.external.port())),
+        "{rules}"
+    );
+
+    release_tx.send(()).unwrap();
+    camera.join().await.unwrap();
+    let rules = lab
+        .exec(
+            &router,
+            lab.iptables_command(),
+            &["-t", "nat", "-S", "MINIUPNPD"],
+        )
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    assert!(
+        !rules.contains(&format!("--dport {}", mapping.external.port())),
+        "mapping left after release: {rules}"
+    );
+    assert_eq!(connect_from_srv(lab, mapping.external).await, None);
+}
+
+#[tokio::test]
+async fn h626_8_3_pu_maps_port_with_natpmp() {
+    maps_port_with(Method::NatPmp).await;
+}
+
+#[tokio::test]
+async fn h626_8_3_pu_maps_port_with_upnp() {
+    maps_port_with(Method::Upnp).await;
+}
+
+#[tokio::test]
+async fn h626_8_3_pu_maps_port_with_pcp() {
+    maps_port_with(Method::Pcp).await;
+}
