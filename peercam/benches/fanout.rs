@@ -3,6 +3,9 @@
 //! in one run. Both servers are separate processes; their CPU time is read from /proc. The
 //! players are ffmpeg (`-c copy` to /dev/null), so no decoding on either side.
 //!
+//! A third row per size is the MTU's relay (H.626.4 7.3): a `peercam mtu` process taking one
+//! upstream from the same camera and fanning it out to the N players (its CPU only).
+//!
 //! `cargo bench --bench fanout -- 1 10 100` (needs ffmpeg and python3-gst-1.0 +
 //! gir1.2-gst-rtsp-server-1.0)
 #![allow(
@@ -200,6 +203,33 @@ fn main() {
         c.bind(&owner, id).await.unwrap();
         (c, owner, id.device_id.to_string(), pu)
     });
+    // The MTU, as its own process.
+    let mut mtu = rt.block_on(async {
+        let mid = peercam_test::new_identity(peercam_signal::ps::DeviceKind::Mtu);
+        c.admin
+            .provision(vec![peercam_test::provision_record(&mid)])
+            .await
+            .unwrap();
+        let ident = c.path().join("mtu.identity.toml");
+        std::fs::write(&ident, mid.to_toml()).unwrap();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mtu_toml = format!(
+            "identity = {:?}\nscu_url = {:?}\nplatform_ca = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nrtsp_listen = \"127.0.0.1:{}\"\ntunnel_listen = \"127.0.0.1:{}\"\nreport_ms = 500\n",
+            ident, c.scu_url(0), c.pki.ca_cert, c.pki.server_cert, c.pki.server_key, free(), free()
+        );
+        let path = c.path().join("mtu.toml");
+        std::fs::write(&path, mtu_toml).unwrap();
+        let mtu = Command::new(env!("CARGO_BIN_EXE_peercam"))
+            .args(["mtu", "--config"])
+            .arg(&path)
+            .env("PEERCAM_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.wait_online(&mid.device_id, true, Duration::from_secs(20)).await.unwrap();
+        mtu
+    });
     let gst_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -233,6 +263,26 @@ fn main() {
             v
         });
         let (ours_cpu, ours_bytes, ours_rss) = run_players(pu.id(), &urls);
+        let relay_urls: Vec<String> = rt.block_on(async {
+            let mut v = Vec::new();
+            while v.len() < n {
+                let req = PlayRequest {
+                    audio: Some(AudioCodec::None),
+                    ..PlayRequest::default()
+                };
+                let p = owner.play(&dev, &req).await.unwrap();
+                match p
+                    .paths
+                    .into_iter()
+                    .find(|x| x.kind == peercam_signal::relay::PathKind::Relay)
+                {
+                    Some(r) => v.push(r.url),
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            v
+        });
+        let (mtu_cpu, mtu_bytes, mtu_rss) = run_players(mtu.id(), &relay_urls);
         let gst_urls: Vec<String> = (0..n)
             .map(|_| format!("rtsp://127.0.0.1:{gst_port}/test"))
             .collect();
@@ -250,10 +300,19 @@ fn main() {
             gst_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
             gst_rss / 1024
         );
+        let m = per_gbit(mtu_cpu, mtu_bytes);
+        println!(
+            "| {n} | peercam MTU relay | {mtu_cpu:.2} | {:.1} | {m:.2} | {} | {:.2} |",
+            mtu_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
+            mtu_rss / 1024,
+            m / g
+        );
     }
     let _ = pu.kill();
     let _ = pu.wait();
     let _ = gst.kill();
     let _ = gst.wait();
+    let _ = mtu.kill();
+    let _ = mtu.wait();
     rt.block_on(c.stop());
 }

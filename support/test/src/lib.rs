@@ -51,6 +51,9 @@ pub struct Cluster {
     pub scu_shutdowns: Vec<Shutdown>,
     pub shutdown: Shutdown,
     pub admin: Client,
+    /// The address every unit of the cluster listens on (127.0.0.1 unless started with
+    /// [`Cluster::start_at`], e.g. inside a NAT lab namespace).
+    pub host: std::net::IpAddr,
     cmu_task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -65,10 +68,24 @@ impl Cluster {
         scu_nodes: usize,
         adjust: impl FnOnce(&mut peercam_cmu::Config),
     ) -> anyhow::Result<Self> {
+        Self::start_full([127, 0, 0, 1].into(), scu_nodes, adjust).await
+    }
+
+    /// A CMU and `scu_nodes` SCU nodes listening on `host` (its certificate names it).
+    pub async fn start_at(host: std::net::IpAddr, scu_nodes: usize) -> anyhow::Result<Self> {
+        Self::start_full(host, scu_nodes, |_| {}).await
+    }
+
+    async fn start_full(
+        host: std::net::IpAddr,
+        scu_nodes: usize,
+        adjust: impl FnOnce(&mut peercam_cmu::Config),
+    ) -> anyhow::Result<Self> {
         init_logs();
         let dir = tempfile::tempdir()?;
-        let pki =
-            Pki::generate(&["localhost", "127.0.0.1", "::1"])?.write(&dir.path().join("pki"))?;
+        let host_name = host.to_string();
+        let pki = Pki::generate(&["localhost", "127.0.0.1", "::1", host_name.as_str()])?
+            .write(&dir.path().join("pki"))?;
         let ca_pem = std::fs::read(&pki.ca_cert)?;
         let scu_secret = "test-scu-secret-0123456789".to_owned();
         let shutdown = Shutdown::new();
@@ -80,14 +97,14 @@ impl Cluster {
                 dir: dir.path().join("sms-outbox"),
             },
         );
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.listen = SocketAddr::new(host, 0);
         cfg.tls = Some(peercam_cmu::TlsFiles {
             cert: pki.server_cert.clone(),
             key: pki.server_key.clone(),
         });
         adjust(&mut cfg);
         let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
-        let api = format!("https://127.0.0.1:{}", cmu.addr.port());
+        let api = format!("https://{}", cmu.addr);
         let password = std::fs::read_to_string(dir.path().join("admin.password"))?
             .trim()
             .to_owned();
@@ -105,6 +122,7 @@ impl Cluster {
             scu_shutdowns: Vec::new(),
             shutdown,
             admin,
+            host,
             cmu_task: Some(cmu.task),
         };
         for i in 0..scu_nodes {
@@ -129,18 +147,18 @@ impl Cluster {
 
     /// The CMU's platform endpoint for SCUs.
     pub fn cmu_url(&self) -> String {
-        format!("wss://127.0.0.1:{}/platform/v1/scu", self.cmu_addr.port())
+        format!("wss://{}/platform/v1/scu", self.cmu_addr)
     }
 
     /// Starts another SCU node.
     pub async fn add_scu(&mut self, node: &str) -> anyhow::Result<String> {
         let sd = Shutdown::new();
         let running = peercam_scu::start(
-            self.scu_config(node, SocketAddr::from(([127, 0, 0, 1], 0))),
+            self.scu_config(node, SocketAddr::new(self.host, 0)),
             sd.clone(),
         )
         .await?;
-        let url = format!("wss://127.0.0.1:{}/", running.addr.port());
+        let url = format!("wss://{}/", running.addr);
         self.scus.push(running);
         self.scu_shutdowns.push(sd);
         Ok(url)
@@ -148,7 +166,7 @@ impl Cluster {
 
     /// The device URL of SCU node `i`.
     pub fn scu_url(&self, i: usize) -> String {
-        format!("wss://127.0.0.1:{}/", self.scus[i].addr.port())
+        format!("wss://{}/", self.scus[i].addr)
     }
 
     /// An anonymous client of the CMU.
@@ -259,8 +277,8 @@ impl Cluster {
         cfg.reconnect_max_ms = 2000;
         cfg.report_ms = 300;
         cfg.linger_ms = 1000;
-        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.rtsp_listen = SocketAddr::new(self.host, 0);
+        cfg.tunnel_listen = SocketAddr::new(self.host, 0);
         adjust(&mut cfg);
         Ok((peercam_mtu::start(cfg, sd.clone()).await?, sd))
     }

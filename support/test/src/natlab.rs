@@ -686,6 +686,8 @@ fn rules(nat: NatKind, wan_addr: Ipv4Addr, first_host: Ipv4Addr) -> String {
             "-A FORWARD -i wan0 -o lan0 -p udp -d {first_host} --dport {p} -j ACCEPT"
         );
     }
+    // Hosts of one site talk freely (bridged traffic reaches FORWARD when br_netfilter is on).
+    filter.push_str("-A FORWARD -i lan0 -o lan0 -j ACCEPT\n");
     filter.push_str("-A FORWARD -i lan0 -o wan0 -j ACCEPT\n");
     filter.push_str(
         "-A FORWARD -i wan0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",

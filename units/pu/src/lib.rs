@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use peercam_net::{NetError, Shutdown};
 use peercam_signal::identity::{DeviceIdentity, IdentityError};
@@ -315,7 +315,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         source: e,
     })?;
     let advertise = if config.advertise.is_empty() {
-        default_advertise(rtsp_addr)
+        default_advertise(rtsp_addr, &config.scu_url)
     } else {
         config.advertise.clone()
     };
@@ -359,8 +359,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         .state_dir
         .clone()
         .unwrap_or_else(|| config.identity.with_extension("state"));
-    let day =
-        (config.day_cycle_s > 0).then(|| std::time::Duration::from_secs(config.day_cycle_s.into()));
+    let day = (config.day_cycle_s > 0).then(|| Duration::from_secs(config.day_cycle_s.into()));
     let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
     let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
     let onvif = match &config.onvif_url {
@@ -381,7 +380,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         running_version(),
         Some((*tls).clone()),
     ));
-    let confirm = std::time::Duration::from_secs(config.wlan_confirm_s.max(1).into());
+    let confirm = Duration::from_secs(config.wlan_confirm_s.max(1).into());
     let wlan = match config.wlan.as_deref() {
         None | Some("" | "none") => None,
         Some("networkmanager") => {
@@ -501,13 +500,29 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     })
 }
 
-/// Addresses to report when none are configured: the bound one, or loopback when bound to
-/// all interfaces (gateway mapping and public addresses come with NAT traversal, 8.3).
-fn default_advertise(addr: SocketAddr) -> Vec<String> {
-    if addr.ip().is_unspecified() {
-        vec![format!("127.0.0.1:{}", addr.port())]
-    } else {
-        vec![addr.to_string()]
+/// Addresses to report when none are configured (H.626.4 8.3 step 2): the bound one; when
+/// bound to all interfaces, the address this host uses towards the SCU (the one its LAN
+/// knows it by), else loopback. Gateway mappings are reported beside them.
+fn default_advertise(addr: SocketAddr, scu_url: &str) -> Vec<String> {
+    if !addr.ip().is_unspecified() {
+        return vec![addr.to_string()];
+    }
+    let scu = scu_url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', '?']).next())
+        .unwrap_or_default();
+    let primary = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect(scu)?;
+            s.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    match primary {
+        Some(ip) => vec![SocketAddr::new(ip, addr.port()).to_string()],
+        None => vec![format!("127.0.0.1:{}", addr.port())],
     }
 }
 
@@ -519,8 +534,63 @@ fn spawn_port_mapping(
     mapped: watch::Sender<Vec<String>>,
     shutdown: Shutdown,
 ) {
+    use peercam_net::portmap::{PortMapConfig, PortMapError, PortMapper, Protocol};
     if !config.port_mapping {
         return;
     }
-    let _ = (rtsp, mapped, shutdown);
+    let gateway = match config.gateway {
+        Some(std::net::IpAddr::V4(g)) => Some(g),
+        Some(std::net::IpAddr::V6(g)) => {
+            tracing::warn!(gateway = %g, "IPv6 gateways are not asked for mappings");
+            return;
+        }
+        None => None,
+    };
+    let mapper = PortMapper::new(PortMapConfig {
+        gateway,
+        ..PortMapConfig::default()
+    });
+    tokio::spawn(async move {
+        loop {
+            match mapper
+                .map_port(
+                    Protocol::Tcp,
+                    rtsp.port(),
+                    Duration::from_secs(3600),
+                    &shutdown,
+                )
+                .await
+            {
+                Ok(m) => {
+                    let mut current = m.watch();
+                    mapped.send_replace(vec![m.mapping().external.to_string()]);
+                    loop {
+                        tokio::select! {
+                            r = current.changed() => {
+                                if r.is_err() {
+                                    break;
+                                }
+                                let now = *current.borrow_and_update();
+                                mapped.send_replace(now.map(|x| vec![x.external.to_string()]).unwrap_or_default());
+                            }
+                            () = shutdown.wait() => {
+                                // 8.3: mappings are released when the camera stops.
+                                m.release().await;
+                                return;
+                            }
+                        }
+                    }
+                    mapped.send_replace(Vec::new());
+                }
+                Err(PortMapError::Shutdown) => return,
+                Err(e) => {
+                    tracing::info!(error = %e, "no gateway port mapping; viewers use the other paths");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(300)) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    });
 }

@@ -1,0 +1,219 @@
+//! H.626.4 8.3 in a real-kernel NAT lab (network namespaces, veth, iptables; see
+//! `peercam_test::natlab` and SECURITY.md 4): the platform (CMU, SCU, MTU) on the fake
+//! internet, the camera and the viewer behind no NAT, a port-restricted cone NAT
+//! (MASQUERADE), a symmetric NAT (`--random-fully`) or a NAT that drops UDP, in every
+//! pairing, plus both behind the same NAT. Each case asserts that media flows to the viewer
+//! and which path carried it: straight to the camera where the camera can be reached, the
+//! MTU's relay only where it cannot.
+//!
+//! Skipped (reason printed) when not root or iptables is missing; `.ci/run` installs it.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peercam_cu::Client;
+use peercam_signal::cm::PlayRequest;
+use peercam_signal::ps::DeviceKind;
+use peercam_signal::relay::PathKind;
+use peercam_test::natlab::{LabError, LabSpec, NatKind, NatLab, SRV_A};
+use peercam_test::{Cluster, new_identity, provision_record};
+
+const PHONE: &str = "+15550830001";
+const PASSWORD: &str = "correct horse battery";
+
+/// What the platform side hands the camera and the viewer.
+struct Setup {
+    api: String,
+    ca_pem: Vec<u8>,
+    ca_path: PathBuf,
+    scu_url: String,
+    identity: PathBuf,
+    dev: String,
+}
+
+/// Runs one pairing; `None` when the lab cannot be built here.
+async fn pairing(pu: NatKind, cu: NatKind, same_site: bool) -> Option<(PathKind, u64)> {
+    let spec = if same_site {
+        LabSpec::new().site(pu, 2)
+    } else {
+        LabSpec::new().site(pu, 1).site(cu, 1)
+    };
+    let lab = match NatLab::new(&spec) {
+        Ok(l) => l,
+        Err(e @ LabError::Skipped(_)) => {
+            eprintln!("{e}");
+            return None;
+        }
+        Err(e) => panic!("lab: {e}"),
+    };
+    let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<Setup>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The platform on the fake internet (198.51.100.10).
+    let platform = lab.run_in(lab.srv(), move || async move {
+        let c = Cluster::start_at(IpAddr::V4(SRV_A), 1).await.unwrap();
+        let ids = c.provision(1).await.unwrap();
+        let mid = new_identity(DeviceKind::Mtu);
+        c.admin
+            .provision(vec![provision_record(&mid)])
+            .await
+            .unwrap();
+        let (_mtu, _msd) = c.start_mtu_with(&mid, 0, |_| {}).await.unwrap();
+        let owner = c.owner(PHONE).await.unwrap();
+        let identity = c.path().join("pu.identity.toml");
+        std::fs::write(&identity, ids[0].to_toml()).unwrap();
+        let _ = setup_tx.send(Setup {
+            api: c.api.clone(),
+            ca_pem: c.ca_pem.clone(),
+            ca_path: c.pki.ca_cert.clone(),
+            scu_url: c.scu_url(0),
+            identity,
+            dev: ids[0].device_id.to_string(),
+        });
+        c.wait_online(&ids[0].device_id, true, Duration::from_secs(20))
+            .await
+            .unwrap();
+        c.bind(&owner, &ids[0]).await.unwrap();
+        let _ = bound_tx.send(());
+        let _ = stop_rx.await;
+        c.stop().await;
+    });
+    let setup = setup_rx.await.expect("platform started");
+    // The camera behind its NAT.
+    let (pu_stop_tx, pu_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (identity, scu_url, ca_path) = (
+        setup.identity.clone(),
+        setup.scu_url.clone(),
+        setup.ca_path.clone(),
+    );
+    let camera = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
+        let sd = peercam_net::Shutdown::new();
+        let mut cfg = peercam_pu::Config::new(identity, scu_url, ca_path);
+        cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
+        cfg.reconnect_initial_ms = 100;
+        cfg.discovery_port = 0;
+        cfg.sd_card = false;
+        let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
+        let _ = pu_stop_rx.await;
+        sd.trigger();
+    });
+    tokio::time::timeout(Duration::from_secs(30), bound_rx)
+        .await
+        .expect("camera registered and bound in time")
+        .unwrap();
+    // The viewer behind its NAT (or beside the camera).
+    let (api, ca, dev) = (setup.api.clone(), setup.ca_pem.clone(), setup.dev.clone());
+    let viewer_ns = if same_site {
+        lab.host(1, 1).unwrap()
+    } else {
+        lab.host(2, 0).unwrap()
+    };
+    let viewer = lab.run_in(viewer_ns, move || async move {
+        let (user, _) = Client::new(&api, Some(&ca))
+            .unwrap()
+            .login(PHONE, PASSWORD)
+            .await
+            .unwrap();
+        // The MTU's first load report may trail its registration.
+        let mut paths = Vec::new();
+        for _ in 0..50 {
+            let p = user.play(&dev, &PlayRequest::default()).await.unwrap();
+            paths = p.paths;
+            if paths.iter().any(|x| x.kind == PathKind::Relay) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (rec, reached) = peercam_cu::live::record_best(&paths, Duration::from_secs(3), |_| {})
+            .await
+            .unwrap();
+        eprintln!(
+            "paths {:?} -> {} in {:.0} ms, {} frames",
+            paths.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            reached.kind.as_str(),
+            reached.connect_ms,
+            rec.frames
+        );
+        (reached.kind, rec.frames)
+    });
+    let result = tokio::time::timeout(Duration::from_secs(60), viewer.join())
+        .await
+        .expect("viewer finished in time")
+        .unwrap();
+    let _ = pu_stop_tx.send(());
+    let _ = camera.join().await;
+    let _ = stop_tx.send(());
+    let _ = platform.join().await;
+    Some(result)
+}
+
+async fn expect(pu: NatKind, cu: NatKind, path: PathKind) {
+    if let Some((got, frames)) = pairing(pu, cu, false).await {
+        assert_eq!(got, path, "camera {pu:?}, viewer {cu:?}");
+        assert!(frames >= 10, "media flowed: {frames} frames");
+    }
+}
+
+// A camera with a public address of its own is reached directly from anywhere, even from
+// behind a NAT that drops UDP (RTSP over TCP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_public_camera_to_every_viewer_is_direct() {
+    for cu in [
+        NatKind::None,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+        NatKind::UdpBlocked,
+    ] {
+        expect(NatKind::None, cu, PathKind::Public).await;
+    }
+}
+
+// A camera behind a NAT with no mapping cannot be reached from outside: the relay carries
+// the stream, whatever the viewer's NAT (UDP blocked included: the relay is TCP end to end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_cone_camera_is_relayed() {
+    for cu in [
+        NatKind::None,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+        NatKind::UdpBlocked,
+    ] {
+        expect(NatKind::PortRestricted, cu, PathKind::Relay).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_symmetric_camera_is_relayed() {
+    for cu in [
+        NatKind::None,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+        NatKind::UdpBlocked,
+    ] {
+        expect(NatKind::Symmetric, cu, PathKind::Relay).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_camera_blocked_udp_is_relayed() {
+    expect(
+        NatKind::UdpBlocked,
+        NatKind::PortRestricted,
+        PathKind::Relay,
+    )
+    .await;
+}
+
+// Viewer and camera behind the same NAT: the CMU sees one public address for both and puts
+// the camera's LAN address first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_same_site_is_lan() {
+    for nat in [NatKind::PortRestricted, NatKind::Symmetric] {
+        if let Some((got, frames)) = pairing(nat, nat, true).await {
+            assert_eq!(got, PathKind::Lan, "{nat:?}");
+            assert!(frames >= 10);
+        }
+    }
+}
