@@ -35,8 +35,31 @@ struct Setup {
 
 /// Runs one pairing; `None` when the lab cannot be built here.
 async fn pairing(pu: NatKind, cu: NatKind, same_site: bool) -> Option<(PathKind, u64)> {
+    run(pu, cu, same_site, false).await
+}
+
+/// miniupnpd refuses to map on documentation addresses: the gateway's public side.
+const GATEWAY_PUBLIC: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 3, 2);
+
+/// One pairing; with `upnp`, the camera's router runs miniupnpd and the camera asks it for
+/// a mapping (8.3 step 1).
+async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(PathKind, u64)> {
+    let daemon = if upnp {
+        let Some(d) = peercam_test::natlab::miniupnpd_path() else {
+            eprintln!("skipped: miniupnpd not installed (apt-get install -y miniupnpd-iptables)");
+            return None;
+        };
+        Some(d)
+    } else {
+        None
+    };
     let spec = if same_site {
         LabSpec::new().site(pu, 2)
+    } else if upnp {
+        LabSpec::new()
+            .iptables("iptables-legacy")
+            .site_with_public_addr(pu, 1, GATEWAY_PUBLIC)
+            .site(cu, 1)
     } else {
         LabSpec::new().site(pu, 1).site(cu, 1)
     };
@@ -48,6 +71,11 @@ async fn pairing(pu: NatKind, cu: NatKind, same_site: bool) -> Option<(PathKind,
         }
         Err(e) => panic!("lab: {e}"),
     };
+    let _gateway = match daemon {
+        Some(d) => Some(lab.start_miniupnpd(1, d).await.unwrap()),
+        None => None,
+    };
+    let gateway = lab.router_lan_addr(1).ok();
     let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<Setup>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -95,6 +123,8 @@ async fn pairing(pu: NatKind, cu: NatKind, same_site: bool) -> Option<(PathKind,
         cfg.reconnect_initial_ms = 100;
         cfg.discovery_port = 0;
         cfg.sd_card = false;
+        cfg.port_mapping = upnp;
+        cfg.gateway = gateway.map(IpAddr::V4);
         let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
         let _ = pu_stop_rx.await;
         sd.trigger();
@@ -213,6 +243,19 @@ async fn h626_8_3_lab_same_site_is_lan() {
     for nat in [NatKind::PortRestricted, NatKind::Symmetric] {
         if let Some((got, frames)) = pairing(nat, nat, true).await {
             assert_eq!(got, PathKind::Lan, "{nat:?}");
+            assert!(frames >= 10);
+        }
+    }
+}
+
+// A camera behind a NAT whose gateway maps ports (miniupnpd: UPnP IGD, NAT-PMP, PCP): the
+// camera maps its RTSP port, the CMU checks the mapping against the address the SCU saw,
+// and a viewer elsewhere plays straight through the mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_mapped_camera_is_direct() {
+    for cu in [NatKind::Symmetric, NatKind::UdpBlocked] {
+        if let Some((got, frames)) = run(NatKind::PortRestricted, cu, false, true).await {
+            assert_eq!(got, PathKind::Mapped, "viewer {cu:?}");
             assert!(frames >= 10);
         }
     }

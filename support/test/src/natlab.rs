@@ -32,6 +32,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd as _;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// Errors of the lab.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub enum LabError {
     /// The future run by [`NatLab::run_in`] panicked.
     #[error("task in namespace {0} panicked")]
     Panicked(String),
+    /// A daemon the lab started did not come up.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl LabError {
@@ -762,5 +766,133 @@ fn remove_stale_labs() {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+/// A miniupnpd (UPnP IGD, NAT-PMP and PCP gateway daemon) running on a site's router;
+/// stopped on drop.
+pub struct MiniUpnpd {
+    _daemon: NsChild,
+    _dir: tempfile::TempDir,
+    /// Its log (stderr).
+    pub log: std::path::PathBuf,
+}
+
+/// Where Debian's `miniupnpd-iptables` installs the daemon, if it is installed.
+pub fn miniupnpd_path() -> Option<&'static str> {
+    ["/usr/sbin/miniupnpd", "/sbin/miniupnpd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+impl NatLab {
+    /// Starts miniupnpd (`daemon`, see [`miniupnpd_path`]) on site `site`'s router: UPnP IGD
+    /// on HTTP port 5555, NAT-PMP/PCP on 5351, mapping for the site's hosts (ports >= 1024).
+    /// The lab must use `iptables-legacy` (miniupnpd-iptables drives libiptc), and the site a
+    /// non-reserved public address ([`LabSpec::site_with_public_addr`]): miniupnpd refuses to
+    /// map on documentation or private addresses.
+    pub async fn start_miniupnpd(&self, site: usize, daemon: &str) -> Result<MiniUpnpd, LabError> {
+        let r = self.router(site)?.to_owned();
+        // The chains miniupnpd fills (what Debian's /etc/miniupnpd/iptables_init.sh sets up;
+        // its helper miniupnpd_functions.sh is not shipped, so the rules are spelled out).
+        for args in [
+            &["-t", "nat", "-N", "MINIUPNPD"][..],
+            &[
+                "-t",
+                "nat",
+                "-I",
+                "PREROUTING",
+                "-i",
+                "wan0",
+                "-j",
+                "MINIUPNPD",
+            ],
+            &["-t", "mangle", "-N", "MINIUPNPD"],
+            &[
+                "-t",
+                "mangle",
+                "-I",
+                "PREROUTING",
+                "-i",
+                "wan0",
+                "-j",
+                "MINIUPNPD",
+            ],
+            &["-t", "filter", "-N", "MINIUPNPD"],
+            &[
+                "-t",
+                "filter",
+                "-I",
+                "FORWARD",
+                "-i",
+                "wan0",
+                "!",
+                "-o",
+                "wan0",
+                "-j",
+                "MINIUPNPD",
+            ],
+            &["-t", "nat", "-N", "MINIUPNPD-POSTROUTING"],
+            &[
+                "-t",
+                "nat",
+                "-I",
+                "POSTROUTING",
+                "-o",
+                "wan0",
+                "-j",
+                "MINIUPNPD-POSTROUTING",
+            ],
+        ] {
+            self.iptables(&r, args)?;
+        }
+        let dir = tempfile::tempdir().map_err(|e| LabError::io("tempdir", e))?;
+        let conf = dir.path().join("miniupnpd.conf");
+        let log = dir.path().join("miniupnpd.log");
+        std::fs::write(
+            &conf,
+            format!(
+                "ext_ifname=wan0\nlistening_ip=lan0\nhttp_port=5555\nenable_natpmp=yes\nenable_upnp=yes\n\
+                 secure_mode=yes\nsystem_uptime=yes\nmin_lifetime=2\nlease_file={}\n\
+                 uuid=3e2a4b5c-0000-4000-8000-00000000c0de\n\
+                 allow 1024-65535 10.0.{site}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+                dir.path().join("leases").display()
+            ),
+        )
+        .map_err(|e| LabError::io("miniupnpd.conf", e))?;
+        let out = std::fs::File::create(dir.path().join("miniupnpd.out"))
+            .map_err(|e| LabError::io("miniupnpd.out", e))?;
+        let err = std::fs::File::create(&log).map_err(|e| LabError::io("miniupnpd.log", e))?;
+        let child = self
+            .command(&r, daemon)
+            .args(["-d", "-f"])
+            .arg(&conf)
+            .arg("-P")
+            .arg(dir.path().join("miniupnpd.pid"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| LabError::io("spawn miniupnpd", e))?;
+        let daemon = NsChild::from(child);
+        // Ready once both NAT-PMP/PCP and HTTP listen.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Listening for NAT-PMP/PCP") && text.contains("HTTP listening") {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LabError::Failed(format!(
+                    "miniupnpd did not start:\n{text}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(MiniUpnpd {
+            _daemon: daemon,
+            _dir: dir,
+            log,
+        })
     }
 }

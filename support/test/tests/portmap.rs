@@ -9,13 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use peercam_net::Shutdown;
 use peercam_net::portmap::{Method, PortMapConfig, PortMapper, Protocol};
-use peercam_test::natlab::{LabError, LabSpec, NatKind, NatLab, NsChild, SRV_A};
+use peercam_test::natlab::{LabError, LabSpec, MiniUpnpd, NatKind, NatLab, SRV_A};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -27,15 +25,12 @@ const INTERNAL_PORT: u16 = 8554;
 
 struct Gateway {
     lab: NatLab,
-    _daemon: NsChild,
-    _dir: tempfile::TempDir,
+    _daemon: MiniUpnpd,
     log: std::path::PathBuf,
 }
 
 fn miniupnpd() -> Option<&'static str> {
-    ["/usr/sbin/miniupnpd", "/sbin/miniupnpd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+    peercam_test::natlab::miniupnpd_path()
 }
 
 /// The lab with miniupnpd running on site 1's router, or `None` (skipped, reason printed).
@@ -56,103 +51,14 @@ async fn gateway() -> Option<Gateway> {
         }
         Err(e) => panic!("lab: {e}"),
     };
-    let r = lab.router(1).unwrap().to_owned();
-    // The chains miniupnpd fills (what Debian's /etc/miniupnpd/iptables_init.sh sets up;
-    // its helper miniupnpd_functions.sh is not shipped, so the rules are spelled out).
-    for args in [
-        &["-t", "nat", "-N", "MINIUPNPD"][..],
-        &[
-            "-t",
-            "nat",
-            "-I",
-            "PREROUTING",
-            "-i",
-            "wan0",
-            "-j",
-            "MINIUPNPD",
-        ],
-        &["-t", "mangle", "-N", "MINIUPNPD"],
-        &[
-            "-t",
-            "mangle",
-            "-I",
-            "PREROUTING",
-            "-i",
-            "wan0",
-            "-j",
-            "MINIUPNPD",
-        ],
-        &["-t", "filter", "-N", "MINIUPNPD"],
-        &[
-            "-t",
-            "filter",
-            "-I",
-            "FORWARD",
-            "-i",
-            "wan0",
-            "!",
-            "-o",
-            "wan0",
-            "-j",
-            "MINIUPNPD",
-        ],
-        &["-t", "nat", "-N", "MINIUPNPD-POSTROUTING"],
-        &[
-            "-t",
-            "nat",
-            "-I",
-            "POSTROUTING",
-            "-o",
-            "wan0",
-            "-j",
-            "MINIUPNPD-POSTROUTING",
-        ],
-    ] {
-        lab.iptables(&r, args).unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("miniupnpd.conf");
-    let log = dir.path().join("miniupnpd.log");
-    std::fs::write(
-        &conf,
-        format!(
-            "ext_ifname=wan0\nlistening_ip=lan0\nhttp_port=5555\nenable_natpmp=yes\nenable_upnp=yes\n\
-             secure_mode=yes\nsystem_uptime=yes\nmin_lifetime=2\nlease_file={}\n\
-             uuid=3e2a4b5c-0000-4000-8000-00000000c0de\n\
-             allow 1024-65535 10.0.1.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
-            dir.path().join("leases").display()
-        ),
-    )
-    .unwrap();
-    let child = lab
-        .command(&r, daemon)
-        .args(["-d", "-f"])
-        .arg(&conf)
-        .arg("-P")
-        .arg(dir.path().join("miniupnpd.pid"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("miniupnpd.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = NsChild::from(child);
-    // Ready once both NAT-PMP/PCP and HTTP listen.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("Listening for NAT-PMP/PCP") && text.contains("HTTP listening") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "miniupnpd did not start:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mini = match lab.start_miniupnpd(1, daemon).await {
+        Ok(m) => m,
+        Err(e) => panic!("miniupnpd: {e}"),
+    };
+    let log = mini.log.clone();
     Some(Gateway {
         lab,
-        _daemon: daemon,
-        _dir: dir,
+        _daemon: mini,
         log,
     })
 }
