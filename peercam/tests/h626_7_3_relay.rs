@@ -288,3 +288,35 @@ async fn h626_7_3_unshare_ends_a_relayed_session_within_1s() {
         .unwrap();
     assert!(n > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_operator_sees_each_sessions_path() {
+    let w = world().await;
+    let report = |path| peercam_signal::cm::SessionReport {
+        path,
+        connect_ms: 12,
+        bytes: 1000,
+        seconds: 3,
+    };
+    w.owner
+        .report_session(&w.dev, &report(PathKind::Lan))
+        .await
+        .unwrap();
+    w.owner
+        .report_session(&w.dev, &report(PathKind::Relay))
+        .await
+        .unwrap();
+    // Not for a camera the caller may not watch.
+    let stranger = w.c.owner("+15550730099").await.unwrap();
+    assert!(
+        stranger
+            .report_session(&w.dev, &report(PathKind::Lan))
+            .await
+            .is_err()
+    );
+    let v = w.c.admin.admin_sessions().await.unwrap();
+    assert_eq!(v.by_path.get("lan"), Some(&1));
+    assert_eq!(v.by_path.get("relay"), Some(&1));
+    assert_eq!(v.recent[0].report.path, PathKind::Relay);
+    assert_eq!(v.recent[0].device_id, w.dev);
+}

@@ -37,6 +37,13 @@ enum Cmd {
     /// play_token_ttl_s=30`.
     #[command(subcommand)]
     Settings(super::cu::SettingsCmd),
+    /// Live-view sessions: how many went direct (LAN, public, mapped, punched) and how many
+    /// through an MTU's relay, and the latest ones with their path, connect time and bytes.
+    Sessions {
+        /// How many recent sessions to list.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +239,39 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let next = super::cu::edited(&c.platform_params().await?.params, &changes)?;
             let s = c.set_platform_params(move |p| *p = next).await?;
             print(json, &s, |s| println!("applied; revision {}", s.revision))?;
+        }
+        Cmd::Sessions { last } => {
+            let v = c.admin_sessions().await?;
+            print(json, &v, |v| {
+                let total: u64 = v.by_path.values().sum();
+                println!("{total} live-view sessions by path:");
+                for (path, n) in &v.by_path {
+                    let share = if total == 0 {
+                        0.0
+                    } else {
+                        *n as f64 / total as f64
+                    };
+                    let bar = "#".repeat((share * 40.0).round() as usize);
+                    println!("  {path:<8} {n:>7}  {:>5.1}%  {bar}", share * 100.0);
+                }
+                println!("\nlatest:");
+                println!(
+                    "  {:<10} {:<18} {:>6} {:<8} {:>9} {:>7} {:>10}",
+                    "at", "camera", "user", "path", "connect", "seconds", "bytes"
+                );
+                for s in v.recent.iter().take(last) {
+                    println!(
+                        "  {:<10} {:<18} {:>6} {:<8} {:>6} ms {:>7} {:>10}",
+                        s.at,
+                        s.device_id,
+                        s.user_id,
+                        s.report.path.as_str(),
+                        s.report.connect_ms,
+                        s.report.seconds,
+                        s.report.bytes
+                    );
+                }
+            })?;
         }
         Cmd::Packages(PkgCmd::List) => {
             let l = c.packages().await?;

@@ -578,6 +578,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
             .await?;
             bar.finish_and_clear();
+            // The operator sees which path live views take (best effort).
+            let report = peercam_signal::cm::SessionReport {
+                path: reached.kind,
+                connect_ms: reached.connect_ms.round() as u32,
+                bytes: rec.bytes,
+                seconds: rec.seconds.round() as u32,
+            };
+            if let Err(e) = conn.client().await?.report_session(&device, &report).await {
+                tracing::debug!(error = %e, "session report not accepted");
+            }
             std::fs::write(&out, &rec.mp4).with_context(|| format!("writing {}", out.display()))?;
             let summary = serde_json::json!({
                 "file": out, "frames": rec.frames, "seconds": rec.seconds, "lost_frames": rec.lost, "bytes": rec.mp4.len(),

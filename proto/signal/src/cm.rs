@@ -401,6 +401,48 @@ pub struct AdminDeviceView {
     pub owner: Option<i64>,
 }
 
+/// What a client reports about a live view when it ends: the path it took, how long reaching
+/// the camera took and what it got (issue: "the chosen path, round-trip time and bytes are
+/// recorded per session and visible to the operator").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SessionReport {
+    /// The path that carried the media.
+    pub path: crate::relay::PathKind,
+    /// Time to reach the camera (or the relay), ms.
+    pub connect_ms: u32,
+    /// Media bytes received.
+    pub bytes: u64,
+    /// Seconds watched.
+    pub seconds: u32,
+}
+
+/// A reported live-view session, as the operator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionView {
+    /// When it was reported, Unix seconds.
+    pub at: u64,
+    /// The viewer's account.
+    pub user_id: i64,
+    /// The camera.
+    pub device_id: String,
+    /// What the client reported.
+    #[serde(flatten)]
+    pub report: SessionReport,
+}
+
+/// The operator's view of recent live-view sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionsView {
+    /// Sessions per path kind (`lan`, `public`, `mapped`, `punched`, `relay`), all time.
+    pub by_path: std::collections::BTreeMap<String, u64>,
+    /// The most recent sessions, newest first.
+    pub recent: Vec<SessionView>,
+}
+
 /// An entry of the audit log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

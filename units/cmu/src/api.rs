@@ -422,6 +422,14 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("PlayResponse")
         ),
         r!(
+            "POST",
+            "/api/v1/devices/{id}/sessions",
+            Customer,
+            "Report how a live view went: the path it took, time to connect, bytes (needs `live`)",
+            Some("SessionReport"),
+            None
+        ),
+        r!(
             "GET",
             "/api/v1/devices/{id}/shares",
             Owner,
@@ -495,6 +503,14 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "GET",
+            "/api/v1/admin/sessions",
+            Operator,
+            "Live-view sessions by path (direct or relayed) and the most recent ones",
+            None,
+            Some("SessionsView")
+        ),
+        r!(
+            "GET",
             "/api/v1/admin/users",
             Operator,
             "Accounts, optionally `?status=pending_approval`",
@@ -560,6 +576,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
         ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
+        ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
+        ("GET", "/api/v1/admin/sessions") => get(crate::relay::admin_sessions),
         ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
         ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
         ("POST", "/api/v1/devices/{id}/params/permit") => post(crate::control::params_permit),
@@ -765,6 +783,11 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::AuditEntry>()
         .schema_from::<cm::PlayRequest>()
         .schema_from::<cm::PlayResponse>()
+        .schema_from::<peercam_signal::relay::PathKind>()
+        .schema_from::<peercam_signal::relay::MediaPath>()
+        .schema_from::<cm::SessionReport>()
+        .schema_from::<cm::SessionView>()
+        .schema_from::<cm::SessionsView>()
         .schema_from::<peercam_signal::play::Caps>()
         .schema_from::<peercam_signal::play::AudioCodec>()
         .schema_from::<cm::ConfigPermit>()

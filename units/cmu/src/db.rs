@@ -136,6 +136,20 @@ UPDATE sqlite_master SET sql = replace(sql, 'CHECK (kind IN (''pu'', ''nvr''))',
  WHERE type = 'table' AND name = 'devices';
 PRAGMA writable_schema = OFF;
 ",
+    // Live-view sessions as clients report them: which path, how fast, how much.
+    r"
+CREATE TABLE media_sessions (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL,
+    device_id  TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    connect_ms INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    seconds    INTEGER NOT NULL
+);
+CREATE INDEX media_sessions_at ON media_sessions(at);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

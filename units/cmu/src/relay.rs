@@ -223,3 +223,67 @@ pub(crate) async fn authorize(
         PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
     }
 }
+
+/// `POST /api/v1/devices/{id}/sessions`: a viewer reports how its live view went.
+pub(crate) async fn report_session(
+    axum::extract::State(st): axum::extract::State<Shared>,
+    axum::Extension(p): axum::Extension<crate::auth::Principal>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::Json(r): axum::Json<peercam_signal::cm::SessionReport>,
+) -> crate::error::ApiResult<axum::http::StatusCode> {
+    let (id, _) =
+        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    sqlx::query("INSERT INTO media_sessions (at, user_id, device_id, path, connect_ms, bytes, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
+        .bind(p.id)
+        .bind(id.as_str())
+        .bind(r.path.as_str())
+        .bind(i64::from(r.connect_ms))
+        .bind(i64::try_from(r.bytes).unwrap_or(i64::MAX))
+        .bind(i64::from(r.seconds))
+        .execute(&st.db)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/admin/sessions`: sessions per path and the latest 200.
+pub(crate) async fn admin_sessions(
+    axum::extract::State(st): axum::extract::State<Shared>,
+) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::SessionsView>> {
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT path, COUNT(*) FROM media_sessions GROUP BY path")
+            .fetch_all(&st.db)
+            .await?;
+    let rows: Vec<(i64, i64, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT at, user_id, device_id, path, connect_ms, bytes, seconds FROM media_sessions ORDER BY id DESC LIMIT 200",
+    )
+    .fetch_all(&st.db)
+    .await?;
+    let recent = rows
+        .into_iter()
+        .filter_map(
+            |(at, user_id, device_id, path, connect_ms, bytes, seconds)| {
+                let path: PathKind =
+                    serde_json::from_value(serde_json::Value::String(path)).ok()?;
+                Some(peercam_signal::cm::SessionView {
+                    at: u64::try_from(at).unwrap_or(0),
+                    user_id,
+                    device_id,
+                    report: peercam_signal::cm::SessionReport {
+                        path,
+                        connect_ms: u32::try_from(connect_ms).unwrap_or(u32::MAX),
+                        bytes: u64::try_from(bytes).unwrap_or(0),
+                        seconds: u32::try_from(seconds).unwrap_or(0),
+                    },
+                })
+            },
+        )
+        .collect();
+    Ok(axum::Json(peercam_signal::cm::SessionsView {
+        by_path: counts
+            .into_iter()
+            .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
+            .collect(),
+        recent,
+    }))
+}

@@ -799,6 +799,17 @@ impl Client {
         self.get("/api/v1/admin/audit").await
     }
 
+    /// Reports how a live view went (path, time to connect, bytes).
+    pub async fn report_session(&self, id: &str, report: &SessionReport) -> Result<(), CuError> {
+        self.post(&format!("/api/v1/devices/{id}/sessions"), report)
+            .await
+    }
+
+    /// Live-view sessions by path, and the latest ones (operator).
+    pub async fn admin_sessions(&self) -> Result<SessionsView, CuError> {
+        self.get("/api/v1/admin/sessions").await
+    }
+
     /// Audit log of the caller.
     pub async fn audit(&self) -> Result<Vec<AuditEntry>, CuError> {
         self.get("/api/v1/audit").await

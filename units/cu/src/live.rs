@@ -22,6 +22,8 @@ pub struct Recording {
     pub seconds: f64,
     /// Frames lost to packet loss or gaps.
     pub lost: u64,
+    /// Media bytes received (RTP over the RTSP connection).
+    pub bytes: u64,
 }
 
 fn err(msg: impl Into<String>) -> CuError {
@@ -196,6 +198,7 @@ pub async fn record_best(
     let (mut first_ts, mut frames, mut last_pts, mut started) = (None::<u64>, 0u64, 0u64, false);
     let deadline = Instant::now() + duration;
     let mut ts_ext: Option<u64> = None;
+    let mut bytes = 0u64;
     while Instant::now() < deadline {
         let msg = match tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
@@ -209,6 +212,7 @@ pub async fn record_best(
         let Parsed::Interleaved(frame) = msg else {
             continue;
         };
+        bytes += frame.payload.len() as u64;
         if frame.channel != 0 {
             continue;
         }
@@ -258,6 +262,7 @@ pub async fn record_best(
             frames,
             seconds,
             lost,
+            bytes,
         },
         reached,
     ))
