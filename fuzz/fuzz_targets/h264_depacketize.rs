@@ -33,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
         if flags & 0x10 != 0 {
             ts = ts.wrapping_add(3000);
         }
+        // The relay's key-frame test reads the same payloads: total, no panic.
+        let _ = peercam_rtp::h264::starts_key_frame(payload);
         let result = d.push_payload(seq, ts, flags & 1 != 0, payload);
         if let Err(e) = result {
             assert!(e.is_peer_fault());
@@ -71,6 +73,9 @@ fuzz_target!(|data: &[u8]| {
             again
                 .push_payload(i as u16, p.timestamp, p.marker, &p.data)
                 .expect("own payloads are well formed");
+        }
+        if matches!(au.nals[0][0] & 0x1f, 5 | 7) {
+            assert!(peercam_rtp::h264::starts_key_frame(&payloads[0].data));
         }
         let back = again.poll().expect("one access unit");
         assert_eq!(back.nals, au.nals);

@@ -471,33 +471,10 @@ impl Relay {
     }
 }
 
-/// Whether an H.264 RTP payload (RFC 6184) starts a key frame: an SPS or IDR NAL unit, a
-/// STAP-A holding one, or the first fragment of an IDR.
+/// Whether an RTP packet carries the start of an H.264 key frame.
 fn is_key_start(rtp: &[u8]) -> bool {
-    let Some(offset) = rtp_payload_offset(rtp) else {
-        return false;
-    };
-    let p = &rtp[offset..];
-    let Some(&h) = p.first() else { return false };
-    match h & 0x1f {
-        5 | 7 => true,
-        24 => p.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
-        28 => p.get(1).is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
-        _ => false,
-    }
-}
-
-/// Where an RTP packet's payload starts (after CSRCs and the extension).
-fn rtp_payload_offset(p: &[u8]) -> Option<usize> {
-    if p.len() < 12 || p[0] >> 6 != 2 {
-        return None;
-    }
-    let mut off = 12 + usize::from(p[0] & 0x0f) * 4;
-    if p[0] & 0x10 != 0 {
-        let ext = p.get(off + 2..off + 4)?;
-        off += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
-    }
-    (off < p.len()).then_some(off)
+    peercam_rtp::RtpPacket::parse(rtp)
+        .is_ok_and(|p| peercam_rtp::h264::starts_key_frame(p.payload()))
 }
 
 async fn read_line<S: tokio::io::AsyncRead + Unpin>(
@@ -793,27 +770,5 @@ impl Viewer {
         chosen.lower = Some(LowerTransport::Tcp);
         self.channels[track] = Some((pair.rtp, rtcp));
         let _ = conn.accept_setup(cseq, track, chosen);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rtp(payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
-        p.extend_from_slice(payload);
-        p
-    }
-
-    #[test]
-    fn key_frame_starts() {
-        assert!(is_key_start(&rtp(&[0x67, 1, 2])));
-        assert!(is_key_start(&rtp(&[0x65, 1, 2])));
-        assert!(is_key_start(&rtp(&[0x7c, 0x85, 1])));
-        assert!(!is_key_start(&rtp(&[0x7c, 0x05, 1])));
-        assert!(!is_key_start(&rtp(&[0x41, 1])));
-        assert!(is_key_start(&rtp(&[0x78, 0, 3, 0x67, 1, 2])));
-        assert!(!is_key_start(&[0x80]));
     }
 }

@@ -46,6 +46,35 @@ pub fn nal_type(header: u8) -> u8 {
     header & 0x1f
 }
 
+/// Whether an RTP payload (RFC 6184, mode 1) holds the start of a picture a decoder can
+/// start from: an SPS or IDR slice alone, a STAP-A carrying one (after an SEI, say), or the
+/// first fragment of one. A relay joining a viewer to a running stream waits for such a
+/// payload.
+pub fn starts_key_frame(payload: &[u8]) -> bool {
+    let key = |h: u8| matches!(nal_type(h), 5 | 7);
+    let Some(&h) = payload.first() else {
+        return false;
+    };
+    match nal_type(h) {
+        NAL_STAP_A => {
+            let mut rest = &payload[1..];
+            while let [hi, lo, tail @ ..] = rest {
+                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                if len == 0 || len > tail.len() {
+                    return false;
+                }
+                if key(tail[0]) {
+                    return true;
+                }
+                rest = &tail[len..];
+            }
+            false
+        }
+        NAL_FU_A => payload.get(1).is_some_and(|b| b & 0x80 != 0 && key(*b)),
+        _ => key(h),
+    }
+}
+
 /// The SDP format parameters of a mode 1 stream (RFC 6184 8.1, 8.2.1), for
 /// `a=fmtp:<pt> <parameters>`: `packetization-mode=1`, `profile-level-id` from the SPS and
 /// `sprop-parameter-sets` with the SPS and PPS in base64.
@@ -106,6 +135,42 @@ fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_frame_starts() {
+        assert!(starts_key_frame(&[0x67, 1, 2]));
+        assert!(starts_key_frame(&[0x65, 1, 2]));
+        assert!(starts_key_frame(&[0x7c, 0x85, 1]));
+        assert!(!starts_key_frame(&[0x7c, 0x05, 1]));
+        assert!(!starts_key_frame(&[0x41, 1]));
+        assert!(starts_key_frame(&[0x78, 0, 3, 0x67, 1, 2]));
+        assert!(starts_key_frame(&[0x78, 0, 2, 0x06, 1, 0, 2, 0x65, 1]));
+        assert!(!starts_key_frame(&[0x78, 0, 2, 0x06, 1, 0, 9, 0x65, 1]));
+        assert!(!starts_key_frame(&[0x78, 0]));
+        assert!(!starts_key_frame(&[]));
+    }
+
+    proptest::proptest! {
+        /// The first payload of a packetized access unit starts a key frame exactly when the
+        /// access unit begins with an SPS or an IDR slice, whatever the payload size.
+        #[test]
+        fn packetized_key_frames_are_recognised(
+            first in proptest::sample::select(vec![1u8, 5, 6, 7, 8]),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 1..3000),
+            rest in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..500), 0..3),
+            size in 100usize..1400,
+        ) {
+            let mut nals = vec![[vec![0x60 | first], body].concat()];
+            nals.extend(rest.into_iter().map(|r| [vec![0x41], r].concat()));
+            let payloads = H264Packetizer::new(size).unwrap().packetize(&nals, 0).unwrap();
+            proptest::prop_assert_eq!(starts_key_frame(&payloads[0].data), matches!(first, 5 | 7));
+            for p in &payloads[1..] {
+                if nal_type(p.data[0]) == NAL_FU_A {
+                    proptest::prop_assert!(!starts_key_frame(&p.data) || p.data[1] & 0x80 != 0);
+                }
+            }
+        }
+    }
 
     #[test]
     fn fmtp_for_a_baseline_stream() {
