@@ -238,6 +238,9 @@ pub struct ServerConfig {
     pub ledger: Arc<AllocationLedger>,
     /// SOFTWARE in responses; `None` sends none.
     pub software: Option<String>,
+    /// Accept channel numbers 0x4000-0x7FFF as RFC 5766 did (coturn's clients pick from
+    /// that range) instead of RFC 8656's 0x4000-0x4FFF. Default `true`.
+    pub rfc5766_channels: bool,
 }
 
 impl ServerConfig {
@@ -257,7 +260,33 @@ impl ServerConfig {
             quotas: Quotas::default(),
             ledger: Arc::new(AllocationLedger::new()),
             software: None,
+            rfc5766_channels: true,
         }
+    }
+
+    fn channel_ok(&self, channel: u16) -> bool {
+        let max = if self.rfc5766_channels {
+            0x7FFF
+        } else {
+            framing::MAX_CHANNEL
+        };
+        (framing::MIN_CHANNEL..=max).contains(&channel)
+    }
+}
+
+/// The length of the first frame of a TCP/TLS stream: like [`framing::next_frame`], but
+/// any channel number 0x4000-0x7FFF frames a ChannelData message (RFC 5766 range), so the
+/// server can take what [`ServerConfig::rfc5766_channels`] admits.
+pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, crate::Error> {
+    match buf.first() {
+        Some(b) if b >> 6 == 0b01 => {
+            if buf.len() < framing::CHANNEL_HEADER_LEN {
+                return Ok(None);
+            }
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            Ok(Some(framing::CHANNEL_HEADER_LEN + len.next_multiple_of(4)))
+        }
+        _ => Ok(framing::next_frame(buf)?.map(|(_, len)| len)),
     }
 }
 
@@ -608,10 +637,23 @@ impl TurnServer {
 
     /// RFC 8656 12.5: ChannelData from the client.
     fn channel_data<'a>(&mut self, now: Instant, tuple: &FiveTuple, bytes: &'a [u8]) -> Output<'a> {
-        let Ok(cd) = framing::ChannelData::decode(bytes, tuple.transport.framing()) else {
+        // RFC 8656 12.4: number, length, data; padding optional over UDP, required on
+        // streams (12.5).
+        let number = u16::from_be_bytes([bytes[0], bytes.get(1).copied().unwrap_or(0)]);
+        let len = match bytes.get(2..4) {
+            Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
+            None => usize::MAX,
+        };
+        let padded = len.saturating_add(4).next_multiple_of(4);
+        let fits = match tuple.transport {
+            ClientTransport::Udp => bytes.len() >= len + 4 && bytes.len() <= padded,
+            _ => bytes.len() == padded,
+        };
+        if len == usize::MAX || !fits || !self.config.channel_ok(number) {
             self.stats.malformed += 1;
             return Output::None;
-        };
+        }
+        let data = &bytes[4..4 + len];
         let Some(&idx) = self.by_tuple.get(tuple) else {
             self.stats.unpermitted_drops += 1;
             return Output::None;
@@ -623,13 +665,13 @@ impl TurnServer {
         let peer = alloc
             .channels
             .iter()
-            .find(|c| c.number == cd.channel && c.expires > now)
+            .find(|c| c.number == number && c.expires > now)
             .map(|c| c.peer);
         let Some(peer) = peer.filter(|p| alloc.permitted(p.ip(), now)) else {
             self.stats.unpermitted_drops += 1;
             return Output::None;
         };
-        self.relay_out(now, idx, generation, peer, cd.data)
+        self.relay_out(now, idx, generation, peer, data)
     }
 
     /// RFC 8656 11.2: a Send indication, read in place.
@@ -1159,10 +1201,7 @@ impl TurnServer {
                 auth.seal(),
             );
         };
-        let Some(number) = msg
-            .channel_number()
-            .filter(|c| framing::is_valid_channel(*c))
-        else {
+        let Some(number) = msg.channel_number().filter(|c| self.config.channel_ok(*c)) else {
             return self.error(
                 out,
                 msg,
@@ -1245,15 +1284,16 @@ impl TurnServer {
         let Some(alloc) = self.slots[idx as usize].alloc.as_ref() else {
             return Err((ErrorCode::ALLOCATION_MISMATCH, "Allocation Mismatch"));
         };
+        // Policy first, so a denied address is refused the same way in every encoding.
+        if !self.config.policy.is_allowed(ip) {
+            self.stats.policy_denials += 1;
+            return Err((ErrorCode::FORBIDDEN, "Peer address not allowed"));
+        }
         if alloc.relay.is_ipv4() != ip.is_ipv4() {
             return Err((
                 ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
                 "Peer Address Family Mismatch",
             ));
-        }
-        if !self.config.policy.is_allowed(ip) {
-            self.stats.policy_denials += 1;
-            return Err((ErrorCode::FORBIDDEN, "Peer address not allowed"));
         }
         let in_scope = match &alloc.scope {
             Some(scope) => scope.allows(ip),

@@ -466,7 +466,7 @@ fn channel_conflicts_and_range() {
         Lab::code(&r)
     };
     assert_eq!(bind(&mut lab, 0x3FFF, peer), Some(400));
-    assert_eq!(bind(&mut lab, 0x5000, peer), Some(400));
+    assert_eq!(bind(&mut lab, 0x8000, peer), Some(400));
     assert_eq!(bind(&mut lab, 0x4000, peer), None);
     assert_eq!(bind(&mut lab, 0x4000, peer), None, "rebinding refreshes");
     assert_eq!(
@@ -479,6 +479,49 @@ fn channel_conflicts_and_range() {
         Some(400),
         "channel already bound"
     );
+}
+
+#[test]
+fn strict_rfc8656_channel_range() {
+    let mut c = config();
+    c.rfc5766_channels = false;
+    let mut lab = Lab::new(c);
+    lab.allocate();
+    let r = lab.request(
+        Method::CHANNEL_BIND,
+        vec![
+            Attribute::ChannelNumber(0x5000),
+            Attribute::XorPeerAddress(sa(PEER)),
+        ],
+    );
+    assert_eq!(Lab::code(&r), Some(400));
+    let mut lab = Lab::new(config());
+    lab.allocate();
+    let r = lab.request(
+        Method::CHANNEL_BIND,
+        vec![
+            Attribute::ChannelNumber(0x7FFF),
+            Attribute::XorPeerAddress(sa(PEER)),
+        ],
+    );
+    assert_eq!(r.class, Class::SuccessResponse);
+    let mut frame = vec![0x7F, 0xFF, 0, 2, 1, 2];
+    let mut out = Vec::new();
+    assert!(matches!(
+        lab.server
+            .handle_client(lab.now, lab.tuple, &frame, &mut out),
+        Output::ToPeer { data: [1, 2], .. }
+    ));
+    frame.push(9);
+    frame.push(9);
+    frame.push(9);
+    assert_eq!(
+        lab.server
+            .handle_client(lab.now, lab.tuple, &frame, &mut out),
+        Output::None
+    );
+    assert_eq!(stream_frame_len(&[0x7F, 0xFF, 0, 5]), Ok(Some(12)));
+    assert_eq!(stream_frame_len(&[0x7F]), Ok(None));
 }
 
 #[test]
@@ -565,10 +608,15 @@ fn d8_policy_and_scope() {
     assert_eq!(perm(&mut lab, "10.0.0.1:1"), Some(403));
     assert_eq!(
         perm(&mut lab, "[::ffff:127.0.0.1]:1"),
-        Some(443),
-        "family mismatch first"
+        Some(403),
+        "denied in its IPv6 spelling too"
     );
-    assert_eq!(lab.server.stats().policy_denials, 2);
+    assert_eq!(
+        perm(&mut lab, "[2606:4700::1111]:1"),
+        Some(443),
+        "allowed peer of the other family"
+    );
+    assert_eq!(lab.server.stats().policy_denials, 3);
     assert_eq!(lab.server.stats().scope_denials, 1);
 
     // Unscoped with require_scoped off: any policy-allowed peer.

@@ -1,0 +1,30 @@
+//! The crate's error type.
+
+/// What can go wrong starting or running the MTU.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MtuError {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A socket or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS material or another IO-shell failure.
+    #[error(transparent)]
+    Net(#[from] peercam_net::NetError),
+}
+
+impl MtuError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
