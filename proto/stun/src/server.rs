@@ -640,16 +640,17 @@ impl TurnServer {
         // RFC 8656 12.4: number, length, data; padding optional over UDP, required on
         // streams (12.5).
         let number = u16::from_be_bytes([bytes[0], bytes.get(1).copied().unwrap_or(0)]);
-        let len = match bytes.get(2..4) {
-            Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
-            None => usize::MAX,
+        let Some(l) = bytes.get(2..4) else {
+            self.stats.malformed += 1;
+            return Output::None;
         };
-        let padded = len.saturating_add(4).next_multiple_of(4);
+        let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+        let padded = (len + 4).next_multiple_of(4);
         let fits = match tuple.transport {
             ClientTransport::Udp => bytes.len() >= len + 4 && bytes.len() <= padded,
             _ => bytes.len() == padded,
         };
-        if len == usize::MAX || !fits || !self.config.channel_ok(number) {
+        if !fits || !self.config.channel_ok(number) {
             self.stats.malformed += 1;
             return Output::None;
         }

@@ -4,7 +4,7 @@
 //! `cargo bench -p peercam-mtu --bench turn_relay` (needs the Debian package coturn).
 //! Our server runs in a child process (this binary re-executed with
 //! `PEERCAM_TURN_BENCH_SERVER` set) so /proc shows its CPU time alone, as for coturn.
-//! Knobs: `BENCH_CLIENTS` (default 50), `BENCH_PACKETS` (per client, default 1000),
+//! Knobs: `BENCH_CLIENTS` (default 100), `BENCH_PACKETS` (per client, default 1000),
 //! `BENCH_INTERVAL_MS` (default 5), `BENCH_ALLOCATIONS` (default 500), `BENCH_THREADS`
 //! (our shards, default 2).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
             return Ok(());
         }
     }
-    let clients = env_or("BENCH_CLIENTS", 50);
+    let clients = env_or("BENCH_CLIENTS", 100);
     let packets = env_or("BENCH_PACKETS", 1000);
     let interval = env_or("BENCH_INTERVAL_MS", 5);
     let allocations = env_or("BENCH_ALLOCATIONS", 500);
@@ -69,10 +69,15 @@ fn main() -> Result<()> {
              min-port=50000\nmax-port=59999\nno-tls\nno-dtls\nuse-auth-secret\n\
              static-auth-secret={SECRET}\nrealm={REALM}\nfingerprint\nno-cli\n\
              allow-loopback-peers\nno-multicast-peers\nuser-quota=0\ntotal-quota=0\n\
-             log-file=stdout\nsimple-log\nno-stdout-log\n"
+             no-stdout-log\n"
         ),
     )?;
-    let coturn = Proc::spawn(Command::new("turnserver").arg("-c").arg(&conf))?;
+    let coturn = Proc::spawn(
+        Command::new("turnserver")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null()),
+    )?;
     let ours = Proc::spawn(
         Command::new(std::env::current_exe()?)
             .env("PEERCAM_TURN_BENCH_SERVER", "1")
@@ -286,7 +291,9 @@ fn hold_allocations(port: u16, n: usize) -> Result<Vec<UdpSocket>> {
     let cred = RestSecret::new(SECRET)?.mint("memory", expiry)?;
     let key = peercam_stun::auth::long_term_key(&cred.username, REALM, &cred.password);
     let mut held = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut attempts = 0;
+    while held.len() < n {
+        let i = attempts;
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let tid = |k: u8| {
@@ -298,7 +305,10 @@ fn hold_allocations(port: u16, n: usize) -> Result<Vec<UdpSocket>> {
             .with(Attribute::RequestedTransport(17))
             .encode_sealed(None, true)?;
         let r = exchange(&sock, server, &first)?;
-        let nonce = r.nonce().context("no nonce")?.to_owned();
+        let nonce = r
+            .nonce()
+            .with_context(|| format!("no nonce in {:?} {:?}", r.class, r.error_code()))?
+            .to_owned();
         let second = Message::new(Class::Request, Method::ALLOCATE, tid(2))
             .with(Attribute::RequestedTransport(17))
             .with(Attribute::Username(cred.username.clone()))
@@ -306,10 +316,14 @@ fn hold_allocations(port: u16, n: usize) -> Result<Vec<UdpSocket>> {
             .with(Attribute::Nonce(nonce))
             .encode_sealed(Some((IntegrityAlgorithm::HmacSha1, &key)), true)?;
         let r = exchange(&sock, server, &second)?;
-        if r.class != Class::SuccessResponse {
-            bail!("allocation {i} refused: {:?}", r.error_code());
+        match r.error_code().map(|e| e.code) {
+            None => held.push(sock),
+            // The OS reused a client port that still holds an allocation of the load run
+            // (uclient does not release them): try another socket.
+            Some(437 | 441) if attempts < 4 * n => {}
+            Some(_) => bail!("allocation {i} refused: {:?}", r.error_code()),
         }
-        held.push(sock);
+        attempts += 1;
     }
     Ok(held)
 }

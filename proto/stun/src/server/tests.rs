@@ -734,7 +734,14 @@ fn stream_client_and_close() {
 fn garbage_is_counted_not_answered() {
     let mut lab = Lab::new(config());
     let mut out = Vec::new();
-    for junk in [&[0xFFu8, 1, 2][..], &[0x40, 0, 0, 9, 1], &[0, 1, 0, 0], &[]] {
+    for junk in [
+        &[0xFFu8, 1, 2][..],
+        &[0x40, 0, 0, 9, 1],
+        &[0, 1, 0, 0],
+        &[],
+        &[0x40],
+        &[0x40, 1, 2],
+    ] {
         assert_eq!(
             lab.server.handle_client(lab.now, lab.tuple, junk, &mut out),
             Output::None

@@ -34,6 +34,11 @@ struct Shard {
     relay_ip: IpAddr,
     relay_ports: [u16; 2],
     rng: Cell<u64>,
+    /// Receive and send buffers shared by every datagram task of the shard: they are
+    /// borrowed only between an `await` and the next, so one pair serves all sockets
+    /// and an allocation costs no buffer of its own.
+    rx: RefCell<Vec<u8>>,
+    tx: RefCell<Vec<u8>>,
 }
 
 struct Relay {
@@ -82,6 +87,8 @@ async fn main(setup: ShardSetup) {
         relay_ip: setup.relay_ip,
         relay_ports: setup.relay_ports,
         rng: Cell::new(setup.seed | 1),
+        rx: RefCell::new(vec![0u8; 65_536]),
+        tx: RefCell::new(Vec::with_capacity(65_600)),
     });
     if let Some(udp) = udp {
         tokio::task::spawn_local(udp_loop(shard.clone(), udp));
@@ -125,22 +132,34 @@ async fn main(setup: ShardSetup) {
 
 async fn udp_loop(shard: Rc<Shard>, udp: Rc<UdpSocket>) {
     let Ok(local) = udp.local_addr() else { return };
-    let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::with_capacity(2048);
     loop {
-        let (n, from) = match udp.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "TURN UDP receive");
-                continue;
-            }
-        };
-        let tuple = FiveTuple {
-            transport: ClientTransport::Udp,
-            client: from,
-            server: local,
-        };
-        shard.dispatch(tuple, &buf[..n], &mut out);
+        if udp.readable().await.is_err() {
+            continue;
+        }
+        // Drain the socket; `try_recv_from` clears readiness on WouldBlock.
+        let mut failed = false;
+        loop {
+            let mut rx = shard.rx.borrow_mut();
+            let (n, from) = match udp.try_recv_from(&mut rx) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TURN UDP receive");
+                    failed = true;
+                    break;
+                }
+            };
+            let tuple = FiveTuple {
+                transport: ClientTransport::Udp,
+                client: from,
+                server: local,
+            };
+            let mut tx = shard.tx.borrow_mut();
+            shard.dispatch(tuple, &rx[..n], &mut tx);
+        }
+        if failed {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -263,23 +282,34 @@ where
 
 /// A relay socket: datagrams from peers go to the allocation's client.
 async fn relay_loop(shard: Rc<Shard>, id: RelayId, socket: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::with_capacity(2048);
     loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "TURN relay receive");
-                continue;
+        if socket.readable().await.is_err() {
+            continue;
+        }
+        let mut failed = false;
+        loop {
+            let mut rx = shard.rx.borrow_mut();
+            let (n, peer) = match socket.try_recv_from(&mut rx) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TURN relay receive");
+                    failed = true;
+                    break;
+                }
+            };
+            let now = Instant::now().into_std();
+            let mut tx = shard.tx.borrow_mut();
+            let to = shard
+                .server
+                .borrow_mut()
+                .handle_peer(now, id, peer, &rx[..n], &mut tx);
+            if let Some(tuple) = to {
+                shard.to_client(&tuple, &tx);
             }
-        };
-        let now = Instant::now().into_std();
-        let to = shard
-            .server
-            .borrow_mut()
-            .handle_peer(now, id, peer, &buf[..n], &mut out);
-        if let Some(tuple) = to {
-            shard.to_client(&tuple, &out);
+        }
+        if failed {
+            tokio::task::yield_now().await;
         }
     }
 }
