@@ -13,10 +13,26 @@
 //! checks the expiry, and uses the password in the ordinary long-term mechanism
 //! ([`RestSecret::long_term_key`]).
 //!
+//! # Session-scoped credentials (SECURITY.md D8)
+//!
+//! The CMU mints credentials for one media session and may pin the peers the relay may
+//! reach inside the user id, which the HMAC then authenticates:
+//!
+//! ```text
+//! username = "<unix expiry>:<user>~s<session>~p<ip>[,<ip>...]"
+//! e.g.       "1700000000:u42~ss-981~p198.51.100.2,2001:db8::7"
+//! ```
+//!
+//! `~` separates the scope fields; `s` is the session id, `p` a comma-separated list of
+//! peer IP addresses (IPv4 dotted or IPv6 text, ports never). User and session ids hold no
+//! `~`, `,` or control characters. To a third-party client the string is an ordinary
+//! opaque `expiry:user` REST username ([`RestSecret::mint_scoped`], [`Scope::parse`]).
+//!
 //! This module does not apply the OpaqueString profile (RFC 8265) or SASLprep to any
 //! string; REST usernames and passwords are ASCII by construction.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -80,6 +96,92 @@ impl<'a> RestUsername<'a> {
         check_user_id(user_id)?;
         Ok(Self { expiry, user_id })
     }
+}
+
+impl<'a> RestUsername<'a> {
+    /// The user part of the user id: everything before the first `~`. Quotas count
+    /// allocations per user.
+    pub fn user(&self) -> &'a str {
+        self.user_id
+            .split_once(SCOPE_SEP)
+            .map_or(self.user_id, |(user, _)| user)
+    }
+
+    /// The session scope carried in the user id, `None` if it carries none.
+    pub fn scope(&self) -> Result<Option<Scope>, Error> {
+        Scope::parse(self.user_id)
+    }
+}
+
+/// Separates the user from the scope fields in a scoped user id.
+pub const SCOPE_SEP: char = '~';
+
+/// The session scope of a credential: which session it was minted for and the only peer
+/// addresses the relay may reach with it (SECURITY.md D8).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// The session id (`s` field).
+    pub session: String,
+    /// The allowed peer addresses (`p` field), in the order minted.
+    pub peers: Vec<IpAddr>,
+}
+
+impl Scope {
+    /// Parse the scope fields of a user id (`"u42~ss-1~p198.51.100.2"`): `Ok(None)` when
+    /// the user id has no `~`, an error when the fields are malformed (missing session or
+    /// peer list, an unknown or repeated field, a bad address), so a mangled scope never
+    /// degrades into "unscoped".
+    pub fn parse(user_id: &str) -> Result<Option<Self>, Error> {
+        let mut parts = user_id.split(SCOPE_SEP);
+        let user = parts.next().unwrap_or_default();
+        let mut session = None;
+        let mut peers = None;
+        let mut any = false;
+        for field in parts {
+            any = true;
+            let (tag, value) = field.split_at(field.len().min(1));
+            match tag {
+                "s" if session.is_none() && valid_id(value) => session = Some(value.to_owned()),
+                "p" if peers.is_none() && !value.is_empty() => {
+                    let list = value
+                        .split(',')
+                        .map(|ip| ip.parse::<IpAddr>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| Error::BadCredential("bad peer address in scope"))?;
+                    peers = Some(list);
+                }
+                _ => return Err(Error::BadCredential("bad scope field")),
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        if !valid_id(user) {
+            return Err(Error::BadCredential("bad user in scoped user id"));
+        }
+        match (session, peers) {
+            (Some(session), Some(peers)) => Ok(Some(Self { session, peers })),
+            _ => Err(Error::BadCredential("scope lacks a session or peers")),
+        }
+    }
+
+    /// Whether the scope lets the relay reach `ip`. IPv4 addresses written as IPv4-mapped
+    /// IPv6 match their IPv4 form.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let canon = |ip: IpAddr| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        let ip = canon(ip);
+        self.peers.iter().any(|p| canon(*p) == ip)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id
+            .chars()
+            .any(|c| c.is_control() || c == SCOPE_SEP || c == ',')
 }
 
 fn check_user_id(user_id: &str) -> Result<(), Error> {
@@ -162,9 +264,45 @@ impl RestSecret {
         STANDARD.encode(self.mac(username))
     }
 
-    /// Mint a credential for `user_id` that expires at `expiry` (Unix seconds).
+    /// Mint a credential for `user_id` that expires at `expiry` (Unix seconds). The user
+    /// id must not contain `~`, which introduces a scope ([`Self::mint_scoped`]).
     pub fn mint(&self, user_id: &str, expiry: u64) -> Result<RestCredential, Error> {
         check_user_id(user_id).map_err(|_| Error::Misuse("user id empty or has a control"))?;
+        if user_id.contains(SCOPE_SEP) {
+            return Err(Error::Misuse("user id contains the scope separator '~'"));
+        }
+        self.mint_raw(user_id, expiry)
+    }
+
+    /// Mint a credential for `user` in `session` that lets the relay reach only `peers`
+    /// (SECURITY.md D8): user id `"<user>~s<session>~p<ip>,<ip>"`. User and session must
+    /// be non-empty without `~`, `,` or control characters, and `peers` non-empty.
+    pub fn mint_scoped(
+        &self,
+        user: &str,
+        session: &str,
+        peers: &[IpAddr],
+        expiry: u64,
+    ) -> Result<RestCredential, Error> {
+        if !valid_id(user) || !valid_id(session) {
+            return Err(Error::Misuse(
+                "user or session empty or holds '~', ',' or a control",
+            ));
+        }
+        if peers.is_empty() {
+            return Err(Error::Misuse("scoped credential without peers"));
+        }
+        let mut user_id = format!("{user}{SCOPE_SEP}s{session}{SCOPE_SEP}p");
+        for (i, p) in peers.iter().enumerate() {
+            if i > 0 {
+                user_id.push(',');
+            }
+            user_id.push_str(&p.to_string());
+        }
+        self.mint_raw(&user_id, expiry)
+    }
+
+    fn mint_raw(&self, user_id: &str, expiry: u64) -> Result<RestCredential, Error> {
         let username = format!("{expiry}:{user_id}");
         if username.len() > MAX_USERNAME_LEN {
             return Err(Error::Misuse("user id too long for USERNAME"));
@@ -335,7 +473,65 @@ mod tests {
         assert!(s.long_term_key(&c.username, "r", 51).is_err());
     }
 
+    #[test]
+    fn scoped() {
+        let s = RestSecret::new("k").unwrap();
+        let peers: Vec<IpAddr> = vec![
+            "198.51.100.2".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
+        let c = s
+            .mint_scoped("u42", "s-981", &peers, 1_700_000_000)
+            .unwrap();
+        assert_eq!(
+            c.username,
+            "1700000000:u42~ss-981~p198.51.100.2,2001:db8::7"
+        );
+        let u = s.verify(&c.username, &c.password, 0).unwrap();
+        assert_eq!(u.user(), "u42");
+        let scope = u.scope().unwrap().unwrap();
+        assert_eq!(scope.session, "s-981");
+        assert_eq!(scope.peers, peers);
+        assert!(scope.allows("198.51.100.2".parse().unwrap()));
+        assert!(scope.allows("::ffff:198.51.100.2".parse().unwrap()));
+        assert!(!scope.allows("198.51.100.3".parse().unwrap()));
+        // Tampering with the peer list breaks the password.
+        let forged = c.username.replace("100.2", "100.9");
+        assert!(s.verify(&forged, &c.password, 0).is_err());
+        // Unscoped names have no scope; the user is the whole id.
+        let plain = s.mint("cam", 5).unwrap();
+        let u = RestUsername::parse(&plain.username).unwrap();
+        assert_eq!((u.user(), u.scope().unwrap()), ("cam", None));
+        for bad in [
+            "u~s1",
+            "u~p1.2.3.4",
+            "u~sx~p1.2.3.4~q",
+            "u~sx~p",
+            "u~sx~pnot-an-ip",
+            "u~sx~sy~p1.2.3.4",
+            "~sx~p1.2.3.4",
+            "u~",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
+        assert!(s.mint("a~b", 1).is_err());
+        assert!(s.mint_scoped("a", "b,c", &peers, 1).is_err());
+        assert!(s.mint_scoped("a", "b", &[], 1).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn scoped_roundtrip(user in "[a-z0-9.-]{1,16}", session in "[a-z0-9.-]{1,16}",
+                            peers in prop::collection::vec(any::<IpAddr>(), 1..4)) {
+            let s = RestSecret::new("k").unwrap();
+            let c = s.mint_scoped(&user, &session, &peers, 9).unwrap();
+            let u = s.verify(&c.username, &c.password, 0).unwrap();
+            prop_assert_eq!(u.user(), user.as_str());
+            let scope = u.scope().unwrap().unwrap();
+            prop_assert_eq!(scope.session, session);
+            prop_assert_eq!(scope.peers, peers);
+        }
+
         #[test]
         fn minted_verifies(user in "[a-zA-Z0-9:._-]{1,64}", expiry in any::<u64>(), now in any::<u64>()) {
             let s = RestSecret::new("k").unwrap();

@@ -9,10 +9,11 @@
 //! | [`framing`] | ChannelData (RFC 8656 12.4) and cutting a TCP/TLS byte stream into STUN messages and ChannelData frames |
 //! | [`auth`] | long-term keys (RFC 8489 9.2) and coturn-style time-limited REST credentials |
 //! | [`policy`] | which peer addresses a TURN server may relay to (SECURITY.md D8, F3) |
+//! | [`server`] | the TURN server state machine: allocations, permissions, channels, nonces, quotas |
 //!
-//! What it is **not**: a TURN server. Allocations, permissions, channel bindings,
-//! nonces, quotas and timers belong to the server's state machine, which builds on these
-//! pieces. Nor does it apply SASLprep or the OpaqueString profile to user strings.
+//! The codec modules know nothing of allocations; [`server`] builds the TURN server's state
+//! machine on them (still sans-IO: the `peercam-mtu` crate drives it over sockets). The
+//! crate does not apply SASLprep or the OpaqueString profile to user strings.
 //!
 //! # Example: answer a Binding request
 //!
@@ -38,5 +39,6 @@ mod error;
 pub mod framing;
 pub mod message;
 pub mod policy;
+pub mod server;
 
 pub use error::Error;

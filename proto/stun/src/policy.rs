@@ -216,6 +216,7 @@ impl Verdict {
 pub struct PeerPolicy {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
+    loopback: bool,
 }
 
 impl PeerPolicy {
@@ -236,6 +237,21 @@ impl PeerPolicy {
     pub fn deny(mut self, cidr: Cidr) -> Self {
         self.deny.push(cidr);
         self
+    }
+
+    /// Let the allow list admit loopback addresses (`127/8`, `::1` and their IPv6
+    /// spellings). Off by default: without it loopback is denied whatever the allow list
+    /// says. Only for a lab or test whose peers run on the relay's own host; loopback is
+    /// then reachable only where an allow-list entry covers it.
+    #[must_use]
+    pub fn allow_loopback(mut self, allow: bool) -> Self {
+        self.loopback = allow;
+        self
+    }
+
+    /// Whether [`Self::allow_loopback`] is on.
+    pub fn loopback_allowed(&self) -> bool {
+        self.loopback
     }
 
     /// The operator's allow list.
@@ -263,13 +279,15 @@ impl PeerPolicy {
         if let Some(c) = hit(&self.deny) {
             return Verdict::DenyListed(c);
         }
-        // The relay's own host is never a peer, whatever the allow list says.
+        // The relay's own host is never a peer, whatever the allow list says, unless the
+        // operator explicitly opened loopback for a lab (and then only via the allow list).
         let host = embedded.unwrap_or(ip);
-        if ip == IpAddr::V6(Ipv6Addr::LOCALHOST) || host.is_loopback() {
+        if (ip == IpAddr::V6(Ipv6Addr::LOCALHOST) || host.is_loopback()) && !self.loopback {
             return Verdict::SpecialPurpose("loopback");
         }
+        let lab_v6_loopback = self.loopback && ip == IpAddr::V6(Ipv6Addr::LOCALHOST);
         if ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            || matches!(host, IpAddr::V4(v4) if v4.octets()[0] == 0)
+            || (matches!(host, IpAddr::V4(v4) if v4.octets()[0] == 0) && !lab_v6_loopback)
         {
             return Verdict::SpecialPurpose("this network");
         }
@@ -410,6 +428,28 @@ mod tests {
         let p = PeerPolicy::new().deny(public);
         assert!(!p.is_allowed(ip("64:ff9b::8.8.8.8")));
         assert_eq!(p.denied(), &[public]);
+    }
+
+    #[test]
+    fn loopback_opt_in() {
+        let lo: Cidr = "127.0.0.0/8".parse().unwrap();
+        let doc: Cidr = "198.51.100.0/24".parse().unwrap();
+        let closed = PeerPolicy::new().allow(lo).allow(doc);
+        assert!(!closed.is_allowed(ip("127.0.0.1")));
+        assert!(closed.is_allowed(ip("198.51.100.2")));
+        let lab = closed.allow_loopback(true);
+        assert!(lab.loopback_allowed());
+        assert!(lab.is_allowed(ip("127.0.0.1")));
+        assert!(lab.is_allowed(ip("::ffff:127.0.0.1")));
+        assert!(lab.is_allowed(ip("64:ff9b::7f00:1")));
+        // Opening loopback does not open it without an allow-list entry, nor 0/8.
+        let open = PeerPolicy::new().allow_loopback(true);
+        assert!(!open.is_allowed(ip("127.0.0.1")));
+        assert!(!open.is_allowed(ip("::1")));
+        let all = PeerPolicy::new()
+            .allow_loopback(true)
+            .allow("0.0.0.0/0".parse().unwrap());
+        assert!(!all.is_allowed(ip("0.0.0.0")));
     }
 
     #[test]

@@ -1,15 +1,33 @@
-use peercam_net::NetError;
+//! The crate's error type.
 
-/// Why the MTU cannot start or run.
+/// What can go wrong starting or running the MTU.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MtuError {
-    /// A configuration value is wrong.
+    /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
-    /// Sockets, TLS or files.
+    /// A socket or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS material or another IO-shell failure.
     #[error(transparent)]
-    Net(#[from] NetError),
+    Net(#[from] peercam_net::NetError),
     /// The MTU's identity file.
     #[error("identity: {0}")]
     Identity(String),
+}
+
+impl MtuError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }

@@ -7,13 +7,17 @@
 //!   camera opens an outbound TLS channel to the MTU (so it works behind any NAT, even with
 //!   UDP blocked) and serves RTSP over it. One upstream per camera feeds every viewer
 //!   (7.3: one unicast feed turned into many).
-//! - **Registration and load reports** ([`agent`]): the MTU registers with an SCU like a
+//! - **STUN/TURN** ([`turn`]; RFC 8489, RFC 8656 over UDP, TCP and TLS): for WebRTC
+//!   viewers and ICE, with credentials the CMU mints from a shared secret (scoped to the
+//!   session's peers, SECURITY.md D8). See docs/turn.md.
+//! - **Registration and load reports** (`agent`): the MTU registers with an SCU like a
 //!   device and reports its addresses and load, from which the SCU chooses an MTU per
 //!   session (7.2, Sd).
 
 mod agent;
 mod error;
 pub mod relay;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,9 +64,12 @@ pub struct Config {
     /// listening address, or 127.0.0.1 when listening on all interfaces.
     #[serde(default)]
     pub public_host: Option<String>,
-    /// STUN/TURN URIs to report (the TURN service's own addresses).
+    /// STUN/TURN URIs to report; default: those of the `[turn]` service, on `public_host`.
     #[serde(default)]
     pub turn_uris: Vec<String>,
+    /// The STUN/TURN service (docs/turn.md); none when absent.
+    #[serde(default)]
+    pub turn: Option<turn::Config>,
     /// Viewers this MTU is sized for; the SCU stops choosing it when full. Default 500.
     #[serde(default = "default_capacity")]
     pub capacity: u32,
@@ -128,6 +135,7 @@ impl Config {
             tunnel_listen: default_tunnel_listen(),
             public_host: None,
             turn_uris: Vec::new(),
+            turn: None,
             capacity: default_capacity(),
             region: String::new(),
             report_ms: default_report_ms(),
@@ -149,6 +157,8 @@ pub struct Running {
     pub tunnel_addr: SocketAddr,
     /// Relay counters.
     pub stats: Arc<relay::Stats>,
+    /// The STUN/TURN service, when configured.
+    pub turn: Option<turn::Running>,
     /// The agent task (ends on shutdown).
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -203,10 +213,29 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
     } else {
         host
     };
+    let turn = match config.turn.clone() {
+        Some(t) => Some(turn::TurnService::spawn(t, shutdown.clone()).await?),
+        None => None,
+    };
+    let mut turn_uris = config.turn_uris.clone();
+    if turn_uris.is_empty()
+        && let Some(t) = &turn
+    {
+        // RFC 7064 / 7065 URIs of what the service listens on, at the MTU's public host.
+        if let Some(a) = t.udp {
+            turn_uris.push(format!("turn:{host}:{}?transport=udp", a.port()));
+        }
+        if let Some(a) = t.tcp {
+            turn_uris.push(format!("turn:{host}:{}?transport=tcp", a.port()));
+        }
+        if let Some(a) = t.tls {
+            turn_uris.push(format!("turns:{host}:{}?transport=tcp", a.port()));
+        }
+    }
     let addresses = MtuAddresses {
         rtsp: format!("{host}:{}", rtsp_addr.port()),
         tunnel: format!("{host}:{}", tunnel_addr.port()),
-        turn: config.turn_uris.clone(),
+        turn: turn_uris,
         region: config.region.clone(),
     };
     let (platform_tx, platform_rx) = mpsc::channel(256);
@@ -241,6 +270,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         rtsp_addr,
         tunnel_addr,
         stats,
+        turn,
         task,
     })
 }
