@@ -320,3 +320,164 @@ async fn h626_8_3_operator_sees_each_sessions_path() {
     assert_eq!(v.recent[0].report.path, PathKind::Relay);
     assert_eq!(v.recent[0].device_id, w.dev);
 }
+
+/// D8 / Dm: the CMU mints TURN credentials scoped to the camera's addresses from the secret
+/// it shares with the MTU; coturn's own client allocates and relays with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_cmu_minted_turn_credentials_work_with_turnutils_uclient() {
+    const SECRET: &str = "shared-turn-secret-for-tests";
+    let have = |b: &str| {
+        std::process::Command::new("which")
+            .arg(b)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        have("turnutils_uclient") && have("turnutils_peer"),
+        "coturn's tools are required (Debian package coturn; .ci/run installs it)"
+    );
+    let c = Cluster::start_with(1, |cfg| cfg.turn_secret = Some(SECRET.into()))
+        .await
+        .unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let owner = c.owner("+15550730011").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    let mid = new_identity(DeviceKind::Mtu);
+    c.admin
+        .provision(vec![provision_record(&mid)])
+        .await
+        .unwrap();
+    let (mut m, _msd) = c
+        .start_mtu_with(&mid, 0, |cfg| {
+            cfg.turn = Some(peercam_mtu::turn::Config {
+                listen_udp: Some("127.0.0.1:0".parse().unwrap()),
+                listen_tcp: Some("127.0.0.1:0".parse().unwrap()),
+                secret: SECRET.into(),
+                // The camera is on loopback here; production keeps loopback denied.
+                allow_loopback_peers: true,
+                allow_peers: vec!["127.0.0.0/8".into()],
+                threads: Some(1),
+                ..peercam_mtu::turn::Config::default()
+            });
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        m.status
+            .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut ice = None;
+    for _ in 0..50 {
+        let i = owner.ice(&dev).await.unwrap();
+        if !i.ice_servers.is_empty() {
+            ice = Some(i);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ice = ice.expect("TURN servers offered");
+    assert_eq!(ice.peers, vec!["127.0.0.1".to_owned()]);
+    let server = &ice.ice_servers[0];
+    let username = server.username.clone().unwrap();
+    assert!(username.contains("~p127.0.0.1"), "{username}");
+    let udp_uri = server
+        .urls
+        .iter()
+        .find(|u| u.ends_with("transport=udp"))
+        .unwrap();
+    let port = udp_uri
+        .trim_start_matches("turn:")
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    // An echo peer at the camera's address; coturn's client relays through our TURN server.
+    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut echo = std::process::Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &peer_port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tokio::process::Command::new("timeout")
+        .args([
+            "30",
+            "turnutils_uclient",
+            "-c",
+            "-m",
+            "1",
+            "-n",
+            "50",
+            "-l",
+            "200",
+        ])
+        .args(["-e", "127.0.0.1", "-r", &peer_port])
+        .args(["-u", &username, "-w", server.credential.as_deref().unwrap()])
+        .args(["-p", &port, "127.0.0.1"])
+        .output()
+        .await
+        .unwrap();
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recv = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("tot_recv_msgs="))
+        .and_then(|l| {
+            let r = &l[l.find("tot_recv_msgs=")? + 14..];
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(recv >= 45, "relayed with CMU-minted credentials:\n{text}");
+    // A tampered password is refused.
+    let out = tokio::process::Command::new("timeout")
+        .args([
+            "15",
+            "turnutils_uclient",
+            "-c",
+            "-m",
+            "1",
+            "-n",
+            "5",
+            "-l",
+            "200",
+        ])
+        .args(["-e", "127.0.0.1", "-r", &peer_port])
+        .args(["-u", &username, "-w", "not-the-password"])
+        .args(["-p", &port, "127.0.0.1"])
+        .output()
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() || !text.contains("tot_recv_msgs=5"),
+        "{text}"
+    );
+    // Someone without access to the camera gets nothing.
+    let stranger = c.owner("+15550730012").await.unwrap();
+    assert!(stranger.ice(&dev).await.is_err());
+}

@@ -401,6 +401,33 @@ pub struct AdminDeviceView {
     pub owner: Option<i64>,
 }
 
+/// One ICE server as WebRTC's `RTCIceServer` has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URIs (RFC 7064, RFC 7065).
+    pub urls: Vec<String>,
+    /// TURN user name (`EXPIRY:USER~s<session>~p<peer IPs>`, see docs/turn.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password (HMAC of the user name under the secret the CMU shares with MTUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// STUN/TURN servers for one session with a camera (ICE, WebRTC), with credentials minted by
+/// the CMU and scoped to that camera's addresses (SECURITY.md D8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IceConfig {
+    /// The servers, the chosen MTU's first.
+    pub ice_servers: Vec<IceServer>,
+    /// Unix seconds after which the credentials stop working.
+    pub expires_at: u64,
+    /// The peer addresses the relay will forward to (the camera's).
+    pub peers: Vec<String>,
+}
+
 /// What a client reports about a live view when it ends: the path it took, how long reaching
 /// the camera took and what it got (issue: "the chosen path, round-trip time and bytes are
 /// recorded per session and visible to the operator").

@@ -423,6 +423,14 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/ice",
+            Customer,
+            "STUN/TURN servers with credentials for one session with the camera, scoped to its addresses (needs `live`)",
+            None,
+            Some("IceConfig")
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/sessions",
             Customer,
             "Report how a live view went: the path it took, time to connect, bytes (needs `live`)",
@@ -577,6 +585,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
         ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
+        ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
         ("GET", "/api/v1/admin/sessions") => get(crate::relay::admin_sessions),
         ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
         ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
@@ -786,6 +795,8 @@ pub fn openapi() -> OpenApi {
         .schema_from::<peercam_signal::relay::PathKind>()
         .schema_from::<peercam_signal::relay::MediaPath>()
         .schema_from::<cm::SessionReport>()
+        .schema_from::<cm::IceServer>()
+        .schema_from::<cm::IceConfig>()
         .schema_from::<cm::SessionView>()
         .schema_from::<cm::SessionsView>()
         .schema_from::<peercam_signal::play::Caps>()

@@ -46,6 +46,18 @@ pub struct Config {
     /// the listening address (`localhost` when listening on all interfaces).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The TURN REST secret shared with the MTUs' `[turn]` services (coturn's
+    /// `static-auth-secret`): the CMU mints time-limited TURN credentials scoped to one
+    /// session's peers (SECURITY.md D8). None: no TURN credentials are handed out.
+    #[serde(default)]
+    pub turn_secret: Option<String>,
+    /// How long a minted TURN credential lives, seconds. Default 600.
+    #[serde(default = "default_turn_ttl")]
+    pub turn_ttl_s: u64,
+}
+
+fn default_turn_ttl() -> u64 {
+    600
 }
 
 fn default_release_threshold() -> usize {
@@ -120,6 +132,8 @@ impl Config {
             release_keys: Vec::new(),
             release_threshold: default_release_threshold(),
             public_url: None,
+            turn_secret: None,
+            turn_ttl_s: default_turn_ttl(),
         }
     }
 

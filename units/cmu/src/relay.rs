@@ -287,3 +287,61 @@ pub(crate) async fn admin_sessions(
         recent,
     }))
 }
+
+/// `POST /api/v1/devices/{id}/ice`: TURN credentials for one session with the camera, minted
+/// from the secret shared with the MTUs and scoped to the camera's addresses, with the
+/// camera's SCU's choice of MTU (7.2). Without a configured secret or an MTU, no servers.
+pub(crate) async fn ice(
+    axum::extract::State(st): axum::extract::State<Shared>,
+    axum::Extension(p): axum::Extension<crate::auth::Principal>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::IceConfig>> {
+    let (id, _) =
+        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    let addrs = st
+        .platform
+        .addresses(&id)
+        .ok_or_else(|| crate::error::ApiErr::conflict("device_offline", "the device is offline"))?;
+    // D8: the relay forwards only to the camera's own addresses.
+    let mut peers: Vec<IpAddr> = addrs
+        .local
+        .iter()
+        .chain(&addrs.mapped)
+        .filter_map(|a| a.parse::<SocketAddr>().ok().map(|s| canonical(s.ip())))
+        .chain(addrs.observed_ip.iter().filter_map(|o| o.parse().ok()))
+        .collect();
+    peers.sort();
+    peers.dedup();
+    let expires_at = now_s() + st.config.turn_ttl_s.clamp(60, 86_400);
+    let mut servers = Vec::new();
+    if let Some(secret) = &st.config.turn_secret
+        && let Some(mtu) = st.platform.select_mtu(&id).await
+        && !mtu.addresses.turn.is_empty()
+    {
+        let secret = peercam_stun::auth::RestSecret::new(secret.as_bytes().to_vec())
+            .map_err(|e| crate::error::ApiErr::internal("TURN secret", &e))?;
+        let session = hex::encode(crate::random_bytes::<8>());
+        let cred = secret
+            .mint_scoped(&format!("u{}", p.id), &session, &peers, expires_at)
+            .map_err(|e| crate::error::ApiErr::internal("TURN credential", &e))?;
+        servers.push(peercam_signal::cm::IceServer {
+            urls: mtu.addresses.turn.clone(),
+            username: Some(cred.username),
+            credential: Some(cred.password),
+        });
+        audit(
+            &st.db,
+            Some(p.id),
+            "turn.credential",
+            Some(id.as_str()),
+            "ok",
+            mtu.mtu.as_str(),
+        )
+        .await;
+    }
+    Ok(axum::Json(peercam_signal::cm::IceConfig {
+        ice_servers: servers,
+        expires_at,
+        peers: peers.iter().map(ToString::to_string).collect(),
+    }))
+}

@@ -799,6 +799,12 @@ impl Client {
         self.get("/api/v1/admin/audit").await
     }
 
+    /// STUN/TURN servers with credentials for one session with the camera (ICE, WebRTC).
+    pub async fn ice(&self, id: &str) -> Result<IceConfig, CuError> {
+        self.call::<(), IceConfig>(Method::POST, &format!("/api/v1/devices/{id}/ice"), None)
+            .await
+    }
+
     /// Reports how a live view went (path, time to connect, bytes).
     pub async fn report_session(&self, id: &str, report: &SessionReport) -> Result<(), CuError> {
         self.post(&format!("/api/v1/devices/{id}/sessions"), report)
