@@ -103,6 +103,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
     cmu_cfg.listen = cmu_addr;
+    // The TURN REST secret the CMU shares with the MTU (docs/turn.md).
+    let turn_secret = random_text(32);
+    cmu_cfg.turn_secret = Some(turn_secret.clone());
     cmu_cfg.tls = Some(peercam_cmu::TlsFiles {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
@@ -227,6 +230,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (relay_port, tunnel_port) = if args.port == 0 { (0, 0) } else { (8654, 8655) };
     mtu_cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], relay_port));
     mtu_cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
+    let turn_port = if args.port == 0 { 0 } else { 3478 };
+    mtu_cfg.turn = Some(peercam_mtu::turn::Config {
+        listen_udp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
+        listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
+        secret: turn_secret,
+        // Every unit of the demo is on loopback; a deployment keeps loopback denied (D8).
+        allow_loopback_peers: true,
+        allow_peers: vec!["127.0.0.0/8".into()],
+        threads: Some(1),
+        ..peercam_mtu::turn::Config::default()
+    });
     let mtu = peercam_mtu::start(mtu_cfg, shutdown.clone())
         .await
         .context("starting the MTU")?;
@@ -358,8 +372,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         dir.join("nvr-recordings").display()
     );
     println!(
-        "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works)",
-        mtu_id.device_id, mtu.rtsp_addr
+        "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works; TURN {})",
+        mtu_id.device_id,
+        mtu.rtsp_addr,
+        mtu.turn
+            .as_ref()
+            .and_then(|t| t.udp)
+            .map_or_else(|| "off".to_owned(), |a| a.to_string())
     );
     println!("  details      {}\n", dir.join("demo.json").display());
     println!("Try:");
@@ -376,6 +395,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  peercam cu status {first}");
     println!(
         "  ffplay -rtsp_transport tcp \"$(peercam cu url {first})\"   # live view (H.626.4 8.4)"
+    );
+    println!(
+        "  peercam cu url {first}                                     # every path: LAN first, the MTU's relay last (8.3)"
+    );
+    println!(
+        "  peercam cu play {first} --seconds 5 --out live.mp4          # tries the paths in order, reports the one used"
+    );
+    println!(
+        "  peercam admin sessions                                     # operator: live views by path (log in as admin)"
     );
     println!("  peercam cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
     println!("  peercam cu params get {first}                              # parameters (8.9.1)");
