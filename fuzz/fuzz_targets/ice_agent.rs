@@ -70,7 +70,9 @@ fuzz_target!(|data: &[u8]| {
     let local = Credentials::new(LOCAL_UFRAG, LOCAL_PWD).unwrap();
     let mut agent = Agent::new(role, local, config, now);
     let base: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-    agent.add_local_candidate(Candidate::host(base, 65535)).unwrap();
+    agent
+        .add_local_candidate(Candidate::host(base, 65535))
+        .unwrap();
     if flags & 2 == 0 {
         agent.set_remote_credentials(Credentials::new(REMOTE_UFRAG, REMOTE_PWD).unwrap());
     }
@@ -141,7 +143,11 @@ fuzz_target!(|data: &[u8]| {
                 let bytes = m
                     .encode_sealed(Some((IntegrityAlgorithm::HmacSha1, key.as_bytes())), true)
                     .unwrap();
-                let to = if f & 64 == 0 { base } else { "10.0.0.1:5001".parse().unwrap() };
+                let to = if f & 64 == 0 {
+                    base
+                } else {
+                    "10.0.0.1:5001".parse().unwrap()
+                };
                 assert!(agent.handle_receive(now, to, from, &bytes));
             }
             4 => {
