@@ -1782,7 +1782,7 @@ pub(crate) mod tests {
         assert_eq!(back.ice_controlling(), Some(0x0102_0304_0506_0708));
         assert_eq!(back.ice_controlled(), None);
 
-        let mut bad = buf.clone();
+        let mut bad = buf;
         bad[31] = 4; // USE-CANDIDATE claims 4 bytes: swallows the next header
         assert!(Message::decode(&bad).is_err());
         let short = Message::new(Class::Request, Method::BINDING, tid).with(Attribute::Unknown {
@@ -1791,7 +1791,10 @@ pub(crate) mod tests {
         });
         let mut short = short.encode().unwrap();
         short[20..22].copy_from_slice(&attr::PRIORITY.to_be_bytes());
-        assert!(Message::decode(&short).is_err(), "PRIORITY must hold 4 bytes");
+        assert!(
+            Message::decode(&short).is_err(),
+            "PRIORITY must hold 4 bytes"
+        );
     }
 
     #[test]
