@@ -82,6 +82,10 @@ pub mod attr {
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
     /// RESERVATION-TOKEN (RFC 8656 18.10).
     pub const RESERVATION_TOKEN: u16 = 0x0022;
+    /// PRIORITY (RFC 8445 16.1).
+    pub const PRIORITY: u16 = 0x0024;
+    /// USE-CANDIDATE (RFC 8445 16.1).
+    pub const USE_CANDIDATE: u16 = 0x0025;
     /// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 18.11).
     pub const ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
     /// PASSWORD-ALGORITHMS (RFC 8489 14.11).
@@ -92,6 +96,10 @@ pub mod attr {
     pub const ALTERNATE_SERVER: u16 = 0x8023;
     /// FINGERPRINT (RFC 8489 14.7).
     pub const FINGERPRINT: u16 = 0x8028;
+    /// ICE-CONTROLLED (RFC 8445 16.1).
+    pub const ICE_CONTROLLED: u16 = 0x8029;
+    /// ICE-CONTROLLING (RFC 8445 16.1).
+    pub const ICE_CONTROLLING: u16 = 0x802A;
     /// RESPONSE-ORIGIN (RFC 5780 7.3).
     pub const RESPONSE_ORIGIN: u16 = 0x802B;
     /// OTHER-ADDRESS (RFC 5780 7.4).
@@ -135,6 +143,10 @@ pub mod attr {
                 | FINGERPRINT
                 | RESPONSE_ORIGIN
                 | OTHER_ADDRESS
+                | PRIORITY
+                | USE_CANDIDATE
+                | ICE_CONTROLLED
+                | ICE_CONTROLLING
         )
     }
 }
@@ -377,6 +389,14 @@ pub enum Attribute {
     MessageIntegritySha256(Vec<u8>),
     /// FINGERPRINT, the value as received (RFC 8489 14.7).
     Fingerprint(u32),
+    /// PRIORITY of the peer-reflexive candidate a check would learn (RFC 8445 7.1.1).
+    Priority(u32),
+    /// USE-CANDIDATE: the controlling agent nominates the pair (RFC 8445 7.1.2).
+    UseCandidate,
+    /// ICE-CONTROLLED with the sender's tie-breaker (RFC 8445 7.1.3).
+    IceControlled(u64),
+    /// ICE-CONTROLLING with the sender's tie-breaker (RFC 8445 7.1.3).
+    IceControlling(u64),
     /// Any other type, value kept raw (without padding).
     Unknown {
         /// The attribute type. Never one of the [`attr::is_known`] types.
@@ -418,6 +438,10 @@ impl Attribute {
             Self::MessageIntegrity(_) => attr::MESSAGE_INTEGRITY,
             Self::MessageIntegritySha256(_) => attr::MESSAGE_INTEGRITY_SHA256,
             Self::Fingerprint(_) => attr::FINGERPRINT,
+            Self::Priority(_) => attr::PRIORITY,
+            Self::UseCandidate => attr::USE_CANDIDATE,
+            Self::IceControlled(_) => attr::ICE_CONTROLLED,
+            Self::IceControlling(_) => attr::ICE_CONTROLLING,
             Self::Unknown { typ, .. } => *typ,
         }
     }
@@ -550,6 +574,25 @@ impl Attribute {
                 fixed(4, "FINGERPRINT")?;
                 Self::Fingerprint(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
             }
+            attr::PRIORITY => {
+                fixed(4, "PRIORITY")?;
+                Self::Priority(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            }
+            attr::USE_CANDIDATE => {
+                fixed(0, "USE-CANDIDATE")?;
+                Self::UseCandidate
+            }
+            attr::ICE_CONTROLLED | attr::ICE_CONTROLLING => {
+                let Ok(b) = <[u8; 8]>::try_from(v) else {
+                    return Err(Error::invalid("ICE-CONTROL", offset, "wrong length"));
+                };
+                let tie_breaker = u64::from_be_bytes(b);
+                if typ == attr::ICE_CONTROLLED {
+                    Self::IceControlled(tie_breaker)
+                } else {
+                    Self::IceControlling(tie_breaker)
+                }
+            }
             typ => Self::Unknown {
                 typ,
                 value: v.to_vec(),
@@ -615,7 +658,11 @@ impl Attribute {
                 }
                 out.extend_from_slice(h);
             }
-            Self::Fingerprint(f) => out.extend_from_slice(&f.to_be_bytes()),
+            Self::Fingerprint(f) | Self::Priority(f) => out.extend_from_slice(&f.to_be_bytes()),
+            Self::UseCandidate => {}
+            Self::IceControlled(t) | Self::IceControlling(t) => {
+                out.extend_from_slice(&t.to_be_bytes());
+            }
             Self::Unknown { typ, value } => {
                 if attr::is_known(*typ) {
                     return Err(Error::Misuse("Attribute::Unknown with a known type"));
@@ -1110,6 +1157,35 @@ impl Message {
             _ => None,
         }
     }
+
+    /// PRIORITY (RFC 8445 7.1.1).
+    pub fn priority(&self) -> Option<u32> {
+        match self.get(attr::PRIORITY)? {
+            Attribute::Priority(p) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// Whether USE-CANDIDATE is present (RFC 8445 7.1.2).
+    pub fn use_candidate(&self) -> bool {
+        self.get(attr::USE_CANDIDATE).is_some()
+    }
+
+    /// The tie-breaker of ICE-CONTROLLED (RFC 8445 7.1.3).
+    pub fn ice_controlled(&self) -> Option<u64> {
+        match self.get(attr::ICE_CONTROLLED)? {
+            Attribute::IceControlled(t) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The tie-breaker of ICE-CONTROLLING (RFC 8445 7.1.3).
+    pub fn ice_controlling(&self) -> Option<u64> {
+        match self.get(attr::ICE_CONTROLLING)? {
+            Attribute::IceControlling(t) => Some(*t),
+            _ => None,
+        }
+    }
 }
 
 fn push_attr(out: &mut Vec<u8>, a: &Attribute, tid: &TransactionId) -> Result<(), Error> {
@@ -1326,9 +1402,12 @@ pub(crate) mod tests {
         );
         assert_eq!(m.software(), Some("STUN test client"));
         assert_eq!(m.username(), Some("evtj:h6vY"));
-        // PRIORITY (0x0024) is an ICE attribute this crate does not type;
-        // ICE-CONTROLLED (0x8029) is comprehension-optional.
-        assert_eq!(m.unknown_comprehension_required(), vec![0x0024]);
+        // The ICE attributes of RFC 8445 16.1 are typed.
+        assert_eq!(m.unknown_comprehension_required(), Vec::<u16>::new());
+        assert_eq!(m.priority(), Some(0x6e00_01ff));
+        assert_eq!(m.ice_controlled(), Some(0x932f_f9b1_5126_3b36));
+        assert_eq!(m.ice_controlling(), None);
+        assert!(!m.use_candidate());
         assert_eq!(
             verify_integrity(&RFC5769_REQUEST, SHORT_TERM_PASSWORD),
             Ok(IntegrityAlgorithm::HmacSha1)
@@ -1683,6 +1762,41 @@ pub(crate) mod tests {
         );
     }
 
+    /// RFC 8445 16.1: PRIORITY, USE-CANDIDATE, ICE-CONTROLLED and ICE-CONTROLLING on the
+    /// wire, and their lengths enforced.
+    #[test]
+    fn ice_attributes() {
+        let tid = TransactionId([1; 12]);
+        let m = Message::new(Class::Request, Method::BINDING, tid)
+            .with(Attribute::Priority(0x6e00_01ff))
+            .with(Attribute::UseCandidate)
+            .with(Attribute::IceControlling(0x0102_0304_0506_0708));
+        let buf = m.encode().unwrap();
+        assert_eq!(&buf[20..28], &[0x00, 0x24, 0, 4, 0x6e, 0x00, 0x01, 0xff]);
+        assert_eq!(&buf[28..32], &[0x00, 0x25, 0, 0]);
+        assert_eq!(&buf[32..44], &[0x80, 0x2a, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let back = Message::decode(&buf).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.priority(), Some(0x6e00_01ff));
+        assert!(back.use_candidate());
+        assert_eq!(back.ice_controlling(), Some(0x0102_0304_0506_0708));
+        assert_eq!(back.ice_controlled(), None);
+
+        let mut bad = buf;
+        bad[31] = 4; // USE-CANDIDATE claims 4 bytes: swallows the next header
+        assert!(Message::decode(&bad).is_err());
+        let short = Message::new(Class::Request, Method::BINDING, tid).with(Attribute::Unknown {
+            typ: 0x9999,
+            value: vec![],
+        });
+        let mut short = short.encode().unwrap();
+        short[20..22].copy_from_slice(&attr::PRIORITY.to_be_bytes());
+        assert!(
+            Message::decode(&short).is_err(),
+            "PRIORITY must hold 4 bytes"
+        );
+    }
+
     #[test]
     fn looks_like() {
         assert!(looks_like_stun(&RFC5769_REQUEST));
@@ -1729,6 +1843,10 @@ pub(crate) mod tests {
             arb_family().prop_map(Attribute::AdditionalAddressFamily),
             prop::collection::vec(any::<u8>(), 0..12).prop_map(Attribute::PasswordAlgorithms),
             prop::collection::vec(any::<u8>(), 0..12).prop_map(Attribute::PasswordAlgorithm),
+            any::<u32>().prop_map(Attribute::Priority),
+            Just(Attribute::UseCandidate),
+            any::<u64>().prop_map(Attribute::IceControlled),
+            any::<u64>().prop_map(Attribute::IceControlling),
             (any::<bool>(), any::<bool>()).prop_map(|(change_ip, change_port)| {
                 Attribute::ChangeRequest {
                     change_ip,

@@ -1,0 +1,116 @@
+//! The P2P path between a CU and a PU (H.626.4 8.3, 8.4): gather candidates, punch a
+//! hole through both NATs with the sans-IO [`peercam_ice`] agent, then run QUIC over the
+//! very same UDP socket and hand out one bidirectional byte stream ([`P2pStream`]) that
+//! carries the RTSP session (RTP interleaved) unchanged.
+//!
+//! ```text
+//! CU (controlling, QUIC client)                           PU (controlled, QUIC server)
+//! gather(&socket, stun) ──► SessionDescription ─ platform signalling ─► SessionDescription
+//! punch(socket, agent, &remote, timeout) ◄──── STUN checks on the socket ────► punch(..)
+//! Punched::connect(&identity, pu_fingerprint)  ◄── QUIC + TLS 1.3 ──►  Punched::accept(..)
+//! P2pStream: AsyncRead + AsyncWrite  ◄════════ RTSP / RTP interleaved ════════► P2pStream
+//! ```
+//!
+//! # Design choices
+//!
+//! - **One socket, demultiplexed** (RFC 7983): after ICE has selected a pair, a driver
+//!   task keeps reading the socket. Datagrams whose first byte is 0..=3 with the STUN
+//!   magic cookie go to the ICE agent, everything else to quinn through
+//!   [`quinn::AsyncUdpSocket`] (the socket module). So the controlled side can answer
+//!   the controlling side's nomination retransmissions after it has moved on, QUIC
+//!   packets that arrive before a side has finished ICE are queued, not lost, and ICE
+//!   consent keeps running under QUIC.
+//! - **Keepalive**: ICE consent checks (RFC 7675) every 2.5 s in both directions keep the
+//!   NAT bindings open and detect a dead path (30 s → the stream is closed); QUIC
+//!   keep-alive every 5 s keeps quinn's 30 s idle timer from firing.
+//! - **Authentication by pinning**, like DTLS fingerprints in WebRTC (RFC 8122): each
+//!   side has a self-signed certificate ([`Identity`]); the SHA-256 [`Fingerprint`] of
+//!   its DER travels in the platform's already authenticated signalling. The client pins
+//!   the server's certificate and the server requires a client certificate and pins it
+//!   too (mutual). Names and CAs are not used; signatures are still verified, so only the
+//!   holder of the pinned key completes the handshake.
+//! - The CU is the QUIC client and opens the stream; it writes an 8-byte preface so the
+//!   PU's `accept` returns before the RTSP client speaks.
+
+mod gather;
+mod identity;
+mod punch;
+mod socket;
+mod stream;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peercam_ice::{Candidate, Credentials};
+use serde::{Deserialize, Serialize};
+
+pub use gather::{gather, interface_addrs};
+pub use identity::{Fingerprint, Identity};
+pub use peercam_ice;
+pub use punch::{Path, Punched, new_agent, punch, random_seed};
+pub use stream::P2pStream;
+
+/// What one side signals to the other through the platform to set up a P2P path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    /// ICE ufrag and password.
+    pub credentials: Credentials,
+    /// ICE candidates in RFC 8839 text form.
+    pub candidates: Vec<Candidate>,
+    /// The SHA-256 fingerprint of the side's QUIC certificate.
+    pub fingerprint: Fingerprint,
+}
+
+/// What went wrong on the P2P path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// ICE failed (every pair failed or the agent's own timeout): use the relay.
+    #[error("hole punching failed: {0:?}")]
+    PunchFailed(peercam_ice::Failure),
+    /// [`punch`]'s timeout expired before a pair was selected: use the relay.
+    #[error("hole punching timed out after {0:?}")]
+    PunchTimeout(Duration),
+    /// The punched path died (ICE consent lost).
+    #[error("the P2P path was lost (no ICE consent)")]
+    PathLost,
+    /// Building a certificate failed.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A fingerprint string is malformed.
+    #[error("bad fingerprint: {0}")]
+    Fingerprint(&'static str),
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// QUIC configuration failed.
+    #[error("QUIC configuration: {0}")]
+    QuicConfig(String),
+    /// Starting the QUIC connection failed.
+    #[error("QUIC connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The QUIC connection failed, e.g. the peer's certificate is not the pinned one.
+    #[error("QUIC connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing the stream preface failed.
+    #[error("QUIC write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading the stream preface failed.
+    #[error("QUIC read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// The stream did not start with the peercam preface.
+    #[error("the peer's stream did not start with the peercam preface")]
+    BadPreface,
+    /// A QUIC connection came from another address than the punched peer.
+    #[error("QUIC connection from {0}, not the punched peer")]
+    UnexpectedPeer(SocketAddr),
+    /// The QUIC handshake and stream set-up took too long.
+    #[error("QUIC set-up timed out")]
+    QuicTimeout,
+    /// The QUIC endpoint was closed before a connection arrived.
+    #[error("QUIC endpoint closed")]
+    EndpointClosed,
+}
