@@ -67,6 +67,10 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "SignupRequest" => json!({"phone": "+15559990000", "password": "x"}),
         "SignupConfirm" => json!({"phone": "+15559990000", "code": "000000"}),
         "PlayRequest" => json!({"max_width": 352}),
+        "PunchDescription" => {
+            json!({"credentials": {"ufrag": "abcd", "pwd": "0123456789012345678901"},
+            "candidates": [], "fingerprint": "sha-256 00"})
+        }
         "SessionReport" => json!({"path": "lan", "connect_ms": 1, "bytes": 1, "seconds": 1}),
         "PtzCommand" => json!({"op": "stop"}),
         "ResetRequest" => json!({}),

@@ -213,9 +213,10 @@ async fn h626_8_3_client_goes_direct_when_it_can_and_relays_when_it_cannot() {
     };
     assert_eq!(p.paths[0].kind, PathKind::Lan, "{:?}", p.paths);
     assert_eq!(p.paths.last().unwrap().kind, PathKind::Relay, "relay last");
-    let (rec, reached) = peercam_cu::live::record_best(&p.paths, Duration::from_secs(2), |_| {})
-        .await
-        .unwrap();
+    let (rec, reached) =
+        peercam_cu::live::record_best(&p.paths, None, Duration::from_secs(2), |_| {})
+            .await
+            .unwrap();
     assert_eq!(reached.kind, PathKind::Lan);
     assert!(rec.frames > 10);
     assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 0);
@@ -230,9 +231,10 @@ async fn h626_8_3_client_goes_direct_when_it_can_and_relays_when_it_cannot() {
             .unwrap();
         x.url = format!("rtsp://192.0.2.1:554/{path}");
     }
-    let (rec, reached) = peercam_cu::live::record_best(&p.paths, Duration::from_secs(3), |_| {})
-        .await
-        .unwrap();
+    let (rec, reached) =
+        peercam_cu::live::record_best(&p.paths, None, Duration::from_secs(3), |_| {})
+            .await
+            .unwrap();
     assert_eq!(reached.kind, PathKind::Relay);
     assert!(rec.frames > 10, "{rec:?}");
     assert!(

@@ -567,12 +567,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 vec![peercam_signal::relay::MediaPath {
                     kind: r.path,
                     url: r.url.clone(),
+                    stun: None,
                 }]
             } else {
                 r.paths.clone()
             };
+            let puncher = peercam_cu::live::Puncher {
+                client: conn.client().await?,
+                device: device.clone(),
+            };
             let (rec, reached) = peercam_cu::live::record_best(
                 &paths,
+                Some(&puncher),
                 std::time::Duration::from_secs(seconds),
                 |s| bar.set_position(s as u64),
             )

@@ -77,6 +77,17 @@ pub enum DeviceCommand {
         /// The one-time ticket from the MTU's [`DeviceRequest::RelayUpstream`].
         ticket: String,
     },
+    /// H.626.4 8.3: a viewer wants a hole-punched path. The camera gathers its candidates
+    /// (asking `stun` for its public address), answers [`DeviceReply::Punch`] with its own
+    /// description and then runs ICE and accepts the viewer's QUIC connection, pinned to the
+    /// viewer's fingerprint; the viewer's RTSP request on it is judged as in 8.4.
+    Punch {
+        /// The viewer's description.
+        offer: crate::relay::PunchDescription,
+        /// The STUN server, `host:port`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stun: Option<String>,
+    },
     /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
     /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
     RelayRevoke {
@@ -168,6 +179,11 @@ pub enum DeviceReply {
     },
     /// Done; nothing to report.
     Done,
+    /// The camera's side of a hole-punched path.
+    Punch {
+        /// Its description.
+        answer: crate::relay::PunchDescription,
+    },
     /// A camera attached to an NVR; `lan` is where the NVR found it on its LAN, if it did.
     Attached {
         /// The camera.

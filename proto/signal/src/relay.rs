@@ -131,8 +131,51 @@ impl PathKind {
 pub struct MediaPath {
     /// What kind of path.
     pub kind: PathKind,
-    /// `rtsp://HOST:PORT/...?token=...`.
+    /// `rtsp://HOST:PORT/...?token=...` (for [`PathKind::Punched`], `rtsp://punched/...`: the
+    /// RTSP session runs over the punched QUIC stream, see [`PunchDescription`]).
     pub url: String,
+    /// For [`PathKind::Punched`]: the STUN server (`host:port`) to learn the client's public
+    /// address from before sending its description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun: Option<String>,
+}
+
+/// One side's description for UDP hole punching (H.626.4 8.3, 8.4), exchanged through the
+/// platform: ICE credentials and candidates (RFC 8445, candidates as RFC 8839 text) and the
+/// SHA-256 fingerprint of the side's QUIC certificate (pinned by the other side, like DTLS
+/// fingerprints in WebRTC). The CU sends its own with `POST /api/v1/devices/{id}/punch`; the
+/// CMU hands it to the camera ([`crate::cmd::DeviceCommand::Punch`]) and returns the camera's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PunchDescription {
+    /// ICE username fragment and password.
+    pub credentials: PunchCredentials,
+    /// ICE candidates, `candidate:...` lines.
+    pub candidates: Vec<String>,
+    /// `sha-256 AB:CD:...` of the side's QUIC certificate.
+    pub fingerprint: String,
+}
+
+/// ICE short-term credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PunchCredentials {
+    /// Username fragment.
+    pub ufrag: String,
+    /// Password.
+    pub pwd: String,
+}
+
+impl PunchDescription {
+    /// Whether the description is within the limits the platform forwards: at most 16
+    /// candidates of at most 256 bytes, short credentials and fingerprint.
+    pub fn is_reasonable(&self) -> bool {
+        self.candidates.len() <= 16
+            && self.candidates.iter().all(|c| c.len() <= 256)
+            && self.credentials.ufrag.len() <= 256
+            && self.credentials.pwd.len() <= 256
+            && self.fingerprint.len() <= 128
+    }
 }
 
 /// What a camera reported of its addresses (H.626.4 8.3 step 2) and what the CMU made of

@@ -61,6 +61,75 @@ pub struct SessionDescription {
     pub fingerprint: Fingerprint,
 }
 
+impl SessionDescription {
+    /// The description as the platform carries it (`peercam_signal::relay`).
+    pub fn to_signal(&self) -> peercam_signal::relay::PunchDescription {
+        peercam_signal::relay::PunchDescription {
+            credentials: peercam_signal::relay::PunchCredentials {
+                ufrag: self.credentials.ufrag().to_owned(),
+                pwd: self.credentials.pwd().to_owned(),
+            },
+            candidates: self.candidates.iter().map(ToString::to_string).collect(),
+            fingerprint: self.fingerprint.to_string(),
+        }
+    }
+
+    /// Reads a description the platform carried; refuses malformed credentials, candidates
+    /// or fingerprints.
+    pub fn from_signal(d: &peercam_signal::relay::PunchDescription) -> Result<Self, Error> {
+        let bad = |what: &'static str| Error::Description(what);
+        Ok(Self {
+            credentials: Credentials::new(d.credentials.ufrag.clone(), d.credentials.pwd.clone())
+                .map_err(|_| bad("ICE credentials"))?,
+            candidates: d
+                .candidates
+                .iter()
+                .map(|c| c.parse::<Candidate>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad("ICE candidate"))?,
+            fingerprint: d.fingerprint.parse()?,
+        })
+    }
+}
+
+/// One side of a P2P path being set up: the socket, the ICE agent holding the gathered
+/// candidates, the QUIC identity, and the description to signal to the other side.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The socket the path will use.
+    pub socket: tokio::net::UdpSocket,
+    /// The agent, holding the local candidates.
+    pub agent: peercam_ice::Agent,
+    /// The QUIC certificate and key.
+    pub identity: Identity,
+    /// What to send to the other side.
+    pub description: SessionDescription,
+}
+
+/// Binds a UDP socket on all interfaces, gathers its candidates (host, and server-reflexive
+/// from `stun` within `timeout`), makes an agent for `role` and a QUIC identity.
+pub async fn prepare(
+    role: peercam_ice::Role,
+    stun: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<Prepared, Error> {
+    let socket = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).await?;
+    let candidates = gather(&socket, stun, timeout).await?;
+    let agent = new_agent(role, &candidates)?;
+    let identity = Identity::generate()?;
+    let description = SessionDescription {
+        credentials: agent.local_credentials().clone(),
+        candidates,
+        fingerprint: identity.fingerprint(),
+    };
+    Ok(Prepared {
+        socket,
+        agent,
+        identity,
+        description,
+    })
+}
+
 /// What went wrong on the P2P path.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,6 +137,9 @@ pub enum Error {
     /// A socket operation failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A signalled description is malformed.
+    #[error("malformed description: {0}")]
+    Description(&'static str),
     /// ICE failed (every pair failed or the agent's own timeout): use the relay.
     #[error("hole punching failed: {0:?}")]
     PunchFailed(peercam_ice::Failure),

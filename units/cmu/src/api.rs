@@ -431,6 +431,14 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/punch",
+            Customer,
+            "UDP hole punching (8.3): send the viewer's ICE description, get the camera's (needs `live`)",
+            Some("PunchDescription"),
+            Some("PunchDescription")
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/sessions",
             Customer,
             "Report how a live view went: the path it took, time to connect, bytes (needs `live`)",
@@ -586,6 +594,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
         ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
+        ("POST", "/api/v1/devices/{id}/punch") => post(crate::relay::punch),
         ("GET", "/api/v1/admin/sessions") => get(crate::relay::admin_sessions),
         ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
         ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
@@ -796,6 +805,8 @@ pub fn openapi() -> OpenApi {
         .schema_from::<peercam_signal::relay::MediaPath>()
         .schema_from::<cm::SessionReport>()
         .schema_from::<cm::IceServer>()
+        .schema_from::<peercam_signal::relay::PunchDescription>()
+        .schema_from::<peercam_signal::relay::PunchCredentials>()
         .schema_from::<cm::IceConfig>()
         .schema_from::<cm::SessionView>()
         .schema_from::<cm::SessionsView>()

@@ -88,6 +88,7 @@ pub(crate) async fn play(
         .unwrap_or(peercam_signal::relay::MediaPath {
             kind: peercam_signal::relay::PathKind::Lan,
             url: String::new(),
+            stun: None,
         });
     Ok(Json(PlayResponse {
         url: chosen.url,

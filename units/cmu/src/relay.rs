@@ -52,6 +52,7 @@ pub(crate) async fn paths(
         let p = MediaPath {
             kind,
             url: url(a, "live"),
+            stun: None,
         };
         if kind == PathKind::Public {
             public.push(p);
@@ -65,6 +66,7 @@ pub(crate) async fn paths(
         .map(|a| MediaPath {
             kind: PathKind::Mapped,
             url: url(a, "live"),
+            stun: None,
         })
         .collect();
     let mut out = Vec::new();
@@ -74,22 +76,47 @@ pub(crate) async fn paths(
     out.append(&mut public);
     out.extend(mapped);
     out.append(&mut lan);
+    let mtu = st.platform.select_mtu(camera).await;
+    // UDP hole punching (8.3), coordinated through the platform, with the MTU's STUN server,
+    // when the camera cannot be reached directly from anywhere.
+    let reachable = out
+        .iter()
+        .any(|p| matches!(p.kind, PathKind::Public | PathKind::Mapped));
+    if !same_site && !reachable {
+        out.push(MediaPath {
+            kind: PathKind::Punched,
+            url: url("punched", "live"),
+            stun: mtu.as_ref().and_then(stun_of),
+        });
+    }
     // Relay last (H.626.4 7: the MTU only when the P2P channel fails).
-    if let Some(mtu) = st.platform.select_mtu(camera).await {
+    if let Some(mtu) = mtu {
         st.platform
             .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
         out.push(MediaPath {
             kind: PathKind::Relay,
             url: url(&mtu.addresses.rtsp, "relay"),
+            stun: None,
         });
     }
     // A plain RTSP client gets a LAN address only when it is on the camera's site (or
-    // nothing else exists), else the first path reachable from anywhere.
+    // nothing else exists), else the first path reachable from anywhere; it cannot punch.
     let best = out
         .iter()
-        .position(|p| same_site || p.kind != PathKind::Lan)
+        .position(|p| (same_site || p.kind != PathKind::Lan) && p.kind != PathKind::Punched)
         .unwrap_or(0);
     (out, best)
+}
+
+/// The STUN server of an MTU: its UDP TURN URI's `host:port`.
+fn stun_of(mtu: &peercam_signal::relay::MtuOffer) -> Option<String> {
+    mtu.addresses
+        .turn
+        .iter()
+        .find(|u| u.ends_with("transport=udp"))
+        .and_then(|u| u.split_once(':').map(|(_, r)| r))
+        .and_then(|r| r.split('?').next())
+        .map(str::to_owned)
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -344,4 +371,48 @@ pub(crate) async fn ice(
         expires_at,
         peers: peers.iter().map(ToString::to_string).collect(),
     }))
+}
+
+/// `POST /api/v1/devices/{id}/punch`: H.626.4 8.3 hole punching, coordinated by the
+/// platform: the viewer's description goes to the camera (through its SCU), the camera's
+/// comes back. The RTSP request that follows on the punched path carries a play token,
+/// judged as in 8.4, so this needs only the `live` scope.
+pub(crate) async fn punch(
+    axum::extract::State(st): axum::extract::State<Shared>,
+    axum::Extension(p): axum::Extension<crate::auth::Principal>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::Json(offer): axum::Json<peercam_signal::relay::PunchDescription>,
+) -> crate::error::ApiResult<axum::Json<peercam_signal::relay::PunchDescription>> {
+    let (id, _) =
+        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    if !offer.is_reasonable() {
+        return Err(crate::error::ApiErr::bad_request(
+            "bad_description",
+            "at most 16 candidates of 256 bytes, short credentials and fingerprint",
+        ));
+    }
+    let stun = st.platform.select_mtu(&id).await.as_ref().and_then(stun_of);
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::Punch { offer, stun })
+        .await?;
+    match reply {
+        DeviceReply::Punch { answer } if answer.is_reasonable() => {
+            audit(
+                &st.db,
+                Some(p.id),
+                "media.punch",
+                Some(id.as_str()),
+                "ok",
+                "",
+            )
+            .await;
+            Ok(axum::Json(answer))
+        }
+        other @ DeviceReply::Failed { .. } => Err(crate::control::device_error(other)),
+        _ => Err(crate::error::ApiErr::conflict(
+            "unsupported",
+            "the camera cannot punch a path; use another",
+        )),
+    }
 }

@@ -805,6 +805,16 @@ impl Client {
             .await
     }
 
+    /// H.626.4 8.3 hole punching: sends this viewer's description, gets the camera's.
+    pub async fn punch(
+        &self,
+        id: &str,
+        offer: &peercam_signal::relay::PunchDescription,
+    ) -> Result<peercam_signal::relay::PunchDescription, CuError> {
+        self.post(&format!("/api/v1/devices/{id}/punch"), offer)
+            .await
+    }
+
     /// Reports how a live view went (path, time to connect, bytes).
     pub async fn report_session(&self, id: &str, report: &SessionReport) -> Result<(), CuError> {
         self.post(&format!("/api/v1/devices/{id}/sessions"), report)

@@ -81,11 +81,95 @@ pub struct Reached {
     pub connect_ms: f64,
 }
 
-/// P2P first, relay last (H.626.4 8.3 / 7): tries the CMU's paths in their order, starting
-/// the next one every 250 ms while none has connected (so a dead LAN address costs a
-/// quarter second, not a timeout), and keeps the first that connects. The token is only
-/// spent by the RTSP request that follows, so trying several paths is safe.
-pub(crate) async fn connect_best(paths: &[MediaPath]) -> Result<(Conn, Reached), CuError> {
+/// Who to ask for a hole-punched path: the CMU client and the camera.
+#[derive(Debug, Clone)]
+pub struct Puncher {
+    /// A logged-in client of the CMU.
+    pub client: crate::Client,
+    /// The camera's id.
+    pub device: String,
+}
+
+/// How long to give a path before also starting the next one: a TCP connect answers
+/// within a round trip, so 250 ms; hole punching needs the platform's round trip and ICE
+/// checks, so 2.5 s (a failure starts the next path at once; a punch that completes after
+/// the next path connected is dropped).
+fn patience(kind: PathKind) -> Duration {
+    if kind == PathKind::Punched {
+        Duration::from_millis(2500)
+    } else {
+        Duration::from_millis(250)
+    }
+}
+
+/// H.626.4 8.3 hole punching, viewer side: gather (with the CMU's STUN server), send the
+/// description through the platform, run ICE against the camera's, open QUIC pinned to the
+/// camera's fingerprint. The RTSP session then runs over the QUIC stream.
+async fn punched(p: Puncher, path: MediaPath) -> Result<RtspConn, RtspError> {
+    let fail = |e: String| RtspError::Connect(format!("punched path: {e}"));
+    let stun = match &path.stun {
+        Some(s) => tokio::net::lookup_host(s.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next()),
+        None => None,
+    };
+    let prepared = peercam_p2p::prepare(
+        peercam_p2p::peercam_ice::Role::Controlling,
+        stun,
+        Duration::from_millis(1500),
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    // No answer from the STUN server: UDP is blocked here (or the server is down), and
+    // host candidates alone do not cross NATs; give way to the relay at once.
+    if stun.is_some()
+        && !prepared
+            .description
+            .candidates
+            .iter()
+            .any(|c| c.kind == peercam_p2p::peercam_ice::CandidateKind::ServerReflexive)
+    {
+        return Err(fail(
+            "no answer from the STUN server; UDP seems blocked".into(),
+        ));
+    }
+    let answer = p
+        .client
+        .punch(&p.device, &prepared.description.to_signal())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let answer =
+        peercam_p2p::SessionDescription::from_signal(&answer).map_err(|e| fail(e.to_string()))?;
+    let peercam_p2p::Prepared {
+        socket,
+        agent,
+        identity,
+        ..
+    } = prepared;
+    let path = peercam_p2p::punch(socket, agent, &answer, Duration::from_secs(5))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let stream = path
+        .connect(&identity, answer.fingerprint)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(RtspConn::new(Box::new(stream), "peercam-cu"))
+}
+
+/// P2P first, relay last (H.626.4 8.3 / 7): tries the CMU's paths in their order, giving
+/// each its [`patience`] before also starting the next (so a dead LAN address costs a
+/// quarter second, not a timeout), and keeps the first that connects. A punched path is
+/// tried only with a `puncher`. The token is only spent by the RTSP request that follows,
+/// so trying several paths is safe.
+pub(crate) async fn connect_best(
+    paths: &[MediaPath],
+    puncher: Option<&Puncher>,
+) -> Result<(Conn, Reached), CuError> {
+    let paths: Vec<&MediaPath> = paths
+        .iter()
+        .filter(|p| p.kind != PathKind::Punched || puncher.is_some())
+        .collect();
     if paths.is_empty() {
         return Err(err("the platform offered no way to reach the camera"));
     }
@@ -94,24 +178,24 @@ pub(crate) async fn connect_best(paths: &[MediaPath]) -> Result<(Conn, Reached),
     let mut next = 0usize;
     let mut last_err = String::new();
     loop {
+        let mut wait = Duration::from_secs(10);
         if next < paths.len() {
             let p = paths[next].clone();
+            wait = patience(p.kind);
+            let punch = puncher.cloned();
             let order = next;
             tries.spawn(async move {
-                let r = RtspConn::connect(&p.url, Duration::from_secs(5), "peercam-cu").await;
+                let r = match (p.kind, punch) {
+                    (PathKind::Punched, Some(punch)) => punched(punch, p.clone()).await,
+                    _ => RtspConn::connect(&p.url, Duration::from_secs(5), "peercam-cu").await,
+                };
                 (order, p, r)
             });
             next += 1;
         }
-        let wait = if next < paths.len() {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(6)
-        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let joined = tokio::time::timeout_at(deadline, tries.join_next()).await;
-            match joined {
+            match tokio::time::timeout_at(deadline, tries.join_next()).await {
                 Ok(Some(Ok((_, p, Ok(conn))))) => {
                     tries.abort_all();
                     let reached = Reached {
@@ -121,20 +205,21 @@ pub(crate) async fn connect_best(paths: &[MediaPath]) -> Result<(Conn, Reached),
                     };
                     return Ok((Conn(conn), reached));
                 }
-                Ok(Some(Ok((_, p, Err(e))))) => {
+                Ok(Some(Ok((order, p, Err(e))))) => {
                     last_err = format!("{} path: {e}", p.kind.as_str());
+                    if order + 1 == next || tries.is_empty() {
+                        // The newest attempt failed: no reason to wait for the next one.
+                        break;
+                    }
                 }
                 Ok(Some(Err(_))) => {}
-                Ok(None) => {
-                    if next >= paths.len() {
-                        return Err(err(format!(
-                            "no path to the camera worked (last: {last_err})"
-                        )));
-                    }
-                    break;
-                }
-                Err(_) => break,
+                Ok(None) | Err(_) => break,
             }
+        }
+        if next >= paths.len() && tries.is_empty() {
+            return Err(err(format!(
+                "no path to the camera worked (last: {last_err})"
+            )));
         }
     }
 }
@@ -149,8 +234,9 @@ pub async fn record(
     let paths = [MediaPath {
         kind: PathKind::Lan,
         url: url.to_owned(),
+        stun: None,
     }];
-    record_best(&paths, duration, progress)
+    record_best(&paths, None, duration, progress)
         .await
         .map(|(r, _)| r)
 }
@@ -159,10 +245,11 @@ pub async fn record(
 /// 250 ms while none has connected: P2P first, relay last); also says which path won.
 pub async fn record_best(
     paths: &[MediaPath],
+    puncher: Option<&Puncher>,
     duration: Duration,
     mut progress: impl FnMut(f64),
 ) -> Result<(Recording, Reached), CuError> {
-    let (mut c, reached) = connect_best(paths).await?;
+    let (mut c, reached) = connect_best(paths, puncher).await?;
     let url = reached.url.as_str();
     let base = url.split('?').next().unwrap_or(url).trim_end_matches('/');
     let d = c

@@ -100,7 +100,16 @@ struct Feed {
     viewers: AtomicUsize,
     /// (sequence, timestamp) of the last RTP packet per track, for RTP-Info.
     last: Mutex<[Option<(u16, u32)>; 2]>,
+    /// Every packet since the last key frame began (GOP cache), so that a viewer joining a
+    /// running feed starts at once instead of waiting for the next key frame. Packets go
+    /// into it and out to the viewers under its lock, so a joiner's snapshot and its
+    /// subscription meet without a gap or a repeat.
+    gop: Mutex<Vec<Arc<Packet>>>,
 }
+
+/// The GOP cache holds at most this many packets (about 4 MB); beyond, joiners wait for
+/// the next key frame.
+const GOP_CACHE_PACKETS: usize = 3000;
 
 /// Decrements a feed's viewer count when a viewer goes.
 struct Joined {
@@ -300,6 +309,7 @@ impl Relay {
                         ready,
                         viewers: AtomicUsize::new(0),
                         last: Mutex::new([None, None]),
+                        gop: Mutex::new(Vec::new()),
                     });
                     feeds.insert(camera.clone(), f.clone());
                     tokio::spawn(self.clone().upstream(camera.clone(), f.clone(), ready_tx));
@@ -439,7 +449,18 @@ impl Relay {
                             let ts = u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]);
                             feed.last.lock().unwrap_or_else(PoisonError::into_inner)[track] = Some((seq, ts));
                         }
-                        let _ = feed.tx.send(Arc::new(Packet { track, rtcp, key, data: Bytes::from(f.payload) }));
+                        let p = Arc::new(Packet { track, rtcp, key, data: Bytes::from(f.payload) });
+                        let mut gop = feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
+                        if key {
+                            gop.clear();
+                        }
+                        if gop.len() < GOP_CACHE_PACKETS && (!gop.is_empty() || key) {
+                            gop.push(p.clone());
+                        } else if !gop.is_empty() {
+                            // Too long a GOP to cache: joiners wait for the next key frame.
+                            gop.clear();
+                        }
+                        let _ = feed.tx.send(p);
                     }
                     Parsed::Response(_) | Parsed::Request(_) => {}
                 },
@@ -562,14 +583,42 @@ impl Viewer {
                             );
                             continue;
                         };
+                        // The GOP so far first (a prompt picture), then the live packets.
+                        let cached = {
+                            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
+                            self.rx = Some(j.feed.tx.subscribe());
+                            gop.clone()
+                        };
+                        // RTP-Info names the first packet each track will get.
                         let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
+                        let first_cached = |t: usize| {
+                            cached
+                                .iter()
+                                .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
+                                .map(|p| {
+                                    let d = &p.data;
+                                    (
+                                        u16::from_be_bytes([d[2], d[3]]),
+                                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+                                    )
+                                })
+                        };
                         let info: Vec<(usize, u16, u32)> = (0..2)
                             .filter(|t| self.channels[*t].is_some())
-                            .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
+                            .filter_map(|t| {
+                                first_cached(t)
+                                    .or_else(|| last[t].map(|(s, ts)| (s.wrapping_add(1), ts)))
+                                    .map(|(s, ts)| (t, s, ts))
+                            })
                             .collect();
-                        self.rx = Some(j.feed.tx.subscribe());
                         self.waiting_key = true;
                         let _ = conn.accept_play(cseq, &info);
+                        while let Some(bytes) = conn.poll_transmit() {
+                            self.out.extend_from_slice(&bytes);
+                        }
+                        for p in &cached {
+                            self.forward(p);
+                        }
                     }
                     ServerEvent::Pause { .. } => self.rx = None,
                     ServerEvent::Teardown { .. } => {

@@ -236,6 +236,24 @@ impl Agent {
                             let _ = tx.send((id, reply)).await;
                         });
                     }
+                    // H.626.4 8.3: hole punching; answered with the camera's description.
+                    LinkEvent::Command {
+                        id,
+                        command: DeviceCommand::Punch { offer, stun },
+                    } => {
+                        let (server, tx, sd) =
+                            (self.rtsp.clone(), replies_tx.clone(), shutdown.clone());
+                        tokio::spawn(async move {
+                            let reply = match server.punch(&offer, stun.as_deref(), sd).await {
+                                Ok(answer) => DeviceReply::Punch { answer },
+                                Err(message) => DeviceReply::Failed {
+                                    code: "punch_failed".into(),
+                                    message,
+                                },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
+                    }
                     // H.626.4 8.7.3: the SD card's commands touch the card; answered when done.
                     LinkEvent::Command { id, command }
                         if self.sd.as_ref().is_some_and(|sd| sd.handles(&command)) =>

@@ -149,6 +149,74 @@ impl Server {
     }
 }
 
+impl Server {
+    /// H.626.4 8.3 hole punching, camera side: gathers candidates (asking `stun` for the
+    /// public address), returns the camera's description at once, and in the background
+    /// runs ICE against the viewer's `offer`, accepts its QUIC connection (pinned to the
+    /// offer's fingerprint) and serves RTSP over it; the RTSP request's token is judged as
+    /// in 8.4.
+    pub(crate) async fn punch(
+        &self,
+        offer: &peercam_signal::relay::PunchDescription,
+        stun: Option<&str>,
+        shutdown: Shutdown,
+    ) -> Result<peercam_signal::relay::PunchDescription, String> {
+        let offer =
+            peercam_p2p::SessionDescription::from_signal(offer).map_err(|e| e.to_string())?;
+        let stun = match stun {
+            Some(s) => tokio::net::lookup_host(s)
+                .await
+                .ok()
+                .and_then(|mut a| a.next()),
+            None => None,
+        };
+        let prepared = peercam_p2p::prepare(
+            peercam_p2p::peercam_ice::Role::Controlled,
+            stun,
+            Duration::from_millis(1500),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let answer = prepared.description.to_signal();
+        let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
+        tokio::spawn(async move {
+            let peercam_p2p::Prepared {
+                socket,
+                agent,
+                identity,
+                ..
+            } = prepared;
+            let stream = async {
+                let punched =
+                    peercam_p2p::punch(socket, agent, &offer, Duration::from_secs(10)).await?;
+                punched.accept(&identity, offer.fingerprint).await
+            };
+            let stream = tokio::select! {
+                s = stream => s,
+                () = shutdown.wait() => return,
+            };
+            match stream {
+                Ok(stream) => {
+                    let peer = stream.remote_addr();
+                    let n = sessions.fetch_add(1, Ordering::AcqRel);
+                    if n < settings.max_sessions {
+                        tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
+                        let r = Connection::new(settings, peer)
+                            .run(stream, None, shutdown)
+                            .await;
+                        tracing::debug!(%peer, result = ?r, "punched session ended");
+                    }
+                    sessions.fetch_sub(1, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "hole punching failed; the viewer uses the relay")
+                }
+            }
+        });
+        Ok(answer)
+    }
+}
+
 /// Whether a new connection asks for recordings: its first request line names a `/rec/`
 /// path or is an HTTP `GET`. Waits at most 5 s for that line.
 async fn wants_recordings(tcp: &TcpStream) -> bool {
