@@ -483,3 +483,43 @@ async fn h626_7_3_cmu_minted_turn_credentials_work_with_turnutils_uclient() {
     let stranger = c.owner("+15550730012").await.unwrap();
     assert!(stranger.ice(&dev).await.is_err());
 }
+
+/// 7.3 with clause 7's capabilities: viewers asking for different profiles get the camera's
+/// encoding of each (one upstream per profile, no transcoding needed); viewers of the same
+/// profile share one upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_serves_each_profile_from_its_own_upstream() {
+    let w = world().await;
+    let (m, _msd, _) = mtu(&w.c).await;
+    let relay_for = |width: u16, height: u16| {
+        let owner = w.owner.clone();
+        let dev = w.dev.clone();
+        async move {
+            let req = PlayRequest {
+                max_width: Some(width),
+                max_height: Some(height),
+                ..PlayRequest::default()
+            };
+            for _ in 0..100 {
+                if let Ok(p) = owner.play(&dev, &req).await
+                    && let Some(r) = p.paths.iter().find(|p| p.kind == PathKind::Relay)
+                {
+                    return r.url.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no relay path");
+        }
+    };
+    let (cif, hd, hd2) = (
+        relay_for(352, 288).await,
+        relay_for(1280, 720).await,
+        relay_for(1280, 720).await,
+    );
+    let tcp = ["-rtsp_transport", "tcp"];
+    let (a, b, c) = tokio::join!(ffprobe(&cif, &tcp), ffprobe(&hd, &tcp), ffprobe(&hd2, &tcp));
+    assert_eq!(a["width"], 352, "{a}");
+    assert_eq!(b["width"], 1280, "{b}");
+    assert_eq!(c["width"], 1280, "{c}");
+    assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 2);
+}

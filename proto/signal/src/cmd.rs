@@ -258,6 +258,10 @@ pub enum DeviceRequest {
         tunnel: String,
         /// The TLS server name on the MTU's certificate.
         server_name: String,
+        /// The profile the MTU's viewers of this feed asked for (clause 7: the camera
+        /// encodes for it, so the MTU need not transcode); the camera's best when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caps: Option<crate::play::Caps>,
     },
     /// Dm (CMU -> MTU authentication results): a viewer presented `token` to an MTU for
     /// `camera`; answered [`PlatformAnswer::Granted`] or [`PlatformAnswer::Refused`].

@@ -24,7 +24,7 @@ const PREFIX: &str = "pct1.";
 const MAC_CONTEXT: &[u8] = b"peercam/play/v1.";
 
 /// What a viewer can take (H.626.4 clause 7: "max resolution, video type, bit rate").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Caps {
     /// Widest picture, pixels.

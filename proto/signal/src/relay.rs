@@ -235,7 +235,7 @@ mod tests {
         let a = offer(1, 10, 100, "eu");
         let b = offer(2, 5, 100, "us");
         let c = offer(3, 5, 100, "eu");
-        let all = [a.clone(), b.clone(), c.clone()];
+        let all = [a, b.clone(), c.clone()];
         assert_eq!(select_mtu(&all, "eu").map(|o| &o.mtu), Some(&c.mtu));
         assert_eq!(select_mtu(&all, "us").map(|o| &o.mtu), Some(&b.mtu));
         // Full and draining MTUs are never chosen.

@@ -535,14 +535,15 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                             ticket,
                             tunnel,
                             server_name,
+                            caps,
                         } => {
                             crate::relay::upstream(
                                 &st,
                                 &device_id,
                                 &camera,
                                 ticket,
-                                tunnel,
-                                server_name,
+                                (tunnel, server_name),
+                                caps.unwrap_or_default(),
                             )
                             .await
                         }

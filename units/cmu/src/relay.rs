@@ -144,8 +144,8 @@ pub(crate) async fn upstream(
     mtu: &DeviceId,
     camera: &DeviceId,
     ticket: String,
-    tunnel: String,
-    server_name: String,
+    (tunnel, server_name): (String, String),
+    caps: Caps,
 ) -> PlatformAnswer {
     match is_mtu(st, mtu).await {
         Ok(true) => {}
@@ -208,7 +208,7 @@ pub(crate) async fn upstream(
         ScopeSet::from_iter([Scope::Live]),
         acl,
         ttl,
-        Caps::default(),
+        caps,
         None,
     );
     let token = play::mint(&st.play_key, &claims);

@@ -27,6 +27,7 @@ use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
 use peercam_rtsp::{Parsed, write_interleaved};
 use peercam_signal::cmd::{DeviceRequest, PlatformAnswer};
+use peercam_signal::play::Caps;
 use peercam_signal::relay::{MtuLoad, RELAY_HELLO};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -131,7 +132,9 @@ type Tunnel = peercam_net::tokio_rustls::server::TlsStream<TcpStream>;
 pub struct Relay {
     platform: mpsc::Sender<PlatformReq>,
     tunnels: Mutex<HashMap<String, oneshot::Sender<Tunnel>>>,
-    feeds: Mutex<HashMap<DeviceId, Arc<Feed>>>,
+    /// One feed per camera and profile (H.626.4 7.3: the camera encodes each profile once;
+    /// the MTU copies it to every viewer of that profile).
+    feeds: Mutex<HashMap<(DeviceId, Caps), Arc<Feed>>>,
     /// Counters.
     pub stats: Arc<Stats>,
     tunnel_addr: String,
@@ -292,11 +295,16 @@ impl Relay {
 
     /// Joins `camera`'s feed, starting its upstream if there is none; waits until it is
     /// playing.
-    async fn join(self: &Arc<Self>, camera: &DeviceId) -> Result<(Joined, FeedInfo), String> {
+    async fn join(
+        self: &Arc<Self>,
+        camera: &DeviceId,
+        caps: Caps,
+    ) -> Result<(Joined, FeedInfo), String> {
+        let key = (camera.clone(), caps);
         let feed = {
             let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
             let live = feeds
-                .get(camera)
+                .get(&key)
                 .filter(|f| !matches!(&*f.ready.borrow(), Some(Err(_))))
                 .cloned();
             match live {
@@ -311,8 +319,8 @@ impl Relay {
                         last: Mutex::new([None, None]),
                         gop: Mutex::new(Vec::new()),
                     });
-                    feeds.insert(camera.clone(), f.clone());
-                    tokio::spawn(self.clone().upstream(camera.clone(), f.clone(), ready_tx));
+                    feeds.insert(key.clone(), f.clone());
+                    tokio::spawn(self.clone().upstream(key.clone(), f.clone(), ready_tx));
                     f
                 }
             }
@@ -342,13 +350,14 @@ impl Relay {
     /// One camera's upstream, from the platform request to the last viewer's departure.
     async fn upstream(
         self: Arc<Self>,
-        camera: DeviceId,
+        key: (DeviceId, Caps),
         feed: Arc<Feed>,
         ready: watch::Sender<Option<Result<FeedInfo, String>>>,
     ) {
         self.stats.upstreams.fetch_add(1, Ordering::Relaxed);
         self.stats.upstreams_total.fetch_add(1, Ordering::Relaxed);
-        let r = self.run_upstream(&camera, &feed, &ready).await;
+        let camera = &key.0;
+        let r = self.run_upstream(camera, key.1, &feed, &ready).await;
         self.stats.upstreams.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = &r {
             tracing::info!(%camera, error = %e, "relay upstream ended");
@@ -358,14 +367,15 @@ impl Relay {
             ready.send_replace(Some(Err(e)));
         }
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
-        if feeds.get(&camera).is_some_and(|f| Arc::ptr_eq(f, &feed)) {
-            feeds.remove(&camera);
+        if feeds.get(&key).is_some_and(|f| Arc::ptr_eq(f, &feed)) {
+            feeds.remove(&key);
         }
     }
 
     async fn run_upstream(
         &self,
         camera: &DeviceId,
+        caps: Caps,
         feed: &Feed,
         ready: &watch::Sender<Option<Result<FeedInfo, String>>>,
     ) -> Result<(), String> {
@@ -382,6 +392,7 @@ impl Relay {
                 ticket: ticket.clone(),
                 tunnel: self.tunnel_addr.clone(),
                 server_name: self.server_name.clone(),
+                caps: Some(caps),
             })
             .await;
         let token = match answer {
@@ -395,12 +406,9 @@ impl Relay {
                 return Err(format!("unexpected platform answer {other:?}"));
             }
         };
-        let tunnel = match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(t)) => t,
-            _ => {
-                self.forget_ticket(&ticket);
-                return Err("the camera did not open its relay channel".into());
-            }
+        let Ok(Ok(tunnel)) = tokio::time::timeout(Duration::from_secs(10), rx).await else {
+            self.forget_ticket(&ticket);
+            return Err("the camera did not open its relay channel".into());
         };
         // Pd: RTSP over the camera's channel, as a viewer holding the platform's token.
         let mut conn = RtspConn::new(Box::new(tunnel), "peercam-mtu");
@@ -521,8 +529,8 @@ async fn read_line<S: tokio::io::AsyncRead + Unpin>(
 struct Viewer {
     relay: Arc<Relay>,
     peer: SocketAddr,
-    /// The camera and the user, once the platform granted the viewer.
-    who: Option<(DeviceId, i64)>,
+    /// The camera, the user and the profile granted, once the platform granted the viewer.
+    who: Option<(DeviceId, i64, Caps)>,
     revocations: broadcast::Receiver<(DeviceId, Option<i64>)>,
     joined: Option<(Joined, FeedInfo)>,
     /// Interleaved channel pair per track, as the viewer set up.
@@ -672,7 +680,7 @@ impl Viewer {
                 () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
                 r = self.revocations.recv() => match r {
                     Ok((camera, user)) => {
-                        if let Some((c, u)) = &self.who
+                        if let Some((c, u, _)) = &self.who
                             && *c == camera
                             && user.is_none_or(|x| x == *u)
                         {
@@ -746,7 +754,9 @@ impl Viewer {
                 })
                 .await;
             match answer {
-                PlatformAnswer::Granted { grant } => self.who = Some((camera.clone(), grant.user)),
+                PlatformAnswer::Granted { grant } => {
+                    self.who = Some((camera.clone(), grant.user, grant.caps));
+                }
                 PlatformAnswer::Refused { code, .. } => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
@@ -763,7 +773,8 @@ impl Viewer {
                     return;
                 }
             }
-            match self.relay.join(&camera).await {
+            let caps = self.who.as_ref().map(|w| w.2).unwrap_or_default();
+            match self.relay.join(&camera, caps).await {
                 Ok(j) => self.joined = Some(j),
                 Err(e) => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);

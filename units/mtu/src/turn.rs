@@ -16,7 +16,7 @@
 //! # Metrics
 //!
 //! With `metrics` set, `GET /metrics` serves the counters of
-//! [`Stats`](peercam_stun::server::Stats) summed over shards in the Prometheus text format,
+//! [`peercam_stun::server::Stats`] summed over shards in the Prometheus text format,
 //! named `peercam_mtu_turn_*`. Shards publish their counters every 200 ms.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
