@@ -186,6 +186,39 @@ async fn coturn_uclient_relays_over_udp_and_tcp() {
     );
 }
 
+/// RFC 8656 3.1: TURN over TLS, the way out when UDP is blocked; coturn's client allocates
+/// and relays through our TLS listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_uclient_relays_over_tls() {
+    for bin in ["turnutils_uclient", "turnutils_peer"] {
+        if !have(bin) {
+            println!("skipped: {bin} not installed (Debian package coturn)");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = peercam_net::pki::Pki::generate(&["127.0.0.1", "localhost"])
+        .unwrap()
+        .write(dir.path())
+        .unwrap();
+    let svc = start(Config {
+        listen_tls: Some("127.0.0.1:0".parse().unwrap()),
+        tls_cert: Some(pki.server_cert.clone()),
+        tls_key: Some(pki.server_key.clone()),
+        ..lab_config()
+    })
+    .await;
+    let (_peer, peer_port) = echo_peer();
+    let tls = svc.running.tls.unwrap();
+    let (sent, lost, text) =
+        tokio::task::spawn_blocking(move || uclient(tls, peer_port, &["-t", "-S"]))
+            .await
+            .unwrap();
+    assert!(sent >= 200, "TLS: uclient sent {sent}\n{text}");
+    assert!(lost <= sent / 50, "TLS: lost {lost} of {sent}:\n{text}");
+    println!("TLS: sent {sent}, lost {lost}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_stunclient_gets_a_binding() {
     if !have("turnutils_stunclient") {
