@@ -305,6 +305,11 @@ fn hold_allocations(port: u16, n: usize) -> Result<Vec<UdpSocket>> {
             .with(Attribute::RequestedTransport(17))
             .encode_sealed(None, true)?;
         let r = exchange(&sock, server, &first)?;
+        if matches!(r.error_code().map(|e| e.code), Some(437 | 441)) && attempts < 4 * n {
+            // A reused client port that still holds an allocation of the load run.
+            attempts += 1;
+            continue;
+        }
         let nonce = r
             .nonce()
             .with_context(|| format!("no nonce in {:?} {:?}", r.class, r.error_code()))?
