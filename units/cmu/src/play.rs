@@ -125,6 +125,48 @@ pub(crate) fn fresh_claims(
     }
 }
 
+/// A one-time live token for a platform service that pulls `camera` on its owner's behalf
+/// (an NVR recording it, 8.7.2.1 steps 16-18; an MTU relaying it, Mp/Pd), audited as
+/// `action` by `requester`; the answer's URL is `rtsp://{authority}/live/{camera}?token=`.
+/// The camera judges the token as for any viewer (8.4).
+pub(crate) async fn service_stream(
+    st: &Shared,
+    camera: &DeviceId,
+    (owner, acl): (i64, i64),
+    caps: Caps,
+    (action, requester): (&str, &DeviceId),
+    authority: &str,
+) -> peercam_signal::cmd::PlatformAnswer {
+    let ttl = match crate::settings::platform(st).await {
+        Ok((_, p)) => p.play_token_ttl_s,
+        Err(_) => 60,
+    };
+    let claims = fresh_claims(
+        camera.clone(),
+        owner,
+        ScopeSet::from_iter([Scope::Live]),
+        acl,
+        ttl,
+        caps,
+        None,
+    );
+    let token = play::mint(&st.play_key, &claims);
+    audit(
+        &st.db,
+        Some(owner),
+        action,
+        Some(camera.as_str()),
+        "ok",
+        requester.as_str(),
+    )
+    .await;
+    peercam_signal::cmd::PlatformAnswer::Stream {
+        url: format!("rtsp://{authority}/live/{camera}?token={token}"),
+        token,
+        expires_at: claims.exp,
+    }
+}
+
 /// 8.4 steps 6-8: the PU (through its SCU) asks whether `token` lets a viewer watch `device`.
 pub(crate) async fn authorize(
     st: &Shared,

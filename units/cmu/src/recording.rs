@@ -557,32 +557,13 @@ pub(crate) async fn recorder_stream(
     let Some(endpoint) = st.platform.endpoints(camera).into_iter().next() else {
         return refuse("device_offline", "the camera is offline");
     };
-    let ttl = match crate::settings::platform(st).await {
-        Ok((_, p)) => p.play_token_ttl_s,
-        Err(_) => 60,
-    };
-    let claims = crate::play::fresh_claims(
-        camera.clone(),
-        owner,
-        ScopeSet::from_iter([Scope::Live]),
-        acl,
-        ttl,
+    crate::play::service_stream(
+        st,
+        camera,
+        (owner, acl),
         Caps::default(),
-        None,
-    );
-    let token = play::mint(&st.play_key, &claims);
-    audit(
-        &st.db,
-        Some(owner),
-        "nvr.stream_url",
-        Some(camera.as_str()),
-        "ok",
-        nvr.as_str(),
+        ("nvr.stream_url", nvr),
+        &endpoint,
     )
-    .await;
-    PlatformAnswer::Stream {
-        url: format!("rtsp://{endpoint}/live/{camera}?token={token}"),
-        token,
-        expires_at: claims.exp,
-    }
+    .await
 }

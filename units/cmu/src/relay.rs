@@ -4,9 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use peercam_base::{DeviceId, Scope, ScopeSet};
+use peercam_base::{DeviceId, Scope};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
-use peercam_signal::play::{self, Caps, PlayVerdict};
+use peercam_signal::play::{Caps, PlayVerdict};
 use peercam_signal::relay::{DeviceAddresses, MediaPath, PathKind};
 use sqlx::Row as _;
 
@@ -198,34 +198,16 @@ pub(crate) async fn upstream(
         Ok(_) => return refuse("unsupported", "the camera cannot open a relay channel"),
         Err(_) => return refuse("device_offline", "the camera is offline"),
     }
-    let ttl = match crate::settings::platform(st).await {
-        Ok((_, p)) => p.play_token_ttl_s,
-        Err(_) => 60,
-    };
-    let claims = crate::play::fresh_claims(
-        camera.clone(),
-        owner,
-        ScopeSet::from_iter([Scope::Live]),
-        acl,
-        ttl,
+    // The MTU reaches the camera over the channel the camera opened, not by address.
+    crate::play::service_stream(
+        st,
+        camera,
+        (owner, acl),
         caps,
-        None,
-    );
-    let token = play::mint(&st.play_key, &claims);
-    audit(
-        &st.db,
-        Some(owner),
-        "mtu.upstream",
-        Some(camera.as_str()),
-        "ok",
-        mtu.as_str(),
+        ("mtu.upstream", mtu),
+        "relay",
     )
-    .await;
-    PlatformAnswer::Stream {
-        url: format!("rtsp://relay/live/{camera}?token={token}"),
-        token,
-        expires_at: claims.exp,
-    }
+    .await
 }
 
 /// Dm: an MTU asks whether a viewer's token lets it watch `camera` (judged exactly as the
