@@ -6,6 +6,7 @@
 //! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]) and a
 //! shutdown signal ([`Shutdown`]).
 
+pub mod agent;
 pub mod discover;
 pub mod http;
 pub mod pki;

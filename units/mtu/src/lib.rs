@@ -255,16 +255,28 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
     ));
     let (status_tx, status) = watch::channel(MtuStatus::Connecting);
     tracing::info!(%rtsp_addr, %tunnel_addr, mtu = %identity.device_id, "MTU relay listening");
-    let agent = agent::Agent {
-        config,
-        identity,
-        tls: client_tls,
-        status: status_tx,
+    let mtu = Arc::new(agent::Mtu {
         addresses,
+        capacity: config.capacity,
         stats: stats.clone(),
         relay,
+    });
+    let link = peercam_net::agent::LinkConfig {
+        scu_url: config.scu_url.clone(),
+        tls: client_tls,
+        identity,
+        sw_version: SW_VERSION,
+        reconnect_initial: Duration::from_millis(config.reconnect_initial_ms),
+        reconnect_max: Duration::from_millis(config.reconnect_max_ms),
+        tick: Duration::from_millis(config.report_ms),
     };
-    let task = tokio::spawn(agent.run(platform_rx, shutdown));
+    let task = tokio::spawn(peercam_net::agent::run(
+        link,
+        mtu,
+        status_tx,
+        platform_rx,
+        shutdown,
+    ));
     Ok(Running {
         status,
         rtsp_addr,

@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::agent::{PlatformReq, unavailable};
+use peercam_net::agent::{PlatformReq, unavailable_answer as unavailable};
 
 /// Relay counters (exported in load reports).
 #[derive(Debug, Default)]
@@ -200,7 +200,7 @@ impl Relay {
         let (reply, rx) = oneshot::channel();
         if self
             .platform
-            .send(PlatformReq { request, reply })
+            .send(PlatformReq::Request { request, reply })
             .await
             .is_err()
         {

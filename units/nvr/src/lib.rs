@@ -254,16 +254,29 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     let media = peercam_recorder::serve::Media::new(store.clone(), auth_tx, config.max_out_fps);
     tokio::spawn(media.serve(listener, shutdown.clone()));
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
-    let agent = agent::Agent {
-        config,
-        identity,
-        tls,
-        status: status_tx,
+    let nvr = Arc::new(agent::Nvr {
         advertise,
         cameras: cams,
         started: std::time::Instant::now(),
+        vendor: identity.vendor.clone(),
+        model: identity.model.clone(),
+    });
+    let link = peercam_net::agent::LinkConfig {
+        scu_url: config.scu_url.clone(),
+        tls,
+        identity,
+        sw_version: SW_VERSION,
+        reconnect_initial: std::time::Duration::from_millis(config.reconnect_initial_ms),
+        reconnect_max: std::time::Duration::from_millis(config.reconnect_max_ms),
+        tick: std::time::Duration::from_secs(3600),
     };
-    let task = tokio::spawn(agent.run(platform_rx, shutdown));
+    let task = tokio::spawn(peercam_net::agent::run(
+        link,
+        nvr,
+        status_tx,
+        platform_rx,
+        shutdown,
+    ));
     Ok(Running {
         status,
         media_addr,
