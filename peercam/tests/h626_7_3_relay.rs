@@ -523,3 +523,83 @@ async fn h626_7_3_relay_serves_each_profile_from_its_own_upstream() {
     assert_eq!(c["width"], 1280, "{c}");
     assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 2);
 }
+
+/// 7.3's transcoding: a camera that re-serves a fixed stream (here a 1280x720 x264 file)
+/// cannot encode a smaller profile, so the MTU decodes, scales and encodes for the viewer who
+/// asked for CIF at most. A viewer who can take the whole picture gets it untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_transcodes_what_the_camera_cannot_adapt() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("hd.264");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi"])
+        .args(["-i", "testsrc=size=1280x720:rate=25", "-t", "2"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "baseline",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-bf", "0", "-f", "h264"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c
+        .start_pu_with(&ids[0], 0, |cfg| cfg.source_file = Some(clip.clone()))
+        .await
+        .unwrap();
+    c.wait_online(&ids[0].device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner("+15550730020").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    let (m, _msd, _) = mtu(&c).await;
+    let relay_for = |width: u16, height: u16, fps: u8| {
+        let owner = owner.clone();
+        let dev = dev.clone();
+        async move {
+            let req = PlayRequest {
+                max_width: Some(width),
+                max_height: Some(height),
+                max_fps: Some(fps),
+                ..PlayRequest::default()
+            };
+            for _ in 0..100 {
+                if let Ok(p) = owner.play(&dev, &req).await
+                    && let Some(r) = p.paths.iter().find(|p| p.kind == PathKind::Relay)
+                {
+                    return r.url.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no relay path");
+        }
+    };
+    let small = relay_for(352, 288, 10).await;
+    let full = relay_for(1280, 720, 25).await;
+    let tcp = ["-rtsp_transport", "tcp"];
+    let (a, b) = tokio::join!(ffprobe(&small, &tcp), ffprobe(&full, &tcp));
+    // 1280x720 scaled to fit 352x288, aspect kept: 352x198.
+    assert_eq!(
+        (&a["width"], &a["height"]),
+        (&352.into(), &198.into()),
+        "{a}"
+    );
+    assert_eq!(a["codec_name"], "h264");
+    // About 10 frames a second over the 3 s read (ffprobe counts what it read).
+    let n = a["nb_read_frames"]
+        .as_str()
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    assert!((15..=45).contains(&n), "{n} frames at 10 fps in 3 s: {a}");
+    assert_eq!(b["width"], 1280, "{b}");
+    assert_eq!(m.stats.transcodes_total.load(Ordering::Relaxed), 1);
+    c.stop().await;
+}

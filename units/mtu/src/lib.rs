@@ -17,6 +17,7 @@
 mod agent;
 mod error;
 pub mod relay;
+mod transcode;
 pub mod turn;
 
 use std::net::SocketAddr;

@@ -35,6 +35,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use peercam_net::agent::{PlatformReq, unavailable_answer as unavailable};
 
+use crate::transcode;
+
 /// Relay counters (exported in load reports).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -50,6 +52,8 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Viewers refused (bad token, camera unreachable).
     pub refused: AtomicU64,
+    /// Feeds ever transcoded because the camera could not serve the viewer's profile.
+    pub transcodes_total: AtomicU64,
     last_out: Mutex<(Option<Instant>, u64)>,
 }
 
@@ -106,6 +110,30 @@ struct Feed {
     /// into it and out to the viewers under its lock, so a joiner's snapshot and its
     /// subscription meet without a gap or a repeat.
     gop: Mutex<Vec<Arc<Packet>>>,
+}
+
+impl Feed {
+    /// Sends `p` to the viewers and keeps it in the GOP cache.
+    fn publish(&self, p: Packet) {
+        if !p.rtcp && p.data.len() >= 12 && p.track < 2 {
+            let d = &p.data;
+            let seq = u16::from_be_bytes([d[2], d[3]]);
+            let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+            self.last.lock().unwrap_or_else(PoisonError::into_inner)[p.track] = Some((seq, ts));
+        }
+        let p = Arc::new(p);
+        let mut gop = self.gop.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.key {
+            gop.clear();
+        }
+        if gop.len() < GOP_CACHE_PACKETS && (!gop.is_empty() || p.key) {
+            gop.push(p.clone());
+        } else if !gop.is_empty() {
+            // Too long a GOP to cache: joiners wait for the next key frame.
+            gop.clear();
+        }
+        let _ = self.tx.send(p);
+    }
 }
 
 /// The GOP cache holds at most this many packets (about 4 MB); beyond, joiners wait for
@@ -376,7 +404,7 @@ impl Relay {
         &self,
         camera: &DeviceId,
         caps: Caps,
-        feed: &Feed,
+        feed: &Arc<Feed>,
         ready: &watch::Sender<Option<Result<FeedInfo, String>>>,
     ) -> Result<(), String> {
         // Mp: the platform orders the camera to connect here with this ticket.
@@ -435,7 +463,41 @@ impl Relay {
         conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
             .await
             .map_err(|e| e.to_string())?;
-        ready.send_replace(Some(Ok(FeedInfo { sdp, tracks })));
+        // 7.3: a camera that cannot encode the viewer's profile gets transcoded here.
+        let mut fmtp_rx = None;
+        let transcoder = match transcode::Source::from_sdp(&sdp)
+            .and_then(|s| transcode::target(s, &caps).map(|t| (s, t)))
+        {
+            Some((source, target)) => {
+                let (fmtp_tx, rx) = oneshot::channel();
+                let out = feed.clone();
+                let tx = transcode::spawn(
+                    target,
+                    move |o| {
+                        out.publish(Packet {
+                            track: 0,
+                            rtcp: false,
+                            key: o.key,
+                            data: Bytes::from(o.data),
+                        });
+                    },
+                    move |fmtp| {
+                        let _ = fmtp_tx.send(fmtp);
+                    },
+                )?;
+                self.stats.transcodes_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%camera, ?source, ?target, "relay upstream transcoded for the viewer's profile");
+                fmtp_rx = Some(rx);
+                Some(tx)
+            }
+            None => {
+                ready.send_replace(Some(Ok(FeedInfo {
+                    sdp: sdp.clone(),
+                    tracks,
+                })));
+                None
+            }
+        };
         tracing::info!(%camera, tracks, "relay upstream playing");
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         keepalive.tick().await;
@@ -451,27 +513,28 @@ impl Relay {
                         if track >= tracks {
                             continue;
                         }
+                        if let Some(t) = &transcoder && track == 0 && !rtcp {
+                            // A full queue loses the packet; the transcoder resumes at the
+                            // next key frame.
+                            let _ = t.try_send(f.payload);
+                            continue;
+                        }
                         let key = !rtcp && track == 0 && is_key_start(&f.payload);
-                        if !rtcp && f.payload.len() >= 12 {
-                            let seq = u16::from_be_bytes([f.payload[2], f.payload[3]]);
-                            let ts = u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]);
-                            feed.last.lock().unwrap_or_else(PoisonError::into_inner)[track] = Some((seq, ts));
-                        }
-                        let p = Arc::new(Packet { track, rtcp, key, data: Bytes::from(f.payload) });
-                        let mut gop = feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
-                        if key {
-                            gop.clear();
-                        }
-                        if gop.len() < GOP_CACHE_PACKETS && (!gop.is_empty() || key) {
-                            gop.push(p.clone());
-                        } else if !gop.is_empty() {
-                            // Too long a GOP to cache: joiners wait for the next key frame.
-                            gop.clear();
-                        }
-                        let _ = feed.tx.send(p);
+                        feed.publish(Packet { track, rtcp, key, data: Bytes::from(f.payload) });
                     }
                     Parsed::Response(_) | Parsed::Request(_) => {}
                 },
+                fmtp = async {
+                    match fmtp_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if fmtp_rx.is_some() => {
+                    fmtp_rx = None;
+                    let fmtp = fmtp.map_err(|_| "the transcoder stopped".to_owned())?;
+                    let sdp = transcode::rewrite_sdp(&sdp, &fmtp);
+                    ready.send_replace(Some(Ok(FeedInfo { sdp, tracks })));
+                }
                 _ = keepalive.tick() => {
                     conn.send("GET_PARAMETER", &format!("{base}/"), "").await.map_err(|e| e.to_string())?;
                 }
