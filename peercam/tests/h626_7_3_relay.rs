@@ -603,3 +603,88 @@ async fn h626_7_3_relay_transcodes_what_the_camera_cannot_adapt() {
     assert_eq!(m.stats.transcodes_total.load(Ordering::Relaxed), 1);
     c.stop().await;
 }
+
+/// Whether a multicast datagram sent on this host comes back to a listener on it (a route
+/// for 224/4 exists and loops back). Hosts without one cannot test multicast.
+fn host_has_multicast() -> bool {
+    use std::net::{Ipv4Addr, UdpSocket};
+    let group = Ipv4Addr::new(239, 255, 42, 250);
+    let Ok(rx) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        return false;
+    };
+    let port = rx.local_addr().unwrap().port();
+    if rx
+        .join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)
+        .is_err()
+    {
+        return false;
+    }
+    rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let tx = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    if tx.send_to(b"probe", (group, port)).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 8];
+    rx.recv_from(&mut b).is_ok()
+}
+
+/// 7.3's multicast: with `[multicast]` on, two ffmpeg viewers that SETUP with
+/// `RTP/AVP;multicast` get the same group, the MTU sends each packet once to it (nothing
+/// goes down their RTSP connections), and both decode the camera's video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_multicasts_one_copy_to_many_viewers() {
+    if !host_has_multicast() {
+        eprintln!("SKIPPED: this host has no multicast route that loops back");
+        return;
+    }
+    let w = world().await;
+    let id = new_identity(DeviceKind::Mtu);
+    w.c.admin
+        .provision(vec![provision_record(&id)])
+        .await
+        .unwrap();
+    let (mut m, _sd) =
+        w.c.start_mtu_with(&id, 0, |cfg| {
+            cfg.multicast = Some(peercam_mtu::multicast::Config {
+                group_base: std::net::Ipv4Addr::new(239, 255, 42, 101),
+                port: 42_000 + u16::try_from(std::process::id() % 1000).unwrap() * 8,
+                groups: 2,
+                ..Default::default()
+            });
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        m.status
+            .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (u1, u2) = (
+        relay_url(&w.owner, &w.dev).await,
+        relay_url(&w.owner, &w.dev).await,
+    );
+    let mc = ["-rtsp_transport", "udp_multicast"];
+    let (a, b) = tokio::join!(ffprobe(&u1, &mc), ffprobe(&u2, &mc));
+    for s in [&a, &b] {
+        assert_eq!(s["codec_name"], "h264", "{s}");
+        let n = s["nb_read_frames"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
+        assert!(n >= 25, "{n} frames: {s}");
+    }
+    let mc_bytes = m.stats.multicast_bytes_out.load(Ordering::Relaxed);
+    let in_bytes = m.stats.bytes_in.load(Ordering::Relaxed);
+    // One copy to the group: about what came in, not twice that; none over TCP.
+    assert!(mc_bytes > 10_000, "{mc_bytes}");
+    assert!(
+        mc_bytes <= in_bytes + in_bytes / 10,
+        "{mc_bytes} out of {in_bytes} in"
+    );
+    assert_eq!(m.stats.bytes_out.load(Ordering::Relaxed), 0);
+    assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 1);
+}

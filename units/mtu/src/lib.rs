@@ -16,6 +16,7 @@
 
 mod agent;
 mod error;
+pub mod multicast;
 pub mod relay;
 mod transcode;
 pub mod turn;
@@ -71,6 +72,9 @@ pub struct Config {
     /// The STUN/TURN service (docs/turn.md); none when absent.
     #[serde(default)]
     pub turn: Option<turn::Config>,
+    /// RTP multicast towards viewers on networks that allow it (7.3); off when absent.
+    #[serde(default)]
+    pub multicast: Option<multicast::Config>,
     /// Viewers this MTU is sized for; the SCU stops choosing it when full. Default 500.
     #[serde(default = "default_capacity")]
     pub capacity: u32,
@@ -137,6 +141,7 @@ impl Config {
             public_host: None,
             turn_uris: Vec::new(),
             turn: None,
+            multicast: None,
             capacity: default_capacity(),
             region: String::new(),
             report_ms: default_report_ms(),
@@ -195,6 +200,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
             config.identity.display()
         )));
     }
+    if let Some(m) = &config.multicast {
+        m.validate().map_err(MtuError::Config)?;
+    }
     let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
     let client_tls = peercam_net::tls::client_config(&ca)?;
     let cert = peercam_net::tls::read_pem(&config.tls_cert)?;
@@ -245,6 +253,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         addresses.tunnel.clone(),
         config.server_name.clone(),
         Duration::from_millis(config.linger_ms),
+        config.multicast.clone(),
         shutdown.clone(),
     );
     let stats = relay.stats.clone();

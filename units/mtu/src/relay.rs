@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use peercam_net::agent::{PlatformReq, unavailable_answer as unavailable};
 
-use crate::transcode;
+use crate::{multicast, transcode};
 
 /// Relay counters (exported in load reports).
 #[derive(Debug, Default)]
@@ -52,6 +52,8 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Viewers refused (bad token, camera unreachable).
     pub refused: AtomicU64,
+    /// Bytes sent to multicast groups (once per packet, however many listen).
+    pub multicast_bytes_out: AtomicU64,
     /// Feeds ever transcoded because the camera could not serve the viewer's profile.
     pub transcodes_total: AtomicU64,
     last_out: Mutex<(Option<Instant>, u64)>,
@@ -110,6 +112,8 @@ struct Feed {
     /// into it and out to the viewers under its lock, so a joiner's snapshot and its
     /// subscription meet without a gap or a repeat.
     gop: Mutex<Vec<Arc<Packet>>>,
+    /// The feed's multicast group, once a viewer asked for multicast.
+    multicast: OnceLock<Arc<multicast::Sender>>,
 }
 
 impl Feed {
@@ -131,6 +135,9 @@ impl Feed {
         } else if !gop.is_empty() {
             // Too long a GOP to cache: joiners wait for the next key frame.
             gop.clear();
+        }
+        if let Some(m) = self.multicast.get() {
+            m.send(p.track, p.rtcp, &p.data);
         }
         let _ = self.tx.send(p);
     }
@@ -171,6 +178,8 @@ pub struct Relay {
     shutdown: Shutdown,
     /// (camera, user or everyone): relayed sessions to end now (D5).
     revocations: broadcast::Sender<(DeviceId, Option<i64>)>,
+    /// Multicast groups, when the operator turned multicast on.
+    multicast: Option<Arc<multicast::Groups>>,
 }
 
 fn random_b64(n: usize) -> String {
@@ -185,13 +194,16 @@ impl Relay {
         tunnel_addr: String,
         server_name: String,
         linger: Duration,
+        multicast: Option<multicast::Config>,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        let stats = Arc::new(Stats::default());
         Arc::new(Self {
             platform,
             tunnels: Mutex::new(HashMap::new()),
             feeds: Mutex::new(HashMap::new()),
-            stats: Arc::new(Stats::default()),
+            multicast: multicast.map(|c| multicast::Groups::new(c, stats.clone())),
+            stats,
             tunnel_addr,
             server_name,
             linger,
@@ -346,6 +358,7 @@ impl Relay {
                         viewers: AtomicUsize::new(0),
                         last: Mutex::new([None, None]),
                         gop: Mutex::new(Vec::new()),
+                        multicast: OnceLock::new(),
                     });
                     feeds.insert(key.clone(), f.clone());
                     tokio::spawn(self.clone().upstream(key.clone(), f.clone(), ready_tx));
@@ -599,6 +612,10 @@ struct Viewer {
     /// Interleaved channel pair per track, as the viewer set up.
     channels: [Option<(u8, u8)>; 2],
     rx: Option<broadcast::Receiver<Arc<Packet>>>,
+    /// The feed's multicast group, when the viewer set up a track for multicast.
+    multicast: Option<Arc<multicast::Sender>>,
+    /// Counted as a multicast listener while playing.
+    listening: Option<multicast::Listening>,
     waiting_key: bool,
     out: Vec<u8>,
 }
@@ -613,6 +630,8 @@ impl Viewer {
             joined: None,
             channels: [None, None],
             rx: None,
+            multicast: None,
+            listening: None,
             waiting_key: true,
             out: Vec::with_capacity(64 * 1024),
         }
@@ -654,6 +673,18 @@ impl Viewer {
                             );
                             continue;
                         };
+                        if let Some(m) = &self.multicast {
+                            self.listening = Some(multicast::Listening::new(m.clone()));
+                        }
+                        if self.channels.iter().all(Option::is_none) {
+                            // Multicast only: the packets go to the group, not this connection.
+                            let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
+                            let info: Vec<(usize, u16, u32)> = (0..2)
+                                .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
+                                .collect();
+                            let _ = conn.accept_play(cseq, &info);
+                            continue;
+                        }
                         // The GOP so far first (a prompt picture), then the live packets.
                         let cached = {
                             let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
@@ -691,9 +722,13 @@ impl Viewer {
                             self.forward(p);
                         }
                     }
-                    ServerEvent::Pause { .. } => self.rx = None,
+                    ServerEvent::Pause { .. } => {
+                        self.rx = None;
+                        self.listening = None;
+                    }
                     ServerEvent::Teardown { .. } => {
                         self.rx = None;
+                        self.listening = None;
                     }
                     ServerEvent::Closed { reason } => {
                         while let Some(bytes) = conn.poll_transmit() {
@@ -873,13 +908,43 @@ impl Viewer {
             return;
         }
         // Cd is RTP over the RTSP connection (6.3.1); players fall back to it on 461.
+        // Multicast where the operator allows it (7.3).
+        let multicast = self.relay.multicast.clone();
         let Some(offer) = transports.into_iter().find(|t| {
-            t.multicast != Some(true)
-                && (t.interleaved.is_some() || t.lower == Some(LowerTransport::Tcp))
+            if t.multicast == Some(true) {
+                multicast.is_some() && t.lower != Some(LowerTransport::Tcp)
+            } else {
+                t.interleaved.is_some() || t.lower == Some(LowerTransport::Tcp)
+            }
         }) else {
             let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
             return;
         };
+        if let Some(groups) = multicast
+            && offer.multicast == Some(true)
+            && let Some((j, _)) = &self.joined
+        {
+            let sender = match j.feed.multicast.get() {
+                Some(s) => s.clone(),
+                None => match groups.open() {
+                    Ok(s) => {
+                        let _ = j.feed.multicast.set(Arc::new(s));
+                        match j.feed.multicast.get() {
+                            Some(s) => s.clone(),
+                            None => return,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "no multicast group for a viewer");
+                        let _ = conn.reject(cseq, StatusCode(453), "Not Enough Bandwidth");
+                        return;
+                    }
+                },
+            };
+            let _ = conn.accept_setup(cseq, track, sender.transport(track));
+            self.multicast = Some(sender);
+            return;
+        }
         let pair = offer.interleaved.unwrap_or(ChannelPair {
             rtp: (track * 2) as u8,
             rtcp: Some((track * 2 + 1) as u8),
