@@ -492,6 +492,29 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// A browser's live view over WebRTC (6.3.1, 8.4): its SDP offer (receive-only video and
+/// audio, candidates gathered) and, flattened beside it, the same capabilities as
+/// [`PlayRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebRtcOffer {
+    /// The SDP offer.
+    pub offer: String,
+    /// The viewer's capabilities.
+    #[serde(flatten)]
+    pub play: PlayRequest,
+}
+
+/// The camera's answer to a [`WebRtcOffer`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebRtcAnswer {
+    /// The SDP answer.
+    pub answer: String,
+    /// An id for this view, for the session report.
+    pub session: String,
+}
+
 /// Ask to watch a device (H.626.4 8.4 step 1), with the viewer's capabilities (clause 7).
 /// Missing fields take the camera's best: 1280x720, 25 fps, 2000 kbit/s, G.711 mu-law.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

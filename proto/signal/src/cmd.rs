@@ -88,6 +88,22 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stun: Option<String>,
     },
+    /// H.626.4 6.3 / 8.4 for browsers: a viewer's WebRTC offer (SDP, receive-only). The
+    /// camera first has the platform judge `token` exactly as for an RTSP DESCRIBE (8.4
+    /// steps 5-8), then answers [`DeviceReply::WebRtc`] with its SDP answer (H.264 and
+    /// G.711/G.722 over DTLS-SRTP), gathering candidates on its LAN address and, with `stun`,
+    /// its public one.
+    WebRtc {
+        /// The viewer's SDP offer.
+        offer: String,
+        /// A one-time play token for this device, minted for the viewer.
+        token: String,
+        /// The viewer's address as the CMU saw it (for the audit).
+        client: String,
+        /// The STUN server, `host:port`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stun: Option<String>,
+    },
     /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
     /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
     RelayRevoke {
@@ -183,6 +199,11 @@ pub enum DeviceReply {
     Punch {
         /// Its description.
         answer: crate::relay::PunchDescription,
+    },
+    /// The camera's WebRTC answer.
+    WebRtc {
+        /// SDP answer.
+        answer: String,
     },
     /// A camera attached to an NVR; `lan` is where the NVR found it on its LAN, if it did.
     Attached {

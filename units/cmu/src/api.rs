@@ -439,6 +439,14 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/webrtc",
+            Customer,
+            "Live view for browsers (6.3.1, 8.4): send a WebRTC offer, get the camera's answer; the camera has the platform judge a fresh play token before answering (needs `live`)",
+            Some("WebRtcOffer"),
+            Some("WebRtcAnswer")
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/sessions",
             Customer,
             "Report how a live view went: the path it took, time to connect, bytes (needs `live`)",
@@ -595,6 +603,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
         ("POST", "/api/v1/devices/{id}/punch") => post(crate::relay::punch),
+        ("POST", "/api/v1/devices/{id}/webrtc") => post(crate::play::webrtc),
         ("GET", "/api/v1/admin/sessions") => get(crate::relay::admin_sessions),
         ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
         ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
@@ -806,6 +815,8 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::SessionReport>()
         .schema_from::<cm::IceServer>()
         .schema_from::<peercam_signal::relay::PunchDescription>()
+        .schema_from::<cm::WebRtcOffer>()
+        .schema_from::<cm::WebRtcAnswer>()
         .schema_from::<peercam_signal::relay::PunchCredentials>()
         .schema_from::<cm::IceConfig>()
         .schema_from::<cm::SessionView>()

@@ -64,22 +64,7 @@ pub(crate) async fn play(
                 "the device is offline or has not reported a media address yet",
             )
         })?;
-    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
-        .bind(id.as_str())
-        .fetch_one(&st.db)
-        .await?;
-    let ttl = crate::settings::platform(&st).await?.1.play_token_ttl_s;
-    let claims = fresh_claims(id.clone(), p.id, access.scopes, acl, ttl, caps, None);
-    let token = play::mint(&st.play_key, &claims);
-    audit(
-        &st.db,
-        Some(p.id),
-        "media.play_url",
-        Some(id.as_str()),
-        "ok",
-        "",
-    )
-    .await;
+    let (claims, token) = live_token(&st, &p, &id, access.scopes, caps, "media.play_url").await?;
     // Step 3: the RTSP URL with the hash token, and every other way to the camera (8.3).
     let (paths, best) = crate::relay::paths(&st, &id, &addrs, client, &token).await;
     let chosen = paths
@@ -98,6 +83,85 @@ pub(crate) async fn play(
         path: chosen.kind,
         paths,
     }))
+}
+
+/// Mints a one-time live token for `id` (8.4 steps 2-3) and audits it as `action`.
+async fn live_token(
+    st: &Shared,
+    p: &Principal,
+    id: &DeviceId,
+    scopes: ScopeSet,
+    caps: Caps,
+    action: &str,
+) -> ApiResult<(PlayClaims, String)> {
+    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
+        .bind(id.as_str())
+        .fetch_one(&st.db)
+        .await?;
+    let ttl = crate::settings::platform(st).await?.1.play_token_ttl_s;
+    let claims = fresh_claims(id.clone(), p.id, scopes, acl, ttl, caps, None);
+    let token = play::mint(&st.play_key, &claims);
+    audit(&st.db, Some(p.id), action, Some(id.as_str()), "ok", "").await;
+    Ok((claims, token))
+}
+
+/// Live view for browsers (issue 7; 6.3.1 over WebRTC): the CMU mints a one-time token as
+/// for an RTSP URL (8.4 steps 1-3) and hands it to the camera with the viewer's offer; the
+/// camera has it judged (steps 5-8) before it answers. ICE then finds the best path itself:
+/// direct, or through the MTU's TURN relay (the viewer gets credentials from `/ice`).
+pub(crate) async fn webrtc(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    Json(req): Json<peercam_signal::cm::WebRtcOffer>,
+) -> ApiResult<Json<peercam_signal::cm::WebRtcAnswer>> {
+    let (id, access) = device_access(&st, &p, &id, Need::Scope(Scope::Live)).await?;
+    if req.offer.len() > 32 * 1024 || !req.offer.starts_with("v=0") {
+        return Err(ApiErr::bad_request(
+            "bad_offer",
+            "send the browser's SDP offer (at most 32 KiB) in `offer`",
+        ));
+    }
+    let caps = caps_from(&req.play)?;
+    if !st.platform.is_online(&id) {
+        return Err(ApiErr::conflict(
+            "device_offline",
+            "the device is offline; try again when it is back",
+        ));
+    }
+    let (claims, token) = live_token(&st, &p, &id, access.scopes, caps, "media.webrtc").await?;
+    let stun = st
+        .platform
+        .select_mtu(&id)
+        .await
+        .as_ref()
+        .and_then(crate::relay::stun_of);
+    let command = peercam_signal::cmd::DeviceCommand::WebRtc {
+        offer: req.offer,
+        token,
+        client: client.to_string(),
+        stun,
+    };
+    let (_, reply) = st.platform.command(&id, command).await?;
+    match reply {
+        peercam_signal::cmd::DeviceReply::WebRtc { answer } => {
+            Ok(Json(peercam_signal::cm::WebRtcAnswer {
+                answer,
+                session: claims.jti,
+            }))
+        }
+        peercam_signal::cmd::DeviceReply::Failed { code, message }
+            if matches!(code.as_str(), "expired" | "replayed" | "forged" | "revoked") =>
+        {
+            Err(ApiErr::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "refused",
+                format!("the platform refused the view ({code}): {message}"),
+            ))
+        }
+        other => Err(crate::control::device_error(other)),
+    }
 }
 
 /// The claims of a new one-time token for `dev`, issued now and valid `ttl_s` (D4); `cam`

@@ -109,7 +109,7 @@ pub(crate) async fn paths(
 }
 
 /// The STUN server of an MTU: its UDP TURN URI's `host:port`.
-fn stun_of(mtu: &peercam_signal::relay::MtuOffer) -> Option<String> {
+pub(crate) fn stun_of(mtu: &peercam_signal::relay::MtuOffer) -> Option<String> {
     mtu.addresses
         .turn
         .iter()

@@ -815,6 +815,12 @@ impl Client {
             .await
     }
 
+    /// Sends a WebRTC offer for a live view; returns the camera's answer (issue 7).
+    pub async fn webrtc(&self, id: &str, offer: &WebRtcOffer) -> Result<WebRtcAnswer, CuError> {
+        self.post(&format!("/api/v1/devices/{id}/webrtc"), offer)
+            .await
+    }
+
     /// Reports how a live view went (path, time to connect, bytes).
     pub async fn report_session(&self, id: &str, report: &SessionReport) -> Result<(), CuError> {
         self.post(&format!("/api/v1/devices/{id}/sessions"), report)

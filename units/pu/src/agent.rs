@@ -254,6 +254,30 @@ impl Agent {
                             let _ = tx.send((id, reply)).await;
                         });
                     }
+                    // Issue 7 / 8.4: a browser's WebRTC offer; the token is judged first.
+                    LinkEvent::Command {
+                        id,
+                        command:
+                            DeviceCommand::WebRtc {
+                                offer,
+                                token,
+                                client,
+                                stun,
+                            },
+                    } => {
+                        let (server, tx, sd) =
+                            (self.rtsp.clone(), replies_tx.clone(), shutdown.clone());
+                        tokio::spawn(async move {
+                            let reply = match server
+                                .webrtc(&offer, token, client, stun.as_deref(), sd)
+                                .await
+                            {
+                                Ok(answer) => DeviceReply::WebRtc { answer },
+                                Err((code, message)) => DeviceReply::Failed { code, message },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
+                    }
                     // H.626.4 8.7.3: the SD card's commands touch the card; answered when done.
                     LinkEvent::Command { id, command }
                         if self.sd.as_ref().is_some_and(|sd| sd.handles(&command)) =>

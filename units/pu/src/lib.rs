@@ -25,6 +25,7 @@ pub mod onvif;
 mod rtsp;
 mod sd;
 pub mod upgrade;
+mod webrtc;
 pub mod wlan;
 
 pub use agent::PlatformRequest;
@@ -448,6 +449,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         control: control.clone(),
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
+        webrtc_ip: advertise
+            .first()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                a.ip()
+            }),
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
     // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.

@@ -34,12 +34,49 @@ pub(crate) struct ServerSettings {
     pub(crate) control: Arc<crate::control::Control>,
     pub(crate) platform: mpsc::Sender<PlatformRequest>,
     pub(crate) revocations: broadcast::Sender<Revocation>,
+    /// The address WebRTC sessions bind to: the one the camera reports for its LAN.
+    pub(crate) webrtc_ip: std::net::IpAddr,
+}
+
+impl ServerSettings {
+    /// H.626.4 8.4 steps 5-8: the platform judges a viewer's token (`None`: no answer).
+    pub(crate) async fn judge(&self, token: String, client: String) -> Option<PlayVerdict> {
+        let (reply, rx) = oneshot::channel();
+        let req = PlatformRequest::AuthorizePlay {
+            token,
+            client,
+            reply,
+        };
+        if self.platform.send(req).await.is_err() {
+            return None;
+        }
+        tokio::time::timeout(Duration::from_secs(8), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Clause 7 within the camera's own limits (H.626.4 8.9.1 video parameters): what a
+    /// granted viewer gets.
+    pub(crate) fn viewer_caps(&self, grant: &PlayGrant) -> (peercam_signal::play::Caps, Profile) {
+        let params = self.control.params();
+        let (max_w, max_h) = params.video.max_resolution.size();
+        let mut caps = grant.caps;
+        caps.max_width = caps.max_width.min(max_w);
+        caps.max_height = caps.max_height.min(max_h);
+        caps.max_kbps = caps.max_kbps.min(params.video.max_kbps);
+        if !params.audio.enabled {
+            caps.audio = AudioCodec::None;
+        }
+        let profile = Profile::for_caps(&caps, self.max_fps.min(params.video.max_fps));
+        (caps, profile)
+    }
 }
 
 #[derive(Clone)]
 pub(crate) struct Server {
-    settings: Arc<ServerSettings>,
-    sessions: Arc<AtomicUsize>,
+    pub(crate) settings: Arc<ServerSettings>,
+    pub(crate) sessions: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -559,21 +596,7 @@ impl Connection {
                 let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
                 return;
             };
-            let (reply, rx) = oneshot::channel();
-            let req = PlatformRequest::AuthorizePlay {
-                token,
-                client: self.peer.to_string(),
-                reply,
-            };
-            let verdict = if self.settings.platform.send(req).await.is_ok() {
-                tokio::time::timeout(Duration::from_secs(8), rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            } else {
-                None
-            };
-            match verdict {
+            match self.settings.judge(token, self.peer.to_string()).await {
                 Some(PlayVerdict::Granted { grant }) => {
                     // From now on a revocation for this user ends the connection.
                     self.viewer.send_replace(Some(grant.user));
@@ -606,17 +629,7 @@ impl Connection {
         let Some(grant) = self.grant.clone() else {
             return;
         };
-        // Clause 7 within the camera's own limits (H.626.4 8.9.1 video parameters).
-        let params = self.settings.control.params();
-        let (max_w, max_h) = params.video.max_resolution.size();
-        let mut caps = grant.caps;
-        caps.max_width = caps.max_width.min(max_w);
-        caps.max_height = caps.max_height.min(max_h);
-        caps.max_kbps = caps.max_kbps.min(params.video.max_kbps);
-        if !params.audio.enabled {
-            caps.audio = AudioCodec::None;
-        }
-        let profile = Profile::for_caps(&caps, self.settings.max_fps.min(params.video.max_fps));
+        let (caps, profile) = self.settings.viewer_caps(&grant);
         let mut sub = match self.settings.hub.subscribe(profile) {
             Ok(s) => s,
             Err(e) => {
@@ -802,14 +815,14 @@ impl Connection {
 }
 
 /// Why a connection must end now.
-enum End {
+pub(crate) enum End {
     Revoked,
     Shutdown,
 }
 
 /// Ends a connection when the platform revokes its viewer's access (H.626.4 8.6, D5) or the
 /// PU shuts down. `user` is the viewer once the platform vouched for it.
-async fn watch_end(
+pub(crate) async fn watch_end(
     mut revocations: broadcast::Receiver<Revocation>,
     shutdown: Shutdown,
     mut user: watch::Receiver<Option<i64>>,

@@ -1,0 +1,275 @@
+//! H.626.4 8.4 and 6.3.1 for browsers: the camera's WebRTC endpoint, signalled through the
+//! platform under the same play authorisation as RTSP. A str0m peer stands in for the
+//! browser here (Chromium drives the same endpoint in `h626_6_3_web_client.rs`): it sends a
+//! receive-only offer, gets the camera's answer, and decodes the H.264 it receives.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use peercam_cu::Client;
+use peercam_signal::cm::{PlayRequest, WebRtcOffer};
+use peercam_test::Cluster;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+/// A receive-only WebRTC viewer.
+struct Viewer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    video: Mid,
+    audio: Mid,
+    /// Annex B access units received.
+    frames: Vec<Vec<u8>>,
+    audio_packets: usize,
+    connected_after: Option<Duration>,
+    started: Instant,
+    closed: bool,
+}
+
+impl Viewer {
+    /// Makes the offer; returns the viewer and the offer's SDP.
+    async fn offer() -> (Self, str0m::change::SdpPendingOffer, String) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_pcmu(true, false)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let v = Self {
+            rtc,
+            socket,
+            local,
+            video,
+            audio,
+            frames: Vec::new(),
+            audio_packets: 0,
+            connected_after: None,
+            started: Instant::now(),
+            closed: false,
+        };
+        (v, pending, offer.to_sdp_string())
+    }
+
+    /// Runs until `frames` video frames arrived or `within` passed.
+    async fn run_until(&mut self, frames: usize, within: Duration) {
+        let end = Instant::now() + within;
+        let mut buf = vec![0u8; 2048];
+        while self.frames.len() < frames && Instant::now() < end && !self.closed {
+            let deadline = loop {
+                if !self.rtc.is_alive() {
+                    self.closed = true;
+                    return;
+                }
+                match self.rtc.poll_output().unwrap() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Output::Event(e) => match e {
+                        Event::Connected => self.connected_after = Some(self.started.elapsed()),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            self.closed = true;
+                        }
+                        Event::MediaData(d) if d.mid == self.video => {
+                            self.frames.push(d.data.to_vec())
+                        }
+                        Event::MediaData(d) if d.mid == self.audio => self.audio_packets += 1,
+                        _ => {}
+                    },
+                }
+            };
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(end.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = r.unwrap();
+                    let input = Input::Receive(Instant::now(), Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents: buf[..n].try_into().unwrap(),
+                    });
+                    if self.rtc.accepts(&input) {
+                        self.rtc.handle_input(input).unwrap();
+                    }
+                }
+                () = tokio::time::sleep(wait) => {
+                    self.rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// Offers to `dev` as `who`; returns the connected viewer, or the API's error.
+async fn view(who: &Client, dev: &str, play: PlayRequest) -> Result<Viewer, peercam_cu::CuError> {
+    let (mut v, pending, offer) = Viewer::offer().await;
+    let answer = who.webrtc(dev, &WebRtcOffer { offer, play }).await?;
+    assert!(!answer.session.is_empty());
+    let answer = SdpAnswer::from_sdp_string(&answer.answer).unwrap();
+    v.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    Ok(v)
+}
+
+/// Decodes the received access units; returns the picture size of the last one.
+fn decode(frames: &[Vec<u8>]) -> (usize, Option<(usize, usize)>) {
+    use openh264::formats::YUVSource as _;
+    let mut dec = openh264::decoder::Decoder::new().unwrap();
+    let mut ok = 0;
+    let mut size = None;
+    for f in frames {
+        if let Ok(Some(y)) = dec.decode(f) {
+            ok += 1;
+            size = Some(y.dimensions());
+        }
+    }
+    (ok, size)
+}
+
+async fn world() -> (
+    Cluster,
+    Client,
+    String,
+    (peercam_pu::Running, peercam_net::Shutdown),
+) {
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let owner = c.owner("+15550740001").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    (c, owner, ids[0].device_id.to_string(), pu)
+}
+
+/// The owner's viewer gets H.264 that decodes at the profile its capabilities ask for, and
+/// G.711 audio, straight from the camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_webrtc_live_view_plays_from_the_camera() {
+    let (c, owner, dev, _pu) = world().await;
+    let mut v = view(
+        &owner,
+        &dev,
+        PlayRequest {
+            max_width: Some(352),
+            max_height: Some(288),
+            ..PlayRequest::default()
+        },
+    )
+    .await
+    .unwrap();
+    v.run_until(25, Duration::from_secs(15)).await;
+    let (decoded, size) = decode(&v.frames);
+    eprintln!(
+        "connected after {:?}, {} frames, {} audio packets",
+        v.connected_after,
+        v.frames.len(),
+        v.audio_packets
+    );
+    assert!(v.connected_after.is_some(), "never connected");
+    assert!(
+        decoded >= 20,
+        "{decoded} of {} frames decoded",
+        v.frames.len()
+    );
+    assert_eq!(size, Some((352, 288)));
+    assert!(v.audio_packets > 10, "{} audio packets", v.audio_packets);
+    c.stop().await;
+}
+
+/// 8.4's refusals hold for WebRTC too: a stranger cannot even reach the camera, a
+/// sub-account without `live` is refused, and an offer that is not SDP is refused before
+/// anything reaches the camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_webrtc_refuses_viewers_without_access() {
+    let (c, owner, dev, _pu) = world().await;
+    let stranger = c.owner("+15550740002").await.unwrap();
+    let e = view(&stranger, &dev, PlayRequest::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("404") || e.to_string().contains("not_found"),
+        "{e}"
+    );
+    let kid = c.sub(&owner, "kidnolive").await.unwrap();
+    owner
+        .share(
+            &dev,
+            "kidnolive",
+            [peercam_base::Scope::Ptz].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let e = view(&kid, &dev, PlayRequest::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("403") || e.to_string().contains("forbidden"),
+        "{e}"
+    );
+    let bad = owner
+        .webrtc(
+            &dev,
+            &WebRtcOffer {
+                offer: "hello".into(),
+                play: PlayRequest::default(),
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(bad.to_string().contains("bad_offer"), "{bad}");
+    c.stop().await;
+}
+
+/// 8.6 and D5: unsharing ends a sub-account's WebRTC view at once; the owner's goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_6_webrtc_unshare_ends_the_view() {
+    let (c, owner, dev, _pu) = world().await;
+    let kid = c.sub(&owner, "kidlive").await.unwrap();
+    owner
+        .share(
+            &dev,
+            "kidlive",
+            [peercam_base::Scope::Live].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let mut mine = view(&owner, &dev, PlayRequest::default()).await.unwrap();
+    let mut theirs = view(&kid, &dev, PlayRequest::default()).await.unwrap();
+    mine.run_until(10, Duration::from_secs(15)).await;
+    theirs.run_until(10, Duration::from_secs(15)).await;
+    assert!(theirs.frames.len() >= 10, "{}", theirs.frames.len());
+    owner.unshare(&dev, "kidlive").await.unwrap();
+    // Media stops: at most what was in flight arrives after a short grace.
+    theirs
+        .run_until(usize::MAX, Duration::from_millis(1500))
+        .await;
+    let before = theirs.frames.len();
+    theirs.run_until(usize::MAX, Duration::from_secs(2)).await;
+    assert_eq!(
+        theirs.frames.len(),
+        before,
+        "frames still arrive after unshare"
+    );
+    let had = mine.frames.len();
+    mine.run_until(had + 10, Duration::from_secs(5)).await;
+    assert!(
+        mine.frames.len() >= had + 10,
+        "the owner's view stopped too"
+    );
+    c.stop().await;
+}
