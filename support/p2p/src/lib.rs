@@ -37,6 +37,7 @@ mod identity;
 mod punch;
 mod socket;
 mod stream;
+pub mod webrtc;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -137,6 +138,9 @@ pub enum Error {
     /// A socket operation failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The WebRTC engine refused an offer or an operation.
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
     /// A signalled description is malformed.
     #[error("malformed description: {0}")]
     Description(&'static str),

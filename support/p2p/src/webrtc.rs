@@ -1,0 +1,315 @@
+//! A send-side WebRTC endpoint for browsers ([`str0m`], sans-IO, driven here by tokio): the
+//! camera's live view and a recorder's playback (H.626.4 6.3.1, 8.4, 8.7.2.2).
+//!
+//! [`Endpoint::answer`] binds one UDP socket on the unit's LAN address, gathers a host and
+//! (with a STUN server, the MTU's) a server-reflexive candidate, and answers a browser's
+//! receive-only offer with H.264 and, when asked, G.711/G.722 audio and the offer's data
+//! channel. The unit's session task then loops:
+//!
+//! ```text
+//! loop {
+//!     for h in ep.drain()? { ... }          // transmits sent, events returned
+//!     select! {
+//!         r = ep.wait() => r?,              // one datagram or the engine's timeout
+//!         au = frames.recv() => ep.send_video(&au, t90k)?,
+//!     }
+//! }
+//! ```
+//!
+//! which keeps str0m's rule of draining its output after every input. [`Endpoint::wait`] is
+//! cancel-safe: a datagram is fed only once it has been read whole.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use peercam_signal::play::AudioCodec;
+use str0m::change::SdpOffer;
+use str0m::channel::ChannelId;
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+use crate::Error;
+
+/// The longest SDP offer accepted.
+pub const MAX_OFFER: usize = 32 * 1024;
+
+/// How to answer.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The address to bind (the unit's LAN address; the browser reaches it directly or
+    /// through its TURN relay).
+    pub bind_ip: IpAddr,
+    /// A STUN server for a server-reflexive candidate.
+    pub stun: Option<SocketAddr>,
+    /// The audio codec to offer, if any.
+    pub audio: AudioCodec,
+    /// How long to wait for the STUN server.
+    pub stun_timeout: Duration,
+}
+
+/// What the session task learns from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happening {
+    /// ICE and DTLS are up: media may flow.
+    Connected,
+    /// The browser lost a picture (PLI/FIR): send an IDR.
+    KeyframeRequest,
+    /// A text message on the data channel.
+    Text(String),
+    /// The browser went away (ICE disconnected, DTLS closed).
+    Closed,
+}
+
+/// One browser's WebRTC session.
+pub struct Endpoint {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    video: Option<(Mid, Pt)>,
+    audio: Option<(Mid, Pt)>,
+    audio_codec: AudioCodec,
+    channel: Option<ChannelId>,
+    deadline: Instant,
+    connected: bool,
+    closed: bool,
+    buf: Vec<u8>,
+}
+
+fn webrtc_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::WebRtc(format!("{context}: {e}"))
+}
+
+impl Endpoint {
+    /// Answers `offer`; returns the endpoint and the SDP answer.
+    pub async fn answer(offer: &str, config: &EndpointConfig) -> Result<(Self, String), Error> {
+        if offer.len() > MAX_OFFER {
+            return Err(Error::WebRtc("the SDP offer is too long".into()));
+        }
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| webrtc_err("the offer does not parse", e))?;
+        let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)).await?;
+        let local = socket.local_addr()?;
+        let candidates = crate::gather(&socket, config.stun, config.stun_timeout).await?;
+        let a = config.audio;
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_pcmu(a == AudioCodec::Pcmu, false)
+            .enable_pcma(a == AudioCodec::Pcma, false)
+            .enable_g722(a == AudioCodec::G722, false)
+            .build(Instant::now());
+        for c in &candidates {
+            let cand = match c.related {
+                Some(base) => Candidate::server_reflexive(c.addr, base, "udp"),
+                None => Candidate::host(c.addr, "udp"),
+            };
+            match cand {
+                Ok(cand) => {
+                    rtc.add_local_candidate(cand);
+                }
+                Err(e) => tracing::debug!(addr = %c.addr, error = %e, "candidate skipped"),
+            }
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| webrtc_err("cannot answer the offer", e))?;
+        let ep = Self {
+            rtc,
+            socket,
+            local,
+            video: None,
+            audio: None,
+            audio_codec: a,
+            channel: None,
+            deadline: Instant::now(),
+            connected: false,
+            closed: false,
+            buf: vec![0u8; 2048],
+        };
+        Ok((ep, answer.to_sdp_string()))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Whether the browser accepted a data channel.
+    pub fn has_channel(&self) -> bool {
+        self.channel.is_some()
+    }
+
+    /// Sends what the engine has queued and returns what happened, until it only waits for
+    /// time. Call after every input and every send.
+    pub fn drain(&mut self) -> Result<Vec<Happening>, Error> {
+        let mut out = Vec::new();
+        loop {
+            if self.closed || !self.rtc.is_alive() {
+                if !self.closed {
+                    self.closed = true;
+                    out.push(Happening::Closed);
+                }
+                return Ok(out);
+            }
+            match self
+                .rtc
+                .poll_output()
+                .map_err(|e| webrtc_err("engine", e))?
+            {
+                Output::Timeout(t) => {
+                    self.deadline = t;
+                    return Ok(out);
+                }
+                Output::Transmit(t) => {
+                    // A full socket buffer drops the datagram, as the network would.
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(e) => match e {
+                    Event::Connected => {
+                        self.connected = true;
+                        out.push(Happening::Connected);
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.closed = true;
+                        out.push(Happening::Closed);
+                    }
+                    Event::MediaAdded(m) => self.media_added(m.mid, m.kind),
+                    Event::KeyframeRequest(_) => out.push(Happening::KeyframeRequest),
+                    Event::ChannelOpen(id, _) => self.channel = Some(id),
+                    Event::ChannelData(d) if !d.binary => {
+                        if let Ok(t) = String::from_utf8(d.data) {
+                            out.push(Happening::Text(t));
+                        }
+                    }
+                    Event::ChannelClose(id) if self.channel == Some(id) => self.channel = None,
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Waits for one datagram or the engine's deadline and feeds it. Cancel-safe. Call
+    /// [`drain`](Self::drain) afterwards.
+    pub async fn wait(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return std::future::pending().await;
+        }
+        let sleep = tokio::time::sleep_until(self.deadline.into());
+        tokio::select! {
+            r = self.socket.recv_from(&mut self.buf) => {
+                let (n, source) = r?;
+                let Ok(contents) = self.buf[..n].try_into() else { return Ok(()) };
+                let input = Input::Receive(Instant::now(), Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.local,
+                    contents,
+                });
+                if self.rtc.accepts(&input) {
+                    self.rtc.handle_input(input).map_err(|e| webrtc_err("input", e))?;
+                }
+            }
+            () = sleep => {
+                self.rtc
+                    .handle_input(Input::Timeout(Instant::now()))
+                    .map_err(|e| webrtc_err("timeout", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn media_added(&mut self, mid: Mid, kind: MediaKind) {
+        let Some(w) = self.rtc.writer(mid) else {
+            return;
+        };
+        let params: Vec<PayloadParams> = w.payload_params().cloned().collect();
+        match kind {
+            MediaKind::Video => {
+                // Packetization mode 1, constrained baseline first (what OpenH264 makes).
+                let h264 = |p: &&PayloadParams| p.spec().codec == Codec::H264;
+                let pick = params
+                    .iter()
+                    .filter(h264)
+                    .filter(|p| p.spec().format.packetization_mode == Some(1))
+                    .min_by_key(|p| {
+                        let pl = p.spec().format.profile_level_id.unwrap_or(0);
+                        u8::from(pl >> 16 != 0x42)
+                    })
+                    .or_else(|| params.iter().find(h264));
+                if let Some(p) = pick {
+                    self.video = Some((mid, p.pt()));
+                }
+            }
+            MediaKind::Audio => {
+                let want = match self.audio_codec {
+                    AudioCodec::Pcmu => Codec::PCMU,
+                    AudioCodec::Pcma => Codec::PCMA,
+                    AudioCodec::G722 => Codec::G722,
+                    AudioCodec::None => return,
+                };
+                if let Some(p) = params.iter().find(|p| p.spec().codec == want) {
+                    self.audio = Some((mid, p.pt()));
+                }
+            }
+        }
+    }
+
+    /// Sends one H.264 access unit (Annex B) with its 90 kHz media time. Nothing is sent
+    /// before the session is connected.
+    pub fn send_video(&mut self, annexb: Vec<u8>, t90k: u64) -> Result<(), Error> {
+        let Some((mid, pt)) = self.video else {
+            return Ok(());
+        };
+        if !self.connected {
+            return Ok(());
+        }
+        if let Some(w) = self.rtc.writer(mid) {
+            w.write(pt, Instant::now(), MediaTime::from_90khz(t90k), annexb)
+                .map_err(|e| webrtc_err("video", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends one audio frame (an RTP payload of the negotiated codec) with its 8 kHz media
+    /// time.
+    pub fn send_audio(&mut self, payload: Vec<u8>, t8k: u32) -> Result<(), Error> {
+        let Some((mid, pt)) = self.audio else {
+            return Ok(());
+        };
+        if !self.connected {
+            return Ok(());
+        }
+        let t = MediaTime::new(u64::from(t8k), Frequency::EIGHT_KHZ);
+        if let Some(w) = self.rtc.writer(mid) {
+            w.write(pt, Instant::now(), t, payload)
+                .map_err(|e| webrtc_err("audio", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a text message on the data channel; `false` when there is none or it is full.
+    pub fn send_text(&mut self, text: &str) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .and_then(|mut c| c.write(false, text.as_bytes()).ok())
+            .unwrap_or(false)
+    }
+
+    /// Closes the session (DTLS close, then nothing more is sent).
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+        self.closed = true;
+    }
+}
