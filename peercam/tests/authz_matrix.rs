@@ -98,6 +98,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "PlaybackRequest" => json!({"start": "2026-11-24T00:00:00Z"}),
         "ExportRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
         "EventRequest" => json!({"kind": "manual"}),
+        // Not SDP: refused on its merits (400) by whoever may ask.
+        "WebRtcOffer" => json!({"offer": "not sdp"}),
+        "PlaybackWebRtcRequest" => json!({"offer": "not sdp", "start": "2026-11-24T00:00:00Z"}),
         other => panic!("no body for {other}"),
     })
 }

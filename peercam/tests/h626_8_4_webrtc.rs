@@ -4,139 +4,20 @@
 //! receive-only offer, gets the camera's answer, and decodes the H.264 it receives.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peercam_cu::Client;
 use peercam_signal::cm::{PlayRequest, WebRtcOffer};
 use peercam_test::Cluster;
-use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use peercam_test::webrtc::{Viewer, decode};
 
-/// A receive-only WebRTC viewer.
-struct Viewer {
-    rtc: Rtc,
-    socket: UdpSocket,
-    local: SocketAddr,
-    video: Mid,
-    audio: Mid,
-    /// Annex B access units received.
-    frames: Vec<Vec<u8>>,
-    audio_packets: usize,
-    connected_after: Option<Duration>,
-    started: Instant,
-    closed: bool,
-}
-
-impl Viewer {
-    /// Makes the offer; returns the viewer and the offer's SDP.
-    async fn offer() -> (Self, str0m::change::SdpPendingOffer, String) {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let local = socket.local_addr().unwrap();
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_pcmu(true, false)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-        let mut api = rtc.sdp_api();
-        let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        let (offer, pending) = api.apply().unwrap();
-        let v = Self {
-            rtc,
-            socket,
-            local,
-            video,
-            audio,
-            frames: Vec::new(),
-            audio_packets: 0,
-            connected_after: None,
-            started: Instant::now(),
-            closed: false,
-        };
-        (v, pending, offer.to_sdp_string())
-    }
-
-    /// Runs until `frames` video frames arrived or `within` passed.
-    async fn run_until(&mut self, frames: usize, within: Duration) {
-        let end = Instant::now() + within;
-        let mut buf = vec![0u8; 2048];
-        while self.frames.len() < frames && Instant::now() < end && !self.closed {
-            let deadline = loop {
-                if !self.rtc.is_alive() {
-                    self.closed = true;
-                    return;
-                }
-                match self.rtc.poll_output().unwrap() {
-                    Output::Timeout(t) => break t,
-                    Output::Transmit(t) => {
-                        let _ = self.socket.send_to(&t.contents, t.destination).await;
-                    }
-                    Output::Event(e) => match e {
-                        Event::Connected => self.connected_after = Some(self.started.elapsed()),
-                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                            self.closed = true;
-                        }
-                        Event::MediaData(d) if d.mid == self.video => {
-                            self.frames.push(d.data.to_vec())
-                        }
-                        Event::MediaData(d) if d.mid == self.audio => self.audio_packets += 1,
-                        _ => {}
-                    },
-                }
-            };
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(end.saturating_duration_since(Instant::now()))
-                .max(Duration::from_millis(1));
-            tokio::select! {
-                r = self.socket.recv_from(&mut buf) => {
-                    let (n, source) = r.unwrap();
-                    let input = Input::Receive(Instant::now(), Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: self.local,
-                        contents: buf[..n].try_into().unwrap(),
-                    });
-                    if self.rtc.accepts(&input) {
-                        self.rtc.handle_input(input).unwrap();
-                    }
-                }
-                () = tokio::time::sleep(wait) => {
-                    self.rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
-                }
-            }
-        }
-    }
-}
-
-/// Offers to `dev` as `who`; returns the connected viewer, or the API's error.
+/// Offers to `dev` as `who`; returns the viewer, or the API's error.
 async fn view(who: &Client, dev: &str, play: PlayRequest) -> Result<Viewer, peercam_cu::CuError> {
-    let (mut v, pending, offer) = Viewer::offer().await;
+    let (mut v, offer) = Viewer::offer(false).await;
     let answer = who.webrtc(dev, &WebRtcOffer { offer, play }).await?;
     assert!(!answer.session.is_empty());
-    let answer = SdpAnswer::from_sdp_string(&answer.answer).unwrap();
-    v.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    v.accept(&answer.answer).unwrap();
     Ok(v)
-}
-
-/// Decodes the received access units; returns the picture size of the last one.
-fn decode(frames: &[Vec<u8>]) -> (usize, Option<(usize, usize)>) {
-    use openh264::formats::YUVSource as _;
-    let mut dec = openh264::decoder::Decoder::new().unwrap();
-    let mut ok = 0;
-    let mut size = None;
-    for f in frames {
-        if let Ok(Some(y)) = dec.decode(f) {
-            ok += 1;
-            size = Some(y.dimensions());
-        }
-    }
-    (ok, size)
 }
 
 async fn world() -> (

@@ -541,3 +541,108 @@ async fn h626_8_7_2_alarm_strategy_records_pre_and_post_roll() {
     let state = w.owner.recording_state(pu, Some(nvr)).await.unwrap();
     assert!(!state.recording, "post-roll over: {state:?}");
 }
+
+/// The SEI frame counters of access units received over WebRTC, in arrival order.
+fn webrtc_counters(frames: &[(std::time::Instant, Vec<u8>)]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|(_, au)| {
+            peercam_rtp::h264::split_annex_b(au).find_map(peercam_media::sei::parse_sei)
+        })
+        .map(|t| t.frame)
+        .collect()
+}
+
+/// The last playback status the recorder sent on the data channel.
+fn last_status(v: &peercam_test::webrtc::Viewer) -> Option<peercam_signal::record::PlaybackStatus> {
+    v.texts
+        .iter()
+        .rev()
+        .find_map(|t| serde_json::from_str(t).ok())
+}
+
+/// 8.7.2.2 for browsers: recordings play over WebRTC from the NVR, steered on the data
+/// channel: normal speed sends every frame, 4x and -4x move the recorded time that fast
+/// (key frames only), pause stops the frames, and frame steps show exactly the next and the
+/// previous frame (the latter re-encoded, its SEI tag kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_webrtc_playback_with_trick_modes_and_frame_steps() {
+    use peercam_test::webrtc::Viewer;
+    let w = world("+15550720031").await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    w.owner.attach_camera(nvr, pu).await.unwrap();
+    w.owner
+        .set_recording(pu, Some(nvr), &continuous())
+        .await
+        .unwrap();
+    let list = recorded(&w, 12_000).await;
+    let span = list.spans[0];
+    let (mut v, offer) = Viewer::offer(true).await;
+    let answer = w
+        .owner
+        .playback_webrtc(pu, Some(nvr), span.start_ms + 4000, offer)
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    // Normal speed: every frame, in order.
+    v.run_until(20, Duration::from_secs(15)).await;
+    let c = webrtc_counters(&v.frames);
+    assert!(c.len() >= 20, "{c:?}");
+    assert!(c.windows(2).all(|p| p[1] == p[0] + 1), "gap at 1x: {c:?}");
+    assert!(v.channel_open());
+    // 4x: the recorded time runs four times as fast as the wall clock.
+    assert!(v.send_text(r#"{"op":"play","scale":"4"}"#));
+    v.run_while(Duration::from_millis(600), |_| false).await;
+    let (p0, t0) = (last_status(&v).unwrap().pos_ms, std::time::Instant::now());
+    let n0 = v.frames.len();
+    v.run_while(Duration::from_secs(2), |_| false).await;
+    let s = last_status(&v).unwrap();
+    let (dp, dt) = (s.pos_ms - p0, t0.elapsed().as_millis() as u64);
+    assert_eq!(s.scale, "4");
+    assert!(dp * 10 >= dt * 30, "4x moved {dp} ms in {dt} ms");
+    let fast = webrtc_counters(&v.frames[n0..]);
+    assert!(fast.windows(2).all(|p| p[1] > p[0]), "{fast:?}");
+    // -4x: backwards as fast.
+    assert!(v.send_text(r#"{"op":"play","scale":"-4"}"#));
+    v.run_while(Duration::from_millis(600), |_| false).await;
+    let (p1, t1) = (last_status(&v).unwrap().pos_ms, std::time::Instant::now());
+    let n1 = v.frames.len();
+    v.run_while(Duration::from_secs(2), |_| false).await;
+    let s = last_status(&v).unwrap();
+    let (dp, dt) = (p1.saturating_sub(s.pos_ms), t1.elapsed().as_millis() as u64);
+    assert!(dp * 10 >= dt * 30, "-4x moved back {dp} ms in {dt} ms");
+    let back = webrtc_counters(&v.frames[n1..]);
+    assert!(
+        back.len() >= 2 && back.windows(2).all(|p| p[1] < p[0]),
+        "{back:?}"
+    );
+    // Pause: the frames stop.
+    assert!(v.send_text(r#"{"op":"pause"}"#));
+    v.run_while(Duration::from_millis(500), |_| false).await;
+    let n2 = v.frames.len();
+    v.run_while(Duration::from_secs(1), |_| false).await;
+    assert_eq!(v.frames.len(), n2, "frames while paused");
+    assert_eq!(last_status(&v).unwrap().state, "paused");
+    let shown = *webrtc_counters(&v.frames).last().unwrap();
+    // Frame steps: the next frame, then back to the one before it (re-encoded).
+    assert!(v.send_text(r#"{"op":"step","forward":true}"#));
+    v.run_until(n2 + 1, Duration::from_secs(5)).await;
+    v.run_while(Duration::from_millis(300), |_| false).await;
+    assert_eq!(v.frames.len(), n2 + 1, "one frame per step");
+    assert!(v.send_text(r#"{"op":"step","forward":false}"#));
+    v.run_until(n2 + 2, Duration::from_secs(5)).await;
+    let steps = webrtc_counters(&v.frames[n2..]);
+    assert_eq!(steps, vec![shown + 1, shown], "steps from {shown}");
+    // The step back is a fresh IDR: it decodes alone.
+    let (decoded, _) = peercam_test::webrtc::decode(&v.frames[n2 + 1..]);
+    assert_eq!(decoded, 1);
+    // A refusal: a bad offer never reaches the recorder.
+    let e = w
+        .owner
+        .playback_webrtc(pu, Some(nvr), span.start_ms, "nonsense".into())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("bad_offer"), "{e}");
+    w.c.stop().await;
+}

@@ -505,6 +505,20 @@ pub struct WebRtcOffer {
     pub play: PlayRequest,
 }
 
+/// A browser's playback of recordings over WebRTC (8.7.2.2, 8.7.3): its SDP offer, with a
+/// data channel for [`crate::record::PlaybackControl`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlaybackWebRtcRequest {
+    /// The SDP offer (receive-only video and a data channel).
+    pub offer: String,
+    /// Where to start, RFC 3339.
+    pub start: String,
+    /// As in [`SetRecordingRequest::recorder`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+}
+
 /// The camera's answer to a [`WebRtcOffer`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

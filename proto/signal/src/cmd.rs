@@ -104,6 +104,26 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stun: Option<String>,
     },
+    /// H.626.4 8.7.2.2 / 8.7.3 for browsers: play `camera`'s recordings from `start_ms` over
+    /// WebRTC; to the recorder (an NVR, or the camera for its SD card). The recorder has the
+    /// platform judge `token` (a playback token naming `camera`) before it answers
+    /// [`DeviceReply::WebRtc`]; the browser then steers speed, direction, seeks and frame
+    /// steps with [`crate::record::PlaybackControl`] on the data channel.
+    PlaybackWebRtc {
+        /// The camera whose recordings to play.
+        camera: DeviceId,
+        /// Where to start, Unix ms.
+        start_ms: u64,
+        /// The viewer's SDP offer (with a data channel).
+        offer: String,
+        /// A one-time playback token.
+        token: String,
+        /// The viewer's address as the CMU saw it.
+        client: String,
+        /// The STUN server, `host:port`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stun: Option<String>,
+    },
     /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
     /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
     RelayRevoke {

@@ -77,3 +77,42 @@ pub struct RecordingList {
 
 /// Longest range one list or export may cover: 31 days.
 pub const MAX_RANGE_MS: u64 = 31 * 86_400_000;
+
+/// A browser's playback control, sent as JSON text on the WebRTC data channel of a
+/// recording's playback (8.7.2.2 over WebRTC; docs/protocol.md "Playback over WebRTC").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PlaybackControl {
+    /// Play (again) at `scale` (`"1"`, `"4"`, `"-2"`, `"1/2"`, as RTSP `Scale`; default the
+    /// current one), from `at_ms` (Unix ms; default where it stands).
+    Play {
+        /// The speed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<String>,
+        /// Where to seek to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
+    },
+    /// Pause where it stands.
+    Pause,
+    /// While paused: one frame forward (`forward`) or back.
+    Step {
+        /// The direction.
+        forward: bool,
+    },
+}
+
+/// Where a WebRTC playback stands, sent by the recorder on the data channel every 250 ms
+/// and after every control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybackStatus {
+    /// The recorded time of the frame shown last, Unix ms.
+    pub pos_ms: u64,
+    /// The speed, as RTSP `Scale`.
+    pub scale: String,
+    /// `playing`, `paused` or `ended` (no more recording in this direction).
+    pub state: String,
+    /// Why the last control was refused, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -8,6 +8,7 @@
 //! * [`serve::Media`] serves playback (RTSP, trick play) and export (HTTP MP4).
 
 pub mod serve;
+pub mod webrtc;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};

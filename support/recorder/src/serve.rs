@@ -39,9 +39,9 @@ use crate::AuthRequest;
 
 /// The playback and export server of one recorder.
 pub struct Media {
-    store: Store,
+    pub(crate) store: Store,
     auth: mpsc::Sender<AuthRequest>,
-    max_out_fps: u32,
+    pub(crate) max_out_fps: u32,
 }
 
 /// RTP payload size for interleaved packets.
@@ -116,10 +116,10 @@ impl Media {
 
     /// 8.4 steps 5-8 for a recording: the platform judges the token; it must name this
     /// camera.
-    async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         token: Option<String>,
-        peer: SocketAddr,
+        peer: &str,
         camera: &DeviceId,
     ) -> Result<PlayGrant, (u16, String)> {
         let Some(token) = token else {
@@ -129,7 +129,7 @@ impl Media {
         self.auth
             .send(AuthRequest {
                 token,
-                client: peer.to_string(),
+                client: peer.to_owned(),
                 reply,
             })
             .await
@@ -187,7 +187,10 @@ impl Media {
             .into_owned()
             .collect();
         let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        if let Err((status, msg)) = self.authorize(get("token"), peer, &camera).await {
+        if let Err((status, msg)) = self
+            .authorize(get("token"), &peer.to_string(), &camera)
+            .await
+        {
             return respond(&mut tcp, status, &msg).await;
         }
         let (Some(from), Some(to)) = (
@@ -413,7 +416,7 @@ impl Media {
             .strip_prefix("/rec/")
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| (404, "no such recording path; use /rec/CAMERA".to_owned()))?;
-        self.authorize(token, peer, &camera).await?;
+        self.authorize(token, &peer.to_string(), &camera).await?;
         let start = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .find(|(k, _)| k == "start")
             .map(|(_, v)| parse_clock(&v).map_err(|e| (400u16, e.to_string())))
@@ -535,26 +538,8 @@ impl Media {
             s.paused_at = Some(p);
             return;
         }
-        let player = match (seek, s.player.take().or_else(|| s.paused_at.take())) {
-            (None, Some(mut p)) if p.scale == scale => {
-                p.next_at = Instant::now();
-                Ok(p)
-            }
-            (None, Some(p)) => {
-                Player::open(
-                    &self.store,
-                    &camera,
-                    p.position_ms(),
-                    scale,
-                    self.max_out_fps,
-                )
-                .await
-            }
-            (Some(at), _) => Player::open(&self.store, &camera, at, scale, self.max_out_fps).await,
-            (None, None) => {
-                Player::open(&self.store, &camera, s.base_ms, scale, self.max_out_fps).await
-            }
-        };
+        let current = s.player.take().or_else(|| s.paused_at.take());
+        let player = self.resume(&camera, current, seek, scale, s.base_ms).await;
         match player {
             Ok(p) => {
                 let info = s.rtp_info();
@@ -572,6 +557,28 @@ impl Media {
                 let _ = conn.reject(cseq, StatusCode(st), &m);
             }
         }
+    }
+
+    /// The player for a PLAY: the current one resumes where it stands at the same speed; a
+    /// new speed reopens where it stands, a seek where asked, and with no player at `base_ms`.
+    pub(crate) async fn resume(
+        &self,
+        camera: &DeviceId,
+        current: Option<Player>,
+        seek: Option<u64>,
+        scale: Scale,
+        base_ms: u64,
+    ) -> Result<Player, (u16, String)> {
+        let at = match (seek, current) {
+            (None, Some(mut p)) if p.scale == scale => {
+                p.next_at = Instant::now();
+                return Ok(p);
+            }
+            (None, Some(p)) => p.position_ms(),
+            (Some(at), _) => at,
+            (None, None) => base_ms,
+        };
+        Player::open(&self.store, camera, at, scale, self.max_out_fps).await
     }
 
     /// Sends the next planned frame; `false` at the end of the recordings.
@@ -678,9 +685,9 @@ impl Session {
 }
 
 /// Where a playback stands: the loaded segment, the GOP being sent, what is planned.
-struct Player {
+pub(crate) struct Player {
     camera: String,
-    scale: Scale,
+    pub(crate) scale: Scale,
     selection: Selection,
     seg: SegmentRow,
     frames: Vec<Frame>,
@@ -691,11 +698,11 @@ struct Player {
     queue: VecDeque<(usize, u64)>,
     /// The last frame sent (index into `frames`).
     shown: Option<usize>,
-    next_at: Instant,
+    pub(crate) next_at: Instant,
 }
 
 impl Player {
-    async fn open(
+    pub(crate) async fn open(
         store: &Store,
         camera: &DeviceId,
         at_ms: u64,
@@ -806,7 +813,7 @@ impl Player {
         true
     }
 
-    async fn next(&mut self, store: &Store) -> Option<(Frame, u64)> {
+    pub(crate) async fn next(&mut self, store: &Store) -> Option<(Frame, u64)> {
         if self.queue.is_empty() {
             // The first plan of a freshly opened player is already queued.
             if !self.advance(store, !self.scale.is_reverse()).await {
@@ -823,7 +830,12 @@ impl Player {
     /// from what it has (any step back, or forward after a re-encoded step) is decoded here
     /// from its GOP's IDR and sent re-encoded as an IDR, with its SEI kept
     /// ([`peercam_record::trick::step`]). Returns the frame and whether it was re-encoded.
-    async fn step(&mut self, store: &Store, forward: bool, in_sync: bool) -> Option<(Frame, bool)> {
+    pub(crate) async fn step(
+        &mut self,
+        store: &Store,
+        forward: bool,
+        in_sync: bool,
+    ) -> Option<(Frame, bool)> {
         self.queue.clear();
         let previous = self.shown;
         let i = match (self.shown, forward) {
@@ -874,7 +886,7 @@ impl Player {
         }
     }
 
-    fn position_ms(&self) -> u64 {
+    pub(crate) fn position_ms(&self) -> u64 {
         let i = self
             .shown
             .unwrap_or_else(|| self.gops.get(self.gop).copied().unwrap_or(0));

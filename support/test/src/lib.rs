@@ -12,6 +12,7 @@
 )]
 
 pub mod natlab;
+pub mod webrtc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -439,6 +439,14 @@ pub fn routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/recordings/webrtc",
+            Customer,
+            "Play recordings in a browser (8.7.2.2, 8.7.3): a WebRTC offer with a data channel for speed, direction, seeks and frame steps; the recorder judges a fresh playback token (needs `playback`)",
+            Some("PlaybackWebRtcRequest"),
+            Some("WebRtcAnswer")
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/webrtc",
             Customer,
             "Live view for browsers (6.3.1, 8.4): send a WebRTC offer, get the camera's answer; the camera has the platform judge a fresh play token before answering (needs `live`)",
@@ -604,6 +612,9 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
         ("POST", "/api/v1/devices/{id}/punch") => post(crate::relay::punch),
         ("POST", "/api/v1/devices/{id}/webrtc") => post(crate::play::webrtc),
+        ("POST", "/api/v1/devices/{id}/recordings/webrtc") => {
+            post(crate::recording::playback_webrtc)
+        }
         ("GET", "/api/v1/admin/sessions") => get(crate::relay::admin_sessions),
         ("POST", "/api/v1/devices/{id}/ptz") => post(crate::control::ptz),
         ("GET", "/api/v1/devices/{id}/params") => get(crate::control::get_params),
@@ -816,6 +827,7 @@ pub fn openapi() -> OpenApi {
         .schema_from::<cm::IceServer>()
         .schema_from::<peercam_signal::relay::PunchDescription>()
         .schema_from::<cm::WebRtcOffer>()
+        .schema_from::<cm::PlaybackWebRtcRequest>()
         .schema_from::<cm::WebRtcAnswer>()
         .schema_from::<peercam_signal::relay::PunchCredentials>()
         .schema_from::<cm::IceConfig>()

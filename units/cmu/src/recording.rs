@@ -418,6 +418,63 @@ pub(crate) async fn playback(
     }))
 }
 
+/// `POST /api/v1/devices/{id}/recordings/webrtc`: playback for browsers. The CMU mints a
+/// playback token for the recorder and camera (as for an RTSP URL) and hands it with the
+/// offer to the recorder, which has it judged before answering (8.4 steps 5-8).
+pub(crate) async fn playback_webrtc(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Path(camera): Path<String>,
+    Json(req): Json<peercam_signal::cm::PlaybackWebRtcRequest>,
+) -> ApiResult<Json<peercam_signal::cm::WebRtcAnswer>> {
+    let (camera, access) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    if req.offer.len() > 32 * 1024 || !req.offer.starts_with("v=0") {
+        return Err(ApiErr::bad_request(
+            "bad_offer",
+            "send the browser's SDP offer (at most 32 KiB) in `offer`",
+        ));
+    }
+    let start = parse_rfc3339(&req.start)
+        .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
+    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    let (token, _, _) = mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
+    audit(
+        &st.db,
+        Some(p.id),
+        "media.playback_webrtc",
+        Some(camera.as_str()),
+        "ok",
+        &recorder_label(&camera, &recorder),
+    )
+    .await;
+    let stun = st
+        .platform
+        .select_mtu(&recorder)
+        .await
+        .as_ref()
+        .and_then(crate::relay::stun_of);
+    let command = DeviceCommand::PlaybackWebRtc {
+        camera: camera.clone(),
+        start_ms: start,
+        offer: req.offer,
+        token,
+        client: client.to_string(),
+        stun,
+    };
+    let (_, reply) = st.platform.command(&recorder, command).await?;
+    match reply {
+        DeviceReply::WebRtc { answer } => Ok(Json(peercam_signal::cm::WebRtcAnswer {
+            answer,
+            session: recorder_label(&camera, &recorder),
+        })),
+        DeviceReply::Failed { code, message } if code == "no_recording" => {
+            Err(ApiErr::new(StatusCode::NOT_FOUND, "no_recording", message))
+        }
+        other => Err(device_error(other)),
+    }
+}
+
 /// `POST /api/v1/devices/{id}/recordings/export`: 8.7.2.2 steps 7-10.
 pub(crate) async fn export(
     State(st): State<Shared>,

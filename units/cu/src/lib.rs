@@ -558,6 +558,26 @@ impl Client {
         .await
     }
 
+    /// Plays `camera`'s recordings over WebRTC from `start_ms`: sends the offer (with a data
+    /// channel for [`peercam_signal::record::PlaybackControl`]); returns the recorder's answer.
+    pub async fn playback_webrtc(
+        &self,
+        camera: &str,
+        recorder: Option<&str>,
+        start_ms: u64,
+        offer: String,
+    ) -> Result<WebRtcAnswer, CuError> {
+        self.post(
+            &format!("/api/v1/devices/{camera}/recordings/webrtc"),
+            &PlaybackWebRtcRequest {
+                offer,
+                start: peercam_record::time::format_rfc3339(start_ms),
+                recorder: recorder.map(str::to_owned),
+            },
+        )
+        .await
+    }
+
     /// An MP4 export URL for `camera` in `[from_ms, to_ms)` (8.7.2.2 steps 7-10).
     pub async fn export_url(
         &self,

@@ -24,6 +24,10 @@ pub(crate) struct Nvr {
     pub(crate) started: Instant,
     pub(crate) vendor: String,
     pub(crate) model: String,
+    /// Playback for browsers (WebRTC) binds here: the NVR's LAN address.
+    pub(crate) media: Arc<peercam_recorder::serve::Media>,
+    pub(crate) webrtc_ip: std::net::IpAddr,
+    pub(crate) shutdown: peercam_net::Shutdown,
 }
 
 impl Device for Nvr {
@@ -41,6 +45,13 @@ impl Device for Nvr {
             clock_offset_us: None,
             clock_jitter_us: None,
         };
+        if matches!(command, DeviceCommand::PlaybackWebRtc { .. }) {
+            // 8.7.2.2 for browsers: the token is judged before anything is answered.
+            let (media, ip, sd) = (self.media.clone(), self.webrtc_ip, self.shutdown.clone());
+            return Box::pin(async move {
+                peercam_recorder::webrtc::execute(&media, command, ip, sd).await
+            });
+        }
         let cams = self.cameras.clone();
         Box::pin(async move { cams.execute(command, describe).await })
     }

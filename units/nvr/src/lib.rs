@@ -252,7 +252,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         }
     });
     let media = peercam_recorder::serve::Media::new(store.clone(), auth_tx, config.max_out_fps);
-    tokio::spawn(media.serve(listener, shutdown.clone()));
+    tokio::spawn(media.clone().serve(listener, shutdown.clone()));
+    let webrtc_ip = advertise
+        .first()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+            a.ip()
+        });
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
     let nvr = Arc::new(agent::Nvr {
         advertise,
@@ -260,6 +266,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         started: std::time::Instant::now(),
         vendor: identity.vendor.clone(),
         model: identity.model.clone(),
+        media,
+        webrtc_ip,
+        shutdown: shutdown.clone(),
     });
     let link = peercam_net::agent::LinkConfig {
         scu_url: config.scu_url.clone(),

@@ -278,6 +278,30 @@ impl Agent {
                             let _ = tx.send((id, reply)).await;
                         });
                     }
+                    // 8.7.3 for browsers: the SD card's recordings over WebRTC.
+                    LinkEvent::Command {
+                        id,
+                        command: command @ DeviceCommand::PlaybackWebRtc { .. },
+                    } => {
+                        let media = self.rtsp.settings.recordings.clone();
+                        let (ip, tx, sd) = (
+                            self.rtsp.settings.webrtc_ip,
+                            replies_tx.clone(),
+                            shutdown.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let reply = match media {
+                                Some(m) => {
+                                    peercam_recorder::webrtc::execute(&m, command, ip, sd).await
+                                }
+                                None => DeviceReply::Failed {
+                                    code: "no_recording".into(),
+                                    message: "this camera has no SD card recording".into(),
+                                },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
+                    }
                     // H.626.4 8.7.3: the SD card's commands touch the card; answered when done.
                     LinkEvent::Command { id, command }
                         if self.sd.as_ref().is_some_and(|sd| sd.handles(&command)) =>

@@ -1,0 +1,338 @@
+//! Playback of recordings over WebRTC for browsers (H.626.4 8.7.2.2, 8.7.3; issue 7).
+//!
+//! The same player as RTSP playback ([`crate::serve`]): trick modes send key frames only,
+//! frame steps are re-encoded as IDRs when the browser could not decode them, and the RTP
+//! clock follows the output's wall clock so the browser shows the speed asked. Control
+//! travels on the offer's data channel as [`PlaybackControl`] JSON; the recorder answers
+//! each control and, every 250 ms, with a [`PlaybackStatus`] (the recorded time shown, for
+//! the client's timeline).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peercam_base::DeviceId;
+use peercam_net::Shutdown;
+use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening};
+use peercam_record::trick::Scale;
+use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::play::AudioCodec;
+use peercam_signal::record::{PlaybackControl, PlaybackStatus};
+use peercam_store::Frame;
+
+use crate::serve::{Media, Player};
+
+/// A browser's request to play recordings.
+#[derive(Debug, Clone)]
+pub struct PlaybackOffer {
+    /// The camera whose recordings to play.
+    pub camera: DeviceId,
+    /// Where to start, Unix ms.
+    pub start_ms: u64,
+    /// The SDP offer.
+    pub offer: String,
+    /// The one-time playback token.
+    pub token: String,
+    /// The viewer, as the platform saw it.
+    pub client: String,
+    /// The address to bind.
+    pub bind_ip: IpAddr,
+    /// The STUN server.
+    pub stun: Option<SocketAddr>,
+}
+
+/// Closes a session that never connects.
+const CONNECT_WITHIN: Duration = Duration::from_secs(20);
+
+impl Media {
+    /// Answers a playback offer once the platform has granted the token for this camera;
+    /// the session runs in the background. Errors are `(code, message)` for the platform.
+    pub async fn webrtc(
+        self: &Arc<Self>,
+        req: PlaybackOffer,
+        shutdown: Shutdown,
+    ) -> Result<String, (String, String)> {
+        let refused = |(status, message): (u16, String)| {
+            let code = match status {
+                401 | 403 => "refused",
+                404 | 457 => "no_recording",
+                503 => "unavailable",
+                _ => "failed",
+            };
+            (code.to_owned(), message)
+        };
+        // 8.4 steps 5-8: the token must be granted and name this camera.
+        self.authorize(Some(req.token), &req.client, &req.camera)
+            .await
+            .map_err(refused)?;
+        let player = Player::open(
+            &self.store,
+            &req.camera,
+            req.start_ms,
+            Scale::NORMAL,
+            self.max_out_fps,
+        )
+        .await
+        .map_err(refused)?;
+        let config = EndpointConfig {
+            bind_ip: req.bind_ip,
+            stun: req.stun,
+            audio: AudioCodec::None,
+            stun_timeout: Duration::from_millis(800),
+        };
+        let (ep, answer) = Endpoint::answer(&req.offer, &config)
+            .await
+            .map_err(|e| ("bad_offer".to_owned(), e.to_string()))?;
+        tracing::info!(camera = %req.camera, client = %req.client, start_ms = req.start_ms, "WebRTC playback granted");
+        let session = Session {
+            media: self.clone(),
+            camera: req.camera,
+            ep,
+            playing: Some(player),
+            paused: None,
+            ended: false,
+            out_ts: 0,
+            in_sync: true,
+            pos_ms: req.start_ms,
+            started: Instant::now(),
+        };
+        let client = req.client;
+        tokio::spawn(async move {
+            match session.run(shutdown).await {
+                Ok(why) => tracing::info!(%client, why, "WebRTC playback ended"),
+                Err(e) => tracing::info!(%client, error = %e, "WebRTC playback failed"),
+            }
+        });
+        Ok(answer)
+    }
+}
+
+struct Session {
+    media: Arc<Media>,
+    camera: DeviceId,
+    ep: Endpoint,
+    playing: Option<Player>,
+    paused: Option<Player>,
+    /// Nothing more recorded in the direction of play.
+    ended: bool,
+    /// The output clock, 90 kHz.
+    out_ts: u64,
+    /// The browser's decoder holds the recording's own frames (not a re-encoded step).
+    in_sync: bool,
+    pos_ms: u64,
+    started: Instant,
+}
+
+impl Session {
+    async fn run(mut self, shutdown: Shutdown) -> Result<&'static str, String> {
+        let mut status = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            for h in self.ep.drain().map_err(|e| e.to_string())? {
+                match h {
+                    Happening::Connected => {
+                        if let Some(p) = self.playing.as_mut() {
+                            p.next_at = Instant::now();
+                        }
+                    }
+                    Happening::Text(t) => self.control(&t).await,
+                    Happening::Closed => return Ok("the viewer left"),
+                    Happening::KeyframeRequest => {}
+                }
+            }
+            if !self.ep.is_connected() && self.started.elapsed() > CONNECT_WITHIN {
+                return Ok("never connected");
+            }
+            let next = self
+                .playing
+                .as_ref()
+                .filter(|_| self.ep.is_connected())
+                .map(|p| p.next_at);
+            tokio::select! {
+                r = self.ep.wait() => r.map_err(|e| e.to_string())?,
+                () = async {
+                    match next {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.send_next().await?,
+                _ = status.tick() => self.status(None),
+                () = shutdown.wait() => {
+                    self.ep.close();
+                    return Ok("shutdown");
+                }
+            }
+        }
+    }
+
+    async fn send_next(&mut self) -> Result<(), String> {
+        let Some(p) = self.playing.as_mut() else {
+            return Ok(());
+        };
+        let Some((frame, wall)) = p.next(&self.media.store).await else {
+            // The end of the recordings in this direction: hold the last picture.
+            self.paused = self.playing.take();
+            self.ended = true;
+            self.status(None);
+            return Ok(());
+        };
+        p.next_at += Duration::from_micros(wall * 100 / 9);
+        // Never build up a burst after a stall.
+        if p.next_at + Duration::from_millis(500) < Instant::now() {
+            p.next_at = Instant::now();
+        }
+        self.send(&frame, wall)
+    }
+
+    fn send(&mut self, frame: &Frame, wall: u64) -> Result<(), String> {
+        let nals: Vec<&[u8]> = frame
+            .nals
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|n| n.first().is_some_and(|b| (1..=23).contains(&(b & 0x1f))))
+            .collect();
+        let mut data = Vec::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
+        peercam_rtp::h264::write_annex_b(&nals, &mut data);
+        self.pos_ms = frame.t90k / 90;
+        self.ep
+            .send_video(data, self.out_ts)
+            .map_err(|e| e.to_string())?;
+        self.out_ts = self.out_ts.wrapping_add(wall.max(1));
+        Ok(())
+    }
+
+    fn status(&mut self, error: Option<String>) {
+        let (scale, state) = match (&self.playing, &self.paused) {
+            (Some(p), _) => (p.scale, "playing"),
+            (None, Some(p)) => (p.scale, if self.ended { "ended" } else { "paused" }),
+            (None, None) => (Scale::NORMAL, "ended"),
+        };
+        let s = PlaybackStatus {
+            pos_ms: self.pos_ms,
+            scale: scale.to_string(),
+            state: state.into(),
+            error,
+        };
+        if let Ok(text) = serde_json::to_string(&s) {
+            self.ep.send_text(&text);
+        }
+    }
+
+    async fn control(&mut self, text: &str) {
+        let c = match serde_json::from_str::<PlaybackControl>(text) {
+            Ok(c) => c,
+            Err(e) => {
+                self.status(Some(format!("not a playback control: {e}")));
+                return;
+            }
+        };
+        let current = self.playing.take().or_else(|| self.paused.take());
+        let error = match c {
+            PlaybackControl::Pause => {
+                self.paused = current;
+                None
+            }
+            PlaybackControl::Play { scale, at_ms } => {
+                let scale = match scale.as_deref().map(Scale::parse) {
+                    None => current.as_ref().map_or(Scale::NORMAL, |p| p.scale),
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        self.paused = current;
+                        self.status(Some(e.to_string()));
+                        return;
+                    }
+                };
+                // A player that reached the end reopens where it stands.
+                let current = if self.ended { None } else { current };
+                let at = at_ms.unwrap_or(self.pos_ms);
+                match self
+                    .media
+                    .resume(&self.camera, current, at_ms, scale, at)
+                    .await
+                {
+                    Ok(p) => {
+                        self.playing = Some(p);
+                        self.ended = false;
+                        self.in_sync = true;
+                        None
+                    }
+                    Err((_, m)) => Some(m),
+                }
+            }
+            PlaybackControl::Step { forward } => {
+                let mut p = match current {
+                    Some(p) => p,
+                    None => match Player::open(
+                        &self.media.store,
+                        &self.camera,
+                        self.pos_ms,
+                        Scale::NORMAL,
+                        self.media.max_out_fps,
+                    )
+                    .await
+                    {
+                        Ok(p) => p,
+                        Err((_, m)) => {
+                            self.status(Some(m));
+                            return;
+                        }
+                    },
+                };
+                let stepped = p.step(&self.media.store, forward, self.in_sync).await;
+                self.paused = Some(p);
+                self.ended = false;
+                match stepped {
+                    Some((frame, reencoded)) => {
+                        self.in_sync = !reencoded;
+                        self.send(&frame, 3600).err()
+                    }
+                    None => Some("no frame there".into()),
+                }
+            }
+        };
+        self.status(error);
+    }
+}
+
+/// Carries out [`DeviceCommand::PlaybackWebRtc`] for the unit holding the recordings (an
+/// NVR, or a camera for its SD card); other commands are answered `unsupported`.
+pub async fn execute(
+    media: &Arc<Media>,
+    command: DeviceCommand,
+    bind_ip: IpAddr,
+    shutdown: Shutdown,
+) -> DeviceReply {
+    let DeviceCommand::PlaybackWebRtc {
+        camera,
+        start_ms,
+        offer,
+        token,
+        client,
+        stun,
+    } = command
+    else {
+        return DeviceReply::Failed {
+            code: "unsupported".into(),
+            message: "not a playback offer".into(),
+        };
+    };
+    let stun = match stun {
+        Some(s) => tokio::net::lookup_host(s)
+            .await
+            .ok()
+            .and_then(|mut a| a.find(SocketAddr::is_ipv4)),
+        None => None,
+    };
+    let req = PlaybackOffer {
+        camera,
+        start_ms,
+        offer,
+        token,
+        client,
+        bind_ip,
+        stun,
+    };
+    match media.webrtc(req, shutdown).await {
+        Ok(answer) => DeviceReply::WebRtc { answer },
+        Err((code, message)) => DeviceReply::Failed { code, message },
+    }
+}

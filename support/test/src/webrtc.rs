@@ -1,0 +1,182 @@
+//! A receive-only WebRTC viewer built on str0m, standing in for a browser in tests of the
+//! camera's live view and the recorders' playback (Chromium drives the same endpoints in
+//! the browser tests).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+/// A receive-only WebRTC viewer.
+pub struct Viewer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    video: Mid,
+    audio: Mid,
+    channel: Option<ChannelId>,
+    pending: Option<SdpPendingOffer>,
+    /// Annex B access units received, with the time they arrived.
+    pub frames: Vec<(Instant, Vec<u8>)>,
+    /// Audio packets received.
+    pub audio_packets: usize,
+    /// Text messages received on the data channel.
+    pub texts: Vec<String>,
+    /// When ICE and DTLS came up, after the offer was made.
+    pub connected_after: Option<Duration>,
+    started: Instant,
+    /// The camera or recorder went away.
+    pub closed: bool,
+}
+
+impl Viewer {
+    /// Makes an offer for video and audio, and a data channel when `channel`; returns the
+    /// viewer and the offer's SDP.
+    pub async fn offer(channel: bool) -> (Self, String) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let local = socket.local_addr().expect("local address");
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_pcmu(true, false)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        if channel {
+            api.add_channel("control".into());
+        }
+        let (offer, pending) = api.apply().expect("offer");
+        let v = Self {
+            rtc,
+            socket,
+            local,
+            video,
+            audio,
+            channel: None,
+            pending: Some(pending),
+            frames: Vec::new(),
+            audio_packets: 0,
+            texts: Vec::new(),
+            connected_after: None,
+            started: Instant::now(),
+            closed: false,
+        };
+        (v, offer.to_sdp_string())
+    }
+
+    /// Takes the answer.
+    pub fn accept(&mut self, answer: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
+        let pending = self.pending.take().ok_or("answered twice")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a text message on the data channel; `false` before it is open.
+    pub fn send_text(&mut self, text: &str) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .and_then(|mut c| c.write(false, text.as_bytes()).ok())
+            .unwrap_or(false)
+    }
+
+    /// Whether the data channel is open.
+    pub fn channel_open(&self) -> bool {
+        self.channel.is_some()
+    }
+
+    /// Runs until `done` holds or `within` passed; returns whether `done` held.
+    pub async fn run_while(&mut self, within: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let end = Instant::now() + within;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = loop {
+                if !self.rtc.is_alive() {
+                    self.closed = true;
+                    return done(self);
+                }
+                match self.rtc.poll_output().expect("poll") {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Output::Event(e) => match e {
+                        Event::Connected => self.connected_after = Some(self.started.elapsed()),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            self.closed = true;
+                        }
+                        Event::MediaData(d) if d.mid == self.video => {
+                            self.frames.push((Instant::now(), d.data.to_vec()));
+                        }
+                        Event::MediaData(d) if d.mid == self.audio => self.audio_packets += 1,
+                        Event::ChannelOpen(id, _) => self.channel = Some(id),
+                        Event::ChannelData(d) if !d.binary => {
+                            self.texts
+                                .push(String::from_utf8_lossy(&d.data).into_owned());
+                        }
+                        _ => {}
+                    },
+                }
+            };
+            if done(self) || self.closed || Instant::now() >= end {
+                return done(self);
+            }
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(end.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, source)) = r else { continue };
+                    let Ok(contents) = buf[..n].try_into() else { continue };
+                    let input = Input::Receive(Instant::now(), Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents,
+                    });
+                    if self.rtc.accepts(&input) {
+                        let _ = self.rtc.handle_input(input);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {
+                    let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// Runs until `frames` video frames arrived in all or `within` passed.
+    pub async fn run_until(&mut self, frames: usize, within: Duration) {
+        self.run_while(within, |v| v.frames.len() >= frames).await;
+    }
+}
+
+/// Decodes access units with OpenH264; returns how many gave a picture and the last size.
+pub fn decode(frames: &[(Instant, Vec<u8>)]) -> (usize, Option<(usize, usize)>) {
+    use openh264::formats::YUVSource as _;
+    let Ok(mut dec) = openh264::decoder::Decoder::new() else {
+        return (0, None);
+    };
+    let mut ok = 0;
+    let mut size = None;
+    for (_, f) in frames {
+        if let Ok(Some(y)) = dec.decode(f) {
+            ok += 1;
+            size = Some(y.dimensions());
+        }
+    }
+    (ok, size)
+}
