@@ -636,6 +636,56 @@ async fn h626_8_7_2_webrtc_playback_with_trick_modes_and_frame_steps() {
     // The step back is a fresh IDR: it decodes alone.
     let (decoded, _) = peercam_test::webrtc::decode(&v.frames[n2 + 1..]);
     assert_eq!(decoded, 1);
+    // Export over the data channel: 4 s as an MP4 that ffprobe reads.
+    let ask = format!(
+        r#"{{"op":"export","from_ms":{},"to_ms":{}}}"#,
+        span.start_ms + 1000,
+        span.start_ms + 5000
+    );
+    assert!(v.send_text(&ask));
+    let done = v
+        .run_while(Duration::from_secs(20), |v| {
+            v.texts
+                .iter()
+                .any(|t| t.contains(r#""export":"done""#) || t.contains(r#""export":"error""#))
+        })
+        .await;
+    assert!(
+        done,
+        "no export: {:?}",
+        &v.texts[v.texts.len().saturating_sub(3)..]
+    );
+    let start: peercam_signal::record::ExportNotice = v
+        .texts
+        .iter()
+        .find_map(|t| {
+            serde_json::from_str(t)
+                .ok()
+                .filter(|n: &peercam_signal::record::ExportNotice| n.export == "start")
+        })
+        .unwrap();
+    let file: Vec<u8> = v.binaries.concat();
+    assert_eq!(Some(file.len() as u64), start.bytes);
+    assert!(start.name.as_deref().unwrap().ends_with(".mp4"));
+    let movie = Movie::parse(&file).unwrap();
+    let count = movie.video().unwrap().sample_count();
+    assert!((90..=130).contains(&count), "{count} frames for 4 s");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probed: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(probed, count as u64);
     // A refusal: a bad offer never reaches the recorder.
     let e = w
         .owner

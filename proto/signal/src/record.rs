@@ -100,6 +100,33 @@ pub enum PlaybackControl {
         /// The direction.
         forward: bool,
     },
+    /// Send `[from_ms, to_ms)` as an MP4 file on the data channel (8.7.2.2 steps 7-10): an
+    /// [`ExportNotice`] `start`, the file in binary messages, then `done` (or `error`).
+    Export {
+        /// Start, Unix ms.
+        from_ms: u64,
+        /// End, Unix ms.
+        to_ms: u64,
+    },
+}
+
+/// An export's progress on the data channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportNotice {
+    /// `start`, `done` or `error`.
+    pub export: String,
+    /// File size (with `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// A file name to save it as (with `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Video frames in it (with `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// What went wrong (with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where a WebRTC playback stands, sent by the recorder on the data channel every 250 ms

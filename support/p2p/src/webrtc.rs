@@ -307,6 +307,26 @@ impl Endpoint {
             .unwrap_or(false)
     }
 
+    /// Sends a binary message on the data channel; `false` when there is none or it is
+    /// full (wait for [`channel_buffered`](Self::channel_buffered) to drop).
+    pub fn send_binary(&mut self, data: &[u8]) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .and_then(|mut c| c.write(true, data).ok())
+            .unwrap_or(false)
+    }
+
+    /// Bytes queued on the data channel, not yet acknowledged.
+    pub fn channel_buffered(&mut self) -> usize {
+        let Some(id) = self.channel else {
+            return 0;
+        };
+        self.rtc.channel(id).map_or(0, |mut c| c.buffered_amount())
+    }
+
     /// Closes the session (DTLS close, then nothing more is sent).
     pub fn close(&mut self) {
         self.rtc.disconnect();

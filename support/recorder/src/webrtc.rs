@@ -17,8 +17,9 @@ use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening};
 use peercam_record::trick::Scale;
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::play::AudioCodec;
-use peercam_signal::record::{PlaybackControl, PlaybackStatus};
+use peercam_signal::record::{ExportNotice, PlaybackControl, PlaybackStatus};
 use peercam_store::Frame;
+use tokio::sync::oneshot;
 
 use crate::serve::{Media, Player};
 
@@ -85,6 +86,7 @@ impl Media {
             .map_err(|e| ("bad_offer".to_owned(), e.to_string()))?;
         tracing::info!(camera = %req.camera, client = %req.client, start_ms = req.start_ms, "WebRTC playback granted");
         let session = Session {
+            export: None,
             media: self.clone(),
             camera: req.camera,
             ep,
@@ -107,7 +109,25 @@ impl Media {
     }
 }
 
+/// An export on its way to the browser.
+enum Export {
+    /// The MP4 is being written.
+    Making(oneshot::Receiver<Result<(std::path::PathBuf, peercam_store::ExportSummary), String>>),
+    /// The file is being sent; `left` bytes to go.
+    Sending {
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        left: u64,
+    },
+}
+
+/// Bytes per binary message of an export.
+const EXPORT_CHUNK: usize = 16 * 1024;
+/// Queue at most this much on the data channel before waiting for acknowledgements.
+const EXPORT_WINDOW: usize = 512 * 1024;
+
 struct Session {
+    export: Option<Export>,
     media: Arc<Media>,
     camera: DeviceId,
     ep: Endpoint,
@@ -121,6 +141,14 @@ struct Session {
     in_sync: bool,
     pos_ms: u64,
     started: Instant,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(Export::Sending { path, .. }) = &self.export {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Session {
@@ -147,7 +175,16 @@ impl Session {
                 .as_ref()
                 .filter(|_| self.ep.is_connected())
                 .map(|p| p.next_at);
+            let can_send = matches!(self.export, Some(Export::Sending { .. }))
+                && self.ep.channel_buffered() < EXPORT_WINDOW;
             tokio::select! {
+                made = async {
+                    match &mut self.export {
+                        Some(Export::Making(rx)) => rx.await.unwrap_or_else(|_| Err("the export stopped".into())),
+                        _ => std::future::pending().await,
+                    }
+                } => self.export_made(made),
+                () = std::future::ready(()), if can_send => self.export_chunk(),
                 r = self.ep.wait() => r.map_err(|e| e.to_string())?,
                 () = async {
                     match next {
@@ -200,6 +237,151 @@ impl Session {
         Ok(())
     }
 
+    fn notice(&mut self, n: &ExportNotice) {
+        if let Ok(text) = serde_json::to_string(n) {
+            self.ep.send_text(&text);
+        }
+    }
+
+    fn export_failed(&mut self, message: String) {
+        self.notice(&ExportNotice {
+            export: "error".into(),
+            bytes: None,
+            name: None,
+            frames: None,
+            message: Some(message),
+        });
+    }
+
+    fn export_made(
+        &mut self,
+        made: Result<(std::path::PathBuf, peercam_store::ExportSummary), String>,
+    ) {
+        self.export = None;
+        let (path, summary) = match made {
+            Ok(x) => x,
+            Err(e) => return self.export_failed(e),
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return self.export_failed(format!("reading the export: {e}"));
+            }
+        };
+        let name = format!(
+            "{}-{}.mp4",
+            self.camera,
+            peercam_record::time::format_clock(summary.start_ms)
+        );
+        self.notice(&ExportNotice {
+            export: "start".into(),
+            bytes: Some(summary.bytes),
+            name: Some(name),
+            frames: Some(summary.frames),
+            message: None,
+        });
+        self.export = Some(Export::Sending {
+            file,
+            path,
+            left: summary.bytes,
+        });
+    }
+
+    fn export_chunk(&mut self) {
+        use std::io::Read as _;
+        let Some(Export::Sending { file, path, left }) = self.export.as_mut() else {
+            return;
+        };
+        let mut chunk = vec![0u8; EXPORT_CHUNK.min(usize::try_from(*left).unwrap_or(EXPORT_CHUNK))];
+        let done = match file.read_exact(&mut chunk) {
+            Ok(()) if chunk.is_empty() => Ok(true),
+            Ok(()) => {
+                if self.ep.send_binary(&chunk) {
+                    *left -= chunk.len() as u64;
+                    Ok(*left == 0)
+                } else {
+                    // Full: rewind and try again once acknowledgements drained the queue.
+                    use std::io::Seek as _;
+                    file.seek(std::io::SeekFrom::Current(-(chunk.len() as i64)))
+                        .map(|_| false)
+                        .map_err(|e| e.to_string())
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let path = path.clone();
+        match done {
+            Ok(false) => {}
+            Ok(true) => {
+                self.export = None;
+                let _ = std::fs::remove_file(&path);
+                self.notice(&ExportNotice {
+                    export: "done".into(),
+                    bytes: None,
+                    name: None,
+                    frames: None,
+                    message: None,
+                });
+            }
+            Err(e) => {
+                self.export = None;
+                let _ = std::fs::remove_file(&path);
+                self.export_failed(format!("reading the export: {e}"));
+            }
+        }
+    }
+
+    fn start_export(&mut self, from_ms: u64, to_ms: u64) -> Option<String> {
+        if self.export.is_some() {
+            return Some("an export is already under way".into());
+        }
+        if to_ms <= from_ms || to_ms - from_ms > peercam_signal::record::MAX_RANGE_MS {
+            return Some("the range must be 1 ms to 31 days".into());
+        }
+        if !self.ep.has_channel() {
+            return Some("no data channel".into());
+        }
+        let (tx, rx) = oneshot::channel();
+        let (store, camera) = (self.media.store.clone(), self.camera.clone());
+        tokio::spawn(async move {
+            let r = async {
+                let dir = store.config().root.join("exports");
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let name: [u8; 8] = rand::random();
+                let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+                let file = dir.join(format!("{hex}.mp4"));
+                match peercam_store::export_mp4(
+                    &store,
+                    camera.as_str(),
+                    from_ms,
+                    to_ms,
+                    &file,
+                    |_, _| {},
+                )
+                .await
+                {
+                    Ok(s) => Ok((file, s)),
+                    Err(peercam_store::StoreError::Empty { .. }) => {
+                        let _ = std::fs::remove_file(&file);
+                        Err("nothing was recorded in that range".to_owned())
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&file);
+                        Err(format!("the export failed: {e}"))
+                    }
+                }
+            }
+            .await;
+            // Nobody waits any more (the session ended): do not leave the file behind.
+            if let Err(Ok((file, _))) = tx.send(r) {
+                let _ = std::fs::remove_file(file);
+            }
+        });
+        self.export = Some(Export::Making(rx));
+        None
+    }
+
     fn status(&mut self, error: Option<String>) {
         let (scale, state) = match (&self.playing, &self.paused) {
             (Some(p), _) => (p.scale, "playing"),
@@ -225,8 +407,15 @@ impl Session {
                 return;
             }
         };
+        if let PlaybackControl::Export { from_ms, to_ms } = c {
+            if let Some(e) = self.start_export(from_ms, to_ms) {
+                self.export_failed(e);
+            }
+            return;
+        }
         let current = self.playing.take().or_else(|| self.paused.take());
         let error = match c {
+            PlaybackControl::Export { .. } => None,
             PlaybackControl::Pause => {
                 self.paused = current;
                 None

@@ -27,6 +27,8 @@ pub struct Viewer {
     pub audio_packets: usize,
     /// Text messages received on the data channel.
     pub texts: Vec<String>,
+    /// Binary messages received on the data channel.
+    pub binaries: Vec<Vec<u8>>,
     /// When ICE and DTLS came up, after the offer was made.
     pub connected_after: Option<Duration>,
     started: Instant,
@@ -64,6 +66,7 @@ impl Viewer {
             frames: Vec::new(),
             audio_packets: 0,
             texts: Vec::new(),
+            binaries: Vec::new(),
             connected_after: None,
             started: Instant::now(),
             closed: false,
@@ -126,6 +129,7 @@ impl Viewer {
                             self.texts
                                 .push(String::from_utf8_lossy(&d.data).into_owned());
                         }
+                        Event::ChannelData(d) => self.binaries.push(d.data),
                         _ => {}
                     },
                 }
