@@ -88,6 +88,43 @@ async fn h626_8_7_3_sd_card_records_lists_plays_and_exports() {
     assert!(b.tag.unwrap().frame < a.tag.unwrap().frame, "reverse");
     p.teardown().await.unwrap();
 
+    // The same recordings in a browser: WebRTC from the camera's card, 1x then reverse.
+    let (mut v, offer) = peercam_test::webrtc::Viewer::offer(true).await;
+    let answer = owner
+        .playback_webrtc(cam, Some("sd"), span.start_ms + 1000, offer)
+        .await
+        .unwrap();
+    assert_eq!(answer.session, "sd");
+    v.accept(&answer.answer).unwrap();
+    v.run_until(15, Duration::from_secs(15)).await;
+    let tags = |frames: &[(std::time::Instant, Vec<u8>)]| -> Vec<u64> {
+        frames
+            .iter()
+            .filter_map(|(_, au)| {
+                peercam_rtp::h264::split_annex_b(au).find_map(peercam_media::sei::parse_sei)
+            })
+            .map(|t| t.frame)
+            .collect()
+    };
+    let seen = tags(&v.frames);
+    assert!(
+        seen.len() >= 15 && seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "{seen:?}"
+    );
+    let ask = format!(
+        r#"{{"op":"play","scale":"-2","at_ms":{}}}"#,
+        span.start_ms + 4500
+    );
+    assert!(v.send_text(&ask));
+    v.run_while(Duration::from_millis(400), |_| false).await;
+    let n = v.frames.len();
+    v.run_until(n + 3, Duration::from_secs(5)).await;
+    let back = tags(&v.frames[n..]);
+    assert!(
+        back.len() >= 2 && back.windows(2).all(|w| w[1] < w[0]),
+        "{back:?}"
+    );
+
     // Export from the card.
     let ex = owner
         .export_url(cam, Some("sd"), span.start_ms, span.start_ms + 4000)
