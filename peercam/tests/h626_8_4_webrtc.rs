@@ -154,3 +154,38 @@ async fn h626_8_6_webrtc_unshare_ends_the_view() {
     );
     c.stop().await;
 }
+
+/// 6.1.12 / the device list's thumbnail: the camera sends a JPEG of what it sees, the size
+/// asked; ffprobe reads it; a stranger gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_12_snapshot_is_a_jpeg_of_the_picture() {
+    let (c, owner, dev, _pu) = world().await;
+    let jpeg = owner.snapshot(&dev, 320).await.unwrap();
+    assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "JPEG magic");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("thumb.jpg");
+    std::fs::write(&path, &jpeg).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The CIF picture (352x288) sampled to 320 wide.
+    assert_eq!(text.trim(), "mjpeg,320,261", "{text}");
+    let stranger = c.owner("+15550740003").await.unwrap();
+    assert!(stranger.snapshot(&dev, 320).await.is_err());
+    assert!(owner.snapshot(&dev, 5000).await.is_err());
+    c.stop().await;
+}

@@ -124,6 +124,12 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stun: Option<String>,
     },
+    /// A still picture of what the camera sees now, as a JPEG at most `max_width` wide (the
+    /// device list's thumbnail; 6.1.12's snapshots; 8.8's snapshot linkage).
+    Snapshot {
+        /// Widest picture wanted, pixels (16 to 1280).
+        max_width: u16,
+    },
     /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
     /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
     RelayRevoke {
@@ -219,6 +225,17 @@ pub enum DeviceReply {
     Punch {
         /// Its description.
         answer: crate::relay::PunchDescription,
+    },
+    /// A snapshot.
+    Snapshot {
+        /// The JPEG, base64 (standard alphabet).
+        jpeg: String,
+        /// Its width, pixels.
+        width: u16,
+        /// Its height, pixels.
+        height: u16,
+        /// When it was taken, Unix ms.
+        taken_ms: u64,
     },
     /// The camera's WebRTC answer.
     WebRtc {

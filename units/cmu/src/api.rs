@@ -438,6 +438,14 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("PunchDescription")
         ),
         r!(
+            "GET",
+            "/api/v1/devices/{id}/snapshot",
+            Customer,
+            "A JPEG of what the camera sees now, `?max_width=320` (16-1280): the device list's thumbnail (needs `live`)",
+            None,
+            None
+        ),
+        r!(
             "POST",
             "/api/v1/devices/{id}/recordings/webrtc",
             Customer,
@@ -612,6 +620,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
         ("POST", "/api/v1/devices/{id}/punch") => post(crate::relay::punch),
         ("POST", "/api/v1/devices/{id}/webrtc") => post(crate::play::webrtc),
+        ("GET", "/api/v1/devices/{id}/snapshot") => get(crate::control::snapshot),
         ("POST", "/api/v1/devices/{id}/recordings/webrtc") => {
             post(crate::recording::playback_webrtc)
         }

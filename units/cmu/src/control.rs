@@ -270,3 +270,56 @@ pub(crate) async fn set_wlan(
         other => Err(device_error(other)),
     }
 }
+
+/// Query of `GET /api/v1/devices/{id}/snapshot`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct SnapshotQuery {
+    /// Widest picture wanted, pixels (16 to 1280; default 320).
+    #[serde(default)]
+    max_width: Option<u16>,
+}
+
+/// A still picture of what the camera sees now (JPEG): the device list's thumbnail, 6.1.12.
+/// The picture goes camera -> SCU -> CMU -> the viewer, who may keep it 30 s.
+pub(crate) async fn snapshot(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SnapshotQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    use base64::Engine as _;
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Live)).await?;
+    let max_width = q.max_width.unwrap_or(320);
+    if !(16..=1280).contains(&max_width) {
+        return Err(ApiErr::invalid(vec![
+            peercam_signal::control::FieldError::new("max_width", "16 to 1280 pixels"),
+        ]));
+    }
+    let (_, reply) = st
+        .platform
+        .command(&id, DeviceCommand::Snapshot { max_width })
+        .await?;
+    match reply {
+        DeviceReply::Snapshot { jpeg, .. } => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(jpeg.as_bytes())
+                .map_err(|_| {
+                    ApiErr::new(
+                        StatusCode::BAD_GATEWAY,
+                        "device_failed",
+                        "the camera sent a malformed picture",
+                    )
+                })?;
+            Ok((
+                [
+                    (axum::http::header::CONTENT_TYPE, "image/jpeg"),
+                    (axum::http::header::CACHE_CONTROL, "private, max-age=30"),
+                ],
+                bytes,
+            )
+                .into_response())
+        }
+        other => Err(device_error(other)),
+    }
+}

@@ -183,6 +183,29 @@ impl Client {
         Err(api_error(status, &bytes))
     }
 
+    /// A JPEG of what the camera sees now, at most `max_width` wide.
+    pub async fn snapshot(&self, id: &str, max_width: u16) -> Result<Vec<u8>, CuError> {
+        let mut req = self.http.get(format!(
+            "{}/api/v1/devices/{id}/snapshot?max_width={max_width}",
+            self.api
+        ));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(api_error(status, &bytes))
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CuError> {
         self.call::<(), T>(Method::GET, path, None).await
     }

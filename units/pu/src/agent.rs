@@ -278,6 +278,34 @@ impl Agent {
                             let _ = tx.send((id, reply)).await;
                         });
                     }
+                    // A still picture (thumbnails, 6.1.12, 8.8).
+                    LinkEvent::Command {
+                        id,
+                        command: DeviceCommand::Snapshot { max_width },
+                    } => {
+                        let (settings, tx) = (self.rtsp.settings.clone(), replies_tx.clone());
+                        tokio::spawn(async move {
+                            let reply = match crate::snapshot::take(
+                                &settings.hub,
+                                settings.max_fps,
+                                max_width,
+                            )
+                            .await
+                            {
+                                Ok(s) => DeviceReply::Snapshot {
+                                    jpeg: s.base64(),
+                                    width: s.width,
+                                    height: s.height,
+                                    taken_ms: now_ms(),
+                                },
+                                Err(message) => DeviceReply::Failed {
+                                    code: "snapshot".into(),
+                                    message,
+                                },
+                            };
+                            let _ = tx.send((id, reply)).await;
+                        });
+                    }
                     // 8.7.3 for browsers: the SD card's recordings over WebRTC.
                     LinkEvent::Command {
                         id,
@@ -562,7 +590,11 @@ fn no_wlan() -> DeviceReply {
 }
 
 fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -24,6 +24,7 @@ pub mod media;
 pub mod onvif;
 mod rtsp;
 mod sd;
+mod snapshot;
 pub mod upgrade;
 mod webrtc;
 pub mod wlan;
