@@ -142,14 +142,8 @@ await run(async (result) => {
     await p.getByText('Settings saved on the camera.').waitFor();
     await p.getByText(/Revision [1-9]/).waitFor();
     result.settings_caption = await p.getByLabel('Caption').inputValue();
+    await p.getByRole('button', { name: 'Use office' }).waitFor();
     await shot(p, '06-settings');
-    const wlan = p.locator('section[aria-labelledby="wlan-h"]');
-    await wlan.getByRole('button', { name: 'Use office' }).click();
-    await wlan.getByLabel('Password', { exact: true }).fill('officepass');
-    await wlan.getByRole('button', { name: 'Switch network' }).click();
-    await p.getByText('The camera is switching networks.').waitFor();
-    await wlan.getByText(/Last switch to “office”/).waitFor();
-    result.wlan = (await wlan.innerText()).split('\n').slice(1, 3).join(' | ');
     step(result, 'settings');
 
     // --- Recordings placeholder.
@@ -195,6 +189,17 @@ await run(async (result) => {
     await p.getByRole('heading', { level: 1, name: 'Log in' }).waitFor();
     await login(p, base, phone, newPassword);
     step(result, 'password changed');
+
+    // --- WLAN (6.1.11), last: the camera reconnects through the new network.
+    await p.goto(`${base}/#/device/${encodeURIComponent(devices[0])}/settings`);
+    const wlan = p.locator('section[aria-labelledby="wlan-h"]');
+    await wlan.getByRole('button', { name: 'Use office' }).click();
+    await wlan.getByLabel('Password', { exact: true }).fill('officepass');
+    await wlan.getByRole('button', { name: 'Switch network' }).click();
+    await p.getByText('The camera is switching networks.').waitFor();
+    await wlan.getByText(/Last switch to “office”/).waitFor();
+    result.wlan = (await wlan.innerText()).split('\n').filter((l) => l.trim()).slice(1, 3).join(' | ');
+    step(result, 'wlan');
 
     result.update = await p.evaluate(() => window.peercam.update);
     result.service_worker = await p.evaluate(async () => !!(await navigator.serviceWorker?.getRegistration?.()));

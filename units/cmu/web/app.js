@@ -73,12 +73,19 @@ function toast(text) {
 /** What to tell the user about an error. */
 function messageOf(e) {
   if (e instanceof ApiError) {
-    if (e.code === 'invalid' || (e.fields && e.fields.length)) {
-      return `${e.message} Correct the marked fields and try again.`;
-    }
-    return e.message;
+    const m = sentence(e.message);
+    if (e.code === 'invalid' || (e.fields && e.fields.length)) return `${m} Correct the marked fields and try again.`;
+    return m;
   }
   return `Something went wrong (${e?.message ?? e}). Reload the page and try again.`;
+}
+
+/** The server's messages as sentences: "wrong code; try again" -> "Wrong code; try again." */
+function sentence(m) {
+  const t = String(m ?? '').trim();
+  if (!t) return 'Something went wrong. Try again.';
+  const c = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?]$/.test(c) ? c : `${c}.`;
 }
 
 /** A form whose submit runs `onSubmit(form)`; errors appear in the form, by field. */
@@ -556,8 +563,7 @@ function liveMessage(e) {
   if (e instanceof ApiError && e.code === 'no_route') {
     return 'This server cannot start a live view in the browser yet (no WebRTC endpoint). Ask the operator to update peercam, or use an RTSP player with “peercam cu url”.';
   }
-  if (e instanceof ApiError) return e.message;
-  return e?.message ?? String(e);
+  return sentence(e?.message ?? e);
 }
 
 function autoSize(video) {
