@@ -313,3 +313,56 @@ async fn h626_6_3_web_client_live_view_direct_and_relayed() {
     );
     c.stop().await;
 }
+
+/// The client side of the WebRTC live-view contract, without a camera: the live page runs
+/// against a second browser page that answers the offer with a canvas stream (the API is
+/// answered by the scenario itself, see web-tests/live-loopback.mjs). Offer with recvonly
+/// video and audio and gathered candidates; answer applied; path shown; first frame timed;
+/// the video advances and is not blank; PTZ orders move the picture; snapshot PNG and WebM
+/// recording downloaded; the session report has exactly the fields the CMU accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
+    let dir = match web_tests() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED h626_6_3_web_client_live_view_contract_against_a_browser_peer: {why}"
+            );
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shots =
+        std::env::var("PEERCAM_WEB_SHOTS").unwrap_or_else(|_| tmp.path().display().to_string());
+    let r = scenario(
+        &dir,
+        "live-loopback.mjs",
+        &[
+            ("PEERCAM_WEB_PLAYS", "3".to_owned()),
+            ("PEERCAM_WEB_SHOTS", shots),
+        ],
+    )
+    .await;
+    assert_eq!(r["check"]["path"], "direct", "{r}");
+    assert!(r["check"]["advanced_s"].as_f64().unwrap() > 0.5, "{r}");
+    assert!(r["check"]["contrast"].as_f64().unwrap() > 5.0, "{r}");
+    assert!(
+        r["check"]["ptz_picture_diff"].as_f64().unwrap() > 3.0,
+        "{r}"
+    );
+    assert!(r["check"]["snapshot_bytes"].as_u64().unwrap() > 1000, "{r}");
+    assert!(
+        r["check"]["recording_bytes"].as_u64().unwrap() > 1000,
+        "{r}"
+    );
+    assert_eq!(r["check"]["sound_on"], true);
+    assert_eq!(
+        r["webrtc_body"],
+        serde_json::json!(["audio", "max_fps", "max_height", "max_width", "offer"])
+    );
+    assert_eq!(
+        r["report"]["path"], "lan",
+        "host candidates on loopback: {r}"
+    );
+    assert!(r["report"]["bytes"].as_u64().unwrap() > 0);
+}

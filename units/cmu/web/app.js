@@ -550,12 +550,13 @@ route(/^#\/device\/([^/]+)\/live$/, async (main, id) => {
   window.addEventListener('pagehide', () => live?.stop({ keepalive: true }), { signal: leaving.signal });
   onLeave(() => leaving.abort());
 
-  main.append(h('section', { class: 'live' },
+  const layout = h('div', { class: 'live-layout' }, h('section', { class: 'live', 'aria-label': 'Live picture' },
     h('div', { class: 'video-wrap' }, video),
     h('div', { class: 'live-bar' }, playBtn, soundBtn, snapBtn, recBtn, quality),
     h('p', { class: 'live-info' }, 'Path: ', pathBadge, ' ', stats),
     status));
-  if (d.scopes.includes('ptz')) main.append(ptzPanel(d, video));
+  main.append(layout);
+  if (d.scopes.includes('ptz')) layout.append(ptzPanel(d, video));
   if (!d.online) status.textContent = 'The camera is offline. Check its power and network, then press Play.';
 });
 
