@@ -200,7 +200,7 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
         .into_iter()
         .map(|d| d.id.to_string())
         .collect();
-    assert_eq!(seen, [d0.clone()]);
+    assert_eq!(seen, std::slice::from_ref(&d0));
     // The camera may be reconnecting through the network the browser just switched it to.
     let mut params = owner.params(&d0).await;
     for _ in 0..100 {

@@ -10,7 +10,7 @@
 //!   access is deny-by-default and device access is decided per request from the database
 //!   (SECURITY.md D3, D7).
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
-//! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary ([`web`]).
+//! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
 pub mod api;
 mod auth;
