@@ -10,6 +10,7 @@
 //!   access is deny-by-default and device access is decided per request from the database
 //!   (SECURITY.md D3, D7).
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
+//! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
 pub mod api;
 mod auth;
@@ -26,6 +27,7 @@ mod recording;
 mod relay;
 mod settings;
 pub mod sms;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -157,7 +159,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         db,
         sms,
     });
-    let router = api::router(state);
+    let router = web::router().merge(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));
     Ok(Running {

@@ -1,0 +1,190 @@
+// Live view over WebRTC, straight from the camera when ICE finds a way, through the MTU's
+// TURN relay when it does not (H.626.4 8.3, 8.4). Signalling goes through the CMU:
+//   POST /api/v1/devices/{id}/ice    -> { ice_servers, expires_at, peers }
+//   POST /api/v1/devices/{id}/webrtc { offer, max_width?, max_height?, max_fps?, audio? }
+//                                    -> { answer, session }
+//   POST /api/v1/devices/{id}/sessions { path, connect_ms, bytes, seconds } when the view ends.
+// Timing hooks for the benchmark: window.peercam.lastPlay = { clickedAt, connectedAt,
+// firstFrameAt, path } (performance.now() milliseconds).
+
+/** What the path badge says. */
+export const PATH_LABEL = { direct: 'Direct', relay: 'Relayed' };
+
+/** Longest wait for ICE gathering before the offer goes out with what was gathered. */
+const GATHER_CAP_MS = 1500;
+/** Longest wait for the connection once the answer is in. */
+const CONNECT_TIMEOUT_MS = 15000;
+
+export class LiveSession {
+  /**
+   * @param {object} o
+   * @param {Function} o.api       `api(method, path, body, opts)` of app.js
+   * @param {string} o.deviceId
+   * @param {HTMLVideoElement} o.video
+   * @param {boolean} o.forceRelay  TURN only (`?relay=1`)
+   * @param {object} o.request      max_width, max_height, max_fps, audio
+   * @param {Function} [o.onPath]   called with { shown: 'direct'|'relay', kind, local, remote }
+   * @param {Function} [o.onStats]  called with { connect_ms, bytes } every second
+   */
+  constructor(o) {
+    Object.assign(this, o);
+    this.pc = null;
+    this.stream = new MediaStream();
+    this.connectMs = null;
+    this.startedAt = null;
+    this.pathKind = null;
+    this.stopped = false;
+    this.timer = null;
+  }
+
+  async start() {
+    const clickedAt = performance.now();
+    const mark = { clickedAt, connectedAt: null, firstFrameAt: null, path: null, deviceId: this.deviceId, relayForced: this.forceRelay };
+    window.peercam.lastPlay = mark;
+    const dev = `/devices/${encodeURIComponent(this.deviceId)}`;
+    const ice = await this.api('POST', `${dev}/ice`);
+    if (this.stopped) return;
+    const iceServers = ice.ice_servers.map((s) => {
+      const out = { urls: s.urls };
+      if (s.username != null) out.username = s.username;
+      if (s.credential != null) out.credential = s.credential;
+      return out;
+    });
+    if (this.forceRelay && !iceServers.some((s) => s.urls.some((u) => /^turns?:/.test(u)))) {
+      throw new Error('Relay-only viewing was asked for (?relay=1), but this platform offers no TURN relay for this camera. Remove ?relay=1 from the address and try again.');
+    }
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.forceRelay ? 'relay' : 'all' });
+    this.pc = pc;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    if (this.request.audio !== 'none') pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addEventListener('track', (ev) => {
+      this.stream.addTrack(ev.track);
+      if (this.video.srcObject !== this.stream) this.video.srcObject = this.stream;
+    });
+    const connected = new Promise((resolve, reject) => {
+      const check = () => {
+        const s = pc.connectionState;
+        if (s === 'connected') resolve();
+        else if (s === 'failed' || s === 'closed') {
+          reject(new Error('The connection to the camera failed. Check that the camera is online and try again; on a strict network, add ?relay=1 to the address.'));
+        }
+      };
+      pc.addEventListener('connectionstatechange', check);
+      check();
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc, GATHER_CAP_MS);
+    if (this.stopped) return;
+    const body = { offer: pc.localDescription.sdp };
+    for (const k of ['max_width', 'max_height', 'max_fps', 'audio']) {
+      if (this.request[k] != null) body[k] = this.request[k];
+    }
+    const r = await this.api('POST', `${dev}/webrtc`, body);
+    if (this.stopped) return;
+    this.session = r.session;
+    await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
+    await withTimeout(connected, CONNECT_TIMEOUT_MS, 'The camera did not connect within 15 seconds. Check that it is online and try again.');
+    mark.connectedAt = performance.now();
+    this.connectMs = Math.round(mark.connectedAt - clickedAt);
+    this.startedAt = Date.now();
+    const path = await selectedPath(pc);
+    this.pathKind = path.kind;
+    mark.path = path.shown;
+    this.onPath?.(path);
+    const v = this.video;
+    if ('requestVideoFrameCallback' in v) {
+      v.requestVideoFrameCallback(() => { mark.firstFrameAt = performance.now(); });
+    } else {
+      v.addEventListener('playing', () => { mark.firstFrameAt = performance.now(); }, { once: true });
+    }
+    await v.play().catch(() => {
+      // Autoplay refused (sound on without a gesture): the user presses play on the video.
+    });
+    this.timer = setInterval(async () => {
+      this.onStats?.({ connect_ms: this.connectMs, bytes: await bytesReceived(pc) });
+    }, 1000);
+  }
+
+  /** Closes the connection and reports the session (keepalive: the page is going away). */
+  async stop(opts = {}) {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    const pc = this.pc;
+    if (!pc) return;
+    const bytes = await bytesReceived(pc).catch(() => 0);
+    pc.close();
+    this.stream.getTracks().forEach((t) => t.stop());
+    if (this.connectMs == null || !this.pathKind) return;
+    const report = {
+      path: this.pathKind,
+      connect_ms: this.connectMs,
+      bytes,
+      seconds: Math.round((Date.now() - this.startedAt) / 1000),
+    };
+    await this.api('POST', `/devices/${encodeURIComponent(this.deviceId)}/sessions`, report, { keepalive: !!opts.keepalive })
+      .catch((e) => console.warn('session report failed', e));
+  }
+}
+
+/** Resolves when ICE gathering completes, or after `capMs` with what was gathered. */
+function gathered(pc, capMs) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      pc.removeEventListener('icegatheringstatechange', onChange);
+      resolve();
+    };
+    const onChange = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const t = setTimeout(done, capMs);
+    pc.addEventListener('icegatheringstatechange', onChange);
+  });
+}
+
+function withTimeout(p, ms, message) {
+  let t;
+  return Promise.race([p, new Promise((_, reject) => { t = setTimeout(() => reject(new Error(message)), ms); })])
+    .finally(() => clearTimeout(t));
+}
+
+/**
+ * The selected candidate pair: relayed if our side is a TURN relay candidate (or the far side
+ * is one), else direct. `kind` is the platform's path name for the session report: `relay`,
+ * `lan` (host to host) or `punched` (through a NAT, server-reflexive or peer-reflexive).
+ */
+export async function selectedPath(pc) {
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) {
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.state === 'succeeded' && (s.selected || s.nominated)) pair ??= s;
+    });
+  }
+  const local = pair && stats.get(pair.localCandidateId);
+  const remote = pair && stats.get(pair.remoteCandidateId);
+  const lt = local?.candidateType;
+  const rt = remote?.candidateType;
+  let kind;
+  if (lt === 'relay' || rt === 'relay') kind = 'relay';
+  else if (lt === 'host' && rt === 'host') kind = 'lan';
+  else kind = 'punched';
+  return {
+    shown: lt === 'relay' || rt === 'relay' ? 'relay' : 'direct',
+    kind,
+    local: lt ?? 'unknown',
+    remote: rt ?? 'unknown',
+  };
+}
+
+async function bytesReceived(pc) {
+  const stats = await pc.getStats();
+  let n = 0;
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp') n += s.bytesReceived ?? 0;
+  });
+  return n;
+}
