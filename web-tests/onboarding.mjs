@@ -129,7 +129,6 @@ await run(async (result) => {
       result.live = await checkPlaying(p, { shotDir, shot });
       step(result, 'live');
     } else {
-      // TODO(lead): drop the flag once POST /devices/{id}/webrtc is in; live.mjs has the checks.
       result.live = 'skipped: PEERCAM_WEB_LIVE is not 1';
       await shot(p, '05-live');
     }

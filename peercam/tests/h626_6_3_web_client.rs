@@ -111,7 +111,6 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
     let (d0, d1) = (ids[0].device_id.to_string(), ids[1].device_id.to_string());
     let admin_password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
     let phone = "+15550630001";
-    let live = std::env::var("PEERCAM_WEB_LIVE").unwrap_or_default();
 
     let r = scenario(
         &dir,
@@ -134,9 +133,9 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
             ),
             ("PEERCAM_PHONE", phone.to_owned()),
             ("PEERCAM_WEB_SHOTS", shots_dir(&c)),
-            // TODO(lead): set PEERCAM_WEB_LIVE=1 here once POST /devices/{id}/webrtc exists;
-            // the scenario then plays the live view and checks frames, PTZ, snapshot, recording.
-            ("PEERCAM_WEB_LIVE", live),
+            // The live view plays from the camera and is checked: frames, PTZ, snapshot,
+            // local recording.
+            ("PEERCAM_WEB_LIVE", "1".to_owned()),
         ],
     )
     .await;
@@ -167,6 +166,9 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
     assert!(!r["pending_login_message"].as_str().unwrap().is_empty());
     assert_eq!(r["update"]["update_available"], false);
     assert_eq!(r["problems"], serde_json::json!([]));
+    // The live view played from the camera: the picture moves and is not blank.
+    assert!(r["live"]["advanced_s"].as_f64().unwrap() > 0.5, "{r}");
+    assert!(r["live"]["contrast"].as_f64().unwrap() > 5.0, "{r}");
     let shots = r["screenshots"].as_array().unwrap();
     assert!(
         shots.len() >= 16,
@@ -219,17 +221,8 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
 /// 8.4 over WebRTC in the browser, direct and forced through the MTU's TURN relay
 /// (`?relay=1`): the video advances and is not blank, PTZ moves the picture, snapshot and
 /// local recording download files, and click-to-first-frame is timed (p50/p95).
-///
-/// TODO(lead): runs only with PEERCAM_WEB_LIVE=1 until POST /api/v1/devices/{id}/webrtc
-/// lands; then drop the gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_web_client_live_view_direct_and_relayed() {
-    if std::env::var("PEERCAM_WEB_LIVE").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIPPED h626_6_3_web_client_live_view_direct_and_relayed: set PEERCAM_WEB_LIVE=1 (needs the /webrtc endpoint)"
-        );
-        return;
-    }
     let dir = match web_tests() {
         Ok(d) => d,
         Err(why) => {
