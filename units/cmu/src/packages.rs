@@ -439,6 +439,19 @@ pub(crate) async fn client_update(
             .map_err(|e: peercam_signal::upgrade::UpgradeError| {
                 ApiErr::bad_request("bad_version", e.to_string())
             })?;
+    // The web client is served by this CMU: the version it serves is the current one, and
+    // updating is reloading the page (its service worker fetches the new files).
+    if q.platform == "web" {
+        let served: Version = env!("CARGO_PKG_VERSION").parse().map_err(
+            |e: peercam_signal::upgrade::UpgradeError| ApiErr::internal("CMU version", &e),
+        )?;
+        let newer = served > current;
+        return Ok(Json(peercam_signal::cm::ClientUpdate {
+            update_available: newer,
+            release: None,
+            url: newer.then(|| format!("{}/", st.public_url.trim_end_matches('/'))),
+        }));
+    }
     let rows = sqlx::query("SELECT manifest, sha256, version FROM packages WHERE model = ?1 AND stored = 1 AND expires_at >= ?2")
         .bind(&q.platform)
         .bind(as_i64(now_s()))
