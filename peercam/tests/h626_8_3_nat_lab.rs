@@ -287,3 +287,173 @@ async fn h626_8_3_lab_mapped_camera_is_direct() {
         }
     }
 }
+
+/// Issue 7 in the lab: Chromium behind the viewer's NAT plays the camera behind its own
+/// through the web client (WebRTC, signalled through the platform on the fake internet);
+/// returns the path the page reports (`direct` or `relay`). `None` when the lab or the
+/// browser cannot run here.
+async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-tests");
+    if !dir.join("node_modules/playwright-core").exists()
+        || !std::path::Path::new("/usr/bin/chromium").exists()
+    {
+        eprintln!("skipped: web-tests/node_modules or /usr/bin/chromium is missing");
+        return None;
+    }
+    let lab = match NatLab::new(&LabSpec::new().site(pu, 1).site(cu, 1)) {
+        Ok(l) => l,
+        Err(e @ LabError::Skipped(_)) => {
+            eprintln!("{e}");
+            return None;
+        }
+        Err(e) => panic!("lab: {e}"),
+    };
+    const SECRET: &str = "natlab-browser-turn-secret";
+    let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<Setup>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let platform = lab.run_in(lab.srv(), move || async move {
+        let c = Cluster::start_at_with(IpAddr::V4(SRV_A), 1, |cfg| {
+            cfg.turn_secret = Some(SECRET.into());
+        })
+        .await
+        .unwrap();
+        let ids = c.provision(1).await.unwrap();
+        let mid = new_identity(DeviceKind::Mtu);
+        c.admin
+            .provision(vec![provision_record(&mid)])
+            .await
+            .unwrap();
+        let (mut mtu, _msd) = c
+            .start_mtu_with(&mid, 0, |cfg| {
+                cfg.turn = Some(peercam_mtu::turn::Config {
+                    listen_udp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                    listen_tcp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                    secret: SECRET.into(),
+                    // The lab's internet is a documentation range, denied by default.
+                    allow_peers: vec!["198.51.100.0/24".into()],
+                    threads: Some(1),
+                    ..peercam_mtu::turn::Config::default()
+                });
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            mtu.status
+                .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let owner = c.owner(PHONE).await.unwrap();
+        let identity = c.path().join("pu.identity.toml");
+        std::fs::write(&identity, ids[0].to_toml()).unwrap();
+        let _ = setup_tx.send(Setup {
+            api: c.api.clone(),
+            ca_pem: c.ca_pem.clone(),
+            ca_path: c.pki.ca_cert.clone(),
+            scu_url: c.scu_url(0),
+            identity,
+            dev: ids[0].device_id.to_string(),
+        });
+        c.wait_online(&ids[0].device_id, true, Duration::from_secs(20))
+            .await
+            .unwrap();
+        c.bind(&owner, &ids[0]).await.unwrap();
+        // TURN servers reach the CMU with the MTU's load report.
+        for _ in 0..100 {
+            if owner
+                .ice(ids[0].device_id.as_str())
+                .await
+                .is_ok_and(|i| !i.ice_servers.is_empty())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = bound_tx.send(());
+        let _ = stop_rx.await;
+        c.stop().await;
+    });
+    let setup = setup_rx.await.expect("platform started");
+    let (pu_stop_tx, pu_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (identity, scu_url, ca_path) = (
+        setup.identity.clone(),
+        setup.scu_url.clone(),
+        setup.ca_path.clone(),
+    );
+    let camera = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
+        let sd = peercam_net::Shutdown::new();
+        let mut cfg = peercam_pu::Config::new(identity, scu_url, ca_path);
+        cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
+        cfg.reconnect_initial_ms = 100;
+        cfg.discovery_port = 0;
+        cfg.sd_card = false;
+        cfg.port_mapping = false;
+        let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
+        let _ = pu_stop_rx.await;
+        sd.trigger();
+    });
+    tokio::time::timeout(Duration::from_secs(30), bound_rx)
+        .await
+        .expect("camera registered and bound in time")
+        .unwrap();
+    // node and Chromium both run inside the viewer's namespace.
+    let shots = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::from(lab.command(lab.host(2, 0).unwrap(), "node"));
+    cmd.arg(dir.join("live.mjs"))
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .env("PEERCAM_WEB_URL", &setup.api)
+        .env("PEERCAM_WEB_USER", PHONE)
+        .env("PEERCAM_WEB_PASSWORD", PASSWORD)
+        .env("PEERCAM_DEVICE", &setup.dev)
+        .env("PEERCAM_WEB_RELAY", "0")
+        .env("PEERCAM_WEB_PLAYS", "1")
+        .env("PEERCAM_WEB_SHOTS", shots.path());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the browser finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "live.mjs printed no JSON\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("camera {pu:?}, browser {cu:?}: {json}");
+    assert!(out.status.success() && json["ok"] == true, "{json}");
+    assert!(
+        json["check"]["advanced_s"].as_f64().unwrap() > 0.5,
+        "{json}"
+    );
+    assert!(json["check"]["contrast"].as_f64().unwrap() > 5.0, "{json}");
+    let _ = pu_stop_tx.send(());
+    let _ = camera.join().await;
+    let _ = stop_tx.send(());
+    let _ = platform.join().await;
+    json["check"]["path"].as_str().map(str::to_owned)
+}
+
+// Issue 7 over the lab: a browser reaches a camera with a public address directly, even from
+// behind a NAT; a camera behind a NAT that a browser cannot reach by punching is played
+// through the MTU's TURN relay, over TCP when the browser's NAT drops UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_browser_live_view_direct_or_through_turn() {
+    for (pu, cu, path) in [
+        (NatKind::PortRestricted, NatKind::UdpBlocked, "relay"),
+        (NatKind::None, NatKind::PortRestricted, "direct"),
+        (NatKind::Symmetric, NatKind::Symmetric, "relay"),
+    ] {
+        if let Some(got) = browser(pu, cu).await {
+            assert_eq!(got, path, "camera {pu:?}, browser {cu:?}");
+        }
+    }
+}

@@ -88,6 +88,12 @@ impl Endpoint {
         if offer.len() > MAX_OFFER {
             return Err(Error::WebRtc("the SDP offer is too long".into()));
         }
+        let kinds: Vec<&str> = offer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=candidate:"))
+            .filter_map(|c| c.split(' ').skip_while(|w| *w != "typ").nth(1))
+            .collect();
+        tracing::debug!(candidates = ?kinds, "WebRTC offer");
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| webrtc_err("the offer does not parse", e))?;
         let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)).await?;
@@ -117,6 +123,11 @@ impl Endpoint {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| webrtc_err("cannot answer the offer", e))?;
+        // Start the clock: ICE sends no check of its own before its first timeout, and a
+        // camera behind a NAT must send first for the browser's relayed checks to get in.
+        rtc.handle_input(Input::Timeout(Instant::now()))
+            .map_err(|e| webrtc_err("timeout", e))?;
+        tracing::debug!(candidates = ?candidates.iter().map(|c| c.addr).collect::<Vec<_>>(), stun = ?config.stun, "WebRTC answer");
         let ep = Self {
             rtc,
             socket,
@@ -203,7 +214,11 @@ impl Endpoint {
         if self.closed {
             return std::future::pending().await;
         }
-        let sleep = tokio::time::sleep_until(self.deadline.into());
+        // Never sleep long on the engine's word: it learns about time only from us.
+        let deadline = self
+            .deadline
+            .min(Instant::now() + Duration::from_millis(500));
+        let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             r = self.socket.recv_from(&mut self.buf) => {
                 let (n, source) = r?;

@@ -77,6 +77,15 @@ impl Cluster {
         Self::start_full(host, scu_nodes, |_| {}).await
     }
 
+    /// [`Cluster::start_at`] with a chance to adjust the CMU's configuration.
+    pub async fn start_at_with(
+        host: std::net::IpAddr,
+        scu_nodes: usize,
+        adjust: impl FnOnce(&mut peercam_cmu::Config),
+    ) -> anyhow::Result<Self> {
+        Self::start_full(host, scu_nodes, adjust).await
+    }
+
     async fn start_full(
         host: std::net::IpAddr,
         scu_nodes: usize,

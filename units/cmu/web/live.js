@@ -11,7 +11,7 @@
 export const PATH_LABEL = { direct: 'Direct', relay: 'Relayed' };
 
 /** Longest wait for ICE gathering before the offer goes out with what was gathered. */
-const GATHER_CAP_MS = 1500;
+const GATHER_CAP_MS = 3000;
 /** Longest wait for the connection once the answer is in. */
 const CONNECT_TIMEOUT_MS = 15000;
 
@@ -73,7 +73,8 @@ export class LiveSession {
       check();
     });
     await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc, GATHER_CAP_MS);
+    const wantRelay = iceServers.some((s) => s.urls.some((u) => /^turns?:/.test(u)));
+    await gathered(pc, GATHER_CAP_MS, wantRelay);
     if (this.stopped) return;
     const body = { offer: pc.localDescription.sdp };
     for (const k of ['max_width', 'max_height', 'max_fps', 'audio']) {
@@ -127,18 +128,33 @@ export class LiveSession {
   }
 }
 
-/** Resolves when ICE gathering completes, or after `capMs` with what was gathered. */
-function gathered(pc, capMs) {
+/**
+ * Resolves when ICE gathering completes; when a relayed candidate is wanted, 50 ms after the
+ * first one arrives (it is the last kind to come, and browsers keep "gathering" long after
+ * on networks that drop UDP); at the latest after `capMs` with what was gathered. The offer
+ * is not trickled, so a browser behind a NAT that drops UDP must put its TCP-relayed
+ * candidate in it: the camera behind its own NAT reaches the relay only by sending to it.
+ */
+function gathered(pc, capMs, wantRelay) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
+    let grace = null;
     const done = () => {
       clearTimeout(t);
+      clearTimeout(grace);
       pc.removeEventListener('icegatheringstatechange', onChange);
+      pc.removeEventListener('icecandidate', onCandidate);
       resolve();
     };
     const onChange = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const onCandidate = (ev) => {
+      if (wantRelay && grace == null && ev.candidate && ev.candidate.type === 'relay') {
+        grace = setTimeout(done, 50);
+      }
+    };
     const t = setTimeout(done, capMs);
     pc.addEventListener('icegatheringstatechange', onChange);
+    pc.addEventListener('icecandidate', onCandidate);
   });
 }
 
