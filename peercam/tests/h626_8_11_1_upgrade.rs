@@ -290,7 +290,7 @@ async fn h626_8_11_2_cli_updates_itself_and_reports() {
 /// page from an older release is told to reload, a current one is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_11_2_web_client_is_told_to_reload_when_older() {
-    let c = peercam_test::Cluster::start(1).await.unwrap();
+    let c = Cluster::start(1).await.unwrap();
     let anyone = c.client();
     let old = anyone.client_update("web", "0.0.1").await.unwrap();
     assert!(old.update_available);
