@@ -100,13 +100,18 @@ impl Endpoint {
         let local = socket.local_addr()?;
         let candidates = crate::gather(&socket, config.stun, config.stun_timeout).await?;
         let a = config.audio;
-        let mut rtc = Rtc::builder()
+        let mut rtc_config = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
             .enable_pcmu(a == AudioCodec::Pcmu, false)
             .enable_pcma(a == AudioCodec::Pcma, false)
-            .enable_g722(a == AudioCodec::G722, false)
-            .build(Instant::now());
+            .enable_g722(a == AudioCodec::G722, false);
+        // Checks start before the browser's TURN permissions exist, so the first ones are
+        // lost: retry fast (50 ms, doubling to at most 1 s) instead of str0m's 250 ms
+        // doubling to 3 s, or the pair comes up hundreds of milliseconds late.
+        rtc_config.set_initial_stun_rto(Duration::from_millis(50));
+        rtc_config.set_max_stun_rto(Duration::from_millis(1000));
+        let mut rtc = rtc_config.build(Instant::now());
         for c in &candidates {
             let cand = match c.related {
                 Some(base) => Candidate::server_reflexive(c.addr, base, "udp"),
