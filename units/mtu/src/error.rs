@@ -21,6 +21,9 @@ pub enum MtuError {
     /// The MTU's identity file.
     #[error("identity: {0}")]
     Identity(String),
+    /// The transcoder could not start (codec set-up).
+    #[error("transcoder: {0}")]
+    Transcode(String),
 }
 
 impl MtuError {

@@ -18,7 +18,7 @@ mod agent;
 mod error;
 pub mod multicast;
 pub mod relay;
-mod transcode;
+pub mod transcode;
 pub mod turn;
 
 use std::net::SocketAddr;

@@ -28,7 +28,7 @@ use peercam_signal::play::Caps;
 
 /// What the camera sends, as far as transcoding is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Source {
+pub struct Source {
     /// Picture size, pixels.
     pub width: u32,
     /// Picture size, pixels.
@@ -40,7 +40,7 @@ pub(crate) struct Source {
 impl Source {
     /// Reads the camera's video from its SDP (`sprop-parameter-sets` of the first video
     /// medium). `None` when the SDP carries no SPS.
-    pub(crate) fn from_sdp(sdp: &str) -> Option<Self> {
+    pub fn from_sdp(sdp: &str) -> Option<Self> {
         let mut in_video = false;
         for line in sdp.lines() {
             if let Some(m) = line.strip_prefix("m=") {
@@ -71,7 +71,7 @@ impl Source {
 
 /// The picture the viewer gets: `source` scaled down to fit `caps`, aspect ratio kept, even
 /// sizes (4:2:0), at least 16 pixels. `None` when the source already fits.
-pub(crate) fn target(source: Source, caps: &Caps) -> Option<Target> {
+pub fn target(source: Source, caps: &Caps) -> Option<Target> {
     let (mw, mh) = (u32::from(caps.max_width), u32::from(caps.max_height));
     let fps_over = source.fps.is_some_and(|f| f > u32::from(caps.max_fps));
     let size_over = source.width > mw || source.height > mh;
@@ -110,7 +110,7 @@ pub(crate) fn target(source: Source, caps: &Caps) -> Option<Target> {
 
 /// What the transcoder makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Target {
+pub struct Target {
     /// Picture width, pixels (even).
     pub width: u32,
     /// Picture height, pixels (even).
@@ -163,7 +163,7 @@ pub(crate) fn rewrite_sdp(sdp: &str, fmtp: &str) -> String {
 }
 
 /// A running transcoder: video RTP packets in, the viewer's RTP packets out.
-pub(crate) struct Transcoder {
+pub struct Transcoder {
     target: Target,
     depack: H264Depacketizer,
     dec: Decoder,
@@ -184,7 +184,7 @@ pub(crate) struct Transcoder {
 }
 
 /// One packet the transcoder made.
-pub(crate) struct Out {
+pub struct Out {
     /// The RTP packet.
     pub data: Vec<u8>,
     /// The first packet of a key frame.
@@ -192,7 +192,8 @@ pub(crate) struct Out {
 }
 
 impl Transcoder {
-    pub(crate) fn new(target: Target) -> Result<Self, String> {
+    /// A transcoder making `target` (OpenH264 decoder and encoder, one thread each call).
+    pub fn new(target: Target) -> Result<Self, crate::MtuError> {
         let config = EncoderConfig::new()
             .usage_type(UsageType::CameraVideoRealTime)
             .bitrate(BitRate::from_bps(target.kbps.saturating_mul(1000)))
@@ -203,8 +204,9 @@ impl Transcoder {
             .intra_frame_period(IntraFramePeriod::from_num_frames(target.fps * 2))
             .num_threads(1);
         let enc = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| format!("H.264 encoder: {e}"))?;
-        let dec = Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
+            .map_err(|e| crate::MtuError::Transcode(format!("H.264 encoder: {e}")))?;
+        let dec = Decoder::new()
+            .map_err(|e| crate::MtuError::Transcode(format!("H.264 decoder: {e}")))?;
         let mut seed = [0u8; 2];
         let _ = getrandom::fill(&mut seed);
         Ok(Self {
@@ -226,7 +228,7 @@ impl Transcoder {
 
     /// Takes one of the camera's video RTP packets; returns the packets made from any access
     /// unit it completed.
-    pub(crate) fn push(&mut self, rtp: &[u8]) -> Vec<Out> {
+    pub fn push(&mut self, rtp: &[u8]) -> Vec<Out> {
         let mut out = Vec::new();
         let Ok(p) = peercam_rtp::RtpPacket::parse(rtp) else {
             return out;
@@ -430,7 +432,7 @@ pub(crate) fn spawn(
     on_fmtp: impl FnOnce(String) + Send + 'static,
 ) -> Result<mpsc::SyncSender<Vec<u8>>, String> {
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2048);
-    let mut t = Transcoder::new(target)?;
+    let mut t = Transcoder::new(target).map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("mtu-transcode".into())
         .spawn(move || {
