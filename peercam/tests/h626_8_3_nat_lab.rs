@@ -293,13 +293,13 @@ async fn h626_8_3_lab_mapped_camera_is_direct() {
 /// returns the path the page reports (`direct` or `relay`). `None` when the lab or the
 /// browser cannot run here.
 async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-tests");
-    if !dir.join("node_modules/playwright-core").exists()
-        || !std::path::Path::new("/usr/bin/chromium").exists()
-    {
-        eprintln!("skipped: web-tests/node_modules or /usr/bin/chromium is missing");
-        return None;
-    }
+    let dir = match peercam_test::web::web_tests() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+    };
     let lab = match NatLab::new(&LabSpec::new().site(pu, 1).site(cu, 1)) {
         Ok(l) => l,
         Err(e @ LabError::Skipped(_)) => {
@@ -401,35 +401,22 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
         .unwrap();
     // node and Chromium both run inside the viewer's namespace.
     let shots = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::from(lab.command(lab.host(2, 0).unwrap(), "node"));
-    cmd.arg(dir.join("live.mjs"))
-        .current_dir(&dir)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .env("PEERCAM_WEB_URL", &setup.api)
-        .env("PEERCAM_WEB_USER", PHONE)
-        .env("PEERCAM_WEB_PASSWORD", PASSWORD)
-        .env("PEERCAM_DEVICE", &setup.dev)
-        .env("PEERCAM_WEB_RELAY", "0")
-        .env("PEERCAM_WEB_PLAYS", "1")
-        .env("PEERCAM_WEB_SHOTS", shots.path());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("the browser finished in time")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "live.mjs printed no JSON\nstdout: {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    eprintln!("camera {pu:?}, browser {cu:?}: {json}");
-    assert!(out.status.success() && json["ok"] == true, "{json}");
+    let json = peercam_test::web::scenario(
+        &dir,
+        "live.mjs",
+        &[
+            ("PEERCAM_WEB_URL", setup.api.clone()),
+            ("PEERCAM_WEB_USER", PHONE.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", PASSWORD.to_owned()),
+            ("PEERCAM_DEVICE", setup.dev.clone()),
+            ("PEERCAM_WEB_RELAY", "0".to_owned()),
+            ("PEERCAM_WEB_PLAYS", "1".to_owned()),
+            ("PEERCAM_WEB_SHOTS", shots.path().display().to_string()),
+        ],
+        Some(lab.command(lab.host(2, 0).unwrap(), "node")),
+    )
+    .await;
+    eprintln!("camera {pu:?}, browser {cu:?}: {}", json["check"]);
     assert!(
         json["check"]["advanced_s"].as_f64().unwrap() > 0.5,
         "{json}"

@@ -12,6 +12,7 @@
 )]
 
 pub mod natlab;
+pub mod web;
 pub mod webrtc;
 
 use std::net::SocketAddr;
