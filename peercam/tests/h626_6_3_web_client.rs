@@ -359,3 +359,115 @@ async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
     );
     assert!(r["report"]["bytes"].as_u64().unwrap() > 0);
 }
+
+/// 8.7.2.2 in the browser (issue 7): an NVR records a camera; the device list shows the
+/// camera's thumbnail; the Playback tab draws the day from the NVR's record list, plays from
+/// a click on the timeline over WebRTC, runs at 4x and in reverse at the speed asked, pauses,
+/// steps exactly one frame forward and back, moves its cursor with the keyboard, and exports
+/// 4 s that ffprobe reads as H.264 with the frames the NVR announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_3_web_client_playback_timeline_trick_modes_steps_export() {
+    let dir = match web_tests() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED h626_6_3_web_client_playback_timeline_trick_modes_steps_export: {why}"
+            );
+            return;
+        }
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let pu = c.provision(1).await.unwrap().remove(0);
+    let nvr = new_identity(DeviceKind::Nvr);
+    c.provision_these(std::slice::from_ref(&nvr)).await.unwrap();
+    let _pu = c.start_pu_online(&pu, 0).await.unwrap();
+    let _nvr = c.start_nvr_with(&nvr, 0, |_| {}).await.unwrap();
+    c.wait_online(&nvr.device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let phone = "+15550630003";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &pu).await.unwrap();
+    c.bind(&owner, &nvr).await.unwrap();
+    let (cam, rec) = (pu.device_id.as_str(), nvr.device_id.as_str());
+    // CIF keeps the camera's encoder cheap on the 2-core test machines.
+    owner
+        .set_params(cam, |p| {
+            p.video.max_resolution = peercam_signal::control::Resolution::Cif;
+        })
+        .await
+        .unwrap();
+    owner.attach_camera(rec, cam).await.unwrap();
+    let continuous = peercam_signal::record::Strategy {
+        mode: peercam_signal::record::Mode::Continuous,
+        ..peercam_signal::record::Strategy::default()
+    };
+    owner
+        .set_recording(cam, Some(rec), &continuous)
+        .await
+        .unwrap();
+    // At least 14 s recorded: the browser plays from 2 s in, at 4x, then back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let span = loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let list = owner
+            .recordings(cam, Some(rec), now - 600_000, now + 60_000)
+            .await
+            .unwrap();
+        if let Some(s) = list.spans.first().filter(|s| s.end_ms - s.start_ms >= 14_000) {
+            break *s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let exports = tempfile::tempdir().unwrap();
+    let r = scenario(
+        &dir,
+        "playback.mjs",
+        &[
+            ("PEERCAM_WEB_URL", c.api.clone()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+            ("PEERCAM_DEVICE", cam.to_owned()),
+            ("PEERCAM_NVR", rec.to_owned()),
+            ("PEERCAM_SPAN_START_MS", span.start_ms.to_string()),
+            ("PEERCAM_EXPORT_DIR", exports.path().display().to_string()),
+            ("PEERCAM_WEB_SHOTS", shots_dir(&c)),
+        ],
+    )
+    .await;
+    assert!(r["thumbnail"]["w"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["recorder"], rec);
+    assert!(r["frames_1x"].as_u64().unwrap() > 20, "{r}");
+    assert!(r["contrast"].as_f64().unwrap() > 5.0, "{r}");
+    let fast = r["fast"]["rate"].as_f64().unwrap();
+    assert!((3.0..=5.0).contains(&fast), "4x: {r}");
+    let back = r["reverse"]["rate"].as_f64().unwrap();
+    assert!((-5.0..=-3.0).contains(&back), "-4x: {r}");
+    for s in ["step_forward", "step_back"] {
+        assert_eq!(r[s]["frames"], 1, "{s}: {r}");
+    }
+    assert_eq!(r["step_forward"]["pos_delta"], 40);
+    assert_eq!(r["step_back"]["pos_delta"], -40);
+    assert_eq!(r["keyboard_moved_s"], -2);
+    // The file the browser saved, read again here.
+    let path = r["export"]["path"].as_str().unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let probed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        probed,
+        format!("h264,{}", r["export"]["announced_frames"]),
+        "{r}"
+    );
+    assert_eq!(r["problems"], serde_json::json!([]));
+    c.stop().await;
+}
