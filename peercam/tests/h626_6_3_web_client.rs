@@ -66,9 +66,22 @@ async fn scenario(dir: &Path, script: &str, env: &[(&str, String)]) -> Value {
     json
 }
 
+/// `PEERCAM_WEB_SHOTS`, a relative path taken from the workspace root (the scenarios run in
+/// `web-tests`), or `fallback`.
+fn shots_env(fallback: &Path) -> String {
+    match std::env::var("PEERCAM_WEB_SHOTS") {
+        Ok(d) if Path::new(&d).is_relative() => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(d)
+            .display()
+            .to_string(),
+        Ok(d) => d,
+        Err(_) => fallback.display().to_string(),
+    }
+}
+
 fn shots_dir(c: &Cluster) -> String {
-    std::env::var("PEERCAM_WEB_SHOTS")
-        .unwrap_or_else(|_| c.path().join("screenshots").display().to_string())
+    shots_env(&c.path().join("screenshots"))
 }
 
 /// 6.1.1, 8.2, 8.5, 8.6, 8.9.1 through the browser: sign-up with the SMS code, the operator
@@ -325,8 +338,7 @@ async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
         }
     };
     let tmp = tempfile::tempdir().unwrap();
-    let shots =
-        std::env::var("PEERCAM_WEB_SHOTS").unwrap_or_else(|_| tmp.path().display().to_string());
+    let shots = shots_env(tmp.path());
     let r = scenario(
         &dir,
         "live-loopback.mjs",
@@ -417,7 +429,11 @@ async fn h626_6_3_web_client_playback_timeline_trick_modes_steps_export() {
             .recordings(cam, Some(rec), now - 600_000, now + 60_000)
             .await
             .unwrap();
-        if let Some(s) = list.spans.first().filter(|s| s.end_ms - s.start_ms >= 14_000) {
+        if let Some(s) = list
+            .spans
+            .first()
+            .filter(|s| s.end_ms - s.start_ms >= 14_000)
+        {
             break *s;
         }
         assert!(tokio::time::Instant::now() < deadline, "{list:?}");

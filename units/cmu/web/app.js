@@ -740,11 +740,14 @@ function ptzPanel(d, video) {
 const SPEEDS = [['1/4', '¼×'], ['1/2', '½×'], ['1', '1×'], ['2', '2×'], ['4', '4×'], ['8', '8×'], ['16', '16×']];
 /** Timeline zoom levels: the window shown, and what an arrow key moves the cursor by. */
 const ZOOMS = [
-  { ms: 86_400_000, label: 'Whole day', step: 300_000, tick: 3 * 3_600_000 },
-  { ms: 21_600_000, label: '6 hours', step: 60_000, tick: 3_600_000 },
-  { ms: 3_600_000, label: '1 hour', step: 10_000, tick: 600_000 },
-  { ms: 600_000, label: '10 minutes', step: 1_000, tick: 60_000 },
+  { ms: 86_400_000, label: 'Whole day', step: 300_000 },
+  { ms: 21_600_000, label: '6 hours', step: 60_000 },
+  { ms: 3_600_000, label: '1 hour', step: 10_000 },
+  { ms: 600_000, label: '10 minutes', step: 1_000 },
+  { ms: 60_000, label: '1 minute', step: 1_000 },
 ];
+/** Labelled tick spacings; the timeline takes the finest that leaves room for its labels. */
+const TICKS = [5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000];
 const pad2 = (n) => String(n).padStart(2, '0');
 const isoDay = (x) => `${x.getFullYear()}-${pad2(x.getMonth() + 1)}-${pad2(x.getDate())}`;
 /** Local wall-clock time, `HH:MM:SS` (and `.mmm` with `millis`). */
@@ -931,8 +934,8 @@ class Timeline {
     g.strokeStyle = col('--muted');
     g.font = '11px system-ui, sans-serif';
     g.textBaseline = 'top';
-    const tick = this.zoom.tick;
-    const minorEvery = tick / (tick >= 3_600_000 ? 3 : 2);
+    const tick = TICKS.find((t) => (t / this.zoom.ms) * w >= 64) ?? TICKS.at(-1);
+    const minorEvery = tick / (tick % 3 === 0 && tick >= 10_800_000 ? 3 : 2);
     const first = Math.ceil((this.viewFrom - this.day[0]) / minorEvery) * minorEvery + this.day[0];
     g.lineWidth = 1;
     for (let t = first; t <= end; t += minorEvery) {
@@ -943,7 +946,7 @@ class Timeline {
       g.lineTo(xx, bandY + bandH + (major ? 8 : 4));
       g.stroke();
       if (major) {
-        const label = clock(t).slice(0, tick >= 60_000 ? 5 : 8);
+        const label = clock(t).slice(0, tick % 60_000 === 0 ? 5 : 8);
         const tw = g.measureText(label).width;
         g.fillText(label, Math.min(Math.max(0, xx - tw / 2), w - tw), bandY + bandH + 9);
       }
@@ -1316,27 +1319,27 @@ route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
   onLeave(() => leaving.abort());
 
   main.append(
-    h('div', { class: 'pb-pick' }, field('Day', dayInput), field('Recorder', recorderSelect)),
-    recorderInfo,
+    h('div', { class: 'pb-pick' }, field('Day', dayInput), field('Recorder', recorderSelect), recorderInfo),
     h('div', { class: 'pb-layout' },
-      h('section', { class: 'live', 'aria-label': 'Recorded picture' },
+      h('section', { class: 'live pb-main', 'aria-label': 'Recorded picture' },
         h('div', { class: 'video-wrap' }, video),
         h('div', { class: 'live-bar pb-bar', role: 'group', 'aria-label': 'Playback' }, playBtn, backBtn, fwdBtn, revBtn, position),
         speeds,
-        status),
-      h('section', { class: 'card pb-side', 'aria-labelledby': 'events-h' },
-        h('h2', { id: 'events-h' }, 'Events'), eventsList)),
-    h('section', { class: 'card', 'aria-labelledby': 'timeline-h' },
-      h('div', { class: 'heading' }, h('h2', { id: 'timeline-h' }, 'Timeline'), zoomSelect),
-      timeline.canvas,
-      h('p', { class: 'legend muted' },
-        h('span', { class: 'key rec' }), ' recorded ', h('span', { class: 'key ev' }), ' event ',
-        h('span', { class: 'key sel' }), ' export range · click or drag to play from a moment; arrow keys move'),
-      summary),
-    h('section', { class: 'card', 'aria-labelledby': 'export-h' },
-      h('h2', { id: 'export-h' }, 'Export'),
-      h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
-      exportForm, progress, exportNote),
+        status,
+        h('section', { class: 'pb-timeline', 'aria-labelledby': 'timeline-h' },
+          h('div', { class: 'heading' }, h('h2', { id: 'timeline-h' }, 'Timeline'), zoomSelect),
+          timeline.canvas,
+          h('p', { class: 'legend muted' },
+            h('span', { class: 'key rec' }), ' recorded ', h('span', { class: 'key ev' }), ' event ',
+            h('span', { class: 'key sel' }), ' export range · click or drag to play from a moment; arrow keys move'),
+          summary)),
+      h('div', { class: 'pb-side' },
+        h('section', { class: 'card', 'aria-labelledby': 'export-h' },
+          h('h2', { id: 'export-h' }, 'Export'),
+          h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
+          exportForm, progress, exportNote),
+        h('section', { class: 'card', 'aria-labelledby': 'events-h' },
+          h('h2', { id: 'events-h' }, 'Events'), eventsList))),
   );
   await loadRecorders();
   await load();
