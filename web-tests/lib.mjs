@@ -60,20 +60,24 @@ export async function newUser(browser, viewport = DESKTOP) {
   return { context, page, problems };
 }
 
-/** Screenshots the page at desktop and phone sizes into `dir` as NAME-desktop.png, NAME-phone.png. */
-export async function shots(page, dir, name) {
+/**
+ * Screenshots the page at desktop and phone sizes into `dir` as NAME-desktop.png,
+ * NAME-phone.png; from the top, or from the element `scrollTo` (a selector) when given.
+ */
+export async function shots(page, dir, name, { scrollTo } = {}) {
   if (!dir) return [];
   mkdirSync(dir, { recursive: true });
   const before = page.viewportSize();
-  // From the top, without a passing notification over the content.
-  await page.evaluate(() => {
-    window.scrollTo(0, 0);
-    document.querySelector('#toast')?.classList.remove('show');
-  });
+  // Without a passing notification over the content.
+  await page.evaluate(() => document.querySelector('#toast')?.classList.remove('show'));
   const out = [];
   for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await page.setViewportSize(size);
     await page.waitForTimeout(150);
+    await page.evaluate((sel) => {
+      const el = sel && document.querySelector(sel);
+      window.scrollTo(0, el ? Math.max(0, el.getBoundingClientRect().top + window.scrollY - 8) : 0);
+    }, scrollTo ?? null);
     const path = join(dir, `${name}-${label}.png`);
     await page.screenshot({ path, fullPage: false, animations: 'disabled', caret: 'hide' });
     out.push(path);

@@ -1,6 +1,6 @@
 // The web client end to end (H.626.4 6.1.1, 8.2, 8.5, 8.6, 8.9.1, 6.3):
 // sign-up by phone with the SMS code -> the operator approves in the browser -> login ->
-// bind two cameras -> both listed online -> PTZ through the live page -> settings saved ->
+// bind two cameras -> both listed online (with thumbnails) -> PTZ through the live page -> settings saved ->
 // a sub-account created and one camera shared -> the sub-account sees only that camera ->
 // password change, logout, login with the new password.
 // Optional (PEERCAM_WEB_LIVE=1): the live view plays over WebRTC (see live.mjs for the checks).
@@ -145,12 +145,11 @@ await run(async (result) => {
     await shot(p, '06-settings');
     step(result, 'settings');
 
-    // --- Recordings placeholder.
-    await p.getByRole('link', { name: 'Recordings' }).click();
-    await p.getByRole('heading', { level: 1, name: 'Front door: recordings' }).waitFor();
-    const outcome = p.locator('main > div > h2, main > div > p.error');
-    await outcome.first().waitFor();
-    result.recordings = (await outcome.first().textContent()).trim();
+    // --- Playback tab: the day's timeline (no NVR here: the SD card's record list).
+    await p.getByRole('link', { name: 'Playback' }).click();
+    await p.getByRole('heading', { level: 1, name: 'Front door: playback' }).waitFor();
+    await p.locator('#pb-summary:not(:empty)').waitFor();
+    result.recordings = (await p.locator('#pb-summary').textContent()).trim();
     step(result, 'recordings');
 
     // --- Sharing (8.6): a sub-account, one camera shared with it.

@@ -14,7 +14,11 @@ async fn h626_6_3_m_cu_is_an_installable_pwa_with_update_check() {
             return;
         }
     };
-    if std::process::Command::new("certutil").arg("-H").output().is_err() {
+    if std::process::Command::new("certutil")
+        .arg("-H")
+        .output()
+        .is_err()
+    {
         eprintln!(
             "SKIPPED h626_6_3_m_cu_is_an_installable_pwa_with_update_check: certutil is missing (apt-get install libnss3-tools)"
         );

@@ -8,67 +8,35 @@
 //! docs/screenshots/ was made that way.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use peercam_signal::ps::DeviceKind;
+use peercam_test::web::web_tests;
 use peercam_test::{Cluster, new_identity, provision_record};
 use serde_json::Value;
 
-/// The `web-tests` directory, or why the browser tests cannot run here.
-fn web_tests() -> Result<PathBuf, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-tests");
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Err("node is not installed".into());
-    }
-    let chromium = std::env::var("PEERCAM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} is missing (apt-get install chromium)"));
-    }
-    if !dir.join("node_modules/playwright-core").exists() {
-        return Err("web-tests/node_modules is missing (npm ci --prefix web-tests)".into());
-    }
-    Ok(dir)
+/// Runs a scenario of `web-tests/` (see [`peercam_test::web::scenario`]).
+async fn scenario(dir: &Path, script: &str, env: &[(&str, String)]) -> Value {
+    peercam_test::web::scenario(dir, script, env, None).await
 }
 
-/// Runs `node web-tests/<script>` with `env`; returns its JSON line (panics, with its output,
-/// if it failed).
-async fn scenario(dir: &Path, script: &str, env: &[(&str, String)]) -> Value {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(dir.join(script))
-        .current_dir(dir)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
+/// `PEERCAM_WEB_SHOTS`, a relative path taken from the workspace root (the scenarios run in
+/// `web-tests`), or `fallback`.
+fn shots_env(fallback: &Path) -> String {
+    match std::env::var("PEERCAM_WEB_SHOTS") {
+        Ok(d) if Path::new(&d).is_relative() => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(d)
+            .display()
+            .to_string(),
+        Ok(d) => d,
+        Err(_) => fallback.display().to_string(),
     }
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} took over 240 s"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let json: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!("{script} printed no JSON line\nstdout: {stdout}\nstderr: {stderr}")
-        });
-    eprintln!("{script}: {json}");
-    assert!(
-        out.status.success() && json["ok"] == true,
-        "{script} failed: {}\nsteps: {}\nstderr: {stderr}",
-        json["error"].as_str().unwrap_or("?"),
-        json["steps"]
-    );
-    json
 }
 
 fn shots_dir(c: &Cluster) -> String {
-    std::env::var("PEERCAM_WEB_SHOTS")
-        .unwrap_or_else(|_| c.path().join("screenshots").display().to_string())
+    shots_env(&c.path().join("screenshots"))
 }
 
 /// 6.1.1, 8.2, 8.5, 8.6, 8.9.1 through the browser: sign-up with the SMS code, the operator
@@ -325,8 +293,7 @@ async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
         }
     };
     let tmp = tempfile::tempdir().unwrap();
-    let shots =
-        std::env::var("PEERCAM_WEB_SHOTS").unwrap_or_else(|_| tmp.path().display().to_string());
+    let shots = shots_env(tmp.path());
     let r = scenario(
         &dir,
         "live-loopback.mjs",
@@ -358,4 +325,120 @@ async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
         "host candidates on loopback: {r}"
     );
     assert!(r["report"]["bytes"].as_u64().unwrap() > 0);
+}
+
+/// 8.7.2.2 in the browser (issue 7): an NVR records a camera; the device list shows the
+/// camera's thumbnail; the Playback tab draws the day from the NVR's record list, plays from
+/// a click on the timeline over WebRTC, runs at 4x and in reverse at the speed asked, pauses,
+/// steps exactly one frame forward and back, moves its cursor with the keyboard, and exports
+/// 4 s that ffprobe reads as H.264 with the frames the NVR announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_3_web_client_playback_timeline_trick_modes_steps_export() {
+    let dir = match web_tests() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED h626_6_3_web_client_playback_timeline_trick_modes_steps_export: {why}"
+            );
+            return;
+        }
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let pu = c.provision(1).await.unwrap().remove(0);
+    let nvr = new_identity(DeviceKind::Nvr);
+    c.provision_these(std::slice::from_ref(&nvr)).await.unwrap();
+    let _pu = c.start_pu_online(&pu, 0).await.unwrap();
+    let _nvr = c.start_nvr_with(&nvr, 0, |_| {}).await.unwrap();
+    c.wait_online(&nvr.device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let phone = "+15550630003";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &pu).await.unwrap();
+    c.bind(&owner, &nvr).await.unwrap();
+    let (cam, rec) = (pu.device_id.as_str(), nvr.device_id.as_str());
+    // CIF keeps the camera's encoder cheap on the 2-core test machines.
+    owner
+        .set_params(cam, |p| {
+            p.video.max_resolution = peercam_signal::control::Resolution::Cif;
+        })
+        .await
+        .unwrap();
+    owner.attach_camera(rec, cam).await.unwrap();
+    let continuous = peercam_signal::record::Strategy {
+        mode: peercam_signal::record::Mode::Continuous,
+        ..peercam_signal::record::Strategy::default()
+    };
+    owner
+        .set_recording(cam, Some(rec), &continuous)
+        .await
+        .unwrap();
+    // At least 14 s recorded: the browser plays from 2 s in, at 4x, then back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let span = loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let list = owner
+            .recordings(cam, Some(rec), now - 600_000, now + 60_000)
+            .await
+            .unwrap();
+        if let Some(s) = list
+            .spans
+            .first()
+            .filter(|s| s.end_ms - s.start_ms >= 14_000)
+        {
+            break *s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let exports = tempfile::tempdir().unwrap();
+    let r = scenario(
+        &dir,
+        "playback.mjs",
+        &[
+            ("PEERCAM_WEB_URL", c.api.clone()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+            ("PEERCAM_DEVICE", cam.to_owned()),
+            ("PEERCAM_NVR", rec.to_owned()),
+            ("PEERCAM_SPAN_START_MS", span.start_ms.to_string()),
+            ("PEERCAM_EXPORT_DIR", exports.path().display().to_string()),
+            ("PEERCAM_WEB_SHOTS", shots_dir(&c)),
+        ],
+    )
+    .await;
+    assert!(r["thumbnail"]["w"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["recorder"], rec);
+    assert!(r["frames_1x"].as_u64().unwrap() > 20, "{r}");
+    assert!(r["contrast"].as_f64().unwrap() > 5.0, "{r}");
+    let fast = r["fast"]["rate"].as_f64().unwrap();
+    assert!((3.0..=5.0).contains(&fast), "4x: {r}");
+    let back = r["reverse"]["rate"].as_f64().unwrap();
+    assert!((-5.0..=-3.0).contains(&back), "-4x: {r}");
+    for s in ["step_forward", "step_back"] {
+        assert_eq!(r[s]["frames"], 1, "{s}: {r}");
+    }
+    assert_eq!(r["step_forward"]["pos_delta"], 40);
+    assert_eq!(r["step_back"]["pos_delta"], -40);
+    assert_eq!(r["keyboard_moved_s"], -2);
+    // The file the browser saved, read again here.
+    let path = r["export"]["path"].as_str().unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let probed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        probed,
+        format!("h264,{}", r["export"]["announced_frames"]),
+        "{r}"
+    );
+    assert_eq!(r["problems"], serde_json::json!([]));
+    c.stop().await;
 }

@@ -1,7 +1,7 @@
 // peercam web client (CU / M_CU, H.626.4 6.3): plain ES modules, no build step.
 // Talks only to this CMU's /api/v1 (docs/protocol.md "Cm"); live view over WebRTC is in live.js.
 
-import { LiveSession, PATH_LABEL } from './live.js';
+import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339 } from './live.js';
 
 export const VERSION = '0.1.0';
 /** The client platform name of 8.11.2 (the `model` of a client release). */
@@ -135,7 +135,6 @@ function showError(f, e) {
 }
 
 const fmtTime = (s) => (s ? new Date(s * 1000).toLocaleString() : 'never');
-const fmtMs = (ms) => new Date(ms).toLocaleTimeString();
 function fmtBytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} kB`;
@@ -220,6 +219,28 @@ export async function api(method, path, body, opts = {}) {
     throw err;
   }
   return data;
+}
+
+/** GETs a binary API resource (a picture) as a Blob, with the bearer header; ApiError if refused. */
+export async function apiBlob(path) {
+  const headers = {};
+  if (session?.token) headers.Authorization = `Bearer ${session.token}`;
+  let resp;
+  try {
+    resp = await fetch(`/api/v1${path}`, { headers });
+  } catch {
+    throw new ApiError(0, 'network', 'Cannot reach the peercam server. Check your connection and try again.');
+  }
+  if (!resp.ok) {
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch {
+      data = null;
+    }
+    throw new ApiError(resp.status, data?.error ?? `http_${resp.status}`, data?.message ?? `The server answered ${resp.status}.`);
+  }
+  return resp.blob();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,10 +421,56 @@ route(/^#\/devices$/, async (main) => {
   onLeave(() => clearInterval(timer));
 });
 
+// Thumbnails (6.1.12): a recent picture of each online camera, at most one request a minute
+// per camera (the CMU asks the camera each time), shown from a blob URL.
+const THUMB_EVERY_MS = 60_000;
+/** device id -> { url, at, failed, loading } */
+const thumbs = new Map();
+
+function thumbBox(d) {
+  const box = h('div', { class: 'thumb', dataset: { thumbFor: d.id } });
+  fillThumb(box, d);
+  if (d.online) refreshThumb(d);
+  return box;
+}
+
+function fillThumb(box, d) {
+  const t = thumbs.get(d.id);
+  if (d.online && t?.url) {
+    box.replaceChildren(h('img', { src: t.url, alt: `Recent picture from ${d.name}`, width: '320', height: '180', decoding: 'async' }));
+  } else {
+    const why = !d.online ? 'Offline: no picture' : t?.failed ? 'No picture available' : 'Loading picture…';
+    box.replaceChildren(h('span', { class: 'thumb-none' }, why));
+  }
+}
+
+async function refreshThumb(d) {
+  const t = thumbs.get(d.id) ?? {};
+  if (t.loading || (t.at && Date.now() - t.at < THUMB_EVERY_MS)) return;
+  t.loading = true;
+  t.at = Date.now();
+  thumbs.set(d.id, t);
+  try {
+    const blob = await apiBlob(`/devices/${encodeURIComponent(d.id)}/snapshot?max_width=320`);
+    const old = t.url;
+    t.url = URL.createObjectURL(blob);
+    t.failed = false;
+    if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+  } catch {
+    // Refused (no `live` scope), offline meanwhile, or the camera could not take one:
+    // keep the last picture if there is one, else the placeholder; retry in a minute.
+    t.failed = !t.url;
+  } finally {
+    t.loading = false;
+  }
+  for (const box of document.querySelectorAll(`.thumb[data-thumb-for="${CSS.escape(d.id)}"]`)) fillThumb(box, d);
+}
+
 function deviceCard(d) {
   const can = (s) => d.scopes.includes(s);
   const base = `#/device/${encodeURIComponent(d.id)}`;
   return h('li', { class: 'device card', dataset: { deviceId: d.id, online: String(d.online) } },
+    d.kind === 'pu' && can('live') && thumbBox(d),
     h('div', { class: 'device-head' },
       h('h2', null, d.name),
       h('span', { class: `badge ${d.online ? 'online' : 'offline'}` }, d.online ? 'Online' : 'Offline')),
@@ -412,7 +479,7 @@ function deviceCard(d) {
     d.relation === 'shared' && h('p', { class: 'muted' }, `Shared with you: ${d.scopes.map((s) => SCOPE_LABEL[s] ?? s).join(', ')}.`),
     h('div', { class: 'actions' },
       can('live') && h('a', { class: 'button primary', href: `${base}/live` }, 'Live view'),
-      can('playback') && h('a', { class: 'button', href: `${base}/recordings` }, 'Recordings'),
+      can('playback') && h('a', { class: 'button', href: `${base}/recordings` }, 'Playback'),
       can('config') && h('a', { class: 'button', href: `${base}/settings` }, 'Settings'),
       d.relation === 'owner' && h('a', { class: 'button', href: `${base}/sharing` }, 'Sharing')));
 }
@@ -423,7 +490,7 @@ async function deviceFrame(main, id, tab, title) {
   const base = `#/device/${encodeURIComponent(id)}`;
   const tabs = [
     ['live', 'Live', d.scopes.includes('live')],
-    ['recordings', 'Recordings', d.scopes.includes('playback')],
+    ['recordings', 'Playback', d.scopes.includes('playback')],
     ['settings', 'Settings', d.scopes.includes('config')],
     ['sharing', 'Sharing', d.relation === 'owner'],
   ].filter((t) => t[2]);
@@ -667,35 +734,615 @@ function ptzPanel(d, video) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recordings (placeholder: the list only; playback comes later)
+// Recordings: playback over WebRTC from the recorder (8.7.2.2, 8.7.3) with a day timeline
+
+/** Speeds offered (RTSP Scale magnitudes) and their labels. */
+const SPEEDS = [['1/4', '¼×'], ['1/2', '½×'], ['1', '1×'], ['2', '2×'], ['4', '4×'], ['8', '8×'], ['16', '16×']];
+/** Timeline zoom levels: the window shown, and what an arrow key moves the cursor by. */
+const ZOOMS = [
+  { ms: 86_400_000, label: 'Whole day', step: 300_000 },
+  { ms: 21_600_000, label: '6 hours', step: 60_000 },
+  { ms: 3_600_000, label: '1 hour', step: 10_000 },
+  { ms: 600_000, label: '10 minutes', step: 1_000 },
+  { ms: 60_000, label: '1 minute', step: 1_000 },
+];
+/** Labelled tick spacings; the timeline takes the finest that leaves room for its labels. */
+const TICKS = [5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000];
+const pad2 = (n) => String(n).padStart(2, '0');
+const isoDay = (x) => `${x.getFullYear()}-${pad2(x.getMonth() + 1)}-${pad2(x.getDate())}`;
+/** Local wall-clock time, `HH:MM:SS` (and `.mmm` with `millis`). */
+function clock(ms, millis = false) {
+  const x = new Date(ms);
+  const t = `${pad2(x.getHours())}:${pad2(x.getMinutes())}:${pad2(x.getSeconds())}`;
+  return millis ? `${t}.${String(x.getMilliseconds()).padStart(3, '0')}` : t;
+}
+const EVENT_LABEL = {
+  alarm: 'Alarm', storage_full: 'Storage full', recording_started: 'Recording started',
+  recording_stopped: 'Recording stopped', camera_lost: 'Camera lost',
+};
+
+/**
+ * The day's timeline on a canvas: recorded spans (the coverage map), events, the export
+ * range and the cursor. A slider for assistive technology; arrow keys move the cursor (Shift:
+ * ten times as far, Page Up/Down: ten minutes, Home/End: first and last recording), and the
+ * cursor seeks when the keys rest (or at once with Enter); click or drag seeks too.
+ */
+class Timeline {
+  constructor({ onSeek }) {
+    this.onSeek = onSeek;
+    this.day = [0, 0];
+    this.spans = [];
+    this.events = [];
+    this.cursor = null;
+    this.range = null;
+    this.zoom = ZOOMS[0];
+    this.viewFrom = 0;
+    this.dragging = false;
+    this.keyTimer = null;
+    this.canvas = h('canvas', {
+      class: 'timeline', tabindex: '0', role: 'slider', id: 'timeline',
+      'aria-label': 'Timeline of the day (arrow keys move, Enter plays from there)',
+      'aria-valuemin': '0', 'aria-valuemax': '86400',
+    });
+    const c = this.canvas;
+    c.addEventListener('pointerdown', (ev) => {
+      c.setPointerCapture?.(ev.pointerId);
+      c.focus({ preventScroll: true });
+      this.dragging = true;
+      this.moveTo(this.msAt(ev.offsetX), false);
+    });
+    c.addEventListener('pointermove', (ev) => { if (this.dragging) this.moveTo(this.msAt(ev.offsetX), false); });
+    const release = () => {
+      if (!this.dragging) return;
+      this.dragging = false;
+      this.onSeek(this.cursor);
+    };
+    c.addEventListener('pointerup', release);
+    c.addEventListener('pointercancel', () => { this.dragging = false; });
+    c.addEventListener('keydown', (ev) => this.key(ev));
+    new ResizeObserver(() => this.draw()).observe(c);
+    window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('change', () => this.draw());
+  }
+
+  /** Shows a day: `[from, to)` Unix ms, its spans and events. */
+  setDay(from, to, spans, events) {
+    this.day = [from, to];
+    this.spans = spans;
+    this.events = events;
+    this.viewFrom = from;
+    this.follow();
+    this.draw();
+  }
+
+  setZoom(ms) {
+    this.zoom = ZOOMS.find((z) => z.ms === ms) ?? ZOOMS[0];
+    const center = this.cursor ?? this.day[0] + this.zoom.ms / 2;
+    this.viewFrom = center - this.zoom.ms / 2;
+    this.follow(true);
+    this.draw();
+  }
+
+  /** Where the cursor stands (from the recorder's status, or the user). */
+  setCursor(ms) {
+    if (this.dragging || this.keyTimer) return;
+    this.cursor = ms;
+    this.follow();
+    this.draw();
+  }
+
+  setRange(r) {
+    this.range = r;
+    this.draw();
+  }
+
+  /** The shown window, within the day, keeps the cursor in view. */
+  follow(force = false) {
+    const [from, to] = this.day;
+    const w = this.zoom.ms;
+    if (this.cursor != null && (force || this.cursor < this.viewFrom || this.cursor > this.viewFrom + w)) {
+      this.viewFrom = this.cursor - w / 2;
+    }
+    this.viewFrom = Math.max(from, Math.min(this.viewFrom, to - w));
+    const c = this.canvas;
+    if (this.cursor != null) {
+      c.setAttribute('aria-valuenow', String(Math.round((this.cursor - from) / 1000)));
+      const covered = this.spans.some((s) => this.cursor >= s.start_ms && this.cursor < s.end_ms);
+      c.setAttribute('aria-valuetext', `${clock(this.cursor)}, ${covered ? 'recorded' : 'not recorded'}`);
+    }
+    window.peercam.playback.timeline = { viewFrom: this.viewFrom, viewTo: this.viewFrom + w, day: this.day, cursor: this.cursor };
+  }
+
+  msAt(x) {
+    const wpx = this.canvas.clientWidth || 1;
+    const t = this.viewFrom + (Math.max(0, Math.min(x, wpx)) / wpx) * this.zoom.ms;
+    return Math.round(Math.max(this.day[0], Math.min(t, this.day[1] - 1)));
+  }
+
+  moveTo(ms, follow = true) {
+    this.cursor = Math.max(this.day[0], Math.min(ms, this.day[1] - 1));
+    if (follow) this.follow();
+    else this.follow(false);
+    this.draw();
+  }
+
+  key(ev) {
+    const st = this.zoom.step * (ev.shiftKey ? 10 : 1);
+    const from = this.cursor ?? this.spans[0]?.start_ms ?? this.day[0];
+    const moves = {
+      ArrowRight: from + st, ArrowUp: from + st, ArrowLeft: from - st, ArrowDown: from - st,
+      PageUp: from + 600_000, PageDown: from - 600_000,
+      Home: this.spans[0]?.start_ms ?? this.day[0], End: (this.spans.at(-1)?.end_ms ?? this.day[1]) - 1000,
+    };
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      clearTimeout(this.keyTimer);
+      this.keyTimer = null;
+      if (this.cursor != null) this.onSeek(this.cursor);
+      return;
+    }
+    if (!(ev.key in moves)) return;
+    ev.preventDefault();
+    clearTimeout(this.keyTimer);
+    this.keyTimer = null;
+    this.moveTo(moves[ev.key]);
+    this.keyTimer = setTimeout(() => {
+      this.keyTimer = null;
+      this.onSeek(this.cursor);
+    }, 700);
+  }
+
+  draw() {
+    const c = this.canvas;
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth;
+    const hgt = c.clientHeight;
+    if (!w || !hgt) return;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(hgt * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(hgt * dpr);
+    }
+    const g = c.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const css = getComputedStyle(document.documentElement);
+    const col = (v) => css.getPropertyValue(v).trim() || '#888';
+    const x = (ms) => ((ms - this.viewFrom) / this.zoom.ms) * w;
+    const end = this.viewFrom + this.zoom.ms;
+    g.clearRect(0, 0, w, hgt);
+    g.fillStyle = col('--bg');
+    g.fillRect(0, 0, w, hgt);
+    // The band: grey where nothing was recorded, the accent colour where something was.
+    const bandY = 18;
+    const bandH = hgt - 38;
+    g.fillStyle = col('--line');
+    g.fillRect(0, bandY, w, bandH);
+    g.fillStyle = col('--accent');
+    for (const s of this.spans) {
+      if (s.end_ms < this.viewFrom || s.start_ms > end) continue;
+      const a = x(s.start_ms);
+      g.fillRect(a, bandY, Math.max(2, x(s.end_ms) - a), bandH);
+    }
+    // The export range.
+    if (this.range) {
+      g.fillStyle = col('--focus');
+      g.globalAlpha = 0.35;
+      const a = x(this.range[0]);
+      g.fillRect(a, bandY - 4, Math.max(2, x(this.range[1]) - a), bandH + 8);
+      g.globalAlpha = 1;
+    }
+    // Ticks and their times.
+    g.fillStyle = col('--muted');
+    g.strokeStyle = col('--muted');
+    g.font = '11px system-ui, sans-serif';
+    g.textBaseline = 'top';
+    const tick = TICKS.find((t) => (t / this.zoom.ms) * w >= 64) ?? TICKS.at(-1);
+    const minorEvery = tick / (tick % 3 === 0 && tick >= 10_800_000 ? 3 : 2);
+    const first = Math.ceil((this.viewFrom - this.day[0]) / minorEvery) * minorEvery + this.day[0];
+    g.lineWidth = 1;
+    for (let t = first; t <= end; t += minorEvery) {
+      const xx = Math.round(x(t)) + 0.5;
+      const major = (t - this.day[0]) % tick === 0;
+      g.beginPath();
+      g.moveTo(xx, bandY + bandH);
+      g.lineTo(xx, bandY + bandH + (major ? 8 : 4));
+      g.stroke();
+      if (major) {
+        const label = clock(t).slice(0, tick % 60_000 === 0 ? 5 : 8);
+        const tw = g.measureText(label).width;
+        g.fillText(label, Math.min(Math.max(0, xx - tw / 2), w - tw), bandY + bandH + 9);
+      }
+    }
+    // Events: a mark above the band (alarms in red).
+    for (const e of this.events) {
+      if (e.at_ms < this.viewFrom || e.at_ms > end) continue;
+      const xx = x(e.at_ms);
+      g.fillStyle = e.kind === 'alarm' || e.kind === 'camera_lost' || e.kind === 'storage_full' ? col('--bad') : col('--muted');
+      g.beginPath();
+      g.moveTo(xx - 5, 3);
+      g.lineTo(xx + 5, 3);
+      g.lineTo(xx, bandY - 2);
+      g.closePath();
+      g.fill();
+    }
+    // The cursor.
+    if (this.cursor != null && this.cursor >= this.viewFrom && this.cursor <= end) {
+      const xx = Math.round(x(this.cursor)) + 0.5;
+      g.strokeStyle = col('--fg');
+      g.lineWidth = 2;
+      g.beginPath();
+      g.moveTo(xx, 0);
+      g.lineTo(xx, bandY + bandH + 2);
+      g.stroke();
+      g.fillStyle = col('--fg');
+      g.beginPath();
+      g.arc(xx, bandY + bandH / 2, 5, 0, Math.PI * 2);
+      g.fill();
+    }
+  }
+}
 
 route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
-  const d = await deviceFrame(main, id, 'recordings', 'recordings');
-  const out = h('div', { 'aria-live': 'polite' });
-  const today = new Date();
-  const iso = (x) => `${x.getFullYear()}-${String(x.getMonth() + 1).padStart(2, '0')}-${String(x.getDate()).padStart(2, '0')}`;
-  const show = async (day) => {
-    const from = new Date(`${day}T00:00:00`);
-    const to = new Date(from.getTime() + 86_400_000);
-    const q = new URLSearchParams({ from: from.toISOString().replace(/\.\d+Z$/, 'Z'), to: to.toISOString().replace(/\.\d+Z$/, 'Z') });
-    const list = await api('GET', `/devices/${encodeURIComponent(d.id)}/recordings?${q}`);
-    out.replaceChildren(
-      h('h2', null, `Recorded on ${from.toLocaleDateString()}`),
-      list.spans.length
-        ? h('ul', { class: 'spans' }, list.spans.map((s) => h('li', null, `${fmtMs(s.start_ms)} – ${fmtMs(s.end_ms)} (${fmtBytes(s.bytes)})`)))
-        : h('p', { class: 'muted' }, 'Nothing recorded on this day.'),
-      list.events.length > 0 && h('h3', null, 'Events'),
-      list.events.length > 0 && h('ul', null, list.events.map((e) => h('li', null, `${fmtMs(e.at_ms)} ${e.kind}${e.detail ? `: ${e.detail}` : ''}`))),
-    );
+  const d = await deviceFrame(main, id, 'recordings', 'playback');
+  const dev = `/devices/${encodeURIComponent(d.id)}`;
+  const hook = { status: null, frames: 0, exports: [], state: 'idle', timeline: null };
+  window.peercam.playback = hook;
+
+  // --- Which day and which recorder.
+  const dayInput = h('input', { type: 'date', name: 'day', value: isoDay(new Date()), required: true, id: 'pb-day' });
+  const recorderSelect = h('select', { name: 'recorder', id: 'pb-recorder' });
+  const recorderInfo = h('p', { class: 'muted', id: 'pb-recorder-info' });
+  const zoomSelect = select({ id: 'pb-zoom', 'aria-label': 'Timeline span' }, ZOOMS.map((z) => [String(z.ms), z.label]), String(ZOOMS[0].ms));
+
+  // --- The picture and the controls.
+  const video = h('video', { playsinline: true, muted: true, autoplay: true, 'aria-label': `Recorded picture of ${d.name}` });
+  video.muted = true;
+  const countFrames = () => {
+    hook.frames++;
+    video.requestVideoFrameCallback(countFrames);
   };
+  if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(countFrames);
+  const status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite', id: 'pb-status' }, 'Choose a moment on the timeline, or press Play.');
+  const position = h('output', { class: 'pb-pos', id: 'pb-pos', 'aria-label': 'Position' }, '--:--:--');
+  const playBtn = h('button', { type: 'button', class: 'primary', id: 'pb-play' }, 'Play');
+  const backBtn = h('button', { type: 'button', id: 'pb-back', disabled: true }, '◂ Frame back');
+  const fwdBtn = h('button', { type: 'button', id: 'pb-fwd', disabled: true }, 'Frame forward ▸');
+  const revBtn = h('button', { type: 'button', id: 'pb-reverse', 'aria-pressed': 'false' }, '◂◂ Reverse');
+  const speedBtns = SPEEDS.map(([v, label]) => h('button', { type: 'button', class: 'speed', 'aria-pressed': String(v === '1'), dataset: { scale: v } }, label));
+  const speeds = h('div', { class: 'speeds', role: 'group', 'aria-label': 'Speed' }, speedBtns);
+
+  // --- Export.
+  const fromInput = h('input', { type: 'time', step: '1', name: 'from', id: 'pb-from', required: true });
+  const toInput = h('input', { type: 'time', step: '1', name: 'to', id: 'pb-to', required: true });
+  const progress = h('progress', { id: 'pb-progress', max: '1', value: '0', hidden: true, 'aria-label': 'Export progress' });
+  const exportNote = h('p', { class: 'muted', role: 'status', id: 'pb-export-status' });
+  const exportBtn = h('button', { type: 'submit', class: 'primary', id: 'pb-export' }, 'Export MP4');
+  const eventsList = h('ul', { class: 'events', 'aria-label': 'Events of the day' });
+
+  let day = { from: 0, to: 0, list: { spans: [], events: [] } };
+  let pb = null;
+  let magnitude = '1';
+  let reverse = false;
+  let state = 'idle';
+  let rangeTouched = false;
+  let seekTarget = null;
+
+  const scale = () => (reverse ? `-${magnitude}` : magnitude);
+  const timeline = new Timeline({ onSeek: (ms) => seek(ms) });
+
+  /** The time inputs' `HH:MM:SS` on the chosen day, as Unix ms. */
+  const timeOn = (v) => {
+    const [hh, mm, ss] = v.split(':').map(Number);
+    const [y, mo, dd] = dayInput.value.split('-').map(Number);
+    return new Date(y, mo - 1, dd, hh, mm, ss || 0).getTime();
+  };
+  const rangeAroundCursor = () => {
+    if (timeline.cursor == null) return;
+    const a = Math.max(day.from, timeline.cursor - 30_000);
+    const b = Math.min(day.to - 1000, timeline.cursor + 30_000);
+    fromInput.value = clock(a);
+    toInput.value = clock(b);
+    timeline.setRange([timeOn(fromInput.value), timeOn(toInput.value)]);
+  };
+  const onRangeInput = () => {
+    rangeTouched = true;
+    if (fromInput.value && toInput.value) timeline.setRange([timeOn(fromInput.value), timeOn(toInput.value)]);
+  };
+  fromInput.addEventListener('input', onRangeInput);
+  toInput.addEventListener('input', onRangeInput);
+
+  const showCursor = (ms) => {
+    timeline.setCursor(ms);
+    position.textContent = clock(ms, true);
+    if (!rangeTouched) rangeAroundCursor();
+  };
+
+  const setState = (next, message) => {
+    const changed = next !== state;
+    state = next;
+    hook.state = next;
+    playBtn.textContent = next === 'playing' ? 'Pause' : 'Play';
+    const live = pb?.open;
+    backBtn.disabled = !live;
+    fwdBtn.disabled = !live;
+    if (message) status.textContent = message;
+    else if (changed) {
+      status.textContent = {
+        idle: 'Choose a moment on the timeline, or press Play.',
+        connecting: 'Connecting to the recorder…',
+        playing: `Playing at ${speedText()}.`,
+        paused: 'Paused. Step frame by frame, or press Play.',
+        ended: reverse ? 'Reached the start of the recording.' : 'Reached the end of the recording.',
+      }[next];
+    }
+  };
+  const speedText = () => `${SPEEDS.find(([v]) => v === magnitude)?.[1] ?? magnitude}${reverse ? ' in reverse' : ''}`;
+  const showSpeed = () => {
+    for (const b of speedBtns) b.setAttribute('aria-pressed', String(b.dataset.scale === magnitude));
+    revBtn.setAttribute('aria-pressed', String(reverse));
+  };
+
+  const onStatus = (s) => {
+    hook.status = s;
+    hook.statusAt = performance.now();
+    if (seekTarget) {
+      // Statuses sent before the seek arrived still carry the old place.
+      if (Math.abs(s.pos_ms - seekTarget.ms) > 5000 && performance.now() < seekTarget.until) return;
+      seekTarget = null;
+    }
+    showCursor(s.pos_ms);
+    const st = ['playing', 'paused', 'ended'].includes(s.state) ? s.state : state;
+    if (s.error) setState(st, `The recorder refused: ${sentence(s.error)}`);
+    else setState(st);
+  };
+
+  const stopSession = () => {
+    if (!pb) return;
+    const p = pb;
+    pb = null;
+    p.stop();
+    video.srcObject = null;
+  };
+
+  /** Connects at `atMs` (playing at 1×, then at the chosen speed). */
+  const connect = async (atMs) => {
+    stopSession();
+    setState('connecting');
+    const p = new PlaybackSession({
+      api,
+      deviceId: d.id,
+      recorder: recorderSelect.value,
+      video,
+      forceRelay: new URLSearchParams(location.search).get('relay') === '1',
+      onStatus: (s) => { if (pb === p) onStatus(s); },
+      onClose: () => {
+        if (pb !== p) return;
+        pb = null;
+        setState('idle', 'The recorder ended the playback. Press Play to start again.');
+      },
+    });
+    pb = p;
+    try {
+      await p.start(atMs);
+    } catch (e) {
+      if (pb === p) {
+        pb = null;
+        p.stop();
+        setState('idle', e instanceof ApiError ? messageOf(e) : sentence(e?.message ?? e));
+      }
+      return false;
+    }
+    if (pb !== p) return false;
+    if (scale() !== '1') p.send({ op: 'play', scale: scale() });
+    setState('playing');
+    return true;
+  };
+
+  /** Plays from `atMs` (or from where it stands) at the chosen speed. */
+  const play = async (atMs) => {
+    if (!pb?.open) {
+      const at = atMs ?? timeline.cursor ?? day.list.spans.at(-1)?.start_ms;
+      if (at == null) {
+        setState('idle', 'Nothing was recorded on this day. Choose another day or recorder.');
+        return;
+      }
+      await connect(at);
+      return;
+    }
+    const ctl = { op: 'play', scale: scale() };
+    if (atMs != null) {
+      ctl.at_ms = Math.round(atMs);
+      seekTarget = { ms: atMs, until: performance.now() + 1500 };
+    }
+    pb.send(ctl);
+    setState('playing');
+  };
+
+  /**
+   * The timeline moved: play from there. If it was paused, pause again once the first
+   * picture from the new place is painted (a pause holds the picture shown last).
+   */
+  const seek = async (ms) => {
+    position.textContent = clock(ms, true);
+    const wasPaused = state === 'paused';
+    const framesBefore = hook.frames;
+    await play(ms);
+    if (!wasPaused || !pb?.open) return;
+    const p = pb;
+    const until = performance.now() + 2000;
+    while (performance.now() < until && pb === p) {
+      await new Promise((r) => setTimeout(r, 40));
+      if (hook.frames > framesBefore && !seekTarget) break;
+    }
+    if (pb === p && state === 'playing') {
+      p.send({ op: 'pause' });
+      setState('paused');
+    }
+  };
+
+  playBtn.addEventListener('click', () => {
+    if (state === 'playing' && pb?.open) {
+      pb.send({ op: 'pause' });
+      setState('paused');
+    } else {
+      play();
+    }
+  });
+  const step = (forward) => {
+    if (!pb?.open) return;
+    if (state === 'playing') pb.send({ op: 'pause' });
+    pb.send({ op: 'step', forward });
+    setState('paused');
+  };
+  backBtn.addEventListener('click', () => step(false));
+  fwdBtn.addEventListener('click', () => step(true));
+  for (const b of speedBtns) {
+    b.addEventListener('click', () => {
+      magnitude = b.dataset.scale;
+      showSpeed();
+      play();
+    });
+  }
+  revBtn.addEventListener('click', () => {
+    reverse = !reverse;
+    showSpeed();
+    if (pb?.open && state !== 'paused') play();
+    else status.textContent = reverse ? 'Reverse: Play goes backwards.' : 'Forward: Play goes forwards.';
+  });
+  zoomSelect.addEventListener('change', () => timeline.setZoom(Number(zoomSelect.value)));
+
+  const exportForm = form({ class: 'inline pb-export', 'aria-label': 'Export a range' }, async (f) => {
+    const a = timeOn(f.from.value);
+    const b = timeOn(f.to.value);
+    if (!(b > a)) {
+      throw new ApiError(400, 'invalid', 'The end of the range must be after its start.', [{ field: 'to', message: 'after the start' }]);
+    }
+    if (!pb?.open && !(await connect(a))) throw new ApiError(0, 'offline', status.textContent);
+    progress.hidden = false;
+    progress.value = 0;
+    exportNote.textContent = `Asking the recorder for ${clock(a)} to ${clock(b)}…`;
+    const started = performance.now();
+    const out = await pb.export(a, b, (got, total) => {
+      if (total) {
+        progress.max = total;
+        progress.value = got;
+        exportNote.textContent = `Receiving ${fmtBytes(got)} of ${fmtBytes(total)} (${Math.floor((100 * got) / total)} %)…`;
+      }
+    }).catch((e) => {
+      progress.hidden = true;
+      exportNote.textContent = '';
+      throw new ApiError(0, 'export', sentence(e?.message ?? e));
+    });
+    download(out.blob, out.name);
+    hook.exports.push({ name: out.name, bytes: out.bytes, frames: out.frames, ms: Math.round(performance.now() - started) });
+    exportNote.textContent = `Saved ${out.name}: ${fmtBytes(out.bytes)}${out.frames != null ? `, ${out.frames} frames` : ''}.`;
+  },
+  field('From', fromInput), field('To', toInput),
+  h('button', { type: 'button', onclick: () => { rangeTouched = false; rangeAroundCursor(); } }, 'One minute around the cursor'),
+  exportBtn);
+  fromInput.dataset.field = 'from';
+  toInput.dataset.field = 'to';
+
+  // --- Loading a day.
+  const load = async () => {
+    stopSession();
+    setState('idle');
+    const [y, mo, dd] = dayInput.value.split('-').map(Number);
+    const from = new Date(y, mo - 1, dd).getTime();
+    const to = new Date(y, mo - 1, dd + 1).getTime();
+    const q = new URLSearchParams({ from: rfc3339(from), to: rfc3339(to) });
+    if (recorderSelect.value) q.set('recorder', recorderSelect.value);
+    let list;
+    try {
+      list = await api('GET', `${dev}/recordings?${q}`);
+    } catch (e) {
+      list = { spans: [], events: [] };
+      status.textContent = messageOf(e);
+    }
+    day = { from, to, list };
+    const last = list.spans.at(-1);
+    const cursor = last ? Math.max(last.start_ms, last.end_ms - 60_000) : null;
+    timeline.cursor = cursor;
+    timeline.setDay(from, to, list.spans, list.events);
+    timeline.setZoom(Number(zoomSelect.value));
+    if (cursor != null) {
+      position.textContent = clock(cursor, true);
+      rangeTouched = false;
+      rangeAroundCursor();
+    } else {
+      position.textContent = '--:--:--';
+      timeline.setRange(null);
+    }
+    const total = list.spans.reduce((n, s) => n + (s.end_ms - s.start_ms), 0);
+    summary.textContent = list.spans.length
+      ? `${list.spans.length} recorded ${list.spans.length === 1 ? 'stretch' : 'stretches'}, ${total < 60_000 ? `${Math.round(total / 1000)} s` : `${Math.round(total / 60_000)} min`} in all, ${fmtBytes(list.spans.reduce((n, s) => n + s.bytes, 0))}; ${list.events.length} events.`
+      : 'Nothing recorded on this day.';
+    eventsList.replaceChildren(...list.events.slice(-50).map((e) => h('li', null,
+      h('button', { type: 'button', class: 'link', onclick: () => { timeline.moveTo(e.at_ms); seek(e.at_ms); } },
+        `${clock(e.at_ms)} ${EVENT_LABEL[e.kind] ?? e.kind}${e.detail ? `: ${e.detail}` : ''}`))));
+    if (!list.events.length) eventsList.append(h('li', { class: 'muted' }, 'No events on this day.'));
+  };
+  const summary = h('p', { class: 'muted', id: 'pb-summary' });
+
+  /** The recorders the user can choose: attached NVRs (asked one by one), then the SD card. */
+  const loadRecorders = async () => {
+    const opts = [];
+    const devices = await api('GET', '/devices').catch(() => []);
+    for (const n of devices.filter((x) => x.kind === 'nvr')) {
+      try {
+        const st = await api('GET', `${dev}/recording?recorder=${encodeURIComponent(n.id)}`);
+        opts.push([n.id, `${n.name} (NVR)`, st]);
+      } catch {
+        // Not attached to this camera, or offline: not offered.
+      }
+    }
+    if (!opts.length) opts.push(['', 'Default recorder', null]);
+    opts.push(['sd', 'SD card in the camera', null]);
+    recorderSelect.replaceChildren(...opts.map(([v, l]) => h('option', { value: v }, l)));
+    recorderSelect.value = opts[0][0];
+    const describe = async () => {
+      let st = opts.find((o) => o[0] === recorderSelect.value)?.[2];
+      if (!st) {
+        const q = recorderSelect.value ? `?recorder=${encodeURIComponent(recorderSelect.value)}` : '';
+        st = await api('GET', `${dev}/recording${q}`).catch(() => null);
+      }
+      recorderInfo.textContent = st
+        ? `${st.recording ? 'Recording now' : 'Not recording now'} (${st.strategy?.mode?.kind ?? 'off'}); ${fmtBytes(st.used_bytes)} stored${st.oldest_ms ? ` since ${new Date(st.oldest_ms).toLocaleString()}` : ''}.${st.last_error ? ` Last problem: ${st.last_error}.` : ''}`
+        : '';
+    };
+    recorderSelect.addEventListener('change', () => { describe(); load(); });
+    await describe();
+  };
+
+  dayInput.addEventListener('change', () => { if (dayInput.value) load(); });
+  onLeave(stopSession);
+  const leaving = new AbortController();
+  window.addEventListener('pagehide', stopSession, { signal: leaving.signal });
+  onLeave(() => leaving.abort());
+
   main.append(
-    h('p', { class: 'notice' }, 'Playback in the browser is coming. For now this lists what was recorded; play it with “peercam cu playback”.'),
-    form({ class: 'inline', 'aria-label': 'Choose a day' }, (f) => show(f.day.value),
-      field('Day', { name: 'day', type: 'date', value: iso(today), required: true }),
-      h('button', { type: 'submit' }, 'Show')),
-    out,
+    h('div', { class: 'pb-pick' }, field('Day', dayInput), field('Recorder', recorderSelect), recorderInfo),
+    h('div', { class: 'pb-layout' },
+      h('section', { class: 'live pb-main', 'aria-label': 'Recorded picture' },
+        h('div', { class: 'video-wrap' }, video),
+        h('div', { class: 'live-bar pb-bar', role: 'group', 'aria-label': 'Playback' }, playBtn, backBtn, fwdBtn, revBtn, position),
+        speeds,
+        status,
+        h('section', { class: 'pb-timeline', 'aria-labelledby': 'timeline-h' },
+          h('div', { class: 'heading' }, h('h2', { id: 'timeline-h' }, 'Timeline'), zoomSelect),
+          timeline.canvas,
+          h('p', { class: 'legend muted' },
+            h('span', { class: 'key rec' }), ' recorded ', h('span', { class: 'key ev' }), ' event ',
+            h('span', { class: 'key sel' }), ' export range · click or drag to play from a moment; arrow keys move'),
+          summary)),
+      h('div', { class: 'pb-side' },
+        h('section', { class: 'card', 'aria-labelledby': 'export-h' },
+          h('h2', { id: 'export-h' }, 'Export'),
+          h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
+          exportForm, progress, exportNote),
+        h('section', { class: 'card', 'aria-labelledby': 'events-h' },
+          h('h2', { id: 'events-h' }, 'Events'), eventsList))),
   );
-  await show(iso(today)).catch((e) => out.replaceChildren(h('p', { class: 'error', role: 'alert' }, messageOf(e))));
+  await loadRecorders();
+  await load();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1004,7 +1651,7 @@ function reportUpdated() {
 // ---------------------------------------------------------------------------------------------
 // Start
 
-window.peercam = { version: VERSION, lastPlay: null, update: null };
+window.peercam = { version: VERSION, lastPlay: null, update: null, playback: null };
 $('#version').textContent = `peercam web ${VERSION}`;
 $('#logout').addEventListener('click', logout);
 $('#update-reload').addEventListener('click', applyUpdate);

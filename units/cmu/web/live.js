@@ -6,6 +6,10 @@
 //   POST /api/v1/devices/{id}/sessions { path, connect_ms, bytes, seconds } when the view ends.
 // Timing hooks for the benchmark: window.peercam.lastPlay = { clickedAt, connectedAt,
 // firstFrameAt, path } (performance.now() milliseconds).
+//
+// Playback of recordings (8.7.2.2, 8.7.3) is WebRTC too, from the recorder (NVR or the
+// camera's SD card), steered on a data channel: PlaybackSession below.
+//   POST /api/v1/devices/{id}/recordings/webrtc { offer, start, recorder? } -> { answer, session }
 
 /** What the path badge says. */
 export const PATH_LABEL = { direct: 'Direct', relay: 'Relayed' };
@@ -42,15 +46,9 @@ export class LiveSession {
     const mark = { clickedAt, connectedAt: null, firstFrameAt: null, path: null, deviceId: this.deviceId, relayForced: this.forceRelay };
     window.peercam.lastPlay = mark;
     const dev = `/devices/${encodeURIComponent(this.deviceId)}`;
-    const ice = await this.api('POST', `${dev}/ice`);
+    const iceServers = await iceServersFor(this.api, dev);
     if (this.stopped) return;
-    const iceServers = ice.ice_servers.map((s) => {
-      const out = { urls: s.urls };
-      if (s.username != null) out.username = s.username;
-      if (s.credential != null) out.credential = s.credential;
-      return out;
-    });
-    if (this.forceRelay && !iceServers.some((s) => s.urls.some((u) => /^turns?:/.test(u)))) {
+    if (this.forceRelay && !hasRelay(iceServers)) {
       throw new Error('Relay-only viewing was asked for (?relay=1), but this platform offers no TURN relay for this camera. Remove ?relay=1 from the address and try again.');
     }
     const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.forceRelay ? 'relay' : 'all' });
@@ -73,8 +71,7 @@ export class LiveSession {
       check();
     });
     await pc.setLocalDescription(await pc.createOffer());
-    const wantRelay = iceServers.some((s) => s.urls.some((u) => /^turns?:/.test(u)));
-    await gathered(pc, GATHER_CAP_MS, wantRelay);
+    await gathered(pc, GATHER_CAP_MS, hasRelay(iceServers));
     if (this.stopped) return;
     const body = { offer: pc.localDescription.sdp };
     for (const k of ['max_width', 'max_height', 'max_fps', 'audio']) {
@@ -125,6 +122,200 @@ export class LiveSession {
     };
     await this.api('POST', `/devices/${encodeURIComponent(this.deviceId)}/sessions`, report, { keepalive: !!opts.keepalive })
       .catch((e) => console.warn('session report failed', e));
+  }
+}
+
+/** The ICE servers of `POST .../ice` as RTCPeerConnection wants them. */
+async function iceServersFor(api, dev) {
+  const ice = await api('POST', `${dev}/ice`);
+  return ice.ice_servers.map((s) => {
+    const out = { urls: s.urls };
+    if (s.username != null) out.username = s.username;
+    if (s.credential != null) out.credential = s.credential;
+    return out;
+  });
+}
+
+/** Whether any of `iceServers` is a TURN relay. */
+function hasRelay(iceServers) {
+  return iceServers.some((s) => s.urls.some((u) => /^turns?:/.test(u)));
+}
+
+/** RFC 3339 in UTC without fractions, as the API takes it. */
+export const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+
+/**
+ * A recording played over WebRTC from its recorder (docs/protocol.md "WebRTC for
+ * browsers", Playback). Controls are JSON texts on the data channel; the recorder answers
+ * each, and every 250 ms, with a status `{pos_ms, scale, state, error?}`; an export comes
+ * back on the same channel as a `start` notice, binary chunks and `done` (or `error`).
+ */
+export class PlaybackSession {
+  /**
+   * @param {object} o
+   * @param {Function} o.api          `api(method, path, body)` of app.js
+   * @param {string} o.deviceId       the camera
+   * @param {string} [o.recorder]     `sd`, an NVR id, or empty for the platform's choice
+   * @param {HTMLVideoElement} o.video
+   * @param {boolean} [o.forceRelay]
+   * @param {Function} [o.onStatus]   called with every status
+   * @param {Function} [o.onClose]    called once when the channel or connection ends
+   */
+  constructor(o) {
+    Object.assign(this, o);
+    this.pc = null;
+    this.channel = null;
+    this.stream = new MediaStream();
+    this.stopped = false;
+    this.status = null;
+    this.exporting = null;
+  }
+
+  /** Connects and starts playing at `startMs` (Unix ms). */
+  async start(startMs) {
+    const dev = `/devices/${encodeURIComponent(this.deviceId)}`;
+    const iceServers = await iceServersFor(this.api, dev);
+    if (this.stopped) return;
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.forceRelay ? 'relay' : 'all' });
+    this.pc = pc;
+    // The channel must be in the offer: the recorder refuses an offer without one.
+    const ch = pc.createDataChannel('control');
+    ch.binaryType = 'arraybuffer';
+    this.channel = ch;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addEventListener('track', (ev) => {
+      this.stream.addTrack(ev.track);
+      if (this.video.srcObject !== this.stream) this.video.srcObject = this.stream;
+    });
+    ch.addEventListener('message', (ev) => this.onMessage(ev.data));
+    const opened = new Promise((resolve, reject) => {
+      ch.addEventListener('open', resolve, { once: true });
+      ch.addEventListener('close', () => reject(new Error('The recorder closed the connection.')), { once: true });
+    });
+    const failed = new Promise((_, reject) => {
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'failed') {
+          reject(new Error('The connection to the recorder failed. Check that it is online and try again; on a strict network, add ?relay=1 to the address.'));
+        }
+      });
+    });
+    failed.catch(() => {});
+    ch.addEventListener('close', () => this.closed());
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.closed();
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc, GATHER_CAP_MS, hasRelay(iceServers));
+    if (this.stopped) return;
+    const body = { offer: pc.localDescription.sdp, start: rfc3339(startMs) };
+    if (this.recorder) body.recorder = this.recorder;
+    const r = await this.api('POST', `${dev}/recordings/webrtc`, body);
+    if (this.stopped) return;
+    this.session = r.session;
+    await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
+    await withTimeout(Promise.race([opened, failed]), CONNECT_TIMEOUT_MS, 'The recorder did not connect within 15 seconds. Check that it is online and try again.');
+    await this.video.play().catch(() => {});
+  }
+
+  get open() {
+    return !this.stopped && this.channel?.readyState === 'open';
+  }
+
+  /** Sends one control (`{op: ...}`); false when the channel is not open. */
+  send(control) {
+    if (!this.open) return false;
+    this.channel.send(JSON.stringify(control));
+    return true;
+  }
+
+  onMessage(data) {
+    if (typeof data !== 'string') {
+      const x = this.exporting;
+      if (x) {
+        x.chunks.push(data);
+        x.received += data.byteLength;
+        x.onProgress?.(x.received, x.bytes);
+      }
+      return;
+    }
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (m.export) {
+      this.onExportNotice(m);
+      return;
+    }
+    if (typeof m.pos_ms === 'number') {
+      this.status = m;
+      this.onStatus?.(m);
+    }
+  }
+
+  /**
+   * Asks for `[fromMs, toMs)` as an MP4 on the data channel; resolves to
+   * `{ blob, name, frames, bytes }`. `onProgress(received, total)` follows the transfer.
+   */
+  export(fromMs, toMs, onProgress) {
+    if (this.exporting) return Promise.reject(new Error('An export is already running. Wait for it to finish.'));
+    return new Promise((resolve, reject) => {
+      this.exporting = { chunks: [], received: 0, bytes: null, name: null, frames: null, onProgress, resolve, reject };
+      if (!this.send({ op: 'export', from_ms: Math.round(fromMs), to_ms: Math.round(toMs) })) {
+        this.exporting = null;
+        reject(new Error('Not connected to the recorder. Press Play, then export again.'));
+      }
+    });
+  }
+
+  onExportNotice(m) {
+    const x = this.exporting;
+    if (!x) return;
+    if (m.export === 'start') {
+      x.bytes = m.bytes ?? null;
+      x.name = m.name ?? 'recording.mp4';
+      x.frames = m.frames ?? null;
+      x.chunks = [];
+      x.received = 0;
+      x.onProgress?.(0, x.bytes);
+    } else if (m.export === 'done') {
+      this.exporting = null;
+      if (x.bytes != null && x.received !== x.bytes) {
+        x.reject(new Error(`The file arrived incomplete (${x.received} of ${x.bytes} bytes). Export again.`));
+        return;
+      }
+      x.resolve({ blob: new Blob(x.chunks, { type: 'video/mp4' }), name: x.name, frames: x.frames, bytes: x.received });
+    } else if (m.export === 'error') {
+      this.exporting = null;
+      x.reject(new Error(m.message || 'The recorder could not export that range.'));
+    }
+  }
+
+  closed() {
+    if (this.closedOnce) return;
+    this.closedOnce = true;
+    if (this.exporting) {
+      this.exporting.reject(new Error('The connection to the recorder ended during the export. Export again.'));
+      this.exporting = null;
+    }
+    if (!this.stopped) this.onClose?.();
+  }
+
+  stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    try {
+      this.channel?.close();
+    } catch {
+      // Already closed.
+    }
+    this.pc?.close();
+    this.stream.getTracks().forEach((t) => t.stop());
+    if (this.exporting) {
+      this.exporting.reject(new Error('Playback stopped during the export.'));
+      this.exporting = null;
+    }
   }
 }
 
