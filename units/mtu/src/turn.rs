@@ -33,6 +33,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::MtuError;
 
+mod batch;
 mod shard;
 
 /// Configuration of the TURN service (the `[turn]` section of the MTU's config).
