@@ -24,6 +24,10 @@ use super::{ShardSetup, TICK, unix_now};
 
 /// Bytes a stream client may have queued before frames to it are dropped.
 const MAX_STREAM_BACKLOG: usize = 4 << 20;
+/// Read buffer of a TCP/TLS client: two of the largest frames.
+const STREAM_BUFFER: usize = 2 * MAX_FRAME;
+/// The largest frame on a stream: a STUN message or a padded ChannelData message.
+const MAX_FRAME: usize = 20 + 65_536;
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -260,26 +264,21 @@ where
         }
     };
     let reader = async {
-        let mut buf: Vec<u8> = Vec::with_capacity(128 * 1024);
-        let mut start = 0;
+        // Zeroed once; bytes `start..end` are read but not yet cut into frames.
+        let mut buf = vec![0u8; STREAM_BUFFER];
+        let (mut start, mut end) = (0, 0);
         let mut out = Vec::with_capacity(2048);
         loop {
-            let len = buf.len();
-            buf.resize(len + 65_536, 0);
-            let n = match rd.read(&mut buf[len..]).await {
+            let n = match rd.read(&mut buf[end..]).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            buf.truncate(len + n);
+            end += n;
+            let now = Instant::now().into_std();
             loop {
-                match stream_frame_len(&buf[start..]) {
-                    Ok(Some(flen)) if buf.len() - start >= flen => {
-                        shard.dispatch(
-                            Instant::now().into_std(),
-                            tuple,
-                            &buf[start..start + flen],
-                            &mut out,
-                        );
+                match stream_frame_len(&buf[start..end]) {
+                    Ok(Some(flen)) if end - start >= flen => {
+                        shard.dispatch(now, tuple, &buf[start..start + flen], &mut out);
                         start += flen;
                     }
                     Ok(_) => break,
@@ -287,12 +286,12 @@ where
                     Err(_) => return,
                 }
             }
-            if start == buf.len() {
-                buf.clear();
-                start = 0;
-            } else if start > 0 {
-                buf.drain(..start);
-                start = 0;
+            if start == end {
+                (start, end) = (0, 0);
+            } else if buf.len() - end < MAX_FRAME {
+                // Keep room for a whole frame after the partial one.
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
             }
         }
     };
