@@ -23,7 +23,8 @@ const SLOT: usize = 65_536;
 pub(super) struct Inbox {
     /// `BATCH` slots, allocated zeroed: pages are touched only as datagrams land.
     buf: Box<[[u8; SLOT]]>,
-    got: [(usize, SocketAddr); BATCH],
+    /// Slot, length and sender of each datagram of the last batch.
+    got: [(usize, usize, SocketAddr); BATCH],
     count: usize,
     #[cfg(target_os = "linux")]
     v4: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrIn>,
@@ -35,7 +36,7 @@ impl Inbox {
     pub(super) fn new() -> Self {
         Self {
             buf: vec![[0u8; SLOT]; BATCH].into_boxed_slice(),
-            got: [(0, SocketAddr::from(([0, 0, 0, 0], 0))); BATCH],
+            got: [(0, 0, SocketAddr::from(([0, 0, 0, 0], 0))); BATCH],
             count: 0,
             #[cfg(target_os = "linux")]
             v4: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
@@ -52,8 +53,7 @@ impl Inbox {
     pub(super) fn recv(&mut self, socket: &UdpSocket, v4: bool) -> io::Result<bool> {
         self.count = 0;
         let r = socket.try_io(Interest::READABLE, || {
-            self.recvmmsg(socket, v4)?;
-            if self.count < BATCH {
+            if self.recvmmsg(socket, v4)? < BATCH {
                 Err(io::ErrorKind::WouldBlock.into())
             } else {
                 Ok(())
@@ -72,8 +72,8 @@ impl Inbox {
         self.count = 0;
         while self.count < BATCH {
             match socket.try_recv_from(&mut self.buf[self.count]) {
-                Ok(got) => {
-                    self.got[self.count] = got;
+                Ok((n, from)) => {
+                    self.got[self.count] = (self.count, n, from);
                     self.count += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -88,12 +88,12 @@ impl Inbox {
     pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.got[..self.count]
             .iter()
-            .zip(self.buf.iter())
-            .map(|(&(n, from), slot)| (&slot[..n], from))
+            .filter_map(|&(slot, n, from)| Some((self.buf.get(slot)?.get(..n)?, from)))
     }
 
     #[cfg(target_os = "linux")]
-    fn recvmmsg(&mut self, socket: &UdpSocket, v4: bool) -> io::Result<()> {
+    /// One `recvmmsg`; the number of datagrams it took.
+    fn recvmmsg(&mut self, socket: &UdpSocket, v4: bool) -> io::Result<usize> {
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd as _;
 
@@ -107,28 +107,31 @@ impl Inbox {
             )]
         });
         let got = &mut self.got;
-        let mut count = 0;
+        let (mut taken, mut count) = (0, 0);
         // The kernel writes back each message's address length, so a header set serves
         // one address family only.
         if v4 {
             let msgs = recvmmsg(fd, &mut self.v4, iovs.iter_mut(), MsgFlags::empty(), None)?;
-            for m in msgs {
+            for (i, m) in msgs.enumerate() {
+                taken = i + 1;
+                // A datagram without a sender cannot be answered: skip it.
                 if let (Some(a), Some(slot)) = (m.address, got.get_mut(count)) {
-                    *slot = (m.bytes, SocketAddr::V4(a.into()));
+                    *slot = (i, m.bytes, SocketAddr::V4(a.into()));
                     count += 1;
                 }
             }
         } else {
             let msgs = recvmmsg(fd, &mut self.v6, iovs.iter_mut(), MsgFlags::empty(), None)?;
-            for m in msgs {
+            for (i, m) in msgs.enumerate() {
+                taken = i + 1;
                 if let (Some(a), Some(slot)) = (m.address, got.get_mut(count)) {
-                    *slot = (m.bytes, SocketAddr::V6(a.into()));
+                    *slot = (i, m.bytes, SocketAddr::V6(a.into()));
                     count += 1;
                 }
             }
         }
         self.count = count;
-        Ok(())
+        Ok(taken)
     }
 }
 
@@ -209,5 +212,89 @@ fn send_chunk(socket: &UdpSocket, data: &[u8], chunk: &[(usize, usize, SocketAdd
     let sock = socket2::SockRef::from(socket);
     for &(start, end, to) in chunk {
         let _ = sock.send_to(&data[start..end], &to.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Datagrams of varied sizes, up to the largest IPv4 payload, arrive whole and in
+    /// order, a batch at a time, with their senders; then the socket reads as drained.
+    async fn inbox_round_trip(local: &str) {
+        let rx = UdpSocket::bind(local).await.unwrap();
+        let to = rx.local_addr().unwrap();
+        let tx = std::net::UdpSocket::bind(local).unwrap();
+        let from = tx.local_addr().unwrap();
+        let mut sizes: Vec<usize> = (0..BATCH + 8).map(|i| (i * 997) % 1500).collect();
+        sizes[3] = 65_000;
+        for (i, &n) in sizes.iter().enumerate() {
+            tx.send_to(&vec![i as u8; n], to).unwrap();
+        }
+        let mut inbox = Inbox::new();
+        let mut seen = Vec::new();
+        while seen.len() < sizes.len() {
+            rx.readable().await.unwrap();
+            let more = inbox.recv(&rx, to.is_ipv4()).unwrap();
+            for (bytes, sender) in inbox.iter() {
+                assert_eq!(sender, from);
+                seen.push(bytes.to_vec());
+            }
+            // A full batch says "more"; the short one that ends the queue does not.
+            assert_eq!(more, inbox.iter().count() == BATCH);
+        }
+        for (i, (got, &n)) in seen.iter().zip(&sizes).enumerate() {
+            assert_eq!(got.len(), n, "datagram {i}");
+            assert!(got.iter().all(|&b| b == i as u8));
+        }
+        assert!(!inbox.recv(&rx, to.is_ipv4()).unwrap());
+        assert_eq!(inbox.iter().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn inbox_v4() {
+        inbox_round_trip("127.0.0.1:0").await;
+    }
+
+    #[tokio::test]
+    async fn inbox_v6() {
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            inbox_round_trip("[::1]:0").await;
+        }
+    }
+
+    /// Queued datagrams to several addresses all leave, each to its own address; one
+    /// that cannot be sent is dropped and the rest still go.
+    #[tokio::test]
+    async fn outbox_sends_to_each_address() {
+        let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+        }
+        let mut outbox = Outbox::default();
+        let total = 2 * BATCH + 3;
+        for i in 0..total {
+            let to = if i % 2 == 0 { &a } else { &b };
+            outbox.push(&[i as u8; 100], to.local_addr().unwrap());
+            if i == 5 {
+                // Port 0 cannot be sent to.
+                outbox.push(b"lost", SocketAddr::from(([127, 0, 0, 1], 0)));
+            }
+        }
+        assert_eq!(outbox.len(), total + 1);
+        outbox.flush(&sender);
+        assert_eq!(outbox.len(), 0);
+        let mut buf = [0u8; 200];
+        for i in 0..total {
+            let s = if i % 2 == 0 { &a } else { &b };
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from, sender.local_addr().unwrap());
+            assert_eq!(&buf[..n], &[i as u8; 100][..]);
+        }
     }
 }
