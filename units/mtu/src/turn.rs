@@ -9,9 +9,14 @@
 //! their address and a client always lands on the same shard. A shard owns the relay
 //! sockets of its allocations. Relaying a packet therefore takes no lock shared with
 //! another thread and allocates nothing: a socket task borrows the shard's server, gets an
-//! [`Output`](peercam_stun::server::Output), and sends with `try_send_to` from a reused
-//! buffer. The only cross-shard state is the allocation ledger (quotas), touched on
-//! Allocate and on deletion.
+//! [`Output`](peercam_stun::server::Output), and sends from a reused buffer. The only
+//! cross-shard state is the allocation ledger (quotas), touched on Allocate and on deletion.
+//!
+//! Datagram I/O is batched (Linux): each socket is read with `recvmmsg`, up to 32
+//! datagrams a call into buffers shared by the shard, and a short batch ends the drain
+//! without a last read that would only answer `EAGAIN`; datagrams for UDP clients are
+//! queued and sent with one `sendmmsg` once every task of the same wake-up has run.
+//! Datagrams to peers leave one `sendto` each (one relay socket per allocation).
 //!
 //! # Metrics
 //!
@@ -33,6 +38,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::MtuError;
 
+mod batch;
 mod shard;
 
 /// Configuration of the TURN service (the `[turn]` section of the MTU's config).

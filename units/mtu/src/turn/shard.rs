@@ -19,10 +19,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::batch::{BATCH, Inbox, Outbox};
 use super::{ShardSetup, TICK, unix_now};
 
 /// Bytes a stream client may have queued before frames to it are dropped.
 const MAX_STREAM_BACKLOG: usize = 4 << 20;
+/// Read buffer of a TCP/TLS client: two of the largest frames.
+const STREAM_BUFFER: usize = 2 * MAX_FRAME;
+/// The largest frame on a stream: a STUN message or a padded ChannelData message.
+const MAX_FRAME: usize = 20 + 65_536;
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -35,10 +40,14 @@ struct Shard {
     relay_ports: [u16; 2],
     rng: Cell<u64>,
     /// Receive and send buffers shared by every datagram task of the shard: they are
-    /// borrowed only between an `await` and the next, so one pair serves all sockets
+    /// borrowed only between an `await` and the next, so one set serves all sockets
     /// and an allocation costs no buffer of its own.
-    rx: RefCell<Vec<u8>>,
+    inbox: RefCell<Inbox>,
     tx: RefCell<Vec<u8>>,
+    /// Datagrams for UDP clients, sent together on the listener once every task that
+    /// the same wake-up made ready has run (or when a batch is full).
+    outbox: RefCell<Outbox>,
+    flush: Notify,
 }
 
 struct Relay {
@@ -87,11 +96,14 @@ async fn main(setup: ShardSetup) {
         relay_ip: setup.relay_ip,
         relay_ports: setup.relay_ports,
         rng: Cell::new(setup.seed | 1),
-        rx: RefCell::new(vec![0u8; 65_536]),
+        inbox: RefCell::new(Inbox::new()),
         tx: RefCell::new(Vec::with_capacity(65_600)),
+        outbox: RefCell::new(Outbox::default()),
+        flush: Notify::new(),
     });
     if let Some(udp) = udp {
         tokio::task::spawn_local(udp_loop(shard.clone(), udp));
+        tokio::task::spawn_local(flush_loop(shard.clone()));
     }
     for (listener, tls) in [(setup.tcp, None), (setup.tls, setup.acceptor)] {
         let Some(listener) = listener else { continue };
@@ -132,34 +144,49 @@ async fn main(setup: ShardSetup) {
 
 async fn udp_loop(shard: Rc<Shard>, udp: Rc<UdpSocket>) {
     let Ok(local) = udp.local_addr() else { return };
+    let v4 = local.is_ipv4();
     loop {
         if udp.readable().await.is_err() {
             continue;
         }
-        // Drain the socket; `try_recv_from` clears readiness on WouldBlock.
+        // Drain the socket a batch at a time; a short batch clears readiness.
         let mut failed = false;
         loop {
-            let mut rx = shard.rx.borrow_mut();
-            let (n, from) = match udp.try_recv_from(&mut rx) {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            let mut inbox = shard.inbox.borrow_mut();
+            let more = match inbox.recv(&udp, v4) {
+                Ok(more) => more,
                 Err(e) => {
                     tracing::debug!(error = %e, "TURN UDP receive");
                     failed = true;
                     break;
                 }
             };
-            let tuple = FiveTuple {
-                transport: ClientTransport::Udp,
-                client: from,
-                server: local,
-            };
+            let now = Instant::now().into_std();
             let mut tx = shard.tx.borrow_mut();
-            shard.dispatch(tuple, &rx[..n], &mut tx);
+            for (bytes, from) in inbox.iter() {
+                let tuple = FiveTuple {
+                    transport: ClientTransport::Udp,
+                    client: from,
+                    server: local,
+                };
+                shard.dispatch(now, tuple, bytes, &mut tx);
+            }
+            if !more {
+                break;
+            }
         }
+        shard.flush_udp();
         if failed {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Send what tasks queued for UDP clients, once per wake-up of the shard.
+async fn flush_loop(shard: Rc<Shard>) {
+    loop {
+        shard.flush.notified().await;
+        shard.flush_udp();
     }
 }
 
@@ -237,21 +264,21 @@ where
         }
     };
     let reader = async {
-        let mut buf: Vec<u8> = Vec::with_capacity(128 * 1024);
-        let mut start = 0;
+        // Zeroed once; bytes `start..end` are read but not yet cut into frames.
+        let mut buf = vec![0u8; STREAM_BUFFER];
+        let (mut start, mut end) = (0, 0);
         let mut out = Vec::with_capacity(2048);
         loop {
-            let len = buf.len();
-            buf.resize(len + 65_536, 0);
-            let n = match rd.read(&mut buf[len..]).await {
+            let n = match rd.read(&mut buf[end..]).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            buf.truncate(len + n);
+            end += n;
+            let now = Instant::now().into_std();
             loop {
-                match stream_frame_len(&buf[start..]) {
-                    Ok(Some(flen)) if buf.len() - start >= flen => {
-                        shard.dispatch(tuple, &buf[start..start + flen], &mut out);
+                match stream_frame_len(&buf[start..end]) {
+                    Ok(Some(flen)) if end - start >= flen => {
+                        shard.dispatch(now, tuple, &buf[start..start + flen], &mut out);
                         start += flen;
                     }
                     Ok(_) => break,
@@ -259,12 +286,12 @@ where
                     Err(_) => return,
                 }
             }
-            if start == buf.len() {
-                buf.clear();
-                start = 0;
-            } else if start > 0 {
-                buf.drain(..start);
-                start = 0;
+            if start == end {
+                (start, end) = (0, 0);
+            } else if buf.len() - end < MAX_FRAME {
+                // Keep room for a whole frame after the partial one.
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
             }
         }
     };
@@ -282,16 +309,16 @@ where
 
 /// A relay socket: datagrams from peers go to the allocation's client.
 async fn relay_loop(shard: Rc<Shard>, id: RelayId, socket: Rc<UdpSocket>) {
+    let v4 = shard.relay_ip.is_ipv4();
     loop {
         if socket.readable().await.is_err() {
             continue;
         }
         let mut failed = false;
         loop {
-            let mut rx = shard.rx.borrow_mut();
-            let (n, peer) = match socket.try_recv_from(&mut rx) {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            let mut inbox = shard.inbox.borrow_mut();
+            let more = match inbox.recv(&socket, v4) {
+                Ok(more) => more,
                 Err(e) => {
                     tracing::debug!(error = %e, "TURN relay receive");
                     failed = true;
@@ -300,12 +327,17 @@ async fn relay_loop(shard: Rc<Shard>, id: RelayId, socket: Rc<UdpSocket>) {
             };
             let now = Instant::now().into_std();
             let mut tx = shard.tx.borrow_mut();
-            let to = shard
-                .server
-                .borrow_mut()
-                .handle_peer(now, id, peer, &rx[..n], &mut tx);
-            if let Some(tuple) = to {
-                shard.to_client(&tuple, &tx);
+            for (bytes, peer) in inbox.iter() {
+                let to = shard
+                    .server
+                    .borrow_mut()
+                    .handle_peer(now, id, peer, bytes, &mut tx);
+                if let Some(tuple) = to {
+                    shard.to_client(&tuple, &tx);
+                }
+            }
+            if !more {
+                break;
             }
         }
         if failed {
@@ -323,8 +355,13 @@ fn send_to(socket: &UdpSocket, data: &[u8], to: SocketAddr) {
 
 impl Shard {
     /// Feed one datagram or frame from a client to the server and carry out the result.
-    fn dispatch(self: &Rc<Self>, tuple: FiveTuple, bytes: &[u8], out: &mut Vec<u8>) {
-        let now = Instant::now().into_std();
+    fn dispatch(
+        self: &Rc<Self>,
+        now: std::time::Instant,
+        tuple: FiveTuple,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let mut server = self.server.borrow_mut();
         match server.handle_client(now, tuple, bytes, out) {
             Output::None => {}
@@ -378,14 +415,31 @@ impl Shard {
         }
     }
 
+    /// Send the datagrams queued for UDP clients.
+    fn flush_udp(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.len() == 0 {
+            return;
+        }
+        match &self.udp {
+            Some(udp) => outbox.flush(udp),
+            None => outbox.clear(),
+        }
+    }
+
     fn to_client(&self, tuple: &FiveTuple, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         match tuple.transport {
             ClientTransport::Udp => {
-                if let Some(udp) = &self.udp {
-                    send_to(udp, bytes, tuple.client);
+                let mut outbox = self.outbox.borrow_mut();
+                outbox.push(bytes, tuple.client);
+                if outbox.len() >= BATCH {
+                    drop(outbox);
+                    self.flush_udp();
+                } else if outbox.len() == 1 {
+                    self.flush.notify_one();
                 }
             }
             ClientTransport::Tcp | ClientTransport::Tls => {
