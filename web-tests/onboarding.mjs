@@ -128,6 +128,20 @@ await run(async (result) => {
     if (process.env.PEERCAM_WEB_LIVE === '1') {
       result.live = await checkPlaying(p, { shotDir, shot });
       step(result, 'live');
+      // Click to center: a click right of the middle pans right.
+      await p.getByRole('button', { name: 'Play', exact: true }).click();
+      await p.waitForFunction(() => window.peercam.lastPlay?.firstFrameAt != null, null, { timeout: 10000 });
+      const panOf = async () => Number((await p.getByText(/^Pan /).textContent()).match(/^Pan (-?[0-9.]+)/)[1]);
+      const before = await panOf();
+      const box = await p.locator('video').boundingBox();
+      await p.mouse.click(box.x + box.width * 0.5 + 60, box.y + box.height / 2);
+      await p.waitForFunction((b) => {
+        const m = [...document.querySelectorAll('p')].map((e) => e.textContent).find((t) => /^Pan /.test(t));
+        return m && Number(m.match(/^Pan (-?[0-9.]+)/)[1]) > b + 0.01;
+      }, before, { timeout: 10000 });
+      result.click_to_center = { before, after: await panOf() };
+      await p.getByRole('button', { name: 'Stop' }).click();
+      step(result, 'click to center');
     } else {
       result.live = 'skipped: PEERCAM_WEB_LIVE is not 1';
       await shot(p, '05-live');

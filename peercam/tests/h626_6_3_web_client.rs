@@ -137,6 +137,12 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
     // The live view played from the camera: the picture moves and is not blank.
     assert!(r["live"]["advanced_s"].as_f64().unwrap() > 0.5, "{r}");
     assert!(r["live"]["contrast"].as_f64().unwrap() > 5.0, "{r}");
+    // Click to center: a click right of the middle panned right.
+    let c2c = &r["click_to_center"];
+    assert!(
+        c2c["after"].as_f64().unwrap() > c2c["before"].as_f64().unwrap(),
+        "{r}"
+    );
     let shots = r["screenshots"].as_array().unwrap();
     assert!(
         shots.len() >= 16,

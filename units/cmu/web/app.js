@@ -645,6 +645,7 @@ const stamp = () => new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 
 function ptzPanel(d, video) {
   const path = `/devices/${encodeURIComponent(d.id)}/ptz`;
+  let zoomNow = 1;
   const presets = h('ul', { class: 'presets', 'aria-label': 'Presets' });
   const note = h('p', { class: 'muted', role: 'status' });
   const send = async (cmd) => {
@@ -652,6 +653,7 @@ function ptzPanel(d, video) {
       const st = await api('POST', path, cmd);
       showPresets(st.presets);
       note.textContent = `Pan ${st.pan.toFixed(2)}, tilt ${st.tilt.toFixed(2)}, zoom ${st.zoom.toFixed(1)}×`;
+      zoomNow = st.zoom;
       return st;
     } catch (e) {
       note.textContent = messageOf(e);
@@ -716,6 +718,25 @@ function ptzPanel(d, video) {
     held = null;
     send({ op: 'stop' });
   });
+  // Click to center (8.5): a click on the picture turns the camera so that the point clicked
+  // comes to the middle. The offset is taken from the drawn picture (letterboxing aside) and
+  // turned into a relative move assuming, as the camera's normalised space does, that the
+  // pan range spans the world and the view shows half of it at zoom 1.
+  video.addEventListener('click', (ev) => {
+    if (!video.videoWidth) return;
+    const r = video.getBoundingClientRect();
+    const scale = Math.min(r.width / video.videoWidth, r.height / video.videoHeight);
+    const w = video.videoWidth * scale;
+    const hgt = video.videoHeight * scale;
+    const dx = (ev.clientX - (r.left + r.width / 2)) / (w / 2);
+    const dy = (ev.clientY - (r.top + r.height / 2)) / (hgt / 2);
+    if (Math.abs(dx) > 1 || Math.abs(dy) > 1) return;
+    const fw = 0.5 / Math.max(zoomNow, 1);
+    const k = (fw / 2) / Math.max(0.5 - fw / 2, 0.05);
+    const clamp = (v) => Math.max(-2, Math.min(2, v));
+    send({ op: 'relative', pan: clamp(dx * k), tilt: clamp(-dy * k), zoom: 0 });
+  });
+  video.title = 'Click to center the camera on a point';
   const save = form({ class: 'inline', 'aria-label': 'Save preset' }, async (f) => {
     const st = await api('POST', path, { op: 'preset_set', slot: Number(f.pslot.value), name: f.pname.value.trim() });
     showPresets(st.presets);
