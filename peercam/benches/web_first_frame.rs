@@ -12,8 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peercam_signal::ps::DeviceKind;
-use peercam_test::{Cluster, new_identity, provision_record};
+use peercam_test::Cluster;
 use serde_json::Value;
 
 async fn scenario(dir: &Path, script: &str, env: &[(&str, String)]) -> Value {
@@ -61,29 +60,8 @@ async fn main() {
         .unwrap();
     let ids = c.provision(1).await.unwrap();
     let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
-    let mid = new_identity(DeviceKind::Mtu);
-    c.admin
-        .provision(vec![provision_record(&mid)])
-        .await
-        .unwrap();
-    let (mut m, _msd) = c
-        .start_mtu_with(&mid, 0, |cfg| {
-            cfg.turn = Some(peercam_mtu::turn::Config {
-                listen_udp: Some("127.0.0.1:0".parse().unwrap()),
-                listen_tcp: Some("127.0.0.1:0".parse().unwrap()),
-                secret: SECRET.into(),
-                allow_loopback_peers: true,
-                allow_peers: vec!["127.0.0.0/8".into()],
-                threads: Some(1),
-                ..peercam_mtu::turn::Config::default()
-            });
-        })
-        .await
-        .unwrap();
-    m.status
-        .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. }))
-        .await
-        .unwrap();
+    // Everything is on loopback here; production keeps loopback denied.
+    let _mtu = c.start_turn_mtu(SECRET, &["127.0.0.0/8"]).await.unwrap();
     let phone = "+15550990001";
     let owner = c.owner(phone).await.unwrap();
     c.bind(&owner, &ids[0]).await.unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use peercam_signal::ps::DeviceKind;
 use peercam_test::web::web_tests;
-use peercam_test::{Cluster, new_identity, provision_record};
+use peercam_test::{Cluster, new_identity};
 use serde_json::Value;
 
 /// Runs a scenario of `web-tests/` (see [`peercam_test::web::scenario`]).
@@ -210,34 +210,8 @@ async fn h626_6_3_web_client_live_view_direct_and_relayed() {
         .unwrap();
     let ids = c.provision(1).await.unwrap();
     let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
-    let mid = new_identity(DeviceKind::Mtu);
-    c.admin
-        .provision(vec![provision_record(&mid)])
-        .await
-        .unwrap();
-    let (mut m, _msd) = c
-        .start_mtu_with(&mid, 0, |cfg| {
-            cfg.turn = Some(peercam_mtu::turn::Config {
-                listen_udp: Some("127.0.0.1:0".parse().unwrap()),
-                listen_tcp: Some("127.0.0.1:0".parse().unwrap()),
-                secret: SECRET.into(),
-                // Everything is on loopback here; production keeps loopback denied.
-                allow_loopback_peers: true,
-                allow_peers: vec!["127.0.0.0/8".into()],
-                threads: Some(1),
-                ..peercam_mtu::turn::Config::default()
-            });
-        })
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        m.status
-            .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    // Everything is on loopback here; production keeps loopback denied.
+    let _mtu = c.start_turn_mtu(SECRET, &["127.0.0.0/8"]).await.unwrap();
     let phone = "+15550630002";
     let owner = c.owner(phone).await.unwrap();
     c.bind(&owner, &ids[0]).await.unwrap();

@@ -294,6 +294,40 @@ impl Cluster {
         Ok((peercam_mtu::start(cfg, sd.clone()).await?, sd))
     }
 
+    /// Provisions and starts an MTU serving TURN (UDP and TCP on the cluster's host) with
+    /// `secret` (the CMU's `turn_secret`), relaying to `allow_peers` (loopback allowed when
+    /// one of them is in 127/8); waits until it is registered.
+    pub async fn start_turn_mtu(
+        &self,
+        secret: &str,
+        allow_peers: &[&str],
+    ) -> anyhow::Result<(peercam_mtu::Running, Shutdown)> {
+        let id = new_identity(DeviceKind::Mtu);
+        self.admin.provision(vec![provision_record(&id)]).await?;
+        let loopback = allow_peers.iter().any(|p| p.starts_with("127."));
+        let host = self.host;
+        let (mut m, sd) = self
+            .start_mtu_with(&id, 0, |cfg| {
+                cfg.turn = Some(peercam_mtu::turn::Config {
+                    listen_udp: Some(SocketAddr::new(host, 0)),
+                    listen_tcp: Some(SocketAddr::new(host, 0)),
+                    secret: secret.into(),
+                    allow_loopback_peers: loopback,
+                    allow_peers: allow_peers.iter().map(|p| (*p).to_owned()).collect(),
+                    threads: Some(1),
+                    ..peercam_mtu::turn::Config::default()
+                });
+            })
+            .await?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            m.status
+                .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+        )
+        .await??;
+        Ok((m, sd))
+    }
+
     /// Starts a PU and waits until the CMU sees it online.
     pub async fn start_pu_online(
         &self,
