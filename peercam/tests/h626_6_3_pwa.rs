@@ -3,24 +3,22 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 use peercam_test::Cluster;
-use peercam_test::web::{scenario, web_tests};
+use peercam_test::web::{scenario, web_tests_or_skip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_m_cu_is_an_installable_pwa_with_update_check() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED h626_6_3_m_cu_is_an_installable_pwa_with_update_check: {why}");
-            return;
-        }
+    let Some(dir) = web_tests_or_skip("h626_6_3_m_cu_is_an_installable_pwa_with_update_check")
+    else {
+        return;
     };
     if std::process::Command::new("certutil")
         .arg("-H")
         .output()
         .is_err()
     {
-        eprintln!(
-            "SKIPPED h626_6_3_m_cu_is_an_installable_pwa_with_update_check: certutil is missing (apt-get install libnss3-tools)"
+        peercam_test::skip(
+            "h626_6_3_m_cu_is_an_installable_pwa_with_update_check",
+            "certutil is missing (apt-get install libnss3-tools)",
         );
         return;
     }

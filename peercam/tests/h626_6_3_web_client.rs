@@ -1,7 +1,7 @@
 //! H.626.4 6.3 (CU, M_CU): the web client served by the CMU, driven end to end in Debian's
 //! Chromium by playwright-core (`web-tests/*.mjs`). The scenarios print one JSON line; these
 //! tests start the platform, run them and check both what the browser saw and what the
-//! platform recorded. Skipped, with a SKIPPED line, where node, /usr/bin/chromium or
+//! platform recorded. Skipped (a failure under `CI=true`) where node, /usr/bin/chromium or
 //! `web-tests/node_modules` is missing; `.ci/run` installs all three.
 //!
 //! `PEERCAM_WEB_SHOTS=DIR` keeps the screenshots (desktop 1280x800 and phone 390x844) in DIR;
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use peercam_signal::ps::DeviceKind;
-use peercam_test::web::web_tests;
+use peercam_test::web::web_tests_or_skip;
 use peercam_test::{Cluster, new_identity};
 use serde_json::Value;
 
@@ -45,12 +45,8 @@ fn shots_dir(c: &Cluster) -> String {
 /// the sub-account sees only that camera. Then password change, logout, login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_web_client_signup_approval_bind_share() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED h626_6_3_web_client_signup_approval_bind_share: {why}");
-            return;
-        }
+    let Some(dir) = web_tests_or_skip("h626_6_3_web_client_signup_approval_bind_share") else {
+        return;
     };
     let c = Cluster::start(1).await.unwrap();
     let ids = c.provision(2).await.unwrap();
@@ -197,12 +193,8 @@ async fn h626_6_3_web_client_signup_approval_bind_share() {
 /// local recording download files, and click-to-first-frame is timed (p50/p95).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_web_client_live_view_direct_and_relayed() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED h626_6_3_web_client_live_view_direct_and_relayed: {why}");
-            return;
-        }
+    let Some(dir) = web_tests_or_skip("h626_6_3_web_client_live_view_direct_and_relayed") else {
+        return;
     };
     const SECRET: &str = "web-client-turn-secret";
     let c = Cluster::start_with(1, |cfg| cfg.turn_secret = Some(SECRET.into()))
@@ -263,14 +255,10 @@ async fn h626_6_3_web_client_live_view_direct_and_relayed() {
 /// recording downloaded; the session report has exactly the fields the CMU accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!(
-                "SKIPPED h626_6_3_web_client_live_view_contract_against_a_browser_peer: {why}"
-            );
-            return;
-        }
+    let Some(dir) =
+        web_tests_or_skip("h626_6_3_web_client_live_view_contract_against_a_browser_peer")
+    else {
+        return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let shots = shots_env(tmp.path());
@@ -314,14 +302,10 @@ async fn h626_6_3_web_client_live_view_contract_against_a_browser_peer() {
 /// 4 s that ffprobe reads as H.264 with the frames the NVR announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_3_web_client_playback_timeline_trick_modes_steps_export() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!(
-                "SKIPPED h626_6_3_web_client_playback_timeline_trick_modes_steps_export: {why}"
-            );
-            return;
-        }
+    let Some(dir) =
+        web_tests_or_skip("h626_6_3_web_client_playback_timeline_trick_modes_steps_export")
+    else {
+        return;
     };
     let c = Cluster::start(1).await.unwrap();
     let pu = c.provision(1).await.unwrap().remove(0);

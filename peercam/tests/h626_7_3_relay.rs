@@ -634,7 +634,10 @@ fn host_has_multicast() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_7_3_relay_multicasts_one_copy_to_many_viewers() {
     if !host_has_multicast() {
-        eprintln!("SKIPPED: this host has no multicast route that loops back");
+        peercam_test::skip(
+            "h626_7_3_relay_multicasts_one_copy_to_many_viewers",
+            "this host has no multicast route that loops back",
+        );
         return;
     }
     let w = world().await;

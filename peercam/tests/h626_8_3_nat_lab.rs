@@ -46,7 +46,10 @@ const GATEWAY_PUBLIC: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 3, 2)
 async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(PathKind, u64)> {
     let daemon = if upnp {
         let Some(d) = peercam_test::natlab::miniupnpd_path() else {
-            eprintln!("skipped: miniupnpd not installed (apt-get install -y miniupnpd-iptables)");
+            peercam_test::skip(
+                "h626_8_3_lab (UPnP)",
+                "miniupnpd not installed (apt-get install -y miniupnpd-iptables)",
+            );
             return None;
         };
         Some(d)
@@ -65,8 +68,8 @@ async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(P
     };
     let lab = match NatLab::new(&spec) {
         Ok(l) => l,
-        Err(e @ LabError::Skipped(_)) => {
-            eprintln!("{e}");
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
             return None;
         }
         Err(e) => panic!("lab: {e}"),
@@ -293,17 +296,11 @@ async fn h626_8_3_lab_mapped_camera_is_direct() {
 /// returns the path the page reports (`direct` or `relay`). `None` when the lab or the
 /// browser cannot run here.
 async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
-    let dir = match peercam_test::web::web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return None;
-        }
-    };
+    let dir = peercam_test::web::web_tests_or_skip("h626_8_3_lab_browser")?;
     let lab = match NatLab::new(&LabSpec::new().site(pu, 1).site(cu, 1)) {
         Ok(l) => l,
-        Err(e @ LabError::Skipped(_)) => {
-            eprintln!("{e}");
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
             return None;
         }
         Err(e) => panic!("lab: {e}"),

@@ -4,16 +4,12 @@
 
 use peercam_base::Scope;
 use peercam_test::Cluster;
-use peercam_test::web::{scenario, web_tests};
+use peercam_test::web::{scenario, web_tests_or_skip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_6_web_client_unshare_stops_the_live_view() {
-    let dir = match web_tests() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED h626_8_6_web_client_unshare_stops_the_live_view: {why}");
-            return;
-        }
+    let Some(dir) = web_tests_or_skip("h626_8_6_web_client_unshare_stops_the_live_view") else {
+        return;
     };
     let c = Cluster::start(1).await.unwrap();
     let ids = c.provision(1).await.unwrap();

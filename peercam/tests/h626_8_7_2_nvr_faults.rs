@@ -269,8 +269,9 @@ async fn h626_8_7_2_disk_full_frees_the_oldest_and_recording_resumes() {
         .args(["-m", "--propagation", "private", "true"])
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!(
-            "SKIPPED: unshare -m is not permitted here (needs root); the disk-full test did not run"
+        peercam_test::skip(
+            "h626_8_7_2 disk-full",
+            "unshare -m is not permitted here (needs root); the disk-full test did not run",
         );
         return;
     }

@@ -3,8 +3,8 @@
 //! Protocol logic lives in sans-IO crates (`peercam-signal`); this crate owns the sockets:
 //! TLS configuration with a pinned platform CA ([`tls`]), generation of a private CA for
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
-//! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]) and a
-//! shutdown signal ([`Shutdown`]).
+//! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]), a
+//! shutdown signal ([`Shutdown`]) and the rule for tests whose peer is missing ([`skip`]).
 
 pub mod agent;
 pub mod discover;
@@ -13,6 +13,7 @@ pub mod pki;
 pub mod portmap;
 pub mod rtsp;
 mod shutdown;
+pub mod skip;
 pub mod tls;
 pub mod ws;
 

@@ -30,6 +30,7 @@ use peercam_signal::identity::{BindCode, DeviceIdentity};
 use peercam_signal::ps::DeviceKind;
 
 pub use peercam_cu::CuError;
+pub use peercam_net::skip::skip;
 
 /// Logs to the test output when `PEERCAM_LOG` is set.
 pub fn init_logs() {

@@ -24,6 +24,18 @@ pub fn web_tests() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// The `web-tests` directory for `test`, or `None` after [`crate::skip`] said why the browser
+/// cannot run here (a failure under CI).
+pub fn web_tests_or_skip(test: &str) -> Option<PathBuf> {
+    match web_tests() {
+        Ok(d) => Some(d),
+        Err(why) => {
+            crate::skip(test, &why);
+            None
+        }
+    }
+}
+
 /// Runs `node web-tests/<script>` with `env` (through `wrap`, e.g. `ip netns exec NS`, when
 /// given); returns its JSON line. Panics, with its output, if it failed.
 pub async fn scenario(

@@ -122,8 +122,8 @@ async fn probe() -> Probe {
 fn lab_or_skip(spec: &LabSpec) -> Option<NatLab> {
     match NatLab::new(spec) {
         Ok(l) => Some(l),
-        Err(e @ LabError::Skipped(_)) => {
-            eprintln!("{e}");
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
             None
         }
         Err(e) => panic!("lab: {e}"),

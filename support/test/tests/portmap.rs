@@ -36,7 +36,10 @@ fn miniupnpd() -> Option<&'static str> {
 /// The lab with miniupnpd running on site 1's router, or `None` (skipped, reason printed).
 async fn gateway() -> Option<Gateway> {
     let Some(daemon) = miniupnpd() else {
-        eprintln!("skipped: miniupnpd not installed (apt-get install -y miniupnpd-iptables)");
+        peercam_test::skip(
+            "portmap gateway",
+            "miniupnpd not installed (apt-get install -y miniupnpd-iptables)",
+        );
         return None;
     };
     // miniupnpd-iptables drives the legacy xtables interface (libiptc).
@@ -45,8 +48,8 @@ async fn gateway() -> Option<Gateway> {
         .site_with_public_addr(NatKind::PortRestricted, 1, PUBLIC);
     let lab = match NatLab::new(&spec) {
         Ok(l) => l,
-        Err(e @ LabError::Skipped(_)) => {
-            eprintln!("{e}");
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
             return None;
         }
         Err(e) => panic!("lab: {e}"),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peercam_mtu::turn::{Config, Running, TurnService};
 use peercam_net::Shutdown;
+use peercam_net::skip::skip;
 use peercam_stun::auth::{RestCredential, RestSecret};
 use peercam_stun::framing::{ChannelData, Transport};
 use peercam_stun::message::{Attribute, Class, IntegrityAlgorithm, Message, Method, TransactionId};
@@ -154,9 +155,13 @@ fn uclient(server: SocketAddr, peer_port: u16, extra: &[&str]) -> (u64, u64, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_uclient_relays_over_udp_and_tcp() {
+    const TEST: &str = "coturn_uclient_relays_over_udp_and_tcp";
     for bin in ["turnutils_uclient", "turnutils_peer"] {
         if !have(bin) {
-            println!("skipped: {bin} not installed (Debian package coturn)");
+            skip(
+                TEST,
+                &format!("{bin} not installed (Debian package coturn)"),
+            );
             return;
         }
     }
@@ -190,9 +195,13 @@ async fn coturn_uclient_relays_over_udp_and_tcp() {
 /// and relays through our TLS listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_uclient_relays_over_tls() {
+    const TEST: &str = "coturn_uclient_relays_over_tls";
     for bin in ["turnutils_uclient", "turnutils_peer"] {
         if !have(bin) {
-            println!("skipped: {bin} not installed (Debian package coturn)");
+            skip(
+                TEST,
+                &format!("{bin} not installed (Debian package coturn)"),
+            );
             return;
         }
     }
@@ -222,7 +231,10 @@ async fn coturn_uclient_relays_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_stunclient_gets_a_binding() {
     if !have("turnutils_stunclient") {
-        println!("skipped: turnutils_stunclient not installed (Debian package coturn)");
+        skip(
+            "coturn_stunclient_gets_a_binding",
+            "turnutils_stunclient not installed (Debian package coturn)",
+        );
         return;
     }
     let svc = start(lab_config()).await;

@@ -54,7 +54,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::msg::{
-    Method, NptTime, Range, Request, Response, RtpInfo, SessionHeader, StatusCode, Transport,
+    ChannelPair, Method, Range, Request, Response, RtpInfo, SessionHeader, StatusCode, Transport,
     bearer_token, format_methods, uri,
 };
 use crate::parse::{Limit, Limits, ParseError, Parsed, parse_with};
@@ -214,6 +214,17 @@ pub enum ServerError {
         /// The track given.
         given: usize,
     },
+    /// `accept_setup` chose interleaved channels another track of the session already uses
+    /// (both streams would be mixed on one channel).
+    #[error("SETUP {cseq}: interleaved channel {channel} is taken by track {other}")]
+    ChannelInUse {
+        /// The CSeq.
+        cseq: u32,
+        /// The channel chosen twice.
+        channel: u8,
+        /// The track that has it.
+        other: usize,
+    },
     /// The connection is closed.
     #[error("the connection is closed")]
     Closed,
@@ -267,7 +278,7 @@ struct Pending {
 enum PendingKind {
     Describe,
     Setup { track: usize, uri: String },
-    Play { range: Option<Range> },
+    Play,
 }
 
 impl PendingKind {
@@ -284,6 +295,35 @@ impl PendingKind {
 struct Session {
     playing: bool,
     tracks: BTreeMap<usize, (String, Transport)>,
+}
+
+impl Session {
+    /// Another track (not `track`) whose interleaved channels meet `pair`: that track and
+    /// the shared channel.
+    fn channel_taken(&self, track: usize, pair: ChannelPair) -> Option<(usize, u8)> {
+        let wanted = [Some(pair.rtp), pair.rtcp];
+        self.tracks
+            .iter()
+            .filter(|(t, _)| **t != track)
+            .find_map(|(t, (_, tr))| {
+                let used = tr.interleaved?;
+                wanted
+                    .into_iter()
+                    .flatten()
+                    .find(|c| used.contains(*c))
+                    .map(|c| (*t, c))
+            })
+    }
+}
+
+/// Whether an offered transport can be served at all: UDP needs real client ports (port 0 is
+/// "any port" to a socket API, never a destination).
+fn usable_offer(t: &Transport) -> bool {
+    if t.is_tcp() || t.multicast == Some(true) {
+        return true;
+    }
+    t.client_port
+        .is_some_and(|p| p.rtp != 0 && p.rtcp != Some(0))
 }
 
 impl ServerConn {
@@ -432,6 +472,15 @@ impl ServerConn {
                 given: track,
             });
         }
+        if let (Some(pair), Some(session)) = (transport.interleaved, &self.session)
+            && let Some((other, channel)) = session.channel_taken(track, pair)
+        {
+            return Err(ServerError::ChannelInUse {
+                cseq,
+                channel,
+                other,
+            });
+        }
         let PendingKind::Setup { uri, .. } =
             self.take_pending(cseq, "SETUP", |k| matches!(k, PendingKind::Setup { .. }))?
         else {
@@ -453,26 +502,27 @@ impl ServerConn {
         Ok(())
     }
 
-    /// Accepts a pending PLAY: the session is playing. `rtp_info` gives, per set-up track,
-    /// the sequence number and RTP timestamp of the first packet to be sent; it becomes the
-    /// `RTP-Info` header (entries for unknown tracks are skipped).
+    /// Accepts a pending PLAY of a live stream: the session is playing and the answer's
+    /// `Range` is `npt=now-` (the live edge, RFC 2326 3.6). `rtp_info` gives, per set-up
+    /// track, the sequence number and RTP timestamp of the first packet to be sent; it becomes
+    /// the `RTP-Info` header (entries for unknown tracks are skipped).
     pub fn accept_play(
         &mut self,
         cseq: u32,
         rtp_info: &[(usize, u16, u32)],
     ) -> Result<(), ServerError> {
-        self.answer_play(cseq, rtp_info, None, None)
+        self.answer_play(cseq, rtp_info, "npt=now-", None)
     }
 
     fn answer_play(
         &mut self,
         cseq: u32,
         rtp_info: &[(usize, u16, u32)],
-        range_override: Option<&str>,
+        range: &str,
         scale: Option<&str>,
     ) -> Result<(), ServerError> {
-        let PendingKind::Play { range } =
-            self.take_pending(cseq, "PLAY", |k| matches!(k, PendingKind::Play { .. }))?
+        let PendingKind::Play =
+            self.take_pending(cseq, "PLAY", |k| matches!(k, PendingKind::Play))?
         else {
             return Err(ServerError::NotPending(cseq));
         };
@@ -492,15 +542,6 @@ impl ServerConn {
                     })
                 })
                 .collect();
-            let range = match range_override {
-                Some(r) => r.to_owned(),
-                None => range
-                    .unwrap_or(Range::Npt {
-                        start: Some(NptTime::At(Duration::ZERO)),
-                        end: None,
-                    })
-                    .to_string(),
-            };
             r.headers.append("Range", range);
             if let Some(s) = scale {
                 r.headers.append("Scale", s);
@@ -524,7 +565,7 @@ impl ServerConn {
         range: &str,
         scale: Option<&str>,
     ) -> Result<(), ServerError> {
-        self.answer_play(cseq, rtp_info, Some(range), scale)
+        self.answer_play(cseq, rtp_info, range, scale)
     }
 
     /// Refuses the pending request with `status` (e.g. 401, 403, 404, 461, 503); an empty
@@ -729,6 +770,20 @@ impl ServerConn {
         if self.state() == SessionState::Playing {
             return self.answer(cseq, StatusCode::METHOD_NOT_VALID_IN_THIS_STATE);
         }
+        // Offers the session cannot honour are dropped here, so the shell only ever picks a
+        // usable one: UDP without real client ports, or interleaved channels another track
+        // already uses (RFC 2326 12.39: 461 when nothing acceptable is left).
+        let transports: Vec<Transport> = transports
+            .into_iter()
+            .filter(usable_offer)
+            .filter(|t| match (t.interleaved, &self.session) {
+                (Some(pair), Some(session)) => session.channel_taken(track, pair).is_none(),
+                _ => true,
+            })
+            .collect();
+        if transports.is_empty() {
+            return self.answer(cseq, StatusCode::UNSUPPORTED_TRANSPORT);
+        }
         let parts = uri::split(&base);
         let path = normalize(parts.path);
         let token = find_token(parts.query, &req);
@@ -758,9 +813,7 @@ impl ServerConn {
         };
         self.pending = Some(Pending {
             cseq,
-            kind: PendingKind::Play {
-                range: range.clone(),
-            },
+            kind: PendingKind::Play,
         });
         let scale = req
             .headers

@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::msg::{ChannelPair, PortPair};
+use crate::msg::{ChannelPair, NptTime, PortPair};
 use crate::parse::parse;
 use crate::sdp::{AudioCodec, CameraSdp, H264Video, SessionDescription};
 
@@ -250,7 +250,8 @@ fn ffmpeg_tcp_session() {
     answer_all(&mut h, &ev);
     let r = h.responses().remove(0);
     assert_eq!(status_of(&r), (200, Some(5)));
-    assert_eq!(r.headers.get("Range"), Some("npt=0.000-"));
+    // A live stream plays from the live edge, whatever start the player asked for.
+    assert_eq!(r.headers.get("Range"), Some("npt=now-"));
     let info = r.headers.rtp_info().unwrap().unwrap();
     assert_eq!(info[0].url, format!("{URL}/trackID=0"));
     assert_eq!((info[0].seq, info[0].rtptime), (Some(1000), Some(90_000)));
@@ -520,6 +521,84 @@ fn malformed_and_oversized_input_is_answered_then_closed() {
             "input after close is ignored"
         );
     }
+}
+
+/// H.626.4 8.4 (RTSP live view): a second track set up onto the interleaved channels the
+/// first one uses would mix both streams on one channel: refused with 461, while free
+/// channels or another offer in the same header are taken; the shell cannot force it either.
+#[test]
+fn h626_8_4_rtsp_setup_refuses_interleaved_channels_in_use() {
+    let mut h = Harness::new();
+    h.setup_tcp(2);
+    let setup = |cseq: u32, transport: &str| {
+        format!(
+            "SETUP {URL}/trackID=1 RTSP/1.0\r\nTransport: {transport}\r\nCSeq: {cseq}\r\nSession: {SID}\r\n\r\n"
+        )
+    };
+    for clash in ["interleaved=0-1", "interleaved=1-2", "interleaved=2-0"] {
+        let r = h.one(&setup(3, &format!("RTP/AVP/TCP;unicast;{clash}")));
+        assert_eq!(status_of(&r), (461, Some(3)), "{clash}");
+    }
+    // Of two offers, the clashing one is dropped before the shell sees them.
+    let (r, ev) = h.feed(
+        setup(
+            4,
+            "RTP/AVP/TCP;unicast;interleaved=0-1,RTP/AVP/TCP;unicast;interleaved=2-3",
+        )
+        .as_bytes(),
+    );
+    assert!(r.is_empty(), "{r:?}");
+    let [ServerEvent::Setup { transports, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(transports.len(), 1);
+    assert_eq!(transports[0].interleaved.map(|p| p.rtp), Some(2));
+    // A shell that picks a taken pair anyway gets an error, not a mixed stream.
+    let mut forced = transports[0].clone();
+    forced.interleaved = Some(ChannelPair {
+        rtp: 1,
+        rtcp: Some(2),
+    });
+    assert!(matches!(
+        h.conn.accept_setup(4, 1, forced),
+        Err(ServerError::ChannelInUse {
+            channel: 1,
+            other: 0,
+            ..
+        })
+    ));
+    h.conn.accept_setup(4, 1, transports[0].clone()).unwrap();
+    assert_eq!(status_of(&h.responses()[0]), (200, Some(4)));
+    // Setting a track up again on its own channels is a transport change, not a clash.
+    let (_, ev) = h.feed(setup(5, "RTP/AVP/TCP;unicast;interleaved=2-3").as_bytes());
+    assert!(
+        matches!(ev.as_slice(), [ServerEvent::Setup { .. }]),
+        "{ev:?}"
+    );
+}
+
+/// H.626.4 8.4: UDP offers must name real client ports; `client_port=0-1` (port 0 is "any
+/// port" to a socket API, never a destination) is refused with 461.
+#[test]
+fn h626_8_4_rtsp_setup_refuses_client_port_zero() {
+    let mut h = Harness::new();
+    for (cseq, ports) in [(2, "0-1"), (3, "0"), (4, "5000-0")] {
+        let r = h.one(&format!(
+            "SETUP {URL}/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP;unicast;client_port={ports}\r\nCSeq: {cseq}\r\n\r\n"
+        ));
+        assert_eq!(status_of(&r), (461, Some(cseq)), "{ports}");
+    }
+    let (r, ev) = h.feed(
+        format!(
+            "SETUP {URL}/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\nCSeq: 5\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(r.is_empty());
+    assert!(
+        matches!(ev.as_slice(), [ServerEvent::Setup { .. }]),
+        "{ev:?}"
+    );
 }
 
 #[test]
