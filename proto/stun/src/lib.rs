@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`message`] | STUN messages (RFC 8489): header, typed attributes for STUN, TURN (RFC 8656) and RFC 5780, MESSAGE-INTEGRITY(-SHA256), FINGERPRINT |
 //! | [`framing`] | ChannelData (RFC 8656 12.4) and cutting a TCP/TLS byte stream into STUN messages and ChannelData frames |
+//! | [`classic`] | Binding requests of RFC 3489 clients (no magic cookie), answered as RFC 8489 12 says |
 //! | [`auth`] | long-term keys (RFC 8489 9.2) and coturn-style time-limited REST credentials |
 //! | [`policy`] | which peer addresses a TURN server may relay to (SECURITY.md D8, F3) |
 //! | [`server`] | the TURN server state machine: allocations, permissions, channels, nonces, quotas |
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod auth;
+pub mod classic;
 mod error;
 pub mod framing;
 pub mod message;

@@ -741,6 +741,9 @@ impl TurnServer {
         bytes: &[u8],
         out: &mut Vec<u8>,
     ) -> Output<'a> {
+        if crate::classic::is_classic_binding(bytes) {
+            return self.classic_binding(&tuple, bytes, out);
+        }
         let Ok(msg) = Message::decode(bytes) else {
             self.stats.malformed += 1;
             return Output::None;
@@ -799,7 +802,15 @@ impl TurnServer {
     /// RESPONSE-ORIGIN (RFC 5780 7.3).
     fn binding<'a>(&mut self, tuple: &FiveTuple, msg: &Message, out: &mut Vec<u8>) -> Output<'a> {
         self.stats.binding_requests += 1;
-        let unknown = msg.unknown_comprehension_required();
+        let mut unknown = msg.unknown_comprehension_required();
+        // RFC 5780 7.2: this server has no alternate address, so a request to answer from
+        // another address or port cannot be honoured: 420, never a success the client
+        // would take for "the other address answered".
+        if msg.attributes.iter().any(|a| {
+            matches!(a, Attribute::ChangeRequest { change_ip, change_port } if *change_ip || *change_port)
+        }) {
+            unknown.push(attr::CHANGE_REQUEST);
+        }
         if !unknown.is_empty() {
             let m = Message::new(Class::ErrorResponse, msg.method, msg.transaction_id)
                 .with(Attribute::ErrorCode(ErrorCode::new(
@@ -815,6 +826,28 @@ impl TurnServer {
             .with(Attribute::ResponseOrigin(tuple.server));
         self.add_software(&mut m);
         self.emit(out, &m, None)
+    }
+
+    /// RFC 8489 12: a Binding request of an RFC 3489 client (no magic cookie), answered
+    /// with MAPPED-ADDRESS and its own 128-bit transaction id; malformed ones are dropped.
+    fn classic_binding<'a>(
+        &mut self,
+        tuple: &FiveTuple,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Output<'a> {
+        out.clear();
+        match crate::classic::answer_binding(bytes, tuple.client) {
+            Ok(b) => {
+                self.stats.binding_requests += 1;
+                out.extend_from_slice(&b);
+                Output::Reply
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                Output::None
+            }
+        }
     }
 
     /// RFC 8489 9.2.4: the long-term credential checks, with REST usernames.

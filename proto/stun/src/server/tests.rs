@@ -189,6 +189,64 @@ fn binding_needs_no_credential() {
     assert_eq!(lab.server.stats().binding_requests, 1);
 }
 
+/// A Binding request of an RFC 3489 client (no magic cookie) is answered (RFC 8489 12), and a
+/// CHANGE-REQUEST the one-address server cannot honour gets 420 on both kinds of request.
+#[test]
+fn h626_7_3_classic_clients_and_change_requests_get_honest_answers() {
+    use crate::classic::ClassicMessage;
+    let mut lab = Lab::new(config());
+    let mut out = Vec::new();
+    let classic = ClassicMessage {
+        typ: 0x0001,
+        transaction_id: [9; 16],
+        attributes: vec![],
+    }
+    .encode()
+    .unwrap();
+    assert_eq!(
+        lab.server
+            .handle_client(lab.now, lab.tuple, &classic, &mut out),
+        Output::Reply
+    );
+    let m = ClassicMessage::decode(&out).unwrap();
+    assert_eq!((m.typ, m.transaction_id), (0x0101, [9; 16]));
+    assert!(m.get(attr::MAPPED_ADDRESS).is_some());
+    assert_eq!(lab.server.stats().binding_requests, 1);
+
+    for (change_ip, change_port) in [(true, false), (false, true), (true, true)] {
+        let req = Message::new(Class::Request, Method::BINDING, TransactionId([2; 12]))
+            .with(Attribute::ChangeRequest {
+                change_ip,
+                change_port,
+            })
+            .encode_sealed(None, true)
+            .unwrap();
+        assert_eq!(
+            lab.server.handle_client(lab.now, lab.tuple, &req, &mut out),
+            Output::Reply
+        );
+        let m = Message::decode(&out).unwrap();
+        assert_eq!(m.class, Class::ErrorResponse);
+        assert_eq!(
+            m.get(attr::UNKNOWN_ATTRIBUTES),
+            Some(&Attribute::UnknownAttributes(vec![attr::CHANGE_REQUEST]))
+        );
+    }
+    // Asking for no change is honoured as it stands.
+    let req = Message::new(Class::Request, Method::BINDING, TransactionId([3; 12]))
+        .with(Attribute::ChangeRequest {
+            change_ip: false,
+            change_port: false,
+        })
+        .encode_sealed(None, true)
+        .unwrap();
+    assert_eq!(
+        lab.server.handle_client(lab.now, lab.tuple, &req, &mut out),
+        Output::Reply
+    );
+    assert_eq!(Message::decode(&out).unwrap().class, Class::SuccessResponse);
+}
+
 #[test]
 fn h626_7_2_allocate_challenge_then_success() {
     let mut lab = Lab::new(config());
