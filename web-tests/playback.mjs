@@ -48,6 +48,15 @@ await run(async (result) => {
     result.thumbnail = await img.evaluate((i) => ({ w: i.naturalWidth, h: i.naturalHeight, src: i.src.slice(0, 5) }));
     expect(result.thumbnail.src === 'blob:', 'the thumbnail is shown from a blob URL');
     result.nvr_thumbnail = await p.locator(`li[data-device-id="${nvr}"] .thumb`).count();
+    expect(result.nvr_thumbnail === 0, 'the recorder has no picture of its own');
+    // Each kind of device offers what it can do: the recorder has no live view, playback,
+    // settings or sharing of its own; the camera has all four for its owner.
+    const links = async (id) => p.locator(`li[data-device-id="${id}"] .actions a`).allTextContents();
+    result.nvr_actions = await links(nvr);
+    result.camera_actions = await links(device);
+    expect(result.nvr_actions.length === 0, `no camera actions on the recorder's card, got ${result.nvr_actions}`);
+    expect(['Live view', 'Playback', 'Settings', 'Sharing'].every((a) => result.camera_actions.includes(a)),
+      `the camera's card offers its pages, got ${result.camera_actions}`);
     step(result, 'thumbnail');
 
     // --- The Playback tab: the NVR is chosen, the day's timeline is drawn.

@@ -49,7 +49,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// Runs `urls.len()` ffmpeg players for SECONDS; returns (server CPU s, bytes received, RSS peak KiB).
 fn run_players(server_pid: u32, urls: &[String]) -> (f64, u64, u64) {
     let c0 = cpu_s(server_pid);
-    // GStreamer's server drops simultaneous connects (listen backlog 5, PEERS.md): both servers
+    // GStreamer's server drops simultaneous connects (its listen backlog is 5): both servers
     // get the same 0.2 s stagger so the comparison measures streaming, not that.
     let stagger = if urls.len() > 10 {
         Duration::from_millis(200)

@@ -102,7 +102,7 @@ enum Cmd {
         device: String,
         #[arg(long)]
         to: String,
-        /// Comma-separated: live,playback,ptz,talk,config
+        /// Comma-separated: live,playback,ptz,talk,config (talk: stored; no intercom yet)
         #[arg(long, default_value = "live")]
         scopes: String,
     },

@@ -17,12 +17,88 @@ pub(crate) struct Args {
     /// Directory for the demo's state (recreated at each start).
     #[arg(long, default_value = "peercam-demo")]
     dir: PathBuf,
-    /// CMU API port on 127.0.0.1 (the SCU takes the next one); 0 picks free ports.
+    /// First of the demo's ports on 127.0.0.1; every unit follows it, so two demos with
+    /// ports 10 apart (or more cameras: 6 + cameras apart) never collide: CMU API = PORT,
+    /// SCU +1, NVR +2, MTU relay +3, MTU tunnel +4, TURN (UDP and TCP) +5, cameras' RTSP +6,
+    /// +7, ... 0 picks free ports for all.
     #[arg(long, default_value_t = 7000)]
     port: u16,
     /// Number of synthetic cameras.
     #[arg(long, default_value_t = 2)]
     cameras: usize,
+}
+
+/// Where each unit of the demo listens: a block starting at `--port`, or all 0 (free ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    cmu: u16,
+    scu: u16,
+    nvr: u16,
+    relay: u16,
+    tunnel: u16,
+    turn: u16,
+    /// The first camera's; the others follow.
+    camera: u16,
+}
+
+impl Ports {
+    fn new(base: u16, cameras: usize) -> anyhow::Result<Self> {
+        if base == 0 {
+            return Ok(Self {
+                cmu: 0,
+                scu: 0,
+                nvr: 0,
+                relay: 0,
+                tunnel: 0,
+                turn: 0,
+                camera: 0,
+            });
+        }
+        let last = usize::from(base) + 6 + cameras.saturating_sub(1);
+        anyhow::ensure!(
+            last <= usize::from(u16::MAX),
+            "--port {base} with {cameras} cameras needs ports up to {last}; pick a lower --port"
+        );
+        Ok(Self {
+            cmu: base,
+            scu: base + 1,
+            nvr: base + 2,
+            relay: base + 3,
+            tunnel: base + 4,
+            turn: base + 5,
+            camera: base + 6,
+        })
+    }
+
+    /// The RTSP port of camera `i` (counting from 0).
+    fn camera(&self, i: usize) -> u16 {
+        if self.camera == 0 {
+            return 0;
+        }
+        // `new` checked that the whole block fits.
+        self.camera + u16::try_from(i).unwrap_or(0)
+    }
+}
+
+/// How to run this very binary from the shell the demo was started in, for the commands it
+/// prints: `peercam` when that is on the PATH and is this binary, otherwise this binary's
+/// path (relative to the working directory when it is below it, as after `cargo run`).
+fn self_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "peercam".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .any(|d| std::fs::canonicalize(d.join("peercam")).is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        return "peercam".into();
+    }
+    let cwd = std::env::current_dir().and_then(std::fs::canonicalize);
+    match cwd.as_ref().map(|c| exe.strip_prefix(c)) {
+        Ok(Ok(rel)) => format!("./{}", rel.display()),
+        _ => exe.display().to_string(),
+    }
 }
 
 const DEMO_FILES: &[&str] = &[
@@ -93,7 +169,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ca_pem = std::fs::read(&pki.ca_cert)?;
     let scu_secret = random_text(32);
 
-    let cmu_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let ports = Ports::new(args.port, args.cameras)?;
+    let cmu_addr = SocketAddr::from(([127, 0, 0, 1], ports.cmu));
     let mut cmu_cfg = peercam_cmu::Config::new(
         format!("sqlite://{}", dir.join("cmu.db").display()),
         dir.clone(),
@@ -122,10 +199,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pki.ca_cert.clone(),
         scu_secret,
     );
-    scu_cfg.listen = SocketAddr::from((
-        [127, 0, 0, 1],
-        if args.port == 0 { 0 } else { args.port + 1 },
-    ));
+    scu_cfg.listen = SocketAddr::from(([127, 0, 0, 1], ports.scu));
     let scu = peercam_scu::start(scu_cfg, shutdown.clone())
         .await
         .context("starting the SCU")?;
@@ -157,13 +231,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             scu_url.clone(),
             pki.ca_cert.clone(),
         );
-        // Each camera's RTSP server on its own loopback port (8554, 8555, ... by default).
-        let rtsp_port = if args.port == 0 {
-            0
-        } else {
-            8554 + u16::try_from(pus.len()).unwrap_or(0)
-        };
-        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], rtsp_port));
+        // Each camera's RTSP server on its own loopback port (7006, 7007, ... by default).
+        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], ports.camera(pus.len())));
         // A two-minute day, so night vision (6.1.5) switches while you watch.
         cfg.day_cycle_s = 120;
         // A simulated radio (6.1.11): `peercam cu wlan` lists these networks; "cafe" cannot
@@ -201,8 +270,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         scu_url.clone(),
         pki.ca_cert.clone(),
     );
-    nvr_cfg.media_listen =
-        SocketAddr::from(([127, 0, 0, 1], if args.port == 0 { 0 } else { 8556 }));
+    nvr_cfg.media_listen = SocketAddr::from(([127, 0, 0, 1], ports.nvr));
     nvr_cfg.store_dir = Some(dir.join("nvr-recordings"));
     let mut nvr = peercam_nvr::start(nvr_cfg, shutdown.clone())
         .await
@@ -227,10 +295,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pki.server_cert.clone(),
         pki.server_key.clone(),
     );
-    let (relay_port, tunnel_port) = if args.port == 0 { (0, 0) } else { (8654, 8655) };
-    mtu_cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], relay_port));
-    mtu_cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
-    let turn_port = if args.port == 0 { 0 } else { 3478 };
+    mtu_cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], ports.relay));
+    mtu_cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], ports.tunnel));
+    let turn_port = ports.turn;
     mtu_cfg.turn = Some(peercam_mtu::turn::Config {
         listen_udp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
         listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
@@ -381,47 +448,46 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "off".to_owned(), |a| a.to_string())
     );
     println!("  details      {}\n", dir.join("demo.json").display());
+    let pc = self_command();
     println!("Try:");
     println!(
         "  export PEERCAM_API={api} PEERCAM_CA={}",
         pki.ca_cert.display()
     );
-    println!("  peercam cu login --user {phone} --password {password}");
-    println!("  peercam cu devices");
+    println!("  {pc} cu login --user {phone} --password {password}");
+    println!("  {pc} cu devices");
     let first = ids
         .first()
         .map(|i| i.device_id.to_string())
         .unwrap_or_default();
-    println!("  peercam cu status {first}");
+    println!("  {pc} cu status {first}");
+    println!("  ffplay -rtsp_transport tcp \"$({pc} cu url {first})\"   # live view (H.626.4 8.4)");
     println!(
-        "  ffplay -rtsp_transport tcp \"$(peercam cu url {first})\"   # live view (H.626.4 8.4)"
+        "  {pc} cu url {first}                                     # every path: LAN first, the MTU's relay last (8.3)"
     );
     println!(
-        "  peercam cu url {first}                                     # every path: LAN first, the MTU's relay last (8.3)"
+        "  {pc} cu play {first} --seconds 5 --out live.mp4          # tries the paths in order, reports the one used"
     );
     println!(
-        "  peercam cu play {first} --seconds 5 --out live.mp4          # tries the paths in order, reports the one used"
+        "  {pc} admin sessions                                     # operator: live views by path (log in as admin)"
     );
+    println!("  {pc} cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
+    println!("  {pc} cu params get {first}                              # parameters (8.9.1)");
+    println!("  {pc} cu params set {first} osd.text=GATE night.mode=night");
     println!(
-        "  peercam admin sessions                                     # operator: live views by path (log in as admin)"
-    );
-    println!("  peercam cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
-    println!("  peercam cu params get {first}                              # parameters (8.9.1)");
-    println!("  peercam cu params set {first} osd.text=GATE night.mode=night");
-    println!(
-        "  peercam cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
+        "  {pc} cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
     );
     let second = ids
         .get(1)
         .map(|i| i.device_id.to_string())
         .unwrap_or_default();
     println!(
-        "  peercam cu recordings {first}                              # today's timeline (8.7.2)"
+        "  {pc} cu recordings {first}                              # today's timeline (8.7.2)"
     );
-    println!("  peercam cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
-    println!("  peercam cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
+    println!("  {pc} cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
+    println!("  {pc} cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
     println!(
-        "  peercam cu event {second} --kind alarm                     # alarm recording with pre-roll"
+        "  {pc} cu event {second} --kind alarm                     # alarm recording with pre-roll"
     );
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
@@ -431,4 +497,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await;
     let _ = Shutdown::new;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ports;
+
+    fn all(p: &Ports, cameras: usize) -> Vec<u16> {
+        let mut v = vec![p.cmu, p.scu, p.nvr, p.relay, p.tunnel, p.turn];
+        v.extend((0..cameras).map(|i| p.camera(i)));
+        v
+    }
+
+    /// Every port of the demo follows `--port`: two demos 6 + cameras apart share none, and
+    /// `--port 0` leaves every port to the system.
+    #[test]
+    fn demo_ports_follow_the_port_option_and_never_collide() {
+        for cameras in [1, 2, 5] {
+            let a = all(&Ports::new(7000, cameras).unwrap(), cameras);
+            let mut sorted = a.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), a.len(), "a port used twice: {a:?}");
+            let span = 6 + cameras as u16;
+            let b = all(&Ports::new(7000 + span, cameras).unwrap(), cameras);
+            assert!(a.iter().all(|p| !b.contains(p)), "{a:?} {b:?}");
+            assert!(a.iter().all(|p| (7000..7000 + span).contains(p)));
+        }
+        let zero = Ports::new(0, 3).unwrap();
+        assert!(all(&zero, 3).iter().all(|p| *p == 0));
+        assert!(Ports::new(65_530, 2).is_err());
+        assert!(Ports::new(65_528, 2).is_ok());
+    }
 }

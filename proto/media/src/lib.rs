@@ -9,7 +9,7 @@
 //! | [`annexb`] | Annex B / AVCC framing, NAL types, emulation prevention, access units | PU encoder output, RTP (de)packetisation, NVR recording |
 //! | [`sps`] | picture size, profile/level, frame rate from an SPS | SDP `profile-level-id`, MP4 sample entries |
 //! | [`sei`] | the per-frame tag (frame number, capture time, stream) in an SEI message | PU (writes), CU and tests (latency, completeness) |
-//! | [`mp4`] | flat MP4 writer (in memory or streamed) and reader | NVR, cloud storage, CU export |
+//! | [`mp4`] | flat MP4 writer (in memory or streamed) and reader | NVR, SD card, CU export |
 //!
 //! # Example: Annex B in, MP4 out
 //!

@@ -12,7 +12,7 @@
 //!
 //! That is a 36-byte payload. Readers ignore bytes after `stream`, so a later version may
 //! append fields. Tests and the CU use the tag to measure latency and to check that frames
-//! arrive complete and in order through every path (direct, MTU relay, NVR, cloud storage).
+//! arrive complete and in order through every path (direct, MTU relay, NVR).
 //!
 //! [`sei_nal`] builds the NAL unit; [`parse_sei`] finds the tag among the messages of any
 //! SEI NAL unit (x264, for one, writes its own `user_data_unregistered` message) and ignores

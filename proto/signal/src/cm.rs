@@ -322,7 +322,8 @@ pub struct SubaccountView {
 pub struct ShareRequest {
     /// The sub-account's username.
     pub username: String,
-    /// What it may do: any of live, playback, ptz, talk, config.
+    /// What it may do: any of live, playback, ptz, talk, config (`talk` is stored and shown,
+    /// but no intercom exists yet to use it).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub scopes: ScopeSet,
 }

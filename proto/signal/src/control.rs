@@ -207,7 +207,8 @@ pub struct DeviceParams {
     pub night: NightParams,
     /// Audio.
     pub audio: AudioParams,
-    /// Alarm inputs.
+    /// Alarm inputs: validated and saved with the parameters. Nothing reads the inputs yet:
+    /// alarms from them (8.8) are not implemented.
     #[serde(default)]
     pub alarm_inputs: Vec<AlarmInput>,
     /// Offset of local time from UTC, minutes (-720..=840), for the OSD clock.
@@ -466,7 +467,8 @@ pub struct UserParams {
     pub utc_offset_min: i16,
     /// Largest picture the user's clients ask for by default, pixels wide (176..=1920).
     pub default_max_width: u16,
-    /// Receive alarm notifications (8.8).
+    /// Whether the user wants alarm notifications (8.8). Saved only: no alarm notification
+    /// is sent yet.
     pub notify_alarms: bool,
 }
 

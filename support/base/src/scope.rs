@@ -15,7 +15,7 @@ pub enum Scope {
     Playback,
     /// Pan, tilt, zoom (8.5).
     Ptz,
-    /// Two-way audio (6.1.8).
+    /// Two-way audio (6.1.8). Granted and stored like the others; no intercom uses it yet.
     Talk,
     /// Read and change device parameters (8.9.1).
     Config,

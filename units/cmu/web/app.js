@@ -8,7 +8,7 @@ export const VERSION = '0.1.0';
 const PLATFORM = 'web';
 const SCOPES = ['live', 'playback', 'ptz', 'talk', 'config'];
 const SCOPE_LABEL = {
-  live: 'Live view', playback: 'Recordings', ptz: 'Pan, tilt, zoom', talk: 'Talk', config: 'Settings',
+  live: 'Live view', playback: 'Recordings', ptz: 'Pan, tilt, zoom', talk: 'Talk (intercom not available yet)', config: 'Settings',
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -466,34 +466,45 @@ async function refreshThumb(d) {
   for (const box of document.querySelectorAll(`.thumb[data-thumb-for="${CSS.escape(d.id)}"]`)) fillThumb(box, d);
 }
 
+/**
+ * The pages a device offers to this user: a camera (PU) what its scopes allow, sharing to its
+ * owner; a recorder (NVR) none of its own: its recordings play from each camera's page.
+ */
+function devicePages(d) {
+  if (d.kind !== 'pu') return [];
+  return [
+    ['live', 'Live', d.scopes.includes('live')],
+    ['recordings', 'Playback', d.scopes.includes('playback')],
+    ['settings', 'Settings', d.scopes.includes('config')],
+    ['sharing', 'Sharing', d.relation === 'owner'],
+  ].filter((t) => t[2]).map(([t, label]) => [t, label]);
+}
+
 function deviceCard(d) {
-  const can = (s) => d.scopes.includes(s);
+  const pages = new Set(devicePages(d).map(([t]) => t));
   const base = `#/device/${encodeURIComponent(d.id)}`;
   return h('li', { class: 'device card', dataset: { deviceId: d.id, online: String(d.online) } },
-    d.kind === 'pu' && can('live') && thumbBox(d),
+    pages.has('live') && thumbBox(d),
     h('div', { class: 'device-head' },
       h('h2', null, d.name),
       h('span', { class: `badge ${d.online ? 'online' : 'offline'}` }, d.online ? 'Online' : 'Offline')),
     h('p', { class: 'muted' }, `${d.vendor} ${d.model} · ${d.kind.toUpperCase()} · `, h('code', null, d.id)),
     !d.online && h('p', { class: 'muted' }, `Last seen ${fmtTime(d.last_seen)}.`),
     d.relation === 'shared' && h('p', { class: 'muted' }, `Shared with you: ${d.scopes.map((s) => SCOPE_LABEL[s] ?? s).join(', ')}.`),
-    h('div', { class: 'actions' },
-      can('live') && h('a', { class: 'button primary', href: `${base}/live` }, 'Live view'),
-      can('playback') && h('a', { class: 'button', href: `${base}/recordings` }, 'Playback'),
-      can('config') && h('a', { class: 'button', href: `${base}/settings` }, 'Settings'),
-      d.relation === 'owner' && h('a', { class: 'button', href: `${base}/sharing` }, 'Sharing')));
+    d.kind === 'nvr' && h('p', { class: 'muted recorder-note' },
+      'Network video recorder: choose it on a camera\'s Playback page to play what it recorded.'),
+    pages.size > 0 && h('div', { class: 'actions' },
+      pages.has('live') && h('a', { class: 'button primary', href: `${base}/live` }, 'Live view'),
+      pages.has('recordings') && h('a', { class: 'button', href: `${base}/recordings` }, 'Playback'),
+      pages.has('settings') && h('a', { class: 'button', href: `${base}/settings` }, 'Settings'),
+      pages.has('sharing') && h('a', { class: 'button', href: `${base}/sharing` }, 'Sharing')));
 }
 
 /** The heading and tabs of a device page. */
 async function deviceFrame(main, id, tab, title) {
   const d = await api('GET', `/devices/${encodeURIComponent(id)}`);
   const base = `#/device/${encodeURIComponent(id)}`;
-  const tabs = [
-    ['live', 'Live', d.scopes.includes('live')],
-    ['recordings', 'Playback', d.scopes.includes('playback')],
-    ['settings', 'Settings', d.scopes.includes('config')],
-    ['sharing', 'Sharing', d.relation === 'owner'],
-  ].filter((t) => t[2]);
+  const tabs = devicePages(d);
   main.append(
     h('p', { class: 'crumbs' }, h('a', { href: '#/devices' }, '← All devices')),
     h('div', { class: 'heading' },

@@ -355,6 +355,38 @@ function withTimeout(p, ms, message) {
     .finally(() => clearTimeout(t));
 }
 
+/** `addr:port` and `port` of each host candidate in an SDP. */
+function hostCandidates(sdp) {
+  const seen = new Set();
+  for (const line of (sdp ?? '').split(/\r?\n/)) {
+    const m = /^a=candidate:\S+ \d+ \S+ \d+ (\S+) (\d+) typ host\b/i.exec(line);
+    if (m) {
+      seen.add(`${m[1]}:${m[2]}`);
+      seen.add(`:${m[2]}`);
+      // An mDNS name (`<uuid>.local`) hides the address; the port still ties the check to it.
+      if (m[1].endsWith('.local')) seen.add(`mdns:${m[2]}`);
+    }
+  }
+  return seen;
+}
+
+/**
+ * A candidate's type for the path report. A peer-reflexive candidate is learned from a
+ * connectivity check that arrived before (or instead of) the signalled candidate; when it has
+ * the address and port of a host candidate of that side, no NAT translated it and it counts
+ * as `host` (on a LAN or loopback the checks often race the signalling, and a host candidate
+ * hidden behind an mDNS name is only ever seen this way). Where the address is hidden, the
+ * port decides.
+ */
+function effectiveType(c, hosts) {
+  const t = c?.candidateType;
+  if (t !== 'prflx') return t;
+  const addr = c.address ?? c.ip;
+  const known = addr ? hosts.has(`${addr}:${c.port}`) : hosts.has(`:${c.port}`);
+  if (known || hosts.has(`mdns:${c.port}`)) return 'host';
+  return t;
+}
+
 /**
  * The selected candidate pair: relayed if our side is a TURN relay candidate (or the far side
  * is one), else direct. `kind` is the platform's path name for the session report: `relay`,
@@ -373,8 +405,8 @@ export async function selectedPath(pc) {
   }
   const local = pair && stats.get(pair.localCandidateId);
   const remote = pair && stats.get(pair.remoteCandidateId);
-  const lt = local?.candidateType;
-  const rt = remote?.candidateType;
+  const lt = effectiveType(local, hostCandidates(pc.localDescription?.sdp));
+  const rt = effectiveType(remote, hostCandidates(pc.remoteDescription?.sdp));
   let kind;
   if (lt === 'relay' || rt === 'relay') kind = 'relay';
   else if (lt === 'host' && rt === 'host') kind = 'lan';

@@ -1,5 +1,5 @@
 //! Flat (non-fragmented) MP4 files (ISO/IEC 14496-12 and -15) with one H.264 video track and
-//! an optional G.711 audio track: what the NVR records, cloud storage keeps and the CU exports.
+//! an optional G.711 audio track: what the NVR and the SD card record and the CU exports.
 //!
 //! # Writing
 //!
