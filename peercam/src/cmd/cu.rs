@@ -7,6 +7,9 @@ use peercam_base::{Scope, ScopeSet};
 use peercam_cu::Client;
 use serde::{Deserialize, Serialize};
 
+mod commands;
+use commands::*;
+
 /// Connection options shared by `peercam cu` and `peercam admin`.
 #[derive(clap::Args, Clone)]
 pub(crate) struct Conn {
@@ -444,30 +447,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let s = conn.anonymous()?.confirm(&phone, &code).await?;
             print(json, &s, |s| println!("{:?}: {}", s.status, s.next))?;
         }
-        Cmd::Login => {
-            let (Some(u), Some(p)) = (&conn.user, &conn.password) else {
-                bail!("pass --user and --password")
-            };
-            let (c, r) = conn.anonymous()?.login(u, p).await?;
-            let saved = Saved {
-                api: c.api().to_owned(),
-                ca: conn.ca.clone().or_else(|| load_saved().and_then(|s| s.ca)),
-                token: r.token.clone(),
-            };
-            let path = saved_path();
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            peercam_net::pki::write_file(&path, &serde_json::to_string_pretty(&saved)?, true)?;
-            print(json, &r.user, |u| {
-                println!(
-                    "logged in as {} ({:?}); session saved in {}",
-                    u.login,
-                    u.role,
-                    path.display()
-                )
-            })?;
-        }
+        Cmd::Login => login(conn, json).await?,
         Cmd::Rec(r) => super::rec::run(conn, r).await?,
         Cmd::Logout => {
             conn.client().await?.logout().await?;
@@ -484,30 +464,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             conn.client().await?.change_password(&old, &new).await?;
             println!("password changed; other sessions were ended");
         }
-        Cmd::Devices => {
-            let list = conn.client().await?.devices().await?;
-            print(json, &list, |list| {
-                if list.is_empty() {
-                    println!("no devices yet: bind one with `peercam cu bind DEVICE_ID BIND_CODE`");
-                    return;
-                }
-                println!(
-                    "{:<20} {:<20} {:<8} {:<7} SCOPES",
-                    "DEVICE", "NAME", "STATE", "ROLE"
-                );
-                for d in list {
-                    let scopes: Vec<&str> = d.scopes.iter().map(Scope::as_str).collect();
-                    println!(
-                        "{:<20} {:<20} {:<8} {:<7} {}",
-                        d.id,
-                        d.name,
-                        if d.online { "online" } else { "offline" },
-                        format!("{:?}", d.relation).to_lowercase(),
-                        scopes.join(",")
-                    );
-                }
-            })?;
-        }
+        Cmd::Devices => devices(conn, json).await?,
         Cmd::Bind {
             device,
             bind_code,
@@ -528,141 +485,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let d = conn.client().await?.rename(&device, &name).await?;
             print(json, &d, |d| println!("{} is now {:?}", d.id, d.name))?;
         }
-        Cmd::Status { device } => {
-            let s = conn.client().await?.status(&device).await?;
-            print(json, &s, |s| {
-                let d = &s.description;
-                println!(
-                    "{} via {}: {} {} agent {}, up {} s, connected {} s",
-                    s.id, s.node, d.vendor, d.model, d.sw_version, d.uptime_s, d.connected_s
-                );
-                match (d.clock_offset_us, d.clock_jitter_us) {
-                    (Some(o), Some(j)) => println!(
-                        "clock: corrected by {:+.1} ms to agree with the SCU (jitter {:.1} ms)",
-                        o as f64 / 1000.0,
-                        j as f64 / 1000.0
-                    ),
-                    _ => println!("clock: not synchronised yet"),
-                }
-            })?;
-        }
+        Cmd::Status { device } => status(conn, json, &device).await?,
         Cmd::Play {
             device,
             seconds,
             out,
             caps,
-        } => {
-            let r = conn.client().await?.play(&device, &caps.request()).await?;
-            let bar = indicatif::ProgressBar::new(seconds);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} recording [{bar:30}] {pos}/{len} s {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            if json {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            }
-            let paths = if r.paths.is_empty() {
-                vec![peercam_signal::relay::MediaPath {
-                    kind: r.path,
-                    url: r.url.clone(),
-                    stun: None,
-                }]
-            } else {
-                r.paths.clone()
-            };
-            let puncher = peercam_cu::live::Puncher {
-                client: conn.client().await?,
-                device: device.clone(),
-            };
-            let (rec, reached) = peercam_cu::live::record_best(
-                &paths,
-                Some(&puncher),
-                std::time::Duration::from_secs(seconds),
-                |s| bar.set_position(s as u64),
-            )
-            .await?;
-            bar.finish_and_clear();
-            // The operator sees which path live views take (best effort).
-            let report = peercam_signal::cm::SessionReport {
-                path: reached.kind,
-                connect_ms: reached.connect_ms.round() as u32,
-                bytes: rec.bytes,
-                seconds: rec.seconds.round() as u32,
-            };
-            if let Err(e) = conn.client().await?.report_session(&device, &report).await {
-                tracing::debug!(error = %e, "session report not accepted");
-            }
-            std::fs::write(&out, &rec.mp4).with_context(|| format!("writing {}", out.display()))?;
-            let summary = serde_json::json!({
-                "file": out, "frames": rec.frames, "seconds": rec.seconds, "lost_frames": rec.lost, "bytes": rec.mp4.len(),
-                "width": r.caps.max_width, "fps": r.caps.max_fps,
-                "path": reached.kind, "connect_ms": reached.connect_ms,
-            });
-            print(json, &summary, |_| {
-                println!(
-                    "wrote {} ({} frames, {:.1} s, {} lost, {} bytes) via the {} path ({} connected in {:.0} ms)",
-                    out.display(),
-                    rec.frames,
-                    rec.seconds,
-                    rec.lost,
-                    rec.mp4.len(),
-                    reached.kind.as_str(),
-                    if reached.kind.is_direct() {
-                        "camera"
-                    } else {
-                        "relay"
-                    },
-                    reached.connect_ms
-                );
-            })?;
-        }
-        Cmd::Url { device, caps } => {
-            let r = conn.client().await?.play(&device, &caps.request()).await?;
-            print(json, &r, |r| {
-                println!("{}", r.url);
-                for p in r.paths.iter().filter(|p| p.url != r.url) {
-                    eprintln!("  also ({}): {}", p.kind.as_str(), p.url);
-                }
-            })?;
-        }
-        Cmd::Sub(sub) => {
-            let c = conn.client().await?;
-            match sub {
-                SubCmd::List => {
-                    let l = c.subaccounts().await?;
-                    print(json, &l, |l| {
-                        l.iter()
-                            .for_each(|s| println!("{} (id {})", s.username, s.id))
-                    })?;
-                }
-                SubCmd::Create {
-                    username,
-                    new_password,
-                } => {
-                    let s = c.create_subaccount(&username, &new_password).await?;
-                    print(json, &s, |s| println!("created sub-account {}", s.username))?;
-                }
-                SubCmd::Delete { username } => {
-                    c.delete_subaccount(&username).await?;
-                    println!("deleted sub-account {username}");
-                }
-            }
-        }
-        Cmd::Share { device, to, scopes } => {
-            let s = conn
-                .client()
-                .await?
-                .share(&device, &to, parse_scopes(&scopes)?)
-                .await?;
-            print(json, &s, |s| {
-                println!(
-                    "shared {} with {} ({:?})",
-                    s.device_id, s.username, s.scopes
-                )
-            })?;
-        }
+        } => play(conn, json, device, seconds, out, caps).await?,
+        Cmd::Url { device, caps } => url(conn, json, &device, &caps).await?,
+        Cmd::Sub(cmd) => subaccounts(conn, json, cmd).await?,
+        Cmd::Share { device, to, scopes } => share(conn, json, &device, &to, &scopes).await?,
         Cmd::Unshare { device, from } => {
             conn.client().await?.unshare(&device, &from).await?;
             println!("{device} is no longer shared with {from}");
@@ -674,102 +506,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .for_each(|s| println!("{} {:?}", s.username, s.scopes))
             })?;
         }
-        Cmd::Ptz { device, op } => {
-            use peercam_signal::control::PtzCommand as P;
-            let order = match op {
-                PtzOp::Move {
-                    pan,
-                    tilt,
-                    zoom,
-                    timeout_ms,
-                } => P::Move {
-                    pan,
-                    tilt,
-                    zoom,
-                    timeout_ms,
-                },
-                PtzOp::Stop => P::Stop,
-                PtzOp::To { pan, tilt, zoom } => P::Absolute { pan, tilt, zoom },
-                PtzOp::By { pan, tilt, zoom } => P::Relative { pan, tilt, zoom },
-                PtzOp::PresetSet { slot, name } => P::PresetSet { slot, name },
-                PtzOp::PresetGoto { slot } => P::PresetGoto { slot },
-                PtzOp::PresetRemove { slot } => P::PresetRemove { slot },
-            };
-            let s = conn.client().await?.ptz(&device, &order).await?;
-            print(json, &s, |s| {
-                println!(
-                    "pan {:+.2} tilt {:+.2} zoom {:.2}x{}",
-                    s.pan,
-                    s.tilt,
-                    s.zoom,
-                    if s.moving { " (moving)" } else { "" }
-                );
-                for p in &s.presets {
-                    println!(
-                        "  preset {:>2} {:<16} pan {:+.2} tilt {:+.2} zoom {:.2}x",
-                        p.slot, p.name, p.pan, p.tilt, p.zoom
-                    );
-                }
-            })?;
-        }
+        Cmd::Ptz { device, op } => ptz(conn, json, &device, op).await?,
         Cmd::Wlan {
             device,
             join,
             security,
             passphrase,
-        } => {
-            let client = conn.client().await?;
-            let s = match join {
-                None => client.wlan(&device).await?,
-                Some(ssid) => {
-                    let security = serde_json::from_value(serde_json::Value::String(security))
-                        .map_err(|_| anyhow::anyhow!("--security: open, wpa2_psk or wpa3_sae"))?;
-                    let config = peercam_signal::control::WlanConfig {
-                        ssid,
-                        security,
-                        passphrase,
-                    };
-                    client.set_wlan(&device, &config).await?
-                }
-            };
-            print(json, &s, |s| {
-                println!("on: {}", s.current.as_deref().unwrap_or("(none)"));
-                for n in &s.networks {
-                    println!("  {:<32} {:>3} % {:?}", n.ssid, n.signal_pct, n.security);
-                }
-                if let Some(l) = &s.last_switch {
-                    println!("last switch to {:?}: {}", l.ssid, l.outcome);
-                }
-            })?;
-        }
-        Cmd::Upgrade { device, to, wait } => {
-            let client = conn.client().await?;
-            let mut s = match &to {
-                Some(v) => client.upgrade(&device, v).await?,
-                None => client.upgrade_status(&device).await?,
-            };
-            if wait {
-                s = follow_upgrade(&client, &device, s, to.as_deref()).await?;
-            }
-            print(json, &s, |s| {
-                println!(
-                    "running {}; {}{}{}",
-                    s.running,
-                    s.state,
-                    s.target
-                        .as_deref()
-                        .map(|t| format!(" (target {t})"))
-                        .unwrap_or_default(),
-                    s.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-            })?;
-            if matches!(s.state.as_str(), "failed" | "rolled_back") {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        } => wlan(conn, json, &device, join, security, passphrase).await?,
+        Cmd::Upgrade { device, to, wait } => return upgrade(conn, json, &device, to, wait).await,
         Cmd::SelfUpdate {
             check,
             release_keys,
@@ -791,20 +535,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let s = client.set_user_params(move |p| *p = next).await?;
             print(json, &s, |s| println!("applied; revision {}", s.revision))?;
         }
-        Cmd::Params(ParamsCmd::Get { device }) => {
-            let s = conn.client().await?.params(&device).await?;
-            print(json, &s, |s| {
-                println!(
-                    "revision {} (night vision: IR lamp {}, light {} %)",
-                    s.revision,
-                    if s.ir_lamp_on { "on" } else { "off" },
-                    s.light_pct
-                );
-                if let Ok(text) = serde_json::to_string_pretty(&s.params) {
-                    println!("{text}");
-                }
-            })?;
-        }
+        Cmd::Params(ParamsCmd::Get { device }) => params_get(conn, json, &device).await?,
         Cmd::Params(ParamsCmd::Set { device, changes }) => {
             let client = conn.client().await?;
             // Check the edits locally first, so a typo is named before anything is asked.
@@ -816,32 +547,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             device,
             wipe_recordings,
             yes,
-        } => {
-            if !yes {
-                bail!(
-                    "a reset cannot be undone: the camera forgets its settings and is unbound; add --yes to go ahead"
-                );
-            }
-            conn.client().await?.reset(&device, wipe_recordings).await?;
-            println!(
-                "{device} acknowledged the reset; it is unbound and registers again in factory state"
-            );
-        }
-        Cmd::Audit => {
-            let l = conn.client().await?.audit().await?;
-            print(json, &l, |l| {
-                for e in l {
-                    println!(
-                        "{} {:<18} {:<22} {:<14} {}",
-                        e.at,
-                        e.action,
-                        e.device_id.as_deref().unwrap_or("-"),
-                        e.outcome,
-                        e.detail
-                    );
-                }
-            })?;
-        }
+        } => reset(conn, &device, wipe_recordings, yes).await?,
+        Cmd::Audit => audit(conn, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -101,6 +102,354 @@ fn self_command() -> String {
     }
 }
 
+/// The demo user binds the cameras and the NVR and attaches the cameras to the NVR with
+/// [`demo_strategy`]; returns the devices for `demo.json`.
+async fn bind_all(
+    user: &Client,
+    ids: &[peercam_signal::identity::DeviceIdentity],
+    nvr_id: &peercam_signal::identity::DeviceIdentity,
+    nvr: &mut peercam_nvr::Running,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut devices = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let name = format!("Camera {}", i + 1);
+        bind_when_online(user, id, &name).await?;
+        devices.push(serde_json::json!({ "id": id.device_id, "name": name }));
+    }
+    // The NVR: bound, both cameras attached; the first recorded continuously (1 GiB,
+    // overwriting the oldest), the second around alarms (`peercam cu event --kind alarm`).
+    registered(
+        nvr.status
+            .wait_for(|s| matches!(s, peercam_nvr::NvrStatus::Registered { .. })),
+        "NVR",
+    )
+    .await?;
+    bind_when_online(user, nvr_id, "Recorder").await?;
+    for (i, id) in ids.iter().enumerate() {
+        let cam = id.device_id.as_str();
+        user.attach_camera(nvr_id.device_id.as_str(), cam).await?;
+        user.set_recording(cam, Some(nvr_id.device_id.as_str()), &demo_strategy(i))
+            .await?;
+    }
+    devices.push(serde_json::json!({ "id": nvr_id.device_id, "name": "Recorder", "kind": "nvr" }));
+    Ok(devices)
+}
+
+/// Waits up to 15 s for a unit's registration (`wait`, a watch of its status).
+async fn registered<T, E>(
+    wait: impl Future<Output = Result<T, E>>,
+    what: &str,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .with_context(|| format!("the {what} did not register in time"))??;
+    Ok(())
+}
+
+/// Binds a device for the demo user once the CMU sees it online: presence reaches the CMU a
+/// moment after the device sees its registration.
+async fn bind_when_online(
+    user: &Client,
+    id: &peercam_signal::identity::DeviceIdentity,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        match user
+            .bind(id.device_id.as_str(), &id.bind_code.display(), Some(name))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some("device_offline") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The NVR's strategy for demo camera `i`: the first recorded continuously (1 GiB, overwriting
+/// the oldest), the others around alarms with pre- and post-roll.
+fn demo_strategy(i: usize) -> peercam_record::strategy::Strategy {
+    use peercam_record::strategy::{Mode, Retention, Strategy};
+    Strategy {
+        mode: if i == 0 {
+            Mode::Continuous
+        } else {
+            Mode::Alarm {
+                pre_s: 5,
+                post_s: 20,
+            }
+        },
+        retention: Retention {
+            quota_bytes: 1 << 30,
+            cyclic: true,
+            max_age_days: 0,
+        },
+        utc_offset_min: 0,
+    }
+}
+
+/// The configuration of demo camera `index`: its identity file, RTSP on `rtsp_port`, a short
+/// day for night vision and a simulated radio.
+fn camera_config(
+    dir: &Path,
+    id: &peercam_signal::identity::DeviceIdentity,
+    scu_url: &str,
+    ca: &Path,
+    rtsp_port: u16,
+    index: usize,
+) -> anyhow::Result<peercam_pu::Config> {
+    let mut cfg = peercam_pu::Config::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", id.device_id)),
+        scu_url.to_owned(),
+        ca.to_path_buf(),
+    );
+    // Each camera's RTSP server on its own loopback port (7006, 7007, ... by default).
+    cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], rtsp_port));
+    // A two-minute day, so night vision (6.1.5) switches while you watch.
+    cfg.day_cycle_s = 120;
+    // A simulated radio (6.1.11): `peercam cu wlan` lists these networks; "cafe" cannot
+    // reach the platform, so joining it shows the automatic return.
+    let radio = dir.join(format!("radio-{}.json", index));
+    if !radio.exists() {
+        std::fs::write(
+            &radio,
+            r#"{"current": "home", "networks": [
+  {"ssid": "home", "security": "wpa2_psk", "passphrase": "demo-home-1", "signal_pct": 72},
+  {"ssid": "office", "security": "wpa3_sae", "passphrase": "demo-office-1", "signal_pct": 41},
+  {"ssid": "cafe", "security": "open", "signal_pct": 55, "reaches_platform": false}
+]}"#,
+        )?;
+    }
+    cfg.wlan = Some(format!("file:{}", radio.display()));
+    cfg.wlan_confirm_s = 15;
+    Ok(cfg)
+}
+
+/// The demo MTU: relay and tunnel on the demo's ports, TURN on loopback with the CMU's secret.
+fn mtu_config(
+    dir: &Path,
+    mtu_id: &peercam_signal::identity::DeviceIdentity,
+    scu_url: &str,
+    pki: &peercam_net::pki::PkiFiles,
+    ports: &Ports,
+    turn_secret: String,
+) -> peercam_mtu::Config {
+    let mut cfg = peercam_mtu::Config::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", mtu_id.device_id)),
+        scu_url.to_owned(),
+        pki.ca_cert.clone(),
+        pki.server_cert.clone(),
+        pki.server_key.clone(),
+    );
+    cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], ports.relay));
+    cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], ports.tunnel));
+    let turn_port = ports.turn;
+    cfg.turn = Some(peercam_mtu::turn::Config {
+        listen_udp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
+        listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
+        secret: turn_secret,
+        // Every unit of the demo is on loopback; a deployment keeps loopback denied (D8).
+        allow_loopback_peers: true,
+        allow_peers: vec!["127.0.0.0/8".into()],
+        threads: Some(1),
+        ..peercam_mtu::turn::Config::default()
+    });
+    cfg
+}
+
+/// The demo CMU: SQLite and the SMS outbox under `dir`, TLS from the demo's CA.
+fn cmu_config(
+    dir: &Path,
+    pki: &peercam_net::pki::PkiFiles,
+    port: u16,
+    scu_secret: &str,
+    turn_secret: &str,
+) -> peercam_cmu::Config {
+    let cmu_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmu_cfg = peercam_cmu::Config::new(
+        format!("sqlite://{}", dir.join("cmu.db").display()),
+        dir.to_path_buf(),
+        vec![scu_secret.to_owned()],
+        peercam_cmu::SmsConfig::Outbox {
+            dir: dir.join("sms-outbox"),
+        },
+    );
+    cmu_cfg.listen = cmu_addr;
+    cmu_cfg.turn_secret = Some(turn_secret.to_owned());
+    cmu_cfg.tls = Some(peercam_cmu::TlsFiles {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+    });
+    cmu_cfg
+}
+
+/// The demo user `phone`: signs up with the SMS code from the outbox (6.1.1), is approved by
+/// the operator and logs in. Returns the session and the password.
+async fn demo_user(
+    anon: &Client,
+    admin: &Client,
+    dir: &Path,
+    phone: &str,
+) -> anyhow::Result<(Client, String)> {
+    let password = random_text(16);
+    anon.signup(phone, &password).await?;
+    let code = code_from_outbox(&dir.join("sms-outbox"), phone)?;
+    anon.confirm(phone, &code).await?;
+    let pending = admin.admin_users(Some("pending_approval")).await?;
+    let uid = pending
+        .iter()
+        .find(|u| u.login == phone)
+        .map(|u| u.id)
+        .context("demo user not pending")?;
+    admin.approve(uid).await?;
+    let (user, _) = anon.login(phone, &password).await?;
+    Ok((user, password))
+}
+
+/// The demo NVR: playback and export on `port`, recordings under `dir`.
+fn nvr_config(
+    dir: &Path,
+    nvr_id: &peercam_signal::identity::DeviceIdentity,
+    scu_url: &str,
+    ca: &Path,
+    port: u16,
+) -> peercam_nvr::Config {
+    let mut cfg = peercam_nvr::Config::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", nvr_id.device_id)),
+        scu_url.to_owned(),
+        ca.to_path_buf(),
+    );
+    cfg.media_listen = SocketAddr::from(([127, 0, 0, 1], port));
+    cfg.store_dir = Some(dir.join("nvr-recordings"));
+    cfg
+}
+
+/// What the demo prints once it runs.
+struct Guide<'a> {
+    api: &'a str,
+    scu_url: &'a str,
+    ca: &'a Path,
+    phone: &'a str,
+    password: &'a str,
+    cameras: &'a [peercam_signal::identity::DeviceIdentity],
+    nvr: &'a peercam_signal::identity::DeviceIdentity,
+    nvr_dir: &'a Path,
+    mtu_id: &'a peercam_signal::identity::DeviceIdentity,
+    mtu: &'a peercam_mtu::Running,
+    details: &'a Path,
+}
+
+/// `demo.json` for scripts: addresses, the CA, the login and the devices (written whole, then
+/// renamed into place).
+fn write_details(g: &Guide<'_>, dir: &Path, devices: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    let info = serde_json::json!({
+        "api": g.api,
+        "ca": g.ca,
+        "scu": g.scu_url,
+        "user": g.phone,
+        "password": g.password,
+        "admin_password_file": dir.join("admin.password"),
+        "sms_outbox": dir.join("sms-outbox"),
+        "devices": devices,
+    });
+    let tmp = dir.join("demo.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, g.details)?;
+    Ok(())
+}
+
+/// The addresses, the login and commands to try, each working as printed.
+fn print_guide(g: &Guide<'_>) {
+    println!("peercam demo is running (Ctrl-C to stop)\n");
+    println!(
+        "  CMU API      {}   (OpenAPI: {}/api/v1/openapi.json)",
+        g.api, g.api
+    );
+    println!("  SCU          {}", g.scu_url);
+    println!("  platform CA  {}", g.ca.display());
+    println!("  demo user    {} / {}", g.phone, g.password);
+    println!(
+        "  cameras      {}",
+        g.cameras
+            .iter()
+            .map(|i| i.device_id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  NVR          {} (recordings in {})",
+        g.nvr.device_id,
+        g.nvr_dir.display()
+    );
+    println!(
+        "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works; TURN {})",
+        g.mtu_id.device_id,
+        g.mtu.rtsp_addr,
+        g.mtu
+            .turn
+            .as_ref()
+            .and_then(|t| t.udp)
+            .map_or_else(|| "off".to_owned(), |a| a.to_string())
+    );
+    println!("  details      {}\n", g.details.display());
+    let pc = self_command();
+    println!("Try:");
+    println!(
+        "  export PEERCAM_API={} PEERCAM_CA={}",
+        g.api,
+        g.ca.display()
+    );
+    println!(
+        "  {pc} cu login --user {} --password {}",
+        g.phone, g.password
+    );
+    println!("  {pc} cu devices");
+    let first = g
+        .cameras
+        .first()
+        .map(|i| i.device_id.to_string())
+        .unwrap_or_default();
+    println!("  {pc} cu status {first}");
+    println!("  ffplay -rtsp_transport tcp \"$({pc} cu url {first})\"   # live view (H.626.4 8.4)");
+    println!(
+        "  {pc} cu url {first}                                     # every path: LAN first, the MTU's relay last (8.3)"
+    );
+    println!(
+        "  {pc} cu play {first} --seconds 5 --out live.mp4          # tries the paths in order, reports the one used"
+    );
+    println!(
+        "  {pc} admin sessions                                     # operator: live views by path (log in as admin)"
+    );
+    println!("  {pc} cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
+    println!("  {pc} cu params get {first}                              # parameters (8.9.1)");
+    println!("  {pc} cu params set {first} osd.text=GATE night.mode=night");
+    println!(
+        "  {pc} cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
+    );
+    let second = g
+        .cameras
+        .get(1)
+        .map(|i| i.device_id.to_string())
+        .unwrap_or_default();
+    println!(
+        "  {pc} cu recordings {first}                              # today's timeline (8.7.2)"
+    );
+    println!("  {pc} cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
+    println!("  {pc} cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
+    println!(
+        "  {pc} cu event {second} --kind alarm                     # alarm recording with pre-roll"
+    );
+}
+
 const DEMO_FILES: &[&str] = &[
     "demo.json",
     "cmu.db",
@@ -170,23 +519,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scu_secret = random_text(32);
 
     let ports = Ports::new(args.port, args.cameras)?;
-    let cmu_addr = SocketAddr::from(([127, 0, 0, 1], ports.cmu));
-    let mut cmu_cfg = peercam_cmu::Config::new(
-        format!("sqlite://{}", dir.join("cmu.db").display()),
-        dir.clone(),
-        vec![scu_secret.clone()],
-        peercam_cmu::SmsConfig::Outbox {
-            dir: dir.join("sms-outbox"),
-        },
-    );
-    cmu_cfg.listen = cmu_addr;
     // The TURN REST secret the CMU shares with the MTU (docs/turn.md).
     let turn_secret = random_text(32);
-    cmu_cfg.turn_secret = Some(turn_secret.clone());
-    cmu_cfg.tls = Some(peercam_cmu::TlsFiles {
-        cert: pki.server_cert.clone(),
-        key: pki.server_key.clone(),
-    });
+    let cmu_cfg = cmu_config(&dir, &pki, ports.cmu, &scu_secret, &turn_secret);
     let cmu = peercam_cmu::start(cmu_cfg, shutdown.clone())
         .await
         .context("starting the CMU")?;
@@ -225,31 +560,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     let mut pus = Vec::new();
     for id in &ids {
-        let mut cfg = peercam_pu::Config::new(
-            dir.join("devices")
-                .join(format!("{}.identity.toml", id.device_id)),
-            scu_url.clone(),
-            pki.ca_cert.clone(),
-        );
-        // Each camera's RTSP server on its own loopback port (7006, 7007, ... by default).
-        cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], ports.camera(pus.len())));
-        // A two-minute day, so night vision (6.1.5) switches while you watch.
-        cfg.day_cycle_s = 120;
-        // A simulated radio (6.1.11): `peercam cu wlan` lists these networks; "cafe" cannot
-        // reach the platform, so joining it shows the automatic return.
-        let radio = dir.join(format!("radio-{}.json", pus.len()));
-        if !radio.exists() {
-            std::fs::write(
-                &radio,
-                r#"{"current": "home", "networks": [
-  {"ssid": "home", "security": "wpa2_psk", "passphrase": "demo-home-1", "signal_pct": 72},
-  {"ssid": "office", "security": "wpa3_sae", "passphrase": "demo-office-1", "signal_pct": 41},
-  {"ssid": "cafe", "security": "open", "signal_pct": 55, "reaches_platform": false}
-]}"#,
-            )?;
-        }
-        cfg.wlan = Some(format!("file:{}", radio.display()));
-        cfg.wlan_confirm_s = 15;
+        let cfg = camera_config(
+            &dir,
+            id,
+            &scu_url,
+            &pki.ca_cert,
+            ports.camera(pus.len()),
+            pus.len(),
+        )?;
         pus.push(peercam_pu::start(cfg, shutdown.clone()).await?);
     }
 
@@ -264,14 +582,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .await?
     .remove(0);
-    let mut nvr_cfg = peercam_nvr::Config::new(
-        dir.join("devices")
-            .join(format!("{}.identity.toml", nvr_id.device_id)),
-        scu_url.clone(),
-        pki.ca_cert.clone(),
-    );
-    nvr_cfg.media_listen = SocketAddr::from(([127, 0, 0, 1], ports.nvr));
-    nvr_cfg.store_dir = Some(dir.join("nvr-recordings"));
+    let nvr_cfg = nvr_config(&dir, &nvr_id, &scu_url, &pki.ca_cert, ports.nvr);
     let mut nvr = peercam_nvr::start(nvr_cfg, shutdown.clone())
         .await
         .context("starting the NVR")?;
@@ -287,208 +598,39 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .await?
     .remove(0);
-    let mut mtu_cfg = peercam_mtu::Config::new(
-        dir.join("devices")
-            .join(format!("{}.identity.toml", mtu_id.device_id)),
-        scu_url.clone(),
-        pki.ca_cert.clone(),
-        pki.server_cert.clone(),
-        pki.server_key.clone(),
-    );
-    mtu_cfg.rtsp_listen = SocketAddr::from(([127, 0, 0, 1], ports.relay));
-    mtu_cfg.tunnel_listen = SocketAddr::from(([127, 0, 0, 1], ports.tunnel));
-    let turn_port = ports.turn;
-    mtu_cfg.turn = Some(peercam_mtu::turn::Config {
-        listen_udp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
-        listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], turn_port))),
-        secret: turn_secret,
-        // Every unit of the demo is on loopback; a deployment keeps loopback denied (D8).
-        allow_loopback_peers: true,
-        allow_peers: vec!["127.0.0.0/8".into()],
-        threads: Some(1),
-        ..peercam_mtu::turn::Config::default()
-    });
+    let mtu_cfg = mtu_config(&dir, &mtu_id, &scu_url, &pki, &ports, turn_secret);
     let mtu = peercam_mtu::start(mtu_cfg, shutdown.clone())
         .await
         .context("starting the MTU")?;
 
     // A user signs up by phone (6.1.1), the operator approves, the user binds the cameras (8.2).
     let phone = "+15550100001";
-    let password = random_text(16);
-    anon.signup(phone, &password).await?;
-    let code = code_from_outbox(&dir.join("sms-outbox"), phone)?;
-    anon.confirm(phone, &code).await?;
-    let pending = admin.admin_users(Some("pending_approval")).await?;
-    let uid = pending
-        .iter()
-        .find(|u| u.login == phone)
-        .map(|u| u.id)
-        .context("demo user not pending")?;
-    admin.approve(uid).await?;
-    let (user, _) = anon.login(phone, &password).await?;
+    let (user, password) = demo_user(&anon, &admin, &dir, phone).await?;
     for pu in &mut pus {
-        tokio::time::timeout(
-            Duration::from_secs(15),
+        registered(
             pu.status
                 .wait_for(|s| matches!(s, peercam_pu::PuStatus::Registered { .. })),
+            "camera",
         )
-        .await
-        .context("camera did not register in time")??;
+        .await?;
     }
-    let mut devices = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let name = format!("Camera {}", i + 1);
-        // Presence reaches the CMU a moment after the PU sees its registration.
-        let mut tries = 0;
-        loop {
-            match user
-                .bind(id.device_id.as_str(), &id.bind_code.display(), Some(&name))
-                .await
-            {
-                Ok(_) => break,
-                Err(e) if e.code() == Some("device_offline") && tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        devices.push(serde_json::json!({ "id": id.device_id, "name": name }));
-    }
-    // The NVR: bound, both cameras attached; the first recorded continuously (1 GiB,
-    // overwriting the oldest), the second around alarms (`peercam cu event --kind alarm`).
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        nvr.status
-            .wait_for(|s| matches!(s, peercam_nvr::NvrStatus::Registered { .. })),
-    )
-    .await
-    .context("the NVR did not register in time")??;
-    let mut tries = 0;
-    loop {
-        match user
-            .bind(
-                nvr_id.device_id.as_str(),
-                &nvr_id.bind_code.display(),
-                Some("Recorder"),
-            )
-            .await
-        {
-            Ok(_) => break,
-            Err(e) if e.code() == Some("device_offline") && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for (i, id) in ids.iter().enumerate() {
-        let cam = id.device_id.as_str();
-        user.attach_camera(nvr_id.device_id.as_str(), cam).await?;
-        let mode = if i == 0 {
-            peercam_record::strategy::Mode::Continuous
-        } else {
-            peercam_record::strategy::Mode::Alarm {
-                pre_s: 5,
-                post_s: 20,
-            }
-        };
-        let strategy = peercam_record::strategy::Strategy {
-            mode,
-            retention: peercam_record::strategy::Retention {
-                quota_bytes: 1 << 30,
-                cyclic: true,
-                max_age_days: 0,
-            },
-            utc_offset_min: 0,
-        };
-        user.set_recording(cam, Some(nvr_id.device_id.as_str()), &strategy)
-            .await?;
-    }
-    devices.push(serde_json::json!({ "id": nvr_id.device_id, "name": "Recorder", "kind": "nvr" }));
+    let devices = bind_all(&user, &ids, &nvr_id, &mut nvr).await?;
 
-    let info = serde_json::json!({
-        "api": api,
-        "ca": pki.ca_cert,
-        "scu": scu_url,
-        "user": phone,
-        "password": password,
-        "admin_password_file": dir.join("admin.password"),
-        "sms_outbox": dir.join("sms-outbox"),
-        "devices": devices,
-    });
-    let tmp = dir.join("demo.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-    std::fs::rename(&tmp, dir.join("demo.json"))?;
-
-    println!("peercam demo is running (Ctrl-C to stop)\n");
-    println!("  CMU API      {api}   (OpenAPI: {api}/api/v1/openapi.json)");
-    println!("  SCU          {scu_url}");
-    println!("  platform CA  {}", pki.ca_cert.display());
-    println!("  demo user    {phone} / {password}");
-    println!(
-        "  cameras      {}",
-        ids.iter()
-            .map(|i| i.device_id.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  NVR          {} (recordings in {})",
-        nvr_id.device_id,
-        dir.join("nvr-recordings").display()
-    );
-    println!(
-        "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works; TURN {})",
-        mtu_id.device_id,
-        mtu.rtsp_addr,
-        mtu.turn
-            .as_ref()
-            .and_then(|t| t.udp)
-            .map_or_else(|| "off".to_owned(), |a| a.to_string())
-    );
-    println!("  details      {}\n", dir.join("demo.json").display());
-    let pc = self_command();
-    println!("Try:");
-    println!(
-        "  export PEERCAM_API={api} PEERCAM_CA={}",
-        pki.ca_cert.display()
-    );
-    println!("  {pc} cu login --user {phone} --password {password}");
-    println!("  {pc} cu devices");
-    let first = ids
-        .first()
-        .map(|i| i.device_id.to_string())
-        .unwrap_or_default();
-    println!("  {pc} cu status {first}");
-    println!("  ffplay -rtsp_transport tcp \"$({pc} cu url {first})\"   # live view (H.626.4 8.4)");
-    println!(
-        "  {pc} cu url {first}                                     # every path: LAN first, the MTU's relay last (8.3)"
-    );
-    println!(
-        "  {pc} cu play {first} --seconds 5 --out live.mp4          # tries the paths in order, reports the one used"
-    );
-    println!(
-        "  {pc} admin sessions                                     # operator: live views by path (log in as admin)"
-    );
-    println!("  {pc} cu ptz {first} to --pan 0.8 --tilt 0 --zoom 2     # turn the camera (8.5)");
-    println!("  {pc} cu params get {first}                              # parameters (8.9.1)");
-    println!("  {pc} cu params set {first} osd.text=GATE night.mode=night");
-    println!(
-        "  {pc} cu wlan {first} --join cafe --security open          # WLAN, with automatic return (6.1.11)"
-    );
-    let second = ids
-        .get(1)
-        .map(|i| i.device_id.to_string())
-        .unwrap_or_default();
-    println!(
-        "  {pc} cu recordings {first}                              # today's timeline (8.7.2)"
-    );
-    println!("  {pc} cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
-    println!("  {pc} cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
-    println!(
-        "  {pc} cu event {second} --kind alarm                     # alarm recording with pre-roll"
-    );
+    let guide = Guide {
+        api: &api,
+        scu_url: &scu_url,
+        ca: &pki.ca_cert,
+        phone,
+        password: &password,
+        cameras: &ids,
+        nvr: &nvr_id,
+        nvr_dir: &dir.join("nvr-recordings"),
+        mtu_id: &mtu_id,
+        mtu: &mtu,
+        details: &dir.join("demo.json"),
+    };
+    write_details(&guide, &dir, devices)?;
+    print_guide(&guide);
     shutdown.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = cmu.task.await;
