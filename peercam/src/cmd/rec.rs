@@ -323,84 +323,14 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
             day,
             from,
             to,
-        } => {
-            let (from, to) = match (from, to, day) {
-                (Some(f), Some(t), _) => (parse_time("from", &f)?, parse_time("to", &t)?),
-                (_, _, Some(d)) => {
-                    let f = parse_rfc3339(&format!("{d}T00:00:00Z")).context("--day YYYY-MM-DD")?;
-                    (f, f + 86_400_000)
-                }
-                _ => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_millis() as u64;
-                    let f = now - now % 86_400_000;
-                    (f, f + 86_400_000)
-                }
-            };
-            let list = c.recordings(&device, recorder.as_deref(), from, to).await?;
-            print(json, &list, |l| {
-                println!(
-                    "{} .. {}",
-                    format_rfc3339(l.from_ms),
-                    format_rfc3339(l.to_ms)
-                );
-                println!("|{}|", timeline(l));
-                println!(
-                    " 00    03    06    09    12    15    18    21    24  (# recorded, ! event)"
-                );
-                for s in &l.spans {
-                    println!(
-                        "  {} .. {}  {:>8.1} s  {:>8.1} MiB",
-                        format_rfc3339(s.start_ms),
-                        format_rfc3339(s.end_ms),
-                        (s.end_ms - s.start_ms) as f64 / 1000.0,
-                        s.bytes as f64 / 1048576.0
-                    );
-                }
-                for e in &l.events {
-                    println!("  {}  {}  {}", format_rfc3339(e.at_ms), e.kind, e.detail);
-                }
-            })?;
-        }
+        } => recordings(&c, json, &device, recorder.as_deref(), day, from, to).await?,
         RecCmd::Export {
             device,
             from,
             to,
             out,
             recorder,
-        } => {
-            let (f, t) = (parse_time("from", &from)?, parse_time("to", &to)?);
-            let ex = c.export_url(&device, recorder.as_deref(), f, t).await?;
-            let bar = indicatif::ProgressBar::new(ex.bytes.max(1));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "exporting [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            if json {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            } else {
-                // The recorder builds the file first, then sends it.
-                bar.set_message("preparing");
-                bar.enable_steady_tick(Duration::from_millis(200));
-            }
-            let n = c
-                .fetch_export(&ex.url, &out, |done, total| {
-                    if let Some(t) = total {
-                        bar.set_length(t);
-                    }
-                    bar.set_position(done);
-                })
-                .await?;
-            bar.finish_and_clear();
-            let summary = serde_json::json!({"file": out, "bytes": n, "spans": ex.spans.len()});
-            print(json, &summary, |_| {
-                println!("wrote {} ({:.1} MiB)", out.display(), n as f64 / 1048576.0)
-            })?;
-        }
+        } => export(&c, json, &device, (&from, &to), &out, recorder.as_deref()).await?,
         RecCmd::Playback {
             device,
             from,
@@ -409,57 +339,16 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
             step,
             recorder,
         } => {
-            let at = parse_time("from", &from)?;
-            let url = c.playback_url(&device, recorder.as_deref(), at).await?.url;
-            let mut p = peercam_cu::playback::Playback::open(&url).await?;
-            let show = |s: &peercam_cu::playback::Seen| {
-                let (n, t) = s
-                    .tag
-                    .as_ref()
-                    .map(|t| {
-                        (
-                            t.frame.to_string(),
-                            format_rfc3339(t.capture_unix_us / 1000),
-                        )
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "{}  rtp {:>10}  frame {:>8}  {}",
-                    if s.key { "I" } else { "P" },
-                    s.rtp_ts,
-                    n,
-                    t
-                );
-            };
-            match step {
-                Some(k) => {
-                    let r = p.play(None, Some("1")).await?;
-                    let _ = r;
-                    p.pause().await?;
-                    for _ in 0..k.unsigned_abs() {
-                        let s = p.step(k > 0).await?;
-                        show(&s);
-                    }
-                }
-                None => {
-                    let r = p.play(None, Some(&speed)).await?;
-                    println!(
-                        "playing from {} at {}",
-                        r.headers.get("range").unwrap_or("?"),
-                        r.headers.get("scale").unwrap_or("1")
-                    );
-                    for _ in 0..frames {
-                        match p.next_frame(Duration::from_secs(5)).await? {
-                            Some(s) => show(&s),
-                            None => {
-                                println!("(no more frames)");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            p.teardown().await?;
+            playback(
+                &c,
+                &device,
+                &from,
+                &speed,
+                frames,
+                step,
+                recorder.as_deref(),
+            )
+            .await?
         }
         RecCmd::Event {
             device,
@@ -472,6 +361,161 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
             })?;
         }
     }
+    Ok(())
+}
+
+/// `cu recordings`: a day's (or a range's) recordings with a text timeline (8.7.2).
+async fn recordings(
+    c: &peercam_cu::Client,
+    json: bool,
+    device: &str,
+    recorder: Option<&str>,
+    day: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<()> {
+    let (from, to) = match (from, to, day) {
+        (Some(f), Some(t), _) => (parse_time("from", &f)?, parse_time("to", &t)?),
+        (_, _, Some(d)) => {
+            let f = parse_rfc3339(&format!("{d}T00:00:00Z")).context("--day YYYY-MM-DD")?;
+            (f, f + 86_400_000)
+        }
+        _ => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as u64;
+            let f = now - now % 86_400_000;
+            (f, f + 86_400_000)
+        }
+    };
+    let list = c.recordings(device, recorder, from, to).await?;
+    print(json, &list, |l| {
+        println!(
+            "{} .. {}",
+            format_rfc3339(l.from_ms),
+            format_rfc3339(l.to_ms)
+        );
+        println!("|{}|", timeline(l));
+        println!(" 00    03    06    09    12    15    18    21    24  (# recorded, ! event)");
+        for s in &l.spans {
+            println!(
+                "  {} .. {}  {:>8.1} s  {:>8.1} MiB",
+                format_rfc3339(s.start_ms),
+                format_rfc3339(s.end_ms),
+                (s.end_ms - s.start_ms) as f64 / 1000.0,
+                s.bytes as f64 / 1048576.0
+            );
+        }
+        for e in &l.events {
+            println!("  {}  {}  {}", format_rfc3339(e.at_ms), e.kind, e.detail);
+        }
+    })?;
+    Ok(())
+}
+
+/// `cu export`: an MP4 of a range, downloaded with a progress bar (8.7.2).
+async fn export(
+    c: &peercam_cu::Client,
+    json: bool,
+    device: &str,
+    range: (&str, &str),
+    out: &std::path::Path,
+    recorder: Option<&str>,
+) -> anyhow::Result<()> {
+    let (f, t) = (parse_time("from", range.0)?, parse_time("to", range.1)?);
+    let ex = c.export_url(device, recorder, f, t).await?;
+    let bar = indicatif::ProgressBar::new(ex.bytes.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "exporting [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        // The recorder builds the file first, then sends it.
+        bar.set_message("preparing");
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
+    let n = c
+        .fetch_export(&ex.url, out, |done, total| {
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(done);
+        })
+        .await?;
+    bar.finish_and_clear();
+    let summary = serde_json::json!({"file": out, "bytes": n, "spans": ex.spans.len()});
+    print(json, &summary, |_| {
+        println!("wrote {} ({:.1} MiB)", out.display(), n as f64 / 1048576.0)
+    })?;
+    Ok(())
+}
+
+/// `cu playback`: plays from the recorder at a speed, or steps frames, printing each one.
+async fn playback(
+    c: &peercam_cu::Client,
+    device: &str,
+    from: &str,
+    speed: &str,
+    frames: usize,
+    step: Option<i32>,
+    recorder: Option<&str>,
+) -> anyhow::Result<()> {
+    let at = parse_time("from", from)?;
+    let url = c.playback_url(device, recorder, at).await?.url;
+    let mut p = peercam_cu::playback::Playback::open(&url).await?;
+    let show = |s: &peercam_cu::playback::Seen| {
+        let (n, t) = s
+            .tag
+            .as_ref()
+            .map(|t| {
+                (
+                    t.frame.to_string(),
+                    format_rfc3339(t.capture_unix_us / 1000),
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{}  rtp {:>10}  frame {:>8}  {}",
+            if s.key { "I" } else { "P" },
+            s.rtp_ts,
+            n,
+            t
+        );
+    };
+    match step {
+        Some(k) => {
+            let r = p.play(None, Some("1")).await?;
+            let _ = r;
+            p.pause().await?;
+            for _ in 0..k.unsigned_abs() {
+                let s = p.step(k > 0).await?;
+                show(&s);
+            }
+        }
+        None => {
+            let r = p.play(None, Some(speed)).await?;
+            println!(
+                "playing from {} at {}",
+                r.headers.get("range").unwrap_or("?"),
+                r.headers.get("scale").unwrap_or("1")
+            );
+            for _ in 0..frames {
+                match p.next_frame(Duration::from_secs(5)).await? {
+                    Some(s) => show(&s),
+                    None => {
+                        println!("(no more frames)");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    p.teardown().await?;
     Ok(())
 }
 
