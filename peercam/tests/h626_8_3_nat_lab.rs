@@ -336,7 +336,7 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
             .await
             .unwrap();
         tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             mtu.status
                 .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
         )
@@ -358,17 +358,25 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
             .await
             .unwrap();
         c.bind(&owner, &ids[0]).await.unwrap();
-        // TURN servers reach the CMU with the MTU's load report.
-        for _ in 0..100 {
+        // TURN servers reach the CMU with the MTU's load report. On a loaded machine that can
+        // take a while; a browser started without them would take the wrong path, so wait
+        // for them and say so if they never come.
+        let mut have_turn = false;
+        for _ in 0..600 {
             if owner
                 .ice(ids[0].device_id.as_str())
                 .await
                 .is_ok_and(|i| !i.ice_servers.is_empty())
             {
+                have_turn = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            have_turn,
+            "the MTU's TURN server never reached the CMU's ICE answer"
+        );
         let _ = bound_tx.send(());
         let _ = stop_rx.await;
         c.stop().await;
@@ -392,7 +400,7 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
         let _ = pu_stop_rx.await;
         sd.trigger();
     });
-    tokio::time::timeout(Duration::from_secs(30), bound_rx)
+    tokio::time::timeout(Duration::from_secs(90), bound_rx)
         .await
         .expect("camera registered and bound in time")
         .unwrap();
