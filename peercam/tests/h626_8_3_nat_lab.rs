@@ -17,7 +17,7 @@ use peercam_cu::Client;
 use peercam_signal::cm::PlayRequest;
 use peercam_signal::ps::DeviceKind;
 use peercam_signal::relay::PathKind;
-use peercam_test::natlab::{LabError, LabSpec, NatKind, NatLab, SRV_A};
+use peercam_test::natlab::{LabError, LabSpec, NatKind, NatLab, NsTask, SRV_A};
 use peercam_test::{Cluster, new_identity, provision_record};
 
 const PHONE: &str = "+15550830001";
@@ -31,6 +31,165 @@ struct Setup {
     scu_url: String,
     identity: PathBuf,
     dev: String,
+}
+
+/// The platform on the fake internet (198.51.100.10): CMU, SCU and an MTU that also serves
+/// STUN and TURN (for hole punching, and for browsers with `browser`); one camera
+/// provisioned, and bound to the owner once it is online.
+struct Platform {
+    setup: tokio::sync::oneshot::Receiver<Setup>,
+    bound: tokio::sync::oneshot::Receiver<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: NsTask<()>,
+}
+
+impl Platform {
+    fn start(lab: &NatLab, browser: bool) -> Self {
+        const SECRET: &str = "natlab-turn-secret";
+        let (setup_tx, setup) = tokio::sync::oneshot::channel::<Setup>();
+        let (bound_tx, bound) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = lab.run_in(lab.srv(), move || async move {
+            // Browsers get TURN credentials from the CMU, which shares the MTU's secret.
+            let c = Cluster::start_at_with(IpAddr::V4(SRV_A), 1, |cfg| {
+                if browser {
+                    cfg.turn_secret = Some(SECRET.into());
+                }
+            })
+            .await
+            .unwrap();
+            let ids = c.provision(1).await.unwrap();
+            let mid = new_identity(DeviceKind::Mtu);
+            c.admin
+                .provision(vec![provision_record(&mid)])
+                .await
+                .unwrap();
+            let (mut mtu, _msd) = c
+                .start_mtu_with(&mid, 0, |cfg| {
+                    cfg.turn = Some(peercam_mtu::turn::Config {
+                        listen_udp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                        listen_tcp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                        secret: SECRET.into(),
+                        // The lab's internet is a documentation range, denied by default.
+                        allow_peers: if browser {
+                            vec!["198.51.100.0/24".into()]
+                        } else {
+                            Vec::new()
+                        },
+                        threads: Some(1),
+                        ..peercam_mtu::turn::Config::default()
+                    });
+                })
+                .await
+                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                mtu.status
+                    .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            let owner = c.owner(PHONE).await.unwrap();
+            let identity = c.path().join("pu.identity.toml");
+            std::fs::write(&identity, ids[0].to_toml()).unwrap();
+            let _ = setup_tx.send(Setup {
+                api: c.api.clone(),
+                ca_pem: c.ca_pem.clone(),
+                ca_path: c.pki.ca_cert.clone(),
+                scu_url: c.scu_url(0),
+                identity,
+                dev: ids[0].device_id.to_string(),
+            });
+            c.wait_online(&ids[0].device_id, true, Duration::from_secs(20))
+                .await
+                .unwrap();
+            c.bind(&owner, &ids[0]).await.unwrap();
+            if browser {
+                wait_for_turn(&owner, ids[0].device_id.as_str()).await;
+            }
+            let _ = bound_tx.send(());
+            let _ = stop_rx.await;
+            c.stop().await;
+        });
+        Self {
+            setup,
+            bound,
+            stop,
+            task,
+        }
+    }
+
+    /// The platform's addresses and the camera's identity, to start the camera with.
+    async fn setup(&mut self) -> Setup {
+        (&mut self.setup).await.expect("platform started")
+    }
+
+    /// Waits until the camera is registered and bound (and, for browsers, TURN is offered).
+    async fn wait_bound(&mut self, limit: Duration) {
+        tokio::time::timeout(limit, &mut self.bound)
+            .await
+            .expect("camera registered and bound in time")
+            .unwrap();
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.join().await;
+    }
+}
+
+/// TURN servers reach the CMU with the MTU's load report. On a loaded machine that can take
+/// a while; a browser started without them would take the wrong path, so wait for them and
+/// say so if they never come.
+async fn wait_for_turn(owner: &Client, dev: &str) {
+    for _ in 0..600 {
+        if owner
+            .ice(dev)
+            .await
+            .is_ok_and(|i| !i.ice_servers.is_empty())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the MTU's TURN server never reached the CMU's ICE answer");
+}
+
+/// The camera behind its NAT (site 1, first host), with UPnP mapping when `upnp`.
+struct Camera {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: NsTask<()>,
+}
+
+impl Camera {
+    fn start(lab: &NatLab, setup: &Setup, upnp: bool, gateway: Option<std::net::Ipv4Addr>) -> Self {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (identity, scu_url, ca_path) = (
+            setup.identity.clone(),
+            setup.scu_url.clone(),
+            setup.ca_path.clone(),
+        );
+        let task = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
+            let sd = peercam_net::Shutdown::new();
+            let mut cfg = peercam_pu::Config::new(identity, scu_url, ca_path);
+            cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
+            cfg.reconnect_initial_ms = 100;
+            cfg.discovery_port = 0;
+            cfg.sd_card = false;
+            cfg.port_mapping = upnp;
+            cfg.gateway = gateway.map(IpAddr::V4);
+            let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
+            let _ = stop_rx.await;
+            sd.trigger();
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.join().await;
+    }
 }
 
 /// Runs one pairing; `None` when the lab cannot be built here.
@@ -79,75 +238,10 @@ async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(P
         None => None,
     };
     let gateway = lab.router_lan_addr(1).ok();
-    let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<Setup>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // The platform on the fake internet (198.51.100.10).
-    let platform = lab.run_in(lab.srv(), move || async move {
-        let c = Cluster::start_at(IpAddr::V4(SRV_A), 1).await.unwrap();
-        let ids = c.provision(1).await.unwrap();
-        let mid = new_identity(DeviceKind::Mtu);
-        c.admin
-            .provision(vec![provision_record(&mid)])
-            .await
-            .unwrap();
-        // The MTU also serves STUN (and TURN) on the fake internet, for hole punching.
-        let (_mtu, _msd) = c
-            .start_mtu_with(&mid, 0, |cfg| {
-                cfg.turn = Some(peercam_mtu::turn::Config {
-                    listen_udp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
-                    listen_tcp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
-                    secret: "natlab-turn-secret".into(),
-                    threads: Some(1),
-                    ..peercam_mtu::turn::Config::default()
-                });
-            })
-            .await
-            .unwrap();
-        let owner = c.owner(PHONE).await.unwrap();
-        let identity = c.path().join("pu.identity.toml");
-        std::fs::write(&identity, ids[0].to_toml()).unwrap();
-        let _ = setup_tx.send(Setup {
-            api: c.api.clone(),
-            ca_pem: c.ca_pem.clone(),
-            ca_path: c.pki.ca_cert.clone(),
-            scu_url: c.scu_url(0),
-            identity,
-            dev: ids[0].device_id.to_string(),
-        });
-        c.wait_online(&ids[0].device_id, true, Duration::from_secs(20))
-            .await
-            .unwrap();
-        c.bind(&owner, &ids[0]).await.unwrap();
-        let _ = bound_tx.send(());
-        let _ = stop_rx.await;
-        c.stop().await;
-    });
-    let setup = setup_rx.await.expect("platform started");
-    // The camera behind its NAT.
-    let (pu_stop_tx, pu_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (identity, scu_url, ca_path) = (
-        setup.identity.clone(),
-        setup.scu_url.clone(),
-        setup.ca_path.clone(),
-    );
-    let camera = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
-        let sd = peercam_net::Shutdown::new();
-        let mut cfg = peercam_pu::Config::new(identity, scu_url, ca_path);
-        cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
-        cfg.reconnect_initial_ms = 100;
-        cfg.discovery_port = 0;
-        cfg.sd_card = false;
-        cfg.port_mapping = upnp;
-        cfg.gateway = gateway.map(IpAddr::V4);
-        let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
-        let _ = pu_stop_rx.await;
-        sd.trigger();
-    });
-    tokio::time::timeout(Duration::from_secs(30), bound_rx)
-        .await
-        .expect("camera registered and bound in time")
-        .unwrap();
+    let mut platform = Platform::start(&lab, false);
+    let setup = platform.setup().await;
+    let camera = Camera::start(&lab, &setup, upnp, gateway);
+    platform.wait_bound(Duration::from_secs(30)).await;
     // The viewer behind its NAT (or beside the camera).
     let (api, ca, dev) = (setup.api.clone(), setup.ca_pem.clone(), setup.dev.clone());
     let viewer_ns = if same_site {
@@ -192,10 +286,8 @@ async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(P
         .await
         .expect("viewer finished in time")
         .unwrap();
-    let _ = pu_stop_tx.send(());
-    let _ = camera.join().await;
-    let _ = stop_tx.send(());
-    let _ = platform.join().await;
+    camera.stop().await;
+    platform.stop().await;
     Some(result)
 }
 
@@ -305,105 +397,10 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
         }
         Err(e) => panic!("lab: {e}"),
     };
-    const SECRET: &str = "natlab-browser-turn-secret";
-    let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<Setup>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let platform = lab.run_in(lab.srv(), move || async move {
-        let c = Cluster::start_at_with(IpAddr::V4(SRV_A), 1, |cfg| {
-            cfg.turn_secret = Some(SECRET.into());
-        })
-        .await
-        .unwrap();
-        let ids = c.provision(1).await.unwrap();
-        let mid = new_identity(DeviceKind::Mtu);
-        c.admin
-            .provision(vec![provision_record(&mid)])
-            .await
-            .unwrap();
-        let (mut mtu, _msd) = c
-            .start_mtu_with(&mid, 0, |cfg| {
-                cfg.turn = Some(peercam_mtu::turn::Config {
-                    listen_udp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
-                    listen_tcp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
-                    secret: SECRET.into(),
-                    // The lab's internet is a documentation range, denied by default.
-                    allow_peers: vec!["198.51.100.0/24".into()],
-                    threads: Some(1),
-                    ..peercam_mtu::turn::Config::default()
-                });
-            })
-            .await
-            .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            mtu.status
-                .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let owner = c.owner(PHONE).await.unwrap();
-        let identity = c.path().join("pu.identity.toml");
-        std::fs::write(&identity, ids[0].to_toml()).unwrap();
-        let _ = setup_tx.send(Setup {
-            api: c.api.clone(),
-            ca_pem: c.ca_pem.clone(),
-            ca_path: c.pki.ca_cert.clone(),
-            scu_url: c.scu_url(0),
-            identity,
-            dev: ids[0].device_id.to_string(),
-        });
-        c.wait_online(&ids[0].device_id, true, Duration::from_secs(20))
-            .await
-            .unwrap();
-        c.bind(&owner, &ids[0]).await.unwrap();
-        // TURN servers reach the CMU with the MTU's load report. On a loaded machine that can
-        // take a while; a browser started without them would take the wrong path, so wait
-        // for them and say so if they never come.
-        let mut have_turn = false;
-        for _ in 0..600 {
-            if owner
-                .ice(ids[0].device_id.as_str())
-                .await
-                .is_ok_and(|i| !i.ice_servers.is_empty())
-            {
-                have_turn = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            have_turn,
-            "the MTU's TURN server never reached the CMU's ICE answer"
-        );
-        let _ = bound_tx.send(());
-        let _ = stop_rx.await;
-        c.stop().await;
-    });
-    let setup = setup_rx.await.expect("platform started");
-    let (pu_stop_tx, pu_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (identity, scu_url, ca_path) = (
-        setup.identity.clone(),
-        setup.scu_url.clone(),
-        setup.ca_path.clone(),
-    );
-    let camera = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
-        let sd = peercam_net::Shutdown::new();
-        let mut cfg = peercam_pu::Config::new(identity, scu_url, ca_path);
-        cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
-        cfg.reconnect_initial_ms = 100;
-        cfg.discovery_port = 0;
-        cfg.sd_card = false;
-        cfg.port_mapping = false;
-        let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
-        let _ = pu_stop_rx.await;
-        sd.trigger();
-    });
-    tokio::time::timeout(Duration::from_secs(90), bound_rx)
-        .await
-        .expect("camera registered and bound in time")
-        .unwrap();
+    let mut platform = Platform::start(&lab, true);
+    let setup = platform.setup().await;
+    let camera = Camera::start(&lab, &setup, false, None);
+    platform.wait_bound(Duration::from_secs(90)).await;
     // node and Chromium both run inside the viewer's namespace.
     let shots = tempfile::tempdir().unwrap();
     let json = peercam_test::web::scenario(
@@ -427,10 +424,8 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
         "{json}"
     );
     assert!(json["check"]["contrast"].as_f64().unwrap() > 5.0, "{json}");
-    let _ = pu_stop_tx.send(());
-    let _ = camera.join().await;
-    let _ = stop_tx.send(());
-    let _ = platform.join().await;
+    camera.stop().await;
+    platform.stop().await;
     json["check"]["path"].as_str().map(str::to_owned)
 }
 
