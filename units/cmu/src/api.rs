@@ -1,5 +1,5 @@
 //! The route table: every route is declared here once, with its access rule, and both the
-//! router and the OpenAPI document are built from this one table (SECURITY.md D7: deny by
+//! router and the OpenAPI document are built from this one table (docs/security.md D7: deny by
 //! default; a test walks [`routes`] and proves no protected route answers without login).
 
 use axum::extract::{Request, State};
@@ -17,7 +17,7 @@ use utoipa::openapi::{
 };
 
 use crate::error::ApiErr;
-use crate::{Shared, handlers as h, platform};
+use crate::{Shared, accounts, admin, devices, platform, sharing};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -595,26 +595,26 @@ pub fn routes() -> Vec<RouteInfo> {
 fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
     use axum::routing::{delete, patch, post, put};
     Some(match (method, path) {
-        ("GET", "/api/v1/health") => get(h::health),
+        ("GET", "/api/v1/health") => get(admin::health),
         ("GET", "/api/v1/openapi.json") => get(|| async { Json(openapi()) }),
-        ("POST", "/api/v1/signup") => post(h::signup),
-        ("POST", "/api/v1/signup/confirm") => post(h::signup_confirm),
-        ("POST", "/api/v1/login") => post(h::login),
-        ("POST", "/api/v1/logout") => post(h::logout),
-        ("GET", "/api/v1/me") => get(h::me),
-        ("POST", "/api/v1/me/password") => post(h::change_password),
-        ("GET", "/api/v1/devices") => get(h::list_devices),
+        ("POST", "/api/v1/signup") => post(accounts::signup),
+        ("POST", "/api/v1/signup/confirm") => post(accounts::signup_confirm),
+        ("POST", "/api/v1/login") => post(accounts::login),
+        ("POST", "/api/v1/logout") => post(accounts::logout),
+        ("GET", "/api/v1/me") => get(accounts::me),
+        ("POST", "/api/v1/me/password") => post(accounts::change_password),
+        ("GET", "/api/v1/devices") => get(devices::list),
         ("GET", "/api/v1/me/params") => get(crate::settings::get_user),
         ("POST", "/api/v1/me/params/permit") => post(crate::settings::permit_user),
         ("PUT", "/api/v1/me/params") => put(crate::settings::set_user),
         ("GET", "/api/v1/admin/params") => get(crate::settings::get_platform),
         ("POST", "/api/v1/admin/params/permit") => post(crate::settings::permit_platform),
         ("PUT", "/api/v1/admin/params") => put(crate::settings::set_platform),
-        ("POST", "/api/v1/devices/bind") => post(h::bind),
-        ("GET", "/api/v1/devices/{id}") => get(h::get_device),
-        ("PATCH", "/api/v1/devices/{id}") => patch(h::rename_device),
-        ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
-        ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
+        ("POST", "/api/v1/devices/bind") => post(devices::bind),
+        ("GET", "/api/v1/devices/{id}") => get(devices::get),
+        ("PATCH", "/api/v1/devices/{id}") => patch(devices::rename),
+        ("DELETE", "/api/v1/devices/{id}") => delete(devices::unbind),
+        ("GET", "/api/v1/devices/{id}/status") => get(devices::status),
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
         ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
@@ -651,21 +651,21 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 usize::try_from(peercam_signal::upgrade::MAX_PAYLOAD_BYTES).unwrap_or(usize::MAX),
             )),
         ("PUT", "/api/v1/devices/{id}/wlan") => put(crate::control::set_wlan),
-        ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
-        ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
-        ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
-        ("GET", "/api/v1/subaccounts") => get(h::list_subaccounts),
-        ("POST", "/api/v1/subaccounts") => post(h::create_subaccount),
-        ("DELETE", "/api/v1/subaccounts/{username}") => delete(h::delete_subaccount),
-        ("GET", "/api/v1/audit") => get(h::my_audit),
+        ("GET", "/api/v1/devices/{id}/shares") => get(sharing::list_shares),
+        ("POST", "/api/v1/devices/{id}/shares") => post(sharing::share),
+        ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(sharing::unshare),
+        ("GET", "/api/v1/subaccounts") => get(sharing::list_subaccounts),
+        ("POST", "/api/v1/subaccounts") => post(sharing::create_subaccount),
+        ("DELETE", "/api/v1/subaccounts/{username}") => delete(sharing::delete_subaccount),
+        ("GET", "/api/v1/audit") => get(admin::my_audit),
         ("POST", "/api/v1/admin/devices") => {
-            post(h::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+            post(admin::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         }
-        ("GET", "/api/v1/admin/devices") => get(h::admin_devices),
-        ("GET", "/api/v1/admin/users") => get(h::admin_users),
-        ("POST", "/api/v1/admin/users/{id}/approve") => post(h::approve_user),
-        ("POST", "/api/v1/admin/users/{id}/disable") => post(h::disable_user),
-        ("GET", "/api/v1/admin/audit") => get(h::admin_audit),
+        ("GET", "/api/v1/admin/devices") => get(admin::list_devices),
+        ("GET", "/api/v1/admin/users") => get(admin::list_users),
+        ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
+        ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
+        ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
         _ => return None,
     })
@@ -696,6 +696,7 @@ pub(crate) fn router(state: Shared) -> Router {
             .into_response()
         })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::map_response(crate::json::json_errors))
         .with_state(state)
 }
 
