@@ -151,14 +151,36 @@ pub(crate) async fn provision(
     Ok(ids)
 }
 
-async fn find_user(c: &Client, who: &str) -> anyhow::Result<i64> {
-    if let Ok(id) = who.parse::<i64>() {
-        return Ok(id);
+/// How the operator named an account on the command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Who {
+    /// Its numeric id.
+    Id(i64),
+    /// Its login: an E.164 phone number (normalised) or a username.
+    Login(String),
+}
+
+/// An account id is digits only; anything else (`+15550190346`, a username) is a login.
+/// (`"+15550190346".parse::<i64>()` succeeds, so a phone number must not be tried as an id.)
+fn parse_who(who: &str) -> Who {
+    let who = who.trim();
+    if !who.is_empty()
+        && who.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(id) = who.parse()
+    {
+        return Who::Id(id);
     }
-    let phone = who
-        .parse::<peercam_base::Phone>()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|_| who.to_owned());
+    Who::Login(
+        who.parse::<peercam_base::Phone>()
+            .map_or_else(|_| who.to_lowercase(), |p| p.to_string()),
+    )
+}
+
+async fn find_user(c: &Client, who: &str) -> anyhow::Result<i64> {
+    let phone = match parse_who(who) {
+        Who::Id(id) => return Ok(id),
+        Who::Login(login) => login,
+    };
     c.admin_users(None)
         .await?
         .into_iter()
@@ -330,4 +352,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_6_1_1_admin_names_accounts_by_id_or_phone() {
+        assert_eq!(parse_who("42"), Who::Id(42));
+        assert_eq!(parse_who("+15550190346"), Who::Login("+15550190346".into()));
+        assert_eq!(parse_who(" Kid.One "), Who::Login("kid.one".into()));
+        assert_eq!(parse_who("-3"), Who::Login("-3".into()));
+    }
 }

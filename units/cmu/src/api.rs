@@ -66,8 +66,19 @@ macro_rules! r {
     };
 }
 
-/// Every route of the CMU, in one table.
+/// Every route of the CMU, in one table (kept in this order).
 pub fn routes() -> Vec<RouteInfo> {
+    let mut all = Vec::new();
+    all.extend(account_routes());
+    all.extend(device_routes());
+    all.extend(recording_routes());
+    all.extend(media_routes());
+    all.extend(sharing_and_operator_routes());
+    all
+}
+
+/// The API description, accounts (6.1.1) and the CMU parameters (8.9.2).
+fn account_routes() -> Vec<RouteInfo> {
     vec![
         r!(
             "GET",
@@ -181,6 +192,12 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("SetPlatformParams"),
             Some("PlatformParamsState")
         ),
+    ]
+}
+
+/// Devices and binding (8.2), control (8.5, 8.9.1) and upgrades (8.11.1).
+fn device_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices",
@@ -277,6 +294,12 @@ pub fn routes() -> Vec<RouteInfo> {
             None,
             Some("UpgradeStatus")
         ),
+    ]
+}
+
+/// Recorders (8.7.2, 8.7.3) and release packages (8.11).
+fn recording_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "POST",
             "/api/v1/devices/{id}/cameras",
@@ -389,6 +412,12 @@ pub fn routes() -> Vec<RouteInfo> {
             None,
             Some("PackageView")
         ),
+    ]
+}
+
+/// WLAN (6.1.11), reset (8.10) and media: live view, paths and sessions (8.4, 8.3).
+fn media_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices/{id}/wlan",
@@ -469,6 +498,12 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("SessionReport"),
             None
         ),
+    ]
+}
+
+/// Sharing (8.6), the audit log, the operator, and the SCU link.
+fn sharing_and_operator_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices/{id}/shares",
@@ -785,7 +820,22 @@ pub fn openapi() -> OpenApi {
         paths.add_path_operation(info.path, vec![method], op.build());
     }
     let _ = PathItem::default;
-    let components = ComponentsBuilder::new()
+    let components = components();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("peercam CMU API (Cm)")
+                .version("1.0.0")
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+/// The schemas of every request and answer, and the bearer scheme.
+fn components() -> utoipa::openapi::Components {
+    ComponentsBuilder::new()
         .schema_from::<cm::ApiError>()
         .schema_from::<cm::AttachCamera>()
         .schema_from::<cm::AttachedCamera>()
@@ -884,15 +934,5 @@ pub fn openapi() -> OpenApi {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         )
-        .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("peercam CMU API (Cm)")
-                .version("1.0.0")
-                .build(),
-        )
-        .paths(paths)
-        .components(Some(components))
         .build()
 }

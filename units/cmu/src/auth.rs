@@ -166,3 +166,42 @@ pub(crate) async fn bootstrap_operator(
     tracing::warn!(file = %path.display(), "created operator account `admin`; its password is in the file");
     Ok(Some(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn shared(scopes: &[Scope]) -> Option<DeviceAccess> {
+        Some(DeviceAccess {
+            relation: Relation::Shared,
+            scopes: scopes.iter().copied().collect(),
+        })
+    }
+
+    #[test]
+    fn h626_8_6_scopes_gate_each_action() {
+        let live = shared(&[Scope::Live]);
+        assert!(permits(live, Need::Scope(Scope::Live)).is_ok());
+        assert!(permits(live, Need::Any).is_ok());
+        let e = permits(live, Need::Scope(Scope::Ptz)).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "forbidden"));
+        let e = permits(live, Need::Owner).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        let owner = Some(DeviceAccess {
+            relation: Relation::Owner,
+            scopes: ScopeSet::all(),
+        });
+        assert!(permits(owner, Need::Owner).is_ok());
+    }
+
+    #[test]
+    fn h626_8_6_after_unshare_the_device_is_not_found() {
+        // D3: no relation (unshared, never shared, or no such device) is one answer.
+        for need in [Need::Any, Need::Owner, Need::Scope(Scope::Live)] {
+            let e = permits(None, need).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, "not_found"));
+        }
+    }
+}

@@ -49,23 +49,30 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// The field a serde data error is about, if it names one.
-fn field_of(message: &str) -> Option<(String, String)> {
-    for (marker, what) in [
-        ("unknown field `", "unknown field"),
-        ("missing field `", "missing field"),
-    ] {
-        if let Some(rest) = message.split(marker).nth(1) {
+/// The field a serde data error is about, if it names one, and why: axum reports
+/// `...target type: PATH: CAUSE` (no path at the top level).
+fn field_of(text: &str) -> Option<(String, String)> {
+    let msg = text.split_once("target type: ").map_or(text, |(_, m)| m);
+    let (path, cause) = match msg.split_once(": ") {
+        Some((p, c)) if !p.contains(' ') => (p.trim_matches('.'), c),
+        _ => ("", msg),
+    };
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(rest) = cause.split(marker).nth(1) {
             let name = rest.split('`').next().unwrap_or_default();
-            return Some((name.to_owned(), what.to_owned()));
+            let field = if path.is_empty() || path.ends_with(name) {
+                if path.is_empty() {
+                    name.to_owned()
+                } else {
+                    path.to_owned()
+                }
+            } else {
+                format!("{path}.{name}")
+            };
+            return Some((field, cause.to_owned()));
         }
     }
-    // "path.to.field: invalid type: ..." (axum reports the path first).
-    let (path, cause) = message
-        .rsplit_once(": ")
-        .map_or(("", message), |(p, c)| (p, c));
-    let path = path.rsplit(": ").next().unwrap_or_default();
-    (!path.is_empty() && path != ".").then(|| (path.to_owned(), cause.to_owned()))
+    (!path.is_empty()).then(|| (path.to_owned(), cause.to_owned()))
 }
 
 /// The API's answer to an `axum::Json` rejection.
@@ -79,6 +86,7 @@ pub(crate) fn rejection(r: &JsonRejection) -> ApiErr {
                 format!("the request body does not have the expected shape: {text}"),
             );
             if let Some((field, why)) = field_of(&text) {
+                err.message = format!("field `{field}`: {why}");
                 err.fields = vec![FieldError::new(field, why)];
             }
             err

@@ -1,4 +1,4 @@
-//! Release packages and device upgrades (H.626.4 8.11.1, SECURITY.md D9).
+//! Release packages and device upgrades (H.626.4 8.11.1, docs/security.md D9).
 //!
 //! The operator uploads a signed manifest, then its payload; the CMU checks the signatures
 //! with its own copy of the release keys and the payload against the manifest's hash. An

@@ -5,7 +5,7 @@ use peercam_signal::cm::{AccountStatus, Role};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError, begin_write, retry, ts, unts};
+use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,16 +79,7 @@ fn account(row: &SqliteRow) -> Result<Account, sqlx::Error> {
 /// The account with this id.
 pub(crate) async fn get(db: &Store, id: i64) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?
-            .as_ref()
-            .map(account)
-            .transpose()
-    })
-    .await
+    Ok(select(db, &sql, &[Arg::Int(id)], account).await?.pop())
 }
 
 /// The account with this login (normalised by the caller) and its password hash.
@@ -163,17 +154,7 @@ pub(crate) async fn list(
     status: Option<AccountStatus>,
 ) -> Result<Vec<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE (?1 IS NULL OR status = ?1) ORDER BY id");
-    let status = status.map(status_str);
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(status)
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(account)
-            .collect()
-    })
-    .await
+    select(db, &sql, &[Arg::MaybeText(status.map(status_str))], account).await
 }
 
 /// 6.1.1: the operator approves an owner waiting for approval; false if there is none.
@@ -214,16 +195,7 @@ pub(crate) async fn disable(db: &Store, id: i64) -> Result<bool, StoreError> {
 /// The sub-accounts of `owner`, by username.
 pub(crate) async fn children(db: &Store, owner: i64) -> Result<Vec<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE parent_id = ?1 ORDER BY login");
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(owner)
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(account)
-            .collect()
-    })
-    .await
+    select(db, &sql, &[Arg::Int(owner)], account).await
 }
 
 /// The id of `owner`'s sub-account `username`.

@@ -6,7 +6,7 @@ use peercam_signal::ps::DeviceKind;
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError, begin_write, retry, ts, unts};
+use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
 /// A device as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,45 +86,21 @@ fn device(row: &SqliteRow) -> Result<Device, sqlx::Error> {
 /// The device with this id.
 pub(crate) async fn get(db: &Store, id: &DeviceId) -> Result<Option<Device>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = ?1");
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(id.as_str())
-            .fetch_optional(db.pool())
-            .await?
-            .as_ref()
-            .map(device)
-            .transpose()
-    })
-    .await
+    Ok(select(db, &sql, &[Arg::Text(id.as_str())], device)
+        .await?
+        .pop())
 }
 
 /// Every device, by id (operator).
 pub(crate) async fn all(db: &Store) -> Result<Vec<Device>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM devices ORDER BY id");
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(device)
-            .collect()
-    })
-    .await
+    select(db, &sql, &[], device).await
 }
 
 /// The devices `owner` has bound, by id.
 pub(crate) async fn owned_by(db: &Store, owner: i64) -> Result<Vec<Device>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE owner_id = ?1 ORDER BY id");
-    retry(|| async {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(owner)
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(device)
-            .collect()
-    })
-    .await
+    select(db, &sql, &[Arg::Int(owner)], device).await
 }
 
 /// 8.1: stores every new device, all or nothing; a known id must come with its key.
@@ -296,24 +272,7 @@ pub(crate) async fn spend_nonce(
     expires_at: u64,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let fresh = retry(|| async {
-        sqlx::query("INSERT INTO used_nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING")
-            .bind(nonce)
-            .bind(ts(expires_at))
-            .execute(db.pool())
-            .await
-            .map(|r| r.rows_affected() == 1)
-    })
-    .await?;
-    // Housekeeping; a failure here loses nothing.
-    let _ = retry(|| async {
-        sqlx::query("DELETE FROM used_nonces WHERE expires_at < ?1")
-            .bind(ts(now))
-            .execute(db.pool())
-            .await
-    })
-    .await;
-    Ok(fresh)
+    super::spend_once(db, ("used_nonces", "nonce"), nonce, expires_at, now).await
 }
 
 #[cfg(test)]

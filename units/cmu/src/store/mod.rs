@@ -25,6 +25,7 @@ pub(crate) mod tokens;
 use std::future::Future;
 use std::time::Duration;
 
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// Attempts of an operation that met a busy or locked database before giving up.
@@ -106,6 +107,69 @@ pub(super) async fn begin_write(
     pool: &SqlitePool,
 ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// A value for a numbered parameter of [`select`].
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    /// Text or NULL.
+    MaybeText(Option<&'a str>),
+}
+
+/// Runs one `SELECT` with `args` bound in order and decodes every row with `decode`.
+pub(super) async fn select<T>(
+    db: &Store,
+    sql: &str,
+    args: &[Arg<'_>],
+    decode: fn(&SqliteRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, StoreError> {
+    retry(|| async {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = match *a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+                Arg::MaybeText(s) => q.bind(s),
+            };
+        }
+        q.fetch_all(db.pool()).await?.iter().map(decode).collect()
+    })
+    .await
+}
+
+/// Spends a one-time `key` in `table` (a table of `key_column`, `expires_at`) valid until
+/// `expires_at`: false if it was spent before. Forgets keys expired by `now`.
+pub(super) async fn spend_once(
+    db: &Store,
+    (table, key_column): (&'static str, &'static str),
+    key: &str,
+    expires_at: u64,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let insert = format!(
+        "INSERT INTO {table} ({key_column}, expires_at) VALUES (?1, ?2) ON CONFLICT ({key_column}) DO NOTHING"
+    );
+    let fresh = retry(|| async {
+        sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
+            .bind(key)
+            .bind(ts(expires_at))
+            .execute(db.pool())
+            .await
+            .map(|r| r.rows_affected() == 1)
+    })
+    .await?;
+    // Housekeeping; a failure here loses nothing.
+    let forget = format!("DELETE FROM {table} WHERE expires_at < ?1");
+    let _ = retry(|| async {
+        sqlx::query(sqlx::AssertSqlSafe(forget.as_str()))
+            .bind(ts(now))
+            .execute(db.pool())
+            .await
+    })
+    .await;
+    Ok(fresh)
 }
 
 /// Seconds as stored (SQLite integers are signed).

@@ -5,7 +5,7 @@ use peercam_signal::cm::PackageView;
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError, retry, ts, unts};
+use super::{Arg, Store, StoreError, retry, select, ts, unts};
 
 /// A package as stored.
 #[derive(Debug, Clone)]
@@ -42,26 +42,9 @@ fn package(row: &SqliteRow) -> Result<Package, sqlx::Error> {
     })
 }
 
-/// A value for a numbered parameter of [`select`].
-#[derive(Clone, Copy)]
-enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-}
-
-async fn select(db: &Store, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Package>, StoreError> {
+async fn packages(db: &Store, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Package>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM packages {filter}");
-    retry(|| async {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for a in args {
-            q = match *a {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-            };
-        }
-        q.fetch_all(db.pool()).await?.iter().map(package).collect()
-    })
-    .await
+    select(db, &sql, args, package).await
 }
 
 /// Registers a manifest, or refreshes it for the same payload, version and model; false if
@@ -105,7 +88,7 @@ pub(crate) async fn put_manifest(
 
 /// The package with this payload hash.
 pub(crate) async fn get(db: &Store, sha256: &str) -> Result<Option<Package>, StoreError> {
-    Ok(select(db, "WHERE sha256 = ?1", &[Arg::Text(sha256)])
+    Ok(packages(db, "WHERE sha256 = ?1", &[Arg::Text(sha256)])
         .await?
         .pop())
 }
@@ -124,7 +107,7 @@ pub(crate) async fn mark_stored(db: &Store, sha256: &str) -> Result<(), StoreErr
 
 /// Every package, by model and upload time.
 pub(crate) async fn all(db: &Store) -> Result<Vec<Package>, StoreError> {
-    select(db, "ORDER BY model, uploaded_at", &[]).await
+    packages(db, "ORDER BY model, uploaded_at", &[]).await
 }
 
 /// The package of `model` at `version`.
@@ -133,7 +116,7 @@ pub(crate) async fn by_version(
     model: &str,
     version: &str,
 ) -> Result<Option<Package>, StoreError> {
-    Ok(select(
+    Ok(packages(
         db,
         "WHERE model = ?1 AND version = ?2",
         &[Arg::Text(model), Arg::Text(version)],
@@ -148,7 +131,7 @@ pub(crate) async fn available(
     model: &str,
     now: u64,
 ) -> Result<Vec<Package>, StoreError> {
-    select(
+    packages(
         db,
         "WHERE model = ?1 AND stored = 1 AND expires_at >= ?2",
         &[Arg::Text(model), Arg::Int(ts(now))],

@@ -156,7 +156,7 @@ mod tests {
     use crate::store::{accounts, devices, testing};
 
     #[tokio::test]
-    async fn share_change_and_remove_move_the_acl() {
+    async fn h626_8_6_share_change_and_unshare_move_the_acl() {
         let db = testing::memory().await;
         let d = devices::tests::new_device(9);
         devices::provision(&db, std::slice::from_ref(&d), 1)

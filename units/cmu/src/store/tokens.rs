@@ -1,6 +1,6 @@
 //! Spent one-time play tokens (8.4, docs/security.md D4), kept until they would expire.
 
-use super::{Store, StoreError, retry, ts};
+use super::{Store, StoreError, spend_once};
 
 /// Spends the token `jti` (valid until `expires_at`); false if it was spent before.
 /// Forgets tokens expired by `now`.
@@ -10,26 +10,7 @@ pub(crate) async fn spend(
     expires_at: u64,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let fresh = retry(|| async {
-        sqlx::query(
-            "INSERT INTO used_play_tokens (jti, expires_at) VALUES (?1, ?2) ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti)
-        .bind(ts(expires_at))
-        .execute(db.pool())
-        .await
-        .map(|r| r.rows_affected() == 1)
-    })
-    .await?;
-    // Housekeeping; a failure here loses nothing.
-    let _ = retry(|| async {
-        sqlx::query("DELETE FROM used_play_tokens WHERE expires_at < ?1")
-            .bind(ts(now))
-            .execute(db.pool())
-            .await
-    })
-    .await;
-    Ok(fresh)
+    spend_once(db, ("used_play_tokens", "jti"), jti, expires_at, now).await
 }
 
 #[cfg(test)]
