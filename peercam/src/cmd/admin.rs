@@ -332,7 +332,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             })?;
         }
-        Cmd::Users(UserCmd::List { pending }) => {
+        Cmd::Users(cmd) => users(&c, json, cmd).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peercam admin users ...`: list, approve (6.1.1) and disable accounts.
+async fn users(c: &Client, json: bool, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::List { pending } => {
             let l = c.admin_users(pending.then_some("pending_approval")).await?;
             print(json, &l, |l| {
                 l.iter().for_each(|u| {
@@ -340,18 +348,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 })
             })?;
         }
-        Cmd::Users(UserCmd::Approve { who }) => {
-            let id = find_user(&c, &who).await?;
+        UserCmd::Approve { who } => {
+            let id = find_user(c, &who).await?;
             let u = c.approve(id).await?;
             print(json, &u, |u| println!("approved {} (id {})", u.login, u.id))?;
         }
-        Cmd::Users(UserCmd::Disable { who }) => {
-            let id = find_user(&c, &who).await?;
+        UserCmd::Disable { who } => {
+            let id = find_user(c, &who).await?;
             let u = c.disable(id).await?;
             print(json, &u, |u| println!("disabled {} (id {})", u.login, u.id))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]
