@@ -117,8 +117,7 @@ pub(crate) async fn set_params(
     let digest = permit_hash(&req.permit);
     let spent = params::spend_permit(&st.store, &digest, p.id, id.as_str(), now_s()).await?;
     let (by, device) = (p.id, &id);
-    if !spent {
-        let outcome = ParamsOutcome::NoPermit;
+    let log = async |outcome| {
         audit::log(
             &st.store,
             Event::ParamsSet {
@@ -127,23 +126,17 @@ pub(crate) async fn set_params(
                 outcome,
             },
         )
-        .await;
+        .await
+    };
+    if !spent {
+        log(ParamsOutcome::NoPermit).await;
         return Err(ApiErr::forbidden(
             "no valid permit for this device: ask with POST /api/v1/devices/{id}/params/permit first (permits last 120 s and serve once)",
         )
         .with_code("no_permit"));
     }
     if let Err(fields) = req.params.validate() {
-        let outcome = ParamsOutcome::Invalid;
-        audit::log(
-            &st.store,
-            Event::ParamsSet {
-                by,
-                device,
-                outcome,
-            },
-        )
-        .await;
+        log(ParamsOutcome::Invalid).await;
         return Err(ApiErr::invalid(fields));
     }
     let (_, reply) = st
@@ -158,16 +151,7 @@ pub(crate) async fn set_params(
         .await?;
     match reply {
         DeviceReply::Params { state } => {
-            let outcome = ParamsOutcome::Applied(state.revision);
-            audit::log(
-                &st.store,
-                Event::ParamsSet {
-                    by,
-                    device,
-                    outcome,
-                },
-            )
-            .await;
+            log(ParamsOutcome::Applied(state.revision)).await;
             Ok(Json(state))
         }
         other => Err(device_error(other)),
