@@ -93,7 +93,7 @@ fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_
 }
 
 #[tokio::test]
-async fn h626_cm_api_every_rejection_has_the_json_error_shape() {
+async fn cm_api_every_rejection_has_the_json_error_shape() {
     let cmu = start().await;
     let c = client([127, 0, 0, 1]);
     let url = format!("{}/api/v1/login", cmu.base);
@@ -179,7 +179,11 @@ async fn h626_6_1_1_a_guesser_is_throttled_the_owner_still_logs_in() {
     let t = Instant::now();
     let (s, b) = login(&cmu, &owner, "admin", &cmu.admin_password).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "not paced: {:?}",
+        t.elapsed()
+    );
     cmu.shutdown.trigger();
 }
 
