@@ -151,14 +151,36 @@ pub(crate) async fn provision(
     Ok(ids)
 }
 
-async fn find_user(c: &Client, who: &str) -> anyhow::Result<i64> {
-    if let Ok(id) = who.parse::<i64>() {
-        return Ok(id);
+/// How the operator named an account on the command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Who {
+    /// Its numeric id.
+    Id(i64),
+    /// Its login: an E.164 phone number (normalised) or a username.
+    Login(String),
+}
+
+/// An account id is digits only; anything else (`+15550190346`, a username) is a login.
+/// (`"+15550190346".parse::<i64>()` succeeds, so a phone number must not be tried as an id.)
+fn parse_who(who: &str) -> Who {
+    let who = who.trim();
+    if !who.is_empty()
+        && who.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(id) = who.parse()
+    {
+        return Who::Id(id);
     }
-    let phone = who
-        .parse::<peercam_base::Phone>()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|_| who.to_owned());
+    Who::Login(
+        who.parse::<peercam_base::Phone>()
+            .map_or_else(|_| who.to_lowercase(), |p| p.to_string()),
+    )
+}
+
+async fn find_user(c: &Client, who: &str) -> anyhow::Result<i64> {
+    let phone = match parse_who(who) {
+        Who::Id(id) => return Ok(id),
+        Who::Login(login) => login,
+    };
     c.admin_users(None)
         .await?
         .into_iter()
@@ -310,7 +332,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             })?;
         }
-        Cmd::Users(UserCmd::List { pending }) => {
+        Cmd::Users(cmd) => users(&c, json, cmd).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peercam admin users ...`: list, approve (6.1.1) and disable accounts.
+async fn users(c: &Client, json: bool, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::List { pending } => {
             let l = c.admin_users(pending.then_some("pending_approval")).await?;
             print(json, &l, |l| {
                 l.iter().for_each(|u| {
@@ -318,16 +348,29 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 })
             })?;
         }
-        Cmd::Users(UserCmd::Approve { who }) => {
-            let id = find_user(&c, &who).await?;
+        UserCmd::Approve { who } => {
+            let id = find_user(c, &who).await?;
             let u = c.approve(id).await?;
             print(json, &u, |u| println!("approved {} (id {})", u.login, u.id))?;
         }
-        Cmd::Users(UserCmd::Disable { who }) => {
-            let id = find_user(&c, &who).await?;
+        UserCmd::Disable { who } => {
+            let id = find_user(c, &who).await?;
             let u = c.disable(id).await?;
             print(json, &u, |u| println!("disabled {} (id {})", u.login, u.id))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_6_1_1_admin_names_accounts_by_id_or_phone() {
+        assert_eq!(parse_who("42"), Who::Id(42));
+        assert_eq!(parse_who("+15550190346"), Who::Login("+15550190346".into()));
+        assert_eq!(parse_who(" Kid.One "), Who::Login("kid.one".into()));
+        assert_eq!(parse_who("-3"), Who::Login("-3".into()));
+    }
 }

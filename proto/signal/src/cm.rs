@@ -42,6 +42,7 @@ pub struct ConfigPermit {
 /// A configuration (H.626.4 8.9.1 step 9): the whole parameter document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SetParamsRequest {
     /// From `POST /devices/{id}/params/permit`.
     pub permit: String,
@@ -54,6 +55,7 @@ pub struct SetParamsRequest {
 /// A factory reset order (H.626.4 8.10).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// Also delete the device's local recordings.
     #[serde(default)]
@@ -81,6 +83,7 @@ pub struct PackageView {
 /// An upgrade order (H.626.4 8.11.1 step 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct UpgradeOrder {
     /// The version to install; it must be newer than the device's.
     pub version: String,
@@ -103,6 +106,7 @@ pub struct ClientUpdate {
 /// A client's report that it updated (H.626.4 8.11.2, last step).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ClientUpdateReport {
     /// The client platform, e.g. `cli-linux-x86_64`.
     pub platform: String,
@@ -118,6 +122,7 @@ pub struct ClientUpdateReport {
 /// Sign-up, step 1 (H.626.4 6.1.1): a phone number and a password; a code is sent by SMS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// Mobile number, E.164 (`+` and digits).
     pub phone: String,
@@ -128,6 +133,7 @@ pub struct SignupRequest {
 /// Sign-up, step 2: the code received by SMS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SignupConfirm {
     /// The same phone number.
     pub phone: String,
@@ -163,6 +169,7 @@ pub struct SignupState {
 /// Login with a phone number (owners) or a username (sub-accounts, operators).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Phone number or username.
     pub login: String,
@@ -215,6 +222,7 @@ pub struct UserInfo {
 /// Change the password of the logged-in account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The current password.
     pub old_password: String,
@@ -263,6 +271,7 @@ pub struct DeviceView {
 /// Bind a device to the caller's account (H.626.4 8.2).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct BindRequest {
     /// The id on the sticker.
     pub device_id: String,
@@ -276,6 +285,7 @@ pub struct BindRequest {
 /// Rename a device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct DeviceRename {
     /// New name, 1-64 characters.
     pub name: String,
@@ -297,6 +307,7 @@ pub struct DeviceStatus {
 /// Create a sub-account (6.1.10).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SubaccountCreate {
     /// 3-32 characters of a-z, 0-9, `.`, `_`, `-`.
     pub username: String,
@@ -319,11 +330,12 @@ pub struct SubaccountView {
 /// Share a device with a sub-account (H.626.4 8.6).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ShareRequest {
     /// The sub-account's username.
     pub username: String,
-    /// What it may do: any of live, playback, ptz, talk, config (`talk` is stored and shown,
-    /// but no intercom exists yet to use it).
+    /// What it may do: any of live, playback, ptz, talk, config (`talk` is accepted and
+    /// stored; intercom is not implemented yet).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub scopes: ScopeSet,
 }
@@ -510,6 +522,7 @@ pub struct WebRtcOffer {
 /// data channel for [`crate::record::PlaybackControl`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PlaybackWebRtcRequest {
     /// The SDP offer (receive-only video and a data channel).
     pub offer: String,
@@ -534,6 +547,7 @@ pub struct WebRtcAnswer {
 /// Missing fields take the camera's best: 1280x720, 25 fps, 2000 kbit/s, G.711 mu-law.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PlayRequest {
     /// Widest picture the viewer wants, pixels.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -207,8 +207,8 @@ pub struct DeviceParams {
     pub night: NightParams,
     /// Audio.
     pub audio: AudioParams,
-    /// Alarm inputs: validated and saved with the parameters. Nothing reads the inputs yet:
-    /// alarms from them (8.8) are not implemented.
+    /// Alarm inputs: validated and stored by the camera; nothing raises alarms from them
+    /// yet (alarm handling, 8.8, is not implemented).
     #[serde(default)]
     pub alarm_inputs: Vec<AlarmInput>,
     /// Offset of local time from UTC, minutes (-720..=840), for the OSD clock.
@@ -310,7 +310,7 @@ pub struct AudioParams {
 pub struct AlarmInput {
     /// Input number, 1..=8, unique.
     pub input: u8,
-    /// Raise alarms from it.
+    /// Raise alarms from it (once alarm handling exists; stored only today).
     pub enabled: bool,
     /// Contact is normally open (alarm when it closes).
     pub normally_open: bool,
@@ -467,8 +467,8 @@ pub struct UserParams {
     pub utc_offset_min: i16,
     /// Largest picture the user's clients ask for by default, pixels wide (176..=1920).
     pub default_max_width: u16,
-    /// Whether the user wants alarm notifications (8.8). Saved only: no alarm notification
-    /// is sent yet.
+    /// Receive alarm notifications (8.8). Stored only: the platform sends no alarm
+    /// notifications yet.
     pub notify_alarms: bool,
 }
 

@@ -15,7 +15,8 @@ pub enum Scope {
     Playback,
     /// Pan, tilt, zoom (8.5).
     Ptz,
-    /// Two-way audio (6.1.8). Granted and stored like the others; no intercom uses it yet.
+    /// Two-way audio (6.1.8). Accepted and stored with a share; intercom is not
+    /// implemented yet, so no route needs it today.
     Talk,
     /// Read and change device parameters (8.9.1).
     Config,

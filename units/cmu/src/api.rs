@@ -1,5 +1,5 @@
 //! The route table: every route is declared here once, with its access rule, and both the
-//! router and the OpenAPI document are built from this one table (SECURITY.md D7: deny by
+//! router and the OpenAPI document are built from this one table (docs/security.md D7: deny by
 //! default; a test walks [`routes`] and proves no protected route answers without login).
 
 use axum::extract::{Request, State};
@@ -17,7 +17,7 @@ use utoipa::openapi::{
 };
 
 use crate::error::ApiErr;
-use crate::{Shared, handlers as h, platform};
+use crate::{Shared, accounts, admin, devices, platform, sharing};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,19 @@ macro_rules! r {
     };
 }
 
-/// Every route of the CMU, in one table.
+/// Every route of the CMU, in one table (kept in this order).
 pub fn routes() -> Vec<RouteInfo> {
+    let mut all = Vec::new();
+    all.extend(account_routes());
+    all.extend(device_routes());
+    all.extend(recording_routes());
+    all.extend(media_routes());
+    all.extend(sharing_and_operator_routes());
+    all
+}
+
+/// The API description, accounts (6.1.1) and the CMU parameters (8.9.2).
+fn account_routes() -> Vec<RouteInfo> {
     vec![
         r!(
             "GET",
@@ -181,6 +192,12 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("SetPlatformParams"),
             Some("PlatformParamsState")
         ),
+    ]
+}
+
+/// Devices and binding (8.2), control (8.5, 8.9.1) and upgrades (8.11.1).
+fn device_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices",
@@ -277,6 +294,12 @@ pub fn routes() -> Vec<RouteInfo> {
             None,
             Some("UpgradeStatus")
         ),
+    ]
+}
+
+/// Recorders (8.7.2, 8.7.3) and release packages (8.11).
+fn recording_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "POST",
             "/api/v1/devices/{id}/cameras",
@@ -389,6 +412,12 @@ pub fn routes() -> Vec<RouteInfo> {
             None,
             Some("PackageView")
         ),
+    ]
+}
+
+/// WLAN (6.1.11), reset (8.10) and media: live view, paths and sessions (8.4, 8.3).
+fn media_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices/{id}/wlan",
@@ -469,6 +498,12 @@ pub fn routes() -> Vec<RouteInfo> {
             Some("SessionReport"),
             None
         ),
+    ]
+}
+
+/// Sharing (8.6), the audit log, the operator, and the SCU link.
+fn sharing_and_operator_routes() -> Vec<RouteInfo> {
+    vec![
         r!(
             "GET",
             "/api/v1/devices/{id}/shares",
@@ -595,26 +630,26 @@ pub fn routes() -> Vec<RouteInfo> {
 fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
     use axum::routing::{delete, patch, post, put};
     Some(match (method, path) {
-        ("GET", "/api/v1/health") => get(h::health),
+        ("GET", "/api/v1/health") => get(admin::health),
         ("GET", "/api/v1/openapi.json") => get(|| async { Json(openapi()) }),
-        ("POST", "/api/v1/signup") => post(h::signup),
-        ("POST", "/api/v1/signup/confirm") => post(h::signup_confirm),
-        ("POST", "/api/v1/login") => post(h::login),
-        ("POST", "/api/v1/logout") => post(h::logout),
-        ("GET", "/api/v1/me") => get(h::me),
-        ("POST", "/api/v1/me/password") => post(h::change_password),
-        ("GET", "/api/v1/devices") => get(h::list_devices),
+        ("POST", "/api/v1/signup") => post(accounts::signup),
+        ("POST", "/api/v1/signup/confirm") => post(accounts::signup_confirm),
+        ("POST", "/api/v1/login") => post(accounts::login),
+        ("POST", "/api/v1/logout") => post(accounts::logout),
+        ("GET", "/api/v1/me") => get(accounts::me),
+        ("POST", "/api/v1/me/password") => post(accounts::change_password),
+        ("GET", "/api/v1/devices") => get(devices::list),
         ("GET", "/api/v1/me/params") => get(crate::settings::get_user),
         ("POST", "/api/v1/me/params/permit") => post(crate::settings::permit_user),
         ("PUT", "/api/v1/me/params") => put(crate::settings::set_user),
         ("GET", "/api/v1/admin/params") => get(crate::settings::get_platform),
         ("POST", "/api/v1/admin/params/permit") => post(crate::settings::permit_platform),
         ("PUT", "/api/v1/admin/params") => put(crate::settings::set_platform),
-        ("POST", "/api/v1/devices/bind") => post(h::bind),
-        ("GET", "/api/v1/devices/{id}") => get(h::get_device),
-        ("PATCH", "/api/v1/devices/{id}") => patch(h::rename_device),
-        ("DELETE", "/api/v1/devices/{id}") => delete(h::unbind),
-        ("GET", "/api/v1/devices/{id}/status") => get(h::device_status),
+        ("POST", "/api/v1/devices/bind") => post(devices::bind),
+        ("GET", "/api/v1/devices/{id}") => get(devices::get),
+        ("PATCH", "/api/v1/devices/{id}") => patch(devices::rename),
+        ("DELETE", "/api/v1/devices/{id}") => delete(devices::unbind),
+        ("GET", "/api/v1/devices/{id}/status") => get(devices::status),
         ("POST", "/api/v1/devices/{id}/play") => post(crate::play::play),
         ("POST", "/api/v1/devices/{id}/sessions") => post(crate::relay::report_session),
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
@@ -651,21 +686,21 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 usize::try_from(peercam_signal::upgrade::MAX_PAYLOAD_BYTES).unwrap_or(usize::MAX),
             )),
         ("PUT", "/api/v1/devices/{id}/wlan") => put(crate::control::set_wlan),
-        ("GET", "/api/v1/devices/{id}/shares") => get(h::list_shares),
-        ("POST", "/api/v1/devices/{id}/shares") => post(h::share),
-        ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(h::unshare),
-        ("GET", "/api/v1/subaccounts") => get(h::list_subaccounts),
-        ("POST", "/api/v1/subaccounts") => post(h::create_subaccount),
-        ("DELETE", "/api/v1/subaccounts/{username}") => delete(h::delete_subaccount),
-        ("GET", "/api/v1/audit") => get(h::my_audit),
+        ("GET", "/api/v1/devices/{id}/shares") => get(sharing::list_shares),
+        ("POST", "/api/v1/devices/{id}/shares") => post(sharing::share),
+        ("DELETE", "/api/v1/devices/{id}/shares/{username}") => delete(sharing::unshare),
+        ("GET", "/api/v1/subaccounts") => get(sharing::list_subaccounts),
+        ("POST", "/api/v1/subaccounts") => post(sharing::create_subaccount),
+        ("DELETE", "/api/v1/subaccounts/{username}") => delete(sharing::delete_subaccount),
+        ("GET", "/api/v1/audit") => get(admin::my_audit),
         ("POST", "/api/v1/admin/devices") => {
-            post(h::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+            post(admin::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         }
-        ("GET", "/api/v1/admin/devices") => get(h::admin_devices),
-        ("GET", "/api/v1/admin/users") => get(h::admin_users),
-        ("POST", "/api/v1/admin/users/{id}/approve") => post(h::approve_user),
-        ("POST", "/api/v1/admin/users/{id}/disable") => post(h::disable_user),
-        ("GET", "/api/v1/admin/audit") => get(h::admin_audit),
+        ("GET", "/api/v1/admin/devices") => get(admin::list_devices),
+        ("GET", "/api/v1/admin/users") => get(admin::list_users),
+        ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
+        ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
+        ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
         _ => return None,
     })
@@ -696,6 +731,7 @@ pub(crate) fn router(state: Shared) -> Router {
             .into_response()
         })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::map_response(crate::json::json_errors))
         .with_state(state)
 }
 
@@ -784,7 +820,22 @@ pub fn openapi() -> OpenApi {
         paths.add_path_operation(info.path, vec![method], op.build());
     }
     let _ = PathItem::default;
-    let components = ComponentsBuilder::new()
+    let components = components();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("peercam CMU API (Cm)")
+                .version("1.0.0")
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+/// The schemas of every request and answer, and the bearer scheme.
+fn components() -> utoipa::openapi::Components {
+    ComponentsBuilder::new()
         .schema_from::<cm::ApiError>()
         .schema_from::<cm::AttachCamera>()
         .schema_from::<cm::AttachedCamera>()
@@ -883,15 +934,5 @@ pub fn openapi() -> OpenApi {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         )
-        .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("peercam CMU API (Cm)")
-                .version("1.0.0")
-                .build(),
-        )
-        .paths(paths)
-        .components(Some(components))
         .build()
 }

@@ -4,11 +4,11 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use axum::http::HeaderMap;
 use peercam_base::{DeviceId, Scope, ScopeSet};
-use peercam_signal::cm::{AccountStatus, Relation, Role};
+use peercam_signal::cm::{Relation, Role};
 use peercam_signal::token::SessionToken;
-use sqlx::{Row as _, SqlitePool};
 
 use crate::error::{ApiErr, ApiResult};
+use crate::store::{Store, accounts};
 use crate::{CmuError, Config, Shared, now_s, random_bytes};
 
 /// An authenticated caller, resolved per request from the session table.
@@ -52,22 +52,6 @@ pub(crate) fn check_new_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) fn parse_status(s: &str) -> AccountStatus {
-    match s {
-        "active" => AccountStatus::Active,
-        "pending_approval" => AccountStatus::PendingApproval,
-        _ => AccountStatus::Disabled,
-    }
-}
-
-pub(crate) fn parse_role(s: &str) -> Role {
-    match s {
-        "operator" => Role::Operator,
-        "sub" => Role::Sub,
-        _ => Role::Owner,
-    }
-}
-
 /// Resolves the bearer token to an active account.
 pub(crate) async fn principal(state: &Shared, headers: &HeaderMap) -> ApiResult<Principal> {
     let header = headers
@@ -78,34 +62,13 @@ pub(crate) async fn principal(state: &Shared, headers: &HeaderMap) -> ApiResult<
         .strip_prefix("Bearer ")
         .ok_or_else(ApiErr::unauthenticated)?;
     let token = SessionToken::parse(text.trim()).map_err(|_| ApiErr::unauthenticated())?;
-    let row = sqlx::query(
-        "SELECT u.id, u.role, u.login, u.status, u.parent_id FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-    )
-    .bind(token.digest())
-    .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(ApiErr::unauthenticated)?;
-    let status: String = row.try_get(3)?;
-    if status != "active" {
-        return Err(ApiErr::unauthenticated());
-    }
-    // A sub-account whose owner is disabled is disabled too.
-    let parent: Option<i64> = row.try_get(4)?;
-    if let Some(p) = parent {
-        let ps: Option<String> = sqlx::query_scalar("SELECT status FROM users WHERE id = ?1")
-            .bind(p)
-            .fetch_optional(&state.db)
-            .await?;
-        if ps.as_deref() != Some("active") {
-            return Err(ApiErr::unauthenticated());
-        }
-    }
+    let account = crate::store::sessions::account(&state.store, &token.digest(), now_s())
+        .await?
+        .ok_or_else(ApiErr::unauthenticated)?;
     Ok(Principal {
-        id: row.try_get(0)?,
-        role: parse_role(&row.try_get::<String, _>(1)?),
-        parent,
+        id: account.id,
+        role: account.role,
+        parent: account.parent,
     })
 }
 
@@ -137,37 +100,33 @@ pub(crate) async fn device_access(
     need: Need,
 ) -> ApiResult<(DeviceId, DeviceAccess)> {
     let id: DeviceId = device.parse().map_err(|_| ApiErr::no_device())?;
-    let access = match who.role {
-        Role::Owner => {
-            let owned: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?1 AND owner_id = ?2")
-                    .bind(id.as_str())
-                    .bind(who.id)
-                    .fetch_optional(&state.db)
-                    .await?;
-            owned.map(|_| DeviceAccess {
+    let access = match (who.role, who.parent) {
+        (Role::Owner, _) => {
+            let owner = crate::store::devices::get(&state.store, &id)
+                .await?
+                .and_then(|d| d.owner);
+            (owner == Some(who.id)).then_some(DeviceAccess {
                 relation: Relation::Owner,
                 scopes: ScopeSet::all(),
             })
         }
-        Role::Sub => {
-            // The share must be from the device's current owner, who must be this account's parent.
-            let bits: Option<i64> = sqlx::query_scalar(
-                "SELECT s.scopes FROM shares s JOIN devices d ON d.id = s.device_id
-                 WHERE s.device_id = ?1 AND s.user_id = ?2 AND d.owner_id = ?3",
-            )
-            .bind(id.as_str())
-            .bind(who.id)
-            .bind(who.parent.unwrap_or(-1))
-            .fetch_optional(&state.db)
-            .await?;
-            bits.map(|b| DeviceAccess {
-                relation: Relation::Shared,
-                scopes: ScopeSet::from_bits(u8::try_from(b).unwrap_or(0)),
-            })
+        // The share must be from the device's current owner, who must be this account's parent.
+        (Role::Sub, Some(parent)) => {
+            crate::store::shares::scopes_from_owner(&state.store, &id, who.id, parent)
+                .await?
+                .map(|scopes| DeviceAccess {
+                    relation: Relation::Shared,
+                    scopes,
+                })
         }
-        Role::Operator => None,
+        _ => None,
     };
+    Ok((id, permits(access, need)?))
+}
+
+/// D3: what `access` (none: not related to the device) allows for `need`. "Not yours" is the
+/// answer for "does not exist".
+pub(crate) fn permits(access: Option<DeviceAccess>, need: Need) -> ApiResult<DeviceAccess> {
     let access = access.ok_or_else(ApiErr::no_device)?;
     match need {
         Need::Any => {}
@@ -180,43 +139,16 @@ pub(crate) async fn device_access(
         Need::Owner if access.relation == Relation::Owner => {}
         Need::Owner => return Err(ApiErr::forbidden("only the device's owner may do this")),
     }
-    Ok((id, access))
-}
-
-/// Appends to the audit log; failures are logged, never fatal to the request.
-pub(crate) async fn audit(
-    db: &SqlitePool,
-    actor: Option<i64>,
-    action: &str,
-    device: Option<&str>,
-    outcome: &str,
-    detail: &str,
-) {
-    let r = sqlx::query("INSERT INTO audit (at, actor_id, action, device_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-        .bind(actor)
-        .bind(action)
-        .bind(device)
-        .bind(outcome)
-        .bind(detail)
-        .execute(db)
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, action, "audit write failed");
-    }
+    Ok(access)
 }
 
 /// Creates the operator account on first start, with a random password written to
-/// `data_dir/admin.password` (mode 0600). No default passwords (SECURITY.md D6).
+/// `data_dir/admin.password` (mode 0600). No default passwords (docs/security.md D6).
 pub(crate) async fn bootstrap_operator(
-    db: &SqlitePool,
+    db: &Store,
     config: &Config,
 ) -> Result<Option<std::path::PathBuf>, CmuError> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM users WHERE role = 'operator' LIMIT 1")
-            .fetch_optional(db)
-            .await?;
-    if exists.is_some() {
+    if accounts::operator_exists(db).await? {
         return Ok(None);
     }
     let password: String = {
@@ -230,11 +162,46 @@ pub(crate) async fn bootstrap_operator(
     })?;
     let path = config.data_dir.join("admin.password");
     peercam_net::pki::write_file(&path, &format!("{password}\n"), true)?;
-    sqlx::query("INSERT INTO users (role, login, password_hash, status, created_at) VALUES ('operator', 'admin', ?1, 'active', ?2)")
-        .bind(hash)
-        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-        .execute(db)
-        .await?;
+    accounts::create(db, Role::Operator, "admin", &hash, None, now_s()).await?;
     tracing::warn!(file = %path.display(), "created operator account `admin`; its password is in the file");
     Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn shared(scopes: &[Scope]) -> Option<DeviceAccess> {
+        Some(DeviceAccess {
+            relation: Relation::Shared,
+            scopes: scopes.iter().copied().collect(),
+        })
+    }
+
+    #[test]
+    fn h626_8_6_scopes_gate_each_action() {
+        let live = shared(&[Scope::Live]);
+        assert!(permits(live, Need::Scope(Scope::Live)).is_ok());
+        assert!(permits(live, Need::Any).is_ok());
+        let e = permits(live, Need::Scope(Scope::Ptz)).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "forbidden"));
+        let e = permits(live, Need::Owner).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        let owner = Some(DeviceAccess {
+            relation: Relation::Owner,
+            scopes: ScopeSet::all(),
+        });
+        assert!(permits(owner, Need::Owner).is_ok());
+    }
+
+    #[test]
+    fn h626_8_6_after_unshare_the_device_is_not_found() {
+        // D3: no relation (unshared, never shared, or no such device) is one answer.
+        for need in [Need::Any, Need::Owner, Need::Scope(Scope::Live)] {
+            let e = permits(None, need).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, "not_found"));
+        }
+    }
 }

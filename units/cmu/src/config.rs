@@ -48,7 +48,7 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The TURN REST secret shared with the MTUs' `[turn]` services (coturn's
     /// `static-auth-secret`): the CMU mints time-limited TURN credentials scoped to one
-    /// session's peers (SECURITY.md D8). None: no TURN credentials are handed out.
+    /// session's peers (docs/security.md D8). None: no TURN credentials are handed out.
     #[serde(default)]
     pub turn_secret: Option<String>,
     /// How long a minted TURN credential lives, seconds. Default 600.

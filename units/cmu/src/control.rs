@@ -2,22 +2,21 @@
 //! (8.10). Each order is authorised here, per (user, device, scope), checked for range, and
 //! routed CMU -> SCU -> PU; the PU's answer comes back the same way.
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
-use peercam_base::{DeviceId, Scope};
+use peercam_base::Scope;
 use peercam_signal::cm::{ConfigPermit, ResetRequest, SetParamsRequest};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::control::{ParamsState, PtzCommand, PtzState, WlanConfig, WlanState};
 use sha2::{Digest as _, Sha256};
 
-use crate::auth::{Need, Principal, audit, device_access};
+use crate::audit::{self, Event, ParamsOutcome};
+use crate::auth::{Need, Principal, device_access};
 use crate::error::{ApiErr, ApiResult};
+use crate::json::Json;
+use crate::store::params;
 use crate::{Shared, now_s};
-
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
 
 fn permit_hash(permit: &str) -> String {
     hex::encode(Sha256::digest(permit.as_bytes()))
@@ -94,13 +93,12 @@ pub(crate) async fn params_permit(
     };
     // The same single-use permits as the CMU's own parameters (8.9.2), keyed by the device.
     let permit = crate::settings::permit(&st, &p, id.as_str(), revision).await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "device.params.permit",
-        Some(id.as_str()),
-        "ok",
-        "",
+    audit::log(
+        &st.store,
+        Event::ParamsPermit {
+            by: p.id,
+            device: &id,
+        },
     )
     .await;
     Ok(Json(permit))
@@ -116,41 +114,29 @@ pub(crate) async fn set_params(
 ) -> ApiResult<Json<ParamsState>> {
     let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Config)).await?;
     // The permit is spent whatever happens next: one permission, one attempt.
-    let spent = sqlx::query(
-        "DELETE FROM config_permits WHERE permit_hash = ?1 AND user_id = ?2 AND device_id = ?3 AND expires_at >= ?4",
-    )
-    .bind(permit_hash(&req.permit))
-    .bind(p.id)
-    .bind(id.as_str())
-    .bind(as_i64(now_s()))
-    .execute(&st.db)
-    .await?
-    .rows_affected();
-    if spent != 1 {
-        audit(
-            &st.db,
-            Some(p.id),
-            "device.params.set",
-            Some(id.as_str()),
-            "no_permit",
-            "",
+    let digest = permit_hash(&req.permit);
+    let spent = params::spend_permit(&st.store, &digest, p.id, id.as_str(), now_s()).await?;
+    let (by, device) = (p.id, &id);
+    let log = async |outcome| {
+        audit::log(
+            &st.store,
+            Event::ParamsSet {
+                by,
+                device,
+                outcome,
+            },
         )
-        .await;
+        .await
+    };
+    if !spent {
+        log(ParamsOutcome::NoPermit).await;
         return Err(ApiErr::forbidden(
             "no valid permit for this device: ask with POST /api/v1/devices/{id}/params/permit first (permits last 120 s and serve once)",
         )
         .with_code("no_permit"));
     }
     if let Err(fields) = req.params.validate() {
-        audit(
-            &st.db,
-            Some(p.id),
-            "device.params.set",
-            Some(id.as_str()),
-            "invalid",
-            "",
-        )
-        .await;
+        log(ParamsOutcome::Invalid).await;
         return Err(ApiErr::invalid(fields));
     }
     let (_, reply) = st
@@ -165,15 +151,7 @@ pub(crate) async fn set_params(
         .await?;
     match reply {
         DeviceReply::Params { state } => {
-            audit(
-                &st.db,
-                Some(p.id),
-                "device.params.set",
-                Some(id.as_str()),
-                "ok",
-                &format!("revision {}", state.revision),
-            )
-            .await;
+            log(ParamsOutcome::Applied(state.revision)).await;
             Ok(Json(state))
         }
         other => Err(device_error(other)),
@@ -203,25 +181,18 @@ pub(crate) async fn reset(
     if !matches!(reply, DeviceReply::ResetAccepted) {
         return Err(device_error(reply));
     }
-    release(&st, &id).await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "device.reset",
-        Some(id.as_str()),
-        "ok",
-        if req.wipe_recordings {
-            "recordings wiped"
-        } else {
-            ""
+    crate::devices::release(&st, &id).await?;
+    let (by, wiped) = (p.id, req.wipe_recordings);
+    audit::log(
+        &st.store,
+        Event::Reset {
+            by,
+            device: &id,
+            wiped,
         },
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn release(st: &Shared, id: &DeviceId) -> ApiResult<()> {
-    crate::handlers::release_device(st, id).await
 }
 
 /// H.626.4 6.1.11: the networks the camera sees and the one it is on.
@@ -256,13 +227,13 @@ pub(crate) async fn set_wlan(
         .await?;
     match reply {
         DeviceReply::Wlan { state } => {
-            audit(
-                &st.db,
-                Some(p.id),
-                "device.wlan.set",
-                Some(id.as_str()),
-                "ok",
-                &ssid,
+            audit::log(
+                &st.store,
+                Event::WlanSet {
+                    by: p.id,
+                    device: &id,
+                    ssid: &ssid,
+                },
             )
             .await;
             Ok(Json(state))

@@ -48,9 +48,16 @@ impl ApiErr {
     pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
-    /// The one answer for "no such device" and "not yours" (SECURITY.md D3: indistinguishable).
+    /// The one answer for "no such device" and "not yours" (docs/security.md D3: indistinguishable).
     pub(crate) fn no_device() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such device")
+    }
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
     }
     pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
@@ -74,10 +81,22 @@ impl ApiErr {
     }
 }
 
-impl From<sqlx::Error> for ApiErr {
-    fn from(e: sqlx::Error) -> Self {
-        // Fail closed: a database error never grants anything.
-        Self::internal("database", &e)
+impl From<crate::store::StoreError> for ApiErr {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            // Transient (issue 14): the client may simply try again; never a 500.
+            crate::store::StoreError::Busy => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the platform is busy; try again in a moment",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            // Fail closed: a database error never grants anything.
+            other => Self::internal("database", &other),
+        }
     }
 }
 

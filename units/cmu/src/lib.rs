@@ -8,17 +8,20 @@
 //! - `/api/v1/...`: the Cm interface for CUs, HTTP/JSON, described by the OpenAPI document
 //!   at `/api/v1/openapi.json`. Every route is declared once in [`api`] with its access rule;
 //!   access is deny-by-default and device access is decided per request from the database
-//!   (SECURITY.md D3, D7).
+//!   (docs/security.md D3, D7).
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
 //! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
+mod accounts;
+mod admin;
 pub mod api;
+mod audit;
 mod auth;
 mod config;
 mod control;
-mod db;
+mod devices;
 mod error;
-mod handlers;
+mod json;
 mod packages;
 pub mod platform;
 mod play;
@@ -26,7 +29,10 @@ mod ratelimit;
 mod recording;
 mod relay;
 mod settings;
+mod sharing;
 pub mod sms;
+mod store;
+mod token;
 mod web;
 
 use std::net::SocketAddr;
@@ -35,7 +41,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use peercam_net::{NetError, Shutdown};
-use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 
 pub use config::{Config, SmsConfig, TlsFiles};
@@ -49,7 +54,7 @@ pub enum CmuError {
     Config(String),
     /// Database failure.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
     /// Network or TLS setup failure.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -63,9 +68,15 @@ pub enum CmuError {
     },
 }
 
+impl From<store::StoreError> for CmuError {
+    fn from(e: store::StoreError) -> Self {
+        Self::Db(e.to_string())
+    }
+}
+
 pub(crate) struct AppState {
     pub(crate) config: Config,
-    pub(crate) db: SqlitePool,
+    pub(crate) store: store::Store,
     pub(crate) sms: Box<dyn sms::SmsGateway>,
     pub(crate) platform: platform::Platform,
     pub(crate) limits: ratelimit::Limits,
@@ -109,8 +120,8 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 /// Opens the database, bootstraps the operator account and starts serving.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuError> {
     config.validate()?;
-    let db = db::open(&config.database).await?;
-    let admin_password_file = auth::bootstrap_operator(&db, &config).await?;
+    let store = store::Store::open(&config.database).await?;
+    let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
         SmsConfig::Outbox { dir } => {
             Box::new(sms::OutboxSms::new(dir.clone()).map_err(|e| CmuError::Io {
@@ -156,7 +167,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         limits: ratelimit::Limits::default(),
         play_key: random_bytes::<32>(),
         config,
-        db,
+        store,
         sms,
     });
     let router = web::router().merge(api::router(state));

@@ -1,4 +1,4 @@
-//! Release packages and device upgrades (H.626.4 8.11.1, SECURITY.md D9).
+//! Release packages and device upgrades (H.626.4 8.11.1, docs/security.md D9).
 //!
 //! The operator uploads a signed manifest, then its payload; the CMU checks the signatures
 //! with its own copy of the release keys and the payload against the manifest's hash. An
@@ -8,22 +8,24 @@
 
 use std::path::PathBuf;
 
+use crate::json::Json;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use axum::{Extension, Json};
 use futures_util::StreamExt as _;
 use peercam_base::Scope;
 use peercam_signal::cm::{PackageView, UpgradeOrder};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::upgrade::{Policy, SignedManifest, UpgradeStatus, Version, parse_key};
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
-use crate::auth::{Need, Principal, audit, device_access};
+use crate::audit::{self, Event};
+use crate::auth::{Need, Principal, device_access};
 use crate::error::{ApiErr, ApiResult};
+use crate::store::packages::{self as store, NewPackage};
 use crate::{Shared, now_s};
 
 fn dir(st: &Shared) -> PathBuf {
@@ -43,21 +45,6 @@ fn valid_sha(sha: &str) -> ApiResult<()> {
             "not_found",
             "no such package",
         ))
-    }
-}
-
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn view(row: &sqlx::sqlite::SqliteRow) -> PackageView {
-    PackageView {
-        sha256: row.get("sha256"),
-        version: row.get("version"),
-        model: row.get("model"),
-        size: u64::try_from(row.get::<i64, _>("size")).unwrap_or(0),
-        expires_at: u64::try_from(row.get::<i64, _>("expires_at")).unwrap_or(0),
-        stored: row.get::<i64, _>("stored") != 0,
     }
 }
 
@@ -90,45 +77,26 @@ pub(crate) async fn upload_manifest(
         })
         .map_err(|e| ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
     let manifest = serde_json::to_string(&release).map_err(|e| ApiErr::internal("manifest", &e))?;
-    let r = sqlx::query(
-        "INSERT INTO packages (sha256, version, model, size, expires_at, manifest, uploaded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(sha256) DO UPDATE SET manifest = excluded.manifest, expires_at = excluded.expires_at
-         WHERE packages.version = excluded.version AND packages.model = excluded.model",
-    )
-    .bind(&m.sha256)
-    .bind(&m.version)
-    .bind(&m.model)
-    .bind(as_i64(m.size))
-    .bind(as_i64(m.expires_at))
-    .bind(&manifest)
-    .bind(as_i64(now_s()))
-    .execute(&st.db)
-    .await;
-    match r {
-        Ok(done) if done.rows_affected() == 1 => {}
-        Ok(_) | Err(sqlx::Error::Database(_)) => {
-            return Err(ApiErr::conflict(
-                "package_exists",
-                "another package already has this version for this model, or this payload",
-            ));
-        }
-        Err(e) => return Err(e.into()),
+    let new = NewPackage {
+        sha256: &m.sha256,
+        version: &m.version,
+        model: &m.model,
+        size: m.size,
+        expires_at: m.expires_at,
+        manifest: &manifest,
+    };
+    if !store::put_manifest(&st.store, new, now_s()).await? {
+        return Err(ApiErr::conflict(
+            "package_exists",
+            "another package already has this version for this model, or this payload",
+        ));
     }
-    audit(
-        &st.db,
-        Some(p.id),
-        "package.manifest",
-        None,
-        "ok",
-        &format!("{} {}", m.model, m.version),
-    )
-    .await;
-    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
-        .bind(&m.sha256)
-        .fetch_one(&st.db)
-        .await?;
-    Ok((StatusCode::CREATED, Json(view(&row))))
+    let (by, model, version) = (p.id, m.model.as_str(), m.version.as_str());
+    audit::log(&st.store, Event::PackageManifest { by, model, version }).await;
+    let stored = store::get(&st.store, &m.sha256)
+        .await?
+        .ok_or_else(|| ApiErr::internal("package", &"vanished after upload"))?;
+    Ok((StatusCode::CREATED, Json(stored.view)))
 }
 
 /// Step 0 (operator): the payload, streamed to disk, capped at the manifest's size and
@@ -140,18 +108,14 @@ pub(crate) async fn upload_payload(
     body: Body,
 ) -> ApiResult<Json<PackageView>> {
     valid_sha(&sha)?;
-    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
-        .bind(&sha)
-        .fetch_optional(&st.db)
-        .await?
-        .ok_or_else(|| {
-            ApiErr::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "upload the signed manifest first",
-            )
-        })?;
-    let size = view(&row).size;
+    let row = store::get(&st.store, &sha).await?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "upload the signed manifest first",
+        )
+    })?;
+    let size = row.view.size;
     let d = dir(&st);
     tokio::fs::create_dir_all(&d)
         .await
@@ -209,24 +173,24 @@ pub(crate) async fn upload_payload(
     tokio::fs::rename(&part, d.join(&sha))
         .await
         .map_err(|e| ApiErr::internal("package rename", &e))?;
-    sqlx::query("UPDATE packages SET stored = 1 WHERE sha256 = ?1")
-        .bind(&sha)
-        .execute(&st.db)
-        .await?;
-    audit(&st.db, Some(p.id), "package.payload", None, "ok", &sha).await;
-    let row = sqlx::query("SELECT * FROM packages WHERE sha256 = ?1")
-        .bind(&sha)
-        .fetch_one(&st.db)
-        .await?;
-    Ok(Json(view(&row)))
+    store::mark_stored(&st.store, &sha).await?;
+    audit::log(
+        &st.store,
+        Event::PackagePayload {
+            by: p.id,
+            sha256: &sha,
+        },
+    )
+    .await;
+    let mut view = row.view;
+    view.stored = true;
+    Ok(Json(view))
 }
 
 /// The operator's list of packages.
 pub(crate) async fn list(State(st): State<Shared>) -> ApiResult<Json<Vec<PackageView>>> {
-    let rows = sqlx::query("SELECT * FROM packages ORDER BY model, uploaded_at")
-        .fetch_all(&st.db)
-        .await?;
-    Ok(Json(rows.iter().map(view).collect()))
+    let all = store::all(&st.store).await?;
+    Ok(Json(all.into_iter().map(|p| p.view).collect()))
 }
 
 /// Devices download payloads here, resumably (`Range: bytes=N-`). Public: a payload is
@@ -237,13 +201,10 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     valid_sha(&sha)?;
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT size FROM packages WHERE sha256 = ?1 AND stored = 1")
-            .bind(&sha)
-            .fetch_optional(&st.db)
-            .await?;
-    let size = stored
-        .and_then(|s| u64::try_from(s).ok())
+    let size = store::get(&st.store, &sha)
+        .await?
+        .filter(|p| p.view.stored)
+        .map(|p| p.view.size)
         .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such package"))?;
     let from = headers
         .get(header::RANGE)
@@ -310,12 +271,11 @@ pub(crate) async fn order(
             .map_err(|e: peercam_signal::upgrade::UpgradeError| {
                 ApiErr::bad_request("bad_version", e.to_string())
             })?;
-    let dev = sqlx::query("SELECT model, sw_version FROM devices WHERE id = ?1")
-        .bind(id.as_str())
-        .fetch_one(&st.db)
-        .await?;
-    let model: String = dev.get("model");
-    let running: Option<String> = dev.get("sw_version");
+    let dev = crate::store::devices::get(&st.store, &id)
+        .await?
+        .ok_or_else(ApiErr::no_device)?;
+    let model = dev.model;
+    let running = dev.sw_version;
     let running: Version = running
         .as_deref()
         .and_then(|v| v.parse().ok())
@@ -326,10 +286,7 @@ pub(crate) async fn order(
             format!("the device runs {running}; {want} is not newer"),
         ));
     }
-    let row = sqlx::query("SELECT manifest, stored, expires_at, sha256 FROM packages WHERE model = ?1 AND version = ?2")
-        .bind(&model)
-        .bind(want.to_string())
-        .fetch_optional(&st.db)
+    let row = store::by_version(&st.store, &model, &want.to_string())
         .await?
         .ok_or_else(|| {
             ApiErr::new(
@@ -338,21 +295,21 @@ pub(crate) async fn order(
                 format!("no package {want} for model {model:?}"),
             )
         })?;
-    if row.get::<i64, _>("stored") == 0 {
+    if !row.view.stored {
         return Err(ApiErr::conflict(
             "payload_missing",
             "the package's payload is not uploaded yet",
         ));
     }
-    if u64::try_from(row.get::<i64, _>("expires_at")).unwrap_or(0) < now_s() {
+    if row.view.expires_at < now_s() {
         return Err(ApiErr::conflict(
             "expired",
             "the package's manifest has expired",
         ));
     }
-    let release: SignedManifest = serde_json::from_str(&row.get::<String, _>("manifest"))
-        .map_err(|e| ApiErr::internal("stored manifest", &e))?;
-    let sha: String = row.get("sha256");
+    let release: SignedManifest =
+        serde_json::from_str(&row.manifest).map_err(|e| ApiErr::internal("stored manifest", &e))?;
+    let sha = &row.view.sha256;
     let url = format!(
         "{}/api/v1/packages/{sha}",
         st.public_url.trim_end_matches('/')
@@ -363,25 +320,28 @@ pub(crate) async fn order(
         .await?;
     match reply {
         DeviceReply::Upgrade { status } => {
-            audit(
-                &st.db,
-                Some(p.id),
-                "device.upgrade",
-                Some(id.as_str()),
-                "ok",
-                &want.to_string(),
-            )
-            .await;
+            let version = want.to_string();
+            let (by, device) = (p.id, &id);
+            let e = Event::Upgrade {
+                by,
+                device,
+                version: &version,
+                refused: None,
+            };
+            audit::log(&st.store, e).await;
             Ok(Json(status))
         }
         DeviceReply::Failed { code, message } => {
-            audit(
-                &st.db,
-                Some(p.id),
-                "device.upgrade",
-                Some(id.as_str()),
-                &code,
-                &message,
+            let version = want.to_string();
+            let (by, device, refused) = (p.id, &id, Some((code.as_str(), message.as_str())));
+            audit::log(
+                &st.store,
+                Event::Upgrade {
+                    by,
+                    device,
+                    version: &version,
+                    refused,
+                },
             )
             .await;
             Err(ApiErr::new(
@@ -452,15 +412,11 @@ pub(crate) async fn client_update(
             url: newer.then(|| format!("{}/", st.public_url.trim_end_matches('/'))),
         }));
     }
-    let rows = sqlx::query("SELECT manifest, sha256, version FROM packages WHERE model = ?1 AND stored = 1 AND expires_at >= ?2")
-        .bind(&q.platform)
-        .bind(as_i64(now_s()))
-        .fetch_all(&st.db)
-        .await?;
+    let rows = store::available(&st.store, &q.platform, now_s()).await?;
     let newest = rows
         .iter()
         .filter_map(|r| {
-            let v: Version = r.get::<String, _>("version").parse().ok()?;
+            let v: Version = r.view.version.parse().ok()?;
             Some((v, r))
         })
         .max_by_key(|(v, _)| *v);
@@ -472,9 +428,9 @@ pub(crate) async fn client_update(
         }));
     };
     let _ = v;
-    let release: SignedManifest = serde_json::from_str(&row.get::<String, _>("manifest"))
-        .map_err(|e| ApiErr::internal("stored manifest", &e))?;
-    let sha: String = row.get("sha256");
+    let release: SignedManifest =
+        serde_json::from_str(&row.manifest).map_err(|e| ApiErr::internal("stored manifest", &e))?;
+    let sha = &row.view.sha256;
     Ok(Json(peercam_signal::cm::ClientUpdate {
         update_available: true,
         release: Some(release),
@@ -500,6 +456,15 @@ pub(crate) async fn client_report(
         .chars()
         .take(200)
         .collect();
-    audit(&st.db, Some(p.id), "client.update", None, outcome, &detail).await;
+    let ok = outcome == "ok";
+    audit::log(
+        &st.store,
+        Event::ClientUpdate {
+            user: p.id,
+            ok,
+            detail: &detail,
+        },
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

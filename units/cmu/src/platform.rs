@@ -17,12 +17,12 @@ use peercam_signal::ps::RefusalCode;
 use peercam_signal::relay::{DeviceAddresses, MtuOffer};
 use peercam_signal::sc::{CmuToScu, CommandOutcome, MtuChoice, ScuToCmu, Verdict};
 use peercam_signal::{Envelope, PROTOCOL_VERSION, decode, encode};
-use sqlx::Row as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::audit;
+use crate::audit::{self, Event};
 use crate::error::ApiErr;
+use crate::store;
 use crate::{Shared, now_ms, now_s};
 
 /// Presence and node links, in memory (the authoritative "online" view of this CMU).
@@ -320,15 +320,8 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                     "bad node secret"
                 };
                 tracing::warn!(%node, "refused SCU node: {msg}");
-                audit(
-                    &st.db,
-                    None,
-                    "node.hello",
-                    None,
-                    "refused",
-                    &format!("{node}: {msg}"),
-                )
-                .await;
+                let detail = format!("{node}: {msg}");
+                audit::log(&st.store, Event::NodeRefused { detail: &detail }).await;
                 let _ = socket
                     .send(text(&Envelope::new(
                         1,
@@ -452,17 +445,9 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                             "replaced by a newer session",
                         );
                     }
-                    let _ = sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
-                        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-                        .bind(device_id.as_str())
-                        .execute(&st.db)
-                        .await;
+                    let _ = store::devices::touch(&st.store, &device_id, now_s()).await;
                 } else if st.platform.offline(&device_id, &node, &session) {
-                    let _ = sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
-                        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-                        .bind(device_id.as_str())
-                        .execute(&st.db)
-                        .await;
+                    let _ = store::devices::touch(&st.store, &device_id, now_s()).await;
                 }
             }
             ScuToCmu::Endpoints {
@@ -504,7 +489,7 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
                 let holds = st.platform.node_of(&device_id).as_deref() == Some(node.as_str());
                 tokio::spawn(async move {
                     let verdict = if holds {
-                        crate::play::authorize(&st, &device_id, &token, &client).await
+                        crate::token::authorize(&st, &device_id, &token, &client).await
                     } else {
                         peercam_signal::play::PlayVerdict::Refused {
                             code: "not_allowed".into(),
@@ -589,7 +574,7 @@ async fn node_session(st: Shared, mut socket: WebSocket) {
     }
 }
 
-/// H.626.4 8.1 steps 2-3: is this the device it claims to be? (SECURITY.md D1)
+/// H.626.4 8.1 steps 2-3: is this the device it claims to be? (docs/security.md D1)
 #[allow(clippy::too_many_arguments)]
 async fn verify_device(
     st: &Shared,
@@ -605,11 +590,7 @@ async fn verify_device(
         code,
         message: message.to_owned(),
     };
-    let row = match sqlx::query("SELECT public_key, kind, disabled FROM devices WHERE id = ?1")
-        .bind(device_id.as_str())
-        .fetch_optional(&st.db)
-        .await
-    {
+    let row = match store::devices::get(&st.store, device_id).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "database error during registration");
@@ -625,16 +606,14 @@ async fn verify_device(
             "no device with this id was provisioned",
         ),
         Some(row) => {
-            let key: String = row.try_get(0).unwrap_or_default();
-            let stored_kind: String = row.try_get(1).unwrap_or_default();
-            let disabled: i64 = row.try_get(2).unwrap_or(1);
+            let key = row.public_key;
             let skew = now_ms().abs_diff(issued_at_ms);
-            if disabled != 0 {
+            if row.disabled {
                 refuse(
                     RefusalCode::Disabled,
                     "this device is disabled by the operator",
                 )
-            } else if stored_kind != kind.as_str() {
+            } else if row.kind != kind {
                 refuse(
                     RefusalCode::BadSignature,
                     "device kind does not match its provisioning",
@@ -662,17 +641,9 @@ async fn verify_device(
                     ),
                     Ok(()) => {
                         // A nonce is good for one registration only.
-                        let expires = i64::try_from(now_s() + 600).unwrap_or(i64::MAX);
-                        let fresh = sqlx::query("INSERT INTO used_nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING")
-                            .bind(nonce)
-                            .bind(expires)
-                            .execute(&st.db)
-                            .await
-                            .map(|r| r.rows_affected() == 1);
-                        let _ = sqlx::query("DELETE FROM used_nonces WHERE expires_at < ?1")
-                            .bind(i64::try_from(now_s()).unwrap_or(0))
-                            .execute(&st.db)
-                            .await;
+                        let fresh =
+                            store::devices::spend_nonce(&st.store, nonce, now_s() + 600, now_s())
+                                .await;
                         match fresh {
                             Ok(true) => Verdict::Accepted,
                             Ok(false) => refuse(
@@ -691,19 +662,13 @@ async fn verify_device(
     };
     match &outcome {
         Verdict::Accepted => {
-            let _ = sqlx::query("UPDATE devices SET registered_at = COALESCE(registered_at, ?1), sw_version = ?2 WHERE id = ?3")
-                .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-                .bind(sw_version.chars().take(64).collect::<String>())
-                .bind(device_id.as_str())
-                .execute(&st.db)
-                .await;
-            audit(
-                &st.db,
-                None,
-                "device.register",
-                Some(device_id.as_str()),
-                "ok",
-                node,
+            let _ = store::devices::registered(&st.store, device_id, now_s(), sw_version).await;
+            audit::log(
+                &st.store,
+                Event::Registered {
+                    device: device_id,
+                    node,
+                },
             )
             .await;
         }
@@ -713,13 +678,14 @@ async fn verify_device(
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            audit(
-                &st.db,
-                None,
-                "device.register",
-                Some(device_id.as_str()),
-                &code,
-                message,
+            let (device, code) = (device_id, code.as_str());
+            audit::log(
+                &st.store,
+                Event::RegistrationRefused {
+                    device,
+                    code,
+                    message,
+                },
             )
             .await;
         }

@@ -1,25 +1,21 @@
-//! H.626.4 8.4 media play: minting the hash token (steps 1-3) and judging it when the PU asks
-//! (steps 6-8).
+//! H.626.4 8.4 media play, the viewer's side: a play URL with its hash token (steps 1-3) and
+//! every path to the camera (8.3), or a WebRTC answer. Tokens are minted and judged in
+//! [`crate::token`].
 
 use std::net::SocketAddr;
 
 use axum::Extension;
-use axum::Json;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, State};
-use base64::Engine as _;
-use peercam_base::{DeviceId, Scope, ScopeSet};
+use peercam_base::Scope;
 use peercam_signal::cm::{PlayRequest, PlayResponse};
-use peercam_signal::play::{self, Caps, PlayClaims, PlayGrant, PlayVerdict, TokenRefusal};
-use sqlx::Row as _;
+use peercam_signal::play::Caps;
 
-use crate::auth::{Need, Principal, audit, device_access};
+use crate::audit::Minted;
+use crate::auth::{Need, Principal, device_access};
 use crate::error::{ApiErr, ApiResult};
-use crate::{Shared, now_s, random_bytes};
-
-/// Rounding slack on expiry: the CMU mints and judges its own tokens with one clock, so
-/// only the whole-second rounding of `iat`/`exp` needs room.
-const SKEW_S: u64 = 1;
+use crate::json::Json;
+use crate::{Shared, token};
 
 fn caps_from(req: &PlayRequest) -> Result<Caps, ApiErr> {
     let d = Caps::default();
@@ -64,7 +60,8 @@ pub(crate) async fn play(
                 "the device is offline or has not reported a media address yet",
             )
         })?;
-    let (claims, token) = live_token(&st, &p, &id, access.scopes, caps, "media.play_url").await?;
+    let minted = (Minted::PlayUrl, "");
+    let (claims, token) = token::mint(&st, &p, (&id, access.scopes), caps, None, minted).await?;
     // Step 3: the RTSP URL with the hash token, and every other way to the camera (8.3).
     let (paths, best) = crate::relay::paths(&st, &id, &addrs, client, &token).await;
     let chosen = paths
@@ -83,26 +80,6 @@ pub(crate) async fn play(
         path: chosen.kind,
         paths,
     }))
-}
-
-/// Mints a one-time live token for `id` (8.4 steps 2-3) and audits it as `action`.
-async fn live_token(
-    st: &Shared,
-    p: &Principal,
-    id: &DeviceId,
-    scopes: ScopeSet,
-    caps: Caps,
-    action: &str,
-) -> ApiResult<(PlayClaims, String)> {
-    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
-        .bind(id.as_str())
-        .fetch_one(&st.db)
-        .await?;
-    let ttl = crate::settings::platform(st).await?.1.play_token_ttl_s;
-    let claims = fresh_claims(id.clone(), p.id, scopes, acl, ttl, caps, None);
-    let token = play::mint(&st.play_key, &claims);
-    audit(&st.db, Some(p.id), action, Some(id.as_str()), "ok", "").await;
-    Ok((claims, token))
 }
 
 /// Live view for browsers (issue 7; 6.3.1 over WebRTC): the CMU mints a one-time token as
@@ -130,7 +107,8 @@ pub(crate) async fn webrtc(
             "the device is offline; try again when it is back",
         ));
     }
-    let (claims, token) = live_token(&st, &p, &id, access.scopes, caps, "media.webrtc").await?;
+    let minted = (Minted::WebRtc, "");
+    let (claims, token) = token::mint(&st, &p, (&id, access.scopes), caps, None, minted).await?;
     let stun = st
         .platform
         .select_mtu(&id)
@@ -162,217 +140,4 @@ pub(crate) async fn webrtc(
         }
         other => Err(crate::control::device_error(other)),
     }
-}
-
-/// The claims of a new one-time token for `dev`, issued now and valid `ttl_s` (D4); `cam`
-/// for playback tokens, which a recorder serves for that camera.
-pub(crate) fn fresh_claims(
-    dev: DeviceId,
-    sub: i64,
-    scopes: ScopeSet,
-    acl: i64,
-    ttl_s: u64,
-    cap: Caps,
-    cam: Option<DeviceId>,
-) -> PlayClaims {
-    let now = now_s();
-    PlayClaims {
-        dev,
-        sub,
-        scp: scopes.bits(),
-        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
-        iat: now,
-        exp: now + ttl_s,
-        acl,
-        cap,
-        cam,
-    }
-}
-
-/// A one-time live token for a platform service that pulls `camera` on its owner's behalf
-/// (an NVR recording it, 8.7.2.1 steps 16-18; an MTU relaying it, Mp/Pd), audited as
-/// `action` by `requester`; the answer's URL is `rtsp://{authority}/live/{camera}?token=`.
-/// The camera judges the token as for any viewer (8.4).
-pub(crate) async fn service_stream(
-    st: &Shared,
-    camera: &DeviceId,
-    (owner, acl): (i64, i64),
-    caps: Caps,
-    (action, requester): (&str, &DeviceId),
-    authority: &str,
-) -> peercam_signal::cmd::PlatformAnswer {
-    let ttl = match crate::settings::platform(st).await {
-        Ok((_, p)) => p.play_token_ttl_s,
-        Err(_) => 60,
-    };
-    let claims = fresh_claims(
-        camera.clone(),
-        owner,
-        ScopeSet::from_iter([Scope::Live]),
-        acl,
-        ttl,
-        caps,
-        None,
-    );
-    let token = play::mint(&st.play_key, &claims);
-    audit(
-        &st.db,
-        Some(owner),
-        action,
-        Some(camera.as_str()),
-        "ok",
-        requester.as_str(),
-    )
-    .await;
-    peercam_signal::cmd::PlatformAnswer::Stream {
-        url: format!("rtsp://{authority}/live/{camera}?token={token}"),
-        token,
-        expires_at: claims.exp,
-    }
-}
-
-/// 8.4 steps 6-8: the PU (through its SCU) asks whether `token` lets a viewer watch `device`.
-pub(crate) async fn authorize(
-    st: &Shared,
-    device: &DeviceId,
-    token: &str,
-    client: &str,
-) -> PlayVerdict {
-    let result = judge(st, device, token).await;
-    match result {
-        Ok(grant) => {
-            audit(
-                &st.db,
-                Some(grant.user),
-                "media.play",
-                Some(device.as_str()),
-                "ok",
-                client,
-            )
-            .await;
-            PlayVerdict::Granted { grant }
-        }
-        Err(Judgement::Refused(r)) => {
-            tracing::info!(device = %device, refusal = r.code(), "play refused");
-            audit(
-                &st.db,
-                None,
-                "media.play",
-                Some(device.as_str()),
-                r.code(),
-                client,
-            )
-            .await;
-            PlayVerdict::Refused {
-                code: r.code().into(),
-                message: r.to_string(),
-            }
-        }
-        Err(Judgement::Internal(e)) => {
-            tracing::error!(error = %e, "play check failed");
-            PlayVerdict::Refused {
-                code: "unavailable".into(),
-                message: "the platform cannot decide now; try again".into(),
-            }
-        }
-    }
-}
-
-enum Judgement {
-    Refused(TokenRefusal),
-    Internal(sqlx::Error),
-}
-
-impl From<sqlx::Error> for Judgement {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e)
-    }
-}
-
-async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant, Judgement> {
-    let claims = play::verify(&st.play_key, token).map_err(Judgement::Refused)?;
-    let now = now_s();
-    play::check_claims(&claims, device, now, SKEW_S).map_err(Judgement::Refused)?;
-    // Playback (8.7.2.2, 8.7.3): `device` is the recorder and the rights are the camera's;
-    // the recorder must record that camera (itself for an SD card).
-    let (subject, needed) = match &claims.cam {
-        None => (device.clone(), Scope::Live),
-        Some(cam) => {
-            let records = cam == device
-                || sqlx::query_scalar::<_, i64>(
-                    "SELECT 1 FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2",
-                )
-                .bind(cam.as_str())
-                .bind(device.as_str())
-                .fetch_optional(&st.db)
-                .await?
-                .is_some();
-            if !records {
-                return Err(Judgement::Refused(TokenRefusal::NotAllowed));
-            }
-            (cam.clone(), Scope::Playback)
-        }
-    };
-    let device = &subject;
-    // The ACL has not moved since minting (unshare, unbind, reset: SECURITY.md D4/D5)...
-    let row = sqlx::query("SELECT acl_version, owner_id FROM devices WHERE id = ?1")
-        .bind(device.as_str())
-        .fetch_optional(&st.db)
-        .await?;
-    let Some(row) = row else {
-        return Err(Judgement::Refused(TokenRefusal::NotAllowed));
-    };
-    let acl: i64 = row.try_get(0)?;
-    let owner: Option<i64> = row.try_get(1)?;
-    if acl != claims.acl {
-        return Err(Judgement::Refused(TokenRefusal::StaleAcl));
-    }
-    // ...and the user may still watch it, decided now from the store (D3).
-    let scopes = if owner == Some(claims.sub) {
-        let active: Option<String> = sqlx::query_scalar("SELECT status FROM users WHERE id = ?1")
-            .bind(claims.sub)
-            .fetch_optional(&st.db)
-            .await?;
-        if active.as_deref() == Some("active") {
-            ScopeSet::all()
-        } else {
-            ScopeSet::EMPTY
-        }
-    } else {
-        let bits: Option<i64> = sqlx::query_scalar(
-            "SELECT s.scopes FROM shares s JOIN users u ON u.id = s.user_id JOIN users o ON o.id = u.parent_id
-             WHERE s.device_id = ?1 AND s.user_id = ?2 AND u.status = 'active' AND o.status = 'active' AND o.id = ?3",
-        )
-        .bind(device.as_str())
-        .bind(claims.sub)
-        .bind(owner.unwrap_or(-1))
-        .fetch_optional(&st.db)
-        .await?;
-        ScopeSet::from_bits(bits.and_then(|b| u8::try_from(b).ok()).unwrap_or(0))
-    };
-    if !scopes.contains(needed) {
-        return Err(Judgement::Refused(TokenRefusal::NotAllowed));
-    }
-    // One use only (D4): the first RTSP request that presents it wins.
-    let fresh = sqlx::query("INSERT INTO used_play_tokens (jti, expires_at) VALUES (?1, ?2) ON CONFLICT (jti) DO NOTHING")
-        .bind(&claims.jti)
-        .bind(i64::try_from(claims.exp + SKEW_S).unwrap_or(i64::MAX))
-        .execute(&st.db)
-        .await?
-        .rows_affected()
-        == 1;
-    let _ = sqlx::query("DELETE FROM used_play_tokens WHERE expires_at < ?1")
-        .bind(i64::try_from(now).unwrap_or(0))
-        .execute(&st.db)
-        .await;
-    if !fresh {
-        return Err(Judgement::Refused(TokenRefusal::Replayed));
-    }
-    Ok(PlayGrant {
-        user: claims.sub,
-        scopes,
-        caps: claims.cap,
-        expires_at: claims.exp,
-        cam: claims.cam,
-    })
 }

@@ -1,18 +1,30 @@
-//! Fixed-window counters against brute force and SMS pumping.
+//! Fixed-window counters against brute force and SMS pumping, and pacing (one event per
+//! interval) for the account-wide login slowdown.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A named set of fixed-window counters.
+/// A named set of fixed-window counters and pacing slots.
 #[derive(Default)]
 pub(crate) struct Limits {
     windows: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Per key: when the next paced event may happen.
+    slots: Mutex<HashMap<String, Instant>>,
 }
 
 impl Limits {
     /// Counts one event for `key`; `Err(retry_after)` if more than `max` happened in `window`.
     pub(crate) fn hit(&self, key: &str, max: u32, window: Duration) -> Result<(), Duration> {
+        self.count(key, max, window, true)
+    }
+
+    /// Like [`Self::hit`] without counting: may one more event happen now?
+    pub(crate) fn check(&self, key: &str, max: u32, window: Duration) -> Result<(), Duration> {
+        self.count(key, max, window, false)
+    }
+
+    fn count(&self, key: &str, max: u32, window: Duration, add: bool) -> Result<(), Duration> {
         let now = Instant::now();
         let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() > 100_000 {
@@ -25,8 +37,34 @@ impl Limits {
         if entry.1 >= max {
             return Err(window.saturating_sub(now.duration_since(entry.0)));
         }
-        entry.1 += 1;
+        if add {
+            entry.1 += 1;
+        }
         Ok(())
+    }
+
+    /// Takes the next slot of `key`, slots being `interval` apart: how long to wait for it;
+    /// `Err(retry_after)` without taking it if that is longer than `max_wait` (so refused
+    /// events do not push the schedule further out).
+    pub(crate) fn pace(
+        &self,
+        key: &str,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
+        let now = Instant::now();
+        let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() > 100_000 {
+            map.retain(|_, next| *next > now);
+        }
+        let next = map.entry(key.to_owned()).or_insert(now);
+        let slot = (*next).max(now);
+        let wait = slot - now;
+        if wait > max_wait {
+            return Err(wait);
+        }
+        *next = slot + interval;
+        Ok(wait)
     }
 
     /// Forgets `key` (after a successful login, say).

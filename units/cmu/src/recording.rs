@@ -7,9 +7,9 @@
 //! URLs point at the recorder and carry a one-time token naming the recorder *and* the
 //! camera, which the recorder has the CMU judge (8.4 steps 5-8) before serving a byte.
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
 use peercam_base::{DeviceId, Scope, ScopeSet};
 use peercam_record::time::{format_clock, format_rfc3339, parse_rfc3339};
 use peercam_signal::cm::{
@@ -18,22 +18,23 @@ use peercam_signal::cm::{
 };
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
 use peercam_signal::control::FieldError;
-use peercam_signal::play::{self, Caps};
+use peercam_signal::play::Caps;
+use peercam_signal::ps::DeviceKind;
 use peercam_signal::record::{MAX_RANGE_MS, RecordingList, RecordingState};
 use serde::Deserialize;
-use sqlx::Row as _;
 
-use crate::auth::{Need, Principal, audit, device_access};
+use crate::audit::{self, Event, Minted, Service};
+use crate::auth::{Need, Principal, device_access};
 use crate::control::device_error;
 use crate::error::{ApiErr, ApiResult};
-use crate::{Shared, now_s};
+use crate::json::Json;
+use crate::store::{self, recordings};
+use crate::{Shared, now_s, token};
 
-async fn kind_of(st: &Shared, id: &DeviceId) -> ApiResult<String> {
-    Ok(sqlx::query_scalar("SELECT kind FROM devices WHERE id = ?1")
-        .bind(id.as_str())
-        .fetch_optional(&st.db)
+async fn device(st: &Shared, id: &DeviceId) -> ApiResult<store::devices::Device> {
+    store::devices::get(&st.store, id)
         .await?
-        .unwrap_or_default())
+        .ok_or_else(ApiErr::no_device)
 }
 
 /// Which device records `camera`: `sd` (or the camera's own id) is the camera; an NVR id
@@ -52,14 +53,8 @@ async fn resolve_recorder(
             if &id == camera {
                 return Ok(id);
             }
-            let linked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2",
-            )
-            .bind(camera.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&st.db)
-            .await?;
-            linked.map(|_| id).ok_or_else(|| {
+            let linked = recordings::is_attached(&st.store, camera, &id).await?;
+            linked.then_some(id).ok_or_else(|| {
                 ApiErr::conflict(
                     "not_attached",
                     "that NVR does not record this camera; attach the camera to it first",
@@ -67,15 +62,8 @@ async fn resolve_recorder(
             })
         }
         None => {
-            let nvr: Option<String> = sqlx::query_scalar(
-                "SELECT recorder_id FROM recorders WHERE camera_id = ?1 AND recorder_id <> camera_id ORDER BY created_at LIMIT 1",
-            )
-            .bind(camera.as_str())
-            .fetch_optional(&st.db)
-            .await?;
-            Ok(nvr
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| camera.clone()))
+            let nvr = recordings::first_nvr(&st.store, camera).await?;
+            Ok(nvr.unwrap_or_else(|| camera.clone()))
         }
     }
 }
@@ -96,23 +84,21 @@ pub(crate) async fn attach(
     Json(req): Json<AttachCamera>,
 ) -> ApiResult<(StatusCode, Json<AttachedCamera>)> {
     let (nvr, _) = device_access(&st, &p, &nvr, Need::Owner).await?;
-    if kind_of(&st, &nvr).await? != "nvr" {
+    if device(&st, &nvr).await?.kind != DeviceKind::Nvr {
         return Err(ApiErr::bad_request(
             "not_an_nvr",
             "cameras can only be attached to an NVR",
         ));
     }
     let (camera, _) = device_access(&st, &p, &req.camera, Need::Owner).await?;
-    if kind_of(&st, &camera).await? != "pu" {
+    let cam = device(&st, &camera).await?;
+    if cam.kind != DeviceKind::Pu {
         return Err(ApiErr::bad_request(
             "not_a_camera",
             "only cameras can be attached to an NVR",
         ));
     }
-    let public_key: String = sqlx::query_scalar("SELECT public_key FROM devices WHERE id = ?1")
-        .bind(camera.as_str())
-        .fetch_one(&st.db)
-        .await?;
+    let public_key = cam.public_key;
     let (_, reply) = st
         .platform
         .command(
@@ -127,22 +113,15 @@ pub(crate) async fn attach(
         DeviceReply::Attached { lan, .. } => lan,
         other => return Err(device_error(other)),
     };
-    sqlx::query(
-        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, NULL, ?3)
-         ON CONFLICT (camera_id, recorder_id) DO NOTHING",
-    )
-    .bind(camera.as_str())
-    .bind(nvr.as_str())
-    .bind(i64::try_from(now_s()).unwrap_or(0))
-    .execute(&st.db)
-    .await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "nvr.attach",
-        Some(nvr.as_str()),
-        "ok",
-        camera.as_str(),
+    recordings::attach(&st.store, &camera, &nvr, None, now_s()).await?;
+    let (nvr, camera) = (&nvr, &camera);
+    audit::log(
+        &st.store,
+        Event::NvrAttached {
+            by: p.id,
+            nvr,
+            camera,
+        },
     )
     .await;
     Ok((
@@ -172,13 +151,7 @@ pub(crate) async fn detach(
     let (nvr, _) = device_access(&st, &p, &nvr, Need::Owner).await?;
     let camera: DeviceId = camera.parse().map_err(|_| ApiErr::no_device())?;
     // The link goes first: from now on the NVR's stream requests for the camera fail.
-    let gone = sqlx::query("DELETE FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2")
-        .bind(camera.as_str())
-        .bind(nvr.as_str())
-        .execute(&st.db)
-        .await?
-        .rows_affected();
-    if gone == 0 {
+    if !recordings::detach(&st.store, &camera, &nvr).await? {
         return Err(ApiErr::new(
             StatusCode::NOT_FOUND,
             "not_attached",
@@ -195,13 +168,15 @@ pub(crate) async fn detach(
             },
         )
         .await;
-    audit(
-        &st.db,
-        Some(p.id),
-        "nvr.detach",
-        Some(nvr.as_str()),
-        if told.is_ok() { "ok" } else { "nvr_offline" },
-        camera.as_str(),
+    let (nvr, camera, told) = (&nvr, &camera, told.is_ok());
+    audit::log(
+        &st.store,
+        Event::NvrDetached {
+            by: p.id,
+            nvr,
+            camera,
+            told,
+        },
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -238,23 +213,16 @@ pub(crate) async fn set_strategy(
         other => return Err(device_error(other)),
     };
     let doc = serde_json::to_string(&req.strategy).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (camera_id, recorder_id) DO UPDATE SET strategy = excluded.strategy",
-    )
-    .bind(camera.as_str())
-    .bind(recorder.as_str())
-    .bind(doc)
-    .bind(i64::try_from(now_s()).unwrap_or(0))
-    .execute(&st.db)
-    .await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "recording.strategy",
-        Some(camera.as_str()),
-        "ok",
-        &recorder_label(&camera, &recorder),
+    recordings::attach(&st.store, &camera, &recorder, Some(&doc), now_s()).await?;
+    let label = recorder_label(&camera, &recorder);
+    let (by, camera) = (p.id, &camera);
+    audit::log(
+        &st.store,
+        Event::RecordingStrategy {
+            by,
+            camera,
+            recorder: &label,
+        },
     )
     .await;
     Ok(Json(state))
@@ -355,8 +323,8 @@ async fn mint_playback(
     st: &Shared,
     p: &Principal,
     scopes: ScopeSet,
-    camera: &DeviceId,
-    recorder: &DeviceId,
+    (camera, recorder): (&DeviceId, &DeviceId),
+    kind: Minted,
 ) -> ApiResult<(String, u64, String)> {
     let endpoint = st
         .platform
@@ -369,21 +337,17 @@ async fn mint_playback(
                 "the recorder is offline or has not reported a media address yet",
             )
         })?;
-    let acl: i64 = sqlx::query_scalar("SELECT acl_version FROM devices WHERE id = ?1")
-        .bind(camera.as_str())
-        .fetch_one(&st.db)
-        .await?;
-    let ttl = crate::settings::platform(st).await?.1.play_token_ttl_s;
-    let claims = crate::play::fresh_claims(
-        recorder.clone(),
-        p.id,
-        scopes,
-        acl,
-        ttl,
+    let label = recorder_label(camera, recorder);
+    let (claims, token) = token::mint(
+        st,
+        p,
+        (recorder, scopes),
         Caps::default(),
-        Some(camera.clone()),
-    );
-    Ok((play::mint(&st.play_key, &claims), claims.exp, endpoint))
+        Some(camera),
+        (kind, &label),
+    )
+    .await?;
+    Ok((token, claims.exp, endpoint))
 }
 
 /// `POST /api/v1/devices/{id}/recordings/play`: a playback URL on the recorder (Nc/Nc').
@@ -397,17 +361,14 @@ pub(crate) async fn playback(
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
-    let (token, expires_at, endpoint) =
-        mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "media.playback_url",
-        Some(camera.as_str()),
-        "ok",
-        &recorder_label(&camera, &recorder),
+    let (token, expires_at, endpoint) = mint_playback(
+        &st,
+        &p,
+        access.scopes,
+        (&camera, &recorder),
+        Minted::PlaybackUrl,
     )
-    .await;
+    .await?;
     Ok(Json(PlaybackResponse {
         url: format!(
             "rtsp://{endpoint}/rec/{camera}?start={}&token={token}",
@@ -438,16 +399,14 @@ pub(crate) async fn playback_webrtc(
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
-    let (token, _, _) = mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "media.playback_webrtc",
-        Some(camera.as_str()),
-        "ok",
-        &recorder_label(&camera, &recorder),
+    let (token, _, _) = mint_playback(
+        &st,
+        &p,
+        access.scopes,
+        (&camera, &recorder),
+        Minted::PlaybackWebRtc,
     )
-    .await;
+    .await?;
     let stun = st
         .platform
         .select_mtu(&recorder)
@@ -498,17 +457,14 @@ pub(crate) async fn export(
             ),
         ));
     }
-    let (token, expires_at, endpoint) =
-        mint_playback(&st, &p, access.scopes, &camera, &recorder).await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "media.export_url",
-        Some(camera.as_str()),
-        "ok",
-        &recorder_label(&camera, &recorder),
+    let (token, expires_at, endpoint) = mint_playback(
+        &st,
+        &p,
+        access.scopes,
+        (&camera, &recorder),
+        Minted::ExportUrl,
     )
-    .await;
+    .await?;
     Ok(Json(ExportResponse {
         url: format!(
             "http://{endpoint}/export/{camera}.mp4?from={}&to={}&token={token}",
@@ -542,16 +498,9 @@ pub(crate) async fn event(
             "at most 200 characters",
         )]));
     }
-    let recorders: Vec<String> =
-        sqlx::query_scalar("SELECT recorder_id FROM recorders WHERE camera_id = ?1")
-            .bind(camera.as_str())
-            .fetch_all(&st.db)
-            .await?;
+    let recorders = recordings::recorders_of(&st.store, &camera).await?;
     let mut took = Vec::new();
-    for r in recorders {
-        let Ok(rid) = r.parse::<DeviceId>() else {
-            continue;
-        };
+    for rid in recorders {
         let cmd = DeviceCommand::RecordEvent {
             camera: camera.clone(),
             kind: req.kind.clone(),
@@ -567,13 +516,14 @@ pub(crate) async fn event(
             "no recorder of this camera is online; set a record strategy first",
         ));
     }
-    audit(
-        &st.db,
-        Some(p.id),
-        "recording.event",
-        Some(camera.as_str()),
-        "ok",
-        &req.kind,
+    let (by, kind) = (p.id, req.kind.as_str());
+    audit::log(
+        &st.store,
+        Event::RecorderNotified {
+            by,
+            camera: &camera,
+            kind,
+        },
     )
     .await;
     Ok((
@@ -594,17 +544,8 @@ pub(crate) async fn recorder_stream(
         code: code.into(),
         message: message.into(),
     };
-    let row = sqlx::query(
-        "SELECT c.owner_id, c.acl_version FROM recorders r
-         JOIN devices c ON c.id = r.camera_id JOIN devices n ON n.id = r.recorder_id
-         WHERE r.camera_id = ?1 AND r.recorder_id = ?2 AND c.owner_id IS NOT NULL AND c.owner_id = n.owner_id",
-    )
-    .bind(camera.as_str())
-    .bind(nvr.as_str())
-    .fetch_optional(&st.db)
-    .await;
-    let (owner, acl): (i64, i64) = match row {
-        Ok(Some(r)) => (r.get(0), r.get(1)),
+    let (owner, acl) = match recordings::stream_grant(&st.store, camera, nvr).await {
+        Ok(Some(grant)) => grant,
         Ok(None) => return refuse("not_attached", "the camera is not attached to this NVR"),
         Err(e) => {
             tracing::error!(error = %e, "database error on a recorder stream request");
@@ -614,12 +555,13 @@ pub(crate) async fn recorder_stream(
     let Some(endpoint) = st.platform.endpoints(camera).into_iter().next() else {
         return refuse("device_offline", "the camera is offline");
     };
-    crate::play::service_stream(
+    let service = (Service::NvrStream, nvr);
+    token::for_service(
         st,
         camera,
         (owner, acl),
         Caps::default(),
-        ("nvr.stream_url", nvr),
+        service,
         &endpoint,
     )
     .await

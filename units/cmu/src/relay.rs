@@ -4,14 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::audit::{self, Event, Service};
+use crate::store::{self, StoreError};
+use crate::{Shared, now_s, token};
 use peercam_base::{DeviceId, Scope};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
 use peercam_signal::play::{Caps, PlayVerdict};
 use peercam_signal::relay::{DeviceAddresses, MediaPath, PathKind};
-use sqlx::Row as _;
-
-use crate::auth::audit;
-use crate::{Shared, now_s};
 
 /// How long after a play through an MTU that MTU may ask for the camera's upstream.
 pub(crate) const RELAY_WINDOW_S: u64 = 300;
@@ -126,13 +125,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn is_mtu(st: &Shared, id: &DeviceId) -> Result<bool, sqlx::Error> {
-    let kind: Option<String> =
-        sqlx::query_scalar("SELECT kind FROM devices WHERE id = ?1 AND disabled = 0")
-            .bind(id.as_str())
-            .fetch_optional(&st.db)
-            .await?;
-    Ok(kind.as_deref() == Some("mtu"))
+async fn is_mtu(st: &Shared, id: &DeviceId) -> Result<bool, StoreError> {
+    let d = store::devices::get(&st.store, id).await?;
+    Ok(d.is_some_and(|d| d.kind == peercam_signal::ps::DeviceKind::Mtu && !d.disabled))
 }
 
 /// Mp / Pd: an MTU asks for `camera`'s stream. Allowed only to an MTU chosen for a play of
@@ -164,15 +159,14 @@ pub(crate) async fn upstream(
     if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
         return refuse("bad_request", "ticket, tunnel or server name out of bounds");
     }
-    let row = sqlx::query(
-        "SELECT owner_id, acl_version FROM devices WHERE id = ?1 AND owner_id IS NOT NULL",
-    )
-    .bind(camera.as_str())
-    .fetch_optional(&st.db)
-    .await;
-    let (owner, acl): (i64, i64) = match row {
-        Ok(Some(r)) => (r.get(0), r.get(1)),
-        Ok(None) => return refuse("not_found", "no such bound camera"),
+    let found = store::devices::get(&st.store, camera).await;
+    let (owner, acl) = match found {
+        Ok(Some(store::devices::Device {
+            owner: Some(owner),
+            acl_version,
+            ..
+        })) => (owner, acl_version),
+        Ok(_) => return refuse("not_found", "no such bound camera"),
         Err(e) => {
             tracing::error!(error = %e, "database error on a relay upstream request");
             return refuse("unavailable", "the platform cannot decide now");
@@ -199,15 +193,8 @@ pub(crate) async fn upstream(
         Err(_) => return refuse("device_offline", "the camera is offline"),
     }
     // The MTU reaches the camera over the channel the camera opened, not by address.
-    crate::play::service_stream(
-        st,
-        camera,
-        (owner, acl),
-        caps,
-        ("mtu.upstream", mtu),
-        "relay",
-    )
-    .await
+    let service = (Service::MtuUpstream, mtu);
+    token::for_service(st, camera, (owner, acl), caps, service, "relay").await
 }
 
 /// Dm: an MTU asks whether a viewer's token lets it watch `camera` (judged exactly as the
@@ -227,7 +214,7 @@ pub(crate) async fn authorize(
             return refuse("unavailable", "the platform cannot decide now");
         }
     }
-    match crate::play::authorize(st, camera, token, &format!("{client} via {mtu}")).await {
+    match token::authorize(st, camera, token, &format!("{client} via {mtu}")).await {
         PlayVerdict::Granted { grant } => PlatformAnswer::Granted { grant },
         PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
     }
@@ -238,20 +225,11 @@ pub(crate) async fn report_session(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    axum::Json(r): axum::Json<peercam_signal::cm::SessionReport>,
+    crate::json::Json(r): crate::json::Json<peercam_signal::cm::SessionReport>,
 ) -> crate::error::ApiResult<axum::http::StatusCode> {
     let (id, _) =
         crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
-    sqlx::query("INSERT INTO media_sessions (at, user_id, device_id, path, connect_ms, bytes, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-        .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-        .bind(p.id)
-        .bind(id.as_str())
-        .bind(r.path.as_str())
-        .bind(i64::from(r.connect_ms))
-        .bind(i64::try_from(r.bytes).unwrap_or(i64::MAX))
-        .bind(i64::from(r.seconds))
-        .execute(&st.db)
-        .await?;
+    store::media::record(&st.store, p.id, &id, &r, now_s()).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -259,40 +237,10 @@ pub(crate) async fn report_session(
 pub(crate) async fn admin_sessions(
     axum::extract::State(st): axum::extract::State<Shared>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::SessionsView>> {
-    let counts: Vec<(String, i64)> =
-        sqlx::query_as("SELECT path, COUNT(*) FROM media_sessions GROUP BY path")
-            .fetch_all(&st.db)
-            .await?;
-    let rows: Vec<(i64, i64, String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT at, user_id, device_id, path, connect_ms, bytes, seconds FROM media_sessions ORDER BY id DESC LIMIT 200",
-    )
-    .fetch_all(&st.db)
-    .await?;
-    let recent = rows
-        .into_iter()
-        .filter_map(
-            |(at, user_id, device_id, path, connect_ms, bytes, seconds)| {
-                let path: PathKind =
-                    serde_json::from_value(serde_json::Value::String(path)).ok()?;
-                Some(peercam_signal::cm::SessionView {
-                    at: u64::try_from(at).unwrap_or(0),
-                    user_id,
-                    device_id,
-                    report: peercam_signal::cm::SessionReport {
-                        path,
-                        connect_ms: u32::try_from(connect_ms).unwrap_or(u32::MAX),
-                        bytes: u64::try_from(bytes).unwrap_or(0),
-                        seconds: u32::try_from(seconds).unwrap_or(0),
-                    },
-                })
-            },
-        )
-        .collect();
+    let by_path = store::media::counts(&st.store).await?;
+    let recent = store::media::recent(&st.store, 200).await?;
     Ok(axum::Json(peercam_signal::cm::SessionsView {
-        by_path: counts
-            .into_iter()
-            .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
-            .collect(),
+        by_path: by_path.into_iter().collect(),
         recent,
     }))
 }
@@ -338,13 +286,14 @@ pub(crate) async fn ice(
             username: Some(cred.username),
             credential: Some(cred.password),
         });
-        audit(
-            &st.db,
-            Some(p.id),
-            "turn.credential",
-            Some(id.as_str()),
-            "ok",
-            mtu.mtu.as_str(),
+        let (user, device) = (p.id, &id);
+        audit::log(
+            &st.store,
+            Event::TurnCredential {
+                user,
+                device,
+                mtu: &mtu.mtu,
+            },
         )
         .await;
     }
@@ -363,7 +312,7 @@ pub(crate) async fn punch(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    axum::Json(offer): axum::Json<peercam_signal::relay::PunchDescription>,
+    crate::json::Json(offer): crate::json::Json<peercam_signal::relay::PunchDescription>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::relay::PunchDescription>> {
     let (id, _) =
         crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
@@ -380,13 +329,12 @@ pub(crate) async fn punch(
         .await?;
     match reply {
         DeviceReply::Punch { answer } if answer.is_reasonable() => {
-            audit(
-                &st.db,
-                Some(p.id),
-                "media.punch",
-                Some(id.as_str()),
-                "ok",
-                "",
+            audit::log(
+                &st.store,
+                Event::Punched {
+                    user: p.id,
+                    device: &id,
+                },
             )
             .await;
             Ok(axum::Json(answer))

@@ -3,8 +3,8 @@
 //! permission to configure (a single-use permit after the CMU authorised the caller), sends
 //! the whole document, and the CMU applies it all or nothing and confirms.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::{Extension, Json};
 use peercam_signal::cm::ConfigPermit;
 use peercam_signal::control::{
     PlatformParams, PlatformParamsState, SetPlatformParams, SetUserParams, UserParams,
@@ -13,17 +13,15 @@ use peercam_signal::control::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 
-use crate::auth::{Principal, audit};
+use crate::audit::{self, Event};
+use crate::auth::Principal;
 use crate::error::{ApiErr, ApiResult};
+use crate::json::Json;
+use crate::store::params::{self as stored, Applied};
 use crate::{Shared, now_s, random_bytes};
 
 const PERMIT_TTL_S: u64 = 120;
-
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
 
 /// The platform's settings: the operator's document, or the configuration file's values.
 pub(crate) async fn platform(st: &Shared) -> ApiResult<(u64, PlatformParams)> {
@@ -37,20 +35,12 @@ pub(crate) async fn platform(st: &Shared) -> ApiResult<(u64, PlatformParams)> {
 }
 
 async fn load<T: DeserializeOwned>(st: &Shared, key: &str, default: T) -> ApiResult<(u64, T)> {
-    let row = sqlx::query("SELECT revision, doc FROM cmu_params WHERE key = ?1")
-        .bind(key)
-        .fetch_optional(&st.db)
-        .await?;
-    let Some(row) = row else {
+    let Some((revision, doc)) = stored::load(&st.store, key).await? else {
         return Ok((0, default));
     };
-    let doc: String = row.get("doc");
     let params =
         serde_json::from_str(&doc).map_err(|e| ApiErr::internal("stored parameters", &e))?;
-    Ok((
-        u64::try_from(row.get::<i64, _>("revision")).unwrap_or(0),
-        params,
-    ))
+    Ok((revision, params))
 }
 
 /// Issues a single-use configuration permit for `key` (a device id, `platform` or
@@ -63,19 +53,8 @@ pub(crate) async fn permit(
 ) -> ApiResult<ConfigPermit> {
     let permit = format!("pcp_{}", hex::encode(random_bytes::<24>()));
     let expires_at = now_s() + PERMIT_TTL_S;
-    sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
-        .bind(as_i64(now_s()))
-        .execute(&st.db)
-        .await?;
-    sqlx::query(
-        "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .bind(hex::encode(Sha256::digest(permit.as_bytes())))
-    .bind(who.id)
-    .bind(key)
-    .bind(as_i64(expires_at))
-    .execute(&st.db)
-    .await?;
+    let digest = hex::encode(Sha256::digest(permit.as_bytes()));
+    stored::issue_permit(&st.store, &digest, who.id, key, expires_at, now_s()).await?;
     Ok(ConfigPermit {
         permit,
         revision,
@@ -92,50 +71,21 @@ async fn apply<T: Serialize>(
     base_revision: u64,
     params: &T,
 ) -> ApiResult<u64> {
-    let mut tx = st.db.begin().await?;
-    let spent = sqlx::query(
-        "DELETE FROM config_permits WHERE permit_hash = ?1 AND user_id = ?2 AND device_id = ?3 AND expires_at >= ?4",
-    )
-    .bind(hex::encode(Sha256::digest(permit.as_bytes())))
-    .bind(who.id)
-    .bind(key)
-    .bind(as_i64(now_s()))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if spent != 1 {
-        return Err(ApiErr::forbidden(
+    let doc = serde_json::to_string(params).map_err(|e| ApiErr::internal("parameters", &e))?;
+    let digest = hex::encode(Sha256::digest(permit.as_bytes()));
+    match stored::apply(&st.store, (&digest, who.id), key, base_revision, &doc, now_s()).await? {
+        Applied::Stored(revision) => Ok(revision),
+        Applied::NoPermit => Err(ApiErr::forbidden(
             "no valid permit: ask with the matching POST .../params/permit first (permits last 120 s and serve once)",
         )
-        .with_code("no_permit"));
-    }
-    let current: i64 = sqlx::query_scalar("SELECT revision FROM cmu_params WHERE key = ?1")
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or(0);
-    if u64::try_from(current).unwrap_or(0) != base_revision {
-        // Committing here spends the permit even though nothing else changes.
-        tx.commit().await?;
-        return Err(ApiErr::conflict(
+        .with_code("no_permit")),
+        Applied::Stale(current) => Err(ApiErr::conflict(
             "stale_revision",
             format!(
                 "the parameters changed meanwhile (now at revision {current}); read them again"
             ),
-        ));
+        )),
     }
-    let doc = serde_json::to_string(params).map_err(|e| ApiErr::internal("parameters", &e))?;
-    sqlx::query(
-        "INSERT INTO cmu_params (key, revision, doc) VALUES (?1, ?2, ?3)
-         ON CONFLICT(key) DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
-    )
-    .bind(key)
-    .bind(current + 1)
-    .bind(doc)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(u64::try_from(current + 1).unwrap_or(0))
 }
 
 fn user_key(p: &Principal) -> String {
@@ -176,13 +126,12 @@ pub(crate) async fn set_user(
         &req.params,
     )
     .await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "user.params.set",
-        None,
-        "ok",
-        &format!("revision {revision}"),
+    audit::log(
+        &st.store,
+        Event::UserParamsSet {
+            user: p.id,
+            revision,
+        },
     )
     .await;
     Ok(Json(UserParamsState {
@@ -222,15 +171,7 @@ pub(crate) async fn set_platform(
         &req.params,
     )
     .await?;
-    audit(
-        &st.db,
-        Some(p.id),
-        "platform.params.set",
-        None,
-        "ok",
-        &format!("revision {revision}"),
-    )
-    .await;
+    audit::log(&st.store, Event::PlatformParamsSet { by: p.id, revision }).await;
     Ok(Json(PlatformParamsState {
         revision,
         params: req.params,

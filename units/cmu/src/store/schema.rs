@@ -1,15 +1,16 @@
-//! The CMU's store: SQLite through sqlx (WAL, foreign keys), with ordered migrations.
+//! The SQLite schema: opening the database (WAL, foreign keys, busy timeout) and its
+//! ordered migrations.
 //!
-//! SQL is kept to the portable subset (integer keys, text, `ON CONFLICT`) so that a
-//! PostgreSQL backend can follow with the same queries.
+//! Only SQLite is implemented. The SQL avoids what other databases lack where it costs
+//! nothing (integer keys, text, `ON CONFLICT`), but migration 7 edits `sqlite_master`, so a
+//! PostgreSQL backend needs its own schema; callers would not notice (see [`super`]).
 
 use std::str::FromStr as _;
-use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
-use crate::CmuError;
+use super::StoreError;
 
 /// Ordered schema migrations; the index + 1 is the schema version stored in `user_version`.
 const MIGRATIONS: &[&str] = &[
@@ -154,35 +155,38 @@ CREATE INDEX media_sessions_at ON media_sessions(at);
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
 /// `sqlite::memory:`).
-pub(crate) async fn open(url: &str) -> Result<SqlitePool, CmuError> {
+pub(super) async fn open(url: &str) -> Result<SqlitePool, StoreError> {
     let opts = SqliteConnectOptions::from_str(url)
-        .map_err(|e| CmuError::Config(format!("database URL {url:?}: {e}")))?
+        .map_err(|e| StoreError::Setup(format!("database URL {url:?}: {e}")))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(super::BUSY_TIMEOUT);
     let max = if url.contains(":memory:") { 1 } else { 8 };
     let pool = SqlitePoolOptions::new()
         .max_connections(max)
         .connect_with(opts)
         .await?;
-    migrate(&pool).await?;
+    // Several CMU processes may start on one file at once: the migration holds the write lock
+    // from its first statement (it reads the version, then writes).
+    super::retry(|| migrate(&pool)).await??;
     Ok(pool)
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<(), CmuError> {
-    let mut tx = pool.begin().await?;
+/// Outer error: the database (retried when transient); inner: the schema is too new.
+async fn migrate(pool: &SqlitePool) -> Result<Result<(), StoreError>, sqlx::Error> {
+    let mut tx = super::begin_write(pool).await?;
     let version: i64 = sqlx::query("PRAGMA user_version")
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
     let version = usize::try_from(version).unwrap_or(0);
     if version > MIGRATIONS.len() {
-        return Err(CmuError::Config(format!(
+        return Ok(Err(StoreError::Setup(format!(
             "database schema version {version} is newer than this CMU understands ({}); upgrade peercam",
             MIGRATIONS.len()
-        )));
+        ))));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tracing::info!(from = i, to = i + 1, "migrating CMU database");
@@ -208,5 +212,5 @@ async fn migrate(pool: &SqlitePool) -> Result<(), CmuError> {
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Ok(()))
 }

@@ -1,0 +1,356 @@
+//! H.626.4 8.4 play tokens, one module for every user of them: minting for viewers (live,
+//! playback, export) and for platform services (an NVR recording a camera, an MTU relaying
+//! it), and judging a token when a PU, NVR or MTU asks (8.4 steps 6-8). One-time, expiring,
+//! bound to the device's ACL version (docs/security.md D4, D5).
+
+use base64::Engine as _;
+use peercam_base::{DeviceId, Scope, ScopeSet};
+use peercam_signal::cmd::PlatformAnswer;
+use peercam_signal::play::{self, Caps, PlayClaims, PlayGrant, PlayVerdict, TokenRefusal};
+
+use crate::audit::{self, Event, Minted, Service};
+use crate::auth::Principal;
+use crate::error::{ApiErr, ApiResult};
+use crate::store::{self, StoreError};
+use crate::{Shared, now_s, random_bytes};
+
+/// Rounding slack on expiry: the CMU mints and judges its own tokens with one clock, so
+/// only the whole-second rounding of `iat`/`exp` needs room.
+const SKEW_S: u64 = 1;
+
+/// The claims of a new one-time token for `dev`, issued `now` and valid `ttl_s` (D4); `cam`
+/// for playback tokens, which a recorder serves for that camera.
+pub(crate) fn claims(
+    dev: DeviceId,
+    (sub, scopes): (i64, ScopeSet),
+    acl: i64,
+    (now, ttl_s): (u64, u64),
+    cap: Caps,
+    cam: Option<DeviceId>,
+) -> PlayClaims {
+    PlayClaims {
+        dev,
+        sub,
+        scp: scopes.bits(),
+        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()),
+        iat: now,
+        exp: now + ttl_s,
+        acl,
+        cap,
+        cam,
+    }
+}
+
+/// The ACL version of `id` now.
+async fn acl_of(st: &Shared, id: &DeviceId) -> ApiResult<i64> {
+    Ok(store::devices::get(&st.store, id)
+        .await?
+        .ok_or_else(ApiErr::no_device)?
+        .acl_version)
+}
+
+async fn ttl(st: &Shared) -> ApiResult<u64> {
+    Ok(crate::settings::platform(st).await?.1.play_token_ttl_s)
+}
+
+/// 8.4 steps 2-3: a one-time token for `p` to watch `id` live (or, with `playback_of`, to
+/// play `camera`'s recordings on the recorder `id`), audited as `kind` with `detail`.
+pub(crate) async fn mint(
+    st: &Shared,
+    p: &Principal,
+    (id, scopes): (&DeviceId, ScopeSet),
+    caps: Caps,
+    playback_of: Option<&DeviceId>,
+    (kind, detail): (Minted, &str),
+) -> ApiResult<(PlayClaims, String)> {
+    // The rights are the camera's: its ACL version is the one that must not move.
+    let acl = acl_of(st, playback_of.unwrap_or(id)).await?;
+    let c = claims(
+        id.clone(),
+        (p.id, scopes),
+        acl,
+        (now_s(), ttl(st).await?),
+        caps,
+        playback_of.cloned(),
+    );
+    let token = play::mint(&st.play_key, &c);
+    let device = playback_of.unwrap_or(id);
+    audit::log(
+        &st.store,
+        Event::TokenMinted {
+            user: p.id,
+            device,
+            kind,
+            detail,
+        },
+    )
+    .await;
+    Ok((c, token))
+}
+
+/// A one-time live token for a platform service that pulls `camera` on its owner's behalf
+/// (an NVR recording it, 8.7.2.1 steps 16-18; an MTU relaying it, Mp/Pd); the answer's URL
+/// is `rtsp://{authority}/live/{camera}?token=`. The camera judges the token as for any
+/// viewer (8.4).
+pub(crate) async fn for_service(
+    st: &Shared,
+    camera: &DeviceId,
+    (owner, acl): (i64, i64),
+    caps: Caps,
+    (service, requester): (Service, &DeviceId),
+    authority: &str,
+) -> PlatformAnswer {
+    let ttl = ttl(st).await.unwrap_or(60);
+    let live = ScopeSet::from_iter([Scope::Live]);
+    let c = claims(
+        camera.clone(),
+        (owner, live),
+        acl,
+        (now_s(), ttl),
+        caps,
+        None,
+    );
+    let token = play::mint(&st.play_key, &c);
+    audit::log(
+        &st.store,
+        Event::ServiceToken {
+            owner,
+            camera,
+            service,
+            requester,
+        },
+    )
+    .await;
+    PlatformAnswer::Stream {
+        url: format!("rtsp://{authority}/live/{camera}?token={token}"),
+        token,
+        expires_at: c.exp,
+    }
+}
+
+/// What the store says about a token's subject now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// For a playback token: the recorder that asks records the camera.
+    pub(crate) records: bool,
+    /// The subject's ACL version, if it exists.
+    pub(crate) acl: Option<i64>,
+    /// What the token's user may do with the subject now (D3).
+    pub(crate) scopes: ScopeSet,
+}
+
+/// 8.4 step 7, the rule: a well-signed, unexpired token for this device is good if the
+/// recorder records the camera (playback), the ACL has not moved since minting (unshare,
+/// unbind, reset: D4/D5) and the user still holds the scope it needs. Returns those scopes.
+pub(crate) fn judge_standing(claims: &PlayClaims, s: &Standing) -> Result<ScopeSet, TokenRefusal> {
+    if claims.cam.is_some() && !s.records {
+        return Err(TokenRefusal::NotAllowed);
+    }
+    let acl = s.acl.ok_or(TokenRefusal::NotAllowed)?;
+    if acl != claims.acl {
+        return Err(TokenRefusal::StaleAcl);
+    }
+    let needed = if claims.cam.is_some() {
+        Scope::Playback
+    } else {
+        Scope::Live
+    };
+    if !s.scopes.contains(needed) {
+        return Err(TokenRefusal::NotAllowed);
+    }
+    Ok(s.scopes)
+}
+
+enum Judgement {
+    Refused(TokenRefusal),
+    Internal(StoreError),
+}
+
+impl From<StoreError> for Judgement {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e)
+    }
+}
+
+impl From<TokenRefusal> for Judgement {
+    fn from(r: TokenRefusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+/// Reads the [`Standing`] of `claims`' subject for `device` (the recorder, for playback).
+async fn standing(
+    st: &Shared,
+    device: &DeviceId,
+    claims: &PlayClaims,
+) -> Result<Standing, StoreError> {
+    // Playback (8.7.2.2, 8.7.3): `device` is the recorder and the rights are the camera's;
+    // the recorder must record that camera (itself for an SD card).
+    let subject = claims.cam.as_ref().unwrap_or(device);
+    let records = match &claims.cam {
+        None => true,
+        Some(cam) => {
+            cam == device || store::recordings::is_attached(&st.store, cam, device).await?
+        }
+    };
+    let Some(d) = store::devices::get(&st.store, subject).await? else {
+        return Ok(Standing {
+            records,
+            acl: None,
+            scopes: ScopeSet::EMPTY,
+        });
+    };
+    let scopes = match d.owner {
+        Some(o) if o == claims.sub => {
+            let owner = store::accounts::get(&st.store, o).await?;
+            if owner.is_some_and(|a| a.status == peercam_signal::cm::AccountStatus::Active) {
+                ScopeSet::all()
+            } else {
+                ScopeSet::EMPTY
+            }
+        }
+        Some(o) => store::shares::live_scopes(&st.store, subject, claims.sub, o).await?,
+        None => ScopeSet::EMPTY,
+    };
+    Ok(Standing {
+        records,
+        acl: Some(d.acl_version),
+        scopes,
+    })
+}
+
+async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant, Judgement> {
+    let claims = play::verify(&st.play_key, token)?;
+    let now = now_s();
+    play::check_claims(&claims, device, now, SKEW_S)?;
+    let scopes = judge_standing(&claims, &standing(st, device, &claims).await?)?;
+    // One use only (D4): the first RTSP request that presents it wins.
+    if !store::tokens::spend(&st.store, &claims.jti, claims.exp + SKEW_S, now).await? {
+        return Err(Judgement::Refused(TokenRefusal::Replayed));
+    }
+    Ok(PlayGrant {
+        user: claims.sub,
+        scopes,
+        caps: claims.cap,
+        expires_at: claims.exp,
+        cam: claims.cam,
+    })
+}
+
+/// 8.4 steps 6-8: the PU (through its SCU), a recorder or an MTU asks whether `token` lets
+/// the viewer at `client` watch `device`.
+pub(crate) async fn authorize(
+    st: &Shared,
+    device: &DeviceId,
+    token: &str,
+    client: &str,
+) -> PlayVerdict {
+    match judge(st, device, token).await {
+        Ok(grant) => {
+            let user = grant.user;
+            audit::log(
+                &st.store,
+                Event::PlayGranted {
+                    user,
+                    device,
+                    client,
+                },
+            )
+            .await;
+            PlayVerdict::Granted { grant }
+        }
+        Err(Judgement::Refused(r)) => {
+            tracing::info!(device = %device, refusal = r.code(), "play refused");
+            let code = r.code();
+            audit::log(
+                &st.store,
+                Event::PlayRefused {
+                    device,
+                    code,
+                    client,
+                },
+            )
+            .await;
+            PlayVerdict::Refused {
+                code: code.into(),
+                message: r.to_string(),
+            }
+        }
+        Err(Judgement::Internal(e)) => {
+            tracing::error!(error = %e, "play check failed");
+            PlayVerdict::Refused {
+                code: "unavailable".into(),
+                message: "the platform cannot decide now; try again".into(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(cam: Option<DeviceId>) -> PlayClaims {
+        let dev = DeviceId::from_random([1; 10]);
+        claims(
+            dev,
+            (7, ScopeSet::all()),
+            3,
+            (100, 60),
+            Caps::default(),
+            cam,
+        )
+    }
+
+    fn standing(records: bool, acl: Option<i64>, scopes: &[Scope]) -> Standing {
+        Standing {
+            records,
+            acl,
+            scopes: scopes.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn h626_8_4_token_is_good_while_acl_and_scope_hold() {
+        let t = token(None);
+        assert_eq!((t.iat, t.exp, t.sub, t.acl), (100, 160, 7, 3));
+        let live = [Scope::Live];
+        assert_eq!(
+            judge_standing(&t, &standing(true, Some(3), &live)),
+            Ok(ScopeSet::from_iter(live))
+        );
+        assert_eq!(
+            judge_standing(&t, &standing(true, Some(4), &live)),
+            Err(TokenRefusal::StaleAcl)
+        );
+        assert_eq!(
+            judge_standing(&t, &standing(true, None, &live)),
+            Err(TokenRefusal::NotAllowed)
+        );
+        assert_eq!(
+            judge_standing(&t, &standing(true, Some(3), &[Scope::Ptz])),
+            Err(TokenRefusal::NotAllowed),
+            "unshared live"
+        );
+    }
+
+    #[test]
+    fn h626_8_4_playback_token_needs_the_recorder_and_playback_scope() {
+        let t = token(Some(DeviceId::from_random([2; 10])));
+        let pb = [Scope::Playback];
+        assert_eq!(
+            judge_standing(&t, &standing(false, Some(3), &pb)),
+            Err(TokenRefusal::NotAllowed)
+        );
+        assert_eq!(
+            judge_standing(&t, &standing(true, Some(3), &[Scope::Live])),
+            Err(TokenRefusal::NotAllowed)
+        );
+        assert!(judge_standing(&t, &standing(true, Some(3), &pb)).is_ok());
+    }
+
+    #[test]
+    fn h626_8_4_each_token_is_new() {
+        assert_ne!(token(None).jti, token(None).jti);
+    }
+}
