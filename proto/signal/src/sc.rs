@@ -17,7 +17,7 @@ use peercam_base::DeviceId;
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
-use crate::play::PlayVerdict;
+use crate::play::{PlayCheck, PlayVerdict};
 use crate::ps::{DeviceKind, RefusalCode};
 
 /// Messages from an SCU node to the CMU.
@@ -35,24 +35,7 @@ pub enum ScuToCmu {
         versions: Vec<u16>,
     },
     /// H.626.4 8.1 step 2: a device asks to register; the CMU checks its signature.
-    VerifyDevice {
-        /// The device.
-        device_id: DeviceId,
-        /// PU or NVR.
-        kind: DeviceKind,
-        /// The node that issued the challenge.
-        node: String,
-        /// The challenge nonce.
-        nonce: String,
-        /// When the challenge was issued (Unix ms, SCU clock).
-        issued_at_ms: u64,
-        /// The device's signature.
-        signature: String,
-        /// The session id the SCU will give the device if accepted.
-        session: String,
-        /// Software version the device reported.
-        sw_version: String,
-    },
+    VerifyDevice(VerifyDevice),
     /// Sc: a device's presence changed on this node.
     Presence {
         /// The device.
@@ -83,14 +66,14 @@ pub enum ScuToCmu {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         observed: Option<String>,
     },
-    /// H.626.4 8.4 step 6: a device asks whether a viewer's token is legitimate.
+    /// H.626.4 8.4 step 6: a device asks whether a viewer's token is legitimate (its
+    /// [`crate::ps::DeviceToScu::AuthorizePlay`], forwarded with the device's id).
     AuthorizePlay {
         /// The device asking (authenticated by its session on this node).
         device_id: DeviceId,
-        /// The token.
-        token: String,
-        /// The viewer's address.
-        client: String,
+        /// The token and the viewer's address, as the device sent them.
+        #[serde(flatten)]
+        check: PlayCheck,
     },
     /// H.626.4 7.2: the MTU this node chose for a session (`re` = the
     /// [`CmuToScu::SelectMtu`]); `None` when no MTU registered here has room.
@@ -106,6 +89,61 @@ pub enum ScuToCmu {
         /// The request.
         request: DeviceRequest,
     },
+}
+
+/// H.626.4 8.1 step 2: everything the CMU needs to judge a registration, as the SCU node
+/// forwards it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyDevice {
+    /// The device.
+    pub device_id: DeviceId,
+    /// PU or NVR.
+    pub kind: DeviceKind,
+    /// The node that issued the challenge.
+    pub node: String,
+    /// The challenge nonce.
+    pub nonce: String,
+    /// When the challenge was issued (Unix ms, SCU clock).
+    pub issued_at_ms: u64,
+    /// The device's signature.
+    pub signature: String,
+    /// The session id the SCU will give the device if accepted.
+    pub session: String,
+    /// Software version the device reported.
+    pub sw_version: String,
+}
+
+impl ScuToCmu {
+    /// The wire `type`, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NodeHello { .. } => "node_hello",
+            Self::VerifyDevice(_) => "verify_device",
+            Self::Presence { .. } => "presence",
+            Self::CommandResult { .. } => "command_result",
+            Self::Endpoints { .. } => "endpoints",
+            Self::AuthorizePlay { .. } => "authorize_play",
+            Self::MtuChoice { .. } => "mtu_choice",
+            Self::DeviceRequest { .. } => "device_request",
+        }
+    }
+}
+
+impl CmuToScu {
+    /// The wire `type`, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NodeWelcome => "node_welcome",
+            Self::NodeRefused { .. } => "node_refused",
+            Self::DeviceVerdict { .. } => "device_verdict",
+            Self::Command { .. } => "command",
+            Self::PlayVerdict { .. } => "play_verdict",
+            Self::Answer { .. } => "answer",
+            Self::SelectMtu { .. } => "select_mtu",
+            Self::Revoke { .. } => "revoke",
+            Self::Kick { .. } => "kick",
+        }
+    }
 }
 
 /// Answer to [`CmuToScu::SelectMtu`] (`re`), sent as [`ScuToCmu::MtuChoice`].
@@ -151,7 +189,7 @@ pub enum CmuToScu {
         /// The camera to relay.
         device_id: DeviceId,
     },
-    /// End live sessions on a device (SECURITY.md D5).
+    /// End live sessions on a device (docs/security.md D5).
     Revoke {
         /// The device.
         device_id: DeviceId,

@@ -590,8 +590,8 @@ pub(crate) async fn recorder_stream(
     nvr: &DeviceId,
     camera: &DeviceId,
 ) -> PlatformAnswer {
-    let refuse = |code: &str, message: &str| PlatformAnswer::Refused {
-        code: code.into(),
+    let refuse = |code: peercam_signal::refusal::Refusal, message: &str| PlatformAnswer::Refused {
+        code,
         message: message.into(),
     };
     let row = sqlx::query(
@@ -605,14 +605,25 @@ pub(crate) async fn recorder_stream(
     .await;
     let (owner, acl): (i64, i64) = match row {
         Ok(Some(r)) => (r.get(0), r.get(1)),
-        Ok(None) => return refuse("not_attached", "the camera is not attached to this NVR"),
+        Ok(None) => {
+            return refuse(
+                peercam_signal::refusal::Refusal::NotAttached,
+                "the camera is not attached to this NVR",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "database error on a recorder stream request");
-            return refuse("unavailable", "the platform cannot decide now");
+            return refuse(
+                peercam_signal::refusal::Refusal::Unavailable,
+                "the platform cannot decide now",
+            );
         }
     };
     let Some(endpoint) = st.platform.endpoints(camera).into_iter().next() else {
-        return refuse("device_offline", "the camera is offline");
+        return refuse(
+            peercam_signal::refusal::Refusal::DeviceOffline,
+            "the camera is offline",
+        );
     };
     crate::play::service_stream(
         st,

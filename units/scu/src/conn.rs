@@ -12,13 +12,16 @@ use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
 use peercam_signal::ps::{DeviceKind, RefusalCode};
+use peercam_signal::refusal::Refusal;
+use peercam_signal::sc::{Verdict, VerifyDevice};
+use peercam_signal::sc_link::{ScRequest, ScResponse};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::{ConnCmd, NodeState, ToCmu, random_hex, unix_ms};
 
-type VerdictRx = oneshot::Receiver<Result<(), (RefusalCode, String)>>;
+type VerdictRx = oneshot::Receiver<ScResponse>;
 
 pub(crate) async fn run(
     state: Arc<NodeState>,
@@ -70,9 +73,17 @@ pub(crate) async fn run(
                     kind = Some(req.kind);
                     let (reply, rx) = oneshot::channel();
                     verdict = Some(rx);
-                    let msg = ToCmu::Verify {
-                        req,
-                        session: session.clone(),
+                    let msg = ToCmu::Ask {
+                        request: ScRequest::Verify(VerifyDevice {
+                            device_id: req.device_id,
+                            kind: req.kind,
+                            node: cfg.node.to_string(),
+                            nonce: req.nonce,
+                            issued_at_ms: req.issued_at_ms,
+                            signature: req.signature,
+                            session: session.clone(),
+                            sw_version: req.sw_version,
+                        }),
                         reply,
                     };
                     if state.to_cmu.try_send(msg).is_err() {
@@ -120,66 +131,28 @@ pub(crate) async fn run(
                         state.mtu_report(device_id, &session, addresses, load);
                     }
                 }
-                PeerEvent::AuthorizePlay { id, token, client } => {
+                PeerEvent::AuthorizePlay { id, check } => {
                     // H.626.4 8.4 step 6: ask the CMU; the answer comes back through our queue.
                     if let Some(device_id) = held.clone() {
-                        let (reply, rx) = oneshot::channel();
-                        let to_cmu = state.to_cmu.clone();
+                        let ask = ask(&state, ScRequest::Play { device_id, check });
                         let me = tx.clone();
                         tokio::spawn(async move {
-                            let unavailable = peercam_signal::play::PlayVerdict::Refused {
-                                code: "unavailable".into(),
-                                message: "the platform did not answer; try again".into(),
-                            };
-                            let verdict = if to_cmu
-                                .send(ToCmu::AuthorizePlay {
-                                    device_id,
-                                    token,
-                                    client,
-                                    reply,
-                                })
-                                .await
-                                .is_err()
-                            {
-                                unavailable
-                            } else {
-                                match tokio::time::timeout(Duration::from_secs(5), rx).await {
-                                    Ok(Ok(v)) => v,
-                                    _ => unavailable,
-                                }
-                            };
-                            let _ = me.send(ConnCmd::PlayVerdict { re: id, verdict }).await;
+                            let verdict = ask.await.into_play();
+                            if let Some(verdict) = verdict {
+                                let _ = me.send(ConnCmd::PlayVerdict { re: id, verdict }).await;
+                            }
                         });
                     }
                 }
                 PeerEvent::Request { id, request } => {
                     // A device-initiated flow (e.g. 8.7.2.1 step 16): ask the CMU.
                     if let Some(device_id) = held.clone() {
-                        let (reply, rx) = oneshot::channel();
-                        let to_cmu = state.to_cmu.clone();
+                        let ask = ask(&state, ScRequest::Device { device_id, request });
                         let me = tx.clone();
                         tokio::spawn(async move {
-                            let unavailable = peercam_signal::cmd::PlatformAnswer::Refused {
-                                code: "unavailable".into(),
-                                message: "the platform did not answer; try again".into(),
-                            };
-                            let answer = if to_cmu
-                                .send(ToCmu::DeviceRequest {
-                                    device_id,
-                                    request,
-                                    reply,
-                                })
-                                .await
-                                .is_err()
-                            {
-                                unavailable
-                            } else {
-                                match tokio::time::timeout(Duration::from_secs(10), rx).await {
-                                    Ok(Ok(a)) => a,
-                                    _ => unavailable,
-                                }
-                            };
-                            let _ = me.send(ConnCmd::Answer { re: id, answer }).await;
+                            if let Some(answer) = ask.await.into_answer() {
+                                let _ = me.send(ConnCmd::Answer { re: id, answer }).await;
+                            }
                         });
                     }
                 }
@@ -239,7 +212,11 @@ pub(crate) async fn run(
             },
             v = async { verdict.as_mut().map_or(Err(()), |_| Ok(()))?; verdict.as_mut().ok_or(())?.await.map_err(|_| ()) }, if verdict.is_some() => {
                 verdict = None;
-                let v = v.unwrap_or_else(|()| Err((RefusalCode::Unavailable, "the platform did not answer; try again".into())));
+                let v = match v.ok().and_then(ScResponse::into_verdict) {
+                    Some(Verdict::Accepted) => Ok(()),
+                    Some(Verdict::Refused { code, message }) => Err((code, message)),
+                    None => Err((RefusalCode::Unavailable, "the platform did not answer; try again".into())),
+                };
                 sm.verdict(Instant::now().into_std(), session.clone(), v);
             }
             cmd = rx.recv() => match cmd {
@@ -274,6 +251,24 @@ pub(crate) async fn run(
                 online: false,
             })
             .await;
+    }
+}
+
+/// Hands `request` to the CMU link; resolves to its answer, which the link guarantees (the
+/// CMU's, or a refusal on timeout or link loss), or `unavailable` if the link task is gone.
+fn ask(state: &NodeState, request: ScRequest) -> impl Future<Output = ScResponse> + use<> {
+    let fallback = ScResponse::refusal_for(
+        &request,
+        Refusal::Unavailable,
+        "the platform did not answer; try again",
+    );
+    let (reply, rx) = oneshot::channel();
+    let to_cmu = state.to_cmu.clone();
+    async move {
+        if to_cmu.send(ToCmu::Ask { request, reply }).await.is_err() {
+            return fallback;
+        }
+        rx.await.unwrap_or(fallback)
     }
 }
 
