@@ -37,35 +37,14 @@ pub enum ScuToCmu {
     /// H.626.4 8.1 step 2: a device asks to register; the CMU checks its signature.
     VerifyDevice(VerifyDevice),
     /// Sc: a device's presence changed on this node.
-    Presence {
-        /// The device.
-        device_id: DeviceId,
-        /// Its session on this node.
-        session: String,
-        /// Online (registered) or offline (connection lost, timed out, replaced).
-        online: bool,
-    },
+    Presence(Presence),
     /// Result of a routed command (`re` = the command's id).
     CommandResult {
         /// What happened.
         result: CommandOutcome,
     },
     /// A device's media endpoints (H.626.4 8.3 steps 3-4).
-    Endpoints {
-        /// The device.
-        device_id: DeviceId,
-        /// Its session on this node.
-        session: String,
-        /// RTSP authorities on the device's interfaces, `host:port`.
-        rtsp: Vec<String>,
-        /// Port mappings from the device's gateway, `host:port` (8.3 step 1).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        mapped: Vec<String>,
-        /// The address the device's connection came from, as the SCU saw it: its NAT's
-        /// public address (8.3 step 3; the CMU checks mappings against it).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        observed: Option<String>,
-    },
+    Endpoints(Endpoints),
     /// H.626.4 8.4 step 6: a device asks whether a viewer's token is legitimate (its
     /// [`crate::ps::DeviceToScu::AuthorizePlay`], forwarded with the device's id).
     AuthorizePlay {
@@ -89,6 +68,56 @@ pub enum ScuToCmu {
         /// The request.
         request: DeviceRequest,
     },
+}
+
+/// Sc: a device's presence changed on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its session on this node.
+    pub session: String,
+    /// Online (registered) or offline (connection lost, timed out, replaced).
+    pub online: bool,
+}
+
+/// A device's media endpoints (H.626.4 8.3 steps 3-4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its session on this node.
+    pub session: String,
+    /// RTSP authorities on the device's interfaces, `host:port`.
+    pub rtsp: Vec<String>,
+    /// Port mappings from the device's gateway, `host:port` (8.3 step 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped: Vec<String>,
+    /// The address the device's connection came from, as the SCU saw it: its NAT's
+    /// public address (8.3 step 3; the CMU checks mappings against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+}
+
+/// End live sessions on a device (docs/security.md D5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoke {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The account whose sessions end; all viewers when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<i64>,
+}
+
+/// Drop a device session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kick {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Only this session (a newer one may already exist).
+    pub session: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// H.626.4 8.1 step 2: everything the CMU needs to judge a registration, as the SCU node
@@ -119,9 +148,9 @@ impl ScuToCmu {
         match self {
             Self::NodeHello { .. } => "node_hello",
             Self::VerifyDevice(_) => "verify_device",
-            Self::Presence { .. } => "presence",
+            Self::Presence(_) => "presence",
             Self::CommandResult { .. } => "command_result",
-            Self::Endpoints { .. } => "endpoints",
+            Self::Endpoints(_) => "endpoints",
             Self::AuthorizePlay { .. } => "authorize_play",
             Self::MtuChoice { .. } => "mtu_choice",
             Self::DeviceRequest { .. } => "device_request",
@@ -140,8 +169,8 @@ impl CmuToScu {
             Self::PlayVerdict { .. } => "play_verdict",
             Self::Answer { .. } => "answer",
             Self::SelectMtu { .. } => "select_mtu",
-            Self::Revoke { .. } => "revoke",
-            Self::Kick { .. } => "kick",
+            Self::Revoke(_) => "revoke",
+            Self::Kick(_) => "kick",
         }
     }
 }
@@ -190,22 +219,9 @@ pub enum CmuToScu {
         device_id: DeviceId,
     },
     /// End live sessions on a device (docs/security.md D5).
-    Revoke {
-        /// The device.
-        device_id: DeviceId,
-        /// The account whose sessions end; all viewers when absent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user: Option<i64>,
-    },
+    Revoke(Revoke),
     /// Drop a device session.
-    Kick {
-        /// The device.
-        device_id: DeviceId,
-        /// Only this session (a newer one may already exist).
-        session: String,
-        /// Why.
-        reason: String,
-    },
+    Kick(Kick),
 }
 
 /// The CMU's decision on a registration.

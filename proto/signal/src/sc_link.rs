@@ -18,10 +18,10 @@
 //!           <------------ node_welcome / node_refused --
 //!   request(ScRequest) -- verify_device / authorize_play / device_request -->
 //!           <------------ device_verdict / play_verdict / answer (re) ------   respond
-//!   presence, endpoints ->                                RouteTable: who holds what
+//!   notify(ScNotice) ---- presence / endpoints -------->  RouteTable: who holds what
 //!           <------------ command / select_mtu ---------  request(CmRequest)
 //!   command_result, mtu_choice (re) ----------------->
-//!           <------------ revoke / kick ----------------
+//!           <------------ revoke / kick ----------------  notify(CmNotice)
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -36,7 +36,10 @@ use crate::link::LinkError;
 use crate::play::{PlayCheck, PlayVerdict};
 use crate::ps::RefusalCode;
 use crate::refusal::Refusal;
-use crate::sc::{CmuToScu, CommandOutcome, MtuChoice, ScuToCmu, Verdict, VerifyDevice};
+use crate::sc::{
+    CmuToScu, CommandOutcome, Endpoints, Kick, MtuChoice, Presence, Revoke, ScuToCmu, Verdict,
+    VerifyDevice,
+};
 
 mod cmu_peer;
 mod routes;
@@ -280,6 +283,24 @@ impl CmResponse {
     }
 }
 
+/// What an SCU node tells the CMU without asking (Sc: PU status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScNotice {
+    /// A device's presence on the node changed.
+    Presence(Presence),
+    /// H.626.4 8.3 steps 3-4: a device's addresses.
+    Endpoints(Endpoints),
+}
+
+/// What the CMU tells a node without asking (Sm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmNotice {
+    /// End live sessions on a device (docs/security.md D5).
+    Revoke(Revoke),
+    /// Drop a device session if it is still the one named.
+    Kick(Kick),
+}
+
 // ---------------------------------------------------------------------------------------------
 // What both ends share: ids, waiting requests, requests waiting for our answer, queues.
 
@@ -442,7 +463,7 @@ pub struct ScuLinkConfig {
 #[non_exhaustive]
 pub enum ScuLinkEvent<W> {
     /// The CMU welcomed this node: announce the devices held here
-    /// ([`ScuLink::presence`]), the CMU may have restarted.
+    /// ([`ScuLink::notify`]), the CMU may have restarted.
     Up,
     /// The answer to a request (or a refusal made here on timeout or link loss).
     Answered {
@@ -467,22 +488,8 @@ pub enum ScuLinkEvent<W> {
         /// The camera to relay.
         device_id: DeviceId,
     },
-    /// End live sessions on a device (docs/security.md D5).
-    Revoke {
-        /// The device.
-        device_id: DeviceId,
-        /// Whose sessions; everyone's when absent.
-        user: Option<i64>,
-    },
-    /// Drop a device session if it is still `session`.
-    Kick {
-        /// The device.
-        device_id: DeviceId,
-        /// The session to drop.
-        session: String,
-        /// Why.
-        reason: String,
-    },
+    /// Revoke or kick: act on the devices held here.
+    Notice(CmNotice),
     /// The link is down (refused, timed out, lost or broken); reconnect and call
     /// [`ScuLink::connect`] again.
     Down {
@@ -568,42 +575,15 @@ impl<W> ScuLink<W> {
         }
     }
 
-    /// Sc: a device's presence on this node changed. Dropped while down (the devices held
-    /// are announced again on [`ScuLinkEvent::Up`]).
-    pub fn presence(&mut self, device_id: DeviceId, session: String, online: bool) {
+    /// Sc: tells the CMU of a device's presence or addresses. Dropped while down (the
+    /// devices held are announced again on [`ScuLinkEvent::Up`]).
+    pub fn notify(&mut self, notice: ScNotice) {
         if self.state == ScuState::Up {
-            self.core.send(
-                None,
-                ScuToCmu::Presence {
-                    device_id,
-                    session,
-                    online,
-                },
-            );
-        }
-    }
-
-    /// H.626.4 8.3 steps 3-4: a device's addresses, with the address its connection came
-    /// from. Dropped while down.
-    pub fn endpoints(
-        &mut self,
-        device_id: DeviceId,
-        session: String,
-        rtsp: Vec<String>,
-        mapped: Vec<String>,
-        observed: String,
-    ) {
-        if self.state == ScuState::Up {
-            self.core.send(
-                None,
-                ScuToCmu::Endpoints {
-                    device_id,
-                    session,
-                    rtsp,
-                    mapped,
-                    observed: Some(observed),
-                },
-            );
+            let body = match notice {
+                ScNotice::Presence(p) => ScuToCmu::Presence(p),
+                ScNotice::Endpoints(e) => ScuToCmu::Endpoints(e),
+            };
+            self.core.send(None, body);
         }
     }
 
@@ -675,22 +655,14 @@ impl<W> ScuLink<W> {
                 }
                 return Ok(());
             }
-            CmuToScu::Revoke { device_id, user } => {
-                self.core
-                    .events
-                    .push_back(ScuLinkEvent::Revoke { device_id, user });
+            CmuToScu::Revoke(r) => {
+                let notice = CmNotice::Revoke(r);
+                self.core.events.push_back(ScuLinkEvent::Notice(notice));
                 return Ok(());
             }
-            CmuToScu::Kick {
-                device_id,
-                session,
-                reason,
-            } => {
-                self.core.events.push_back(ScuLinkEvent::Kick {
-                    device_id,
-                    session,
-                    reason,
-                });
+            CmuToScu::Kick(k) => {
+                let notice = CmNotice::Kick(k);
+                self.core.events.push_back(ScuLinkEvent::Notice(notice));
                 return Ok(());
             }
             _ => return Err(LinkError::Unexpected(what, "an established node link")),

@@ -19,10 +19,10 @@ use peercam_signal::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAns
 use peercam_signal::ps::RefusalCode;
 use peercam_signal::refusal::Refusal;
 use peercam_signal::relay::{DeviceAddresses, MtuOffer};
-use peercam_signal::sc::{CommandOutcome, Verdict, VerifyDevice};
+use peercam_signal::sc::{CommandOutcome, Kick, Presence, Revoke, Verdict, VerifyDevice};
 use peercam_signal::sc_link::{
-    CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, RouteTable, ScRequest, ScResponse,
-    ScTimeouts,
+    CmNotice, CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, RouteTable, ScNotice,
+    ScRequest, ScResponse, ScTimeouts,
 };
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot};
@@ -63,14 +63,8 @@ enum NodeCmd {
         request: CmRequest,
         reply: Option<oneshot::Sender<CmResponse>>,
     },
-    Revoke {
-        device_id: DeviceId,
-        user: Option<i64>,
-    },
-    Kick {
-        device_id: DeviceId,
-        session: String,
-    },
+    /// A revocation or a kick for the node.
+    Notice(CmNotice),
 }
 
 impl Platform {
@@ -179,10 +173,11 @@ impl Platform {
             }
         }
         if let Some(tx) = Self::link_of(&inner, id) {
-            let _ = tx.try_send(NodeCmd::Revoke {
+            let revoke = Revoke {
                 device_id: id.clone(),
                 user,
-            });
+            };
+            let _ = tx.try_send(NodeCmd::Notice(CmNotice::Revoke(revoke)));
         }
     }
 
@@ -239,9 +234,14 @@ impl Platform {
 
     /// Sc: a device's presence on `node` changed; returns whether it counts (its last-seen
     /// time is then updated). One device, one session: an older session elsewhere is kicked.
-    fn presence(&self, device_id: &DeviceId, node: &str, session: &str, online: bool) -> bool {
+    fn presence(&self, node: &str, p: &Presence) -> bool {
+        let Presence {
+            device_id,
+            session,
+            online,
+        } = p;
         let mut inner = self.lock();
-        if !online {
+        if !*online {
             let current = inner.routes.offline(device_id, node, session);
             if current {
                 inner.endpoints.remove(device_id);
@@ -254,10 +254,12 @@ impl Platform {
         {
             tracing::info!(device = %device_id, old_node = %old.node, "replacing an older device session");
             if let Some(link) = inner.nodes.get(&old.node) {
-                let _ = link.tx.try_send(NodeCmd::Kick {
+                let kick = Kick {
                     device_id: device_id.clone(),
                     session: old.session,
-                });
+                    reason: "replaced by a newer session".into(),
+                };
+                let _ = link.tx.try_send(NodeCmd::Notice(CmNotice::Kick(kick)));
             }
         }
         true
@@ -332,8 +334,7 @@ async fn node_session(st: Shared, socket: WebSocket) {
             },
             cmd = rx.recv() => match cmd {
                 Some(NodeCmd::Ask { request, reply }) => peer.request(Instant::now().into_std(), request, reply),
-                Some(NodeCmd::Revoke { device_id, user }) => peer.revoke(device_id, user),
-                Some(NodeCmd::Kick { device_id, session }) => peer.kick(device_id, session, "replaced by a newer session"),
+                Some(NodeCmd::Notice(notice)) => peer.notify(notice),
                 None => {}
             },
             answer = answers_rx.recv() => {
@@ -392,26 +393,17 @@ async fn on_event(
                 let _ = answers.send((id, response)).await;
             });
         }
-        CmuPeerEvent::Presence {
-            device_id,
-            session,
-            online,
-        } if st.platform.presence(&device_id, &node, &session, online) => {
+        CmuPeerEvent::Notice(ScNotice::Presence(p)) if st.platform.presence(&node, &p) => {
             let _ = sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
                 .bind(i64::try_from(now_s()).unwrap_or(i64::MAX))
-                .bind(device_id.as_str())
+                .bind(p.device_id.as_str())
                 .execute(&st.db)
                 .await;
         }
-        CmuPeerEvent::Endpoints {
-            device_id,
-            session,
-            rtsp,
-            mapped,
-            observed,
-        } => {
-            let checked = check_addresses(&device_id, rtsp, mapped, observed);
-            st.platform.reported(device_id, &node, &session, checked);
+        CmuPeerEvent::Notice(ScNotice::Endpoints(e)) => {
+            let checked = check_addresses(&e.device_id, e.rtsp, e.mapped, e.observed);
+            st.platform
+                .reported(e.device_id, &node, &e.session, checked);
         }
         CmuPeerEvent::Answered {
             waiter: Some(waiter),

@@ -11,8 +11,10 @@ use peercam_net::Shutdown;
 use peercam_net::rustls::ClientConfig;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_net::ws::ClientWs;
-use peercam_signal::sc::CommandOutcome;
-use peercam_signal::sc_link::{ScResponse, ScTimeouts, ScuLink, ScuLinkConfig, ScuLinkEvent};
+use peercam_signal::sc::{CommandOutcome, Kick, Presence, Revoke};
+use peercam_signal::sc_link::{
+    CmNotice, ScNotice, ScResponse, ScTimeouts, ScuLink, ScuLinkConfig, ScuLinkEvent,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -167,18 +169,7 @@ async fn session(
 fn to_link(link: &mut Link, msg: ToCmu) {
     match msg {
         ToCmu::Ask { request, reply } => link.request(Instant::now().into_std(), request, reply),
-        ToCmu::Presence {
-            device_id,
-            session,
-            online,
-        } => link.presence(device_id, session, online),
-        ToCmu::Endpoints {
-            device_id,
-            session,
-            rtsp,
-            mapped,
-            observed,
-        } => link.endpoints(device_id, session, rtsp, mapped, observed),
+        ToCmu::Notice(notice) => link.notify(notice),
     }
 }
 
@@ -202,7 +193,12 @@ fn drain_events(
                     .map(|(d, h)| (d.clone(), h.session.clone()))
                     .collect();
                 for (device_id, session) in held {
-                    link.presence(device_id, session, true);
+                    let online = Presence {
+                        device_id,
+                        session,
+                        online: true,
+                    };
+                    link.notify(ScNotice::Presence(online));
                 }
             }
             ScuLinkEvent::Answered { waiter, response } => {
@@ -239,16 +235,16 @@ fn drain_events(
                 tracing::debug!(device = %device_id, mtu = ?choice.as_ref().map(|c| c.mtu.as_str()), "MTU selected");
                 link.mtu_choice(id, choice);
             }
-            ScuLinkEvent::Revoke { device_id, user } => {
+            ScuLinkEvent::Notice(CmNotice::Revoke(Revoke { device_id, user })) => {
                 if let Some((_, tx)) = state.lookup(&device_id) {
                     let _ = tx.try_send(ConnCmd::Revoke { user });
                 }
             }
-            ScuLinkEvent::Kick {
+            ScuLinkEvent::Notice(CmNotice::Kick(Kick {
                 device_id,
                 session,
                 reason,
-            } => {
+            })) => {
                 if let Some((current, tx)) = state.lookup(&device_id)
                     && current == session
                 {

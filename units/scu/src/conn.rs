@@ -14,8 +14,8 @@ use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
 use peercam_signal::ps::{DeviceKind, RefusalCode};
 use peercam_signal::refusal::Refusal;
-use peercam_signal::sc::{Verdict, VerifyDevice};
-use peercam_signal::sc_link::{ScRequest, ScResponse};
+use peercam_signal::sc::{Endpoints, Presence, Verdict, VerifyDevice};
+use peercam_signal::sc_link::{ScNotice, ScRequest, ScResponse};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -79,11 +79,11 @@ impl Conn {
                 let _ = self
                     .state
                     .to_cmu
-                    .send(ToCmu::Presence {
+                    .send(ToCmu::Notice(ScNotice::Presence(Presence {
                         device_id: device_id.clone(),
                         session: self.session.clone(),
                         online: true,
-                    })
+                    })))
                     .await;
                 self.held = Some(device_id);
                 online = true;
@@ -95,13 +95,13 @@ impl Conn {
                     let _ = self
                         .state
                         .to_cmu
-                        .send(ToCmu::Endpoints {
+                        .send(ToCmu::Notice(ScNotice::Endpoints(Endpoints {
                             device_id,
                             session: self.session.clone(),
                             rtsp,
                             mapped,
-                            observed: self.peer.ip().to_string(),
-                        })
+                            observed: Some(self.peer.ip().to_string()),
+                        })))
                         .await;
                 }
             }
@@ -283,11 +283,11 @@ pub(crate) async fn run(
         tracing::info!(device = %device_id, %peer, "device offline");
         let _ = state
             .to_cmu
-            .send(ToCmu::Presence {
+            .send(ToCmu::Notice(ScNotice::Presence(Presence {
                 device_id,
                 session,
                 online: false,
-            })
+            })))
             .await;
     }
 }

@@ -21,7 +21,7 @@ use peercam_base::DeviceId;
 use peercam_net::{NetError, Shutdown};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::relay::{MtuAddresses, MtuLoad, MtuOffer, select_mtu};
-use peercam_signal::sc_link::{ScRequest, ScResponse};
+use peercam_signal::sc_link::{ScNotice, ScRequest, ScResponse};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -94,18 +94,8 @@ pub(crate) enum ToCmu {
         request: ScRequest,
         reply: oneshot::Sender<ScResponse>,
     },
-    Presence {
-        device_id: DeviceId,
-        session: String,
-        online: bool,
-    },
-    Endpoints {
-        device_id: DeviceId,
-        session: String,
-        rtsp: Vec<String>,
-        mapped: Vec<String>,
-        observed: String,
-    },
+    /// Presence and addresses of the devices held here (Sc).
+    Notice(ScNotice),
 }
 
 pub(crate) struct NodeState {

@@ -2,10 +2,11 @@
 
 use std::time::Instant;
 
-use peercam_base::DeviceId;
 use subtle::ConstantTimeEq as _;
 
-use super::{CmRequest, CmResponse, Core, LinkStats, ScRequest, ScResponse, ScTimeouts};
+use super::{
+    CmNotice, CmRequest, CmResponse, Core, LinkStats, ScNotice, ScRequest, ScResponse, ScTimeouts,
+};
 use crate::envelope::{Envelope, PROTOCOL_VERSION, decode};
 use crate::link::LinkError;
 use crate::refusal::Refusal;
@@ -45,28 +46,8 @@ pub enum CmuPeerEvent<W> {
         /// The request.
         request: ScRequest,
     },
-    /// Sc: a device's presence on the node changed.
-    Presence {
-        /// The device.
-        device_id: DeviceId,
-        /// Its session on the node.
-        session: String,
-        /// Online or offline.
-        online: bool,
-    },
-    /// H.626.4 8.3 steps 3-4: a device's addresses.
-    Endpoints {
-        /// The device.
-        device_id: DeviceId,
-        /// Its session on the node.
-        session: String,
-        /// RTSP authorities on its interfaces.
-        rtsp: Vec<String>,
-        /// Gateway port mappings.
-        mapped: Vec<String>,
-        /// The address its connection came from.
-        observed: Option<String>,
-    },
+    /// Sc: a device's presence or addresses on the node.
+    Notice(ScNotice),
     /// The answer to one of our requests (or a failure made here).
     Answered {
         /// The waiter given to [`CmuPeer::request`].
@@ -143,25 +124,15 @@ impl<W> CmuPeer<W> {
         self.core.start(now, kind, &t, body, waiter);
     }
 
-    /// Ends live sessions on a device the node holds (docs/security.md D5).
-    pub fn revoke(&mut self, device_id: DeviceId, user: Option<i64>) {
+    /// Sm: a revocation or a kick for the node (docs/security.md D5; one device, one
+    /// session).
+    pub fn notify(&mut self, notice: CmNotice) {
         if self.node().is_some() {
-            self.core.send(None, CmuToScu::Revoke { device_id, user });
-        }
-    }
-
-    /// Drops a device session on the node (one device, one session).
-    pub fn kick(&mut self, device_id: DeviceId, session: String, reason: &str) {
-        if self.node().is_some() {
-            let reason = reason.to_owned();
-            self.core.send(
-                None,
-                CmuToScu::Kick {
-                    device_id,
-                    session,
-                    reason,
-                },
-            );
+            let body = match notice {
+                CmNotice::Revoke(r) => CmuToScu::Revoke(r),
+                CmNotice::Kick(k) => CmuToScu::Kick(k),
+            };
+            self.core.send(None, body);
         }
     }
 
@@ -210,32 +181,14 @@ impl<W> CmuPeer<W> {
             }
             ScuToCmu::CommandResult { result } => (None, Some(CmResponse::Command(result))),
             ScuToCmu::MtuChoice { choice } => (None, Some(CmResponse::Mtu(choice))),
-            ScuToCmu::Presence {
-                device_id,
-                session,
-                online,
-            } => {
-                self.core.events.push_back(CmuPeerEvent::Presence {
-                    device_id,
-                    session,
-                    online,
-                });
+            ScuToCmu::Presence(p) => {
+                let notice = ScNotice::Presence(p);
+                self.core.events.push_back(CmuPeerEvent::Notice(notice));
                 return Ok(());
             }
-            ScuToCmu::Endpoints {
-                device_id,
-                session,
-                rtsp,
-                mapped,
-                observed,
-            } => {
-                self.core.events.push_back(CmuPeerEvent::Endpoints {
-                    device_id,
-                    session,
-                    rtsp,
-                    mapped,
-                    observed,
-                });
+            ScuToCmu::Endpoints(e) => {
+                let notice = ScNotice::Endpoints(e);
+                self.core.events.push_back(CmuPeerEvent::Notice(notice));
                 return Ok(());
             }
             ScuToCmu::NodeHello { .. } => {

@@ -113,18 +113,23 @@ impl Pair {
         self.pump();
     }
 
+    /// The CMU asks the node for a command (`waiter_command`) and an MTU (`waiter_mtu`).
+    fn ask_command_and_mtu(&mut self, waiter_command: u32, waiter_mtu: u32) {
+        let command = CmRequest::Command {
+            device_id: dev(1),
+            command: DeviceCommand::Describe,
+        };
+        self.cmu.request(self.now, command, waiter_command);
+        let mtu = CmRequest::SelectMtu { device_id: dev(1) };
+        self.cmu.request(self.now, mtu, waiter_mtu);
+    }
+
     /// The CMU's pending requests from the node, taken.
     fn cmu_requests(&mut self) -> Vec<(u64, ScRequest)> {
-        let (reqs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cmu_events)
-            .into_iter()
-            .partition(|e| matches!(e, CmuPeerEvent::Request { .. }));
-        self.cmu_events = rest;
-        reqs.into_iter()
-            .filter_map(|e| match e {
-                CmuPeerEvent::Request { id, request } => Some((id, request)),
-                _ => None,
-            })
-            .collect()
+        take(&mut self.cmu_events, |e| match e {
+            CmuPeerEvent::Request { id, request } => Pick::Take((id, request)),
+            other => Pick::Keep(other),
+        })
     }
 }
 
@@ -181,16 +186,7 @@ fn h626_7_2_sc_pair_handshake_and_request_matching() {
     ));
 
     // CMU -> SCU: a command and an MTU choice, answered by id.
-    p.cmu.request(
-        p.now,
-        CmRequest::Command {
-            device_id: dev(1),
-            command: DeviceCommand::Describe,
-        },
-        1,
-    );
-    p.cmu
-        .request(p.now, CmRequest::SelectMtu { device_id: dev(1) }, 2);
+    p.ask_command_and_mtu(1, 2);
     p.pump();
     let ids: Vec<(u64, bool)> = p
         .scu_events
@@ -229,30 +225,46 @@ fn h626_7_2_sc_pair_handshake_and_request_matching() {
     );
 }
 
-fn take_scu_answers(p: &mut Pair) -> Vec<(u32, ScResponse)> {
+/// What [`take`] does with one event.
+enum Pick<T, E> {
+    Take(T),
+    Keep(E),
+}
+
+/// Takes the events `pick` selects out of `events`, keeping the others in order.
+fn take<E, T>(events: &mut Vec<E>, pick: impl Fn(E) -> Pick<T, E>) -> Vec<T> {
     let mut out = Vec::new();
     let mut rest = Vec::new();
-    for e in p.scu_events.drain(..) {
-        match e {
-            ScuLinkEvent::Answered { waiter, response } => out.push((waiter, response)),
-            other => rest.push(other),
+    for e in events.drain(..) {
+        match pick(e) {
+            Pick::Take(t) => out.push(t),
+            Pick::Keep(e) => rest.push(e),
         }
     }
-    p.scu_events = rest;
+    *events = rest;
     out
 }
 
+fn take_scu_answers(p: &mut Pair) -> Vec<(u32, ScResponse)> {
+    take(&mut p.scu_events, |e| match e {
+        ScuLinkEvent::Answered { waiter, response } => Pick::Take((waiter, response)),
+        other => Pick::Keep(other),
+    })
+}
+
 fn take_cmu_answers(p: &mut Pair) -> Vec<(u32, CmResponse)> {
-    let mut out = Vec::new();
-    let mut rest = Vec::new();
-    for e in p.cmu_events.drain(..) {
-        match e {
-            CmuPeerEvent::Answered { waiter, response } => out.push((waiter, response)),
-            other => rest.push(other),
-        }
-    }
-    p.cmu_events = rest;
-    out
+    take(&mut p.cmu_events, |e| match e {
+        CmuPeerEvent::Answered { waiter, response } => Pick::Take((waiter, response)),
+        other => Pick::Keep(other),
+    })
+}
+
+fn presence(d: &DeviceId, session: &str, online: bool) -> ScNotice {
+    ScNotice::Presence(Presence {
+        device_id: d.clone(),
+        session: session.into(),
+        online,
+    })
 }
 
 #[test]
@@ -319,16 +331,7 @@ fn h626_7_2_sc_pair_node_loss_fails_pending_requests() {
     p.scu_events.clear();
     p.cmu_events.clear();
     p.scu.request(p.now, play(1), 1);
-    p.cmu.request(
-        p.now,
-        CmRequest::Command {
-            device_id: dev(1),
-            command: DeviceCommand::Describe,
-        },
-        7,
-    );
-    p.cmu
-        .request(p.now, CmRequest::SelectMtu { device_id: dev(1) }, 8);
+    p.ask_command_and_mtu(7, 8);
     p.pump();
     // The connection breaks: each side fails what it waits for, exactly once.
     p.scu.link_lost("connection reset");
@@ -403,13 +406,13 @@ fn h626_7_2_sc_pair_device_moves_between_nodes() {
     let d = dev(1);
 
     // Registered on A.
-    a.scu.presence(d.clone(), "s1".into(), true);
+    a.scu.notify(presence(&d, "s1", true));
     a.pump();
     assert!(apply_presence(&mut routes, &mut a).is_empty());
     assert_eq!(routes.route(&d).map(|r| r.node.as_str()), Some("scu-a"));
 
     // It registers on B: A's session is kicked through A's link.
-    b.scu.presence(d.clone(), "s2".into(), true);
+    b.scu.notify(presence(&d, "s2", true));
     b.pump();
     let kicked = apply_presence(&mut routes, &mut b);
     assert_eq!(
@@ -419,14 +422,17 @@ fn h626_7_2_sc_pair_device_moves_between_nodes() {
             session: "s1".into()
         }]
     );
-    a.cmu
-        .kick(d.clone(), "s1".into(), "replaced by a newer session");
+    a.cmu.notify(CmNotice::Kick(Kick {
+        device_id: d.clone(),
+        session: "s1".into(),
+        reason: "replaced by a newer session".into(),
+    }));
     a.pump();
     assert!(a.scu_events.iter().any(
-        |e| matches!(e, ScuLinkEvent::Kick { device_id, session, .. } if *device_id == d && session == "s1")
+        |e| matches!(e, ScuLinkEvent::Notice(CmNotice::Kick(k)) if k.device_id == d && k.session == "s1")
     ));
     // A's late "offline" for the old session changes nothing.
-    a.scu.presence(d.clone(), "s1".into(), false);
+    a.scu.notify(presence(&d, "s1", false));
     a.pump();
     apply_presence(&mut routes, &mut a);
     assert!(routes.holds("scu-b", &d));
@@ -448,7 +454,7 @@ fn h626_7_2_sc_pair_device_moves_between_nodes() {
         routes.is_empty(),
         "a reconnecting node re-announces its devices"
     );
-    b.scu.presence(d.clone(), "s2".into(), true);
+    b.scu.notify(presence(&d, "s2", true));
     b.pump();
     apply_presence(&mut routes, &mut b);
     assert!(routes.node_down("scu-b", epoch_b).is_empty());
@@ -463,16 +469,11 @@ fn apply_presence(routes: &mut RouteTable, p: &mut Pair) -> Vec<Route> {
     let mut kicked = Vec::new();
     let node = p.node.clone();
     for e in p.cmu_events.drain(..) {
-        if let CmuPeerEvent::Presence {
-            device_id,
-            session,
-            online,
-        } = e
-        {
-            if online {
-                kicked.extend(routes.online(device_id, &node, session));
+        if let CmuPeerEvent::Notice(ScNotice::Presence(p)) = e {
+            if p.online {
+                kicked.extend(routes.online(p.device_id, &node, p.session));
             } else {
-                routes.offline(&device_id, &node, &session);
+                routes.offline(&p.device_id, &node, &p.session);
             }
         }
     }
