@@ -14,7 +14,9 @@ use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
 use peercam_signal::identity::{BindCode, DeviceIdentity};
 use peercam_signal::ps::{DeviceKind, DeviceToScu, RefusalCode, ScuToDevice};
 use peercam_signal::register::{encode_nonce, encode_public_key, sign};
-use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, Verdict};
+use peercam_signal::sc::{
+    CmuToScu, CommandOutcome, Kick, Presence, ScuToCmu, Verdict, VerifyDevice,
+};
 use peercam_signal::token::SessionToken;
 use peercam_signal::{Envelope, encode};
 
@@ -177,7 +179,7 @@ fn main() {
         "sc_verify_device.json",
         encode(&Envelope::new(
             2,
-            ScuToCmu::VerifyDevice {
+            ScuToCmu::VerifyDevice(VerifyDevice {
                 device_id: dev.clone(),
                 kind: DeviceKind::Nvr,
                 node: "scu-1".into(),
@@ -186,7 +188,7 @@ fn main() {
                 signature: sig.clone(),
                 session: "0123456789abcdef".into(),
                 sw_version: "0.1.0".into(),
-            },
+            }),
         )),
     );
     put(
@@ -194,11 +196,11 @@ fn main() {
         "sc_presence.json",
         encode(&Envelope::new(
             3,
-            ScuToCmu::Presence {
+            ScuToCmu::Presence(Presence {
                 device_id: dev.clone(),
                 session: "0123456789abcdef".into(),
                 online: true,
-            },
+            }),
         )),
     );
     put(
@@ -282,11 +284,11 @@ fn main() {
         "sm_kick.json",
         encode(&Envelope::new(
             6,
-            CmuToScu::Kick {
+            CmuToScu::Kick(Kick {
                 device_id: dev.clone(),
                 session: "0123456789abcdef".into(),
                 reason: "revoked".into(),
-            },
+            }),
         )),
     );
 

@@ -355,7 +355,7 @@ pub enum PlatformAnswer {
     /// Refused or impossible now.
     Refused {
         /// Machine-readable reason.
-        code: String,
+        code: crate::refusal::Refusal,
         /// Explanation.
         message: String,
     },

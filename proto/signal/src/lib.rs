@@ -8,6 +8,8 @@
 //! |---|---|---|
 //! | [`ps`] | Ps / Pm: SCU <-> PU (and NVR) | WebSocket over TLS, JSON text frames |
 //! | [`sc`] | Sc / Sm: SCU <-> CMU | WebSocket over TLS, JSON text frames |
+//! | [`sc_link`] | Sc / Sm as a pair of state machines, and the CMU's route table | |
+//! | [`refusal`] | typed refusal codes of play verdicts and platform answers | inside `ps` and `sc` |
 //! | [`cmd`] | commands routed CMU -> SCU -> PU and their replies | inside `ps` and `sc` |
 //! | [`record`] | recording on NVRs and SD cards (8.7.2, 8.7.3) | inside `cmd` and `cm` |
 //! | [`relay`] | the MTU: reports, selection (7.2, Sd), viewing paths | inside `ps`, `sc` and `cm` |
@@ -33,9 +35,11 @@ pub mod link;
 pub mod play;
 pub mod ps;
 pub mod record;
+pub mod refusal;
 pub mod register;
 pub mod relay;
 pub mod sc;
+pub mod sc_link;
 pub mod token;
 pub mod upgrade;
 

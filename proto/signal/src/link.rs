@@ -312,7 +312,10 @@ impl DeviceLink {
             return None;
         }
         let id = self.next_id;
-        self.send(DeviceToScu::AuthorizePlay { token, client });
+        self.send(DeviceToScu::AuthorizePlay(crate::play::PlayCheck {
+            token,
+            client,
+        }));
         Some(id)
     }
 
@@ -449,10 +452,8 @@ pub enum PeerEvent {
     AuthorizePlay {
         /// The request id.
         id: u64,
-        /// The token.
-        token: String,
-        /// The viewer's address.
-        client: String,
+        /// The token and the viewer's address, forwarded as they are to the CMU.
+        check: crate::play::PlayCheck,
     },
     /// The device asks something of the platform: forward it to the CMU and answer with
     /// [`ScuPeer::answer`] and this `id`.
@@ -729,14 +730,12 @@ impl ScuPeer {
                 self.events
                     .push_back(PeerEvent::TimeRequest { id: env.id, t1_us });
             }
-            (PeerState::Registered { device_id }, DeviceToScu::AuthorizePlay { token, client }) => {
+            (PeerState::Registered { device_id }, DeviceToScu::AuthorizePlay(mut check)) => {
                 self.state = PeerState::Registered { device_id };
                 self.deadline = now + self.config.dead_after;
-                self.events.push_back(PeerEvent::AuthorizePlay {
-                    id: env.id,
-                    token,
-                    client: client.chars().take(64).collect(),
-                });
+                check.client = check.client.chars().take(64).collect();
+                self.events
+                    .push_back(PeerEvent::AuthorizePlay { id: env.id, check });
             }
             (PeerState::Registered { device_id }, DeviceToScu::Request { request }) => {
                 self.state = PeerState::Registered { device_id };
@@ -754,7 +753,7 @@ impl ScuPeer {
                     DeviceToScu::CommandReply { .. } => "command_reply",
                     DeviceToScu::Endpoints { .. } => "endpoints",
                     DeviceToScu::MtuReport { .. } => "mtu_report",
-                    DeviceToScu::AuthorizePlay { .. } => "authorize_play",
+                    DeviceToScu::AuthorizePlay(_) => "authorize_play",
                     DeviceToScu::TimeRequest { .. } => "time_request",
                     DeviceToScu::Request { .. } => "request",
                 };

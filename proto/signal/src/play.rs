@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
+use crate::refusal::Refusal;
+
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 1024;
 const PREFIX: &str = "pct1.";
@@ -195,6 +197,16 @@ pub fn check_claims(
     Ok(())
 }
 
+/// H.626.4 8.4 steps 5-6: a viewer presented `token` to a device; is it legitimate? Declared
+/// once and carried unchanged device -> SCU (Ps) and, with the device's id, SCU -> CMU (Sc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayCheck {
+    /// The token from the viewer's request.
+    pub token: String,
+    /// The viewer's address as the device sees it (for the audit log).
+    pub client: String,
+}
+
 /// What the CMU grants a PU for one play (8.4 step 8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlayGrant {
@@ -224,8 +236,9 @@ pub enum PlayVerdict {
     },
     /// Refused.
     Refused {
-        /// Stable code ([`TokenRefusal::code`] or `unavailable`).
-        code: String,
+        /// Why ([`TokenRefusal`] codes, or a transient [`Refusal::Unavailable`] /
+        /// [`Refusal::Timeout`]).
+        code: Refusal,
         /// Explanation.
         message: String,
     },

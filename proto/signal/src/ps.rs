@@ -91,12 +91,7 @@ pub enum DeviceToScu {
         load: crate::relay::MtuLoad,
     },
     /// H.626.4 8.4 step 5: a viewer presented this token; is it legitimate?
-    AuthorizePlay {
-        /// The token from the RTSP request.
-        token: String,
-        /// The viewer's address as the device sees it (for the audit log).
-        client: String,
-    },
+    AuthorizePlay(crate::play::PlayCheck),
     /// H.626.4 7.2 clock synchronisation: the device's clock when it asked, Unix µs.
     TimeRequest {
         /// `t1`.

@@ -69,7 +69,7 @@ impl PlatformReq {
         match self {
             Self::AuthorizePlay { reply, .. } => {
                 let _ = reply.send(PlayVerdict::Refused {
-                    code: "unavailable".into(),
+                    code: peercam_signal::refusal::Refusal::Unavailable,
                     message: "the device cannot reach the platform to check the request".into(),
                 });
             }
@@ -83,7 +83,7 @@ impl PlatformReq {
 /// The answer to a request that cannot reach the platform.
 pub fn unavailable_answer() -> PlatformAnswer {
     PlatformAnswer::Refused {
-        code: "unavailable".into(),
+        code: peercam_signal::refusal::Refusal::Unavailable,
         message: "the device is not connected to the platform".into(),
     }
 }

@@ -142,7 +142,7 @@ impl Media {
                 Ok(grant)
             }
             Ok(PlayVerdict::Refused { code, message }) => {
-                let status = if code == "unavailable" { 503 } else { 401 };
+                let status = if code.is_transient() { 503 } else { 401 };
                 Err((status, format!("{code}: {message}")))
             }
             Err(_) => Err((503, "no answer from the platform".into())),

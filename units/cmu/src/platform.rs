@@ -1,9 +1,12 @@
 //! The CMU end of Sc / Sm: SCU nodes connect here, ask for registration verdicts (H.626.4
 //! 8.1 steps 2-3), report presence, and carry commands to the devices they hold.
+//!
+//! Each node connection is a thin tokio driver of [`CmuPeer`] (request ids, deadlines,
+//! answers); which node holds which device is the [`RouteTable`]. Judging a node's requests
+//! (registrations, plays, device requests) is the rest of the CMU's.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -12,13 +15,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
 use peercam_base::DeviceId;
-use peercam_signal::cmd::{DeviceCommand, DeviceReply};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply, DeviceRequest, PlatformAnswer};
 use peercam_signal::ps::RefusalCode;
+use peercam_signal::refusal::Refusal;
 use peercam_signal::relay::{DeviceAddresses, MtuOffer};
-use peercam_signal::sc::{CmuToScu, CommandOutcome, MtuChoice, ScuToCmu, Verdict};
-use peercam_signal::{Envelope, PROTOCOL_VERSION, decode, encode};
-use subtle::ConstantTimeEq as _;
+use peercam_signal::sc::{CommandOutcome, Kick, Presence, Revoke, Verdict, VerifyDevice};
+use peercam_signal::sc_link::{
+    CmNotice, CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, RouteTable, ScNotice,
+    ScRequest, ScResponse, ScTimeouts,
+};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::audit::{self, Event};
 use crate::error::ApiErr;
@@ -29,13 +36,12 @@ use crate::{Shared, now_ms, now_s};
 #[derive(Default)]
 pub struct Platform {
     inner: Mutex<Inner>,
-    next_id: AtomicU64,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// device -> (node, session)
-    presence: HashMap<DeviceId, (String, String)>,
+    /// device -> (node, session); node -> epoch of its link
+    routes: RouteTable,
     /// device -> addresses it reported for its current session, as checked (8.3 step 4)
     endpoints: HashMap<DeviceId, DeviceAddresses>,
     /// node -> link
@@ -47,9 +53,18 @@ struct Inner {
 struct NodeLink {
     /// Distinguishes a reconnected node from its previous link.
     epoch: u64,
-    tx: mpsc::Sender<Envelope<CmuToScu>>,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<CommandOutcome>>>>,
-    choices: Arc<Mutex<HashMap<u64, oneshot::Sender<MtuChoice>>>>,
+    tx: mpsc::Sender<NodeCmd>,
+}
+
+/// What the rest of the CMU asks of a node's connection task.
+enum NodeCmd {
+    /// A request; its answer goes to `reply` (none: nobody waits).
+    Ask {
+        request: CmRequest,
+        reply: Option<oneshot::Sender<CmResponse>>,
+    },
+    /// A revocation or a kick for the node.
+    Notice(CmNotice),
 }
 
 impl Platform {
@@ -59,80 +74,61 @@ impl Platform {
 
     /// Whether the device is registered with some SCU node now.
     pub fn is_online(&self, id: &DeviceId) -> bool {
-        self.lock().presence.contains_key(id)
+        self.lock().routes.route(id).is_some()
     }
 
     /// The node holding the device.
     pub fn node_of(&self, id: &DeviceId) -> Option<String> {
-        self.lock().presence.get(id).map(|(n, _)| n.clone())
+        self.lock().routes.route(id).map(|r| r.node.clone())
     }
 
     /// Number of devices online.
     pub fn online_count(&self) -> usize {
-        self.lock().presence.len()
+        self.lock().routes.len()
     }
 
     /// The RTSP endpoints the device reported (H.626.4 8.3), best first.
     pub fn endpoints(&self, id: &DeviceId) -> Vec<String> {
-        let inner = self.lock();
-        if inner.presence.contains_key(id) {
-            inner
-                .endpoints
-                .get(id)
-                .map(|a| a.local.clone())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        }
+        self.addresses(id).map(|a| a.local).unwrap_or_default()
     }
 
     /// Everything the device reported of its addresses (H.626.4 8.3), as checked.
     pub fn addresses(&self, id: &DeviceId) -> Option<DeviceAddresses> {
         let inner = self.lock();
-        if inner.presence.contains_key(id) {
-            inner.endpoints.get(id).cloned()
-        } else {
-            None
-        }
+        inner.routes.route(id)?;
+        inner.endpoints.get(id).cloned()
+    }
+
+    /// Sends `request` to the node holding `id`; `None` when the device is offline or its
+    /// node's link is gone.
+    async fn ask(&self, id: &DeviceId, request: CmRequest) -> Option<(String, CmResponse)> {
+        let (node, tx) = {
+            let inner = self.lock();
+            let node = inner.routes.route(id)?.node.clone();
+            let tx = inner.nodes.get(&node)?.tx.clone();
+            (node, tx)
+        };
+        let (reply, rx) = oneshot::channel();
+        let ask = NodeCmd::Ask {
+            request,
+            reply: Some(reply),
+        };
+        tx.send(ask).await.ok()?;
+        // The node's link answers exactly once: its answer, a timeout, or a loss.
+        Some((node, rx.await.ok()?))
     }
 
     /// H.626.4 7.2 / Sd: asks the SCU holding `id` to choose an MTU for a relayed session.
     /// `None` when the device is offline, its node has no MTU with room, or the node does
     /// not answer within 3 s.
     pub(crate) async fn select_mtu(&self, id: &DeviceId) -> Option<MtuOffer> {
-        let (tx, choices) = {
-            let inner = self.lock();
-            let (node, _) = inner.presence.get(id)?;
-            let link = inner.nodes.get(node)?;
-            (link.tx.clone(), link.choices.clone())
+        let request = CmRequest::SelectMtu {
+            device_id: id.clone(),
         };
-        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        choices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(req_id, reply_tx);
-        let sent = tx
-            .send(Envelope::new(
-                req_id,
-                CmuToScu::SelectMtu {
-                    device_id: id.clone(),
-                },
-            ))
-            .await;
-        let choice = match sent {
-            Ok(()) => tokio::time::timeout(Duration::from_secs(3), reply_rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten(),
-            Err(_) => None,
-        };
-        choices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&req_id);
-        choice
+        match self.ask(id, request).await? {
+            (_, CmResponse::Mtu(choice)) => choice,
+            _ => None,
+        }
     }
 
     /// A viewer was sent to `mtu` for `camera`: the MTU may ask for its upstream until `until`.
@@ -151,42 +147,37 @@ impl Platform {
             .is_some_and(|t| *t >= now)
     }
 
-    /// Ends live sessions on a device: of one user, or of everyone (SECURITY.md D5).
+    /// The link of the node holding `id`.
+    fn link_of(inner: &Inner, id: &DeviceId) -> Option<mpsc::Sender<NodeCmd>> {
+        let route = inner.routes.route(id)?;
+        inner.nodes.get(&route.node).map(|l| l.tx.clone())
+    }
+
+    /// Ends live sessions on a device: of one user, or of everyone (docs/security.md D5).
     pub(crate) fn revoke(&self, id: &DeviceId, user: Option<i64>) {
         let inner = self.lock();
         // Viewers relayed by MTUs end too (D5): every MTU that may hold a feed of the camera.
         for (mtu, _) in inner.relays.keys().filter(|(_, cam)| cam == id) {
-            let Some(link) = inner
-                .presence
-                .get(mtu)
-                .and_then(|(n, _)| inner.nodes.get(n))
-            else {
-                continue;
-            };
-            let rid = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-            let _ = link.tx.try_send(Envelope::new(
-                rid,
-                CmuToScu::Command {
+            if let Some(tx) = Self::link_of(&inner, mtu) {
+                let request = CmRequest::Command {
                     device_id: mtu.clone(),
                     command: DeviceCommand::RelayRevoke {
                         camera: id.clone(),
                         user,
                     },
-                },
-            ));
+                };
+                let _ = tx.try_send(NodeCmd::Ask {
+                    request,
+                    reply: None,
+                });
+            }
         }
-        let Some((node, _)) = inner.presence.get(id) else {
-            return;
-        };
-        if let Some(link) = inner.nodes.get(node) {
-            let rid = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-            let _ = link.tx.try_send(Envelope::new(
-                rid,
-                CmuToScu::Revoke {
-                    device_id: id.clone(),
-                    user,
-                },
-            ));
+        if let Some(tx) = Self::link_of(&inner, id) {
+            let revoke = Revoke {
+                device_id: id.clone(),
+                user,
+            };
+            let _ = tx.try_send(NodeCmd::Notice(CmNotice::Revoke(revoke)));
         }
     }
 
@@ -202,84 +193,87 @@ impl Platform {
                 "the device is offline; check its power and network",
             )
         };
-        let (node, tx, pending) = {
-            let inner = self.lock();
-            let (node, _) = inner.presence.get(id).ok_or_else(offline)?;
-            let link = inner.nodes.get(node).ok_or_else(offline)?;
-            (node.clone(), link.tx.clone(), link.pending.clone())
+        let request = CmRequest::Command {
+            device_id: id.clone(),
+            command,
         };
-        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(req_id, reply_tx);
-        let env = Envelope::new(
-            req_id,
-            CmuToScu::Command {
-                device_id: id.clone(),
-                command,
-            },
-        );
-        if tx.send(env).await.is_err() {
-            pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&req_id);
-            return Err(offline());
-        }
-        let outcome = tokio::time::timeout(Duration::from_secs(12), reply_rx).await;
-        pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&req_id);
-        match outcome {
-            Ok(Ok(CommandOutcome::Replied { reply })) => Ok((node, reply)),
-            Ok(Ok(CommandOutcome::NotConnected) | Err(_)) => Err(offline()),
-            Ok(Ok(CommandOutcome::Timeout)) | Err(_) => Err(ApiErr::new(
+        match self.ask(id, request).await.ok_or_else(offline)? {
+            (node, CmResponse::Command(CommandOutcome::Replied { reply })) => Ok((node, reply)),
+            (_, CmResponse::Command(CommandOutcome::Timeout)) => Err(ApiErr::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "device_timeout",
                 "the device did not answer in time",
             )),
+            _ => Err(offline()),
         }
     }
 
-    /// Records a device online on `node`; returns the session it replaces on another node.
-    fn online(&self, id: DeviceId, node: &str, session: String) -> Option<(String, String)> {
+    /// A node's link is up; returns its epoch.
+    fn node_up(&self, node: &str, tx: mpsc::Sender<NodeCmd>) -> u64 {
         let mut inner = self.lock();
-        let old = inner
-            .presence
-            .insert(id, (node.to_owned(), session.clone()));
-        old.filter(|(n, s)| n != node || *s != session)
+        let epoch = inner.routes.node_up(node);
+        inner.nodes.insert(node.to_owned(), NodeLink { epoch, tx });
+        epoch
     }
 
-    fn offline(&self, id: &DeviceId, node: &str, session: &str) -> bool {
+    /// A node's link `epoch` is gone: everything it held is offline (unless it already
+    /// reconnected).
+    fn node_gone(&self, node: &str, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.nodes.get(node).is_some_and(|l| l.epoch == epoch) {
+            inner.nodes.remove(node);
+        }
+        let gone = inner.routes.node_down(node, epoch);
+        for d in &gone {
+            inner.endpoints.remove(d);
+        }
+        if !gone.is_empty() || !inner.routes.node_is_up(node) {
+            tracing::warn!(%node, devices = gone.len(), "SCU node disconnected; its devices are offline");
+        }
+    }
+
+    /// Sc: a device's presence on `node` changed; returns whether it counts (its last-seen
+    /// time is then updated). One device, one session: an older session elsewhere is kicked.
+    fn presence(&self, node: &str, p: &Presence) -> bool {
+        let Presence {
+            device_id,
+            session,
+            online,
+        } = p;
+        let mut inner = self.lock();
+        if !*online {
+            let current = inner.routes.offline(device_id, node, session);
+            if current {
+                inner.endpoints.remove(device_id);
+            }
+            return current;
+        }
+        if let Some(old) = inner
+            .routes
+            .online(device_id.clone(), node, session.to_owned())
+        {
+            tracing::info!(device = %device_id, old_node = %old.node, "replacing an older device session");
+            if let Some(link) = inner.nodes.get(&old.node) {
+                let kick = Kick {
+                    device_id: device_id.clone(),
+                    session: old.session,
+                    reason: "replaced by a newer session".into(),
+                };
+                let _ = link.tx.try_send(NodeCmd::Notice(CmNotice::Kick(kick)));
+            }
+        }
+        true
+    }
+
+    /// H.626.4 8.3 step 4: keeps the checked addresses if they are of the current session.
+    fn reported(&self, device_id: DeviceId, node: &str, session: &str, checked: DeviceAddresses) {
         let mut inner = self.lock();
         if inner
-            .presence
-            .get(id)
-            .is_some_and(|(n, s)| n == node && s == session)
+            .routes
+            .route(&device_id)
+            .is_some_and(|r| r.node == node && r.session == session)
         {
-            inner.presence.remove(id);
-            inner.endpoints.remove(id);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn kick(&self, node: &str, device_id: DeviceId, session: String, reason: &str) {
-        let inner = self.lock();
-        if let Some(link) = inner.nodes.get(node) {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-            let _ = link.tx.try_send(Envelope::new(
-                id,
-                CmuToScu::Kick {
-                    device_id,
-                    session,
-                    reason: reason.to_owned(),
-                },
-            ));
+            inner.endpoints.insert(device_id, checked);
         }
     }
 }
@@ -291,301 +285,198 @@ pub(crate) async fn ws_handler(State(st): State<Shared>, ws: WebSocketUpgrade) -
         .on_upgrade(move |socket| node_session(st, socket))
 }
 
-fn text(env: &Envelope<CmuToScu>) -> Message {
-    Message::Text(String::from_utf8(encode(env)).unwrap_or_default().into())
+type Peer = CmuPeer<Option<oneshot::Sender<CmResponse>>>;
+
+/// One node connection: frames, timers and the rest of the CMU around [`CmuPeer`].
+async fn node_session(st: Shared, socket: WebSocket) {
+    let config = CmuPeerConfig {
+        secrets: st.config.scu_secrets.clone(),
+        timeouts: ScTimeouts::default(),
+    };
+    let mut peer: Peer = CmuPeer::new(config, Instant::now().into_std());
+    let (tx, mut rx) = mpsc::channel::<NodeCmd>(1024);
+    // Answers to the node's requests, from the tasks that judge them.
+    let (answers_tx, mut answers_rx) = mpsc::channel::<(u64, ScResponse)>(256);
+    let mut up: Option<(String, u64)> = None;
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        while let Some(ev) = peer.poll_event() {
+            on_event(&st, &mut peer, ev, &mut up, &tx, &answers_tx).await;
+        }
+        let mut wrote = false;
+        while let Some(frame) = peer.poll_transmit() {
+            let text = String::from_utf8(frame).unwrap_or_default();
+            wrote = true;
+            if sink.feed(Message::Text(text.into())).await.is_err() {
+                peer.close("write to the node failed");
+                break;
+            }
+        }
+        if wrote && sink.flush().await.is_err() {
+            peer.close("write to the node failed");
+        }
+        if peer.is_closed() {
+            while let Some(ev) = peer.poll_event() {
+                on_event(&st, &mut peer, ev, &mut up, &tx, &answers_tx).await;
+            }
+            break;
+        }
+        let deadline = peer.poll_timeout().map_or_else(
+            || Instant::now() + Duration::from_secs(3600),
+            Instant::from_std,
+        );
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => input(&mut peer, up.as_ref(), t.as_bytes()),
+                Some(Ok(Message::Binary(b))) => input(&mut peer, up.as_ref(), &b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => peer.close("the node closed the link"),
+            },
+            cmd = rx.recv() => match cmd {
+                Some(NodeCmd::Ask { request, reply }) => peer.request(Instant::now().into_std(), request, reply),
+                Some(NodeCmd::Notice(notice)) => peer.notify(notice),
+                None => {}
+            },
+            answer = answers_rx.recv() => {
+                if let Some((id, response)) = answer {
+                    peer.respond(id, response);
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => peer.handle_timeout(Instant::now().into_std()),
+        }
+    }
+    // The node is gone: everything it held is offline (unless it already reconnected).
+    if let Some((node, epoch)) = up {
+        st.platform.node_gone(&node, epoch);
+    }
 }
 
-async fn node_session(st: Shared, mut socket: WebSocket) {
-    // 1. Authenticate the node.
-    let first = tokio::time::timeout(Duration::from_secs(5), socket.recv()).await;
-    let Ok(Some(Ok(Message::Text(t)))) = first else {
-        return;
-    };
-    let node = match decode::<ScuToCmu>(t.as_bytes()).map(|e| e.body) {
-        Ok(ScuToCmu::NodeHello {
-            node,
-            secret,
-            versions,
-        }) => {
-            let secret_ok = st
-                .config
-                .scu_secrets
-                .iter()
-                .any(|s| bool::from(s.as_bytes().ct_eq(secret.as_bytes())));
-            let node_ok = node.parse::<peercam_base::NodeId>().is_ok();
-            if !secret_ok || !node_ok || !versions.contains(&PROTOCOL_VERSION) {
-                let msg = if secret_ok {
-                    "bad node id or no common protocol version"
-                } else {
-                    "bad node secret"
-                };
-                tracing::warn!(%node, "refused SCU node: {msg}");
-                let detail = format!("{node}: {msg}");
-                audit::log(&st.store, Event::NodeRefused { detail: &detail }).await;
-                let _ = socket
-                    .send(text(&Envelope::new(
-                        1,
-                        CmuToScu::NodeRefused {
-                            message: msg.into(),
-                        },
-                    )))
-                    .await;
+fn input(peer: &mut Peer, up: Option<&(String, u64)>, bytes: &[u8]) {
+    if let Err(e) = peer.handle_input(bytes) {
+        let node = up.map_or("", |(n, _)| n.as_str());
+        tracing::warn!(%node, error = %e, "bad message from SCU node; closing");
+    }
+}
+
+/// Acts on one event of a node's link.
+async fn on_event(
+    st: &Shared,
+    peer: &mut Peer,
+    ev: CmuPeerEvent<Option<oneshot::Sender<CmResponse>>>,
+    up: &mut Option<(String, u64)>,
+    tx: &mpsc::Sender<NodeCmd>,
+    answers: &mpsc::Sender<(u64, ScResponse)>,
+) {
+    let node = up.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+    match ev {
+        CmuPeerEvent::NodeUp { node } => {
+            tracing::info!(%node, "SCU node connected");
+            // A reconnecting node replaces its previous link; the devices that link held are
+            // re-announced by the node itself.
+            let epoch = st.platform.node_up(&node, tx.clone());
+            *up = Some((node, epoch));
+        }
+        CmuPeerEvent::NodeRefused { node, reason } => {
+            tracing::warn!(%node, "refused SCU node: {reason}");
+            let detail = format!("{node}: {reason}");
+            audit::log(&st.store, Event::NodeRefused { detail: &detail }).await;
+        }
+        CmuPeerEvent::Request { id, request } => {
+            // A node asks only for what it may (its challenges, its devices).
+            if let Some(refusal) = st.platform.lock().routes.screen(&node, &request) {
+                peer.respond(id, refusal);
                 return;
             }
-            node
+            let (st, answers) = (st.clone(), answers.clone());
+            tokio::spawn(async move {
+                let response = judge(&st, &node, request).await;
+                let _ = answers.send((id, response)).await;
+            });
         }
-        _ => return,
-    };
-    if socket
-        .send(text(&Envelope::new(1, CmuToScu::NodeWelcome)))
-        .await
-        .is_err()
-    {
-        return;
+        CmuPeerEvent::Notice(ScNotice::Presence(p)) if st.platform.presence(&node, &p) => {
+            let _ = store::devices::touch(&st.store, &p.device_id, now_s()).await;
+        }
+        CmuPeerEvent::Notice(ScNotice::Endpoints(e)) => {
+            let checked = check_addresses(&e.device_id, e.rtsp, e.mapped, e.observed);
+            st.platform
+                .reported(e.device_id, &node, &e.session, checked);
+        }
+        CmuPeerEvent::Answered {
+            waiter: Some(waiter),
+            response,
+        } => {
+            let _ = waiter.send(response);
+        }
+        CmuPeerEvent::Closed { reason } => tracing::debug!(%node, %reason, "SCU node link closed"),
+        _ => {}
     }
-    tracing::info!(%node, "SCU node connected");
+}
 
-    // 2. Register the link (a reconnecting node replaces its previous link).
-    let (tx, mut rx) = mpsc::channel::<Envelope<CmuToScu>>(1024);
-    let pending = Arc::new(Mutex::new(HashMap::new()));
-    let choices = Arc::new(Mutex::new(HashMap::new()));
-    let epoch = st.platform.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    {
-        let mut inner = st.platform.lock();
-        inner.nodes.insert(
-            node.clone(),
-            NodeLink {
-                epoch,
-                tx: tx.clone(),
-                pending: pending.clone(),
-                choices: choices.clone(),
-            },
-        );
-        // Devices the previous link of this node held are re-announced by the node itself.
-        inner.presence.retain(|_, (n, _)| *n != node);
+/// Judges a node's request (after [`RouteTable::screen`]).
+async fn judge(st: &Shared, node: &str, request: ScRequest) -> ScResponse {
+    match request {
+        ScRequest::Verify(v) => ScResponse::Verdict(verify_device(st, node, &v).await),
+        // H.626.4 8.4 step 7.
+        ScRequest::Play { device_id, check } => ScResponse::Play(
+            crate::token::authorize(st, &device_id, &check.token, &check.client).await,
+        ),
+        ScRequest::Device { device_id, request } => {
+            ScResponse::Answer(device_request(st, &device_id, request).await)
+        }
     }
+}
 
-    let (mut sink, mut stream) = socket.split();
-    let writer = tokio::spawn(async move {
-        while let Some(env) = rx.recv().await {
-            if sink.send(text(&env)).await.is_err() {
-                break;
-            }
+/// A device's request for the platform, forwarded by the node holding it.
+async fn device_request(
+    st: &Shared,
+    device_id: &DeviceId,
+    request: DeviceRequest,
+) -> PlatformAnswer {
+    match request {
+        DeviceRequest::RecorderStream { camera } => {
+            crate::recording::recorder_stream(st, device_id, &camera).await
         }
-    });
-    while let Some(msg) = stream.next().await {
-        let bytes = match msg {
-            Ok(Message::Text(t)) => t.as_bytes().to_vec(),
-            Ok(Message::Binary(b)) => b.to_vec(),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(Message::Close(_)) | Err(_) => break,
-        };
-        let env = match decode::<ScuToCmu>(&bytes) {
-            Ok(env) => env,
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "bad message from SCU node; closing");
-                break;
-            }
-        };
-        match env.body {
-            ScuToCmu::VerifyDevice {
+        DeviceRequest::RelayUpstream {
+            camera,
+            ticket,
+            tunnel,
+            server_name,
+            caps,
+        } => {
+            crate::relay::upstream(
+                st,
                 device_id,
-                kind,
-                node: claimed,
-                nonce,
-                issued_at_ms,
-                signature,
-                session,
-                sw_version,
-            } => {
-                let st = st.clone();
-                let tx = tx.clone();
-                let node = node.clone();
-                let id = env.id;
-                tokio::spawn(async move {
-                    let verdict = if claimed == node {
-                        verify_device(
-                            &st,
-                            &node,
-                            &device_id,
-                            kind,
-                            &nonce,
-                            issued_at_ms,
-                            &signature,
-                            &sw_version,
-                        )
-                        .await
-                    } else {
-                        Verdict::Refused {
-                            code: RefusalCode::BadSignature,
-                            message: "challenge issued by another node".into(),
-                        }
-                    };
-                    let _ = session;
-                    let _ = tx
-                        .send(Envelope::reply(0, id, CmuToScu::DeviceVerdict { verdict }))
-                        .await;
-                });
-            }
-            ScuToCmu::Presence {
-                device_id,
-                session,
-                online,
-            } => {
-                if online {
-                    // Sc: PU status. One device, one session: kick an older one elsewhere.
-                    if let Some((old_node, old_session)) =
-                        st.platform.online(device_id.clone(), &node, session)
-                    {
-                        tracing::info!(device = %device_id, %old_node, "replacing an older device session");
-                        st.platform.kick(
-                            &old_node,
-                            device_id.clone(),
-                            old_session,
-                            "replaced by a newer session",
-                        );
-                    }
-                    let _ = store::devices::touch(&st.store, &device_id, now_s()).await;
-                } else if st.platform.offline(&device_id, &node, &session) {
-                    let _ = store::devices::touch(&st.store, &device_id, now_s()).await;
-                }
-            }
-            ScuToCmu::Endpoints {
-                device_id,
-                session,
-                rtsp,
-                mapped,
-                observed,
-            } => {
-                let checked = check_addresses(&device_id, rtsp, mapped, observed);
-                let mut inner = st.platform.lock();
-                if inner
-                    .presence
-                    .get(&device_id)
-                    .is_some_and(|(n, s)| *n == node && *s == session)
-                {
-                    inner.endpoints.insert(device_id, checked);
-                }
-            }
-            ScuToCmu::MtuChoice { choice } => {
-                if let Some(w) = env.re.and_then(|re| {
-                    choices
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&re)
-                }) {
-                    let _ = w.send(choice);
-                }
-            }
-            ScuToCmu::AuthorizePlay {
-                device_id,
-                token,
-                client,
-            } => {
-                let st = st.clone();
-                let tx = tx.clone();
-                let id = env.id;
-                // The device must be held by this node: a node cannot ask for another's devices.
-                let holds = st.platform.node_of(&device_id).as_deref() == Some(node.as_str());
-                tokio::spawn(async move {
-                    let verdict = if holds {
-                        crate::token::authorize(&st, &device_id, &token, &client).await
-                    } else {
-                        peercam_signal::play::PlayVerdict::Refused {
-                            code: "not_allowed".into(),
-                            message: "this node does not hold the device".into(),
-                        }
-                    };
-                    let _ = tx
-                        .send(Envelope::reply(0, id, CmuToScu::PlayVerdict { verdict }))
-                        .await;
-                });
-            }
-            ScuToCmu::DeviceRequest { device_id, request } => {
-                let st = st.clone();
-                let tx = tx.clone();
-                let id = env.id;
-                let holds = st.platform.node_of(&device_id).as_deref() == Some(node.as_str());
-                tokio::spawn(async move {
-                    let answer = match request {
-                        _ if !holds => peercam_signal::cmd::PlatformAnswer::Refused {
-                            code: "not_allowed".into(),
-                            message: "this node does not hold the device".into(),
-                        },
-                        peercam_signal::cmd::DeviceRequest::RecorderStream { camera } => {
-                            crate::recording::recorder_stream(&st, &device_id, &camera).await
-                        }
-                        peercam_signal::cmd::DeviceRequest::RelayUpstream {
-                            camera,
-                            ticket,
-                            tunnel,
-                            server_name,
-                            caps,
-                        } => {
-                            crate::relay::upstream(
-                                &st,
-                                &device_id,
-                                &camera,
-                                ticket,
-                                (tunnel, server_name),
-                                caps.unwrap_or_default(),
-                            )
-                            .await
-                        }
-                        peercam_signal::cmd::DeviceRequest::RelayAuthorize {
-                            camera,
-                            token,
-                            client,
-                        } => {
-                            crate::relay::authorize(&st, &device_id, &camera, &token, &client).await
-                        }
-                        _ => peercam_signal::cmd::PlatformAnswer::Refused {
-                            code: "unsupported".into(),
-                            message: "this CMU does not serve that request".into(),
-                        },
-                    };
-                    let _ = tx
-                        .send(Envelope::reply(0, id, CmuToScu::Answer { answer }))
-                        .await;
-                });
-            }
-            ScuToCmu::CommandResult { result } => {
-                if let Some(w) = env.re.and_then(|re| {
-                    pending
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&re)
-                }) {
-                    let _ = w.send(result);
-                }
-            }
-            ScuToCmu::NodeHello { .. } => break,
-            _ => {}
+                &camera,
+                ticket,
+                (tunnel, server_name),
+                caps.unwrap_or_default(),
+            )
+            .await
         }
-    }
-    writer.abort();
-    // 3. The node is gone: everything it held is offline (unless it already reconnected).
-    let mut inner = st.platform.lock();
-    if inner.nodes.get(&node).is_some_and(|l| l.epoch == epoch) {
-        inner.nodes.remove(&node);
-        let before = inner.presence.len();
-        inner.presence.retain(|_, (n, _)| *n != node);
-        tracing::warn!(%node, devices = before - inner.presence.len(), "SCU node disconnected; its devices are offline");
+        DeviceRequest::RelayAuthorize {
+            camera,
+            token,
+            client,
+        } => crate::relay::authorize(st, device_id, &camera, &token, &client).await,
+        _ => PlatformAnswer::Refused {
+            code: Refusal::Unsupported,
+            message: "this CMU does not serve that request".into(),
+        },
     }
 }
 
 /// H.626.4 8.1 steps 2-3: is this the device it claims to be? (docs/security.md D1)
-#[allow(clippy::too_many_arguments)]
-async fn verify_device(
-    st: &Shared,
-    node: &str,
-    device_id: &DeviceId,
-    kind: peercam_signal::ps::DeviceKind,
-    nonce: &str,
-    issued_at_ms: u64,
-    signature: &str,
-    sw_version: &str,
-) -> Verdict {
+async fn verify_device(st: &Shared, node: &str, v: &VerifyDevice) -> Verdict {
+    let VerifyDevice {
+        device_id,
+        kind,
+        nonce,
+        issued_at_ms,
+        signature,
+        sw_version,
+        ..
+    } = v;
+    let (kind, issued_at_ms) = (*kind, *issued_at_ms);
     let refuse = |code, message: &str| Verdict::Refused {
         code,
         message: message.to_owned(),

@@ -21,6 +21,7 @@ use peercam_signal::control::FieldError;
 use peercam_signal::play::Caps;
 use peercam_signal::ps::DeviceKind;
 use peercam_signal::record::{MAX_RANGE_MS, RecordingList, RecordingState};
+use peercam_signal::refusal::Refusal;
 use serde::Deserialize;
 
 use crate::audit::{self, Event, Minted, Service};
@@ -540,20 +541,25 @@ pub(crate) async fn recorder_stream(
     nvr: &DeviceId,
     camera: &DeviceId,
 ) -> PlatformAnswer {
-    let refuse = |code: &str, message: &str| PlatformAnswer::Refused {
-        code: code.into(),
+    let refuse = |code: Refusal, message: &str| PlatformAnswer::Refused {
+        code,
         message: message.into(),
     };
     let (owner, acl) = match recordings::stream_grant(&st.store, camera, nvr).await {
         Ok(Some(grant)) => grant,
-        Ok(None) => return refuse("not_attached", "the camera is not attached to this NVR"),
+        Ok(None) => {
+            return refuse(
+                Refusal::NotAttached,
+                "the camera is not attached to this NVR",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "database error on a recorder stream request");
-            return refuse("unavailable", "the platform cannot decide now");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
         }
     };
     let Some(endpoint) = st.platform.endpoints(camera).into_iter().next() else {
-        return refuse("device_offline", "the camera is offline");
+        return refuse(Refusal::DeviceOffline, "the camera is offline");
     };
     let service = (Service::NvrStream, nvr);
     token::for_service(

@@ -10,14 +10,15 @@ use crate::{Shared, now_s, token};
 use peercam_base::{DeviceId, Scope};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
 use peercam_signal::play::{Caps, PlayVerdict};
+use peercam_signal::refusal::Refusal;
 use peercam_signal::relay::{DeviceAddresses, MediaPath, PathKind};
 
 /// How long after a play through an MTU that MTU may ask for the camera's upstream.
 pub(crate) const RELAY_WINDOW_S: u64 = 300;
 
-fn refuse(code: &str, message: &str) -> PlatformAnswer {
+fn refuse(code: Refusal, message: &str) -> PlatformAnswer {
     PlatformAnswer::Refused {
-        code: code.into(),
+        code,
         message: message.into(),
     }
 }
@@ -144,20 +145,28 @@ pub(crate) async fn upstream(
 ) -> PlatformAnswer {
     match is_mtu(st, mtu).await {
         Ok(true) => {}
-        Ok(false) => return refuse("not_allowed", "only an MTU may ask for a relay upstream"),
+        Ok(false) => {
+            return refuse(
+                Refusal::Forbidden,
+                "only an MTU may ask for a relay upstream",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "database error on a relay upstream request");
-            return refuse("unavailable", "the platform cannot decide now");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
         }
     }
     if !st.platform.relay_allowed(mtu, camera, now_s()) {
         return refuse(
-            "no_session",
+            Refusal::NoSession,
             "no viewer was sent to this MTU for that camera",
         );
     }
     if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
-        return refuse("bad_request", "ticket, tunnel or server name out of bounds");
+        return refuse(
+            Refusal::BadRequest,
+            "ticket, tunnel or server name out of bounds",
+        );
     }
     let found = store::devices::get(&st.store, camera).await;
     let (owner, acl) = match found {
@@ -166,10 +175,10 @@ pub(crate) async fn upstream(
             acl_version,
             ..
         })) => (owner, acl_version),
-        Ok(_) => return refuse("not_found", "no such bound camera"),
+        Ok(_) => return refuse(Refusal::NotFound, "no such bound camera"),
         Err(e) => {
             tracing::error!(error = %e, "database error on a relay upstream request");
-            return refuse("unavailable", "the platform cannot decide now");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
         }
     };
     // Mp: the camera opens its outbound channel to the MTU.
@@ -187,10 +196,18 @@ pub(crate) async fn upstream(
     {
         Ok((_, DeviceReply::Done)) => {}
         Ok((_, DeviceReply::Failed { code, message })) => {
-            return PlatformAnswer::Refused { code, message };
+            return PlatformAnswer::Refused {
+                code: code.into(),
+                message,
+            };
         }
-        Ok(_) => return refuse("unsupported", "the camera cannot open a relay channel"),
-        Err(_) => return refuse("device_offline", "the camera is offline"),
+        Ok(_) => {
+            return refuse(
+                Refusal::Unsupported,
+                "the camera cannot open a relay channel",
+            );
+        }
+        Err(_) => return refuse(Refusal::DeviceOffline, "the camera is offline"),
     }
     // The MTU reaches the camera over the channel the camera opened, not by address.
     let service = (Service::MtuUpstream, mtu);
@@ -208,10 +225,10 @@ pub(crate) async fn authorize(
 ) -> PlatformAnswer {
     match is_mtu(st, mtu).await {
         Ok(true) => {}
-        Ok(false) => return refuse("not_allowed", "only an MTU may ask this"),
+        Ok(false) => return refuse(Refusal::Forbidden, "only an MTU may ask this"),
         Err(e) => {
             tracing::error!(error = %e, "database error on a relay authorization");
-            return refuse("unavailable", "the platform cannot decide now");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
         }
     }
     match token::authorize(st, camera, token, &format!("{client} via {mtu}")).await {

@@ -272,14 +272,14 @@ pub(crate) async fn authorize(
             )
             .await;
             PlayVerdict::Refused {
-                code: code.into(),
+                code: r.into(),
                 message: r.to_string(),
             }
         }
         Err(Judgement::Internal(e)) => {
             tracing::error!(error = %e, "play check failed");
             PlayVerdict::Refused {
-                code: "unavailable".into(),
+                code: peercam_signal::refusal::Refusal::Unavailable,
                 message: "the platform cannot decide now; try again".into(),
             }
         }

@@ -858,7 +858,7 @@ impl Viewer {
                 PlatformAnswer::Refused { code, .. } => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
-                    let (s, r) = if code == "unavailable" {
+                    let (s, r) = if code.is_transient() {
                         (503, "Service Unavailable")
                     } else {
                         (401, "Unauthorized")

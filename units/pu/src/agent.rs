@@ -64,7 +64,7 @@ pub(crate) struct Agent {
 
 fn unavailable() -> PlayVerdict {
     PlayVerdict::Refused {
-        code: "unavailable".into(),
+        code: peercam_signal::refusal::Refusal::Unavailable,
         message: "the camera cannot reach the platform to check the request".into(),
     }
 }

@@ -604,7 +604,7 @@ impl Connection {
                 }
                 Some(PlayVerdict::Refused { code, .. }) => {
                     tracing::info!(peer = %self.peer, %code, "play refused by the platform");
-                    let status = if code == "unavailable" {
+                    let status = if code.is_transient() {
                         StatusCode(503)
                     } else {
                         StatusCode(401)
@@ -612,7 +612,7 @@ impl Connection {
                     let _ = conn.reject(
                         cseq,
                         status,
-                        if code == "unavailable" {
+                        if code.is_transient() {
                             "Service Unavailable"
                         } else {
                             "Unauthorized"

@@ -50,7 +50,7 @@ impl Server {
             Some(PlayVerdict::Granted { grant }) => grant,
             Some(PlayVerdict::Refused { code, message }) => {
                 tracing::info!(%client, %code, "WebRTC play refused by the platform");
-                return Err((code, message));
+                return Err((code.into(), message));
             }
             None => return Err(fail("unavailable", "the platform did not answer".into())),
         };

@@ -6,19 +6,154 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_net::tokio_rustls::TlsAcceptor;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
 use peercam_signal::ps::{DeviceKind, RefusalCode};
+use peercam_signal::refusal::Refusal;
+use peercam_signal::sc::{Endpoints, Presence, Verdict, VerifyDevice};
+use peercam_signal::sc_link::{ScNotice, ScRequest, ScResponse};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::{ConnCmd, NodeState, ToCmu, random_hex, unix_ms};
 
-type VerdictRx = oneshot::Receiver<Result<(), (RefusalCode, String)>>;
+type VerdictRx = oneshot::Receiver<ScResponse>;
+
+/// One device connection's state around its [`ScuPeer`].
+struct Conn {
+    state: Arc<NodeState>,
+    peer: SocketAddr,
+    session: String,
+    sm: ScuPeer,
+    /// Where the node's CMU link and other tasks reach this connection.
+    tx: mpsc::Sender<ConnCmd>,
+    verdict: Option<VerdictRx>,
+    /// Commands sent to the device (Ps), by id.
+    pending: HashMap<u64, oneshot::Sender<DeviceReply>>,
+    held: Option<DeviceId>,
+    kind: Option<DeviceKind>,
+    /// When the last frame arrived, SCU clock (t2 of a time request, 7.2).
+    rx_wall_us: u64,
+}
+
+impl Conn {
+    /// Acts on one event of the state machine; returns whether the device just came online.
+    async fn on_event(&mut self, ev: PeerEvent) -> bool {
+        let mut online = false;
+        match ev {
+            PeerEvent::Verify(req) => {
+                self.kind = Some(req.kind);
+                let (reply, rx) = oneshot::channel();
+                self.verdict = Some(rx);
+                let msg = ToCmu::Ask {
+                    request: ScRequest::Verify(VerifyDevice {
+                        device_id: req.device_id,
+                        kind: req.kind,
+                        node: self.state.config.node.to_string(),
+                        nonce: req.nonce,
+                        issued_at_ms: req.issued_at_ms,
+                        signature: req.signature,
+                        session: self.session.clone(),
+                        sw_version: req.sw_version,
+                    }),
+                    reply,
+                };
+                if self.state.to_cmu.try_send(msg).is_err() {
+                    self.sm.verdict(
+                        Instant::now().into_std(),
+                        String::new(),
+                        Err((RefusalCode::Unavailable, "SCU is overloaded".into())),
+                    );
+                    self.verdict = None;
+                }
+            }
+            PeerEvent::Online { device_id } => {
+                tracing::info!(device = %device_id, peer = %self.peer, "device registered");
+                self.state
+                    .hold(device_id.clone(), self.session.clone(), self.tx.clone());
+                let _ = self
+                    .state
+                    .to_cmu
+                    .send(ToCmu::Notice(ScNotice::Presence(Presence {
+                        device_id: device_id.clone(),
+                        session: self.session.clone(),
+                        online: true,
+                    })))
+                    .await;
+                self.held = Some(device_id);
+                online = true;
+            }
+            PeerEvent::Endpoints { rtsp, mapped } => {
+                if let Some(device_id) = self.held.clone() {
+                    // H.626.4 8.3 step 3: the CMU gets what the device reported and the
+                    // address its connection came from, to check the mappings against.
+                    let _ = self
+                        .state
+                        .to_cmu
+                        .send(ToCmu::Notice(ScNotice::Endpoints(Endpoints {
+                            device_id,
+                            session: self.session.clone(),
+                            rtsp,
+                            mapped,
+                            observed: Some(self.peer.ip().to_string()),
+                        })))
+                        .await;
+                }
+            }
+            PeerEvent::MtuReport { addresses, load } => {
+                // H.626.4 7.2: only a registered MTU joins the selection table.
+                if let (Some(device_id), Some(DeviceKind::Mtu)) = (self.held.clone(), self.kind) {
+                    self.state
+                        .mtu_report(device_id, &self.session, addresses, load);
+                }
+            }
+            PeerEvent::AuthorizePlay { id, check } => {
+                // H.626.4 8.4 step 6: ask the CMU; the answer comes back through our queue.
+                if let Some(device_id) = self.held.clone() {
+                    let ask = ask(&self.state, ScRequest::Play { device_id, check });
+                    let me = self.tx.clone();
+                    tokio::spawn(async move {
+                        let verdict = ask.await.into_play();
+                        if let Some(verdict) = verdict {
+                            let _ = me.send(ConnCmd::PlayVerdict { re: id, verdict }).await;
+                        }
+                    });
+                }
+            }
+            PeerEvent::Request { id, request } => {
+                // A device-initiated flow (e.g. 8.7.2.1 step 16): ask the CMU.
+                if let Some(device_id) = self.held.clone() {
+                    let ask = ask(&self.state, ScRequest::Device { device_id, request });
+                    let me = self.tx.clone();
+                    tokio::spawn(async move {
+                        if let Some(answer) = ask.await.into_answer() {
+                            let _ = me.send(ConnCmd::Answer { re: id, answer }).await;
+                        }
+                    });
+                }
+            }
+            // H.626.4 7.2: the SCU is the devices' time reference.
+            PeerEvent::TimeRequest { id, t1_us } => {
+                self.sm.time_reply(id, t1_us, self.rx_wall_us, unix_us())
+            }
+            PeerEvent::Reply { re, reply } => {
+                if let Some(waiter) = self.pending.remove(&re) {
+                    let _ = waiter.send(reply);
+                }
+            }
+            PeerEvent::Closed { reason } => {
+                tracing::debug!(peer = %self.peer, device = ?self.sm.device_id(), %reason, "device connection closing");
+            }
+            _ => {}
+        }
+        online
+    }
+}
 
 pub(crate) async fn run(
     state: Arc<NodeState>,
@@ -50,156 +185,31 @@ pub(crate) async fn run(
     if getrandom::fill(&mut nonce).is_err() {
         return;
     }
-    let mut sm = ScuPeer::new(peer_cfg, Instant::now().into_std(), nonce, unix_ms());
-    let session = random_hex(16);
+    let sm = ScuPeer::new(peer_cfg, Instant::now().into_std(), nonce, unix_ms());
     let (tx, mut rx) = mpsc::channel::<ConnCmd>(16);
+    let mut c = Conn {
+        state: state.clone(),
+        peer,
+        session: random_hex(16),
+        sm,
+        tx,
+        verdict: None,
+        pending: HashMap::new(),
+        held: None,
+        kind: None,
+        rx_wall_us: unix_us(),
+    };
     let mut permit = Some(permit);
-    let mut verdict: Option<VerdictRx> = None;
-    let mut pending: HashMap<u64, oneshot::Sender<DeviceReply>> = HashMap::new();
-    let mut held = None;
-    let mut kind = None;
-
-    // When the last frame arrived, SCU clock (t2 of a time request, 7.2).
-    let mut rx_wall_us = unix_us();
     loop {
         // Act on the state machine's events, then send everything it produced (for the
         // input and for the events) before waiting again.
-        while let Some(ev) = sm.poll_event() {
-            match ev {
-                PeerEvent::Verify(req) => {
-                    kind = Some(req.kind);
-                    let (reply, rx) = oneshot::channel();
-                    verdict = Some(rx);
-                    let msg = ToCmu::Verify {
-                        req,
-                        session: session.clone(),
-                        reply,
-                    };
-                    if state.to_cmu.try_send(msg).is_err() {
-                        sm.verdict(
-                            Instant::now().into_std(),
-                            String::new(),
-                            Err((RefusalCode::Unavailable, "SCU is overloaded".into())),
-                        );
-                        verdict = None;
-                    }
-                }
-                PeerEvent::Online { device_id } => {
-                    permit = None; // handshake complete: free a slot
-                    tracing::info!(device = %device_id, %peer, "device registered");
-                    state.hold(device_id.clone(), session.clone(), tx.clone());
-                    let _ = state
-                        .to_cmu
-                        .send(ToCmu::Presence {
-                            device_id: device_id.clone(),
-                            session: session.clone(),
-                            online: true,
-                        })
-                        .await;
-                    held = Some(device_id);
-                }
-                PeerEvent::Endpoints { rtsp, mapped } => {
-                    if let Some(device_id) = held.clone() {
-                        // H.626.4 8.3 step 3: the CMU gets what the device reported and the
-                        // address its connection came from, to check the mappings against.
-                        let _ = state
-                            .to_cmu
-                            .send(ToCmu::Endpoints {
-                                device_id,
-                                session: session.clone(),
-                                rtsp,
-                                mapped,
-                                observed: peer.ip().to_string(),
-                            })
-                            .await;
-                    }
-                }
-                PeerEvent::MtuReport { addresses, load } => {
-                    // H.626.4 7.2: only a registered MTU joins the selection table.
-                    if let (Some(device_id), Some(DeviceKind::Mtu)) = (held.clone(), kind) {
-                        state.mtu_report(device_id, &session, addresses, load);
-                    }
-                }
-                PeerEvent::AuthorizePlay { id, token, client } => {
-                    // H.626.4 8.4 step 6: ask the CMU; the answer comes back through our queue.
-                    if let Some(device_id) = held.clone() {
-                        let (reply, rx) = oneshot::channel();
-                        let to_cmu = state.to_cmu.clone();
-                        let me = tx.clone();
-                        tokio::spawn(async move {
-                            let unavailable = peercam_signal::play::PlayVerdict::Refused {
-                                code: "unavailable".into(),
-                                message: "the platform did not answer; try again".into(),
-                            };
-                            let verdict = if to_cmu
-                                .send(ToCmu::AuthorizePlay {
-                                    device_id,
-                                    token,
-                                    client,
-                                    reply,
-                                })
-                                .await
-                                .is_err()
-                            {
-                                unavailable
-                            } else {
-                                match tokio::time::timeout(Duration::from_secs(5), rx).await {
-                                    Ok(Ok(v)) => v,
-                                    _ => unavailable,
-                                }
-                            };
-                            let _ = me.send(ConnCmd::PlayVerdict { re: id, verdict }).await;
-                        });
-                    }
-                }
-                PeerEvent::Request { id, request } => {
-                    // A device-initiated flow (e.g. 8.7.2.1 step 16): ask the CMU.
-                    if let Some(device_id) = held.clone() {
-                        let (reply, rx) = oneshot::channel();
-                        let to_cmu = state.to_cmu.clone();
-                        let me = tx.clone();
-                        tokio::spawn(async move {
-                            let unavailable = peercam_signal::cmd::PlatformAnswer::Refused {
-                                code: "unavailable".into(),
-                                message: "the platform did not answer; try again".into(),
-                            };
-                            let answer = if to_cmu
-                                .send(ToCmu::DeviceRequest {
-                                    device_id,
-                                    request,
-                                    reply,
-                                })
-                                .await
-                                .is_err()
-                            {
-                                unavailable
-                            } else {
-                                match tokio::time::timeout(Duration::from_secs(10), rx).await {
-                                    Ok(Ok(a)) => a,
-                                    _ => unavailable,
-                                }
-                            };
-                            let _ = me.send(ConnCmd::Answer { re: id, answer }).await;
-                        });
-                    }
-                }
-                // H.626.4 7.2: the SCU is the devices' time reference.
-                PeerEvent::TimeRequest { id, t1_us } => {
-                    sm.time_reply(id, t1_us, rx_wall_us, unix_us())
-                }
-                PeerEvent::Reply { re, reply } => {
-                    if let Some(waiter) = pending.remove(&re) {
-                        let _ = waiter.send(reply);
-                    }
-                }
-                PeerEvent::Closed { reason } => {
-                    tracing::debug!(%peer, device = ?sm.device_id(), %reason, "device connection closing");
-                }
-                _ => {}
+        while let Some(ev) = c.sm.poll_event() {
+            if c.on_event(ev).await {
+                permit = None; // handshake complete: free a slot
             }
         }
         let mut wrote = false;
-        while let Some(frame) = sm.poll_transmit() {
+        while let Some(frame) = c.sm.poll_transmit() {
             let text = String::from_utf8(frame).unwrap_or_default();
             if sink.feed(Message::text(text)).await.is_err() {
                 break;
@@ -209,9 +219,9 @@ pub(crate) async fn run(
         if wrote && sink.flush().await.is_err() {
             break;
         }
-        if sm.is_closed() {
+        if c.sm.is_closed() {
             // Flush a final refusal or bye, then close.
-            while let Some(frame) = sm.poll_transmit() {
+            while let Some(frame) = c.sm.poll_transmit() {
                 let _ = sink
                     .feed(Message::text(String::from_utf8(frame).unwrap_or_default()))
                     .await;
@@ -220,45 +230,50 @@ pub(crate) async fn run(
             let _ = sink.close().await;
             break;
         }
-        let deadline = sm.poll_timeout().map_or_else(
+        let deadline = c.sm.poll_timeout().map_or_else(
             || Instant::now() + Duration::from_secs(3600),
             Instant::from_std,
         );
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    rx_wall_us = unix_us();
-                    sm.handle_input(Instant::now().into_std(), t.as_bytes());
+                    c.rx_wall_us = unix_us();
+                    c.sm.handle_input(Instant::now().into_std(), t.as_bytes());
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    rx_wall_us = unix_us();
-                    sm.handle_input(Instant::now().into_std(), &b);
+                    c.rx_wall_us = unix_us();
+                    c.sm.handle_input(Instant::now().into_std(), &b);
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
-            v = async { verdict.as_mut().map_or(Err(()), |_| Ok(()))?; verdict.as_mut().ok_or(())?.await.map_err(|_| ()) }, if verdict.is_some() => {
-                verdict = None;
-                let v = v.unwrap_or_else(|()| Err((RefusalCode::Unavailable, "the platform did not answer; try again".into())));
-                sm.verdict(Instant::now().into_std(), session.clone(), v);
+            v = async { c.verdict.as_mut().map_or(Err(()), |_| Ok(()))?; c.verdict.as_mut().ok_or(())?.await.map_err(|_| ()) }, if c.verdict.is_some() => {
+                c.verdict = None;
+                let v = match v.ok().and_then(ScResponse::into_verdict) {
+                    Some(Verdict::Accepted) => Ok(()),
+                    Some(Verdict::Refused { code, message }) => Err((code, message)),
+                    None => Err((RefusalCode::Unavailable, "the platform did not answer; try again".into())),
+                };
+                c.sm.verdict(Instant::now().into_std(), c.session.clone(), v);
             }
             cmd = rx.recv() => match cmd {
                 Some(ConnCmd::Command { command, reply }) => {
-                    if let Some(id) = sm.send_command(command) {
-                        pending.insert(id, reply);
+                    if let Some(id) = c.sm.send_command(command) {
+                        c.pending.insert(id, reply);
                     }
                 }
-                Some(ConnCmd::PlayVerdict { re, verdict }) => sm.play_verdict(re, verdict),
-                Some(ConnCmd::Answer { re, answer }) => sm.answer(re, answer),
-                Some(ConnCmd::Revoke { user }) => sm.revoke(user),
-                Some(ConnCmd::Kick { reason }) => sm.kick(&reason),
+                Some(ConnCmd::PlayVerdict { re, verdict }) => c.sm.play_verdict(re, verdict),
+                Some(ConnCmd::Answer { re, answer }) => c.sm.answer(re, answer),
+                Some(ConnCmd::Revoke { user }) => c.sm.revoke(user),
+                Some(ConnCmd::Kick { reason }) => c.sm.kick(&reason),
                 None => {}
             },
-            () = tokio::time::sleep_until(deadline) => sm.handle_timeout(Instant::now().into_std()),
-            () = shutdown.wait() => { sm.kick("SCU shutting down"); }
+            () = tokio::time::sleep_until(deadline) => c.sm.handle_timeout(Instant::now().into_std()),
+            () = shutdown.wait() => { c.sm.kick("SCU shutting down"); }
         }
     }
     drop(permit);
+    let Conn { held, session, .. } = c;
     if let Some(device_id) = &held {
         state.mtu_gone(device_id, &session);
     }
@@ -268,12 +283,30 @@ pub(crate) async fn run(
         tracing::info!(device = %device_id, %peer, "device offline");
         let _ = state
             .to_cmu
-            .send(ToCmu::Presence {
+            .send(ToCmu::Notice(ScNotice::Presence(Presence {
                 device_id,
                 session,
                 online: false,
-            })
+            })))
             .await;
+    }
+}
+
+/// Hands `request` to the CMU link; resolves to its answer, which the link guarantees (the
+/// CMU's, or a refusal on timeout or link loss), or `unavailable` if the link task is gone.
+fn ask(state: &NodeState, request: ScRequest) -> impl Future<Output = ScResponse> + use<> {
+    let fallback = ScResponse::refusal_for(
+        &request,
+        Refusal::Unavailable,
+        "the platform did not answer; try again",
+    );
+    let (reply, rx) = oneshot::channel();
+    let to_cmu = state.to_cmu.clone();
+    async move {
+        if to_cmu.send(ToCmu::Ask { request, reply }).await.is_err() {
+            return fallback;
+        }
+        rx.await.unwrap_or(fallback)
     }
 }
 

@@ -21,6 +21,7 @@ use peercam_base::DeviceId;
 use peercam_net::{NetError, Shutdown};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::relay::{MtuAddresses, MtuLoad, MtuOffer, select_mtu};
+use peercam_signal::sc_link::{ScNotice, ScRequest, ScResponse};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -85,36 +86,16 @@ pub(crate) struct Held {
     pub(crate) tx: mpsc::Sender<ConnCmd>,
 }
 
-/// Requests from connection tasks to the CMU link.
+/// Messages from connection tasks to the CMU link.
 pub(crate) enum ToCmu {
-    Verify {
-        req: peercam_signal::link::VerifyRequest,
-        session: String,
-        reply: oneshot::Sender<Result<(), (peercam_signal::ps::RefusalCode, String)>>,
+    /// A request for the CMU; the link answers `reply` exactly once (the CMU's answer, or a
+    /// refusal on timeout or link loss).
+    Ask {
+        request: ScRequest,
+        reply: oneshot::Sender<ScResponse>,
     },
-    Presence {
-        device_id: DeviceId,
-        session: String,
-        online: bool,
-    },
-    Endpoints {
-        device_id: DeviceId,
-        session: String,
-        rtsp: Vec<String>,
-        mapped: Vec<String>,
-        observed: String,
-    },
-    AuthorizePlay {
-        device_id: DeviceId,
-        token: String,
-        client: String,
-        reply: oneshot::Sender<peercam_signal::play::PlayVerdict>,
-    },
-    DeviceRequest {
-        device_id: DeviceId,
-        request: peercam_signal::cmd::DeviceRequest,
-        reply: oneshot::Sender<peercam_signal::cmd::PlatformAnswer>,
-    },
+    /// Presence and addresses of the devices held here (Sc).
+    Notice(ScNotice),
 }
 
 pub(crate) struct NodeState {
