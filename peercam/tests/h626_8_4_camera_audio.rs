@@ -5,7 +5,7 @@
 //! GStreamer's RTSP server plays the camera; ffmpeg and ffprobe are the viewers.
 //!
 //! Under `CI=true` a missing peer (GStreamer's RTSP server, ffmpeg) fails the test.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -136,6 +136,23 @@ fn tone_analysis_finds_the_frequency() {
     assert!(rms(&tone) > 5000.0);
 }
 
+/// A cluster with one camera (its PU configured by `adjust`), online and bound to a new owner:
+/// the cluster, the running PU, the owner and the device id.
+async fn one_camera(
+    phone: &str,
+    adjust: impl FnOnce(&mut peercam_pu::Config),
+) -> (Cluster, impl Sized, peercam_cu::Client, String) {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let pu = c.start_pu_with(&id, 0, adjust).await.unwrap();
+    c.wait_online(&id.device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    (c, pu, owner, id.device_id.to_string())
+}
+
 fn audio(codec: AudioCodec) -> PlayRequest {
     PlayRequest {
         audio: Some(codec),
@@ -156,21 +173,11 @@ async fn h626_8_4_existing_rtsp_camera_audio_reaches_viewer() {
         return;
     }
     const TONE: u32 = 1300;
-    let c = Cluster::start(1).await.unwrap();
     let (_cam, port) = camera("pcma", TONE).await;
-    let id = c.provision(1).await.unwrap().remove(0);
-    let _pu = c
-        .start_pu_with(&id, 0, |cfg| {
-            cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
-        })
-        .await
-        .unwrap();
-    c.wait_online(&id.device_id, true, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let owner = c.owner("+15550840301").await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
-    let dev = id.device_id.to_string();
+    let (c, _pu, owner, dev) = one_camera("+15550840301", |cfg| {
+        cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
+    })
+    .await;
 
     for (codec, name) in [
         (AudioCodec::Pcma, "pcm_alaw"),
@@ -255,15 +262,7 @@ async fn h626_6_1_3_low_bit_rate_cap_is_held() {
     if !need(have_ffmpeg(), "ffmpeg") {
         return;
     }
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let _pu = c.start_pu_with(&id, 0, |_| {}).await.unwrap();
-    c.wait_online(&id.device_id, true, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let owner = c.owner("+15550840302").await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
-    let dev = id.device_id.to_string();
+    let (c, _pu, owner, dev) = one_camera("+15550840302", |_| {}).await;
     for cap in [100u32, 32] {
         let req = PlayRequest {
             max_kbps: Some(cap),
@@ -289,15 +288,7 @@ async fn h626_6_1_3_small_picture_limits_are_met_or_refused() {
     if !need(have_ffmpeg(), "ffmpeg") {
         return;
     }
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let _pu = c.start_pu_with(&id, 0, |_| {}).await.unwrap();
-    c.wait_online(&id.device_id, true, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let owner = c.owner("+15550840303").await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
-    let dev = id.device_id.to_string();
+    let (c, _pu, owner, dev) = one_camera("+15550840303", |_| {}).await;
     let req = PlayRequest {
         max_width: Some(320),
         max_height: Some(240),
