@@ -172,8 +172,7 @@ impl Session {
                             self.waiting_key = false;
                         }
                         if !self.waiting_key {
-                            let mut data = Vec::with_capacity(au.nals.iter().map(|n| n.len() + 4).sum());
-                            peercam_rtp::h264::write_annex_b(&au.nals, &mut data);
+                            let data = peercam_media::annexb::join(&au.nals);
                             self.ep.send_video(data, au.pts_90k).map_err(|e| e.to_string())?;
                         }
                     }
