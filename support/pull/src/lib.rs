@@ -145,13 +145,6 @@ pub fn access_unit(data: &[u8], key: bool, params: Option<&AvcConfig>) -> Option
         .then_some(out)
 }
 
-/// The audio codec of an SDP encoding name (`pcmu`, `pcma`, `g722`, any case).
-pub fn audio_codec(encoding_name: &str) -> Option<AudioCodec> {
-    [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::G722]
-        .into_iter()
-        .find(|c| c.encoding_name().eq_ignore_ascii_case(encoding_name))
-}
-
 /// The URL without its credentials, for logs.
 pub fn redacted(url: &url::Url) -> String {
     let mut u = url.clone();
@@ -195,7 +188,7 @@ pub async fn session(
         .position(|s| s.media() == "audio");
     let audio = audio_stream.map(|i| {
         let name = described.streams()[i].encoding_name().to_ascii_lowercase();
-        match audio_codec(&name) {
+        match AudioCodec::from_encoding_name(&name) {
             Some(c) => (Some(i), CameraAudio::Codec(c)),
             None => (None, CameraAudio::Unsupported(name)),
         }
@@ -336,14 +329,6 @@ mod tests {
             access_unit(&[0, 0, 0, 9, 1], false, None).is_none(),
             "bad length"
         );
-    }
-
-    #[test]
-    fn audio_codecs_by_name() {
-        assert_eq!(audio_codec("PCMU"), Some(AudioCodec::Pcmu));
-        assert_eq!(audio_codec("pcma"), Some(AudioCodec::Pcma));
-        assert_eq!(audio_codec("G722"), Some(AudioCodec::G722));
-        assert_eq!(audio_codec("mpeg4-generic"), None);
     }
 
     #[test]

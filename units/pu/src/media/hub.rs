@@ -66,7 +66,7 @@ impl Profile {
     /// The best profile within a viewer's capabilities (clause 7; H.626.4 6.1.3, 8.4: the
     /// camera encodes what the viewer can take), capped by the camera's own maximum frame
     /// rate: the largest size that fits the picture limits and whose least bit rate
-    /// ([`MIN_BITS_PER_PIXEL`]) fits the viewer's; when not even the smallest does at the
+    /// (`MIN_BITS_PER_PIXEL`) fits the viewer's; when not even the smallest does at the
     /// asked rate, the smallest size at fewer frames per second. The encoder skips frames to
     /// hold the bit rate ([`make_encoder`]), so what is sent never exceeds `max_kbps`.
     ///
