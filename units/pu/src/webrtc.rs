@@ -63,11 +63,16 @@ impl Server {
             ));
         }
         let (caps, profile) = self.settings.viewer_caps(&grant);
-        let sub = self
+        let mut sub = self
             .settings
             .hub
             .subscribe(profile)
             .map_err(|e| fail("encoder", e))?;
+        if self.settings.hub.is_pulled() {
+            // A pulled camera says what audio it sends once its stream plays (the RTSP
+            // server waits for the parameter sets before DESCRIBE answers, likewise).
+            let _ = sub.parameter_sets(Duration::from_secs(5)).await;
+        }
         let audio = self
             .settings
             .hub

@@ -444,6 +444,12 @@ impl MediaHub {
         self.audio.subscribe(codec)
     }
 
+    /// Whether the source is a pulled camera (its audio is the camera's, known once the pull
+    /// plays).
+    pub fn is_pulled(&self) -> bool {
+        matches!(self.source, Source::Rtsp(_))
+    }
+
     /// The media clock.
     pub fn clock(&self) -> &MediaClock {
         &self.clock
