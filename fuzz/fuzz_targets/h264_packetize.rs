@@ -1,4 +1,5 @@
-//! `peercam_rtp::h264`: packetizer, depacketizer and Annex B splitter from any bytes.
+//! `peercam_rtp::h264`'s packetizer and depacketizer, and `peercam_media::annexb`'s splitter
+//! (the workspace's one), from any bytes.
 //!
 //! The first two bytes pick the payload size (3..=65523, biased small); the rest is read as
 //! an Annex B byte stream. Splitting then joining then splitting again is a fixed point.
@@ -8,7 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peercam_rtp::h264::{H264Depacketizer, H264Packetizer, split_annex_b, write_annex_b};
+use peercam_media::annexb::{join, split as split_annex_b};
+use peercam_rtp::h264::{H264Depacketizer, H264Packetizer};
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, stream @ ..] = data else {
@@ -23,8 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let packetizer = H264Packetizer::new(mtu).expect("valid size");
 
     let nals: Vec<&[u8]> = split_annex_b(stream).collect();
-    let mut joined = Vec::new();
-    write_annex_b(&nals, &mut joined);
+    let joined = join(&nals);
     let again: Vec<&[u8]> = split_annex_b(&joined).collect();
     assert_eq!(again, nals, "Annex B split/join is not a fixed point");
 

@@ -547,7 +547,7 @@ fn webrtc_counters(frames: &[(std::time::Instant, Vec<u8>)]) -> Vec<u64> {
     frames
         .iter()
         .filter_map(|(_, au)| {
-            peercam_rtp::h264::split_annex_b(au).find_map(peercam_media::sei::parse_sei)
+            peercam_media::annexb::split(au).find_map(peercam_media::sei::parse_sei)
         })
         .map(|t| t.frame)
         .collect()

@@ -101,7 +101,7 @@ async fn h626_8_7_3_sd_card_records_lists_plays_and_exports() {
         frames
             .iter()
             .filter_map(|(_, au)| {
-                peercam_rtp::h264::split_annex_b(au).find_map(peercam_media::sei::parse_sei)
+                peercam_media::annexb::split(au).find_map(peercam_media::sei::parse_sei)
             })
             .map(|t| t.frame)
             .collect()

@@ -529,6 +529,40 @@ mod tests {
         }
     }
 
+    /// (Formerly the cases of `peercam_rtp::h264::split_annex_b`, the second splitter.)
+    #[test]
+    fn splits_three_and_four_byte_start_codes() {
+        let stream = [
+            0xff, // junk before the first start code
+            0, 0, 0, 1, 0x67, 0x42, 0x00, 0x1f, // SPS, 4-byte start code
+            0, 0, 1, 0x68, 0xce, // PPS, 3-byte start code
+            0, 0, 0, 0, 1, // trailing zero, empty NAL units
+            0, 0, 1, 0x65, 0x88, 0x00, 0x00, 0x03, 0x01, // IDR with emulation prevention
+            0, 0, // trailing zeros at the end
+        ];
+        let nals: Vec<&[u8]> = split(&stream).collect();
+        assert_eq!(
+            nals,
+            [
+                &[0x67, 0x42, 0x00, 0x1f][..],
+                &[0x68, 0xce],
+                &[0x65, 0x88, 0x00, 0x00, 0x03, 0x01]
+            ]
+        );
+        assert_eq!(split(&[]).count(), 0);
+        assert_eq!(split(&[0x65, 1, 2]).count(), 0);
+        assert_eq!(split(&[0, 0, 1]).count(), 0);
+        assert_eq!(split(&[0, 0, 1, 9]).collect::<Vec<_>>(), [&[9]]);
+    }
+
+    proptest! {
+        #[test]
+        fn split_never_panics(stream in prop::collection::vec(0u8..3, 0..64)) {
+            let total: usize = split(&stream).map(<[u8]>::len).sum();
+            prop_assert!(total <= stream.len());
+        }
+    }
+
     fn assemble(pieces: &[&[u8]]) -> Vec<AccessUnit> {
         let mut a = AccessUnitAssembler::new();
         for p in pieces {

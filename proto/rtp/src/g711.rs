@@ -53,18 +53,41 @@ impl Law {
     }
 }
 
-/// The audio payload formats a camera sends, with their RTP and SDP parameters.
+/// The audio payload formats a camera sends, with their RTP and SDP parameters: the
+/// workspace's one audio codec type for RTP, SDP (`peercam_rtsp::sdp` re-exports it) and the
+/// pull of a camera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AudioCodec {
-    /// G.711 µ-law.
+    /// G.711 µ-law, PT 0, 8000 Hz.
     Pcmu,
-    /// G.711 A-law.
+    /// G.711 A-law, PT 8, 8000 Hz.
     Pcma,
-    /// G.722 at 64 kbit/s (encoded elsewhere).
+    /// G.722 at 64 kbit/s (encoded elsewhere), PT 9. Samples at 16 kHz but is signalled as
+    /// `G722/8000` (RFC 3551 4.5.2).
     G722,
 }
 
 impl AudioCodec {
+    /// All three.
+    pub const ALL: [Self; 3] = [Self::Pcmu, Self::Pcma, Self::G722];
+
+    /// The codec of an SDP encoding name (`PCMU`, `pcma`, `G722`: any case).
+    pub fn from_encoding_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.encoding_name().eq_ignore_ascii_case(name))
+    }
+
+    /// The codec of an `a=rtpmap` line's encoding name, else of its static payload type.
+    pub fn from_rtpmap(pt: u8, encoding: Option<&str>) -> Option<Self> {
+        encoding.and_then(Self::from_encoding_name).or(match pt {
+            0 => Some(Self::Pcmu),
+            8 => Some(Self::Pcma),
+            9 => Some(Self::G722),
+            _ => None,
+        })
+    }
+
     /// The static RTP payload type (RFC 3551 table 4).
     pub fn payload_type(self) -> u8 {
         match self {
@@ -449,6 +472,17 @@ mod tests {
         assert_eq!(AudioCodec::Pcma.payload_type(), 8);
         assert_eq!(AudioCodec::G722.encoding_name(), "G722");
         assert_eq!(AudioCodec::G722.clock_rate(), 8000);
+        assert_eq!(
+            AudioCodec::from_encoding_name("pcmu"),
+            Some(AudioCodec::Pcmu)
+        );
+        assert_eq!(AudioCodec::from_encoding_name("mpeg4-generic"), None);
+        assert_eq!(AudioCodec::from_rtpmap(8, None), Some(AudioCodec::Pcma));
+        assert_eq!(
+            AudioCodec::from_rtpmap(97, Some("G722")),
+            Some(AudioCodec::G722)
+        );
+        assert_eq!(AudioCodec::from_rtpmap(97, Some("opus")), None);
         let mut g722 = Packetizer::new(AudioCodec::G722, 0);
         assert!(g722.push_pcm(&[0]).is_err());
         assert_eq!(g722.push_encoded(&[7; 160])[0].data, [7; 160]);

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | [`packet`] | RTP header: zero-copy [`RtpPacket::parse`], [`RtpHeader::write`] |
 //! | [`rtcp`] | SR, RR, SDES, BYE; compound [`rtcp::iter`] / [`rtcp::write_compound`]; [`NtpTimestamp`] |
-//! | [`h264`] | [`H264Packetizer`] (single NAL, STAP-A, FU-A), [`H264Depacketizer`], Annex B |
+//! | [`h264`] | [`H264Packetizer`] (single NAL, STAP-A, FU-A), [`H264Depacketizer`] (Annex B: `peercam_media::annexb`) |
 //! | [`g711`] | µ-law / A-law companding, 20 ms audio [`g711::Packetizer`] (also frames G.722) |
 //! | [`session`] | [`RtpSender`] (sequence, counts, sender reports), sequence extension, [`ReceiverStats`] |
 //!

@@ -227,8 +227,7 @@ impl Session {
             .map(Vec::as_slice)
             .filter(|n| n.first().is_some_and(|b| (1..=23).contains(&(b & 0x1f))))
             .collect();
-        let mut data = Vec::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
-        peercam_rtp::h264::write_annex_b(&nals, &mut data);
+        let data = peercam_media::annexb::join(&nals);
         self.pos_ms = frame.t90k / 90;
         self.ep
             .send_video(data, self.out_ts)

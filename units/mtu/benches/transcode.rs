@@ -13,9 +13,10 @@ use std::time::Instant;
 use openh264::OpenH264API;
 use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, RateControlMode, UsageType};
 use openh264::formats::YUVBuffer;
+use peercam_media::annexb::split as split_annex_b;
 use peercam_mtu::transcode::{Source, Transcoder, target};
 use peercam_rtp::RtpHeader;
-use peercam_rtp::h264::{H264Packetizer, split_annex_b};
+use peercam_rtp::h264::H264Packetizer;
 use peercam_signal::play::Caps;
 
 const W: usize = 1280;

@@ -22,8 +22,9 @@ use openh264::encoder::{
     UsageType,
 };
 use openh264::formats::YUVSource;
+use peercam_media::annexb::split as split_annex_b;
 use peercam_rtp::RtpHeader;
-use peercam_rtp::h264::{H264Depacketizer, H264Packetizer, fmtp_parameters, split_annex_b};
+use peercam_rtp::h264::{H264Depacketizer, H264Packetizer, fmtp_parameters};
 use peercam_signal::play::Caps;
 
 /// What the camera sends, as far as transcoding is concerned.
@@ -253,8 +254,7 @@ impl Transcoder {
     }
 
     fn access_unit(&mut self, nals: &[Vec<u8>], ts: u32, key: bool, out: &mut Vec<Out>) {
-        let mut annexb = Vec::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
-        peercam_rtp::h264::write_annex_b(nals, &mut annexb);
+        let annexb = peercam_media::annexb::join(nals);
         let decoded = match self.dec.decode(&annexb) {
             Ok(Some(yuv)) => yuv,
             Ok(None) => return,
@@ -566,8 +566,7 @@ mod tests {
             assert_eq!(p.ssrc(), 7);
             depack.push(&p).unwrap();
             while let Some(au) = depack.poll() {
-                let mut annexb = Vec::new();
-                peercam_rtp::h264::write_annex_b(&au.nals, &mut annexb);
+                let annexb = peercam_media::annexb::join(&au.nals);
                 let yuv = dec.decode(&annexb).unwrap().unwrap();
                 let y = yuv.y();
                 let stride = yuv.strides().0;

@@ -198,7 +198,9 @@ impl Recorder {
                 }
                 Flow::Continue
             };
-            pull(&url, |a| *lock(&codec) = a, on_item).await
+            pull(&url, |a| *lock(&codec) = a, on_item)
+                .await
+                .map_err(|e| e.to_string())
         };
         // Whatever ends the pull, the open segment is committed.
         let retention = self.ctl.borrow().strategy.retention;

@@ -72,8 +72,7 @@ fn encode(aus: &[Arc<AccessUnit>], max_width: u16) -> Result<Snapshot, String> {
     let mut dec = openh264::decoder::Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
     let mut picture = None;
     for au in aus {
-        let mut annexb = Vec::new();
-        peercam_rtp::h264::write_annex_b(&au.nals, &mut annexb);
+        let annexb = peercam_media::annexb::join(&au.nals);
         if let Ok(Some(yuv)) = dec.decode(&annexb) {
             picture = Some(ycbcr(&yuv, max_width));
         }

@@ -63,11 +63,16 @@ impl Server {
             ));
         }
         let (caps, profile) = self.settings.viewer_caps(&grant);
-        let sub = self
+        let mut sub = self
             .settings
             .hub
             .subscribe(profile)
             .map_err(|e| fail("encoder", e))?;
+        if self.settings.hub.is_pulled() {
+            // A pulled camera says what audio it sends once its stream plays (the RTSP
+            // server waits for the parameter sets before DESCRIBE answers, likewise).
+            let _ = sub.parameter_sets(Duration::from_secs(5)).await;
+        }
         let audio = self
             .settings
             .hub
@@ -172,8 +177,7 @@ impl Session {
                             self.waiting_key = false;
                         }
                         if !self.waiting_key {
-                            let mut data = Vec::with_capacity(au.nals.iter().map(|n| n.len() + 4).sum());
-                            peercam_rtp::h264::write_annex_b(&au.nals, &mut data);
+                            let data = peercam_media::annexb::join(&au.nals);
                             self.ep.send_video(data, au.pts_90k).map_err(|e| e.to_string())?;
                         }
                     }

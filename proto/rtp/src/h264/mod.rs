@@ -19,16 +19,14 @@
 //!
 //! [`fmtp_parameters`] gives the SDP `a=fmtp` line's parameters for an SPS and PPS.
 //!
-//! [`split_annex_b`] and [`write_annex_b`] convert between NAL unit lists and the start-code
-//! byte stream of H.264 Annex B, what encoders emit and `.h264` files hold.
+//! The start-code byte stream of H.264 Annex B (what encoders emit and `.h264` files hold) is
+//! split and joined by `peercam_media::annexb`, the workspace's one Annex B splitter.
 
 use crate::Error;
 
-mod annexb;
 mod depacketizer;
 mod packetizer;
 
-pub use annexb::{AnnexB, split_annex_b, write_annex_b};
 pub use depacketizer::{AccessUnit, DepacketizerStats, H264Depacketizer};
 pub use packetizer::H264Packetizer;
 

@@ -10,55 +10,9 @@ pub const AUDIO_TRACK: usize = 1;
 /// The dynamic RTP payload type used for H.264.
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
 
-/// The audio codecs a camera offers, with their static payload types (RFC 3551 table 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AudioCodec {
-    /// G.711 mu-law, PT 0, 8000 Hz.
-    Pcmu,
-    /// G.711 A-law, PT 8, 8000 Hz.
-    Pcma,
-    /// G.722, PT 9. Samples at 16 kHz but is signalled as `G722/8000` (RFC 3551 4.5.2).
-    G722,
-}
-
-impl AudioCodec {
-    /// The static RTP payload type.
-    pub fn payload_type(self) -> u8 {
-        match self {
-            Self::Pcmu => 0,
-            Self::Pcma => 8,
-            Self::G722 => 9,
-        }
-    }
-
-    /// The encoding name in `a=rtpmap`.
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-            Self::G722 => "G722",
-        }
-    }
-
-    /// The RTP clock rate (8000 for all three; see [`AudioCodec::G722`]).
-    pub fn rtp_clock_rate(self) -> u32 {
-        8000
-    }
-
-    fn from_rtpmap(pt: u8, encoding: Option<&str>) -> Option<Self> {
-        let by_name = encoding.and_then(|e| {
-            [Self::Pcmu, Self::Pcma, Self::G722]
-                .into_iter()
-                .find(|c| c.encoding_name().eq_ignore_ascii_case(e))
-        });
-        by_name.or(match pt {
-            0 => Some(Self::Pcmu),
-            8 => Some(Self::Pcma),
-            9 => Some(Self::G722),
-            _ => None,
-        })
-    }
-}
+/// The audio codecs a camera offers, with their static payload types (RFC 3551 table 4): the
+/// workspace's one audio codec type, from `peercam-rtp`.
+pub use peercam_rtp::g711::AudioCodec;
 
 /// The H.264 stream's parameters.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -168,7 +122,7 @@ impl CameraSdp {
                 lines: vec![
                     SdpLine::new(
                         'a',
-                        format!("rtpmap:{pt} {}/{}", a.encoding_name(), a.rtp_clock_rate()),
+                        format!("rtpmap:{pt} {}/{}", a.encoding_name(), a.clock_rate()),
                     ),
                     SdpLine::new('a', format!("control:trackID={AUDIO_TRACK}")),
                 ],

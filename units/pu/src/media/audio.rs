@@ -1,5 +1,12 @@
-//! The synthetic camera's sound: a steady 440 Hz tone with a 1 kHz pip at every second of the
-//! wall clock, encoded in 20 ms frames as G.711 (mu-law or A-law) or G.722 (H.626.4 6.3.2).
+//! The camera's sound, one feed per codec shared by every session that asks for it
+//! (H.626.4 6.3.2).
+//!
+//! The synthetic camera's is a steady 440 Hz tone with a 1 kHz pip at every second of the
+//! wall clock, encoded in 20 ms frames as G.711 (mu-law or A-law) or G.722. A pulled camera's
+//! is the camera's own audio: passed through when the viewer takes the camera's codec,
+//! otherwise transcoded between G.711 mu-law, A-law and G.722 ([`Transcoder`]). AAC (and any
+//! other format) from a pulled camera is not re-served yet: its viewers get no audio track,
+//! and the PU logs why.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,6 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use audio_codec::Encoder as _;
+use peercam_pull::CameraAudio;
+use peercam_rtp::g711::AudioCodec as RtpAudio;
 use peercam_signal::play::AudioCodec;
 use tokio::sync::broadcast;
 
@@ -122,6 +131,8 @@ pub struct AudioPacket {
 struct Feed {
     tx: broadcast::Sender<Arc<AudioPacket>>,
     stopped: AtomicBool,
+    /// A pulled camera's feed: from the camera's codec to this feed's.
+    transcoder: Mutex<Option<Transcoder>>,
 }
 
 /// A session's view of a running audio feed.
@@ -135,9 +146,33 @@ pub struct AudioSubscription {
 
 /// One tone generator and encoder per codec, shared by every session that asks for it (as
 /// the video encoders are per profile): a viewer costs a header per packet, not an encoder.
+/// For a pulled camera, one transcoder per codec fed by the pull.
 pub struct AudioHub {
     feeds: Mutex<HashMap<AudioCodec, Weak<Feed>>>,
     clock: Arc<MediaClock>,
+    /// `Some` when the audio is a pulled camera's.
+    pulled: Option<Mutex<Pulled>>,
+}
+
+/// What a pulled camera sends, and the media clock of its feeds.
+#[derive(Default)]
+struct Pulled {
+    /// The camera's audio as its last connection described it.
+    camera: Option<CameraAudio>,
+    /// Camera time (8 kHz) and our media time at the first frame of this connection.
+    base: Option<(u64, u32)>,
+    /// Our media time after the last frame, where the next connection continues.
+    next_ts: u32,
+}
+
+/// The viewer-side codec of a play's capabilities (`None` for no audio).
+pub fn rtp_codec(codec: AudioCodec) -> Option<RtpAudio> {
+    match codec {
+        AudioCodec::Pcmu => Some(RtpAudio::Pcmu),
+        AudioCodec::Pcma => Some(RtpAudio::Pcma),
+        AudioCodec::G722 => Some(RtpAudio::G722),
+        AudioCodec::None => None,
+    }
 }
 
 impl AudioHub {
@@ -146,19 +181,138 @@ impl AudioHub {
         Self {
             feeds: Mutex::new(HashMap::new()),
             clock,
+            pulled: None,
         }
     }
 
-    /// Subscribes to `codec`'s feed, starting it if needed; `None` for no audio.
-    pub fn subscribe(&self, codec: AudioCodec) -> Result<Option<AudioSubscription>, String> {
-        if codec == AudioCodec::None {
-            return Ok(None);
+    /// A hub for a pulled camera: its feeds carry what [`AudioHub::publish_pulled`] gets.
+    pub fn pulled(clock: Arc<MediaClock>) -> Self {
+        Self {
+            pulled: Some(Mutex::new(Pulled::default())),
+            ..Self::new(clock)
         }
+    }
+
+    /// A pulled camera (re)connected, offering `audio`: feeds transcode from its codec now.
+    pub fn camera_started(&self, audio: Option<CameraAudio>) {
+        let Some(pulled) = &self.pulled else { return };
+        let mut st = pulled.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(CameraAudio::Unsupported(name)) = &audio {
+            tracing::warn!(
+                format = %name,
+                "the pulled camera's audio is not G.711 or G.722: AAC and other formats from a \
+                 pulled camera are not re-served yet, its viewers get video only"
+            );
+        }
+        st.camera = audio;
+        st.base = None;
+        let from = match &st.camera {
+            Some(CameraAudio::Codec(c)) => Some(*c),
+            _ => None,
+        };
+        for (codec, feed) in self
+            .feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if let Some(feed) = feed.upgrade() {
+                *feed
+                    .transcoder
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = from
+                    .zip(rtp_codec(*codec))
+                    .map(|(f, t)| Transcoder::new(f, t));
+            }
+        }
+    }
+
+    /// The pulled camera was lost; the next connection starts a new timeline.
+    pub fn camera_lost(&self) {
+        if let Some(pulled) = &self.pulled {
+            pulled.lock().unwrap_or_else(PoisonError::into_inner).base = None;
+        }
+    }
+
+    /// One audio frame of the pulled camera (its codec, 8 kHz time since its connection
+    /// started): to every feed, passed through or transcoded.
+    pub fn publish_pulled(&self, data: &[u8], pts_8k: u64) {
+        let Some(pulled) = &self.pulled else { return };
+        let media_ts = {
+            let mut st = pulled.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = st.next_ts;
+            let (origin, offset) = *st.base.get_or_insert((pts_8k, next));
+            // Camera time only moves on; a step back restarts the mapping here.
+            let ts = if pts_8k >= origin {
+                offset.wrapping_add(((pts_8k - origin) & 0xffff_ffff) as u32)
+            } else {
+                st.base = Some((pts_8k, next));
+                next
+            };
+            st.next_ts = ts.wrapping_add(u32::try_from(data.len()).unwrap_or(0));
+            ts
+        };
+        let capture_unix_us = self.clock.now_us();
+        let feeds: Vec<Arc<Feed>> = self
+            .feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for feed in feeds {
+            let payload = match feed
+                .transcoder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                Some(t) => t.convert(data),
+                None => continue,
+            };
+            let _ = feed.tx.send(Arc::new(AudioPacket {
+                payload,
+                media_ts,
+                capture_unix_us,
+            }));
+        }
+    }
+
+    /// Subscribes to `codec`'s feed, starting it if needed; `None` for no audio (or a pulled
+    /// camera without G.711 or G.722 audio).
+    pub fn subscribe(&self, codec: AudioCodec) -> Result<Option<AudioSubscription>, String> {
+        let Some(to) = rtp_codec(codec) else {
+            return Ok(None);
+        };
         let mut map = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, w| {
             w.upgrade()
                 .is_some_and(|f| !f.stopped.load(Ordering::Acquire))
         });
+        if let Some(pulled) = &self.pulled {
+            let from = match &pulled.lock().unwrap_or_else(PoisonError::into_inner).camera {
+                Some(CameraAudio::Codec(c)) => *c,
+                _ => return Ok(None),
+            };
+            let feed = match map.get(&codec).and_then(Weak::upgrade) {
+                Some(f) => f,
+                None => {
+                    let (tx, _) = broadcast::channel(32);
+                    let feed = Arc::new(Feed {
+                        tx,
+                        stopped: AtomicBool::new(false),
+                        transcoder: Mutex::new(Some(Transcoder::new(from, to))),
+                    });
+                    map.insert(codec, Arc::downgrade(&feed));
+                    feed
+                }
+            };
+            return Ok(Some(AudioSubscription {
+                rx: feed.tx.subscribe(),
+                codec,
+                _feed: feed,
+            }));
+        }
         let feed = match map.get(&codec).and_then(Weak::upgrade) {
             Some(f) => f,
             None => {
@@ -169,6 +323,7 @@ impl AudioHub {
                 let feed = Arc::new(Feed {
                     tx,
                     stopped: AtomicBool::new(false),
+                    transcoder: Mutex::new(None),
                 });
                 let worker = feed.clone();
                 let clock = self.clock.clone();
@@ -218,6 +373,83 @@ fn run_feed(feed: &Feed, mut source: AudioSource, clock: &MediaClock) {
     feed.stopped.store(true, Ordering::Release);
 }
 
+/// Converts a pulled camera's audio frames to a viewer's codec: passes them through when the
+/// codecs agree, otherwise decodes to 8 kHz PCM and encodes again (G.711 mu-law, A-law,
+/// G.722; H.626.4 6.3.2). Every codec has one byte per 8 kHz tick, so a frame keeps its
+/// length and timestamps carry over unchanged.
+pub struct Transcoder {
+    from: RtpAudio,
+    to: RtpAudio,
+    g722_dec: Option<audio_codec::g722::G722Decoder>,
+    g722_enc: Option<audio_codec::g722::G722Encoder>,
+    /// The last 8 kHz sample, for interpolating across frames when going to 16 kHz.
+    last: i16,
+}
+
+impl Transcoder {
+    /// From `from` to `to`.
+    pub fn new(from: RtpAudio, to: RtpAudio) -> Self {
+        let recode = from != to;
+        Self {
+            from,
+            to,
+            // The decoder's 8 kHz mode gives the lower sub-band (0-4 kHz) at 8 kHz.
+            g722_dec: (recode && from == RtpAudio::G722).then(|| {
+                audio_codec::g722::G722Decoder::with_options(
+                    audio_codec::g722::Bitrate::Mode1_64000,
+                    false,
+                    true,
+                )
+            }),
+            g722_enc: (recode && to == RtpAudio::G722).then(audio_codec::g722::G722Encoder::new),
+            last: 0,
+        }
+    }
+
+    /// Whether frames pass through unchanged.
+    pub fn is_passthrough(&self) -> bool {
+        self.from == self.to
+    }
+
+    /// One frame in `from`'s codec to `to`'s.
+    pub fn convert(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.from == self.to {
+            return data.to_vec();
+        }
+        let mut pcm = Vec::with_capacity(data.len());
+        match (self.from.law(), self.g722_dec.as_mut()) {
+            (Some(law), _) => law.decode_into(data, &mut pcm),
+            (None, Some(dec)) => pcm = dec.decode_frame(data),
+            (None, None) => pcm.resize(data.len(), 0),
+        }
+        pcm.resize(data.len(), 0);
+        match (self.to.law(), self.g722_enc.as_mut()) {
+            (Some(law), _) => {
+                let mut out = Vec::with_capacity(pcm.len());
+                law.encode_into(&pcm, &mut out);
+                out
+            }
+            (None, Some(enc)) => {
+                // 8 to 16 kHz by linear interpolation, then G.722 (two samples a byte).
+                let mut wide = Vec::with_capacity(pcm.len() * 2);
+                for &s in &pcm {
+                    wide.push(((i32::from(self.last) + i32::from(s)) / 2) as i16);
+                    wide.push(s);
+                    self.last = s;
+                }
+                let mut out = vec![0u8; pcm.len() + 1];
+                match enc.encode_into(&wide, &mut out) {
+                    Ok(n) => out.truncate(n.min(pcm.len())),
+                    Err(_) => out.clear(),
+                }
+                out.resize(pcm.len(), 0);
+                out
+            }
+            (None, None) => vec![0; pcm.len()],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +480,90 @@ mod tests {
             assert_eq!(f.rtp_ticks, 160);
         }
         assert!(AudioSource::new(AudioCodec::None).is_none());
+    }
+
+    /// Zero crossings per second of `pcm` at `rate`, halved: the frequency of a pure tone.
+    fn tone_hz(pcm: &[i16], rate: u32) -> f64 {
+        let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        crossings as f64 / 2.0 / (pcm.len() as f64 / f64::from(rate))
+    }
+
+    #[test]
+    fn h626_6_3_2_pulled_audio_is_transcoded_between_g711_and_g722() {
+        let tone: Vec<i16> = (0..8000)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 8000.0).sin())
+                    as i16
+            })
+            .collect();
+        let mut alaw = Vec::new();
+        peercam_rtp::g711::Law::ALaw.encode_into(&tone, &mut alaw);
+        for to in [RtpAudio::Pcma, RtpAudio::Pcmu, RtpAudio::G722] {
+            let mut t = Transcoder::new(RtpAudio::Pcma, to);
+            assert_eq!(t.is_passthrough(), to == RtpAudio::Pcma);
+            let out: Vec<u8> = alaw.chunks(160).flat_map(|f| t.convert(f)).collect();
+            assert_eq!(out.len(), alaw.len(), "{to:?}: one byte per 8 kHz tick");
+            let (pcm, rate) = match to.law() {
+                Some(law) => {
+                    let mut pcm = Vec::new();
+                    law.decode_into(&out, &mut pcm);
+                    (pcm, 8000)
+                }
+                None => (
+                    audio_codec::g722::G722Decoder::new().decode_frame(&out),
+                    16_000,
+                ),
+            };
+            // Past the codec's start-up, the tone is the camera's.
+            let hz = tone_hz(&pcm[pcm.len() / 4..], rate);
+            assert!((hz - 1000.0).abs() < 15.0, "{to:?}: {hz} Hz");
+        }
+        // And back from G.722 to G.711.
+        let mut enc = Transcoder::new(RtpAudio::Pcma, RtpAudio::G722);
+        let g722: Vec<u8> = alaw.chunks(160).flat_map(|f| enc.convert(f)).collect();
+        let mut dec = Transcoder::new(RtpAudio::G722, RtpAudio::Pcmu);
+        let ulaw: Vec<u8> = g722.chunks(160).flat_map(|f| dec.convert(f)).collect();
+        let mut pcm = Vec::new();
+        peercam_rtp::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
+        let hz = tone_hz(&pcm[2000..], 8000);
+        assert!((hz - 1000.0).abs() < 15.0, "G.722 -> PCMU: {hz} Hz");
+    }
+
+    #[test]
+    fn pulled_feeds_follow_the_camera() {
+        let hub = AudioHub::pulled(Arc::new(MediaClock::new(0)));
+        assert!(
+            hub.subscribe(AudioCodec::Pcmu).expect("ok").is_none(),
+            "no audio before the camera says what it sends"
+        );
+        hub.camera_started(Some(CameraAudio::Unsupported("mpeg4-generic".into())));
+        assert!(
+            hub.subscribe(AudioCodec::Pcmu).expect("ok").is_none(),
+            "AAC is not re-served"
+        );
+        hub.camera_started(Some(CameraAudio::Codec(RtpAudio::Pcmu)));
+        let mut u = hub.subscribe(AudioCodec::Pcmu).expect("ok").expect("feed");
+        let mut a = hub.subscribe(AudioCodec::Pcma).expect("ok").expect("feed");
+        hub.publish_pulled(&[0xff; 160], 1000);
+        hub.publish_pulled(&[0xff; 160], 1160);
+        let x = u.rx.try_recv().expect("frame");
+        assert_eq!(x.payload, vec![0xff; 160], "passed through");
+        let y = a.rx.try_recv().expect("frame");
+        assert_eq!(
+            y.payload,
+            vec![0xd5; 160],
+            "mu-law silence is A-law silence"
+        );
+        assert_eq!(x.media_ts, y.media_ts);
+        let next = u.rx.try_recv().expect("frame");
+        assert_eq!(next.media_ts.wrapping_sub(x.media_ts), 160);
+        // A new connection restarts the camera's clock; ours goes on.
+        hub.camera_lost();
+        hub.camera_started(Some(CameraAudio::Codec(RtpAudio::G722)));
+        hub.publish_pulled(&[0x80; 160], 0);
+        let after = u.rx.try_recv().expect("frame");
+        assert_eq!(after.media_ts.wrapping_sub(next.media_ts), 160);
+        assert_eq!(after.payload.len(), 160);
     }
 
     #[tokio::test]

@@ -38,23 +38,80 @@ pub struct Profile {
     pub kbps: u32,
 }
 
-/// The sizes the camera offers, largest first.
-pub const SIZES: [(u16, u16, u32); 3] = [(1280, 720, 2000), (704, 576, 1200), (352, 288, 400)];
+/// The sizes the camera offers, largest first, with the bit rate each gets when the viewer
+/// allows more: 720P, D1, CIF (H.626.4 6.1.3) and QCIF, the smallest picture a viewer may ask
+/// for (the CMU refuses capabilities below 176x144).
+pub const SIZES: [(u16, u16, u32); 4] = [
+    (1280, 720, 2000),
+    (704, 576, 1200),
+    (352, 288, 400),
+    (176, 144, 128),
+];
+
+/// The least bit rate for a size and frame rate, in bits per pixel: below it OpenH264 can
+/// only meet the rate by skipping most frames, so a smaller picture (or fewer frames) serves
+/// the viewer better. 0.03 bit/pixel puts CIF at 25 fps at 76 kbit/s (86 with the frame
+/// tags), 720P at 691 kbit/s.
+const MIN_BITS_PER_PIXEL: f64 = 0.03;
+
+/// The least bit rate, kbit/s, worth spending on `width` x `height` at `fps`.
+/// Includes the frame tags' share ([`FRAME_TAG_BITS`]).
+fn min_kbps(width: u16, height: u16, fps: u8) -> u32 {
+    let pixels = f64::from(width) * f64::from(height) * f64::from(fps);
+    let tags = f64::from(FRAME_TAG_BITS) * f64::from(fps);
+    ((pixels * MIN_BITS_PER_PIXEL + tags) / 1000.0).ceil() as u32
+}
 
 impl Profile {
-    /// The best profile within a viewer's capabilities (clause 7), capped by the camera's own
-    /// maximum frame rate.
+    /// The best profile within a viewer's capabilities (clause 7; H.626.4 6.1.3, 8.4: the
+    /// camera encodes what the viewer can take), capped by the camera's own maximum frame
+    /// rate: the largest size that fits the picture limits and whose least bit rate
+    /// (`MIN_BITS_PER_PIXEL`) fits the viewer's; when not even the smallest does at the
+    /// asked rate, the smallest size at fewer frames per second. The encoder skips frames to
+    /// hold the bit rate ([`make_encoder`]), so what is sent never exceeds `max_kbps`.
+    ///
+    /// Capabilities below the smallest size are refused by the CMU before a token is minted;
+    /// should they reach the camera anyway, it serves QCIF and says so in its log.
     pub fn for_caps(caps: &Caps, camera_max_fps: u8) -> Self {
-        let (width, height, kbps) = SIZES
-            .iter()
-            .copied()
-            .find(|(w, h, _)| *w <= caps.max_width && *h <= caps.max_height)
-            .unwrap_or(SIZES[SIZES.len() - 1]);
+        let fps = caps.max_fps.clamp(1, 25).min(camera_max_fps.max(1));
+        let kbps_cap = caps.max_kbps.max(1);
+        let fitting = || {
+            SIZES
+                .iter()
+                .copied()
+                .filter(|(w, h, _)| *w <= caps.max_width && *h <= caps.max_height)
+        };
+        let pick = fitting()
+            .find(|(w, h, _)| min_kbps(*w, *h, fps) <= kbps_cap)
+            .map(|size| (size, fps))
+            .or_else(|| {
+                // Not even the smallest fitting size at this rate: fewer frames.
+                let (w, h, k) = fitting().next_back()?;
+                let fps = (1..=fps)
+                    .rev()
+                    .find(|f| min_kbps(w, h, *f) <= kbps_cap)
+                    .unwrap_or(1);
+                Some(((w, h, k), fps))
+            });
+        let ((width, height, kbps), fps) = match pick {
+            Some(p) => p,
+            None => {
+                let smallest = SIZES[SIZES.len() - 1];
+                tracing::warn!(
+                    max_width = caps.max_width,
+                    max_height = caps.max_height,
+                    "the viewer's picture limits are below the smallest profile; serving {}x{}",
+                    smallest.0,
+                    smallest.1
+                );
+                (smallest, fps)
+            }
+        };
         Self {
             width,
             height,
-            fps: caps.max_fps.clamp(1, 25).min(camera_max_fps.max(1)),
-            kbps: kbps.min(caps.max_kbps).max(32),
+            fps,
+            kbps: kbps.min(kbps_cap),
         }
     }
 }
@@ -158,7 +215,7 @@ pub struct MediaHub {
     clock: Arc<MediaClock>,
     stream_id: u32,
     source: Source,
-    audio: super::audio::AudioHub,
+    audio: Arc<super::audio::AudioHub>,
 }
 
 /// Where pictures come from.
@@ -231,18 +288,19 @@ fn mp4_units(data: &[u8]) -> Result<(Vec<peercam_media::annexb::AccessUnit>, u8)
     let SampleEntry::Avc { config, .. } = &track.entry else {
         return Err("the video track is not H.264".into());
     };
-    let len_size = usize::from(config.length_size);
+    let len_size = config.length_size;
     let mut units = Vec::new();
     for s in track.samples() {
         let body = s.data(data).ok_or("a sample lies outside the file")?;
-        let nals = super::pull::split_length_prefixed(body, len_size)
-            .ok_or("a sample's NAL lengths do not add up")?;
+        let nals = peercam_media::annexb::split_avcc(body, len_size)
+            .map_err(|e| format!("a sample's NAL lengths do not add up: {e}"))?;
         let mut au = peercam_media::annexb::AccessUnit { nals: Vec::new() };
         if s.is_sync {
             au.nals.extend(config.sps.iter().cloned());
             au.nals.extend(config.pps.iter().cloned());
         }
-        au.nals.extend(nals.iter().map(|n| n.to_vec()));
+        au.nals
+            .extend(nals.iter().filter(|n| !n.is_empty()).map(|n| n.to_vec()));
         units.push(au);
     }
     let n = u64::from(track.sample_count().max(1));
@@ -279,7 +337,13 @@ impl MediaHub {
     ) -> Arc<Self> {
         Arc::new(Self {
             pipelines: Mutex::new(HashMap::new()),
-            audio: super::audio::AudioHub::new(clock.clone()),
+            audio: Arc::new(match source {
+                // A pulled camera's viewers hear the camera, not the test tone.
+                Source::Rtsp(_) => super::audio::AudioHub::pulled(clock.clone()),
+                Source::Synthetic | Source::File { .. } => {
+                    super::audio::AudioHub::new(clock.clone())
+                }
+            }),
             clock,
             control,
             stream_id,
@@ -335,6 +399,7 @@ impl MediaHub {
                 let source = self.source.clone();
                 let control = self.control.clone();
                 let clock = self.clock.clone();
+                let audio = self.audio.clone();
                 let encoder = match &source {
                     Source::Synthetic => {
                         Some(make_encoder(profile, control.view(Instant::now()).gop_s)?)
@@ -350,7 +415,9 @@ impl MediaHub {
                         (Source::Synthetic, Some(encoder)) => {
                             run_pipeline(&worker, encoder, stream_id, &control, &clock);
                         }
-                        (Source::Rtsp(config), _) => run_pull(&worker, config, stream_id, &clock),
+                        (Source::Rtsp(config), _) => {
+                            run_pull(&worker, &config, stream_id, &clock, &audio);
+                        }
                         (Source::Synthetic, None) => {}
                     })
                     .map_err(|e| format!("cannot start encoder thread: {e}"))?;
@@ -377,6 +444,12 @@ impl MediaHub {
         self.audio.subscribe(codec)
     }
 
+    /// Whether the source is a pulled camera (its audio is the camera's, known once the pull
+    /// plays).
+    pub fn is_pulled(&self) -> bool {
+        matches!(self.source, Source::Rtsp(_))
+    }
+
     /// The media clock.
     pub fn clock(&self) -> &MediaClock {
         &self.clock
@@ -393,15 +466,23 @@ impl MediaHub {
     }
 }
 
-/// An OpenH264 encoder configured for `p` (real-time camera usage, bit-rate control, no frame
-/// skipping, an IDR every two seconds, one thread).
+/// An OpenH264 encoder configured for `p` (real-time camera usage, bit-rate control with frame
+/// skipping, an IDR every `gop_s` seconds, one thread).
+///
+/// H.626.4 6.1.3, 8.4: the viewer's bit rate is a limit. Without frame skipping OpenH264
+/// cannot go below what its lowest quality costs (about 200 kbit/s for the scene at 720P),
+/// so a low cap was exceeded; with it, the encoder drops a frame when the budget is spent
+/// (the pipeline then sends nothing for that frame). Skipping also keeps OpenH264 from
+/// printing its "bEnableFrameSkip" warning on stderr at every start. (Its other messages
+/// cannot be routed to `tracing`: that takes an `unsafe` C callback, and the workspace
+/// forbids `unsafe`; they stay at OpenH264's default, warnings only.)
 pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
-        .bitrate(BitRate::from_bps(p.kbps * 1000))
+        .bitrate(BitRate::from_bps(encoder_bps(p)))
         .max_frame_rate(FrameRate::from_hz(f32::from(p.fps)))
         .rate_control_mode(RateControlMode::Bitrate)
-        .skip_frames(false)
+        .skip_frames(true)
         .sps_pps_strategy(SpsPpsStrategy::ConstantId)
         .intra_frame_period(IntraFramePeriod::from_num_frames(
             u32::from(p.fps) * u32::from(gop_s.max(1)),
@@ -409,6 +490,20 @@ pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
         .num_threads(1);
     Encoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| format!("H.264 encoder: {e}"))
+}
+
+/// What one SEI frame tag costs on the wire, bits: the NAL unit (header, type, size, the
+/// 36-byte payload, trailing bits, room for an emulation prevention byte) and its 4-byte
+/// start code or length.
+const FRAME_TAG_BITS: u32 = 48 * 8;
+
+/// The encoder's share of a profile's bit rate: the frame tags the PU adds to every access
+/// unit come out of the viewer's budget too (9.6 kbit/s at 25 fps, a third of 32 kbit/s).
+fn encoder_bps(p: Profile) -> u32 {
+    let total = p.kbps.saturating_mul(1000);
+    total
+        .saturating_sub(FRAME_TAG_BITS * u32::from(p.fps))
+        .max(total / 2)
 }
 
 /// Strips an Annex B start code.
@@ -569,8 +664,11 @@ fn run_pipeline(
         }
         if !nals.is_empty() {
             let pts = n * 90_000 / u64::from(p.profile.fps);
-            publish(p, nals, key, n, capture_unix_us, stream_id, pts);
-        } // else the encoder skipped this frame
+            // The frame tag counts frames sent, so a frame the rate control skipped (see
+            // make_encoder) is not taken for one lost on the way; the time says when.
+            let sent = p.frames.load(Ordering::Relaxed);
+            publish(p, nals, key, sent, capture_unix_us, stream_id, pts);
+        } // else the encoder skipped this frame to hold the bit rate
         n += 1;
     }
     p.stopped.store(true, Ordering::Release);
@@ -609,14 +707,16 @@ fn run_file(
     p.stopped.store(true, Ordering::Release);
 }
 
-/// Pulls a camera on this thread (its own small runtime) and publishes what arrives, until
-/// nobody has watched for 30 s.
+/// Pulls a camera on this thread (its own small runtime) and publishes what arrives, video to
+/// the pipeline and the camera's own audio to `audio`, until nobody has watched for 30 s.
 fn run_pull(
     p: &Arc<Pipeline>,
-    config: super::pull::PullConfig,
+    config: &super::pull::PullConfig,
     stream_id: u32,
     clock: &MediaClock,
+    audio: &super::audio::AudioHub,
 ) {
+    use peercam_pull::{Event, Flow, Item};
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -631,32 +731,47 @@ fn run_pull(
     let mut n: u64 = 0;
     let mut idle_since: Option<Instant> = None;
     let mut base: Option<(u64, u64)> = None;
-    rt.block_on(super::pull::run(config, |unit| {
-        let Some(unit) = unit else {
-            // The camera is gone: new viewers must not get its stale pictures (they get a
-            // 503 until it is back).
-            p.params.send_replace(None);
-            p.gop.lock().unwrap_or_else(PoisonError::into_inner).clear();
-            return p.tx.receiver_count() > 0
-                || idle_since.get_or_insert_with(Instant::now).elapsed()
-                    <= Duration::from_secs(30);
+    rt.block_on(peercam_pull::run(config.shared(), |event| {
+        let unit = match event {
+            Event::Started(started) => {
+                audio.camera_started(started.audio);
+                return Flow::Continue;
+            }
+            Event::Lost => {
+                // The camera is gone: new viewers must not get its stale pictures (they get
+                // a 503 until it is back).
+                p.params.send_replace(None);
+                p.gop.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                audio.camera_lost();
+                let watched = p.tx.receiver_count() > 0
+                    || idle_since.get_or_insert_with(Instant::now).elapsed()
+                        <= Duration::from_secs(30);
+                return if watched { Flow::Continue } else { Flow::Stop };
+            }
+            Event::Item(Item::Audio { data, pts_8k }) => {
+                audio.publish_pulled(&data, pts_8k);
+                return Flow::Continue;
+            }
+            Event::Item(Item::Video { nals, key, pts_90k }) => (nals, key, pts_90k),
         };
+        let (nals, key, pts_90k) = unit;
         if p.tx.receiver_count() > 0 {
             idle_since = None;
         } else if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(30) {
-            return false;
+            return Flow::Stop;
         }
         // Each connection's timestamps start again; keep ours increasing across redials.
-        let (origin, offset) = *base.get_or_insert((unit.pts_90k, n * 3600));
-        let pts = if unit.pts_90k >= origin {
-            offset + (unit.pts_90k - origin)
+        let (origin, offset) = *base.get_or_insert((pts_90k, n * 3600));
+        let pts = if pts_90k >= origin {
+            offset + (pts_90k - origin)
         } else {
-            base = Some((unit.pts_90k, n * 3600));
+            base = Some((pts_90k, n * 3600));
             n * 3600
         };
-        publish(p, unit.nals, unit.key, n, clock.now_us(), stream_id, pts);
+        let nals = super::pull::without_frame_tags(nals);
+        publish(p, nals, key, n, clock.now_us(), stream_id, pts);
         n += 1;
-        true
+        Flow::Continue
     }));
     p.stopped.store(true, Ordering::Release);
 }
@@ -704,15 +819,33 @@ mod tests {
                 kbps: 500
             }
         );
+        // H.626.4 6.1.3: a 320x240 viewer gets a picture it can take (it used to get CIF,
+        // 352x288, above its limits).
         assert_eq!(
             Profile::for_caps(&caps(320, 240, 5, 100), 25),
             Profile {
-                width: 352,
-                height: 288,
+                width: 176,
+                height: 144,
                 fps: 5,
                 kbps: 100
             }
         );
+        // A low bit rate picks a picture the encoder can hold it for.
+        let p = Profile::for_caps(&caps(1280, 720, 25, 100), 25);
+        assert_eq!((p.width, p.height, p.fps, p.kbps), (352, 288, 25, 100));
+        let p = Profile::for_caps(&caps(1280, 720, 25, 32), 25);
+        assert_eq!((p.width, p.height, p.fps, p.kbps), (176, 144, 25, 32));
+        // 10 kbit/s is too little even for QCIF at 25 fps: fewer frames.
+        let p = Profile::for_caps(&caps(1280, 720, 25, 10), 25);
+        assert_eq!((p.width, p.height, p.fps, p.kbps), (176, 144, 8, 10));
+        // Never above the viewer's bit rate, whatever it is.
+        for kbps in [1, 10, 31, 32, 33, 100, 399, 401, 5000] {
+            for (w, h) in [(176, 144), (320, 240), (704, 576), (1920, 1080)] {
+                let p = Profile::for_caps(&caps(w, h, 25, kbps), 25);
+                assert!(p.kbps <= kbps, "{w}x{h} {kbps}: {p:?}");
+                assert!(p.width <= w && p.height <= h, "{w}x{h} {kbps}: {p:?}");
+            }
+        }
         assert_eq!(Profile::for_caps(&caps(1280, 720, 25, 2000), 15).fps, 15);
     }
 
