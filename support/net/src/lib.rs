@@ -4,8 +4,10 @@
 //! TLS configuration with a pinned platform CA ([`tls`]), generation of a private CA for
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
 //! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]) and a
-//! shutdown signal ([`Shutdown`]).
+//! shutdown signal ([`Shutdown`]), the accept loop of
+//! every listener ([`accept`]).
 
+pub mod accept;
 pub mod agent;
 pub mod discover;
 pub mod http;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
+use peercam_net::accept::{self, AcceptConfig};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
 use peercam_rtp::h264::H264Packetizer;
@@ -66,32 +67,20 @@ impl Media {
 
     /// Accepts connections until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "media accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.wait() => return,
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(tcp);
-                continue;
-            };
-            let me = self.clone();
-            let sd = shutdown.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
+        let config = AcceptConfig {
+            nodelay: false,
+            ..AcceptConfig::new("recordings").limit(MAX_CONNECTIONS)
+        };
+        let sd = shutdown.clone();
+        accept::serve(listener, config, shutdown, move |tcp, peer| {
+            let (me, sd) = (self.clone(), sd.clone());
+            async move {
                 if let Err(e) = me.connection(tcp, peer, sd).await {
                     tracing::debug!(%peer, error = %e, "media connection ended");
                 }
-            });
-        }
+            }
+        })
+        .await;
     }
 
     /// Serves one accepted connection (RTSP playback or HTTP export, told apart by its

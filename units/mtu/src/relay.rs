@@ -22,6 +22,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
+use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
 use peercam_net::rtsp::RtspConn;
 use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
@@ -260,19 +261,9 @@ impl Relay {
         listener: TcpListener,
         acceptor: peercam_net::tokio_rustls::TlsAcceptor,
     ) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "tunnel accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = self.shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        let config = AcceptConfig::new("relay tunnels");
+        let mut incoming = Incoming::new(listener, config, self.shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let (me, acceptor) = (self.clone(), acceptor.clone());
             tokio::spawn(async move {
                 let r = tokio::time::timeout(Duration::from_secs(5), async {
@@ -311,19 +302,9 @@ impl Relay {
 
     /// Serves viewers (Mc / Cd).
     pub(crate) async fn serve_viewers(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "RTSP relay accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = self.shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        let config = AcceptConfig::new("RTSP relay");
+        let mut incoming = Incoming::new(listener, config, self.shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = Viewer::new(me, peer).run(tcp).await {

@@ -274,7 +274,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         scu_url: config.scu_url.clone(),
         tls,
         identity,
-        sw_version: SW_VERSION,
+        sw_version: SW_VERSION.into(),
         reconnect_initial: std::time::Duration::from_millis(config.reconnect_initial_ms),
         reconnect_max: std::time::Duration::from_millis(config.reconnect_max_ms),
         tick: std::time::Duration::from_secs(3600),

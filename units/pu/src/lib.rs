@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use peercam_net::{NetError, Shutdown};
 use peercam_signal::identity::{DeviceIdentity, IdentityError};
-use peercam_signal::ps::RefusalCode;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -258,24 +257,8 @@ impl Config {
     }
 }
 
-/// Where the agent stands with the platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PuStatus {
-    /// Connecting or waiting to reconnect.
-    Connecting,
-    /// Registered (H.626.4 8.1 done).
-    Registered {
-        /// The session id given by the SCU.
-        session: String,
-    },
-    /// The platform refused this device.
-    Refused {
-        /// Why.
-        code: RefusalCode,
-        /// Explanation.
-        message: String,
-    },
-}
+/// Where the agent stands with the platform (registered: H.626.4 8.1 done).
+pub type PuStatus = peercam_net::agent::LinkStatus;
 
 /// A running agent.
 pub struct Running {
@@ -478,11 +461,19 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
             }
         });
     }
+    let link = peercam_net::agent::LinkConfig {
+        scu_url: config.scu_url.clone(),
+        tls: tls.clone(),
+        identity: identity.clone(),
+        sw_version: running_version(),
+        reconnect_initial: Duration::from_millis(config.reconnect_initial_ms),
+        reconnect_max: Duration::from_millis(config.reconnect_max_ms),
+        // Nothing periodic beyond heartbeats and clock synchronisation (the session's).
+        tick: Duration::from_secs(3600),
+    };
     let agent = agent::Agent {
-        config,
         identity,
         tls,
-        status: status_tx,
         started: Instant::now(),
         registrations: registrations.clone(),
         advertise,
@@ -495,8 +486,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         sd,
         rtsp: server,
         mapped,
+        shutdown: shutdown.clone(),
     };
-    let task = tokio::spawn(agent.run(cmd_rx, shutdown));
+    let task = tokio::spawn(peercam_net::agent::run(
+        link,
+        Arc::new(agent),
+        status_tx,
+        cmd_rx,
+        shutdown,
+    ));
     let restart = upgrader.restart.subscribe();
     Ok(Running {
         status,

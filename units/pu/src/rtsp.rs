@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
+use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
 use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{ChannelPair, LowerTransport, PortPair, StatusCode, Transport};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
@@ -88,19 +89,10 @@ impl Server {
     }
 
     pub(crate) async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "RTSP accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        // Sessions are limited below (relayed and punched ones count too), with a 503.
+        let config = AcceptConfig::new("RTSP");
+        let mut incoming = Incoming::new(listener, config, shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let settings = self.settings.clone();
             let sessions = self.sessions.clone();
             let shutdown = shutdown.clone();
