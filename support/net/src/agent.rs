@@ -120,7 +120,7 @@ pub enum LinkError {
     Closed,
     /// The device ended the connection (a factory reset, a change of network).
     #[error("{0}")]
-    Device(String),
+    Device(&'static str),
 }
 
 /// What a device adds to one connection of its link; every method has a default that does
@@ -128,7 +128,7 @@ pub enum LinkError {
 pub trait Session: Send {
     /// Before dialling: `Err(reason)` skips this attempt (the platform is known to be out of
     /// reach), and the link waits its back-off before the next.
-    fn before_connect(&mut self) -> HookFuture<'_, Result<(), String>> {
+    fn before_connect(&mut self) -> HookFuture<'_, Result<(), &'static str>> {
         Box::pin(ready(Ok(())))
     }
     /// On every registration (H.626.4 8.1 step 4).
@@ -141,7 +141,7 @@ pub trait Session: Send {
     }
     /// Resolves when something outside the link changed: `Ok` to have
     /// [`Session::changed`] called, `Err(reason)` to end the connection.
-    fn wait(&mut self) -> HookFuture<'_, Result<(), String>> {
+    fn wait(&mut self) -> HookFuture<'_, Result<(), &'static str>> {
         Box::pin(pending())
     }
     /// After [`Session::wait`] resolved with `Ok`.
@@ -169,7 +169,7 @@ pub trait Device: Send + Sync + 'static {
     }
     /// A command's reply was handed to the link: `Some(reason)` ends the connection once
     /// the reply is sent (a factory reset, H.626.4 8.10).
-    fn replied(&self, _reply: &DeviceReply) -> Option<String> {
+    fn replied(&self, _reply: &DeviceReply) -> Option<&'static str> {
         None
     }
 }

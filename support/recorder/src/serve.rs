@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
 use peercam_net::accept::{self, AcceptConfig};
+use peercam_net::rtsp::serve::{self, Handler, ServeError};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
 use peercam_rtp::h264::H264Packetizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
-use peercam_rtsp::msg::{ChannelPair, LowerTransport, NptTime, Range, StatusCode};
-use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_rtsp::msg::{NptTime, Range, StatusCode, Transport};
+use peercam_rtsp::server::{ServerConn, ServerEvent};
 use peercam_signal::play::{PlayGrant, PlayVerdict};
 use peercam_store::{Frame, SegmentRow, Store};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -37,6 +38,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AuthRequest;
+
+/// Why a playback or export connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The client sent nothing in time.
+    #[error("silent client")]
+    Silent,
+    /// The client's HTTP request head did not arrive in time.
+    #[error("slow request")]
+    SlowRequest,
+    /// Reading, writing or the export file failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The RTSP playback session ended.
+    #[error(transparent)]
+    Rtsp(#[from] ServeError),
+}
 
 /// The playback and export server of one recorder.
 pub struct Media {
@@ -90,16 +109,15 @@ impl Media {
         tcp: TcpStream,
         peer: SocketAddr,
         sd: Shutdown,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectionError> {
         let mut head = [0u8; 5];
         let n = tokio::time::timeout(Duration::from_secs(10), tcp.peek(&mut head))
             .await
-            .map_err(|_| "silent client".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| ConnectionError::Silent)??;
         if head[..n].starts_with(b"GET ") || head[..n].starts_with(b"HEAD ") {
             self.http(tcp, peer).await
         } else {
-            self.rtsp(tcp, peer, sd).await
+            Ok(self.rtsp(tcp, peer, sd).await?)
         }
     }
 
@@ -141,7 +159,7 @@ impl Media {
     // -------------------------------------------------------------------------------------
     // HTTP export
 
-    async fn http(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), String> {
+    async fn http(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
         let mut buf = Vec::with_capacity(2048);
         let mut chunk = [0u8; 2048];
         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -150,8 +168,7 @@ impl Media {
             }
             let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
                 .await
-                .map_err(|_| "slow request".to_owned())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| ConnectionError::SlowRequest)??;
             if n == 0 {
                 return Ok(());
             }
@@ -197,7 +214,7 @@ impl Media {
             return respond(&mut tcp, 400, "the range must be 1 ms to 31 days").await;
         }
         let dir = self.store.config().root.join("exports");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}.mp4", hex(&random::<8>())));
         let summary =
             peercam_store::export_mp4(&self.store, camera.as_str(), from, to, &file, |_, _| {})
@@ -230,7 +247,7 @@ impl Media {
         }
         .await;
         let _ = std::fs::remove_file(&file);
-        result.map_err(|e| e.to_string())
+        Ok(result?)
     }
 
     // -------------------------------------------------------------------------------------
@@ -238,160 +255,30 @@ impl Media {
 
     async fn rtsp(
         &self,
-        mut tcp: TcpStream,
+        tcp: TcpStream,
         peer: SocketAddr,
         shutdown: Shutdown,
-    ) -> Result<(), String> {
-        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
-        let mut s = Session {
-            camera: None,
-            base_ms: 0,
-            sender: None,
-            channel: 0,
-            player: None,
-            paused_at: None,
-            out: Vec::with_capacity(64 * 1024),
-            out_ts: 0,
-            in_sync: false,
+    ) -> Result<(), ServeError> {
+        let mut playback = Playback {
+            media: self,
+            peer,
+            s: Session {
+                camera: None,
+                base_ms: 0,
+                sender: None,
+                channel: 0,
+                player: None,
+                paused_at: None,
+                out: Vec::new(),
+                out_ts: 0,
+                in_sync: false,
+            },
         };
-        let mut buf = vec![0u8; 8192];
-        let far = || Instant::now() + Duration::from_secs(3600);
-        loop {
-            while let Some(bytes) = conn.poll_transmit() {
-                s.out.extend_from_slice(&bytes);
-            }
-            if !s.out.is_empty() {
-                tcp.write_all(&s.out).await.map_err(|e| e.to_string())?;
-                s.out.clear();
-            }
-            if let Some(ev) = conn.poll_event() {
-                match ev {
-                    ServerEvent::Describe {
-                        cseq,
-                        path,
-                        query,
-                        token,
-                        uri,
-                    } => match self.describe(&path, query.as_deref(), token, peer).await {
-                        Ok((camera, base_ms, sdp)) => {
-                            s.camera = Some(camera);
-                            s.base_ms = base_ms;
-                            let _ = conn.respond_describe(
-                                cseq,
-                                sdp,
-                                Some(format!("{}/", uri.split('?').next().unwrap_or(&uri))),
-                            );
-                        }
-                        Err((status, msg)) => {
-                            let _ = conn.reject(cseq, StatusCode(status), &msg);
-                        }
-                    },
-                    ServerEvent::Setup {
-                        cseq,
-                        track,
-                        transports,
-                        ..
-                    } => {
-                        let offer = transports.iter().find(|t| {
-                            t.lower == Some(LowerTransport::Tcp) || t.interleaved.is_some()
-                        });
-                        match (track, offer, &s.camera) {
-                            (0, Some(offer), Some(_)) => {
-                                let pair = offer.interleaved.unwrap_or(ChannelPair {
-                                    rtp: 0,
-                                    rtcp: Some(1),
-                                });
-                                let ssrc = u32::from_be_bytes(random::<4>());
-                                let Ok(sender) = RtpSender::new(SenderConfig {
-                                    ssrc,
-                                    payload_type: 96,
-                                    initial_sequence: u16::from_be_bytes(random::<2>()),
-                                    timestamp_offset: u32::from_be_bytes(random::<4>()),
-                                }) else {
-                                    let _ = conn.reject(cseq, StatusCode(500), "");
-                                    continue;
-                                };
-                                let mut chosen = offer.clone();
-                                chosen.ssrc = Some(ssrc);
-                                chosen.lower = Some(LowerTransport::Tcp);
-                                chosen.interleaved = Some(ChannelPair {
-                                    rtp: pair.rtp,
-                                    rtcp: Some(
-                                        pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1)),
-                                    ),
-                                });
-                                s.channel = pair.rtp;
-                                s.sender = Some(sender);
-                                let _ = conn.accept_setup(cseq, 0, chosen);
-                            }
-                            (0, None, _) => {
-                                let _ = conn.reject(
-                                    cseq,
-                                    StatusCode(461),
-                                    "Recordings play over RTP/AVP/TCP interleaved",
-                                );
-                            }
-                            _ => {
-                                let _ = conn.reject(cseq, StatusCode(404), "no such track");
-                            }
-                        }
-                    }
-                    ServerEvent::Play {
-                        cseq,
-                        range,
-                        scale,
-                        frame_step,
-                    } => {
-                        self.play(&mut conn, &mut s, cseq, range, scale, frame_step)
-                            .await;
-                    }
-                    ServerEvent::Pause { .. } => {
-                        if let Some(p) = s.player.take() {
-                            s.paused_at = Some(p);
-                        }
-                    }
-                    ServerEvent::Teardown { .. } => {
-                        s.player = None;
-                        s.paused_at = None;
-                    }
-                    ServerEvent::Closed { .. } => {
-                        while let Some(bytes) = conn.poll_transmit() {
-                            s.out.extend_from_slice(&bytes);
-                        }
-                        let _ = tcp.write_all(&s.out).await;
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let deadline = conn.poll_timeout().unwrap_or_else(far);
-            let next_frame = s.player.as_ref().map(|p| p.next_at);
-            tokio::select! {
-                r = tcp.read(&mut buf) => {
-                    let n = r.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        conn.handle_peer_closed();
-                    } else {
-                        conn.handle_input(Instant::now(), &buf[..n]);
-                    }
-                }
-                () = async {
-                    match next_frame {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if !self.send_next(&mut s).await {
-                        // The end of the recordings (or of the range) in this direction.
-                        s.paused_at = s.player.take();
-                    }
-                    conn.touch(Instant::now());
-                }
-                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
-                () = shutdown.wait() => return Ok(()),
-            }
-        }
+        serve::serve(tcp, &mut playback, async move {
+            shutdown.wait().await;
+            Ok(())
+        })
+        .await
     }
 
     async fn describe(
@@ -590,7 +477,7 @@ impl Media {
     }
 }
 
-async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), String> {
+async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), ConnectionError> {
     let reason = match status {
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -605,15 +492,161 @@ async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), 
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(text.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    tcp.write_all(text.as_bytes()).await?;
     let _ = tcp.shutdown().await;
     Ok(())
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One RTSP playback connection.
+struct Playback<'a> {
+    media: &'a Media,
+    peer: SocketAddr,
+    s: Session,
+}
+
+impl Playback<'_> {
+    async fn describe(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        path: &str,
+        query: Option<&str>,
+        token: Option<String>,
+        uri: &str,
+    ) {
+        match self.media.describe(path, query, token, self.peer).await {
+            Ok((camera, base_ms, sdp)) => {
+                self.s.camera = Some(camera);
+                self.s.base_ms = base_ms;
+                let base = format!("{}/", uri.split('?').next().unwrap_or(uri));
+                let _ = conn.respond_describe(cseq, sdp, Some(base));
+            }
+            Err((status, msg)) => {
+                let _ = conn.reject(cseq, StatusCode(status), &msg);
+            }
+        }
+    }
+
+    fn setup(
+        &mut self,
+        conn: &mut ServerConn,
+        cseq: u32,
+        track: usize,
+        transports: Vec<Transport>,
+    ) {
+        let offer = transports.into_iter().find(serve::is_interleaved);
+        match (track, offer, &self.s.camera) {
+            (0, Some(offer), Some(_)) => {
+                let ssrc = u32::from_be_bytes(random::<4>());
+                let Ok(sender) = RtpSender::new(SenderConfig {
+                    ssrc,
+                    payload_type: 96,
+                    initial_sequence: u16::from_be_bytes(random::<2>()),
+                    timestamp_offset: u32::from_be_bytes(random::<4>()),
+                }) else {
+                    let _ = conn.reject(cseq, StatusCode(500), "");
+                    return;
+                };
+                let (mut chosen, rtp, _) = serve::interleaved(offer, 0);
+                chosen.ssrc = Some(ssrc);
+                self.s.channel = rtp;
+                self.s.sender = Some(sender);
+                let _ = conn.accept_setup(cseq, 0, chosen);
+            }
+            (0, None, _) => {
+                let _ = conn.reject(
+                    cseq,
+                    StatusCode(461),
+                    "Recordings play over RTP/AVP/TCP interleaved",
+                );
+            }
+            _ => {
+                let _ = conn.reject(cseq, StatusCode(404), "no such track");
+            }
+        }
+    }
+}
+
+impl Handler for Playback<'_> {
+    /// The next frame is due.
+    type Wake = ();
+
+    async fn event(
+        &mut self,
+        conn: &mut ServerConn,
+        event: ServerEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServeError> {
+        self.s.out = std::mem::take(out);
+        match event {
+            ServerEvent::Describe {
+                cseq,
+                path,
+                query,
+                token,
+                uri,
+            } => {
+                self.describe(conn, cseq, &path, query.as_deref(), token, &uri)
+                    .await
+            }
+            ServerEvent::Setup {
+                cseq,
+                track,
+                transports,
+                ..
+            } => self.setup(conn, cseq, track, transports),
+            ServerEvent::Play {
+                cseq,
+                range,
+                scale,
+                frame_step,
+            } => {
+                let media = self.media;
+                media
+                    .play(conn, &mut self.s, cseq, range, scale, frame_step)
+                    .await;
+            }
+            ServerEvent::Pause { .. } => {
+                if let Some(p) = self.s.player.take() {
+                    self.s.paused_at = Some(p);
+                }
+            }
+            ServerEvent::Teardown { .. } => {
+                self.s.player = None;
+                self.s.paused_at = None;
+            }
+            _ => {}
+        }
+        *out = std::mem::take(&mut self.s.out);
+        Ok(())
+    }
+
+    async fn wait(&mut self) {
+        match self.s.player.as_ref().map(|p| p.next_at) {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn wake(
+        &mut self,
+        (): (),
+        conn: &mut ServerConn,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServeError> {
+        self.s.out = std::mem::take(out);
+        if !self.media.send_next(&mut self.s).await {
+            // The end of the recordings (or of the range) in this direction.
+            self.s.paused_at = self.s.player.take();
+        }
+        conn.touch(Instant::now());
+        *out = std::mem::take(&mut self.s.out);
+        Ok(())
+    }
 }
 
 struct Session {

@@ -143,7 +143,7 @@ impl Device for Agent {
         })
     }
 
-    fn replied(&self, reply: &DeviceReply) -> Option<String> {
+    fn replied(&self, reply: &DeviceReply) -> Option<&'static str> {
         // H.626.4 8.10: acknowledged; now reset and register again.
         matches!(reply, DeviceReply::ResetAccepted).then(|| self.factory_reset())
     }
@@ -211,13 +211,13 @@ impl Agent {
 
     /// 8.10: back to factory state. Live sessions end (D5); the link is dropped so the device
     /// registers again, as after a reboot.
-    fn factory_reset(&self) -> String {
+    fn factory_reset(&self) -> &'static str {
         if let Err(e) = self.control.factory_reset() {
             tracing::error!(error = %e, "factory reset could not delete the saved state");
         }
         let _ = self.revocations.send(None);
         tracing::warn!(device = %self.identity.device_id, "factory reset done; registering again");
-        "factory reset".into()
+        "factory reset"
     }
 
     fn execute(&self, command: DeviceCommand, connected_s: u64) -> DeviceReply {
@@ -333,12 +333,12 @@ struct PuSession {
 }
 
 impl Session for PuSession {
-    fn before_connect(&mut self) -> HookFuture<'_, Result<(), String>> {
+    fn before_connect(&mut self) -> HookFuture<'_, Result<(), &'static str>> {
         let unreachable = self.wlan.as_ref().is_some_and(|w| !w.reaches_platform());
         Box::pin(async move {
             if unreachable {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                return Err("the platform is not reachable through this network".into());
+                return Err("the platform is not reachable through this network");
             }
             Ok(())
         })
@@ -395,7 +395,7 @@ impl Session for PuSession {
         self.next_sync
     }
 
-    fn wait(&mut self) -> HookFuture<'_, Result<(), String>> {
+    fn wait(&mut self) -> HookFuture<'_, Result<(), &'static str>> {
         let (mapped, network) = (&mut self.mapped, self.network.as_mut());
         Box::pin(async move {
             let mapped = async {
@@ -411,7 +411,7 @@ impl Session for PuSession {
             };
             tokio::select! {
                 () = mapped => Ok(()),
-                changed = network => Err(if changed { "the WLAN changed networks" } else { "WLAN stopped" }.into()),
+                changed = network => Err(if changed { "the WLAN changed networks" } else { "WLAN stopped" }),
             }
         })
     }

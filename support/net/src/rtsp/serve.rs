@@ -1,0 +1,202 @@
+//! The one RTSP server connection driver (Pc/Pc' at the camera, Mc/Cd at the MTU, Nc/Nc'
+//! at a recorder): the IO shell around [`peercam_rtsp::ServerConn`].
+//!
+//! It reads the viewer's bytes into the state machine, writes what the state machine
+//! answers and what the unit queued (interleaved RTP/RTCP, RFC 2326 10.12) in one write per
+//! wake-up, keeps the state machine's timers (session timeout, RFC 2326 12.37) on one timer
+//! moved only when the deadline moves, and ends on the unit's stop signal. A unit supplies
+//! only a [`Handler`]: its answer to each request (authorisation, H.626.4 8.4 steps 5-8,
+//! and its media source) and the media it is woken for.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode, Transport};
+use peercam_rtsp::{ServerConfig, ServerConn, ServerEvent};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+/// Why a served RTSP connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Reading from or writing to the viewer failed.
+    #[error("RTSP connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The state machine closed the session (the viewer left, timed out or sent garbage).
+    #[error("RTSP session closed: {0}")]
+    Closed(String),
+    /// The platform revoked the viewer's access (docs/security.md D5).
+    #[error("revoked")]
+    Revoked,
+    /// The media source ended.
+    #[error("{0}")]
+    SourceEnded(String),
+}
+
+/// What a unit brings to a served RTSP connection.
+pub trait Handler: Send {
+    /// What wakes the connection beside the viewer's requests (media to send, a timer).
+    type Wake: Send;
+
+    /// Answers one event of the state machine ([`ServerEvent::Closed`] never comes here).
+    /// What it appends to `out` goes out right after, behind what the state machine
+    /// answered before ([`drain`] first to put media after the answer).
+    fn event(
+        &mut self,
+        conn: &mut ServerConn,
+        event: ServerEvent,
+        out: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send;
+
+    /// Resolves when the unit has something to do (pending while it has nothing).
+    fn wait(&mut self) -> impl Future<Output = Self::Wake> + Send;
+
+    /// Does what [`Handler::wait`] woke for; appends what is to be sent to `out`.
+    fn wake(
+        &mut self,
+        wake: Self::Wake,
+        conn: &mut ServerConn,
+        out: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send;
+}
+
+/// Appends what the state machine has to send to `out`.
+pub fn drain(conn: &mut ServerConn, out: &mut Vec<u8>) {
+    while let Some(bytes) = conn.poll_transmit() {
+        out.extend_from_slice(&bytes);
+    }
+}
+
+/// Serves one RTSP connection on `io` with `handler` until the session closes, the handler
+/// ends it, or `stop` resolves (its result is the connection's).
+pub async fn serve<S, H, F>(mut io: S, handler: &mut H, stop: F) -> Result<(), ServeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+    F: Future<Output = Result<(), ServeError>>,
+{
+    let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), session_seed());
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    // One timer for the state machine's deadline, moved only when the deadline moves.
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let mut deadline = far();
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(timer);
+    tokio::pin!(stop);
+    loop {
+        // Write what the state machine and the handler produced, then act on one event.
+        drain(&mut conn, &mut out);
+        flush(&mut io, &mut out).await?;
+        if let Some(ev) = conn.poll_event() {
+            if let ServerEvent::Closed { reason } = ev {
+                drain(&mut conn, &mut out);
+                let _ = io.write_all(&out).await;
+                return Err(ServeError::Closed(reason.to_string()));
+            }
+            handler.event(&mut conn, ev, &mut out).await?;
+            continue;
+        }
+        let next = conn.poll_timeout().unwrap_or_else(far);
+        if next != deadline {
+            deadline = next;
+            timer.as_mut().reset(deadline.into());
+        }
+        tokio::select! {
+            r = io.read(&mut buf) => {
+                let n = r?;
+                if n == 0 {
+                    conn.handle_peer_closed();
+                } else {
+                    conn.handle_input(Instant::now(), &buf[..n]);
+                }
+            }
+            wake = handler.wait() => handler.wake(wake, &mut conn, &mut out).await?,
+            () = &mut timer => {
+                conn.handle_timeout(Instant::now());
+                deadline = far();
+                timer.as_mut().reset(deadline.into());
+            }
+            r = &mut stop => return r,
+        }
+    }
+}
+
+/// Writes what is buffered for the connection, in one call.
+async fn flush<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>) -> Result<(), ServeError> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Randomness for the state machine's session ids.
+fn session_seed() -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    if getrandom::fill(&mut seed).is_err() {
+        // No OS randomness: the clock still keeps ids apart between connections.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        seed = t.to_le_bytes();
+    }
+    seed
+}
+
+/// The interleaved transport answered to `offer` for `track` (RFC 2326 10.12, H.626.4
+/// 6.3.1): the channels the player asked for, or `2n`/`2n+1` when it left them to us.
+/// Returns the transport and its (RTP, RTCP) channels.
+pub fn interleaved(mut offer: Transport, track: usize) -> (Transport, u8, u8) {
+    let pair = offer.interleaved.unwrap_or(ChannelPair {
+        rtp: (track * 2) as u8,
+        rtcp: Some((track * 2 + 1) as u8),
+    });
+    let rtcp = pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1));
+    offer.interleaved = Some(ChannelPair {
+        rtp: pair.rtp,
+        rtcp: Some(rtcp),
+    });
+    offer.lower = Some(LowerTransport::Tcp);
+    (offer, pair.rtp, rtcp)
+}
+
+/// Whether a transport offer asks for RTP over the RTSP connection.
+pub fn is_interleaved(offer: &Transport) -> bool {
+    offer.interleaved.is_some() || offer.lower == Some(LowerTransport::Tcp)
+}
+
+/// The `Content-Base` of a DESCRIBE answer: the request URI without its query, ending in
+/// `/`.
+pub fn content_base(uri: &str) -> String {
+    format!(
+        "{}/",
+        uri.split('?').next().unwrap_or(uri).trim_end_matches('/')
+    )
+}
+
+/// The answer to a DESCRIBE the platform refused (H.626.4 8.4 step 8): 503 when the
+/// platform could not be asked (`unavailable`), else 401.
+pub fn refusal(code: &str) -> (StatusCode, &'static str) {
+    if code == "unavailable" {
+        (StatusCode(503), "Service Unavailable")
+    } else {
+        (StatusCode(401), "Unauthorized")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_channels_default_to_the_track() {
+        let offer = Transport::parse("RTP/AVP/TCP;unicast").expect("transport");
+        let (t, rtp, rtcp) = interleaved(offer, 1);
+        assert_eq!((rtp, rtcp), (2, 3));
+        assert_eq!(t.lower, Some(LowerTransport::Tcp));
+        assert_eq!(content_base("rtsp://h/live/x/?token=a"), "rtsp://h/live/x/");
+        assert_eq!(refusal("unavailable").0, StatusCode(503));
+        assert_eq!(refusal("expired").0, StatusCode(401));
+    }
+}
