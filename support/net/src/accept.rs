@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::Shutdown;
+use crate::{NetError, Shutdown};
 
 /// First delay after a failed accept; it doubles on each failure in a row.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(20);
@@ -142,6 +142,17 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
     )
+}
+
+/// Binds a listener for `what` (named in errors); returns it with its address.
+pub async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), NetError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| NetError::io(format!("binding {what} {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| NetError::io(format!("{what} address"), e))?;
+    Ok((listener, local))
 }
 
 /// Accepts connections of `listener` until `shutdown`, serving each in a task of its own.

@@ -174,6 +174,32 @@ pub trait Device: Send + Sync + 'static {
     }
 }
 
+/// The default first reconnect delay of a device's configuration, ms.
+pub const fn default_reconnect_initial_ms() -> u64 {
+    250
+}
+
+/// The default longest reconnect delay of a device's configuration, ms.
+pub const fn default_reconnect_max_ms() -> u64 {
+    4000
+}
+
+/// Reads a device's identity file (written at provisioning) and the platform CA it trusts,
+/// alone (H.626.4 8.1; the device connects out only, to a pinned CA).
+pub fn load_device(
+    identity: &std::path::Path,
+    platform_ca: &std::path::Path,
+) -> Result<(DeviceIdentity, Arc<ClientConfig>), NetError> {
+    let text = std::fs::read_to_string(identity)
+        .map_err(|e| NetError::io(format!("reading {}", identity.display()), e))?;
+    let parsed = DeviceIdentity::parse(&text).map_err(|source| NetError::Identity {
+        path: identity.to_owned(),
+        source,
+    })?;
+    let ca = crate::tls::read_pem(platform_ca)?;
+    Ok((parsed, crate::tls::client_config(&ca)?))
+}
+
 /// How to reach the platform.
 #[derive(Clone)]
 pub struct LinkConfig {

@@ -50,6 +50,14 @@ pub enum NetError {
     /// The operation took too long.
     #[error("{0} timed out")]
     Timeout(&'static str),
+    /// A device's identity file is unusable.
+    #[error("identity {path}: {source}")]
+    Identity {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: peercam_signal::identity::IdentityError,
+    },
 }
 
 impl NetError {

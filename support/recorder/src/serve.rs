@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
 use peercam_net::accept::{self, AcceptConfig};
-use peercam_net::rtsp::serve::{self, Handler, ServeError};
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
 use peercam_rtp::h264::H264Packetizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
-use peercam_rtsp::msg::{NptTime, Range, StatusCode, Transport};
-use peercam_rtsp::server::{ServerConn, ServerEvent};
+use peercam_rtsp::msg::{NptTime, Range, StatusCode};
+use peercam_rtsp::server::ServerConn;
 use peercam_signal::play::{PlayGrant, PlayVerdict};
-use peercam_store::{Frame, SegmentRow, Store};
+use peercam_store::{Frame, SegmentRow, Store, StoreError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -221,7 +221,7 @@ impl Media {
                 .await;
         let summary = match summary {
             Ok(s) => s,
-            Err(peercam_store::StoreError::Empty { .. }) => {
+            Err(StoreError::Empty { .. }) => {
                 return respond(&mut tcp, 404, "nothing was recorded in that range").await;
             }
             Err(e) => {
@@ -508,16 +508,13 @@ struct Playback<'a> {
     s: Session,
 }
 
-impl Playback<'_> {
-    async fn describe(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        path: &str,
-        query: Option<&str>,
-        token: Option<String>,
-        uri: &str,
-    ) {
+impl Handler for Playback<'_> {
+    /// The next frame is due.
+    type Wake = ();
+
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
+        let (path, query, token) = (req.path.as_str(), req.query.as_deref(), req.token);
         match self.media.describe(path, query, token, self.peer).await {
             Ok((camera, base_ms, sdp)) => {
                 self.s.camera = Some(camera);
@@ -531,13 +528,9 @@ impl Playback<'_> {
         }
     }
 
-    fn setup(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        track: usize,
-        transports: Vec<Transport>,
-    ) {
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let (conn, cseq, track) = (io.conn, req.cseq, req.track);
+        let transports = req.transports;
         let offer = transports.into_iter().find(serve::is_interleaved);
         match (track, offer, &self.s.camera) {
             (0, Some(offer), Some(_)) => {
@@ -569,60 +562,31 @@ impl Playback<'_> {
             }
         }
     }
-}
 
-impl Handler for Playback<'_> {
-    /// The next frame is due.
-    type Wake = ();
+    async fn play(&mut self, io: Io<'_>, req: Play) {
+        let media = self.media;
+        self.s.out = std::mem::take(io.out);
+        let Play {
+            cseq,
+            range,
+            scale,
+            frame_step,
+        } = req;
+        media
+            .play(io.conn, &mut self.s, cseq, range, scale, frame_step)
+            .await;
+        *io.out = std::mem::take(&mut self.s.out);
+    }
 
-    async fn event(
-        &mut self,
-        conn: &mut ServerConn,
-        event: ServerEvent,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
-        self.s.out = std::mem::take(out);
-        match event {
-            ServerEvent::Describe {
-                cseq,
-                path,
-                query,
-                token,
-                uri,
-            } => {
-                self.describe(conn, cseq, &path, query.as_deref(), token, &uri)
-                    .await
-            }
-            ServerEvent::Setup {
-                cseq,
-                track,
-                transports,
-                ..
-            } => self.setup(conn, cseq, track, transports),
-            ServerEvent::Play {
-                cseq,
-                range,
-                scale,
-                frame_step,
-            } => {
-                let media = self.media;
-                media
-                    .play(conn, &mut self.s, cseq, range, scale, frame_step)
-                    .await;
-            }
-            ServerEvent::Pause { .. } => {
-                if let Some(p) = self.s.player.take() {
-                    self.s.paused_at = Some(p);
-                }
-            }
-            ServerEvent::Teardown { .. } => {
-                self.s.player = None;
-                self.s.paused_at = None;
-            }
-            _ => {}
+    fn pause(&mut self) {
+        if let Some(p) = self.s.player.take() {
+            self.s.paused_at = Some(p);
         }
-        *out = std::mem::take(&mut self.s.out);
-        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        self.s.player = None;
+        self.s.paused_at = None;
     }
 
     async fn wait(&mut self) {
@@ -632,19 +596,14 @@ impl Handler for Playback<'_> {
         }
     }
 
-    async fn wake(
-        &mut self,
-        (): (),
-        conn: &mut ServerConn,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
-        self.s.out = std::mem::take(out);
+    async fn wake(&mut self, io: Io<'_>, (): ()) -> Result<(), ServeError> {
+        self.s.out = std::mem::take(io.out);
         if !self.media.send_next(&mut self.s).await {
             // The end of the recordings (or of the range) in this direction.
             self.s.paused_at = self.s.player.take();
         }
-        conn.touch(Instant::now());
-        *out = std::mem::take(&mut self.s.out);
+        io.conn.touch(Instant::now());
+        *io.out = std::mem::take(&mut self.s.out);
         Ok(())
     }
 }
@@ -706,6 +665,28 @@ impl Session {
     }
 }
 
+/// Why a recording could not be played from where it was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlayerError {
+    /// The store could not read the segment.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A segment must start with a key frame (the store cuts them so).
+    #[error("segment {0} does not start with a key frame")]
+    NoKeyFrame(String),
+    /// The H.264 decoder or encoder failed (a frame step re-encoded as an IDR).
+    #[error("{what}: {source}")]
+    Codec {
+        /// What was being done.
+        what: &'static str,
+        /// The codec's error.
+        source: openh264::Error,
+    },
+    /// Nothing came out of the re-encoding.
+    #[error("{0}")]
+    Nothing(&'static str),
+}
+
 /// Where a playback stands: the loaded segment, the GOP being sent, what is planned.
 pub(crate) struct Player {
     camera: String,
@@ -748,7 +729,7 @@ impl Player {
             shown: None,
             next_at: Instant::now(),
         };
-        p.load(store, seg).await.map_err(|e| (500, e))?;
+        p.load(store, seg).await.map_err(|e| (500, e.to_string()))?;
         let fps = p.fps();
         p.selection = trick::selection(scale, fps, max_out_fps);
         // Start at the GOP holding `at_ms` (a seek lands within one GOP).
@@ -768,8 +749,8 @@ impl Player {
         ((n * 90_000 + span / 2) / span).clamp(1, 120) as u32
     }
 
-    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), String> {
-        let media = store.read(&seg).await.map_err(|e| e.to_string())?;
+    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), PlayerError> {
+        let media = store.read(&seg).await?;
         self.frames = media.video;
         self.gops = self
             .frames
@@ -779,10 +760,7 @@ impl Player {
             .map(|(i, _)| i)
             .collect();
         if self.gops.first() != Some(&0) {
-            return Err(format!(
-                "segment {} does not start with a key frame",
-                seg.path
-            ));
+            return Err(PlayerError::NoKeyFrame(seg.path));
         }
         self.seg = seg;
         self.queue.clear();
@@ -898,7 +876,7 @@ impl Player {
         let gop: Vec<Frame> = self.frames[self.gops[g]..=i].to_vec();
         let done = tokio::task::spawn_blocking(move || reencode(&gop))
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or(Err(PlayerError::Nothing("the re-encoding task failed")));
         match done {
             Ok(f) => Some((f, true)),
             Err(e) => {
@@ -918,33 +896,28 @@ impl Player {
 
 /// Decodes `gop` (from its IDR) and encodes its last frame alone as an IDR, keeping the
 /// original frame's SEI (its tag: frame number, capture time).
-fn reencode(gop: &[Frame]) -> Result<Frame, String> {
+fn reencode(gop: &[Frame]) -> Result<Frame, PlayerError> {
     use openh264::decoder::Decoder;
     use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
-    let last = gop.last().ok_or("empty GOP")?;
-    let mut dec = Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
+    let codec = |what: &'static str| move |source| PlayerError::Codec { what, source };
+    let last = gop.last().ok_or(PlayerError::Nothing("empty GOP"))?;
+    let mut dec = Decoder::new().map_err(codec("H.264 decoder"))?;
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
         .rate_control_mode(RateControlMode::Quality)
         .skip_frames(false);
     let mut enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), config)
-        .map_err(|e| format!("H.264 encoder: {e}"))?;
+        .map_err(codec("H.264 encoder"))?;
     let mut encoded = None;
     for (n, f) in gop.iter().enumerate() {
         let annexb = peercam_media::annexb::join(&f.nals);
-        let yuv = dec
-            .decode(&annexb)
-            .map_err(|e| format!("decoding frame {n} of the GOP: {e}"))?;
+        let yuv = dec.decode(&annexb).map_err(codec("decoding the GOP"))?;
         if n + 1 == gop.len() {
-            let yuv = yuv.ok_or("the decoder returned no picture")?;
-            encoded = Some(
-                enc.encode(&yuv)
-                    .map_err(|e| format!("encoding: {e}"))?
-                    .to_vec(),
-            );
+            let yuv = yuv.ok_or(PlayerError::Nothing("the decoder returned no picture"))?;
+            encoded = Some(enc.encode(&yuv).map_err(codec("encoding"))?.to_vec());
         }
     }
-    let bytes = encoded.ok_or("nothing encoded")?;
+    let bytes = encoded.ok_or(PlayerError::Nothing("nothing encoded"))?;
     let mut nals: Vec<Vec<u8>> = Vec::new();
     // The tag first, as the camera writes it.
     nals.extend(

@@ -23,10 +23,9 @@ use bytes::Bytes;
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
-use peercam_net::rtsp::serve::{self, Handler, ServeError};
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_net::rtsp::{RtspConn, RtspError};
 use peercam_rtsp::msg::{LowerTransport, StatusCode};
-use peercam_rtsp::server::{ServerConn, ServerEvent};
 use peercam_rtsp::{Parsed, write_interleaved};
 use peercam_signal::cmd::{DeviceRequest, PlatformAnswer};
 use peercam_signal::play::Caps;
@@ -273,7 +272,7 @@ impl Relay {
                     let ticket = line
                         .strip_prefix(RELAY_HELLO)
                         .map(str::trim)
-                        .ok_or(HelloError::NotHello(line.clone()))?
+                        .ok_or_else(|| HelloError::NotHello(line.clone()))?
                         .to_owned();
                     Ok::<_, HelloError>((tls, ticket))
                 })
@@ -395,13 +394,14 @@ impl Relay {
         }
     }
 
-    async fn run_upstream(
+    /// Mp then Pd: has the platform order the camera to open its channel here, then PLAYs
+    /// the camera over it; returns the connection, the camera's SDP, its track count and
+    /// the base URL.
+    async fn open_upstream(
         &self,
         camera: &DeviceId,
         caps: Caps,
-        feed: &Arc<Feed>,
-        ready: &watch::Sender<Option<Result<FeedInfo, FeedError>>>,
-    ) -> Result<(), FeedError> {
+    ) -> Result<(RtspConn, String, usize, String), FeedError> {
         // Mp: the platform orders the camera to connect here with this ticket.
         let ticket = random_b64(24);
         let (tx, rx) = oneshot::channel();
@@ -454,6 +454,17 @@ impl Relay {
         }
         conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
             .await?;
+        Ok((conn, sdp, tracks, base))
+    }
+
+    async fn run_upstream(
+        &self,
+        camera: &DeviceId,
+        caps: Caps,
+        feed: &Arc<Feed>,
+        ready: &watch::Sender<Option<Result<FeedInfo, FeedError>>>,
+    ) -> Result<(), FeedError> {
+        let (mut conn, sdp, tracks, base) = self.open_upstream(camera, caps).await?;
         // 7.3: a camera that cannot encode the viewer's profile gets transcoded here.
         let mut fmtp_rx = None;
         let transcoder = match transcode::Source::from_sdp(&sdp)
@@ -649,34 +660,173 @@ enum Wake {
 impl Handler for Viewer {
     type Wake = Wake;
 
-    async fn event(
-        &mut self,
-        conn: &mut ServerConn,
-        event: ServerEvent,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
-        match event {
-            ServerEvent::Describe {
-                cseq,
-                uri,
-                path,
-                token,
-                ..
-            } => self.describe(conn, cseq, &uri, &path, token).await,
-            ServerEvent::Setup {
-                cseq,
-                track,
-                transports,
-                ..
-            } => self.setup(conn, cseq, track, transports),
-            ServerEvent::Play { cseq, .. } => self.play(conn, cseq, out),
-            ServerEvent::Pause { .. } | ServerEvent::Teardown { .. } => {
-                self.rx = None;
-                self.listening = None;
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
+        let (path, token) = (req.path.as_str(), req.token);
+        let camera = path
+            .strip_prefix("/relay/")
+            .and_then(|c| c.parse::<DeviceId>().ok());
+        let Some(camera) = camera else {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        };
+        if self.joined.is_none() {
+            let Some(token) = token else {
+                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
+                return;
+            };
+            // Dm: the platform judges the viewer's token (one use, as at the camera).
+            let answer = self
+                .relay
+                .ask(DeviceRequest::RelayAuthorize {
+                    camera: camera.clone(),
+                    token,
+                    client: self.peer.to_string(),
+                })
+                .await;
+            match answer {
+                PlatformAnswer::Granted { grant } => {
+                    self.who = Some((camera.clone(), grant.user, grant.caps));
+                }
+                PlatformAnswer::Refused { code, .. } => {
+                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
+                    let (status, reason) = serve::refusal(&code);
+                    let _ = conn.reject(cseq, status, reason);
+                    return;
+                }
+                _ => {
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
             }
-            _ => {}
+            let caps = self.who.as_ref().map(|w| w.2).unwrap_or_default();
+            match self.relay.join(&camera, caps).await {
+                Ok(j) => self.joined = Some(j),
+                Err(e) => {
+                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %self.peer, %camera, error = %e, "relay feed unavailable");
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
+            }
         }
-        Ok(())
+        let Some((_, info)) = &self.joined else {
+            return;
+        };
+        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(serve::content_base(uri)));
+    }
+
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let (conn, cseq, track) = (io.conn, req.cseq, req.track);
+        let transports = req.transports;
+        let Some((_, info)) = &self.joined else {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        };
+        if track >= info.tracks {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        }
+        // Cd is RTP over the RTSP connection (6.3.1); players fall back to it on 461.
+        // Multicast where the operator allows it (7.3).
+        let multicast = self.relay.multicast.clone();
+        let Some(offer) = transports.into_iter().find(|t| {
+            if t.multicast == Some(true) {
+                multicast.is_some() && t.lower != Some(LowerTransport::Tcp)
+            } else {
+                serve::is_interleaved(t)
+            }
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+            return;
+        };
+        if let Some(groups) = multicast
+            && offer.multicast == Some(true)
+            && let Some((j, _)) = &self.joined
+        {
+            let sender = match j.feed.multicast.get() {
+                Some(s) => s.clone(),
+                None => match groups.open() {
+                    Ok(s) => {
+                        let _ = j.feed.multicast.set(Arc::new(s));
+                        match j.feed.multicast.get() {
+                            Some(s) => s.clone(),
+                            None => return,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "no multicast group for a viewer");
+                        let _ = conn.reject(cseq, StatusCode(453), "Not Enough Bandwidth");
+                        return;
+                    }
+                },
+            };
+            let _ = conn.accept_setup(cseq, track, sender.transport(track));
+            self.multicast = Some(sender);
+            return;
+        }
+        let (chosen, rtp, rtcp) = serve::interleaved(offer, track);
+        self.channels[track] = Some((rtp, rtcp));
+        let _ = conn.accept_setup(cseq, track, chosen);
+    }
+
+    /// PLAY: the GOP so far first (a prompt picture), then the live packets.
+    async fn play(&mut self, io: Io<'_>, req: Play) {
+        let (conn, out, cseq) = (io.conn, io.out, req.cseq);
+        let Some((j, _)) = &self.joined else {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        };
+        if let Some(m) = &self.multicast {
+            self.listening = Some(multicast::Listening::new(m.clone()));
+        }
+        let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.channels.iter().all(Option::is_none) {
+            // Multicast only: the packets go to the group, not this connection.
+            let info: Vec<(usize, u16, u32)> = (0..2)
+                .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
+                .collect();
+            let _ = conn.accept_play(cseq, &info);
+            return;
+        }
+        let cached = {
+            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
+            self.rx = Some(j.feed.tx.subscribe());
+            gop.clone()
+        };
+        // RTP-Info names the first packet each track will get.
+        let first_cached = |t: usize| {
+            cached
+                .iter()
+                .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
+                .map(|p| {
+                    let d = &p.data;
+                    (
+                        u16::from_be_bytes([d[2], d[3]]),
+                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+                    )
+                })
+        };
+        let info: Vec<(usize, u16, u32)> = (0..2)
+            .filter(|t| self.channels[*t].is_some())
+            .filter_map(|t| {
+                first_cached(t)
+                    .or_else(|| last[t].map(|(s, ts)| (s.wrapping_add(1), ts)))
+                    .map(|(s, ts)| (t, s, ts))
+            })
+            .collect();
+        self.waiting_key = true;
+        let _ = conn.accept_play(cseq, &info);
+        serve::drain(conn, out);
+        for p in &cached {
+            self.forward(p, out);
+        }
+    }
+
+    fn pause(&mut self) {
+        self.rx = None;
+        self.listening = None;
     }
 
     async fn wait(&mut self) -> Wake {
@@ -692,12 +842,8 @@ impl Handler for Viewer {
         }
     }
 
-    async fn wake(
-        &mut self,
-        wake: Wake,
-        _conn: &mut ServerConn,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
+    async fn wake(&mut self, io: Io<'_>, wake: Wake) -> Result<(), ServeError> {
+        let out = io.out;
         match wake {
             Wake::Packet(Ok(p)) => {
                 self.forward(&p, out);
@@ -778,58 +924,6 @@ impl Viewer {
         .await
     }
 
-    /// PLAY: the GOP so far first (a prompt picture), then the live packets.
-    fn play(&mut self, conn: &mut ServerConn, cseq: u32, out: &mut Vec<u8>) {
-        let Some((j, _)) = &self.joined else {
-            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
-            return;
-        };
-        if let Some(m) = &self.multicast {
-            self.listening = Some(multicast::Listening::new(m.clone()));
-        }
-        let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.channels.iter().all(Option::is_none) {
-            // Multicast only: the packets go to the group, not this connection.
-            let info: Vec<(usize, u16, u32)> = (0..2)
-                .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
-                .collect();
-            let _ = conn.accept_play(cseq, &info);
-            return;
-        }
-        let cached = {
-            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
-            self.rx = Some(j.feed.tx.subscribe());
-            gop.clone()
-        };
-        // RTP-Info names the first packet each track will get.
-        let first_cached = |t: usize| {
-            cached
-                .iter()
-                .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
-                .map(|p| {
-                    let d = &p.data;
-                    (
-                        u16::from_be_bytes([d[2], d[3]]),
-                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
-                    )
-                })
-        };
-        let info: Vec<(usize, u16, u32)> = (0..2)
-            .filter(|t| self.channels[*t].is_some())
-            .filter_map(|t| {
-                first_cached(t)
-                    .or_else(|| last[t].map(|(s, ts)| (s.wrapping_add(1), ts)))
-                    .map(|(s, ts)| (t, s, ts))
-            })
-            .collect();
-        self.waiting_key = true;
-        let _ = conn.accept_play(cseq, &info);
-        serve::drain(conn, out);
-        for p in &cached {
-            self.forward(p, out);
-        }
-    }
-
     fn forward(&mut self, p: &Packet, out: &mut Vec<u8>) {
         let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
             return;
@@ -847,125 +941,5 @@ impl Viewer {
                 .bytes_out
                 .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
         }
-    }
-
-    async fn describe(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        uri: &str,
-        path: &str,
-        token: Option<String>,
-    ) {
-        let camera = path
-            .strip_prefix("/relay/")
-            .and_then(|c| c.parse::<DeviceId>().ok());
-        let Some(camera) = camera else {
-            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
-            return;
-        };
-        if self.joined.is_none() {
-            let Some(token) = token else {
-                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
-                return;
-            };
-            // Dm: the platform judges the viewer's token (one use, as at the camera).
-            let answer = self
-                .relay
-                .ask(DeviceRequest::RelayAuthorize {
-                    camera: camera.clone(),
-                    token,
-                    client: self.peer.to_string(),
-                })
-                .await;
-            match answer {
-                PlatformAnswer::Granted { grant } => {
-                    self.who = Some((camera.clone(), grant.user, grant.caps));
-                }
-                PlatformAnswer::Refused { code, .. } => {
-                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
-                    let (status, reason) = serve::refusal(&code);
-                    let _ = conn.reject(cseq, status, reason);
-                    return;
-                }
-                _ => {
-                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
-                    return;
-                }
-            }
-            let caps = self.who.as_ref().map(|w| w.2).unwrap_or_default();
-            match self.relay.join(&camera, caps).await {
-                Ok(j) => self.joined = Some(j),
-                Err(e) => {
-                    self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer = %self.peer, %camera, error = %e, "relay feed unavailable");
-                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
-                    return;
-                }
-            }
-        }
-        let Some((_, info)) = &self.joined else {
-            return;
-        };
-        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(serve::content_base(uri)));
-    }
-
-    fn setup(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        track: usize,
-        transports: Vec<peercam_rtsp::Transport>,
-    ) {
-        let Some((_, info)) = &self.joined else {
-            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
-            return;
-        };
-        if track >= info.tracks {
-            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
-            return;
-        }
-        // Cd is RTP over the RTSP connection (6.3.1); players fall back to it on 461.
-        // Multicast where the operator allows it (7.3).
-        let multicast = self.relay.multicast.clone();
-        let Some(offer) = transports.into_iter().find(|t| {
-            if t.multicast == Some(true) {
-                multicast.is_some() && t.lower != Some(LowerTransport::Tcp)
-            } else {
-                serve::is_interleaved(t)
-            }
-        }) else {
-            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
-            return;
-        };
-        if let Some(groups) = multicast
-            && offer.multicast == Some(true)
-            && let Some((j, _)) = &self.joined
-        {
-            let sender = match j.feed.multicast.get() {
-                Some(s) => s.clone(),
-                None => match groups.open() {
-                    Ok(s) => {
-                        let _ = j.feed.multicast.set(Arc::new(s));
-                        match j.feed.multicast.get() {
-                            Some(s) => s.clone(),
-                            None => return,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %self.peer, error = %e, "no multicast group for a viewer");
-                        let _ = conn.reject(cseq, StatusCode(453), "Not Enough Bandwidth");
-                        return;
-                    }
-                },
-            };
-            let _ = conn.accept_setup(cseq, track, sender.transport(track));
-            self.multicast = Some(sender);
-            return;
-        }
-        let (chosen, rtp, rtcp) = serve::interleaved(offer, track);
-        self.channels[track] = Some((rtp, rtcp));
-        let _ = conn.accept_setup(cseq, track, chosen);
     }
 }

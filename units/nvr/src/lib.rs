@@ -31,7 +31,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use peercam_net::{NetError, Shutdown};
-use peercam_signal::identity::DeviceIdentity;
 use peercam_store::{Store, StoreConfig};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
@@ -108,10 +107,10 @@ pub struct Config {
     #[serde(default = "default_max_out_fps")]
     pub max_out_fps: u32,
     /// First reconnect delay to the SCU, ms. Default 250.
-    #[serde(default = "default_backoff_initial")]
+    #[serde(default = "peercam_net::agent::default_reconnect_initial_ms")]
     pub reconnect_initial_ms: u64,
     /// Longest reconnect delay, ms. Default 4000.
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "peercam_net::agent::default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
 }
 
@@ -130,12 +129,6 @@ fn default_min_free_mb() -> u64 {
 fn default_max_out_fps() -> u32 {
     60
 }
-fn default_backoff_initial() -> u64 {
-    250
-}
-fn default_backoff_max() -> u64 {
-    4000
-}
 
 impl Config {
     /// A configuration with defaults for everything optional.
@@ -152,8 +145,8 @@ impl Config {
             min_free_mb: default_min_free_mb(),
             disk_quota_mb: 0,
             max_out_fps: default_max_out_fps(),
-            reconnect_initial_ms: default_backoff_initial(),
-            reconnect_max_ms: default_backoff_max(),
+            reconnect_initial_ms: peercam_net::agent::default_reconnect_initial_ms(),
+            reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
         }
     }
 
@@ -181,19 +174,10 @@ pub struct Running {
 /// Loads the identity, opens (and repairs) the store, binds the media listener and starts
 /// the agent, the writer and one recorder per attached camera.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrError> {
-    let text = std::fs::read_to_string(&config.identity).map_err(|e| NetError::Io {
-        context: format!("reading {}", config.identity.display()),
-        source: e,
-    })?;
-    let identity = DeviceIdentity::parse(&text).map_err(|source| NvrError::Identity {
-        path: config.identity.clone(),
-        source,
-    })?;
+    let (identity, tls) = peercam_net::agent::load_device(&config.identity, &config.platform_ca)?;
     if identity.kind != peercam_signal::ps::DeviceKind::Nvr {
         return Err(NvrError::NotAnNvr(config.identity.clone()));
     }
-    let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
-    let tls = peercam_net::tls::client_config(&ca)?;
     let mut store_cfg = StoreConfig::new(config.store_dir());
     store_cfg.min_free_bytes = config.min_free_mb << 20;
     store_cfg.disk_quota_bytes = config.disk_quota_mb << 20;
@@ -204,16 +188,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         dropped = report.rows_dropped.len(),
         "recording store open"
     );
-    let listener = tokio::net::TcpListener::bind(config.media_listen)
-        .await
-        .map_err(|e| NetError::Io {
-            context: format!("binding media {}", config.media_listen),
-            source: e,
-        })?;
-    let media_addr = listener.local_addr().map_err(|e| NetError::Io {
-        context: "media address".into(),
-        source: e,
-    })?;
+    let (listener, media_addr) = peercam_net::accept::bind(config.media_listen, "media").await?;
     let advertise = if config.advertise.is_empty() {
         if media_addr.ip().is_unspecified() {
             vec![format!("127.0.0.1:{}", media_addr.port())]

@@ -13,10 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
-use peercam_net::rtsp::serve::{self, Handler, ServeError};
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_rtp::session::{RtpSender, SenderConfig};
-use peercam_rtsp::msg::{PortPair, StatusCode, Transport};
-use peercam_rtsp::server::{ServerConn, ServerEvent};
+use peercam_rtsp::msg::{PortPair, StatusCode};
 use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -418,23 +417,6 @@ impl Connection {
         serve::serve(io, &mut self, stop).await
     }
 
-    /// PLAY: answered with where each track starts, then the picture the viewer starts
-    /// from.
-    async fn play(&mut self, conn: &mut ServerConn, cseq: u32, out: &mut Vec<u8>) {
-        let start = self.start_playing();
-        let info: Vec<(usize, u16, u32)> = self
-            .tracks
-            .iter()
-            .map(|(t, tr)| (*t, tr.sender.next_sequence(), tr.sender.rtp_timestamp(0)))
-            .collect();
-        let _ = conn.accept_play(cseq, &info);
-        // The answer first, then the picture the viewer starts from.
-        serve::drain(conn, out);
-        for au in start {
-            self.send_video(&au, out).await;
-        }
-    }
-
     /// PLAY (again): what was queued while not playing is stale. Start from the newest key
     /// access unit among it if it is fresh (the IDR made for this viewer at DESCRIBE, a
     /// round trip ago), so the first picture goes out with the PLAY answer; otherwise ask
@@ -489,151 +471,6 @@ impl Connection {
         }
         sub.request_idr();
         Vec::new()
-    }
-
-    /// H.626.4 8.4 steps 4-9: the DESCRIBE is answered only with the platform's consent.
-    async fn describe(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        uri: &str,
-        token: Option<String>,
-        path: &str,
-    ) {
-        let expected = format!("/live/{}", self.settings.device_id);
-        if path.trim_end_matches('/') != expected {
-            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
-            return;
-        }
-        if self.grant.is_none() {
-            let Some(token) = token else {
-                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
-                return;
-            };
-            match self.settings.judge(token, self.peer.to_string()).await {
-                Some(PlayVerdict::Granted { grant }) => {
-                    // From now on a revocation for this user ends the connection.
-                    self.viewer.send_replace(Some(grant.user));
-                    self.grant = Some(grant);
-                }
-                Some(PlayVerdict::Refused { code, .. }) => {
-                    tracing::info!(peer = %self.peer, %code, "play refused by the platform");
-                    let (status, reason) = serve::refusal(&code);
-                    let _ = conn.reject(cseq, status, reason);
-                    return;
-                }
-                None => {
-                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
-                    return;
-                }
-            }
-        }
-        let Some(grant) = self.grant.clone() else {
-            return;
-        };
-        let (caps, profile) = self.settings.viewer_caps(&grant);
-        let mut sub = match self.settings.hub.subscribe(profile) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the encoder");
-                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
-                return;
-            }
-        };
-        let Some((sps, pps)) = sub.parameter_sets(Duration::from_secs(5)).await else {
-            let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
-            return;
-        };
-        self.audio = match self.settings.hub.subscribe_audio(caps.audio) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the audio feed");
-                None
-            }
-        };
-        let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec));
-        self.sub = Some(sub);
-        let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
-    }
-
-    async fn setup(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        track: usize,
-        transports: Vec<Transport>,
-    ) {
-        let local = self.local;
-        if self.grant.is_none() || self.sub.is_none() {
-            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
-            return;
-        }
-        if track > 1 || (track == 1 && self.audio.is_none()) {
-            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
-            return;
-        }
-        // The first alternative we can serve: TCP interleaved (H.626.4 6.3.1) or unicast UDP.
-        let Some(offer) = transports.into_iter().find(|t| {
-            t.multicast != Some(true)
-                && (serve::is_interleaved(t) || (t.client_port.is_some() && local.is_some()))
-        }) else {
-            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
-            return;
-        };
-        let ssrc = u32::from_be_bytes(random::<4>());
-        let pt = if track == 0 {
-            96
-        } else {
-            self.audio.as_ref().map_or(0, |a| payload_type(a.codec))
-        };
-        let Ok(sender) = RtpSender::new(SenderConfig {
-            ssrc,
-            payload_type: pt,
-            initial_sequence: u16::from_be_bytes(random::<2>()),
-            timestamp_offset: u32::from_be_bytes(random::<4>()),
-        }) else {
-            let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
-            return;
-        };
-        let mut chosen = offer.clone();
-        chosen.ssrc = Some(ssrc);
-        let path = if serve::is_interleaved(&offer) {
-            let (answer, rtp, rtcp) = serve::interleaved(chosen, track);
-            chosen = answer;
-            Path::Interleaved { rtp, rtcp }
-        } else {
-            let (Some(cp), Some(local)) = (offer.client_port, local) else {
-                return;
-            };
-            let Some((a, b)) = bind_pair(local.ip()).await else {
-                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
-                return;
-            };
-            let (pa, pb) = (
-                a.local_addr().map(|x| x.port()).unwrap_or(0),
-                b.local_addr().map(|x| x.port()).unwrap_or(0),
-            );
-            chosen.server_port = Some(PortPair {
-                rtp: pa,
-                rtcp: Some(pb),
-            });
-            let to_rtp = SocketAddr::new(self.peer.ip(), cp.rtp);
-            let to_rtcp = SocketAddr::new(
-                self.peer.ip(),
-                cp.rtcp.unwrap_or_else(|| cp.rtp.wrapping_add(1)),
-            );
-            Path::Udp {
-                rtp: a,
-                rtcp: b,
-                to_rtp,
-                to_rtcp,
-            }
-        };
-        self.tracks.insert(track, Track { path, sender });
-        if let Err(e) = conn.accept_setup(cseq, track, chosen) {
-            tracing::debug!(error = %e, "SETUP not accepted by the state machine");
-            self.tracks.remove(&track);
-        }
     }
 
     /// Appends the access unit's shared payloads with this session's RTP headers (interleaved),
@@ -708,31 +545,171 @@ enum Wake {
 impl Handler for Connection {
     type Wake = Wake;
 
-    async fn event(
-        &mut self,
-        conn: &mut ServerConn,
-        event: ServerEvent,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
-        match event {
-            ServerEvent::Describe {
-                cseq,
-                uri,
-                token,
-                path,
-                ..
-            } => self.describe(conn, cseq, &uri, token, &path).await,
-            ServerEvent::Setup {
-                cseq,
-                track,
-                transports,
-                ..
-            } => self.setup(conn, cseq, track, transports).await,
-            ServerEvent::Play { cseq, .. } => self.play(conn, cseq, out).await,
-            ServerEvent::Pause { .. } | ServerEvent::Teardown { .. } => self.playing = false,
-            _ => {}
+    /// H.626.4 8.4 steps 4-9: the DESCRIBE is answered only with the platform's consent.
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let Describe {
+            cseq,
+            uri,
+            token,
+            path,
+            ..
+        } = req;
+        let (conn, uri, path) = (io.conn, uri.as_str(), path.as_str());
+        let expected = format!("/live/{}", self.settings.device_id);
+        if path.trim_end_matches('/') != expected {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
         }
-        Ok(())
+        if self.grant.is_none() {
+            let Some(token) = token else {
+                let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
+                return;
+            };
+            match self.settings.judge(token, self.peer.to_string()).await {
+                Some(PlayVerdict::Granted { grant }) => {
+                    // From now on a revocation for this user ends the connection.
+                    self.viewer.send_replace(Some(grant.user));
+                    self.grant = Some(grant);
+                }
+                Some(PlayVerdict::Refused { code, .. }) => {
+                    tracing::info!(peer = %self.peer, %code, "play refused by the platform");
+                    let (status, reason) = serve::refusal(&code);
+                    let _ = conn.reject(cseq, status, reason);
+                    return;
+                }
+                None => {
+                    let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                    return;
+                }
+            }
+        }
+        let Some(grant) = self.grant.clone() else {
+            return;
+        };
+        let (caps, profile) = self.settings.viewer_caps(&grant);
+        let mut sub = match self.settings.hub.subscribe(profile) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the encoder");
+                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+                return;
+            }
+        };
+        let Some((sps, pps)) = sub.parameter_sets(Duration::from_secs(5)).await else {
+            let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+            return;
+        };
+        self.audio = match self.settings.hub.subscribe_audio(caps.audio) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audio feed");
+                None
+            }
+        };
+        let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec));
+        self.sub = Some(sub);
+        let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
+    }
+
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let Setup {
+            cseq,
+            track,
+            transports,
+        } = req;
+        let conn = io.conn;
+        let local = self.local;
+        if self.grant.is_none() || self.sub.is_none() {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        }
+        if track > 1 || (track == 1 && self.audio.is_none()) {
+            let _ = conn.reject(cseq, StatusCode(404), "Not Found");
+            return;
+        }
+        // The first alternative we can serve: TCP interleaved (H.626.4 6.3.1) or unicast UDP.
+        let Some(offer) = transports.into_iter().find(|t| {
+            t.multicast != Some(true)
+                && (serve::is_interleaved(t) || (t.client_port.is_some() && local.is_some()))
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+            return;
+        };
+        let ssrc = u32::from_be_bytes(random::<4>());
+        let pt = if track == 0 {
+            96
+        } else {
+            self.audio.as_ref().map_or(0, |a| payload_type(a.codec))
+        };
+        let Ok(sender) = RtpSender::new(SenderConfig {
+            ssrc,
+            payload_type: pt,
+            initial_sequence: u16::from_be_bytes(random::<2>()),
+            timestamp_offset: u32::from_be_bytes(random::<4>()),
+        }) else {
+            let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+            return;
+        };
+        let mut chosen = offer.clone();
+        chosen.ssrc = Some(ssrc);
+        let path = if serve::is_interleaved(&offer) {
+            let (answer, rtp, rtcp) = serve::interleaved(chosen, track);
+            chosen = answer;
+            Path::Interleaved { rtp, rtcp }
+        } else {
+            let (Some(cp), Some(local)) = (offer.client_port, local) else {
+                return;
+            };
+            let Some((a, b)) = bind_pair(local.ip()).await else {
+                let _ = conn.reject(cseq, StatusCode(500), "Internal Server Error");
+                return;
+            };
+            let (pa, pb) = (
+                a.local_addr().map(|x| x.port()).unwrap_or(0),
+                b.local_addr().map(|x| x.port()).unwrap_or(0),
+            );
+            chosen.server_port = Some(PortPair {
+                rtp: pa,
+                rtcp: Some(pb),
+            });
+            let to_rtp = SocketAddr::new(self.peer.ip(), cp.rtp);
+            let to_rtcp = SocketAddr::new(
+                self.peer.ip(),
+                cp.rtcp.unwrap_or_else(|| cp.rtp.wrapping_add(1)),
+            );
+            Path::Udp {
+                rtp: a,
+                rtcp: b,
+                to_rtp,
+                to_rtcp,
+            }
+        };
+        self.tracks.insert(track, Track { path, sender });
+        if let Err(e) = conn.accept_setup(cseq, track, chosen) {
+            tracing::debug!(error = %e, "SETUP not accepted by the state machine");
+            self.tracks.remove(&track);
+        }
+    }
+
+    /// PLAY: answered with where each track starts, then the picture the viewer starts
+    /// from.
+    async fn play(&mut self, mut io: Io<'_>, req: Play) {
+        let start = self.start_playing();
+        let info: Vec<(usize, u16, u32)> = self
+            .tracks
+            .iter()
+            .map(|(t, tr)| (*t, tr.sender.next_sequence(), tr.sender.rtp_timestamp(0)))
+            .collect();
+        let _ = io.conn.accept_play(req.cseq, &info);
+        // The answer first, then the picture the viewer starts from.
+        io.drain();
+        for au in start {
+            self.send_video(&au, io.out).await;
+        }
+    }
+
+    fn pause(&mut self) {
+        self.playing = false;
     }
 
     async fn wait(&mut self) -> Wake {
@@ -758,12 +735,8 @@ impl Handler for Connection {
         }
     }
 
-    async fn wake(
-        &mut self,
-        wake: Wake,
-        _conn: &mut ServerConn,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ServeError> {
+    async fn wake(&mut self, io: Io<'_>, wake: Wake) -> Result<(), ServeError> {
+        let out = io.out;
         match wake {
             Wake::Video(Ok(au)) => {
                 if self.waiting_key && !au.key {

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode, Transport};
+use peercam_rtsp::msg::{ChannelPair, LowerTransport, Range, StatusCode, Transport};
 use peercam_rtsp::{ServerConfig, ServerConn, ServerEvent};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -33,31 +33,145 @@ pub enum ServeError {
     SourceEnded(String),
 }
 
-/// What a unit brings to a served RTSP connection.
+/// The state machine and the bytes queued for the viewer, lent to a [`Handler`].
+pub struct Io<'a> {
+    /// The connection's state machine: answer requests on it.
+    pub conn: &'a mut ServerConn,
+    /// Bytes to send after what the state machine queued before: interleaved RTP/RTCP.
+    pub out: &'a mut Vec<u8>,
+}
+
+impl Io<'_> {
+    /// Appends what the state machine has to send to the bytes queued, so that media
+    /// appended next goes out behind an answer (the picture after a PLAY answer).
+    pub fn drain(&mut self) {
+        drain(self.conn, self.out);
+    }
+}
+
+/// A DESCRIBE: authorise, then [`ServerConn::respond_describe`] or [`ServerConn::reject`].
+#[derive(Debug)]
+pub struct Describe {
+    /// The request's CSeq.
+    pub cseq: u32,
+    /// The request URI.
+    pub uri: String,
+    /// Its path without a trailing `/`.
+    pub path: String,
+    /// Its query, without `?`.
+    pub query: Option<String>,
+    /// The viewer's token (`?token=` or `Authorization: Bearer`).
+    pub token: Option<String>,
+}
+
+/// A SETUP of one track: [`ServerConn::accept_setup`] or [`ServerConn::reject`].
+#[derive(Debug)]
+pub struct Setup {
+    /// The request's CSeq.
+    pub cseq: u32,
+    /// `N` from `trackID=N`.
+    pub track: usize,
+    /// The transports the player offers, best first.
+    pub transports: Vec<Transport>,
+}
+
+/// A PLAY: start or resume sending, then [`ServerConn::accept_play`].
+#[derive(Debug)]
+pub struct Play {
+    /// The request's CSeq.
+    pub cseq: u32,
+    /// The requested range, if any.
+    pub range: Option<Range>,
+    /// The `Scale` (or `Speed`) header, verbatim.
+    pub scale: Option<String>,
+    /// The `X-Frame-Step` header, verbatim.
+    pub frame_step: Option<String>,
+}
+
+/// What a unit brings to a served RTSP connection: its answers to the requests (with its
+/// authorisation, H.626.4 8.4 steps 5-8) and its media.
 pub trait Handler: Send {
     /// What wakes the connection beside the viewer's requests (media to send, a timer).
     type Wake: Send;
 
-    /// Answers one event of the state machine ([`ServerEvent::Closed`] never comes here).
-    /// What it appends to `out` goes out right after, behind what the state machine
-    /// answered before ([`drain`] first to put media after the answer).
-    fn event(
-        &mut self,
-        conn: &mut ServerConn,
-        event: ServerEvent,
-        out: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<(), ServeError>> + Send;
+    /// Answers a DESCRIBE.
+    fn describe(&mut self, io: Io<'_>, req: Describe) -> impl Future<Output = ()> + Send;
+
+    /// Answers a SETUP.
+    fn setup(&mut self, io: Io<'_>, req: Setup) -> impl Future<Output = ()> + Send;
+
+    /// Answers a PLAY; media appended to `io.out` after [`Io::drain`] follows the answer.
+    fn play(&mut self, io: Io<'_>, req: Play) -> impl Future<Output = ()> + Send;
+
+    /// A PAUSE, already answered: stop sending.
+    fn pause(&mut self);
+
+    /// A TEARDOWN, already answered: stop sending, forget the tracks' state.
+    fn teardown(&mut self) {
+        self.pause();
+    }
 
     /// Resolves when the unit has something to do (pending while it has nothing).
     fn wait(&mut self) -> impl Future<Output = Self::Wake> + Send;
 
-    /// Does what [`Handler::wait`] woke for; appends what is to be sent to `out`.
+    /// Does what [`Handler::wait`] woke for; appends what is to be sent to `io.out`.
     fn wake(
         &mut self,
+        io: Io<'_>,
         wake: Self::Wake,
-        conn: &mut ServerConn,
-        out: &mut Vec<u8>,
     ) -> impl Future<Output = Result<(), ServeError>> + Send;
+}
+
+/// Hands one event of the state machine to the handler.
+async fn dispatch<H: Handler>(handler: &mut H, io: Io<'_>, event: ServerEvent) {
+    match event {
+        ServerEvent::Describe {
+            cseq,
+            uri,
+            path,
+            query,
+            token,
+        } => {
+            let req = Describe {
+                cseq,
+                uri,
+                path,
+                query,
+                token,
+            };
+            handler.describe(io, req).await;
+        }
+        ServerEvent::Setup {
+            cseq,
+            track,
+            transports,
+            ..
+        } => {
+            let req = Setup {
+                cseq,
+                track,
+                transports,
+            };
+            handler.setup(io, req).await;
+        }
+        ServerEvent::Play {
+            cseq,
+            range,
+            scale,
+            frame_step,
+        } => {
+            let req = Play {
+                cseq,
+                range,
+                scale,
+                frame_step,
+            };
+            handler.play(io, req).await;
+        }
+        ServerEvent::Pause { .. } => handler.pause(),
+        ServerEvent::Teardown { .. } => handler.teardown(),
+        _ => {}
+    }
 }
 
 /// Appends what the state machine has to send to `out`.
@@ -94,7 +208,11 @@ where
                 let _ = io.write_all(&out).await;
                 return Err(ServeError::Closed(reason.to_string()));
             }
-            handler.event(&mut conn, ev, &mut out).await?;
+            let io = Io {
+                conn: &mut conn,
+                out: &mut out,
+            };
+            dispatch(handler, io, ev).await;
             continue;
         }
         let next = conn.poll_timeout().unwrap_or_else(far);
@@ -111,7 +229,10 @@ where
                     conn.handle_input(Instant::now(), &buf[..n]);
                 }
             }
-            wake = handler.wait() => handler.wake(wake, &mut conn, &mut out).await?,
+            wake = handler.wait() => {
+                let io = Io { conn: &mut conn, out: &mut out };
+                handler.wake(io, wake).await?;
+            }
             () = &mut timer => {
                 conn.handle_timeout(Instant::now());
                 deadline = far();
