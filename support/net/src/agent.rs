@@ -200,6 +200,18 @@ pub fn load_device(
     Ok((parsed, crate::tls::client_config(&ca)?))
 }
 
+/// The address of the first advertised `host:port` (the one the device reports for its
+/// LAN, H.626.4 8.3 step 2), for sockets that must bind there (WebRTC); unspecified when
+/// it is not an address.
+pub fn advertised_ip(advertise: &[String]) -> std::net::IpAddr {
+    advertise
+        .first()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+            a.ip()
+        })
+}
+
 /// How to reach the platform.
 #[derive(Clone)]
 pub struct LinkConfig {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
 use peercam_net::accept::{self, AcceptConfig};
+use peercam_net::agent::PlatformReq;
 use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
@@ -82,6 +83,29 @@ impl Media {
             auth,
             max_out_fps: max_out_fps.max(1),
         })
+    }
+
+    /// A server over `store` whose tokens the device's platform link judges (H.626.4 8.4
+    /// steps 5-8 applied to recordings).
+    pub fn with_platform(
+        store: Store,
+        platform: mpsc::Sender<PlatformReq>,
+        max_out_fps: u32,
+    ) -> Arc<Self> {
+        let (auth_tx, mut auth_rx) = mpsc::channel::<AuthRequest>(64);
+        tokio::spawn(async move {
+            while let Some(r) = auth_rx.recv().await {
+                let req = PlatformReq::AuthorizePlay {
+                    token: r.token,
+                    client: r.client,
+                    reply: r.reply,
+                };
+                if platform.send(req).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self::new(store, auth_tx, max_out_fps)
     }
 
     /// Accepts connections until `shutdown`.

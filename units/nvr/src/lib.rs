@@ -45,17 +45,9 @@ pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NvrError {
-    /// Network setup failed.
+    /// Network setup failed, or the identity file is unusable.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// The identity file is unusable.
-    #[error("identity {path}: {source}")]
-    Identity {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: peercam_signal::identity::IdentityError,
-    },
     /// The identity is not an NVR's.
     #[error("identity {0} is not an NVR's (kind must be \"nvr\")")]
     NotAnNvr(PathBuf),
@@ -89,7 +81,7 @@ pub struct Config {
     #[serde(default)]
     pub advertise: Vec<String>,
     /// The cameras' LAN discovery port (Np); 0 turns discovery off. Default 45454.
-    #[serde(default = "default_discovery_port")]
+    #[serde(default = "peercam_net::discover::default_port")]
     pub discovery_port: u16,
     /// Target segment length, seconds (a segment is acknowledged as a whole: this bounds
     /// what a crash can lose). Default 2.
@@ -117,9 +109,6 @@ pub struct Config {
 fn default_media_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8556))
 }
-fn default_discovery_port() -> u16 {
-    peercam_signal::discover::DEFAULT_PORT
-}
 fn default_segment_s() -> u32 {
     2
 }
@@ -140,7 +129,7 @@ impl Config {
             store_dir: None,
             media_listen: default_media_listen(),
             advertise: Vec::new(),
-            discovery_port: default_discovery_port(),
+            discovery_port: peercam_net::discover::default_port(),
             segment_s: default_segment_s(),
             min_free_mb: default_min_free_mb(),
             disk_quota_mb: 0,
@@ -213,27 +202,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     );
     cams.start_all();
     // Playback and export clients' tokens go to the platform through the agent.
-    let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
-    tokio::spawn(async move {
-        while let Some(r) = auth_rx.recv().await {
-            let req = agent::PlatformReq::AuthorizePlay {
-                token: r.token,
-                client: r.client,
-                reply: r.reply,
-            };
-            if platform_tx.send(req).await.is_err() {
-                return;
-            }
-        }
-    });
-    let media = peercam_recorder::serve::Media::new(store.clone(), auth_tx, config.max_out_fps);
+    let media = peercam_recorder::serve::Media::with_platform(
+        store.clone(),
+        platform_tx,
+        config.max_out_fps,
+    );
     tokio::spawn(media.clone().serve(listener, shutdown.clone()));
-    let webrtc_ip = advertise
-        .first()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
-        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
-            a.ip()
-        });
+    let webrtc_ip = peercam_net::agent::advertised_ip(&advertise);
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
     let nvr = Arc::new(agent::Nvr {
         advertise,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peercam_net::{NetError, Shutdown};
-use peercam_signal::identity::{DeviceIdentity, IdentityError};
+use peercam_signal::identity::DeviceIdentity;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -46,15 +46,7 @@ pub fn running_version() -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PuError {
-    /// The identity file is missing or invalid.
-    #[error("identity {path}: {source}")]
-    Identity {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: IdentityError,
-    },
-    /// Certificates or files could not be read.
+    /// The identity, certificates or files could not be read.
     #[error(transparent)]
     Net(#[from] NetError),
     /// The media source is unusable.
@@ -88,7 +80,7 @@ pub struct Config {
     pub advertise: Vec<String>,
     /// UDP port on which the camera answers NVRs' LAN discovery probes (Np, multicast
     /// group 239.255.70.26); 0 turns discovery off. Default 45454.
-    #[serde(default = "default_discovery_port")]
+    #[serde(default = "peercam_net::discover::default_port")]
     pub discovery_port: u16,
     /// H.626.4 8.3 step 1: ask the home gateway (PCP, NAT-PMP, then UPnP IGD) to map the
     /// RTSP port, and report the mapping so viewers anywhere reach the camera directly.
@@ -183,9 +175,6 @@ fn yes() -> bool {
 fn default_sd_min_free() -> u64 {
     64
 }
-fn default_discovery_port() -> u16 {
-    peercam_signal::discover::DEFAULT_PORT
-}
 fn default_max_fps() -> u8 {
     25
 }
@@ -218,7 +207,7 @@ impl Config {
             reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
             rtsp_listen: default_rtsp_listen(),
             advertise: Vec::new(),
-            discovery_port: default_discovery_port(),
+            discovery_port: peercam_net::discover::default_port(),
             port_mapping: false,
             gateway: None,
             sd_dir: None,
@@ -340,7 +329,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     } else {
         None
     };
-    let recordings = sd.as_ref().map(|sd| sd_recordings(sd, cmd_tx.clone()));
+    // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
+    let recordings = sd.as_ref().map(|sd| {
+        peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
+    });
     let server = rtsp::Server::new(rtsp::ServerSettings {
         recordings,
         device_id: identity.device_id.clone(),
@@ -350,12 +342,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         control: control.clone(),
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
-        webrtc_ip: advertise
-            .first()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
-                a.ip()
-            }),
+        webrtc_ip: peercam_net::agent::advertised_ip(&advertise),
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
     // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.
@@ -459,27 +446,6 @@ fn wlan_backend(config: &Config) -> Result<Option<Arc<wlan::Wlan>>, PuError> {
         },
     }
     .map(|b| Arc::new(wlan::Wlan::new(b, confirm))))
-}
-
-/// H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
-fn sd_recordings(
-    sd: &sd::Sd,
-    platform: mpsc::Sender<PlatformRequest>,
-) -> Arc<peercam_recorder::serve::Media> {
-    let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
-    tokio::spawn(async move {
-        while let Some(r) = auth_rx.recv().await {
-            let req = PlatformRequest::AuthorizePlay {
-                token: r.token,
-                client: r.client,
-                reply: r.reply,
-            };
-            if platform.send(req).await.is_err() {
-                return;
-            }
-        }
-    });
-    peercam_recorder::serve::Media::new(sd.store().clone(), auth_tx, 60)
 }
 
 /// Np: NVRs on the LAN find the camera by a multicast probe.
