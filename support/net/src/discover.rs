@@ -14,6 +14,11 @@ use tokio::net::UdpSocket;
 
 use crate::Shutdown;
 
+/// The default discovery port of a device's configuration (Np).
+pub const fn default_port() -> u16 {
+    peercam_signal::discover::DEFAULT_PORT
+}
+
 fn group_socket(port: u16) -> std::io::Result<UdpSocket> {
     let s = socket2::Socket::new(
         socket2::Domain::IPV4,

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Shutdown;
+use crate::accept::{AcceptConfig, Accepted, Incoming};
 
 /// Serves `router` on `listener` until `shutdown`; TLS when `tls` is given.
 pub async fn serve(
@@ -20,20 +21,8 @@ pub async fn serve(
     router: Router,
     shutdown: Shutdown,
 ) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => return,
-        };
-        let _ = tcp.set_nodelay(true);
+    let mut incoming = Incoming::new(listener, AcceptConfig::new("HTTP"), shutdown.clone());
+    while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
         let app = router.clone().layer(axum::Extension(ConnectInfo(peer)));
         let tls = tls.clone();
         let shutdown = shutdown.clone();

@@ -3,9 +3,11 @@
 //! Protocol logic lives in sans-IO crates (`peercam-signal`); this crate owns the sockets:
 //! TLS configuration with a pinned platform CA ([`tls`]), generation of a private CA for
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
-//! HTTP(S) server loop for axum routers ([`http`]), gateway port mapping ([`portmap`]), a
-//! shutdown signal ([`Shutdown`]) and the rule for tests whose peer is missing ([`skip`]).
+//! HTTP(S) server loop for axum routers ([`http`]), the accept loop of every listener
+//! ([`accept`]), gateway port mapping ([`portmap`]), a shutdown signal ([`Shutdown`]) and the
+//! rule for tests whose peer is missing ([`skip`]).
 
+pub mod accept;
 pub mod agent;
 pub mod discover;
 pub mod http;
@@ -49,6 +51,14 @@ pub enum NetError {
     /// The operation took too long.
     #[error("{0} timed out")]
     Timeout(&'static str),
+    /// A device's identity file is unusable.
+    #[error("identity {path}: {source}")]
+    Identity {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: peercam_signal::identity::IdentityError,
+    },
 }
 
 impl NetError {

@@ -1,7 +1,9 @@
 //! A minimal RTSP client connection over any byte stream: a TCP connection, the MTU's relay
 //! channel from a camera (Pd), or a QUIC stream over a hole-punched path. Requests are sent
 //! one at a time; interleaved RTP/RTCP frames that arrive meanwhile are kept for
-//! [`RtspConn::next`].
+//! [`RtspConn::next`]. The server side, one driver for every unit, is [`serve`].
+
+pub mod serve;
 
 use std::collections::VecDeque;
 use std::time::Duration;

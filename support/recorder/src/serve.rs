@@ -23,19 +23,40 @@ use std::time::{Duration, Instant};
 
 use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
+use peercam_net::accept::{self, AcceptConfig};
+use peercam_net::agent::PlatformReq;
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
 use peercam_rtp::h264::H264Packetizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
-use peercam_rtsp::msg::{ChannelPair, LowerTransport, NptTime, Range, StatusCode};
-use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_rtsp::msg::{NptTime, Range, StatusCode};
+use peercam_rtsp::server::ServerConn;
 use peercam_signal::play::{PlayGrant, PlayVerdict};
-use peercam_store::{Frame, SegmentRow, Store};
+use peercam_store::{Frame, SegmentRow, Store, StoreError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AuthRequest;
+
+/// Why a playback or export connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The client sent nothing in time.
+    #[error("silent client")]
+    Silent,
+    /// The client's HTTP request head did not arrive in time.
+    #[error("slow request")]
+    SlowRequest,
+    /// Reading, writing or the export file failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The RTSP playback session ended.
+    #[error(transparent)]
+    Rtsp(#[from] ServeError),
+}
 
 /// The playback and export server of one recorder.
 pub struct Media {
@@ -64,34 +85,45 @@ impl Media {
         })
     }
 
+    /// A server over `store` whose tokens the device's platform link judges (H.626.4 8.4
+    /// steps 5-8 applied to recordings).
+    pub fn with_platform(
+        store: Store,
+        platform: mpsc::Sender<PlatformReq>,
+        max_out_fps: u32,
+    ) -> Arc<Self> {
+        let (auth_tx, mut auth_rx) = mpsc::channel::<AuthRequest>(64);
+        tokio::spawn(async move {
+            while let Some(r) = auth_rx.recv().await {
+                let req = PlatformReq::AuthorizePlay {
+                    token: r.token,
+                    client: r.client,
+                    reply: r.reply,
+                };
+                if platform.send(req).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self::new(store, auth_tx, max_out_fps)
+    }
+
     /// Accepts connections until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "media accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.wait() => return,
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(tcp);
-                continue;
-            };
-            let me = self.clone();
-            let sd = shutdown.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
+        let config = AcceptConfig {
+            nodelay: false,
+            ..AcceptConfig::new("recordings").limit(MAX_CONNECTIONS)
+        };
+        let sd = shutdown.clone();
+        accept::serve(listener, config, shutdown, move |tcp, peer| {
+            let (me, sd) = (self.clone(), sd.clone());
+            async move {
                 if let Err(e) = me.connection(tcp, peer, sd).await {
                     tracing::debug!(%peer, error = %e, "media connection ended");
                 }
-            });
-        }
+            }
+        })
+        .await;
     }
 
     /// Serves one accepted connection (RTSP playback or HTTP export, told apart by its
@@ -101,16 +133,15 @@ impl Media {
         tcp: TcpStream,
         peer: SocketAddr,
         sd: Shutdown,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectionError> {
         let mut head = [0u8; 5];
         let n = tokio::time::timeout(Duration::from_secs(10), tcp.peek(&mut head))
             .await
-            .map_err(|_| "silent client".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| ConnectionError::Silent)??;
         if head[..n].starts_with(b"GET ") || head[..n].starts_with(b"HEAD ") {
             self.http(tcp, peer).await
         } else {
-            self.rtsp(tcp, peer, sd).await
+            Ok(self.rtsp(tcp, peer, sd).await?)
         }
     }
 
@@ -152,7 +183,7 @@ impl Media {
     // -------------------------------------------------------------------------------------
     // HTTP export
 
-    async fn http(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), String> {
+    async fn http(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
         let mut buf = Vec::with_capacity(2048);
         let mut chunk = [0u8; 2048];
         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -161,8 +192,7 @@ impl Media {
             }
             let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
                 .await
-                .map_err(|_| "slow request".to_owned())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| ConnectionError::SlowRequest)??;
             if n == 0 {
                 return Ok(());
             }
@@ -208,14 +238,14 @@ impl Media {
             return respond(&mut tcp, 400, "the range must be 1 ms to 31 days").await;
         }
         let dir = self.store.config().root.join("exports");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}.mp4", hex(&random::<8>())));
         let summary =
             peercam_store::export_mp4(&self.store, camera.as_str(), from, to, &file, |_, _| {})
                 .await;
         let summary = match summary {
             Ok(s) => s,
-            Err(peercam_store::StoreError::Empty { .. }) => {
+            Err(StoreError::Empty { .. }) => {
                 return respond(&mut tcp, 404, "nothing was recorded in that range").await;
             }
             Err(e) => {
@@ -241,7 +271,7 @@ impl Media {
         }
         .await;
         let _ = std::fs::remove_file(&file);
-        result.map_err(|e| e.to_string())
+        Ok(result?)
     }
 
     // -------------------------------------------------------------------------------------
@@ -249,160 +279,30 @@ impl Media {
 
     async fn rtsp(
         &self,
-        mut tcp: TcpStream,
+        tcp: TcpStream,
         peer: SocketAddr,
         shutdown: Shutdown,
-    ) -> Result<(), String> {
-        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
-        let mut s = Session {
-            camera: None,
-            base_ms: 0,
-            sender: None,
-            channel: 0,
-            player: None,
-            paused_at: None,
-            out: Vec::with_capacity(64 * 1024),
-            out_ts: 0,
-            in_sync: false,
+    ) -> Result<(), ServeError> {
+        let mut playback = Playback {
+            media: self,
+            peer,
+            s: Session {
+                camera: None,
+                base_ms: 0,
+                sender: None,
+                channel: 0,
+                player: None,
+                paused_at: None,
+                out: Vec::new(),
+                out_ts: 0,
+                in_sync: false,
+            },
         };
-        let mut buf = vec![0u8; 8192];
-        let far = || Instant::now() + Duration::from_secs(3600);
-        loop {
-            while let Some(bytes) = conn.poll_transmit() {
-                s.out.extend_from_slice(&bytes);
-            }
-            if !s.out.is_empty() {
-                tcp.write_all(&s.out).await.map_err(|e| e.to_string())?;
-                s.out.clear();
-            }
-            if let Some(ev) = conn.poll_event() {
-                match ev {
-                    ServerEvent::Describe {
-                        cseq,
-                        path,
-                        query,
-                        token,
-                        uri,
-                    } => match self.describe(&path, query.as_deref(), token, peer).await {
-                        Ok((camera, base_ms, sdp)) => {
-                            s.camera = Some(camera);
-                            s.base_ms = base_ms;
-                            let _ = conn.respond_describe(
-                                cseq,
-                                sdp,
-                                Some(format!("{}/", uri.split('?').next().unwrap_or(&uri))),
-                            );
-                        }
-                        Err((status, msg)) => {
-                            let _ = conn.reject(cseq, StatusCode(status), &msg);
-                        }
-                    },
-                    ServerEvent::Setup {
-                        cseq,
-                        track,
-                        transports,
-                        ..
-                    } => {
-                        let offer = transports.iter().find(|t| {
-                            t.lower == Some(LowerTransport::Tcp) || t.interleaved.is_some()
-                        });
-                        match (track, offer, &s.camera) {
-                            (0, Some(offer), Some(_)) => {
-                                let pair = offer.interleaved.unwrap_or(ChannelPair {
-                                    rtp: 0,
-                                    rtcp: Some(1),
-                                });
-                                let ssrc = u32::from_be_bytes(random::<4>());
-                                let Ok(sender) = RtpSender::new(SenderConfig {
-                                    ssrc,
-                                    payload_type: 96,
-                                    initial_sequence: u16::from_be_bytes(random::<2>()),
-                                    timestamp_offset: u32::from_be_bytes(random::<4>()),
-                                }) else {
-                                    let _ = conn.reject(cseq, StatusCode(500), "");
-                                    continue;
-                                };
-                                let mut chosen = offer.clone();
-                                chosen.ssrc = Some(ssrc);
-                                chosen.lower = Some(LowerTransport::Tcp);
-                                chosen.interleaved = Some(ChannelPair {
-                                    rtp: pair.rtp,
-                                    rtcp: Some(
-                                        pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1)),
-                                    ),
-                                });
-                                s.channel = pair.rtp;
-                                s.sender = Some(sender);
-                                let _ = conn.accept_setup(cseq, 0, chosen);
-                            }
-                            (0, None, _) => {
-                                let _ = conn.reject(
-                                    cseq,
-                                    StatusCode(461),
-                                    "Recordings play over RTP/AVP/TCP interleaved",
-                                );
-                            }
-                            _ => {
-                                let _ = conn.reject(cseq, StatusCode(404), "no such track");
-                            }
-                        }
-                    }
-                    ServerEvent::Play {
-                        cseq,
-                        range,
-                        scale,
-                        frame_step,
-                    } => {
-                        self.play(&mut conn, &mut s, cseq, range, scale, frame_step)
-                            .await;
-                    }
-                    ServerEvent::Pause { .. } => {
-                        if let Some(p) = s.player.take() {
-                            s.paused_at = Some(p);
-                        }
-                    }
-                    ServerEvent::Teardown { .. } => {
-                        s.player = None;
-                        s.paused_at = None;
-                    }
-                    ServerEvent::Closed { .. } => {
-                        while let Some(bytes) = conn.poll_transmit() {
-                            s.out.extend_from_slice(&bytes);
-                        }
-                        let _ = tcp.write_all(&s.out).await;
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let deadline = conn.poll_timeout().unwrap_or_else(far);
-            let next_frame = s.player.as_ref().map(|p| p.next_at);
-            tokio::select! {
-                r = tcp.read(&mut buf) => {
-                    let n = r.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        conn.handle_peer_closed();
-                    } else {
-                        conn.handle_input(Instant::now(), &buf[..n]);
-                    }
-                }
-                () = async {
-                    match next_frame {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if !self.send_next(&mut s).await {
-                        // The end of the recordings (or of the range) in this direction.
-                        s.paused_at = s.player.take();
-                    }
-                    conn.touch(Instant::now());
-                }
-                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
-                () = shutdown.wait() => return Ok(()),
-            }
-        }
+        serve::serve(tcp, &mut playback, async move {
+            shutdown.wait().await;
+            Ok(())
+        })
+        .await
     }
 
     async fn describe(
@@ -601,7 +501,7 @@ impl Media {
     }
 }
 
-async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), String> {
+async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), ConnectionError> {
     let reason = match status {
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -616,15 +516,120 @@ async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), 
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(text.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    tcp.write_all(text.as_bytes()).await?;
     let _ = tcp.shutdown().await;
     Ok(())
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One RTSP playback connection.
+struct Playback<'a> {
+    media: &'a Media,
+    peer: SocketAddr,
+    s: Session,
+}
+
+impl Handler for Playback<'_> {
+    /// The next frame is due.
+    type Wake = ();
+
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
+        let (path, query, token) = (req.path.as_str(), req.query.as_deref(), req.token);
+        match self.media.describe(path, query, token, self.peer).await {
+            Ok((camera, base_ms, sdp)) => {
+                self.s.camera = Some(camera);
+                self.s.base_ms = base_ms;
+                let base = format!("{}/", uri.split('?').next().unwrap_or(uri));
+                let _ = conn.respond_describe(cseq, sdp, Some(base));
+            }
+            Err((status, msg)) => {
+                let _ = conn.reject(cseq, StatusCode(status), &msg);
+            }
+        }
+    }
+
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let (conn, cseq, track) = (io.conn, req.cseq, req.track);
+        let transports = req.transports;
+        let offer = transports.into_iter().find(serve::is_interleaved);
+        match (track, offer, &self.s.camera) {
+            (0, Some(offer), Some(_)) => {
+                let ssrc = u32::from_be_bytes(random::<4>());
+                let Ok(sender) = RtpSender::new(SenderConfig {
+                    ssrc,
+                    payload_type: 96,
+                    initial_sequence: u16::from_be_bytes(random::<2>()),
+                    timestamp_offset: u32::from_be_bytes(random::<4>()),
+                }) else {
+                    let _ = conn.reject(cseq, StatusCode(500), "");
+                    return;
+                };
+                let (mut chosen, rtp, _) = serve::interleaved(offer, 0);
+                chosen.ssrc = Some(ssrc);
+                self.s.channel = rtp;
+                self.s.sender = Some(sender);
+                let _ = conn.accept_setup(cseq, 0, chosen);
+            }
+            (0, None, _) => {
+                let _ = conn.reject(
+                    cseq,
+                    StatusCode(461),
+                    "Recordings play over RTP/AVP/TCP interleaved",
+                );
+            }
+            _ => {
+                let _ = conn.reject(cseq, StatusCode(404), "no such track");
+            }
+        }
+    }
+
+    async fn play(&mut self, io: Io<'_>, req: Play) {
+        let media = self.media;
+        self.s.out = std::mem::take(io.out);
+        let Play {
+            cseq,
+            range,
+            scale,
+            frame_step,
+        } = req;
+        media
+            .play(io.conn, &mut self.s, cseq, range, scale, frame_step)
+            .await;
+        *io.out = std::mem::take(&mut self.s.out);
+    }
+
+    fn pause(&mut self) {
+        if let Some(p) = self.s.player.take() {
+            self.s.paused_at = Some(p);
+        }
+    }
+
+    fn teardown(&mut self) {
+        self.s.player = None;
+        self.s.paused_at = None;
+    }
+
+    async fn wait(&mut self) {
+        match self.s.player.as_ref().map(|p| p.next_at) {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn wake(&mut self, io: Io<'_>, (): ()) -> Result<(), ServeError> {
+        self.s.out = std::mem::take(io.out);
+        if !self.media.send_next(&mut self.s).await {
+            // The end of the recordings (or of the range) in this direction.
+            self.s.paused_at = self.s.player.take();
+        }
+        io.conn.touch(Instant::now());
+        *io.out = std::mem::take(&mut self.s.out);
+        Ok(())
+    }
 }
 
 struct Session {
@@ -684,6 +689,28 @@ impl Session {
     }
 }
 
+/// Why a recording could not be played from where it was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlayerError {
+    /// The store could not read the segment.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A segment must start with a key frame (the store cuts them so).
+    #[error("segment {0} does not start with a key frame")]
+    NoKeyFrame(String),
+    /// The H.264 decoder or encoder failed (a frame step re-encoded as an IDR).
+    #[error("{what}: {source}")]
+    Codec {
+        /// What was being done.
+        what: &'static str,
+        /// The codec's error.
+        source: openh264::Error,
+    },
+    /// Nothing came out of the re-encoding.
+    #[error("{0}")]
+    Nothing(&'static str),
+}
+
 /// Where a playback stands: the loaded segment, the GOP being sent, what is planned.
 pub(crate) struct Player {
     camera: String,
@@ -726,7 +753,7 @@ impl Player {
             shown: None,
             next_at: Instant::now(),
         };
-        p.load(store, seg).await.map_err(|e| (500, e))?;
+        p.load(store, seg).await.map_err(|e| (500, e.to_string()))?;
         let fps = p.fps();
         p.selection = trick::selection(scale, fps, max_out_fps);
         // Start at the GOP holding `at_ms` (a seek lands within one GOP).
@@ -746,8 +773,8 @@ impl Player {
         ((n * 90_000 + span / 2) / span).clamp(1, 120) as u32
     }
 
-    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), String> {
-        let media = store.read(&seg).await.map_err(|e| e.to_string())?;
+    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), PlayerError> {
+        let media = store.read(&seg).await?;
         self.frames = media.video;
         self.gops = self
             .frames
@@ -757,10 +784,7 @@ impl Player {
             .map(|(i, _)| i)
             .collect();
         if self.gops.first() != Some(&0) {
-            return Err(format!(
-                "segment {} does not start with a key frame",
-                seg.path
-            ));
+            return Err(PlayerError::NoKeyFrame(seg.path));
         }
         self.seg = seg;
         self.queue.clear();
@@ -876,7 +900,7 @@ impl Player {
         let gop: Vec<Frame> = self.frames[self.gops[g]..=i].to_vec();
         let done = tokio::task::spawn_blocking(move || reencode(&gop))
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or(Err(PlayerError::Nothing("the re-encoding task failed")));
         match done {
             Ok(f) => Some((f, true)),
             Err(e) => {
@@ -896,33 +920,28 @@ impl Player {
 
 /// Decodes `gop` (from its IDR) and encodes its last frame alone as an IDR, keeping the
 /// original frame's SEI (its tag: frame number, capture time).
-fn reencode(gop: &[Frame]) -> Result<Frame, String> {
+fn reencode(gop: &[Frame]) -> Result<Frame, PlayerError> {
     use openh264::decoder::Decoder;
     use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
-    let last = gop.last().ok_or("empty GOP")?;
-    let mut dec = Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
+    let codec = |what: &'static str| move |source| PlayerError::Codec { what, source };
+    let last = gop.last().ok_or(PlayerError::Nothing("empty GOP"))?;
+    let mut dec = Decoder::new().map_err(codec("H.264 decoder"))?;
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
         .rate_control_mode(RateControlMode::Quality)
         .skip_frames(false);
     let mut enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), config)
-        .map_err(|e| format!("H.264 encoder: {e}"))?;
+        .map_err(codec("H.264 encoder"))?;
     let mut encoded = None;
     for (n, f) in gop.iter().enumerate() {
         let annexb = peercam_media::annexb::join(&f.nals);
-        let yuv = dec
-            .decode(&annexb)
-            .map_err(|e| format!("decoding frame {n} of the GOP: {e}"))?;
+        let yuv = dec.decode(&annexb).map_err(codec("decoding the GOP"))?;
         if n + 1 == gop.len() {
-            let yuv = yuv.ok_or("the decoder returned no picture")?;
-            encoded = Some(
-                enc.encode(&yuv)
-                    .map_err(|e| format!("encoding: {e}"))?
-                    .to_vec(),
-            );
+            let yuv = yuv.ok_or(PlayerError::Nothing("the decoder returned no picture"))?;
+            encoded = Some(enc.encode(&yuv).map_err(codec("encoding"))?.to_vec());
         }
     }
-    let bytes = encoded.ok_or("nothing encoded")?;
+    let bytes = encoded.ok_or(PlayerError::Nothing("nothing encoded"))?;
     let mut nals: Vec<Vec<u8>> = Vec::new();
     // The tag first, as the camera writes it.
     nals.extend(

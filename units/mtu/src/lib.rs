@@ -275,7 +275,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         scu_url: config.scu_url.clone(),
         tls: client_tls,
         identity,
-        sw_version: SW_VERSION,
+        sw_version: SW_VERSION.into(),
         reconnect_initial: Duration::from_millis(config.reconnect_initial_ms),
         reconnect_max: Duration::from_millis(config.reconnect_max_ms),
         tick: Duration::from_millis(config.report_ms),

@@ -22,14 +22,15 @@ use base64::Engine as _;
 use bytes::Bytes;
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
-use peercam_net::rtsp::RtspConn;
-use peercam_rtsp::msg::{ChannelPair, LowerTransport, StatusCode};
-use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
+use peercam_net::rtsp::{RtspConn, RtspError};
+use peercam_rtsp::msg::{LowerTransport, StatusCode};
 use peercam_rtsp::{Parsed, write_interleaved};
 use peercam_signal::cmd::{DeviceRequest, PlatformAnswer};
 use peercam_signal::play::Caps;
 use peercam_signal::relay::{MtuLoad, RELAY_HELLO};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -103,7 +104,7 @@ struct FeedInfo {
 
 struct Feed {
     tx: broadcast::Sender<Arc<Packet>>,
-    ready: watch::Receiver<Option<Result<FeedInfo, String>>>,
+    ready: watch::Receiver<Option<Result<FeedInfo, FeedError>>>,
     viewers: AtomicUsize,
     /// (sequence, timestamp) of the last RTP packet per track, for RTP-Info.
     last: Mutex<[Option<(u16, u32)>; 2]>,
@@ -260,30 +261,20 @@ impl Relay {
         listener: TcpListener,
         acceptor: peercam_net::tokio_rustls::TlsAcceptor,
     ) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "tunnel accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = self.shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        let config = AcceptConfig::new("relay tunnels");
+        let mut incoming = Incoming::new(listener, config, self.shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let (me, acceptor) = (self.clone(), acceptor.clone());
             tokio::spawn(async move {
                 let r = tokio::time::timeout(Duration::from_secs(5), async {
-                    let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+                    let mut tls = acceptor.accept(tcp).await.map_err(HelloError::Tls)?;
                     let line = read_line(&mut tls, 256).await?;
                     let ticket = line
                         .strip_prefix(RELAY_HELLO)
                         .map(str::trim)
-                        .ok_or_else(|| format!("not a relay hello: {line:?}"))?
+                        .ok_or_else(|| HelloError::NotHello(line.clone()))?
                         .to_owned();
-                    Ok::<_, String>((tls, ticket))
+                    Ok::<_, HelloError>((tls, ticket))
                 })
                 .await;
                 match r {
@@ -311,19 +302,9 @@ impl Relay {
 
     /// Serves viewers (Mc / Cd).
     pub(crate) async fn serve_viewers(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "RTSP relay accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = self.shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        let config = AcceptConfig::new("RTSP relay");
+        let mut incoming = Incoming::new(listener, config, self.shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = Viewer::new(me, peer).run(tcp).await {
@@ -339,7 +320,7 @@ impl Relay {
         self: &Arc<Self>,
         camera: &DeviceId,
         caps: Caps,
-    ) -> Result<(Joined, FeedInfo), String> {
+    ) -> Result<(Joined, FeedInfo), FeedError> {
         let key = (camera.clone(), caps);
         let feed = {
             let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
@@ -379,12 +360,12 @@ impl Relay {
                     return r;
                 }
                 if ready.changed().await.is_err() {
-                    return Err("the camera's feed ended".to_owned());
+                    return Err(FeedError::Ended);
                 }
             }
         })
         .await
-        .map_err(|_| "the camera did not start its stream in time".to_owned())??;
+        .map_err(|_| FeedError::StartTimeout)??;
         Ok((joined, info))
     }
 
@@ -393,7 +374,7 @@ impl Relay {
         self: Arc<Self>,
         key: (DeviceId, Caps),
         feed: Arc<Feed>,
-        ready: watch::Sender<Option<Result<FeedInfo, String>>>,
+        ready: watch::Sender<Option<Result<FeedInfo, FeedError>>>,
     ) {
         self.stats.upstreams.fetch_add(1, Ordering::Relaxed);
         self.stats.upstreams_total.fetch_add(1, Ordering::Relaxed);
@@ -404,7 +385,7 @@ impl Relay {
             tracing::info!(%camera, error = %e, "relay upstream ended");
         }
         if ready.borrow().is_none() || r.is_err() {
-            let e = r.err().unwrap_or_else(|| "the camera's feed ended".into());
+            let e = r.err().unwrap_or(FeedError::Ended);
             ready.send_replace(Some(Err(e)));
         }
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
@@ -413,13 +394,14 @@ impl Relay {
         }
     }
 
-    async fn run_upstream(
+    /// Mp then Pd: has the platform order the camera to open its channel here, then PLAYs
+    /// the camera over it; returns the connection, the camera's SDP, its track count and
+    /// the base URL.
+    async fn open_upstream(
         &self,
         camera: &DeviceId,
         caps: Caps,
-        feed: &Arc<Feed>,
-        ready: &watch::Sender<Option<Result<FeedInfo, String>>>,
-    ) -> Result<(), String> {
+    ) -> Result<(RtspConn, String, usize, String), FeedError> {
         // Mp: the platform orders the camera to connect here with this ticket.
         let ticket = random_b64(24);
         let (tx, rx) = oneshot::channel();
@@ -440,16 +422,16 @@ impl Relay {
             PlatformAnswer::Stream { token, .. } => token,
             PlatformAnswer::Refused { code, message } => {
                 self.forget_ticket(&ticket);
-                return Err(format!("platform refused the upstream ({code}): {message}"));
+                return Err(FeedError::Refused { code, message });
             }
             other => {
                 self.forget_ticket(&ticket);
-                return Err(format!("unexpected platform answer {other:?}"));
+                return Err(FeedError::Unexpected(format!("{other:?}")));
             }
         };
         let Ok(Ok(tunnel)) = tokio::time::timeout(Duration::from_secs(10), rx).await else {
             self.forget_ticket(&ticket);
-            return Err("the camera did not open its relay channel".into());
+            return Err(FeedError::NoChannel);
         };
         // Pd: RTSP over the camera's channel, as a viewer holding the platform's token.
         let mut conn = RtspConn::new(Box::new(tunnel), "peercam-mtu");
@@ -460,8 +442,7 @@ impl Relay {
                 &format!("{base}?token={token}"),
                 "Accept: application/sdp\r\n",
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let sdp = String::from_utf8_lossy(&d.body).into_owned();
         let tracks = sdp
             .lines()
@@ -469,13 +450,21 @@ impl Relay {
             .count()
             .clamp(1, 2);
         for t in 0..tracks {
-            conn.setup_interleaved(&base, t)
-                .await
-                .map_err(|e| e.to_string())?;
+            conn.setup_interleaved(&base, t).await?;
         }
         conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
+        Ok((conn, sdp, tracks, base))
+    }
+
+    async fn run_upstream(
+        &self,
+        camera: &DeviceId,
+        caps: Caps,
+        feed: &Arc<Feed>,
+        ready: &watch::Sender<Option<Result<FeedInfo, FeedError>>>,
+    ) -> Result<(), FeedError> {
+        let (mut conn, sdp, tracks, base) = self.open_upstream(camera, caps).await?;
         // 7.3: a camera that cannot encode the viewer's profile gets transcoded here.
         let mut fmtp_rx = None;
         let transcoder = match transcode::Source::from_sdp(&sdp)
@@ -497,7 +486,8 @@ impl Relay {
                     move |fmtp| {
                         let _ = fmtp_tx.send(fmtp);
                     },
-                )?;
+                )
+                .map_err(FeedError::Transcode)?;
                 self.stats.transcodes_total.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%camera, ?source, ?target, "relay upstream transcoded for the viewer's profile");
                 fmtp_rx = Some(rx);
@@ -518,7 +508,7 @@ impl Relay {
         let mut idle_since: Option<Instant> = None;
         loop {
             tokio::select! {
-                msg = conn.next() => match msg.map_err(|e| e.to_string())? {
+                msg = conn.next() => match msg? {
                     Parsed::Interleaved(f) => {
                         self.stats.bytes_in.fetch_add(f.payload.len() as u64, Ordering::Relaxed);
                         let track = usize::from(f.channel / 2);
@@ -544,12 +534,12 @@ impl Relay {
                     }
                 }, if fmtp_rx.is_some() => {
                     fmtp_rx = None;
-                    let fmtp = fmtp.map_err(|_| "the transcoder stopped".to_owned())?;
+                    let fmtp = fmtp.map_err(|_| FeedError::TranscoderStopped)?;
                     let sdp = transcode::rewrite_sdp(&sdp, &fmtp);
                     ready.send_replace(Some(Ok(FeedInfo { sdp, tracks })));
                 }
                 _ = keepalive.tick() => {
-                    conn.send("GET_PARAMETER", &format!("{base}/"), "").await.map_err(|e| e.to_string())?;
+                    conn.send("GET_PARAMETER", &format!("{base}/"), "").await?;
                 }
                 _ = check.tick() => {
                     if feed.viewers.load(Ordering::Acquire) == 0 {
@@ -576,6 +566,66 @@ impl Relay {
     }
 }
 
+/// Why a camera's feed is not available to viewers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FeedError {
+    /// The feed ended before or while a viewer waited.
+    #[error("the camera's feed ended")]
+    Ended,
+    /// The camera did not start its stream in time.
+    #[error("the camera did not start its stream in time")]
+    StartTimeout,
+    /// The platform refused the upstream (Mp).
+    #[error("platform refused the upstream ({code}): {message}")]
+    Refused {
+        /// The platform's code.
+        code: peercam_signal::refusal::Refusal,
+        /// Its explanation.
+        message: String,
+    },
+    /// The platform answered something else.
+    #[error("unexpected platform answer {0}")]
+    Unexpected(String),
+    /// The camera did not open its relay channel (Pd) in time.
+    #[error("the camera did not open its relay channel")]
+    NoChannel,
+    /// RTSP with the camera over its channel failed.
+    #[error("upstream: {0}")]
+    Rtsp(Arc<RtspError>),
+    /// The transcoder could not start.
+    #[error("transcoder: {0}")]
+    Transcode(String),
+    /// The transcoder stopped before it said its format.
+    #[error("the transcoder stopped")]
+    TranscoderStopped,
+}
+
+impl From<RtspError> for FeedError {
+    fn from(e: RtspError) -> Self {
+        Self::Rtsp(Arc::new(e))
+    }
+}
+
+/// Why a camera's relay channel was refused before its ticket was read.
+#[derive(Debug, thiserror::Error)]
+enum HelloError {
+    /// The TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    /// Reading the hello failed.
+    #[error("reading the hello: {0}")]
+    Io(std::io::Error),
+    /// The hello line is too long.
+    #[error("hello line too long")]
+    TooLong,
+    /// The hello is not text.
+    #[error("hello is not UTF-8")]
+    NotUtf8,
+    /// The line is not a relay hello.
+    #[error("not a relay hello: {0:?}")]
+    NotHello(String),
+}
+
 /// Whether an RTP packet carries the start of an H.264 key frame.
 fn is_key_start(rtp: &[u8]) -> bool {
     peercam_rtp::RtpPacket::parse(rtp)
@@ -585,251 +635,34 @@ fn is_key_start(rtp: &[u8]) -> bool {
 async fn read_line<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,
     max: usize,
-) -> Result<String, String> {
+) -> Result<String, HelloError> {
     let mut line = Vec::new();
     loop {
-        let b = s.read_u8().await.map_err(|e| e.to_string())?;
+        let b = s.read_u8().await.map_err(HelloError::Io)?;
         if b == b'\n' {
             break;
         }
         line.push(b);
         if line.len() > max {
-            return Err("hello line too long".into());
+            return Err(HelloError::TooLong);
         }
     }
-    let s = String::from_utf8(line).map_err(|_| "hello is not UTF-8".to_owned())?;
+    let s = String::from_utf8(line).map_err(|_| HelloError::NotUtf8)?;
     Ok(s.trim_end_matches('\r').to_owned())
 }
 
-/// One viewer's RTSP connection.
-struct Viewer {
-    relay: Arc<Relay>,
-    peer: SocketAddr,
-    /// The camera, the user and the profile granted, once the platform granted the viewer.
-    who: Option<(DeviceId, i64, Caps)>,
-    revocations: broadcast::Receiver<(DeviceId, Option<i64>)>,
-    joined: Option<(Joined, FeedInfo)>,
-    /// Interleaved channel pair per track, as the viewer set up.
-    channels: [Option<(u8, u8)>; 2],
-    rx: Option<broadcast::Receiver<Arc<Packet>>>,
-    /// The feed's multicast group, when the viewer set up a track for multicast.
-    multicast: Option<Arc<multicast::Sender>>,
-    /// Counted as a multicast listener while playing.
-    listening: Option<multicast::Listening>,
-    waiting_key: bool,
-    out: Vec<u8>,
+/// What wakes a viewer's connection.
+enum Wake {
+    Packet(Result<Arc<Packet>, broadcast::error::RecvError>),
+    Revocation(Result<(DeviceId, Option<i64>), broadcast::error::RecvError>),
 }
 
-impl Viewer {
-    fn new(relay: Arc<Relay>, peer: SocketAddr) -> Self {
-        Self {
-            revocations: relay.revocations.subscribe(),
-            relay,
-            peer,
-            who: None,
-            joined: None,
-            channels: [None, None],
-            rx: None,
-            multicast: None,
-            listening: None,
-            waiting_key: true,
-            out: Vec::with_capacity(64 * 1024),
-        }
-    }
+impl Handler for Viewer {
+    type Wake = Wake;
 
-    async fn run(mut self, mut tcp: TcpStream) -> Result<(), String> {
-        let mut seed = [0u8; 16];
-        getrandom::fill(&mut seed).unwrap_or_else(|_| rand::fill(&mut seed[..]));
-        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), seed);
-        let mut buf = vec![0u8; 16 * 1024];
-        let far = || Instant::now() + Duration::from_secs(3600);
-        let shutdown = self.relay.shutdown.clone();
-        loop {
-            while let Some(bytes) = conn.poll_transmit() {
-                self.out.extend_from_slice(&bytes);
-            }
-            self.flush(&mut tcp).await?;
-            if let Some(ev) = conn.poll_event() {
-                match ev {
-                    ServerEvent::Describe {
-                        cseq,
-                        uri,
-                        path,
-                        token,
-                        ..
-                    } => self.describe(&mut conn, cseq, &uri, &path, token).await,
-                    ServerEvent::Setup {
-                        cseq,
-                        track,
-                        transports,
-                        ..
-                    } => self.setup(&mut conn, cseq, track, transports),
-                    ServerEvent::Play { cseq, .. } => {
-                        let Some((j, _)) = &self.joined else {
-                            let _ = conn.reject(
-                                cseq,
-                                StatusCode(455),
-                                "Method Not Valid in This State",
-                            );
-                            continue;
-                        };
-                        if let Some(m) = &self.multicast {
-                            self.listening = Some(multicast::Listening::new(m.clone()));
-                        }
-                        if self.channels.iter().all(Option::is_none) {
-                            // Multicast only: the packets go to the group, not this connection.
-                            let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
-                            let info: Vec<(usize, u16, u32)> = (0..2)
-                                .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
-                                .collect();
-                            let _ = conn.accept_play(cseq, &info);
-                            continue;
-                        }
-                        // The GOP so far first (a prompt picture), then the live packets.
-                        let cached = {
-                            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
-                            self.rx = Some(j.feed.tx.subscribe());
-                            gop.clone()
-                        };
-                        // RTP-Info names the first packet each track will get.
-                        let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
-                        let first_cached = |t: usize| {
-                            cached
-                                .iter()
-                                .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
-                                .map(|p| {
-                                    let d = &p.data;
-                                    (
-                                        u16::from_be_bytes([d[2], d[3]]),
-                                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
-                                    )
-                                })
-                        };
-                        let info: Vec<(usize, u16, u32)> = (0..2)
-                            .filter(|t| self.channels[*t].is_some())
-                            .filter_map(|t| {
-                                first_cached(t)
-                                    .or_else(|| last[t].map(|(s, ts)| (s.wrapping_add(1), ts)))
-                                    .map(|(s, ts)| (t, s, ts))
-                            })
-                            .collect();
-                        self.waiting_key = true;
-                        let _ = conn.accept_play(cseq, &info);
-                        while let Some(bytes) = conn.poll_transmit() {
-                            self.out.extend_from_slice(&bytes);
-                        }
-                        for p in &cached {
-                            self.forward(p);
-                        }
-                    }
-                    ServerEvent::Pause { .. } => {
-                        self.rx = None;
-                        self.listening = None;
-                    }
-                    ServerEvent::Teardown { .. } => {
-                        self.rx = None;
-                        self.listening = None;
-                    }
-                    ServerEvent::Closed { reason } => {
-                        while let Some(bytes) = conn.poll_transmit() {
-                            self.out.extend_from_slice(&bytes);
-                        }
-                        let _ = tcp.write_all(&self.out).await;
-                        return Err(reason.to_string());
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let deadline = conn.poll_timeout().unwrap_or_else(far);
-            let pkt = async {
-                match self.rx.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = tcp.read(&mut buf) => {
-                    let n = r.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        conn.handle_peer_closed();
-                        continue;
-                    }
-                    conn.handle_input(Instant::now(), &buf[..n]);
-                }
-                p = pkt => match p {
-                    Ok(p) => {
-                        self.forward(&p);
-                        // Send what is queued now and then, not per packet, when packets pile up.
-                        for _ in 0..64 {
-                            match self.rx.as_mut().map(broadcast::Receiver::try_recv) {
-                                Some(Ok(p)) => self.forward(&p),
-                                _ => break,
-                            }
-                        }
-                        self.flush(&mut tcp).await?;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(peer = %self.peer, skipped = n, "relay viewer lagged; waiting for a key frame");
-                        self.waiting_key = true;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Err("the camera's feed ended".into()),
-                },
-                () = tokio::time::sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
-                r = self.revocations.recv() => match r {
-                    Ok((camera, user)) => {
-                        if let Some((c, u, _)) = &self.who
-                            && *c == camera
-                            && user.is_none_or(|x| x == *u)
-                        {
-                            tracing::info!(peer = %self.peer, %camera, "relayed session revoked by the platform");
-                            return Err("revoked".into());
-                        }
-                    }
-                    // Missed revocations: end rather than risk serving a revoked viewer.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Err("revocations lagged".into()),
-                    Err(broadcast::error::RecvError::Closed) => {}
-                },
-                () = shutdown.wait() => return Ok(()),
-            }
-        }
-    }
-
-    fn forward(&mut self, p: &Packet) {
-        let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
-            return;
-        };
-        if self.waiting_key {
-            if !p.key {
-                return;
-            }
-            self.waiting_key = false;
-        }
-        let ch = if p.rtcp { rtcp } else { rtp };
-        if write_interleaved(ch, &p.data, &mut self.out).is_ok() {
-            self.relay
-                .stats
-                .bytes_out
-                .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
-        }
-    }
-
-    async fn flush(&mut self, tcp: &mut TcpStream) -> Result<(), String> {
-        if !self.out.is_empty() {
-            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    async fn describe(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        uri: &str,
-        path: &str,
-        token: Option<String>,
-    ) {
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
+        let (path, token) = (req.path.as_str(), req.token);
         let camera = path
             .strip_prefix("/relay/")
             .and_then(|c| c.parse::<DeviceId>().ok());
@@ -858,12 +691,8 @@ impl Viewer {
                 PlatformAnswer::Refused { code, .. } => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(peer = %self.peer, %camera, %code, "relay viewer refused");
-                    let (s, r) = if code.is_transient() {
-                        (503, "Service Unavailable")
-                    } else {
-                        (401, "Unauthorized")
-                    };
-                    let _ = conn.reject(cseq, StatusCode(s), r);
+                    let (status, reason) = serve::refusal(&code);
+                    let _ = conn.reject(cseq, status, reason);
                     return;
                 }
                 _ => {
@@ -885,20 +714,12 @@ impl Viewer {
         let Some((_, info)) = &self.joined else {
             return;
         };
-        let base = format!(
-            "{}/",
-            uri.split('?').next().unwrap_or(uri).trim_end_matches('/')
-        );
-        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(base));
+        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(serve::content_base(uri)));
     }
 
-    fn setup(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        track: usize,
-        transports: Vec<peercam_rtsp::Transport>,
-    ) {
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let (conn, cseq, track) = (io.conn, req.cseq, req.track);
+        let transports = req.transports;
         let Some((_, info)) = &self.joined else {
             let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
             return;
@@ -914,7 +735,7 @@ impl Viewer {
             if t.multicast == Some(true) {
                 multicast.is_some() && t.lower != Some(LowerTransport::Tcp)
             } else {
-                t.interleaved.is_some() || t.lower == Some(LowerTransport::Tcp)
+                serve::is_interleaved(t)
             }
         }) else {
             let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
@@ -945,18 +766,180 @@ impl Viewer {
             self.multicast = Some(sender);
             return;
         }
-        let pair = offer.interleaved.unwrap_or(ChannelPair {
-            rtp: (track * 2) as u8,
-            rtcp: Some((track * 2 + 1) as u8),
-        });
-        let rtcp = pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1));
-        let mut chosen = offer;
-        chosen.interleaved = Some(ChannelPair {
-            rtp: pair.rtp,
-            rtcp: Some(rtcp),
-        });
-        chosen.lower = Some(LowerTransport::Tcp);
-        self.channels[track] = Some((pair.rtp, rtcp));
+        let (chosen, rtp, rtcp) = serve::interleaved(offer, track);
+        self.channels[track] = Some((rtp, rtcp));
         let _ = conn.accept_setup(cseq, track, chosen);
+    }
+
+    /// PLAY: the GOP so far first (a prompt picture), then the live packets.
+    async fn play(&mut self, io: Io<'_>, req: Play) {
+        let (conn, out, cseq) = (io.conn, io.out, req.cseq);
+        let Some((j, _)) = &self.joined else {
+            let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        };
+        if let Some(m) = &self.multicast {
+            self.listening = Some(multicast::Listening::new(m.clone()));
+        }
+        let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.channels.iter().all(Option::is_none) {
+            // Multicast only: the packets go to the group, not this connection.
+            let info: Vec<(usize, u16, u32)> = (0..2)
+                .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
+                .collect();
+            let _ = conn.accept_play(cseq, &info);
+            return;
+        }
+        let cached = {
+            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
+            self.rx = Some(j.feed.tx.subscribe());
+            gop.clone()
+        };
+        // RTP-Info names the first packet each track will get.
+        let first_cached = |t: usize| {
+            cached
+                .iter()
+                .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
+                .map(|p| {
+                    let d = &p.data;
+                    (
+                        u16::from_be_bytes([d[2], d[3]]),
+                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+                    )
+                })
+        };
+        let info: Vec<(usize, u16, u32)> = (0..2)
+            .filter(|t| self.channels[*t].is_some())
+            .filter_map(|t| {
+                first_cached(t)
+                    .or_else(|| last[t].map(|(s, ts)| (s.wrapping_add(1), ts)))
+                    .map(|(s, ts)| (t, s, ts))
+            })
+            .collect();
+        self.waiting_key = true;
+        let _ = conn.accept_play(cseq, &info);
+        serve::drain(conn, out);
+        for p in &cached {
+            self.forward(p, out);
+        }
+    }
+
+    fn pause(&mut self) {
+        self.rx = None;
+        self.listening = None;
+    }
+
+    async fn wait(&mut self) -> Wake {
+        let pkt = async {
+            match self.rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            p = pkt => Wake::Packet(p),
+            r = self.revocations.recv() => Wake::Revocation(r),
+        }
+    }
+
+    async fn wake(&mut self, io: Io<'_>, wake: Wake) -> Result<(), ServeError> {
+        let out = io.out;
+        match wake {
+            Wake::Packet(Ok(p)) => {
+                self.forward(&p, out);
+                // Send what is queued now and then, not per packet, when packets pile up.
+                for _ in 0..64 {
+                    match self.rx.as_mut().map(broadcast::Receiver::try_recv) {
+                        Some(Ok(p)) => self.forward(&p, out),
+                        _ => break,
+                    }
+                }
+            }
+            Wake::Packet(Err(broadcast::error::RecvError::Lagged(n))) => {
+                tracing::debug!(peer = %self.peer, skipped = n, "relay viewer lagged; waiting for a key frame");
+                self.waiting_key = true;
+            }
+            Wake::Packet(Err(broadcast::error::RecvError::Closed)) => {
+                return Err(ServeError::SourceEnded("the camera's feed ended".into()));
+            }
+            Wake::Revocation(Ok((camera, user))) => {
+                if let Some((c, u, _)) = &self.who
+                    && *c == camera
+                    && user.is_none_or(|x| x == *u)
+                {
+                    tracing::info!(peer = %self.peer, %camera, "relayed session revoked by the platform");
+                    return Err(ServeError::Revoked);
+                }
+            }
+            // Missed revocations: end rather than risk serving a revoked viewer.
+            Wake::Revocation(Err(broadcast::error::RecvError::Lagged(_))) => {
+                return Err(ServeError::Revoked);
+            }
+            Wake::Revocation(Err(broadcast::error::RecvError::Closed)) => {}
+        }
+        Ok(())
+    }
+}
+
+/// One viewer's RTSP connection.
+struct Viewer {
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    /// The camera, the user and the profile granted, once the platform granted the viewer.
+    who: Option<(DeviceId, i64, Caps)>,
+    revocations: broadcast::Receiver<(DeviceId, Option<i64>)>,
+    joined: Option<(Joined, FeedInfo)>,
+    /// Interleaved channel pair per track, as the viewer set up.
+    channels: [Option<(u8, u8)>; 2],
+    rx: Option<broadcast::Receiver<Arc<Packet>>>,
+    /// The feed's multicast group, when the viewer set up a track for multicast.
+    multicast: Option<Arc<multicast::Sender>>,
+    /// Counted as a multicast listener while playing.
+    listening: Option<multicast::Listening>,
+    waiting_key: bool,
+}
+
+impl Viewer {
+    fn new(relay: Arc<Relay>, peer: SocketAddr) -> Self {
+        Self {
+            revocations: relay.revocations.subscribe(),
+            relay,
+            peer,
+            who: None,
+            joined: None,
+            channels: [None, None],
+            rx: None,
+            multicast: None,
+            listening: None,
+            waiting_key: true,
+        }
+    }
+
+    async fn run(mut self, tcp: TcpStream) -> Result<(), ServeError> {
+        let shutdown = self.relay.shutdown.clone();
+        serve::serve(tcp, &mut self, async move {
+            shutdown.wait().await;
+            Ok(())
+        })
+        .await
+    }
+
+    fn forward(&mut self, p: &Packet, out: &mut Vec<u8>) {
+        let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
+            return;
+        };
+        if self.waiting_key {
+            if !p.key {
+                return;
+            }
+            self.waiting_key = false;
+        }
+        let ch = if p.rtcp { rtcp } else { rtp };
+        if write_interleaved(ch, &p.data, out).is_ok() {
+            self.relay
+                .stats
+                .bytes_out
+                .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
+        }
     }
 }

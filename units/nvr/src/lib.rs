@@ -31,7 +31,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use peercam_net::{NetError, Shutdown};
-use peercam_signal::identity::DeviceIdentity;
 use peercam_store::{Store, StoreConfig};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
@@ -46,17 +45,9 @@ pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NvrError {
-    /// Network setup failed.
+    /// Network setup failed, or the identity file is unusable.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// The identity file is unusable.
-    #[error("identity {path}: {source}")]
-    Identity {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: peercam_signal::identity::IdentityError,
-    },
     /// The identity is not an NVR's.
     #[error("identity {0} is not an NVR's (kind must be \"nvr\")")]
     NotAnNvr(PathBuf),
@@ -90,7 +81,7 @@ pub struct Config {
     #[serde(default)]
     pub advertise: Vec<String>,
     /// The cameras' LAN discovery port (Np); 0 turns discovery off. Default 45454.
-    #[serde(default = "default_discovery_port")]
+    #[serde(default = "peercam_net::discover::default_port")]
     pub discovery_port: u16,
     /// Target segment length, seconds (a segment is acknowledged as a whole: this bounds
     /// what a crash can lose). Default 2.
@@ -108,18 +99,15 @@ pub struct Config {
     #[serde(default = "default_max_out_fps")]
     pub max_out_fps: u32,
     /// First reconnect delay to the SCU, ms. Default 250.
-    #[serde(default = "default_backoff_initial")]
+    #[serde(default = "peercam_net::agent::default_reconnect_initial_ms")]
     pub reconnect_initial_ms: u64,
     /// Longest reconnect delay, ms. Default 4000.
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "peercam_net::agent::default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
 }
 
 fn default_media_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8556))
-}
-fn default_discovery_port() -> u16 {
-    peercam_signal::discover::DEFAULT_PORT
 }
 fn default_segment_s() -> u32 {
     2
@@ -129,12 +117,6 @@ fn default_min_free_mb() -> u64 {
 }
 fn default_max_out_fps() -> u32 {
     60
-}
-fn default_backoff_initial() -> u64 {
-    250
-}
-fn default_backoff_max() -> u64 {
-    4000
 }
 
 impl Config {
@@ -147,13 +129,13 @@ impl Config {
             store_dir: None,
             media_listen: default_media_listen(),
             advertise: Vec::new(),
-            discovery_port: default_discovery_port(),
+            discovery_port: peercam_net::discover::default_port(),
             segment_s: default_segment_s(),
             min_free_mb: default_min_free_mb(),
             disk_quota_mb: 0,
             max_out_fps: default_max_out_fps(),
-            reconnect_initial_ms: default_backoff_initial(),
-            reconnect_max_ms: default_backoff_max(),
+            reconnect_initial_ms: peercam_net::agent::default_reconnect_initial_ms(),
+            reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
         }
     }
 
@@ -181,19 +163,10 @@ pub struct Running {
 /// Loads the identity, opens (and repairs) the store, binds the media listener and starts
 /// the agent, the writer and one recorder per attached camera.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrError> {
-    let text = std::fs::read_to_string(&config.identity).map_err(|e| NetError::Io {
-        context: format!("reading {}", config.identity.display()),
-        source: e,
-    })?;
-    let identity = DeviceIdentity::parse(&text).map_err(|source| NvrError::Identity {
-        path: config.identity.clone(),
-        source,
-    })?;
+    let (identity, tls) = peercam_net::agent::load_device(&config.identity, &config.platform_ca)?;
     if identity.kind != peercam_signal::ps::DeviceKind::Nvr {
         return Err(NvrError::NotAnNvr(config.identity.clone()));
     }
-    let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
-    let tls = peercam_net::tls::client_config(&ca)?;
     let mut store_cfg = StoreConfig::new(config.store_dir());
     store_cfg.min_free_bytes = config.min_free_mb << 20;
     store_cfg.disk_quota_bytes = config.disk_quota_mb << 20;
@@ -204,16 +177,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         dropped = report.rows_dropped.len(),
         "recording store open"
     );
-    let listener = tokio::net::TcpListener::bind(config.media_listen)
-        .await
-        .map_err(|e| NetError::Io {
-            context: format!("binding media {}", config.media_listen),
-            source: e,
-        })?;
-    let media_addr = listener.local_addr().map_err(|e| NetError::Io {
-        context: "media address".into(),
-        source: e,
-    })?;
+    let (listener, media_addr) = peercam_net::accept::bind(config.media_listen, "media").await?;
     let advertise = if config.advertise.is_empty() {
         if media_addr.ip().is_unspecified() {
             vec![format!("127.0.0.1:{}", media_addr.port())]
@@ -238,27 +202,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     );
     cams.start_all();
     // Playback and export clients' tokens go to the platform through the agent.
-    let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
-    tokio::spawn(async move {
-        while let Some(r) = auth_rx.recv().await {
-            let req = agent::PlatformReq::AuthorizePlay {
-                token: r.token,
-                client: r.client,
-                reply: r.reply,
-            };
-            if platform_tx.send(req).await.is_err() {
-                return;
-            }
-        }
-    });
-    let media = peercam_recorder::serve::Media::new(store.clone(), auth_tx, config.max_out_fps);
+    let media = peercam_recorder::serve::Media::with_platform(
+        store.clone(),
+        platform_tx,
+        config.max_out_fps,
+    );
     tokio::spawn(media.clone().serve(listener, shutdown.clone()));
-    let webrtc_ip = advertise
-        .first()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
-        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
-            a.ip()
-        });
+    let webrtc_ip = peercam_net::agent::advertised_ip(&advertise);
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
     let nvr = Arc::new(agent::Nvr {
         advertise,
@@ -274,7 +224,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         scu_url: config.scu_url.clone(),
         tls,
         identity,
-        sw_version: SW_VERSION,
+        sw_version: SW_VERSION.into(),
         reconnect_initial: std::time::Duration::from_millis(config.reconnect_initial_ms),
         reconnect_max: std::time::Duration::from_millis(config.reconnect_max_ms),
         tick: std::time::Duration::from_secs(3600),

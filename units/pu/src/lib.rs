@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peercam_net::{NetError, Shutdown};
-use peercam_signal::identity::{DeviceIdentity, IdentityError};
-use peercam_signal::ps::RefusalCode;
+use peercam_signal::identity::DeviceIdentity;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -47,15 +46,7 @@ pub fn running_version() -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PuError {
-    /// The identity file is missing or invalid.
-    #[error("identity {path}: {source}")]
-    Identity {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: IdentityError,
-    },
-    /// Certificates or files could not be read.
+    /// The identity, certificates or files could not be read.
     #[error(transparent)]
     Net(#[from] NetError),
     /// The media source is unusable.
@@ -74,10 +65,10 @@ pub struct Config {
     /// The platform CA certificate (PEM) the SCU must chain to; nothing else is trusted.
     pub platform_ca: PathBuf,
     /// First reconnect delay, ms. Default 250.
-    #[serde(default = "default_backoff_initial")]
+    #[serde(default = "peercam_net::agent::default_reconnect_initial_ms")]
     pub reconnect_initial_ms: u64,
     /// Longest reconnect delay, ms. Default 4000.
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "peercam_net::agent::default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
     /// Where the RTSP server listens (Pc/Pc'). Default `0.0.0.0:8554`.
     #[serde(default = "default_rtsp_listen")]
@@ -89,7 +80,7 @@ pub struct Config {
     pub advertise: Vec<String>,
     /// UDP port on which the camera answers NVRs' LAN discovery probes (Np, multicast
     /// group 239.255.70.26); 0 turns discovery off. Default 45454.
-    #[serde(default = "default_discovery_port")]
+    #[serde(default = "peercam_net::discover::default_port")]
     pub discovery_port: u16,
     /// H.626.4 8.3 step 1: ask the home gateway (PCP, NAT-PMP, then UPnP IGD) to map the
     /// RTSP port, and report the mapping so viewers anywhere reach the camera directly.
@@ -175,12 +166,6 @@ pub struct Config {
     pub upgrade_health_s: u32,
 }
 
-fn default_backoff_initial() -> u64 {
-    250
-}
-fn default_backoff_max() -> u64 {
-    4000
-}
 fn default_rtsp_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8554))
 }
@@ -189,9 +174,6 @@ fn yes() -> bool {
 }
 fn default_sd_min_free() -> u64 {
     64
-}
-fn default_discovery_port() -> u16 {
-    peercam_signal::discover::DEFAULT_PORT
 }
 fn default_max_fps() -> u8 {
     25
@@ -221,11 +203,11 @@ impl Config {
             identity,
             scu_url,
             platform_ca,
-            reconnect_initial_ms: default_backoff_initial(),
-            reconnect_max_ms: default_backoff_max(),
+            reconnect_initial_ms: peercam_net::agent::default_reconnect_initial_ms(),
+            reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
             rtsp_listen: default_rtsp_listen(),
             advertise: Vec::new(),
-            discovery_port: default_discovery_port(),
+            discovery_port: peercam_net::discover::default_port(),
             port_mapping: false,
             gateway: None,
             sd_dir: None,
@@ -258,24 +240,8 @@ impl Config {
     }
 }
 
-/// Where the agent stands with the platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PuStatus {
-    /// Connecting or waiting to reconnect.
-    Connecting,
-    /// Registered (H.626.4 8.1 done).
-    Registered {
-        /// The session id given by the SCU.
-        session: String,
-    },
-    /// The platform refused this device.
-    Refused {
-        /// Why.
-        code: RefusalCode,
-        /// Explanation.
-        message: String,
-    },
-}
+/// Where the agent stands with the platform (registered: H.626.4 8.1 done).
+pub type PuStatus = peercam_net::agent::LinkStatus;
 
 /// A running agent.
 pub struct Running {
@@ -296,26 +262,8 @@ pub struct Running {
 
 /// Loads the identity, binds the RTSP listener and starts the agent in the background.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuError> {
-    let text = std::fs::read_to_string(&config.identity).map_err(|e| NetError::Io {
-        context: format!("reading {}", config.identity.display()),
-        source: e,
-    })?;
-    let identity = DeviceIdentity::parse(&text).map_err(|source| PuError::Identity {
-        path: config.identity.clone(),
-        source,
-    })?;
-    let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
-    let tls = peercam_net::tls::client_config(&ca)?;
-    let listener = tokio::net::TcpListener::bind(config.rtsp_listen)
-        .await
-        .map_err(|e| NetError::Io {
-            context: format!("binding RTSP {}", config.rtsp_listen),
-            source: e,
-        })?;
-    let rtsp_addr = listener.local_addr().map_err(|e| NetError::Io {
-        context: "RTSP address".into(),
-        source: e,
-    })?;
+    let (identity, tls) = peercam_net::agent::load_device(&config.identity, &config.platform_ca)?;
+    let (listener, rtsp_addr) = peercam_net::accept::bind(config.rtsp_listen, "RTSP").await?;
     let advertise = if config.advertise.is_empty() {
         default_advertise(rtsp_addr, &config.scu_url)
     } else {
@@ -330,33 +278,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
             .try_into()
             .unwrap_or([0; 4]),
     );
-    let source = match (&config.source_file, &config.source_rtsp) {
-        (Some(_), Some(_)) => {
-            return Err(PuError::Source(
-                "source_file and source_rtsp are exclusive: pick one".into(),
-            ));
-        }
-        (Some(path), None) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
-        (None, Some(url)) => {
-            let parsed = url::Url::parse(url)
-                .ok()
-                .filter(|u| u.scheme() == "rtsp" && u.host().is_some())
-                .ok_or_else(|| {
-                    PuError::Source("source_rtsp must be an rtsp://host/path URL".into())
-                })?;
-            let udp = match config.source_rtsp_transport.as_deref() {
-                None | Some("tcp") => false,
-                Some("udp") => true,
-                Some(other) => {
-                    return Err(PuError::Source(format!(
-                        "source_rtsp_transport = {other:?}: expected tcp or udp"
-                    )));
-                }
-            };
-            media::Source::Rtsp(media::pull::PullConfig { url: parsed, udp })
-        }
-        (None, None) => media::Source::Synthetic,
-    };
+    let source = media_source(&config)?;
     let state_dir = config
         .state_dir
         .clone()
@@ -382,24 +304,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         running_version(),
         Some((*tls).clone()),
     ));
-    let confirm = Duration::from_secs(config.wlan_confirm_s.max(1).into());
-    let wlan = match config.wlan.as_deref() {
-        None | Some("" | "none") => None,
-        Some("networkmanager") => {
-            Some(Box::new(wlan::NetworkManager) as Box<dyn wlan::WlanBackend>)
-        }
-        Some(other) => match other.strip_prefix("file:") {
-            Some(path) => {
-                Some(Box::new(wlan::FileBackend::new(path.into())) as Box<dyn wlan::WlanBackend>)
-            }
-            None => {
-                return Err(PuError::Source(format!(
-                    "wlan = {other:?}: expected \"networkmanager\" or \"file:PATH\""
-                )));
-            }
-        },
-    }
-    .map(|b| Arc::new(wlan::Wlan::new(b, confirm)));
+    let wlan = wlan_backend(&config)?;
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     // H.626.4 8.7.3: the SD card, and its playback and export on the RTSP port.
     let sd = if config.sd_card {
@@ -424,22 +329,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     } else {
         None
     };
+    // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
     let recordings = sd.as_ref().map(|sd| {
-        let (auth_tx, mut auth_rx) = mpsc::channel::<peercam_recorder::AuthRequest>(64);
-        let platform = cmd_tx.clone();
-        tokio::spawn(async move {
-            while let Some(r) = auth_rx.recv().await {
-                let req = PlatformRequest::AuthorizePlay {
-                    token: r.token,
-                    client: r.client,
-                    reply: r.reply,
-                };
-                if platform.send(req).await.is_err() {
-                    return;
-                }
-            }
-        });
-        peercam_recorder::serve::Media::new(sd.store().clone(), auth_tx, 60)
+        peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
     });
     let server = rtsp::Server::new(rtsp::ServerSettings {
         recordings,
@@ -450,39 +342,26 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         control: control.clone(),
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
-        webrtc_ip: advertise
-            .first()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
-                a.ip()
-            }),
+        webrtc_ip: peercam_net::agent::advertised_ip(&advertise),
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
     // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.
     let (mapped_tx, mapped) = watch::channel(Vec::new());
     spawn_port_mapping(&config, rtsp_addr, mapped_tx, shutdown.clone());
-    // Np: NVRs on the LAN find the camera by a multicast probe.
-    if config.discovery_port != 0 {
-        let key = identity
-            .signing_key()
-            .map_err(|e| PuError::Source(format!("identity key: {e}")))?;
-        let (port, id, addrs, sd) = (
-            config.discovery_port,
-            identity.device_id.clone(),
-            advertise.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = peercam_net::discover::answer_probes(port, id, addrs, key, sd).await {
-                tracing::warn!(error = %e, port, "LAN discovery is off");
-            }
-        });
-    }
+    spawn_discovery(&config, &identity, &advertise, &shutdown)?;
+    let link = peercam_net::agent::LinkConfig {
+        scu_url: config.scu_url.clone(),
+        tls: tls.clone(),
+        identity: identity.clone(),
+        sw_version: running_version(),
+        reconnect_initial: Duration::from_millis(config.reconnect_initial_ms),
+        reconnect_max: Duration::from_millis(config.reconnect_max_ms),
+        // Nothing periodic beyond heartbeats and clock synchronisation (the session's).
+        tick: Duration::from_secs(3600),
+    };
     let agent = agent::Agent {
-        config,
         identity,
         tls,
-        status: status_tx,
         started: Instant::now(),
         registrations: registrations.clone(),
         advertise,
@@ -495,8 +374,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         sd,
         rtsp: server,
         mapped,
+        shutdown: shutdown.clone(),
     };
-    let task = tokio::spawn(agent.run(cmd_rx, shutdown));
+    let task = tokio::spawn(peercam_net::agent::run(
+        link,
+        Arc::new(agent),
+        status_tx,
+        cmd_rx,
+        shutdown,
+    ));
     let restart = upgrader.restart.subscribe();
     Ok(Running {
         status,
@@ -506,6 +392,86 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         hub,
         restart,
     })
+}
+
+/// The picture source `config` names: a file, a third-party RTSP camera, or the synthetic
+/// scene.
+fn media_source(config: &Config) -> Result<media::Source, PuError> {
+    Ok(match (&config.source_file, &config.source_rtsp) {
+        (Some(_), Some(_)) => {
+            return Err(PuError::Source(
+                "source_file and source_rtsp are exclusive: pick one".into(),
+            ));
+        }
+        (Some(path), None) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
+        (None, Some(url)) => {
+            let parsed = url::Url::parse(url)
+                .ok()
+                .filter(|u| u.scheme() == "rtsp" && u.host().is_some())
+                .ok_or_else(|| {
+                    PuError::Source("source_rtsp must be an rtsp://host/path URL".into())
+                })?;
+            let udp = match config.source_rtsp_transport.as_deref() {
+                None | Some("tcp") => false,
+                Some("udp") => true,
+                Some(other) => {
+                    return Err(PuError::Source(format!(
+                        "source_rtsp_transport = {other:?}: expected tcp or udp"
+                    )));
+                }
+            };
+            media::Source::Rtsp(media::pull::PullConfig { url: parsed, udp })
+        }
+        (None, None) => media::Source::Synthetic,
+    })
+}
+
+/// The WLAN backend `config` names (H.626.4 6.1.11), if any.
+fn wlan_backend(config: &Config) -> Result<Option<Arc<wlan::Wlan>>, PuError> {
+    let confirm = Duration::from_secs(config.wlan_confirm_s.max(1).into());
+    Ok(match config.wlan.as_deref() {
+        None | Some("" | "none") => None,
+        Some("networkmanager") => {
+            Some(Box::new(wlan::NetworkManager) as Box<dyn wlan::WlanBackend>)
+        }
+        Some(other) => match other.strip_prefix("file:") {
+            Some(path) => {
+                Some(Box::new(wlan::FileBackend::new(path.into())) as Box<dyn wlan::WlanBackend>)
+            }
+            None => {
+                return Err(PuError::Source(format!(
+                    "wlan = {other:?}: expected \"networkmanager\" or \"file:PATH\""
+                )));
+            }
+        },
+    }
+    .map(|b| Arc::new(wlan::Wlan::new(b, confirm))))
+}
+
+/// Np: NVRs on the LAN find the camera by a multicast probe.
+fn spawn_discovery(
+    config: &Config,
+    identity: &DeviceIdentity,
+    advertise: &[String],
+    shutdown: &Shutdown,
+) -> Result<(), PuError> {
+    if config.discovery_port != 0 {
+        let key = identity
+            .signing_key()
+            .map_err(|e| PuError::Source(format!("identity key: {e}")))?;
+        let (port, id, addrs, sd) = (
+            config.discovery_port,
+            identity.device_id.clone(),
+            advertise.to_vec(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = peercam_net::discover::answer_probes(port, id, addrs, key, sd).await {
+                tracing::warn!(error = %e, port, "LAN discovery is off");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Addresses to report when none are configured (H.626.4 8.3 step 2): the bound one; when

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
+use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
+use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_rtp::session::{RtpSender, SenderConfig};
-use peercam_rtsp::msg::{ChannelPair, LowerTransport, PortPair, StatusCode, Transport};
-use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
+use peercam_rtsp::msg::{PortPair, StatusCode};
 use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -88,19 +89,10 @@ impl Server {
     }
 
     pub(crate) async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "RTSP accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.wait() => return,
-            };
-            let _ = tcp.set_nodelay(true);
+        // Sessions are limited below (relayed and punched ones count too), with a 503.
+        let config = AcceptConfig::new("RTSP");
+        let mut incoming = Incoming::new(listener, config, shutdown.clone());
+        while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let settings = self.settings.clone();
             let sessions = self.sessions.clone();
             let shutdown = shutdown.clone();
@@ -116,15 +108,15 @@ impl Server {
                 }
                 let n = sessions.fetch_add(1, Ordering::AcqRel);
                 let r = if n >= settings.max_sessions {
-                    refuse_busy(tcp).await.map_err(|e| e.to_string())
+                    refuse_busy(tcp).await.map_err(ServeError::Io)
                 } else {
                     match tcp.local_addr() {
                         Ok(local) => {
-                            Connection::new(settings, peer)
-                                .run(tcp, Some(local), shutdown)
+                            Connection::new(settings, peer, Some(local))
+                                .run(tcp, shutdown)
                                 .await
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(ServeError::Io(e)),
                     }
                 };
                 sessions.fetch_sub(1, Ordering::AcqRel);
@@ -148,36 +140,39 @@ impl Server {
         ticket: &str,
         tls: Arc<peercam_net::rustls::ClientConfig>,
         shutdown: Shutdown,
-    ) -> Result<(), String> {
+    ) -> Result<(), PathError> {
         let name = peercam_net::rustls::pki_types::ServerName::try_from(server_name.to_owned())
-            .map_err(|e| format!("bad MTU server name {server_name:?}: {e}"))?;
+            .map_err(|e| PathError::ServerName(format!("{server_name:?}: {e}")))?;
         let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(tunnel))
             .await
-            .map_err(|_| format!("the MTU at {tunnel} did not answer in time"))?
-            .map_err(|e| format!("cannot reach the MTU at {tunnel}: {e}"))?;
+            .map_err(|_| PathError::Silent(tunnel.to_owned()))?
+            .map_err(|source| PathError::Connect {
+                tunnel: tunnel.to_owned(),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
-        let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
+        let peer = tcp.peer_addr().map_err(PathError::Io)?;
         let mut stream = tokio::time::timeout(
             Duration::from_secs(5),
             peercam_net::tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
         )
         .await
-        .map_err(|_| "TLS with the MTU timed out".to_owned())?
-        .map_err(|e| format!("TLS with the MTU failed: {e}"))?;
+        .map_err(|_| PathError::TlsTimeout)?
+        .map_err(PathError::Tls)?;
         stream
             .write_all(format!("{} {ticket}\r\n", peercam_signal::relay::RELAY_HELLO).as_bytes())
             .await
-            .map_err(|e| format!("writing to the MTU: {e}"))?;
+            .map_err(PathError::Write)?;
         let n = self.sessions.fetch_add(1, Ordering::AcqRel);
         if n >= self.settings.max_sessions {
             self.sessions.fetch_sub(1, Ordering::AcqRel);
-            return Err("the camera serves as many sessions as it can".into());
+            return Err(PathError::Busy);
         }
         let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
         tokio::spawn(async move {
             tracing::info!(%peer, "relay channel to the MTU open");
-            let r = Connection::new(settings, peer)
-                .run(stream, None, shutdown)
+            let r = Connection::new(settings, peer, None)
+                .run(stream, shutdown)
                 .await;
             sessions.fetch_sub(1, Ordering::AcqRel);
             tracing::info!(%peer, result = ?r, "relay channel to the MTU closed");
@@ -197,9 +192,8 @@ impl Server {
         offer: &peercam_signal::relay::PunchDescription,
         stun: Option<&str>,
         shutdown: Shutdown,
-    ) -> Result<peercam_signal::relay::PunchDescription, String> {
-        let offer =
-            peercam_p2p::SessionDescription::from_signal(offer).map_err(|e| e.to_string())?;
+    ) -> Result<peercam_signal::relay::PunchDescription, PathError> {
+        let offer = peercam_p2p::SessionDescription::from_signal(offer)?;
         let stun = match stun {
             Some(s) => tokio::net::lookup_host(s)
                 .await
@@ -212,8 +206,7 @@ impl Server {
             stun,
             Duration::from_millis(1500),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let answer = prepared.description.to_signal();
         let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
         tokio::spawn(async move {
@@ -238,8 +231,8 @@ impl Server {
                     let n = sessions.fetch_add(1, Ordering::AcqRel);
                     if n < settings.max_sessions {
                         tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
-                        let r = Connection::new(settings, peer)
-                            .run(stream, None, shutdown)
+                        let r = Connection::new(settings, peer, None)
+                            .run(stream, shutdown)
                             .await;
                         tracing::debug!(%peer, result = ?r, "punched session ended");
                     }
@@ -252,6 +245,44 @@ impl Server {
         });
         Ok(answer)
     }
+}
+
+/// Why the camera could not open a media path the platform asked for (the MTU's relay
+/// channel, Mp/Pd; a punched path, 8.3).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PathError {
+    /// The MTU's name is not a TLS server name.
+    #[error("bad MTU server name {0}")]
+    ServerName(String),
+    /// The MTU did not accept the connection in time.
+    #[error("the MTU at {0} did not answer in time")]
+    Silent(String),
+    /// The MTU refused the connection.
+    #[error("cannot reach the MTU at {tunnel}: {source}")]
+    Connect {
+        /// The MTU's tunnel address.
+        tunnel: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS handshake took too long.
+    #[error("TLS with the MTU timed out")]
+    TlsTimeout,
+    /// The TLS handshake failed (the MTU's certificate is checked against the platform CA).
+    #[error("TLS with the MTU failed: {0}")]
+    Tls(std::io::Error),
+    /// The hello could not be sent.
+    #[error("writing to the MTU: {0}")]
+    Write(std::io::Error),
+    /// A socket could not say its address.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// Every session the camera serves is taken.
+    #[error("the camera serves as many sessions as it can")]
+    Busy,
+    /// Hole punching could not start.
+    #[error(transparent)]
+    Punch(#[from] peercam_p2p::Error),
 }
 
 /// Whether a new connection asks for recordings: its first request line names a `/rec/`
@@ -326,7 +357,10 @@ struct Connection {
     tracks: HashMap<usize, Track>,
     playing: bool,
     waiting_key: bool,
-    out: Vec<u8>,
+    /// The address UDP transport binds to; `None` where only interleaved is offered.
+    local: Option<SocketAddr>,
+    /// RTCP sender reports while playing.
+    rtcp_tick: tokio::time::Interval,
     /// Scratch for one UDP packet.
     pkt: Vec<u8>,
     /// The last (media timestamp, capture time) sent per track, for sender reports.
@@ -335,7 +369,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(settings: Arc<ServerSettings>, peer: SocketAddr) -> Self {
+    fn new(settings: Arc<ServerSettings>, peer: SocketAddr, local: Option<SocketAddr>) -> Self {
         Self {
             settings,
             peer,
@@ -346,179 +380,41 @@ impl Connection {
             tracks: HashMap::new(),
             playing: false,
             waiting_key: true,
-            out: Vec::with_capacity(64 * 1024),
+            local,
+            rtcp_tick: tokio::time::interval(Duration::from_secs(2)),
             pkt: Vec::with_capacity(1500),
             last_video: None,
             last_audio: None,
         }
     }
 
-    /// Serves one viewer on `tcp`: a TCP connection, or the MTU's relay channel (Pd), where
+    /// Serves one viewer on `io`: a TCP connection, or the MTU's relay channel (Pd), where
     /// `local` is `None` and only interleaved transport is offered.
-    async fn run<S>(
-        mut self,
-        mut tcp: S,
-        local: Option<SocketAddr>,
-        shutdown: Shutdown,
-    ) -> Result<(), String>
+    async fn run<S>(mut self, io: S, shutdown: Shutdown) -> Result<(), ServeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut conn = ServerConn::new(ServerConfig::default(), Instant::now(), random::<16>());
-        // Revocations and shutdown are watched by a side task, so the per-frame loop below
-        // polls only this connection's own futures (no shared channel locks per frame).
-        let (end_tx, mut end_rx) = oneshot::channel();
+        // Revocations and shutdown are watched by a side task, so the per-frame loop polls
+        // only this connection's own futures (no shared channel locks per frame).
+        let (end_tx, end_rx) = oneshot::channel();
         tokio::spawn(watch_end(
             self.settings.revocations.subscribe(),
             shutdown,
             self.viewer.subscribe(),
             end_tx,
         ));
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut rtcp_tick = tokio::time::interval(Duration::from_secs(2));
-        // One timer for the state machine's deadline, moved only when the deadline moves.
-        let far = || Instant::now() + Duration::from_secs(3600);
-        let mut deadline = far();
-        let timer = tokio::time::sleep_until(deadline.into());
-        tokio::pin!(timer);
-        loop {
-            // Write what the RTSP state machine produced, then act on its events.
-            while let Some(bytes) = conn.poll_transmit() {
-                self.out.extend_from_slice(&bytes);
+        let peer = self.peer;
+        let stop = async move {
+            match end_rx.await {
+                Ok(End::Revoked) => {
+                    // docs/security.md D5: access changed; this viewer's session ends now.
+                    tracing::info!(%peer, "session revoked by the platform");
+                    Err(ServeError::Revoked)
+                }
+                Ok(End::Shutdown) | Err(_) => Ok(()),
             }
-            self.flush(&mut tcp).await?;
-            // One event at a time, flushing what each produced before the next.
-            if let Some(ev) = conn.poll_event() {
-                match ev {
-                    ServerEvent::Describe {
-                        cseq,
-                        uri,
-                        token,
-                        path,
-                        ..
-                    } => self.describe(&mut conn, cseq, &uri, token, &path).await,
-                    ServerEvent::Setup {
-                        cseq,
-                        track,
-                        transports,
-                        ..
-                    } => self.setup(&mut conn, cseq, track, transports, local).await,
-                    ServerEvent::Play { cseq, .. } => {
-                        let start = self.start_playing();
-                        let info: Vec<(usize, u16, u32)> = self
-                            .tracks
-                            .iter()
-                            .map(|(t, tr)| {
-                                (*t, tr.sender.next_sequence(), tr.sender.rtp_timestamp(0))
-                            })
-                            .collect();
-                        let _ = conn.accept_play(cseq, &info);
-                        // The answer first, then the picture the viewer starts from.
-                        while let Some(bytes) = conn.poll_transmit() {
-                            self.out.extend_from_slice(&bytes);
-                        }
-                        for au in start {
-                            self.send_video(&au).await;
-                        }
-                        self.flush(&mut tcp).await?;
-                    }
-                    ServerEvent::Pause { .. } | ServerEvent::Teardown { .. } => {
-                        self.playing = false;
-                    }
-                    ServerEvent::Closed { reason } => {
-                        while let Some(bytes) = conn.poll_transmit() {
-                            self.out.extend_from_slice(&bytes);
-                        }
-                        let _ = tcp.write_all(&self.out).await;
-                        return Err(reason.to_string());
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let next = conn.poll_timeout().unwrap_or_else(far);
-            if next != deadline {
-                deadline = next;
-                timer.as_mut().reset(deadline.into());
-            }
-            let video = self.tracks.contains_key(&0);
-            let audio = self.tracks.contains_key(&1);
-            let au_rx = async {
-                match self.sub.as_mut() {
-                    Some(s) if self.playing && video => s.rx.recv().await,
-                    _ => std::future::pending().await,
-                }
-            };
-            let audio_rx = async {
-                match self.audio.as_mut() {
-                    Some(a) if self.playing && audio => a.rx.recv().await,
-                    _ => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = tcp.read(&mut buf) => {
-                    let n = r.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        conn.handle_peer_closed();
-                        continue;
-                    }
-                    conn.handle_input(Instant::now(), &buf[..n]);
-                }
-                au = au_rx => match au {
-                    Ok(au) => {
-                        if self.waiting_key && !au.key {
-                            continue;
-                        }
-                        self.waiting_key = false;
-                        self.send_video(&au).await;
-                        self.flush(&mut tcp).await?;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        // Too slow a viewer: skip to a fresh IDR instead of sending garbage.
-                        tracing::debug!(peer = %self.peer, skipped = n, "viewer lagged; resyncing on an IDR");
-                        self.waiting_key = true;
-                        if let Some(s) = &self.sub {
-                            s.request_idr();
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Err("encoder stopped".into()),
-                },
-                frame = audio_rx => match frame {
-                    Ok(frame) => {
-                        self.send_audio(&frame).await;
-                        self.flush(&mut tcp).await?;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => self.audio = None,
-                },
-                _ = rtcp_tick.tick(), if self.playing => {
-                    self.send_reports().await;
-                    self.flush(&mut tcp).await?;
-                }
-                end = &mut end_rx => return match end {
-                    Ok(End::Revoked) => {
-                        // SECURITY.md D5: access changed; this viewer's session ends now.
-                        tracing::info!(peer = %self.peer, "session revoked by the platform");
-                        Err("revoked".into())
-                    }
-                    Ok(End::Shutdown) | Err(_) => Ok(()),
-                },
-                () = &mut timer => {
-                    conn.handle_timeout(Instant::now());
-                    deadline = far();
-                    timer.as_mut().reset(deadline.into());
-                }
-            }
-        }
-    }
-
-    /// Writes what is buffered for the connection, in one call.
-    async fn flush<S: AsyncWrite + Unpin>(&mut self, tcp: &mut S) -> Result<(), String> {
-        if !self.out.is_empty() {
-            tcp.write_all(&self.out).await.map_err(|e| e.to_string())?;
-            self.out.clear();
-        }
-        Ok(())
+        };
+        serve::serve(io, &mut self, stop).await
     }
 
     /// PLAY (again): what was queued while not playing is stale. Start from the newest key
@@ -577,15 +473,88 @@ impl Connection {
         Vec::new()
     }
 
+    /// Appends the access unit's shared payloads with this session's RTP headers (interleaved),
+    /// or sends them (UDP).
+    async fn send_video(&mut self, au: &AccessUnit, out: &mut Vec<u8>) {
+        let Some(track) = self.tracks.get_mut(&0) else {
+            return;
+        };
+        let ts = au.rtp_timestamp();
+        self.last_video = Some((ts, au.capture_unix_us));
+        for p in &au.payloads {
+            send_packet(track, &p.data, ts, p.marker, out, &mut self.pkt).await;
+        }
+    }
+
+    async fn send_audio(&mut self, frame: &AudioPacket, out: &mut Vec<u8>) {
+        let Some(track) = self.tracks.get_mut(&1) else {
+            return;
+        };
+        self.last_audio = Some((frame.media_ts, frame.capture_unix_us));
+        send_packet(
+            track,
+            &frame.payload,
+            frame.media_ts,
+            false,
+            out,
+            &mut self.pkt,
+        )
+        .await;
+    }
+
+    /// RTCP sender reports (RFC 3550 6.4.1) tying each track's RTP time to the wall clock.
+    async fn send_reports(&mut self, out: &mut Vec<u8>) {
+        // H.626.4 7.2: sender reports carry the clock synchronised with the SCU.
+        let now = self.settings.hub.clock().now_us();
+        for (t, track) in &mut self.tracks {
+            let (last, rate) = if *t == 0 {
+                (self.last_video, 90_000)
+            } else {
+                (self.last_audio, 8_000)
+            };
+            let Some((ts, at)) = last else { continue };
+            let elapsed = now.saturating_sub(at) * rate / 1_000_000;
+            let media_ts = ts.wrapping_add(u32::try_from(elapsed).unwrap_or(0));
+            self.pkt.clear();
+            if track
+                .sender
+                .write_rtcp(now, media_ts, b"peercam", &mut self.pkt)
+                .is_err()
+            {
+                continue;
+            }
+            match &track.path {
+                Path::Interleaved { rtcp, .. } => {
+                    let _ = peercam_rtsp::write_interleaved(*rtcp, &self.pkt, out);
+                }
+                Path::Udp { rtcp, to_rtcp, .. } => {
+                    let _ = rtcp.send_to(&self.pkt, to_rtcp).await;
+                }
+            }
+        }
+    }
+}
+
+/// What wakes a viewer's connection.
+enum Wake {
+    Video(Result<Arc<AccessUnit>, broadcast::error::RecvError>),
+    Audio(Result<Arc<AudioPacket>, broadcast::error::RecvError>),
+    Reports,
+}
+
+impl Handler for Connection {
+    type Wake = Wake;
+
     /// H.626.4 8.4 steps 4-9: the DESCRIBE is answered only with the platform's consent.
-    async fn describe(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        uri: &str,
-        token: Option<String>,
-        path: &str,
-    ) {
+    async fn describe(&mut self, io: Io<'_>, req: Describe) {
+        let Describe {
+            cseq,
+            uri,
+            token,
+            path,
+            ..
+        } = req;
+        let (conn, uri, path) = (io.conn, uri.as_str(), path.as_str());
         let expected = format!("/live/{}", self.settings.device_id);
         if path.trim_end_matches('/') != expected {
             let _ = conn.reject(cseq, StatusCode(404), "Not Found");
@@ -604,20 +573,8 @@ impl Connection {
                 }
                 Some(PlayVerdict::Refused { code, .. }) => {
                     tracing::info!(peer = %self.peer, %code, "play refused by the platform");
-                    let status = if code.is_transient() {
-                        StatusCode(503)
-                    } else {
-                        StatusCode(401)
-                    };
-                    let _ = conn.reject(
-                        cseq,
-                        status,
-                        if code.is_transient() {
-                            "Service Unavailable"
-                        } else {
-                            "Unauthorized"
-                        },
-                    );
+                    let (status, reason) = serve::refusal(&code);
+                    let _ = conn.reject(cseq, status, reason);
                     return;
                 }
                 None => {
@@ -651,21 +608,17 @@ impl Connection {
         };
         let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec));
         self.sub = Some(sub);
-        let base = format!(
-            "{}/",
-            uri.split('?').next().unwrap_or(uri).trim_end_matches('/')
-        );
-        let _ = conn.respond_describe(cseq, sdp, Some(base));
+        let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
     }
 
-    async fn setup(
-        &mut self,
-        conn: &mut ServerConn,
-        cseq: u32,
-        track: usize,
-        transports: Vec<Transport>,
-        local: Option<SocketAddr>,
-    ) {
+    async fn setup(&mut self, io: Io<'_>, req: Setup) {
+        let Setup {
+            cseq,
+            track,
+            transports,
+        } = req;
+        let conn = io.conn;
+        let local = self.local;
         if self.grant.is_none() || self.sub.is_none() {
             let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
             return;
@@ -677,9 +630,7 @@ impl Connection {
         // The first alternative we can serve: TCP interleaved (H.626.4 6.3.1) or unicast UDP.
         let Some(offer) = transports.into_iter().find(|t| {
             t.multicast != Some(true)
-                && (t.interleaved.is_some()
-                    || t.lower == Some(LowerTransport::Tcp)
-                    || (t.client_port.is_some() && local.is_some()))
+                && (serve::is_interleaved(t) || (t.client_port.is_some() && local.is_some()))
         }) else {
             let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
             return;
@@ -701,22 +652,10 @@ impl Connection {
         };
         let mut chosen = offer.clone();
         chosen.ssrc = Some(ssrc);
-        let path = if offer.interleaved.is_some() || offer.lower == Some(LowerTransport::Tcp) {
-            // Channels as asked, or 2n/2n+1 for the track when the player left them to us.
-            let pair = offer.interleaved.unwrap_or(ChannelPair {
-                rtp: (track * 2) as u8,
-                rtcp: Some((track * 2 + 1) as u8),
-            });
-            let rtcp = pair.rtcp.unwrap_or_else(|| pair.rtp.wrapping_add(1));
-            chosen.interleaved = Some(ChannelPair {
-                rtp: pair.rtp,
-                rtcp: Some(rtcp),
-            });
-            chosen.lower = Some(LowerTransport::Tcp);
-            Path::Interleaved {
-                rtp: pair.rtp,
-                rtcp,
-            }
+        let path = if serve::is_interleaved(&offer) {
+            let (answer, rtp, rtcp) = serve::interleaved(chosen, track);
+            chosen = answer;
+            Path::Interleaved { rtp, rtcp }
         } else {
             let (Some(cp), Some(local)) = (offer.client_port, local) else {
                 return;
@@ -752,65 +691,77 @@ impl Connection {
         }
     }
 
-    /// Appends the access unit's shared payloads with this session's RTP headers (interleaved),
-    /// or sends them (UDP).
-    async fn send_video(&mut self, au: &AccessUnit) {
-        let Some(track) = self.tracks.get_mut(&0) else {
-            return;
-        };
-        let ts = au.rtp_timestamp();
-        self.last_video = Some((ts, au.capture_unix_us));
-        for p in &au.payloads {
-            send_packet(track, &p.data, ts, p.marker, &mut self.out, &mut self.pkt).await;
+    /// PLAY: answered with where each track starts, then the picture the viewer starts
+    /// from.
+    async fn play(&mut self, mut io: Io<'_>, req: Play) {
+        let start = self.start_playing();
+        let info: Vec<(usize, u16, u32)> = self
+            .tracks
+            .iter()
+            .map(|(t, tr)| (*t, tr.sender.next_sequence(), tr.sender.rtp_timestamp(0)))
+            .collect();
+        let _ = io.conn.accept_play(req.cseq, &info);
+        // The answer first, then the picture the viewer starts from.
+        io.drain();
+        for au in start {
+            self.send_video(&au, io.out).await;
         }
     }
 
-    async fn send_audio(&mut self, frame: &AudioPacket) {
-        let Some(track) = self.tracks.get_mut(&1) else {
-            return;
-        };
-        self.last_audio = Some((frame.media_ts, frame.capture_unix_us));
-        send_packet(
-            track,
-            &frame.payload,
-            frame.media_ts,
-            false,
-            &mut self.out,
-            &mut self.pkt,
-        )
-        .await;
+    fn pause(&mut self) {
+        self.playing = false;
     }
 
-    /// RTCP sender reports (RFC 3550 6.4.1) tying each track's RTP time to the wall clock.
-    async fn send_reports(&mut self) {
-        // H.626.4 7.2: sender reports carry the clock synchronised with the SCU.
-        let now = self.settings.hub.clock().now_us();
-        for (t, track) in &mut self.tracks {
-            let (last, rate) = if *t == 0 {
-                (self.last_video, 90_000)
-            } else {
-                (self.last_audio, 8_000)
-            };
-            let Some((ts, at)) = last else { continue };
-            let elapsed = now.saturating_sub(at) * rate / 1_000_000;
-            let media_ts = ts.wrapping_add(u32::try_from(elapsed).unwrap_or(0));
-            self.pkt.clear();
-            if track
-                .sender
-                .write_rtcp(now, media_ts, b"peercam", &mut self.pkt)
-                .is_err()
-            {
-                continue;
+    async fn wait(&mut self) -> Wake {
+        let video = self.playing && self.tracks.contains_key(&0);
+        let audio = self.playing && self.tracks.contains_key(&1);
+        let au_rx = async {
+            match self.sub.as_mut() {
+                Some(s) if video => s.rx.recv().await,
+                _ => std::future::pending().await,
             }
-            match &track.path {
-                Path::Interleaved { rtcp, .. } => {
-                    let _ = peercam_rtsp::write_interleaved(*rtcp, &self.pkt, &mut self.out);
-                }
-                Path::Udp { rtcp, to_rtcp, .. } => {
-                    let _ = rtcp.send_to(&self.pkt, to_rtcp).await;
-                }
+        };
+        let audio_rx = async {
+            match self.audio.as_mut() {
+                Some(a) if audio => a.rx.recv().await,
+                _ => std::future::pending().await,
             }
+        };
+        let playing = self.playing;
+        tokio::select! {
+            au = au_rx => Wake::Video(au),
+            frame = audio_rx => Wake::Audio(frame),
+            _ = self.rtcp_tick.tick(), if playing => Wake::Reports,
         }
+    }
+
+    async fn wake(&mut self, io: Io<'_>, wake: Wake) -> Result<(), ServeError> {
+        let out = io.out;
+        match wake {
+            Wake::Video(Ok(au)) => {
+                if self.waiting_key && !au.key {
+                    return Ok(());
+                }
+                self.waiting_key = false;
+                self.send_video(&au, out).await;
+            }
+            Wake::Video(Err(broadcast::error::RecvError::Lagged(n))) => {
+                // Too slow a viewer: skip to a fresh IDR instead of sending garbage.
+                tracing::debug!(peer = %self.peer, skipped = n, "viewer lagged; resyncing on an IDR");
+                self.waiting_key = true;
+                if let Some(s) = &self.sub {
+                    s.request_idr();
+                }
+            }
+            Wake::Video(Err(broadcast::error::RecvError::Closed)) => {
+                return Err(ServeError::SourceEnded("encoder stopped".into()));
+            }
+            Wake::Audio(Ok(frame)) => self.send_audio(&frame, out).await,
+            Wake::Audio(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Wake::Audio(Err(broadcast::error::RecvError::Closed)) => self.audio = None,
+            Wake::Reports => self.send_reports(out).await,
+        }
+        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ mod conn;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use peercam_base::DeviceId;
 use peercam_net::{NetError, Shutdown};
@@ -235,18 +235,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuErr
     let acceptor = peercam_net::tokio_rustls::TlsAcceptor::from(server_tls);
     let st = state.clone();
     let task = tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.wait() => break,
-            };
+        let config = peercam_net::accept::AcceptConfig {
+            nodelay: false,
+            ..peercam_net::accept::AcceptConfig::new("SCU devices")
+        };
+        let mut incoming = peercam_net::accept::Incoming::new(listener, config, shutdown.clone());
+        while let Some(peercam_net::accept::Accepted { tcp, peer, .. }) = incoming.next().await {
             tokio::spawn(conn::run(
                 st.clone(),
                 tcp,

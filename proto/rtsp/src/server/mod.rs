@@ -215,7 +215,7 @@ pub enum ServerError {
         given: usize,
     },
     /// `accept_setup` chose interleaved channels another track of the session already uses
-    /// (both streams would be mixed on one channel).
+    /// (both streams would be mixed on one channel); the SETUP was answered 461.
     #[error("SETUP {cseq}: interleaved channel {channel} is taken by track {other}")]
     ChannelInUse {
         /// The CSeq.
@@ -475,6 +475,11 @@ impl ServerConn {
         if let (Some(pair), Some(session)) = (transport.interleaved, &self.session)
             && let Some((other, channel)) = session.channel_taken(track, pair)
         {
+            // Never mix two streams on one channel: the player is told 461 and may set the
+            // track up again on other channels.
+            self.take_pending(cseq, "SETUP", |k| matches!(k, PendingKind::Setup { .. }))?;
+            self.answer(cseq, StatusCode::UNSUPPORTED_TRANSPORT);
+            self.process();
             return Err(ServerError::ChannelInUse {
                 cseq,
                 channel,

@@ -567,6 +567,11 @@ fn h626_8_4_rtsp_setup_refuses_interleaved_channels_in_use() {
             ..
         })
     ));
+    assert_eq!(status_of(&h.responses()[0]), (461, Some(4)));
+    let (_, ev) = h.feed(setup(4, "RTP/AVP/TCP;unicast;interleaved=2-3").as_bytes());
+    let [ServerEvent::Setup { transports, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
     h.conn.accept_setup(4, 1, transports[0].clone()).unwrap();
     assert_eq!(status_of(&h.responses()[0]), (200, Some(4)));
     // Setting a track up again on its own channels is a transport change, not a clash.

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::PoisonError;
 use std::time::Duration;
 
+use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
 use peercam_stun::server::{
     BindError, ClientTransport, Event, FiveTuple, Output, RelayFamily, RelayId, TurnServer,
     stream_frame_len,
@@ -109,7 +110,12 @@ async fn main(setup: ShardSetup) {
         let Some(listener) = listener else { continue };
         match TcpListener::from_std(listener) {
             Ok(l) => {
-                tokio::task::spawn_local(accept_loop(shard.clone(), l, tls));
+                tokio::task::spawn_local(accept_loop(
+                    shard.clone(),
+                    l,
+                    tls,
+                    setup.shutdown.clone(),
+                ));
             }
             Err(e) => tracing::error!(error = %e, "TURN TCP listener"),
         }
@@ -194,20 +200,16 @@ async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
     tls: Option<peercam_net::tokio_rustls::TlsAcceptor>,
+    shutdown: peercam_net::Shutdown,
 ) {
     let Ok(local) = listener.local_addr() else {
         return;
     };
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "TURN accept");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    let mut incoming = Incoming::new(listener, AcceptConfig::new("TURN"), shutdown);
+    while let Some(Accepted {
+        tcp: stream, peer, ..
+    }) = incoming.next().await
+    {
         let shard = shard.clone();
         match &tls {
             None => {
