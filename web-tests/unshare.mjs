@@ -1,4 +1,4 @@
-// Sharing in the browser (H.626.4 8.6, SECURITY.md D5): a sub-account plays the camera shared
+// Sharing in the browser (H.626.4 8.6, docs/security.md D5): a sub-account plays the camera shared
 // with it; the owner unshares (through the API, as from another device); the sub-account's
 // live view stops within a second or two, and playing again is refused.
 //

@@ -1,4 +1,4 @@
-//! The MP4 writer of `peercam-media` (SECURITY.md F9) driven by arbitrary frame sequences:
+//! The MP4 writer of `peercam-media` (docs/security.md F9) driven by arbitrary frame sequences:
 //! sizes, timestamps (90 kHz, with jumps up to 2^32) and key flags on a real SPS/PPS.
 //!
 //! The writer never panics; it refuses what it cannot write (time going back, huge

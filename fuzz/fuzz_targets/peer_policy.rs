@@ -6,7 +6,7 @@
 //! IPv6 spellings (mapped, translated, compatible, 6to4, NAT64 well-known); Teredo and
 //! local-use NAT64 addresses are always denied by default; an address in a default-denied
 //! range is never allowed unless an allow-list entry covers it, and loopback and 0/8 are
-//! never allowed at all (SECURITY.md F3).
+//! never allowed at all (docs/security.md F3).
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

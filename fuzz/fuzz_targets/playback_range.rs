@@ -1,4 +1,4 @@
-//! Playback range arithmetic of `peercam-record` (SECURITY.md F9): RFC 3339 and RFC 2326
+//! Playback range arithmetic of `peercam-record` (docs/security.md F9): RFC 3339 and RFC 2326
 //! `clock=` times and ranges, `Scale` values, 90 kHz / ms conversions and trick-play plans.
 //!
 //! Nothing panics or overflows; every time that parses formats back to the same instant;

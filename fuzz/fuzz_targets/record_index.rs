@@ -1,4 +1,4 @@
-//! The segment sample index of `peercam-record` (SECURITY.md F9) on arbitrary bytes.
+//! The segment sample index of `peercam-record` (docs/security.md F9) on arbitrary bytes.
 //!
 //! Decoding never panics; whatever decodes re-encodes to exactly the same bytes (one
 //! spelling per index), offsets are the running sum of sizes, and a wrong data length is

@@ -1,4 +1,4 @@
-//! The registration signature check (H.626.4 8.1, SECURITY.md D1).
+//! The registration signature check (H.626.4 8.1, docs/security.md D1).
 //!
 //! Input: 32 bytes of Ed25519 seed, then the rest.
 //! * If the rest starts with 0xFF, its remaining bytes are XORed onto the genuine signature

@@ -1,4 +1,4 @@
-//! Signed release manifests (H.626.4 8.11.1, SECURITY.md D9) and versions.
+//! Signed release manifests (H.626.4 8.11.1, docs/security.md D9) and versions.
 //!
 //! Decoding and verifying arbitrary manifests never panics, and nothing the fuzzer makes is
 //! accepted without a valid signature from the trusted key. Versions that parse print back

@@ -5,7 +5,7 @@
 //! input. The message, stripped of its seals and sealed again with a fixed key, verifies
 //! with that key and not with another; flipping any byte of the sealed message makes
 //! integrity + fingerprint fail, and flipping a byte before the FINGERPRINT attribute
-//! makes integrity alone fail (SECURITY.md F1).
+//! makes integrity alone fail (docs/security.md F1).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! The authorisation matrix of SECURITY.md (section D) for every route that exists, in a
+//! The authorisation matrix of docs/security.md ("Authorisation matrix") for every route that exists, in a
 //! small world, exhaustively: 2 owners x 2 devices x sub-accounts x operator x anonymous.
 //! Zero cross-tenant access, and "not yours" is byte-for-byte "does not exist".
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -245,7 +245,7 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                 }
                 match relation(who, d) {
                     None => {
-                        // Not yours == does not exist (SECURITY.md D3): same status, same body.
+                        // Not yours == does not exist (docs/security.md D3): same status, same body.
                         assert_eq!(status, 404, "{ctx}");
                         let absent = raw(
                             &c,
@@ -324,7 +324,7 @@ async fn every_route_is_declared_and_denied_by_default() {
         }
     }
     assert_eq!(declared, documented);
-    // SECURITY.md D7: every route that is not public refuses an anonymous caller, and so do
+    // docs/security.md D7: every route that is not public refuses an anonymous caller, and so do
     // made-up tokens.
     for r in routes() {
         let path = r.path.replace("{id}", "1").replace("{username}", "x");

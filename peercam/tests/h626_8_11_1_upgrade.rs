@@ -1,4 +1,4 @@
-//! H.626.4 8.11.1 device upgrade, end to end with real processes (SECURITY.md D9): the
+//! H.626.4 8.11.1 device upgrade, end to end with real processes (docs/security.md D9): the
 //! operator signs and uploads a release, the owner orders it, the CMU checks versions and
 //! sends it through the SCU, the PU checks the signature, downloads, installs into its own
 //! slot and restarts into it under its supervisor, which commits it once it registers again;

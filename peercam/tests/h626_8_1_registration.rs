@@ -93,7 +93,7 @@ async fn h626_8_1_device_id_cannot_take_a_second_key() {
     let ids = c.provision(1).await.unwrap();
     // Provisioning the same id again with the same key is an idempotent retry...
     c.provision_these(&ids).await.unwrap();
-    // ...but with another key it is refused (SECURITY.md D1: no "last registration wins").
+    // ...but with another key it is refused (docs/security.md D1: no "last registration wins").
     let err = c
         .admin
         .provision(vec![peercam_test::provision_record(&impostor(&ids[0]))])

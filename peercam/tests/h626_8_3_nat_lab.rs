@@ -1,5 +1,5 @@
 //! H.626.4 8.3 in a real-kernel NAT lab (network namespaces, veth, iptables; see
-//! `peercam_test::natlab` and SECURITY.md 4): the platform (CMU, SCU, MTU) on the fake
+//! `peercam_test::natlab` and docs/security.md, "NAT lab"): the platform (CMU, SCU, MTU) on the fake
 //! internet, the camera and the viewer behind no NAT, a port-restricted cone NAT
 //! (MASQUERADE), a symmetric NAT (`--random-fully`) or a NAT that drops UDP, in every
 //! pairing, plus both behind the same NAT. Each case asserts that media flows to the viewer
@@ -314,7 +314,7 @@ async fn h626_8_3_lab_public_camera_to_every_viewer_is_direct() {
 
 // A camera behind a port-restricted cone NAT (endpoint-independent mapping) with no port
 // mapping: hole punching works towards a viewer with no NAT; a symmetric NAT or one that
-// drops UDP leaves only the relay (SECURITY.md 4.2, RFC 4787).
+// drops UDP leaves only the relay (docs/security.md "NAT lab", RFC 4787).
 //
 // Two Linux port-restricted NATs cannot punch here, although RFC 4787 says they could: the
 // lab has next to no latency, so one side's first check reaches the other router before

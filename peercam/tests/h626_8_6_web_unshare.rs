@@ -1,4 +1,4 @@
-//! H.626.4 8.6 and SECURITY.md D5 in the browser: a sub-account watching a shared camera in
+//! H.626.4 8.6 and docs/security.md D5 in the browser: a sub-account watching a shared camera in
 //! the web client is cut off when the owner unshares, and cannot play it again.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 

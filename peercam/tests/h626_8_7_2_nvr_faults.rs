@@ -1,4 +1,4 @@
-//! Recording survives faults (H.626.4 8.7.2; SECURITY.md D10 and the fault rows of the
+//! Recording survives faults (H.626.4 8.7.2; docs/security.md D10 and the fault rows of the
 //! test matrix): `kill -9` of the NVR process at random points while it records, and a
 //! full disk (a size-limited tmpfs in a private mount namespace). The NVR runs as the real
 //! `peercam nvr` binary.

@@ -89,7 +89,7 @@ fn record(fw: &Firmware, running: &str, state: &str, target: &str, reason: Optio
     }
 }
 
-/// The upgrade supervisor (SECURITY.md D9): runs the slot in service, starts a newly
+/// The upgrade supervisor (docs/security.md D9): runs the slot in service, starts a newly
 /// installed one on trial, commits it once it has registered with the platform, and goes
 /// back to the previous slot by itself when it does not.
 async fn supervise(config_path: &Path, config: &peercam_pu::Config) -> anyhow::Result<ExitCode> {

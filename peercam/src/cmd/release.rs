@@ -1,4 +1,4 @@
-//! Release signing (H.626.4 8.11.1, SECURITY.md D9), offline: release keys never need to be on
+//! Release signing (H.626.4 8.11.1, docs/security.md D9), offline: release keys never need to be on
 //! a server.
 
 use std::path::PathBuf;

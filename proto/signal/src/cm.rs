@@ -429,7 +429,7 @@ pub struct IceServer {
 }
 
 /// STUN/TURN servers for one session with a camera (ICE, WebRTC), with credentials minted by
-/// the CMU and scoped to that camera's addresses (SECURITY.md D8).
+/// the CMU and scoped to that camera's addresses (docs/security.md D8).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct IceConfig {

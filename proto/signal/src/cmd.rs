@@ -131,7 +131,7 @@ pub enum DeviceCommand {
         max_width: u16,
     },
     /// To an MTU: end the relayed sessions of `camera` (of `user` only, when given), as
-    /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (SECURITY.md D5).
+    /// [`crate::ps::ScuToDevice::Revoke`] does at the camera (docs/security.md D5).
     RelayRevoke {
         /// The camera.
         camera: DeviceId,

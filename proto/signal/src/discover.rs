@@ -5,7 +5,7 @@
 //! signed with its device key. An answer is only a hint of where to connect: the NVR
 //! accepts it only when it verifies with the camera's public key (which the CMU gives it
 //! when the camera is attached), and every stream is still authorised by the platform
-//! (SECURITY.md D6: the LAN is not a trust signal).
+//! (docs/security.md D6: the LAN is not a trust signal).
 //!
 //! ```text
 //! NVR -> 239.255.70.26:45454   {"v":1,"probe":"<nonce>"}

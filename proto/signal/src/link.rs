@@ -835,7 +835,7 @@ impl ScuPeer {
         }
     }
 
-    /// Tells the device to end live sessions (SECURITY.md D5).
+    /// Tells the device to end live sessions (docs/security.md D5).
     pub fn revoke(&mut self, user: Option<i64>) {
         if matches!(self.state, PeerState::Registered { .. }) {
             self.send(ScuToDevice::Revoke { user });

@@ -84,7 +84,7 @@ pub struct PlayClaims {
     pub iat: u64,
     /// Expires at, Unix seconds.
     pub exp: u64,
-    /// The device's ACL version when minted (SECURITY.md D4/D5).
+    /// The device's ACL version when minted (docs/security.md D4/D5).
     pub acl: i64,
     /// The viewer's capabilities.
     pub cap: Caps,

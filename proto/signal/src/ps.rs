@@ -1,7 +1,7 @@
 //! Ps / Pm: the messages between a device (PU or NVR) and the SCU that holds it.
 //!
 //! The device opens the connection (it sits behind NAT and only makes outbound
-//! connections, SECURITY.md D6) and speaks first:
+//! connections, docs/security.md D6) and speaks first:
 //!
 //! ```text
 //! PU  -> SCU  hello        { device_id, kind, versions, sw_version }
@@ -146,7 +146,7 @@ pub enum ScuToDevice {
         verdict: PlayVerdict,
     },
     /// Access changed (unshare, unbind, reset): end the live sessions of `user`, or of every
-    /// viewer when `user` is absent (SECURITY.md D5).
+    /// viewer when `user` is absent (docs/security.md D5).
     Revoke {
         /// The account whose sessions end.
         #[serde(default, skip_serializing_if = "Option::is_none")]

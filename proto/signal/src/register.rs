@@ -1,4 +1,4 @@
-//! The signed registration challenge of H.626.4 8.1 (SECURITY.md D1).
+//! The signed registration challenge of H.626.4 8.1 (docs/security.md D1).
 //!
 //! A device proves possession of its Ed25519 key by signing
 //! `peercam/register/v1 \n node \n device_id \n nonce \n issued_at_ms`. Binding the SCU node

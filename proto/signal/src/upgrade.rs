@@ -1,4 +1,4 @@
-//! Signed software packages (H.626.4 8.11.1, SECURITY.md D9).
+//! Signed software packages (H.626.4 8.11.1, docs/security.md D9).
 //!
 //! A release is a payload (the PU's own binary) described by a [`Manifest`]: version,
 //! hardware model, SHA-256, size and expiry. Release keys (Ed25519) sign the manifest's

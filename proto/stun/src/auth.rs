@@ -13,7 +13,7 @@
 //! checks the expiry, and uses the password in the ordinary long-term mechanism
 //! ([`RestSecret::long_term_key`]).
 //!
-//! # Session-scoped credentials (SECURITY.md D8)
+//! # Session-scoped credentials (docs/security.md D8)
 //!
 //! The CMU mints credentials for one media session and may pin the peers the relay may
 //! reach inside the user id, which the HMAC then authenticates:
@@ -117,7 +117,7 @@ impl<'a> RestUsername<'a> {
 pub const SCOPE_SEP: char = '~';
 
 /// The session scope of a credential: which session it was minted for and the only peer
-/// addresses the relay may reach with it (SECURITY.md D8).
+/// addresses the relay may reach with it (docs/security.md D8).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Scope {
     /// The session id (`s` field).
@@ -275,7 +275,7 @@ impl RestSecret {
     }
 
     /// Mint a credential for `user` in `session` that lets the relay reach only `peers`
-    /// (SECURITY.md D8): user id `"<user>~s<session>~p<ip>,<ip>"`. User and session must
+    /// (docs/security.md D8): user id `"<user>~s<session>~p<ip>,<ip>"`. User and session must
     /// be non-empty without `~`, `,` or control characters, and `peers` non-empty.
     pub fn mint_scoped(
         &self,

@@ -9,7 +9,7 @@
 //! | [`framing`] | ChannelData (RFC 8656 12.4) and cutting a TCP/TLS byte stream into STUN messages and ChannelData frames |
 //! | [`classic`] | Binding requests of RFC 3489 clients (no magic cookie), answered as RFC 8489 12 says |
 //! | [`auth`] | long-term keys (RFC 8489 9.2) and coturn-style time-limited REST credentials |
-//! | [`policy`] | which peer addresses a TURN server may relay to (SECURITY.md D8, F3) |
+//! | [`policy`] | which peer addresses a TURN server may relay to (docs/security.md D8, F3) |
 //! | [`server`] | the TURN server state machine: allocations, permissions, channels, nonces, quotas |
 //!
 //! The codec modules know nothing of allocations; [`server`] builds the TURN server's state

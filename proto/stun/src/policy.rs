@@ -1,4 +1,4 @@
-//! Which peer addresses a TURN server may relay to (SECURITY.md D8 and F3).
+//! Which peer addresses a TURN server may relay to (docs/security.md D8 and F3).
 //!
 //! A TURN server that relays to any address is an open proxy into the networks it sits
 //! in (the Slack TURN SSRF, coturn CVE-2020-26262). [`PeerPolicy`] denies by default the

@@ -31,7 +31,7 @@
 //! are both accepted with the MD5 long-term key; the response uses the same one.
 //! Binding requests need no credential.
 //!
-//! # Peers (SECURITY.md D8)
+//! # Peers (docs/security.md D8)
 //!
 //! A peer must pass the [`PeerPolicy`] and, for a session-scoped credential
 //! ([`crate::auth::Scope`]), be in its peer list; otherwise CreatePermission and
@@ -219,7 +219,7 @@ pub struct ServerConfig {
     pub secret: RestSecret,
     /// Which peers may be reached at all.
     pub policy: PeerPolicy,
-    /// Refuse credentials without a session scope (SECURITY.md D8). Default `true`.
+    /// Refuse credentials without a session scope (docs/security.md D8). Default `true`.
     pub require_scoped: bool,
     /// Key for the stateless nonces; the driver fills it from a CSPRNG.
     pub nonce_key: [u8; 32],

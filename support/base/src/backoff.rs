@@ -1,4 +1,4 @@
-//! Jittered exponential backoff for reconnecting devices (SECURITY.md D12: reconnect storms).
+//! Jittered exponential backoff for reconnecting devices (docs/security.md D12: reconnect storms).
 
 use std::time::Duration;
 

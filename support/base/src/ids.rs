@@ -27,7 +27,7 @@ pub(crate) const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// A device (PU or NVR) identifier: the public *label* printed on the sticker.
 ///
-/// It is never an authenticator (SECURITY.md D1): a device proves who it is with its key.
+/// It is never an authenticator (docs/security.md D1): a device proves who it is with its key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct DeviceId(String);

@@ -3,7 +3,7 @@
 //! and the strategy; this crate does the rest:
 //!
 //! * [`Cutter`] turns access units into GOP-aligned segments, keeping alarm pre-roll;
-//! * [`Writer`] commits segments in groups (SECURITY.md D10), applies retention and raises
+//! * [`Writer`] commits segments in groups (docs/security.md D10), applies retention and raises
 //!   storage-full events;
 //! * [`serve::Media`] serves playback (RTSP, trick play) and export (HTTP MP4).
 

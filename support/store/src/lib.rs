@@ -5,7 +5,7 @@
 //! segment under `segments/<camera>/`, and one row per segment in a SQLite index
 //! (`index.db`) holding its time span and [sample index](peercam_record::index). The
 //! invariants and the commit protocol are in `docs/design/recording.md`; in short
-//! (SECURITY.md D10):
+//! (docs/security.md D10):
 //!
 //! 1. A segment is acknowledged only after its file is written and `fsync`ed, its directory
 //!    is `fsync`ed, and its row is committed (`synchronous=FULL`).

@@ -1,4 +1,4 @@
-//! A NAT lab of Linux network namespaces for tests (SECURITY.md 4.3).
+//! A NAT lab of Linux network namespaces for tests (docs/security.md "NAT lab").
 //!
 //! [`NatLab::new`] builds, from a [`LabSpec`]:
 //!
@@ -84,7 +84,7 @@ impl LabError {
     }
 }
 
-/// The behaviour of a site's router (RFC 4787 terms; SECURITY.md 4.2).
+/// The behaviour of a site's router (RFC 4787 terms; docs/security.md "NAT lab").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatKind {
     /// No router: the site's hosts have public addresses on the wan bridge.
@@ -680,7 +680,7 @@ fn rules(nat: NatKind, wan_addr: Ipv4Addr, first_host: Ipv4Addr) -> String {
         filter.push_str("-A FORWARD -p udp -j DROP\n");
     }
     if let NatKind::FullConeOnePort(p) = nat {
-        // SECURITY.md 4.3 full_cone_one_port; inserted ahead of the general SNAT.
+        // docs/security.md "NAT lab" full_cone_one_port; inserted ahead of the general SNAT.
         nat_t = format!(
             "*nat\n-A PREROUTING -i wan0 -p udp --dport {p} -j DNAT --to-destination {first_host}:{p}\n-A POSTROUTING -o wan0 -p udp -s {first_host} --sport {p} -j SNAT --to-source {wan_addr}:{p}\n{}",
             &nat_t["*nat\n".len()..]

@@ -1,5 +1,5 @@
 //! The NAT lab builds the NAT types it claims (RFC 4787 mapping and filtering), probed
-//! the way SECURITY.md 4.3 does: a reflector on the two `srv` addresses tells each
+//! the way docs/security.md "NAT lab" does: a reflector on the two `srv` addresses tells each
 //! host's socket its mapped address, and pokes it from other addresses and ports.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const PORT: u16 = 3478;
 
-/// Reflector (SECURITY.md 4.3): answers "PROBE" with the observed source; on "POKE"
+/// Reflector (docs/security.md "NAT lab"): answers "PROBE" with the observed source; on "POKE"
 /// answers "OK" and sends "UNSOLICITED" from its other sockets (other address, other
 /// port). A TCP listener on .10 answers with the observed source too. Runs until `stop`.
 async fn reflector(stop: tokio::sync::oneshot::Receiver<()>) -> std::io::Result<()> {

@@ -30,7 +30,7 @@ impl Device for Mtu {
     fn command(&self, command: DeviceCommand, _connected_s: u64) -> ReplyFuture {
         let reply = match command {
             DeviceCommand::RelayRevoke { camera, user } => {
-                // SECURITY.md D5: access changed; the relayed sessions concerned end now.
+                // docs/security.md D5: access changed; the relayed sessions concerned end now.
                 let n = self.relay.revoke(&camera, user);
                 tracing::info!(%camera, ?user, ended = n, "relayed sessions revoked");
                 DeviceReply::Done

@@ -9,7 +9,7 @@
 //!   (7.3: one unicast feed turned into many).
 //! - **STUN/TURN** ([`turn`]; RFC 8489, RFC 8656 over UDP, TCP and TLS): for WebRTC
 //!   viewers and ICE, with credentials the CMU mints from a shared secret (scoped to the
-//!   session's peers, SECURITY.md D8). See docs/turn.md.
+//!   session's peers, docs/security.md D8). See docs/turn.md.
 //! - **Registration and load reports** (`agent`): the MTU registers with an SCU like a
 //!   device and reports its addresses and load, from which the SCU chooses an MTU per
 //!   session (7.2, Sd).

@@ -64,7 +64,7 @@ pub struct Config {
     pub realm: String,
     /// The REST secret shared with the CMU, which mints the credentials. Required.
     pub secret: String,
-    /// Refuse credentials without a session scope (SECURITY.md D8). Default `true`; turn
+    /// Refuse credentials without a session scope (docs/security.md D8). Default `true`; turn
     /// off only for third-party test clients such as `turnutils_uclient`.
     pub require_scoped: bool,
     /// Refuse credentials that expire more than this many seconds ahead (plus 5 minutes

@@ -1,5 +1,5 @@
 //! The TURN service on loopback: interop with coturn's client tools, and the refusals of
-//! H.626.4 7.3 / SECURITY.md D8 seen from a client.
+//! H.626.4 7.3 / docs/security.md D8 seen from a client.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::{IpAddr, SocketAddr};

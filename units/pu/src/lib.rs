@@ -3,7 +3,7 @@
 //! This crate holds the device's identity, registers with the SCU by signed challenge
 //! (H.626.4 8.1), keeps the registration alive with heartbeats, answers commands routed from
 //! the CMU, and reconnects with jittered exponential backoff when the SCU goes away
-//! (SECURITY.md D12). The PU makes outbound connections only (D6) and trusts only the
+//! (docs/security.md D12). The PU makes outbound connections only (D6) and trusts only the
 //! platform CA it was given.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Signed upgrades on the PU (H.626.4 8.11.1, SECURITY.md D9): check the release, download the
+//! Signed upgrades on the PU (H.626.4 8.11.1, docs/security.md D9): check the release, download the
 //! payload (resumable, capped at the manifest's size, verified by SHA-256), install it into
 //! its own slot directory and ask the supervisor to restart into it. The supervisor
 //! (`peercam pu` with release keys configured) starts the new slot on trial, commits it only

@@ -37,7 +37,7 @@ pub struct Config {
     #[serde(default = "default_dead_after")]
     pub dead_after_ms: u64,
     /// Device handshakes (TLS + registration) in progress at once; more wait (admission
-    /// control against reconnect storms, SECURITY.md D12). Default 512.
+    /// control against reconnect storms, docs/security.md D12). Default 512.
     #[serde(default = "default_handshakes")]
     pub max_concurrent_handshakes: usize,
 }

@@ -321,7 +321,7 @@ impl TurnServer {
                 _ => {}
             }
         }
-        // SECURITY.md D8: relay only for an authorised session.
+        // docs/security.md D8: relay only for an authorised session.
         if auth.scope.is_none() && self.config.require_scoped {
             self.stats.scope_denials += 1;
             return self.error(
@@ -588,7 +588,7 @@ impl TurnServer {
         self.success(out, msg, auth)
     }
 
-    /// SECURITY.md D8: the peer must pass the policy and the session scope.
+    /// docs/security.md D8: the peer must pass the policy and the session scope.
     pub(super) fn check_peer(&mut self, idx: u32, ip: IpAddr) -> Result<(), (u16, &'static str)> {
         let Some(alloc) = self.slots[idx as usize].alloc.as_ref() else {
             return Err((ErrorCode::ALLOCATION_MISMATCH, "Allocation Mismatch"));
