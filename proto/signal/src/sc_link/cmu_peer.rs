@@ -25,7 +25,7 @@ pub struct CmuPeerConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CmuPeerEvent<W> {
-    /// The node authenticated: record it in the [`RouteTable`] ([`RouteTable::node_up`]).
+    /// The node authenticated: record it in the [`RouteTable`](super::RouteTable) ([`RouteTable::node_up`](super::RouteTable::node_up)).
     NodeUp {
         /// Its id.
         node: String,
@@ -39,7 +39,7 @@ pub enum CmuPeerEvent<W> {
         reason: &'static str,
     },
     /// The node asks; answer with [`CmuPeer::respond`] and this `id` (after
-    /// [`RouteTable::screen`]).
+    /// [`RouteTable::screen`](super::RouteTable::screen)).
     Request {
         /// The node's request id.
         id: u64,
@@ -55,7 +55,7 @@ pub enum CmuPeerEvent<W> {
         /// The answer, of the request's kind.
         response: CmResponse,
     },
-    /// The link is over; drop the node's routes ([`RouteTable::node_down`]).
+    /// The link is over; drop the node's routes ([`RouteTable::node_down`](super::RouteTable::node_down)).
     Closed {
         /// Why.
         reason: String,
@@ -249,7 +249,7 @@ impl<W> CmuPeer<W> {
     }
 
     /// Time passed: our requests past their deadline fail (a command as
-    /// [`CommandOutcome::Timeout`]); a node that does not say hello in time is dropped.
+    /// [`CommandOutcome::Timeout`](crate::sc::CommandOutcome::Timeout)); a node that does not say hello in time is dropped.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let CmuState::AwaitHello { deadline } = self.state
             && now >= deadline
@@ -267,7 +267,7 @@ impl<W> CmuPeer<W> {
     }
 
     /// The connection is over: our waiting requests fail (a command as
-    /// [`CommandOutcome::NotConnected`]) and [`CmuPeerEvent::Closed`] is reported once.
+    /// [`CommandOutcome::NotConnected`](crate::sc::CommandOutcome::NotConnected)) and [`CmuPeerEvent::Closed`] is reported once.
     pub fn close(&mut self, reason: &str) {
         if self.state == CmuState::Closed {
             return;
