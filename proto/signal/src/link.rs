@@ -609,6 +609,37 @@ impl ScuPeer {
         }
     }
 
+    /// H.626.4 8.1: a device says hello; the SCU answers with a challenge naming this node.
+    fn on_hello(
+        &mut self,
+        device_id: DeviceId,
+        kind: DeviceKind,
+        versions: &[u16],
+        sw_version: &str,
+    ) {
+        if !versions.contains(&PROTOCOL_VERSION) {
+            return self.refuse(
+                RefusalCode::UnsupportedVersion,
+                "no common protocol version",
+            );
+        }
+        self.state = PeerState::ExpectRegister {
+            device_id,
+            kind,
+            sw_version: sw_version.chars().take(64).collect(),
+        };
+        let (node, nonce, issued_at_ms) = (
+            self.config.node.clone(),
+            self.nonce.clone(),
+            self.issued_at_ms,
+        );
+        self.send(ScuToDevice::Challenge {
+            node,
+            nonce,
+            issued_at_ms,
+        });
+    }
+
     /// Feeds one frame received from the device. Protocol errors refuse and close; after
     /// closing, input is ignored.
     pub fn handle_input(&mut self, now: Instant, frame: &[u8]) {
@@ -635,30 +666,7 @@ impl ScuPeer {
                     versions,
                     sw_version,
                 },
-            ) => {
-                if !versions.contains(&PROTOCOL_VERSION) {
-                    return self.refuse(
-                        RefusalCode::UnsupportedVersion,
-                        "no common protocol version",
-                    );
-                }
-                let sw_version: String = sw_version.chars().take(64).collect();
-                self.state = PeerState::ExpectRegister {
-                    device_id,
-                    kind,
-                    sw_version,
-                };
-                let (node, nonce, issued_at_ms) = (
-                    self.config.node.clone(),
-                    self.nonce.clone(),
-                    self.issued_at_ms,
-                );
-                self.send(ScuToDevice::Challenge {
-                    node,
-                    nonce,
-                    issued_at_ms,
-                });
-            }
+            ) => self.on_hello(device_id, kind, &versions, &sw_version),
             (
                 PeerState::ExpectRegister {
                     device_id,
