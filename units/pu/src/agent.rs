@@ -271,9 +271,9 @@ impl Agent {
             DeviceCommand::WlanScan => match &self.wlan {
                 Some(w) => match w.state() {
                     Ok(state) => DeviceReply::Wlan { state },
-                    Err(message) => DeviceReply::Failed {
+                    Err(e) => DeviceReply::Failed {
                         code: "wlan".into(),
-                        message,
+                        message: e.to_string(),
                     },
                 },
                 None => no_wlan(),
@@ -283,9 +283,9 @@ impl Agent {
                     Err(errors) => DeviceReply::Invalid { errors },
                     Ok(()) => match w.switch(&config, self.registrations.clone()) {
                         Ok(state) => DeviceReply::Wlan { state },
-                        Err(message) => DeviceReply::Failed {
+                        Err(e) => DeviceReply::Failed {
                             code: "wlan".into(),
-                            message,
+                            message: e.to_string(),
                         },
                     },
                 },
