@@ -67,7 +67,7 @@ impl Device for Agent {
                         (Err(errors), _) => DeviceReply::Invalid { errors },
                         (Ok(()), Some(o)) => match o.ptz(&order).await {
                             Ok(state) => DeviceReply::Ptz { state },
-                            Err(message) => failed("camera", message),
+                            Err(e) => failed("camera", e.to_string()),
                         },
                         (Ok(()), None) => failed("unsupported", "no ONVIF camera configured"),
                     }
@@ -226,9 +226,9 @@ impl Agent {
             Ok(reply) => reply,
             Err(ControlError::Invalid(errors)) => DeviceReply::Invalid { errors },
             Err(ControlError::Conflict(revision)) => DeviceReply::Conflict { revision },
-            Err(ControlError::Storage(message)) => DeviceReply::Failed {
+            Err(ControlError::Storage(e)) => DeviceReply::Failed {
                 code: "storage".into(),
-                message,
+                message: e.to_string(),
             },
         };
         match command {
