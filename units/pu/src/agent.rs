@@ -171,7 +171,7 @@ impl Agent {
                             height: s.height,
                             taken_ms: now_ms(),
                         },
-                        Err(message) => failed("snapshot", message),
+                        Err(e) => failed("snapshot", e.to_string()),
                     }
                 })
             }

@@ -408,7 +408,9 @@ fn media_source(config: &Config) -> Result<media::Source, PuError> {
                 "source_file and source_rtsp are exclusive: pick one".into(),
             ));
         }
-        (Some(path), None) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
+        (Some(path), None) => {
+            media::Source::file(path, config.max_fps).map_err(|e| PuError::Source(e.to_string()))?
+        }
         (None, Some(url)) => {
             let parsed = url::Url::parse(url)
                 .ok()

@@ -227,7 +227,7 @@ impl Sd {
             let mut sub = match hub.subscribe(profile) {
                 Ok(s) => s,
                 Err(e) => {
-                    lock(&self.status).last_error = Some(e);
+                    lock(&self.status).last_error = Some(e.to_string());
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
