@@ -67,7 +67,7 @@ impl Device for Agent {
                         (Err(errors), _) => DeviceReply::Invalid { errors },
                         (Ok(()), Some(o)) => match o.ptz(&order).await {
                             Ok(state) => DeviceReply::Ptz { state },
-                            Err(message) => failed("camera", message),
+                            Err(e) => failed("camera", e.to_string()),
                         },
                         (Ok(()), None) => failed("unsupported", "no ONVIF camera configured"),
                     }
@@ -171,7 +171,7 @@ impl Agent {
                             height: s.height,
                             taken_ms: now_ms(),
                         },
-                        Err(message) => failed("snapshot", message),
+                        Err(e) => failed("snapshot", e.to_string()),
                     }
                 })
             }
@@ -226,9 +226,9 @@ impl Agent {
             Ok(reply) => reply,
             Err(ControlError::Invalid(errors)) => DeviceReply::Invalid { errors },
             Err(ControlError::Conflict(revision)) => DeviceReply::Conflict { revision },
-            Err(ControlError::Storage(message)) => DeviceReply::Failed {
+            Err(ControlError::Storage(e)) => DeviceReply::Failed {
                 code: "storage".into(),
-                message,
+                message: e.to_string(),
             },
         };
         match command {
@@ -271,9 +271,9 @@ impl Agent {
             DeviceCommand::WlanScan => match &self.wlan {
                 Some(w) => match w.state() {
                     Ok(state) => DeviceReply::Wlan { state },
-                    Err(message) => DeviceReply::Failed {
+                    Err(e) => DeviceReply::Failed {
                         code: "wlan".into(),
-                        message,
+                        message: e.to_string(),
                     },
                 },
                 None => no_wlan(),
@@ -283,9 +283,9 @@ impl Agent {
                     Err(errors) => DeviceReply::Invalid { errors },
                     Ok(()) => match w.switch(&config, self.registrations.clone()) {
                         Ok(state) => DeviceReply::Wlan { state },
-                        Err(message) => DeviceReply::Failed {
+                        Err(e) => DeviceReply::Failed {
                             code: "wlan".into(),
-                            message,
+                            message: e.to_string(),
                         },
                     },
                 },

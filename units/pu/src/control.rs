@@ -101,7 +101,58 @@ pub enum ControlError {
     /// The set was based on an old revision; nothing changed.
     Conflict(u64),
     /// The state could not be saved; nothing changed.
-    Storage(String),
+    Storage(StateError),
+}
+
+/// Why the saved control state could not be read, written or deleted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The state file or its directory could not be read, created or deleted.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state file is not valid JSON.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The saved parameters are out of range.
+    #[error("{}: invalid saved parameters: {errors:?}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is out of range.
+        errors: Vec<FieldError>,
+    },
+    /// The state could not be encoded.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The state could not be written.
+    #[error("saving {}: {source}", path.display())]
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Control {
@@ -133,16 +184,20 @@ impl Control {
 
     /// Loads the saved state from `state_dir` (factory state when there is none). The scene's
     /// light follows a day of `day_cycle` (none: always day).
-    pub fn open(state_dir: Option<&Path>, day_cycle: Option<Duration>) -> Result<Self, String> {
+    pub fn open(state_dir: Option<&Path>, day_cycle: Option<Duration>) -> Result<Self, StateError> {
         let file = state_dir.map(|d| d.join("control.json"));
         let saved = match &file {
             Some(f) if f.exists() => {
-                let text = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let text = std::fs::read(f).map_err(io_error(f))?;
                 let p: Persisted =
-                    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.display()))?;
-                p.params
-                    .validate()
-                    .map_err(|e| format!("{}: invalid saved parameters: {e:?}", f.display()))?;
+                    serde_json::from_slice(&text).map_err(|source| StateError::Parse {
+                        path: f.clone(),
+                        source,
+                    })?;
+                p.params.validate().map_err(|errors| StateError::Invalid {
+                    path: f.clone(),
+                    errors,
+                })?;
                 p
             }
             _ => Persisted {
@@ -342,12 +397,12 @@ impl Control {
 
     /// Returns to factory state (8.10): forgets parameters, presets and position, and deletes
     /// the saved state.
-    pub fn factory_reset(&self) -> Result<(), String> {
+    pub fn factory_reset(&self) -> Result<(), StateError> {
         let mut st = self.lock();
         if let Some(f) = &self.file
             && f.exists()
         {
-            std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            std::fs::remove_file(f).map_err(io_error(f))?;
         }
         st.saved = Persisted {
             zoom: 1.0,
@@ -359,14 +414,14 @@ impl Control {
     }
 
     /// Writes the state atomically: temporary file, fsync, rename, directory fsync.
-    fn save(&self, p: &Persisted) -> Result<(), String> {
+    fn save(&self, p: &Persisted) -> Result<(), StateError> {
         let Some(file) = &self.file else {
             return Ok(());
         };
         let dir = file.parent().unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let tmp = file.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(p).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec_pretty(p).map_err(StateError::Encode)?;
         let write = || -> std::io::Result<()> {
             use std::io::Write as _;
             let mut f = std::fs::File::create(&tmp)?;
@@ -375,7 +430,10 @@ impl Control {
             std::fs::rename(&tmp, file)?;
             std::fs::File::open(dir)?.sync_all()
         };
-        write().map_err(|e| format!("saving {}: {e}", file.display()))
+        write().map_err(|source| StateError::Save {
+            path: file.clone(),
+            source,
+        })
     }
 }
 

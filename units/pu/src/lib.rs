@@ -284,10 +284,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         .clone()
         .unwrap_or_else(|| config.identity.with_extension("state"));
     let day = (config.day_cycle_s > 0).then(|| Duration::from_secs(config.day_cycle_s.into()));
-    let control = Arc::new(control::Control::open(Some(&state_dir), day).map_err(PuError::Source)?);
+    let control = Arc::new(
+        control::Control::open(Some(&state_dir), day)
+            .map_err(|e| PuError::Source(e.to_string()))?,
+    );
     let clock = Arc::new(clock::MediaClock::new(config.clock_skew_ms));
     let onvif = match &config.onvif_url {
-        Some(u) => Some(Arc::new(onvif::Onvif::new(u).map_err(PuError::Source)?)),
+        Some(u) => Some(Arc::new(
+            onvif::Onvif::new(u).map_err(|e| PuError::Source(e.to_string()))?,
+        )),
         None => None,
     };
     let keys = config
@@ -403,7 +408,9 @@ fn media_source(config: &Config) -> Result<media::Source, PuError> {
                 "source_file and source_rtsp are exclusive: pick one".into(),
             ));
         }
-        (Some(path), None) => media::Source::file(path, config.max_fps).map_err(PuError::Source)?,
+        (Some(path), None) => {
+            media::Source::file(path, config.max_fps).map_err(|e| PuError::Source(e.to_string()))?
+        }
         (None, Some(url)) => {
             let parsed = url::Url::parse(url)
                 .ok()

@@ -14,6 +14,53 @@ use quick_xml::events::Event;
 use sha1::{Digest as _, Sha1};
 use tokio::sync::Mutex;
 
+/// Why an ONVIF operation failed; its `Display` is the message the platform is answered with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnvifError {
+    /// `onvif_url` is not a URL.
+    #[error("onvif_url: {0}")]
+    Url(#[source] url::ParseError),
+    /// `onvif_url` is not an HTTP(S) URL.
+    #[error("onvif_url must be http:// or https://")]
+    Scheme,
+    /// The HTTP client could not be built.
+    #[error("{0}")]
+    Client(#[source] reqwest::Error),
+    /// No random nonce for the security header.
+    #[error("{0}")]
+    Random(#[source] getrandom::Error),
+    /// The camera could not be reached.
+    #[error("camera unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// The camera's answer could not be read.
+    #[error("{0}")]
+    Answer(#[source] reqwest::Error),
+    /// The camera answered with an error status.
+    #[error("camera refused ({status}) {reason}")]
+    Refused {
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The SOAP fault's text, if any.
+        reason: String,
+    },
+    /// The camera's answer is not XML.
+    #[error("camera sent bad XML: {0}")]
+    Xml(#[source] quick_xml::Error),
+    /// The camera's answer has text in an unknown encoding.
+    #[error("{0}")]
+    Encoding(#[source] quick_xml::encoding::EncodingError),
+    /// The camera's answer has too many elements.
+    #[error("camera answer too large")]
+    TooLarge,
+    /// The camera's answer lacks something needed (what is said).
+    #[error("{0}")]
+    Missing(&'static str),
+    /// The preset slot asked for is not set.
+    #[error("preset {0} is not set")]
+    NoPreset(u8),
+}
+
 /// An ONVIF camera's PTZ.
 pub struct Onvif {
     http: reqwest::Client,
@@ -36,15 +83,12 @@ pub struct Element {
 }
 
 /// Every element, in document order: enough to read the few ONVIF answers the PU needs.
-pub fn elements(xml: &str) -> Result<Vec<Element>, String> {
+pub fn elements(xml: &str) -> Result<Vec<Element>, OnvifError> {
     let mut r = quick_xml::Reader::from_str(xml);
     let mut out: Vec<Element> = Vec::new();
     let mut open: Vec<usize> = Vec::new();
     loop {
-        match r
-            .read_event()
-            .map_err(|e| format!("camera sent bad XML: {e}"))?
-        {
+        match r.read_event().map_err(OnvifError::Xml)? {
             ev @ (Event::Start(_) | Event::Empty(_)) => {
                 let (Event::Start(e) | Event::Empty(e)) = &ev else {
                     continue;
@@ -69,12 +113,12 @@ pub fn elements(xml: &str) -> Result<Vec<Element>, String> {
                     open.push(out.len() - 1);
                 }
                 if out.len() > 10_000 {
-                    return Err("camera answer too large".into());
+                    return Err(OnvifError::TooLarge);
                 }
             }
             Event::Text(t) => {
                 if let Some(&i) = open.last() {
-                    let text = t.decode().map_err(|e| e.to_string())?;
+                    let text = t.decode().map_err(OnvifError::Encoding)?;
                     out[i].text.push_str(text.trim());
                 }
             }
@@ -141,10 +185,10 @@ const TT_NS: &str = "http://www.onvif.org/ver10/schema";
 impl Onvif {
     /// A client of the camera whose device service is `device_url`
     /// (`http://user:pass@host/onvif/device_service`).
-    pub fn new(device_url: &str) -> Result<Self, String> {
-        let mut device = url::Url::parse(device_url).map_err(|e| format!("onvif_url: {e}"))?;
+    pub fn new(device_url: &str) -> Result<Self, OnvifError> {
+        let mut device = url::Url::parse(device_url).map_err(OnvifError::Url)?;
         if !matches!(device.scheme(), "http" | "https") {
-            return Err("onvif_url must be http:// or https://".into());
+            return Err(OnvifError::Scheme);
         }
         let user = device.username().to_owned();
         let password = device.password().unwrap_or_default().to_owned();
@@ -153,7 +197,7 @@ impl Onvif {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(OnvifError::Client)?;
         Ok(Self {
             http,
             device,
@@ -164,9 +208,9 @@ impl Onvif {
         })
     }
 
-    async fn call(&self, url: &str, body: &str) -> Result<String, String> {
+    async fn call(&self, url: &str, body: &str) -> Result<String, OnvifError> {
         let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut nonce).map_err(OnvifError::Random)?;
         let header = if self.user.is_empty() {
             String::new()
         } else {
@@ -185,21 +229,21 @@ impl Onvif {
             .body(envelope)
             .send()
             .await
-            .map_err(|e| format!("camera unreachable: {e}"))?;
+            .map_err(OnvifError::Unreachable)?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(OnvifError::Answer)?;
         if !status.is_success() {
             let reason = elements(&text)
                 .ok()
                 .and_then(|els| els.into_iter().find(|e| e.name == "Text").map(|e| e.text))
                 .unwrap_or_default();
-            return Err(format!("camera refused ({status}) {reason}"));
+            return Err(OnvifError::Refused { status, reason });
         }
         Ok(text)
     }
 
     /// The PTZ service address and the media profile token.
-    async fn endpoints(&self) -> Result<(String, String), String> {
+    async fn endpoints(&self) -> Result<(String, String), OnvifError> {
         let mut found = self.found.lock().await;
         if let Some(f) = found.as_ref() {
             return Ok(f.clone());
@@ -218,8 +262,10 @@ impl Onvif {
                 .find(|e| e.name == "XAddr")
                 .map(|e| e.text.clone())
         };
-        let ptz = xaddr_after("PTZ").ok_or("the camera has no ONVIF PTZ service")?;
-        let media = xaddr_after("Media").ok_or("the camera has no ONVIF media service")?;
+        let ptz =
+            xaddr_after("PTZ").ok_or(OnvifError::Missing("the camera has no ONVIF PTZ service"))?;
+        let media = xaddr_after("Media")
+            .ok_or(OnvifError::Missing("the camera has no ONVIF media service"))?;
         let profiles = self
             .call(
                 &media,
@@ -230,13 +276,13 @@ impl Onvif {
             .into_iter()
             .find(|e| e.name == "Profiles")
             .and_then(|e| attr(&e.attrs, "token").map(str::to_owned))
-            .ok_or("the camera has no media profile")?;
+            .ok_or(OnvifError::Missing("the camera has no media profile"))?;
         *found = Some((ptz.clone(), token.clone()));
         Ok((ptz, token))
     }
 
     /// Executes a PTZ order on the camera and reports where it looks (8.5 step 4).
-    pub async fn ptz(&self, order: &PtzCommand) -> Result<PtzState, String> {
+    pub async fn ptz(&self, order: &PtzCommand) -> Result<PtzState, OnvifError> {
         let (ptz, profile) = self.endpoints().await?;
         let p = xml_escape(&profile);
         let zoom_space = |z: f32| ((z - 1.0) / (MAX_ZOOM - 1.0)).clamp(0.0, 1.0);
@@ -284,7 +330,7 @@ impl Onvif {
                     .into_iter()
                     .find(|e| e.name == "PresetToken")
                     .map(|e| e.text)
-                    .ok_or("the camera did not name the preset")?;
+                    .ok_or(OnvifError::Missing("the camera did not name the preset"))?;
                 self.presets
                     .lock()
                     .await
@@ -298,7 +344,7 @@ impl Onvif {
                     .await
                     .get(slot)
                     .map(|t| t.0.clone())
-                    .ok_or_else(|| format!("preset {slot} is not set"))?;
+                    .ok_or(OnvifError::NoPreset(*slot))?;
                 let t = xml_escape(&token);
                 if matches!(order, PtzCommand::PresetRemove { .. }) {
                     self.presets.lock().await.remove(slot);
@@ -316,7 +362,7 @@ impl Onvif {
         self.status(&ptz, &p).await
     }
 
-    async fn status(&self, ptz: &str, profile: &str) -> Result<PtzState, String> {
+    async fn status(&self, ptz: &str, profile: &str) -> Result<PtzState, OnvifError> {
         let answer = self
             .call(
                 ptz,

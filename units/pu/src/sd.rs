@@ -26,6 +26,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Why the recording strategy could not be saved; its `Display` is the message the platform
+/// is answered with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SaveError {
+    /// The strategy could not be encoded.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The strategy file could not be written.
+    #[error("saving the strategy: {0}")]
+    Write(#[source] std::io::Error),
+}
+
 fn failed(code: &str, message: impl Into<String>) -> DeviceReply {
     DeviceReply::Failed {
         code: code.into(),
@@ -125,9 +137,9 @@ impl Sd {
         }
     }
 
-    fn save(&self, strategy: &Strategy) -> Result<(), String> {
+    fn save(&self, strategy: &Strategy) -> Result<(), SaveError> {
         use std::io::Write as _;
-        let bytes = serde_json::to_vec_pretty(strategy).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec_pretty(strategy).map_err(SaveError::Encode)?;
         let tmp = self.strategy_path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             if let Some(dir) = self.strategy_path.parent() {
@@ -138,7 +150,7 @@ impl Sd {
             f.sync_all()?;
             std::fs::rename(&tmp, &self.strategy_path)
         };
-        write().map_err(|e| format!("saving the strategy: {e}"))
+        write().map_err(SaveError::Write)
     }
 
     /// 8.7.3: strategy set, state, record list and events for the card.
@@ -149,7 +161,7 @@ impl Sd {
                     return invalid;
                 }
                 if let Err(e) = self.save(&strategy) {
-                    return failed("storage", e);
+                    return failed("storage", e.to_string());
                 }
                 lock(&self.status).full = false;
                 self.ctl.send_modify(|c| c.strategy = strategy);
@@ -227,7 +239,7 @@ impl Sd {
             let mut sub = match hub.subscribe(profile) {
                 Ok(s) => s,
                 Err(e) => {
-                    lock(&self.status).last_error = Some(e);
+                    lock(&self.status).last_error = Some(e.to_string());
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }

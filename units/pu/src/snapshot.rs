@@ -12,7 +12,32 @@ use std::time::Duration;
 use base64::Engine as _;
 use peercam_signal::play::{AudioCodec, Caps};
 
+use crate::media::hub::MediaError;
 use crate::media::{AccessUnit, MediaHub, Profile};
+
+/// Why no snapshot could be taken; its `Display` is the message the platform is answered
+/// with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    /// No encoder for the snapshot profile.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// No key frame came in time.
+    #[error("the camera made no picture in 5 s")]
+    NoPicture,
+    /// The encoding task failed.
+    #[error("{0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The H.264 decoder could not be started.
+    #[error("H.264 decoder: {0}")]
+    Decoder(#[source] openh264::Error),
+    /// No picture came out of the decoder.
+    #[error("nothing decoded")]
+    NothingDecoded,
+    /// The JPEG could not be encoded.
+    #[error("JPEG: {0}")]
+    Jpeg(#[source] jpeg_encoder::EncodingError),
+}
 
 /// A JPEG snapshot.
 pub(crate) struct Snapshot {
@@ -33,7 +58,7 @@ pub(crate) async fn take(
     hub: &Arc<MediaHub>,
     max_fps: u8,
     max_width: u16,
-) -> Result<Snapshot, String> {
+) -> Result<Snapshot, SnapshotError> {
     let caps = Caps {
         max_width: 352,
         max_height: 288,
@@ -57,19 +82,19 @@ pub(crate) async fn take(
         .await
         .ok()
         .flatten()
-        .ok_or("the camera made no picture in 5 s")?;
+        .ok_or(SnapshotError::NoPicture)?;
         aus.push(key);
     }
     let width = max_width.clamp(16, 1280);
     tokio::task::spawn_blocking(move || encode(&aus, width))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(SnapshotError::Task)?
 }
 
 /// Decodes `aus` (from an IDR) and encodes the last picture as a JPEG at most `max_width`
 /// wide.
-fn encode(aus: &[Arc<AccessUnit>], max_width: u16) -> Result<Snapshot, String> {
-    let mut dec = openh264::decoder::Decoder::new().map_err(|e| format!("H.264 decoder: {e}"))?;
+fn encode(aus: &[Arc<AccessUnit>], max_width: u16) -> Result<Snapshot, SnapshotError> {
+    let mut dec = openh264::decoder::Decoder::new().map_err(SnapshotError::Decoder)?;
     let mut picture = None;
     for au in aus {
         let annexb = peercam_media::annexb::join(&au.nals);
@@ -77,11 +102,11 @@ fn encode(aus: &[Arc<AccessUnit>], max_width: u16) -> Result<Snapshot, String> {
             picture = Some(ycbcr(&yuv, max_width));
         }
     }
-    let (data, w, h) = picture.ok_or("nothing decoded")?;
+    let (data, w, h) = picture.ok_or(SnapshotError::NothingDecoded)?;
     let mut jpeg = Vec::with_capacity(data.len() / 8);
     jpeg_encoder::Encoder::new(&mut jpeg, 75)
         .encode(&data, w, h, jpeg_encoder::ColorType::Ycbcr)
-        .map_err(|e| format!("JPEG: {e}"))?;
+        .map_err(SnapshotError::Jpeg)?;
     Ok(Snapshot {
         jpeg,
         width: w,

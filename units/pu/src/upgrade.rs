@@ -150,6 +150,40 @@ enum Fetch {
     Refused(String),
 }
 
+/// Why a download or an installation failed; its `Display` is the status's `reason`.
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    /// The agent has no HTTPS client.
+    #[error("no HTTPS client for downloads")]
+    NoClient,
+    /// The firmware directory could not be created.
+    #[error("{}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The download failed (the reason [`Fetch`] gave).
+    #[error("{0}")]
+    Fetch(String),
+    /// Hashing, placing or marking the new firmware failed.
+    #[error("{0}")]
+    Install(#[source] std::io::Error),
+    /// The hashing task failed.
+    #[error("{0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The payload is not the one the manifest describes.
+    #[error("payload SHA-256 {digest} does not match the manifest's {expected}")]
+    Digest {
+        /// The payload's digest.
+        digest: String,
+        /// The manifest's.
+        expected: String,
+    },
+}
+
 /// The agent's side of upgrades.
 pub struct Upgrader {
     firmware: Firmware,
@@ -290,7 +324,8 @@ impl Upgrader {
                     me.set(|s| s.state = "restarting".into());
                     let _ = me.restart.send(true);
                 }
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.to_string();
                     tracing::error!(%reason, "upgrade failed");
                     me.set(|s| {
                         s.state = "failed".into();
@@ -307,11 +342,14 @@ impl Upgrader {
         &self,
         release: &SignedManifest,
         url: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DownloadError> {
         let m = &release.manifest;
-        let http = self.http.as_ref().ok_or("no HTTPS client for downloads")?;
+        let http = self.http.as_ref().ok_or(DownloadError::NoClient)?;
         let dir = &self.firmware.dir;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| DownloadError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
         let part = dir.join(format!("{}.part", m.version));
         // Resume what an earlier attempt left (a dropped network must not restart a download).
         let mut have = std::fs::metadata(&part).map_or(0, |md| md.len());
@@ -324,49 +362,50 @@ impl Upgrader {
             attempts += 1;
             match self.fetch(http, url, &part, have, m.size).await {
                 Ok(n) => have = n,
-                Err(Fetch::Refused(e)) => return Err(e),
+                Err(Fetch::Refused(e)) => return Err(DownloadError::Fetch(e)),
                 Err(Fetch::Broken(e)) if attempts < 5 => {
                     tracing::warn!(error = %e, have, "download interrupted; resuming");
                     tokio::time::sleep(std::time::Duration::from_millis(500 * attempts)).await;
                     have = std::fs::metadata(&part).map_or(0, |md| md.len());
                 }
-                Err(Fetch::Broken(e)) => return Err(e),
+                Err(Fetch::Broken(e)) => return Err(DownloadError::Fetch(e)),
             }
         }
         self.set(|s| s.state = "installing".into());
         let part2 = part.clone();
-        let digest = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let mut f = std::fs::File::open(&part2).map_err(|e| e.to_string())?;
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            let mut f = std::fs::File::open(&part2)?;
             let mut h = Sha256::new();
-            std::io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
+            std::io::copy(&mut f, &mut h)?;
             Ok(hex::encode(h.finalize()))
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(DownloadError::Task)?
+        .map_err(DownloadError::Install)?;
         if digest != m.sha256 {
             let _ = std::fs::remove_file(&part);
-            return Err(format!(
-                "payload SHA-256 {digest} does not match the manifest's {}",
-                m.sha256
-            ));
+            return Err(DownloadError::Digest {
+                digest,
+                expected: m.sha256.clone(),
+            });
         }
         // Into its own slot, then the pending mark: the supervisor takes it from here.
         let slot_dir = dir.join(&m.version);
-        std::fs::create_dir_all(&slot_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&slot_dir).map_err(DownloadError::Install)?;
         let exe = slot_dir.join("peercam");
-        std::fs::rename(&part, &exe).map_err(|e| e.to_string())?;
+        std::fs::rename(&part, &exe).map_err(DownloadError::Install)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
+                .map_err(DownloadError::Install)?;
         }
         std::fs::File::open(&slot_dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| e.to_string())?;
+            .map_err(DownloadError::Install)?;
         let previous = self.firmware.committed().unwrap_or(Slot {
             version: self.running.clone(),
-            exe: std::env::current_exe().map_err(|e| e.to_string())?,
+            exe: std::env::current_exe().map_err(DownloadError::Install)?,
         });
         let pending = Pending {
             slot: Slot {
@@ -377,7 +416,7 @@ impl Upgrader {
         };
         self.firmware
             .write("pending.json", &pending)
-            .map_err(|e| e.to_string())?;
+            .map_err(DownloadError::Install)?;
         Ok(())
     }
 

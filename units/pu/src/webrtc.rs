@@ -27,6 +27,14 @@ use crate::media::Subscription;
 use crate::media::audio::AudioSubscription;
 use crate::rtsp::{End, Server, watch_end};
 
+/// Why a WebRTC session ended in failure (logged with its `Display`).
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The WebRTC endpoint failed (ICE, DTLS, SRTP or sending).
+    #[error(transparent)]
+    Endpoint(peercam_p2p::Error),
+}
+
 /// How long a session may take to connect (ICE and DTLS) before it is dropped.
 const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 
@@ -67,7 +75,7 @@ impl Server {
             .settings
             .hub
             .subscribe(profile)
-            .map_err(|e| fail("encoder", e))?;
+            .map_err(|e| fail("encoder", e.to_string()))?;
         if self.settings.hub.is_pulled() {
             // A pulled camera says what audio it sends once its stream plays (the RTSP
             // server waits for the parameter sets before DESCRIBE answers, likewise).
@@ -143,9 +151,9 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, mut end: oneshot::Receiver<End>) -> Result<&'static str, String> {
+    async fn run(mut self, mut end: oneshot::Receiver<End>) -> Result<&'static str, SessionError> {
         loop {
-            for h in self.ep.drain().map_err(|e| e.to_string())? {
+            for h in self.ep.drain().map_err(SessionError::Endpoint)? {
                 match h {
                     Happening::Connected => {
                         self.waiting_key = true;
@@ -170,7 +178,7 @@ impl Session {
                 }
             };
             tokio::select! {
-                r = self.ep.wait() => r.map_err(|e| e.to_string())?,
+                r = self.ep.wait() => r.map_err(SessionError::Endpoint)?,
                 au = self.sub.rx.recv() => match au {
                     Ok(au) => {
                         if self.waiting_key && au.key && self.ep.is_connected() {
@@ -178,7 +186,7 @@ impl Session {
                         }
                         if !self.waiting_key {
                             let data = peercam_media::annexb::join(&au.nals);
-                            self.ep.send_video(data, au.pts_90k).map_err(|e| e.to_string())?;
+                            self.ep.send_video(data, au.pts_90k).map_err(SessionError::Endpoint)?;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -189,7 +197,7 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => return Ok("the encoder stopped"),
                 },
                 a = audio => match a {
-                    Ok(p) => self.ep.send_audio(p.payload.clone(), p.media_ts).map_err(|e| e.to_string())?,
+                    Ok(p) => self.ep.send_audio(p.payload.clone(), p.media_ts).map_err(SessionError::Endpoint)?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => self.audio = None,
                 },

@@ -16,16 +16,58 @@ use peercam_signal::control::{WlanConfig, WlanNetwork, WlanSecurity, WlanState, 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+/// Why a WLAN operation failed; its `Display` is the message the platform is answered with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WlanError {
+    /// The file backend's radio file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file backend's radio file is not valid JSON.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The radio state could not be encoded.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The network asked for is not in range.
+    #[error("network {0:?} is not in range")]
+    NotInRange(String),
+    /// The network refused the passphrase.
+    #[error("{0:?} refused the passphrase")]
+    Refused(String),
+    /// `nmcli` could not be started.
+    #[error("nmcli: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// `nmcli` failed; its standard error.
+    #[error("nmcli: {0}")]
+    Nmcli(String),
+    /// The configuration is not valid.
+    #[error("{0:?}")]
+    Invalid(Vec<peercam_signal::control::FieldError>),
+}
+
 /// A way to drive the camera's radio.
 pub trait WlanBackend: Send + Sync {
     /// Networks in range.
-    fn scan(&self) -> Result<Vec<WlanNetwork>, String>;
+    fn scan(&self) -> Result<Vec<WlanNetwork>, WlanError>;
     /// The network joined now.
-    fn current(&self) -> Result<Option<String>, String>;
+    fn current(&self) -> Result<Option<String>, WlanError>;
     /// Joins a network with new credentials (saved by the backend for a later return).
-    fn connect(&self, config: &WlanConfig) -> Result<(), String>;
+    fn connect(&self, config: &WlanConfig) -> Result<(), WlanError>;
     /// Joins a network it has credentials for (the way back after a failed switch).
-    fn reconnect(&self, ssid: &str) -> Result<(), String>;
+    fn reconnect(&self, ssid: &str) -> Result<(), WlanError>;
     /// Whether the platform is reachable through the current network, when the backend
     /// knows better than trying (the file backend's simulated networks). Default: try.
     fn reaches_platform(&self) -> bool {
@@ -70,32 +112,40 @@ impl FileBackend {
         Self { path }
     }
 
-    fn load(&self) -> Result<Radio, String> {
-        let text =
-            std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", self.path.display()))
+    fn load(&self) -> Result<Radio, WlanError> {
+        let text = std::fs::read(&self.path).map_err(|source| WlanError::File {
+            path: self.path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| WlanError::Parse {
+            path: self.path.clone(),
+            source,
+        })
     }
 
-    fn store(&self, radio: &Radio) -> Result<(), String> {
-        let text = serde_json::to_vec_pretty(radio).map_err(|e| e.to_string())?;
+    fn store(&self, radio: &Radio) -> Result<(), WlanError> {
+        let text = serde_json::to_vec_pretty(radio).map_err(WlanError::Encode)?;
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .map_err(|source| WlanError::File {
+                path: self.path.clone(),
+                source,
+            })
     }
 
-    fn join(&self, ssid: &str, passphrase: Option<&str>) -> Result<(), String> {
+    fn join(&self, ssid: &str, passphrase: Option<&str>) -> Result<(), WlanError> {
         let mut radio = self.load()?;
         let net = radio
             .networks
             .iter()
             .find(|n| n.ssid == ssid)
-            .ok_or_else(|| format!("network {ssid:?} is not in range"))?;
+            .ok_or_else(|| WlanError::NotInRange(ssid.to_owned()))?;
         if let Some(p) = passphrase
             && net.security != WlanSecurity::Open
             && p != net.passphrase
         {
-            return Err(format!("{ssid:?} refused the passphrase"));
+            return Err(WlanError::Refused(ssid.to_owned()));
         }
         radio.current = Some(ssid.to_owned());
         self.store(&radio)
@@ -103,7 +153,7 @@ impl FileBackend {
 }
 
 impl WlanBackend for FileBackend {
-    fn scan(&self) -> Result<Vec<WlanNetwork>, String> {
+    fn scan(&self) -> Result<Vec<WlanNetwork>, WlanError> {
         Ok(self
             .load()?
             .networks
@@ -115,13 +165,13 @@ impl WlanBackend for FileBackend {
             })
             .collect())
     }
-    fn current(&self) -> Result<Option<String>, String> {
+    fn current(&self) -> Result<Option<String>, WlanError> {
         Ok(self.load()?.current)
     }
-    fn connect(&self, config: &WlanConfig) -> Result<(), String> {
+    fn connect(&self, config: &WlanConfig) -> Result<(), WlanError> {
         self.join(&config.ssid, Some(&config.passphrase))
     }
-    fn reconnect(&self, ssid: &str) -> Result<(), String> {
+    fn reconnect(&self, ssid: &str) -> Result<(), WlanError> {
         self.join(ssid, None)
     }
     fn reaches_platform(&self) -> bool {
@@ -136,17 +186,16 @@ impl WlanBackend for FileBackend {
 /// NetworkManager through `nmcli` (no shell; every argument is a validated value).
 pub struct NetworkManager;
 
-fn nmcli(args: &[&str]) -> Result<String, String> {
+fn nmcli(args: &[&str]) -> Result<String, WlanError> {
     let out = Command::new("nmcli")
         .args(args)
         .output()
-        .map_err(|e| format!("nmcli: {e}"))?;
+        .map_err(WlanError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "nmcli: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        Err(WlanError::Nmcli(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         ))
     }
 }
@@ -203,25 +252,25 @@ pub fn parse_scan(text: &str) -> Vec<WlanNetwork> {
 }
 
 impl WlanBackend for NetworkManager {
-    fn scan(&self) -> Result<Vec<WlanNetwork>, String> {
+    fn scan(&self) -> Result<Vec<WlanNetwork>, WlanError> {
         nmcli(&["-t", "-f", "SSID,SECURITY,SIGNAL", "dev", "wifi", "list"]).map(|t| parse_scan(&t))
     }
-    fn current(&self) -> Result<Option<String>, String> {
+    fn current(&self) -> Result<Option<String>, WlanError> {
         let t = nmcli(&["-t", "-f", "ACTIVE,SSID", "dev", "wifi"])?;
         Ok(t.lines()
             .map(split_terse)
             .find(|f| f.first().is_some_and(|a| a == "yes"))
             .and_then(|f| f.get(1).cloned()))
     }
-    fn connect(&self, config: &WlanConfig) -> Result<(), String> {
-        config.validate().map_err(|e| format!("{e:?}"))?;
+    fn connect(&self, config: &WlanConfig) -> Result<(), WlanError> {
+        config.validate().map_err(WlanError::Invalid)?;
         let mut args = vec!["dev", "wifi", "connect", config.ssid.as_str()];
         if config.security != WlanSecurity::Open {
             args.extend(["password", config.passphrase.as_str()]);
         }
         nmcli(&args).map(|_| ())
     }
-    fn reconnect(&self, ssid: &str) -> Result<(), String> {
+    fn reconnect(&self, ssid: &str) -> Result<(), WlanError> {
         nmcli(&["con", "up", "id", ssid]).map(|_| ())
     }
 }
@@ -253,7 +302,7 @@ impl Wlan {
     }
 
     /// The state, with a scan.
-    pub fn state(&self) -> Result<WlanState, String> {
+    pub fn state(&self) -> Result<WlanState, WlanError> {
         Ok(WlanState {
             current: self.backend.current()?,
             networks: self.backend.scan()?,
@@ -279,7 +328,7 @@ impl Wlan {
         self: &Arc<Self>,
         config: &WlanConfig,
         registrations: Arc<AtomicU64>,
-    ) -> Result<WlanState, String> {
+    ) -> Result<WlanState, WlanError> {
         let previous = self.backend.current()?;
         let before = registrations.load(Ordering::Acquire);
         self.backend.connect(config)?;

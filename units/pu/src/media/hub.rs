@@ -237,19 +237,96 @@ pub enum Source {
     },
 }
 
+/// Why a media source or an encoder could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// The file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The MP4 file is unusable.
+    #[error("{}: {source}", path.display())]
+    Mp4 {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Mp4Error,
+    },
+    /// The Annex B file is unusable.
+    #[error("{}: {source}", path.display())]
+    AnnexB {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: peercam_media::Error,
+    },
+    /// The file has no picture to start from.
+    #[error("{}: no IDR access unit with SPS and PPS", path.display())]
+    NoKeyFrame {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The file's SPS is unusable.
+    #[error("{}: SPS: {source}", path.display())]
+    Sps {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: peercam_media::Error,
+    },
+    /// The H.264 encoder could not be started.
+    #[error("H.264 encoder: {0}")]
+    Encoder(#[source] openh264::Error),
+    /// The encoder thread could not be started.
+    #[error("cannot start encoder thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why an MP4 file's H.264 track could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Mp4Error {
+    /// The file's boxes are unusable.
+    #[error("{0}")]
+    Parse(#[source] peercam_media::Error),
+    /// The file lacks something needed (what is said).
+    #[error("{0}")]
+    Missing(&'static str),
+    /// A sample's NAL unit lengths are wrong.
+    #[error("a sample's NAL lengths do not add up: {0}")]
+    Lengths(#[source] peercam_media::Error),
+}
+
 impl Source {
     /// Loads an H.264 file, Annex B or MP4 (its first H.264 track; frame rate from the
     /// track's timing, else `fps`); it must contain an IDR with SPS and PPS.
-    pub fn file(path: &std::path::Path, fps: u8) -> Result<Self, String> {
-        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    pub fn file(path: &std::path::Path, fps: u8) -> Result<Self, MediaError> {
+        let data = std::fs::read(path).map_err(|source| MediaError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let (units, fps) = if data.get(4..8) == Some(b"ftyp") {
-            mp4_units(&data).map_err(|e| format!("{}: {e}", path.display()))?
+            mp4_units(&data).map_err(|source| MediaError::Mp4 {
+                path: path.to_owned(),
+                source,
+            })?
         } else {
             let mut asm = peercam_media::annexb::AccessUnitAssembler::new();
-            asm.push(&data)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            asm.finish()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let annexb = |source| MediaError::AnnexB {
+                path: path.to_owned(),
+                source,
+            };
+            asm.push(&data).map_err(annexb)?;
+            asm.finish().map_err(annexb)?;
             let units: Vec<_> = std::iter::from_fn(|| asm.pop())
                 .filter(|au| au.has_picture())
                 .collect();
@@ -259,14 +336,15 @@ impl Source {
             .iter()
             .position(|au| au.is_key() && au.sps().is_some() && au.pps().is_some());
         let Some(first_key) = first_key else {
-            return Err(format!(
-                "{}: no IDR access unit with SPS and PPS",
-                path.display()
-            ));
+            return Err(MediaError::NoKeyFrame {
+                path: path.to_owned(),
+            });
         };
         let sps = units[first_key].sps().unwrap_or_default();
-        let parsed = peercam_media::sps::Sps::parse(sps)
-            .map_err(|e| format!("{}: SPS: {e}", path.display()))?;
+        let parsed = peercam_media::sps::Sps::parse(sps).map_err(|source| MediaError::Sps {
+            path: path.to_owned(),
+            source,
+        })?;
         let size = (
             u16::try_from(parsed.width).unwrap_or(0),
             u16::try_from(parsed.height).unwrap_or(0),
@@ -281,19 +359,20 @@ impl Source {
 
 /// The access units of an MP4 file's first H.264 track (SPS and PPS put in front of every
 /// sync sample) and its frame rate.
-fn mp4_units(data: &[u8]) -> Result<(Vec<peercam_media::annexb::AccessUnit>, u8), String> {
+fn mp4_units(data: &[u8]) -> Result<(Vec<peercam_media::annexb::AccessUnit>, u8), Mp4Error> {
     use peercam_media::mp4::{Movie, SampleEntry};
-    let movie = Movie::parse(data).map_err(|e| e.to_string())?;
-    let track = movie.video().ok_or("no video track")?;
+    let movie = Movie::parse(data).map_err(Mp4Error::Parse)?;
+    let track = movie.video().ok_or(Mp4Error::Missing("no video track"))?;
     let SampleEntry::Avc { config, .. } = &track.entry else {
-        return Err("the video track is not H.264".into());
+        return Err(Mp4Error::Missing("the video track is not H.264"));
     };
     let len_size = config.length_size;
     let mut units = Vec::new();
     for s in track.samples() {
-        let body = s.data(data).ok_or("a sample lies outside the file")?;
-        let nals = peercam_media::annexb::split_avcc(body, len_size)
-            .map_err(|e| format!("a sample's NAL lengths do not add up: {e}"))?;
+        let body = s
+            .data(data)
+            .ok_or(Mp4Error::Missing("a sample lies outside the file"))?;
+        let nals = peercam_media::annexb::split_avcc(body, len_size).map_err(Mp4Error::Lengths)?;
         let mut au = peercam_media::annexb::AccessUnit { nals: Vec::new() };
         if s.is_sync {
             au.nals.extend(config.sps.iter().cloned());
@@ -352,7 +431,7 @@ impl MediaHub {
     }
 
     /// Subscribes to `profile`, starting its encoder if needed; the next frame is an IDR.
-    pub fn subscribe(self: &Arc<Self>, profile: Profile) -> Result<Subscription, String> {
+    pub fn subscribe(self: &Arc<Self>, profile: Profile) -> Result<Subscription, MediaError> {
         // A file is served as it is: one profile, the file's.
         let profile = match &self.source {
             Source::Synthetic => profile,
@@ -420,7 +499,7 @@ impl MediaHub {
                         }
                         (Source::Synthetic, None) => {}
                     })
-                    .map_err(|e| format!("cannot start encoder thread: {e}"))?;
+                    .map_err(MediaError::Thread)?;
                 map.insert(profile, Arc::downgrade(&p));
                 p
             }
@@ -476,7 +555,7 @@ impl MediaHub {
 /// printing its "bEnableFrameSkip" warning on stderr at every start. (Its other messages
 /// cannot be routed to `tracing`: that takes an `unsafe` C callback, and the workspace
 /// forbids `unsafe`; they stay at OpenH264's default, warnings only.)
-pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
+pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, MediaError> {
     let config = EncoderConfig::new()
         .usage_type(UsageType::CameraVideoRealTime)
         .bitrate(BitRate::from_bps(encoder_bps(p)))
@@ -488,8 +567,7 @@ pub fn make_encoder(p: Profile, gop_s: u8) -> Result<Encoder, String> {
             u32::from(p.fps) * u32::from(gop_s.max(1)),
         ))
         .num_threads(1);
-    Encoder::with_api_config(OpenH264API::from_source(), config)
-        .map_err(|e| format!("H.264 encoder: {e}"))
+    Encoder::with_api_config(OpenH264API::from_source(), config).map_err(MediaError::Encoder)
 }
 
 /// What one SEI frame tag costs on the wire, bits: the NAL unit (header, type, size, the
