@@ -12,4 +12,4 @@ mod scope;
 pub use backoff::Backoff;
 pub use ids::{DeviceId, IdError, NodeId, Phone};
 pub use pii::Pii;
-pub use scope::{Scope, ScopeSet};
+pub use scope::{Scope, ScopeParseError, ScopeSet};

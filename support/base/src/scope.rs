@@ -54,15 +54,18 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name that is not one of [`Scope::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?}; expected one of live, playback, ptz, talk, config")]
+pub struct ScopeParseError(pub String);
+
 impl FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ScopeParseError;
+    fn from_str(s: &str) -> Result<Self, ScopeParseError> {
         Self::ALL
             .into_iter()
             .find(|sc| sc.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown scope {s:?}; expected one of live, playback, ptz, talk, config")
-            })
+            .ok_or_else(|| ScopeParseError(s.to_owned()))
     }
 }
 

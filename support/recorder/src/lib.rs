@@ -85,12 +85,24 @@ impl Job {
     }
 }
 
+/// Why the writer could not delete a camera's recordings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForgetError {
+    /// The writer task has ended (the unit is stopping).
+    #[error("the writer stopped")]
+    Stopped,
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
 /// What the writer does, in queue order.
 enum Work {
     /// Commit a segment.
     Segment(Job),
     /// Delete every recording of a camera (after the segments queued before it).
-    Forget(String, oneshot::Sender<Result<(), String>>),
+    Forget(String, oneshot::Sender<Result<(), ForgetError>>),
 }
 
 /// The single writer: commits queued segments in groups (D10) and applies retention.
@@ -131,7 +143,7 @@ impl Writer {
                                 .forget(&camera)
                                 .await
                                 .map(|_| ())
-                                .map_err(|e| e.to_string());
+                                .map_err(ForgetError::from);
                             let _ = done.send(r);
                         }
                     }
@@ -151,13 +163,13 @@ impl Writer {
     }
 
     /// Deletes `camera`'s recordings once everything queued before is written.
-    pub async fn forget(&self, camera: &str) -> Result<(), String> {
+    pub async fn forget(&self, camera: &str) -> Result<(), ForgetError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Work::Forget(camera.to_owned(), done))
             .await
-            .map_err(|_| "the writer stopped".to_owned())?;
-        rx.await.map_err(|_| "the writer stopped".to_owned())?
+            .map_err(|_| ForgetError::Stopped)?;
+        rx.await.map_err(|_| ForgetError::Stopped)?
     }
 }
 

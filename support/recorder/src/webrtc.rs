@@ -109,10 +109,38 @@ impl Media {
     }
 }
 
+/// Why a playback session ended early: its WebRTC endpoint failed.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// Receiving, sending or the connection's upkeep failed.
+    #[error("{0}")]
+    Endpoint(#[from] peercam_p2p::Error),
+}
+
+/// Why an export could not be made; the text goes to the browser as the notice's message.
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    /// The exports directory could not be created.
+    #[error("{0}")]
+    Dir(#[source] std::io::Error),
+    /// Nothing is recorded in the range.
+    #[error("nothing was recorded in that range")]
+    Empty,
+    /// The store could not write the MP4.
+    #[error("the export failed: {0}")]
+    Store(#[source] peercam_store::StoreError),
+    /// The task making the MP4 ended without an answer.
+    #[error("the export stopped")]
+    Stopped,
+}
+
+/// The MP4 made for an export: its temporary file and what it holds.
+type Made = Result<(std::path::PathBuf, peercam_store::ExportSummary), ExportError>;
+
 /// An export on its way to the browser.
 enum Export {
     /// The MP4 is being written.
-    Making(oneshot::Receiver<Result<(std::path::PathBuf, peercam_store::ExportSummary), String>>),
+    Making(oneshot::Receiver<Made>),
     /// The file is being sent; `left` bytes to go.
     Sending {
         file: std::fs::File,
@@ -152,10 +180,10 @@ impl Drop for Session {
 }
 
 impl Session {
-    async fn run(mut self, shutdown: Shutdown) -> Result<&'static str, String> {
+    async fn run(mut self, shutdown: Shutdown) -> Result<&'static str, SessionError> {
         let mut status = tokio::time::interval(Duration::from_millis(250));
         loop {
-            for h in self.ep.drain().map_err(|e| e.to_string())? {
+            for h in self.ep.drain()? {
                 match h {
                     Happening::Connected => {
                         if let Some(p) = self.playing.as_mut() {
@@ -180,12 +208,12 @@ impl Session {
             tokio::select! {
                 made = async {
                     match &mut self.export {
-                        Some(Export::Making(rx)) => rx.await.unwrap_or_else(|_| Err("the export stopped".into())),
+                        Some(Export::Making(rx)) => rx.await.unwrap_or(Err(ExportError::Stopped)),
                         _ => std::future::pending().await,
                     }
                 } => self.export_made(made),
                 () = std::future::ready(()), if can_send => self.export_chunk(),
-                r = self.ep.wait() => r.map_err(|e| e.to_string())?,
+                r = self.ep.wait() => r?,
                 () = async {
                     match next {
                         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -201,7 +229,7 @@ impl Session {
         }
     }
 
-    async fn send_next(&mut self) -> Result<(), String> {
+    async fn send_next(&mut self) -> Result<(), SessionError> {
         let Some(p) = self.playing.as_mut() else {
             return Ok(());
         };
@@ -220,7 +248,7 @@ impl Session {
         self.send(&frame, wall)
     }
 
-    fn send(&mut self, frame: &Frame, wall: u64) -> Result<(), String> {
+    fn send(&mut self, frame: &Frame, wall: u64) -> Result<(), SessionError> {
         let nals: Vec<&[u8]> = frame
             .nals
             .iter()
@@ -229,9 +257,7 @@ impl Session {
             .collect();
         let data = peercam_media::annexb::join(&nals);
         self.pos_ms = frame.t90k / 90;
-        self.ep
-            .send_video(data, self.out_ts)
-            .map_err(|e| e.to_string())?;
+        self.ep.send_video(data, self.out_ts)?;
         self.out_ts = self.out_ts.wrapping_add(wall.max(1));
         Ok(())
     }
@@ -252,14 +278,11 @@ impl Session {
         });
     }
 
-    fn export_made(
-        &mut self,
-        made: Result<(std::path::PathBuf, peercam_store::ExportSummary), String>,
-    ) {
+    fn export_made(&mut self, made: Made) {
         self.export = None;
         let (path, summary) = match made {
             Ok(x) => x,
-            Err(e) => return self.export_failed(e),
+            Err(e) => return self.export_failed(e.to_string()),
         };
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -346,7 +369,7 @@ impl Session {
         tokio::spawn(async move {
             let r = async {
                 let dir = store.config().root.join("exports");
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(&dir).map_err(ExportError::Dir)?;
                 let name: [u8; 8] = rand::random();
                 let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
                 let file = dir.join(format!("{hex}.mp4"));
@@ -363,11 +386,11 @@ impl Session {
                     Ok(s) => Ok((file, s)),
                     Err(peercam_store::StoreError::Empty { .. }) => {
                         let _ = std::fs::remove_file(&file);
-                        Err("nothing was recorded in that range".to_owned())
+                        Err(ExportError::Empty)
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&file);
-                        Err(format!("the export failed: {e}"))
+                        Err(ExportError::Store(e))
                     }
                 }
             }
@@ -471,7 +494,7 @@ impl Session {
                 match stepped {
                     Some((frame, reencoded)) => {
                         self.in_sync = !reencoded;
-                        self.send(&frame, 3600).err()
+                        self.send(&frame, 3600).err().map(|e| e.to_string())
                     }
                     None => Some("no frame there".into()),
                 }

@@ -6,20 +6,35 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// Why the browser tests cannot run here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// `node --version` did not run.
+    #[error("node is not installed")]
+    Node,
+    /// The Chromium binary (`PEERCAM_CHROMIUM`, default `/usr/bin/chromium`) is absent.
+    #[error("{0} is missing (apt-get install chromium)")]
+    Chromium(String),
+    /// `npm ci` has not been run in `web-tests/`.
+    #[error("web-tests/node_modules is missing (npm ci --prefix web-tests)")]
+    NodeModules,
+}
+
 /// The `web-tests` directory, or why the browser tests cannot run here (node, Chromium or
 /// the npm packages missing; `.ci/run` installs them).
-pub fn web_tests() -> Result<PathBuf, String> {
+pub fn web_tests() -> Result<PathBuf, Unavailable> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web-tests");
     let node = std::process::Command::new("node").arg("--version").output();
     if !node.is_ok_and(|o| o.status.success()) {
-        return Err("node is not installed".into());
+        return Err(Unavailable::Node);
     }
     let chromium = std::env::var("PEERCAM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} is missing (apt-get install chromium)"));
+        return Err(Unavailable::Chromium(chromium));
     }
     if !dir.join("node_modules/playwright-core").exists() {
-        return Err("web-tests/node_modules is missing (npm ci --prefix web-tests)".into());
+        return Err(Unavailable::NodeModules);
     }
     Ok(dir)
 }
@@ -30,7 +45,7 @@ pub fn web_tests_or_skip(test: &str) -> Option<PathBuf> {
     match web_tests() {
         Ok(d) => Some(d),
         Err(why) => {
-            crate::skip(test, &why);
+            crate::skip(test, &why.to_string());
             None
         }
     }

@@ -12,6 +12,21 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
+/// Why the viewer could not take the device's answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The answer is not SDP.
+    #[error("{0}")]
+    Sdp(#[from] str0m::error::SdpError),
+    /// An answer was taken already.
+    #[error("answered twice")]
+    Twice,
+    /// The answer does not fit the offer.
+    #[error("{0}")]
+    Rtc(#[from] str0m::RtcError),
+}
+
 /// A receive-only WebRTC viewer.
 pub struct Viewer {
     rtc: Rtc,
@@ -75,13 +90,10 @@ impl Viewer {
     }
 
     /// Takes the answer.
-    pub fn accept(&mut self, answer: &str) -> Result<(), String> {
-        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
-        let pending = self.pending.take().ok_or("answered twice")?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| e.to_string())
+    pub fn accept(&mut self, answer: &str) -> Result<(), AcceptError> {
+        let answer = SdpAnswer::from_sdp_string(answer)?;
+        let pending = self.pending.take().ok_or(AcceptError::Twice)?;
+        Ok(self.rtc.sdp_api().accept_answer(pending, answer)?)
     }
 
     /// Sends a text message on the data channel; `false` before it is open.

@@ -18,6 +18,9 @@ pub enum MtuError {
     /// TLS material or another IO-shell failure.
     #[error(transparent)]
     Net(#[from] peercam_net::NetError),
+    /// The `[multicast]` section is unusable.
+    #[error("configuration: {0}")]
+    Multicast(#[from] crate::multicast::MulticastError),
     /// The MTU's identity file.
     #[error("identity: {0}")]
     Identity(String),

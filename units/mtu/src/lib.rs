@@ -201,7 +201,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         )));
     }
     if let Some(m) = &config.multicast {
-        m.validate().map_err(MtuError::Config)?;
+        m.validate()?;
     }
     let ca = peercam_net::tls::read_pem(&config.platform_ca)?;
     let client_tls = peercam_net::tls::client_config(&ca)?;

@@ -52,23 +52,51 @@ impl Default for Config {
 
 impl Config {
     /// Checks the range: multicast addresses only, ports that fit.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MulticastError> {
         let last = u32::from(self.group_base).checked_add(u32::from(self.groups));
         let last_ok = last.is_some_and(|l| Ipv4Addr::from(l.saturating_sub(1)).is_multicast());
         if !self.group_base.is_multicast() || !last_ok || self.groups == 0 {
-            return Err(format!(
-                "multicast groups {}+{} are not all multicast addresses",
-                self.group_base, self.groups
-            ));
+            return Err(MulticastError::Groups {
+                base: self.group_base,
+                groups: self.groups,
+            });
         }
         if u32::from(self.port) + 4 * u32::from(self.groups) > 65_535 || self.port == 0 {
-            return Err(format!(
-                "multicast ports {}+4x{} do not fit",
-                self.port, self.groups
-            ));
+            return Err(MulticastError::Ports {
+                port: self.port,
+                groups: self.groups,
+            });
         }
         Ok(())
     }
+}
+
+/// What can go wrong with the `[multicast]` range or a feed's group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MulticastError {
+    /// The configured groups are not all multicast addresses (or there are none).
+    #[error("multicast groups {base}+{groups} are not all multicast addresses")]
+    Groups {
+        /// The first group.
+        base: Ipv4Addr,
+        /// How many.
+        groups: u16,
+    },
+    /// The configured ports run past 65535 (or start at 0).
+    #[error("multicast ports {port}+4x{groups} do not fit")]
+    Ports {
+        /// The first port.
+        port: u16,
+        /// How many groups.
+        groups: u16,
+    },
+    /// Every group is leased to a feed.
+    #[error("every multicast group is in use")]
+    Exhausted,
+    /// The sending socket could not be opened or set up.
+    #[error("multicast socket: {0}")]
+    Socket(#[source] std::io::Error),
 }
 
 /// The groups in use.
@@ -89,12 +117,12 @@ impl Groups {
     }
 
     /// Leases a group and opens the socket that sends to it.
-    pub(crate) fn open(self: &Arc<Self>) -> Result<Sender, String> {
+    pub(crate) fn open(self: &Arc<Self>) -> Result<Sender, MulticastError> {
         let index = {
             let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
             let free = (0..self.config.groups)
                 .find(|i| !used.contains(i))
-                .ok_or("every multicast group is in use")?;
+                .ok_or(MulticastError::Exhausted)?;
             used.insert(free);
             free
         };
@@ -103,7 +131,7 @@ impl Groups {
             index,
         };
         let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| format!("multicast socket: {e}"))?;
+            .map_err(MulticastError::Socket)?;
         sock.set_multicast_ttl_v4(u32::from(self.config.ttl))
             .and_then(|()| sock.set_multicast_loop_v4(true))
             .and_then(|()| {
@@ -115,7 +143,7 @@ impl Groups {
             })
             .and_then(|()| sock.bind(&SocketAddrV4::new(self.config.interface, 0).into()))
             .and_then(|()| sock.set_nonblocking(true))
-            .map_err(|e| format!("multicast socket: {e}"))?;
+            .map_err(MulticastError::Socket)?;
         let group = Ipv4Addr::from(u32::from(self.config.group_base) + u32::from(index));
         Ok(Sender {
             sock: sock.into(),

@@ -57,6 +57,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Why the saved camera list could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CameraListError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The camera list.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a camera list.
+    #[error("{}: {source} (fix or delete the file)", path.display())]
+    Parse {
+        /// The camera list.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// The list could not be encoded.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The file could not be written.
+    #[error("saving {}: {source}", path.display())]
+    Save {
+        /// The camera list.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
 fn failed(code: &str, message: impl Into<String>) -> DeviceReply {
     DeviceReply::Failed {
         code: code.into(),
@@ -72,12 +105,14 @@ impl Cameras {
         platform: mpsc::Sender<PlatformReq>,
         config: Config,
         shutdown: Shutdown,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CameraListError> {
         let saved: SavedFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e} (fix or delete the file)", path.display()))?,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(saved) => saved,
+                Err(source) => return Err(CameraListError::Parse { path, source }),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedFile::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => return Err(CameraListError::Read { path, source }),
         };
         let me = Self {
             path,
@@ -139,7 +174,7 @@ impl Cameras {
     }
 
     /// Writes the camera list atomically (temp file, fsync, rename, fsync directory).
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<(), CameraListError> {
         let file = SavedFile {
             version: 1,
             cameras: lock(&self.inner)
@@ -147,7 +182,7 @@ impl Cameras {
                 .map(|e| e.saved.clone())
                 .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec_pretty(&file).map_err(CameraListError::Encode)?;
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write as _;
@@ -163,7 +198,10 @@ impl Cameras {
             }
             Ok(())
         };
-        write().map_err(|e| format!("saving {}: {e}", self.path.display()))
+        write().map_err(|source| CameraListError::Save {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     async fn state(&self, camera: &DeviceId) -> Option<RecordingState> {
@@ -221,7 +259,7 @@ impl Cameras {
                     }
                 };
                 if let Err(e) = self.save() {
-                    return failed("storage", e);
+                    return failed("storage", e.to_string());
                 }
                 let lan = self.discover(&camera, &public_key).await;
                 if let Some(e) = lock(&self.inner).get(&camera) {
@@ -239,14 +277,14 @@ impl Cameras {
                     return failed("not_attached", "that camera is not attached here");
                 };
                 if let Err(e) = self.save() {
-                    return failed("storage", e);
+                    return failed("storage", e.to_string());
                 }
                 drop(entry.ctl);
                 if let Some(task) = entry.task {
                     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
                 }
                 if wipe && let Err(e) = self.writer.forget(camera.as_str()).await {
-                    return failed("storage", e);
+                    return failed("storage", e.to_string());
                 }
                 DeviceReply::Done
             }
@@ -265,7 +303,7 @@ impl Cameras {
                     e.ctl.send_modify(|c| c.strategy = strategy);
                 }
                 if let Err(e) = self.save() {
-                    return failed("storage", e);
+                    return failed("storage", e.to_string());
                 }
                 let _ = self
                     .store

@@ -36,6 +36,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 pub use agent::NvrStatus;
+pub use cameras::CameraListError;
 use peercam_recorder::now_ms;
 
 /// This NVR's software version.
@@ -55,8 +56,8 @@ pub enum NvrError {
     #[error("recording store: {0}")]
     Store(#[from] peercam_store::StoreError),
     /// The saved camera list is unusable.
-    #[error("{0}")]
-    State(String),
+    #[error(transparent)]
+    State(#[from] CameraListError),
 }
 
 /// Configuration of an NVR (`nvr.toml`).
@@ -189,17 +190,14 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     };
     let (platform_tx, platform_rx) = mpsc::channel(256);
     let writer = peercam_recorder::Writer::start(store.clone(), shutdown.clone());
-    let cams = Arc::new(
-        cameras::Cameras::open(
-            config.store_dir().join("cameras.json"),
-            store.clone(),
-            writer,
-            platform_tx.clone(),
-            config.clone(),
-            shutdown.clone(),
-        )
-        .map_err(NvrError::State)?,
-    );
+    let cams = Arc::new(cameras::Cameras::open(
+        config.store_dir().join("cameras.json"),
+        store.clone(),
+        writer,
+        platform_tx.clone(),
+        config.clone(),
+        shutdown.clone(),
+    )?);
     cams.start_all();
     // Playback and export clients' tokens go to the platform through the agent.
     let media = peercam_recorder::serve::Media::with_platform(

@@ -19,7 +19,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 use crate::agent::PlatformReq;
 use crate::cameras::{PROBE_WAIT, new_probe};
 use crate::now_ms;
-use crate::pull::{Flow, Item, pull};
+use crate::pull::{Flow, Item, NvrPullError, pull};
 
 /// Looks for `camera` on the LAN; the first announcement signed by its key wins.
 pub(crate) async fn discover(port: u16, camera: &DeviceId, public_key: &str) -> Option<String> {
@@ -35,6 +35,28 @@ pub(crate) async fn discover(port: u16, camera: &DeviceId, public_key: &str) -> 
         .into_iter()
         .filter(|a| &a.device_id == camera && a.verify(&probe, &key).is_ok())
         .find_map(|a| a.rtsp.into_iter().next())
+}
+
+/// Why one recording session ended or could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// The platform channel is closed.
+    #[error("the NVR is stopping")]
+    Stopping,
+    /// The platform would not hand out the stream.
+    #[error("the platform refused the stream ({code}): {message}")]
+    Refused {
+        /// The platform's reason.
+        code: peercam_signal::refusal::Refusal,
+        /// Its explanation.
+        message: String,
+    },
+    /// The request got no answer.
+    #[error("no answer from the platform")]
+    NoAnswer,
+    /// The pull failed.
+    #[error(transparent)]
+    Pull(#[from] NvrPullError),
 }
 
 /// One camera's recorder.
@@ -80,6 +102,7 @@ impl Recorder {
             match self.session().await {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
+                    let e = e.to_string();
                     tracing::warn!(camera = %self.camera, error = %e, "recording stream unavailable");
                     let first = {
                         let mut s = lock(&self.status);
@@ -111,7 +134,7 @@ impl Recorder {
 
     /// 8.7.2.1 steps 16-18: ask the platform, connect (on the LAN if the camera was found
     /// there), record until the strategy no longer pulls.
-    async fn session(&mut self) -> Result<(), String> {
+    async fn session(&mut self) -> Result<(), SessionError> {
         let (reply, rx) = oneshot::channel();
         self.platform
             .send(PlatformReq::Request {
@@ -121,15 +144,13 @@ impl Recorder {
                 reply,
             })
             .await
-            .map_err(|_| "the NVR is stopping".to_owned())?;
+            .map_err(|_| SessionError::Stopping)?;
         let (url, token) = match rx.await {
             Ok(PlatformAnswer::Stream { url, token, .. }) => (url, token),
             Ok(PlatformAnswer::Refused { code, message }) => {
-                return Err(format!(
-                    "the platform refused the stream ({code}): {message}"
-                ));
+                return Err(SessionError::Refused { code, message });
             }
-            Ok(_) | Err(_) => return Err("no answer from the platform".into()),
+            Ok(_) | Err(_) => return Err(SessionError::NoAnswer),
         };
         let lan = lock(&self.lan).clone();
         let lan = match lan {
@@ -200,7 +221,7 @@ impl Recorder {
             };
             pull(&url, |a| *lock(&codec) = a, on_item)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(SessionError::from)
         };
         // Whatever ends the pull, the open segment is committed.
         let retention = self.ctl.borrow().strategy.retention;
