@@ -107,9 +107,25 @@ export async function smsCode(outbox, phone, ms = 5000) {
   }
 }
 
+/**
+ * `page.goto(url)`, again when Chromium aborts the navigation with ERR_NETWORK_CHANGED: it
+ * does so when the network configuration it watches changes, which happens while the NAT lab
+ * builds or removes namespaces and links beside the browser's.
+ */
+export async function open(page, url) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url);
+    } catch (e) {
+      if (attempt >= 5 || !String(e?.message).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
+}
+
 /** Logs in through the login form and waits for the home page. */
 export async function login(page, base, user, password, home = 'Devices') {
-  await page.goto(`${base}/#/login`);
+  await open(page, `${base}/#/login`);
   await page.getByLabel('Phone number or user name').fill(user);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();

@@ -11,7 +11,7 @@
 //   PEERCAM_WEB_SHOTS     screenshots (optional)
 // Output: one JSON line; exit status 1 on failure.
 
-import { checkPlaying, expect, launch, login, need, newUser, percentile, run, shots, step } from './lib.mjs';
+import { checkPlaying, expect, launch, login, need, newUser, open, percentile, run, shots, step } from './lib.mjs';
 
 await run(async (result) => {
   const base = need('PEERCAM_WEB_URL').replace(/\/$/, '');
@@ -26,7 +26,7 @@ await run(async (result) => {
     const { page, problems } = await newUser(browser);
     await login(page, base, need('PEERCAM_WEB_USER'), need('PEERCAM_WEB_PASSWORD'));
     const livePage = `${base}/${relay ? '?relay=1' : ''}#/device/${encodeURIComponent(device)}/live`;
-    await page.goto(livePage);
+    await open(page, livePage);
     await page.getByRole('button', { name: 'Play', exact: true }).waitFor();
     const shot = async (p, name) => { result.screenshots = await shots(p, shotDir, `${name}${relay ? '-relay' : ''}`); };
     result.check = await checkPlaying(page, { shot });

@@ -315,14 +315,14 @@ pub(crate) struct CapsArgs {
     pub(crate) audio: Option<peercam_signal::play::AudioCodec>,
 }
 
-fn parse_audio(s: &str) -> Result<peercam_signal::play::AudioCodec, String> {
+fn parse_audio(s: &str) -> anyhow::Result<peercam_signal::play::AudioCodec> {
     use peercam_signal::play::AudioCodec;
     match s {
         "pcmu" => Ok(AudioCodec::Pcmu),
         "pcma" => Ok(AudioCodec::Pcma),
         "g722" => Ok(AudioCodec::G722),
         "none" => Ok(AudioCodec::None),
-        _ => Err("expected pcmu, pcma, g722 or none".into()),
+        _ => bail!("expected pcmu, pcma, g722 or none"),
     }
 }
 
