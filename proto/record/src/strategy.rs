@@ -148,23 +148,7 @@ impl Strategy {
                 if windows.is_empty() {
                     return bad("mode.windows".into(), "at least one window");
                 }
-                if windows.len() > MAX_WINDOWS {
-                    return bad("mode.windows".into(), "at most 64 windows");
-                }
-                for (i, w) in windows.iter().enumerate() {
-                    if w.days == 0 || w.days > 0x7f {
-                        return bad(format!("mode.windows[{i}].days"), "bits 0..6, not empty");
-                    }
-                    if w.end_min > MINUTES_PER_DAY {
-                        return bad(format!("mode.windows[{i}].end_min"), "at most 1440");
-                    }
-                    if w.start_min >= w.end_min {
-                        return bad(
-                            format!("mode.windows[{i}].start_min"),
-                            "must be before end_min",
-                        );
-                    }
-                }
+                validate_windows(windows, "mode.windows")?;
             }
             Mode::Periodic { every_s, record_s } => {
                 if !(60..=7 * 86_400).contains(every_s) {
@@ -255,6 +239,38 @@ impl Strategy {
     fn local_ms(&self, now_ms: u64) -> u64 {
         now_ms.saturating_add_signed(i64::from(self.utc_offset_min) * MS_PER_MIN as i64)
     }
+}
+
+/// Checks weekly windows (at most [`MAX_WINDOWS`], days bits 0..6, `start_min` <
+/// `end_min` <= 1440); the error names the field under `prefix`, e.g. `schedule[2].end_min`.
+/// Shared by record strategies, alarm schedules and snapshot schedules.
+pub fn validate_windows(windows: &[Window], prefix: &str) -> Result<(), Error> {
+    let bad = |field: String, reason| Err(Error::Strategy { field, reason });
+    if windows.len() > MAX_WINDOWS {
+        return bad(prefix.into(), "at most 64 windows");
+    }
+    for (i, w) in windows.iter().enumerate() {
+        if w.days == 0 || w.days > 0x7f {
+            return bad(format!("{prefix}[{i}].days"), "bits 0..6, not empty");
+        }
+        if w.end_min > MINUTES_PER_DAY {
+            return bad(format!("{prefix}[{i}].end_min"), "at most 1440");
+        }
+        if w.start_min >= w.end_min {
+            return bad(format!("{prefix}[{i}].start_min"), "must be before end_min");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the Unix time `now_ms` falls inside one of `windows`, written in local time
+/// `utc_offset_min` minutes east of UTC, and the next Unix ms at which that answer changes
+/// (`None`: never, e.g. windows covering the whole week).
+pub fn weekly_state(windows: &[Window], utc_offset_min: i16, now_ms: u64) -> (bool, Option<u64>) {
+    let shift = i64::from(utc_offset_min) * MS_PER_MIN as i64;
+    let local = now_ms.saturating_add_signed(shift);
+    let (inside, next) = weekly(windows, local);
+    (inside, next.map(|t| t.saturating_add_signed(-shift)))
 }
 
 /// Monday = 0. 1970-01-01 was a Thursday.

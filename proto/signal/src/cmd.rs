@@ -178,6 +178,29 @@ pub enum DeviceCommand {
         /// Free text.
         detail: String,
     },
+    /// H.626.4 8.8 steps 1-4: save and apply the camera's alarm strategy; answered
+    /// [`DeviceReply::Alarms`] (or `invalid`).
+    SetAlarmStrategy {
+        /// The strategy.
+        strategy: peercam_alarm::AlarmStrategy,
+    },
+    /// The camera's alarm state: strategy, active alarms, output, inputs, queue.
+    GetAlarms,
+    /// H.626.4 8.8 alarm reset (CMU -> SCU -> PU): clear the active alarm `id` (every active
+    /// alarm when absent) and switch the alarm output off when none is left.
+    ResetAlarm {
+        /// The alarm.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Switch a *simulated* alarm input line (the demo camera; a test). A camera whose line
+    /// is wired to real hardware answers `failed` with `not_simulated`.
+    TripInput {
+        /// The line, 0-15.
+        line: u8,
+        /// Active or not.
+        active: bool,
+    },
 }
 
 /// A device's answer to a [`DeviceCommand`].
@@ -260,6 +283,11 @@ pub enum DeviceReply {
         /// The list.
         list: RecordingList,
     },
+    /// The camera's alarm state (H.626.4 8.8).
+    Alarms {
+        /// The state.
+        state: peercam_alarm::AlarmState,
+    },
     /// The command failed on the device.
     Failed {
         /// Machine-readable reason.
@@ -321,6 +349,13 @@ pub enum DeviceRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caps: Option<crate::play::Caps>,
     },
+    /// H.626.4 8.8 alarm up (PU -> SCU -> CMU): answered [`PlatformAnswer::Stored`] once the
+    /// CMU has stored it (a second delivery of the same id is stored once and answered the
+    /// same). The camera keeps the alarm queued, in order, until it has that answer.
+    Alarm {
+        /// The alarm.
+        alarm: peercam_alarm::Alarm,
+    },
     /// Dm (CMU -> MTU authentication results): a viewer presented `token` to an MTU for
     /// `camera`; answered [`PlatformAnswer::Granted`] or [`PlatformAnswer::Refused`].
     RelayAuthorize {
@@ -351,6 +386,11 @@ pub enum PlatformAnswer {
     Granted {
         /// What the viewer may do.
         grant: crate::play::PlayGrant,
+    },
+    /// An alarm is stored (answer to [`DeviceRequest::Alarm`]).
+    Stored {
+        /// The alarm's id, as the camera sent it.
+        id: String,
     },
     /// Refused or impossible now.
     Refused {

@@ -43,6 +43,9 @@ pub mod sc_link;
 pub mod token;
 pub mod upgrade;
 
+/// The alarm model (H.626.4 8.8), re-exported: its types travel in [`cmd`] messages.
+pub use peercam_alarm as alarm;
+
 pub use envelope::{
     DecodeError, Envelope, MAX_DEPTH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode,
 };

@@ -1,0 +1,18 @@
+//! Alarm logic for peercam (H.626.4 8.8 alarm flow, 6.1.9 alarm messages, 6.1.12 timed
+//! snapshots), with no IO: functions take times, pictures and events and return decisions.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`model`] | the alarm a camera raises, the per-camera alarm strategy (armed sources, weekly schedule, zones, sensitivity, cooldown, linkage) and the state a camera reports |
+//!
+//! The camera's alarm engine and its sources live in `peercam-pu`, the linkage (recording,
+//! snapshot, messages) in `peercam-cmu`; both call into this crate for every decision.
+
+mod error;
+pub mod model;
+
+pub use error::Error;
+pub use model::{
+    Alarm, AlarmKind, AlarmState, AlarmStrategy, InputState, Linkage, MAX_ALARM_ID, MAX_DETAIL,
+    MAX_ZONES, Zone,
+};
