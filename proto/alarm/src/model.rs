@@ -21,8 +21,9 @@ pub const MAX_ZONES: usize = 8;
 pub const MAX_COOLDOWN_S: u32 = 3600;
 /// Longest alarm output pulse, seconds (one hour).
 pub const MAX_OUTPUT_S: u32 = 3600;
-/// Most alarm input lines a camera has.
-pub const MAX_INPUTS: u8 = 16;
+/// Highest alarm input number (inputs are numbered 1-8, as in the camera's `alarm_inputs`
+/// parameters, 8.9.1).
+pub const MAX_INPUTS: u8 = 8;
 
 /// What raised an alarm. Device kinds come from a camera; system kinds (6.1.9) are raised by
 /// the platform itself. Templates and notification settings are chosen per kind.
@@ -132,7 +133,7 @@ pub struct Alarm {
     pub kind: AlarmKind,
     /// When it happened at the camera, Unix ms (kept through queueing and retransmission).
     pub at_ms: u64,
-    /// The input line, for [`AlarmKind::Input`].
+    /// The input number (1-8), for [`AlarmKind::Input`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<u8>,
     /// The zone (index into the strategy's zones), for [`AlarmKind::Motion`].
@@ -156,8 +157,8 @@ impl Alarm {
         if self.level > 100 {
             return Err(Error::invalid("level", "0 to 100"));
         }
-        if self.input.is_some_and(|l| l >= MAX_INPUTS) {
-            return Err(Error::invalid("input", "line 0 to 15"));
+        if self.input.is_some_and(|l| l == 0 || l > MAX_INPUTS) {
+            return Err(Error::invalid("input", "input 1 to 8"));
         }
         if self.zone.is_some_and(|z| usize::from(z) >= MAX_ZONES) {
             return Err(Error::invalid("zone", "zone 0 to 7"));
@@ -271,9 +272,6 @@ pub struct AlarmStrategy {
     /// The armed sources (device kinds only; each at most once).
     #[serde(default)]
     pub sources: Vec<AlarmKind>,
-    /// Input lines armed when `input` is a source (empty: every line the camera has).
-    #[serde(default)]
-    pub inputs: Vec<u8>,
     /// When the strategy is armed, as weekly windows of local time (empty: always).
     #[serde(default)]
     pub schedule: Vec<Window>,
@@ -300,7 +298,6 @@ impl Default for AlarmStrategy {
         Self {
             armed: false,
             sources: Vec::new(),
-            inputs: Vec::new(),
             schedule: Vec::new(),
             utc_offset_min: 0,
             zones: Vec::new(),
@@ -323,11 +320,6 @@ impl AlarmStrategy {
             }
             if self.sources[..i].contains(s) {
                 return Err(Error::invalid(format!("sources[{i}]"), "listed twice"));
-            }
-        }
-        for (i, l) in self.inputs.iter().enumerate() {
-            if *l >= MAX_INPUTS {
-                return Err(Error::invalid(format!("inputs[{i}]"), "line 0 to 15"));
             }
         }
         validate_windows(&self.schedule, "schedule")?;
@@ -376,12 +368,14 @@ impl AlarmStrategy {
     }
 }
 
-/// One alarm input line as the camera sees it.
+/// One alarm input as the camera sees it. Which inputs raise alarms (and whether a contact
+/// is normally open) is set by the camera's `alarm_inputs` parameters (8.9.1), armed by the
+/// strategy's `input` source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InputState {
-    /// The line, 0-15.
-    pub line: u8,
+    /// The input number, 1-8.
+    pub input: u8,
     /// Whether it is active now.
     pub active: bool,
     /// Whether it is simulated (the demo camera; switched by the `trip_input` command).

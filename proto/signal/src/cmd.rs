@@ -193,11 +193,11 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
-    /// Switch a *simulated* alarm input line (the demo camera; a test). A camera whose line
-    /// is wired to real hardware answers `failed` with `not_simulated`.
+    /// Switch a *simulated* alarm input (the demo camera; a test). A camera whose input is
+    /// wired to real hardware answers `failed` with `not_simulated`.
     TripInput {
-        /// The line, 0-15.
-        line: u8,
+        /// The input number, 1-8.
+        input: u8,
         /// Active or not.
         active: bool,
     },

@@ -207,8 +207,8 @@ pub struct DeviceParams {
     pub night: NightParams,
     /// Audio.
     pub audio: AudioParams,
-    /// Alarm inputs: validated and stored by the camera; nothing raises alarms from them
-    /// yet (alarm handling, 8.8, is not implemented).
+    /// Alarm inputs: which raise alarms when the alarm strategy arms the `input` source
+    /// (H.626.4 8.8), and how each contact is wired.
     #[serde(default)]
     pub alarm_inputs: Vec<AlarmInput>,
     /// Offset of local time from UTC, minutes (-720..=840), for the OSD clock.
@@ -310,7 +310,7 @@ pub struct AudioParams {
 pub struct AlarmInput {
     /// Input number, 1..=8, unique.
     pub input: u8,
-    /// Raise alarms from it (once alarm handling exists; stored only today).
+    /// Raise alarms from it (when the alarm strategy arms the `input` source).
     pub enabled: bool,
     /// Contact is normally open (alarm when it closes).
     pub normally_open: bool,
