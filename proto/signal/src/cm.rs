@@ -357,6 +357,7 @@ pub struct ShareView {
 /// One device to provision (operator).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ProvisionDevice {
     /// Device id.
     pub id: String,
@@ -375,6 +376,7 @@ pub struct ProvisionDevice {
 /// Provision devices (operator).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     /// Up to 10,000 devices.
     pub devices: Vec<ProvisionDevice>,
@@ -508,14 +510,60 @@ pub struct AuditEntry {
 /// A browser's live view over WebRTC (6.3.1, 8.4): its SDP offer (receive-only video and
 /// audio, candidates gathered) and, flattened beside it, the same capabilities as
 /// [`PlayRequest`].
+///
+/// Unknown fields are refused like in every other request body: serde's `flatten` cannot
+/// refuse them, so the body is read through [`WebRtcOfferWire`], which spells every field.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(from = "WebRtcOfferWire")]
 pub struct WebRtcOffer {
     /// The SDP offer.
     pub offer: String,
     /// The viewer's capabilities.
     #[serde(flatten)]
     pub play: PlayRequest,
+}
+
+/// The wire form of a [`WebRtcOffer`]: the offer and [`PlayRequest`]'s fields side by side.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebRtcOfferWire {
+    offer: String,
+    #[serde(default)]
+    max_width: Option<u16>,
+    #[serde(default)]
+    max_height: Option<u16>,
+    #[serde(default)]
+    max_fps: Option<u8>,
+    #[serde(default)]
+    max_kbps: Option<u32>,
+    #[serde(default)]
+    audio: Option<crate::play::AudioCodec>,
+}
+
+impl From<WebRtcOfferWire> for WebRtcOffer {
+    fn from(w: WebRtcOfferWire) -> Self {
+        // Spelled out so a field added to PlayRequest fails to compile here until the wire
+        // form has it too.
+        let WebRtcOfferWire {
+            offer,
+            max_width,
+            max_height,
+            max_fps,
+            max_kbps,
+            audio,
+        } = w;
+        Self {
+            offer,
+            play: PlayRequest {
+                max_width,
+                max_height,
+                max_fps,
+                max_kbps,
+                audio,
+            },
+        }
+    }
 }
 
 /// A browser's playback of recordings over WebRTC (8.7.2.2, 8.7.3): its SDP offer, with a
@@ -702,4 +750,23 @@ pub struct EventRequest {
 pub struct EventAccepted {
     /// Recorders that recorded it.
     pub recorders: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_8_4_webrtc_offer_refuses_unknown_fields_and_round_trips() {
+        let o: WebRtcOffer =
+            serde_json::from_str(r#"{"offer":"v=0","max_width":320,"audio":"pcma"}"#).unwrap();
+        assert_eq!(o.offer, "v=0");
+        assert_eq!(o.play.max_width, Some(320));
+        let back: WebRtcOffer = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back.play.max_width, Some(320));
+        let err = serde_json::from_str::<WebRtcOffer>(r#"{"offer":"v=0","max_widht":320}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_widht"), "{err}");
+    }
 }

@@ -529,6 +529,7 @@ pub struct UserParamsState {
 /// and the whole new document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SetUserParams {
     /// From the matching `.../permit` route.
     pub permit: String,
@@ -552,6 +553,7 @@ pub struct PlatformParamsState {
 /// and the whole new document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SetPlatformParams {
     /// From the matching `.../permit` route.
     pub permit: String,

@@ -487,7 +487,7 @@ impl Relay {
                         let _ = fmtp_tx.send(fmtp);
                     },
                 )
-                .map_err(FeedError::Transcode)?;
+                .map_err(|e| FeedError::Transcode(Arc::new(e)))?;
                 self.stats.transcodes_total.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%camera, ?source, ?target, "relay upstream transcoded for the viewer's profile");
                 fmtp_rx = Some(rx);
@@ -593,8 +593,8 @@ pub(crate) enum FeedError {
     #[error("upstream: {0}")]
     Rtsp(Arc<RtspError>),
     /// The transcoder could not start.
-    #[error("transcoder: {0}")]
-    Transcode(String),
+    #[error("{0}")]
+    Transcode(Arc<crate::MtuError>),
     /// The transcoder stopped before it said its format.
     #[error("the transcoder stopped")]
     TranscoderStopped,

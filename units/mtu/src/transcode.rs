@@ -430,9 +430,9 @@ pub(crate) fn spawn(
     target: Target,
     emit: impl Fn(Out) + Send + 'static,
     on_fmtp: impl FnOnce(String) + Send + 'static,
-) -> Result<mpsc::SyncSender<Vec<u8>>, String> {
+) -> Result<mpsc::SyncSender<Vec<u8>>, crate::MtuError> {
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2048);
-    let mut t = Transcoder::new(target).map_err(|e| e.to_string())?;
+    let mut t = Transcoder::new(target)?;
     std::thread::Builder::new()
         .name("mtu-transcode".into())
         .spawn(move || {
@@ -453,7 +453,7 @@ pub(crate) fn spawn(
                 "transcoder stopped"
             );
         })
-        .map_err(|e| format!("transcoder thread: {e}"))?;
+        .map_err(|e| crate::MtuError::io("transcoder thread", e))?;
     Ok(tx)
 }
 

@@ -52,6 +52,9 @@ pub enum PuError {
     /// The media source is unusable.
     #[error("media source: {0}")]
     Source(String),
+    /// The SD card recorder could not start.
+    #[error(transparent)]
+    Sd(#[from] sd::SdError),
 }
 
 /// Configuration of a PU agent (`pu.toml`).
@@ -328,8 +331,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
                 state_dir.join("sd-strategy.json"),
                 shutdown.clone(),
             )
-            .await
-            .map_err(PuError::Source)?,
+            .await?,
         )
     } else {
         None

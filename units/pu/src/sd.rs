@@ -38,6 +38,23 @@ pub(crate) enum SaveError {
     Write(#[source] std::io::Error),
 }
 
+/// Why the SD card recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SdError {
+    /// The card's store could not be opened or repaired.
+    #[error("SD card: {0}")]
+    Store(#[source] peercam_store::StoreError),
+    /// The saved strategy file is unreadable.
+    #[error("{}: {source}", path.display())]
+    Strategy {
+        /// The strategy file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 fn failed(code: &str, message: impl Into<String>) -> DeviceReply {
     DeviceReply::Failed {
         code: code.into(),
@@ -67,19 +84,21 @@ impl Sd {
         max_fps: u8,
         strategy_path: PathBuf,
         shutdown: Shutdown,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, SdError> {
         let mut cfg = StoreConfig::new(dir);
         cfg.min_free_bytes = min_free_mb << 20;
         cfg.disk_quota_bytes = quota_mb << 20;
         let (store, report) = Store::open(cfg)
             .await
-            .map_err(|e| format!("SD card: {e}"))?;
+            .map_err(SdError::Store)?;
         if report.orphans_removed > 0 || !report.rows_dropped.is_empty() {
             tracing::warn!(?report, "SD card store repaired");
         }
         let strategy: Strategy = match std::fs::read(&strategy_path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| format!("{}: {e}", strategy_path.display()))?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| SdError::Strategy {
+                path: strategy_path.clone(),
+                source,
+            })?,
             Err(_) => Strategy::default(),
         };
         let (ctl, rx) = watch::channel(Ctl {

@@ -54,8 +54,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::msg::{
-    ChannelPair, Method, Range, Request, Response, RtpInfo, SessionHeader, StatusCode, Transport,
-    bearer_token, format_methods, uri,
+    ChannelPair, LowerTransport, Method, Range, Request, Response, RtpInfo, SessionHeader,
+    StatusCode, Transport, bearer_token, format_methods, uri,
 };
 use crate::parse::{Limit, Limits, ParseError, Parsed, parse_with};
 
@@ -314,6 +314,23 @@ impl Session {
                     .map(|c| (*t, c))
             })
     }
+}
+
+/// The interleaved channels for `track` when the player left them to the server: `2 * track`
+/// and the next one, or the lowest even pair no other track of the session uses.
+fn free_pair(session: Option<&Session>, track: usize) -> ChannelPair {
+    let pair = |rtp: u8| ChannelPair {
+        rtp,
+        rtcp: Some(rtp.wrapping_add(1)),
+    };
+    let preferred = pair(u8::try_from(track * 2).unwrap_or(0));
+    let Some(session) = session else {
+        return preferred;
+    };
+    std::iter::once(preferred)
+        .chain((0..=127u8).map(|n| pair(n * 2)))
+        .find(|p| session.channel_taken(track, *p).is_none())
+        .unwrap_or(preferred)
 }
 
 /// Whether an offered transport can be served at all: UDP needs real client ports (port 0 is
@@ -778,9 +795,17 @@ impl ServerConn {
         // Offers the session cannot honour are dropped here, so the shell only ever picks a
         // usable one: UDP without real client ports, or interleaved channels another track
         // already uses (RFC 2326 12.39: 461 when nothing acceptable is left).
+        // An interleaved offer that leaves the channels to the server gets a free pair here
+        // (`2 * track` when free), so no shell can pick one another track uses.
         let transports: Vec<Transport> = transports
             .into_iter()
             .filter(usable_offer)
+            .map(|mut t| {
+                if t.interleaved.is_none() && t.lower == Some(LowerTransport::Tcp) {
+                    t.interleaved = Some(free_pair(self.session.as_ref(), track));
+                }
+                t
+            })
             .filter(|t| match (t.interleaved, &self.session) {
                 (Some(pair), Some(session)) => session.channel_taken(track, pair).is_none(),
                 _ => true,

@@ -582,6 +582,39 @@ fn h626_8_4_rtsp_setup_refuses_interleaved_channels_in_use() {
     );
 }
 
+/// H.626.4 8.4: a TCP offer that leaves the channels to the server gets a pair no other track
+/// uses (track 1 would default to 2-3, which track 0 took, so it gets 0-1): the shell never has to pick, and the player never sees a 461 for it.
+#[test]
+fn h626_8_4_rtsp_setup_picks_free_interleaved_channels() {
+    let mut h = Harness::new();
+    let (_, ev) = h.feed(
+        format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\r\nCSeq: 2\r\n\r\n")
+            .as_bytes(),
+    );
+    let [ServerEvent::Setup { transports, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    h.conn.accept_setup(2, 0, transports[0].clone()).unwrap();
+    assert_eq!(status_of(&h.responses()[0]), (200, Some(2)));
+    let (r, ev) = h.feed(
+        format!("SETUP {URL}/trackID=1 RTSP/1.0\r\nTransport: RTP/AVP/TCP;unicast\r\nCSeq: 3\r\nSession: {SID}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(r.is_empty(), "{r:?}");
+    let [ServerEvent::Setup { transports, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        transports[0].interleaved,
+        Some(ChannelPair {
+            rtp: 0,
+            rtcp: Some(1)
+        })
+    );
+    h.conn.accept_setup(3, 1, transports[0].clone()).unwrap();
+    assert_eq!(status_of(&h.responses()[0]), (200, Some(3)));
+}
+
 /// H.626.4 8.4: UDP offers must name real client ports; `client_port=0-1` (port 0 is "any
 /// port" to a socket API, never a destination) is refused with 461.
 #[test]

@@ -280,7 +280,10 @@ impl AudioHub {
 
     /// Subscribes to `codec`'s feed, starting it if needed; `None` for no audio (or a pulled
     /// camera without G.711 or G.722 audio).
-    pub fn subscribe(&self, codec: AudioCodec) -> Result<Option<AudioSubscription>, String> {
+    pub fn subscribe(
+        &self,
+        codec: AudioCodec,
+    ) -> Result<Option<AudioSubscription>, super::hub::MediaError> {
         let Some(to) = rtp_codec(codec) else {
             return Ok(None);
         };
@@ -330,7 +333,7 @@ impl AudioHub {
                 std::thread::Builder::new()
                     .name(format!("audio-{codec:?}"))
                     .spawn(move || run_feed(&worker, source, &clock))
-                    .map_err(|e| format!("cannot start the audio thread: {e}"))?;
+                    .map_err(super::hub::MediaError::AudioThread)?;
                 map.insert(codec, Arc::downgrade(&feed));
                 feed
             }

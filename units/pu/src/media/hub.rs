@@ -289,6 +289,9 @@ pub enum MediaError {
     /// The encoder thread could not be started.
     #[error("cannot start encoder thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// An audio feed's thread could not be started.
+    #[error("cannot start the audio thread: {0}")]
+    AudioThread(#[source] std::io::Error),
 }
 
 /// Why an MP4 file's H.264 track could not be read.
@@ -519,7 +522,7 @@ impl MediaHub {
     pub fn subscribe_audio(
         &self,
         codec: peercam_signal::play::AudioCodec,
-    ) -> Result<Option<super::audio::AudioSubscription>, String> {
+    ) -> Result<Option<super::audio::AudioSubscription>, MediaError> {
         self.audio.subscribe(codec)
     }
 
