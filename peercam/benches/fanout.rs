@@ -19,7 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peercam_signal::cm::PlayRequest;
-use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
 
 const SECONDS: u64 = 15;
@@ -255,7 +254,7 @@ fn main() {
             for _ in 0..n {
                 // Video only, as GStreamer serves the clip.
                 let req = PlayRequest {
-                    audio: Some(AudioCodec::None),
+                    audio: Some(None),
                     ..PlayRequest::default()
                 };
                 v.push(owner.play(&dev, &req).await.unwrap().url);
@@ -267,7 +266,7 @@ fn main() {
             let mut v = Vec::new();
             while v.len() < n {
                 let req = PlayRequest {
-                    audio: Some(AudioCodec::None),
+                    audio: Some(None),
                     ..PlayRequest::default()
                 };
                 let p = owner.play(&dev, &req).await.unwrap();

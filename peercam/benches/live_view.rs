@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use peercam_rtp::{H264Depacketizer, RtpPacket};
 use peercam_signal::cm::PlayRequest;
-use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -41,7 +40,7 @@ async fn play_once(owner: &peercam_cu::Client, dev: &str) -> Duration {
         max_height: Some(288),
         max_fps: Some(25),
         max_kbps: None,
-        audio: Some(AudioCodec::None),
+        audio: Some(None),
     };
     let url = owner.play(dev, &req).await.unwrap().url;
     let hostport = url

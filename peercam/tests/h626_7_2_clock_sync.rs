@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peercam_rtp::rtcp::RtcpPacket;
 use peercam_rtp::{H264Depacketizer, RtpPacket};
 use peercam_signal::cm::PlayRequest;
-use peercam_signal::play::AudioCodec;
 use peercam_test::{Cluster, play_raw};
 use tokio::io::AsyncReadExt as _;
 
@@ -61,7 +60,7 @@ async fn h626_7_2_skewed_pu_agrees_with_the_scu_within_50ms() {
                 max_height: Some(288),
                 max_fps: Some(10),
                 max_kbps: None,
-                audio: Some(AudioCodec::None),
+                audio: Some(None),
             },
         )
         .await

@@ -155,7 +155,7 @@ async fn one_camera(
 
 fn audio(codec: AudioCodec) -> PlayRequest {
     PlayRequest {
-        audio: Some(codec),
+        audio: Some(Some(codec)),
         ..PlayRequest::default()
     }
 }
@@ -266,7 +266,7 @@ async fn h626_6_1_3_low_bit_rate_cap_is_held() {
     for cap in [100u32, 32] {
         let req = PlayRequest {
             max_kbps: Some(cap),
-            audio: Some(AudioCodec::None),
+            audio: Some(None),
             ..PlayRequest::default()
         };
         let url = owner.play(&dev, &req).await.unwrap().url;
@@ -292,7 +292,7 @@ async fn h626_6_1_3_small_picture_limits_are_met_or_refused() {
     let req = PlayRequest {
         max_width: Some(320),
         max_height: Some(240),
-        audio: Some(AudioCodec::None),
+        audio: Some(None),
         ..PlayRequest::default()
     };
     let url = owner.play(&dev, &req).await.unwrap().url;

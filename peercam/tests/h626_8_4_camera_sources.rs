@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use peercam_signal::cm::PlayRequest;
-use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
 use serde_json::Value;
 
@@ -98,7 +97,7 @@ async fn probe(url: &str, secs: u32) -> Value {
 
 fn video_only() -> PlayRequest {
     PlayRequest {
-        audio: Some(AudioCodec::None),
+        audio: Some(None),
         ..PlayRequest::default()
     }
 }

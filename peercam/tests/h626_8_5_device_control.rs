@@ -10,7 +10,6 @@ use peercam_cu::Client;
 use peercam_signal::cm::PlayRequest;
 use peercam_signal::control::{NightMode, PtzCommand};
 use peercam_signal::identity::DeviceIdentity;
-use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
 
 struct World {
@@ -48,7 +47,7 @@ fn cif() -> PlayRequest {
         max_height: Some(288),
         max_fps: Some(10),
         max_kbps: None,
-        audio: Some(AudioCodec::None),
+        audio: Some(None),
     }
 }
 

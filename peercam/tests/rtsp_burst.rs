@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use peercam_signal::cm::PlayRequest;
-use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -61,7 +60,7 @@ async fn h626_8_4_fifty_players_at_once_then_fifty_teardowns() {
         max_height: Some(288),
         max_fps: Some(10),
         max_kbps: None,
-        audio: Some(AudioCodec::None),
+        audio: Some(None),
     };
     let mut urls = Vec::new();
     for _ in 0..N {

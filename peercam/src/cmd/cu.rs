@@ -312,16 +312,20 @@ pub(crate) struct CapsArgs {
     pub(crate) kbps: Option<u32>,
     /// Audio codec: pcmu, pcma, g722 or none.
     #[arg(long, value_parser = parse_audio)]
-    pub(crate) audio: Option<peercam_signal::play::AudioCodec>,
+    pub(crate) audio: Option<AudioChoice>,
 }
 
-fn parse_audio(s: &str) -> anyhow::Result<peercam_signal::play::AudioCodec> {
+/// `--audio`: a codec, or no audio track.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AudioChoice(Option<peercam_signal::play::AudioCodec>);
+
+fn parse_audio(s: &str) -> anyhow::Result<AudioChoice> {
     use peercam_signal::play::AudioCodec;
     match s {
-        "pcmu" => Ok(AudioCodec::Pcmu),
-        "pcma" => Ok(AudioCodec::Pcma),
-        "g722" => Ok(AudioCodec::G722),
-        "none" => Ok(AudioCodec::None),
+        "pcmu" => Ok(AudioChoice(Some(AudioCodec::Pcmu))),
+        "pcma" => Ok(AudioChoice(Some(AudioCodec::Pcma))),
+        "g722" => Ok(AudioChoice(Some(AudioCodec::G722))),
+        "none" => Ok(AudioChoice(None)),
         _ => bail!("expected pcmu, pcma, g722 or none"),
     }
 }
@@ -333,7 +337,7 @@ impl CapsArgs {
             max_height: self.max_height,
             max_fps: self.fps,
             max_kbps: self.kbps,
-            audio: self.audio,
+            audio: self.audio.map(|a| a.0),
         }
     }
 }

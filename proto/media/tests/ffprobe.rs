@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use peercam_media::annexb::{AccessUnit, AccessUnitAssembler};
-use peercam_media::mp4::{AudioCodec, AudioParams, Movie, Mp4StreamWriter, Mp4Writer, VideoParams};
+use peercam_media::mp4::{AudioParams, Movie, Mp4StreamWriter, Mp4Writer, VideoParams};
 use peercam_media::sei::{FrameInfo, build_sei_nal, parse_sei, sei_nal};
+use peercam_rtp::g711::Law;
 use serde_json::Value;
 
 const FIXTURE: &[u8] = include_bytes!("../testdata/x264_baseline_320x180_25fps_50f.h264");
@@ -199,13 +200,13 @@ fn ffprobe_reads_the_streamed_file_with_audio() {
         eprintln!("note: ffprobe not on PATH; skipping ffprobe_reads_the_streamed_file_with_audio");
         return;
     }
-    for codec in [AudioCodec::Ulaw, AudioCodec::Alaw] {
+    for codec in [Law::MuLaw, Law::ALaw] {
         let aus = tagged_access_units();
         let tmp = TempFile::new(&format!("av-{codec:?}.mp4"));
         let mut f = std::fs::File::create(&tmp.0).expect("create");
         let mut out = Vec::new();
         let params = VideoParams::from_annexb(FIXTURE).expect("parameter sets");
-        let audio = Some(AudioParams { codec });
+        let audio = Some(AudioParams { law: codec });
         let mut w = Mp4StreamWriter::new(params, audio, &mut out).expect("writer");
         // Audio and video on one clock; 20 ms audio packets, two per video frame.
         for (n, au) in aus.iter().enumerate() {
@@ -233,7 +234,7 @@ fn ffprobe_reads_the_streamed_file_with_audio() {
         assert_eq!(v["duration"], "2.000000");
         let a = &streams[1];
         let name = match codec {
-            AudioCodec::Ulaw => "pcm_mulaw",
+            Law::MuLaw => "pcm_mulaw",
             _ => "pcm_alaw",
         };
         assert_eq!(a["codec_name"], name);

@@ -54,9 +54,13 @@ impl Law {
 }
 
 /// The audio payload formats a camera sends, with their RTP and SDP parameters: the
-/// workspace's one audio codec type for RTP, SDP (`peercam_rtsp::sdp` re-exports it) and the
-/// pull of a camera.
+/// workspace's one audio codec type, for RTP, SDP (`peercam_rtsp::sdp` re-exports it), the
+/// pull of a camera, the recorders' segments and (with the `serde` feature, by lower-case
+/// name) the platform's messages and play tokens, where "no audio" is `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AudioCodec {
     /// G.711 µ-law, PT 0, 8000 Hz.
     Pcmu,

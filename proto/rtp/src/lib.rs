@@ -65,6 +65,7 @@ pub mod session;
 mod error;
 
 pub use error::Error;
+pub use g711::AudioCodec;
 pub use h264::{AccessUnit, H264Depacketizer, H264Packetizer};
 pub use packet::{RtpHeader, RtpPacket};
 pub use rtcp::{NtpTimestamp, RtcpPacket};

@@ -512,7 +512,7 @@ pub struct AuditEntry {
 /// [`PlayRequest`].
 ///
 /// Unknown fields are refused like in every other request body: serde's `flatten` cannot
-/// refuse them, so the body is read through [`WebRtcOfferWire`], which spells every field.
+/// refuse them, so the body is read through a private wire form that spells every field.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(from = "WebRtcOfferWire")]
@@ -537,8 +537,8 @@ struct WebRtcOfferWire {
     max_fps: Option<u8>,
     #[serde(default)]
     max_kbps: Option<u32>,
-    #[serde(default)]
-    audio: Option<crate::play::AudioCodec>,
+    #[serde(default, with = "crate::play::audio_or_none::field")]
+    audio: Option<Option<crate::play::AudioCodec>>,
 }
 
 impl From<WebRtcOfferWire> for WebRtcOffer {
@@ -609,9 +609,14 @@ pub struct PlayRequest {
     /// Highest video bit rate, kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_kbps: Option<u32>,
-    /// Audio codec: pcmu, pcma, g722 or none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audio: Option<crate::play::AudioCodec>,
+    /// Audio codec: pcmu, pcma, g722 or none (`Some(None)`); absent: the default, pcmu.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::play::audio_or_none::field"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "pcma"))]
+    pub audio: Option<Option<crate::play::AudioCodec>>,
 }
 
 /// Where to play from (H.626.4 8.4 step 3): an RTSP URL carrying a one-time token.

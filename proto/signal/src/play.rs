@@ -37,8 +37,10 @@ pub struct Caps {
     pub max_fps: u8,
     /// Highest video bit rate, kbit/s.
     pub max_kbps: u32,
-    /// Audio codec wanted.
-    pub audio: AudioCodec,
+    /// Audio codec wanted; `None` (on the wire `"none"`) for no audio track.
+    #[serde(with = "audio_or_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "pcmu"))]
+    pub audio: Option<AudioCodec>,
 }
 
 impl Default for Caps {
@@ -48,24 +50,70 @@ impl Default for Caps {
             max_height: 720,
             max_fps: 25,
             max_kbps: 2000,
-            audio: AudioCodec::Pcmu,
+            audio: Some(AudioCodec::Pcmu),
         }
     }
 }
 
-/// Audio codecs of H.626.4 (G.711 mu-law and A-law, G.722), or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum AudioCodec {
-    /// G.711 mu-law, RTP payload type 0.
-    Pcmu,
-    /// G.711 A-law, RTP payload type 8.
-    Pcma,
-    /// G.722, RTP payload type 9.
-    G722,
-    /// No audio track.
-    None,
+/// Audio codecs of H.626.4 (G.711 mu-law and A-law, G.722): the workspace's one codec type.
+pub use peercam_rtp::AudioCodec;
+
+/// Serde for an audio choice: a codec's name (`pcmu`, `pcma`, `g722`), or `"none"` for no
+/// audio track. Use with `#[serde(with = "audio_or_none")]` on an `Option<AudioCodec>`.
+pub mod audio_or_none {
+    use serde::de::Error as _;
+    use serde::{Deserialize as _, Deserializer, Serialize as _, Serializer};
+
+    use super::AudioCodec;
+
+    /// Every accepted name.
+    pub const NAMES: [&str; 4] = ["pcmu", "pcma", "g722", "none"];
+
+    /// Writes the codec's name, or `none`.
+    pub fn serialize<S: Serializer>(v: &Option<AudioCodec>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(c) => c.serialize(s),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    /// Reads a codec's name, or `none`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AudioCodec>, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        match name.as_ref() {
+            "none" => Ok(None),
+            "pcmu" => Ok(Some(AudioCodec::Pcmu)),
+            "pcma" => Ok(Some(AudioCodec::Pcma)),
+            "g722" => Ok(Some(AudioCodec::G722)),
+            other => Err(D::Error::unknown_variant(other, &NAMES)),
+        }
+    }
+
+    /// The same for an optional field (`Option<Option<AudioCodec>>`): absent is `None`,
+    /// `"none"` is `Some(None)`. Use with `#[serde(default, with = "audio_or_none::field")]`.
+    pub mod field {
+        use serde::{Deserializer, Serializer};
+
+        use super::AudioCodec;
+
+        /// Writes the choice (skip the field when it is `None`).
+        pub fn serialize<S: Serializer>(
+            v: &Option<Option<AudioCodec>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(choice) => super::serialize(choice, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads a present field.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Option<AudioCodec>>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 /// What a play token says.
@@ -247,6 +295,32 @@ pub enum PlayVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h626_8_4_caps_audio_wire_names() {
+        let mut caps = Caps::default();
+        let json = serde_json::to_value(caps).unwrap();
+        assert_eq!(json["audio"], "pcmu");
+        caps.audio = None;
+        let json = serde_json::to_value(caps).unwrap();
+        assert_eq!(json["audio"], "none");
+        let back: Caps = serde_json::from_value(json).unwrap();
+        assert_eq!(back.audio, None);
+        for (name, codec) in [
+            ("pcma", Some(AudioCodec::Pcma)),
+            ("g722", Some(AudioCodec::G722)),
+        ] {
+            let mut json = serde_json::to_value(Caps::default()).unwrap();
+            json["audio"] = name.into();
+            assert_eq!(serde_json::from_value::<Caps>(json).unwrap().audio, codec);
+        }
+        let mut json = serde_json::to_value(Caps::default()).unwrap();
+        json["audio"] = "opus".into();
+        let err = serde_json::from_value::<Caps>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `opus`"), "{err}");
+    }
     use proptest::prelude::*;
 
     fn claims() -> PlayClaims {

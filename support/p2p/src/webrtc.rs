@@ -45,7 +45,7 @@ pub struct EndpointConfig {
     /// A STUN server for a server-reflexive candidate.
     pub stun: Option<SocketAddr>,
     /// The audio codec to offer, if any.
-    pub audio: AudioCodec,
+    pub audio: Option<AudioCodec>,
     /// How long to wait for the STUN server.
     pub stun_timeout: Duration,
 }
@@ -70,7 +70,7 @@ pub struct Endpoint {
     local: SocketAddr,
     video: Option<(Mid, Pt)>,
     audio: Option<(Mid, Pt)>,
-    audio_codec: AudioCodec,
+    audio_codec: Option<AudioCodec>,
     channel: Option<ChannelId>,
     deadline: Instant,
     connected: bool,
@@ -103,9 +103,9 @@ impl Endpoint {
         let mut rtc_config = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
-            .enable_pcmu(a == AudioCodec::Pcmu, false)
-            .enable_pcma(a == AudioCodec::Pcma, false)
-            .enable_g722(a == AudioCodec::G722, false);
+            .enable_pcmu(a == Some(AudioCodec::Pcmu), false)
+            .enable_pcma(a == Some(AudioCodec::Pcma), false)
+            .enable_g722(a == Some(AudioCodec::G722), false);
         // Checks start before the browser's TURN permissions exist, so the first ones are
         // lost: retry fast (50 ms, doubling to at most 1 s) instead of str0m's 250 ms
         // doubling to 3 s, or the pair comes up hundreds of milliseconds late.
@@ -271,10 +271,10 @@ impl Endpoint {
             }
             MediaKind::Audio => {
                 let want = match self.audio_codec {
-                    AudioCodec::Pcmu => Codec::PCMU,
-                    AudioCodec::Pcma => Codec::PCMA,
-                    AudioCodec::G722 => Codec::G722,
-                    AudioCodec::None => return,
+                    Some(AudioCodec::Pcmu) => Codec::PCMU,
+                    Some(AudioCodec::Pcma) => Codec::PCMA,
+                    Some(AudioCodec::G722) => Codec::G722,
+                    None => return,
                 };
                 if let Some(p) = params.iter().find(|p| p.spec().codec == want) {
                     self.audio = Some((mid, p.pt()));

@@ -16,7 +16,6 @@ use peercam_net::Shutdown;
 use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening};
 use peercam_record::trick::Scale;
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
-use peercam_signal::play::AudioCodec;
 use peercam_signal::record::{ExportNotice, PlaybackControl, PlaybackStatus};
 use peercam_store::Frame;
 use tokio::sync::oneshot;
@@ -78,7 +77,7 @@ impl Media {
         let config = EndpointConfig {
             bind_ip: req.bind_ip,
             stun: req.stun,
-            audio: AudioCodec::None,
+            audio: None,
             stun_timeout: Duration::from_millis(800),
         };
         let (ep, answer) = Endpoint::answer(&req.offer, &config)

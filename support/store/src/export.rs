@@ -44,12 +44,11 @@ pub async fn export_mp4(
     };
     let segments = store.segments(camera, from_ms, to_ms).await?;
     let first = segments.first().ok_or_else(empty)?;
-    let audio = first.audio.map(|c| AudioParams {
-        codec: match c {
-            AudioCodec::Pcmu => peercam_media::mp4::AudioCodec::Ulaw,
-            AudioCodec::Pcma => peercam_media::mp4::AudioCodec::Alaw,
-        },
-    });
+    // MP4 files carry G.711 here; a codec without a G.711 law (G.722) is left out.
+    let audio = first
+        .audio
+        .and_then(AudioCodec::law)
+        .map(|law| AudioParams { law });
     let video = VideoParams::new(first.sps.clone(), first.pps.clone());
     let mut buf = Vec::with_capacity(1 << 20);
     let mut writer =

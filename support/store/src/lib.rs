@@ -411,7 +411,7 @@ impl Store {
             .bind(&d.index)
             .bind(&d.sps)
             .bind(&d.pps)
-            .bind(d.audio.map(AudioCodec::as_str))
+            .bind(d.audio.map(segment::codec_name))
             .fetch_one(&mut *tx)
             .await
             .map_err(db_full)?;
@@ -830,7 +830,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> SegmentRow {
         audio: r
             .get::<Option<String>, _>(11)
             .as_deref()
-            .and_then(AudioCodec::parse),
+            .and_then(AudioCodec::from_encoding_name),
     }
 }
 

@@ -5,31 +5,17 @@ use peercam_record::index::{self, IndexEncoder, Sample, Track};
 
 use crate::StoreError;
 
-/// The audio codec of a camera's recordings (G.711, 8 kHz mono).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AudioCodec {
-    /// µ-law.
-    Pcmu,
-    /// A-law.
-    Pcma,
-}
+/// The audio codec of a camera's recordings: the workspace's one codec type. Segments
+/// hold G.711 (8 kHz mono) today; the stored name is the lower-case SDP encoding name
+/// (`pcmu`, `pcma`), read back case-insensitively.
+pub use peercam_rtp::AudioCodec;
 
-impl AudioCodec {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pcmu => "pcmu",
-            Self::Pcma => "pcma",
-        }
-    }
-
-    /// From the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pcmu" => Some(Self::Pcmu),
-            "pcma" => Some(Self::Pcma),
-            _ => None,
-        }
+/// The name stored for `codec`.
+pub(crate) fn codec_name(codec: AudioCodec) -> &'static str {
+    match codec {
+        AudioCodec::Pcmu => "pcmu",
+        AudioCodec::Pcma => "pcma",
+        AudioCodec::G722 => "g722",
     }
 }
 

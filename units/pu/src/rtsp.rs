@@ -67,7 +67,7 @@ impl ServerSettings {
         caps.max_height = caps.max_height.min(max_h);
         caps.max_kbps = caps.max_kbps.min(params.video.max_kbps);
         if !params.audio.enabled {
-            caps.audio = AudioCodec::None;
+            caps.audio = None;
         }
         let profile = Profile::for_caps(&caps, self.max_fps.min(params.video.max_fps));
         (caps, profile)
@@ -866,7 +866,7 @@ async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {
 
 /// The SDP of a DESCRIBE answer: H.264 video (track 0) and optionally audio (track 1).
 fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> String {
-    use peercam_rtsp::sdp::{AudioCodec as SdpAudio, CameraSdp, H264Video};
+    use peercam_rtsp::sdp::{CameraSdp, H264Video};
     CameraSdp {
         session_id: unix_us() / 1_000_000,
         session_version: 1,
@@ -885,12 +885,7 @@ fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> S
                     .map(|s| (s.width, s.height))
             },
         }),
-        audio: match audio {
-            Some(AudioCodec::Pcmu) => Some(SdpAudio::Pcmu),
-            Some(AudioCodec::Pcma) => Some(SdpAudio::Pcma),
-            Some(AudioCodec::G722) => Some(SdpAudio::G722),
-            _ => None,
-        },
+        audio,
     }
     .build()
 }

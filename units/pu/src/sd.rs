@@ -88,9 +88,7 @@ impl Sd {
         let mut cfg = StoreConfig::new(dir);
         cfg.min_free_bytes = min_free_mb << 20;
         cfg.disk_quota_bytes = quota_mb << 20;
-        let (store, report) = Store::open(cfg)
-            .await
-            .map_err(SdError::Store)?;
+        let (store, report) = Store::open(cfg).await.map_err(SdError::Store)?;
         if report.orphans_removed > 0 || !report.rows_dropped.is_empty() {
             tracing::warn!(?report, "SD card store repaired");
         }

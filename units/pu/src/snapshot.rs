@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use peercam_signal::play::{AudioCodec, Caps};
+use peercam_signal::play::Caps;
 
 use crate::media::hub::MediaError;
 use crate::media::{AccessUnit, MediaHub, Profile};
@@ -64,7 +64,7 @@ pub(crate) async fn take(
         max_height: 288,
         max_fps: 25,
         max_kbps: 400,
-        audio: AudioCodec::None,
+        audio: None,
     };
     let mut sub = hub.subscribe(Profile::for_caps(&caps, max_fps))?;
     let mut aus: Vec<Arc<AccessUnit>> = sub.gop();

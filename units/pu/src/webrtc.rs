@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use peercam_net::Shutdown;
 use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening};
-use peercam_signal::play::{AudioCodec, PlayVerdict};
+use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::media::Subscription;
@@ -99,7 +99,7 @@ impl Server {
         let config = EndpointConfig {
             bind_ip: self.settings.webrtc_ip,
             stun,
-            audio: audio.as_ref().map_or(AudioCodec::None, |a| a.codec),
+            audio: audio.as_ref().map(|a| a.codec),
             stun_timeout: Duration::from_millis(800),
         };
         let (ep, answer) = Endpoint::answer(offer, &config)

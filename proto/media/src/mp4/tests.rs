@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::annexb::{self, AccessUnit, AccessUnitAssembler};
+use peercam_rtp::g711::Law;
 
 const FIXTURE: &[u8] = include_bytes!("../../testdata/x264_baseline_320x180_25fps_50f.h264");
 
@@ -98,9 +99,7 @@ fn fixture_round_trips_through_both_writers() {
 #[test]
 fn audio_is_aligned_to_the_first_video_sample() {
     let aus = fixture_aus();
-    let audio = Some(AudioParams {
-        codec: AudioCodec::Alaw,
-    });
+    let audio = Some(AudioParams { law: Law::ALaw });
     let mut w = Mp4Writer::new(params(), audio).unwrap();
     // 20 ms packets on the same clock; the first two come before the video and the first
     // is entirely earlier than it. Video starts at 90 kHz pts 9000 = 8 kHz pts 800.
@@ -211,9 +210,7 @@ fn offsets_past_4_gib_use_co64_and_a_64_bit_mdat() {
     let mut out = Vec::new();
     let mut w = Mp4StreamWriter::new_at(
         params(),
-        Some(AudioParams {
-            codec: AudioCodec::Ulaw,
-        }),
+        Some(AudioParams { law: Law::MuLaw }),
         start,
         &mut out,
     )
@@ -293,13 +290,7 @@ fn long_durations_use_version_1_headers() {
 #[test]
 fn truncated_files_are_errors() {
     let aus = fixture_aus();
-    let mut w = Mp4Writer::new(
-        params(),
-        Some(AudioParams {
-            codec: AudioCodec::Ulaw,
-        }),
-    )
-    .unwrap();
+    let mut w = Mp4Writer::new(params(), Some(AudioParams { law: Law::MuLaw })).unwrap();
     for (i, au) in aus.iter().take(4).enumerate() {
         w.push_video(&au.to_annexb(), i as u64 * 3600, au.is_key())
             .unwrap();
@@ -385,7 +376,7 @@ fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
 proptest! {
     #[test]
     fn random_recordings_round_trip(steps in arb_steps(), streamed in any::<bool>(), video_start in 0u64..100_000, audio_start in 0u64..10_000) {
-        let codec = AudioCodec::Ulaw;
+        let codec = Law::MuLaw;
         let mut frames: Vec<(Vec<Vec<u8>>, u64, bool)> = Vec::new();
         let mut audio_in: Vec<(u64, Vec<u8>)> = Vec::new();
         let (mut vpts, mut apts) = (video_start, audio_start);
@@ -409,7 +400,7 @@ proptest! {
                 }
             }
         }
-        let audio = Some(AudioParams { codec });
+        let audio = Some(AudioParams { law: codec });
         let mut w = if streamed {
             let mut out = Vec::new();
             let w = Mp4StreamWriter::new(params(), audio, &mut out).unwrap();
@@ -448,7 +439,7 @@ proptest! {
         for (pts, bytes) in &audio_in {
             let at = *pts as i64 - origin as i64;
             if at > want.len() as i64 {
-                want.resize(at as usize, codec.silence());
+                want.resize(at as usize, codec.encode(0));
             }
             let skip = (want.len() as i64 - at) as usize;
             want.extend(bytes.iter().skip(skip));
@@ -460,7 +451,7 @@ proptest! {
     #[test]
     fn corrupted_files_never_panic(flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
         let aus = fixture_aus();
-        let mut w = Mp4Writer::new(params(), Some(AudioParams { codec: AudioCodec::Ulaw })).unwrap();
+        let mut w = Mp4Writer::new(params(), Some(AudioParams { law: Law::MuLaw })).unwrap();
         for (i, au) in aus.iter().take(3).enumerate() {
             w.push_video(&au.to_annexb(), i as u64 * 3600, au.is_key()).unwrap();
             w.push_audio(&[0x55; 100], i as u64 * 320).unwrap();

@@ -4,6 +4,7 @@ use crate::Error;
 use crate::annexb::{self, NalType};
 use crate::mp4::{AvcConfig, FourCc};
 use crate::sps::Sps;
+use peercam_rtp::g711::Law;
 
 /// The video track: H.264 parameter sets and the timescale of the timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,39 +40,24 @@ impl VideoParams {
     }
 }
 
-/// G.711 companding law of the audio track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AudioCodec {
-    /// G.711 µ-law (PCMU), sample entry `ulaw`.
-    Ulaw,
-    /// G.711 A-law (PCMA), sample entry `alaw`.
-    Alaw,
+/// The sample entry format of a G.711 track: `ulaw` or `alaw`.
+pub fn audio_fourcc(law: Law) -> FourCc {
+    match law {
+        Law::MuLaw => FourCc::ULAW,
+        Law::ALaw => FourCc::ALAW,
+    }
 }
 
-impl AudioCodec {
-    /// The sample entry format.
-    pub fn fourcc(self) -> FourCc {
-        match self {
-            Self::Ulaw => FourCc::ULAW,
-            Self::Alaw => FourCc::ALAW,
-        }
-    }
-
-    /// The code of a zero sample, used to fill holes.
-    pub fn silence(self) -> u8 {
-        match self {
-            Self::Ulaw => 0xff,
-            Self::Alaw => 0xd5,
-        }
-    }
+/// The code of a zero sample, used to fill holes.
+fn silence(law: Law) -> u8 {
+    law.encode(0)
 }
 
 /// The audio track: G.711, 8000 Hz, mono.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioParams {
     /// µ-law or A-law.
-    pub codec: AudioCodec,
+    pub law: Law,
 }
 
 impl AudioParams {
@@ -309,7 +295,7 @@ struct VideoTrack {
 
 #[derive(Debug)]
 struct AudioTrack {
-    codec: AudioCodec,
+    law: Law,
     samples: u64,
     chunks: Vec<ChunkOut>,
     last_pts: Option<u64>,
@@ -368,7 +354,7 @@ impl Muxer {
                 duration: 0,
             },
             audio: audio.map(|a| AudioTrack {
-                codec: a.codec,
+                law: a.law,
                 samples: 0,
                 chunks: Vec::new(),
                 last_pts: None,
@@ -541,7 +527,7 @@ impl Muxer {
         if n == 0 {
             return Ok(());
         }
-        out.resize(out.len() + gap as usize, a.codec.silence());
+        out.resize(out.len() + gap as usize, silence(a.law));
         out.extend_from_slice(body);
         a.samples += n;
         let offset = self.pos;

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use audio_codec::Encoder as _;
 use peercam_pull::CameraAudio;
-use peercam_rtp::g711::AudioCodec as RtpAudio;
-use peercam_signal::play::AudioCodec;
+use peercam_rtp::AudioCodec;
 use tokio::sync::broadcast;
 
 use crate::clock::MediaClock;
@@ -39,20 +38,19 @@ pub struct AudioSource {
 }
 
 impl AudioSource {
-    /// A source for `codec` (`None` for [`AudioCodec::None`]).
-    pub fn new(codec: AudioCodec) -> Option<Self> {
+    /// A source for `codec`.
+    pub fn new(codec: AudioCodec) -> Self {
         let rate = match codec {
             AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
             AudioCodec::G722 => 16_000,
-            AudioCodec::None => return None,
         };
         let g722 = (codec == AudioCodec::G722).then(audio_codec::g722::G722Encoder::new);
-        Some(Self {
+        Self {
             codec,
             rate,
             sample: 0,
             g722,
-        })
+        }
     }
 
     /// RTP payload type (RFC 3551 static types).
@@ -110,11 +108,7 @@ impl AudioSource {
 
 /// The RFC 3551 static RTP payload type of a codec.
 pub fn payload_type(codec: AudioCodec) -> u8 {
-    match codec {
-        AudioCodec::Pcmu => 0,
-        AudioCodec::Pcma => 8,
-        _ => 9,
-    }
+    codec.payload_type()
 }
 
 /// One encoded 20 ms frame as every session of its codec sends it.
@@ -165,16 +159,6 @@ struct Pulled {
     next_ts: u32,
 }
 
-/// The viewer-side codec of a play's capabilities (`None` for no audio).
-pub fn rtp_codec(codec: AudioCodec) -> Option<RtpAudio> {
-    match codec {
-        AudioCodec::Pcmu => Some(RtpAudio::Pcmu),
-        AudioCodec::Pcma => Some(RtpAudio::Pcma),
-        AudioCodec::G722 => Some(RtpAudio::G722),
-        AudioCodec::None => None,
-    }
-}
-
 impl AudioHub {
     /// A hub stamping capture times from `clock`.
     pub fn new(clock: Arc<MediaClock>) -> Self {
@@ -220,9 +204,8 @@ impl AudioHub {
                 *feed
                     .transcoder
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = from
-                    .zip(rtp_codec(*codec))
-                    .map(|(f, t)| Transcoder::new(f, t));
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    from.map(|f| Transcoder::new(f, *codec));
             }
         }
     }
@@ -282,11 +265,12 @@ impl AudioHub {
     /// camera without G.711 or G.722 audio).
     pub fn subscribe(
         &self,
-        codec: AudioCodec,
+        codec: Option<AudioCodec>,
     ) -> Result<Option<AudioSubscription>, super::hub::MediaError> {
-        let Some(to) = rtp_codec(codec) else {
+        let Some(codec) = codec else {
             return Ok(None);
         };
+        let to = codec;
         let mut map = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, w| {
             w.upgrade()
@@ -319,9 +303,7 @@ impl AudioHub {
         let feed = match map.get(&codec).and_then(Weak::upgrade) {
             Some(f) => f,
             None => {
-                let Some(source) = AudioSource::new(codec) else {
-                    return Ok(None);
-                };
+                let source = AudioSource::new(codec);
                 let (tx, _) = broadcast::channel(32);
                 let feed = Arc::new(Feed {
                     tx,
@@ -381,8 +363,8 @@ fn run_feed(feed: &Feed, mut source: AudioSource, clock: &MediaClock) {
 /// G.722; H.626.4 6.3.2). Every codec has one byte per 8 kHz tick, so a frame keeps its
 /// length and timestamps carry over unchanged.
 pub struct Transcoder {
-    from: RtpAudio,
-    to: RtpAudio,
+    from: AudioCodec,
+    to: AudioCodec,
     g722_dec: Option<audio_codec::g722::G722Decoder>,
     g722_enc: Option<audio_codec::g722::G722Encoder>,
     /// The last 8 kHz sample, for interpolating across frames when going to 16 kHz.
@@ -391,20 +373,20 @@ pub struct Transcoder {
 
 impl Transcoder {
     /// From `from` to `to`.
-    pub fn new(from: RtpAudio, to: RtpAudio) -> Self {
+    pub fn new(from: AudioCodec, to: AudioCodec) -> Self {
         let recode = from != to;
         Self {
             from,
             to,
             // The decoder's 8 kHz mode gives the lower sub-band (0-4 kHz) at 8 kHz.
-            g722_dec: (recode && from == RtpAudio::G722).then(|| {
+            g722_dec: (recode && from == AudioCodec::G722).then(|| {
                 audio_codec::g722::G722Decoder::with_options(
                     audio_codec::g722::Bitrate::Mode1_64000,
                     false,
                     true,
                 )
             }),
-            g722_enc: (recode && to == RtpAudio::G722).then(audio_codec::g722::G722Encoder::new),
+            g722_enc: (recode && to == AudioCodec::G722).then(audio_codec::g722::G722Encoder::new),
             last: 0,
         }
     }
@@ -477,12 +459,11 @@ mod tests {
             (AudioCodec::Pcma, 160),
             (AudioCodec::G722, 160),
         ] {
-            let mut src = AudioSource::new(codec).expect("codec");
+            let mut src = AudioSource::new(codec);
             let f = src.next_frame(0);
             assert_eq!(f.payload.len(), bytes, "{codec:?}");
             assert_eq!(f.rtp_ticks, 160);
         }
-        assert!(AudioSource::new(AudioCodec::None).is_none());
     }
 
     /// Zero crossings per second of `pcm` at `rate`, halved: the frequency of a pure tone.
@@ -501,9 +482,9 @@ mod tests {
             .collect();
         let mut alaw = Vec::new();
         peercam_rtp::g711::Law::ALaw.encode_into(&tone, &mut alaw);
-        for to in [RtpAudio::Pcma, RtpAudio::Pcmu, RtpAudio::G722] {
-            let mut t = Transcoder::new(RtpAudio::Pcma, to);
-            assert_eq!(t.is_passthrough(), to == RtpAudio::Pcma);
+        for to in [AudioCodec::Pcma, AudioCodec::Pcmu, AudioCodec::G722] {
+            let mut t = Transcoder::new(AudioCodec::Pcma, to);
+            assert_eq!(t.is_passthrough(), to == AudioCodec::Pcma);
             let out: Vec<u8> = alaw.chunks(160).flat_map(|f| t.convert(f)).collect();
             assert_eq!(out.len(), alaw.len(), "{to:?}: one byte per 8 kHz tick");
             let (pcm, rate) = match to.law() {
@@ -522,9 +503,9 @@ mod tests {
             assert!((hz - 1000.0).abs() < 15.0, "{to:?}: {hz} Hz");
         }
         // And back from G.722 to G.711.
-        let mut enc = Transcoder::new(RtpAudio::Pcma, RtpAudio::G722);
+        let mut enc = Transcoder::new(AudioCodec::Pcma, AudioCodec::G722);
         let g722: Vec<u8> = alaw.chunks(160).flat_map(|f| enc.convert(f)).collect();
-        let mut dec = Transcoder::new(RtpAudio::G722, RtpAudio::Pcmu);
+        let mut dec = Transcoder::new(AudioCodec::G722, AudioCodec::Pcmu);
         let ulaw: Vec<u8> = g722.chunks(160).flat_map(|f| dec.convert(f)).collect();
         let mut pcm = Vec::new();
         peercam_rtp::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
@@ -536,17 +517,23 @@ mod tests {
     fn pulled_feeds_follow_the_camera() {
         let hub = AudioHub::pulled(Arc::new(MediaClock::new(0)));
         assert!(
-            hub.subscribe(AudioCodec::Pcmu).expect("ok").is_none(),
+            hub.subscribe(Some(AudioCodec::Pcmu)).expect("ok").is_none(),
             "no audio before the camera says what it sends"
         );
         hub.camera_started(Some(CameraAudio::Unsupported("mpeg4-generic".into())));
         assert!(
-            hub.subscribe(AudioCodec::Pcmu).expect("ok").is_none(),
+            hub.subscribe(Some(AudioCodec::Pcmu)).expect("ok").is_none(),
             "AAC is not re-served"
         );
-        hub.camera_started(Some(CameraAudio::Codec(RtpAudio::Pcmu)));
-        let mut u = hub.subscribe(AudioCodec::Pcmu).expect("ok").expect("feed");
-        let mut a = hub.subscribe(AudioCodec::Pcma).expect("ok").expect("feed");
+        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::Pcmu)));
+        let mut u = hub
+            .subscribe(Some(AudioCodec::Pcmu))
+            .expect("ok")
+            .expect("feed");
+        let mut a = hub
+            .subscribe(Some(AudioCodec::Pcma))
+            .expect("ok")
+            .expect("feed");
         hub.publish_pulled(&[0xff; 160], 1000);
         hub.publish_pulled(&[0xff; 160], 1160);
         let x = u.rx.try_recv().expect("frame");
@@ -562,7 +549,7 @@ mod tests {
         assert_eq!(next.media_ts.wrapping_sub(x.media_ts), 160);
         // A new connection restarts the camera's clock; ours goes on.
         hub.camera_lost();
-        hub.camera_started(Some(CameraAudio::Codec(RtpAudio::G722)));
+        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::G722)));
         hub.publish_pulled(&[0x80; 160], 0);
         let after = u.rx.try_recv().expect("frame");
         assert_eq!(after.media_ts.wrapping_sub(next.media_ts), 160);
@@ -573,11 +560,11 @@ mod tests {
     async fn sessions_share_one_feed_per_codec() {
         let hub = AudioHub::new(Arc::new(MediaClock::new(0)));
         let mut a = hub
-            .subscribe(AudioCodec::Pcma)
+            .subscribe(Some(AudioCodec::Pcma))
             .expect("thread")
             .expect("codec");
         let mut b = hub
-            .subscribe(AudioCodec::Pcma)
+            .subscribe(Some(AudioCodec::Pcma))
             .expect("thread")
             .expect("codec");
         let x = a.rx.recv().await.expect("frame");
@@ -585,6 +572,6 @@ mod tests {
         assert!(Arc::ptr_eq(&x, &y), "one encoder, shared frames");
         let next = a.rx.recv().await.expect("frame");
         assert_eq!(next.media_ts.wrapping_sub(x.media_ts), 160);
-        assert!(hub.subscribe(AudioCodec::None).expect("ok").is_none());
+        assert!(hub.subscribe(None).expect("ok").is_none());
     }
 }

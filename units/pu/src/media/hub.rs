@@ -521,7 +521,7 @@ impl MediaHub {
     /// Subscribes to the audio feed of `codec` (`None` for no audio).
     pub fn subscribe_audio(
         &self,
-        codec: peercam_signal::play::AudioCodec,
+        codec: Option<peercam_rtp::AudioCodec>,
     ) -> Result<Option<super::audio::AudioSubscription>, MediaError> {
         self.audio.subscribe(codec)
     }

@@ -116,7 +116,7 @@ impl Muxer {
                     bx(b, b"stbl", |b| {
                         full(b, b"stsd", 0, 0, |b| {
                             b.extend_from_slice(&1u32.to_be_bytes());
-                            bx(b, &a.codec.fourcc().0, |b| {
+                            bx(b, &super::audio_fourcc(a.law).0, |b| {
                                 b.extend_from_slice(&[0; 6]);
                                 b.extend_from_slice(&1u16.to_be_bytes()); // data_reference_index
                                 b.extend_from_slice(&[0; 8]); // version 0
