@@ -242,7 +242,15 @@ async fn h626_8_7_2_kill_9_loses_no_acknowledged_segment() {
                 "iteration {i}: acknowledged segment {path} lost; check said:\n{report}"
             );
         }
-        if let Some(last) = after.iter().map(|(_, e)| *e).max() {
+        // The loss window of a recorder in its stride: from its last commit since it
+        // resumed to the kill. A kill before its first commit since resuming measures the
+        // restart (pull, first IDR), not what a crash loses, and is left out.
+        if let Some(last) = after
+            .iter()
+            .map(|(_, e)| *e)
+            .filter(|e| *e > resumed_at)
+            .max()
+        {
             losses.push(killed_at.saturating_sub(last));
         }
         nvr.start();
