@@ -4,12 +4,14 @@
 //! | module | what |
 //! |---|---|
 //! | [`model`] | the alarm a camera raises, the per-camera alarm strategy (armed sources, weekly schedule, zones, sensitivity, cooldown, linkage) and the state a camera reports |
+//! | [`template`] | 6.1.9 message templates: placeholders, rendering, SMS encoding and segments |
 //!
 //! The camera's alarm engine and its sources live in `peercam-pu`, the linkage (recording,
 //! snapshot, messages) in `peercam-cmu`; both call into this crate for every decision.
 
 mod error;
 pub mod model;
+pub mod template;
 
 pub use error::Error;
 pub use model::{
