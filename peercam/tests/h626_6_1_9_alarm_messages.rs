@@ -11,7 +11,7 @@ use std::time::Duration;
 use peercam_signal::cm_alarm::{AlarmList, AlarmTemplates, NotificationSettings, TemplatePreview};
 use peercam_test::Cluster;
 use reqwest::Method;
-use scripted::{AlarmStream, raw, wait_sms};
+use scripted::{AlarmStream, Scripted, raw, wait_sms};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,5 +157,53 @@ async fn h626_6_1_9_login_and_logout_alarms_per_notification_settings() {
         "the first login and this one: {list:?}"
     );
     assert!(list.alarms.iter().all(|a| a.camera.is_none()));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_storage_full_and_upgrade_result_alarms() {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let owner = c.owner("+15550619003").await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    let mut stream = AlarmStream::open(&c, &owner).await;
+    // The camera's SD card reports its store full: one alarm per day, however often asked.
+    for _ in 0..2 {
+        owner
+            .call::<(), Value>(
+                Method::GET,
+                &format!("/api/v1/devices/{cam}/recording?recorder=sd"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    stream
+        .wait("storage_full", Duration::from_secs(10))
+        .await
+        .expect("a storage-full alarm");
+    let full: AlarmList = owner
+        .call::<(), _>(Method::GET, "/api/v1/alarms?kind=storage_full", None)
+        .await
+        .unwrap();
+    assert_eq!(full.alarms.len(), 1);
+    assert_eq!(full.alarms[0].detail, "SD card");
+    // Back with another software version (8.11.1): the upgrade took effect.
+    dev.shutdown.trigger();
+    c.wait_online(&id.device_id, false, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let _new = Scripted::start_version(&c, &id, 0, "scripted-2").await;
+    stream
+        .wait("upgrade_result", Duration::from_secs(10))
+        .await
+        .expect("an upgrade-result alarm");
+    let up: AlarmList = owner
+        .call::<(), _>(Method::GET, "/api/v1/alarms?kind=upgrade_result", None)
+        .await
+        .unwrap();
+    assert_eq!(up.alarms[0].detail, "now scripted-2 (was scripted-1)");
     c.stop().await;
 }

@@ -79,6 +79,19 @@ impl Device for Script {
             DeviceCommand::GetAlarms | DeviceCommand::TripInput { .. } => {
                 DeviceReply::Alarms { state }
             }
+            // Its SD card is full (8.7.3), so 6.1.9's storage-full alarm can be seen.
+            DeviceCommand::GetRecording { camera } => DeviceReply::Recording {
+                state: peercam_signal::record::RecordingState {
+                    camera,
+                    strategy: serde_json::from_value(serde_json::json!({"mode": {"kind": "off"}}))
+                        .unwrap(),
+                    recording: false,
+                    used_bytes: 1 << 30,
+                    full: true,
+                    oldest_ms: None,
+                    last_error: None,
+                },
+            },
             _ => DeviceReply::Done,
         };
         Box::pin(async move { reply })
@@ -96,11 +109,21 @@ pub(crate) struct Scripted {
 impl Scripted {
     /// Connects `id` to SCU node `scu` of the cluster and waits for its registration.
     pub(crate) async fn start(c: &Cluster, id: &DeviceIdentity, scu: usize) -> Self {
+        Self::start_version(c, id, scu, "scripted-1").await
+    }
+
+    /// [`Scripted::start`] reporting software version `version` in its hello.
+    pub(crate) async fn start_version(
+        c: &Cluster,
+        id: &DeviceIdentity,
+        scu: usize,
+        version: &str,
+    ) -> Self {
         let config = LinkConfig {
             scu_url: c.scu_url(scu),
             tls: peercam_net::tls::client_config(&c.ca_pem).unwrap(),
             identity: id.clone(),
-            sw_version: "scripted-1".into(),
+            sw_version: version.into(),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(500),
             tick: Duration::from_secs(5),

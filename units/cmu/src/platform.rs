@@ -496,6 +496,7 @@ async fn verify_device(st: &Shared, node: &str, v: &VerifyDevice) -> Verdict {
             );
         }
     };
+    let old_version = row.as_ref().and_then(|r| r.sw_version.clone());
     let outcome = match row {
         None => refuse(
             RefusalCode::UnknownDevice,
@@ -559,6 +560,15 @@ async fn verify_device(st: &Shared, node: &str, v: &VerifyDevice) -> Verdict {
     match &outcome {
         Verdict::Accepted => {
             let _ = store::devices::registered(&st.store, device_id, now_s(), sw_version).await;
+            if let Some(old) = old_version.filter(|o| !o.is_empty() && o != sw_version)
+                && !sw_version.is_empty()
+            {
+                // 6.1.9: the device came back with another version (8.11.1).
+                let (st, id, to) = (st.clone(), device_id.clone(), sw_version.clone());
+                tokio::spawn(async move {
+                    crate::alarms::up::upgrade_result(&st, &id, &old, &to).await;
+                });
+            }
             audit::log(
                 &st.store,
                 Event::Registered {

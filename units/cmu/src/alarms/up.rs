@@ -1,5 +1,6 @@
 //! H.626.4 8.8 alarm up (PU -> SCU -> CMU) and the linkage, and the platform's own alarms
-//! (6.1.9: logins, cameras going offline and back, recorders going offline).
+//! (6.1.9: logins, cameras going offline and back, recorders going offline, a recorder's
+//! full store, a new software version after an upgrade).
 //!
 //! The camera's alarm is stored once per (camera, alarm id) and answered `stored`; only the
 //! first store runs the linkage, in a task of its own so the answer never waits for it:
@@ -262,9 +263,23 @@ pub(crate) async fn system(
     kind: AlarmKind,
     detail: String,
 ) {
+    let id = format!("sys-{}-{}", now_ms(), hex::encode(random_bytes::<4>()));
+    system_with_id(st, owner, device, kind, detail, id).await;
+}
+
+/// Like [`system`] with the alarm's id chosen by the caller: a second alarm with the same
+/// id for the same device is not stored again (nor delivered).
+async fn system_with_id(
+    st: &Shared,
+    owner: i64,
+    device: Option<&DeviceId>,
+    kind: AlarmKind,
+    detail: String,
+    id: String,
+) {
     let at = now_ms();
     let alarm = Alarm {
-        id: format!("sys-{at}-{}", hex::encode(random_bytes::<4>())),
+        id,
         kind,
         at_ms: at,
         input: None,
@@ -284,6 +299,34 @@ pub(crate) async fn system(
         st.alarm_hub.publish(&row, "alarm");
         notify(st, &row, true).await;
     }
+}
+
+/// 6.1.9: a recorder reported the camera's recording stopped on a full store (its state
+/// `full`). One alarm per (camera, recorder) and UTC day.
+pub(crate) async fn storage_full(st: &Shared, camera: &DeviceId, recorder: &DeviceId) {
+    let Ok(Some(dev)) = devices::get(&st.store, camera).await else {
+        return;
+    };
+    let Some(owner) = dev.owner else { return };
+    let day = now_ms() / 86_400_000;
+    let id = format!("full-{}-{day}", recorder.as_str());
+    let detail = if recorder == camera {
+        "SD card".to_owned()
+    } else {
+        format!("recorder {recorder}")
+    };
+    system_with_id(st, owner, Some(camera), AlarmKind::StorageFull, detail, id).await;
+}
+
+/// 6.1.9: a device registered with another software version than before (8.11.1: the
+/// upgrade it was sent took effect).
+pub(crate) async fn upgrade_result(st: &Shared, device: &DeviceId, from: &str, to: &str) {
+    let Ok(Some(dev)) = devices::get(&st.store, device).await else {
+        return;
+    };
+    let Some(owner) = dev.owner else { return };
+    let detail = format!("now {to} (was {from})");
+    system(st, owner, Some(device), AlarmKind::UpgradeResult, detail).await;
 }
 
 /// Sc presence: a device went offline (its SCU's presence timeout, or its link closed) or
