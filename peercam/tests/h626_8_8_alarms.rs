@@ -90,6 +90,19 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
         .expect("the stream delivers the new alarm");
     assert!(got.contains("event: alarm"), "{got}");
     assert_eq!(dev.alarm(a.clone()).await, stored);
+    // A camera may not raise the platform's kinds, nor send a malformed alarm.
+    let login = Alarm {
+        kind: AlarmKind::Login,
+        ..motion("s-1")
+    };
+    assert!(matches!(
+        dev.alarm(login).await,
+        PlatformAnswer::Refused { .. }
+    ));
+    assert!(matches!(
+        dev.alarm(motion("a b")).await,
+        PlatformAnswer::Refused { .. }
+    ));
     let list = alarms(&owner, "").await;
     let mine: Vec<&AlarmView> = list.alarms.iter().filter(|v| v.camera.is_some()).collect();
     assert_eq!(mine.len(), 1, "{list:?}");
