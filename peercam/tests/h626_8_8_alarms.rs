@@ -375,3 +375,147 @@ async fn h626_8_8_camera_offline_alarm_after_disconnect_and_online_after_return(
     assert_eq!(alarms(&owner, "?kind=camera_online").await.alarms.len(), 1);
     c.stop().await;
 }
+
+/// Runs `peercam cu ... ARGS` as `user`; returns (success, stdout, stderr).
+async fn cli(c: &Cluster, user: &str, args: &[&str]) -> (bool, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["cu", "--api", &c.api, "--ca"])
+        .arg(&c.pki.ca_cert)
+        .args(["--user", user, "--password", "correct horse battery"])
+        .args(args)
+        .env("PEERCAM_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_cli_alarms_strategy_trip_reset_and_templates() {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880006";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+
+    let file = c.path().join("strategy.json");
+    std::fs::write(
+        &file,
+        r#"{"armed": true, "sources": ["input"], "cooldown_s": 9}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = cli(
+        &c,
+        phone,
+        &["alarms", "strategy", "set", &cam, file.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok && out.contains("applied by the camera"), "{out}{err}");
+    dev.wait_for(
+        "set_alarm_strategy",
+        |c| matches!(c, DeviceCommand::SetAlarmStrategy { strategy } if strategy.cooldown_s == 9),
+    )
+    .await;
+    std::fs::write(&file, r#"{"armed": true, "sensitivity": 0}"#).unwrap();
+    let (ok, _, err) = cli(
+        &c,
+        phone,
+        &["alarms", "strategy", "set", &cam, file.to_str().unwrap()],
+    )
+    .await;
+    assert!(!ok && err.contains("sensitivity"), "{err}");
+
+    let (ok, out, err) = cli(&c, phone, &["alarms", "trip", &cam, "3"]).await;
+    assert!(ok, "{out}{err}");
+    dev.wait_for("trip_input", |c| {
+        matches!(
+            c,
+            DeviceCommand::TripInput {
+                input: 3,
+                active: true
+            }
+        )
+    })
+    .await;
+
+    assert!(matches!(
+        dev.alarm(motion("cli-1")).await,
+        PlatformAnswer::Stored { .. }
+    ));
+    let (ok, out, err) = cli(&c, phone, &["--json", "alarms", "list", "--kind", "motion"]).await;
+    assert!(ok, "{err}");
+    let list: AlarmList = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.alarms.len(), 1);
+    let aid = list.alarms[0].id.to_string();
+    let (ok, out, _) = cli(&c, phone, &["alarms", "show", &aid]).await;
+    assert!(
+        ok && out.contains("motion") && out.contains("active"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&c, phone, &["alarms", "reset", &aid]).await;
+    assert!(ok && out.contains("reset"), "{out}");
+    dev.wait_for("reset_alarm", |c| {
+        matches!(c, DeviceCommand::ResetAlarm { .. })
+    })
+    .await;
+
+    let (ok, out, err) = cli(
+        &c,
+        phone,
+        &[
+            "alarms",
+            "templates",
+            "--kind",
+            "motion",
+            "--text",
+            "{camera} moved",
+            "--preview",
+        ],
+    )
+    .await;
+    assert!(
+        ok && out.contains("gsm7") && out.contains("1 SMS"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = cli(
+        &c,
+        phone,
+        &[
+            "alarms",
+            "templates",
+            "--kind",
+            "motion",
+            "--text",
+            "{camra}",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("templates.motion"), "{err}");
+    let (ok, out, _) = cli(
+        &c,
+        phone,
+        &[
+            "alarms",
+            "templates",
+            "--kind",
+            "motion",
+            "--text",
+            "{camera}!",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("{camera}!"), "{out}");
+    let (ok, out, _) = cli(&c, phone, &["alarms", "--help"]).await;
+    assert!(
+        ok && out.contains("strategy") && out.contains("trip"),
+        "{out}"
+    );
+    c.stop().await;
+}
