@@ -292,3 +292,52 @@ pub(crate) async fn trip_input(
         other => Err(device_error(other)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_field(q: ListQuery) -> String {
+        match filter(q) {
+            Err(e) => e
+                .fields
+                .first()
+                .map(|f| f.field.clone())
+                .unwrap_or_default(),
+            Ok(_) => "ok".into(),
+        }
+    }
+
+    #[test]
+    fn h626_8_8_list_filters_are_checked_and_name_the_parameter() {
+        let f = filter(ListQuery {
+            kind: Some("camera_offline".into()),
+            state: Some("active".into()),
+            from: Some(5),
+            ..ListQuery::default()
+        })
+        .unwrap();
+        assert_eq!(f.kind, Some(AlarmKind::CameraOffline));
+        assert_eq!((f.state, f.from_ms, f.limit), (Some("active"), Some(5), 50));
+        let kind = ListQuery {
+            kind: Some("fire".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(refused_field(kind), "kind");
+        let state = ListQuery {
+            state: Some("done".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(refused_field(state), "state");
+        let limit = ListQuery {
+            limit: Some(0),
+            ..ListQuery::default()
+        };
+        assert_eq!(refused_field(limit), "limit");
+        let camera = ListQuery {
+            camera: Some("not a device".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(refused_field(camera), "camera");
+    }
+}
