@@ -151,7 +151,7 @@ pub(crate) async fn preview(
         time: template::format_time(now_ms(), params.utc_offset_min),
         kind: req.kind.as_str().into(),
         detail: "sample".into(),
-        link: format!("{}/app/#/alarms/1", st.public_url),
+        link: format!("{}/#/alarms/1", st.public_url),
     };
     let text = t.render(&values);
     let cost = template::sms_cost(&text);

@@ -226,7 +226,7 @@ async fn sms(st: &Shared, row: &AlarmRow) {
     let values = Values {
         camera,
         detail: row.alarm.detail.clone(),
-        link: format!("{}/app/#/alarms/{}", st.public_url, row.id),
+        link: format!("{}/#/alarms/{}", st.public_url, row.id),
         ..Values::default()
     };
     let Ok(text) = messages::compose(st, row.owner, row.alarm.kind, values, row.alarm.at_ms).await
