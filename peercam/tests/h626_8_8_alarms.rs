@@ -519,3 +519,54 @@ async fn h626_8_8_cli_alarms_strategy_trip_reset_and_templates() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_web_client_alarms_live_snapshot_and_reset() {
+    let Some(dir) =
+        peercam_test::web::web_tests_or_skip("h626_8_8_web_client_alarms_live_snapshot_and_reset")
+    else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = std::sync::Arc::new(Scripted::start(&c, &id, 0).await);
+    let phone = "+15550880007";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    assert!(matches!(
+        dev.alarm(motion("web-0")).await,
+        PlatformAnswer::Stored { .. }
+    ));
+    // A new alarm every second while the page is open: one arrives on its live stream.
+    let raising = {
+        let dev = dev.clone();
+        tokio::spawn(async move {
+            for i in 1..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                dev.alarm(motion(&format!("web-{i}"))).await;
+            }
+        })
+    };
+    let r = peercam_test::web::scenario(
+        &dir,
+        "alarms.mjs",
+        &[
+            ("PEERCAM_WEB_URL", c.api.clone()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    raising.abort();
+    let reset = r["reset"].as_i64().unwrap();
+    let view = owner.alarm(reset).await.unwrap();
+    assert_eq!(view.state.as_str(), "reset");
+    let camera_id = view.alarm_id.clone();
+    dev.wait_for(
+        "reset_alarm from the page",
+        |c| matches!(c, DeviceCommand::ResetAlarm { id: Some(i) } if *i == camera_id),
+    )
+    .await;
+    c.stop().await;
+}

@@ -15,7 +15,7 @@ function alarmItem(a, names) {
   const actions = h('div', { class: 'actions' });
   const li = h(
     'li',
-    { class: 'alarm', id: `alarm-${a.id}`, dataset: { state: a.state } },
+    { class: 'alarm', id: `alarm-${a.id}`, dataset: { state: a.state, kind: a.kind } },
     h('strong', {}, KIND_LABEL[a.kind] ?? a.kind),
     ' ',
     state,
