@@ -570,3 +570,49 @@ async fn h626_8_8_web_client_alarms_live_snapshot_and_reset() {
     .await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_alarm_sms_rate_limited_per_user() {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880008";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    let strategy = json!({"armed": true, "sources": ["motion"],
+        "linkage": {"sms": true, "snapshot": false, "record": false}});
+    owner
+        .call::<Value, Value>(
+            Method::PUT,
+            &format!("/api/v1/devices/{cam}/alarm-strategy"),
+            Some(&strategy),
+        )
+        .await
+        .unwrap();
+    // 30 distinct alarms (a camera whose cooldown is off): every one is stored, at most 20
+    // SMS an hour go to one user.
+    for i in 0..30 {
+        let answer = dev.alarm(motion(&format!("burst-{i}"))).await;
+        assert!(matches!(answer, PlatformAnswer::Stored { .. }));
+    }
+    wait_sms(&c, phone, "Motion on").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = sms_to(&c, phone)
+        .iter()
+        .filter(|t| t.starts_with("Motion on"))
+        .count();
+    assert_eq!(sent, 20, "the per-user limit");
+    assert_eq!(
+        alarms(&owner, "?kind=motion&limit=100").await.alarms.len(),
+        30
+    );
+    let page = alarms(&owner, "?kind=motion&limit=25").await;
+    let next = page.next.unwrap();
+    let rest = alarms(&owner, &format!("?kind=motion&limit=25&before={next}")).await;
+    assert_eq!(
+        (page.alarms.len(), rest.alarms.len(), rest.next),
+        (25, 5, None)
+    );
+    c.stop().await;
+}
