@@ -19,6 +19,7 @@ const ORIGIN = 'https://peercam.test';
 const FILES = {
   '/': ['index.html', 'text/html'],
   '/app/app.js': ['app.js', 'text/javascript'],
+  '/app/alarms.js': ['alarms.js', 'text/javascript'],
   '/app/live.js': ['live.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],

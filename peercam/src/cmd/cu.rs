@@ -182,6 +182,10 @@ enum Cmd {
     Params(ParamsCmd),
     #[command(flatten)]
     Rec(super::rec::RecCmd),
+    /// Alarms of your cameras and account, alarm strategies, simulated inputs, message
+    /// templates (H.626.4 8.8, 6.1.9).
+    #[command(subcommand)]
+    Alarms(super::alarms::AlarmsCmd),
     /// Factory-reset a camera you own (H.626.4 8.10): it forgets its settings, is unbound,
     /// and every share and live session ends. Binding it again needs its bind code.
     Reset {
@@ -453,6 +457,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Login => login(conn, json).await?,
         Cmd::Rec(r) => super::rec::run(conn, r).await?,
+        Cmd::Alarms(a) => super::alarms::run(conn, a).await?,
         Cmd::Logout => {
             conn.client().await?.logout().await?;
             let _ = std::fs::remove_file(saved_path());

@@ -1,6 +1,7 @@
 //! Subcommands. Each loads its configuration, builds the unit and runs it until Ctrl-C.
 
 pub(crate) mod admin;
+pub(crate) mod alarms;
 pub(crate) mod cmu;
 pub(crate) mod cu;
 pub(crate) mod demo;

@@ -4,12 +4,16 @@
 //! | module | what |
 //! |---|---|
 //! | [`model`] | the alarm a camera raises, the per-camera alarm strategy (armed sources, weekly schedule, zones, sensitivity, cooldown, linkage) and the state a camera reports |
+//! | [`snapshot_schedule`] | 6.1.12 timed snapshots: every so often inside weekly windows, when the next is due |
+//! | [`template`] | 6.1.9 message templates: placeholders, rendering, SMS encoding and segments |
 //!
 //! The camera's alarm engine and its sources live in `peercam-pu`, the linkage (recording,
 //! snapshot, messages) in `peercam-cmu`; both call into this crate for every decision.
 
 mod error;
 pub mod model;
+pub mod snapshot_schedule;
+pub mod template;
 
 pub use error::Error;
 pub use model::{

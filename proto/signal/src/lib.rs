@@ -14,6 +14,7 @@
 //! | [`record`] | recording on NVRs and SD cards (8.7.2, 8.7.3) | inside `cmd` and `cm` |
 //! | [`relay`] | the MTU: reports, selection (7.2, Sd), viewing paths | inside `ps`, `sc` and `cm` |
 //! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
+//! | [`cm_alarm`] | Cm: the alarm routes (8.8, 6.1.9) | HTTP/JSON and server-sent events |
 //!
 //! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
 //! `re` naming the request it answers, and a typed body. [`decode`] enforces the size and
@@ -26,6 +27,7 @@
 
 pub mod clock;
 pub mod cm;
+pub mod cm_alarm;
 pub mod cmd;
 pub mod control;
 pub mod discover;

@@ -11,6 +11,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderMap, StatusCode};
+use peercam_alarm::AlarmKind;
 use peercam_base::Phone;
 use peercam_signal::cm::{
     AccountStatus, LoginRequest, LoginResponse, PasswordChange, SignupConfirm, SignupRequest,
@@ -324,6 +325,13 @@ pub(crate) async fn login(
     let expires_at = now_s() + crate::settings::platform(&st).await?.1.session_ttl_s;
     sessions::create(&st.store, &token.digest(), account.id, now_s(), expires_at).await?;
     audit::log(&st.store, Event::LoggedIn { user: account.id }).await;
+    if account.role != peercam_signal::cm::Role::Operator {
+        // 6.1.9: a login is an alarm of the account (delivered per its settings).
+        let (st, user, from) = (st.clone(), account.id, format!("from {}", peer.ip()));
+        tokio::spawn(async move {
+            crate::alarms::up::system(&st, user, None, AlarmKind::Login, from).await;
+        });
+    }
     Ok(axum::Json(LoginResponse {
         token: token.reveal(),
         expires_at,
@@ -337,7 +345,15 @@ pub(crate) async fn login(
 /// `POST /api/v1/logout`.
 pub(crate) async fn logout(State(st): State<Shared>, headers: HeaderMap) -> ApiResult<StatusCode> {
     if let Some(t) = bearer(&headers) {
+        let who = auth::principal(&st, &headers).await.ok();
         sessions::end(&st.store, &t.digest()).await?;
+        // 6.1.9: so is a logout.
+        if let Some(p) = who.filter(|p| p.role != peercam_signal::cm::Role::Operator) {
+            let st = st.clone();
+            tokio::spawn(async move {
+                crate::alarms::up::system(&st, p.id, None, AlarmKind::Logout, String::new()).await;
+            });
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,6 +74,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(recording_routes());
     all.extend(media_routes());
     all.extend(sharing_and_operator_routes());
+    all.extend(crate::alarms::route_table());
     all
 }
 
@@ -702,7 +703,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
         ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
-        _ => return None,
+        _ => return crate::alarms::handler(method, path),
     })
 }
 
@@ -835,7 +836,7 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    ComponentsBuilder::new()
+    crate::alarms::components(ComponentsBuilder::new())
         .schema_from::<cm::ApiError>()
         .schema_from::<cm::AttachCamera>()
         .schema_from::<cm::AttachedCamera>()

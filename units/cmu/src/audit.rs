@@ -169,6 +169,20 @@ pub(crate) enum Event<'a> {
         camera: &'a DeviceId,
         kind: &'a str,
     },
+    /// H.626.4 8.8 steps 1-4: a camera's alarm strategy was saved (and sent).
+    AlarmStrategySet { by: i64, device: &'a DeviceId },
+    /// H.626.4 8.8: an alarm of the camera was reset; `alarm` is the camera's alarm id.
+    AlarmReset {
+        by: i64,
+        device: &'a DeviceId,
+        alarm: &'a str,
+    },
+    /// A simulated alarm input of the camera was switched; `input` says which and how.
+    AlarmInput {
+        by: i64,
+        device: &'a DeviceId,
+        input: &'a str,
+    },
     /// 8.9.1 step 8: a configuration permit was issued.
     ParamsPermit { by: i64, device: &'a DeviceId },
     /// 8.9.1: a parameter change ended so.
@@ -253,6 +267,9 @@ impl Event<'_> {
             E::NvrDetached { .. } => "nvr.detach",
             E::RecordingStrategy { .. } => "recording.strategy",
             E::RecorderNotified { .. } => "recording.event",
+            E::AlarmStrategySet { .. } => "alarm.strategy.set",
+            E::AlarmReset { .. } => "alarm.reset",
+            E::AlarmInput { .. } => "alarm.input",
             E::ParamsPermit { .. } => "device.params.permit",
             E::ParamsSet { .. } => "device.params.set",
             E::WlanSet { .. } => "device.wlan.set",
@@ -301,6 +318,9 @@ impl Event<'_> {
             | E::NvrDetached { by, .. }
             | E::RecordingStrategy { by, .. }
             | E::RecorderNotified { by, .. }
+            | E::AlarmStrategySet { by, .. }
+            | E::AlarmReset { by, .. }
+            | E::AlarmInput { by, .. }
             | E::ParamsPermit { by, .. }
             | E::ParamsSet { by, .. }
             | E::WlanSet { by, .. }
@@ -336,6 +356,9 @@ impl Event<'_> {
             E::ServiceToken { camera, .. }
             | E::RecordingStrategy { camera, .. }
             | E::RecorderNotified { camera, .. } => Some(camera),
+            E::AlarmStrategySet { device, .. }
+            | E::AlarmReset { device, .. }
+            | E::AlarmInput { device, .. } => Some(device),
             E::NvrAttached { nvr, .. } | E::NvrDetached { nvr, .. } => Some(nvr),
             _ => None,
         }
@@ -399,6 +422,8 @@ impl Event<'_> {
             | E::PlayRefused { client: d, .. }
             | E::RecordingStrategy { recorder: d, .. }
             | E::RecorderNotified { kind: d, .. }
+            | E::AlarmReset { alarm: d, .. }
+            | E::AlarmInput { input: d, .. }
             | E::WlanSet { ssid: d, .. }
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. } => (*d).to_owned(),

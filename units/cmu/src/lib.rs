@@ -14,6 +14,7 @@
 
 mod accounts;
 mod admin;
+mod alarms;
 pub mod api;
 mod audit;
 mod auth;
@@ -84,6 +85,10 @@ pub(crate) struct AppState {
     pub(crate) play_key: [u8; 32],
     /// Where devices download packages (8.11.1).
     pub(crate) public_url: String,
+    /// New alarms and resets, to the live alarm streams (8.8).
+    pub(crate) alarm_hub: alarms::Hub,
+    /// Devices with an offline alarm and no online alarm since (6.1.9).
+    pub(crate) offline: alarms::up::Offline,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -166,6 +171,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         platform: platform::Platform::default(),
         limits: ratelimit::Limits::default(),
         play_key: random_bytes::<32>(),
+        alarm_hub: alarms::Hub::default(),
+        offline: alarms::up::Offline::default(),
         config,
         store,
         sms,

@@ -395,6 +395,9 @@ async fn on_event(
         }
         CmuPeerEvent::Notice(ScNotice::Presence(p)) if st.platform.presence(&node, &p) => {
             let _ = store::devices::touch(&st.store, &p.device_id, now_s()).await;
+            // 6.1.9: offline and back-online alarms; a pending alarm strategy (8.8).
+            let (st, id, online) = (st.clone(), p.device_id.clone(), p.online);
+            tokio::spawn(async move { crate::alarms::up::presence(&st, &id, online).await });
         }
         CmuPeerEvent::Notice(ScNotice::Endpoints(e)) => {
             let checked = check_addresses(&e.device_id, e.rtsp, e.mapped, e.observed);
@@ -458,6 +461,8 @@ async fn device_request(
             token,
             client,
         } => crate::relay::authorize(st, device_id, &camera, &token, &client).await,
+        // H.626.4 8.8 alarm up.
+        DeviceRequest::Alarm { alarm } => crate::alarms::up::alarm_up(st, device_id, alarm).await,
         _ => PlatformAnswer::Refused {
             code: Refusal::Unsupported,
             message: "this CMU does not serve that request".into(),
@@ -491,6 +496,7 @@ async fn verify_device(st: &Shared, node: &str, v: &VerifyDevice) -> Verdict {
             );
         }
     };
+    let old_version = row.as_ref().and_then(|r| r.sw_version.clone());
     let outcome = match row {
         None => refuse(
             RefusalCode::UnknownDevice,
@@ -554,6 +560,15 @@ async fn verify_device(st: &Shared, node: &str, v: &VerifyDevice) -> Verdict {
     match &outcome {
         Verdict::Accepted => {
             let _ = store::devices::registered(&st.store, device_id, now_s(), sw_version).await;
+            if let Some(old) = old_version.filter(|o| !o.is_empty() && o != sw_version)
+                && !sw_version.is_empty()
+            {
+                // 6.1.9: the device came back with another version (8.11.1).
+                let (st, id, to) = (st.clone(), device_id.clone(), sw_version.clone());
+                tokio::spawn(async move {
+                    crate::alarms::up::upgrade_result(&st, &id, &old, &to).await;
+                });
+            }
             audit::log(
                 &st.store,
                 Event::Registered {

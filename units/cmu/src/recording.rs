@@ -248,10 +248,21 @@ pub(crate) async fn get_strategy(
     let recorder = resolve_recorder(&st, &camera, q.recorder.as_deref()).await?;
     let (_, reply) = st
         .platform
-        .command(&recorder, DeviceCommand::GetRecording { camera })
+        .command(
+            &recorder,
+            DeviceCommand::GetRecording {
+                camera: camera.clone(),
+            },
+        )
         .await?;
     match reply {
-        DeviceReply::Recording { state } => Ok(Json(state)),
+        DeviceReply::Recording { state } => {
+            if state.full {
+                // 6.1.9: the recorder stopped on a full store.
+                crate::alarms::up::storage_full(&st, &camera, &recorder).await;
+            }
+            Ok(Json(state))
+        }
         other => Err(device_error(other)),
     }
 }

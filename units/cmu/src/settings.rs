@@ -88,6 +88,13 @@ async fn apply<T: Serialize>(
     }
 }
 
+/// The settings of account `user` (language, time zone, whether alarms notify: 6.1.9).
+pub(crate) async fn user_params(st: &Shared, user: i64) -> ApiResult<UserParams> {
+    Ok(load(st, &format!("user:{user}"), UserParams::default())
+        .await?
+        .1)
+}
+
 fn user_key(p: &Principal) -> String {
     format!("user:{}", p.id)
 }

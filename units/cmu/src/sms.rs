@@ -129,6 +129,25 @@ impl SmsGateway for HttpSms {
     }
 }
 
+/// Every text an [`OutboxSms`] in `dir` sent to `phone`, oldest first (tests of alarm SMS).
+pub fn messages_to(dir: &std::path::Path, phone: &str) -> std::io::Result<Vec<String>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    let mut texts = Vec::new();
+    for p in entries {
+        if let Ok(msg) = serde_json::from_slice::<SmsMessage>(&std::fs::read(p)?)
+            && msg.to == phone
+        {
+            texts.push(msg.text);
+        }
+    }
+    Ok(texts)
+}
+
 /// The newest 6-digit code an [`OutboxSms`] in `dir` sent to `phone` (for the demo and tests,
 /// which play the user reading the SMS).
 pub fn latest_code(dir: &std::path::Path, phone: &str) -> std::io::Result<Option<String>> {

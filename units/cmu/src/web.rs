@@ -37,6 +37,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/app.js"),
     },
     Asset {
+        path: "/app/alarms.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/alarms.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

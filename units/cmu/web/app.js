@@ -1,6 +1,7 @@
 // peercam web client (CU / M_CU, H.626.4 6.3): plain ES modules, no build step.
 // Talks only to this CMU's /api/v1 (docs/protocol.md "Cm"); live view over WebRTC is in live.js.
 
+import { alarmsView } from './alarms.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339 } from './live.js';
 
 export const VERSION = '0.1.0';
@@ -221,6 +222,11 @@ export async function api(method, path, body, opts = {}) {
   return data;
 }
 
+/** The bearer header of the session, for requests `api` cannot make (the alarm stream). */
+export function authHeaders() {
+  return session?.token ? { Authorization: `Bearer ${session.token}` } : {};
+}
+
 /** GETs a binary API resource (a picture) as a Blob, with the bearer header; ApiError if refused. */
 export async function apiBlob(path) {
   const headers = {};
@@ -302,12 +308,18 @@ function renderNav(hash = location.hash) {
   const role = session?.user?.role;
   nav.querySelector('[data-nav=devices]').hidden = role === 'operator';
   nav.querySelector('[data-nav=operator]').hidden = role !== 'operator';
+  nav.querySelector('[data-nav=alarms]').hidden = role === 'operator';
   for (const a of nav.querySelectorAll('a')) {
     const on = hash.startsWith(`#/${a.dataset.nav}`) || (a.dataset.nav === 'devices' && hash.startsWith('#/device/'));
     if (on) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Alarms (8.8, 6.1.9): see alarms.js
+
+route(/^#\/alarms(?:\/\d+)?$/, (main) => alarmsView(main, onLeave));
 
 // ---------------------------------------------------------------------------------------------
 // Login, sign-up (6.1.1)

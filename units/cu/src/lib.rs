@@ -4,6 +4,7 @@
 //! plays the user). Every call returns [`CuError::Api`] with the CMU's stable error code when
 //! the platform refuses.
 
+mod alarms;
 pub mod live;
 pub mod playback;
 

@@ -11,6 +11,7 @@
 //! [`StoreError::Busy`], which the API answers with 503 and `Retry-After`, never 500.
 
 pub(crate) mod accounts;
+pub(crate) mod alarms;
 pub(crate) mod audit;
 pub(crate) mod devices;
 pub(crate) mod media;

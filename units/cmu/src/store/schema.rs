@@ -151,6 +151,58 @@ CREATE TABLE media_sessions (
 );
 CREATE INDEX media_sessions_at ON media_sessions(at);
 ",
+    // H.626.4 8.8 / 6.1.9: alarms (stored once per camera and alarm id), the snapshots kept
+    // with them, each camera's alarm strategy, and each user's templates and notification
+    // settings per alarm kind.
+    r"
+CREATE TABLE alarm_snapshots (
+    id        INTEGER PRIMARY KEY,
+    camera_id TEXT NOT NULL,
+    taken_ms  INTEGER NOT NULL,
+    jpeg      BLOB NOT NULL
+);
+CREATE INDEX alarm_snapshots_camera ON alarm_snapshots(camera_id, id);
+CREATE TABLE alarms (
+    id          INTEGER PRIMARY KEY,
+    owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    camera_id   TEXT,
+    alarm_id    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    level       INTEGER NOT NULL,
+    input       INTEGER,
+    zone        INTEGER,
+    detail      TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('active', 'reset')),
+    reset_by    INTEGER,
+    reset_at    INTEGER,
+    snapshot_id INTEGER REFERENCES alarm_snapshots(id) ON DELETE SET NULL
+);
+CREATE UNIQUE INDEX alarms_once ON alarms(camera_id, alarm_id);
+CREATE INDEX alarms_owner ON alarms(owner_id, id);
+CREATE TABLE alarm_strategies (
+    camera_id  TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    revision   INTEGER NOT NULL,
+    doc        TEXT NOT NULL,
+    applied    INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE alarm_templates (
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind     TEXT NOT NULL,
+    template TEXT NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+CREATE TABLE alarm_notify (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind    TEXT NOT NULL,
+    sms     INTEGER NOT NULL,
+    push    INTEGER NOT NULL,
+    app     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or

@@ -1,0 +1,375 @@
+//! H.626.4 8.8 alarm up (PU -> SCU -> CMU) and the linkage, and the platform's own alarms
+//! (6.1.9: logins, cameras going offline and back, recorders going offline, a recorder's
+//! full store, a new software version after an upgrade).
+//!
+//! The camera's alarm is stored once per (camera, alarm id) and answered `stored`; only the
+//! first store runs the linkage, in a task of its own so the answer never waits for it:
+//! the recorders mark the alarm (`record_event`), a snapshot is kept with it, the owner gets
+//! an SMS in their words when the strategy and their settings ask for one, and every open
+//! alarm stream of someone who may see it hears of it. Web Push is the next channel
+//! ([`push`] is its hook).
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use peercam_alarm::template::Values;
+use peercam_alarm::{Alarm, AlarmKind, AlarmStrategy, Linkage};
+use peercam_base::{DeviceId, Phone};
+use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
+use peercam_signal::ps::DeviceKind;
+use peercam_signal::refusal::Refusal;
+
+use super::messages;
+use crate::store::alarms::{self as stored, AlarmRow, Stored, Viewer};
+use crate::store::{accounts, devices, recordings};
+use crate::{Shared, now_ms, random_bytes};
+
+/// SMS per user per hour, at most.
+const SMS_PER_USER_HOUR: u32 = 20;
+/// SMS of the whole platform per minute, at most.
+const SMS_PER_MINUTE: u32 = 120;
+/// Attempts to hand one SMS to the gateway.
+const SMS_ATTEMPTS: u32 = 3;
+/// Widest snapshot kept with an alarm, pixels.
+const SNAPSHOT_WIDTH: u16 = 640;
+
+/// Cameras the platform raised a `camera_offline` (or `recorder_offline`) alarm for and no
+/// `camera_online` since (in memory: a restart forgets, and the next offline raises anew).
+#[derive(Default)]
+pub(crate) struct Offline {
+    devices: Mutex<HashSet<DeviceId>>,
+}
+
+impl Offline {
+    fn set(&self, id: &DeviceId, offline: bool) -> bool {
+        let mut set = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        if offline {
+            set.insert(id.clone())
+        } else {
+            set.remove(id)
+        }
+    }
+}
+
+fn refused(code: Refusal, message: &str) -> PlatformAnswer {
+    PlatformAnswer::Refused {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+/// H.626.4 8.8 steps 5-7: a camera's alarm. Answered `stored` once it is in the database
+/// (again for a retransmission, without a second linkage).
+pub(crate) async fn alarm_up(st: &Shared, camera: &DeviceId, alarm: Alarm) -> PlatformAnswer {
+    if let Err(e) = alarm.validate() {
+        return refused(Refusal::BadRequest, &e.to_string());
+    }
+    if !alarm.kind.from_device() {
+        return refused(
+            Refusal::BadRequest,
+            "a camera may not raise this kind of alarm",
+        );
+    }
+    let owner = match devices::get(&st.store, camera).await {
+        Ok(Some(d)) => d.owner,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "database error on an alarm");
+            return refused(
+                Refusal::Unavailable,
+                "the platform cannot store it now; try again",
+            );
+        }
+    };
+    let Some(owner) = owner else {
+        return refused(Refusal::Forbidden, "the camera is not bound to an account");
+    };
+    match stored::store(&st.store, owner, Some(camera), &alarm, now_ms()).await {
+        Ok(Stored::Again(_)) => PlatformAnswer::Stored { id: alarm.id },
+        Ok(Stored::New(row)) => {
+            let (st2, camera2) = (st.clone(), camera.clone());
+            tokio::spawn(async move { linkage(&st2, owner, &camera2, row).await });
+            PlatformAnswer::Stored { id: alarm.id }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database error on an alarm");
+            refused(
+                Refusal::Unavailable,
+                "the platform cannot store it now; try again",
+            )
+        }
+    }
+}
+
+/// The camera's linkage as the platform keeps it (the default when none was saved).
+pub(crate) async fn saved_strategy(st: &Shared, camera: &DeviceId) -> AlarmStrategy {
+    match stored::strategy(&st.store, camera).await {
+        Ok(Some(s)) => serde_json::from_str(&s.doc).unwrap_or_default(),
+        _ => AlarmStrategy::default(),
+    }
+}
+
+/// H.626.4 8.8 step 8: what the strategy links to the alarm.
+async fn linkage(st: &Shared, owner: i64, camera: &DeviceId, row_id: i64) {
+    let Linkage {
+        record,
+        snapshot,
+        sms,
+        push: _,
+        ..
+    } = saved_strategy(st, camera).await.linkage;
+    let Ok(Some(mut row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await else {
+        return;
+    };
+    if record {
+        record_event(st, camera, &row.alarm).await;
+    }
+    if snapshot && keep_snapshot(st, camera, row_id).await {
+        row.snapshot = true;
+    }
+    st.alarm_hub.publish(&row, "alarm");
+    notify(st, &row, sms).await;
+}
+
+/// Marks the alarm on every recorder of the camera (NVR, SD card).
+async fn record_event(st: &Shared, camera: &DeviceId, alarm: &Alarm) {
+    let Ok(recorders) = recordings::recorders_of(&st.store, camera).await else {
+        return;
+    };
+    for rid in recorders {
+        let cmd = DeviceCommand::RecordEvent {
+            camera: camera.clone(),
+            kind: "alarm".into(),
+            detail: format!("{}: {}", alarm.kind, alarm.id),
+        };
+        if let Err(e) = st.platform.command(&rid, cmd).await {
+            tracing::info!(recorder = %rid, error = %e.message, "recorder did not take the alarm");
+        }
+    }
+}
+
+/// Asks the camera for a snapshot and keeps it with the alarm.
+async fn keep_snapshot(st: &Shared, camera: &DeviceId, row_id: i64) -> bool {
+    let cmd = DeviceCommand::Snapshot {
+        max_width: SNAPSHOT_WIDTH,
+    };
+    let Ok((_, DeviceReply::Snapshot { jpeg, taken_ms, .. })) =
+        st.platform.command(camera, cmd).await
+    else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(jpeg) else {
+        return false;
+    };
+    stored::keep_snapshot(&st.store, row_id, camera, &bytes, taken_ms)
+        .await
+        .unwrap_or(false)
+}
+
+/// 6.1.9: tells the alarm's owner on the channels they chose; `linkage_sms` is the
+/// strategy's say for device alarms (platform alarms pass true).
+async fn notify(st: &Shared, row: &AlarmRow, linkage_sms: bool) {
+    let kind = row.alarm.kind;
+    let Ok(own) = stored::notify(&st.store, row.owner).await else {
+        return;
+    };
+    let channels = messages::channels_of(&own, kind);
+    let Ok(params) = crate::settings::user_params(st, row.owner).await else {
+        return;
+    };
+    if !params.notify_alarms {
+        return;
+    }
+    if channels.push {
+        push(st, row);
+    }
+    if channels.sms && linkage_sms {
+        sms(st, row).await;
+    }
+}
+
+/// Web Push of an alarm: the hook for the next step (subscriptions are not kept yet).
+fn push(_st: &Shared, row: &AlarmRow) {
+    tracing::debug!(alarm = row.id, "web push not configured; nothing sent");
+}
+
+/// Sends the owner an SMS in their words, within the rate limits, retrying the gateway.
+async fn sms(st: &Shared, row: &AlarmRow) {
+    let Ok(Some(account)) = accounts::get(&st.store, row.owner).await else {
+        return;
+    };
+    // Owners log in with their phone number; sub-accounts have none.
+    let Ok(phone) = account.login.parse::<Phone>() else {
+        return;
+    };
+    let per_user = format!("alarm-sms:{}", row.owner);
+    let hour = Duration::from_secs(3600);
+    if st.limits.hit(&per_user, SMS_PER_USER_HOUR, hour).is_err()
+        || st
+            .limits
+            .hit("alarm-sms", SMS_PER_MINUTE, Duration::from_secs(60))
+            .is_err()
+    {
+        tracing::warn!(
+            user = row.owner,
+            alarm = row.id,
+            "alarm SMS over the rate limit; not sent"
+        );
+        return;
+    }
+    let camera = match &row.camera {
+        Some(c) => camera_name(st, c).await,
+        None => String::new(),
+    };
+    let values = Values {
+        camera,
+        detail: row.alarm.detail.clone(),
+        link: format!("{}/#/alarms/{}", st.public_url, row.id),
+        ..Values::default()
+    };
+    let Ok(text) = messages::compose(st, row.owner, row.alarm.kind, values, row.alarm.at_ms).await
+    else {
+        return;
+    };
+    let mut pause = Duration::from_secs(1);
+    for attempt in 1..=SMS_ATTEMPTS {
+        match st.sms.send(&phone, &text).await {
+            Ok(()) => return,
+            Err(e) if attempt < SMS_ATTEMPTS => {
+                tracing::info!(attempt, error = %e, "alarm SMS failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+            Err(e) => tracing::warn!(error = %e, alarm = row.id, "alarm SMS not sent"),
+        }
+    }
+}
+
+async fn camera_name(st: &Shared, id: &DeviceId) -> String {
+    match devices::get(&st.store, id).await {
+        Ok(Some(d)) => d.name.unwrap_or_else(|| id.as_str().to_owned()),
+        _ => id.as_str().to_owned(),
+    }
+}
+
+/// 6.1.9: a platform alarm of `owner` (about `device`, or the account itself), stored and
+/// delivered per the owner's settings.
+pub(crate) async fn system(
+    st: &Shared,
+    owner: i64,
+    device: Option<&DeviceId>,
+    kind: AlarmKind,
+    detail: String,
+) {
+    let id = format!("sys-{}-{}", now_ms(), hex::encode(random_bytes::<4>()));
+    system_with_id(st, owner, device, kind, detail, id).await;
+}
+
+/// Like [`system`] with the alarm's id chosen by the caller: a second alarm with the same
+/// id for the same device is not stored again (nor delivered).
+async fn system_with_id(
+    st: &Shared,
+    owner: i64,
+    device: Option<&DeviceId>,
+    kind: AlarmKind,
+    detail: String,
+    id: String,
+) {
+    let at = now_ms();
+    let alarm = Alarm {
+        id,
+        kind,
+        at_ms: at,
+        input: None,
+        zone: None,
+        level: 0,
+        detail: detail.chars().take(peercam_alarm::MAX_DETAIL / 4).collect(),
+    };
+    let row_id = match stored::store(&st.store, owner, device, &alarm, at).await {
+        Ok(Stored::New(id)) => id,
+        Ok(Stored::Again(_)) => return,
+        Err(e) => {
+            tracing::error!(error = %e, ?kind, "could not store a platform alarm");
+            return;
+        }
+    };
+    if let Ok(Some(row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await {
+        st.alarm_hub.publish(&row, "alarm");
+        notify(st, &row, true).await;
+    }
+}
+
+/// 6.1.9: a recorder reported the camera's recording stopped on a full store (its state
+/// `full`). One alarm per (camera, recorder) and UTC day.
+pub(crate) async fn storage_full(st: &Shared, camera: &DeviceId, recorder: &DeviceId) {
+    let Ok(Some(dev)) = devices::get(&st.store, camera).await else {
+        return;
+    };
+    let Some(owner) = dev.owner else { return };
+    let day = now_ms() / 86_400_000;
+    let id = format!("full-{}-{day}", recorder.as_str());
+    let detail = if recorder == camera {
+        "SD card".to_owned()
+    } else {
+        format!("recorder {recorder}")
+    };
+    system_with_id(st, owner, Some(camera), AlarmKind::StorageFull, detail, id).await;
+}
+
+/// 6.1.9: a device registered with another software version than before (8.11.1: the
+/// upgrade it was sent took effect).
+pub(crate) async fn upgrade_result(st: &Shared, device: &DeviceId, from: &str, to: &str) {
+    let Ok(Some(dev)) = devices::get(&st.store, device).await else {
+        return;
+    };
+    let Some(owner) = dev.owner else { return };
+    let detail = format!("now {to} (was {from})");
+    system(st, owner, Some(device), AlarmKind::UpgradeResult, detail).await;
+}
+
+/// Sc presence: a device went offline (its SCU's presence timeout, or its link closed) or
+/// came back. Raises `camera_offline` / `recorder_offline`, and `camera_online` after an
+/// offline alarm; a camera coming back gets its pending alarm strategy (8.8 steps 1-4).
+pub(crate) async fn presence(st: &Shared, id: &DeviceId, online: bool) {
+    let Ok(Some(dev)) = devices::get(&st.store, id).await else {
+        return;
+    };
+    let Some(owner) = dev.owner else { return };
+    let name = dev.name.clone().unwrap_or_else(|| id.as_str().to_owned());
+    let kind = match (online, dev.kind) {
+        (false, DeviceKind::Pu) => AlarmKind::CameraOffline,
+        (false, DeviceKind::Nvr) => AlarmKind::RecorderOffline,
+        (true, DeviceKind::Pu | DeviceKind::Nvr) => AlarmKind::CameraOnline,
+        _ => return,
+    };
+    if online {
+        if dev.kind == DeviceKind::Pu {
+            push_pending_strategy(st, id).await;
+        }
+        if !st.offline.set(id, false) {
+            return;
+        }
+    } else {
+        st.offline.set(id, true);
+    }
+    system(st, owner, Some(id), kind, name).await;
+}
+
+/// Sends the saved strategy when the camera has not applied it yet.
+pub(crate) async fn push_pending_strategy(st: &Shared, camera: &DeviceId) {
+    let Ok(Some(saved)) = stored::strategy(&st.store, camera).await else {
+        return;
+    };
+    if saved.applied {
+        return;
+    }
+    let Ok(strategy) = serde_json::from_str::<AlarmStrategy>(&saved.doc) else {
+        return;
+    };
+    let cmd = DeviceCommand::SetAlarmStrategy { strategy };
+    if let Ok((_, DeviceReply::Alarms { .. })) = st.platform.command(camera, cmd).await {
+        let _ = stored::strategy_applied(&st.store, camera, saved.revision).await;
+    }
+}
