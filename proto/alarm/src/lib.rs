@@ -4,12 +4,16 @@
 //! | module | what |
 //! |---|---|
 //! | [`model`] | the alarm a camera raises, the per-camera alarm strategy (armed sources, weekly schedule, zones, sensitivity, cooldown, linkage) and the state a camera reports |
+//! | [`engine`] | the camera's alarm engine: arming, cooldowns, the ordered queue of alarms for the platform, the alarm output |
+//! | [`motion`] | motion and tamper detection on a small luma plane |
 //!
-//! The camera's alarm engine and its sources live in `peercam-pu`, the linkage (recording,
+//! The camera's sources (pictures, input lines) live in `peercam-pu`, the linkage (recording,
 //! snapshot, messages) in `peercam-cmu`; both call into this crate for every decision.
 
+pub mod engine;
 mod error;
 pub mod model;
+pub mod motion;
 
 pub use error::Error;
 pub use model::{

@@ -463,7 +463,7 @@ mod tests {
                     start_min: 0,
                     end_min: 10
                 }],
-                ..base.clone()
+                ..base
             }),
             "schedule[0].days"
         );
