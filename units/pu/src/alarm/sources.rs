@@ -1,0 +1,207 @@
+//! The camera's alarm sources (H.626.4 8.8 step 5): motion and tamper of the synthetic
+//! scene, GPIO input lines, video loss of a file or pulled source.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peercam_alarm::AlarmKind;
+use peercam_alarm::engine::Trigger;
+use peercam_alarm::motion::{MotionDetector, Plane};
+use peercam_net::Shutdown;
+
+use super::Alarms;
+use crate::clock::MediaClock;
+use crate::control::{Control, View};
+use crate::media::scene::{Frame, add_noise, render_scene};
+
+/// Analysed frames per second.
+pub const ANALYSIS_FPS: u64 = 5;
+/// The analysed picture (the encoder's input, scaled down).
+pub const ANALYSIS_SIZE: (usize, usize) = (320, 180);
+/// The demo sensor's noise, ± luma levels.
+pub const SENSOR_NOISE: u8 = 6;
+/// No frame from the source for this long is a video loss.
+pub const VIDEO_LOSS: Duration = Duration::from_secs(3);
+/// How often GPIO input lines are read.
+pub const GPIO_POLL: Duration = Duration::from_millis(100);
+
+/// Motion and tamper detection of the synthetic scene.
+pub struct SceneAnalyser {
+    detector: MotionDetector,
+    frame: Frame,
+    view: Option<(f32, f32, f32, bool)>,
+}
+
+impl Default for SceneAnalyser {
+    fn default() -> Self {
+        Self {
+            detector: MotionDetector::default(),
+            frame: Frame::new(ANALYSIS_SIZE.0, ANALYSIS_SIZE.1),
+            view: None,
+        }
+    }
+}
+
+impl SceneAnalyser {
+    /// Renders scene frame `n` (25 a second) as `view` shows it, with sensor noise, analyses
+    /// it and feeds the result to `alarms` at `now_ms`.
+    pub fn step(&mut self, alarms: &Alarms, view: &View, n: u64, now_ms: u64) {
+        // A PTZ move or the IR lamp changes the whole picture: learn it again.
+        let v = (view.pan, view.tilt, view.zoom, view.ir_on);
+        if self.view.is_some_and(|old| old != v) {
+            self.detector.reset();
+        }
+        self.view = Some(v);
+        let (sensitivity, zones) = alarms.motion_settings();
+        self.detector.configure(sensitivity, &zones);
+        render_scene(&mut self.frame, n, view);
+        add_noise(&mut self.frame.y, n, SENSOR_NOISE);
+        let (width, height) = self.frame.size();
+        let plane = Plane {
+            data: &self.frame.y,
+            width,
+            height,
+            stride: width,
+        };
+        match self.detector.analyse(plane) {
+            Ok(a) => alarms.feed_analysis(&a, zones.len(), now_ms),
+            Err(e) => tracing::warn!(error = %e, "motion analysis"),
+        }
+    }
+
+    /// Forgets the background (the sources are disarmed).
+    pub fn reset(&mut self) {
+        self.detector.reset();
+        self.view = None;
+    }
+}
+
+/// Analyses the synthetic scene at [`ANALYSIS_FPS`] while motion or tamper is armed.
+pub(crate) fn spawn_scene_analysis(
+    alarms: Arc<Alarms>,
+    control: Arc<Control>,
+    clock: Arc<MediaClock>,
+    shutdown: Shutdown,
+) {
+    tokio::spawn(async move {
+        let mut analyser = SceneAnalyser::default();
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / ANALYSIS_FPS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            let now_ms = clock.now_us() / 1000;
+            if !alarms.armed_for(AlarmKind::Motion, now_ms)
+                && !alarms.armed_for(AlarmKind::Tamper, now_ms)
+            {
+                analyser.reset();
+                continue;
+            }
+            let now = Instant::now();
+            // Frame numbers as the encoder counts them (25 a second).
+            let n = now.duration_since(started).as_millis() as u64 / 40;
+            analyser.step(&alarms, &control.view(now), n, now_ms);
+        }
+    });
+}
+
+/// Reads a GPIO value file: `Some(true)` when the line is high (contact closed).
+fn read_line(path: &std::path::Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match text.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Polls the GPIO-wired inputs every [`GPIO_POLL`]. A normally open contact is active when
+/// closed, a normally closed one when open (the camera's `alarm_inputs` parameters).
+pub(crate) fn spawn_gpio(
+    alarms: Arc<Alarms>,
+    control: Arc<Control>,
+    clock: Arc<MediaClock>,
+    shutdown: Shutdown,
+) {
+    if alarms.wiring.inputs.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GPIO_POLL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            let params = control.params().alarm_inputs;
+            for g in &alarms.wiring.inputs {
+                let Some(closed) = read_line(&g.path) else {
+                    continue;
+                };
+                let normally_open = params
+                    .iter()
+                    .find(|a| a.input == g.input)
+                    .is_none_or(|a| a.normally_open);
+                let active = closed == normally_open;
+                if alarms.set_wired(g.input, active) {
+                    alarms.input_changed(g.input, active, clock.now_us() / 1000);
+                }
+            }
+        }
+    });
+}
+
+/// Video loss of a file or pulled source: while `video_loss` is armed, watches the source's
+/// frames; none for [`VIDEO_LOSS`] raises the alarm, the next frame ends it. (The synthetic
+/// scene is rendered here and cannot stop.)
+pub(crate) fn spawn_video_watch(
+    alarms: Arc<Alarms>,
+    hub: Arc<crate::media::MediaHub>,
+    clock: Arc<MediaClock>,
+    shutdown: Shutdown,
+) {
+    tokio::spawn(async move {
+        let profile = crate::media::Profile {
+            width: 352,
+            height: 288,
+            fps: 5,
+            kbps: 0,
+        };
+        loop {
+            let armed = alarms.armed_for(AlarmKind::VideoLoss, clock.now_us() / 1000);
+            let sub = if armed {
+                hub.subscribe(profile).ok()
+            } else {
+                None
+            };
+            let Some(mut sub) = sub else {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.wait() => return,
+                }
+            };
+            loop {
+                let got = tokio::select! {
+                    r = tokio::time::timeout(VIDEO_LOSS, sub.rx.recv()) => r,
+                    () = shutdown.wait() => return,
+                };
+                let now_ms = clock.now_us() / 1000;
+                match got {
+                    Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                        alarms.quiet(AlarmKind::VideoLoss, None);
+                    }
+                    Ok(Err(_closed)) => break,
+                    Err(_elapsed) => {
+                        alarms.trigger(Trigger::new(AlarmKind::VideoLoss), now_ms);
+                    }
+                }
+                if !alarms.armed_for(AlarmKind::VideoLoss, now_ms) {
+                    break;
+                }
+            }
+        }
+    });
+}
