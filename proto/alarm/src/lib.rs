@@ -6,6 +6,7 @@
 //! | [`model`] | the alarm a camera raises, the per-camera alarm strategy (armed sources, weekly schedule, zones, sensitivity, cooldown, linkage) and the state a camera reports |
 //! | [`engine`] | the camera's alarm engine: arming, cooldowns, the ordered queue of alarms for the platform, the alarm output |
 //! | [`motion`] | motion and tamper detection on a small luma plane |
+//! | [`onvif`] | ONVIF PullPoint notifications of a wrapped camera, read as events |
 //!
 //! The camera's sources (pictures, input lines) live in `peercam-pu`, the linkage (recording,
 //! snapshot, messages) in `peercam-cmu`; both call into this crate for every decision.
@@ -14,6 +15,7 @@ pub mod engine;
 mod error;
 pub mod model;
 pub mod motion;
+pub mod onvif;
 
 pub use error::Error;
 pub use model::{

@@ -368,6 +368,14 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         (&hub, synthetic),
         &shutdown,
     )?;
+    if let Some(o) = &onvif {
+        alarm::sources::spawn_onvif_events(
+            alarms.clone(),
+            o.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+    }
     let alarm_platform = cmd_tx.clone();
     let server = rtsp::Server::new(rtsp::ServerSettings {
         recordings,

@@ -322,6 +322,11 @@ impl Alarms {
         inner.engine.state(lines.into_values().collect())
     }
 
+    /// Alarms dropped from a full queue, and alarms the platform refused for good.
+    pub fn lost(&self) -> (u64, u64) {
+        self.lock().engine.lost()
+    }
+
     /// H.626.4 8.10: back to factory state: no strategy, no alarm, output off.
     pub fn factory_reset(&self) {
         self.with_engine(|e| {

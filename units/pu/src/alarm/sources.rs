@@ -205,3 +205,67 @@ pub(crate) fn spawn_video_watch(
         }
     });
 }
+
+/// ONVIF events of a wrapped camera (PullPoint), while the `onvif` source is armed: each
+/// notification whose state turns active raises an `onvif` alarm with its topic.
+pub(crate) fn spawn_onvif_events(
+    alarms: Arc<Alarms>,
+    onvif: Arc<crate::onvif::Onvif>,
+    clock: Arc<MediaClock>,
+    shutdown: Shutdown,
+) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let armed = alarms.armed_for(AlarmKind::Onvif, clock.now_us() / 1000);
+            let pause = if armed {
+                match onvif_session(&alarms, &onvif, &clock).await {
+                    Ok(()) => Duration::from_secs(1),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ONVIF events");
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        backoff
+                    }
+                }
+            } else {
+                backoff = Duration::from_secs(1);
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    });
+}
+
+/// One subscription, pulled until the source is disarmed or the camera fails.
+async fn onvif_session(
+    alarms: &Alarms,
+    onvif: &crate::onvif::Onvif,
+    clock: &MediaClock,
+) -> Result<(), crate::onvif::OnvifError> {
+    let address = onvif.subscribe_events().await?;
+    loop {
+        let events = onvif.pull_events(&address).await?;
+        if events.is_empty() {
+            // A camera that answers at once (not holding the pull): do not spin.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let now_ms = clock.now_us() / 1000;
+        for e in events {
+            if e.active == Some(true) {
+                alarms.trigger(
+                    Trigger {
+                        detail: e.detail(),
+                        ..Trigger::new(AlarmKind::Onvif)
+                    },
+                    now_ms,
+                );
+            }
+        }
+        if !alarms.armed_for(AlarmKind::Onvif, now_ms) {
+            return Ok(());
+        }
+    }
+}

@@ -320,3 +320,55 @@ async fn h626_8_8_alarms_go_up_in_order_after_the_link_returns() {
     assert_eq!(a.state().pending, 0);
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn h626_8_8_gpio_input_line_is_polled_with_its_contact_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = dir.path().join("value");
+    std::fs::write(&line, "1\n").unwrap();
+    let c = control();
+    // Input 4 is a normally closed contact: active when the line goes low (open).
+    let mut p = c.params();
+    p.alarm_inputs = vec![AlarmInput {
+        input: 4,
+        enabled: true,
+        normally_open: false,
+    }];
+    c.set_params(0, p, Instant::now()).unwrap();
+    let wiring = Wiring {
+        inputs: vec![GpioInput {
+            input: 4,
+            path: line.clone(),
+        }],
+        output: None,
+    };
+    let a = Arc::new(Alarms::open(None, "b1", c.clone(), wiring).unwrap());
+    a.execute(
+        DeviceCommand::SetAlarmStrategy {
+            strategy: AlarmStrategy {
+                armed: true,
+                sources: vec![AlarmKind::Input],
+                ..AlarmStrategy::default()
+            },
+        },
+        0,
+    );
+    let shutdown = peercam_net::Shutdown::new();
+    let clock = Arc::new(crate::clock::MediaClock::new(0));
+    sources::spawn_gpio(a.clone(), c, clock, shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(a.state().active.is_empty(), "closed: at rest");
+    // The contact opens.
+    std::fs::write(&line, "0\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    shutdown.trigger();
+    let state = a.state();
+    assert_eq!(state.active.len(), 1, "{state:?}");
+    assert_eq!(state.active[0].input, Some(4));
+    assert!(
+        state
+            .inputs
+            .iter()
+            .any(|i| i.input == 4 && i.active && !i.simulated)
+    );
+}
