@@ -372,3 +372,31 @@ async fn h626_8_8_gpio_input_line_is_polled_with_its_contact_type() {
             .any(|i| i.input == 4 && i.active && !i.simulated)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_pulled_camera_without_frames_is_video_loss() {
+    // A wrapped camera that does not answer: its pull gives no frame.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = url::Url::parse(&format!("rtsp://{}/live", dead.local_addr().unwrap())).unwrap();
+    drop(dead);
+    let c = control();
+    let hub = crate::media::MediaHub::with_source(
+        7,
+        crate::media::Source::Rtsp(crate::media::pull::PullConfig { url, udp: false }),
+    );
+    let a = Arc::new(alarms(&c, &[AlarmKind::VideoLoss]));
+    let shutdown = peercam_net::Shutdown::new();
+    let clock = Arc::new(crate::clock::MediaClock::new(0));
+    let started = Instant::now();
+    sources::spawn_video_watch(a.clone(), hub, clock, shutdown.clone());
+    let deadline = started + Duration::from_secs(8);
+    while a.state().active.is_empty() {
+        assert!(Instant::now() < deadline, "no video loss raised");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.trigger();
+    assert!(started.elapsed() >= sources::VIDEO_LOSS);
+    let state = a.state();
+    assert_eq!(state.active.len(), 1);
+    assert_eq!(state.active[0].kind, AlarmKind::VideoLoss);
+}
