@@ -103,6 +103,7 @@ pub struct MotionDetector {
     zone_specs: Vec<Zone>,
     th: Thresholds,
     frames: u32,
+    warm_up: u32,
     flat_run: u32,
     global_run: u32,
 }
@@ -129,11 +130,19 @@ impl MotionDetector {
             zone_specs: Vec::new(),
             th: Thresholds::new(50),
             frames: 0,
+            warm_up: WARM_UP,
             flat_run: 0,
             global_run: 0,
         };
         d.configure(50, &[]);
         d
+    }
+
+    /// Learns the background from `frames` analysed frames (at least 2) before reporting:
+    /// fewer than [`WARM_UP`] for sparse pictures (key frames of a pulled camera).
+    pub fn with_warm_up(mut self, frames: u32) -> Self {
+        self.warm_up = frames.max(2);
+        self
     }
 
     /// Applies a strategy's sensitivity (1-100) and zones (empty: the whole picture). The
@@ -227,7 +236,7 @@ impl MotionDetector {
             self.hot = vec![false; self.cells.len()];
         }
         self.frames = self.frames.saturating_add(1);
-        let learning = self.frames <= WARM_UP;
+        let learning = self.frames <= self.warm_up;
         // A covered lens must not become the background.
         let flat = spread(&self.cells) < 3.0 && spread(&self.bg) > 8.0;
         let th = self.th;

@@ -154,9 +154,15 @@ pub(crate) fn spawn_gpio(
     });
 }
 
-/// Video loss of a file or pulled source: while `video_loss` is armed, watches the source's
-/// frames; none for [`VIDEO_LOSS`] raises the alarm, the next frame ends it. (The synthetic
-/// scene is rendered here and cannot stop.)
+/// Analysed key frames a pulled or file source needs before motion is reported.
+pub const KEY_FRAME_WARM_UP: u32 = 3;
+
+/// A file or pulled source, watched while `video_loss`, `motion` or `tamper` is armed:
+/// no frame for [`VIDEO_LOSS`] raises video loss (the next frame ends it), and its key
+/// frames are decoded and analysed for motion and tamper (key frames only: decoding every
+/// frame would cost far more than the 2 % of a core allowed; a key frame comes every 1-2 s,
+/// so motion shows within two of them). The synthetic scene is analysed before its overlay
+/// instead ([`spawn_scene_analysis`]).
 pub(crate) fn spawn_video_watch(
     alarms: Arc<Alarms>,
     hub: Arc<crate::media::MediaHub>,
@@ -168,16 +174,17 @@ pub(crate) fn spawn_video_watch(
             width: 352,
             height: 288,
             fps: 5,
-            kbps: 0,
+            kbps: 400,
         };
+        let mut detector = MotionDetector::default().with_warm_up(KEY_FRAME_WARM_UP);
         loop {
-            let armed = alarms.armed_for(AlarmKind::VideoLoss, clock.now_us() / 1000);
-            let sub = if armed {
+            let sub = if watched(&alarms, clock.now_us() / 1000) {
                 hub.subscribe(profile).ok()
             } else {
                 None
             };
             let Some(mut sub) = sub else {
+                detector.reset();
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     () = shutdown.wait() => return,
@@ -190,20 +197,75 @@ pub(crate) fn spawn_video_watch(
                 };
                 let now_ms = clock.now_us() / 1000;
                 match got {
-                    Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    Ok(Ok(au)) => {
                         alarms.quiet(AlarmKind::VideoLoss, None);
+                        if au.key {
+                            detector = analyse_key_frame(&alarms, detector, au, now_ms).await;
+                        }
                     }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
                     Ok(Err(_closed)) => break,
                     Err(_elapsed) => {
                         alarms.trigger(Trigger::new(AlarmKind::VideoLoss), now_ms);
                     }
                 }
-                if !alarms.armed_for(AlarmKind::VideoLoss, now_ms) {
+                if !watched(&alarms, now_ms) {
                     break;
                 }
             }
         }
     });
+}
+
+fn watched(alarms: &Alarms, now_ms: u64) -> bool {
+    [AlarmKind::VideoLoss, AlarmKind::Motion, AlarmKind::Tamper]
+        .into_iter()
+        .any(|k| alarms.armed_for(k, now_ms))
+}
+
+/// Decodes key frame `au` (off the runtime) and feeds its analysis to `alarms`.
+async fn analyse_key_frame(
+    alarms: &Alarms,
+    mut detector: MotionDetector,
+    au: Arc<crate::media::AccessUnit>,
+    now_ms: u64,
+) -> MotionDetector {
+    if !alarms.armed_for(AlarmKind::Motion, now_ms) && !alarms.armed_for(AlarmKind::Tamper, now_ms)
+    {
+        return detector;
+    }
+    let (sensitivity, zones) = alarms.motion_settings();
+    detector.configure(sensitivity, &zones);
+    let done = tokio::task::spawn_blocking(move || {
+        use openh264::formats::YUVSource as _;
+        let mut dec = openh264::decoder::Decoder::new().ok()?;
+        let annexb = peercam_media::annexb::join(&au.nals);
+        let yuv = dec.decode(&annexb).ok()??;
+        let (width, height) = yuv.dimensions();
+        let stride = yuv.strides().0;
+        let analysis = detector.analyse(Plane {
+            data: yuv.y(),
+            width,
+            height,
+            stride,
+        });
+        Some((detector, analysis))
+    })
+    .await;
+    match done {
+        Ok(Some((detector, Ok(a)))) => {
+            alarms.feed_analysis(&a, zones.len(), now_ms);
+            detector
+        }
+        Ok(Some((detector, Err(e)))) => {
+            tracing::debug!(error = %e, "key frame not analysed");
+            detector
+        }
+        _ => {
+            tracing::debug!("key frame not decoded");
+            MotionDetector::default().with_warm_up(KEY_FRAME_WARM_UP)
+        }
+    }
 }
 
 /// ONVIF events of a wrapped camera (PullPoint), while the `onvif` source is armed: each

@@ -400,3 +400,53 @@ async fn h626_8_8_pulled_camera_without_frames_is_video_loss() {
     assert_eq!(state.active.len(), 1);
     assert_eq!(state.active[0].kind, AlarmKind::VideoLoss);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_encoded_source_key_frames_raise_motion() {
+    // The watch of a file or pulled source, fed here by an encoder of the scene (its key
+    // frames carry the burnt-in clock at the top: the zone leaves it out).
+    let c = control();
+    let mut p = c.params();
+    p.video.gop_s = 1;
+    c.set_params(0, p, Instant::now()).unwrap();
+    c.set_scene_motion(false);
+    let hub = crate::media::MediaHub::with_control(7, crate::media::Source::Synthetic, c.clone());
+    let a = Arc::new(Alarms::open(None, "b1", c.clone(), Wiring::default()).unwrap());
+    a.execute(
+        DeviceCommand::SetAlarmStrategy {
+            strategy: AlarmStrategy {
+                armed: true,
+                sources: vec![AlarmKind::Motion],
+                zones: vec![peercam_alarm::Zone {
+                    x: 0,
+                    y: 250,
+                    w: 1000,
+                    h: 750,
+                }],
+                ..AlarmStrategy::default()
+            },
+        },
+        0,
+    );
+    let shutdown = peercam_net::Shutdown::new();
+    let clock = Arc::new(crate::clock::MediaClock::new(0));
+    sources::spawn_video_watch(a.clone(), hub, clock, shutdown.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        a.state().active.is_empty(),
+        "static: {:?}",
+        a.state().active
+    );
+    c.set_scene_motion(true);
+    let on = Instant::now();
+    while a.state().active.is_empty() {
+        assert!(
+            on.elapsed() < Duration::from_secs(8),
+            "no motion from key frames"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.trigger();
+    let alarm = &a.state().active[0];
+    assert_eq!((alarm.kind, alarm.zone), (AlarmKind::Motion, Some(0)));
+}
