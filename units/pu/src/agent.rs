@@ -46,6 +46,8 @@ pub(crate) struct Agent {
     pub(crate) rtsp: crate::rtsp::Server,
     /// Gateway port mappings (H.626.4 8.3 step 1), reported with the local addresses.
     pub(crate) mapped: watch::Receiver<Vec<String>>,
+    /// The camera's alarms (H.626.4 8.8).
+    pub(crate) alarms: Arc<crate::alarm::Alarms>,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -215,6 +217,7 @@ impl Agent {
         if let Err(e) = self.control.factory_reset() {
             tracing::error!(error = %e, "factory reset could not delete the saved state");
         }
+        self.alarms.factory_reset();
         let _ = self.revocations.send(None);
         tracing::warn!(device = %self.identity.device_id, "factory reset done; registering again");
         "factory reset"
@@ -231,6 +234,10 @@ impl Agent {
                 message: e.to_string(),
             },
         };
+        if crate::alarm::Alarms::handles(&command) {
+            // H.626.4 8.8: alarm strategy, state, reset and simulated inputs.
+            return self.alarms.execute(command, self.clock.now_us() / 1000);
+        }
         match command {
             // H.626.4 8.5 step 4: the PU executes the PTZ order and reports where it looks.
             DeviceCommand::Ptz { order } => control_reply(

@@ -36,6 +36,8 @@ pub struct View {
     pub utc_offset_min: i16,
     /// Seconds between IDR frames.
     pub gop_s: u8,
+    /// The synthetic scene's moving object is in the picture (H.626.4 8.8 motion source).
+    pub object: bool,
 }
 
 impl Default for View {
@@ -50,6 +52,7 @@ impl Default for View {
             show_clock: true,
             utc_offset_min: 0,
             gop_s: 2,
+            object: true,
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct Control {
     file: Option<PathBuf>,
     started: Instant,
     day_cycle: Option<Duration>,
+    scene_object: std::sync::atomic::AtomicBool,
 }
 
 /// Why a control order failed.
@@ -179,6 +183,7 @@ impl Control {
             file,
             started: Instant::now(),
             day_cycle,
+            scene_object: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -280,7 +285,15 @@ impl Control {
             show_clock: s.params.osd.show_clock,
             utc_offset_min: s.params.utc_offset_min,
             gop_s: s.params.video.gop_s,
+            object: self.scene_object.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Shows (or hides) the synthetic scene's moving object: what the motion detector of
+    /// the demo camera sees move (`scene_motion` in `pu.toml`, and tests).
+    pub fn set_scene_motion(&self, on: bool) {
+        self.scene_object
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The current parameters.

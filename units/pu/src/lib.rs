@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
 mod agent;
+pub mod alarm;
 pub mod clock;
 pub mod control;
 pub mod media;
@@ -167,6 +168,18 @@ pub struct Config {
     /// back to the previous one, seconds. Default 60.
     #[serde(default = "default_health")]
     pub upgrade_health_s: u32,
+    /// The synthetic scene's moving object is shown from the start (the motion detector's
+    /// demo; tests switch it with `Running::alarms`). Default true.
+    #[serde(default = "yes")]
+    pub scene_motion: bool,
+    /// Alarm inputs wired to GPIO lines (H.626.4 8.8): `[[alarm_gpio_inputs]]` tables of
+    /// `input` (1-8) and `path` (the sysfs value file, read every 100 ms). The other inputs
+    /// are simulated (switched by the `trip_input` command). Default: none.
+    #[serde(default)]
+    pub alarm_gpio_inputs: Vec<alarm::GpioInput>,
+    /// The alarm output's GPIO value file (`1` on, `0` off). Default: none, simulated.
+    #[serde(default)]
+    pub alarm_output_gpio: Option<PathBuf>,
 }
 
 fn default_rtsp_listen() -> SocketAddr {
@@ -232,6 +245,9 @@ impl Config {
             release_threshold: default_threshold(),
             firmware_dir: None,
             upgrade_health_s: default_health(),
+            scene_motion: true,
+            alarm_gpio_inputs: Vec::new(),
+            alarm_output_gpio: None,
         }
     }
 
@@ -258,6 +274,8 @@ pub struct Running {
     pub rtsp_addr: SocketAddr,
     /// The encoders.
     pub hub: Arc<media::MediaHub>,
+    /// The camera's alarms (H.626.4 8.8): state, sources, the scene's moving object.
+    pub alarms: Arc<alarm::Alarms>,
     /// Turns `true` when an upgrade is installed and the process should exit with
     /// [`upgrade::EXIT_RESTART`] for the supervisor to start it (8.11.1).
     pub restart: watch::Receiver<bool>,
@@ -313,6 +331,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         Some((*tls).clone()),
     ));
     let wlan = wlan_backend(&config)?;
+    control.set_scene_motion(config.scene_motion);
+    let synthetic = matches!(source, media::Source::Synthetic);
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     // H.626.4 8.7.3: the SD card, and its playback and export on the RTSP port.
     let sd = if config.sd_card {
@@ -340,6 +360,25 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     let recordings = sd.as_ref().map(|sd| {
         peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
     });
+    // H.626.4 8.8: the camera's alarms, their sources and their way up.
+    let alarms = start_alarms(
+        &config,
+        &state_dir,
+        &control,
+        &clock,
+        sd.clone(),
+        (&hub, synthetic),
+        &shutdown,
+    )?;
+    if let Some(o) = &onvif {
+        alarm::sources::spawn_onvif_events(
+            alarms.clone(),
+            o.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+    }
+    let alarm_platform = cmd_tx.clone();
     let server = rtsp::Server::new(rtsp::ServerSettings {
         recordings,
         device_id: identity.device_id.clone(),
@@ -381,8 +420,16 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         sd,
         rtsp: server,
         mapped,
+        alarms: alarms.clone(),
         shutdown: shutdown.clone(),
     };
+    alarm::uplink::spawn(
+        alarms.clone(),
+        alarm_platform,
+        status.clone(),
+        agent.clock.clone(),
+        shutdown.clone(),
+    );
     let task = tokio::spawn(peercam_net::agent::run(
         link,
         Arc::new(agent),
@@ -397,8 +444,53 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         registrations,
         rtsp_addr,
         hub,
+        alarms,
         restart,
     })
+}
+
+/// Opens the camera's alarms and starts their sources (H.626.4 8.8).
+fn start_alarms(
+    config: &Config,
+    state_dir: &std::path::Path,
+    control: &Arc<control::Control>,
+    clock: &Arc<clock::MediaClock>,
+    sd: Option<Arc<sd::Sd>>,
+    (hub, synthetic): (&Arc<media::MediaHub>, bool),
+    shutdown: &Shutdown,
+) -> Result<Arc<alarm::Alarms>, PuError> {
+    let prefix = alarm::boot_prefix(Some(state_dir), clock.now_us() / 1000);
+    let wiring = alarm::Wiring {
+        inputs: config.alarm_gpio_inputs.clone(),
+        output: config.alarm_output_gpio.clone(),
+    };
+    let alarms = Arc::new(
+        alarm::Alarms::open(Some(state_dir), &prefix, control.clone(), wiring)
+            .map_err(|e| PuError::Source(format!("alarms: {e}")))?
+            .with_sd(sd),
+    );
+    if synthetic {
+        alarm::sources::spawn_scene_analysis(
+            alarms.clone(),
+            control.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+    } else {
+        alarm::sources::spawn_video_watch(
+            alarms.clone(),
+            hub.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+    }
+    alarm::sources::spawn_gpio(
+        alarms.clone(),
+        control.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    );
+    Ok(alarms)
 }
 
 /// The picture source `config` names: a file, a third-party RTSP camera, or the synthetic

@@ -53,6 +53,9 @@ pub enum OnvifError {
     /// The camera's answer has too many elements.
     #[error("camera answer too large")]
     TooLarge,
+    /// The camera's event notifications could not be read.
+    #[error("camera events: {0}")]
+    Events(#[source] peercam_alarm::Error),
     /// The camera's answer lacks something needed (what is said).
     #[error("{0}")]
     Missing(&'static str),
@@ -209,15 +212,22 @@ impl Onvif {
     }
 
     async fn call(&self, url: &str, body: &str) -> Result<String, OnvifError> {
+        self.call_with(url, "", body).await
+    }
+
+    /// A SOAP call with `extra` header elements (WS-Addressing for the event service).
+    async fn call_with(&self, url: &str, extra: &str, body: &str) -> Result<String, OnvifError> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(OnvifError::Random)?;
-        let header = if self.user.is_empty() {
+        let security = if self.user.is_empty() {
             String::new()
         } else {
-            format!(
-                "<s:Header>{}</s:Header>",
-                security_header(&self.user, &self.password, &nonce, &rfc3339_now())
-            )
+            security_header(&self.user, &self.password, &nonce, &rfc3339_now())
+        };
+        let header = if security.is_empty() && extra.is_empty() {
+            String::new()
+        } else {
+            format!("<s:Header>{security}{extra}</s:Header>")
         };
         let envelope = format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">{header}<s:Body>{body}</s:Body></s:Envelope>"#
@@ -279,6 +289,67 @@ impl Onvif {
             .ok_or(OnvifError::Missing("the camera has no media profile"))?;
         *found = Some((ptz.clone(), token.clone()));
         Ok((ptz, token))
+    }
+
+    /// H.626.4 8.8, source `onvif`: opens a PullPoint subscription on the camera's event
+    /// service; returns its address.
+    pub async fn subscribe_events(&self) -> Result<String, OnvifError> {
+        let caps = self
+            .call(
+                self.device.as_str(),
+                r#"<GetCapabilities xmlns="http://www.onvif.org/ver10/device/wsdl"><Category>Events</Category></GetCapabilities>"#,
+            )
+            .await?;
+        let els = elements(&caps)?;
+        let events = els
+            .iter()
+            .position(|e| e.name == "Events")
+            .and_then(|at| els[at..].iter().find(|e| e.name == "XAddr"))
+            .map(|e| e.text.clone())
+            .ok_or(OnvifError::Missing("the camera has no ONVIF event service"))?;
+        let sub = self
+            .call(
+                &events,
+                r#"<CreatePullPointSubscription xmlns="http://www.onvif.org/ver10/events/wsdl"><InitialTerminationTime>PT120S</InitialTerminationTime></CreatePullPointSubscription>"#,
+            )
+            .await?;
+        let els = elements(&sub)?;
+        els.iter()
+            .position(|e| e.name == "SubscriptionReference")
+            .and_then(|at| els[at..].iter().find(|e| e.name == "Address"))
+            .map(|e| e.text.clone())
+            .filter(|a| !a.is_empty())
+            .ok_or(OnvifError::Missing("the camera gave no PullPoint address"))
+    }
+
+    /// Pulls the notifications waiting at the subscription `address` (at most 2 s), and
+    /// renews it for 2 minutes.
+    pub async fn pull_events(
+        &self,
+        address: &str,
+    ) -> Result<Vec<peercam_alarm::onvif::OnvifEvent>, OnvifError> {
+        let wsa = |action: &str| {
+            format!(
+                r#"<wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing">{action}</wsa:Action><wsa:To xmlns:wsa="http://www.w3.org/2005/08/addressing">{}</wsa:To>"#,
+                xml_escape(address)
+            )
+        };
+        let answer = self
+            .call_with(
+                address,
+                &wsa("http://www.onvif.org/ver10/events/wsdl/PullPointSubscription/PullMessagesRequest"),
+                r#"<PullMessages xmlns="http://www.onvif.org/ver10/events/wsdl"><Timeout>PT2S</Timeout><MessageLimit>32</MessageLimit></PullMessages>"#,
+            )
+            .await?;
+        let events =
+            peercam_alarm::onvif::parse_pull_messages(&answer).map_err(OnvifError::Events)?;
+        self.call_with(
+            address,
+            &wsa("http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest"),
+            r#"<Renew xmlns="http://docs.oasis-open.org/wsn/b-2"><TerminationTime>PT120S</TerminationTime></Renew>"#,
+        )
+        .await?;
+        Ok(events)
     }
 
     /// Executes a PTZ order on the camera and reports where it looks (8.5 step 4).

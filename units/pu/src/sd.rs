@@ -120,6 +120,11 @@ impl Sd {
         &self.store
     }
 
+    /// The camera recorded (alarm marks name it).
+    pub(crate) fn camera(&self) -> &DeviceId {
+        &self.camera
+    }
+
     /// Whether `command` is a recording command for this camera's card.
     pub(crate) fn handles(&self, command: &DeviceCommand) -> bool {
         match command {

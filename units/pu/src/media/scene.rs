@@ -62,6 +62,14 @@ impl YUVSource for Frame {
 /// range (H.626.4 8.5 checked from decoded frames). A white box moves through the world.
 /// In the dark the picture dims; with the IR lamp on it is monochrome (6.1.5).
 pub fn render(f: &mut Frame, n: u64, unix_ms: u64, view: &View) {
+    render_scene(f, n, view);
+    overlay(f, n, unix_ms, view);
+}
+
+/// Renders the scene alone, without the burnt-in overlay: what the camera's motion detector
+/// analyses (as a real camera analyses its picture before the OSD is added). The moving
+/// object is drawn only when `view.object` is set.
+pub fn render_scene(f: &mut Frame, n: u64, view: &View) {
     let (w, h) = (f.width, f.height);
     // At zoom 1 half the world's width and height is in view; pan/tilt move that window
     // across the whole world.
@@ -90,7 +98,7 @@ pub fn render(f: &mut Frame, n: u64, unix_ms: u64, view: &View) {
         let v = world_y(row);
         let dst = &mut f.y[row * w..(row + 1) * w];
         dst.copy_from_slice(&line);
-        if (v - oy).abs() < os {
+        if view.object && (v - oy).abs() < os {
             for (col, px) in dst.iter_mut().enumerate() {
                 if (world_x(col) - ox).abs() < os {
                     *px = (16.0 + 219.0 * gain) as u8;
@@ -116,7 +124,11 @@ pub fn render(f: &mut Frame, n: u64, unix_ms: u64, view: &View) {
         f.u[row * cw..(row + 1) * cw].fill(cb);
         f.v[row * cw..(row + 1) * cw].fill(cr);
     }
-    // Burnt-in overlay: wall clock (local by the configured offset), frame counter, caption.
+}
+
+/// Burnt-in overlay: wall clock (local by the configured offset), frame counter, caption.
+fn overlay(f: &mut Frame, n: u64, unix_ms: u64, view: &View) {
+    let h = f.height;
     let local_ms = unix_ms as i64 + i64::from(view.utc_offset_min) * 60_000;
     let local_ms = local_ms.max(0) as u64;
     let secs = local_ms / 1000;
@@ -137,6 +149,23 @@ pub fn render(f: &mut Frame, n: u64, unix_ms: u64, view: &View) {
     draw_text(f, pad, y, scale, &format!("#{n:08}"));
     if !view.osd_text.is_empty() {
         draw_text(f, pad, h.saturating_sub(10 * scale), scale, &view.osd_text);
+    }
+}
+
+/// Adds sensor noise of ±`amplitude` luma levels to `plane`, different for each `seed`
+/// (the demo camera's picture as the motion detector sees it: a real sensor is never still).
+pub fn add_noise(plane: &mut [u8], seed: u64, amplitude: u8) {
+    if amplitude == 0 {
+        return;
+    }
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let span = 2 * u64::from(amplitude) + 1;
+    for px in plane {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let d = (x % span) as i16 - i16::from(amplitude);
+        *px = (i16::from(*px) + d).clamp(0, 255) as u8;
     }
 }
 
