@@ -133,12 +133,13 @@ async fn linkage(st: &Shared, owner: i64, camera: &DeviceId, row_id: i64) {
     notify(st, &row, sms).await;
 }
 
-/// Marks the alarm on every recorder of the camera (NVR, SD card).
+/// Marks the alarm on every recorder of the camera (NVRs). The camera marks its own SD card
+/// itself when it raises the alarm (no round trip, and no second mark from here).
 async fn record_event(st: &Shared, camera: &DeviceId, alarm: &Alarm) {
     let Ok(recorders) = recordings::recorders_of(&st.store, camera).await else {
         return;
     };
-    for rid in recorders {
+    for rid in recorders.into_iter().filter(|r| r != camera) {
         let cmd = DeviceCommand::RecordEvent {
             camera: camera.clone(),
             kind: "alarm".into(),
