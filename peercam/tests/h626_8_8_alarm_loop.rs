@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 #[path = "support/scripted.rs"]
-#[allow(dead_code)]
 mod scripted;
 
 use std::collections::BTreeMap;
