@@ -132,7 +132,44 @@ async fn bind_all(
             .await?;
     }
     devices.push(serde_json::json!({ "id": nvr_id.device_id, "name": "Recorder", "kind": "nvr" }));
+    for (i, id) in ids.iter().enumerate() {
+        arm_alarms(user, id.device_id.as_str(), i).await?;
+    }
     Ok(devices)
+}
+
+/// H.626.4 8.8 in the demo: every camera's alarm input 1 (simulated; `peercam cu alarms
+/// trip`) raises an alarm with an SMS to the demo user, a snapshot and the NVR's alarm
+/// recording; the second camera also watches its picture for motion (its scene's moving
+/// object), at most one alarm in two minutes and without SMS.
+async fn arm_alarms(user: &Client, cam: &str, i: usize) -> anyhow::Result<()> {
+    use peercam_alarm::{AlarmKind, AlarmStrategy, Linkage};
+    user.set_params(cam, |p| {
+        p.alarm_inputs = vec![peercam_signal::control::AlarmInput {
+            input: 1,
+            enabled: true,
+            normally_open: true,
+        }];
+    })
+    .await?;
+    let mut sources = vec![AlarmKind::Input, AlarmKind::Tamper];
+    if i == 1 {
+        sources.push(AlarmKind::Motion);
+    }
+    let strategy = AlarmStrategy {
+        armed: true,
+        sources,
+        cooldown_s: if i == 1 { 120 } else { 10 },
+        linkage: Linkage {
+            sms: i == 0,
+            output: true,
+            output_s: 30,
+            ..Linkage::default()
+        },
+        ..AlarmStrategy::default()
+    };
+    user.set_alarm_strategy(cam, &strategy).await?;
+    Ok(())
 }
 
 /// Waits up to 15 s for a unit's registration (`wait`, a watch of its status).
@@ -448,6 +485,10 @@ fn print_guide(g: &Guide<'_>) {
     println!(
         "  {pc} cu event {second} --kind alarm                     # alarm recording with pre-roll"
     );
+    println!(
+        "  {pc} cu alarms trip {first} 1                          # the camera's alarm input (8.8): SMS, snapshot, toast"
+    );
+    println!("  {pc} cu alarms list                                     # alarms; reset one with: cu alarms reset ID");
 }
 
 const DEMO_FILES: &[&str] = &[
