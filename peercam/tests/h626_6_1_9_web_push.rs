@@ -299,7 +299,7 @@ async fn h626_6_1_9_web_push_delivered_encrypted_and_signed() {
     let sub = browser.subscription(&endpoint);
     let (status, text) = raw(&c, &owner, "POST", path, Some(&sub)).await;
     assert_eq!(status, 201, "{text}");
-    assert_eq!(subscriptions(&owner).await, [endpoint.clone()]);
+    assert_eq!(subscriptions(&owner).await, std::slice::from_ref(&endpoint));
 
     let stored = dev.alarm(motion("wp-1")).await;
     assert!(matches!(
