@@ -4,8 +4,9 @@
 //! auth secret, subscribes through the API, decrypts what arrives itself (RFC 8291 with the
 //! `aes128gcm` coding of RFC 8188) and checks the VAPID signature (RFC 8292) against the key
 //! the API publishes. Also: a 410 forgets the subscription, a 500 is tried again, and push
-//! turned off in the notification settings sends nothing.
-#![allow(clippy::unwrap_used, missing_docs)]
+//! turned off in the notification settings sends nothing; and the web client's button and
+//! service worker in Chromium.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 #[path = "support/scripted.rs"]
 mod scripted;
@@ -434,5 +435,61 @@ async fn h626_6_1_9_web_push_off_in_settings_sends_nothing() {
     let payload: Value = serde_json::from_slice(&browser.decrypt(&got.body)).unwrap();
     assert_eq!(payload["kind"], "motion");
     assert!(push.next(Duration::from_millis(500)).await.is_none());
+    c.stop().await;
+}
+
+/// 6.1.9 in the browser: the Alarms page's "Enable notifications on this device" subscribes
+/// with the CMU's VAPID key and the CMU keeps the subscription; "Disable" deletes it; the
+/// service worker shows a pushed alarm tagged with its id. Headless Chromium here reaches no
+/// push service, so the subscription itself comes from a stand-in `PushManager`
+/// (web-tests/push.mjs); what the real one said is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_web_client_enables_push_on_this_device() {
+    const NAME: &str = "h626_6_1_9_web_client_enables_push_on_this_device";
+    let Some(dir) = peercam_test::web::web_tests_or_skip(NAME) else {
+        return;
+    };
+    if std::process::Command::new("certutil")
+        .arg("-H")
+        .output()
+        .is_err()
+    {
+        peercam_test::skip(NAME, "certutil is missing (apt-get install libnss3-tools)");
+        return;
+    }
+    let c = Cluster::start(1).await.unwrap();
+    let phone = "+15550619104";
+    let owner = c.owner(phone).await.unwrap();
+    let key: Value = owner
+        .call::<(), Value>(Method::GET, "/api/v1/push/vapid-public-key", None)
+        .await
+        .unwrap();
+    let key = B64.decode(key["key"].as_str().unwrap()).unwrap();
+    let r = peercam_test::web::scenario(
+        &dir,
+        "push.mjs",
+        &[
+            ("PEERCAM_WEB_URL", c.api.clone()),
+            ("PEERCAM_CA", c.pki.ca_cert.display().to_string()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    eprintln!("real PushManager: {}", r["real_status"]);
+    let endpoint = r["endpoint"].as_str().unwrap();
+    assert_eq!(r["after_enable"], json!([endpoint]), "{r}");
+    assert_eq!(r["after_disable"], json!([]), "{r}");
+    let seen = base64::engine::general_purpose::STANDARD
+        .decode(r["subscribed_with"]["key"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(seen, key, "subscribed with the CMU's VAPID key");
+    assert_eq!(r["subscribed_with"]["userVisibleOnly"], true);
+    let shown = &r["notifications"][0];
+    assert_eq!(shown["title"], "Garden: motion", "{r}");
+    assert_eq!(shown["tag"], "4242");
+    assert_eq!(shown["url"], "/#/alarms/4242");
+    assert!(subscriptions(&owner).await.is_empty());
     c.stop().await;
 }
