@@ -133,12 +133,14 @@ await run(async (result) => {
     const registrationId = await registration;
     const alarm = { id: 4242, kind: 'motion', camera: 'pc-x', camera_name: 'Garden', at_ms: 1, title: 'Garden: motion', body: 'Motion at Garden', url: '/#/alarms/4242' };
     await cdp.send('ServiceWorker.deliverPushMessage', { origin: base, registrationId, data: JSON.stringify(alarm) });
-    const shown = await page.waitForFunction(async () => {
-      const reg = await navigator.serviceWorker.ready;
-      const list = await reg.getNotifications();
-      return list.length ? list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data?.url })) : null;
-    }, null, { timeout: 15000 });
-    result.notifications = await shown.jsonValue();
+    for (let i = 0; i < 60 && !result.notifications?.length; i++) {
+      await page.waitForTimeout(250);
+      result.notifications = await page.evaluate(async () => {
+        const reg = await navigator.serviceWorker.ready;
+        return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data?.url }));
+      });
+    }
+    expect(result.notifications?.length, 'the service worker showed the pushed alarm');
     step(result, 'notification shown');
   } finally {
     await browser.close();
