@@ -55,7 +55,8 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let status = ep
         .answers
         .lock()
@@ -68,7 +69,11 @@ async fn receive(
         headers,
         body: body.to_vec(),
     });
-    StatusCode::from_u16(status).unwrap()
+    let status = StatusCode::from_u16(status).unwrap();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return (status, [("retry-after", "1")]).into_response();
+    }
+    status.into_response()
 }
 
 impl PushService {
@@ -345,7 +350,7 @@ async fn h626_6_1_9_web_push_delivered_encrypted_and_signed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h626_6_1_9_web_push_gone_forgotten_and_5xx_retried() {
+async fn h626_6_1_9_web_push_gone_forgotten_5xx_and_429_retried() {
     let (c, dev, owner, _cam, mut push) = world("+15550619102").await;
     let path = "/api/v1/me/push-subscriptions";
     let (a, b) = (Browser::new(), Browser::new());
@@ -357,11 +362,11 @@ async fn h626_6_1_9_web_push_gone_forgotten_and_5xx_retried() {
         let (status, text) = raw(&c, &owner, "POST", path, Some(&browser.subscription(ep))).await;
         assert_eq!(status, 201, "{text}");
     }
-    push.answer("a", &[500]);
+    push.answer("a", &[500, 429]);
     push.answer("b", &[410]);
     dev.alarm(motion("wp-2")).await;
     let mut seen = Vec::new();
-    while seen.len() < 3 {
+    while seen.len() < 4 {
         let got = push
             .next(Duration::from_secs(15))
             .await
@@ -375,8 +380,8 @@ async fn h626_6_1_9_web_push_gone_forgotten_and_5xx_retried() {
     seen.sort();
     assert_eq!(
         seen,
-        ["a", "a", "b"],
-        "a retried after its 500, b not after 410"
+        ["a", "a", "a", "b"],
+        "a retried after its 500 and its 429, b not after 410"
     );
     // The 410 forgot b; a stays.
     let mut left = Vec::new();

@@ -403,6 +403,23 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn h626_6_1_9_push_vapid_key_stable_across_starts() {
+        let (db, _dir) = crate::store::testing::file().await;
+        let first = WebPush::load(&db, "https://cmu.example".into())
+            .await
+            .unwrap();
+        let again = WebPush::load(&db, "https://cmu.example".into())
+            .await
+            .unwrap();
+        assert_eq!(first.public, again.public);
+        let point = B64.decode(&first.public).unwrap();
+        assert!(point.len() == 65 && point[0] == 4);
+        let url = reqwest::Url::parse("http://127.0.0.1:8443/push/x").unwrap();
+        let auth = first.authorization(&url).unwrap();
+        assert!(auth.starts_with("vapid t=") && auth.ends_with(&format!(", k={}", first.public)));
+    }
+
     #[test]
     fn h626_6_1_9_push_subscription_checked_field_by_field() {
         let point = p256::SecretKey::from_slice(&[7; 32]).unwrap().public_key();
