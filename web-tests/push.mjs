@@ -13,6 +13,7 @@
 //   PEERCAM_WEB_URL                 the CMU (its certificate must name the host)
 //   PEERCAM_CA                      the platform CA (PEM)
 //   PEERCAM_WEB_USER / _PASSWORD    the owner
+//   PEERCAM_WEB_SHOTS               screenshots (optional)
 // Output: one JSON line; exit status 1 on failure.
 
 import { execFileSync } from 'node:child_process';
@@ -21,7 +22,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, DESKTOP, expect, login, need, run, step } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, DESKTOP, expect, login, need, run, shots, step } from './lib.mjs';
 
 /** The caller's subscriptions, asked with the page's session. */
 async function subscriptions(page) {
@@ -115,6 +116,7 @@ await run(async (result) => {
     expect(result.enabled_status.startsWith('Alarms are shown'), result.enabled_status);
     [result.subscribed_with] = await page.evaluate(() => window.pushKeysSeen);
     result.after_enable = await subscriptions(page);
+    result.screenshots = await shots(page, process.env.PEERCAM_WEB_SHOTS, '11-alarms-push');
     await page.getByRole('button', { name: 'Disable notifications on this device' }).click();
     await status(page, /no longer/);
     result.after_disable = await subscriptions(page);
