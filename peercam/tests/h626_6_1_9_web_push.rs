@@ -443,6 +443,39 @@ async fn h626_6_1_9_web_push_off_in_settings_sends_nothing() {
     c.stop().await;
 }
 
+/// 6.1.9: a platform alarm whose kind has `push` on (by default `camera_offline`) is pushed
+/// too, at normal urgency, and with the camera's strategy not asked (it has none to say).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_web_push_platform_alarm_camera_offline() {
+    let (c, dev, owner, cam, mut push) = world("+15550619105").await;
+    let browser = Browser::new();
+    let sub = browser.subscription(&format!("{}/push/a", push.origin));
+    let (status, text) = raw(
+        &c,
+        &owner,
+        "POST",
+        "/api/v1/me/push-subscriptions",
+        Some(&sub),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    dev.shutdown.trigger();
+    let got = push
+        .next(Duration::from_secs(30))
+        .await
+        .expect("the offline alarm is pushed");
+    let urgency = got.headers.get("urgency").and_then(|v| v.to_str().ok());
+    assert_eq!(urgency, Some("normal"));
+    let payload: Value = serde_json::from_slice(&browser.decrypt(&got.body)).unwrap();
+    assert_eq!(payload["kind"], "camera_offline", "{payload}");
+    assert_eq!(payload["camera"], cam.as_str());
+    assert!(
+        payload["body"].as_str().unwrap().contains("offline"),
+        "{payload}"
+    );
+    c.stop().await;
+}
+
 /// 6.1.9 in the browser: the Alarms page's "Enable notifications on this device" subscribes
 /// with the CMU's VAPID key and the CMU keeps the subscription; "Disable" deletes it; the
 /// service worker shows a pushed alarm tagged with its id. Headless Chromium here reaches no
