@@ -107,6 +107,12 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "AlarmTemplates" => json!({"templates": {}}),
         "TemplatePreviewRequest" => json!({"kind": "motion", "template": "{camera}"}),
         "NotificationSettings" => json!({"kinds": {}}),
+        // 6.1.9 Web Push: a key that is no P-256 point, refused on its merits (422).
+        "PushSubscriptionRequest" => json!({
+            "endpoint": "https://push.invalid/x",
+            "keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}
+        }),
+        "PushEndpoint" => json!({"endpoint": "https://push.invalid/x"}),
         other => panic!("no body for {other}"),
     })
 }

@@ -175,3 +175,77 @@ pub struct AlarmEvent {
     /// The alarm as it is now.
     pub alarm: AlarmView,
 }
+
+/// The CMU's VAPID public key (RFC 8292), for `PushManager.subscribe({applicationServerKey})`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VapidPublicKey {
+    /// The uncompressed P-256 point (65 bytes), base64url without padding.
+    pub key: String,
+}
+
+/// The keys of a push subscription (RFC 8291), as `PushSubscription.toJSON()` gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushKeys {
+    /// The browser's P-256 ECDH public key, uncompressed (65 bytes), base64url.
+    pub p256dh: String,
+    /// The 16-byte authentication secret, base64url.
+    pub auth: String,
+}
+
+/// A browser's push subscription (H.626.4 6.1.9 push channel; RFC 8030), the shape of
+/// `PushSubscription.toJSON()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushSubscriptionRequest {
+    /// The push service's endpoint (https; http only on loopback).
+    pub endpoint: String,
+    /// What the browser's `toJSON()` adds; ignored.
+    #[serde(default, rename = "expirationTime")]
+    pub expiration_time: Option<u64>,
+    /// The message encryption keys.
+    pub keys: PushKeys,
+}
+
+/// Names one of the caller's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushEndpoint {
+    /// The subscription's endpoint.
+    pub endpoint: String,
+}
+
+/// The caller's push subscriptions (endpoints only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushSubscriptionList {
+    /// Oldest first.
+    pub subscriptions: Vec<PushEndpoint>,
+}
+
+/// What a Web Push message of an alarm carries (encrypted, RFC 8291), read by the service
+/// worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushAlarm {
+    /// The platform's alarm id.
+    pub id: i64,
+    /// The device concerned.
+    pub camera: Option<String>,
+    /// Its name.
+    pub camera_name: Option<String>,
+    /// What happened.
+    pub kind: AlarmKind,
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The notification's title.
+    pub title: String,
+    /// The user's text (their template, as for SMS).
+    pub body: String,
+    /// Where the notification leads: `/#/alarms/ID`.
+    pub url: String,
+}

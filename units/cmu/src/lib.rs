@@ -89,6 +89,8 @@ pub(crate) struct AppState {
     pub(crate) alarm_hub: alarms::Hub,
     /// Devices with an offline alarm and no online alarm since (6.1.9).
     pub(crate) offline: alarms::up::Offline,
+    /// Web Push of alarms: the VAPID key and the sender (6.1.9).
+    pub(crate) push: alarms::push::WebPush,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -166,7 +168,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         };
         format!("https://{host}:{}", addr.port())
     });
+    // H.626.4 6.1.9: the VAPID key is made on first start and kept in the database.
+    let push = alarms::push::WebPush::load(&store, public_url.clone())
+        .await
+        .map_err(|e| CmuError::Config(e.to_string()))?;
     let state = Arc::new(AppState {
+        push,
         public_url,
         platform: platform::Platform::default(),
         limits: ratelimit::Limits::default(),

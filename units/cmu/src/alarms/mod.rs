@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`up`] | 8.8 alarm up: store once, answer, then the linkage (recorders, snapshot, SMS, stream); system alarms (6.1.9) |
 //! | [`routes`] | the Cm routes of alarms: list, one, reset, snapshot, live stream, strategy, simulated inputs |
+//! | [`push`] | 6.1.9 Web Push: the VAPID key, browsers' subscriptions, encrypted and signed delivery |
 //! | [`messages`] | 6.1.9 templates and notification settings per user and kind, and the rules that choose the channels |
 //!
 //! Who sees an alarm: its owner (the camera's owner when it was stored; the account itself
@@ -11,6 +12,7 @@
 //! with it, while the share lasts (old alarms included; docs/protocol.md).
 
 pub(crate) mod messages;
+pub(crate) mod push;
 pub(crate) mod routes;
 pub(crate) mod up;
 
@@ -217,12 +219,44 @@ pub(crate) fn route_table() -> Vec<RouteInfo> {
             Some("NotificationSettings"),
             Some("NotificationSettings")
         ),
+        route!(
+            "GET",
+            "/api/v1/push/vapid-public-key",
+            Customer,
+            "The platform's VAPID public key (RFC 8292) for `PushManager.subscribe` (6.1.9)",
+            None,
+            Some("VapidPublicKey")
+        ),
+        route!(
+            "GET",
+            "/api/v1/me/push-subscriptions",
+            Customer,
+            "Your browsers that get alarms by Web Push: endpoints only (6.1.9)",
+            None,
+            Some("PushSubscriptionList")
+        ),
+        route!(
+            "POST",
+            "/api/v1/me/push-subscriptions",
+            Customer,
+            "Keep a browser's push subscription (`PushSubscription.toJSON()`); 201, 409 past 10 (6.1.9)",
+            Some("PushSubscriptionRequest"),
+            Some("PushEndpoint")
+        ),
+        route!(
+            "DELETE",
+            "/api/v1/me/push-subscriptions",
+            Customer,
+            "Forget one of your push subscriptions by its endpoint; 204 (6.1.9)",
+            Some("PushEndpoint"),
+            None
+        ),
     ]
 }
 
 /// The handler of an alarm route.
 pub(crate) fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
-    use axum::routing::{get, post, put};
+    use axum::routing::{delete, get, post, put};
     Some(match (method, path) {
         ("GET", "/api/v1/devices/{id}/alarm-strategy") => get(routes::get_strategy),
         ("PUT", "/api/v1/devices/{id}/alarm-strategy") => put(routes::set_strategy),
@@ -237,6 +271,10 @@ pub(crate) fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> 
         ("POST", "/api/v1/me/alarm-templates/preview") => post(messages::preview),
         ("GET", "/api/v1/me/notifications") => get(messages::get_notifications),
         ("PUT", "/api/v1/me/notifications") => put(messages::set_notifications),
+        ("GET", "/api/v1/push/vapid-public-key") => get(push::vapid_public_key),
+        ("GET", "/api/v1/me/push-subscriptions") => get(push::list),
+        ("POST", "/api/v1/me/push-subscriptions") => post(push::subscribe),
+        ("DELETE", "/api/v1/me/push-subscriptions") => delete(push::unsubscribe),
         _ => return None,
     })
 }
@@ -264,4 +302,10 @@ pub(crate) fn components(
         .schema_from::<c::Channels>()
         .schema_from::<c::NotificationSettings>()
         .schema_from::<AlarmEvent>()
+        .schema_from::<c::VapidPublicKey>()
+        .schema_from::<c::PushKeys>()
+        .schema_from::<c::PushSubscriptionRequest>()
+        .schema_from::<c::PushEndpoint>()
+        .schema_from::<c::PushSubscriptionList>()
+        .schema_from::<c::PushAlarm>()
 }

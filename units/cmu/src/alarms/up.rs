@@ -6,8 +6,8 @@
 //! first store runs the linkage, in a task of its own so the answer never waits for it:
 //! the recorders mark the alarm (`record_event`), a snapshot is kept with it, the owner gets
 //! an SMS in their words when the strategy and their settings ask for one, and every open
-//! alarm stream of someone who may see it hears of it. Web Push is the next channel
-//! ([`push`] is its hook).
+//! alarm stream of someone who may see it hears of it, and the owner's browsers get a Web
+//! Push message when the strategy and their settings ask for one ([`super::push`]).
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -117,7 +117,7 @@ async fn linkage(st: &Shared, owner: i64, camera: &DeviceId, row_id: i64) {
         record,
         snapshot,
         sms,
-        push: _,
+        push,
         ..
     } = saved_strategy(st, camera).await.linkage;
     let Ok(Some(mut row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await else {
@@ -130,7 +130,22 @@ async fn linkage(st: &Shared, owner: i64, camera: &DeviceId, row_id: i64) {
         row.snapshot = true;
     }
     st.alarm_hub.publish(&row, "alarm");
-    notify(st, &row, sms).await;
+    notify(st, &row, Asked { sms, push }).await;
+}
+
+/// What the camera's strategy links to an alarm (8.8 `linkage`); platform alarms ask for
+/// every channel and the user's settings decide.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    sms: bool,
+    push: bool,
+}
+
+impl Asked {
+    const ALL: Self = Self {
+        sms: true,
+        push: true,
+    };
 }
 
 /// Marks the alarm on every recorder of the camera (NVRs). The camera marks its own SD card
@@ -169,9 +184,9 @@ async fn keep_snapshot(st: &Shared, camera: &DeviceId, row_id: i64) -> bool {
         .unwrap_or(false)
 }
 
-/// 6.1.9: tells the alarm's owner on the channels they chose; `linkage_sms` is the
-/// strategy's say for device alarms (platform alarms pass true).
-async fn notify(st: &Shared, row: &AlarmRow, linkage_sms: bool) {
+/// 6.1.9: tells the alarm's owner on the channels they chose; `asked` is the strategy's say
+/// for device alarms (platform alarms ask for all).
+async fn notify(st: &Shared, row: &AlarmRow, asked: Asked) {
     let kind = row.alarm.kind;
     let Ok(own) = stored::notify(&st.store, row.owner).await else {
         return;
@@ -183,17 +198,33 @@ async fn notify(st: &Shared, row: &AlarmRow, linkage_sms: bool) {
     if !params.notify_alarms {
         return;
     }
-    if channels.push {
-        push(st, row);
+    if channels.push && asked.push {
+        // In a task of its own: retries to a slow push service never hold the SMS back.
+        let (st2, row2) = (st.clone(), row.clone());
+        tokio::spawn(async move { push(&st2, &row2).await });
     }
-    if channels.sms && linkage_sms {
+    if channels.sms && asked.sms {
         sms(st, row).await;
     }
 }
 
-/// Web Push of an alarm: the hook for the next step (subscriptions are not kept yet).
-fn push(_st: &Shared, row: &AlarmRow) {
-    tracing::debug!(alarm = row.id, "web push not configured; nothing sent");
+/// 6.1.9: the alarm to the owner's browsers by Web Push, in the owner's words.
+async fn push(st: &Shared, row: &AlarmRow) {
+    let name = match &row.camera {
+        Some(c) => Some(camera_name(st, c).await),
+        None => None,
+    };
+    let values = Values {
+        camera: name.clone().unwrap_or_default(),
+        detail: row.alarm.detail.clone(),
+        link: format!("{}/#/alarms/{}", st.public_url, row.id),
+        ..Values::default()
+    };
+    let Ok(text) = messages::compose(st, row.owner, row.alarm.kind, values, row.alarm.at_ms).await
+    else {
+        return;
+    };
+    super::push::alarm(st, row, name, text).await;
 }
 
 /// Sends the owner an SMS in their words, within the rate limits, retrying the gateway.
@@ -298,7 +329,7 @@ async fn system_with_id(
     };
     if let Ok(Some(row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await {
         st.alarm_hub.publish(&row, "alarm");
-        notify(st, &row, true).await;
+        notify(st, &row, Asked::ALL).await;
     }
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod devices;
 pub(crate) mod media;
 pub(crate) mod packages;
 pub(crate) mod params;
+pub(crate) mod push;
 pub(crate) mod recordings;
 mod schema;
 pub(crate) mod sessions;

@@ -203,6 +203,24 @@ CREATE TABLE alarm_notify (
     PRIMARY KEY (user_id, kind)
 );
 ",
+    // H.626.4 6.1.9 push channel: the CMU's VAPID key (RFC 8292, one row) and each user's
+    // browsers' push subscriptions (RFC 8030/8291).
+    r"
+CREATE TABLE push_vapid (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    secret     BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE push_subscriptions (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    endpoint   TEXT NOT NULL UNIQUE,
+    p256dh     BLOB NOT NULL,
+    auth       BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX push_subscriptions_user ON push_subscriptions(user_id);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
