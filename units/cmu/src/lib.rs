@@ -32,6 +32,7 @@ mod relay;
 mod settings;
 mod sharing;
 pub mod sms;
+mod snapshots;
 mod store;
 mod token;
 mod web;
@@ -44,7 +45,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
-pub use config::{Config, SmsConfig, TlsFiles};
+pub use config::{Config, SmsConfig, SnapshotClock, TlsFiles};
 
 /// Errors that stop the CMU.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub(crate) struct AppState {
     pub(crate) alarm_hub: alarms::Hub,
     /// Devices with an offline alarm and no online alarm since (6.1.9).
     pub(crate) offline: alarms::up::Offline,
+    /// HMAC key of the 6.1.12 snapshot links, kept in the database (survives restarts).
+    pub(crate) link_key: [u8; 32],
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -127,6 +130,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     config.validate()?;
     let store = store::Store::open(&config.database).await?;
     let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
+    let link_key =
+        store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
         SmsConfig::Outbox { dir } => {
             Box::new(sms::OutboxSms::new(dir.clone()).map_err(|e| CmuError::Io {
@@ -173,10 +178,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         play_key: random_bytes::<32>(),
         alarm_hub: alarms::Hub::default(),
         offline: alarms::up::Offline::default(),
+        link_key,
         config,
         store,
         sms,
     });
+    snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     let router = web::router().merge(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));

@@ -129,6 +129,30 @@ impl SmsGateway for HttpSms {
     }
 }
 
+/// Sends `text` to `to`, trying the gateway up to `attempts` times with a growing pause
+/// (1 s, then 4 s, ...); the last error when every attempt failed.
+pub(crate) async fn send_retrying(
+    gateway: &dyn SmsGateway,
+    to: &Phone,
+    text: &str,
+    attempts: u32,
+) -> Result<(), SmsError> {
+    let mut pause = std::time::Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match gateway.send(to, text).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < attempts => {
+                tracing::info!(attempt, error = %e, "SMS failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Every text an [`OutboxSms`] in `dir` sent to `phone`, oldest first (tests of alarm SMS).
 pub fn messages_to(dir: &std::path::Path, phone: &str) -> std::io::Result<Vec<String>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?
