@@ -133,7 +133,8 @@ async fn take(st: &Shared, camera: &DeviceId, max_width: u16) -> Result<(Vec<u8>
 /// One due time: the snapshot, kept; then the SMS, within the quota.
 async fn shoot(st: &Shared, saved: &SavedSchedule, req: &SnapshotScheduleRequest, due: u64) {
     let camera = &saved.camera;
-    let (jpeg, taken_ms) = match take(st, camera, req.max_width).await {
+    // The camera's own clock may be off: the platform's time is kept and shown.
+    let (jpeg, _camera_ms) = match take(st, camera, req.max_width).await {
         Ok(v) => v,
         Err(code) => {
             tracing::info!(%camera, due, %code, "timed snapshot skipped");
@@ -147,6 +148,7 @@ async fn shoot(st: &Shared, saved: &SavedSchedule, req: &SnapshotScheduleRequest
             return;
         }
     };
+    let taken_ms = st.config.snapshot_clock.now_ms();
     let id = match stored::keep(&st.store, camera, &jpeg, taken_ms, req.keep).await {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -158,7 +160,7 @@ async fn shoot(st: &Shared, saved: &SavedSchedule, req: &SnapshotScheduleRequest
             return;
         }
     };
-    let now = st.config.snapshot_clock.now_ms();
+    let now = taken_ms;
     let quota = st.config.snapshot_sms_per_day;
     match stored::count_sms(&st.store, saved.owner, day_of(now), quota).await {
         Ok(true) => {}
