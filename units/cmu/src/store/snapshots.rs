@@ -274,3 +274,92 @@ pub(crate) async fn link_key(
     key.try_into()
         .map_err(|_| StoreError::Corrupt(format!("link key {purpose} is not 32 bytes")))
 }
+
+#[cfg(test)]
+mod tests {
+    use peercam_signal::cm::Role;
+
+    use super::super::testing;
+    use super::super::{accounts, devices};
+    use super::*;
+
+    async fn setup() -> (Store, i64, DeviceId) {
+        let db = testing::memory().await;
+        let d = devices::tests::new_device(61);
+        devices::provision(&db, std::slice::from_ref(&d), 1)
+            .await
+            .unwrap();
+        let owner = accounts::create(&db, Role::Owner, "+15550161201", "h", None, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        devices::bind(&db, &d.id, owner, None).await.unwrap();
+        (db, owner, d.id)
+    }
+
+    #[tokio::test]
+    async fn h626_6_1_12_due_time_taken_once_and_schedule_follows_the_owner() {
+        let (db, owner, cam) = setup().await;
+        save(&db, &cam, owner, ("{}", "+15550161299", true), 1)
+            .await
+            .unwrap();
+        assert_eq!(enabled(&db).await.unwrap().len(), 1);
+        assert!(claim(&db, &cam, None, 1000).await.unwrap());
+        assert!(!claim(&db, &cam, None, 1000).await.unwrap(), "taken once");
+        assert!(!claim(&db, &cam, None, 2000).await.unwrap(), "stale last");
+        assert!(claim(&db, &cam, Some(1000), 2000).await.unwrap());
+        // Saving again keeps the last due time.
+        save(&db, &cam, owner, ("{}", "+15550161299", true), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            get(&db, &cam).await.unwrap().unwrap().last_due_ms,
+            Some(2000)
+        );
+        // Released: no schedule any more.
+        devices::release(&db, &cam).await.unwrap();
+        assert!(enabled(&db).await.unwrap().is_empty());
+        assert!(!remove(&db, &cam).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn h626_6_1_12_kept_within_limits_and_quota_counted_per_day() {
+        let (db, owner, cam) = setup().await;
+        assert_eq!(
+            keep(&db, &cam, &vec![0; MAX_SNAPSHOT_BYTES + 1], 1, 2)
+                .await
+                .unwrap(),
+            None
+        );
+        let mut ids = Vec::new();
+        for t in 1..=3 {
+            ids.push(
+                keep(&db, &cam, b"\xff\xd8x\xff\xd9", t * 1000, 2)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(kept(&db, &cam).await.unwrap(), 2, "keep 2");
+        assert_eq!(jpeg(&db, ids[0]).await.unwrap(), None, "the oldest went");
+        assert!(jpeg(&db, ids[2]).await.unwrap().is_some());
+        assert_eq!(expire(&db, 3000).await.unwrap(), 1);
+        assert_eq!(kept(&db, &cam).await.unwrap(), 1);
+        assert!(count_sms(&db, owner, 10, 2).await.unwrap());
+        assert!(count_sms(&db, owner, 10, 2).await.unwrap());
+        assert!(
+            !count_sms(&db, owner, 10, 2).await.unwrap(),
+            "quota used up"
+        );
+        assert_eq!(sms_sent(&db, owner, 10).await.unwrap(), 2);
+        assert!(count_sms(&db, owner, 11, 2).await.unwrap(), "a new day");
+        assert!(!count_sms(&db, owner, 12, 0).await.unwrap());
+        let k = link_key(&db, "snapshot-link", [1; 32]).await.unwrap();
+        assert_eq!(k, [1; 32]);
+        assert_eq!(
+            link_key(&db, "snapshot-link", [2; 32]).await.unwrap(),
+            k,
+            "kept"
+        );
+    }
+}
