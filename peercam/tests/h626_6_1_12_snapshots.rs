@@ -278,3 +278,81 @@ async fn h626_6_1_12_quota_stops_sms_not_snapshots() {
     assert_eq!(wait_sms(&c, phone, 4).await.len(), 4);
     c.stop().await;
 }
+
+async fn cli(c: &Cluster, user: &str, args: &[&str]) -> (bool, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["cu", "--api", &c.api, "--ca"])
+        .arg(&c.pki.ca_cert)
+        .args(["--user", user, "--password", "correct horse battery"])
+        .args(args)
+        .env("PEERCAM_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_12_cli_snapshots_get_set_off() {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let (_pu, _pu_stop) = c.start_pu_online(&id, 0).await.unwrap();
+    let phone = "+15550612003";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    let windows = r#"[{"days":31,"start_min":480,"end_min":1080}]"#;
+    let set = [
+        "snapshots",
+        "set",
+        &cam,
+        "--every-min",
+        "60",
+        "--phone",
+        "+15550612777",
+        "--schedule",
+        windows,
+        "--utc-offset-min",
+        "-300",
+        "--disabled",
+    ];
+    let (ok, out, err) = cli(&c, phone, &set).await;
+    assert!(
+        ok && out.starts_with("off: every 60 min to +15550612777"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&c, phone, &["--json", "snapshots", "get", &cam]).await;
+    assert!(ok, "{err}");
+    let s: SnapshotScheduleState = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (s.schedule.every_min, s.schedule.utc_offset_min),
+        (60, -300)
+    );
+    assert_eq!(s.schedule.schedule.len(), 1);
+    // A refusal names the field.
+    let (ok, _, err) = cli(
+        &c,
+        phone,
+        &[
+            "snapshots",
+            "set",
+            &cam,
+            "--every-min",
+            "0",
+            "--phone",
+            "+15550612777",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("every_min"), "{err}");
+    let (ok, out, err) = cli(&c, phone, &["snapshots", "off", &cam]).await;
+    assert!(ok && out.contains("stopped"), "{out}{err}");
+    let (ok, _, err) = cli(&c, phone, &["snapshots", "get", &cam]).await;
+    assert!(!ok && err.contains("no snapshot schedule"), "{err}");
+    c.stop().await;
+}
