@@ -356,3 +356,42 @@ async fn h626_6_1_12_cli_snapshots_get_set_off() {
     assert!(!ok && err.contains("no snapshot schedule"), "{err}");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_12_mms_carries_the_jpeg_where_the_gateway_can() {
+    let c = Cluster::start_with(1, |cfg| {
+        cfg.snapshot_tick_ms = 50;
+        if let peercam_cmu::SmsConfig::Outbox { mms, .. } = &mut cfg.sms {
+            *mms = true;
+        }
+    })
+    .await
+    .unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let (_pu, _pu_stop) = c.start_pu_online(&id, 0).await.unwrap();
+    let owner = c.owner("+15550612004").await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    let phone = "+15550612666";
+    let body = json!({"enabled": true, "every_min": 60, "phone": phone});
+    let path = format!("/api/v1/devices/{cam}/snapshot-schedule");
+    let (status, v) = api(&c, &owner, Method::PUT, &path, Some(&body)).await;
+    assert_eq!(status, 200, "{v}");
+    let texts = wait_sms(&c, phone, 1).await;
+    // The MMS carries the JPEG and still the link.
+    assert!(texts[0].contains("/s/"), "{texts:?}");
+    let files = peercam_cmu::sms::attachments_to(&c.path().join("sms-outbox"), phone).unwrap();
+    assert_eq!(files.len(), 1);
+    let jpeg = std::fs::read(&files[0]).unwrap();
+    assert!(jpeg.starts_with(&[0xff, 0xd8]) && jpeg.ends_with(&[0xff, 0xd9]));
+    let served = http(&c)
+        .get(link_in(&texts[0]))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.as_ref(), jpeg.as_slice());
+    c.stop().await;
+}

@@ -136,6 +136,10 @@ pub enum SmsConfig {
     Outbox {
         /// The directory.
         dir: PathBuf,
+        /// Play a gateway that sends MMS: timed snapshots (H.626.4 6.1.12) go as MMS, the
+        /// JPEG written beside the message. Default false (SMS with a link).
+        #[serde(default)]
+        mms: bool,
     },
     /// POST JSON `{to, text, at}` to `url` with `Authorization: Bearer api_key`.
     Http {

@@ -133,12 +133,14 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let link_key =
         store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
-        SmsConfig::Outbox { dir } => {
-            Box::new(sms::OutboxSms::new(dir.clone()).map_err(|e| CmuError::Io {
-                context: format!("SMS outbox {}", dir.display()),
-                source: e,
-            })?)
-        }
+        SmsConfig::Outbox { dir, mms } => Box::new(
+            sms::OutboxSms::new(dir.clone())
+                .map_err(|e| CmuError::Io {
+                    context: format!("SMS outbox {}", dir.display()),
+                    source: e,
+                })?
+                .with_mms(*mms),
+        ),
         SmsConfig::Http { url, api_key } => Box::new(
             sms::HttpSms::new(url.clone(), api_key.clone()).map_err(|e| CmuError::Config(e.0))?,
         ),

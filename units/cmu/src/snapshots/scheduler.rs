@@ -175,7 +175,7 @@ async fn shoot(st: &Shared, saved: &SavedSchedule, req: &SnapshotScheduleRequest
         }
     }
     let detail = format!("snapshot {id}");
-    match send(st, saved, req, (id, taken_ms, now)).await {
+    match send(st, saved, req, (id, taken_ms, now), &jpeg).await {
         Ok(()) => record(st, saved, "ok", &detail).await,
         Err(code) => record(st, saved, code, &detail).await,
     }
@@ -188,13 +188,14 @@ fn clock_time(ms: u64, offset_min: i16) -> String {
     format!("{:02}:{:02}", minute / 60, minute % 60)
 }
 
-/// The SMS: the camera's name, the time taken and the link (SMS with a link only: no
-/// adapter sends MMS yet).
+/// The SMS: the camera's name, the time taken and the link; an MMS with the JPEG too where
+/// the gateway can.
 async fn send(
     st: &Shared,
     saved: &SavedSchedule,
     req: &SnapshotScheduleRequest,
     (id, taken_ms, now): (i64, u64, u64),
+    jpeg: &[u8],
 ) -> Result<(), &'static str> {
     let phone: Phone = req.phone.parse().map_err(|_| "bad_phone")?;
     if st
@@ -213,7 +214,8 @@ async fn send(
     let name: String = name.chars().take(24).collect();
     let at = clock_time(taken_ms, req.utc_offset_min);
     let text = format!("{name} {at}: {}/s/{token}", st.public_url);
-    crate::sms::send_retrying(st.sms.as_ref(), &phone, &text, SMS_ATTEMPTS)
+    let attach = st.sms.mms().then_some(jpeg);
+    crate::sms::send_retrying(st.sms.as_ref(), &phone, (&text, attach), SMS_ATTEMPTS)
         .await
         .map_err(|e| {
             tracing::warn!(camera = %saved.camera, error = %e, "timed snapshot SMS not sent");
