@@ -2,7 +2,9 @@
 //!
 //! Accounts (6.1.1 self-service sign-up by phone with operator approval), devices and their
 //! keys (provisioning, 8.1 registration verdicts), binding (8.2), sharing with sub-accounts
-//! (8.6, 6.1.10), presence, command routing through SCU nodes, and an audit log.
+//! (8.6, 6.1.10), presence, command routing through SCU nodes, alarms (8.8, 6.1.9), timed
+//! snapshots to a phone (6.1.12: a scheduler, signed links at `/s/{token}`), and an audit
+//! log.
 //!
 //! Two faces on one listener:
 //! - `/api/v1/...`: the Cm interface for CUs, HTTP/JSON, described by the OpenAPI document
