@@ -113,6 +113,10 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
             "keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}
         }),
         "PushEndpoint" => json!({"endpoint": "https://push.invalid/x"}),
+        // H.626.4 6.1.12: a valid, disabled schedule (nothing is sent).
+        "SnapshotScheduleRequest" => {
+            json!({"enabled": false, "every_min": 60, "phone": "+15550600009"})
+        }
         other => panic!("no body for {other}"),
     })
 }
@@ -324,7 +328,8 @@ async fn h626_8_6_authorisation_matrix_small_world() {
                             || (r.path.ends_with("/upgrade") && r.method == "GET")
                             || r.path.ends_with("/events")
                             || (r.path.ends_with("/recording") && r.method == "PUT")
-                            || r.path.ends_with("/alarm-strategy");
+                            || r.path.ends_with("/alarm-strategy")
+                            || r.path.ends_with("/snapshot-schedule");
                         let needs_playback = r.path.contains("/recordings")
                             || (r.path.ends_with("/recording") && r.method == "GET");
                         let needs_ptz = r.path.ends_with("/ptz");

@@ -186,6 +186,11 @@ enum Cmd {
     /// templates (H.626.4 8.8, 6.1.9).
     #[command(subcommand)]
     Alarms(super::alarms::AlarmsCmd),
+    /// A camera's timed snapshots, each sent to a phone as an SMS with a link (H.626.4
+    /// 6.1.12): `snapshots get DEVICE`, `snapshots set DEVICE --every-min 30 --phone +...`,
+    /// `snapshots off DEVICE`.
+    #[command(subcommand)]
+    Snapshots(super::snapshots::SnapshotsCmd),
     /// Factory-reset a camera you own (H.626.4 8.10): it forgets its settings, is unbound,
     /// and every share and live session ends. Binding it again needs its bind code.
     Reset {
@@ -458,6 +463,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Login => login(conn, json).await?,
         Cmd::Rec(r) => super::rec::run(conn, r).await?,
         Cmd::Alarms(a) => super::alarms::run(conn, a).await?,
+        Cmd::Snapshots(a) => super::snapshots::run(conn, a).await?,
         Cmd::Logout => {
             conn.client().await?.logout().await?;
             let _ = std::fs::remove_file(saved_path());

@@ -317,6 +317,7 @@ fn cmu_config(
         vec![scu_secret.to_owned()],
         peercam_cmu::SmsConfig::Outbox {
             dir: dir.join("sms-outbox"),
+            mms: false,
         },
     );
     cmu_cfg.listen = cmu_addr;

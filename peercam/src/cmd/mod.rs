@@ -12,6 +12,7 @@ pub(crate) mod pu;
 pub(crate) mod rec;
 pub(crate) mod release;
 pub(crate) mod scu;
+pub(crate) mod snapshots;
 
 use std::path::Path;
 

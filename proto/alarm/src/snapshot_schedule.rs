@@ -106,6 +106,28 @@ impl SnapshotSchedule {
             (false, next) => next,
         }
     }
+
+    /// H.626.4 6.1.12: the most snapshots this schedule takes in one local day (the busiest
+    /// weekday; 0 when disabled), to hold a schedule against a daily SMS quota.
+    pub fn max_per_day(&self) -> u32 {
+        if !self.enabled {
+            return 0;
+        }
+        let every_min = (self.every_s.max(MIN_EVERY_S)).div_ceil(60);
+        if self.windows.is_empty() {
+            return 1440_u32.div_ceil(every_min);
+        }
+        (0..7)
+            .map(|day| {
+                self.windows
+                    .iter()
+                    .filter(|w| w.days & (1 << day) != 0)
+                    .map(|w| u32::from(w.end_min.saturating_sub(w.start_min)).div_ceil(every_min))
+                    .sum::<u32>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +192,35 @@ mod tests {
         );
         // Friday after the window: Monday's.
         assert_eq!(s.next_due(None, at(4, 12, 0)), Some(at(7, 7, 0)));
+    }
+
+    #[test]
+    fn h626_6_1_12_most_snapshots_a_day() {
+        let mut s = SnapshotSchedule {
+            enabled: true,
+            every_s: 1800,
+            ..SnapshotSchedule::default()
+        };
+        assert_eq!(s.max_per_day(), 48);
+        s.every_s = 60;
+        assert_eq!(s.max_per_day(), 1440);
+        s.every_s = 1800;
+        // Weekdays 08:00-09:00 and Mondays 12:00-12:45: Monday is the busiest, 2 + 2.
+        s.windows = vec![
+            Window {
+                days: 0b001_1111,
+                start_min: 480,
+                end_min: 540,
+            },
+            Window {
+                days: 1,
+                start_min: 720,
+                end_min: 765,
+            },
+        ];
+        assert_eq!(s.max_per_day(), 4);
+        s.enabled = false;
+        assert_eq!(s.max_per_day(), 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | [`relay`] | the MTU: reports, selection (7.2, Sd), viewing paths | inside `ps`, `sc` and `cm` |
 //! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
 //! | [`cm_alarm`] | Cm: the alarm routes (8.8, 6.1.9) | HTTP/JSON and server-sent events |
+//! | [`cm_snapshot`] | Cm: the timed snapshot schedule (6.1.12) | HTTP/JSON |
 //!
 //! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
 //! `re` naming the request it answers, and a typed body. [`decode`] enforces the size and
@@ -28,6 +29,7 @@
 pub mod clock;
 pub mod cm;
 pub mod cm_alarm;
+pub mod cm_snapshot;
 pub mod cmd;
 pub mod control;
 pub mod discover;

@@ -107,6 +107,7 @@ impl Cluster {
             vec![scu_secret.clone()],
             peercam_cmu::SmsConfig::Outbox {
                 dir: dir.path().join("sms-outbox"),
+                mms: false,
             },
         );
         cfg.listen = SocketAddr::new(host, 0);

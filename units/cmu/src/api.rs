@@ -75,6 +75,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(media_routes());
     all.extend(sharing_and_operator_routes());
     all.extend(crate::alarms::route_table());
+    all.extend(crate::snapshots::route_table());
     all
 }
 
@@ -703,7 +704,10 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
         ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
-        _ => return crate::alarms::handler(method, path),
+        _ => {
+            return crate::alarms::handler(method, path)
+                .or_else(|| crate::snapshots::handler(method, path));
+        }
     })
 }
 
@@ -836,7 +840,7 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::alarms::components(ComponentsBuilder::new())
+    crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new()))
         .schema_from::<cm::ApiError>()
         .schema_from::<cm::AttachCamera>()
         .schema_from::<cm::AttachedCamera>()

@@ -171,6 +171,21 @@ pub(crate) enum Event<'a> {
     },
     /// H.626.4 8.8 steps 1-4: a camera's alarm strategy was saved (and sent).
     AlarmStrategySet { by: i64, device: &'a DeviceId },
+    /// H.626.4 6.1.12: a camera's snapshot schedule was saved (`removed`: deleted).
+    SnapshotScheduleSet {
+        by: i64,
+        device: &'a DeviceId,
+        removed: bool,
+    },
+    /// H.626.4 6.1.12: a due time of the camera's schedule, for its owner: `outcome` is
+    /// `ok` (kept and SMS sent) or why not (`quota_exceeded`: kept, no SMS; `device_offline`:
+    /// skipped, ...).
+    TimedSnapshot {
+        owner: i64,
+        device: &'a DeviceId,
+        outcome: &'a str,
+        detail: &'a str,
+    },
     /// H.626.4 8.8: an alarm of the camera was reset; `alarm` is the camera's alarm id.
     AlarmReset {
         by: i64,
@@ -268,6 +283,9 @@ impl Event<'_> {
             E::RecordingStrategy { .. } => "recording.strategy",
             E::RecorderNotified { .. } => "recording.event",
             E::AlarmStrategySet { .. } => "alarm.strategy.set",
+            E::SnapshotScheduleSet { removed: false, .. } => "snapshot.schedule.set",
+            E::SnapshotScheduleSet { removed: true, .. } => "snapshot.schedule.remove",
+            E::TimedSnapshot { .. } => "snapshot.timed",
             E::AlarmReset { .. } => "alarm.reset",
             E::AlarmInput { .. } => "alarm.input",
             E::ParamsPermit { .. } => "device.params.permit",
@@ -319,6 +337,8 @@ impl Event<'_> {
             | E::RecordingStrategy { by, .. }
             | E::RecorderNotified { by, .. }
             | E::AlarmStrategySet { by, .. }
+            | E::SnapshotScheduleSet { by, .. }
+            | E::TimedSnapshot { owner: by, .. }
             | E::AlarmReset { by, .. }
             | E::AlarmInput { by, .. }
             | E::ParamsPermit { by, .. }
@@ -357,6 +377,8 @@ impl Event<'_> {
             | E::RecordingStrategy { camera, .. }
             | E::RecorderNotified { camera, .. } => Some(camera),
             E::AlarmStrategySet { device, .. }
+            | E::SnapshotScheduleSet { device, .. }
+            | E::TimedSnapshot { device, .. }
             | E::AlarmReset { device, .. }
             | E::AlarmInput { device, .. } => Some(device),
             E::NvrAttached { nvr, .. } | E::NvrDetached { nvr, .. } => Some(nvr),
@@ -388,6 +410,7 @@ impl Event<'_> {
                 ..
             } => code,
             E::ClientUpdate { ok: false, .. } => "failed",
+            E::TimedSnapshot { outcome, .. } => outcome,
             _ => "ok",
         }
     }
@@ -426,7 +449,8 @@ impl Event<'_> {
             | E::AlarmInput { input: d, .. }
             | E::WlanSet { ssid: d, .. }
             | E::PackagePayload { sha256: d, .. }
-            | E::ClientUpdate { detail: d, .. } => (*d).to_owned(),
+            | E::ClientUpdate { detail: d, .. }
+            | E::TimedSnapshot { detail: d, .. } => (*d).to_owned(),
             E::Reset { wiped, .. } => if *wiped { "recordings wiped" } else { "" }.into(),
             E::Shared {
                 username, scopes, ..

@@ -1,5 +1,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -54,6 +57,57 @@ pub struct Config {
     /// How long a minted TURN credential lives, seconds. Default 600.
     #[serde(default = "default_turn_ttl")]
     pub turn_ttl_s: u64,
+    /// H.626.4 6.1.12: timed-snapshot SMS per user (the camera's owner) per UTC day; past
+    /// it snapshots are still taken and kept, without an SMS. Default 48.
+    #[serde(default = "default_snapshot_sms")]
+    pub snapshot_sms_per_day: u32,
+    /// How long the link in a timed-snapshot SMS opens the picture, seconds. Default 86400.
+    #[serde(default = "default_link_ttl")]
+    pub snapshot_link_ttl_s: u64,
+    /// Timed snapshots older than this many days are dropped. Default 7.
+    #[serde(default = "default_retention_days")]
+    pub snapshot_retention_days: u32,
+    /// How often the snapshot scheduler looks for due times, milliseconds. Default 1000.
+    #[serde(default = "default_tick_ms")]
+    pub snapshot_tick_ms: u64,
+    /// The clock of the timed snapshots (tests move it forward; not configurable).
+    #[serde(skip)]
+    pub snapshot_clock: SnapshotClock,
+}
+
+/// The wall clock of the timed snapshots (H.626.4 6.1.12), plus an offset that only tests
+/// move: the scheduler, the links' expiry and the SMS quota's day all read it, so a test
+/// can live through hours in seconds. Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotClock(Arc<AtomicU64>);
+
+impl SnapshotClock {
+    /// Moves this clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Now on this clock, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        crate::now_ms().saturating_add(self.0.load(Ordering::Relaxed))
+    }
+}
+
+fn default_snapshot_sms() -> u32 {
+    48
+}
+
+fn default_link_ttl() -> u64 {
+    86_400
+}
+
+fn default_retention_days() -> u32 {
+    7
+}
+
+fn default_tick_ms() -> u64 {
+    1000
 }
 
 fn default_turn_ttl() -> u64 {
@@ -82,6 +136,10 @@ pub enum SmsConfig {
     Outbox {
         /// The directory.
         dir: PathBuf,
+        /// Play a gateway that sends MMS: timed snapshots (H.626.4 6.1.12) go as MMS, the
+        /// JPEG written beside the message. Default false (SMS with a link).
+        #[serde(default)]
+        mms: bool,
     },
     /// POST JSON `{to, text, at}` to `url` with `Authorization: Bearer api_key`.
     Http {
@@ -134,6 +192,11 @@ impl Config {
             public_url: None,
             turn_secret: None,
             turn_ttl_s: default_turn_ttl(),
+            snapshot_sms_per_day: default_snapshot_sms(),
+            snapshot_link_ttl_s: default_link_ttl(),
+            snapshot_retention_days: default_retention_days(),
+            snapshot_tick_ms: default_tick_ms(),
+            snapshot_clock: SnapshotClock::default(),
         }
     }
 
@@ -155,6 +218,14 @@ impl Config {
         if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {
             return Err(CmuError::Config(
                 "session_ttl_s and signup_code_ttl_s must be at least 60".into(),
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)
+            || !(1..=365).contains(&self.snapshot_retention_days)
+            || !(10..=60_000).contains(&self.snapshot_tick_ms)
+        {
+            return Err(CmuError::Config(
+                "snapshot_link_ttl_s must be 60 to 2592000, snapshot_retention_days 1 to 365, snapshot_tick_ms 10 to 60000".into(),
             ));
         }
         Ok(())

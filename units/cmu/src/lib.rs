@@ -2,7 +2,9 @@
 //!
 //! Accounts (6.1.1 self-service sign-up by phone with operator approval), devices and their
 //! keys (provisioning, 8.1 registration verdicts), binding (8.2), sharing with sub-accounts
-//! (8.6, 6.1.10), presence, command routing through SCU nodes, and an audit log.
+//! (8.6, 6.1.10), presence, command routing through SCU nodes, alarms (8.8, 6.1.9), timed
+//! snapshots to a phone (6.1.12: a scheduler, signed links at `/s/{token}`), and an audit
+//! log.
 //!
 //! Two faces on one listener:
 //! - `/api/v1/...`: the Cm interface for CUs, HTTP/JSON, described by the OpenAPI document
@@ -32,6 +34,7 @@ mod relay;
 mod settings;
 mod sharing;
 pub mod sms;
+mod snapshots;
 mod store;
 mod token;
 mod web;
@@ -44,7 +47,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
-pub use config::{Config, SmsConfig, TlsFiles};
+pub use config::{Config, SmsConfig, SnapshotClock, TlsFiles};
 
 /// Errors that stop the CMU.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,8 @@ pub(crate) struct AppState {
     pub(crate) offline: alarms::up::Offline,
     /// Web Push of alarms: the VAPID key and the sender (6.1.9).
     pub(crate) push: alarms::push::WebPush,
+    /// HMAC key of the 6.1.12 snapshot links, kept in the database (survives restarts).
+    pub(crate) link_key: [u8; 32],
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -129,13 +134,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     config.validate()?;
     let store = store::Store::open(&config.database).await?;
     let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
+    let link_key =
+        store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
-        SmsConfig::Outbox { dir } => {
-            Box::new(sms::OutboxSms::new(dir.clone()).map_err(|e| CmuError::Io {
-                context: format!("SMS outbox {}", dir.display()),
-                source: e,
-            })?)
-        }
+        SmsConfig::Outbox { dir, mms } => Box::new(
+            sms::OutboxSms::new(dir.clone())
+                .map_err(|e| CmuError::Io {
+                    context: format!("SMS outbox {}", dir.display()),
+                    source: e,
+                })?
+                .with_mms(*mms),
+        ),
         SmsConfig::Http { url, api_key } => Box::new(
             sms::HttpSms::new(url.clone(), api_key.clone()).map_err(|e| CmuError::Config(e.0))?,
         ),
@@ -180,10 +189,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         play_key: random_bytes::<32>(),
         alarm_hub: alarms::Hub::default(),
         offline: alarms::up::Offline::default(),
+        link_key,
         config,
         store,
         sms,
     });
+    snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     let router = web::router().merge(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));

@@ -29,6 +29,7 @@ async fn start() -> Cmu {
         vec![],
         SmsConfig::Outbox {
             dir: outbox.clone(),
+            mms: false,
         },
     );
     config.listen = "127.0.0.1:0".parse().unwrap();

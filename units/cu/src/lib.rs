@@ -7,6 +7,7 @@
 mod alarms;
 pub mod live;
 pub mod playback;
+mod snapshots;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;

@@ -259,8 +259,9 @@ pub(crate) async fn keep_snapshot(
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND id NOT IN
-               (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 0 AND id NOT IN
+               (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 0
+                ORDER BY id DESC LIMIT ?2)",
         )
         .bind(camera.as_str())
         .bind(SNAPSHOTS_PER_CAMERA)

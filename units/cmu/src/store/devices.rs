@@ -194,6 +194,11 @@ pub(crate) async fn release(db: &Store, id: &DeviceId) -> Result<(), StoreError>
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        // H.626.4 6.1.12: a released camera sends no more timed snapshots.
+        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1",
         )

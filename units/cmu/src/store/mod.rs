@@ -22,6 +22,7 @@ pub(crate) mod recordings;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod shares;
+pub(crate) mod snapshots;
 pub(crate) mod tokens;
 
 use std::future::Future;

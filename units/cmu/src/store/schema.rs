@@ -221,6 +221,31 @@ CREATE TABLE push_subscriptions (
 );
 CREATE INDEX push_subscriptions_user ON push_subscriptions(user_id);
 ",
+    // 6.1.12 timed snapshots: the schedule per camera (its last due time taken, so one due
+    // time is taken once), the owner's SMS count per UTC day, the persistent link key.
+    // Timed snapshots share the alarms' snapshot table, told apart by `timed`.
+    r"
+ALTER TABLE alarm_snapshots ADD COLUMN timed INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE snapshot_schedules (
+    camera_id   TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    doc         TEXT NOT NULL,
+    phone       TEXT NOT NULL,
+    enabled     INTEGER NOT NULL,
+    last_due_ms INTEGER,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE snapshot_sms_days (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    day     INTEGER NOT NULL,
+    sent    INTEGER NOT NULL,
+    PRIMARY KEY (user_id, day)
+);
+CREATE TABLE link_keys (
+    purpose TEXT PRIMARY KEY,
+    key     BLOB NOT NULL
+);
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
