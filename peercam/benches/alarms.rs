@@ -192,9 +192,6 @@ async fn world(n: usize, owners: usize) -> World {
         let phone = format!("+1555078{o:04}");
         accounts.push((phone.clone(), c.owner(&phone).await.unwrap()));
     }
-    for (i, id) in ids.iter().enumerate() {
-        c.bind(&accounts[i % owners].1, id).await.unwrap();
-    }
     let registered = Arc::new(AtomicUsize::new(0));
     let stop = peercam_net::Shutdown::new();
     let cams: Vec<_> = ids
@@ -218,6 +215,10 @@ async fn world(n: usize, owners: usize) -> World {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(registered.load(Ordering::Relaxed), n, "cameras registered");
+    // 8.2: a camera is bound once it has registered.
+    for (i, id) in ids.iter().enumerate() {
+        c.bind(&accounts[i % owners].1, id).await.unwrap();
+    }
     let strategy = AlarmStrategy {
         armed: true,
         sources: vec![AlarmKind::Input],

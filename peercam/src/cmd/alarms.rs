@@ -74,12 +74,12 @@ pub(crate) enum StrategyCmd {
 
 fn show(a: &AlarmView) {
     println!(
-        "{:>6}  {:<16} {:<7} {:<22} at_ms={} {}",
+        "{:>6}  {:<16} {:<7} {:<22} {} {}",
         a.id,
         a.kind.as_str(),
         a.state.as_str(),
         a.camera.as_deref().unwrap_or("-"),
-        a.at_ms,
+        peercam_record::time::format_rfc3339(a.at_ms),
         a.detail
     );
 }
