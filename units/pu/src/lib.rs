@@ -316,46 +316,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         )),
         None => None,
     };
-    let keys = config
-        .release_keys
-        .iter()
-        .map(|k| peercam_signal::upgrade::parse_key(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PuError::Source(format!("release_keys: {e}")))?;
-    let upgrader = Arc::new(upgrade::Upgrader::new(
-        upgrade::Firmware::new(config.firmware_dir()),
-        keys,
-        config.release_threshold,
-        identity.model.clone(),
-        running_version(),
-        Some((*tls).clone()),
-    ));
+    let upgrader = upgrader(&config, &identity.model, &tls)?;
     let wlan = wlan_backend(&config)?;
     control.set_scene_motion(config.scene_motion);
     let synthetic = matches!(source, media::Source::Synthetic);
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     // H.626.4 8.7.3: the SD card, and its playback and export on the RTSP port.
-    let sd = if config.sd_card {
-        let dir = config
-            .sd_dir
-            .clone()
-            .unwrap_or_else(|| config.identity.with_extension("sd"));
-        Some(
-            sd::Sd::start(
-                dir,
-                config.sd_min_free_mb,
-                config.sd_quota_mb,
-                identity.device_id.clone(),
-                hub.clone(),
-                config.max_fps,
-                state_dir.join("sd-strategy.json"),
-                shutdown.clone(),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let sd = start_sd(&config, &identity.device_id, &hub, &state_dir, &shutdown).await?;
     // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
     let recordings = sd.as_ref().map(|sd| {
         peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
@@ -447,6 +414,57 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         alarms,
         restart,
     })
+}
+
+/// The upgrader of signed releases (H.626.4 8.11.1) with the configured release keys.
+fn upgrader(
+    config: &Config,
+    model: &str,
+    tls: &Arc<peercam_net::rustls::ClientConfig>,
+) -> Result<Arc<upgrade::Upgrader>, PuError> {
+    let keys = config
+        .release_keys
+        .iter()
+        .map(|k| peercam_signal::upgrade::parse_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PuError::Source(format!("release_keys: {e}")))?;
+    Ok(Arc::new(upgrade::Upgrader::new(
+        upgrade::Firmware::new(config.firmware_dir()),
+        keys,
+        config.release_threshold,
+        model.to_owned(),
+        running_version(),
+        Some((**tls).clone()),
+    )))
+}
+
+/// The SD card recorder (H.626.4 8.7.3), when the camera has one.
+async fn start_sd(
+    config: &Config,
+    camera: &peercam_base::DeviceId,
+    hub: &Arc<media::MediaHub>,
+    state_dir: &std::path::Path,
+    shutdown: &Shutdown,
+) -> Result<Option<Arc<sd::Sd>>, PuError> {
+    if !config.sd_card {
+        return Ok(None);
+    }
+    let dir = config
+        .sd_dir
+        .clone()
+        .unwrap_or_else(|| config.identity.with_extension("sd"));
+    let sd = sd::Sd::start(
+        dir,
+        config.sd_min_free_mb,
+        config.sd_quota_mb,
+        camera.clone(),
+        hub.clone(),
+        config.max_fps,
+        state_dir.join("sd-strategy.json"),
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(Some(sd))
 }
 
 /// Opens the camera's alarms and starts their sources (H.626.4 8.8).
