@@ -53,18 +53,21 @@ pub struct RouteInfo {
     pub response: Option<&'static str>,
 }
 
+/// One [`RouteInfo`]: method, path, access, summary, request and response schema names.
+/// The clause modules that declare their own routes (alarms, snapshots) use it as `route!`.
 macro_rules! r {
     ($m:literal, $p:literal, $a:ident, $s:literal, $req:expr, $resp:expr) => {
-        RouteInfo {
+        $crate::api::RouteInfo {
             method: $m,
             path: $p,
-            access: Access::$a,
+            access: $crate::api::Access::$a,
             summary: $s,
             request: $req,
             response: $resp,
         }
     };
 }
+pub(crate) use r as route;
 
 /// Every route of the CMU, in one table (kept in this order).
 pub fn routes() -> Vec<RouteInfo> {

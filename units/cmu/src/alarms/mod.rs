@@ -24,7 +24,7 @@ use peercam_signal::cm_alarm::{AlarmEvent, AlarmStatus, AlarmView};
 use tokio::sync::broadcast;
 
 use crate::Shared;
-use crate::api::{Access, RouteInfo};
+use crate::api::{RouteInfo, route};
 use crate::auth::Principal;
 use crate::store::alarms::{AlarmRow, Viewer};
 
@@ -97,19 +97,6 @@ pub(crate) fn viewer(p: &Principal) -> Viewer {
         (Role::Sub, Some(parent)) => Viewer::Sub { user: p.id, parent },
         _ => Viewer::Owner(p.id),
     }
-}
-
-macro_rules! route {
-    ($m:literal, $p:literal, $a:ident, $s:literal, $req:expr, $resp:expr) => {
-        RouteInfo {
-            method: $m,
-            path: $p,
-            access: Access::$a,
-            summary: $s,
-            request: $req,
-            response: $resp,
-        }
-    };
 }
 
 /// The alarm routes (H.626.4 8.8, 6.1.9), declared like every other route ([`crate::api`]).

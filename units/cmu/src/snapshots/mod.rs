@@ -21,7 +21,7 @@ use peercam_base::{DeviceId, Phone, Scope};
 use peercam_signal::cm_snapshot::{SnapshotScheduleRequest, SnapshotScheduleState};
 use peercam_signal::control::FieldError;
 
-use crate::api::{Access, RouteInfo};
+use crate::api::{RouteInfo, route};
 use crate::audit::{self, Event};
 use crate::auth::{Need, Principal, device_access};
 use crate::error::{ApiErr, ApiResult};
@@ -174,19 +174,6 @@ pub(crate) async fn delete_schedule(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-macro_rules! route {
-    ($m:literal, $p:literal, $a:ident, $s:literal, $req:expr, $resp:expr) => {
-        RouteInfo {
-            method: $m,
-            path: $p,
-            access: Access::$a,
-            summary: $s,
-            request: $req,
-            response: $resp,
-        }
-    };
 }
 
 /// The routes of timed snapshots (H.626.4 6.1.12), declared like every other route.
