@@ -61,15 +61,6 @@ fn camera(
         let mut waiting: BTreeMap<u64, oneshot::Sender<PlatformAnswer>> = BTreeMap::new();
         let mut up = false;
         loop {
-            while let Some(f) = link.poll_transmit() {
-                if sink
-                    .send(Message::text(String::from_utf8(f).unwrap()))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
             while let Some(ev) = link.poll_event() {
                 match ev {
                     LinkEvent::Registered { .. } => {
@@ -83,6 +74,15 @@ fn camera(
                         }
                     }
                     _ => {}
+                }
+            }
+            while let Some(f) = link.poll_transmit() {
+                if sink
+                    .send(Message::text(String::from_utf8(f).unwrap()))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
             let deadline = link

@@ -489,7 +489,9 @@ fn print_guide(g: &Guide<'_>) {
     println!(
         "  {pc} cu alarms trip {first} 1                          # the camera's alarm input (8.8): SMS, snapshot, toast"
     );
-    println!("  {pc} cu alarms list                                     # alarms; reset one with: cu alarms reset ID");
+    println!(
+        "  {pc} cu alarms list                                     # alarms; reset one with: cu alarms reset ID"
+    );
 }
 
 const DEMO_FILES: &[&str] = &[
