@@ -174,15 +174,22 @@ pub(crate) async fn bind(
     Extension(p): Extension<Principal>,
     Json(req): Json<BindRequest>,
 ) -> ApiResult<axum::Json<DeviceView>> {
-    // Bind codes are 60-bit secrets; still, throttle guessing per account.
+    // Bind codes are 60-bit secrets; still, throttle guessing per account: ten refused
+    // attempts in ten minutes, while an installer binding many cameras right is never held up.
+    let guesses = format!("bind:{}", p.id);
+    let window = Duration::from_secs(600);
     st.limits
-        .hit(&format!("bind:{}", p.id), 10, Duration::from_secs(600))
+        .check(&guesses, 10, window)
         .map_err(ApiErr::too_many)?;
+    let refused = |r: BindRefusal| {
+        let _ = st.limits.hit(&guesses, 10, window);
+        r.answer()
+    };
     let (Ok(id), Ok(code)) = (
         req.device_id.trim().parse::<DeviceId>(),
         BindCode::parse(&req.bind_code),
     ) else {
-        return Err(BindRefusal::UnknownDeviceOrCode.answer());
+        return Err(refused(BindRefusal::UnknownDeviceOrCode));
     };
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 64) {
@@ -209,7 +216,7 @@ pub(crate) async fn bind(
             },
         )
         .await;
-        return Err(r.answer());
+        return Err(refused(r));
     }
     if !devices::bind(&st.store, &id, p.id, name).await? {
         return Err(ApiErr::conflict(
