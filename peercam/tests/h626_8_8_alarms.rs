@@ -38,13 +38,14 @@ async fn alarms(client: &peercam_cu::Client, query: &str) -> AlarmList {
         .unwrap()
 }
 
-/// The camera records itself (SD card, 8.7.3): it is its own recorder.
-async fn attach_sd(c: &Cluster, camera: &str) {
+/// `recorder` (an NVR, 8.7.2) records `camera`.
+async fn attach_recorder(c: &Cluster, camera: &str, recorder: &str) {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", c.db_path().display()))
         .await
         .unwrap();
-    sqlx::query("INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?1, NULL, 0)")
+    sqlx::query("INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, NULL, 0)")
         .bind(camera)
+        .bind(recorder)
         .execute(&pool)
         .await
         .unwrap();
@@ -61,7 +62,11 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
     c.bind(&owner, &id).await.unwrap();
     let cam = id.device_id.to_string();
     owner.rename(&cam, "Garden").await.unwrap();
-    attach_sd(&c, &cam).await;
+    // The NVR recording this camera (a scripted device too); the camera marks its own SD
+    // card itself, so the platform sends it no `record_event`.
+    let nvr_id = c.provision(1).await.unwrap().remove(0);
+    let nvr = Scripted::start(&c, &nvr_id, 0).await;
+    attach_recorder(&c, &cam, nvr_id.device_id.as_str()).await;
     // The owner's own words (6.1.9), and SMS linkage in the strategy (8.8 steps 1-4).
     let t = json!({"templates": {"motion": "Bewegung: {camera} ({kind}) {detail}"}});
     owner
@@ -110,7 +115,7 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
     assert_eq!((view.kind, view.at_ms, view.level), (a.kind, a.at_ms, 60));
 
     // Linkage: the recorder marked it, the snapshot is kept, the SMS is in the owner's words.
-    dev.wait_for(
+    nvr.wait_for(
         "record_event",
         |c| matches!(c, DeviceCommand::RecordEvent { kind, .. } if kind == "alarm"),
     )
@@ -133,8 +138,15 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = dev.script.seen();
     let count = |f: fn(&DeviceCommand) -> bool| seen.iter().filter(|c| f(c)).count();
-    assert_eq!(count(|c| matches!(c, DeviceCommand::RecordEvent { .. })), 1);
+    assert_eq!(count(|c| matches!(c, DeviceCommand::RecordEvent { .. })), 0);
     assert_eq!(count(|c| matches!(c, DeviceCommand::Snapshot { .. })), 1);
+    let marks = nvr
+        .script
+        .seen()
+        .iter()
+        .filter(|c| matches!(c, DeviceCommand::RecordEvent { .. }))
+        .count();
+    assert_eq!(marks, 1, "the NVR marked the alarm once");
     let alarm_sms = sms_to(&c, phone)
         .into_iter()
         .filter(|t| t.starts_with("Bewegung"))
