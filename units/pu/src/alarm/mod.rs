@@ -7,7 +7,7 @@
 //! * Sources ([`sources`]): motion and tamper from the synthetic scene, alarm input lines
 //!   (sysfs GPIO value files or simulated), video loss of a file or pulled source.
 //! * The alarm output: a sysfs GPIO value file, or simulated (state and a log line).
-//! * Alarms go up as `DeviceRequest::Alarm` over the platform link ([`uplink`]).
+//! * Alarms go up as `DeviceRequest::Alarm` over the platform link (the `uplink` module).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
