@@ -44,6 +44,7 @@ pub mod register;
 pub mod relay;
 pub mod sc;
 pub mod sc_link;
+pub mod snapshot_link;
 pub mod token;
 pub mod upgrade;
 

@@ -289,71 +289,6 @@ pub(crate) async fn authorize(
 /// H.626.4 6.1.12: signed links to one timed snapshot, with their own key and purpose
 /// string (never a play token): `/s/<token>`, the token 32 base64url characters of the
 /// snapshot id, the expiry and a 96-bit HMAC-SHA256 tag. Holding it is the capability.
-pub(crate) mod link {
-    use base64::Engine as _;
-    use hmac::{Hmac, Mac as _};
-    use sha2::Sha256;
-
-    /// Separates these tags from any other use of HMAC.
-    const PURPOSE: &[u8] = b"peercam/6.1.12/snapshot-link/v1\0";
-    /// Bytes of the tag kept.
-    const TAG: usize = 12;
-    /// Bytes of a decoded token: id (8), expiry (8), tag.
-    const LEN: usize = 16 + TAG;
-
-    /// Why a link does not open.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-    pub(crate) enum LinkRefusal {
-        /// Not a token this platform signed (malformed or tampered with): as if absent.
-        #[error("no such link")]
-        Forged,
-        /// Signed here, but past its expiry.
-        #[error("this link has expired")]
-        Expired,
-    }
-
-    fn tagger(key: &[u8; 32], body: &[u8]) -> Hmac<Sha256> {
-        let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        m.update(PURPOSE);
-        m.update(body);
-        m
-    }
-
-    /// A link token for snapshot `id`, valid until `exp_s` (Unix seconds).
-    pub(crate) fn mint(key: &[u8; 32], id: i64, exp_s: u64) -> String {
-        let mut raw = Vec::with_capacity(LEN);
-        raw.extend_from_slice(&id.to_be_bytes());
-        raw.extend_from_slice(&exp_s.to_be_bytes());
-        let tag = tagger(key, &raw).finalize().into_bytes();
-        raw.extend_from_slice(&tag[..TAG]);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    /// The snapshot a token names, if it was signed with `key` and is not expired at
-    /// `now_s`. The tag is checked first (in constant time): a forged token says nothing.
-    pub(crate) fn verify(key: &[u8; 32], token: &str, now_s: u64) -> Result<i64, LinkRefusal> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| LinkRefusal::Forged)?;
-        if raw.len() != LEN {
-            return Err(LinkRefusal::Forged);
-        }
-        let (body, tag) = raw.split_at(16);
-        tagger(key, body)
-            .verify_truncated_left(tag)
-            .map_err(|_| LinkRefusal::Forged)?;
-        let mut id = [0u8; 8];
-        let mut exp = [0u8; 8];
-        id.copy_from_slice(&body[..8]);
-        exp.copy_from_slice(&body[8..]);
-        if u64::from_be_bytes(exp) < now_s {
-            return Err(LinkRefusal::Expired);
-        }
-        Ok(i64::from_be_bytes(id))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,38 +355,5 @@ mod tests {
     #[test]
     fn h626_8_4_each_token_is_new() {
         assert_ne!(token(None).jti, token(None).jti);
-    }
-    #[test]
-    fn h626_6_1_12_link_token_is_bound_signed_and_expires() {
-        let key = [7u8; 32];
-        let t = link::mint(&key, 42, 1000);
-        assert_eq!(t.len(), 38);
-        assert_eq!(link::verify(&key, &t, 999), Ok(42));
-        assert_eq!(link::verify(&key, &t, 1000), Ok(42));
-        assert_eq!(
-            link::verify(&key, &t, 1001),
-            Err(link::LinkRefusal::Expired)
-        );
-        assert_eq!(
-            link::verify(&[8u8; 32], &t, 0),
-            Err(link::LinkRefusal::Forged),
-            "another key"
-        );
-        // Every changed character (but the last, whose low bits are padding) is refused.
-        for i in 0..t.len() - 1 {
-            let mut b = t.clone().into_bytes();
-            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
-            let forged = String::from_utf8(b).unwrap();
-            assert_eq!(
-                link::verify(&key, &forged, 0),
-                Err(link::LinkRefusal::Forged),
-                "changed at {i}"
-            );
-        }
-        assert_eq!(
-            link::verify(&key, "short", 0),
-            Err(link::LinkRefusal::Forged)
-        );
-        assert_ne!(link::mint(&key, 43, 1000), t);
     }
 }

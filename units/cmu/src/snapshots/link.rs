@@ -14,7 +14,7 @@ use axum::response::{IntoResponse as _, Response};
 use crate::Shared;
 use crate::error::{ApiErr, ApiResult};
 use crate::store::snapshots as stored;
-use crate::token::link::{self, LinkRefusal};
+use peercam_signal::snapshot_link::{self as link, LinkRefusal};
 
 /// Link openings per source address per minute.
 const OPENS_PER_MINUTE: u32 = 30;
@@ -39,11 +39,11 @@ pub(crate) async fn open(
     let now_s = st.config.snapshot_clock.now_ms() / 1000;
     let id = match link::verify(&st.link_key, &token, now_s) {
         Ok(id) => id,
-        Err(LinkRefusal::Forged) => {
-            return Err(ApiErr::not_found("no_link", "no such link"));
-        }
         Err(LinkRefusal::Expired) => {
             return Err(gone("link_expired", "this link has expired"));
+        }
+        Err(_) => {
+            return Err(ApiErr::not_found("no_link", "no such link"));
         }
     };
     let jpeg = stored::jpeg(&st.store, id)

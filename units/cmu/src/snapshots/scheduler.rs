@@ -21,7 +21,7 @@ use crate::Shared;
 use crate::audit::{self, Event};
 use crate::store::StoreError;
 use crate::store::snapshots::{self as stored, SavedSchedule};
-use crate::token::link;
+use peercam_signal::snapshot_link as link;
 
 /// Attempts to hand one SMS to the gateway.
 const SMS_ATTEMPTS: u32 = 3;
