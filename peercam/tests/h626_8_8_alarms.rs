@@ -121,6 +121,12 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
     )
     .await;
     let texts = wait_sms(&c, phone, "Bewegung: Garden (motion) zone 0").await;
+    // The snapshot follows the alarm on the stream once it is kept.
+    let got = stream
+        .wait("event: snapshot", Duration::from_secs(10))
+        .await
+        .expect("the stream tells of the snapshot");
+    assert!(got.contains("\"snapshot\":true"), "{got}");
     let bytes = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&c.ca_pem).unwrap()])
         .build()

@@ -252,12 +252,17 @@ impl AlarmStream {
     }
 
     /// Waits (up to `within`) for an event whose text contains `needle`; returns what was
-    /// read by then, or `None` on timeout.
+    /// read up to the end of that event (later events stay for the next wait), or `None` on
+    /// timeout.
     pub(crate) async fn wait(&mut self, needle: &str, within: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if self.buf.contains(needle) {
-                return Some(std::mem::take(&mut self.buf));
+            if let Some(at) = self.buf.find(needle) {
+                let end = self.buf[at..]
+                    .find("\n\n")
+                    .map_or(self.buf.len(), |e| at + e + 2);
+                let rest = self.buf.split_off(end);
+                return Some(std::mem::replace(&mut self.buf, rest));
             }
             let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
                 .await

@@ -166,11 +166,12 @@ pub struct NotificationSettings {
     pub kinds: BTreeMap<String, Channels>,
 }
 
-/// One event of `GET /api/v1/alarms/stream` (`event:` is `alarm` or `reset`).
+/// One event of `GET /api/v1/alarms/stream` (`event:` is `alarm`, `snapshot` or `reset`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct AlarmEvent {
-    /// `alarm` (new) or `reset`.
+    /// `alarm` (new, sent before any linkage), `snapshot` (the camera's snapshot is now kept
+    /// with it) or `reset`.
     pub event: String,
     /// The alarm as it is now.
     pub alarm: AlarmView,

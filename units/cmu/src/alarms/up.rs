@@ -120,17 +120,25 @@ async fn linkage(st: &Shared, owner: i64, camera: &DeviceId, row_id: i64) {
         push,
         ..
     } = saved_strategy(st, camera).await.linkage;
-    let Ok(Some(mut row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await else {
+    let Ok(Some(row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await else {
         return;
     };
-    if record {
-        record_event(st, camera, &row.alarm).await;
-    }
-    if snapshot && keep_snapshot(st, camera, row_id).await {
-        row.snapshot = true;
-    }
+    // Open clients hear of the alarm first: neither the camera's snapshot nor the
+    // recorders hold the toast back. The snapshot follows as an update of the same alarm.
     st.alarm_hub.publish(&row, "alarm");
-    notify(st, &row, Asked { sms, push }).await;
+    let snap = async {
+        if snapshot && keep_snapshot(st, camera, row_id).await {
+            let mut with = row.clone();
+            with.snapshot = true;
+            st.alarm_hub.publish(&with, "snapshot");
+        }
+    };
+    let rec = async {
+        if record {
+            record_event(st, camera, &row.alarm).await;
+        }
+    };
+    tokio::join!(notify(st, &row, Asked { sms, push }), snap, rec);
 }
 
 /// What the camera's strategy links to an alarm (8.8 `linkage`); platform alarms ask for
