@@ -54,6 +54,18 @@ pub struct SmsMessage {
     pub attachment: Option<PathBuf>,
 }
 
+impl SmsMessage {
+    /// A message to `to`, stamped now.
+    fn now(to: &Phone, text: &str, attachment: Option<PathBuf>) -> Self {
+        Self {
+            to: to.as_str().to_owned(),
+            text: text.to_owned(),
+            at: crate::now_s(),
+            attachment,
+        }
+    }
+}
+
 /// Writes messages as `<seq>.json` files into a directory.
 pub struct OutboxSms {
     dir: PathBuf,
@@ -103,12 +115,7 @@ impl SmsGateway for OutboxSms {
         text: &'a str,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
         Box::pin(async move {
-            let msg = SmsMessage {
-                to: to.as_str().to_owned(),
-                text: text.to_owned(),
-                at: crate::now_s(),
-                attachment: None,
-            };
+            let msg = SmsMessage::now(to, text, None);
             self.write(&msg, &format!("{}.json", self.next_name()))
                 .await
         })
@@ -133,12 +140,7 @@ impl SmsGateway for OutboxSms {
             tokio::fs::write(&picture, jpeg)
                 .await
                 .map_err(|e| SmsError(e.to_string()))?;
-            let msg = SmsMessage {
-                to: to.as_str().to_owned(),
-                text: text.to_owned(),
-                at: crate::now_s(),
-                attachment: Some(picture),
-            };
+            let msg = SmsMessage::now(to, text, Some(picture));
             self.write(&msg, &format!("{name}.json")).await
         })
     }
@@ -173,12 +175,7 @@ impl SmsGateway for HttpSms {
         text: &'a str,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
         Box::pin(async move {
-            let msg = SmsMessage {
-                to: to.as_str().to_owned(),
-                text: text.to_owned(),
-                at: crate::now_s(),
-                attachment: None,
-            };
+            let msg = SmsMessage::now(to, text, None);
             let resp = self
                 .client
                 .post(&self.url)

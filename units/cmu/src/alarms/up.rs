@@ -273,17 +273,10 @@ async fn sms(st: &Shared, row: &AlarmRow) {
     else {
         return;
     };
-    let mut pause = Duration::from_secs(1);
-    for attempt in 1..=SMS_ATTEMPTS {
-        match st.sms.send(&phone, &text).await {
-            Ok(()) => return,
-            Err(e) if attempt < SMS_ATTEMPTS => {
-                tracing::info!(attempt, error = %e, "alarm SMS failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 4;
-            }
-            Err(e) => tracing::warn!(error = %e, alarm = row.id, "alarm SMS not sent"),
-        }
+    if let Err(e) =
+        crate::sms::send_retrying(st.sms.as_ref(), &phone, (&text, None), SMS_ATTEMPTS).await
+    {
+        tracing::warn!(error = %e, alarm = row.id, "alarm SMS not sent");
     }
 }
 

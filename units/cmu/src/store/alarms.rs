@@ -230,6 +230,38 @@ pub(crate) async fn reset(db: &Store, id: i64, by: i64, at_ms: u64) -> Result<bo
     .await
 }
 
+/// Inserts a snapshot of `camera` in `tx`, `timed` (6.1.12) or taken with an alarm, then
+/// drops the camera's oldest snapshots of the same sort past `keep`. Returns its id.
+pub(super) async fn insert_snapshot(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    camera: &DeviceId,
+    (jpeg, taken_ms): (&[u8], u64),
+    timed: bool,
+    keep: i64,
+) -> Result<i64, sqlx::Error> {
+    let id = sqlx::query(
+        "INSERT INTO alarm_snapshots (camera_id, taken_ms, jpeg, timed) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(camera.as_str())
+    .bind(ts(taken_ms))
+    .bind(jpeg)
+    .bind(timed)
+    .execute(&mut **tx)
+    .await?
+    .last_insert_rowid();
+    sqlx::query(
+        "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND timed = ?3 AND id NOT IN
+           (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 AND timed = ?3
+            ORDER BY id DESC LIMIT ?2)",
+    )
+    .bind(camera.as_str())
+    .bind(keep)
+    .bind(timed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
 /// Keeps `jpeg` with alarm `id` of `camera` (at most [`MAX_SNAPSHOT_BYTES`]; false if larger),
 /// dropping the camera's oldest snapshots past [`SNAPSHOTS_PER_CAMERA`].
 pub(crate) async fn keep_snapshot(
@@ -244,29 +276,19 @@ pub(crate) async fn keep_snapshot(
     }
     retry(|| async {
         let mut tx = begin_write(db.pool()).await?;
-        let snap = sqlx::query(
-            "INSERT INTO alarm_snapshots (camera_id, taken_ms, jpeg) VALUES (?1, ?2, ?3)",
+        let snap = insert_snapshot(
+            &mut tx,
+            camera,
+            (jpeg, taken_ms),
+            false,
+            SNAPSHOTS_PER_CAMERA,
         )
-        .bind(camera.as_str())
-        .bind(ts(taken_ms))
-        .bind(jpeg)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        .await?;
         sqlx::query("UPDATE alarms SET snapshot_id = ?2 WHERE id = ?1")
             .bind(id)
             .bind(snap)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 0 AND id NOT IN
-               (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 0
-                ORDER BY id DESC LIMIT ?2)",
-        )
-        .bind(camera.as_str())
-        .bind(SNAPSHOTS_PER_CAMERA)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(true)
     })

@@ -6,7 +6,7 @@ use peercam_base::DeviceId;
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use super::alarms::MAX_SNAPSHOT_BYTES;
+use super::alarms::{MAX_SNAPSHOT_BYTES, insert_snapshot};
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
 /// A camera's saved schedule.
@@ -138,24 +138,7 @@ pub(crate) async fn keep(
     }
     retry(|| async {
         let mut tx = begin_write(db.pool()).await?;
-        let id = sqlx::query(
-            "INSERT INTO alarm_snapshots (camera_id, taken_ms, jpeg, timed) VALUES (?1, ?2, ?3, 1)",
-        )
-        .bind(camera.as_str())
-        .bind(ts(taken_ms))
-        .bind(jpeg)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        sqlx::query(
-            "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 1 AND id NOT IN
-               (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 1
-                ORDER BY id DESC LIMIT ?2)",
-        )
-        .bind(camera.as_str())
-        .bind(i64::from(keep))
-        .execute(&mut *tx)
-        .await?;
+        let id = insert_snapshot(&mut tx, camera, (jpeg, taken_ms), true, i64::from(keep)).await?;
         tx.commit().await?;
         Ok(Some(id))
     })
