@@ -207,6 +207,32 @@ async fn h626_8_11_1_signed_upgrade_commits_and_a_bad_release_rolls_back() {
         s.reason.unwrap_or_default().contains("exited"),
         "reason given"
     );
+    // 6.1.9 upgrade result: the owner hears of each upgrade once, the failure included,
+    // whoever looked at the status.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let details = loop {
+        let list = owner.alarms("kind=upgrade_result").await.unwrap();
+        let d: Vec<String> = list.alarms.into_iter().map(|a| a.detail).collect();
+        if d.iter().any(|d| d.contains("0.3.0 rolled back")) {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure alarm: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(
+        details.iter().any(|d| d == "now 0.2.0 (was 0.1.0)"),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("0.3.0 rolled back, still 0.2.0: it exited")),
+        "{details:?}"
+    );
     c.wait_online(&id.device_id, true, Duration::from_secs(10))
         .await
         .unwrap();

@@ -329,6 +329,7 @@ pub(crate) async fn order(
                 refused: None,
             };
             audit::log(&st.store, e).await;
+            crate::alarms::up::watch_upgrade(&st, id.clone(), running.to_string(), version);
             Ok(Json(status))
         }
         DeviceReply::Failed { code, message } => {

@@ -352,14 +352,97 @@ pub(crate) async fn storage_full(st: &Shared, camera: &DeviceId, recorder: &Devi
 }
 
 /// 6.1.9: a device registered with another software version than before (8.11.1: the
-/// upgrade it was sent took effect).
+/// upgrade it was sent took effect). One alarm per (device, version), shared with
+/// [`watch_upgrade`].
 pub(crate) async fn upgrade_result(st: &Shared, device: &DeviceId, from: &str, to: &str) {
+    upgrade_alarm(st, device, to, format!("now {to} (was {from})")).await;
+}
+
+async fn upgrade_alarm(st: &Shared, device: &DeviceId, target: &str, detail: String) {
     let Ok(Some(dev)) = devices::get(&st.store, device).await else {
         return;
     };
     let Some(owner) = dev.owner else { return };
-    let detail = format!("now {to} (was {from})");
-    system(st, owner, Some(device), AlarmKind::UpgradeResult, detail).await;
+    let id = format!("upgrade-{}-{target}", device.as_str());
+    system_with_id(
+        st,
+        owner,
+        Some(device),
+        AlarmKind::UpgradeResult,
+        detail,
+        id,
+    )
+    .await;
+}
+
+/// How often [`watch_upgrade`] asks the device how its upgrade goes.
+const UPGRADE_POLL: Duration = Duration::from_secs(2);
+/// How long [`watch_upgrade`] follows one upgrade.
+const UPGRADE_WATCH: Duration = Duration::from_secs(30 * 60);
+
+/// 6.1.9 upgrade result, 8.11.1 step 5: after the device took an upgrade order, follows its
+/// progress until it ends and raises the result: committed, failed (download or install)
+/// or rolled back (the new release did not come up). Nobody needs to look at the status
+/// for the owner to hear of a failure. The watch lives in this CMU's memory: after a
+/// restart of the CMU a success is still raised when the device registers with the new
+/// version, a failure only if the owner reads the status again.
+pub(crate) fn watch_upgrade(st: &Shared, device: DeviceId, from: String, target: String) {
+    let st = st.clone();
+    tokio::spawn(async move {
+        let end = tokio::time::Instant::now() + UPGRADE_WATCH;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(UPGRADE_POLL).await;
+            // Offline while it restarts into the new release: ask again later.
+            let Ok((_, DeviceReply::Upgrade { status })) = st
+                .platform
+                .command(&device, DeviceCommand::UpgradeStatus)
+                .await
+            else {
+                continue;
+            };
+            match upgrade_outcome(&status, &from, &target) {
+                Upgrading::Going => {}
+                Upgrading::Superseded => return,
+                Upgrading::Ended(detail) => {
+                    upgrade_alarm(&st, &device, &target, detail).await;
+                    return;
+                }
+            }
+        }
+        tracing::warn!(%device, %target, "upgrade did not finish within the watch");
+    });
+}
+
+/// Where an upgrade stands, as [`watch_upgrade`] sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Upgrading {
+    /// Still downloading, installing or restarting.
+    Going,
+    /// Another upgrade was ordered meanwhile: its own watch reports it.
+    Superseded,
+    /// Ended: the alarm's detail.
+    Ended(String),
+}
+
+fn upgrade_outcome(
+    s: &peercam_signal::upgrade::UpgradeStatus,
+    from: &str,
+    target: &str,
+) -> Upgrading {
+    let why = s.reason.as_deref().unwrap_or("no reason given");
+    if s.running == target {
+        return Upgrading::Ended(format!("now {target} (was {from})"));
+    }
+    if s.target.as_deref().is_some_and(|t| t != target) {
+        return Upgrading::Superseded;
+    }
+    match s.state.as_str() {
+        "failed" => Upgrading::Ended(format!("{target} failed, still {}: {why}", s.running)),
+        "rolled_back" => {
+            Upgrading::Ended(format!("{target} rolled back, still {}: {why}", s.running))
+        }
+        _ => Upgrading::Going,
+    }
 }
 
 /// Sc presence: a device went offline (its SCU's presence timeout, or its link closed) or
@@ -404,5 +487,52 @@ pub(crate) async fn push_pending_strategy(st: &Shared, camera: &DeviceId) {
     let cmd = DeviceCommand::SetAlarmStrategy { strategy };
     if let Ok((_, DeviceReply::Alarms { .. })) = st.platform.command(camera, cmd).await {
         let _ = stored::strategy_applied(&st.store, camera, saved.revision).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use peercam_signal::upgrade::UpgradeStatus;
+
+    use super::*;
+
+    fn status(running: &str, state: &str, target: Option<&str>) -> UpgradeStatus {
+        UpgradeStatus {
+            running: running.into(),
+            state: state.into(),
+            target: target.map(str::to_owned),
+            done: 0,
+            total: 0,
+            reason: Some("exited 7".into()),
+        }
+    }
+
+    #[test]
+    fn h626_6_1_9_upgrade_outcome_names_success_failure_and_rollback() {
+        let o = |s| upgrade_outcome(&s, "0.1.0", "0.2.0");
+        assert_eq!(
+            o(status("0.1.0", "downloading", Some("0.2.0"))),
+            Upgrading::Going
+        );
+        assert_eq!(
+            o(status("0.1.0", "restarting", Some("0.2.0"))),
+            Upgrading::Going
+        );
+        assert_eq!(
+            o(status("0.2.0", "committed", Some("0.2.0"))),
+            Upgrading::Ended("now 0.2.0 (was 0.1.0)".into())
+        );
+        assert_eq!(
+            o(status("0.1.0", "failed", Some("0.2.0"))),
+            Upgrading::Ended("0.2.0 failed, still 0.1.0: exited 7".into())
+        );
+        assert_eq!(
+            o(status("0.1.0", "rolled_back", Some("0.2.0"))),
+            Upgrading::Ended("0.2.0 rolled back, still 0.1.0: exited 7".into())
+        );
+        assert_eq!(
+            o(status("0.1.0", "failed", Some("0.3.0"))),
+            Upgrading::Superseded
+        );
     }
 }
