@@ -542,6 +542,83 @@ async fn h626_8_7_2_alarm_strategy_records_pre_and_post_roll() {
     assert!(!state.recording, "post-roll over: {state:?}");
 }
 
+/// H.626.4 8.8 step 8 with the real camera and NVR: the camera's own alarm (its input
+/// tripped) makes the CMU's linkage mark the NVR, whose alarm strategy then keeps the
+/// pre-roll from before the alarm and the post-roll after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_camera_alarm_records_pre_roll_on_the_nvr() {
+    use peercam_signal::alarm::{AlarmKind, AlarmStrategy, Linkage};
+    use peercam_signal::control::AlarmInput;
+
+    let w = world("+15550720009").await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    w.owner.attach_camera(nvr, pu).await.unwrap();
+    let alarm_mode = Strategy {
+        mode: Mode::Alarm {
+            pre_s: 3,
+            post_s: 3,
+        },
+        ..Strategy::default()
+    };
+    w.owner
+        .set_recording(pu, Some(nvr), &alarm_mode)
+        .await
+        .unwrap();
+    w.owner
+        .set_params(pu, |p| {
+            p.alarm_inputs = vec![AlarmInput {
+                input: 1,
+                enabled: true,
+                normally_open: true,
+            }];
+        })
+        .await
+        .unwrap();
+    let strategy = AlarmStrategy {
+        armed: true,
+        sources: vec![AlarmKind::Input],
+        cooldown_s: 0,
+        linkage: Linkage {
+            record: true,
+            ..Linkage::default()
+        },
+        ..AlarmStrategy::default()
+    };
+    assert!(
+        w.owner
+            .set_alarm_strategy(pu, &strategy)
+            .await
+            .unwrap()
+            .applied
+    );
+    // Long enough for the NVR to hold a pre-roll in memory.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let at = now_ms();
+    w.owner.trip_input(pu, 1, true).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let list = w
+        .owner
+        .recordings(pu, Some(nvr), at - 60_000, now_ms() + 1000)
+        .await
+        .unwrap();
+    assert_eq!(list.spans.len(), 1, "{list:?}");
+    let s = list.spans[0];
+    // The pre-roll reaches 3 s before the trip (one 2 s GOP more at most, plus the way up).
+    assert!(
+        s.start_ms <= at - 2500 && s.start_ms >= at - 5500,
+        "start {} vs trip {at}",
+        s.start_ms
+    );
+    assert!(s.end_ms >= at + 2900, "end {} vs trip {at}", s.end_ms);
+    assert!(
+        list.events
+            .iter()
+            .any(|e| e.kind == "alarm" && e.detail.starts_with("input: ")),
+        "{:?}",
+        list.events
+    );
+}
+
 /// The SEI frame counters of access units received over WebRTC, in arrival order.
 fn webrtc_counters(frames: &[(std::time::Instant, Vec<u8>)]) -> Vec<u64> {
     frames
