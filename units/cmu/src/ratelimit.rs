@@ -75,3 +75,45 @@ impl Limits {
             .remove(key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_6_1_9_fixed_window_caps_then_reopens() {
+        let l = Limits::default();
+        let w = Duration::from_millis(40);
+        for _ in 0..3 {
+            assert!(l.hit("k", 3, w).is_ok());
+        }
+        let retry = l.hit("k", 3, w).unwrap_err();
+        assert!(retry <= w);
+        assert!(
+            l.check("k", 3, w).is_err(),
+            "a check does not count, and is refused"
+        );
+        assert!(l.hit("other", 3, w).is_ok(), "keys are apart");
+        std::thread::sleep(w + Duration::from_millis(10));
+        assert!(l.check("k", 3, w).is_ok(), "a new window");
+        for _ in 0..3 {
+            assert!(l.hit("k", 3, w).is_ok());
+        }
+        assert!(l.hit("k", 3, w).is_err());
+        l.clear("k");
+        assert!(l.hit("k", 3, w).is_ok());
+    }
+
+    #[test]
+    fn pacing_spaces_events_and_refuses_past_the_wait() {
+        let l = Limits::default();
+        let i = Duration::from_secs(10);
+        assert_eq!(l.pace("p", i, Duration::from_secs(15)), Ok(Duration::ZERO));
+        let second = l.pace("p", i, Duration::from_secs(15)).unwrap();
+        assert!(second > Duration::from_secs(9) && second <= i);
+        assert!(
+            l.pace("p", i, Duration::from_secs(15)).is_err(),
+            "20 s away"
+        );
+    }
+}

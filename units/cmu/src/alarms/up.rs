@@ -246,11 +246,14 @@ async fn sms(st: &Shared, row: &AlarmRow) {
     };
     let per_user = format!("alarm-sms:{}", row.owner);
     let hour = Duration::from_secs(3600);
-    if st.limits.hit(&per_user, SMS_PER_USER_HOUR, hour).is_err()
-        || st
-            .limits
-            .hit("alarm-sms", SMS_PER_MINUTE, Duration::from_secs(60))
-            .is_err()
+    let minute = Duration::from_secs(60);
+    // Both limits are looked at before either counts: a message the platform cap holds
+    // back does not use up the owner's share.
+    let allowed = st.limits.check(&per_user, SMS_PER_USER_HOUR, hour).is_ok()
+        && st.limits.check("alarm-sms", SMS_PER_MINUTE, minute).is_ok();
+    if !allowed
+        || st.limits.hit(&per_user, SMS_PER_USER_HOUR, hour).is_err()
+        || st.limits.hit("alarm-sms", SMS_PER_MINUTE, minute).is_err()
     {
         tracing::warn!(
             user = row.owner,
