@@ -150,6 +150,8 @@ function toastBox() {
 
 async function showToast(a) {
   if (a.camera && !names.has(a.camera)) await refreshNames();
+  // Logged out meanwhile.
+  if (!ctl) return;
   const box = toastBox();
   box.querySelector(`[data-alarm-id="${a.id}"]`)?.remove();
   const close = h('button', { type: 'button', class: 'link close', 'aria-label': 'Dismiss' }, '×');
