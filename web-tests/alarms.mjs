@@ -2,7 +2,7 @@
 // shows as a toast (the client follows one alarm stream on every page); the toast opens that
 // alarm on the Alarms page; there the alarms already stored are listed, a new one arrives
 // without reloading (the same stream), its snapshot opens, and it is reset; the test outside
-// checks the reset reached the camera.
+// checks the reset reached the camera. Logging out closes the stream.
 //
 // Inputs (environment):
 //   PEERCAM_WEB_URL                 the CMU
@@ -65,6 +65,13 @@ await run(async (result) => {
     expect(streams === 1, `one alarm stream connection (${streams})`);
     expect(!problems.length, problems.join('; '));
     step(result, 'one stream');
+
+    // Logging out closes it and removes the toasts.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    await page.waitForFunction(() => window.peercam.alarmStream?.running === false && !window.peercam.alarmStream.connected);
+    expect(await page.locator('#alarm-toasts .alarm-toast').count() === 0, 'no toasts after logout');
+    step(result, 'closed at logout');
   } finally {
     await browser.close();
   }
