@@ -646,6 +646,48 @@ async fn h626_8_8_web_client_strategy_editor_zone_reaches_camera() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_web_client_strategy_saved_pending_while_camera_offline() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_8_8_web_client_strategy_saved_pending_while_camera_offline",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880012";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    dev.shutdown.trigger();
+    c.wait_online(&id.device_id, false, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let cam = id.device_id.to_string();
+    let env = web_env(
+        &c,
+        phone,
+        &[
+            ("PEERCAM_WEB_DEVICE", cam.clone()),
+            ("PEERCAM_WEB_OFFLINE", "1".to_owned()),
+        ],
+    );
+    let r = peercam_test::web::scenario(&dir, "alarm-strategy.mjs", &env, None).await;
+    let zone: Zone = serde_json::from_value(r["zone"].clone()).unwrap();
+    let saved = owner.alarm_strategy(&cam).await.unwrap();
+    assert!(
+        !saved.applied && saved.strategy.zones == vec![zone],
+        "{saved:?}"
+    );
+    // Back online, the camera gets what the page saved.
+    let back = Scripted::start(&c, &id, 0).await;
+    back.wait_for("the pending strategy from the page", |c| {
+        matches!(c, DeviceCommand::SetAlarmStrategy { strategy } if strategy.zones == vec![zone])
+    })
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_9_web_client_templates_preview_and_notifications() {
     let Some(dir) = peercam_test::web::web_tests_or_skip(
         "h626_6_1_9_web_client_templates_preview_and_notifications",
