@@ -59,7 +59,7 @@ export function check(label, props) {
   return h('div', { class: 'check' }, input, h('label', { for: input.id }, label));
 }
 
-export function select(props, options, value) {
+function select(props, options, value) {
   const s = h('select', props, options.map(([v, l]) => h('option', { value: v }, l)));
   if (value !== undefined) s.value = String(value);
   return s;
@@ -84,7 +84,7 @@ export function messageOf(e) {
 }
 
 /** The server's messages as sentences: "wrong code; try again" -> "Wrong code; try again." */
-export function sentence(m) {
+function sentence(m) {
   const t = String(m ?? '').trim();
   if (!t) return 'Something went wrong. Try again.';
   const c = t.charAt(0).toUpperCase() + t.slice(1);
@@ -113,7 +113,7 @@ export function form(props, onSubmit, ...kids) {
   return f;
 }
 
-export function clearErrors(f) {
+function clearErrors(f) {
   const box = f.querySelector(':scope > .error');
   box.hidden = true;
   box.textContent = '';
@@ -121,7 +121,7 @@ export function clearErrors(f) {
   f.querySelectorAll('.field-error').forEach((m) => { m.textContent = ''; });
 }
 
-export function showError(f, e) {
+function showError(f, e) {
   const box = f.querySelector(':scope > .error');
   box.textContent = messageOf(e);
   box.hidden = false;
