@@ -20,6 +20,8 @@ const FILES = {
   '/': ['index.html', 'text/html'],
   '/app/app.js': ['app.js', 'text/javascript'],
   '/app/alarms.js': ['alarms.js', 'text/javascript'],
+  '/app/alarm-stream.js': ['alarm-stream.js', 'text/javascript'],
+  '/app/alarm-settings.js': ['alarm-settings.js', 'text/javascript'],
   '/app/live.js': ['live.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],

@@ -4,7 +4,8 @@
 // 4x moves the position about four times as fast as the wall clock, reverse moves it
 // backwards; pause stops the frames and each frame step shows exactly one frame, 40 ms
 // (25 fps) forward or back; arrow keys move the timeline's cursor; export downloads an MP4
-// that ffprobe reads as H.264 with the frame count the recorder announced.
+// that ffprobe reads as H.264 with the frame count the recorder announced; opened at a
+// moment (`?at=`, the Alarms page's "Play from 5 s before") it plays from there.
 //
 // Inputs (environment):
 //   PEERCAM_WEB_URL          the CMU
@@ -187,6 +188,18 @@ await run(async (result) => {
     // 4 s at 25 fps, from the key frame at or before the start (GOP 2 s): 100 to 150.
     expect(ex.frames >= 95 && ex.frames <= 155, `4 s of frames from the key frame before (${ex.frames})`);
     step(result, 'export');
+
+    // --- Opened at a moment (the Alarms page's "Play from 5 s before"): the day of it, the
+    // cursor there, playing from there.
+    const atMs = spanStart + 3000;
+    await p.evaluate((hash) => { location.hash = hash; }, `#/device/${device}/recordings?at=${atMs}`);
+    const opened = await p.waitForFunction((want) => {
+      const hk = window.peercam.playback;
+      const pos = hk?.status?.pos_ms;
+      return hk?.state === 'playing' && pos >= want - 2500 && pos < want + 8000 && hk.frames > 0 && pos;
+    }, atMs, { timeout: 15000 });
+    result.opened_at = { at: atMs, pos_ms: await opened.jsonValue(), day: await p.locator('#pb-day').inputValue() };
+    step(result, 'opened at a moment');
 
     result.screenshots = await shots(p, shotDir, '10-playback', { scrollTo: '.pb-layout' });
     result.problems = problems;

@@ -10,7 +10,7 @@ mod scripted;
 
 use std::time::Duration;
 
-use peercam_alarm::{Alarm, AlarmKind};
+use peercam_alarm::{Alarm, AlarmKind, Zone};
 use peercam_base::Scope;
 use peercam_signal::cm_alarm::{AlarmList, AlarmStrategyState, AlarmView};
 use peercam_signal::cmd::{DeviceCommand, PlatformAnswer};
@@ -586,6 +586,203 @@ async fn h626_8_8_web_client_alarms_live_snapshot_and_reset() {
         |c| matches!(c, DeviceCommand::ResetAlarm { id: Some(i) } if *i == camera_id),
     )
     .await;
+    c.stop().await;
+}
+
+/// The environment of a browser scenario for `phone`, plus `extra`.
+fn web_env(
+    c: &Cluster,
+    phone: &str,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", phone.to_owned()),
+        ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_web_client_strategy_editor_zone_reaches_camera() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_8_8_web_client_strategy_editor_zone_reaches_camera",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880009";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    let env = web_env(&c, phone, &[("PEERCAM_WEB_DEVICE", cam.clone())]);
+    let r = peercam_test::web::scenario(&dir, "alarm-strategy.mjs", &env, None).await;
+    // The zone drawn from 10 %, 20 % to 50 %, 60 % of the picture (pixels round a little).
+    let zone: Zone = serde_json::from_value(r["zone"].clone()).unwrap();
+    let near = |v: u16, want: u16| v.abs_diff(want) <= 10;
+    assert!(
+        near(zone.x, 100) && near(zone.y, 200) && near(zone.w, 400) && near(zone.h, 400),
+        "{zone:?}"
+    );
+    assert!(r["refusal"].as_str().unwrap().contains("1000"), "{r}");
+    let saved = owner.alarm_strategy(&cam).await.unwrap();
+    let s = &saved.strategy;
+    assert!(saved.applied && s.armed, "{saved:?}");
+    assert_eq!(s.zones, vec![zone]);
+    assert_eq!(s.sources, vec![AlarmKind::Motion, AlarmKind::VideoLoss]);
+    assert!(s.linkage.sms && !s.linkage.snapshot && s.linkage.record && s.linkage.push);
+    assert_eq!(s.cooldown_s, 12);
+    assert_eq!(s.schedule.len(), 1);
+    assert_eq!(
+        (
+            s.schedule[0].days,
+            s.schedule[0].start_min,
+            s.schedule[0].end_min
+        ),
+        (0x3f, 8 * 60, 18 * 60)
+    );
+    dev.wait_for("the strategy from the page", |c| {
+        matches!(c, DeviceCommand::SetAlarmStrategy { strategy } if strategy.zones == vec![zone] && strategy.cooldown_s == 12)
+    })
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_web_client_strategy_saved_pending_while_camera_offline() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_8_8_web_client_strategy_saved_pending_while_camera_offline",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880012";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    dev.shutdown.trigger();
+    c.wait_online(&id.device_id, false, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let cam = id.device_id.to_string();
+    let env = web_env(
+        &c,
+        phone,
+        &[
+            ("PEERCAM_WEB_DEVICE", cam.clone()),
+            ("PEERCAM_WEB_OFFLINE", "1".to_owned()),
+        ],
+    );
+    let r = peercam_test::web::scenario(&dir, "alarm-strategy.mjs", &env, None).await;
+    let zone: Zone = serde_json::from_value(r["zone"].clone()).unwrap();
+    let saved = owner.alarm_strategy(&cam).await.unwrap();
+    assert!(
+        !saved.applied && saved.strategy.zones == vec![zone],
+        "{saved:?}"
+    );
+    // Back online, the camera gets what the page saved.
+    let back = Scripted::start(&c, &id, 0).await;
+    back.wait_for("the pending strategy from the page", |c| {
+        matches!(c, DeviceCommand::SetAlarmStrategy { strategy } if strategy.zones == vec![zone])
+    })
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_web_client_templates_preview_and_notifications() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_6_1_9_web_client_templates_preview_and_notifications",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let phone = "+15550880010";
+    let owner = c.owner(phone).await.unwrap();
+    let env = web_env(&c, phone, &[]);
+    let r = peercam_test::web::scenario(&dir, "alarm-messages.mjs", &env, None).await;
+    assert!(r["segments"].as_u64().unwrap() >= 2, "{r}");
+    assert!(r["preview"].as_str().unwrap().contains("UCS-2"), "{r}");
+    let templates = owner.alarm_templates().await.unwrap().templates;
+    assert_eq!(templates["motion"], r["template"].as_str().unwrap());
+    let n: Value = owner
+        .call::<(), Value>(Method::GET, "/api/v1/me/notifications", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        n["kinds"]["motion"],
+        json!({"sms": false, "push": true, "app": true})
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_web_client_alarm_filters_paging_and_play_from_before() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_8_8_web_client_alarm_filters_paging_and_play_from_before",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let phone = "+15550880011";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    let cam = id.device_id.to_string();
+    // More motion alarms than a page holds, then three input alarms a minute apart.
+    for i in 0..55u64 {
+        let mut a = motion(&format!("list-{i}"));
+        a.at_ms += i * 1000;
+        assert!(matches!(dev.alarm(a).await, PlatformAnswer::Stored { .. }));
+    }
+    for i in 0..3u64 {
+        let a = Alarm {
+            id: format!("input-{i}"),
+            kind: AlarmKind::Input,
+            at_ms: 1_796_612_700_000 + i * 60_000,
+            input: Some(1),
+            zone: None,
+            level: 100,
+            detail: "door".into(),
+        };
+        assert!(matches!(dev.alarm(a).await, PlatformAnswer::Stored { .. }));
+    }
+    // The camera's alarms (the account's own, such as sign-ins, are listed too).
+    let all = alarms(&owner, &format!("?camera={cam}&limit=500"))
+        .await
+        .alarms;
+    assert_eq!(all.len(), 58);
+    let oldest = all.last().unwrap().id;
+    let env = web_env(
+        &c,
+        phone,
+        &[
+            ("PEERCAM_WEB_DEVICE", cam.clone()),
+            ("PEERCAM_WEB_OLDEST", oldest.to_string()),
+        ],
+    );
+    let r = peercam_test::web::scenario(&dir, "alarm-list.mjs", &env, None).await;
+    let paged = (
+        r["paged"][0].as_u64().unwrap(),
+        r["paged"][1].as_u64().unwrap(),
+    );
+    assert!(paged.0 == 50 && paged.1 >= 58, "{r}");
+    assert_eq!(r["inputs"], 3, "{r}");
+    let played = owner
+        .alarm(r["play_alarm"].as_i64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(played.kind, AlarmKind::Input);
+    assert_eq!(
+        played.alarm_id, "input-2",
+        "the newest input alarm is first"
+    );
+    assert_eq!(r["cursor"].as_u64().unwrap(), played.at_ms - 5000, "{r}");
     c.stop().await;
 }
 

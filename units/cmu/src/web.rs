@@ -42,6 +42,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/alarms.js"),
     },
     Asset {
+        path: "/app/alarm-stream.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/alarm-stream.js"),
+    },
+    Asset {
+        path: "/app/alarm-settings.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/alarm-settings.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

@@ -1,35 +1,97 @@
-// Alarms (H.626.4 8.8, 6.1.9): the caller's alarms, newest first, with live updates from
-// GET /api/v1/alarms/stream, their snapshots, and reset (which reaches the camera); and
-// Web Push on this device (6.1.9): subscribe with the CMU's VAPID key, post the subscription.
+// Alarms (H.626.4 8.8, 6.1.9): the caller's alarms, newest first, filtered by camera, kind,
+// state and dates (kept in the page address, so they survive a reload), older pages on
+// demand ("Load more", the `before` cursor), live updates from the client's one alarm stream
+// (alarm-stream.js), snapshots, reset (which reaches the camera), "Play from 5 s before"
+// into the camera's recordings; #/alarms/{id} (the link of an SMS or a push message) shows
+// that alarm. And Web Push on this device (6.1.9): subscribe with the CMU's VAPID key, post
+// the subscription.
 
-import { api, apiBlob, authHeaders, h } from './app.js';
+import { KIND_LABEL, onAlarmEvent } from './alarm-stream.js';
+import { api, apiBlob, h, messageOf, toast } from './app.js';
 
-const KIND_LABEL = {
-  motion: 'Motion', input: 'Alarm input', video_loss: 'Video lost', tamper: 'Tampering', onvif: 'Camera event',
-  manual: 'Manual', login: 'Signed in', logout: 'Signed out', storage_full: 'Storage full',
-  camera_offline: 'Camera offline', camera_online: 'Camera online', recorder_offline: 'Recorder offline',
-  upgrade_result: 'Upgrade',
-};
+export { KIND_LABEL };
 
-function alarmItem(a, names) {
+/** Alarms per page. */
+const PAGE = 50;
+/** How far before the alarm "Play from 5 s before" starts, ms. */
+const PLAY_BEFORE_MS = 5000;
+/** The kinds a camera raises (the others are the platform's own, 6.1.9). */
+const DEVICE_KINDS = ['motion', 'input', 'video_loss', 'tamper', 'onvif', 'manual'];
+
+const pad2 = (n) => String(n).padStart(2, '0');
+const isoDay = (x) => `${x.getFullYear()}-${pad2(x.getMonth() + 1)}-${pad2(x.getDate())}`;
+/** `YYYY-MM-DD` (local) -> Unix ms of that day's start, `plusDays` later. */
+function dayMs(v, plusDays = 0) {
+  const [y, m, d] = v.split('-').map(Number);
+  return new Date(y, m - 1, d + plusDays).getTime();
+}
+
+/** The filters in the address: `#/alarms?camera=&kind=&state=&from=YYYY-MM-DD&to=YYYY-MM-DD`. */
+function filtersOf(hash) {
+  const q = new URLSearchParams(hash.split('?')[1] ?? '');
+  const f = {};
+  for (const k of ['camera', 'kind', 'state', 'from', 'to']) {
+    const v = q.get(k);
+    if (v) f[k] = v;
+  }
+  return f;
+}
+
+/** The API query of the filters (dates as Unix ms: from the first day's start to the last day's end). */
+function apiQuery(f, before) {
+  const q = new URLSearchParams({ limit: String(PAGE) });
+  if (f.camera) q.set('camera', f.camera);
+  if (f.kind) q.set('kind', f.kind);
+  if (f.state) q.set('state', f.state);
+  if (f.from) q.set('from', String(dayMs(f.from)));
+  if (f.to) q.set('to', String(dayMs(f.to, 1) - 1));
+  if (before != null) q.set('before', String(before));
+  return q;
+}
+
+/** Whether a live alarm belongs in the list the filters show. */
+function matches(f, a) {
+  if (f.camera && a.camera !== f.camera) return false;
+  if (f.kind && a.kind !== f.kind) return false;
+  if (f.state && a.state !== f.state) return false;
+  if (f.from && a.at_ms < dayMs(f.from)) return false;
+  if (f.to && a.at_ms >= dayMs(f.to, 1)) return false;
+  return true;
+}
+
+function alarmItem(a, devices) {
+  const d = a.camera ? devices.get(a.camera) : null;
   const state = h('span', { class: `badge ${a.state}` }, a.state === 'active' ? 'Active' : 'Reset');
   const actions = h('div', { class: 'actions' });
   const li = h(
     'li',
-    { class: 'alarm', id: `alarm-${a.id}`, dataset: { state: a.state, kind: a.kind } },
+    { class: 'alarm', id: `alarm-${a.id}`, dataset: { state: a.state, kind: a.kind, camera: a.camera ?? '' } },
     h('strong', {}, KIND_LABEL[a.kind] ?? a.kind),
     ' ',
     state,
-    h('div', { class: 'hint' }, new Date(a.at_ms).toLocaleString(), a.camera ? ` · ${names.get(a.camera) ?? a.camera}` : '', a.detail ? ` · ${a.detail}` : ''),
+    h('div', { class: 'hint' }, new Date(a.at_ms).toLocaleString(), a.camera ? ` · ${d?.name || a.camera}` : '', a.detail ? ` · ${a.detail}` : ''),
     actions,
   );
+  if (d && d.kind === 'pu' && d.scopes?.includes('playback')) {
+    const at = Math.max(0, a.at_ms - PLAY_BEFORE_MS);
+    actions.append(h('a', {
+      class: 'button play-from',
+      href: `#/device/${encodeURIComponent(a.camera)}/recordings?at=${at}`,
+      'aria-label': `Play the recording of ${d.name || a.camera} from 5 seconds before this alarm`,
+    }, 'Play from 5 s before'));
+  }
   if (a.snapshot) {
     actions.append(h('button', {
       type: 'button',
       onclick: async (ev) => {
         ev.target.disabled = true;
-        const blob = await apiBlob(`/alarms/${a.id}/snapshot`);
-        li.append(h('img', { class: 'alarm-snapshot', alt: 'Snapshot taken with the alarm', src: URL.createObjectURL(blob) }));
+        try {
+          const blob = await apiBlob(`/alarms/${a.id}/snapshot`);
+          li.append(h('img', { class: 'alarm-snapshot', alt: 'Snapshot taken with the alarm', src: URL.createObjectURL(blob) }));
+        } catch (e) {
+          ev.target.disabled = false;
+          toast(messageOf(e));
+        }
       },
     }, 'Show snapshot'));
   }
@@ -38,38 +100,19 @@ function alarmItem(a, names) {
       type: 'button',
       onclick: async (ev) => {
         ev.target.disabled = true;
-        const after = await api('POST', `/alarms/${a.id}/reset`);
-        li.replaceWith(alarmItem(after, names));
+        try {
+          const after = await api('POST', `/alarms/${a.id}/reset`);
+          const fresh = alarmItem(after, devices);
+          fresh.className = li.className;
+          li.replaceWith(fresh);
+        } catch (e) {
+          ev.target.disabled = false;
+          toast(messageOf(e));
+        }
       },
     }, 'Reset'));
   }
   return li;
-}
-
-/** Reads the server-sent events of the alarm stream until `signal` aborts. */
-async function follow(signal, onEvent) {
-  const resp = await fetch('/api/v1/alarms/stream', { headers: authHeaders(), signal, cache: 'no-store' });
-  if (!resp.ok || !resp.body) return;
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value;
-    let end;
-    while ((end = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, end);
-      buf = buf.slice(end + 2);
-      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
-      if (data) {
-        try {
-          onEvent(JSON.parse(data));
-        } catch {
-          // A keep-alive comment or a lag notice: nothing to show.
-        }
-      }
-    }
-  }
 }
 
 /** base64url (the VAPID key) to bytes for `applicationServerKey`. */
@@ -141,23 +184,117 @@ function pushControl() {
   return box;
 }
 
-/** The alarms page; `onLeave` registers cleanups (the live stream). */
+/** The filter form, filled from `f`; `onChange(filters)` when the user applies it. */
+function filterForm(f, devices, onChange) {
+  const opt = (v, label) => h('option', { value: v }, label);
+  const camera = h('select', { name: 'camera', id: 'af-camera' }, opt('', 'All cameras'),
+    [...devices.values()].filter((d) => d.kind === 'pu').map((d) => opt(d.id, d.name || d.id)));
+  const kind = h('select', { name: 'kind', id: 'af-kind' }, opt('', 'All kinds'),
+    Object.entries(KIND_LABEL).map(([k, label]) => opt(k, label)));
+  const state = h('select', { name: 'state', id: 'af-state' }, opt('', 'Active and reset'), opt('active', 'Active'), opt('reset', 'Reset'));
+  const from = h('input', { type: 'date', name: 'from', id: 'af-from' });
+  const to = h('input', { type: 'date', name: 'to', id: 'af-to' });
+  camera.value = f.camera ?? '';
+  kind.value = f.kind ?? '';
+  state.value = f.state ?? '';
+  from.value = f.from ?? '';
+  to.value = f.to ?? '';
+  const lab = (input, text) => h('div', { class: 'field' }, h('label', { for: input.id }, text), input);
+  const read = () => {
+    const out = {};
+    for (const [k, el] of Object.entries({ camera, kind, state, from, to })) if (el.value) out[k] = el.value;
+    return out;
+  };
+  const box = h('form', { class: 'filters', 'aria-label': 'Filter alarms', role: 'search' },
+    lab(camera, 'Camera'), lab(kind, 'Kind'), lab(state, 'State'), lab(from, 'From'), lab(to, 'To'),
+    h('button', { type: 'reset' }, 'Clear filters'));
+  box.addEventListener('change', () => onChange(read()));
+  box.addEventListener('submit', (ev) => { ev.preventDefault(); onChange(read()); });
+  box.addEventListener('reset', () => setTimeout(() => onChange(read()), 0));
+  return box;
+}
+
+/** The alarms page (`#/alarms`, `#/alarms?filters`, `#/alarms/{id}`); `onLeave` registers cleanups. */
 export async function alarmsView(main, onLeave) {
-  const list = h('ul', { class: 'alarms', 'aria-live': 'polite' });
-  main.append(h('h1', {}, 'Alarms'), pushControl(), list);
-  const devices = await api('GET', '/devices');
-  const names = new Map(devices.map((d) => [d.id, d.name || d.id]));
-  const page = await api('GET', '/alarms?limit=100');
-  if (!page.alarms.length) list.append(h('li', { class: 'hint', id: 'no-alarms' }, 'No alarms yet.'));
-  for (const a of page.alarms) list.append(alarmItem(a, names));
-  const ctl = new AbortController();
-  onLeave(() => ctl.abort());
-  follow(ctl.signal, (ev) => {
-    if (!ev?.alarm) return;
-    list.querySelector('#no-alarms')?.remove();
-    const item = alarmItem(ev.alarm, names);
-    const old = list.querySelector(`#alarm-${ev.alarm.id}`);
-    if (old) old.replaceWith(item);
-    else list.prepend(item);
-  }).catch(() => {});
+  const hash = location.hash;
+  const focusId = /^#\/alarms\/(\d+)/.exec(hash)?.[1] ?? null;
+  let filters = focusId ? {} : filtersOf(hash);
+  const list = h('ul', { class: 'alarms', id: 'alarm-list', 'aria-live': 'polite', 'aria-label': 'Alarms, newest first' });
+  const pinned = h('div', { id: 'alarm-pinned' });
+  const summary = h('p', { class: 'muted', id: 'alarm-summary', role: 'status' });
+  const more = h('button', { type: 'button', id: 'alarm-more', hidden: true }, 'Load more');
+  main.append(
+    h('div', { class: 'heading' }, h('h1', {}, 'Alarms'),
+      h('a', { class: 'button', href: '#/alarms/settings' }, 'Messages and notifications')),
+    pushControl(),
+  );
+  const devices = new Map((await api('GET', '/devices')).map((d) => [d.id, d]));
+  let next = null;
+  let generation = 0;
+
+  const load = async (append) => {
+    const mine = append ? generation : ++generation;
+    more.disabled = true;
+    try {
+      const page = await api('GET', `/alarms?${apiQuery(filters, append ? next : null)}`);
+      if (mine !== generation) return;
+      if (!append) list.replaceChildren();
+      for (const a of page.alarms) {
+        if (!list.querySelector(`#alarm-${a.id}`)) list.append(alarmItem(a, devices));
+      }
+      next = page.next ?? null;
+      more.hidden = next == null;
+      const n = list.querySelectorAll('li.alarm').length;
+      summary.textContent = n
+        ? `${n} ${n === 1 ? 'alarm' : 'alarms'} shown${next != null ? '; older ones with “Load more”' : ''}.`
+        : Object.keys(filters).length ? 'No alarms match these filters.' : 'No alarms yet.';
+    } catch (e) {
+      summary.textContent = messageOf(e);
+    } finally {
+      more.disabled = false;
+    }
+  };
+  more.addEventListener('click', () => load(true));
+
+  const form = filterForm(filters, devices, (f) => {
+    filters = f;
+    const q = new URLSearchParams(f).toString();
+    // The address keeps the filters (a reload shows the same list) without a new page.
+    history.replaceState(null, '', `#/alarms${q ? `?${q}` : ''}`);
+    pinned.replaceChildren();
+    load(false);
+  });
+  main.append(form, summary, pinned, list, more);
+  await load(false);
+
+  onLeave(onAlarmEvent((ev) => {
+    const a = ev.alarm;
+    const old = main.querySelector(`#alarm-${a.id}`);
+    if (old) {
+      const item = alarmItem(a, devices);
+      item.className = old.className;
+      old.replaceWith(item);
+    } else if (ev.event === 'alarm' && matches(filters, a)) {
+      list.prepend(alarmItem(a, devices));
+    }
+  }));
+
+  if (focusId) {
+    let item = list.querySelector(`#alarm-${focusId}`);
+    if (!item) {
+      try {
+        item = alarmItem(await api('GET', `/alarms/${focusId}`), devices);
+        pinned.append(h('h2', null, 'The alarm you opened'), h('ul', { class: 'alarms' }, item));
+      } catch (e) {
+        pinned.append(h('p', { class: 'error', role: 'alert' }, messageOf(e)));
+      }
+    }
+    if (item) {
+      item.classList.add('highlight');
+      item.setAttribute('aria-current', 'true');
+      item.setAttribute('tabindex', '-1');
+      item.scrollIntoView({ block: 'center' });
+      requestAnimationFrame(() => item.focus({ preventScroll: true }));
+    }
+  }
 }

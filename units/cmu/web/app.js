@@ -1,6 +1,8 @@
 // peercam web client (CU / M_CU, H.626.4 6.3): plain ES modules, no build step.
 // Talks only to this CMU's /api/v1 (docs/protocol.md "Cm"); live view over WebRTC is in live.js.
 
+import { messagesView, strategyView } from './alarm-settings.js';
+import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339 } from './live.js';
 
@@ -38,7 +40,7 @@ let seq = 0;
 const uid = (p) => `${p}-${++seq}`;
 
 /** A labelled input with a hint and a place for its error. `data-field` names the API field. */
-function field(label, input, hint) {
+export function field(label, input, hint) {
   if (!(input instanceof Node)) input = h('input', input);
   if (!input.id) input.id = uid('f');
   const err = h('small', { class: 'field-error', id: `${input.id}-err` });
@@ -52,7 +54,7 @@ function field(label, input, hint) {
   return h('div', { class: 'field' }, h('label', { for: input.id }, label), input, hintEl, err);
 }
 
-function check(label, props) {
+export function check(label, props) {
   const input = h('input', { type: 'checkbox', id: uid('c'), ...props });
   return h('div', { class: 'check' }, input, h('label', { for: input.id }, label));
 }
@@ -63,7 +65,7 @@ function select(props, options, value) {
   return s;
 }
 
-function toast(text) {
+export function toast(text) {
   const t = $('#toast');
   t.textContent = text;
   t.classList.add('show');
@@ -72,7 +74,7 @@ function toast(text) {
 }
 
 /** What to tell the user about an error. */
-function messageOf(e) {
+export function messageOf(e) {
   if (e instanceof ApiError) {
     const m = sentence(e.message);
     if (e.code === 'invalid' || (e.fields && e.fields.length)) return `${m} Correct the marked fields and try again.`;
@@ -90,7 +92,7 @@ function sentence(m) {
 }
 
 /** A form whose submit runs `onSubmit(form)`; errors appear in the form, by field. */
-function form(props, onSubmit, ...kids) {
+export function form(props, onSubmit, ...kids) {
   const errBox = h('p', { class: 'error', role: 'alert', tabindex: '-1', hidden: true });
   const f = h('form', props, ...kids, errBox);
   f.addEventListener('submit', async (ev) => {
@@ -178,6 +180,13 @@ function setSession(s) {
   if (s) localStorage.setItem(SESSION_KEY, JSON.stringify(s));
   else localStorage.removeItem(SESSION_KEY);
   renderNav();
+  followAlarms();
+}
+
+/** One alarm stream for the whole client while a user (not the operator) is logged in. */
+function followAlarms() {
+  if (session && session.user?.role !== 'operator') startAlarmStream();
+  else stopAlarmStream();
 }
 
 /** Calls the CMU API; resolves to the JSON body (null for 204), rejects with an ApiError. */
@@ -319,7 +328,8 @@ function renderNav(hash = location.hash) {
 // ---------------------------------------------------------------------------------------------
 // Alarms (8.8, 6.1.9): see alarms.js
 
-route(/^#\/alarms(?:\/\d+)?$/, (main) => alarmsView(main, onLeave));
+route(/^#\/alarms(?:\/\d+)?(?:\?.*)?$/, (main) => alarmsView(main, onLeave));
+route(/^#\/alarms\/settings$/, (main) => messagesView(main));
 
 // ---------------------------------------------------------------------------------------------
 // Login, sign-up (6.1.1)
@@ -488,6 +498,7 @@ function devicePages(d) {
     ['live', 'Live', d.scopes.includes('live')],
     ['recordings', 'Playback', d.scopes.includes('playback')],
     ['settings', 'Settings', d.scopes.includes('config')],
+    ['alarms', 'Alarms', d.scopes.includes('config')],
     ['sharing', 'Sharing', d.relation === 'owner'],
   ].filter((t) => t[2]).map(([t, label]) => [t, label]);
 }
@@ -509,11 +520,12 @@ function deviceCard(d) {
       pages.has('live') && h('a', { class: 'button primary', href: `${base}/live` }, 'Live view'),
       pages.has('recordings') && h('a', { class: 'button', href: `${base}/recordings` }, 'Playback'),
       pages.has('settings') && h('a', { class: 'button', href: `${base}/settings` }, 'Settings'),
+      pages.has('alarms') && h('a', { class: 'button', href: `${base}/alarms` }, 'Alarms'),
       pages.has('sharing') && h('a', { class: 'button', href: `${base}/sharing` }, 'Sharing')));
 }
 
 /** The heading and tabs of a device page. */
-async function deviceFrame(main, id, tab, title) {
+export async function deviceFrame(main, id, tab, title) {
   const d = await api('GET', `/devices/${encodeURIComponent(id)}`);
   const base = `#/device/${encodeURIComponent(id)}`;
   const tabs = devicePages(d);
@@ -1024,17 +1036,21 @@ class Timeline {
   }
 }
 
-route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
+route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
+  // `?at=<Unix ms>` (e.g. "Play from 5 s before" on the Alarms page): open that day with the
+  // cursor there, and play from there when something was recorded at or after it.
+  const atParam = new URLSearchParams(location.hash.split('?')[1] ?? '').get('at');
+  let startAt = atParam && /^\d+$/.test(atParam) ? Number(atParam) : null;
   const d = await deviceFrame(main, id, 'recordings', 'playback');
   const dev = `/devices/${encodeURIComponent(d.id)}`;
   const hook = { status: null, frames: 0, exports: [], state: 'idle', timeline: null };
   window.peercam.playback = hook;
 
   // --- Which day and which recorder.
-  const dayInput = h('input', { type: 'date', name: 'day', value: isoDay(new Date()), required: true, id: 'pb-day' });
+  const dayInput = h('input', { type: 'date', name: 'day', value: isoDay(new Date(startAt ?? Date.now())), required: true, id: 'pb-day' });
   const recorderSelect = h('select', { name: 'recorder', id: 'pb-recorder' });
   const recorderInfo = h('p', { class: 'muted', id: 'pb-recorder-info' });
-  const zoomSelect = select({ id: 'pb-zoom', 'aria-label': 'Timeline span' }, ZOOMS.map((z) => [String(z.ms), z.label]), String(ZOOMS[0].ms));
+  const zoomSelect = select({ id: 'pb-zoom', 'aria-label': 'Timeline span' }, ZOOMS.map((z) => [String(z.ms), z.label]), String(startAt != null ? 600_000 : ZOOMS[0].ms));
 
   // --- The picture and the controls.
   const video = h('video', { playsinline: true, muted: true, autoplay: true, 'aria-label': `Recorded picture of ${d.name}` });
@@ -1303,7 +1319,9 @@ route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
     }
     day = { from, to, list };
     const last = list.spans.at(-1);
-    const cursor = last ? Math.max(last.start_ms, last.end_ms - 60_000) : null;
+    const asked = startAt != null && startAt >= from && startAt < to ? startAt : null;
+    startAt = null;
+    const cursor = asked ?? (last ? Math.max(last.start_ms, last.end_ms - 60_000) : null);
     timeline.cursor = cursor;
     timeline.setDay(from, to, list.spans, list.events);
     timeline.setZoom(Number(zoomSelect.value));
@@ -1323,6 +1341,11 @@ route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
       h('button', { type: 'button', class: 'link', onclick: () => { timeline.moveTo(e.at_ms); seek(e.at_ms); } },
         `${clock(e.at_ms)} ${EVENT_LABEL[e.kind] ?? e.kind}${e.detail ? `: ${e.detail}` : ''}`))));
     if (!list.events.length) eventsList.append(h('li', { class: 'muted' }, 'No events on this day.'));
+    if (asked != null) {
+      // Play only where something was recorded; else the cursor shows the moment.
+      if (list.spans.some((s) => s.end_ms > asked)) play(asked);
+      else setState('idle', `Nothing was recorded at or after ${clock(asked)} on this day.`);
+    }
   };
   const summary = h('p', { class: 'muted', id: 'pb-summary' });
 
@@ -1388,6 +1411,11 @@ route(/^#\/device\/([^/]+)\/recordings$/, async (main, id) => {
   await loadRecorders();
   await load();
 });
+
+// ---------------------------------------------------------------------------------------------
+// The camera's alarm strategy (8.8): see alarm-settings.js
+
+route(/^#\/device\/([^/]+)\/alarms$/, (main, id) => strategyView(main, id));
 
 // ---------------------------------------------------------------------------------------------
 // Settings: parameters (8.9.1) and WLAN (6.1.11)
@@ -1601,6 +1629,7 @@ route(/^#\/account$/, (main) => {
       field('New password again', { name: 'new_password2', type: 'password', autocomplete: 'new-password', required: true, dataset: { field: 'new_password2' } }),
       h('button', { type: 'submit', class: 'primary' }, 'Change password'))),
     u.role === 'owner' && subaccountsPanel(),
+    u.role !== 'operator' && h('p', null, h('a', { href: '#/alarms/settings' }, 'Alarm messages and notifications')),
     h('p', null, h('button', { type: 'button', onclick: logout }, 'Log out')),
     h('p', { class: 'muted' }, `peercam web client ${VERSION}.`),
   );
@@ -1706,6 +1735,7 @@ if ('serviceWorker' in navigator) {
   });
 }
 render();
+followAlarms();
 reportUpdated();
 checkUpdate();
 setInterval(checkUpdate, 30 * 60 * 1000);
