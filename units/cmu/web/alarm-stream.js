@@ -28,7 +28,7 @@ let ctl = null;
 /** What tests and the curious can see: `window.peercam.alarmStream`. */
 const state = { running: false, connected: false, connections: 0, events: 0 };
 
-/** Calls `fn(event)` for every event of the stream (`{event: 'alarm'|'reset', alarm}`); returns the unsubscribe. */
+/** Calls `fn(event)` for every event of the stream (`{event: 'alarm'|'snapshot'|'reset', alarm}`); returns the unsubscribe. */
 export function onAlarmEvent(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
