@@ -504,26 +504,8 @@ async fn h626_8_10_reset_ends_all_access_and_needs_the_bind_code_again() {
 
 /// Runs `peercam cu ... ARGS` as the owner; returns (success, stdout, stderr).
 async fn cli(w: &World, args: &[&str]) -> (bool, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
-        .args(["cu", "--api", &w.c.api, "--ca"])
-        .arg(&w.c.pki.ca_cert)
-        .args([
-            "--user",
-            "+15550500001",
-            "--password",
-            "correct horse battery",
-        ])
-        .args(args)
-        .env("PEERCAM_HOME", home.path())
-        .output()
+    w.c.cu_cli(env!("CARGO_BIN_EXE_peercam"), "+15550500001", args)
         .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

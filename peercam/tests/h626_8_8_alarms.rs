@@ -396,21 +396,7 @@ async fn h626_8_8_camera_offline_alarm_after_disconnect_and_online_after_return(
 
 /// Runs `peercam cu ... ARGS` as `user`; returns (success, stdout, stderr).
 async fn cli(c: &Cluster, user: &str, args: &[&str]) -> (bool, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
-        .args(["cu", "--api", &c.api, "--ca"])
-        .arg(&c.pki.ca_cert)
-        .args(["--user", user, "--password", "correct horse battery"])
-        .args(args)
-        .env("PEERCAM_HOME", home.path())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    c.cu_cli(env!("CARGO_BIN_EXE_peercam"), user, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,9 @@ pub fn init_logs() {
     }
 }
 
+/// The password of every account [`Cluster::owner`] makes.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A running platform.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -386,9 +389,30 @@ impl Cluster {
         Ok(path)
     }
 
+    /// Runs the CLI `exe cu ARGS` (the test's `env!("CARGO_BIN_EXE_peercam")`) against this
+    /// cluster as `user` with the password [`Self::owner`] gives, in a home of its own;
+    /// returns (success, stdout, stderr).
+    pub async fn cu_cli(&self, exe: &str, user: &str, args: &[&str]) -> (bool, String, String) {
+        let home = tempfile::tempdir().expect("a temporary home");
+        let out = tokio::process::Command::new(exe)
+            .args(["cu", "--api", &self.api, "--ca"])
+            .arg(&self.pki.ca_cert)
+            .args(["--user", user, "--password", PASSWORD])
+            .args(args)
+            .env("PEERCAM_HOME", home.path())
+            .output()
+            .await
+            .expect("the peercam binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Signs up `phone`, confirms by SMS, has the operator approve, logs in.
     pub async fn owner(&self, phone: &str) -> anyhow::Result<Client> {
-        let password = "correct horse battery";
+        let password = PASSWORD;
         let anon = self.client();
         anon.signup(phone, password).await?;
         anon.confirm(phone, &self.sms_code(phone)?).await?;
