@@ -78,7 +78,7 @@ pub fn storage_full_to_platform(
                         tracing::info!(%camera, %id, "storage-full alarm raised on the platform");
                     }
                     Ok(other) => {
-                        tracing::warn!(%camera, answer = ?other, "storage-full report not taken; the next one retries");
+                        tracing::warn!(%camera, answer = ?other, "storage-full report not taken");
                     }
                     Err(_) => {}
                 }
