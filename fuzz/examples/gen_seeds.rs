@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use peercam_base::DeviceId;
-use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
+use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply, DeviceRequest};
 use peercam_signal::identity::{BindCode, DeviceIdentity};
 use peercam_signal::ps::{DeviceKind, DeviceToScu, RefusalCode, ScuToDevice};
 use peercam_signal::register::{encode_nonce, encode_public_key, sign};
@@ -45,6 +45,8 @@ fn main() {
         model: "C1".into(),
         uptime_s: 3600,
         connected_s: 60,
+        clock_offset_us: None,
+        clock_jitter_us: None,
     });
 
     // --- platform_message: one valid frame of every message type.
@@ -100,6 +102,16 @@ fn main() {
                     code: "busy".into(),
                     message: "try later".into(),
                 },
+            },
+        )),
+    );
+    put(
+        pm,
+        "ps_request_storage_full.json",
+        encode(&Envelope::new(
+            9,
+            DeviceToScu::Request {
+                request: DeviceRequest::storage_full(dev.clone(), "disk full, oldest deleted"),
             },
         )),
     );

@@ -207,3 +207,107 @@ async fn h626_6_1_9_storage_full_and_upgrade_result_alarms() {
     assert_eq!(up.alarms[0].detail, "now scripted-2 (was scripted-1)");
     c.stop().await;
 }
+
+/// 6.1.9 storage full, reported by the recorder itself (`device_request` `storage_full`):
+/// taken from the camera (its SD card) and from an NVR it is attached to, refused
+/// `forbidden` from any other device, even one of the same owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_storage_full_report_only_from_the_camera_or_its_recorder() {
+    use peercam_signal::cmd::{DeviceRequest, MAX_STORAGE_DETAIL, PlatformAnswer};
+    use peercam_signal::ps::DeviceKind;
+    use peercam_signal::refusal::Refusal;
+
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(2).await.unwrap();
+    let (cam_id, other_id) = (&ids[0], &ids[1]);
+    let nvr_id = peercam_test::new_identity(DeviceKind::Nvr);
+    let stray_nvr_id = peercam_test::new_identity(DeviceKind::Nvr);
+    c.provision_these(&[nvr_id.clone(), stray_nvr_id.clone()])
+        .await
+        .unwrap();
+    let cam = Scripted::start(&c, cam_id, 0).await;
+    let other = Scripted::start(&c, other_id, 0).await;
+    let nvr = Scripted::start(&c, &nvr_id, 0).await;
+    let stray_nvr = Scripted::start(&c, &stray_nvr_id, 0).await;
+    let owner = c.owner("+15550619004").await.unwrap();
+    for id in [cam_id, other_id, &nvr_id, &stray_nvr_id] {
+        c.bind(&owner, id).await.unwrap();
+    }
+    let camera = cam_id.device_id.clone();
+    owner
+        .attach_camera(nvr_id.device_id.as_str(), camera.as_str())
+        .await
+        .unwrap();
+    let report = |detail: &str| DeviceRequest::storage_full(camera.clone(), detail);
+    let forbidden = |a: &PlatformAnswer| {
+        matches!(
+            a,
+            PlatformAnswer::Refused {
+                code: Refusal::Forbidden,
+                ..
+            }
+        )
+    };
+
+    // Neither the camera nor a recorder of it: another camera, an NVR it is not attached to.
+    let a = other.request(report("disk full, oldest deleted")).await;
+    assert!(forbidden(&a), "another camera: {a:?}");
+    let a = stray_nvr.request(report("disk full, oldest deleted")).await;
+    assert!(forbidden(&a), "an NVR the camera is not attached to: {a:?}");
+    // A detail beyond the bound is refused, not cut.
+    let long = DeviceRequest::StorageFull {
+        camera: camera.clone(),
+        detail: "x".repeat(MAX_STORAGE_DETAIL + 1),
+    };
+    let a = nvr.request(long).await;
+    assert!(
+        matches!(
+            a,
+            PlatformAnswer::Refused {
+                code: Refusal::BadRequest,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let none = owner.alarms("kind=storage_full").await.unwrap();
+    assert!(none.alarms.is_empty(), "{:?}", none.alarms);
+
+    // The camera's own SD card, then its NVR: one alarm each, with the recorder's reason;
+    // nobody read a recording state.
+    let mut stream = AlarmStream::open(&c, &owner).await;
+    let a = cam.request(report("disk full, oldest deleted")).await;
+    let PlatformAnswer::Stored { id: sd_alarm } = a else {
+        panic!("the camera's report: {a:?}")
+    };
+    stream
+        .wait("storage_full", Duration::from_secs(10))
+        .await
+        .expect("the SD card's storage-full alarm reaches the app");
+    let a = nvr.request(report("disk full, oldest deleted")).await;
+    let PlatformAnswer::Stored { id: nvr_alarm } = a else {
+        panic!("the NVR's report: {a:?}")
+    };
+    assert_ne!(sd_alarm, nvr_alarm);
+    // Again the same day: answered the same, stored once.
+    let a = nvr.request(report("quota full, recording stopped")).await;
+    assert_eq!(a, PlatformAnswer::Stored { id: nvr_alarm });
+    let full = owner.alarms("kind=storage_full").await.unwrap();
+    let mut details: Vec<&str> = full.alarms.iter().map(|a| a.detail.as_str()).collect();
+    details.sort_unstable();
+    assert_eq!(
+        details,
+        [
+            "SD card: disk full, oldest deleted".to_owned(),
+            format!("recorder {}: disk full, oldest deleted", nvr_id.device_id),
+        ]
+    );
+    assert!(
+        full.alarms
+            .iter()
+            .all(|a| a.camera.as_deref() == Some(camera.as_str())),
+        "{:?}",
+        full.alarms
+    );
+    c.stop().await;
+}

@@ -289,30 +289,57 @@ impl Nvr {
     }
 }
 
+/// The NVR's store on a disk of its own that is nearly full: a 4 MiB tmpfs in a private
+/// mount namespace, mostly taken by another file. After the NVR ends, the shell checks the
+/// store there into `check_out`.
+struct TinyDisk {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    check_out: PathBuf,
+    /// The [`Nvr::wrap`] script.
+    wrap: String,
+}
+
+impl TinyDisk {
+    /// Needs `unshare -m` (root, as in CI): otherwise the test says so and is skipped, except
+    /// under CI, where it fails.
+    fn new(test: &str) -> Option<Self> {
+        let probe = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            peercam_test::skip(
+                test,
+                "unshare -m is not permitted here (needs root); the disk-full test did not run",
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("tiny");
+        std::fs::create_dir_all(&store).unwrap();
+        let check_out = dir.path().join("check.txt");
+        let wrap = format!(
+            "mount -t tmpfs -o size=4m tmpfs {0} && dd if=/dev/zero of={0}/other-files bs=1k count=2600 2>/dev/null && {{nvr}}; {{check}} > {1} 2>&1",
+            store.display(),
+            check_out.display()
+        );
+        Some(Self {
+            _dir: dir,
+            store,
+            check_out,
+            wrap,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_2_disk_full_frees_the_oldest_and_recording_resumes() {
-    // A private mount namespace with a 4 MiB tmpfs, mostly taken by another file: needs root (as in CI); otherwise say so.
-    let probe = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        peercam_test::skip(
-            "h626_8_7_2 disk-full",
-            "unshare -m is not permitted here (needs root); the disk-full test did not run",
-        );
+    let Some(disk) = TinyDisk::new("h626_8_7_2 disk-full") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("tiny");
-    std::fs::create_dir_all(&store).unwrap();
-    let check_out = dir.path().join("check.txt");
-    let wrap = format!(
-        "mount -t tmpfs -o size=4m tmpfs {0} && dd if=/dev/zero of={0}/other-files bs=1k count=2600 2>/dev/null && {{nvr}}; {{check}} > {1} 2>&1",
-        store.display(),
-        check_out.display()
-    );
+    };
+    let (store, check_out) = (&disk.store, &disk.check_out);
     let (_c, owner, pu, mut nvr, _pu_run) =
-        setup("+15550720102", &store, 0, Some(wrap), false).await;
+        setup("+15550720102", store, 0, Some(disk.wrap.clone()), false).await;
     let cam = pu.device_id.as_str();
     // Another program left 1.4 MiB free; the synthetic scene at 720p takes about 50 KiB/s,
     // so the disk is full after about 15 s; record for 28 s.
@@ -371,7 +398,55 @@ async fn h626_8_7_2_disk_full_frees_the_oldest_and_recording_resumes() {
         shell.wait().unwrap().success(),
         "the store check inside the namespace failed"
     );
-    let report = std::fs::read_to_string(&check_out).unwrap();
+    let report = std::fs::read_to_string(check_out).unwrap();
     eprintln!("store check after disk full and kill -9: {}", report.trim());
     assert!(!report.contains("problem:"), "{report}");
+}
+
+/// 6.1.9: the NVR's disk fills while it records a camera bound to an owner; the owner gets
+/// the `storage_full` alarm from the NVR's own report, with nobody reading the recording
+/// state, within a bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_storage_full_alarm_from_a_full_disk() {
+    let Some(disk) = TinyDisk::new("h626_6_1_9 storage-full alarm from a full disk") else {
+        return;
+    };
+    let started = now_ms();
+    let (c, owner, pu, nvr, _pu_run) = setup(
+        "+15550720103",
+        &disk.store,
+        0,
+        Some(disk.wrap.clone()),
+        false,
+    )
+    .await;
+    let nvr_id = nvr.config_device();
+    let recording_from = now_ms();
+    // 1.4 MiB free at about 50 KiB/s: full after about 15 s (longer on a starved CPU).
+    const WITHIN: Duration = Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let alarm = loop {
+        let list = owner.alarms("kind=storage_full").await.unwrap();
+        if let Some(a) = list.alarms.into_iter().next() {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no storage_full alarm within {WITHIN:?} of recording on a full disk"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "storage_full alarm {} ms after recording started ({} ms after the cluster): {:?}",
+        now_ms().saturating_sub(recording_from),
+        now_ms().saturating_sub(started),
+        alarm.detail
+    );
+    assert_eq!(alarm.camera.as_deref(), Some(pu.device_id.as_str()));
+    // The NVR's reason: the oldest deleted to make room (or, first, a segment the full disk
+    // refused). The read path would have said only "recorder <id>".
+    let prefix = format!("recorder {nvr_id}: disk full, ");
+    assert!(alarm.detail.starts_with(&prefix), "{:?}", alarm.detail);
+    drop(nvr);
+    c.stop().await;
 }

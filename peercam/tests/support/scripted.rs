@@ -1,7 +1,7 @@
 //! A scripted device for the platform's flow tests: a real Ps link (the shared
 //! `peercam_net::agent` driver, registration signed with its identity, through a real SCU),
 //! behind which a script answers commands and records them, and sends requests (an alarm
-//! up, H.626.4 8.8) when the test says.
+//! up, H.626.4 8.8; a storage-full report, 6.1.9) when the test says.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -92,6 +92,10 @@ impl Device for Script {
                     last_error: None,
                 },
             },
+            // As an NVR (8.7.2.1 steps 1-8): it takes any camera, found on no LAN.
+            DeviceCommand::RecorderAttach { camera, .. } => {
+                DeviceReply::Attached { camera, lan: None }
+            }
             _ => DeviceReply::Done,
         };
         Box::pin(async move { reply })
@@ -153,8 +157,12 @@ impl Scripted {
 
     /// H.626.4 8.8: sends an alarm up and waits for the platform's answer.
     pub(crate) async fn alarm(&self, alarm: Alarm) -> PlatformAnswer {
+        self.request(DeviceRequest::Alarm { alarm }).await
+    }
+
+    /// Sends any request for the platform and waits for its answer.
+    pub(crate) async fn request(&self, request: DeviceRequest) -> PlatformAnswer {
         let (reply, rx) = oneshot::channel();
-        let request = DeviceRequest::Alarm { alarm };
         self.requests
             .send(PlatformReq::Request { request, reply })
             .await

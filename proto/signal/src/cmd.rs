@@ -366,6 +366,37 @@ pub enum DeviceRequest {
         /// The viewer's address, for the audit log.
         client: String,
     },
+    /// H.626.4 6.1.9 "storage full": a recorder found its store full while recording
+    /// `camera` (the oldest recordings deleted to make room, or the camera's quota reached).
+    /// Sent by the NVR recording the camera, or by the camera for its own SD card (8.7.3),
+    /// at once rather than when someone next reads the recording state. Answered
+    /// [`PlatformAnswer::Stored`] with the id of the platform's `storage_full` alarm (one per
+    /// camera, recorder and UTC day: a repeat is answered the same); refused `forbidden`
+    /// when the sender neither is the camera nor records it.
+    StorageFull {
+        /// The camera recorded.
+        camera: DeviceId,
+        /// A short reason, at most [`MAX_STORAGE_DETAIL`] bytes.
+        detail: String,
+    },
+}
+
+/// Longest [`DeviceRequest::StorageFull`] detail, bytes (an alarm's detail may be no longer).
+pub const MAX_STORAGE_DETAIL: usize = peercam_alarm::MAX_DETAIL;
+
+impl DeviceRequest {
+    /// A [`DeviceRequest::StorageFull`], its detail cut (at a character) to
+    /// [`MAX_STORAGE_DETAIL`] bytes.
+    pub fn storage_full(camera: DeviceId, detail: &str) -> Self {
+        let mut end = detail.len().min(MAX_STORAGE_DETAIL);
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::StorageFull {
+            camera,
+            detail: detail[..end].to_owned(),
+        }
+    }
 }
 
 /// The platform's answer to a [`DeviceRequest`].
@@ -387,9 +418,10 @@ pub enum PlatformAnswer {
         /// What the viewer may do.
         grant: crate::play::PlayGrant,
     },
-    /// An alarm is stored (answer to [`DeviceRequest::Alarm`]).
+    /// An alarm is stored (answer to [`DeviceRequest::Alarm`], and to
+    /// [`DeviceRequest::StorageFull`] with the id of the platform's alarm).
     Stored {
-        /// The alarm's id, as the camera sent it.
+        /// The alarm's id, as the camera sent it (the platform's, for a storage-full).
         id: String,
     },
     /// Refused or impossible now.
@@ -399,4 +431,41 @@ pub enum PlatformAnswer {
         /// Explanation.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera() -> DeviceId {
+        "pc-0123456789abcdef".parse().unwrap()
+    }
+
+    #[test]
+    fn h626_6_1_9_storage_full_request_on_the_wire() {
+        let r = DeviceRequest::storage_full(camera(), "disk full, oldest deleted");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "req": "storage_full",
+                "camera": "pc-0123456789abcdef",
+                "detail": "disk full, oldest deleted",
+            })
+        );
+        let back: DeviceRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn h626_6_1_9_storage_full_detail_is_bounded_at_a_character() {
+        let long = "é".repeat(MAX_STORAGE_DETAIL);
+        let DeviceRequest::StorageFull { detail, .. } =
+            DeviceRequest::storage_full(camera(), &long)
+        else {
+            unreachable!()
+        };
+        assert!(detail.len() <= MAX_STORAGE_DETAIL && detail.len() >= MAX_STORAGE_DETAIL - 1);
+        assert!(detail.chars().all(|c| c == 'é'));
+    }
 }

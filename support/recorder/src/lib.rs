@@ -4,7 +4,7 @@
 //!
 //! * [`Cutter`] turns access units into GOP-aligned segments, keeping alarm pre-roll;
 //! * [`Writer`] commits segments in groups (docs/security.md D10), applies retention and raises
-//!   storage-full events;
+//!   storage-full events, telling its owner ([`StorageFull`]) so the platform hears at once;
 //! * [`serve::Media`] serves playback (RTSP, trick play) and export (HTTP MP4).
 
 pub mod serve;
@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
+use peercam_net::agent::PlatformReq;
 use peercam_record::strategy::{Retention, Strategy};
-use peercam_signal::cmd::DeviceReply;
+use peercam_signal::cmd::{DeviceReply, DeviceRequest, PlatformAnswer};
 use peercam_signal::control::FieldError;
 use peercam_signal::play::PlayVerdict;
 use peercam_signal::record::{MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList};
@@ -32,6 +33,59 @@ pub struct AuthRequest {
     pub client: String,
     /// Where the verdict goes.
     pub reply: oneshot::Sender<PlayVerdict>,
+}
+
+/// Passes the writer's storage-full notices on to the platform, each as a
+/// [`DeviceRequest::StorageFull`] (H.626.4 6.1.9) for its camera, or for `own` when given
+/// (a camera's SD card reports for the camera itself). Returns the sender to give
+/// [`Writer::start`].
+///
+/// Nothing here holds the writer up: the notice channel is never waited on, and each answer
+/// is awaited in a task of its own. A notice is lost when the platform link is down (the
+/// device answers `unavailable` at once) or the queues are full; that is acceptable because
+/// the next occurrence (a minute later while the disk stays full) sends again, and reading
+/// the recording state raises the alarm too; the platform keeps one alarm per camera,
+/// recorder and day however often it hears.
+pub fn storage_full_to_platform(
+    platform: mpsc::Sender<PlatformReq>,
+    own: Option<DeviceId>,
+) -> mpsc::Sender<StorageFull> {
+    let (tx, mut rx) = Writer::notices();
+    tokio::spawn(async move {
+        while let Some(n) = rx.recv().await {
+            let camera = match &own {
+                Some(c) => c.clone(),
+                None => match n.camera.parse::<DeviceId>() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "storage-full notice for an unknown camera");
+                        continue;
+                    }
+                },
+            };
+            let (reply, answer) = oneshot::channel();
+            let request = PlatformReq::Request {
+                request: DeviceRequest::storage_full(camera.clone(), &n.detail),
+                reply,
+            };
+            if platform.send(request).await.is_err() {
+                // The device is stopping.
+                return;
+            }
+            tokio::spawn(async move {
+                match answer.await {
+                    Ok(PlatformAnswer::Stored { id }) => {
+                        tracing::info!(%camera, %id, "storage-full alarm raised on the platform");
+                    }
+                    Ok(other) => {
+                        tracing::warn!(%camera, answer = ?other, "storage-full report not taken");
+                    }
+                    Err(_) => {}
+                }
+            });
+        }
+    });
+    tx
 }
 
 /// Unix milliseconds now.
@@ -116,12 +170,37 @@ const WRITE_QUEUE: usize = 512;
 /// Most segments committed in one transaction.
 const GROUP: usize = 64;
 
+/// A storage-full occurrence (H.626.4 6.1.9 "storage full"), for the recorder's owner to
+/// pass on to the platform. The writer sends one wherever it adds a `storage_full` event to
+/// the store, and as seldom: once a minute per camera at most while the disk is full, once
+/// per stop when a camera's own quota stops its (non-cyclic) recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFull {
+    /// The camera whose recordings met the full store (its device id, as the store keys it).
+    pub camera: String,
+    /// A short reason, fit for the platform's alarm text (the store's event says more).
+    pub detail: String,
+}
+
+/// Storage-full notices the writer could not hand over (the owner's queue was full) are
+/// dropped: the event is in the store all the same, and the next occurrence sends anew.
+const NOTICE_QUEUE: usize = 16;
+
 impl Writer {
     /// Starts the writer task; it commits what is queued when `shutdown` fires, then ends.
-    pub fn start(store: Store, shutdown: Shutdown) -> Self {
+    /// Storage-full occurrences go to `notices` when given (see [`Writer::notices`]); the
+    /// writer never waits for their reader.
+    pub fn start(
+        store: Store,
+        shutdown: Shutdown,
+        notices: Option<mpsc::Sender<StorageFull>>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Work>(WRITE_QUEUE);
         tokio::spawn(async move {
-            let mut raised = Raised::new();
+            let mut alerts = Alerts {
+                raised: Raised::new(),
+                notices,
+            };
             loop {
                 let first = tokio::select! {
                     j = rx.recv() => j,
@@ -138,7 +217,7 @@ impl Writer {
                     match work {
                         Work::Segment(j) => batch.push(j),
                         Work::Forget(camera, done) => {
-                            commit(&store, std::mem::take(&mut batch), &mut raised).await;
+                            commit(&store, std::mem::take(&mut batch), &mut alerts).await;
                             let r = store
                                 .forget(&camera)
                                 .await
@@ -151,10 +230,16 @@ impl Writer {
                         next = rx.try_recv().ok();
                     }
                 }
-                commit(&store, batch, &mut raised).await;
+                commit(&store, batch, &mut alerts).await;
             }
         });
         Self { tx }
+    }
+
+    /// A channel for [`Writer::start`]'s storage-full notices, sized so a slow reader never
+    /// holds the writer up (what does not fit is dropped, see [`StorageFull`]).
+    pub fn notices() -> (mpsc::Sender<StorageFull>, mpsc::Receiver<StorageFull>) {
+        mpsc::channel(NOTICE_QUEUE)
     }
 
     /// Queues a segment; `false` when the queue is full (the segment is lost and counted).
@@ -176,10 +261,49 @@ impl Writer {
 /// What to do after a segment's commit: its retention, status and camera.
 type After = (Retention, Arc<Mutex<CamStatus>>, String);
 
-/// Storage-full events are raised at most once a minute per camera.
+/// When storage-full events were last raised, per camera (Unix ms).
 type Raised = std::collections::HashMap<String, u64>;
 
-async fn commit(store: &Store, batch: Vec<Job>, raised: &mut Raised) {
+/// Storage-full events are raised at most once a minute per camera.
+const RAISE_EVERY_MS: u64 = 60_000;
+
+/// Where the writer's storage-full occurrences go: the store's events, and the owner.
+struct Alerts {
+    raised: Raised,
+    notices: Option<mpsc::Sender<StorageFull>>,
+}
+
+impl Alerts {
+    /// Whether `camera` may raise again now (once a minute); notes it if so.
+    fn due(&mut self, camera: &str, now: u64) -> bool {
+        let last = self.raised.entry(camera.to_owned()).or_insert(0);
+        if now.saturating_sub(*last) >= RAISE_EVERY_MS {
+            *last = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A `storage_full` event in the store (`detail`) and a notice to the owner (`reason`).
+    async fn raise(&self, store: &Store, camera: &str, now: u64, detail: &str, reason: &str) {
+        if let Err(e) = store.add_event(camera, now, "storage_full", detail).await {
+            tracing::warn!(%camera, error = %e, "storage-full event not stored");
+        }
+        if let Some(tx) = &self.notices {
+            let notice = StorageFull {
+                camera: camera.to_owned(),
+                detail: reason.to_owned(),
+            };
+            // Never wait: the writer is on the recording path.
+            if tx.try_send(notice).is_err() {
+                tracing::warn!(%camera, "storage-full notice dropped (its reader is behind or gone)");
+            }
+        }
+    }
+}
+
+async fn commit(store: &Store, batch: Vec<Job>, alerts: &mut Alerts) {
     if batch.is_empty() {
         return;
     }
@@ -190,16 +314,20 @@ async fn commit(store: &Store, batch: Vec<Job>, raised: &mut Raised) {
         Ok(r) if r.deleted > 0 => {
             let now = now_ms();
             for j in &batch {
-                let last = raised.entry(j.draft.camera.clone()).or_insert(0);
-                if now.saturating_sub(*last) >= 60_000 {
-                    *last = now;
+                if alerts.due(&j.draft.camera, now) {
                     let detail = format!(
                         "disk full: {} oldest segments ({} KiB) deleted to make room",
                         r.deleted,
                         r.freed >> 10
                     );
-                    let _ = store
-                        .add_event(&j.draft.camera, now, "storage_full", &detail)
+                    alerts
+                        .raise(
+                            store,
+                            &j.draft.camera,
+                            now,
+                            &detail,
+                            "disk full, oldest deleted",
+                        )
                         .await;
                 }
             }
@@ -223,14 +351,18 @@ async fn commit(store: &Store, batch: Vec<Job>, raised: &mut Raised) {
                             let mut s = lock(&status);
                             !std::mem::replace(&mut s.full, true)
                         };
+                        // Once per stop (`full` stays until the strategy changes): never
+                        // held back by the minute limit, which would lose it for good.
                         if first {
+                            alerts.raised.insert(camera.clone(), now);
                             tracing::warn!(%camera, "camera quota reached; recording stops (not cyclic)");
-                            let _ = store
-                                .add_event(
+                            alerts
+                                .raise(
+                                    store,
                                     &camera,
                                     now,
-                                    "storage_full",
                                     "the camera's quota is full",
+                                    "quota full, recording stopped",
                                 )
                                 .await;
                         }
@@ -244,14 +376,17 @@ async fn commit(store: &Store, batch: Vec<Job>, raised: &mut Raised) {
                 tracing::warn!(%camera, %msg, "disk full; segment lost, freeing space");
                 lock(&status).last_error = Some(format!("disk full: {msg}"));
                 let _ = store.make_room(need.saturating_mul(2)).await;
-                let _ = store
-                    .add_event(
-                        &camera,
-                        now,
-                        "storage_full",
-                        "the disk was full; oldest recordings deleted",
-                    )
-                    .await;
+                if alerts.due(&camera, now) {
+                    alerts
+                        .raise(
+                            store,
+                            &camera,
+                            now,
+                            "the disk was full; oldest recordings deleted",
+                            "disk full, a segment lost",
+                        )
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::error!(%camera, error = %e, "segment not stored");
@@ -486,3 +621,6 @@ pub fn check_strategy(strategy: &Strategy) -> Option<DeviceReply> {
         errors: vec![FieldError::new(field, e.to_string())],
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -463,6 +463,10 @@ async fn device_request(
         } => crate::relay::authorize(st, device_id, &camera, &token, &client).await,
         // H.626.4 8.8 alarm up.
         DeviceRequest::Alarm { alarm } => crate::alarms::up::alarm_up(st, device_id, alarm).await,
+        // 6.1.9 storage full, from the recorder itself.
+        DeviceRequest::StorageFull { camera, detail } => {
+            crate::alarms::up::storage_full_request(st, device_id, &camera, &detail).await
+        }
         _ => PlatformAnswer::Refused {
             code: Refusal::Unsupported,
             message: "this CMU does not serve that request".into(),

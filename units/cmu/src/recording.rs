@@ -259,7 +259,7 @@ pub(crate) async fn get_strategy(
         DeviceReply::Recording { state } => {
             if state.full {
                 // 6.1.9: the recorder stopped on a full store.
-                crate::alarms::up::storage_full(&st, &camera, &recorder).await;
+                let _ = crate::alarms::up::storage_full(&st, &camera, &recorder, None).await;
             }
             Ok(Json(state))
         }

@@ -189,7 +189,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         config.advertise.clone()
     };
     let (platform_tx, platform_rx) = mpsc::channel(256);
-    let writer = peercam_recorder::Writer::start(store.clone(), shutdown.clone());
+    // 6.1.9: a full disk is reported to the platform at once, for each camera it hits.
+    let full = peercam_recorder::storage_full_to_platform(platform_tx.clone(), None);
+    let writer = peercam_recorder::Writer::start(store.clone(), shutdown.clone(), Some(full));
     let cams = Arc::new(cameras::Cameras::open(
         config.store_dir().join("cameras.json"),
         store.clone(),

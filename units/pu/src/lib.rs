@@ -322,7 +322,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     let synthetic = matches!(source, media::Source::Synthetic);
     let hub = media::MediaHub::with_parts(stream_id, source, control.clone(), clock.clone());
     // H.626.4 8.7.3: the SD card, and its playback and export on the RTSP port.
-    let sd = start_sd(&config, &identity.device_id, &hub, &state_dir, &shutdown).await?;
+    let sd = start_sd(
+        &config,
+        &identity.device_id,
+        &hub,
+        &state_dir,
+        cmd_tx.clone(),
+        &shutdown,
+    )
+    .await?;
     // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
     let recordings = sd.as_ref().map(|sd| {
         peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
@@ -444,6 +452,7 @@ async fn start_sd(
     camera: &peercam_base::DeviceId,
     hub: &Arc<media::MediaHub>,
     state_dir: &std::path::Path,
+    platform: mpsc::Sender<PlatformRequest>,
     shutdown: &Shutdown,
 ) -> Result<Option<Arc<sd::Sd>>, PuError> {
     if !config.sd_card {
@@ -461,6 +470,7 @@ async fn start_sd(
         hub.clone(),
         config.max_fps,
         state_dir.join("sd-strategy.json"),
+        platform,
         shutdown.clone(),
     )
     .await?;

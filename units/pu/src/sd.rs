@@ -18,8 +18,9 @@ use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::play::Caps;
 use peercam_signal::record::RecordingState;
 use peercam_store::{Store, StoreConfig};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::agent::PlatformRequest;
 use crate::media::hub::{MediaHub, Profile};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,6 +84,7 @@ impl Sd {
         hub: Arc<MediaHub>,
         max_fps: u8,
         strategy_path: PathBuf,
+        platform: mpsc::Sender<PlatformRequest>,
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, SdError> {
         let mut cfg = StoreConfig::new(dir);
@@ -103,9 +105,11 @@ impl Sd {
             strategy,
             alarm_until_ms: 0,
         });
+        // 6.1.9: a full card is reported to the platform at once, for the camera itself.
+        let full = peercam_recorder::storage_full_to_platform(platform, Some(camera.clone()));
         let sd = Arc::new(Self {
             camera,
-            writer: Writer::start(store.clone(), shutdown.clone()),
+            writer: Writer::start(store.clone(), shutdown.clone(), Some(full)),
             store,
             ctl,
             status: Arc::new(Mutex::new(CamStatus::default())),

@@ -300,11 +300,12 @@ pub(crate) async fn system(
     detail: String,
 ) {
     let id = format!("sys-{}-{}", now_ms(), hex::encode(random_bytes::<4>()));
-    system_with_id(st, owner, device, kind, detail, id).await;
+    let _ = system_with_id(st, owner, device, kind, detail, id).await;
 }
 
 /// Like [`system`] with the alarm's id chosen by the caller: a second alarm with the same
-/// id for the same device is not stored again (nor delivered).
+/// id for the same device is not stored again (nor delivered). `false` when it could not be
+/// stored.
 async fn system_with_id(
     st: &Shared,
     owner: i64,
@@ -312,7 +313,7 @@ async fn system_with_id(
     kind: AlarmKind,
     detail: String,
     id: String,
-) {
+) -> bool {
     let at = now_ms();
     let alarm = Alarm {
         id,
@@ -325,33 +326,120 @@ async fn system_with_id(
     };
     let row_id = match stored::store(&st.store, owner, device, &alarm, at).await {
         Ok(Stored::New(id)) => id,
-        Ok(Stored::Again(_)) => return,
+        Ok(Stored::Again(_)) => return true,
         Err(e) => {
             tracing::error!(error = %e, ?kind, "could not store a platform alarm");
-            return;
+            return false;
         }
     };
     if let Ok(Some(row)) = stored::get(&st.store, Viewer::Owner(owner), row_id).await {
         st.alarm_hub.publish(&row, "alarm");
         notify(st, &row, Asked::ALL).await;
     }
+    true
 }
 
-/// 6.1.9: a recorder reported the camera's recording stopped on a full store (its state
-/// `full`). One alarm per (camera, recorder) and UTC day.
-pub(crate) async fn storage_full(st: &Shared, camera: &DeviceId, recorder: &DeviceId) {
-    let Ok(Some(dev)) = devices::get(&st.store, camera).await else {
-        return;
+/// What became of a storage-full report.
+pub(crate) enum FullOutcome {
+    /// The alarm is stored (now or earlier the same day), with this id.
+    Stored(String),
+    /// The camera is unknown or bound to no account: no one to tell.
+    Unbound,
+    /// The database failed.
+    Failed,
+}
+
+/// 6.1.9: a recorder reported the camera's recording met a full store: its state `full`
+/// when read (`reason` absent), or its own `storage_full` request with its reason. One alarm
+/// per (camera, recorder) and UTC day; its detail names the recorder (`SD card` or
+/// `recorder <id>`), then the reason.
+pub(crate) async fn storage_full(
+    st: &Shared,
+    camera: &DeviceId,
+    recorder: &DeviceId,
+    reason: Option<&str>,
+) -> FullOutcome {
+    let owner = match devices::get(&st.store, camera).await {
+        Ok(Some(dev)) => dev.owner,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a storage-full report");
+            return FullOutcome::Failed;
+        }
     };
-    let Some(owner) = dev.owner else { return };
+    let Some(owner) = owner else {
+        return FullOutcome::Unbound;
+    };
     let day = now_ms() / 86_400_000;
     let id = format!("full-{}-{day}", recorder.as_str());
-    let detail = if recorder == camera {
+    let mut detail = if recorder == camera {
         "SD card".to_owned()
     } else {
         format!("recorder {recorder}")
     };
-    system_with_id(st, owner, Some(camera), AlarmKind::StorageFull, detail, id).await;
+    // The recorder's words, without control characters (the alarm goes to SMS and browsers).
+    let reason: String = reason
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let reason = reason.trim();
+    if !reason.is_empty() {
+        detail = format!("{detail}: {reason}");
+    }
+    if system_with_id(
+        st,
+        owner,
+        Some(camera),
+        AlarmKind::StorageFull,
+        detail,
+        id.clone(),
+    )
+    .await
+    {
+        FullOutcome::Stored(id)
+    } else {
+        FullOutcome::Failed
+    }
+}
+
+/// 6.1.9 `storage_full` request: `sender` found its store full while recording `camera`.
+/// Accepted from the camera itself (its SD card, 8.7.3) or an NVR the camera is attached to
+/// (8.7.2); answered `stored` with the platform alarm's id.
+pub(crate) async fn storage_full_request(
+    st: &Shared,
+    sender: &DeviceId,
+    camera: &DeviceId,
+    detail: &str,
+) -> PlatformAnswer {
+    if detail.len() > peercam_signal::cmd::MAX_STORAGE_DETAIL {
+        return refused(Refusal::BadRequest, "the detail is too long");
+    }
+    if sender != camera {
+        match recordings::is_attached(&st.store, camera, sender).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return refused(
+                    Refusal::Forbidden,
+                    "only the camera or a recorder it is attached to reports its storage",
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database error on a storage-full report");
+                return refused(Refusal::Unavailable, "the platform cannot decide now");
+            }
+        }
+    }
+    match storage_full(st, camera, sender, Some(detail)).await {
+        FullOutcome::Stored(id) => PlatformAnswer::Stored { id },
+        FullOutcome::Unbound => {
+            refused(Refusal::Forbidden, "the camera is not bound to an account")
+        }
+        FullOutcome::Failed => refused(
+            Refusal::Unavailable,
+            "the platform cannot store it now; try again",
+        ),
+    }
 }
 
 /// 6.1.9: a device registered with another software version than before (8.11.1: the
