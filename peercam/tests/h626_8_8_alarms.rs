@@ -16,7 +16,7 @@ use peercam_signal::cm_alarm::{AlarmList, AlarmStrategyState, AlarmView};
 use peercam_signal::cmd::{DeviceCommand, PlatformAnswer};
 use peercam_test::Cluster;
 use reqwest::Method;
-use scripted::{AlarmStream, JPEG, Scripted, raw, sms_to, wait_sms};
+use scripted::{AlarmStream, JPEG, Scripted, one_camera, raw, sms_to, wait_sms};
 use serde_json::{Value, json};
 
 fn motion(id: &str) -> Alarm {
@@ -54,12 +54,8 @@ async fn attach_recorder(c: &Cluster, camera: &str, recorder: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880001";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     let cam = id.device_id.to_string();
     owner.rename(&cam, "Garden").await.unwrap();
     // The NVR recording this camera (a scripted device too); the camera marks its own SD
@@ -185,11 +181,7 @@ async fn h626_8_8_alarm_stored_once_with_linkage_and_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_strategy_validated_sent_and_pending_while_offline() {
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
-    let owner = c.owner("+15550880002").await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera("+15550880002").await;
     let cam = id.device_id.to_string();
     let path = format!("/api/v1/devices/{cam}/alarm-strategy");
     // Refusals name the field (422), nothing is saved or sent.
@@ -363,12 +355,8 @@ async fn h626_8_8_sub_account_sees_only_shared_cameras_alarms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_camera_offline_alarm_after_disconnect_and_online_after_return() {
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880005";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     // 6.1.9: this owner wants offline alarms by SMS too.
     let n = json!({"kinds": {"camera_offline": {"sms": true, "push": false, "app": true}}});
     owner
@@ -401,12 +389,8 @@ async fn cli(c: &Cluster, user: &str, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_cli_alarms_strategy_trip_reset_and_templates() {
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880006";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, _owner) = one_camera(phone).await;
     let cam = id.device_id.to_string();
 
     let file = c.path().join("strategy.json");
@@ -597,12 +581,8 @@ async fn h626_8_8_web_client_strategy_editor_zone_reaches_camera() {
     ) else {
         return;
     };
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880009";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     let cam = id.device_id.to_string();
     let env = web_env(&c, phone, &[("PEERCAM_WEB_DEVICE", cam.clone())]);
     let r = peercam_test::web::scenario(&dir, "alarm-strategy.mjs", &env, None).await;
@@ -644,12 +624,8 @@ async fn h626_8_8_web_client_strategy_saved_pending_while_camera_offline() {
     ) else {
         return;
     };
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880012";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     dev.shutdown.trigger();
     c.wait_online(&id.device_id, false, Duration::from_secs(10))
         .await
@@ -713,12 +689,8 @@ async fn h626_8_8_web_client_alarm_filters_paging_and_play_from_before() {
     ) else {
         return;
     };
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880011";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     let cam = id.device_id.to_string();
     // More motion alarms than a page holds, then three input alarms a minute apart.
     for i in 0..55u64 {
@@ -774,12 +746,8 @@ async fn h626_8_8_web_client_alarm_filters_paging_and_play_from_before() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_alarm_sms_rate_limited_per_user() {
-    let c = Cluster::start(1).await.unwrap();
-    let id = c.provision(1).await.unwrap().remove(0);
-    let dev = Scripted::start(&c, &id, 0).await;
     let phone = "+15550880008";
-    let owner = c.owner(phone).await.unwrap();
-    c.bind(&owner, &id).await.unwrap();
+    let (c, id, dev, owner) = one_camera(phone).await;
     let cam = id.device_id.to_string();
     let strategy = json!({"armed": true, "sources": ["motion"],
         "linkage": {"sms": true, "snapshot": false, "record": false}});

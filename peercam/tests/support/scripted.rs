@@ -282,3 +282,15 @@ impl AlarmStream {
         }
     }
 }
+
+/// A one-node cluster with one scripted camera, bound to a new owner signed up as `phone`.
+pub(crate) async fn one_camera(
+    phone: &str,
+) -> (Cluster, DeviceIdentity, Scripted, peercam_cu::Client) {
+    let c = Cluster::start(1).await.unwrap();
+    let id = c.provision(1).await.unwrap().remove(0);
+    let dev = Scripted::start(&c, &id, 0).await;
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, &id).await.unwrap();
+    (c, id, dev, owner)
+}
