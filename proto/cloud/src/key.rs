@@ -43,7 +43,7 @@ pub struct Prefix([u8; 16]);
 
 impl Prefix {
     /// The prefix of 16 random bytes (the caller draws them).
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(bytes)
     }
 

@@ -10,7 +10,9 @@
 //! service call into this crate for every format and decision.
 
 mod error;
+pub mod grant;
 pub mod key;
+pub mod object;
 
 pub use error::Error;
 pub use key::{ClipKey, ManifestKey, ObjectKey, Prefix, SegmentKey};
