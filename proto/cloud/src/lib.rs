@@ -9,6 +9,7 @@
 //! The CS (`peercam-cs`), the camera's uploader (`peercam-pu`) and the CMU's grant and key
 //! service call into this crate for every format and decision.
 
+pub mod envelope;
 mod error;
 pub mod grant;
 pub mod key;
