@@ -5,6 +5,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`key`] | object keys (`<prefix>/<yyyy>/<mm>/<dd>/<start>-<seq>.seg`, manifests, clips) and camera prefixes: one spelling each, a parser that refuses anything else |
+//! | [`grant`] | grants (`pcg1`): claims, Ed25519 signing, the CS's ordered checks with one refusal each |
+//! | [`object`] | the upload object (`PCO1`): header, segment table with `peercam_record` sample indexes, samples; deterministic encoding and a decoder that checks everything |
+//! | [`envelope`] | encryption at rest (`PCE1`): 64 KiB AES-256-GCM chunks under a per-object HKDF key, ranged opening; data keys wrapped under the CMU's key |
+//! | [`quota`] | the account pool: admit a write or answer `Full {used, quota, need}`; which objects a prune deletes, and what the asking camera is told |
 //!
 //! The CS (`peercam-cs`), the camera's uploader (`peercam-pu`) and the CMU's grant and key
 //! service call into this crate for every format and decision.
@@ -14,6 +18,7 @@ mod error;
 pub mod grant;
 pub mod key;
 pub mod object;
+pub mod quota;
 
 pub use error::Error;
 pub use key::{ClipKey, ManifestKey, ObjectKey, Prefix, SegmentKey};
