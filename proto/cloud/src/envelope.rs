@@ -95,8 +95,8 @@ impl Header {
 
     /// Reads the header at the start of `bytes` (the rest is ignored).
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let short = Error::Envelope("truncated header");
-        let fixed = bytes.get(..6).ok_or(short.clone())?;
+        const SHORT: Error = Error::Envelope("truncated header");
+        let fixed = bytes.get(..6).ok_or(SHORT)?;
         if &fixed[..4] != MAGIC {
             return Err(Error::Envelope("not an envelope (magic)"));
         }
@@ -104,7 +104,7 @@ impl Header {
             return Err(Error::Envelope("unknown version"));
         }
         let kid_len = usize::from(fixed[5]);
-        let rest = bytes.get(6..6 + kid_len + 32 + 4 + 8).ok_or(short)?;
+        let rest = bytes.get(6..6 + kid_len + 32 + 4 + 8).ok_or(SHORT)?;
         let kid = std::str::from_utf8(&rest[..kid_len])
             .map_err(|_| Error::Envelope("kid is 1 to 32 of A-Z a-z 0-9 . _ -"))?;
         let mut salt = [0u8; 32];

@@ -750,7 +750,7 @@ mod tests {
             ch in prop::sample::select(b"AQgw_-.0az".to_vec()),
         ) {
             let g = sign(&claims(), &cmu_key()).unwrap();
-            let mut b = g.clone().into_bytes();
+            let mut b = g.into_bytes();
             let i = at.index(b.len());
             prop_assume!(b[i] != ch);
             b[i] = ch;

@@ -190,7 +190,9 @@ impl Object {
             }
             let n = check_segment(i, s, self.audio)?;
             segment_frames.push(n);
-            frames = frames.checked_add(n).ok_or(bad("too many frames"))?;
+            frames = frames
+                .checked_add(n)
+                .ok_or_else(|| bad("too many frames"))?;
             bytes += s.data.len() as u64;
             prev_end = s.end_90k;
             encoded_len = encoded_len
@@ -381,7 +383,7 @@ fn check_segment(i: usize, s: &Segment, audio: Option<AudioCodec>) -> Result<u32
     let bad = |reason| Error::Segment { segment: i, reason };
     let samples = index::decode(&s.index, Some(s.data.len() as u64))
         .map_err(|source| Error::SegmentIndex { segment: i, source })?;
-    let first = samples.first().ok_or(bad("no sample"))?;
+    let first = samples.first().ok_or_else(|| bad("no sample"))?;
     if first.sample.track != Track::Video || !first.sample.key {
         return Err(bad("does not start with a video key frame"));
     }
@@ -395,7 +397,7 @@ fn check_segment(i: usize, s: &Segment, audio: Option<AudioCodec>) -> Result<u32
                 if l.sample.pts > span {
                     return Err(bad("a video frame is shown after the segment's end"));
                 }
-                let idr = avcc_has_idr(data).ok_or(bad("a video sample is not AVCC"))?;
+                let idr = avcc_has_idr(data).ok_or_else(|| bad("a video sample is not AVCC"))?;
                 if frames == 0 && !idr {
                     return Err(bad("the first frame holds no IDR NAL unit"));
                 }
