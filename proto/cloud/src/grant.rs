@@ -312,12 +312,7 @@ pub fn verify(
     epoch_of: impl Fn(&Prefix) -> Option<u64>,
     req: &Request<'_>,
 ) -> Result<Claims, Refusal> {
-    let (json, sig) = split(text)?;
-    let claims: Claims = serde_json::from_slice(&json).map_err(|_| Refusal::Form)?;
-    claims.check().map_err(|_| Refusal::Form)?;
-    let key = keys(&claims.kid).ok_or(Refusal::UnknownKid)?;
-    key.verify_strict(&signed_bytes(&json), &sig)
-        .map_err(|_| Refusal::Signature)?;
+    let claims = verify_signature(text, keys)?;
     if claims.aud != req.aud {
         return Err(Refusal::Audience);
     }
@@ -337,6 +332,22 @@ pub fn verify(
     if !in_scope(&claims, &req.target) {
         return Err(Refusal::Scope);
     }
+    Ok(claims)
+}
+
+/// The first three checks of [`verify`] (form, `kid`, signature): the claims of a grant the
+/// CMU signed, whatever it allows and whenever. For logging a refusal (`jti`, `sub`) and for
+/// tests; [`verify`] is the only admission check.
+pub fn verify_signature(
+    text: &str,
+    keys: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<Claims, Refusal> {
+    let (json, sig) = split(text)?;
+    let claims: Claims = serde_json::from_slice(&json).map_err(|_| Refusal::Form)?;
+    claims.check().map_err(|_| Refusal::Form)?;
+    let key = keys(&claims.kid).ok_or(Refusal::UnknownKid)?;
+    key.verify_strict(&signed_bytes(&json), &sig)
+        .map_err(|_| Refusal::Signature)?;
     Ok(claims)
 }
 
@@ -571,6 +582,16 @@ mod tests {
             check(&g, Op::Prune, Target::Prefix(other), NOW),
             Err(Refusal::Scope)
         );
+    }
+
+    #[test]
+    fn h626_8_7_1_grant_signature_alone_gives_claims_for_logging() {
+        let g = sign(&claims(), &cmu_key()).unwrap();
+        // Expired, for another CS, another op: the signature still names who it was.
+        assert_eq!(verify_signature(&g, keys), Ok(claims()));
+        let forged = sign(&claims(), &SigningKey::from_bytes(&[2; 32])).unwrap();
+        assert_eq!(verify_signature(&forged, keys), Err(Refusal::Signature));
+        assert_eq!(verify_signature("pcg1.", keys), Err(Refusal::Form));
     }
 
     fn claims_json() -> String {
