@@ -9,6 +9,7 @@
 //! | [`object`] | the upload object (`PCO1`): header, segment table with `peercam_record` sample indexes, samples; deterministic encoding and a decoder that checks everything |
 //! | [`envelope`] | encryption at rest (`PCE1`): 64 KiB AES-256-GCM chunks under a per-object HKDF key, ranged opening; data keys wrapped under the CMU's key |
 //! | [`quota`] | the account pool: admit a write or answer `Full {used, quota, need}`; which objects a prune deletes, and what the asking camera is told |
+//! | [`upload`] | the camera's outbox: packed, in flight, acked or lost; a live lane (newest first) and a back-fill lane (oldest first); back-off, prune on 507, grant refresh on 401 |
 //!
 //! The CS (`peercam-cs`), the camera's uploader (`peercam-pu`) and the CMU's grant and key
 //! service call into this crate for every format and decision.
@@ -19,6 +20,7 @@ pub mod grant;
 pub mod key;
 pub mod object;
 pub mod quota;
+pub mod upload;
 
 pub use error::Error;
 pub use key::{ClipKey, ManifestKey, ObjectKey, Prefix, SegmentKey};
