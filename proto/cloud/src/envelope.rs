@@ -375,6 +375,34 @@ mod tests {
     }
 
     #[test]
+    fn h626_8_7_1_envelope_construction_by_hand() {
+        // Rebuild the one chunk of a short envelope from the format's definition alone.
+        let s = seal(&DEK, "k1", SALT, b"peercam").unwrap();
+        let mut header = b"PCE1\x01\x02k1".to_vec();
+        header.extend_from_slice(&SALT);
+        header.extend_from_slice(&65_536u32.to_be_bytes());
+        header.extend_from_slice(&7u64.to_be_bytes());
+        assert_eq!(s[..header.len()], header[..]);
+        assert_eq!(s.len(), header.len() + 7 + TAG);
+        let prk = Salt::new(HKDF_SHA256, &SALT).extract(&DEK);
+        let info: [&[u8]; 1] = [b"peercam/cs/object/v1"];
+        let okm = prk.expand(&info, &AES_256_GCM).unwrap();
+        let key = LessSafeKey::new(UnboundKey::from(okm));
+        let mut aad = Sha256::digest(&header).to_vec();
+        aad.extend_from_slice(&0u64.to_be_bytes());
+        aad.push(1);
+        let mut chunk = s[header.len()..].to_vec();
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(aad),
+                &mut chunk,
+            )
+            .unwrap();
+        assert_eq!(plain, b"peercam");
+    }
+
+    #[test]
     fn h626_8_7_1_envelope_refuses_every_tampering() {
         let p = plain(3 * CHUNK + 100);
         let s = seal(&DEK, "k1", SALT, &p).unwrap();

@@ -579,6 +579,38 @@ mod tests {
     }
 
     #[test]
+    fn h626_8_7_1_object_layout_by_hand() {
+        // One segment of one 6-byte IDR frame, no audio.
+        let o = Object {
+            audio: None,
+            sps: vec![0x67],
+            pps: vec![0x68, 0x01],
+            segments: vec![segment(T0, 1, 6, false)],
+            ..object(vec![])
+        };
+        let mut want = b"PCO1".to_vec();
+        want.extend_from_slice(&[3; 16]);
+        want.extend_from_slice(&42u64.to_be_bytes());
+        want.extend_from_slice(&T0.to_be_bytes());
+        want.extend_from_slice(&(T0 + 3600).to_be_bytes());
+        want.extend_from_slice(&1u32.to_be_bytes());
+        want.extend_from_slice(&6u64.to_be_bytes());
+        want.push(0);
+        want.extend_from_slice(&[0, 1, 0x67, 0, 2, 0x68, 0x01]);
+        want.extend_from_slice(&1u16.to_be_bytes());
+        want.extend_from_slice(&T0.to_be_bytes());
+        want.extend_from_slice(&(T0 + 3600).to_be_bytes());
+        want.extend_from_slice(&1u32.to_be_bytes());
+        want.extend_from_slice(&0u64.to_be_bytes());
+        want.extend_from_slice(&6u64.to_be_bytes());
+        // Index: pts delta 0, video, key -> 0x01; size 6.
+        want.extend_from_slice(&2u32.to_be_bytes());
+        want.extend_from_slice(&[0x01, 0x06]);
+        want.extend_from_slice(&[0, 0, 0, 2, 0x65, 0]);
+        assert_eq!(o.encode().unwrap(), want);
+    }
+
+    #[test]
     fn h626_8_7_1_object_refuses_bad_segments() {
         let err = |o: Object| o.encode().unwrap_err();
         // Overlapping in time.
