@@ -12,7 +12,9 @@ use std::path::Path;
 use ed25519_dalek::SigningKey;
 
 fn put(target: &str, name: &str, bytes: impl AsRef<[u8]>) {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     fs::create_dir_all(&d).expect("create seeds dir");
     let p = d.join(name);
     fs::write(&p, bytes).expect("write seed");
@@ -56,9 +58,17 @@ fn main() {
     put(cg, "viewer.txt", sign_grant(&viewer, &cmu).expect("sign"));
     let key = SegmentKey::new(prefix, 1_700_000_000_123, 42).expect("key");
     put(cg, "segment_key.txt", key.to_string());
-    put(cg, "manifest_key.txt", format!("{prefix}/2023/11/14/manifest"));
+    put(
+        cg,
+        "manifest_key.txt",
+        format!("{prefix}/2023/11/14/manifest"),
+    );
     put(cg, "clip_key.txt", format!("{prefix}/clips/c-1.mp4"));
-    assert!(format!("{prefix}/clips/c-1.mp4").parse::<ObjectKey>().is_ok());
+    assert!(
+        format!("{prefix}/clips/c-1.mp4")
+            .parse::<ObjectKey>()
+            .is_ok()
+    );
 
     let t0 = 1_700_000_000_000 * 90;
     let obj = Object {
@@ -67,7 +77,10 @@ fn main() {
         audio: Some(AudioCodec::Pcma),
         sps: vec![0x67, 0x42, 0xc0, 0x1f],
         pps: vec![0x68, 0xce, 0x3c, 0x80],
-        segments: vec![segment(t0, 5, 40, true), segment(t0 + 5 * 3600, 3, 30, true)],
+        segments: vec![
+            segment(t0, 5, 40, true),
+            segment(t0 + 5 * 3600, 3, 30, true),
+        ],
     };
     let one = Object {
         audio: None,
@@ -80,8 +93,20 @@ fn main() {
 
     let ce = "cloud_envelope";
     let dek = [0x5a; 32];
-    put(ce, "empty.bin", seal(&dek, "k1", [1; 32], b"").expect("seal"));
-    put(ce, "object.bin", seal(&dek, "k1", [2; 32], &one.encode().expect("object")).expect("seal"));
+    put(
+        ce,
+        "empty.bin",
+        seal(&dek, "k1", [1; 32], b"").expect("seal"),
+    );
+    put(
+        ce,
+        "object.bin",
+        seal(&dek, "k1", [2; 32], &one.encode().expect("object")).expect("seal"),
+    );
     let two_chunks: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
-    put(ce, "two_chunks.bin", seal(&dek, "k1", [3; 32], &two_chunks).expect("seal"));
+    put(
+        ce,
+        "two_chunks.bin",
+        seal(&dek, "k1", [3; 32], &two_chunks).expect("seal"),
+    );
 }

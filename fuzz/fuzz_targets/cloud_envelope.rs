@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some(chunks) = data.get(c.bytes.start as usize..c.bytes.end as usize) {
                 let part = open_range(&DEK, &h, chunks, r.clone());
                 if let Ok(plain) = &opened {
-                    assert_eq!(part.ok().as_deref(), plain.get(r.start as usize..r.end as usize));
+                    assert_eq!(
+                        part.ok().as_deref(),
+                        plain.get(r.start as usize..r.end as usize)
+                    );
                 }
             }
         } else {
