@@ -511,6 +511,31 @@ mod tests {
         assert_eq!(put(&other_kid, NOW), Err(Refusal::UnknownKid));
         let forged = sign(&claims(), &SigningKey::from_bytes(&[2; 32])).unwrap();
         assert_eq!(put(&forged, NOW), Err(Refusal::Signature));
+        // A kid swapped to another key the CS knows: that key did not sign it.
+        let g2 = SigningKey::from_bytes(&[2; 32]);
+        let both = |kid: &str| match kid {
+            "g1" => Some(cmu_key().verifying_key()),
+            "g2" => Some(g2.verifying_key()),
+            _ => None,
+        };
+        let as_g2 = sign(
+            &Claims {
+                kid: "g2".into(),
+                ..claims()
+            },
+            &cmu_key(),
+        )
+        .unwrap();
+        let req = Request {
+            aud: CS,
+            now_s: NOW,
+            op: Op::Put,
+            target: Target::Key(&k),
+        };
+        assert_eq!(
+            verify(&as_g2, both, epoch_of, &req),
+            Err(Refusal::Signature)
+        );
         let (_, sig) = g.rsplit_once('.').unwrap();
         let swapped = format!(
             "pcg1.{}.{sig}",

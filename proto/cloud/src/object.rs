@@ -24,7 +24,8 @@
 //! give, segments follow each other in time without overlap and in bytes without gap, each
 //! index decodes and adds up to its length, each segment starts with a video IDR (the
 //! index's key flag, and an IDR NAL unit in the sample), every video sample is well-formed
-//! AVCC, and nothing follows the samples.
+//! AVCC, and nothing follows the samples. The CS also compares [`Object::key`] with the key
+//! it was sent under and checks [`Object::check_time`] against its clock.
 
 use peercam_record::index::{self, Track};
 
@@ -41,6 +42,10 @@ pub const MAX_SEGMENTS: usize = 64;
 pub const MAX_SPAN_MS: u64 = 60_000;
 /// Longest time an object spans, 90 kHz.
 pub const MAX_SPAN_90K: u64 = MAX_SPAN_MS * 90;
+/// Oldest start the CS stores, behind its clock: 30 days.
+pub const MAX_AGE_MS: u64 = 30 * 86_400_000;
+/// Furthest start the CS stores ahead of its clock: 5 minutes.
+pub const MAX_AHEAD_MS: u64 = 5 * 60_000;
 /// Longest SPS or PPS.
 pub const MAX_PARAM: usize = 1024;
 
@@ -226,6 +231,24 @@ impl Object {
             segment_frames,
             encoded_len,
         })
+    }
+
+    /// Whether an object starting at `start_ms` may be stored at `now_ms` (Unix ms): not
+    /// older than [`MAX_AGE_MS`] (30 days), not more than [`MAX_AHEAD_MS`] (5 min) ahead.
+    pub fn check_time(start_ms: u64, now_ms: u64) -> Result<(), Error> {
+        if start_ms.saturating_add(MAX_AGE_MS) < now_ms {
+            return Err(Error::Object {
+                at: 28,
+                reason: "starts more than 30 days ago",
+            });
+        }
+        if start_ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+            return Err(Error::Object {
+                at: 28,
+                reason: "starts more than 5 minutes ahead",
+            });
+        }
+        Ok(())
     }
 
     /// The key the object is stored under.
@@ -608,6 +631,18 @@ mod tests {
         want.extend_from_slice(&[0x01, 0x06]);
         want.extend_from_slice(&[0, 0, 0, 2, 0x65, 0]);
         assert_eq!(o.encode().unwrap(), want);
+    }
+
+    #[test]
+    fn h626_8_7_1_object_start_within_30_days_back_5_min_ahead() {
+        let now = 1_796_623_200_000;
+        assert!(Object::check_time(now, now).is_ok());
+        assert!(Object::check_time(now - MAX_AGE_MS, now).is_ok());
+        assert!(Object::check_time(now - MAX_AGE_MS - 1, now).is_err());
+        assert!(Object::check_time(now + MAX_AHEAD_MS, now).is_ok());
+        assert!(Object::check_time(now + MAX_AHEAD_MS + 1, now).is_err());
+        assert!(Object::check_time(0, 0).is_ok());
+        assert!(Object::check_time(u64::MAX, u64::MAX).is_ok());
     }
 
     #[test]
