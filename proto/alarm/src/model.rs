@@ -334,13 +334,22 @@ impl AlarmStrategy {
         }
         for (i, z) in self.zones.iter().enumerate() {
             if z.x >= 1000 || z.y >= 1000 {
-                return Err(Error::invalid(format!("zones[{i}].x"), "x and y 0 to 999"));
+                return Err(Error::invalid(
+                    format!("zones[{i}].x"),
+                    "the zone must start inside the picture: 0 to 999 thousandths",
+                ));
             }
             if z.w == 0 || z.x + z.w > 1000 {
-                return Err(Error::invalid(format!("zones[{i}].w"), "1 to 1000 - x"));
+                return Err(Error::invalid(
+                    format!("zones[{i}].w"),
+                    "the zone must have a width and end inside the picture: x + w at most 1000 thousandths",
+                ));
             }
             if z.h == 0 || z.y + z.h > 1000 {
-                return Err(Error::invalid(format!("zones[{i}].h"), "1 to 1000 - y"));
+                return Err(Error::invalid(
+                    format!("zones[{i}].h"),
+                    "the zone must have a height and end inside the picture: y + h at most 1000 thousandths",
+                ));
             }
         }
         if !(1..=100).contains(&self.sensitivity) {

@@ -95,6 +95,14 @@ function sentence(m) {
 export function form(props, onSubmit, ...kids) {
   const errBox = h('p', { class: 'error', role: 'alert', tabindex: '-1', hidden: true });
   const f = h('form', props, ...kids, errBox);
+  // A field's refusal goes as soon as the user changes that field.
+  f.addEventListener('input', (ev) => {
+    const t = ev.target;
+    if (!t?.id || !t.hasAttribute('aria-invalid')) return;
+    t.removeAttribute('aria-invalid');
+    const m = f.querySelector(`#${CSS.escape(t.id)}-err`);
+    if (m) m.textContent = '';
+  });
   f.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearErrors(f);
