@@ -548,7 +548,7 @@ mod tests {
         fn h626_6_1_8_declining_never_leaves_a_microphone(s in "(m=(audio|video) 9 X\r\n|a=(sendrecv|sendonly|recvonly|inactive)\r?\n|a=mid:[0-9]\r\n|x\r\n){0,12}") {
             let d = decline_microphone(&s);
             proptest::prop_assert!(!offers_microphone(&d), "{}", d);
-            proptest::prop_assert_eq!(decline_microphone(&d), d.clone());
+            proptest::prop_assert_eq!(decline_microphone(&d), d);
         }
     }
 }

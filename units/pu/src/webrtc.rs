@@ -131,7 +131,7 @@ impl Server {
             .map_err(|e| fail("bad_offer", e.to_string()))?;
         let talker = intercom
             .filter(|_| ep.talk_answered())
-            .map(|ic| Talker::new(ic));
+            .map(Talker::new);
         tracing::info!(%client, user = grant.user, ?profile, local = %ep.local_addr(), talk = talker.is_some(), "WebRTC viewer granted");
         let (user_tx, user_rx) = watch::channel(Some(grant.user));
         let (end_tx, end_rx) = oneshot::channel();
