@@ -16,20 +16,30 @@ use peercam_test::tone::{read_wav, rms, sine, tone_share};
 use peercam_test::web::{scenario, web_tests_or_skip};
 use peercam_test::webrtc::Viewer;
 
-/// A camera with a speaker WAV file, bound to an owner.
-async fn world() -> (
+type World = (
     Cluster,
     Client,
     String,
     PathBuf,
     (peercam_pu::Running, peercam_net::Shutdown),
-) {
+);
+
+/// A camera with a speaker WAV file, bound to an owner.
+async fn world() -> World {
+    world_with(false).await
+}
+
+/// Likewise, half duplex or not.
+async fn world_with(half_duplex: bool) -> World {
     let c = Cluster::start(1).await.unwrap();
     let ids = c.provision(1).await.unwrap();
     let wav = c.path().join("speaker.wav");
     let w = wav.clone();
     let pu = c
-        .start_pu_with(&ids[0], 0, |cfg| cfg.speaker_wav = Some(w))
+        .start_pu_with(&ids[0], 0, |cfg| {
+            cfg.speaker_wav = Some(w);
+            cfg.talk_half_duplex = half_duplex;
+        })
         .await
         .unwrap();
     c.wait_online(&ids[0].device_id, true, Duration::from_secs(10))
@@ -82,8 +92,14 @@ async fn h626_6_1_8_talk_tone_reaches_the_speaker() {
     let (c, owner, dev, wav, _pu) = world().await;
     let mut v = talker(&owner, &dev).await;
     v.queue_talk(pcmu_tone(1000.0, 2.0));
+    v.run_while(Duration::from_secs(15), |v| v.talk_sent >= 10)
+        .await;
+    let heard = v.audio_packets;
     v.run_while(Duration::from_secs(15), |v| v.talk_sent >= 100)
         .await;
+    // Full duplex by default: the camera's audio keeps coming while the viewer talks.
+    let during = v.audio_packets - heard;
+    assert!(during >= 50, "{during} audio packets in 1.8 s of talk");
     assert!(
         v.talk_accepted(),
         "the camera declined the owner's microphone"
@@ -179,6 +195,38 @@ async fn h626_6_1_8_second_talker_is_ignored() {
     );
     assert!(hi > 0.9, "1 kHz is {hi} of the energy only");
     assert!(lo < 0.01, "the second talker was heard: 440 Hz share {lo}");
+    c.stop().await;
+}
+
+/// Half duplex (`talk_half_duplex`): while the viewer talks the camera's audio toward it
+/// stops, and comes back once it is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_half_duplex_mutes_the_camera_toward_the_talker() {
+    let (c, owner, dev, wav, _pu) = world_with(true).await;
+    let mut v = talker(&owner, &dev).await;
+    v.run_until(10, Duration::from_secs(15)).await;
+    let a0 = v.audio_packets;
+    v.run_while(Duration::from_secs(1), |_| false).await;
+    assert!(
+        v.audio_packets - a0 >= 30,
+        "{} audio packets in 1 s before talking",
+        v.audio_packets - a0
+    );
+    v.queue_talk(pcmu_tone(1000.0, 2.0));
+    // Past the first 300 ms (what was in flight), nothing while talking.
+    v.run_while(Duration::from_secs(15), |v| v.talk_sent >= 15)
+        .await;
+    let a1 = v.audio_packets;
+    v.run_while(Duration::from_secs(15), |v| v.talk_sent >= 100)
+        .await;
+    let during = v.audio_packets - a1;
+    // Quiet: after the floor's 0.5 s, the camera's audio returns.
+    v.run_while(Duration::from_millis(2000), |_| false).await;
+    let after = v.audio_packets - a1 - during;
+    eprintln!("audio packets: {during} during 1.7 s of talk, {after} in the 2 s after");
+    assert!(during <= 3, "{during} audio packets while talking");
+    assert!(after >= 40, "{after} audio packets after talking");
+    assert!(tone_share(&speaker(&wav), 8000, 1000.0) > 0.9);
     c.stop().await;
 }
 

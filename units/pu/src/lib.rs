@@ -186,6 +186,11 @@ pub struct Config {
     /// the first sound. Default: none, and the camera declines talk.
     #[serde(default)]
     pub speaker_wav: Option<PathBuf>,
+    /// Half duplex talk: while a viewer talks (and for 0.5 s after its last sound), the
+    /// camera's own audio is not sent to that viewer, so its speaker does not echo its voice
+    /// back. Default false (full duplex).
+    #[serde(default)]
+    pub talk_half_duplex: bool,
 }
 
 fn default_rtsp_listen() -> SocketAddr {
@@ -255,6 +260,7 @@ impl Config {
             alarm_gpio_inputs: Vec::new(),
             alarm_output_gpio: None,
             speaker_wav: None,
+            talk_half_duplex: false,
         }
     }
 
@@ -368,6 +374,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
                 p.clone(),
             ))))
         }),
+        talk_half_duplex: config.talk_half_duplex,
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
     // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.

@@ -39,6 +39,8 @@ pub(crate) struct ServerSettings {
     pub(crate) webrtc_ip: std::net::IpAddr,
     /// The camera's speaker, if it has one (talk, 6.1.8).
     pub(crate) intercom: Option<Arc<crate::speaker::Intercom>>,
+    /// Mute the camera's audio toward a viewer while it talks.
+    pub(crate) talk_half_duplex: bool,
 }
 
 impl ServerSettings {

@@ -129,9 +129,7 @@ impl Server {
         let (ep, answer) = Endpoint::answer(offer, &config)
             .await
             .map_err(|e| fail("bad_offer", e.to_string()))?;
-        let talker = intercom
-            .filter(|_| ep.talk_answered())
-            .map(Talker::new);
+        let talker = intercom.filter(|_| ep.talk_answered()).map(Talker::new);
         tracing::info!(%client, user = grant.user, ?profile, local = %ep.local_addr(), talk = talker.is_some(), "WebRTC viewer granted");
         let (user_tx, user_rx) = watch::channel(Some(grant.user));
         let (end_tx, end_rx) = oneshot::channel();
@@ -146,6 +144,7 @@ impl Server {
             sub,
             audio,
             talker,
+            half_duplex: self.settings.talk_half_duplex,
             waiting_key: true,
             started: Instant::now(),
         };
@@ -175,6 +174,8 @@ struct Session {
     sub: Subscription,
     audio: Option<AudioSubscription>,
     talker: Option<Talker>,
+    /// Mute the camera's audio toward this viewer while it talks.
+    half_duplex: bool,
     waiting_key: bool,
     started: Instant,
 }
@@ -240,6 +241,15 @@ impl Drop for Talker {
 }
 
 impl Session {
+    /// Half duplex: whether this viewer is talking, and so does not get the camera's audio.
+    fn muted_for_talk(&self) -> bool {
+        self.half_duplex
+            && self
+                .talker
+                .as_ref()
+                .is_some_and(|t| t.intercom.is_talking(t.id, Instant::now()))
+    }
+
     async fn run(mut self, mut end: oneshot::Receiver<End>) -> Result<&'static str, SessionError> {
         loop {
             for h in self.ep.drain().map_err(SessionError::Endpoint)? {
@@ -291,6 +301,7 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => return Ok("the encoder stopped"),
                 },
                 a = audio => match a {
+                    Ok(_) if self.muted_for_talk() => {}
                     Ok(p) => self.ep.send_audio(p.payload.clone(), p.media_ts).map_err(SessionError::Endpoint)?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => self.audio = None,
