@@ -2,7 +2,8 @@
 // "Hold to talk" with the pointer for PEERCAM_TALK_MS, and lets go. Chromium's fake
 // microphone plays PEERCAM_FAKE_MIC (a WAV file; the Rust test makes a 1 kHz tone and looks
 // for it in the camera's speaker file afterwards). Also checks the Space key and the toggle
-// start and stop the talk, and that the status says so.
+// start and stop the talk, and that the status says so. `pressed_unix_ms` in the output: when
+// each of the three talks was started (Unix ms), for the mouth-to-speaker delay.
 //
 // Inputs (environment):
 //   PEERCAM_WEB_URL                 the CMU
@@ -10,6 +11,7 @@
 //   PEERCAM_DEVICE                  the camera
 //   PEERCAM_FAKE_MIC                the fake microphone's WAV file
 //   PEERCAM_TALK_MS                 how long to hold the button (default 2000)
+//   PEERCAM_WEB_RELAY               1: force TURN (opens the page with ?relay=1)
 // Output: one JSON line; exit status 1 on failure.
 
 import { expect, launch, login, need, newUser, run, step } from './lib.mjs';
@@ -28,11 +30,13 @@ await run(async (result) => {
   const base = need('PEERCAM_WEB_URL').replace(/\/$/, '');
   const device = need('PEERCAM_DEVICE');
   const holdMs = Number(process.env.PEERCAM_TALK_MS ?? '2000');
+  const relay = process.env.PEERCAM_WEB_RELAY === '1';
+  result.relay_forced = relay;
   const browser = await launch({ fakeMicrophone: need('PEERCAM_FAKE_MIC') });
   try {
     const { page, problems } = await newUser(browser);
     await login(page, base, need('PEERCAM_WEB_USER'), need('PEERCAM_WEB_PASSWORD'));
-    await page.goto(`${base}/#/device/${encodeURIComponent(device)}/live`);
+    await page.goto(`${base}/${relay ? '?relay=1' : ''}#/device/${encodeURIComponent(device)}/live`);
     const hold = page.getByRole('button', { name: 'Hold to talk (or hold Space)' });
     await hold.waitFor();
     // Before Play, the button explains itself and sends nothing.
@@ -44,12 +48,15 @@ await run(async (result) => {
     await page.getByRole('button', { name: 'Play', exact: true }).click();
     await page.locator('#path-badge[data-path]').waitFor({ timeout: 20000 });
     await page.waitForFunction(() => window.peercam.lastPlay?.firstFrameAt != null, null, { timeout: 10000 });
+    result.path = await page.locator('#path-badge').getAttribute('data-path');
+    expect(!relay || result.path === 'relay', `relay forced, path ${result.path}`);
     step(result, 'playing');
 
     // Hold with the pointer.
     await hold.scrollIntoViewIfNeeded();
     const box = await hold.boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    result.pressed_unix_ms = [Date.now()];
     await page.mouse.down();
     await statusSays(page, 'Talking…');
     const t0 = Date.now();
@@ -60,16 +67,21 @@ await run(async (result) => {
     result.talk_ms = Math.round(t.stoppedAt - t.startedAt);
     expect(result.talk_ms >= holdMs - 200, `talked ${result.talk_ms} ms`);
     step(result, 'held');
+    // Pauses between the talks, so the camera's speaker file shows three spurts.
+    await page.waitForTimeout(800);
 
     // Space held on the page, then the toggle: each starts and stops the talk (400 ms each).
     await page.locator('h1').click();
+    result.pressed_unix_ms.push(Date.now());
     await page.keyboard.down('Space');
     await statusSays(page, 'Talking…');
     await page.waitForTimeout(400);
     await page.keyboard.up('Space');
     await statusSays(page, 'Not talking');
     step(result, 'space');
+    await page.waitForTimeout(800);
     const toggle = page.locator('#talk-toggle');
+    result.pressed_unix_ms.push(Date.now());
     await toggle.click();
     await statusSays(page, 'Talking…');
     expect(await toggle.getAttribute('aria-pressed') === 'true', 'the toggle shows it is on');

@@ -281,26 +281,126 @@ async fn h626_6_1_8_web_client_hold_to_talk() {
         return;
     };
     let (c, _owner, dev, wav, _pu) = world().await;
+    browser_talks(&c, &dir, &dev, &wav, false).await;
+    c.stop().await;
+}
+
+/// The same through the MTU's TURN relay (`?relay=1`: the browser uses relayed candidates
+/// only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_web_client_hold_to_talk_through_turn() {
+    let Some(dir) = web_tests_or_skip("h626_6_1_8_web_client_hold_to_talk_through_turn") else {
+        return;
+    };
+    const SECRET: &str = "talk-turn-secret";
+    let c = Cluster::start_with(1, |cfg| cfg.turn_secret = Some(SECRET.into()))
+        .await
+        .unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let wav = c.path().join("speaker.wav");
+    let w = wav.clone();
+    let _pu = c
+        .start_pu_with(&ids[0], 0, |cfg| cfg.speaker_wav = Some(w))
+        .await
+        .unwrap();
+    c.wait_online(&ids[0].device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Everything is on loopback here; production keeps loopback denied.
+    let _mtu = c.start_turn_mtu(SECRET, &["127.0.0.0/8"]).await.unwrap();
+    let owner = c.owner("+15550618001").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    // TURN servers reach the CMU with the MTU's load report.
+    for _ in 0..100 {
+        if !owner.ice(&dev).await.unwrap().ice_servers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser_talks(&c, &dir, &dev, &wav, true).await;
+    c.stop().await;
+}
+
+/// Runs `web-tests/talk.mjs` as the owner of `dev` with a 1 kHz fake microphone and checks
+/// the camera's speaker file.
+async fn browser_talks(c: &Cluster, dir: &Path, dev: &str, wav: &Path, relay: bool) {
     let mic = c.path().join("mic-1khz.wav");
     let tone = sine(1000.0, 48_000, 48_000 * 4, 12_000.0);
     std::fs::write(&mic, peercam_test::tone::wav_bytes(&tone, 48_000)).unwrap();
+    // The speaker file's growth, polled every 2 ms: when each talk spurt reached it.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watched = wav.to_owned();
+    let watcher = tokio::spawn(async move {
+        let mut starts = Vec::new();
+        let (mut last_len, mut last_change) = (0u64, 0u128);
+        loop {
+            let len = std::fs::metadata(&watched).map_or(0, |m| m.len());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            if len != last_len {
+                // Growth after 300 ms without: a new spurt.
+                if now - last_change > 300 {
+                    starts.push(now);
+                }
+                (last_len, last_change) = (len, now);
+            }
+            tokio::select! {
+                _ = &mut stop_rx => return starts,
+                () = tokio::time::sleep(Duration::from_millis(2)) => {}
+            }
+        }
+    });
     let r = scenario(
-        &dir,
+        dir,
         "talk.mjs",
         &[
             ("PEERCAM_WEB_URL", c.api.clone()),
             ("PEERCAM_WEB_USER", "+15550618001".to_owned()),
             ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
-            ("PEERCAM_DEVICE", dev.clone()),
+            ("PEERCAM_DEVICE", dev.to_owned()),
             ("PEERCAM_FAKE_MIC", mic.display().to_string()),
             ("PEERCAM_TALK_MS", "2000".to_owned()),
+            (
+                "PEERCAM_WEB_RELAY",
+                if relay { "1" } else { "0" }.to_owned(),
+            ),
         ],
         None,
     )
     .await;
     eprintln!("{r}");
+    if relay {
+        assert_eq!(r["path"], "relay", "{r}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pcm = speaker(&wav);
+    let _ = stop_tx.send(());
+    let starts = watcher.await.unwrap();
+    let pressed: Vec<u128> = r["pressed_unix_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| u128::from(v.as_u64().unwrap()))
+        .collect();
+    // Press to the first sound in the speaker file: the first press opens the microphone.
+    let delays: Vec<i128> = pressed
+        .iter()
+        .map(|p| {
+            starts
+                .iter()
+                .find(|s| *s >= p)
+                .map_or(-1, |s| (*s - *p) as i128)
+        })
+        .collect();
+    eprintln!("press to speaker, ms (pointer with getUserMedia, Space, toggle): {delays:?}");
+    assert_eq!(
+        starts.len(),
+        3,
+        "three talk spurts reached the speaker: {starts:?}"
+    );
+    let pcm = speaker(wav);
     let p = tone_share(&pcm, 8000, 1000.0);
     eprintln!(
         "speaker: {} samples ({:.2} s), rms {:.0}, 1 kHz share {p:.3}",
@@ -316,5 +416,4 @@ async fn h626_6_1_8_web_client_hold_to_talk() {
     );
     assert!(rms(&pcm) > 1000.0, "rms {}", rms(&pcm));
     assert!(p > 0.8, "1 kHz is {p} of the energy only");
-    c.stop().await;
 }
