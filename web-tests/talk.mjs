@@ -12,6 +12,8 @@
 //   PEERCAM_FAKE_MIC                the fake microphone's WAV file
 //   PEERCAM_TALK_MS                 how long to hold the button (default 2000)
 //   PEERCAM_WEB_RELAY               1: force TURN (opens the page with ?relay=1)
+//   PEERCAM_TALK_REFUSED            1: the camera declines talk (it has no speaker): the
+//                                   page must say so, and the scenario stops there
 // Output: one JSON line; exit status 1 on failure.
 
 import { expect, launch, login, need, newUser, run, step } from './lib.mjs';
@@ -51,6 +53,16 @@ await run(async (result) => {
     result.path = await page.locator('#path-badge').getAttribute('data-path');
     expect(!relay || result.path === 'relay', `relay forced, path ${result.path}`);
     step(result, 'playing');
+
+    if (process.env.PEERCAM_TALK_REFUSED === '1') {
+      await hold.scrollIntoViewIfNeeded();
+      await hold.dispatchEvent('pointerdown');
+      await statusSays(page, 'This camera does not accept talk');
+      await hold.dispatchEvent('pointerup');
+      step(result, 'refused');
+      expect(problems.length === 0, `no page errors or CSP violations: ${problems.join('; ')}`);
+      return;
+    }
 
     // Hold with the pointer.
     await hold.scrollIntoViewIfNeeded();

@@ -151,6 +151,48 @@ async fn h626_6_1_8_viewer_without_talk_is_not_heard() {
     c.stop().await;
 }
 
+/// A camera without a speaker (no `speaker_wav`) declines even its owner's microphone; the
+/// video and its audio play; in the browser the talk button says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_camera_without_speaker_declines_talk() {
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let owner = c.owner("+15550618001").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    let mut v = talker(&owner, &dev).await;
+    v.queue_talk(pcmu_tone(1000.0, 1.0));
+    v.run_until(25, Duration::from_secs(15)).await;
+    assert!(
+        !v.talk_accepted(),
+        "a camera without a speaker took the microphone"
+    );
+    assert!(v.frames.len() >= 25, "{} video frames", v.frames.len());
+    assert!(v.audio_packets > 10, "{} audio packets", v.audio_packets);
+    if let Some(dir) = web_tests_or_skip("h626_6_1_8_camera_without_speaker_declines_talk") {
+        let mic = c.path().join("mic-1khz.wav");
+        let tone = sine(1000.0, 48_000, 48_000, 12_000.0);
+        std::fs::write(&mic, peercam_test::tone::wav_bytes(&tone, 48_000)).unwrap();
+        let r = scenario(
+            &dir,
+            "talk.mjs",
+            &[
+                ("PEERCAM_WEB_URL", c.api.clone()),
+                ("PEERCAM_WEB_USER", "+15550618001".to_owned()),
+                ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+                ("PEERCAM_DEVICE", dev.clone()),
+                ("PEERCAM_FAKE_MIC", mic.display().to_string()),
+                ("PEERCAM_TALK_REFUSED", "1".to_owned()),
+            ],
+            None,
+        )
+        .await;
+        assert!(r["steps"].to_string().contains("refused"), "{r}");
+    }
+    c.stop().await;
+}
+
 /// One talker at a time: while the owner talks (1 kHz), a sub-account with `talk` talking
 /// too (440 Hz) is not heard; the speaker holds the owner's tone only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
