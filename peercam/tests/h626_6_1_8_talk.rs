@@ -52,10 +52,20 @@ async fn world_with(half_duplex: bool) -> World {
 
 /// A talking viewer of `dev` as `who` (PCMU audio), its answer taken.
 async fn talker(who: &Client, dev: &str) -> Viewer {
+    talker_with(who, dev, None).await
+}
+
+/// Likewise, with the camera's audio as `audio` asks (`Some(None)`: none).
+async fn talker_with(
+    who: &Client,
+    dev: &str,
+    audio: Option<Option<peercam_signal::play::AudioCodec>>,
+) -> Viewer {
     let (mut v, offer) = Viewer::offer_talk(false).await;
     let play = PlayRequest {
         max_width: Some(352),
         max_height: Some(288),
+        audio,
         ..PlayRequest::default()
     };
     let answer = who.webrtc(dev, &WebRtcOffer { offer, play }).await.unwrap();
@@ -121,6 +131,24 @@ async fn h626_6_1_8_talk_tone_reaches_the_speaker() {
     assert!(rms(&pcm) > 3000.0, "rms {}", rms(&pcm));
     assert!(p > 0.9, "1 kHz is {p} of the energy only");
     assert!(v.frames.len() >= 10, "{} video frames", v.frames.len());
+    c.stop().await;
+}
+
+/// A viewer that takes none of the camera's audio can still talk: the audio line carries
+/// G.711 for its microphone only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_talk_without_the_cameras_audio() {
+    let (c, owner, dev, wav, _pu) = world().await;
+    let mut v = talker_with(&owner, &dev, Some(None)).await;
+    v.queue_talk(pcmu_tone(1000.0, 1.0));
+    v.run_while(Duration::from_secs(15), |v| v.talk_sent >= 50)
+        .await;
+    v.run_until(usize::MAX, Duration::from_millis(300)).await;
+    assert!(v.talk_accepted());
+    assert_eq!(v.audio_packets, 0, "the camera sent audio not asked for");
+    let pcm = speaker(&wav);
+    assert_eq!(pcm.len(), 8000, "{} samples played", pcm.len());
+    assert!(tone_share(&pcm, 8000, 1000.0) > 0.9);
     c.stop().await;
 }
 
