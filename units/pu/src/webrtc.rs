@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use peercam_base::Scope;
 use peercam_net::Shutdown;
 use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening, TalkPacket, offers_microphone};
+use peercam_rtp::talk::TalkDecoder;
 use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -34,7 +35,6 @@ use crate::media::Subscription;
 use crate::media::audio::AudioSubscription;
 use crate::rtsp::{End, Server, watch_end};
 use crate::speaker::{Heard, Intercom};
-use peercam_rtp::talk::TalkDecoder;
 
 /// Why a WebRTC session ended in failure (logged with its `Display`).
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +214,10 @@ impl Talker {
             slot => slot.insert(TalkDecoder::new(p.codec)),
         };
         let pcm = decoder.decode(&p.payload);
+        if pcm.is_empty() {
+            // Nothing to play (an empty or oversized payload): the floor is not taken.
+            return;
+        }
         match self.intercom.hear(self.id, &pcm, Instant::now()) {
             Heard::Played => {
                 if self.busy_logged {
