@@ -35,10 +35,16 @@ export function need(name) {
 
 /**
  * Starts Chromium. playwright-core gives every launch a fresh temporary profile of its own
- * (`--user-data-dir` in a new temporary directory, removed at close).
+ * (`--user-data-dir` in a new temporary directory, removed at close). With `fakeMicrophone`
+ * (the path of a WAV file), getUserMedia is granted without asking and the microphone plays
+ * that file in a loop.
  */
-export async function launch() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+export async function launch({ fakeMicrophone } = {}) {
+  const args = [...CHROMIUM_ARGS];
+  if (fakeMicrophone) {
+    args.push('--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-audio-capture=${fakeMicrophone}`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
 
 /** A browser context for one user: its own storage, the test CA's certificate accepted. */

@@ -15,6 +15,7 @@
 //! | [`h264`] | [`H264Packetizer`] (single NAL, STAP-A, FU-A), [`H264Depacketizer`] (Annex B: `peercam_media::annexb`) |
 //! | [`g711`] | µ-law / A-law companding, 20 ms audio [`g711::Packetizer`] (also frames G.722) |
 //! | [`session`] | [`RtpSender`] (sequence, counts, sender reports), sequence extension, [`ReceiverStats`] |
+//! | `talk` | (feature `talk`) a viewer's microphone, G.711 or G.722 payloads, to 8 kHz PCM for a camera's speaker |
 //!
 //! # Sending (the camera)
 //!
@@ -61,6 +62,8 @@ pub mod h264;
 pub mod packet;
 pub mod rtcp;
 pub mod session;
+#[cfg(feature = "talk")]
+pub mod talk;
 
 mod error;
 

@@ -4,7 +4,10 @@
 //! [`Endpoint::answer`] binds one UDP socket on the unit's LAN address, gathers a host and
 //! (with a STUN server, the MTU's) a server-reflexive candidate, and answers a browser's
 //! receive-only offer with H.264 and, when asked, G.711/G.722 audio and the offer's data
-//! channel. The unit's session task then loops:
+//! channel. When the caller allows talk ([`EndpointConfig::talk`], H.626.4 6.1.8) and the
+//! browser offers its microphone (audio `sendrecv`), the audio is answered `sendrecv` and what
+//! the browser sends comes out as [`Happening::Audio`]; otherwise the audio is answered
+//! `sendonly` as for a receive-only offer. The unit's session task then loops:
 //!
 //! ```text
 //! loop {
@@ -48,6 +51,26 @@ pub struct EndpointConfig {
     pub audio: Option<AudioCodec>,
     /// How long to wait for the STUN server.
     pub stun_timeout: Duration,
+    /// Whether the viewer may talk (H.626.4 6.1.8): answer an audio `sendrecv` offer with
+    /// `sendrecv` and surface the audio received. When `false`, the audio is answered
+    /// `sendonly` (the browser's microphone is declined) whatever the offer says.
+    pub talk: bool,
+}
+
+/// One audio packet the browser sent (talk, H.626.4 6.1.8): an RTP payload of a codec the
+/// answer accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TalkPacket {
+    /// The payload's codec.
+    pub codec: AudioCodec,
+    /// The RTP payload type it came with.
+    pub pt: u8,
+    /// The RTP timestamp (8 kHz for all three codecs).
+    pub rtp_ts: u32,
+    /// The RTP sequence number, extended to 64 bits (it only grows).
+    pub seq: u64,
+    /// The payload.
+    pub payload: Vec<u8>,
 }
 
 /// What the session task learns from the engine.
@@ -61,6 +84,8 @@ pub enum Happening {
     Text(String),
     /// The browser went away (ICE disconnected, DTLS closed).
     Closed,
+    /// The browser's microphone: one audio packet (only when talk was answered).
+    Audio(TalkPacket),
 }
 
 /// One browser's WebRTC session.
@@ -70,7 +95,9 @@ pub struct Endpoint {
     local: SocketAddr,
     video: Option<(Mid, Pt)>,
     audio: Option<(Mid, Pt)>,
+    audio_mid: Option<Mid>,
     audio_codec: Option<AudioCodec>,
+    talk: bool,
     channel: Option<ChannelId>,
     deadline: Instant,
     connected: bool,
@@ -94,17 +121,27 @@ impl Endpoint {
             .filter_map(|c| c.split(' ').skip_while(|w| *w != "typ").nth(1))
             .collect();
         tracing::debug!(candidates = ?kinds, "WebRTC offer");
-        let offer = SdpOffer::from_sdp_string(offer)
+        // The answer's directions are the offer's inverted: a microphone not allowed is
+        // declined by reading the offer's audio as receive-only.
+        let talk = config.talk && offers_microphone(offer);
+        let offer = if talk {
+            std::borrow::Cow::Borrowed(offer)
+        } else {
+            std::borrow::Cow::Owned(decline_microphone(offer))
+        };
+        let offer = SdpOffer::from_sdp_string(&offer)
             .map_err(|e| webrtc_err("the offer does not parse", e))?;
         let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)).await?;
         let local = socket.local_addr()?;
         let candidates = crate::gather(&socket, config.stun, config.stun_timeout).await?;
         let a = config.audio;
+        // Talk without the camera's own audio still needs a codec on the audio line: G.711.
+        let talk_only = talk && a.is_none();
         let mut rtc_config = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
-            .enable_pcmu(a == Some(AudioCodec::Pcmu), false)
-            .enable_pcma(a == Some(AudioCodec::Pcma), false)
+            .enable_pcmu(a == Some(AudioCodec::Pcmu) || talk_only, false)
+            .enable_pcma(a == Some(AudioCodec::Pcma) || talk_only, false)
             .enable_g722(a == Some(AudioCodec::G722), false);
         // Checks start before the browser's TURN permissions exist, so the first ones are
         // lost: retry fast (50 ms, doubling to at most 1 s) instead of str0m's 250 ms
@@ -139,7 +176,9 @@ impl Endpoint {
             local,
             video: None,
             audio: None,
+            audio_mid: None,
             audio_codec: a,
+            talk,
             channel: None,
             deadline: Instant::now(),
             connected: false,
@@ -157,6 +196,11 @@ impl Endpoint {
     /// Whether ICE and DTLS are up.
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Whether the answer takes the browser's microphone (talk allowed and offered).
+    pub fn talk_answered(&self) -> bool {
+        self.talk
     }
 
     /// Whether the browser accepted a data channel.
@@ -207,6 +251,22 @@ impl Endpoint {
                         }
                     }
                     Event::ChannelClose(id) if self.channel == Some(id) => self.channel = None,
+                    Event::MediaData(d) if self.talk && Some(d.mid) == self.audio_mid => {
+                        let codec = match d.params.spec().codec {
+                            Codec::PCMU => AudioCodec::Pcmu,
+                            Codec::PCMA => AudioCodec::Pcma,
+                            Codec::G722 => AudioCodec::G722,
+                            _ => continue,
+                        };
+                        out.push(Happening::Audio(TalkPacket {
+                            codec,
+                            pt: *d.pt,
+                            // The RTP timestamp: 32 bits on the wire.
+                            rtp_ts: d.time.numer() as u32,
+                            seq: **d.seq_range.start(),
+                            payload: d.data.to_vec(),
+                        }));
+                    }
                     _ => {}
                 },
             }
@@ -270,6 +330,7 @@ impl Endpoint {
                 }
             }
             MediaKind::Audio => {
+                self.audio_mid = Some(mid);
                 let want = match self.audio_codec {
                     Some(AudioCodec::Pcmu) => Codec::PCMU,
                     Some(AudioCodec::Pcma) => Codec::PCMA,
@@ -351,5 +412,143 @@ impl Endpoint {
     pub fn close(&mut self) {
         self.rtc.disconnect();
         self.closed = true;
+    }
+}
+
+/// The lines of `sdp` with the media section each belongs to (`None` before the first
+/// `m=`): `Some("audio")`, `Some("video")`, ...
+fn sections(sdp: &str) -> impl Iterator<Item = (Option<&str>, &str)> {
+    let mut kind = None;
+    sdp.split_inclusive('\n').map(move |line| {
+        if let Some(rest) = line.strip_prefix("m=") {
+            kind = rest.split(' ').next();
+        }
+        (kind, line)
+    })
+}
+
+/// The direction attribute of an SDP line, without its line end.
+fn direction(line: &str) -> Option<&str> {
+    match line.trim_end() {
+        d @ ("a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive") => Some(d),
+        _ => None,
+    }
+}
+
+/// Whether an offer's audio sends (its direction `sendrecv` or `sendonly`; an audio section
+/// without a direction is `sendrecv`, RFC 4566 6).
+pub fn offers_microphone(offer: &str) -> bool {
+    let mut audio = false;
+    let mut sends = false;
+    let mut seen_dir = false;
+    for (kind, line) in sections(offer) {
+        if line.starts_with("m=") {
+            if audio && (sends || !seen_dir) {
+                return true;
+            }
+            audio = kind == Some("audio");
+            sends = false;
+            seen_dir = false;
+        } else if audio && let Some(d) = direction(line) {
+            seen_dir = true;
+            sends = matches!(d, "a=sendrecv" | "a=sendonly");
+        }
+    }
+    audio && (sends || !seen_dir)
+}
+
+/// The offer with its audio sections' sending declined: `sendrecv` read as `recvonly`,
+/// `sendonly` as `inactive`, so the answer is `sendonly` or `inactive` for audio.
+pub fn decline_microphone(offer: &str) -> String {
+    let mut out = String::with_capacity(offer.len() + 16);
+    let mut pending_dir = false;
+    for (kind, line) in sections(offer) {
+        if line.starts_with("m=") {
+            if pending_dir {
+                out.push_str("a=recvonly\r\n");
+            }
+            pending_dir = kind == Some("audio");
+            out.push_str(line);
+            continue;
+        }
+        if kind == Some("audio")
+            && let Some(d) = direction(line)
+        {
+            pending_dir = false;
+            let end = &line[d.len()..];
+            out.push_str(match d {
+                "a=sendrecv" => "a=recvonly",
+                "a=sendonly" => "a=inactive",
+                other => other,
+            });
+            out.push_str(end);
+            continue;
+        }
+        out.push_str(line);
+    }
+    if pending_dir {
+        if !out.ends_with('\n') {
+            out.push_str("\r\n");
+        }
+        out.push_str("a=recvonly\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:1\r\na=sendrecv\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn h626_6_1_8_microphone_in_the_offer() {
+        assert!(offers_microphone(OFFER));
+        assert!(!offers_microphone(
+            &OFFER.replace("a=sendrecv", "a=recvonly")
+        ));
+        assert!(offers_microphone(
+            &OFFER.replace("a=sendrecv", "a=sendonly")
+        ));
+        assert!(!offers_microphone(
+            &OFFER.replace("a=sendrecv", "a=inactive")
+        ));
+        // No direction: sendrecv.
+        assert!(offers_microphone(&OFFER.replace("a=sendrecv\r\n", "")));
+        // A video that sends does not count.
+        let v = OFFER
+            .replace("a=recvonly", "a=sendrecv")
+            .replace("a=mid:1\r\na=sendrecv", "a=mid:1\r\na=recvonly");
+        assert!(!offers_microphone(&v));
+        assert!(!offers_microphone("v=0\r\n"));
+    }
+
+    #[test]
+    fn h626_6_1_8_declined_microphone_reads_receive_only() {
+        let d = decline_microphone(OFFER);
+        assert!(!offers_microphone(&d));
+        assert!(d.contains("a=mid:1\r\na=recvonly\r\na=rtpmap"), "{d}");
+        // Video untouched.
+        assert!(d.contains("a=mid:0\r\na=recvonly\r\nm=audio"), "{d}");
+        assert_eq!(d.len(), OFFER.len());
+        let d = decline_microphone(&OFFER.replace("a=sendrecv", "a=sendonly"));
+        assert!(d.contains("a=inactive"));
+        let d = decline_microphone(&OFFER.replace("a=sendrecv\r\n", ""));
+        assert!(!offers_microphone(&d), "{d}");
+        assert!(d.ends_with("a=recvonly\r\n"));
+        // Unchanged when there is nothing to decline.
+        let r = OFFER.replace("a=sendrecv", "a=recvonly");
+        assert_eq!(decline_microphone(&r), r);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn h626_6_1_8_declining_never_leaves_a_microphone(s in "(m=(audio|video) 9 X\r\n|a=(sendrecv|sendonly|recvonly|inactive)\r?\n|a=mid:[0-9]\r\n|x\r\n){0,12}") {
+            let d = decline_microphone(&s);
+            proptest::prop_assert!(!offers_microphone(&d), "{}", d);
+            proptest::prop_assert_eq!(decline_microphone(&d), d);
+        }
     }
 }

@@ -79,6 +79,8 @@ impl Media {
             stun: req.stun,
             audio: None,
             stun_timeout: Duration::from_millis(800),
+            // Nobody talks to a recording.
+            talk: false,
         };
         let (ep, answer) = Endpoint::answer(&req.offer, &config)
             .await
@@ -191,7 +193,7 @@ impl Session {
                     }
                     Happening::Text(t) => self.control(&t).await,
                     Happening::Closed => return Ok("the viewer left"),
-                    Happening::KeyframeRequest => {}
+                    Happening::KeyframeRequest | Happening::Audio(_) => {}
                 }
             }
             if !self.ep.is_connected() && self.started.elapsed() > CONNECT_WITHIN {

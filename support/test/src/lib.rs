@@ -12,6 +12,7 @@
 )]
 
 pub mod natlab;
+pub mod tone;
 pub mod web;
 pub mod webrtc;
 

@@ -1,13 +1,15 @@
-//! A receive-only WebRTC viewer built on str0m, standing in for a browser in tests of the
-//! camera's live view and the recorders' playback (Chromium drives the same endpoints in
-//! the browser tests).
+//! A WebRTC viewer built on str0m, standing in for a browser in tests of the camera's live
+//! view and the recorders' playback (Chromium drives the same endpoints in the browser
+//! tests): receive-only, or sending a microphone's PCMU for talk (H.626.4 6.1.8).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -49,12 +51,27 @@ pub struct Viewer {
     started: Instant,
     /// The camera or recorder went away.
     pub closed: bool,
+    /// PCMU payloads to send, one every 20 ms once connected.
+    talk: VecDeque<Vec<u8>>,
+    next_talk: Instant,
+    talk_ts: u32,
+    /// Talk payloads sent.
+    pub talk_sent: usize,
 }
 
 impl Viewer {
     /// Makes an offer for video and audio, and a data channel when `channel`; returns the
     /// viewer and the offer's SDP.
     pub async fn offer(channel: bool) -> (Self, String) {
+        Self::offer_with(channel, Direction::RecvOnly).await
+    }
+
+    /// Like [`offer`](Self::offer), with the audio `sendrecv`: a microphone for talk.
+    pub async fn offer_talk(channel: bool) -> (Self, String) {
+        Self::offer_with(channel, Direction::SendRecv).await
+    }
+
+    async fn offer_with(channel: bool, audio_dir: Direction) -> (Self, String) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let local = socket.local_addr().expect("local address");
         let mut rtc = Rtc::builder()
@@ -65,7 +82,7 @@ impl Viewer {
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, audio_dir, None, None, None);
         if channel {
             api.add_channel("control".into());
         }
@@ -85,6 +102,10 @@ impl Viewer {
             connected_after: None,
             started: Instant::now(),
             closed: false,
+            talk: VecDeque::new(),
+            next_talk: Instant::now(),
+            talk_ts: 0,
+            talk_sent: 0,
         };
         (v, offer.to_sdp_string())
     }
@@ -107,6 +128,51 @@ impl Viewer {
             .unwrap_or(false)
     }
 
+    /// Queues PCMU payloads (20 ms each) to send, paced in real time once connected.
+    pub fn queue_talk(&mut self, payloads: impl IntoIterator<Item = Vec<u8>>) {
+        self.talk.extend(payloads);
+    }
+
+    /// Whether the answer accepted the viewer's audio (`sendrecv` or `recvonly` for the
+    /// device).
+    pub fn talk_accepted(&self) -> bool {
+        self.rtc
+            .media(self.audio)
+            .is_some_and(|m| m.direction().is_sending())
+    }
+
+    /// Sends the next talk payload if one is due.
+    fn send_talk(&mut self) {
+        let now = Instant::now();
+        if self.connected_after.is_none() || self.talk.is_empty() || now < self.next_talk {
+            return;
+        }
+        let Some(pt) = self.rtc.writer(self.audio).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == Codec::PCMU)
+                .map(|p| p.pt())
+        }) else {
+            return;
+        };
+        let Some(payload) = self.talk.pop_front() else {
+            return;
+        };
+        let t = MediaTime::new(u64::from(self.talk_ts), Frequency::EIGHT_KHZ);
+        self.talk_ts = self
+            .talk_ts
+            .wrapping_add(u32::try_from(payload.len()).unwrap_or(160));
+        if let Some(w) = self.rtc.writer(self.audio)
+            && w.write(pt, now, t, payload).is_ok()
+        {
+            self.talk_sent += 1;
+        }
+        // Paced at 20 ms; after a stall, resume from now rather than burst.
+        self.next_talk += Duration::from_millis(20);
+        if self.next_talk + Duration::from_millis(100) < now {
+            self.next_talk = now;
+        }
+    }
+
     /// Whether the data channel is open.
     pub fn channel_open(&self) -> bool {
         self.channel.is_some()
@@ -117,6 +183,7 @@ impl Viewer {
         let end = Instant::now() + within;
         let mut buf = vec![0u8; 2048];
         loop {
+            self.send_talk();
             let deadline = loop {
                 if !self.rtc.is_alive() {
                     self.closed = true;
@@ -149,6 +216,11 @@ impl Viewer {
             if done(self) || self.closed || Instant::now() >= end {
                 return done(self);
             }
+            let deadline = if self.talk.is_empty() || self.connected_after.is_none() {
+                deadline
+            } else {
+                deadline.min(self.next_talk)
+            };
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(end.saturating_duration_since(Instant::now()))

@@ -4,14 +4,14 @@
 import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
-import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339 } from './live.js';
+import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 
 export const VERSION = '0.1.0';
 /** The client platform name of 8.11.2 (the `model` of a client release). */
 const PLATFORM = 'web';
 const SCOPES = ['live', 'playback', 'ptz', 'talk', 'config'];
 const SCOPE_LABEL = {
-  live: 'Live view', playback: 'Recordings', ptz: 'Pan, tilt, zoom', talk: 'Talk (intercom not available yet)', config: 'Settings',
+  live: 'Live view', playback: 'Recordings', ptz: 'Pan, tilt, zoom', talk: 'Talk (intercom)', config: 'Settings',
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -591,6 +591,7 @@ route(/^#\/device\/([^/]+)\/live$/, async (main, id) => {
       video,
       forceRelay: new URLSearchParams(location.search).get('relay') === '1',
       request: { max_width: dims[0], max_height: dims[1], max_fps: 25, audio: 'pcmu' },
+      talk: d.scopes.includes('talk'),
       onPath: (p) => {
         pathBadge.textContent = PATH_LABEL[p.shown];
         pathBadge.className = `badge path ${p.shown}`;
@@ -667,6 +668,7 @@ route(/^#\/device\/([^/]+)\/live$/, async (main, id) => {
     status));
   main.append(layout);
   if (d.scopes.includes('ptz')) layout.append(ptzPanel(d, video));
+  if (d.scopes.includes('talk')) layout.append(talkPanel(() => live));
   if (!d.online) status.textContent = 'The camera is offline. Check its power and network, then press Play.';
 });
 

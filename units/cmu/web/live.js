@@ -7,6 +7,11 @@
 // Timing hooks for the benchmark: window.peercam.lastPlay = { clickedAt, connectedAt,
 // firstFrameAt, path } (performance.now() milliseconds).
 //
+// Talk (intercom, H.626.4 6.1.8): with `talk`, the offer's audio is `sendrecv` with no track
+// yet; talk.js puts the microphone on it with `setMicrophone` (replaceTrack, no
+// renegotiation) while the user talks. The camera answers `sendrecv` only when the user's
+// grant holds `talk` and the camera has a speaker; `talkAccepted` tells.
+//
 // Playback of recordings (8.7.2.2, 8.7.3) is WebRTC too, from the recorder (NVR or the
 // camera's SD card), steered on a data channel: PlaybackSession below.
 //   POST /api/v1/devices/{id}/recordings/webrtc { offer, start, recorder? } -> { answer, session }
@@ -27,6 +32,7 @@ export class LiveSession {
    * @param {HTMLVideoElement} o.video
    * @param {boolean} o.forceRelay  TURN only (`?relay=1`)
    * @param {object} o.request      max_width, max_height, max_fps, audio
+   * @param {boolean} [o.talk]      offer the microphone (sendrecv audio) for talk
    * @param {Function} [o.onPath]   called with { shown: 'direct'|'relay', kind, local, remote }
    * @param {Function} [o.onStats]  called with { connect_ms, bytes } every second
    */
@@ -54,7 +60,12 @@ export class LiveSession {
     const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.forceRelay ? 'relay' : 'all' });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
-    if (this.request.audio !== 'none') pc.addTransceiver('audio', { direction: 'recvonly' });
+    const hearing = this.request.audio !== 'none';
+    if (this.talk) {
+      this.audioTransceiver = pc.addTransceiver('audio', { direction: hearing ? 'sendrecv' : 'sendonly' });
+    } else if (hearing) {
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+    }
     pc.addEventListener('track', (ev) => {
       this.stream.addTrack(ev.track);
       if (this.video.srcObject !== this.stream) this.video.srcObject = this.stream;
@@ -81,6 +92,8 @@ export class LiveSession {
     if (this.stopped) return;
     this.session = r.session;
     await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
+    const dir = this.audioTransceiver?.currentDirection;
+    this.talkAccepted = dir === 'sendrecv' || dir === 'sendonly';
     await withTimeout(connected, CONNECT_TIMEOUT_MS, 'The camera did not connect within 15 seconds. Check that it is online and try again.');
     mark.connectedAt = performance.now();
     this.connectMs = Math.round(mark.connectedAt - clickedAt);
@@ -101,6 +114,17 @@ export class LiveSession {
     this.timer = setInterval(async () => {
       this.onStats?.({ connect_ms: this.connectMs, bytes: await bytesReceived(pc) });
     }, 1000);
+  }
+
+  /** Whether the session is up and the camera takes the microphone. */
+  get canTalk() {
+    return !this.stopped && !!this.talkAccepted && this.pc?.connectionState === 'connected';
+  }
+
+  /** Sends `track` (a microphone) to the camera, or nothing with `null`. */
+  async setMicrophone(track) {
+    if (!this.audioTransceiver || this.stopped) return;
+    await this.audioTransceiver.sender.replaceTrack(track);
   }
 
   /** Closes the connection and reports the session (keepalive: the page is going away). */
@@ -426,4 +450,147 @@ async function bytesReceived(pc) {
     if (s.type === 'inbound-rtp') n += s.bytesReceived ?? 0;
   });
   return n;
+}
+
+/** An element with attributes and children (text or elements). */
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) e.setAttribute(k, v);
+  e.append(...kids);
+  return e;
+}
+
+/** Whether a key press belongs to a form field rather than to the page. */
+function typing(target) {
+  return target instanceof Element && target.closest('input, textarea, select, [contenteditable]') != null;
+}
+
+/**
+ * The talk controls of the live view (intercom, H.626.4 6.1.8), for a user whose scopes on
+ * the device hold `talk`: "Hold to talk" (pointer held down, or Space held anywhere on the
+ * page but in a form field) and a "Talk" toggle. The microphone is asked for on first use
+ * only, and kept open until the page is left, so a press starts sending at once: it is put
+ * on the live session's audio with replaceTrack and taken off on release (no renegotiation,
+ * nothing is sent while not talking).
+ *
+ * @param {Function} getLive  returns the current LiveSession, or null
+ * @returns {HTMLElement}
+ */
+export function talkPanel(getLive) {
+  const holdBtn = el('button', { type: 'button', id: 'talk-hold', class: 'talk', 'aria-label': 'Hold to talk (or hold Space)' }, 'Hold to talk');
+  const toggleBtn = el('button', { type: 'button', id: 'talk-toggle', 'aria-pressed': 'false' }, 'Talk');
+  const status = el('p', { id: 'talk-status', class: 'muted', role: 'status', 'aria-live': 'polite' }, 'Press Play, then hold the button (or Space) to talk to the camera.');
+  const panel = el('section', { class: 'talk-panel', 'aria-label': 'Talk to the camera' }, el('div', { class: 'live-bar' }, holdBtn, toggleBtn), status);
+  let mic = null;
+  let micPromise = null;
+  let want = null; // 'hold' | 'toggle' | null
+  let talkingOn = null;
+
+  const show = (text) => { status.textContent = text; };
+  const microphone = () => {
+    if (mic && mic.readyState === 'live') return Promise.resolve(mic);
+    micPromise ??= navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } })
+      .then((s) => { mic = s.getAudioTracks()[0]; return mic; })
+      .finally(() => { micPromise = null; });
+    return micPromise;
+  };
+  const render = () => {
+    const on = talkingOn != null;
+    holdBtn.classList.toggle('active', on && want === 'hold');
+    toggleBtn.setAttribute('aria-pressed', String(on && want === 'toggle'));
+    toggleBtn.textContent = on && want === 'toggle' ? 'Stop talking' : 'Talk';
+  };
+  const start = async (how) => {
+    if (want) return;
+    want = how;
+    const live = getLive();
+    if (!live?.canTalk) {
+      want = null;
+      render();
+      if (!live || live.stopped || live.talkAccepted == null) show('Press Play first: talk goes with the live view.');
+      else if (!live.talkAccepted) show('This camera does not accept talk (it has no speaker, or your access does not include talk).');
+      else show('Not connected to the camera. Press Play, then try again.');
+      return;
+    }
+    let track;
+    try {
+      track = await microphone();
+    } catch (e) {
+      want = null;
+      render();
+      show(e?.name === 'NotAllowedError' || e?.name === 'SecurityError'
+        ? 'Microphone blocked. Allow the microphone for this site in the browser, then try again.'
+        : `No microphone: ${e?.message ?? e}. Connect one, then try again.`);
+      return;
+    }
+    if (want !== how) return; // Released while the browser asked.
+    try {
+      await live.setMicrophone(track);
+    } catch (e) {
+      want = null;
+      render();
+      show(`Talk failed: ${e?.message ?? e}`);
+      return;
+    }
+    talkingOn = live;
+    window.peercam.talk = { startedAt: performance.now() };
+    render();
+    show('Talking…');
+  };
+  const stop = async (how) => {
+    if (want !== how) return;
+    want = null;
+    const live = talkingOn;
+    talkingOn = null;
+    render();
+    await live?.setMicrophone(null).catch(() => {});
+    if (window.peercam.talk) window.peercam.talk.stoppedAt = performance.now();
+    show('Not talking. Hold the button (or Space) to talk.');
+  };
+
+  holdBtn.addEventListener('pointerdown', (ev) => {
+    ev.preventDefault();
+    try {
+      holdBtn.setPointerCapture?.(ev.pointerId);
+    } catch {
+      // Not an active pointer (a synthetic event): release comes on pointerup anyway.
+    }
+    start('hold');
+  });
+  for (const t of ['pointerup', 'pointercancel', 'lostpointercapture']) holdBtn.addEventListener(t, () => stop('hold'));
+  holdBtn.addEventListener('contextmenu', (ev) => ev.preventDefault());
+  toggleBtn.addEventListener('click', () => (want === 'toggle' ? stop('toggle') : start('toggle')));
+
+  const keys = new AbortController();
+  const gone = () => {
+    if (panel.isConnected) return false;
+    keys.abort();
+    mic?.stop();
+    return true;
+  };
+  window.addEventListener('keydown', (ev) => {
+    if (gone() || ev.code !== 'Space' || ev.repeat || typing(ev.target)) return;
+    if (ev.target instanceof HTMLButtonElement && ev.target !== holdBtn) return;
+    ev.preventDefault();
+    start('hold');
+  }, { signal: keys.signal });
+  window.addEventListener('keyup', (ev) => {
+    if (gone() || ev.code !== 'Space') return;
+    if (want === 'hold') ev.preventDefault();
+    stop('hold');
+  }, { signal: keys.signal });
+  // The live view ends (Stop, or the connection drops): so does the talk.
+  const watch = setInterval(() => {
+    if (gone()) {
+      clearInterval(watch);
+      return;
+    }
+    if (talkingOn && !talkingOn.canTalk) {
+      want = null;
+      talkingOn = null;
+      render();
+      show('Talk ended: the live view stopped.');
+    }
+  }, 250);
+  return panel;
 }

@@ -25,6 +25,7 @@ pub mod onvif;
 mod rtsp;
 mod sd;
 mod snapshot;
+pub mod speaker;
 pub mod upgrade;
 mod webrtc;
 pub mod wlan;
@@ -180,6 +181,16 @@ pub struct Config {
     /// The alarm output's GPIO value file (`1` on, `0` off). Default: none, simulated.
     #[serde(default)]
     pub alarm_output_gpio: Option<PathBuf>,
+    /// The camera's speaker as a WAV file (16-bit PCM, mono, 8 kHz): what viewers with the
+    /// `talk` scope say to the camera (intercom, H.626.4 6.1.8) is written there, created on
+    /// the first sound. Default: none, and the camera declines talk.
+    #[serde(default)]
+    pub speaker_wav: Option<PathBuf>,
+    /// Half duplex talk: while a viewer talks (and for 0.5 s after its last sound), the
+    /// camera's own audio is not sent to that viewer, so its speaker does not echo its voice
+    /// back. Default false (full duplex).
+    #[serde(default)]
+    pub talk_half_duplex: bool,
 }
 
 fn default_rtsp_listen() -> SocketAddr {
@@ -248,6 +259,8 @@ impl Config {
             scene_motion: true,
             alarm_gpio_inputs: Vec::new(),
             alarm_output_gpio: None,
+            speaker_wav: None,
+            talk_half_duplex: false,
         }
     }
 
@@ -364,6 +377,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
         webrtc_ip: peercam_net::agent::advertised_ip(&advertise),
+        intercom: config.speaker_wav.as_ref().map(|p| {
+            Arc::new(speaker::Intercom::new(Box::new(speaker::WavFile::new(
+                p.clone(),
+            ))))
+        }),
+        talk_half_duplex: config.talk_half_duplex,
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
     // H.626.4 8.3 step 1: gateway port mappings, reported with the local addresses.

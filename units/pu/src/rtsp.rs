@@ -37,6 +37,10 @@ pub(crate) struct ServerSettings {
     pub(crate) revocations: broadcast::Sender<Revocation>,
     /// The address WebRTC sessions bind to: the one the camera reports for its LAN.
     pub(crate) webrtc_ip: std::net::IpAddr,
+    /// The camera's speaker, if it has one (talk, 6.1.8).
+    pub(crate) intercom: Option<Arc<crate::speaker::Intercom>>,
+    /// Mute the camera's audio toward a viewer while it talks.
+    pub(crate) talk_half_duplex: bool,
 }
 
 impl ServerSettings {

@@ -12,20 +12,29 @@
 //! The session runs as one task: socket datagrams, the engine's timeouts, access units and
 //! audio frames in; it ends when the viewer goes (ICE disconnected, DTLS closed), when the
 //! platform revokes the viewer (8.6, D5), or at shutdown.
+//!
+//! Talk (intercom, 6.1.8): the camera judges the `talk` scope of the grant like the others.
+//! A viewer that holds it, on a camera with a speaker, gets its microphone answered
+//! (`sendrecv` audio) and heard through [`crate::speaker`]; any other viewer's microphone is
+//! declined (`sendonly` audio) and the camera logs why, while its video and the camera's
+//! audio play as usual. A revoked session stops talking with the session, at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use peercam_base::Scope;
 use peercam_net::Shutdown;
-use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening};
+use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening, TalkPacket, offers_microphone};
+use peercam_rtp::talk::TalkDecoder;
 use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::media::Subscription;
 use crate::media::audio::AudioSubscription;
 use crate::rtsp::{End, Server, watch_end};
+use crate::speaker::{Heard, Intercom};
 
 /// Why a WebRTC session ended in failure (logged with its `Display`).
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +105,32 @@ impl Server {
                 .and_then(|mut a| a.find(SocketAddr::is_ipv4)),
             None => None,
         };
+        // 6.1.8: the microphone is taken only from a viewer granted `talk`, by a camera that
+        // has a speaker.
+        let intercom = match &self.settings.intercom {
+            Some(ic) if grant.scopes.contains(Scope::Talk) => Some(ic.clone()),
+            _ if !offers_microphone(offer) => None,
+            Some(_) => {
+                tracing::info!(%client, user = grant.user, "talk refused: the viewer's grant does not hold the talk scope; video and the camera's audio only");
+                None
+            }
+            None => {
+                tracing::info!(%client, user = grant.user, "talk declined: this camera has no speaker (speaker_wav is not set)");
+                None
+            }
+        };
         let config = EndpointConfig {
             bind_ip: self.settings.webrtc_ip,
             stun,
             audio: audio.as_ref().map(|a| a.codec),
             stun_timeout: Duration::from_millis(800),
+            talk: intercom.is_some(),
         };
         let (ep, answer) = Endpoint::answer(offer, &config)
             .await
             .map_err(|e| fail("bad_offer", e.to_string()))?;
-        tracing::info!(%client, user = grant.user, ?profile, local = %ep.local_addr(), "WebRTC viewer granted");
+        let talker = intercom.filter(|_| ep.talk_answered()).map(Talker::new);
+        tracing::info!(%client, user = grant.user, ?profile, local = %ep.local_addr(), talk = talker.is_some(), "WebRTC viewer granted");
         let (user_tx, user_rx) = watch::channel(Some(grant.user));
         let (end_tx, end_rx) = oneshot::channel();
         tokio::spawn(watch_end(
@@ -118,6 +143,8 @@ impl Server {
             ep,
             sub,
             audio,
+            talker,
+            half_duplex: self.settings.talk_half_duplex,
             waiting_key: true,
             started: Instant::now(),
         };
@@ -146,11 +173,87 @@ struct Session {
     ep: Endpoint,
     sub: Subscription,
     audio: Option<AudioSubscription>,
+    talker: Option<Talker>,
+    /// Mute the camera's audio toward this viewer while it talks.
+    half_duplex: bool,
     waiting_key: bool,
     started: Instant,
 }
 
+/// A viewer allowed to talk: its decoder and its place at the camera's speaker.
+struct Talker {
+    intercom: Arc<Intercom>,
+    id: u64,
+    decoder: Option<TalkDecoder>,
+    last_seq: Option<u64>,
+    /// Whether the current refusal (another viewer talks) was logged.
+    busy_logged: bool,
+}
+
+impl Talker {
+    fn new(intercom: Arc<Intercom>) -> Self {
+        let id = intercom.talker_id();
+        Self {
+            intercom,
+            id,
+            decoder: None,
+            last_seq: None,
+            busy_logged: false,
+        }
+    }
+
+    /// Plays one packet of the viewer's microphone.
+    fn hear(&mut self, p: &TalkPacket) {
+        // Late or repeated packets are dropped; the speaker plays in order.
+        if self.last_seq.is_some_and(|s| p.seq <= s) {
+            return;
+        }
+        self.last_seq = Some(p.seq);
+        let decoder = match &mut self.decoder {
+            Some(d) if d.codec() == p.codec => d,
+            slot => slot.insert(TalkDecoder::new(p.codec)),
+        };
+        let pcm = decoder.decode(&p.payload);
+        if pcm.is_empty() {
+            // Nothing to play (an empty or oversized payload): the floor is not taken.
+            return;
+        }
+        match self.intercom.hear(self.id, &pcm, Instant::now()) {
+            Heard::Played => {
+                if self.busy_logged {
+                    tracing::info!("talk: this viewer now has the camera's speaker");
+                }
+                self.busy_logged = false;
+            }
+            Heard::Busy => {
+                if !self.busy_logged {
+                    self.busy_logged = true;
+                    tracing::info!(
+                        "talk ignored: another viewer is talking to the camera (one talker at a time)"
+                    );
+                }
+            }
+            Heard::Failed => {}
+        }
+    }
+}
+
+impl Drop for Talker {
+    fn drop(&mut self) {
+        self.intercom.release(self.id);
+    }
+}
+
 impl Session {
+    /// Half duplex: whether this viewer is talking, and so does not get the camera's audio.
+    fn muted_for_talk(&self) -> bool {
+        self.half_duplex
+            && self
+                .talker
+                .as_ref()
+                .is_some_and(|t| t.intercom.is_talking(t.id, Instant::now()))
+    }
+
     async fn run(mut self, mut end: oneshot::Receiver<End>) -> Result<&'static str, SessionError> {
         loop {
             for h in self.ep.drain().map_err(SessionError::Endpoint)? {
@@ -166,6 +269,11 @@ impl Session {
                     Happening::KeyframeRequest => self.sub.request_idr(),
                     Happening::Closed => return Ok("the viewer left"),
                     Happening::Text(_) => {}
+                    Happening::Audio(p) => {
+                        if let Some(t) = &mut self.talker {
+                            t.hear(&p);
+                        }
+                    }
                 }
             }
             if !self.ep.is_connected() && self.started.elapsed() > CONNECT_WITHIN {
@@ -197,12 +305,15 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => return Ok("the encoder stopped"),
                 },
                 a = audio => match a {
+                    Ok(_) if self.muted_for_talk() => {}
                     Ok(p) => self.ep.send_audio(p.payload.clone(), p.media_ts).map_err(SessionError::Endpoint)?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => self.audio = None,
                 },
                 () = tokio::time::sleep(Duration::from_secs(1)), if !self.ep.is_connected() => {}
                 e = &mut end => {
+                    // Talk ends with the session, before anything else arrives.
+                    self.talker = None;
                     self.ep.close();
                     return Ok(match e {
                         Ok(End::Revoked) => "revoked by the platform",
