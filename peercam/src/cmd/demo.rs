@@ -266,7 +266,14 @@ fn camera_config(
     }
     cfg.wlan = Some(format!("file:{}", radio.display()));
     cfg.wlan_confirm_s = 15;
+    // The camera's speaker (6.1.8): what viewers say is played into this WAV file.
+    cfg.speaker_wav = Some(speaker_wav(dir, id));
     Ok(cfg)
+}
+
+/// Where the demo camera `id` plays what it hears (intercom, 6.1.8).
+fn speaker_wav(dir: &Path, id: &peercam_signal::identity::DeviceIdentity) -> PathBuf {
+    dir.join(format!("speaker-{}.wav", id.device_id))
 }
 
 /// The demo MTU: relay and tunnel on the demo's ports, TURN on loopback with the CMU's secret.
@@ -492,6 +499,16 @@ fn print_guide(g: &Guide<'_>) {
     println!(
         "  {pc} cu alarms list                                     # alarms; reset one with: cu alarms reset ID"
     );
+    if let (Some(dir), Some(cam)) = (g.details.parent(), g.cameras.first()) {
+        println!(
+            "  talk (6.1.8): {}/#/device/{first}/live, Play, then hold \"Hold to talk\" (or Space);",
+            g.api
+        );
+        println!(
+            "                the camera plays what it hears into {}",
+            speaker_wav(dir, cam).display()
+        );
+    }
 }
 
 const DEMO_FILES: &[&str] = &[
@@ -507,10 +524,12 @@ const DEMO_FILES: &[&str] = &[
     "nvr-recordings",
 ];
 
-/// Demo files with a variable name (one simulated radio per camera).
+/// Demo files with a variable name (one simulated radio and one speaker file per camera).
 fn is_demo_file(name: &std::ffi::OsStr) -> bool {
     let n = name.to_string_lossy();
-    DEMO_FILES.iter().any(|f| n == *f) || (n.starts_with("radio-") && n.ends_with(".json"))
+    DEMO_FILES.iter().any(|f| n == *f)
+        || (n.starts_with("radio-") && n.ends_with(".json"))
+        || (n.starts_with("speaker-") && n.ends_with(".wav"))
 }
 
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
