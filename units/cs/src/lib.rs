@@ -247,11 +247,24 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Opens the store and the index, applies the configured accounts and cameras, recovers
-/// interrupted writes and deletions, then serves Cp until `shutdown`.
+/// Opens the `LocalDir` store at `store_dir` and the index, applies the configured
+/// accounts and cameras, recovers interrupted writes and deletions, then serves Cp until
+/// `shutdown`.
 pub async fn start(
     config: CsConfig,
     keys: Arc<dyn Keys>,
+    shutdown: Shutdown,
+) -> Result<Running, CsError> {
+    let backend = LocalDir::open(&config.store_dir).await?;
+    start_with(config, keys, Arc::new(backend), shutdown).await
+}
+
+/// [`start`] on another backend (`store_dir` is then unused): the S3 backend of a later
+/// slice, or a test's backend that stops at a chosen point.
+pub async fn start_with(
+    config: CsConfig,
+    keys: Arc<dyn Keys>,
+    backend: Arc<dyn Backend>,
     shutdown: Shutdown,
 ) -> Result<Running, CsError> {
     if config.max_object_bytes > peercam_cloud::object::MAX_OBJECT {
@@ -261,7 +274,6 @@ pub async fn start(
         )));
     }
     let grant_keys = config.grant_keys()?;
-    let backend = LocalDir::open(&config.store_dir).await?;
     let index = Index::open(&config.index_path()).await?;
     for a in &config.accounts {
         index.set_account(&a.account, a.quota_bytes).await?;
@@ -276,7 +288,7 @@ pub async fn start(
             })
             .await?;
     }
-    let recovery = recover::recover(&index, &backend).await?;
+    let recovery = recover::recover(&index, backend.as_ref()).await?;
     let cameras = index
         .cameras()
         .await?
@@ -295,7 +307,7 @@ pub async fn start(
     })?;
     let state = Arc::new(api::Cs {
         index: index.clone(),
-        backend: Arc::new(backend),
+        backend,
         keys,
         grant_keys,
         device_id: config.device_id.clone(),

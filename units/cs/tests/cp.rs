@@ -587,3 +587,156 @@ async fn h626_8_7_1_objects_hold_no_h264() {
         );
     }
 }
+
+/// A backend that stops the CS at the moment of the write: with `write_first` after the
+/// object is durable in the store, else before anything is written. It then never answers,
+/// as a process killed there never would.
+#[derive(Debug)]
+struct Gate {
+    inner: LocalDir,
+    write_first: bool,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl peercam_cs::Backend for Gate {
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> peercam_cs::backend::BoxFut<'a, ()> {
+        Box::pin(async move {
+            if self.write_first {
+                self.inner.put(key, bytes).await?;
+            }
+            let _ = self.reached.send(());
+            std::future::pending().await
+        })
+    }
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> peercam_cs::backend::BoxFut<'a, Vec<u8>> {
+        self.inner.get_range(key, range)
+    }
+    fn head<'a>(&'a self, key: &'a str) -> peercam_cs::backend::BoxFut<'a, Option<u64>> {
+        self.inner.head(key)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> peercam_cs::backend::BoxFut<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> peercam_cs::backend::BoxFut<'a, Vec<(String, u64)>> {
+        self.inner.list(prefix)
+    }
+}
+
+/// Runs a CS in a runtime of its own, uploads `body` under `key` until the backend write
+/// is reached, then drops the whole runtime: every task of that CS dies where it stands,
+/// between the intent's commit and the row's, as with `kill -9`.
+fn crash_mid_upload(fx: &Fx, key: &str, body: &[u8], write_first: bool) {
+    let config = fx.config();
+    let store = fx.store_dir();
+    let (key, body) = (key.to_owned(), body.to_vec());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (tx, mut reached) = tokio::sync::mpsc::unbounded_channel();
+            let gate = Gate {
+                inner: LocalDir::open(store).await.unwrap(),
+                write_first,
+                reached: tx,
+            };
+            let keys = Arc::new(config.static_keys().unwrap());
+            let running = peercam_cs::start_with(config, keys, Arc::new(gate), Shutdown::new())
+                .await
+                .unwrap();
+            let url = format!("http://{}/cp/v1/o/{key}", running.addr);
+            let sha = hex::encode(Sha256::digest(&body));
+            tokio::spawn(async move {
+                let _ = reqwest::Client::new()
+                    .put(url)
+                    .bearer_auth(grant_for(CAM))
+                    .header("x-pc-sha256", sha)
+                    .body(body)
+                    .send()
+                    .await;
+            });
+            reached.recv().await.unwrap();
+        });
+        rt.shutdown_background();
+    })
+    .join()
+    .unwrap();
+}
+
+#[tokio::test]
+async fn h626_8_7_1_kill_9_cs_mid_upload_loses_nothing() {
+    let fx = Fx::new(1 << 30);
+    let t0 = recent_ms(300);
+    let g = grant_for(CAM);
+    // Killed after the object reached the store: recovery adopts it.
+    let (k1, b1) = object(CAM, 1, t0, 25, 400);
+    crash_mid_upload(&fx, &k1, &b1, true);
+    assert!(fx.store_dir().join(&k1).exists());
+    let cs = fx.start().await;
+    assert_eq!(cs.running.recovery.adopted, vec![k1.clone()]);
+    assert!(cs.running.index.object(&k1).await.unwrap().is_some());
+    cs.stop().await;
+    // Killed before the store write: recovery drops the intent.
+    let (k2, b2) = object(CAM, 2, t0 + 20_000, 25, 400);
+    crash_mid_upload(&fx, &k2, &b2, false);
+    assert!(!fx.store_dir().join(&k2).exists());
+    let cs = fx.start().await;
+    assert_eq!(cs.running.recovery.dropped, vec![k2.clone()]);
+    assert!(cs.running.recovery.adopted.is_empty());
+    assert_eq!(cs.running.index.object(&k2).await.unwrap(), None);
+    let acc = cs.running.index.account("acc-1").await.unwrap().unwrap();
+    assert_eq!(acc.reserved, 0);
+    // The camera never got an answer, so it retries both with the same key and bytes.
+    assert_eq!(cs.put(&k1, &b1, &g).await.0, 200);
+    assert_eq!(cs.put(&k2, &b2, &g).await.0, 201);
+    let rows = cs.running.index.objects_of(&CAM).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let acc = cs.running.index.account("acc-1").await.unwrap().unwrap();
+    assert_eq!(acc.used, rows.iter().map(|r| r.bytes).sum::<u64>());
+    // Every acknowledged object reads back and decrypts to what the camera sent.
+    for (k, b) in [(&k1, &b1), (&k2, &b2)] {
+        let raw = std::fs::read(fx.store_dir().join(k)).unwrap();
+        assert_eq!(&envelope::open(|_| Some(DEK), &raw).unwrap(), b);
+    }
+    cs.stop().await;
+}
+
+#[tokio::test]
+async fn h626_8_7_1_concurrent_retries_store_once() {
+    let fx = Fx::new(1 << 30);
+    let cs = Arc::new(fx.start().await);
+    let (key, body) = object(CAM, 1, recent_ms(60), 50, 2000);
+    let g = grant_for(CAM);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (cs, key, body, g) = (cs.clone(), key.clone(), body.clone(), g.clone());
+        tasks.push(tokio::spawn(async move { cs.put(&key, &body, &g).await.0 }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 200, 201]);
+    assert_eq!(cs.running.index.objects_of(&CAM).await.unwrap().len(), 1);
+    let acc = cs.running.index.account("acc-1").await.unwrap().unwrap();
+    assert_eq!(acc.reserved, 0);
+}
+
+#[tokio::test]
+async fn h626_8_7_1_body_over_8_mib_is_refused() {
+    let fx = Fx::new(1 << 30);
+    let cs = fx.start().await;
+    let (key, _) = object(CAM, 1, recent_ms(60), 25, 400);
+    let big = vec![0u8; (8 << 20) + 1];
+    let (s, v) = cs.put(&key, &big, &grant_for(CAM)).await;
+    assert_eq!((s, v["code"].as_str().unwrap()), (413, "too_large"));
+    assert!(files(&fx.store_dir()).is_empty());
+    cs.stop().await;
+}
