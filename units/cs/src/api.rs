@@ -321,6 +321,18 @@ async fn put_object(
             }
         }
     }
+    // From here the write runs to its end even if the camera hangs up: a cancelled
+    // handler would leave the intent (and its reservation) open until the next start, and
+    // the camera's retry would wait for it in vain.
+    let write = tokio::spawn(write_object(cs.clone(), key, sealed));
+    match write.await {
+        Ok(answer) => answer,
+        Err(e) => Err(ApiErr::internal("write task", &e)),
+    }
+}
+
+/// Writes an object whose intent is committed, then commits its row (or drops the intent).
+async fn write_object(cs: Arc<Cs>, key: String, sealed: Vec<u8>) -> Result<Response, ApiErr> {
     if let Err(e) = cs.backend.put(&key, sealed).await {
         tracing::warn!(%key, error = %e, "object store write failed");
         if let Err(e) = cs.index.drop_intent(&key).await {

@@ -740,3 +740,92 @@ async fn h626_8_7_1_body_over_8_mib_is_refused() {
     assert!(files(&fx.store_dir()).is_empty());
     cs.stop().await;
 }
+
+/// A backend whose writes wait until the test lets them go.
+#[derive(Debug)]
+struct Held {
+    inner: LocalDir,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl peercam_cs::Backend for Held {
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> peercam_cs::backend::BoxFut<'a, ()> {
+        Box::pin(async move {
+            let _ = self.reached.send(());
+            self.release.notified().await;
+            self.inner.put(key, bytes).await
+        })
+    }
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> peercam_cs::backend::BoxFut<'a, Vec<u8>> {
+        self.inner.get_range(key, range)
+    }
+    fn head<'a>(&'a self, key: &'a str) -> peercam_cs::backend::BoxFut<'a, Option<u64>> {
+        self.inner.head(key)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> peercam_cs::backend::BoxFut<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> peercam_cs::backend::BoxFut<'a, Vec<(String, u64)>> {
+        self.inner.list(prefix)
+    }
+}
+
+#[tokio::test]
+async fn h626_8_7_1_camera_hanging_up_mid_write_leaves_no_open_intent() {
+    let fx = Fx::new(1 << 30);
+    let (tx, mut reached) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Held {
+        inner: LocalDir::open(fx.store_dir()).await.unwrap(),
+        reached: tx,
+        release: release.clone(),
+    };
+    let config = fx.config();
+    let keys = Arc::new(config.static_keys().unwrap());
+    let shutdown = Shutdown::new();
+    let running = peercam_cs::start_with(config, keys, Arc::new(held), shutdown.clone())
+        .await
+        .unwrap();
+    let cs = Cs {
+        base: format!("http://{}", running.addr),
+        running,
+        shutdown,
+        http: reqwest::Client::new(),
+    };
+    let (key, body) = object(CAM, 1, recent_ms(60), 25, 400);
+    let g = grant_for(CAM);
+    // The camera sends, then gives up (its timeout) while the CS is writing.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let sent = client
+        .put(format!("{}/cp/v1/o/{key}", cs.base))
+        .bearer_auth(&g)
+        .header("x-pc-sha256", hex::encode(Sha256::digest(&body)))
+        .body(body.clone())
+        .send();
+    let (sent, _) = tokio::join!(sent, async { reached.recv().await.unwrap() });
+    assert!(sent.unwrap_err().is_timeout());
+    release.notify_one();
+    // The write finishes on its own and its row is committed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cs.running.index.object(&key).await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!cs.running.index.has_intent(&key).await.unwrap());
+    // The camera's retry is answered at once: stored.
+    assert_eq!(cs.put(&key, &body, &g).await.0, 200);
+    let acc = cs.running.index.account("acc-1").await.unwrap().unwrap();
+    assert_eq!(acc.reserved, 0);
+    cs.stop().await;
+}
