@@ -20,9 +20,9 @@
 //! ```
 //!
 //! Not here yet (later steps of issue 17): registration with the SCU and Su (the cameras,
-//! accounts and grant keys come from [`CsConfig`] meanwhile), the CMU key service, TLS
-//! (Cp listens on plain HTTP; TLS comes with the deployment step, plain HTTP is meant for
-//! loopback), multipart uploads, `skip`, S3, playback.
+//! accounts and grant keys come from [`CsConfig`] meanwhile), the CMU key service,
+//! multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
+//! (`tls`), plain HTTP without one (loopback only).
 
 mod api;
 pub mod backend;
@@ -61,6 +61,9 @@ pub enum CsError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] peercam_net::NetError),
     /// The listener could not be bound.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -106,6 +109,16 @@ pub struct CameraConfig {
     pub write_kid: String,
 }
 
+/// Cp's TLS certificate and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
 /// A data key (from the CMU key service later; configured now, for tests and the demo).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,9 +146,13 @@ impl std::fmt::Debug for DataKeyConfig {
 pub struct CsConfig {
     /// The CS's device id: grants must name it in `aud`.
     pub device_id: String,
-    /// Where Cp listens (plain HTTP for now: keep it on loopback). Default `127.0.0.1:8570`.
+    /// Where Cp listens. Default `127.0.0.1:8570`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Cp's certificate and key; without them Cp is plain HTTP (only for loopback use, the
+    /// demo and tests). Default none.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
     /// The object directory of the `LocalDir` store.
     pub store_dir: PathBuf,
     /// The index database. Default: `index.db` beside `store_dir`.
@@ -184,6 +201,7 @@ impl CsConfig {
         Self {
             device_id,
             listen: default_listen(),
+            tls: None,
             store_dir,
             index: None,
             grant_keys: Vec::new(),
@@ -295,6 +313,16 @@ pub async fn start_with(
         .into_iter()
         .map(|c| (c.prefix, c))
         .collect();
+    let tls = match &config.tls {
+        Some(files) => {
+            let cert = peercam_net::tls::read_pem(&files.cert)?;
+            let key = peercam_net::tls::read_pem(&files.key)?;
+            Some(peercam_net::tokio_rustls::TlsAcceptor::from(
+                peercam_net::tls::server_config(&cert, &key, &[b"http/1.1"])?,
+            ))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| CsError::Listen {
@@ -317,15 +345,8 @@ pub async fn start_with(
         backfill_after_ms: config.backfill_after_ms,
     });
     let app = api::router(state);
-    tracing::info!(%addr, "CS serving Cp");
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "Cp server failed");
-        }
-    });
+    tracing::info!(%addr, tls = tls.is_some(), "CS serving Cp");
+    let task = tokio::spawn(peercam_net::http::serve(listener, tls, app, shutdown));
     Ok(Running {
         addr,
         index,

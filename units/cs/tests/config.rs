@@ -19,6 +19,7 @@ fn documented_cs_toml_parses() {
     let c: CsConfig = toml::from_str(&documented_example()).unwrap();
     assert_eq!(c.device_id, "pc-cs-1");
     assert_eq!(c.listen, "127.0.0.1:8570".parse().unwrap());
+    assert!(c.tls.is_none(), "commented out in the example");
     assert_eq!(c.max_object_bytes, 8 << 20);
     assert_eq!(c.intent_wait_ms, 30_000);
     assert_eq!(c.backfill_after_ms, 30_000);
@@ -42,6 +43,11 @@ fn minimal_cs_toml_takes_defaults() {
     assert_eq!(c.listen, "127.0.0.1:8570".parse().unwrap());
     assert_eq!(c.index_path(), std::path::PathBuf::from("index.db"));
     assert!(c.grant_keys.is_empty() && c.cameras.is_empty());
+    let c: CsConfig = toml::from_str(
+        "device_id = \"cs\"\nstore_dir = \"o\"\ntls = { cert = \"cs.pem\", key = \"cs.key\" }\n",
+    )
+    .unwrap();
+    assert_eq!(c.tls.unwrap().key, std::path::PathBuf::from("cs.key"));
     assert!(
         toml::from_str::<CsConfig>("device_id = \"cs\"\nstore_dir = \"o\"\nbogus = 1\n").is_err()
     );

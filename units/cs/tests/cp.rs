@@ -829,3 +829,43 @@ async fn h626_8_7_1_camera_hanging_up_mid_write_leaves_no_open_intent() {
     assert_eq!(acc.reserved, 0);
     cs.stop().await;
 }
+
+#[tokio::test]
+async fn h626_8_7_1_upload_over_tls() {
+    let fx = Fx::new(1 << 30);
+    let pki = peercam_net::pki::Pki::generate(&["localhost"]).unwrap();
+    let files = pki.write(&fx.dir.path().join("pki")).unwrap();
+    let mut config = fx.config();
+    config.tls = Some(peercam_cs::TlsFiles {
+        cert: files.server_cert,
+        key: files.server_key,
+    });
+    let keys = Arc::new(config.static_keys().unwrap());
+    let shutdown = Shutdown::new();
+    let running = peercam_cs::start(config, keys, shutdown.clone())
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_cert_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let cs = Cs {
+        base: format!("https://localhost:{}", running.addr.port()),
+        running,
+        shutdown,
+        http,
+    };
+    let (key, body) = object(CAM, 1, recent_ms(60), 25, 400);
+    let (s, v) = cs.put(&key, &body, &grant_for(CAM)).await;
+    assert_eq!(s, 201, "{v}");
+    // Plain HTTP on a TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/cp/v1/hello",
+            cs.running.addr.port()
+        ))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    cs.stop().await;
+}
