@@ -248,6 +248,14 @@ async fn h626_8_7_1_upload_and_idempotent_retry() {
     let fx = Fx::new(1 << 30);
     let cs = fx.start().await;
     let g = grant_for(CAM);
+    // A camera with nothing stored yet.
+    let (s, h) = cs
+        .post("/cp/v1/hello", serde_json::json!({"prefix": CAM}), &g)
+        .await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["last_seq"], Value::Null);
+    assert_eq!(h["missing"], serde_json::json!([]));
+    assert_eq!(h["used"], 0);
     let (key, body) = object(CAM, 1, recent_ms(60), 25, 400);
     let (s, v) = cs.put(&key, &body, &g).await;
     assert_eq!(s, 201, "{v}");
@@ -277,6 +285,18 @@ async fn h626_8_7_1_upload_and_idempotent_retry() {
     assert_eq!(h["quota"], 1u64 << 30);
     assert!(h["used"].as_u64().unwrap() > 0);
     assert_eq!(h["object_max"], 8 << 20);
+    // An object sent as it ends is live, not back-filled.
+    let (key4, body4) = object(CAM, 4, recent_ms(2), 25, 400);
+    assert_eq!(cs.put(&key4, &body4, &g).await.0, 201);
+    assert!(
+        !cs.running
+            .index
+            .object(&key4)
+            .await
+            .unwrap()
+            .unwrap()
+            .backfilled
+    );
     cs.stop().await;
 }
 
