@@ -1,0 +1,371 @@
+//! The peercam cloud storage unit (CS): one of the eight entities of H.626.4 clause 7. It
+//! stores cameras' recordings (8.7.1), enforces each account's quota (6.1.13) and encrypts
+//! everything it stores. The design is `docs/design/cloud-storage.md`.
+//!
+//! This crate holds the core of slice 1:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`backend`] | where object bytes live: the [`backend::Backend`] trait and [`backend::LocalDir`] (temp file, fsync, rename, fsync dir) |
+//! | [`index`] | `index.db` (SQLite, `synchronous=FULL`): objects, write-ahead intents (also the quota reservation), pending deletions, accounts, cameras |
+//! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
+//! | [`keys`] | data keys, from the configuration for now (the CMU key service comes later) |
+//! | `api` | Cp over HTTP (axum): `hello`, `PUT /cp/v1/o/<key>`, `prune` |
+//!
+//! ```text
+//!   PU --- Cp (HTTP, Bearer pcg1 grant) ---> api --- intent --> index.db
+//!                                             |  seal (PCE1, camera's DEK)
+//!                                             +--- put (durable) --> Backend (LocalDir)
+//!                                             +--- row + usage ----> index.db --> 201
+//! ```
+//!
+//! Not here yet (later steps of issue 17): registration with the SCU and Su (the cameras,
+//! accounts and grant keys come from [`CsConfig`] meanwhile), the CMU key service,
+//! multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
+//! (`tls`), plain HTTP without one (loopback only).
+
+mod api;
+pub mod backend;
+mod error;
+pub mod index;
+pub mod keys;
+pub mod recover;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::VerifyingKey;
+use peercam_cloud::Prefix;
+use peercam_net::Shutdown;
+use serde::Deserialize;
+
+pub use backend::{Backend, BackendError, LocalDir};
+pub use index::{Index, IndexError};
+pub use keys::{Keys, StaticKeys};
+pub use recover::RecoveryReport;
+
+/// Why the CS could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsError {
+    /// A configuration value is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The object store failed.
+    #[error("object store: {0}")]
+    Backend(#[from] BackendError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] peercam_net::NetError),
+    /// The listener could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// One of the CMU's grant verification keys (from Su `cs_config` later; configured now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantKey {
+    /// The key id grants name in `kid`.
+    pub kid: String,
+    /// The Ed25519 public key, 32 bytes in base64url without padding.
+    pub public_key: String,
+}
+
+/// An account pool (from Su `cs_account` later; configured now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The account id.
+    pub account: String,
+    /// Bytes its cameras may store together (ciphertext).
+    pub quota_bytes: u64,
+}
+
+/// A camera's storage configuration (from Su `cs_camera` later; configured now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Its prefix (`s` + 22 base64url characters).
+    pub prefix: Prefix,
+    /// The account whose pool it uses (one of `accounts`).
+    pub account: String,
+    /// Grants of a lower epoch are refused. Default 0.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The data key id new objects are sealed with.
+    pub write_kid: String,
+}
+
+/// Cp's TLS certificate and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// A data key (from the CMU key service later; configured now, for tests and the demo).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataKeyConfig {
+    /// The camera's prefix.
+    pub prefix: Prefix,
+    /// The key id.
+    pub kid: String,
+    /// 32 bytes in base64url without padding.
+    pub key: String,
+}
+
+impl std::fmt::Debug for DataKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyConfig")
+            .field("prefix", &self.prefix)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configuration of a CS (`cs.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsConfig {
+    /// The CS's device id: grants must name it in `aud`.
+    pub device_id: String,
+    /// Where Cp listens. Default `127.0.0.1:8570`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Cp's certificate and key; without them Cp is plain HTTP (only for loopback use, the
+    /// demo and tests). Default none.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// The object directory of the `LocalDir` store.
+    pub store_dir: PathBuf,
+    /// The index database. Default: `index.db` beside `store_dir`.
+    #[serde(default)]
+    pub index: Option<PathBuf>,
+    /// The CMU's grant verification keys.
+    #[serde(default)]
+    pub grant_keys: Vec<GrantKey>,
+    /// Account pools, created or updated at start.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    /// Cameras, created or updated at start.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// Data keys, held in memory only.
+    #[serde(default)]
+    pub data_keys: Vec<DataKeyConfig>,
+    /// Largest upload body, bytes (at most the object format's 8 MiB). Default 8 MiB.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: usize,
+    /// How long an upload waits for another write of the same key to finish before it
+    /// answers 503, ms. Default 30000.
+    #[serde(default = "default_intent_wait_ms")]
+    pub intent_wait_ms: u64,
+    /// An object arriving this long after its end is marked back-filled, ms. Default 30000.
+    #[serde(default = "default_backfill_after_ms")]
+    pub backfill_after_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8570))
+}
+fn default_max_object_bytes() -> usize {
+    peercam_cloud::object::MAX_OBJECT
+}
+fn default_intent_wait_ms() -> u64 {
+    30_000
+}
+fn default_backfill_after_ms() -> u64 {
+    30_000
+}
+
+impl CsConfig {
+    /// A configuration with defaults for everything optional.
+    pub fn new(device_id: String, store_dir: PathBuf) -> Self {
+        Self {
+            device_id,
+            listen: default_listen(),
+            tls: None,
+            store_dir,
+            index: None,
+            grant_keys: Vec::new(),
+            accounts: Vec::new(),
+            cameras: Vec::new(),
+            data_keys: Vec::new(),
+            max_object_bytes: default_max_object_bytes(),
+            intent_wait_ms: default_intent_wait_ms(),
+            backfill_after_ms: default_backfill_after_ms(),
+        }
+    }
+
+    /// The index path in effect.
+    pub fn index_path(&self) -> PathBuf {
+        self.index.clone().unwrap_or_else(|| {
+            self.store_dir
+                .parent()
+                .map_or_else(|| PathBuf::from("index.db"), |p| p.join("index.db"))
+        })
+    }
+
+    /// The configured data keys.
+    pub fn static_keys(&self) -> Result<StaticKeys, CsError> {
+        let mut keys = StaticKeys::new();
+        for k in &self.data_keys {
+            keys.insert(k.prefix, &k.kid, decode32(&k.key, "data key")?);
+        }
+        Ok(keys)
+    }
+
+    fn grant_keys(&self) -> Result<HashMap<String, VerifyingKey>, CsError> {
+        let mut out = HashMap::new();
+        for g in &self.grant_keys {
+            let raw = decode32(&g.public_key, "grant key")?;
+            let key = VerifyingKey::from_bytes(&raw)
+                .map_err(|_| CsError::Config(format!("grant key {:?} is not a key", g.kid)))?;
+            out.insert(g.kid.clone(), key);
+        }
+        Ok(out)
+    }
+}
+
+fn decode32(s: &str, what: &str) -> Result<[u8; 32], CsError> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| CsError::Config(format!("{what}: not 32 bytes of base64url")))
+}
+
+/// A running CS.
+#[derive(Debug)]
+pub struct Running {
+    /// Where Cp listens.
+    pub addr: SocketAddr,
+    /// The index (shared with the server).
+    pub index: Index,
+    /// What recovery did at start.
+    pub recovery: RecoveryReport,
+    /// The server task (ends on shutdown).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the `LocalDir` store at `store_dir` and the index, applies the configured
+/// accounts and cameras, recovers interrupted writes and deletions, then serves Cp until
+/// `shutdown`.
+pub async fn start(
+    config: CsConfig,
+    keys: Arc<dyn Keys>,
+    shutdown: Shutdown,
+) -> Result<Running, CsError> {
+    let backend = LocalDir::open(&config.store_dir).await?;
+    start_with(config, keys, Arc::new(backend), shutdown).await
+}
+
+/// [`start`] on another backend (`store_dir` is then unused): the S3 backend of a later
+/// slice, or a test's backend that stops at a chosen point.
+pub async fn start_with(
+    config: CsConfig,
+    keys: Arc<dyn Keys>,
+    backend: Arc<dyn Backend>,
+    shutdown: Shutdown,
+) -> Result<Running, CsError> {
+    if config.max_object_bytes > peercam_cloud::object::MAX_OBJECT {
+        return Err(CsError::Config(format!(
+            "max_object_bytes over {}",
+            peercam_cloud::object::MAX_OBJECT
+        )));
+    }
+    let grant_keys = config.grant_keys()?;
+    let index = Index::open(&config.index_path()).await?;
+    for a in &config.accounts {
+        index.set_account(&a.account, a.quota_bytes).await?;
+    }
+    for c in &config.cameras {
+        index
+            .set_camera(&index::Camera {
+                prefix: c.prefix,
+                account: c.account.clone(),
+                epoch: c.epoch,
+                write_kid: c.write_kid.clone(),
+            })
+            .await?;
+    }
+    let recovery = recover::recover(&index, backend.as_ref()).await?;
+    let cameras = index
+        .cameras()
+        .await?
+        .into_iter()
+        .map(|c| (c.prefix, c))
+        .collect();
+    let tls = match &config.tls {
+        Some(files) => {
+            let cert = peercam_net::tls::read_pem(&files.cert)?;
+            let key = peercam_net::tls::read_pem(&files.key)?;
+            Some(peercam_net::tokio_rustls::TlsAcceptor::from(
+                peercam_net::tls::server_config(&cert, &key, &[b"http/1.1"])?,
+            ))
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CsError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| CsError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let state = Arc::new(api::Cs {
+        index: index.clone(),
+        backend,
+        keys,
+        grant_keys,
+        device_id: config.device_id.clone(),
+        cameras: std::sync::RwLock::new(cameras),
+        max_body: config.max_object_bytes,
+        intent_wait: std::time::Duration::from_millis(config.intent_wait_ms),
+        backfill_after_ms: config.backfill_after_ms,
+    });
+    let app = api::router(state);
+    tracing::info!(%addr, tls = tls.is_some(), "CS serving Cp");
+    let task = tokio::spawn(peercam_net::http::serve(listener, tls, app, shutdown));
+    Ok(Running {
+        addr,
+        index,
+        recovery,
+        task,
+    })
+}
+
+/// `N` bytes from the OS random number generator.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable for a storage service that encrypts.
+    getrandom::fill(&mut b).unwrap_or_else(|e| panic!("OS random number generator failed: {e}"));
+    b
+}
+
+/// Now, Unix ms.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
