@@ -80,6 +80,8 @@ enum Kind {
     Pu,
     Nvr,
     Mtu,
+    /// A cloud storage unit (`peercam cs`).
+    Cs,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +206,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Kind::Pu => DeviceKind::Pu,
                 Kind::Nvr => DeviceKind::Nvr,
                 Kind::Mtu => DeviceKind::Mtu,
+                Kind::Cs => DeviceKind::Cs,
             };
             let ids = provision(&c, count, &vendor, &model, kind, &out).await?;
             let rows: Vec<_> = ids

@@ -31,6 +31,9 @@ pub enum DeviceKind {
     Nvr,
     /// A media transmission unit (relay, STUN/TURN; H.626.4 7).
     Mtu,
+    /// A cloud storage unit (H.626.4 7, 8.7.1): owned by the operator, never bound to a
+    /// user; configured by the CMU over Su (docs/design/cloud-storage.md).
+    Cs,
 }
 
 impl DeviceKind {
@@ -40,6 +43,7 @@ impl DeviceKind {
             Self::Pu => "pu",
             Self::Nvr => "nvr",
             Self::Mtu => "mtu",
+            Self::Cs => "cs",
         }
     }
 }
@@ -198,5 +202,24 @@ impl RefusalCode {
     /// Whether retrying later may succeed.
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Unavailable | Self::ProtocolError)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::DeviceKind;
+
+    #[test]
+    fn h626_8_7_1_the_cs_kind_on_the_wire() {
+        for (k, s) in [
+            (DeviceKind::Pu, "pu"),
+            (DeviceKind::Nvr, "nvr"),
+            (DeviceKind::Mtu, "mtu"),
+            (DeviceKind::Cs, "cs"),
+        ] {
+            assert_eq!(k.as_str(), s);
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(s));
+            assert_eq!(serde_json::from_value::<DeviceKind>(s.into()).unwrap(), k);
+        }
     }
 }

@@ -147,6 +147,11 @@ pub(crate) fn bind_verdict(
     if !bool::from(code_digest.as_bytes().ct_eq(d.bind_code_sha256.as_bytes())) {
         return Err(BindRefusal::UnknownDeviceOrCode);
     }
+    if d.kind == peercam_signal::ps::DeviceKind::Cs {
+        // A cloud storage unit belongs to the operator; no user binds it (and a user
+        // holding its code learns nothing more than from a wrong code).
+        return Err(BindRefusal::UnknownDeviceOrCode);
+    }
     match d.owner {
         Some(o) if o == caller => Err(BindRefusal::AlreadyYours),
         Some(_) => Err(BindRefusal::AlreadyBound),
@@ -362,6 +367,16 @@ mod tests {
         );
         assert_eq!(v(device(None, true), false), Err(BindRefusal::Offline));
         assert_eq!(v(device(None, true), true), Ok(()));
+    }
+
+    #[test]
+    fn h626_8_7_1_a_cs_is_never_bound_by_a_user() {
+        let mut d = device(None, true);
+        d.kind = DeviceKind::Cs;
+        assert_eq!(
+            bind_verdict(1, Some(&d), "c0de", true),
+            Err(BindRefusal::UnknownDeviceOrCode)
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub(crate) fn parse_kind(s: &str) -> DeviceKind {
     match s {
         "nvr" => DeviceKind::Nvr,
         "mtu" => DeviceKind::Mtu,
+        "cs" => DeviceKind::Cs,
         _ => DeviceKind::Pu,
     }
 }

@@ -246,6 +246,14 @@ CREATE TABLE link_keys (
     key     BLOB NOT NULL
 );
 ",
+    // H.626.4 8.7.1: cloud storage units register like devices (kind `cs`); the CHECK is
+    // widened in place as for the MTU.
+    r"
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master SET sql = replace(sql, 'CHECK (kind IN (''pu'', ''nvr'', ''mtu''))', 'CHECK (kind IN (''pu'', ''nvr'', ''mtu'', ''cs''))')
+ WHERE type = 'table' AND name = 'devices';
+PRAGMA writable_schema = OFF;
+",
 ];
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
