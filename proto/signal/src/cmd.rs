@@ -201,6 +201,144 @@ pub enum DeviceCommand {
         /// Active or not.
         active: bool,
     },
+    /// Su (CMU -> CS, docs/design/cloud-storage.md): the CMU's grant verification keys.
+    /// Sent after every registration of a CS; replaces the keys the CS held. Answered
+    /// [`DeviceReply::Done`] (or `invalid`, see [`DeviceCommand::check_su`]).
+    CsConfig {
+        /// The keys, 1 to [`MAX_CS_GRANT_KEYS`].
+        grant_keys: Vec<CsGrantKey>,
+    },
+    /// Su (CMU -> CS): the storage configuration of a camera and its sub-space; creates or
+    /// replaces it. Answered [`DeviceReply::Done`].
+    CsCamera {
+        /// The camera.
+        camera: DeviceId,
+        /// Its prefix: `s` and 22 base64url characters, random, per (camera, binding).
+        prefix: String,
+        /// The account whose pool it uses (one the CS was sent with `cs_account`).
+        account: String,
+        /// Grants of a lower epoch are refused.
+        epoch: u64,
+        /// The data key id new objects are sealed with.
+        write_kid: String,
+    },
+    /// Su (CMU -> CS): an account's pool; creates or replaces it. Answered
+    /// [`DeviceReply::Done`]. (The design's `max_age_days` and plan fields come with their
+    /// enforcement, as optional fields.)
+    CsAccount {
+        /// The account id.
+        account: String,
+        /// Bytes its cameras may store together (ciphertext).
+        quota_bytes: u64,
+    },
+}
+
+/// One grant verification key of the CMU (Su `cs_config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsGrantKey {
+    /// The key id grants name in `kid`: 1 to [`MAX_SU_ID`] characters of `[A-Za-z0-9_-]`.
+    pub kid: String,
+    /// The Ed25519 public key, 32 bytes in base64url without padding.
+    pub public_key: String,
+}
+
+/// Most grant keys in a `cs_config` (the current key and a few being retired).
+pub const MAX_CS_GRANT_KEYS: usize = 8;
+/// Longest key id or account id in a Su message, characters.
+pub const MAX_SU_ID: usize = 64;
+
+fn su_id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SU_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn b64url_len(s: &str) -> Option<usize> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .map(|v| v.len())
+}
+
+impl DeviceCommand {
+    /// Whether a Su command's values are acceptable (`Ok` for any other command): what a
+    /// CS checks before it applies one, answering `invalid` with these errors.
+    pub fn check_su(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match self {
+            Self::CsConfig { grant_keys } => {
+                if grant_keys.is_empty() || grant_keys.len() > MAX_CS_GRANT_KEYS {
+                    errors.push(FieldError::new(
+                        "grant_keys",
+                        format!("1 to {MAX_CS_GRANT_KEYS} keys"),
+                    ));
+                }
+                for (i, k) in grant_keys.iter().enumerate().take(MAX_CS_GRANT_KEYS) {
+                    if !su_id_ok(&k.kid) {
+                        errors.push(FieldError::new(
+                            format!("grant_keys.{i}.kid"),
+                            format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                        ));
+                    } else if grant_keys[..i].iter().any(|o| o.kid == k.kid) {
+                        errors.push(FieldError::new(
+                            format!("grant_keys.{i}.kid"),
+                            "key ids are unique",
+                        ));
+                    }
+                    if k.public_key.len() > 64 || b64url_len(&k.public_key) != Some(32) {
+                        errors.push(FieldError::new(
+                            format!("grant_keys.{i}.public_key"),
+                            "32 bytes in base64url without padding",
+                        ));
+                    }
+                }
+            }
+            Self::CsCamera {
+                prefix,
+                account,
+                write_kid,
+                ..
+            } => {
+                let p = prefix.as_bytes();
+                if p.len() != 23
+                    || p[0] != b's'
+                    || !p[1..]
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+                {
+                    errors.push(FieldError::new("prefix", "s and 22 base64url characters"));
+                }
+                if !su_id_ok(account) {
+                    errors.push(FieldError::new(
+                        "account",
+                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                    ));
+                }
+                if !su_id_ok(write_kid) {
+                    errors.push(FieldError::new(
+                        "write_kid",
+                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                    ));
+                }
+            }
+            Self::CsAccount { account, .. } => {
+                if !su_id_ok(account) {
+                    errors.push(FieldError::new(
+                        "account",
+                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// A device's answer to a [`DeviceCommand`].
@@ -467,5 +605,126 @@ mod tests {
         };
         assert!(detail.len() <= MAX_STORAGE_DETAIL && detail.len() >= MAX_STORAGE_DETAIL - 1);
         assert!(detail.chars().all(|c| c == 'é'));
+    }
+
+    const KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn su_samples() -> Vec<DeviceCommand> {
+        vec![
+            DeviceCommand::CsConfig {
+                grant_keys: vec![CsGrantKey {
+                    kid: "g1".into(),
+                    public_key: KEY.into(),
+                }],
+            },
+            DeviceCommand::CsCamera {
+                camera: camera(),
+                prefix: "sAAAAAAAAAAAAAAAAAAAAAA".into(),
+                account: "a-17".into(),
+                epoch: 3,
+                write_kid: "k1".into(),
+            },
+            DeviceCommand::CsAccount {
+                account: "a-17".into(),
+                quota_bytes: 1 << 30,
+            },
+        ]
+    }
+
+    #[test]
+    fn h626_8_7_1_su_commands_round_trip() {
+        let names = ["cs_config", "cs_camera", "cs_account"];
+        for (c, name) in su_samples().into_iter().zip(names) {
+            c.check_su().unwrap();
+            let json = serde_json::to_value(&c).unwrap();
+            assert_eq!(json["cmd"], name, "{json}");
+            let back: DeviceCommand = serde_json::from_value(json).unwrap();
+            assert_eq!(back, c);
+        }
+        let c: DeviceCommand = serde_json::from_value(serde_json::json!({
+            "cmd": "cs_account", "account": "a", "quota_bytes": 5
+        }))
+        .unwrap();
+        c.check_su().unwrap();
+    }
+
+    fn fields(c: &DeviceCommand) -> Vec<String> {
+        c.check_su()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn h626_8_7_1_cs_config_is_checked() {
+        let key = |kid: &str, pk: &str| CsGrantKey {
+            kid: kid.into(),
+            public_key: pk.into(),
+        };
+        let c = |grant_keys| DeviceCommand::CsConfig { grant_keys };
+        assert_eq!(fields(&c(vec![])), ["grant_keys"]);
+        let many = (0..=MAX_CS_GRANT_KEYS)
+            .map(|i| key(&format!("k{i}"), KEY))
+            .collect();
+        assert_eq!(fields(&c(many)), ["grant_keys"]);
+        assert_eq!(
+            fields(&c(vec![key("g1", KEY), key("g1", KEY)])),
+            ["grant_keys.1.kid"]
+        );
+        assert_eq!(
+            fields(&c(vec![
+                key("", KEY),
+                key(&"x".repeat(65), KEY),
+                key("a b", KEY)
+            ])),
+            ["grant_keys.0.kid", "grant_keys.1.kid", "grant_keys.2.kid"]
+        );
+        assert_eq!(
+            fields(&c(vec![
+                key("a", "short"),
+                key("b", &format!("{KEY}AA")),
+                key("c", "+/==")
+            ])),
+            [
+                "grant_keys.0.public_key",
+                "grant_keys.1.public_key",
+                "grant_keys.2.public_key"
+            ]
+        );
+    }
+
+    #[test]
+    fn h626_8_7_1_cs_camera_and_account_are_checked() {
+        let cam = |prefix: &str, account: &str, write_kid: &str| DeviceCommand::CsCamera {
+            camera: camera(),
+            prefix: prefix.into(),
+            account: account.into(),
+            epoch: 0,
+            write_kid: write_kid.into(),
+        };
+        let good = "sAAAAAAAAAAAAAAAAAAAAAA";
+        for bad in [
+            "",
+            "s",
+            "tAAAAAAAAAAAAAAAAAAAAAA",
+            "sAAAAAAAAAAAAAAAAAAAAA/",
+            "sAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert_eq!(fields(&cam(bad, "a", "k")), ["prefix"], "{bad}");
+        }
+        assert_eq!(
+            fields(&cam(good, "", &"k".repeat(65))),
+            ["account", "write_kid"]
+        );
+        let acc = |account: &str| DeviceCommand::CsAccount {
+            account: account.into(),
+            quota_bytes: 0,
+        };
+        assert_eq!(fields(&acc("a/b")), ["account"]);
+        assert_eq!(fields(&acc("")), ["account"]);
+        acc("a_1-B").check_su().unwrap();
+        // Other commands have nothing to check here.
+        DeviceCommand::Describe.check_su().unwrap();
     }
 }
