@@ -43,6 +43,8 @@ enum Command {
     Nvr(cmd::nvr::Args),
     /// Run the media transmission unit (relay when no direct path exists; STUN/TURN).
     Mtu(cmd::mtu::Args),
+    /// Run the cloud storage unit (stores cameras' recordings, encrypted; 8.7.1).
+    Cs(cmd::cs::Args),
     /// Customer unit: the command-line client of the platform.
     Cu(cmd::cu::Args),
     /// Operator tasks: provision devices, approve accounts, release packages.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Pu(a) => cmd::pu::run(a).await,
             Command::Nvr(a) => cmd::nvr::run(a).await,
             Command::Mtu(a) => cmd::mtu::run(a).await,
+            Command::Cs(a) => cmd::cs::run(a).await,
             Command::Cu(a) => cmd::cu::run(a).await,
             Command::Admin(a) => cmd::admin::run(a).await,
             Command::Release(a) => cmd::release::run(a).await,

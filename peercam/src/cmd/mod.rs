@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod alarms;
 pub(crate) mod cmu;
+pub(crate) mod cs;
 pub(crate) mod cu;
 pub(crate) mod demo;
 pub(crate) mod mtu;

@@ -269,6 +269,33 @@ impl Cluster {
         Ok((peercam_nvr::start(cfg, sd.clone()).await?, sd))
     }
 
+    /// Starts a CS (kind `cs` identity) on loopback, registering with SCU node `scu`, its
+    /// object store and index under the cluster's directory (the same on a restart), no
+    /// grant keys but the CMU's (Su); `adjust` may change the configuration first.
+    pub async fn start_cs_with(
+        &self,
+        id: &DeviceIdentity,
+        scu: usize,
+        adjust: impl FnOnce(&mut peercam_cs::CsConfig),
+    ) -> anyhow::Result<(peercam_cs::Running, Shutdown)> {
+        let base = self.dir.path().join(format!("cs-{}", id.device_id));
+        std::fs::create_dir_all(&base)?;
+        let path = base.join("identity.toml");
+        std::fs::write(&path, id.to_toml())?;
+        let sd = Shutdown::new();
+        let mut cfg = peercam_cs::CsConfig::new(id.device_id.to_string(), base.join("objects"));
+        cfg.listen = SocketAddr::new(self.host, 0);
+        cfg.index = Some(base.join("index.db"));
+        let mut link =
+            peercam_cs::PlatformLink::new(path, self.scu_url(scu), self.pki.ca_cert.clone());
+        link.reconnect_initial_ms = 100;
+        link.reconnect_max_ms = 2000;
+        cfg.platform = Some(link);
+        adjust(&mut cfg);
+        let keys = std::sync::Arc::new(cfg.static_keys()?);
+        Ok((peercam_cs::start(cfg, keys, sd.clone()).await?, sd))
+    }
+
     /// Starts an MTU (kind `mtu` identity) on loopback; `adjust` may change the
     /// configuration first.
     pub async fn start_mtu_with(

@@ -20,6 +20,7 @@ mod alarms;
 pub mod api;
 mod audit;
 mod auth;
+mod cloud;
 mod config;
 mod control;
 mod devices;
@@ -96,6 +97,8 @@ pub(crate) struct AppState {
     pub(crate) push: alarms::push::WebPush,
     /// HMAC key of the 6.1.12 snapshot links, kept in the database (survives restarts).
     pub(crate) link_key: [u8; 32],
+    /// The cloud storage grant key (8.7.1), kept in the database.
+    pub(crate) cloud: cloud::Cloud,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -136,6 +139,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
     let link_key =
         store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
+    // H.626.4 8.7.1: the grant signing key is made on first start and kept.
+    let cloud = cloud::Cloud::load(&store, random_bytes::<32>()).await?;
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
         SmsConfig::Outbox { dir, mms } => Box::new(
             sms::OutboxSms::new(dir.clone())
@@ -190,6 +195,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         alarm_hub: alarms::Hub::default(),
         offline: alarms::up::Offline::default(),
         link_key,
+        cloud,
         config,
         store,
         sms,

@@ -397,6 +397,11 @@ async fn on_event(
             let _ = store::devices::touch(&st.store, &p.device_id, now_s()).await;
             // 6.1.9: offline and back-online alarms; a pending alarm strategy (8.8).
             let (st, id, online) = (st.clone(), p.device_id.clone(), p.online);
+            if online {
+                // Su: a CS gets its configuration at every registration (8.7.1).
+                let (st, id) = (st.clone(), id.clone());
+                tokio::spawn(async move { crate::cloud::online(&st, &id).await });
+            }
             tokio::spawn(async move { crate::alarms::up::presence(&st, &id, online).await });
         }
         CmuPeerEvent::Notice(ScNotice::Endpoints(e)) => {

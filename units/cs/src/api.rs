@@ -35,7 +35,9 @@ pub(crate) struct Cs {
     pub(crate) index: Index,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) keys: Arc<dyn Keys>,
-    pub(crate) grant_keys: HashMap<String, VerifyingKey>,
+    /// The CMU's grant verification keys: from the configuration, replaced by Su
+    /// `cs_config` (crate::su).
+    pub(crate) grant_keys: RwLock<HashMap<String, VerifyingKey>>,
     pub(crate) device_id: String,
     /// The cameras of the index, for the grant's epoch check without a database read.
     pub(crate) cameras: RwLock<HashMap<Prefix, Camera>>,
@@ -54,6 +56,14 @@ pub(crate) fn router(cs: Arc<Cs>) -> Router {
 }
 
 impl Cs {
+    fn grant_key(&self, kid: &str) -> Option<VerifyingKey> {
+        self.grant_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(kid)
+            .copied()
+    }
+
     fn camera(&self, p: &Prefix) -> Option<Camera> {
         self.cameras
             .read()
@@ -71,7 +81,7 @@ impl Cs {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         grant::verify(
             text,
-            |kid| self.grant_keys.get(kid).copied(),
+            |kid| self.grant_key(kid),
             |p| cameras.get(p).map(|c| c.epoch),
             &grant::Request {
                 aud: &self.device_id,
@@ -90,7 +100,7 @@ impl Cs {
     /// whose body names no prefix); the full check follows with [`Self::authorize`].
     fn granted_prefix(&self, headers: &HeaderMap) -> Result<Prefix, ApiErr> {
         let text = bearer(headers)?;
-        grant::verify_signature(text, |kid| self.grant_keys.get(kid).copied())
+        grant::verify_signature(text, |kid| self.grant_key(kid))
             .map(|c| c.pfx)
             .map_err(ApiErr::refused)
     }

@@ -11,6 +11,8 @@
 //! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
 //! | [`keys`] | data keys, from the configuration for now (the CMU key service comes later) |
 //! | `api` | Cp over HTTP (axum): `hello`, `PUT /cp/v1/o/<key>`, `prune` |
+//! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account` applied to the running CS |
+//! | [`agent`] | registration with an SCU as a device of kind `cs` (8.1), carrying Su |
 //!
 //! ```text
 //!   PU --- Cp (HTTP, Bearer pcg1 grant) ---> api --- intent --> index.db
@@ -19,17 +21,20 @@
 //!                                             +--- row + usage ----> index.db --> 201
 //! ```
 //!
-//! Not here yet (later steps of issue 17): registration with the SCU and Su (the cameras,
-//! accounts and grant keys come from [`CsConfig`] meanwhile), the CMU key service,
-//! multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
+//! With a `[platform]` section the CS registers with an SCU and takes its grant keys,
+//! accounts and cameras from the CMU (Su); the values of [`CsConfig`] are the starting
+//! point (and all a CS without a platform has). Not here yet (later steps of issue 17):
+//! the CMU key service, multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
 //! (`tls`), plain HTTP without one (loopback only).
 
+pub mod agent;
 mod api;
 pub mod backend;
 mod error;
 pub mod index;
 pub mod keys;
 pub mod recover;
+pub mod su;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +52,10 @@ pub use backend::{Backend, BackendError, LocalDir};
 pub use index::{Index, IndexError};
 pub use keys::{Keys, StaticKeys};
 pub use recover::RecoveryReport;
+pub use su::Su;
+
+/// The CS's software version, reported at registration.
+pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Why the CS could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +73,9 @@ pub enum CsError {
     /// The TLS certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(#[from] peercam_net::NetError),
+    /// The identity file is not of this CS (kind `cs`, id `device_id`).
+    #[error("{0} is not this CS's identity (kind \"cs\" and its device_id)")]
+    NotACs(PathBuf),
     /// The listener could not be bound.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -140,6 +152,43 @@ impl std::fmt::Debug for DataKeyConfig {
     }
 }
 
+/// The CS's registration with the platform (H.626.4 8.1, as a device of kind `cs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformLink {
+    /// The identity file written at provisioning (`peercam admin devices provision --kind
+    /// cs`); its device id must be `device_id`.
+    pub identity: PathBuf,
+    /// The SCU, `wss://HOST:PORT/`.
+    pub scu_url: String,
+    /// The platform CA certificate (PEM) the SCU's certificate must chain to.
+    pub platform_ca: PathBuf,
+    /// Where cameras reach Cp, `host:port`, reported to the platform; default the listen
+    /// address (`127.0.0.1` for an unspecified one).
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// First reconnect delay to the SCU, ms. Default 250.
+    #[serde(default = "peercam_net::agent::default_reconnect_initial_ms")]
+    pub reconnect_initial_ms: u64,
+    /// Longest reconnect delay, ms. Default 4000.
+    #[serde(default = "peercam_net::agent::default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+impl PlatformLink {
+    /// A link with defaults for everything optional.
+    pub fn new(identity: PathBuf, scu_url: String, platform_ca: PathBuf) -> Self {
+        Self {
+            identity,
+            scu_url,
+            platform_ca,
+            advertise: Vec::new(),
+            reconnect_initial_ms: peercam_net::agent::default_reconnect_initial_ms(),
+            reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
+        }
+    }
+}
+
 /// Configuration of a CS (`cs.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,7 +207,7 @@ pub struct CsConfig {
     /// The index database. Default: `index.db` beside `store_dir`.
     #[serde(default)]
     pub index: Option<PathBuf>,
-    /// The CMU's grant verification keys.
+    /// The CMU's grant verification keys until the CMU sends its own (Su `cs_config`).
     #[serde(default)]
     pub grant_keys: Vec<GrantKey>,
     /// Account pools, created or updated at start.
@@ -180,6 +229,9 @@ pub struct CsConfig {
     /// An object arriving this long after its end is marked back-filled, ms. Default 30000.
     #[serde(default = "default_backfill_after_ms")]
     pub backfill_after_ms: u64,
+    /// Registration with the platform; without it the CS runs alone on the values above.
+    #[serde(default)]
+    pub platform: Option<PlatformLink>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -211,6 +263,7 @@ impl CsConfig {
             max_object_bytes: default_max_object_bytes(),
             intent_wait_ms: default_intent_wait_ms(),
             backfill_after_ms: default_backfill_after_ms(),
+            platform: None,
         }
     }
 
@@ -263,6 +316,12 @@ pub struct Running {
     pub recovery: RecoveryReport,
     /// The server task (ends on shutdown).
     pub task: tokio::task::JoinHandle<()>,
+    /// Su, as the platform applies it (a test may apply commands directly).
+    pub su: Su,
+    /// Registration state, with a `[platform]` section.
+    pub status: Option<tokio::sync::watch::Receiver<agent::CsStatus>>,
+    /// The agent task, with a `[platform]` section (ends on shutdown).
+    pub agent: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the `LocalDir` store at `store_dir` and the index, applies the configured
@@ -292,6 +351,18 @@ pub async fn start_with(
         )));
     }
     let grant_keys = config.grant_keys()?;
+    let platform = match &config.platform {
+        Some(p) => {
+            let (identity, tls) = peercam_net::agent::load_device(&p.identity, &p.platform_ca)?;
+            if identity.kind != peercam_signal::ps::DeviceKind::Cs
+                || identity.device_id.as_str() != config.device_id
+            {
+                return Err(CsError::NotACs(p.identity.clone()));
+            }
+            Some((p.clone(), identity, tls))
+        }
+        None => None,
+    };
     let index = Index::open(&config.index_path()).await?;
     for a in &config.accounts {
         index.set_account(&a.account, a.quota_bytes).await?;
@@ -337,21 +408,68 @@ pub async fn start_with(
         index: index.clone(),
         backend,
         keys,
-        grant_keys,
+        grant_keys: std::sync::RwLock::new(grant_keys),
         device_id: config.device_id.clone(),
         cameras: std::sync::RwLock::new(cameras),
         max_body: config.max_object_bytes,
         intent_wait: std::time::Duration::from_millis(config.intent_wait_ms),
         backfill_after_ms: config.backfill_after_ms,
     });
+    let su = Su::new(state.clone());
     let app = api::router(state);
     tracing::info!(%addr, tls = tls.is_some(), "CS serving Cp");
-    let task = tokio::spawn(peercam_net::http::serve(listener, tls, app, shutdown));
+    let task = tokio::spawn(peercam_net::http::serve(
+        listener,
+        tls,
+        app,
+        shutdown.clone(),
+    ));
+    let (status, agent) = match platform {
+        Some((p, identity, tls)) => {
+            let advertise = if p.advertise.is_empty() {
+                if addr.ip().is_unspecified() {
+                    vec![format!("127.0.0.1:{}", addr.port())]
+                } else {
+                    vec![addr.to_string()]
+                }
+            } else {
+                p.advertise.clone()
+            };
+            let device = Arc::new(agent::CsDevice {
+                advertise,
+                su: su.clone(),
+                started: std::time::Instant::now(),
+                vendor: identity.vendor.clone(),
+                model: identity.model.clone(),
+            });
+            let link = peercam_net::agent::LinkConfig {
+                scu_url: p.scu_url.clone(),
+                tls,
+                identity,
+                sw_version: SW_VERSION.into(),
+                reconnect_initial: std::time::Duration::from_millis(p.reconnect_initial_ms),
+                reconnect_max: std::time::Duration::from_millis(p.reconnect_max_ms),
+                tick: std::time::Duration::from_secs(3600),
+            };
+            let (status_tx, status) = tokio::sync::watch::channel(agent::CsStatus::Connecting);
+            // The CS asks nothing of the platform yet: the request channel stays open, empty.
+            let (requests_tx, requests) = tokio::sync::mpsc::channel(1);
+            let task = tokio::spawn(async move {
+                let _keep = requests_tx;
+                peercam_net::agent::run(link, device, status_tx, requests, shutdown).await;
+            });
+            (Some(status), Some(task))
+        }
+        None => (None, None),
+    };
     Ok(Running {
         addr,
         index,
         recovery,
         task,
+        su,
+        status,
+        agent,
     })
 }
 
