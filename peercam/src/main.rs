@@ -44,6 +44,12 @@ enum Command {
     /// Run the media transmission unit (relay when no direct path exists; STUN/TURN).
     Mtu(cmd::mtu::Args),
     /// Run the cloud storage unit (stores cameras' recordings, encrypted; 8.7.1).
+    ///
+    /// The CS serves Cp, the upload protocol of cameras (`/cp/v1/...`, HTTPS with the
+    /// configured certificate), stores each object encrypted and enforces each account's
+    /// quota. With a `[platform]` section in cs.toml it registers with an SCU as a device of
+    /// kind `cs` (provision one with `peercam admin devices provision --kind cs`) and takes
+    /// its grant keys, accounts and cameras from the CMU (Su).
     Cs(cmd::cs::Args),
     /// Customer unit: the command-line client of the platform.
     Cu(cmd::cu::Args),

@@ -6,13 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-/// Run the cloud storage unit (CS).
-///
-/// The CS serves Cp, the upload protocol of cameras (`/cp/v1/...`, HTTPS with the
-/// configured certificate), stores each object encrypted, and enforces each account's
-/// quota. With a `[platform]` section it registers with an SCU as a device of kind `cs`
-/// (provision one with `peercam admin devices provision --kind cs`) and takes its grant
-/// keys, accounts and cameras from the CMU (Su).
+/// Run the cloud storage unit (CS); the help text is on `Command::Cs` in main.rs.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Configuration file (TOML); see docs/config.md, "cs.toml".

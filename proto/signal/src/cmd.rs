@@ -323,13 +323,11 @@ impl DeviceCommand {
                     ));
                 }
             }
-            Self::CsAccount { account, .. } => {
-                if !su_id_ok(account) {
-                    errors.push(FieldError::new(
-                        "account",
-                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
-                    ));
-                }
+            Self::CsAccount { account, .. } if !su_id_ok(account) => {
+                errors.push(FieldError::new(
+                    "account",
+                    format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                ));
             }
             _ => {}
         }
