@@ -7,6 +7,7 @@
 mod alarms;
 pub mod live;
 pub mod playback;
+pub mod talk;
 mod snapshots;
 
 use peercam_signal::cm::*;
