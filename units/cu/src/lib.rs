@@ -7,8 +7,8 @@
 mod alarms;
 pub mod live;
 pub mod playback;
-pub mod talk;
 mod snapshots;
+pub mod talk;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;

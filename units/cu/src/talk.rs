@@ -215,10 +215,15 @@ mod tests {
 
     #[test]
     fn wav_reading() {
-        assert_eq!(read_wav(&wav(1, 8000, 16, &[1, -2, 3])).unwrap(), vec![1, -2, 3]);
+        assert_eq!(
+            read_wav(&wav(1, 8000, 16, &[1, -2, 3])).unwrap(),
+            vec![1, -2, 3]
+        );
         let e = read_wav(&wav(1, 16000, 16, &[1])).unwrap_err().to_string();
         assert!(e.contains("16000 Hz; talk needs 8000 Hz"), "{e}");
-        let e = read_wav(&wav(2, 8000, 16, &[1, 2])).unwrap_err().to_string();
+        let e = read_wav(&wav(2, 8000, 16, &[1, 2]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 channels"), "{e}");
         let e = read_wav(&wav(1, 8000, 8, &[1])).unwrap_err().to_string();
         assert!(e.contains("16-bit"), "{e}");

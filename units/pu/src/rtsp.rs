@@ -619,7 +619,10 @@ impl Handler for Connection {
                 let _ = conn.reject_unsupported(cseq, &[peercam_rtsp::BACKCHANNEL_TAG]);
                 return;
             }
-            conn.offer_backchannel(BACKCHANNEL_TRACK, &BACKCHANNEL_CODECS.map(AudioCodec::payload_type));
+            conn.offer_backchannel(
+                BACKCHANNEL_TRACK,
+                &BACKCHANNEL_CODECS.map(AudioCodec::payload_type),
+            );
             self.backchannel_offered = true;
         }
         let (caps, profile) = self.settings.viewer_caps(&grant);
@@ -647,7 +650,13 @@ impl Handler for Connection {
         } else {
             &[]
         };
-        let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec), back);
+        let sdp = sdp(
+            &sps,
+            &pps,
+            profile,
+            self.audio.as_ref().map(|a| a.codec),
+            back,
+        );
         self.sub = Some(sub);
         let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
     }

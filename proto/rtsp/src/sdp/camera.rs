@@ -179,7 +179,10 @@ pub fn backchannel_media(codecs: &[AudioCodec]) -> Option<MediaDescription> {
         })
         .collect();
     lines.push(SdpLine::new('a', "sendonly"));
-    lines.push(SdpLine::new('a', format!("control:trackID={BACKCHANNEL_TRACK}")));
+    lines.push(SdpLine::new(
+        'a',
+        format!("control:trackID={BACKCHANNEL_TRACK}"),
+    ));
     Some(MediaDescription {
         media: "audio".into(),
         port: 0,
@@ -260,9 +263,7 @@ impl CameraSdp {
                         }),
                     });
                 }
-                ("audio", Some(pt))
-                    if out.audio.is_none() && m.attribute("sendonly").is_none() =>
-                {
+                ("audio", Some(pt)) if out.audio.is_none() && m.attribute("sendonly").is_none() => {
                     out.audio = AudioCodec::from_rtpmap(pt, m.rtpmap(pt).map(|r| r.encoding));
                 }
                 _ => {}

@@ -10,8 +10,8 @@ mod camera;
 use std::fmt;
 
 pub use camera::{
-    AUDIO_TRACK, AudioCodec, BACKCHANNEL_TRACK, CameraSdp, H264Video, VIDEO_PAYLOAD_TYPE, VIDEO_TRACK,
-    backchannel_media, find_backchannel,
+    AUDIO_TRACK, AudioCodec, BACKCHANNEL_TRACK, CameraSdp, H264Video, VIDEO_PAYLOAD_TYPE,
+    VIDEO_TRACK, backchannel_media, find_backchannel,
 };
 
 /// Size limits for [`SessionDescription::parse_with`].

@@ -958,14 +958,20 @@ mod backchannel {
             format!("SETUP {URL}/trackID=2 RTSP/1.0\r\nCSeq: 3\r\nSession: {SID}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n\r\n").as_bytes(),
         );
         assert!(r.is_empty());
-        let [ServerEvent::Setup { track: 2, transports, .. }] = ev.as_slice() else {
+        let [
+            ServerEvent::Setup {
+                track: 2,
+                transports,
+                ..
+            },
+        ] = ev.as_slice()
+        else {
             panic!("{ev:?}")
         };
         h.conn.accept_setup(3, 2, transports[0].clone()).unwrap();
         assert_eq!(h.responses()[0].status, StatusCode::OK);
-        let (_, ev) = h.feed(
-            format!("PLAY {URL}/ RTSP/1.0\r\nCSeq: 4\r\nSession: {SID}\r\n\r\n").as_bytes(),
-        );
+        let (_, ev) =
+            h.feed(format!("PLAY {URL}/ RTSP/1.0\r\nCSeq: 4\r\nSession: {SID}\r\n\r\n").as_bytes());
         assert!(matches!(ev.as_slice(), [ServerEvent::Play { cseq: 4, .. }]));
         h.conn.accept_play(4, &[]).unwrap();
         assert_eq!(h.responses()[0].status, StatusCode::OK);
@@ -1026,7 +1032,10 @@ mod backchannel {
         // After TEARDOWN nothing is the back channel any more.
         h.feed(format!("TEARDOWN {URL}/ RTSP/1.0\r\nCSeq: 5\r\nSession: {SID}\r\n\r\n").as_bytes());
         let (_, ev) = h.feed(&frame(4, &rtp(0, 4, &[0; 160])));
-        assert!(matches!(ev.as_slice(), [ServerEvent::Interleaved { channel: 4, .. }]));
+        assert!(matches!(
+            ev.as_slice(),
+            [ServerEvent::Interleaved { channel: 4, .. }]
+        ));
     }
 
     #[test]
@@ -1034,7 +1043,10 @@ mod backchannel {
         let mut h = Harness::new();
         h.setup_tcp(1);
         let (_, ev) = h.feed(&frame(0, &rtp(0, 1, &[0; 160])));
-        assert!(matches!(ev.as_slice(), [ServerEvent::Interleaved { channel: 0, .. }]));
+        assert!(matches!(
+            ev.as_slice(),
+            [ServerEvent::Interleaved { channel: 0, .. }]
+        ));
         assert_eq!(h.conn.backchannel_stats(), None);
     }
 
