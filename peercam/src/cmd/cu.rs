@@ -90,6 +90,20 @@ enum Cmd {
         #[command(flatten)]
         caps: CapsArgs,
     },
+    /// Talk to a camera (intercom, H.626.4 6.1.8): play a WAV file through its speaker over
+    /// the ONVIF audio back channel of RTSP.
+    ///
+    /// The file must be 16-bit PCM, mono, 8000 Hz (convert with e.g. `sox in.wav -c 1 -r 8000
+    /// -b 16 out.wav`). It is sent as G.711 (PCMU, else PCMA) in 20 ms RTP packets at real-time
+    /// pace over the RTSP connection, then the session is torn down. The device must be yours
+    /// or shared with you with the `talk` scope, and the camera must have a speaker; otherwise
+    /// the camera answers 551 and nothing is sent.
+    Talk {
+        device: String,
+        /// The WAV file to say.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Print an rtsp:// URL (with a one-time token, valid for a minute) that ffplay,
     /// ffmpeg or GStreamer open directly (H.626.4 8.4).
     Url {
@@ -105,7 +119,7 @@ enum Cmd {
         device: String,
         #[arg(long)]
         to: String,
-        /// Comma-separated: live,playback,ptz,talk,config (talk: stored; no intercom yet)
+        /// Comma-separated: live,playback,ptz,talk,config (talk: speak through the camera)
         #[arg(long, default_value = "live")]
         scopes: String,
     },
@@ -507,6 +521,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             out,
             caps,
         } => play(conn, json, device, seconds, out, caps).await?,
+        Cmd::Talk { device, file } => talk(conn, json, device, file).await?,
         Cmd::Url { device, caps } => url(conn, json, &device, &caps).await?,
         Cmd::Sub(cmd) => subaccounts(conn, json, cmd).await?,
         Cmd::Share { device, to, scopes } => share(conn, json, &device, &to, &scopes).await?,

@@ -41,4 +41,4 @@ pub use msg::{
     FrameTooLarge, InterleavedFrame, Request, Response, StatusCode, Transport, write_interleaved,
 };
 pub use parse::{Limits, ParseError, Parsed, parse};
-pub use server::{ServerConfig, ServerConn, ServerEvent};
+pub use server::{BACKCHANNEL_TAG, ServerConfig, ServerConn, ServerEvent};

@@ -8,6 +8,7 @@ mod alarms;
 pub mod live;
 pub mod playback;
 mod snapshots;
+pub mod talk;
 
 use peercam_signal::cm::*;
 use peercam_signal::cmd::DeviceDescription;

@@ -60,6 +60,11 @@ impl Conn {
         self.0.next().await.map_err(rtsp_err)
     }
 
+    /// Writes raw bytes (an interleaved frame) to the camera.
+    pub(crate) async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), CuError> {
+        self.0.write_raw(bytes).await.map_err(rtsp_err)
+    }
+
     pub(crate) async fn request(
         &mut self,
         method: &str,

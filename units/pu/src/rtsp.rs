@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peercam_base::DeviceId;
+use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
 use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
 use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
@@ -24,6 +24,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::agent::{PlatformRequest, Revocation};
 use crate::media::audio::{AudioPacket, AudioSubscription, payload_type};
 use crate::media::{AccessUnit, MediaHub, Profile, Subscription};
+
+/// The back channel's track (`trackID=2`).
+const BACKCHANNEL_TRACK: usize = peercam_rtsp::sdp::BACKCHANNEL_TRACK;
+/// What the back channel takes, preferred first (ONVIF Profile T: G.711 at least).
+const BACKCHANNEL_CODECS: [AudioCodec; 2] = [AudioCodec::Pcmu, AudioCodec::Pcma];
 
 pub(crate) struct ServerSettings {
     /// Playback and export of the SD card (8.7.3), on the same port.
@@ -370,6 +375,11 @@ struct Connection {
     /// The last (media timestamp, capture time) sent per track, for sender reports.
     last_video: Option<(u32, u64)>,
     last_audio: Option<(u32, u64)>,
+    /// The ONVIF audio back channel (talk, 6.1.8): offered at DESCRIBE to a viewer whose
+    /// grant holds `talk`, on a camera with a speaker.
+    backchannel_offered: bool,
+    /// The back channel once set up: the viewer's place at the camera's speaker.
+    talker: Option<crate::speaker::Talker>,
 }
 
 impl Connection {
@@ -389,6 +399,8 @@ impl Connection {
             pkt: Vec::with_capacity(1500),
             last_video: None,
             last_audio: None,
+            backchannel_offered: false,
+            talker: None,
         }
     }
 
@@ -556,6 +568,7 @@ impl Handler for Connection {
             uri,
             token,
             path,
+            backchannel,
             ..
         } = req;
         let (conn, uri, path) = (io.conn, uri.as_str(), path.as_str());
@@ -590,6 +603,28 @@ impl Handler for Connection {
         let Some(grant) = self.grant.clone() else {
             return;
         };
+        // 6.1.8: the back channel is offered only to a viewer granted `talk`, by a camera
+        // that has a speaker; anyone else asking for it is told 551 and may DESCRIBE again
+        // without it (video and the camera's audio as usual).
+        if backchannel {
+            let refusal = if !grant.scopes.contains(Scope::Talk) {
+                Some("the viewer's grant does not hold the talk scope")
+            } else if self.settings.intercom.is_none() {
+                Some("this camera has no speaker (speaker_wav is not set)")
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                tracing::info!(peer = %self.peer, user = grant.user, "RTSP back channel refused: {why}");
+                let _ = conn.reject_unsupported(cseq, &[peercam_rtsp::BACKCHANNEL_TAG]);
+                return;
+            }
+            conn.offer_backchannel(
+                BACKCHANNEL_TRACK,
+                &BACKCHANNEL_CODECS.map(AudioCodec::payload_type),
+            );
+            self.backchannel_offered = true;
+        }
         let (caps, profile) = self.settings.viewer_caps(&grant);
         let mut sub = match self.settings.hub.subscribe(profile) {
             Ok(s) => s,
@@ -610,7 +645,18 @@ impl Handler for Connection {
                 None
             }
         };
-        let sdp = sdp(&sps, &pps, profile, self.audio.as_ref().map(|a| a.codec));
+        let back: &[AudioCodec] = if self.backchannel_offered {
+            &BACKCHANNEL_CODECS
+        } else {
+            &[]
+        };
+        let sdp = sdp(
+            &sps,
+            &pps,
+            profile,
+            self.audio.as_ref().map(|a| a.codec),
+            back,
+        );
         self.sub = Some(sub);
         let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
     }
@@ -625,6 +671,24 @@ impl Handler for Connection {
         let local = self.local;
         if self.grant.is_none() || self.sub.is_none() {
             let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
+            return;
+        }
+        if track == BACKCHANNEL_TRACK && self.backchannel_offered {
+            // The viewer's RTP comes back on the RTSP connection: interleaved only.
+            let Some(offer) = transports
+                .into_iter()
+                .find(|t| t.multicast != Some(true) && serve::is_interleaved(t))
+            else {
+                let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+                return;
+            };
+            let (answer, _, _) = serve::interleaved(offer, track);
+            if conn.accept_setup(cseq, track, answer).is_ok()
+                && let Some(ic) = &self.settings.intercom
+            {
+                self.talker = Some(crate::speaker::Talker::new(ic.clone()));
+                tracing::info!(peer = %self.peer, "RTSP back channel set up: the viewer may talk");
+            }
             return;
         }
         if track > 1 || (track == 1 && self.audio.is_none()) {
@@ -714,6 +778,22 @@ impl Handler for Connection {
 
     fn pause(&mut self) {
         self.playing = false;
+    }
+
+    fn teardown(&mut self) {
+        self.playing = false;
+        // Talk ends with the session.
+        self.talker = None;
+    }
+
+    /// The viewer's voice on the back channel, to the camera's speaker.
+    fn backchannel(&mut self, p: peercam_rtsp::server::BackchannelPacket) {
+        let codec = BACKCHANNEL_CODECS
+            .into_iter()
+            .find(|c| c.payload_type() == p.payload_type);
+        if let (Some(t), Some(codec)) = (&mut self.talker, codec) {
+            t.hear(codec, p.seq, &p.payload);
+        }
     }
 
     async fn wait(&mut self) -> Wake {
@@ -869,7 +949,13 @@ async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {
 }
 
 /// The SDP of a DESCRIBE answer: H.264 video (track 0) and optionally audio (track 1).
-fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> String {
+fn sdp(
+    sps: &[u8],
+    pps: &[u8],
+    profile: Profile,
+    audio: Option<AudioCodec>,
+    backchannel: &[AudioCodec],
+) -> String {
     use peercam_rtsp::sdp::{CameraSdp, H264Video};
     CameraSdp {
         session_id: unix_us() / 1_000_000,
@@ -891,5 +977,5 @@ fn sdp(sps: &[u8], pps: &[u8], profile: Profile, audio: Option<AudioCodec>) -> S
         }),
         audio,
     }
-    .build()
+    .build_with_backchannel(backchannel)
 }

@@ -15,7 +15,10 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use peercam_rtp::g711::AudioCodec;
+use peercam_rtp::talk::TalkDecoder;
 use std::time::{Duration, Instant};
 
 /// The rate every speaker plays at: G.711's (G.722 talk is played from its lower band).
@@ -182,6 +185,71 @@ impl Intercom {
         if floor.is_some_and(|(holder, _)| holder == talker) {
             *floor = None;
         }
+    }
+}
+
+/// A viewer allowed to talk: its decoder and its place at the camera's speaker.
+pub(crate) struct Talker {
+    pub(crate) intercom: Arc<Intercom>,
+    pub(crate) id: u64,
+    decoder: Option<TalkDecoder>,
+    last_seq: Option<u64>,
+    /// Whether the current refusal (another viewer talks) was logged.
+    busy_logged: bool,
+}
+
+impl Talker {
+    pub(crate) fn new(intercom: Arc<Intercom>) -> Self {
+        let id = intercom.talker_id();
+        Self {
+            intercom,
+            id,
+            decoder: None,
+            last_seq: None,
+            busy_logged: false,
+        }
+    }
+
+    /// Plays one packet of the viewer's microphone: its codec, its RTP sequence number
+    /// extended to 64 bits, its payload.
+    pub(crate) fn hear(&mut self, codec: AudioCodec, seq: u64, payload: &[u8]) {
+        // Late or repeated packets are dropped; the speaker plays in order.
+        if self.last_seq.is_some_and(|s| seq <= s) {
+            return;
+        }
+        self.last_seq = Some(seq);
+        let decoder = match &mut self.decoder {
+            Some(d) if d.codec() == codec => d,
+            slot => slot.insert(TalkDecoder::new(codec)),
+        };
+        let pcm = decoder.decode(payload);
+        if pcm.is_empty() {
+            // Nothing to play (an empty or oversized payload): the floor is not taken.
+            return;
+        }
+        match self.intercom.hear(self.id, &pcm, Instant::now()) {
+            Heard::Played => {
+                if self.busy_logged {
+                    tracing::info!("talk: this viewer now has the camera's speaker");
+                }
+                self.busy_logged = false;
+            }
+            Heard::Busy => {
+                if !self.busy_logged {
+                    self.busy_logged = true;
+                    tracing::info!(
+                        "talk ignored: another viewer is talking to the camera (one talker at a time)"
+                    );
+                }
+            }
+            Heard::Failed => {}
+        }
+    }
+}
+
+impl Drop for Talker {
+    fn drop(&mut self) {
+        self.intercom.release(self.id);
     }
 }
 

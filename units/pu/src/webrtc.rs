@@ -26,15 +26,14 @@ use std::time::{Duration, Instant};
 
 use peercam_base::Scope;
 use peercam_net::Shutdown;
-use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening, TalkPacket, offers_microphone};
-use peercam_rtp::talk::TalkDecoder;
+use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening, offers_microphone};
 use peercam_signal::play::PlayVerdict;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::media::Subscription;
 use crate::media::audio::AudioSubscription;
 use crate::rtsp::{End, Server, watch_end};
-use crate::speaker::{Heard, Intercom};
+use crate::speaker::Talker;
 
 /// Why a WebRTC session ended in failure (logged with its `Display`).
 #[derive(Debug, thiserror::Error)]
@@ -180,70 +179,6 @@ struct Session {
     started: Instant,
 }
 
-/// A viewer allowed to talk: its decoder and its place at the camera's speaker.
-struct Talker {
-    intercom: Arc<Intercom>,
-    id: u64,
-    decoder: Option<TalkDecoder>,
-    last_seq: Option<u64>,
-    /// Whether the current refusal (another viewer talks) was logged.
-    busy_logged: bool,
-}
-
-impl Talker {
-    fn new(intercom: Arc<Intercom>) -> Self {
-        let id = intercom.talker_id();
-        Self {
-            intercom,
-            id,
-            decoder: None,
-            last_seq: None,
-            busy_logged: false,
-        }
-    }
-
-    /// Plays one packet of the viewer's microphone.
-    fn hear(&mut self, p: &TalkPacket) {
-        // Late or repeated packets are dropped; the speaker plays in order.
-        if self.last_seq.is_some_and(|s| p.seq <= s) {
-            return;
-        }
-        self.last_seq = Some(p.seq);
-        let decoder = match &mut self.decoder {
-            Some(d) if d.codec() == p.codec => d,
-            slot => slot.insert(TalkDecoder::new(p.codec)),
-        };
-        let pcm = decoder.decode(&p.payload);
-        if pcm.is_empty() {
-            // Nothing to play (an empty or oversized payload): the floor is not taken.
-            return;
-        }
-        match self.intercom.hear(self.id, &pcm, Instant::now()) {
-            Heard::Played => {
-                if self.busy_logged {
-                    tracing::info!("talk: this viewer now has the camera's speaker");
-                }
-                self.busy_logged = false;
-            }
-            Heard::Busy => {
-                if !self.busy_logged {
-                    self.busy_logged = true;
-                    tracing::info!(
-                        "talk ignored: another viewer is talking to the camera (one talker at a time)"
-                    );
-                }
-            }
-            Heard::Failed => {}
-        }
-    }
-}
-
-impl Drop for Talker {
-    fn drop(&mut self) {
-        self.intercom.release(self.id);
-    }
-}
-
 impl Session {
     /// Half duplex: whether this viewer is talking, and so does not get the camera's audio.
     fn muted_for_talk(&self) -> bool {
@@ -271,7 +206,7 @@ impl Session {
                     Happening::Text(_) => {}
                     Happening::Audio(p) => {
                         if let Some(t) = &mut self.talker {
-                            t.hear(&p);
+                            t.hear(p.codec, p.seq, &p.payload);
                         }
                     }
                 }

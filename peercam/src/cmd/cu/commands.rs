@@ -97,6 +97,67 @@ pub(super) async fn share(
     Ok(())
 }
 
+/// `cu talk`: a WAV file to the camera's speaker over the RTSP back channel (6.1.8).
+pub(super) async fn talk(
+    conn: &Conn,
+    json: bool,
+    device: String,
+    file: PathBuf,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let pcm = peercam_cu::talk::read_wav(&bytes).with_context(|| file.display().to_string())?;
+    let r = conn
+        .client()
+        .await?
+        .play(&device, &peercam_signal::cm::PlayRequest::default())
+        .await?;
+    let total = pcm.len() as f64 / f64::from(peercam_cu::talk::RATE);
+    let bar = indicatif::ProgressBar::new((total * 10.0).ceil() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} talking [{bar:30}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let paths = if r.paths.is_empty() {
+        vec![peercam_signal::relay::MediaPath {
+            kind: r.path,
+            url: r.url.clone(),
+            stun: None,
+        }]
+    } else {
+        r.paths.clone()
+    };
+    let puncher = peercam_cu::live::Puncher {
+        client: conn.client().await?,
+        device: device.clone(),
+    };
+    let talked = peercam_cu::talk::talk(&paths, Some(&puncher), &pcm, |s| {
+        bar.set_position((s * 10.0) as u64);
+        bar.set_message(format!("{s:.1}/{total:.1} s"));
+    })
+    .await?;
+    bar.finish_and_clear();
+    let out = serde_json::json!({
+        "device": device,
+        "seconds": talked.seconds,
+        "packets": talked.packets,
+        "codec": talked.codec.encoding_name(),
+        "path": talked.reached.kind.as_str(),
+    });
+    print(json, &out, |_| {
+        println!(
+            "said {:.1} s to {device} ({} packets of {}, {} path)",
+            talked.seconds,
+            talked.packets,
+            talked.codec.encoding_name(),
+            talked.reached.kind.as_str()
+        );
+    })?;
+    Ok(())
+}
+
 /// `cu url`: a play URL for any RTSP player, with the other paths on stderr (8.3, 8.4).
 pub(super) async fn url(
     conn: &Conn,

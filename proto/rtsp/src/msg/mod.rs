@@ -157,6 +157,8 @@ impl StatusCode {
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
     /// 505 RTSP Version Not Supported.
     pub const VERSION_NOT_SUPPORTED: Self = Self(505);
+    /// 551 Option not supported (RFC 2326 7.1.1: a `Require` the server cannot honour).
+    pub const OPTION_NOT_SUPPORTED: Self = Self(551);
 
     /// The reason phrase RFC 2326 (or RFC 7826) gives this code; `""` for unknown codes.
     pub fn canonical_reason(self) -> &'static str {

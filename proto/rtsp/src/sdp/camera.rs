@@ -9,6 +9,9 @@ pub const VIDEO_TRACK: usize = 0;
 pub const AUDIO_TRACK: usize = 1;
 /// The dynamic RTP payload type used for H.264.
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
+/// The track number (`a=control:trackID=2`) of the ONVIF audio back channel, the stream the
+/// player sends to the camera (talk, H.626.4 6.1.8).
+pub const BACKCHANNEL_TRACK: usize = 2;
 
 /// The audio codecs a camera offers, with their static payload types (RFC 3551 table 4): the
 /// workspace's one audio codec type, from `peercam-rtp`.
@@ -136,9 +139,86 @@ impl CameraSdp {
         self.description().to_string()
     }
 
+    /// As [`Self::build`], plus the ONVIF audio back channel (ONVIF Streaming Specification
+    /// 5.3): an audio section marked `a=sendonly` (the direction as the ONVIF specification
+    /// writes it for the stream the player sends) offering `codecs` in order of preference,
+    /// with control URL `trackID=2` ([`BACKCHANNEL_TRACK`]). Without codecs it is
+    /// [`Self::build`].
+    pub fn build_with_backchannel(&self, codecs: &[AudioCodec]) -> String {
+        let mut sd = self.description();
+        if let Some(m) = backchannel_media(codecs) {
+            sd.media.push(m);
+        }
+        sd.to_string()
+    }
+}
+
+/// The back channel's media section, or `None` without codecs.
+pub fn backchannel_media(codecs: &[AudioCodec]) -> Option<MediaDescription> {
+    let mut seen: Vec<AudioCodec> = Vec::new();
+    for c in codecs {
+        if !seen.contains(c) {
+            seen.push(*c);
+        }
+    }
+    if seen.is_empty() {
+        return None;
+    }
+    let mut lines: Vec<SdpLine> = seen
+        .iter()
+        .map(|c| {
+            SdpLine::new(
+                'a',
+                format!(
+                    "rtpmap:{} {}/{}",
+                    c.payload_type(),
+                    c.encoding_name(),
+                    c.clock_rate()
+                ),
+            )
+        })
+        .collect();
+    lines.push(SdpLine::new('a', "sendonly"));
+    lines.push(SdpLine::new(
+        'a',
+        format!("control:trackID={BACKCHANNEL_TRACK}"),
+    ));
+    Some(MediaDescription {
+        media: "audio".into(),
+        port: 0,
+        port_count: None,
+        proto: "RTP/AVP".into(),
+        formats: seen.iter().map(|c| c.payload_type().to_string()).collect(),
+        lines,
+    })
+}
+
+/// The back channel a description offers (ONVIF: an audio section marked `a=sendonly`): its
+/// control URL (as written) and the codecs it takes, in the order offered. `None` when it
+/// offers none the camera side could know.
+pub fn find_backchannel(sd: &SessionDescription) -> Option<(String, Vec<(u8, AudioCodec)>)> {
+    sd.media
+        .iter()
+        .filter(|m| m.media.eq_ignore_ascii_case("audio"))
+        .filter(|m| m.attribute("sendonly").is_some())
+        .find_map(|m| {
+            let codecs: Vec<(u8, AudioCodec)> = m
+                .payload_types()
+                .filter_map(|pt| {
+                    let map = m.rtpmap(pt);
+                    AudioCodec::from_rtpmap(pt, map.as_ref().map(|r| r.encoding)).map(|c| (pt, c))
+                })
+                .collect();
+            let control = m.control()?.to_owned();
+            (!codecs.is_empty()).then_some((control, codecs))
+        })
+}
+
+impl CameraSdp {
     /// Reads back what [`Self::build`] wrote (or a description like it): the first H.264
-    /// video section and the first G.711/G.722 audio section. `None` if `o=` is missing or
-    /// malformed.
+    /// video section and the first G.711/G.722 audio section the camera sends (a back
+    /// channel, marked `a=sendonly`, is not it: see [`find_backchannel`]). `None` if `o=` is
+    /// missing or malformed.
     pub fn from_description(sd: &SessionDescription) -> Option<Self> {
         let mut o = sd.line('o')?.split_ascii_whitespace();
         let (_user, sid, ver, _net, _addr_type, addr) = (
@@ -183,7 +263,7 @@ impl CameraSdp {
                         }),
                     });
                 }
-                ("audio", Some(pt)) if out.audio.is_none() => {
+                ("audio", Some(pt)) if out.audio.is_none() && m.attribute("sendonly").is_none() => {
                     out.audio = AudioCodec::from_rtpmap(pt, m.rtpmap(pt).map(|r| r.encoding));
                 }
                 _ => {}
@@ -284,6 +364,45 @@ mod tests {
         assert!(c.build().contains("a=fmtp:96 packetization-mode=1\r\n"));
     }
 
+    #[test]
+    fn backchannel_section() {
+        let text = camera().build_with_backchannel(&[AudioCodec::Pcmu, AudioCodec::Pcma]);
+        assert!(text.starts_with(&camera().build()), "{text}");
+        assert!(
+            text.ends_with(
+                "m=audio 0 RTP/AVP 0 8\r\n\
+                 a=rtpmap:0 PCMU/8000\r\n\
+                 a=rtpmap:8 PCMA/8000\r\n\
+                 a=sendonly\r\n\
+                 a=control:trackID=2\r\n"
+            ),
+            "{text}"
+        );
+        let sd = SessionDescription::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            find_backchannel(&sd),
+            Some((
+                "trackID=2".into(),
+                vec![(0, AudioCodec::Pcmu), (8, AudioCodec::Pcma)]
+            ))
+        );
+        // The camera's own audio is still the G.722 track, not the back channel.
+        assert_eq!(CameraSdp::from_description(&sd), Some(camera()));
+        // Without codecs nothing is added; without the section nothing is found.
+        assert_eq!(camera().build_with_backchannel(&[]), camera().build());
+        let plain = SessionDescription::parse(camera().build().as_bytes()).unwrap();
+        assert_eq!(find_backchannel(&plain), None);
+        // Only a back channel: the camera sends no audio.
+        let c = CameraSdp {
+            audio: None,
+            ..camera()
+        };
+        let text = c.build_with_backchannel(&[AudioCodec::Pcma, AudioCodec::Pcma]);
+        assert!(text.contains("m=audio 0 RTP/AVP 8\r\n"), "{text}");
+        let sd = SessionDescription::parse(text.as_bytes()).unwrap();
+        assert_eq!(CameraSdp::from_description(&sd), Some(c));
+    }
+
     prop_compose! {
         fn arb_camera()(
             session_id in any::<u64>(),
@@ -312,6 +431,33 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn backchannel_round_trips(
+            c in arb_camera(),
+            codecs in proptest::collection::vec(
+                prop_oneof![Just(AudioCodec::Pcmu), Just(AudioCodec::Pcma), Just(AudioCodec::G722)],
+                1..5,
+            ),
+        ) {
+            let text = c.build_with_backchannel(&codecs);
+            let sd = SessionDescription::parse(text.as_bytes()).unwrap();
+            prop_assert_eq!(sd.to_string(), text.clone());
+            prop_assert_eq!(CameraSdp::from_description(&sd), Some(c));
+            let (control, found) = find_backchannel(&sd).unwrap();
+            prop_assert_eq!(control, "trackID=2");
+            let mut want: Vec<AudioCodec> = Vec::new();
+            for k in codecs {
+                if !want.contains(&k) {
+                    want.push(k);
+                }
+            }
+            let found: Vec<AudioCodec> = found.into_iter().map(|(pt, k)| {
+                assert_eq!(pt, k.payload_type());
+                k
+            }).collect();
+            prop_assert_eq!(found, want);
+        }
+
         #[test]
         fn parse_of_build_round_trips(c in arb_camera()) {
             let text = c.build();

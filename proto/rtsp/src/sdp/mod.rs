@@ -9,7 +9,10 @@ mod camera;
 
 use std::fmt;
 
-pub use camera::{AUDIO_TRACK, AudioCodec, CameraSdp, H264Video, VIDEO_PAYLOAD_TYPE, VIDEO_TRACK};
+pub use camera::{
+    AUDIO_TRACK, AudioCodec, BACKCHANNEL_TRACK, CameraSdp, H264Video, VIDEO_PAYLOAD_TYPE,
+    VIDEO_TRACK, backchannel_media, find_backchannel,
+};
 
 /// Size limits for [`SessionDescription::parse_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Bytes buffered while a request awaits the application; more closes the connection.
     /// Default 256 KiB.
     pub max_buffered: usize,
+    /// The largest RTP packet taken on the audio back channel; larger ones are dropped and
+    /// counted ([`BackchannelStats::oversized`]). Default 1500 bytes.
+    pub max_backchannel_packet: usize,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             server_name: Some("peercam".into()),
             max_tracks: 8,
             max_buffered: 256 * 1024,
+            max_backchannel_packet: 1500,
         }
     }
 }
@@ -105,6 +109,11 @@ pub enum ServerEvent {
         query: Option<String>,
         /// `?token=` (percent-decoded) or else an `Authorization: Bearer` token.
         token: Option<String>,
+        /// The player asks for the ONVIF audio back channel (`Require:` [`BACKCHANNEL_TAG`]):
+        /// answer with it ([`ServerConn::offer_backchannel`] and an SDP from
+        /// [`crate::sdp::CameraSdp::build_with_backchannel`]) or refuse with
+        /// [`ServerConn::reject_unsupported`] (551).
+        backchannel: bool,
     },
     /// SETUP of one track: [`ServerConn::accept_setup`] with the chosen transport, or
     /// [`ServerConn::reject`] (461 when no offered transport is acceptable).
@@ -144,6 +153,9 @@ pub enum ServerEvent {
         /// The request's CSeq.
         cseq: u32,
     },
+    /// An RTP packet the player sent on the audio back channel's interleaved RTP channel,
+    /// with a payload type the camera offered ([`ServerConn::offer_backchannel`]).
+    Backchannel(BackchannelPacket),
     /// An interleaved frame from the player (normally RTCP receiver reports).
     Interleaved {
         /// The channel.
@@ -156,6 +168,50 @@ pub enum ServerEvent {
         /// Why.
         reason: CloseReason,
     },
+}
+
+/// The option tag of the ONVIF audio back channel (ONVIF Streaming Specification 5.3), sent
+/// by the player in `Require:` with DESCRIBE.
+pub const BACKCHANNEL_TAG: &str = "www.onvif.org/ver20/backchannel";
+
+/// One RTP packet of the back channel, checked: it parsed, its payload type was offered and
+/// its payload is not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelPacket {
+    /// The back channel's track number.
+    pub track: usize,
+    /// The interleaved channel it came on.
+    pub channel: u8,
+    /// Its RTP payload type (one of those offered).
+    pub payload_type: u8,
+    /// Its sequence number extended to 64 bits (RFC 3550 A.1): later packets have larger
+    /// numbers; a late or repeated packet has one not above those before it.
+    pub seq: u64,
+    /// Its RTP timestamp.
+    pub timestamp: u32,
+    /// The payload (without padding).
+    pub payload: Vec<u8>,
+}
+
+/// What the back channel dropped, and what it passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackchannelStats {
+    /// Packets passed on as [`ServerEvent::Backchannel`].
+    pub received: u64,
+    /// Packets dropped for a payload type that was not offered.
+    pub wrong_payload_type: u64,
+    /// Packets dropped because they are not RTP (or carry no payload).
+    pub malformed: u64,
+    /// Packets dropped for being larger than [`ServerConfig::max_backchannel_packet`].
+    pub oversized: u64,
+}
+
+#[derive(Debug)]
+struct Backchannel {
+    track: usize,
+    payload_types: Vec<u8>,
+    last_seq: Option<u64>,
+    stats: BackchannelStats,
 }
 
 /// Why a connection closed.
@@ -266,6 +322,7 @@ pub struct ServerConn {
     session: Option<Session>,
     session_used: bool,
     closed: bool,
+    backchannel: Option<Backchannel>,
 }
 
 #[derive(Debug)]
@@ -364,6 +421,7 @@ impl ServerConn {
             session: None,
             session_used: false,
             closed: false,
+            backchannel: None,
         }
     }
 
@@ -442,6 +500,38 @@ impl ServerConn {
         self.session
             .iter()
             .flat_map(|s| s.tracks.iter().map(|(t, (_, tr))| (*t, tr)))
+    }
+
+    /// Makes `track` the audio back channel, taking RTP with these payload types: call it
+    /// before answering a DESCRIBE that asked for it with an SDP that offers it. Once the
+    /// track is set up over interleaved TCP, RTP on its channel comes as
+    /// [`ServerEvent::Backchannel`]; wrong payload types, oversized and malformed packets are
+    /// dropped and counted ([`Self::backchannel_stats`]) and the stream goes on.
+    pub fn offer_backchannel(&mut self, track: usize, payload_types: &[u8]) {
+        self.backchannel = Some(Backchannel {
+            track,
+            payload_types: payload_types.to_vec(),
+            last_seq: None,
+            stats: BackchannelStats::default(),
+        });
+    }
+
+    /// The back channel's counters, once offered.
+    pub fn backchannel_stats(&self) -> Option<BackchannelStats> {
+        self.backchannel.as_ref().map(|b| b.stats)
+    }
+
+    /// Refuses the pending request with 551 Option not supported, naming the option tags of
+    /// its `Require` header the camera cannot honour in `Unsupported` (RFC 2326 12.32), e.g.
+    /// [`BACKCHANNEL_TAG`] from a viewer that may not talk.
+    pub fn reject_unsupported(&mut self, cseq: u32, tags: &[&str]) -> Result<(), ServerError> {
+        self.take_pending(cseq, "any", |_| true)?;
+        let r = self
+            .response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq))
+            .with_header("Unsupported", tags.join(", "));
+        self.send(&r);
+        self.process();
+        Ok(())
     }
 
     /// Answers a pending DESCRIBE with `sdp` (`application/sdp`). `content_base` becomes the
@@ -662,10 +752,7 @@ impl ServerConn {
                     self.deadline = self.now + self.config.session_timeout;
                     match item {
                         Parsed::Request(req) => self.handle_request(req),
-                        Parsed::Interleaved(f) => self.events.push_back(ServerEvent::Interleaved {
-                            channel: f.channel,
-                            payload: f.payload,
-                        }),
+                        Parsed::Interleaved(f) => self.on_interleaved(f.channel, f.payload),
                         // The camera sends no requests, so a response answers nothing.
                         Parsed::Response(_) => {}
                     }
@@ -748,6 +835,25 @@ impl ServerConn {
         }
     }
 
+    /// A frame from the player: the back channel's RTP, checked, or anything else as is.
+    fn on_interleaved(&mut self, channel: u8, payload: Vec<u8>) {
+        let rtp_channel = self.backchannel.as_ref().and_then(|b| {
+            let (_, t) = self.session.as_ref()?.tracks.get(&b.track)?;
+            t.interleaved.map(|p| p.rtp)
+        });
+        let max = self.config.max_backchannel_packet;
+        match (rtp_channel, &mut self.backchannel) {
+            (Some(c), Some(bc)) if c == channel => {
+                if let Some(p) = bc.check(channel, &payload, max) {
+                    self.events.push_back(ServerEvent::Backchannel(p));
+                }
+            }
+            _ => self
+                .events
+                .push_back(ServerEvent::Interleaved { channel, payload }),
+        }
+    }
+
     fn on_describe(&mut self, cseq: u32, req: Request) {
         if let Some(accept) = req.headers.accept()
             && !accept
@@ -756,6 +862,27 @@ impl ServerConn {
         {
             return self.answer(cseq, StatusCode::NOT_ACCEPTABLE);
         }
+        // RFC 2326 12.32: options the camera does not know are refused; the back channel is
+        // the application's to grant.
+        let required: Vec<String> = req
+            .headers
+            .get_all("Require")
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let unknown: Vec<&str> = required
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !t.eq_ignore_ascii_case(BACKCHANNEL_TAG))
+            .collect();
+        if !unknown.is_empty() {
+            let r = self
+                .response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq))
+                .with_header("Unsupported", unknown.join(", "));
+            return self.send(&r);
+        }
+        let backchannel = !required.is_empty();
         let parts = uri::split(&req.uri);
         let path = normalize(parts.path);
         let query = parts.query.map(str::to_owned);
@@ -770,6 +897,7 @@ impl ServerConn {
             path,
             query,
             token,
+            backchannel,
         });
     }
 
@@ -908,6 +1036,56 @@ impl ServerConn {
     fn send(&mut self, r: &Response) {
         self.out.push_back(r.serialize());
     }
+}
+
+impl Backchannel {
+    /// The packet if it passes, else counted as dropped.
+    fn check(&mut self, channel: u8, bytes: &[u8], max: usize) -> Option<BackchannelPacket> {
+        if bytes.len() > max {
+            self.stats.oversized += 1;
+            return None;
+        }
+        let Ok(p) = peercam_rtp::packet::RtpPacket::parse(bytes) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        if p.payload().is_empty() {
+            self.stats.malformed += 1;
+            return None;
+        }
+        if !self.payload_types.contains(&p.payload_type()) {
+            self.stats.wrong_payload_type += 1;
+            return None;
+        }
+        let seq = extend_seq(self.last_seq, p.sequence());
+        self.last_seq = Some(self.last_seq.map_or(seq, |l| l.max(seq)));
+        self.stats.received += 1;
+        Some(BackchannelPacket {
+            track: self.track,
+            channel,
+            payload_type: p.payload_type(),
+            seq,
+            timestamp: p.timestamp(),
+            payload: p.payload().to_vec(),
+        })
+    }
+}
+
+/// A 16-bit RTP sequence number extended next to the highest one so far (RFC 3550 A.1): the
+/// nearest 64-bit value with these low 16 bits.
+fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
+    const CYCLE: u64 = 1 << 16;
+    let Some(h) = highest else {
+        // Room below for late packets of the first cycle.
+        return CYCLE + u64::from(seq);
+    };
+    let base = h & !(CYCLE - 1);
+    let candidates = [base.saturating_sub(CYCLE), base, base + CYCLE];
+    candidates
+        .into_iter()
+        .map(|b| b + u64::from(seq))
+        .min_by_key(|c| c.abs_diff(h))
+        .unwrap_or(base + u64::from(seq))
 }
 
 fn normalize(path: &str) -> String {

@@ -179,6 +179,7 @@ fn ffmpeg_tcp_session() {
             path: "/live/pc-0123456789abcdef".into(),
             query: Some("token=tok-123".into()),
             token: Some("tok-123".into()),
+            backchannel: false,
         }]
     );
     answer_all(&mut h, &ev);
@@ -901,6 +902,229 @@ proptest! {
             }
             prop_assert!(closed <= 1);
             prop_assert_eq!(closed == 1, h.conn.is_closed());
+        }
+    }
+}
+
+/// The ONVIF audio back channel (H.626.4 6.1.8 talk from RTSP clients).
+mod backchannel {
+    use super::*;
+    use crate::sdp::find_backchannel;
+
+    fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::write_interleaved(channel, payload, &mut out).unwrap();
+        out
+    }
+
+    /// What GStreamer's `rtspsrc backchannel=onvif` sends, up to PLAY; the back channel on
+    /// interleaved channels 4-5.
+    fn playing() -> Harness {
+        let mut h = Harness::new();
+        let (r, ev) = h.feed(
+            format!(
+                "DESCRIBE {URL}?token=t RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nRequire: www.onvif.org/ver20/backchannel\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert!(r.is_empty());
+        let [ServerEvent::Describe { backchannel, .. }] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert!(backchannel);
+        h.conn.offer_backchannel(2, &[0, 8]);
+        let sdp = CameraSdp::from_description(
+            &SessionDescription::parse(camera_sdp().as_bytes()).unwrap(),
+        )
+        .unwrap()
+        .build_with_backchannel(&[AudioCodec::Pcmu, AudioCodec::Pcma]);
+        h.conn
+            .respond_describe(1, sdp, Some(format!("{URL}/")))
+            .unwrap();
+        let r = h.responses();
+        let sd = SessionDescription::parse(&r[0].body).unwrap();
+        assert_eq!(find_backchannel(&sd).unwrap().0, "trackID=2");
+        h.setup_tcp(2);
+        let (r, ev) = h.feed(
+            format!("SETUP {URL}/trackID=2 RTSP/1.0\r\nCSeq: 3\r\nSession: {SID}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n\r\n").as_bytes(),
+        );
+        assert!(r.is_empty());
+        let [
+            ServerEvent::Setup {
+                track: 2,
+                transports,
+                ..
+            },
+        ] = ev.as_slice()
+        else {
+            panic!("{ev:?}")
+        };
+        h.conn.accept_setup(3, 2, transports[0].clone()).unwrap();
+        assert_eq!(h.responses()[0].status, StatusCode::OK);
+        let (_, ev) =
+            h.feed(format!("PLAY {URL}/ RTSP/1.0\r\nCSeq: 4\r\nSession: {SID}\r\n\r\n").as_bytes());
+        assert!(matches!(ev.as_slice(), [ServerEvent::Play { cseq: 4, .. }]));
+        h.conn.accept_play(4, &[]).unwrap();
+        assert_eq!(h.responses()[0].status, StatusCode::OK);
+        h
+    }
+
+    #[test]
+    fn rtp_on_the_back_channel_is_surfaced_checked() {
+        let mut h = playing();
+        let (_, ev) = h.feed(&frame(4, &rtp(0, 65535, &[0xff; 160])));
+        let [ServerEvent::Backchannel(p)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (p.track, p.channel, p.payload_type, p.timestamp),
+            (2, 4, 0, 65535 * 160)
+        );
+        assert_eq!(p.payload, vec![0xff; 160]);
+        let first = p.seq;
+        // A wrong payload type, an oversized and a malformed packet are dropped, counted, and
+        // the stream goes on (across the sequence number's wrap).
+        let mut bad = frame(4, &rtp(96, 0, &[1; 160]));
+        bad.extend(frame(4, &rtp(0, 1, &[1; 1600])));
+        bad.extend(frame(4, &[0x80, 0]));
+        bad.extend(frame(4, &rtp(0, 2, &[])));
+        bad.extend(frame(4, &rtp(8, 3, &[0xd5; 160])));
+        let (r, ev) = h.feed(&bad);
+        assert!(r.is_empty());
+        let [ServerEvent::Backchannel(p)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((p.payload_type, p.seq), (8, first + 4));
+        assert_eq!(
+            h.conn.backchannel_stats(),
+            Some(BackchannelStats {
+                received: 2,
+                wrong_payload_type: 1,
+                malformed: 2,
+                oversized: 1,
+            })
+        );
+        // RTCP on the back channel's second channel and on the video's is passed as is.
+        let (_, ev) = h.feed(&[frame(5, b"rtcp"), frame(1, b"rr")].concat());
+        assert_eq!(
+            ev,
+            vec![
+                ServerEvent::Interleaved {
+                    channel: 5,
+                    payload: b"rtcp".to_vec()
+                },
+                ServerEvent::Interleaved {
+                    channel: 1,
+                    payload: b"rr".to_vec()
+                }
+            ]
+        );
+        assert!(!h.conn.is_closed());
+        // After TEARDOWN nothing is the back channel any more.
+        h.feed(format!("TEARDOWN {URL}/ RTSP/1.0\r\nCSeq: 5\r\nSession: {SID}\r\n\r\n").as_bytes());
+        let (_, ev) = h.feed(&frame(4, &rtp(0, 4, &[0; 160])));
+        assert!(matches!(
+            ev.as_slice(),
+            [ServerEvent::Interleaved { channel: 4, .. }]
+        ));
+    }
+
+    #[test]
+    fn without_an_offer_frames_are_plain_interleaved() {
+        let mut h = Harness::new();
+        h.setup_tcp(1);
+        let (_, ev) = h.feed(&frame(0, &rtp(0, 1, &[0; 160])));
+        assert!(matches!(
+            ev.as_slice(),
+            [ServerEvent::Interleaved { channel: 0, .. }]
+        ));
+        assert_eq!(h.conn.backchannel_stats(), None);
+    }
+
+    #[test]
+    fn require_without_the_back_channel() {
+        let mut h = Harness::new();
+        // No Require: as before.
+        let (r, ev) = h.feed(format!("DESCRIBE {URL} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes());
+        assert!(r.is_empty());
+        assert!(matches!(
+            ev.as_slice(),
+            [ServerEvent::Describe {
+                backchannel: false,
+                ..
+            }]
+        ));
+        // The application refuses the back channel (a viewer that may not talk): 551.
+        h.conn.reject_unsupported(1, &[BACKCHANNEL_TAG]).unwrap();
+        let r = h.responses();
+        assert_eq!(status_of(&r[0]), (551, Some(1)));
+        assert_eq!(r[0].headers.get("Unsupported"), Some(BACKCHANNEL_TAG));
+        // An option the camera does not know is refused at once, naming only it.
+        let (r, ev) = h.feed(
+            format!("DESCRIBE {URL} RTSP/1.0\r\nCSeq: 2\r\nRequire: www.onvif.org/ver20/backchannel, funky\r\nRequire: x.y\r\n\r\n").as_bytes(),
+        );
+        assert!(ev.is_empty(), "{ev:?}");
+        assert_eq!(status_of(&r[0]), (551, Some(2)));
+        assert_eq!(r[0].headers.get("Unsupported"), Some("funky, x.y"));
+        // The connection goes on.
+        let r = h.one(&format!("OPTIONS {URL} RTSP/1.0\r\nCSeq: 3\r\n\r\n"));
+        assert_eq!(status_of(&r), (200, Some(3)));
+    }
+
+    #[test]
+    fn sequence_numbers_extend_across_wraps() {
+        let mut h = None;
+        let mut out = Vec::new();
+        for i in 0..200_000u32 {
+            let seq = (i.wrapping_add(65_000) & 0xffff) as u16;
+            let e = extend_seq(h, seq);
+            h = Some(h.map_or(e, |x: u64| x.max(e)));
+            out.push(e);
+        }
+        assert!(out.windows(2).all(|w| w[1] == w[0] + 1));
+        // A late packet is below the highest.
+        let top = h.unwrap();
+        assert!(extend_seq(h, ((top - 3) & 0xffff) as u16) < top);
+    }
+
+    proptest! {
+        /// Whatever the player sends on the back channel, the connection stays up, every
+        /// frame is either passed on or counted, and what is passed on is what was offered.
+        #[test]
+        fn any_frames_are_passed_or_counted(
+            frames in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    (any::<u8>(), any::<u16>(), 0usize..2000).prop_map(|(pt, s, n)| rtp(pt & 0x7f, s, &vec![0x55; n])),
+                ],
+                0..30,
+            ),
+        ) {
+            let mut h = playing();
+            let mut passed = 0u64;
+            for f in &frames {
+                let (r, ev) = h.feed(&frame(4, f));
+                prop_assert!(r.is_empty());
+                for e in ev {
+                    let ServerEvent::Backchannel(p) = e else { panic!("{e:?}") };
+                    prop_assert!(p.payload_type == 0 || p.payload_type == 8);
+                    prop_assert!(!p.payload.is_empty());
+                    passed += 1;
+                }
+            }
+            let s = h.conn.backchannel_stats().unwrap();
+            prop_assert_eq!(s.received, passed);
+            prop_assert_eq!(s.received + s.wrong_payload_type + s.malformed + s.oversized, frames.len() as u64);
+            prop_assert!(!h.conn.is_closed());
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Describe {
     pub query: Option<String>,
     /// The viewer's token (`?token=` or `Authorization: Bearer`).
     pub token: Option<String>,
+    /// The viewer asks for the ONVIF audio back channel (`Require:
+    /// www.onvif.org/ver20/backchannel`): offer it or answer 551.
+    pub backchannel: bool,
 }
 
 /// A SETUP of one track: [`ServerConn::accept_setup`] or [`ServerConn::reject`].
@@ -112,6 +115,12 @@ pub trait Handler: Send {
         self.pause();
     }
 
+    /// An RTP packet of the audio back channel (checked by the state machine). Default:
+    /// ignored.
+    fn backchannel(&mut self, packet: peercam_rtsp::server::BackchannelPacket) {
+        let _ = packet;
+    }
+
     /// Resolves when the unit has something to do (pending while it has nothing).
     fn wait(&mut self) -> impl Future<Output = Self::Wake> + Send;
 
@@ -132,6 +141,7 @@ async fn dispatch<H: Handler>(handler: &mut H, io: Io<'_>, event: ServerEvent) {
             path,
             query,
             token,
+            backchannel,
         } => {
             let req = Describe {
                 cseq,
@@ -139,6 +149,7 @@ async fn dispatch<H: Handler>(handler: &mut H, io: Io<'_>, event: ServerEvent) {
                 path,
                 query,
                 token,
+                backchannel,
             };
             handler.describe(io, req).await;
         }
@@ -171,6 +182,7 @@ async fn dispatch<H: Handler>(handler: &mut H, io: Io<'_>, event: ServerEvent) {
         }
         ServerEvent::Pause { .. } => handler.pause(),
         ServerEvent::Teardown { .. } => handler.teardown(),
+        ServerEvent::Backchannel(p) => handler.backchannel(p),
         _ => {}
     }
 }
