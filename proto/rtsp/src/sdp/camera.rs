@@ -441,7 +441,7 @@ mod tests {
         ) {
             let text = c.build_with_backchannel(&codecs);
             let sd = SessionDescription::parse(text.as_bytes()).unwrap();
-            prop_assert_eq!(sd.to_string(), text.clone());
+            prop_assert_eq!(sd.to_string(), text);
             prop_assert_eq!(CameraSdp::from_description(&sd), Some(c));
             let (control, found) = find_backchannel(&sd).unwrap();
             prop_assert_eq!(control, "trackID=2");

@@ -1085,7 +1085,7 @@ fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
         .into_iter()
         .map(|b| b + u64::from(seq))
         .min_by_key(|c| c.abs_diff(h))
-        .unwrap_or(base + u64::from(seq))
+        .unwrap_or_else(|| base + u64::from(seq))
 }
 
 fn normalize(path: &str) -> String {
