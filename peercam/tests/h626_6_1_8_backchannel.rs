@@ -6,7 +6,10 @@
 //! stream goes on; revoking the viewer ends its talk.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-use std::path::{Path, PathBuf};
+#[path = "support/talk.rs"]
+mod talk;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use peercam_base::Scope;
@@ -14,7 +17,8 @@ use peercam_cu::Client;
 use peercam_net::rtsp::RtspConn;
 use peercam_rtsp::Parsed;
 use peercam_test::Cluster;
-use peercam_test::tone::{read_wav, rms, sine, tone_share, wav_bytes};
+use peercam_test::tone::{rms, sine, tone_share, wav_bytes};
+use talk::{pcmu_tone, speaker};
 
 const OWNER: &str = "+15550618101";
 
@@ -42,16 +46,6 @@ async fn world() -> World {
     let owner = c.owner(OWNER).await.unwrap();
     c.bind(&owner, &ids[0]).await.unwrap();
     (c, owner, ids[0].device_id.to_string(), wav, pu)
-}
-
-/// The speaker file's samples (8 kHz), or none when it does not exist.
-fn speaker(path: &Path) -> Vec<i16> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    let (rate, pcm) = read_wav(path).unwrap();
-    assert_eq!(rate, 8000);
-    pcm
 }
 
 /// A play URL for `who` and an RTSP connection to it.
@@ -103,18 +97,6 @@ fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     peercam_rtsp::write_interleaved(channel, payload, &mut out).unwrap();
     out
-}
-
-/// `seconds` of a `freq` Hz tone as 20 ms PCMU payloads.
-fn pcmu_tone(freq: f64, seconds: f64) -> Vec<Vec<u8>> {
-    let pcm = sine(freq, 8000, (8000.0 * seconds) as usize, 8000.0);
-    pcm.chunks(160)
-        .map(|c| {
-            c.iter()
-                .map(|&s| peercam_rtp::g711::ulaw_encode(s))
-                .collect()
-        })
-        .collect()
 }
 
 /// Counts the video RTP packets (channel 0) that arrive within `d`.

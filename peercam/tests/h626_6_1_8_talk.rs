@@ -5,6 +5,9 @@
 //! for the browser in the first tests; Chromium with a fake microphone in the last.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+#[path = "support/talk.rs"]
+mod talk;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,9 +15,10 @@ use peercam_base::Scope;
 use peercam_cu::Client;
 use peercam_signal::cm::{PlayRequest, WebRtcOffer};
 use peercam_test::Cluster;
-use peercam_test::tone::{read_wav, rms, sine, tone_share};
+use peercam_test::tone::{rms, sine, tone_share};
 use peercam_test::web::{scenario, web_tests_or_skip};
 use peercam_test::webrtc::Viewer;
+use talk::{pcmu_tone, speaker};
 
 type World = (
     Cluster,
@@ -71,28 +75,6 @@ async fn talker_with(
     let answer = who.webrtc(dev, &WebRtcOffer { offer, play }).await.unwrap();
     v.accept(&answer.answer).unwrap();
     v
-}
-
-/// `seconds` of a `freq` Hz tone as 20 ms PCMU payloads.
-fn pcmu_tone(freq: f64, seconds: f64) -> Vec<Vec<u8>> {
-    let pcm = sine(freq, 8000, (8000.0 * seconds) as usize, 8000.0);
-    pcm.chunks(160)
-        .map(|c| {
-            c.iter()
-                .map(|&s| peercam_rtp::g711::ulaw_encode(s))
-                .collect()
-        })
-        .collect()
-}
-
-/// The speaker file's samples (8 kHz), or none when it does not exist.
-fn speaker(path: &Path) -> Vec<i16> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    let (rate, pcm) = read_wav(path).unwrap();
-    assert_eq!(rate, 8000);
-    pcm
 }
 
 /// The 1 kHz tone a viewer sent over real sockets is in the camera's speaker, and the
