@@ -112,23 +112,12 @@ pub(super) async fn talk(
         .play(&device, &peercam_signal::cm::PlayRequest::default())
         .await?;
     let total = pcm.len() as f64 / f64::from(peercam_cu::talk::RATE);
-    let bar = indicatif::ProgressBar::new((total * 10.0).ceil() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} talking [{bar:30}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress(
+        (total * 10.0).ceil() as u64,
+        "{spinner} talking [{bar:30}] {msg}",
+        json,
     );
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let paths = if r.paths.is_empty() {
-        vec![peercam_signal::relay::MediaPath {
-            kind: r.path,
-            url: r.url.clone(),
-            stun: None,
-        }]
-    } else {
-        r.paths.clone()
-    };
+    let paths = media_paths(&r);
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
@@ -260,25 +249,12 @@ pub(super) async fn play(
     caps: CapsArgs,
 ) -> anyhow::Result<()> {
     let r = conn.client().await?.play(&device, &caps.request()).await?;
-    let bar = indicatif::ProgressBar::new(seconds);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} recording [{bar:30}] {pos}/{len} s {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress(
+        seconds,
+        "{spinner} recording [{bar:30}] {pos}/{len} s {msg}",
+        json,
     );
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let paths = if r.paths.is_empty() {
-        vec![peercam_signal::relay::MediaPath {
-            kind: r.path,
-            url: r.url.clone(),
-            stun: None,
-        }]
-    } else {
-        r.paths.clone()
-    };
+    let paths = media_paths(&r);
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
@@ -445,4 +421,30 @@ pub(super) async fn audit(conn: &Conn, json: bool) -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// The paths a play answer offers, best first (an older CMU names only one).
+fn media_paths(r: &peercam_signal::cm::PlayResponse) -> Vec<peercam_signal::relay::MediaPath> {
+    if r.paths.is_empty() {
+        vec![peercam_signal::relay::MediaPath {
+            kind: r.path,
+            url: r.url.clone(),
+            stun: None,
+        }]
+    } else {
+        r.paths.clone()
+    }
+}
+
+/// A progress bar of `len` steps drawn with `template`; hidden for `--json`.
+fn progress(len: u64, template: &str, json: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
 }
