@@ -18,9 +18,11 @@ pub struct Config {
     /// TLS certificate and key; without it the API is plain HTTP (only for loopback use).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// Database URL. Default `sqlite://peercam-cmu.db`.
-    #[serde(default = "default_database")]
-    pub database: String,
+    /// Database URL: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the database must exist; the CMU
+    /// migrates it). Default `sqlite://peercam-cmu.db`. `database` is the older name.
+    #[serde(default = "default_database", alias = "database")]
+    pub database_url: String,
     /// Directory for files the CMU writes (the bootstrap operator password). Default `.`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -172,7 +174,7 @@ fn default_play_ttl() -> u64 {
 impl Config {
     /// A configuration with defaults for everything that has one.
     pub fn new(
-        database: String,
+        database_url: String,
         data_dir: PathBuf,
         scu_secrets: Vec<String>,
         sms: SmsConfig,
@@ -180,7 +182,7 @@ impl Config {
         Self {
             listen: default_listen(),
             tls: None,
-            database,
+            database_url,
             data_dir,
             scu_secrets,
             sms,

@@ -3,7 +3,7 @@
 
 use peercam_signal::cm::{AccountStatus, Role};
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
@@ -65,7 +65,7 @@ fn parse_status(s: &str) -> AccountStatus {
 
 const COLUMNS: &str = "id, role, login, status, parent_id, created_at";
 
-fn account(row: &SqliteRow) -> Result<Account, sqlx::Error> {
+fn account(row: &AnyRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
         role: parse_role(&row.try_get::<String, _>("role")?),
@@ -78,7 +78,7 @@ fn account(row: &SqliteRow) -> Result<Account, sqlx::Error> {
 
 /// The account with this id.
 pub(crate) async fn get(db: &Store, id: i64) -> Result<Option<Account>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     Ok(select(db, &sql, &[Arg::Int(id)], account).await?.pop())
 }
 
@@ -87,7 +87,7 @@ pub(crate) async fn with_password(
     db: &Store,
     login: &str,
 ) -> Result<Option<(Account, String)>, StoreError> {
-    let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE login = ?1");
+    let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE login = $1");
     retry(|| async {
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(login)
@@ -104,7 +104,7 @@ pub(crate) async fn with_password(
 /// The id of the account with this login.
 pub(crate) async fn id_by_login(db: &Store, login: &str) -> Result<Option<i64>, StoreError> {
     retry(|| async {
-        sqlx::query_scalar("SELECT id FROM users WHERE login = ?1")
+        sqlx::query_scalar("SELECT id FROM users WHERE login = $1")
             .bind(login)
             .fetch_optional(db.pool())
             .await
@@ -115,7 +115,7 @@ pub(crate) async fn id_by_login(db: &Store, login: &str) -> Result<Option<i64>, 
 /// The password hash of an account.
 pub(crate) async fn password_hash(db: &Store, id: i64) -> Result<Option<String>, StoreError> {
     retry(|| async {
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?1")
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(db.pool())
             .await
@@ -132,13 +132,13 @@ pub(crate) async fn set_password(
     keep: &str,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("UPDATE users SET password_hash = ?1 WHERE id = ?2")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(id)
             .bind(keep)
             .execute(&mut *tx)
@@ -153,7 +153,7 @@ pub(crate) async fn list(
     db: &Store,
     status: Option<AccountStatus>,
 ) -> Result<Vec<Account>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE (?1 IS NULL OR status = ?1) ORDER BY id");
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE ($1 IS NULL OR status = $1) ORDER BY id");
     select(db, &sql, &[Arg::MaybeText(status.map(status_str))], account).await
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn list(
 pub(crate) async fn approve(db: &Store, id: i64) -> Result<bool, StoreError> {
     retry(|| async {
         let r = sqlx::query(
-            "UPDATE users SET status = 'active' WHERE id = ?1 AND role = 'owner' AND status = 'pending_approval'",
+            "UPDATE users SET status = 'active' WHERE id = $1 AND role = 'owner' AND status = 'pending_approval'",
         )
         .bind(id)
         .execute(db.pool())
@@ -175,13 +175,13 @@ pub(crate) async fn approve(db: &Store, id: i64) -> Result<bool, StoreError> {
 /// is no such account.
 pub(crate) async fn disable(db: &Store, id: i64) -> Result<bool, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        let r = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = ?1")
+        let mut tx = begin_write(db).await?;
+        let r = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "DELETE FROM sessions WHERE user_id = ?1 OR user_id IN (SELECT id FROM users WHERE parent_id = ?1)",
+            "DELETE FROM sessions WHERE user_id = $1 OR user_id IN (SELECT id FROM users WHERE parent_id = $1)",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -194,7 +194,7 @@ pub(crate) async fn disable(db: &Store, id: i64) -> Result<bool, StoreError> {
 
 /// The sub-accounts of `owner`, by username.
 pub(crate) async fn children(db: &Store, owner: i64) -> Result<Vec<Account>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE parent_id = ?1 ORDER BY login");
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE parent_id = $1 ORDER BY login");
     select(db, &sql, &[Arg::Int(owner)], account).await
 }
 
@@ -206,7 +206,7 @@ pub(crate) async fn subaccount_id(
 ) -> Result<Option<i64>, StoreError> {
     retry(|| async {
         sqlx::query_scalar(
-            "SELECT id FROM users WHERE login = ?1 AND role = 'sub' AND parent_id = ?2",
+            "SELECT id FROM users WHERE login = $1 AND role = 'sub' AND parent_id = $2",
         )
         .bind(username)
         .bind(owner)
@@ -226,18 +226,17 @@ pub(crate) async fn create(
     now: u64,
 ) -> Result<Option<i64>, StoreError> {
     retry(|| async {
-        let r = sqlx::query(
+        sqlx::query_scalar(
             "INSERT INTO users (role, login, password_hash, status, parent_id, created_at)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?5) ON CONFLICT (login) DO NOTHING",
+             VALUES ($1, $2, $3, 'active', $4, $5) ON CONFLICT (login) DO NOTHING RETURNING id",
         )
         .bind(role_str(role))
         .bind(login)
         .bind(password_hash)
         .bind(parent)
         .bind(ts(now))
-        .execute(db.pool())
-        .await?;
-        Ok((r.rows_affected() == 1).then(|| r.last_insert_rowid()))
+        .fetch_optional(db.pool())
+        .await
     })
     .await
 }
@@ -245,7 +244,7 @@ pub(crate) async fn create(
 /// Deletes an account (its sessions and shares go with it).
 pub(crate) async fn delete(db: &Store, id: i64) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM users WHERE id = ?1")
+        sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(db.pool())
             .await
@@ -276,7 +275,7 @@ pub(crate) async fn put_signup(
 ) -> Result<(), StoreError> {
     retry(|| async {
         sqlx::query(
-            "INSERT INTO signup_codes (phone, code_hash, password_hash, expires_at, attempts) VALUES (?1, ?2, ?3, ?4, 0)
+            "INSERT INTO signup_codes (phone, code_hash, password_hash, expires_at, attempts) VALUES ($1, $2, $3, $4, 0)
              ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash, password_hash = excluded.password_hash,
              expires_at = excluded.expires_at, attempts = 0",
         )
@@ -295,7 +294,7 @@ pub(crate) async fn put_signup(
 pub(crate) async fn signup(db: &Store, phone: &str) -> Result<Option<PendingSignup>, StoreError> {
     retry(|| async {
         let Some(row) = sqlx::query(
-            "SELECT code_hash, password_hash, expires_at, attempts FROM signup_codes WHERE phone = ?1",
+            "SELECT code_hash, password_hash, expires_at, attempts FROM signup_codes WHERE phone = $1",
         )
         .bind(phone)
         .fetch_optional(db.pool())
@@ -316,7 +315,7 @@ pub(crate) async fn signup(db: &Store, phone: &str) -> Result<Option<PendingSign
 /// Forgets the pending sign-up of `phone`.
 pub(crate) async fn drop_signup(db: &Store, phone: &str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM signup_codes WHERE phone = ?1")
+        sqlx::query("DELETE FROM signup_codes WHERE phone = $1")
             .bind(phone)
             .execute(db.pool())
             .await
@@ -328,7 +327,7 @@ pub(crate) async fn drop_signup(db: &Store, phone: &str) -> Result<(), StoreErro
 /// Counts one wrong code for the pending sign-up of `phone`.
 pub(crate) async fn signup_failed(db: &Store, phone: &str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("UPDATE signup_codes SET attempts = attempts + 1 WHERE phone = ?1")
+        sqlx::query("UPDATE signup_codes SET attempts = attempts + 1 WHERE phone = $1")
             .bind(phone)
             .execute(db.pool())
             .await
@@ -346,22 +345,23 @@ pub(crate) async fn confirm_signup(
     now: u64,
 ) -> Result<Option<i64>, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("DELETE FROM signup_codes WHERE phone = ?1")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("DELETE FROM signup_codes WHERE phone = $1")
             .bind(phone)
             .execute(&mut *tx)
             .await?;
-        let r = sqlx::query(
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users (role, login, password_hash, status, created_at)
-             VALUES ('owner', ?1, ?2, 'pending_approval', ?3) ON CONFLICT (login) DO NOTHING",
+             VALUES ('owner', $1, $2, 'pending_approval', $3) ON CONFLICT (login) DO NOTHING
+             RETURNING id",
         )
         .bind(phone)
         .bind(password_hash)
         .bind(ts(now))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((r.rows_affected() == 1).then(|| r.last_insert_rowid()))
+        Ok(id)
     })
     .await
 }
@@ -369,11 +369,11 @@ pub(crate) async fn confirm_signup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn signup_confirm_approve_disable() {
-        let db = testing::memory().await;
+    async fn signup_confirm_approve_disable(db) {
         put_signup(&db, "+15550100001", "c", "h", 100)
             .await
             .unwrap();
@@ -419,10 +419,11 @@ mod tests {
             AccountStatus::Disabled
         );
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn subaccounts_and_passwords() {
-        let db = testing::memory().await;
+    async fn subaccounts_and_passwords(db) {
         assert!(!operator_exists(&db).await.unwrap());
         create(&db, Role::Operator, "admin", "x", None, 1)
             .await
@@ -454,5 +455,6 @@ mod tests {
         );
         delete(&db, sub).await.unwrap();
         assert!(get(&db, sub).await.unwrap().is_none());
+    }
     }
 }

@@ -5,7 +5,7 @@
 use peercam_alarm::{Alarm, AlarmKind};
 use peercam_base::DeviceId;
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
@@ -72,7 +72,7 @@ pub(crate) struct Filter {
 
 const COLUMNS: &str = "a.id, a.owner_id, a.camera_id, a.alarm_id, a.kind, a.at_ms, a.received_ms, a.level, a.input, a.zone, a.detail, a.state, a.reset_by, a.reset_at, a.snapshot_id";
 
-fn decode(r: &SqliteRow) -> Result<AlarmRow, sqlx::Error> {
+fn decode(r: &AnyRow) -> Result<AlarmRow, sqlx::Error> {
     let kind: String = r.try_get(4)?;
     let kind = AlarmKind::parse(&kind)
         .ok_or_else(|| sqlx::Error::Decode(format!("alarm kind {kind:?}").into()))?;
@@ -111,9 +111,9 @@ pub(crate) async fn store(
 ) -> Result<Stored, StoreError> {
     let camera = camera.map(DeviceId::as_str);
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let known: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alarms WHERE camera_id IS ?1 AND alarm_id = ?2",
+            "SELECT id FROM alarms WHERE camera_id IS NOT DISTINCT FROM $1 AND alarm_id = $2",
         )
         .bind(camera)
         .bind(&alarm.id)
@@ -122,9 +122,9 @@ pub(crate) async fn store(
         if let Some(id) = known {
             return Ok(Stored::Again(id));
         }
-        let id = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO alarms (owner_id, camera_id, alarm_id, kind, at_ms, received_ms, level, input, zone, detail, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'active')",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active') RETURNING id",
         )
         .bind(owner)
         .bind(camera)
@@ -136,24 +136,23 @@ pub(crate) async fn store(
         .bind(alarm.input.map(i64::from))
         .bind(alarm.zone.map(i64::from))
         .bind(&alarm.detail)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Stored::New(id))
     })
     .await
 }
 
-/// The WHERE clause of what `viewer` may see; its arguments start at `?1`.
+/// The WHERE clause of what `viewer` may see; its arguments start at `$1`.
 fn visible(viewer: Viewer) -> (&'static str, Vec<Arg<'static>>) {
     match viewer {
-        Viewer::Owner(id) => ("a.owner_id = ?1", vec![Arg::Int(id)]),
+        Viewer::Owner(id) => ("a.owner_id = $1", vec![Arg::Int(id)]),
         // The share must be from the camera's current owner, the sub-account's parent.
         Viewer::Sub { user, parent } => (
-            "(a.owner_id = ?1 OR (a.owner_id = ?2 AND a.camera_id IN (
+            "(a.owner_id = $1 OR (a.owner_id = $2 AND a.camera_id IN (
                 SELECT s.device_id FROM shares s JOIN devices d ON d.id = s.device_id
-                 WHERE s.user_id = ?1 AND d.owner_id = ?2)))",
+                 WHERE s.user_id = $1 AND d.owner_id = $2)))",
             vec![Arg::Int(user), Arg::Int(parent)],
         ),
     }
@@ -162,7 +161,7 @@ fn visible(viewer: Viewer) -> (&'static str, Vec<Arg<'static>>) {
 /// Adds `AND cond ?N` with `arg` bound as `?N`.
 fn and<'a>(cond: &str, arg: Arg<'a>, args: &mut Vec<Arg<'a>>, sql: &mut String) {
     args.push(arg);
-    sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+    sql.push_str(&format!(" AND {cond} ${}", args.len()));
 }
 
 /// The alarms `viewer` may see, newest first, filtered.
@@ -208,7 +207,7 @@ pub(crate) async fn get(
     let (clause, mut args) = visible(viewer);
     args.push(Arg::Int(id));
     let sql = format!(
-        "SELECT {COLUMNS} FROM alarms a WHERE {clause} AND a.id = ?{}",
+        "SELECT {COLUMNS} FROM alarms a WHERE {clause} AND a.id = ${}",
         args.len()
     );
     Ok(select(db, &sql, &args, decode).await?.into_iter().next())
@@ -218,7 +217,7 @@ pub(crate) async fn get(
 pub(crate) async fn reset(db: &Store, id: i64, by: i64, at_ms: u64) -> Result<bool, StoreError> {
     retry(|| async {
         sqlx::query(
-            "UPDATE alarms SET state = 'reset', reset_by = ?2, reset_at = ?3 WHERE id = ?1 AND state = 'active'",
+            "UPDATE alarms SET state = 'reset', reset_by = $2, reset_at = $3 WHERE id = $1 AND state = 'active'",
         )
         .bind(id)
         .bind(by)
@@ -233,30 +232,30 @@ pub(crate) async fn reset(db: &Store, id: i64, by: i64, at_ms: u64) -> Result<bo
 /// Inserts a snapshot of `camera` in `tx`, `timed` (6.1.12) or taken with an alarm, then
 /// drops the camera's oldest snapshots of the same sort past `keep`. Returns its id.
 pub(super) async fn insert_snapshot(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     camera: &DeviceId,
     (jpeg, taken_ms): (&[u8], u64),
     timed: bool,
     keep: i64,
 ) -> Result<i64, sqlx::Error> {
-    let id = sqlx::query(
-        "INSERT INTO alarm_snapshots (camera_id, taken_ms, jpeg, timed) VALUES (?1, ?2, ?3, ?4)",
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO alarm_snapshots (camera_id, taken_ms, jpeg, timed) VALUES ($1, $2, $3, $4)
+         RETURNING id",
     )
     .bind(camera.as_str())
     .bind(ts(taken_ms))
     .bind(jpeg)
-    .bind(timed)
-    .execute(&mut **tx)
-    .await?
-    .last_insert_rowid();
+    .bind(i64::from(timed))
+    .fetch_one(&mut **tx)
+    .await?;
     sqlx::query(
-        "DELETE FROM alarm_snapshots WHERE camera_id = ?1 AND timed = ?3 AND id NOT IN
-           (SELECT id FROM alarm_snapshots WHERE camera_id = ?1 AND timed = ?3
-            ORDER BY id DESC LIMIT ?2)",
+        "DELETE FROM alarm_snapshots WHERE camera_id = $1 AND timed = $3 AND id NOT IN
+           (SELECT id FROM alarm_snapshots WHERE camera_id = $1 AND timed = $3
+            ORDER BY id DESC LIMIT $2)",
     )
     .bind(camera.as_str())
     .bind(keep)
-    .bind(timed)
+    .bind(i64::from(timed))
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -275,7 +274,7 @@ pub(crate) async fn keep_snapshot(
         return Ok(false);
     }
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let snap = insert_snapshot(
             &mut tx,
             camera,
@@ -284,7 +283,7 @@ pub(crate) async fn keep_snapshot(
             SNAPSHOTS_PER_CAMERA,
         )
         .await?;
-        sqlx::query("UPDATE alarms SET snapshot_id = ?2 WHERE id = ?1")
+        sqlx::query("UPDATE alarms SET snapshot_id = $2 WHERE id = $1")
             .bind(id)
             .bind(snap)
             .execute(&mut *tx)
@@ -299,7 +298,7 @@ pub(crate) async fn keep_snapshot(
 pub(crate) async fn snapshot(db: &Store, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
     retry(|| async {
         sqlx::query_scalar(
-            "SELECT s.jpeg FROM alarms a JOIN alarm_snapshots s ON s.id = a.snapshot_id WHERE a.id = ?1",
+            "SELECT s.jpeg FROM alarms a JOIN alarm_snapshots s ON s.id = a.snapshot_id WHERE a.id = $1",
         )
         .bind(id)
         .fetch_optional(db.pool())
@@ -323,8 +322,8 @@ pub(crate) async fn strategy(
     db: &Store,
     camera: &DeviceId,
 ) -> Result<Option<SavedStrategy>, StoreError> {
-    let row: Option<(i64, String, bool)> = retry(|| async {
-        sqlx::query_as("SELECT revision, doc, applied FROM alarm_strategies WHERE camera_id = ?1")
+    let row: Option<(i64, String, i64)> = retry(|| async {
+        sqlx::query_as("SELECT revision, doc, applied FROM alarm_strategies WHERE camera_id = $1")
             .bind(camera.as_str())
             .fetch_optional(db.pool())
             .await
@@ -333,7 +332,7 @@ pub(crate) async fn strategy(
     Ok(row.map(|(revision, doc, applied)| SavedStrategy {
         revision: unts(revision),
         doc,
-        applied,
+        applied: applied != 0,
     }))
 }
 
@@ -345,10 +344,10 @@ pub(crate) async fn save_strategy(
     now: u64,
 ) -> Result<u64, StoreError> {
     let rev: i64 = retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let rev: i64 = sqlx::query_scalar(
-            "INSERT INTO alarm_strategies (camera_id, revision, doc, applied, updated_at) VALUES (?1, 1, ?2, 0, ?3)
-             ON CONFLICT (camera_id) DO UPDATE SET revision = revision + 1, doc = excluded.doc, applied = 0, updated_at = excluded.updated_at
+            "INSERT INTO alarm_strategies (camera_id, revision, doc, applied, updated_at) VALUES ($1, 1, $2, 0, $3)
+             ON CONFLICT (camera_id) DO UPDATE SET revision = alarm_strategies.revision + 1, doc = excluded.doc, applied = 0, updated_at = excluded.updated_at
              RETURNING revision",
         )
         .bind(camera.as_str())
@@ -371,7 +370,7 @@ pub(crate) async fn strategy_applied(
 ) -> Result<(), StoreError> {
     retry(|| async {
         sqlx::query(
-            "UPDATE alarm_strategies SET applied = 1 WHERE camera_id = ?1 AND revision = ?2",
+            "UPDATE alarm_strategies SET applied = 1 WHERE camera_id = $1 AND revision = $2",
         )
         .bind(camera.as_str())
         .bind(ts(revision))
@@ -386,7 +385,7 @@ pub(crate) async fn strategy_applied(
 pub(crate) async fn templates(db: &Store, user: i64) -> Result<Vec<(String, String)>, StoreError> {
     retry(|| async {
         sqlx::query_as(
-            "SELECT kind, template FROM alarm_templates WHERE user_id = ?1 ORDER BY kind",
+            "SELECT kind, template FROM alarm_templates WHERE user_id = $1 ORDER BY kind",
         )
         .bind(user)
         .fetch_all(db.pool())
@@ -402,14 +401,14 @@ pub(crate) async fn put_templates(
     set: &[(String, String)],
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("DELETE FROM alarm_templates WHERE user_id = ?1")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("DELETE FROM alarm_templates WHERE user_id = $1")
             .bind(user)
             .execute(&mut *tx)
             .await?;
         for (kind, text) in set {
             sqlx::query(
-                "INSERT INTO alarm_templates (user_id, kind, template) VALUES (?1, ?2, ?3)",
+                "INSERT INTO alarm_templates (user_id, kind, template) VALUES ($1, $2, $3)",
             )
             .bind(user)
             .bind(kind)
@@ -427,9 +426,9 @@ pub(crate) type Channels = (bool, bool, bool);
 
 /// The user's stored notification settings: (kind, channels).
 pub(crate) async fn notify(db: &Store, user: i64) -> Result<Vec<(String, Channels)>, StoreError> {
-    let rows: Vec<(String, bool, bool, bool)> = retry(|| async {
+    let rows: Vec<(String, i64, i64, i64)> = retry(|| async {
         sqlx::query_as(
-            "SELECT kind, sms, push, app FROM alarm_notify WHERE user_id = ?1 ORDER BY kind",
+            "SELECT kind, sms, push, app FROM alarm_notify WHERE user_id = $1 ORDER BY kind",
         )
         .bind(user)
         .fetch_all(db.pool())
@@ -438,7 +437,7 @@ pub(crate) async fn notify(db: &Store, user: i64) -> Result<Vec<(String, Channel
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(k, s, p, a)| (k, (s, p, a)))
+        .map(|(k, s, p, a)| (k, (s != 0, p != 0, a != 0)))
         .collect())
 }
 
@@ -449,17 +448,17 @@ pub(crate) async fn put_notify(
     set: &[(String, Channels)],
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         for (kind, (sms, push, app)) in set {
             sqlx::query(
-                "INSERT INTO alarm_notify (user_id, kind, sms, push, app) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO alarm_notify (user_id, kind, sms, push, app) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id, kind) DO UPDATE SET sms = excluded.sms, push = excluded.push, app = excluded.app",
             )
             .bind(user)
             .bind(kind)
-            .bind(sms)
-            .bind(push)
-            .bind(app)
+            .bind(i64::from(*sms))
+            .bind(i64::from(*push))
+            .bind(i64::from(*app))
             .execute(&mut *tx)
             .await?;
         }
@@ -470,10 +469,11 @@ pub(crate) async fn put_notify(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::{accounts, devices, shares, testing};
+    use crate::store::{accounts, devices, shares};
 
     fn alarm(id: &str, kind: AlarmKind, at_ms: u64) -> Alarm {
         Alarm {
@@ -487,8 +487,7 @@ mod tests {
         }
     }
 
-    async fn setup() -> (Store, i64, i64, DeviceId, DeviceId) {
-        let db = testing::memory().await;
+    async fn setup(db: Store) -> (Store, i64, i64, DeviceId, DeviceId) {
         let (a, b) = (
             devices::tests::new_device(50),
             devices::tests::new_device(51),
@@ -509,9 +508,10 @@ mod tests {
         (db, owner, sub, a.id, b.id)
     }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_8_8_alarm_stored_once_per_camera_and_id() {
-        let (db, owner, _, cam, other) = setup().await;
+    async fn h626_8_8_alarm_stored_once_per_camera_and_id(db) {
+        let (db, owner, _, cam, other) = setup(db).await;
         let a = alarm("m-1", AlarmKind::Motion, 1000);
         let first = store(&db, owner, Some(&cam), &a, 2000).await.unwrap();
         let Stored::New(id) = first else {
@@ -533,10 +533,12 @@ mod tests {
         );
         assert_eq!(row.camera, Some(cam));
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_8_8_list_filters_pages_and_sub_accounts_see_shared_cameras_only() {
-        let (db, owner, sub, cam, other) = setup().await;
+    async fn h626_8_8_list_filters_pages_and_sub_accounts_see_shared_cameras_only(db) {
+        let (db, owner, sub, cam, other) = setup(db).await;
         for i in 0..5u64 {
             let kind = if i % 2 == 0 {
                 AlarmKind::Motion
@@ -614,10 +616,12 @@ mod tests {
         shares::remove(&db, &cam, sub).await.unwrap();
         assert!(list(&db, viewer, &all(100)).await.unwrap().is_empty());
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_8_8_reset_once_and_snapshot_kept_within_limits() {
-        let (db, owner, _, cam, _) = setup().await;
+    async fn h626_8_8_reset_once_and_snapshot_kept_within_limits(db) {
+        let (db, owner, _, cam, _) = setup(db).await;
         let Stored::New(id) = store(&db, owner, Some(&cam), &alarm("x", AlarmKind::Tamper, 1), 1)
             .await
             .unwrap()
@@ -652,10 +656,12 @@ mod tests {
             1
         );
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_8_8_strategy_revisions_and_applied() {
-        let (db, _, _, cam, _) = setup().await;
+    async fn h626_8_8_strategy_revisions_and_applied(db) {
+        let (db, _, _, cam, _) = setup(db).await;
         assert_eq!(strategy(&db, &cam).await.unwrap(), None);
         assert_eq!(save_strategy(&db, &cam, "{}", 1).await.unwrap(), 1);
         assert_eq!(
@@ -676,10 +682,12 @@ mod tests {
             (2, "{\"armed\":true}", true)
         );
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_6_1_9_templates_and_notification_settings_per_user_and_kind() {
-        let (db, owner, sub, _, _) = setup().await;
+    async fn h626_6_1_9_templates_and_notification_settings_per_user_and_kind(db) {
+        let (db, owner, sub, _, _) = setup(db).await;
         let set = vec![("motion".to_owned(), "M {camera}".to_owned())];
         put_templates(&db, owner, &set).await.unwrap();
         assert_eq!(templates(&db, owner).await.unwrap(), set);
@@ -699,5 +707,6 @@ mod tests {
                 ("motion".into(), (true, false, true))
             ]
         );
+    }
     }
 }

@@ -45,7 +45,7 @@ fn entries(rows: Vec<Row>) -> Vec<AuditEntry> {
 pub(crate) async fn append(db: &Store, r: &Record<'_>) -> Result<(), StoreError> {
     retry(|| async {
         sqlx::query(
-            "INSERT INTO audit (at, actor_id, action, device_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO audit (at, actor_id, action, device_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(ts(r.at))
         .bind(r.actor)
@@ -64,7 +64,7 @@ pub(crate) async fn append(db: &Store, r: &Record<'_>) -> Result<(), StoreError>
 pub(crate) async fn recent(db: &Store, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = retry(|| async {
         sqlx::query_as(
-            "SELECT id, at, actor_id, action, device_id, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1",
+            "SELECT id, at, actor_id, action, device_id, outcome, detail FROM audit ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(db.pool())
@@ -83,8 +83,8 @@ pub(crate) async fn of_account(
     let rows = retry(|| async {
         sqlx::query_as(
             "SELECT id, at, actor_id, action, device_id, outcome, detail FROM audit
-             WHERE actor_id = ?1 OR device_id IN (SELECT id FROM devices WHERE owner_id = ?1)
-             ORDER BY id DESC LIMIT ?2",
+             WHERE actor_id = $1 OR device_id IN (SELECT id FROM devices WHERE owner_id = $1)
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(user)
         .bind(i64::from(limit))
@@ -98,11 +98,11 @@ pub(crate) async fn of_account(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn append_and_read_back_newest_first() {
-        let db = testing::memory().await;
+    async fn append_and_read_back_newest_first(db) {
         for (i, actor) in [(1, Some(5)), (2, None), (3, Some(6))] {
             let r = Record {
                 at: i,
@@ -119,5 +119,6 @@ mod tests {
         assert_eq!(recent(&db, 1).await.unwrap().len(), 1);
         let mine = of_account(&db, 5, 10).await.unwrap();
         assert_eq!((mine.len(), mine[0].detail.as_str()), (1, "1"));
+    }
     }
 }

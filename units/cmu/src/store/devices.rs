@@ -4,7 +4,7 @@
 use peercam_base::DeviceId;
 use peercam_signal::ps::DeviceKind;
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
 
@@ -59,7 +59,7 @@ pub(crate) fn parse_kind(s: &str) -> DeviceKind {
 const COLUMNS: &str = "id, kind, public_key, bind_code_sha256, vendor, model, name, registered_at, \
                        last_seen, sw_version, owner_id, acl_version, disabled";
 
-fn device(row: &SqliteRow) -> Result<Device, sqlx::Error> {
+fn device(row: &AnyRow) -> Result<Device, sqlx::Error> {
     let id: String = row.try_get("id")?;
     let id = id
         .parse()
@@ -86,7 +86,7 @@ fn device(row: &SqliteRow) -> Result<Device, sqlx::Error> {
 
 /// The device with this id.
 pub(crate) async fn get(db: &Store, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
     Ok(select(db, &sql, &[Arg::Text(id.as_str())], device)
         .await?
         .pop())
@@ -100,7 +100,7 @@ pub(crate) async fn all(db: &Store) -> Result<Vec<Device>, StoreError> {
 
 /// The devices `owner` has bound, by id.
 pub(crate) async fn owned_by(db: &Store, owner: i64) -> Result<Vec<Device>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM devices WHERE owner_id = ?1 ORDER BY id");
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE owner_id = $1 ORDER BY id");
     select(db, &sql, &[Arg::Int(owner)], device).await
 }
 
@@ -111,11 +111,11 @@ pub(crate) async fn provision(
     now: u64,
 ) -> Result<Provisioned, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let (mut created, mut unchanged) = (0, 0);
         for d in devices {
             let existing: Option<String> =
-                sqlx::query_scalar("SELECT public_key FROM devices WHERE id = ?1")
+                sqlx::query_scalar("SELECT public_key FROM devices WHERE id = $1")
                     .bind(d.id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -125,7 +125,7 @@ pub(crate) async fn provision(
                 None => {
                     sqlx::query(
                         "INSERT INTO devices (id, kind, public_key, bind_code_sha256, vendor, model, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(d.id.as_str())
                     .bind(d.kind.as_str())
@@ -155,8 +155,8 @@ pub(crate) async fn bind(
 ) -> Result<bool, StoreError> {
     retry(|| async {
         let r = sqlx::query(
-            "UPDATE devices SET owner_id = ?1, name = ?2, acl_version = acl_version + 1
-             WHERE id = ?3 AND owner_id IS NULL",
+            "UPDATE devices SET owner_id = $1, name = $2, acl_version = acl_version + 1
+             WHERE id = $3 AND owner_id IS NULL",
         )
         .bind(owner)
         .bind(name)
@@ -171,7 +171,7 @@ pub(crate) async fn bind(
 /// Renames a device.
 pub(crate) async fn rename(db: &Store, id: &DeviceId, name: &str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("UPDATE devices SET name = ?1 WHERE id = ?2")
+        sqlx::query("UPDATE devices SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(id.as_str())
             .execute(db.pool())
@@ -185,23 +185,23 @@ pub(crate) async fn rename(db: &Store, id: &DeviceId, name: &str) -> Result<(), 
 /// its ACL version moves (every outstanding token goes stale, D5). One transaction.
 pub(crate) async fn release(db: &Store, id: &DeviceId) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("DELETE FROM shares WHERE device_id = ?1")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("DELETE FROM shares WHERE device_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         // A released camera leaves its NVRs; a released NVR records nobody (8.7.2).
-        sqlx::query("DELETE FROM recorders WHERE camera_id = ?1 OR recorder_id = ?1")
+        sqlx::query("DELETE FROM recorders WHERE camera_id = $1 OR recorder_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         // H.626.4 6.1.12: a released camera sends no more timed snapshots.
-        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = ?1")
+        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = ?1",
+            "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = $1",
         )
         .bind(id.as_str())
         .execute(&mut *tx)
@@ -215,16 +215,16 @@ pub(crate) async fn release(db: &Store, id: &DeviceId) -> Result<(), StoreError>
 /// minted for them before is stale (D5); returns those devices.
 pub(crate) async fn bump_acl_of_user(db: &Store, user: i64) -> Result<Vec<DeviceId>, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM devices WHERE owner_id = ?1 UNION SELECT device_id FROM shares WHERE user_id = ?1",
+            "SELECT id FROM devices WHERE owner_id = $1 UNION SELECT device_id FROM shares WHERE user_id = $1",
         )
         .bind(user)
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE devices SET acl_version = acl_version + 1
-             WHERE owner_id = ?1 OR id IN (SELECT device_id FROM shares WHERE user_id = ?1)",
+             WHERE owner_id = $1 OR id IN (SELECT device_id FROM shares WHERE user_id = $1)",
         )
         .bind(user)
         .execute(&mut *tx)
@@ -238,7 +238,7 @@ pub(crate) async fn bump_acl_of_user(db: &Store, user: i64) -> Result<Vec<Device
 /// Presence: the platform last heard of the device at `now`.
 pub(crate) async fn touch(db: &Store, id: &DeviceId, now: u64) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("UPDATE devices SET last_seen = ?1 WHERE id = ?2")
+        sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
             .bind(ts(now))
             .bind(id.as_str())
             .execute(db.pool())
@@ -258,7 +258,7 @@ pub(crate) async fn registered(
     let sw: String = sw_version.chars().take(64).collect();
     retry(|| async {
         sqlx::query(
-            "UPDATE devices SET registered_at = COALESCE(registered_at, ?1), sw_version = ?2 WHERE id = ?3",
+            "UPDATE devices SET registered_at = COALESCE(registered_at, $1), sw_version = $2 WHERE id = $3",
         )
         .bind(ts(now))
         .bind(&sw)
@@ -284,7 +284,7 @@ pub(crate) async fn spend_nonce(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
     pub(crate) fn new_device(n: u8) -> NewDevice {
         NewDevice {
@@ -297,9 +297,9 @@ pub(crate) mod tests {
         }
     }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn provision_is_all_or_nothing_and_keys_never_change() {
-        let db = testing::memory().await;
+    async fn provision_is_all_or_nothing_and_keys_never_change(db) {
         let (a, b) = (new_device(1), new_device(2));
         let r = provision(&db, &[a.clone(), b.clone()], 7).await.unwrap();
         assert_eq!(
@@ -328,10 +328,11 @@ pub(crate) mod tests {
         assert_eq!((d.owner, d.registered_at, d.disabled), (None, None, false));
         assert_eq!(all(&db).await.unwrap().len(), 2);
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn bind_release_and_registration() {
-        let db = testing::memory().await;
+    async fn bind_release_and_registration(db) {
         let a = new_device(4);
         provision(&db, std::slice::from_ref(&a), 1).await.unwrap();
         let owner = crate::store::accounts::create(
@@ -372,5 +373,6 @@ pub(crate) mod tests {
         );
         assert!(spend_nonce(&db, "n", 100, 10).await.unwrap());
         assert!(!spend_nonce(&db, "n", 100, 10).await.unwrap());
+    }
     }
 }

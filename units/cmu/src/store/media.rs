@@ -19,7 +19,7 @@ pub(crate) async fn record(
     retry(|| async {
         sqlx::query(
             "INSERT INTO media_sessions (at, user_id, device_id, path, connect_ms, bytes, seconds)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(ts(now))
         .bind(user)
@@ -51,7 +51,7 @@ pub(crate) async fn recent(db: &Store, limit: u32) -> Result<Vec<SessionView>, S
     let rows: Vec<Row> = retry(|| async {
         sqlx::query_as(
             "SELECT at, user_id, device_id, path, connect_ms, bytes, seconds FROM media_sessions
-             ORDER BY id DESC LIMIT ?1",
+             ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(db.pool())
@@ -83,11 +83,11 @@ pub(crate) async fn recent(db: &Store, limit: u32) -> Result<Vec<SessionView>, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn reports_count_by_path() {
-        let db = testing::memory().await;
+    async fn reports_count_by_path(db) {
         let d = DeviceId::from_random([3; 10]);
         let r = SessionReport {
             path: PathKind::Relay,
@@ -103,5 +103,6 @@ mod tests {
         );
         let v = recent(&db, 1).await.unwrap();
         assert_eq!((v.len(), v[0].at, v[0].report.bytes), (1, 11, 6));
+    }
     }
 }

@@ -1,14 +1,21 @@
 //! The CMU's store: every read and write of the database, one submodule per aggregate.
 //!
-//! Callers see domain structs and [`StoreError`], never a row, a pool or an SQLite code, so
-//! a second backend (PostgreSQL through sqlx) can implement the same functions. Today the
-//! one backend is SQLite through sqlx (WAL, foreign keys), migrated by [`schema`].
+//! Callers see domain structs and [`StoreError`], never a row, a pool or a database code.
+//! Two backends sit behind one set of functions, chosen by the URL (`database_url`):
+//! SQLite (`sqlite://PATH`, WAL, foreign keys) and PostgreSQL (`postgres://...`). Both go
+//! through sqlx's `Any` driver, so every query is written once: placeholders are `$N`
+//! (SQLite binds them by number too), ids come back with `RETURNING`, flags and times are
+//! integers, and only the schema ([`schema`], one migration list per dialect) differs.
+//! docs/design/scale-out.md explains the choice.
 //!
-//! Concurrency (issue 14): every transaction that writes starts with `BEGIN IMMEDIATE`, so it
-//! holds the write lock before it reads and waits for it under the busy timeout instead of
-//! failing with `SQLITE_BUSY_SNAPSHOT` when it upgrades; a transient busy or locked answer
-//! is retried a bounded number of times ([`retry`]) and only then reported as
-//! [`StoreError::Busy`], which the API answers with 503 and `Retry-After`, never 500.
+//! Concurrency (issue 14): every transaction that writes starts with [`begin_write`]. On
+//! SQLite that is `BEGIN IMMEDIATE`: it holds the write lock before it reads and waits for
+//! it under the busy timeout instead of failing with `SQLITE_BUSY_SNAPSHOT` when it
+//! upgrades. On PostgreSQL it is `SERIALIZABLE`: the same read-then-write transactions stay
+//! correct, and a conflict aborts one of them with a serialization failure (40001) or a
+//! deadlock (40P01). Either transient answer is retried a bounded number of times
+//! ([`retry`]) and only then reported as [`StoreError::Busy`], which the API answers with
+//! 503 and `Retry-After`, never 500.
 
 pub(crate) mod accounts;
 pub(crate) mod alarms;
@@ -28,8 +35,9 @@ pub(crate) mod tokens;
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 /// Attempts of an operation that met a busy or locked database before giving up.
 const ATTEMPTS: u32 = 6;
@@ -68,36 +76,50 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Busy (5) or locked (6), with any extended code (517 `BUSY_SNAPSHOT`, 261, 773, 262...),
-/// or no connection free in time: all pass if tried again.
+/// SQLite busy (5) or locked (6), with any extended code (517 `BUSY_SNAPSHOT`, 261, 773,
+/// 262...); PostgreSQL serialization failure (40001) or deadlock (40P01); or no connection
+/// free in time: all pass if tried again.
 fn is_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(d) => d
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        sqlx::Error::Database(_) => is_conflict(e),
         sqlx::Error::PoolTimedOut => true,
         _ => false,
     }
 }
 
-/// Runs `op` again while it meets a transient busy, at most [`ATTEMPTS`] times, with a short
-/// growing pause; `op` must be safe to repeat (a whole transaction, or one statement).
+/// Runs `op` again while it meets a transient busy, with a short growing pause; `op` must be
+/// safe to repeat (a whole transaction, or one statement). SQLite's busy has waited out the
+/// busy timeout already, so it is tried [`ATTEMPTS`] times; PostgreSQL's conflicts come back
+/// at once, so they are tried for up to [`BUSY_TIMEOUT`] (the wait SQLite would allow), with
+/// pauses spread at random so that the losers of one conflict do not meet again.
 pub(super) async fn retry<T, F, Fut>(mut op: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
+    let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(5);
     let mut attempt = 1;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if is_transient(&e) && attempt < ATTEMPTS => {
+            Err(e)
+                if is_transient(&e)
+                    && (attempt < ATTEMPTS
+                        || (is_conflict(&e) && started.elapsed() < BUSY_TIMEOUT)) =>
+            {
                 tracing::debug!(attempt, error = %e, "database busy; trying again");
-                let jitter = u64::from(crate::random_bytes::<1>()[0] % 16);
-                tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
-                pause = pause.saturating_mul(2);
+                let spread = u64::from(crate::random_bytes::<1>()[0]);
+                let millis = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+                // Between half and one and a half of the pause.
+                let wait = millis / 2 + millis.saturating_mul(spread) / 255;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                pause = pause.saturating_mul(2).min(MAX_PAUSE);
                 attempt += 1;
             }
             Err(e) => return Err(e.into()),
@@ -105,11 +127,28 @@ where
     }
 }
 
-/// A write transaction that holds the write lock from its first statement.
-pub(super) async fn begin_write(
-    pool: &SqlitePool,
-) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+/// Longest pause between two attempts.
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// A PostgreSQL serialization failure or deadlock: another transaction won.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some()
+            && d.code().is_some_and(|c| matches!(&*c, "40001" | "40P01")))
+}
+
+/// A write transaction whose reads stay true until it commits: on SQLite it holds the write
+/// lock from its first statement; on PostgreSQL it is serializable (a conflict aborts it
+/// with 40001, which [`retry`] runs again).
+pub(super) async fn begin_write(db: &Store) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    match db.backend {
+        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            db.pool
+                .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .await
+        }
+    }
 }
 
 /// A value for a numbered parameter of [`select`].
@@ -126,7 +165,7 @@ pub(super) async fn select<T>(
     db: &Store,
     sql: &str,
     args: &[Arg<'_>],
-    decode: fn(&SqliteRow) -> Result<T, sqlx::Error>,
+    decode: fn(&AnyRow) -> Result<T, sqlx::Error>,
 ) -> Result<Vec<T>, StoreError> {
     retry(|| async {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -152,7 +191,7 @@ pub(super) async fn spend_once(
     now: u64,
 ) -> Result<bool, StoreError> {
     let insert = format!(
-        "INSERT INTO {table} ({key_column}, expires_at) VALUES (?1, ?2) ON CONFLICT ({key_column}) DO NOTHING"
+        "INSERT INTO {table} ({key_column}, expires_at) VALUES ($1, $2) ON CONFLICT ({key_column}) DO NOTHING"
     );
     let fresh = retry(|| async {
         sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
@@ -164,7 +203,7 @@ pub(super) async fn spend_once(
     })
     .await?;
     // Housekeeping; a failure here loses nothing.
-    let forget = format!("DELETE FROM {table} WHERE expires_at < ?1");
+    let forget = format!("DELETE FROM {table} WHERE expires_at < $1");
     let _ = retry(|| async {
         sqlx::query(sqlx::AssertSqlSafe(forget.as_str()))
             .bind(ts(now))
@@ -175,7 +214,7 @@ pub(super) async fn spend_once(
     Ok(fresh)
 }
 
-/// Seconds as stored (SQLite integers are signed).
+/// Seconds as stored (SQLite and PostgreSQL integers are signed).
 pub(super) fn ts(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -185,30 +224,71 @@ pub(super) fn unts(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// `sqlite://PATH` (created if missing) or `sqlite::memory:`.
+    Sqlite,
+    /// `postgres://` or `postgresql://` (the database must exist).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub(crate) fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Setup(format!(
+                "database_url must start with sqlite: or postgres://, not {:?}",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+}
+
 /// The CMU's database.
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH` or
-    /// `sqlite::memory:`).
+    /// Opens and migrates the database at `url`: `sqlite://PATH` (created if missing),
+    /// `sqlite::memory:`, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool = schema::open(url).await?;
-        Ok(Self { pool })
+        let backend = Backend::of_url(url)?;
+        let pool = schema::open(url, backend).await?;
+        Ok(Self { pool, backend })
     }
 
-    pub(super) fn pool(&self) -> &SqlitePool {
+    pub(super) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The backend behind this store.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 }
 
+/// The throwaway PostgreSQL cluster of the flow tests, shared by source.
+#[cfg(test)]
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../../support/test/src/postgres.rs"]
+mod test_pg;
+
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Stores for tests: in memory, or in a file for concurrency.
+    //! Stores for tests: SQLite in memory or in a file, or a fresh PostgreSQL database on a
+    //! throwaway cluster (support/test/src/postgres.rs, shared with the flow tests).
 
     use super::Store;
+    use super::test_pg as pg;
 
     /// A fresh in-memory store.
     pub(crate) async fn memory() -> Store {
@@ -226,7 +306,68 @@ pub(crate) mod testing {
             .unwrap_or_else(|e| panic!("file store: {e}"));
         (store, dir)
     }
+
+    /// What keeps a test store's database alive.
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    pub(crate) enum Keep {
+        Dir(tempfile::TempDir),
+        Postgres(pg::PgDatabase),
+    }
+
+    /// A fresh SQLite store in a file.
+    pub(crate) async fn sqlite() -> (Store, Keep) {
+        let (store, dir) = file().await;
+        (store, Keep::Dir(dir))
+    }
+
+    /// A fresh PostgreSQL store, or `None` where PostgreSQL is not installed (after
+    /// `peercam_net::skip::skip`, which fails the test under CI).
+    pub(crate) async fn postgres(test: &str) -> Option<(Store, Keep)> {
+        let test = test.to_owned();
+        let db = tokio::task::spawn_blocking(move || pg::database(&test))
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL helper: {e}"))?;
+        let store = Store::open(&db.url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL store: {e}"));
+        assert_eq!(store.backend(), super::Backend::Postgres);
+        Some((store, Keep::Postgres(db)))
+    }
 }
+
+/// Runs one store test on each backend: `on_both_backends!(#[tokio::test] async fn name(db)
+/// { ... })` makes the module `name` with the tests `sqlite` and `postgres`, each giving the
+/// body a fresh [`Store`] as `db`.
+#[cfg(test)]
+macro_rules! on_both_backends {
+    ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: $crate::store::Store) $body
+
+            $(#[$attr])*
+            async fn sqlite() {
+                let (db, _keep) = $crate::store::testing::sqlite().await;
+                run(db).await;
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let Some((db, _keep)) =
+                    $crate::store::testing::postgres(concat!(module_path!(), "::postgres")).await
+                else {
+                    return;
+                };
+                run(db).await;
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use on_both_backends;
 
 #[cfg(test)]
 mod tests {
@@ -234,11 +375,12 @@ mod tests {
 
     use super::*;
 
+    on_both_backends! {
     /// Issue 14: many writers at once on one file (8 pooled connections, WAL) must all
     /// succeed: write transactions take the lock up front and transient busy is retried.
+    /// On PostgreSQL the same transactions are serializable and conflicts are retried.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_writers_all_succeed() {
-        let (db, _dir) = testing::file().await;
+    async fn concurrent_writers_all_succeed(db) {
         let d = devices::tests::new_device(40);
         devices::provision(&db, std::slice::from_ref(&d), 1)
             .await
@@ -290,5 +432,6 @@ mod tests {
             "every share and unshare moved the ACL once"
         );
         assert_eq!(audit::recent(&db, 1000).await.unwrap().len(), 64);
+    }
     }
 }

@@ -3,7 +3,7 @@
 
 use peercam_signal::cm::PackageView;
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Arg, Store, StoreError, retry, select, ts, unts};
 
@@ -28,7 +28,7 @@ pub(crate) struct NewPackage<'a> {
 
 const COLUMNS: &str = "sha256, version, model, size, expires_at, stored, manifest";
 
-fn package(row: &SqliteRow) -> Result<Package, sqlx::Error> {
+fn package(row: &AnyRow) -> Result<Package, sqlx::Error> {
     Ok(Package {
         view: PackageView {
             sha256: row.try_get("sha256")?,
@@ -57,7 +57,7 @@ pub(crate) async fn put_manifest(
     let r = retry(|| async {
         sqlx::query(
             "INSERT INTO packages (sha256, version, model, size, expires_at, manifest, uploaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT(sha256) DO UPDATE SET manifest = excluded.manifest, expires_at = excluded.expires_at
              WHERE packages.version = excluded.version AND packages.model = excluded.model",
         )
@@ -88,7 +88,7 @@ pub(crate) async fn put_manifest(
 
 /// The package with this payload hash.
 pub(crate) async fn get(db: &Store, sha256: &str) -> Result<Option<Package>, StoreError> {
-    Ok(packages(db, "WHERE sha256 = ?1", &[Arg::Text(sha256)])
+    Ok(packages(db, "WHERE sha256 = $1", &[Arg::Text(sha256)])
         .await?
         .pop())
 }
@@ -96,7 +96,7 @@ pub(crate) async fn get(db: &Store, sha256: &str) -> Result<Option<Package>, Sto
 /// The payload of `sha256` is stored and checked.
 pub(crate) async fn mark_stored(db: &Store, sha256: &str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("UPDATE packages SET stored = 1 WHERE sha256 = ?1")
+        sqlx::query("UPDATE packages SET stored = 1 WHERE sha256 = $1")
             .bind(sha256)
             .execute(db.pool())
             .await
@@ -118,7 +118,7 @@ pub(crate) async fn by_version(
 ) -> Result<Option<Package>, StoreError> {
     Ok(packages(
         db,
-        "WHERE model = ?1 AND version = ?2",
+        "WHERE model = $1 AND version = $2",
         &[Arg::Text(model), Arg::Text(version)],
     )
     .await?
@@ -133,7 +133,7 @@ pub(crate) async fn available(
 ) -> Result<Vec<Package>, StoreError> {
     packages(
         db,
-        "WHERE model = ?1 AND stored = 1 AND expires_at >= ?2",
+        "WHERE model = $1 AND stored = 1 AND expires_at >= $2",
         &[Arg::Text(model), Arg::Int(ts(now))],
     )
     .await
@@ -142,11 +142,11 @@ pub(crate) async fn available(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn manifests_payloads_and_versions() {
-        let db = testing::memory().await;
+    async fn manifests_payloads_and_versions(db) {
         let p = NewPackage {
             sha256: "aa",
             version: "1.0.0",
@@ -188,5 +188,6 @@ mod tests {
             3
         );
         assert_eq!(all(&db).await.unwrap().len(), 1);
+    }
     }
 }

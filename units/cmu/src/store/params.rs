@@ -17,7 +17,7 @@ pub(crate) enum Applied {
 /// The document stored under `key`: its revision and JSON text.
 pub(crate) async fn load(db: &Store, key: &str) -> Result<Option<(u64, String)>, StoreError> {
     let row: Option<(i64, String)> = retry(|| async {
-        sqlx::query_as("SELECT revision, doc FROM cmu_params WHERE key = ?1")
+        sqlx::query_as("SELECT revision, doc FROM cmu_params WHERE key = $1")
             .bind(key)
             .fetch_optional(db.pool())
             .await
@@ -36,13 +36,13 @@ pub(crate) async fn issue_permit(
     now: u64,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("DELETE FROM config_permits WHERE expires_at < ?1")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("DELETE FROM config_permits WHERE expires_at < $1")
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO config_permits (permit_hash, user_id, device_id, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(digest)
         .bind(user)
@@ -55,7 +55,7 @@ pub(crate) async fn issue_permit(
     .await
 }
 
-const SPEND: &str = "DELETE FROM config_permits WHERE permit_hash = ?1 AND user_id = ?2 AND device_id = ?3 AND expires_at >= ?4";
+const SPEND: &str = "DELETE FROM config_permits WHERE permit_hash = $1 AND user_id = $2 AND device_id = $3 AND expires_at >= $4";
 
 /// Spends a valid permit of `user` for `key`; false if there is none.
 pub(crate) async fn spend_permit(
@@ -88,7 +88,7 @@ pub(crate) async fn apply(
     now: u64,
 ) -> Result<Applied, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let spent = sqlx::query(SPEND)
             .bind(digest)
             .bind(user)
@@ -100,7 +100,7 @@ pub(crate) async fn apply(
         if spent != 1 {
             return Ok(Applied::NoPermit);
         }
-        let current: i64 = sqlx::query_scalar("SELECT revision FROM cmu_params WHERE key = ?1")
+        let current: i64 = sqlx::query_scalar("SELECT revision FROM cmu_params WHERE key = $1")
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?
@@ -111,7 +111,7 @@ pub(crate) async fn apply(
             return Ok(Applied::Stale(unts(current)));
         }
         sqlx::query(
-            "INSERT INTO cmu_params (key, revision, doc) VALUES (?1, ?2, ?3)
+            "INSERT INTO cmu_params (key, revision, doc) VALUES ($1, $2, $3)
              ON CONFLICT(key) DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
         )
         .bind(key)
@@ -127,14 +127,15 @@ pub(crate) async fn apply(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::{accounts, testing};
+    use crate::store::accounts;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn permits_serve_once_and_revisions_guard() {
-        let db = testing::memory().await;
+    async fn permits_serve_once_and_revisions_guard(db) {
         let u = accounts::create(&db, Role::Owner, "+15550100007", "h", None, 1)
             .await
             .unwrap()
@@ -167,5 +168,6 @@ mod tests {
         assert!(spend_permit(&db, "p4", u, "dev", 5).await.unwrap());
         assert!(!spend_permit(&db, "p4", u, "dev", 5).await.unwrap());
         assert_eq!(load(&db, "k").await.unwrap(), Some((1, "{}".to_owned())));
+    }
     }
 }

@@ -2,7 +2,7 @@
 //! browser subscriptions (RFC 8030 endpoint, RFC 8291 keys).
 
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts};
 
@@ -26,7 +26,7 @@ pub(crate) enum Added {
     Full,
 }
 
-fn decode(r: &SqliteRow) -> Result<Subscription, sqlx::Error> {
+fn decode(r: &AnyRow) -> Result<Subscription, sqlx::Error> {
     Ok(Subscription {
         user: r.try_get(0)?,
         endpoint: r.try_get(1)?,
@@ -43,9 +43,9 @@ pub(crate) async fn vapid_secret(
     now: u64,
 ) -> Result<Vec<u8>, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         sqlx::query(
-            "INSERT INTO push_vapid (id, secret, created_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO push_vapid (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&fresh[..])
         .bind(ts(now))
@@ -69,9 +69,9 @@ pub(crate) async fn add(
     now: u64,
 ) -> Result<Added, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let others: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM push_subscriptions WHERE user_id = ?1 AND endpoint <> ?2",
+            "SELECT COUNT(*) FROM push_subscriptions WHERE user_id = $1 AND endpoint <> $2",
         )
         .bind(sub.user)
         .bind(&sub.endpoint)
@@ -82,7 +82,7 @@ pub(crate) async fn add(
         }
         sqlx::query(
             "INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id,
                  p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at",
         )
@@ -103,7 +103,7 @@ pub(crate) async fn add(
 pub(crate) async fn of_user(db: &Store, user: i64) -> Result<Vec<Subscription>, StoreError> {
     select(
         db,
-        "SELECT user_id, endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = ?1 ORDER BY id",
+        "SELECT user_id, endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = $1 ORDER BY id",
         &[Arg::Int(user)],
         decode,
     )
@@ -113,8 +113,8 @@ pub(crate) async fn of_user(db: &Store, user: i64) -> Result<Vec<Subscription>, 
 /// Forgets the user's subscription at `endpoint`: false if there was none.
 pub(crate) async fn remove(db: &Store, user: i64, endpoint: &str) -> Result<bool, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        let n = sqlx::query("DELETE FROM push_subscriptions WHERE user_id = ?1 AND endpoint = ?2")
+        let mut tx = begin_write(db).await?;
+        let n = sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2")
             .bind(user)
             .bind(endpoint)
             .execute(&mut *tx)
@@ -129,8 +129,8 @@ pub(crate) async fn remove(db: &Store, user: i64, endpoint: &str) -> Result<bool
 /// Forgets `endpoint` whoever it is (the push service answered it is gone: 404, 410).
 pub(crate) async fn gone(db: &Store, endpoint: &str) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ?1")
+        let mut tx = begin_write(db).await?;
+        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
             .bind(endpoint)
             .execute(&mut *tx)
             .await?;
@@ -141,14 +141,15 @@ pub(crate) async fn gone(db: &Store, endpoint: &str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::{accounts, testing};
+    use crate::store::accounts;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_6_1_9_push_vapid_key_kept_and_subscriptions_capped() {
-        let db = testing::memory().await;
+    async fn h626_6_1_9_push_vapid_key_kept_and_subscriptions_capped(db) {
         let first = vapid_secret(&db, &[1; 32], 1).await.unwrap();
         assert_eq!(vapid_secret(&db, &[2; 32], 2).await.unwrap(), first);
         let a = accounts::create(&db, Role::Owner, "+15550619001", "h", None, 1)
@@ -177,5 +178,6 @@ mod tests {
         assert!(remove(&db, b, "https://push.example/1").await.unwrap());
         gone(&db, "https://push.example/2").await.unwrap();
         assert!(of_user(&db, a).await.unwrap().is_empty());
+    }
     }
 }

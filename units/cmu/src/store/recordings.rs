@@ -12,7 +12,7 @@ pub(crate) async fn is_attached(
     recorder: &DeviceId,
 ) -> Result<bool, StoreError> {
     let one: Option<i64> = retry(|| async {
-        sqlx::query_scalar("SELECT 1 FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2")
+        sqlx::query_scalar("SELECT 1 FROM recorders WHERE camera_id = $1 AND recorder_id = $2")
             .bind(camera.as_str())
             .bind(recorder.as_str())
             .fetch_optional(db.pool())
@@ -29,7 +29,7 @@ pub(crate) async fn first_nvr(
 ) -> Result<Option<DeviceId>, StoreError> {
     let id: Option<String> = retry(|| async {
         sqlx::query_scalar(
-            "SELECT recorder_id FROM recorders WHERE camera_id = ?1 AND recorder_id <> camera_id
+            "SELECT recorder_id FROM recorders WHERE camera_id = $1 AND recorder_id <> camera_id
              ORDER BY created_at LIMIT 1",
         )
         .bind(camera.as_str())
@@ -46,7 +46,7 @@ pub(crate) async fn recorders_of(
     camera: &DeviceId,
 ) -> Result<Vec<DeviceId>, StoreError> {
     let ids: Vec<String> = retry(|| async {
-        sqlx::query_scalar("SELECT recorder_id FROM recorders WHERE camera_id = ?1")
+        sqlx::query_scalar("SELECT recorder_id FROM recorders WHERE camera_id = $1")
             .bind(camera.as_str())
             .fetch_all(db.pool())
             .await
@@ -64,10 +64,10 @@ pub(crate) async fn attach(
     now: u64,
 ) -> Result<(), StoreError> {
     let sql = if strategy.is_some() {
-        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (camera_id, recorder_id) DO UPDATE SET strategy = excluded.strategy"
     } else {
-        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO recorders (camera_id, recorder_id, strategy, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (camera_id, recorder_id) DO NOTHING"
     };
     retry(|| async {
@@ -90,7 +90,7 @@ pub(crate) async fn detach(
     recorder: &DeviceId,
 ) -> Result<bool, StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM recorders WHERE camera_id = ?1 AND recorder_id = ?2")
+        sqlx::query("DELETE FROM recorders WHERE camera_id = $1 AND recorder_id = $2")
             .bind(camera.as_str())
             .bind(recorder.as_str())
             .execute(db.pool())
@@ -111,7 +111,7 @@ pub(crate) async fn stream_grant(
         sqlx::query_as(
             "SELECT c.owner_id, c.acl_version FROM recorders r
              JOIN devices c ON c.id = r.camera_id JOIN devices n ON n.id = r.recorder_id
-             WHERE r.camera_id = ?1 AND r.recorder_id = ?2 AND c.owner_id IS NOT NULL AND c.owner_id = n.owner_id",
+             WHERE r.camera_id = $1 AND r.recorder_id = $2 AND c.owner_id IS NOT NULL AND c.owner_id = n.owner_id",
         )
         .bind(camera.as_str())
         .bind(nvr.as_str())
@@ -123,14 +123,15 @@ pub(crate) async fn stream_grant(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::{accounts, devices, testing};
+    use crate::store::{accounts, devices};
 
+    on_both_backends! {
     #[tokio::test]
-    async fn attach_strategy_detach_and_grant() {
-        let db = testing::memory().await;
+    async fn attach_strategy_detach_and_grant(db) {
         let (cam, nvr) = (
             devices::tests::new_device(20),
             devices::tests::new_device(21),
@@ -157,5 +158,6 @@ mod tests {
         assert!(detach(&db, &c, &n).await.unwrap());
         assert!(!detach(&db, &c, &n).await.unwrap());
         assert_eq!(first_nvr(&db, &c).await.unwrap(), None);
+    }
     }
 }

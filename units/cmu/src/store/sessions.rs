@@ -14,12 +14,12 @@ pub(crate) async fn create(
     expires_at: u64,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(ts(now))
             .execute(db.pool())
             .await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(token_digest)
         .bind(user)
@@ -35,7 +35,7 @@ pub(crate) async fn create(
 /// Ends one session.
 pub(crate) async fn end(db: &Store, token_digest: &str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?1")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_digest)
             .execute(db.pool())
             .await
@@ -52,7 +52,7 @@ pub(crate) async fn account(
     now: u64,
 ) -> Result<Option<Account>, StoreError> {
     let user: Option<i64> = retry(|| async {
-        sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2")
+        sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(token_digest)
             .bind(ts(now))
             .fetch_optional(db.pool())
@@ -79,14 +79,14 @@ pub(crate) async fn account(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::testing;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn sessions_expire_end_and_follow_the_owner() {
-        let db = testing::memory().await;
+    async fn sessions_expire_end_and_follow_the_owner(db) {
         let owner = accounts::create(&db, Role::Owner, "+15550100003", "h", None, 1)
             .await
             .unwrap()
@@ -114,5 +114,6 @@ mod tests {
         create(&db, "c", sub, 10, 20).await.unwrap();
         end(&db, "c").await.unwrap();
         assert!(account(&db, "c", 15).await.unwrap().is_none());
+    }
     }
 }

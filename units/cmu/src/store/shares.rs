@@ -19,7 +19,7 @@ pub(crate) async fn scopes_from_owner(
     let bits: Option<i64> = retry(|| async {
         sqlx::query_scalar(
             "SELECT s.scopes FROM shares s JOIN devices d ON d.id = s.device_id
-             WHERE s.device_id = ?1 AND s.user_id = ?2 AND d.owner_id = ?3",
+             WHERE s.device_id = $1 AND s.user_id = $2 AND d.owner_id = $3",
         )
         .bind(device.as_str())
         .bind(user)
@@ -42,7 +42,7 @@ pub(crate) async fn live_scopes(
     let bits: Option<i64> = retry(|| async {
         sqlx::query_scalar(
             "SELECT s.scopes FROM shares s JOIN users u ON u.id = s.user_id JOIN users o ON o.id = u.parent_id
-             WHERE s.device_id = ?1 AND s.user_id = ?2 AND u.status = 'active' AND o.status = 'active' AND o.id = ?3",
+             WHERE s.device_id = $1 AND s.user_id = $2 AND u.status = 'active' AND o.status = 'active' AND o.id = $3",
         )
         .bind(device.as_str())
         .bind(user)
@@ -63,7 +63,7 @@ pub(crate) async fn shared_with(
     let rows: Vec<(String, i64)> = retry(|| async {
         sqlx::query_as(
             "SELECT d.id, s.scopes FROM shares s JOIN devices d ON d.id = s.device_id
-             WHERE s.user_id = ?1 AND d.owner_id = ?2 ORDER BY d.id",
+             WHERE s.user_id = $1 AND d.owner_id = $2 ORDER BY d.id",
         )
         .bind(user)
         .bind(owner)
@@ -85,7 +85,7 @@ pub(crate) async fn of_device(
     let rows: Vec<(String, i64)> = retry(|| async {
         sqlx::query_as(
             "SELECT u.login, s.scopes FROM shares s JOIN users u ON u.id = s.user_id
-             WHERE s.device_id = ?1 ORDER BY u.login",
+             WHERE s.device_id = $1 ORDER BY u.login",
         )
         .bind(device.as_str())
         .fetch_all(db.pool())
@@ -104,9 +104,9 @@ pub(crate) async fn put(
     now: u64,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         sqlx::query(
-            "INSERT INTO shares (device_id, user_id, scopes, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO shares (device_id, user_id, scopes, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (device_id, user_id) DO UPDATE SET scopes = excluded.scopes",
         )
         .bind(device.as_str())
@@ -115,7 +115,7 @@ pub(crate) async fn put(
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = ?1")
+        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = $1")
             .bind(device.as_str())
             .execute(&mut *tx)
             .await?;
@@ -127,8 +127,8 @@ pub(crate) async fn put(
 /// Ends the share of `device` with `user`, moving the ACL version; false if there was none.
 pub(crate) async fn remove(db: &Store, device: &DeviceId, user: i64) -> Result<bool, StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
-        let gone = sqlx::query("DELETE FROM shares WHERE device_id = ?1 AND user_id = ?2")
+        let mut tx = begin_write(db).await?;
+        let gone = sqlx::query("DELETE FROM shares WHERE device_id = $1 AND user_id = $2")
             .bind(device.as_str())
             .bind(user)
             .execute(&mut *tx)
@@ -137,7 +137,7 @@ pub(crate) async fn remove(db: &Store, device: &DeviceId, user: i64) -> Result<b
         if gone == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = ?1")
+        sqlx::query("UPDATE devices SET acl_version = acl_version + 1 WHERE id = $1")
             .bind(device.as_str())
             .execute(&mut *tx)
             .await?;
@@ -149,15 +149,16 @@ pub(crate) async fn remove(db: &Store, device: &DeviceId, user: i64) -> Result<b
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_base::Scope;
     use peercam_signal::cm::Role;
 
     use super::*;
-    use crate::store::{accounts, devices, testing};
+    use crate::store::{accounts, devices};
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_8_6_share_change_and_unshare_move_the_acl() {
-        let db = testing::memory().await;
+    async fn h626_8_6_share_change_and_unshare_move_the_acl(db) {
         let d = devices::tests::new_device(9);
         devices::provision(&db, std::slice::from_ref(&d), 1)
             .await
@@ -200,5 +201,6 @@ mod tests {
         assert!(remove(&db, &d.id, sub).await.unwrap());
         assert!(!remove(&db, &d.id, sub).await.unwrap());
         assert_eq!(acl(db.clone(), d.id.clone()).await, a0 + 2);
+    }
     }
 }

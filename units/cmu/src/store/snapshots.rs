@@ -4,7 +4,7 @@
 
 use peercam_base::DeviceId;
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::alarms::{MAX_SNAPSHOT_BYTES, insert_snapshot};
 use super::{Arg, Store, StoreError, begin_write, retry, select, ts, unts};
@@ -24,7 +24,7 @@ pub(crate) struct SavedSchedule {
 
 const COLUMNS: &str = "s.camera_id, s.owner_id, s.doc, s.enabled, s.last_due_ms";
 
-fn decode(r: &SqliteRow) -> Result<SavedSchedule, sqlx::Error> {
+fn decode(r: &AnyRow) -> Result<SavedSchedule, sqlx::Error> {
     let camera: String = r.try_get(0)?;
     let last: Option<i64> = r.try_get(4)?;
     Ok(SavedSchedule {
@@ -43,7 +43,7 @@ pub(crate) async fn get(
     db: &Store,
     camera: &DeviceId,
 ) -> Result<Option<SavedSchedule>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM snapshot_schedules s WHERE s.camera_id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM snapshot_schedules s WHERE s.camera_id = $1");
     Ok(select(db, &sql, &[Arg::Text(camera.as_str())], decode)
         .await?
         .into_iter()
@@ -69,12 +69,12 @@ pub(crate) async fn save(
     now: u64,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         sqlx::query(
             "INSERT INTO snapshot_schedules (camera_id, owner_id, doc, phone, enabled, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (camera_id) DO UPDATE SET owner_id = ?2, doc = ?3, phone = ?4,
-               enabled = ?5, updated_at = ?6",
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (camera_id) DO UPDATE SET owner_id = $2, doc = $3, phone = $4,
+               enabled = $5, updated_at = $6",
         )
         .bind(camera.as_str())
         .bind(owner)
@@ -92,7 +92,7 @@ pub(crate) async fn save(
 /// Removes `camera`'s schedule (its snapshots stay until their retention); false if none.
 pub(crate) async fn remove(db: &Store, camera: &DeviceId) -> Result<bool, StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = ?1")
+        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = $1")
             .bind(camera.as_str())
             .execute(db.pool())
             .await
@@ -111,8 +111,8 @@ pub(crate) async fn claim(
 ) -> Result<bool, StoreError> {
     retry(|| async {
         sqlx::query(
-            "UPDATE snapshot_schedules SET last_due_ms = ?3
-             WHERE camera_id = ?1 AND last_due_ms IS ?2 AND enabled = 1",
+            "UPDATE snapshot_schedules SET last_due_ms = $3
+             WHERE camera_id = $1 AND last_due_ms IS NOT DISTINCT FROM $2 AND enabled = 1",
         )
         .bind(camera.as_str())
         .bind(last.map(ts))
@@ -137,7 +137,7 @@ pub(crate) async fn keep(
         return Ok(None);
     }
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let id = insert_snapshot(&mut tx, camera, (jpeg, taken_ms), true, i64::from(keep)).await?;
         tx.commit().await?;
         Ok(Some(id))
@@ -148,7 +148,7 @@ pub(crate) async fn keep(
 /// Drops timed snapshots taken before `cutoff_ms` (the retention in days); how many.
 pub(crate) async fn expire(db: &Store, cutoff_ms: u64) -> Result<u64, StoreError> {
     retry(|| async {
-        sqlx::query("DELETE FROM alarm_snapshots WHERE timed = 1 AND taken_ms < ?1")
+        sqlx::query("DELETE FROM alarm_snapshots WHERE timed = 1 AND taken_ms < $1")
             .bind(ts(cutoff_ms))
             .execute(db.pool())
             .await
@@ -161,7 +161,7 @@ pub(crate) async fn expire(db: &Store, cutoff_ms: u64) -> Result<u64, StoreError
 pub(crate) async fn kept(db: &Store, camera: &DeviceId) -> Result<u32, StoreError> {
     let n: i64 = retry(|| async {
         sqlx::query_scalar(
-            "SELECT COUNT(*) FROM alarm_snapshots WHERE camera_id = ?1 AND timed = 1",
+            "SELECT COUNT(*) FROM alarm_snapshots WHERE camera_id = $1 AND timed = 1",
         )
         .bind(camera.as_str())
         .fetch_one(db.pool())
@@ -174,7 +174,7 @@ pub(crate) async fn kept(db: &Store, camera: &DeviceId) -> Result<u32, StoreErro
 /// The JPEG of timed snapshot `id`.
 pub(crate) async fn jpeg(db: &Store, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
     retry(|| async {
-        sqlx::query_scalar("SELECT jpeg FROM alarm_snapshots WHERE id = ?1 AND timed = 1")
+        sqlx::query_scalar("SELECT jpeg FROM alarm_snapshots WHERE id = $1 AND timed = 1")
             .bind(id)
             .fetch_optional(db.pool())
             .await
@@ -194,10 +194,10 @@ pub(crate) async fn count_sms(
         return Ok(false);
     }
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         let counted = sqlx::query(
-            "INSERT INTO snapshot_sms_days (user_id, day, sent) VALUES (?1, ?2, 1)
-             ON CONFLICT (user_id, day) DO UPDATE SET sent = sent + 1 WHERE sent < ?3",
+            "INSERT INTO snapshot_sms_days (user_id, day, sent) VALUES ($1, $2, 1)
+             ON CONFLICT (user_id, day) DO UPDATE SET sent = snapshot_sms_days.sent + 1 WHERE snapshot_sms_days.sent < $3",
         )
         .bind(user)
         .bind(ts(day))
@@ -206,7 +206,7 @@ pub(crate) async fn count_sms(
         .await?
         .rows_affected()
             == 1;
-        sqlx::query("DELETE FROM snapshot_sms_days WHERE user_id = ?1 AND day < ?2")
+        sqlx::query("DELETE FROM snapshot_sms_days WHERE user_id = $1 AND day < $2")
             .bind(user)
             .bind(ts(day.saturating_sub(7)))
             .execute(&mut *tx)
@@ -220,7 +220,7 @@ pub(crate) async fn count_sms(
 /// Timed-snapshot SMS sent to `user` on UTC `day`.
 pub(crate) async fn sms_sent(db: &Store, user: i64, day: u64) -> Result<u32, StoreError> {
     let n: Option<i64> = retry(|| async {
-        sqlx::query_scalar("SELECT sent FROM snapshot_sms_days WHERE user_id = ?1 AND day = ?2")
+        sqlx::query_scalar("SELECT sent FROM snapshot_sms_days WHERE user_id = $1 AND day = $2")
             .bind(user)
             .bind(ts(day))
             .fetch_optional(db.pool())
@@ -238,15 +238,15 @@ pub(crate) async fn link_key(
     fresh: [u8; 32],
 ) -> Result<[u8; 32], StoreError> {
     let key: Vec<u8> = retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         sqlx::query(
-            "INSERT INTO link_keys (purpose, key) VALUES (?1, ?2) ON CONFLICT (purpose) DO NOTHING",
+            "INSERT INTO link_keys (purpose, key) VALUES ($1, $2) ON CONFLICT (purpose) DO NOTHING",
         )
         .bind(purpose)
         .bind(fresh.as_slice())
         .execute(&mut *tx)
         .await?;
-        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM link_keys WHERE purpose = ?1")
+        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM link_keys WHERE purpose = $1")
             .bind(purpose)
             .fetch_one(&mut *tx)
             .await?;
@@ -260,14 +260,13 @@ pub(crate) async fn link_key(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::on_both_backends;
     use peercam_signal::cm::Role;
 
-    use super::super::testing;
     use super::super::{accounts, devices};
     use super::*;
 
-    async fn setup() -> (Store, i64, DeviceId) {
-        let db = testing::memory().await;
+    async fn setup(db: Store) -> (Store, i64, DeviceId) {
         let d = devices::tests::new_device(61);
         devices::provision(&db, std::slice::from_ref(&d), 1)
             .await
@@ -280,9 +279,10 @@ mod tests {
         (db, owner, d.id)
     }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_6_1_12_due_time_taken_once_and_schedule_follows_the_owner() {
-        let (db, owner, cam) = setup().await;
+    async fn h626_6_1_12_due_time_taken_once_and_schedule_follows_the_owner(db) {
+        let (db, owner, cam) = setup(db).await;
         save(&db, &cam, owner, ("{}", "+15550161299", true), 1)
             .await
             .unwrap();
@@ -304,10 +304,12 @@ mod tests {
         assert!(enabled(&db).await.unwrap().is_empty());
         assert!(!remove(&db, &cam).await.unwrap());
     }
+    }
 
+    on_both_backends! {
     #[tokio::test]
-    async fn h626_6_1_12_kept_within_limits_and_quota_counted_per_day() {
-        let (db, owner, cam) = setup().await;
+    async fn h626_6_1_12_kept_within_limits_and_quota_counted_per_day(db) {
+        let (db, owner, cam) = setup(db).await;
         assert_eq!(
             keep(&db, &cam, &vec![0; MAX_SNAPSHOT_BYTES + 1], 1, 2)
                 .await
@@ -344,5 +346,6 @@ mod tests {
             k,
             "kept"
         );
+    }
     }
 }

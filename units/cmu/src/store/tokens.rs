@@ -16,15 +16,16 @@ pub(crate) async fn spend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::on_both_backends;
 
+    on_both_backends! {
     #[tokio::test]
-    async fn a_token_is_spent_once() {
-        let db = testing::memory().await;
+    async fn a_token_is_spent_once(db) {
         assert!(spend(&db, "j", 10, 5).await.unwrap());
         assert!(!spend(&db, "j", 10, 5).await.unwrap());
         // Once expired and forgotten, the row is gone (the token itself is refused as expired).
         assert!(spend(&db, "k", 20, 11).await.unwrap());
         assert!(spend(&db, "j", 10, 11).await.unwrap());
+    }
     }
 }
