@@ -8,7 +8,21 @@ use peercam_test::Cluster;
 
 #[tokio::test]
 async fn h626_6_1_1_signup_needs_code_and_approval() {
-    let c = Cluster::start(0).await.unwrap();
+    signup_needs_code_and_approval(Cluster::start(0).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_6_1_1_signup_needs_code_and_approval_postgres() {
+    if let Some(c) =
+        Cluster::start_postgres(0, "h626_6_1_1_signup_needs_code_and_approval_postgres")
+            .await
+            .unwrap()
+    {
+        signup_needs_code_and_approval(c).await;
+    }
+}
+
+async fn signup_needs_code_and_approval(c: Cluster) {
     let anon = c.client();
     let phone = "+15550500001";
     let st = anon

@@ -27,7 +27,23 @@ async fn refusal(pu: &mut peercam_pu::Running) -> RefusalCode {
 
 #[tokio::test]
 async fn h626_8_1_provisioned_pu_registers_and_is_online() {
-    let c = Cluster::start(1).await.unwrap();
+    provisioned_pu_registers_and_is_online(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_1_provisioned_pu_registers_and_is_online_postgres() {
+    if let Some(c) = Cluster::start_postgres(
+        1,
+        "h626_8_1_provisioned_pu_registers_and_is_online_postgres",
+    )
+    .await
+    .unwrap()
+    {
+        provisioned_pu_registers_and_is_online(c).await;
+    }
+}
+
+async fn provisioned_pu_registers_and_is_online(c: Cluster) {
     let ids = c.provision(2).await.unwrap();
     let (_pu, _sd) = c.start_pu_online(&ids[0], 0).await.unwrap();
     let list = c.admin.admin_devices().await.unwrap();
@@ -135,7 +151,21 @@ async fn send(ws: &mut peercam_net::ws::ClientWs, id: u64, body: DeviceToScu) {
 
 #[tokio::test]
 async fn h626_8_1_replayed_registration_is_refused() {
-    let c = Cluster::start(1).await.unwrap();
+    replayed_registration_is_refused(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_1_replayed_registration_is_refused_postgres() {
+    if let Some(c) =
+        Cluster::start_postgres(1, "h626_8_1_replayed_registration_is_refused_postgres")
+            .await
+            .unwrap()
+    {
+        replayed_registration_is_refused(c).await;
+    }
+}
+
+async fn replayed_registration_is_refused(c: Cluster) {
     let ids = c.provision(1).await.unwrap();
     let dev = &ids[0];
     let key = dev.signing_key().unwrap();

@@ -9,7 +9,23 @@ use peercam_test::Cluster;
 
 #[tokio::test]
 async fn h626_8_2_bind_succeeds_then_refuses_every_bad_case() {
-    let c = Cluster::start(1).await.unwrap();
+    bind_succeeds_then_refuses_every_bad_case(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_2_bind_succeeds_then_refuses_every_bad_case_postgres() {
+    if let Some(c) = Cluster::start_postgres(
+        1,
+        "h626_8_2_bind_succeeds_then_refuses_every_bad_case_postgres",
+    )
+    .await
+    .unwrap()
+    {
+        bind_succeeds_then_refuses_every_bad_case(c).await;
+    }
+}
+
+async fn bind_succeeds_then_refuses_every_bad_case(c: Cluster) {
     let ids = c.provision(3).await.unwrap();
     let (online, unregistered, offline) = (&ids[0], &ids[1], &ids[2]);
     let (_p0, _s0) = c.start_pu_online(online, 0).await.unwrap();

@@ -79,6 +79,22 @@ async fn world(ttl: Option<u64>) -> World {
     })
     .await
     .unwrap();
+    world_on(c).await
+}
+
+/// The world on a CMU whose database is PostgreSQL; `None` where it is not installed.
+async fn world_postgres(ttl: Option<u64>, test: &str) -> Option<World> {
+    let c = Cluster::start_postgres_with(1, test, |cfg| {
+        if let Some(t) = ttl {
+            cfg.play_token_ttl_s = t;
+        }
+    })
+    .await
+    .unwrap()?;
+    Some(world_on(c).await)
+}
+
+async fn world_on(c: Cluster) -> World {
     let ids = c.provision(2).await.unwrap();
     let mut pus = Vec::new();
     for id in &ids {
@@ -169,7 +185,17 @@ fn with_token(url: &str, token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_4_play_refusals() {
-    let w = world(Some(2)).await;
+    play_refusals(world(Some(2)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_play_refusals_postgres() {
+    if let Some(w) = world_postgres(Some(2), "h626_8_4_play_refusals_postgres").await {
+        play_refusals(w).await;
+    }
+}
+
+async fn play_refusals(w: World) {
     let good = w.owner.play(&w.dev, &PlayRequest::default()).await.unwrap();
 
     // No token at all.

@@ -7,7 +7,20 @@ use peercam_test::Cluster;
 
 #[tokio::test]
 async fn h626_8_6_share_scopes_and_unshare() {
-    let c = Cluster::start(1).await.unwrap();
+    share_scopes_and_unshare(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_6_share_scopes_and_unshare_postgres() {
+    if let Some(c) = Cluster::start_postgres(1, "h626_8_6_share_scopes_and_unshare_postgres")
+        .await
+        .unwrap()
+    {
+        share_scopes_and_unshare(c).await;
+    }
+}
+
+async fn share_scopes_and_unshare(c: Cluster) {
     let ids = c.provision(2).await.unwrap();
     let (_p0, _s0) = c.start_pu_online(&ids[0], 0).await.unwrap();
     let (_p1, _s1) = c.start_pu_online(&ids[1], 0).await.unwrap();
@@ -97,7 +110,23 @@ async fn h626_8_6_share_scopes_and_unshare() {
 
 #[tokio::test]
 async fn h626_8_6_unbind_and_subaccount_deletion_end_shares() {
-    let c = Cluster::start(1).await.unwrap();
+    unbind_and_subaccount_deletion_end_shares(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_6_unbind_and_subaccount_deletion_end_shares_postgres() {
+    if let Some(c) = Cluster::start_postgres(
+        1,
+        "h626_8_6_unbind_and_subaccount_deletion_end_shares_postgres",
+    )
+    .await
+    .unwrap()
+    {
+        unbind_and_subaccount_deletion_end_shares(c).await;
+    }
+}
+
+async fn unbind_and_subaccount_deletion_end_shares(c: Cluster) {
     let ids = c.provision(1).await.unwrap();
     let (_p0, _s0) = c.start_pu_online(&ids[0], 0).await.unwrap();
     let alice = c.owner("+15550400011").await.unwrap();

@@ -273,7 +273,23 @@ async fn h626_8_8_strategy_validated_sent_and_pending_while_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_8_sub_account_sees_only_shared_cameras_alarms() {
-    let c = Cluster::start(1).await.unwrap();
+    sub_account_sees_only_shared_cameras_alarms(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_8_sub_account_sees_only_shared_cameras_alarms_postgres() {
+    if let Some(c) = Cluster::start_postgres(
+        1,
+        "h626_8_8_sub_account_sees_only_shared_cameras_alarms_postgres",
+    )
+    .await
+    .unwrap()
+    {
+        sub_account_sees_only_shared_cameras_alarms(c).await;
+    }
+}
+
+async fn sub_account_sees_only_shared_cameras_alarms(c: Cluster) {
     let ids = c.provision(2).await.unwrap();
     let d0 = Scripted::start(&c, &ids[0], 0).await;
     let d1 = Scripted::start(&c, &ids[1], 0).await;

@@ -7,7 +7,20 @@ use peercam_test::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_9_2_user_and_platform_settings() {
-    let c = Cluster::start(1).await.unwrap();
+    user_and_platform_settings(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_9_2_user_and_platform_settings_postgres() {
+    if let Some(c) = Cluster::start_postgres(1, "h626_8_9_2_user_and_platform_settings_postgres")
+        .await
+        .unwrap()
+    {
+        user_and_platform_settings(c).await;
+    }
+}
+
+async fn user_and_platform_settings(c: Cluster) {
     let owner = c.owner("+15550892001").await.unwrap();
 
     // A user's own settings: defaults, a change with permission, refusals.

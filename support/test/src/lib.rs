@@ -1,7 +1,8 @@
 //! A peercam platform on loopback for tests and benchmarks.
 //!
 //! [`Cluster::start`] runs a CMU (TLS, SQLite file, SMS outbox) and SCU nodes on ephemeral
-//! ports of 127.0.0.1 with a fresh private CA. Units talk over real sockets exactly as when
+//! ports of 127.0.0.1 with a fresh private CA; [`Cluster::start_postgres`] runs the same
+//! with the CMU on a fresh PostgreSQL database ([`postgres`]). Units talk over real sockets exactly as when
 //! deployed apart; the harness only wires their configurations together and plays operator
 //! and users through the public API.
 #![allow(
@@ -12,6 +13,7 @@
 )]
 
 pub mod natlab;
+pub mod postgres;
 pub mod tone;
 pub mod web;
 pub mod webrtc;
@@ -62,6 +64,9 @@ pub struct Cluster {
     /// [`Cluster::start_at`], e.g. inside a NAT lab namespace).
     pub host: std::net::IpAddr,
     cmu_task: Option<tokio::task::JoinHandle<()>>,
+    /// The CMU's PostgreSQL database, kept while the cluster lives (declared last: dropped
+    /// after the units).
+    postgres: Option<postgres::PgDatabase>,
 }
 
 impl Cluster {
@@ -76,6 +81,38 @@ impl Cluster {
         adjust: impl FnOnce(&mut peercam_cmu::Config),
     ) -> anyhow::Result<Self> {
         Self::start_full([127, 0, 0, 1].into(), scu_nodes, adjust).await
+    }
+
+    /// Like [`Cluster::start`] with the CMU on a fresh PostgreSQL database; `None` (after
+    /// [`skip`], which fails under CI) where PostgreSQL is not installed. `test` names the
+    /// test in that message.
+    pub async fn start_postgres(scu_nodes: usize, test: &str) -> anyhow::Result<Option<Self>> {
+        Self::start_postgres_with(scu_nodes, test, |_| {}).await
+    }
+
+    /// [`Cluster::start_postgres`] with a chance to adjust the CMU's configuration.
+    pub async fn start_postgres_with(
+        scu_nodes: usize,
+        test: &str,
+        adjust: impl FnOnce(&mut peercam_cmu::Config),
+    ) -> anyhow::Result<Option<Self>> {
+        let test = test.to_owned();
+        let Some(db) = tokio::task::spawn_blocking(move || postgres::database(&test)).await? else {
+            return Ok(None);
+        };
+        let url = db.url.clone();
+        let mut c = Self::start_full([127, 0, 0, 1].into(), scu_nodes, |cfg| {
+            cfg.database_url = url;
+            adjust(cfg);
+        })
+        .await?;
+        c.postgres = Some(db);
+        Ok(Some(c))
+    }
+
+    /// The CMU's database URL when it runs on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|p| p.url.as_str())
     }
 
     /// A CMU and `scu_nodes` SCU nodes listening on `host` (its certificate names it).
@@ -141,6 +178,7 @@ impl Cluster {
             admin,
             host,
             cmu_task: Some(cmu.task),
+            postgres: None,
         };
         for i in 0..scu_nodes {
             c.add_scu(&format!("scu-{}", i + 1)).await?;
