@@ -434,4 +434,82 @@ mod tests {
         assert_eq!(audit::recent(&db, 1000).await.unwrap().len(), 64);
     }
     }
+
+    /// The two dialects' migrations reach the same tables and columns, so the shared queries
+    /// mean the same on both.
+    #[tokio::test]
+    async fn both_schemas_have_the_same_tables_and_columns() {
+        let Some((pg, _keep)) =
+            testing::postgres("store::tests::both_schemas_have_the_same_tables_and_columns").await
+        else {
+            return;
+        };
+        let (lite, _dir) = testing::sqlite().await;
+        let mut want: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table'",
+        )
+        .fetch_all(lite.pool())
+        .await
+        .unwrap();
+        let mut got: Vec<(String, String)> = sqlx::query_as(
+            "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name <> 'peercam_schema'",
+        )
+        .fetch_all(pg.pool())
+        .await
+        .unwrap();
+        want.sort();
+        got.sort();
+        assert!(want.len() > 100, "{want:?}");
+        assert_eq!(got, want);
+    }
+
+    /// Several CMUs starting at once on one PostgreSQL database migrate it once; a second
+    /// start finds it current.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_migrates_once_when_cmus_start_together() {
+        let Some(db) = tokio::task::spawn_blocking(|| {
+            test_pg::database("store::tests::postgres_migrates_once_when_cmus_start_together")
+        })
+        .await
+        .unwrap() else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { Store::open(&url).await.map(drop) })
+            })
+            .collect();
+        for o in opens {
+            o.await.unwrap().unwrap();
+        }
+        let store = Store::open(&db.url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM peercam_schema")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, [i64::try_from(schema::POSTGRES.len()).unwrap()]);
+    }
+
+    /// A wrong or unreachable `database_url` stops the CMU at start with a clear message.
+    #[tokio::test]
+    async fn a_wrong_database_url_is_a_clear_setup_error() {
+        let e = Store::open("mysql://localhost/cmu").await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Setup(m) if m.contains("sqlite: or postgres://")),
+            "{e}"
+        );
+        let e = Store::open("postgres://peercam:secret@127.0.0.1:1/cmu")
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, StoreError::Setup(_)) && msg.contains("PostgreSQL at"),
+            "{msg}"
+        );
+        assert!(msg.contains("refused"), "{msg}");
+        assert!(!msg.contains("secret"), "the password is not shown: {msg}");
+    }
 }
