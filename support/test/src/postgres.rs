@@ -34,7 +34,7 @@ struct Server {
 pub struct PgDatabase {
     /// `postgres://postgres@127.0.0.1:PORT/NAME`.
     pub url: String,
-    _server: Arc<Server>,
+    server: Arc<Server>,
 }
 
 static SERVER: Mutex<Weak<Server>> = Mutex::new(Weak::new());
@@ -86,8 +86,35 @@ pub fn database(test: &str) -> Option<PgDatabase> {
         .unwrap_or_else(|e| panic!("createdb {name}: {e}"));
     Some(PgDatabase {
         url: format!("postgres://postgres@127.0.0.1:{}/{name}", server.port),
-        _server: server,
+        server,
     })
+}
+
+impl PgDatabase {
+    /// Restarts the cluster (fast shutdown: open connections are cut), as an operator's
+    /// restart of PostgreSQL would; returns when it accepts connections again.
+    ///
+    /// # Panics
+    /// When the server does not come back.
+    pub fn restart_server(&self) {
+        let data = self.server.data();
+        let log = self
+            .server
+            .dir
+            .path()
+            .join("server.log")
+            .display()
+            .to_string();
+        // `-l`: the server must not hold this process's output pipes open.
+        self.server
+            .run(
+                "pg_ctl",
+                &[
+                    "-D", &data, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("restarting PostgreSQL: {e}"));
+    }
 }
 
 /// The directory of `initdb` and `pg_ctl`: the newest Debian version, else `PATH`.
@@ -121,10 +148,14 @@ fn is_root() -> bool {
 impl Server {
     fn start(bin: PathBuf) -> Result<Self, String> {
         let as_postgres = is_root();
+        sweep(&bin, as_postgres);
         let dir = tempfile::Builder::new()
-            .prefix("peercam-pg-")
+            .prefix(PREFIX)
             .tempdir()
             .map_err(|e| format!("temporary directory: {e}"))?;
+        // Whose cluster this is, for [`sweep`] should this process be killed.
+        std::fs::write(dir.path().join("owner"), std::process::id().to_string())
+            .map_err(|e| format!("owner file: {e}"))?;
         if as_postgres {
             let out = Command::new("chown")
                 .args(["postgres:postgres"])
@@ -237,6 +268,47 @@ impl Drop for Server {
         if let Err(e) = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]) {
             eprintln!("stopping the test PostgreSQL: {e}");
         }
+    }
+}
+
+/// Prefix of the clusters' temporary directories.
+const PREFIX: &str = "peercam-pg-";
+
+/// Stops and deletes the clusters of test processes that were killed before they could
+/// (a test timeout, `kill -9`): directories of ours whose owner process is gone.
+fn sweep(bin: &std::path::Path, as_postgres: bool) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(PREFIX));
+        let Some(owner) = ours
+            .then(|| std::fs::read_to_string(path.join("owner")).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        if std::path::Path::new("/proc").join(owner.trim()).exists() {
+            continue;
+        }
+        let mut cmd = if as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(bin.join("pg_ctl"))
+        };
+        let _ = cmd
+            .arg("-D")
+            .arg(path.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .current_dir(&path)
+            .output();
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 

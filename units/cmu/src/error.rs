@@ -94,6 +94,18 @@ impl From<crate::store::StoreError> for ApiErr {
                 e.retry_after = Some(1);
                 e
             }
+            // The database server restarts or cannot be reached: in-flight requests fail
+            // clearly and succeed when tried again once it is back.
+            crate::store::StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable");
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the platform's database is unavailable; try again in a moment",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             // Fail closed: a database error never grants anything.
             other => Self::internal("database", &other),
         }

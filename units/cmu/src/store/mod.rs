@@ -51,6 +51,11 @@ pub(crate) enum StoreError {
     /// The database stayed busy or locked through every retry; transient, try again later.
     #[error("the database is busy")]
     Busy,
+    /// The connection to the database server failed or the server is shutting down or
+    /// starting (PostgreSQL restarted); try again later. Not retried here: a statement cut
+    /// off mid-way may have been applied.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A stored value does not decode into its domain type.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -66,6 +71,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_transient(&e) {
             return Self::Busy;
+        }
+        if is_unavailable(&e) {
+            return Self::Unavailable(e.to_string());
         }
         match e {
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
@@ -88,6 +96,23 @@ fn is_transient(e: &sqlx::Error) -> bool {
         }
         sqlx::Error::Database(_) => is_conflict(e),
         sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
+}
+
+/// The server went away or is not taking work: a lost connection, PostgreSQL's connection
+/// exceptions (class 08), shutdown or start-up (57P01-57P03) or too many connections (53300).
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d)
+            if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            d.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+            })
+        }
         _ => false,
     }
 }
@@ -511,5 +536,71 @@ mod tests {
         );
         assert!(msg.contains("refused"), "{msg}");
         assert!(!msg.contains("secret"), "the password is not shown: {msg}");
+    }
+
+    /// PostgreSQL restarted under the CMU: a request in flight fails as `Unavailable` (503),
+    /// never as a backend error, and the pool reconnects so the next one succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_restart_is_unavailable_then_recovers() {
+        let Some(db) = tokio::task::spawn_blocking(|| {
+            test_pg::database("store::tests::postgres_restart_is_unavailable_then_recovers")
+        })
+        .await
+        .unwrap() else {
+            return;
+        };
+        let store = Store::open(&db.url).await.unwrap();
+        let id = accounts::create(&store, Role::Owner, "+15550109001", "h", None, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        // A statement in flight when the server goes down...
+        let in_flight = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                sqlx::query("SELECT pg_sleep(30)")
+                    .execute(store.pool())
+                    .await
+                    .map(drop)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let restart = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.restart_server())
+        };
+        // ...fails as unavailable (503), not as a database error (500).
+        let e = in_flight.await.unwrap().unwrap_err();
+        let e = StoreError::from(e);
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        // Requests while it goes down and comes back: each succeeds or says unavailable.
+        let mut unavailable = 0;
+        while !restart.is_finished() {
+            match accounts::get(&store, id).await {
+                Ok(a) => assert_eq!(a.map(|a| a.id), Some(id)),
+                Err(StoreError::Unavailable(_) | StoreError::Busy) => unavailable += 1,
+                Err(e) => panic!("a restart must read as unavailable, not {e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        restart.await.unwrap();
+        let mut back = false;
+        for _ in 0..50 {
+            match accounts::get(&store, id).await {
+                Ok(a) => {
+                    assert_eq!(a.map(|a| a.id), Some(id));
+                    back = true;
+                    break;
+                }
+                Err(StoreError::Unavailable(_) | StoreError::Busy) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("after the restart: {e:?}"),
+            }
+        }
+        assert!(
+            back,
+            "the pool reconnects ({unavailable} requests failed during the restart)"
+        );
     }
 }
