@@ -603,4 +603,21 @@ mod tests {
             "the pool reconnects ({unavailable} requests failed during the restart)"
         );
     }
+
+    /// The SQLite file is the path written in the URL, spaces and capitals included (the
+    /// `Any` driver passes the URL through a URL parser).
+    #[tokio::test]
+    async fn sqlite_file_is_where_the_url_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("My Cams").join("CMU.db");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        accounts::create(&store, Role::Owner, "+15550109002", "h", None, 1)
+            .await
+            .unwrap();
+        assert!(path.exists(), "{}", path.display());
+    }
 }
