@@ -157,7 +157,21 @@ async fn raw(
 
 #[tokio::test]
 async fn h626_8_6_authorisation_matrix_small_world() {
-    let c = Cluster::start(1).await.unwrap();
+    authorisation_matrix_small_world(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn h626_8_6_authorisation_matrix_small_world_postgres() {
+    if let Some(c) =
+        Cluster::start_postgres(1, "h626_8_6_authorisation_matrix_small_world_postgres")
+            .await
+            .unwrap()
+    {
+        authorisation_matrix_small_world(c).await;
+    }
+}
+
+async fn authorisation_matrix_small_world(c: Cluster) {
     let ids = c.provision(2).await.unwrap();
     let (_p0, _s0) = c.start_pu_online(&ids[0], 0).await.unwrap();
     let (_p1, _s1) = c.start_pu_online(&ids[1], 0).await.unwrap();

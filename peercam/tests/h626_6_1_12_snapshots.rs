@@ -100,6 +100,18 @@ async fn start(clock: &SnapshotClock, quota: u32) -> Cluster {
     .unwrap()
 }
 
+/// [`start`] with the CMU on PostgreSQL; `None` where it is not installed.
+async fn start_postgres(clock: &SnapshotClock, quota: u32, test: &str) -> Option<Cluster> {
+    let clock = clock.clone();
+    Cluster::start_postgres_with(1, test, move |cfg| {
+        cfg.snapshot_clock = clock;
+        cfg.snapshot_tick_ms = 50;
+        cfg.snapshot_sms_per_day = quota;
+    })
+    .await
+    .unwrap()
+}
+
 /// Moves `clock` to 01:00 UTC of the next day, so a test's hours stay in one quota day.
 fn to_next_morning(clock: &SnapshotClock) {
     let now = clock.now_ms();
@@ -111,7 +123,24 @@ fn to_next_morning(clock: &SnapshotClock) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_12_snapshot_sms_link_serves_jpeg_only_while_valid() {
     let clock = SnapshotClock::default();
-    let c = start(&clock, 48).await;
+    snapshot_sms_link_serves_jpeg_only_while_valid(start(&clock, 48).await, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_12_snapshot_sms_link_serves_jpeg_only_while_valid_postgres() {
+    let clock = SnapshotClock::default();
+    if let Some(c) = start_postgres(
+        &clock,
+        48,
+        "h626_6_1_12_snapshot_sms_link_serves_jpeg_only_while_valid_postgres",
+    )
+    .await
+    {
+        snapshot_sms_link_serves_jpeg_only_while_valid(c, clock).await;
+    }
+}
+
+async fn snapshot_sms_link_serves_jpeg_only_while_valid(c: Cluster, clock: SnapshotClock) {
     let id = c.provision(1).await.unwrap().remove(0);
     let (_pu, _pu_stop) = c.start_pu_online(&id, 0).await.unwrap();
     let owner = c.owner("+15550612001").await.unwrap();

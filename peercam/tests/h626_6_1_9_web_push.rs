@@ -243,7 +243,14 @@ fn motion(id: &str) -> Alarm {
 
 /// A cluster with a bound scripted camera named Garden, its owner, and a push service.
 async fn world(phone: &str) -> (Cluster, Scripted, peercam_cu::Client, String, PushService) {
-    let c = Cluster::start(1).await.unwrap();
+    world_on(Cluster::start(1).await.unwrap(), phone).await
+}
+
+/// [`world`] on a cluster of the caller's (e.g. with the CMU on PostgreSQL).
+async fn world_on(
+    c: Cluster,
+    phone: &str,
+) -> (Cluster, Scripted, peercam_cu::Client, String, PushService) {
     let id = c.provision(1).await.unwrap().remove(0);
     let dev = Scripted::start(&c, &id, 0).await;
     let owner = c.owner(phone).await.unwrap();
@@ -268,7 +275,25 @@ async fn subscriptions(owner: &peercam_cu::Client) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_9_web_push_delivered_encrypted_and_signed() {
-    let (c, dev, owner, cam, mut push) = world("+15550619101").await;
+    web_push_delivered_encrypted_and_signed(world("+15550619101").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_9_web_push_delivered_encrypted_and_signed_postgres() {
+    if let Some(c) = Cluster::start_postgres(
+        1,
+        "h626_6_1_9_web_push_delivered_encrypted_and_signed_postgres",
+    )
+    .await
+    .unwrap()
+    {
+        web_push_delivered_encrypted_and_signed(world_on(c, "+15550619101").await).await;
+    }
+}
+
+async fn web_push_delivered_encrypted_and_signed(
+    (c, dev, owner, cam, mut push): (Cluster, Scripted, peercam_cu::Client, String, PushService),
+) {
     let t = json!({"templates": {"motion": "Bewegung: {camera} {detail}"}});
     owner
         .call::<Value, Value>(Method::PUT, "/api/v1/me/alarm-templates", Some(&t))
