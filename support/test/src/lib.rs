@@ -110,9 +110,9 @@ impl Cluster {
         Ok(Some(c))
     }
 
-    /// The CMU's database URL when it runs on PostgreSQL.
-    pub fn postgres_url(&self) -> Option<&str> {
-        self.postgres.as_ref().map(|p| p.url.as_str())
+    /// The CMU's PostgreSQL database (its URL; restarting its server), when it has one.
+    pub fn postgres(&self) -> Option<&postgres::PgDatabase> {
+        self.postgres.as_ref()
     }
 
     /// A CMU and `scu_nodes` SCU nodes listening on `host` (its certificate names it).
