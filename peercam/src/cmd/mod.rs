@@ -81,6 +81,18 @@ mod tests {
     }
 
     #[test]
+    fn cmu_database_url_and_its_older_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cmu.toml");
+        let rest = "scu_secrets = [\"0123456789abcdef\"]\n[sms]\nkind = \"outbox\"\ndir = \"o\"\n";
+        for key in ["database_url", "database"] {
+            std::fs::write(&p, format!("{key} = \"postgres://u@h/db\"\n{rest}")).unwrap();
+            let c: peercam_cmu::Config = super::load_config(&p).unwrap();
+            assert_eq!(c.database_url, "postgres://u@h/db", "{key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pu.toml");
