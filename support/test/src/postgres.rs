@@ -148,10 +148,11 @@ fn is_root() -> bool {
 impl Server {
     fn start(bin: PathBuf) -> Result<Self, String> {
         let as_postgres = is_root();
-        sweep(&bin, as_postgres);
+        let base = base_dir(as_postgres);
+        sweep(&base, &bin, as_postgres);
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
-            .tempdir()
+            .tempdir_in(&base)
             .map_err(|e| format!("temporary directory: {e}"))?;
         // Whose cluster this is, for [`sweep`] should this process be killed.
         std::fs::write(dir.path().join("owner"), std::process::id().to_string())
@@ -271,13 +272,23 @@ impl Drop for Server {
     }
 }
 
+/// Where clusters live: the temporary directory, but `/tmp` when they run as `postgres`,
+/// which may not enter root's own `TMPDIR`.
+fn base_dir(as_postgres: bool) -> PathBuf {
+    if as_postgres {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// Prefix of the clusters' temporary directories.
 const PREFIX: &str = "peercam-pg-";
 
 /// Stops and deletes the clusters of test processes that were killed before they could
 /// (a test timeout, `kill -9`): directories of ours whose owner process is gone.
-fn sweep(bin: &std::path::Path, as_postgres: bool) {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+fn sweep(base: &std::path::Path, bin: &std::path::Path, as_postgres: bool) {
+    let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
     for e in entries.flatten() {
