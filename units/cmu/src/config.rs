@@ -23,6 +23,11 @@ pub struct Config {
     /// migrates it). Default `sqlite://peercam-cmu.db`. `database` is the older name.
     #[serde(default = "default_database", alias = "database")]
     pub database_url: String,
+    /// Connections the CMU keeps to its database at most (SQLite file or PostgreSQL),
+    /// 1 to 1000. Default 8. With several CMUs on one PostgreSQL server, their sum must stay
+    /// below the server's `max_connections`.
+    #[serde(default = "default_db_connections")]
+    pub database_max_connections: u32,
     /// Directory for files the CMU writes (the bootstrap operator password). Default `.`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -158,6 +163,9 @@ fn default_listen() -> SocketAddr {
 fn default_database() -> String {
     "sqlite://peercam-cmu.db".into()
 }
+fn default_db_connections() -> u32 {
+    8
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from(".")
 }
@@ -183,6 +191,7 @@ impl Config {
             listen: default_listen(),
             tls: None,
             database_url,
+            database_max_connections: default_db_connections(),
             data_dir,
             scu_secrets,
             sms,
@@ -211,6 +220,11 @@ impl Config {
         for k in &self.release_keys {
             peercam_signal::upgrade::parse_key(k)
                 .map_err(|e| CmuError::Config(format!("release_keys: {e}")))?;
+        }
+        if !(1..=1000).contains(&self.database_max_connections) {
+            return Err(CmuError::Config(
+                "database_max_connections must be 1 to 1000".into(),
+            ));
         }
         if !(1..=3600).contains(&self.play_token_ttl_s) {
             return Err(CmuError::Config(

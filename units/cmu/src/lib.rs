@@ -135,7 +135,8 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 /// Opens the database, bootstraps the operator account and starts serving.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuError> {
     config.validate()?;
-    let store = store::Store::open(&config.database_url).await?;
+    let store =
+        store::Store::open_with(&config.database_url, config.database_max_connections).await?;
     let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
     let link_key =
         store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;

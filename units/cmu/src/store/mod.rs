@@ -284,9 +284,16 @@ pub(crate) struct Store {
 impl Store {
     /// Opens and migrates the database at `url`: `sqlite://PATH` (created if missing),
     /// `sqlite::memory:`, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+    #[cfg(test)]
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, schema::POOL_SIZE).await
+    }
+
+    /// Opens and migrates the database at `url` (as `database_url` says) with at most
+    /// `connections` pooled connections (one for `sqlite::memory:`).
+    pub(crate) async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let backend = Backend::of_url(url)?;
-        let pool = schema::open(url, backend).await?;
+        let pool = schema::open(url, backend, connections.max(1)).await?;
         Ok(Self { pool, backend })
     }
 

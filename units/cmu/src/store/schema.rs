@@ -458,17 +458,22 @@ CREATE TABLE link_keys (
 );
 "#];
 
-/// Connections of a pool on a file or a server.
-const POOL_SIZE: u32 = 8;
+/// Connections of a test's pool on a file or a server (the CMU's is configured).
+#[cfg(test)]
+pub(super) const POOL_SIZE: u32 = 8;
 /// Serialises migrations of CMUs starting at once on one PostgreSQL database
 /// (`pg_advisory_xact_lock`; the number is arbitrary, fixed for peercam).
 const MIGRATION_LOCK: i64 = 0x7065_6572_6361_6d01;
 
 /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
-pub(super) async fn open(url: &str, backend: Backend) -> Result<AnyPool, StoreError> {
+pub(super) async fn open(
+    url: &str,
+    backend: Backend,
+    connections: u32,
+) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let pool = match backend {
-        Backend::Sqlite => open_sqlite(url).await?,
+        Backend::Sqlite => open_sqlite(url, connections).await?,
         Backend::Postgres => {
             let setup =
                 |e: sqlx::Error| StoreError::Setup(format!("PostgreSQL at {}: {e}", redact(url)));
@@ -481,7 +486,7 @@ pub(super) async fn open(url: &str, backend: Backend) -> Result<AnyPool, StoreEr
                 .await
                 .map_err(setup)?;
             AnyPoolOptions::new()
-                .max_connections(POOL_SIZE)
+                .max_connections(connections)
                 .acquire_timeout(super::BUSY_TIMEOUT)
                 .connect(url)
                 .await
@@ -495,7 +500,7 @@ pub(super) async fn open(url: &str, backend: Backend) -> Result<AnyPool, StoreEr
 }
 
 /// A SQLite pool; every connection gets the pragmas (the `Any` driver takes only a URL).
-async fn open_sqlite(url: &str) -> Result<AnyPool, StoreError> {
+async fn open_sqlite(url: &str, connections: u32) -> Result<AnyPool, StoreError> {
     static MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let (url, max) = if url.contains(":memory:") {
         // One named in-memory database shared by the pool's one connection (the driver
@@ -507,9 +512,9 @@ async fn open_sqlite(url: &str) -> Result<AnyPool, StoreError> {
             1,
         )
     } else if url.contains('?') {
-        (url.to_owned(), POOL_SIZE)
+        (url.to_owned(), connections)
     } else {
-        (format!("{url}?mode=rwc"), POOL_SIZE)
+        (format!("{url}?mode=rwc"), connections)
     };
     let pragmas = format!(
         "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
