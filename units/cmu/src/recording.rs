@@ -204,7 +204,15 @@ pub(crate) async fn set_strategy(
         let state = crate::cloud::set_strategy(&st, &camera, &req.strategy).await?;
         let (by, camera) = (p.id, &camera);
         let recorder = "cloud";
-        audit::log(&st.store, Event::RecordingStrategy { by, camera, recorder }).await;
+        audit::log(
+            &st.store,
+            Event::RecordingStrategy {
+                by,
+                camera,
+                recorder,
+            },
+        )
+        .await;
         return Ok(Json(state).into_response());
     }
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;

@@ -122,7 +122,12 @@ impl Cloud {
     /// A device grant for the camera of `c` (H.626.4 8.7.1): `put` and `state`, and
     /// `prune` when its strategy overwrites the oldest (8.7.1 "asks the CS to delete the
     /// oldest files"). Returns the grant and its expiry, Unix seconds.
-    fn device_grant(&self, c: &CloudCamera, cyclic: bool, ttl_s: u64) -> Result<(String, u64), String> {
+    fn device_grant(
+        &self,
+        c: &CloudCamera,
+        cyclic: bool,
+        ttl_s: u64,
+    ) -> Result<(String, u64), String> {
         let pfx: Prefix = c.prefix.parse().map_err(|_| "bad prefix".to_owned())?;
         let now = now_s();
         let mut ops = vec![Op::Put, Op::State];
@@ -399,7 +404,11 @@ fn refused(code: Refusal, message: &str) -> PlatformAnswer {
 
 /// Ps `cloud_grant` (H.626.4 8.7.1): a camera refreshes its device grant. Only the camera
 /// itself, bound to the owner of its prefix, with a cloud strategy.
-pub(crate) async fn cloud_grant(st: &Shared, sender: &DeviceId, camera: &DeviceId) -> PlatformAnswer {
+pub(crate) async fn cloud_grant(
+    st: &Shared,
+    sender: &DeviceId,
+    camera: &DeviceId,
+) -> PlatformAnswer {
     if sender != camera {
         return refused(Refusal::Forbidden, "a camera asks only for its own grant");
     }
@@ -433,7 +442,12 @@ pub(crate) async fn cloud_grant(st: &Shared, sender: &DeviceId, camera: &DeviceI
 
 /// Su `cloud_key` (the key service): a CS asks for data key `kid` of `prefix`; answered
 /// only when the prefix is assigned to that CS.
-pub(crate) async fn cloud_key(st: &Shared, cs: &DeviceId, prefix: &str, kid: &str) -> PlatformAnswer {
+pub(crate) async fn cloud_key(
+    st: &Shared,
+    cs: &DeviceId,
+    prefix: &str,
+    kid: &str,
+) -> PlatformAnswer {
     let deny = || refused(Refusal::Forbidden, "that prefix is not stored on this CS");
     let Ok(pfx) = prefix.parse::<Prefix>() else {
         return deny();
