@@ -328,7 +328,8 @@ struct Packed {
 
 /// What a finished request tells the uploader.
 enum Done {
-    Upload(Lane, u64, Answer),
+    /// The answer, and the bytes newly stored (201).
+    Upload(Lane, u64, Answer, u64),
     Prune(Option<PruneResp>),
     Grant(Option<(String, u64, String)>),
     Hello(Option<HelloResp>),
@@ -427,8 +428,8 @@ impl Uploader {
                             let (key, body, sha) =
                                 (p.key.clone(), p.body.clone(), p.sha256.clone());
                             tokio::spawn(async move {
-                                let a = put(&http, &t, &key, body, &sha).await;
-                                let _ = tx.send(Done::Upload(lane, seq, a));
+                                let (a, stored) = put(&http, &t, &key, body, &sha).await;
+                                let _ = tx.send(Done::Upload(lane, seq, a, stored));
                             });
                         }
                         Action::Prune { need } => {
@@ -465,7 +466,8 @@ impl Uploader {
                     None => return,
                 },
                 Some(d) = done.recv() => match d {
-                    Done::Upload(lane, seq, a) => {
+                    Done::Upload(lane, seq, a, stored) => {
+                        lock(&self.cloud.report).used += stored;
                         outbox.answer(self.now(), lane, seq, a);
                     }
                     Done::Prune(r) => {
@@ -739,7 +741,7 @@ async fn put(
     key: &str,
     body: Arc<Vec<u8>>,
     sha256: &str,
-) -> Answer {
+) -> (Answer, u64) {
     let r = match http
         .put(format!("{}/cp/v1/o/{key}", t.cs_url))
         .bearer_auth(&t.grant)
@@ -751,12 +753,20 @@ async fn put(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%key, error = %e, "cloud upload failed");
-            return Answer::Retry;
+            return (Answer::Retry, 0);
         }
     };
     let status = r.status().as_u16();
-    match status {
-        200 | 201 => Answer::Stored,
+    let answer = match status {
+        201 => {
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            let bytes = v
+                .get("bytes")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            return (Answer::Stored, bytes);
+        }
+        200 => Answer::Stored,
         401 => Answer::Expired,
         507 => {
             let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -775,7 +785,8 @@ async fn put(
             tracing::debug!(%key, status, "cloud upload to retry");
             Answer::Retry
         }
-    }
+    };
+    (answer, 0)
 }
 
 async fn prune(http: &reqwest::Client, t: &Target, need: u64) -> Option<PruneResp> {
