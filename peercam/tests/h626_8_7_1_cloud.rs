@@ -496,16 +496,18 @@ async fn h626_8_7_1_strategy_reaches_camera_and_segments_upload() {
     assert_eq!(s.strategy.mode, Mode::Continuous);
     assert!(s.used_bytes > 0, "{s:?}");
     // The CLI shows the uploads.
-    let (ok, out, err) = w
-        .c
-        .cu_cli(
+    let (ok, out, err) =
+        w.c.cu_cli(
             env!("CARGO_BIN_EXE_peercam"),
             "+15550871001",
             &["record", "show", cam, "--recorder", "cloud"],
         )
         .await;
     assert!(ok, "{err}");
-    assert!(out.contains("uploaded: ") && out.contains("backlog: "), "{out}");
+    assert!(
+        out.contains("uploaded: ") && out.contains("backlog: "),
+        "{out}"
+    );
 
     // The whole flow stored nothing readable: see h626_8_7_1_objects_hold_no_h264.
     no_h264_in(&w.c, &cs_dir(&w), &prefix).await;

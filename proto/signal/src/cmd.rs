@@ -433,7 +433,7 @@ pub enum DeviceReply {
     /// A camera's cloud recording state (8.7.1).
     CloudRecording {
         /// The state.
-        state: crate::record::CloudRecordingState,
+        state: Box<crate::record::CloudRecordingState>,
     },
     /// A record list.
     Recordings {

@@ -123,6 +123,7 @@ pub(crate) struct Settings {
 
 impl Cloud {
     /// Loads the saved strategy and starts following it and uploading.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         camera: DeviceId,
         hub: Arc<MediaHub>,
@@ -170,7 +171,7 @@ impl Cloud {
         });
         let (drafts_tx, drafts) = mpsc::unbounded_channel();
         {
-            let (status, sd, hub) = (cloud.status.clone(), shutdown.clone(), hub.clone());
+            let (status, sd) = (cloud.status.clone(), shutdown.clone());
             let name = camera.to_string();
             tokio::spawn(async move {
                 crate::sd::follow(ctl_rx, &hub, max_fps, &name, &status, &sd, |dr, _| {
@@ -308,11 +309,11 @@ impl Cloud {
                 // A plan change or a new strategy: a stopped outbox tries again at once.
                 self.resume.notify_one();
                 DeviceReply::CloudRecording {
-                    state: self.state(),
+                    state: Box::new(self.state()),
                 }
             }
             DeviceCommand::GetCloudRecording => DeviceReply::CloudRecording {
-                state: self.state(),
+                state: Box::new(self.state()),
             },
             _ => failed("unsupported", "not a cloud recording command"),
         }

@@ -306,7 +306,7 @@ pub(crate) async fn set_strategy(
     let cmd = set_command(st, &c, strategy)?;
     let (_, reply) = st.platform.command(camera, cmd).await?;
     let state = match reply {
-        DeviceReply::CloudRecording { state } => state,
+        DeviceReply::CloudRecording { state } => *state,
         other => return Err(device_error(other)),
     };
     store::cloud::set_strategy(&st.store, camera, &doc).await?;
@@ -326,7 +326,7 @@ pub(crate) async fn state(st: &Shared, camera: &DeviceId) -> ApiResult<CloudReco
         .command(camera, DeviceCommand::GetCloudRecording)
         .await?
     {
-        (_, DeviceReply::CloudRecording { state }) => Ok(state),
+        (_, DeviceReply::CloudRecording { state }) => Ok(*state),
         (_, other) => Err(device_error(other)),
     }
 }
