@@ -917,3 +917,82 @@ async fn h626_8_7_1_refuses_other_prefix_and_subaccount_without_config() {
     cs_sd.trigger();
     cs2_sd.trigger();
 }
+
+/// Starts the camera with 2 s cloud objects and its SD card in `sd_dir`.
+async fn start_with_card(
+    w: &World,
+    sd_dir: &std::path::Path,
+) -> (peercam_pu::Running, peercam_net::Shutdown) {
+    let sd_dir = sd_dir.to_path_buf();
+    let r =
+        w.c.start_pu_with(&w.cam, 0, move |cfg| {
+            cfg.cloud_object_s = 2;
+            cfg.sd_dir = Some(sd_dir);
+        })
+        .await
+        .unwrap();
+    w.c.wait_online(&w.cam.device_id, true, Duration::from_secs(15))
+        .await
+        .unwrap();
+    r
+}
+
+/// With an SD card the backlog is spooled on the card: objects packed while the CS is down
+/// survive a restart of the camera and are back-filled in order when the CS returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down() {
+    let w = world(1 << 30, "+15550871006").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let sd_dir = w.c.path().join("cam.sd");
+    let (pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+    let _ = w.c.bind(&w.owner, &w.cam).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 2, Duration::from_secs(40)).await;
+
+    // The CS goes away; the camera keeps recording into its card's spool, then restarts.
+    cs_sd.trigger();
+    cs.task.await.unwrap();
+    if let Some(a) = cs.agent {
+        a.await.unwrap();
+    }
+    cs.index.close().await;
+    let stored = indexed(&db, &prefix).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let spooled = files(&sd_dir.join("cloud-outbox"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pco"))
+        .count();
+    assert!(spooled >= 2, "{spooled} objects spooled on the card");
+    pu_sd.trigger();
+    pu.task.await.unwrap();
+    let (_pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+
+    // The CS returns: what was spooled arrives, in order, with what follows.
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let want = stored.len() + spooled + 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = indexed(&db, &prefix).await;
+        if got.len() >= want && got[0].0 == 0 && contiguous(&got) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the card's backlog was not back-filled in order: {got:?} (had {}, spooled {spooled})",
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    pu_sd.trigger();
+    cs_sd.trigger();
+}

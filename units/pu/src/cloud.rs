@@ -10,9 +10,12 @@
 //!   401 refreshes the grant (Ps `cloud_grant`, also done at two thirds of its life); 507
 //!   with a cyclic strategy asks the CS to delete the oldest files (`prune`, 8.7.1) and
 //!   retries; without one, cloud recording stops and `storage_full` is raised (6.1.9).
-//! * The backlog is a RAM ring of `cloud_backlog_mb`; when full the oldest object not in
-//!   flight is dropped and counted. (The design keeps the backlog on the SD card when the
-//!   camera has one; that is not built yet, see the design note.)
+//! * The backlog: on a camera with an SD card, a spool directory on the card
+//!   (`cloud-outbox/`, one file per object, written and synced before the first attempt, so
+//!   a restart resumes with the same keys and bytes), bounded by `cloud_spool_mb`; without
+//!   a card, a RAM ring of `cloud_backlog_mb`. When full the oldest object not in flight is
+//!   dropped and counted. (The design's outbox rows in the card's own store are not built;
+//!   see the design note.)
 //! * The next sequence number is kept in the camera's state directory and raised past the
 //!   CS's `last_seq` at every `hello`, so numbers never repeat.
 
@@ -119,6 +122,8 @@ pub(crate) struct Settings {
     pub(crate) backlog_bytes: u64,
     /// Target object length, ms.
     pub(crate) object_ms: u64,
+    /// The spool directory on the SD card, if the camera has one, and its bound, bytes.
+    pub(crate) spool: Option<(PathBuf, u64)>,
 }
 
 impl Cloud {
@@ -323,7 +328,11 @@ impl Cloud {
 /// A packed object in the backlog.
 struct Packed {
     key: String,
-    body: Arc<Vec<u8>>,
+    /// The bytes, in RAM (no card) ...
+    body: Option<Arc<Vec<u8>>>,
+    /// ... or in the spool file.
+    file: Option<PathBuf>,
+    len: u64,
     sha256: String,
 }
 
@@ -382,6 +391,7 @@ impl Uploader {
         let cyclic = |c: &Cloud| c.ctl.borrow().strategy.retention.cyclic;
         let mut outbox = Outbox::new(cyclic(&self.cloud), rand::random());
         let mut outbox_cyclic = cyclic(&self.cloud);
+        self.load_spool(&mut outbox);
         let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
         let mut hello_at = self.now();
         let mut hello_busy = false;
@@ -426,10 +436,23 @@ impl Uploader {
                                 continue;
                             };
                             let (http, t, tx) = (self.http.clone(), t.clone(), done_tx.clone());
-                            let (key, body, sha) =
-                                (p.key.clone(), p.body.clone(), p.sha256.clone());
+                            let (key, body, file, sha) = (
+                                p.key.clone(),
+                                p.body.clone(),
+                                p.file.clone(),
+                                p.sha256.clone(),
+                            );
                             tokio::spawn(async move {
-                                let (a, stored) = put(&http, &t, &key, body, &sha).await;
+                                let body = match (body, file) {
+                                    (Some(b), _) => Some(b),
+                                    (None, Some(f)) => tokio::fs::read(&f).await.ok().map(Arc::new),
+                                    (None, None) => None,
+                                };
+                                let (a, stored) = match body {
+                                    Some(body) => put(&http, &t, &key, body, &sha).await,
+                                    // The spool file is gone: these bytes cannot be sent.
+                                    None => (Answer::Rejected, 0),
+                                };
                                 let _ = tx.send(Done::Upload(lane, seq, a, stored));
                             });
                         }
@@ -533,6 +556,71 @@ impl Uploader {
         }
     }
 
+    /// After a restart: the objects spooled on the card and not yet acknowledged go back
+    /// into the outbox, with their keys and bytes (those of another prefix, an earlier
+    /// binding, are deleted).
+    fn load_spool(&mut self, outbox: &mut Outbox) {
+        let Some((dir, _)) = self.settings.spool.clone() else {
+            return;
+        };
+        let Some(prefix) = self.cloud.target.borrow().as_ref().map(|t| t.prefix) else {
+            return;
+        };
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let seq = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".pco")?
+                    .parse()
+                    .ok()?;
+                Some((seq, path))
+            })
+            .collect();
+        found.sort();
+        for (seq, path) in found {
+            let checked = std::fs::read(&path).ok().and_then(|body| {
+                let (obj, _) = Object::decode(&body).ok()?;
+                let key = obj.key().ok()?;
+                (obj.prefix == prefix && obj.seq == seq).then(|| (key.to_string(), body))
+            });
+            let Some((key, body)) = checked else {
+                tracing::info!(file = %path.display(), "dropping a spooled object of another binding or unreadable");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            if !outbox.pack(seq) {
+                continue;
+            }
+            self.ring.insert(
+                seq,
+                Packed {
+                    key,
+                    sha256: hex::encode(Sha256::digest(&body)),
+                    len: body.len() as u64,
+                    body: None,
+                    file: Some(path),
+                },
+            );
+            let mut rep = lock(&self.cloud.report);
+            if rep.next_seq <= seq {
+                rep.next_seq = seq + 1;
+            }
+        }
+        if !self.ring.is_empty() {
+            tracing::info!(
+                objects = self.ring.len(),
+                "cloud backlog resumed from the card"
+            );
+        }
+        let mut rep = lock(&self.cloud.report);
+        self.update_backlog(&mut rep);
+    }
+
     fn spawn_grant(&self, done: &mpsc::UnboundedSender<Done>) {
         let (platform, camera, tx) = (
             self.platform.clone(),
@@ -589,10 +677,14 @@ impl Uploader {
             return;
         }
         for seq in &acked {
-            self.ring.remove(seq);
+            if let Some(p) = self.ring.remove(seq) {
+                remove_spooled(&p);
+            }
         }
         for seq in &lost {
-            self.ring.remove(seq);
+            if let Some(p) = self.ring.remove(seq) {
+                remove_spooled(&p);
+            }
             tracing::warn!(seq, "cloud object lost before upload");
         }
         let mut rep = lock(&self.cloud.report);
@@ -606,7 +698,7 @@ impl Uploader {
 
     fn update_backlog(&self, rep: &mut Report) {
         rep.backlog_objects = self.ring.len() as u64;
-        rep.backlog_bytes = self.ring.values().map(|p| p.body.len() as u64).sum();
+        rep.backlog_bytes = self.ring.values().map(|p| p.len).sum();
     }
 
     /// A finished segment: joins the object being filled, which is packed when it is long
@@ -686,33 +778,76 @@ impl Uploader {
         if let Err(e) = write_seq(&self.seq_path, seq + 1) {
             tracing::warn!(error = %e, "cannot keep the next cloud sequence number");
         }
+        let len = body.len() as u64;
+        // On a card the object is written (and synced) before its first attempt.
+        let file = self.settings.spool.as_ref().and_then(|(dir, _)| {
+            let path = dir.join(format!("{seq:010}.pco"));
+            match write_durable(dir, &path, &body) {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot spool a cloud object on the card; kept in RAM");
+                    None
+                }
+            }
+        });
         self.ring.insert(
             seq,
             Packed {
                 key: key.to_string(),
-                body: Arc::new(body),
+                body: file.is_none().then(|| Arc::new(body)),
+                file,
+                len,
                 sha256,
             },
         );
         outbox.pack(seq);
         // The backlog is bounded: the oldest object not in flight goes first.
-        let mut total: u64 = self.ring.values().map(|p| p.body.len() as u64).sum();
+        let limit = self
+            .settings
+            .spool
+            .as_ref()
+            .map_or(self.settings.backlog_bytes, |(_, max)| *max);
+        let mut total: u64 = self.ring.values().map(|p| p.len).sum();
         let oldest: Vec<u64> = self.ring.keys().copied().collect();
         for s in oldest {
-            if total <= self.settings.backlog_bytes {
+            if total <= limit {
                 break;
             }
             if s != seq
                 && outbox.state(s) == Some(peercam_cloud::upload::State::Packed)
                 && outbox.lose(s)
             {
-                total -= self.ring.get(&s).map_or(0, |p| p.body.len() as u64);
+                total -= self.ring.get(&s).map_or(0, |p| p.len);
             }
         }
         self.take_finished(outbox);
         let mut rep = lock(&self.cloud.report);
         self.update_backlog(&mut rep);
     }
+}
+
+fn remove_spooled(p: &Packed) {
+    if let Some(f) = &p.file
+        && let Err(e) = std::fs::remove_file(f)
+    {
+        tracing::warn!(file = %f.display(), error = %e, "cannot remove a spooled cloud object");
+    }
+}
+
+/// Writes `path` in `dir` durably: a temporary file, fsync, rename, fsync of the directory.
+fn write_durable(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn write_seq(path: &std::path::Path, next: u64) -> std::io::Result<()> {

@@ -196,6 +196,10 @@ pub struct Config {
     /// RAM. Default 32.
     #[serde(default = "default_cloud_backlog")]
     pub cloud_backlog_mb: u64,
+    /// Cloud recording on a camera with an SD card: the backlog spooled on the card, MiB.
+    /// Default 1024.
+    #[serde(default = "default_cloud_spool")]
+    pub cloud_spool_mb: u64,
     /// Cloud recording: the length of an upload object, seconds (1-60). Default 10.
     #[serde(default = "default_cloud_object")]
     pub cloud_object_s: u32,
@@ -232,6 +236,10 @@ fn default_true() -> bool {
 
 fn default_cloud_backlog() -> u64 {
     32
+}
+
+fn default_cloud_spool() -> u64 {
+    1024
 }
 
 fn default_cloud_object() -> u32 {
@@ -278,6 +286,7 @@ impl Config {
             speaker_wav: None,
             talk_half_duplex: false,
             cloud_backlog_mb: default_cloud_backlog(),
+            cloud_spool_mb: default_cloud_spool(),
             cloud_object_s: default_cloud_object(),
         }
     }
@@ -371,6 +380,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         cloud::Settings {
             backlog_bytes: config.cloud_backlog_mb.max(1) << 20,
             object_ms: u64::from(config.cloud_object_s.clamp(1, 60)) * 1000,
+            spool: config.sd_card.then(|| {
+                let sd =
+                    (config.sd_dir.clone()).unwrap_or_else(|| config.identity.with_extension("sd"));
+                (sd.join("cloud-outbox"), config.cloud_spool_mb.max(1) << 20)
+            }),
         },
         Some((*tls).clone()),
         cmd_tx.clone(),

@@ -332,8 +332,9 @@ pub(crate) async fn state(st: &Shared, camera: &DeviceId) -> ApiResult<CloudReco
 }
 
 /// A device came online: a CS gets `cs_config` and then the account and configuration of
-/// every camera it stores (Su, re-sent at every registration); a camera with a cloud
-/// strategy gets it again (8.7.1, like its other strategies).
+/// every camera it stores (Su, re-sent at every registration), and those cameras online
+/// their strategy with the CS's address; a camera with a cloud strategy gets it again
+/// (8.7.1, like its other strategies).
 pub(crate) async fn online(st: &Shared, id: &DeviceId) {
     let dev = match store::devices::get(&st.store, id).await {
         Ok(Some(d)) if !d.disabled => d,
@@ -342,34 +343,39 @@ pub(crate) async fn online(st: &Shared, id: &DeviceId) {
     match dev.kind {
         DeviceKind::Cs => cs_online(st, id).await,
         DeviceKind::Pu => {
-            let Ok(Some(c)) = store::cloud::get(&st.store, id).await else {
-                return;
-            };
-            let Some(strategy) = c
-                .strategy
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<Strategy>(d).ok())
-            else {
-                return;
-            };
-            if dev.owner != Some(c.owner) {
-                return;
-            }
-            let sent = match set_command(st, &c, &strategy) {
-                Ok(cmd) => st.platform.command(id, cmd).await.map(|(_, r)| r),
-                Err(e) => {
-                    tracing::info!(camera = %id, error = ?e, "cloud strategy not re-sent");
-                    return;
-                }
-            };
-            match sent {
-                Ok(DeviceReply::CloudRecording { .. }) => {
-                    tracing::info!(camera = %id, "cloud strategy re-sent");
-                }
-                other => tracing::warn!(camera = %id, reply = ?other, "cloud strategy not re-sent"),
+            if let Ok(Some(c)) = store::cloud::get(&st.store, id).await
+                && dev.owner == Some(c.owner)
+            {
+                resend(st, &c).await;
             }
         }
         _ => {}
+    }
+}
+
+/// Sends the camera of `c` its cloud strategy again, with a fresh grant and the CS's
+/// current address.
+async fn resend(st: &Shared, c: &CloudCamera) {
+    let Some(strategy) = c
+        .strategy
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Strategy>(d).ok())
+    else {
+        return;
+    };
+    let id = &c.camera;
+    let sent = match set_command(st, c, &strategy) {
+        Ok(cmd) => st.platform.command(id, cmd).await.map(|(_, r)| r),
+        Err(e) => {
+            tracing::info!(camera = %id, error = ?e, "cloud strategy not re-sent");
+            return;
+        }
+    };
+    match sent {
+        Ok(DeviceReply::CloudRecording { .. }) => {
+            tracing::info!(camera = %id, "cloud strategy re-sent");
+        }
+        other => tracing::warn!(camera = %id, reply = ?other, "cloud strategy not re-sent"),
     }
 }
 
@@ -391,6 +397,15 @@ async fn cs_online(st: &Shared, id: &DeviceId) {
     for c in cameras {
         if let Err(e) = configure_cs(st, &c).await {
             tracing::warn!(cs = %id, camera = %c.camera, error = ?e, "cs_camera not delivered");
+            continue;
+        }
+        // The CS may be back at another address, and its cameras waiting: they get the
+        // strategy again (and resume at once).
+        if st.platform.is_online(&c.camera)
+            && let Ok(Some(dev)) = store::devices::get(&st.store, &c.camera).await
+            && dev.owner == Some(c.owner)
+        {
+            resend(st, &c).await;
         }
     }
 }
