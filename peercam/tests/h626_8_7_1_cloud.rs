@@ -996,3 +996,86 @@ async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down(
     pu_sd.trigger();
     cs_sd.trigger();
 }
+
+/// The camera refreshes its device grant (Ps `cloud_grant`) before it expires: uploads go
+/// on well past the first grant's life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_camera_refreshes_its_grant() {
+    let c = Cluster::start_with(1, |cfg| cfg.cloud.grant_ttl_s = 10)
+        .await
+        .unwrap();
+    let cam = c.provision(1).await.unwrap().remove(0);
+    let cs_id = new_identity(DeviceKind::Cs);
+    c.provision_these(std::slice::from_ref(&cs_id))
+        .await
+        .unwrap();
+    let owner = c.owner("+15550871007").await.unwrap();
+    let w = World {
+        c,
+        owner,
+        cam,
+        cs_id,
+    };
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let set_at = std::time::Instant::now();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    // 20 s of 2 s objects: twice the grant's life.
+    let got = wait_indexed(&db, &prefix, 10, Duration::from_secs(60)).await;
+    assert!(set_at.elapsed() > Duration::from_secs(12), "{got:?}");
+    assert!(contiguous(&got), "{got:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// Without overwriting (a non-cyclic strategy) a full pool stops cloud recording and the
+/// camera reports `full` (6.1.9), deleting nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
+    let w = world(300_000, "+15550871008").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let mut strategy = continuous();
+    strategy.retention.cyclic = false;
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = w.owner.recording_state(cam, Some("cloud")).await.unwrap();
+        if s.full {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never full: {s:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let kept = indexed(&db, &prefix).await;
+    assert!(
+        !kept.is_empty() && kept[0].0 == 0,
+        "nothing pruned: {kept:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        indexed(&db, &prefix).await,
+        kept,
+        "stopped: nothing more stored"
+    );
+    pu_sd.trigger();
+    cs_sd.trigger();
+}

@@ -263,9 +263,9 @@ impl Config {
                 "session_ttl_s and signup_code_ttl_s must be at least 60".into(),
             ));
         }
-        if !(60..=86_400).contains(&self.cloud.grant_ttl_s) {
+        if !(10..=86_400).contains(&self.cloud.grant_ttl_s) {
             return Err(CmuError::Config(
-                "cloud.grant_ttl_s must be 60 to 86400".into(),
+                "cloud.grant_ttl_s must be 10 to 86400".into(),
             ));
         }
         if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)
