@@ -705,28 +705,11 @@ impl Uploader {
     /// enough or the segment does not continue it.
     fn add_draft(&mut self, d: Draft, outbox: &mut Outbox) {
         self.last_draft = Instant::now();
-        if let Some(last) = self.pending.last() {
-            let continues = last.run == d.run
-                && last.end_90k == d.start_90k
-                && last.sps == d.sps
-                && last.pps == d.pps
-                && self.pending.len() < object::MAX_SEGMENTS;
-            let bytes: usize = self
-                .pending
-                .iter()
-                .map(|p| p.data.len() + p.index.len())
-                .sum();
-            let fits = bytes + d.data.len() + d.index.len() + 4096 < object::MAX_OBJECT;
-            if !continues || !fits {
-                self.pack(outbox);
-            }
+        if !self.pending.is_empty() && !joins(&self.pending, &d) {
+            self.pack(outbox);
         }
         self.pending.push(d);
-        let span_ms = match (self.pending.first(), self.pending.last()) {
-            (Some(a), Some(b)) => b.end_90k.saturating_sub(a.start_90k) / 90,
-            _ => 0,
-        };
-        if span_ms >= self.settings.object_ms {
+        if span_ms(&self.pending) >= self.settings.object_ms {
             self.pack(outbox);
         }
     }
@@ -823,6 +806,29 @@ impl Uploader {
         self.take_finished(outbox);
         let mut rep = lock(&self.cloud.report);
         self.update_backlog(&mut rep);
+    }
+}
+
+/// Whether segment `d` may join the object being filled (`pending`, not empty): the same
+/// run, starting where the last one ends, the same parameter sets, and room left.
+fn joins(pending: &[Draft], d: &Draft) -> bool {
+    let Some(last) = pending.last() else {
+        return true;
+    };
+    let bytes: usize = pending.iter().map(|p| p.data.len() + p.index.len()).sum();
+    last.run == d.run
+        && last.end_90k == d.start_90k
+        && last.sps == d.sps
+        && last.pps == d.pps
+        && pending.len() < object::MAX_SEGMENTS
+        && bytes + d.data.len() + d.index.len() + 4096 < object::MAX_OBJECT
+}
+
+/// The time the segments span, ms.
+fn span_ms(segments: &[Draft]) -> u64 {
+    match (segments.first(), segments.last()) {
+        (Some(a), Some(b)) => b.end_90k.saturating_sub(a.start_90k) / 90,
+        _ => 0,
     }
 }
 
@@ -943,6 +949,47 @@ async fn prune(http: &reqwest::Client, t: &Target, need: u64) -> Option<PruneRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn draft(run: i64, start_s: u64, len_s: u64) -> Draft {
+        Draft {
+            camera: "cam".into(),
+            run,
+            start_90k: start_s * 90_000,
+            end_90k: (start_s + len_s) * 90_000,
+            frames: 1,
+            index: vec![0; 8],
+            data: vec![0; 100],
+            sps: vec![0x67, 1],
+            pps: vec![0x68, 1],
+            audio: None,
+        }
+    }
+
+    #[test]
+    fn h626_8_7_1_objects_hold_one_run_of_contiguous_segments() {
+        let pending = vec![draft(1, 100, 2), draft(1, 102, 2)];
+        assert_eq!(span_ms(&pending), 4000);
+        assert!(joins(&pending, &draft(1, 104, 2)));
+        // Another run, a gap, other parameter sets: a new object.
+        assert!(!joins(&pending, &draft(2, 104, 2)));
+        assert!(!joins(&pending, &draft(1, 105, 2)));
+        let mut other = draft(1, 104, 2);
+        other.sps = vec![0x67, 2];
+        assert!(!joins(&pending, &other));
+        // Never more than the format's segments or bytes.
+        let many: Vec<Draft> = (0..object::MAX_SEGMENTS as u64)
+            .map(|i| draft(1, 100 + i, 1))
+            .collect();
+        assert!(!joins(
+            &many,
+            &draft(1, 100 + object::MAX_SEGMENTS as u64, 1)
+        ));
+        let mut big = draft(1, 104, 2);
+        big.data = vec![0; object::MAX_OBJECT];
+        assert!(!joins(&pending, &big));
+        assert!(joins(&[], &draft(5, 0, 2)));
+        assert_eq!(span_ms(&[]), 0);
+    }
 
     #[test]
     fn h626_8_7_1_grant_expiry_is_read_without_verifying() {
