@@ -1079,3 +1079,57 @@ async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
     pu_sd.trigger();
     cs_sd.trigger();
 }
+
+/// An alarm strategy to the cloud (the SD card's code): nothing is uploaded before an
+/// event; after one, the pre-roll and the post-roll are, and then uploads stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_alarm_strategy_uploads_pre_and_post_roll() {
+    let w = world(1 << 30, "+15550871009").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let strategy = Strategy {
+        mode: Mode::Alarm {
+            pre_s: 2,
+            post_s: 3,
+        },
+        ..Strategy::default()
+    };
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        indexed(&db, &prefix).await.is_empty(),
+        "uploaded without an event"
+    );
+
+    let at = now_s() * 1000;
+    let took = w.owner.record_event(cam, "alarm", "door").await.unwrap();
+    assert_eq!(took.recorders, vec!["cloud".to_owned()]);
+    let got = wait_indexed(&db, &prefix, 2, Duration::from_secs(30)).await;
+    // The first object starts before the event: the pre-roll.
+    let first_start: u64 = got[0].1.rsplit('/').next().unwrap()[..13].parse().unwrap();
+    assert!(
+        first_start < at,
+        "no pre-roll: starts {first_start}, event {at}"
+    );
+    // After the post-roll, nothing more.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let settled = indexed(&db, &prefix).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        indexed(&db, &prefix).await,
+        settled,
+        "still uploading after the post-roll"
+    );
+    assert!(contiguous(&settled), "{settled:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}

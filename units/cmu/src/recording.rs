@@ -531,7 +531,15 @@ pub(crate) async fn event(
             "at most 200 characters",
         )]));
     }
-    let recorders = recordings::recorders_of(&st.store, &camera).await?;
+    let mut recorders = recordings::recorders_of(&st.store, &camera).await?;
+    // H.626.4 8.7.1: a camera recording to the cloud marks the event itself.
+    let cloud = !recorders.contains(&camera)
+        && crate::store::cloud::get(&st.store, &camera)
+            .await?
+            .is_some_and(|c| c.strategy.is_some());
+    if cloud {
+        recorders.push(camera.clone());
+    }
     let mut took = Vec::new();
     for rid in recorders {
         let cmd = DeviceCommand::RecordEvent {
@@ -540,7 +548,11 @@ pub(crate) async fn event(
             detail: req.detail.clone(),
         };
         if let Ok((_, DeviceReply::Done)) = st.platform.command(&rid, cmd).await {
-            took.push(recorder_label(&camera, &rid));
+            took.push(if cloud && rid == camera {
+                "cloud".into()
+            } else {
+                recorder_label(&camera, &rid)
+            });
         }
     }
     if took.is_empty() {
