@@ -534,7 +534,7 @@ pub(crate) async fn event(
     let mut recorders = recordings::recorders_of(&st.store, &camera).await?;
     // H.626.4 8.7.1: a camera recording to the cloud marks the event itself.
     let cloud = !recorders.contains(&camera)
-        && crate::store::cloud::get(&st.store, &camera)
+        && store::cloud::get(&st.store, &camera)
             .await?
             .is_some_and(|c| c.strategy.is_some());
     if cloud {
