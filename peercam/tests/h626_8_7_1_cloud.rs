@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use peercam_base::{Scope, ScopeSet};
 use peercam_cloud::Prefix;
 use peercam_cloud::grant::{self, Claims, Kind, Op, Ops};
 use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::identity::DeviceIdentity;
 use peercam_signal::ps::DeviceKind;
+use peercam_signal::record::{Mode, Strategy};
 use peercam_test::{Cluster, new_identity};
 use sqlx::Row as _;
 
@@ -289,4 +291,845 @@ async fn h626_8_7_1_peercam_cs_subcommand_registers() {
     child.kill().await.unwrap();
     assert_eq!(status, 403, "the CMU's key was never accepted");
     assert_eq!(forged, 401);
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole flow (8.7.1 recording steps): strategy CU -> CMU -> SCU -> PU, the CS and a
+// prefix assigned by the CMU, Su to the CS, Cp uploads from a real PU's synthetic camera.
+// ---------------------------------------------------------------------------------------
+
+/// A column of the CMU's database.
+async fn cmu_query_blob(c: &Cluster, sql: &'static str, arg: &str) -> Option<Vec<u8>> {
+    let url = format!("sqlite://{}?mode=ro", c.db_path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let row = sqlx::query(sql)
+        .bind(arg)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    row.map(|r| {
+        r.try_get::<Vec<u8>, _>(0)
+            .unwrap_or_else(|_| r.get::<String, _>(0).into_bytes())
+    })
+}
+
+/// The prefix the CMU assigned to `camera`.
+async fn prefix_of(c: &Cluster, camera: &str) -> Prefix {
+    let raw = cmu_query_blob(
+        c,
+        "SELECT prefix FROM cloud_cameras WHERE camera_id = ?1",
+        camera,
+    )
+    .await
+    .expect("the CMU assigned no prefix");
+    String::from_utf8(raw).unwrap().parse().unwrap()
+}
+
+/// The camera's data key, unwrapped with the CMU's key-encryption key (as its key
+/// service does).
+async fn dek_of(c: &Cluster, prefix: &Prefix) -> [u8; 32] {
+    let kek = cmu_query_blob(
+        c,
+        "SELECT key FROM link_keys WHERE purpose = ?1",
+        "cloud-kek",
+    )
+    .await
+    .unwrap();
+    let wrapped = cmu_query_blob(
+        c,
+        "SELECT wrapped FROM cloud_keys WHERE prefix = ?1 AND kid = 'd1'",
+        &prefix.to_string(),
+    )
+    .await
+    .unwrap();
+    peercam_cloud::envelope::unwrap_dek(&kek.try_into().unwrap(), prefix, "d1", &wrapped).unwrap()
+}
+
+/// (seq, key) of the objects the CS index holds for `prefix`, read from its `index.db`.
+async fn indexed(index_db: &std::path::Path, prefix: &Prefix) -> Vec<(u64, String)> {
+    let url = format!("sqlite://{}?mode=ro", index_db.display());
+    let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
+        return Vec::new();
+    };
+    let rows = sqlx::query("SELECT seq, key FROM objects WHERE prefix = ?1 ORDER BY seq")
+        .bind(prefix.to_string())
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    pool.close().await;
+    rows.iter()
+        .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)))
+        .collect()
+}
+
+fn continuous() -> Strategy {
+    Strategy {
+        mode: Mode::Continuous,
+        ..Strategy::default()
+    }
+}
+
+struct World {
+    c: Cluster,
+    owner: peercam_cu::Client,
+    cam: DeviceIdentity,
+    cs_id: DeviceIdentity,
+}
+
+/// A cluster with `quota` bytes of free cloud storage, an owner, a camera (bound when first
+/// started) and a provisioned CS (not started).
+async fn world(quota: u64, phone: &str) -> World {
+    let c = Cluster::start_with(1, |cfg| cfg.cloud.free_quota_bytes = quota)
+        .await
+        .unwrap();
+    let cam = c.provision(1).await.unwrap().remove(0);
+    let cs_id = new_identity(DeviceKind::Cs);
+    c.provision_these(std::slice::from_ref(&cs_id))
+        .await
+        .unwrap();
+    let owner = c.owner(phone).await.unwrap();
+    World {
+        c,
+        owner,
+        cam,
+        cs_id,
+    }
+}
+
+/// Starts the camera with 2 s cloud objects.
+async fn start_camera(w: &World) -> (peercam_pu::Running, peercam_net::Shutdown) {
+    let r =
+        w.c.start_pu_with(&w.cam, 0, |cfg| {
+            cfg.cloud_object_s = 2;
+            cfg.sd_card = false;
+        })
+        .await
+        .unwrap();
+    w.c.wait_online(&w.cam.device_id, true, Duration::from_secs(15))
+        .await
+        .unwrap();
+    // Bound at the first start (binding needs a registered camera).
+    let _ = w.c.bind(&w.owner, &w.cam).await;
+    r
+}
+
+/// Waits until the index holds at least `n` objects of `prefix`.
+async fn wait_indexed(
+    db: &std::path::Path,
+    prefix: &Prefix,
+    n: usize,
+    within: Duration,
+) -> Vec<(u64, String)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = indexed(db, prefix).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} objects indexed: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn contiguous(seqs: &[(u64, String)]) -> bool {
+    seqs.windows(2).all(|w| w[1].0 == w[0].0 + 1)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_strategy_reaches_camera_and_segments_upload() {
+    let w = world(1 << 30, "+15550871001").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    w.c.wait_online(&w.cs_id.device_id, true, Duration::from_secs(15))
+        .await
+        .unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+
+    // 8.7.1: the strategy goes CU -> CMU -> SCU -> PU; the answer is the camera's.
+    let state = w
+        .owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    assert_eq!(state.strategy, continuous());
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    let got = wait_indexed(&db, &prefix, 4, Duration::from_secs(40)).await;
+    assert_eq!(got[0].0, 0, "{got:?}");
+    assert!(contiguous(&got), "{got:?}");
+    for (_, key) in &got {
+        assert!(key.starts_with(&format!("{prefix}/")), "{key}");
+    }
+
+    // The state through the platform: recording, acknowledged objects, the pool.
+    let s = w.owner.recording_state(cam, Some("cloud")).await.unwrap();
+    assert!(s.recording, "{s:?}");
+    assert_eq!(s.strategy.mode, Mode::Continuous);
+    assert!(s.used_bytes > 0, "{s:?}");
+    // The CLI shows the uploads.
+    let (ok, out, err) =
+        w.c.cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            "+15550871001",
+            &["record", "show", cam, "--recorder", "cloud"],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("uploaded: ") && out.contains("backlog: "),
+        "{out}"
+    );
+
+    // The whole flow stored nothing readable: see h626_8_7_1_objects_hold_no_h264.
+    no_h264_in(&w.c, &cs_dir(&w), &prefix).await;
+
+    // A restarted camera gets its strategy again and continues the sequence.
+    pu_sd.trigger();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = indexed(&db, &prefix).await.len();
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let got = wait_indexed(&db, &prefix, before + 3, Duration::from_secs(40)).await;
+    let seqs: std::collections::BTreeSet<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(seqs.len(), got.len(), "no seq twice");
+    pu_sd.trigger();
+    cs_sd.trigger();
+    drop(cs);
+}
+
+fn cs_dir(w: &World) -> std::path::PathBuf {
+    w.c.path().join(format!("cs-{}/objects", w.cs_id.device_id))
+}
+
+/// No raw object holds the camera's SPS, an Annex B parameter set or IDR, or the SEI frame
+/// tag; decrypted with the camera's data key, they hold the SPS and IDR samples.
+async fn no_h264_in(c: &Cluster, dir: &std::path::Path, prefix: &Prefix) {
+    let dek = dek_of(c, prefix).await;
+    let objects: Vec<_> = files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    assert!(
+        !objects.is_empty(),
+        "no object files under {}",
+        dir.display()
+    );
+    let mut sps = Vec::new();
+    let mut tagged = false;
+    for p in &objects {
+        let raw = std::fs::read(p).unwrap();
+        let plain = peercam_cloud::envelope::open(|_| Some(dek), &raw).unwrap();
+        let (obj, _) = peercam_cloud::object::Object::decode(&plain).unwrap();
+        sps.clone_from(&obj.sps);
+        assert!(
+            find(&plain, &obj.sps),
+            "control: the plaintext holds the SPS"
+        );
+        tagged |= find(&plain, &peercam_media::sei::FRAME_TAG_UUID);
+        for nal in [0x67u8, 0x68, 0x65] {
+            assert!(
+                !find(&raw, &[0, 0, 0, 1, nal]),
+                "{}: start code + {nal:#x}",
+                p.display()
+            );
+            assert!(
+                !find(&raw, &[0, 0, 1, nal]),
+                "{}: start code + {nal:#x}",
+                p.display()
+            );
+        }
+        assert!(!find(&raw, &obj.sps), "{}: the SPS in clear", p.display());
+        assert!(
+            !find(&raw, &peercam_media::sei::FRAME_TAG_UUID),
+            "{}: the SEI tag in clear",
+            p.display()
+        );
+    }
+    assert!(sps.len() >= 4, "an SPS was found");
+    assert!(tagged, "control: the plaintext holds the SEI frame tags");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_objects_hold_no_h264() {
+    let w = world(1 << 30, "+15550871004").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 3, Duration::from_secs(40)).await;
+    no_h264_in(&w.c, &cs_dir(&w), &prefix).await;
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_quota_full_prunes_oldest() {
+    // A pool of about a handful of 2 s objects of the synthetic camera.
+    let w = world(400_000, "+15550871002").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+
+    // 8.7.1: the CS is full, the camera asks for the oldest to be deleted, recording goes
+    // on: the first objects are gone, newer ones keep arriving, the pool holds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (mut pruned, mut last) = (0, Vec::new());
+    while tokio::time::Instant::now() < deadline {
+        // The camera's state through the platform answers throughout.
+        w.owner.recording_state(cam, Some("cloud")).await.unwrap();
+        last = indexed(&db, &prefix).await;
+        if last.first().is_some_and(|f| f.0 >= 3) && last.last().is_some_and(|l| l.0 >= 8) {
+            pruned = last[0].0;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(pruned >= 3, "the oldest were not pruned: {last:?}");
+    assert!(contiguous(&last), "only the oldest go: {last:?}");
+    let used: i64 = {
+        let url = format!("sqlite://{}?mode=ro", db.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (used, quota): (i64, i64) = sqlx::query_as("SELECT used, quota FROM accounts LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert!(used <= quota, "{used} > {quota}");
+        used
+    };
+    assert!(used > 0);
+
+    // The prune answer lists what was deleted, by key, for the camera's own prefix.
+    let key = cmu_grant_key(&w.c).await;
+    let kid = cs.su.grant_kids().remove(0);
+    let now = now_s();
+    let claims = Claims {
+        v: grant::VERSION,
+        aud: w.cs_id.device_id.to_string(),
+        kind: Kind::Device,
+        sub: cam.into(),
+        pfx: prefix,
+        ops: Ops::of(&[Op::Put, Op::Prune, Op::State]),
+        from_ms: None,
+        to_ms: None,
+        iat: now - 1,
+        exp: now + 300,
+        epoch: 1,
+        jti: "t".into(),
+        kid,
+    };
+    let g = grant::sign(&claims, &key).unwrap();
+    let before = indexed(&db, &prefix).await;
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/cp/v1/prune", cs.addr))
+        .bearer_auth(&g)
+        .json(&serde_json::json!({ "need_bytes": 1 << 30 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deleted = answer["deleted"].as_array().unwrap();
+    assert!(!deleted.is_empty(), "{answer}");
+    let oldest = deleted[0]["key"].as_str().unwrap();
+    assert!(oldest.starts_with(&format!("{prefix}/")), "{answer}");
+    assert!(
+        before.iter().any(|(_, k)| k == oldest),
+        "{oldest} was stored"
+    );
+    // Recording continues after the pool was emptied.
+    let after = wait_indexed(&db, &prefix, 1, Duration::from_secs(30)).await;
+    assert!(after[0].0 > before.last().unwrap().0, "{after:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// The `peercam cs` binary on `dir`, registering with the cluster.
+async fn spawn_cs_binary(
+    c: &Cluster,
+    cs_id: &DeviceIdentity,
+    dir: &std::path::Path,
+    port: u16,
+) -> tokio::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let identity = dir.join("identity.toml");
+    std::fs::write(&identity, cs_id.to_toml()).unwrap();
+    let config = dir.join("cs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = {:?}\nlisten = \"127.0.0.1:{port}\"\nstore_dir = {:?}\n\n[platform]\nidentity = {:?}\nscu_url = {:?}\nplatform_ca = {:?}\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n",
+            cs_id.device_id.to_string(),
+            dir.join("objects"),
+            identity,
+            c.scu_url(0),
+            c.pki.ca_cert,
+        ),
+    )
+    .unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["cs", "--config"])
+        .arg(&config)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_kill_9_cs_loses_no_acknowledged_segment() {
+    let w = world(1 << 30, "+15550871003").await;
+    let dir = w.c.path().join("cs-bin");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = spawn_cs_binary(&w.c, &w.cs_id, &dir, port).await;
+    w.c.wait_online(&w.cs_id.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db = dir.join("index.db");
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    for round in 0..2u64 {
+        let have = wait_indexed(
+            &db,
+            &prefix,
+            acknowledged.len() + 2,
+            Duration::from_secs(40),
+        )
+        .await;
+        // kill -9 at a point that moves from round to round (objects are ~2 s apart).
+        tokio::time::sleep(Duration::from_millis(300 + 900 * round)).await;
+        let before_kill = indexed(&db, &prefix).await;
+        assert!(before_kill.len() >= have.len());
+        child.kill().await.unwrap();
+        let _ = child.wait().await;
+        acknowledged = before_kill;
+        // The camera keeps recording into its backlog while the CS is down.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        child = spawn_cs_binary(&w.c, &w.cs_id, &dir, port).await;
+        let after = wait_indexed(
+            &db,
+            &prefix,
+            acknowledged.len() + 2,
+            Duration::from_secs(60),
+        )
+        .await;
+        for a in &acknowledged {
+            assert!(after.contains(a), "round {round}: acknowledged {a:?} lost");
+        }
+    }
+    // The backlog drains: the index is the sequence 0..n without a gap or a repeat.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = indexed(&db, &prefix).await;
+        if got.first().map(|g| g.0) == Some(0)
+            && contiguous(&got)
+            && got.len() > acknowledged.len() + 2
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backlog did not drain in order: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    pu_sd.trigger();
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_refuses_other_prefix_and_subaccount_without_config() {
+    let w = world(1 << 30, "+15550871005").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+
+    // A sub-account with every scope but `config` cannot set the cloud strategy.
+    let kid = w.c.sub(&w.owner, "cloudkid").await.unwrap();
+    let scopes: ScopeSet = ScopeSet::all()
+        .iter()
+        .filter(|s| *s != Scope::Config)
+        .collect();
+    w.owner.share(cam, "cloudkid", scopes).await.unwrap();
+    match kid.set_recording(cam, Some("cloud"), &continuous()).await {
+        Err(peercam_cu::CuError::Api { status, .. }) => assert_eq!(status, 403),
+        other => panic!("a sub-account without config set a strategy: {other:?}"),
+    }
+    assert!(
+        cmu_query_blob(
+            &w.c,
+            "SELECT prefix FROM cloud_cameras WHERE camera_id = ?1",
+            cam
+        )
+        .await
+        .is_none(),
+        "nothing was assigned"
+    );
+
+    // The owner can.
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+
+    // Another camera's prefix: a grant for this camera does not reach it (403).
+    let key = cmu_grant_key(&w.c).await;
+    let kid = cs.su.grant_kids().remove(0);
+    let now = now_s();
+    let mut claims = Claims {
+        v: grant::VERSION,
+        aud: w.cs_id.device_id.to_string(),
+        kind: Kind::Device,
+        sub: cam.into(),
+        pfx: prefix,
+        ops: Ops::of(&[Op::Put, Op::Prune, Op::State]),
+        from_ms: None,
+        to_ms: None,
+        iat: now - 1,
+        exp: now + 300,
+        epoch: 1,
+        jti: "t".into(),
+        kid,
+    };
+    let mine = grant::sign(&claims, &key).unwrap();
+    let other = Prefix::from_bytes([7; 16]);
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/cp/v1/hello", cs.addr))
+        .bearer_auth(&mine)
+        .json(&serde_json::json!({ "prefix": other }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 403);
+
+    // The key service answers only the CS the prefix is assigned to: a second CS that is
+    // told (wrongly) to hold this camera gets no data key and stores nothing.
+    let cs2_id = new_identity(DeviceKind::Cs);
+    w.c.provision_these(std::slice::from_ref(&cs2_id))
+        .await
+        .unwrap();
+    let (cs2, cs2_sd) = w.c.start_cs_with(&cs2_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs2).await;
+    let account = DeviceCommand::CsAccount {
+        account: "intruder".into(),
+        quota_bytes: 1 << 30,
+    };
+    assert_eq!(cs2.su.apply(&account).await, DeviceReply::Done);
+    let camera = DeviceCommand::CsCamera {
+        camera: w.cam.device_id.clone(),
+        prefix: prefix.to_string(),
+        account: "intruder".into(),
+        epoch: 1,
+        write_kid: "d1".into(),
+    };
+    assert_eq!(cs2.su.apply(&camera).await, DeviceReply::Done);
+    claims.aud = cs2_id.device_id.to_string();
+    let for_cs2 = grant::sign(&claims, &key).unwrap();
+    let obj = peercam_cloud::object::Object {
+        prefix,
+        seq: 999,
+        audio: None,
+        sps: vec![0x67, 1, 2, 3],
+        pps: vec![0x68, 1],
+        segments: vec![peercam_cloud::object::build::segment(
+            now_s() * 1000 * 90,
+            10,
+            100,
+            false,
+        )],
+    };
+    let body = obj.encode().unwrap();
+    let okey = obj.key().unwrap().to_string();
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let r = reqwest::Client::new()
+        .put(format!("http://{}/cp/v1/o/{okey}", cs2.addr))
+        .bearer_auth(&for_cs2)
+        .header("x-pc-sha256", sha)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "{:?}", r.text().await);
+    assert!(cs2.index.objects_of(&prefix).await.unwrap().is_empty());
+    pu_sd.trigger();
+    cs_sd.trigger();
+    cs2_sd.trigger();
+}
+
+/// Starts the camera with 2 s cloud objects and its SD card in `sd_dir`.
+async fn start_with_card(
+    w: &World,
+    sd_dir: &std::path::Path,
+) -> (peercam_pu::Running, peercam_net::Shutdown) {
+    let sd_dir = sd_dir.to_path_buf();
+    let r =
+        w.c.start_pu_with(&w.cam, 0, move |cfg| {
+            cfg.cloud_object_s = 2;
+            cfg.sd_dir = Some(sd_dir);
+        })
+        .await
+        .unwrap();
+    w.c.wait_online(&w.cam.device_id, true, Duration::from_secs(15))
+        .await
+        .unwrap();
+    r
+}
+
+/// With an SD card the backlog is spooled on the card: objects packed while the CS is down
+/// survive a restart of the camera and are back-filled in order when the CS returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down() {
+    let w = world(1 << 30, "+15550871006").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let sd_dir = w.c.path().join("cam.sd");
+    let (pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+    let _ = w.c.bind(&w.owner, &w.cam).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 2, Duration::from_secs(40)).await;
+
+    // The CS goes away; the camera keeps recording into its card's spool, then restarts.
+    cs_sd.trigger();
+    cs.task.await.unwrap();
+    if let Some(a) = cs.agent {
+        a.await.unwrap();
+    }
+    cs.index.close().await;
+    let stored = indexed(&db, &prefix).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let spooled = files(&sd_dir.join("cloud-outbox"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pco"))
+        .count();
+    assert!(spooled >= 2, "{spooled} objects spooled on the card");
+    pu_sd.trigger();
+    pu.task.await.unwrap();
+    let (_pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+
+    // The CS returns: what was spooled arrives, in order, with what follows.
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let want = stored.len() + spooled + 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = indexed(&db, &prefix).await;
+        if got.len() >= want && got[0].0 == 0 && contiguous(&got) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the card's backlog was not back-filled in order: {got:?} (had {}, spooled {spooled})",
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// The camera refreshes its device grant (Ps `cloud_grant`) before it expires: uploads go
+/// on well past the first grant's life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_camera_refreshes_its_grant() {
+    let c = Cluster::start_with(1, |cfg| cfg.cloud.grant_ttl_s = 10)
+        .await
+        .unwrap();
+    let cam = c.provision(1).await.unwrap().remove(0);
+    let cs_id = new_identity(DeviceKind::Cs);
+    c.provision_these(std::slice::from_ref(&cs_id))
+        .await
+        .unwrap();
+    let owner = c.owner("+15550871007").await.unwrap();
+    let w = World {
+        c,
+        owner,
+        cam,
+        cs_id,
+    };
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let set_at = std::time::Instant::now();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    // 20 s of 2 s objects: twice the grant's life.
+    let got = wait_indexed(&db, &prefix, 10, Duration::from_secs(60)).await;
+    assert!(set_at.elapsed() > Duration::from_secs(12), "{got:?}");
+    assert!(contiguous(&got), "{got:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// Without overwriting (a non-cyclic strategy) a full pool stops cloud recording and the
+/// camera reports `full` (6.1.9), deleting nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
+    let w = world(300_000, "+15550871008").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let mut strategy = continuous();
+    strategy.retention.cyclic = false;
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = w.owner.recording_state(cam, Some("cloud")).await.unwrap();
+        if s.full {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never full: {s:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let kept = indexed(&db, &prefix).await;
+    assert!(
+        !kept.is_empty() && kept[0].0 == 0,
+        "nothing pruned: {kept:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        indexed(&db, &prefix).await,
+        kept,
+        "stopped: nothing more stored"
+    );
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// An alarm strategy to the cloud (the SD card's code): nothing is uploaded before an
+/// event; after one, the pre-roll and the post-roll are, and then uploads stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_alarm_strategy_uploads_pre_and_post_roll() {
+    let w = world(1 << 30, "+15550871009").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let strategy = Strategy {
+        mode: Mode::Alarm {
+            pre_s: 2,
+            post_s: 3,
+        },
+        ..Strategy::default()
+    };
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        indexed(&db, &prefix).await.is_empty(),
+        "uploaded without an event"
+    );
+
+    let at = now_s() * 1000;
+    let took = w.owner.record_event(cam, "alarm", "door").await.unwrap();
+    assert_eq!(took.recorders, vec!["cloud".to_owned()]);
+    let got = wait_indexed(&db, &prefix, 2, Duration::from_secs(30)).await;
+    // The first object starts before the event: the pre-roll.
+    let first_start: u64 = got[0].1.rsplit('/').next().unwrap()[..13].parse().unwrap();
+    assert!(
+        first_start < at,
+        "no pre-roll: starts {first_start}, event {at}"
+    );
+    // After the post-roll, nothing more.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let settled = indexed(&db, &prefix).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        indexed(&db, &prefix).await,
+        settled,
+        "still uploading after the post-roll"
+    );
+    assert!(contiguous(&settled), "{settled:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
 }

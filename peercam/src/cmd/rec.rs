@@ -18,7 +18,7 @@ pub(crate) enum RecCmd {
     /// Attach one of your cameras to one of your NVRs, or detach it (H.626.4 8.7.2.1).
     #[command(subcommand)]
     Nvr(NvrCmd),
-    /// Show or set a camera's record strategy on its NVR or SD card.
+    /// Show or set a camera's record strategy on its NVR, SD card or cloud storage.
     #[command(subcommand)]
     Record(RecordCmd),
     /// List what was recorded (a timeline of the day, the spans and the events).
@@ -101,12 +101,15 @@ pub(crate) enum RecordCmd {
     /// Show the strategy and state.
     Show {
         device: String,
+        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for the camera's NVR (else its SD card).
         #[arg(long)]
         recorder: Option<String>,
     },
     /// Set the strategy.
     Set {
         device: String,
+        /// `sd`, an NVR id, `cloud` (the camera uploads to its cloud storage, 8.7.1), or
+        /// nothing for the camera's NVR (else its SD card).
         #[arg(long)]
         recorder: Option<String>,
         /// off, continuous, weekly, periodic or alarm.
@@ -245,6 +248,40 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
                     if wipe { "; recordings deleted" } else { "" }
                 );
             }
+        }
+        RecCmd::Record(RecordCmd::Show { device, recorder })
+            if recorder.as_deref() == Some("cloud") =>
+        {
+            // H.626.4 8.7.1: the camera's uploads to its CS.
+            let s = c.cloud_recording_state(&device).await?;
+            print(json, &s, |s| {
+                let r = &s.recording;
+                println!(
+                    "strategy: {}\nrecording now: {}\ncloud storage: {}\nstored: {:.1} MiB{}\nstorage full: {}",
+                    serde_json::to_string(&r.strategy).unwrap_or_default(),
+                    r.recording,
+                    s.cs_url.as_deref().unwrap_or("-"),
+                    r.used_bytes as f64 / 1048576.0,
+                    s.quota_bytes
+                        .map(|q| format!(" of {:.1} MiB", q as f64 / 1048576.0))
+                        .unwrap_or_default(),
+                    r.full
+                );
+                println!(
+                    "backlog: {} objects, {:.1} MiB\nuploaded: {} objects{}\npruned on a full pool: {}\nlost before upload: {}",
+                    s.backlog_objects,
+                    s.backlog_bytes as f64 / 1048576.0,
+                    s.acked_objects,
+                    s.last_ack_ms
+                        .map(|t| format!(", last at {}", format_rfc3339(t)))
+                        .unwrap_or_default(),
+                    s.pruned_objects,
+                    s.lost_objects
+                );
+                if let Some(e) = &r.last_error {
+                    println!("last problem: {e}");
+                }
+            })?;
         }
         RecCmd::Record(RecordCmd::Show { device, recorder }) => {
             let s = c.recording_state(&device, recorder.as_deref()).await?;

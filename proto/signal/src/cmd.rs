@@ -231,6 +231,22 @@ pub enum DeviceCommand {
         /// Bytes its cameras may store together (ciphertext).
         quota_bytes: u64,
     },
+    /// H.626.4 8.7.1 recording steps (CMU -> SCU -> PU): save and apply the camera's cloud
+    /// strategy, uploading to the CS at `cs_url` under `prefix` with `grant` (a `pcg1`
+    /// device grant, refreshed with [`DeviceRequest::CloudGrant`]). Answered
+    /// [`DeviceReply::CloudRecording`].
+    SetCloudRecording {
+        /// The strategy (the same as the SD card's and the NVR's).
+        strategy: Strategy,
+        /// The CS's Cp base URL, `https://HOST:PORT` (`http://` on loopback).
+        cs_url: String,
+        /// The camera's prefix on the CS.
+        prefix: String,
+        /// The device grant (ops `put`, `state`, and `prune` for a cyclic strategy).
+        grant: String,
+    },
+    /// Where the camera's cloud recording stands; answered [`DeviceReply::CloudRecording`].
+    GetCloudRecording,
 }
 
 /// One grant verification key of the CMU (Su `cs_config`).
@@ -414,6 +430,11 @@ pub enum DeviceReply {
         /// The state.
         state: RecordingState,
     },
+    /// A camera's cloud recording state (8.7.1).
+    CloudRecording {
+        /// The state.
+        state: Box<crate::record::CloudRecordingState>,
+    },
     /// A record list.
     Recordings {
         /// The list.
@@ -515,6 +536,21 @@ pub enum DeviceRequest {
         /// A short reason, at most [`MAX_STORAGE_DETAIL`] bytes.
         detail: String,
     },
+    /// H.626.4 8.7.1 (Ps): a camera asks for a fresh device grant for its cloud uploads;
+    /// answered [`PlatformAnswer::CloudGrant`], refused when the sender is not `camera` or
+    /// has no cloud strategy.
+    CloudGrant {
+        /// The camera (the sender itself).
+        camera: DeviceId,
+    },
+    /// Su (CS -> CMU): the data key `kid` of `prefix`; answered [`PlatformAnswer::CloudKey`],
+    /// refused unless the prefix is assigned to the asking CS.
+    CloudKey {
+        /// The camera's prefix.
+        prefix: String,
+        /// The data key id.
+        kid: String,
+    },
 }
 
 /// Longest [`DeviceRequest::StorageFull`] detail, bytes (an alarm's detail may be no longer).
@@ -559,6 +595,20 @@ pub enum PlatformAnswer {
     Stored {
         /// The alarm's id, as the camera sent it (the platform's, for a storage-full).
         id: String,
+    },
+    /// A fresh device grant for cloud uploads (answer to [`DeviceRequest::CloudGrant`]).
+    CloudGrant {
+        /// The `pcg1` grant.
+        grant: String,
+        /// Unix seconds at which it expires.
+        expires_at: u64,
+        /// The CS's Cp base URL.
+        cs_url: String,
+    },
+    /// A data key (answer to [`DeviceRequest::CloudKey`]): 32 bytes in base64url.
+    CloudKey {
+        /// The key.
+        dek: String,
     },
     /// Refused or impossible now.
     Refused {

@@ -33,6 +33,38 @@ pub struct RecordingState {
     pub last_error: Option<String>,
 }
 
+/// What the camera says about its cloud recording (H.626.4 8.7.1): the recording state as
+/// for the other recorders, and where its uploads stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CloudRecordingState {
+    /// As for the card and the NVR (`used_bytes`: the account's use on the CS, as last
+    /// heard; `full`: stopped on a full pool without overwriting).
+    #[serde(flatten)]
+    pub recording: RecordingState,
+    /// The CS's Cp base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cs_url: Option<String>,
+    /// Objects packed and not yet acknowledged.
+    pub backlog_objects: u64,
+    /// Their bytes.
+    pub backlog_bytes: u64,
+    /// Objects the CS acknowledged since the camera started.
+    pub acked_objects: u64,
+    /// Objects dropped before upload (the backlog was full) since the camera started.
+    pub lost_objects: u64,
+    /// Objects the CS deleted on the camera's prune requests (8.7.1) since it started.
+    pub pruned_objects: u64,
+    /// The last acknowledgement, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ack_ms: Option<u64>,
+    /// The account's quota on the CS, as last heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// The next upload sequence number.
+    pub next_seq: u64,
+}
+
 /// One uninterrupted stretch of recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -77,9 +77,51 @@ pub struct Config {
     /// How often the snapshot scheduler looks for due times, milliseconds. Default 1000.
     #[serde(default = "default_tick_ms")]
     pub snapshot_tick_ms: u64,
+    /// Cloud storage (H.626.4 8.7.1, 6.1.13): `[cloud]`.
+    #[serde(default)]
+    pub cloud: CloudConfig,
     /// The clock of the timed snapshots (tests move it forward; not configurable).
     #[serde(skip)]
     pub snapshot_clock: SnapshotClock,
+}
+
+/// Cloud storage settings (`[cloud]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    /// The free plan's storage per account, bytes (6.1.13). Default 1 GiB.
+    #[serde(default = "default_free_quota")]
+    pub free_quota_bytes: u64,
+    /// The CS (device id) new cameras are stored on; default: the first CS online.
+    #[serde(default)]
+    pub cs: Option<String>,
+    /// A file holding the key-encryption key (32 random bytes) that wraps the cameras' data
+    /// keys; default: a key made on first start and kept in the database.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+    /// Lifetime of a camera's device grant, seconds (the camera refreshes it at two
+    /// thirds). Default 900.
+    #[serde(default = "default_grant_ttl")]
+    pub grant_ttl_s: u64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            free_quota_bytes: default_free_quota(),
+            cs: None,
+            kek_file: None,
+            grant_ttl_s: default_grant_ttl(),
+        }
+    }
+}
+
+fn default_free_quota() -> u64 {
+    1 << 30
+}
+
+fn default_grant_ttl() -> u64 {
+    900
 }
 
 /// The wall clock of the timed snapshots (H.626.4 6.1.12), plus an offset that only tests
@@ -207,6 +249,7 @@ impl Config {
             snapshot_link_ttl_s: default_link_ttl(),
             snapshot_retention_days: default_retention_days(),
             snapshot_tick_ms: default_tick_ms(),
+            cloud: CloudConfig::default(),
             snapshot_clock: SnapshotClock::default(),
         }
     }
@@ -234,6 +277,11 @@ impl Config {
         if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {
             return Err(CmuError::Config(
                 "session_ttl_s and signup_code_ttl_s must be at least 60".into(),
+            ));
+        }
+        if !(10..=86_400).contains(&self.cloud.grant_ttl_s) {
+            return Err(CmuError::Config(
+                "cloud.grant_ttl_s must be 10 to 86400".into(),
             ));
         }
         if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)

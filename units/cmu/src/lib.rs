@@ -48,7 +48,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
-pub use config::{Config, SmsConfig, SnapshotClock, TlsFiles};
+pub use config::{CloudConfig, Config, SmsConfig, SnapshotClock, TlsFiles};
 
 /// Errors that stop the CMU.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let link_key =
         store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
     // H.626.4 8.7.1: the grant signing key is made on first start and kept.
-    let cloud = cloud::Cloud::load(&store, random_bytes::<32>()).await?;
+    let mut cloud = cloud::Cloud::load(&store, random_bytes::<32>()).await?;
+    // The key-encryption key of the cameras' data keys: `cloud.kek_file`, else the
+    // database's (docs/security.md).
+    if let Some(path) = &config.cloud.kek_file {
+        cloud = cloud.with_kek(cloud::read_kek_file(path).map_err(CmuError::Config)?);
+    }
     let sms: Box<dyn sms::SmsGateway> = match &config.sms {
         SmsConfig::Outbox { dir, mms } => Box::new(
             sms::OutboxSms::new(dir.clone())

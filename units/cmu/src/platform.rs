@@ -398,7 +398,8 @@ async fn on_event(
             // 6.1.9: offline and back-online alarms; a pending alarm strategy (8.8).
             let (st, id, online) = (st.clone(), p.device_id.clone(), p.online);
             if online {
-                // Su: a CS gets its configuration at every registration (8.7.1).
+                // Su: a CS gets its configuration at every registration, a camera its cloud
+                // strategy (8.7.1).
                 let (st, id) = (st.clone(), id.clone());
                 tokio::spawn(async move { crate::cloud::online(&st, &id).await });
             }
@@ -471,6 +472,13 @@ async fn device_request(
         // 6.1.9 storage full, from the recorder itself.
         DeviceRequest::StorageFull { camera, detail } => {
             crate::alarms::up::storage_full_request(st, device_id, &camera, &detail).await
+        }
+        // H.626.4 8.7.1: a camera's grant refresh (Ps) and a CS's data key (Su).
+        DeviceRequest::CloudGrant { camera } => {
+            crate::cloud::cloud_grant(st, device_id, &camera).await
+        }
+        DeviceRequest::CloudKey { prefix, kid } => {
+            crate::cloud::cloud_key(st, device_id, &prefix, &kid).await
         }
         _ => PlatformAnswer::Refused {
             code: Refusal::Unsupported,

@@ -10,6 +10,7 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use peercam_base::{DeviceId, Scope, ScopeSet};
 use peercam_record::time::{format_clock, format_rfc3339, parse_rfc3339};
 use peercam_signal::cm::{
@@ -20,7 +21,7 @@ use peercam_signal::cmd::{DeviceCommand, DeviceReply, PlatformAnswer};
 use peercam_signal::control::FieldError;
 use peercam_signal::play::Caps;
 use peercam_signal::ps::DeviceKind;
-use peercam_signal::record::{MAX_RANGE_MS, RecordingList, RecordingState};
+use peercam_signal::record::{MAX_RANGE_MS, RecordingList};
 use peercam_signal::refusal::Refusal;
 use serde::Deserialize;
 
@@ -189,7 +190,7 @@ pub(crate) async fn set_strategy(
     Extension(p): Extension<Principal>,
     Path(camera): Path<String>,
     Json(req): Json<SetRecordingRequest>,
-) -> ApiResult<Json<RecordingState>> {
+) -> ApiResult<Response> {
     let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Config)).await?;
     if let Err(e) = req.strategy.validate() {
         let field = match &e {
@@ -197,6 +198,22 @@ pub(crate) async fn set_strategy(
             _ => "strategy".into(),
         };
         return Err(ApiErr::invalid(vec![FieldError::new(field, e.to_string())]));
+    }
+    if req.recorder.as_deref() == Some("cloud") {
+        // H.626.4 8.7.1: the cloud strategy goes to the camera, which uploads to its CS.
+        let state = crate::cloud::set_strategy(&st, &camera, &req.strategy).await?;
+        let (by, camera) = (p.id, &camera);
+        let recorder = "cloud";
+        audit::log(
+            &st.store,
+            Event::RecordingStrategy {
+                by,
+                camera,
+                recorder,
+            },
+        )
+        .await;
+        return Ok(Json(state).into_response());
     }
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
     let (_, reply) = st
@@ -226,7 +243,7 @@ pub(crate) async fn set_strategy(
         },
     )
     .await;
-    Ok(Json(state))
+    Ok(Json(state).into_response())
 }
 
 /// `?recorder=` (and for lists `from`, `to` in RFC 3339).
@@ -243,8 +260,12 @@ pub(crate) async fn get_strategy(
     Extension(p): Extension<Principal>,
     Path(camera): Path<String>,
     Query(q): Query<RecorderQuery>,
-) -> ApiResult<Json<RecordingState>> {
+) -> ApiResult<Response> {
     let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
+    if q.recorder.as_deref() == Some("cloud") {
+        // 8.7.1: the camera's uploads (backlog, acknowledgements, the pool as last heard).
+        return Ok(Json(crate::cloud::state(&st, &camera).await?).into_response());
+    }
     let recorder = resolve_recorder(&st, &camera, q.recorder.as_deref()).await?;
     let (_, reply) = st
         .platform
@@ -261,7 +282,7 @@ pub(crate) async fn get_strategy(
                 // 6.1.9: the recorder stopped on a full store.
                 let _ = crate::alarms::up::storage_full(&st, &camera, &recorder, None).await;
             }
-            Ok(Json(state))
+            Ok(Json(state).into_response())
         }
         other => Err(device_error(other)),
     }
@@ -510,7 +531,15 @@ pub(crate) async fn event(
             "at most 200 characters",
         )]));
     }
-    let recorders = recordings::recorders_of(&st.store, &camera).await?;
+    let mut recorders = recordings::recorders_of(&st.store, &camera).await?;
+    // H.626.4 8.7.1: a camera recording to the cloud marks the event itself.
+    let cloud = !recorders.contains(&camera)
+        && store::cloud::get(&st.store, &camera)
+            .await?
+            .is_some_and(|c| c.strategy.is_some());
+    if cloud {
+        recorders.push(camera.clone());
+    }
     let mut took = Vec::new();
     for rid in recorders {
         let cmd = DeviceCommand::RecordEvent {
@@ -519,7 +548,11 @@ pub(crate) async fn event(
             detail: req.detail.clone(),
         };
         if let Ok((_, DeviceReply::Done)) = st.platform.command(&rid, cmd).await {
-            took.push(recorder_label(&camera, &rid));
+            took.push(if cloud && rid == camera {
+                "cloud".into()
+            } else {
+                recorder_label(&camera, &rid)
+            });
         }
     }
     if took.is_empty() {

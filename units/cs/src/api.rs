@@ -282,10 +282,14 @@ async fn put_object(
     let cam = cs
         .camera(&seg.prefix())
         .ok_or_else(|| ApiErr::refused(grant::Refusal::UnknownPrefix))?;
-    let dek = cs.keys.dek(&seg.prefix(), &cam.write_kid).ok_or_else(|| {
-        tracing::warn!(prefix = %seg.prefix(), kid = %cam.write_kid, "no data key");
-        ApiErr::unavailable("no_data_key", "the CS has no data key for this camera yet")
-    })?;
+    let dek = cs
+        .keys
+        .dek(&seg.prefix(), &cam.write_kid)
+        .await
+        .ok_or_else(|| {
+            tracing::warn!(prefix = %seg.prefix(), kid = %cam.write_kid, "no data key");
+            ApiErr::unavailable("no_data_key", "the CS has no data key for this camera yet")
+        })?;
     let sealed = envelope::seal(&dek, &cam.write_kid, crate::random_bytes::<32>(), &body)
         .map_err(|e| ApiErr::internal("seal", &e))?;
     let row = ObjectRow {

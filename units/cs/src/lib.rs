@@ -9,7 +9,7 @@
 //! | [`backend`] | where object bytes live: the [`backend::Backend`] trait and [`backend::LocalDir`] (temp file, fsync, rename, fsync dir) |
 //! | [`index`] | `index.db` (SQLite, `synchronous=FULL`): objects, write-ahead intents (also the quota reservation), pending deletions, accounts, cameras |
 //! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
-//! | [`keys`] | data keys, from the configuration for now (the CMU key service comes later) |
+//! | [`keys`] | data keys: the CMU key service (`cloud_key`, memory-only cache), or the configuration |
 //! | `api` | Cp over HTTP (axum): `hello`, `PUT /cp/v1/o/<key>`, `prune` |
 //! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account` applied to the running CS |
 //! | [`agent`] | registration with an SCU as a device of kind `cs` (8.1), carrying Su |
@@ -24,7 +24,7 @@
 //! With a `[platform]` section the CS registers with an SCU and takes its grant keys,
 //! accounts and cameras from the CMU (Su); the values of [`CsConfig`] are the starting
 //! point (and all a CS without a platform has). Not here yet (later steps of issue 17):
-//! the CMU key service, multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
+//! multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
 //! (`tls`), plain HTTP without one (loopback only).
 
 pub mod agent;
@@ -50,7 +50,7 @@ use serde::Deserialize;
 
 pub use backend::{Backend, BackendError, LocalDir};
 pub use index::{Index, IndexError};
-pub use keys::{Keys, StaticKeys};
+pub use keys::{Keys, PlatformKeys, StaticKeys};
 pub use recover::RecoveryReport;
 pub use su::Su;
 
@@ -163,7 +163,8 @@ pub struct PlatformLink {
     pub scu_url: String,
     /// The platform CA certificate (PEM) the SCU's certificate must chain to.
     pub platform_ca: PathBuf,
-    /// Where cameras reach Cp, `host:port`, reported to the platform; default the listen
+    /// Where cameras reach Cp, `https://host:port` (or `host:port`, the scheme then follows
+    /// `tls`), reported to the platform; default the listen
     /// address (`127.0.0.1` for an unspecified one).
     #[serde(default)]
     pub advertise: Vec<String>,
@@ -404,6 +405,13 @@ pub async fn start_with(
         addr: config.listen,
         source,
     })?;
+    // With a platform, data keys come from the CMU's key service (kept in memory only).
+    let (requests_tx, requests) = tokio::sync::mpsc::channel(16);
+    let keys: Arc<dyn Keys> = if platform.is_some() {
+        Arc::new(PlatformKeys::new(keys, requests_tx.clone()))
+    } else {
+        keys
+    };
     let state = Arc::new(api::Cs {
         index: index.clone(),
         backend,
@@ -426,14 +434,29 @@ pub async fn start_with(
     ));
     let (status, agent) = match platform {
         Some((p, identity, tls)) => {
+            // Cp's base URL, scheme included (the CMU hands it to cameras).
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let advertise = if p.advertise.is_empty() {
                 if addr.ip().is_unspecified() {
-                    vec![format!("127.0.0.1:{}", addr.port())]
+                    vec![format!("{scheme}://127.0.0.1:{}", addr.port())]
                 } else {
-                    vec![addr.to_string()]
+                    vec![format!("{scheme}://{addr}")]
                 }
             } else {
-                p.advertise.clone()
+                p.advertise
+                    .iter()
+                    .map(|a| {
+                        if a.contains("://") {
+                            a.clone()
+                        } else {
+                            format!("{scheme}://{a}")
+                        }
+                    })
+                    .collect()
             };
             let device = Arc::new(agent::CsDevice {
                 advertise,
@@ -452,8 +475,7 @@ pub async fn start_with(
                 tick: std::time::Duration::from_secs(3600),
             };
             let (status_tx, status) = tokio::sync::watch::channel(agent::CsStatus::Connecting);
-            // The CS asks nothing of the platform yet: the request channel stays open, empty.
-            let (requests_tx, requests) = tokio::sync::mpsc::channel(1);
+            // The CS asks the platform for data keys (Su `cloud_key`).
             let task = tokio::spawn(async move {
                 let _keep = requests_tx;
                 peercam_net::agent::run(link, device, status_tx, requests, shutdown).await;

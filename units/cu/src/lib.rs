@@ -546,6 +546,18 @@ impl Client {
         .await
     }
 
+    /// The camera's cloud recording state (8.7.1): as [`Self::recording_state`] with
+    /// `recorder=cloud`, with the backlog and acknowledgements.
+    pub async fn cloud_recording_state(
+        &self,
+        camera: &str,
+    ) -> Result<peercam_signal::record::CloudRecordingState, CuError> {
+        self.get(&format!(
+            "/api/v1/devices/{camera}/recording?recorder=cloud"
+        ))
+        .await
+    }
+
     /// The record list of `camera` between two Unix-ms instants (8.7.2.2).
     pub async fn recordings(
         &self,

@@ -42,6 +42,8 @@ pub(crate) struct Agent {
     pub(crate) upgrader: Arc<Upgrader>,
     pub(crate) onvif: Option<Arc<crate::onvif::Onvif>>,
     pub(crate) sd: Option<Arc<crate::sd::Sd>>,
+    /// Recording to cloud storage (H.626.4 8.7.1).
+    pub(crate) cloud: Arc<crate::cloud::Cloud>,
     /// The RTSP server, for the MTU's relay channel (Pd).
     pub(crate) rtsp: crate::rtsp::Server,
     /// Gateway port mappings (H.626.4 8.3 step 1), reported with the local addresses.
@@ -188,8 +190,25 @@ impl Agent {
                     }
                 })
             }
+            // H.626.4 8.7.1: the cloud strategy and state.
+            command if crate::cloud::Cloud::handles(&command) => {
+                Box::pin(std::future::ready(self.cloud.execute(command)))
+            }
+            // An event also extends the cloud strategy's alarm recording.
+            DeviceCommand::RecordEvent {
+                camera,
+                kind,
+                detail,
+            } if camera == self.identity.device_id && self.sd.is_none() => {
+                let _ = (kind, detail);
+                self.cloud.mark_event();
+                Box::pin(std::future::ready(DeviceReply::Done))
+            }
             // H.626.4 8.7.3: the SD card's commands touch the card; answered when done.
             command if self.sd.as_ref().is_some_and(|sd| sd.handles(&command)) => {
+                if matches!(command, DeviceCommand::RecordEvent { .. }) {
+                    self.cloud.mark_event();
+                }
                 let sd = self.sd.clone();
                 Box::pin(async move {
                     match sd {

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 mod agent;
 pub mod alarm;
 pub mod clock;
+mod cloud;
 pub mod control;
 pub mod media;
 pub mod onvif;
@@ -191,6 +192,17 @@ pub struct Config {
     /// back. Default false (full duplex).
     #[serde(default)]
     pub talk_half_duplex: bool,
+    /// Cloud recording (H.626.4 8.7.1): the backlog of objects waiting for the CS, MiB of
+    /// RAM. Default 32.
+    #[serde(default = "default_cloud_backlog")]
+    pub cloud_backlog_mb: u64,
+    /// Cloud recording on a camera with an SD card: the backlog spooled on the card, MiB.
+    /// Default 1024.
+    #[serde(default = "default_cloud_spool")]
+    pub cloud_spool_mb: u64,
+    /// Cloud recording: the length of an upload object, seconds (1-60). Default 10.
+    #[serde(default = "default_cloud_object")]
+    pub cloud_object_s: u32,
 }
 
 fn default_rtsp_listen() -> SocketAddr {
@@ -220,6 +232,18 @@ fn default_health() -> u32 {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_cloud_backlog() -> u64 {
+    32
+}
+
+fn default_cloud_spool() -> u64 {
+    1024
+}
+
+fn default_cloud_object() -> u32 {
+    10
 }
 
 impl Config {
@@ -261,6 +285,9 @@ impl Config {
             alarm_output_gpio: None,
             speaker_wav: None,
             talk_half_duplex: false,
+            cloud_backlog_mb: default_cloud_backlog(),
+            cloud_spool_mb: default_cloud_spool(),
+            cloud_object_s: default_cloud_object(),
         }
     }
 
@@ -344,6 +371,25 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         &shutdown,
     )
     .await?;
+    // H.626.4 8.7.1: recording to cloud storage.
+    let cloud = cloud::Cloud::start(
+        identity.device_id.clone(),
+        hub.clone(),
+        config.max_fps,
+        &state_dir,
+        cloud::Settings {
+            backlog_bytes: config.cloud_backlog_mb.max(1) << 20,
+            object_ms: u64::from(config.cloud_object_s.clamp(1, 60)) * 1000,
+            spool: config.sd_card.then(|| {
+                let sd =
+                    (config.sd_dir.clone()).unwrap_or_else(|| config.identity.with_extension("sd"));
+                (sd.join("cloud-outbox"), config.cloud_spool_mb.max(1) << 20)
+            }),
+        },
+        Some((*tls).clone()),
+        cmd_tx.clone(),
+        shutdown.clone(),
+    );
     // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
     let recordings = sd.as_ref().map(|sd| {
         peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
@@ -354,7 +400,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         &state_dir,
         &control,
         &clock,
-        sd.clone(),
+        (sd.clone(), cloud.clone()),
         (&hub, synthetic),
         &shutdown,
     )?;
@@ -412,6 +458,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         upgrader: upgrader.clone(),
         onvif,
         sd,
+        cloud,
         rtsp: server,
         mapped,
         alarms: alarms.clone(),
@@ -502,7 +549,7 @@ fn start_alarms(
     state_dir: &std::path::Path,
     control: &Arc<control::Control>,
     clock: &Arc<clock::MediaClock>,
-    sd: Option<Arc<sd::Sd>>,
+    (sd, cloud): (Option<Arc<sd::Sd>>, Arc<cloud::Cloud>),
     (hub, synthetic): (&Arc<media::MediaHub>, bool),
     shutdown: &Shutdown,
 ) -> Result<Arc<alarm::Alarms>, PuError> {
@@ -514,7 +561,8 @@ fn start_alarms(
     let alarms = Arc::new(
         alarm::Alarms::open(Some(state_dir), &prefix, control.clone(), wiring)
             .map_err(|e| PuError::Source(format!("alarms: {e}")))?
-            .with_sd(sd),
+            .with_sd(sd)
+            .with_cloud(cloud),
     );
     if synthetic {
         alarm::sources::spawn_scene_analysis(

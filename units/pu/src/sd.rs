@@ -241,81 +241,25 @@ impl Sd {
     /// Follows the strategy: subscribes to the encoder while it pulls, cuts segments.
     async fn record(
         self: Arc<Self>,
-        mut ctl: watch::Receiver<Ctl>,
+        ctl: watch::Receiver<Ctl>,
         hub: Arc<MediaHub>,
         max_fps: u8,
         shutdown: Shutdown,
     ) {
-        let profile = Profile::for_caps(&Caps::default(), max_fps);
         let camera = self.camera.to_string();
-        loop {
-            let c = ctl.borrow_and_update().clone();
-            let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
-            if !d.pull {
-                let wait = d.next_change_ms.map_or(Duration::from_secs(3600), |n| {
-                    Duration::from_millis(n.saturating_sub(now_ms()).max(10))
-                });
-                tokio::select! {
-                    r = ctl.changed() => if r.is_err() { return },
-                    () = tokio::time::sleep(wait) => {}
-                    () = shutdown.wait() => return,
-                }
-                continue;
-            }
-            let mut sub = match hub.subscribe(profile) {
-                Ok(s) => s,
-                Err(e) => {
-                    lock(&self.status).last_error = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut cut = Cutter::new(&camera, 2);
-            loop {
-                let au = tokio::select! {
-                    r = sub.rx.recv() => r,
-                    () = shutdown.wait() => break,
-                };
-                let au = match au {
-                    Ok(au) => au,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        // Frames were lost: close the segment; the next starts at an IDR.
-                        tracing::warn!(skipped = n, "SD recorder lagged");
-                        let retention = ctl.borrow().strategy.retention;
-                        if let Some(dr) = cut.close(cut.last_90k() + 1) {
-                            self.submit(dr, retention);
-                        }
-                        sub.request_idr();
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                };
-                let c = ctl.borrow_and_update().clone();
-                let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
-                // The camera's disciplined clock (H.626.4 7.2) stamps the recording.
-                let t90k = au.capture_unix_us * 9 / 100;
-                if !d.pull {
-                    if let Some(dr) = cut.close(t90k) {
-                        self.submit(dr, c.strategy.retention);
-                    }
-                    break;
-                }
-                let record = d.record && !lock(&self.status).full;
-                let nals = au.nals.iter().map(|n| n.to_vec()).collect();
-                for dr in cut.video(nals, au.key, t90k, record, d.pre_roll_s) {
-                    self.submit(dr, c.strategy.retention);
-                }
-                lock(&self.status).recording = cut.is_recording();
-            }
-            let retention = ctl.borrow().strategy.retention;
-            if let Some(dr) = cut.close(cut.last_90k() + 3600) {
+        let status = self.status.clone();
+        follow(
+            ctl,
+            &hub,
+            max_fps,
+            &camera,
+            &status,
+            &shutdown,
+            |dr, retention| {
                 self.submit(dr, retention);
-            }
-            lock(&self.status).recording = false;
-            if shutdown.is_triggered() {
-                return;
-            }
-        }
+            },
+        )
+        .await;
     }
 
     fn submit(&self, draft: peercam_store::Draft, retention: peercam_record::strategy::Retention) {
@@ -324,6 +268,90 @@ impl Sd {
             .submit(Job::new(draft, retention, self.status.clone()))
         {
             lock(&self.status).dropped += 1;
+        }
+    }
+}
+
+/// Follows a record strategy (8.7.1, 8.7.3): subscribes to the encoder while the strategy
+/// pulls (continuous, schedule, alarm with pre- and post-roll), cuts 2 s segments and
+/// hands each finished one to `submit` with the retention in effect. Shared by the SD card
+/// and the cloud uploader ([`crate::cloud`]). Returns on shutdown.
+pub(crate) async fn follow(
+    mut ctl: watch::Receiver<Ctl>,
+    hub: &Arc<MediaHub>,
+    max_fps: u8,
+    camera: &str,
+    status: &Mutex<CamStatus>,
+    shutdown: &Shutdown,
+    mut submit: impl FnMut(peercam_store::Draft, peercam_record::strategy::Retention),
+) {
+    let profile = Profile::for_caps(&Caps::default(), max_fps);
+    loop {
+        let c = ctl.borrow_and_update().clone();
+        let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
+        if !d.pull {
+            let wait = d.next_change_ms.map_or(Duration::from_secs(3600), |n| {
+                Duration::from_millis(n.saturating_sub(now_ms()).max(10))
+            });
+            tokio::select! {
+                r = ctl.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.wait() => return,
+            }
+            continue;
+        }
+        let mut sub = match hub.subscribe(profile) {
+            Ok(s) => s,
+            Err(e) => {
+                lock(status).last_error = Some(e.to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut cut = Cutter::new(camera, 2);
+        loop {
+            let au = tokio::select! {
+                r = sub.rx.recv() => r,
+                () = shutdown.wait() => break,
+            };
+            let au = match au {
+                Ok(au) => au,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // Frames were lost: close the segment; the next starts at an IDR.
+                    tracing::warn!(skipped = n, "SD recorder lagged");
+                    let retention = ctl.borrow().strategy.retention;
+                    if let Some(dr) = cut.close(cut.last_90k() + 1) {
+                        submit(dr, retention);
+                    }
+                    sub.request_idr();
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let c = ctl.borrow_and_update().clone();
+            let d = c.strategy.decide(now_ms(), c.alarm_until_ms);
+            // The camera's disciplined clock (H.626.4 7.2) stamps the recording.
+            let t90k = au.capture_unix_us * 9 / 100;
+            if !d.pull {
+                if let Some(dr) = cut.close(t90k) {
+                    submit(dr, c.strategy.retention);
+                }
+                break;
+            }
+            let record = d.record && !lock(status).full;
+            let nals = au.nals.iter().map(|n| n.to_vec()).collect();
+            for dr in cut.video(nals, au.key, t90k, record, d.pre_roll_s) {
+                submit(dr, c.strategy.retention);
+            }
+            lock(status).recording = cut.is_recording();
+        }
+        let retention = ctl.borrow().strategy.retention;
+        if let Some(dr) = cut.close(cut.last_90k() + 3600) {
+            submit(dr, retention);
+        }
+        lock(status).recording = false;
+        if shutdown.is_triggered() {
+            return;
         }
     }
 }

@@ -262,6 +262,29 @@ UPDATE sqlite_master SET sql = replace(sql, 'CHECK (kind IN (''pu'', ''nvr'', ''
  WHERE type = 'table' AND name = 'devices';
 PRAGMA writable_schema = OFF;
 ",
+    // H.626.4 8.7.1 cloud storage: each camera's CS, opaque prefix (per camera and
+    // binding), account pool, epoch and cloud strategy; data keys per prefix, wrapped by
+    // the CMU's key-encryption key (docs/design/cloud-storage.md).
+    r"
+CREATE TABLE cloud_cameras (
+    camera_id  TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    cs_id      TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    prefix     TEXT NOT NULL UNIQUE,
+    owner_id   INTEGER NOT NULL,
+    epoch      INTEGER NOT NULL,
+    write_kid  TEXT NOT NULL,
+    strategy   TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX cloud_cameras_cs ON cloud_cameras(cs_id);
+CREATE TABLE cloud_keys (
+    prefix     TEXT NOT NULL,
+    kid        TEXT NOT NULL,
+    wrapped    BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (prefix, kid)
+);
+",
 ];
 
 /// PostgreSQL's ordered schema migrations; the index + 1 is the schema version stored in

@@ -64,6 +64,7 @@ pub struct Alarms {
     wiring: Wiring,
     /// SD card, marked when an alarm with `linkage.record` is raised (pre/post-roll).
     sd: Option<Arc<crate::sd::Sd>>,
+    cloud: Option<Arc<crate::cloud::Cloud>>,
 }
 
 fn field_errors(e: &peercam_alarm::Error) -> Vec<FieldError> {
@@ -119,7 +120,14 @@ impl Alarms {
             control,
             wiring,
             sd: None,
+            cloud: None,
         })
+    }
+
+    /// Extends the cloud strategy's alarm recording when an alarm asks for recording.
+    pub(crate) fn with_cloud(mut self, cloud: Arc<crate::cloud::Cloud>) -> Self {
+        self.cloud = Some(cloud);
+        self
     }
 
     /// Marks `sd` when an alarm asks for recording.
@@ -355,6 +363,9 @@ impl Alarms {
 
     fn mark_recording(&self, a: &peercam_alarm::Alarm) {
         let record = self.lock().engine.strategy().linkage.record;
+        if record && let Some(cloud) = &self.cloud {
+            cloud.mark_event();
+        }
         let (Some(sd), true) = (self.sd.clone(), record) else {
             return;
         };
