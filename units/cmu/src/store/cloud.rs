@@ -42,7 +42,7 @@ fn from_row(r: Row) -> Result<CloudCamera, StoreError> {
 pub(crate) async fn get(db: &Store, camera: &DeviceId) -> Result<Option<CloudCamera>, StoreError> {
     let row: Option<Row> = retry(|| async {
         sqlx::query_as(
-            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE camera_id = ?1",
+            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE camera_id = $1",
         )
         .bind(camera.as_str())
         .fetch_optional(db.pool())
@@ -56,7 +56,7 @@ pub(crate) async fn get(db: &Store, camera: &DeviceId) -> Result<Option<CloudCam
 pub(crate) async fn by_prefix(db: &Store, prefix: &str) -> Result<Option<CloudCamera>, StoreError> {
     let row: Option<Row> = retry(|| async {
         sqlx::query_as(
-            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE prefix = ?1",
+            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE prefix = $1",
         )
         .bind(prefix)
         .fetch_optional(db.pool())
@@ -70,7 +70,7 @@ pub(crate) async fn by_prefix(db: &Store, prefix: &str) -> Result<Option<CloudCa
 pub(crate) async fn of_cs(db: &Store, cs: &DeviceId) -> Result<Vec<CloudCamera>, StoreError> {
     let rows: Vec<Row> = retry(|| async {
         sqlx::query_as(
-            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE cs_id = ?1 ORDER BY created_at",
+            "SELECT camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy FROM cloud_cameras WHERE cs_id = $1 ORDER BY created_at",
         )
         .bind(cs.as_str())
         .fetch_all(db.pool())
@@ -89,10 +89,10 @@ pub(crate) async fn assign(
     now: u64,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        let mut tx = begin_write(db.pool()).await?;
+        let mut tx = begin_write(db).await?;
         sqlx::query(
             "INSERT INTO cloud_cameras (camera_id, cs_id, prefix, owner_id, epoch, write_kid, strategy, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (camera_id) DO UPDATE SET cs_id = excluded.cs_id, prefix = excluded.prefix,
                owner_id = excluded.owner_id, epoch = excluded.epoch, write_kid = excluded.write_kid,
                strategy = excluded.strategy, created_at = excluded.created_at",
@@ -108,7 +108,7 @@ pub(crate) async fn assign(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO cloud_keys (prefix, kid, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO cloud_keys (prefix, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (prefix, kid) DO NOTHING",
         )
         .bind(&c.prefix)
@@ -129,7 +129,7 @@ pub(crate) async fn set_strategy(
     doc: &str,
 ) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query("UPDATE cloud_cameras SET strategy = ?2 WHERE camera_id = ?1")
+        sqlx::query("UPDATE cloud_cameras SET strategy = $2 WHERE camera_id = $1")
             .bind(camera.as_str())
             .bind(doc)
             .execute(db.pool())
@@ -146,7 +146,7 @@ pub(crate) async fn wrapped_key(
     kid: &str,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     retry(|| async {
-        sqlx::query_scalar("SELECT wrapped FROM cloud_keys WHERE prefix = ?1 AND kid = ?2")
+        sqlx::query_scalar("SELECT wrapped FROM cloud_keys WHERE prefix = $1 AND kid = $2")
             .bind(prefix)
             .bind(kid)
             .fetch_optional(db.pool())

@@ -479,7 +479,29 @@ CREATE TABLE link_keys (
     purpose TEXT COLLATE "C" PRIMARY KEY,
     key     BYTEA NOT NULL
 );
-"#];
+"#,
+    // SQLite's 13: cloud storage assignments and wrapped data keys (H.626.4 8.7.1).
+    r#"
+CREATE TABLE cloud_cameras (
+    camera_id  TEXT COLLATE "C" PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    cs_id      TEXT COLLATE "C" NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    prefix     TEXT COLLATE "C" NOT NULL UNIQUE,
+    owner_id   BIGINT NOT NULL,
+    epoch      BIGINT NOT NULL,
+    write_kid  TEXT COLLATE "C" NOT NULL,
+    strategy   TEXT COLLATE "C",
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX cloud_cameras_cs ON cloud_cameras(cs_id);
+CREATE TABLE cloud_keys (
+    prefix     TEXT COLLATE "C" NOT NULL,
+    kid        TEXT COLLATE "C" NOT NULL,
+    wrapped    BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (prefix, kid)
+);
+"#,
+];
 
 /// Connections of a test's pool on a file or a server (the CMU's is configured).
 #[cfg(test)]
