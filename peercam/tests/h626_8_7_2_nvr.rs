@@ -948,3 +948,31 @@ async fn h626_8_7_2_webrtc_playback_carries_audio_at_1x_only() {
     assert_eq!(v.audio_payloads.len(), a0, "audio at 4x");
     w.c.stop().await;
 }
+
+/// H.626.4 6.1.7 and 6.3.2 (issue 16): cameras whose audio is G.722 or AAC are recorded
+/// with their audio (as G.711): the NVR's export decodes to the camera's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
+    for (codec, phone) in [("aac", "+15550720043"), ("g722", "+15550720044")] {
+        let Some((w, _cam)) = pulled_world(phone, codec).await else {
+            return;
+        };
+        let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+        let span = recorded(&w, 9000).await.spans[0];
+        let ex = w
+            .owner
+            .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.mp4");
+        w.owner
+            .fetch_export(&ex.url, &file, |_, _| {})
+            .await
+            .unwrap();
+        let (pcm, info) = source_camera::decode_file(&file);
+        assert!(info.contains("Audio: pcm_mulaw"), "{codec}: {info}");
+        assert_tone(&pcm, &format!("export of a {codec} camera"));
+        w.c.stop().await;
+    }
+}
