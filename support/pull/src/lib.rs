@@ -15,7 +15,8 @@
 //!
 //! [`session`] is one connection; [`run`] redials with jittered backoff after every failure.
 
-pub mod audio;
+/// A camera's audio for viewers and recorders (transcoding, AAC decoding).
+pub use peercam_rtp::camera_audio as audio;
 
 use std::time::Duration;
 

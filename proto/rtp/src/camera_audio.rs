@@ -1,32 +1,20 @@
 //! A camera's audio made into what viewers and recorders take (H.626.4 6.3.2): transcoding
 //! between G.711 mu-law, A-law and G.722 ([`Transcoder`]), and AAC-LC decoded to G.711 at
-//! 8 kHz ([`AacToG711`]). Shared by the PU (re-served cameras) and the NVR (recording).
+//! 8 kHz ([`AacToG711`]). Shared by the PU (re-served cameras) and the NVR (recording),
+//! through `peercam-pull`. Feature `camera-audio`.
 //!
 //! AAC comes from the camera as RTP `mpeg4-generic` (RFC 3640); `retina` reads its AU
 //! headers and hands over whole access units with the stream's AudioSpecificConfig.
 //! Decoding is `symphonia-codec-aac` (pure Rust, AAC-LC, mono or stereo; HE-AAC is refused
 //! when the decoder is made, so such a camera's audio is reported as unsupported).
 
+use crate::g711::Law;
+use crate::{AudioCodec, Error};
 use audio_codec::Encoder as _;
-use peercam_rtp::AudioCodec;
-use peercam_rtp::g711::Law;
 use symphonia_core::codecs::audio::well_known::CODEC_ID_AAC;
 use symphonia_core::codecs::audio::{AudioCodecParameters, AudioDecoder as _, AudioDecoderOptions};
 use symphonia_core::packet::PacketRef;
 use symphonia_core::units::{Duration as SymDuration, Timestamp};
-
-/// Why a camera's audio cannot be decoded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AudioError {
-    /// The AAC decoder refused the stream's configuration (not AAC-LC, more than two
-    /// channels, a missing or bad AudioSpecificConfig).
-    #[error("AAC configuration: {0}")]
-    AacConfig(String),
-    /// One AAC access unit could not be decoded.
-    #[error("AAC frame: {0}")]
-    AacFrame(String),
-}
 
 /// Decodes a camera's AAC-LC access units to G.711 at 8 kHz, mono: channels averaged, the
 /// rate brought down by averaging the input samples of each 8 kHz period (a simple
@@ -50,7 +38,11 @@ impl std::fmt::Debug for AacToG711 {
 impl AacToG711 {
     /// A decoder for the stream described by `config` (the AudioSpecificConfig, RFC 3640
     /// `config=`), writing `to` (G.711 mu-law or A-law).
-    pub fn new(config: &[u8], to: Law) -> Result<Self, AudioError> {
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when the decoder does not take the configuration (not AAC-LC,
+    /// HE-AAC, more than two channels, a missing or bad AudioSpecificConfig).
+    pub fn new(config: &[u8], to: Law) -> Result<Self, Error> {
         let mut params = AudioCodecParameters::new();
         params
             .for_codec(CODEC_ID_AAC)
@@ -58,11 +50,12 @@ impl AacToG711 {
         let dec = std::panic::catch_unwind(|| {
             symphonia_codec_aac::AacDecoder::try_new(&params, &AudioDecoderOptions::default())
         })
-        .map_err(|_| AudioError::AacConfig("the decoder failed on the configuration".into()))?
-        .map_err(|e| AudioError::AacConfig(e.to_string()))?;
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(config_error("not an AAC-LC mono or stereo configuration"))?;
         let rate = dec.codec_params().sample_rate.unwrap_or(0);
         if !(8000..=96_000).contains(&rate) {
-            return Err(AudioError::AacConfig(format!("sample rate {rate} Hz")));
+            return Err(config_error("sample rate outside 8 to 96 kHz"));
         }
         Ok(Self {
             dec,
@@ -78,7 +71,10 @@ impl AacToG711 {
     }
 
     /// One AAC access unit to G.711 bytes (one per 8 kHz tick; about 1024 x 8000 / rate).
-    pub fn decode(&mut self, au: &[u8]) -> Result<Vec<u8>, AudioError> {
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when the access unit does not decode; the next may.
+    pub fn decode(&mut self, au: &[u8]) -> Result<Vec<u8>, Error> {
         let (pcm, dec) = (&mut self.pcm, &mut self.dec);
         pcm.clear();
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -91,10 +87,10 @@ impl AacToG711 {
         }));
         let channels = match decoded {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(AudioError::AacFrame(e.to_string())),
+            Ok(Err(_)) => return Err(frame_error()),
             Err(_) => {
                 self.dec.reset();
-                return Err(AudioError::AacFrame("the decoder failed".into()));
+                return Err(frame_error());
             }
         };
         let mut out = Vec::with_capacity(self.pcm.len() * 8000 / self.down.rate as usize + 2);
@@ -102,12 +98,28 @@ impl AacToG711 {
             let mono = frame.iter().sum::<f32>() / channels as f32;
             if let Some(s) = self.down.push(mono) {
                 out.push(match self.law {
-                    Law::MuLaw => peercam_rtp::g711::ulaw_encode(s),
-                    Law::ALaw => peercam_rtp::g711::alaw_encode(s),
+                    Law::MuLaw => crate::g711::ulaw_encode(s),
+                    Law::ALaw => crate::g711::alaw_encode(s),
                 });
             }
         }
         Ok(out)
+    }
+}
+
+fn config_error(reason: &'static str) -> Error {
+    Error::Malformed {
+        context: "AAC AudioSpecificConfig",
+        offset: 0,
+        reason,
+    }
+}
+
+fn frame_error() -> Error {
+    Error::Malformed {
+        context: "AAC access unit",
+        offset: 0,
+        reason: "not a decodable AAC-LC access unit",
     }
 }
 
@@ -247,7 +259,7 @@ mod tests {
             })
             .collect();
         let mut alaw = Vec::new();
-        peercam_rtp::g711::Law::ALaw.encode_into(&tone, &mut alaw);
+        crate::g711::Law::ALaw.encode_into(&tone, &mut alaw);
         for to in [AudioCodec::Pcma, AudioCodec::Pcmu, AudioCodec::G722] {
             let mut t = Transcoder::new(AudioCodec::Pcma, to);
             assert_eq!(t.is_passthrough(), to == AudioCodec::Pcma);
@@ -274,7 +286,7 @@ mod tests {
         let mut dec = Transcoder::new(AudioCodec::G722, AudioCodec::Pcmu);
         let ulaw: Vec<u8> = g722.chunks(160).flat_map(|f| dec.convert(f)).collect();
         let mut pcm = Vec::new();
-        peercam_rtp::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
+        crate::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
         let hz = tone_hz(&pcm[2000..], 8000);
         assert!((hz - 1000.0).abs() < 15.0, "G.722 -> PCMU: {hz} Hz");
     }
@@ -307,6 +319,52 @@ mod tests {
         // Garbage frames are errors, not panics, and the decoder goes on.
         for junk in [&[][..], &[0xff; 7], &[0x00; 300]] {
             let _ = d.decode(junk);
+        }
+    }
+
+    /// The raw access units of an ADTS file (ISO/IEC 14496-3 1.A.2): 7-byte headers
+    /// without CRC, the frame length in 13 bits from bit 30.
+    fn adts_frames(b: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 7 <= b.len() {
+            let h = &b[at..at + 7];
+            assert_eq!((h[0], h[1] & 0xf6), (0xff, 0xf0), "ADTS sync at {at}");
+            let len =
+                (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+            out.push(&b[at + 7..at + len]);
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn h626_6_3_2_aac_is_decoded_to_g711_at_8khz() {
+        // ffmpeg's AAC-LC, 1 s of 1 kHz, 16 kHz mono (config 0x1408).
+        let file = include_bytes!("../testdata/tone_1khz_16k_mono.aac");
+        let frames = adts_frames(file);
+        assert!(frames.len() >= 15, "{} frames", frames.len());
+        for law in [Law::MuLaw, Law::ALaw] {
+            let mut d = AacToG711::new(&[0x14, 0x08], law).unwrap();
+            let mut g711 = Vec::new();
+            for f in &frames {
+                let out = d.decode(f).unwrap();
+                assert_eq!(out.len(), 512, "1024 samples at 16 kHz are 512 at 8 kHz");
+                g711.extend(out);
+            }
+            let mut pcm = Vec::new();
+            law.decode_into(&g711, &mut pcm);
+            // Past the decoder's delay (one frame) and the encoder's priming.
+            let hz = tone_hz(&pcm[2048..7000], 8000);
+            assert!((hz - 1000.0).abs() < 15.0, "{law:?}: {hz} Hz");
+            let rms = (pcm[2048..7000]
+                .iter()
+                .map(|&x| f64::from(x).powi(2))
+                .sum::<f64>()
+                / 4952.0)
+                .sqrt();
+            // lavfi's sine peaks at 1/8 of full scale: RMS about 2900.
+            assert!(rms > 2000.0, "{law:?}: RMS {rms}");
         }
     }
 
