@@ -52,7 +52,7 @@ impl AacToG711 {
         })
         .ok()
         .and_then(Result::ok)
-        .ok_or(config_error("not an AAC-LC mono or stereo configuration"))?;
+        .ok_or_else(|| config_error("not an AAC-LC mono or stereo configuration"))?;
         let rate = dec.codec_params().sample_rate.unwrap_or(0);
         if !(8000..=96_000).contains(&rate) {
             return Err(config_error("sample rate outside 8 to 96 kHz"));
@@ -259,7 +259,7 @@ mod tests {
             })
             .collect();
         let mut alaw = Vec::new();
-        crate::g711::Law::ALaw.encode_into(&tone, &mut alaw);
+        Law::ALaw.encode_into(&tone, &mut alaw);
         for to in [AudioCodec::Pcma, AudioCodec::Pcmu, AudioCodec::G722] {
             let mut t = Transcoder::new(AudioCodec::Pcma, to);
             assert_eq!(t.is_passthrough(), to == AudioCodec::Pcma);
@@ -286,7 +286,7 @@ mod tests {
         let mut dec = Transcoder::new(AudioCodec::G722, AudioCodec::Pcmu);
         let ulaw: Vec<u8> = g722.chunks(160).flat_map(|f| dec.convert(f)).collect();
         let mut pcm = Vec::new();
-        crate::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
+        Law::MuLaw.decode_into(&ulaw, &mut pcm);
         let hz = tone_hz(&pcm[2000..], 8000);
         assert!((hz - 1000.0).abs() < 15.0, "G.722 -> PCMU: {hz} Hz");
     }
