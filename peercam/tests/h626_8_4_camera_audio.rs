@@ -127,6 +127,49 @@ async fn h626_8_4_existing_rtsp_camera_aac_reaches_viewer() {
     c.stop().await;
 }
 
+/// The same AAC camera seen from a browser (a str0m peer): the WebRTC viewer hears the
+/// camera's 1300 Hz as G.711 mu-law.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_webrtc_viewer_hears_an_aac_camera() {
+    use peercam_signal::cm::WebRtcOffer;
+    use peercam_test::webrtc::Viewer;
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) {
+        return;
+    }
+    const TONE: u32 = 1300;
+    let (_cam, port) = camera("aac", TONE).await;
+    let (c, _pu, owner, dev) = one_camera("+15550840305", |cfg| {
+        cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
+    })
+    .await;
+    let (mut v, offer) = Viewer::offer(false).await;
+    let play = audio(AudioCodec::Pcmu);
+    let answer = owner
+        .webrtc(&dev, &WebRtcOffer { offer, play })
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(20)).await;
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert!(
+        pcm.len() >= 8000 * 2,
+        "{} samples of audio in 3 s",
+        pcm.len()
+    );
+    let tail = &pcm[4000..];
+    let level = rms(tail);
+    assert!(level > 1000.0, "no tone (RMS {level:.0})");
+    let hz = dominant_hz(tail, 8000);
+    assert!(
+        hz.abs_diff(TONE) <= 20,
+        "the WebRTC viewer hears {hz} Hz, the camera sends {TONE} Hz as AAC"
+    );
+    c.stop().await;
+}
+
 /// Video bytes over time of `secs` seconds of the stream at `url`, and its picture size.
 async fn video_rate(url: &str, secs: u32) -> (f64, u64, u64) {
     let out = tokio::process::Command::new("ffprobe")
