@@ -1003,13 +1003,18 @@ impl Player {
         if self.scale != Scale::NORMAL || self.audio.is_empty() {
             return (Vec::new(), None);
         }
-        // The first frame of a segment takes the audio recorded before it in the segment.
+        // The first frame of a segment also takes the audio recorded before it in the
+        // segment, the last one what was recorded after it: nothing of the segment is lost.
         let from = if self.frames.first().is_some_and(|f| f.t90k == frame.t90k) {
             0
         } else {
             to_8k(frame.t90k)
         };
-        let to = to_8k(frame.t90k.saturating_add(wall));
+        let to = if self.frames.last().is_some_and(|f| f.t90k == frame.t90k) {
+            u64::MAX
+        } else {
+            to_8k(frame.t90k.saturating_add(wall))
+        };
         let a = self.audio.partition_point(|c| c.t8k < from);
         let b = self.audio.partition_point(|c| c.t8k < to);
         (self.audio[a..b.max(a)].to_vec(), self.seg.audio)
