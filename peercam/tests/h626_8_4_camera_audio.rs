@@ -7,134 +7,17 @@
 //! Under `CI=true` a missing peer (GStreamer's RTSP server, ffmpeg) fails the test.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-use std::process::{Command, Stdio};
+#[path = "support/source_camera.rs"]
+mod source_camera;
+
 use std::time::Duration;
 
 use peercam_cu::CuError;
 use peercam_signal::cm::PlayRequest;
 use peercam_signal::play::AudioCodec;
 use peercam_test::Cluster;
-
-/// Whether `ok`; otherwise skips (false), or fails under `CI=true`.
-fn need(ok: bool, what: &str) -> bool {
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} is missing (CI=true: the test must not skip)"
-        );
-        eprintln!("skipped: {what} is missing");
-    }
-    ok
-}
-
-fn have_ffmpeg() -> bool {
-    ["ffmpeg", "ffprobe"].iter().all(|t| {
-        Command::new(t)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn have_gst_rtsp_server() -> bool {
-    Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// GStreamer's RTSP server as a third-party camera sending a `freq` Hz tone in `codec`.
-async fn camera(codec: &str, freq: u32) -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_camera.py");
-    let child = tokio::process::Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(codec)
-        .arg(freq.to_string())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return (child, port);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the GStreamer camera did not listen on {port}");
-}
-
-/// ffmpeg as the viewer: `secs` seconds of the stream's audio, decoded to 8 kHz mono, and
-/// ffmpeg's description of the input (its stream lines).
-async fn listen(url: &str, secs: u32) -> (Vec<i16>, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(u64::from(secs) + 20),
-        tokio::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-v", "info"])
-            .args(["-rtsp_transport", "tcp", "-i", url])
-            .args(["-t", &secs.to_string(), "-vn", "-ac", "1", "-ar", "8000"])
-            .args(["-f", "s16le", "-"])
-            .output(),
-    )
-    .await
-    .expect("ffmpeg hangs")
-    .unwrap();
-    let info = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "ffmpeg: {info}");
-    let pcm = out
-        .stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    (pcm, info)
-}
-
-/// The strongest frequency of `pcm` (8 kHz) between 100 and 3900 Hz, 10 Hz steps (Goertzel).
-fn dominant_hz(pcm: &[i16]) -> u32 {
-    let power = |f: u32| {
-        let w = 2.0 * std::f64::consts::PI * f64::from(f) / 8000.0;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in pcm {
-            let s = f64::from(x) + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        s1 * s1 + s2 * s2 - c * s1 * s2
-    };
-    (10..=390)
-        .map(|k| k * 10)
-        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
-        .unwrap()
-}
-
-fn rms(pcm: &[i16]) -> f64 {
-    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / pcm.len().max(1) as f64).sqrt()
-}
-
-#[test]
-fn tone_analysis_finds_the_frequency() {
-    let tone: Vec<i16> = (0..16_000)
-        .map(|i| {
-            (8000.0 * (2.0 * std::f64::consts::PI * 1300.0 * f64::from(i) / 8000.0).sin()) as i16
-        })
-        .collect();
-    assert_eq!(dominant_hz(&tone), 1300);
-    assert!(rms(&tone) > 5000.0);
-}
+use peercam_test::tone::{dominant_hz, rms};
+use source_camera::{GST_RTSP_SERVER, camera, have_ffmpeg, have_gst_rtsp_server, listen, need};
 
 /// A cluster with one camera (its PU configured by `adjust`), online and bound to a new owner:
 /// the cluster, the running PU, the owner and the device id.
@@ -165,11 +48,7 @@ fn audio(codec: AudioCodec) -> PlayRequest {
 /// G.722 transcoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_4_existing_rtsp_camera_audio_reaches_viewer() {
-    if !need(
-        have_gst_rtsp_server(),
-        "GStreamer's RTSP server for Python (apt-get install gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0)",
-    ) || !need(have_ffmpeg(), "ffmpeg")
-    {
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
         return;
     }
     const TONE: u32 = 1300;
@@ -202,12 +81,92 @@ async fn h626_8_4_existing_rtsp_camera_audio_reaches_viewer() {
             level > 1000.0,
             "{codec:?}: the camera's tone is missing (RMS {level:.0})"
         );
-        let hz = dominant_hz(tail);
+        let hz = dominant_hz(tail, 8000);
         assert!(
             hz.abs_diff(TONE) <= 20,
             "{codec:?}: the viewer hears {hz} Hz, the camera sends {TONE} Hz"
         );
     }
+    c.stop().await;
+}
+
+/// A third-party camera sending its 1300 Hz tone as AAC-LC (RTP `mpeg4-generic`, 16 kHz):
+/// the PU decodes it, and its viewers hear 1300 Hz as G.711 (mu-law and A-law) and G.722.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_existing_rtsp_camera_aac_reaches_viewer() {
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
+        return;
+    }
+    const TONE: u32 = 1300;
+    let (_cam, port) = camera("aac", TONE).await;
+    let (c, _pu, owner, dev) = one_camera("+15550840304", |cfg| {
+        cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
+    })
+    .await;
+    for (codec, name) in [
+        (AudioCodec::Pcmu, "pcm_mulaw"),
+        (AudioCodec::Pcma, "pcm_alaw"),
+        (AudioCodec::G722, "adpcm_g722"),
+    ] {
+        let url = owner.play(&dev, &audio(codec)).await.unwrap().url;
+        let (pcm, info) = listen(&url, 4).await;
+        assert!(
+            info.contains(&format!("Audio: {name}")),
+            "{codec:?}: the viewer did not get {name}: {info}"
+        );
+        assert!(pcm.len() >= 8000 * 3, "{codec:?}: {} samples", pcm.len());
+        let tail = &pcm[4000..];
+        let level = rms(tail);
+        assert!(level > 1000.0, "{codec:?}: no tone (RMS {level:.0})");
+        let hz = dominant_hz(tail, 8000);
+        assert!(
+            hz.abs_diff(TONE) <= 20,
+            "{codec:?}: the viewer hears {hz} Hz, the camera sends {TONE} Hz as AAC"
+        );
+    }
+    c.stop().await;
+}
+
+/// The same AAC camera seen from a browser (a str0m peer): the WebRTC viewer hears the
+/// camera's 1300 Hz as G.711 mu-law.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_webrtc_viewer_hears_an_aac_camera() {
+    use peercam_signal::cm::WebRtcOffer;
+    use peercam_test::webrtc::Viewer;
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) {
+        return;
+    }
+    const TONE: u32 = 1300;
+    let (_cam, port) = camera("aac", TONE).await;
+    let (c, _pu, owner, dev) = one_camera("+15550840305", |cfg| {
+        cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
+    })
+    .await;
+    let (mut v, offer) = Viewer::offer(false).await;
+    let play = audio(AudioCodec::Pcmu);
+    let answer = owner
+        .webrtc(&dev, &WebRtcOffer { offer, play })
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(20)).await;
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert!(
+        pcm.len() >= 8000 * 2,
+        "{} samples of audio in 3 s",
+        pcm.len()
+    );
+    let tail = &pcm[4000..];
+    let level = rms(tail);
+    assert!(level > 1000.0, "no tone (RMS {level:.0})");
+    let hz = dominant_hz(tail, 8000);
+    assert!(
+        hz.abs_diff(TONE) <= 20,
+        "the WebRTC viewer hears {hz} Hz, the camera sends {TONE} Hz as AAC"
+    );
     c.stop().await;
 }
 

@@ -1,8 +1,12 @@
 //! Recording and playback on an NVR (H.626.4 8.7.2, 6.1.7), end to end over real sockets:
 //! attach (with LAN discovery), strategy, recording, record list, trick-play playback
 //! checked with the synthetic camera's SEI frame counters, MP4 export checked with
-//! ffprobe, and the refusals.
-#![allow(clippy::unwrap_used, missing_docs)]
+//! ffprobe, and the refusals; a pulled camera's own audio in playback (RTSP and WebRTC, 1x
+//! only) and in the export, decoded by ffmpeg.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+#[path = "support/source_camera.rs"]
+mod source_camera;
 
 use std::time::Duration;
 
@@ -32,11 +36,29 @@ fn now_ms() -> u64 {
 }
 
 async fn world(phone: &str) -> World {
+    world_with(phone, None).await
+}
+
+/// A world whose camera re-serves the existing RTSP camera at `source`, if given.
+async fn world_with(phone: &str, source: Option<String>) -> World {
     let c = Cluster::start(1).await.unwrap();
     let pu = c.provision(1).await.unwrap().remove(0);
     let nvr = new_identity(DeviceKind::Nvr);
     c.provision_these(std::slice::from_ref(&nvr)).await.unwrap();
-    let pu_run = c.start_pu_online(&pu, 0).await.unwrap();
+    let pulled = source.is_some();
+    let pu_run = match source {
+        None => c.start_pu_online(&pu, 0).await.unwrap(),
+        Some(url) => {
+            let r = c
+                .start_pu_with(&pu, 0, |cfg| cfg.source_rtsp = Some(url))
+                .await
+                .unwrap();
+            c.wait_online(&pu.device_id, true, Duration::from_secs(10))
+                .await
+                .unwrap();
+            r
+        }
+    };
     let nvr_run = c.start_nvr_with(&nvr, 0, |_| {}).await.unwrap();
     c.wait_online(&nvr.device_id, true, Duration::from_secs(10))
         .await
@@ -45,12 +67,14 @@ async fn world(phone: &str) -> World {
     c.bind(&owner, &pu).await.unwrap();
     c.bind(&owner, &nvr).await.unwrap();
     // CIF keeps the camera's encoder cheap on the 2-core test machines.
-    owner
-        .set_params(pu.device_id.as_str(), |p| {
-            p.video.max_resolution = peercam_signal::control::Resolution::Cif;
-        })
-        .await
-        .unwrap();
+    if !pulled {
+        owner
+            .set_params(pu.device_id.as_str(), |p| {
+                p.video.max_resolution = peercam_signal::control::Resolution::Cif;
+            })
+            .await
+            .unwrap();
+    }
     World {
         c,
         owner,
@@ -772,4 +796,183 @@ async fn h626_8_7_2_webrtc_playback_with_trick_modes_and_frame_steps() {
         .unwrap();
     assert!(e.to_string().contains("bad_offer"), "{e}");
     w.c.stop().await;
+}
+
+/// The pulled camera's tone: well above the synthetic camera's 440 Hz and its 1 kHz pips.
+const TONE: u32 = 1300;
+
+/// Checks that `pcm` (8 kHz) is the camera's tone, not silence and not another sound.
+fn assert_tone(pcm: &[i16], what: &str) {
+    use peercam_test::tone::{dominant_hz, rms};
+    assert!(pcm.len() >= 8000 * 2, "{what}: {} samples", pcm.len());
+    // The decoder's first half second may be its start-up.
+    let tail = &pcm[4000..];
+    let level = rms(tail);
+    assert!(level > 1000.0, "{what}: no tone (RMS {level:.0})");
+    let hz = dominant_hz(tail, 8000);
+    assert!(
+        hz.abs_diff(TONE) <= 20,
+        "{what}: {hz} Hz, the camera sends {TONE} Hz"
+    );
+}
+
+/// A world recording a GStreamer camera that sends a 1300 Hz tone in `codec`, with at
+/// least 9 s recorded; `None` when the peers are missing (and not under `CI=true`).
+async fn pulled_world(phone: &str, codec: &str) -> Option<(World, tokio::process::Child)> {
+    use source_camera::{GST_RTSP_SERVER, camera, have_ffmpeg, have_gst_rtsp_server, need};
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
+        return None;
+    }
+    let (cam, port) = camera(codec, TONE).await;
+    let w = world_with(phone, Some(format!("rtsp://127.0.0.1:{port}/cam"))).await;
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    w.owner.attach_camera(nvr, pu).await.unwrap();
+    w.owner
+        .set_recording(pu, Some(nvr), &continuous())
+        .await
+        .unwrap();
+    recorded(&w, 9000).await;
+    Some((w, cam))
+}
+
+/// H.626.4 8.7.2.2 and 6.1.7 with a pulled camera's own audio (issue 16): RTSP playback
+/// offers the recorded audio and ffmpeg hears the camera's 1300 Hz tone in it; at 4x, in
+/// reverse and in frame steps no audio packet comes; the export's audio track decodes to
+/// the same tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_playback_and_export_keep_the_cameras_audio() {
+    let Some((w, _cam)) = pulled_world("+15550720041", "pcma").await else {
+        return;
+    };
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    let span = recorded(&w, 9000).await.spans[0];
+
+    // A third-party player (ffmpeg) decodes the playback's audio.
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), span.start_ms + 1000)
+        .await
+        .unwrap()
+        .url;
+    let (pcm, info) = source_camera::listen(&url, 4).await;
+    assert!(info.contains("Audio: pcm_mulaw"), "{info}");
+    assert_tone(&pcm, "RTSP playback at 1x");
+
+    // 1x carries audio; 4x, reverse and steps do not.
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), span.start_ms + 1000)
+        .await
+        .unwrap()
+        .url;
+    let mut p = Playback::open_with_audio(&url).await.unwrap();
+    p.play(None, None).await.unwrap();
+    frames(&mut p, 50).await;
+    // G.711: 8000 bytes a second (the camera packs its audio in frames of its choice).
+    let heard: usize = p.audio().iter().map(|a| a.payload.len()).sum();
+    assert!(heard >= 12_000, "{heard} bytes of audio in 2 s at 1x");
+    assert!(p.audio().iter().all(|a| a.payload_type == 0));
+    p.play(Some(span.start_ms), Some("4")).await.unwrap();
+    frames(&mut p, 3).await;
+    assert_eq!(p.audio().len(), 0, "audio at 4x");
+    p.play(Some(span.start_ms + 8000), Some("-1"))
+        .await
+        .unwrap();
+    frames(&mut p, 3).await;
+    assert_eq!(p.audio().len(), 0, "audio in reverse");
+    p.pause().await.unwrap();
+    p.step(true).await.unwrap();
+    let _ = p.next_frame(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(p.audio().len(), 0, "audio in a frame step");
+    // And back to 1x: the audio again.
+    p.play(Some(span.start_ms + 2000), Some("1")).await.unwrap();
+    frames(&mut p, 50).await;
+    let heard: usize = p.audio().iter().map(|a| a.payload.len()).sum();
+    assert!(heard >= 12_000, "{heard} bytes of audio in 2 s back at 1x");
+    p.teardown().await.unwrap();
+
+    // The export keeps the audio: ffmpeg decodes the tone from the MP4.
+    let ex = w
+        .owner
+        .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    w.owner
+        .fetch_export(&ex.url, &file, |_, _| {})
+        .await
+        .unwrap();
+    let (pcm, info) = source_camera::decode_file(&file);
+    assert!(info.contains("Audio: pcm_mulaw"), "{info}");
+    assert!(
+        pcm.len() >= 8000 * 5,
+        "{} samples in a 6 s export",
+        pcm.len()
+    );
+    assert_tone(&pcm, "export");
+    w.c.stop().await;
+}
+
+/// WebRTC playback of a pulled camera's recording (issue 16): the browser gets the recorded
+/// audio at 1x (the camera's 1300 Hz tone) and none at 4x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_webrtc_playback_carries_audio_at_1x_only() {
+    use peercam_test::webrtc::Viewer;
+    let Some((w, _cam)) = pulled_world("+15550720042", "pcma").await else {
+        return;
+    };
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    let span = recorded(&w, 9000).await.spans[0];
+    let (mut v, offer) = Viewer::offer(true).await;
+    let answer = w
+        .owner
+        .playback_webrtc(pu, Some(nvr), span.start_ms + 1000, offer)
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(15)).await;
+    let heard: usize = v.audio_payloads.iter().map(|(_, p)| p.len()).sum();
+    assert!(heard >= 16_000, "{heard} bytes of audio in 3 s at 1x");
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert_tone(&pcm, "WebRTC playback at 1x");
+    // 4x: pictures, no sound.
+    assert!(v.send_text(r#"{"op":"play","scale":"4"}"#));
+    v.run_while(Duration::from_millis(600), |_| false).await;
+    let (a0, f0) = (v.audio_payloads.len(), v.frames.len());
+    v.run_while(Duration::from_secs(2), |_| false).await;
+    assert!(v.frames.len() > f0, "no pictures at 4x");
+    assert_eq!(v.audio_payloads.len(), a0, "audio at 4x");
+    w.c.stop().await;
+}
+
+/// H.626.4 6.1.7 and 6.3.2 (issue 16): cameras whose audio is G.722 or AAC are recorded
+/// with their audio (as G.711): the NVR's export decodes to the camera's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
+    for (codec, phone) in [("aac", "+15550720043"), ("g722", "+15550720044")] {
+        let Some((w, _cam)) = pulled_world(phone, codec).await else {
+            return;
+        };
+        let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+        let span = recorded(&w, 9000).await.spans[0];
+        let ex = w
+            .owner
+            .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.mp4");
+        w.owner
+            .fetch_export(&ex.url, &file, |_, _| {})
+            .await
+            .unwrap();
+        let (pcm, info) = source_camera::decode_file(&file);
+        assert!(info.contains("Audio: pcm_mulaw"), "{codec}: {info}");
+        assert_tone(&pcm, &format!("export of a {codec} camera"));
+        w.c.stop().await;
+    }
 }

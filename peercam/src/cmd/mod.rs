@@ -21,10 +21,11 @@ use anyhow::Context as _;
 use peercam_net::Shutdown;
 use serde::de::DeserializeOwned;
 
-/// Logs go to stderr; `PEERCAM_LOG` filters (default `info`).
+/// Logs go to stderr; `PEERCAM_LOG` filters (default `info`, without the AAC decoder's own
+/// per-frame messages: the pull reports dropped AAC frames itself, rate-limited).
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEERCAM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,symphonia_codec_aac=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

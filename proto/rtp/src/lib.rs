@@ -15,6 +15,7 @@
 //! | [`h264`] | [`H264Packetizer`] (single NAL, STAP-A, FU-A), [`H264Depacketizer`] (Annex B: `peercam_media::annexb`) |
 //! | [`g711`] | µ-law / A-law companding, 20 ms audio [`g711::Packetizer`] (also frames G.722) |
 //! | [`session`] | [`RtpSender`] (sequence, counts, sender reports), sequence extension, [`ReceiverStats`] |
+//! | `camera_audio` | (feature `camera-audio`) a camera's audio for viewers and recorders: G.711/G.722 transcoding, AAC-LC decoded to 8 kHz G.711 |
 //! | `talk` | (feature `talk`) a viewer's microphone, G.711 or G.722 payloads, to 8 kHz PCM for a camera's speaker |
 //!
 //! # Sending (the camera)
@@ -57,6 +58,8 @@
 //! No function here panics on any input; every parser has a property test and a fuzz
 //! target (`fuzz_targets/` beside this crate).
 
+#[cfg(feature = "camera-audio")]
+pub mod camera_audio;
 pub mod g711;
 pub mod h264;
 pub mod packet;

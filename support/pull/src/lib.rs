@@ -9,10 +9,14 @@
 //!   (only access unit delimiters are dropped), the stream's SPS and PPS put in front of a
 //!   key frame that lacks them (many cameras send them only in the SDP);
 //! - the camera's own audio frames as they came (G.711 mu/A-law or G.722 bytes, 8 kHz RTP
-//!   clock). Audio in other formats (AAC, ...) is named in [`Started::audio`] but not set up:
-//!   nothing here decodes it.
+//!   clock); a camera's AAC-LC (`mpeg4-generic`) decoded to G.711 mu-law at 8 kHz
+//!   ([`audio::AacToG711`]; [`Started::decoded_from`] says so). Audio in other formats (or
+//!   AAC the decoder refuses, such as HE-AAC) is named in [`Started::audio`] but not set up.
 //!
 //! [`session`] is one connection; [`run`] redials with jittered backoff after every failure.
+
+/// A camera's audio for viewers and recorders (transcoding, AAC decoding).
+pub use peercam_rtp::camera_audio as audio;
 
 use std::time::Duration;
 
@@ -73,8 +77,10 @@ pub enum CameraAudio {
 /// What the camera offers, known once the session plays.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Started {
-    /// The camera's audio stream, if it has one.
+    /// The camera's audio stream, if it has one: for AAC, the codec it is decoded to.
     pub audio: Option<CameraAudio>,
+    /// The camera's own audio format when the pull decodes it (`mpeg4-generic` for AAC).
+    pub decoded_from: Option<String>,
 }
 
 /// What the camera sent.
@@ -186,10 +192,28 @@ pub async fn session(
         .streams()
         .iter()
         .position(|s| s.media() == "audio");
+    let mut aac: Option<audio::AacToG711> = None;
     let audio = audio_stream.map(|i| {
-        let name = described.streams()[i].encoding_name().to_ascii_lowercase();
+        let stream = &described.streams()[i];
+        let name = stream.encoding_name().to_ascii_lowercase();
         match AudioCodec::from_encoding_name(&name) {
             Some(c) => (Some(i), CameraAudio::Codec(c)),
+            None if name == "mpeg4-generic" => {
+                let config = match stream.parameters() {
+                    Some(ParametersRef::Audio(a)) => a.extra_data().to_vec(),
+                    _ => Vec::new(),
+                };
+                match audio::AacToG711::new(&config, peercam_rtp::g711::Law::MuLaw) {
+                    Ok(d) => {
+                        aac = Some(d);
+                        (Some(i), CameraAudio::Codec(AudioCodec::Pcmu))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the camera's AAC cannot be decoded");
+                        (None, CameraAudio::Unsupported(name))
+                    }
+                }
+            }
             None => (None, CameraAudio::Unsupported(name)),
         }
     });
@@ -206,14 +230,16 @@ pub async fn session(
     }
     let playing = described.play(PlayOptions::default()).await?;
     let mut demuxed = playing.demuxed()?;
-    tracing::info!(camera = %redacted(&config.url), audio = ?audio.as_ref().map(|a| &a.1), "pulling the camera's stream");
+    tracing::info!(camera = %redacted(&config.url), audio = ?audio.as_ref().map(|a| &a.1), aac_decoded = aac.is_some(), "pulling the camera's stream");
     if sink(Event::Started(Started {
         audio: audio.map(|a| a.1),
+        decoded_from: aac.is_some().then(|| "mpeg4-generic".to_owned()),
     })) == Flow::Stop
     {
         return Ok(());
     }
     let mut params: Option<AvcConfig> = None;
+    let mut aac_errors = 0u64;
     loop {
         let item = tokio::time::timeout(SILENCE, demuxed.next())
             .await
@@ -239,10 +265,28 @@ pub async fn session(
                     None => Flow::Continue,
                 }
             }
-            CodecItem::AudioFrame(frame) => sink(Event::Item(Item::Audio {
-                data: Bytes::copy_from_slice(frame.data()),
-                pts_8k: ticks(frame.timestamp(), 8000),
-            })),
+            CodecItem::AudioFrame(frame) => {
+                let data = match aac.as_mut() {
+                    None => Some(Bytes::copy_from_slice(frame.data())),
+                    Some(d) => match d.decode(frame.data()) {
+                        Ok(g711) => Some(Bytes::from(g711)),
+                        Err(e) => {
+                            aac_errors += 1;
+                            if aac_errors.is_power_of_two() {
+                                tracing::warn!(error = %e, count = aac_errors, "an AAC frame of the camera was dropped");
+                            }
+                            None
+                        }
+                    },
+                };
+                match data {
+                    Some(data) if !data.is_empty() => sink(Event::Item(Item::Audio {
+                        data,
+                        pts_8k: ticks(frame.timestamp(), 8000),
+                    })),
+                    _ => Flow::Continue,
+                }
+            }
             _ => Flow::Continue,
         };
         if flow == Flow::Stop {

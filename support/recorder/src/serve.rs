@@ -9,7 +9,9 @@
 //!   one frame forward or back (re-encoded as an IDR when the player could not decode it). Fast and reverse modes send key frames only
 //!   ([`peercam_record::trick`]). Timestamps follow the wall clock of the output, so any
 //!   player shows the speed asked; each frame's recorded time is in its SEI tag and the
-//!   `Range` of the PLAY answer.
+//!   `Range` of the PLAY answer. The recorded G.711 audio is track 1 of the description
+//!   when the recording has audio; it is sent at normal speed forward only: fast, slow and
+//!   reverse play and frame steps send no audio packets (the track stays set up and silent).
 //! * **HTTP export** `GET /export/CAMERA.mp4?from=CLOCK&to=CLOCK&token=T`: an MP4 of the
 //!   range, cut at key frames, with its length announced.
 //!
@@ -33,7 +35,7 @@ use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{NptTime, Range, StatusCode};
 use peercam_rtsp::server::ServerConn;
 use peercam_signal::play::{PlayGrant, PlayVerdict};
-use peercam_store::{Frame, SegmentRow, Store, StoreError};
+use peercam_store::{AudioChunk, AudioCodec, Frame, SegmentRow, Store, StoreError, to_8k};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +69,8 @@ pub struct Media {
 
 /// RTP payload size for interleaved packets.
 const MAX_PAYLOAD: usize = 1400;
+/// Recorded audio goes out in packets of 20 ms of G.711.
+pub(crate) const AUDIO_PACKET: usize = 160;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 64;
 
@@ -291,6 +295,8 @@ impl Media {
                 base_ms: 0,
                 sender: None,
                 channel: 0,
+                audio_codec: None,
+                audio: None,
                 player: None,
                 paused_at: None,
                 out: Vec::new(),
@@ -311,7 +317,7 @@ impl Media {
         query: Option<&str>,
         token: Option<String>,
         peer: SocketAddr,
-    ) -> Result<(DeviceId, u64, String), (u16, String)> {
+    ) -> Result<(DeviceId, u64, Option<AudioCodec>, String), (u16, String)> {
         let camera: DeviceId = path
             .strip_prefix("/rec/")
             .and_then(|c| c.parse().ok())
@@ -328,6 +334,8 @@ impl Media {
             .map_err(|e| (500, e.to_string()))?
             .ok_or_else(|| (404, "nothing recorded at or after that time".to_owned()))?;
         let base_ms = start.unwrap_or_else(|| seg.start_ms());
+        // The store holds G.711; its audio is track 1.
+        let audio = seg.audio.filter(|c| c.law().is_some());
         let sdp = peercam_rtsp::sdp::CameraSdp {
             session_id: base_ms / 1000,
             session_version: 1,
@@ -341,10 +349,10 @@ impl Media {
                     .ok()
                     .map(|s| (s.width, s.height)),
             }),
-            audio: None,
+            audio,
         }
         .build();
-        Ok((camera, base_ms, sdp))
+        Ok((camera, base_ms, audio, sdp))
     }
 
     async fn play(
@@ -489,6 +497,8 @@ impl Media {
         let Some((frame, wall)) = p.next(&self.store).await else {
             return false;
         };
+        let (chunks, codec) = p.audio_of(&frame, wall);
+        s.send_audio(&chunks, codec, frame.t90k);
         s.send_frame(&frame, wall);
         if let Some(p) = s.player.as_mut() {
             p.next_at += Duration::from_micros(wall * 100 / 9);
@@ -540,9 +550,10 @@ impl Handler for Playback<'_> {
         let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
         let (path, query, token) = (req.path.as_str(), req.query.as_deref(), req.token);
         match self.media.describe(path, query, token, self.peer).await {
-            Ok((camera, base_ms, sdp)) => {
+            Ok((camera, base_ms, audio, sdp)) => {
                 self.s.camera = Some(camera);
                 self.s.base_ms = base_ms;
+                self.s.audio_codec = audio;
                 let base = format!("{}/", uri.split('?').next().unwrap_or(uri));
                 let _ = conn.respond_describe(cseq, sdp, Some(base));
             }
@@ -574,7 +585,28 @@ impl Handler for Playback<'_> {
                 self.s.sender = Some(sender);
                 let _ = conn.accept_setup(cseq, 0, chosen);
             }
-            (0, None, _) => {
+            (1, Some(offer), Some(_)) if self.s.audio_codec.is_some() => {
+                let codec = self.s.audio_codec.unwrap_or(AudioCodec::Pcmu);
+                let ssrc = u32::from_be_bytes(random::<4>());
+                let Ok(sender) = RtpSender::new(SenderConfig {
+                    ssrc,
+                    payload_type: codec.payload_type(),
+                    initial_sequence: u16::from_be_bytes(random::<2>()),
+                    timestamp_offset: u32::from_be_bytes(random::<4>()),
+                }) else {
+                    let _ = conn.reject(cseq, StatusCode(500), "");
+                    return;
+                };
+                let (mut chosen, rtp, _) = serve::interleaved(offer, 1);
+                chosen.ssrc = Some(ssrc);
+                self.s.audio = Some(AudioOut {
+                    codec,
+                    sender,
+                    channel: rtp,
+                });
+                let _ = conn.accept_setup(cseq, 1, chosen);
+            }
+            (0 | 1, None, _) => {
                 let _ = conn.reject(
                     cseq,
                     StatusCode(461),
@@ -632,12 +664,23 @@ impl Handler for Playback<'_> {
     }
 }
 
+/// The audio track of a playback: recorded G.711 as it was stored.
+struct AudioOut {
+    codec: AudioCodec,
+    sender: RtpSender,
+    channel: u8,
+}
+
 struct Session {
     camera: Option<DeviceId>,
     /// The URL's `start`: npt ranges count from it.
     base_ms: u64,
     sender: Option<RtpSender>,
     channel: u8,
+    /// The recording's audio codec (track 1 of the description), if it has audio.
+    audio_codec: Option<AudioCodec>,
+    /// The audio track, once set up.
+    audio: Option<AudioOut>,
     player: Option<Player>,
     paused_at: Option<Player>,
     out: Vec<u8>,
@@ -649,10 +692,45 @@ struct Session {
 
 impl Session {
     fn rtp_info(&self) -> Vec<(usize, u16, u32)> {
-        self.sender
+        let video = self
+            .sender
             .as_ref()
-            .map(|s| vec![(0, s.next_sequence(), s.rtp_timestamp(self.out_ts as u32))])
-            .unwrap_or_default()
+            .map(|s| (0, s.next_sequence(), s.rtp_timestamp(self.out_ts as u32)));
+        let audio = self.audio.as_ref().map(|a| {
+            let t8k = to_8k(self.out_ts) as u32;
+            (1, a.sender.next_sequence(), a.sender.rtp_timestamp(t8k))
+        });
+        video.into_iter().chain(audio).collect()
+    }
+
+    /// The recorded audio of the frame shown next (recorded at `frame_t90k`), on the output
+    /// clock; call before [`Session::send_frame`] moves the clock on. Only at normal speed
+    /// forward (H.626.4 8.7.2.2; other speeds are silent).
+    fn send_audio(&mut self, chunks: &[AudioChunk], codec: Option<AudioCodec>, frame_t90k: u64) {
+        let Some(a) = self.audio.as_mut() else {
+            return;
+        };
+        // A run recorded with another codec than the description's stays silent.
+        if codec != Some(a.codec) {
+            return;
+        }
+        let (out_8k, at_8k) = (to_8k(self.out_ts), to_8k(frame_t90k));
+        for c in chunks {
+            let ts = out_8k.wrapping_add(c.t8k).wrapping_sub(at_8k) as u32;
+            // 20 ms a packet (G.711: a byte per 8 kHz tick), whatever the camera sent.
+            for (i, piece) in c.bytes.chunks(AUDIO_PACKET).enumerate() {
+                let ts = ts.wrapping_add((i * AUDIO_PACKET) as u32);
+                let Ok(len) = u16::try_from(12 + piece.len()) else {
+                    continue;
+                };
+                let mark = self.out.len();
+                self.out.extend_from_slice(&[b'$', a.channel]);
+                self.out.extend_from_slice(&len.to_be_bytes());
+                if a.sender.write_raw(piece, ts, false, &mut self.out).is_err() {
+                    self.out.truncate(mark);
+                }
+            }
+        }
     }
 
     fn send_frame(&mut self, frame: &Frame, wall: u64) {
@@ -718,6 +796,8 @@ pub(crate) struct Player {
     selection: Selection,
     seg: SegmentRow,
     frames: Vec<Frame>,
+    /// The segment's audio, in time order.
+    audio: Vec<AudioChunk>,
     /// GOP starts (indices into `frames`).
     gops: Vec<usize>,
     gop: usize,
@@ -747,6 +827,7 @@ impl Player {
             selection: Selection::All,
             seg: seg.clone(),
             frames: Vec::new(),
+            audio: Vec::new(),
             gops: Vec::new(),
             gop: 0,
             queue: VecDeque::new(),
@@ -776,6 +857,7 @@ impl Player {
     async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), PlayerError> {
         let media = store.read(&seg).await?;
         self.frames = media.video;
+        self.audio = media.audio;
         self.gops = self
             .frames
             .iter()
@@ -908,6 +990,39 @@ impl Player {
                 Some((self.frames[self.gops[g]].clone(), false))
             }
         }
+    }
+
+    /// The recorded audio to play with `frame`, shown for `wall` output ticks, and its
+    /// codec: the audio recorded from the frame's time until the next frame's at normal
+    /// speed forward, nothing at other speeds and in reverse (H.626.4 8.7.2.2).
+    pub(crate) fn audio_of(
+        &self,
+        frame: &Frame,
+        wall: u64,
+    ) -> (Vec<AudioChunk>, Option<AudioCodec>) {
+        if self.scale != Scale::NORMAL || self.audio.is_empty() {
+            return (Vec::new(), None);
+        }
+        // The first frame of a segment also takes the audio recorded before it in the
+        // segment, the last one what was recorded after it: nothing of the segment is lost.
+        let from = if self.frames.first().is_some_and(|f| f.t90k == frame.t90k) {
+            0
+        } else {
+            to_8k(frame.t90k)
+        };
+        let to = if self.frames.last().is_some_and(|f| f.t90k == frame.t90k) {
+            u64::MAX
+        } else {
+            to_8k(frame.t90k.saturating_add(wall))
+        };
+        let a = self.audio.partition_point(|c| c.t8k < from);
+        let b = self.audio.partition_point(|c| c.t8k < to);
+        (self.audio[a..b.max(a)].to_vec(), self.seg.audio)
+    }
+
+    /// The codec of the loaded segment's audio when it is G.711 (what playback sends).
+    pub(crate) fn audio_codec(&self) -> Option<AudioCodec> {
+        self.seg.audio.filter(|c| c.law().is_some())
     }
 
     pub(crate) fn position_ms(&self) -> u64 {

@@ -5,7 +5,8 @@
 //! clock follows the output's wall clock so the browser shows the speed asked. Control
 //! travels on the offer's data channel as [`PlaybackControl`] JSON; the recorder answers
 //! each control and, every 250 ms, with a [`PlaybackStatus`] (the recorded time shown, for
-//! the client's timeline).
+//! the client's timeline). The recorded G.711 audio goes with the picture at normal speed
+//! forward only, as in RTSP playback; other speeds, reverse and steps are silent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,10 +75,11 @@ impl Media {
         )
         .await
         .map_err(refused)?;
+        let audio = player.audio_codec();
         let config = EndpointConfig {
             bind_ip: req.bind_ip,
             stun: req.stun,
-            audio: None,
+            audio,
             stun_timeout: Duration::from_millis(800),
             // Nobody talks to a recording.
             talk: false,
@@ -95,6 +97,7 @@ impl Media {
             paused: None,
             ended: false,
             out_ts: 0,
+            audio,
             in_sync: true,
             pos_ms: req.start_ms,
             started: Instant::now(),
@@ -166,6 +169,8 @@ struct Session {
     ended: bool,
     /// The output clock, 90 kHz.
     out_ts: u64,
+    /// The audio codec answered (the recording's G.711), if any.
+    audio: Option<peercam_store::AudioCodec>,
     /// The browser's decoder holds the recording's own frames (not a re-encoded step).
     in_sync: bool,
     pos_ms: u64,
@@ -245,6 +250,18 @@ impl Session {
         // Never build up a burst after a stall.
         if p.next_at + Duration::from_millis(500) < Instant::now() {
             p.next_at = Instant::now();
+        }
+        let (chunks, codec) = p.audio_of(&frame, wall);
+        if codec.is_some() && codec == self.audio {
+            let out_8k = peercam_store::to_8k(self.out_ts);
+            let at_8k = peercam_store::to_8k(frame.t90k);
+            for c in chunks {
+                let ts = out_8k.wrapping_add(c.t8k).wrapping_sub(at_8k) as u32;
+                for (i, piece) in c.bytes.chunks(crate::serve::AUDIO_PACKET).enumerate() {
+                    let t = ts.wrapping_add((i * crate::serve::AUDIO_PACKET) as u32);
+                    self.ep.send_audio(piece.to_vec(), t)?;
+                }
+            }
         }
         self.send(&frame, wall)
     }

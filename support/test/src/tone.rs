@@ -107,6 +107,18 @@ pub fn tone_share(pcm: &[i16], rate: u32, freq: f64) -> f64 {
     shares[shares.len() / 2]
 }
 
+/// The strongest frequency of `pcm` (sampled at `rate`) between 100 Hz and just under half
+/// the rate, in 10 Hz steps (Goertzel at each step).
+pub fn dominant_hz(pcm: &[i16], rate: u32) -> u32 {
+    let top = (rate / 2).saturating_sub(100) / 10;
+    (10..=top.max(10))
+        .map(|k| k * 10)
+        .max_by(|a, b| {
+            power_at(pcm, rate, f64::from(*a)).total_cmp(&power_at(pcm, rate, f64::from(*b)))
+        })
+        .unwrap_or(0)
+}
+
 /// The root mean square of `pcm`.
 pub fn rms(pcm: &[i16]) -> f64 {
     if pcm.is_empty() {
@@ -139,6 +151,15 @@ mod tests {
             0.0
         );
         assert!((rms(&pcm) - 10_000.0 / 2f64.sqrt()).abs() < 50.0);
+    }
+
+    #[test]
+    fn dominant_frequency_is_found() {
+        assert_eq!(dominant_hz(&sine(1300.0, 8000, 16_000, 8000.0), 8000), 1300);
+        assert_eq!(
+            dominant_hz(&sine(440.0, 16_000, 16_000, 8000.0), 16_000),
+            440
+        );
     }
 
     #[test]

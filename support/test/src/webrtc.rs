@@ -42,6 +42,8 @@ pub struct Viewer {
     pub frames: Vec<(Instant, Vec<u8>)>,
     /// Audio packets received.
     pub audio_packets: usize,
+    /// Their payloads, with the time they arrived.
+    pub audio_payloads: Vec<(Instant, Vec<u8>)>,
     /// Text messages received on the data channel.
     pub texts: Vec<String>,
     /// Binary messages received on the data channel.
@@ -97,6 +99,7 @@ impl Viewer {
             pending: Some(pending),
             frames: Vec::new(),
             audio_packets: 0,
+            audio_payloads: Vec::new(),
             texts: Vec::new(),
             binaries: Vec::new(),
             connected_after: None,
@@ -202,7 +205,10 @@ impl Viewer {
                         Event::MediaData(d) if d.mid == self.video => {
                             self.frames.push((Instant::now(), d.data.to_vec()));
                         }
-                        Event::MediaData(d) if d.mid == self.audio => self.audio_packets += 1,
+                        Event::MediaData(d) if d.mid == self.audio => {
+                            self.audio_packets += 1;
+                            self.audio_payloads.push((Instant::now(), d.data.to_vec()));
+                        }
                         Event::ChannelOpen(id, _) => self.channel = Some(id),
                         Event::ChannelData(d) if !d.binary => {
                             self.texts

@@ -207,6 +207,8 @@ export class PlaybackSession {
     ch.binaryType = 'arraybuffer';
     this.channel = ch;
     pc.addTransceiver('video', { direction: 'recvonly' });
+    // The recorded sound, sent at 1x forward only (the recorder is silent at other speeds).
+    pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addEventListener('track', (ev) => {
       this.stream.addTrack(ev.track);
       if (this.video.srcObject !== this.stream) this.video.srcObject = this.stream;

@@ -56,6 +56,15 @@ impl Conn {
             .map_err(rtsp_err)
     }
 
+    /// SETUP of `trackID=track` over TCP interleaved channels `2 track` and `2 track + 1`.
+    pub(crate) async fn setup_track(&mut self, base: &str, track: usize) -> Result<(), CuError> {
+        self.0
+            .setup_interleaved(base, track)
+            .await
+            .map(drop)
+            .map_err(rtsp_err)
+    }
+
     pub(crate) async fn next(&mut self) -> Result<Parsed, CuError> {
         self.0.next().await.map_err(rtsp_err)
     }

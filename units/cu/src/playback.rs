@@ -29,12 +29,24 @@ pub struct Seen {
     pub arrived: Instant,
 }
 
+/// One audio packet of a playback (the recorded G.711).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// RTP payload type (0 PCMU, 8 PCMA).
+    pub payload_type: u8,
+    /// RTP timestamp, 8 kHz.
+    pub rtp_ts: u32,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
 /// A playback session.
 pub struct Playback {
     c: Conn,
     base: String,
     depack: H264Depacketizer,
     ready: VecDeque<Seen>,
+    audio: Vec<Heard>,
 }
 
 impl std::fmt::Debug for Playback {
@@ -49,8 +61,19 @@ impl Playback {
     /// DESCRIBE and SETUP `url` (from [`crate::Client::playback_url`]); call
     /// [`play`](Self::play) next.
     pub async fn open(url: &str) -> Result<Self, CuError> {
+        Self::open_with(url, false).await
+    }
+
+    /// Like [`open`](Self::open), and sets up the recorded audio (track 1) too when the
+    /// recording has some; its packets are kept ([`audio`](Self::audio)).
+    pub async fn open_with_audio(url: &str) -> Result<Self, CuError> {
+        Self::open_with(url, true).await
+    }
+
+    async fn open_with(url: &str, audio: bool) -> Result<Self, CuError> {
         let mut c = Conn::connect(url).await?;
-        c.request("DESCRIBE", url, "Accept: application/sdp\r\n")
+        let described = c
+            .request("DESCRIBE", url, "Accept: application/sdp\r\n")
             .await?;
         let base = url
             .split('?')
@@ -59,17 +82,28 @@ impl Playback {
             .trim_end_matches('/')
             .to_owned();
         c.setup_video(&base).await?;
+        if audio && String::from_utf8_lossy(&described.body).contains("m=audio") {
+            c.setup_track(&base, 1).await?;
+        }
         Ok(Self {
             c,
             base,
             depack: H264Depacketizer::new(),
             ready: VecDeque::new(),
+            audio: Vec::new(),
         })
     }
 
     fn reset(&mut self) {
         self.depack = H264Depacketizer::new();
         self.ready.clear();
+        self.audio.clear();
+    }
+
+    /// The audio packets received since the last PLAY, PAUSE or step (read while waiting
+    /// for frames).
+    pub fn audio(&self) -> &[Heard] {
+        &self.audio
     }
 
     /// Plays from `at_ms` (Unix ms; `None`: where it stands) at `scale` (`None`: as before).
@@ -132,12 +166,20 @@ impl Playback {
             let Parsed::Interleaved(frame) = msg else {
                 continue;
             };
-            if frame.channel != 0 {
-                continue;
-            }
             let Ok(pkt) = RtpPacket::parse(&frame.payload) else {
                 continue;
             };
+            if frame.channel == 2 {
+                self.audio.push(Heard {
+                    payload_type: pkt.payload_type(),
+                    rtp_ts: pkt.timestamp(),
+                    payload: pkt.payload().to_vec(),
+                });
+                continue;
+            }
+            if frame.channel != 0 {
+                continue;
+            }
             let _ = self.depack.push(&pkt);
             while let Some(au) = self.depack.poll() {
                 self.ready.push_back(Seen {

@@ -1,10 +1,13 @@
 //! Receiving a camera's stream for recording (8.7.2.1 step 18, Pn): the shared pull
-//! (`peercam-pull`, the PU's too) over TCP, H.264 video and the camera's G.711 audio when it
-//! sends it (the store records G.711; a camera's G.722 is not recorded).
+//! (`peercam-pull`, the PU's too) over TCP, H.264 video and the camera's audio when it sends
+//! it: the store records G.711, so G.711 is kept as it came and G.722 is transcoded to G.711
+//! mu-law (the shared [`peercam_pull::audio::Transcoder`]); the pull itself decodes AAC to
+//! G.711 mu-law.
 //!
 //! Unlike a live re-server, the recorder keeps the camera's SEI messages (the synthetic
 //! camera's frame tags end up in the recording) and drops only access unit delimiters.
 
+use peercam_pull::audio::Transcoder;
 use peercam_pull::{AudioCodec as Pulled, CameraAudio, Event, PullConfig, PullError};
 use peercam_store::AudioCodec;
 
@@ -37,12 +40,14 @@ pub(crate) enum NvrPullError {
     Pull(#[from] PullError),
 }
 
-/// The store's codec for what the camera sends, if the NVR records it.
-fn recorded(audio: Option<&CameraAudio>) -> Option<AudioCodec> {
+/// The store's codec for what the camera sends, if the NVR records it, and whether it must
+/// be transcoded to it (the store keeps G.711 only; H.626.4 6.3.2).
+fn recorded(audio: Option<&CameraAudio>) -> Option<(AudioCodec, bool)> {
     match audio? {
-        CameraAudio::Codec(Pulled::Pcmu) => Some(AudioCodec::Pcmu),
-        CameraAudio::Codec(Pulled::Pcma) => Some(AudioCodec::Pcma),
-        CameraAudio::Codec(Pulled::G722) | CameraAudio::Unsupported(_) => None,
+        CameraAudio::Codec(Pulled::Pcmu) => Some((AudioCodec::Pcmu, false)),
+        CameraAudio::Codec(Pulled::Pcma) => Some((AudioCodec::Pcma, false)),
+        CameraAudio::Codec(Pulled::G722) => Some((AudioCodec::Pcmu, true)),
+        CameraAudio::Unsupported(_) => None,
     }
 }
 
@@ -59,11 +64,15 @@ pub(crate) async fn pull(
         user_agent: format!("peercam-nvr/{}", crate::SW_VERSION),
     };
     let mut records_audio = false;
+    let mut transcoder: Option<Transcoder> = None;
     peercam_pull::session(&config, |event| match event {
         Event::Started(started) => {
             let audio = recorded(started.audio.as_ref());
             records_audio = audio.is_some();
-            on_start(audio);
+            transcoder = audio
+                .filter(|(_, recode)| *recode)
+                .map(|(to, _)| Transcoder::new(Pulled::G722, to));
+            on_start(audio.map(|(codec, _)| codec));
             Flow::Continue
         }
         Event::Item(peercam_pull::Item::Video { nals, key, pts_90k }) => sink(Item::Video {
@@ -72,13 +81,39 @@ pub(crate) async fn pull(
             pts: pts_90k,
         }),
         Event::Item(peercam_pull::Item::Audio { data, pts_8k }) if records_audio => {
-            sink(Item::Audio {
-                bytes: data.to_vec(),
-                pts: pts_8k,
-            })
+            let bytes = match transcoder.as_mut() {
+                Some(t) => t.convert(&data),
+                None => data.to_vec(),
+            };
+            sink(Item::Audio { bytes, pts: pts_8k })
         }
         Event::Item(peercam_pull::Item::Audio { .. }) | Event::Lost => Flow::Continue,
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h626_6_3_2_the_nvr_records_g711_of_every_camera_codec_it_takes() {
+        let codec = |a: CameraAudio| recorded(Some(&a));
+        assert_eq!(
+            codec(CameraAudio::Codec(Pulled::Pcmu)),
+            Some((AudioCodec::Pcmu, false))
+        );
+        assert_eq!(
+            codec(CameraAudio::Codec(Pulled::Pcma)),
+            Some((AudioCodec::Pcma, false))
+        );
+        assert_eq!(
+            codec(CameraAudio::Codec(Pulled::G722)),
+            Some((AudioCodec::Pcmu, true)),
+            "G.722 is transcoded to G.711 for the store"
+        );
+        assert_eq!(codec(CameraAudio::Unsupported("opus".into())), None);
+        assert!(recorded(None).is_none());
+    }
 }

@@ -4,9 +4,10 @@
 //! The synthetic camera's is a steady 440 Hz tone with a 1 kHz pip at every second of the
 //! wall clock, encoded in 20 ms frames as G.711 (mu-law or A-law) or G.722. A pulled camera's
 //! is the camera's own audio: passed through when the viewer takes the camera's codec,
-//! otherwise transcoded between G.711 mu-law, A-law and G.722 ([`Transcoder`]). AAC (and any
-//! other format) from a pulled camera is not re-served yet: its viewers get no audio track,
-//! and the PU logs why.
+//! otherwise transcoded between G.711 mu-law, A-law and G.722 ([`Transcoder`], shared with the
+//! NVR in `peercam-pull`). A camera's AAC is decoded by the pull and arrives here as G.711
+//! mu-law; other formats are not re-served: their viewers get no audio track, and the PU
+//! logs why.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use audio_codec::Encoder as _;
 use peercam_pull::CameraAudio;
+pub use peercam_pull::audio::Transcoder;
 use peercam_rtp::AudioCodec;
 use tokio::sync::broadcast;
 
@@ -184,8 +186,8 @@ impl AudioHub {
         if let Some(CameraAudio::Unsupported(name)) = &audio {
             tracing::warn!(
                 format = %name,
-                "the pulled camera's audio is not G.711 or G.722: AAC and other formats from a \
-                 pulled camera are not re-served yet, its viewers get video only"
+                "the pulled camera's audio is not G.711, G.722 or AAC-LC: it is not re-served, \
+                 its viewers get video only"
             );
         }
         st.camera = audio;
@@ -358,83 +360,6 @@ fn run_feed(feed: &Feed, mut source: AudioSource, clock: &MediaClock) {
     feed.stopped.store(true, Ordering::Release);
 }
 
-/// Converts a pulled camera's audio frames to a viewer's codec: passes them through when the
-/// codecs agree, otherwise decodes to 8 kHz PCM and encodes again (G.711 mu-law, A-law,
-/// G.722; H.626.4 6.3.2). Every codec has one byte per 8 kHz tick, so a frame keeps its
-/// length and timestamps carry over unchanged.
-pub struct Transcoder {
-    from: AudioCodec,
-    to: AudioCodec,
-    g722_dec: Option<audio_codec::g722::G722Decoder>,
-    g722_enc: Option<audio_codec::g722::G722Encoder>,
-    /// The last 8 kHz sample, for interpolating across frames when going to 16 kHz.
-    last: i16,
-}
-
-impl Transcoder {
-    /// From `from` to `to`.
-    pub fn new(from: AudioCodec, to: AudioCodec) -> Self {
-        let recode = from != to;
-        Self {
-            from,
-            to,
-            // The decoder's 8 kHz mode gives the lower sub-band (0-4 kHz) at 8 kHz.
-            g722_dec: (recode && from == AudioCodec::G722).then(|| {
-                audio_codec::g722::G722Decoder::with_options(
-                    audio_codec::g722::Bitrate::Mode1_64000,
-                    false,
-                    true,
-                )
-            }),
-            g722_enc: (recode && to == AudioCodec::G722).then(audio_codec::g722::G722Encoder::new),
-            last: 0,
-        }
-    }
-
-    /// Whether frames pass through unchanged.
-    pub fn is_passthrough(&self) -> bool {
-        self.from == self.to
-    }
-
-    /// One frame in `from`'s codec to `to`'s.
-    pub fn convert(&mut self, data: &[u8]) -> Vec<u8> {
-        if self.from == self.to {
-            return data.to_vec();
-        }
-        let mut pcm = Vec::with_capacity(data.len());
-        match (self.from.law(), self.g722_dec.as_mut()) {
-            (Some(law), _) => law.decode_into(data, &mut pcm),
-            (None, Some(dec)) => pcm = dec.decode_frame(data),
-            (None, None) => pcm.resize(data.len(), 0),
-        }
-        pcm.resize(data.len(), 0);
-        match (self.to.law(), self.g722_enc.as_mut()) {
-            (Some(law), _) => {
-                let mut out = Vec::with_capacity(pcm.len());
-                law.encode_into(&pcm, &mut out);
-                out
-            }
-            (None, Some(enc)) => {
-                // 8 to 16 kHz by linear interpolation, then G.722 (two samples a byte).
-                let mut wide = Vec::with_capacity(pcm.len() * 2);
-                for &s in &pcm {
-                    wide.push(((i32::from(self.last) + i32::from(s)) / 2) as i16);
-                    wide.push(s);
-                    self.last = s;
-                }
-                let mut out = vec![0u8; pcm.len() + 1];
-                match enc.encode_into(&wide, &mut out) {
-                    Ok(n) => out.truncate(n.min(pcm.len())),
-                    Err(_) => out.clear(),
-                }
-                out.resize(pcm.len(), 0);
-                out
-            }
-            (None, None) => vec![0; pcm.len()],
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,53 +391,6 @@ mod tests {
         }
     }
 
-    /// Zero crossings per second of `pcm` at `rate`, halved: the frequency of a pure tone.
-    fn tone_hz(pcm: &[i16], rate: u32) -> f64 {
-        let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-        crossings as f64 / 2.0 / (pcm.len() as f64 / f64::from(rate))
-    }
-
-    #[test]
-    fn h626_6_3_2_pulled_audio_is_transcoded_between_g711_and_g722() {
-        let tone: Vec<i16> = (0..8000)
-            .map(|i| {
-                (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 8000.0).sin())
-                    as i16
-            })
-            .collect();
-        let mut alaw = Vec::new();
-        peercam_rtp::g711::Law::ALaw.encode_into(&tone, &mut alaw);
-        for to in [AudioCodec::Pcma, AudioCodec::Pcmu, AudioCodec::G722] {
-            let mut t = Transcoder::new(AudioCodec::Pcma, to);
-            assert_eq!(t.is_passthrough(), to == AudioCodec::Pcma);
-            let out: Vec<u8> = alaw.chunks(160).flat_map(|f| t.convert(f)).collect();
-            assert_eq!(out.len(), alaw.len(), "{to:?}: one byte per 8 kHz tick");
-            let (pcm, rate) = match to.law() {
-                Some(law) => {
-                    let mut pcm = Vec::new();
-                    law.decode_into(&out, &mut pcm);
-                    (pcm, 8000)
-                }
-                None => (
-                    audio_codec::g722::G722Decoder::new().decode_frame(&out),
-                    16_000,
-                ),
-            };
-            // Past the codec's start-up, the tone is the camera's.
-            let hz = tone_hz(&pcm[pcm.len() / 4..], rate);
-            assert!((hz - 1000.0).abs() < 15.0, "{to:?}: {hz} Hz");
-        }
-        // And back from G.722 to G.711.
-        let mut enc = Transcoder::new(AudioCodec::Pcma, AudioCodec::G722);
-        let g722: Vec<u8> = alaw.chunks(160).flat_map(|f| enc.convert(f)).collect();
-        let mut dec = Transcoder::new(AudioCodec::G722, AudioCodec::Pcmu);
-        let ulaw: Vec<u8> = g722.chunks(160).flat_map(|f| dec.convert(f)).collect();
-        let mut pcm = Vec::new();
-        peercam_rtp::g711::Law::MuLaw.decode_into(&ulaw, &mut pcm);
-        let hz = tone_hz(&pcm[2000..], 8000);
-        assert!((hz - 1000.0).abs() < 15.0, "G.722 -> PCMU: {hz} Hz");
-    }
-
     #[test]
     fn pulled_feeds_follow_the_camera() {
         let hub = AudioHub::pulled(Arc::new(MediaClock::new(0)));
@@ -523,7 +401,7 @@ mod tests {
         hub.camera_started(Some(CameraAudio::Unsupported("mpeg4-generic".into())));
         assert!(
             hub.subscribe(Some(AudioCodec::Pcmu)).expect("ok").is_none(),
-            "AAC is not re-served"
+            "audio the pull cannot decode is not re-served"
         );
         hub.camera_started(Some(CameraAudio::Codec(AudioCodec::Pcmu)));
         let mut u = hub
