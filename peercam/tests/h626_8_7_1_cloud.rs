@@ -697,6 +697,17 @@ async fn spawn_cs_binary(
     dir: &std::path::Path,
     port: u16,
 ) -> tokio::process::Child {
+    spawn_cs_binary_with(c, cs_id, dir, port, "").await
+}
+
+/// [`spawn_cs_binary`] with `extra` top-level lines in `cs.toml` (a `store`).
+async fn spawn_cs_binary_with(
+    c: &Cluster,
+    cs_id: &DeviceIdentity,
+    dir: &std::path::Path,
+    port: u16,
+    extra: &str,
+) -> tokio::process::Child {
     std::fs::create_dir_all(dir).unwrap();
     let identity = dir.join("identity.toml");
     std::fs::write(&identity, cs_id.to_toml()).unwrap();
@@ -704,7 +715,7 @@ async fn spawn_cs_binary(
     std::fs::write(
         &config,
         format!(
-            "device_id = {:?}\nlisten = \"127.0.0.1:{port}\"\nstore_dir = {:?}\n\n[platform]\nidentity = {:?}\nscu_url = {:?}\nplatform_ca = {:?}\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n",
+            "device_id = {:?}\nlisten = \"127.0.0.1:{port}\"\nstore_dir = {:?}\n{extra}\n[platform]\nidentity = {:?}\nscu_url = {:?}\nplatform_ca = {:?}\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n",
             cs_id.device_id.to_string(),
             dir.join("objects"),
             identity,
@@ -1132,4 +1143,230 @@ async fn h626_8_7_1_alarm_strategy_uploads_pre_and_post_roll() {
     assert!(contiguous(&settled), "{settled:?}");
     pu_sd.trigger();
     cs_sd.trigger();
+}
+
+const BUCKET: &str = "peercam-cloud";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `store` line of a CS on the S3 `endpoint`, and a client of the same bucket.
+fn s3_store(dir: &std::path::Path, endpoint: &str) -> (String, peercam_cs::S3Store) {
+    std::fs::create_dir_all(dir).unwrap();
+    let creds = peercam_test::s3::credentials_file(dir).unwrap();
+    let line = format!(
+        "store = {{ kind = \"s3\", endpoint = {endpoint:?}, bucket = {BUCKET:?}, credentials_file = {creds:?} }}\n"
+    );
+    let mut cfg = peercam_cs::S3Config::new(endpoint, BUCKET);
+    cfg.credentials_file = Some(creds);
+    (line, peercam_cs::S3Store::open(&cfg).unwrap())
+}
+
+/// Copies every object of `prefix` out of the bucket into `out` (as files named by key).
+async fn download(s3: &peercam_cs::S3Store, prefix: &Prefix, out: &std::path::Path) -> Vec<String> {
+    use peercam_cs::Backend as _;
+    let listed = s3.list(&format!("{prefix}/")).await.unwrap();
+    for (key, len) in &listed {
+        let bytes = s3.get_range(key, None).await.unwrap();
+        assert_eq!(bytes.len() as u64, *len, "{key}");
+        let path = out.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    listed.into_iter().map(|(k, _)| k).collect()
+}
+
+/// The real `peercam cs` on an S3 store, a real camera uploading: every indexed object is
+/// in the bucket (read back through the S3 API), and none holds H.264 in clear.
+async fn record_and_upload_s3(w: &World, endpoint: &str) {
+    let dir = w.c.path().join("cs-bin");
+    let (store, s3) = s3_store(&dir, endpoint);
+    let port = free_port();
+    let mut child = spawn_cs_binary_with(&w.c, &w.cs_id, &dir, port, &store).await;
+    w.c.wait_online(&w.cs_id.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let got = wait_indexed(&dir.join("index.db"), &prefix, 3, Duration::from_secs(40)).await;
+    assert!(contiguous(&got), "{got:?}");
+    let keys = download(&s3, &prefix, &dir.join("downloaded")).await;
+    for (_, key) in &got {
+        assert!(keys.contains(key), "{key} not in the bucket: {keys:?}");
+    }
+    // The LocalDir store was not used.
+    assert!(files(&dir.join("objects")).is_empty());
+    no_h264_in(&w.c, &dir.join("downloaded"), &prefix).await;
+    pu_sd.trigger();
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_record_and_upload_s3s() {
+    let w = world(1 << 30, "+15550871011").await;
+    let server = peercam_test::s3::S3sFs::start(&w.c.path().join("s3s"), BUCKET)
+        .await
+        .unwrap();
+    record_and_upload_s3(&w, &server.endpoint()).await;
+    // s3s-fs holds the bucket as a directory: the objects are files there too.
+    assert!(
+        files(&w.c.path().join("s3s").join(BUCKET))
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "seg"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_record_and_upload_moto() {
+    let Some(moto) =
+        peercam_test::s3::moto_server_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+    else {
+        peercam_net::skip::skip(
+            "h626_8_7_1_record_and_upload_moto",
+            "no .ci/venv/bin/moto_server (.ci/run installs it) and no PEERCAM_MOTO_SERVER",
+        );
+        return;
+    };
+    let w = world(1 << 30, "+15550871012").await;
+    let server = peercam_test::s3::Moto::start(&moto, BUCKET).await.unwrap();
+    record_and_upload_s3(&w, &server.endpoint()).await;
+}
+
+/// Not a test of its own: run with `PEERCAM_TEST_S3FS=<dir>` and `PEERCAM_TEST_S3FS_PORT`
+/// (by [`h626_8_7_1_kill_9_s3_loses_no_acknowledged_segment`], which re-runs this test
+/// binary as a child), it serves s3s-fs on that directory until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3s_fs_child_server() {
+    let (Some(dir), Some(port)) = (
+        std::env::var_os("PEERCAM_TEST_S3FS"),
+        std::env::var("PEERCAM_TEST_S3FS_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok()),
+    ) else {
+        return;
+    };
+    let _server = peercam_test::s3::S3sFs::start_on(
+        std::path::Path::new(&dir),
+        BUCKET,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+    .await
+    .unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// This test binary as a child serving s3s-fs on `dir` at `port`, once it listens.
+async fn spawn_s3s_fs_child(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "s3s_fs_child_server", "--nocapture"])
+        .env("PEERCAM_TEST_S3FS", dir)
+        .env("PEERCAM_TEST_S3FS_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the s3s-fs child does not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_kill_9_s3_loses_no_acknowledged_segment() {
+    use peercam_cs::Backend as _;
+    let w = world(1 << 30, "+15550871013").await;
+    let s3_dir = w.c.path().join("s3s-child");
+    let s3_port = free_port();
+    let mut s3_child = spawn_s3s_fs_child(&s3_dir, s3_port).await;
+    let dir = w.c.path().join("cs-bin");
+    let (store, s3) = s3_store(&dir, &format!("http://127.0.0.1:{s3_port}"));
+    let mut cs = spawn_cs_binary_with(&w.c, &w.cs_id, &dir, free_port(), &store).await;
+    w.c.wait_online(&w.cs_id.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db = dir.join("index.db");
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    for round in 0..2u64 {
+        wait_indexed(
+            &db,
+            &prefix,
+            acknowledged.len() + 2,
+            Duration::from_secs(40),
+        )
+        .await;
+        // kill -9 of the S3 server at a point that moves from round to round.
+        tokio::time::sleep(Duration::from_millis(300 + 900 * round)).await;
+        s3_child.kill().await.unwrap();
+        let _ = s3_child.wait().await;
+        acknowledged = indexed(&db, &prefix).await;
+        // The CS answers 5xx while the store is down; the camera keeps its backlog.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        s3_child = spawn_s3s_fs_child(&s3_dir, s3_port).await;
+        let after = wait_indexed(
+            &db,
+            &prefix,
+            acknowledged.len() + 2,
+            Duration::from_secs(60),
+        )
+        .await;
+        for a in &acknowledged {
+            assert!(after.contains(a), "round {round}: acknowledged {a:?} lost");
+            assert!(
+                s3.head(&a.1).await.unwrap().is_some(),
+                "round {round}: acknowledged {} not in the bucket",
+                a.1
+            );
+        }
+    }
+    // The backlog drains in order, and every indexed object is in the bucket.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = indexed(&db, &prefix).await;
+        if got.first().map(|g| g.0) == Some(0)
+            && contiguous(&got)
+            && got.len() > acknowledged.len() + 2
+        {
+            break got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backlog did not drain in order: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let keys = download(&s3, &prefix, &dir.join("downloaded")).await;
+    for (_, key) in &got {
+        assert!(keys.contains(key), "{key} indexed but not in the bucket");
+    }
+    no_h264_in(&w.c, &dir.join("downloaded"), &prefix).await;
+    pu_sd.trigger();
+    let _ = cs.kill().await;
+    let _ = s3_child.kill().await;
 }

@@ -14,6 +14,7 @@
 
 pub mod natlab;
 pub mod postgres;
+pub mod s3;
 pub mod tone;
 pub mod web;
 pub mod webrtc;

@@ -2,11 +2,12 @@
 //! stores cameras' recordings (8.7.1), enforces each account's quota (6.1.13) and encrypts
 //! everything it stores. The design is `docs/design/cloud-storage.md`.
 //!
-//! This crate holds the core of slice 1:
+//! This crate holds slices 1 and 2:
 //!
 //! | module | what |
 //! |---|---|
 //! | [`backend`] | where object bytes live: the [`backend::Backend`] trait and [`backend::LocalDir`] (temp file, fsync, rename, fsync dir) |
+//! | [`s3`] | [`S3Store`]: any S3 endpoint through `object_store` (SHA-256 checksummed PUT, multipart above a threshold, path or virtual-host style) |
 //! | [`index`] | `index.db` (SQLite, `synchronous=FULL`): objects, write-ahead intents (also the quota reservation), pending deletions, accounts, cameras |
 //! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
 //! | [`keys`] | data keys: the CMU key service (`cloud_key`, memory-only cache), or the configuration |
@@ -17,14 +18,14 @@
 //! ```text
 //!   PU --- Cp (HTTP, Bearer pcg1 grant) ---> api --- intent --> index.db
 //!                                             |  seal (PCE1, camera's DEK)
-//!                                             +--- put (durable) --> Backend (LocalDir)
+//!                                             +--- put (durable) --> Backend (LocalDir, S3)
 //!                                             +--- row + usage ----> index.db --> 201
 //! ```
 //!
 //! With a `[platform]` section the CS registers with an SCU and takes its grant keys,
 //! accounts and cameras from the CMU (Su); the values of [`CsConfig`] are the starting
 //! point (and all a CS without a platform has). Not here yet (later steps of issue 17):
-//! multipart uploads, `skip`, S3, playback. Cp serves HTTPS with the configured certificate
+//! `skip`, playback. Cp serves HTTPS with the configured certificate
 //! (`tls`), plain HTTP without one (loopback only).
 
 pub mod agent;
@@ -34,6 +35,7 @@ mod error;
 pub mod index;
 pub mod keys;
 pub mod recover;
+pub mod s3;
 pub mod su;
 
 use std::collections::HashMap;
@@ -52,6 +54,7 @@ pub use backend::{Backend, BackendError, LocalDir};
 pub use index::{Index, IndexError};
 pub use keys::{Keys, PlatformKeys, StaticKeys};
 pub use recover::RecoveryReport;
+pub use s3::{S3Config, S3Store};
 pub use su::Su;
 
 /// The CS's software version, reported at registration.
@@ -203,8 +206,14 @@ pub struct CsConfig {
     /// demo and tests). Default none.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// The object directory of the `LocalDir` store.
+    /// The object directory of the `LocalDir` store (the default store), and the index's
+    /// default place. Default: none (then `store` and `index` are needed).
+    #[serde(default)]
     pub store_dir: PathBuf,
+    /// The object store: `{ kind = "dir", path }` or `{ kind = "s3", endpoint, bucket,
+    /// region, path_style, credentials_file }`. Default: `LocalDir` on `store_dir`.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     /// The index database. Default: `index.db` beside `store_dir`.
     #[serde(default)]
     pub index: Option<PathBuf>,
@@ -256,6 +265,7 @@ impl CsConfig {
             listen: default_listen(),
             tls: None,
             store_dir,
+            store: None,
             index: None,
             grant_keys: Vec::new(),
             accounts: Vec::new(),
@@ -271,8 +281,11 @@ impl CsConfig {
     /// The index path in effect.
     pub fn index_path(&self) -> PathBuf {
         self.index.clone().unwrap_or_else(|| {
-            self.store_dir
-                .parent()
+            let dir = match &self.store {
+                Some(StoreConfig::Dir { path }) => path,
+                _ => &self.store_dir,
+            };
+            dir.parent()
                 .map_or_else(|| PathBuf::from("index.db"), |p| p.join("index.db"))
         })
     }
@@ -325,20 +338,47 @@ pub struct Running {
     pub agent: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Opens the `LocalDir` store at `store_dir` and the index, applies the configured
-/// accounts and cameras, recovers interrupted writes and deletions, then serves Cp until
-/// `shutdown`.
+/// Which object store the CS writes to (`store` in `cs.toml`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// [`LocalDir`] on `path`.
+    Dir {
+        /// The object directory.
+        path: PathBuf,
+    },
+    /// [`S3Store`]: any S3 endpoint.
+    S3(S3Config),
+}
+
+impl CsConfig {
+    /// Opens the configured store: `store`, or `LocalDir` on `store_dir`.
+    pub async fn open_store(&self) -> Result<Arc<dyn Backend>, CsError> {
+        Ok(match &self.store {
+            Some(StoreConfig::S3(c)) => Arc::new(S3Store::open(c)?),
+            Some(StoreConfig::Dir { path }) => Arc::new(LocalDir::open(path).await?),
+            None if self.store_dir.as_os_str().is_empty() => {
+                return Err(CsError::Config("neither store nor store_dir is set".into()));
+            }
+            None => Arc::new(LocalDir::open(&self.store_dir).await?),
+        })
+    }
+}
+
+/// Opens the configured store (`store`, else `LocalDir` on `store_dir`) and the index,
+/// applies the configured accounts and cameras, recovers interrupted writes and deletions,
+/// then serves Cp until `shutdown`.
 pub async fn start(
     config: CsConfig,
     keys: Arc<dyn Keys>,
     shutdown: Shutdown,
 ) -> Result<Running, CsError> {
-    let backend = LocalDir::open(&config.store_dir).await?;
-    start_with(config, keys, Arc::new(backend), shutdown).await
+    let backend = config.open_store().await?;
+    start_with(config, keys, backend, shutdown).await
 }
 
-/// [`start`] on another backend (`store_dir` is then unused): the S3 backend of a later
-/// slice, or a test's backend that stops at a chosen point.
+/// [`start`] on another backend (`store` and `store_dir` are then unused): a test's
+/// backend that stops at a chosen point.
 pub async fn start_with(
     config: CsConfig,
     keys: Arc<dyn Keys>,

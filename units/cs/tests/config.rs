@@ -52,3 +52,38 @@ fn minimal_cs_toml_takes_defaults() {
         toml::from_str::<CsConfig>("device_id = \"cs\"\nstore_dir = \"o\"\nbogus = 1\n").is_err()
     );
 }
+
+#[test]
+fn s3_store_parses_with_defaults_and_refuses_unknown_keys() {
+    use peercam_cs::StoreConfig;
+    let c: CsConfig = toml::from_str(
+        "device_id = \"cs\"\nindex = \"/var/lib/cs/index.db\"\nstore = { kind = \"s3\", endpoint = \"https://s3.example\", bucket = \"cams\", credentials_file = \"/etc/peercam/s3.toml\" }\n",
+    )
+    .unwrap();
+    let Some(StoreConfig::S3(s)) = &c.store else {
+        panic!("{:?}", c.store)
+    };
+    assert_eq!(s.bucket, "cams");
+    assert_eq!(s.region, "us-east-1");
+    assert!(s.path_style);
+    assert_eq!(s.multipart_threshold_bytes, 8 << 20);
+    assert_eq!(s.multipart_part_bytes, 5 << 20);
+    assert_eq!(s.max_retries, 3);
+    assert_eq!(
+        c.index_path(),
+        std::path::PathBuf::from("/var/lib/cs/index.db")
+    );
+    let c: CsConfig =
+        toml::from_str("device_id = \"cs\"\nstore = { kind = \"dir\", path = \"/srv/o\" }\n")
+            .unwrap();
+    assert_eq!(c.index_path(), std::path::PathBuf::from("/srv/index.db"));
+    assert!(
+        toml::from_str::<CsConfig>(
+            "device_id = \"cs\"\nstore = { kind = \"s3\", bucket = \"b\", secret = \"x\" }\n"
+        )
+        .is_err()
+    );
+    assert!(
+        toml::from_str::<CsConfig>("device_id = \"cs\"\nstore = { kind = \"ftp\" }\n").is_err()
+    );
+}
