@@ -1191,7 +1191,7 @@ async fn record_and_upload_s3(w: &World, endpoint: &str) {
     w.c.wait_online(&w.cs_id.device_id, true, Duration::from_secs(20))
         .await
         .unwrap();
-    let (_pu, pu_sd) = start_camera(&w).await;
+    let (_pu, pu_sd) = start_camera(w).await;
     let cam = w.cam.device_id.as_str();
     w.owner
         .set_recording(cam, Some("cloud"), &continuous())

@@ -138,7 +138,7 @@ impl Moto {
         loop {
             // moto accepts unsigned requests: create the bucket once it answers.
             match raw_request(m.addr, "PUT", &format!("/{bucket}")).await {
-                Ok(status) if status == 200 => return Ok(m),
+                Ok(200) => return Ok(m),
                 Ok(status) => {
                     return Err(io::Error::other(format!(
                         "moto: create bucket answered {status}"
