@@ -6,6 +6,8 @@
 //! stream goes on; revoking the viewer ends its talk.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+#[path = "support/relay.rs"]
+mod relay;
 #[path = "support/talk.rs"]
 mod talk;
 
@@ -18,6 +20,7 @@ use peercam_net::rtsp::RtspConn;
 use peercam_rtsp::Parsed;
 use peercam_test::Cluster;
 use peercam_test::tone::{rms, sine, tone_share, wav_bytes};
+use relay::{mtu, relay_url};
 use talk::{pcmu_tone, speaker};
 
 const OWNER: &str = "+15550618101";
@@ -183,6 +186,12 @@ async fn h626_6_1_8_backchannel_gstreamer_rtspsrc_talks() {
         .play(&dev, &peercam_signal::cm::PlayRequest::default())
         .await
         .unwrap();
+    gst_talks(&r.url, &wav).await;
+    c.stop().await;
+}
+
+/// Runs the GStreamer back-channel client on `url` for 2 s of 1 kHz and checks the speaker.
+async fn gst_talks(url: &str, wav: &std::path::Path) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/gst_backchannel.py"
@@ -190,7 +199,7 @@ async fn h626_6_1_8_backchannel_gstreamer_rtspsrc_talks() {
     let out = tokio::time::timeout(
         Duration::from_secs(40),
         tokio::process::Command::new("/usr/bin/python3")
-            .args([script, &r.url, "2", "1000"])
+            .args([script, url, "2", "1000"])
             .kill_on_drop(true)
             .output(),
     )
@@ -201,7 +210,7 @@ async fn h626_6_1_8_backchannel_gstreamer_rtspsrc_talks() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("gst: {stdout} {stderr}");
     assert!(out.status.success(), "{stdout} {stderr}");
-    let pcm = speaker(&wav);
+    let pcm = speaker(wav);
     let p = tone_share(&pcm, 8000, 1000.0);
     eprintln!(
         "speaker: {} samples, rms {:.0}, 1 kHz share {p:.3}",
@@ -211,7 +220,6 @@ async fn h626_6_1_8_backchannel_gstreamer_rtspsrc_talks() {
     assert!(pcm.len() >= 8000 * 3 / 2, "{} samples played", pcm.len());
     assert!(pcm.len() <= 8000 * 2, "{} samples played", pcm.len());
     assert!(p > 0.9, "1 kHz is {p} of the energy only");
-    c.stop().await;
 }
 
 /// A sub-account shared `live` without `talk`: its DESCRIBE asking for the back channel is
@@ -347,6 +355,197 @@ async fn h626_6_1_8_backchannel_revocation_ends_talk() {
     })
     .await;
     assert!(closed.is_ok(), "the connection outlived the unshare");
+    for (i, p) in tone.iter().enumerate() {
+        if conn
+            .write_raw(&frame(4, &rtp(0, 100 + i as u16, p)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(speaker(&wav).len(), 4000, "talk played after the unshare");
+    c.stop().await;
+}
+
+/// `peercam cu talk --path relay`: the MTU opens the viewer's own talk upstream with the
+/// platform's talk token, and the camera's speaker holds the tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_backchannel_through_relay_cu_talk() {
+    let (c, _owner, dev, wav, _pu) = world().await;
+    let (_m, _msd, _) = mtu(&c).await;
+    let said = c.path().join("say.wav");
+    std::fs::write(&said, wav_bytes(&sine(1000.0, 8000, 16000, 8000.0), 8000)).unwrap();
+    let (ok, out, err) = c
+        .cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            OWNER,
+            &[
+                "talk",
+                &dev,
+                "--file",
+                said.to_str().unwrap(),
+                "--path",
+                "relay",
+            ],
+        )
+        .await;
+    assert!(ok, "cu talk failed: {out} {err}");
+    assert!(out.contains("said 2.0 s"), "{out}");
+    assert!(out.contains("relay path"), "{out}");
+    let pcm = speaker(&wav);
+    let p = tone_share(&pcm, 8000, 1000.0);
+    eprintln!(
+        "speaker: {} samples, rms {:.0}, 1 kHz share {p:.3}",
+        pcm.len(),
+        rms(&pcm)
+    );
+    assert_eq!(pcm.len(), 16000, "{} samples played", pcm.len());
+    assert!(p > 0.9, "1 kHz is {p} of the energy only");
+    // A path that is not offered is an error naming those that are.
+    let (ok, _, err) = c
+        .cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            OWNER,
+            &[
+                "talk",
+                &dev,
+                "--file",
+                said.to_str().unwrap(),
+                "--path",
+                "mapped",
+            ],
+        )
+        .await;
+    assert!(!ok);
+    assert!(err.contains("no mapped path to this device"), "{err}");
+    c.stop().await;
+}
+
+/// GStreamer's `rtspsrc backchannel=onvif` through the MTU's relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_backchannel_through_relay_gstreamer() {
+    if !have_gst_python() {
+        peercam_test::skip(
+            "h626_6_1_8_backchannel_through_relay_gstreamer",
+            "GStreamer for Python with rtspsrc and mulawenc (apt-get install python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good)",
+        );
+        return;
+    }
+    let (c, owner, dev, wav, _pu) = world().await;
+    let (_m, _msd, _) = mtu(&c).await;
+    let url = relay_url(&owner, &dev).await;
+    assert!(url.contains("/relay/"), "{url}");
+    gst_talks(&url, &wav).await;
+    c.stop().await;
+}
+
+/// Through the relay, the camera judges the viewer's own grant: a sub-account without `talk`
+/// is answered 551 (the camera's refusal, relayed), watches on the same connection without
+/// the back channel, and is not heard. A sub-account with `talk` is heard until it is
+/// unshared, which ends its relayed session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_backchannel_through_relay_is_judged_by_the_camera() {
+    let (c, owner, dev, wav, _pu) = world().await;
+    let (_m, _msd, _) = mtu(&c).await;
+    let kid = c.sub(&owner, "kidrelay").await.unwrap();
+    owner
+        .share(&dev, "kidrelay", [Scope::Live].into_iter().collect())
+        .await
+        .unwrap();
+    let url = relay_url(&kid, &dev).await;
+    let mut conn = RtspConn::connect(&url, Duration::from_secs(5), "test")
+        .await
+        .unwrap();
+    let base = url
+        .split('?')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let r = answer(&mut conn, "DESCRIBE", &url, REQUIRE).await;
+    assert_eq!(r.status.0, 551, "{r:?}");
+    assert_eq!(
+        r.headers.get("Unsupported"),
+        Some("www.onvif.org/ver20/backchannel")
+    );
+    let r = answer(&mut conn, "DESCRIBE", &url, "Accept: application/sdp\r\n").await;
+    assert_eq!(r.status.0, 200, "{r:?}");
+    assert!(!String::from_utf8_lossy(&r.body).contains("sendonly"));
+    let r = answer(
+        &mut conn,
+        "SETUP",
+        &format!("{base}/trackID=2"),
+        "Transport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n",
+    )
+    .await;
+    assert_eq!(r.status.0, 404, "{r:?}");
+    conn.setup_interleaved(&base, 0).await.unwrap();
+    conn.request("PLAY", &format!("{base}/"), "").await.unwrap();
+    for (i, p) in pcmu_tone(1000.0, 0.5).iter().enumerate() {
+        conn.write_raw(&frame(4, &rtp(0, i as u16, p)))
+            .await
+            .unwrap();
+    }
+    let n = video_within(&mut conn, Duration::from_secs(2)).await;
+    assert!(n >= 10, "{n} relayed video packets");
+    assert!(
+        speaker(&wav).is_empty(),
+        "the camera played a viewer without talk"
+    );
+    drop(conn);
+
+    // With talk: heard through the relay, with the video of the shared feed.
+    owner.unshare(&dev, "kidrelay").await.unwrap();
+    owner
+        .share(
+            &dev,
+            "kidrelay",
+            [Scope::Live, Scope::Talk].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let url = relay_url(&kid, &dev).await;
+    let mut conn = RtspConn::connect(&url, Duration::from_secs(5), "test")
+        .await
+        .unwrap();
+    let base = url
+        .split('?')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let r = conn.request("DESCRIBE", &url, REQUIRE).await.unwrap();
+    let sdp = peercam_rtsp::sdp::SessionDescription::parse(&r.body).unwrap();
+    let (control, _) = peercam_rtsp::sdp::find_backchannel(&sdp).unwrap();
+    assert_eq!(control, "trackID=2");
+    conn.setup_interleaved(&base, 0).await.unwrap();
+    conn.setup_interleaved(&base, 2).await.unwrap();
+    conn.request("PLAY", &format!("{base}/"), "").await.unwrap();
+    let tone = pcmu_tone(1000.0, 0.5);
+    for (i, p) in tone.iter().enumerate() {
+        conn.write_raw(&frame(4, &rtp(0, i as u16, p)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let n = video_within(&mut conn, Duration::from_millis(800)).await;
+    assert!(n >= 5, "{n} relayed video packets while talking");
+    let pcm = speaker(&wav);
+    assert_eq!(pcm.len(), 4000, "{} samples played", pcm.len());
+    assert!(tone_share(&pcm, 8000, 1000.0) > 0.9);
+    // Unsharing ends the relayed session (and the camera's talk upstream) at once.
+    owner.unshare(&dev, "kidrelay").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if conn.next().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the relayed session outlived the unshare");
     for (i, p) in tone.iter().enumerate() {
         if conn
             .write_raw(&frame(4, &rtp(0, 100 + i as u16, p)))
