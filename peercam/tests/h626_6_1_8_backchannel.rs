@@ -559,3 +559,119 @@ async fn h626_6_1_8_backchannel_through_relay_is_judged_by_the_camera() {
     assert_eq!(speaker(&wav).len(), 4000, "talk played after the unshare");
     c.stop().await;
 }
+
+fn have_gst_onvif_server() -> bool {
+    std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert GstRtspServer.RTSPOnvifServer and Gst.ElementFactory.find('rtppcmudepay') and Gst.ElementFactory.find('openh264enc')",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A wrapped ONVIF camera with a back channel (GStreamer's ONVIF RTSP server): the PU pulls
+/// its video and, with `talk_to_source`, forwards what a viewer says to the camera's own back
+/// channel; the wrapped camera's speaker (raw PCM) and the PU's WAV file both hold the tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_backchannel_forwarded_to_the_wrapped_camera() {
+    if !have_gst_onvif_server() {
+        peercam_test::skip(
+            "h626_6_1_8_backchannel_forwarded_to_the_wrapped_camera",
+            "GStreamer's ONVIF RTSP server for Python with openh264enc (apt-get install gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gst-1.0 gstreamer1.0-plugins-bad)",
+        );
+        return;
+    }
+    let c = Cluster::start(1).await.unwrap();
+    let heard = c.path().join("wrapped-speaker.raw");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/gst_onvif_camera.py"
+    );
+    let _cam = tokio::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&heard)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..150 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the ONVIF camera did not listen on {port}");
+    let ids = c.provision(1).await.unwrap();
+    let wav = c.path().join("speaker.wav");
+    let w = wav.clone();
+    let _pu = c
+        .start_pu_with(&ids[0], 0, |cfg| {
+            cfg.source_rtsp = Some(format!("rtsp://127.0.0.1:{port}/cam"));
+            cfg.talk_to_source = true;
+            cfg.speaker_wav = Some(w);
+        })
+        .await
+        .unwrap();
+    c.wait_online(&ids[0].device_id, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let owner = c.owner(OWNER).await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    let said = c.path().join("say.wav");
+    std::fs::write(&said, wav_bytes(&sine(1000.0, 8000, 16000, 8000.0), 8000)).unwrap();
+    let (ok, out, err) = c
+        .cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            OWNER,
+            &["talk", &dev, "--file", said.to_str().unwrap()],
+        )
+        .await;
+    assert!(ok, "cu talk failed: {out} {err}");
+    // The PU's own speaker has it at once; the wrapped camera as its back channel delivers.
+    let pcm = speaker(&wav);
+    assert_eq!(
+        pcm.len(),
+        16000,
+        "{} samples on the PU's speaker",
+        pcm.len()
+    );
+    let mut forwarded = Vec::new();
+    for _ in 0..50 {
+        let bytes = std::fs::read(&heard).unwrap_or_default();
+        forwarded = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect::<Vec<i16>>();
+        if forwarded.len() >= 15000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = tone_share(&forwarded, 8000, 1000.0);
+    eprintln!(
+        "wrapped camera heard {} samples, rms {:.0}, 1 kHz share {p:.3}",
+        forwarded.len(),
+        rms(&forwarded)
+    );
+    assert!(
+        forwarded.len() >= 15000 && forwarded.len() <= 16000,
+        "{} samples forwarded",
+        forwarded.len()
+    );
+    assert!(rms(&forwarded) > 3000.0);
+    assert!(p > 0.9, "1 kHz is {p} of the energy only");
+    c.stop().await;
+}
