@@ -205,8 +205,12 @@ impl Session {
                     Happening::Closed => return Ok("the viewer left"),
                     Happening::Text(_) => {}
                     Happening::Audio(p) => {
-                        if let Some(t) = &mut self.talker {
-                            t.hear(p.codec, p.seq, &p.payload);
+                        if let Some(t) = &mut self.talker
+                            && let Some(change) = t.hear(p.codec, p.seq, &p.payload)
+                        {
+                            // 6.1.8: tell the viewer whether it is heard, on the data
+                            // channel its offer carried (none: the log only).
+                            self.ep.send_text(change.message());
                         }
                     }
                 }
