@@ -325,7 +325,7 @@ mod tests {
     fn h626_6_1_8_second_talker_is_told_once_per_spurt() {
         let ic = Arc::new(Intercom::new(Box::new(Memory(Arc::default()))));
         let mut a = Talker::new(ic.clone());
-        let mut b = Talker::new(ic.clone());
+        let mut b = Talker::new(ic);
         let tone = [0x55u8; 160];
         assert_eq!(
             a.hear(AudioCodec::Pcmu, 1, &tone),
