@@ -25,7 +25,7 @@ use crate::speaker::Speaker;
 /// The source's back channel is closed after this long without sound.
 pub const IDLE: Duration = Duration::from_secs(5);
 /// After a failed opening, sound is dropped this long before the next try.
-const RETRY: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_secs(1);
 /// Samples per RTP packet (20 ms at 8 kHz).
 const PACKET: usize = 160;
 
@@ -138,10 +138,9 @@ async fn open(source: &url::Url) -> Result<Upstream, BackchannelError> {
     let url = plain.to_string();
     let mut conn = RtspConn::connect(&url, Duration::from_secs(5), "peercam-pu").await?;
     let mut auth = Auth::from_url(source);
-    let accept = format!(
-        "Accept: application/sdp\r\nRequire: {}\r\n",
-        peercam_rtsp::BACKCHANNEL_TAG
-    );
+    // ONVIF Streaming 5.3: the option tag goes with every request of the session.
+    let require = format!("Require: {}\r\n", peercam_rtsp::BACKCHANNEL_TAG);
+    let accept = format!("Accept: application/sdp\r\n{require}");
     let d = request(&mut conn, &mut auth, "DESCRIBE", &url, &accept).await?;
     let base = d
         .headers
@@ -164,11 +163,12 @@ async fn open(source: &url::Url) -> Result<Upstream, BackchannelError> {
     };
     let channel = 0u8;
     let transport = format!(
-        "Transport: RTP/AVP/TCP;unicast;interleaved={channel}-{}\r\n",
+        "Transport: RTP/AVP/TCP;unicast;interleaved={channel}-{}\r\n{require}",
         channel + 1
     );
     request(&mut conn, &mut auth, "SETUP", &track, &transport).await?;
-    request(&mut conn, &mut auth, "PLAY", &base, "Range: npt=0.000-\r\n").await?;
+    let play = format!("Range: npt=0.000-\r\n{require}");
+    request(&mut conn, &mut auth, "PLAY", &base, &play).await?;
     Ok(Upstream {
         conn,
         auth,
