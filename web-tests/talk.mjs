@@ -14,6 +14,10 @@
 //   PEERCAM_WEB_RELAY               1: force TURN (opens the page with ?relay=1)
 //   PEERCAM_TALK_REFUSED            1: the camera declines talk (it has no speaker): the
 //                                   page must say so, and the scenario stops there
+//   PEERCAM_TALK_BUSY               1: another viewer holds the camera's speaker: holding the
+//                                   button must say "Another viewer is talking" (the
+//                                   camera's {"talk":"busy"} on the data channel), and the
+//                                   scenario stops there
 // Output: one JSON line; exit status 1 on failure.
 
 import { expect, launch, login, need, newUser, run, step } from './lib.mjs';
@@ -60,6 +64,20 @@ await run(async (result) => {
       await statusSays(page, 'This camera does not accept talk');
       await hold.dispatchEvent('pointerup');
       step(result, 'refused');
+      expect(problems.length === 0, `no page errors or CSP violations: ${problems.join('; ')}`);
+      return;
+    }
+
+    if (process.env.PEERCAM_TALK_BUSY === '1') {
+      await hold.scrollIntoViewIfNeeded();
+      const b = await hold.boundingBox();
+      await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
+      await page.mouse.down();
+      await statusSays(page, 'Another viewer is talking', 10000);
+      expect(await page.evaluate(() => window.peercam.talk?.startedAt != null), 'the microphone was on');
+      await page.mouse.up();
+      await statusSays(page, 'Not talking');
+      step(result, 'busy');
       expect(problems.length === 0, `no page errors or CSP violations: ${problems.join('; ')}`);
       return;
     }

@@ -65,7 +65,18 @@ async fn talker_with(
     dev: &str,
     audio: Option<Option<peercam_signal::play::AudioCodec>>,
 ) -> Viewer {
-    let (mut v, offer) = Viewer::offer_talk(false).await;
+    talker_offering(who, dev, audio, false).await
+}
+
+/// Likewise, with a data channel in the offer when `channel` (the camera tells a refused
+/// talker on it).
+async fn talker_offering(
+    who: &Client,
+    dev: &str,
+    audio: Option<Option<peercam_signal::play::AudioCodec>>,
+    channel: bool,
+) -> Viewer {
+    let (mut v, offer) = Viewer::offer_talk(channel).await;
     let play = PlayRequest {
         max_width: Some(352),
         max_height: Some(288),
@@ -204,7 +215,8 @@ async fn h626_6_1_8_camera_without_speaker_declines_talk() {
 }
 
 /// One talker at a time: while the owner talks (1 kHz), a sub-account with `talk` talking
-/// too (440 Hz) is not heard; the speaker holds the owner's tone only.
+/// too (440 Hz) is not heard; the speaker holds the owner's tone only. The camera tells the
+/// second talker on its data channel (`{"talk":"busy"}`), once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_8_second_talker_is_ignored() {
     let (c, owner, dev, wav, _pu) = world().await;
@@ -218,7 +230,7 @@ async fn h626_6_1_8_second_talker_is_ignored() {
         .await
         .unwrap();
     let mut a = talker(&owner, &dev).await;
-    let mut b = talker(&kid, &dev).await;
+    let mut b = talker_offering(&kid, &dev, None, true).await;
     // The owner starts first and talks for 3 s; the other joins while it talks.
     a.queue_talk(pcmu_tone(1000.0, 3.0));
     a.run_while(Duration::from_secs(15), |v| v.talk_sent >= 25)
@@ -247,6 +259,14 @@ async fn h626_6_1_8_second_talker_is_ignored() {
     );
     assert!(hi > 0.9, "1 kHz is {hi} of the energy only");
     assert!(lo < 0.01, "the second talker was heard: 440 Hz share {lo}");
+    b.run_while(Duration::from_secs(2), |v| !v.texts.is_empty())
+        .await;
+    assert_eq!(
+        b.texts,
+        vec![r#"{"talk":"busy"}"#.to_owned()],
+        "the second talker is told, once"
+    );
+    assert!(a.texts.is_empty(), "{:?}", a.texts);
     c.stop().await;
 }
 
@@ -468,4 +488,56 @@ async fn browser_talks(c: &Cluster, dir: &Path, dev: &str, wav: &Path, relay: bo
     );
     assert!(rms(&pcm) > 1000.0, "rms {}", rms(&pcm));
     assert!(p > 0.8, "1 kHz is {p} of the energy only");
+}
+
+/// One talker at a time in the browser: while another viewer holds the camera's speaker
+/// (a str0m talker sending 1 kHz), Chromium holding "Hold to talk" (its fake microphone at
+/// 440 Hz) is told "Another viewer is talking" instead of "Talking…", and is not heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_web_client_second_talker_is_told() {
+    let Some(dir) = web_tests_or_skip("h626_6_1_8_web_client_second_talker_is_told") else {
+        return;
+    };
+    let (c, owner, dev, wav, _pu) = world().await;
+    let mut a = talker(&owner, &dev).await;
+    a.queue_talk(pcmu_tone(1000.0, 30.0));
+    a.run_while(Duration::from_secs(15), |v| v.talk_sent >= 25)
+        .await;
+    let holder = tokio::spawn(async move {
+        a.run_while(Duration::from_secs(40), |v| v.talk_sent >= 1500)
+            .await;
+        a
+    });
+    let mic = c.path().join("mic-440.wav");
+    let tone = sine(440.0, 48_000, 48_000 * 4, 12_000.0);
+    std::fs::write(&mic, peercam_test::tone::wav_bytes(&tone, 48_000)).unwrap();
+    let r = scenario(
+        &dir,
+        "talk.mjs",
+        &[
+            ("PEERCAM_WEB_URL", c.api.clone()),
+            ("PEERCAM_WEB_USER", "+15550618001".to_owned()),
+            ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+            ("PEERCAM_DEVICE", dev.clone()),
+            ("PEERCAM_FAKE_MIC", mic.display().to_string()),
+            ("PEERCAM_TALK_BUSY", "1".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    eprintln!("{r}");
+    assert!(r["steps"].to_string().contains("busy"), "{r}");
+    holder.abort();
+    let pcm = speaker(&wav);
+    let (hi, lo) = (
+        tone_share(&pcm, 8000, 1000.0),
+        tone_share(&pcm, 8000, 440.0),
+    );
+    eprintln!(
+        "speaker: {} samples, 1 kHz share {hi:.3}, 440 Hz share {lo:.4}",
+        pcm.len()
+    );
+    assert!(hi > 0.9, "1 kHz is {hi} of the energy only");
+    assert!(lo < 0.01, "the browser was heard: 440 Hz share {lo}");
+    c.stop().await;
 }

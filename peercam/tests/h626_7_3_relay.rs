@@ -4,6 +4,9 @@
 //! URL, the SCU picks the least loaded MTU and stops choosing one that is gone.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "support/relay.rs"]
+mod relay;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use peercam_signal::cm::PlayRequest;
 use peercam_signal::ps::DeviceKind;
 use peercam_signal::relay::PathKind;
 use peercam_test::{Cluster, new_identity, provision_record, rtsp_describe};
+use relay::{mtu, relay_url};
 use serde_json::Value;
 
 struct World {
@@ -33,37 +37,6 @@ async fn world() -> World {
         dev: ids[0].device_id.to_string(),
         _pu: pu,
     }
-}
-
-async fn mtu(c: &Cluster) -> (peercam_mtu::Running, peercam_net::Shutdown, String) {
-    let id = new_identity(DeviceKind::Mtu);
-    c.admin
-        .provision(vec![provision_record(&id)])
-        .await
-        .unwrap();
-    let (mut r, sd) = c.start_mtu_with(&id, 0, |_| {}).await.unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        r.status
-            .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    (r, sd, id.device_id.to_string())
-}
-
-/// A play whose paths include the relay; returns the relay URL.
-async fn relay_url(owner: &Client, dev: &str) -> String {
-    for _ in 0..100 {
-        if let Ok(p) = owner.play(dev, &PlayRequest::default()).await
-            && let Some(r) = p.paths.iter().find(|p| p.kind == PathKind::Relay)
-        {
-            return r.url.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no relay path offered");
 }
 
 async fn ffprobe(url: &str, extra: &[&str]) -> Value {

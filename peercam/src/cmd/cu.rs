@@ -89,6 +89,10 @@ enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         caps: CapsArgs,
+        /// Take only this path: lan, public, mapped, punched or relay (default: the best
+        /// that connects, 8.3).
+        #[arg(long)]
+        path: Option<String>,
     },
     /// Talk to a camera (intercom, H.626.4 6.1.8): play a WAV file through its speaker over
     /// the ONVIF audio back channel of RTSP.
@@ -103,6 +107,10 @@ enum Cmd {
         /// The WAV file to say.
         #[arg(long)]
         file: PathBuf,
+        /// Take only this path: lan, public, mapped, punched or relay (default: the best
+        /// that connects, 8.3).
+        #[arg(long)]
+        path: Option<String>,
     },
     /// Print an rtsp:// URL (with a one-time token, valid for a minute) that ffplay,
     /// ffmpeg or GStreamer open directly (H.626.4 8.4).
@@ -520,8 +528,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             seconds,
             out,
             caps,
-        } => play(conn, json, device, seconds, out, caps).await?,
-        Cmd::Talk { device, file } => talk(conn, json, device, file).await?,
+            path,
+        } => play(conn, json, (device, path), seconds, out, caps).await?,
+        Cmd::Talk { device, file, path } => talk(conn, json, (device, path), file).await?,
         Cmd::Url { device, caps } => url(conn, json, &device, &caps).await?,
         Cmd::Sub(cmd) => subaccounts(conn, json, cmd).await?,
         Cmd::Share { device, to, scopes } => share(conn, json, &device, &to, &scopes).await?,

@@ -7,10 +7,13 @@ rtspsrc backchannel=onvif sends `Require: www.onvif.org/ver20/backchannel` and s
 camera's `a=sendonly` audio track; gst-launch cannot feed it (it takes buffers through the
 `push-backchannel-buffer` action signal), so this script does: a second pipeline makes the
 RTP packets (audiotestsrc ! mulawenc ! rtppcmupay ! appsink) and each is pushed into rtspsrc.
-Prints `pushed N` and exits 0 when all were accepted.
+Prints `pushed N` and exits 0 when all were accepted. The video may take up to
+VIDEO_WITHIN seconds to start (a loaded machine, the camera's encoder starting); the script
+says on stderr when it came, or that it did not.
 """
 import os
 import sys
+import time
 
 import gi
 
@@ -18,7 +21,10 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 url, seconds, freq = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+VIDEO_WITHIN = 30
+started = time.monotonic()
 Gst.init(None)
+print(f"GStreamer ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
 loop = GLib.MainLoop()
 state = {"keep": [], "bc": None, "pushed": 0, "failed": 0, "video": 0, "sender": None}
 
@@ -47,6 +53,7 @@ def pad_added(_src, pad):
     def handoff(*_):
         state["video"] += 1
         if state["video"] == 1:
+            print(f"first video after {time.monotonic() - started:.1f} s", file=sys.stderr)
             GLib.timeout_add(300, start_sender)
 
     sink.connect("handoff", handoff)
@@ -103,7 +110,16 @@ bus = play.get_bus()
 bus.add_signal_watch()
 bus.connect("message::error", on_error)
 play.set_state(Gst.State.PLAYING)
-GLib.timeout_add(int((seconds + 15) * 1000), loop.quit)
+def no_video():
+    if state["video"] == 0:
+        print(f"no video from the camera within {VIDEO_WITHIN} s: nothing was sent", file=sys.stderr)
+        loop.quit()
+    return False
+
+
+# Phases: the video within VIDEO_WITHIN s, then the talk; a last guard for the whole.
+GLib.timeout_add(VIDEO_WITHIN * 1000, no_video)
+GLib.timeout_add(int((VIDEO_WITHIN + seconds + 10) * 1000), loop.quit)
 loop.run()
 if state["sender"] is not None:
     state["sender"].set_state(Gst.State.NULL)

@@ -522,6 +522,12 @@ pub enum DeviceRequest {
         token: String,
         /// The viewer's address, for the audit log.
         client: String,
+        /// The viewer asked the MTU for the ONVIF audio back channel (talk, 6.1.8): when the
+        /// token is good, the answer carries [`PlatformAnswer::Granted::talk_token`], a
+        /// second one-time token for the same user that the MTU presents to the camera on a
+        /// talk upstream of that viewer's own, so that the camera judges the viewer's grant.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        backchannel: bool,
     },
     /// H.626.4 6.1.9 "storage full": a recorder found its store full while recording
     /// `camera` (the oldest recordings deleted to make room, or the camera's quota reached).
@@ -589,6 +595,12 @@ pub enum PlatformAnswer {
     Granted {
         /// What the viewer may do.
         grant: crate::play::PlayGrant,
+        /// For a viewer that asked for the back channel
+        /// ([`DeviceRequest::RelayAuthorize::backchannel`]): a one-time live token for the
+        /// same user and capabilities, for the MTU's talk upstream (the camera judges it,
+        /// 8.4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        talk_token: Option<String>,
     },
     /// An alarm is stored (answer to [`DeviceRequest::Alarm`], and to
     /// [`DeviceRequest::StorageFull`] with the id of the platform's alarm).
@@ -625,6 +637,44 @@ mod tests {
 
     fn camera() -> DeviceId {
         "pc-0123456789abcdef".parse().unwrap()
+    }
+
+    #[test]
+    fn h626_6_1_8_relay_talk_fields_are_optional_on_the_wire() {
+        // An MTU that does not ask for the back channel sends what it always sent.
+        let r = DeviceRequest::RelayAuthorize {
+            camera: camera(),
+            token: "t".into(),
+            client: "c".into(),
+            backchannel: false,
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("backchannel").is_none(), "{json}");
+        let back: DeviceRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        let r = DeviceRequest::RelayAuthorize {
+            camera: camera(),
+            token: "t".into(),
+            client: "c".into(),
+            backchannel: true,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"backchannel\":true"), "{json}");
+        assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), r);
+        // An answer without a talk token is what an older CMU sent.
+        let a = PlatformAnswer::Granted {
+            grant: crate::play::PlayGrant {
+                user: 3,
+                scopes: peercam_base::ScopeSet::EMPTY,
+                caps: crate::play::Caps::default(),
+                expires_at: 9,
+                cam: None,
+            },
+            talk_token: None,
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(!json.contains("talk_token"), "{json}");
+        assert_eq!(serde_json::from_str::<PlatformAnswer>(&json).unwrap(), a);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(crate) enum Minted {
     PlaybackWebRtc,
     /// An export download on a recorder.
     ExportUrl,
+    /// A relayed viewer's talk upstream (6.1.8), asked by the MTU.
+    RelayTalk,
 }
 
 /// A platform service pulling a camera on its owner's behalf.
@@ -266,6 +268,7 @@ impl Event<'_> {
                 Minted::PlaybackUrl => "media.playback_url",
                 Minted::PlaybackWebRtc => "media.playback_webrtc",
                 Minted::ExportUrl => "media.export_url",
+                Minted::RelayTalk => "media.relay_talk",
             },
             E::ServiceToken {
                 service: Service::NvrStream,

@@ -466,7 +466,8 @@ async fn device_request(
             camera,
             token,
             client,
-        } => crate::relay::authorize(st, device_id, &camera, &token, &client).await,
+            backchannel,
+        } => crate::relay::authorize(st, device_id, &camera, (&token, &client), backchannel).await,
         // H.626.4 8.8 alarm up.
         DeviceRequest::Alarm { alarm } => crate::alarms::up::alarm_up(st, device_id, alarm).await,
         // 6.1.9 storage full, from the recorder itself.

@@ -215,13 +215,16 @@ pub(crate) async fn upstream(
 }
 
 /// Dm: an MTU asks whether a viewer's token lets it watch `camera` (judged exactly as the
-/// camera's own check, 8.4 steps 6-8, one use only).
+/// camera's own check, 8.4 steps 6-8, one use only). For a viewer that asked the MTU for the
+/// audio back channel (6.1.8) a good token also brings a talk token: a second one-time live
+/// token for the same user and capabilities, which the MTU presents to the camera on that
+/// viewer's own talk upstream, so that the camera judges the viewer's `talk` itself.
 pub(crate) async fn authorize(
     st: &Shared,
     mtu: &DeviceId,
     camera: &DeviceId,
-    token: &str,
-    client: &str,
+    (token, client): (&str, &str),
+    backchannel: bool,
 ) -> PlatformAnswer {
     match is_mtu(st, mtu).await {
         Ok(true) => {}
@@ -232,7 +235,14 @@ pub(crate) async fn authorize(
         }
     }
     match token::authorize(st, camera, token, &format!("{client} via {mtu}")).await {
-        PlayVerdict::Granted { grant } => PlatformAnswer::Granted { grant },
+        PlayVerdict::Granted { grant } => {
+            let talk_token = if backchannel {
+                token::for_relayed_talk(st, camera, &grant, mtu).await
+            } else {
+                None
+            };
+            PlatformAnswer::Granted { grant, talk_token }
+        }
         PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
     }
 }

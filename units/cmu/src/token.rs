@@ -128,6 +128,44 @@ pub(crate) async fn for_service(
     }
 }
 
+/// A one-time live token for the viewer of `grant`, minted when an MTU relays that viewer's
+/// audio back channel (6.1.8): the same user, scopes and capabilities, bound to the camera's
+/// ACL version now, so the camera judges it (and the user's `talk`) as any viewer's token.
+/// `None` when the camera is gone or the store cannot answer.
+pub(crate) async fn for_relayed_talk(
+    st: &Shared,
+    camera: &DeviceId,
+    grant: &PlayGrant,
+    mtu: &DeviceId,
+) -> Option<String> {
+    let acl = store::devices::get(&st.store, camera)
+        .await
+        .ok()
+        .flatten()?
+        .acl_version;
+    let ttl = ttl(st).await.unwrap_or(60);
+    let c = claims(
+        camera.clone(),
+        (grant.user, grant.scopes),
+        acl,
+        (now_s(), ttl),
+        grant.caps,
+        None,
+    );
+    let token = play::mint(&st.play_key, &c);
+    audit::log(
+        &st.store,
+        Event::TokenMinted {
+            user: grant.user,
+            device: camera,
+            kind: Minted::RelayTalk,
+            detail: mtu.as_str(),
+        },
+    )
+    .await;
+    Some(token)
+}
+
 /// What the store says about a token's subject now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {

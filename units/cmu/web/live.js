@@ -10,7 +10,10 @@
 // Talk (intercom, H.626.4 6.1.8): with `talk`, the offer's audio is `sendrecv` with no track
 // yet; talk.js puts the microphone on it with `setMicrophone` (replaceTrack, no
 // renegotiation) while the user talks. The camera answers `sendrecv` only when the user's
-// grant holds `talk` and the camera has a speaker; `talkAccepted` tells.
+// grant holds `talk` and the camera has a speaker; `talkAccepted` tells. One talker at a
+// time: on the offer's `talk` data channel the camera sends {"talk":"busy"} when another
+// viewer holds its speaker (this one is not heard) and {"talk":"heard"} when it is heard
+// again; `talkBusy` and `onTalk` tell.
 //
 // Playback of recordings (8.7.2.2, 8.7.3) is WebRTC too, from the recorder (NVR or the
 // camera's SD card), steered on a data channel: PlaybackSession below.
@@ -63,6 +66,20 @@ export class LiveSession {
     const hearing = this.request.audio !== 'none';
     if (this.talk) {
       this.audioTransceiver = pc.addTransceiver('audio', { direction: hearing ? 'sendrecv' : 'sendonly' });
+      this.talkBusy = false;
+      const ch = pc.createDataChannel('talk');
+      ch.addEventListener('message', (ev) => {
+        let m;
+        try {
+          m = JSON.parse(typeof ev.data === 'string' ? ev.data : '');
+        } catch {
+          return;
+        }
+        if (m?.talk === 'busy' || m?.talk === 'heard') {
+          this.talkBusy = m.talk === 'busy';
+          this.onTalk?.(m.talk);
+        }
+      });
     } else if (hearing) {
       pc.addTransceiver('audio', { direction: 'recvonly' });
     }
@@ -478,6 +495,9 @@ function typing(target) {
  * @param {Function} getLive  returns the current LiveSession, or null
  * @returns {HTMLElement}
  */
+/** What the talk status says while another viewer holds the camera's speaker. */
+const ANOTHER_TALKS = 'Another viewer is talking to the camera: you are not heard until they stop.';
+
 export function talkPanel(getLive) {
   const holdBtn = el('button', { type: 'button', id: 'talk-hold', class: 'talk', 'aria-label': 'Hold to talk (or hold Space)' }, 'Hold to talk');
   const toggleBtn = el('button', { type: 'button', id: 'talk-toggle', 'aria-pressed': 'false' }, 'Talk');
@@ -537,7 +557,12 @@ export function talkPanel(getLive) {
     talkingOn = live;
     window.peercam.talk = { startedAt: performance.now() };
     render();
-    show('Talking…');
+    // One talker at a time: the camera says whether this viewer is heard.
+    live.onTalk = (what) => {
+      if (talkingOn !== live) return;
+      show(what === 'busy' ? ANOTHER_TALKS : 'Talking…');
+    };
+    show(live.talkBusy ? ANOTHER_TALKS : 'Talking…');
   };
   const stop = async (how) => {
     if (want !== how) return;

@@ -18,6 +18,7 @@ mod agent;
 mod error;
 pub mod multicast;
 pub mod relay;
+mod talk;
 pub mod transcode;
 pub mod turn;
 

@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use peercam_net::agent::{PlatformReq, unavailable_answer as unavailable};
 
-use crate::{multicast, transcode};
+use crate::{multicast, talk, transcode};
 
 /// Relay counters (exported in load reports).
 #[derive(Debug, Default)]
@@ -161,8 +161,11 @@ impl Drop for Joined {
     }
 }
 
+/// The back channel's track (`trackID=2`), as at the camera.
+const BACKCHANNEL_TRACK: usize = peercam_rtsp::sdp::BACKCHANNEL_TRACK;
+
 /// A TLS channel from a camera, after its hello.
-type Tunnel = peercam_net::tokio_rustls::server::TlsStream<TcpStream>;
+pub(crate) type Tunnel = peercam_net::tokio_rustls::server::TlsStream<TcpStream>;
 
 /// The relay.
 pub struct Relay {
@@ -402,6 +405,38 @@ impl Relay {
         camera: &DeviceId,
         caps: Caps,
     ) -> Result<(RtspConn, String, usize, String), FeedError> {
+        let (tunnel, token) = self.open_channel(camera, caps).await?;
+        // Pd: RTSP over the camera's channel, as a viewer holding the platform's token.
+        let mut conn = RtspConn::new(Box::new(tunnel), "peercam-mtu");
+        let base = format!("rtsp://relay/live/{camera}");
+        let d = conn
+            .request(
+                "DESCRIBE",
+                &format!("{base}?token={token}"),
+                "Accept: application/sdp\r\n",
+            )
+            .await?;
+        let sdp = String::from_utf8_lossy(&d.body).into_owned();
+        let tracks = sdp
+            .lines()
+            .filter(|l| l.starts_with("m="))
+            .count()
+            .clamp(1, 2);
+        for t in 0..tracks {
+            conn.setup_interleaved(&base, t).await?;
+        }
+        conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
+            .await?;
+        Ok((conn, sdp, tracks, base))
+    }
+
+    /// Mp then Pd up to the channel: has the platform order the camera to connect here and
+    /// waits for its channel; returns it with the platform's one-time token for the MTU.
+    pub(crate) async fn open_channel(
+        &self,
+        camera: &DeviceId,
+        caps: Caps,
+    ) -> Result<(Tunnel, String), FeedError> {
         // Mp: the platform orders the camera to connect here with this ticket.
         let ticket = random_b64(24);
         let (tx, rx) = oneshot::channel();
@@ -433,28 +468,7 @@ impl Relay {
             self.forget_ticket(&ticket);
             return Err(FeedError::NoChannel);
         };
-        // Pd: RTSP over the camera's channel, as a viewer holding the platform's token.
-        let mut conn = RtspConn::new(Box::new(tunnel), "peercam-mtu");
-        let base = format!("rtsp://relay/live/{camera}");
-        let d = conn
-            .request(
-                "DESCRIBE",
-                &format!("{base}?token={token}"),
-                "Accept: application/sdp\r\n",
-            )
-            .await?;
-        let sdp = String::from_utf8_lossy(&d.body).into_owned();
-        let tracks = sdp
-            .lines()
-            .filter(|l| l.starts_with("m="))
-            .count()
-            .clamp(1, 2);
-        for t in 0..tracks {
-            conn.setup_interleaved(&base, t).await?;
-        }
-        conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
-            .await?;
-        Ok((conn, sdp, tracks, base))
+        Ok((tunnel, token))
     }
 
     async fn run_upstream(
@@ -655,6 +669,8 @@ async fn read_line<S: tokio::io::AsyncRead + Unpin>(
 enum Wake {
     Packet(Result<Arc<Packet>, broadcast::error::RecvError>),
     Revocation(Result<(DeviceId, Option<i64>), broadcast::error::RecvError>),
+    /// The camera ended the viewer's talk upstream.
+    TalkEnded,
 }
 
 impl Handler for Viewer {
@@ -670,23 +686,26 @@ impl Handler for Viewer {
             let _ = conn.reject(cseq, StatusCode(404), "Not Found");
             return;
         };
-        if self.joined.is_none() {
+        if self.who.is_none() {
             let Some(token) = token else {
                 let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
                 return;
             };
-            // Dm: the platform judges the viewer's token (one use, as at the camera).
+            // Dm: the platform judges the viewer's token (one use, as at the camera); a
+            // viewer asking for the back channel also gets a talk token for the camera.
             let answer = self
                 .relay
                 .ask(DeviceRequest::RelayAuthorize {
                     camera: camera.clone(),
                     token,
                     client: self.peer.to_string(),
+                    backchannel: req.backchannel,
                 })
                 .await;
             match answer {
-                PlatformAnswer::Granted { grant } => {
+                PlatformAnswer::Granted { grant, talk_token } => {
                     self.who = Some((camera.clone(), grant.user, grant.caps));
+                    self.talk_token = talk_token;
                 }
                 PlatformAnswer::Refused { code, .. } => {
                     self.relay.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -700,7 +719,44 @@ impl Handler for Viewer {
                     return;
                 }
             }
-            let caps = self.who.as_ref().map(|w| w.2).unwrap_or_default();
+        }
+        let Some((granted, _, caps)) = self.who.clone() else {
+            return;
+        };
+        if granted != camera {
+            // The grant is for one camera only.
+            let _ = conn.reject(cseq, StatusCode(401), "Unauthorized");
+            return;
+        }
+        // 6.1.8: the back channel, judged by the camera on the viewer's own talk upstream.
+        if !req.backchannel {
+            self.talk = None;
+        } else if self.talk.is_none() {
+            let refused = match self.talk_token.take() {
+                None => Some(
+                    "no talk token (asked after the first DESCRIBE, or an older CMU)".to_owned(),
+                ),
+                Some(t) => match talk::open(&self.relay, &camera, caps, &t).await {
+                    Ok(up) => {
+                        tracing::info!(peer = %self.peer, %camera, "relayed back channel open: the camera takes this viewer's talk");
+                        self.talk = Some(up);
+                        None
+                    }
+                    Err(talk::TalkError::Upstream(e)) => {
+                        tracing::info!(peer = %self.peer, %camera, error = %e, "relayed back channel unavailable");
+                        let _ = conn.reject(cseq, StatusCode(503), "Service Unavailable");
+                        return;
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
+            };
+            if let Some(why) = refused {
+                tracing::info!(peer = %self.peer, %camera, "relayed back channel refused: {why}");
+                let _ = conn.reject_unsupported(cseq, &[peercam_rtsp::BACKCHANNEL_TAG]);
+                return;
+            }
+        }
+        if self.joined.is_none() {
             match self.relay.join(&camera, caps).await {
                 Ok(j) => self.joined = Some(j),
                 Err(e) => {
@@ -714,7 +770,15 @@ impl Handler for Viewer {
         let Some((_, info)) = &self.joined else {
             return;
         };
-        let _ = conn.respond_describe(cseq, info.sdp.clone(), Some(serve::content_base(uri)));
+        let sdp = match &self.talk {
+            Some(t) => {
+                let pts: Vec<u8> = t.codecs.iter().map(|(pt, _)| *pt).collect();
+                conn.offer_backchannel(BACKCHANNEL_TRACK, &pts);
+                talk::with_backchannel(&info.sdp, &t.codecs)
+            }
+            None => info.sdp.clone(),
+        };
+        let _ = conn.respond_describe(cseq, sdp, Some(serve::content_base(uri)));
     }
 
     async fn setup(&mut self, io: Io<'_>, req: Setup) {
@@ -724,6 +788,19 @@ impl Handler for Viewer {
             let _ = conn.reject(cseq, StatusCode(455), "Method Not Valid in This State");
             return;
         };
+        if track == BACKCHANNEL_TRACK && self.talk.is_some() {
+            // The viewer's voice comes on the RTSP connection: interleaved only.
+            let Some(offer) = transports
+                .into_iter()
+                .find(|t| t.multicast != Some(true) && serve::is_interleaved(t))
+            else {
+                let _ = conn.reject(cseq, StatusCode(461), "Unsupported Transport");
+                return;
+            };
+            let (answer, _, _) = serve::interleaved(offer, track);
+            let _ = conn.accept_setup(cseq, track, answer);
+            return;
+        }
         if track >= info.tracks {
             let _ = conn.reject(cseq, StatusCode(404), "Not Found");
             return;
@@ -829,6 +906,21 @@ impl Handler for Viewer {
         self.listening = None;
     }
 
+    fn teardown(&mut self) {
+        self.pause();
+        // Talk ends with the session (the talk upstream is torn down).
+        self.talk = None;
+    }
+
+    /// The viewer's voice, to the camera's back channel on its talk upstream.
+    fn backchannel(&mut self, p: peercam_rtsp::server::BackchannelPacket) {
+        if let Some(t) = &self.talk
+            && !t.send(talk::rtp(&p, self.talk_ssrc))
+        {
+            tracing::debug!(peer = %self.peer, "relayed talk packet dropped: the camera's side is behind");
+        }
+    }
+
     async fn wait(&mut self) -> Wake {
         let pkt = async {
             match self.rx.as_mut() {
@@ -836,9 +928,18 @@ impl Handler for Viewer {
                 None => std::future::pending().await,
             }
         };
+        let talk_ended = async {
+            match self.talk.as_mut() {
+                Some(t) => {
+                    let _ = (&mut t.ended).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             p = pkt => Wake::Packet(p),
             r = self.revocations.recv() => Wake::Revocation(r),
+            () = talk_ended => Wake::TalkEnded,
         }
     }
 
@@ -876,6 +977,14 @@ impl Handler for Viewer {
                 return Err(ServeError::Revoked);
             }
             Wake::Revocation(Err(broadcast::error::RecvError::Closed)) => {}
+            Wake::TalkEnded => {
+                // The camera ended the talk (a revocation there, the camera gone): the
+                // viewer's session ends with it rather than talk into nothing.
+                self.talk = None;
+                return Err(ServeError::SourceEnded(
+                    "the camera ended the viewer's talk".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -897,6 +1006,13 @@ struct Viewer {
     /// Counted as a multicast listener while playing.
     listening: Option<multicast::Listening>,
     waiting_key: bool,
+    /// From the platform's grant when the viewer asked for the back channel: the token the
+    /// viewer's talk upstream presents to the camera (6.1.8).
+    talk_token: Option<String>,
+    /// The viewer's talk upstream, once the camera took its talk.
+    talk: Option<talk::TalkUpstream>,
+    /// The SSRC of the viewer's voice towards the camera.
+    talk_ssrc: u32,
 }
 
 impl Viewer {
@@ -912,6 +1028,9 @@ impl Viewer {
             multicast: None,
             listening: None,
             waiting_key: true,
+            talk_token: None,
+            talk: None,
+            talk_ssrc: rand::random(),
         }
     }
 

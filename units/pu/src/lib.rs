@@ -203,6 +203,12 @@ pub struct Config {
     /// Cloud recording: the length of an upload object, seconds (1-60). Default 10.
     #[serde(default = "default_cloud_object")]
     pub cloud_object_s: u32,
+    /// Forward talk to the wrapped camera (`source_rtsp`) over its own ONVIF audio back
+    /// channel, opened when a viewer starts talking and closed 5 s after the last sound
+    /// (G.711 as that camera asks; credentials from the URL). With `speaker_wav` as well,
+    /// talk goes to both. Default false.
+    #[serde(default)]
+    pub talk_to_source: bool,
 }
 
 fn default_rtsp_listen() -> SocketAddr {
@@ -288,6 +294,7 @@ impl Config {
             cloud_backlog_mb: default_cloud_backlog(),
             cloud_spool_mb: default_cloud_spool(),
             cloud_object_s: default_cloud_object(),
+            talk_to_source: false,
         }
     }
 
@@ -423,11 +430,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
         platform: cmd_tx,
         revocations: revoke_tx.clone(),
         webrtc_ip: peercam_net::agent::advertised_ip(&advertise),
-        intercom: config.speaker_wav.as_ref().map(|p| {
-            Arc::new(speaker::Intercom::new(Box::new(speaker::WavFile::new(
-                p.clone(),
-            ))))
-        }),
+        intercom: speakers(&config, &shutdown)?.map(|s| Arc::new(speaker::Intercom::new(s))),
         talk_half_duplex: config.talk_half_duplex,
     });
     tokio::spawn(server.clone().serve(listener, shutdown.clone()));
@@ -586,6 +589,33 @@ fn start_alarms(
         shutdown.clone(),
     );
     Ok(alarms)
+}
+
+/// The camera's speakers (6.1.8): its WAV file, the wrapped camera's back channel, or both;
+/// none when neither is configured (the camera declines talk).
+fn speakers(
+    config: &Config,
+    shutdown: &Shutdown,
+) -> Result<Option<Box<dyn speaker::Speaker>>, PuError> {
+    let mut out: Vec<Box<dyn speaker::Speaker>> = Vec::new();
+    if let Some(p) = &config.speaker_wav {
+        out.push(Box::new(speaker::WavFile::new(p.clone())));
+    }
+    if config.talk_to_source {
+        let url = config
+            .source_rtsp
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .ok_or_else(|| {
+                PuError::Source("talk_to_source needs source_rtsp, the camera to talk to".into())
+            })?;
+        out.push(Box::new(media::backchannel::spawn(url, shutdown.clone())));
+    }
+    Ok(match out.len() {
+        0 => None,
+        1 => out.pop(),
+        _ => Some(Box::new(media::backchannel::Both(out))),
+    })
 }
 
 /// The picture source `config` names: a file, a third-party RTSP camera, or the synthetic

@@ -792,7 +792,8 @@ impl Handler for Connection {
             .into_iter()
             .find(|c| c.payload_type() == p.payload_type);
         if let (Some(t), Some(codec)) = (&mut self.talker, codec) {
-            t.hear(codec, p.seq, &p.payload);
+            // RTSP has no way to tell the talker: the camera's log only.
+            let _ = t.hear(codec, p.seq, &p.payload);
         }
     }
 

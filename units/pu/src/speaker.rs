@@ -211,11 +211,13 @@ impl Talker {
     }
 
     /// Plays one packet of the viewer's microphone: its codec, its RTP sequence number
-    /// extended to 64 bits, its payload.
-    pub(crate) fn hear(&mut self, codec: AudioCodec, seq: u64, payload: &[u8]) {
+    /// extended to 64 bits, its payload. Returns a change of this viewer's place at the
+    /// speaker, to tell it: refused because another viewer talks (once per spurt), or heard
+    /// again after such a refusal.
+    pub(crate) fn hear(&mut self, codec: AudioCodec, seq: u64, payload: &[u8]) -> Option<Floor> {
         // Late or repeated packets are dropped; the speaker plays in order.
         if self.last_seq.is_some_and(|s| seq <= s) {
-            return;
+            return None;
         }
         self.last_seq = Some(seq);
         let decoder = match &mut self.decoder {
@@ -225,24 +227,46 @@ impl Talker {
         let pcm = decoder.decode(payload);
         if pcm.is_empty() {
             // Nothing to play (an empty or oversized payload): the floor is not taken.
-            return;
+            return None;
         }
         match self.intercom.hear(self.id, &pcm, Instant::now()) {
             Heard::Played => {
-                if self.busy_logged {
+                let was_busy = std::mem::take(&mut self.busy_logged);
+                if was_busy {
                     tracing::info!("talk: this viewer now has the camera's speaker");
                 }
-                self.busy_logged = false;
+                was_busy.then_some(Floor::Heard)
             }
             Heard::Busy => {
-                if !self.busy_logged {
-                    self.busy_logged = true;
-                    tracing::info!(
-                        "talk ignored: another viewer is talking to the camera (one talker at a time)"
-                    );
+                if self.busy_logged {
+                    return None;
                 }
+                self.busy_logged = true;
+                tracing::info!(
+                    "talk ignored: another viewer is talking to the camera (one talker at a time)"
+                );
+                Some(Floor::Busy)
             }
-            Heard::Failed => {}
+            Heard::Failed => None,
+        }
+    }
+}
+
+/// A change of a talker's place at the camera's speaker (one talker at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Floor {
+    /// Another viewer is talking: this one is not heard (told once per spurt).
+    Busy,
+    /// Heard again after [`Floor::Busy`].
+    Heard,
+}
+
+impl Floor {
+    /// The data-channel message that tells the viewer (docs/protocol.md "Talk").
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Busy => r#"{"talk":"busy"}"#,
+            Self::Heard => r#"{"talk":"heard"}"#,
         }
     }
 }
@@ -295,6 +319,27 @@ mod tests {
         ic.release(b);
         assert_eq!(ic.hear(a, &[5], later), Heard::Played);
         assert_eq!(*played.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn h626_6_1_8_second_talker_is_told_once_per_spurt() {
+        let ic = Arc::new(Intercom::new(Box::new(Memory(Arc::default()))));
+        let mut a = Talker::new(ic.clone());
+        let mut b = Talker::new(ic);
+        let tone = [0x55u8; 160];
+        assert_eq!(
+            a.hear(AudioCodec::Pcmu, 1, &tone),
+            None,
+            "the first talker is just heard"
+        );
+        assert_eq!(b.hear(AudioCodec::Pcmu, 1, &tone), Some(Floor::Busy));
+        assert_eq!(b.hear(AudioCodec::Pcmu, 2, &tone), None, "told once");
+        assert_eq!(Floor::Busy.message(), r#"{"talk":"busy"}"#);
+        // The first talker leaves: the second is heard, and told so.
+        drop(a);
+        assert_eq!(b.hear(AudioCodec::Pcmu, 3, &tone), Some(Floor::Heard));
+        assert_eq!(b.hear(AudioCodec::Pcmu, 4, &tone), None);
+        assert_eq!(Floor::Heard.message(), r#"{"talk":"heard"}"#);
     }
 
     #[test]

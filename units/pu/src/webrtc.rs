@@ -143,6 +143,7 @@ impl Server {
             sub,
             audio,
             talker,
+            floor_note: None,
             half_duplex: self.settings.talk_half_duplex,
             waiting_key: true,
             started: Instant::now(),
@@ -173,6 +174,9 @@ struct Session {
     sub: Subscription,
     audio: Option<AudioSubscription>,
     talker: Option<Talker>,
+    /// A change of the talker's place at the speaker not yet told (the data channel was
+    /// not open yet).
+    floor_note: Option<crate::speaker::Floor>,
     /// Mute the camera's audio toward this viewer while it talks.
     half_duplex: bool,
     waiting_key: bool,
@@ -205,11 +209,20 @@ impl Session {
                     Happening::Closed => return Ok("the viewer left"),
                     Happening::Text(_) => {}
                     Happening::Audio(p) => {
-                        if let Some(t) = &mut self.talker {
-                            t.hear(p.codec, p.seq, &p.payload);
+                        if let Some(t) = &mut self.talker
+                            && let Some(change) = t.hear(p.codec, p.seq, &p.payload)
+                        {
+                            self.floor_note = Some(change);
                         }
                     }
                 }
+            }
+            // 6.1.8: tell the viewer whether it is heard, on the data channel its offer
+            // carried, once that is open (the latest news only; no channel: the log only).
+            if let Some(f) = self.floor_note
+                && self.ep.send_text(f.message())
+            {
+                self.floor_note = None;
             }
             if !self.ep.is_connected() && self.started.elapsed() > CONNECT_WITHIN {
                 return Ok("never connected");

@@ -101,7 +101,7 @@ pub(super) async fn share(
 pub(super) async fn talk(
     conn: &Conn,
     json: bool,
-    device: String,
+    (device, only): (String, Option<String>),
     file: PathBuf,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -117,7 +117,7 @@ pub(super) async fn talk(
         "{spinner} talking [{bar:30}] {msg}",
         json,
     );
-    let paths = media_paths(&r);
+    let paths = media_paths(&r, only.as_deref())?;
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
@@ -243,7 +243,7 @@ pub(super) async fn status(conn: &Conn, json: bool, device: &str) -> anyhow::Res
 pub(super) async fn play(
     conn: &Conn,
     json: bool,
-    device: String,
+    (device, only): (String, Option<String>),
     seconds: u64,
     out: PathBuf,
     caps: CapsArgs,
@@ -254,7 +254,7 @@ pub(super) async fn play(
         "{spinner} recording [{bar:30}] {pos}/{len} s {msg}",
         json,
     );
-    let paths = media_paths(&r);
+    let paths = media_paths(&r, only.as_deref())?;
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
@@ -423,9 +423,13 @@ pub(super) async fn audit(conn: &Conn, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The paths a play answer offers, best first (an older CMU names only one).
-fn media_paths(r: &peercam_signal::cm::PlayResponse) -> Vec<peercam_signal::relay::MediaPath> {
-    if r.paths.is_empty() {
+/// The paths a play answer offers, best first (an older CMU names only one); with `only`,
+/// those of that kind (`--path`), or an error naming the ones offered.
+fn media_paths(
+    r: &peercam_signal::cm::PlayResponse,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<peercam_signal::relay::MediaPath>> {
+    let all = if r.paths.is_empty() {
         vec![peercam_signal::relay::MediaPath {
             kind: r.path,
             url: r.url.clone(),
@@ -433,7 +437,23 @@ fn media_paths(r: &peercam_signal::cm::PlayResponse) -> Vec<peercam_signal::rela
         }]
     } else {
         r.paths.clone()
+    };
+    let Some(only) = only else {
+        return Ok(all);
+    };
+    let kept: Vec<_> = all
+        .iter()
+        .filter(|p| p.kind.as_str() == only)
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        let offered: Vec<&str> = all.iter().map(|p| p.kind.as_str()).collect();
+        bail!(
+            "no {only} path to this device (offered: {})",
+            offered.join(", ")
+        );
     }
+    Ok(kept)
 }
 
 /// A progress bar of `len` steps drawn with `template`; hidden for `--json`.

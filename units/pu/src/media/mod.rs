@@ -3,6 +3,7 @@
 //! sessions that ask for the same profile.
 
 pub mod audio;
+pub mod backchannel;
 mod font;
 pub mod hub;
 pub mod pull;
