@@ -99,6 +99,8 @@ pub(crate) struct AppState {
     pub(crate) link_key: [u8; 32],
     /// The cloud storage grant key (8.7.1), kept in the database.
     pub(crate) cloud: cloud::Cloud,
+    /// Triggered when this CMU stops (node links close with it).
+    pub(crate) shutdown: Shutdown,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -202,6 +204,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         config,
         store,
         sms,
+        shutdown: shutdown.clone(),
     });
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     let router = web::router().merge(api::router(state));

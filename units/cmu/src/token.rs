@@ -471,4 +471,35 @@ mod tests {
     fn h626_8_4_each_token_is_new() {
         assert_ne!(token(None).jti, token(None).jti);
     }
+
+    crate::store::on_both_backends! {
+    /// Issue 19: two CMU instances on one database. A token signed on A verifies on B and on
+    /// a restarted A; a key B has not seen yet (A rotated) is read from the store; an id that
+    /// was never made is refused without asking the store for it again and again.
+    #[tokio::test]
+    async fn h626_8_4_instances_share_play_token_keys(db) {
+        let a = Keys::load(&db, 60).await.unwrap();
+        let b = Keys::load(&db, 60).await.unwrap();
+        let now = now_s();
+        let (kid, key) = a.signing(now).await.unwrap();
+        assert_eq!(b.signing(now).await.unwrap(), (kid.clone(), key), "one key for both");
+        let t = play::mint(&kid, &key, &token(None));
+        let found = b.verifying(play::key_id(&t).unwrap()).await.unwrap().unwrap();
+        assert_eq!(play::verify(&found, &t), Ok(token(None)));
+        // A restart (a new instance) reads the same key.
+        let again = Keys::load(&db, 60).await.unwrap();
+        assert_eq!(again.verifying(&kid).await.unwrap(), Some(key));
+        // A rotates a minute later; B meets the new id and reads it from the store.
+        let (kid2, key2) = a.signing(now + 60).await.unwrap();
+        assert_ne!(kid2, kid);
+        assert_eq!(b.verifying(&kid2).await.unwrap(), Some(key2));
+        assert_eq!(b.verifying(&kid).await.unwrap(), Some(key), "the old one still verifies");
+        // And B signs with the new one from then on.
+        assert_eq!(b.signing(now + 61).await.unwrap().0, kid2);
+        // Unknown ids: older than the newest known (never made, or retired), or not a number.
+        assert_eq!(b.verifying("0").await.unwrap(), None);
+        assert_eq!(b.verifying("x").await.unwrap(), None);
+        assert_eq!(b.verifying("99999").await.unwrap(), None);
+    }
+    }
 }
