@@ -483,9 +483,10 @@ mod tests {
         let now = now_s();
         let (kid, key) = a.signing(now).await.unwrap();
         assert_eq!(b.signing(now).await.unwrap(), (kid.clone(), key), "one key for both");
-        let t = play::mint(&kid, &key, &token(None));
+        let claims = token(None);
+        let t = play::mint(&kid, &key, &claims);
         let found = b.verifying(play::key_id(&t).unwrap()).await.unwrap().unwrap();
-        assert_eq!(play::verify(&found, &t), Ok(token(None)));
+        assert_eq!(play::verify(&found, &t), Ok(claims));
         // A restart (a new instance) reads the same key.
         let again = Keys::load(&db, 60).await.unwrap();
         assert_eq!(again.verifying(&kid).await.unwrap(), Some(key));
