@@ -1,5 +1,5 @@
-//! The small text parsers: session tokens, public keys, nonces, and the identifiers of
-//! `peercam-base`.
+//! The small text parsers: session tokens, play tokens (8.4, with their key id), public
+//! keys, nonces, and the identifiers of `peercam-base`.
 //!
 //! None may panic. Whatever parses must round-trip, and since base64url without padding is
 //! decoded strictly (canonical trailing bits), a token or key that parses must print back as
@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use libfuzzer_sys::fuzz_target;
 use peercam_base::{DeviceId, NodeId, Phone, Scope};
+use peercam_signal::play;
 use peercam_signal::register::{check_nonce, encode_public_key, parse_public_key};
 use peercam_signal::token::SessionToken;
 
@@ -24,6 +25,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(SessionToken::parse(&shown), Ok(tok.clone()));
         assert_eq!(tok.digest().len(), 64);
         assert!(!format!("{tok:?}").contains(&shown[4..]), "token in Debug");
+    }
+
+    // Play tokens: `pct2.<kid>.<payload>.<mac>`. The key id is digits only; no text that
+    // was not minted under the key verifies.
+    if let Ok(kid) = play::key_id(text) {
+        assert!(!kid.is_empty() && kid.bytes().all(|b| b.is_ascii_digit()));
+        assert!(kid.len() <= play::MAX_KID_LEN);
+    }
+    if let Ok(claims) = play::verify(&[7; 32], text) {
+        let kid = play::key_id(text).expect("a verified token has a key id");
+        // Only a token minted under this key verifies: the same claims, minted again
+        // under it, verify to the same claims.
+        let again = play::mint(kid, &[7; 32], &claims);
+        assert_eq!(play::verify(&[7; 32], &again), Ok(claims));
     }
 
     // Public keys and nonces: both 32 bytes of base64url.

@@ -7,8 +7,12 @@
 //! encoding to them), a one-time id, an expiry and the device's ACL version, and is
 //! authenticated with HMAC-SHA256 under a key only the CMU holds.
 //!
-//! Wire form: `pct1.<payload>.<mac>`, both parts base64url without padding; the payload is
-//! JSON ([`PlayClaims`]).
+//! Wire form: `pct2.<kid>.<payload>.<mac>`. `kid` names the CMU's signing key (1-20 ASCII
+//! digits: several CMU instances share a set of rotating keys, docs/design/scale-out.md);
+//! `payload` is JSON ([`PlayClaims`]) and `mac` the HMAC-SHA256 over the key id and the
+//! payload, both base64url without padding. The older form `pct1.<payload>.<mac>` had no key
+//! id; its key lived only as long as one CMU process, so no such token outlives the upgrade,
+//! and it is refused as malformed.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,8 +26,10 @@ use crate::refusal::Refusal;
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 1024;
-const PREFIX: &str = "pct1.";
-const MAC_CONTEXT: &[u8] = b"peercam/play/v1.";
+const PREFIX: &str = "pct2.";
+const MAC_CONTEXT: &[u8] = b"peercam/play/v2.";
+/// Longest key id, in digits.
+pub const MAX_KID_LEN: usize = 20;
 
 /// What a viewer can take (H.626.4 clause 7: "max resolution, video type, bit rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -191,36 +197,55 @@ impl TokenRefusal {
     }
 }
 
-fn mac(key: &[u8], payload_b64: &str) -> [u8; 32] {
+fn mac(key: &[u8], kid: &str, payload_b64: &str) -> [u8; 32] {
     let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     m.update(MAC_CONTEXT);
+    m.update(kid.as_bytes());
+    m.update(b".");
     m.update(payload_b64.as_bytes());
     m.finalize().into_bytes().into()
 }
 
-/// Mints a token.
-pub fn mint(key: &[u8], claims: &PlayClaims) -> String {
+/// Mints a token signed with the key `kid` (1-[`MAX_KID_LEN`] ASCII digits).
+pub fn mint(kid: &str, key: &[u8], claims: &PlayClaims) -> String {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let tag = URL_SAFE_NO_PAD.encode(mac(key, &payload));
-    format!("{PREFIX}{payload}.{tag}")
+    let tag = URL_SAFE_NO_PAD.encode(mac(key, kid, &payload));
+    format!("{PREFIX}{kid}.{payload}.{tag}")
 }
 
-/// Checks form and MAC, then returns the claims; expiry, device, replay and ACL checks are the
-/// caller's, who holds the state ([`check_claims`] does the stateless ones).
-pub fn verify(key: &[u8], token: &str) -> Result<PlayClaims, TokenRefusal> {
+/// The parts of a token of the right form: key id, payload, tag.
+fn split(token: &str) -> Result<(&str, &str, &str), TokenRefusal> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenRefusal::Malformed);
     }
     let rest = token.strip_prefix(PREFIX).ok_or(TokenRefusal::Malformed)?;
+    let (kid, rest) = rest.split_once('.').ok_or(TokenRefusal::Malformed)?;
     let (payload, tag) = rest.split_once('.').ok_or(TokenRefusal::Malformed)?;
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TokenRefusal::Malformed);
+    }
+    Ok((kid, payload, tag))
+}
+
+/// The id of the key a token names, read before anything is verified (to pick the key);
+/// nothing else of the token may be trusted until [`verify`] passes.
+pub fn key_id(token: &str) -> Result<&str, TokenRefusal> {
+    split(token).map(|(kid, _, _)| kid)
+}
+
+/// Checks form and MAC under `key` (the key [`key_id`] names), then returns the claims;
+/// expiry, device, replay and ACL checks are the caller's, who holds the state
+/// ([`check_claims`] does the stateless ones).
+pub fn verify(key: &[u8], token: &str) -> Result<PlayClaims, TokenRefusal> {
+    let (kid, payload, tag) = split(token)?;
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| TokenRefusal::Malformed)?;
     if tag.len() != 32 {
         return Err(TokenRefusal::Malformed);
     }
-    if !bool::from(mac(key, payload).ct_eq(&tag)) {
+    if !bool::from(mac(key, kid, payload).ct_eq(&tag)) {
         return Err(TokenRefusal::Forged);
     }
     let json = URL_SAFE_NO_PAD
@@ -340,10 +365,30 @@ mod tests {
     #[test]
     fn h626_8_4_token_round_trip_and_refusals() {
         let key = [9u8; 32];
-        let t = mint(&key, &claims());
+        let t = mint("7", &key, &claims());
+        assert!(t.starts_with("pct2.7."), "{t}");
+        assert_eq!(key_id(&t), Ok("7"));
         assert_eq!(verify(&key, &t), Ok(claims()));
         assert_eq!(verify(&[8u8; 32], &t), Err(TokenRefusal::Forged));
-        assert_eq!(verify(&key, "pct1.abc"), Err(TokenRefusal::Malformed));
+        assert_eq!(verify(&key, "pct2.abc"), Err(TokenRefusal::Malformed));
+        // Another key id under the same key and payload: the id is signed too.
+        let swapped = t.replacen("pct2.7.", "pct2.8.", 1);
+        assert_eq!(key_id(&swapped), Ok("8"));
+        assert_eq!(verify(&key, &swapped), Err(TokenRefusal::Forged));
+        for bad in [
+            "pct2..p.m",
+            "pct2.x1.p.m",
+            "pct2.-1.p.m",
+            "pct2.123456789012345678901.p.m",
+        ] {
+            assert_eq!(key_id(bad), Err(TokenRefusal::Malformed), "{bad}");
+        }
+        // The form before key ids is no longer read (its key died with its process).
+        let (_, rest) = t.split_once("pct2.7.").unwrap_or_default();
+        assert_eq!(
+            verify(&key, &format!("pct1.{rest}")),
+            Err(TokenRefusal::Malformed)
+        );
         assert_eq!(
             verify(&key, &"x".repeat(2000)),
             Err(TokenRefusal::Malformed)
@@ -361,7 +406,7 @@ mod tests {
         // A swapped payload (another user's claims under this MAC) is forged.
         let mut other = claims();
         other.sub = 8;
-        let t2 = mint(&key, &other);
+        let t2 = mint("7", &key, &other);
         let (p1, m1) = t.rsplit_once('.').unwrap_or_default();
         let (p2, _) = t2.rsplit_once('.').unwrap_or_default();
         assert_ne!(p1, p2);
@@ -375,7 +420,7 @@ mod tests {
         #[test]
         fn any_change_to_a_token_is_refused(pos in 5usize..200, byte in any::<u8>()) {
             let key = [3u8; 32];
-            let t = mint(&key, &claims());
+            let t = mint("12", &key, &claims());
             let mut b = t.clone().into_bytes();
             let pos = pos % b.len();
             prop_assume!(b[pos] != byte);
@@ -387,7 +432,18 @@ mod tests {
 
         #[test]
         fn verify_never_panics(s in ".{0,300}") {
+            let _ = key_id(&s);
             let _ = verify(&[0; 32], &s);
+        }
+
+        #[test]
+        fn tokens_round_trip_under_any_key_id(kid in 0u64.., sub in any::<i64>(), key in any::<[u8; 32]>()) {
+            let mut c = claims();
+            c.sub = sub;
+            let kid = kid.to_string();
+            let t = mint(&kid, &key, &c);
+            prop_assert_eq!(key_id(&t), Ok(kid.as_str()));
+            prop_assert_eq!(verify(&key, &t), Ok(c));
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Cluster {
     /// [`Cluster::start_at`], e.g. inside a NAT lab namespace).
     pub host: std::net::IpAddr,
     cmu_task: Option<tokio::task::JoinHandle<()>>,
+    /// The CMU's configuration as started (for more instances on its database).
+    cmu_config: peercam_cmu::Config,
     /// The CMU's PostgreSQL database, kept while the cluster lives (declared last: dropped
     /// after the units).
     postgres: Option<postgres::PgDatabase>,
@@ -158,6 +160,7 @@ impl Cluster {
             key: pki.server_key.clone(),
         });
         adjust(&mut cfg);
+        let cmu_config = cfg.clone();
         let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
         let api = format!("https://{}", cmu.addr);
         let password = std::fs::read_to_string(dir.path().join("admin.password"))?
@@ -179,6 +182,7 @@ impl Cluster {
             admin,
             host,
             cmu_task: Some(cmu.task),
+            cmu_config,
             postgres: None,
         };
         for i in 0..scu_nodes {
@@ -522,6 +526,50 @@ impl Cluster {
         }
     }
 
+    /// Issue 19: another CMU instance on this cluster's database (the same file or
+    /// PostgreSQL database, TLS certificate and SCU secrets), listening on a port of its own.
+    /// No SCU connects to it; it serves the API and shares every stored state.
+    pub async fn start_another_cmu(&self) -> anyhow::Result<OtherCmu> {
+        let mut cfg = self.cmu_config.clone();
+        cfg.listen = SocketAddr::new(self.host, 0);
+        let shutdown = Shutdown::new();
+        let cmu = peercam_cmu::start(cfg, shutdown.clone()).await?;
+        Ok(OtherCmu {
+            api: format!("https://{}", cmu.addr),
+            addr: cmu.addr,
+            ca_pem: self.ca_pem.clone(),
+            shutdown,
+            task: Some(cmu.task),
+        })
+    }
+
+    /// Issue 19: stops the CMU and starts a new instance on the same address and database,
+    /// as after a crash or an upgrade; the SCU nodes reconnect and announce their devices.
+    pub async fn restart_cmu(&mut self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        if let Some(t) = self.cmu_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let mut cfg = self.cmu_config.clone();
+        cfg.listen = self.cmu_addr;
+        let shutdown = Shutdown::new();
+        // The port was just released; a moment may pass before it can be bound again.
+        let mut tries = 0;
+        let cmu = loop {
+            match peercam_cmu::start(cfg.clone(), shutdown.clone()).await {
+                Ok(cmu) => break cmu,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.shutdown = shutdown;
+        self.cmu_task = Some(cmu.task);
+        Ok(())
+    }
+
     /// The path of the CMU database file.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("cmu.db")
@@ -530,6 +578,32 @@ impl Cluster {
     /// The temporary directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Another CMU instance on a cluster's database ([`Cluster::start_another_cmu`]).
+pub struct OtherCmu {
+    /// Its API and platform listener.
+    pub addr: SocketAddr,
+    /// `https://ADDR`.
+    pub api: String,
+    ca_pem: Vec<u8>,
+    shutdown: Shutdown,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl OtherCmu {
+    /// An anonymous client of this instance.
+    pub fn client(&self) -> Client {
+        Client::new(&self.api, Some(&self.ca_pem)).unwrap()
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
     }
 }
 

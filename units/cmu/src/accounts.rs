@@ -78,6 +78,7 @@ pub(crate) async fn signup(
     // SMS pumping defence: per number and per client address.
     st.limits
         .hit(&format!("sms:{phone}"), 3, Duration::from_secs(600))
+        .await
         .map_err(ApiErr::too_many)?;
     st.limits
         .hit(
@@ -85,6 +86,7 @@ pub(crate) async fn signup(
             20,
             Duration::from_secs(3600),
         )
+        .await
         .map_err(ApiErr::too_many)?;
     if accounts::id_by_login(&st.store, phone.as_str())
         .await?
@@ -226,49 +228,62 @@ impl LoginThrottle {
 
     /// Before checking a password: `Err(retry_after)` if this source may not try now, else
     /// how long to wait first (zero unless the account is paced).
-    pub(crate) fn before(limits: &Limits, login: &str, ip: IpAddr) -> Result<Duration, Duration> {
-        limits.hit(
-            &format!("login-ip:{ip}"),
-            Self::PER_SOURCE_ATTEMPTS,
-            Duration::from_secs(60),
-        )?;
-        limits.check(
-            &format!("login-fail-ip:{ip}"),
-            Self::PER_SOURCE_FAILURES,
-            Self::WINDOW,
-        )?;
-        limits.check(
-            &Self::pair(login, ip),
-            Self::PER_PAIR_FAILURES,
-            Self::WINDOW,
-        )?;
+    pub(crate) async fn before(
+        limits: &Limits,
+        login: &str,
+        ip: IpAddr,
+    ) -> Result<Duration, Duration> {
+        limits
+            .hit(
+                &format!("login-ip:{ip}"),
+                Self::PER_SOURCE_ATTEMPTS,
+                Duration::from_secs(60),
+            )
+            .await?;
+        limits
+            .check(
+                &format!("login-fail-ip:{ip}"),
+                Self::PER_SOURCE_FAILURES,
+                Self::WINDOW,
+            )
+            .await?;
+        limits
+            .check(
+                &Self::pair(login, ip),
+                Self::PER_PAIR_FAILURES,
+                Self::WINDOW,
+            )
+            .await?;
         if limits
             .check(
                 &format!("login-fail-acct:{login}"),
                 Self::PER_ACCOUNT_FAILURES,
                 Self::WINDOW,
             )
+            .await
             .is_ok()
         {
             return Ok(Duration::ZERO);
         }
-        limits.pace(&format!("login-pace:{login}"), Self::PACE, Self::MAX_WAIT)
+        limits
+            .pace(&format!("login-pace:{login}"), Self::PACE, Self::MAX_WAIT)
+            .await
     }
 
     /// A wrong password from `ip` for `login`.
-    pub(crate) fn failed(limits: &Limits, login: &str, ip: IpAddr) {
+    pub(crate) async fn failed(limits: &Limits, login: &str, ip: IpAddr) {
         for key in [
             format!("login-fail-ip:{ip}"),
             Self::pair(login, ip),
             format!("login-fail-acct:{login}"),
         ] {
-            let _ = limits.hit(&key, u32::MAX, Self::WINDOW);
+            let _ = limits.hit(&key, u32::MAX, Self::WINDOW).await;
         }
     }
 
     /// The right password: this pair starts afresh.
-    pub(crate) fn succeeded(limits: &Limits, login: &str, ip: IpAddr) {
-        limits.clear(&Self::pair(login, ip));
+    pub(crate) async fn succeeded(limits: &Limits, login: &str, ip: IpAddr) {
+        limits.clear(&Self::pair(login, ip)).await;
     }
 }
 
@@ -293,7 +308,9 @@ pub(crate) async fn login(
     if login.len() > 64 || req.password.len() > 256 {
         return Err(bad_credentials());
     }
-    let wait = LoginThrottle::before(&st.limits, &login, peer.ip()).map_err(ApiErr::too_many)?;
+    let wait = LoginThrottle::before(&st.limits, &login, peer.ip())
+        .await
+        .map_err(ApiErr::too_many)?;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
@@ -306,7 +323,7 @@ pub(crate) async fn login(
         .await
         .unwrap_or(false);
     let Some((account, _)) = found.filter(|_| ok) else {
-        LoginThrottle::failed(&st.limits, &login, peer.ip());
+        LoginThrottle::failed(&st.limits, &login, peer.ip()).await;
         audit::log(&st.store, Event::LoginFailed).await;
         return Err(bad_credentials());
     };
@@ -320,7 +337,7 @@ pub(crate) async fn login(
         }
         _ => return Err(ApiErr::forbidden("this account is disabled").with_code("disabled")),
     }
-    LoginThrottle::succeeded(&st.limits, &login, peer.ip());
+    LoginThrottle::succeeded(&st.limits, &login, peer.ip()).await;
     let token = SessionToken::from_random(random_bytes::<32>());
     let expires_at = now_s() + crate::settings::platform(&st).await?.1.session_ttl_s;
     sessions::create(&st.store, &token.digest(), account.id, now_s(), expires_at).await?;
@@ -384,6 +401,7 @@ pub(crate) async fn change_password(
     auth::check_new_password(&req.new_password)?;
     st.limits
         .hit(&format!("passwd:{}", p.id), 5, Duration::from_secs(300))
+        .await
         .map_err(ApiErr::too_many)?;
     let hash = accounts::password_hash(&st.store, p.id)
         .await?
@@ -431,43 +449,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn h626_6_1_1_a_guesser_locks_out_only_itself() {
-        let limits = Limits::default();
+    #[tokio::test]
+    async fn h626_6_1_1_a_guesser_locks_out_only_itself() {
+        let limits = Limits::new(crate::store::testing::memory().await);
         let guesser: IpAddr = "198.51.100.1".parse().unwrap();
         let owner: IpAddr = "203.0.113.5".parse().unwrap();
         for _ in 0..5 {
             assert_eq!(
-                LoginThrottle::before(&limits, "+1555", guesser),
+                LoginThrottle::before(&limits, "+1555", guesser).await,
                 Ok(Duration::ZERO)
             );
-            LoginThrottle::failed(&limits, "+1555", guesser);
+            LoginThrottle::failed(&limits, "+1555", guesser).await;
         }
-        assert!(LoginThrottle::before(&limits, "+1555", guesser).is_err());
+        assert!(
+            LoginThrottle::before(&limits, "+1555", guesser)
+                .await
+                .is_err()
+        );
         assert_eq!(
-            LoginThrottle::before(&limits, "+1555", owner),
+            LoginThrottle::before(&limits, "+1555", owner).await,
             Ok(Duration::ZERO)
         );
     }
 
-    #[test]
-    fn h626_6_1_1_a_distributed_guess_is_paced() {
-        let limits = Limits::default();
+    #[tokio::test]
+    async fn h626_6_1_1_a_distributed_guess_is_paced() {
+        let limits = Limits::new(crate::store::testing::memory().await);
         for i in 0..10u8 {
             let ip = IpAddr::from([198, 51, 100, i]);
             assert_eq!(
-                LoginThrottle::before(&limits, "+1555", ip),
+                LoginThrottle::before(&limits, "+1555", ip).await,
                 Ok(Duration::ZERO)
             );
-            LoginThrottle::failed(&limits, "+1555", ip);
+            LoginThrottle::failed(&limits, "+1555", ip).await;
         }
         // Now every attempt on the account takes its turn, one per PACE, from anywhere.
-        let waits: Vec<Duration> = (20..40u8)
-            .map(|i| {
+        let mut waits: Vec<Duration> = Vec::new();
+        for i in 20..40u8 {
+            waits.push(
                 LoginThrottle::before(&limits, "+1555", IpAddr::from([198, 51, 100, i]))
-                    .unwrap_or(Duration::MAX)
-            })
-            .collect();
+                    .await
+                    .unwrap_or(Duration::MAX),
+            );
+        }
         assert!(waits[1] > Duration::ZERO && waits[5] >= 4 * LoginThrottle::PACE);
         assert_eq!(
             waits.last(),
@@ -476,7 +500,7 @@ mod tests {
         );
         // Another account is not slowed.
         assert_eq!(
-            LoginThrottle::before(&limits, "+1666", IpAddr::from([198, 51, 100, 50])),
+            LoginThrottle::before(&limits, "+1666", IpAddr::from([198, 51, 100, 50])).await,
             Ok(Duration::ZERO)
         );
     }

@@ -45,6 +45,11 @@ pub struct Config {
     /// Default 60.
     #[serde(default = "default_play_ttl")]
     pub play_token_ttl_s: u64,
+    /// How often a new play-token signing key is made, seconds (60 to 2592000). Default
+    /// 86400 (a day). Keys are kept in the database and shared by every CMU instance on it;
+    /// an old key still verifies for an hour and a minute after its successor is made.
+    #[serde(default = "default_token_key_rotate")]
+    pub token_key_rotate_s: u64,
     /// Release public keys (base64url Ed25519) the CMU accepts packages from (H.626.4 8.11.1);
     /// devices check the same signatures again. Default: none (no package can be uploaded).
     #[serde(default)]
@@ -141,6 +146,10 @@ impl SnapshotClock {
     pub fn now_ms(&self) -> u64 {
         crate::now_ms().saturating_add(self.0.load(Ordering::Relaxed))
     }
+}
+
+fn default_token_key_rotate() -> u64 {
+    86_400
 }
 
 fn default_snapshot_sms() -> u32 {
@@ -240,6 +249,7 @@ impl Config {
             session_ttl_s: default_session_ttl(),
             signup_code_ttl_s: default_code_ttl(),
             play_token_ttl_s: default_play_ttl(),
+            token_key_rotate_s: default_token_key_rotate(),
             release_keys: Vec::new(),
             release_threshold: default_release_threshold(),
             public_url: None,
@@ -272,6 +282,11 @@ impl Config {
         if !(1..=3600).contains(&self.play_token_ttl_s) {
             return Err(CmuError::Config(
                 "play_token_ttl_s must be 1 to 3600".into(),
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&self.token_key_rotate_s) {
+            return Err(CmuError::Config(
+                "token_key_rotate_s must be 60 to 2592000".into(),
             ));
         }
         if self.session_ttl_s < 60 || self.signup_code_ttl_s < 60 {

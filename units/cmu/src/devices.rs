@@ -185,16 +185,17 @@ pub(crate) async fn bind(
     let window = Duration::from_secs(600);
     st.limits
         .check(&guesses, 10, window)
+        .await
         .map_err(ApiErr::too_many)?;
-    let refused = |r: BindRefusal| {
-        let _ = st.limits.hit(&guesses, 10, window);
+    let refused = async |r: BindRefusal| {
+        let _ = st.limits.hit(&guesses, 10, window).await;
         r.answer()
     };
     let (Ok(id), Ok(code)) = (
         req.device_id.trim().parse::<DeviceId>(),
         BindCode::parse(&req.bind_code),
     ) else {
-        return Err(refused(BindRefusal::UnknownDeviceOrCode));
+        return Err(refused(BindRefusal::UnknownDeviceOrCode).await);
     };
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 64) {
@@ -221,7 +222,7 @@ pub(crate) async fn bind(
             },
         )
         .await;
-        return Err(refused(r));
+        return Err(refused(r).await);
     }
     if !devices::bind(&st.store, &id, p.id, name).await? {
         return Err(ApiErr::conflict(

@@ -85,8 +85,8 @@ pub(crate) struct AppState {
     pub(crate) sms: Box<dyn sms::SmsGateway>,
     pub(crate) platform: platform::Platform,
     pub(crate) limits: ratelimit::Limits,
-    /// HMAC key of the 8.4 play tokens; random per start (tokens live a minute).
-    pub(crate) play_key: [u8; 32],
+    /// HMAC keys of the 8.4 play tokens, kept in the database and rotating (issue 19).
+    pub(crate) play_keys: token::Keys,
     /// Where devices download packages (8.11.1).
     pub(crate) public_url: String,
     /// New alarms and resets, to the live alarm streams (8.8).
@@ -99,6 +99,8 @@ pub(crate) struct AppState {
     pub(crate) link_key: [u8; 32],
     /// The cloud storage grant key (8.7.1), kept in the database.
     pub(crate) cloud: cloud::Cloud,
+    /// Triggered when this CMU stops (node links close with it).
+    pub(crate) shutdown: Shutdown,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -140,6 +142,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let admin_password_file = auth::bootstrap_operator(&store, &config).await?;
     let link_key =
         store::snapshots::link_key(&store, "snapshot-link", random_bytes::<32>()).await?;
+    // H.626.4 8.4: play-token keys are shared by every CMU on the database (issue 19).
+    let play_keys = token::Keys::load(&store, config.token_key_rotate_s).await?;
     // H.626.4 8.7.1: the grant signing key is made on first start and kept.
     let mut cloud = cloud::Cloud::load(&store, random_bytes::<32>()).await?;
     // The key-encryption key of the cameras' data keys: `cloud.kek_file`, else the
@@ -196,8 +200,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         push,
         public_url,
         platform: platform::Platform::default(),
-        limits: ratelimit::Limits::default(),
-        play_key: random_bytes::<32>(),
+        limits: ratelimit::Limits::new(store.clone()),
+        play_keys,
         alarm_hub: alarms::Hub::default(),
         offline: alarms::up::Offline::default(),
         link_key,
@@ -205,6 +209,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         config,
         store,
         sms,
+        shutdown: shutdown.clone(),
     });
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     let router = web::router().merge(api::router(state));

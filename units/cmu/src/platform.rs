@@ -343,6 +343,9 @@ async fn node_session(st: Shared, socket: WebSocket) {
                 }
             }
             () = tokio::time::sleep_until(deadline) => peer.handle_timeout(Instant::now().into_std()),
+            // A stopping CMU lets its nodes go, so that they reconnect to another instance
+            // (an upgraded WebSocket outlives the HTTP server's connection tasks).
+            () = st.shutdown.wait() => peer.close("the CMU is stopping"),
         }
     }
     // The node is gone: everything it held is offline (unless it already reconnected).

@@ -11,12 +11,109 @@ use peercam_signal::play::{self, Caps, PlayClaims, PlayGrant, PlayVerdict, Token
 use crate::audit::{self, Event, Minted, Service};
 use crate::auth::Principal;
 use crate::error::{ApiErr, ApiResult};
-use crate::store::{self, StoreError};
+use crate::store::play_keys::{PlayKey, Rotation};
+use crate::store::{self, Store, StoreError};
 use crate::{Shared, now_s, random_bytes};
 
 /// Rounding slack on expiry: the CMU mints and judges its own tokens with one clock, so
 /// only the whole-second rounding of `iat`/`exp` needs room.
 const SKEW_S: u64 = 1;
+
+/// How long a key is kept after its successor is made: the longest token lifetime
+/// (`play_token_ttl_s` is at most 3600) and a minute for the clocks of CMU instances.
+const KEY_KEPT_S: u64 = 3600 + 60;
+
+/// The play-token signing keys (issue 19), shared by every CMU instance on the database:
+/// the newest signs and is replaced every `token_key_rotate_s`; older ones verify until
+/// [`KEY_KEPT_S`] after their successor came. Each instance caches the keys and reads them
+/// again when it must rotate or meets a key id newer than any it knows.
+pub(crate) struct Keys {
+    store: Store,
+    rotate_s: u64,
+    cache: std::sync::RwLock<Vec<PlayKey>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("rotate_s", &self.rotate_s)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// The keys in `store`, making the first (or a due one) now.
+    pub(crate) async fn load(store: &Store, rotate_s: u64) -> Result<Self, StoreError> {
+        let keys = Self {
+            store: store.clone(),
+            rotate_s,
+            cache: std::sync::RwLock::default(),
+        };
+        keys.rotate(now_s()).await?;
+        Ok(keys)
+    }
+
+    fn cached(&self) -> std::sync::RwLockReadGuard<'_, Vec<PlayKey>> {
+        self.cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keep(&self, keys: Vec<PlayKey>) {
+        *self
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    async fn rotate(&self, now: u64) -> Result<(), StoreError> {
+        let r = Rotation {
+            now,
+            every_s: self.rotate_s,
+            keep_s: KEY_KEPT_S,
+        };
+        let keys = store::play_keys::rotate(&self.store, random_bytes::<32>(), r).await?;
+        self.keep(keys);
+        Ok(())
+    }
+
+    /// The key to sign with at `now`: its id and secret.
+    pub(crate) async fn signing(&self, now: u64) -> Result<(String, [u8; 32]), StoreError> {
+        let due = |k: Option<&PlayKey>| {
+            k.is_none_or(|k| k.created_at.saturating_add(self.rotate_s) <= now)
+        };
+        if due(self.cached().last()) {
+            self.rotate(now).await?;
+        }
+        self.cached()
+            .last()
+            .map(|k| (k.id.to_string(), k.secret))
+            .ok_or_else(|| StoreError::Corrupt("no play-token key after rotation".into()))
+    }
+
+    /// The secret of the key `kid`, if it is kept. An id newer than any cached one (another
+    /// instance rotated) reads the keys again; an older unknown one is refused at once.
+    pub(crate) async fn verifying(&self, kid: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let Ok(id) = kid.parse::<i64>() else {
+            return Ok(None);
+        };
+        let find = |keys: &[PlayKey]| keys.iter().find(|k| k.id == id).map(|k| k.secret);
+        let newest = {
+            let cached = self.cached();
+            if let Some(secret) = find(&cached) {
+                return Ok(Some(secret));
+            }
+            cached.last().map_or(0, |k| k.id)
+        };
+        if id <= newest {
+            return Ok(None);
+        }
+        let keys = store::play_keys::all(&self.store).await?;
+        let secret = find(&keys);
+        self.keep(keys);
+        Ok(secret)
+    }
+}
 
 /// The claims of a new one-time token for `dev`, issued `now` and valid `ttl_s` (D4); `cam`
 /// for playback tokens, which a recorder serves for that camera.
@@ -73,7 +170,8 @@ pub(crate) async fn mint(
         caps,
         playback_of.cloned(),
     );
-    let token = play::mint(&st.play_key, &c);
+    let (kid, key) = st.play_keys.signing(c.iat).await?;
+    let token = play::mint(&kid, &key, &c);
     let device = playback_of.unwrap_or(id);
     audit::log(
         &st.store,
@@ -110,7 +208,17 @@ pub(crate) async fn for_service(
         caps,
         None,
     );
-    let token = play::mint(&st.play_key, &c);
+    let (kid, key) = match st.play_keys.signing(c.iat).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "no play-token key");
+            return PlatformAnswer::Refused {
+                code: peercam_signal::refusal::Refusal::Unavailable,
+                message: "the platform cannot issue a token now; try again".into(),
+            };
+        }
+    };
+    let token = play::mint(&kid, &key, &c);
     audit::log(
         &st.store,
         Event::ServiceToken {
@@ -258,7 +366,14 @@ async fn standing(
 }
 
 async fn judge(st: &Shared, device: &DeviceId, token: &str) -> Result<PlayGrant, Judgement> {
-    let claims = play::verify(&st.play_key, token)?;
+    // Issue 19: the token names its key; any CMU instance on the database knows it.
+    let kid = play::key_id(token)?;
+    let key = st
+        .play_keys
+        .verifying(kid)
+        .await?
+        .ok_or(TokenRefusal::Forged)?;
+    let claims = play::verify(&key, token)?;
     let now = now_s();
     play::check_claims(&claims, device, now, SKEW_S)?;
     let scopes = judge_standing(&claims, &standing(st, device, &claims).await?)?;
@@ -393,5 +508,37 @@ mod tests {
     #[test]
     fn h626_8_4_each_token_is_new() {
         assert_ne!(token(None).jti, token(None).jti);
+    }
+
+    crate::store::on_both_backends! {
+    /// Issue 19: two CMU instances on one database. A token signed on A verifies on B and on
+    /// a restarted A; a key B has not seen yet (A rotated) is read from the store; an id that
+    /// was never made is refused without asking the store for it again and again.
+    #[tokio::test]
+    async fn h626_8_4_instances_share_play_token_keys(db) {
+        let a = Keys::load(&db, 60).await.unwrap();
+        let b = Keys::load(&db, 60).await.unwrap();
+        let now = now_s();
+        let (kid, key) = a.signing(now).await.unwrap();
+        assert_eq!(b.signing(now).await.unwrap(), (kid.clone(), key), "one key for both");
+        let claims = token(None);
+        let t = play::mint(&kid, &key, &claims);
+        let found = b.verifying(play::key_id(&t).unwrap()).await.unwrap().unwrap();
+        assert_eq!(play::verify(&found, &t), Ok(claims));
+        // A restart (a new instance) reads the same key.
+        let again = Keys::load(&db, 60).await.unwrap();
+        assert_eq!(again.verifying(&kid).await.unwrap(), Some(key));
+        // A rotates a minute later; B meets the new id and reads it from the store.
+        let (kid2, key2) = a.signing(now + 60).await.unwrap();
+        assert_ne!(kid2, kid);
+        assert_eq!(b.verifying(&kid2).await.unwrap(), Some(key2));
+        assert_eq!(b.verifying(&kid).await.unwrap(), Some(key), "the old one still verifies");
+        // And B signs with the new one from then on.
+        assert_eq!(b.signing(now + 61).await.unwrap().0, kid2);
+        // Unknown ids: older than the newest known (never made, or retired), or not a number.
+        assert_eq!(b.verifying("0").await.unwrap(), None);
+        assert_eq!(b.verifying("x").await.unwrap(), None);
+        assert_eq!(b.verifying("99999").await.unwrap(), None);
+    }
     }
 }

@@ -317,6 +317,7 @@ pub(crate) async fn alarm(st: &Shared, row: &AlarmRow, camera_name: Option<Strin
     if st
         .limits
         .hit(&key, PUSH_PER_USER_HOUR, Duration::from_secs(3600))
+        .await
         .is_err()
     {
         tracing::warn!(

@@ -249,11 +249,27 @@ async fn sms(st: &Shared, row: &AlarmRow) {
     let minute = Duration::from_secs(60);
     // Both limits are looked at before either counts: a message the platform cap holds
     // back does not use up the owner's share.
-    let allowed = st.limits.check(&per_user, SMS_PER_USER_HOUR, hour).is_ok()
-        && st.limits.check("alarm-sms", SMS_PER_MINUTE, minute).is_ok();
+    let allowed = st
+        .limits
+        .check(&per_user, SMS_PER_USER_HOUR, hour)
+        .await
+        .is_ok()
+        && st
+            .limits
+            .check("alarm-sms", SMS_PER_MINUTE, minute)
+            .await
+            .is_ok();
     if !allowed
-        || st.limits.hit(&per_user, SMS_PER_USER_HOUR, hour).is_err()
-        || st.limits.hit("alarm-sms", SMS_PER_MINUTE, minute).is_err()
+        || st
+            .limits
+            .hit(&per_user, SMS_PER_USER_HOUR, hour)
+            .await
+            .is_err()
+        || st
+            .limits
+            .hit("alarm-sms", SMS_PER_MINUTE, minute)
+            .await
+            .is_err()
     {
         tracing::warn!(
             user = row.owner,

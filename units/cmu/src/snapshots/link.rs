@@ -35,6 +35,7 @@ pub(crate) async fn open(
             OPENS_PER_MINUTE,
             Duration::from_secs(60),
         )
+        .await
         .map_err(ApiErr::too_many)?;
     let now_s = st.config.snapshot_clock.now_ms() / 1000;
     let id = match link::verify(&st.link_key, &token, now_s) {

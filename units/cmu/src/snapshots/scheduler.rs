@@ -201,6 +201,7 @@ async fn send(
     if st
         .limits
         .hit("snapshot-sms", SMS_PER_MINUTE, Duration::from_secs(60))
+        .await
         .is_err()
     {
         return Err("rate_limited");
