@@ -260,7 +260,8 @@ pub(crate) async fn for_relayed_talk(
         grant.caps,
         None,
     );
-    let token = play::mint(&st.play_key, &c);
+    let (kid, key) = st.play_keys.signing(c.iat).await.ok()?;
+    let token = play::mint(&kid, &key, &c);
     audit::log(
         &st.store,
         Event::TokenMinted {

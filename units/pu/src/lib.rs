@@ -27,6 +27,8 @@ mod rtsp;
 mod sd;
 mod snapshot;
 pub mod speaker;
+#[cfg(feature = "alsa")]
+pub mod speaker_alsa;
 pub mod upgrade;
 mod webrtc;
 pub mod wlan;
@@ -58,6 +60,9 @@ pub enum PuError {
     /// The SD card recorder could not start.
     #[error(transparent)]
     Sd(#[from] sd::SdError),
+    /// The speaker (`speaker_alsa`) could not be opened, or this build has no ALSA.
+    #[error("speaker: {0}")]
+    Speaker(String),
 }
 
 /// Configuration of a PU agent (`pu.toml`).
@@ -187,6 +192,12 @@ pub struct Config {
     /// the first sound. Default: none, and the camera declines talk.
     #[serde(default)]
     pub speaker_wav: Option<PathBuf>,
+    /// The camera's loudspeaker as an ALSA PCM device (`default`, `plughw:0,0`, ...): talk
+    /// is played there (16-bit mono, 8 kHz; the device must convert or take that). Needs a
+    /// build with the `alsa` feature (it links libasound); without it the PU refuses to
+    /// start with this set. With `speaker_wav` as well, talk goes to both. Default: none.
+    #[serde(default)]
+    pub speaker_alsa: Option<String>,
     /// Half duplex talk: while a viewer talks (and for 0.5 s after its last sound), the
     /// camera's own audio is not sent to that viewer, so its speaker does not echo its voice
     /// back. Default false (full duplex).
@@ -290,6 +301,7 @@ impl Config {
             alarm_gpio_inputs: Vec::new(),
             alarm_output_gpio: None,
             speaker_wav: None,
+            speaker_alsa: None,
             talk_half_duplex: false,
             cloud_backlog_mb: default_cloud_backlog(),
             cloud_spool_mb: default_cloud_spool(),
@@ -601,6 +613,9 @@ fn speakers(
     if let Some(p) = &config.speaker_wav {
         out.push(Box::new(speaker::WavFile::new(p.clone())));
     }
+    if let Some(device) = &config.speaker_alsa {
+        out.push(alsa_speaker(device)?);
+    }
     if config.talk_to_source {
         let url = config
             .source_rtsp
@@ -616,6 +631,22 @@ fn speakers(
         1 => out.pop(),
         _ => Some(Box::new(media::backchannel::Both(out))),
     })
+}
+
+/// The ALSA loudspeaker `device` (clause 7: the PU's optional audio playback).
+#[cfg(feature = "alsa")]
+fn alsa_speaker(device: &str) -> Result<Box<dyn speaker::Speaker>, PuError> {
+    speaker_alsa::Alsa::open(device)
+        .map(|s| Box::new(s) as Box<dyn speaker::Speaker>)
+        .map_err(|e| PuError::Speaker(e.to_string()))
+}
+
+#[cfg(not(feature = "alsa"))]
+fn alsa_speaker(device: &str) -> Result<Box<dyn speaker::Speaker>, PuError> {
+    Err(PuError::Speaker(format!(
+        "speaker_alsa = {device:?} needs a peercam built with ALSA: install libasound2-dev and \
+         build with `--features alsa`"
+    )))
 }
 
 /// The picture source `config` names: a file, a third-party RTSP camera, or the synthetic

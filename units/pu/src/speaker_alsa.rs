@@ -162,7 +162,7 @@ mod tests {
             if raw.len() >= tone.len() * 2 {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            thread::sleep(std::time::Duration::from_millis(20));
         }
         let got: Vec<i16> = raw
             .chunks_exact(2)
