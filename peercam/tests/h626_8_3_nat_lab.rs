@@ -163,7 +163,12 @@ struct Camera {
 }
 
 impl Camera {
-    fn start(lab: &NatLab, setup: &Setup, upnp: bool, gateway: Option<std::net::Ipv4Addr>) -> Self {
+    fn start(
+        lab: &NatLab,
+        setup: &Setup,
+        (upnp, gateway): (bool, Option<std::net::Ipv4Addr>),
+        speaker: Option<PathBuf>,
+    ) -> Self {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (identity, scu_url, ca_path) = (
             setup.identity.clone(),
@@ -179,6 +184,7 @@ impl Camera {
             cfg.sd_card = false;
             cfg.port_mapping = upnp;
             cfg.gateway = gateway.map(IpAddr::V4);
+            cfg.speaker_wav = speaker;
             let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
             let _ = stop_rx.await;
             sd.trigger();
@@ -194,7 +200,19 @@ impl Camera {
 
 /// Runs one pairing; `None` when the lab cannot be built here.
 async fn pairing(pu: NatKind, cu: NatKind, same_site: bool) -> Option<(PathKind, u64)> {
-    run(pu, cu, same_site, false).await
+    run(pu, cu, same_site, false, None).await
+}
+
+/// Talk (6.1.8) across the lab: `peercam cu talk`'s client sends 2 s of a 1 kHz tone over
+/// the ONVIF back channel on the best path; gives the path and what the camera's speaker
+/// file holds.
+async fn talk_pairing(pu: NatKind, cu: NatKind) -> Option<(PathKind, Vec<i16>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speaker.wav");
+    let (path, _) = run(pu, cu, false, false, Some(wav.clone())).await?;
+    let (rate, pcm) = peercam_test::tone::read_wav(&wav).unwrap();
+    assert_eq!(rate, 8000);
+    Some((path, pcm))
 }
 
 /// miniupnpd refuses to map on documentation addresses: the gateway's public side.
@@ -202,7 +220,16 @@ const GATEWAY_PUBLIC: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 3, 2)
 
 /// One pairing; with `upnp`, the camera's router runs miniupnpd and the camera asks it for
 /// a mapping (8.3 step 1).
-async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(PathKind, u64)> {
+/// With `speaker`, the camera plays talk into that WAV file and the viewer talks instead of
+/// watching (the count is then RTP packets sent).
+async fn run(
+    pu: NatKind,
+    cu: NatKind,
+    same_site: bool,
+    upnp: bool,
+    speaker: Option<PathBuf>,
+) -> Option<(PathKind, u64)> {
+    let talks = speaker.is_some();
     let daemon = if upnp {
         let Some(d) = peercam_test::natlab::miniupnpd_path() else {
             peercam_test::skip(
@@ -240,7 +267,7 @@ async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(P
     let gateway = lab.router_lan_addr(1).ok();
     let mut platform = Platform::start(&lab, false);
     let setup = platform.setup().await;
-    let camera = Camera::start(&lab, &setup, upnp, gateway);
+    let camera = Camera::start(&lab, &setup, (upnp, gateway), speaker);
     platform.wait_bound(Duration::from_secs(30)).await;
     // The viewer behind its NAT (or beside the camera).
     let (api, ca, dev) = (setup.api.clone(), setup.ca_pem.clone(), setup.dev.clone());
@@ -269,6 +296,20 @@ async fn run(pu: NatKind, cu: NatKind, same_site: bool, upnp: bool) -> Option<(P
             client: user.clone(),
             device: dev.clone(),
         };
+        if talks {
+            let tone = peercam_test::tone::sine(1000.0, 8000, 16_000, 8000.0);
+            let talked = peercam_cu::talk::talk(&paths, Some(&puncher), &tone, |_| {})
+                .await
+                .unwrap();
+            eprintln!(
+                "talk over {}: {} packets",
+                talked.reached.kind.as_str(),
+                talked.packets
+            );
+            // The speaker file is written as packets arrive; let the last ones land.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            return (talked.reached.kind, talked.packets);
+        }
         let (rec, reached) =
             peercam_cu::live::record_best(&paths, Some(&puncher), Duration::from_secs(3), |_| {})
                 .await
@@ -376,7 +417,7 @@ async fn h626_8_3_lab_same_site_is_lan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_3_lab_mapped_camera_is_direct() {
     for cu in [NatKind::Symmetric, NatKind::UdpBlocked] {
-        if let Some((got, frames)) = run(NatKind::PortRestricted, cu, false, true).await {
+        if let Some((got, frames)) = run(NatKind::PortRestricted, cu, false, true, None).await {
             assert_eq!(got, PathKind::Mapped, "viewer {cu:?}");
             assert!(frames >= 10);
         }
@@ -399,7 +440,7 @@ async fn browser(pu: NatKind, cu: NatKind) -> Option<String> {
     };
     let mut platform = Platform::start(&lab, true);
     let setup = platform.setup().await;
-    let camera = Camera::start(&lab, &setup, false, None);
+    let camera = Camera::start(&lab, &setup, (false, None), None);
     platform.wait_bound(Duration::from_secs(90)).await;
     // node and Chromium both run inside the viewer's namespace.
     let shots = tempfile::tempdir().unwrap();
@@ -442,5 +483,24 @@ async fn h626_8_3_lab_browser_live_view_direct_or_through_turn() {
         if let Some(got) = browser(pu, cu).await {
             assert_eq!(got, path, "camera {pu:?}, browser {cu:?}");
         }
+    }
+}
+
+// H.626.4 6.1.8 on every path: talk from a viewer outside reaches the speaker of a camera
+// behind a cone NAT by hole punching (viewer without NAT) and through the MTU's relay
+// (viewer behind a symmetric NAT), over the same RTSP back channel as on the LAN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_lab_talk_punched_and_relayed() {
+    for (cu, path) in [
+        (NatKind::None, PathKind::Punched),
+        (NatKind::Symmetric, PathKind::Relay),
+    ] {
+        let Some((got, pcm)) = talk_pairing(NatKind::PortRestricted, cu).await else {
+            return;
+        };
+        assert_eq!(got, path, "viewer {cu:?}");
+        assert!(pcm.len() >= 15_000, "the speaker got {} samples", pcm.len());
+        let share = peercam_test::tone::tone_share(&pcm, 8000, 1000.0);
+        assert!(share > 0.9, "1 kHz share {share:.3} over {path:?}");
     }
 }

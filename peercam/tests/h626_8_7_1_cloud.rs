@@ -977,11 +977,20 @@ async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down(
     }
     cs.index.close().await;
     let stored = indexed(&db, &prefix).await;
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    let spooled = files(&sd_dir.join("cloud-outbox"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pco"))
-        .count();
+    // At least two objects packed while the CS is away (2 s objects; a loaded machine may
+    // pack later than the clock says, so wait for them rather than for a fixed time).
+    let spool = sd_dir.join("cloud-outbox");
+    let count = || {
+        files(&spool)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pco"))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while count() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let spooled = count();
     assert!(spooled >= 2, "{spooled} objects spooled on the card");
     pu_sd.trigger();
     pu.task.await.unwrap();
