@@ -39,14 +39,15 @@ async fn cmu_grant_key(c: &Cluster) -> SigningKey {
     SigningKey::from_bytes(&seed.try_into().unwrap())
 }
 
-fn grant_of(cs: &DeviceIdentity, kid: &str, key: &SigningKey) -> String {
+/// A camera's device grant claims (put, prune, state) for the CS `aud`, valid now.
+fn device_claims(aud: &DeviceIdentity, camera: &str, pfx: Prefix, kid: &str) -> Claims {
     let now = now_s();
-    let claims = Claims {
+    Claims {
         v: grant::VERSION,
-        aud: cs.device_id.to_string(),
+        aud: aud.device_id.to_string(),
         kind: Kind::Device,
-        sub: "cam-1".into(),
-        pfx: CAM,
+        sub: camera.into(),
+        pfx,
         ops: Ops::of(&[Op::Put, Op::Prune, Op::State]),
         from_ms: None,
         to_ms: None,
@@ -55,8 +56,11 @@ fn grant_of(cs: &DeviceIdentity, kid: &str, key: &SigningKey) -> String {
         epoch: 1,
         jti: "j1".into(),
         kid: kid.into(),
-    };
-    grant::sign(&claims, key).unwrap()
+    }
+}
+
+fn grant_of(cs: &DeviceIdentity, kid: &str, key: &SigningKey) -> String {
+    grant::sign(&device_claims(cs, "cam-1", CAM, kid), key).unwrap()
 }
 
 /// The status of Cp `hello` for the camera with `grant`.
@@ -647,22 +651,7 @@ async fn h626_8_7_1_quota_full_prunes_oldest() {
     // The prune answer lists what was deleted, by key, for the camera's own prefix.
     let key = cmu_grant_key(&w.c).await;
     let kid = cs.su.grant_kids().remove(0);
-    let now = now_s();
-    let claims = Claims {
-        v: grant::VERSION,
-        aud: w.cs_id.device_id.to_string(),
-        kind: Kind::Device,
-        sub: cam.into(),
-        pfx: prefix,
-        ops: Ops::of(&[Op::Put, Op::Prune, Op::State]),
-        from_ms: None,
-        to_ms: None,
-        iat: now - 1,
-        exp: now + 300,
-        epoch: 1,
-        jti: "t".into(),
-        kid,
-    };
+    let claims = device_claims(&w.cs_id, cam, prefix, &kid);
     let g = grant::sign(&claims, &key).unwrap();
     let before = indexed(&db, &prefix).await;
     let answer: serde_json::Value = reqwest::Client::new()
@@ -843,22 +832,7 @@ async fn h626_8_7_1_refuses_other_prefix_and_subaccount_without_config() {
     // Another camera's prefix: a grant for this camera does not reach it (403).
     let key = cmu_grant_key(&w.c).await;
     let kid = cs.su.grant_kids().remove(0);
-    let now = now_s();
-    let mut claims = Claims {
-        v: grant::VERSION,
-        aud: w.cs_id.device_id.to_string(),
-        kind: Kind::Device,
-        sub: cam.into(),
-        pfx: prefix,
-        ops: Ops::of(&[Op::Put, Op::Prune, Op::State]),
-        from_ms: None,
-        to_ms: None,
-        iat: now - 1,
-        exp: now + 300,
-        epoch: 1,
-        jti: "t".into(),
-        kid,
-    };
+    let mut claims = device_claims(&w.cs_id, cam, prefix, &kid);
     let mine = grant::sign(&claims, &key).unwrap();
     let other = Prefix::from_bytes([7; 16]);
     let status = reqwest::Client::new()
