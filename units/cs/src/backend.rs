@@ -338,51 +338,6 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn put_get_range_head_delete_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalDir::open(dir.path().join("objects")).await.unwrap();
-        let body: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        b.put("sA/2026/12/07/a.seg", body.clone()).await.unwrap();
-        b.put("sA/2026/12/08/b.seg", vec![1, 2, 3]).await.unwrap();
-        b.put("sB/2026/12/07/c.seg", vec![9]).await.unwrap();
-        assert_eq!(
-            b.get_range("sA/2026/12/07/a.seg", None).await.unwrap(),
-            body
-        );
-        assert_eq!(
-            b.get_range("sA/2026/12/07/a.seg", Some(100..110))
-                .await
-                .unwrap(),
-            body[100..110].to_vec()
-        );
-        assert!(matches!(
-            b.get_range("sA/2026/12/07/a.seg", Some(990..1001)).await,
-            Err(BackendError::Range { len: 1000, .. })
-        ));
-        assert_eq!(b.head("sA/2026/12/07/a.seg").await.unwrap(), Some(1000));
-        assert_eq!(b.head("sA/2026/12/07/zz.seg").await.unwrap(), None);
-        assert!(matches!(
-            b.get_range("sA/2026/12/07/zz.seg", None).await,
-            Err(BackendError::NotFound(_))
-        ));
-        let listed = b.list("sA/").await.unwrap();
-        assert_eq!(
-            listed,
-            vec![
-                ("sA/2026/12/07/a.seg".to_owned(), 1000),
-                ("sA/2026/12/08/b.seg".to_owned(), 3)
-            ]
-        );
-        // Replacing is whole.
-        b.put("sA/2026/12/08/b.seg", vec![4; 7]).await.unwrap();
-        assert_eq!(b.head("sA/2026/12/08/b.seg").await.unwrap(), Some(7));
-        b.delete("sA/2026/12/07/a.seg").await.unwrap();
-        b.delete("sA/2026/12/07/a.seg").await.unwrap();
-        assert_eq!(b.head("sA/2026/12/07/a.seg").await.unwrap(), None);
-        assert_eq!(b.list("").await.unwrap().len(), 2);
-    }
-
-    #[tokio::test]
     async fn a_crashed_temp_file_is_no_object() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("objects");
