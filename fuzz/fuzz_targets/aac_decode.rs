@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
         let out = a.decode(au);
         assert_eq!(out, b.decode(au), "decoding is deterministic");
         if let Ok(g711) = out {
-            assert!(g711.len() <= 1025, "{} bytes from one access unit", g711.len());
+            assert!(
+                g711.len() <= 1025,
+                "{} bytes from one access unit",
+                g711.len()
+            );
         }
     }
 });

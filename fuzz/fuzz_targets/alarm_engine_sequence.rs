@@ -105,7 +105,10 @@ fuzz_target!(|data: &[u8]| {
             }
             1 => {
                 let t = trigger(arg);
-                e.quiet(SourceKey { kind: t.kind, channel: t.input.or(t.zone) });
+                e.quiet(SourceKey {
+                    kind: t.kind,
+                    channel: t.input.or(t.zone),
+                });
             }
             2 => {
                 up = false;

@@ -29,9 +29,7 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use peercam_rtp::AudioCodec;
 use peercam_rtsp::parse::{Parsed, parse};
-use peercam_rtsp::sdp::{
-    CameraSdp, SessionDescription, backchannel_media, find_backchannel,
-};
+use peercam_rtsp::sdp::{CameraSdp, SessionDescription, backchannel_media, find_backchannel};
 use peercam_rtsp::server::{ServerConfig, ServerConn, ServerEvent};
 
 const URL: &str = "rtsp://10.0.0.2:8554/live/pc-0123456789abcdef";
@@ -94,7 +92,9 @@ fuzz_target!(|data: &[u8]| {
     if pts.is_empty() {
         pts = vec![0, 8];
     }
-    let sdp_len = take(&mut rest, 1).first().map_or(0, |b| usize::from(*b) * 4);
+    let sdp_len = take(&mut rest, 1)
+        .first()
+        .map_or(0, |b| usize::from(*b) * 4);
     let sdp = take(&mut rest, sdp_len);
     sdp_oracles(&sdp);
     let split = take(&mut rest, 1).first().copied().unwrap_or(0);
@@ -107,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
         now,
         format!("DESCRIBE {URL}?token=t RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nRequire: www.onvif.org/ver20/backchannel\r\n\r\n").as_bytes(),
     );
-    let Some(ServerEvent::Describe { backchannel: true, .. }) = conn.poll_event() else {
+    let Some(ServerEvent::Describe {
+        backchannel: true, ..
+    }) = conn.poll_event()
+    else {
         panic!("DESCRIBE with Require is surfaced with backchannel");
     };
     conn.offer_backchannel(2, &pts);
@@ -119,14 +122,23 @@ fuzz_target!(|data: &[u8]| {
         now,
         format!("SETUP {URL}/trackID=2 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n\r\n").as_bytes(),
     );
-    let Some(ServerEvent::Setup { track: 2, transports, .. }) = conn.poll_event() else {
+    let Some(ServerEvent::Setup {
+        track: 2,
+        transports,
+        ..
+    }) = conn.poll_event()
+    else {
         panic!("SETUP of the back channel is surfaced");
     };
     conn.accept_setup(2, 2, transports[0].clone())
         .expect("SETUP answered");
     let session = responses(&mut conn)
         .first()
-        .and_then(|r| r.headers.get("session").map(|s| s.split(';').next().unwrap_or(s).to_owned()))
+        .and_then(|r| {
+            r.headers
+                .get("session")
+                .map(|s| s.split(';').next().unwrap_or(s).to_owned())
+        })
         .expect("a session");
     conn.handle_input(
         now,
@@ -156,5 +168,7 @@ fuzz_target!(|data: &[u8]| {
     let stats = conn.backchannel_stats().expect("offered");
     assert_eq!(stats.received, events);
     let frames = rest.iter().filter(|b| **b == b'$').count() as u64;
-    assert!(stats.received + stats.wrong_payload_type + stats.malformed + stats.oversized <= frames);
+    assert!(
+        stats.received + stats.wrong_payload_type + stats.malformed + stats.oversized <= frames
+    );
 });

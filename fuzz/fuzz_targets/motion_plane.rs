@@ -36,7 +36,10 @@ fuzz_target!(|input: &[u8]| {
     d.configure(sens, &[zone]);
     let fits = width > 0 && height > 0 && data.len() >= (height - 1) * stride + width;
     for f in 0..=(frames % 8) {
-        let shifted: Vec<u8> = data.iter().map(|v| v.wrapping_add(f.wrapping_mul(41))).collect();
+        let shifted: Vec<u8> = data
+            .iter()
+            .map(|v| v.wrapping_add(f.wrapping_mul(41)))
+            .collect();
         let r = d.analyse(Plane {
             data: &shifted,
             width,

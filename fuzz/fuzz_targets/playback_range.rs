@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use peercam_record::time::{
-    format_clock, format_clock_range, format_rfc3339, ms_to_ticks, parse_clock,
-    parse_clock_range, parse_rfc3339, ticks_to_ms,
+    format_clock, format_clock_range, format_rfc3339, ms_to_ticks, parse_clock, parse_clock_range,
+    parse_rfc3339, ticks_to_ms,
 };
 use peercam_record::trick::{FrameMeta, Scale, Selection, plan_gop, selection, step};
 
@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(parse_clock(&format_clock(ms)).ok(), Some(ms));
     }
     if let Ok(span) = parse_clock_range(&text) {
-        assert_eq!(parse_clock_range(&format_clock_range(span)).ok(), Some(span));
+        assert_eq!(
+            parse_clock_range(&format_clock_range(span)).ok(),
+            Some(span)
+        );
     }
     if let Ok(s) = Scale::parse(&text) {
         assert_eq!(Scale::parse(&s.to_string()).ok(), Some(s));

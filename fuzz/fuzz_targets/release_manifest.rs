@@ -28,9 +28,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if signed.verify(&policy).is_ok() {
         // Only a real signature by the trusted key gets here: re-signing must agree.
-        let again = signed
-            .manifest
-            .sign(&SigningKey::from_bytes(&[42; 32]));
+        let again = signed.manifest.sign(&SigningKey::from_bytes(&[42; 32]));
         assert!(signed.signatures.iter().any(|s| s.key == again.key));
     }
     let json = serde_json::to_vec(&signed).expect("serialises");

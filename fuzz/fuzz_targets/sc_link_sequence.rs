@@ -35,15 +35,15 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use peercam_base::DeviceId;
 use peercam_signal::cmd::{DeviceCommand, DeviceReply, DeviceRequest};
+use peercam_signal::decode;
 use peercam_signal::play::PlayCheck;
 use peercam_signal::ps::DeviceKind;
 use peercam_signal::refusal::Refusal;
 use peercam_signal::sc::{CmuToScu, CommandOutcome, ScuToCmu, VerifyDevice};
 use peercam_signal::sc_link::{
-    CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, ScRequest, ScResponse,
-    ScTimeouts, ScuLink, ScuLinkConfig, ScuLinkEvent,
+    CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, ScRequest, ScResponse, ScTimeouts,
+    ScuLink, ScuLinkConfig, ScuLinkEvent,
 };
-use peercam_signal::decode;
 
 const SECRET: &str = "fuzz-secret";
 
@@ -145,12 +145,18 @@ impl World {
             let mut moved = false;
             while let Some(f) = self.scu.poll_transmit() {
                 moved = true;
-                assert!(decode::<ScuToCmu>(&f).is_ok(), "the SCU sent an undecodable frame");
+                assert!(
+                    decode::<ScuToCmu>(&f).is_ok(),
+                    "the SCU sent an undecodable frame"
+                );
                 let _ = self.cmu.handle_input(&f);
             }
             while let Some(f) = self.cmu.poll_transmit() {
                 moved = true;
-                assert!(decode::<CmuToScu>(&f).is_ok(), "the CMU sent an undecodable frame");
+                assert!(
+                    decode::<CmuToScu>(&f).is_ok(),
+                    "the CMU sent an undecodable frame"
+                );
                 let _ = self.scu.handle_input(&f);
             }
             self.drain_events();
@@ -214,7 +220,13 @@ impl World {
             (CmRequest::SelectMtu { device_id: dev() }, Expect::Mtu)
         } else {
             let command = DeviceCommand::Describe;
-            (CmRequest::Command { device_id: dev(), command }, Expect::Command)
+            (
+                CmRequest::Command {
+                    device_id: dev(),
+                    command,
+                },
+                Expect::Command,
+            )
         };
         self.waiting.insert(self.next, expect);
         self.cmu.request(self.now, request, self.next);
@@ -225,13 +237,21 @@ impl World {
     fn answer(&mut self, pick: u8) {
         if !self.cmu_asked.is_empty() {
             let (id, request) = self.cmu_asked.remove(0);
-            let refusal = if pick % 2 == 0 { Refusal::Expired } else { Refusal::Other("x".into()) };
-            let _ = self.cmu.respond(id, ScResponse::refusal_for(&request, refusal, "no"));
+            let refusal = if pick % 2 == 0 {
+                Refusal::Expired
+            } else {
+                Refusal::Other("x".into())
+            };
+            let _ = self
+                .cmu
+                .respond(id, ScResponse::refusal_for(&request, refusal, "no"));
         }
         if !self.scu_asked.is_empty() {
             let (id, command) = self.scu_asked.remove(0);
             if command {
-                let result = CommandOutcome::Replied { reply: DeviceReply::Done };
+                let result = CommandOutcome::Replied {
+                    reply: DeviceReply::Done,
+                };
                 let _ = self.scu.command_result(id, result);
             } else {
                 let _ = self.scu.mtu_choice(id, None);
@@ -286,5 +306,9 @@ fuzz_target!(|data: &[u8]| {
     w.scu.link_lost("fuzz: end");
     w.cmu.close("fuzz: end");
     w.drain_events();
-    assert!(w.waiting.is_empty(), "waiters never handed back: {:?}", w.waiting);
+    assert!(
+        w.waiting.is_empty(),
+        "waiters never handed back: {:?}",
+        w.waiting
+    );
 });

@@ -4,7 +4,8 @@
 //! allocation, permission, channel and relay paths), a closed connection, or time passing.
 //!
 //! Never panics. The ledger and the `allocations_active` gauge agree with the allocations
-//! that exist; `Output::Reply` always comes with bytes that decode as STUN; a relayed
+//! that exist; `Output::Reply` always comes with bytes that decode as STUN (classic
+//! RFC 3489 STUN with the request's id when the request was a cookie-less Binding); a relayed
 //! payload is a slice of the input; once every lifetime has run out (4000 s later) no
 //! allocation is left and every relay was reported closed.
 #![no_main]
@@ -225,6 +226,12 @@ fn check(
     let range = input.as_ptr_range();
     match o {
         Output::None => {}
+        Output::Reply if peercam_stun::classic::is_classic_binding(input) => {
+            // RFC 8489 12: a cookie-less Binding request gets a classic answer.
+            let m =
+                peercam_stun::classic::ClassicMessage::decode(out).expect("classic reply decodes");
+            assert_eq!(m.transaction_id[..], input[4..20]);
+        }
         Output::Reply => learn(out, clients, c),
         Output::ToPeer { data, .. } => {
             let r = data.as_ptr_range();
