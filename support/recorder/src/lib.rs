@@ -8,7 +8,10 @@
 //! * [`serve::Media`] serves playback (RTSP, trick play) and export (HTTP MP4).
 
 pub mod serve;
+pub mod source;
 pub mod webrtc;
+
+pub use source::SegmentSource;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -564,8 +567,13 @@ impl Cutter {
     }
 }
 
-/// The answer to `list_recordings` (8.7.2.2 / 8.7.3 record list) from `store`.
-pub async fn list_reply(store: &Store, camera: DeviceId, from_ms: u64, to_ms: u64) -> DeviceReply {
+/// The answer to `list_recordings` (8.7.2.2 / 8.7.3 / 8.7.1 record list) from `store`.
+pub async fn list_reply(
+    store: &dyn SegmentSource,
+    camera: DeviceId,
+    from_ms: u64,
+    to_ms: u64,
+) -> DeviceReply {
     if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_MS {
         return DeviceReply::Failed {
             code: "bad_range".into(),

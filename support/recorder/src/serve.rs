@@ -35,12 +35,13 @@ use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{NptTime, Range, StatusCode};
 use peercam_rtsp::server::ServerConn;
 use peercam_signal::play::{PlayGrant, PlayVerdict};
-use peercam_store::{AudioChunk, AudioCodec, Frame, SegmentRow, Store, StoreError, to_8k};
+use peercam_store::{AudioChunk, AudioCodec, Frame, SegmentRow, StoreError, to_8k};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AuthRequest;
+use crate::source::SegmentSource;
 
 /// Why a playback or export connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ pub enum ConnectionError {
 
 /// The playback and export server of one recorder.
 pub struct Media {
-    pub(crate) store: Store,
+    pub(crate) source: Arc<dyn SegmentSource>,
     auth: mpsc::Sender<AuthRequest>,
     pub(crate) max_out_fps: u32,
 }
@@ -79,20 +80,24 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 impl Media {
-    /// A server over `store`; tokens are judged through `auth`. Fast modes send key frames
+    /// A server over `source`; tokens are judged through `auth`. Fast modes send key frames
     /// only above `max_out_fps`.
-    pub fn new(store: Store, auth: mpsc::Sender<AuthRequest>, max_out_fps: u32) -> Arc<Self> {
+    pub fn new(
+        source: Arc<dyn SegmentSource>,
+        auth: mpsc::Sender<AuthRequest>,
+        max_out_fps: u32,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            source,
             auth,
             max_out_fps: max_out_fps.max(1),
         })
     }
 
-    /// A server over `store` whose tokens the device's platform link judges (H.626.4 8.4
+    /// A server over `source` whose tokens the device's platform link judges (H.626.4 8.4
     /// steps 5-8 applied to recordings).
     pub fn with_platform(
-        store: Store,
+        source: Arc<dyn SegmentSource>,
         platform: mpsc::Sender<PlatformReq>,
         max_out_fps: u32,
     ) -> Arc<Self> {
@@ -109,7 +114,7 @@ impl Media {
                 }
             }
         });
-        Self::new(store, auth_tx, max_out_fps)
+        Self::new(source, auth_tx, max_out_fps)
     }
 
     /// Accepts connections until `shutdown`.
@@ -241,12 +246,17 @@ impl Media {
         if to <= from || to - from > peercam_signal::record::MAX_RANGE_MS {
             return respond(&mut tcp, 400, "the range must be 1 ms to 31 days").await;
         }
-        let dir = self.store.config().root.join("exports");
+        let dir = self.source.scratch_dir();
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}.mp4", hex(&random::<8>())));
-        let summary =
-            peercam_store::export_mp4(&self.store, camera.as_str(), from, to, &file, |_, _| {})
-                .await;
+        let summary = crate::source::export_mp4(
+            self.source.as_ref(),
+            camera.as_str(),
+            (from, to),
+            &file,
+            |_, _| {},
+        )
+        .await;
         let summary = match summary {
             Ok(s) => s,
             Err(StoreError::Empty { .. }) => {
@@ -328,7 +338,7 @@ impl Media {
             .map(|(_, v)| parse_clock(&v).map_err(|e| (400u16, e.to_string())))
             .transpose()?;
         let seg = self
-            .store
+            .source
             .segment_at(camera.as_str(), start.unwrap_or(0))
             .await
             .map_err(|e| (500, e.to_string()))?
@@ -407,7 +417,7 @@ impl Media {
             let mut p = match s.paused_at.take().or_else(|| s.player.take()) {
                 Some(p) => p,
                 None => match Player::open(
-                    &self.store,
+                    self.source.as_ref(),
                     &camera,
                     seek.unwrap_or(s.base_ms),
                     Scale::NORMAL,
@@ -422,7 +432,7 @@ impl Media {
                     }
                 },
             };
-            let stepped = p.step(&self.store, forward, s.in_sync).await;
+            let stepped = p.step(self.source.as_ref(), forward, s.in_sync).await;
             if let Some((_, reencoded)) = &stepped {
                 s.in_sync = !reencoded;
             }
@@ -486,7 +496,7 @@ impl Media {
             (Some(at), _) => at,
             (None, None) => base_ms,
         };
-        Player::open(&self.store, camera, at, scale, self.max_out_fps).await
+        Player::open(self.source.as_ref(), camera, at, scale, self.max_out_fps).await
     }
 
     /// Sends the next planned frame; `false` at the end of the recordings.
@@ -494,7 +504,7 @@ impl Media {
         let Some(p) = s.player.as_mut() else {
             return false;
         };
-        let Some((frame, wall)) = p.next(&self.store).await else {
+        let Some((frame, wall)) = p.next(self.source.as_ref()).await else {
             return false;
         };
         let (chunks, codec) = p.audio_of(&frame, wall);
@@ -810,7 +820,7 @@ pub(crate) struct Player {
 
 impl Player {
     pub(crate) async fn open(
-        store: &Store,
+        store: &dyn SegmentSource,
         camera: &DeviceId,
         at_ms: u64,
         scale: Scale,
@@ -854,7 +864,11 @@ impl Player {
         ((n * 90_000 + span / 2) / span).clamp(1, 120) as u32
     }
 
-    async fn load(&mut self, store: &Store, seg: SegmentRow) -> Result<(), PlayerError> {
+    async fn load(
+        &mut self,
+        store: &dyn SegmentSource,
+        seg: SegmentRow,
+    ) -> Result<(), PlayerError> {
         let media = store.read(&seg).await?;
         self.frames = media.video;
         self.audio = media.audio;
@@ -897,7 +911,7 @@ impl Player {
     }
 
     /// Moves to the next GOP in the direction of play, loading segments as needed.
-    async fn advance(&mut self, store: &Store, forward: bool) -> bool {
+    async fn advance(&mut self, store: &dyn SegmentSource, forward: bool) -> bool {
         if forward && self.gop + 1 < self.gops.len() {
             self.gop += 1;
             return true;
@@ -919,7 +933,7 @@ impl Player {
         true
     }
 
-    pub(crate) async fn next(&mut self, store: &Store) -> Option<(Frame, u64)> {
+    pub(crate) async fn next(&mut self, store: &dyn SegmentSource) -> Option<(Frame, u64)> {
         if self.queue.is_empty() {
             // The first plan of a freshly opened player is already queued.
             if !self.advance(store, !self.scale.is_reverse()).await {
@@ -938,7 +952,7 @@ impl Player {
     /// ([`peercam_record::trick::step`]). Returns the frame and whether it was re-encoded.
     pub(crate) async fn step(
         &mut self,
-        store: &Store,
+        store: &dyn SegmentSource,
         forward: bool,
         in_sync: bool,
     ) -> Option<(Frame, bool)> {

@@ -67,7 +67,7 @@ impl Media {
             .await
             .map_err(refused)?;
         let player = Player::open(
-            &self.store,
+            self.source.as_ref(),
             &req.camera,
             req.start_ms,
             Scale::NORMAL,
@@ -239,7 +239,7 @@ impl Session {
         let Some(p) = self.playing.as_mut() else {
             return Ok(());
         };
-        let Some((frame, wall)) = p.next(&self.media.store).await else {
+        let Some((frame, wall)) = p.next(self.media.source.as_ref()).await else {
             // The end of the recordings in this direction: hold the last picture.
             self.paused = self.playing.take();
             self.ended = true;
@@ -383,19 +383,18 @@ impl Session {
             return Some("no data channel".into());
         }
         let (tx, rx) = oneshot::channel();
-        let (store, camera) = (self.media.store.clone(), self.camera.clone());
+        let (source, camera) = (self.media.source.clone(), self.camera.clone());
         tokio::spawn(async move {
             let r = async {
-                let dir = store.config().root.join("exports");
+                let dir = source.scratch_dir();
                 std::fs::create_dir_all(&dir).map_err(ExportError::Dir)?;
                 let name: [u8; 8] = rand::random();
                 let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
                 let file = dir.join(format!("{hex}.mp4"));
-                match peercam_store::export_mp4(
-                    &store,
+                match crate::source::export_mp4(
+                    source.as_ref(),
                     camera.as_str(),
-                    from_ms,
-                    to_ms,
+                    (from_ms, to_ms),
                     &file,
                     |_, _| {},
                 )
@@ -491,7 +490,7 @@ impl Session {
                 let mut p = match current {
                     Some(p) => p,
                     None => match Player::open(
-                        &self.media.store,
+                        self.media.source.as_ref(),
                         &self.camera,
                         self.pos_ms,
                         Scale::NORMAL,
@@ -506,7 +505,9 @@ impl Session {
                         }
                     },
                 };
-                let stepped = p.step(&self.media.store, forward, self.in_sync).await;
+                let stepped = p
+                    .step(self.media.source.as_ref(), forward, self.in_sync)
+                    .await;
                 self.paused = Some(p);
                 self.ended = false;
                 match stepped {

@@ -12,8 +12,9 @@ use std::path::Path;
 use peercam_media::mp4::{AudioParams, Mp4StreamWriter, VideoParams};
 use peercam_record::time::format_rfc3339;
 
+use crate::segment::SegmentMedia;
 use crate::segment::to_8k;
-use crate::{AudioCodec, Store, StoreError};
+use crate::{AudioCodec, SegmentRow, Store, StoreError};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +37,38 @@ pub async fn export_mp4(
     from_ms: u64,
     to_ms: u64,
     out: &Path,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<ExportSummary, StoreError> {
+    let segments = store.segments(camera, from_ms, to_ms).await?;
+    write_mp4(
+        &segments,
+        (from_ms, to_ms),
+        out,
+        |seg| async move { store.read(&seg).await },
+        progress,
+    )
+    .await
+}
+
+/// Writes the media of `segments` (oldest first, those overlapping `[from_ms, to_ms)`) to
+/// `out` as MP4, reading each with `read`: the one MP4 writer behind every export, whatever
+/// holds the segments (the local store, the cloud). `progress` is called with (segments
+/// done, segments total).
+pub async fn write_mp4<F, Fut>(
+    segments: &[SegmentRow],
+    (from_ms, to_ms): (u64, u64),
+    out: &Path,
+    mut read: F,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ExportSummary, StoreError>
+where
+    F: FnMut(SegmentRow) -> Fut,
+    Fut: Future<Output = Result<SegmentMedia, StoreError>>,
+{
     let empty = || StoreError::Empty {
         from: format_rfc3339(from_ms),
         to: format_rfc3339(to_ms),
     };
-    let segments = store.segments(camera, from_ms, to_ms).await?;
     let first = segments.first().ok_or_else(empty)?;
     // MP4 files carry G.711 here; a codec without a G.711 law (G.722) is left out.
     let audio = first
@@ -62,7 +88,7 @@ pub async fn export_mp4(
     let mut last_90k = 0u64;
     let mut end_90k = 0u64;
     for (n, seg) in segments.iter().enumerate() {
-        let media = store.read(seg).await?;
+        let media = read(seg.clone()).await?;
         // The start: the last IDR at or before `from`.
         let mut start_at = 0;
         if base.is_none() {

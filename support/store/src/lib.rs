@@ -30,7 +30,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use export::{ExportSummary, export_mp4};
+pub use export::{ExportSummary, export_mp4, write_mp4};
 pub use segment::{
     AudioChunk, AudioCodec, Draft, Frame, SegmentBuilder, SegmentMedia, decode_media, to_8k,
 };
@@ -69,6 +69,9 @@ pub enum StoreError {
         /// RFC 3339 end.
         to: String,
     },
+    /// A remote holder of segments (the cloud's object store) failed or refused.
+    #[error("segment source: {0}")]
+    Source(String),
     /// The MP4 writer refused the media.
     #[error("export: {0}")]
     Export(#[from] peercam_media::Error),

@@ -14,6 +14,13 @@ use crate::su::Su;
 pub type CsStatus = peercam_net::agent::LinkStatus;
 
 pub(crate) struct CsDevice {
+    /// Cc playback over RTSP and WebRTC (with a platform, which judges the tokens).
+    pub(crate) media: Option<std::sync::Arc<peercam_recorder::serve::Media>>,
+    /// The record list's source.
+    pub(crate) source: crate::CloudSource,
+    /// WebRTC playback binds here.
+    pub(crate) webrtc_ip: std::net::IpAddr,
+    pub(crate) shutdown: peercam_net::Shutdown,
     pub(crate) advertise: Vec<String>,
     pub(crate) su: Su,
     pub(crate) started: Instant,
@@ -38,6 +45,27 @@ impl Device for CsDevice {
                 clock_jitter_us: None,
             };
             return Box::pin(async move { DeviceReply::Description(d) });
+        }
+        // Cc through the CMU (8.7.1 playback steps): the record list from the index, and
+        // WebRTC playback with a one-time token judged by the platform, as on an NVR.
+        if let DeviceCommand::ListRecordings {
+            camera,
+            from_ms,
+            to_ms,
+        } = command
+        {
+            let source = self.source.clone();
+            return Box::pin(async move {
+                peercam_recorder::list_reply(&source, camera, from_ms, to_ms).await
+            });
+        }
+        if matches!(command, DeviceCommand::PlaybackWebRtc { .. })
+            && let Some(media) = self.media.clone()
+        {
+            let (ip, sd) = (self.webrtc_ip, self.shutdown.clone());
+            return Box::pin(async move {
+                peercam_recorder::webrtc::execute(&media, command, ip, sd).await
+            });
         }
         if !Su::handles(&command) {
             return Box::pin(async {

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use ed25519_dalek::VerifyingKey;
 use peercam_cloud::grant::{self, Claims, Op, Target};
 use peercam_cloud::quota::{Deleted, Others};
@@ -33,6 +33,12 @@ const MAX_MISSING: usize = 1000;
 #[derive(Debug)]
 pub(crate) struct Cs {
     pub(crate) index: Index,
+    /// Camera device id -> prefix (Su `cs_camera`), for playback.
+    pub(crate) prefixes: crate::playback::CameraPrefixes,
+    /// The segments as players read them (export).
+    pub(crate) source: crate::CloudSource,
+    /// Finished exports, kept while their grants live.
+    pub(crate) exports: crate::export::Exports,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) keys: Arc<dyn Keys>,
     /// The CMU's grant verification keys: from the configuration, replaced by Su
@@ -51,6 +57,7 @@ pub(crate) fn router(cs: Arc<Cs>) -> Router {
         .route("/cp/v1/hello", post(hello))
         .route("/cp/v1/o/{*key}", put(put_object))
         .route("/cp/v1/prune", post(prune))
+        .route("/cc/v1/export/{file}", get(crate::export::export))
         .layer(DefaultBodyLimit::disable())
         .with_state(cs)
 }
@@ -74,7 +81,16 @@ impl Cs {
 
     /// Judges the request's grant for `op` on `target`.
     fn authorize(&self, headers: &HeaderMap, op: Op, target: Target<'_>) -> Result<Claims, ApiErr> {
-        let text = bearer(headers)?;
+        self.authorize_text(bearer(headers)?, op, target)
+    }
+
+    /// Judges grant `text` for `op` on `target`.
+    pub(crate) fn authorize_text(
+        &self,
+        text: &str,
+        op: Op,
+        target: Target<'_>,
+    ) -> Result<Claims, ApiErr> {
         let cameras = self
             .cameras
             .read()

@@ -418,6 +418,95 @@ impl Index {
         .await
     }
 
+    /// Playback (8.7.1): the object of `prefix` playing at `at_ms`, or else the first one
+    /// after it.
+    pub async fn object_from(
+        &self,
+        p: &Prefix,
+        at_ms: u64,
+    ) -> Result<Option<ObjectRow>, IndexError> {
+        self.one(
+            "WHERE prefix = ?1 AND end_ms > ?2 ORDER BY start_ms LIMIT 1",
+            p,
+            at_ms,
+        )
+        .await
+    }
+
+    /// Playback: the last object of `prefix` starting at or before `at_ms`.
+    pub async fn object_holding(
+        &self,
+        p: &Prefix,
+        at_ms: u64,
+    ) -> Result<Option<ObjectRow>, IndexError> {
+        self.one(
+            "WHERE prefix = ?1 AND start_ms <= ?2 ORDER BY start_ms DESC LIMIT 1",
+            p,
+            at_ms,
+        )
+        .await
+    }
+
+    /// Playback: the object of `prefix` after (`forward`) or before the one starting at
+    /// `start_ms`.
+    pub async fn object_next(
+        &self,
+        p: &Prefix,
+        start_ms: u64,
+        forward: bool,
+    ) -> Result<Option<ObjectRow>, IndexError> {
+        let filter = if forward {
+            "WHERE prefix = ?1 AND start_ms > ?2 ORDER BY start_ms LIMIT 1"
+        } else {
+            "WHERE prefix = ?1 AND start_ms < ?2 ORDER BY start_ms DESC LIMIT 1"
+        };
+        self.one(filter, p, start_ms).await
+    }
+
+    /// The objects of `prefix` overlapping `[from_ms, to_ms)`, oldest first (record list,
+    /// export).
+    pub async fn objects_between(
+        &self,
+        p: &Prefix,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<ObjectRow>, IndexError> {
+        retry(|| async {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {OBJECT_COLS} FROM objects
+                 WHERE prefix = ?1 AND end_ms > ?2 AND start_ms < ?3 ORDER BY start_ms"
+            )))
+            .bind(p.to_string())
+            .bind(int(from_ms))
+            .bind(int(to_ms))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(object_row).collect()
+        })
+        .await
+    }
+
+    async fn one(
+        &self,
+        filter: &'static str,
+        p: &Prefix,
+        ms: u64,
+    ) -> Result<Option<ObjectRow>, IndexError> {
+        retry(|| async {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {OBJECT_COLS} FROM objects {filter}"
+            )))
+            .bind(p.to_string())
+            .bind(int(ms))
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(object_row)
+            .transpose()
+        })
+        .await
+    }
+
     /// Whether a write of `key` is in progress.
     pub async fn has_intent(&self, key: &str) -> Result<bool, IndexError> {
         retry(|| async {

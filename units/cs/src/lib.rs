@@ -32,8 +32,10 @@ pub mod agent;
 mod api;
 pub mod backend;
 mod error;
+mod export;
 pub mod index;
 pub mod keys;
+pub mod playback;
 pub mod recover;
 pub mod s3;
 pub mod su;
@@ -53,6 +55,7 @@ use serde::Deserialize;
 pub use backend::{Backend, BackendError, LocalDir};
 pub use index::{Index, IndexError};
 pub use keys::{Keys, PlatformKeys, StaticKeys};
+pub use playback::CloudSource;
 pub use recover::RecoveryReport;
 pub use s3::{S3Config, S3Store};
 pub use su::Su;
@@ -122,6 +125,9 @@ pub struct CameraConfig {
     pub epoch: u64,
     /// The data key id new objects are sealed with.
     pub write_kid: String,
+    /// The camera's device id, for playback (Cc); Su `cs_camera` names it. Default none.
+    #[serde(default)]
+    pub camera: Option<String>,
 }
 
 /// Cp's TLS certificate and key.
@@ -242,6 +248,26 @@ pub struct CsConfig {
     /// Registration with the platform; without it the CS runs alone on the values above.
     #[serde(default)]
     pub platform: Option<PlatformLink>,
+    /// Where Cc playback (RTSP, with a one-time token) listens; only with a platform, which
+    /// judges the tokens. Default `127.0.0.1:8571`.
+    #[serde(default = "default_media_listen")]
+    pub media_listen: SocketAddr,
+    /// Decoded objects kept for playback, MiB (LRU). Default 256.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+    /// Fast playback sends key frames only above this frame rate. Default 60.
+    #[serde(default = "default_max_out_fps")]
+    pub max_out_fps: u32,
+}
+
+fn default_media_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8571))
+}
+fn default_cache_mb() -> u64 {
+    256
+}
+fn default_max_out_fps() -> u32 {
+    60
 }
 
 fn default_listen() -> SocketAddr {
@@ -275,6 +301,9 @@ impl CsConfig {
             intent_wait_ms: default_intent_wait_ms(),
             backfill_after_ms: default_backfill_after_ms(),
             platform: None,
+            media_listen: default_media_listen(),
+            cache_mb: default_cache_mb(),
+            max_out_fps: default_max_out_fps(),
         }
     }
 
@@ -324,6 +353,10 @@ fn decode32(s: &str, what: &str) -> Result<[u8; 32], CsError> {
 pub struct Running {
     /// Where Cp listens.
     pub addr: SocketAddr,
+    /// Where Cc playback (RTSP) listens, with a platform.
+    pub media_addr: Option<SocketAddr>,
+    /// The CS's segments as the players read them (its cache counters for tests).
+    pub source: CloudSource,
     /// The index (shared with the server).
     pub index: Index,
     /// What recovery did at start.
@@ -408,7 +441,14 @@ pub async fn start_with(
     for a in &config.accounts {
         index.set_account(&a.account, a.quota_bytes).await?;
     }
+    let prefixes: playback::CameraPrefixes = Arc::default();
     for c in &config.cameras {
+        if let Some(cam) = &c.camera {
+            prefixes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(cam.clone(), c.prefix);
+        }
         index
             .set_camera(&index::Camera {
                 prefix: c.prefix,
@@ -452,8 +492,41 @@ pub async fn start_with(
     } else {
         keys
     };
+    let source = CloudSource::new(
+        index.clone(),
+        backend.clone(),
+        keys.clone(),
+        prefixes.clone(),
+        usize::try_from(config.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        config.index_path().with_file_name("exports"),
+    );
+    // Cc playback: RTSP (and HTTP export with a one-time token) on its own port; the
+    // platform judges the tokens (8.4 steps 5-8, as for an NVR).
+    let media = match &platform {
+        Some(_) => {
+            let listen_err = |source| CsError::Listen {
+                addr: config.media_listen,
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(config.media_listen)
+                .await
+                .map_err(listen_err)?;
+            let media_addr = listener.local_addr().map_err(listen_err)?;
+            let media = peercam_recorder::serve::Media::with_platform(
+                Arc::new(source.clone()),
+                requests_tx.clone(),
+                config.max_out_fps,
+            );
+            tokio::spawn(media.clone().serve(listener, shutdown.clone()));
+            Some((media, media_addr))
+        }
+        None => None,
+    };
     let state = Arc::new(api::Cs {
         index: index.clone(),
+        prefixes,
+        source: source.clone(),
+        exports: export::Exports::default(),
         backend,
         keys,
         grant_keys: std::sync::RwLock::new(grant_keys),
@@ -498,7 +571,31 @@ pub async fn start_with(
                     })
                     .collect()
             };
+            // Playback's address after Cp's (the CMU gives cameras the first).
+            let mut advertise = advertise;
+            if let Some((_, m)) = &media {
+                let ip = advertise
+                    .first()
+                    .and_then(|a| a.split("://").nth(1))
+                    .and_then(|a| a.rsplit_once(':'))
+                    .map_or_else(|| "127.0.0.1".to_owned(), |(h, _)| h.to_owned());
+                advertise.push(format!("rtsp://{ip}:{}", m.port()));
+            }
+            let webrtc_ip =
+                media
+                    .as_ref()
+                    .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |(_, m)| {
+                        if m.ip().is_unspecified() {
+                            std::net::IpAddr::from([127, 0, 0, 1])
+                        } else {
+                            m.ip()
+                        }
+                    });
             let device = Arc::new(agent::CsDevice {
+                media: media.as_ref().map(|(m, _)| m.clone()),
+                source: source.clone(),
+                webrtc_ip,
+                shutdown: shutdown.clone(),
                 advertise,
                 su: su.clone(),
                 started: std::time::Instant::now(),
@@ -526,6 +623,8 @@ pub async fn start_with(
     };
     Ok(Running {
         addr,
+        media_addr: media.map(|(_, a)| a),
+        source,
         index,
         recovery,
         task,

@@ -135,6 +135,13 @@ impl Su {
                     }
                     Err(e) => return failed(&e),
                 }
+                // Playback (Cc) names the camera; the CMU re-sends this at every
+                // registration, so the map needs no table.
+                self.cs
+                    .prefixes
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(camera.to_string(), prefix);
                 tracing::info!(%camera, %prefix, "camera configured by the CMU");
                 DeviceReply::Done
             }

@@ -203,7 +203,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     cams.start_all();
     // Playback and export clients' tokens go to the platform through the agent.
     let media = peercam_recorder::serve::Media::with_platform(
-        store.clone(),
+        Arc::new(store.clone()),
         platform_tx,
         config.max_out_fps,
     );

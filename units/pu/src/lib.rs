@@ -411,7 +411,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, PuErro
     );
     // H.626.4 8.7.3: playback and export of the SD card, their tokens judged by the platform.
     let recordings = sd.as_ref().map(|sd| {
-        peercam_recorder::serve::Media::with_platform(sd.store().clone(), cmd_tx.clone(), 60)
+        peercam_recorder::serve::Media::with_platform(
+            Arc::new(sd.store().clone()),
+            cmd_tx.clone(),
+            60,
+        )
     });
     // H.626.4 8.8: the camera's alarms, their sources and their way up.
     let alarms = start_alarms(
