@@ -1353,3 +1353,498 @@ async fn h626_8_7_1_kill_9_s3_loses_no_acknowledged_segment() {
     let _ = cs.kill().await;
     let _ = s3_child.kill().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Cc: record list, playback with trick modes, download (8.7.1 playback steps), slice 3.
+// ---------------------------------------------------------------------------------------
+
+/// The camera's cloud record list over the last 10 minutes, once it covers `ms`.
+async fn cloud_recorded(w: &World, ms: u64) -> peercam_signal::record::RecordingList {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = now_s() * 1000;
+        let list = w
+            .owner
+            .recordings(
+                w.cam.device_id.as_str(),
+                Some("cloud"),
+                now - 600_000,
+                now + 60_000,
+            )
+            .await
+            .unwrap();
+        let total: u64 = list.spans.iter().map(|s| s.end_ms - s.start_ms).sum();
+        if total >= ms {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {total} ms in the cloud: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn seen_frames(
+    p: &mut peercam_cu::playback::Playback,
+    n: usize,
+) -> Vec<peercam_cu::playback::Seen> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match p.next_frame(Duration::from_secs(8)).await.unwrap() {
+            Some(s) => out.push(s),
+            None => panic!("only {} of {n} frames came", out.len()),
+        }
+    }
+    out
+}
+
+fn sei_counters(s: &[peercam_cu::playback::Seen]) -> Vec<u64> {
+    s.iter()
+        .map(|f| f.tag.as_ref().expect("SEI tag").frame)
+        .collect()
+}
+
+/// A camera recording to the CS `cs` until 12 s are in the cloud, then the record list
+/// and RTSP playback through the platform with every trick mode, checked by the SEI frame
+/// counters the camera wrote (as the NVR's and the card's playback are).
+async fn list_and_play(w: &World, cs: &peercam_cs::Running) {
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let list = cloud_recorded(w, 12_000).await;
+    let span = list.spans[0];
+    assert!(span.bytes > 0, "{list:?}");
+
+    // 1x from 3 s in: every frame, in order, within a GOP of the time asked.
+    let start = span.start_ms + 3000;
+    let play = w
+        .owner
+        .playback_url(cam, Some("cloud"), start)
+        .await
+        .unwrap();
+    assert_eq!(play.recorder, "cloud");
+    let mut p = peercam_cu::playback::Playback::open(&play.url)
+        .await
+        .unwrap();
+    p.play(None, None).await.unwrap();
+    let normal = seen_frames(&mut p, 30).await;
+    let c = sei_counters(&normal);
+    assert!(c.windows(2).all(|x| x[1] == x[0] + 1), "1x: {c:?}");
+    let first_ms = normal[0].tag.as_ref().unwrap().capture_unix_us / 1000;
+    assert!(
+        first_ms <= start + 40 && start - first_ms <= 2040,
+        "started {first_ms}, asked {start}"
+    );
+    // 4x: key frames only, ascending, across objects.
+    p.play(Some(span.start_ms), Some("4")).await.unwrap();
+    let fast = seen_frames(&mut p, 4).await;
+    let c = sei_counters(&fast);
+    assert!(fast.iter().all(|f| f.key), "4x sends key frames");
+    assert!(c.windows(2).all(|x| x[1] > x[0]), "4x ascending: {c:?}");
+    // Reverse: descending, back across objects.
+    p.play(Some(span.start_ms + 9000), Some("-1"))
+        .await
+        .unwrap();
+    let rev = seen_frames(&mut p, 3).await;
+    let c = sei_counters(&rev);
+    assert!(c.windows(2).all(|x| x[1] < x[0]), "reverse: {c:?}");
+    // Pause and frame steps: one frame each; a step back is re-encoded as an IDR.
+    p.play(Some(start), Some("1")).await.unwrap();
+    let _ = seen_frames(&mut p, 5).await;
+    p.pause().await.unwrap();
+    let a = p.step(true).await.unwrap();
+    let b = p.step(true).await.unwrap();
+    let (ca, cb) = (a.tag.unwrap().frame, b.tag.unwrap().frame);
+    assert_eq!(cb, ca + 1, "a step forward shows the next frame");
+    let back = p.step(false).await.unwrap();
+    assert!(back.key, "a step back is sent as an IDR");
+    assert_eq!(
+        back.tag.unwrap().frame,
+        ca,
+        "a step back shows the previous frame"
+    );
+    assert!(
+        p.next_frame(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    p.teardown().await.unwrap();
+    // The objects came from the store once and then from the cache.
+    let stats = cs.source.stats();
+    assert!(stats.fetched > 0 && stats.hits > 0, "{stats:?}");
+    // The playback URL is one-time (D4): its second use is refused.
+    assert!(
+        peercam_cu::playback::Playback::open(&play.url)
+            .await
+            .is_err(),
+        "a spent token played again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_record_list_play_dir() {
+    let w = world(1 << 30, "+15550871021").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    list_and_play(&w, &cs).await;
+    // The CLI lists the cloud's spans.
+    let now = now_s() * 1000;
+    let (ok, out, err) =
+        w.c.cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            "+15550871021",
+            &[
+                "recordings",
+                w.cam.device_id.as_str(),
+                "--recorder",
+                "cloud",
+                "--from",
+                &peercam_record::time::format_rfc3339(now - 600_000),
+                "--to",
+                &peercam_record::time::format_rfc3339(now + 60_000),
+            ],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("MiB") || out.contains(" s "), "{out}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_record_list_play_s3s() {
+    let w = world(1 << 30, "+15550871022").await;
+    let server = peercam_test::s3::S3sFs::start(&w.c.path().join("s3s"), BUCKET)
+        .await
+        .unwrap();
+    let dir = w.c.path().join("cs-s3");
+    let (_, s3) = s3_store(&dir, &server.endpoint());
+    let mut cfg = peercam_cs::S3Config::new(&server.endpoint(), BUCKET);
+    cfg.credentials_file = Some(peercam_test::s3::credentials_file(&dir).unwrap());
+    let (cs, cs_sd) =
+        w.c.start_cs_with(&w.cs_id, 0, |c| {
+            c.store = Some(peercam_cs::StoreConfig::S3(cfg));
+        })
+        .await
+        .unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    list_and_play(&w, &cs).await;
+    // What played came from the bucket.
+    let prefix = prefix_of(&w.c, w.cam.device_id.as_str()).await;
+    use peercam_cs::Backend as _;
+    assert!(!s3.list(&format!("{prefix}/")).await.unwrap().is_empty());
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_record_list_play_moto() {
+    let Some(moto) =
+        peercam_test::s3::moto_server_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+    else {
+        peercam_net::skip::skip(
+            "h626_8_7_1_record_list_play_moto",
+            "no .ci/venv/bin/moto_server (.ci/run installs it) and no PEERCAM_MOTO_SERVER",
+        );
+        return;
+    };
+    let w = world(1 << 30, "+15550871023").await;
+    let server = peercam_test::s3::Moto::start(&moto, BUCKET).await.unwrap();
+    let dir = w.c.path().join("cs-moto");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = peercam_cs::S3Config::new(&server.endpoint(), BUCKET);
+    cfg.credentials_file = Some(peercam_test::s3::credentials_file(&dir).unwrap());
+    let (cs, cs_sd) =
+        w.c.start_cs_with(&w.cs_id, 0, |c| {
+            c.store = Some(peercam_cs::StoreConfig::S3(cfg));
+        })
+        .await
+        .unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    list_and_play(&w, &cs).await;
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// ffprobe's count of the video frames of `file`.
+fn ffprobe_frames(file: &std::path::Path) -> u32 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_export_ffprobe() {
+    let w = world(1 << 30, "+15550871024").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let span = cloud_recorded(&w, 10_000).await.spans[0];
+
+    // 6 s from one second in, through a viewer grant on the CS.
+    let (from, to) = (span.start_ms + 1000, span.start_ms + 7000);
+    let ex = w
+        .owner
+        .export_url(cam, Some("cloud"), from, to)
+        .await
+        .unwrap();
+    assert!(
+        ex.url.contains("/cc/v1/export/") && ex.url.contains("grant=pcg1."),
+        "{}",
+        ex.url
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    let n = w
+        .owner
+        .fetch_export(&ex.url, &file, |_, total| {
+            assert!(total.is_some(), "the length is known first");
+        })
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(n, bytes.len() as u64);
+    let movie = peercam_media::mp4::Movie::parse(&bytes).unwrap();
+    let video = movie.video().unwrap();
+    let count = video.sample_count();
+    assert!(
+        (150..=205).contains(&count),
+        "{count} frames for 6 s at 25 fps"
+    );
+    let tags: Vec<u64> = video
+        .samples()
+        .map(|s| {
+            let nals = peercam_media::annexb::split_avcc(s.data(&bytes).unwrap(), 4).unwrap();
+            nals.iter()
+                .find_map(|n| peercam_media::sei::parse_sei(n))
+                .unwrap()
+                .frame
+        })
+        .collect();
+    assert!(tags.windows(2).all(|p| p[1] == p[0] + 1), "gap in {tags:?}");
+    assert_eq!(ffprobe_frames(&file), count, "ffprobe decoded every frame");
+
+    // The grant serves several requests while it lives: a resumed download (Range).
+    let http = reqwest::Client::new();
+    let r = http
+        .get(&ex.url)
+        .header("range", "bytes=100-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    let total = bytes.len();
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 100-{}/{total}", total - 1)
+    );
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[100..]);
+    // A range outside the grant's is refused; so is a made-up grant.
+    let wider = ex.url.replace(
+        &peercam_record::time::format_clock(to),
+        &peercam_record::time::format_clock(to + 60_000),
+    );
+    let status = http.get(&wider).send().await.unwrap().status().as_u16();
+    assert_eq!(status, 403, "a range outside the grant");
+    let forged = ex.url.split("&grant=").next().unwrap().to_owned() + "&grant=pcg1.e30.AAAA";
+    let status = http.get(&forged).send().await.unwrap().status().as_u16();
+    assert!(status == 401 || status == 403, "{status}");
+
+    // The CLI exports with its progress bar (hidden with --json).
+    let out_file = dir.path().join("cli.mp4");
+    let (ok, out, err) =
+        w.c.cu_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            "+15550871024",
+            &[
+                "--json",
+                "export",
+                cam,
+                "--recorder",
+                "cloud",
+                "--from",
+                &peercam_record::time::format_rfc3339(from),
+                "--to",
+                &peercam_record::time::format_rfc3339(to),
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(ok, "{out} {err}");
+    assert_eq!(ffprobe_frames(&out_file), count);
+    pu_sd.trigger();
+    cs_sd.trigger();
+    drop(cs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_playback_refusals() {
+    let w = world(1 << 30, "+15550871025").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    let kids = kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let span = cloud_recorded(&w, 4000).await.spans[0];
+    let (from, to) = (span.start_ms, span.start_ms + 3000);
+    let status_of = |r: Result<_, peercam_cu::CuError>| match r {
+        Err(peercam_cu::CuError::Api { status, .. }) => status,
+        Ok(_) => 200,
+        Err(e) => panic!("{e}"),
+    };
+
+    // Another user's camera: exactly as a camera that does not exist (404).
+    let other = w.c.owner("+15550871026").await.unwrap();
+    for s in [
+        status_of(
+            other
+                .recordings(cam, Some("cloud"), from, to)
+                .await
+                .map(|_| ()),
+        ),
+        status_of(
+            other
+                .playback_url(cam, Some("cloud"), from)
+                .await
+                .map(|_| ()),
+        ),
+        status_of(
+            other
+                .export_url(cam, Some("cloud"), from, to)
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        assert_eq!(s, 404);
+    }
+    // A sub-account without `playback` (403); with it, it plays.
+    let sub = w.c.sub(&w.owner, "cloudlive").await.unwrap();
+    w.owner
+        .share(cam, "cloudlive", [Scope::Live].into_iter().collect())
+        .await
+        .unwrap();
+    for s in [
+        status_of(
+            sub.recordings(cam, Some("cloud"), from, to)
+                .await
+                .map(|_| ()),
+        ),
+        status_of(sub.playback_url(cam, Some("cloud"), from).await.map(|_| ())),
+        status_of(
+            sub.export_url(cam, Some("cloud"), from, to)
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        assert_eq!(s, 403);
+    }
+    w.owner
+        .share(
+            cam,
+            "cloudlive",
+            [Scope::Live, Scope::Playback].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let url = sub
+        .playback_url(cam, Some("cloud"), from)
+        .await
+        .unwrap()
+        .url;
+    let mut p = peercam_cu::playback::Playback::open(&url).await.unwrap();
+    p.play(None, None).await.unwrap();
+    let _ = seen_frames(&mut p, 5).await;
+    p.teardown().await.unwrap();
+
+    // An expired viewer grant, well signed by the CMU's key, is refused by the CS (401).
+    let prefix = prefix_of(&w.c, cam).await;
+    let key = cmu_grant_key(&w.c).await;
+    let now = now_s();
+    let claims = Claims {
+        v: grant::VERSION,
+        aud: w.cs_id.device_id.to_string(),
+        kind: Kind::Viewer,
+        sub: "u1".into(),
+        pfx: prefix,
+        ops: Ops::of(&[Op::Read]),
+        from_ms: Some(from),
+        to_ms: Some(to),
+        iat: now - 600,
+        exp: now - 300,
+        epoch: 1,
+        jti: "old".into(),
+        kid: kids[0].clone(),
+    };
+    let expired = grant::sign(&claims, &key).unwrap();
+    let url = format!(
+        "http://{}/cc/v1/export/{cam}.mp4?from={}&to={}&grant={expired}",
+        cs.addr,
+        peercam_record::time::format_clock(from),
+        peercam_record::time::format_clock(to)
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "{:?}", r.text().await);
+    // The same grant, valid now, is served: only its age was wrong.
+    let fresh = grant::sign(
+        &Claims {
+            iat: now,
+            exp: now + 60,
+            ..claims.clone()
+        },
+        &key,
+    )
+    .unwrap();
+    let r = reqwest::get(url.replace(&expired, &fresh)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A grant for another camera's prefix does not read this one (403).
+    let elsewhere = grant::sign(
+        &Claims {
+            iat: now,
+            exp: now + 60,
+            pfx: Prefix::from_bytes([7; 16]),
+            ..claims
+        },
+        &key,
+    )
+    .unwrap();
+    let r = reqwest::get(url.replace(&expired, &elsewhere))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    pu_sd.trigger();
+    cs_sd.trigger();
+}

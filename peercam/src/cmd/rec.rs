@@ -24,7 +24,8 @@ pub(crate) enum RecCmd {
     /// List what was recorded (a timeline of the day, the spans and the events).
     Recordings {
         device: String,
-        /// `sd`, an NVR id, or nothing for the camera's NVR (else its SD card).
+        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for the camera's NVR (else its SD
+        /// card).
         #[arg(long)]
         recorder: Option<String>,
         /// The UTC day to show, YYYY-MM-DD (default: today).
@@ -49,6 +50,8 @@ pub(crate) enum RecCmd {
         /// The MP4 file to write.
         #[arg(long)]
         out: PathBuf,
+        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for the camera's NVR (else its SD
+        /// card).
         #[arg(long)]
         recorder: Option<String>,
     },
@@ -68,6 +71,8 @@ pub(crate) enum RecCmd {
         /// Pause and step this many frames instead (negative: backwards).
         #[arg(long, allow_hyphen_values = true)]
         step: Option<i32>,
+        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for the camera's NVR (else its SD
+        /// card).
         #[arg(long)]
         recorder: Option<String>,
     },

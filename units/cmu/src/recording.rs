@@ -48,6 +48,8 @@ async fn resolve_recorder(
 ) -> ApiResult<DeviceId> {
     match recorder {
         Some("sd") => Ok(camera.clone()),
+        // H.626.4 8.7.1 playback: the CS holding the camera's prefix for its owner now.
+        Some("cloud") => crate::cloud::recorder_of(st, camera).await,
         Some(r) => {
             let id: DeviceId = r.parse().map_err(|_| {
                 ApiErr::bad_request("bad_recorder", "recorder is `sd` or an NVR's device id")
@@ -75,6 +77,16 @@ fn recorder_label(camera: &DeviceId, recorder: &DeviceId) -> String {
         "sd".into()
     } else {
         recorder.to_string()
+    }
+}
+
+/// The label of the recorder asked for: `cloud` for the camera's CS, else as
+/// [`recorder_label`].
+fn label_of(camera: &DeviceId, recorder: &DeviceId, asked: Option<&str>) -> String {
+    if asked == Some("cloud") {
+        "cloud".into()
+    } else {
+        recorder_label(camera, recorder)
     }
 }
 
@@ -356,28 +368,33 @@ async fn mint_playback(
     st: &Shared,
     p: &Principal,
     scopes: ScopeSet,
-    (camera, recorder): (&DeviceId, &DeviceId),
+    (camera, recorder, label): (&DeviceId, &DeviceId, &str),
     kind: Minted,
 ) -> ApiResult<(String, u64, String)> {
-    let endpoint = st
-        .platform
-        .endpoints(recorder)
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            ApiErr::conflict(
-                "device_offline",
-                "the recorder is offline or has not reported a media address yet",
-            )
-        })?;
-    let label = recorder_label(camera, recorder);
+    // A CS reports Cp's URL first and its playback address as `rtsp://HOST:PORT`; an NVR
+    // or a camera reports bare `HOST:PORT` authorities.
+    let endpoints = st.platform.endpoints(recorder);
+    let endpoint = if label == "cloud" {
+        endpoints
+            .iter()
+            .find_map(|e| e.strip_prefix("rtsp://"))
+            .map(str::to_owned)
+    } else {
+        endpoints.into_iter().next()
+    }
+    .ok_or_else(|| {
+        ApiErr::conflict(
+            "device_offline",
+            "the recorder is offline or has not reported a media address yet",
+        )
+    })?;
     let (claims, token) = token::mint(
         st,
         p,
         (recorder, scopes),
         Caps::default(),
         Some(camera),
-        (kind, &label),
+        (kind, label),
     )
     .await?;
     Ok((token, claims.exp, endpoint))
@@ -394,11 +411,12 @@ pub(crate) async fn playback(
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    let label = label_of(&camera, &recorder, req.recorder.as_deref());
     let (token, expires_at, endpoint) = mint_playback(
         &st,
         &p,
         access.scopes,
-        (&camera, &recorder),
+        (&camera, &recorder, &label),
         Minted::PlaybackUrl,
     )
     .await?;
@@ -407,7 +425,7 @@ pub(crate) async fn playback(
             "rtsp://{endpoint}/rec/{camera}?start={}&token={token}",
             format_clock(start)
         ),
-        recorder: recorder_label(&camera, &recorder),
+        recorder: label,
         expires_at,
     }))
 }
@@ -432,11 +450,12 @@ pub(crate) async fn playback_webrtc(
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
     let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
+    let label = label_of(&camera, &recorder, req.recorder.as_deref());
     let (token, _, _) = mint_playback(
         &st,
         &p,
         access.scopes,
-        (&camera, &recorder),
+        (&camera, &recorder, &label),
         Minted::PlaybackWebRtc,
     )
     .await?;
@@ -458,7 +477,7 @@ pub(crate) async fn playback_webrtc(
     match reply {
         DeviceReply::WebRtc { answer } => Ok(Json(peercam_signal::cm::WebRtcAnswer {
             answer,
-            session: recorder_label(&camera, &recorder),
+            session: label,
         })),
         DeviceReply::Failed { code, message } if code == "no_recording" => {
             Err(ApiErr::new(StatusCode::NOT_FOUND, "no_recording", message))
@@ -490,11 +509,23 @@ pub(crate) async fn export(
             ),
         ));
     }
+    if req.recorder.as_deref() == Some("cloud") {
+        // 8.7.1 download: a short-lived viewer grant for that range, checked by the CS
+        // itself; it serves several Range requests while it lives.
+        let (url, expires_at) = crate::cloud::export_url(&st, &p, &camera, from, to).await?;
+        return Ok(Json(ExportResponse {
+            url,
+            bytes: list.spans.iter().map(|s| s.bytes).sum(),
+            spans: list.spans,
+            expires_at,
+        }));
+    }
+    let label = label_of(&camera, &recorder, req.recorder.as_deref());
     let (token, expires_at, endpoint) = mint_playback(
         &st,
         &p,
         access.scopes,
-        (&camera, &recorder),
+        (&camera, &recorder, &label),
         Minted::ExportUrl,
     )
     .await?;

@@ -325,6 +325,18 @@ impl From<TokenRefusal> for Judgement {
     }
 }
 
+/// H.626.4 8.7.1: `cs` holds `camera`'s prefix for the camera's current owner (a prefix of
+/// an older binding is not played).
+async fn cloud_records(st: &Shared, camera: &DeviceId, cs: &DeviceId) -> Result<bool, StoreError> {
+    let Some(c) = store::cloud::get(&st.store, camera).await? else {
+        return Ok(false);
+    };
+    let owner = store::devices::get(&st.store, camera)
+        .await?
+        .and_then(|d| d.owner);
+    Ok(&c.cs == cs && owner == Some(c.owner))
+}
+
 /// Reads the [`Standing`] of `claims`' subject for `device` (the recorder, for playback).
 async fn standing(
     st: &Shared,
@@ -337,7 +349,10 @@ async fn standing(
     let records = match &claims.cam {
         None => true,
         Some(cam) => {
-            cam == device || store::recordings::is_attached(&st.store, cam, device).await?
+            cam == device
+                || store::recordings::is_attached(&st.store, cam, device).await?
+                // H.626.4 8.7.1: the CS holding the camera's prefix for its current owner.
+                || cloud_records(st, cam, device).await?
         }
     };
     let Some(d) = store::devices::get(&st.store, subject).await? else {

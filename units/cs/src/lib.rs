@@ -249,9 +249,10 @@ pub struct CsConfig {
     #[serde(default)]
     pub platform: Option<PlatformLink>,
     /// Where Cc playback (RTSP, with a one-time token) listens; only with a platform, which
-    /// judges the tokens. Default `127.0.0.1:8571`.
-    #[serde(default = "default_media_listen")]
-    pub media_listen: SocketAddr,
+    /// judges the tokens. The port is reported to the platform, so the default is Cp's
+    /// address with a port the system picks.
+    #[serde(default)]
+    pub media_listen: Option<SocketAddr>,
     /// Decoded objects kept for playback, MiB (LRU). Default 256.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
@@ -260,9 +261,6 @@ pub struct CsConfig {
     pub max_out_fps: u32,
 }
 
-fn default_media_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8571))
-}
 fn default_cache_mb() -> u64 {
     256
 }
@@ -301,7 +299,7 @@ impl CsConfig {
             intent_wait_ms: default_intent_wait_ms(),
             backfill_after_ms: default_backfill_after_ms(),
             platform: None,
-            media_listen: default_media_listen(),
+            media_listen: None,
             cache_mb: default_cache_mb(),
             max_out_fps: default_max_out_fps(),
         }
@@ -504,11 +502,11 @@ pub async fn start_with(
     // platform judges the tokens (8.4 steps 5-8, as for an NVR).
     let media = match &platform {
         Some(_) => {
-            let listen_err = |source| CsError::Listen {
-                addr: config.media_listen,
-                source,
-            };
-            let listener = tokio::net::TcpListener::bind(config.media_listen)
+            let want = config
+                .media_listen
+                .unwrap_or_else(|| SocketAddr::new(addr.ip(), 0));
+            let listen_err = |source| CsError::Listen { addr: want, source };
+            let listener = tokio::net::TcpListener::bind(want)
                 .await
                 .map_err(listen_err)?;
             let media_addr = listener.local_addr().map_err(listen_err)?;

@@ -153,6 +153,36 @@ impl Cloud {
         Ok((g, claims.exp))
     }
 
+    /// A viewer grant for user `user` (H.626.4 8.7.1 download): `read` on the camera's
+    /// prefix within `[from_ms, to_ms)`, for `ttl_s`. Returns the grant and its expiry.
+    fn viewer_grant(
+        &self,
+        c: &CloudCamera,
+        user: i64,
+        (from_ms, to_ms): (u64, u64),
+        ttl_s: u64,
+    ) -> Result<(String, u64), String> {
+        let pfx: Prefix = c.prefix.parse().map_err(|_| "bad prefix".to_owned())?;
+        let now = now_s();
+        let claims = Claims {
+            v: grant::VERSION,
+            aud: c.cs.to_string(),
+            kind: Kind::Viewer,
+            sub: format!("u{user}"),
+            pfx,
+            ops: Ops::of(&[Op::Read]),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            iat: now,
+            exp: now + ttl_s,
+            epoch: c.epoch,
+            jti: URL_SAFE_NO_PAD.encode(crate::random_bytes::<12>()),
+            kid: self.kid.clone(),
+        };
+        let g = grant::sign(&claims, &self.key).map_err(|e| e.to_string())?;
+        Ok((g, claims.exp))
+    }
+
     /// A new data key for `prefix` and `kid`, wrapped.
     fn new_wrapped_dek(&self, prefix: &Prefix, kid: &str) -> Result<Vec<u8>, String> {
         let dek: Key32 = crate::random_bytes::<32>();
@@ -408,6 +438,75 @@ async fn cs_online(st: &Shared, id: &DeviceId) {
             resend(st, &c).await;
         }
     }
+}
+
+/// Viewer grants live 5 minutes (design "Grants").
+const VIEWER_GRANT_S: u64 = 300;
+
+/// The camera's cloud assignment for its current owner, if it has one.
+async fn current(st: &Shared, camera: &DeviceId) -> ApiResult<Option<CloudCamera>> {
+    let Some(c) = store::cloud::get(&st.store, camera).await? else {
+        return Ok(None);
+    };
+    let owner = store::devices::get(&st.store, camera)
+        .await?
+        .and_then(|d| d.owner);
+    Ok((owner == Some(c.owner)).then_some(c))
+}
+
+fn no_cloud() -> ApiErr {
+    ApiErr::not_found(
+        "no_cloud_recording",
+        "this camera has no recordings in cloud storage",
+    )
+}
+
+/// `recorder=cloud` (H.626.4 8.7.1 playback): the CS holding the camera's prefix for its
+/// current owner (an older binding's history is not the new owner's).
+pub(crate) async fn recorder_of(st: &Shared, camera: &DeviceId) -> ApiResult<DeviceId> {
+    current(st, camera)
+        .await?
+        .map(|c| c.cs)
+        .ok_or_else(no_cloud)
+}
+
+/// `POST .../recordings/export {recorder: "cloud"}`: the CS's download URL for
+/// `[from_ms, to_ms)` with a viewer grant of the caller (audited as minted). The caller
+/// checked the `playback` scope and that something is recorded there.
+pub(crate) async fn export_url(
+    st: &Shared,
+    p: &crate::auth::Principal,
+    camera: &DeviceId,
+    from_ms: u64,
+    to_ms: u64,
+) -> ApiResult<(String, u64)> {
+    let c = current(st, camera).await?.ok_or_else(no_cloud)?;
+    let base = cs_url(st, &c.cs).ok_or_else(|| {
+        ApiErr::conflict(
+            "device_offline",
+            "the camera's cloud storage unit is offline; try again later",
+        )
+    })?;
+    let (grant, expires_at) = st
+        .cloud
+        .viewer_grant(&c, p.id, (from_ms, to_ms), VIEWER_GRANT_S)
+        .map_err(|e| ApiErr::internal("grant", &e))?;
+    crate::audit::log(
+        &st.store,
+        crate::audit::Event::TokenMinted {
+            user: p.id,
+            device: camera,
+            kind: crate::audit::Minted::ExportUrl,
+            detail: "cloud",
+        },
+    )
+    .await;
+    let url = format!(
+        "{base}/cc/v1/export/{camera}.mp4?from={}&to={}&grant={grant}",
+        peercam_record::time::format_clock(from_ms),
+        peercam_record::time::format_clock(to_ms),
+    );
+    Ok((url, expires_at))
 }
 
 fn refused(code: Refusal, message: &str) -> PlatformAnswer {
