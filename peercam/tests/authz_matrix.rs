@@ -370,6 +370,70 @@ async fn authorisation_matrix_small_world(c: Cluster) {
             }
         }
     }
+    // H.626.4 8.7.1 playback: the recording routes with `recorder: "cloud"` (the same
+    // routes, another recorder) need `playback` exactly like the others, and another's
+    // camera is byte-for-byte one that does not exist.
+    let range = "from=2026-11-24T00:00:00Z&to=2026-11-24T00:01:00Z";
+    let cloud_rows: [(&str, String, Option<Value>); 4] = [
+        (
+            "GET",
+            format!("/api/v1/devices/{{id}}/recordings?recorder=cloud&{range}"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/devices/{id}/recordings/play".into(),
+            Some(json!({"start": "2026-11-24T00:00:00Z", "recorder": "cloud"})),
+        ),
+        (
+            "POST",
+            "/api/v1/devices/{id}/recordings/export".into(),
+            Some(
+                json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z",
+                "recorder": "cloud"}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/devices/{id}/recordings/webrtc".into(),
+            Some(
+                json!({"offer": "v=0 not really", "start": "2026-11-24T00:00:00Z",
+                "recorder": "cloud"}),
+            ),
+        ),
+    ];
+    for (method, route, body) in &cloud_rows {
+        for who in EVERYONE {
+            for d in 0..3 {
+                let path = route.replace("{id}", &devices[d]);
+                let (status, text) = raw(&c, client(who), method, &path, body.as_ref()).await;
+                checked += 1;
+                let ctx = format!("{who:?} {method} {path} -> {status} {text}");
+                if who == Who::Anonymous {
+                    assert_eq!(status, 401, "{ctx}");
+                    continue;
+                }
+                match relation(who, d) {
+                    None => {
+                        let absent = route.replace("{id}", &devices[2]);
+                        let absent = raw(&c, client(who), method, &absent, body.as_ref()).await;
+                        assert_eq!(status, 404, "{ctx}");
+                        assert_eq!((status, text.clone()), absent, "{ctx}");
+                    }
+                    Some((_, scopes)) if !scopes.contains(Scope::Playback) => {
+                        assert_eq!(status, 403, "{ctx}");
+                    }
+                    Some(_) => {
+                        // Allowed: refused on its merits (no cloud recordings here).
+                        assert!(
+                            ![401, 403].contains(&status) && !text.contains("no such device"),
+                            "{ctx}"
+                        );
+                    }
+                }
+            }
+        }
+    }
     assert!(checked > 150, "only {checked} requests checked");
     // Nothing a denied request did changed the world.
     assert_eq!(b.devices().await.unwrap().len(), 1);

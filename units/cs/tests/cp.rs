@@ -69,6 +69,7 @@ impl Fx {
                 account: "acc-1".into(),
                 epoch: 2,
                 write_kid: "d1".into(),
+                camera: None,
             })
             .collect();
         c.data_keys = vec![
