@@ -1524,7 +1524,7 @@ async fn h626_8_7_1_record_list_play_s3s() {
         .unwrap();
     let dir = w.c.path().join("cs-s3");
     let (_, s3) = s3_store(&dir, &server.endpoint());
-    let mut cfg = peercam_cs::S3Config::new(&server.endpoint(), BUCKET);
+    let mut cfg = peercam_cs::S3Config::new(server.endpoint(), BUCKET);
     cfg.credentials_file = Some(peercam_test::s3::credentials_file(&dir).unwrap());
     let (cs, cs_sd) =
         w.c.start_cs_with(&w.cs_id, 0, |c| {
@@ -1558,7 +1558,7 @@ async fn h626_8_7_1_record_list_play_moto() {
     let server = peercam_test::s3::Moto::start(&moto, BUCKET).await.unwrap();
     let dir = w.c.path().join("cs-moto");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cfg = peercam_cs::S3Config::new(&server.endpoint(), BUCKET);
+    let mut cfg = peercam_cs::S3Config::new(server.endpoint(), BUCKET);
     cfg.credentials_file = Some(peercam_test::s3::credentials_file(&dir).unwrap());
     let (cs, cs_sd) =
         w.c.start_cs_with(&w.cs_id, 0, |c| {

@@ -71,7 +71,7 @@ impl SegmentSource for Store {
         camera: &'a str,
         at_ms: u64,
     ) -> SourceFuture<'a, Option<SegmentRow>> {
-        Box::pin(Store::segment_at(self, camera, at_ms))
+        Box::pin(Self::segment_at(self, camera, at_ms))
     }
 
     fn neighbour<'a>(
@@ -80,7 +80,7 @@ impl SegmentSource for Store {
         start_90k: u64,
         forward: bool,
     ) -> SourceFuture<'a, Option<SegmentRow>> {
-        Box::pin(Store::neighbour(self, camera, start_90k, forward))
+        Box::pin(Self::neighbour(self, camera, start_90k, forward))
     }
 
     fn segments<'a>(
@@ -89,11 +89,11 @@ impl SegmentSource for Store {
         from_ms: u64,
         to_ms: u64,
     ) -> SourceFuture<'a, Vec<SegmentRow>> {
-        Box::pin(Store::segments(self, camera, from_ms, to_ms))
+        Box::pin(Self::segments(self, camera, from_ms, to_ms))
     }
 
     fn read<'a>(&'a self, seg: &'a SegmentRow) -> SourceFuture<'a, SegmentMedia> {
-        Box::pin(Store::read(self, seg))
+        Box::pin(Self::read(self, seg))
     }
 
     fn spans<'a>(
@@ -102,7 +102,7 @@ impl SegmentSource for Store {
         from_ms: u64,
         to_ms: u64,
     ) -> SourceFuture<'a, Vec<Span>> {
-        Box::pin(Store::spans(self, camera, from_ms, to_ms))
+        Box::pin(Self::spans(self, camera, from_ms, to_ms))
     }
 
     fn events<'a>(
@@ -111,7 +111,7 @@ impl SegmentSource for Store {
         from_ms: u64,
         to_ms: u64,
     ) -> SourceFuture<'a, Vec<Event>> {
-        Box::pin(Store::events(self, camera, from_ms, to_ms))
+        Box::pin(Self::events(self, camera, from_ms, to_ms))
     }
 
     fn scratch_dir(&self) -> PathBuf {

@@ -579,16 +579,13 @@ pub async fn start_with(
                     .map_or_else(|| "127.0.0.1".to_owned(), |(h, _)| h.to_owned());
                 advertise.push(format!("rtsp://{ip}:{}", m.port()));
             }
-            let webrtc_ip =
-                media
-                    .as_ref()
-                    .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |(_, m)| {
-                        if m.ip().is_unspecified() {
-                            std::net::IpAddr::from([127, 0, 0, 1])
-                        } else {
-                            m.ip()
-                        }
-                    });
+            // WebRTC playback binds where playback listens (loopback for an unspecified one).
+            let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+            let webrtc_ip = media
+                .as_ref()
+                .map(|(_, m)| m.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .unwrap_or(loopback);
             let device = Arc::new(agent::CsDevice {
                 media: media.as_ref().map(|(m, _)| m.clone()),
                 source: source.clone(),
