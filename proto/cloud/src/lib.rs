@@ -20,6 +20,7 @@ pub mod grant;
 pub mod key;
 pub mod object;
 pub mod quota;
+pub mod range;
 pub mod upload;
 
 pub use error::Error;

@@ -170,30 +170,6 @@ pub(crate) async fn export(
     serve_file(&made, camera, headers.get(header::RANGE)).await
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a file of `len` bytes: the byte range, or
-/// `None` when it is not satisfiable or not understood.
-fn byte_range(value: &str, len: u64) -> Option<std::ops::Range<u64>> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        len.saturating_sub(n)..len
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            len
-        } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(len)
-        };
-        start..end
-    };
-    (r.start < r.end).then_some(r)
-}
-
 async fn serve_file(
     made: &Made,
     camera: &str,
@@ -201,7 +177,7 @@ async fn serve_file(
 ) -> Result<Response, ApiErr> {
     let len = made.summary.bytes;
     let (status, r) = match range.and_then(|v| v.to_str().ok()) {
-        Some(v) => match byte_range(v, len) {
+        Some(v) => match peercam_cloud::range::byte_range(v, len) {
             Some(r) => (StatusCode::PARTIAL_CONTENT, r),
             None => {
                 let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
@@ -269,20 +245,4 @@ async fn serve_file(
         );
     }
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::byte_range;
-
-    #[test]
-    fn byte_ranges() {
-        assert_eq!(byte_range("bytes=0-9", 100), Some(0..10));
-        assert_eq!(byte_range("bytes=90-", 100), Some(90..100));
-        assert_eq!(byte_range("bytes=-10", 100), Some(90..100));
-        assert_eq!(byte_range("bytes=95-200", 100), Some(95..100));
-        assert_eq!(byte_range("bytes=100-", 100), None);
-        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(byte_range("items=0-1", 100), None);
-    }
 }

@@ -1,0 +1,199 @@
+//! Cloud playback figures (H.626.4 8.7.1 playback; docs/design/cloud-storage.md, slice 3):
+//! the time until the player holds the first GOP of a seek, that is `segment_at` and `read`
+//! of [`peercam_cs::CloudSource`] (index lookup, ranged GET, envelope opened with the
+//! camera's data key, object decoded), p50 and p95 over random instants of one hour of a
+//! 2 Mbit/s camera, **cold** (empty cache: every seek fetches) and **warm** (the object is
+//! cached). Over `LocalDir` and over s3s-fs on loopback (an S3 round trip).
+//!
+//! `cargo bench --bench cs_playback -- 200` (seeks per case; default 200)
+//!
+//! The media is synthetic (random slice bytes behind a real SPS/PPS), 10 s objects of five
+//! 2 s segments, sealed as the CS seals uploads.
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use peercam_cloud::object::{Object, Segment};
+use peercam_cloud::{Prefix, SegmentKey, envelope};
+use peercam_cs::index::{Camera, ObjectRow, Opened};
+use peercam_cs::{Backend, CloudSource, Index, LocalDir, S3Config, S3Store, StaticKeys};
+use peercam_recorder::SegmentSource as _;
+use peercam_store::SegmentBuilder;
+use sha2::{Digest as _, Sha256};
+
+const CAM: Prefix = Prefix::from_bytes([0x31; 16]);
+const DEK: [u8; 32] = [0x5a; 32];
+const T0_MS: u64 = 1_795_392_000_000;
+const HOUR_S: u64 = 3600;
+const OBJECT_S: u64 = 10;
+/// x264 baseline 720p SPS and a PPS.
+const SPS: [u8; 25] = [
+    0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+    0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x24, 0x80,
+];
+const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
+/// 2 Mbit/s at 25 fps with an IDR per second.
+const IDR_BYTES: usize = 40_000;
+const P_BYTES: usize = 8_700;
+
+fn noise() -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x as u8) | 1
+        })
+        .collect()
+}
+
+/// One 2 s segment starting at frame `f0` (absolute 90 kHz `start`).
+fn segment(start: u64, f0: u64, noise: &[u8]) -> Segment {
+    let mut b = SegmentBuilder::new("cam", 1, None);
+    for f in 0..50u64 {
+        let n = f0 + f;
+        let key = n.is_multiple_of(25);
+        let size = if key { IDR_BYTES } else { P_BYTES };
+        let off = (n as usize * 7919) % (noise.len() - size);
+        let mut slice = noise[off..off + size].to_vec();
+        slice[0] = if key { 0x65 } else { 0x41 };
+        let nals = if key {
+            vec![SPS.to_vec(), PPS.to_vec(), slice]
+        } else {
+            vec![slice]
+        };
+        b.push_video(&nals, start + f * 3600, key).unwrap();
+    }
+    let d = b.finish(start + 50 * 3600).unwrap();
+    Segment {
+        start_90k: d.start_90k,
+        end_90k: d.end_90k,
+        index: d.index,
+        data: d.data,
+    }
+}
+
+/// One hour of objects, sealed and indexed.
+async fn fill(backend: &dyn Backend, index: &Index) {
+    index.set_account("acc", 1 << 40).await.unwrap();
+    index
+        .set_camera(&Camera {
+            prefix: CAM,
+            account: "acc".into(),
+            epoch: 1,
+            write_kid: "d1".into(),
+        })
+        .await
+        .unwrap();
+    let noise = noise();
+    for seq in 0..HOUR_S / OBJECT_S {
+        let start_ms = T0_MS + seq * OBJECT_S * 1000;
+        let segments = (0..OBJECT_S / 2)
+            .map(|i| segment((start_ms + i * 2000) * 90, seq * 250 + i * 50, &noise))
+            .collect();
+        let o = Object {
+            prefix: CAM,
+            seq,
+            audio: None,
+            sps: SPS.to_vec(),
+            pps: PPS.to_vec(),
+            segments,
+        };
+        let plain = o.encode().unwrap();
+        let sealed = envelope::seal(&DEK, "d1", [seq as u8; 32], &plain).unwrap();
+        let key = SegmentKey::new(CAM, start_ms, seq).unwrap().to_string();
+        let row = ObjectRow {
+            key: key.clone(),
+            prefix: CAM,
+            seq,
+            start_ms,
+            end_ms: start_ms + OBJECT_S * 1000,
+            bytes: sealed.len() as u64,
+            body_sha256: hex::encode(Sha256::digest(&plain)),
+            stored_sha256: hex::encode(Sha256::digest(&sealed)),
+            backfilled: false,
+            kid: "d1".into(),
+        };
+        assert_eq!(
+            index.open_intent(&row, "acc", T0_MS).await.unwrap(),
+            Opened::Intent
+        );
+        backend.put(&key, sealed).await.unwrap();
+        index.commit_intent(&key).await.unwrap().unwrap();
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// `n` seeks at pseudo-random instants; `cold` empties the cache before each.
+async fn seeks(s: &CloudSource, n: usize, cold: bool) -> (f64, f64) {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = T0_MS + x % (HOUR_S * 1000 - 5000);
+        if cold {
+            s.clear_cache();
+        }
+        let t = Instant::now();
+        let seg = s.segment_at("cam", at).await.unwrap().unwrap();
+        let media = s.read(&seg).await.unwrap();
+        assert!(media.video[0].key);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (pct(&times, 0.5), pct(&times, 0.95))
+}
+
+async fn case(name: &str, backend: Arc<dyn Backend>, dir: &std::path::Path, n: usize) {
+    let index = Index::open(&dir.join(format!("{name}.db"))).await.unwrap();
+    let t = Instant::now();
+    fill(backend.as_ref(), &index).await;
+    let filled = t.elapsed();
+    let mut keys = StaticKeys::new();
+    keys.insert(CAM, "d1", DEK);
+    let prefixes = Arc::new(RwLock::new(HashMap::from([("cam".to_owned(), CAM)])));
+    let s = CloudSource::new(
+        index.clone(),
+        backend,
+        Arc::new(keys),
+        prefixes,
+        256 << 20,
+        dir.join("exports"),
+    );
+    let (c50, c95) = seeks(&s, n, true).await;
+    // Warm: the same instants again with everything they touch cached.
+    let (w50, w95) = seeks(&s, n, false).await;
+    println!(
+        "{name:>8}: 1 h stored in {:.1} s; first GOP cold p50 {c50:.2} ms p95 {c95:.2} ms; warm p50 {w50:.2} ms p95 {w95:.2} ms ({n} seeks)",
+        filled.as_secs_f64()
+    );
+    index.close().await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().unwrap();
+    let local = Arc::new(LocalDir::open(dir.path().join("objects")).await.unwrap());
+    case("localdir", local, dir.path(), n).await;
+    let s3dir = dir.path().join("s3s");
+    let server = peercam_test::s3::S3sFs::start(&s3dir, "bench")
+        .await
+        .unwrap();
+    let mut cfg = S3Config::new(server.endpoint(), "bench");
+    cfg.credentials_file = Some(peercam_test::s3::credentials_file(&s3dir).unwrap());
+    let s3 = Arc::new(S3Store::open(&cfg).unwrap());
+    case("s3s-fs", s3, dir.path(), n).await;
+}
