@@ -5,7 +5,8 @@
 //! 2 Mbit/s camera, **cold** (empty cache: every seek fetches) and **warm** (the object is
 //! cached). Over `LocalDir` and over s3s-fs on loopback (an S3 round trip).
 //!
-//! `cargo bench --bench cs_playback -- 200` (seeks per case; default 200)
+//! `cargo bench --bench cs_playback -- 200 600` (seeks per case, seconds stored; default
+//! 200 and 600)
 //!
 //! The media is synthetic (random slice bytes behind a real SPS/PPS), 10 s objects of five
 //! 2 s segments, sealed as the CS seals uploads.
@@ -20,13 +21,13 @@ use peercam_cloud::{Prefix, SegmentKey, envelope};
 use peercam_cs::index::{Camera, ObjectRow, Opened};
 use peercam_cs::{Backend, CloudSource, Index, LocalDir, S3Config, S3Store, StaticKeys};
 use peercam_recorder::SegmentSource as _;
+
 use peercam_store::SegmentBuilder;
 use sha2::{Digest as _, Sha256};
 
 const CAM: Prefix = Prefix::from_bytes([0x31; 16]);
 const DEK: [u8; 32] = [0x5a; 32];
 const T0_MS: u64 = 1_795_392_000_000;
-const HOUR_S: u64 = 3600;
 const OBJECT_S: u64 = 10;
 /// x264 baseline 720p SPS and a PPS.
 const SPS: [u8; 25] = [
@@ -77,7 +78,7 @@ fn segment(start: u64, f0: u64, noise: &[u8]) -> Segment {
 }
 
 /// One hour of objects, sealed and indexed.
-async fn fill(backend: &dyn Backend, index: &Index) {
+async fn fill(backend: &dyn Backend, index: &Index, span_s: u64) {
     index.set_account("acc", 1 << 40).await.unwrap();
     index
         .set_camera(&Camera {
@@ -89,7 +90,7 @@ async fn fill(backend: &dyn Backend, index: &Index) {
         .await
         .unwrap();
     let noise = noise();
-    for seq in 0..HOUR_S / OBJECT_S {
+    for seq in 0..span_s / OBJECT_S {
         let start_ms = T0_MS + seq * OBJECT_S * 1000;
         let segments = (0..OBJECT_S / 2)
             .map(|i| segment((start_ms + i * 2000) * 90, seq * 250 + i * 50, &noise))
@@ -132,14 +133,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// `n` seeks at pseudo-random instants; `cold` empties the cache before each.
-async fn seeks(s: &CloudSource, n: usize, cold: bool) -> (f64, f64) {
+async fn seeks(s: &CloudSource, n: usize, span_s: u64, cold: bool) -> (f64, f64) {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let at = T0_MS + x % (HOUR_S * 1000 - 5000);
+        let at = T0_MS + x % (span_s * 1000 - 5000);
         if cold {
             s.clear_cache();
         }
@@ -153,10 +154,15 @@ async fn seeks(s: &CloudSource, n: usize, cold: bool) -> (f64, f64) {
     (pct(&times, 0.5), pct(&times, 0.95))
 }
 
-async fn case(name: &str, backend: Arc<dyn Backend>, dir: &std::path::Path, n: usize) {
+async fn case(
+    name: &str,
+    backend: Arc<dyn Backend>,
+    dir: &std::path::Path,
+    (n, span_s): (usize, u64),
+) {
     let index = Index::open(&dir.join(format!("{name}.db"))).await.unwrap();
     let t = Instant::now();
-    fill(backend.as_ref(), &index).await;
+    fill(backend.as_ref(), &index, span_s).await;
     let filled = t.elapsed();
     let mut keys = StaticKeys::new();
     keys.insert(CAM, "d1", DEK);
@@ -169,11 +175,15 @@ async fn case(name: &str, backend: Arc<dyn Backend>, dir: &std::path::Path, n: u
         256 << 20,
         dir.join("exports"),
     );
-    let (c50, c95) = seeks(&s, n, true).await;
-    // Warm: the same instants again with everything they touch cached.
-    let (w50, w95) = seeks(&s, n, false).await;
+    let (c50, c95) = seeks(&s, n, span_s, true).await;
+    // Warm: every object loaded once (the whole span fits the cache), then the same
+    // instants again.
+    s.segments("cam", T0_MS, T0_MS + span_s * 1000)
+        .await
+        .unwrap();
+    let (w50, w95) = seeks(&s, n, span_s, false).await;
     println!(
-        "{name:>8}: 1 h stored in {:.1} s; first GOP cold p50 {c50:.2} ms p95 {c95:.2} ms; warm p50 {w50:.2} ms p95 {w95:.2} ms ({n} seeks)",
+        "{name:>8}: {span_s} s stored in {:.1} s; first GOP cold p50 {c50:.2} ms p95 {c95:.2} ms; warm p50 {w50:.2} ms p95 {w95:.2} ms ({n} seeks)",
         filled.as_secs_f64()
     );
     index.close().await;
@@ -181,13 +191,15 @@ async fn case(name: &str, backend: Arc<dyn Backend>, dir: &std::path::Path, n: u
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::args()
+    let args: Vec<u64> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(200);
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().map_or(200, |&v| v as usize);
+    let span_s = args.get(1).copied().unwrap_or(600).max(20);
     let dir = tempfile::tempdir().unwrap();
     let local = Arc::new(LocalDir::open(dir.path().join("objects")).await.unwrap());
-    case("localdir", local, dir.path(), n).await;
+    case("localdir", local, dir.path(), (n, span_s)).await;
     let s3dir = dir.path().join("s3s");
     let server = peercam_test::s3::S3sFs::start(&s3dir, "bench")
         .await
@@ -195,5 +207,5 @@ async fn main() {
     let mut cfg = S3Config::new(server.endpoint(), "bench");
     cfg.credentials_file = Some(peercam_test::s3::credentials_file(&s3dir).unwrap());
     let s3 = Arc::new(S3Store::open(&cfg).unwrap());
-    case("s3s-fs", s3, dir.path(), n).await;
+    case("s3s-fs", s3, dir.path(), (n, span_s)).await;
 }
