@@ -1848,3 +1848,61 @@ async fn h626_8_7_1_playback_refusals() {
     pu_sd.trigger();
     cs_sd.trigger();
 }
+
+/// 8.7.1 playback for browsers: the CS answers a WebRTC offer through the platform (the
+/// NVR's session code, over the cloud source): every frame at 1x, key frames ascending at
+/// 4x, and a step back re-encoded with its SEI tag kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_webrtc_playback() {
+    use peercam_test::webrtc::Viewer;
+    fn tags(frames: &[(std::time::Instant, Vec<u8>)]) -> Vec<u64> {
+        frames
+            .iter()
+            .filter_map(|(_, au)| {
+                peercam_media::annexb::split(au).find_map(peercam_media::sei::parse_sei)
+            })
+            .map(|t| t.frame)
+            .collect()
+    }
+    let w = world(1 << 30, "+15550871027").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let span = cloud_recorded(&w, 10_000).await.spans[0];
+    let (mut v, offer) = Viewer::offer(true).await;
+    let answer = w
+        .owner
+        .playback_webrtc(cam, Some("cloud"), span.start_ms + 2000, offer)
+        .await
+        .unwrap();
+    assert_eq!(answer.session, "cloud");
+    v.accept(&answer.answer).unwrap();
+    v.run_until(20, Duration::from_secs(15)).await;
+    let c = tags(&v.frames);
+    assert!(c.len() >= 20, "{c:?}");
+    assert!(c.windows(2).all(|p| p[1] == p[0] + 1), "gap at 1x: {c:?}");
+    assert!(v.send_text(r#"{"op":"play","scale":"4"}"#));
+    v.run_while(Duration::from_millis(500), |_| false).await;
+    let n0 = v.frames.len();
+    v.run_while(Duration::from_secs(2), |_| false).await;
+    let fast = tags(&v.frames[n0..]);
+    assert!(
+        fast.len() >= 2 && fast.windows(2).all(|p| p[1] > p[0]),
+        "{fast:?}"
+    );
+    assert!(v.send_text(r#"{"op":"pause"}"#));
+    v.run_while(Duration::from_millis(500), |_| false).await;
+    let n1 = v.frames.len();
+    let shown = *tags(&v.frames).last().unwrap();
+    assert!(v.send_text(r#"{"op":"step","forward":false}"#));
+    v.run_until(n1 + 1, Duration::from_secs(5)).await;
+    let back = tags(&v.frames[n1..]);
+    assert_eq!(back.first(), Some(&(shown - 1)), "a step back: {back:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
