@@ -490,13 +490,22 @@ pub async fn start_with(
     } else {
         keys
     };
+    // Exports are kept only while their grants live: none survives a restart.
+    let scratch = config.index_path().with_file_name("exports");
+    if let Ok(dir) = std::fs::read_dir(&scratch) {
+        for e in dir.flatten() {
+            if e.path().extension().is_some_and(|x| x == "mp4") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let source = CloudSource::new(
         index.clone(),
         backend.clone(),
         keys.clone(),
         prefixes.clone(),
         usize::try_from(config.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-        config.index_path().with_file_name("exports"),
+        scratch,
     );
     // Cc playback: RTSP (and HTTP export with a one-time token) on its own port; the
     // platform judges the tokens (8.4 steps 5-8, as for an NVR).
