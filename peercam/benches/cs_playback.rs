@@ -5,6 +5,8 @@
 //! 2 Mbit/s camera, **cold** (empty cache: every seek fetches) and **warm** (the object is
 //! cached). Over `LocalDir` and over s3s-fs on loopback (an S3 round trip).
 //!
+//! Then the whole span exported to MP4 from a cold cache: wall time and CPU.
+//!
 //! `cargo bench --bench cs_playback -- 200 600` (seeks per case, seconds stored; default
 //! 200 and 600)
 //!
@@ -127,6 +129,19 @@ async fn fill(backend: &dyn Backend, index: &Index, span_s: u64) {
     }
 }
 
+fn cpu_s() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let t: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    t as f64 / 100.0
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -186,6 +201,27 @@ async fn case(
         "{name:>8}: {span_s} s stored in {:.1} s; first GOP cold p50 {c50:.2} ms p95 {c95:.2} ms; warm p50 {w50:.2} ms p95 {w95:.2} ms ({n} seeks)",
         filled.as_secs_f64()
     );
+    // Export: the whole span to MP4 from a cold cache (what a download of it costs the CS).
+    s.clear_cache();
+    let out = dir.join(format!("{name}.mp4"));
+    let (t, cpu) = (Instant::now(), cpu_s());
+    let sum = peercam_recorder::source::export_mp4(
+        &s,
+        "cam",
+        (T0_MS, T0_MS + span_s * 1000),
+        &out,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_s() - cpu);
+    println!(
+        "{name:>8}: export of {span_s} s: {} frames, {:.0} MB in {wall:.2} s ({:.0} MB/s), {cpu:.2} CPU-s (the bench process, store included)",
+        sum.frames,
+        sum.bytes as f64 / 1e6,
+        sum.bytes as f64 / 1e6 / wall
+    );
+    let _ = std::fs::remove_file(out);
     index.close().await;
 }
 

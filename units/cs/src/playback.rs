@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use futures_util::StreamExt as _;
 use peercam_cloud::object::{self, Object};
 use peercam_cloud::{Prefix, envelope};
 use peercam_recorder::source::{SegmentSource, SourceFuture};
@@ -25,6 +26,9 @@ use crate::keys::Keys;
 
 /// Camera device id -> its prefix, as Su `cs_camera` names them.
 pub type CameraPrefixes = Arc<RwLock<HashMap<String, Prefix>>>;
+
+/// Objects a range read (list of segments, export) loads at once.
+const LOADS_AT_ONCE: usize = 4;
 
 /// Spans closer than this are one (as the local store joins them).
 const JOIN_GAP_MS: u64 = 1500;
@@ -322,9 +326,16 @@ impl CloudSource {
             return Ok(Vec::new());
         };
         let (from90, to90) = (from_ms.saturating_mul(90), to_ms.saturating_mul(90));
+        let rows = self.inner.index.objects_between(&p, from_ms, to_ms).await?;
+        // A few objects in flight at once: a long range is a store round trip per object.
+        let mut loads = futures_util::stream::iter(rows.into_iter().map(|row| {
+            let (me, camera) = (self.clone(), camera.to_owned());
+            async move { me.load(&camera, &row).await }
+        }))
+        .buffered(LOADS_AT_ONCE);
         let mut out = Vec::new();
-        for row in self.inner.index.objects_between(&p, from_ms, to_ms).await? {
-            let l = self.load(camera, &row).await?;
+        while let Some(l) = loads.next().await {
+            let l = l?;
             out.extend(
                 l.rows
                     .iter()
