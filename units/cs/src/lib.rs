@@ -248,9 +248,10 @@ pub struct CsConfig {
     /// Registration with the platform; without it the CS runs alone on the values above.
     #[serde(default)]
     pub platform: Option<PlatformLink>,
-    /// Where Cc playback (RTSP, with a one-time token) listens; only with a platform, which
-    /// judges the tokens. The port is reported to the platform, so the default is Cp's
-    /// address with a port the system picks.
+    /// Where Cc playback (plain RTSP, with a one-time token) listens; only with a platform,
+    /// which judges the tokens. Default: Cp's address with a port the system picks (it is
+    /// reported to the platform) when Cp listens on loopback, else no RTSP playback (video
+    /// would leave in clear; WebRTC playback and HTTPS downloads remain).
     #[serde(default)]
     pub media_listen: Option<SocketAddr>,
     /// Decoded objects kept for playback, MiB (LRU). Default 256.
@@ -509,22 +510,31 @@ pub async fn start_with(
     );
     // Cc playback: RTSP (and HTTP export with a one-time token) on its own port; the
     // platform judges the tokens (8.4 steps 5-8, as for an NVR).
+    // Plain RTSP carries decrypted video: by default it listens only where Cp listens on
+    // loopback (the demo, tests); elsewhere only when `media_listen` names it (rtsps is not
+    // built yet) and WebRTC playback (DTLS-SRTP) and HTTPS downloads remain.
     let media = match &platform {
         Some(_) => {
-            let want = config
-                .media_listen
-                .unwrap_or_else(|| SocketAddr::new(addr.ip(), 0));
-            let listen_err = |source| CsError::Listen { addr: want, source };
-            let listener = tokio::net::TcpListener::bind(want)
-                .await
-                .map_err(listen_err)?;
-            let media_addr = listener.local_addr().map_err(listen_err)?;
             let media = peercam_recorder::serve::Media::with_platform(
                 Arc::new(source.clone()),
                 requests_tx.clone(),
                 config.max_out_fps,
             );
-            tokio::spawn(media.clone().serve(listener, shutdown.clone()));
+            let want = config
+                .media_listen
+                .unwrap_or_else(|| SocketAddr::new(addr.ip(), 0));
+            let media_addr = if config.media_listen.is_some() || want.ip().is_loopback() {
+                let listen_err = |source| CsError::Listen { addr: want, source };
+                let listener = tokio::net::TcpListener::bind(want)
+                    .await
+                    .map_err(listen_err)?;
+                let media_addr = listener.local_addr().map_err(listen_err)?;
+                tokio::spawn(media.clone().serve(listener, shutdown.clone()));
+                Some(media_addr)
+            } else {
+                tracing::warn!(%addr, "no RTSP playback: set media_listen to serve it off loopback (plain RTSP)");
+                None
+            };
             Some((media, media_addr))
         }
         None => None,
@@ -580,7 +590,7 @@ pub async fn start_with(
             };
             // Playback's address after Cp's (the CMU gives cameras the first).
             let mut advertise = advertise;
-            if let Some((_, m)) = &media {
+            if let Some((_, Some(m))) = &media {
                 let ip = advertise
                     .first()
                     .and_then(|a| a.split("://").nth(1))
@@ -592,7 +602,7 @@ pub async fn start_with(
             let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
             let webrtc_ip = media
                 .as_ref()
-                .map(|(_, m)| m.ip())
+                .and_then(|(_, m)| m.map_or(Some(addr.ip()), |m| Some(m.ip())))
                 .filter(|ip| !ip.is_unspecified())
                 .unwrap_or(loopback);
             let device = Arc::new(agent::CsDevice {
@@ -627,7 +637,7 @@ pub async fn start_with(
     };
     Ok(Running {
         addr,
-        media_addr: media.map(|(_, a)| a),
+        media_addr: media.and_then(|(_, a)| a),
         source,
         index,
         recovery,
