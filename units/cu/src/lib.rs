@@ -101,6 +101,9 @@ impl CuError {
     }
 }
 
+/// Times a broken download is resumed with `Range` before it fails.
+const MAX_RESUMES: u32 = 3;
+
 /// A client of one CMU, optionally logged in.
 #[derive(Clone)]
 pub struct Client {
@@ -653,7 +656,8 @@ impl Client {
     }
 
     /// Fetches an export (or any media URL) into `out`, calling `progress(bytes, total)`
-    /// (`total` from `Content-Length`); a refusal's text becomes the error.
+    /// (`total` from `Content-Length`); a refusal's text becomes the error. A download cut
+    /// short resumes with `Range` (at most three times) when the server takes ranges.
     pub async fn fetch_export(
         &self,
         url: &str,
@@ -675,15 +679,52 @@ impl Client {
             )));
         }
         let total = resp.content_length();
+        // A server that takes byte ranges (a cloud download under a viewer grant, which
+        // serves several requests while it lives) lets a broken download resume where it
+        // stopped; a one-time token's does not.
+        let resumable = total.is_some()
+            && resp
+                .headers()
+                .get(reqwest::header::ACCEPT_RANGES)
+                .is_some_and(|v| v.as_bytes() == b"bytes");
         let part = out.with_extension("part");
         let mut f = std::fs::File::create(&part)
             .map_err(|e| CuError::Config(format!("{}: {e}", part.display())))?;
         let mut n = 0u64;
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            f.write_all(&chunk)
-                .map_err(|e| CuError::Config(format!("{}: {e}", part.display())))?;
-            n += chunk.len() as u64;
-            progress(n, total);
+        let mut resumes = 0;
+        loop {
+            let cut = match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    f.write_all(&chunk)
+                        .map_err(|e| CuError::Config(format!("{}: {e}", part.display())))?;
+                    n += chunk.len() as u64;
+                    progress(n, total);
+                    continue;
+                }
+                Ok(None) if total.is_none_or(|t| t == n) => break,
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
+            if !resumable || resumes >= MAX_RESUMES {
+                match cut {
+                    Some(e) => return Err(transport(e)),
+                    None => break,
+                }
+            }
+            resumes += 1;
+            resp = self
+                .http
+                .get(url)
+                .header(reqwest::header::RANGE, format!("bytes={n}-"))
+                .send()
+                .await
+                .map_err(transport)?;
+            if resp.status() != StatusCode::PARTIAL_CONTENT {
+                return Err(CuError::Media(format!(
+                    "export cut short at {n} bytes and not resumed: HTTP {}",
+                    resp.status()
+                )));
+            }
         }
         if total.is_some_and(|t| t != n) {
             return Err(CuError::Media(format!(
@@ -948,4 +989,63 @@ fn recorder_query(recorder: Option<&str>, sep: char) -> String {
             url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
         )
     })
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::Client;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Reads one request head; returns its `Range` value, if any.
+    async fn head(s: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let mut b = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).await.unwrap();
+            assert!(n > 0, "the client closed");
+            buf.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .find_map(|l| l.strip_prefix("range: ").map(str::to_owned))
+    }
+
+    /// H.626.4 8.7.1 download: a connection cut half way resumes with `Range` where it
+    /// stopped, and the file is whole.
+    #[tokio::test]
+    async fn h626_8_7_1_a_broken_download_resumes() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = body.clone();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert_eq!(head(&mut s).await, None);
+            let h = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                served.len()
+            );
+            s.write_all(h.as_bytes()).await.unwrap();
+            s.write_all(&served[..40_000]).await.unwrap();
+            drop(s);
+            let (mut s, _) = listener.accept().await.unwrap();
+            let range = head(&mut s).await;
+            assert_eq!(range.as_deref(), Some("bytes=40000-"));
+            let h = "HTTP/1.1 206 Partial Content\r\nContent-Length: 60000\r\nContent-Range: bytes 40000-99999/100000\r\n\r\n";
+            s.write_all(h.as_bytes()).await.unwrap();
+            s.write_all(&served[40_000..]).await.unwrap();
+        });
+        let dir = std::env::temp_dir().join(format!("peercam-cu-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("clip.mp4");
+        let c = Client::new(&format!("http://{addr}"), None).unwrap();
+        let n = c
+            .fetch_export(&format!("http://{addr}/x.mp4"), &out, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(n, 100_000);
+        assert_eq!(std::fs::read(&out).unwrap(), body);
+        server.await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
