@@ -387,6 +387,7 @@ async fn mint_playback(
 pub(crate) async fn playback(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(camera): Path<String>,
     Json(req): Json<PlaybackRequest>,
 ) -> ApiResult<Json<PlaybackResponse>> {
@@ -402,13 +403,29 @@ pub(crate) async fn playback(
         Minted::PlaybackUrl,
     )
     .await?;
+    let rec = format!("/rec/{camera}?start={}&token={token}", format_clock(start));
+    let direct = format!("rtsp://{endpoint}{rec}");
+    // H.626.4 8.3 for recorders: the live-view ladder (Mn/Nd through the MTU's pipe last).
+    // The camera's SD card is reached on its own addresses only.
+    let (paths, url) = match st.platform.addresses(&recorder) {
+        Some(addrs) if recorder != camera => {
+            let target = crate::relay::Target {
+                device: &recorder,
+                direct: rec.clone(),
+                relay: Some(format!("/pipe/{recorder}{rec}")),
+                punch: None,
+            };
+            let (paths, best) = crate::relay::paths_to(&st, &target, &addrs, client).await;
+            let url = paths.get(best).map_or(direct, |b| b.url.clone());
+            (paths, url)
+        }
+        _ => (Vec::new(), direct),
+    };
     Ok(Json(PlaybackResponse {
-        url: format!(
-            "rtsp://{endpoint}/rec/{camera}?start={}&token={token}",
-            format_clock(start)
-        ),
+        url,
         recorder: recorder_label(&camera, &recorder),
         expires_at,
+        paths,
     }))
 }
 

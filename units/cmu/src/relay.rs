@@ -33,9 +33,38 @@ pub(crate) async fn paths(
     client: SocketAddr,
     token: &str,
 ) -> (Vec<MediaPath>, usize) {
-    let url = |authority: &str, prefix: &str| {
-        format!("rtsp://{authority}/{prefix}/{camera}?token={token}")
+    let target = Target {
+        device: camera,
+        direct: format!("/live/{camera}?token={token}"),
+        relay: Some(format!("/relay/{camera}?token={token}")),
+        punch: Some(format!("/live/{camera}?token={token}")),
     };
+    paths_to(st, &target, addrs, client).await
+}
+
+/// What a ladder of paths leads to: a device and the path (with query) to ask of it
+/// directly and through its MTU.
+pub(crate) struct Target<'a> {
+    /// The device reached (the camera, or the recorder for playback).
+    pub(crate) device: &'a DeviceId,
+    /// `/…?…token=` on the device itself (lan, public, mapped).
+    pub(crate) direct: String,
+    /// `/…?…token=` on the MTU (`/relay/CAMERA…` or the recorder's `/pipe/RECORDER/…`).
+    pub(crate) relay: Option<String>,
+    /// `/…` over a punched path, when the device can be hole punched.
+    pub(crate) punch: Option<String>,
+}
+
+/// The ladder of [`paths`] for any [`Target`]: same site first, then public and mapped
+/// addresses, hole punching, the MTU last (H.626.4 8.3, 7).
+pub(crate) async fn paths_to(
+    st: &Shared,
+    target: &Target<'_>,
+    addrs: &DeviceAddresses,
+    client: SocketAddr,
+) -> (Vec<MediaPath>, usize) {
+    let camera = target.device;
+    let url = |authority: &str, path: &str| format!("rtsp://{authority}{path}");
     let ip_of = |a: &str| a.parse::<SocketAddr>().ok().map(|s| s.ip());
     let observed: Option<IpAddr> = addrs.observed_ip.as_deref().and_then(|o| o.parse().ok());
     let client_ip = canonical(client.ip());
@@ -51,7 +80,7 @@ pub(crate) async fn paths(
         };
         let p = MediaPath {
             kind,
-            url: url(a, "live"),
+            url: url(a, &target.direct),
             stun: None,
         };
         if kind == PathKind::Public {
@@ -65,7 +94,7 @@ pub(crate) async fn paths(
         .iter()
         .map(|a| MediaPath {
             kind: PathKind::Mapped,
-            url: url(a, "live"),
+            url: url(a, &target.direct),
             stun: None,
         })
         .collect();
@@ -82,20 +111,25 @@ pub(crate) async fn paths(
     let reachable = out
         .iter()
         .any(|p| matches!(p.kind, PathKind::Public | PathKind::Mapped));
-    if !same_site && !reachable {
+    if !same_site
+        && !reachable
+        && let Some(punch) = &target.punch
+    {
         out.push(MediaPath {
             kind: PathKind::Punched,
-            url: url("punched", "live"),
+            url: url("punched", punch),
             stun: mtu.as_ref().and_then(stun_of),
         });
     }
     // Relay last (H.626.4 7: the MTU only when the P2P channel fails).
-    if let Some(mtu) = mtu {
+    if let Some(mtu) = mtu
+        && let Some(relay) = &target.relay
+    {
         st.platform
             .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
         out.push(MediaPath {
             kind: PathKind::Relay,
-            url: url(&mtu.addresses.rtsp, "relay"),
+            url: url(&mtu.addresses.rtsp, relay),
             stun: None,
         });
     }
@@ -241,9 +275,128 @@ pub(crate) async fn authorize(
             } else {
                 None
             };
-            PlatformAnswer::Granted { grant, talk_token }
+            PlatformAnswer::Granted {
+                grant,
+                talk_token,
+                pipe_token: None,
+            }
         }
         PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
+    }
+}
+
+/// Mn / Nd (8.3), Dm for a pipe: an MTU asks whether a viewer's playback token lets it
+/// play from `recorder` through `rtsp://MTU/pipe/RECORDER/…`. The viewer's token is judged
+/// and spent exactly as the recorder would (8.4 steps 6-8, one use); a good one brings a
+/// fresh one-time playback token for the same user, recorder and camera, which the MTU puts
+/// in the viewer's first request before it joins the viewer to the recorder's channel.
+pub(crate) async fn pipe_authorize(
+    st: &Shared,
+    mtu: &DeviceId,
+    recorder: &DeviceId,
+    (token, client): (&str, &str),
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(Refusal::Forbidden, "only an MTU may ask this"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe authorization");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    let grant = match token::authorize(st, recorder, token, &format!("{client} via {mtu}")).await {
+        PlayVerdict::Granted { grant } => grant,
+        PlayVerdict::Refused { code, message } => return PlatformAnswer::Refused { code, message },
+    };
+    // A pipe carries playback only: a live token for the recorder opens nothing here.
+    if grant.cam.is_none() {
+        return refuse(Refusal::Forbidden, "a pipe carries playback tokens only");
+    }
+    match token::for_pipe(st, recorder, &grant, mtu).await {
+        Some(fresh) => PlatformAnswer::Granted {
+            grant,
+            talk_token: None,
+            pipe_token: Some(fresh),
+        },
+        None => refuse(
+            Refusal::Unavailable,
+            "the platform cannot issue a token now",
+        ),
+    }
+}
+
+/// Mn / Nd (8.3): an MTU asks for a channel from `recorder` (an NVR or a CS) for one piped
+/// viewer. Allowed only to an MTU chosen for a playback from that recorder within
+/// [`RELAY_WINDOW_S`]; the recorder is ordered to connect out to the MTU with `ticket`
+/// (`relay_connect`, as a camera for Mp/Pd), and the answer is `ordered`: the viewer's own
+/// fresh token, from [`pipe_authorize`], is what the recorder judges.
+pub(crate) async fn pipe_upstream(
+    st: &Shared,
+    mtu: &DeviceId,
+    recorder: &DeviceId,
+    ticket: String,
+    (tunnel, server_name): (String, String),
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                Refusal::Forbidden,
+                "only an MTU may ask for a pipe upstream",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe upstream request");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    if !st.platform.relay_allowed(mtu, recorder, now_s()) {
+        return refuse(
+            Refusal::NoSession,
+            "no viewer was sent to this MTU for that recorder",
+        );
+    }
+    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
+        return refuse(
+            Refusal::BadRequest,
+            "ticket, tunnel or server name out of bounds",
+        );
+    }
+    match store::devices::get(&st.store, recorder).await {
+        Ok(Some(d))
+            if matches!(
+                d.kind,
+                peercam_signal::ps::DeviceKind::Nvr | peercam_signal::ps::DeviceKind::Cs
+            ) && !d.disabled => {}
+        Ok(_) => return refuse(Refusal::NotFound, "no such recorder"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe upstream request");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    // Nd: the recorder opens its outbound channel to the MTU, as a camera does for Pd.
+    match st
+        .platform
+        .command(
+            recorder,
+            DeviceCommand::RelayConnect {
+                tunnel,
+                server_name,
+                ticket,
+            },
+        )
+        .await
+    {
+        Ok((_, DeviceReply::Done)) => PlatformAnswer::Ordered,
+        Ok((_, DeviceReply::Failed { code, message })) => PlatformAnswer::Refused {
+            code: code.into(),
+            message,
+        },
+        Ok(_) => refuse(
+            Refusal::Unsupported,
+            "the recorder cannot open a relay channel",
+        ),
+        Err(_) => refuse(Refusal::DeviceOffline, "the recorder is offline"),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use peercam_net::agent::{Device, ReplyFuture};
-use peercam_signal::cmd::{DeviceCommand, DeviceDescription};
+use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
 use peercam_signal::link::DeviceLink;
 
 use crate::cameras::Cameras;
@@ -28,6 +28,8 @@ pub(crate) struct Nvr {
     pub(crate) media: Arc<peercam_recorder::serve::Media>,
     pub(crate) webrtc_ip: std::net::IpAddr,
     pub(crate) shutdown: peercam_net::Shutdown,
+    /// The platform CA, to check an MTU's tunnel certificate (Mn/Nd).
+    pub(crate) tls: Arc<peercam_net::rustls::ClientConfig>,
 }
 
 impl Device for Nvr {
@@ -50,6 +52,35 @@ impl Device for Nvr {
             let (media, ip, sd) = (self.media.clone(), self.webrtc_ip, self.shutdown.clone());
             return Box::pin(async move {
                 peercam_recorder::webrtc::execute(&media, command, ip, sd).await
+            });
+        }
+        if let DeviceCommand::RelayConnect {
+            tunnel,
+            server_name,
+            ticket,
+        } = command
+        {
+            // Mn / Nd (H.626.4 8.3): one piped viewer's channel to the MTU, dialled out as a
+            // camera does for Pd; answered once it is open.
+            let (media, tls, sd) = (self.media.clone(), self.tls.clone(), self.shutdown.clone());
+            return Box::pin(async move {
+                match peercam_net::tunnel::dial(&tunnel, &server_name, &ticket, tls).await {
+                    Ok((channel, peer)) => {
+                        tokio::spawn(async move {
+                            tracing::info!(%peer, "pipe channel to the MTU open");
+                            let r = media.relayed(channel, peer, sd).await;
+                            tracing::info!(%peer, result = ?r, "pipe channel to the MTU closed");
+                        });
+                        DeviceReply::Done
+                    }
+                    Err(e) => {
+                        tracing::warn!(%tunnel, error = %e, "cannot open the pipe channel");
+                        DeviceReply::Failed {
+                            code: "relay_unreachable".into(),
+                            message: e.to_string(),
+                        }
+                    }
+                }
             });
         }
         let cams = self.cameras.clone();

@@ -219,6 +219,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         media,
         webrtc_ip,
         shutdown: shutdown.clone(),
+        tls: tls.clone(),
     });
     let link = peercam_net::agent::LinkConfig {
         scu_url: config.scu_url.clone(),
