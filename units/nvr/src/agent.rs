@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use peercam_net::agent::{Device, ReplyFuture};
+use peercam_net::agent::{Device, HookFuture, ReplyFuture, Session};
 use peercam_signal::cmd::{DeviceCommand, DeviceDescription, DeviceReply};
 use peercam_signal::link::DeviceLink;
 
@@ -30,11 +30,23 @@ pub(crate) struct Nvr {
     pub(crate) shutdown: peercam_net::Shutdown,
     /// The platform CA, to check an MTU's tunnel certificate (Mn/Nd).
     pub(crate) tls: Arc<peercam_net::rustls::ClientConfig>,
+    /// The gateway's mappings of the media port (8.3 step 1), `host:port`.
+    pub(crate) mapped: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 impl Device for Nvr {
     fn prepare(&self, link: &mut DeviceLink) {
-        link.report_endpoints(self.advertise.clone());
+        // H.626.4 8.3 step 2, as a camera: local addresses and the gateway's mappings.
+        link.report_addresses(self.advertise.clone(), self.mapped.borrow().clone());
+    }
+
+    fn session(&self) -> Box<dyn Session> {
+        let mut mapped = self.mapped.clone();
+        mapped.mark_unchanged();
+        Box::new(NvrSession {
+            advertise: self.advertise.clone(),
+            mapped,
+        })
     }
 
     fn command(&self, command: DeviceCommand, connected_s: u64) -> ReplyFuture {
@@ -85,5 +97,29 @@ impl Device for Nvr {
         }
         let cams = self.cameras.clone();
         Box::pin(async move { cams.execute(command, describe).await })
+    }
+}
+
+/// What the NVR adds to one connection of its link: a new or lost gateway mapping is
+/// reported at once (8.3 step 2).
+struct NvrSession {
+    advertise: Vec<String>,
+    mapped: tokio::sync::watch::Receiver<Vec<String>>,
+}
+
+impl Session for NvrSession {
+    fn wait(&mut self) -> HookFuture<'_, Result<(), &'static str>> {
+        let mapped = &mut self.mapped;
+        Box::pin(async move {
+            if mapped.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
+    }
+
+    fn changed(&mut self, link: &mut DeviceLink) {
+        let now = self.mapped.borrow_and_update().clone();
+        link.report_addresses(self.advertise.clone(), now);
     }
 }
