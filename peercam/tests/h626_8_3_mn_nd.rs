@@ -298,4 +298,30 @@ async fn h626_8_3_mn_nd_pipe_refusals() {
     refused(Playback::open(&sub_pipe).await.unwrap_err());
     let stats = &w.mtu.0.stats;
     assert!(stats.refused.load(std::sync::atomic::Ordering::Relaxed) >= 5);
+
+    // WebRTC playback: the TURN permission covers the recorder's addresses; only with
+    // `playback` on the camera, and only for a recorder that records it.
+    let ice = w.owner.ice_for_recorder(pu, nvr).await.unwrap();
+    assert!(ice.peers.contains(&"127.0.0.1".to_owned()), "{ice:?}");
+    assert_eq!(
+        sub.ice_for_recorder(pu, nvr).await.unwrap_err().status(),
+        Some(403)
+    );
+    assert_eq!(
+        stranger
+            .ice_for_recorder(pu, nvr)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    let other = w.mtu.2.as_str();
+    assert_eq!(
+        w.owner
+            .ice_for_recorder(pu, other)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
 }

@@ -459,7 +459,7 @@ fn media_routes() -> Vec<RouteInfo> {
             "POST",
             "/api/v1/devices/{id}/ice",
             Customer,
-            "STUN/TURN servers with credentials for one session with the camera, scoped to its addresses (needs `live`)",
+            "STUN/TURN servers with credentials for one session with the camera, scoped to its addresses (needs `live`); with `?recorder=`, for a WebRTC playback from that recorder, scoped to the recorder's addresses (needs `playback`, 8.3)",
             None,
             Some("IceConfig")
         ),

@@ -41,7 +41,7 @@ async fn device(st: &Shared, id: &DeviceId) -> ApiResult<store::devices::Device>
 
 /// Which device records `camera`: `sd` (or the camera's own id) is the camera; an NVR id
 /// must be attached to it; absent picks the first attached NVR, else the SD card.
-async fn resolve_recorder(
+pub(crate) async fn resolve_recorder(
     st: &Shared,
     camera: &DeviceId,
     recorder: Option<&str>,

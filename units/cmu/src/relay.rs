@@ -425,6 +425,13 @@ pub(crate) async fn admin_sessions(
     }))
 }
 
+/// The query of `POST /api/v1/devices/{id}/ice`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct IceQuery {
+    /// For a WebRTC playback: the recorder (`sd` or an NVR's id), as in playback requests.
+    recorder: Option<String>,
+}
+
 /// `POST /api/v1/devices/{id}/ice`: TURN credentials for one session with the camera, minted
 /// from the secret shared with the MTUs and scoped to the camera's addresses, with the
 /// camera's SCU's choice of MTU (7.2). Without a configured secret or an MTU, no servers.
@@ -432,14 +439,30 @@ pub(crate) async fn ice(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<IceQuery>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::IceConfig>> {
-    let (id, _) =
-        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    let id = match q.recorder.as_deref() {
+        None => {
+            crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live))
+                .await?
+                .0
+        }
+        // 8.3 for recorders: a WebRTC playback's TURN permission covers the recorder's
+        // addresses, not the camera's; the caller needs `playback` on the camera and the
+        // recorder must record it.
+        Some(r) => {
+            let (camera, _) =
+                crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Playback))
+                    .await?;
+            crate::recording::resolve_recorder(&st, &camera, Some(r)).await?
+        }
+    };
     let addrs = st
         .platform
         .addresses(&id)
         .ok_or_else(|| crate::error::ApiErr::conflict("device_offline", "the device is offline"))?;
-    // D8: the relay forwards only to the camera's own addresses.
+    // D8: the relay forwards only to the device's own addresses (the camera's, or the
+    // recorder's for a playback).
     let mut peers: Vec<IpAddr> = addrs
         .local
         .iter()

@@ -863,6 +863,17 @@ impl Client {
             .await
     }
 
+    /// Like [`ice`](Self::ice), for a WebRTC playback of camera `id` from `recorder` (`sd`
+    /// or an NVR's id): the TURN permission covers the recorder's addresses (8.3).
+    pub async fn ice_for_recorder(&self, id: &str, recorder: &str) -> Result<IceConfig, CuError> {
+        self.call::<(), IceConfig>(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/ice?recorder={recorder}"),
+            None,
+        )
+        .await
+    }
+
     /// H.626.4 8.3 hole punching: sends this viewer's description, gets the camera's.
     pub async fn punch(
         &self,
