@@ -163,7 +163,7 @@ async fn h626_8_3_mn_nd_playback_through_mtu_pipe() {
     );
 
     // `cu rec playback`: the dead address fails, the pipe carries the session.
-    let (mut p, reached) = Playback::open_best(&a.paths).await.unwrap();
+    let (mut p, reached) = Playback::open_best(&a.paths, None).await.unwrap();
     assert_eq!(reached.kind, PathKind::Relay, "{reached:?}");
     p.play(None, None).await.unwrap();
     let normal = frames(&mut p, 30).await;

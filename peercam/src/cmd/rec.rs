@@ -509,7 +509,13 @@ async fn playback(
     let mut p = if answer.paths.is_empty() {
         peercam_cu::playback::Playback::open(&answer.url).await?
     } else {
-        let (p, reached) = peercam_cu::playback::Playback::open_best(&answer.paths).await?;
+        let puncher = peercam_cu::live::Puncher {
+            client: c.clone(),
+            device: device.to_owned(),
+            recorder: Some(answer.recorder.clone()),
+        };
+        let (p, reached) =
+            peercam_cu::playback::Playback::open_best(&answer.paths, Some(&puncher)).await?;
         eprintln!("playing over the {} path", reached.kind.as_str());
         p
     };

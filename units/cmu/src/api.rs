@@ -467,7 +467,7 @@ fn media_routes() -> Vec<RouteInfo> {
             "POST",
             "/api/v1/devices/{id}/punch",
             Customer,
-            "UDP hole punching (8.3): send the viewer's ICE description, get the camera's (needs `live`)",
+            "UDP hole punching (8.3): send the viewer's ICE description, get the camera's (needs `live`); with `?recorder=`, the recorder's, for a playback (needs `playback`)",
             Some("PunchDescription"),
             Some("PunchDescription")
         ),

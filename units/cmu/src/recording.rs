@@ -409,11 +409,13 @@ pub(crate) async fn playback(
     // The camera's SD card is reached on its own addresses only.
     let (paths, url) = match st.platform.addresses(&recorder) {
         Some(addrs) if recorder != camera => {
+            // Only an NVR answers `punch` (a CS has a public address).
+            let nvr = device(&st, &recorder).await?.kind == DeviceKind::Nvr;
             let target = crate::relay::Target {
                 device: &recorder,
                 direct: rec.clone(),
                 relay: Some(format!("/pipe/{recorder}{rec}")),
-                punch: None,
+                punch: nvr.then(|| rec.clone()),
             };
             let (paths, best) = crate::relay::paths_to(&st, &target, &addrs, client).await;
             let url = paths.get(best).map_or(direct, |b| b.url.clone());

@@ -425,7 +425,31 @@ pub(crate) async fn admin_sessions(
     }))
 }
 
-/// The query of `POST /api/v1/devices/{id}/ice`.
+/// The device a media path leads to: the camera itself (needs `live`), or with `recorder`
+/// its recorder for a playback (needs `playback` on the camera; the recorder must record
+/// it).
+async fn device_or_recorder(
+    st: &Shared,
+    p: &crate::auth::Principal,
+    id: &str,
+    recorder: Option<&str>,
+) -> crate::error::ApiResult<DeviceId> {
+    Ok(match recorder {
+        None => {
+            crate::auth::device_access(st, p, id, crate::auth::Need::Scope(Scope::Live))
+                .await?
+                .0
+        }
+        Some(r) => {
+            let (camera, _) =
+                crate::auth::device_access(st, p, id, crate::auth::Need::Scope(Scope::Playback))
+                    .await?;
+            crate::recording::resolve_recorder(st, &camera, Some(r)).await?
+        }
+    })
+}
+
+/// The query of `POST /api/v1/devices/{id}/ice` and `.../punch`.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct IceQuery {
     /// For a WebRTC playback: the recorder (`sd` or an NVR's id), as in playback requests.
@@ -441,22 +465,9 @@ pub(crate) async fn ice(
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<IceQuery>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::IceConfig>> {
-    let id = match q.recorder.as_deref() {
-        None => {
-            crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live))
-                .await?
-                .0
-        }
-        // 8.3 for recorders: a WebRTC playback's TURN permission covers the recorder's
-        // addresses, not the camera's; the caller needs `playback` on the camera and the
-        // recorder must record it.
-        Some(r) => {
-            let (camera, _) =
-                crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Playback))
-                    .await?;
-            crate::recording::resolve_recorder(&st, &camera, Some(r)).await?
-        }
-    };
+    // 8.3 for recorders: a WebRTC playback's TURN permission covers the recorder's
+    // addresses, not the camera's.
+    let id = device_or_recorder(&st, &p, &id, q.recorder.as_deref()).await?;
     let addrs = st
         .platform
         .addresses(&id)
@@ -515,10 +526,12 @@ pub(crate) async fn punch(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<IceQuery>,
     crate::json::Json(offer): crate::json::Json<peercam_signal::relay::PunchDescription>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::relay::PunchDescription>> {
-    let (id, _) =
-        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    // With `?recorder=`: a punched path to the recorder for a playback (8.3, `playback` on
+    // the camera, a recorder that records it).
+    let id = device_or_recorder(&st, &p, &id, q.recorder.as_deref()).await?;
     if !offer.is_reasonable() {
         return Err(crate::error::ApiErr::bad_request(
             "bad_description",

@@ -880,7 +880,21 @@ impl Client {
         id: &str,
         offer: &peercam_signal::relay::PunchDescription,
     ) -> Result<peercam_signal::relay::PunchDescription, CuError> {
-        self.post(&format!("/api/v1/devices/{id}/punch"), offer)
+        self.punch_to(id, None, offer).await
+    }
+
+    /// Like [`punch`](Self::punch); with `recorder`, to that recorder of camera `id`, for a
+    /// playback (8.3 for recorders).
+    pub async fn punch_to(
+        &self,
+        id: &str,
+        recorder: Option<&str>,
+        offer: &peercam_signal::relay::PunchDescription,
+    ) -> Result<peercam_signal::relay::PunchDescription, CuError> {
+        let q = recorder
+            .map(|r| format!("?recorder={r}"))
+            .unwrap_or_default();
+        self.post(&format!("/api/v1/devices/{id}/punch{q}"), offer)
             .await
     }
 

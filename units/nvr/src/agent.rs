@@ -95,6 +95,30 @@ impl Device for Nvr {
                 }
             });
         }
+        if let DeviceCommand::Punch { offer, stun } = command {
+            // H.626.4 8.3 for recordings: a punched path for one playback client; its RTSP
+            // request's token is judged as on the LAN.
+            let (media, sd) = (self.media.clone(), self.shutdown.clone());
+            return Box::pin(async move {
+                let stop = {
+                    let sd = sd.clone();
+                    async move { sd.wait().await }
+                };
+                let serve = move |stream: peercam_p2p::P2pStream| async move {
+                    let peer = stream.remote_addr();
+                    tracing::info!(%peer, "punched playback path open");
+                    let r = media.relayed(stream, peer, sd).await;
+                    tracing::debug!(%peer, result = ?r, "punched playback ended");
+                };
+                match peercam_p2p::answer_punch(&offer, stun.as_deref(), stop, serve).await {
+                    Ok(answer) => DeviceReply::Punch { answer },
+                    Err(e) => DeviceReply::Failed {
+                        code: "punch_failed".into(),
+                        message: e.to_string(),
+                    },
+                }
+            });
+        }
         let cams = self.cameras.clone();
         Box::pin(async move { cams.execute(command, describe).await })
     }

@@ -181,56 +181,24 @@ impl Server {
         stun: Option<&str>,
         shutdown: Shutdown,
     ) -> Result<peercam_signal::relay::PunchDescription, PathError> {
-        let offer = peercam_p2p::SessionDescription::from_signal(offer)?;
-        let stun = match stun {
-            Some(s) => tokio::net::lookup_host(s)
-                .await
-                .ok()
-                .and_then(|mut a| a.next()),
-            None => None,
-        };
-        let prepared = peercam_p2p::prepare(
-            peercam_p2p::peercam_ice::Role::Controlled,
-            stun,
-            Duration::from_millis(1500),
-        )
-        .await?;
-        let answer = prepared.description.to_signal();
         let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
-        tokio::spawn(async move {
-            let peercam_p2p::Prepared {
-                socket,
-                agent,
-                identity,
-                ..
-            } = prepared;
-            let stream = async {
-                let punched =
-                    peercam_p2p::punch(socket, agent, &offer, Duration::from_secs(10)).await?;
-                punched.accept(&identity, offer.fingerprint).await
-            };
-            let stream = tokio::select! {
-                s = stream => s,
-                () = shutdown.wait() => return,
-            };
-            match stream {
-                Ok(stream) => {
-                    let peer = stream.remote_addr();
-                    let n = sessions.fetch_add(1, Ordering::AcqRel);
-                    if n < settings.max_sessions {
-                        tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
-                        let r = Connection::new(settings, peer, None)
-                            .run(stream, shutdown)
-                            .await;
-                        tracing::debug!(%peer, result = ?r, "punched session ended");
-                    }
-                    sessions.fetch_sub(1, Ordering::AcqRel);
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "hole punching failed; the viewer uses the relay")
-                }
+        let stop = {
+            let sd = shutdown.clone();
+            async move { sd.wait().await }
+        };
+        let answer = peercam_p2p::answer_punch(offer, stun, stop, move |stream| async move {
+            let peer = stream.remote_addr();
+            let n = sessions.fetch_add(1, Ordering::AcqRel);
+            if n < settings.max_sessions {
+                tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
+                let r = Connection::new(settings, peer, None)
+                    .run(stream, shutdown)
+                    .await;
+                tracing::debug!(%peer, result = ?r, "punched session ended");
             }
-        });
+            sessions.fetch_sub(1, Ordering::AcqRel);
+        })
+        .await?;
         Ok(answer)
     }
 }
