@@ -41,7 +41,14 @@ pub enum PipeError {
 /// Splits `uri` into its scheme and authority (empty for a bare path), its path and its
 /// query.
 fn split_uri(uri: &str) -> (&str, &str, Option<&str>) {
-    let (origin, rest) = match uri.find("://") {
+    // An absolute URI begins with a scheme (RFC 3986 3.1) and `://`; a `://` later on (in
+    // the path or the query) is not one.
+    let scheme = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    };
+    let (origin, rest) = match uri.find("://").filter(|i| scheme(&uri[..*i])) {
         Some(i) => {
             let after = &uri[i + 3..];
             let end = after.find(['/', '?']).map_or(uri.len(), |j| i + 3 + j);
@@ -209,6 +216,16 @@ mod tests {
             Err(PipeError::RequestLine)
         );
         assert_eq!(rewrite(b"no line end", "t"), Err(PipeError::RequestLine));
+        // A `://` in the query is no scheme (found by the fuzz target).
+        let odd = "*///pipe/p-00aa/r1bb?tsp:///r1bb?token=T";
+        assert_eq!(target(odd), Err(PipeError::NotPipe));
+        let odd = "/pipe/p-00aa/r1bb?x=tsp://h/pipe/q/r&token=T";
+        assert_eq!(target(odd).map(|t| t.recorder), Ok("p-00aa".into()));
+        let out = rewrite(format!("PLAY {odd} RTSP/1.0\r\n\r\n").as_bytes(), "U").unwrap();
+        assert_eq!(
+            out,
+            b"PLAY /r1bb?x=tsp://h/pipe/q/r&token=U RTSP/1.0\r\n\r\n"
+        );
     }
 
     proptest! {
