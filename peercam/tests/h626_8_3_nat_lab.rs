@@ -295,6 +295,7 @@ async fn run(
         let puncher = peercam_cu::live::Puncher {
             client: user.clone(),
             device: dev.clone(),
+            recorder: None,
         };
         if talks {
             let tone = peercam_test::tone::sine(1000.0, 8000, 16_000, 8000.0);
@@ -503,4 +504,260 @@ async fn h626_6_1_8_lab_talk_punched_and_relayed() {
         let share = peercam_test::tone::tone_share(&pcm, 8000, 1000.0);
         assert!(share > 0.9, "1 kHz share {share:.3} over {path:?}");
     }
+}
+
+/// What the platform side hands the recorder's site (Mn/Nd lab).
+struct RecorderSetup {
+    api: String,
+    ca_pem: Vec<u8>,
+    ca_path: PathBuf,
+    scu_url: String,
+    pu_identity: PathBuf,
+    nvr_identity: PathBuf,
+    pu: String,
+    nvr: String,
+}
+
+/// H.626.4 8.3 for recorders, in the NAT lab (Mn/Nd): a camera and its NVR behind a
+/// symmetric NAT (`--random-fully`), the viewer behind a port-restricted NAT on another
+/// site. The NVR's address is private and it has no mapping, so the viewer's playback goes
+/// through the MTU's pipe: the NVR dials the MTU's tunnel port out through its NAT, and
+/// trick play works over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_9_mn_nd_nvr_behind_symmetric_nat() {
+    recorder_lab(NatKind::Symmetric, NatKind::PortRestricted, PathKind::Relay).await;
+}
+
+/// 8.3 for recorders: an NVR behind a port-restricted cone NAT is hole punched to a viewer
+/// without NAT (the recorder answers `punch` as a camera does); playback and reverse play
+/// run over the punched QUIC path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_3_lab_nvr_punches_to_a_public_viewer() {
+    recorder_lab(NatKind::PortRestricted, NatKind::None, PathKind::Punched).await;
+}
+
+/// A camera and its NVR behind `nvr_nat`, the viewer behind `viewer_nat`: playback goes
+/// over `want`, 1x and reverse checked by SEI counters.
+async fn recorder_lab(nvr_nat: NatKind, viewer_nat: NatKind, want: PathKind) {
+    let spec = LabSpec::new().site(nvr_nat, 1).site(viewer_nat, 1);
+    let lab = match NatLab::new(&spec) {
+        Ok(l) => l,
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
+            return;
+        }
+        Err(e) => panic!("lab: {e}"),
+    };
+    let (setup_tx, setup_rx) = tokio::sync::oneshot::channel::<RecorderSetup>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u64>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The platform and an MTU on the fake internet; it binds, attaches and records.
+    let platform = lab.run_in(lab.srv(), move || async move {
+        use peercam_signal::record::{Mode, Strategy};
+        let c = Cluster::start_at_with(IpAddr::V4(SRV_A), 1, |_| {})
+            .await
+            .unwrap();
+        let pu = c.provision(1).await.unwrap().remove(0);
+        let nvr = new_identity(DeviceKind::Nvr);
+        c.provision_these(std::slice::from_ref(&nvr)).await.unwrap();
+        let mid = new_identity(DeviceKind::Mtu);
+        c.admin
+            .provision(vec![provision_record(&mid)])
+            .await
+            .unwrap();
+        // The MTU serves STUN too (hole punching asks it for public addresses).
+        let (mut mtu, _msd) = c
+            .start_mtu_with(&mid, 0, |cfg| {
+                cfg.turn = Some(peercam_mtu::turn::Config {
+                    listen_udp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                    listen_tcp: Some(std::net::SocketAddr::new(IpAddr::V4(SRV_A), 0)),
+                    secret: "natlab-turn-secret".into(),
+                    threads: Some(1),
+                    ..peercam_mtu::turn::Config::default()
+                });
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            mtu.status
+                .wait_for(|s| matches!(s, peercam_mtu::MtuStatus::Registered { .. })),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let owner = c.owner(PHONE).await.unwrap();
+        let (pu_identity, nvr_identity) = (c.path().join("pu.toml"), c.path().join("nvr.toml"));
+        std::fs::write(&pu_identity, pu.to_toml()).unwrap();
+        std::fs::write(&nvr_identity, nvr.to_toml()).unwrap();
+        let _ = setup_tx.send(RecorderSetup {
+            api: c.api.clone(),
+            ca_pem: c.ca_pem.clone(),
+            ca_path: c.pki.ca_cert.clone(),
+            scu_url: c.scu_url(0),
+            pu_identity,
+            nvr_identity,
+            pu: pu.device_id.to_string(),
+            nvr: nvr.device_id.to_string(),
+        });
+        for id in [&pu, &nvr] {
+            c.wait_online(&id.device_id, true, Duration::from_secs(20))
+                .await
+                .unwrap();
+            c.bind(&owner, id).await.unwrap();
+        }
+        let (p, n) = (pu.device_id.as_str(), nvr.device_id.as_str());
+        owner
+            .set_params(p, |x| {
+                x.video.max_resolution = peercam_signal::control::Resolution::Cif;
+            })
+            .await
+            .unwrap();
+        owner.attach_camera(n, p).await.unwrap();
+        let continuous = Strategy {
+            mode: Mode::Continuous,
+            ..Strategy::default()
+        };
+        owner.set_recording(p, Some(n), &continuous).await.unwrap();
+        let start = loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let list = owner
+                .recordings(p, Some(n), now - 600_000, now + 60_000)
+                .await
+                .unwrap();
+            if let Some(s) = list.spans.first()
+                && s.end_ms - s.start_ms >= 5000
+            {
+                break s.start_ms;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let _ = ready_tx.send(start);
+        let _ = stop_rx.await;
+        c.stop().await;
+    });
+    let setup = tokio::time::timeout(Duration::from_secs(60), setup_rx)
+        .await
+        .expect("platform started")
+        .unwrap();
+    // The camera and the NVR on the symmetric NAT's LAN.
+    let (dev_stop, dev_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (pu_id, nvr_id, scu_url, ca_path) = (
+        setup.pu_identity.clone(),
+        setup.nvr_identity.clone(),
+        setup.scu_url.clone(),
+        setup.ca_path.clone(),
+    );
+    let lan = lab.host_addr(1, 0).unwrap();
+    let devices = lab.run_in(lab.host(1, 0).unwrap(), move || async move {
+        let sd = peercam_net::Shutdown::new();
+        let mut cfg = peercam_pu::Config::new(pu_id, scu_url.clone(), ca_path.clone());
+        cfg.rtsp_listen = "0.0.0.0:0".parse().unwrap();
+        cfg.reconnect_initial_ms = 100;
+        cfg.discovery_port = 0;
+        cfg.sd_card = false;
+        let _pu = peercam_pu::start(cfg, sd.clone()).await.unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let mut cfg = peercam_nvr::Config::new(nvr_id, scu_url, ca_path);
+        cfg.media_listen = std::net::SocketAddr::new(IpAddr::V4(lan), 0);
+        cfg.store_dir = Some(store.path().to_owned());
+        cfg.discovery_port = 0;
+        cfg.reconnect_initial_ms = 100;
+        let _nvr = peercam_nvr::start(cfg, sd.clone()).await.unwrap();
+        let _ = dev_stop_rx.await;
+        sd.trigger();
+    });
+    let start = tokio::time::timeout(Duration::from_secs(90), ready_rx)
+        .await
+        .expect("recorded in time")
+        .unwrap();
+    // The viewer on the other site.
+    let (api, ca, pu, nvr) = (
+        setup.api.clone(),
+        setup.ca_pem.clone(),
+        setup.pu.clone(),
+        setup.nvr.clone(),
+    );
+    let viewer = lab.run_in(lab.host(2, 0).unwrap(), move || async move {
+        let (user, _) = Client::new(&api, Some(&ca))
+            .unwrap()
+            .login(PHONE, PASSWORD)
+            .await
+            .unwrap();
+        let mut paths = Vec::new();
+        for _ in 0..50 {
+            let a = user
+                .playback_url(&pu, Some(&nvr), start + 1000)
+                .await
+                .unwrap();
+            paths = a.paths;
+            // The MTU's first load report (with its STUN address) may trail its
+            // registration.
+            if paths.iter().any(|x| x.kind == PathKind::Relay)
+                && paths
+                    .iter()
+                    .all(|x| x.kind != PathKind::Punched || x.stun.is_some())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let puncher = peercam_cu::live::Puncher {
+            client: user.clone(),
+            device: pu.clone(),
+            recorder: Some(nvr.clone()),
+        };
+        let (mut p, reached) = peercam_cu::playback::Playback::open_best(&paths, Some(&puncher))
+            .await
+            .unwrap();
+        p.play(None, None).await.unwrap();
+        let mut counters = Vec::new();
+        while counters.len() < 25 {
+            let f = p
+                .next_frame(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .expect("a frame");
+            counters.push(f.tag.expect("SEI tag").frame);
+        }
+        // Reverse through the same pipe.
+        p.play(Some(start + 4000), Some("-1")).await.unwrap();
+        let mut back = Vec::new();
+        while back.len() < 3 {
+            let f = p
+                .next_frame(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .expect("a frame");
+            back.push(f.tag.expect("SEI tag").frame);
+        }
+        p.teardown().await.unwrap();
+        eprintln!(
+            "recorder paths {:?} -> {} in {:.0} ms",
+            paths.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            reached.kind.as_str(),
+            reached.connect_ms
+        );
+        (reached.kind, counters, back)
+    });
+    let (kind, counters, back) = tokio::time::timeout(Duration::from_secs(90), viewer.join())
+        .await
+        .expect("viewer finished in time")
+        .unwrap();
+    let _ = dev_stop.send(());
+    let _ = devices.join().await;
+    let _ = stop.send(());
+    let _ = platform.join().await;
+    assert_eq!(
+        kind, want,
+        "NVR behind {nvr_nat:?}, viewer behind {viewer_nat:?}"
+    );
+    assert!(
+        counters.windows(2).all(|x| x[1] == x[0] + 1),
+        "1x: {counters:?}"
+    );
+    assert!(back.windows(2).all(|x| x[1] < x[0]), "reverse: {back:?}");
 }

@@ -508,8 +508,22 @@ async fn playback(
     recorder: Option<&str>,
 ) -> anyhow::Result<()> {
     let at = parse_time("from", from)?;
-    let url = c.playback_url(device, recorder, at).await?.url;
-    let mut p = peercam_cu::playback::Playback::open(&url).await?;
+    let answer = c.playback_url(device, recorder, at).await?;
+    // H.626.4 8.3: the recorder's ladder (LAN, public, mapped, the MTU's pipe), in order;
+    // an older CMU gives only `url`.
+    let mut p = if answer.paths.is_empty() {
+        peercam_cu::playback::Playback::open(&answer.url).await?
+    } else {
+        let puncher = peercam_cu::live::Puncher {
+            client: c.clone(),
+            device: device.to_owned(),
+            recorder: Some(answer.recorder.clone()),
+        };
+        let (p, reached) =
+            peercam_cu::playback::Playback::open_best(&answer.paths, Some(&puncher)).await?;
+        eprintln!("playing over the {} path", reached.kind.as_str());
+        p
+    };
     let show = |s: &peercam_cu::playback::Seen| {
         let (n, t) = s
             .tag

@@ -10,6 +10,7 @@
 //! | [`sdp`] | the camera's DESCRIBE answer ([`sdp::CameraSdp`]) and a tolerant SDP parser |
 //! | [`server`] | [`ServerConn`]: one connection, camera side, as a state machine |
 //! | [`client`] | [`client::Client`]: request builder and response matcher |
+//! | [`pipe`] | the MTU's pipe for recorder playback (Mn/Nd): its target and the token swap of the first request |
 //!
 //! # Driving a connection
 //!
@@ -34,6 +35,7 @@
 pub mod client;
 pub mod msg;
 pub mod parse;
+pub mod pipe;
 pub mod sdp;
 pub mod server;
 

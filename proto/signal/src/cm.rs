@@ -700,12 +700,19 @@ pub struct PlaybackRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PlaybackResponse {
-    /// `rtsp://HOST:PORT/rec/CAMERA?start=...&token=...`.
+    /// `rtsp://HOST:PORT/rec/CAMERA?start=...&token=...`: the best of `paths` for a client
+    /// that can try only one.
     pub url: String,
     /// The recorder serving it (`sd` means the camera).
     pub recorder: String,
     /// Unix seconds after which the URL no longer opens.
     pub expires_at: u64,
+    /// H.626.4 8.3 for recorders: every way to the recorder, best first, all with the one
+    /// token (the first request that presents it spends it): `lan`, `public`, `mapped` on
+    /// the recorder's reported addresses, then `relay` through an MTU's pipe (Mn/Nd,
+    /// `rtsp://MTU/pipe/RECORDER/rec/CAMERA?start=...&token=...`). Absent from older CMUs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<crate::relay::MediaPath>,
 }
 
 /// Export a time range as MP4 (8.7.2.2 steps 7-10).

@@ -505,6 +505,12 @@ pub enum DeviceRequest {
         /// encodes for it, so the MTU need not transcode); the camera's best when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caps: Option<crate::play::Caps>,
+        /// Mn / Nd (H.626.4 8.3; optional, within version 1): `camera` is a recorder (NVR, CS) to be joined
+        /// 1:1 to one viewer's pipe. The recorder is ordered to connect out as a camera is;
+        /// the answer is [`PlatformAnswer::Ordered`] (the MTU already holds the viewer's
+        /// fresh token from [`PlatformAnswer::Granted::pipe_token`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pipe: bool,
     },
     /// H.626.4 8.8 alarm up (PU -> SCU -> CMU): answered [`PlatformAnswer::Stored`] once the
     /// CMU has stored it (a second delivery of the same id is stored once and answered the
@@ -528,6 +534,11 @@ pub enum DeviceRequest {
         /// talk upstream of that viewer's own, so that the camera judges the viewer's grant.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         backchannel: bool,
+        /// Mn / Nd (H.626.4 8.3; optional, within version 1): the viewer asked for `rtsp://MTU/pipe/…`;
+        /// `camera` is the recorder and `token` a playback token for it. When good, the
+        /// answer carries [`PlatformAnswer::Granted::pipe_token`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pipe: bool,
     },
     /// H.626.4 6.1.9 "storage full": a recorder found its store full while recording
     /// `camera` (the oldest recordings deleted to make room, or the camera's quota reached).
@@ -601,7 +612,15 @@ pub enum PlatformAnswer {
         /// 8.4).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         talk_token: Option<String>,
+        /// For a pipe ([`DeviceRequest::RelayAuthorize::pipe`]): a fresh one-time playback
+        /// token for the same user, recorder and camera, which the MTU puts in place of the
+        /// viewer's (spent) token in the request it forwards to the recorder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pipe_token: Option<String>,
     },
+    /// The device was ordered to open its channel (answer to a pipe's
+    /// [`DeviceRequest::RelayUpstream`]).
+    Ordered,
     /// An alarm is stored (answer to [`DeviceRequest::Alarm`], and to
     /// [`DeviceRequest::StorageFull`] with the id of the platform's alarm).
     Stored {
@@ -647,6 +666,7 @@ mod tests {
             token: "t".into(),
             client: "c".into(),
             backchannel: false,
+            pipe: false,
         };
         let json = serde_json::to_value(&r).unwrap();
         assert!(json.get("backchannel").is_none(), "{json}");
@@ -657,6 +677,7 @@ mod tests {
             token: "t".into(),
             client: "c".into(),
             backchannel: true,
+            pipe: false,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"backchannel\":true"), "{json}");
@@ -671,10 +692,39 @@ mod tests {
                 cam: None,
             },
             talk_token: None,
+            pipe_token: None,
         };
         let json = serde_json::to_string(&a).unwrap();
         assert!(!json.contains("talk_token"), "{json}");
+        assert!(!json.contains("pipe"), "{json}");
         assert_eq!(serde_json::from_str::<PlatformAnswer>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn h626_8_3_pipe_fields_on_the_wire() {
+        // Mn / Nd: a pipe's requests say so; the camera relay's stay as they were.
+        let r = DeviceRequest::RelayAuthorize {
+            camera: camera(),
+            token: "t".into(),
+            client: "c".into(),
+            backchannel: false,
+            pipe: true,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"pipe\":true"), "{json}");
+        assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), r);
+        let u = DeviceRequest::RelayUpstream {
+            camera: camera(),
+            ticket: "x".repeat(32),
+            tunnel: "127.0.0.1:1".into(),
+            server_name: "mtu".into(),
+            caps: None,
+            pipe: true,
+        };
+        let json = serde_json::to_string(&u).unwrap();
+        assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), u);
+        let json = serde_json::to_string(&PlatformAnswer::Ordered).unwrap();
+        assert_eq!(json, r#"{"answer":"ordered"}"#);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod rtsp;
 mod shutdown;
 pub mod skip;
 pub mod tls;
+pub mod tunnel;
 pub mod ws;
 
 pub use shutdown::Shutdown;

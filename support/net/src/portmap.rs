@@ -452,6 +452,68 @@ fn parse_default_gateway(route: &str) -> Option<Ipv4Addr> {
 /// The SSDP group, for callers that want to reason about it.
 pub const SSDP_GROUP: SocketAddrV4 = peercam_portmap::upnp::ssdp::MULTICAST;
 
+/// H.626.4 8.3 step 1 for a device's media port: asks the gateway (`gateway`, else the
+/// default route's) for a TCP mapping of `port` and keeps `mapped` up to date with its
+/// external `host:port` (renewals, loss, retried every 5 minutes without a gateway), until
+/// `shutdown`, when the mapping is released. The PU and the NVR report it (8.3 step 2).
+pub fn keep_mapped(
+    gateway: Option<std::net::IpAddr>,
+    port: u16,
+    mapped: watch::Sender<Vec<String>>,
+    shutdown: Shutdown,
+) {
+    let gateway = match gateway {
+        Some(std::net::IpAddr::V4(g)) => Some(g),
+        Some(std::net::IpAddr::V6(g)) => {
+            tracing::warn!(gateway = %g, "IPv6 gateways are not asked for mappings");
+            return;
+        }
+        None => None,
+    };
+    let mapper = PortMapper::new(PortMapConfig {
+        gateway,
+        ..PortMapConfig::default()
+    });
+    tokio::spawn(async move {
+        loop {
+            match mapper
+                .map_port(Protocol::Tcp, port, Duration::from_secs(3600), &shutdown)
+                .await
+            {
+                Ok(m) => {
+                    let mut current = m.watch();
+                    mapped.send_replace(vec![m.mapping().external.to_string()]);
+                    loop {
+                        tokio::select! {
+                            r = current.changed() => {
+                                if r.is_err() {
+                                    break;
+                                }
+                                let now = *current.borrow_and_update();
+                                mapped.send_replace(now.map(|x| vec![x.external.to_string()]).unwrap_or_default());
+                            }
+                            () = shutdown.wait() => {
+                                // 8.3: mappings are released when the device stops.
+                                m.release().await;
+                                return;
+                            }
+                        }
+                    }
+                    mapped.send_replace(Vec::new());
+                }
+                Err(PortMapError::Shutdown) => return,
+                Err(e) => {
+                    tracing::info!(error = %e, "no gateway port mapping; viewers use the other paths");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(300)) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

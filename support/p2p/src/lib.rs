@@ -131,6 +131,63 @@ pub async fn prepare(
     })
 }
 
+/// H.626.4 8.3, the device side of hole punching (a camera's live view, a recorder's
+/// playback): gathers candidates (asking `stun` for the public address), returns the
+/// device's description at once, and in the background runs ICE against the viewer's
+/// `offer`, accepts its QUIC connection (pinned to the offer's fingerprint) and hands the
+/// stream to `serve`, unless `stop` fires first. The viewer's RTSP request on the stream
+/// carries its token, judged as in 8.4 by whatever `serve` runs.
+pub async fn answer_punch<F, Fut, S>(
+    offer: &peercam_signal::relay::PunchDescription,
+    stun: Option<&str>,
+    stop: S,
+    serve: F,
+) -> Result<peercam_signal::relay::PunchDescription, Error>
+where
+    F: FnOnce(P2pStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let offer = SessionDescription::from_signal(offer)?;
+    let stun = match stun {
+        Some(s) => tokio::net::lookup_host(s)
+            .await
+            .ok()
+            .and_then(|mut a| a.next()),
+        None => None,
+    };
+    let prepared = prepare(
+        peercam_ice::Role::Controlled,
+        stun,
+        Duration::from_millis(1500),
+    )
+    .await?;
+    let answer = prepared.description.to_signal();
+    tokio::spawn(async move {
+        let Prepared {
+            socket,
+            agent,
+            identity,
+            ..
+        } = prepared;
+        let stream = async {
+            let punched = punch(socket, agent, &offer, Duration::from_secs(10)).await?;
+            punched.accept(&identity, offer.fingerprint).await
+        };
+        let stream = tokio::select! {
+            s = stream => s,
+            () = stop => return,
+        };
+        match stream {
+            Ok(stream) => serve(stream).await,
+            Err(e) => {
+                tracing::info!(error = %e, "hole punching failed; the viewer uses the relay")
+            }
+        }
+    });
+    Ok(answer)
+}
+
 /// What went wrong on the P2P path.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

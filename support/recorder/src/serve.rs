@@ -291,12 +291,25 @@ impl Media {
     // -------------------------------------------------------------------------------------
     // RTSP playback
 
-    async fn rtsp(
+    /// RTSP playback over a channel the recorder opened to an MTU (Mn/Nd, H.626.4 8.3): the
+    /// MTU's pipe joins one viewer to it, and the viewer's requests arrive as from any
+    /// client; the first carries a fresh one-time token the platform judges (8.4).
+    pub async fn relayed<S>(
         &self,
-        tcp: TcpStream,
+        io: S,
         peer: SocketAddr,
         shutdown: Shutdown,
-    ) -> Result<(), ServeError> {
+    ) -> Result<(), ServeError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        self.rtsp(io, peer, shutdown).await
+    }
+
+    async fn rtsp<S>(&self, tcp: S, peer: SocketAddr, shutdown: Shutdown) -> Result<(), ServeError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let mut playback = Playback {
             media: self,
             peer,

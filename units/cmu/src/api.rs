@@ -459,7 +459,7 @@ fn media_routes() -> Vec<RouteInfo> {
             "POST",
             "/api/v1/devices/{id}/ice",
             Customer,
-            "STUN/TURN servers with credentials for one session with the camera, scoped to its addresses (needs `live`)",
+            "STUN/TURN servers with credentials for one session with the camera, scoped to its addresses (needs `live`); with `?recorder=`, for a WebRTC playback from that recorder, scoped to the recorder's addresses (needs `playback`, 8.3)",
             None,
             Some("IceConfig")
         ),
@@ -467,7 +467,7 @@ fn media_routes() -> Vec<RouteInfo> {
             "POST",
             "/api/v1/devices/{id}/punch",
             Customer,
-            "UDP hole punching (8.3): send the viewer's ICE description, get the camera's (needs `live`)",
+            "UDP hole punching (8.3): send the viewer's ICE description, get the camera's (needs `live`); with `?recorder=`, the recorder's, for a playback (needs `playback`)",
             Some("PunchDescription"),
             Some("PunchDescription")
         ),

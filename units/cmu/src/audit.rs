@@ -21,6 +21,8 @@ pub(crate) enum Minted {
     ExportUrl,
     /// A relayed viewer's talk upstream (6.1.8), asked by the MTU.
     RelayTalk,
+    /// A piped viewer's playback token for the recorder (Mn/Nd, 8.3), asked by the MTU.
+    RelayPipe,
 }
 
 /// A platform service pulling a camera on its owner's behalf.
@@ -269,6 +271,7 @@ impl Event<'_> {
                 Minted::PlaybackWebRtc => "media.playback_webrtc",
                 Minted::ExportUrl => "media.export_url",
                 Minted::RelayTalk => "media.relay_talk",
+                Minted::RelayPipe => "media.relay_pipe",
             },
             E::ServiceToken {
                 service: Service::NvrStream,

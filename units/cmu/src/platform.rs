@@ -454,23 +454,37 @@ async fn device_request(
             tunnel,
             server_name,
             caps,
+            pipe,
         } => {
-            crate::relay::upstream(
-                st,
-                device_id,
-                &camera,
-                ticket,
-                (tunnel, server_name),
-                caps.unwrap_or_default(),
-            )
-            .await
+            if pipe {
+                crate::relay::pipe_upstream(st, device_id, &camera, ticket, (tunnel, server_name))
+                    .await
+            } else {
+                crate::relay::upstream(
+                    st,
+                    device_id,
+                    &camera,
+                    ticket,
+                    (tunnel, server_name),
+                    caps.unwrap_or_default(),
+                )
+                .await
+            }
         }
         DeviceRequest::RelayAuthorize {
             camera,
             token,
             client,
             backchannel,
-        } => crate::relay::authorize(st, device_id, &camera, (&token, &client), backchannel).await,
+            pipe,
+        } => {
+            if pipe {
+                crate::relay::pipe_authorize(st, device_id, &camera, (&token, &client)).await
+            } else {
+                crate::relay::authorize(st, device_id, &camera, (&token, &client), backchannel)
+                    .await
+            }
+        }
         // H.626.4 8.8 alarm up.
         DeviceRequest::Alarm { alarm } => crate::alarms::up::alarm_up(st, device_id, alarm).await,
         // 6.1.9 storage full, from the recorder itself.

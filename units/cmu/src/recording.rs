@@ -41,7 +41,7 @@ async fn device(st: &Shared, id: &DeviceId) -> ApiResult<store::devices::Device>
 
 /// Which device records `camera`: `sd` (or the camera's own id) is the camera; an NVR id
 /// must be attached to it; absent picks the first attached NVR, else the SD card.
-async fn resolve_recorder(
+pub(crate) async fn resolve_recorder(
     st: &Shared,
     camera: &DeviceId,
     recorder: Option<&str>,
@@ -404,6 +404,7 @@ async fn mint_playback(
 pub(crate) async fn playback(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(camera): Path<String>,
     Json(req): Json<PlaybackRequest>,
 ) -> ApiResult<Json<PlaybackResponse>> {
@@ -420,13 +421,32 @@ pub(crate) async fn playback(
         Minted::PlaybackUrl,
     )
     .await?;
+    let rec = format!("/rec/{camera}?start={}&token={token}", format_clock(start));
+    let direct = format!("rtsp://{endpoint}{rec}");
+    // H.626.4 8.3 for recorders: the live-view ladder (Mn/Nd through the MTU's pipe last).
+    // The camera's SD card is reached on its own addresses only; a CS reports its
+    // playback URL itself and has a public address.
+    let (paths, url) = match st.platform.addresses(&recorder) {
+        Some(addrs) if recorder != camera && label != "cloud" => {
+            // Only an NVR answers `punch` (a CS has a public address).
+            let nvr = device(&st, &recorder).await?.kind == DeviceKind::Nvr;
+            let target = crate::relay::Target {
+                device: &recorder,
+                direct: rec.clone(),
+                relay: Some(format!("/pipe/{recorder}{rec}")),
+                punch: nvr.then(|| rec.clone()),
+            };
+            let (paths, best) = crate::relay::paths_to(&st, &target, &addrs, client).await;
+            let url = paths.get(best).map_or(direct, |b| b.url.clone());
+            (paths, url)
+        }
+        _ => (Vec::new(), direct),
+    };
     Ok(Json(PlaybackResponse {
-        url: format!(
-            "rtsp://{endpoint}/rec/{camera}?start={}&token={token}",
-            format_clock(start)
-        ),
+        url,
         recorder: label,
         expires_at,
+        paths,
     }))
 }
 

@@ -33,9 +33,38 @@ pub(crate) async fn paths(
     client: SocketAddr,
     token: &str,
 ) -> (Vec<MediaPath>, usize) {
-    let url = |authority: &str, prefix: &str| {
-        format!("rtsp://{authority}/{prefix}/{camera}?token={token}")
+    let target = Target {
+        device: camera,
+        direct: format!("/live/{camera}?token={token}"),
+        relay: Some(format!("/relay/{camera}?token={token}")),
+        punch: Some(format!("/live/{camera}?token={token}")),
     };
+    paths_to(st, &target, addrs, client).await
+}
+
+/// What a ladder of paths leads to: a device and the path (with query) to ask of it
+/// directly and through its MTU.
+pub(crate) struct Target<'a> {
+    /// The device reached (the camera, or the recorder for playback).
+    pub(crate) device: &'a DeviceId,
+    /// `/…?…token=` on the device itself (lan, public, mapped).
+    pub(crate) direct: String,
+    /// `/…?…token=` on the MTU (`/relay/CAMERA…` or the recorder's `/pipe/RECORDER/…`).
+    pub(crate) relay: Option<String>,
+    /// `/…` over a punched path, when the device can be hole punched.
+    pub(crate) punch: Option<String>,
+}
+
+/// The ladder of [`paths`] for any [`Target`]: same site first, then public and mapped
+/// addresses, hole punching, the MTU last (H.626.4 8.3, 7).
+pub(crate) async fn paths_to(
+    st: &Shared,
+    target: &Target<'_>,
+    addrs: &DeviceAddresses,
+    client: SocketAddr,
+) -> (Vec<MediaPath>, usize) {
+    let camera = target.device;
+    let url = |authority: &str, path: &str| format!("rtsp://{authority}{path}");
     let ip_of = |a: &str| a.parse::<SocketAddr>().ok().map(|s| s.ip());
     let observed: Option<IpAddr> = addrs.observed_ip.as_deref().and_then(|o| o.parse().ok());
     let client_ip = canonical(client.ip());
@@ -51,7 +80,7 @@ pub(crate) async fn paths(
         };
         let p = MediaPath {
             kind,
-            url: url(a, "live"),
+            url: url(a, &target.direct),
             stun: None,
         };
         if kind == PathKind::Public {
@@ -65,7 +94,7 @@ pub(crate) async fn paths(
         .iter()
         .map(|a| MediaPath {
             kind: PathKind::Mapped,
-            url: url(a, "live"),
+            url: url(a, &target.direct),
             stun: None,
         })
         .collect();
@@ -82,20 +111,25 @@ pub(crate) async fn paths(
     let reachable = out
         .iter()
         .any(|p| matches!(p.kind, PathKind::Public | PathKind::Mapped));
-    if !same_site && !reachable {
+    if !same_site
+        && !reachable
+        && let Some(punch) = &target.punch
+    {
         out.push(MediaPath {
             kind: PathKind::Punched,
-            url: url("punched", "live"),
+            url: url("punched", punch),
             stun: mtu.as_ref().and_then(stun_of),
         });
     }
     // Relay last (H.626.4 7: the MTU only when the P2P channel fails).
-    if let Some(mtu) = mtu {
+    if let Some(mtu) = mtu
+        && let Some(relay) = &target.relay
+    {
         st.platform
             .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
         out.push(MediaPath {
             kind: PathKind::Relay,
-            url: url(&mtu.addresses.rtsp, "relay"),
+            url: url(&mtu.addresses.rtsp, relay),
             stun: None,
         });
     }
@@ -241,9 +275,128 @@ pub(crate) async fn authorize(
             } else {
                 None
             };
-            PlatformAnswer::Granted { grant, talk_token }
+            PlatformAnswer::Granted {
+                grant,
+                talk_token,
+                pipe_token: None,
+            }
         }
         PlayVerdict::Refused { code, message } => PlatformAnswer::Refused { code, message },
+    }
+}
+
+/// Mn / Nd (8.3), Dm for a pipe: an MTU asks whether a viewer's playback token lets it
+/// play from `recorder` through `rtsp://MTU/pipe/RECORDER/…`. The viewer's token is judged
+/// and spent exactly as the recorder would (8.4 steps 6-8, one use); a good one brings a
+/// fresh one-time playback token for the same user, recorder and camera, which the MTU puts
+/// in the viewer's first request before it joins the viewer to the recorder's channel.
+pub(crate) async fn pipe_authorize(
+    st: &Shared,
+    mtu: &DeviceId,
+    recorder: &DeviceId,
+    (token, client): (&str, &str),
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(Refusal::Forbidden, "only an MTU may ask this"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe authorization");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    let grant = match token::authorize(st, recorder, token, &format!("{client} via {mtu}")).await {
+        PlayVerdict::Granted { grant } => grant,
+        PlayVerdict::Refused { code, message } => return PlatformAnswer::Refused { code, message },
+    };
+    // A pipe carries playback only: a live token for the recorder opens nothing here.
+    if grant.cam.is_none() {
+        return refuse(Refusal::Forbidden, "a pipe carries playback tokens only");
+    }
+    match token::for_pipe(st, recorder, &grant, mtu).await {
+        Some(fresh) => PlatformAnswer::Granted {
+            grant,
+            talk_token: None,
+            pipe_token: Some(fresh),
+        },
+        None => refuse(
+            Refusal::Unavailable,
+            "the platform cannot issue a token now",
+        ),
+    }
+}
+
+/// Mn / Nd (8.3): an MTU asks for a channel from `recorder` (an NVR or a CS) for one piped
+/// viewer. Allowed only to an MTU chosen for a playback from that recorder within
+/// [`RELAY_WINDOW_S`]; the recorder is ordered to connect out to the MTU with `ticket`
+/// (`relay_connect`, as a camera for Mp/Pd), and the answer is `ordered`: the viewer's own
+/// fresh token, from [`pipe_authorize`], is what the recorder judges.
+pub(crate) async fn pipe_upstream(
+    st: &Shared,
+    mtu: &DeviceId,
+    recorder: &DeviceId,
+    ticket: String,
+    (tunnel, server_name): (String, String),
+) -> PlatformAnswer {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                Refusal::Forbidden,
+                "only an MTU may ask for a pipe upstream",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe upstream request");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    if !st.platform.relay_allowed(mtu, recorder, now_s()) {
+        return refuse(
+            Refusal::NoSession,
+            "no viewer was sent to this MTU for that recorder",
+        );
+    }
+    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
+        return refuse(
+            Refusal::BadRequest,
+            "ticket, tunnel or server name out of bounds",
+        );
+    }
+    match store::devices::get(&st.store, recorder).await {
+        Ok(Some(d))
+            if matches!(
+                d.kind,
+                peercam_signal::ps::DeviceKind::Nvr | peercam_signal::ps::DeviceKind::Cs
+            ) && !d.disabled => {}
+        Ok(_) => return refuse(Refusal::NotFound, "no such recorder"),
+        Err(e) => {
+            tracing::error!(error = %e, "database error on a pipe upstream request");
+            return refuse(Refusal::Unavailable, "the platform cannot decide now");
+        }
+    }
+    // Nd: the recorder opens its outbound channel to the MTU, as a camera does for Pd.
+    match st
+        .platform
+        .command(
+            recorder,
+            DeviceCommand::RelayConnect {
+                tunnel,
+                server_name,
+                ticket,
+            },
+        )
+        .await
+    {
+        Ok((_, DeviceReply::Done)) => PlatformAnswer::Ordered,
+        Ok((_, DeviceReply::Failed { code, message })) => PlatformAnswer::Refused {
+            code: code.into(),
+            message,
+        },
+        Ok(_) => refuse(
+            Refusal::Unsupported,
+            "the recorder cannot open a relay channel",
+        ),
+        Err(_) => refuse(Refusal::DeviceOffline, "the recorder is offline"),
     }
 }
 
@@ -272,6 +425,37 @@ pub(crate) async fn admin_sessions(
     }))
 }
 
+/// The device a media path leads to: the camera itself (needs `live`), or with `recorder`
+/// its recorder for a playback (needs `playback` on the camera; the recorder must record
+/// it).
+async fn device_or_recorder(
+    st: &Shared,
+    p: &crate::auth::Principal,
+    id: &str,
+    recorder: Option<&str>,
+) -> crate::error::ApiResult<DeviceId> {
+    Ok(match recorder {
+        None => {
+            crate::auth::device_access(st, p, id, crate::auth::Need::Scope(Scope::Live))
+                .await?
+                .0
+        }
+        Some(r) => {
+            let (camera, _) =
+                crate::auth::device_access(st, p, id, crate::auth::Need::Scope(Scope::Playback))
+                    .await?;
+            crate::recording::resolve_recorder(st, &camera, Some(r)).await?
+        }
+    })
+}
+
+/// The query of `POST /api/v1/devices/{id}/ice` and `.../punch`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct IceQuery {
+    /// For a WebRTC playback: the recorder (`sd` or an NVR's id), as in playback requests.
+    recorder: Option<String>,
+}
+
 /// `POST /api/v1/devices/{id}/ice`: TURN credentials for one session with the camera, minted
 /// from the secret shared with the MTUs and scoped to the camera's addresses, with the
 /// camera's SCU's choice of MTU (7.2). Without a configured secret or an MTU, no servers.
@@ -279,14 +463,17 @@ pub(crate) async fn ice(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<IceQuery>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::cm::IceConfig>> {
-    let (id, _) =
-        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    // 8.3 for recorders: a WebRTC playback's TURN permission covers the recorder's
+    // addresses, not the camera's.
+    let id = device_or_recorder(&st, &p, &id, q.recorder.as_deref()).await?;
     let addrs = st
         .platform
         .addresses(&id)
         .ok_or_else(|| crate::error::ApiErr::conflict("device_offline", "the device is offline"))?;
-    // D8: the relay forwards only to the camera's own addresses.
+    // D8: the relay forwards only to the device's own addresses (the camera's, or the
+    // recorder's for a playback).
     let mut peers: Vec<IpAddr> = addrs
         .local
         .iter()
@@ -339,10 +526,12 @@ pub(crate) async fn punch(
     axum::extract::State(st): axum::extract::State<Shared>,
     axum::Extension(p): axum::Extension<crate::auth::Principal>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<IceQuery>,
     crate::json::Json(offer): crate::json::Json<peercam_signal::relay::PunchDescription>,
 ) -> crate::error::ApiResult<axum::Json<peercam_signal::relay::PunchDescription>> {
-    let (id, _) =
-        crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
+    // With `?recorder=`: a punched path to the recorder for a playback (8.3, `playback` on
+    // the camera, a recorder that records it).
+    let id = device_or_recorder(&st, &p, &id, q.recorder.as_deref()).await?;
     if !offer.is_reasonable() {
         return Err(crate::error::ApiErr::bad_request(
             "bad_description",

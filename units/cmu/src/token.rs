@@ -275,6 +275,47 @@ pub(crate) async fn for_relayed_talk(
     Some(token)
 }
 
+/// Mn / Nd (8.3): a fresh one-time playback token for the viewer of `grant` (a playback
+/// grant on `recorder`), minted when an MTU pipes that viewer to the recorder: the same
+/// user, scopes, camera and capabilities, bound to the camera's ACL version now, so the
+/// recorder judges it as the viewer's own. `None` when the grant is not a playback grant,
+/// the camera is gone or the store cannot answer.
+pub(crate) async fn for_pipe(
+    st: &Shared,
+    recorder: &DeviceId,
+    grant: &PlayGrant,
+    mtu: &DeviceId,
+) -> Option<String> {
+    let camera = grant.cam.as_ref()?;
+    let acl = store::devices::get(&st.store, camera)
+        .await
+        .ok()
+        .flatten()?
+        .acl_version;
+    let ttl = ttl(st).await.unwrap_or(60);
+    let c = claims(
+        recorder.clone(),
+        (grant.user, grant.scopes),
+        acl,
+        (now_s(), ttl),
+        grant.caps,
+        Some(camera.clone()),
+    );
+    let (kid, key) = st.play_keys.signing(c.iat).await.ok()?;
+    let token = play::mint(&kid, &key, &c);
+    audit::log(
+        &st.store,
+        Event::TokenMinted {
+            user: grant.user,
+            device: camera,
+            kind: Minted::RelayPipe,
+            detail: mtu.as_str(),
+        },
+    )
+    .await;
+    Some(token)
+}
+
 /// What the store says about a token's subject now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {

@@ -1,6 +1,6 @@
 // Live view over WebRTC, straight from the camera when ICE finds a way, through the MTU's
 // TURN relay when it does not (H.626.4 8.3, 8.4). Signalling goes through the CMU:
-//   POST /api/v1/devices/{id}/ice    -> { ice_servers, expires_at, peers }
+//   POST /api/v1/devices/{id}/ice[?recorder=]    -> { ice_servers, expires_at, peers }
 //   POST /api/v1/devices/{id}/webrtc { offer, max_width?, max_height?, max_fps?, audio? }
 //                                    -> { answer, session }
 //   POST /api/v1/devices/{id}/sessions { path, connect_ms, bytes, seconds } when the view ends.
@@ -55,7 +55,7 @@ export class LiveSession {
     const mark = { clickedAt, connectedAt: null, firstFrameAt: null, path: null, deviceId: this.deviceId, relayForced: this.forceRelay };
     window.peercam.lastPlay = mark;
     const dev = `/devices/${encodeURIComponent(this.deviceId)}`;
-    const iceServers = await iceServersFor(this.api, dev);
+    const iceServers = await iceServersFor(this.api, dev, this.recorder || null);
     if (this.stopped) return;
     if (this.forceRelay && !hasRelay(iceServers)) {
       throw new Error('Relay-only viewing was asked for (?relay=1), but this platform offers no TURN relay for this camera. Remove ?relay=1 from the address and try again.');
@@ -166,9 +166,13 @@ export class LiveSession {
   }
 }
 
-/** The ICE servers of `POST .../ice` as RTCPeerConnection wants them. */
-async function iceServersFor(api, dev) {
-  const ice = await api('POST', `${dev}/ice`);
+/**
+ * The ICE servers of `POST .../ice` as RTCPeerConnection wants them; for a playback,
+ * `recorder` scopes the TURN permission to the recorder's addresses (8.3).
+ */
+async function iceServersFor(api, dev, recorder) {
+  const q = recorder ? `?recorder=${encodeURIComponent(recorder)}` : '';
+  const ice = await api('POST', `${dev}/ice${q}`);
   return ice.ice_servers.map((s) => {
     const out = { urls: s.urls };
     if (s.username != null) out.username = s.username;
@@ -215,7 +219,7 @@ export class PlaybackSession {
   /** Connects and starts playing at `startMs` (Unix ms). */
   async start(startMs) {
     const dev = `/devices/${encodeURIComponent(this.deviceId)}`;
-    const iceServers = await iceServersFor(this.api, dev);
+    const iceServers = await iceServersFor(this.api, dev, this.recorder || null);
     if (this.stopped) return;
     const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.forceRelay ? 'relay' : 'all' });
     this.pc = pc;

@@ -904,13 +904,38 @@ impl Client {
             .await
     }
 
+    /// Like [`ice`](Self::ice), for a WebRTC playback of camera `id` from `recorder` (`sd`
+    /// or an NVR's id): the TURN permission covers the recorder's addresses (8.3).
+    pub async fn ice_for_recorder(&self, id: &str, recorder: &str) -> Result<IceConfig, CuError> {
+        self.call::<(), IceConfig>(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/ice?recorder={recorder}"),
+            None,
+        )
+        .await
+    }
+
     /// H.626.4 8.3 hole punching: sends this viewer's description, gets the camera's.
     pub async fn punch(
         &self,
         id: &str,
         offer: &peercam_signal::relay::PunchDescription,
     ) -> Result<peercam_signal::relay::PunchDescription, CuError> {
-        self.post(&format!("/api/v1/devices/{id}/punch"), offer)
+        self.punch_to(id, None, offer).await
+    }
+
+    /// Like [`punch`](Self::punch); with `recorder`, to that recorder of camera `id`, for a
+    /// playback (8.3 for recorders).
+    pub async fn punch_to(
+        &self,
+        id: &str,
+        recorder: Option<&str>,
+        offer: &peercam_signal::relay::PunchDescription,
+    ) -> Result<peercam_signal::relay::PunchDescription, CuError> {
+        let q = recorder
+            .map(|r| format!("?recorder={r}"))
+            .unwrap_or_default();
+        self.post(&format!("/api/v1/devices/{id}/punch{q}"), offer)
             .await
     }
 

@@ -102,6 +102,8 @@ pub struct Puncher {
     pub client: crate::Client,
     /// The camera's id.
     pub device: String,
+    /// For a playback: the recorder to punch to (an NVR's id), 8.3 for recorders.
+    pub recorder: Option<String>,
 }
 
 /// How long to give a path before also starting the next one: a TCP connect answers
@@ -150,7 +152,11 @@ async fn punched(p: Puncher, path: MediaPath) -> Result<RtspConn, RtspError> {
     }
     let answer = p
         .client
-        .punch(&p.device, &prepared.description.to_signal())
+        .punch_to(
+            &p.device,
+            p.recorder.as_deref(),
+            &prepared.description.to_signal(),
+        )
         .await
         .map_err(|e| fail(e.to_string()))?;
     let answer =

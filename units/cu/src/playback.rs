@@ -70,8 +70,25 @@ impl Playback {
         Self::open_with(url, true).await
     }
 
+    /// H.626.4 8.3 for recordings: like [`open`](Self::open), over the best of the
+    /// playback answer's `paths` (tried in order as for live view: the recorder's LAN,
+    /// public and mapped addresses, a punched path with `puncher` (whose `recorder` is
+    /// set), the MTU's pipe last); also says which path won.
+    pub async fn open_best(
+        paths: &[peercam_signal::relay::MediaPath],
+        puncher: Option<&crate::live::Puncher>,
+    ) -> Result<(Self, crate::live::Reached), CuError> {
+        let (c, reached) = crate::live::connect_best(paths, puncher).await?;
+        let p = Self::open_on(c, &reached.url, false).await?;
+        Ok((p, reached))
+    }
+
     async fn open_with(url: &str, audio: bool) -> Result<Self, CuError> {
-        let mut c = Conn::connect(url).await?;
+        let c = Conn::connect(url).await?;
+        Self::open_on(c, url, audio).await
+    }
+
+    async fn open_on(mut c: Conn, url: &str, audio: bool) -> Result<Self, CuError> {
         let described = c
             .request("DESCRIBE", url, "Accept: application/sdp\r\n")
             .await?;

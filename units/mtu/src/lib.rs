@@ -17,6 +17,7 @@
 mod agent;
 mod error;
 pub mod multicast;
+mod pipe;
 pub mod relay;
 mod talk;
 pub mod transcode;

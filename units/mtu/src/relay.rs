@@ -240,7 +240,7 @@ impl Relay {
         }
     }
 
-    async fn ask(&self, request: DeviceRequest) -> PlatformAnswer {
+    pub(crate) async fn ask(&self, request: DeviceRequest) -> PlatformAnswer {
         let (reply, rx) = oneshot::channel();
         if self
             .platform
@@ -310,6 +310,13 @@ impl Relay {
         while let Some(Accepted { tcp, peer, .. }) = incoming.next().await {
             let me = self.clone();
             tokio::spawn(async move {
+                // Mn / Nd: recorder playback through a pipe (H.626.4 8.3).
+                if crate::pipe::wants_pipe(&tcp).await {
+                    if let Err(e) = crate::pipe::run(me, tcp, peer).await {
+                        tracing::debug!(%peer, error = %e, "pipe viewer ended");
+                    }
+                    return;
+                }
                 if let Err(e) = Viewer::new(me, peer).run(tcp).await {
                     tracing::debug!(%peer, error = %e, "relay viewer ended");
                 }
@@ -437,24 +444,55 @@ impl Relay {
         camera: &DeviceId,
         caps: Caps,
     ) -> Result<(Tunnel, String), FeedError> {
-        // Mp: the platform orders the camera to connect here with this ticket.
+        let (tunnel, token) = self.open_tunnel(camera, Some(caps)).await?;
+        Ok((tunnel, token.unwrap_or_default()))
+    }
+
+    /// Mn then Nd (H.626.4 8.3): has the platform order the recorder to connect here for
+    /// one piped viewer and waits for its channel.
+    pub(crate) async fn open_pipe(&self, recorder: &DeviceId) -> Result<Tunnel, FeedError> {
+        Ok(self.open_tunnel(recorder, None).await?.0)
+    }
+
+    /// A receiver of the platform's revocations (camera, user or everyone), D5.
+    pub(crate) fn subscribe_revocations(&self) -> broadcast::Receiver<(DeviceId, Option<i64>)> {
+        self.revocations.subscribe()
+    }
+
+    /// The MTU's shutdown.
+    pub(crate) fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// A device's channel to the tunnel port: a camera's for a feed (`caps`: the viewers'
+    /// profile; the platform's token for the camera comes back), or, without `caps`, a
+    /// recorder's for a pipe (no token: the viewer's own fresh token goes over it).
+    async fn open_tunnel(
+        &self,
+        device: &DeviceId,
+        caps: Option<Caps>,
+    ) -> Result<(Tunnel, Option<String>), FeedError> {
+        // Mp / Mn: the platform orders the device to connect here with this ticket.
         let ticket = random_b64(24);
         let (tx, rx) = oneshot::channel();
         self.tunnels
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(ticket.clone(), tx);
+        let pipe = caps.is_none();
         let answer = self
             .ask(DeviceRequest::RelayUpstream {
-                camera: camera.clone(),
+                camera: device.clone(),
                 ticket: ticket.clone(),
                 tunnel: self.tunnel_addr.clone(),
                 server_name: self.server_name.clone(),
-                caps: Some(caps),
+                caps,
+                pipe,
             })
             .await;
         let token = match answer {
-            PlatformAnswer::Stream { token, .. } => token,
+            PlatformAnswer::Stream { token, .. } if !pipe => Some(token),
+            PlatformAnswer::Ordered if pipe => None,
             PlatformAnswer::Refused { code, message } => {
                 self.forget_ticket(&ticket);
                 return Err(FeedError::Refused { code, message });
@@ -700,10 +738,13 @@ impl Handler for Viewer {
                     token,
                     client: self.peer.to_string(),
                     backchannel: req.backchannel,
+                    pipe: false,
                 })
                 .await;
             match answer {
-                PlatformAnswer::Granted { grant, talk_token } => {
+                PlatformAnswer::Granted {
+                    grant, talk_token, ..
+                } => {
                     self.who = Some((camera.clone(), grant.user, grant.caps));
                     self.talk_token = talk_token;
                 }

@@ -105,6 +105,18 @@ pub struct Config {
     /// Longest reconnect delay, ms. Default 4000.
     #[serde(default = "peercam_net::agent::default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+    /// H.626.4 8.3 step 1, as for a camera: ask the home gateway (PCP, NAT-PMP, then UPnP
+    /// IGD) to map the media port, and report the mapping so that clients anywhere reach
+    /// playback directly. Default true.
+    #[serde(default = "default_true")]
+    pub port_mapping: bool,
+    /// The gateway to ask; default: the default route's gateway.
+    #[serde(default)]
+    pub gateway: Option<std::net::IpAddr>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_media_listen() -> SocketAddr {
@@ -137,6 +149,8 @@ impl Config {
             max_out_fps: default_max_out_fps(),
             reconnect_initial_ms: peercam_net::agent::default_reconnect_initial_ms(),
             reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
+            port_mapping: false,
+            gateway: None,
         }
     }
 
@@ -209,6 +223,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     );
     tokio::spawn(media.clone().serve(listener, shutdown.clone()));
     let webrtc_ip = peercam_net::agent::advertised_ip(&advertise);
+    // 8.3 steps 1-2 for recorders: the media port mapped on the gateway, reported beside
+    // the local addresses (the CMU offers both in playback answers, Mn/Nd last).
+    let (mapped_tx, mapped) = watch::channel(Vec::new());
+    if config.port_mapping {
+        peercam_net::portmap::keep_mapped(
+            config.gateway,
+            media_addr.port(),
+            mapped_tx,
+            shutdown.clone(),
+        );
+    }
     let (status_tx, status) = watch::channel(NvrStatus::Connecting);
     let nvr = Arc::new(agent::Nvr {
         advertise,
@@ -219,6 +244,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         media,
         webrtc_ip,
         shutdown: shutdown.clone(),
+        tls: tls.clone(),
+        mapped,
     });
     let link = peercam_net::agent::LinkConfig {
         scu_url: config.scu_url.clone(),

@@ -769,63 +769,7 @@ fn spawn_port_mapping(
     mapped: watch::Sender<Vec<String>>,
     shutdown: Shutdown,
 ) {
-    use peercam_net::portmap::{PortMapConfig, PortMapError, PortMapper, Protocol};
-    if !config.port_mapping {
-        return;
+    if config.port_mapping {
+        peercam_net::portmap::keep_mapped(config.gateway, rtsp.port(), mapped, shutdown);
     }
-    let gateway = match config.gateway {
-        Some(std::net::IpAddr::V4(g)) => Some(g),
-        Some(std::net::IpAddr::V6(g)) => {
-            tracing::warn!(gateway = %g, "IPv6 gateways are not asked for mappings");
-            return;
-        }
-        None => None,
-    };
-    let mapper = PortMapper::new(PortMapConfig {
-        gateway,
-        ..PortMapConfig::default()
-    });
-    tokio::spawn(async move {
-        loop {
-            match mapper
-                .map_port(
-                    Protocol::Tcp,
-                    rtsp.port(),
-                    Duration::from_secs(3600),
-                    &shutdown,
-                )
-                .await
-            {
-                Ok(m) => {
-                    let mut current = m.watch();
-                    mapped.send_replace(vec![m.mapping().external.to_string()]);
-                    loop {
-                        tokio::select! {
-                            r = current.changed() => {
-                                if r.is_err() {
-                                    break;
-                                }
-                                let now = *current.borrow_and_update();
-                                mapped.send_replace(now.map(|x| vec![x.external.to_string()]).unwrap_or_default());
-                            }
-                            () = shutdown.wait() => {
-                                // 8.3: mappings are released when the camera stops.
-                                m.release().await;
-                                return;
-                            }
-                        }
-                    }
-                    mapped.send_replace(Vec::new());
-                }
-                Err(PortMapError::Shutdown) => return,
-                Err(e) => {
-                    tracing::info!(error = %e, "no gateway port mapping; viewers use the other paths");
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(300)) => {}
-                () = shutdown.wait() => return,
-            }
-        }
-    });
 }

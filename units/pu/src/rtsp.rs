@@ -150,28 +150,7 @@ impl Server {
         tls: Arc<peercam_net::rustls::ClientConfig>,
         shutdown: Shutdown,
     ) -> Result<(), PathError> {
-        let name = peercam_net::rustls::pki_types::ServerName::try_from(server_name.to_owned())
-            .map_err(|e| PathError::ServerName(format!("{server_name:?}: {e}")))?;
-        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(tunnel))
-            .await
-            .map_err(|_| PathError::Silent(tunnel.to_owned()))?
-            .map_err(|source| PathError::Connect {
-                tunnel: tunnel.to_owned(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let peer = tcp.peer_addr().map_err(PathError::Io)?;
-        let mut stream = tokio::time::timeout(
-            Duration::from_secs(5),
-            peercam_net::tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| PathError::TlsTimeout)?
-        .map_err(PathError::Tls)?;
-        stream
-            .write_all(format!("{} {ticket}\r\n", peercam_signal::relay::RELAY_HELLO).as_bytes())
-            .await
-            .map_err(PathError::Write)?;
+        let (stream, peer) = peercam_net::tunnel::dial(tunnel, server_name, ticket, tls).await?;
         let n = self.sessions.fetch_add(1, Ordering::AcqRel);
         if n >= self.settings.max_sessions {
             self.sessions.fetch_sub(1, Ordering::AcqRel);
@@ -202,56 +181,24 @@ impl Server {
         stun: Option<&str>,
         shutdown: Shutdown,
     ) -> Result<peercam_signal::relay::PunchDescription, PathError> {
-        let offer = peercam_p2p::SessionDescription::from_signal(offer)?;
-        let stun = match stun {
-            Some(s) => tokio::net::lookup_host(s)
-                .await
-                .ok()
-                .and_then(|mut a| a.next()),
-            None => None,
-        };
-        let prepared = peercam_p2p::prepare(
-            peercam_p2p::peercam_ice::Role::Controlled,
-            stun,
-            Duration::from_millis(1500),
-        )
-        .await?;
-        let answer = prepared.description.to_signal();
         let (settings, sessions) = (self.settings.clone(), self.sessions.clone());
-        tokio::spawn(async move {
-            let peercam_p2p::Prepared {
-                socket,
-                agent,
-                identity,
-                ..
-            } = prepared;
-            let stream = async {
-                let punched =
-                    peercam_p2p::punch(socket, agent, &offer, Duration::from_secs(10)).await?;
-                punched.accept(&identity, offer.fingerprint).await
-            };
-            let stream = tokio::select! {
-                s = stream => s,
-                () = shutdown.wait() => return,
-            };
-            match stream {
-                Ok(stream) => {
-                    let peer = stream.remote_addr();
-                    let n = sessions.fetch_add(1, Ordering::AcqRel);
-                    if n < settings.max_sessions {
-                        tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
-                        let r = Connection::new(settings, peer, None)
-                            .run(stream, shutdown)
-                            .await;
-                        tracing::debug!(%peer, result = ?r, "punched session ended");
-                    }
-                    sessions.fetch_sub(1, Ordering::AcqRel);
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "hole punching failed; the viewer uses the relay")
-                }
+        let stop = {
+            let sd = shutdown.clone();
+            async move { sd.wait().await }
+        };
+        let answer = peercam_p2p::answer_punch(offer, stun, stop, move |stream| async move {
+            let peer = stream.remote_addr();
+            let n = sessions.fetch_add(1, Ordering::AcqRel);
+            if n < settings.max_sessions {
+                tracing::info!(%peer, "punched path open; serving RTSP over QUIC");
+                let r = Connection::new(settings, peer, None)
+                    .run(stream, shutdown)
+                    .await;
+                tracing::debug!(%peer, result = ?r, "punched session ended");
             }
-        });
+            sessions.fetch_sub(1, Ordering::AcqRel);
+        })
+        .await?;
         Ok(answer)
     }
 }
@@ -260,32 +207,9 @@ impl Server {
 /// channel, Mp/Pd; a punched path, 8.3).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PathError {
-    /// The MTU's name is not a TLS server name.
-    #[error("bad MTU server name {0}")]
-    ServerName(String),
-    /// The MTU did not accept the connection in time.
-    #[error("the MTU at {0} did not answer in time")]
-    Silent(String),
-    /// The MTU refused the connection.
-    #[error("cannot reach the MTU at {tunnel}: {source}")]
-    Connect {
-        /// The MTU's tunnel address.
-        tunnel: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The TLS handshake took too long.
-    #[error("TLS with the MTU timed out")]
-    TlsTimeout,
-    /// The TLS handshake failed (the MTU's certificate is checked against the platform CA).
-    #[error("TLS with the MTU failed: {0}")]
-    Tls(std::io::Error),
-    /// The hello could not be sent.
-    #[error("writing to the MTU: {0}")]
-    Write(std::io::Error),
-    /// A socket could not say its address.
-    #[error("{0}")]
-    Io(std::io::Error),
+    /// The channel to the MTU could not be opened.
+    #[error(transparent)]
+    Tunnel(#[from] peercam_net::tunnel::TunnelError),
     /// Every session the camera serves is taken.
     #[error("the camera serves as many sessions as it can")]
     Busy,

@@ -121,6 +121,7 @@ pub(super) async fn talk(
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
+        recorder: None,
     };
     let talked = peercam_cu::talk::talk(&paths, Some(&puncher), &pcm, |s| {
         bar.set_position((s * 10.0) as u64);
@@ -258,6 +259,7 @@ pub(super) async fn play(
     let puncher = peercam_cu::live::Puncher {
         client: conn.client().await?,
         device: device.clone(),
+        recorder: None,
     };
     let (rec, reached) = peercam_cu::live::record_best(
         &paths,
