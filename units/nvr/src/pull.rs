@@ -87,7 +87,8 @@ pub(crate) async fn pull(
             };
             sink(Item::Audio { bytes, pts: pts_8k })
         }
-        Event::Item(peercam_pull::Item::Audio { .. }) | Event::Lost => Flow::Continue,
+        Event::Item(peercam_pull::Item::Audio { .. } | peercam_pull::Item::Aac { .. })
+        | Event::Lost => Flow::Continue,
     })
     .await?;
     Ok(())
