@@ -984,8 +984,8 @@ async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
 /// Issue 16 (H.626.4 6.1.8, 6.3.2, 6.1.7): a pulled AAC camera (16 kHz mono, 1300 Hz) is
 /// recorded as AAC. The MP4 export has an `aac` track that ffprobe reads at the camera's
 /// rate and channels and ffmpeg decodes to the tone; RTSP playback at 1x carries the AAC
-/// track (ffmpeg decodes the tone from it); WebRTC playback of it is silent (documented
-/// in docs/design/camera-aac.md) while its pictures play.
+/// track (ffmpeg decodes the tone from it); WebRTC playback of it (browsers take G.711,
+/// not AAC) carries the recording decoded to G.711 mu-law with the same tone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_8_nvr_keeps_the_cameras_aac() {
     let Some((w, _cam)) = pulled_world("+15550720045", "aac").await else {
@@ -1035,5 +1035,21 @@ async fn h626_6_1_8_nvr_keeps_the_cameras_aac() {
     let (pcm, info) = source_camera::listen(&url, 4).await;
     assert!(info.contains("Audio: aac (LC), 16000 Hz, mono"), "{info}");
     assert_tone(&pcm, "RTSP playback of the AAC recording");
+
+    // WebRTC playback at 1x: decoded to G.711 mu-law.
+    use peercam_test::webrtc::Viewer;
+    let (mut v, offer) = Viewer::offer(true).await;
+    let answer = w
+        .owner
+        .playback_webrtc(pu, Some(nvr), span.start_ms + 1000, offer)
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(15)).await;
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert_tone(&pcm, "WebRTC playback of the AAC recording");
     w.c.stop().await;
 }
