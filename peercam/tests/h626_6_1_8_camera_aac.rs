@@ -64,7 +64,7 @@ fn with_audio(codec: AudioCodec) -> PlayRequest {
 /// An AAC-LC camera (16 kHz mono, 1300 Hz): ffmpeg as a third-party RTSP viewer sees an
 /// `aac` stream at the camera's rate and channels, first among the audio streams, and
 /// decoding it gives the camera's tone; the G.711 stream beside it (what a viewer that
-/// cannot take AAC sets up) carries the same tone, transcoded.
+/// cannot take AAC sets up) and a WebRTC viewer carry the same tone, transcoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_8_rtsp_viewer_gets_the_cameras_aac_as_it_is() {
     if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
@@ -96,6 +96,21 @@ async fn h626_6_1_8_rtsp_viewer_gets_the_cameras_aac_as_it_is() {
     assert!(info.contains("Audio: pcm_mulaw"), "no G.711 track: {info}");
     assert_tone(&pcm, "the G.711 track");
 
+    // A browser (a str0m peer) cannot take AAC: it gets the G.711 transcode.
+    let (mut v, offer) = peercam_test::webrtc::Viewer::offer(false).await;
+    let play = with_audio(AudioCodec::Pcmu);
+    let answer = owner
+        .webrtc(&dev, &peercam_signal::cm::WebRtcOffer { offer, play })
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(20)).await;
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert_tone(&pcm, "the WebRTC viewer");
+
     // A viewer that asks for no audio gets neither.
     let req = PlayRequest {
         audio: Some(None),
@@ -110,5 +125,143 @@ async fn h626_6_1_8_rtsp_viewer_gets_the_cameras_aac_as_it_is() {
         .unwrap();
     let streams = String::from_utf8_lossy(&out.stdout);
     assert_eq!(streams.trim(), "h264", "{streams}");
+    c.stop().await;
+}
+
+/// A TCP proxy in front of the camera that spoils some of its AAC: RTSP passes through;
+/// of the RTP interleaved on channel 2 (the audio, set up second), every 7th packet gets
+/// an AU-headers-length that is not a multiple of 16 and every 7th + 3 an AU-size beyond
+/// the packet. Returns the port it listens on.
+async fn spoiling_proxy(camera_port: u16) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", camera_port)).await
+            else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::new();
+                let mut n = 0u64;
+                let mut chunk = [0u8; 16384];
+                loop {
+                    // Forward every whole message in `buf`, spoiling what must be spoiled.
+                    loop {
+                        if buf.first() == Some(&b'$') {
+                            if buf.len() < 4 {
+                                break;
+                            }
+                            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+                            if buf.len() < 4 + len {
+                                break;
+                            }
+                            let mut frame: Vec<u8> = buf.drain(..4 + len).collect();
+                            // RTP header: 12 bytes (GStreamer adds no CSRC or extension).
+                            if frame[1] == 2 && len >= 16 {
+                                n += 1;
+                                if n % 7 == 0 {
+                                    frame[4 + 13] = 0x0f;
+                                } else if n % 7 == 3 {
+                                    frame[4 + 14] = 0xff;
+                                    frame[4 + 15] = 0xf8;
+                                }
+                            }
+                            if cw.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        } else {
+                            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                                break;
+                            };
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let body = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if buf.len() < end + 4 + body {
+                                break;
+                            }
+                            let msg: Vec<u8> = buf.drain(..end + 4 + body).collect();
+                            if cw.write_all(&msg).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    match sr.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Video packets ffprobe reads in `secs` seconds of the stream at `url`.
+async fn video_packets(url: &str, secs: u32) -> usize {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i", url])
+        .args(["-select_streams", "v:0", "-read_intervals"])
+        .arg(format!("%+{secs}"))
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Bad input from the camera: AAC packets with a malformed AU-headers-length or an
+/// AU-size beyond the packet are dropped and counted by the pull; the session goes on, the
+/// video keeps flowing at the camera's rate and the good AAC still reaches the viewer with
+/// the camera's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_malformed_camera_aac_is_dropped_and_video_flows() {
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
+        return;
+    }
+    let (_cam, port) = camera("aac", TONE).await;
+    let proxy = spoiling_proxy(port).await;
+    let (c, _pu, owner, dev) =
+        pulled_camera("+15550618802", format!("rtsp://127.0.0.1:{proxy}/cam")).await;
+    let before = peercam_pull::malformed_audio_packets();
+
+    let url = owner
+        .play(&dev, &with_audio(AudioCodec::Pcmu))
+        .await
+        .unwrap()
+        .url;
+    let frames = video_packets(&url, 4).await;
+    // The camera sends 25 frames a second.
+    assert!(frames >= 75, "{frames} video frames in 4 s");
+
+    let url = owner
+        .play(&dev, &with_audio(AudioCodec::Pcmu))
+        .await
+        .unwrap()
+        .url;
+    let (pcm, info) = listen_to(&url, 4, Some("0:a:0")).await;
+    assert!(info.contains("Audio: aac"), "{info}");
+    let hz = dominant_hz(&pcm[4000..], 8000);
+    assert!(
+        hz.abs_diff(TONE) <= 20,
+        "the good AAC carries {hz} Hz, the camera sends {TONE} Hz"
+    );
+    let dropped = peercam_pull::malformed_audio_packets() - before;
+    // About 2 of 7 packets, at 15.6 AAC packets a second (16 kHz, 1024 samples each).
+    assert!(dropped >= 10, "{dropped} malformed AAC packets counted");
     c.stop().await;
 }
