@@ -7,6 +7,8 @@
 //! Under `CI=true` a missing peer (GStreamer's RTSP server, ffmpeg) fails the test.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+#[path = "support/relay.rs"]
+mod relay;
 #[path = "support/source_camera.rs"]
 mod source_camera;
 
@@ -263,5 +265,28 @@ async fn h626_6_1_8_malformed_camera_aac_is_dropped_and_video_flows() {
     let dropped = peercam_pull::malformed_audio_packets() - before;
     // About 2 of 7 packets, at 15.6 AAC packets a second (16 kHz, 1024 samples each).
     assert!(dropped >= 10, "{dropped} malformed AAC packets counted");
+    c.stop().await;
+}
+
+/// Through the MTU's relay (H.626.4 7.3) the AAC track passes like the others: the relay
+/// sets up every track the camera offers, and ffmpeg decodes the camera's tone from the
+/// relayed AAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_relayed_viewer_gets_the_cameras_aac() {
+    if !need(have_gst_rtsp_server(), GST_RTSP_SERVER) || !need(have_ffmpeg(), "ffmpeg") {
+        return;
+    }
+    let (_cam, port) = camera("aac", TONE).await;
+    let (c, _pu, owner, dev) =
+        pulled_camera("+15550618803", format!("rtsp://127.0.0.1:{port}/cam")).await;
+    let (_m, _msd, _) = relay::mtu(&c).await;
+    let url = relay::relay_url(&owner, &dev).await;
+    assert!(url.contains("/relay/"), "{url}");
+    let (pcm, info) = listen_to(&url, 4, Some("0:a:0")).await;
+    assert!(
+        info.contains("Audio: aac (LC), 16000 Hz, mono"),
+        "the relayed viewer did not get the camera's AAC: {info}"
+    );
+    assert_tone(&pcm, "the relayed AAC track");
     c.stop().await;
 }
