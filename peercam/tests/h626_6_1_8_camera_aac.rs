@@ -168,7 +168,7 @@ async fn spoiling_proxy(camera_port: u16) -> u16 {
                             // RTP header: 12 bytes (GStreamer adds no CSRC or extension).
                             if frame[1] == 2 && len >= 16 {
                                 n += 1;
-                                if n % 7 == 0 {
+                                if n.is_multiple_of(7) {
                                     frame[4 + 13] = 0x0f;
                                 } else if n % 7 == 3 {
                                     frame[4 + 14] = 0xff;

@@ -154,7 +154,9 @@ impl AacConfig {
             };
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
             match k.as_str() {
-                "config" => config = Some(hex(v).ok_or(malformed(CTX, 0, "config= is not hex"))?),
+                "config" => {
+                    config = Some(hex(v).ok_or_else(|| malformed(CTX, 0, "config= is not hex"))?)
+                }
                 "mode" if !v.eq_ignore_ascii_case("AAC-hbr") => {
                     return Err(malformed(CTX, 0, "mode is not AAC-hbr"));
                 }
@@ -166,7 +168,7 @@ impl AacConfig {
                 _ => {}
             }
         }
-        Self::parse(&config.ok_or(malformed(CTX, 0, "no config="))?)
+        Self::parse(&config.ok_or_else(|| malformed(CTX, 0, "no config="))?)
     }
 
     /// The `a=rtpmap:` value after the payload type: `mpeg4-generic/<rate>/<channels>`.
@@ -189,7 +191,7 @@ impl AacConfig {
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 || s.len() > 64 {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 64 {
         return None;
     }
     (0..s.len())
@@ -396,7 +398,7 @@ impl AacDepacketizer {
         ctx: &'static str,
     ) -> Result<(), Error> {
         let bits = crate::error::be_u16(p, 0, ctx)?;
-        if bits == 0 || bits % 16 != 0 {
+        if bits == 0 || !bits.is_multiple_of(16) {
             return Err(malformed(
                 ctx,
                 0,

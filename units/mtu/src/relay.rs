@@ -95,7 +95,7 @@ fn track_ids(sdp: &str) -> Vec<usize> {
     let mut ids: Vec<usize> = Vec::new();
     let mut sendonly = false;
     let mut current: Option<usize> = None;
-    let mut flush = |id: Option<usize>, sendonly: bool, ids: &mut Vec<usize>| {
+    let flush = |id: Option<usize>, sendonly: bool, ids: &mut Vec<usize>| {
         if let Some(id) = id.filter(|i| *i < MAX_TRACKS && !sendonly && !ids.contains(i)) {
             ids.push(id);
         }
