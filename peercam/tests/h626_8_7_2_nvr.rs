@@ -950,10 +950,14 @@ async fn h626_8_7_2_webrtc_playback_carries_audio_at_1x_only() {
 }
 
 /// H.626.4 6.1.7 and 6.3.2 (issue 16): cameras whose audio is G.722 or AAC are recorded
-/// with their audio (as G.711): the NVR's export decodes to the camera's tone.
+/// with their audio (G.722 as G.711, AAC as it came): the NVR's export decodes to the
+/// camera's tone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
-    for (codec, phone) in [("aac", "+15550720043"), ("g722", "+15550720044")] {
+    for (codec, phone, stored) in [
+        ("aac", "+15550720043", "Audio: aac (LC)"),
+        ("g722", "+15550720044", "Audio: pcm_mulaw"),
+    ] {
         let Some((w, _cam)) = pulled_world(phone, codec).await else {
             return;
         };
@@ -971,8 +975,81 @@ async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
             .await
             .unwrap();
         let (pcm, info) = source_camera::decode_file(&file);
-        assert!(info.contains("Audio: pcm_mulaw"), "{codec}: {info}");
+        assert!(info.contains(stored), "{codec}: {info}");
         assert_tone(&pcm, &format!("export of a {codec} camera"));
         w.c.stop().await;
     }
+}
+
+/// Issue 16 (H.626.4 6.1.8, 6.3.2, 6.1.7): a pulled AAC camera (16 kHz mono, 1300 Hz) is
+/// recorded as AAC. The MP4 export has an `aac` track that ffprobe reads at the camera's
+/// rate and channels and ffmpeg decodes to the tone; RTSP playback at 1x carries the AAC
+/// track (ffmpeg decodes the tone from it); WebRTC playback of it (browsers take G.711,
+/// not AAC) carries the recording decoded to G.711 mu-law with the same tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_8_nvr_keeps_the_cameras_aac() {
+    let Some((w, _cam)) = pulled_world("+15550720045", "aac").await else {
+        return;
+    };
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    let span = recorded(&w, 9000).await.spans[0];
+    let ex = w
+        .owner
+        .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    w.owner
+        .fetch_export(&ex.url, &file, |_, _| {})
+        .await
+        .unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a", "-show_entries"])
+        .args(["stream=codec_name,sample_rate,channels", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(
+        streams.trim(),
+        "aac,16000,1",
+        "the export's audio: {streams}"
+    );
+    let (pcm, info) = source_camera::decode_file(&file);
+    assert!(info.contains("Audio: aac (LC)"), "{info}");
+    assert!(
+        pcm.len() >= 8000 * 5,
+        "{} samples in a 6 s export",
+        pcm.len()
+    );
+    assert_tone(&pcm, "export of the AAC recording");
+
+    // RTSP playback at 1x: the AAC track, decoded by a third-party player.
+    let url = w
+        .owner
+        .playback_url(pu, Some(nvr), span.start_ms + 1000)
+        .await
+        .unwrap()
+        .url;
+    let (pcm, info) = source_camera::listen(&url, 4).await;
+    assert!(info.contains("Audio: aac (LC), 16000 Hz, mono"), "{info}");
+    assert_tone(&pcm, "RTSP playback of the AAC recording");
+
+    // WebRTC playback at 1x: decoded to G.711 mu-law.
+    use peercam_test::webrtc::Viewer;
+    let (mut v, offer) = Viewer::offer(true).await;
+    let answer = w
+        .owner
+        .playback_webrtc(pu, Some(nvr), span.start_ms + 1000, offer)
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    v.run_until(75, Duration::from_secs(15)).await;
+    let mut pcm = Vec::new();
+    for (_, p) in &v.audio_payloads {
+        peercam_rtp::g711::Law::MuLaw.decode_into(p, &mut pcm);
+    }
+    assert_tone(&pcm, "WebRTC playback of the AAC recording");
+    w.c.stop().await;
 }

@@ -72,11 +72,19 @@ pub(crate) async fn camera(codec: &str, freq: u32) -> (tokio::process::Child, u1
 /// ffmpeg as the viewer: `secs` seconds of the stream's audio, decoded to 8 kHz mono, and
 /// ffmpeg's description of the input (its stream lines).
 pub(crate) async fn listen(url: &str, secs: u32) -> (Vec<i16>, String) {
+    listen_to(url, secs, None).await
+}
+
+/// As [`listen`], decoding the audio stream `map` picks (ffmpeg's `-map`, e.g. `0:a:1` for
+/// the second audio stream) instead of the one ffmpeg would choose.
+pub(crate) async fn listen_to(url: &str, secs: u32, map: Option<&str>) -> (Vec<i16>, String) {
+    let map: Vec<&str> = map.map(|m| vec!["-map", m]).unwrap_or_default();
     let out = tokio::time::timeout(
         Duration::from_secs(u64::from(secs) + 20),
         tokio::process::Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-v", "info"])
             .args(["-rtsp_transport", "tcp", "-i", url])
+            .args(&map)
             .args(["-t", &secs.to_string(), "-vn", "-ac", "1", "-ar", "8000"])
             .args(["-f", "s16le", "-"])
             .output(),

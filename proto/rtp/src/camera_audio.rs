@@ -3,8 +3,8 @@
 //! 8 kHz ([`AacToG711`]). Shared by the PU (re-served cameras) and the NVR (recording),
 //! through `peercam-pull`. Feature `camera-audio`.
 //!
-//! AAC comes from the camera as RTP `mpeg4-generic` (RFC 3640); `retina` reads its AU
-//! headers and hands over whole access units with the stream's AudioSpecificConfig.
+//! AAC comes from the camera as RTP `mpeg4-generic` (RFC 3640); [`crate::aac`] reads its
+//! AU headers into whole access units, and the SDP's `config=` is the AudioSpecificConfig.
 //! Decoding is `symphonia-codec-aac` (pure Rust, AAC-LC, mono or stereo; HE-AAC is refused
 //! when the decoder is made, so such a camera's audio is reported as unsupported).
 

@@ -1,5 +1,5 @@
 //! RTP and RTCP (RFC 3550) with the payload formats a peercam camera sends: H.264 video
-//! (RFC 6184) and G.711 or G.722 audio (RFC 3551).
+//! (RFC 6184), G.711 or G.722 audio (RFC 3551) and AAC (RFC 3640).
 //!
 //! This crate is **sans-IO**: it turns bytes into values and values into bytes, and holds
 //! per-stream state, but never touches a socket, a file, a clock or a random number
@@ -13,6 +13,7 @@
 //! | [`packet`] | RTP header: zero-copy [`RtpPacket::parse`], [`RtpHeader::write`] |
 //! | [`rtcp`] | SR, RR, SDES, BYE; compound [`rtcp::iter`] / [`rtcp::write_compound`]; [`NtpTimestamp`] |
 //! | [`h264`] | [`H264Packetizer`] (single NAL, STAP-A, FU-A), [`H264Depacketizer`] (Annex B: `peercam_media::annexb`) |
+//! | [`aac`] | AAC in RTP `mpeg4-generic` AAC-hbr (RFC 3640): [`aac::AacConfig`] (AudioSpecificConfig, SDP `config=`), [`aac::AacPacketizer`], [`aac::AacDepacketizer`] |
 //! | [`g711`] | µ-law / A-law companding, 20 ms audio [`g711::Packetizer`] (also frames G.722) |
 //! | [`session`] | [`RtpSender`] (sequence, counts, sender reports), sequence extension, [`ReceiverStats`] |
 //! | `camera_audio` | (feature `camera-audio`) a camera's audio for viewers and recorders: G.711/G.722 transcoding, AAC-LC decoded to 8 kHz G.711 |
@@ -58,6 +59,7 @@
 //! No function here panics on any input; every parser has a property test and a fuzz
 //! target (`fuzz_targets/` beside this crate).
 
+pub mod aac;
 #[cfg(feature = "camera-audio")]
 pub mod camera_audio;
 pub mod g711;

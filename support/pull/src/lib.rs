@@ -9,9 +9,14 @@
 //!   (only access unit delimiters are dropped), the stream's SPS and PPS put in front of a
 //!   key frame that lacks them (many cameras send them only in the SDP);
 //! - the camera's own audio frames as they came (G.711 mu/A-law or G.722 bytes, 8 kHz RTP
-//!   clock); a camera's AAC-LC (`mpeg4-generic`) decoded to G.711 mu-law at 8 kHz
+//!   clock); a camera's AAC-LC (`mpeg4-generic`, RFC 3640) both as its access units
+//!   ([`Item::Aac`], [`Started::aac`]) and decoded to G.711 mu-law at 8 kHz
 //!   ([`audio::AacToG711`]; [`Started::decoded_from`] says so). Audio in other formats (or
 //!   AAC the decoder refuses, such as HE-AAC) is named in [`Started::audio`] but not set up.
+//!
+//! retina does RTSP (DESCRIBE, SETUP, PLAY, keep-alives, RTCP); the RTP payloads are read
+//! here with `peercam-rtp`'s depacketizers, so a malformed packet is dropped and counted
+//! (logged at every power of two) and the session goes on.
 //!
 //! [`session`] is one connection; [`run`] redials with jittered backoff after every failure.
 
@@ -25,12 +30,16 @@ use futures_util::StreamExt as _;
 use peercam_base::Backoff;
 use peercam_media::annexb::{self, NalType};
 use peercam_media::mp4::AvcConfig;
+use peercam_rtp::H264Depacketizer;
+pub use peercam_rtp::aac::AacConfig;
+use peercam_rtp::aac::AacDepacketizer;
 pub use peercam_rtp::g711::AudioCodec;
+use retina::client::PacketItem;
 use retina::client::{
     Credentials, PlayOptions, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
     UdpTransportOptions,
 };
-use retina::codec::{CodecItem, ParametersRef};
+use retina::codec::ParametersRef;
 
 /// Why a pull ended.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +90,9 @@ pub struct Started {
     pub audio: Option<CameraAudio>,
     /// The camera's own audio format when the pull decodes it (`mpeg4-generic` for AAC).
     pub decoded_from: Option<String>,
+    /// The camera's AAC configuration when its audio is AAC: its access units come as
+    /// [`Item::Aac`] as well as decoded to G.711 as [`Item::Audio`].
+    pub aac: Option<AacConfig>,
 }
 
 /// What the camera sent.
@@ -102,6 +114,14 @@ pub enum Item {
         data: Bytes,
         /// Presentation time, 8 kHz, from the start of this connection.
         pts_8k: u64,
+    },
+    /// An AAC access unit of a camera whose audio is AAC ([`Started::aac`]), as it came.
+    Aac {
+        /// The raw access unit.
+        data: Bytes,
+        /// Presentation time in samples ([`AacConfig::sample_rate`]) from the start of this
+        /// connection.
+        pts: u64,
     },
 }
 
@@ -192,7 +212,7 @@ pub async fn session(
         .streams()
         .iter()
         .position(|s| s.media() == "audio");
-    let mut aac: Option<audio::AacToG711> = None;
+    let mut aac: Option<(AacConfig, audio::AacToG711)> = None;
     let audio = audio_stream.map(|i| {
         let stream = &described.streams()[i];
         let name = stream.encoding_name().to_ascii_lowercase();
@@ -203,7 +223,10 @@ pub async fn session(
                     Some(ParametersRef::Audio(a)) => a.extra_data().to_vec(),
                     _ => Vec::new(),
                 };
-                match audio::AacToG711::new(&config, peercam_rtp::g711::Law::MuLaw) {
+                let decoder = AacConfig::parse(&config).and_then(|c| {
+                    audio::AacToG711::new(&config, peercam_rtp::g711::Law::MuLaw).map(|d| (c, d))
+                });
+                match decoder {
                     Ok(d) => {
                         aac = Some(d);
                         (Some(i), CameraAudio::Codec(AudioCodec::Pcmu))
@@ -218,6 +241,10 @@ pub async fn session(
         }
     });
     let audio_setup = audio.as_ref().and_then(|(i, _)| *i);
+    let mut params: Option<AvcConfig> = match described.streams()[video].parameters() {
+        Some(ParametersRef::Video(v)) => AvcConfig::parse(v.extra_data()).ok(),
+        _ => None,
+    };
     for s in [Some(video), audio_setup].into_iter().flatten() {
         let transport = if config.udp {
             Transport::Udp(UdpTransportOptions::default())
@@ -228,71 +255,171 @@ pub async fn session(
             .setup(s, SetupOptions::default().transport(transport))
             .await?;
     }
-    let playing = described.play(PlayOptions::default()).await?;
-    let mut demuxed = playing.demuxed()?;
-    tracing::info!(camera = %redacted(&config.url), audio = ?audio.as_ref().map(|a| &a.1), aac_decoded = aac.is_some(), "pulling the camera's stream");
+    // The RTP packets as they come: the payloads are read here (H.264 with peercam-rtp's
+    // depacketizer, AAC with its RFC 3640 one), so a malformed audio packet is dropped and
+    // counted without ending the session (retina's own demuxer would fail the whole stream).
+    let mut playing = described.play(PlayOptions::default()).await?;
+    tracing::info!(camera = %redacted(&config.url), audio = ?audio.as_ref().map(|a| &a.1), aac = aac.is_some(), "pulling the camera's stream");
     if sink(Event::Started(Started {
         audio: audio.map(|a| a.1),
         decoded_from: aac.is_some().then(|| "mpeg4-generic".to_owned()),
+        aac: aac.as_ref().map(|(c, _)| c.clone()),
     })) == Flow::Stop
     {
         return Ok(());
     }
-    let mut params: Option<AvcConfig> = None;
-    let mut aac_errors = 0u64;
+    let mut h264 = H264Depacketizer::new();
+    let mut aac_rtp = aac
+        .as_ref()
+        .map(|(c, _)| AacDepacketizer::new(c.frame_length));
+    let mut dropped = Dropped::default();
     loop {
-        let item = tokio::time::timeout(SILENCE, demuxed.next())
+        let item = tokio::time::timeout(SILENCE, playing.next())
             .await
             .map_err(|_| PullError::Silent(SILENCE))?
             .ok_or(PullError::Ended)??;
-        let flow = match item {
-            CodecItem::VideoFrame(frame) => {
-                if frame.has_new_parameters() || params.is_none() {
-                    params = demuxed.streams().get(frame.stream_id()).and_then(|s| {
-                        match s.parameters() {
-                            Some(ParametersRef::Video(v)) => AvcConfig::parse(v.extra_data()).ok(),
-                            _ => None,
-                        }
-                    });
-                }
-                let key = frame.is_random_access_point();
-                match access_unit(frame.data(), key, params.as_ref()) {
-                    Some(nals) => sink(Event::Item(Item::Video {
+        let PacketItem::Rtp(pkt) = item else {
+            continue;
+        };
+        let at = Clock::of(&pkt);
+        let (seq, ts, mark) = (
+            pkt.sequence_number(),
+            pkt.timestamp().timestamp() as u32,
+            pkt.mark(),
+        );
+        let mut items = Vec::new();
+        if pkt.stream_id() == video {
+            if h264.push_payload(seq, ts, mark, pkt.payload()).is_err() {
+                count(
+                    &mut dropped.video,
+                    "an H.264 packet of the camera was malformed",
+                );
+            }
+            while let Some(au) = h264.poll() {
+                if let Some((nals, key)) = picture(au.nals, &mut params) {
+                    items.push(Item::Video {
                         nals,
                         key,
-                        pts_90k: ticks(frame.timestamp(), 90_000),
-                    })),
-                    None => Flow::Continue,
+                        pts_90k: at.ticks(au.timestamp, 90_000),
+                    });
                 }
             }
-            CodecItem::AudioFrame(frame) => {
-                let data = match aac.as_mut() {
-                    None => Some(Bytes::copy_from_slice(frame.data())),
-                    Some(d) => match d.decode(frame.data()) {
-                        Ok(g711) => Some(Bytes::from(g711)),
-                        Err(e) => {
-                            aac_errors += 1;
-                            if aac_errors.is_power_of_two() {
-                                tracing::warn!(error = %e, count = aac_errors, "an AAC frame of the camera was dropped");
+        } else if Some(pkt.stream_id()) == audio_setup {
+            match (aac.as_mut(), aac_rtp.as_mut()) {
+                (Some((c, dec)), Some(d)) => {
+                    if let Err(e) = d.push(seq, ts, mark, pkt.payload()) {
+                        tracing::debug!(error = %e, "malformed AAC packet");
+                        MALFORMED_AUDIO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        count(
+                            &mut dropped.aac,
+                            "an AAC packet of the camera was malformed: dropped",
+                        );
+                    }
+                    while let Some(f) = d.poll() {
+                        let pts = at.ticks(f.timestamp, u64::from(c.sample_rate));
+                        match dec.decode(&f.data) {
+                            Ok(g711) if !g711.is_empty() => items.push(Item::Audio {
+                                data: Bytes::from(g711),
+                                pts_8k: at.ticks(f.timestamp, 8000),
+                            }),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::debug!(error = %e, "undecodable AAC frame");
+                                count(
+                                    &mut dropped.frames,
+                                    "an AAC frame of the camera did not decode",
+                                );
                             }
-                            None
                         }
-                    },
-                };
-                match data {
-                    Some(data) if !data.is_empty() => sink(Event::Item(Item::Audio {
-                        data,
-                        pts_8k: ticks(frame.timestamp(), 8000),
-                    })),
-                    _ => Flow::Continue,
+                        items.push(Item::Aac {
+                            data: Bytes::from(f.data),
+                            pts,
+                        });
+                    }
+                }
+                _ => {
+                    if !pkt.payload().is_empty() {
+                        items.push(Item::Audio {
+                            data: Bytes::copy_from_slice(pkt.payload()),
+                            pts_8k: at.ticks(ts, 8000),
+                        });
+                    }
                 }
             }
-            _ => Flow::Continue,
-        };
-        if flow == Flow::Stop {
-            return Ok(());
+        }
+        for item in items {
+            if sink(Event::Item(item)) == Flow::Stop {
+                return Ok(());
+            }
         }
     }
+}
+
+/// Counters of what the pull dropped from the camera, logged at every power of two.
+#[derive(Debug, Default)]
+struct Dropped {
+    video: u64,
+    aac: u64,
+    frames: u64,
+}
+
+/// Malformed audio packets dropped by every pull of this process, since it started.
+static MALFORMED_AUDIO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Malformed camera audio packets (bad AU-headers, an access unit beyond its packet) the
+/// pulls of this process dropped so far: the process-wide counter behind the rate-limited
+/// warnings.
+pub fn malformed_audio_packets() -> u64 {
+    MALFORMED_AUDIO.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count(n: &mut u64, what: &'static str) {
+    *n += 1;
+    if n.is_power_of_two() {
+        tracing::warn!(count = *n, "{what}");
+    }
+}
+
+/// A packet's place on its stream's clock, to date what it completes.
+struct Clock {
+    /// The packet's 32-bit RTP timestamp and its time since the stream started, in ticks.
+    ts: u32,
+    elapsed: i64,
+    rate: u64,
+}
+
+impl Clock {
+    fn of(pkt: &retina::rtp::ReceivedPacket) -> Self {
+        let t = pkt.timestamp();
+        Self {
+            ts: t.timestamp() as u32,
+            elapsed: t.elapsed(),
+            rate: u64::from(t.clock_rate().get()),
+        }
+    }
+
+    /// `ts` (this packet's, or one near it: an access unit it completed, an AAC unit after
+    /// it in the packet) as ticks of `rate` since the stream started.
+    fn ticks(&self, ts: u32, rate: u64) -> u64 {
+        let elapsed = self.elapsed + i64::from(ts.wrapping_sub(self.ts) as i32);
+        let elapsed = u128::from(u64::try_from(elapsed).unwrap_or(0));
+        u64::try_from(elapsed * u128::from(rate) / u128::from(self.rate.max(1))).unwrap_or(u64::MAX)
+    }
+}
+
+/// An access unit's NAL units made into [`Item::Video`]'s: SEI kept, AUDs dropped, the
+/// stream's SPS and PPS (`params`, updated from in-band ones) in front of a key frame that
+/// lacks them. `None` without a picture.
+fn picture(nals: Vec<Vec<u8>>, params: &mut Option<AvcConfig>) -> Option<(Vec<Bytes>, bool)> {
+    let find = |t: NalType| nals.iter().find(|n| NalType::of(n) == Some(t));
+    if let (Some(sps), Some(pps)) = (find(NalType::SPS), find(NalType::PPS))
+        && let Ok(c) = AvcConfig::new(sps, pps)
+    {
+        *params = Some(c);
+    }
+    let key = find(NalType::IDR).is_some();
+    let avcc = annexb::to_avcc(nals.iter().map(Vec::as_slice)).ok()?;
+    access_unit(&avcc, key, params.as_ref()).map(|n| (n, key))
 }
 
 /// Pulls, redialling the camera with jittered backoff after every failure, until `on`
@@ -320,13 +447,6 @@ pub async fn run(config: PullConfig, mut on: impl FnMut(Event) -> Flow) {
         }
         tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
     }
-}
-
-/// A retina timestamp as ticks of `rate` since the start of the stream.
-fn ticks(ts: retina::Timestamp, rate: u64) -> u64 {
-    let clock = u64::from(ts.clock_rate().get()).max(1);
-    let elapsed = u128::from(u64::try_from(ts.elapsed()).unwrap_or(0));
-    u64::try_from(elapsed * u128::from(rate) / u128::from(clock)).unwrap_or(u64::MAX)
 }
 
 fn percent_decode(s: &str) -> String {

@@ -24,7 +24,7 @@ use peercam_signal::cmd::{DeviceReply, DeviceRequest, PlatformAnswer};
 use peercam_signal::control::FieldError;
 use peercam_signal::play::PlayVerdict;
 use peercam_signal::record::{MAX_RANGE_MS, RecordedEvent, RecordedSpan, RecordingList};
-use peercam_store::{AudioCodec, Draft, SegmentBuilder, Store, StoreError};
+use peercam_store::{AacConfig, AudioCodec, Draft, SegmentBuilder, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// A token to judge (8.4 steps 5-8 for recordings): the unit forwards it to the platform.
@@ -422,6 +422,7 @@ pub struct Cutter {
     camera: String,
     segment_90k: u64,
     audio: Option<AudioCodec>,
+    aac: Option<AacConfig>,
     builder: Option<SegmentBuilder>,
     run: i64,
     last_90k: u64,
@@ -435,6 +436,7 @@ impl Cutter {
             camera: camera.to_owned(),
             segment_90k: u64::from(segment_s.max(1)) * 90_000,
             audio: None,
+            aac: None,
             builder: None,
             run: 0,
             last_90k: 0,
@@ -445,6 +447,12 @@ impl Cutter {
     /// The audio codec of the segments to come.
     pub fn set_audio(&mut self, audio: Option<AudioCodec>) {
         self.audio = audio;
+    }
+
+    /// The segments to come record AAC described by `aac` (their audio chunks are access
+    /// units) instead of G.711.
+    pub fn set_aac(&mut self, aac: Option<AacConfig>) {
+        self.aac = aac;
     }
 
     /// Whether a segment is open (recording now).
@@ -532,7 +540,9 @@ impl Cutter {
             if self.run == 0 {
                 self.run = i64::try_from(t90k / 90).unwrap_or(i64::MAX);
             }
-            self.builder = Some(SegmentBuilder::new(&self.camera, self.run, self.audio));
+            self.builder = Some(
+                SegmentBuilder::new(&self.camera, self.run, self.audio).with_aac(self.aac.clone()),
+            );
         }
         if let Some(b) = &mut self.builder
             && let Err(e) = b.push_video(nals, t90k, key)

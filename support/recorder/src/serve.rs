@@ -30,12 +30,13 @@ use peercam_net::agent::PlatformReq;
 use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
 use peercam_record::time::{format_clock, parse_clock, parse_clock_range};
 use peercam_record::trick::{self, FrameMeta, Scale, Selection};
+use peercam_rtp::aac::AacPacketizer;
 use peercam_rtp::h264::H264Packetizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{NptTime, Range, StatusCode};
 use peercam_rtsp::server::ServerConn;
 use peercam_signal::play::{PlayGrant, PlayVerdict};
-use peercam_store::{AudioChunk, AudioCodec, Frame, SegmentRow, StoreError, to_8k};
+use peercam_store::{AacConfig, AudioChunk, AudioCodec, Frame, SegmentRow, StoreError, to_8k};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -320,6 +321,8 @@ impl Media {
                 channel: 0,
                 audio_codec: None,
                 audio: None,
+                aac_config: None,
+                aac: None,
                 player: None,
                 paused_at: None,
                 out: Vec::new(),
@@ -340,7 +343,7 @@ impl Media {
         query: Option<&str>,
         token: Option<String>,
         peer: SocketAddr,
-    ) -> Result<(DeviceId, u64, Option<AudioCodec>, String), (u16, String)> {
+    ) -> Result<(DeviceId, u64, RecordedAudio, String), (u16, String)> {
         let camera: DeviceId = path
             .strip_prefix("/rec/")
             .and_then(|c| c.parse().ok())
@@ -357,8 +360,9 @@ impl Media {
             .map_err(|e| (500, e.to_string()))?
             .ok_or_else(|| (404, "nothing recorded at or after that time".to_owned()))?;
         let base_ms = start.unwrap_or_else(|| seg.start_ms());
-        // The store holds G.711; its audio is track 1.
+        // G.711 is track 1; AAC (issue 16) is track 3, as the PU offers a camera's AAC live.
         let audio = seg.audio.filter(|c| c.law().is_some());
+        let aac = seg.aac.clone();
         let sdp = peercam_rtsp::sdp::CameraSdp {
             session_id: base_ms / 1000,
             session_version: 1,
@@ -374,8 +378,8 @@ impl Media {
             }),
             audio,
         }
-        .build();
-        Ok((camera, base_ms, audio, sdp))
+        .build_with_aac(aac.as_ref(), &[]);
+        Ok((camera, base_ms, (audio, aac), sdp))
     }
 
     async fn play(
@@ -521,7 +525,11 @@ impl Media {
             return false;
         };
         let (chunks, codec) = p.audio_of(&frame, wall);
-        s.send_audio(&chunks, codec, frame.t90k);
+        if let Some(aac) = p.aac().cloned() {
+            s.send_aac(&chunks, &aac, frame.t90k);
+        } else {
+            s.send_audio(&chunks, codec, frame.t90k);
+        }
         s.send_frame(&frame, wall);
         if let Some(p) = s.player.as_mut() {
             p.next_at += Duration::from_micros(wall * 100 / 9);
@@ -573,10 +581,11 @@ impl Handler for Playback<'_> {
         let (conn, cseq, uri) = (io.conn, req.cseq, req.uri.as_str());
         let (path, query, token) = (req.path.as_str(), req.query.as_deref(), req.token);
         match self.media.describe(path, query, token, self.peer).await {
-            Ok((camera, base_ms, audio, sdp)) => {
+            Ok((camera, base_ms, (audio, aac), sdp)) => {
                 self.s.camera = Some(camera);
                 self.s.base_ms = base_ms;
                 self.s.audio_codec = audio;
+                self.s.aac_config = aac;
                 let base = format!("{}/", uri.split('?').next().unwrap_or(uri));
                 let _ = conn.respond_describe(cseq, sdp, Some(base));
             }
@@ -629,7 +638,26 @@ impl Handler for Playback<'_> {
                 });
                 let _ = conn.accept_setup(cseq, 1, chosen);
             }
-            (0 | 1, None, _) => {
+            (AAC_TRACK, Some(offer), Some(_)) if self.s.aac_config.is_some() => {
+                let ssrc = u32::from_be_bytes(random::<4>());
+                let Ok(sender) = RtpSender::new(SenderConfig {
+                    ssrc,
+                    payload_type: peercam_rtsp::sdp::AAC_PAYLOAD_TYPE,
+                    initial_sequence: u16::from_be_bytes(random::<2>()),
+                    timestamp_offset: u32::from_be_bytes(random::<4>()),
+                }) else {
+                    let _ = conn.reject(cseq, StatusCode(500), "");
+                    return;
+                };
+                let (mut chosen, rtp, _) = serve::interleaved(offer, AAC_TRACK);
+                chosen.ssrc = Some(ssrc);
+                self.s.aac = Some(AacOut {
+                    sender,
+                    channel: rtp,
+                });
+                let _ = conn.accept_setup(cseq, AAC_TRACK, chosen);
+            }
+            (0 | 1 | AAC_TRACK, None, _) => {
                 let _ = conn.reject(
                     cseq,
                     StatusCode(461),
@@ -687,6 +715,18 @@ impl Handler for Playback<'_> {
     }
 }
 
+/// The recording's audio for the description: G.711 (track 1) or AAC (track 3).
+type RecordedAudio = (Option<AudioCodec>, Option<AacConfig>);
+
+/// The track of recorded AAC.
+const AAC_TRACK: usize = peercam_rtsp::sdp::AAC_TRACK;
+
+/// The AAC track of a playback: the recorded access units, repacketised (RFC 3640).
+struct AacOut {
+    sender: RtpSender,
+    channel: u8,
+}
+
 /// The audio track of a playback: recorded G.711 as it was stored.
 struct AudioOut {
     codec: AudioCodec,
@@ -704,6 +744,10 @@ struct Session {
     audio_codec: Option<AudioCodec>,
     /// The audio track, once set up.
     audio: Option<AudioOut>,
+    /// The recording's AAC configuration (track 3 of the description), if its audio is AAC.
+    aac_config: Option<AacConfig>,
+    /// The AAC track, once set up.
+    aac: Option<AacOut>,
     player: Option<Player>,
     paused_at: Option<Player>,
     out: Vec<u8>,
@@ -723,7 +767,53 @@ impl Session {
             let t8k = to_8k(self.out_ts) as u32;
             (1, a.sender.next_sequence(), a.sender.rtp_timestamp(t8k))
         });
-        video.into_iter().chain(audio).collect()
+        let rate = self.aac_config.as_ref().map_or(8000, |c| c.sample_rate);
+        let aac = self.aac.as_ref().map(|a| {
+            let t = (u128::from(to_8k(self.out_ts)) * u128::from(rate) / 8000) as u32;
+            (
+                AAC_TRACK,
+                a.sender.next_sequence(),
+                a.sender.rtp_timestamp(t),
+            )
+        });
+        video.into_iter().chain(audio).chain(aac).collect()
+    }
+
+    /// As [`Session::send_audio`] for a recording whose audio is AAC (`aac`, the loaded
+    /// segment's): each chunk is one access unit, sent on the AAC track when the
+    /// description's configuration is the segment's.
+    fn send_aac(&mut self, chunks: &[AudioChunk], aac: &AacConfig, frame_t90k: u64) {
+        let Some(a) = self.aac.as_mut() else {
+            return;
+        };
+        if self.aac_config.as_ref() != Some(aac) {
+            return;
+        }
+        let rate = u128::from(aac.sample_rate);
+        let (out_8k, at_8k) = (to_8k(self.out_ts), to_8k(frame_t90k));
+        for c in chunks {
+            let t8k = out_8k.wrapping_add(c.t8k).wrapping_sub(at_8k);
+            let ts = (u128::from(t8k) * rate / 8000) as u32;
+            let Ok(payloads) = AacPacketizer::new(MAX_PAYLOAD)
+                .and_then(|p| p.packetize(&[&c.bytes], ts, aac.frame_length))
+            else {
+                continue;
+            };
+            for p in payloads {
+                let Ok(len) = u16::try_from(12 + p.data.len()) else {
+                    continue;
+                };
+                let mark = self.out.len();
+                self.out.extend_from_slice(&[b'$', a.channel]);
+                self.out.extend_from_slice(&len.to_be_bytes());
+                if a.sender
+                    .write_raw(&p.data, p.timestamp, p.marker, &mut self.out)
+                    .is_err()
+                {
+                    self.out.truncate(mark);
+                }
+            }
+        }
     }
 
     /// The recorded audio of the frame shown next (recorded at `frame_t90k`), on the output
@@ -1045,6 +1135,11 @@ impl Player {
         let a = self.audio.partition_point(|c| c.t8k < from);
         let b = self.audio.partition_point(|c| c.t8k < to);
         (self.audio[a..b.max(a)].to_vec(), self.seg.audio)
+    }
+
+    /// The loaded segment's AAC configuration, when its audio is AAC.
+    pub(crate) fn aac(&self) -> Option<&AacConfig> {
+        self.seg.aac.as_ref()
     }
 
     /// The codec of the loaded segment's audio when it is G.711 (what playback sends).

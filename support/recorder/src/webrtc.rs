@@ -8,6 +8,8 @@
 //! the client's timeline). The recorded G.711 audio goes with the picture at normal speed
 //! forward only, as in RTSP playback; other speeds, reverse and steps are silent.
 
+use peercam_rtp::camera_audio::AacToG711;
+use peercam_rtp::g711::Law;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,7 +77,10 @@ impl Media {
         )
         .await
         .map_err(refused)?;
-        let audio = player.audio_codec();
+        // Browsers take G.711, not AAC: an AAC recording is decoded to mu-law (issue 16).
+        let audio = player
+            .audio_codec()
+            .or_else(|| player.aac().map(|_| peercam_store::AudioCodec::Pcmu));
         let config = EndpointConfig {
             bind_ip: req.bind_ip,
             stun: req.stun,
@@ -98,6 +103,7 @@ impl Media {
             ended: false,
             out_ts: 0,
             audio,
+            aac: None,
             in_sync: true,
             pos_ms: req.start_ms,
             started: Instant::now(),
@@ -169,8 +175,10 @@ struct Session {
     ended: bool,
     /// The output clock, 90 kHz.
     out_ts: u64,
-    /// The audio codec answered (the recording's G.711), if any.
+    /// The audio codec answered (the recording's G.711, or mu-law for AAC), if any.
     audio: Option<peercam_store::AudioCodec>,
+    /// The decoder of an AAC recording's audio, with the configuration it was made for.
+    aac: Option<(peercam_store::AacConfig, AacToG711)>,
     /// The browser's decoder holds the recording's own frames (not a re-encoded step).
     in_sync: bool,
     pos_ms: u64,
@@ -252,7 +260,12 @@ impl Session {
             p.next_at = Instant::now();
         }
         let (chunks, codec) = p.audio_of(&frame, wall);
-        if codec.is_some() && codec == self.audio {
+        let aac = p.aac().cloned();
+        if let Some(config) = aac {
+            if self.audio == Some(peercam_store::AudioCodec::Pcmu) {
+                self.send_aac(&chunks, config, frame.t90k)?;
+            }
+        } else if codec.is_some() && codec == self.audio {
             let out_8k = peercam_store::to_8k(self.out_ts);
             let at_8k = peercam_store::to_8k(frame.t90k);
             for c in chunks {
@@ -264,6 +277,41 @@ impl Session {
             }
         }
         self.send(&frame, wall)
+    }
+
+    /// An AAC recording's access units, decoded to G.711 mu-law (the symphonia decoder the
+    /// pull uses) and sent in 20 ms packets on the output clock.
+    fn send_aac(
+        &mut self,
+        chunks: &[peercam_store::AudioChunk],
+        config: peercam_store::AacConfig,
+        frame_t90k: u64,
+    ) -> Result<(), SessionError> {
+        if self.aac.as_ref().is_none_or(|(c, _)| *c != config) {
+            self.aac = AacToG711::new(&config.config, Law::MuLaw)
+                .ok()
+                .map(|d| (config, d));
+        }
+        let Some((_, dec)) = self.aac.as_mut() else {
+            return Ok(());
+        };
+        let out_8k = peercam_store::to_8k(self.out_ts);
+        let at_8k = peercam_store::to_8k(frame_t90k);
+        let mut packets = Vec::new();
+        for c in chunks {
+            let Ok(g711) = dec.decode(&c.bytes) else {
+                continue;
+            };
+            let ts = out_8k.wrapping_add(c.t8k).wrapping_sub(at_8k) as u32;
+            for (i, piece) in g711.chunks(crate::serve::AUDIO_PACKET).enumerate() {
+                let t = ts.wrapping_add((i * crate::serve::AUDIO_PACKET) as u32);
+                packets.push((piece.to_vec(), t));
+            }
+        }
+        for (piece, t) in packets {
+            self.ep.send_audio(piece, t)?;
+        }
+        Ok(())
     }
 
     fn send(&mut self, frame: &Frame, wall: u64) -> Result<(), SessionError> {

@@ -70,15 +70,21 @@ where
         to: format_rfc3339(to_ms),
     };
     let first = segments.first().ok_or_else(empty)?;
-    // MP4 files carry G.711 here; a codec without a G.711 law (G.722) is left out.
+    // MP4 files carry G.711 or AAC here (`ulaw`/`alaw`, or `mp4a` with the recording's
+    // AudioSpecificConfig in an `esds`); a codec without a G.711 law (G.722) is left out.
+    // Segments whose audio differs from the first one's keep their pictures only.
+    let aac = first.aac.clone();
     let audio = first
         .audio
         .and_then(AudioCodec::law)
         .map(|law| AudioParams { law });
     let video = VideoParams::new(first.sps.clone(), first.pps.clone());
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut writer =
-        Mp4StreamWriter::new(video, audio, &mut buf)?.with_creation_time(first.start_ms() / 1000);
+    let writer = match &aac {
+        Some(c) => Mp4StreamWriter::with_aac(video, c.clone(), &mut buf)?,
+        None => Mp4StreamWriter::new(video, audio, &mut buf)?,
+    };
+    let mut writer = writer.with_creation_time(first.start_ms() / 1000);
     let mut file = std::fs::File::create(out).map_err(|e| StoreError::io("create", out, e))?;
     let from_90k = from_ms.saturating_mul(90);
     let to_90k = to_ms.saturating_mul(90);
@@ -114,9 +120,15 @@ where
         if let Some(b) = base {
             let b8 = to_8k(b);
             let to_8 = to_8k(to_90k);
-            for a in &media.audio {
+            let same_audio = seg.aac == aac && (aac.is_some() || seg.audio == first.audio);
+            for a in media.audio.iter().filter(|_| same_audio) {
                 if a.t8k >= b8 && a.t8k < to_8 {
-                    writer.push_audio(&a.bytes, a.t8k - b8, &mut buf)?;
+                    if aac.is_some() {
+                        // A unit out of order is left out rather than failing the export.
+                        let _ = writer.push_aac(&a.bytes, a.t8k - b8, &mut buf);
+                    } else {
+                        writer.push_audio(&a.bytes, a.t8k - b8, &mut buf)?;
+                    }
                 }
             }
         }

@@ -32,7 +32,8 @@ use sqlx::sqlite::{
 
 pub use export::{ExportSummary, export_mp4, write_mp4};
 pub use segment::{
-    AudioChunk, AudioCodec, Draft, Frame, SegmentBuilder, SegmentMedia, decode_media, to_8k,
+    AacConfig, AudioChunk, AudioCodec, Draft, Frame, SegmentBuilder, SegmentMedia, decode_media,
+    to_8k,
 };
 
 /// Why a store operation failed.
@@ -150,8 +151,10 @@ pub struct SegmentRow {
     pub sps: Vec<u8>,
     /// PPS.
     pub pps: Vec<u8>,
-    /// Audio codec.
+    /// Audio codec (G.711 or G.722).
     pub audio: Option<AudioCodec>,
+    /// The AAC configuration when the segment's audio is AAC.
+    pub aac: Option<AacConfig>,
 }
 
 impl SegmentRow {
@@ -414,7 +417,7 @@ impl Store {
             .bind(&d.index)
             .bind(&d.sps)
             .bind(&d.pps)
-            .bind(d.audio.map(segment::codec_name))
+            .bind(segment::audio_column(d.audio, d.aac.as_ref()))
             .fetch_one(&mut *tx)
             .await
             .map_err(db_full)?;
@@ -818,6 +821,7 @@ impl Store {
 }
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> SegmentRow {
+    let (audio, aac) = segment::parse_audio_column(r.get::<Option<String>, _>(11).as_deref());
     SegmentRow {
         id: r.get(0),
         camera: r.get(1),
@@ -830,10 +834,8 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> SegmentRow {
         index: r.get(8),
         sps: r.get(9),
         pps: r.get(10),
-        audio: r
-            .get::<Option<String>, _>(11)
-            .as_deref()
-            .and_then(AudioCodec::from_encoding_name),
+        audio,
+        aac,
     }
 }
 

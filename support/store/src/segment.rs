@@ -9,6 +9,36 @@ use crate::StoreError;
 /// hold G.711 (8 kHz mono) today; the stored name is the lower-case SDP encoding name
 /// (`pcmu`, `pcma`), read back case-insensitively.
 pub use peercam_rtp::AudioCodec;
+pub use peercam_rtp::aac::AacConfig;
+
+/// What the index's `audio` column says for a segment: `pcmu`/`pcma`/`g722`, or for AAC
+/// `mpeg4-generic;config=<AudioSpecificConfig hex>` (issue 16). Older readers take an AAC
+/// segment for one without audio; older segments read as before.
+pub(crate) fn audio_column(codec: Option<AudioCodec>, aac: Option<&AacConfig>) -> Option<String> {
+    match (aac, codec) {
+        (Some(c), _) => Some(format!(
+            "{};config={}",
+            peercam_rtp::aac::ENCODING_NAME,
+            c.config
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )),
+        (None, Some(c)) => Some(codec_name(c).to_owned()),
+        (None, None) => None,
+    }
+}
+
+/// Reads [`audio_column`] back: the G.711/G.722 codec or the AAC configuration.
+pub(crate) fn parse_audio_column(s: Option<&str>) -> (Option<AudioCodec>, Option<AacConfig>) {
+    let Some(s) = s else { return (None, None) };
+    match s.split_once(';') {
+        Some((name, fmtp)) if name.eq_ignore_ascii_case(peercam_rtp::aac::ENCODING_NAME) => {
+            (None, AacConfig::from_fmtp(fmtp).ok())
+        }
+        _ => (AudioCodec::from_encoding_name(s), None),
+    }
+}
 
 /// The name stored for `codec`.
 pub(crate) fn codec_name(codec: AudioCodec) -> &'static str {
@@ -33,6 +63,7 @@ pub struct SegmentBuilder {
     camera: String,
     run: i64,
     audio: Option<AudioCodec>,
+    aac: Option<AacConfig>,
     start_90k: Option<u64>,
     last_90k: u64,
     index: IndexEncoder,
@@ -63,8 +94,10 @@ pub struct Draft {
     pub sps: Vec<u8>,
     /// PPS (no start code).
     pub pps: Vec<u8>,
-    /// Audio codec, if the segment has an audio track.
+    /// Audio codec, if the segment has a G.711 audio track.
     pub audio: Option<AudioCodec>,
+    /// The AAC configuration, if the segment's audio is AAC (one access unit per chunk).
+    pub aac: Option<AacConfig>,
 }
 
 impl SegmentBuilder {
@@ -74,6 +107,7 @@ impl SegmentBuilder {
             camera: camera.to_owned(),
             run,
             audio,
+            aac: None,
             start_90k: None,
             last_90k: 0,
             index: IndexEncoder::new(),
@@ -81,6 +115,16 @@ impl SegmentBuilder {
             sps: None,
             pps: None,
         }
+    }
+
+    /// The segment's audio is AAC described by `aac` (its chunks are access units, at
+    /// 8 kHz times like G.711's), instead of the G.711 codec given to [`Self::new`].
+    pub fn with_aac(mut self, aac: Option<AacConfig>) -> Self {
+        if aac.is_some() {
+            self.audio = None;
+        }
+        self.aac = aac;
+        self
     }
 
     /// Adds one access unit (NAL units without start codes) shown at `t90k`. The first
@@ -124,12 +168,15 @@ impl SegmentBuilder {
         Ok(())
     }
 
-    /// Adds G.711 bytes captured at `t8k`. Audio before the first video frame, or going
-    /// back in time, is dropped (returns `false`).
+    /// Adds G.711 bytes (or one AAC access unit) captured at `t8k`. Audio before the first
+    /// video frame, or going back in time, is dropped (returns `false`).
     pub fn push_audio(&mut self, bytes: &[u8], t8k: u64) -> bool {
-        let (Some(start), Some(_)) = (self.start_90k, self.audio) else {
+        let Some(start) = self.start_90k else {
             return false;
         };
+        if self.audio.is_none() && self.aac.is_none() {
+            return false;
+        }
         let Some(pts) = t8k.checked_sub(to_8k(start)) else {
             return false;
         };
@@ -183,6 +230,7 @@ impl SegmentBuilder {
             sps: self.sps?,
             pps: self.pps?,
             audio: self.audio,
+            aac: self.aac,
         })
     }
 }
@@ -203,7 +251,7 @@ pub struct Frame {
 pub struct AudioChunk {
     /// Absolute 8 kHz time.
     pub t8k: u64,
-    /// G.711 bytes.
+    /// G.711 bytes, or one AAC access unit.
     pub bytes: Vec<u8>,
 }
 

@@ -253,3 +253,71 @@ fn h626_8_7_2_segments_start_at_an_idr() {
     assert!(!valid_camera("../etc"));
     assert!(valid_camera("pc-0123456789abcdef"));
 }
+
+/// Issue 16: a segment whose audio is AAC keeps its AudioSpecificConfig in the index and its
+/// access units as chunks; the export writes an `mp4a` track at the AAC's rate; the index
+/// column reads G.711 names as before and an unknown name as no audio.
+#[tokio::test]
+async fn h626_6_1_8_aac_segments_keep_their_config_and_export_mp4a() {
+    use peercam_rtp::aac::AacConfig;
+    let root = tmp("aac");
+    let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    let aac = AacConfig::aac_lc(16_000, 1).unwrap();
+    let fr = frames();
+    let mut b = SegmentBuilder::new("cam-a", 1, Some(AudioCodec::Pcmu)).with_aac(Some(aac.clone()));
+    let mut t = T0;
+    let mut next_au = to_8k(T0);
+    let first_key = fr.iter().position(|f| f.1).unwrap();
+    for (nals, key) in fr.iter().cycle().skip(first_key).take(50) {
+        b.push_video(nals, t, *key).unwrap();
+        // 1024 samples at 16 kHz: 512 ticks of 8 kHz per access unit.
+        while next_au <= to_8k(t) {
+            assert!(b.push_audio(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c], next_au));
+            next_au += 512;
+        }
+        t += 3600;
+    }
+    let draft = b.finish(t).unwrap();
+    assert_eq!((draft.audio, draft.aac.as_ref()), (None, Some(&aac)));
+    assert!(store.commit(vec![draft]).await.iter().all(Result::is_ok));
+    let rows = store.segments("cam-a", 0, u64::MAX / 90).await.unwrap();
+    assert_eq!((rows[0].audio, rows[0].aac.as_ref()), (None, Some(&aac)));
+    let media = store.read(&rows[0]).await.unwrap();
+    assert!(
+        media.audio.len() >= 30,
+        "{} access units",
+        media.audio.len()
+    );
+
+    let out = root.join("aac.mp4");
+    let t0_ms = T0 / 90;
+    export_mp4(&store, "cam-a", t0_ms, t0_ms + 2000, &out, |_, _| {})
+        .await
+        .unwrap();
+    let movie = Movie::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let a = movie.audio().unwrap();
+    assert_eq!(a.timescale, 16_000);
+    assert!(matches!(
+        &a.entry,
+        peercam_media::mp4::SampleEntry::Audio { format, channels: 1, sample_rate: 16_000, .. }
+            if format.0 == *b"mp4a"
+    ));
+    assert!(a.sample_count() >= 28, "{} AAC samples", a.sample_count());
+
+    // The column: G.711 names as before; AAC with its config; anything else is no audio.
+    use crate::segment::{audio_column, parse_audio_column};
+    for codec in [AudioCodec::Pcmu, AudioCodec::Pcma] {
+        let col = audio_column(Some(codec), None);
+        assert_eq!(parse_audio_column(col.as_deref()), (Some(codec), None));
+    }
+    let col = audio_column(None, Some(&aac)).unwrap();
+    assert_eq!(col, "mpeg4-generic;config=1408");
+    assert_eq!(parse_audio_column(Some(&col)), (None, Some(aac)));
+    assert_eq!(
+        parse_audio_column(Some("PCMU")),
+        (Some(AudioCodec::Pcmu), None)
+    );
+    assert_eq!(parse_audio_column(Some("opus")), (None, None));
+    assert_eq!(parse_audio_column(None), (None, None));
+    let _ = std::fs::remove_dir_all(&root);
+}

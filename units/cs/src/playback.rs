@@ -426,6 +426,8 @@ fn decode(
             sps: obj.sps.clone(),
             pps: obj.pps.clone(),
             audio,
+            // Cloud objects carry G.711 only (the PU uploads its own recording).
+            aac: None,
         });
         data.push(s.data);
     }

@@ -86,6 +86,37 @@ impl Stats {
     }
 }
 
+/// Track numbers a feed can carry: video 0, audio 1, the back channel 2, AAC 3.
+const MAX_TRACKS: usize = 4;
+
+/// The tracks (`a=control:trackID=N`, N below [`MAX_TRACKS`]) a camera's description offers
+/// to be played, in order; the video track alone when it names none.
+fn track_ids(sdp: &str) -> Vec<usize> {
+    let mut ids: Vec<usize> = Vec::new();
+    let mut sendonly = false;
+    let mut current: Option<usize> = None;
+    let flush = |id: Option<usize>, sendonly: bool, ids: &mut Vec<usize>| {
+        if let Some(id) = id.filter(|i| *i < MAX_TRACKS && !sendonly && !ids.contains(i)) {
+            ids.push(id);
+        }
+    };
+    for l in sdp.lines().map(str::trim) {
+        if l.starts_with("m=") {
+            flush(current.take(), sendonly, &mut ids);
+            sendonly = false;
+        } else if l == "a=sendonly" {
+            sendonly = true;
+        } else if let Some(n) = l.strip_prefix("a=control:trackID=") {
+            current = n.parse().ok();
+        }
+    }
+    flush(current, sendonly, &mut ids);
+    if ids.is_empty() {
+        ids.push(0);
+    }
+    ids
+}
+
 /// One RTP or RTCP packet of a feed.
 #[derive(Debug)]
 struct Packet {
@@ -107,7 +138,7 @@ struct Feed {
     ready: watch::Receiver<Option<Result<FeedInfo, FeedError>>>,
     viewers: AtomicUsize,
     /// (sequence, timestamp) of the last RTP packet per track, for RTP-Info.
-    last: Mutex<[Option<(u16, u32)>; 2]>,
+    last: Mutex<[Option<(u16, u32)>; MAX_TRACKS]>,
     /// Every packet since the last key frame began (GOP cache), so that a viewer joining a
     /// running feed starts at once instead of waiting for the next key frame. Packets go
     /// into it and out to the viewers under its lock, so a joiner's snapshot and its
@@ -120,7 +151,7 @@ struct Feed {
 impl Feed {
     /// Sends `p` to the viewers and keeps it in the GOP cache.
     fn publish(&self, p: Packet) {
-        if !p.rtcp && p.data.len() >= 12 && p.track < 2 {
+        if !p.rtcp && p.data.len() >= 12 && p.track < MAX_TRACKS {
             let d = &p.data;
             let seq = u16::from_be_bytes([d[2], d[3]]);
             let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
@@ -347,7 +378,7 @@ impl Relay {
                         tx,
                         ready,
                         viewers: AtomicUsize::new(0),
-                        last: Mutex::new([None, None]),
+                        last: Mutex::new([None; MAX_TRACKS]),
                         gop: Mutex::new(Vec::new()),
                         multicast: OnceLock::new(),
                     });
@@ -424,12 +455,11 @@ impl Relay {
             )
             .await?;
         let sdp = String::from_utf8_lossy(&d.body).into_owned();
-        let tracks = sdp
-            .lines()
-            .filter(|l| l.starts_with("m="))
-            .count()
-            .clamp(1, 2);
-        for t in 0..tracks {
+        // Every track the camera offers, by its control URL: video (0), G.711 (1) and a
+        // re-served camera's AAC (3, issue 16) pass through alike.
+        let ids = track_ids(&sdp);
+        let tracks = ids.iter().max().map_or(1, |m| m + 1);
+        for t in ids {
             conn.setup_interleaved(&base, t).await?;
         }
         conn.request("PLAY", &format!("{base}/"), "Range: npt=0.000-\r\n")
@@ -902,7 +932,7 @@ impl Handler for Viewer {
         let last = *j.feed.last.lock().unwrap_or_else(PoisonError::into_inner);
         if self.channels.iter().all(Option::is_none) {
             // Multicast only: the packets go to the group, not this connection.
-            let info: Vec<(usize, u16, u32)> = (0..2)
+            let info: Vec<(usize, u16, u32)> = (0..MAX_TRACKS)
                 .filter_map(|t| last[t].map(|(s, ts)| (t, s.wrapping_add(1), ts)))
                 .collect();
             let _ = conn.accept_play(cseq, &info);
@@ -926,7 +956,7 @@ impl Handler for Viewer {
                     )
                 })
         };
-        let info: Vec<(usize, u16, u32)> = (0..2)
+        let info: Vec<(usize, u16, u32)> = (0..MAX_TRACKS)
             .filter(|t| self.channels[*t].is_some())
             .filter_map(|t| {
                 first_cached(t)
@@ -1040,7 +1070,7 @@ struct Viewer {
     revocations: broadcast::Receiver<(DeviceId, Option<i64>)>,
     joined: Option<(Joined, FeedInfo)>,
     /// Interleaved channel pair per track, as the viewer set up.
-    channels: [Option<(u8, u8)>; 2],
+    channels: [Option<(u8, u8)>; MAX_TRACKS],
     rx: Option<broadcast::Receiver<Arc<Packet>>>,
     /// The feed's multicast group, when the viewer set up a track for multicast.
     multicast: Option<Arc<multicast::Sender>>,
@@ -1064,7 +1094,7 @@ impl Viewer {
             peer,
             who: None,
             joined: None,
-            channels: [None, None],
+            channels: [None; MAX_TRACKS],
             rx: None,
             multicast: None,
             listening: None,
@@ -1101,5 +1131,26 @@ impl Viewer {
                 .bytes_out
                 .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_played_track_of_the_description_is_relayed() {
+        // A PU re-serving an AAC camera: video, AAC (track 3) before G.711 (track 1).
+        let sdp = "v=0\r\nm=video 0 RTP/AVP 96\r\na=control:trackID=0\r\n\
+                   m=audio 0 RTP/AVP 97\r\na=control:trackID=3\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=control:trackID=1\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=sendonly\r\na=control:trackID=2\r\n";
+        assert_eq!(track_ids(sdp), [0, 3, 1]);
+        assert_eq!(track_ids("v=0\r\nm=video 0 RTP/AVP 96\r\n"), [0]);
+        assert_eq!(
+            track_ids("m=video 0 RTP/AVP 96\r\na=control:trackID=9\r\n"),
+            [0],
+            "beyond the relay's tracks"
+        );
     }
 }

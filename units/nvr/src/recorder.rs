@@ -9,7 +9,7 @@ use peercam_net::Shutdown;
 use peercam_record::strategy::{Retention, Strategy};
 use peercam_recorder::{CamStatus, Ctl, Cutter, Job, Writer};
 use peercam_signal::cmd::{DeviceRequest, PlatformAnswer};
-use peercam_store::{AudioCodec, Draft, Store, to_8k};
+use peercam_store::{AacConfig, AudioCodec, Draft, Store, to_8k};
 use tokio::sync::{mpsc, oneshot, watch};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,7 +169,7 @@ impl Recorder {
         // Wall-clock anchors of this pull: the first frame's arrival.
         let mut anchor: Option<(u64, u64)> = None;
         let mut audio_anchor: Option<(u64, u64)> = None;
-        let codec: Mutex<Option<AudioCodec>> = Mutex::new(None);
+        let codec: Mutex<(Option<AudioCodec>, Option<AacConfig>)> = Mutex::new((None, None));
         let mut audio_set = false;
         let shutdown = self.shutdown.clone();
         let mut ctl = self.ctl.clone();
@@ -189,7 +189,9 @@ impl Recorder {
                     return Flow::Stop;
                 }
                 if !audio_set {
-                    cut.set_audio(*lock(&codec));
+                    let (g711, aac) = lock(&codec).clone();
+                    cut.set_audio(g711);
+                    cut.set_aac(aac);
                     audio_set = true;
                 }
                 let c = ctl.borrow_and_update().clone();
@@ -219,7 +221,7 @@ impl Recorder {
                 }
                 Flow::Continue
             };
-            pull(&url, |a| *lock(&codec) = a, on_item)
+            pull(&url, |a, aac| *lock(&codec) = (a, aac), on_item)
                 .await
                 .map_err(SessionError::from)
         };

@@ -962,6 +962,7 @@ mod tests {
             sps: vec![0x67, 1],
             pps: vec![0x68, 1],
             audio: None,
+            aac: None,
         }
     }
 

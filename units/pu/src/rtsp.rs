@@ -14,6 +14,7 @@ use peercam_base::{DeviceId, Scope};
 use peercam_net::Shutdown;
 use peercam_net::accept::{AcceptConfig, Accepted, Incoming};
 use peercam_net::rtsp::serve::{self, Describe, Handler, Io, Play, ServeError, Setup};
+use peercam_rtp::aac::AacPacketizer;
 use peercam_rtp::session::{RtpSender, SenderConfig};
 use peercam_rtsp::msg::{PortPair, StatusCode};
 use peercam_signal::play::{AudioCodec, PlayGrant, PlayVerdict};
@@ -22,11 +23,15 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::agent::{PlatformRequest, Revocation};
-use crate::media::audio::{AudioPacket, AudioSubscription, payload_type};
+use crate::media::audio::{
+    AacPacket, AacSubscription, AudioPacket, AudioSubscription, payload_type,
+};
 use crate::media::{AccessUnit, MediaHub, Profile, Subscription};
 
 /// The back channel's track (`trackID=2`).
 const BACKCHANNEL_TRACK: usize = peercam_rtsp::sdp::BACKCHANNEL_TRACK;
+const AAC_TRACK: usize = peercam_rtsp::sdp::AAC_TRACK;
+const AAC_PAYLOAD_TYPE: u8 = peercam_rtsp::sdp::AAC_PAYLOAD_TYPE;
 /// What the back channel takes, preferred first (ONVIF Profile T: G.711 at least).
 const BACKCHANNEL_CODECS: [AudioCodec; 2] = [AudioCodec::Pcmu, AudioCodec::Pcma];
 
@@ -287,6 +292,9 @@ struct Connection {
     viewer: watch::Sender<Option<i64>>,
     sub: Option<Subscription>,
     audio: Option<AudioSubscription>,
+    /// A pulled AAC camera's access units, offered as they came (track 3) to a viewer that
+    /// takes audio (H.626.4 6.3.2).
+    aac: Option<AacSubscription>,
     tracks: HashMap<usize, Track>,
     playing: bool,
     waiting_key: bool,
@@ -299,6 +307,7 @@ struct Connection {
     /// The last (media timestamp, capture time) sent per track, for sender reports.
     last_video: Option<(u32, u64)>,
     last_audio: Option<(u32, u64)>,
+    last_aac: Option<(u32, u64)>,
     /// The ONVIF audio back channel (talk, 6.1.8): offered at DESCRIBE to a viewer whose
     /// grant holds `talk`, on a camera with a speaker.
     backchannel_offered: bool,
@@ -315,6 +324,7 @@ impl Connection {
             viewer: watch::Sender::new(None),
             sub: None,
             audio: None,
+            aac: None,
             tracks: HashMap::new(),
             playing: false,
             waiting_key: true,
@@ -323,6 +333,7 @@ impl Connection {
             pkt: Vec::with_capacity(1500),
             last_video: None,
             last_audio: None,
+            last_aac: None,
             backchannel_offered: false,
             talker: None,
         }
@@ -365,6 +376,12 @@ impl Connection {
         self.playing = true;
         self.waiting_key = true;
         if let Some(a) = self.audio.as_mut() {
+            while !matches!(
+                a.rx.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+            ) {}
+        }
+        if let Some(a) = self.aac.as_mut() {
             while !matches!(
                 a.rx.try_recv(),
                 Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
@@ -442,15 +459,37 @@ impl Connection {
         .await;
     }
 
+    /// One AAC access unit of a pulled camera, repacketised (RFC 3640 AAC-hbr) with this
+    /// session's sequence and timestamps, untranscoded.
+    async fn send_aac(&mut self, p: &AacPacket, out: &mut Vec<u8>) {
+        let Some(track) = self.tracks.get_mut(&AAC_TRACK) else {
+            return;
+        };
+        self.last_aac = Some((p.media_ts, p.capture_unix_us));
+        let frame = self.aac.as_ref().map_or(1024, |a| a.config.frame_length);
+        // 1400 bytes of payload: what the video's packets hold too.
+        let Ok(payloads) = AacPacketizer::default().packetize(&[&p.au], p.media_ts, frame) else {
+            return;
+        };
+        for pl in payloads {
+            send_packet(track, &pl.data, pl.timestamp, pl.marker, out, &mut self.pkt).await;
+        }
+    }
+
     /// RTCP sender reports (RFC 3550 6.4.1) tying each track's RTP time to the wall clock.
     async fn send_reports(&mut self, out: &mut Vec<u8>) {
         // H.626.4 7.2: sender reports carry the clock synchronised with the SCU.
         let now = self.settings.hub.clock().now_us();
         for (t, track) in &mut self.tracks {
-            let (last, rate) = if *t == 0 {
-                (self.last_video, 90_000)
-            } else {
-                (self.last_audio, 8_000)
+            let (last, rate) = match *t {
+                0 => (self.last_video, 90_000),
+                AAC_TRACK => (
+                    self.last_aac,
+                    self.aac
+                        .as_ref()
+                        .map_or(8000, |a| u64::from(a.config.sample_rate)),
+                ),
+                _ => (self.last_audio, 8_000),
             };
             let Some((ts, at)) = last else { continue };
             let elapsed = now.saturating_sub(at) * rate / 1_000_000;
@@ -479,6 +518,7 @@ impl Connection {
 enum Wake {
     Video(Result<Arc<AccessUnit>, broadcast::error::RecvError>),
     Audio(Result<Arc<AudioPacket>, broadcast::error::RecvError>),
+    Aac(Result<Arc<AacPacket>, broadcast::error::RecvError>),
     Reports,
 }
 
@@ -569,6 +609,13 @@ impl Handler for Connection {
                 None
             }
         };
+        // H.626.4 6.3.2: a pulled AAC camera's audio is offered as it is (track 3, first)
+        // beside the G.711 transcode (track 1) to a viewer that takes audio.
+        self.aac = if self.audio.is_some() {
+            self.settings.hub.subscribe_aac()
+        } else {
+            None
+        };
         let back: &[AudioCodec] = if self.backchannel_offered {
             &BACKCHANNEL_CODECS
         } else {
@@ -579,6 +626,7 @@ impl Handler for Connection {
             &pps,
             profile,
             self.audio.as_ref().map(|a| a.codec),
+            self.aac.as_ref().map(|a| &a.config),
             back,
         );
         self.sub = Some(sub);
@@ -615,7 +663,8 @@ impl Handler for Connection {
             }
             return;
         }
-        if track > 1 || (track == 1 && self.audio.is_none()) {
+        let aac = track == AAC_TRACK && self.aac.is_some();
+        if !aac && (track > 1 || (track == 1 && self.audio.is_none())) {
             let _ = conn.reject(cseq, StatusCode(404), "Not Found");
             return;
         }
@@ -630,6 +679,8 @@ impl Handler for Connection {
         let ssrc = u32::from_be_bytes(random::<4>());
         let pt = if track == 0 {
             96
+        } else if aac {
+            AAC_PAYLOAD_TYPE
         } else {
             self.audio.as_ref().map_or(0, |a| payload_type(a.codec))
         };
@@ -724,6 +775,7 @@ impl Handler for Connection {
     async fn wait(&mut self) -> Wake {
         let video = self.playing && self.tracks.contains_key(&0);
         let audio = self.playing && self.tracks.contains_key(&1);
+        let aac = self.playing && self.tracks.contains_key(&AAC_TRACK);
         let au_rx = async {
             match self.sub.as_mut() {
                 Some(s) if video => s.rx.recv().await,
@@ -736,10 +788,17 @@ impl Handler for Connection {
                 _ => std::future::pending().await,
             }
         };
+        let aac_rx = async {
+            match self.aac.as_mut() {
+                Some(a) if aac => a.rx.recv().await,
+                _ => std::future::pending().await,
+            }
+        };
         let playing = self.playing;
         tokio::select! {
             au = au_rx => Wake::Video(au),
             frame = audio_rx => Wake::Audio(frame),
+            unit = aac_rx => Wake::Aac(unit),
             _ = self.rtcp_tick.tick(), if playing => Wake::Reports,
         }
     }
@@ -768,6 +827,9 @@ impl Handler for Connection {
             Wake::Audio(Ok(frame)) => self.send_audio(&frame, out).await,
             Wake::Audio(Err(broadcast::error::RecvError::Lagged(_))) => {}
             Wake::Audio(Err(broadcast::error::RecvError::Closed)) => self.audio = None,
+            Wake::Aac(Ok(unit)) => self.send_aac(&unit, out).await,
+            Wake::Aac(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Wake::Aac(Err(broadcast::error::RecvError::Closed)) => self.aac = None,
             Wake::Reports => self.send_reports(out).await,
         }
         Ok(())
@@ -873,12 +935,14 @@ async fn bind_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, UdpSocket)> {
     None
 }
 
-/// The SDP of a DESCRIBE answer: H.264 video (track 0) and optionally audio (track 1).
+/// The SDP of a DESCRIBE answer: H.264 video (track 0), optionally a pulled camera's AAC
+/// (track 3) and G.711/G.722 audio (track 1), and the back channel (track 2).
 fn sdp(
     sps: &[u8],
     pps: &[u8],
     profile: Profile,
     audio: Option<AudioCodec>,
+    aac: Option<&peercam_pull::AacConfig>,
     backchannel: &[AudioCodec],
 ) -> String {
     use peercam_rtsp::sdp::{CameraSdp, H264Video};
@@ -902,5 +966,5 @@ fn sdp(
         }),
         audio,
     }
-    .build_with_backchannel(backchannel)
+    .build_with_aac(aac, backchannel)
 }

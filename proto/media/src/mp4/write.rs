@@ -4,6 +4,7 @@ use crate::Error;
 use crate::annexb::{self, NalType};
 use crate::mp4::{AvcConfig, FourCc};
 use crate::sps::Sps;
+use peercam_rtp::aac::AacConfig;
 use peercam_rtp::g711::Law;
 
 /// The video track: H.264 parameter sets and the timescale of the timestamps.
@@ -235,6 +236,21 @@ impl Mp4StreamWriter {
         self.mux.push_audio(bytes, pts, out)
     }
 
+    /// Starts a file with an AAC audio track instead of a G.711 one: an `mp4a` sample entry
+    /// with an `esds` box holding `aac`'s AudioSpecificConfig (ISO/IEC 14496-14 5.6), the
+    /// track's timescale its sample rate.
+    pub fn with_aac(video: VideoParams, aac: AacConfig, out: &mut Vec<u8>) -> Result<Self, Error> {
+        let mut w = Self::new_at(video, None, 0, out)?;
+        w.mux.aac = Some(AacTrack::new(aac));
+        Ok(w)
+    }
+
+    /// One AAC access unit captured at `pts`, in 8 kHz units (as [`Self::push_audio`]). Fails
+    /// with [`Error::Misuse`] without an AAC track.
+    pub fn push_aac(&mut self, au: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.mux.push_aac(au, pts, out)
+    }
+
     /// Bytes of the file so far (everything appended to the `out` buffers).
     pub fn position(&self) -> u64 {
         self.mux.pos
@@ -303,6 +319,38 @@ struct AudioTrack {
     pending_bytes: usize,
 }
 
+/// An AAC track: one access unit per sample, each lasting until the next one's time.
+#[derive(Debug)]
+struct AacTrack {
+    config: AacConfig,
+    sizes: Vec<u32>,
+    /// Sample durations, run-length coded, in samples; the last is added at close.
+    stts: Vec<(u32, u32)>,
+    duration: u64,
+    chunks: Vec<ChunkOut>,
+    /// The last sample's time, in the track's timescale.
+    last: Option<u64>,
+    pending: Vec<(u64, Vec<u8>)>,
+    pending_bytes: usize,
+    closed: bool,
+}
+
+impl AacTrack {
+    fn new(config: AacConfig) -> Self {
+        Self {
+            config,
+            sizes: Vec::new(),
+            stts: Vec::new(),
+            duration: 0,
+            chunks: Vec::new(),
+            last: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            closed: false,
+        }
+    }
+}
+
 /// Sample tables and `moov` construction, shared by both writers. `pos` is the position
 /// of the next media byte: absolute for the stream writer, from the `mdat` payload start
 /// for the in-memory one.
@@ -310,6 +358,7 @@ struct AudioTrack {
 struct Muxer {
     video: VideoTrack,
     audio: Option<AudioTrack>,
+    aac: Option<AacTrack>,
     pos: u64,
     last: Option<Which>,
     creation_time: u64,
@@ -361,6 +410,7 @@ impl Muxer {
                 pending: Vec::new(),
                 pending_bytes: 0,
             }),
+            aac: None,
             pos,
             last: None,
             creation_time: 0,
@@ -459,6 +509,13 @@ impl Muxer {
                     let _ = self.write_audio(&bytes, apts, out);
                 }
             }
+            if let Some(a) = &mut self.aac {
+                let pending = std::mem::take(&mut a.pending);
+                a.pending_bytes = 0;
+                for (apts, au) in pending {
+                    let _ = self.write_aac(&au, apts, out);
+                }
+            }
         }
         Ok(())
     }
@@ -542,8 +599,81 @@ impl Muxer {
         Ok(())
     }
 
+    fn push_aac(&mut self, au: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
+        let Some(a) = &mut self.aac else {
+            return Err(Error::Misuse("push_aac on a writer without an AAC track"));
+        };
+        if au.is_empty() {
+            return Ok(());
+        }
+        if self.video.first_pts.is_none() {
+            a.pending_bytes += au.len();
+            a.pending.push((pts, au.to_vec()));
+            while a.pending_bytes > MAX_PENDING_AUDIO {
+                let (_, dropped) = a.pending.remove(0);
+                a.pending_bytes -= dropped.len();
+            }
+            return Ok(());
+        }
+        self.write_aac(au, pts, out)
+    }
+
+    /// An access unit at `pts` (8 kHz): its time on the track's clock, measured from the
+    /// first video sample; the one before it lasts until then.
+    fn write_aac(&mut self, au: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
+        let first_video = self.video.first_pts.unwrap_or(0);
+        let timescale = self.video.timescale;
+        let Some(a) = &mut self.aac else {
+            return Err(Error::Misuse("push_aac on a writer without an AAC track"));
+        };
+        let origin = u128::from(first_video) * 8000 / u128::from(timescale);
+        let Some(at) = u128::from(pts).checked_sub(origin) else {
+            // Before the first picture: left out.
+            return Ok(());
+        };
+        let t = u64::try_from(at * u128::from(a.config.sample_rate) / 8000).unwrap_or(u64::MAX);
+        let size = u32::try_from(au.len()).map_err(|_| Error::TooLarge {
+            context: "AAC sample",
+            limit: u64::from(u32::MAX),
+        })?;
+        match a.last {
+            Some(prev) if t <= prev => {
+                return Err(Error::NonMonotonicPts {
+                    track: "audio",
+                    pts,
+                    prev,
+                });
+            }
+            Some(prev) => {
+                let d = u32::try_from(t - prev).map_err(|_| Error::TooLarge {
+                    context: "AAC sample duration",
+                    limit: u64::from(u32::MAX),
+                })?;
+                push_run(&mut a.stts, d);
+                a.duration += u64::from(d);
+            }
+            // The first unit starts the track; a late start is a short shift, not a gap.
+            None => {}
+        }
+        a.last = Some(t);
+        a.sizes.push(size);
+        out.extend_from_slice(au);
+        let offset = self.pos;
+        self.pos += u64::from(size);
+        note_chunk(&mut self.last, &mut a.chunks, Which::Audio, offset, 1);
+        Ok(())
+    }
+
     /// Ends the sample tables: the last video sample gets its duration.
     fn close(&mut self) -> Result<(), Error> {
+        if let Some(a) = &mut self.aac
+            && !a.sizes.is_empty()
+            && !a.closed
+        {
+            push_run(&mut a.stts, a.config.frame_length);
+            a.duration += u64::from(a.config.frame_length);
+            a.closed = true;
+        }
         let v = &mut self.video;
         if v.sizes.is_empty() {
             return Err(Error::Misuse("no video sample was added"));

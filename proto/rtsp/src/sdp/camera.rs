@@ -9,6 +9,11 @@ pub const VIDEO_TRACK: usize = 0;
 pub const AUDIO_TRACK: usize = 1;
 /// The dynamic RTP payload type used for H.264.
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
+/// The track number (`a=control:trackID=3`) of a re-served camera's AAC, offered as it
+/// came (RFC 3640 `mpeg4-generic`) before the G.711 track.
+pub const AAC_TRACK: usize = 3;
+/// The dynamic RTP payload type of the AAC track.
+pub const AAC_PAYLOAD_TYPE: u8 = 97;
 /// The track number (`a=control:trackID=2`) of the ONVIF audio back channel, the stream the
 /// player sends to the camera (talk, H.626.4 6.1.8).
 pub const BACKCHANNEL_TRACK: usize = 2;
@@ -139,6 +144,30 @@ impl CameraSdp {
         self.description().to_string()
     }
 
+    /// As [`Self::build_with_backchannel`], with a camera's AAC (`aac`, its
+    /// AudioSpecificConfig) offered first among the audio tracks: a player that takes AAC
+    /// sets it up ([`AAC_TRACK`]), one that does not sets up the G.711 track after it
+    /// (players that take every stream, like ffmpeg, get both).
+    pub fn build_with_aac(
+        &self,
+        aac: Option<&peercam_rtp::aac::AacConfig>,
+        backchannel: &[AudioCodec],
+    ) -> String {
+        let mut sd = self.description();
+        if let Some(c) = aac {
+            let at = sd
+                .media
+                .iter()
+                .position(|m| m.media == "audio")
+                .unwrap_or(sd.media.len());
+            sd.media.insert(at, aac_media(c));
+        }
+        if let Some(m) = backchannel_media(backchannel) {
+            sd.media.push(m);
+        }
+        sd.to_string()
+    }
+
     /// As [`Self::build`], plus the ONVIF audio back channel (ONVIF Streaming Specification
     /// 5.3): an audio section marked `a=sendonly` (the direction as the ONVIF specification
     /// writes it for the stream the player sends) offering `codecs` in order of preference,
@@ -150,6 +179,25 @@ impl CameraSdp {
             sd.media.push(m);
         }
         sd.to_string()
+    }
+}
+
+/// The media section of an AAC track ([`AAC_TRACK`], [`AAC_PAYLOAD_TYPE`]):
+/// `mpeg4-generic/<rate>/<channels>` with the AAC-hbr fmtp and the stream's `config=`
+/// (RFC 3640 3.3.6).
+pub fn aac_media(c: &peercam_rtp::aac::AacConfig) -> MediaDescription {
+    let pt = AAC_PAYLOAD_TYPE;
+    MediaDescription {
+        media: "audio".into(),
+        port: 0,
+        port_count: None,
+        proto: "RTP/AVP".into(),
+        formats: vec![pt.to_string()],
+        lines: vec![
+            SdpLine::new('a', format!("rtpmap:{pt} {}", c.rtpmap())),
+            SdpLine::new('a', format!("fmtp:{pt} {}", c.fmtp())),
+            SdpLine::new('a', format!("control:trackID={AAC_TRACK}")),
+        ],
     }
 }
 
@@ -312,6 +360,26 @@ mod tests {
             }),
             audio: Some(AudioCodec::G722),
         }
+    }
+
+    #[test]
+    fn aac_is_offered_before_the_g711_track() {
+        let aac = peercam_rtp::aac::AacConfig::aac_lc(16_000, 1).unwrap();
+        let text = camera().build_with_aac(Some(&aac), &[]);
+        let sd = SessionDescription::parse(text.as_bytes()).unwrap();
+        let audio: Vec<_> = sd.media.iter().filter(|m| m.media == "audio").collect();
+        assert_eq!(audio.len(), 2);
+        assert_eq!(audio[0].control(), Some("trackID=3"));
+        let map = audio[0].rtpmap(97).unwrap();
+        assert_eq!((map.encoding, map.clock_rate), ("mpeg4-generic", 16_000));
+        assert!(text.contains("a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1408\r\n"), "{text}");
+        assert_eq!(audio[1].control(), Some("trackID=1"));
+        // Read back, the camera's audio is still the G.711 track.
+        assert_eq!(
+            CameraSdp::from_description(&sd).unwrap().audio,
+            Some(AudioCodec::G722)
+        );
+        assert_eq!(camera().build_with_aac(None, &[]), camera().build());
     }
 
     #[test]

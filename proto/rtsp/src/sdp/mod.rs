@@ -10,8 +10,8 @@ mod camera;
 use std::fmt;
 
 pub use camera::{
-    AUDIO_TRACK, AudioCodec, BACKCHANNEL_TRACK, CameraSdp, H264Video, VIDEO_PAYLOAD_TYPE,
-    VIDEO_TRACK, backchannel_media, find_backchannel,
+    AAC_PAYLOAD_TYPE, AAC_TRACK, AUDIO_TRACK, AudioCodec, BACKCHANNEL_TRACK, CameraSdp, H264Video,
+    VIDEO_PAYLOAD_TYPE, VIDEO_TRACK, aac_media, backchannel_media, find_backchannel,
 };
 
 /// Size limits for [`SessionDescription::parse_with`].

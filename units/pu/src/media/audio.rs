@@ -5,9 +5,11 @@
 //! wall clock, encoded in 20 ms frames as G.711 (mu-law or A-law) or G.722. A pulled camera's
 //! is the camera's own audio: passed through when the viewer takes the camera's codec,
 //! otherwise transcoded between G.711 mu-law, A-law and G.722 ([`Transcoder`], shared with the
-//! NVR in `peercam-pull`). A camera's AAC is decoded by the pull and arrives here as G.711
-//! mu-law; other formats are not re-served: their viewers get no audio track, and the PU
-//! logs why.
+//! NVR in `peercam-pull`). A camera's AAC arrives twice: its access units as they came, for
+//! RTSP viewers that take AAC ([`AudioHub::subscribe_aac`], forwarded untranscoded with our
+//! own timestamps), and decoded by the pull to G.711 mu-law for the others (WebRTC
+//! browsers, G.711-only players). Other formats are not re-served: their viewers get no audio
+//! track, and the PU logs why.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use audio_codec::Encoder as _;
-use peercam_pull::CameraAudio;
 pub use peercam_pull::audio::Transcoder;
+use peercam_pull::{AacConfig, CameraAudio};
 use peercam_rtp::AudioCodec;
 use tokio::sync::broadcast;
 
@@ -124,6 +126,25 @@ pub struct AudioPacket {
     pub capture_unix_us: u64,
 }
 
+/// One AAC access unit of a pulled camera as every RTSP session taking AAC sends it.
+#[derive(Debug)]
+pub struct AacPacket {
+    /// The raw access unit.
+    pub au: Vec<u8>,
+    /// The media timestamp (the stream's sample rate, before a session's random offset).
+    pub media_ts: u32,
+    /// Wall-clock time of its arrival, Unix microseconds.
+    pub capture_unix_us: u64,
+}
+
+/// A session's view of a pulled camera's AAC.
+pub struct AacSubscription {
+    /// The access units as they come.
+    pub rx: broadcast::Receiver<Arc<AacPacket>>,
+    /// The camera's AudioSpecificConfig (the SDP's `config=`).
+    pub config: AacConfig,
+}
+
 struct Feed {
     tx: broadcast::Sender<Arc<AudioPacket>>,
     stopped: AtomicBool,
@@ -148,6 +169,8 @@ pub struct AudioHub {
     clock: Arc<MediaClock>,
     /// `Some` when the audio is a pulled camera's.
     pulled: Option<Mutex<Pulled>>,
+    /// A pulled AAC camera's access units, to the sessions that take AAC.
+    aac: broadcast::Sender<Arc<AacPacket>>,
 }
 
 /// What a pulled camera sends, and the media clock of its feeds.
@@ -159,6 +182,11 @@ struct Pulled {
     base: Option<(u64, u32)>,
     /// Our media time after the last frame, where the next connection continues.
     next_ts: u32,
+    /// The camera's AAC configuration, when its audio is AAC.
+    aac: Option<AacConfig>,
+    /// As `base` and `next_ts`, for the AAC access units (the stream's sample rate).
+    aac_base: Option<(u64, u32)>,
+    aac_next: u32,
 }
 
 impl AudioHub {
@@ -168,6 +196,7 @@ impl AudioHub {
             feeds: Mutex::new(HashMap::new()),
             clock,
             pulled: None,
+            aac: broadcast::channel(64).0,
         }
     }
 
@@ -179,10 +208,13 @@ impl AudioHub {
         }
     }
 
-    /// A pulled camera (re)connected, offering `audio`: feeds transcode from its codec now.
-    pub fn camera_started(&self, audio: Option<CameraAudio>) {
+    /// A pulled camera (re)connected, offering `audio` (and `aac`, its configuration when
+    /// the camera's own audio is AAC): feeds transcode from its codec now.
+    pub fn camera_started(&self, audio: Option<CameraAudio>, aac: Option<AacConfig>) {
         let Some(pulled) = &self.pulled else { return };
         let mut st = pulled.lock().unwrap_or_else(PoisonError::into_inner);
+        st.aac = aac;
+        st.aac_base = None;
         if let Some(CameraAudio::Unsupported(name)) = &audio {
             tracing::warn!(
                 format = %name,
@@ -215,8 +247,53 @@ impl AudioHub {
     /// The pulled camera was lost; the next connection starts a new timeline.
     pub fn camera_lost(&self) {
         if let Some(pulled) = &self.pulled {
-            pulled.lock().unwrap_or_else(PoisonError::into_inner).base = None;
+            let mut st = pulled.lock().unwrap_or_else(PoisonError::into_inner);
+            st.base = None;
+            st.aac_base = None;
         }
+    }
+
+    /// One AAC access unit of the pulled camera (`pts` in samples since its connection
+    /// started), to the RTSP sessions that take AAC, untranscoded.
+    pub fn publish_pulled_aac(&self, au: &[u8], pts: u64) {
+        let Some(pulled) = &self.pulled else { return };
+        if self.aac.receiver_count() == 0 {
+            return;
+        }
+        let media_ts = {
+            let mut st = pulled.lock().unwrap_or_else(PoisonError::into_inner);
+            let frame = st.aac.as_ref().map_or(1024, |c| c.frame_length);
+            let next = st.aac_next;
+            let (origin, offset) = *st.aac_base.get_or_insert((pts, next));
+            let ts = if pts >= origin {
+                offset.wrapping_add(((pts - origin) & 0xffff_ffff) as u32)
+            } else {
+                st.aac_base = Some((pts, next));
+                next
+            };
+            st.aac_next = ts.wrapping_add(frame);
+            ts
+        };
+        let _ = self.aac.send(Arc::new(AacPacket {
+            au: au.to_vec(),
+            media_ts,
+            capture_unix_us: self.clock.now_us(),
+        }));
+    }
+
+    /// The pulled camera's AAC as it came, when its audio is AAC (H.626.4 6.3.2: a viewer
+    /// that takes the camera's codec gets it untranscoded).
+    pub fn subscribe_aac(&self) -> Option<AacSubscription> {
+        let pulled = self.pulled.as_ref()?;
+        let config = pulled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .aac
+            .clone()?;
+        Some(AacSubscription {
+            rx: self.aac.subscribe(),
+            config,
+        })
     }
 
     /// One audio frame of the pulled camera (its codec, 8 kHz time since its connection
@@ -398,12 +475,12 @@ mod tests {
             hub.subscribe(Some(AudioCodec::Pcmu)).expect("ok").is_none(),
             "no audio before the camera says what it sends"
         );
-        hub.camera_started(Some(CameraAudio::Unsupported("mpeg4-generic".into())));
+        hub.camera_started(Some(CameraAudio::Unsupported("mpeg4-generic".into())), None);
         assert!(
             hub.subscribe(Some(AudioCodec::Pcmu)).expect("ok").is_none(),
             "audio the pull cannot decode is not re-served"
         );
-        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::Pcmu)));
+        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::Pcmu)), None);
         let mut u = hub
             .subscribe(Some(AudioCodec::Pcmu))
             .expect("ok")
@@ -427,7 +504,7 @@ mod tests {
         assert_eq!(next.media_ts.wrapping_sub(x.media_ts), 160);
         // A new connection restarts the camera's clock; ours goes on.
         hub.camera_lost();
-        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::G722)));
+        hub.camera_started(Some(CameraAudio::Codec(AudioCodec::G722)), None);
         hub.publish_pulled(&[0x80; 160], 0);
         let after = u.rx.try_recv().expect("frame");
         assert_eq!(after.media_ts.wrapping_sub(next.media_ts), 160);

@@ -526,6 +526,11 @@ impl MediaHub {
         self.audio.subscribe(codec)
     }
 
+    /// A pulled camera's AAC as it came, when its audio is AAC.
+    pub fn subscribe_aac(&self) -> Option<super::audio::AacSubscription> {
+        self.audio.subscribe_aac()
+    }
+
     /// Whether the source is a pulled camera (its audio is the camera's, known once the pull
     /// plays).
     pub fn is_pulled(&self) -> bool {
@@ -815,7 +820,7 @@ fn run_pull(
     rt.block_on(peercam_pull::run(config.shared(), |event| {
         let unit = match event {
             Event::Started(started) => {
-                audio.camera_started(started.audio);
+                audio.camera_started(started.audio, started.aac);
                 return Flow::Continue;
             }
             Event::Lost => {
@@ -831,6 +836,10 @@ fn run_pull(
             }
             Event::Item(Item::Audio { data, pts_8k }) => {
                 audio.publish_pulled(&data, pts_8k);
+                return Flow::Continue;
+            }
+            Event::Item(Item::Aac { data, pts }) => {
+                audio.publish_pulled_aac(&data, pts);
                 return Flow::Continue;
             }
             Event::Item(Item::Video { nals, key, pts_90k }) => (nals, key, pts_90k),

@@ -1,6 +1,6 @@
 //! Serialising the `moov` box from the muxer's sample tables (ISO/IEC 14496-12 8.2 to 8.7).
 
-use super::{AudioParams, AudioTrack, ChunkOut, MOVIE_TIMESCALE, Muxer};
+use super::{AacTrack, AudioParams, AudioTrack, ChunkOut, MOVIE_TIMESCALE, Muxer};
 use crate::Error;
 
 impl Muxer {
@@ -13,16 +13,27 @@ impl Muxer {
         let audio_ms = audio.map_or(0, |a| {
             scale(a.samples, AudioParams::SAMPLE_RATE, MOVIE_TIMESCALE)
         });
+        let aac = self.aac.as_ref().filter(|a| !a.sizes.is_empty());
+        let aac_ms = aac.map_or(0, |a| {
+            scale(a.duration, a.config.sample_rate, MOVIE_TIMESCALE)
+        });
         let mut b = Vec::new();
         bx(&mut b, b"moov", |b| {
             self.mvhd(
                 b,
-                video_ms.max(audio_ms),
-                if audio.is_some() { 3 } else { 2 },
+                video_ms.max(audio_ms).max(aac_ms),
+                if audio.is_some() || aac.is_some() {
+                    3
+                } else {
+                    2
+                },
             )?;
             self.video_trak(b, video_ms, base, co64)?;
             if let Some(a) = audio {
                 self.audio_trak(b, a, audio_ms, base, co64)?;
+            }
+            if let Some(a) = aac {
+                self.aac_trak(b, a, aac_ms, base, co64)?;
             }
             Ok(())
         })?;
@@ -136,6 +147,69 @@ impl Muxer {
                         full(b, b"stsz", 0, 0, |b| {
                             b.extend_from_slice(&1u32.to_be_bytes());
                             b.extend_from_slice(&n.to_be_bytes());
+                            Ok(())
+                        })?;
+                        chunk_offsets(b, &a.chunks, base, co64)
+                    })
+                })
+            })
+        })
+    }
+
+    /// The AAC track: `mp4a` with `esds` (ISO/IEC 14496-14 5.6, 14496-1 7.2.6.5), one
+    /// access unit per sample.
+    fn aac_trak(
+        &self,
+        b: &mut Vec<u8>,
+        a: &AacTrack,
+        duration_ms: u64,
+        base: u64,
+        co64: bool,
+    ) -> Result<(), Error> {
+        let c = &a.config;
+        bx(b, b"trak", |b| {
+            self.tkhd(b, 2, duration_ms, None)?;
+            bx(b, b"mdia", |b| {
+                self.mdhd(b, c.sample_rate, a.duration)?;
+                hdlr(b, b"soun", "SoundHandler")?;
+                bx(b, b"minf", |b| {
+                    full(b, b"smhd", 0, 0, |b| {
+                        b.extend_from_slice(&[0; 4]);
+                        Ok(())
+                    })?;
+                    dinf(b)?;
+                    bx(b, b"stbl", |b| {
+                        full(b, b"stsd", 0, 0, |b| {
+                            b.extend_from_slice(&1u32.to_be_bytes());
+                            bx(b, b"mp4a", |b| {
+                                b.extend_from_slice(&[0; 6]);
+                                b.extend_from_slice(&1u16.to_be_bytes()); // data_reference_index
+                                b.extend_from_slice(&[0; 8]);
+                                b.extend_from_slice(&u16::from(c.channels.max(1)).to_be_bytes());
+                                b.extend_from_slice(&16u16.to_be_bytes()); // samplesize
+                                b.extend_from_slice(&[0; 4]);
+                                // 16.16; rates above 65535 Hz do not fit and are written as 0
+                                // (the esds holds the real one).
+                                let rate = if c.sample_rate <= 0xffff {
+                                    c.sample_rate << 16
+                                } else {
+                                    0
+                                };
+                                b.extend_from_slice(&rate.to_be_bytes());
+                                full(b, b"esds", 0, 0, |b| {
+                                    b.extend_from_slice(&es_descriptor(&c.config)?);
+                                    Ok(())
+                                })
+                            })
+                        })?;
+                        stts(b, &a.stts)?;
+                        stsc(b, &a.chunks)?;
+                        full(b, b"stsz", 0, 0, |b| {
+                            b.extend_from_slice(&0u32.to_be_bytes());
+                            b.extend_from_slice(&(a.sizes.len() as u32).to_be_bytes());
+                            a.sizes
+                                .iter()
+                                .for_each(|s| b.extend_from_slice(&s.to_be_bytes()));
                             Ok(())
                         })?;
                         chunk_offsets(b, &a.chunks, base, co64)
@@ -260,6 +334,28 @@ fn dinf(b: &mut Vec<u8>) -> Result<(), Error> {
             full(b, b"url ", 0, 1, |_| Ok(()))
         })
     })
+}
+
+/// The ES_Descriptor of an AAC track (ISO/IEC 14496-1 7.2.6.5): a DecoderConfigDescriptor
+/// for MPEG-4 Audio (object type indication 0x40, stream type 5) with the
+/// AudioSpecificConfig as its DecoderSpecificInfo, and the MP4 SLConfigDescriptor.
+fn es_descriptor(asc: &[u8]) -> Result<Vec<u8>, Error> {
+    fn desc(tag: u8, body: &[u8]) -> Result<Vec<u8>, Error> {
+        let len = u8::try_from(body.len())
+            .ok()
+            .filter(|l| *l < 0x80)
+            .ok_or(Error::Misuse("AudioSpecificConfig too long for an esds"))?;
+        let mut d = vec![tag, len];
+        d.extend_from_slice(body);
+        Ok(d)
+    }
+    let mut dcd = vec![0x40, (0x05 << 2) | 1, 0, 0, 0];
+    dcd.extend_from_slice(&[0; 8]); // maxBitrate, avgBitrate: unknown
+    dcd.extend_from_slice(&desc(0x05, asc)?);
+    let mut es = vec![0, 0, 0]; // ES_ID, flags
+    es.extend_from_slice(&desc(0x04, &dcd)?);
+    es.extend_from_slice(&desc(0x06, &[0x02])?);
+    desc(0x03, &es)
 }
 
 fn stts(b: &mut Vec<u8>, runs: &[(u32, u32)]) -> Result<(), Error> {
