@@ -79,6 +79,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(sharing_and_operator_routes());
     all.extend(crate::alarms::route_table());
     all.extend(crate::snapshots::route_table());
+    all.extend(crate::cloud::plans::route_table());
     all
 }
 
@@ -709,7 +710,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
         _ => {
             return crate::alarms::handler(method, path)
-                .or_else(|| crate::snapshots::handler(method, path));
+                .or_else(|| crate::snapshots::handler(method, path))
+                .or_else(|| crate::cloud::plans::handler(method, path));
         }
     })
 }
@@ -843,7 +845,9 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new()))
+    crate::cloud::plans::components(crate::snapshots::components(crate::alarms::components(
+        ComponentsBuilder::new(),
+    )))
         .schema_from::<cm::ApiError>()
         .schema_from::<cm::AttachCamera>()
         .schema_from::<cm::AttachedCamera>()
