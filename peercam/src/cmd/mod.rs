@@ -7,6 +7,7 @@ pub(crate) mod cs;
 pub(crate) mod cu;
 pub(crate) mod demo;
 pub(crate) mod mtu;
+pub(crate) mod plan;
 pub(crate) mod nvr;
 pub(crate) mod platform;
 pub(crate) mod pu;

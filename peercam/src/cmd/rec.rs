@@ -71,6 +71,9 @@ pub(crate) enum RecCmd {
         #[arg(long)]
         recorder: Option<String>,
     },
+    /// Your cloud storage plan and usage, and the plans to choose from (6.1.13).
+    #[command(subcommand)]
+    Cloud(super::plan::CloudCmd),
     /// Mark an event on a camera's timeline; `alarm` makes alarm strategies record.
     Event {
         device: String,
@@ -387,6 +390,7 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
             )
             .await?
         }
+        RecCmd::Cloud(cmd) => super::plan::run(&c, json, cmd).await?,
         RecCmd::Event {
             device,
             kind,

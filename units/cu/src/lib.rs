@@ -5,6 +5,7 @@
 //! the platform refuses.
 
 mod alarms;
+mod plans;
 pub mod live;
 pub mod playback;
 mod snapshots;
