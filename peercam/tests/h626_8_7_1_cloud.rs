@@ -1277,6 +1277,50 @@ async fn h626_6_1_13_plan_refusals() {
     c.stop().await;
 }
 
+/// H.626.4 6.1.13 in the web client: the recordings page shows the plan and the pool's use
+/// on the CS; the owner chooses the paid plan there and the CS holds its quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_13_web_client_shows_plan_and_usage() {
+    let Some(dir) =
+        peercam_test::web::web_tests_or_skip("h626_6_1_13_web_client_shows_plan_and_usage")
+    else {
+        return;
+    };
+    let phone = "+15550613105";
+    let w = world_with(1 << 30, phone, paid_plans).await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 1, Duration::from_secs(30)).await;
+    let r = peercam_test::web::scenario(
+        &dir,
+        "cloud-plan.mjs",
+        &[
+            ("PEERCAM_WEB_URL", w.c.api.clone()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", peercam_test::PASSWORD.to_owned()),
+            ("PEERCAM_DEVICE", cam.to_owned()),
+            ("PEERCAM_PLAN", "plus".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    assert!(r["after"].as_str().unwrap().contains("PLUS"), "{r}");
+    assert_eq!(w.owner.my_plan().await.unwrap().plan.id, "plus");
+    assert_eq!(cs_pool(&db).await.0, 1 << 30);
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
 /// An alarm strategy to the cloud (the SD card's code): nothing is uploaded before an
 /// event; after one, the pre-roll and the post-roll are, and then uploads stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
+import { cloudPlanCard } from './cloud-plan.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 
 export const VERSION = '0.1.0';
@@ -1416,7 +1417,8 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
           h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
           exportForm, progress, exportNote),
         h('section', { class: 'card', 'aria-labelledby': 'events-h' },
-          h('h2', { id: 'events-h' }, 'Events'), eventsList))),
+          h('h2', { id: 'events-h' }, 'Events'), eventsList),
+        cloudPlanCard())),
   );
   await loadRecorders();
   await load();

@@ -132,9 +132,9 @@ async fn state(st: &Shared, owner: i64) -> ApiResult<PlanState> {
         plan: view(&plan),
         since: sub.as_ref().map(|s| s.since),
         epoch: sub.as_ref().map_or(0, |s| s.epoch),
-        prune_excess_after: sub
-            .and_then(|s| s.prune_after)
-            .filter(|t| *t > now_s() || plan.quota_bytes == 0),
+        // Shown while the grace runs; after it the CS has pruned (or prunes at its next
+        // round).
+        prune_excess_after: sub.and_then(|s| s.prune_after).filter(|t| *t > now_s()),
         usage: usage(st, owner).await?,
     })
 }
