@@ -1140,7 +1140,13 @@ async fn h626_6_1_13_paid_plan_raises_quota_at_once() {
         w.c.path()
             .join(format!("cs-{}/index.db", w.cs_id.device_id));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !w.owner.recording_state(cam, Some("cloud")).await.unwrap().full {
+    while !w
+        .owner
+        .recording_state(cam, Some("cloud"))
+        .await
+        .unwrap()
+        .full
+    {
         assert!(tokio::time::Instant::now() < deadline, "never full");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -1201,7 +1207,10 @@ async fn h626_6_1_13_downgrade_prunes_oldest_beyond_the_new_quota() {
     assert_eq!(cs_pool(&db).await.0, 1 << 30);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while cs_pool(&db).await.1 < 600_000 {
-        assert!(tokio::time::Instant::now() < deadline, "too little recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "too little recorded"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let before = indexed(&db, &prefix).await;
@@ -1215,7 +1224,10 @@ async fn h626_6_1_13_downgrade_prunes_oldest_beyond_the_new_quota() {
         if used <= quota {
             break (quota, used);
         }
-        assert!(tokio::time::Instant::now() < deadline, "not pruned: {used} > {quota}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pruned: {used} > {quota}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(quota, 250_000);

@@ -1,8 +1,8 @@
 //! `peercam cu rec cloud`: the account's cloud storage plan and usage (H.626.4 6.1.13).
 
 use clap::Subcommand;
-use peercam_signal::cm_plan::{PlanState, PlanView};
 use peercam_record::time::format_rfc3339;
+use peercam_signal::cm_plan::{PlanState, PlanView};
 
 use super::cu::print;
 

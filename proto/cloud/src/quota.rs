@@ -335,7 +335,10 @@ mod tests {
         assert_eq!((r.aged, r.freed), (2, 200));
         // Quota 150 without age: the oldest go until 150 are left.
         let r = retention_plan(&objects, 400, 150, None, true, now);
-        assert_eq!(r.delete, vec![objects[1].key, objects[2].key, objects[0].key]);
+        assert_eq!(
+            r.delete,
+            vec![objects[1].key, objects[2].key, objects[0].key]
+        );
         assert_eq!((r.aged, r.freed), (0, 300));
         // In the grace after a downgrade: nothing goes for the quota.
         assert_eq!(

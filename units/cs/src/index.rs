@@ -30,7 +30,8 @@ const ATTEMPTS: u32 = 6;
 /// How long one connection waits for a lock before SQLite answers busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &[&str] = &[r"
+const SCHEMA: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     account  TEXT PRIMARY KEY,
     quota    INTEGER NOT NULL,
@@ -86,7 +87,8 @@ ALTER TABLE accounts ADD COLUMN max_age_days INTEGER;
 ALTER TABLE accounts ADD COLUMN plan TEXT;
 ALTER TABLE accounts ADD COLUMN plan_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN prune_after_s INTEGER;
-"];
+",
+];
 
 /// What the index could not do.
 #[derive(Debug, thiserror::Error)]
@@ -1006,7 +1008,10 @@ mod tests {
         // An older message is stale.
         assert!(!i.apply_account(&rules(1, 1, None)).await.unwrap());
         let u = i.usage("acc").await.unwrap().unwrap();
-        assert_eq!((u.account.quota, u.objects, u.rules.plan_epoch), (10_000, 3, 2));
+        assert_eq!(
+            (u.account.quota, u.objects, u.rules.plan_epoch),
+            (10_000, 3, 2)
+        );
         assert_eq!(u.rules.plan.as_deref(), Some("plus"));
         // The week-old object goes for its age.
         let r = i.retention("acc", now).await.unwrap();
@@ -1014,7 +1019,9 @@ mod tests {
         assert_eq!(i.object(&old.key).await.unwrap(), None);
         // A downgrade in its grace: refused for new writes, nothing pruned yet.
         let grace_end = now / 1000 + 60;
-        i.apply_account(&rules(250, 3, Some(grace_end))).await.unwrap();
+        i.apply_account(&rules(250, 3, Some(grace_end)))
+            .await
+            .unwrap();
         assert!(i.retention("acc", now).await.unwrap().delete.is_empty());
         assert!(matches!(
             i.open_intent(&row(P, 3, now, 10), "acc", 5).await.unwrap(),

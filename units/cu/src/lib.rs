@@ -5,8 +5,8 @@
 //! the platform refuses.
 
 mod alarms;
-mod plans;
 pub mod live;
+mod plans;
 pub mod playback;
 mod snapshots;
 pub mod talk;

@@ -174,17 +174,14 @@ pub(crate) async fn set_mine(
         .cloud
         .plan(&req.plan)
         .filter(|x| x.public)
-        .ok_or_else(|| {
-            ApiErr::not_found("unknown_plan", "no such plan; see GET /api/v1/plans")
-        })?;
+        .ok_or_else(|| ApiErr::not_found("unknown_plan", "no such plan; see GET /api/v1/plans"))?;
     let (old, _) = plan_of(&st, owner).await?;
     if old.id != new.id {
         let now = now_s();
         // A downgrade: new writes meet the new quota at once, the excess goes after the
         // grace.
-        let prune_after = (new.quota_bytes < old.quota_bytes).then(|| {
-            now + u64::from(st.config.cloud.downgrade_grace_days) * 86_400
-        });
+        let prune_after = (new.quota_bytes < old.quota_bytes)
+            .then(|| now + u64::from(st.config.cloud.downgrade_grace_days) * 86_400);
         let sub = plans::subscribe(&st.store, owner, &new.id, &old.id, prune_after, now).await?;
         let change = format!("{} -> {}", old.id, new.id);
         audit::log(
