@@ -596,6 +596,7 @@ pub async fn list_reply(store: &Store, camera: DeviceId, from_ms: u64, to_ms: u6
                     start_ms: s.start_ms,
                     end_ms: s.end_ms,
                     bytes: s.bytes,
+                    backfilled: false,
                 })
                 .collect(),
             events: events
