@@ -11,9 +11,7 @@ pub use peercam_record::strategy::{Mode, Retention, Strategy, Window};
 use serde::{Deserialize, Serialize};
 
 mod merge;
-pub use merge::{
-    MAX_SOURCES, MAX_SPANS_PER_SOURCE, RecorderAnswer, Timeline, TimelineSpan, merge,
-};
+pub use merge::{MAX_SOURCES, MAX_SPANS_PER_SOURCE, RecorderAnswer, Timeline, TimelineSpan, merge};
 
 /// What a recorder says about one camera's recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

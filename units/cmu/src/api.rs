@@ -342,9 +342,9 @@ fn recording_routes() -> Vec<RouteInfo> {
             "GET",
             "/api/v1/devices/{id}/recordings",
             Customer,
-            "Record list: recorded spans and events in `?from=&to=` (8.7.2.2, needs `playback`)",
+            "Record list: recorded spans and events in `?from=&to=` of `?recorder=` (8.7.2.2, needs `playback`); without `recorder`, the merged timeline of every recorder of the camera, each span naming its sources nearest first (6.3.2; a RecordingList superset)",
             None,
-            Some("RecordingList")
+            Some("Timeline")
         ),
         r!(
             "POST",
@@ -862,6 +862,9 @@ fn components() -> utoipa::openapi::Components {
     .schema_from::<peercam_signal::record::RecordingList>()
     .schema_from::<peercam_signal::record::RecordedSpan>()
     .schema_from::<peercam_signal::record::RecordedEvent>()
+    .schema_from::<peercam_signal::record::Timeline>()
+    .schema_from::<peercam_signal::record::TimelineSpan>()
+    .schema_from::<peercam_signal::record::RecorderAnswer>()
     .schema_from::<peercam_signal::record::Strategy>()
     .schema_from::<peercam_signal::record::Mode>()
     .schema_from::<peercam_signal::record::Window>()

@@ -37,6 +37,7 @@ mod sharing;
 pub mod sms;
 mod snapshots;
 mod store;
+mod timeline;
 mod token;
 mod web;
 

@@ -580,6 +580,26 @@ impl Client {
         .await
     }
 
+    /// The merged timeline of every recorder of `camera` (6.3.2): each span names the
+    /// recorders holding it, nearest first.
+    pub async fn timeline(
+        &self,
+        camera: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<peercam_signal::record::Timeline, CuError> {
+        let enc = |t| {
+            url::form_urlencoded::byte_serialize(peercam_record::time::format_rfc3339(t).as_bytes())
+                .collect::<String>()
+        };
+        self.get(&format!(
+            "/api/v1/devices/{camera}/recordings?from={}&to={}",
+            enc(from_ms),
+            enc(to_ms),
+        ))
+        .await
+    }
+
     /// An RTSP playback URL for `camera`'s recordings from `start_ms`.
     pub async fn playback_url(
         &self,

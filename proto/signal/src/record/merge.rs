@@ -252,8 +252,16 @@ mod tests {
         // Bytes are the shares of the time covered.
         assert_eq!(t.spans.iter().map(|s| s.bytes).sum::<u64>(), 30 + 40 + 15);
         // Touching spans of one source join; the range clips.
-        let t = merge(cam(), 5, 25, &[("sd".into(), list(&[(0, 10), (10, 30)], false))]);
-        assert_eq!((t.spans.len(), t.spans[0].start_ms, t.spans[0].end_ms), (1, 5, 25));
+        let t = merge(
+            cam(),
+            5,
+            25,
+            &[("sd".into(), list(&[(0, 10), (10, 30)], false))],
+        );
+        assert_eq!(
+            (t.spans.len(), t.spans[0].start_ms, t.spans[0].end_ms),
+            (1, 5, 25)
+        );
         let json = serde_json::to_value(&t).unwrap();
         assert!(json["spans"][0].get("backfilled").is_none());
         // Old clients read a timeline as a record list.
