@@ -117,6 +117,8 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "SnapshotScheduleRequest" => {
             json!({"enabled": false, "every_min": 60, "phone": "+15550600009"})
         }
+        // H.626.4 6.1.13: a plan that does not exist, refused on its merits (404).
+        "PlanChange" => json!({"plan": "no-such-plan"}),
         other => panic!("no body for {other}"),
     })
 }

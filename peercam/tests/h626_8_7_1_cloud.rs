@@ -93,6 +93,10 @@ async fn configure_camera(cs: &peercam_cs::Running) {
     let account = DeviceCommand::CsAccount {
         account: "acc-1".into(),
         quota_bytes: 1 << 20,
+        max_age_days: None,
+        plan: None,
+        plan_epoch: 0,
+        prune_excess_after_s: None,
     };
     assert_eq!(cs.su.apply(&account).await, DeviceReply::Done);
     let camera = DeviceCommand::CsCamera {
@@ -384,9 +388,21 @@ struct World {
 /// A cluster with `quota` bytes of free cloud storage, an owner, a camera (bound when first
 /// started) and a provisioned CS (not started).
 async fn world(quota: u64, phone: &str) -> World {
-    let c = Cluster::start_with(1, |cfg| cfg.cloud.free_quota_bytes = quota)
-        .await
-        .unwrap();
+    world_with(quota, phone, |_| {}).await
+}
+
+/// [`world`] with more of the CMU's `[cloud]` settings (plans, grace).
+async fn world_with(
+    quota: u64,
+    phone: &str,
+    cloud: impl FnOnce(&mut peercam_cmu::CloudConfig),
+) -> World {
+    let c = Cluster::start_with(1, |cfg| {
+        cfg.cloud.free_quota_bytes = quota;
+        cloud(&mut cfg.cloud);
+    })
+    .await
+    .unwrap();
     let cam = c.provision(1).await.unwrap().remove(0);
     let cs_id = new_identity(DeviceKind::Cs);
     c.provision_these(std::slice::from_ref(&cs_id))
@@ -857,6 +873,10 @@ async fn h626_8_7_1_refuses_other_prefix_and_subaccount_without_config() {
     let account = DeviceCommand::CsAccount {
         account: "intruder".into(),
         quota_bytes: 1 << 30,
+        max_age_days: None,
+        plan: None,
+        plan_epoch: 0,
+        prune_excess_after_s: None,
     };
     assert_eq!(cs2.su.apply(&account).await, DeviceReply::Done);
     let camera = DeviceCommand::CsCamera {
@@ -1070,6 +1090,245 @@ async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
         kept,
         "stopped: nothing more stored"
     );
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// A paid plan of 1 GiB beside the free one, and a hidden one.
+fn paid_plans(c: &mut peercam_cmu::CloudConfig) {
+    let plan = |id: &str, quota_bytes, public| peercam_cmu::PlanConfig {
+        id: id.into(),
+        name: id.to_uppercase(),
+        quota_bytes,
+        max_age_days: Some(30),
+        price: Some("EUR 2.99/month".into()),
+        public,
+    };
+    c.plans = vec![plan("plus", 1 << 30, true), plan("staff", 1 << 40, false)];
+}
+
+/// The account's pool as the CS's index holds it: (quota, used).
+async fn cs_pool(db: &std::path::Path) -> (i64, i64) {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let row: (i64, i64) = sqlx::query_as("SELECT quota, used FROM accounts LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    row
+}
+
+/// H.626.4 6.1.13: the free pool is full and the camera (not cyclic) has stopped; the owner
+/// chooses a paid plan and the camera's next upload is accepted at once: the CS holds the
+/// new quota when `PUT /me/plan` answers, and the camera resumes without its back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_13_paid_plan_raises_quota_at_once() {
+    let w = world_with(300_000, "+15550613101", paid_plans).await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let mut strategy = continuous();
+    strategy.retention.cyclic = false;
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !w
+        .owner
+        .recording_state(cam, Some("cloud"))
+        .await
+        .unwrap()
+        .full
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never full");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Stay stopped past the camera's first back-off, so only the plan change can wake it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = indexed(&db, &prefix).await;
+    let last = before.last().unwrap().0;
+    let free = w.owner.my_plan().await.unwrap();
+    assert_eq!((free.plan.id.as_str(), free.epoch), ("free", 0));
+    assert_eq!(free.usage.units, 1);
+    assert!(free.usage.used_bytes > 0 && free.usage.used_bytes <= 300_000);
+
+    let t0 = tokio::time::Instant::now();
+    let paid = w.owner.set_plan("plus").await.unwrap();
+    assert_eq!((paid.plan.id.as_str(), paid.epoch), ("plus", 1));
+    assert_eq!(paid.plan.quota_bytes, 1 << 30);
+    assert!(paid.since.is_some());
+    // At once: the CS holds the new quota when the answer comes.
+    assert_eq!(cs_pool(&db).await.0, 1 << 30);
+    // The next upload is accepted: no waiting for a back-off (objects are 2 s long and
+    // the camera kept a backlog while stopped).
+    let after = wait_indexed(&db, &prefix, before.len() + 1, Duration::from_secs(5)).await;
+    assert!(after.last().unwrap().0 > last, "{after:?}");
+    tracing::info!(elapsed = ?t0.elapsed(), "first upload after the plan change");
+    let s = w.owner.recording_state(cam, Some("cloud")).await.unwrap();
+    assert!(!s.full, "resumed: {s:?}");
+    // Choosing the same plan again changes nothing.
+    assert_eq!(w.owner.set_plan("plus").await.unwrap().epoch, 1);
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// H.626.4 6.1.13: a downgrade (here without grace) makes the CS delete the oldest objects
+/// beyond the new quota at once; what is kept is the newest, contiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_13_downgrade_prunes_oldest_beyond_the_new_quota() {
+    let w = world_with(250_000, "+15550613102", |c| {
+        paid_plans(c);
+        c.downgrade_grace_days = 0;
+    })
+    .await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    w.owner.set_plan("plus").await.unwrap();
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    let mut strategy = continuous();
+    strategy.retention.cyclic = false;
+    w.owner
+        .set_recording(cam, Some("cloud"), &strategy)
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    // The CS learnt the paid quota with the camera's configuration.
+    assert_eq!(cs_pool(&db).await.0, 1 << 30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while cs_pool(&db).await.1 < 600_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "too little recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let before = indexed(&db, &prefix).await;
+    assert_eq!(before[0].0, 0);
+
+    let free = w.owner.set_plan("free").await.unwrap();
+    assert_eq!((free.plan.id.as_str(), free.epoch), ("free", 2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (quota, used) = loop {
+        let (quota, used) = cs_pool(&db).await;
+        if used <= quota {
+            break (quota, used);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pruned: {used} > {quota}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(quota, 250_000);
+    assert!(used > 0, "only the excess goes");
+    let kept = indexed(&db, &prefix).await;
+    assert!(kept[0].0 > 0, "the oldest went first: {kept:?}");
+    assert!(contiguous(&kept), "{kept:?}");
+    assert!(
+        before.iter().any(|b| b.0 == kept[0].0),
+        "what is kept was stored before: {kept:?}"
+    );
+    let usage = w.owner.my_plan().await.unwrap().usage;
+    assert!(usage.used_bytes <= 250_000, "{usage:?}");
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// H.626.4 6.1.13 refusals: an unknown or hidden plan, a sub-account choosing (it sees its
+/// owner's plan), and owners are apart. Each change is audited for the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_13_plan_refusals() {
+    let c = Cluster::start_with(0, |cfg| paid_plans(&mut cfg.cloud))
+        .await
+        .unwrap();
+    let a = c.owner("+15550613103").await.unwrap();
+    let b = c.owner("+15550613104").await.unwrap();
+    let ids: Vec<String> = a.plans().await.unwrap().into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["free", "plus"], "the hidden plan is not listed");
+    for bad in ["gold", "staff", ""] {
+        match a.set_plan(bad).await {
+            Err(peercam_cu::CuError::Api { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (404, "unknown_plan"), "{bad}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert_eq!(a.my_plan().await.unwrap().epoch, 0, "nothing changed");
+    // A sub-account cannot choose; it sees its owner's plan.
+    let kid = c.sub(&a, "plankid").await.unwrap();
+    match kid.set_plan("plus").await {
+        Err(peercam_cu::CuError::Api { status, .. }) => assert_eq!(status, 403),
+        other => panic!("a sub-account chose a plan: {other:?}"),
+    }
+    a.set_plan("plus").await.unwrap();
+    assert_eq!(kid.my_plan().await.unwrap().plan.id, "plus");
+    // Owners are apart.
+    let bs = b.my_plan().await.unwrap();
+    assert_eq!((bs.plan.id.as_str(), bs.epoch), ("free", 0));
+    assert_eq!(bs.usage.units, 0);
+    // Audited for the owner.
+    let audit: serde_json::Value = a
+        .call::<(), _>(reqwest::Method::GET, "/api/v1/audit", None)
+        .await
+        .unwrap();
+    assert!(
+        audit.to_string().contains("cloud.plan.set") && audit.to_string().contains("free -> plus"),
+        "{audit}"
+    );
+    c.stop().await;
+}
+
+/// H.626.4 6.1.13 in the web client: the recordings page shows the plan and the pool's use
+/// on the CS; the owner chooses the paid plan there and the CS holds its quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_13_web_client_shows_plan_and_usage() {
+    let Some(dir) =
+        peercam_test::web::web_tests_or_skip("h626_6_1_13_web_client_shows_plan_and_usage")
+    else {
+        return;
+    };
+    let phone = "+15550613105";
+    let w = world_with(1 << 30, phone, paid_plans).await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let (_pu, pu_sd) = start_camera(&w).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 1, Duration::from_secs(30)).await;
+    let r = peercam_test::web::scenario(
+        &dir,
+        "cloud-plan.mjs",
+        &[
+            ("PEERCAM_WEB_URL", w.c.api.clone()),
+            ("PEERCAM_WEB_USER", phone.to_owned()),
+            ("PEERCAM_WEB_PASSWORD", peercam_test::PASSWORD.to_owned()),
+            ("PEERCAM_DEVICE", cam.to_owned()),
+            ("PEERCAM_PLAN", "plus".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    assert!(r["after"].as_str().unwrap().contains("PLUS"), "{r}");
+    assert_eq!(w.owner.my_plan().await.unwrap().plan.id, "plus");
+    assert_eq!(cs_pool(&db).await.0, 1 << 30);
     pu_sd.trigger();
     cs_sd.trigger();
 }

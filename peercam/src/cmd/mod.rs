@@ -8,6 +8,7 @@ pub(crate) mod cu;
 pub(crate) mod demo;
 pub(crate) mod mtu;
 pub(crate) mod nvr;
+pub(crate) mod plan;
 pub(crate) mod platform;
 pub(crate) mod pu;
 pub(crate) mod rec;

@@ -24,8 +24,8 @@ pub(crate) enum RecCmd {
     /// List what was recorded (a timeline of the day, the spans and the events).
     Recordings {
         device: String,
-        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for the camera's NVR (else its SD
-        /// card).
+        /// `sd`, an NVR id, `cloud` (8.7.1), or nothing for one timeline over every recorder
+        /// (each span with the recorders holding it, nearest first; `*` back-filled).
         #[arg(long)]
         recorder: Option<String>,
         /// The UTC day to show, YYYY-MM-DD (default: today).
@@ -76,6 +76,9 @@ pub(crate) enum RecCmd {
         #[arg(long)]
         recorder: Option<String>,
     },
+    /// Your cloud storage plan and usage, and the plans to choose from (6.1.13).
+    #[command(subcommand)]
+    Cloud(super::plan::CloudCmd),
     /// Mark an event on a camera's timeline; `alarm` makes alarm strategies record.
     Event {
         device: String,
@@ -392,6 +395,7 @@ pub(crate) async fn run(conn: &Conn, cmd: RecCmd) -> anyhow::Result<()> {
             )
             .await?
         }
+        RecCmd::Cloud(cmd) => super::plan::run(&c, json, cmd).await?,
         RecCmd::Event {
             device,
             kind,
@@ -430,6 +434,55 @@ async fn recordings(
             (f, f + 86_400_000)
         }
     };
+    if recorder.is_none() {
+        // 6.3.2: one timeline over every recorder, each span with its sources.
+        let t = c.timeline(device, from, to).await?;
+        return print(json, &t, |t| {
+            let bar = peercam_signal::record::RecordingList {
+                camera: t.camera.clone(),
+                from_ms: t.from_ms,
+                to_ms: t.to_ms,
+                spans: t
+                    .spans
+                    .iter()
+                    .map(|s| peercam_signal::record::RecordedSpan {
+                        start_ms: s.start_ms,
+                        end_ms: s.end_ms,
+                        bytes: s.bytes,
+                        backfilled: s.backfilled,
+                    })
+                    .collect(),
+                events: t.events.clone(),
+            };
+            println!(
+                "{} .. {}",
+                format_rfc3339(t.from_ms),
+                format_rfc3339(t.to_ms)
+            );
+            println!("|{}|", timeline(&bar));
+            println!(" 00    03    06    09    12    15    18    21    24  (# recorded, ! event)");
+            for s in &t.spans {
+                println!(
+                    "  {} .. {}  {:>8.1} s  {:>8.1} MiB  {}{}",
+                    format_rfc3339(s.start_ms),
+                    format_rfc3339(s.end_ms),
+                    (s.end_ms - s.start_ms) as f64 / 1000.0,
+                    s.bytes as f64 / 1048576.0,
+                    s.sources.join(", "),
+                    if s.backfilled { " *" } else { "" }
+                );
+            }
+            for e in &t.events {
+                println!("  {}  {}  {}", format_rfc3339(e.at_ms), e.kind, e.detail);
+            }
+            for r in t.recorders.iter().filter(|r| r.state != "ok") {
+                println!("  ({}: {})", r.recorder, r.state);
+            }
+            if t.spans.iter().any(|s| s.backfilled) {
+                println!("  * back-filled after an outage");
+            }
+        });
+    }
     let list = c.recordings(device, recorder, from, to).await?;
     print(json, &list, |l| {
         println!(

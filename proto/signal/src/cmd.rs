@@ -222,15 +222,39 @@ pub enum DeviceCommand {
         /// The data key id new objects are sealed with.
         write_kid: String,
     },
-    /// Su (CMU -> CS): an account's pool; creates or replaces it. Answered
-    /// [`DeviceReply::Done`]. (The design's `max_age_days` and plan fields come with their
-    /// enforcement, as optional fields.)
+    /// Su (CMU -> CS): an account's pool and its plan's rules (H.626.4 6.1.13); creates or
+    /// replaces it. Answered [`DeviceReply::Done`]. A message whose `plan_epoch` is below
+    /// the one the CS holds is stale: answered `done` and ignored.
     CsAccount {
         /// The account id.
         account: String,
         /// Bytes its cameras may store together (ciphertext).
         quota_bytes: u64,
+        /// Objects older than this many days are deleted (absent: kept until pruned).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_age_days: Option<u32>,
+        /// The plan's id, for the record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+        /// Raised by every plan change of the account; orders `cs_account` messages.
+        #[serde(default)]
+        plan_epoch: u64,
+        /// Unix seconds from which bytes beyond `quota_bytes` are pruned, oldest first
+        /// (the grace after a downgrade). Absent: at once. New writes meet the quota at once
+        /// either way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prune_excess_after_s: Option<u64>,
     },
+    /// Su (CMU -> CS): an account's pool as the CS holds it now. Answered
+    /// [`DeviceReply::CsUsage`].
+    CsUsage {
+        /// The account id.
+        account: String,
+    },
+    /// H.626.4 6.1.13 (CMU -> SCU -> PU): the account's quota was raised; a camera whose
+    /// cloud recording stopped full tries again at once. Answered
+    /// [`DeviceReply::CloudRecording`].
+    CloudResume,
     /// H.626.4 8.7.1 recording steps (CMU -> SCU -> PU): save and apply the camera's cloud
     /// strategy, uploading to the CS at `cs_url` under `prefix` with `grant` (a `pcg1`
     /// device grant, refreshed with [`DeviceRequest::CloudGrant`]). Answered
@@ -339,7 +363,21 @@ impl DeviceCommand {
                     ));
                 }
             }
-            Self::CsAccount { account, .. } if !su_id_ok(account) => {
+            Self::CsAccount { account, plan, .. } => {
+                if !su_id_ok(account) {
+                    errors.push(FieldError::new(
+                        "account",
+                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                    ));
+                }
+                if plan.as_deref().is_some_and(|p| !su_id_ok(p)) {
+                    errors.push(FieldError::new(
+                        "plan",
+                        format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                    ));
+                }
+            }
+            Self::CsUsage { account } if !su_id_ok(account) => {
                 errors.push(FieldError::new(
                     "account",
                     format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
@@ -396,6 +434,19 @@ pub enum DeviceReply {
     },
     /// Done; nothing to report.
     Done,
+    /// Answer to [`DeviceCommand::CsUsage`]: an account's pool on this CS.
+    CsUsage {
+        /// The account id.
+        account: String,
+        /// Bytes allowed.
+        quota_bytes: u64,
+        /// Bytes its objects take (ciphertext).
+        used_bytes: u64,
+        /// Objects stored.
+        objects: u64,
+        /// The plan epoch the CS holds.
+        plan_epoch: u64,
+    },
     /// The camera's side of a hole-punched path.
     Punch {
         /// Its description.
@@ -775,13 +826,20 @@ mod tests {
             DeviceCommand::CsAccount {
                 account: "a-17".into(),
                 quota_bytes: 1 << 30,
+                max_age_days: Some(7),
+                plan: Some("free".into()),
+                plan_epoch: 2,
+                prune_excess_after_s: Some(1_800_000_000),
+            },
+            DeviceCommand::CsUsage {
+                account: "a-17".into(),
             },
         ]
     }
 
     #[test]
     fn h626_8_7_1_su_commands_round_trip() {
-        let names = ["cs_config", "cs_camera", "cs_account"];
+        let names = ["cs_config", "cs_camera", "cs_account", "cs_usage"];
         for (c, name) in su_samples().into_iter().zip(names) {
             c.check_su().unwrap();
             let json = serde_json::to_value(&c).unwrap();
@@ -868,8 +926,25 @@ mod tests {
         let acc = |account: &str| DeviceCommand::CsAccount {
             account: account.into(),
             quota_bytes: 0,
+            max_age_days: None,
+            plan: None,
+            plan_epoch: 0,
+            prune_excess_after_s: None,
         };
         assert_eq!(fields(&acc("a/b")), ["account"]);
+        let bad_plan = DeviceCommand::CsAccount {
+            account: "a".into(),
+            quota_bytes: 0,
+            max_age_days: None,
+            plan: Some("no such/plan".into()),
+            plan_epoch: 0,
+            prune_excess_after_s: None,
+        };
+        assert_eq!(fields(&bad_plan), ["plan"]);
+        let usage = DeviceCommand::CsUsage {
+            account: "a b".into(),
+        };
+        assert_eq!(fields(&usage), ["account"]);
         assert_eq!(fields(&acc("")), ["account"]);
         acc("a_1-B").check_su().unwrap();
         // Other commands have nothing to check here.

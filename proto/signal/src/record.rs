@@ -10,6 +10,9 @@ use peercam_base::DeviceId;
 pub use peercam_record::strategy::{Mode, Retention, Strategy, Window};
 use serde::{Deserialize, Serialize};
 
+mod merge;
+pub use merge::{MAX_SOURCES, MAX_SPANS_PER_SOURCE, RecorderAnswer, Timeline, TimelineSpan, merge};
+
 /// What a recorder says about one camera's recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -75,6 +78,9 @@ pub struct RecordedSpan {
     pub end_ms: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Stored late, back-filled after an outage (the cloud; design "One timeline").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfilled: bool,
 }
 
 /// Something that happened (alarm, storage full, recording started or stopped).

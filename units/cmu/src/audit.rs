@@ -190,6 +190,8 @@ pub(crate) enum Event<'a> {
         outcome: &'a str,
         detail: &'a str,
     },
+    /// H.626.4 6.1.13: an owner changed its cloud storage plan (`detail`: "from -> to").
+    PlanChanged { by: i64, change: &'a str },
     /// H.626.4 8.8: an alarm of the camera was reset; `alarm` is the camera's alarm id.
     AlarmReset {
         by: i64,
@@ -292,6 +294,7 @@ impl Event<'_> {
             E::SnapshotScheduleSet { removed: false, .. } => "snapshot.schedule.set",
             E::SnapshotScheduleSet { removed: true, .. } => "snapshot.schedule.remove",
             E::TimedSnapshot { .. } => "snapshot.timed",
+            E::PlanChanged { .. } => "cloud.plan.set",
             E::AlarmReset { .. } => "alarm.reset",
             E::AlarmInput { .. } => "alarm.input",
             E::ParamsPermit { .. } => "device.params.permit",
@@ -345,6 +348,7 @@ impl Event<'_> {
             | E::AlarmStrategySet { by, .. }
             | E::SnapshotScheduleSet { by, .. }
             | E::TimedSnapshot { owner: by, .. }
+            | E::PlanChanged { by, .. }
             | E::AlarmReset { by, .. }
             | E::AlarmInput { by, .. }
             | E::ParamsPermit { by, .. }
@@ -456,7 +460,8 @@ impl Event<'_> {
             | E::WlanSet { ssid: d, .. }
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. }
-            | E::TimedSnapshot { detail: d, .. } => (*d).to_owned(),
+            | E::TimedSnapshot { detail: d, .. }
+            | E::PlanChanged { change: d, .. } => (*d).to_owned(),
             E::Reset { wiped, .. } => if *wiped { "recordings wiped" } else { "" }.into(),
             E::Shared {
                 username, scopes, ..

@@ -108,6 +108,44 @@ pub struct CloudConfig {
     /// thirds). Default 900.
     #[serde(default = "default_grant_ttl")]
     pub grant_ttl_s: u64,
+    /// The free plan's age limit, days (recordings older than this are deleted). Default 7.
+    #[serde(default = "default_free_max_age")]
+    pub free_max_age_days: u32,
+    /// After a downgrade, days before bytes beyond the new quota are deleted, oldest
+    /// first (new writes meet the new quota at once). Default 7.
+    #[serde(default = "default_grace_days")]
+    pub downgrade_grace_days: u32,
+    /// The plan catalogue (6.1.13), `[[cloud.plans]]`. A `free` plan is always there: the
+    /// one configured here, else one made of `free_quota_bytes` and `free_max_age_days`.
+    #[serde(default)]
+    pub plans: Vec<PlanConfig>,
+}
+
+/// One plan of the catalogue (`[[cloud.plans]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Its id: 1 to 32 characters of a-z, 0-9, `-`, `_`.
+    pub id: String,
+    /// Its name, for people.
+    pub name: String,
+    /// Bytes an account's cameras may store together.
+    pub quota_bytes: u64,
+    /// Recordings older than this many days are deleted; default: none (kept until the
+    /// pool is full).
+    #[serde(default)]
+    pub max_age_days: Option<u32>,
+    /// The price as billing names it (`EUR 2.99/month`), shown to users; default none.
+    #[serde(default)]
+    pub price: Option<String>,
+    /// Whether owners may choose it; a plan that is not public is listed to nobody and
+    /// kept by those who hold it. Default true.
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for CloudConfig {
@@ -117,8 +155,88 @@ impl Default for CloudConfig {
             cs: None,
             kek_file: None,
             grant_ttl_s: default_grant_ttl(),
+            free_max_age_days: default_free_max_age(),
+            downgrade_grace_days: default_grace_days(),
+            plans: Vec::new(),
         }
     }
+}
+
+/// The id of the plan every account holds until it chooses another.
+pub(crate) const FREE_PLAN: &str = "free";
+
+impl CloudConfig {
+    /// The catalogue: `plans`, with the `free` plan first (made of `free_quota_bytes` and
+    /// `free_max_age_days` unless configured).
+    pub fn catalogue(&self) -> Vec<PlanConfig> {
+        let mut all = Vec::with_capacity(self.plans.len() + 1);
+        if !self.plans.iter().any(|p| p.id == FREE_PLAN) {
+            all.push(PlanConfig {
+                id: FREE_PLAN.into(),
+                name: "Free".into(),
+                quota_bytes: self.free_quota_bytes,
+                max_age_days: Some(self.free_max_age_days),
+                price: None,
+                public: true,
+            });
+        }
+        all.extend(self.plans.iter().cloned());
+        all
+    }
+
+    /// The plan `id` of the catalogue.
+    pub fn plan(&self, id: &str) -> Option<PlanConfig> {
+        self.catalogue().into_iter().find(|p| p.id == id)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(10..=86_400).contains(&self.grant_ttl_s) {
+            return Err("cloud.grant_ttl_s must be 10 to 86400".into());
+        }
+        if !(1..=3650).contains(&self.free_max_age_days) || self.downgrade_grace_days > 365 {
+            return Err(
+                "cloud.free_max_age_days must be 1 to 3650, cloud.downgrade_grace_days 0 to 365"
+                    .into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.plans {
+            let id_ok = (1..=32).contains(&p.id.len())
+                && p.id
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
+            if !id_ok {
+                return Err(format!(
+                    "cloud.plans: id {:?} must be 1 to 32 characters of a-z 0-9 - _",
+                    p.id
+                ));
+            }
+            if !seen.insert(p.id.as_str()) {
+                return Err(format!("cloud.plans: id {:?} appears twice", p.id));
+            }
+            if p.name.trim().is_empty() || p.name.len() > 64 {
+                return Err(format!("cloud.plans.{}: name of 1 to 64 bytes", p.id));
+            }
+            if p.max_age_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                return Err(format!("cloud.plans.{}: max_age_days 1 to 3650", p.id));
+            }
+            if p.price.as_ref().is_some_and(|x| x.len() > 64) {
+                return Err(format!("cloud.plans.{}: price of at most 64 bytes", p.id));
+            }
+            if p.id == FREE_PLAN && !p.public {
+                return Err("cloud.plans.free must be public".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_free_max_age() -> u32 {
+    7
+}
+
+fn default_grace_days() -> u32 {
+    7
 }
 
 fn default_free_quota() -> u64 {
@@ -294,11 +412,7 @@ impl Config {
                 "session_ttl_s and signup_code_ttl_s must be at least 60".into(),
             ));
         }
-        if !(10..=86_400).contains(&self.cloud.grant_ttl_s) {
-            return Err(CmuError::Config(
-                "cloud.grant_ttl_s must be 10 to 86400".into(),
-            ));
-        }
+        self.cloud.check().map_err(CmuError::Config)?;
         if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)
             || !(1..=365).contains(&self.snapshot_retention_days)
             || !(10..=60_000).contains(&self.snapshot_tick_ms)

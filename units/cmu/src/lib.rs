@@ -37,6 +37,7 @@ mod sharing;
 pub mod sms;
 mod snapshots;
 mod store;
+mod timeline;
 mod token;
 mod web;
 
@@ -48,7 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
-pub use config::{CloudConfig, Config, SmsConfig, SnapshotClock, TlsFiles};
+pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
 
 /// Errors that stop the CMU.
 #[derive(Debug, thiserror::Error)]

@@ -321,7 +321,7 @@ fn range(from: Option<&str>, to: Option<&str>) -> ApiResult<(u64, u64)> {
     Ok((from, to))
 }
 
-async fn list_on(
+pub(crate) async fn list_on(
     st: &Shared,
     camera: &DeviceId,
     recorder: &DeviceId,
@@ -350,17 +350,23 @@ async fn list_on(
     }
 }
 
-/// `GET /api/v1/devices/{id}/recordings?from=&to=`: the record list (8.7.2.2 steps 1-6).
+/// `GET /api/v1/devices/{id}/recordings?from=&to=`: the record list (8.7.2.2 steps 1-6) of
+/// `recorder`; without it, the merged timeline of every recorder of the camera (6.3.2, a
+/// superset of the record list).
 pub(crate) async fn list(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     Path(camera): Path<String>,
     Query(q): Query<RecorderQuery>,
-) -> ApiResult<Json<RecordingList>> {
+) -> ApiResult<Response> {
     let (camera, _) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
     let (from, to) = range(q.from.as_deref(), q.to.as_deref())?;
-    let recorder = resolve_recorder(&st, &camera, q.recorder.as_deref()).await?;
-    Ok(Json(list_on(&st, &camera, &recorder, from, to).await?))
+    let Some(recorder) = q.recorder.as_deref() else {
+        let t = crate::timeline::merged(&st, &camera, from, to).await?;
+        return Ok(Json(t).into_response());
+    };
+    let recorder = resolve_recorder(&st, &camera, Some(recorder)).await?;
+    Ok(Json(list_on(&st, &camera, &recorder, from, to).await?).into_response())
 }
 
 /// A playback token: for `recorder`, covering `camera`'s recordings (D3, D4).

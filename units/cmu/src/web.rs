@@ -52,6 +52,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/alarm-settings.js"),
     },
     Asset {
+        path: "/app/cloud-plan.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/cloud-plan.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

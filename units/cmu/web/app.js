@@ -4,6 +4,7 @@
 import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
+import { cloudPlanCard } from './cloud-plan.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 
 export const VERSION = '0.1.0';
@@ -981,11 +982,31 @@ class Timeline {
     const bandH = hgt - 38;
     g.fillStyle = col('--line');
     g.fillRect(0, bandY, w, bandH);
-    g.fillStyle = col('--accent');
+    // One timeline (6.3.2): a colour per nearest source (NVR, SD card, cloud); back-filled
+    // spans hatched.
+    const srcCol = { sd: col('--ok'), cloud: col('--src-cloud') };
     for (const s of this.spans) {
       if (s.end_ms < this.viewFrom || s.start_ms > end) continue;
       const a = x(s.start_ms);
-      g.fillRect(a, bandY, Math.max(2, x(s.end_ms) - a), bandH);
+      const wd = Math.max(2, x(s.end_ms) - a);
+      const first = s.sources?.[0] ?? '';
+      g.fillStyle = srcCol[first] ?? col('--accent');
+      g.fillRect(a, bandY, wd, bandH);
+      if (s.backfilled) {
+        g.save();
+        g.beginPath();
+        g.rect(a, bandY, wd, bandH);
+        g.clip();
+        g.strokeStyle = col('--bg');
+        g.lineWidth = 2;
+        g.beginPath();
+        for (let hx = a - bandH; hx < a + wd; hx += 6) {
+          g.moveTo(hx, bandY + bandH);
+          g.lineTo(hx + bandH, bandY);
+        }
+        g.stroke();
+        g.restore();
+      }
     }
     // The export range.
     if (this.range) {
@@ -1407,7 +1428,8 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
           h('div', { class: 'heading' }, h('h2', { id: 'timeline-h' }, 'Timeline'), zoomSelect),
           timeline.canvas,
           h('p', { class: 'legend muted' },
-            h('span', { class: 'key rec' }), ' recorded ', h('span', { class: 'key ev' }), ' event ',
+            h('span', { class: 'key rec' }), ' recorded (NVR) ', h('span', { class: 'key rec-sd' }), ' SD card ',
+            h('span', { class: 'key rec-cloud' }), ' cloud ', h('span', { class: 'key ev' }), ' event ',
             h('span', { class: 'key sel' }), ' export range · click or drag to play from a moment; arrow keys move'),
           summary)),
       h('div', { class: 'pb-side' },
@@ -1416,7 +1438,8 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
           h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
           exportForm, progress, exportNote),
         h('section', { class: 'card', 'aria-labelledby': 'events-h' },
-          h('h2', { id: 'events-h' }, 'Events'), eventsList))),
+          h('h2', { id: 'events-h' }, 'Events'), eventsList),
+        cloudPlanCard())),
   );
   await loadRecorders();
   await load();

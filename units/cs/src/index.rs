@@ -8,7 +8,7 @@
 //!
 //! | table | holds |
 //! |---|---|
-//! | `accounts` | per account pool: `quota`, `used` (stored bytes of its objects), `reserved` (open intents) |
+//! | `accounts` | per account pool: `quota`, `used` (stored bytes of its objects), `reserved` (open intents); the plan's `max_age_days`, `plan`, `plan_epoch` and `prune_after_s` (end of a downgrade's grace) |
 //! | `cameras` | per prefix: its `account`, `epoch` (grants below it are dead) and `write_kid` (the data key new objects are sealed with) |
 //! | `objects` | one row per stored object; unique on `key`, on (`prefix`, `seq`) and on (`prefix`, `start_ms`) |
 //! | `intents` | one row per write in progress (invariant 2); it is also the quota reservation |
@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use peercam_cloud::Prefix;
-use peercam_cloud::quota::{Full, Pool, PrunePlan, PruneScope, Stored};
+use peercam_cloud::quota::{Full, Pool, PrunePlan, PruneScope, Retention, Stored};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -30,7 +30,8 @@ const ATTEMPTS: u32 = 6;
 /// How long one connection waits for a lock before SQLite answers busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &[&str] = &[r"
+const SCHEMA: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     account  TEXT PRIMARY KEY,
     quota    INTEGER NOT NULL,
@@ -78,7 +79,16 @@ CREATE TABLE deletions (
     key   TEXT PRIMARY KEY,
     at_ms INTEGER NOT NULL
 );
-"];
+",
+    // H.626.4 6.1.13: the account's plan (Su `cs_account`): age limit, plan id, epoch and the
+    // end of a downgrade's grace.
+    r"
+ALTER TABLE accounts ADD COLUMN max_age_days INTEGER;
+ALTER TABLE accounts ADD COLUMN plan TEXT;
+ALTER TABLE accounts ADD COLUMN plan_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN prune_after_s INTEGER;
+",
+];
 
 /// What the index could not do.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +195,34 @@ impl Account {
             reserved: self.reserved,
         }
     }
+}
+
+/// An account's plan rules (the Su `cs_account` message, H.626.4 6.1.13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountRules {
+    /// Its id (the CMU's).
+    pub account: String,
+    /// Bytes it may store.
+    pub quota: u64,
+    /// Objects older than this many days are deleted.
+    pub max_age_days: Option<u32>,
+    /// The plan's id.
+    pub plan: Option<String>,
+    /// Orders the CMU's messages: a lower one is stale.
+    pub plan_epoch: u64,
+    /// Unix seconds from which bytes beyond the quota are pruned (absent: at once).
+    pub prune_after_s: Option<u64>,
+}
+
+/// An account's pool with its rules and object count (Su `cs_usage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The pool.
+    pub account: Account,
+    /// Its rules.
+    pub rules: AccountRules,
+    /// Objects stored.
+    pub objects: u64,
 }
 
 /// A camera's storage configuration (the Su `cs_camera` message).
@@ -328,6 +366,158 @@ impl Index {
             .execute(&self.pool)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Applies an account's plan rules (Su `cs_account`), creating the account if needed;
+    /// usage is kept. A `plan_epoch` below the stored one is stale: nothing changes and
+    /// `false` is returned.
+    pub async fn apply_account(&self, r: &AccountRules) -> Result<bool, IndexError> {
+        retry(|| async {
+            let done = sqlx::query(
+                "INSERT INTO accounts (account, quota, max_age_days, plan, plan_epoch, prune_after_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (account) DO UPDATE SET quota = excluded.quota,
+                   max_age_days = excluded.max_age_days, plan = excluded.plan,
+                   plan_epoch = excluded.plan_epoch, prune_after_s = excluded.prune_after_s
+                 WHERE excluded.plan_epoch >= accounts.plan_epoch",
+            )
+            .bind(&r.account)
+            .bind(int(r.quota))
+            .bind(r.max_age_days.map(i64::from))
+            .bind(r.plan.as_deref())
+            .bind(int(r.plan_epoch))
+            .bind(r.prune_after_s.map(int))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    /// Every account id.
+    pub async fn accounts(&self) -> Result<Vec<String>, IndexError> {
+        retry(|| async {
+            let rows = sqlx::query("SELECT account FROM accounts ORDER BY account")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get("account").map_err(IndexError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// An account's pool, rules and object count.
+    pub async fn usage(&self, account: &str) -> Result<Option<Usage>, IndexError> {
+        retry(|| async {
+            let Some(row) = sqlx::query(
+                "SELECT a.account, a.quota, a.used, a.reserved, a.max_age_days, a.plan,
+                        a.plan_epoch, a.prune_after_s,
+                        (SELECT count(*) FROM objects o JOIN cameras c ON c.prefix = o.prefix
+                          WHERE c.account = a.account) AS objects
+                 FROM accounts a WHERE a.account = ?1",
+            )
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let acc = account_row(&row)?;
+            let opt = |col: &str| -> Result<Option<u64>, IndexError> {
+                let v: Option<i64> = row.try_get(col)?;
+                v.map(|v| u64::try_from(v).map_err(|_| IndexError::Corrupt(format!("{col} {v}"))))
+                    .transpose()
+            };
+            let rules = AccountRules {
+                account: acc.account.clone(),
+                quota: acc.quota,
+                max_age_days: opt("max_age_days")?.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
+                plan: row.try_get("plan")?,
+                plan_epoch: uint(&row, "plan_epoch")?,
+                prune_after_s: opt("prune_after_s")?,
+            };
+            Ok(Some(Usage {
+                objects: uint(&row, "objects")?,
+                account: acc,
+                rules,
+            }))
+        })
+        .await
+    }
+
+    /// Plans and commits an account's retention (H.626.4 6.1.13: the plan's age limit and,
+    /// once a downgrade's grace is over, its quota), row first like
+    /// [`prune`](Self::prune): rows, usage and `deletions` rows in one transaction. The
+    /// caller deletes the objects and [`finish_deletion`](Self::finish_deletion)s them.
+    pub async fn retention(&self, account: &str, now_ms: u64) -> Result<Retention, IndexError> {
+        retry(|| async {
+            let mut tx = begin_write(&self.pool).await?;
+            let Some(acc) = sqlx::query(
+                "SELECT quota, used, max_age_days, prune_after_s FROM accounts WHERE account = ?1",
+            )
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(Retention::default());
+            };
+            let quota = uint(&acc, "quota")?;
+            let used = uint(&acc, "used")?;
+            let max_age: Option<i64> = acc.try_get("max_age_days")?;
+            let prune_after: Option<i64> = acc.try_get("prune_after_s")?;
+            let max_age = max_age.map(|d| u32::try_from(d.max(0)).unwrap_or(u32::MAX));
+            let excess = prune_after.is_none_or(|t| now_ms / 1000 >= u64::try_from(t).unwrap_or(0));
+            if max_age.is_none() && (used <= quota || !excess) {
+                return Ok(Retention::default());
+            }
+            let rows = sqlx::query(
+                "SELECT o.key, o.start_ms, o.end_ms, o.bytes FROM objects o
+                 JOIN cameras c ON c.prefix = o.prefix WHERE c.account = ?1",
+            )
+            .bind(account)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut stored = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let key: String = r.try_get("key")?;
+                stored.push(Stored {
+                    key: key
+                        .parse()
+                        .map_err(|_| IndexError::Corrupt(format!("key {key:?}")))?,
+                    start_ms: uint(r, "start_ms")?,
+                    end_ms: uint(r, "end_ms")?,
+                    bytes: uint(r, "bytes")?,
+                });
+            }
+            let plan =
+                peercam_cloud::quota::retention_plan(&stored, used, quota, max_age, excess, now_ms);
+            if plan.delete.is_empty() {
+                return Ok(plan);
+            }
+            for k in &plan.delete {
+                let key = k.to_string();
+                sqlx::query("DELETE FROM objects WHERE key = ?1")
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO deletions (key, at_ms) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&key)
+                .bind(int(now_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE accounts SET used = max(used - ?1, 0) WHERE account = ?2")
+                .bind(int(plan.freed))
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(plan)
         })
         .await
     }
@@ -881,6 +1071,59 @@ mod tests {
             Opened::Stored(o.clone())
         );
         assert!(i.intents().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn h626_6_1_13_plan_rules_apply_in_epoch_order_and_a_downgrade_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = index(dir.path()).await;
+        let now = 40 * peercam_cloud::quota::DAY_MS;
+        let old = row(P, 1, now - 10 * peercam_cloud::quota::DAY_MS, 200);
+        let mid = row(Q, 1, now - 3_600_000, 200);
+        let new = row(P, 2, now - 60_000, 200);
+        for o in [&old, &mid, &new] {
+            i.open_intent(o, "acc", 5).await.unwrap();
+            i.commit_intent(&o.key).await.unwrap();
+        }
+        let rules = |quota, epoch, after| AccountRules {
+            account: "acc".into(),
+            quota,
+            max_age_days: Some(7),
+            plan: Some("plus".into()),
+            plan_epoch: epoch,
+            prune_after_s: after,
+        };
+        assert!(i.apply_account(&rules(10_000, 2, None)).await.unwrap());
+        // An older message is stale.
+        assert!(!i.apply_account(&rules(1, 1, None)).await.unwrap());
+        let u = i.usage("acc").await.unwrap().unwrap();
+        assert_eq!(
+            (u.account.quota, u.objects, u.rules.plan_epoch),
+            (10_000, 3, 2)
+        );
+        assert_eq!(u.rules.plan.as_deref(), Some("plus"));
+        // The week-old object goes for its age.
+        let r = i.retention("acc", now).await.unwrap();
+        assert_eq!((r.delete.len(), r.aged), (1, 1));
+        assert_eq!(i.object(&old.key).await.unwrap(), None);
+        // A downgrade in its grace: refused for new writes, nothing pruned yet.
+        let grace_end = now / 1000 + 60;
+        i.apply_account(&rules(250, 3, Some(grace_end)))
+            .await
+            .unwrap();
+        assert!(i.retention("acc", now).await.unwrap().delete.is_empty());
+        assert!(matches!(
+            i.open_intent(&row(P, 3, now, 10), "acc", 5).await.unwrap(),
+            Opened::Full(_)
+        ));
+        // After it, the oldest goes until the pool fits.
+        let r = i.retention("acc", (grace_end + 1) * 1000).await.unwrap();
+        assert_eq!(r.delete, vec![mid.key.parse().unwrap()]);
+        let u = i.usage("acc").await.unwrap().unwrap();
+        assert_eq!((u.account.used, u.objects), (200, 1));
+        assert_eq!(i.deletions().await.unwrap().len(), 2, "row first");
+        assert_eq!(i.accounts().await.unwrap(), vec!["acc".to_owned()]);
+        assert!(i.usage("nobody").await.unwrap().is_none());
     }
 
     #[tokio::test]

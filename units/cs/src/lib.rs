@@ -12,7 +12,8 @@
 //! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
 //! | [`keys`] | data keys: the CMU key service (`cloud_key`, memory-only cache), or the configuration |
 //! | `api` | Cp over HTTP (axum): `hello`, `PUT /cp/v1/o/<key>`, `prune` |
-//! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account` applied to the running CS |
+//! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account`, `cs_usage` applied to the running CS |
+//! | `retention` | the plan's age limit and a downgrade's smaller quota (6.1.13), row first |
 //! | [`agent`] | registration with an SCU as a device of kind `cs` (8.1), carrying Su |
 //!
 //! ```text
@@ -37,6 +38,7 @@ pub mod index;
 pub mod keys;
 pub mod playback;
 pub mod recover;
+mod retention;
 pub mod s3;
 pub mod su;
 
@@ -245,6 +247,10 @@ pub struct CsConfig {
     /// An object arriving this long after its end is marked back-filled, ms. Default 30000.
     #[serde(default = "default_backfill_after_ms")]
     pub backfill_after_ms: u64,
+    /// How often retention (the plan's age limit, a downgrade's quota) runs over every
+    /// account, seconds. Default 600.
+    #[serde(default = "default_retention_interval_s")]
+    pub retention_interval_s: u64,
     /// Registration with the platform; without it the CS runs alone on the values above.
     #[serde(default)]
     pub platform: Option<PlatformLink>,
@@ -281,6 +287,9 @@ fn default_intent_wait_ms() -> u64 {
 fn default_backfill_after_ms() -> u64 {
     30_000
 }
+fn default_retention_interval_s() -> u64 {
+    600
+}
 
 impl CsConfig {
     /// A configuration with defaults for everything optional.
@@ -299,6 +308,7 @@ impl CsConfig {
             max_object_bytes: default_max_object_bytes(),
             intent_wait_ms: default_intent_wait_ms(),
             backfill_after_ms: default_backfill_after_ms(),
+            retention_interval_s: default_retention_interval_s(),
             platform: None,
             media_listen: None,
             cache_mb: default_cache_mb(),
@@ -554,6 +564,11 @@ pub async fn start_with(
         backfill_after_ms: config.backfill_after_ms,
     });
     let su = Su::new(state.clone());
+    tokio::spawn(retention::run(
+        state.clone(),
+        std::time::Duration::from_secs(config.retention_interval_s.max(1)),
+        shutdown.clone(),
+    ));
     let app = api::router(state);
     tracing::info!(%addr, tls = tls.is_some(), "CS serving Cp");
     let task = tokio::spawn(peercam_net::http::serve(

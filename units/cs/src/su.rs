@@ -12,7 +12,7 @@ use peercam_signal::cmd::{DeviceCommand, DeviceReply};
 use peercam_signal::control::FieldError;
 
 use crate::api::Cs;
-use crate::index::{Camera, IndexError};
+use crate::index::{AccountRules, Camera, IndexError};
 
 /// The CS's Su side: applies the CMU's commands to the running CS.
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ impl Su {
             DeviceCommand::CsConfig { .. }
                 | DeviceCommand::CsCamera { .. }
                 | DeviceCommand::CsAccount { .. }
+                | DeviceCommand::CsUsage { .. }
         )
     }
 
@@ -95,8 +96,48 @@ impl Su {
             DeviceCommand::CsAccount {
                 account,
                 quota_bytes,
-            } => match self.cs.index.set_account(account, *quota_bytes).await {
-                Ok(()) => DeviceReply::Done,
+                max_age_days,
+                plan,
+                plan_epoch,
+                prune_excess_after_s,
+            } => {
+                let rules = AccountRules {
+                    account: account.clone(),
+                    quota: *quota_bytes,
+                    max_age_days: *max_age_days,
+                    plan: plan.clone(),
+                    plan_epoch: *plan_epoch,
+                    prune_after_s: *prune_excess_after_s,
+                };
+                match self.cs.index.apply_account(&rules).await {
+                    Ok(applied) => {
+                        if applied {
+                            tracing::info!(%account, quota_bytes, ?plan, plan_epoch, "account pool from the CMU");
+                            // 6.1.13: a lower quota or age limit applies now, not at the
+                            // next retention round.
+                            let (cs, account) = (self.cs.clone(), account.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = crate::retention::enforce(&cs, &account).await {
+                                    tracing::warn!(%account, error = %e, "retention not applied");
+                                }
+                            });
+                        } else {
+                            tracing::info!(%account, plan_epoch, "stale cs_account ignored");
+                        }
+                        DeviceReply::Done
+                    }
+                    Err(e) => failed(&e),
+                }
+            }
+            DeviceCommand::CsUsage { account } => match self.cs.index.usage(account).await {
+                Ok(Some(u)) => DeviceReply::CsUsage {
+                    account: account.clone(),
+                    quota_bytes: u.account.quota,
+                    used_bytes: u.account.used,
+                    objects: u.objects,
+                    plan_epoch: u.rules.plan_epoch,
+                },
+                Ok(None) => invalid("account", "no such account here"),
                 Err(e) => failed(&e),
             },
             DeviceCommand::CsCamera {

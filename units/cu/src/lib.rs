@@ -6,6 +6,7 @@
 
 mod alarms;
 pub mod live;
+mod plans;
 pub mod playback;
 mod snapshots;
 pub mod talk;
@@ -578,6 +579,26 @@ impl Client {
             enc(from_ms),
             enc(to_ms),
             recorder_query(recorder, '&')
+        ))
+        .await
+    }
+
+    /// The merged timeline of every recorder of `camera` (6.3.2): each span names the
+    /// recorders holding it, nearest first.
+    pub async fn timeline(
+        &self,
+        camera: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<peercam_signal::record::Timeline, CuError> {
+        let enc = |t| {
+            url::form_urlencoded::byte_serialize(peercam_record::time::format_rfc3339(t).as_bytes())
+                .collect::<String>()
+        };
+        self.get(&format!(
+            "/api/v1/devices/{camera}/recordings?from={}&to={}",
+            enc(from_ms),
+            enc(to_ms),
         ))
         .await
     }

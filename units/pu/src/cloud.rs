@@ -216,7 +216,9 @@ impl Cloud {
     pub(crate) fn handles(command: &DeviceCommand) -> bool {
         matches!(
             command,
-            DeviceCommand::SetCloudRecording { .. } | DeviceCommand::GetCloudRecording
+            DeviceCommand::SetCloudRecording { .. }
+                | DeviceCommand::GetCloudRecording
+                | DeviceCommand::CloudResume
         )
     }
 
@@ -320,6 +322,17 @@ impl Cloud {
             DeviceCommand::GetCloudRecording => DeviceReply::CloudRecording {
                 state: Box::new(self.state()),
             },
+            // 6.1.13: the account's quota was raised (a plan change); a camera that stopped
+            // full tries again at once, without waiting for its back-off.
+            DeviceCommand::CloudResume => {
+                if std::mem::take(&mut lock(&self.status).full) {
+                    tracing::info!("cloud recording resumes (quota raised)");
+                }
+                self.resume.notify_one();
+                DeviceReply::CloudRecording {
+                    state: Box::new(self.state()),
+                }
+            }
             _ => failed("unsupported", "not a cloud recording command"),
         }
     }

@@ -31,6 +31,10 @@ use crate::store::cloud::CloudCamera;
 use crate::store::{self, Store, StoreError};
 use crate::{Shared, now_s};
 
+pub(crate) mod plans;
+
+use plans::account_of;
+
 /// The `link_keys` purpose under which the grant key's seed is kept.
 const GRANT_KEY_PURPOSE: &str = "cloud-grant";
 /// The `link_keys` purpose under which the embedded default's key-encryption key is kept.
@@ -195,11 +199,6 @@ impl Cloud {
     }
 }
 
-/// The account id of an owner's pool on the CS.
-fn account_of(owner: i64) -> String {
-    format!("u{owner}")
-}
-
 fn is_cyclic(c: &CloudCamera) -> bool {
     c.strategy
         .as_deref()
@@ -268,10 +267,8 @@ async fn assignment(st: &Shared, camera: &DeviceId, owner: i64) -> ApiResult<Clo
 
 /// Su: the camera's account pool and storage configuration, sent to its CS and awaited.
 async fn configure_cs(st: &Shared, c: &CloudCamera) -> ApiResult<()> {
-    let account = DeviceCommand::CsAccount {
-        account: account_of(c.owner),
-        quota_bytes: st.config.cloud.free_quota_bytes,
-    };
+    // 6.1.13: the pool as the owner's plan sets it (the free plan until it chooses one).
+    let account = plans::account_command(st, c.owner).await?;
     let camera = DeviceCommand::CsCamera {
         camera: c.camera.clone(),
         prefix: c.prefix.clone(),

@@ -25,6 +25,7 @@ pub(crate) mod devices;
 pub(crate) mod media;
 pub(crate) mod packages;
 pub(crate) mod params;
+pub(crate) mod plans;
 pub(crate) mod play_keys;
 pub(crate) mod push;
 pub(crate) mod rate_limits;
