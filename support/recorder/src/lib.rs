@@ -614,7 +614,7 @@ pub async fn list_reply(
                     start_ms: s.start_ms,
                     end_ms: s.end_ms,
                     bytes: s.bytes,
-                    backfilled: false,
+                    backfilled: s.backfilled,
                 })
                 .collect(),
             events: events

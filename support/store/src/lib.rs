@@ -178,6 +178,8 @@ pub struct Span {
     pub end_ms: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Uploaded late, from the camera's backlog (a cloud recorder's spans only; 6.3.2).
+    pub backfilled: bool,
 }
 
 /// Something that happened to a camera's recording.
@@ -516,6 +518,7 @@ impl Store {
                     start_ms: s,
                     end_ms: e,
                     bytes: b,
+                    backfilled: false,
                 }),
             }
         }

@@ -379,7 +379,10 @@ impl CloudSource {
         for r in self.inner.index.objects_between(&p, from_ms, to_ms).await? {
             let (s, e) = (r.start_ms.max(from_ms), r.end_ms.min(to_ms));
             match out.last_mut() {
-                Some(last) if s <= last.end_ms + JOIN_GAP_MS => {
+                // Back-filled objects stay spans of their own (one timeline, 6.3.2).
+                Some(last)
+                    if s <= last.end_ms + JOIN_GAP_MS && last.backfilled == r.backfilled =>
+                {
                     last.end_ms = last.end_ms.max(e);
                     last.bytes += r.bytes;
                 }
@@ -387,6 +390,7 @@ impl CloudSource {
                     start_ms: s,
                     end_ms: e,
                     bytes: r.bytes,
+                    backfilled: r.backfilled,
                 }),
             }
         }
