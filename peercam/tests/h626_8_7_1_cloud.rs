@@ -2165,3 +2165,92 @@ async fn h626_8_7_1_webrtc_playback() {
     pu_sd.trigger();
     cs_sd.trigger();
 }
+
+/// H.626.4 8.7.1 with 6.3.2: what the camera recorded while the CS was away reaches the
+/// cloud late, from its card, and the one timeline (and the cloud's own list) marks that
+/// stretch back-filled, apart from what arrived on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
+    let w = world(1 << 30, "+15550871020").await;
+    let fast = |c: &mut peercam_cs::CsConfig| c.backfill_after_ms = 1500;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();
+    kids_when_configured(&cs).await;
+    let sd_dir = w.c.path().join("cam.sd");
+    let (_pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+    let _ = w.c.bind(&w.owner, &w.cam).await;
+    let cam = w.cam.device_id.as_str();
+    w.owner
+        .set_recording(cam, Some("cloud"), &continuous())
+        .await
+        .unwrap();
+    let prefix = prefix_of(&w.c, cam).await;
+    let db =
+        w.c.path()
+            .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    wait_indexed(&db, &prefix, 2, Duration::from_secs(40)).await;
+
+    // The CS goes away for a few objects' worth of recording.
+    cs_sd.trigger();
+    cs.task.await.unwrap();
+    if let Some(a) = cs.agent {
+        a.await.unwrap();
+    }
+    cs.index.close().await;
+    let stored = indexed(&db, &prefix).await.len();
+    let spool = sd_dir.join("cloud-outbox");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while files(&spool)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pco"))
+        .count()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "nothing spooled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // It returns; the backlog drains and new objects arrive on time again.
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();
+    kids_when_configured(&cs).await;
+    wait_indexed(&db, &prefix, stored + 4, Duration::from_secs(90)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = now_s() * 1000;
+        let (from, to) = (now - 600_000, now + 60_000);
+        let cloud = w.owner.recordings(cam, Some("cloud"), from, to).await;
+        let t = w.owner.timeline(cam, from, to).await;
+        if let (Ok(cloud), Ok(t)) = (cloud, t) {
+            let late = t
+                .spans
+                .iter()
+                .filter(|s| s.backfilled && s.sources.iter().any(|x| x == "cloud"))
+                .count();
+            let on_time = t
+                .spans
+                .iter()
+                .filter(|s| !s.backfilled && s.sources.iter().any(|x| x == "cloud"))
+                .count();
+            if late >= 1 && on_time >= 1 && cloud.spans.iter().any(|s| s.backfilled) {
+                // A back-filled stretch lies between what arrived on time.
+                let first_late = t.spans.iter().position(|s| s.backfilled).unwrap();
+                assert!(
+                    t.spans[..first_late].iter().any(|s| !s.backfilled),
+                    "{:?}",
+                    t.spans
+                );
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no back-filled stretch on the timeline: {:?} / {:?}",
+                t.spans,
+                cloud.spans
+            );
+        } else {
+            assert!(tokio::time::Instant::now() < deadline, "timeline refused");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pu_sd.trigger();
+    cs_sd.trigger();
+}

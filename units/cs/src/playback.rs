@@ -380,9 +380,7 @@ impl CloudSource {
             let (s, e) = (r.start_ms.max(from_ms), r.end_ms.min(to_ms));
             match out.last_mut() {
                 // Back-filled objects stay spans of their own (one timeline, 6.3.2).
-                Some(last)
-                    if s <= last.end_ms + JOIN_GAP_MS && last.backfilled == r.backfilled =>
-                {
+                Some(last) if s <= last.end_ms + JOIN_GAP_MS && last.backfilled == r.backfilled => {
                     last.end_ms = last.end_ms.max(e);
                     last.bytes += r.bytes;
                 }
