@@ -942,15 +942,19 @@ async fn start_with_card(
     r
 }
 
-/// With an SD card the backlog is spooled on the card: objects packed while the CS is down
-/// survive a restart of the camera and are back-filled in order when the CS returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down() {
-    let w = world(1 << 30, "+15550871006").await;
-    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
-    kids_when_configured(&cs).await;
-    let sd_dir = w.c.path().join("cam.sd");
-    let (pu, pu_sd) = start_with_card(&w, &sd_dir).await;
+/// Starts the camera with its card in `sd_dir`, binds it and sets the cloud strategy; waits
+/// until the CS (started by the caller) holds two of its objects. Answers the camera, its
+/// prefix and the CS's index database.
+async fn cloud_on_card(
+    w: &World,
+    sd_dir: &std::path::Path,
+) -> (
+    peercam_pu::Running,
+    peercam_net::Shutdown,
+    Prefix,
+    std::path::PathBuf,
+) {
+    let (pu, pu_sd) = start_with_card(w, sd_dir).await;
     let _ = w.c.bind(&w.owner, &w.cam).await;
     let cam = w.cam.device_id.as_str();
     w.owner
@@ -962,17 +966,22 @@ async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down(
         w.c.path()
             .join(format!("cs-{}/index.db", w.cs_id.device_id));
     wait_indexed(&db, &prefix, 2, Duration::from_secs(40)).await;
+    (pu, pu_sd, prefix, db)
+}
 
-    // The CS goes away; the camera keeps recording into its card's spool, then restarts.
-    cs_sd.trigger();
+/// Stops a CS and waits until it is gone, its index closed.
+async fn stop_cs(cs: peercam_cs::Running, sd: peercam_net::Shutdown) {
+    sd.trigger();
     cs.task.await.unwrap();
     if let Some(a) = cs.agent {
         a.await.unwrap();
     }
     cs.index.close().await;
-    let stored = indexed(&db, &prefix).await;
-    // At least two objects packed while the CS is away (2 s objects; a loaded machine may
-    // pack later than the clock says, so wait for them rather than for a fixed time).
+}
+
+/// Waits until the card's cloud spool holds at least `n` objects (a loaded machine may pack
+/// later than the clock says, so this waits for them rather than for a fixed time).
+async fn wait_spooled(sd_dir: &std::path::Path, n: usize) -> usize {
     let spool = sd_dir.join("cloud-outbox");
     let count = || {
         files(&spool)
@@ -981,11 +990,30 @@ async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down(
             .count()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while count() < 2 && tokio::time::Instant::now() < deadline {
+    while count() < n && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let spooled = count();
-    assert!(spooled >= 2, "{spooled} objects spooled on the card");
+    assert!(spooled >= n, "{spooled} objects spooled on the card");
+    spooled
+}
+
+/// With an SD card the backlog is spooled on the card: objects packed while the CS is down
+/// survive a restart of the camera and are back-filled in order when the CS returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_card_backlog_survives_a_camera_restart_while_the_cs_is_down() {
+    let w = world(1 << 30, "+15550871006").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let sd_dir = w.c.path().join("cam.sd");
+    let (pu, pu_sd, prefix, db) = cloud_on_card(&w, &sd_dir).await;
+
+    // The CS goes away; the camera keeps recording into its card's spool, then restarts.
+    stop_cs(cs, cs_sd).await;
+    let stored = indexed(&db, &prefix).await;
+    // At least two objects packed while the CS is away (2 s objects; a loaded machine may
+    // pack later than the clock says, so wait for them rather than for a fixed time).
+    let spooled = wait_spooled(&sd_dir, 2).await;
     pu_sd.trigger();
     pu.task.await.unwrap();
     let (_pu, pu_sd) = start_with_card(&w, &sd_dir).await;
@@ -2176,38 +2204,13 @@ async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
     let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();
     kids_when_configured(&cs).await;
     let sd_dir = w.c.path().join("cam.sd");
-    let (_pu, pu_sd) = start_with_card(&w, &sd_dir).await;
-    let _ = w.c.bind(&w.owner, &w.cam).await;
+    let (_pu, pu_sd, prefix, db) = cloud_on_card(&w, &sd_dir).await;
     let cam = w.cam.device_id.as_str();
-    w.owner
-        .set_recording(cam, Some("cloud"), &continuous())
-        .await
-        .unwrap();
-    let prefix = prefix_of(&w.c, cam).await;
-    let db =
-        w.c.path()
-            .join(format!("cs-{}/index.db", w.cs_id.device_id));
-    wait_indexed(&db, &prefix, 2, Duration::from_secs(40)).await;
 
     // The CS goes away for a few objects' worth of recording.
-    cs_sd.trigger();
-    cs.task.await.unwrap();
-    if let Some(a) = cs.agent {
-        a.await.unwrap();
-    }
-    cs.index.close().await;
+    stop_cs(cs, cs_sd).await;
     let stored = indexed(&db, &prefix).await.len();
-    let spool = sd_dir.join("cloud-outbox");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while files(&spool)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pco"))
-        .count()
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline, "nothing spooled");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_spooled(&sd_dir, 2).await;
 
     // It returns; the backlog drains and new objects arrive on time again.
     let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();

@@ -165,6 +165,47 @@ async fn is_mtu(st: &Shared, id: &DeviceId) -> Result<bool, StoreError> {
     Ok(d.is_some_and(|d| d.kind == peercam_signal::ps::DeviceKind::Mtu && !d.disabled))
 }
 
+/// The checks every upstream request passes first: the asker is an MTU, a viewer was sent
+/// to it for `target` within the relay window, and the ticket and names are in bounds.
+/// `kind` (`relay` or `pipe`) names the request in refusals and logs.
+async fn upstream_asked(
+    st: &Shared,
+    mtu: &DeviceId,
+    target: &DeviceId,
+    kind: &str,
+    (ticket, tunnel, server_name): (&str, &str, &str),
+) -> Result<(), PlatformAnswer> {
+    match is_mtu(st, mtu).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(refuse(
+                Refusal::Forbidden,
+                &format!("only an MTU may ask for a {kind} upstream"),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, kind, "database error on an upstream request");
+            return Err(refuse(
+                Refusal::Unavailable,
+                "the platform cannot decide now",
+            ));
+        }
+    }
+    if !st.platform.relay_allowed(mtu, target, now_s()) {
+        return Err(refuse(
+            Refusal::NoSession,
+            &format!("no viewer was sent to this MTU for {target}"),
+        ));
+    }
+    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
+        return Err(refuse(
+            Refusal::BadRequest,
+            "ticket, tunnel or server name out of bounds",
+        ));
+    }
+    Ok(())
+}
+
 /// Mp / Pd: an MTU asks for `camera`'s stream. Allowed only to an MTU chosen for a play of
 /// that camera within [`RELAY_WINDOW_S`]; the camera is ordered to connect out to the MTU
 /// with `ticket`, and the MTU gets a one-time token to present over that channel (8.4
@@ -177,30 +218,10 @@ pub(crate) async fn upstream(
     (tunnel, server_name): (String, String),
     caps: Caps,
 ) -> PlatformAnswer {
-    match is_mtu(st, mtu).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return refuse(
-                Refusal::Forbidden,
-                "only an MTU may ask for a relay upstream",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "database error on a relay upstream request");
-            return refuse(Refusal::Unavailable, "the platform cannot decide now");
-        }
-    }
-    if !st.platform.relay_allowed(mtu, camera, now_s()) {
-        return refuse(
-            Refusal::NoSession,
-            "no viewer was sent to this MTU for that camera",
-        );
-    }
-    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
-        return refuse(
-            Refusal::BadRequest,
-            "ticket, tunnel or server name out of bounds",
-        );
+    if let Err(refused) =
+        upstream_asked(st, mtu, camera, "relay", (&ticket, &tunnel, &server_name)).await
+    {
+        return refused;
     }
     let found = store::devices::get(&st.store, camera).await;
     let (owner, acl) = match found {
@@ -337,30 +358,10 @@ pub(crate) async fn pipe_upstream(
     ticket: String,
     (tunnel, server_name): (String, String),
 ) -> PlatformAnswer {
-    match is_mtu(st, mtu).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return refuse(
-                Refusal::Forbidden,
-                "only an MTU may ask for a pipe upstream",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "database error on a pipe upstream request");
-            return refuse(Refusal::Unavailable, "the platform cannot decide now");
-        }
-    }
-    if !st.platform.relay_allowed(mtu, recorder, now_s()) {
-        return refuse(
-            Refusal::NoSession,
-            "no viewer was sent to this MTU for that recorder",
-        );
-    }
-    if !(16..=128).contains(&ticket.len()) || tunnel.len() > 128 || server_name.len() > 128 {
-        return refuse(
-            Refusal::BadRequest,
-            "ticket, tunnel or server name out of bounds",
-        );
+    if let Err(refused) =
+        upstream_asked(st, mtu, recorder, "pipe", (&ticket, &tunnel, &server_name)).await
+    {
+        return refused;
     }
     match store::devices::get(&st.store, recorder).await {
         Ok(Some(d))
