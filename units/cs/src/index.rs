@@ -18,8 +18,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use peercam_cloud::Prefix;
 use peercam_cloud::quota::{Full, Pool, PrunePlan, PruneScope, Retention, Stored};
+use peercam_cloud::{Prefix, SegmentKey};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -152,6 +152,54 @@ where
             other => return other,
         }
     }
+}
+
+/// The objects of `rows` (`key`, `start_ms`, `end_ms`, `bytes`) as the quota rules take them.
+fn stored_of(rows: &[SqliteRow]) -> Result<Vec<Stored>, IndexError> {
+    rows.iter()
+        .map(|r| {
+            let key: String = r.try_get("key")?;
+            Ok(Stored {
+                key: key
+                    .parse()
+                    .map_err(|_| IndexError::Corrupt(format!("key {key:?}")))?,
+                start_ms: uint(r, "start_ms")?,
+                end_ms: uint(r, "end_ms")?,
+                bytes: uint(r, "bytes")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the rows of `keys` (row first: the files go after the commit), records each
+/// deletion and gives `freed` bytes back to `account`'s pool.
+async fn forget(
+    tx: &mut Transaction<'static, Sqlite>,
+    account: &str,
+    keys: &[SegmentKey],
+    freed: u64,
+    now_ms: u64,
+) -> Result<(), sqlx::Error> {
+    for k in keys {
+        let key = k.to_string();
+        sqlx::query("DELETE FROM objects WHERE key = ?1")
+            .bind(&key)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO deletions (key, at_ms) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&key)
+        .bind(int(now_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("UPDATE accounts SET used = max(used - ?1, 0) WHERE account = ?2")
+        .bind(int(freed))
+        .bind(account)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
@@ -480,42 +528,13 @@ impl Index {
             .bind(account)
             .fetch_all(&mut *tx)
             .await?;
-            let mut stored = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let key: String = r.try_get("key")?;
-                stored.push(Stored {
-                    key: key
-                        .parse()
-                        .map_err(|_| IndexError::Corrupt(format!("key {key:?}")))?,
-                    start_ms: uint(r, "start_ms")?,
-                    end_ms: uint(r, "end_ms")?,
-                    bytes: uint(r, "bytes")?,
-                });
-            }
+            let stored = stored_of(&rows)?;
             let plan =
                 peercam_cloud::quota::retention_plan(&stored, used, quota, max_age, excess, now_ms);
             if plan.delete.is_empty() {
                 return Ok(plan);
             }
-            for k in &plan.delete {
-                let key = k.to_string();
-                sqlx::query("DELETE FROM objects WHERE key = ?1")
-                    .bind(&key)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO deletions (key, at_ms) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(&key)
-                .bind(int(now_ms))
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("UPDATE accounts SET used = max(used - ?1, 0) WHERE account = ?2")
-                .bind(int(plan.freed))
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
+            forget(&mut tx, account, &plan.delete, plan.freed, now_ms).await?;
             tx.commit().await?;
             Ok(plan)
         })
@@ -903,38 +922,9 @@ impl Index {
             .bind(&account)
             .fetch_all(&mut *tx)
             .await?;
-            let mut stored = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let key: String = r.try_get("key")?;
-                stored.push(Stored {
-                    key: key
-                        .parse()
-                        .map_err(|_| IndexError::Corrupt(format!("key {key:?}")))?,
-                    start_ms: uint(r, "start_ms")?,
-                    end_ms: uint(r, "end_ms")?,
-                    bytes: uint(r, "bytes")?,
-                });
-            }
+            let stored = stored_of(&rows)?;
             let plan = peercam_cloud::quota::prune_plan(&stored, need, *asking, PruneScope::Pool);
-            for k in &plan.delete {
-                let key = k.to_string();
-                sqlx::query("DELETE FROM objects WHERE key = ?1")
-                    .bind(&key)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO deletions (key, at_ms) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(&key)
-                .bind(int(now_ms))
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("UPDATE accounts SET used = max(used - ?1, 0) WHERE account = ?2")
-                .bind(int(plan.freed))
-                .bind(&account)
-                .execute(&mut *tx)
-                .await?;
+            forget(&mut tx, &account, &plan.delete, plan.freed, now_ms).await?;
             let acc = sqlx::query(
                 "SELECT account, quota, used, reserved FROM accounts WHERE account = ?1",
             )
@@ -999,9 +989,7 @@ mod tests {
     const Q: Prefix = Prefix::from_bytes([4; 16]);
 
     pub(crate) fn row(p: Prefix, seq: u64, start_ms: u64, bytes: u64) -> ObjectRow {
-        let key = peercam_cloud::SegmentKey::new(p, start_ms, seq)
-            .unwrap()
-            .to_string();
+        let key = SegmentKey::new(p, start_ms, seq).unwrap().to_string();
         ObjectRow {
             key,
             prefix: p,
