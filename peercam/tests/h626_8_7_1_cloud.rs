@@ -1079,14 +1079,21 @@ async fn h626_8_7_1_camera_refreshes_its_grant() {
     cs_sd.trigger();
 }
 
-/// Without overwriting (a non-cyclic strategy) a full pool stops cloud recording and the
-/// camera reports `full` (6.1.9), deleting nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
-    let w = world(300_000, "+15550871008").await;
+/// Starts the CS and the camera and sets a continuous cloud strategy that does not overwrite
+/// (not cyclic). Answers the CS, the camera, its prefix and the CS's index database.
+async fn not_cyclic_to_the_cloud(
+    w: &World,
+) -> (
+    peercam_cs::Running,
+    peercam_net::Shutdown,
+    peercam_pu::Running,
+    peercam_net::Shutdown,
+    Prefix,
+    std::path::PathBuf,
+) {
     let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
     kids_when_configured(&cs).await;
-    let (_pu, pu_sd) = start_camera(&w).await;
+    let (pu, pu_sd) = start_camera(w).await;
     let cam = w.cam.device_id.as_str();
     let mut strategy = continuous();
     strategy.retention.cyclic = false;
@@ -1098,6 +1105,16 @@ async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
     let db =
         w.c.path()
             .join(format!("cs-{}/index.db", w.cs_id.device_id));
+    (cs, cs_sd, pu, pu_sd, prefix, db)
+}
+
+/// Without overwriting (a non-cyclic strategy) a full pool stops cloud recording and the
+/// camera reports `full` (6.1.9), deleting nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_full_without_cyclic_stops_and_reports_full() {
+    let w = world(300_000, "+15550871008").await;
+    let (_cs, cs_sd, _pu, pu_sd, prefix, db) = not_cyclic_to_the_cloud(&w).await;
+    let cam = w.cam.device_id.as_str();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s = w.owner.recording_state(cam, Some("cloud")).await.unwrap();
@@ -1153,20 +1170,8 @@ async fn cs_pool(db: &std::path::Path) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_1_13_paid_plan_raises_quota_at_once() {
     let w = world_with(300_000, "+15550613101", paid_plans).await;
-    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
-    kids_when_configured(&cs).await;
-    let (_pu, pu_sd) = start_camera(&w).await;
+    let (_cs, cs_sd, _pu, pu_sd, prefix, db) = not_cyclic_to_the_cloud(&w).await;
     let cam = w.cam.device_id.as_str();
-    let mut strategy = continuous();
-    strategy.retention.cyclic = false;
-    w.owner
-        .set_recording(cam, Some("cloud"), &strategy)
-        .await
-        .unwrap();
-    let prefix = prefix_of(&w.c, cam).await;
-    let db =
-        w.c.path()
-            .join(format!("cs-{}/index.db", w.cs_id.device_id));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !w
         .owner
