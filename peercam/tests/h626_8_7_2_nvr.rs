@@ -816,6 +816,25 @@ fn assert_tone(pcm: &[i16], what: &str) {
     );
 }
 
+/// Exports 6 s of the NVR's first recorded span (from 1 s in) to an MP4 file in a new
+/// temporary directory, which lives as long as the answer.
+async fn six_seconds_exported(w: &World) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
+    let span = recorded(w, 9000).await.spans[0];
+    let ex = w
+        .owner
+        .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    w.owner
+        .fetch_export(&ex.url, &file, |_, _| {})
+        .await
+        .unwrap();
+    (dir, file)
+}
+
 /// A world recording a GStreamer camera that sends a 1300 Hz tone in `codec`, with at
 /// least 9 s recorded; `None` when the peers are missing (and not under `CI=true`).
 async fn pulled_world(phone: &str, codec: &str) -> Option<(World, tokio::process::Child)> {
@@ -961,19 +980,7 @@ async fn h626_8_7_2_export_keeps_g722_and_aac_cameras_audio() {
         let Some((w, _cam)) = pulled_world(phone, codec).await else {
             return;
         };
-        let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
-        let span = recorded(&w, 9000).await.spans[0];
-        let ex = w
-            .owner
-            .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("clip.mp4");
-        w.owner
-            .fetch_export(&ex.url, &file, |_, _| {})
-            .await
-            .unwrap();
+        let (_dir, file) = six_seconds_exported(&w).await;
         let (pcm, info) = source_camera::decode_file(&file);
         assert!(info.contains(stored), "{codec}: {info}");
         assert_tone(&pcm, &format!("export of a {codec} camera"));
@@ -993,17 +1000,7 @@ async fn h626_6_1_8_nvr_keeps_the_cameras_aac() {
     };
     let (pu, nvr) = (w.pu.device_id.as_str(), w.nvr.device_id.as_str());
     let span = recorded(&w, 9000).await.spans[0];
-    let ex = w
-        .owner
-        .export_url(pu, Some(nvr), span.start_ms + 1000, span.start_ms + 7000)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("clip.mp4");
-    w.owner
-        .fetch_export(&ex.url, &file, |_, _| {})
-        .await
-        .unwrap();
+    let (_dir, file) = six_seconds_exported(&w).await;
     let probe = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "a", "-show_entries"])
         .args(["stream=codec_name,sample_rate,channels", "-of", "csv=p=0"])
