@@ -126,21 +126,10 @@ async fn pipe_url(who: &Client, w: &World, start_ms: u64) -> (String, Vec<PathKi
 }
 
 async fn frames(p: &mut Playback, n: usize) -> Vec<Seen> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match p.next_frame(Duration::from_secs(5)).await.unwrap() {
-            Some(s) => out.push(s),
-            None => panic!("only {} of {n} frames came", out.len()),
-        }
-    }
-    out
+    peercam_test::playback::frames(p, n, Duration::from_secs(5)).await
 }
 
-fn counters(s: &[Seen]) -> Vec<u64> {
-    s.iter()
-        .map(|f| f.tag.as_ref().expect("SEI tag").frame)
-        .collect()
-}
+use peercam_test::playback::counters;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_3_mn_nd_playback_through_mtu_pipe() {

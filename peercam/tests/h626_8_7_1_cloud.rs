@@ -1681,21 +1681,10 @@ async fn seen_frames(
     p: &mut peercam_cu::playback::Playback,
     n: usize,
 ) -> Vec<peercam_cu::playback::Seen> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match p.next_frame(Duration::from_secs(8)).await.unwrap() {
-            Some(s) => out.push(s),
-            None => panic!("only {} of {n} frames came", out.len()),
-        }
-    }
-    out
+    peercam_test::playback::frames(p, n, Duration::from_secs(8)).await
 }
 
-fn sei_counters(s: &[peercam_cu::playback::Seen]) -> Vec<u64> {
-    s.iter()
-        .map(|f| f.tag.as_ref().expect("SEI tag").frame)
-        .collect()
-}
+use peercam_test::playback::counters as sei_counters;
 
 /// A camera recording to the CS `cs` until 12 s are in the cloud, then the record list
 /// and RTSP playback through the platform with every trick mode, checked by the SEI frame

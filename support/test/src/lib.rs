@@ -13,6 +13,7 @@
 )]
 
 pub mod natlab;
+pub mod playback;
 pub mod postgres;
 pub mod s3;
 pub mod tone;
