@@ -159,15 +159,19 @@ async fn h626_6_1_8_backchannel_cu_talk_reaches_the_speaker() {
     c.stop().await;
 }
 
-fn have_gst_python() -> bool {
+/// Whether Debian's Python runs `code` without error (a probe for GStreamer's bindings).
+fn python_can(code: &str) -> bool {
     std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('rtspsrc') and Gst.ElementFactory.find('mulawenc')",
-        ])
+        .args(["-c", code])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+fn have_gst_python() -> bool {
+    python_can(
+        "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('rtspsrc') and Gst.ElementFactory.find('mulawenc')",
+    )
 }
 
 /// GStreamer's `rtspsrc backchannel=onvif` as the third-party client: its 1 kHz tone plays
@@ -550,14 +554,9 @@ async fn h626_6_1_8_backchannel_through_relay_is_judged_by_the_camera() {
 }
 
 fn have_gst_onvif_server() -> bool {
-    std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert GstRtspServer.RTSPOnvifServer and Gst.ElementFactory.find('rtppcmudepay') and Gst.ElementFactory.find('openh264enc')",
-        ])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    python_can(
+        "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert GstRtspServer.RTSPOnvifServer and Gst.ElementFactory.find('rtppcmudepay') and Gst.ElementFactory.find('openh264enc')",
+    )
 }
 
 /// A wrapped ONVIF camera with a back channel (GStreamer's ONVIF RTSP server): the PU pulls
