@@ -2191,6 +2191,11 @@ async fn h626_8_7_1_webrtc_playback() {
 /// H.626.4 8.7.1 with 6.3.2: what the camera recorded while the CS was away reaches the
 /// cloud late, from its card, and the one timeline (and the cloud's own list) marks that
 /// stretch back-filled, apart from what arrived on time.
+///
+/// The acceptance's "offline from the CS for 60 s", scaled: 60 s is six objects at the
+/// default `cloud_object_s` (10 s); this camera packs 2 s objects, so the CS stays away
+/// until six objects (about 12 s of recording) wait on the card; all of them must arrive,
+/// in sequence, and the back-filled stretch must cover them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
     let w = world(1 << 30, "+15550871020").await;
@@ -2201,15 +2206,18 @@ async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
     let (_pu, pu_sd, prefix, db) = cloud_on_card(&w, &sd_dir).await;
     let cam = w.cam.device_id.as_str();
 
-    // The CS goes away for a few objects' worth of recording.
+    // The CS goes away for six objects' worth of recording.
     stop_cs(cs, cs_sd).await;
     let stored = indexed(&db, &prefix).await.len();
-    wait_spooled(&sd_dir, 2).await;
+    let away = tokio::time::Instant::now();
+    let spooled = wait_spooled(&sd_dir, 6).await;
+    let outage_ms = away.elapsed().as_millis() as u64;
 
-    // It returns; the backlog drains and new objects arrive on time again.
+    // It returns; the backlog drains in order and new objects arrive on time again.
     let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();
     kids_when_configured(&cs).await;
-    wait_indexed(&db, &prefix, stored + 4, Duration::from_secs(90)).await;
+    let got = wait_indexed(&db, &prefix, stored + spooled + 2, Duration::from_secs(90)).await;
+    assert!(got[0].0 == 0 && contiguous(&got), "a gap after the outage: {got:?}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let now = now_s() * 1000;
@@ -2227,7 +2235,14 @@ async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
                 .iter()
                 .filter(|s| !s.backfilled && s.sources.iter().any(|x| x == "cloud"))
                 .count();
-            if late >= 1 && on_time >= 1 && cloud.spans.iter().any(|s| s.backfilled) {
+            // The back-filled stretch covers the outage's objects (within one object).
+            let late_ms: u64 = cloud
+                .spans
+                .iter()
+                .filter(|s| s.backfilled)
+                .map(|s| s.end_ms - s.start_ms)
+                .sum();
+            if late >= 1 && on_time >= 1 && late_ms + 2000 >= outage_ms.min(spooled as u64 * 2000) {
                 // A back-filled stretch lies between what arrived on time.
                 let first_late = t.spans.iter().position(|s| s.backfilled).unwrap();
                 assert!(
@@ -2248,6 +2263,87 @@ async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    pu_sd.trigger();
+    cs_sd.trigger();
+}
+
+/// H.626.4 6.3.2 with 8.7.1 playback: playing a moment without naming a recorder plays
+/// from the nearest recorder holding it. A moment only the cloud holds plays from the CS; a
+/// moment the card holds too plays from the card (nearest first: NVR, card, cloud); a
+/// moment nobody holds keeps the old choice (the first NVR, else the card).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_play_without_recorder_picks_the_nearest_holder() {
+    let w = world(1 << 30, "+15550871021").await;
+    let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, |_| {}).await.unwrap();
+    kids_when_configured(&cs).await;
+    let sd_dir = w.c.path().join("cam.sd");
+    // Cloud only: the card has no strategy yet.
+    let (_pu, pu_sd, _prefix, _db) = cloud_on_card(&w, &sd_dir).await;
+    let cam = w.cam.device_id.as_str();
+    let from = now_s() * 1000 - 600_000;
+    let cloud = w
+        .owner
+        .recordings(cam, Some("cloud"), from, now_s() * 1000 + 60_000)
+        .await
+        .unwrap();
+    let early = cloud.spans[0].start_ms + 500;
+
+    // The card records too; wait for a stretch both hold.
+    w.owner
+        .set_recording(cam, Some("sd"), &continuous())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let both = loop {
+        let t = w
+            .owner
+            .timeline(cam, from, now_s() * 1000 + 60_000)
+            .await
+            .unwrap();
+        let held = t.spans.iter().find(|s| {
+            s.end_ms >= s.start_ms + 1000
+                && s.sources.iter().any(|x| x == "sd")
+                && s.sources.iter().any(|x| x == "cloud")
+        });
+        if let Some(s) = held {
+            assert_eq!(s.sources[0], "sd", "{:?}", t.spans);
+            break s.start_ms + (s.end_ms - s.start_ms) / 2;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stretch on card and cloud: {:?}",
+            t.spans
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // Only the cloud holds `early`: the URL is the CS's, and it plays.
+    let play = w.owner.playback_url(cam, None, early).await.unwrap();
+    assert_eq!(play.recorder, "cloud");
+    let mut p = peercam_cu::playback::Playback::open(&play.url)
+        .await
+        .unwrap();
+    p.play(None, None).await.unwrap();
+    let seen = peercam_test::playback::frames(&mut p, 3, Duration::from_secs(8)).await;
+    let first_ms = seen[0].tag.as_ref().unwrap().capture_unix_us / 1000;
+    assert!(
+        first_ms <= early + 40 && early - first_ms <= 2040,
+        "started {first_ms}, asked {early}"
+    );
+    drop(p);
+    // Both hold `both`: the card, nearer.
+    let play = w.owner.playback_url(cam, None, both).await.unwrap();
+    assert_eq!(play.recorder, "sd");
+    // Nobody holds an hour ago: the card, as before.
+    let play = w.owner.playback_url(cam, None, from - 3_600_000).await.unwrap();
+    assert_eq!(play.recorder, "sd");
+    // Naming a recorder still wins.
+    let play = w
+        .owner
+        .playback_url(cam, Some("cloud"), both)
+        .await
+        .unwrap();
+    assert_eq!(play.recorder, "cloud");
     pu_sd.trigger();
     cs_sd.trigger();
 }

@@ -11,17 +11,17 @@ use peercam_net::pki::Pki;
 use peercam_signal::ps::DeviceKind;
 
 /// Run every unit on loopback: CMU + SCU with a private CA, SQLite and an SMS outbox, two
-/// synthetic cameras, and an approved demo user who owns them. Writes DIR/demo.json when
-/// ready and runs until Ctrl-C.
+/// synthetic cameras, an NVR, an MTU, a CS storing on a local directory, and an approved demo
+/// user who owns them. Writes DIR/demo.json when ready and runs until Ctrl-C.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Directory for the demo's state (recreated at each start).
     #[arg(long, default_value = "peercam-demo")]
     dir: PathBuf,
     /// First of the demo's ports on 127.0.0.1; every unit follows it, so two demos with
-    /// ports 10 apart (or more cameras: 6 + cameras apart) never collide: CMU API = PORT,
+    /// ports 10 apart (or more cameras: 8 + cameras apart) never collide: CMU API = PORT,
     /// SCU +1, NVR +2, MTU relay +3, MTU tunnel +4, TURN (UDP and TCP) +5, cameras' RTSP +6,
-    /// +7, ... 0 picks free ports for all.
+    /// +7, ..., then the CS's Cp and its RTSP playback. 0 picks free ports for all.
     #[arg(long, default_value_t = 7000)]
     port: u16,
     /// Number of synthetic cameras.
@@ -40,6 +40,8 @@ struct Ports {
     turn: u16,
     /// The first camera's; the others follow.
     camera: u16,
+    /// The CS's Cp (uploads, exports), after the cameras; its RTSP playback is the next.
+    cs: u16,
 }
 
 impl Ports {
@@ -53,9 +55,10 @@ impl Ports {
                 tunnel: 0,
                 turn: 0,
                 camera: 0,
+                cs: 0,
             });
         }
-        let last = usize::from(base) + 6 + cameras.saturating_sub(1);
+        let last = usize::from(base) + 7 + cameras;
         anyhow::ensure!(
             last <= usize::from(u16::MAX),
             "--port {base} with {cameras} cameras needs ports up to {last}; pick a lower --port"
@@ -68,6 +71,8 @@ impl Ports {
             tunnel: base + 4,
             turn: base + 5,
             camera: base + 6,
+            // `last` above is the CS's playback port.
+            cs: base + 6 + u16::try_from(cameras).unwrap_or(0),
         })
     }
 
@@ -78,6 +83,11 @@ impl Ports {
         }
         // `new` checked that the whole block fits.
         self.camera + u16::try_from(i).unwrap_or(0)
+    }
+
+    /// The CS's RTSP playback port (0 with `--port 0`).
+    fn cs_media(&self) -> u16 {
+        if self.cs == 0 { 0 } else { self.cs + 1 }
     }
 }
 
@@ -132,6 +142,22 @@ async fn bind_all(
             .await?;
     }
     devices.push(serde_json::json!({ "id": nvr_id.device_id, "name": "Recorder", "kind": "nvr" }));
+    // The first camera also records to the cloud (8.7.1): the CMU assigns it the demo CS
+    // (the only one online), which stores it encrypted on a local directory.
+    // Presence reaches the CMU a moment after the CS sees its registration: retry a while.
+    if let Some(first) = ids.first() {
+        let mut tries = 0;
+        while let Err(e) = user
+            .set_recording(first.device_id.as_str(), Some("cloud"), &demo_strategy(0))
+            .await
+        {
+            tries += 1;
+            if tries >= 50 {
+                return Err(anyhow::Error::new(e).context("the cloud strategy"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     for (i, id) in ids.iter().enumerate() {
         arm_alarms(user, id.device_id.as_str(), i).await?;
     }
@@ -378,6 +404,33 @@ fn nvr_config(
     cfg
 }
 
+/// The demo CS (H.626.4 8.7.1): registers with the SCU like the NVR; Cp on `ports.cs`, RTSP
+/// playback on the next port, objects and index under DIR/cloud. Data keys come from the
+/// CMU's key service (Su `cloud_key`); Cp is plain HTTP, which a CS allows only on loopback.
+fn cs_config(
+    dir: &Path,
+    cs_id: &peercam_signal::identity::DeviceIdentity,
+    scu_url: &str,
+    ca: &Path,
+    ports: &Ports,
+) -> peercam_cs::CsConfig {
+    let mut cfg = peercam_cs::CsConfig::new(
+        cs_id.device_id.to_string(),
+        dir.join("cloud").join("objects"),
+    );
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], ports.cs));
+    if ports.cs != 0 {
+        cfg.media_listen = Some(SocketAddr::from(([127, 0, 0, 1], ports.cs_media())));
+    }
+    cfg.platform = Some(peercam_cs::PlatformLink::new(
+        dir.join("devices")
+            .join(format!("{}.identity.toml", cs_id.device_id)),
+        scu_url.to_owned(),
+        ca.to_path_buf(),
+    ));
+    cfg
+}
+
 /// What the demo prints once it runs.
 struct Guide<'a> {
     api: &'a str,
@@ -388,6 +441,8 @@ struct Guide<'a> {
     cameras: &'a [peercam_signal::identity::DeviceIdentity],
     nvr: &'a peercam_signal::identity::DeviceIdentity,
     nvr_dir: &'a Path,
+    cs: &'a peercam_signal::identity::DeviceIdentity,
+    cs_running: &'a peercam_cs::Running,
     mtu_id: &'a peercam_signal::identity::DeviceIdentity,
     mtu: &'a peercam_mtu::Running,
     details: &'a Path,
@@ -434,6 +489,16 @@ fn print_guide(g: &Guide<'_>) {
         "  NVR          {} (recordings in {})",
         g.nvr.device_id,
         g.nvr_dir.display()
+    );
+    println!(
+        "  CS           {} (Cp http://{}, objects in {})",
+        g.cs.device_id,
+        g.cs_running.addr,
+        g.nvr_dir
+            .parent()
+            .map(|d| d.join("cloud").join("objects"))
+            .unwrap_or_default()
+            .display()
     );
     println!(
         "  MTU          {} (relay rtsp://{}/relay/<camera>, used when no direct path works; TURN {})",
@@ -488,6 +553,9 @@ fn print_guide(g: &Guide<'_>) {
     println!(
         "  {pc} cu recordings {first}                              # today's timeline (8.7.2)"
     );
+    println!(
+        "  {pc} cu recordings {first} --recorder cloud             # what the cloud holds (8.7.1)"
+    );
     println!("  {pc} cu export {first} --from <RFC 3339> --to <RFC 3339> --out clip.mp4");
     println!("  {pc} cu playback {first} --from <RFC 3339> --speed -4   # reverse at 4x");
     println!(
@@ -522,6 +590,7 @@ const DEMO_FILES: &[&str] = &[
     "devices",
     "session",
     "nvr-recordings",
+    "cloud",
 ];
 
 /// Demo files with a variable name (one simulated radio and one speaker file per camera).
@@ -666,6 +735,31 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the MTU")?;
 
+    // A CS on a local directory (H.626.4 8.7.1): the operator provisions it; it registers
+    // like the NVR and the CMU configures it (Su).
+    let cs_id = super::admin::provision(
+        &admin,
+        1,
+        "peercam",
+        "cs",
+        DeviceKind::Cs,
+        &dir.join("devices"),
+    )
+    .await?
+    .remove(0);
+    let cs_cfg = cs_config(&dir, &cs_id, &scu_url, &pki.ca_cert, &ports);
+    let keys = std::sync::Arc::new(cs_cfg.static_keys().context("CS data keys")?);
+    let mut cs = peercam_cs::start(cs_cfg, keys, shutdown.clone())
+        .await
+        .context("starting the CS")?;
+    if let Some(status) = cs.status.as_mut() {
+        registered(
+            status.wait_for(|s| matches!(s, peercam_cs::agent::CsStatus::Registered { .. })),
+            "CS",
+        )
+        .await?;
+    }
+
     // A user signs up by phone (6.1.1), the operator approves, the user binds the cameras (8.2).
     let phone = "+15550100001";
     let (user, password) = demo_user(&anon, &admin, &dir, phone).await?;
@@ -688,6 +782,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cameras: &ids,
         nvr: &nvr_id,
         nvr_dir: &dir.join("nvr-recordings"),
+        cs: &cs_id,
+        cs_running: &cs,
         mtu_id: &mtu_id,
         mtu: &mtu,
         details: &dir.join("demo.json"),
@@ -711,10 +807,11 @@ mod tests {
     fn all(p: &Ports, cameras: usize) -> Vec<u16> {
         let mut v = vec![p.cmu, p.scu, p.nvr, p.relay, p.tunnel, p.turn];
         v.extend((0..cameras).map(|i| p.camera(i)));
+        v.extend([p.cs, p.cs_media()]);
         v
     }
 
-    /// Every port of the demo follows `--port`: two demos 6 + cameras apart share none, and
+    /// Every port of the demo follows `--port`: two demos 8 + cameras apart share none, and
     /// `--port 0` leaves every port to the system.
     #[test]
     fn demo_ports_follow_the_port_option_and_never_collide() {
@@ -724,14 +821,14 @@ mod tests {
             sorted.sort_unstable();
             sorted.dedup();
             assert_eq!(sorted.len(), a.len(), "a port used twice: {a:?}");
-            let span = 6 + cameras as u16;
+            let span = 8 + cameras as u16;
             let b = all(&Ports::new(7000 + span, cameras).unwrap(), cameras);
             assert!(a.iter().all(|p| !b.contains(p)), "{a:?} {b:?}");
             assert!(a.iter().all(|p| (7000..7000 + span).contains(p)));
         }
         let zero = Ports::new(0, 3).unwrap();
         assert!(all(&zero, 3).iter().all(|p| *p == 0));
-        assert!(Ports::new(65_530, 2).is_err());
-        assert!(Ports::new(65_528, 2).is_ok());
+        assert!(Ports::new(65_528, 2).is_err());
+        assert!(Ports::new(65_526, 2).is_ok());
     }
 }

@@ -90,6 +90,30 @@ fn label_of(camera: &DeviceId, recorder: &DeviceId, asked: Option<&str>) -> Stri
     }
 }
 
+/// The recorder a playback of `start` (Unix ms) uses and its label: the one asked for, else
+/// (6.3.2, nearest first) the first recorder holding that moment, else as
+/// [`resolve_recorder`] without a recorder (the first NVR, else the card).
+async fn play_recorder(
+    st: &Shared,
+    camera: &DeviceId,
+    asked: Option<&str>,
+    start: u64,
+) -> ApiResult<(DeviceId, String)> {
+    if asked.is_none()
+        && let Some((name, recorder)) = crate::timeline::holder_of(st, camera, start).await?
+    {
+        let label = if name == "cloud" {
+            name
+        } else {
+            recorder_label(camera, &recorder)
+        };
+        return Ok((recorder, label));
+    }
+    let recorder = resolve_recorder(st, camera, asked).await?;
+    let label = label_of(camera, &recorder, asked);
+    Ok((recorder, label))
+}
+
 /// `POST /api/v1/devices/{nvr}/cameras`: 8.7.2.1 steps 1-8, CU -> CMU -> SCU -> NVR.
 pub(crate) async fn attach(
     State(st): State<Shared>,
@@ -417,8 +441,7 @@ pub(crate) async fn playback(
     let (camera, access) = device_access(&st, &p, &camera, Need::Scope(Scope::Playback)).await?;
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
-    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
-    let label = label_of(&camera, &recorder, req.recorder.as_deref());
+    let (recorder, label) = play_recorder(&st, &camera, req.recorder.as_deref(), start).await?;
     let (token, expires_at, endpoint) = mint_playback(
         &st,
         &p,
@@ -475,8 +498,7 @@ pub(crate) async fn playback_webrtc(
     }
     let start = parse_rfc3339(&req.start)
         .map_err(|e| ApiErr::invalid(vec![FieldError::new("start", e.to_string())]))?;
-    let recorder = resolve_recorder(&st, &camera, req.recorder.as_deref()).await?;
-    let label = label_of(&camera, &recorder, req.recorder.as_deref());
+    let (recorder, label) = play_recorder(&st, &camera, req.recorder.as_deref(), start).await?;
     let (token, _, _) = mint_playback(
         &st,
         &p,

@@ -5,7 +5,8 @@
 //! answer in time or refuses is listed in `recorders` with its state; its spans are missing.
 //!
 //! Play order, nearest first: the camera's NVRs (reading the card loads the camera), then
-//! its SD card, then the cloud.
+//! its SD card, then the cloud. Playback without `recorder` plays from the first of them
+//! holding the moment asked for ([`holder_of`]).
 
 use std::time::Duration;
 
@@ -78,4 +79,27 @@ pub(crate) async fn merged(
         })
         .collect();
     Ok(t)
+}
+
+/// H.626.4 6.3.2 with 8.7.1 playback: the recorder to play `start_ms` from when the viewer
+/// names none, the nearest source holding that moment (source name, device); `None` when no
+/// recorder that answered in time holds it.
+pub(crate) async fn holder_of(
+    st: &Shared,
+    camera: &DeviceId,
+    start_ms: u64,
+) -> ApiResult<Option<(String, DeviceId)>> {
+    let t = merged(st, camera, start_ms, start_ms.saturating_add(1000)).await?;
+    let Some(name) = t
+        .spans
+        .iter()
+        .find(|s| s.start_ms <= start_ms && start_ms < s.end_ms)
+        .and_then(|s| s.sources.first())
+    else {
+        return Ok(None);
+    };
+    Ok(sources(st, camera)
+        .await?
+        .into_iter()
+        .find(|(n, _)| n == name))
 }

@@ -2,7 +2,7 @@
 //! stores cameras' recordings (8.7.1), enforces each account's quota (6.1.13) and encrypts
 //! everything it stores. The design is `docs/design/cloud-storage.md`.
 //!
-//! This crate holds slices 1 and 2:
+//! Its modules:
 //!
 //! | module | what |
 //! |---|---|
@@ -25,8 +25,8 @@
 //!
 //! With a `[platform]` section the CS registers with an SCU and takes its grant keys,
 //! accounts and cameras from the CMU (Su); the values of [`CsConfig`] are the starting
-//! point (and all a CS without a platform has). Not here yet (later steps of issue 17):
-//! `skip`, playback. Cp serves HTTPS with the configured certificate
+//! point (and all a CS without a platform has). Not here yet: `skip` and shared clips.
+//! Playback (Cc) is [`playback`] and `export`. Cp serves HTTPS with the configured certificate
 //! (`tls`), plain HTTP without one (loopback only).
 
 pub mod agent;
