@@ -2217,7 +2217,10 @@ async fn h626_8_7_1_offline_stretch_is_backfilled_on_the_timeline() {
     let (cs, cs_sd) = w.c.start_cs_with(&w.cs_id, 0, fast).await.unwrap();
     kids_when_configured(&cs).await;
     let got = wait_indexed(&db, &prefix, stored + spooled + 2, Duration::from_secs(90)).await;
-    assert!(got[0].0 == 0 && contiguous(&got), "a gap after the outage: {got:?}");
+    assert!(
+        got[0].0 == 0 && contiguous(&got),
+        "a gap after the outage: {got:?}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let now = now_s() * 1000;
@@ -2335,7 +2338,11 @@ async fn h626_8_7_1_play_without_recorder_picks_the_nearest_holder() {
     let play = w.owner.playback_url(cam, None, both).await.unwrap();
     assert_eq!(play.recorder, "sd");
     // Nobody holds an hour ago: the card, as before.
-    let play = w.owner.playback_url(cam, None, from - 3_600_000).await.unwrap();
+    let play = w
+        .owner
+        .playback_url(cam, None, from - 3_600_000)
+        .await
+        .unwrap();
     assert_eq!(play.recorder, "sd");
     // Naming a recorder still wins.
     let play = w
