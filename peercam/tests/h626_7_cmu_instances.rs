@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use peercam_cu::Client;
 use peercam_signal::cm::{PlayRequest, PlayResponse};
-use peercam_test::{Cluster, rtsp_describe};
+use peercam_test::{Balancer, Cluster, rtsp_describe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_7_cmu_instances_share_tokens_and_limits_sqlite() {
@@ -26,13 +26,114 @@ async fn h626_7_cmu_instances_share_tokens_and_limits_postgres() {
 
 /// A play URL, once the camera has reported its media address to the CMU.
 async fn play_when_reported(owner: &Client, dev: &str) -> PlayResponse {
-    for _ in 0..50 {
-        if let Ok(p) = owner.play(dev, &PlayRequest::default()).await {
-            return p;
+    play_within(owner, dev, Duration::from_secs(5)).await
+}
+
+/// A play URL within `within`.
+async fn play_within(owner: &Client, dev: &str, within: Duration) -> PlayResponse {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match owner.play(dev, &PlayRequest::default()).await {
+            Ok(p) => return p,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                panic!("no play URL within {within:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no play URL: the camera did not report its address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cmu_instances_share_presence_and_route_commands_sqlite() {
+    shared_presence(Cluster::start(1).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cmu_instances_share_presence_and_route_commands_postgres() {
+    let test = "h626_7_cmu_instances_share_presence_and_route_commands_postgres";
+    if let Some(c) = Cluster::start_postgres(1, test).await.unwrap() {
+        shared_presence(c).await;
+    }
+}
+
+/// Issue 19: the camera's node links to A; B sees the camera online, mints a play URL
+/// with its addresses, and routes a command to it through A (over the bus).
+async fn shared_presence(c: Cluster) {
+    let b = c.start_another_cmu().await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    // The owner works through B only: bind (the camera must be online), list, play, command.
+    let on_b = b.client();
+    let owner = c.owner("+15550719101").await.unwrap();
+    let owner_b = on_b.with_token(owner.token().unwrap());
+    c.bind(&owner_b, &ids[0]).await.unwrap();
+    let seen = owner_b.devices().await.unwrap();
+    let d = seen.iter().find(|d| d.id.as_str() == dev).unwrap();
+    assert!(d.online, "B sees the camera online: {seen:?}");
+    let play = play_when_reported(&owner_b, &dev).await;
+    let (status, got) = rtsp_describe(&play.url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    // A command through B reaches the camera through A's link, and its answer comes back.
+    let started = std::time::Instant::now();
+    let st = owner_b.status(&dev).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!format!("{st:?}").is_empty());
+    b.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cmu_instance_killed_node_moves_sqlite() {
+    killed(Cluster::start(0).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cmu_instance_killed_node_moves_postgres() {
+    let test = "h626_7_cmu_instance_killed_node_moves_postgres";
+    if let Some(c) = Cluster::start_postgres(0, test).await.unwrap() {
+        killed(c).await;
+    }
+}
+
+/// Issue 19: the node links through a load balancer to instance A, which is killed (as by
+/// `kill -9`); the node reconnects to the survivor and the camera is online and playable
+/// through it within 5 s.
+async fn killed(mut c: Cluster) {
+    let a = c.start_crashable_cmu().await.unwrap();
+    let lb = Balancer::start(vec![a.addr, c.cmu_addr]).await.unwrap();
+    let scu = c.add_scu_to("scu-1", lb.addr).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], scu).await.unwrap();
+    let dev = ids[0].device_id.to_string();
+    // The survivor serves the owner throughout; the camera is held through A.
+    let owner = c.owner("+15550719201").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    play_when_reported(&owner, &dev).await;
+    owner.status(&dev).await.unwrap();
+
+    a.crash();
+    let killed_at = std::time::Instant::now();
+    // A command needs the node's link: it works again once the node is on the survivor.
+    let within = Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), owner.status(&dev)).await {
+            Ok(Ok(_)) => break,
+            _ if killed_at.elapsed() > within => panic!("no command through the survivor in 5 s"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let play = play_within(&owner, &dev, within.saturating_sub(killed_at.elapsed())).await;
+    let (status, got) = rtsp_describe(&play.url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    assert!(killed_at.elapsed() < within, "{:?}", killed_at.elapsed());
+    let listed = owner.devices().await.unwrap();
+    assert!(listed.iter().any(|d| d.id.as_str() == dev && d.online), "{listed:?}");
+    c.stop().await;
 }
 
 async fn instances(mut c: Cluster) {
@@ -84,10 +185,11 @@ async fn instances(mut c: Cluster) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
     // The one spent on A is refused by the new instance: a replay.
     assert_eq!(rtsp_describe(&first.url).await.0, 401);
-    // Not checked here: a URL minted by the new instance. The SCU announces its devices to
-    // the new instance, but not their media addresses (kept only in the old one's memory),
-    // so the new one answers `device_offline` until the camera reports again
-    // (docs/design/scale-out.md section 2, presence).
+    // The restart lost no presence: the node announced its devices and their addresses
+    // again, so the new instance mints URLs at once (docs/design/scale-out.md section 3).
+    let third = play_within(&owner, &dev, Duration::from_secs(2)).await;
+    let (status, got) = rtsp_describe(&third.url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
 
     b.stop().await;
     c.stop().await;
