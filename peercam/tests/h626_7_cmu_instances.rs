@@ -43,6 +43,20 @@ async fn play_within(owner: &Client, dev: &str, within: Duration) -> PlayRespons
     }
 }
 
+/// Waits until a command reaches the camera (its node is linked to an instance that is up).
+async fn command_within(owner: &Client, dev: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), owner.status(dev)).await {
+            Ok(Ok(_)) => return,
+            _ if tokio::time::Instant::now() > deadline => {
+                panic!("no command reached the camera within {within:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_7_cmu_instances_share_presence_and_route_commands_sqlite() {
     shared_presence(Cluster::start(1).await.unwrap()).await;
@@ -120,13 +134,7 @@ async fn killed(mut c: Cluster) {
     let killed_at = std::time::Instant::now();
     // A command needs the node's link: it works again once the node is on the survivor.
     let within = Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(1), owner.status(&dev)).await {
-            Ok(Ok(_)) => break,
-            _ if killed_at.elapsed() > within => panic!("no command through the survivor in 5 s"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    command_within(&owner, &dev, within).await;
     let play = play_within(&owner, &dev, within.saturating_sub(killed_at.elapsed())).await;
     let (status, got) = rtsp_describe(&play.url).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
@@ -180,6 +188,9 @@ async fn instances(mut c: Cluster) {
     c.wait_online(&ids[0].device_id, true, Duration::from_secs(15))
         .await
         .unwrap();
+    // Online is shared now; the node's link to the new instance is what the camera needs to
+    // ask about a token: a command goes through once it is there.
+    command_within(&owner, &dev, Duration::from_secs(10)).await;
     // The URL A minted and nobody used is judged good by the new instance.
     let (status, got) = rtsp_describe(&second.url).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));

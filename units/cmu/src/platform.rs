@@ -549,12 +549,28 @@ pub(crate) async fn start(st: &Shared) {
 }
 
 /// Writes this instance's notes to the rows and publishes them, one at a time, in order.
+/// A stopping instance still writes what its closing node links leave (their devices go
+/// offline on every instance at once, not when their leases end), for up to 2 s.
 async fn writer(st: Shared, mut outbox: mpsc::UnboundedReceiver<Note>) {
     let p = &st.platform;
+    let mut stop_by: Option<Instant> = None;
     loop {
-        let note = tokio::select! {
-            n = outbox.recv() => match n { Some(n) => n, None => return },
-            () = st.shutdown.wait() => return,
+        let note = match stop_by {
+            None => tokio::select! {
+                n = outbox.recv() => match n { Some(n) => n, None => return },
+                () = st.shutdown.wait() => {
+                    stop_by = Some(Instant::now() + Duration::from_secs(2));
+                    continue;
+                }
+            },
+            Some(by) => {
+                // Quiet for 300 ms, or 2 s in all: done.
+                let quiet = (Instant::now() + Duration::from_millis(300)).min(by);
+                match tokio::time::timeout_at(quiet, outbox.recv()).await {
+                    Ok(Some(n)) => n,
+                    Ok(None) | Err(_) => return,
+                }
+            }
         };
         if let Err(e) = write_row(p, &note).await {
             tracing::warn!(error = %e, "cannot write shared presence");
