@@ -140,7 +140,10 @@ async fn killed(mut c: Cluster) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
     assert!(killed_at.elapsed() < within, "{:?}", killed_at.elapsed());
     let listed = owner.devices().await.unwrap();
-    assert!(listed.iter().any(|d| d.id.as_str() == dev && d.online), "{listed:?}");
+    assert!(
+        listed.iter().any(|d| d.id.as_str() == dev && d.online),
+        "{listed:?}"
+    );
     c.stop().await;
 }
 
@@ -202,6 +205,48 @@ async fn instances(mut c: Cluster) {
     let (status, got) = rtsp_describe(&third.url).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
 
+    b.stop().await;
+    c.stop().await;
+}
+
+/// Issue 19: PostgreSQL (the store and the bus) restarts under two instances. Within 5 s of
+/// its return, a command through B reaches the camera held through A (A listens again),
+/// and a camera that registers through A afterwards is online and playable through B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cmu_instances_recover_after_database_restart_postgres() {
+    let test = "h626_7_cmu_instances_recover_after_database_restart_postgres";
+    let Some(c) = Cluster::start_postgres(1, test).await.unwrap() else {
+        return;
+    };
+    let b = c.start_another_cmu().await.unwrap();
+    let ids = c.provision(2).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let owner = c.owner("+15550719301").await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let owner_b = b.client().with_token(owner.token().unwrap());
+    let dev = ids[0].device_id.to_string();
+    command_within(&owner_b, &dev, Duration::from_secs(5)).await;
+
+    let db = c.postgres().unwrap().clone();
+    tokio::task::spawn_blocking(move || db.restart_server())
+        .await
+        .unwrap();
+    let back = std::time::Instant::now();
+    let within = Duration::from_secs(5);
+    // Routing: B's request reaches A over the bus again.
+    command_within(&owner_b, &dev, within).await;
+    // Presence: a camera that comes online now is seen by B, with its addresses.
+    let _pu2 = c.start_pu(&ids[1], 0).await.unwrap();
+    let dev2 = ids[1].device_id.to_string();
+    // Bound through B: B must see it online (8.2).
+    while let Err(e) = c.bind(&owner_b, &ids[1]).await {
+        assert!(back.elapsed() < within, "not bound through B in 5 s: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let play = play_within(&owner_b, &dev2, within.saturating_sub(back.elapsed())).await;
+    let (status, got) = rtsp_describe(&play.url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    assert!(back.elapsed() < within, "{:?}", back.elapsed());
     b.stop().await;
     c.stop().await;
 }

@@ -159,7 +159,7 @@ async fn poll(store: Store, tx: broadcast::Sender<Delivery>, mut last: i64, shut
             () = shutdown.wait() => return,
         }
         polls = polls.wrapping_add(1);
-        if polls % 200 == 0 {
+        if polls.is_multiple_of(200) {
             let _ = store::presence::bus_prune(&store, now_ms().saturating_sub(KEEP_MS)).await;
         }
         match store::presence::bus_since(&store, last, 1000).await {
@@ -407,8 +407,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_bus_is_a_clear_start_error() {
         let Some((db, _keep)) =
-            store::testing::postgres("bus::tests::an_unreachable_bus_is_a_clear_start_error")
-                .await
+            store::testing::postgres("bus::tests::an_unreachable_bus_is_a_clear_start_error").await
         else {
             return;
         };
@@ -417,6 +416,9 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("a bus on a closed port started"));
         let msg = e.to_string();
-        assert!(msg.contains("cannot LISTEN") && msg.contains("refused"), "{msg}");
+        assert!(
+            msg.contains("cannot LISTEN") && msg.contains("refused"),
+            "{msg}"
+        );
     }
 }

@@ -161,7 +161,11 @@ impl Platform {
         }
         let instance = {
             let inner = self.lock();
-            inner.view.remote(id, &self.instance, now_ms())?.instance.clone()
+            inner
+                .view
+                .remote(id, &self.instance, now_ms())?
+                .instance
+                .clone()
         };
         let (routed, deadline) = match request {
             CmRequest::Command { device_id, command } => (
@@ -180,7 +184,9 @@ impl Platform {
             }
             Some(RoutedAnswer::Mtu { choice }) => Some((String::new(), CmResponse::Mtu(choice))),
             // Sent, but no answer within the deadline (and a little for the bus).
-            None if is_command => Some((String::new(), CmResponse::Command(CommandOutcome::Timeout))),
+            None if is_command => {
+                Some((String::new(), CmResponse::Command(CommandOutcome::Timeout)))
+            }
             None => None,
         }
     }
@@ -221,7 +227,11 @@ impl Platform {
         };
         let subject = format!("{}{instance}", shared::ASK);
         let sent = match serde_json::to_string(&ask) {
-            Ok(json) => self.bus.publish(&subject, json).await.map_err(|e| e.to_string()),
+            Ok(json) => self
+                .bus
+                .publish(&subject, json)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let answer = match sent {
@@ -238,7 +248,9 @@ impl Platform {
         answer
     }
 
-    fn waiting_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<RoutedAnswer>>> {
+    fn waiting_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<RoutedAnswer>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -520,7 +532,9 @@ impl Platform {
         let leases = store::presence::leases(&self.store).await;
         match (rows, leases) {
             (Ok(rows), Ok(leases)) => {
-                self.lock().view.reload(&self.instance, rows, &leases);
+                self.lock()
+                    .view
+                    .reload(&self.instance, rows, &leases, now_ms());
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot read shared presence");
@@ -645,9 +659,19 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
     let p = &st.platform;
     let ask_subject = format!("{}{}", shared::ASK, p.instance);
     let answer_subject = format!("{}{}", shared::ANSWER, p.instance);
+    // Reads of all rows happen here, between notes, so that a note received after a read
+    // is applied after it (and converges), never overwritten by an older read.
+    let mut reread = tokio::time::interval(Duration::from_secs(30));
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reread.tick().await;
     loop {
         let delivery = tokio::select! {
             d = rx.recv() => d,
+            _ = reread.tick() => {
+                let _ = store::presence::expire(&p.store, now_ms().saturating_sub(60_000)).await;
+                p.reload().await;
+                continue;
+            }
             () = st.shutdown.wait() => return,
         };
         let (subject, payload) = match delivery {
@@ -671,10 +695,7 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
                 continue;
             }
             match &note {
-                Note::Republished => {
-                    let st = st.clone();
-                    tokio::spawn(async move { st.platform.reload().await });
-                }
+                Note::Republished => p.reload().await,
                 Note::Revoke {
                     device_id,
                     user,
@@ -716,7 +737,9 @@ async fn answer(st: &Shared, ask: Ask) {
                 command,
             };
             match p.ask_here(&device_id, request).await {
-                Some((node, CmResponse::Command(outcome))) => RoutedAnswer::Command { node, outcome },
+                Some((node, CmResponse::Command(outcome))) => {
+                    RoutedAnswer::Command { node, outcome }
+                }
                 _ => RoutedAnswer::Command {
                     node: String::new(),
                     outcome: CommandOutcome::NotConnected,
@@ -748,19 +771,16 @@ async fn answer(st: &Shared, ask: Ask) {
     }
 }
 
-/// Every [`shared::RENEW`]: renews this instance's links' leases and reads everyone's; every
-/// 30 s forgets ended leases and the rows without one, and reads all presence again.
+/// Every [`shared::RENEW`]: renews this instance's links' leases and reads everyone's.
 async fn leases(st: Shared) {
     let p = &st.platform;
     let mut tick = tokio::time::interval(shared::RENEW);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = st.shutdown.wait() => return,
         }
-        ticks += 1;
         let until_ms = now_ms() + shared::LEASE_MS;
         let mine: Vec<store::presence::Lease> = {
             let mut inner = p.lock();
@@ -784,11 +804,8 @@ async fn leases(st: Shared) {
                 tracing::warn!(error = %e, node = %l.node, "cannot renew a node lease");
             }
         }
-        if ticks % 30 == 0 {
-            let _ = store::presence::expire(&p.store, now_ms().saturating_sub(60_000)).await;
-            p.reload().await;
-        } else if let Ok(all) = store::presence::leases(&p.store).await {
-            p.lock().view.reload_leases(&p.instance, &all);
+        if let Ok(all) = store::presence::leases(&p.store).await {
+            p.lock().view.reload_leases(&p.instance, &all, now_ms());
         }
     }
 }

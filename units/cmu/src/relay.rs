@@ -127,7 +127,7 @@ pub(crate) async fn paths_to(
     {
         st.platform
             .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S)
-                .await;
+            .await;
         out.push(MediaPath {
             kind: PathKind::Relay,
             url: url(&mtu.addresses.rtsp, relay),

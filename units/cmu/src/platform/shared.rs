@@ -101,8 +101,13 @@ pub(crate) enum Routed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum RoutedAnswer {
-    Command { node: String, outcome: CommandOutcome },
-    Mtu { choice: Option<MtuOffer> },
+    Command {
+        node: String,
+        outcome: CommandOutcome,
+    },
+    Mtu {
+        choice: Option<MtuOffer>,
+    },
 }
 
 /// `ask.INSTANCE`.
@@ -216,7 +221,13 @@ impl View {
 
     /// Replaces what other instances hold by the rows (this instance's own entries stay:
     /// its memory is the truth about its links).
-    pub(crate) fn reload(&mut self, me: &str, rows: Vec<PresenceRow>, leases: &[Lease]) {
+    pub(crate) fn reload(
+        &mut self,
+        me: &str,
+        rows: Vec<PresenceRow>,
+        leases: &[Lease],
+        now_ms: u64,
+    ) {
         self.devices.retain(|_, e| e.instance == me);
         for r in rows {
             if r.instance == me {
@@ -240,18 +251,21 @@ impl View {
                 },
             );
         }
-        self.reload_leases(me, leases);
+        self.reload_leases(me, leases, now_ms);
     }
 
-    /// Replaces other instances' leases by the rows.
-    pub(crate) fn reload_leases(&mut self, me: &str, leases: &[Lease]) {
-        let prefix = format!("{me}-");
-        self.leases.retain(|link, _| link.starts_with(&prefix));
+    /// Takes other instances' renewals from the rows. A lease is never shortened here (a
+    /// row read before a `node_up` note must not end the new link); an ended link goes by
+    /// its `node_down` note or when its lease runs out, and is forgotten a minute later.
+    pub(crate) fn reload_leases(&mut self, me: &str, leases: &[Lease], now_ms: u64) {
         for l in leases {
             if l.instance != me {
-                self.leases.insert(l.link.clone(), l.until_ms);
+                let until = self.leases.entry(l.link.clone()).or_insert(0);
+                *until = (*until).max(l.until_ms);
             }
         }
+        self.leases
+            .retain(|_, until| until.saturating_add(60_000) > now_ms);
     }
 }
 
@@ -284,7 +298,10 @@ mod tests {
                 link: "a-1".into(),
             },
         );
-        assert_eq!(v.remote(&d, "b", 50).map(|e| e.node.as_str()), Some("scu-1"));
+        assert_eq!(
+            v.remote(&d, "b", 50).map(|e| e.node.as_str()),
+            Some("scu-1")
+        );
         // Our own entries are not remote; an ended lease is offline.
         assert!(v.remote(&d, "a", 50).is_none());
         assert!(v.remote(&d, "b", 100).is_none());
@@ -314,7 +331,7 @@ mod tests {
         v.apply(
             "a",
             &Note::Offline {
-                device_id: d.clone(),
+                device_id: d,
                 node: "scu-1".into(),
                 session: "s0".into(),
             },
