@@ -279,6 +279,39 @@ pub(crate) async fn relays_of(db: &Store, camera: &str) -> Result<Vec<String>, S
     .await
 }
 
+/// 6.1.9: records that `device_id` had an offline alarm; true if it was not recorded yet
+/// (so that one instance raises the alarm once).
+pub(crate) async fn mark_offline(
+    db: &Store,
+    device_id: &str,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    retry(|| async {
+        sqlx::query(
+            "INSERT INTO offline_alarms (device_id, since_ms) VALUES ($1, $2)
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(ts(now_ms))
+        .execute(db.pool())
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })
+    .await
+}
+
+/// 6.1.9: forgets `device_id`'s offline alarm; true if it had one (a `camera_online` is due).
+pub(crate) async fn clear_offline(db: &Store, device_id: &str) -> Result<bool, StoreError> {
+    retry(|| async {
+        sqlx::query("DELETE FROM offline_alarms WHERE device_id = $1")
+            .bind(device_id)
+            .execute(db.pool())
+            .await
+            .map(|r| r.rows_affected() == 1)
+    })
+    .await
+}
+
 /// Appends a bus message; returns its id.
 pub(crate) async fn bus_append(
     db: &Store,
@@ -449,6 +482,18 @@ mod tests {
         // A later permit forgets the ended ones.
         allow_relay(&db, ("mtu1", "cam1"), 200, 70).await.unwrap();
         assert_eq!(relays_of(&db, "cam1").await.unwrap(), ["mtu1"]);
+    }
+    }
+
+    on_both_backends! {
+    /// 6.1.9 with several instances: an offline alarm is recorded once, and cleared once.
+    #[tokio::test]
+    async fn h626_6_1_9_offline_alarm_marked_once(db) {
+        assert!(mark_offline(&db, "cam1", 1).await.unwrap());
+        assert!(!mark_offline(&db, "cam1", 2).await.unwrap());
+        assert!(clear_offline(&db, "cam1").await.unwrap());
+        assert!(!clear_offline(&db, "cam1").await.unwrap());
+        assert!(mark_offline(&db, "cam1", 3).await.unwrap());
     }
     }
 

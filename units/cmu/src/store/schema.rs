@@ -326,8 +326,8 @@ CREATE TABLE cloud_plan_changes (
 CREATE INDEX cloud_plan_changes_user ON cloud_plan_changes(user_id, at);
 ",
     // Issue 19: presence shared by CMU instances (which node link holds each device, the
-    // links' leases), the MTUs' relay permits and the bus's rows
-    // (docs/design/scale-out.md section 3).
+    // links' leases), the MTUs' relay permits, the bus's rows and the devices with an
+    // offline alarm raised (docs/design/scale-out.md section 3).
     r"
 CREATE TABLE scu_nodes (
     node           TEXT PRIMARY KEY,
@@ -360,6 +360,10 @@ CREATE TABLE bus_messages (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX bus_messages_created ON bus_messages(created_ms);
+CREATE TABLE offline_alarms (
+    device_id TEXT PRIMARY KEY,
+    since_ms  INTEGER NOT NULL
+);
 ",
 ];
 
@@ -649,6 +653,10 @@ CREATE TABLE bus_messages (
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX bus_messages_created ON bus_messages(created_ms);
+CREATE TABLE offline_alarms (
+    device_id TEXT COLLATE "C" PRIMARY KEY,
+    since_ms  BIGINT NOT NULL
+);
 "#,
 ];
 
