@@ -75,7 +75,7 @@ async fn h626_7_cmu_instances_share_presence_and_route_commands_postgres() {
 async fn shared_presence(c: Cluster) {
     let b = c.start_another_cmu().await.unwrap();
     let ids = c.provision(1).await.unwrap();
-    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    let pu = c.start_pu_online(&ids[0], 0).await.unwrap();
     let dev = ids[0].device_id.to_string();
     // The owner works through B only: bind (the camera must be online), list, play, command.
     let on_b = b.client();
@@ -97,8 +97,39 @@ async fn shared_presence(c: Cluster) {
         started.elapsed()
     );
     assert!(!format!("{st:?}").is_empty());
+
+    // 8.8 live alarms: a stream opened on B gets the `camera_offline` that A raises when
+    // the camera goes (its node's presence notice reaches A only).
+    let mut stream = alarm_stream(&b.api, &c.ca_pem, owner.token().unwrap()).await;
+    pu.1.trigger();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while !seen.contains("camera_offline") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no camera_offline on B's alarm stream: {seen}"))
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
     b.stop().await;
     c.stop().await;
+}
+
+/// `GET /api/v1/alarms/stream` on the instance at `api`: the response, read by chunks.
+async fn alarm_stream(api: &str, ca_pem: &[u8], token: &str) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem).unwrap()])
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("{api}/api/v1/alarms/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -559,7 +559,33 @@ pub(crate) async fn start(st: &Shared) {
     }
     tokio::spawn(receiver(st.clone(), rx));
     tokio::spawn(leases(st.clone()));
+    let (alarms_tx, alarms_rx) = mpsc::unbounded_channel();
+    st.alarm_hub.forward_to(alarms_tx);
+    tokio::spawn(alarms_out(st.clone(), alarms_rx));
     tracing::info!(instance = %p.instance, bus = p.bus.name(), "presence shared over the bus");
+}
+
+/// Publishes this instance's new alarms and resets to the other instances' live streams.
+async fn alarms_out(st: Shared, mut rx: mpsc::UnboundedReceiver<crate::alarms::Published>) {
+    let p = &st.platform;
+    loop {
+        let alarm = tokio::select! {
+            a = rx.recv() => match a { Some(a) => a, None => return },
+            () = st.shutdown.wait() => return,
+        };
+        let note = shared::AlarmNote {
+            from: p.instance.clone(),
+            alarm,
+        };
+        match serde_json::to_string(&note) {
+            Ok(json) => {
+                if let Err(e) = p.bus.publish(shared::ALARM, json).await {
+                    tracing::warn!(error = %e, "cannot publish an alarm to the other instances");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode an alarm"),
+        }
+    }
 }
 
 /// Writes this instance's notes to the rows and publishes them, one at a time, in order.
@@ -707,6 +733,12 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
                     link,
                 } => p.kick_here(device_id, session, link),
                 _ => p.lock().view.apply(&from, &note),
+            }
+        } else if subject == shared::ALARM {
+            match serde_json::from_str::<shared::AlarmNote>(&payload) {
+                Ok(n) if n.from != p.instance => st.alarm_hub.deliver(n.alarm),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("undecodable alarm on the bus"),
             }
         } else if subject == ask_subject {
             let Ok(ask) = serde_json::from_str::<Ask>(&payload) else {

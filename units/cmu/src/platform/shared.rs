@@ -25,6 +25,8 @@ pub(crate) const RENEW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Bus subject of presence notes (to every instance).
 pub(crate) const PRESENCE: &str = "presence";
+/// Bus subject of new alarms and resets, to every instance's live alarm streams (8.8).
+pub(crate) const ALARM: &str = "alarm";
 /// Bus subject prefix of requests routed to one instance (`ask.INSTANCE`).
 pub(crate) const ASK: &str = "ask.";
 /// Bus subject prefix of answers to routed requests (`answer.INSTANCE`).
@@ -82,6 +84,13 @@ pub(crate) enum Note {
 pub(crate) struct Envelope {
     pub(crate) from: String,
     pub(crate) note: Note,
+}
+
+/// An alarm event with its sender.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AlarmNote {
+    pub(crate) from: String,
+    pub(crate) alarm: crate::alarms::Published,
 }
 
 /// A request for the instance holding a device's node link.
