@@ -403,6 +403,15 @@ mod tests {
         assert_eq!(next_message(&mut rx).await, ("s".into(), "p".into()));
     }
 
+    #[test]
+    fn bus_setting_names() {
+        let kind = |s: &str| serde_json::from_str::<BusKind>(s).map_err(|e| e.to_string());
+        assert_eq!(kind("\"auto\""), Ok(BusKind::Auto));
+        assert_eq!(kind("\"in_process\""), Ok(BusKind::InProcess));
+        assert!(kind("\"nats\"").is_err());
+        assert_eq!(BusKind::default(), BusKind::Auto);
+    }
+
     /// An unreachable bus stops the CMU at start with a clear message.
     #[tokio::test]
     async fn an_unreachable_bus_is_a_clear_start_error() {
