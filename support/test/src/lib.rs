@@ -541,7 +541,44 @@ impl Cluster {
             ca_pem: self.ca_pem.clone(),
             shutdown,
             task: Some(cmu.task),
+            runtime: None,
         })
+    }
+
+    /// Issue 19: another CMU instance like [`Cluster::start_another_cmu`], on a tokio runtime
+    /// of its own, so that [`OtherCmu::crash`] can end it at once as `kill -9` would: every
+    /// socket closes, nothing is cleaned up, its rows stay behind.
+    pub async fn start_crashable_cmu(&self) -> anyhow::Result<OtherCmu> {
+        let mut cfg = self.cmu_config.clone();
+        cfg.listen = SocketAddr::new(self.host, 0);
+        let shutdown = Shutdown::new();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let cmu = rt
+            .spawn(peercam_cmu::start(cfg, shutdown.clone()))
+            .await??;
+        Ok(OtherCmu {
+            api: format!("https://{}", cmu.addr),
+            addr: cmu.addr,
+            ca_pem: self.ca_pem.clone(),
+            shutdown,
+            task: Some(cmu.task),
+            runtime: Some(rt),
+        })
+    }
+
+    /// Starts an SCU node whose CMU link goes to `cmu` (an address: another instance, or a
+    /// [`Balancer`] in front of several); returns its index in [`Cluster::scus`].
+    pub async fn add_scu_to(&mut self, node: &str, cmu: SocketAddr) -> anyhow::Result<usize> {
+        let mut cfg = self.scu_config(node, SocketAddr::new(self.host, 0));
+        cfg.cmu_url = format!("wss://{cmu}/platform/v1/scu");
+        let sd = Shutdown::new();
+        let running = peercam_scu::start(cfg, sd.clone()).await?;
+        self.scus.push(running);
+        self.scu_shutdowns.push(sd);
+        Ok(self.scus.len() - 1)
     }
 
     /// Issue 19: stops the CMU and starts a new instance on the same address and database,
@@ -591,9 +628,20 @@ pub struct OtherCmu {
     ca_pem: Vec<u8>,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Its own runtime ([`Cluster::start_crashable_cmu`]).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl OtherCmu {
+    /// Ends an instance started with [`Cluster::start_crashable_cmu`] at once, as `kill -9`:
+    /// its tasks stop where they are and its sockets close.
+    pub fn crash(mut self) {
+        self.task.take();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
     /// An anonymous client of this instance.
     pub fn client(&self) -> Client {
         Client::new(&self.api, Some(&self.ca_pem)).unwrap()
@@ -605,6 +653,54 @@ impl OtherCmu {
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A TCP load balancer for tests (issue 19): each connection goes to the first of its
+/// backends that accepts it, as a balancer whose health check has dropped a dead instance.
+pub struct Balancer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Shutdown,
+}
+
+impl Balancer {
+    /// Listens on a free port of 127.0.0.1 in front of `backends`, in order of preference.
+    pub async fn start(backends: Vec<SocketAddr>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = Shutdown::new();
+        let sd = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = tokio::select! {
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    () = sd.wait() => return,
+                };
+                let (backends, sd) = (backends.clone(), sd.clone());
+                tokio::spawn(async move {
+                    for b in backends {
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(b).await {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut conn, &mut up) => {}
+                                () = sd.wait() => {}
+                            }
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, shutdown })
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
     }
 }
 

@@ -28,6 +28,12 @@ pub struct Config {
     /// below the server's `max_connections`.
     #[serde(default = "default_db_connections")]
     pub database_max_connections: u32,
+    /// The bus between CMU instances that share the database (issue 19): `auto` (default)
+    /// uses the database itself (`LISTEN`/`NOTIFY` on PostgreSQL, a table polled every
+    /// 50 ms on a SQLite file, in-process on `sqlite::memory:`); `in_process` for an
+    /// instance that runs alone.
+    #[serde(default)]
+    pub bus: crate::bus::BusKind,
     /// Directory for files the CMU writes (the bootstrap operator password). Default `.`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -361,6 +367,7 @@ impl Config {
             tls: None,
             database_url,
             database_max_connections: default_db_connections(),
+            bus: crate::bus::BusKind::default(),
             data_dir,
             scu_secrets,
             sms,

@@ -277,7 +277,7 @@ pub(crate) async fn unbind(
 /// unbind (8.2) and reset (8.10).
 pub(crate) async fn release(st: &Shared, id: &DeviceId) -> ApiResult<()> {
     devices::release(&st.store, id).await?;
-    st.platform.revoke(id, None);
+    st.platform.revoke(id, None).await;
     Ok(())
 }
 

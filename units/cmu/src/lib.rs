@@ -20,6 +20,7 @@ mod alarms;
 pub mod api;
 mod audit;
 mod auth;
+mod bus;
 mod cloud;
 mod config;
 mod control;
@@ -49,6 +50,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
+pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
 
 /// Errors that stop the CMU.
@@ -61,6 +63,9 @@ pub enum CmuError {
     /// Database failure.
     #[error("database: {0}")]
     Db(String),
+    /// The bus between CMU instances cannot start (issue 19).
+    #[error("bus: {0}")]
+    Bus(String),
     /// Network or TLS setup failure.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -197,10 +202,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let push = alarms::push::WebPush::load(&store, public_url.clone())
         .await
         .map_err(|e| CmuError::Config(e.to_string()))?;
+    // Issue 19: presence and routing are shared with the other instances over the bus.
+    let bus = bus::start(config.bus, &store, &shutdown).await?;
     let state = Arc::new(AppState {
         push,
         public_url,
-        platform: platform::Platform::default(),
+        platform: platform::Platform::new(store.clone(), bus),
         limits: ratelimit::Limits::new(store.clone()),
         play_keys,
         alarm_hub: alarms::Hub::default(),
@@ -212,6 +219,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         sms,
         shutdown: shutdown.clone(),
     });
+    platform::start(&state).await;
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     let router = web::router().merge(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");

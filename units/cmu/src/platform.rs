@@ -5,8 +5,11 @@
 //! answers); which node holds which device is the [`RouteTable`]. Judging a node's requests
 //! (registrations, plays, device requests) is the rest of the CMU's.
 
+mod shared;
+
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -24,30 +27,40 @@ use peercam_signal::sc_link::{
     CmNotice, CmRequest, CmResponse, CmuPeer, CmuPeerConfig, CmuPeerEvent, RouteTable, ScNotice,
     ScRequest, ScResponse, ScTimeouts,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use self::shared::{Answer, Ask, Envelope, Note, Routed, RoutedAnswer, View};
 use crate::audit::{self, Event};
+use crate::bus::{Bus, Delivery};
 use crate::error::ApiErr;
-use crate::store;
+use crate::store::{self, Store};
 use crate::{Shared, now_ms, now_s};
 
-/// Presence and node links, in memory (the authoritative "online" view of this CMU).
-#[derive(Default)]
+/// Presence and node links: the links this instance holds (in memory) and what every
+/// instance on the database holds (rows, kept fresh by the bus; issue 19).
 pub struct Platform {
     inner: Mutex<Inner>,
+    /// This instance's name on the bus and in the rows (random at each start).
+    instance: String,
+    store: Store,
+    bus: Arc<dyn Bus>,
+    /// Presence changes of this instance's links, written and published in order.
+    outbox: mpsc::UnboundedSender<Note>,
+    outbox_rx: Mutex<Option<mpsc::UnboundedReceiver<Note>>>,
+    /// Requests routed to other instances, waiting for their answers.
+    waiting: Mutex<HashMap<u64, oneshot::Sender<RoutedAnswer>>>,
+    next_rid: AtomicU64,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// device -> (node, session); node -> epoch of its link
+    /// device -> (node, session); node -> epoch of its link (this instance's links only)
     routes: RouteTable,
-    /// device -> addresses it reported for its current session, as checked (8.3 step 4)
-    endpoints: HashMap<DeviceId, DeviceAddresses>,
-    /// node -> link
+    /// node -> link (this instance's)
     nodes: HashMap<String, NodeLink>,
-    /// (MTU, camera) -> Unix s until which the MTU may ask for the camera's upstream
-    relays: HashMap<(DeviceId, DeviceId), u64>,
+    /// Every instance's devices and leases, this one's included.
+    view: View,
 }
 
 struct NodeLink {
@@ -68,23 +81,53 @@ enum NodeCmd {
 }
 
 impl Platform {
+    /// Presence over `store`, shared with other instances through `bus`.
+    pub(crate) fn new(store: Store, bus: Arc<dyn Bus>) -> Self {
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        Self {
+            inner: Mutex::default(),
+            instance: hex::encode(crate::random_bytes::<6>()),
+            store,
+            bus,
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
+            waiting: Mutex::default(),
+            next_rid: AtomicU64::new(1),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the device is registered with some SCU node now.
+    /// The link id of a node link of this instance.
+    fn link_id(&self, epoch: u64) -> String {
+        format!("{}-{epoch}", self.instance)
+    }
+
+    /// Whether the device is registered with some SCU node now (through any instance).
     pub fn is_online(&self, id: &DeviceId) -> bool {
-        self.lock().routes.route(id).is_some()
+        let inner = self.lock();
+        inner.routes.route(id).is_some()
+            || inner.view.remote(id, &self.instance, now_ms()).is_some()
     }
 
     /// The node holding the device.
     pub fn node_of(&self, id: &DeviceId) -> Option<String> {
-        self.lock().routes.route(id).map(|r| r.node.clone())
+        let inner = self.lock();
+        if let Some(r) = inner.routes.route(id) {
+            return Some(r.node.clone());
+        }
+        inner
+            .view
+            .remote(id, &self.instance, now_ms())
+            .map(|e| e.node.clone())
     }
 
-    /// Number of devices online.
+    /// Number of devices online (through any instance).
     pub fn online_count(&self) -> usize {
-        self.lock().routes.len()
+        let inner = self.lock();
+        inner.routes.len() + inner.view.remote_count(&self.instance, now_ms())
     }
 
     /// The RTSP endpoints the device reported (H.626.4 8.3), best first.
@@ -95,13 +138,61 @@ impl Platform {
     /// Everything the device reported of its addresses (H.626.4 8.3), as checked.
     pub fn addresses(&self, id: &DeviceId) -> Option<DeviceAddresses> {
         let inner = self.lock();
-        inner.routes.route(id)?;
-        inner.endpoints.get(id).cloned()
+        if let Some(r) = inner.routes.route(id) {
+            return inner
+                .view
+                .devices
+                .get(id)
+                .filter(|e| e.session == r.session)
+                .and_then(|e| e.addresses.clone());
+        }
+        inner
+            .view
+            .remote(id, &self.instance, now_ms())?
+            .addresses
+            .clone()
     }
 
-    /// Sends `request` to the node holding `id`; `None` when the device is offline or its
-    /// node's link is gone.
+    /// Sends `request` to the node holding `id`, through the instance holding its link;
+    /// `None` when the device is offline or its node's link is gone.
     async fn ask(&self, id: &DeviceId, request: CmRequest) -> Option<(String, CmResponse)> {
+        if let Some(answer) = self.ask_here(id, request.clone()).await {
+            return Some(answer);
+        }
+        let instance = {
+            let inner = self.lock();
+            inner
+                .view
+                .remote(id, &self.instance, now_ms())?
+                .instance
+                .clone()
+        };
+        let (routed, deadline) = match request {
+            CmRequest::Command { device_id, command } => (
+                Routed::Command { device_id, command },
+                ScTimeouts::default().command,
+            ),
+            CmRequest::SelectMtu { device_id } => (
+                Routed::SelectMtu { device_id },
+                ScTimeouts::default().select_mtu,
+            ),
+        };
+        let is_command = matches!(routed, Routed::Command { .. });
+        match self.ask_instance(&instance, routed, deadline).await {
+            Some(RoutedAnswer::Command { node, outcome }) => {
+                Some((node, CmResponse::Command(outcome)))
+            }
+            Some(RoutedAnswer::Mtu { choice }) => Some((String::new(), CmResponse::Mtu(choice))),
+            // Sent, but no answer within the deadline (and a little for the bus).
+            None if is_command => {
+                Some((String::new(), CmResponse::Command(CommandOutcome::Timeout)))
+            }
+            None => None,
+        }
+    }
+
+    /// Sends `request` through this instance's link to the node holding `id`, if it has it.
+    async fn ask_here(&self, id: &DeviceId, request: CmRequest) -> Option<(String, CmResponse)> {
         let (node, tx) = {
             let inner = self.lock();
             let node = inner.routes.route(id)?.node.clone();
@@ -118,6 +209,51 @@ impl Platform {
         Some((node, rx.await.ok()?))
     }
 
+    /// Publishes `request` to `instance` and waits for its answer up to `deadline` (the
+    /// node link's own deadline) and one second for the bus.
+    async fn ask_instance(
+        &self,
+        instance: &str,
+        request: Routed,
+        deadline: Duration,
+    ) -> Option<RoutedAnswer> {
+        let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting_lock().insert(rid, tx);
+        let ask = Ask {
+            from: self.instance.clone(),
+            rid,
+            request,
+        };
+        let subject = format!("{}{instance}", shared::ASK);
+        let sent = match serde_json::to_string(&ask) {
+            Ok(json) => self
+                .bus
+                .publish(&subject, json)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(deadline + Duration::from_secs(1), rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(e) => {
+                tracing::warn!(error = %e, %instance, "cannot route a request over the bus");
+                None
+            }
+        };
+        self.waiting_lock().remove(&rid);
+        answer
+    }
+
+    fn waiting_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<RoutedAnswer>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// H.626.4 7.2 / Sd: asks the SCU holding `id` to choose an MTU for a relayed session.
     /// `None` when the device is offline, its node has no MTU with room, or the node does
     /// not answer within 3 s.
@@ -131,33 +267,51 @@ impl Platform {
         }
     }
 
-    /// A viewer was sent to `mtu` for `camera`: the MTU may ask for its upstream until `until`.
-    pub(crate) fn allow_relay(&self, mtu: &DeviceId, camera: &DeviceId, until: u64) {
-        let mut inner = self.lock();
+    /// A viewer was sent to `mtu` for `camera`: the MTU may ask for its upstream until
+    /// `until` (a row, seen by every instance).
+    pub(crate) async fn allow_relay(&self, mtu: &DeviceId, camera: &DeviceId, until: u64) {
         let now = until.saturating_sub(crate::relay::RELAY_WINDOW_S);
-        inner.relays.retain(|_, t| *t > now);
-        inner.relays.insert((mtu.clone(), camera.clone()), until);
+        let pair = (mtu.as_str(), camera.as_str());
+        if let Err(e) = store::presence::allow_relay(&self.store, pair, until, now).await {
+            tracing::warn!(error = %e, %mtu, %camera, "cannot store a relay permit");
+        }
     }
 
     /// Whether `mtu` may ask for `camera`'s upstream now.
-    pub(crate) fn relay_allowed(&self, mtu: &DeviceId, camera: &DeviceId, now: u64) -> bool {
-        self.lock()
-            .relays
-            .get(&(mtu.clone(), camera.clone()))
-            .is_some_and(|t| *t >= now)
+    pub(crate) async fn relay_allowed(&self, mtu: &DeviceId, camera: &DeviceId, now: u64) -> bool {
+        store::presence::relay_allowed(&self.store, (mtu.as_str(), camera.as_str()), now)
+            .await
+            .unwrap_or(false)
     }
 
-    /// The link of the node holding `id`.
+    /// The link of the node holding `id`, if this instance holds it.
     fn link_of(inner: &Inner, id: &DeviceId) -> Option<mpsc::Sender<NodeCmd>> {
         let route = inner.routes.route(id)?;
         inner.nodes.get(&route.node).map(|l| l.tx.clone())
     }
 
-    /// Ends live sessions on a device: of one user, or of everyone (docs/security.md D5).
-    pub(crate) fn revoke(&self, id: &DeviceId, user: Option<i64>) {
-        let inner = self.lock();
+    /// Ends live sessions on a device: of one user, or of everyone (docs/security.md D5),
+    /// on every instance.
+    pub(crate) async fn revoke(&self, id: &DeviceId, user: Option<i64>) {
         // Viewers relayed by MTUs end too (D5): every MTU that may hold a feed of the camera.
-        for (mtu, _) in inner.relays.keys().filter(|(_, cam)| cam == id) {
+        let mtus: Vec<DeviceId> = store::presence::relays_of(&self.store, id.as_str())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.parse().ok())
+            .collect();
+        self.revoke_here(id, user, &mtus);
+        let _ = self.outbox.send(Note::Revoke {
+            device_id: id.clone(),
+            user,
+            mtus,
+        });
+    }
+
+    /// [`Platform::revoke`] on the links this instance holds.
+    fn revoke_here(&self, id: &DeviceId, user: Option<i64>, mtus: &[DeviceId]) {
+        let inner = self.lock();
+        for mtu in mtus {
             if let Some(tx) = Self::link_of(&inner, mtu) {
                 let request = CmRequest::Command {
                     device_id: mtu.clone(),
@@ -213,6 +367,13 @@ impl Platform {
         let mut inner = self.lock();
         let epoch = inner.routes.node_up(node);
         inner.nodes.insert(node.to_owned(), NodeLink { epoch, tx });
+        let note = Note::NodeUp {
+            node: node.to_owned(),
+            link: self.link_id(epoch),
+            until_ms: now_ms() + shared::LEASE_MS,
+        };
+        inner.view.apply(&self.instance, &note);
+        let _ = self.outbox.send(note);
         epoch
     }
 
@@ -224,9 +385,12 @@ impl Platform {
             inner.nodes.remove(node);
         }
         let gone = inner.routes.node_down(node, epoch);
-        for d in &gone {
-            inner.endpoints.remove(d);
-        }
+        let note = Note::NodeDown {
+            node: node.to_owned(),
+            link: self.link_id(epoch),
+        };
+        inner.view.apply(&self.instance, &note);
+        let _ = self.outbox.send(note);
         if !gone.is_empty() || !inner.routes.node_is_up(node) {
             tracing::warn!(%node, devices = gone.len(), "SCU node disconnected; its devices are offline");
         }
@@ -244,9 +408,25 @@ impl Platform {
         if !*online {
             let current = inner.routes.offline(device_id, node, session);
             if current {
-                inner.endpoints.remove(device_id);
+                let note = Note::Offline {
+                    device_id: device_id.clone(),
+                    node: node.to_owned(),
+                    session: session.clone(),
+                };
+                inner.view.apply(&self.instance, &note);
+                let _ = self.outbox.send(note);
             }
             return current;
+        }
+        // A session of the device on another instance's link is older: it goes.
+        if let Some(old) = inner.view.remote(device_id, &self.instance, now_ms())
+            && old.session != *session
+        {
+            let _ = self.outbox.send(Note::Kick {
+                device_id: device_id.clone(),
+                session: old.session.clone(),
+                link: old.link.clone(),
+            });
         }
         if let Some(old) = inner
             .routes
@@ -262,6 +442,16 @@ impl Platform {
                 let _ = link.tx.try_send(NodeCmd::Notice(CmNotice::Kick(kick)));
             }
         }
+        if let Some(epoch) = inner.nodes.get(node).map(|l| l.epoch) {
+            let note = Note::Online {
+                device_id: device_id.clone(),
+                node: node.to_owned(),
+                session: session.clone(),
+                link: self.link_id(epoch),
+            };
+            inner.view.apply(&self.instance, &note);
+            let _ = self.outbox.send(note);
+        }
         true
     }
 
@@ -273,7 +463,381 @@ impl Platform {
             .route(&device_id)
             .is_some_and(|r| r.node == node && r.session == session)
         {
-            inner.endpoints.insert(device_id, checked);
+            let note = Note::Endpoints {
+                device_id,
+                session: session.to_owned(),
+                addresses: checked,
+            };
+            inner.view.apply(&self.instance, &note);
+            let _ = self.outbox.send(note);
+        }
+    }
+
+    /// Kicks `session` of a device if this instance holds `link`.
+    fn kick_here(&self, device_id: &DeviceId, session: &str, link: &str) {
+        let inner = self.lock();
+        let Some(route) = inner.routes.route(device_id) else {
+            return;
+        };
+        if route.session != session {
+            return;
+        }
+        if let Some(l) = inner.nodes.get(&route.node)
+            && self.link_id(l.epoch) == link
+        {
+            let kick = Kick {
+                device_id: device_id.clone(),
+                session: session.to_owned(),
+                reason: "replaced by a newer session".into(),
+            };
+            let _ = l.tx.try_send(NodeCmd::Notice(CmNotice::Kick(kick)));
+        }
+    }
+
+    /// The notes that rebuild this instance's rows (after its bus reconnected).
+    fn own_notes(&self) -> Vec<Note> {
+        let inner = self.lock();
+        let until_ms = now_ms() + shared::LEASE_MS;
+        let mut notes = Vec::new();
+        for (node, l) in &inner.nodes {
+            notes.push(Note::NodeUp {
+                node: node.clone(),
+                link: self.link_id(l.epoch),
+                until_ms,
+            });
+        }
+        let me = self.instance.as_str();
+        for (id, e) in inner.view.devices.iter().filter(|(_, e)| e.instance == me) {
+            notes.push(Note::Online {
+                device_id: id.clone(),
+                node: e.node.clone(),
+                session: e.session.clone(),
+                link: e.link.clone(),
+            });
+            if let Some(addresses) = &e.addresses {
+                notes.push(Note::Endpoints {
+                    device_id: id.clone(),
+                    session: e.session.clone(),
+                    addresses: addresses.clone(),
+                });
+            }
+        }
+        notes.push(Note::Republished);
+        notes
+    }
+
+    /// Reads every instance's presence and leases from the rows.
+    async fn reload(&self) {
+        let rows = store::presence::all(&self.store).await;
+        let leases = store::presence::leases(&self.store).await;
+        match (rows, leases) {
+            (Ok(rows), Ok(leases)) => {
+                self.lock()
+                    .view
+                    .reload(&self.instance, rows, &leases, now_ms());
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read shared presence");
+            }
+        }
+    }
+}
+
+/// Starts sharing presence: reads the rows, then runs the writer of this instance's notes,
+/// the bus's receiver and the lease renewals until `st.shutdown`.
+pub(crate) async fn start(st: &Shared) {
+    let p = &st.platform;
+    let rx = p.bus.subscribe();
+    p.reload().await;
+    let outbox = p
+        .outbox_rx
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(outbox) = outbox {
+        tokio::spawn(writer(st.clone(), outbox));
+    }
+    tokio::spawn(receiver(st.clone(), rx));
+    tokio::spawn(leases(st.clone()));
+    let (alarms_tx, alarms_rx) = mpsc::unbounded_channel();
+    st.alarm_hub.forward_to(alarms_tx);
+    tokio::spawn(alarms_out(st.clone(), alarms_rx));
+    tracing::info!(instance = %p.instance, bus = p.bus.name(), "presence shared over the bus");
+}
+
+/// Publishes this instance's new alarms and resets to the other instances' live streams.
+async fn alarms_out(st: Shared, mut rx: mpsc::UnboundedReceiver<crate::alarms::Published>) {
+    let p = &st.platform;
+    loop {
+        let alarm = tokio::select! {
+            a = rx.recv() => match a { Some(a) => a, None => return },
+            () = st.shutdown.wait() => return,
+        };
+        let note = shared::AlarmNote {
+            from: p.instance.clone(),
+            alarm,
+        };
+        match serde_json::to_string(&note) {
+            Ok(json) => {
+                if let Err(e) = p.bus.publish(shared::ALARM, json).await {
+                    tracing::warn!(error = %e, "cannot publish an alarm to the other instances");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode an alarm"),
+        }
+    }
+}
+
+/// Writes this instance's notes to the rows and publishes them, one at a time, in order.
+/// A stopping instance still writes what its closing node links leave (their devices go
+/// offline on every instance at once, not when their leases end), for up to 2 s.
+async fn writer(st: Shared, mut outbox: mpsc::UnboundedReceiver<Note>) {
+    let p = &st.platform;
+    let mut stop_by: Option<Instant> = None;
+    loop {
+        let note = match stop_by {
+            None => tokio::select! {
+                n = outbox.recv() => match n { Some(n) => n, None => return },
+                () = st.shutdown.wait() => {
+                    stop_by = Some(Instant::now() + Duration::from_secs(2));
+                    continue;
+                }
+            },
+            Some(by) => {
+                // Quiet for 300 ms, or 2 s in all: done.
+                let quiet = (Instant::now() + Duration::from_millis(300)).min(by);
+                match tokio::time::timeout_at(quiet, outbox.recv()).await {
+                    Ok(Some(n)) => n,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        };
+        if let Err(e) = write_row(p, &note).await {
+            tracing::warn!(error = %e, "cannot write shared presence");
+        }
+        let envelope = Envelope {
+            from: p.instance.clone(),
+            note,
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(json) => {
+                if let Err(e) = p.bus.publish(shared::PRESENCE, json).await {
+                    tracing::warn!(error = %e, "cannot publish presence");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode presence"),
+        }
+    }
+}
+
+/// The row change of one of this instance's notes.
+async fn write_row(p: &Platform, note: &Note) -> Result<(), store::StoreError> {
+    use store::presence as rows;
+    let lease = |node: &str, link: &str, until_ms: u64| rows::Lease {
+        node: node.to_owned(),
+        link: link.to_owned(),
+        instance: p.instance.clone(),
+        until_ms,
+    };
+    match note {
+        Note::NodeUp {
+            node,
+            link,
+            until_ms,
+        } => rows::node_up(&p.store, &lease(node, link, *until_ms)).await,
+        Note::NodeDown { link, .. } => rows::node_gone(&p.store, link).await,
+        Note::Online {
+            device_id,
+            node,
+            session,
+            link,
+        } => {
+            let row = rows::PresenceRow {
+                device_id: device_id.to_string(),
+                node: node.clone(),
+                session: session.clone(),
+                link: link.clone(),
+                instance: p.instance.clone(),
+                endpoints: None,
+            };
+            rows::online(&p.store, &row, now_ms()).await
+        }
+        Note::Offline {
+            device_id,
+            node,
+            session,
+        } => rows::offline(&p.store, device_id.as_str(), node, session).await,
+        Note::Endpoints {
+            device_id,
+            session,
+            addresses,
+        } => {
+            let json = serde_json::to_string(addresses)
+                .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+            rows::endpoints(&p.store, device_id.as_str(), session, &json).await
+        }
+        Note::Republished | Note::Revoke { .. } | Note::Kick { .. } => Ok(()),
+    }
+}
+
+/// Applies what other instances publish; answers requests routed to this one.
+async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
+    let p = &st.platform;
+    let ask_subject = format!("{}{}", shared::ASK, p.instance);
+    let answer_subject = format!("{}{}", shared::ANSWER, p.instance);
+    // Reads of all rows happen here, between notes, so that a note received after a read
+    // is applied after it (and converges), never overwritten by an older read.
+    let mut reread = tokio::time::interval(Duration::from_secs(30));
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reread.tick().await;
+    loop {
+        let delivery = tokio::select! {
+            d = rx.recv() => d,
+            _ = reread.tick() => {
+                let _ = store::presence::expire(&p.store, now_ms().saturating_sub(60_000)).await;
+                p.reload().await;
+                continue;
+            }
+            () = st.shutdown.wait() => return,
+        };
+        let (subject, payload) = match delivery {
+            Ok(Delivery::Message { subject, payload }) => (subject, payload),
+            // Messages may be lost: write our rows again, tell the others, read theirs.
+            Ok(Delivery::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                for note in p.own_notes() {
+                    let _ = p.outbox.send(note);
+                }
+                p.reload().await;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if subject == shared::PRESENCE {
+            let Ok(Envelope { from, note }) = serde_json::from_str(&payload) else {
+                tracing::warn!("undecodable presence note on the bus");
+                continue;
+            };
+            if from == p.instance {
+                continue;
+            }
+            match &note {
+                Note::Republished => p.reload().await,
+                Note::Revoke {
+                    device_id,
+                    user,
+                    mtus,
+                } => p.revoke_here(device_id, *user, mtus),
+                Note::Kick {
+                    device_id,
+                    session,
+                    link,
+                } => p.kick_here(device_id, session, link),
+                _ => p.lock().view.apply(&from, &note),
+            }
+        } else if subject == shared::ALARM {
+            match serde_json::from_str::<shared::AlarmNote>(&payload) {
+                Ok(n) if n.from != p.instance => st.alarm_hub.deliver(n.alarm),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("undecodable alarm on the bus"),
+            }
+        } else if subject == ask_subject {
+            let Ok(ask) = serde_json::from_str::<Ask>(&payload) else {
+                tracing::warn!("undecodable routed request on the bus");
+                continue;
+            };
+            let st = st.clone();
+            tokio::spawn(async move { answer(&st, ask).await });
+        } else if subject == answer_subject {
+            let Ok(Answer { rid, answer }) = serde_json::from_str(&payload) else {
+                tracing::warn!("undecodable routed answer on the bus");
+                continue;
+            };
+            if let Some(tx) = p.waiting_lock().remove(&rid) {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
+/// Sends a routed request through this instance's link and publishes the answer back.
+async fn answer(st: &Shared, ask: Ask) {
+    let p = &st.platform;
+    let answer = match ask.request {
+        Routed::Command { device_id, command } => {
+            let request = CmRequest::Command {
+                device_id: device_id.clone(),
+                command,
+            };
+            match p.ask_here(&device_id, request).await {
+                Some((node, CmResponse::Command(outcome))) => {
+                    RoutedAnswer::Command { node, outcome }
+                }
+                _ => RoutedAnswer::Command {
+                    node: String::new(),
+                    outcome: CommandOutcome::NotConnected,
+                },
+            }
+        }
+        Routed::SelectMtu { device_id } => {
+            let request = CmRequest::SelectMtu {
+                device_id: device_id.clone(),
+            };
+            match p.ask_here(&device_id, request).await {
+                Some((_, CmResponse::Mtu(choice))) => RoutedAnswer::Mtu { choice },
+                _ => RoutedAnswer::Mtu { choice: None },
+            }
+        }
+    };
+    let answer = Answer {
+        rid: ask.rid,
+        answer,
+    };
+    let subject = format!("{}{}", shared::ANSWER, ask.from);
+    match serde_json::to_string(&answer) {
+        Ok(json) => {
+            if let Err(e) = p.bus.publish(&subject, json).await {
+                tracing::warn!(error = %e, "cannot publish a routed answer");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode a routed answer"),
+    }
+}
+
+/// Every [`shared::RENEW`]: renews this instance's links' leases and reads everyone's.
+async fn leases(st: Shared) {
+    let p = &st.platform;
+    let mut tick = tokio::time::interval(shared::RENEW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = st.shutdown.wait() => return,
+        }
+        let until_ms = now_ms() + shared::LEASE_MS;
+        let mine: Vec<store::presence::Lease> = {
+            let mut inner = p.lock();
+            let mine: Vec<_> = inner
+                .nodes
+                .iter()
+                .map(|(node, l)| store::presence::Lease {
+                    node: node.clone(),
+                    link: p.link_id(l.epoch),
+                    instance: p.instance.clone(),
+                    until_ms,
+                })
+                .collect();
+            for l in &mine {
+                inner.view.leases.insert(l.link.clone(), until_ms);
+            }
+            mine
+        };
+        for l in &mine {
+            if let Err(e) = store::presence::renew(&p.store, l).await {
+                tracing::warn!(error = %e, node = %l.node, "cannot renew a node lease");
+            }
+        }
+        if let Ok(all) = store::presence::leases(&p.store).await {
+            p.lock().view.reload_leases(&p.instance, &all, now_ms());
         }
     }
 }

@@ -126,7 +126,8 @@ pub(crate) async fn paths_to(
         && let Some(relay) = &target.relay
     {
         st.platform
-            .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S);
+            .allow_relay(&mtu.mtu, camera, now_s() + RELAY_WINDOW_S)
+            .await;
         out.push(MediaPath {
             kind: PathKind::Relay,
             url: url(&mtu.addresses.rtsp, relay),
@@ -191,7 +192,7 @@ async fn upstream_asked(
             ));
         }
     }
-    if !st.platform.relay_allowed(mtu, target, now_s()) {
+    if !st.platform.relay_allowed(mtu, target, now_s()).await {
         return Err(refuse(
             Refusal::NoSession,
             &format!("no viewer was sent to this MTU for {target}"),

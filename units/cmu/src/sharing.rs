@@ -196,7 +196,7 @@ pub(crate) async fn unshare(
             "this device is not shared with that sub-account",
         ));
     }
-    st.platform.revoke(&id, Some(sub));
+    st.platform.revoke(&id, Some(sub)).await;
     audit::log(
         &st.store,
         Event::Unshared {
@@ -214,7 +214,7 @@ pub(crate) async fn unshare(
 pub(crate) async fn revoke_user_everywhere(st: &Shared, user: i64) -> ApiResult<Vec<DeviceId>> {
     let ids = devices::bump_acl_of_user(&st.store, user).await?;
     for d in &ids {
-        st.platform.revoke(d, Some(user));
+        st.platform.revoke(d, Some(user)).await;
     }
     Ok(ids)
 }

@@ -184,21 +184,25 @@ fn drain_events(
         match ev {
             ScuLinkEvent::Up => {
                 up = true;
-                // The CMU may have restarted: tell it who is here.
+                // The CMU may have restarted, or this may be another instance: tell it who is
+                // here and where each device reported it can be reached (8.3).
                 let held: Vec<_> = state
                     .registry
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .iter()
-                    .map(|(d, h)| (d.clone(), h.session.clone()))
+                    .map(|(d, h)| (d.clone(), h.session.clone(), h.endpoints.clone()))
                     .collect();
-                for (device_id, session) in held {
+                for (device_id, session, endpoints) in held {
                     let online = Presence {
                         device_id,
                         session,
                         online: true,
                     };
                     link.notify(ScNotice::Presence(online));
+                    if let Some(endpoints) = endpoints {
+                        link.notify(ScNotice::Endpoints(endpoints));
+                    }
                 }
             }
             ScuLinkEvent::Answered { waiter, response } => {

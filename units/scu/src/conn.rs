@@ -92,16 +92,18 @@ impl Conn {
                 if let Some(device_id) = self.held.clone() {
                     // H.626.4 8.3 step 3: the CMU gets what the device reported and the
                     // address its connection came from, to check the mappings against.
+                    let endpoints = Endpoints {
+                        device_id,
+                        session: self.session.clone(),
+                        rtsp,
+                        mapped,
+                        observed: Some(self.peer.ip().to_string()),
+                    };
+                    self.state.reported(&endpoints);
                     let _ = self
                         .state
                         .to_cmu
-                        .send(ToCmu::Notice(ScNotice::Endpoints(Endpoints {
-                            device_id,
-                            session: self.session.clone(),
-                            rtsp,
-                            mapped,
-                            observed: Some(self.peer.ip().to_string()),
-                        })))
+                        .send(ToCmu::Notice(ScNotice::Endpoints(endpoints)))
                         .await;
                 }
             }

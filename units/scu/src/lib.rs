@@ -84,6 +84,9 @@ pub(crate) enum ConnCmd {
 pub(crate) struct Held {
     pub(crate) session: String,
     pub(crate) tx: mpsc::Sender<ConnCmd>,
+    /// The addresses the device last reported (H.626.4 8.3 step 3), announced again with
+    /// its presence on a new CMU link (issue 19: a CMU restart or move loses nothing).
+    pub(crate) endpoints: Option<peercam_signal::sc::Endpoints>,
 }
 
 /// Messages from connection tasks to the CMU link.
@@ -115,7 +118,14 @@ impl NodeState {
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(device_id, Held { session, tx });
+            .insert(
+                device_id,
+                Held {
+                    session,
+                    tx,
+                    endpoints: None,
+                },
+            );
         if let Some(old) = old {
             let _ = old.tx.try_send(ConnCmd::Kick {
                 reason: "replaced by a newer session".into(),
@@ -175,6 +185,16 @@ impl NodeState {
             o.load.viewers = o.load.viewers.saturating_add(1);
         }
         Some(chosen)
+    }
+
+    /// Keeps what a device's session reported, if it is still the current one.
+    pub(crate) fn reported(&self, endpoints: &peercam_signal::sc::Endpoints) {
+        let mut reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = reg.get_mut(&endpoints.device_id)
+            && h.session == endpoints.session
+        {
+            h.endpoints = Some(endpoints.clone());
+        }
     }
 
     pub(crate) fn lookup(&self, device_id: &DeviceId) -> Option<(String, mpsc::Sender<ConnCmd>)> {

@@ -31,10 +31,12 @@ use crate::store::alarms::{AlarmRow, Viewer};
 /// New alarms and resets, to every open alarm stream (each filters what its caller sees).
 pub(crate) struct Hub {
     tx: broadcast::Sender<Published>,
+    /// To the other CMU instances over the bus (issue 19), once it is up.
+    forward: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Published>>,
 }
 
 /// One event of the hub, with whose it is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Published {
     pub(crate) owner: i64,
     pub(crate) camera: Option<DeviceId>,
@@ -45,21 +47,36 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(256).0,
+            forward: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Hub {
-    /// Tells every stream (nobody listening is fine).
+    /// Tells every stream, on this instance and the others (nobody listening is fine).
     pub(crate) fn publish(&self, row: &AlarmRow, event: &str) {
-        let _ = self.tx.send(Published {
+        let published = Published {
             owner: row.owner,
             camera: row.camera.clone(),
             event: AlarmEvent {
                 event: event.to_owned(),
                 alarm: view(row),
             },
-        });
+        };
+        if let Some(forward) = self.forward.get() {
+            let _ = forward.send(published.clone());
+        }
+        let _ = self.tx.send(published);
+    }
+
+    /// Sends what is published here to the other instances through `forward`.
+    pub(crate) fn forward_to(&self, forward: tokio::sync::mpsc::UnboundedSender<Published>) {
+        let _ = self.forward.set(forward);
+    }
+
+    /// An event another instance published, to this instance's streams.
+    pub(crate) fn deliver(&self, published: Published) {
+        let _ = self.tx.send(published);
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Published> {

@@ -36,20 +36,29 @@ const SMS_ATTEMPTS: u32 = 3;
 const SNAPSHOT_WIDTH: u16 = 640;
 
 /// Cameras the platform raised a `camera_offline` (or `recorder_offline`) alarm for and no
-/// `camera_online` since (in memory: a restart forgets, and the next offline raises anew).
+/// `camera_online` since: rows shared by every CMU instance (`offline_alarms`, issue 19), so
+/// that each alarm is raised once whichever instance sees the change. While the database
+/// cannot answer, this instance's memory decides.
 #[derive(Default)]
 pub(crate) struct Offline {
     devices: Mutex<HashSet<DeviceId>>,
 }
 
 impl Offline {
-    fn set(&self, id: &DeviceId, offline: bool) -> bool {
+    /// Records the change; true if it is news (the alarm is due).
+    async fn set(&self, db: &crate::store::Store, id: &DeviceId, offline: bool) -> bool {
+        let shared = if offline {
+            crate::store::presence::mark_offline(db, id.as_str(), now_ms()).await
+        } else {
+            crate::store::presence::clear_offline(db, id.as_str()).await
+        };
         let mut set = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
-        if offline {
+        let here = if offline {
             set.insert(id.clone())
         } else {
             set.remove(id)
-        }
+        };
+        shared.unwrap_or(here)
     }
 }
 
@@ -571,11 +580,12 @@ pub(crate) async fn presence(st: &Shared, id: &DeviceId, online: bool) {
         if dev.kind == DeviceKind::Pu {
             push_pending_strategy(st, id).await;
         }
-        if !st.offline.set(id, false) {
+        if !st.offline.set(&st.store, id, false).await {
             return;
         }
-    } else {
-        st.offline.set(id, true);
+    } else if !st.offline.set(&st.store, id, true).await {
+        // Raised already (by this instance or another) and not back online since.
+        return;
     }
     system(st, owner, Some(id), kind, name).await;
 }

@@ -27,6 +27,7 @@ pub(crate) mod packages;
 pub(crate) mod params;
 pub(crate) mod plans;
 pub(crate) mod play_keys;
+pub(crate) mod presence;
 pub(crate) mod push;
 pub(crate) mod rate_limits;
 pub(crate) mod recordings;
@@ -279,10 +280,20 @@ impl Backend {
 }
 
 /// The CMU's database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Its URL (it may hold a password: never logged).
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -298,7 +309,16 @@ impl Store {
     pub(crate) async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let backend = Backend::of_url(url)?;
         let pool = schema::open(url, backend, connections.max(1)).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
+    }
+
+    /// The URL it was opened with (for the bus's own connection; never log it).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     pub(super) fn pool(&self) -> &AnyPool {
@@ -306,7 +326,6 @@ impl Store {
     }
 
     /// The backend behind this store.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
