@@ -4,7 +4,7 @@
 // the same link shows that state and plays nothing.
 //
 // Inputs (environment):
-//   PEERCAM_CLIP_LINK     the link (https://CMU/s/<id>)
+//   PEERCAM_CLIP_LINK     the link (https://CMU/c/<id>)
 //   PEERCAM_CLIP_EXPECT   `active` (plays) or `revoked` / `expired` (refused)
 // Output: one JSON line; exit status 1 on failure.
 

@@ -467,9 +467,9 @@ async fn authorisation_matrix_small_world(c: Cluster) {
             _ => 403,
         };
         assert_eq!(status, want, "{who:?} DELETE clip -> {status} {text}");
-        let (status, _) = raw(&c, client(who), "GET", &format!("/s/{no_clip}"), None).await;
+        let (status, _) = raw(&c, client(who), "GET", &format!("/c/{no_clip}"), None).await;
         checked += 1;
-        assert_eq!(status, 404, "{who:?} GET /s/{no_clip}");
+        assert_eq!(status, 404, "{who:?} GET /c/{no_clip}");
     }
     assert!(checked > 150, "only {checked} requests checked");
     // Nothing a denied request did changed the world.

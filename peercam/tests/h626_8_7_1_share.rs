@@ -211,7 +211,7 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
         .unwrap();
     assert!(uploads.load(std::sync::atomic::Ordering::Relaxed) > 0);
     assert_eq!(clip.state, "active");
-    assert_eq!(clip.link, format!("{}/s/{}", w.c.api, clip.id));
+    assert_eq!(clip.link, format!("{}/c/{}", w.c.api, clip.id));
     assert_eq!(clip.id.len(), 22);
 
     // The page, without an account.
@@ -222,12 +222,21 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["referrer-policy"], "no-referrer");
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     let html = page.text().await.unwrap();
     assert!(html.contains("data-state=\"active\""), "{html}");
-    assert!(html.contains("&lt;b&gt;front door&lt;/b&gt;"), "the label is escaped");
+    assert!(
+        html.contains("&lt;b&gt;front door&lt;/b&gt;"),
+        "the label is escaped"
+    );
     let media = video_src(&html);
-    assert!(media.contains("/cc/v1/clip/") && media.contains("grant=pcg1."), "{media}");
+    assert!(
+        media.contains("/cc/v1/clip/") && media.contains("grant=pcg1."),
+        "{media}"
+    );
 
     // The media: the whole MP4, then a range.
     let r = http.get(&media).send().await.unwrap();
@@ -238,7 +247,10 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     let file = dir.path().join("shared.mp4");
     std::fs::write(&file, &bytes).unwrap();
     let frames = ffprobe_frames(&file);
-    assert!((150..=205).contains(&frames), "{frames} frames for 6 s at 25 fps");
+    assert!(
+        (150..=205).contains(&frames),
+        "{frames} frames for 6 s at 25 fps"
+    );
     let r = http
         .get(&media)
         .header("range", "bytes=70000-")
@@ -279,10 +291,10 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
         .next()
         .unwrap()
         .to_owned();
-    let raw = std::fs::read(
-        w.c.path()
-            .join(format!("cs-{}/objects/{prefix}/clips/{}.mp4", w.cs_id.device_id, clip.id)),
-    )
+    let raw = std::fs::read(w.c.path().join(format!(
+        "cs-{}/objects/{prefix}/clips/{}.mp4",
+        w.cs_id.device_id, clip.id
+    )))
     .unwrap();
     assert_eq!(&raw[..4], b"PCE1", "sealed in the envelope");
     assert!(
@@ -304,7 +316,10 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     .unwrap();
     pool.close().await;
     assert_eq!(clip_bytes as usize, raw.len());
-    assert!(used >= clip_bytes, "the clip counts in the pool: {used} < {clip_bytes}");
+    assert!(
+        used >= clip_bytes,
+        "the clip counts in the pool: {used} < {clip_bytes}"
+    );
 
     // The upload grant reaches its own clip once, and only an MP4.
     let second = w
@@ -337,9 +352,16 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     };
     let other = second.upload.url.replace(&second.clip.id, &clip.id);
     assert_eq!(put(other, bytes.clone()).await, 403, "another clip's key");
-    assert_eq!(put(second.upload.url.clone(), b"not an mp4".to_vec()).await, 400);
+    assert_eq!(
+        put(second.upload.url.clone(), b"not an mp4".to_vec()).await,
+        400
+    );
     assert_eq!(put(second.upload.url.clone(), bytes.clone()).await, 201);
-    assert_eq!(put(second.upload.url.clone(), bytes.clone()).await, 409, "written once");
+    assert_eq!(
+        put(second.upload.url.clone(), bytes.clone()).await,
+        409,
+        "written once"
+    );
 
     // Another owner sees nothing and revokes nothing; a sub-account may not share.
     let b = w.c.owner("+15550871302").await.unwrap();
@@ -372,7 +394,10 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
         expires_in_s: Some(life),
         label: None,
     };
-    for req in [bad(from, from + 15 * 60_000 + 1, 600), bad(from, to, 31 * 86_400)] {
+    for req in [
+        bad(from, from + 15 * 60_000 + 1, 600),
+        bad(from, to, 31 * 86_400),
+    ] {
         match w.owner.create_clip(cam, &req).await {
             Err(peercam_cu::CuError::Api { status, .. }) => assert_eq!(status, 422, "{req:?}"),
             other => panic!("{req:?}: {other:?}"),
@@ -397,10 +422,16 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 410);
-    assert_eq!(http.get(&media).send().await.unwrap().status().as_u16(), 404);
+    assert_eq!(
+        http.get(&media).send().await.unwrap().status().as_u16(),
+        404
+    );
     assert!(
         !w.c.path()
-            .join(format!("cs-{}/objects/{prefix}/clips/{}.mp4", w.cs_id.device_id, clip.id))
+            .join(format!(
+                "cs-{}/objects/{prefix}/clips/{}.mp4",
+                w.cs_id.device_id, clip.id
+            ))
             .exists(),
         "the object is deleted"
     );
@@ -411,9 +442,12 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     assert_eq!(r.status().as_u16(), 410);
     assert!(r.text().await.unwrap().contains("data-state=\"expired\""));
     // An unknown or malformed id.
-    let unknown = format!("{}/s/AAAAAAAAAAAAAAAAAAAAAA", w.c.api);
-    assert_eq!(http.get(&unknown).send().await.unwrap().status().as_u16(), 404);
-    let bad = format!("{}/s/..%2F..%2Fetc", w.c.api);
+    let unknown = format!("{}/c/AAAAAAAAAAAAAAAAAAAAAA", w.c.api);
+    assert_eq!(
+        http.get(&unknown).send().await.unwrap().status().as_u16(),
+        404
+    );
+    let bad = format!("{}/c/..%2F..%2Fetc", w.c.api);
     assert_eq!(http.get(&bad).send().await.unwrap().status().as_u16(), 404);
 
     // Every use is in the owner's audit log, none in the other owner's.
@@ -421,8 +455,14 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     for action in ["clip.create", "clip.view", "clip.download", "clip.revoke"] {
         assert!(log.contains(action), "{action} missing: {log}");
     }
-    assert!(log.contains("\"revoked\"") && log.contains("\"expired\""), "{log}");
-    assert!(!log.contains(&clip.id), "the audit log holds no whole share id");
+    assert!(
+        log.contains("\"revoked\"") && log.contains("\"expired\""),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&clip.id),
+        "the audit log holds no whole share id"
+    );
     assert!(!audit(&b).await.contains("clip."));
     for sd in sds {
         sd.trigger();
@@ -434,9 +474,9 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
 /// revoked it, the same link shows the revoked state and no player.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
-    let Some(web) =
-        peercam_test::web::web_tests_or_skip("h626_8_7_1_shared_clip_plays_in_chromium_without_login")
-    else {
+    let Some(web) = peercam_test::web::web_tests_or_skip(
+        "h626_8_7_1_shared_clip_plays_in_chromium_without_login",
+    ) else {
         return;
     };
     let w = world("+15550871303").await;
@@ -456,16 +496,20 @@ async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
         .share_range(&spec, dir.path(), |_| {})
         .await
         .unwrap();
-    let run = |expect: &str| {
-        peercam_test::web::scenario(
-            &web,
-            "share-clip.mjs",
-            &[
-                ("PEERCAM_CLIP_LINK", clip.link.clone()),
-                ("PEERCAM_CLIP_EXPECT", expect.to_owned()),
-            ],
-            None,
-        )
+    let run = |expect: &'static str| {
+        let (web, link) = (web.clone(), clip.link.clone());
+        async move {
+            peercam_test::web::scenario(
+                &web,
+                "share-clip.mjs",
+                &[
+                    ("PEERCAM_CLIP_LINK", link),
+                    ("PEERCAM_CLIP_EXPECT", expect.to_owned()),
+                ],
+                None,
+            )
+            .await
+        }
     };
     let r = run("active").await;
     assert!(r["video"]["width"].as_u64().unwrap() > 0, "{r}");
@@ -473,7 +517,10 @@ async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
     let r = run("revoked").await;
     assert_eq!(r["status"], 410, "{r}");
     let log = audit(&w.owner).await;
-    assert!(log.contains("clip.view") && log.contains("clip.download"), "{log}");
+    assert!(
+        log.contains("clip.view") && log.contains("clip.download"),
+        "{log}"
+    );
     for sd in sds {
         sd.trigger();
     }

@@ -1,4 +1,4 @@
-//! `peercam cu share`, `shares`, `unshare`: shared clip links (issue 17 item 9, H.626.4
+//! `peercam cu clip share`, `clip list`, `clip revoke`: shared clip links (issue 17 item 9, H.626.4
 //! 8.7.1 download). `share` exports the range from the chosen recorder with the existing
 //! export, uploads it to the camera's cloud storage unit with a progress bar and prints the
 //! link; anyone with the link plays and downloads the clip in a browser until it expires or
@@ -38,10 +38,10 @@ pub(crate) enum ShareCmd {
         label: Option<String>,
     },
     /// Your shared clip links, newest first.
-    Shares,
+    List,
     /// Revoke a shared clip link: it stops working at once and the clip is deleted.
-    Unshare {
-        /// The clip's id (see `shares`).
+    Revoke {
+        /// The clip's id (see `clip list`).
         id: String,
     },
 }
@@ -141,13 +141,13 @@ pub(crate) async fn run(conn: &Conn, cmd: ShareCmd) -> anyhow::Result<()> {
             print(json, &clip, |c| {
                 println!("{}", c.link);
                 println!(
-                    "works until {} (revoke: peercam cu unshare {})",
+                    "works until {} (revoke: peercam cu clip revoke {})",
                     format_rfc3339(c.expires_at * 1000),
                     c.id
                 );
             })?;
         }
-        ShareCmd::Shares => {
+        ShareCmd::List => {
             let all = c.clips().await?;
             print(json, &all, |all| {
                 if all.is_empty() {
@@ -156,7 +156,7 @@ pub(crate) async fn run(conn: &Conn, cmd: ShareCmd) -> anyhow::Result<()> {
                 all.iter().for_each(line);
             })?;
         }
-        ShareCmd::Unshare { id } => {
+        ShareCmd::Revoke { id } => {
             let clip = c.revoke_clip(&id).await?;
             print(json, &clip, |c| println!("{} revoked", c.id))?;
         }

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! share id = 22 base64url characters (unpadded) of 16 random bytes
-//! link     = "/s/" share-id                the page (a <video> and a download link)
-//!          | "/s/" share-id "/download"    the clip as an attachment
+//! link     = "/c/" share-id                the page (a <video> and a download link)
+//!          | "/c/" share-id "/download"    the clip as an attachment
 //! ```
 //!
 //! The share id is the only secret of a link: 128 random bits, so it cannot be guessed.
@@ -96,29 +96,29 @@ impl FromStr for ShareId {
 /// What a public link path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkPart {
-    /// `/s/<id>`: the page.
+    /// `/c/<id>`: the page.
     Page,
-    /// `/s/<id>/download`: the file.
+    /// `/c/<id>/download`: the file.
     Download,
 }
 
 /// The path of `part` of link `id`.
 pub fn link_path(id: &ShareId, part: LinkPart) -> String {
     match part {
-        LinkPart::Page => format!("/s/{id}"),
-        LinkPart::Download => format!("/s/{id}/download"),
+        LinkPart::Page => format!("/c/{id}"),
+        LinkPart::Download => format!("/c/{id}/download"),
     }
 }
 
 /// Parses a public link path (without query), as [`link_path`] prints it.
 pub fn parse_link(path: &str) -> Result<(ShareId, LinkPart), Error> {
     let rest = path
-        .strip_prefix("/s/")
-        .ok_or(Error::Key("a link path starts with /s/"))?;
+        .strip_prefix("/c/")
+        .ok_or(Error::Key("a link path starts with /c/"))?;
     let (id, part) = match rest.split_once('/') {
         None => (rest, LinkPart::Page),
         Some((id, "download")) => (id, LinkPart::Download),
-        Some(_) => return Err(Error::Key("a link path is /s/<id> or /s/<id>/download")),
+        Some(_) => return Err(Error::Key("a link path is /c/<id> or /c/<id>/download")),
     };
     Ok((id.parse()?, part))
 }
@@ -185,23 +185,26 @@ mod tests {
         let s = id.to_string();
         assert_eq!(s.len(), ID_CHARS);
         assert_eq!(s.parse::<ShareId>().unwrap(), id);
-        assert_eq!(parse_link(&format!("/s/{s}")).unwrap(), (id, LinkPart::Page));
         assert_eq!(
-            parse_link(&format!("/s/{s}/download")).unwrap(),
+            parse_link(&format!("/c/{s}")).unwrap(),
+            (id, LinkPart::Page)
+        );
+        assert_eq!(
+            parse_link(&format!("/c/{s}/download")).unwrap(),
             (id, LinkPart::Download)
         );
         for bad in [
             "",
-            "/s/",
-            &format!("/s/{s}/"),
-            &format!("/s/{s}/x"),
+            "/c/",
+            &format!("/c/{s}/"),
+            &format!("/c/{s}/x"),
             &format!("/t/{s}"),
-            &format!("/s/{}", &s[..21]),
-            &format!("/s/{s}A"),
-            "/s/../../etc/passwd000",
-            "/s/AAAAAAAAAAAAAAAAAAAAA=",
+            &format!("/c/{}", &s[..21]),
+            &format!("/c/{s}A"),
+            "/c/../../etc/passwd000",
+            "/c/AAAAAAAAAAAAAAAAAAAAA=",
             // Non-zero padding bits: the same bytes, a second spelling.
-            "/s/AAAAAAAAAAAAAAAAAAAAAB",
+            "/c/AAAAAAAAAAAAAAAAAAAAAB",
         ] {
             assert!(parse_link(bad).is_err(), "{bad}");
         }
@@ -211,7 +214,10 @@ mod tests {
     #[test]
     fn h626_8_7_1_clip_requests_are_bounded() {
         assert_eq!(check_request(0, 1000, None, None), Ok(DEFAULT_LIFE_S));
-        assert_eq!(check_request(0, MAX_CLIP_MS, Some(60), Some("door")), Ok(60));
+        assert_eq!(
+            check_request(0, MAX_CLIP_MS, Some(60), Some("door")),
+            Ok(60)
+        );
         assert_eq!(check_request(5, 5, None, None), Err(ClipRefusal::Empty));
         assert_eq!(
             check_request(0, MAX_CLIP_MS + 1, None, None),
@@ -241,7 +247,7 @@ mod tests {
         }
 
         #[test]
-        fn h626_8_7_1_any_link_text_that_parses_prints_back(s in "/s/[A-Za-z0-9_-]{20,24}(/download)?") {
+        fn h626_8_7_1_any_link_text_that_parses_prints_back(s in "/c/[A-Za-z0-9_-]{20,24}(/download)?") {
             if let Ok((id, part)) = parse_link(&s) {
                 prop_assert_eq!(link_path(&id, part), s);
             }

@@ -48,7 +48,7 @@ pub struct ClipUpload {
 pub struct ClipView {
     /// The share id (22 characters; it is the link's secret).
     pub id: String,
-    /// The public link: `https://CMU/s/<id>`.
+    /// The public link: `https://CMU/c/<id>`.
     pub link: String,
     /// The camera.
     pub camera: String,

@@ -10,9 +10,9 @@
 //!   exports the range with the existing export of the recorder it chose (card, NVR or
 //!   cloud) and uploads it once; the CS stores it encrypted and counts it in the pool.
 //! * `GET /api/v1/clips`, `DELETE /api/v1/clips/{id}` (owners): the owner's links; revoke.
-//! * `GET /s/{id}` (anyone): the page. It checks the link (not revoked, not expired),
+//! * `GET /c/{id}` (anyone): the page. It checks the link (not revoked, not expired),
 //!   audits the view, and embeds the CS's media URL with a fresh share grant (op `read`,
-//!   that clip only, `clip_view_ttl_s`). `GET /s/{id}/download` does the same for a download
+//!   that clip only, `clip_view_ttl_s`). `GET /c/{id}/download` does the same for a download
 //!   and redirects to the CS. Both are rate-limited per client address, answer a clear page
 //!   when revoked or expired (410) or unknown (404), and are never cached.
 //! * Revoked and expired clips are deleted on their CS (Su `cs_clip_delete`) at once and by
@@ -105,7 +105,7 @@ pub(crate) fn components(
 }
 
 fn link_of(st: &Shared, id: &str) -> String {
-    format!("{}/s/{id}", st.public_url.trim_end_matches('/'))
+    format!("{}/c/{id}", st.public_url.trim_end_matches('/'))
 }
 
 fn state_of(c: &Clip, now: u64) -> &'static str {
@@ -152,16 +152,15 @@ async fn create(
         parse_rfc3339(v).map_err(|e| ApiErr::invalid(vec![FieldError::new(field, e.to_string())]))
     };
     let (from, to) = (time("from", &req.from)?, time("to", &req.to)?);
-    let life = clip::check_request(from, to, req.expires_in_s, req.label.as_deref()).map_err(
-        |e| {
+    let life =
+        clip::check_request(from, to, req.expires_in_s, req.label.as_deref()).map_err(|e| {
             let field = match e {
                 clip::ClipRefusal::Life => "expires_in_s",
                 clip::ClipRefusal::Label => "label",
                 _ => "to",
             };
             ApiErr::invalid(vec![FieldError::new(field, e.to_string())])
-        },
-    )?;
+        })?;
     if req
         .recorder
         .as_deref()
@@ -340,11 +339,11 @@ pub(crate) fn spawn_sweeper(st: Shared, shutdown: Shutdown) {
     });
 }
 
-/// The public link's routes (no account): `/s/{id}` and `/s/{id}/download`.
+/// The public link's routes (no account): `/c/{id}` and `/c/{id}/download`.
 pub(crate) fn public_router(st: Shared) -> Router {
     Router::new()
-        .route("/s/{id}", get(page))
-        .route("/s/{id}/download", get(download))
+        .route("/c/{id}", get(page))
+        .route("/c/{id}/download", get(download))
         .with_state(st)
 }
 
@@ -353,8 +352,12 @@ const STYLE: &str = "body{margin:0;font:16px/1.4 system-ui,sans-serif;background
 main{max-width:960px;margin:0 auto;padding:16px}h1{font-size:1.3em;margin:.2em 0}\
 video{width:100%;max-height:80vh;background:#000}a{color:#8cf}.meta{color:#aaa}";
 
-static STYLE_HASH: LazyLock<String> =
-    LazyLock::new(|| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(STYLE.as_bytes()))));
+static STYLE_HASH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "'sha256-{}'",
+        STANDARD.encode(Sha256::digest(STYLE.as_bytes()))
+    )
+});
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -530,7 +533,7 @@ async fn use_link(
     Ok((c, url))
 }
 
-/// `GET /s/{id}`: the page of a shared clip.
+/// `GET /c/{id}`: the page of a shared clip.
 async fn page(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -544,7 +547,7 @@ async fn page(
     let body = format!(
         "<h1>{}</h1><p class=\"meta\">{} to {} (UTC) &middot; this link works until {}</p>\
 <video id=\"clip\" controls playsinline muted autoplay preload=\"auto\" src=\"{}\"></video>\
-<p><a id=\"download\" href=\"/s/{}/download\">Download the clip (MP4)</a></p>",
+<p><a id=\"download\" href=\"/c/{}/download\">Download the clip (MP4)</a></p>",
         escape(title),
         format_rfc3339(c.from_ms),
         format_rfc3339(c.to_ms),
@@ -555,7 +558,7 @@ async fn page(
     html(StatusCode::OK, Some(origin(&media)), "active", &body)
 }
 
-/// `GET /s/{id}/download`: the clip as a file (a redirect to the CS).
+/// `GET /c/{id}/download`: the clip as a file (a redirect to the CS).
 async fn download(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -584,8 +587,14 @@ mod tests {
 
     #[test]
     fn h626_8_7_1_the_clip_page_escapes_and_names_the_media_origin() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-        assert_eq!(origin("https://cs.example:8570/cc/v1/clip/x"), "https://cs.example:8570");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(
+            origin("https://cs.example:8570/cc/v1/clip/x"),
+            "https://cs.example:8570"
+        );
         assert_eq!(origin("http://127.0.0.1:9"), "http://127.0.0.1:9");
         assert!(STYLE_HASH.starts_with("'sha256-"));
     }

@@ -156,7 +156,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiErr> {
 }
 
 /// The body, at most `max` bytes (413 beyond).
-pub(crate) async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiErr> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<Bytes, ApiErr> {
     let too_large = || {
         ApiErr::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -273,13 +273,14 @@ pub(crate) async fn put(
     }
     let body = crate::api::read_body(body, &headers, cs.max_clip).await?;
     if !peercam_cloud::clip::looks_like_mp4(&body) {
-        return Err(ApiErr::bad("bad_clip", "a clip is an MP4 file (ftyp first)"));
+        return Err(ApiErr::bad(
+            "bad_clip",
+            "a clip is an MP4 file (ftyp first)",
+        ));
     }
-    let dek = cs
-        .keys
-        .dek(&prefix, &cam.write_kid)
-        .await
-        .ok_or_else(|| ApiErr::unavailable("no_data_key", "the CS has no data key for this camera yet"))?;
+    let dek = cs.keys.dek(&prefix, &cam.write_kid).await.ok_or_else(|| {
+        ApiErr::unavailable("no_data_key", "the CS has no data key for this camera yet")
+    })?;
     let sealed = envelope::seal(&dek, &cam.write_kid, crate::random_bytes::<32>(), &body)
         .map_err(|e| ApiErr::internal("seal", &e))?;
     let row = ClipRow {
@@ -392,11 +393,9 @@ pub(crate) async fn get(
     let body = if method == Method::HEAD || r.is_empty() {
         Body::empty()
     } else {
-        let dek = cs
-            .keys
-            .dek(&row.prefix, &row.kid)
-            .await
-            .ok_or_else(|| ApiErr::unavailable("no_data_key", "the CS has no data key for this clip now"))?;
+        let dek = cs.keys.dek(&row.prefix, &row.kid).await.ok_or_else(|| {
+            ApiErr::unavailable("no_data_key", "the CS has no data key for this clip now")
+        })?;
         let head = cs
             .backend
             .get_range(&raw, Some(0..HEADER_MAX.min(row.bytes)))
@@ -432,7 +431,10 @@ pub(crate) async fn get(
     };
     set(
         header::CONTENT_DISPOSITION,
-        format!("{disposition}; filename=\"clip-{}.mp4\"", short(share_of(&key))),
+        format!(
+            "{disposition}; filename=\"clip-{}.mp4\"",
+            short(share_of(&key))
+        ),
     );
     if status == StatusCode::PARTIAL_CONTENT {
         set(

@@ -144,7 +144,11 @@ impl Su {
             DeviceCommand::CsClipDelete { prefix, share } => {
                 match crate::clips::su_delete(&self.cs, prefix, share).await {
                     Ok(gone) => {
-                        tracing::info!(share = share.get(..6).unwrap_or(""), gone, "shared clip deleted");
+                        tracing::info!(
+                            share = share.get(..6).unwrap_or(""),
+                            gone,
+                            "shared clip deleted"
+                        );
                         DeviceReply::Done
                     }
                     Err(e) if e == "prefix" || e == "share" => invalid(&e, "not a clip of this CS"),
