@@ -6,9 +6,12 @@
 // Inputs (environment):
 //   PEERCAM_CLIP_LINK     the link (https://CMU/c/<id>)
 //   PEERCAM_CLIP_EXPECT   `active` (plays) or `revoked` / `expired` (refused)
+//   PEERCAM_WEB_URL, PEERCAM_WEB_USER / _PASSWORD, PEERCAM_DEVICE (optional, with `active`):
+//                         then the owner revokes the link on the camera's recordings page
+//                         (the "Shared clips" card) and the same link must show `revoked`
 // Output: one JSON line; exit status 1 on failure.
 
-import { expect, launch, need, newUser, open, run, step } from './lib.mjs';
+import { expect, launch, login, need, newUser, open, run, step } from './lib.mjs';
 
 await run(async (result) => {
   const link = need('PEERCAM_CLIP_LINK');
@@ -58,6 +61,26 @@ await run(async (result) => {
     expect(/\.mp4$/.test(result.download), `an MP4 download, got ${result.download}`);
     step(result, 'downloaded');
     expect(problems.length === 0, `no page errors: ${problems.join('; ')}`);
+    if (!process.env.PEERCAM_WEB_USER) return;
+
+    // The owner revokes it in the web client, in another profile.
+    const base = need('PEERCAM_WEB_URL').replace(/\/$/, '');
+    const owner = await newUser(browser);
+    await login(owner.page, base, need('PEERCAM_WEB_USER'), need('PEERCAM_WEB_PASSWORD'));
+    await owner.page.goto(`${base}/#/device/${encodeURIComponent(need('PEERCAM_DEVICE'))}/recordings`);
+    const id = link.split('/c/')[1];
+    const revoke = owner.page.locator(`#shared-clips button[data-clip="${id}"]`);
+    await revoke.waitFor({ timeout: 20000 });
+    result.listed = (await owner.page.locator('#shared-clips li').first().innerText()).replace(/\s+/g, ' ');
+    await revoke.click();
+    await owner.page.locator('#shared-clips li.clip-revoked').waitFor({ timeout: 10000 });
+    expect(owner.problems.length === 0, `no page errors for the owner: ${owner.problems.join('; ')}`);
+    step(result, 'revoked in the web client');
+    const again = await open(page, link);
+    result.after = { status: again.status(), state: await page.locator('body').getAttribute('data-state') };
+    expect(result.after.status === 410 && result.after.state === 'revoked', `the link is revoked: ${JSON.stringify(result.after)}`);
+    expect(await page.locator('video').count() === 0, 'no player after revocation');
+    step(result, 'refused after revocation');
   } finally {
     await browser.close();
   }

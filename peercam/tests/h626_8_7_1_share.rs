@@ -470,8 +470,9 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
 }
 
 /// Issue 17 item 9 in Chromium: a browser with no account opens the link and the page
-/// plays the clip (its time advances, it has a picture) and downloads it; after the owner
-/// revoked it, the same link shows the revoked state and no player.
+/// plays the clip (its time advances, it has a picture) and downloads it; the owner revokes
+/// it on the web client's recordings page ("Shared clips"), and the same link then shows the
+/// revoked state and no player.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
     let Some(web) = peercam_test::web::web_tests_or_skip(
@@ -496,25 +497,36 @@ async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
         .share_range(&spec, dir.path(), |_| {})
         .await
         .unwrap();
-    let run = |expect: &'static str| {
-        let (web, link) = (web.clone(), clip.link.clone());
-        async move {
-            peercam_test::web::scenario(
-                &web,
-                "share-clip.mjs",
-                &[
-                    ("PEERCAM_CLIP_LINK", link),
-                    ("PEERCAM_CLIP_EXPECT", expect.to_owned()),
-                ],
-                None,
-            )
-            .await
-        }
-    };
-    let r = run("active").await;
+    // Plays without an account; the owner revokes it on the recordings page; refused then.
+    let r = peercam_test::web::scenario(
+        &web,
+        "share-clip.mjs",
+        &[
+            ("PEERCAM_CLIP_LINK", clip.link.clone()),
+            ("PEERCAM_CLIP_EXPECT", "active".to_owned()),
+            ("PEERCAM_WEB_URL", w.c.api.clone()),
+            ("PEERCAM_WEB_USER", "+15550871303".to_owned()),
+            ("PEERCAM_WEB_PASSWORD", peercam_test::PASSWORD.to_owned()),
+            ("PEERCAM_DEVICE", w.cam.device_id.to_string()),
+        ],
+        None,
+    )
+    .await;
     assert!(r["video"]["width"].as_u64().unwrap() > 0, "{r}");
-    w.owner.revoke_clip(&clip.id).await.unwrap();
-    let r = run("revoked").await;
+    assert_eq!(r["after"]["status"], 410, "{r}");
+    let mine = w.owner.clips().await.unwrap();
+    assert_eq!(mine[0].state, "revoked");
+    // A fresh browser sees the revoked page too.
+    let r = peercam_test::web::scenario(
+        &web,
+        "share-clip.mjs",
+        &[
+            ("PEERCAM_CLIP_LINK", clip.link.clone()),
+            ("PEERCAM_CLIP_EXPECT", "revoked".to_owned()),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(r["status"], 410, "{r}");
     let log = audit(&w.owner).await;
     assert!(

@@ -517,9 +517,8 @@ async fn use_link(
             return Err(refusal_page(StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
         }
     };
-    let key = match c.prefix.parse().map(|p| ClipKey::new(p, &c.id)) {
-        Ok(Ok(k)) => k,
-        _ => return Err(unknown()),
+    let Ok(Ok(key)) = c.prefix.parse().map(|p| ClipKey::new(p, &c.id)) else {
+        return Err(unknown());
     };
     record("ok").await;
     if let Err(e) = rows::count_use(&st.store, &c.id, download).await {
