@@ -404,9 +404,65 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
         }
     }
 
+    // The CLI: share (export, upload, print the link), list, revoke.
+    let exe = env!("CARGO_BIN_EXE_peercam");
+    let phone = "+15550871301";
+    let (ok, out, err) =
+        w.c.cu_cli(
+            exe,
+            phone,
+            &[
+                "--json",
+                "clip",
+                "share",
+                cam,
+                "--from",
+                &peercam_record::time::format_rfc3339(from),
+                "--to",
+                &peercam_record::time::format_rfc3339(to),
+                "--recorder",
+                "cloud",
+                "--expires",
+                "2h",
+                "--label",
+                "cli",
+            ],
+        )
+        .await;
+    assert!(ok, "clip share: {out} {err}");
+    let by_cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cli_id = by_cli["id"].as_str().unwrap().to_owned();
+    assert_eq!(by_cli["state"], "active");
+    let r = http
+        .get(by_cli["link"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let media = video_src(&r.text().await.unwrap());
+    let got = http
+        .get(&media)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        got.len() > 10_000 && &got[4..8] == b"ftyp",
+        "the CLI's clip plays"
+    );
+    let (ok, out, err) = w.c.cu_cli(exe, phone, &["clip", "list"]).await;
+    assert!(
+        ok && out.contains(&cli_id) && out.contains("\"cli\""),
+        "clip list: {out} {err}"
+    );
+    let (ok, out, err) = w.c.cu_cli(exe, phone, &["clip", "revoke", &cli_id]).await;
+    assert!(ok && out.contains("revoked"), "clip revoke: {out} {err}");
+
     // The owner's list counts the uses.
     let mine = w.owner.clips().await.unwrap();
-    assert_eq!(mine.len(), 2);
+    assert_eq!(mine.len(), 3);
     let listed = mine.iter().find(|c| c.id == clip.id).unwrap();
     assert_eq!((listed.views, listed.downloads), (1, 1));
 
