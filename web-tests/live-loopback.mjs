@@ -23,6 +23,7 @@ const FILES = {
   '/app/alarm-stream.js': ['alarm-stream.js', 'text/javascript'],
   '/app/alarm-settings.js': ['alarm-settings.js', 'text/javascript'],
   '/app/cloud-plan.js': ['cloud-plan.js', 'text/javascript'],
+  '/app/shared-clips.js': ['shared-clips.js', 'text/javascript'],
   '/app/live.js': ['live.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],

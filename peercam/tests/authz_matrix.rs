@@ -119,6 +119,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         }
         // H.626.4 6.1.13: a plan that does not exist, refused on its merits (404).
         "PlanChange" => json!({"plan": "no-such-plan"}),
+        // Issue 17 item 9: allowed only to the camera's owner, refused on its merits here
+        // (no cloud storage unit in this world: 409).
+        "ClipRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
         other => panic!("no body for {other}"),
     })
 }
@@ -444,6 +447,29 @@ async fn authorisation_matrix_small_world(c: Cluster) {
                 }
             }
         }
+    }
+    // Issue 17 item 9: revoking a shared clip is for owners, and a clip that is not yours
+    // is one that does not exist; the public link of an unknown clip is 404 for everyone.
+    let no_clip = "AAAAAAAAAAAAAAAAAAAAAA";
+    for who in EVERYONE {
+        let (status, text) = raw(
+            &c,
+            client(who),
+            "DELETE",
+            &format!("/api/v1/clips/{no_clip}"),
+            None,
+        )
+        .await;
+        checked += 1;
+        let want = match who {
+            Who::Anonymous => 401,
+            Who::A | Who::B => 404,
+            _ => 403,
+        };
+        assert_eq!(status, want, "{who:?} DELETE clip -> {status} {text}");
+        let (status, _) = raw(&c, client(who), "GET", &format!("/c/{no_clip}"), None).await;
+        checked += 1;
+        assert_eq!(status, 404, "{who:?} GET /c/{no_clip}");
     }
     assert!(checked > 150, "only {checked} requests checked");
     // Nothing a denied request did changed the world.

@@ -204,6 +204,10 @@ enum Cmd {
     Params(ParamsCmd),
     #[command(flatten)]
     Rec(super::rec::RecCmd),
+    /// Share a clip by link, without an account for who watches it (8.7.1 download): `clip
+    /// share DEVICE --from .. --to ..`, `clip list`, `clip revoke ID`.
+    #[command(subcommand)]
+    Clip(super::share::ShareCmd),
     /// Alarms of your cameras and account, alarm strategies, simulated inputs, message
     /// templates (H.626.4 8.8, 6.1.9).
     #[command(subcommand)]
@@ -484,6 +488,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Login => login(conn, json).await?,
         Cmd::Rec(r) => super::rec::run(conn, r).await?,
+        Cmd::Clip(s) => super::share::run(conn, s).await?,
         Cmd::Alarms(a) => super::alarms::run(conn, a).await?,
         Cmd::Snapshots(a) => super::snapshots::run(conn, a).await?,
         Cmd::Logout => {

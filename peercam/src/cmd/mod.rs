@@ -14,6 +14,7 @@ pub(crate) mod pu;
 pub(crate) mod rec;
 pub(crate) mod release;
 pub(crate) mod scu;
+pub(crate) mod share;
 pub(crate) mod snapshots;
 
 use std::path::Path;

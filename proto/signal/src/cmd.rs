@@ -251,6 +251,15 @@ pub enum DeviceCommand {
         /// The account id.
         account: String,
     },
+    /// Su (CMU -> CS, issue 17 item 9): a shared clip was revoked or expired; the CS deletes
+    /// the clip object `<prefix>/clips/<share>.mp4` and gives its bytes back to the pool.
+    /// Answered [`DeviceReply::Done`] (also when the CS holds no such clip: idempotent).
+    CsClipDelete {
+        /// The camera's prefix.
+        prefix: String,
+        /// The share id.
+        share: String,
+    },
     /// H.626.4 6.1.13 (CMU -> SCU -> PU): the account's quota was raised; a camera whose
     /// cloud recording stopped full tries again at once. Answered
     /// [`DeviceReply::CloudRecording`].
@@ -376,6 +385,12 @@ impl DeviceCommand {
                         format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
                     ));
                 }
+            }
+            Self::CsClipDelete { share, .. } if !su_id_ok(share) => {
+                errors.push(FieldError::new(
+                    "share",
+                    format!("1 to {MAX_SU_ID} characters of A-Z a-z 0-9 - _"),
+                ));
             }
             Self::CsUsage { account } if !su_id_ok(account) => {
                 errors.push(FieldError::new(
@@ -834,12 +849,22 @@ mod tests {
             DeviceCommand::CsUsage {
                 account: "a-17".into(),
             },
+            DeviceCommand::CsClipDelete {
+                prefix: "sAAAAAAAAAAAAAAAAAAAAAA".into(),
+                share: "BwcHBwcHBwcHBwcHBwcHBw".into(),
+            },
         ]
     }
 
     #[test]
     fn h626_8_7_1_su_commands_round_trip() {
-        let names = ["cs_config", "cs_camera", "cs_account", "cs_usage"];
+        let names = [
+            "cs_config",
+            "cs_camera",
+            "cs_account",
+            "cs_usage",
+            "cs_clip_delete",
+        ];
         for (c, name) in su_samples().into_iter().zip(names) {
             c.check_su().unwrap();
             let json = serde_json::to_value(&c).unwrap();

@@ -15,6 +15,7 @@
 //! | [`relay`] | the MTU: reports, selection (7.2, Sd), viewing paths | inside `ps`, `sc` and `cm` |
 //! | [`cm`] | Cm: CU <-> CMU | HTTP/JSON (see the OpenAPI document the CMU serves) |
 //! | [`cm_alarm`] | Cm: the alarm routes (8.8, 6.1.9) | HTTP/JSON and server-sent events |
+//! | [`cm_clip`] | Cm: shared clip links (8.7.1 download) | HTTP/JSON |
 //! | [`cm_plan`] | Cm: cloud storage plans and usage (6.1.13) | HTTP/JSON |
 //! | [`cm_snapshot`] | Cm: the timed snapshot schedule (6.1.12) | HTTP/JSON |
 //!
@@ -30,6 +31,7 @@
 pub mod clock;
 pub mod cm;
 pub mod cm_alarm;
+pub mod cm_clip;
 pub mod cm_plan;
 pub mod cm_snapshot;
 pub mod cmd;

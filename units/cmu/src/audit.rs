@@ -25,6 +25,19 @@ pub(crate) enum Minted {
     RelayPipe,
 }
 
+/// What happened to a shared clip link (issue 17 item 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClipUse {
+    /// The owner made it.
+    Created,
+    /// The owner revoked it.
+    Revoked,
+    /// Someone opened its page.
+    Viewed,
+    /// Someone downloaded the file.
+    Downloaded,
+}
+
 /// A platform service pulling a camera on its owner's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
@@ -190,6 +203,17 @@ pub(crate) enum Event<'a> {
         outcome: &'a str,
         detail: &'a str,
     },
+    /// Issue 17 item 9 (8.7.1 download): a shared clip link of `owner`'s camera was made,
+    /// revoked, opened or downloaded; `outcome` is `ok` or why a use was refused
+    /// (`revoked`, `expired`); `detail` names the clip by its short reference and the
+    /// client's address (never the whole share id).
+    Clip {
+        owner: i64,
+        device: &'a DeviceId,
+        what: ClipUse,
+        outcome: &'a str,
+        detail: &'a str,
+    },
     /// H.626.4 6.1.13: an owner changed its cloud storage plan (`detail`: "from -> to").
     PlanChanged { by: i64, change: &'a str },
     /// H.626.4 8.8: an alarm of the camera was reset; `alarm` is the camera's alarm id.
@@ -295,6 +319,12 @@ impl Event<'_> {
             E::SnapshotScheduleSet { removed: true, .. } => "snapshot.schedule.remove",
             E::TimedSnapshot { .. } => "snapshot.timed",
             E::PlanChanged { .. } => "cloud.plan.set",
+            E::Clip { what, .. } => match what {
+                ClipUse::Created => "clip.create",
+                ClipUse::Revoked => "clip.revoke",
+                ClipUse::Viewed => "clip.view",
+                ClipUse::Downloaded => "clip.download",
+            },
             E::AlarmReset { .. } => "alarm.reset",
             E::AlarmInput { .. } => "alarm.input",
             E::ParamsPermit { .. } => "device.params.permit",
@@ -328,7 +358,7 @@ impl Event<'_> {
             | E::TurnCredential { user, .. }
             | E::UserParamsSet { user, .. }
             | E::ClientUpdate { user, .. } => Some(user),
-            E::ServiceToken { owner, .. } => Some(owner),
+            E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountApproved { by, .. }
             | E::AccountDisabled { by, .. }
             | E::SubaccountCreated { by, .. }
@@ -390,7 +420,8 @@ impl Event<'_> {
             | E::SnapshotScheduleSet { device, .. }
             | E::TimedSnapshot { device, .. }
             | E::AlarmReset { device, .. }
-            | E::AlarmInput { device, .. } => Some(device),
+            | E::AlarmInput { device, .. }
+            | E::Clip { device, .. } => Some(device),
             E::NvrAttached { nvr, .. } | E::NvrDetached { nvr, .. } => Some(nvr),
             _ => None,
         }
@@ -420,7 +451,7 @@ impl Event<'_> {
                 ..
             } => code,
             E::ClientUpdate { ok: false, .. } => "failed",
-            E::TimedSnapshot { outcome, .. } => outcome,
+            E::TimedSnapshot { outcome, .. } | E::Clip { outcome, .. } => outcome,
             _ => "ok",
         }
     }
@@ -461,7 +492,8 @@ impl Event<'_> {
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
-            | E::PlanChanged { change: d, .. } => (*d).to_owned(),
+            | E::PlanChanged { change: d, .. }
+            | E::Clip { detail: d, .. } => (*d).to_owned(),
             E::Reset { wiped, .. } => if *wiped { "recordings wiped" } else { "" }.into(),
             E::Shared {
                 username, scopes, ..

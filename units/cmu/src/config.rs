@@ -125,6 +125,35 @@ pub struct CloudConfig {
     /// one configured here, else one made of `free_quota_bytes` and `free_max_age_days`.
     #[serde(default)]
     pub plans: Vec<PlanConfig>,
+    /// Shared clips (issue 17 item 9): how long the owner's client may take to upload a
+    /// clip after making its link, seconds. Default 1800.
+    #[serde(default = "default_clip_upload_ttl")]
+    pub clip_upload_ttl_s: u64,
+    /// Shared clips: how long the media URL of one page view (or one download) works,
+    /// seconds; a revocation still ends it at once (the clip object is deleted). Default
+    /// 3600.
+    #[serde(default = "default_clip_view_ttl")]
+    pub clip_view_ttl_s: u64,
+    /// Shared clips: page views and downloads one client address may make per minute
+    /// (rate limit of the public `/s/` routes). Default 30.
+    #[serde(default = "default_clip_uses_per_minute")]
+    pub clip_uses_per_minute: u32,
+    /// Shared clips: links an owner may make per hour. Default 60.
+    #[serde(default = "default_clips_per_hour")]
+    pub clips_per_hour: u32,
+}
+
+fn default_clip_upload_ttl() -> u64 {
+    1800
+}
+fn default_clip_view_ttl() -> u64 {
+    3600
+}
+fn default_clip_uses_per_minute() -> u32 {
+    30
+}
+fn default_clips_per_hour() -> u32 {
+    60
 }
 
 /// One plan of the catalogue (`[[cloud.plans]]`).
@@ -164,6 +193,10 @@ impl Default for CloudConfig {
             free_max_age_days: default_free_max_age(),
             downgrade_grace_days: default_grace_days(),
             plans: Vec::new(),
+            clip_upload_ttl_s: default_clip_upload_ttl(),
+            clip_view_ttl_s: default_clip_view_ttl(),
+            clip_uses_per_minute: default_clip_uses_per_minute(),
+            clips_per_hour: default_clips_per_hour(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod api;
 mod audit;
 mod auth;
 mod bus;
+mod clips;
 mod cloud;
 mod config;
 mod control;
@@ -221,7 +222,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     });
     platform::start(&state).await;
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
-    let router = web::router().merge(api::router(state));
+    clips::spawn_sweeper(state.clone(), shutdown.clone());
+    let router = web::router()
+        .merge(clips::public_router(state.clone()))
+        .merge(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));
     Ok(Running {

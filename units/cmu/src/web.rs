@@ -57,6 +57,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/cloud-plan.js"),
     },
     Asset {
+        path: "/app/shared-clips.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/shared-clips.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

@@ -5,6 +5,7 @@ import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
 import { cloudPlanCard } from './cloud-plan.js';
+import { sharedClipsCard } from './shared-clips.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 
 export const VERSION = '0.1.0';
@@ -1439,7 +1440,8 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
           exportForm, progress, exportNote),
         h('section', { class: 'card', 'aria-labelledby': 'events-h' },
           h('h2', { id: 'events-h' }, 'Events'), eventsList),
-        cloudPlanCard())),
+        cloudPlanCard(),
+        sharedClipsCard(id))),
   );
   await loadRecorders();
   await load();

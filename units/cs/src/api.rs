@@ -48,6 +48,8 @@ pub(crate) struct Cs {
     /// The cameras of the index, for the grant's epoch check without a database read.
     pub(crate) cameras: RwLock<HashMap<Prefix, Camera>>,
     pub(crate) max_body: usize,
+    /// Largest shared clip, bytes of MP4.
+    pub(crate) max_clip: usize,
     pub(crate) intent_wait: Duration,
     pub(crate) backfill_after_ms: u64,
 }
@@ -58,6 +60,8 @@ pub(crate) fn router(cs: Arc<Cs>) -> Router {
         .route("/cp/v1/o/{*key}", put(put_object))
         .route("/cp/v1/prune", post(prune))
         .route("/cc/v1/export/{file}", get(crate::export::export))
+        .route("/cp/v1/clip/{*key}", put(crate::clips::put))
+        .route("/cc/v1/clip/{*key}", get(crate::clips::get))
         .layer(DefaultBodyLimit::disable())
         .with_state(cs)
 }
@@ -69,6 +73,21 @@ impl Cs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(kid)
             .copied()
+    }
+
+    /// The camera of prefix `p`, as Su configured it.
+    pub(crate) fn camera_of(&self, p: &Prefix) -> Option<Camera> {
+        self.camera(p)
+    }
+
+    /// Judges the request's `Authorization: Bearer` grant for `op` on `target`.
+    pub(crate) fn authorize_bearer(
+        &self,
+        headers: &HeaderMap,
+        op: Op,
+        target: Target<'_>,
+    ) -> Result<Claims, ApiErr> {
+        self.authorize(headers, op, target)
     }
 
     fn camera(&self, p: &Prefix) -> Option<Camera> {
@@ -137,7 +156,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiErr> {
 }
 
 /// The body, at most `max` bytes (413 beyond).
-async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiErr> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<Bytes, ApiErr> {
     let too_large = || {
         ApiErr::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -13,6 +13,7 @@
 //! | `objects` | one row per stored object; unique on `key`, on (`prefix`, `seq`) and on (`prefix`, `start_ms`) |
 //! | `intents` | one row per write in progress (invariant 2); it is also the quota reservation |
 //! | `deletions` | objects whose row is gone but whose bytes may still be in the backend (invariant 5) |
+//! | `clips` | shared clips (`crate::clips`): key, prefix, account, stored and plain bytes, `kid`; `stored` once the backend holds it |
 
 use std::future::Future;
 use std::path::Path;
@@ -88,6 +89,19 @@ ALTER TABLE accounts ADD COLUMN plan TEXT;
 ALTER TABLE accounts ADD COLUMN plan_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN prune_after_s INTEGER;
 ",
+    // Issue 17 item 9: shared clips (`<prefix>/clips/<share>.mp4`), counted in the pool.
+    r"
+CREATE TABLE clips (
+    key        TEXT PRIMARY KEY,
+    prefix     TEXT NOT NULL REFERENCES cameras(prefix),
+    account    TEXT NOT NULL REFERENCES accounts(account),
+    bytes      INTEGER NOT NULL,
+    plain      INTEGER NOT NULL,
+    kid        TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    stored     INTEGER NOT NULL DEFAULT 0
+);
+",
 ];
 
 /// What the index could not do.
@@ -134,7 +148,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 /// Runs `op` again while it meets a transient busy, at most [`ATTEMPTS`] times.
-async fn retry<T, F, Fut>(mut op: F) -> Result<T, IndexError>
+pub(crate) async fn retry<T, F, Fut>(mut op: F) -> Result<T, IndexError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, IndexError>>,
@@ -202,15 +216,17 @@ async fn forget(
     Ok(())
 }
 
-async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+pub(crate) async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-fn int(v: u64) -> i64 {
+pub(crate) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn uint(row: &SqliteRow, col: &str) -> Result<u64, IndexError> {
+pub(crate) fn uint(row: &SqliteRow, col: &str) -> Result<u64, IndexError> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| IndexError::Corrupt(format!("negative {col}")))
 }
@@ -395,6 +411,11 @@ impl Index {
         })
         .await?;
         Ok(Self { pool })
+    }
+
+    /// The database (for the clip rows of `crate::clips`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Closes the pool (waits for connections to finish).

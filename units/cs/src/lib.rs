@@ -12,7 +12,8 @@
 //! | [`recover`] | at start: adopt, delete or drop each interrupted write; finish pending deletions |
 //! | [`keys`] | data keys: the CMU key service (`cloud_key`, memory-only cache), or the configuration |
 //! | `api` | Cp over HTTP (axum): `hello`, `PUT /cp/v1/o/<key>`, `prune` |
-//! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account`, `cs_usage` applied to the running CS |
+//! | [`su`] | Su (CMU -> CS): `cs_config`, `cs_camera`, `cs_account`, `cs_usage`, `cs_clip_delete` applied to the running CS |
+//! | [`clips`] | shared clips: upload once, stored encrypted, served decrypted with `Range` to a share grant (issue 17 item 9) |
 //! | `retention` | the plan's age limit and a downgrade's smaller quota (6.1.13), row first |
 //! | [`agent`] | registration with an SCU as a device of kind `cs` (8.1), carrying Su |
 //!
@@ -32,6 +33,7 @@
 pub mod agent;
 mod api;
 pub mod backend;
+pub mod clips;
 mod error;
 mod export;
 pub mod index;
@@ -240,6 +242,11 @@ pub struct CsConfig {
     /// Largest upload body, bytes (at most the object format's 8 MiB). Default 8 MiB.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: usize,
+    /// Largest shared clip the CS takes, bytes of MP4 (issue 17 item 9; a 15-minute clip
+    /// at 4 Mbit/s is about 450 MB). The CS holds a clip in memory while it seals it.
+    /// Default 512 MiB.
+    #[serde(default = "default_max_clip_bytes")]
+    pub max_clip_bytes: usize,
     /// How long an upload waits for another write of the same key to finish before it
     /// answers 503, ms. Default 30000.
     #[serde(default = "default_intent_wait_ms")]
@@ -281,6 +288,9 @@ fn default_listen() -> SocketAddr {
 fn default_max_object_bytes() -> usize {
     peercam_cloud::object::MAX_OBJECT
 }
+fn default_max_clip_bytes() -> usize {
+    512 << 20
+}
 fn default_intent_wait_ms() -> u64 {
     30_000
 }
@@ -306,6 +316,7 @@ impl CsConfig {
             cameras: Vec::new(),
             data_keys: Vec::new(),
             max_object_bytes: default_max_object_bytes(),
+            max_clip_bytes: default_max_clip_bytes(),
             intent_wait_ms: default_intent_wait_ms(),
             backfill_after_ms: default_backfill_after_ms(),
             retention_interval_s: default_retention_interval_s(),
@@ -468,6 +479,10 @@ pub async fn start_with(
             .await?;
     }
     let recovery = recover::recover(&index, backend.as_ref()).await?;
+    let clips_dropped = clips::recover(&index, backend.as_ref()).await?;
+    if clips_dropped > 0 {
+        tracing::info!(clips_dropped, "clips whose upload was cut short removed");
+    }
     let cameras = index
         .cameras()
         .await?
@@ -560,6 +575,7 @@ pub async fn start_with(
         device_id: config.device_id.clone(),
         cameras: std::sync::RwLock::new(cameras),
         max_body: config.max_object_bytes,
+        max_clip: config.max_clip_bytes,
         intent_wait: std::time::Duration::from_millis(config.intent_wait_ms),
         backfill_after_ms: config.backfill_after_ms,
     });

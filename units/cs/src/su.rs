@@ -47,6 +47,7 @@ impl Su {
                 | DeviceCommand::CsCamera { .. }
                 | DeviceCommand::CsAccount { .. }
                 | DeviceCommand::CsUsage { .. }
+                | DeviceCommand::CsClipDelete { .. }
         )
     }
 
@@ -140,6 +141,26 @@ impl Su {
                 Ok(None) => invalid("account", "no such account here"),
                 Err(e) => failed(&e),
             },
+            DeviceCommand::CsClipDelete { prefix, share } => {
+                match crate::clips::su_delete(&self.cs, prefix, share).await {
+                    Ok(gone) => {
+                        tracing::info!(
+                            share = share.get(..6).unwrap_or(""),
+                            gone,
+                            "shared clip deleted"
+                        );
+                        DeviceReply::Done
+                    }
+                    Err(e) if e == "prefix" || e == "share" => invalid(&e, "not a clip of this CS"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "clip not deleted");
+                        DeviceReply::Failed {
+                            code: "storage".into(),
+                            message: "the CS could not delete the clip; try again".into(),
+                        }
+                    }
+                }
+            }
             DeviceCommand::CsCamera {
                 camera,
                 prefix,

@@ -5,6 +5,8 @@
 //! the platform refuses.
 
 mod alarms;
+mod clips;
+pub use clips::{ShareSpec, ShareStep};
 pub mod live;
 mod plans;
 pub mod playback;

@@ -187,6 +187,36 @@ impl Cloud {
         Ok((g, claims.exp))
     }
 
+    /// A share grant (issue 17 item 9) for clip `share` of `prefix` on CS `cs` at `epoch`:
+    /// `ops` on that clip's key only, for `ttl_s`. Returns the grant and its expiry.
+    pub(crate) fn share_grant(
+        &self,
+        (cs, prefix, epoch): (&DeviceId, &str, u64),
+        share: &str,
+        ops: &[Op],
+        ttl_s: u64,
+    ) -> Result<(String, u64), String> {
+        let pfx: Prefix = prefix.parse().map_err(|_| "bad prefix".to_owned())?;
+        let now = now_s();
+        let claims = Claims {
+            v: grant::VERSION,
+            aud: cs.to_string(),
+            kind: Kind::Share,
+            sub: share.to_owned(),
+            pfx,
+            ops: Ops::of(ops),
+            from_ms: None,
+            to_ms: None,
+            iat: now,
+            exp: now + ttl_s.clamp(1, grant::MAX_LIFETIME_S),
+            epoch,
+            jti: URL_SAFE_NO_PAD.encode(crate::random_bytes::<12>()),
+            kid: self.kid.clone(),
+        };
+        let g = grant::sign(&claims, &self.key).map_err(|e| e.to_string())?;
+        Ok((g, claims.exp))
+    }
+
     /// A new data key for `prefix` and `kid`, wrapped.
     fn new_wrapped_dek(&self, prefix: &Prefix, kid: &str) -> Result<Vec<u8>, String> {
         let dek: Key32 = crate::random_bytes::<32>();
@@ -207,7 +237,7 @@ fn is_cyclic(c: &CloudCamera) -> bool {
 }
 
 /// The CS's Cp base URL: the first address it reported, `https://` unless it names a scheme.
-fn cs_url(st: &Shared, cs: &DeviceId) -> Option<String> {
+pub(crate) fn cs_url(st: &Shared, cs: &DeviceId) -> Option<String> {
     let e = st.platform.endpoints(cs).into_iter().next()?;
     Some(if e.contains("://") {
         e
@@ -238,7 +268,11 @@ async fn pick_cs(st: &Shared) -> ApiResult<DeviceId> {
 /// The camera's assignment for its owner's binding: kept if there is one, else a CS and a
 /// fresh random prefix with its first data key (a new binding gets a new prefix, so a new
 /// owner never reads an old owner's history).
-async fn assignment(st: &Shared, camera: &DeviceId, owner: i64) -> ApiResult<CloudCamera> {
+pub(crate) async fn assignment(
+    st: &Shared,
+    camera: &DeviceId,
+    owner: i64,
+) -> ApiResult<CloudCamera> {
     let old = store::cloud::get(&st.store, camera).await?;
     if let Some(c) = &old
         && c.owner == owner
@@ -266,7 +300,7 @@ async fn assignment(st: &Shared, camera: &DeviceId, owner: i64) -> ApiResult<Clo
 }
 
 /// Su: the camera's account pool and storage configuration, sent to its CS and awaited.
-async fn configure_cs(st: &Shared, c: &CloudCamera) -> ApiResult<()> {
+pub(crate) async fn configure_cs(st: &Shared, c: &CloudCamera) -> ApiResult<()> {
     // 6.1.13: the pool as the owner's plan sets it (the free plan until it chooses one).
     let account = plans::account_command(st, c.owner).await?;
     let camera = DeviceCommand::CsCamera {

@@ -20,6 +20,7 @@
 pub(crate) mod accounts;
 pub(crate) mod alarms;
 pub(crate) mod audit;
+pub(crate) mod clips;
 pub(crate) mod cloud;
 pub(crate) mod devices;
 pub(crate) mod media;

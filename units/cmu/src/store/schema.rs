@@ -365,6 +365,31 @@ CREATE TABLE offline_alarms (
     since_ms  INTEGER NOT NULL
 );
 ",
+    // Issue 17 item 9 (H.626.4 8.7.1 download): shared clip links. `id` is the link's
+    // 128-bit secret; the clip object lives on `cs_id` under `prefix` (epoch `epoch`);
+    // `deleted_at` is when the CS confirmed its deletion (revoked or expired).
+    r"
+CREATE TABLE clips (
+    id          TEXT PRIMARY KEY,
+    camera_id   TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    cs_id       TEXT NOT NULL,
+    prefix      TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    from_ms     INTEGER NOT NULL,
+    to_ms       INTEGER NOT NULL,
+    recorder    TEXT,
+    label       TEXT,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    deleted_at  INTEGER,
+    views       INTEGER NOT NULL DEFAULT 0,
+    downloads   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX clips_owner ON clips(owner_id, created_at);
+CREATE INDEX clips_expires ON clips(expires_at);
+",
 ];
 
 /// PostgreSQL's ordered schema migrations; the index + 1 is the schema version stored in
@@ -657,6 +682,29 @@ CREATE TABLE offline_alarms (
     device_id TEXT COLLATE "C" PRIMARY KEY,
     since_ms  BIGINT NOT NULL
 );
+"#,
+    // SQLite's 17: shared clip links (issue 17 item 9).
+    r#"
+CREATE TABLE clips (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    camera_id   TEXT COLLATE "C" NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    owner_id    BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    cs_id       TEXT COLLATE "C" NOT NULL,
+    prefix      TEXT COLLATE "C" NOT NULL,
+    epoch       BIGINT NOT NULL,
+    from_ms     BIGINT NOT NULL,
+    to_ms       BIGINT NOT NULL,
+    recorder    TEXT COLLATE "C",
+    label       TEXT,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    revoked_at  BIGINT,
+    deleted_at  BIGINT,
+    views       BIGINT NOT NULL DEFAULT 0,
+    downloads   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX clips_owner ON clips(owner_id, created_at);
+CREATE INDEX clips_expires ON clips(expires_at);
 "#,
 ];
 
