@@ -80,6 +80,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::alarms::route_table());
     all.extend(crate::snapshots::route_table());
     all.extend(crate::cloud::plans::route_table());
+    all.extend(crate::faults::route_table());
     all
 }
 
@@ -711,7 +712,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         _ => {
             return crate::alarms::handler(method, path)
                 .or_else(|| crate::snapshots::handler(method, path))
-                .or_else(|| crate::cloud::plans::handler(method, path));
+                .or_else(|| crate::cloud::plans::handler(method, path))
+                .or_else(|| crate::faults::handler(method, path));
         }
     })
 }
@@ -845,8 +847,8 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::cloud::plans::components(crate::snapshots::components(crate::alarms::components(
-        ComponentsBuilder::new(),
+    crate::faults::components(crate::cloud::plans::components(crate::snapshots::components(
+        crate::alarms::components(ComponentsBuilder::new()),
     )))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()

@@ -22,6 +22,7 @@ pub(crate) mod alarms;
 pub(crate) mod audit;
 pub(crate) mod cloud;
 pub(crate) mod devices;
+pub(crate) mod faults;
 pub(crate) mod media;
 pub(crate) mod packages;
 pub(crate) mod params;
@@ -283,6 +284,8 @@ impl Backend {
 pub(crate) struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Audit rows written through this handle (the metrics, 6.1.14).
+    pub(crate) audit_rows: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -298,7 +301,11 @@ impl Store {
     pub(crate) async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let backend = Backend::of_url(url)?;
         let pool = schema::open(url, backend, connections.max(1)).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            audit_rows: std::sync::Arc::default(),
+        })
     }
 
     pub(super) fn pool(&self) -> &AnyPool {
