@@ -227,6 +227,24 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
         }
     }
     assert!(missing.is_empty(), "documented but not served: {missing:?}");
+    // The Grafana dashboard uses documented names only.
+    let names: BTreeSet<String> = documented().into_iter().map(|(_, m)| m).collect();
+    let dash = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/peercam.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dash).unwrap()).unwrap();
+    let mut used = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')) {
+                if let Some(w) = word.strip_prefix("peercam_").map(|_| word) {
+                    let base = w.strip_suffix("_bucket").unwrap_or(w);
+                    assert!(names.contains(base), "the dashboard uses {w}, not in docs/metrics.md");
+                    used += 1;
+                }
+            }
+        }
+    }
+    assert!(used > 20);
 
     // Figures the traffic moved.
     let cmu = &pages["cmu"];
