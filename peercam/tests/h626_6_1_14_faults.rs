@@ -58,7 +58,10 @@ async fn hook_for(rx: &mut mpsc::UnboundedReceiver<Value>, event: &str, subject:
 async fn active_fault(c: &Cluster, kind: &str, subject: &str) -> FaultView {
     for _ in 0..150 {
         let l = c.admin.faults(false).await.unwrap();
-        if let Some(f) = l.into_iter().find(|f| f.kind == kind && f.subject == subject) {
+        if let Some(f) = l
+            .into_iter()
+            .find(|f| f.kind == kind && f.subject == subject)
+        {
             return f;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -115,7 +118,8 @@ async fn h626_6_1_14_camera_fault_raised_and_cleared() {
     assert_eq!(raised["fault"]["kind"], "camera_offline");
 
     // The operator's tools: list (JSON), acknowledge.
-    let listed: Vec<FaultView> = serde_json::from_str(&admin_cli(&c, &["--json", "faults"]).await).unwrap();
+    let listed: Vec<FaultView> =
+        serde_json::from_str(&admin_cli(&c, &["--json", "faults"]).await).unwrap();
     assert!(listed.iter().any(|x| x.id == f.id && x.state == "open"));
     let text = admin_cli(&c, &["faults", "ack", &f.id.to_string()]).await;
     assert!(text.contains("acknowledged"), "{text}");
@@ -128,7 +132,14 @@ async fn h626_6_1_14_camera_fault_raised_and_cleared() {
     let (_pu2, _sd2) = c.start_pu_online(&cam, 0).await.unwrap();
     let cleared = hook_for(&mut hooks, "cleared", &id).await;
     assert_eq!(cleared["fault"]["state"], "cleared");
-    assert!(c.admin.faults(false).await.unwrap().iter().all(|x| x.subject != id));
+    assert!(
+        c.admin
+            .faults(false)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.subject != id)
+    );
     let all = c.admin.faults(true).await.unwrap();
     let old = all.iter().find(|x| x.id == f.id).unwrap();
     assert_eq!(old.state, "cleared");

@@ -72,7 +72,10 @@ impl Parsed {
         self.samples
             .iter()
             .filter(|(n, l, _)| {
-                n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
             })
             .map(|(_, _, v)| v)
             .sum()
@@ -91,10 +94,15 @@ print(json.dumps({"families": fams, "samples": samples}))
 "#;
 
 async fn scrape(py: &Path, dir: &Path, unit: &str, addr: SocketAddr) -> Parsed {
-    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "{unit} /metrics");
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{unit}: {ctype}");
+    assert!(
+        ctype.starts_with("text/plain; version=0.0.4"),
+        "{unit}: {ctype}"
+    );
     let text = resp.text().await.unwrap();
     let file = dir.join(format!("{unit}.prom"));
     std::fs::write(&file, &text).unwrap();
@@ -116,7 +124,10 @@ async fn scrape(py: &Path, dir: &Path, unit: &str, addr: SocketAddr) -> Parsed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn h626_6_1_14_metrics_every_unit_parses() {
     let Some(py) = python() else {
-        peercam_test::skip(TEST, "no .ci/venv/bin/python with prometheus_client (.ci/run)");
+        peercam_test::skip(
+            TEST,
+            "no .ci/venv/bin/python with prometheus_client (.ci/run)",
+        );
         return;
     };
     let mut c = Cluster::start_with(0, |cfg| cfg.metrics_listen = Some(any_port()))
@@ -220,7 +231,9 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
             u => vec![u],
         };
         for u in on {
-            let page = pages.get(u).unwrap_or_else(|| panic!("unit {u} in docs/metrics.md"));
+            let page = pages
+                .get(u)
+                .unwrap_or_else(|| panic!("unit {u} in docs/metrics.md"));
             if !page.has(&metric) {
                 missing.insert(format!("{u}: {metric}"));
             }
@@ -230,7 +243,8 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
     // The Grafana dashboard uses documented names only.
     let names: BTreeSet<String> = documented().into_iter().map(|(_, m)| m).collect();
     let dash = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/peercam.json");
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dash).unwrap()).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dash).unwrap()).unwrap();
     let mut used = 0;
     for panel in dash["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().unwrap() {
@@ -238,7 +252,10 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
             for word in expr.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')) {
                 if let Some(w) = word.strip_prefix("peercam_").map(|_| word) {
                     let base = w.strip_suffix("_bucket").unwrap_or(w);
-                    assert!(names.contains(base), "the dashboard uses {w}, not in docs/metrics.md");
+                    assert!(
+                        names.contains(base),
+                        "the dashboard uses {w}, not in docs/metrics.md"
+                    );
                     used += 1;
                 }
             }
@@ -252,8 +269,18 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
     assert!(cmu.sum("peercam_cmu_logins_total", &[("result", "failed")]) >= 1.0);
     assert!(cmu.sum("peercam_cmu_play_tokens_minted_total", &[]) >= 1.0);
     assert!(cmu.sum("peercam_cmu_play_checks_total", &[("verdict", "granted")]) >= 1.0);
-    assert!(cmu.sum("peercam_cmu_http_requests_total", &[("class", "play"), ("status", "2xx")]) >= 1.0);
-    assert!(cmu.sum("peercam_cmu_http_request_duration_seconds_count", &[("class", "login")]) >= 3.0);
+    assert!(
+        cmu.sum(
+            "peercam_cmu_http_requests_total",
+            &[("class", "play"), ("status", "2xx")]
+        ) >= 1.0
+    );
+    assert!(
+        cmu.sum(
+            "peercam_cmu_http_request_duration_seconds_count",
+            &[("class", "login")]
+        ) >= 3.0
+    );
     assert!(cmu.sum("peercam_cmu_devices_online", &[]) >= 4.0);
     assert_eq!(cmu.sum("peercam_cmu_scu_nodes", &[]), 1.0);
     assert!(cmu.sum("peercam_cmu_audit_rows_total", &[]) >= 3.0);
@@ -268,11 +295,20 @@ async fn h626_6_1_14_metrics_every_unit_parses() {
     assert_eq!(mtu_page.sum("peercam_mtu_registered", &[]), 1.0);
     assert!(mtu_page.sum("peercam_mtu_turn_binding_requests_total", &[]) >= 1.0);
     let cs_page = &pages["cs"];
-    assert!(cs_page.sum("peercam_cs_http_requests_total", &[("class", "hello"), ("status", "4xx")]) >= 1.0);
+    assert!(
+        cs_page.sum(
+            "peercam_cs_http_requests_total",
+            &[("class", "hello"), ("status", "4xx")]
+        ) >= 1.0
+    );
     // Nothing secret on any page: no device id, no token, no password.
     for (unit, page) in &pages {
         let text = std::fs::read_to_string(dir.path().join(format!("{unit}.prom"))).unwrap();
-        for secret in [cam.device_id.as_str(), play.token.as_str(), peercam_test::PASSWORD] {
+        for secret in [
+            cam.device_id.as_str(),
+            play.token.as_str(),
+            peercam_test::PASSWORD,
+        ] {
             assert!(!text.contains(secret), "{unit} page shows {secret}");
         }
         assert!(!page.samples.is_empty());

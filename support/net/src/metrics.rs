@@ -108,7 +108,11 @@ impl Histogram {
 
     /// How many observations were made.
     pub fn count(&self) -> u64 {
-        self.0.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -297,11 +301,10 @@ impl Registry {
                         let mut cum = 0u64;
                         for (i, c) in h.0.counts.iter().enumerate() {
                             cum += c.load(Ordering::Relaxed);
-                            let le = h
-                                .0
-                                .bounds
-                                .get(i)
-                                .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
+                            let le =
+                                h.0.bounds
+                                    .get(i)
+                                    .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
                             let labels = join_labels(&s.labels, &format!("le=\"{le}\""));
                             line(&mut out, f.name, "_bucket", &labels, cum as f64);
                         }
@@ -332,7 +335,11 @@ fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -460,11 +467,7 @@ impl HttpMetrics {
                     let class = (m.classify)(req.uri().path());
                     let t = Instant::now();
                     let resp = next.run(req).await;
-                    m.record_class(
-                        class,
-                        resp.status().as_u16(),
-                        t.elapsed().as_secs_f64(),
-                    );
+                    m.record_class(class, resp.status().as_u16(), t.elapsed().as_secs_f64());
                     resp
                 }
             },

@@ -20,10 +20,10 @@
 mod export;
 mod segment;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use peercam_record::strategy::Retention;

@@ -186,7 +186,13 @@ pub(crate) async fn presence(st: &Shared, id: &DeviceId, kind: DeviceKind, onlin
     if online {
         clear(st, fault, id.as_str()).await;
     } else {
-        raise(st, fault, id.as_str(), "offline: no heartbeat or its link closed").await;
+        raise(
+            st,
+            fault,
+            id.as_str(),
+            "offline: no heartbeat or its link closed",
+        )
+        .await;
     }
 }
 

@@ -81,8 +81,16 @@ impl CmuMetrics {
                 "8.4 one-time play tokens minted (live, playback, services).",
                 &[],
             ),
-            plays_granted: r.counter("peercam_cmu_play_checks_total", plays, &[("verdict", "granted")]),
-            plays_refused: r.counter("peercam_cmu_play_checks_total", plays, &[("verdict", "refused")]),
+            plays_granted: r.counter(
+                "peercam_cmu_play_checks_total",
+                plays,
+                &[("verdict", "granted")],
+            ),
+            plays_refused: r.counter(
+                "peercam_cmu_play_checks_total",
+                plays,
+                &[("verdict", "refused")],
+            ),
             db_errors: r.counter(
                 "peercam_cmu_db_errors_total",
                 "Requests answered with a database error (busy, unavailable, failed).",
@@ -110,14 +118,20 @@ impl CmuMetrics {
             "peercam_cmu_devices_online",
             "Devices registered with some SCU node now.",
             &[],
-            move || weak.upgrade().map_or(0.0, |s| s.platform.online_count() as f64),
+            move || {
+                weak.upgrade()
+                    .map_or(0.0, |s| s.platform.online_count() as f64)
+            },
         );
         let weak = Arc::downgrade(st);
         self.registry.gauge_fn(
             "peercam_cmu_scu_nodes",
             "SCU nodes with a live link (Sc/Sm) to this CMU.",
             &[],
-            move || weak.upgrade().map_or(0.0, |s| s.platform.node_count() as f64),
+            move || {
+                weak.upgrade()
+                    .map_or(0.0, |s| s.platform.node_count() as f64)
+            },
         );
         let weak = Arc::downgrade(st);
         self.registry.gauge_fn(
@@ -125,8 +139,9 @@ impl CmuMetrics {
             "6.1.14 faults raised and not yet cleared or resolved.",
             &[],
             move || {
-                weak.upgrade()
-                    .map_or(0.0, |s| s.faults_open.load(std::sync::atomic::Ordering::Relaxed) as f64)
+                weak.upgrade().map_or(0.0, |s| {
+                    s.faults_open.load(std::sync::atomic::Ordering::Relaxed) as f64
+                })
             },
         );
     }
@@ -138,15 +153,17 @@ pub(crate) struct DbFailed;
 
 /// Counts responses marked [`DbFailed`].
 pub(crate) fn count_db_errors(router: axum::Router, c: Counter) -> axum::Router {
-    router.layer(axum::middleware::map_response(move |resp: axum::response::Response| {
-        let c = c.clone();
-        async move {
-            if resp.extensions().get::<DbFailed>().is_some() {
-                c.inc();
+    router.layer(axum::middleware::map_response(
+        move |resp: axum::response::Response| {
+            let c = c.clone();
+            async move {
+                if resp.extensions().get::<DbFailed>().is_some() {
+                    c.inc();
+                }
+                resp
             }
-            resp
-        }
-    }))
+        },
+    ))
 }
 
 #[cfg(test)]

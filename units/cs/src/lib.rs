@@ -612,12 +612,8 @@ pub async fn start_with(
     // 6.1.14: the store's health, reported periodically (uploads failing on the CS's side
     // are its write errors).
     if platform.is_some() && config.health_report_s > 0 {
-        let (index, http, dir, mut seen) = (
-            index.clone(),
-            http.clone(),
-            config.store_dir.clone(),
-            0u64,
-        );
+        let (index, http, dir, mut seen) =
+            (index.clone(), http.clone(), config.store_dir.clone(), 0u64);
         peercam_net::agent::report_health(
             requests_tx.clone(),
             std::time::Duration::from_secs(config.health_report_s),

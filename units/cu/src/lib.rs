@@ -994,8 +994,11 @@ impl Client {
 
     /// Operator: acknowledges fault `id` (6.1.14).
     pub async fn fault_ack(&self, id: i64) -> Result<FaultView, CuError> {
-        self.post(&format!("/api/v1/admin/faults/{id}/ack"), &serde_json::json!({}))
-            .await
+        self.post(
+            &format!("/api/v1/admin/faults/{id}/ack"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     /// Operator: resolves fault `id` (6.1.14).

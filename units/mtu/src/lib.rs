@@ -192,7 +192,12 @@ fn registry(
         "peercam_mtu_registered",
         "1 while the MTU is registered with its SCU.",
         &[],
-        move || f64::from(u8::from(matches!(*status.borrow(), MtuStatus::Registered { .. }))),
+        move || {
+            f64::from(u8::from(matches!(
+                *status.borrow(),
+                MtuStatus::Registered { .. }
+            )))
+        },
     );
     let s = stats.clone();
     r.gauge_fn(

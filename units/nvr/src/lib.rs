@@ -312,8 +312,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
     ));
     let metrics_addr = match config.metrics_listen {
         Some(l) => Some(
-            peercam_net::metrics::serve(l, registry(&store, metrics_shutdown.clone()), metrics_shutdown)
-                .await?,
+            peercam_net::metrics::serve(
+                l,
+                registry(&store, metrics_shutdown.clone()),
+                metrics_shutdown,
+            )
+            .await?,
         ),
         None => None,
     };

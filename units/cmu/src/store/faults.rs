@@ -112,7 +112,9 @@ pub(crate) async fn clear(
     let row: Option<Row> = retry(|| async {
         sqlx::query_as(concat!(
             "UPDATE faults SET cleared_at = $3, active = 0
-             WHERE kind = $1 AND subject = $2 AND active = 1 RETURNING ", columns!(), ""
+             WHERE kind = $1 AND subject = $2 AND active = 1 RETURNING ",
+            columns!(),
+            ""
         ))
         .bind(kind)
         .bind(subject)
@@ -132,18 +134,19 @@ pub(crate) async fn acknowledge(
     by: i64,
     now: u64,
 ) -> Result<Option<Fault>, StoreError> {
-    let row: Option<Row> = retry(|| async {
-        sqlx::query_as(concat!(
+    let row: Option<Row> =
+        retry(|| async {
+            sqlx::query_as(concat!(
             "UPDATE faults SET acked_at = COALESCE(acked_at, $2), acked_by = COALESCE(acked_by, $3)
              WHERE id = $1 RETURNING ", columns!(), ""
         ))
-        .bind(id)
-        .bind(ts(now))
-        .bind(by)
-        .fetch_optional(db.pool())
-        .await
-    })
-    .await?;
+            .bind(id)
+            .bind(ts(now))
+            .bind(by)
+            .fetch_optional(db.pool())
+            .await
+        })
+        .await?;
     Ok(row.map(fault))
 }
 
@@ -159,7 +162,9 @@ pub(crate) async fn resolve(
         sqlx::query_as(concat!(
             "UPDATE faults SET resolved_at = COALESCE(resolved_at, $2),
                resolved_by = COALESCE(resolved_by, $3), active = 0
-             WHERE id = $1 RETURNING ", columns!(), ""
+             WHERE id = $1 RETURNING ",
+            columns!(),
+            ""
         ))
         .bind(id)
         .bind(ts(now))
@@ -179,7 +184,9 @@ pub(crate) async fn list(
 ) -> Result<Vec<Fault>, StoreError> {
     let rows: Vec<Row> = retry(|| async {
         sqlx::query_as(concat!(
-            "SELECT ", columns!(), " FROM faults WHERE ($1 = 0 OR active = 1) ORDER BY id DESC LIMIT $2"
+            "SELECT ",
+            columns!(),
+            " FROM faults WHERE ($1 = 0 OR active = 1) ORDER BY id DESC LIMIT $2"
         ))
         .bind(i64::from(active_only))
         .bind(i64::from(limit))
