@@ -827,7 +827,8 @@ mod tests {
                 write_errors: errors,
             };
             let json = serde_json::to_string(&r).unwrap();
-            proptest::prop_assert!(json.starts_with(r#"{"req":"health""#));
+            let tagged = json.starts_with(r#"{"req":"health""#);
+            proptest::prop_assert!(tagged);
             proptest::prop_assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), r);
         }
     }
