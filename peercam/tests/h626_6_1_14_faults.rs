@@ -186,3 +186,64 @@ async fn h626_6_1_14_operator_page_acknowledges_a_fault() {
     assert_eq!(after.state, "acknowledged");
     c.stop().await;
 }
+
+/// 6.1.14: an NVR's health report says its store is full (below its free-space floor): a
+/// `storage_full` fault; restarted with a floor it meets, its next report clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h626_6_1_14_recorder_storage_full_raised_and_cleared() {
+    let c = Cluster::start(1).await.unwrap();
+    let nvr = peercam_test::new_identity(peercam_signal::ps::DeviceKind::Nvr);
+    c.admin
+        .provision(vec![peercam_test::provision_record(&nvr)])
+        .await
+        .unwrap();
+    let id = nvr.device_id.to_string();
+    let (_run, sd) = c
+        .start_nvr_with(&nvr, 0, |cfg| {
+            cfg.health_report_s = 1;
+            cfg.min_free_mb = 1 << 30; // a PiB: no disk has that free
+        })
+        .await
+        .unwrap();
+    let f = active_fault(&c, "storage_full", &id).await;
+    assert!(f.detail.contains("bytes free"), "{}", f.detail);
+    assert!(
+        c.admin
+            .faults(false)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.kind != "storage_write_errors")
+    );
+    sd.trigger();
+    c.wait_online(&nvr.device_id, false, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let (_run2, _sd2) = c
+        .start_nvr_with(&nvr, 0, |cfg| {
+            cfg.health_report_s = 1;
+            cfg.min_free_mb = 0;
+        })
+        .await
+        .unwrap();
+    for _ in 0..150 {
+        let active = c.admin.faults(false).await.unwrap();
+        if active.iter().all(|x| x.subject != id) {
+            let all = c.admin.faults(true).await.unwrap();
+            let old = all.iter().find(|x| x.id == f.id).unwrap();
+            assert_eq!(old.state, "cleared");
+            // The restart raised and cleared nvr_offline too.
+            assert!(
+                all.iter()
+                    .any(|x| x.kind == "nvr_offline" && x.subject == id && x.state == "cleared")
+            );
+            c.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the NVR's faults did not clear: {:?}",
+        c.admin.faults(false).await.unwrap()
+    );
+}
