@@ -145,6 +145,19 @@ async fn h626_6_1_14_camera_fault_raised_and_cleared() {
     assert_eq!(old.state, "cleared");
     assert!(old.cleared_at.is_some());
 
+    // An MTU that dies is a fault too.
+    let mtu = peercam_test::new_identity(peercam_signal::ps::DeviceKind::Mtu);
+    c.admin
+        .provision(vec![peercam_test::provision_record(&mtu)])
+        .await
+        .unwrap();
+    let (_m, msd) = c.start_mtu_with(&mtu, 0, |_| {}).await.unwrap();
+    c.wait_online(&mtu.device_id, true, Duration::from_secs(15))
+        .await
+        .unwrap();
+    msd.trigger();
+    active_fault(&c, "mtu_lost", mtu.device_id.as_str()).await;
+
     // Resolve it (the history keeps it), then lose the SCU node.
     let resolved = c.admin.fault_resolve(f.id).await.unwrap();
     assert_eq!(resolved.state, "resolved");
