@@ -44,6 +44,23 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         last: usize,
     },
+    /// The fault list of network management (H.626.4 6.1.14): the active faults (`--all`:
+    /// cleared and resolved ones too), or `faults ack ID`, `faults resolve ID`.
+    Faults {
+        /// Also the faults that cleared or were resolved.
+        #[arg(long)]
+        all: bool,
+        #[command(subcommand)]
+        action: Option<FaultCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FaultCmd {
+    /// Acknowledge a fault: an operator is on it.
+    Ack { id: i64 },
+    /// Resolve a fault: it leaves the active list (a new occurrence raises a new one).
+    Resolve { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -336,8 +353,41 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::Users(cmd) => users(&c, json, cmd).await?,
+        Cmd::Faults { all, action } => faults(&c, json, all, action).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `peercam admin faults ...` (6.1.14).
+async fn faults(c: &Client, json: bool, all: bool, action: Option<FaultCmd>) -> anyhow::Result<()> {
+    let line = |f: &peercam_signal::cm::FaultView| {
+        println!(
+            "{:<6} {:<13} {:<21} {:<22} {}",
+            f.id, f.state, f.kind, f.subject, f.detail
+        );
+    };
+    match action {
+        None => {
+            let l = c.faults(all).await?;
+            print(json, &l, |l| {
+                if l.is_empty() {
+                    println!("no faults");
+                }
+                for f in l {
+                    line(f);
+                }
+            })?;
+        }
+        Some(FaultCmd::Ack { id }) => {
+            let f = c.fault_ack(id).await?;
+            print(json, &f, line)?;
+        }
+        Some(FaultCmd::Resolve { id }) => {
+            let f = c.fault_resolve(id).await?;
+            print(json, &f, line)?;
+        }
+    }
+    Ok(())
 }
 
 /// `peercam admin users ...`: list, approve (6.1.1) and disable accounts.

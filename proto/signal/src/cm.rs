@@ -507,6 +507,40 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// A fault of network management (H.626.4 6.1.14), as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FaultView {
+    /// Fault id.
+    pub id: i64,
+    /// `camera_offline`, `nvr_offline`, `cs_offline`, `storage_full`,
+    /// `storage_write_errors`, `scu_node_lost`, `mtu_lost` or `mtu_overloaded`.
+    pub kind: String,
+    /// The device id, or the SCU node's id.
+    pub subject: String,
+    /// What was seen.
+    pub detail: String,
+    /// `open`, `acknowledged`, `cleared` (the condition ended) or `resolved`.
+    pub state: String,
+    /// When it was raised, Unix seconds.
+    pub raised_at: u64,
+    /// When its condition ended, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<u64>,
+    /// When an operator acknowledged it, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<u64>,
+    /// Who acknowledged it (account id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<i64>,
+    /// When an operator resolved it, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<u64>,
+    /// Who resolved it (account id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<i64>,
+}
+
 /// A browser's live view over WebRTC (6.3.1, 8.4): its SDP offer (receive-only video and
 /// audio, candidates gathered) and, flattened beside it, the same capabilities as
 /// [`PlayRequest`].

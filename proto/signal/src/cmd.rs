@@ -634,6 +634,21 @@ pub enum DeviceRequest {
         /// The data key id.
         kid: String,
     },
+    /// H.626.4 6.1.14 (network management): a recorder's (NVR, CS) storage health, sent at
+    /// registration and then periodically. The CMU raises a `storage_full` fault while
+    /// `full`, a `storage_write_errors` fault while `write_errors` is above zero, and clears
+    /// each when a later report no longer shows it. Answered [`PlatformAnswer::Noted`].
+    Health {
+        /// Bytes the recordings use.
+        disk_used_bytes: u64,
+        /// Bytes free on the store's file system (or left in its quota).
+        disk_free_bytes: u64,
+        /// The store is full: below its free-space floor, or a write refused for want of
+        /// room since the previous report.
+        full: bool,
+        /// Writes that failed since the previous report.
+        write_errors: u64,
+    },
 }
 
 /// Longest [`DeviceRequest::StorageFull`] detail, bytes (an alarm's detail may be no longer).
@@ -702,6 +717,8 @@ pub enum PlatformAnswer {
         /// The CS's Cp base URL.
         cs_url: String,
     },
+    /// The report was taken (answer to [`DeviceRequest::Health`]).
+    Noted,
     /// A data key (answer to [`DeviceRequest::CloudKey`]): 32 bytes in base64url.
     CloudKey {
         /// The key.
@@ -807,6 +824,34 @@ mod tests {
         );
         let back: DeviceRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
+    }
+
+    proptest::proptest! {
+        /// 6.1.14: a recorder's health report survives the wire, whatever its figures.
+        #[test]
+        fn h626_6_1_14_health_report_round_trips(
+            used in proptest::prelude::any::<u64>(),
+            free in proptest::prelude::any::<u64>(),
+            full in proptest::prelude::any::<bool>(),
+            errors in proptest::prelude::any::<u64>(),
+        ) {
+            let r = DeviceRequest::Health {
+                disk_used_bytes: used,
+                disk_free_bytes: free,
+                full,
+                write_errors: errors,
+            };
+            let json = serde_json::to_string(&r).unwrap();
+            let tagged = json.starts_with(r#"{"req":"health""#);
+            proptest::prop_assert!(tagged);
+            proptest::prop_assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn h626_6_1_14_noted_on_the_wire() {
+        let json = serde_json::to_string(&PlatformAnswer::Noted).unwrap();
+        assert_eq!(json, r#"{"answer":"noted"}"#);
     }
 
     #[test]

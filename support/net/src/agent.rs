@@ -490,3 +490,41 @@ async fn transmit(link: &mut DeviceLink, sink: &mut WsSink) -> Result<(), LinkEr
     sink.flush().await.map_err(NetError::from)?;
     Ok(())
 }
+
+/// H.626.4 6.1.14: sends the [`DeviceRequest::Health`] that `read` builds to the platform
+/// 2 s after start and then every `every`, until `shutdown` (a report made while the link
+/// is down is answered "unavailable" and simply replaced by the next).
+pub fn report_health<F, Fut>(
+    platform: mpsc::Sender<PlatformReq>,
+    every: Duration,
+    mut read: F,
+    shutdown: Shutdown,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = DeviceRequest> + Send,
+{
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(2).min(every);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.wait() => return,
+            }
+            wait = every;
+            let request = read().await;
+            let (reply, answer) = oneshot::channel();
+            if platform
+                .send(PlatformReq::Request { request, reply })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match answer.await {
+                Ok(PlatformAnswer::Noted) => {}
+                Ok(other) => tracing::debug!(answer = ?other, "health report not taken"),
+                Err(_) => {}
+            }
+        }
+    });
+}

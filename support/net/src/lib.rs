@@ -11,6 +11,7 @@ pub mod accept;
 pub mod agent;
 pub mod discover;
 pub mod http;
+pub mod metrics;
 pub mod pki;
 pub mod portmap;
 pub mod rtsp;

@@ -22,6 +22,8 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use peercam_record::strategy::Retention;
@@ -240,6 +242,20 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (camera, at_ms);
 pub struct Store {
     cfg: StoreConfig,
     db: SqlitePool,
+    stats: Arc<StoreStats>,
+}
+
+/// What the store has written since it was opened (the unit's metrics, H.626.4 6.1.14).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Segments committed.
+    pub segments_written: std::sync::atomic::AtomicU64,
+    /// Bytes of the segments committed.
+    pub bytes_written: std::sync::atomic::AtomicU64,
+    /// Segments that could not be stored (disk full, IO or index errors).
+    pub write_errors: std::sync::atomic::AtomicU64,
+    /// Of those, the ones refused because the disk or index was full.
+    pub full_errors: std::sync::atomic::AtomicU64,
 }
 
 fn i(v: u64) -> i64 {
@@ -284,7 +300,11 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&db).await?;
-        let store = Self { cfg, db };
+        let store = Self {
+            cfg,
+            db,
+            stats: Arc::default(),
+        };
         if !store.reserve_path().exists() {
             store.restore_reserve();
         }
@@ -293,6 +313,11 @@ impl Store {
             tracing::warn!(?report, "recording store repaired");
         }
         Ok((store, report))
+    }
+
+    /// The store's write counters.
+    pub fn stats(&self) -> &Arc<StoreStats> {
+        &self.stats
     }
 
     /// The store's settings.
@@ -360,6 +385,23 @@ impl Store {
     /// are `fsync`ed, then all rows are inserted in one transaction. Returns, per draft, its
     /// row id or why it was not stored; a failed draft leaves no file behind.
     pub async fn commit(&self, drafts: Vec<Draft>) -> Vec<Result<i64, StoreError>> {
+        let out = self.commit_inner(drafts).await;
+        let st = &self.stats;
+        for r in &out {
+            match r {
+                Ok(_) => st.segments_written.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    if matches!(e, StoreError::Full(_)) {
+                        st.full_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    st.write_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+        out
+    }
+
+    async fn commit_inner(&self, drafts: Vec<Draft>) -> Vec<Result<i64, StoreError>> {
         let root = self.cfg.root.clone();
         let written = tokio::task::spawn_blocking(move || write_files(&root, drafts))
             .await
@@ -372,6 +414,10 @@ impl Store {
         };
         match inserted {
             Ok(ids) => {
+                let bytes: usize = ok.iter().map(|(d, _)| d.data.len()).sum();
+                self.stats
+                    .bytes_written
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
                 let mut ids = ids.into_iter();
                 written
                     .into_iter()

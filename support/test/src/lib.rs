@@ -65,6 +65,8 @@ pub struct Cluster {
     /// The address every unit of the cluster listens on (127.0.0.1 unless started with
     /// [`Cluster::start_at`], e.g. inside a NAT lab namespace).
     pub host: std::net::IpAddr,
+    /// Where the CMU serves `GET /metrics`, when its `metrics_listen` was set.
+    pub cmu_metrics: Option<SocketAddr>,
     cmu_task: Option<tokio::task::JoinHandle<()>>,
     /// The CMU's configuration as started (for more instances on its database).
     cmu_config: peercam_cmu::Config,
@@ -182,6 +184,7 @@ impl Cluster {
             shutdown,
             admin,
             host,
+            cmu_metrics: cmu.metrics_addr,
             cmu_task: Some(cmu.task),
             cmu_config,
             postgres: None,

@@ -324,6 +324,7 @@ pub(crate) async fn login(
         .unwrap_or(false);
     let Some((account, _)) = found.filter(|_| ok) else {
         LoginThrottle::failed(&st.limits, &login, peer.ip()).await;
+        st.metrics.logins_failed.inc();
         audit::log(&st.store, Event::LoginFailed).await;
         return Err(bad_credentials());
     };
@@ -338,6 +339,7 @@ pub(crate) async fn login(
         _ => return Err(ApiErr::forbidden("this account is disabled").with_code("disabled")),
     }
     LoginThrottle::succeeded(&st.limits, &login, peer.ip()).await;
+    st.metrics.logins_ok.inc();
     let token = SessionToken::from_random(random_bytes::<32>());
     let expires_at = now_s() + crate::settings::platform(&st).await?.1.session_ttl_s;
     sessions::create(&st.store, &token.digest(), account.id, now_s(), expires_at).await?;

@@ -267,6 +267,12 @@ pub(crate) enum Event<'a> {
         ok: bool,
         detail: &'a str,
     },
+    /// 6.1.14: an operator acknowledged (`fault.ack`) or resolved (`fault.resolve`) a fault.
+    FaultHandled {
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -336,6 +342,7 @@ impl Event<'_> {
             E::PackageManifest { .. } => "package.manifest",
             E::PackagePayload { .. } => "package.payload",
             E::ClientUpdate { .. } => "client.update",
+            E::FaultHandled { action, .. } => action,
         }
     }
 
@@ -357,7 +364,8 @@ impl Event<'_> {
             | E::Punched { user, .. }
             | E::TurnCredential { user, .. }
             | E::UserParamsSet { user, .. }
-            | E::ClientUpdate { user, .. } => Some(user),
+            | E::ClientUpdate { user, .. }
+            | E::FaultHandled { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountApproved { by, .. }
             | E::AccountDisabled { by, .. }
@@ -491,6 +499,7 @@ impl Event<'_> {
             | E::WlanSet { ssid: d, .. }
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. }
+            | E::FaultHandled { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
             | E::Clip { detail: d, .. } => (*d).to_owned(),

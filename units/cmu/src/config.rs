@@ -15,6 +15,13 @@ pub struct Config {
     /// Address of the API and platform listener. Default `0.0.0.0:7000`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where `GET /metrics` (Prometheus text format, 6.1.14) is served, plain HTTP; bind it
+    /// to loopback or a management network (docs/security.md). Default unset (nowhere).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Network management (6.1.14): fault detection and the operator's webhook.
+    #[serde(default)]
+    pub faults: crate::faults::FaultsConfig,
     /// TLS certificate and key; without it the API is plain HTTP (only for loopback use).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
@@ -397,6 +404,8 @@ impl Config {
     ) -> Self {
         Self {
             listen: default_listen(),
+            metrics_listen: None,
+            faults: crate::faults::FaultsConfig::default(),
             tls: None,
             database_url,
             database_max_connections: default_db_connections(),

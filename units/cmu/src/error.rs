@@ -13,6 +13,8 @@ pub(crate) struct ApiErr {
     pub(crate) message: String,
     pub(crate) retry_after: Option<u64>,
     pub(crate) fields: Vec<peercam_signal::control::FieldError>,
+    /// Failed on the database (counted in the metrics, 6.1.14).
+    pub(crate) db: bool,
 }
 
 impl ApiErr {
@@ -23,6 +25,7 @@ impl ApiErr {
             message: message.into(),
             retry_after: None,
             fields: Vec::new(),
+            db: false,
         }
     }
     /// Values out of range: 422 with every refused field.
@@ -83,6 +86,14 @@ impl ApiErr {
 
 impl From<crate::store::StoreError> for ApiErr {
     fn from(e: crate::store::StoreError) -> Self {
+        let mut e = Self::from_store(e);
+        e.db = true;
+        e
+    }
+}
+
+impl ApiErr {
+    fn from_store(e: crate::store::StoreError) -> Self {
         match e {
             // Transient (issue 14): the client may simply try again; never a 500.
             crate::store::StoreError::Busy => {
@@ -127,6 +138,9 @@ impl IntoResponse for ApiErr {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert("retry-after", v);
+        }
+        if self.db {
+            resp.extensions_mut().insert(crate::metrics::DbFailed);
         }
         resp
     }

@@ -27,7 +27,9 @@ mod config;
 mod control;
 mod devices;
 mod error;
+mod faults;
 mod json;
+mod metrics;
 mod packages;
 pub mod platform;
 mod play;
@@ -53,6 +55,7 @@ use tokio::net::TcpListener;
 
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
+pub use faults::FaultsConfig;
 
 /// Errors that stop the CMU.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,10 @@ pub(crate) struct AppState {
     pub(crate) cloud: cloud::Cloud,
     /// Triggered when this CMU stops (node links close with it).
     pub(crate) shutdown: Shutdown,
+    /// The metrics (6.1.14).
+    pub(crate) metrics: metrics::CmuMetrics,
+    /// Faults open now (6.1.14), for the metrics.
+    pub(crate) faults_open: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -120,6 +127,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
     /// Where the generated operator password was written, on first start.
     pub admin_password_file: Option<PathBuf>,
+    /// Where `GET /metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 pub(crate) fn now_s() -> u64 {
@@ -205,7 +214,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
         .map_err(|e| CmuError::Config(e.to_string()))?;
     // Issue 19: presence and routing are shared with the other instances over the bus.
     let bus = bus::start(config.bus, &store, &shutdown).await?;
+    let metrics = metrics::CmuMetrics::new(store.audit_rows.clone());
     let state = Arc::new(AppState {
+        metrics,
+        faults_open: std::sync::atomic::AtomicU64::new(0),
         push,
         public_url,
         platform: platform::Platform::new(store.clone(), bus),
@@ -223,14 +235,29 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     platform::start(&state).await;
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     clips::spawn_sweeper(state.clone(), shutdown.clone());
-    let router = web::router()
-        .merge(clips::public_router(state.clone()))
-        .merge(api::router(state));
+    state.metrics.watch(&state);
+    faults::load(&state).await;
+    let metrics_addr = match state.config.metrics_listen {
+        Some(l) => Some(
+            peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let db_errors = state.metrics.db_errors.clone();
+    let http = state.metrics.http.clone();
+    let router = http.layer(metrics::count_db_errors(
+        web::router()
+            .merge(clips::public_router(state.clone()))
+            .merge(api::router(state)),
+        db_errors,
+    ));
     tracing::info!(%addr, tls = tls.is_some(), "CMU listening");
     let task = tokio::spawn(peercam_net::http::serve(listener, tls, router, shutdown));
     Ok(Running {
         addr,
         task,
         admin_password_file,
+        metrics_addr,
     })
 }

@@ -105,6 +105,16 @@ impl Platform {
         format!("{}-{epoch}", self.instance)
     }
 
+    /// Whether node `node` has a live link now.
+    pub(crate) fn node_is_up(&self, node: &str) -> bool {
+        self.lock().nodes.contains_key(node)
+    }
+
+    /// SCU nodes with a live link now.
+    pub fn node_count(&self) -> usize {
+        self.lock().nodes.len()
+    }
+
     /// Whether the device is registered with some SCU node now (through any instance).
     pub fn is_online(&self, id: &DeviceId) -> bool {
         let inner = self.lock();
@@ -915,6 +925,8 @@ async fn node_session(st: Shared, socket: WebSocket) {
     // The node is gone: everything it held is offline (unless it already reconnected).
     if let Some((node, epoch)) = up {
         st.platform.node_gone(&node, epoch);
+        // 6.1.14: a node lost is a fault (unless it already linked again).
+        crate::faults::node(&st, &node, false).await;
     }
 }
 
@@ -941,6 +953,7 @@ async fn on_event(
             // A reconnecting node replaces its previous link; the devices that link held are
             // re-announced by the node itself.
             let epoch = st.platform.node_up(&node, tx.clone());
+            crate::faults::node(st, &node, true).await;
             *up = Some((node, epoch));
         }
         CmuPeerEvent::NodeRefused { node, reason } => {
@@ -1061,6 +1074,20 @@ async fn device_request(
         }
         DeviceRequest::CloudKey { prefix, kid } => {
             crate::cloud::cloud_key(st, device_id, &prefix, &kid).await
+        }
+        // 6.1.14: a recorder's storage health.
+        DeviceRequest::Health {
+            disk_used_bytes,
+            disk_free_bytes,
+            full,
+            write_errors,
+        } => {
+            crate::faults::health(
+                st,
+                device_id,
+                (disk_used_bytes, disk_free_bytes, full, write_errors),
+            )
+            .await
         }
         _ => PlatformAnswer::Refused {
             code: Refusal::Unsupported,

@@ -106,6 +106,10 @@ pub(crate) async fn paths_to(
     out.extend(mapped);
     out.append(&mut lan);
     let mtu = st.platform.select_mtu(camera).await;
+    if let Some(m) = &mtu {
+        // 6.1.14: an MTU offered near its capacity is overloaded.
+        crate::faults::mtu_offered(st, m).await;
+    }
     // UDP hole punching (8.3), coordinated through the platform, with the MTU's STUN server,
     // when the camera cannot be reached directly from anywhere.
     let reachable = out

@@ -172,6 +172,7 @@ pub(crate) async fn mint(
     );
     let (kid, key) = st.play_keys.signing(c.iat).await?;
     let token = play::mint(&kid, &key, &c);
+    st.metrics.tokens_minted.inc();
     let device = playback_of.unwrap_or(id);
     audit::log(
         &st.store,
@@ -457,6 +458,7 @@ pub(crate) async fn authorize(
 ) -> PlayVerdict {
     match judge(st, device, token).await {
         Ok(grant) => {
+            st.metrics.plays_granted.inc();
             let user = grant.user;
             audit::log(
                 &st.store,
@@ -470,6 +472,7 @@ pub(crate) async fn authorize(
             PlayVerdict::Granted { grant }
         }
         Err(Judgement::Refused(r)) => {
+            st.metrics.plays_refused.inc();
             tracing::info!(device = %device, refusal = r.code(), "play refused");
             let code = r.code();
             audit::log(

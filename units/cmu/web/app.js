@@ -1681,7 +1681,7 @@ async function logout() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Operator (6.2, minimal): approve sign-ups, see devices
+// Operator (6.2, minimal): faults (6.1.14), approve sign-ups, see devices
 
 route(/^#\/operator$/, async (main) => {
   if (session.user.role !== 'operator') {
@@ -1690,8 +1690,27 @@ route(/^#\/operator$/, async (main) => {
   }
   const pending = h('ul', { class: 'pending', 'aria-label': 'Accounts waiting for approval', 'aria-live': 'polite' });
   const devices = h('div');
+  // 6.1.14: the fault list, with acknowledge and resolve.
+  const faults = h('ul', { class: 'faults', 'aria-label': 'Active faults', 'aria-live': 'polite' });
+  const faultAction = (f, what, label) => h('button', { type: 'button', 'aria-label': `${label} fault ${f.id}`, onclick: async (ev) => {
+    ev.target.disabled = true;
+    try {
+      await api('POST', `/admin/faults/${f.id}/${what}`);
+      toast(`Fault ${f.id} ${what === 'ack' ? 'acknowledged' : 'resolved'}.`);
+      await refresh();
+    } catch (e) {
+      toast(messageOf(e));
+      ev.target.disabled = false;
+    }
+  } }, label);
   const refresh = async () => {
-    const [users, devs] = await Promise.all([api('GET', '/admin/users?status=pending_approval'), api('GET', '/admin/devices')]);
+    const [users, devs, open] = await Promise.all([api('GET', '/admin/users?status=pending_approval'), api('GET', '/admin/devices'), api('GET', '/admin/faults')]);
+    faults.replaceChildren(...open.map((f) => h('li', { dataset: { fault: String(f.id), kind: f.kind, state: f.state } },
+      h('strong', null, f.kind.replaceAll('_', ' ')), ` ${f.subject} · ${f.detail} · since ${new Date(f.raised_at * 1000).toLocaleString()} · `,
+      h('span', { class: 'state' }, f.state), ' ',
+      f.state === 'open' && faultAction(f, 'ack', 'Acknowledge'),
+      faultAction(f, 'resolve', 'Resolve'))));
+    if (!open.length) faults.append(h('li', { class: 'muted' }, 'No active faults.'));
     pending.replaceChildren(...users.map((u) => h('li', { dataset: { login: u.login } },
       h('strong', null, u.login), ` (account ${u.id}) `,
       h('button', { type: 'button', class: 'primary', 'aria-label': `Approve ${u.login}`, onclick: async (ev) => {
@@ -1712,6 +1731,7 @@ route(/^#\/operator$/, async (main) => {
   main.append(
     h('div', { class: 'heading' }, h('h1', null, 'Operator'),
       h('button', { type: 'button', onclick: () => refresh().catch((e) => toast(messageOf(e))) }, 'Refresh')),
+    h('section', { class: 'card', 'aria-labelledby': 'faults-h' }, h('h2', { id: 'faults-h' }, 'Faults'), faults),
     h('section', { class: 'card', 'aria-labelledby': 'pending-h' }, h('h2', { id: 'pending-h' }, 'Sign-ups waiting for approval'), pending),
     h('section', { class: 'card', 'aria-labelledby': 'devs-h' }, h('h2', { id: 'devs-h' }, 'Devices'), devices),
   );

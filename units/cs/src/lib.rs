@@ -273,7 +273,22 @@ pub struct CsConfig {
     /// Fast playback sends key frames only above this frame rate. Default 60.
     #[serde(default = "default_max_out_fps")]
     pub max_out_fps: u32,
+    /// Where `GET /metrics` (Prometheus text format) is served, plain HTTP; bind it to
+    /// loopback or a management network (docs/security.md). Default unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds between storage health reports to the platform (6.1.14); 0: none.
+    /// Default 60.
+    #[serde(default = "default_health_report_s")]
+    pub health_report_s: u64,
 }
+
+fn default_health_report_s() -> u64 {
+    60
+}
+
+/// Below this many bytes free on the store's file system the CS reports itself full.
+const CS_MIN_FREE_BYTES: u64 = 64 << 20;
 
 fn default_cache_mb() -> u64 {
     256
@@ -324,6 +339,8 @@ impl CsConfig {
             media_listen: None,
             cache_mb: default_cache_mb(),
             max_out_fps: default_max_out_fps(),
+            metrics_listen: None,
+            health_report_s: default_health_report_s(),
         }
     }
 
@@ -373,6 +390,8 @@ fn decode32(s: &str, what: &str) -> Result<[u8; 32], CsError> {
 pub struct Running {
     /// Where Cp listens.
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where Cc playback (RTSP) listens, with a platform.
     pub media_addr: Option<SocketAddr>,
     /// The CS's segments as the players read them (its cache counters for tests).
@@ -585,7 +604,64 @@ pub async fn start_with(
         std::time::Duration::from_secs(config.retention_interval_s.max(1)),
         shutdown.clone(),
     ));
-    let app = api::router(state);
+    let registry = peercam_net::metrics::Registry::new("cs");
+    let http = peercam_net::metrics::HttpMetrics::new(
+        &registry,
+        "peercam_cs_http_requests_total",
+        "peercam_cs_http_request_duration_seconds",
+        &["hello", "upload", "prune", "export", "other"],
+        |path| {
+            if path.starts_with("/cp/v1/o/") {
+                "upload"
+            } else if path == "/cp/v1/hello" {
+                "hello"
+            } else if path == "/cp/v1/prune" {
+                "prune"
+            } else if path.starts_with("/cc/v1/export/") {
+                "export"
+            } else {
+                "other"
+            }
+        },
+    );
+    storage_metrics(&registry, index.clone(), shutdown.clone());
+    // 6.1.14: the store's health, reported periodically (uploads failing on the CS's side
+    // are its write errors).
+    if platform.is_some() && config.health_report_s > 0 {
+        let (index, http, dir, mut seen) =
+            (index.clone(), http.clone(), config.store_dir.clone(), 0u64);
+        peercam_net::agent::report_health(
+            requests_tx.clone(),
+            std::time::Duration::from_secs(config.health_report_s),
+            move || {
+                let errors = http.server_errors("upload");
+                let new_errors = errors.saturating_sub(seen);
+                seen = errors;
+                let (index, dir) = (index.clone(), dir.clone());
+                async move {
+                    let mut used = 0u64;
+                    for a in index.accounts().await.unwrap_or_default() {
+                        if let Ok(Some(u)) = index.usage(&a).await {
+                            used = used.saturating_add(u.account.used);
+                        }
+                    }
+                    let free = peercam_store::free_bytes(&dir).unwrap_or(u64::MAX);
+                    peercam_signal::cmd::DeviceRequest::Health {
+                        disk_used_bytes: used,
+                        disk_free_bytes: free,
+                        full: free < CS_MIN_FREE_BYTES,
+                        write_errors: new_errors,
+                    }
+                }
+            },
+            shutdown.clone(),
+        );
+    }
+    let metrics_addr = match config.metrics_listen {
+        Some(l) => Some(peercam_net::metrics::serve(l, registry, shutdown.clone()).await?),
+        None => None,
+    };
+    let app = http.layer(api::router(state));
     tracing::info!(%addr, tls = tls.is_some(), "CS serving Cp");
     let task = tokio::spawn(peercam_net::http::serve(
         listener,
@@ -668,6 +744,7 @@ pub async fn start_with(
     };
     Ok(Running {
         addr,
+        metrics_addr,
         media_addr: media.and_then(|(_, a)| a),
         source,
         index,
@@ -692,4 +769,48 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The CS's storage figures (H.626.4 6.1.14; docs/metrics.md), refreshed from the index
+/// every 5 s.
+fn storage_metrics(r: &peercam_net::metrics::Registry, index: Index, shutdown: Shutdown) {
+    let objects = r.gauge(
+        "peercam_cs_objects",
+        "Objects (segments) stored, all accounts.",
+        &[],
+    );
+    let used = r.gauge(
+        "peercam_cs_quota_used_bytes",
+        "Bytes the accounts' objects take in the store, all accounts.",
+        &[],
+    );
+    let quota = r.gauge(
+        "peercam_cs_quota_bytes",
+        "Bytes the accounts may store together.",
+        &[],
+    );
+    let accounts = r.gauge("peercam_cs_accounts", "Storage accounts known.", &[]);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(list) = index.accounts().await {
+                let (mut o, mut u, mut q) = (0u64, 0u64, 0u64);
+                for a in &list {
+                    if let Ok(Some(us)) = index.usage(a).await {
+                        o = o.saturating_add(us.objects);
+                        u = u.saturating_add(us.account.used);
+                        q = q.saturating_add(us.account.quota);
+                    }
+                }
+                let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                accounts.set(g(list.len() as u64));
+                objects.set(g(o));
+                used.set(g(u));
+                quota.set(g(q));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    });
 }

@@ -984,6 +984,34 @@ impl Client {
         self.get("/api/v1/audit").await
     }
 
+    /// Operator: the fault list of network management (6.1.14), newest first; only the
+    /// active faults unless `all`.
+    pub async fn faults(&self, all: bool) -> Result<Vec<FaultView>, CuError> {
+        if all {
+            self.get("/api/v1/admin/faults?all=true").await
+        } else {
+            self.get("/api/v1/admin/faults").await
+        }
+    }
+
+    /// Operator: acknowledges fault `id` (6.1.14).
+    pub async fn fault_ack(&self, id: i64) -> Result<FaultView, CuError> {
+        self.post(
+            &format!("/api/v1/admin/faults/{id}/ack"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Operator: resolves fault `id` (6.1.14).
+    pub async fn fault_resolve(&self, id: i64) -> Result<FaultView, CuError> {
+        self.post(
+            &format!("/api/v1/admin/faults/{id}/resolve"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// Operator: provision devices.
     pub async fn provision(
         &self,

@@ -95,6 +95,11 @@ pub struct Config {
     /// Reconnect backoff, ceiling, ms. Default 30000.
     #[serde(default = "default_backoff_max")]
     pub reconnect_max_ms: u64,
+    /// Where `GET /metrics` (Prometheus text format: the relay's and TURN's figures) is
+    /// served, plain HTTP; bind it to loopback or a management network (docs/security.md).
+    /// Default unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_server_name() -> String {
@@ -150,6 +155,7 @@ impl Config {
             linger_ms: default_linger_ms(),
             reconnect_initial_ms: default_backoff_initial(),
             reconnect_max_ms: default_backoff_max(),
+            metrics_listen: None,
         }
     }
 }
@@ -169,6 +175,86 @@ pub struct Running {
     pub turn: Option<turn::Running>,
     /// The agent task (ends on shutdown).
     pub task: tokio::task::JoinHandle<()>,
+    /// Where `GET /metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The MTU's metrics (H.626.4 6.1.14; docs/metrics.md): the relay's counters read at scrape
+/// time, and the TURN service's.
+fn registry(
+    stats: &Arc<relay::Stats>,
+    turn: Option<&turn::Running>,
+    status: watch::Receiver<MtuStatus>,
+) -> Arc<peercam_net::metrics::Registry> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = peercam_net::metrics::Registry::new("mtu");
+    r.gauge_fn(
+        "peercam_mtu_registered",
+        "1 while the MTU is registered with its SCU.",
+        &[],
+        move || {
+            f64::from(u8::from(matches!(
+                *status.borrow(),
+                MtuStatus::Registered { .. }
+            )))
+        },
+    );
+    let s = stats.clone();
+    r.gauge_fn(
+        "peercam_mtu_relay_viewers",
+        "RTSP relay viewers connected and authorised now.",
+        &[],
+        move || f64::from(s.viewers.load(Relaxed)),
+    );
+    let s = stats.clone();
+    r.gauge_fn(
+        "peercam_mtu_relay_upstreams",
+        "Cameras with a running relay upstream now.",
+        &[],
+        move || f64::from(s.upstreams.load(Relaxed)),
+    );
+    type Field = fn(&relay::Stats) -> &std::sync::atomic::AtomicU64;
+    let counters: [(&'static str, &'static str, Field); 6] = [
+        (
+            "peercam_mtu_relay_upstreams_total",
+            "Relay upstreams (camera sessions) ever opened.",
+            |s| &s.upstreams_total,
+        ),
+        (
+            "peercam_mtu_relay_bytes_in_total",
+            "Bytes received from cameras over the relay.",
+            |s| &s.bytes_in,
+        ),
+        (
+            "peercam_mtu_relay_bytes_out_total",
+            "Bytes sent to relay viewers.",
+            |s| &s.bytes_out,
+        ),
+        (
+            "peercam_mtu_relay_refused_total",
+            "Relay viewers refused (bad token, camera unreachable).",
+            |s| &s.refused,
+        ),
+        (
+            "peercam_mtu_multicast_bytes_out_total",
+            "Bytes sent to multicast groups.",
+            |s| &s.multicast_bytes_out,
+        ),
+        (
+            "peercam_mtu_transcodes_total",
+            "Feeds transcoded because the camera could not serve the profile.",
+            |s| &s.transcodes_total,
+        ),
+    ];
+    for (name, help, field) in counters {
+        let s = stats.clone();
+        r.counter_fn(name, help, &[], move || field(&s).load(Relaxed) as f64);
+    }
+    if let Some(t) = turn {
+        let read = t.stats_reader();
+        r.text_fn(move || turn::render_metrics(&read()));
+    }
+    r
 }
 
 async fn bind(
@@ -282,6 +368,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         reconnect_max: Duration::from_millis(config.reconnect_max_ms),
         tick: Duration::from_millis(config.report_ms),
     };
+    let metrics_shutdown = shutdown.clone();
     let task = tokio::spawn(peercam_net::agent::run(
         link,
         mtu,
@@ -289,6 +376,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         platform_rx,
         shutdown,
     ));
+    let metrics_addr = match config.metrics_listen {
+        Some(l) => Some(
+            peercam_net::metrics::serve(
+                l,
+                registry(&stats, turn.as_ref(), status.clone()),
+                metrics_shutdown,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Running {
         status,
         rtsp_addr,
@@ -296,5 +394,6 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, MtuErr
         stats,
         turn,
         task,
+        metrics_addr,
     })
 }

@@ -166,6 +166,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// A reader of [`Running::stats`] for the unit's metrics registry.
+    pub(crate) fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let stats = self.stats.clone();
+        move || sum(&stats)
+    }
+
     /// The counters summed over shards (each at most 200 ms old).
     pub fn stats(&self) -> Stats {
         sum(&self.stats)

@@ -113,6 +113,18 @@ pub struct Config {
     /// The gateway to ask; default: the default route's gateway.
     #[serde(default)]
     pub gateway: Option<std::net::IpAddr>,
+    /// Where `GET /metrics` (Prometheus text format) is served, plain HTTP; bind it to
+    /// loopback or a management network (docs/security.md). Default unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds between storage health reports to the platform (6.1.14); 0: none.
+    /// Default 60.
+    #[serde(default = "default_health_report_s")]
+    pub health_report_s: u64,
+}
+
+fn default_health_report_s() -> u64 {
+    60
 }
 
 fn default_true() -> bool {
@@ -151,6 +163,8 @@ impl Config {
             reconnect_max_ms: peercam_net::agent::default_reconnect_max_ms(),
             port_mapping: false,
             gateway: None,
+            metrics_listen: None,
+            health_report_s: default_health_report_s(),
         }
     }
 
@@ -173,6 +187,8 @@ pub struct Running {
     pub store: Store,
     /// The agent task (ends on shutdown).
     pub task: tokio::task::JoinHandle<()>,
+    /// Where `GET /metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Loads the identity, opens (and repairs) the store, binds the media listener and starts
@@ -203,6 +219,36 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         config.advertise.clone()
     };
     let (platform_tx, platform_rx) = mpsc::channel(256);
+    // 6.1.14: the store's health, reported periodically.
+    if config.health_report_s > 0 {
+        let (store, mut seen) = (store.clone(), (0u64, 0u64));
+        peercam_net::agent::report_health(
+            platform_tx.clone(),
+            std::time::Duration::from_secs(config.health_report_s),
+            move || {
+                let store = store.clone();
+                let st = store.stats().clone();
+                let (errors, full) = (
+                    st.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+                    st.full_errors.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                let (new_errors, new_full) =
+                    (errors.saturating_sub(seen.0), full.saturating_sub(seen.1));
+                seen = (errors, full);
+                async move {
+                    let used = store.usage(None).await.unwrap_or(0);
+                    let free = peercam_store::free_bytes(&store.config().root).unwrap_or(u64::MAX);
+                    peercam_signal::cmd::DeviceRequest::Health {
+                        disk_used_bytes: used,
+                        disk_free_bytes: free,
+                        full: new_full > 0 || free < store.config().min_free_bytes,
+                        write_errors: new_errors,
+                    }
+                }
+            },
+            shutdown.clone(),
+        );
+    }
     // 6.1.9: a full disk is reported to the platform at once, for each camera it hits.
     let full = peercam_recorder::storage_full_to_platform(platform_tx.clone(), None);
     let writer = peercam_recorder::Writer::start(store.clone(), shutdown.clone(), Some(full));
@@ -256,6 +302,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         reconnect_max: std::time::Duration::from_millis(config.reconnect_max_ms),
         tick: std::time::Duration::from_secs(3600),
     };
+    let metrics_shutdown = shutdown.clone();
     let task = tokio::spawn(peercam_net::agent::run(
         link,
         nvr,
@@ -263,10 +310,84 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, NvrErr
         platform_rx,
         shutdown,
     ));
+    let metrics_addr = match config.metrics_listen {
+        Some(l) => Some(
+            peercam_net::metrics::serve(
+                l,
+                registry(&store, metrics_shutdown.clone()),
+                metrics_shutdown,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Running {
         status,
         media_addr,
         store,
         task,
+        metrics_addr,
     })
+}
+
+/// The NVR's metrics (H.626.4 6.1.14; docs/metrics.md): the store's write counters, and its
+/// disk use refreshed every 5 s by a task of its own.
+fn registry(store: &Store, shutdown: Shutdown) -> Arc<peercam_net::metrics::Registry> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = peercam_net::metrics::Registry::new("nvr");
+    let st = store.stats().clone();
+    let s = st.clone();
+    r.counter_fn(
+        "peercam_nvr_segments_written_total",
+        "Recording segments committed to the store.",
+        &[],
+        move || s.segments_written.load(Relaxed) as f64,
+    );
+    let s = st.clone();
+    r.counter_fn(
+        "peercam_nvr_bytes_written_total",
+        "Bytes of the recording segments committed.",
+        &[],
+        move || s.bytes_written.load(Relaxed) as f64,
+    );
+    let s = st.clone();
+    r.counter_fn(
+        "peercam_nvr_write_errors_total",
+        "Segments that could not be stored (disk full, IO or index errors).",
+        &[],
+        move || s.write_errors.load(Relaxed) as f64,
+    );
+    let s = st;
+    r.counter_fn(
+        "peercam_nvr_disk_full_errors_total",
+        "Segments refused because the disk or the index was full.",
+        &[],
+        move || s.full_errors.load(Relaxed) as f64,
+    );
+    let used = r.gauge(
+        "peercam_nvr_disk_used_bytes",
+        "Bytes the recordings use (all cameras).",
+        &[],
+    );
+    let free = r.gauge(
+        "peercam_nvr_disk_free_bytes",
+        "Bytes free for unprivileged users on the store's file system.",
+        &[],
+    );
+    let store = store.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(u) = store.usage(None).await {
+                used.set(i64::try_from(u).unwrap_or(i64::MAX));
+            }
+            if let Some(f) = peercam_store::free_bytes(&store.config().root) {
+                free.set(i64::try_from(f).unwrap_or(i64::MAX));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    });
+    r
 }

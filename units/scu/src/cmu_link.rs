@@ -62,6 +62,7 @@ pub(crate) async fn run(
                     &shutdown,
                 )
                 .await;
+                state.metrics.cmu_connected.set(0);
                 if welcomed {
                     backoff.reset();
                 }
@@ -106,6 +107,7 @@ async fn session(
     loop {
         if drain_events(state, link, results_tx) {
             welcomed = true;
+            state.metrics.cmu_connected.set(1);
             tracing::info!(url = %state.config.cmu_url, "connected to CMU");
         }
         let mut wrote = false;

@@ -40,6 +40,10 @@ pub struct Config {
     /// control against reconnect storms, docs/security.md D12). Default 512.
     #[serde(default = "default_handshakes")]
     pub max_concurrent_handshakes: usize,
+    /// Where `GET /metrics` (Prometheus text format) is served, plain HTTP; unset: nowhere.
+    /// Bind it to loopback or a management network (docs/security.md). Default unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -89,6 +93,7 @@ impl Config {
             heartbeat_ms: default_heartbeat(),
             dead_after_ms: default_dead_after(),
             max_concurrent_handshakes: default_handshakes(),
+            metrics_listen: None,
         }
     }
 

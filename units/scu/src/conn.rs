@@ -74,6 +74,7 @@ impl Conn {
             }
             PeerEvent::Online { device_id } => {
                 tracing::info!(device = %device_id, peer = %self.peer, "device registered");
+                self.state.metrics.registrations.inc();
                 self.state
                     .hold(device_id.clone(), self.session.clone(), self.tx.clone());
                 let _ = self
@@ -216,6 +217,7 @@ pub(crate) async fn run(
             if sink.feed(Message::text(text)).await.is_err() {
                 break;
             }
+            c.state.metrics.frames_out.inc();
             wrote = true;
         }
         if wrote && sink.flush().await.is_err() {
@@ -239,10 +241,12 @@ pub(crate) async fn run(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
+                    c.state.metrics.frames_in.inc();
                     c.rx_wall_us = unix_us();
                     c.sm.handle_input(Instant::now().into_std(), t.as_bytes());
                 }
                 Some(Ok(Message::Binary(b))) => {
+                    c.state.metrics.frames_in.inc();
                     c.rx_wall_us = unix_us();
                     c.sm.handle_input(Instant::now().into_std(), &b);
                 }

@@ -45,6 +45,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Finishes when the node has stopped.
     pub task: tokio::task::JoinHandle<()>,
+    /// Where `GET /metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
 }
 
@@ -108,6 +110,45 @@ pub(crate) struct NodeState {
     pub(crate) mtus: Mutex<HashMap<DeviceId, (String, MtuOffer)>>,
     pub(crate) to_cmu: mpsc::Sender<ToCmu>,
     pub(crate) handshakes: Semaphore,
+    pub(crate) metrics: Metrics,
+}
+
+/// The node's metrics (H.626.4 6.1.14; docs/metrics.md).
+pub(crate) struct Metrics {
+    pub(crate) registry: Arc<peercam_net::metrics::Registry>,
+    pub(crate) registrations: peercam_net::metrics::Counter,
+    pub(crate) frames_in: peercam_net::metrics::Counter,
+    pub(crate) frames_out: peercam_net::metrics::Counter,
+    pub(crate) cmu_connected: peercam_net::metrics::Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = peercam_net::metrics::Registry::new("scu");
+        Self {
+            registrations: registry.counter(
+                "peercam_scu_registrations_total",
+                "Device registrations completed on this node.",
+                &[],
+            ),
+            frames_in: registry.counter(
+                "peercam_scu_device_messages_total",
+                "Platform messages exchanged with devices (Ps), by direction.",
+                &[("direction", "in")],
+            ),
+            frames_out: registry.counter(
+                "peercam_scu_device_messages_total",
+                "Platform messages exchanged with devices (Ps), by direction.",
+                &[("direction", "out")],
+            ),
+            cmu_connected: registry.gauge(
+                "peercam_scu_cmu_connected",
+                "1 while the node's link to the CMU (Sc) is up.",
+                &[],
+            ),
+            registry,
+        }
+    }
 }
 
 impl NodeState {
@@ -243,8 +284,41 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuErr
         mtus: Mutex::new(HashMap::new()),
         to_cmu,
         handshakes: Semaphore::new(config.max_concurrent_handshakes),
+        metrics: Metrics::new(),
         config,
     });
+    let weak = Arc::downgrade(&state);
+    state.metrics.registry.gauge_fn(
+        "peercam_scu_devices_connected",
+        "Devices registered on this node now.",
+        &[],
+        move || {
+            weak.upgrade().map_or(0.0, |s| {
+                s.registry
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len() as f64
+            })
+        },
+    );
+    let weak = Arc::downgrade(&state);
+    state.metrics.registry.gauge_fn(
+        "peercam_scu_mtus",
+        "MTUs registered on this node and offered for relayed sessions (7.2).",
+        &[],
+        move || {
+            weak.upgrade().map_or(0.0, |s| {
+                s.mtus.lock().unwrap_or_else(PoisonError::into_inner).len() as f64
+            })
+        },
+    );
+    let metrics_addr = match state.config.metrics_listen {
+        Some(l) => Some(
+            peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())
+                .await?,
+        ),
+        None => None,
+    };
     tracing::info!(%addr, node = %state.config.node, "SCU listening for devices");
     let link = tokio::spawn(cmu_link::run(
         state.clone(),
@@ -271,5 +345,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuErr
         }
         let _ = link.await;
     });
-    Ok(Running { addr, task, state })
+    Ok(Running {
+        addr,
+        task,
+        metrics_addr,
+        state,
+    })
 }

@@ -568,6 +568,8 @@ pub(crate) async fn presence(st: &Shared, id: &DeviceId, online: bool) {
     let Ok(Some(dev)) = devices::get(&st.store, id).await else {
         return;
     };
+    // 6.1.14: the same event raises or clears the device's fault (bound or not).
+    crate::faults::presence(st, id, dev.kind, online).await;
     let Some(owner) = dev.owner else { return };
     let name = dev.name.clone().unwrap_or_else(|| id.as_str().to_owned());
     let kind = match (online, dev.kind) {

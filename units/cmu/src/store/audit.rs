@@ -57,7 +57,10 @@ pub(crate) async fn append(db: &Store, r: &Record<'_>) -> Result<(), StoreError>
         .await
         .map(drop)
     })
-    .await
+    .await?;
+    db.audit_rows
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// The newest `limit` rows, newest first (operator).

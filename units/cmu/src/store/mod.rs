@@ -23,6 +23,7 @@ pub(crate) mod audit;
 pub(crate) mod clips;
 pub(crate) mod cloud;
 pub(crate) mod devices;
+pub(crate) mod faults;
 pub(crate) mod media;
 pub(crate) mod packages;
 pub(crate) mod params;
@@ -285,6 +286,8 @@ impl Backend {
 pub(crate) struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Audit rows written through this handle (the metrics, 6.1.14).
+    pub(crate) audit_rows: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Its URL (it may hold a password: never logged).
     url: std::sync::Arc<str>,
 }
@@ -313,6 +316,8 @@ impl Store {
         Ok(Self {
             pool,
             backend,
+            audit_rows: std::sync::Arc::default(),
+        })
             url: url.into(),
         })
     }
