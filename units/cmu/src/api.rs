@@ -714,7 +714,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
             return crate::alarms::handler(method, path)
                 .or_else(|| crate::snapshots::handler(method, path))
                 .or_else(|| crate::cloud::plans::handler(method, path))
-                .or_else(|| crate::clips::handler(method, path));
+                .or_else(|| crate::clips::handler(method, path))
                 .or_else(|| crate::faults::handler(method, path));
         }
     })

@@ -317,7 +317,6 @@ impl Store {
             pool,
             backend,
             audit_rows: std::sync::Arc::default(),
-        })
             url: url.into(),
         })
     }
