@@ -171,6 +171,27 @@ mod tests {
         assert!(sw.contains(&want), "sw.js must declare {want}");
     }
 
+    /// H.626.4 6.3 (M_CU offline): the service worker keeps every module and style of the
+    /// shell, so the client opens offline; a module left out of its list breaks the offline
+    /// start (an import that cannot load stops the whole app).
+    #[test]
+    fn h626_6_3_the_offline_shell_holds_every_module() {
+        let sw = std::str::from_utf8(ASSETS.last().unwrap().body).unwrap();
+        let shell = sw
+            .lines()
+            .find(|l| l.starts_with("const SHELL = ["))
+            .expect("sw.js declares its SHELL list");
+        for asset in ASSETS {
+            if asset.path.starts_with("/app/") {
+                assert!(
+                    shell.contains(&format!("'{}'", asset.path)),
+                    "sw.js's SHELL must list {}",
+                    asset.path
+                );
+            }
+        }
+    }
+
     #[test]
     fn no_inline_script_or_style_in_the_page() {
         let html = std::str::from_utf8(ASSETS[0].body).unwrap();
