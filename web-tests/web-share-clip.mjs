@@ -4,7 +4,7 @@
 // uploads the MP4 to the cloud storage unit (a cross-origin PUT: the CS's CORS and the page's
 // `connect-src`); the link appears with a Copy button and in the "Shared clips" card. A
 // browser with no account then opens the link and plays the clip (it has a picture and its
-// time advances).
+// time advances). Before that, an upload the network drops leaves its link revoked.
 //
 // Inputs (environment):
 //   PEERCAM_WEB_URL          the CMU
@@ -40,10 +40,22 @@ await run(async (result) => {
     expect(/at most 15 minutes/.test(result.too_long), `a range over 15 minutes is refused first: ${result.too_long}`);
     step(result, 'longer than 15 minutes refused');
 
-    // 5 s of the cloud recording, 7 days (the default), shared.
+    // 5 s of the cloud recording. First the upload fails (the network drops it): the link
+    // made for it is revoked and the page says so.
     const from = Math.ceil((spanStart + 500) / 1000) * 1000;
     await p.getByLabel('From', { exact: true }).fill(hhmmss(from));
     await p.getByLabel('To', { exact: true }).fill(hhmmss(from + 5000));
+    await p.route('**/cp/v1/clip/**', (route) => route.abort('connectionreset'));
+    await p.locator('#pb-share').click();
+    await p.waitForFunction(() => ['done', 'failed'].includes(window.peercam.playback?.share?.state), null, { timeout: 60000 });
+    result.failed = await p.evaluate(() => window.peercam.playback.share);
+    expect(result.failed.state === 'failed' && /No link was kept/.test(result.failed.error), `a failed upload keeps no link: ${JSON.stringify(result.failed)}`);
+    expect(await p.locator('#pb-share-link').isHidden(), 'no link shown after a failed upload');
+    await p.locator('#shared-clips li.clip-revoked').waitFor({ timeout: 10000 });
+    await p.unroute('**/cp/v1/clip/**');
+    step(result, 'failed upload revoked its link');
+
+    // Then 7 days (the default), shared.
     result.expiry = await p.locator('#pb-share-expiry').inputValue();
     expect(result.expiry === String(7 * 86400), `7 days is the default expiry, got ${result.expiry}`);
     await p.locator('#pb-share').click();
@@ -58,6 +70,7 @@ await run(async (result) => {
     const id = link.split('/c/')[1];
     await p.locator(`#shared-clips button[data-clip="${id}"]`).waitFor({ timeout: 10000 });
     expect(owner.problems.length === 0, `no page errors for the owner: ${owner.problems.join('; ')}`);
+    expect(await p.locator('#shared-clips li.clip-active').count() === 1, 'one active link listed');
     step(result, 'shared in the web client', { bytes: result.share.bytes });
 
     // A fresh profile: no session, no cookies, no account.

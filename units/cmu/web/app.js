@@ -1399,6 +1399,8 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
     } catch (e) {
       fail(e instanceof ApiError ? messageOf(e) : sentence(e?.message ?? e));
       if (hook.share) hook.share.state = 'failed';
+      // A failed upload revoked the link it made: the card shows it so.
+      clipsCard.reload?.();
     } finally {
       progress.hidden = true;
       shareBtn.disabled = false;
