@@ -593,3 +593,45 @@ async fn h626_8_7_1_shared_clip_plays_in_chromium_without_login() {
         sd.trigger();
     }
 }
+
+/// Issue 17 item 9 from the web client: the owner shares 5 s of the camera's cloud recording
+/// on its playback page ("Share clip": the range is exported over WebRTC, the link made, the
+/// MP4 uploaded to the CS cross-origin with a progress bar), the link shows with a Copy button
+/// and in "Shared clips"; a browser with no account then plays it. An upload the network
+/// drops first leaves its link revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_7_1_web_client_shares_a_clip() {
+    let Some(web) = peercam_test::web::web_tests_or_skip("h626_8_7_1_web_client_shares_a_clip")
+    else {
+        return;
+    };
+    let w = world("+15550871304").await;
+    let (sds, _cs, _pu, list) = recording(&w, true, 8_000).await;
+    let span = list.spans[0];
+    let r = peercam_test::web::scenario(
+        &web,
+        "web-share-clip.mjs",
+        &[
+            ("PEERCAM_WEB_URL", w.c.api.clone()),
+            ("PEERCAM_WEB_USER", "+15550871304".to_owned()),
+            ("PEERCAM_WEB_PASSWORD", peercam_test::PASSWORD.to_owned()),
+            ("PEERCAM_DEVICE", w.cam.device_id.to_string()),
+            ("PEERCAM_SPAN_START_MS", span.start_ms.to_string()),
+        ],
+        None,
+    )
+    .await;
+    assert!(r["video"]["width"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["video"]["currentTime"].as_f64().unwrap() > 1.0, "{r}");
+    // The CMU holds the link the web client made, active, of the range it chose; the one
+    // whose upload failed is revoked.
+    let mine = w.owner.clips().await.unwrap();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(mine.iter().filter(|c| c.state == "revoked").count(), 1);
+    let made = mine.iter().find(|c| c.state == "active").unwrap();
+    assert_eq!(made.to_ms - made.from_ms, 5000, "{mine:?}");
+    assert!(made.expires_at > now_ms() / 1000 + 6 * 86_400, "{mine:?}");
+    for sd in sds {
+        sd.trigger();
+    }
+}

@@ -375,7 +375,7 @@ fn escape(s: &str) -> String {
 }
 
 /// The origin (`scheme://host:port`) of a URL.
-fn origin(url: &str) -> &str {
+pub(crate) fn origin(url: &str) -> &str {
     let after = url.find("://").map_or(0, |i| i + 3);
     url[after..].find('/').map_or(url, |i| &url[..after + i])
 }

@@ -247,7 +247,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let db_errors = state.metrics.db_errors.clone();
     let http = state.metrics.http.clone();
     let router = http.layer(metrics::count_db_errors(
-        web::router()
+        web::router(state.clone())
             .merge(clips::public_router(state.clone()))
             .merge(api::router(state)),
         db_errors,

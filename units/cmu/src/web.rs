@@ -2,8 +2,11 @@
 //!
 //! Plain HTML, CSS and ES modules from `units/cmu/web/`, embedded in the binary at build time
 //! (no build step, nothing fetched from elsewhere). The pages talk only to this CMU's
-//! `/api/v1` over `fetch`; the Content-Security-Policy forbids everything else but WebRTC,
+//! `/api/v1` over `fetch`, and upload shared clips to the cloud storage units (whose origins
+//! the page's policy names); the Content-Security-Policy forbids everything else but WebRTC,
 //! which CSP does not govern. See docs/web-client.md.
+
+use std::future::Future;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -94,17 +97,60 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-fn respond(asset: &'static Asset) -> Response {
+/// The page's policy: [`CSP`] with `connect-src` widened to `cs_origins`, the origins of the
+/// cloud storage units, where the client uploads the clips it shares (issue 17 item 9).
+/// Origins that are not plain `http(s)://host[:port]` are left out.
+pub(crate) fn csp(cs_origins: &[String]) -> String {
+    let mut connect = String::from("connect-src 'self'");
+    for o in cs_origins.iter().filter(|o| plain_origin(o)) {
+        if !connect.split(' ').any(|x| x == o) {
+            connect.push(' ');
+            connect.push_str(o);
+        }
+    }
+    CSP.replace("connect-src 'self'", &connect)
+}
+
+/// `http(s)://host[:port]` with nothing that could end a directive or a source.
+fn plain_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest.len() <= 255
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// The origins of the cloud storage units online now (their Cp base URLs, as
+/// `cloud::cs_url` makes them for clip uploads).
+async fn cs_origins(st: &crate::Shared) -> Vec<String> {
+    let Ok(all) = crate::store::devices::all(&st.store).await else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter(|d| {
+            d.kind == peercam_signal::ps::DeviceKind::Cs
+                && !d.disabled
+                && st.platform.is_online(&d.id)
+        })
+        .filter_map(|d| crate::cloud::cs_url(st, &d.id))
+        .map(|u| crate::clips::origin(&u).to_owned())
+        .collect()
+}
+
+fn respond(asset: &'static Asset, csp: HeaderValue) -> Response {
     (
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(asset.content_type),
             ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
-            ),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -128,9 +174,35 @@ fn respond(asset: &'static Asset) -> Response {
 
 /// The client's routes: `/`, `/app/*`, `/manifest.webmanifest`, `/sw.js`. Anything else,
 /// `/api/*` included, is left to the API router and its fallback.
-pub(crate) fn router() -> Router {
+pub(crate) fn router(st: crate::Shared) -> Router {
+    routes(move || {
+        let st = st.clone();
+        async move { cs_origins(&st).await }
+    })
+}
+
+/// The routes, with the cloud storage origins from `origins`. Only the page (`/`) asks for
+/// them: a document's policy governs its `fetch` and `XMLHttpRequest`; scripts and styles
+/// get [`CSP`] as it is.
+fn routes<F, Fut>(origins: F) -> Router
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Vec<String>> + Send + 'static,
+{
     ASSETS.iter().fold(Router::new(), |r, asset| {
-        r.route(asset.path, get(move || async move { respond(asset) }))
+        let origins = origins.clone();
+        r.route(
+            asset.path,
+            get(move || async move {
+                let policy = if asset.path == "/" {
+                    HeaderValue::from_str(&csp(&origins().await))
+                        .unwrap_or_else(|_| HeaderValue::from_static(CSP))
+                } else {
+                    HeaderValue::from_static(CSP)
+                };
+                respond(asset, policy)
+            }),
+        )
     })
 }
 
@@ -140,6 +212,12 @@ mod tests {
 
     use super::*;
     use tower::ServiceExt as _;
+
+    const CS: &str = "https://127.0.0.1:8570";
+
+    fn router() -> Router {
+        routes(|| async { vec![CS.to_owned(), "https://x; script-src *".to_owned()] })
+    }
 
     #[tokio::test]
     async fn every_asset_is_served_with_its_type_and_the_policy() {
@@ -154,8 +232,37 @@ mod tests {
                 .unwrap();
             assert_eq!(resp.status(), 200, "{}", asset.path);
             assert_eq!(resp.headers()[header::CONTENT_TYPE], asset.content_type);
-            assert_eq!(resp.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+            let want = if asset.path == "/" {
+                csp(&[CS.to_owned()])
+            } else {
+                CSP.to_owned()
+            };
+            assert_eq!(resp.headers()[header::CONTENT_SECURITY_POLICY], *want);
         }
+    }
+
+    #[test]
+    fn h626_8_7_1_the_page_may_connect_to_cloud_storage_origins_only() {
+        let p = csp(&[CS.to_owned(), CS.to_owned(), "http://cs.example".to_owned()]);
+        assert_eq!(
+            p,
+            CSP.replace(
+                "connect-src 'self'",
+                "connect-src 'self' https://127.0.0.1:8570 http://cs.example"
+            )
+        );
+        // Nothing that is not a plain origin: no directive, wildcard or path slips in.
+        for bad in [
+            "https://x; script-src *",
+            "*",
+            "https://a b",
+            "https://cs/path",
+            "data:",
+            "https://",
+        ] {
+            assert_eq!(csp(&[bad.to_owned()]), CSP, "{bad}");
+        }
+        assert_eq!(csp(&[]), CSP);
     }
 
     #[test]

@@ -5,7 +5,7 @@ import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
 import { cloudPlanCard } from './cloud-plan.js';
-import { sharedClipsCard } from './shared-clips.js';
+import { CLIP_EXPIRIES, CLIP_MAX_MS, shareClip, sharedClipsCard } from './shared-clips.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 
 export const VERSION = '0.1.0';
@@ -1109,6 +1109,16 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
   const exportBtn = h('button', { type: 'submit', class: 'primary', id: 'pb-export' }, 'Export MP4');
   const eventsList = h('ul', { class: 'events', 'aria-label': 'Events of the day' });
 
+  // --- Share the range by link (owners only; issue 17 item 9): see shared-clips.js.
+  const owner = d.relation === 'owner';
+  const clipsCard = sharedClipsCard(id);
+  const expirySelect = select({ id: 'pb-share-expiry', 'aria-label': 'Link expires after' }, CLIP_EXPIRIES.map(([v, l]) => [String(v), l]), String(CLIP_EXPIRIES[1][0]));
+  const shareBtn = h('button', { type: 'button', id: 'pb-share' }, 'Share clip');
+  const shareNote = h('p', { class: 'muted', role: 'status', 'aria-live': 'polite', id: 'pb-share-status' });
+  const shareLink = h('input', { type: 'text', readonly: true, id: 'pb-share-link', class: 'clip-link', 'aria-label': 'Shared link' });
+  const copyBtn = h('button', { type: 'button', id: 'pb-share-copy' }, 'Copy');
+  const shareOut = h('div', { class: 'inline', hidden: true }, shareLink, copyBtn);
+
   let day = { from: 0, to: 0, list: { spans: [], events: [] } };
   let pb = null;
   let magnitude = '1';
@@ -1333,6 +1343,81 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
   fromInput.dataset.field = 'from';
   toInput.dataset.field = 'to';
 
+  /** Exports the range as for "Export MP4", then makes the link and uploads the clip. */
+  const share = async () => {
+    shareOut.hidden = true;
+    shareNote.classList.remove('error');
+    shareNote.setAttribute('role', 'status');
+    const fail = (text) => {
+      shareNote.textContent = text;
+      shareNote.classList.add('error');
+      shareNote.setAttribute('role', 'alert');
+      if (hook.share) hook.share.error = text;
+    };
+    hook.share = { state: 'working' };
+    if (!fromInput.value || !toInput.value) return fail('Choose the range to share first (From and To).');
+    const a = timeOn(fromInput.value);
+    const b = timeOn(toInput.value);
+    if (!(b > a)) return fail('The end of the range must be after its start.');
+    if (b - a > CLIP_MAX_MS) {
+      return fail(`A shared clip is at most 15 minutes long; this range is ${Math.ceil((b - a) / 60_000)} minutes. Choose a shorter range.`);
+    }
+    shareBtn.disabled = true;
+    exportBtn.disabled = true;
+    try {
+      if (!pb?.open && !(await connect(a))) throw new Error(status.textContent);
+      progress.hidden = false;
+      progress.max = 1;
+      progress.value = 0;
+      shareNote.textContent = `Asking the recorder for ${clock(a)} to ${clock(b)}…`;
+      const out = await pb.export(a, b, (got, total) => {
+        if (total) {
+          progress.max = total;
+          progress.value = got;
+          shareNote.textContent = `Exporting: ${fmtBytes(got)} of ${fmtBytes(total)}…`;
+        }
+      });
+      shareNote.textContent = 'Making the link…';
+      const clip = await shareClip({
+        camera: d.id,
+        recorder: recorderSelect.value || null,
+        fromMs: a,
+        toMs: b,
+        expiresInS: Number(expirySelect.value),
+        blob: out.blob,
+        onProgress: (sent, total) => {
+          progress.max = total || 1;
+          progress.value = sent;
+          shareNote.textContent = `Uploading to cloud storage: ${fmtBytes(sent)} of ${fmtBytes(total)}…`;
+        },
+      });
+      shareLink.value = clip.link;
+      shareOut.hidden = false;
+      shareNote.textContent = `Anyone with this link can watch and download the clip until ${new Date(clip.expires_at * 1000).toLocaleString()}. Revoke it under Shared clips.`;
+      hook.share = { state: 'done', id: clip.id, link: clip.link, bytes: out.bytes };
+      clipsCard.reload?.();
+    } catch (e) {
+      fail(e instanceof ApiError ? messageOf(e) : sentence(e?.message ?? e));
+      if (hook.share) hook.share.state = 'failed';
+      // A failed upload revoked the link it made: the card shows it so.
+      clipsCard.reload?.();
+    } finally {
+      progress.hidden = true;
+      shareBtn.disabled = false;
+      exportBtn.disabled = false;
+    }
+  };
+  shareBtn.addEventListener('click', share);
+  copyBtn.addEventListener('click', async () => {
+    shareLink.select();
+    try {
+      await navigator.clipboard.writeText(shareLink.value);
+      toast('Link copied.');
+    } catch {
+      toast('Press Ctrl+C (or ⌘C) to copy the selected link.');
+    }
+  });
+
   // --- Loading a day.
   const load = async () => {
     stopSession();
@@ -1437,11 +1522,15 @@ route(/^#\/device\/([^/]+)\/recordings(?:\?.*)?$/, async (main, id) => {
         h('section', { class: 'card', 'aria-labelledby': 'export-h' },
           h('h2', { id: 'export-h' }, 'Export'),
           h('p', { class: 'muted' }, 'Save a stretch of the recording as an MP4 file.'),
-          exportForm, progress, exportNote),
+          exportForm, progress, exportNote,
+          owner && h('div', { class: 'pb-share', role: 'group', 'aria-label': 'Share by link' },
+            h('p', { class: 'muted' }, 'Or share it by link (at most 15 minutes): anyone with the link can watch it, without an account, until it expires or you revoke it.'),
+            h('div', { class: 'inline' }, field('Link expires after', expirySelect), shareBtn),
+            shareNote, shareOut)),
         h('section', { class: 'card', 'aria-labelledby': 'events-h' },
           h('h2', { id: 'events-h' }, 'Events'), eventsList),
         cloudPlanCard(),
-        sharedClipsCard(id))),
+        clipsCard)),
   );
   await loadRecorders();
   await load();

@@ -60,7 +60,10 @@ pub(crate) fn router(cs: Arc<Cs>) -> Router {
         .route("/cp/v1/o/{*key}", put(put_object))
         .route("/cp/v1/prune", post(prune))
         .route("/cc/v1/export/{file}", get(crate::export::export))
-        .route("/cp/v1/clip/{*key}", put(crate::clips::put))
+        .route(
+            "/cp/v1/clip/{*key}",
+            crate::clips::with_cors(put(crate::clips::put)),
+        )
         .route("/cc/v1/clip/{*key}", get(crate::clips::get))
         .layer(DefaultBodyLimit::disable())
         .with_state(cs)

@@ -23,6 +23,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use peercam_cloud::envelope::{self, CHUNK, Header, Key32};
 use peercam_cloud::grant::{self, Op, Target};
 use peercam_cloud::{ClipKey, ObjectKey, Prefix};
@@ -255,6 +256,43 @@ fn share_of(key: &ObjectKey) -> &str {
     }
 }
 
+/// CORS for the clip upload route only: the web client, served by the CMU from another
+/// origin, uploads the clip it exported with `XMLHttpRequest`. Any origin may, because the
+/// bearer grant in `Authorization` is the whole capability: the CS uses no cookies, and `*`
+/// forbids credentials, so a page gains nothing it could not do without a browser. The
+/// preflight (`OPTIONS`) answers 204; every answer of the PUT, refusals included, carries
+/// `Access-Control-Allow-Origin: *` so that the client can read why it was refused.
+pub(crate) fn with_cors<S>(put: MethodRouter<S>) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    put.options(preflight)
+        .layer(axum::middleware::map_response(allow_any_origin))
+}
+
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "PUT"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
+        .into_response()
+}
+
+async fn allow_any_origin(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
 /// `PUT /cp/v1/clip/<key>` (a share grant with op `clip`): stores the clip's MP4.
 pub(crate) async fn put(
     State(cs): State<Arc<Cs>>,
@@ -485,4 +523,84 @@ pub(crate) async fn su_delete(cs: &Cs, prefix: &str, share: &str) -> Result<bool
     delete(&cs.index, cs.backend.as_ref(), &key.to_string())
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::Router;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    /// The route as the CS builds it, with a PUT that refuses the key as the real one does.
+    fn app() -> Router {
+        async fn refuse(Path(raw): Path<String>) -> Result<Response, ApiErr> {
+            clip_key(&raw).map(|_| StatusCode::CREATED.into_response())
+        }
+        Router::new().route("/cp/v1/clip/{*key}", with_cors(axum::routing::put(refuse)))
+    }
+
+    #[tokio::test]
+    async fn h626_8_7_1_clip_upload_preflight_allows_any_origin_without_credentials() {
+        let resp = app()
+            .oneshot(
+                Request::options("/cp/v1/clip/a/clips/b.mp4")
+                    .header(header::ORIGIN, "https://cmu.example")
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT")
+                    .header(
+                        header::ACCESS_CONTROL_REQUEST_HEADERS,
+                        "authorization,content-type",
+                    )
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let h = resp.headers();
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_METHODS], "PUT");
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_HEADERS],
+            "authorization, content-type"
+        );
+        assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
+        assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    }
+
+    #[tokio::test]
+    async fn h626_8_7_1_clip_upload_answers_carry_the_origin_header_refusals_too() {
+        let good = ClipKey::new(Prefix::from_bytes([3; 16]), "c1").unwrap();
+        for (path, want) in [
+            (
+                "/cp/v1/clip/not-a-clip-key".to_owned(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (format!("/cp/v1/clip/{good}"), StatusCode::CREATED),
+        ] {
+            let resp = app()
+                .oneshot(
+                    Request::put(&path)
+                        .header(header::ORIGIN, "https://cmu.example")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), want, "{path}");
+            assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        }
+        // A GET is not an upload: no CORS on it (405 from the method router).
+        let resp = app()
+            .oneshot(
+                Request::get("/cp/v1/clip/a/clips/b.mp4")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
 }
