@@ -14,7 +14,7 @@
 //!
 //! Row and object: the row is written first with `stored = 0` (it reserves the bytes in the
 //! pool), then the object, then `stored = 1`. A clip not stored is never served; one left
-//! so by a crash is removed at the next start ([`recover`]).
+//! so by a crash is removed at the next start (`recover`).
 
 use std::ops::Range;
 use std::sync::Arc;
