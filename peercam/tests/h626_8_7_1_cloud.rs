@@ -1854,31 +1854,6 @@ async fn h626_8_7_1_record_list_play_moto() {
     cs_sd.trigger();
 }
 
-/// ffprobe's count of the video frames of `file`.
-fn ffprobe_frames(file: &std::path::Path) -> u32 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_8_7_1_export_ffprobe() {
     let w = world(1 << 30, "+15550871024").await;
@@ -1933,7 +1908,11 @@ async fn h626_8_7_1_export_ffprobe() {
         })
         .collect();
     assert!(tags.windows(2).all(|p| p[1] == p[0] + 1), "gap in {tags:?}");
-    assert_eq!(ffprobe_frames(&file), count, "ffprobe decoded every frame");
+    assert_eq!(
+        peercam_test::playback::ffprobe_frames(&file),
+        count,
+        "ffprobe decoded every frame"
+    );
 
     // The grant serves several requests while it lives: a resumed download (Range).
     let http = reqwest::Client::new();
@@ -1983,7 +1962,7 @@ async fn h626_8_7_1_export_ffprobe() {
         )
         .await;
     assert!(ok, "{out} {err}");
-    assert_eq!(ffprobe_frames(&out_file), count);
+    assert_eq!(peercam_test::playback::ffprobe_frames(&out_file), count);
     pu_sd.trigger();
     cs_sd.trigger();
     drop(cs);

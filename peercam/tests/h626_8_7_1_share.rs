@@ -132,31 +132,6 @@ fn video_src(html: &str) -> String {
     rest[s..s + e].replace("&amp;", "&")
 }
 
-/// ffprobe's count of the video frames of `file`.
-fn ffprobe_frames(file: &std::path::Path) -> u32 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 async fn audit(owner: &peercam_cu::Client) -> String {
     let v: serde_json::Value = owner
         .call::<(), _>(reqwest::Method::GET, "/api/v1/audit?limit=1000", None)
@@ -246,7 +221,7 @@ async fn h626_8_7_1_shared_clip_plays_without_account_until_revoked_or_expired()
     let bytes = r.bytes().await.unwrap().to_vec();
     let file = dir.path().join("shared.mp4");
     std::fs::write(&file, &bytes).unwrap();
-    let frames = ffprobe_frames(&file);
+    let frames = peercam_test::playback::ffprobe_frames(&file);
     assert!(
         (150..=205).contains(&frames),
         "{frames} frames for 6 s at 25 fps"

@@ -23,3 +23,23 @@ pub fn counters(s: &[Seen]) -> Vec<u64> {
         .map(|f| f.tag.as_ref().expect("SEI tag").frame)
         .collect()
 }
+
+/// ffprobe's count of the video frames it decodes in `file`: a third-party reader of the
+/// MP4s the recorders export. Panics with ffprobe's message when it cannot read the file.
+pub fn ffprobe_frames(file: &std::path::Path) -> u32 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe's frame count: {text:?}"))
+}
