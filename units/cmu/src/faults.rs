@@ -308,20 +308,8 @@ async fn ack(
     Extension(p): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<FaultView>> {
-    let f = faults::acknowledge(&st.store, id, p.id, now_s())
-        .await?
-        .ok_or_else(|| ApiErr::not_found("not_found", "no such fault"))?;
-    crate::audit::log(
-        &st.store,
-        crate::audit::Event::FaultHandled {
-            user: p.id,
-            action: "fault.ack",
-            detail: &format!("{} {} {}", f.id, f.kind, f.subject),
-        },
-    )
-    .await;
-    changed(&st, "acknowledged", f.clone()).await;
-    Ok(axum::Json(view(f)))
+    let f = faults::acknowledge(&st.store, id, p.id, now_s()).await?;
+    handled(&st, &p, f, "fault.ack", "acknowledged").await
 }
 
 async fn resolve(
@@ -329,19 +317,29 @@ async fn resolve(
     Extension(p): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<FaultView>> {
-    let f = faults::resolve(&st.store, id, p.id, now_s())
-        .await?
-        .ok_or_else(|| ApiErr::not_found("not_found", "no such fault"))?;
+    let f = faults::resolve(&st.store, id, p.id, now_s()).await?;
+    handled(&st, &p, f, "fault.resolve", "resolved").await
+}
+
+/// After an operator acknowledged or resolved a fault: the audit row, the webhook, the answer.
+async fn handled(
+    st: &Shared,
+    p: &Principal,
+    f: Option<Fault>,
+    action: &'static str,
+    change: &'static str,
+) -> ApiResult<axum::Json<FaultView>> {
+    let f = f.ok_or_else(|| ApiErr::not_found("not_found", "no such fault"))?;
     crate::audit::log(
         &st.store,
         crate::audit::Event::FaultHandled {
             user: p.id,
-            action: "fault.resolve",
+            action,
             detail: &format!("{} {} {}", f.id, f.kind, f.subject),
         },
     )
     .await;
-    changed(&st, "resolved", f.clone()).await;
+    changed(st, change, f.clone()).await;
     Ok(axum::Json(view(f)))
 }
 

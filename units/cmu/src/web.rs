@@ -129,15 +129,12 @@ fn plain_origin(o: &str) -> bool {
 /// The origins of the cloud storage units online now (their Cp base URLs, as
 /// `cloud::cs_url` makes them for clip uploads).
 async fn cs_origins(st: &crate::Shared) -> Vec<String> {
-    let Ok(all) = crate::store::devices::all(&st.store).await else {
+    let cs = peercam_signal::ps::DeviceKind::Cs;
+    let Ok(all) = crate::store::devices::of_kind(&st.store, cs).await else {
         return Vec::new();
     };
     all.iter()
-        .filter(|d| {
-            d.kind == peercam_signal::ps::DeviceKind::Cs
-                && !d.disabled
-                && st.platform.is_online(&d.id)
-        })
+        .filter(|d| !d.disabled && st.platform.is_online(&d.id))
         .filter_map(|d| crate::cloud::cs_url(st, &d.id))
         .map(|u| crate::clips::origin(&u).to_owned())
         .collect()

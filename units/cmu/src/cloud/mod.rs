@@ -253,9 +253,9 @@ async fn pick_cs(st: &Shared) -> ApiResult<DeviceId> {
             .parse()
             .map_err(|_| ApiErr::internal("cloud.cs", &"not a device id"));
     }
-    let all = store::devices::all(&st.store).await?;
+    let all = store::devices::of_kind(&st.store, DeviceKind::Cs).await?;
     all.into_iter()
-        .find(|d| d.kind == DeviceKind::Cs && !d.disabled && st.platform.is_online(&d.id))
+        .find(|d| !d.disabled && st.platform.is_online(&d.id))
         .map(|d| d.id)
         .ok_or_else(|| {
             ApiErr::conflict(

@@ -98,6 +98,13 @@ pub(crate) async fn all(db: &Store) -> Result<Vec<Device>, StoreError> {
     select(db, &sql, &[], device).await
 }
 
+/// The devices of one kind, by id (the few CSs or MTUs among the cameras, without reading
+/// every camera's row).
+pub(crate) async fn of_kind(db: &Store, kind: DeviceKind) -> Result<Vec<Device>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE kind = $1 ORDER BY id");
+    select(db, &sql, &[Arg::Text(kind.as_str())], device).await
+}
+
 /// The devices `owner` has bound, by id.
 pub(crate) async fn owned_by(db: &Store, owner: i64) -> Result<Vec<Device>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE owner_id = $1 ORDER BY id");

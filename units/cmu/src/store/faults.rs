@@ -134,20 +134,16 @@ pub(crate) async fn acknowledge(
     by: i64,
     now: u64,
 ) -> Result<Option<Fault>, StoreError> {
-    let row: Option<Row> =
-        retry(|| async {
-            sqlx::query_as(concat!(
+    handled(
+        db,
+        concat!(
             "UPDATE faults SET acked_at = COALESCE(acked_at, $2), acked_by = COALESCE(acked_by, $3)
-             WHERE id = $1 RETURNING ", columns!(), ""
-        ))
-            .bind(id)
-            .bind(ts(now))
-            .bind(by)
-            .fetch_optional(db.pool())
-            .await
-        })
-        .await?;
-    Ok(row.map(fault))
+             WHERE id = $1 RETURNING ",
+            columns!()
+        ),
+        (id, by, now),
+    )
+    .await
 }
 
 /// An operator resolves fault `id`: it is no longer active (a new occurrence raises a new
@@ -158,19 +154,32 @@ pub(crate) async fn resolve(
     by: i64,
     now: u64,
 ) -> Result<Option<Fault>, StoreError> {
-    let row: Option<Row> = retry(|| async {
-        sqlx::query_as(concat!(
+    handled(
+        db,
+        concat!(
             "UPDATE faults SET resolved_at = COALESCE(resolved_at, $2),
                resolved_by = COALESCE(resolved_by, $3), active = 0
              WHERE id = $1 RETURNING ",
-            columns!(),
-            ""
-        ))
-        .bind(id)
-        .bind(ts(now))
-        .bind(by)
-        .fetch_optional(db.pool())
-        .await
+            columns!()
+        ),
+        (id, by, now),
+    )
+    .await
+}
+
+/// An operator's update `sql` of fault `$1` by `$3` at `$2`, returning the fault.
+async fn handled(
+    db: &Store,
+    sql: &'static str,
+    (id, by, now): (i64, i64, u64),
+) -> Result<Option<Fault>, StoreError> {
+    let row: Option<Row> = retry(|| async {
+        sqlx::query_as(sql)
+            .bind(id)
+            .bind(ts(now))
+            .bind(by)
+            .fetch_optional(db.pool())
+            .await
     })
     .await?;
     Ok(row.map(fault))

@@ -33,38 +33,39 @@ pub(crate) struct Lease {
 
 /// A node's link is up on `instance`: it takes the node's lease, replacing any older link.
 pub(crate) async fn node_up(db: &Store, lease: &Lease) -> Result<(), StoreError> {
-    retry(|| async {
-        sqlx::query(
-            "INSERT INTO scu_nodes (node, link, instance, lease_until_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (node) DO UPDATE SET link = excluded.link,
-               instance = excluded.instance, lease_until_ms = excluded.lease_until_ms",
-        )
-        .bind(&lease.node)
-        .bind(&lease.link)
-        .bind(&lease.instance)
-        .bind(ts(lease.until_ms))
-        .execute(db.pool())
-        .await
-    })
-    .await?;
-    Ok(())
+    write_lease(
+        db,
+        lease,
+        "INSERT INTO scu_nodes (node, link, instance, lease_until_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (node) DO UPDATE SET link = excluded.link,
+           instance = excluded.instance, lease_until_ms = excluded.lease_until_ms",
+    )
+    .await
 }
 
 /// Renews a link's lease; writes it again if its row is gone (a database restored), but
 /// never takes the node from a newer link.
 pub(crate) async fn renew(db: &Store, lease: &Lease) -> Result<(), StoreError> {
+    write_lease(
+        db,
+        lease,
+        "INSERT INTO scu_nodes (node, link, instance, lease_until_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (node) DO UPDATE SET lease_until_ms = excluded.lease_until_ms
+         WHERE scu_nodes.link = excluded.link",
+    )
+    .await
+}
+
+/// Runs `sql`, an upsert of `scu_nodes` with the lease's node, link, instance and end.
+async fn write_lease(db: &Store, lease: &Lease, sql: &'static str) -> Result<(), StoreError> {
     retry(|| async {
-        sqlx::query(
-            "INSERT INTO scu_nodes (node, link, instance, lease_until_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (node) DO UPDATE SET lease_until_ms = excluded.lease_until_ms
-             WHERE scu_nodes.link = excluded.link",
-        )
-        .bind(&lease.node)
-        .bind(&lease.link)
-        .bind(&lease.instance)
-        .bind(ts(lease.until_ms))
-        .execute(db.pool())
-        .await
+        sqlx::query(sql)
+            .bind(&lease.node)
+            .bind(&lease.link)
+            .bind(&lease.instance)
+            .bind(ts(lease.until_ms))
+            .execute(db.pool())
+            .await
     })
     .await?;
     Ok(())
