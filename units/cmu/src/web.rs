@@ -65,6 +65,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/shared-clips.js"),
     },
     Asset {
+        path: "/app/operator.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

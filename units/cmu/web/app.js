@@ -7,6 +7,7 @@ import { alarmsView } from './alarms.js';
 import { cloudPlanCard } from './cloud-plan.js';
 import { CLIP_EXPIRIES, CLIP_MAX_MS, shareClip, sharedClipsCard } from './shared-clips.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
+import { operatorView } from './operator.js';
 
 export const VERSION = '0.1.0';
 /** The client platform name of 8.11.2 (the `model` of a client release). */
@@ -178,6 +179,8 @@ export class ApiError extends Error {
 
 const SESSION_KEY = 'peercam.session';
 let session = null;
+/** The logged-in account's role (`owner`, `sub`, `operator`), or null. */
+export const currentRole = () => session?.user?.role ?? null;
 try {
   session = JSON.parse(localStorage.getItem(SESSION_KEY) ?? 'null');
   if (session && session.expires_at * 1000 < Date.now()) session = null;
@@ -1770,64 +1773,9 @@ async function logout() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Operator (6.2, minimal): faults (6.1.14), approve sign-ups, see devices
+// Operator portal (6.2, 6.1.14): see operator.js; one tab per function, `#/operator/<tab>`
 
-route(/^#\/operator$/, async (main) => {
-  if (session.user.role !== 'operator') {
-    main.append(h('h1', null, 'Operator'), h('p', { class: 'error' }, 'Only the operator account may open this page.'));
-    return;
-  }
-  const pending = h('ul', { class: 'pending', 'aria-label': 'Accounts waiting for approval', 'aria-live': 'polite' });
-  const devices = h('div');
-  // 6.1.14: the fault list, with acknowledge and resolve.
-  const faults = h('ul', { class: 'faults', 'aria-label': 'Active faults', 'aria-live': 'polite' });
-  const faultAction = (f, what, label) => h('button', { type: 'button', 'aria-label': `${label} fault ${f.id}`, onclick: async (ev) => {
-    ev.target.disabled = true;
-    try {
-      await api('POST', `/admin/faults/${f.id}/${what}`);
-      toast(`Fault ${f.id} ${what === 'ack' ? 'acknowledged' : 'resolved'}.`);
-      await refresh();
-    } catch (e) {
-      toast(messageOf(e));
-      ev.target.disabled = false;
-    }
-  } }, label);
-  const refresh = async () => {
-    const [users, devs, open] = await Promise.all([api('GET', '/admin/users?status=pending_approval'), api('GET', '/admin/devices'), api('GET', '/admin/faults')]);
-    faults.replaceChildren(...open.map((f) => h('li', { dataset: { fault: String(f.id), kind: f.kind, state: f.state } },
-      h('strong', null, f.kind.replaceAll('_', ' ')), ` ${f.subject} · ${f.detail} · since ${new Date(f.raised_at * 1000).toLocaleString()} · `,
-      h('span', { class: 'state' }, f.state), ' ',
-      f.state === 'open' && faultAction(f, 'ack', 'Acknowledge'),
-      faultAction(f, 'resolve', 'Resolve'))));
-    if (!open.length) faults.append(h('li', { class: 'muted' }, 'No active faults.'));
-    pending.replaceChildren(...users.map((u) => h('li', { dataset: { login: u.login } },
-      h('strong', null, u.login), ` (account ${u.id}) `,
-      h('button', { type: 'button', class: 'primary', 'aria-label': `Approve ${u.login}`, onclick: async (ev) => {
-        ev.target.disabled = true;
-        try {
-          await api('POST', `/admin/users/${u.id}/approve`);
-          toast(`${u.login} approved; they can log in now.`);
-          await refresh();
-        } catch (e) {
-          toast(messageOf(e));
-          ev.target.disabled = false;
-        }
-      } }, 'Approve'))));
-    if (!users.length) pending.append(h('li', { class: 'muted' }, 'Nobody is waiting.'));
-    const online = devs.filter((x) => x.online).length;
-    devices.replaceChildren(h('p', null, `${devs.length} devices provisioned, ${online} online, ${devs.filter((x) => x.owner != null).length} bound.`));
-  };
-  main.append(
-    h('div', { class: 'heading' }, h('h1', null, 'Operator'),
-      h('button', { type: 'button', onclick: () => refresh().catch((e) => toast(messageOf(e))) }, 'Refresh')),
-    h('section', { class: 'card', 'aria-labelledby': 'faults-h' }, h('h2', { id: 'faults-h' }, 'Faults'), faults),
-    h('section', { class: 'card', 'aria-labelledby': 'pending-h' }, h('h2', { id: 'pending-h' }, 'Sign-ups waiting for approval'), pending),
-    h('section', { class: 'card', 'aria-labelledby': 'devs-h' }, h('h2', { id: 'devs-h' }, 'Devices'), devices),
-  );
-  await refresh();
-  const timer = setInterval(() => refresh().catch(() => {}), 15_000);
-  onLeave(() => clearInterval(timer));
-});
+route(/^#\/operator(?:\/([a-z-]+))?(?:\?.*)?$/, (main, tab) => operatorView(main, tab || 'overview', onLeave));
 
 // ---------------------------------------------------------------------------------------------
 // 8.11.2: version check and self-update (service worker)
