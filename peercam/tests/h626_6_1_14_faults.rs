@@ -69,6 +69,9 @@ async fn active_fault(c: &Cluster, kind: &str, subject: &str) -> FaultView {
     panic!("no {kind} fault for {subject}");
 }
 
+/// The network operations centre's phone of the alert SMS test.
+const NOC_PHONE: &str = "+15550614999";
+
 /// `peercam admin ...` as the operator.
 async fn admin_cli(c: &Cluster, args: &[&str]) -> String {
     let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
@@ -91,13 +94,15 @@ async fn admin_cli(c: &Cluster, args: &[&str]) -> String {
 }
 
 /// 6.1.14: a camera killed raises a fault (webhook retried, CLI lists and acknowledges it);
-/// its return clears it; an SCU node lost is a fault too.
+/// its return clears it; an SCU node lost is a fault too; the operator's phone is paged by SMS
+/// for the MTU and the node, not for the camera.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn h626_6_1_14_camera_fault_raised_and_cleared() {
     let (hook, mut hooks) = webhook().await;
     let c = Cluster::start_with(1, |cfg| {
         cfg.faults.webhook_url = Some(format!("http://{hook}/hook"));
         cfg.faults.webhook_backoff_ms = 100;
+        cfg.faults.alert_sms = vec![NOC_PHONE.parse().unwrap()];
     })
     .await
     .unwrap();
@@ -156,7 +161,7 @@ async fn h626_6_1_14_camera_fault_raised_and_cleared() {
         .await
         .unwrap();
     msd.trigger();
-    active_fault(&c, "mtu_lost", mtu.device_id.as_str()).await;
+    let lost_mtu = active_fault(&c, "mtu_lost", mtu.device_id.as_str()).await;
 
     // Resolve it (the history keeps it), then lose the SCU node.
     let resolved = c.admin.fault_resolve(f.id).await.unwrap();
@@ -164,6 +169,38 @@ async fn h626_6_1_14_camera_fault_raised_and_cleared() {
     c.scu_shutdowns[0].trigger();
     let lost = active_fault(&c, "scu_node_lost", "scu-1").await;
     assert_eq!(lost.state, "open");
+    // The operator's phone was paged for the MTU and the SCU node, never for the camera
+    // (a camera offline is its owner's alarm, not the network operations centre's).
+    let want = [
+        format!(
+            "peercam fault {} raised: mtu_lost {}",
+            lost_mtu.id, mtu.device_id
+        ),
+        format!("peercam fault {} raised: scu_node_lost scu-1", lost.id),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let texts = loop {
+        let texts = peercam_cmu::sms::messages_to(&c.path().join("sms-outbox"), NOC_PHONE)
+            .unwrap_or_default();
+        if want
+            .iter()
+            .all(|w| texts.iter().any(|t| t.starts_with(w.as_str())))
+            || tokio::time::Instant::now() > deadline
+        {
+            break texts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for w in &want {
+        assert!(
+            texts.iter().any(|t| t.starts_with(w.as_str())),
+            "{w} in {texts:?}"
+        );
+    }
+    assert!(
+        !texts.iter().any(|t| t.contains("camera_offline")),
+        "{texts:?}"
+    );
     // Only operators see faults.
     let owner = c.owner("+15550614101").await.unwrap();
     assert!(owner.faults(false).await.is_err());

@@ -25,13 +25,24 @@ use serde::de::DeserializeOwned;
 
 /// Logs go to stderr; `PEERCAM_LOG` filters (default `info`, without the AAC decoder's own
 /// per-frame messages: the pull reports dropped AAC frames itself, rate-limited).
+/// `PEERCAM_LOG_FORMAT=json` writes one JSON object per line instead of text, for log
+/// collectors (docs/deployment.md); any other value, or none, is text.
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEERCAM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,symphonia_codec_aac=off"));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var("PEERCAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Reads a TOML configuration file into a unit's typed config; unknown keys are errors.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
-use peercam_base::DeviceId;
+use peercam_base::{DeviceId, Phone};
 use peercam_signal::cm::FaultView;
 use peercam_signal::cmd::PlatformAnswer;
 use peercam_signal::ps::DeviceKind;
@@ -36,6 +36,9 @@ pub(crate) const SCU_NODE_LOST: &str = "scu_node_lost";
 pub(crate) const MTU_OVERLOADED: &str = "mtu_overloaded";
 pub(crate) const STORAGE_FULL: &str = "storage_full";
 pub(crate) const STORAGE_WRITE_ERRORS: &str = "storage_write_errors";
+pub(crate) const NVR_OFFLINE: &str = "nvr_offline";
+pub(crate) const CS_OFFLINE: &str = "cs_offline";
+pub(crate) const MTU_LOST: &str = "mtu_lost";
 
 /// `[faults]` of the CMU's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +58,20 @@ pub struct FaultsConfig {
     /// Default 900.
     #[serde(default = "default_overload")]
     pub mtu_overload_per_mille: u32,
+    /// The operator's phones: each raised and cleared fault of [`Self::alert_kinds`] is sent
+    /// to them as an SMS through the platform's gateway (6.2). Default none.
+    #[serde(default)]
+    pub alert_sms: Vec<Phone>,
+    /// The fault kinds that alert by SMS. Default: every kind but `camera_offline` (a
+    /// camera offline is its owner's alarm, 6.1.9; one home router's outage is no page for
+    /// the network operations centre).
+    #[serde(default = "default_alert_kinds")]
+    pub alert_kinds: Vec<String>,
+    /// At most this many alert SMS per phone in any hour; the rest are counted
+    /// (`peercam_cmu_fault_alerts_dropped_total`) and logged, and the next alert that may go
+    /// says how many were held back. Default 20.
+    #[serde(default = "default_alert_rate")]
+    pub alert_sms_per_hour: u32,
 }
 
 fn default_attempts() -> u32 {
@@ -66,6 +83,22 @@ fn default_backoff() -> u64 {
 fn default_overload() -> u32 {
     900
 }
+fn default_alert_kinds() -> Vec<String> {
+    [
+        SCU_NODE_LOST,
+        MTU_LOST,
+        MTU_OVERLOADED,
+        STORAGE_FULL,
+        STORAGE_WRITE_ERRORS,
+        NVR_OFFLINE,
+        CS_OFFLINE,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+fn default_alert_rate() -> u32 {
+    20
+}
 
 impl Default for FaultsConfig {
     fn default() -> Self {
@@ -74,6 +107,9 @@ impl Default for FaultsConfig {
             webhook_attempts: default_attempts(),
             webhook_backoff_ms: default_backoff(),
             mtu_overload_per_mille: default_overload(),
+            alert_sms: Vec::new(),
+            alert_kinds: default_alert_kinds(),
+            alert_sms_per_hour: default_alert_rate(),
         }
     }
 }
@@ -124,9 +160,78 @@ async fn changed(st: &Shared, event: &'static str, f: Fault) {
     if let Ok(n) = faults::active_count(&st.store).await {
         st.faults_open.store(n, Ordering::Relaxed);
     }
+    if matches!(event, "raised" | "cleared") && st.config.faults.alert_kinds.contains(&f.kind) {
+        for phone in &st.config.faults.alert_sms {
+            alert_sms(st, phone, event, &f);
+        }
+    }
     if let Some(url) = st.config.faults.webhook_url.clone() {
         let st = st.clone();
         tokio::spawn(async move { deliver(&st, &url, event, view(f)).await });
+    }
+}
+
+/// Sends one fault alert to an operator's phone, within its hourly budget.
+fn alert_sms(st: &Shared, phone: &Phone, event: &str, f: &Fault) {
+    let now = now_s();
+    let budget = st
+        .fault_alerts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take(phone.as_str(), now, st.config.faults.alert_sms_per_hour);
+    let Some(held) = budget else {
+        tracing::warn!(%phone, id = f.id, kind = %f.kind, "fault alert SMS held back: hourly budget spent");
+        st.metrics.fault_alerts_dropped.inc();
+        return;
+    };
+    let mut text = format!("peercam fault {} {event}: {} {}", f.id, f.kind, f.subject);
+    if event == "raised" {
+        text.push_str(&format!(" ({})", f.detail));
+    }
+    if held > 0 {
+        text.push_str(&format!(" [{held} earlier alerts held back]"));
+    }
+    let (st, phone) = (st.clone(), phone.clone());
+    tokio::spawn(async move {
+        if let Err(e) = crate::sms::send_retrying(st.sms.as_ref(), &phone, (&text, None), 3).await {
+            tracing::error!(%phone, error = %e, "fault alert SMS failed");
+            st.metrics.fault_alerts_dropped.inc();
+        }
+    });
+}
+
+/// Each operator phone's alert budget: a fixed one-hour window (pure; `now` in seconds).
+#[derive(Debug, Default)]
+pub(crate) struct AlertBudget {
+    phones: std::collections::HashMap<String, Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: u64,
+    sent: u32,
+    held: u32,
+}
+
+impl AlertBudget {
+    /// May one more alert go to `phone` now? `Some(n)`: yes, and `n` alerts were held back
+    /// since the last one that went; `None`: the hour's budget is spent (this one is held).
+    pub(crate) fn take(&mut self, phone: &str, now: u64, per_hour: u32) -> Option<u32> {
+        let w = self.phones.entry(phone.to_owned()).or_insert(Window {
+            start: now,
+            sent: 0,
+            held: 0,
+        });
+        if now.saturating_sub(w.start) >= 3600 {
+            w.start = now;
+            w.sent = 0;
+        }
+        if w.sent >= per_hour {
+            w.held += 1;
+            return None;
+        }
+        w.sent += 1;
+        Some(std::mem::take(&mut w.held))
     }
 }
 
@@ -179,9 +284,9 @@ async fn deliver(st: &Shared, url: &str, event: &str, fault: FaultView) {
 pub(crate) async fn presence(st: &Shared, id: &DeviceId, kind: DeviceKind, online: bool) {
     let fault = match kind {
         DeviceKind::Pu => CAMERA_OFFLINE,
-        DeviceKind::Nvr => "nvr_offline",
-        DeviceKind::Cs => "cs_offline",
-        DeviceKind::Mtu => "mtu_lost",
+        DeviceKind::Nvr => NVR_OFFLINE,
+        DeviceKind::Cs => CS_OFFLINE,
+        DeviceKind::Mtu => MTU_LOST,
     };
     if online {
         clear(st, fault, id.as_str()).await;
@@ -347,5 +452,26 @@ async fn handled(
 pub(crate) async fn load(st: &Shared) {
     if let Ok(n) = faults::active_count(&st.store).await {
         st.faults_open.store(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlertBudget;
+
+    /// 6.1.14 alerts: at most `per_hour` SMS per phone in an hour; the first one after the
+    /// window says how many were held back; phones have their own budgets.
+    #[test]
+    fn h626_6_1_14_alert_sms_budget_per_phone_and_hour() {
+        let mut b = AlertBudget::default();
+        assert_eq!(b.take("+1", 1000, 2), Some(0));
+        assert_eq!(b.take("+1", 1001, 2), Some(0));
+        assert_eq!(b.take("+1", 1002, 2), None);
+        assert_eq!(b.take("+1", 1003, 2), None);
+        assert_eq!(b.take("+2", 1003, 2), Some(0));
+        assert_eq!(b.take("+1", 4599, 2), None);
+        assert_eq!(b.take("+1", 4600, 2), Some(3));
+        assert_eq!(b.take("+1", 4601, 2), Some(0));
+        assert_eq!(b.take("+3", 0, 0), None);
     }
 }

@@ -115,6 +115,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: metrics::CmuMetrics,
     /// Faults open now (6.1.14), for the metrics.
     pub(crate) faults_open: std::sync::atomic::AtomicU64,
+    /// Each operator phone's hourly budget of fault alert SMS (6.1.14).
+    pub(crate) fault_alerts: std::sync::Mutex<faults::AlertBudget>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -218,6 +220,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     let state = Arc::new(AppState {
         metrics,
         faults_open: std::sync::atomic::AtomicU64::new(0),
+        fault_alerts: std::sync::Mutex::default(),
         push,
         public_url,
         platform: platform::Platform::new(store.clone(), bus),

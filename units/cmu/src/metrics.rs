@@ -51,6 +51,7 @@ pub(crate) struct CmuMetrics {
     pub(crate) db_errors: Counter,
     pub(crate) faults_raised: Counter,
     pub(crate) webhook_failures: Counter,
+    pub(crate) fault_alerts_dropped: Counter,
 }
 
 impl CmuMetrics {
@@ -104,6 +105,11 @@ impl CmuMetrics {
             webhook_failures: r.counter(
                 "peercam_cmu_fault_webhook_failures_total",
                 "Fault webhook deliveries given up after their retries.",
+                &[],
+            ),
+            fault_alerts_dropped: r.counter(
+                "peercam_cmu_fault_alerts_dropped_total",
+                "Fault alert SMS to the operator not sent: over the hourly budget or the gateway failed.",
                 &[],
             ),
             http,
