@@ -406,3 +406,121 @@ async fn h626_6_3_web_client_playback_timeline_trick_modes_steps_export() {
     assert_eq!(r["problems"], serde_json::json!([]));
     c.stop().await;
 }
+
+/// Starts `peercam pu` as its own process for `id` (the synthetic camera), so that a test
+/// can end it with SIGKILL as a power cut would.
+fn spawn_pu_process(
+    c: &Cluster,
+    id: &peercam_signal::identity::DeviceIdentity,
+    dir: &Path,
+) -> std::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let identity = dir.join("identity.toml");
+    std::fs::write(&identity, id.to_toml()).unwrap();
+    let config = dir.join("pu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "identity = {identity:?}\nscu_url = {:?}\nplatform_ca = {:?}\nrtsp_listen = \"127.0.0.1:0\"\ndiscovery_port = 0\nport_mapping = false\nstate_dir = {:?}\n",
+            c.scu_url(0),
+            c.pki.ca_cert,
+            dir.join("state"),
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["pu", "--config"])
+        .arg(&config)
+        .env("PEERCAM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// 8.4 in the browser, recovering by itself (issue 20): the camera process is killed with
+/// SIGKILL while a user watches and started again; the page says it is reconnecting or
+/// waiting for the camera, and the picture comes back without a click within 2 s of the
+/// camera registering again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_3_live_view_recovers_after_the_camera_is_killed() {
+    let Some(dir) = web_tests_or_skip("h626_6_3_live_view_recovers_after_the_camera_is_killed")
+    else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let cam = &ids[0];
+    let pu_dir = c.path().join("pu-recover");
+    let mut child = spawn_pu_process(&c, cam, &pu_dir);
+    c.wait_online(&cam.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let phone = "+15550630077";
+    let owner = c.owner(phone).await.unwrap();
+    c.bind(&owner, cam).await.unwrap();
+    let signal = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", phone.to_owned()),
+        ("PEERCAM_WEB_PASSWORD", "correct horse battery".to_owned()),
+        ("PEERCAM_DEVICE", cam.device_id.to_string()),
+        ("PEERCAM_SIGNAL_DIR", signal.path().display().to_string()),
+        ("PEERCAM_WEB_SHOTS", shots_dir(&c)),
+    ];
+    let web = {
+        let dir = dir.clone();
+        tokio::spawn(async move { scenario(&dir, "live-recover.mjs", &env).await })
+    };
+    // The picture runs: cut the camera's power.
+    let playing = signal.path().join("playing");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !playing.exists() {
+        assert!(!web.is_finished(), "the scenario ended before it played");
+        assert!(tokio::time::Instant::now() < deadline, "never played");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    c.wait_online(&cam.device_id, false, Duration::from_secs(15))
+        .await
+        .unwrap();
+    // It is off for a moment, then boots again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut child = spawn_pu_process(&c, cam, &pu_dir);
+    c.wait_online(&cam.device_id, true, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let registered = now_ms();
+    let r = web.await.unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let states: Vec<&str> = r["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        states.contains(&"reconnecting") || states.contains(&"waiting"),
+        "{r}"
+    );
+    assert_eq!(states.last(), Some(&"playing"), "{r}");
+    let back = r["first_frame_at"].as_u64().unwrap();
+    let after = back.saturating_sub(registered);
+    eprintln!("picture back {after} ms after the camera registered again; states {states:?}");
+    assert!(
+        after <= 2000,
+        "picture back {after} ms after registering: {r}"
+    );
+    c.stop().await;
+}

@@ -568,29 +568,47 @@ route(/^#\/device\/([^/]+)\/live$/, async (main, id) => {
   ], 'auto');
   let live = null;
   let recorder = null;
+  const leavingNet = new AbortController();
+  onLeave(() => leavingNet.abort());
   const playBtn = h('button', { type: 'button', class: 'primary', id: 'play' }, 'Play');
   const soundBtn = h('button', { type: 'button', 'aria-pressed': 'false', id: 'sound' }, 'Sound off');
   const snapBtn = h('button', { type: 'button', id: 'snapshot' }, 'Snapshot');
   const recBtn = h('button', { type: 'button', 'aria-pressed': 'false', id: 'record' }, 'Record');
 
+  // The view keeps the picture while the user wants it (issue 20 "instant recovery"): a
+  // session that drops (camera restarted, path broken) is replaced by a new one at once, or
+  // as soon as the camera is back online; the state is shown all along and exposed as
+  // `window.peercam.live` ({state, reconnects, recoveredAt}) for the tests.
+  let wanted = false;
+  let reconnects = 0;
+  let retry = null;
+  const liveState = (state, text) => {
+    status.textContent = text;
+    status.dataset.state = state;
+    window.peercam.live = { ...(window.peercam.live ?? {}), state, reconnects };
+  };
   const stop = async () => {
+    wanted = false;
+    clearTimeout(retry);
     if (recorder) stopRecording();
-    if (!live) return;
+    playBtn.textContent = 'Play';
+    if (!live) {
+      if (status.dataset.state && status.dataset.state !== 'stopped') liveState('stopped', 'Stopped. Press Play to watch again.');
+      return;
+    }
     const l = live;
     live = null;
     await l.stop();
     video.srcObject = null;
-    playBtn.textContent = 'Play';
     pathBadge.textContent = 'Not connected';
     pathBadge.className = 'badge path';
-    status.textContent = 'Stopped. Press Play to watch again.';
+    liveState('stopped', 'Stopped. Press Play to watch again.');
   };
-  const start = async () => {
-    playBtn.disabled = true;
-    status.textContent = 'Connecting to the camera…';
+  /** One session; on a drop or a failure while still wanted, `recover`. */
+  const connect = async () => {
     const size = quality.value === 'auto' ? autoSize(video) : quality.value;
     const dims = { '720p': [1280, 720], d1: [704, 576], cif: [352, 288] }[size];
-    live = new LiveSession({
+    const session = new LiveSession({
       api,
       deviceId: d.id,
       video,
@@ -602,20 +620,100 @@ route(/^#\/device\/([^/]+)\/live$/, async (main, id) => {
         pathBadge.className = `badge path ${p.shown}`;
         pathBadge.dataset.path = p.shown;
       },
-      onStats: (s) => { stats.textContent = `connected in ${s.connect_ms} ms · ${fmtBytes(s.bytes)}`; },
+      onStats: (st) => { stats.textContent = `connected in ${st.connect_ms} ms · ${fmtBytes(st.bytes)}`; },
+      onDrop: (why) => { if (live === session) recover(why); },
     });
+    live = session;
     try {
-      await live.start();
-      playBtn.textContent = 'Stop';
-      status.textContent = 'Playing.';
+      await session.start();
+      if (live !== session) return;
+      if (reconnects > 0) window.peercam.live.recoveredAt = Date.now();
+      liveState('playing', reconnects > 0 ? `Playing again (reconnected ${reconnects} ×).` : 'Playing.');
     } catch (e) {
+      if (live !== session) return;
       live = null;
-      status.textContent = liveMessage(e);
+      session.stop().catch(() => {});
+      if (!wanted) return;
+      if (reconnects === 0 || lostAccess(e)) {
+        // The first start failed, or access is gone (unshared, unbound, logged out): say
+        // why and stop; the user decides.
+        wanted = false;
+        playBtn.textContent = 'Play';
+        liveState('failed', liveMessage(e));
+        return;
+      }
+      retryLater(liveMessage(e));
+    }
+  };
+  const RETRY_MS = [250, 500, 1000, 2000, 4000];
+  let failures = 0;
+  /** After a failed reconnection: wait (growing, at most 4 s) and try again. */
+  const retryLater = (why) => {
+    const wait = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    liveState('reconnecting', `${sentence(why)} Trying again in ${Math.ceil(wait / 1000)} s…`);
+    retry = setTimeout(() => resume().catch(() => retryLater('The camera did not answer.')), wait);
+  };
+  /** Access is gone for good: retrying cannot help. */
+  const lostAccess = (e) => e instanceof ApiError && [401, 403, 404].includes(e.status);
+  /** Starts again once the camera is online (asked every half second while it is not). */
+  const resume = async () => {
+    if (!wanted) return;
+    let now = null;
+    try {
+      now = await api('GET', `/devices/${encodeURIComponent(d.id)}`);
+    } catch (e) {
+      if (lostAccess(e)) {
+        wanted = false;
+        playBtn.textContent = 'Play';
+        liveState('failed', liveMessage(e));
+        return;
+      }
+    }
+    if (!wanted) return;
+    if (now && !now.online) {
+      liveState('waiting', 'The camera is offline. The picture comes back by itself when it returns.');
+      retry = setTimeout(() => resume().catch(() => {}), 500);
+      return;
+    }
+    liveState('reconnecting', 'Reconnecting to the camera…');
+    await connect();
+    if (live && status.dataset.state === 'playing') failures = 0;
+  };
+  /** A session dropped: drop it and reconnect. */
+  const recover = (why) => {
+    if (!wanted) return;
+    const old = live;
+    live = null;
+    reconnects += 1;
+    old?.stop().catch(() => {});
+    video.srcObject = null;
+    pathBadge.textContent = 'Reconnecting';
+    pathBadge.className = 'badge path';
+    delete pathBadge.dataset.path;
+    const reason = { stalled: 'The picture stopped.', disconnected: 'The connection was lost.', failed: 'The connection failed.' }[why] ?? 'The connection was lost.';
+    liveState('reconnecting', `${reason} Reconnecting…`);
+    clearTimeout(retry);
+    resume().catch(() => retryLater('The camera did not answer.'));
+  };
+  const start = async () => {
+    wanted = true;
+    reconnects = 0;
+    failures = 0;
+    playBtn.disabled = true;
+    playBtn.textContent = 'Stop';
+    liveState('connecting', 'Connecting to the camera…');
+    try {
+      await connect();
     } finally {
       playBtn.disabled = false;
     }
   };
-  playBtn.addEventListener('click', () => (live ? stop() : start()));
+  // The device's network changed (Wi-Fi to mobile): a session that is not connected now
+  // is replaced at once rather than after the stall timer.
+  window.addEventListener('online', () => {
+    if (wanted && live?.pc && live.pc.connectionState !== 'connected') recover('disconnected');
+  }, { signal: leavingNet.signal });
+  playBtn.addEventListener('click', () => (wanted ? stop() : start()));
   soundBtn.addEventListener('click', () => {
     video.muted = !video.muted;
     soundBtn.setAttribute('aria-pressed', String(!video.muted));

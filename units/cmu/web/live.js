@@ -26,6 +26,13 @@ export const PATH_LABEL = { direct: 'Direct', relay: 'Relayed' };
 const GATHER_CAP_MS = 3000;
 /** Longest wait for the connection once the answer is in. */
 const CONNECT_TIMEOUT_MS = 15000;
+/** A connected session that receives nothing for this long has stalled (the camera died or
+ * the path broke): it reports a drop and the page starts a new one. */
+const STALL_MS = 2000;
+/** ICE may come back from `disconnected` by itself; after this long it is a drop. */
+const DISCONNECTED_GRACE_MS = 2000;
+/** How often the statistics are read (bytes for the stall check and `onStats`). */
+const STATS_EVERY_MS = 500;
 
 export class LiveSession {
   /**
@@ -37,7 +44,9 @@ export class LiveSession {
    * @param {object} o.request      max_width, max_height, max_fps, audio
    * @param {boolean} [o.talk]      offer the microphone (sendrecv audio) for talk
    * @param {Function} [o.onPath]   called with { shown: 'direct'|'relay', kind, local, remote }
-   * @param {Function} [o.onStats]  called with { connect_ms, bytes } every second
+   * @param {Function} [o.onStats]  called with { connect_ms, bytes } every half second
+   * @param {Function} [o.onDrop]   called once with 'stalled', 'disconnected' or 'failed' when a
+   *                                connected session stops delivering (the caller reconnects)
    */
   constructor(o) {
     Object.assign(this, o);
@@ -47,7 +56,16 @@ export class LiveSession {
     this.startedAt = null;
     this.pathKind = null;
     this.stopped = false;
+    this.dropped = false;
     this.timer = null;
+    this.graceTimer = null;
+  }
+
+  /** Reports, once, that this connected session stopped delivering. */
+  drop(reason) {
+    if (this.dropped || this.stopped) return;
+    this.dropped = true;
+    this.onDrop?.(reason);
   }
 
   async start() {
@@ -128,9 +146,31 @@ export class LiveSession {
     await v.play().catch(() => {
       // Autoplay refused (sound on without a gesture): the user presses play on the video.
     });
+    // After it connected: a failed or long-disconnected connection, or no bytes for
+    // STALL_MS, is a drop (issue 20 "instant recovery"; the page starts a new session).
+    pc.addEventListener('connectionstatechange', () => {
+      const st = pc.connectionState;
+      if (st === 'failed') this.drop('failed');
+      else if (st === 'disconnected') {
+        clearTimeout(this.graceTimer);
+        this.graceTimer = setTimeout(() => {
+          if (pc.connectionState === 'disconnected') this.drop('disconnected');
+        }, DISCONNECTED_GRACE_MS);
+      }
+    });
+    let lastBytes = -1;
+    let lastChange = performance.now();
     this.timer = setInterval(async () => {
-      this.onStats?.({ connect_ms: this.connectMs, bytes: await bytesReceived(pc) });
-    }, 1000);
+      const bytes = await bytesReceived(pc).catch(() => lastBytes);
+      this.onStats?.({ connect_ms: this.connectMs, bytes });
+      const now = performance.now();
+      if (bytes !== lastBytes) {
+        lastBytes = bytes;
+        lastChange = now;
+      } else if (now - lastChange >= STALL_MS) {
+        this.drop('stalled');
+      }
+    }, STATS_EVERY_MS);
   }
 
   /** Whether the session is up and the camera takes the microphone. */
@@ -149,6 +189,7 @@ export class LiveSession {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.graceTimer);
     const pc = this.pc;
     if (!pc) return;
     const bytes = await bytesReceived(pc).catch(() => 0);
