@@ -167,6 +167,19 @@ struct Pipeline {
     /// Keep the current GOP for joiners (sources that cannot make an IDR on demand).
     keep_gop: bool,
     gop: Mutex<Vec<Arc<AccessUnit>>>,
+    /// The encoder's thread, woken when a joiner asks for an IDR (see [`Pacer::next_frame`]).
+    worker: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Pipeline {
+    /// Asks for an IDR and wakes the encoder, so that it makes it now rather than at its
+    /// next frame tick.
+    fn want_idr(&self) {
+        self.force_idr.store(true, Ordering::Release);
+        if let Some(t) = self.worker.get() {
+            t.unpark();
+        }
+    }
 }
 
 /// The most a kept GOP may hold.
@@ -185,7 +198,7 @@ pub struct Subscription {
 impl Subscription {
     /// Asks the encoder to make the next frame an IDR (after a loss, or at PLAY).
     pub fn request_idr(&self) {
-        self._pipeline.force_idr.store(true, Ordering::Release);
+        self._pipeline.want_idr();
     }
 
     /// The current GOP, from its IDR, of a source that cannot make an IDR on demand (empty
@@ -474,6 +487,7 @@ impl MediaHub {
                     frames: AtomicU64::new(0),
                     keep_gop: matches!(self.source, Source::Rtsp(_)),
                     gop: Mutex::new(Vec::new()),
+                    worker: std::sync::OnceLock::new(),
                 });
                 let worker = p.clone();
                 let stream_id = self.stream_id;
@@ -495,6 +509,7 @@ impl MediaHub {
                             run_file(&worker, &units, stream_id, &clock);
                         }
                         (Source::Synthetic, Some(encoder)) => {
+                            let _ = worker.worker.set(std::thread::current());
                             run_pipeline(&worker, encoder, stream_id, &control, &clock);
                         }
                         (Source::Rtsp(config), _) => {
@@ -509,7 +524,7 @@ impl MediaHub {
         };
         map.retain(|_, w| w.strong_count() > 0);
         let rx = pipeline.tx.subscribe();
-        pipeline.force_idr.store(true, Ordering::Release);
+        pipeline.want_idr();
         Ok(Subscription {
             rx,
             params: pipeline.params.subscribe(),
@@ -607,14 +622,21 @@ struct Pacer {
     start: Instant,
     interval: Duration,
     idle_since: Option<Instant>,
+    /// When the next frame of the cadence is due ([`Self::next_frame`] only).
+    next: Instant,
+    /// When the last frame was taken ([`Self::next_frame`] only).
+    last: Option<Instant>,
 }
 
 impl Pacer {
     fn new(fps: u8) -> Self {
+        let start = Instant::now();
         Self {
-            start: Instant::now(),
+            start,
             interval: Duration::from_secs(1) / u32::from(fps),
             idle_since: None,
+            next: start,
+            last: None,
         }
     }
 
@@ -625,6 +647,38 @@ impl Pacer {
         if due > now {
             std::thread::sleep(due - now);
         }
+        self.watched(p)
+    }
+
+    /// For an encoder that makes IDRs on demand (issue 20 "instant first frames"): sleeps
+    /// until the next frame is due, or until a joiner asks for an IDR (the thread is
+    /// unparked), whichever is first; an IDR asked for is made at once, at most one frame
+    /// per quarter interval, and the cadence goes on from it. The frame's time, or `None`
+    /// when the pipeline should stop.
+    fn next_frame(&mut self, p: &Pipeline) -> Option<Instant> {
+        loop {
+            let now = Instant::now();
+            if now >= self.next {
+                break;
+            }
+            if p.force_idr.load(Ordering::Acquire) {
+                let earliest = self.last.map_or(now, |l| l + self.interval / 4);
+                if now >= earliest {
+                    self.next = now;
+                    break;
+                }
+                std::thread::park_timeout(earliest - now);
+            } else {
+                std::thread::park_timeout(self.next - now);
+            }
+        }
+        let at = self.next;
+        self.last = Some(at);
+        self.next = at + self.interval;
+        self.watched(p).then_some(at)
+    }
+
+    fn watched(&mut self, p: &Pipeline) -> bool {
         if p.tx.receiver_count() > 0 {
             self.idle_since = None;
             return true;
@@ -707,7 +761,7 @@ fn run_pipeline(
     let mut pacer = Pacer::new(profile.fps);
     let mut n: u64 = 0;
     let mut gop_s = control.view(Instant::now()).gop_s;
-    while pacer.wait(p, n) {
+    while let Some(at) = pacer.next_frame(p) {
         let capture_unix_us = clock.now_us();
         let view = control.view(Instant::now());
         if view.gop_s != gop_s {
@@ -749,7 +803,10 @@ fn run_pipeline(
             }
         }
         if !nals.is_empty() {
-            let pts = n * 90_000 / u64::from(p.profile.fps);
+            // The frame's time on the 90 kHz clock: frames follow the cadence, except an
+            // IDR made at once for a joiner (the cadence restarts from it).
+            let pts = u64::try_from(at.duration_since(pacer.start).as_micros() * 9 / 100)
+                .unwrap_or(u64::MAX);
             // The frame tag counts frames sent, so a frame the rate control skipped (see
             // make_encoder) is not taken for one lost on the way; the time says when.
             let sent = p.frames.load(Ordering::Relaxed);
