@@ -189,7 +189,13 @@ pub const IMPORT_COLUMNS: [&str; 8] = [
 ];
 
 /// Columns an import must have.
-const REQUIRED: [&str; 5] = ["device_id", "public_key", "bind_code_sha256", "vendor", "model"];
+const REQUIRED: [&str; 5] = [
+    "device_id",
+    "public_key",
+    "bind_code_sha256",
+    "vendor",
+    "model",
+];
 
 /// At most this many rows per import.
 pub const MAX_IMPORT_ROWS: usize = 10_000;
@@ -565,7 +571,10 @@ mod tests {
             ]
         );
         // The second row repeats the first's id once its own errors are gone.
-        let text = format!("{good}{}", write_import(&[row(0, 1)]).lines().nth(1).unwrap());
+        let text = format!(
+            "{good}{}",
+            write_import(&[row(0, 1)]).lines().nth(1).unwrap()
+        );
         let errs = parse_import(&text).unwrap_err();
         assert_eq!(errs[0].line, 3);
         assert!(errs[0].reason.contains("line 2"), "{}", errs[0]);
@@ -575,7 +584,10 @@ mod tests {
             "three required columns missing"
         );
         assert_eq!(parse_import("").unwrap_err()[0].line, 1);
-        assert_eq!(parse_import("a,\"b\n").unwrap_err()[0].reason, "a quote is never closed");
+        assert_eq!(
+            parse_import("a,\"b\n").unwrap_err()[0].reason,
+            "a quote is never closed"
+        );
         assert!(parse_import("device_id,x\n").is_err());
     }
 
@@ -616,17 +628,19 @@ mod tests {
             prop::option::of(text_field().prop_filter("empty is none", |s| !s.is_empty())),
             prop::option::of("[0-9]{1,6}|\\+1555[0-9]{7}"),
         )
-            .prop_map(|(id, k, kind, digest, vendor, model, name, account)| ImportRow {
-                line: 0,
-                device_id: peercam_base::DeviceId::from_random(id).to_string(),
-                kind,
-                public_key: key(k),
-                bind_code_sha256: digest,
-                vendor,
-                model,
-                name,
-                account,
-            })
+            .prop_map(
+                |(id, k, kind, digest, vendor, model, name, account)| ImportRow {
+                    line: 0,
+                    device_id: peercam_base::DeviceId::from_random(id).to_string(),
+                    kind,
+                    public_key: key(k),
+                    bind_code_sha256: digest,
+                    vendor,
+                    model,
+                    name,
+                    account,
+                },
+            )
     }
 
     proptest! {
