@@ -414,3 +414,152 @@ async fn h626_6_1_1_web_assign_a_camera_to_a_new_account() {
     assert_eq!(d.devices[0].owner, Some(u));
     c.stop().await;
 }
+
+/// `peercam admin ...` as the operator: (success, stdout, stderr).
+async fn admin_cli(c: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
+        .args(["admin", "--api", &c.api, "--ca"])
+        .arg(&c.pki.ca_cert)
+        .args(["--user", "admin", "--password", password.trim()])
+        .args(args)
+        .env("PEERCAM_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The CLI: catalogue, an import that makes the keys (identities and credentials.csv for
+/// the factory), a refused file, search and decommission, all with `--json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h626_6_2_admin_cli_equipment() {
+    let c = Cluster::start(1).await.unwrap();
+    let (ok, out, err) = admin_cli(
+        &c,
+        &[
+            "--json",
+            "vendors",
+            "add",
+            "Acme",
+            "--contact",
+            "x@acme.example",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["name"], "Acme");
+    let (ok, out, err) = admin_cli(
+        &c,
+        &[
+            "--json", "models", "add", "--vendor", "Acme", "--name", "Cam", "--ptz", "--sd",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let model: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (model["ptz"].as_bool(), model["audio"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "vendor,model,name\nAcme,Nope,Door\n").unwrap();
+    let keys = dir.path().join("keys");
+    let (ok, out, _) = admin_cli(
+        &c,
+        &[
+            "devices",
+            "import",
+            bad.to_str().unwrap(),
+            "--generate",
+            keys.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(out.contains("line 2, model"), "{out}");
+    assert!(
+        !keys.join("credentials.csv").exists(),
+        "nothing written for a refused file"
+    );
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "vendor,model,name\nAcme,Cam,\"Door, front\"\nAcme,Cam,\n",
+    )
+    .unwrap();
+    let (ok, out, err) = admin_cli(
+        &c,
+        &[
+            "--json",
+            "devices",
+            "import",
+            good.to_str().unwrap(),
+            "--generate",
+            keys.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (r["created"].as_u64(), r["rows"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let creds = std::fs::read_to_string(keys.join("credentials.csv")).unwrap();
+    assert_eq!(creds.lines().count(), 3, "{creds}");
+    let first = creds.lines().nth(1).unwrap();
+    let id = first.split(',').next().unwrap();
+    let identity = std::fs::read_to_string(keys.join(format!("{id}.identity.toml"))).unwrap();
+    // The identity made by the import registers.
+    let ident = peercam_signal::identity::DeviceIdentity::parse(&identity).unwrap();
+    c.start_pu_online(&ident, 0).await.unwrap();
+
+    let (ok, out, err) = admin_cli(
+        &c,
+        &[
+            "--json", "devices", "search", "--vendor", "Acme", "--online", "true",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (page["total"].as_u64(), page["devices"][0]["id"].as_str()),
+        (Some(1), Some(id))
+    );
+    let (ok, out, err) = admin_cli(&c, &["devices", "search", "door,"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("1 of 1 matching"), "{out}");
+    let (ok, out, err) = admin_cli(
+        &c,
+        &[
+            "--json",
+            "devices",
+            "decommission",
+            id,
+            "--recordings",
+            "delete",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["disconnected"],
+        true
+    );
+    let (ok, _, err) = admin_cli(&c, &["devices", "decommission", id]).await;
+    assert!(
+        !ok && err.contains("--recordings"),
+        "the policy is required: {err}"
+    );
+    c.stop().await;
+}
