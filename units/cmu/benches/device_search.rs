@@ -7,7 +7,15 @@
 //!   PEERCAM_BENCH_DEVICES=20000 PEERCAM_BENCH_ROUNDS=50 cargo bench ...
 //!
 //! Prints one line per query: p50, p99 and max in milliseconds.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    missing_docs
+)]
 
 use std::time::{Duration, Instant};
 

@@ -338,7 +338,7 @@ async fn assign_or_move(
     let before = devices::get(&st.store, &id)
         .await?
         .ok_or_else(ApiErr::no_device)?;
-    let name = name.or(if moving { None } else { before.name.clone() });
+    let name = name.or_else(|| if moving { None } else { before.name.clone() });
     match eq::assign(&st.store, &id, owner, name.as_deref(), moving).await? {
         Assigned::Done => {}
         Assigned::Missing => return Err(ApiErr::no_device()),
