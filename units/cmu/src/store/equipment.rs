@@ -495,7 +495,7 @@ fn args<'a>(texts: &'a [String], ints: &[(usize, i64)]) -> Vec<Arg<'a>> {
         .collect()
 }
 
-/// Online: a presence row of a node link whose lease holds (issue 19).
+/// Online: a presence row (issue 19; rows of a node link that went away are deleted with it).
 const ONLINE: &str = "EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = devices.id)";
 
 /// How an assignment or move ended.
