@@ -5,6 +5,7 @@
 //!
 //!   cargo bench -p peercam-cmu --bench device_search            (100,000 devices)
 //!   PEERCAM_BENCH_DEVICES=20000 PEERCAM_BENCH_ROUNDS=50 cargo bench ...
+//!   PEERCAM_BENCH_DATABASE_URL=postgres://... cargo bench ...   (an empty database)
 //!
 //! Prints one line per query: p50, p99 and max in milliseconds.
 #![allow(
@@ -43,8 +44,11 @@ async fn main() {
     let devices = env("PEERCAM_BENCH_DEVICES", 100_000);
     let rounds = env("PEERCAM_BENCH_ROUNDS", 200);
     let dir = tempfile::tempdir().unwrap();
+    // PEERCAM_BENCH_DATABASE_URL: an empty PostgreSQL database instead of the SQLite file.
+    let database = std::env::var("PEERCAM_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("cmu.db").display()));
     let mut cfg = peercam_cmu::Config::new(
-        format!("sqlite://{}", dir.path().join("cmu.db").display()),
+        database,
         dir.path().to_path_buf(),
         vec!["bench-node-secret-0123456789abcdef".into()],
         peercam_cmu::SmsConfig::Outbox {
