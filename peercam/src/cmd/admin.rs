@@ -33,6 +33,15 @@ enum Cmd {
     /// Release packages (H.626.4 8.11.1).
     #[command(subcommand)]
     Packages(PkgCmd),
+    /// The vendor catalogue (H.626.4 6.2 vendor management): `vendors list`, `vendors add
+    /// NAME`, `vendors set ID --name NAME`, `vendors remove ID`.
+    #[command(subcommand)]
+    Vendors(VendorCmd),
+    /// The model catalogue with capabilities (6.2): `models list`, `models add --vendor V
+    /// --name M --ptz`, `models set ID ...`, `models remove ID`. Imported devices must name
+    /// a model of the catalogue.
+    #[command(subcommand)]
+    Models(ModelCmd),
     /// Platform settings (H.626.4 8.9.2): `settings get`, or `settings set signup_open=false
     /// play_token_ttl_s=30`.
     #[command(subcommand)]
@@ -72,7 +81,7 @@ enum PkgCmd {
 }
 
 #[derive(Subcommand)]
-enum DevCmd {
+pub(super) enum DevCmd {
     /// Make identities for new devices: one key pair and bind code each, written to
     /// `DIR/ID.identity.toml` (keep them secret; install one per device); the public keys
     /// are recorded in the CMU.
@@ -90,10 +99,148 @@ enum DevCmd {
     },
     /// List every device.
     List,
+    /// Provision devices from a CSV file, all or nothing (H.626.4 6.1.1, 6.2). The header
+    /// names the columns: device_id, kind, public_key, bind_code_sha256, vendor, model, name,
+    /// account (kind, name, account optional). Any bad row imports nothing and every bad
+    /// row is printed with its line and column.
+    ///
+    /// With `--generate DIR`, the file needs only vendor, model (and optionally name,
+    /// account): a key pair and bind code are made for every row as `devices provision`
+    /// does, the identities are written to DIR/ID.identity.toml and DIR/credentials.csv
+    /// (device_id, bind_code, identity_file) for the factory; only public keys and bind code
+    /// digests reach the CMU.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Make the keys: write identities and credentials.csv to this directory.
+        #[arg(long)]
+        generate: Option<PathBuf>,
+    },
+    /// Search the devices: one page (`--cursor` from the previous page for the next).
+    Search {
+        /// Part of the id, name, vendor or model.
+        q: Option<String>,
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Online now (true) or not (false).
+        #[arg(long)]
+        online: Option<bool>,
+        /// The owner account: id or phone number.
+        #[arg(long)]
+        owner: Option<String>,
+        /// unassigned, assigned or decommissioned.
+        #[arg(long)]
+        state: Option<String>,
+        /// Devices per page, 1 to 1000.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Assign an unassigned device to an approved owner account (H.626.4 6.1.1).
+    Assign {
+        /// The device id.
+        id: String,
+        /// The account: id or phone number.
+        account: String,
+        /// The device's name in the owner's list.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Move an assigned device to another owner: the old owner's shares and sessions end.
+    Move {
+        /// The device id.
+        id: String,
+        /// The new owner: account id or phone number.
+        account: String,
+        /// The device's name in the new owner's list.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Decommission a device: its key no longer admits it, its session ends, its owner and
+    /// shares lose it. `--recordings keep` or `delete` (its NVRs and SD card) is required.
+    Decommission {
+        /// The device id.
+        id: String,
+        /// What happens to its recordings.
+        #[arg(long, value_enum)]
+        recordings: Recordings,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Kind {
+pub(super) enum Recordings {
+    /// Left where they are.
+    Keep,
+    /// Its NVRs and its SD card delete them.
+    Delete,
+}
+
+#[derive(Subcommand)]
+pub(super) enum VendorCmd {
+    /// List the vendors.
+    List,
+    /// Add a vendor.
+    Add {
+        name: String,
+        /// Support address or web site.
+        #[arg(long, default_value = "")]
+        contact: String,
+    },
+    /// Rename a vendor or change its contact (its devices follow a rename).
+    Set {
+        id: i64,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        contact: String,
+    },
+    /// Remove a vendor without models.
+    Remove { id: i64 },
+}
+
+#[derive(clap::Args)]
+pub(super) struct ModelArgs {
+    /// The vendor's name.
+    #[arg(long)]
+    pub(super) vendor: String,
+    /// The model's name.
+    #[arg(long)]
+    pub(super) name: String,
+    #[arg(long, value_enum, default_value = "pu")]
+    pub(super) kind: Kind,
+    /// Pan, tilt and zoom.
+    #[arg(long)]
+    pub(super) ptz: bool,
+    /// Microphone and speaker.
+    #[arg(long)]
+    pub(super) audio: bool,
+    /// SD card slot.
+    #[arg(long)]
+    pub(super) sd: bool,
+}
+
+#[derive(Subcommand)]
+pub(super) enum ModelCmd {
+    /// List the models with their capabilities and device counts.
+    List,
+    /// Add a model.
+    Add(ModelArgs),
+    /// Change a model (its devices follow a rename).
+    Set {
+        id: i64,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Remove a model no device carries.
+    Remove { id: i64 },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum Kind {
     Pu,
     Nvr,
     Mtu,
@@ -353,6 +500,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::Users(cmd) => users(&c, json, cmd).await?,
+        Cmd::Devices(cmd) => super::equipment::devices(&c, json, cmd).await?,
+        Cmd::Vendors(cmd) => super::equipment::vendors(&c, json, cmd).await?,
+        Cmd::Models(cmd) => super::equipment::models(&c, json, cmd).await?,
         Cmd::Faults { all, action } => faults(&c, json, all, action).await?,
     }
     Ok(ExitCode::SUCCESS)

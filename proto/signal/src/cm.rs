@@ -414,6 +414,16 @@ pub struct AdminDeviceView {
     /// Owner account id, if bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<i64>,
+    /// The owner's name for it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `unassigned`, `assigned` (to an owner) or `decommissioned` (its key no longer
+    /// admits it, docs/security.md).
+    #[serde(default)]
+    pub state: String,
+    /// Software version it last registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sw_version: Option<String>,
 }
 
 /// One ICE server as WebRTC's `RTCIceServer` has it.

@@ -32,6 +32,7 @@ pub mod clock;
 pub mod cm;
 pub mod cm_alarm;
 pub mod cm_clip;
+pub mod cm_equipment;
 pub mod cm_plan;
 pub mod cm_snapshot;
 pub mod cmd;

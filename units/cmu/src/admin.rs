@@ -4,9 +4,7 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use peercam_base::DeviceId;
-use peercam_signal::cm::{
-    AccountStatus, AdminDeviceView, AuditEntry, ProvisionRequest, ProvisionResult, UserInfo,
-};
+use peercam_signal::cm::{AccountStatus, AuditEntry, ProvisionRequest, ProvisionResult, UserInfo};
 use serde::Deserialize;
 
 use crate::accounts::{account_view, user_info};
@@ -50,6 +48,8 @@ fn new_device(d: &peercam_signal::cm::ProvisionDevice) -> ApiResult<devices::New
         bind_code_sha256: d.bind_code_sha256.clone(),
         vendor: d.vendor.clone(),
         model: d.model.clone(),
+        owner: None,
+        name: None,
     })
 }
 
@@ -71,7 +71,9 @@ pub(crate) async fn provision(
         .map(new_device)
         .collect::<ApiResult<Vec<_>>>()?;
     match devices::provision(&st.store, &new, now_s()).await? {
-        devices::Provisioned::Done { created, unchanged } => {
+        devices::Provisioned::Done {
+            created, unchanged, ..
+        } => {
             audit::log(
                 &st.store,
                 Event::Provisioned {
@@ -104,30 +106,6 @@ pub(crate) async fn provision(
     }
 }
 
-/// `GET /api/v1/admin/devices`.
-pub(crate) async fn list_devices(
-    State(st): State<Shared>,
-) -> ApiResult<axum::Json<Vec<AdminDeviceView>>> {
-    let all = devices::all(&st.store).await?;
-    Ok(axum::Json(
-        all.into_iter()
-            .map(|d| {
-                let node = st.platform.node_of(&d.id);
-                AdminDeviceView {
-                    online: node.is_some(),
-                    node,
-                    id: d.id.to_string(),
-                    kind: d.kind,
-                    vendor: d.vendor,
-                    model: d.model,
-                    registered: d.registered_at.is_some(),
-                    owner: d.owner,
-                }
-            })
-            .collect(),
-    ))
-}
-
 #[derive(Deserialize)]
 pub(crate) struct UsersQuery {
     #[serde(default)]
@@ -152,7 +130,7 @@ pub(crate) async fn list_users(
 }
 
 /// An account named in a path: its id, or an owner's phone number (`+15550190346`).
-async fn account_id(st: &Shared, who: &str) -> ApiResult<Option<i64>> {
+pub(crate) async fn account_id(st: &Shared, who: &str) -> ApiResult<Option<i64>> {
     if let Ok(phone) = who.parse::<peercam_base::Phone>() {
         return Ok(accounts::id_by_login(&st.store, phone.as_str()).await?);
     }

@@ -82,6 +82,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::cloud::plans::route_table());
     all.extend(crate::clips::route_table());
     all.extend(crate::faults::route_table());
+    all.extend(crate::equipment::route_table());
     all
 }
 
@@ -580,9 +581,9 @@ fn sharing_and_operator_routes() -> Vec<RouteInfo> {
             "GET",
             "/api/v1/admin/devices",
             Operator,
-            "Every device",
+            "Every device; with any of `q`, `vendor`, `model`, `online`, `owner`, `state`, `limit`, `cursor`, one page of the search (AdminDevicePage, 6.1.1, 6.2)",
             None,
-            Some("AdminDeviceView")
+            Some("AdminDevicePage")
         ),
         r!(
             "GET",
@@ -704,7 +705,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/admin/devices") => {
             post(admin::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         }
-        ("GET", "/api/v1/admin/devices") => get(admin::list_devices),
+        ("GET", "/api/v1/admin/devices") => get(crate::equipment::list_devices),
         ("GET", "/api/v1/admin/users") => get(admin::list_users),
         ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
@@ -715,7 +716,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 .or_else(|| crate::snapshots::handler(method, path))
                 .or_else(|| crate::cloud::plans::handler(method, path))
                 .or_else(|| crate::clips::handler(method, path))
-                .or_else(|| crate::faults::handler(method, path));
+                .or_else(|| crate::faults::handler(method, path))
+                .or_else(|| crate::equipment::handler(method, path));
         }
     })
 }
@@ -849,8 +851,10 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::faults::components(crate::clips::components(crate::cloud::plans::components(
-        crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
+    crate::equipment::components(crate::faults::components(crate::clips::components(
+        crate::cloud::plans::components(crate::snapshots::components(crate::alarms::components(
+            ComponentsBuilder::new(),
+        ))),
     )))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()

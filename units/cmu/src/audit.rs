@@ -273,6 +273,14 @@ pub(crate) enum Event<'a> {
         action: &'static str,
         detail: &'a str,
     },
+    /// 6.1.1, 6.2: the operator's equipment management (`equipment.import`, `.assign`,
+    /// `.move`, `.decommission`, `.vendor`, `.model`).
+    Equipment {
+        by: i64,
+        action: &'static str,
+        device: Option<&'a DeviceId>,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -342,7 +350,7 @@ impl Event<'_> {
             E::PackageManifest { .. } => "package.manifest",
             E::PackagePayload { .. } => "package.payload",
             E::ClientUpdate { .. } => "client.update",
-            E::FaultHandled { action, .. } => action,
+            E::FaultHandled { action, .. } | E::Equipment { action, .. } => action,
         }
     }
 
@@ -395,7 +403,8 @@ impl Event<'_> {
             | E::Upgrade { by, .. }
             | E::PlatformParamsSet { by, .. }
             | E::PackageManifest { by, .. }
-            | E::PackagePayload { by, .. } => Some(by),
+            | E::PackagePayload { by, .. }
+            | E::Equipment { by, .. } => Some(by),
         }
     }
 
@@ -431,6 +440,7 @@ impl Event<'_> {
             | E::AlarmInput { device, .. }
             | E::Clip { device, .. } => Some(device),
             E::NvrAttached { nvr, .. } | E::NvrDetached { nvr, .. } => Some(nvr),
+            E::Equipment { device, .. } => *device,
             _ => None,
         }
     }
@@ -500,6 +510,7 @@ impl Event<'_> {
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. }
             | E::FaultHandled { detail: d, .. }
+            | E::Equipment { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
             | E::Clip { detail: d, .. } => (*d).to_owned(),

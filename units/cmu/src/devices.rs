@@ -329,6 +329,7 @@ mod tests {
             owner,
             acl_version: 1,
             disabled: false,
+            decommissioned_at: None,
         }
     }
 

@@ -26,6 +26,7 @@ mod cloud;
 mod config;
 mod control;
 mod devices;
+mod equipment;
 mod error;
 mod faults;
 mod json;

@@ -504,6 +504,33 @@ impl Platform {
         }
     }
 
+    /// 6.1.1: ends the device's own session (a decommissioned device): on a link of this
+    /// instance, or through the bus on the instance that holds it. Its next registration
+    /// is refused (`disabled`). True if it was online.
+    pub(crate) fn disconnect(&self, id: &DeviceId, reason: &str) -> bool {
+        let inner = self.lock();
+        if let Some(route) = inner.routes.route(id) {
+            if let Some(l) = inner.nodes.get(&route.node) {
+                let kick = Kick {
+                    device_id: id.clone(),
+                    session: route.session.clone(),
+                    reason: reason.to_owned(),
+                };
+                let _ = l.tx.try_send(NodeCmd::Notice(CmNotice::Kick(kick)));
+            }
+            return true;
+        }
+        if let Some(e) = inner.view.remote(id, &self.instance, now_ms()) {
+            let _ = self.outbox.send(Note::Kick {
+                device_id: id.clone(),
+                session: e.session.clone(),
+                link: e.link.clone(),
+            });
+            return true;
+        }
+        false
+    }
+
     /// The notes that rebuild this instance's rows (after its bus reconnected).
     fn own_notes(&self) -> Vec<Note> {
         let inner = self.lock();

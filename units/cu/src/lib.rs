@@ -1026,6 +1026,123 @@ impl Client {
         self.get("/api/v1/admin/devices").await
     }
 
+    /// Operator: one page of the device search (6.1.1, 6.2); `query` is the URL query
+    /// without `?` (`q=door&state=assigned&limit=50&cursor=...`).
+    pub async fn search_devices(
+        &self,
+        query: &str,
+    ) -> Result<peercam_signal::cm_equipment::AdminDevicePage, CuError> {
+        // Any parameter asks for a page; `limit` is always sent so that an empty query does.
+        let sep = if query.is_empty() { "" } else { "&" };
+        let limit = if query.contains("limit=") {
+            ""
+        } else {
+            "limit=50"
+        };
+        self.get(&format!("/api/v1/admin/devices?{query}{sep}{limit}"))
+            .await
+    }
+
+    /// Operator: imports devices from CSV text, all or nothing (6.1.1, 6.2).
+    pub async fn import_devices(
+        &self,
+        csv: String,
+    ) -> Result<peercam_signal::cm_equipment::ImportResult, CuError> {
+        let mut req = self
+            .http
+            .post(format!("{}/api/v1/admin/devices/import", self.api))
+            .header("content-type", "text/csv")
+            .body(csv);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| CuError::Config(e.to_string()))
+        } else {
+            Err(api_error(status, &bytes))
+        }
+    }
+
+    /// Operator: assigns (or, `moving`, moves) a device to an owner account (6.1.1).
+    pub async fn assign_device(
+        &self,
+        id: &str,
+        account: &str,
+        name: Option<&str>,
+        moving: bool,
+    ) -> Result<AdminDeviceView, CuError> {
+        let verb = if moving { "move" } else { "assign" };
+        let body = peercam_signal::cm_equipment::AssignRequest {
+            account: account.to_owned(),
+            name: name.map(str::to_owned),
+        };
+        self.post(&format!("/api/v1/admin/devices/{id}/{verb}"), &body)
+            .await
+    }
+
+    /// Operator: decommissions a device (6.1.1).
+    pub async fn decommission_device(
+        &self,
+        id: &str,
+        recordings: peercam_signal::cm_equipment::RecordingsPolicy,
+    ) -> Result<peercam_signal::cm_equipment::DecommissionResult, CuError> {
+        let body = peercam_signal::cm_equipment::DecommissionRequest { recordings };
+        self.post(&format!("/api/v1/admin/devices/{id}/decommission"), &body)
+            .await
+    }
+
+    /// Operator: the vendor catalogue (6.2).
+    pub async fn vendors(&self) -> Result<Vec<peercam_signal::cm_equipment::VendorView>, CuError> {
+        self.get("/api/v1/admin/vendors").await
+    }
+
+    /// Operator: adds (`id` none) or changes a vendor (6.2).
+    pub async fn put_vendor(
+        &self,
+        id: Option<i64>,
+        req: &peercam_signal::cm_equipment::VendorRequest,
+    ) -> Result<peercam_signal::cm_equipment::VendorView, CuError> {
+        match id {
+            None => self.post("/api/v1/admin/vendors", req).await,
+            Some(id) => {
+                let path = format!("/api/v1/admin/vendors/{id}");
+                self.call(Method::PUT, &path, Some(req)).await
+            }
+        }
+    }
+
+    /// Operator: the model catalogue (6.2).
+    pub async fn models(&self) -> Result<Vec<peercam_signal::cm_equipment::ModelView>, CuError> {
+        self.get("/api/v1/admin/models").await
+    }
+
+    /// Operator: adds (`id` none) or changes a model (6.2).
+    pub async fn put_model(
+        &self,
+        id: Option<i64>,
+        req: &peercam_signal::cm_equipment::ModelRequest,
+    ) -> Result<peercam_signal::cm_equipment::ModelView, CuError> {
+        match id {
+            None => self.post("/api/v1/admin/models", req).await,
+            Some(id) => {
+                let path = format!("/api/v1/admin/models/{id}");
+                self.call(Method::PUT, &path, Some(req)).await
+            }
+        }
+    }
+
+    /// Operator: removes a vendor (`vendors`) or a model (`models`) of the catalogue (6.2).
+    pub async fn remove_catalogue(&self, what: &str, id: i64) -> Result<(), CuError> {
+        self.delete(&format!("/api/v1/admin/{what}/{id}")).await
+    }
+
     /// Operator: accounts, optionally by status.
     pub async fn admin_users(&self, status: Option<&str>) -> Result<Vec<UserInfo>, CuError> {
         match status {

@@ -24,7 +24,9 @@ pub(crate) struct Device {
     pub(crate) sw_version: Option<String>,
     pub(crate) owner: Option<i64>,
     pub(crate) acl_version: i64,
+    /// Decommissioned (6.1.1): its key no longer admits it.
     pub(crate) disabled: bool,
+    pub(crate) decommissioned_at: Option<u64>,
 }
 
 /// A device to provision (8.1).
@@ -36,13 +38,21 @@ pub(crate) struct NewDevice {
     pub(crate) bind_code_sha256: String,
     pub(crate) vendor: String,
     pub(crate) model: String,
+    /// 6.1.1: the account the device is assigned to at once (an import row's), if any.
+    pub(crate) owner: Option<i64>,
+    pub(crate) name: Option<String>,
 }
 
 /// What provisioning did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Provisioned {
-    /// All stored: how many were new and how many were there already with the same key.
-    Done { created: usize, unchanged: usize },
+    /// All stored: how many were new, how many were there already with the same key, and
+    /// how many were assigned to an owner.
+    Done {
+        created: usize,
+        unchanged: usize,
+        assigned: usize,
+    },
     /// Nothing stored: this id is provisioned with another key (D1).
     KeyConflict(DeviceId),
 }
@@ -56,10 +66,11 @@ pub(crate) fn parse_kind(s: &str) -> DeviceKind {
     }
 }
 
-const COLUMNS: &str = "id, kind, public_key, bind_code_sha256, vendor, model, name, registered_at, \
-                       last_seen, sw_version, owner_id, acl_version, disabled";
+pub(super) const COLUMNS: &str = "id, kind, public_key, bind_code_sha256, vendor, model, name, \
+                       registered_at, last_seen, sw_version, owner_id, acl_version, disabled, \
+                       decommissioned_at";
 
-fn device(row: &AnyRow) -> Result<Device, sqlx::Error> {
+pub(super) fn device(row: &AnyRow) -> Result<Device, sqlx::Error> {
     let id: String = row.try_get("id")?;
     let id = id
         .parse()
@@ -81,6 +92,9 @@ fn device(row: &AnyRow) -> Result<Device, sqlx::Error> {
         owner: row.try_get("owner_id")?,
         acl_version: row.try_get("acl_version")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        decommissioned_at: row
+            .try_get::<Option<i64>, _>("decommissioned_at")?
+            .map(unts),
     })
 }
 
@@ -119,7 +133,7 @@ pub(crate) async fn provision(
 ) -> Result<Provisioned, StoreError> {
     retry(|| async {
         let mut tx = begin_write(db).await?;
-        let (mut created, mut unchanged) = (0, 0);
+        let (mut created, mut unchanged, mut assigned) = (0, 0, 0);
         for d in devices {
             let existing: Option<String> =
                 sqlx::query_scalar("SELECT public_key FROM devices WHERE id = $1")
@@ -128,11 +142,27 @@ pub(crate) async fn provision(
                     .await?;
             match existing {
                 Some(k) if k != d.public_key => return Ok(Provisioned::KeyConflict(d.id.clone())),
-                Some(_) => unchanged += 1,
+                Some(_) => {
+                    unchanged += 1;
+                    if let Some(owner) = d.owner {
+                        // 6.1.1: an unassigned device named again with an account.
+                        let r = sqlx::query(
+                            "UPDATE devices SET owner_id = $1, name = $2, acl_version = acl_version + 1
+                             WHERE id = $3 AND owner_id IS NULL AND disabled = 0",
+                        )
+                        .bind(owner)
+                        .bind(d.name.as_deref())
+                        .bind(d.id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        assigned += usize::try_from(r.rows_affected()).unwrap_or(0);
+                    }
+                }
                 None => {
                     sqlx::query(
-                        "INSERT INTO devices (id, kind, public_key, bind_code_sha256, vendor, model, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO devices (id, kind, public_key, bind_code_sha256, vendor, model,
+                           created_at, owner_id, name)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(d.id.as_str())
                     .bind(d.kind.as_str())
@@ -141,14 +171,21 @@ pub(crate) async fn provision(
                     .bind(&d.vendor)
                     .bind(&d.model)
                     .bind(ts(now))
+                    .bind(d.owner)
+                    .bind(d.name.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     created += 1;
+                    assigned += usize::from(d.owner.is_some());
                 }
             }
         }
         tx.commit().await?;
-        Ok(Provisioned::Done { created, unchanged })
+        Ok(Provisioned::Done {
+            created,
+            unchanged,
+            assigned,
+        })
     })
     .await
 }
@@ -193,20 +230,7 @@ pub(crate) async fn rename(db: &Store, id: &DeviceId, name: &str) -> Result<(), 
 pub(crate) async fn release(db: &Store, id: &DeviceId) -> Result<(), StoreError> {
     retry(|| async {
         let mut tx = begin_write(db).await?;
-        sqlx::query("DELETE FROM shares WHERE device_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        // A released camera leaves its NVRs; a released NVR records nobody (8.7.2).
-        sqlx::query("DELETE FROM recorders WHERE camera_id = $1 OR recorder_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        // H.626.4 6.1.12: a released camera sends no more timed snapshots.
-        sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        release_links(&mut tx, id).await?;
         sqlx::query(
             "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1 WHERE id = $1",
         )
@@ -216,6 +240,29 @@ pub(crate) async fn release(db: &Store, id: &DeviceId) -> Result<(), StoreError>
         tx.commit().await
     })
     .await
+}
+
+/// What a device leaves when it changes hands: its shares, its recorder links and its
+/// timed snapshots (8.2 unbind, 8.10 reset, 6.1.1 move and decommission).
+pub(super) async fn release_links(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &DeviceId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM shares WHERE device_id = $1")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    // A released camera leaves its NVRs; a released NVR records nobody (8.7.2).
+    sqlx::query("DELETE FROM recorders WHERE camera_id = $1 OR recorder_id = $1")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    // H.626.4 6.1.12: a released camera sends no more timed snapshots.
+    sqlx::query("DELETE FROM snapshot_schedules WHERE camera_id = $1")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Moves the ACL version of every device `user` owns or was shared, so that every token
@@ -301,6 +348,8 @@ pub(crate) mod tests {
             bind_code_sha256: "AB".repeat(32),
             vendor: "v".into(),
             model: "m".into(),
+            owner: None,
+            name: None,
         }
     }
 
@@ -313,7 +362,8 @@ pub(crate) mod tests {
             r,
             Provisioned::Done {
                 created: 2,
-                unchanged: 0
+                unchanged: 0,
+                assigned: 0
             }
         );
         let mut other = a.clone();
@@ -327,7 +377,8 @@ pub(crate) mod tests {
             r,
             Provisioned::Done {
                 created: 0,
-                unchanged: 1
+                unchanged: 1,
+                assigned: 0
             }
         );
         let d = get(&db, &a.id).await.unwrap().unwrap();

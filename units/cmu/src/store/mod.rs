@@ -23,6 +23,7 @@ pub(crate) mod audit;
 pub(crate) mod clips;
 pub(crate) mod cloud;
 pub(crate) mod devices;
+pub(crate) mod equipment;
 pub(crate) mod faults;
 pub(crate) mod media;
 pub(crate) mod packages;

@@ -1,0 +1,726 @@
+//! Equipment (H.626.4 6.1.1 assignment, 6.2 vendor management): the vendor and model
+//! catalogue, the operator's device search, and a device's assignment to an account, its
+//! move to another, and its decommissioning.
+
+use peercam_base::DeviceId;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::devices::{COLUMNS, Device, device, release_links};
+use super::{Arg, Store, StoreError, begin_write, retry, select, ts};
+
+/// A vendor as stored, with how many models it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Vendor {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) contact: String,
+    pub(crate) models: u64,
+}
+
+/// A model as stored, with how many devices carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Model {
+    pub(crate) id: i64,
+    pub(crate) vendor: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) ptz: bool,
+    pub(crate) audio: bool,
+    pub(crate) sd: bool,
+    pub(crate) devices: u64,
+}
+
+/// A model to store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewModel<'a> {
+    pub(crate) vendor_id: i64,
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) ptz: bool,
+    pub(crate) audio: bool,
+    pub(crate) sd: bool,
+}
+
+/// What a catalogue write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Done; the row's id.
+    Done(i64),
+    /// No such row.
+    Missing,
+    /// Its name is taken.
+    Taken,
+    /// Still in use (a vendor with models, a model with devices).
+    InUse(u64),
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn vendor(row: &AnyRow) -> Result<Vendor, sqlx::Error> {
+    Ok(Vendor {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        contact: row.try_get("contact")?,
+        models: count(row.try_get("models")?),
+    })
+}
+
+fn model(row: &AnyRow) -> Result<Model, sqlx::Error> {
+    Ok(Model {
+        id: row.try_get("id")?,
+        vendor: row.try_get("vendor")?,
+        name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
+        ptz: row.try_get::<i64, _>("ptz")? != 0,
+        audio: row.try_get::<i64, _>("audio")? != 0,
+        sd: row.try_get::<i64, _>("sd")? != 0,
+        devices: count(row.try_get("devices")?),
+    })
+}
+
+const VENDORS: &str = "SELECT v.id, v.name, v.contact,
+     (SELECT COUNT(*) FROM models m WHERE m.vendor_id = v.id) AS models
+     FROM vendors v";
+
+/// Every vendor, by name.
+pub(crate) async fn vendors(db: &Store) -> Result<Vec<Vendor>, StoreError> {
+    select(db, &format!("{VENDORS} ORDER BY v.name"), &[], vendor).await
+}
+
+/// The vendor with this id.
+pub(crate) async fn vendor_by_id(db: &Store, id: i64) -> Result<Option<Vendor>, StoreError> {
+    let sql = format!("{VENDORS} WHERE v.id = $1");
+    Ok(select(db, &sql, &[Arg::Int(id)], vendor).await?.pop())
+}
+
+/// The vendor with this name.
+pub(crate) async fn vendor_by_name(db: &Store, name: &str) -> Result<Option<Vendor>, StoreError> {
+    let sql = format!("{VENDORS} WHERE v.name = $1");
+    Ok(select(db, &sql, &[Arg::Text(name)], vendor).await?.pop())
+}
+
+/// Is the error a unique constraint's (a name taken)?
+fn is_unique(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Adds a vendor.
+pub(crate) async fn add_vendor(
+    db: &Store,
+    name: &str,
+    contact: &str,
+    now: u64,
+) -> Result<Written, StoreError> {
+    let r = retry(|| async {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO vendors (name, contact, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(contact)
+        .bind(ts(now))
+        .fetch_one(db.pool())
+        .await
+        .map(Written::Done)
+        .or_else(|e| {
+            if is_unique(&e) {
+                Ok(Written::Taken)
+            } else {
+                Err(e)
+            }
+        })
+    })
+    .await?;
+    Ok(r)
+}
+
+/// Renames a vendor; its devices' `vendor` follows, in one transaction.
+pub(crate) async fn update_vendor(
+    db: &Store,
+    id: i64,
+    name: &str,
+    contact: &str,
+) -> Result<Written, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let Some(old) = sqlx::query_scalar::<_, String>("SELECT name FROM vendors WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Written::Missing);
+        };
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM vendors WHERE name = $1 AND id <> $2")
+                .bind(name)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Ok(Written::Taken);
+        }
+        sqlx::query("UPDATE vendors SET name = $1, contact = $2 WHERE id = $3")
+            .bind(name)
+            .bind(contact)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE devices SET vendor = $1 WHERE vendor = $2")
+            .bind(name)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Written::Done(id))
+    })
+    .await
+}
+
+/// Removes a vendor that has no models.
+pub(crate) async fn remove_vendor(db: &Store, id: i64) -> Result<Written, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let models: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE vendor_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if models > 0 {
+            return Ok(Written::InUse(count(models)));
+        }
+        let r = sqlx::query("DELETE FROM vendors WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if r.rows_affected() == 1 {
+            Written::Done(id)
+        } else {
+            Written::Missing
+        })
+    })
+    .await
+}
+
+const MODELS: &str = "SELECT m.id, v.name AS vendor, m.name, m.kind, m.ptz, m.audio, m.sd,
+     (SELECT COUNT(*) FROM devices d WHERE d.vendor = v.name AND d.model = m.name) AS devices
+     FROM models m JOIN vendors v ON v.id = m.vendor_id";
+
+/// Every model, by vendor and name.
+pub(crate) async fn models(db: &Store) -> Result<Vec<Model>, StoreError> {
+    select(db, &format!("{MODELS} ORDER BY v.name, m.name"), &[], model).await
+}
+
+/// The model with this id.
+pub(crate) async fn model_by_id(db: &Store, id: i64) -> Result<Option<Model>, StoreError> {
+    let sql = format!("{MODELS} WHERE m.id = $1");
+    Ok(select(db, &sql, &[Arg::Int(id)], model).await?.pop())
+}
+
+/// The model `name` of the vendor `vendor`.
+pub(crate) async fn model_by_name(
+    db: &Store,
+    vendor: &str,
+    name: &str,
+) -> Result<Option<Model>, StoreError> {
+    let sql = format!("{MODELS} WHERE v.name = $1 AND m.name = $2");
+    Ok(
+        select(db, &sql, &[Arg::Text(vendor), Arg::Text(name)], model)
+            .await?
+            .pop(),
+    )
+}
+
+/// Adds a model, or (with `id`) changes one; a renamed model's devices follow.
+pub(crate) async fn put_model(
+    db: &Store,
+    id: Option<i64>,
+    m: &NewModel<'_>,
+    now: u64,
+) -> Result<Written, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let taken: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM models WHERE vendor_id = $1 AND name = $2 AND id <> $3",
+        )
+        .bind(m.vendor_id)
+        .bind(m.name)
+        .bind(id.unwrap_or(-1))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_some() {
+            return Ok(Written::Taken);
+        }
+        let flags = (i64::from(m.ptz), i64::from(m.audio), i64::from(m.sd));
+        let id = match id {
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO models (vendor_id, name, kind, ptz, audio, sd, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(m.vendor_id)
+                .bind(m.name)
+                .bind(m.kind)
+                .bind(flags.0)
+                .bind(flags.1)
+                .bind(flags.2)
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            Some(id) => {
+                let old: Option<(String, String)> = sqlx::query_as(
+                    "SELECT v.name, m.name FROM models m JOIN vendors v ON v.id = m.vendor_id
+                     WHERE m.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((old_vendor, old_name)) = old else {
+                    return Ok(Written::Missing);
+                };
+                sqlx::query(
+                    "UPDATE models SET vendor_id = $1, name = $2, kind = $3, ptz = $4, audio = $5,
+                     sd = $6 WHERE id = $7",
+                )
+                .bind(m.vendor_id)
+                .bind(m.name)
+                .bind(m.kind)
+                .bind(flags.0)
+                .bind(flags.1)
+                .bind(flags.2)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE devices SET model = $1,
+                       vendor = (SELECT name FROM vendors WHERE id = $2)
+                     WHERE vendor = $3 AND model = $4",
+                )
+                .bind(m.name)
+                .bind(m.vendor_id)
+                .bind(&old_vendor)
+                .bind(&old_name)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(Written::Done(id))
+    })
+    .await
+}
+
+/// Removes a model no device carries.
+pub(crate) async fn remove_model(db: &Store, id: i64) -> Result<Written, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let devices: Option<i64> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM devices d WHERE d.vendor = v.name AND d.model = m.name)
+             FROM models m JOIN vendors v ON v.id = m.vendor_id WHERE m.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match devices {
+            None => return Ok(Written::Missing),
+            Some(n) if n > 0 => return Ok(Written::InUse(count(n))),
+            Some(_) => {}
+        }
+        sqlx::query("DELETE FROM models WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Written::Done(id))
+    })
+    .await
+}
+
+/// A device's state for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Provisioned, no owner.
+    Unassigned,
+    /// Bound or assigned to an owner.
+    Assigned,
+    /// Decommissioned: its key no longer admits it.
+    Decommissioned,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Unassigned => "unassigned",
+            Self::Assigned => "assigned",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unassigned" => Self::Unassigned,
+            "assigned" => Self::Assigned,
+            "decommissioned" => Self::Decommissioned,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn of(d: &Device) -> Self {
+        if d.disabled {
+            Self::Decommissioned
+        } else if d.owner.is_some() {
+            Self::Assigned
+        } else {
+            Self::Unassigned
+        }
+    }
+}
+
+/// The operator's device search: every filter given must match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Search {
+    /// Part of the id, name, vendor or model (any case).
+    pub(crate) q: Option<String>,
+    pub(crate) vendor: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) owner: Option<i64>,
+    pub(crate) online: Option<bool>,
+    pub(crate) state: Option<State>,
+    /// Devices after this id.
+    pub(crate) after: Option<String>,
+    /// At most this many (1 to 1000).
+    pub(crate) limit: u32,
+}
+
+/// `text` for a `LIKE` pattern: `\`, `%` and `_` escaped.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One page of the search (by id) and how many devices match in all.
+pub(crate) async fn search(db: &Store, s: &Search) -> Result<(Vec<Device>, u64), StoreError> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut ints: Vec<(usize, i64)> = Vec::new();
+    let mut n = 0usize;
+    let mut param = |clauses: &mut Vec<String>, f: &dyn Fn(usize) -> String| {
+        n += 1;
+        clauses.push(f(n));
+        n
+    };
+    if let Some(q) = s.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let pattern = format!("%{}%", like_escaped(&q.to_lowercase()));
+        param(&mut clauses, &|i| {
+            format!(
+                "(id LIKE ${i} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${i} ESCAPE '\\'
+                  OR LOWER(vendor) LIKE ${i} ESCAPE '\\' OR LOWER(model) LIKE ${i} ESCAPE '\\')"
+            )
+        });
+        texts.push(pattern);
+    }
+    if let Some(v) = &s.vendor {
+        param(&mut clauses, &|i| format!("vendor = ${i}"));
+        texts.push(v.clone());
+    }
+    if let Some(m) = &s.model {
+        param(&mut clauses, &|i| format!("model = ${i}"));
+        texts.push(m.clone());
+    }
+    if let Some(o) = s.owner {
+        let i = param(&mut clauses, &|i| format!("owner_id = ${i}"));
+        ints.push((i, o));
+        texts.push(String::new());
+    }
+    match s.online {
+        Some(true) => clauses.push(ONLINE.into()),
+        Some(false) => clauses.push(format!("NOT {ONLINE}")),
+        None => {}
+    }
+    match s.state {
+        Some(State::Decommissioned) => clauses.push("disabled <> 0".into()),
+        Some(State::Assigned) => clauses.push("disabled = 0 AND owner_id IS NOT NULL".into()),
+        Some(State::Unassigned) => clauses.push("disabled = 0 AND owner_id IS NULL".into()),
+        None => {}
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let total_sql = format!("SELECT COUNT(*) AS n FROM devices{filter}");
+    let total = select(db, &total_sql, &args(&texts, &ints), |r| {
+        r.try_get::<i64, _>("n")
+    })
+    .await?
+    .pop()
+    .unwrap_or(0);
+    let mut page_texts = texts.clone();
+    let mut page_filter = filter;
+    if let Some(after) = &s.after {
+        let i = page_texts.len() + 1;
+        page_filter = if page_filter.is_empty() {
+            format!(" WHERE id > ${i}")
+        } else {
+            format!("{page_filter} AND id > ${i}")
+        };
+        page_texts.push(after.clone());
+    }
+    let page_sql = format!(
+        "SELECT {COLUMNS} FROM devices{page_filter} ORDER BY id LIMIT {}",
+        s.limit.clamp(1, 1000)
+    );
+    let page = select(db, &page_sql, &args(&page_texts, &ints), device).await?;
+    Ok((page, count(total)))
+}
+
+/// The parameters in order: `texts`, except where `ints` puts a number.
+fn args<'a>(texts: &'a [String], ints: &[(usize, i64)]) -> Vec<Arg<'a>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| match ints.iter().find(|(i, _)| *i == k + 1) {
+            Some((_, v)) => Arg::Int(*v),
+            None => Arg::Text(t),
+        })
+        .collect()
+}
+
+/// Online: a presence row (issue 19; rows of a node link that went away are deleted with it).
+const ONLINE: &str = "EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = devices.id)";
+
+/// How an assignment or move ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Assigned {
+    /// Done.
+    Done,
+    /// No such device.
+    Missing,
+    /// Decommissioned devices are never assigned.
+    Decommissioned,
+    /// Assign: it has an owner already (move it instead). Move: it has none (assign it).
+    Owner(Option<i64>),
+}
+
+/// 6.1.1: assigns an unassigned device to `owner` (the ACL version moves, as binding does)
+/// or (`moving`) moves an assigned one to `owner`: its shares, recorder links and timed
+/// snapshots go and every token of the old owner goes stale with the ACL version.
+pub(crate) async fn assign(
+    db: &Store,
+    id: &DeviceId,
+    owner: i64,
+    name: Option<&str>,
+    moving: bool,
+) -> Result<Assigned, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let row: Option<(Option<i64>, i64)> =
+            sqlx::query_as("SELECT owner_id, disabled FROM devices WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((current, disabled)) = row else {
+            return Ok(Assigned::Missing);
+        };
+        if disabled != 0 {
+            return Ok(Assigned::Decommissioned);
+        }
+        if current.is_some() != moving || (moving && current == Some(owner)) {
+            return Ok(Assigned::Owner(current));
+        }
+        if moving {
+            release_links(&mut tx, id).await?;
+        }
+        sqlx::query(
+            "UPDATE devices SET owner_id = $1, name = $2, acl_version = acl_version + 1
+             WHERE id = $3",
+        )
+        .bind(owner)
+        .bind(name)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Assigned::Done)
+    })
+    .await
+}
+
+/// 6.1.1: decommissions a device: its key no longer admits it (`disabled`), it loses its
+/// owner, shares, recorder links and timed snapshots, and the ACL version moves (every
+/// token goes stale). Returns the recorders that held its recordings (its NVRs, itself for
+/// an SD card) and its owner, or `None` if there is no such device or it was
+/// decommissioned before.
+pub(crate) async fn decommission(
+    db: &Store,
+    id: &DeviceId,
+    now: u64,
+) -> Result<Option<(Vec<DeviceId>, Option<i64>)>, StoreError> {
+    retry(|| async {
+        let mut tx = begin_write(db).await?;
+        let row: Option<(Option<i64>, i64)> =
+            sqlx::query_as("SELECT owner_id, disabled FROM devices WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((owner, 0)) = row else {
+            return Ok(None);
+        };
+        let recorders: Vec<String> =
+            sqlx::query_scalar("SELECT recorder_id FROM recorders WHERE camera_id = $1")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        release_links(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE devices SET owner_id = NULL, name = NULL, acl_version = acl_version + 1,
+               disabled = 1, decommissioned_at = $1 WHERE id = $2",
+        )
+        .bind(ts(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((
+            recorders.iter().filter_map(|r| r.parse().ok()).collect(),
+            owner,
+        )))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use peercam_signal::cm::Role;
+
+    use super::*;
+    use crate::store::devices::{self, get, provision, tests::new_device};
+    use crate::store::on_both_backends;
+
+    async fn owner(db: &Store, phone: &str) -> i64 {
+        crate::store::accounts::create(db, Role::Owner, phone, "h", None, 1)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    on_both_backends! {
+    #[tokio::test]
+    async fn h626_6_2_catalogue_crud(db) {
+        let Written::Done(acme) = add_vendor(&db, "Acme", "support@acme.example", 1).await.unwrap() else {
+            panic!("vendor")
+        };
+        assert_eq!(add_vendor(&db, "Acme", "", 1).await.unwrap(), Written::Taken);
+        let m = NewModel { vendor_id: acme, name: "m", kind: "pu", ptz: true, audio: false, sd: true };
+        let Written::Done(mid) = put_model(&db, None, &m, 1).await.unwrap() else { panic!("model") };
+        assert_eq!(put_model(&db, None, &m, 1).await.unwrap(), Written::Taken);
+        let mut d = new_device(1);
+        d.vendor = "Acme".into();
+        provision(&db, &[d.clone()], 1).await.unwrap();
+        let got = model_by_name(&db, "Acme", "m").await.unwrap().unwrap();
+        assert_eq!((got.id, got.ptz, got.audio, got.sd, got.devices), (mid, true, false, true, 1));
+        assert_eq!(remove_model(&db, mid).await.unwrap(), Written::InUse(1));
+        assert_eq!(remove_vendor(&db, acme).await.unwrap(), Written::InUse(1));
+        // Renames follow onto the devices.
+        let renamed = NewModel { name: "m2", ..m };
+        assert_eq!(put_model(&db, Some(mid), &renamed, 2).await.unwrap(), Written::Done(mid));
+        assert_eq!(update_vendor(&db, acme, "Acme Corp", "").await.unwrap(), Written::Done(acme));
+        let dev = get(&db, &d.id).await.unwrap().unwrap();
+        assert_eq!((dev.vendor.as_str(), dev.model.as_str()), ("Acme Corp", "m2"));
+        assert_eq!(vendors(&db).await.unwrap()[0].models, 1);
+        assert_eq!(models(&db).await.unwrap().len(), 1);
+        assert_eq!(vendor_by_name(&db, "Acme Corp").await.unwrap().unwrap().id, acme);
+        assert!(vendor_by_id(&db, acme + 100).await.unwrap().is_none());
+        assert!(model_by_id(&db, mid).await.unwrap().is_some());
+        assert_eq!(remove_model(&db, mid + 100).await.unwrap(), Written::Missing);
+    }
+    }
+
+    on_both_backends! {
+    #[tokio::test]
+    async fn h626_6_1_1_assign_move_decommission(db) {
+        let (a, b) = (owner(&db, "+15550100011").await, owner(&db, "+15550100012").await);
+        let d = new_device(2);
+        provision(&db, std::slice::from_ref(&d), 1).await.unwrap();
+        let acl0 = get(&db, &d.id).await.unwrap().unwrap().acl_version;
+        assert_eq!(assign(&db, &d.id, a, Some("door"), true).await.unwrap(), Assigned::Owner(None));
+        assert_eq!(assign(&db, &d.id, a, Some("door"), false).await.unwrap(), Assigned::Done);
+        assert_eq!(assign(&db, &d.id, b, None, false).await.unwrap(), Assigned::Owner(Some(a)));
+        let sub = crate::store::accounts::create(&db, Role::Sub, "kid", "h", Some(a), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        crate::store::shares::put(&db, &d.id, sub, peercam_base::ScopeSet::all(), 1)
+            .await
+            .unwrap();
+        assert_eq!(assign(&db, &d.id, b, None, true).await.unwrap(), Assigned::Done);
+        let got = get(&db, &d.id).await.unwrap().unwrap();
+        assert_eq!((got.owner, got.name, got.acl_version), (Some(b), None, acl0 + 3));
+        assert!(crate::store::shares::of_device(&db, &d.id).await.unwrap().is_empty(), "shares revoked");
+        let (recorders, old) = decommission(&db, &d.id, 99).await.unwrap().unwrap();
+        assert_eq!((recorders.len(), old), (0, Some(b)));
+        assert!(decommission(&db, &d.id, 100).await.unwrap().is_none(), "once");
+        let got = get(&db, &d.id).await.unwrap().unwrap();
+        assert_eq!((got.owner, got.disabled, got.decommissioned_at), (None, true, Some(99)));
+        assert_eq!(State::of(&got), State::Decommissioned);
+        assert_eq!(assign(&db, &d.id, a, None, false).await.unwrap(), Assigned::Decommissioned);
+        assert_eq!(assign(&db, &new_device(9).id, a, None, false).await.unwrap(), Assigned::Missing);
+    }
+    }
+
+    on_both_backends! {
+    #[tokio::test]
+    async fn h626_6_2_search_filters_and_pages(db) {
+        let a = owner(&db, "+15550100013").await;
+        let mut all = Vec::new();
+        for n in 0..30u8 {
+            let mut d = new_device(n + 20);
+            d.model = if n % 3 == 0 { "dome".into() } else { "bullet_1".into() };
+            d.name = (n == 7).then(|| "Front Door".into());
+            d.owner = (n % 2 == 0).then_some(a);
+            all.push(d);
+        }
+        provision(&db, &all, 1).await.unwrap();
+        decommission(&db, &all[1].id, 5).await.unwrap().unwrap();
+        let page = |s: Search| {
+            let db = db.clone();
+            async move { search(&db, &s).await.unwrap() }
+        };
+        let (p, total) = page(Search { limit: 7, ..Search::default() }).await;
+        assert_eq!((p.len(), total), (7, 30));
+        let (p2, _) = page(Search { limit: 100, after: Some(p[6].id.to_string()), ..Search::default() }).await;
+        assert_eq!(p2.len(), 23);
+        assert!(p2[0].id > p[6].id);
+        let (_, t) = page(Search { model: Some("dome".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 10);
+        let (p, t) = page(Search { q: Some("front d".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!((t, p[0].id.clone()), (1, all[7].id.clone()));
+        let (_, t) = page(Search { q: Some("_1".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 20, "`_` is not a wildcard");
+        let (_, t) = page(Search { q: Some("%".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 0);
+        let (_, t) = page(Search { owner: Some(a), model: Some("dome".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 5);
+        let (_, t) = page(Search { state: Some(State::Assigned), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 15);
+        let (_, t) = page(Search { state: Some(State::Unassigned), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 14);
+        let (_, t) = page(Search { state: Some(State::Decommissioned), vendor: Some("v".into()), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 1);
+        let (_, t) = page(Search { online: Some(true), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 0);
+        let (_, t) = page(Search { online: Some(false), limit: 5, ..Search::default() }).await;
+        assert_eq!(t, 30);
+        assert_eq!(devices::all(&db).await.unwrap().len(), 30);
+    }
+    }
+}
