@@ -122,6 +122,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         // Issue 17 item 9: allowed only to the camera's owner, refused on its merits here
         // (no cloud storage unit in this world: 409).
         "ClipRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
+        // Issue 18 item 2: a wrong TOTP code, refused on its merits (401 bad_totp or 400).
+        "TotpCode" => json!({"code": "000000"}),
+        "TotpDisable" => json!({"password": "wrong wrong wrong", "code": "000000"}),
         other => panic!("no body for {other}"),
     })
 }

@@ -25,6 +25,7 @@ mod clips;
 mod cloud;
 mod config;
 mod control;
+mod crm;
 mod devices;
 mod error;
 mod faults;
@@ -43,6 +44,8 @@ mod snapshots;
 mod store;
 mod timeline;
 mod token;
+mod totp;
+mod users;
 mod web;
 
 use std::net::SocketAddr;
@@ -55,6 +58,7 @@ use tokio::net::TcpListener;
 
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
+pub use crm::CrmConfig;
 pub use faults::FaultsConfig;
 
 /// Errors that stop the CMU.
@@ -115,6 +119,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: metrics::CmuMetrics,
     /// Faults open now (6.1.14), for the metrics.
     pub(crate) faults_open: std::sync::atomic::AtomicU64,
+    /// The operator's CRM (6.2), when configured.
+    pub(crate) crm: Option<Arc<crm::Crm>>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -215,7 +221,14 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     // Issue 19: presence and routing are shared with the other instances over the bus.
     let bus = bus::start(config.bus, &store, &shutdown).await?;
     let metrics = metrics::CmuMetrics::new(store.audit_rows.clone());
+    let crm = match &config.crm {
+        Some(c) => Some(Arc::new(
+            crm::Crm::new(c.clone()).map_err(CmuError::Config)?,
+        )),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        crm,
         metrics,
         faults_open: std::sync::atomic::AtomicU64::new(0),
         push,
@@ -237,6 +250,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     clips::spawn_sweeper(state.clone(), shutdown.clone());
     state.metrics.watch(&state);
     faults::load(&state).await;
+    crm::spawn(&state);
     let metrics_addr = match state.config.metrics_listen {
         Some(l) => Some(
             peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())

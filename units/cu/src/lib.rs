@@ -238,6 +238,8 @@ impl Client {
             &SignupRequest {
                 phone: phone.into(),
                 password: password.into(),
+                name: None,
+                contract_id: None,
             },
         )
         .await
@@ -261,12 +263,24 @@ impl Client {
         login: &str,
         password: &str,
     ) -> Result<(Self, LoginResponse), CuError> {
+        self.login_totp(login, password, None).await
+    }
+
+    /// Logs in with a TOTP code (or a recovery code) for an account with two-factor
+    /// sign-in; without it such an account is refused with `totp_required`.
+    pub async fn login_totp(
+        &self,
+        login: &str,
+        password: &str,
+        totp: Option<&str>,
+    ) -> Result<(Self, LoginResponse), CuError> {
         let r: LoginResponse = self
             .post(
                 "/api/v1/login",
                 &LoginRequest {
                     login: login.into(),
                     password: password.into(),
+                    totp: totp.map(Into::into),
                 },
             )
             .await?;

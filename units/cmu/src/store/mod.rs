@@ -22,6 +22,7 @@ pub(crate) mod alarms;
 pub(crate) mod audit;
 pub(crate) mod clips;
 pub(crate) mod cloud;
+pub(crate) mod crm;
 pub(crate) mod devices;
 pub(crate) mod faults;
 pub(crate) mod media;
