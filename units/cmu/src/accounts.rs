@@ -243,9 +243,12 @@ pub(crate) async fn signup_confirm(
         .await?
         .ok_or_else(phone_taken)?;
     audit::log(&st.store, Event::SignupConfirmed).await;
+    if waits {
+        // Queued before the creation is told, so the CRM hears of it in that order.
+        crate::crm::queue_verification(&st, id).await;
+    }
     crate::crm::changed(&st, "account.created", id, phone.as_str(), None).await;
     if waits {
-        crate::crm::queue_verification(&st, id).await;
         return Ok(axum::Json(SignupState {
             status: AccountStatus::PendingCrm,
             next: crate::crm::WAITING.into(),

@@ -160,6 +160,9 @@ mod tests {
         assert_eq!((items[0].next_ms, items[0].attempts), (9000, 1));
         assert_eq!(items[1].body.as_str(), "{\"id\":2}");
         done(&db, b).await.unwrap();
+        // Ids are never reused (they are the events' idempotency keys).
+        let c = push(&db, EVENT, 7, "", 1000).await.unwrap();
+        assert!(c > b);
         assert_eq!(waiting(&db).await.unwrap(), 1);
     }
     }

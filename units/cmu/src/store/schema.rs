@@ -411,7 +411,8 @@ CREATE INDEX faults_raised ON faults(raised_at);
 ",
     // H.626.4 6.2 (issue 18 items 2 and 9): the CRM's view of accounts (name, contract id,
     // the verification state), TOTP two-factor sign-in with hashed recovery codes, password
-    // resets by SMS, and the CRM outbox (verifications and account changes, retried).
+    // resets by SMS, and the CRM outbox (verifications and account changes, retried; ids
+    // never reused: they are the events' idempotency keys).
     r"
 ALTER TABLE users ADD COLUMN name TEXT;
 ALTER TABLE users ADD COLUMN contract_id TEXT;
@@ -434,7 +435,7 @@ CREATE TABLE password_resets (
     attempts   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE crm_outbox (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     kind        TEXT NOT NULL,
     account_id  INTEGER NOT NULL,
     body        TEXT NOT NULL,
