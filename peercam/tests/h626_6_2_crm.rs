@@ -407,7 +407,7 @@ async fn h626_6_2_crm_change_notifications_delivered_after_an_outage() {
     );
     let me = c
         .client()
-        .login(phone, PASSWORD)
+        .login(phone, peercam_test::PASSWORD)
         .await
         .unwrap()
         .0
