@@ -124,6 +124,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "ClipRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
         // Issue 18 item 2: a wrong TOTP code, refused on its merits (401 bad_totp or 400).
         "TotpCode" => json!({"code": "000000"}),
+        "PasswordReset" => {
+            json!({"phone": "+15559990000", "code": "000000", "new_password": "whatever whatever"})
+        }
         "TotpDisable" => json!({"password": "wrong wrong wrong", "code": "000000"}),
         other => panic!("no body for {other}"),
     })
