@@ -327,3 +327,63 @@ async fn h626_6_2_totp_required_for_operators() {
     assert_eq!(e.code(), Some("totp_required"));
     c.stop().await;
 }
+
+#[tokio::test]
+async fn h626_6_2_users_admin_cli_search_enable_reset() {
+    let c = Cluster::start(0).await.unwrap();
+    for i in 0..3 {
+        signed_up(&c, &format!("+1555063200{i}")).await;
+    }
+    let exe = env!("CARGO_BIN_EXE_peercam");
+    let (ok, out, err) = c
+        .admin_cli(
+            exe,
+            &[
+                "users",
+                "search",
+                "555063200",
+                "--limit",
+                "2",
+                "--all",
+                "--json",
+            ],
+        )
+        .await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["users"].as_array().unwrap().len(), 3, "{v}");
+    assert!(v["next_cursor"].is_null());
+    let (ok, out, _) = c
+        .admin_cli(
+            exe,
+            &[
+                "users",
+                "search",
+                "--status",
+                "pending_approval",
+                "--limit",
+                "1",
+                "--json",
+            ],
+        )
+        .await;
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["next_cursor"].is_string(), "{v}");
+    let phone = "+15550632000";
+    assert!(c.admin_cli(exe, &["users", "approve", phone]).await.0);
+    assert!(c.admin_cli(exe, &["users", "disable", phone]).await.0);
+    let (ok, out, err) = c
+        .admin_cli(exe, &["users", "enable", phone, "--json"])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "active"
+    );
+    let (ok, out, err) = c.admin_cli(exe, &["users", "reset-password", phone]).await;
+    assert!(ok && out.contains("one-time code"), "{out} {err}");
+    let (ok, _, err) = c.admin_cli(exe, &["users", "search", "--help"]).await;
+    assert!(ok, "{err}");
+    c.stop().await;
+}

@@ -485,6 +485,28 @@ impl Cluster {
         )
     }
 
+    /// Runs `exe admin ARGS` (the test's `env!("CARGO_BIN_EXE_peercam")`) as this cluster's
+    /// operator, in a home of its own; returns (success, stdout, stderr).
+    pub async fn admin_cli(&self, exe: &str, args: &[&str]) -> (bool, String, String) {
+        let password = std::fs::read_to_string(self.dir.path().join("admin.password"))
+            .expect("the operator's password file");
+        let home = tempfile::tempdir().expect("a temporary home");
+        let out = tokio::process::Command::new(exe)
+            .args(["admin", "--api", &self.api, "--ca"])
+            .arg(&self.pki.ca_cert)
+            .args(["--user", "admin", "--password", password.trim()])
+            .args(args)
+            .env("PEERCAM_HOME", home.path())
+            .output()
+            .await
+            .expect("the peercam binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Signs up `phone`, confirms by SMS, has the operator approve, logs in.
     pub async fn owner(&self, phone: &str) -> anyhow::Result<Client> {
         let password = PASSWORD;
