@@ -387,3 +387,46 @@ async fn h626_6_2_users_admin_cli_search_enable_reset() {
     assert!(ok, "{err}");
     c.stop().await;
 }
+
+/// The web client: the operator logs in with its TOTP code and approves a sign-up from the
+/// Users tab (Chromium).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h626_6_2_web_totp_login_and_users_tab() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip("h626_6_2_web_totp_login_and_users_tab")
+    else {
+        return;
+    };
+    let c = Cluster::start(0).await.unwrap();
+    let phone = "+15550633001";
+    signed_up(&c, phone).await;
+    let en: Value = c
+        .admin
+        .call::<(), Value>(Method::POST, "/api/v1/me/totp/enroll", None)
+        .await
+        .unwrap();
+    let secret = en["secret"].as_str().unwrap().to_owned();
+    c.admin
+        .call::<Value, Value>(
+            Method::POST,
+            "/api/v1/me/totp/confirm",
+            Some(&json!({"code": totp(&secret, now())})),
+        )
+        .await
+        .unwrap();
+    let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
+    let mut env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", "admin".to_owned()),
+        ("PEERCAM_WEB_PASSWORD", password.trim().to_owned()),
+        ("PEERCAM_TOTP_SECRET", secret),
+        ("PEERCAM_PENDING_PHONE", phone.to_owned()),
+    ];
+    if let Ok(shots) = std::env::var("PEERCAM_SHOTS") {
+        env.push(("PEERCAM_SHOTS", shots));
+    }
+    let r = peercam_test::web::scenario(&dir, "totp-users.mjs", &env, None).await;
+    assert_eq!(r["approved"], phone, "{r}");
+    let pending = c.admin.admin_users(Some("pending_approval")).await.unwrap();
+    assert!(pending.iter().all(|u| u.login != phone));
+    c.stop().await;
+}

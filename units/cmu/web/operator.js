@@ -7,10 +7,12 @@
 // to TABS, and list the module in web.rs ASSETS, sw.js SHELL and web-tests' FILES.
 
 import { api, currentRole, h, messageOf, toast } from './app.js';
+import { usersView } from './operator-users.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
   ['overview', 'Overview', overviewView],
+  ['users', 'Users', usersView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */
