@@ -267,14 +267,11 @@ async fn reset_password(
     Path(who): Path<String>,
 ) -> ApiResult<StatusCode> {
     let a = account_named(&st, &who).await?;
-    let phone = match (a.role, a.login.parse::<Phone>()) {
-        (Role::Owner, Ok(phone)) => phone,
-        _ => {
-            return Err(ApiErr::bad_request(
-                "no_phone",
-                "only an owner account has a phone to send a code to; a sub-account's owner resets its password",
-            ));
-        }
+    let (Role::Owner, Ok(phone)) = (a.role, a.login.parse::<Phone>()) else {
+        return Err(ApiErr::bad_request(
+            "no_phone",
+            "only an owner account has a phone to send a code to; a sub-account's owner resets its password",
+        ));
     };
     // SMS pumping and harassment: three resets per account per hour.
     st.limits
