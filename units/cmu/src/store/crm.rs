@@ -163,7 +163,7 @@ mod tests {
         // Ids are never reused (they are the events' idempotency keys).
         let c = push(&db, EVENT, 7, "", 1000).await.unwrap();
         assert!(c > b);
-        assert_eq!(waiting(&db).await.unwrap(), 1);
+        assert_eq!(waiting(&db).await.unwrap(), 2);
     }
     }
 }
