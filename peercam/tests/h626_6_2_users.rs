@@ -42,6 +42,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// Enrols `client` in TOTP through the API; the secret.
+async fn enrol(client: &peercam_cu::Client) -> String {
+    let secret = client.totp_enroll().await.unwrap().secret;
+    client.totp_confirm(&totp(&secret, now())).await.unwrap();
+    secret
+}
+
 async fn signed_up(c: &Cluster, phone: &str) -> peercam_cu::Client {
     let anon = c.client();
     anon.signup(phone, PASSWORD).await.unwrap();
@@ -299,20 +306,7 @@ async fn h626_6_2_totp_required_for_operators() {
         .unwrap();
     let e = c.admin.admin_users(None).await.unwrap_err();
     assert_eq!(e.code(), Some("totp_enrolment_required"));
-    let en: Value = c
-        .admin
-        .call::<(), Value>(Method::POST, "/api/v1/me/totp/enroll", None)
-        .await
-        .unwrap();
-    let secret = en["secret"].as_str().unwrap().to_owned();
-    c.admin
-        .call::<Value, Value>(
-            Method::POST,
-            "/api/v1/me/totp/confirm",
-            Some(&json!({"code": totp(&secret, now())})),
-        )
-        .await
-        .unwrap();
+    enrol(&c.admin).await;
     c.admin.admin_users(None).await.unwrap();
     // Required: it cannot be turned off.
     let e = c
@@ -399,20 +393,7 @@ async fn h626_6_2_web_totp_login_and_users_tab() {
     let c = Cluster::start(0).await.unwrap();
     let phone = "+15550633001";
     signed_up(&c, phone).await;
-    let en: Value = c
-        .admin
-        .call::<(), Value>(Method::POST, "/api/v1/me/totp/enroll", None)
-        .await
-        .unwrap();
-    let secret = en["secret"].as_str().unwrap().to_owned();
-    c.admin
-        .call::<Value, Value>(
-            Method::POST,
-            "/api/v1/me/totp/confirm",
-            Some(&json!({"code": totp(&secret, now())})),
-        )
-        .await
-        .unwrap();
+    let secret = enrol(&c.admin).await;
     let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
     let mut env = vec![
         ("PEERCAM_WEB_URL", c.api.clone()),

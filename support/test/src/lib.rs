@@ -468,21 +468,7 @@ impl Cluster {
     /// cluster as `user` with the password [`Self::owner`] gives, in a home of its own;
     /// returns (success, stdout, stderr).
     pub async fn cu_cli(&self, exe: &str, user: &str, args: &[&str]) -> (bool, String, String) {
-        let home = tempfile::tempdir().expect("a temporary home");
-        let out = tokio::process::Command::new(exe)
-            .args(["cu", "--api", &self.api, "--ca"])
-            .arg(&self.pki.ca_cert)
-            .args(["--user", user, "--password", PASSWORD])
-            .args(args)
-            .env("PEERCAM_HOME", home.path())
-            .output()
-            .await
-            .expect("the peercam binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.cli(exe, "cu", user, PASSWORD, args).await
     }
 
     /// Runs `exe admin ARGS` (the test's `env!("CARGO_BIN_EXE_peercam")`) as this cluster's
@@ -490,11 +476,22 @@ impl Cluster {
     pub async fn admin_cli(&self, exe: &str, args: &[&str]) -> (bool, String, String) {
         let password = std::fs::read_to_string(self.dir.path().join("admin.password"))
             .expect("the operator's password file");
+        self.cli(exe, "admin", "admin", password.trim(), args).await
+    }
+
+    async fn cli(
+        &self,
+        exe: &str,
+        command: &str,
+        user: &str,
+        password: &str,
+        args: &[&str],
+    ) -> (bool, String, String) {
         let home = tempfile::tempdir().expect("a temporary home");
         let out = tokio::process::Command::new(exe)
-            .args(["admin", "--api", &self.api, "--ca"])
+            .args([command, "--api", &self.api, "--ca"])
             .arg(&self.pki.ca_cert)
-            .args(["--user", "admin", "--password", password.trim()])
+            .args(["--user", user, "--password", password])
             .args(args)
             .env("PEERCAM_HOME", home.path())
             .output()

@@ -39,6 +39,11 @@ fn sha_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// A random 6-digit code to send by SMS (sign-up, password reset).
+pub(crate) fn sms_code() -> String {
+    format!("{:06}", u32::from_be_bytes(random_bytes::<4>()) % 1_000_000)
+}
+
 fn phone(text: &str) -> ApiResult<Phone> {
     text.parse()
         .map_err(|e: peercam_base::IdError| ApiErr::bad_request("bad_phone", e.to_string()))
@@ -98,7 +103,7 @@ pub(crate) async fn signup(
     {
         return Err(phone_taken());
     }
-    let code = format!("{:06}", u32::from_be_bytes(random_bytes::<4>()) % 1_000_000);
+    let code = sms_code();
     let password_hash = auth::hash_password(&req.password)?;
     let code_hash = sha_hex(format!("{phone}:{code}").as_bytes());
     let expires_at = now_s() + st.config.signup_code_ttl_s;

@@ -21,7 +21,7 @@ use crate::auth::{self, Principal};
 use crate::error::{ApiErr, ApiResult};
 use crate::json::Json;
 use crate::store::accounts::{self, Account};
-use crate::{Shared, now_s, random_bytes};
+use crate::{Shared, now_s};
 
 /// How long a reset code works, seconds.
 const RESET_TTL_S: u64 = 900;
@@ -278,7 +278,7 @@ async fn reset_password(
         .hit(&format!("reset:{}", a.id), 3, Duration::from_secs(3600))
         .await
         .map_err(ApiErr::too_many)?;
-    let code = format!("{:06}", u32::from_be_bytes(random_bytes::<4>()) % 1_000_000);
+    let code = crate::accounts::sms_code();
     accounts::put_reset(&st.store, a.id, &digest(a.id, &code), now_s() + RESET_TTL_S).await?;
     let text = format!(
         "peercam: your operator reset your password. Your code is {code}; set a new password with it within {} minutes. Do not share it.",
