@@ -128,6 +128,12 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         "DecommissionRequest" => json!({"recordings": "keep"}),
         "VendorRequest" => json!({"name": "matrix vendor"}),
         "ModelRequest" => json!({"vendor": "no such vendor", "name": "m"}),
+        // Issue 18 item 2: a wrong TOTP code, refused on its merits (401 bad_totp or 400).
+        "TotpCode" => json!({"code": "000000"}),
+        "PasswordReset" => {
+            json!({"phone": "+15559990000", "code": "000000", "new_password": "whatever whatever"})
+        }
+        "TotpDisable" => json!({"password": "wrong wrong wrong", "code": "000000"}),
         other => panic!("no body for {other}"),
     })
 }

@@ -255,10 +255,38 @@ enum UserCmd {
         #[arg(long)]
         pending: bool,
     },
-    /// Approve an account by id or phone number (H.626.4 6.1.1).
+    /// Search accounts (H.626.4 6.2): by a part of the login, name or contract id, and by
+    /// status; one page of `--limit` unless `--all`.
+    ///
+    /// Example: `peercam admin users search 555 --status pending_crm --all --json`
+    Search {
+        /// Text to find in the login (phone number or username), name or contract id, any
+        /// case; empty: every account.
+        #[arg(default_value = "")]
+        query: String,
+        /// Only accounts with this status: pending_crm, pending_approval, active, disabled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Accounts per page (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Start after this cursor (printed after a page when more follow).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow the pages to the end.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve an account by id or phone number (H.626.4 6.1.1); the CRM is asked first
+    /// when one is configured.
     Approve { who: String },
-    /// Disable an account by id or phone number.
+    /// Disable an account by id or phone number: its sessions end at once.
     Disable { who: String },
+    /// Enable a disabled account again (also one the CRM refused).
+    Enable { who: String },
+    /// Send an owner a one-time code by SMS to set a new password with (`peercam cu
+    /// reset-password`); its sessions end when it does. At most 3 per account per hour.
+    ResetPassword { who: String },
 }
 
 /// Generates `count` identities, records their public keys in the CMU, writes the files.
@@ -561,7 +589,89 @@ async fn users(c: &Client, json: bool, cmd: UserCmd) -> anyhow::Result<()> {
             let u = c.disable(id).await?;
             print(json, &u, |u| println!("disabled {} (id {})", u.login, u.id))?;
         }
+        UserCmd::Enable { who } => {
+            let id = find_user(c, &who).await?;
+            let u = c.enable(id).await?;
+            print(json, &u, |u| println!("enabled {} (id {})", u.login, u.id))?;
+        }
+        UserCmd::ResetPassword { who } => {
+            let id = find_user(c, &who).await?;
+            c.reset_password(id).await?;
+            let done = serde_json::json!({"account": id, "code_sent": true});
+            print(json, &done, |_| {
+                println!(
+                    "a one-time code went to account {id} by SMS; it sets a new password with it"
+                );
+            })?;
+        }
+        UserCmd::Search {
+            query,
+            status,
+            limit,
+            cursor,
+            all,
+        } => search_users(c, json, (&query, status.as_deref()), limit, cursor, all).await?,
     }
+    Ok(())
+}
+
+/// `peercam admin users search`: one page, or every page with a spinner.
+async fn search_users(
+    c: &Client,
+    json: bool,
+    (query, status): (&str, Option<&str>),
+    limit: u32,
+    mut cursor: Option<String>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let q = Some(query).filter(|q| !q.is_empty());
+    let bar = (all && !json).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("searching accounts");
+        b
+    });
+    let mut rows = Vec::new();
+    let next = loop {
+        let (page, next) = c
+            .admin_users_page(q, status, limit, cursor.as_deref())
+            .await?;
+        rows.extend(page);
+        if let Some(b) = &bar {
+            b.set_message(format!("{} accounts", rows.len()));
+            b.tick();
+        }
+        match next {
+            Some(n) if all => cursor = Some(n),
+            other => break other,
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let out = serde_json::json!({"users": rows, "next_cursor": next});
+    print(json, &out, |_| {
+        for u in &rows {
+            println!(
+                "{:<6} {:<18} {:<8} {:<17} 2fa:{:<4} {}{}",
+                u.id,
+                u.login,
+                format!("{:?}", u.role).to_lowercase(),
+                serde_json::to_value(u.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                if u.totp { "on" } else { "off" },
+                u.name.as_deref().unwrap_or(""),
+                u.crm_note
+                    .as_deref()
+                    .map(|n| format!(" (CRM: {n})"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(n) = &next {
+            println!("more: --cursor {n}");
+        }
+    })?;
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub(crate) struct Conn {
     /// Password for --user.
     #[arg(long, env = "PEERCAM_PASSWORD", global = true, hide_env_values = true)]
     pub(crate) password: Option<String>,
+    /// The 6-digit code of the authenticator app (or a recovery code), for an account with
+    /// two-factor sign-in (`peercam cu totp`).
+    #[arg(long, env = "PEERCAM_TOTP", global = true, hide_env_values = true)]
+    pub(crate) totp: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -217,6 +221,20 @@ enum Cmd {
     /// `snapshots off DEVICE`.
     #[command(subcommand)]
     Snapshots(super::snapshots::SnapshotsCmd),
+    /// Two-factor sign-in with an authenticator app (TOTP, RFC 6238): `totp status`,
+    /// `totp enable` (shows the secret and its otpauth:// URI), `totp confirm CODE` (turns
+    /// it on, prints the recovery codes once), `totp disable --code CODE`. Then log in with
+    /// `--totp CODE`.
+    #[command(subcommand)]
+    Totp(super::totp::TotpCmd),
+    /// Set a new password with the code the operator's reset sent by SMS; every session of
+    /// the account ends.
+    ResetPassword {
+        phone: String,
+        code: String,
+        #[arg(long, env = "PEERCAM_NEW_PASSWORD", hide_env_values = true)]
+        new_password: String,
+    },
     /// Factory-reset a camera you own (H.626.4 8.10): it forgets its settings, is unbound,
     /// and every share and live session ends. Binding it again needs its bind code.
     Reset {
@@ -439,7 +457,7 @@ impl Conn {
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let c = self.anonymous()?;
         if let (Some(u), Some(p)) = (&self.user, &self.password) {
-            let (c, _) = c.login(u, p).await?;
+            let (c, _) = c.login_totp(u, p, self.totp.as_deref()).await?;
             return Ok(c);
         }
         match load_saved() {
@@ -491,6 +509,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Clip(s) => super::share::run(conn, s).await?,
         Cmd::Alarms(a) => super::alarms::run(conn, a).await?,
         Cmd::Snapshots(a) => super::snapshots::run(conn, a).await?,
+        Cmd::Totp(t) => super::totp::run(conn, t).await?,
+        Cmd::ResetPassword {
+            phone,
+            code,
+            new_password,
+        } => {
+            conn.anonymous()?
+                .password_reset(&phone, &code, &new_password)
+                .await?;
+            print(json, &serde_json::json!({"password_set": true}), |_| {
+                println!("new password set; log in with it (every other session ended)");
+            })?;
+        }
         Cmd::Logout => {
             conn.client().await?.logout().await?;
             let _ = std::fs::remove_file(saved_path());

@@ -17,6 +17,7 @@ pub(crate) mod release;
 pub(crate) mod scu;
 pub(crate) mod share;
 pub(crate) mod snapshots;
+pub(crate) mod totp;
 
 use std::path::Path;
 

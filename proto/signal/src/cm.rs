@@ -128,6 +128,12 @@ pub struct SignupRequest {
     pub phone: String,
     /// At least 10 characters.
     pub password: String,
+    /// The subscriber's name, for the operator's CRM (6.2); at most 100 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The subscriber's contract id, for the operator's CRM (6.2); at most 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_id: Option<String>,
 }
 
 /// Sign-up, step 2: the code received by SMS.
@@ -150,6 +156,9 @@ pub enum AccountStatus {
     PendingCode,
     /// Phone confirmed; waiting for the operator's approval (6.1.1).
     PendingApproval,
+    /// Phone confirmed; waiting for the operator's customer system (CRM, 6.2), which does
+    /// not answer now. Retried in the background; it proceeds by itself.
+    PendingCrm,
     /// May log in.
     Active,
     /// Disabled by the operator.
@@ -175,6 +184,10 @@ pub struct LoginRequest {
     pub login: String,
     /// Password.
     pub password: String,
+    /// The TOTP code (or a recovery code) of an account with two-factor sign-in; asked for
+    /// by a `totp_required` refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
 }
 
 /// A successful login.

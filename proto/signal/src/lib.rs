@@ -18,6 +18,8 @@
 //! | [`cm_clip`] | Cm: shared clip links (8.7.1 download) | HTTP/JSON |
 //! | [`cm_plan`] | Cm: cloud storage plans and usage (6.1.13) | HTTP/JSON |
 //! | [`cm_snapshot`] | Cm: the timed snapshot schedule (6.1.12) | HTTP/JSON |
+//! | [`cm_users`] | Cm: the operator's user management and two-factor sign-in (6.2) | HTTP/JSON |
+//! | [`crm`] | the CMU and the operator's CRM (6.2) | HTTP/JSON |
 //!
 //! Every WebSocket frame is one [`Envelope`]: a protocol version, a request id, an optional
 //! `re` naming the request it answers, and a typed body. [`decode`] enforces the size and
@@ -35,8 +37,10 @@ pub mod cm_clip;
 pub mod cm_equipment;
 pub mod cm_plan;
 pub mod cm_snapshot;
+pub mod cm_users;
 pub mod cmd;
 pub mod control;
+pub mod crm;
 pub mod discover;
 mod envelope;
 pub mod identity;

@@ -468,11 +468,30 @@ impl Cluster {
     /// cluster as `user` with the password [`Self::owner`] gives, in a home of its own;
     /// returns (success, stdout, stderr).
     pub async fn cu_cli(&self, exe: &str, user: &str, args: &[&str]) -> (bool, String, String) {
+        self.cli(exe, "cu", user, PASSWORD, args).await
+    }
+
+    /// Runs `exe admin ARGS` (the test's `env!("CARGO_BIN_EXE_peercam")`) as this cluster's
+    /// operator, in a home of its own; returns (success, stdout, stderr).
+    pub async fn admin_cli(&self, exe: &str, args: &[&str]) -> (bool, String, String) {
+        let password = std::fs::read_to_string(self.dir.path().join("admin.password"))
+            .expect("the operator's password file");
+        self.cli(exe, "admin", "admin", password.trim(), args).await
+    }
+
+    async fn cli(
+        &self,
+        exe: &str,
+        command: &str,
+        user: &str,
+        password: &str,
+        args: &[&str],
+    ) -> (bool, String, String) {
         let home = tempfile::tempdir().expect("a temporary home");
         let out = tokio::process::Command::new(exe)
-            .args(["cu", "--api", &self.api, "--ca"])
+            .args([command, "--api", &self.api, "--ca"])
             .arg(&self.pki.ca_cert)
-            .args(["--user", user, "--password", PASSWORD])
+            .args(["--user", user, "--password", password])
             .args(args)
             .env("PEERCAM_HOME", home.path())
             .output()

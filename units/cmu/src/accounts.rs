@@ -21,8 +21,11 @@ use peercam_signal::token::SessionToken;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use peercam_signal::crm::{Stage, VerifyRequest};
+
 use crate::audit::{self, Event};
 use crate::auth::{self, Principal};
+use crate::crm::Outcome;
 use crate::error::{ApiErr, ApiResult};
 use crate::json::Json;
 use crate::ratelimit::Limits;
@@ -34,6 +37,11 @@ const CODE_ATTEMPTS: u32 = 5;
 
 fn sha_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+/// A random 6-digit code to send by SMS (sign-up, password reset).
+pub(crate) fn sms_code() -> String {
+    format!("{:06}", u32::from_be_bytes(random_bytes::<4>()) % 1_000_000)
 }
 
 fn phone(text: &str) -> ApiResult<Phone> {
@@ -68,6 +76,7 @@ pub(crate) async fn signup(
 ) -> ApiResult<axum::Json<SignupState>> {
     let phone = phone(&req.phone)?;
     auth::check_new_password(&req.password)?;
+    let (name, contract_id) = crm_fields(&req)?;
     // H.626.4 8.9.2: the operator may close sign-up.
     if !crate::settings::platform(&st).await?.1.signup_open {
         return Err(
@@ -94,7 +103,7 @@ pub(crate) async fn signup(
     {
         return Err(phone_taken());
     }
-    let code = format!("{:06}", u32::from_be_bytes(random_bytes::<4>()) % 1_000_000);
+    let code = sms_code();
     let password_hash = auth::hash_password(&req.password)?;
     let code_hash = sha_hex(format!("{phone}:{code}").as_bytes());
     let expires_at = now_s() + st.config.signup_code_ttl_s;
@@ -104,6 +113,7 @@ pub(crate) async fn signup(
         &code_hash,
         &password_hash,
         expires_at,
+        (name.as_deref(), contract_id.as_deref()),
     )
     .await?;
     let text = format!(
@@ -123,6 +133,27 @@ pub(crate) async fn signup(
         status: AccountStatus::PendingCode,
         next: "enter the code sent by SMS at /api/v1/signup/confirm".into(),
     }))
+}
+
+/// The name and contract id of a sign-up, for the CRM (6.2): trimmed, empty as absent,
+/// bounded, no control characters.
+fn crm_fields(req: &SignupRequest) -> ApiResult<(Option<String>, Option<String>)> {
+    let field = |v: &Option<String>, max: usize, what: &str| -> ApiResult<Option<String>> {
+        let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if v.chars().count() > max || v.chars().any(char::is_control) {
+            return Err(ApiErr::bad_request(
+                "bad_field",
+                format!("{what}: at most {max} characters, no control characters"),
+            ));
+        }
+        Ok(Some(v.to_owned()))
+    };
+    Ok((
+        field(&req.name, 100, "name")?,
+        field(&req.contract_id, 64, "contract_id")?,
+    ))
 }
 
 fn phone_taken() -> ApiErr {
@@ -190,10 +221,44 @@ pub(crate) async fn signup_confirm(
         }
         CodeVerdict::Right => {}
     }
-    accounts::confirm_signup(&st.store, phone.as_str(), &pending.password_hash, now_s())
+    // H.626.4 6.2: the operator's CRM verifies the subscriber before the account exists.
+    let req = VerifyRequest {
+        stage: Stage::Signup,
+        phone: phone.as_str().to_owned(),
+        name: pending.name.clone(),
+        contract_id: pending.contract_id.clone(),
+        account_id: None,
+    };
+    let waits = match crate::crm::verify(&st, &req).await {
+        Outcome::Ok => false,
+        Outcome::Refused(reason) => {
+            accounts::drop_signup(&st.store, phone.as_str()).await?;
+            tracing::info!(%reason, "CRM refused a sign-up");
+            return Err(ApiErr::forbidden(format!(
+                "the operator's customer system refused the sign-up: {reason}"
+            ))
+            .with_code("crm_refused"));
+        }
+        Outcome::Unavailable(why) => {
+            tracing::warn!(reason = %why, "CRM unavailable at sign-up; the sign-up waits for it");
+            true
+        }
+    };
+    let id = accounts::confirm_signup(&st.store, phone.as_str(), &pending, waits, now_s())
         .await?
         .ok_or_else(phone_taken)?;
     audit::log(&st.store, Event::SignupConfirmed).await;
+    if waits {
+        // Queued before the creation is told, so the CRM hears of it in that order.
+        crate::crm::queue_verification(&st, id).await;
+    }
+    crate::crm::changed(&st, "account.created", id, phone.as_str(), None).await;
+    if waits {
+        return Ok(axum::Json(SignupState {
+            status: AccountStatus::PendingCrm,
+            next: crate::crm::WAITING.into(),
+        }));
+    }
     Ok(axum::Json(SignupState {
         status: AccountStatus::PendingApproval,
         next: "the operator will approve the account; then log in".into(),
@@ -336,7 +401,35 @@ pub(crate) async fn login(
                     .with_code("pending_approval"),
             );
         }
-        _ => return Err(ApiErr::forbidden("this account is disabled").with_code("disabled")),
+        AccountStatus::PendingCrm => {
+            return Err(ApiErr::forbidden(crate::crm::WAITING).with_code("pending_crm"));
+        }
+        _ => {
+            // H.626.4 6.2: a sign-up the CRM refused later says why.
+            if let Some(reason) = &account.crm_note {
+                return Err(ApiErr::forbidden(format!(
+                    "the operator's customer system refused the sign-up: {reason}"
+                ))
+                .with_code("crm_refused"));
+            }
+            return Err(ApiErr::forbidden("this account is disabled").with_code("disabled"));
+        }
+    }
+    // Issue 18 item 2: the second factor, after the right password only.
+    if account.totp {
+        let Some(code) = req.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "enter the 6-digit code of your authenticator app (or a recovery code)",
+            ));
+        };
+        if crate::totp::check(&st, account.id, code).await? != crate::totp::Second::Right {
+            LoginThrottle::failed(&st.limits, &login, peer.ip()).await;
+            st.metrics.logins_failed.inc();
+            audit::log(&st.store, Event::LoginFailed).await;
+            return Err(crate::totp::bad_code());
+        }
     }
     LoginThrottle::succeeded(&st.limits, &login, peer.ip()).await;
     st.metrics.logins_ok.inc();
@@ -432,6 +525,8 @@ mod tests {
             password_hash: String::new(),
             expires_at,
             attempts,
+            name: None,
+            contract_id: None,
         }
     }
 

@@ -7,13 +7,15 @@ use peercam_base::DeviceId;
 use peercam_signal::cm::{AccountStatus, AuditEntry, ProvisionRequest, ProvisionResult, UserInfo};
 use serde::Deserialize;
 
-use crate::accounts::{account_view, user_info};
+use crate::accounts::account_view;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
+use crate::crm::Outcome;
 use crate::error::{ApiErr, ApiResult};
 use crate::json::Json;
 use crate::store::{accounts, devices};
 use crate::{Shared, now_s};
+use peercam_signal::crm::{Stage, VerifyRequest};
 
 /// Devices per provisioning request.
 const MAX_PROVISION: usize = 10_000;
@@ -106,29 +108,6 @@ pub(crate) async fn provision(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct UsersQuery {
-    #[serde(default)]
-    status: Option<String>,
-}
-
-/// `GET /api/v1/admin/users`.
-pub(crate) async fn list_users(
-    State(st): State<Shared>,
-    Query(q): Query<UsersQuery>,
-) -> ApiResult<axum::Json<Vec<UserInfo>>> {
-    let status = match q.status {
-        None => None,
-        // An unknown status matches no account.
-        Some(s) => match serde_json::from_value::<AccountStatus>(serde_json::Value::String(s)) {
-            Ok(s) => Some(s),
-            Err(_) => return Ok(axum::Json(Vec::new())),
-        },
-    };
-    let all = accounts::list(&st.store, status).await?;
-    Ok(axum::Json(all.into_iter().map(user_info).collect()))
-}
-
 /// An account named in a path: its id, or an owner's phone number (`+15550190346`).
 pub(crate) async fn account_id(st: &Shared, who: &str) -> ApiResult<Option<i64>> {
     if let Ok(phone) = who.parse::<peercam_base::Phone>() {
@@ -150,9 +129,42 @@ pub(crate) async fn approve_user(
     Path(who): Path<String>,
 ) -> ApiResult<axum::Json<UserInfo>> {
     let id = account_id(&st, &who).await?.ok_or_else(not_pending)?;
+    let a = accounts::get(&st.store, id)
+        .await?
+        .ok_or_else(not_pending)?;
+    if a.status != AccountStatus::PendingApproval {
+        return Err(not_pending());
+    }
+    // H.626.4 6.2: the CRM is consulted at approval too.
+    let req = VerifyRequest {
+        stage: Stage::Approval,
+        phone: a.login.clone(),
+        name: a.name.clone(),
+        contract_id: a.contract_id.clone(),
+        account_id: Some(id),
+    };
+    match crate::crm::verify(&st, &req).await {
+        Outcome::Ok => {}
+        Outcome::Refused(reason) => {
+            audit::log(&st.store, crate::crm::crm_event(id, "crm_refused", &reason)).await;
+            return Err(ApiErr::conflict(
+                "crm_refused",
+                format!("the operator's customer system refuses this account: {reason}"),
+            ));
+        }
+        Outcome::Unavailable(why) => {
+            tracing::warn!(account = id, reason = %why, "CRM unavailable at approval");
+            return Err(ApiErr::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "crm_unavailable",
+                "the operator's customer system does not answer; approve again later",
+            ));
+        }
+    }
     if !accounts::approve(&st.store, id).await? {
         return Err(not_pending());
     }
+    crate::crm::changed(&st, "account.approved", id, &a.login, None).await;
     audit::log(
         &st.store,
         Event::AccountApproved {
@@ -200,6 +212,9 @@ pub(crate) async fn disable_user(
         },
     )
     .await;
+    if let Some(a) = accounts::get(&st.store, id).await? {
+        crate::crm::changed(&st, "account.disabled", id, &a.login, None).await;
+    }
     account_view(&st, id).await.map(axum::Json)
 }
 

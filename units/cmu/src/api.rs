@@ -83,6 +83,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::clips::route_table());
     all.extend(crate::faults::route_table());
     all.extend(crate::equipment::route_table());
+    all.extend(crate::users::route_table());
     all
 }
 
@@ -597,9 +598,9 @@ fn sharing_and_operator_routes() -> Vec<RouteInfo> {
             "GET",
             "/api/v1/admin/users",
             Operator,
-            "Accounts, optionally `?status=pending_approval`",
+            "Accounts by id: `?q=` (in login, name or contract id), `?status=`, `?limit=` (default 100, at most 1000), `?cursor=` (the `x-next-cursor` header of the previous page)",
             None,
-            Some("UserInfo")
+            Some("AdminUserView")
         ),
         r!(
             "POST",
@@ -706,7 +707,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
             post(admin::provision).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         }
         ("GET", "/api/v1/admin/devices") => get(crate::equipment::list_devices),
-        ("GET", "/api/v1/admin/users") => get(admin::list_users),
+        ("GET", "/api/v1/admin/users") => get(crate::users::list_users),
         ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
         ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
@@ -717,7 +718,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 .or_else(|| crate::cloud::plans::handler(method, path))
                 .or_else(|| crate::clips::handler(method, path))
                 .or_else(|| crate::faults::handler(method, path))
-                .or_else(|| crate::equipment::handler(method, path));
+                .or_else(|| crate::equipment::handler(method, path))
+                .or_else(|| crate::users::handler(method, path));
         }
     })
 }
@@ -767,6 +769,18 @@ async fn guard(
         return next.run(req).await;
     }
     match crate::auth::principal(&state, req.headers()).await {
+        // Issue 18 item 2: where operators must use TOTP, one without it may only enrol.
+        Ok(p) if access == Access::Operator
+            && allowed(p.role)
+            && crate::totp::required(&state, p.role)
+            && !p.totp =>
+        {
+            ApiErr::forbidden(
+                "this platform requires two-factor sign-in of operators: enrol at /api/v1/me/totp/enroll first",
+            )
+            .with_code("totp_enrolment_required")
+            .into_response()
+        }
         Ok(p) if allowed(p.role) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -851,7 +865,7 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::equipment::components(crate::faults::components(crate::clips::components(
+    crate::users::components(crate::equipment::components(crate::faults::components(crate::clips::components(
         crate::cloud::plans::components(crate::snapshots::components(crate::alarms::components(
             ComponentsBuilder::new(),
         ))),

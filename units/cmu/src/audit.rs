@@ -281,6 +281,16 @@ pub(crate) enum Event<'a> {
         device: Option<&'a DeviceId>,
         detail: &'a str,
     },
+    /// 6.2 (issue 18 items 2 and 9): a change of account `account` by `by` (the operator,
+    /// the account itself, or none for the CRM's verdicts): `account.enable`,
+    /// `account.password_reset`, `account.totp`, `account.crm`.
+    AccountAction {
+        by: Option<i64>,
+        action: &'static str,
+        account: i64,
+        outcome: &'a str,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -290,6 +300,7 @@ impl Event<'_> {
         match self {
             E::SignupCodeSent { .. } => "account.signup",
             E::SignupConfirmed => "account.confirm",
+            E::AccountAction { action, .. } => action,
             E::LoginFailed | E::LoggedIn { .. } => "account.login",
             E::PasswordChanged { .. } => "account.password",
             E::AccountApproved { .. } => "account.approve",
@@ -375,6 +386,7 @@ impl Event<'_> {
             | E::ClientUpdate { user, .. }
             | E::FaultHandled { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
+            E::AccountAction { by, .. } => by,
             E::AccountApproved { by, .. }
             | E::AccountDisabled { by, .. }
             | E::SubaccountCreated { by, .. }
@@ -469,7 +481,9 @@ impl Event<'_> {
                 ..
             } => code,
             E::ClientUpdate { ok: false, .. } => "failed",
-            E::TimedSnapshot { outcome, .. } | E::Clip { outcome, .. } => outcome,
+            E::TimedSnapshot { outcome, .. }
+            | E::Clip { outcome, .. }
+            | E::AccountAction { outcome, .. } => outcome,
             _ => "ok",
         }
     }
@@ -536,6 +550,9 @@ impl Event<'_> {
             } => (*message).to_owned(),
             E::Upgrade { version, .. } => (*version).to_owned(),
             E::PackageManifest { model, version, .. } => format!("{model} {version}"),
+            E::AccountAction {
+                account, detail, ..
+            } => format!("{account} {detail}").trim_end().to_owned(),
             _ => String::new(),
         }
     }

@@ -17,6 +17,8 @@ pub(crate) struct Principal {
     pub(crate) id: i64,
     pub(crate) role: Role,
     pub(crate) parent: Option<i64>,
+    /// Whether the account signs in with a TOTP code (issue 18 item 2).
+    pub(crate) totp: bool,
 }
 
 pub(crate) fn hash_password(password: &str) -> ApiResult<String> {
@@ -69,6 +71,7 @@ pub(crate) async fn principal(state: &Shared, headers: &HeaderMap) -> ApiResult<
         id: account.id,
         role: account.role,
         parent: account.parent,
+        totp: account.totp,
     })
 }
 

@@ -22,6 +22,14 @@ pub struct Config {
     /// Network management (6.1.14): fault detection and the operator's webhook.
     #[serde(default)]
     pub faults: crate::faults::FaultsConfig,
+    /// CRM interwork (H.626.4 6.2), `[crm]`: the operator's customer system verifies
+    /// sign-ups and approvals and is told of account changes. Default unset (no CRM).
+    #[serde(default)]
+    pub crm: Option<crate::crm::CrmConfig>,
+    /// Whether operator accounts must sign in with a TOTP code (RFC 6238); an operator
+    /// without one may then only enrol. Default false.
+    #[serde(default)]
+    pub operator_totp_required: bool,
     /// TLS certificate and key; without it the API is plain HTTP (only for loopback use).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
@@ -406,6 +414,8 @@ impl Config {
             listen: default_listen(),
             metrics_listen: None,
             faults: crate::faults::FaultsConfig::default(),
+            crm: None,
+            operator_totp_required: false,
             tls: None,
             database_url,
             database_max_connections: default_db_connections(),
@@ -462,6 +472,9 @@ impl Config {
             ));
         }
         self.cloud.check().map_err(CmuError::Config)?;
+        if let Some(crm) = &self.crm {
+            crm.validate().map_err(CmuError::Config)?;
+        }
         if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)
             || !(1..=365).contains(&self.snapshot_retention_days)
             || !(10..=60_000).contains(&self.snapshot_tick_ms)

@@ -25,6 +25,7 @@ mod clips;
 mod cloud;
 mod config;
 mod control;
+mod crm;
 mod devices;
 mod equipment;
 mod error;
@@ -44,6 +45,8 @@ mod snapshots;
 mod store;
 mod timeline;
 mod token;
+mod totp;
+mod users;
 mod web;
 
 use std::net::SocketAddr;
@@ -56,6 +59,7 @@ use tokio::net::TcpListener;
 
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
+pub use crm::CrmConfig;
 pub use faults::FaultsConfig;
 
 /// Errors that stop the CMU.
@@ -118,6 +122,8 @@ pub(crate) struct AppState {
     pub(crate) faults_open: std::sync::atomic::AtomicU64,
     /// Each operator phone's hourly budget of fault alert SMS (6.1.14).
     pub(crate) fault_alerts: std::sync::Mutex<faults::AlertBudget>,
+    /// The operator's CRM (6.2), when configured.
+    pub(crate) crm: Option<Arc<crm::Crm>>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -218,7 +224,14 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     // Issue 19: presence and routing are shared with the other instances over the bus.
     let bus = bus::start(config.bus, &store, &shutdown).await?;
     let metrics = metrics::CmuMetrics::new(store.audit_rows.clone());
+    let crm = match &config.crm {
+        Some(c) => Some(Arc::new(
+            crm::Crm::new(c.clone()).map_err(CmuError::Config)?,
+        )),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        crm,
         metrics,
         faults_open: std::sync::atomic::AtomicU64::new(0),
         fault_alerts: std::sync::Mutex::default(),
@@ -241,6 +254,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     clips::spawn_sweeper(state.clone(), shutdown.clone());
     state.metrics.watch(&state);
     faults::load(&state).await;
+    crm::spawn(&state);
     let metrics_addr = match state.config.metrics_listen {
         Some(l) => Some(
             peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())

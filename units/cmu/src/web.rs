@@ -75,6 +75,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/operator-equipment.js"),
     },
     Asset {
+        path: "/app/operator-users.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-users.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

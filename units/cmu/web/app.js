@@ -348,19 +348,34 @@ route(/^#\/alarms\/settings$/, (main) => messagesView(main));
 // Login, sign-up (6.1.1)
 
 route(/^#\/login$/, (main) => {
+  const totpField = field('Code from your authenticator app', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '11', dataset: { field: 'totp' } }, 'Six digits, or one of your recovery codes.');
+  totpField.hidden = true;
   const notice = sessionStorage.getItem('peercam.notice');
   sessionStorage.removeItem('peercam.notice');
   main.append(
     h('h1', null, 'Log in'),
     notice && h('p', { class: 'notice', role: 'status' }, notice),
     form({ class: 'card narrow', 'aria-label': 'Log in' }, async (f) => {
-      const r = await api('POST', '/login', { login: f.login.value.trim(), password: f.password.value });
+      const body = { login: f.login.value.trim(), password: f.password.value };
+      // Two-factor sign-in: the right password answers `totp_required`; ask for the code.
+      if (!totpField.hidden) body.totp = f.totp.value.trim();
+      let r;
+      try {
+        r = await api('POST', '/login', body);
+      } catch (e) {
+        if (e.code !== 'totp_required') throw e;
+        totpField.hidden = false;
+        f.totp.required = true;
+        f.totp.focus();
+        return;
+      }
       setSession({ token: r.token, expires_at: r.expires_at, user: r.user });
       reportUpdated();
       location.hash = homeHash();
     },
     field('Phone number or user name', { name: 'login', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' }, 'Owners log in with their phone number, e.g. +15551234567.'),
     field('Password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true }),
+    totpField,
     h('button', { type: 'submit', class: 'primary' }, 'Log in')),
     h('p', null, 'New here? ', h('a', { href: '#/signup' }, 'Sign up with your phone number'), '.'),
   );
@@ -405,7 +420,9 @@ route(/^#\/signup$/, (main) => {
       h('p', { role: 'status', class: 'notice', id: 'signup-done' },
         r.status === 'active'
           ? 'Your account is ready. Log in now.'
-          : 'Your account now waits for the operator to approve it. You can log in as soon as it is approved.'),
+          : r.status === 'pending_crm'
+            ? `${r.next[0].toUpperCase()}${r.next.slice(1)}. Then the operator approves it.`
+            : 'Your account now waits for the operator to approve it. You can log in as soon as it is approved.'),
       h('a', { href: '#/login', class: 'button primary' }, 'Go to log in'),
     );
     box.querySelector('h2').focus();

@@ -8,11 +8,13 @@
 
 import { api, currentRole, h, messageOf, toast } from './app.js';
 import { equipmentView } from './operator-equipment.js';
+import { usersView } from './operator-users.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
   ['overview', 'Overview', overviewView],
   ['equipment', 'Equipment', equipmentView],
+  ['users', 'Users', usersView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */

@@ -238,6 +238,8 @@ impl Client {
             &SignupRequest {
                 phone: phone.into(),
                 password: password.into(),
+                name: None,
+                contract_id: None,
             },
         )
         .await
@@ -261,12 +263,24 @@ impl Client {
         login: &str,
         password: &str,
     ) -> Result<(Self, LoginResponse), CuError> {
+        self.login_totp(login, password, None).await
+    }
+
+    /// Logs in with a TOTP code (or a recovery code) for an account with two-factor
+    /// sign-in; without it such an account is refused with `totp_required`.
+    pub async fn login_totp(
+        &self,
+        login: &str,
+        password: &str,
+        totp: Option<&str>,
+    ) -> Result<(Self, LoginResponse), CuError> {
         let r: LoginResponse = self
             .post(
                 "/api/v1/login",
                 &LoginRequest {
                     login: login.into(),
                     password: password.into(),
+                    totp: totp.map(Into::into),
                 },
             )
             .await?;
@@ -1149,6 +1163,119 @@ impl Client {
             Some(s) => self.get(&format!("/api/v1/admin/users?status={s}")).await,
             None => self.get("/api/v1/admin/users").await,
         }
+    }
+
+    /// Operator: one page of the account search (6.2): accounts whose login, name or
+    /// contract id contains `q`, with `status`; the next page's cursor, if any.
+    pub async fn admin_users_page(
+        &self,
+        q: Option<&str>,
+        status: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<peercam_signal::cm_users::AdminUserView>, Option<String>), CuError> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/admin/users", self.api))
+            .map_err(|e| CuError::Config(format!("API URL: {e}")))?;
+        {
+            let mut qp = url.query_pairs_mut();
+            qp.append_pair("limit", &limit.to_string());
+            for (k, v) in [("q", q), ("status", status), ("cursor", cursor)] {
+                if let Some(v) = v {
+                    qp.append_pair(k, v);
+                }
+            }
+        }
+        let mut req = self.http.get(url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let next = resp
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(transport)?;
+            return Err(api_error(status, &bytes));
+        }
+        Ok((resp.json().await.map_err(transport)?, next))
+    }
+
+    /// Operator: enable a disabled account again.
+    pub async fn enable(
+        &self,
+        id: i64,
+    ) -> Result<peercam_signal::cm_users::AdminUserView, CuError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/api/v1/admin/users/{id}/enable"),
+            None,
+        )
+        .await
+    }
+
+    /// Operator: send an owner a one-time code by SMS to set a new password with.
+    pub async fn reset_password(&self, id: i64) -> Result<(), CuError> {
+        self.call::<(), ()>(
+            Method::POST,
+            &format!("/api/v1/admin/users/{id}/reset-password"),
+            None,
+        )
+        .await
+    }
+
+    /// Sets a new password with the code of an operator's reset (no login needed).
+    pub async fn password_reset(&self, phone: &str, code: &str, new: &str) -> Result<(), CuError> {
+        self.post(
+            "/api/v1/password/reset",
+            &peercam_signal::cm_users::PasswordReset {
+                phone: phone.into(),
+                code: code.into(),
+                new_password: new.into(),
+            },
+        )
+        .await
+    }
+
+    /// Two-factor sign-in: its state.
+    pub async fn totp_state(&self) -> Result<peercam_signal::cm_users::TotpState, CuError> {
+        self.get("/api/v1/me/totp").await
+    }
+
+    /// Two-factor sign-in: a new secret to put in an authenticator app.
+    pub async fn totp_enroll(&self) -> Result<peercam_signal::cm_users::TotpEnrolment, CuError> {
+        self.call::<(), _>(Method::POST, "/api/v1/me/totp/enroll", None)
+            .await
+    }
+
+    /// Two-factor sign-in: on, with the app's first code; the recovery codes.
+    pub async fn totp_confirm(
+        &self,
+        code: &str,
+    ) -> Result<peercam_signal::cm_users::RecoveryCodes, CuError> {
+        self.post(
+            "/api/v1/me/totp/confirm",
+            &peercam_signal::cm_users::TotpCode { code: code.into() },
+        )
+        .await
+    }
+
+    /// Two-factor sign-in: off, with the password and a code (or a recovery code).
+    pub async fn totp_disable(&self, password: &str, code: &str) -> Result<(), CuError> {
+        self.post(
+            "/api/v1/me/totp/disable",
+            &peercam_signal::cm_users::TotpDisable {
+                password: password.into(),
+                code: code.into(),
+            },
+        )
+        .await
     }
 
     /// Operator: approve an account.

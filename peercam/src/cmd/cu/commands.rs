@@ -170,7 +170,10 @@ pub(super) async fn login(conn: &Conn, json: bool) -> anyhow::Result<()> {
     let (Some(u), Some(p)) = (&conn.user, &conn.password) else {
         bail!("pass --user and --password")
     };
-    let (c, r) = conn.anonymous()?.login(u, p).await?;
+    let (c, r) = conn
+        .anonymous()?
+        .login_totp(u, p, conn.totp.as_deref())
+        .await?;
     let saved = Saved {
         api: c.api().to_owned(),
         ca: conn.ca.clone().or_else(|| load_saved().and_then(|s| s.ca)),
