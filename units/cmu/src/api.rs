@@ -82,6 +82,8 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::cloud::plans::route_table());
     all.extend(crate::clips::route_table());
     all.extend(crate::faults::route_table());
+    all.extend(crate::campaigns::route_table());
+    all.extend(crate::logs::route_table());
     all
 }
 
@@ -618,14 +620,6 @@ fn sharing_and_operator_routes() -> Vec<RouteInfo> {
         ),
         r!(
             "GET",
-            "/api/v1/admin/audit",
-            Operator,
-            "The whole audit log",
-            None,
-            Some("AuditEntry")
-        ),
-        r!(
-            "GET",
             "/platform/v1/scu",
             Node,
             "WebSocket for SCU nodes (Sc/Sm, see docs/protocol.md)",
@@ -708,14 +702,15 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/admin/users") => get(admin::list_users),
         ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
-        ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
         _ => {
             return crate::alarms::handler(method, path)
                 .or_else(|| crate::snapshots::handler(method, path))
                 .or_else(|| crate::cloud::plans::handler(method, path))
                 .or_else(|| crate::clips::handler(method, path))
-                .or_else(|| crate::faults::handler(method, path));
+                .or_else(|| crate::faults::handler(method, path))
+                .or_else(|| crate::campaigns::handler(method, path))
+                .or_else(|| crate::logs::handler(method, path));
         }
     })
 }
@@ -849,8 +844,10 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::faults::components(crate::clips::components(crate::cloud::plans::components(
-        crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
+    crate::logs::components(crate::campaigns::components(crate::faults::components(
+        crate::clips::components(crate::cloud::plans::components(
+            crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
+        )),
     )))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()

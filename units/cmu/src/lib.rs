@@ -21,6 +21,7 @@ pub mod api;
 mod audit;
 mod auth;
 mod bus;
+mod campaigns;
 mod clips;
 mod cloud;
 mod config;
@@ -29,6 +30,7 @@ mod devices;
 mod error;
 mod faults;
 mod json;
+mod logs;
 mod metrics;
 mod packages;
 pub mod platform;
@@ -237,6 +239,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     clips::spawn_sweeper(state.clone(), shutdown.clone());
     state.metrics.watch(&state);
     faults::load(&state).await;
+    campaigns::spawn_driver(state.clone());
+    logs::spawn_retention(state.clone());
     let metrics_addr = match state.config.metrics_listen {
         Some(l) => Some(
             peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())
