@@ -26,6 +26,8 @@ const FILES = {
   '/app/shared-clips.js': ['shared-clips.js', 'text/javascript'],
   '/app/live.js': ['live.js', 'text/javascript'],
   '/app/operator.js': ['operator.js', 'text/javascript'],
+  '/app/operator-campaigns.js': ['operator-campaigns.js', 'text/javascript'],
+  '/app/operator-logs.js': ['operator-logs.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],
   '/app/icon-maskable.svg': ['icon-maskable.svg', 'image/svg+xml'],

@@ -6,6 +6,7 @@ pub(crate) mod cmu;
 pub(crate) mod cs;
 pub(crate) mod cu;
 pub(crate) mod demo;
+pub(crate) mod fleet;
 pub(crate) mod mtu;
 pub(crate) mod nvr;
 pub(crate) mod plan;

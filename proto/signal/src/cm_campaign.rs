@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 /// filters narrow it down (all given ones apply).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CampaignTarget {
     /// Only devices of this model; refused unless it is the package's model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +27,7 @@ pub struct CampaignTarget {
 /// `POST /api/v1/admin/campaigns`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CampaignCreate {
     /// A name for people.
     pub name: String,
@@ -161,6 +163,7 @@ pub struct CampaignDetail {
 /// `POST /api/v1/admin/campaigns/{id}/pause|resume|abort`: an optional reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CampaignAction {
     /// Why (kept in the audit log).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,6 +70,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/operator.js"),
     },
     Asset {
+        path: "/app/operator-campaigns.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-campaigns.js"),
+    },
+    Asset {
+        path: "/app/operator-logs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-logs.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

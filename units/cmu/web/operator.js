@@ -7,10 +7,14 @@
 // to TABS, and list the module in web.rs ASSETS, sw.js SHELL and web-tests' FILES.
 
 import { api, currentRole, h, messageOf, toast } from './app.js';
+import { campaignsView } from './operator-campaigns.js';
+import { logsView } from './operator-logs.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
   ['overview', 'Overview', overviewView],
+  ['campaigns', 'Upgrades', campaignsView],
+  ['logs', 'Logs', logsView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */
