@@ -413,7 +413,7 @@ pub(crate) async fn audit(c: &Client, json: bool, cmd: AuditCmd) -> anyhow::Resu
                     n
                 }
                 None => {
-                    let mut o = std::io::stdout().lock();
+                    let mut o = std::io::BufWriter::new(std::io::stdout());
                     let n = c
                         .export_log(filter.log(), &encode(&q), &mut o, progress)
                         .await?;

@@ -770,9 +770,13 @@ async fn drive(st: &Shared, c: Campaign) -> Result<(), crate::store::StoreError>
         st.public_url.trim_end_matches('/'),
         c.sha256
     );
-    for i in orders {
-        let Some(mem) = members.get(i) else { continue };
-        order(st, &c, mem, &release, &url, now).await?;
+    // The stage's orders go out together (a wave waits for the slowest answer only).
+    let sends = orders
+        .iter()
+        .filter_map(|i| members.get(*i))
+        .map(|mem| order(st, &c, mem, &release, &url, now));
+    for r in futures_util::future::join_all(sends).await {
+        r?;
     }
     Ok(())
 }
