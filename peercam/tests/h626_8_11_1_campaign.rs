@@ -230,13 +230,20 @@ async fn h626_8_11_1_campaign_canary_fails_pauses_survives_restart_and_aborts() 
     assert_eq!(c.admin.campaigns().await.unwrap()[0].id, id);
     // The CLI: the same campaign, as JSON and as a table; following an ended one returns.
     let shown: CampaignDetail = serde_json::from_str(
-        &admin_cli(&c, &["--json", "campaigns", "show", &id.to_string(), "--follow"]).await,
+        &admin_cli(
+            &c,
+            &["--json", "campaigns", "show", &id.to_string(), "--follow"],
+        )
+        .await,
     )
     .unwrap();
     assert_eq!(shown.campaign.state, "aborted");
     assert_eq!(shown.devices.len(), 4);
     let table = admin_cli(&c, &["campaigns", "list"]).await;
-    assert!(table.contains("aborted") && table.contains("bad build"), "{table}");
+    assert!(
+        table.contains("aborted") && table.contains("bad build"),
+        "{table}"
+    );
 
     // Audit and system log rows.
     let audit = c.admin.audit_search("action=campaign.*").await.unwrap();
@@ -386,13 +393,53 @@ async fn h626_6_1_14_logs_search_and_export() {
     );
     // The CLI: search as JSON, export to a file.
     let found: Vec<peercam_signal::cm::AuditEntry> = serde_json::from_str(
-        &admin_cli(&c, &["--json", "audit", "search", "--outcome", "bad_credentials"]).await,
+        &admin_cli(
+            &c,
+            &["--json", "audit", "search", "--outcome", "bad_credentials"],
+        )
+        .await,
     )
     .unwrap();
     assert!(!found.is_empty() && found.iter().all(|a| a.outcome == "bad_credentials"));
     let file = c.path().join("syslog.jsonl");
     let out = file.to_str().unwrap();
-    admin_cli(&c, &["audit", "export", "--system", "--format", "jsonl", "--out", out]).await;
-    assert!(std::fs::read_to_string(&file).unwrap().contains("unit.start"));
+    admin_cli(
+        &c,
+        &[
+            "audit", "export", "--system", "--format", "jsonl", "--out", out,
+        ],
+    )
+    .await;
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("unit.start")
+    );
+    c.stop().await;
+}
+
+/// Issue 18 item 4 in the operator's web page (Chromium): the Logs tab filters the audit log
+/// by an action prefix, exports the filtered rows as CSV, and shows the system log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_1_14_logs_web_filter_and_export() {
+    let Some(dir) = web_tests_or_skip("h626_6_1_14_logs_web_filter_and_export") else {
+        return;
+    };
+    let c = Cluster::start(0).await.unwrap();
+    let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
+    let mut env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", "admin".to_owned()),
+        ("PEERCAM_WEB_PASSWORD", password.trim().to_owned()),
+    ];
+    if let Ok(shots) = std::env::var("PEERCAM_SHOTS") {
+        env.push(("PEERCAM_SHOTS", shots));
+    }
+    let r = scenario(&dir, "logs.mjs", &env, None).await;
+    assert_eq!(
+        r["csvHeader"], "id,at,actor,action,device_id,outcome,detail",
+        "{r}"
+    );
+    assert!(r["rows"].as_u64().unwrap() >= 1, "{r}");
     c.stop().await;
 }
