@@ -28,6 +28,8 @@ const FILES = {
   '/app/operator.js': ['operator.js', 'text/javascript'],
   '/app/operator-equipment.js': ['operator-equipment.js', 'text/javascript'],
   '/app/operator-users.js': ['operator-users.js', 'text/javascript'],
+  '/app/operator-campaigns.js': ['operator-campaigns.js', 'text/javascript'],
+  '/app/operator-logs.js': ['operator-logs.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],
   '/app/icon-maskable.svg': ['icon-maskable.svg', 'image/svg+xml'],

@@ -134,6 +134,9 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
             json!({"phone": "+15559990000", "code": "000000", "new_password": "whatever whatever"})
         }
         "TotpDisable" => json!({"password": "wrong wrong wrong", "code": "000000"}),
+        // 8.11.1 campaigns: a package that does not exist (404), and an empty reason.
+        "CampaignCreate" => json!({"name": "matrix", "package": "00".repeat(32)}),
+        "CampaignAction" => json!({}),
         other => panic!("no body for {other}"),
     })
 }
@@ -280,6 +283,7 @@ async fn authorisation_matrix_small_world(c: Cluster) {
                     .replace("/faults/{id}", "/faults/1")
                     .replace("/vendors/{id}", "/vendors/1")
                     .replace("/models/{id}", "/models/1")
+                    .replace("/campaigns/{id}", "/campaigns/1")
                     .replace("{username}", "suba1");
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.

@@ -62,6 +62,14 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<FaultCmd>,
     },
+    /// Fleet upgrade campaigns (H.626.4 8.11.1): a canary, then waves; paused by itself when
+    /// too many fail.
+    #[command(subcommand)]
+    Campaigns(super::fleet::CampaignCmd),
+    /// The audit log and the system log (6.1.14): search by time, actor, device, action,
+    /// outcome; export as CSV or JSON lines.
+    #[command(subcommand)]
+    Audit(super::fleet::AuditCmd),
 }
 
 #[derive(Subcommand)]
@@ -532,6 +540,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Vendors(cmd) => super::equipment::vendors(&c, json, cmd).await?,
         Cmd::Models(cmd) => super::equipment::models(&c, json, cmd).await?,
         Cmd::Faults { all, action } => faults(&c, json, all, action).await?,
+        Cmd::Campaigns(cmd) => super::fleet::campaigns(&c, json, cmd).await?,
+        Cmd::Audit(cmd) => super::fleet::audit(&c, json, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

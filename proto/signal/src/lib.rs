@@ -17,6 +17,7 @@
 //! | [`cm_alarm`] | Cm: the alarm routes (8.8, 6.1.9) | HTTP/JSON and server-sent events |
 //! | [`cm_clip`] | Cm: shared clip links (8.7.1 download) | HTTP/JSON |
 //! | [`cm_plan`] | Cm: cloud storage plans and usage (6.1.13) | HTTP/JSON |
+//! | [`cm_campaign`] | Cm: fleet upgrade campaigns (8.11.1), the system log (6.1.14) | HTTP/JSON |
 //! | [`cm_snapshot`] | Cm: the timed snapshot schedule (6.1.12) | HTTP/JSON |
 //! | [`cm_users`] | Cm: the operator's user management and two-factor sign-in (6.2) | HTTP/JSON |
 //! | [`crm`] | the CMU and the operator's CRM (6.2) | HTTP/JSON |
@@ -33,6 +34,7 @@
 pub mod clock;
 pub mod cm;
 pub mod cm_alarm;
+pub mod cm_campaign;
 pub mod cm_clip;
 pub mod cm_equipment;
 pub mod cm_plan;

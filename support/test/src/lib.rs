@@ -630,6 +630,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The CMU's configuration, to change before [`Cluster::restart_cmu`].
+    pub fn cmu_config_mut(&mut self) -> &mut peercam_cmu::Config {
+        &mut self.cmu_config
+    }
+
     /// The path of the CMU database file.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("cmu.db")

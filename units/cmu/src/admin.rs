@@ -224,17 +224,6 @@ pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }
 
-/// `GET /api/v1/admin/audit`: the newest entries.
-pub(crate) async fn audit_log(
-    State(st): State<Shared>,
-    Query(q): Query<AuditQuery>,
-) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
-    let limit = q.limit.unwrap_or(200).min(5000);
-    Ok(axum::Json(
-        crate::store::audit::recent(&st.store, limit).await?,
-    ))
-}
-
 /// `GET /api/v1/audit`: what the caller did and what concerns its devices.
 pub(crate) async fn my_audit(
     State(st): State<Shared>,

@@ -84,6 +84,8 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::faults::route_table());
     all.extend(crate::equipment::route_table());
     all.extend(crate::users::route_table());
+    all.extend(crate::campaigns::route_table());
+    all.extend(crate::logs::route_table());
     all
 }
 
@@ -620,14 +622,6 @@ fn sharing_and_operator_routes() -> Vec<RouteInfo> {
         ),
         r!(
             "GET",
-            "/api/v1/admin/audit",
-            Operator,
-            "The whole audit log",
-            None,
-            Some("AuditEntry")
-        ),
-        r!(
-            "GET",
             "/platform/v1/scu",
             Node,
             "WebSocket for SCU nodes (Sc/Sm, see docs/protocol.md)",
@@ -710,7 +704,6 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/admin/users") => get(crate::users::list_users),
         ("POST", "/api/v1/admin/users/{id}/approve") => post(admin::approve_user),
         ("POST", "/api/v1/admin/users/{id}/disable") => post(admin::disable_user),
-        ("GET", "/api/v1/admin/audit") => get(admin::audit_log),
         ("GET", "/platform/v1/scu") => get(platform::ws_handler),
         _ => {
             return crate::alarms::handler(method, path)
@@ -719,7 +712,9 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 .or_else(|| crate::clips::handler(method, path))
                 .or_else(|| crate::faults::handler(method, path))
                 .or_else(|| crate::equipment::handler(method, path))
-                .or_else(|| crate::users::handler(method, path));
+                .or_else(|| crate::users::handler(method, path))
+                .or_else(|| crate::campaigns::handler(method, path))
+                .or_else(|| crate::logs::handler(method, path));
         }
     })
 }
@@ -865,10 +860,12 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::users::components(crate::equipment::components(crate::faults::components(
-        crate::clips::components(crate::cloud::plans::components(
-            crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
-        )),
+    crate::logs::components(crate::campaigns::components(crate::users::components(
+        crate::equipment::components(crate::faults::components(crate::clips::components(
+            crate::cloud::plans::components(crate::snapshots::components(
+                crate::alarms::components(ComponentsBuilder::new()),
+            )),
+        ))),
     )))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()

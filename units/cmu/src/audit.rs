@@ -291,6 +291,13 @@ pub(crate) enum Event<'a> {
         outcome: &'a str,
         detail: &'a str,
     },
+    /// 8.11.1: an operator created (`campaign.create`), paused, resumed or aborted a fleet
+    /// upgrade campaign.
+    Campaign {
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -361,7 +368,9 @@ impl Event<'_> {
             E::PackageManifest { .. } => "package.manifest",
             E::PackagePayload { .. } => "package.payload",
             E::ClientUpdate { .. } => "client.update",
-            E::FaultHandled { action, .. } | E::Equipment { action, .. } => action,
+            E::FaultHandled { action, .. }
+            | E::Equipment { action, .. }
+            | E::Campaign { action, .. } => action,
         }
     }
 
@@ -384,7 +393,8 @@ impl Event<'_> {
             | E::TurnCredential { user, .. }
             | E::UserParamsSet { user, .. }
             | E::ClientUpdate { user, .. }
-            | E::FaultHandled { user, .. } => Some(user),
+            | E::FaultHandled { user, .. }
+            | E::Campaign { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountAction { by, .. } => by,
             E::AccountApproved { by, .. }
@@ -525,6 +535,7 @@ impl Event<'_> {
             | E::ClientUpdate { detail: d, .. }
             | E::FaultHandled { detail: d, .. }
             | E::Equipment { detail: d, .. }
+            | E::Campaign { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
             | E::Clip { detail: d, .. } => (*d).to_owned(),

@@ -78,6 +78,11 @@ pub struct Config {
     /// Distinct release keys that must sign a package. Default 1.
     #[serde(default = "default_release_threshold")]
     pub release_threshold: usize,
+    /// Days the audit log and the system log keep their rows (6.1.14, issue 18 item 4); a
+    /// daily task deletes older ones. 0 keeps them for ever. Default 400 (a year and a
+    /// month, the usual minimum for telecom operators' logs).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
     /// The URL devices download packages from (this API's base). Default: `https://` and
     /// the listening address (`localhost` when listening on all interfaces).
     #[serde(default)]
@@ -348,6 +353,10 @@ fn default_release_threshold() -> usize {
     1
 }
 
+fn default_audit_retention_days() -> u32 {
+    400
+}
+
 /// TLS material.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,6 +438,7 @@ impl Config {
             token_key_rotate_s: default_token_key_rotate(),
             release_keys: Vec::new(),
             release_threshold: default_release_threshold(),
+            audit_retention_days: default_audit_retention_days(),
             public_url: None,
             turn_secret: None,
             turn_ttl_s: default_turn_ttl(),

@@ -136,6 +136,8 @@ pub(crate) async fn raise(st: &Shared, kind: &str, subject: &str, detail: &str) 
         Ok(Some(f)) => {
             tracing::warn!(id = f.id, %kind, %subject, %detail, "fault raised");
             st.metrics.faults_raised.inc();
+            let d = format!("{kind}: {detail}");
+            crate::logs::system(&st.store, "fault.raised", Some(subject), &d).await;
             changed(st, "raised", f).await;
         }
         Ok(None) => {}
@@ -148,6 +150,7 @@ pub(crate) async fn clear(st: &Shared, kind: &str, subject: &str) {
     match faults::clear(&st.store, kind, subject, now_s()).await {
         Ok(Some(f)) => {
             tracing::info!(id = f.id, %kind, %subject, "fault cleared");
+            crate::logs::system(&st.store, "fault.cleared", Some(subject), kind).await;
             changed(st, "cleared", f).await;
         }
         Ok(None) => {}
@@ -303,6 +306,8 @@ pub(crate) async fn presence(st: &Shared, id: &DeviceId, kind: DeviceKind, onlin
 
 /// An SCU node's link came up or went away.
 pub(crate) async fn node(st: &Shared, node: &str, up: bool) {
+    let event = if up { "node.link" } else { "node.unlink" };
+    crate::logs::system(&st.store, event, Some(node), "SCU node").await;
     if up {
         clear(st, SCU_NODE_LOST, node).await;
     } else if !st.shutdown.is_triggered() && !st.platform.node_is_up(node) {

@@ -21,6 +21,7 @@ pub mod api;
 mod audit;
 mod auth;
 mod bus;
+mod campaigns;
 mod clips;
 mod cloud;
 mod config;
@@ -31,6 +32,7 @@ mod equipment;
 mod error;
 mod faults;
 mod json;
+mod logs;
 mod metrics;
 mod packages;
 pub mod platform;
@@ -255,6 +257,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     state.metrics.watch(&state);
     faults::load(&state).await;
     crm::spawn(&state);
+    campaigns::spawn_driver(state.clone());
+    logs::spawn_retention(state.clone());
     let metrics_addr = match state.config.metrics_listen {
         Some(l) => Some(
             peercam_net::metrics::serve(l, state.metrics.registry.clone(), shutdown.clone())

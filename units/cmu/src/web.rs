@@ -80,6 +80,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/operator-users.js"),
     },
     Asset {
+        path: "/app/operator-campaigns.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-campaigns.js"),
+    },
+    Asset {
+        path: "/app/operator-logs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-logs.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/live.js"),

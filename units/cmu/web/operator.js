@@ -9,12 +9,16 @@
 import { api, currentRole, h, messageOf, toast } from './app.js';
 import { equipmentView } from './operator-equipment.js';
 import { usersView } from './operator-users.js';
+import { campaignsView } from './operator-campaigns.js';
+import { logsView } from './operator-logs.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
   ['overview', 'Overview', overviewView],
   ['equipment', 'Equipment', equipmentView],
   ['users', 'Users', usersView],
+  ['campaigns', 'Upgrades', campaignsView],
+  ['logs', 'Logs', logsView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */

@@ -14,6 +14,9 @@ mod snapshots;
 pub mod talk;
 
 use peercam_signal::cm::*;
+use peercam_signal::cm_campaign::{
+    CampaignAction, CampaignCreate, CampaignDetail, CampaignView, SystemLogEntry,
+};
 use peercam_signal::cmd::DeviceDescription;
 use peercam_signal::control::{
     DeviceParams, FieldError, ParamsState, PlatformParams, PlatformParamsState, PtzCommand,
@@ -1024,6 +1027,81 @@ impl Client {
             &serde_json::json!({}),
         )
         .await
+    }
+
+    /// Operator: fleet upgrade campaigns, newest first (8.11.1).
+    pub async fn campaigns(&self) -> Result<Vec<CampaignView>, CuError> {
+        self.get("/api/v1/admin/campaigns").await
+    }
+
+    /// Operator: one campaign and its devices' results (8.11.1).
+    pub async fn campaign(&self, id: i64) -> Result<CampaignDetail, CuError> {
+        self.get(&format!("/api/v1/admin/campaigns/{id}")).await
+    }
+
+    /// Operator: starts a fleet upgrade campaign (8.11.1).
+    pub async fn campaign_create(&self, req: &CampaignCreate) -> Result<CampaignDetail, CuError> {
+        self.post("/api/v1/admin/campaigns", req).await
+    }
+
+    /// Operator: `pause`, `resume` or `abort` campaign `id`, with an optional reason.
+    pub async fn campaign_action(
+        &self,
+        id: i64,
+        action: &str,
+        reason: Option<String>,
+    ) -> Result<CampaignView, CuError> {
+        self.post(
+            &format!("/api/v1/admin/campaigns/{id}/{action}"),
+            &CampaignAction { reason },
+        )
+        .await
+    }
+
+    /// Operator: the audit log searched with `query` (`from=&to=&actor=&device=&action=&outcome=&limit=&cursor=`).
+    pub async fn audit_search(&self, query: &str) -> Result<Vec<AuditEntry>, CuError> {
+        self.get(&format!("/api/v1/admin/audit?{query}")).await
+    }
+
+    /// Operator: the system log searched with `query` (`from=&to=&device=&action=&unit=&limit=&cursor=`).
+    pub async fn syslog(&self, query: &str) -> Result<Vec<SystemLogEntry>, CuError> {
+        self.get(&format!("/api/v1/admin/syslog?{query}")).await
+    }
+
+    /// Operator: streams an export (`log` is `audit` or `syslog`, `query` carries `format`
+    /// and the filters) into `out`, calling `progress` with the bytes so far.
+    pub async fn export_log(
+        &self,
+        log: &str,
+        query: &str,
+        out: &mut (dyn std::io::Write + Send),
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, CuError> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1/admin/{log}/export?{query}", self.api))
+            .timeout(std::time::Duration::from_secs(24 * 3600));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| CuError::Transport {
+            api: self.api.clone(),
+            source,
+        };
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(transport)?;
+            return Err(api_error(status, &bytes));
+        }
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            out.write_all(&chunk)
+                .map_err(|e| CuError::Config(format!("writing the export: {e}")))?;
+            n += chunk.len() as u64;
+            progress(n);
+        }
+        Ok(n)
     }
 
     /// Operator: provision devices.

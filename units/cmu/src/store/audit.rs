@@ -64,6 +64,7 @@ pub(crate) async fn append(db: &Store, r: &Record<'_>) -> Result<(), StoreError>
 }
 
 /// The newest `limit` rows, newest first (operator).
+#[cfg(test)]
 pub(crate) async fn recent(db: &Store, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = retry(|| async {
         sqlx::query_as(

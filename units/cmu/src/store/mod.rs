@@ -20,12 +20,14 @@
 pub(crate) mod accounts;
 pub(crate) mod alarms;
 pub(crate) mod audit;
+pub(crate) mod campaigns;
 pub(crate) mod clips;
 pub(crate) mod cloud;
 pub(crate) mod crm;
 pub(crate) mod devices;
 pub(crate) mod equipment;
 pub(crate) mod faults;
+pub(crate) mod logs;
 pub(crate) mod media;
 pub(crate) mod packages;
 pub(crate) mod params;
