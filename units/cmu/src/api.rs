@@ -82,6 +82,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::cloud::plans::route_table());
     all.extend(crate::clips::route_table());
     all.extend(crate::faults::route_table());
+    all.extend(crate::accounting::routes::route_table());
     all
 }
 
@@ -715,7 +716,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 .or_else(|| crate::snapshots::handler(method, path))
                 .or_else(|| crate::cloud::plans::handler(method, path))
                 .or_else(|| crate::clips::handler(method, path))
-                .or_else(|| crate::faults::handler(method, path));
+                .or_else(|| crate::faults::handler(method, path))
+                .or_else(|| crate::accounting::routes::handler(method, path));
         }
     })
 }
@@ -849,9 +851,9 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-    crate::faults::components(crate::clips::components(crate::cloud::plans::components(
+    crate::accounting::routes::components(crate::faults::components(crate::clips::components(crate::cloud::plans::components(
         crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
-    )))
+    ))))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()
     .schema_from::<cm::AttachedCamera>()

@@ -273,6 +273,13 @@ pub(crate) enum Event<'a> {
         action: &'static str,
         detail: &'a str,
     },
+    /// Clause 7 accounting, 6.2: an operator closed a billing period or changed an
+    /// announcement (`billing.close`, `announcement.create`, ...).
+    Billing {
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -342,7 +349,7 @@ impl Event<'_> {
             E::PackageManifest { .. } => "package.manifest",
             E::PackagePayload { .. } => "package.payload",
             E::ClientUpdate { .. } => "client.update",
-            E::FaultHandled { action, .. } => action,
+            E::FaultHandled { action, .. } | E::Billing { action, .. } => action,
         }
     }
 
@@ -365,7 +372,8 @@ impl Event<'_> {
             | E::TurnCredential { user, .. }
             | E::UserParamsSet { user, .. }
             | E::ClientUpdate { user, .. }
-            | E::FaultHandled { user, .. } => Some(user),
+            | E::FaultHandled { user, .. }
+            | E::Billing { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountApproved { by, .. }
             | E::AccountDisabled { by, .. }
@@ -500,6 +508,7 @@ impl Event<'_> {
             | E::PackagePayload { sha256: d, .. }
             | E::ClientUpdate { detail: d, .. }
             | E::FaultHandled { detail: d, .. }
+            | E::Billing { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
             | E::Clip { detail: d, .. } => (*d).to_owned(),

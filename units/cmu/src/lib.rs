@@ -14,6 +14,7 @@
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
 //! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
+mod accounting;
 mod accounts;
 mod admin;
 mod alarms;
@@ -55,6 +56,7 @@ use tokio::net::TcpListener;
 
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
+pub use accounting::BillingConfig;
 pub use faults::FaultsConfig;
 
 /// Errors that stop the CMU.
@@ -235,6 +237,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     platform::start(&state).await;
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     clips::spawn_sweeper(state.clone(), shutdown.clone());
+    accounting::spawn_sampler(state.clone(), shutdown.clone());
     state.metrics.watch(&state);
     faults::load(&state).await;
     let metrics_addr = match state.config.metrics_listen {
