@@ -507,9 +507,20 @@ mod tests {
         assert_eq!(format_day(from), "2024-02-01");
         assert_eq!(parse_day("2024-02-29"), Ok(to - 1));
         assert!(parse_day("2024-02-30").is_err());
-        assert_eq!(Period::parse("2024-12").unwrap().next().to_string(), "2025-01");
+        assert_eq!(
+            Period::parse("2024-12").unwrap().next().to_string(),
+            "2025-01"
+        );
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        for bad in ["2024-13", "2024-00", "1969-12", "2024-1", "2024/01", "+024-01", "２０２４-01"] {
+        for bad in [
+            "2024-13",
+            "2024-00",
+            "1969-12",
+            "2024-1",
+            "2024/01",
+            "+024-01",
+            "２０２４-01",
+        ] {
             assert!(Period::parse(bad).is_err(), "{bad}");
         }
     }
@@ -527,7 +538,12 @@ mod tests {
         assert_eq!(p.charge(1200), 14);
         assert_eq!(KindPrice::default().charge(u64::MAX), 0);
         assert_eq!(
-            KindPrice { included: 0, per: 1, minor: u64::MAX }.charge(2),
+            KindPrice {
+                included: 0,
+                per: 1,
+                minor: u64::MAX
+            }
+            .charge(2),
             u64::MAX
         );
     }

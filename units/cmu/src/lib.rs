@@ -54,9 +54,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
+pub use accounting::BillingConfig;
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
-pub use accounting::BillingConfig;
 pub use faults::FaultsConfig;
 
 /// Errors that stop the CMU.

@@ -94,8 +94,7 @@ impl BillingConfig {
         if !(10..=86_400).contains(&self.sample_interval_s) {
             return Err("billing.sample_interval_s must be 10 to 86400".into());
         }
-        if self.webhook_url.is_some() && self.webhook_secret.as_ref().is_none_or(|s| s.len() < 16)
-        {
+        if self.webhook_url.is_some() && self.webhook_secret.as_ref().is_none_or(|s| s.len() < 16) {
             return Err("billing.webhook_secret of at least 16 characters is required with billing.webhook_url".into());
         }
         Ok(())
@@ -168,7 +167,14 @@ pub(crate) async fn relay_usage(
     let account = payer(st, user).await;
     record(st, account, "relay_bytes", bytes, Some(camera)).await;
     if seconds > 0 {
-        record(st, account, "live_s_relay", u64::from(seconds), Some(camera)).await;
+        record(
+            st,
+            account,
+            "live_s_relay",
+            u64::from(seconds),
+            Some(camera),
+        )
+        .await;
     }
     tracing::debug!(%mtu, %camera, account, bytes, seconds, "relay usage recorded");
     PlatformAnswer::Stored { id: String::new() }
@@ -333,7 +339,14 @@ pub(crate) async fn sample(st: &Shared) {
         };
         let kb_h = u128::from(used.used_bytes) * u128::from(interval) / 3_600_000;
         if kb_h > 0 {
-            record(st, owner, "cloud_kb_h", u64::try_from(kb_h).unwrap_or(u64::MAX), None).await;
+            record(
+                st,
+                owner,
+                "cloud_kb_h",
+                u64::try_from(kb_h).unwrap_or(u64::MAX),
+                None,
+            )
+            .await;
         }
         let plan = plan_at(st, owner, now / DAY_S + 1)
             .await

@@ -284,7 +284,10 @@ async fn close(
     Query(q): Query<PeriodQuery>,
 ) -> ApiResult<axum::Json<CloseAnswer>> {
     let Some(name) = q.period.as_deref() else {
-        return Err(ApiErr::bad_request("bad_period", "?period=YYYY-MM is required"));
+        return Err(ApiErr::bad_request(
+            "bad_period",
+            "?period=YYYY-MM is required",
+        ));
     };
     let period = period_of(Some(name))?;
     let (_, to_day) = period.days();
@@ -356,7 +359,13 @@ async fn stats(
         ));
     }
     let mut series: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    for kind in ["live_s_direct", "live_s_punched", "live_s_relay", "relay_bytes", "sms"] {
+    for kind in [
+        "live_s_direct",
+        "live_s_punched",
+        "live_s_relay",
+        "relay_bytes",
+        "sms",
+    ] {
         series.insert(
             kind.to_owned(),
             usage::series(&st.store, kind, (from, to, step)).await?,
@@ -373,9 +382,7 @@ async fn stats(
             }
         }
     }
-    series
-        .entry("devices_online".into())
-        .or_default();
+    series.entry("devices_online".into()).or_default();
     series.insert(
         "signups".into(),
         usage::created(&st.store, Created::Signups, (from, to, step)).await?,
@@ -397,7 +404,9 @@ const REPORT_HEADER: &[&str] = &["period", "account", "login", "kind", "quantity
 async fn daily_csv(State(st): State<Shared>, Query(q): Query<PeriodQuery>) -> ApiResult<Response> {
     let day = match q.period.as_deref() {
         None | Some("") => (now_s() / DAY_S).saturating_sub(1),
-        Some(d) => billing::parse_day(d).map_err(|e| ApiErr::bad_request("bad_period", e.to_string()))?,
+        Some(d) => {
+            billing::parse_day(d).map_err(|e| ApiErr::bad_request("bad_period", e.to_string()))?
+        }
     };
     let logins = usage::logins(&st.store).await?;
     let name = billing::format_day(day);
@@ -471,15 +480,15 @@ async fn current_announcements(
     Ok(axum::Json(
         all.into_iter()
             .filter(|a| a.starts_at <= now && a.ends_at.is_none_or(|e| now < e))
-            .filter(|a| {
-                a.audience.is_none() || p.role == Role::Operator || a.audience == plan
-            })
+            .filter(|a| a.audience.is_none() || p.role == Role::Operator || a.audience == plan)
             .map(ann_view)
             .collect(),
     ))
 }
 
-async fn list_announcements(State(st): State<Shared>) -> ApiResult<axum::Json<Vec<AnnouncementView>>> {
+async fn list_announcements(
+    State(st): State<Shared>,
+) -> ApiResult<axum::Json<Vec<AnnouncementView>>> {
     let all = usage::announcements(&st.store).await?;
     Ok(axum::Json(all.into_iter().map(ann_view).collect()))
 }
@@ -496,12 +505,18 @@ fn checked(st: &Shared, id: i64, b: AnnouncementBody) -> ApiResult<Announcement>
     if let Some(a) = &b.audience
         && st.config.cloud.plan(a).is_none()
     {
-        return Err(ApiErr::bad_request("bad_audience", "the audience is a plan id"));
+        return Err(ApiErr::bad_request(
+            "bad_audience",
+            "the audience is a plan id",
+        ));
     }
     let now = now_s();
     let starts_at = b.starts_at.unwrap_or(now);
     if b.ends_at.is_some_and(|e| e <= starts_at) {
-        return Err(ApiErr::bad_request("bad_announcement", "ends_at must follow starts_at"));
+        return Err(ApiErr::bad_request(
+            "bad_announcement",
+            "ends_at must follow starts_at",
+        ));
     }
     Ok(Announcement {
         id,

@@ -76,11 +76,7 @@ pub(crate) async fn deliver(st: &Shared, period: &str, invoices: Vec<Invoice>) {
             .send()
             .await;
         let (status, error, ok) = match sent {
-            Ok(r) => (
-                Some(r.status().as_u16()),
-                None,
-                r.status().is_success(),
-            ),
+            Ok(r) => (Some(r.status().as_u16()), None, r.status().is_success()),
             Err(e) => (None, Some(e.to_string()), false),
         };
         let d = Delivery {
@@ -117,6 +113,9 @@ mod tests {
         // RFC 4231 test case 2 with the timestamp prefix folded into the data.
         let s = super::signature(b"Jefe", 0, b"what do ya want for nothing?");
         assert!(s.starts_with("sha256=") && s.len() == 7 + 64);
-        assert_ne!(s, super::signature(b"Jefe", 1, b"what do ya want for nothing?"));
+        assert_ne!(
+            s,
+            super::signature(b"Jefe", 1, b"what do ya want for nothing?")
+        );
     }
 }

@@ -139,7 +139,10 @@ pub(crate) struct DayTotal {
 }
 
 /// The rollups of the days `[from_day, to_day)`, by day, account and kind.
-pub(crate) async fn days(db: &Store, (from_day, to_day): (u64, u64)) -> Result<Vec<DayTotal>, StoreError> {
+pub(crate) async fn days(
+    db: &Store,
+    (from_day, to_day): (u64, u64),
+) -> Result<Vec<DayTotal>, StoreError> {
     let rows: Vec<(i64, i64, String, i64, i64)> = retry(|| async {
         sqlx::query_as(
             "SELECT day, account_id, kind, quantity, records FROM usage_daily
@@ -191,7 +194,10 @@ pub(crate) async fn series(
 
 /// Rebuilds the rollups of the days `[from_day, to_day)` from the records (after a bulk
 /// load or a repair); returns the rollup rows written.
-pub(crate) async fn rebuild_days(db: &Store, (from_day, to_day): (u64, u64)) -> Result<u64, StoreError> {
+pub(crate) async fn rebuild_days(
+    db: &Store,
+    (from_day, to_day): (u64, u64),
+) -> Result<u64, StoreError> {
     retry(|| async {
         let mut tx = begin_write(db).await?;
         sqlx::query("DELETE FROM usage_daily WHERE day >= $1 AND day < $2")
@@ -217,7 +223,12 @@ pub(crate) async fn rebuild_days(db: &Store, (from_day, to_day): (u64, u64)) -> 
 
 /// Stores one statistics sample (a gauge read now and then, e.g. devices online); a second
 /// sample of the same metric and second replaces the first.
-pub(crate) async fn sample(db: &Store, at: u64, metric: &str, value: u64) -> Result<(), StoreError> {
+pub(crate) async fn sample(
+    db: &Store,
+    at: u64,
+    metric: &str,
+    value: u64,
+) -> Result<(), StoreError> {
     retry(|| async {
         sqlx::query(
             "INSERT INTO stats_samples (at, metric, value) VALUES ($1, $2, $3)
@@ -518,7 +529,9 @@ pub(crate) async fn subscribers(db: &Store) -> Result<Vec<(i64, String)>, StoreE
 }
 
 /// The login of every customer account (owners and sub-accounts).
-pub(crate) async fn logins(db: &Store) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+pub(crate) async fn logins(
+    db: &Store,
+) -> Result<std::collections::HashMap<i64, String>, StoreError> {
     let rows: Vec<(i64, String)> = retry(|| async {
         sqlx::query_as("SELECT id, login FROM users WHERE role <> 'operator'")
             .fetch_all(db.pool())
