@@ -122,6 +122,8 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         // Issue 17 item 9: allowed only to the camera's owner, refused on its merits here
         // (no cloud storage unit in this world: 409).
         "ClipRequest" => json!({"from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:01:00Z"}),
+        // Clause 7 / 6.2 announcements: a valid one (operators only).
+        "AnnouncementBody" => json!({"title": "matrix", "body": "b"}),
         other => panic!("no body for {other}"),
     })
 }
@@ -266,6 +268,7 @@ async fn authorisation_matrix_small_world(c: Cluster) {
                     .replace("/users/{id}", &format!("/users/{a_id}"))
                     .replace("/alarms/{id}", &format!("/alarms/{a_alarm}"))
                     .replace("/faults/{id}", "/faults/1")
+                    .replace("/announcements/{id}", "/announcements/1")
                     .replace("{username}", "suba1");
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.

@@ -227,3 +227,55 @@ async fn h626_6_2_announcements_reach_their_audience() {
         ("plus", 299)
     );
 }
+
+/// 6.2 in Chromium: the operator's charts and a monthly report downloaded as CSV, an
+/// announcement published; the owner sees it, and the month's usage and plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_2_operator_downloads_a_report_and_user_sees_usage() {
+    use peercam_test::web::{scenario, web_tests_or_skip};
+    let Some(dir) = web_tests_or_skip("h626_6_2_operator_downloads_a_report_and_user_sees_usage")
+    else {
+        return;
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let phone = "+15550770031";
+    let owner = c.owner(phone).await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    c.bind(&owner, &ids[0]).await.unwrap();
+    let r = peercam_signal::cm::SessionReport {
+        path: PathKind::Lan,
+        connect_ms: 5,
+        bytes: 1000,
+        seconds: 240,
+    };
+    owner
+        .report_session(ids[0].device_id.as_str(), &r)
+        .await
+        .unwrap();
+    let me = owner.me().await.unwrap().id;
+    let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
+    let mut env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", "admin".to_owned()),
+        ("PEERCAM_WEB_PASSWORD", password.trim().to_owned()),
+        ("PEERCAM_OWNER", phone.to_owned()),
+        ("PEERCAM_OWNER_PASSWORD", peercam_test::PASSWORD.to_owned()),
+    ];
+    if let Ok(shots) = std::env::var("PEERCAM_SHOTS") {
+        env.push(("PEERCAM_SHOTS", shots));
+    }
+    let out = scenario(&dir, "reports.mjs", &env, None).await;
+    assert_eq!(out["charts"], 7);
+    let report = parse_csv(out["report"].as_str().unwrap()).unwrap();
+    assert!(
+        report.iter().any(|row| row[1] == me.to_string()
+            && row[2] == phone
+            && row[3] == "live_s_direct"
+            && row[4] == "240"),
+        "{report:?}"
+    );
+    assert!(out["usage"].as_str().unwrap().contains("4 min"), "{out}");
+    assert!(out["plan"].as_str().unwrap().contains("free"), "{out}");
+    assert_eq!(c.admin.admin_announcements().await.unwrap().len(), 1);
+}

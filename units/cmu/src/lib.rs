@@ -14,7 +14,8 @@
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
 //! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
-mod accounting;
+#[doc(hidden)]
+pub mod accounting;
 mod accounts;
 mod admin;
 mod alarms;

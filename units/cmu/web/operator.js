@@ -7,10 +7,14 @@
 // to TABS, and list the module in web.rs ASSETS, sw.js SHELL and web-tests' FILES.
 
 import { api, currentRole, h, messageOf, toast } from './app.js';
+import { billingView } from './operator-billing.js';
+import { reportsView } from './operator-reports.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
   ['overview', 'Overview', overviewView],
+  ['reports', 'Reports', reportsView],
+  ['billing', 'Billing', billingView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */

@@ -16,6 +16,8 @@
 //!   `billing.sample_interval_s`;
 //! - SMS: every message the gateway took; snapshots: every timed snapshot stored.
 
+#[doc(hidden)]
+pub mod bench;
 pub(crate) mod routes;
 pub(crate) mod webhook;
 
@@ -392,4 +394,88 @@ pub(crate) async fn close(
         tokio::spawn(async move { webhook::deliver(&st, &name, all).await });
     }
     Ok((closed_at, n, started))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use peercam_signal::cm_billing::{KindPrice, Period, invoices_csv, parse_csv};
+
+    use super::{Total, price};
+
+    #[test]
+    fn h626_7_accounting_invoice_of_known_records() {
+        let t = |kind: &str, quantity| Total {
+            account: 7,
+            kind: kind.into(),
+            quantity,
+            records: 1,
+        };
+        let totals = [
+            t("relay_bytes", 12_500_000_000),
+            t("sms", 3),
+            t("snapshots", 40),
+        ];
+        let refs: Vec<&Total> = totals.iter().collect();
+        let usage: BTreeMap<String, KindPrice> = [
+            (
+                "relay_bytes".to_owned(),
+                KindPrice {
+                    included: 10_000_000_000,
+                    per: 1_000_000_000,
+                    minor: 50,
+                },
+            ),
+            (
+                "sms".to_owned(),
+                KindPrice {
+                    included: 0,
+                    per: 1,
+                    minor: 9,
+                },
+            ),
+        ]
+        .into();
+        let p = Period::parse("2026-11").unwrap();
+        let inv = price(
+            p,
+            (7, Some("+1555,0".into())),
+            ("plus", 299, Some(&usage)),
+            (&refs, "EUR", true),
+        );
+        let amounts: Vec<(&str, u64)> = inv
+            .lines
+            .iter()
+            .map(|l| (l.item.as_str(), l.amount_minor))
+            .collect();
+        // 2.5 GB beyond the included 10 GB: three started blocks of 1 GB at 0.50.
+        assert_eq!(
+            amounts,
+            [
+                ("plan", 299),
+                ("relay_bytes", 150),
+                ("sms", 27),
+                ("snapshots", 0)
+            ]
+        );
+        assert_eq!(inv.total_minor, 476);
+        let rows = parse_csv(&invoices_csv(std::slice::from_ref(&inv))).unwrap();
+        assert_eq!(rows.len(), 1 + 4 + 1);
+        assert_eq!(
+            rows[2],
+            [
+                "2026-11",
+                "7",
+                "+1555,0",
+                "plus",
+                "EUR",
+                "relay_bytes",
+                "12500000000",
+                "10000000000",
+                "150"
+            ]
+        );
+        assert_eq!(rows[5][5..], ["total", "", "", "476"]);
+    }
 }

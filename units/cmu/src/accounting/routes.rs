@@ -430,16 +430,19 @@ async fn monthly_csv(
     Query(q): Query<PeriodQuery>,
 ) -> ApiResult<Response> {
     let period = period_of(q.period.as_deref())?;
-    let body = monthly_report(&st, period).await?;
+    let body = monthly_report(&st.store, period).await?;
     Ok(csv_response(&format!("monthly-{period}.csv"), body))
 }
 
 /// The monthly report: one CSV row per account and kind, from the daily rollups.
-pub(crate) async fn monthly_report(st: &Shared, period: Period) -> ApiResult<String> {
-    let logins = usage::logins(&st.store).await?;
+pub(crate) async fn monthly_report(
+    db: &crate::store::Store,
+    period: Period,
+) -> Result<String, crate::store::StoreError> {
+    let logins = usage::logins(db).await?;
     let name = period.to_string();
     let mut out = csv_line(REPORT_HEADER);
-    for t in usage::totals(&st.store, period.days(), None).await? {
+    for t in usage::totals(db, period.days(), None).await? {
         out.push_str(&csv_line(&[
             name.clone(),
             t.account.to_string(),

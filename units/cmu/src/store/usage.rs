@@ -94,7 +94,7 @@ pub(crate) async fn totals(
 ) -> Result<Vec<Total>, StoreError> {
     let rows: Vec<TotalRow> = retry(|| async {
         sqlx::query_as(
-            "SELECT account_id, kind, SUM(quantity), SUM(records) FROM usage_daily
+            "SELECT account_id, kind, CAST(SUM(quantity) AS BIGINT), CAST(SUM(records) AS BIGINT) FROM usage_daily
              WHERE day >= $1 AND day < $2 AND ($3 < 0 OR account_id = $3)
              GROUP BY account_id, kind ORDER BY account_id, kind",
         )
@@ -116,7 +116,7 @@ pub(crate) async fn totals_from_records(
 ) -> Result<Vec<Total>, StoreError> {
     let rows: Vec<TotalRow> = retry(|| async {
         sqlx::query_as(
-            "SELECT account_id, kind, SUM(quantity), COUNT(*) FROM usage_records
+            "SELECT account_id, kind, CAST(SUM(quantity) AS BIGINT), COUNT(*) FROM usage_records
              WHERE day >= $1 AND day < $2
              GROUP BY account_id, kind ORDER BY account_id, kind",
         )
@@ -172,7 +172,7 @@ pub(crate) async fn series(
 ) -> Result<Vec<(u64, u64)>, StoreError> {
     let rows: Vec<(i64, i64)> = retry(|| async {
         sqlx::query_as(
-            "SELECT (at - $2) / $4, SUM(quantity) FROM usage_records
+            "SELECT (at - $2) / $4, CAST(SUM(quantity) AS BIGINT) FROM usage_records
              WHERE kind = $1 AND day >= $5 AND day <= $6 AND at >= $2 AND at < $3
              GROUP BY 1 ORDER BY 1",
         )
@@ -207,7 +207,7 @@ pub(crate) async fn rebuild_days(
             .await?;
         let n = sqlx::query(
             "INSERT INTO usage_daily (day, account_id, kind, quantity, records)
-             SELECT day, account_id, kind, SUM(quantity), COUNT(*) FROM usage_records
+             SELECT day, account_id, kind, CAST(SUM(quantity) AS BIGINT), COUNT(*) FROM usage_records
              WHERE day >= $1 AND day < $2 GROUP BY day, account_id, kind",
         )
         .bind(ts(from_day))
@@ -506,6 +506,35 @@ pub(crate) async fn deliveries(db: &Store, period: &str) -> Result<Vec<Delivery>
             ok: ok != 0,
         })
         .collect())
+}
+
+/// The benchmark's bulk load: `records` synthetic records over `accounts` accounts, spread
+/// over `span` seconds from `start`, in one statement (a recursive CTE; one transaction).
+pub(crate) async fn bulk_load(
+    db: &Store,
+    records: u64,
+    accounts: u64,
+    (start, span): (u64, u64),
+) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO usage_records (at, day, account_id, kind, quantity, device_id)
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         SELECT $2 + (i * 7919) % $3, ($2 + (i * 7919) % $3) / 86400, 1 + i % $4,
+                CASE i % 7 WHEN 0 THEN 'live_s_direct' WHEN 1 THEN 'live_s_punched'
+                WHEN 2 THEN 'live_s_relay' WHEN 3 THEN 'relay_bytes' WHEN 4 THEN 'cloud_kb_h'
+                WHEN 5 THEN 'sms' ELSE 'snapshots' END,
+                1 + i % 1000, NULL
+         FROM n",
+    )
+    .bind(ts(records))
+    .bind(ts(start))
+    .bind(ts(span.max(1)))
+    .bind(ts(accounts.max(1)))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The owners with a cloud storage pool (a camera on a CS), for the GB-days sampler.
