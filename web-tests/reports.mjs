@@ -55,7 +55,7 @@ await run(async (result) => {
     result.plan = await user.page.locator('#usage-plan').innerText();
     await user.page.locator('#cloud-plan-name').waitFor({ timeout: 10000 });
     step(result, 'user sees usage and plan');
-    if (process.env.PEERCAM_SHOTS) await shots(user.page, process.env.PEERCAM_SHOTS, 'user-usage');
+    if (process.env.PEERCAM_SHOTS) await shots(user.page, process.env.PEERCAM_SHOTS, 'user-usage', { scrollTo: '#usage' });
   } finally {
     await browser.close();
   }
