@@ -483,9 +483,11 @@ pub(crate) async fn delivered(db: &Store, d: &Delivery) -> Result<(), StoreError
     .await
 }
 
+type DeliveryRow = (String, i64, i64, Option<i64>, Option<String>, i64);
+
 /// The delivery attempts of `period`, oldest first.
 pub(crate) async fn deliveries(db: &Store, period: &str) -> Result<Vec<Delivery>, StoreError> {
-    let rows: Vec<(String, i64, i64, Option<i64>, Option<String>, i64)> = retry(|| async {
+    let rows: Vec<DeliveryRow> = retry(|| async {
         sqlx::query_as(
             "SELECT period, at, attempt, status, error, ok FROM billing_deliveries
              WHERE period = $1 ORDER BY id",
