@@ -460,6 +460,8 @@ mod tests {
             ]
         );
         assert_eq!(inv.total_minor, 476);
+        // A login that is not a plain number and starts like a formula is written with a
+        // quote mark (a phone number alone stays a number).
         let rows = parse_csv(&invoices_csv(std::slice::from_ref(&inv))).unwrap();
         assert_eq!(rows.len(), 1 + 4 + 1);
         assert_eq!(
@@ -467,7 +469,7 @@ mod tests {
             [
                 "2026-11",
                 "7",
-                "+1555,0",
+                "'+1555,0",
                 "plus",
                 "EUR",
                 "relay_bytes",
