@@ -137,6 +137,8 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         // 8.11.1 campaigns: a package that does not exist (404), and an empty reason.
         "CampaignCreate" => json!({"name": "matrix", "package": "00".repeat(32)}),
         "CampaignAction" => json!({}),
+        // Clause 7 / 6.2 announcements: a valid one (operators only).
+        "AnnouncementBody" => json!({"title": "matrix", "body": "b"}),
         other => panic!("no body for {other}"),
     })
 }
@@ -284,6 +286,7 @@ async fn authorisation_matrix_small_world(c: Cluster) {
                     .replace("/vendors/{id}", "/vendors/1")
                     .replace("/models/{id}", "/models/1")
                     .replace("/campaigns/{id}", "/campaigns/1")
+                    .replace("/announcements/{id}", "/announcements/1")
                     .replace("{username}", "suba1");
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.

@@ -1148,6 +1148,7 @@ fn paid_plans(c: &mut peercam_cmu::CloudConfig) {
         max_age_days: Some(30),
         price: Some("EUR 2.99/month".into()),
         public,
+        ..Default::default()
     };
     c.plans = vec![plan("plus", 1 << 30, true), plan("staff", 1 << 40, false)];
 }

@@ -70,6 +70,40 @@ enum Cmd {
     /// outcome; export as CSV or JSON lines.
     #[command(subcommand)]
     Audit(super::fleet::AuditCmd),
+    /// Usage per account and kind in a billing period (clause 7 accounting): live seconds
+    /// by path, relay bytes, cloud kilobyte-hours, SMS, snapshots.
+    Usage {
+        /// The period, YYYY-MM; default the current month.
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// The invoice of every account for a period (amounts in minor currency units), or
+    /// `--csv`; `--close` closes a finished period and posts it to the billing webhook.
+    Invoices {
+        /// The period, YYYY-MM; default the current month.
+        #[arg(long)]
+        period: Option<String>,
+        /// Print the CSV form.
+        #[arg(long)]
+        csv: bool,
+        /// Close the period (it must be over) and show the webhook's delivery attempts.
+        #[arg(long)]
+        close: bool,
+    },
+    /// A daily or monthly report as CSV (6.2): usage per account and kind.
+    Reports {
+        #[arg(value_enum)]
+        which: super::billing::Report,
+        /// YYYY-MM-DD for daily, YYYY-MM for monthly; default yesterday / this month.
+        #[arg(long)]
+        period: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Announcements shown in the user portal (6.2 advertising): list, add, delete.
+    #[command(subcommand)]
+    Announcements(super::billing::AnnCmd),
 }
 
 #[derive(Subcommand)]
@@ -542,6 +576,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Faults { all, action } => faults(&c, json, all, action).await?,
         Cmd::Campaigns(cmd) => super::fleet::campaigns(&c, json, cmd).await?,
         Cmd::Audit(cmd) => super::fleet::audit(&c, json, cmd).await?,
+        Cmd::Usage { period } => super::billing::usage(&c, json, period.as_deref()).await?,
+        Cmd::Invoices { period, csv, close } => {
+            super::billing::invoices(&c, json, period.as_deref(), (csv, close)).await?;
+        }
+        Cmd::Reports { which, period, out } => {
+            super::billing::report(&c, json, which, period.as_deref(), out).await?;
+        }
+        Cmd::Announcements(cmd) => super::billing::announcements(&c, json, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod alarms;
+pub(crate) mod billing;
 pub(crate) mod cmu;
 pub(crate) mod cs;
 pub(crate) mod cu;

@@ -606,6 +606,24 @@ pub enum DeviceRequest {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pipe: bool,
     },
+    /// Clause 7 accounting (MTU -> CMU, within version 1; an older CMU refuses it
+    /// `unsupported` and the MTU only logs that): a relayed viewer session of `user` on
+    /// `camera` ended (or an interim report of a long one, `interim`), having sent `bytes`
+    /// to the viewer (RTP and RTCP with their interleaved headers) over `seconds`. Answered
+    /// [`PlatformAnswer::Stored`]; refused `forbidden` unless the sender is an MTU.
+    RelayUsage {
+        /// The camera relayed.
+        camera: DeviceId,
+        /// The viewer's account, as granted (Dm).
+        user: i64,
+        /// Bytes sent to the viewer since the previous report of this session.
+        bytes: u64,
+        /// Seconds since the previous report of this session.
+        seconds: u32,
+        /// More reports of this session follow.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interim: bool,
+    },
     /// H.626.4 6.1.9 "storage full": a recorder found its store full while recording
     /// `camera` (the oldest recordings deleted to make room, or the camera's quota reached).
     /// Sent by the NVR recording the camera, or by the camera for its own SD card (8.7.3),

@@ -34,6 +34,7 @@
 pub mod clock;
 pub mod cm;
 pub mod cm_alarm;
+pub mod cm_billing;
 pub mod cm_campaign;
 pub mod cm_clip;
 pub mod cm_equipment;

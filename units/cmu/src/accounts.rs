@@ -129,6 +129,8 @@ pub(crate) async fn signup(
         )
     })?;
     audit::log(&st.store, Event::SignupCodeSent { phone: &phone }).await;
+    // Clause 7 accounting: no account exists yet; the platform's own SMS.
+    crate::accounting::sms_sent(&st, 0).await;
     Ok(axum::Json(SignupState {
         status: AccountStatus::PendingCode,
         next: "enter the code sent by SMS at /api/v1/signup/confirm".into(),

@@ -86,6 +86,7 @@ pub fn routes() -> Vec<RouteInfo> {
     all.extend(crate::users::route_table());
     all.extend(crate::campaigns::route_table());
     all.extend(crate::logs::route_table());
+    all.extend(crate::accounting::routes::route_table());
     all
 }
 
@@ -714,7 +715,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
                 .or_else(|| crate::equipment::handler(method, path))
                 .or_else(|| crate::users::handler(method, path))
                 .or_else(|| crate::campaigns::handler(method, path))
-                .or_else(|| crate::logs::handler(method, path));
+                .or_else(|| crate::logs::handler(method, path))
+                .or_else(|| crate::accounting::routes::handler(method, path));
         }
     })
 }
@@ -860,13 +862,14 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
+crate::accounting::routes::components(
     crate::logs::components(crate::campaigns::components(crate::users::components(
         crate::equipment::components(crate::faults::components(crate::clips::components(
             crate::cloud::plans::components(crate::snapshots::components(
                 crate::alarms::components(ComponentsBuilder::new()),
             )),
         ))),
-    )))
+    ))))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()
     .schema_from::<cm::AttachedCamera>()

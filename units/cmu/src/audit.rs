@@ -298,6 +298,13 @@ pub(crate) enum Event<'a> {
         action: &'static str,
         detail: &'a str,
     },
+    /// Clause 7 accounting, 6.2: an operator closed a billing period or changed an
+    /// announcement (`billing.close`, `announcement.create`, ...).
+    Billing {
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -371,6 +378,11 @@ impl Event<'_> {
             E::FaultHandled { action, .. }
             | E::Equipment { action, .. }
             | E::Campaign { action, .. } => action,
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
+            E::FaultHandled { action, .. } | E::Billing { action, .. } => action,
         }
     }
 
@@ -395,6 +407,11 @@ impl Event<'_> {
             | E::ClientUpdate { user, .. }
             | E::FaultHandled { user, .. }
             | E::Campaign { user, .. } => Some(user),
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
+            | E::Billing { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountAction { by, .. } => by,
             E::AccountApproved { by, .. }
@@ -536,6 +553,11 @@ impl Event<'_> {
             | E::FaultHandled { detail: d, .. }
             | E::Equipment { detail: d, .. }
             | E::Campaign { detail: d, .. }
+        user: i64,
+        action: &'static str,
+        detail: &'a str,
+    },
+            | E::Billing { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
             | E::Clip { detail: d, .. } => (*d).to_owned(),

@@ -30,6 +30,9 @@ pub struct Config {
     /// without one may then only enrol. Default false.
     #[serde(default)]
     pub operator_totp_required: bool,
+    /// Accounting and charging (clause 7), statistics (6.2): `[billing]`.
+    #[serde(default)]
+    pub billing: crate::accounting::BillingConfig,
     /// TLS certificate and key; without it the API is plain HTTP (only for loopback use).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
@@ -145,6 +148,9 @@ pub struct CloudConfig {
     /// one configured here, else one made of `free_quota_bytes` and `free_max_age_days`.
     #[serde(default)]
     pub plans: Vec<PlanConfig>,
+    /// The ISO 4217 currency of every plan's prices (clause 7 accounting). Default `EUR`.
+    #[serde(default = "default_currency")]
+    pub currency: String,
     /// Shared clips (issue 17 item 9): how long the owner's client may take to upload a
     /// clip after making its link, seconds. Default 1800.
     #[serde(default = "default_clip_upload_ttl")]
@@ -176,8 +182,12 @@ fn default_clips_per_hour() -> u32 {
     60
 }
 
+fn default_currency() -> String {
+    "EUR".into()
+}
+
 /// One plan of the catalogue (`[[cloud.plans]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
     /// Its id: 1 to 32 characters of a-z, 0-9, `-`, `_`.
@@ -197,6 +207,17 @@ pub struct PlanConfig {
     /// kept by those who hold it. Default true.
     #[serde(default = "yes")]
     pub public: bool,
+    /// Clause 7 accounting: the plan's price per billing period (a calendar month), minor
+    /// currency units of `cloud.currency` (cents). Default 0.
+    #[serde(default)]
+    pub price_minor: u64,
+    /// Clause 7 accounting: per usage kind (`live_s_direct`, `live_s_punched`,
+    /// `live_s_relay`, `relay_bytes`, `cloud_kb_h`, `sms`, `snapshots`), the amount included
+    /// per period and the price of each block of `per` units beyond it:
+    /// `[cloud.plans.usage.relay_bytes] included = 10000000000, per = 1000000000, minor = 50`.
+    /// A kind not listed is free.
+    #[serde(default)]
+    pub usage: std::collections::BTreeMap<String, peercam_signal::cm_billing::KindPrice>,
 }
 
 fn yes() -> bool {
@@ -213,6 +234,7 @@ impl Default for CloudConfig {
             free_max_age_days: default_free_max_age(),
             downgrade_grace_days: default_grace_days(),
             plans: Vec::new(),
+            currency: default_currency(),
             clip_upload_ttl_s: default_clip_upload_ttl(),
             clip_view_ttl_s: default_clip_view_ttl(),
             clip_uses_per_minute: default_clip_uses_per_minute(),
@@ -237,6 +259,8 @@ impl CloudConfig {
                 max_age_days: Some(self.free_max_age_days),
                 price: None,
                 public: true,
+                price_minor: 0,
+                usage: std::collections::BTreeMap::new(),
             });
         }
         all.extend(self.plans.iter().cloned());
@@ -257,6 +281,9 @@ impl CloudConfig {
                 "cloud.free_max_age_days must be 1 to 3650, cloud.downgrade_grace_days 0 to 365"
                     .into(),
             );
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err("cloud.currency must be an ISO 4217 code such as EUR".into());
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.plans {
@@ -281,6 +308,13 @@ impl CloudConfig {
             }
             if p.price.as_ref().is_some_and(|x| x.len() > 64) {
                 return Err(format!("cloud.plans.{}: price of at most 64 bytes", p.id));
+            }
+            if let Some(k) = p
+                .usage
+                .keys()
+                .find(|k| !peercam_signal::cm_billing::is_usage_kind(k))
+            {
+                return Err(format!("cloud.plans.{}.usage: unknown kind {k:?}", p.id));
             }
             if p.id == FREE_PLAN && !p.public {
                 return Err("cloud.plans.free must be public".into());
@@ -425,6 +459,7 @@ impl Config {
             faults: crate::faults::FaultsConfig::default(),
             crm: None,
             operator_totp_required: false,
+            billing: crate::accounting::BillingConfig::default(),
             tls: None,
             database_url,
             database_max_connections: default_db_connections(),
@@ -485,6 +520,7 @@ impl Config {
         if let Some(crm) = &self.crm {
             crm.validate().map_err(CmuError::Config)?;
         }
+        self.billing.check().map_err(CmuError::Config)?;
         if !(60..=30 * 86_400).contains(&self.snapshot_link_ttl_s)
             || !(1..=365).contains(&self.snapshot_retention_days)
             || !(10..=60_000).contains(&self.snapshot_tick_ms)

@@ -14,6 +14,8 @@
 //! - `/platform/v1/scu`: the Sc/Sm WebSocket that SCU nodes connect to ([`platform`]).
 //! - `/`, `/app/*`: the web client (CU, M_CU of 6.3), embedded in the binary (`src/web.rs`).
 
+#[doc(hidden)]
+pub mod accounting;
 mod accounts;
 mod admin;
 mod alarms;
@@ -59,6 +61,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peercam_net::{NetError, Shutdown};
 use tokio::net::TcpListener;
 
+pub use accounting::BillingConfig;
 pub use bus::BusKind;
 pub use config::{CloudConfig, Config, PlanConfig, SmsConfig, SnapshotClock, TlsFiles};
 pub use crm::CrmConfig;
@@ -254,6 +257,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, CmuErr
     platform::start(&state).await;
     snapshots::scheduler::spawn(state.clone(), shutdown.clone());
     clips::spawn_sweeper(state.clone(), shutdown.clone());
+    accounting::spawn_sampler(state.clone(), shutdown.clone());
     state.metrics.watch(&state);
     faults::load(&state).await;
     crm::spawn(&state);

@@ -1116,6 +1116,14 @@ async fn device_request(
             )
             .await
         }
+        // Clause 7 accounting: an MTU's measure of a relayed session.
+        DeviceRequest::RelayUsage {
+            camera,
+            user,
+            bytes,
+            seconds,
+            ..
+        } => crate::accounting::relay_usage(st, device_id, &camera, (user, bytes, seconds)).await,
         _ => PlatformAnswer::Refused {
             code: Refusal::Unsupported,
             message: "this CMU does not serve that request".into(),

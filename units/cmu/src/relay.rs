@@ -416,6 +416,7 @@ pub(crate) async fn report_session(
     let (id, _) =
         crate::auth::device_access(&st, &p, &id, crate::auth::Need::Scope(Scope::Live)).await?;
     store::media::record(&st.store, p.id, &id, &r, now_s()).await?;
+    crate::accounting::session_reported(&st, p.id, &id, &r).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

@@ -65,6 +65,21 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/shared-clips.js"),
     },
     Asset {
+        path: "/app/usage.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/usage.js"),
+    },
+    Asset {
+        path: "/app/operator-reports.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-reports.js"),
+    },
+    Asset {
+        path: "/app/operator-billing.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/operator-billing.js"),
+    },
+    Asset {
         path: "/app/operator.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/operator.js"),

@@ -5,6 +5,7 @@ import { messagesView, strategyView } from './alarm-settings.js';
 import { startAlarmStream, stopAlarmStream } from './alarm-stream.js';
 import { alarmsView } from './alarms.js';
 import { cloudPlanCard } from './cloud-plan.js';
+import { announcements, usageCard } from './usage.js';
 import { CLIP_EXPIRIES, CLIP_MAX_MS, shareClip, sharedClipsCard } from './shared-clips.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 import { operatorView } from './operator.js';
@@ -449,6 +450,7 @@ route(/^#\/devices$/, async (main) => {
   main.append(
     h('div', { class: 'heading' }, h('h1', null, 'Devices'),
       h('button', { type: 'button', onclick: () => refresh().catch((e) => toast(messageOf(e))) }, 'Refresh')),
+    announcements(),
     list,
   );
   if (session.user.role === 'owner') {
@@ -1871,6 +1873,8 @@ route(/^#\/account$/, (main) => {
       field('New password again', { name: 'new_password2', type: 'password', autocomplete: 'new-password', required: true, dataset: { field: 'new_password2' } }),
       h('button', { type: 'submit', class: 'primary' }, 'Change password'))),
     u.role === 'owner' && subaccountsPanel(),
+    u.role !== 'operator' && usageCard(),
+    u.role !== 'operator' && cloudPlanCard(),
     u.role !== 'operator' && h('p', null, h('a', { href: '#/alarms/settings' }, 'Alarm messages and notifications')),
     h('p', null, h('button', { type: 'button', onclick: logout }, 'Log out')),
     h('p', { class: 'muted' }, `peercam web client ${VERSION}.`),

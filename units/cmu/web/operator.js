@@ -11,6 +11,8 @@ import { equipmentView } from './operator-equipment.js';
 import { usersView } from './operator-users.js';
 import { campaignsView } from './operator-campaigns.js';
 import { logsView } from './operator-logs.js';
+import { billingView } from './operator-billing.js';
+import { reportsView } from './operator-reports.js';
 
 /** The tabs, in order: id (the address `#/operator/<id>`), label, view. */
 const TABS = [
@@ -19,6 +21,8 @@ const TABS = [
   ['users', 'Users', usersView],
   ['campaigns', 'Upgrades', campaignsView],
   ['logs', 'Logs', logsView],
+  ['reports', 'Reports', reportsView],
+  ['billing', 'Billing', billingView],
 ];
 
 /** Renders the operator page with `tab` selected; an unknown tab falls back to the overview. */

@@ -5,6 +5,7 @@
 //! the platform refuses.
 
 mod alarms;
+mod billing;
 mod clips;
 pub use clips::{ShareSpec, ShareStep};
 pub mod live;

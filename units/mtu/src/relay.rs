@@ -86,6 +86,9 @@ impl Stats {
     }
 }
 
+/// How often a long relayed session's usage is reported (clause 7 accounting).
+const USAGE_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Track numbers a feed can carry: video 0, audio 1, the back channel 2, AAC 3.
 const MAX_TRACKS: usize = 4;
 
@@ -1018,6 +1021,9 @@ impl Handler for Viewer {
         let out = io.out;
         match wake {
             Wake::Packet(Ok(p)) => {
+                if self.usage.1.elapsed() >= USAGE_INTERVAL {
+                    self.report_usage(true);
+                }
                 self.forward(&p, out);
                 // Send what is queued now and then, not per packet, when packets pile up.
                 for _ in 0..64 {
@@ -1084,6 +1090,9 @@ struct Viewer {
     talk: Option<talk::TalkUpstream>,
     /// The SSRC of the viewer's voice towards the camera.
     talk_ssrc: u32,
+    /// Clause 7 accounting: bytes sent to this viewer since the last usage report, and
+    /// when that report was.
+    usage: (u64, Instant),
 }
 
 impl Viewer {
@@ -1102,16 +1111,46 @@ impl Viewer {
             talk_token: None,
             talk: None,
             talk_ssrc: rand::random(),
+            usage: (0, Instant::now()),
         }
+    }
+
+    /// Clause 7 accounting: reports the bytes sent to the viewer since the last report
+    /// ([`DeviceRequest::RelayUsage`]) without waiting for the answer.
+    fn report_usage(&mut self, interim: bool) {
+        let Some((camera, user, _)) = self.who.clone() else {
+            return;
+        };
+        let (bytes, since) = std::mem::replace(&mut self.usage, (0, Instant::now()));
+        if bytes == 0 && interim {
+            return;
+        }
+        let seconds = u32::try_from(since.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let request = DeviceRequest::RelayUsage {
+            camera,
+            user,
+            bytes,
+            seconds,
+            interim,
+        };
+        let relay = self.relay.clone();
+        tokio::spawn(async move {
+            match relay.ask(request).await {
+                PlatformAnswer::Stored { .. } => {}
+                other => tracing::info!(answer = ?other, bytes, "relay usage not recorded"),
+            }
+        });
     }
 
     async fn run(mut self, tcp: TcpStream) -> Result<(), ServeError> {
         let shutdown = self.relay.shutdown.clone();
-        serve::serve(tcp, &mut self, async move {
+        let served = serve::serve(tcp, &mut self, async move {
             shutdown.wait().await;
             Ok(())
         })
-        .await
+        .await;
+        self.report_usage(false);
+        served
     }
 
     fn forward(&mut self, p: &Packet, out: &mut Vec<u8>) {
@@ -1126,10 +1165,9 @@ impl Viewer {
         }
         let ch = if p.rtcp { rtcp } else { rtp };
         if write_interleaved(ch, &p.data, out).is_ok() {
-            self.relay
-                .stats
-                .bytes_out
-                .fetch_add(p.data.len() as u64 + 4, Ordering::Relaxed);
+            let n = p.data.len() as u64 + 4;
+            self.relay.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+            self.usage.0 += n;
         }
     }
 }

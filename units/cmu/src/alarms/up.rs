@@ -301,10 +301,9 @@ async fn sms(st: &Shared, row: &AlarmRow) {
     else {
         return;
     };
-    if let Err(e) =
-        crate::sms::send_retrying(st.sms.as_ref(), &phone, (&text, None), SMS_ATTEMPTS).await
-    {
-        tracing::warn!(error = %e, alarm = row.id, "alarm SMS not sent");
+    match crate::sms::send_retrying(st.sms.as_ref(), &phone, (&text, None), SMS_ATTEMPTS).await {
+        Ok(()) => crate::accounting::sms_sent(st, row.owner).await,
+        Err(e) => tracing::warn!(error = %e, alarm = row.id, "alarm SMS not sent"),
     }
 }
 

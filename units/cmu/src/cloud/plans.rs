@@ -90,8 +90,9 @@ async fn units_of(st: &Shared, owner: i64) -> ApiResult<(BTreeSet<DeviceId>, Vec
     Ok((units, cameras))
 }
 
-/// The pool's use, summed over the units that answer Su `cs_usage`.
-async fn usage(st: &Shared, owner: i64) -> ApiResult<CloudUsage> {
+/// The pool's use, summed over the units that answer Su `cs_usage` (also the source of
+/// the accounting's cloud kilobyte-hours).
+pub(crate) async fn pool_usage(st: &Shared, owner: i64) -> ApiResult<CloudUsage> {
     let (units, _) = units_of(st, owner).await?;
     let mut u = CloudUsage::default();
     for cs in units {
@@ -135,7 +136,7 @@ async fn state(st: &Shared, owner: i64) -> ApiResult<PlanState> {
         // Shown while the grace runs; after it the CS has pruned (or prunes at its next
         // round).
         prune_excess_after: sub.and_then(|s| s.prune_after).filter(|t| *t > now_s()),
-        usage: usage(st, owner).await?,
+        usage: pool_usage(st, owner).await?,
     })
 }
 
@@ -297,6 +298,7 @@ mod tests {
             max_age_days: Some(30),
             price: Some("EUR 2/month".into()),
             public: true,
+            ..PlanConfig::default()
         };
         c.plans = vec![plus.clone()];
         assert_eq!(c.catalogue().len(), 2);

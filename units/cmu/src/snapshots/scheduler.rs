@@ -160,6 +160,8 @@ async fn shoot(st: &Shared, saved: &SavedSchedule, req: &SnapshotScheduleRequest
             return;
         }
     };
+    // Clause 7 accounting: a snapshot stored.
+    crate::accounting::record(st, saved.owner, "snapshots", 1, Some(camera)).await;
     let now = taken_ms;
     let quota = st.config.snapshot_sms_per_day;
     match stored::count_sms(&st.store, saved.owner, day_of(now), quota).await {
@@ -221,7 +223,9 @@ async fn send(
         .map_err(|e| {
             tracing::warn!(camera = %saved.camera, error = %e, "timed snapshot SMS not sent");
             "sms_failed"
-        })
+        })?;
+    crate::accounting::sms_sent(st, saved.owner).await;
+    Ok(())
 }
 
 #[cfg(test)]

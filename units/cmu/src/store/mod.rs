@@ -42,6 +42,7 @@ pub(crate) mod sessions;
 pub(crate) mod shares;
 pub(crate) mod snapshots;
 pub(crate) mod tokens;
+pub(crate) mod usage;
 
 use std::future::Future;
 use std::time::Duration;

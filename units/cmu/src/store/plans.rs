@@ -18,8 +18,7 @@ pub(crate) struct Subscription {
     pub(crate) prune_after: Option<u64>,
 }
 
-/// One plan change (the accounting row; read by tests, billed by the accounting issue).
-#[cfg(test)]
+/// One plan change (the accounting row: the plan billed for a period).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Change {
     pub(crate) plan: String,
@@ -93,8 +92,8 @@ pub(crate) async fn subscribe(
     })
 }
 
-/// The plan changes of `owner`, oldest first.
-#[cfg(test)]
+/// The plan changes of `owner`, oldest first (the accounting bills the plan held at the
+/// end of a period from them).
 pub(crate) async fn changes(db: &Store, owner: i64) -> Result<Vec<Change>, StoreError> {
     let rows: Vec<(String, String, i64)> = retry(|| async {
         sqlx::query_as(
