@@ -862,14 +862,13 @@ pub fn openapi() -> OpenApi {
 
 /// The schemas of every request and answer, and the bearer scheme.
 fn components() -> utoipa::openapi::Components {
-crate::accounting::routes::components(
-    crate::logs::components(crate::campaigns::components(crate::users::components(
-        crate::equipment::components(crate::faults::components(crate::clips::components(
-            crate::cloud::plans::components(crate::snapshots::components(
-                crate::alarms::components(ComponentsBuilder::new()),
+    crate::accounting::routes::components(crate::logs::components(crate::campaigns::components(
+        crate::users::components(crate::equipment::components(crate::faults::components(
+            crate::clips::components(crate::cloud::plans::components(
+                crate::snapshots::components(crate::alarms::components(ComponentsBuilder::new())),
             )),
         ))),
-    ))))
+    )))
     .schema_from::<cm::ApiError>()
     .schema_from::<cm::AttachCamera>()
     .schema_from::<cm::AttachedCamera>()

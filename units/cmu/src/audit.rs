@@ -377,12 +377,8 @@ impl Event<'_> {
             E::ClientUpdate { .. } => "client.update",
             E::FaultHandled { action, .. }
             | E::Equipment { action, .. }
-            | E::Campaign { action, .. } => action,
-        user: i64,
-        action: &'static str,
-        detail: &'a str,
-    },
-            E::FaultHandled { action, .. } | E::Billing { action, .. } => action,
+            | E::Campaign { action, .. }
+            | E::Billing { action, .. } => action,
         }
     }
 
@@ -406,11 +402,7 @@ impl Event<'_> {
             | E::UserParamsSet { user, .. }
             | E::ClientUpdate { user, .. }
             | E::FaultHandled { user, .. }
-            | E::Campaign { user, .. } => Some(user),
-        user: i64,
-        action: &'static str,
-        detail: &'a str,
-    },
+            | E::Campaign { user, .. }
             | E::Billing { user, .. } => Some(user),
             E::ServiceToken { owner, .. } | E::Clip { owner, .. } => Some(owner),
             E::AccountAction { by, .. } => by,
@@ -553,10 +545,6 @@ impl Event<'_> {
             | E::FaultHandled { detail: d, .. }
             | E::Equipment { detail: d, .. }
             | E::Campaign { detail: d, .. }
-        user: i64,
-        action: &'static str,
-        detail: &'a str,
-    },
             | E::Billing { detail: d, .. }
             | E::TimedSnapshot { detail: d, .. }
             | E::PlanChanged { change: d, .. }
