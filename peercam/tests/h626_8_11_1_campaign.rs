@@ -73,23 +73,9 @@ async fn fleet(
 
 /// `peercam admin ...` as the operator.
 async fn admin_cli(c: &Cluster, args: &[&str]) -> String {
-    let password = std::fs::read_to_string(c.path().join("admin.password")).unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peercam"))
-        .args(["admin", "--api", &c.api, "--ca"])
-        .arg(&c.pki.ca_cert)
-        .args(["--user", "admin", "--password", password.trim()])
-        .args(args)
-        .env("PEERCAM_HOME", home.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "peercam admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (ok, out, err) = c.admin_cli(env!("CARGO_BIN_EXE_peercam"), args).await;
+    assert!(ok, "peercam admin {args:?}: {err}");
+    out
 }
 
 fn create(package: &str, devices: Vec<String>) -> CampaignCreate {
