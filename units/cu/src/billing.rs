@@ -7,7 +7,7 @@ use peercam_signal::cm_billing::{
 };
 use reqwest::Method;
 
-use crate::{Client, CuError, api_error};
+use crate::{Client, CuError};
 
 /// `?period=P` or nothing.
 fn period_query(period: Option<&str>) -> String {
@@ -101,21 +101,7 @@ impl Client {
 
     /// A text answer (CSV).
     async fn get_text(&self, path: &str) -> Result<String, CuError> {
-        let mut req = self.http.get(format!("{}{path}", self.api));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let transport = |source| CuError::Transport {
-            api: self.api.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        } else {
-            Err(api_error(status, &bytes))
-        }
+        let bytes = self.get_raw(path).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }

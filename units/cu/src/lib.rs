@@ -198,10 +198,16 @@ impl Client {
 
     /// A JPEG of what the camera sees now, at most `max_width` wide.
     pub async fn snapshot(&self, id: &str, max_width: u16) -> Result<Vec<u8>, CuError> {
-        let mut req = self.http.get(format!(
-            "{}/api/v1/devices/{id}/snapshot?max_width={max_width}",
-            self.api
-        ));
+        self.get_raw(&format!(
+            "/api/v1/devices/{id}/snapshot?max_width={max_width}"
+        ))
+        .await
+    }
+
+    /// `GET path` whose answer is not JSON (a JPEG, a CSV report): its bytes, or the API's
+    /// error.
+    async fn get_raw(&self, path: &str) -> Result<Vec<u8>, CuError> {
+        let mut req = self.http.get(format!("{}{path}", self.api));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -1191,6 +1197,23 @@ impl Client {
             .await
     }
 
+    /// A catalogue entry: `POST collection` adds one (`id` none), `PUT collection/{id}`
+    /// changes one.
+    async fn post_or_put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        id: Option<i64>,
+        req: &B,
+    ) -> Result<T, CuError> {
+        match id {
+            None => self.post(collection, req).await,
+            Some(id) => {
+                self.call(Method::PUT, &format!("{collection}/{id}"), Some(req))
+                    .await
+            }
+        }
+    }
+
     /// Operator: the vendor catalogue (6.2).
     pub async fn vendors(&self) -> Result<Vec<peercam_signal::cm_equipment::VendorView>, CuError> {
         self.get("/api/v1/admin/vendors").await
@@ -1202,13 +1225,7 @@ impl Client {
         id: Option<i64>,
         req: &peercam_signal::cm_equipment::VendorRequest,
     ) -> Result<peercam_signal::cm_equipment::VendorView, CuError> {
-        match id {
-            None => self.post("/api/v1/admin/vendors", req).await,
-            Some(id) => {
-                let path = format!("/api/v1/admin/vendors/{id}");
-                self.call(Method::PUT, &path, Some(req)).await
-            }
-        }
+        self.post_or_put("/api/v1/admin/vendors", id, req).await
     }
 
     /// Operator: the model catalogue (6.2).
@@ -1222,13 +1239,7 @@ impl Client {
         id: Option<i64>,
         req: &peercam_signal::cm_equipment::ModelRequest,
     ) -> Result<peercam_signal::cm_equipment::ModelView, CuError> {
-        match id {
-            None => self.post("/api/v1/admin/models", req).await,
-            Some(id) => {
-                let path = format!("/api/v1/admin/models/{id}");
-                self.call(Method::PUT, &path, Some(req)).await
-            }
-        }
+        self.post_or_put("/api/v1/admin/models", id, req).await
     }
 
     /// Operator: removes a vendor (`vendors`) or a model (`models`) of the catalogue (6.2).
