@@ -4,8 +4,7 @@
 //! and CSV agree, announcements reach the users they are meant for.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "support/relay.rs"]
-mod relay;
+use crate::support::relay;
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,7 @@
 //! offline), sub-account isolation, and the offline alarm after a disconnect.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use crate::support::scripted;
 
 use std::time::Duration;
 

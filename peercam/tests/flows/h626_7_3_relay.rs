@@ -4,8 +4,7 @@
 //! URL, the SCU picks the least loaded MTU and stops choosing one that is gone.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "support/relay.rs"]
-mod relay;
+use crate::support::relay;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -6,10 +6,8 @@
 //! stream goes on; revoking the viewer ends its talk.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/relay.rs"]
-mod relay;
-#[path = "support/talk.rs"]
-mod talk;
+use crate::support::relay;
+use crate::support::talk;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -198,7 +196,7 @@ async fn h626_6_1_8_backchannel_gstreamer_rtspsrc_talks() {
 async fn gst_talks(url: &str, wav: &Path) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/gst_backchannel.py"
+        "/tests/flows/support/gst_backchannel.py"
     );
     // The script gives the video 30 s to start (a machine loaded by a fresh build's parallel
     // tests), then talks 2 s; it says on stderr which phase took long.
@@ -580,7 +578,7 @@ async fn h626_6_1_8_backchannel_forwarded_to_the_wrapped_camera() {
         .port();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/gst_onvif_camera.py"
+        "/tests/flows/support/gst_onvif_camera.py"
     );
     let _cam = tokio::process::Command::new("/usr/bin/python3")
         .arg(script)

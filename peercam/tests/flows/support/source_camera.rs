@@ -47,7 +47,10 @@ pub(crate) async fn camera(codec: &str, freq: u32) -> (tokio::process::Child, u1
         .local_addr()
         .unwrap()
         .port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_camera.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/flows/support/gst_camera.py"
+    );
     let child = tokio::process::Command::new("/usr/bin/python3")
         .arg(script)
         .arg(port.to_string())

@@ -7,8 +7,7 @@
 //! refused.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/relay.rs"]
-mod relay;
+use crate::support::relay;
 
 use std::time::Duration;
 

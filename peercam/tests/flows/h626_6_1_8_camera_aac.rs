@@ -7,10 +7,8 @@
 //! Under `CI=true` a missing peer (GStreamer's RTSP server, ffmpeg) fails the test.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/relay.rs"]
-mod relay;
-#[path = "support/source_camera.rs"]
-mod source_camera;
+use crate::support::relay;
+use crate::support::source_camera;
 
 use std::time::Duration;
 

@@ -7,8 +7,7 @@
 //! its alarm and delivers it once after reconnecting.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use crate::support::scripted;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -5,8 +5,7 @@
 //! for the browser in the first tests; Chromium with a fake microphone in the last.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/talk.rs"]
-mod talk;
+use crate::support::talk;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

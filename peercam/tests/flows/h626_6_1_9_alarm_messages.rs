@@ -3,8 +3,7 @@
 //! platform's own alarms (login, logout) delivered per those settings.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use crate::support::scripted;
 
 use std::time::Duration;
 

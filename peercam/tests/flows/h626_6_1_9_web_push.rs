@@ -8,8 +8,7 @@
 //! service worker in Chromium.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use crate::support::scripted;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

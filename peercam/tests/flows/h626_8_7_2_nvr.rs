@@ -5,8 +5,7 @@
 //! only) and in the export, decoded by ffmpeg.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/source_camera.rs"]
-mod source_camera;
+use crate::support::source_camera;
 
 use std::time::Duration;
 
