@@ -811,7 +811,7 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
 fn skipped(subject: &str, why: &shared::Undecodable) {
     static SKIPPED: AtomicU64 = AtomicU64::new(0);
     let n = SKIPPED.fetch_add(1, Ordering::Relaxed);
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         tracing::warn!(subject, skipped = n + 1, "skipped a bus message: {why}");
     }
 }

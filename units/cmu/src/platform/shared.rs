@@ -343,7 +343,7 @@ mod tests {
         let json = encode(&e).unwrap();
         assert!(json.starts_with("{\"v\":1,"), "{json}");
         let back: Envelope = decode(&json).unwrap();
-        assert_eq!((back.from, back.note), (e.from, e.note));
+        assert_eq!((&back.from, &back.note), (&e.from, &e.note));
         // Another release's message, or one from before versions: skipped, with the reason.
         let v2 = json.replacen("\"v\":1", "\"v\":2", 1);
         assert_eq!(
