@@ -99,7 +99,12 @@ impl Rig {
         let ids = c.provision(CAMERAS).await.unwrap();
         let mut pus = Vec::new();
         for id in &ids {
-            pus.push(c.start_pu(id, 0).await.unwrap());
+            // The production back-off (the harness's default is shorter).
+            let pu = c.start_pu_with(id, 0, |cfg| {
+                cfg.reconnect_initial_ms = peercam_net::agent::default_reconnect_initial_ms();
+                cfg.reconnect_max_ms = peercam_net::agent::default_reconnect_max_ms();
+            });
+            pus.push(pu.await.unwrap());
         }
         for id in &ids {
             c.wait_online(&id.device_id, true, Duration::from_secs(20))

@@ -500,20 +500,21 @@ mod tests {
     #[tokio::test]
     async fn h626_7_expired_presence_claimed_once(db) {
         node_up(&db, &lease("scu-1", "a-1", 10_000)).await.unwrap();
-        node_up(&db, &lease("scu-2", "b-1", 10_000)).await.unwrap();
+        node_up(&db, &lease("scu-2", "b-1", 20_000)).await.unwrap();
         online(&db, &row("dev1", "scu-1", "s1", "a-1"), 1).await.unwrap();
         online(&db, &row("dev2", "scu-1", "s2", "a-1"), 1).await.unwrap();
         online(&db, &row("dev3", "scu-2", "s3", "b-1"), 1).await.unwrap();
-        // The lease runs: nothing to claim.
+        // The leases run: nothing to claim.
         assert!(claim_expired(&db, "b", 9_999).await.unwrap().is_empty());
-        // Ended: a's own sweep leaves its rows; b takes them, c then finds none.
+        // a's ended: a's own sweep leaves its rows; b takes them, c then finds none.
         assert!(claim_expired(&db, "a", 10_001).await.unwrap().is_empty());
         let mut got = claim_expired(&db, "b", 10_001).await.unwrap();
         got.sort();
         assert_eq!(got, ["dev1", "dev2"]);
-        // b's own link (ended too, at the same time) is c's to claim.
-        assert_eq!(claim_expired(&db, "c", 10_001).await.unwrap(), ["dev3"]);
         assert!(claim_expired(&db, "c", 10_001).await.unwrap().is_empty());
+        // b's ends later.
+        assert_eq!(claim_expired(&db, "c", 20_001).await.unwrap(), ["dev3"]);
+        assert!(claim_expired(&db, "a", 20_001).await.unwrap().is_empty());
         assert!(all(&db).await.unwrap().is_empty());
     }
     }
