@@ -356,8 +356,8 @@ async fn kill9(c: Cluster, test: &str) {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // kill -9 of CMU A under load.
-    rig.cmus[0].kill9();
     let killed = Instant::now();
+    rig.cmus[0].kill9();
     // Play requests succeed through the survivor: every camera gets a URL it accepts.
     for dev in rig.devs() {
         loop {
@@ -429,8 +429,8 @@ async fn kill9(c: Cluster, test: &str) {
     let moving: Vec<usize> = (0..CAMERAS)
         .filter(|i| nodes[*i].as_deref() == Some(gone.as_str()))
         .collect();
-    rig.scus[victim].kill9();
     let killed = Instant::now();
+    rig.scus[victim].kill9();
     loop {
         let now = rig.nodes().await.unwrap();
         if moving
