@@ -465,12 +465,17 @@ async fn kill9(c: Cluster, test: &str) {
 async fn start_fails(c: &Cluster, name: &str, database_url: &str, extra: &str) -> String {
     let port = free_port();
     let path = c.write_cmu_toml(name, port, extra).unwrap();
-    let toml = std::fs::read_to_string(&path).unwrap();
-    let toml = toml.replacen(
-        &format!("database_url = {:?}", c.postgres().unwrap().url),
-        &format!("database_url = {database_url:?}"),
-        1,
-    );
+    let toml: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("database_url = ") {
+                format!("database_url = {database_url:?}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     assert!(toml.contains(database_url), "{toml}");
     std::fs::write(&path, toml).unwrap();
     let out = tokio::time::timeout(
@@ -492,6 +497,29 @@ async fn start_fails(c: &Cluster, name: &str, database_url: &str, extra: &str) -
         "{name}: it listened"
     );
     stderr
+}
+
+/// Issue 19: a CMU whose SQLite file cannot be made (its directory is missing, or is a
+/// file) stops at start, non-zero, saying why on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_cluster_cmu_start_errors_sqlite() {
+    let c = Cluster::start(0).await.unwrap();
+    let missing = format!("sqlite://{}/no/such/dir/cmu.db", c.path().display());
+    let e = start_fails(&c, "missing-dir", &missing, "").await;
+    assert!(
+        e.contains("starting the CMU") && e.contains("database"),
+        "{e}"
+    );
+    let file = c.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = format!("sqlite://{}/cmu.db", file.display());
+    let e = start_fails(&c, "under-a-file", &under_file, "").await;
+    assert!(
+        e.contains("starting the CMU") && e.contains("database"),
+        "{e}"
+    );
+    eprintln!("FIGURES h626_7_cluster_cmu_start_errors_sqlite: stderr: {e}");
+    c.stop().await;
 }
 
 /// Issue 19: a CMU whose database cannot be reached (a closed port, a database that does
