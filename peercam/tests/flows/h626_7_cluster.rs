@@ -411,7 +411,9 @@ async fn kill9(c: Cluster, test: &str) {
         tally.failed
     );
     assert!(last_failure < Duration::from_secs(5), "{last_failure:?}");
-    assert!(plays_back < Duration::from_secs(5), "{plays_back:?}");
+    // Four play-and-DESCRIBE round trips in a row: 1.3 to 2.4 s alone on this machine,
+    // up to 5.4 s beside the other cluster tests (docs/design/scale-out.md).
+    assert!(plays_back < Duration::from_secs(10), "{plays_back:?}");
     assert!(accepted > 10, "{accepted} plays accepted under load");
 
     let replays = no_token_twice(&tally.plays).await;
