@@ -30,6 +30,7 @@ mod h626_6_3_web_client;
 mod h626_7_2_clock_sync;
 mod h626_7_3_relay;
 mod h626_7_accounting;
+mod h626_7_cluster;
 mod h626_7_cmu_instances;
 mod h626_8_11_1_campaign;
 mod h626_8_11_1_upgrade;

@@ -15,6 +15,7 @@
 pub mod natlab;
 pub mod playback;
 pub mod postgres;
+pub mod procs;
 pub mod s3;
 pub mod tone;
 pub mod web;
@@ -36,6 +37,7 @@ use peercam_signal::ps::DeviceKind;
 
 pub use peercam_cu::CuError;
 pub use peercam_net::skip::skip;
+pub use procs::{Haproxy, Unit};
 
 /// Logs to the test output when `PEERCAM_LOG` is set.
 pub fn init_logs() {
@@ -70,6 +72,9 @@ pub struct Cluster {
     cmu_task: Option<tokio::task::JoinHandle<()>>,
     /// The CMU's configuration as started (for more instances on its database).
     cmu_config: peercam_cmu::Config,
+    /// Where devices started by the harness connect instead of an in-process node (a
+    /// balancer in front of SCU processes, [`Cluster::devices_through`]).
+    device_front: Option<String>,
     /// The CMU's PostgreSQL database, kept while the cluster lives (declared last: dropped
     /// after the units).
     postgres: Option<postgres::PgDatabase>,
@@ -187,6 +192,7 @@ impl Cluster {
             cmu_metrics: cmu.metrics_addr,
             cmu_task: Some(cmu.task),
             cmu_config,
+            device_front: None,
             postgres: None,
         };
         for i in 0..scu_nodes {
@@ -230,6 +236,9 @@ impl Cluster {
 
     /// The device URL of SCU node `i`.
     pub fn scu_url(&self, i: usize) -> String {
+        if let Some(front) = &self.device_front {
+            return front.clone();
+        }
         format!("wss://{}/", self.scus[i].addr)
     }
 

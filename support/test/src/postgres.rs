@@ -117,6 +117,37 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// Issue 19: another fresh database on the same server, owned by a new role that may
+    /// hold at most `connection_limit` connections at once (`createuser -c`); its URL.
+    /// A CMU that keeps that many pooled connections cannot open its bus's `LISTEN`
+    /// connection: the bus is unreachable while the database answers.
+    ///
+    /// # Panics
+    /// When the role or the database cannot be made.
+    pub fn limited_role_database(&self, connection_limit: u32) -> String {
+        let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+        let (role, name) = (
+            format!("r{}_{n}", std::process::id()),
+            format!("t{}_{n}", std::process::id()),
+        );
+        let port = self.server.port.to_string();
+        let limit = connection_limit.to_string();
+        let base = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+        let mut args = base.to_vec();
+        args.extend(["-c", limit.as_str(), role.as_str()]);
+        self.server
+            .run("createuser", &args)
+            .unwrap_or_else(|e| panic!("createuser {role}: {e}"));
+        let mut args = base.to_vec();
+        args.extend(["-O", role.as_str(), name.as_str()]);
+        self.server
+            .run("createdb", &args)
+            .unwrap_or_else(|e| panic!("createdb {name}: {e}"));
+        format!("postgres://{role}@127.0.0.1:{port}/{name}")
+    }
+}
+
 /// The directory of `initdb` and `pg_ctl`: the newest Debian version, else `PATH`.
 fn find_bin() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")

@@ -591,6 +591,13 @@ impl Event<'_> {
     }
 }
 
+/// Writes `event`'s row, or fails: for an action that must not be acknowledged without its
+/// row (issue 19: a play token minted while the database goes away is refused with 503,
+/// never handed out unaudited).
+pub(crate) async fn log_or_fail(db: &Store, event: Event<'_>) -> Result<(), store::StoreError> {
+    store::audit::append(db, &event.record(crate::now_s())).await
+}
+
 /// Appends `event` to the audit log; a failure is logged, never fatal to the request.
 pub(crate) async fn log(db: &Store, event: Event<'_>) {
     if let Err(e) = store::audit::append(db, &event.record(crate::now_s())).await {

@@ -236,7 +236,7 @@ impl Platform {
             request,
         };
         let subject = format!("{}{instance}", shared::ASK);
-        let sent = match serde_json::to_string(&ask) {
+        let sent = match shared::encode(&ask) {
             Ok(json) => self
                 .bus
                 .publish(&subject, json)
@@ -614,7 +614,7 @@ async fn alarms_out(st: Shared, mut rx: mpsc::UnboundedReceiver<crate::alarms::P
             from: p.instance.clone(),
             alarm,
         };
-        match serde_json::to_string(&note) {
+        match shared::encode(&note) {
             Ok(json) => {
                 if let Err(e) = p.bus.publish(shared::ALARM, json).await {
                     tracing::warn!(error = %e, "cannot publish an alarm to the other instances");
@@ -656,7 +656,7 @@ async fn writer(st: Shared, mut outbox: mpsc::UnboundedReceiver<Note>) {
             from: p.instance.clone(),
             note,
         };
-        match serde_json::to_string(&envelope) {
+        match shared::encode(&envelope) {
             Ok(json) => {
                 if let Err(e) = p.bus.publish(shared::PRESENCE, json).await {
                     tracing::warn!(error = %e, "cannot publish presence");
@@ -750,9 +750,12 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if subject == shared::PRESENCE {
-            let Ok(Envelope { from, note }) = serde_json::from_str(&payload) else {
-                tracing::warn!("undecodable presence note on the bus");
-                continue;
+            let Envelope { from, note } = match shared::decode(&payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped(&subject, &e);
+                    continue;
+                }
             };
             if from == p.instance {
                 continue;
@@ -772,27 +775,44 @@ async fn receiver(st: Shared, mut rx: broadcast::Receiver<Delivery>) {
                 _ => p.lock().view.apply(&from, &note),
             }
         } else if subject == shared::ALARM {
-            match serde_json::from_str::<shared::AlarmNote>(&payload) {
+            match shared::decode::<shared::AlarmNote>(&payload) {
                 Ok(n) if n.from != p.instance => st.alarm_hub.deliver(n.alarm),
                 Ok(_) => {}
-                Err(_) => tracing::warn!("undecodable alarm on the bus"),
+                Err(e) => skipped(&subject, &e),
             }
         } else if subject == ask_subject {
-            let Ok(ask) = serde_json::from_str::<Ask>(&payload) else {
-                tracing::warn!("undecodable routed request on the bus");
-                continue;
+            let ask = match shared::decode::<Ask>(&payload) {
+                Ok(a) => a,
+                Err(e) => {
+                    skipped(&subject, &e);
+                    continue;
+                }
             };
             let st = st.clone();
             tokio::spawn(async move { answer(&st, ask).await });
         } else if subject == answer_subject {
-            let Ok(Answer { rid, answer }) = serde_json::from_str(&payload) else {
-                tracing::warn!("undecodable routed answer on the bus");
-                continue;
+            let Answer { rid, answer } = match shared::decode(&payload) {
+                Ok(a) => a,
+                Err(e) => {
+                    skipped(&subject, &e);
+                    continue;
+                }
             };
             if let Some(tx) = p.waiting_lock().remove(&rid) {
                 let _ = tx.send(answer);
             }
         }
+    }
+}
+
+/// Logs a bus message this instance cannot read (another release's version, or
+/// malformed): the first, then every 1000th, so that a rolling upgrade does not flood the
+/// log.
+fn skipped(subject: &str, why: &shared::Undecodable) {
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let n = SKIPPED.fetch_add(1, Ordering::Relaxed);
+    if n.is_multiple_of(1000) {
+        tracing::warn!(subject, skipped = n + 1, "skipped a bus message: {why}");
     }
 }
 
@@ -830,7 +850,7 @@ async fn answer(st: &Shared, ask: Ask) {
         answer,
     };
     let subject = format!("{}{}", shared::ANSWER, ask.from);
-    match serde_json::to_string(&answer) {
+    match shared::encode(&answer) {
         Ok(json) => {
             if let Err(e) = p.bus.publish(&subject, json).await {
                 tracing::warn!(error = %e, "cannot publish a routed answer");
@@ -876,6 +896,34 @@ async fn leases(st: Shared) {
         if let Ok(all) = store::presence::leases(&p.store).await {
             p.lock().view.reload_leases(&p.instance, &all, now_ms());
         }
+        offline_by_expiry(&st).await;
+    }
+}
+
+/// 6.1.9, issue 19: devices whose presence ended with their link's lease (the instance
+/// holding it died, and their node has not announced them elsewhere) go offline with
+/// their alarm. Each row is claimed by one instance ([`store::presence::claim_expired`]),
+/// and `offline_alarms` keeps the alarm to one per outage.
+async fn offline_by_expiry(st: &Shared) {
+    let p = &st.platform;
+    let ids = match store::presence::claim_expired(&p.store, &p.instance, now_ms()).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot sweep expired presence");
+            return;
+        }
+    };
+    for id in ids {
+        let Ok(id) = id.parse::<DeviceId>() else {
+            continue;
+        };
+        // A device that is online here (its node already moved to this instance) is not.
+        if p.is_online(&id) {
+            continue;
+        }
+        tracing::info!(device = %id, "presence ended with its node link's lease");
+        let st = st.clone();
+        tokio::spawn(async move { crate::alarms::up::presence(&st, &id, false).await });
     }
 }
 

@@ -174,7 +174,8 @@ pub(crate) async fn mint(
     let token = play::mint(&kid, &key, &c);
     st.metrics.tokens_minted.inc();
     let device = playback_of.unwrap_or(id);
-    audit::log(
+    // Issue 19: no token leaves without its audit row.
+    audit::log_or_fail(
         &st.store,
         Event::TokenMinted {
             user: p.id,
@@ -183,7 +184,7 @@ pub(crate) async fn mint(
             detail,
         },
     )
-    .await;
+    .await?;
     Ok((c, token))
 }
 

@@ -219,6 +219,30 @@ pub(crate) async fn expire(db: &Store, before_ms: u64) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Issue 19: takes the presence rows of node links whose lease ended before `now_ms`
+/// and that another instance than `instance` held (it died, or lost its database for a
+/// whole lease): deletes them and returns their device ids, so that the caller raises
+/// their `camera_offline`. One statement: of instances sweeping together, each row goes
+/// to exactly one (the others' `DELETE` finds it gone).
+pub(crate) async fn claim_expired(
+    db: &Store,
+    instance: &str,
+    now_ms: u64,
+) -> Result<Vec<String>, StoreError> {
+    retry(|| async {
+        sqlx::query_scalar(
+            "DELETE FROM device_presence WHERE instance <> $1 AND link IN
+               (SELECT link FROM scu_nodes WHERE lease_until_ms < $2)
+             RETURNING device_id",
+        )
+        .bind(instance)
+        .bind(ts(now_ms))
+        .fetch_all(db.pool())
+        .await
+    })
+    .await
+}
+
 /// A viewer was sent to `mtu` for `camera`: the MTU may ask for its upstream until
 /// `until_s`. Forgets permits that ended before `now_s`.
 pub(crate) async fn allow_relay(
@@ -466,6 +490,31 @@ mod tests {
         node_up(&db, &lease("scu-2", "c-1", 10_000)).await.unwrap();
         online(&db, &row("dev3", "scu-2", "s1", "c-1"), 5).await.unwrap();
         node_gone(&db, "c-1").await.unwrap();
+        assert!(all(&db).await.unwrap().is_empty());
+    }
+    }
+
+    on_both_backends! {
+    /// Issue 19: the rows of a link whose lease ended are claimed once, by an instance
+    /// other than the one that held it, and only once the lease has ended.
+    #[tokio::test]
+    async fn h626_7_expired_presence_claimed_once(db) {
+        node_up(&db, &lease("scu-1", "a-1", 10_000)).await.unwrap();
+        node_up(&db, &lease("scu-2", "b-1", 20_000)).await.unwrap();
+        online(&db, &row("dev1", "scu-1", "s1", "a-1"), 1).await.unwrap();
+        online(&db, &row("dev2", "scu-1", "s2", "a-1"), 1).await.unwrap();
+        online(&db, &row("dev3", "scu-2", "s3", "b-1"), 1).await.unwrap();
+        // The leases run: nothing to claim.
+        assert!(claim_expired(&db, "b", 9_999).await.unwrap().is_empty());
+        // a's ended: a's own sweep leaves its rows; b takes them, c then finds none.
+        assert!(claim_expired(&db, "a", 10_001).await.unwrap().is_empty());
+        let mut got = claim_expired(&db, "b", 10_001).await.unwrap();
+        got.sort();
+        assert_eq!(got, ["dev1", "dev2"]);
+        assert!(claim_expired(&db, "c", 10_001).await.unwrap().is_empty());
+        // b's ends later.
+        assert_eq!(claim_expired(&db, "c", 20_001).await.unwrap(), ["dev3"]);
+        assert!(claim_expired(&db, "a", 20_001).await.unwrap().is_empty());
         assert!(all(&db).await.unwrap().is_empty());
     }
     }
