@@ -283,8 +283,11 @@ async fn h626_6_2_operator_downloads_a_report_and_user_sees_usage() {
 /// taken at its third attempt, any other period is refused (503) every time.
 #[derive(Clone, Default)]
 struct Billing {
-    posts: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Post>>>,
 }
+
+/// One POST the billing system received: its headers and body.
+type Post = (axum::http::HeaderMap, Vec<u8>);
 
 fn period_of(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body).unwrap()["period"]
@@ -508,10 +511,10 @@ async fn h626_7_accounting_admin_cli_json() {
     );
     let list: Vec<AnnouncementView> =
         serde_json::from_value(json(cli(&["--json", "announcements", "list"]).await)).unwrap();
-    assert_eq!(list, [added.clone()]);
+    assert_eq!(list, std::slice::from_ref(&added));
     assert_eq!(
         a.announcements().await.unwrap(),
-        [added.clone()],
+        std::slice::from_ref(&added),
         "the user sees it"
     );
     let id = added.id.to_string();
