@@ -804,6 +804,17 @@ mod tests {
             all.push(d);
         }
         provision(&db, &all, 1).await.unwrap();
+        if db.backend() == crate::store::Backend::Postgres {
+            // The test cluster ships pg_trgm (Debian's postgresql package): the migration
+            // made the GIN indexes (where it cannot, the search is the same, row by row).
+            let trgm: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname LIKE 'devices_search_%_trgm'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(trgm, 4);
+        }
         let q = |text: &str| Search { q: Some(text.into()), limit: 50, ..Search::default() };
         let ids = |p: Page| p.devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
         assert!(ids(search(&db, &q("garden")).await.unwrap()).is_empty());
