@@ -247,7 +247,8 @@ pub(super) async fn devices(c: &Client, json: bool, cmd: DevCmd) -> anyhow::Resu
                 for d in &p.devices {
                     device_line(d);
                 }
-                println!("{} of {} matching devices", p.devices.len(), p.total);
+                let plus = if p.total_capped { "+" } else { "" };
+                println!("{} of {}{plus} matching devices", p.devices.len(), p.total);
                 if let Some(n) = &p.next_cursor {
                     println!("next page: --cursor {n}");
                 }

@@ -417,3 +417,58 @@ async fn h626_6_2_crm_change_notifications_delivered_after_an_outage() {
     assert_eq!(me.status, AccountStatus::Active);
     c.stop().await;
 }
+
+/// H.626.4 6.2: the CRM is told of plan changes and of a sub-account's deletion, through the
+/// same outbox as every account change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_6_2_crm_told_of_plan_changes_and_subaccount_deletion() {
+    let crm = Crm::new(Mode::Ok);
+    let addr = crm.serve(free_port().await).await;
+    let c = Cluster::start_with(0, |cfg| {
+        let mut k = peercam_cmu::CrmConfig::new(format!("http://{addr}"));
+        k.token = Some(TOKEN.into());
+        k.timeout_ms = 400;
+        k.retry_min_ms = 100;
+        k.retry_max_ms = 400;
+        cfg.crm = Some(k);
+        cfg.cloud.plans = vec![peercam_cmu::PlanConfig {
+            id: "plus".into(),
+            name: "Plus".into(),
+            quota_bytes: 1 << 30,
+            price_minor: 299,
+            public: true,
+            ..Default::default()
+        }];
+    })
+    .await
+    .unwrap();
+    let phone = "+15550620009";
+    let owner = c.owner(phone).await.unwrap();
+    let id = owner.me().await.unwrap().id;
+    owner.set_plan("plus").await.unwrap();
+    owner
+        .create_subaccount("kid-crm", peercam_test::PASSWORD)
+        .await
+        .unwrap();
+    owner.delete_subaccount("kid-crm").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crm.events().len() < 4 {
+        assert!(Instant::now() < deadline, "{:?}", crm.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = crm.events();
+    let plan = events
+        .iter()
+        .find(|e| e.event == "account.plan_changed")
+        .unwrap();
+    assert_eq!((plan.account_id, plan.login.as_str()), (id, phone));
+    assert_eq!(plan.detail.as_deref(), Some("free -> plus"));
+    let gone = events
+        .iter()
+        .find(|e| e.event == "account.deleted")
+        .unwrap();
+    assert_eq!(gone.login, "kid-crm");
+    assert_eq!(gone.detail, Some(format!("owner {id}")));
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    c.stop().await;
+}

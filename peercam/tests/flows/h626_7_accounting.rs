@@ -278,3 +278,271 @@ async fn h626_6_2_operator_downloads_a_report_and_user_sees_usage() {
     assert!(out["plan"].as_str().unwrap().contains("free"), "{out}");
     assert_eq!(c.admin.admin_announcements().await.unwrap().len(), 1);
 }
+
+/// The test's own billing system on loopback: every POST is kept; the period `2024-01` is
+/// taken at its third attempt, any other period is refused (503) every time.
+#[derive(Clone, Default)]
+struct Billing {
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Post>>>,
+}
+
+/// One POST the billing system received: its headers and body.
+type Post = (axum::http::HeaderMap, Vec<u8>);
+
+fn period_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body).unwrap()["period"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn billing_system() -> (Billing, String) {
+    use axum::http::StatusCode;
+    let billing = Billing::default();
+    let take = |axum::extract::State(b): axum::extract::State<Billing>,
+                headers: axum::http::HeaderMap,
+                body: axum::body::Bytes| async move {
+        let period = period_of(&body);
+        let mut posts = b.posts.lock().unwrap();
+        posts.push((headers, body.to_vec()));
+        let n = posts.iter().filter(|(_, p)| period_of(p) == period).count();
+        if period == "2024-01" && n >= 3 {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let app = axum::Router::new()
+        .route("/billing", axum::routing::post(take))
+        .with_state(billing.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/billing", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (billing, url)
+}
+
+/// Waits until `period` has `n` delivery attempts stored.
+async fn deliveries(
+    c: &Cluster,
+    period: &str,
+    n: usize,
+) -> Vec<peercam_signal::cm_billing::DeliveryView> {
+    for _ in 0..100 {
+        let d = c.admin.admin_deliveries(period).await.unwrap();
+        if d.len() >= n {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{period}: fewer than {n} deliveries stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_accounting_webhook_signed_retried_and_every_attempt_stored() {
+    use hmac::{Hmac, Mac as _};
+    const SECRET: &str = "billing-secret-0123456789";
+    let (billing, url) = billing_system().await;
+    let c = Cluster::start_with(1, |cfg| {
+        cfg.billing.webhook_url = Some(url.clone());
+        cfg.billing.webhook_secret = Some(SECRET.into());
+        cfg.billing.webhook_attempts = 3;
+        cfg.billing.webhook_backoff_ms = 50;
+        cfg.billing.auto_close = false;
+        cfg.cloud.plans = vec![peercam_cmu::PlanConfig {
+            id: "plus".into(),
+            name: "Plus".into(),
+            quota_bytes: 1 << 30,
+            price_minor: 299,
+            public: true,
+            ..Default::default()
+        }];
+    })
+    .await
+    .unwrap();
+    // A subscriber: invoiced in every period closed, for the plan it held then.
+    let owner = c.owner("+15550770051").await.unwrap();
+    owner.set_plan("plus").await.unwrap();
+    let me = owner.me().await.unwrap().id;
+
+    // A period closes: the billing system refuses twice, takes the third attempt.
+    let closed = c.admin.admin_close_period("2024-01").await.unwrap();
+    assert!(closed.webhook);
+    let d = deliveries(&c, "2024-01", 3).await;
+    let got: Vec<_> = d.iter().map(|x| (x.attempt, x.status, x.ok)).collect();
+    assert_eq!(
+        got,
+        [
+            (1, Some(503), false),
+            (2, Some(503), false),
+            (3, Some(204), true)
+        ]
+    );
+    let invoices = c.admin.admin_invoices(Some("2024-01")).await.unwrap();
+    assert!(invoices.closed);
+    let posts = billing.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 3);
+    for (n, (headers, body)) in posts.iter().enumerate() {
+        let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "application/json");
+        assert_eq!(header("x-peercam-delivery"), format!("2024-01/{}", n + 1));
+        // sha256= HMAC-SHA256(secret, timestamp "." body), checked here independently.
+        let ts = header("x-peercam-timestamp");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(header("x-peercam-signature"), want);
+        let ts: u64 = ts.parse().unwrap();
+        assert!(ts.abs_diff(d[n].at) <= 1, "the stored attempt's time");
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["period"].as_str()),
+            (Some("period.closed"), Some("2024-01"))
+        );
+        let sent: Vec<peercam_signal::cm_billing::Invoice> =
+            serde_json::from_value(v["invoices"].clone()).unwrap();
+        assert_eq!(sent, invoices.invoices, "the body is the period's invoices");
+        assert_eq!(sent.len(), closed.invoices);
+        let mine = sent.iter().find(|i| i.account == me).unwrap();
+        assert_eq!(
+            (mine.period.as_str(), mine.plan.as_str()),
+            ("2024-01", "free"),
+            "the plan held in that period"
+        );
+    }
+    // A tampered body does not verify under the same header.
+    let (headers, body) = &posts[0];
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(headers["x-peercam-timestamp"].as_bytes());
+    mac.update(b".");
+    mac.update(&body[..body.len() - 1]);
+    let forged = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_ne!(headers["x-peercam-signature"].to_str().unwrap(), forged);
+
+    // A receiver that keeps failing: every attempt stored, then given up.
+    let closed = c.admin.admin_close_period("2024-02").await.unwrap();
+    assert!(closed.webhook);
+    let d = deliveries(&c, "2024-02", 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d2 = c.admin.admin_deliveries("2024-02").await.unwrap();
+    assert_eq!(d2, d, "given up after the configured attempts");
+    assert!(d.iter().all(|x| x.status == Some(503) && !x.ok));
+    assert_eq!(d.iter().map(|x| x.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+    let posts = billing.posts.lock().unwrap().len();
+    assert_eq!(posts, 6);
+}
+
+/// `peercam admin` as the operator runs it: usage, invoices, reports and announcements,
+/// each with `--json`, parsed here; a bad period fails with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_accounting_admin_cli_json() {
+    use peercam_signal::cm_billing::{
+        AnnouncementView, CloseAnswer, DeliveryView, Invoices, UsageTotal,
+    };
+    let c = Cluster::start(1).await.unwrap();
+    let a = c.owner("+15550770041").await.unwrap();
+    let ids = c.provision(1).await.unwrap();
+    let _pu = c.start_pu_online(&ids[0], 0).await.unwrap();
+    c.bind(&a, &ids[0]).await.unwrap();
+    let me = a.me().await.unwrap().id;
+    let r = peercam_signal::cm::SessionReport {
+        path: PathKind::Lan,
+        connect_ms: 5,
+        bytes: 1000,
+        seconds: 42,
+    };
+    a.report_session(&ids[0].device_id.to_string(), &r)
+        .await
+        .unwrap();
+    let cli = |args: &'static [&'static str]| {
+        let c = &c;
+        async move {
+            let (ok, out, err) = c.admin_cli(env!("CARGO_BIN_EXE_peercam"), args).await;
+            assert!(ok, "peercam admin {args:?}: {err}");
+            out
+        }
+    };
+    let json = |out: String| -> serde_json::Value { serde_json::from_str(&out).unwrap() };
+
+    let usage: Vec<UsageTotal> =
+        serde_json::from_value(json(cli(&["--json", "usage"]).await)).unwrap();
+    assert!(
+        usage
+            .iter()
+            .any(|t| t.account == me && t.kind == "live_s_direct" && t.quantity == 42)
+    );
+    assert!(
+        usage.iter().any(|t| t.kind == "sms" && t.quantity >= 1),
+        "{usage:?}"
+    );
+
+    let inv: Invoices = serde_json::from_value(json(cli(&["--json", "invoices"]).await)).unwrap();
+    assert!(!inv.closed);
+    let mine = inv.invoices.iter().find(|i| i.account == me).unwrap();
+    assert_eq!(mine.plan, "free");
+    assert_eq!(mine.lines[0].item, "plan");
+    let csv = cli(&["invoices", "--csv"]).await;
+    assert!(csv.starts_with("period,account,login"), "{csv}");
+
+    let rows: Vec<Vec<String>> =
+        serde_json::from_value(json(cli(&["--json", "reports", "monthly"]).await)).unwrap();
+    assert_eq!(rows[0][..2], ["period", "account"]);
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == me.to_string() && r[3] == "live_s_direct" && r[4] == "42"),
+        "{rows:?}"
+    );
+
+    let added: AnnouncementView = serde_json::from_value(json(
+        cli(&[
+            "--json",
+            "announcements",
+            "add",
+            "Maintenance",
+            "Sunday 02:00 to 03:00",
+        ])
+        .await,
+    ))
+    .unwrap();
+    assert_eq!(
+        (added.title.as_str(), added.audience.as_deref()),
+        ("Maintenance", None)
+    );
+    let list: Vec<AnnouncementView> =
+        serde_json::from_value(json(cli(&["--json", "announcements", "list"]).await)).unwrap();
+    assert_eq!(list, std::slice::from_ref(&added));
+    assert_eq!(
+        a.announcements().await.unwrap(),
+        std::slice::from_ref(&added),
+        "the user sees it"
+    );
+    let id = added.id.to_string();
+    let (ok, out, err) = c
+        .admin_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            &["--json", "announcements", "delete", &id],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(json(out)["deleted"], added.id);
+    let list: Vec<AnnouncementView> =
+        serde_json::from_value(json(cli(&["--json", "announcements", "list"]).await)).unwrap();
+    assert!(list.is_empty());
+
+    let (answer, attempts): (CloseAnswer, Vec<DeliveryView>) = serde_json::from_value(json(
+        cli(&["--json", "invoices", "--period", "2024-03", "--close"]).await,
+    ))
+    .unwrap();
+    assert_eq!((answer.period.as_str(), answer.webhook), ("2024-03", false));
+    assert!(attempts.is_empty(), "no webhook configured");
+
+    let (ok, _, err) = c
+        .admin_cli(
+            env!("CARGO_BIN_EXE_peercam"),
+            &["--json", "usage", "--period", "2024-13"],
+        )
+        .await;
+    assert!(!ok);
+    assert!(err.contains("period"), "{err}");
+}

@@ -21,8 +21,13 @@ use crate::ps::DeviceKind;
 pub struct AdminDevicePage {
     /// The devices of this page, by id.
     pub devices: Vec<AdminDeviceView>,
-    /// How many devices match the filters (every page together).
+    /// How many devices match the filters (every page together), exact up to a cap (10,000
+    /// in the CMU); past it, the cap, with `total_capped`.
     pub total: u64,
+    /// More devices match than `total` says ("10000+"); counting them all would read every
+    /// row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub total_capped: bool,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,

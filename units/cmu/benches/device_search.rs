@@ -7,7 +7,7 @@
 //!   PEERCAM_BENCH_DEVICES=20000 PEERCAM_BENCH_ROUNDS=50 cargo bench ...
 //!   PEERCAM_BENCH_DATABASE_URL=postgres://... cargo bench ...   (an empty database)
 //!
-//! Prints one line per query: p50, p99 and max in milliseconds.
+//! Prints one line per query: p50, p99 and max in milliseconds, and `total` (`+`: capped).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -153,6 +153,10 @@ async fn main() {
         ),
         ("offline", "online=false&limit=50".to_owned()),
         ("no match", "q=nothing-like-this&limit=50".to_owned()),
+        ("vendor", "vendor=Vendor2&limit=50".to_owned()),
+        ("state", "state=unassigned&limit=50".to_owned()),
+        ("online", "online=true&limit=50".to_owned()),
+        ("text, broad", "q=model3&limit=50".to_owned()),
     ];
     println!(
         "{:<16} {:>8} {:>8} {:>8} {:>8}",
@@ -161,6 +165,7 @@ async fn main() {
     for (label, q) in &queries {
         let mut times = Vec::with_capacity(rounds);
         let mut total = 0;
+        let mut capped = false;
         for _ in 0..rounds {
             let t = Instant::now();
             let r = http
@@ -173,13 +178,16 @@ async fn main() {
             let page: Value = r.json().await.unwrap();
             times.push(t.elapsed());
             total = page["total"].as_u64().unwrap();
+            capped = page["total_capped"].as_bool().unwrap_or(false);
         }
         times.sort();
+        let plus = if capped { "+" } else { "" };
         println!(
-            "{label:<16} {:>8.2} {:>8.2} {:>8.2} {total:>8}",
+            "{label:<16} {:>8.2} {:>8.2} {:>8.2} {:>8}",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
-            percentile(&times, 1.0)
+            percentile(&times, 1.0),
+            format!("{total}{plus}")
         );
     }
     shutdown.trigger();

@@ -275,14 +275,15 @@ pub(crate) async fn list_devices(
         after,
         limit,
     };
-    let (page, total) = eq::search(&st.store, &search).await?;
-    let next_cursor = (page.len() == limit as usize)
-        .then(|| page.last().map(|d| d.id.to_string()))
+    let page = eq::search(&st.store, &search).await?;
+    let next_cursor = (page.devices.len() == limit as usize)
+        .then(|| page.devices.last().map(|d| d.id.to_string()))
         .flatten();
-    let devices = page.into_iter().map(|d| view(&st, d)).collect();
+    let devices = page.devices.into_iter().map(|d| view(&st, d)).collect();
     Ok(axum::Json(AdminDevicePage {
         devices,
-        total,
+        total: page.total,
+        total_capped: page.capped,
         next_cursor,
     })
     .into_response())

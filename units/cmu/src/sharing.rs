@@ -121,6 +121,9 @@ pub(crate) async fn delete_subaccount(
     let id = my_subaccount(&st, &p, &username).await?;
     revoke_user_everywhere(&st, id).await?;
     accounts::delete(&st.store, id).await?;
+    // H.626.4 6.2: the CRM is told of account changes (through the outbox).
+    let owner = format!("owner {}", p.id);
+    crate::crm::changed(&st, "account.deleted", id, &username, Some(&owner)).await;
     audit::log(
         &st.store,
         Event::SubaccountDeleted {

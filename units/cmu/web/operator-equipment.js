@@ -123,7 +123,9 @@ export async function equipmentView(main) {
     if (!page.devices.length) rows.append(h('tr', null, h('td', { colspan: 7, class: 'muted' }, 'No device matches.')));
     nextCursor = page.next_cursor ?? null;
     const first = cursors.length * PAGE + (page.devices.length ? 1 : 0);
-    summary.textContent = `${page.total} devices match; showing ${first}-${cursors.length * PAGE + page.devices.length}.`;
+    // `total_capped`: more match than the server counts (it stops at 10,000).
+    const total = page.total_capped ? `${page.total}+` : String(page.total);
+    summary.textContent = `${total} devices match; showing ${first}-${cursors.length * PAGE + page.devices.length}.`;
     prev.disabled = !cursors.length;
     next.disabled = !nextCursor;
   }

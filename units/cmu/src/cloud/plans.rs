@@ -194,6 +194,12 @@ pub(crate) async fn set_mine(
         )
         .await;
         tracing::info!(owner, %change, epoch = sub.epoch, "cloud plan changed");
+        // H.626.4 6.2: the CRM is told of account changes (through the outbox).
+        let login = crate::store::accounts::get(&st.store, owner)
+            .await?
+            .map(|a| a.login)
+            .unwrap_or_default();
+        crate::crm::changed(&st, "account.plan_changed", owner, &login, Some(&change)).await;
         push(&st, owner).await?;
     }
     Ok(Json(state(&st, owner).await?))

@@ -407,8 +407,54 @@ fn like_escaped(text: &str) -> String {
     out
 }
 
-/// One page of the search (by id) and how many devices match in all.
-pub(crate) async fn search(db: &Store, s: &Search) -> Result<(Vec<Device>, u64), StoreError> {
+/// `total` is exact up to this many matches; beyond, the answer says "at least this many"
+/// (counting every match of a broad filter would read every row).
+pub(crate) const TOTAL_CAP: u64 = 10_000;
+
+/// One page of the search.
+#[derive(Debug, Clone)]
+pub(crate) struct Page {
+    /// The devices of the page, by id.
+    pub(crate) devices: Vec<Device>,
+    /// How many devices match in all, at most [`TOTAL_CAP`].
+    pub(crate) total: u64,
+    /// More than [`TOTAL_CAP`] devices match.
+    pub(crate) capped: bool,
+}
+
+/// A device's state as one number, the expression the search indexes (issue 18): 0
+/// unassigned, 1 assigned, 2 decommissioned ([`State::of`]).
+const STATE: &str = "(CASE WHEN disabled <> 0 THEN 2 WHEN owner_id IS NULL THEN 0 ELSE 1 END)";
+
+impl State {
+    fn code(self) -> u8 {
+        match self {
+            Self::Unassigned => 0,
+            Self::Assigned => 1,
+            Self::Decommissioned => 2,
+        }
+    }
+}
+
+/// The FTS5 query for `q` on SQLite's trigram index: one phrase, which matches where `q`
+/// occurs as a substring (any case); `"` doubled inside it.
+fn fts_phrase(q: &str) -> String {
+    format!("\"{}\"", q.replace('"', "\"\""))
+}
+
+/// One page of the search (by id) and how many devices match in all (capped).
+///
+/// Every filter is served by an index that also yields the id order, so a page reads about
+/// as many rows as it shows and the count at most [`TOTAL_CAP`] + 1: `vendor`, `model` and
+/// `state` by the `devices_search_*` indexes, `online` by the presence table's key, `q` by a
+/// trigram index (SQLite: the FTS5 table `devices_fts`; PostgreSQL: `pg_trgm` GIN indexes
+/// when the extension could be created, else the same `LIKE` read row by row).
+pub(crate) async fn search(db: &Store, s: &Search) -> Result<Page, StoreError> {
+    search_capped(db, s, TOTAL_CAP).await
+}
+
+/// [`search`] counting at most `cap` matches.
+async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreError> {
     let mut clauses: Vec<String> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<(usize, i64)> = Vec::new();
@@ -419,14 +465,25 @@ pub(crate) async fn search(db: &Store, s: &Search) -> Result<(Vec<Device>, u64),
         n
     };
     if let Some(q) = s.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let pattern = format!("%{}%", like_escaped(&q.to_lowercase()));
-        param(&mut clauses, &|i| {
-            format!(
-                "(id LIKE ${i} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${i} ESCAPE '\\'
-                  OR LOWER(vendor) LIKE ${i} ESCAPE '\\' OR LOWER(model) LIKE ${i} ESCAPE '\\')"
-            )
-        });
-        texts.push(pattern);
+        // FTS5's trigram tokenizer finds substrings of 3 characters or more; shorter ones
+        // are looked for row by row (they match many devices, so a page fills early).
+        if db.backend() == super::Backend::Sqlite && q.chars().count() >= 3 {
+            param(&mut clauses, &|i| {
+                format!(
+                    "devices.rowid IN (SELECT rowid FROM devices_fts WHERE devices_fts MATCH ${i})"
+                )
+            });
+            texts.push(fts_phrase(q));
+        } else {
+            let pattern = format!("%{}%", like_escaped(&q.to_lowercase()));
+            param(&mut clauses, &|i| {
+                format!(
+                    "(id LIKE ${i} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${i} ESCAPE '\\'
+                      OR LOWER(vendor) LIKE ${i} ESCAPE '\\' OR LOWER(model) LIKE ${i} ESCAPE '\\')"
+                )
+            });
+            texts.push(pattern);
+        }
     }
     if let Some(v) = &s.vendor {
         param(&mut clauses, &|i| format!("vendor = ${i}"));
@@ -442,22 +499,22 @@ pub(crate) async fn search(db: &Store, s: &Search) -> Result<(Vec<Device>, u64),
         texts.push(String::new());
     }
     match s.online {
-        Some(true) => clauses.push(ONLINE.into()),
+        Some(true) => clauses.push("id IN (SELECT device_id FROM device_presence)".into()),
         Some(false) => clauses.push(format!("NOT {ONLINE}")),
         None => {}
     }
-    match s.state {
-        Some(State::Decommissioned) => clauses.push("disabled <> 0".into()),
-        Some(State::Assigned) => clauses.push("disabled = 0 AND owner_id IS NOT NULL".into()),
-        Some(State::Unassigned) => clauses.push("disabled = 0 AND owner_id IS NULL".into()),
-        None => {}
+    if let Some(state) = s.state {
+        clauses.push(format!("{STATE} = {}", state.code()));
     }
     let filter = if clauses.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let total_sql = format!("SELECT COUNT(*) AS n FROM devices{filter}");
+    let total_sql = format!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM devices{filter} LIMIT {}) capped",
+        cap + 1
+    );
     let total = select(db, &total_sql, &args(&texts, &ints), |r| {
         r.try_get::<i64, _>("n")
     })
@@ -479,8 +536,13 @@ pub(crate) async fn search(db: &Store, s: &Search) -> Result<(Vec<Device>, u64),
         "SELECT {COLUMNS} FROM devices{page_filter} ORDER BY id LIMIT {}",
         s.limit.clamp(1, 1000)
     );
-    let page = select(db, &page_sql, &args(&page_texts, &ints), device).await?;
-    Ok((page, count(total)))
+    let devices = select(db, &page_sql, &args(&page_texts, &ints), device).await?;
+    let total = count(total);
+    Ok(Page {
+        devices,
+        total: total.min(cap),
+        capped: total > cap,
+    })
 }
 
 /// The parameters in order: `texts`, except where `ints` puts a number.
@@ -693,7 +755,11 @@ mod tests {
         decommission(&db, &all[1].id, 5).await.unwrap().unwrap();
         let page = |s: Search| {
             let db = db.clone();
-            async move { search(&db, &s).await.unwrap() }
+            async move {
+                let p = search(&db, &s).await.unwrap();
+                assert!(!p.capped);
+                (p.devices, p.total)
+            }
         };
         let (p, total) = page(Search { limit: 7, ..Search::default() }).await;
         assert_eq!((p.len(), total), (7, 30));
@@ -721,6 +787,79 @@ mod tests {
         let (_, t) = page(Search { online: Some(false), limit: 5, ..Search::default() }).await;
         assert_eq!(t, 30);
         assert_eq!(devices::all(&db).await.unwrap().len(), 30);
+    }
+    }
+
+    on_both_backends! {
+    /// Issue 18: the text index follows every change of a device's id, name, vendor and
+    /// model; short, quoted and mixed-case queries; online through the presence table; the
+    /// capped count.
+    #[tokio::test]
+    async fn h626_6_2_search_index_follows_changes(db) {
+        let a = owner(&db, "+15550100014").await;
+        let mut all = Vec::new();
+        for n in 0..12u8 {
+            let mut d = new_device(n + 60);
+            d.vendor = if n < 4 { "Acme \"Pro\"".into() } else { "Other".into() };
+            all.push(d);
+        }
+        provision(&db, &all, 1).await.unwrap();
+        if db.backend() == crate::store::Backend::Postgres {
+            // The test cluster ships pg_trgm (Debian's postgresql package): the migration
+            // made the GIN indexes (where it cannot, the search is the same, row by row).
+            let trgm: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname LIKE 'devices_search_%_trgm'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(trgm, 4);
+        }
+        let q = |text: &str| Search { q: Some(text.into()), limit: 50, ..Search::default() };
+        let ids = |p: Page| p.devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
+        assert!(ids(search(&db, &q("garden")).await.unwrap()).is_empty());
+        assert_eq!(assign(&db, &all[5].id, a, Some("Back Garden"), false).await.unwrap(), Assigned::Done);
+        assert_eq!(ids(search(&db, &q("gARDen")).await.unwrap()), vec![all[5].id.clone()]);
+        // Renamed by a move: the old name is gone from the index.
+        assert_eq!(assign(&db, &all[5].id, owner(&db, "+15550100015").await, Some("Porch"), true).await.unwrap(), Assigned::Done);
+        assert!(ids(search(&db, &q("garden")).await.unwrap()).is_empty());
+        assert_eq!(search(&db, &q("porch")).await.unwrap().total, 1);
+        assert_eq!(search(&db, &q("\"pro\"")).await.unwrap().total, 4, "quotes are plain");
+        assert_eq!(search(&db, &q("me \"p")).await.unwrap().total, 4);
+        assert_eq!(search(&db, &q("po")).await.unwrap().total, 1, "two characters: row by row");
+        let Written::Done(v) = add_vendor(&db, "Other", "", 1).await.unwrap() else { panic!("vendor") };
+        assert_eq!(update_vendor(&db, v, "Zeta", "").await.unwrap(), Written::Done(v));
+        assert_eq!(search(&db, &q("zeta")).await.unwrap().total, 8);
+        assert_eq!(search(&db, &q("other")).await.unwrap().total, 0);
+        let fragment = &all[9].id.as_str()[4..10];
+        assert!(ids(search(&db, &q(fragment)).await.unwrap()).contains(&all[9].id));
+        // Online: the devices with a presence row.
+        sqlx::query(
+            "INSERT INTO device_presence (device_id, node, session, link, instance, updated_ms)
+             VALUES ($1, 'n', 's', 'l', 'i', 1)",
+        )
+        .bind(all[3].id.as_str())
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let online = |on: bool| Search { online: Some(on), limit: 50, ..Search::default() };
+        assert_eq!(ids(search(&db, &online(true)).await.unwrap()), vec![all[3].id.clone()]);
+        assert_eq!(search(&db, &online(false)).await.unwrap().total, 11);
+        // Past the cap: the cap, marked.
+        let s = Search { vendor: Some("Zeta".into()), limit: 3, ..Search::default() };
+        let p = search_capped(&db, &s, 5).await.unwrap();
+        assert_eq!((p.devices.len(), p.total, p.capped), (3, 5, true));
+        let p = search_capped(&db, &s, 8).await.unwrap();
+        assert_eq!((p.total, p.capped), (8, false));
+        let s = Search { state: Some(State::Assigned), vendor: Some("Zeta".into()), limit: 3, ..Search::default() };
+        assert_eq!(search(&db, &s).await.unwrap().total, 1);
+        // Deleted devices leave the index.
+        sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(all[0].id.as_str())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(search(&db, &q("pro")).await.unwrap().total, 3);
     }
     }
 }
