@@ -60,12 +60,7 @@ fn source(i: usize) -> Ipv4Addr {
 }
 
 /// TLS and WebSocket to the SCU from source address `src`.
-async fn connect(
-    url: &str,
-    port: u16,
-    src: Ipv4Addr,
-    tls: Arc<ClientConfig>,
-) -> Option<ClientWs> {
+async fn connect(url: &str, port: u16, src: Ipv4Addr, tls: Arc<ClientConfig>) -> Option<ClientWs> {
     let sock = tokio::net::TcpSocket::new_v4().ok()?;
     sock.bind(SocketAddr::from((src, 0))).ok()?;
     let tcp = sock
@@ -222,7 +217,9 @@ async fn run(n: usize, scu_bin: &str, wait: Duration) {
 fn main() {
     // Soft to hard limit; each PU holds one descriptor here (and one in the SCU).
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    let room = usize::try_from(nofile).unwrap_or(usize::MAX).saturating_sub(512);
+    let room = usize::try_from(nofile)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(512);
     eprintln!("RLIMIT_NOFILE {nofile}: at most {room} PUs in this process");
     let ns: Vec<usize> = std::env::args()
         .skip(1)
@@ -240,8 +237,8 @@ fn main() {
             n.min(room)
         })
         .collect();
-    let scu_bin = std::env::var("SCU_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_peercam").to_owned());
+    let scu_bin =
+        std::env::var("SCU_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_peercam").to_owned());
     let wait = Duration::from_secs(
         std::env::var("SCU_BENCH_WAIT_S")
             .ok()

@@ -28,7 +28,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// in docs/deployment.md, "Kernel settings").
 fn raise_nofile() {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!(limit = n, "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the descriptor limit (RLIMIT_NOFILE)"),
+        Ok(n) => tracing::info!(
+            limit = n,
+            "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the descriptor limit (RLIMIT_NOFILE)")
+        }
     }
 }

@@ -328,7 +328,10 @@ async fn accept(tcp: TcpStream, tls: TlsAcceptor) -> Result<ServerWs, peercam_ne
                 context: "TLS accept".into(),
                 source: e,
             })?;
-        Ok(peercam_net::tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await?)
+        Ok(
+            peercam_net::tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()))
+                .await?,
+        )
     })
     .await
     .map_err(|_| peercam_net::NetError::Timeout("TLS/WebSocket handshake"))?

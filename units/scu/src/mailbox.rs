@@ -114,7 +114,8 @@ impl Drop for Receiver {
         self.0.closed.store(true, Ordering::Release);
         // Commands still queued are dropped now: their reply channels close, which their
         // senders read as "not connected".
-        let queued = std::mem::take(&mut *self.0.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        let queued =
+            std::mem::take(&mut *self.0.queue.lock().unwrap_or_else(PoisonError::into_inner));
         drop(queued);
         self.0.room.notify_waiters();
     }
