@@ -2,6 +2,12 @@
 //! the CMU (H.626.4 8.1): registrations per second and the SCU's memory per connected PU.
 //!
 //! `cargo bench --bench scu_registration -- 1000 10000`
+//!
+//! The simulated PUs spread over loopback source addresses (127.0.1.1, 127.0.1.2, ...: one
+//! source address has only the ephemeral port range), and the bench raises its descriptor
+//! limit to the hard limit; N beyond what the limit allows is capped, and said so.
+//! `SCU_BENCH_BIN=path` runs another build's `peercam` as the SCU (before/after in one
+//! session); `SCU_BENCH_WAIT_S` bounds the wait for the registrations (default 300 s).
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -9,13 +15,18 @@
     missing_docs
 )]
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use peercam_net::rustls::ClientConfig;
+use peercam_net::rustls::pki_types::ServerName;
+use peercam_net::tokio_rustls::TlsConnector;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
+use peercam_net::ws::ClientWs;
 use peercam_signal::link::{DeviceLink, LinkEvent};
 use peercam_test::{Cluster, new_identity};
 
@@ -38,7 +49,38 @@ fn cpu_s(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-async fn run(n: usize) {
+/// Connections per loopback source address (below the 28,232 ports of Linux's default
+/// ephemeral range).
+const PER_SOURCE: usize = 20_000;
+
+/// The `i`th PU's source address: 127.0.1.1 for the first [`PER_SOURCE`], and so on.
+fn source(i: usize) -> Ipv4Addr {
+    let k = u32::try_from(i / PER_SOURCE).unwrap_or(0);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 1, 1)) + k)
+}
+
+/// TLS and WebSocket to the SCU from source address `src`.
+async fn connect(url: &str, port: u16, src: Ipv4Addr, tls: Arc<ClientConfig>) -> Option<ClientWs> {
+    let sock = tokio::net::TcpSocket::new_v4().ok()?;
+    sock.bind(SocketAddr::from((src, 0))).ok()?;
+    let tcp = sock
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from("127.0.0.1").ok()?;
+    let tls = TlsConnector::from(tls).connect(name, tcp).await.ok()?;
+    let (ws, _) = peercam_net::tokio_tungstenite::client_async_with_config(
+        url,
+        tls,
+        Some(peercam_net::ws::ws_config()),
+    )
+    .await
+    .ok()?;
+    Some(ws)
+}
+
+async fn run(n: usize, scu_bin: &str, wait: Duration) {
     let c = Cluster::start(0).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -46,13 +88,11 @@ async fn run(n: usize) {
         .unwrap()
         .port();
     let path = c.write_scu_toml("scu-bench", port).unwrap();
-    let mut scu = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec {} scu --config {}",
-            env!("CARGO_BIN_EXE_peercam"),
-            path.display()
-        ))
+    // `peercam scu` raises its own descriptor limit to the hard limit.
+    let mut scu = Command::new(scu_bin)
+        .arg("scu")
+        .arg("--config")
+        .arg(&path)
         .env("PEERCAM_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -84,7 +124,8 @@ async fn run(n: usize) {
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     let stop = peercam_net::Shutdown::new();
     let t0 = Instant::now();
-    for id in ids {
+    for (i, id) in ids.into_iter().enumerate() {
+        let src = source(i);
         let (tls, url, registered, gate, stop) = (
             tls.clone(),
             url.clone(),
@@ -94,7 +135,9 @@ async fn run(n: usize) {
         );
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
-            let Ok(ws) = peercam_net::ws::connect(&url, tls, Duration::from_secs(60)).await else {
+            let Ok(Some(ws)) =
+                tokio::time::timeout(Duration::from_secs(60), connect(&url, port, src, tls)).await
+            else {
                 return;
             };
             let (mut sink, mut stream) = ws.split();
@@ -139,10 +182,11 @@ async fn run(n: usize) {
         });
     }
     while registered.load(Ordering::Relaxed) < n {
-        if t0.elapsed() > Duration::from_secs(600) {
+        if t0.elapsed() > wait {
             eprintln!(
-                "only {} of {n} registered after 600 s",
-                registered.load(Ordering::Relaxed)
+                "only {} of {n} registered after {} s",
+                registered.load(Ordering::Relaxed),
+                wait.as_secs()
             );
             break;
         }
@@ -150,8 +194,9 @@ async fn run(n: usize) {
     }
     let wall = t0.elapsed();
     let cpu1 = cpu_s(pid);
-    // Let heartbeats run for a while: steady-state memory, not the handshake peak.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Let heartbeats run for a while (every 4 s, the SCU's default `heartbeat_ms`):
+    // steady-state memory, not the handshake peak.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let rss1 = proc_status(pid, "VmRSS:");
     let done = registered.load(Ordering::Relaxed);
     println!(
@@ -170,12 +215,36 @@ async fn run(n: usize) {
 }
 
 fn main() {
-    let _ = rlimit::increase_nofile_limit(1_048_576);
+    // Soft to hard limit; each PU holds one descriptor here (and one in the SCU).
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let room = usize::try_from(nofile)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(512);
+    eprintln!("RLIMIT_NOFILE {nofile}: at most {room} PUs in this process");
     let ns: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
     let ns = if ns.is_empty() { vec![1000] } else { ns };
+    let ns: Vec<usize> = ns
+        .into_iter()
+        .map(|n| {
+            if n > room {
+                eprintln!(
+                    "N = {n} capped at {room} by the descriptor limit (raise the hard limit: docs/deployment.md, Kernel settings)"
+                );
+            }
+            n.min(room)
+        })
+        .collect();
+    let scu_bin =
+        std::env::var("SCU_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_peercam").to_owned());
+    let wait = Duration::from_secs(
+        std::env::var("SCU_BENCH_WAIT_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,6 +254,6 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in ns {
-        rt.block_on(run(n));
+        rt.block_on(run(n, &scu_bin, wait));
     }
 }

@@ -203,7 +203,7 @@ fn drain_events(
                     };
                     link.notify(ScNotice::Presence(online));
                     if let Some(endpoints) = endpoints {
-                        link.notify(ScNotice::Endpoints(endpoints));
+                        link.notify(ScNotice::Endpoints(*endpoints));
                     }
                 }
             }

@@ -10,6 +10,8 @@ use peercam_base::DeviceId;
 use peercam_net::Shutdown;
 use peercam_net::tokio_rustls::TlsAcceptor;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
+use peercam_net::tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use peercam_net::ws::ServerWs;
 use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
 use peercam_signal::ps::{DeviceKind, RefusalCode};
@@ -17,12 +19,18 @@ use peercam_signal::refusal::Refusal;
 use peercam_signal::sc::{Endpoints, Presence, Verdict, VerifyDevice};
 use peercam_signal::sc_link::{ScNotice, ScRequest, ScResponse};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::mailbox;
 use crate::{ConnCmd, NodeState, ToCmu, random_hex, unix_ms};
 
 type VerdictRx = oneshot::Receiver<ScResponse>;
+
+/// How long the TLS and WebSocket handshakes of a new connection may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The WebSocket read buffer of a device connection, bytes (see [`ws_config`]).
+const WS_READ_BUFFER: usize = 512;
 
 /// One device connection's state around its [`ScuPeer`].
 struct Conn {
@@ -31,7 +39,7 @@ struct Conn {
     session: String,
     sm: ScuPeer,
     /// Where the node's CMU link and other tasks reach this connection.
-    tx: mpsc::Sender<ConnCmd>,
+    tx: mailbox::Sender,
     verdict: Option<VerdictRx>,
     /// Commands sent to the device (Ps), by id.
     pending: HashMap<u64, oneshot::Sender<DeviceReply>>,
@@ -169,7 +177,10 @@ pub(crate) async fn run(
     let Ok(permit) = state.handshakes.acquire().await else {
         return;
     };
-    let ws = match peercam_net::ws::accept(tcp, tls, Duration::from_secs(10)).await {
+    // The handshake's state (TLS handshake, HTTP upgrade) is large and short-lived: it is
+    // boxed, so that the connection's task, which lives as long as the device stays
+    // connected, is only as large as its steady state (issue 19, a lean connection).
+    let ws = match Box::pin(accept(tcp, tls)).await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "device handshake failed");
@@ -189,7 +200,7 @@ pub(crate) async fn run(
         return;
     }
     let sm = ScuPeer::new(peer_cfg, Instant::now().into_std(), nonce, unix_ms());
-    let (tx, mut rx) = mpsc::channel::<ConnCmd>(16);
+    let (tx, mut rx) = mailbox::channel();
     let mut c = Conn {
         state: state.clone(),
         peer,
@@ -207,7 +218,9 @@ pub(crate) async fn run(
         // Act on the state machine's events, then send everything it produced (for the
         // input and for the events) before waiting again.
         while let Some(ev) = c.sm.poll_event() {
-            if c.on_event(ev).await {
+            // Boxed: an event's work (a message to the CMU) is rare next to waiting, and its
+            // state would otherwise be part of every idle connection.
+            if Box::pin(c.on_event(ev)).await {
                 permit = None; // handshake complete: free a slot
             }
         }
@@ -263,22 +276,28 @@ pub(crate) async fn run(
                 c.sm.verdict(Instant::now().into_std(), c.session.clone(), v);
             }
             cmd = rx.recv() => match cmd {
-                Some(ConnCmd::Command { command, reply }) => {
+                ConnCmd::Command { command, reply } => {
                     if let Some(id) = c.sm.send_command(command) {
                         c.pending.insert(id, reply);
                     }
                 }
-                Some(ConnCmd::PlayVerdict { re, verdict }) => c.sm.play_verdict(re, verdict),
-                Some(ConnCmd::Answer { re, answer }) => c.sm.answer(re, answer),
-                Some(ConnCmd::Revoke { user }) => c.sm.revoke(user),
-                Some(ConnCmd::Kick { reason }) => c.sm.kick(&reason),
-                None => {}
+                ConnCmd::PlayVerdict { re, verdict } => c.sm.play_verdict(re, verdict),
+                ConnCmd::Answer { re, answer } => c.sm.answer(re, answer),
+                ConnCmd::Revoke { user } => c.sm.revoke(user),
+                ConnCmd::Kick { reason } => c.sm.kick(&reason),
             },
             () = tokio::time::sleep_until(deadline) => c.sm.handle_timeout(Instant::now().into_std()),
             () = shutdown.wait() => { c.sm.kick("SCU shutting down"); }
         }
     }
     drop(permit);
+    drop(rx);
+    Box::pin(gone(state, c)).await;
+}
+
+/// A connection has ended: the node forgets the device's session and tells the CMU.
+async fn gone(state: Arc<NodeState>, c: Conn) {
+    let peer = c.peer;
     let Conn { held, session, .. } = c;
     if let Some(device_id) = &held {
         state.mtu_gone(device_id, &session);
@@ -296,6 +315,33 @@ pub(crate) async fn run(
             })))
             .await;
     }
+}
+
+/// The TLS and WebSocket handshakes on an accepted connection (10 s at most).
+async fn accept(tcp: TcpStream, tls: TlsAcceptor) -> Result<ServerWs, peercam_net::NetError> {
+    let _ = tcp.set_nodelay(true);
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let stream = tls
+            .accept(tcp)
+            .await
+            .map_err(|e| peercam_net::NetError::Io {
+                context: "TLS accept".into(),
+                source: e,
+            })?;
+        Ok(
+            peercam_net::tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()))
+                .await?,
+        )
+    })
+    .await
+    .map_err(|_| peercam_net::NetError::Timeout("TLS/WebSocket handshake"))?
+}
+
+/// The devices' WebSocket settings: the platform's message limits, and a read buffer sized
+/// for the link's messages (heartbeats and replies are a few hundred bytes; a larger frame
+/// grows the buffer while it is read) rather than for bulk transfer.
+fn ws_config() -> WebSocketConfig {
+    peercam_net::ws::ws_config().read_buffer_size(WS_READ_BUFFER)
 }
 
 /// Hands `request` to the CMU link; resolves to its answer, which the link guarantees (the
@@ -320,4 +366,26 @@ fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 19, a lean connection: the task of a connected device is as large as its
+    /// steady state (the handshakes' state is boxed and gone); it was 10.5 KiB with them.
+    #[test]
+    fn a_connection_task_stays_small() {
+        fn future_size<F>(
+            _: impl FnOnce(
+                std::sync::Arc<crate::NodeState>,
+                tokio::net::TcpStream,
+                std::net::SocketAddr,
+                peercam_net::tokio_rustls::TlsAcceptor,
+                peercam_net::Shutdown,
+            ) -> F,
+        ) -> usize {
+            size_of::<F>()
+        }
+        let size = future_size(super::run);
+        assert!(size <= 2048, "the connection task's state is {size} bytes");
+    }
 }

@@ -11,6 +11,7 @@
 mod cmu_link;
 mod config;
 mod conn;
+mod mailbox;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,10 +86,11 @@ pub(crate) enum ConnCmd {
 
 pub(crate) struct Held {
     pub(crate) session: String,
-    pub(crate) tx: mpsc::Sender<ConnCmd>,
+    pub(crate) tx: mailbox::Sender,
     /// The addresses the device last reported (H.626.4 8.3 step 3), announced again with
     /// its presence on a new CMU link (issue 19: a CMU restart or move loses nothing).
-    pub(crate) endpoints: Option<peercam_signal::sc::Endpoints>,
+    /// Boxed: the registry holds one entry per device (a lean connection, issue 19).
+    pub(crate) endpoints: Option<Box<peercam_signal::sc::Endpoints>>,
 }
 
 /// Messages from connection tasks to the CMU link.
@@ -154,7 +156,7 @@ impl Metrics {
 impl NodeState {
     /// Records a newly registered session; kicks an older session of the same device
     /// (no duplicate device sessions).
-    pub(crate) fn hold(&self, device_id: DeviceId, session: String, tx: mpsc::Sender<ConnCmd>) {
+    pub(crate) fn hold(&self, device_id: DeviceId, session: String, tx: mailbox::Sender) {
         let old = self
             .registry
             .lock()
@@ -234,11 +236,11 @@ impl NodeState {
         if let Some(h) = reg.get_mut(&endpoints.device_id)
             && h.session == endpoints.session
         {
-            h.endpoints = Some(endpoints.clone());
+            h.endpoints = Some(Box::new(endpoints.clone()));
         }
     }
 
-    pub(crate) fn lookup(&self, device_id: &DeviceId) -> Option<(String, mpsc::Sender<ConnCmd>)> {
+    pub(crate) fn lookup(&self, device_id: &DeviceId) -> Option<(String, mailbox::Sender)> {
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
