@@ -274,7 +274,13 @@ async fn camera(
             return;
         }
     };
-    let mut link = DeviceLink::new(Instant::now(), id.device_id.clone(), id.kind, key, "loadgen");
+    let mut link = DeviceLink::new(
+        Instant::now(),
+        id.device_id.clone(),
+        id.kind,
+        key,
+        "loadgen",
+    );
     // H.626.4 8.3 step 2: a media address, so that play requests get a URL.
     link.report_addresses(vec!["127.0.0.1:8554".to_owned()], Vec::new());
     let mut ptz = PtzState {
@@ -378,7 +384,12 @@ fn apply_ptz(s: &mut PtzState, order: &PtzCommand) {
 
 /// The first line of a message, at most 80 characters (error kinds stay few).
 fn short(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(80).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(80)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -492,7 +503,6 @@ async fn make_users(
     Ok(users)
 }
 
-
 /// Binds (and shares) the first `bound` cameras, 32 requests at a time.
 async fn bind_all(
     users: &[User],
@@ -587,36 +597,62 @@ async fn load(args: &Args, users: Vec<User>, stats: &Arc<Stats>) {
     let pick = move |users: &Arc<Vec<User>>, with_cams: &Arc<Vec<usize>>, k: u64| {
         let n = with_cams.len().max(1) as u64;
         let user = &users[*with_cams.get((k % n) as usize)?];
-        let cam = user.cameras.get(((k / n) % user.cameras.len().max(1) as u64) as usize)?;
+        let cam = user
+            .cameras
+            .get(((k / n) % user.cameras.len().max(1) as u64) as usize)?;
         Some((user.client.clone(), cam.clone()))
     };
     let list = {
         let users = users.clone();
-        drive(stats.clone(), "list", args.list_rate, until, gate.clone(), move |k| {
-            let n = users.len() as u64;
-            let c = users.get(usize::try_from(k % n.max(1)).ok()?)?.client.clone();
-            Some(async move { c.devices().await.map(|_| ()) })
-        })
+        drive(
+            stats.clone(),
+            "list",
+            args.list_rate,
+            until,
+            gate.clone(),
+            move |k| {
+                let n = users.len() as u64;
+                let c = users
+                    .get(usize::try_from(k % n.max(1)).ok()?)?
+                    .client
+                    .clone();
+                Some(async move { c.devices().await.map(|_| ()) })
+            },
+        )
     };
     let play = {
         let (users, with_cams) = (users.clone(), with_cams.clone());
-        drive(stats.clone(), "play", args.play_rate, until, gate.clone(), move |k| {
-            let (c, cam) = pick(&users, &with_cams, k)?;
-            Some(async move { c.play(&cam, &PlayRequest::default()).await.map(|_| ()) })
-        })
+        drive(
+            stats.clone(),
+            "play",
+            args.play_rate,
+            until,
+            gate.clone(),
+            move |k| {
+                let (c, cam) = pick(&users, &with_cams, k)?;
+                Some(async move { c.play(&cam, &PlayRequest::default()).await.map(|_| ()) })
+            },
+        )
     };
     let ptz = {
         let (users, with_cams) = (users.clone(), with_cams.clone());
-        drive(stats.clone(), "ptz", args.ptz_rate, until, gate.clone(), move |k| {
-            let (c, cam) = pick(&users, &with_cams, k)?;
-            let step = if k % 2 == 0 { 0.1 } else { -0.1 };
-            let order = PtzCommand::Relative {
-                pan: step,
-                tilt: 0.0,
-                zoom: 0.0,
-            };
-            Some(async move { c.ptz(&cam, &order).await.map(|_| ()) })
-        })
+        drive(
+            stats.clone(),
+            "ptz",
+            args.ptz_rate,
+            until,
+            gate.clone(),
+            move |k| {
+                let (c, cam) = pick(&users, &with_cams, k)?;
+                let step = if k % 2 == 0 { 0.1 } else { -0.1 };
+                let order = PtzCommand::Relative {
+                    pan: step,
+                    tilt: 0.0,
+                    zoom: 0.0,
+                };
+                Some(async move { c.ptz(&cam, &order).await.map(|_| ()) })
+            },
+        )
     };
     tokio::join!(list, play, ptz);
 }

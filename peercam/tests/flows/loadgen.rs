@@ -39,7 +39,9 @@ async fn h626_7_loadgen_smoke_two_cmus_no_errors() {
             .unwrap()
     };
     assert_eq!(op("register")["ok"], 12, "{stdout}");
-    for name in ["register", "signup", "login", "bind", "share", "list", "play", "ptz"] {
+    for name in [
+        "register", "signup", "login", "bind", "share", "list", "play", "ptz",
+    ] {
         let o = op(name);
         assert!(o["ok"].as_u64().unwrap() > 0, "{name}: {stdout}");
         assert_eq!(o["errors"], 0, "{name}: {stdout}");

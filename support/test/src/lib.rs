@@ -464,6 +464,42 @@ impl Cluster {
         Ok(path)
     }
 
+    /// Starts SCU node `node` as a process of its own (`exe scu`, the bench's or test's
+    /// `env!("CARGO_BIN_EXE_peercam")`, with `ulimit -n` raised) on a free port of
+    /// 127.0.0.1, so that its CPU and memory can be read from /proc; returns the process
+    /// and its device URL once it accepts connections (and a moment more to reach the CMU).
+    pub async fn spawn_scu(
+        &self,
+        exe: &str,
+        node: &str,
+    ) -> anyhow::Result<(std::process::Child, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let path = self.write_scu_toml(node, port)?;
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec {exe} scu --config {}",
+                path.display()
+            ))
+            .env("PEERCAM_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok((child, format!("wss://127.0.0.1:{port}/")))
+    }
+
     /// Runs the CLI `exe cu ARGS` (the test's `env!("CARGO_BIN_EXE_peercam")`) against this
     /// cluster as `user` with the password [`Self::owner`] gives, in a home of its own;
     /// returns (success, stdout, stderr).
