@@ -395,6 +395,9 @@ fn short(s: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Users
 
+/// Users per owner: the owner and its 50 sub-accounts (the CMU's limit).
+const GROUP: usize = 51;
+
 /// A logged-in simulated user and the cameras it may watch and turn.
 struct User {
     client: Client,
@@ -473,7 +476,7 @@ async fn make_users(
     let mut owner: Option<Client> = None;
     for u in 0..args.users {
         // One owner per 51 users (an owner may have 50 sub-accounts).
-        let client = if u % 51 == 0 {
+        let client = if u.is_multiple_of(GROUP) {
             let (c, _) = signed_up_owner(&anon(u)?, operator, outbox, stats, password).await?;
             owner = Some(c.clone());
             c
@@ -515,8 +518,8 @@ async fn bind_all(
 ) {
     let jobs = ids.iter().take(bound).enumerate().map(|(j, id)| {
         let u = j % m;
-        let owner = &users[u - u % 51].client;
-        let sub = (u % 51 != 0).then(|| format!("lg{tag}u{u}"));
+        let owner = &users[u - u % GROUP].client;
+        let sub = (!u.is_multiple_of(GROUP)).then(|| format!("lg{tag}u{u}"));
         let (dev, code) = (id.device_id.to_string(), id.bind_code.display());
         async move {
             if timed(stats, "bind", || owner.bind(&dev, &code, None))
@@ -644,7 +647,7 @@ async fn load(args: &Args, users: Vec<User>, stats: &Arc<Stats>) {
             gate.clone(),
             move |k| {
                 let (c, cam) = pick(&users, &with_cams, k)?;
-                let step = if k % 2 == 0 { 0.1 } else { -0.1 };
+                let step = if k.is_multiple_of(2) { 0.1 } else { -0.1 };
                 let order = PtzCommand::Relative {
                     pan: step,
                     tilt: 0.0,
