@@ -3,8 +3,8 @@
 //! process). First registrations per second (N cameras, no users), then play-request
 //! latency at a target rate across both CMUs (users alternate between them).
 //!
-//! `cargo bench --bench cluster_load -- [CAMERAS] [PLAY_RATE] [SECONDS]`
-//! (defaults 5000, 1000, 20).
+//! `cargo bench --bench cluster_load -- [CAMERAS] [PLAY_RATE] [SECONDS] [POOL]`
+//! (defaults 5000, 1000, 20, and the CMU's default `database_max_connections`, 8).
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -53,8 +53,14 @@ async fn loadgen(c: &Cluster, cmus: &[&str], scu: &str, pids: &[String], args: &
     }
 }
 
-async fn run(cameras: usize, play_rate: f64, seconds: f64) {
-    let Some(c) = Cluster::start_postgres(0, "cluster_load").await.unwrap() else {
+async fn run(cameras: usize, play_rate: f64, seconds: f64, pool: Option<u32>) {
+    let test = "cluster_load";
+    let adjust = |cfg: &mut peercam_cmu::Config| {
+        if let Some(p) = pool {
+            cfg.database_max_connections = p;
+        }
+    };
+    let Some(c) = Cluster::start_postgres_with(0, test, adjust).await.unwrap() else {
         eprintln!("PostgreSQL is not installed: no figures");
         return;
     };
@@ -133,9 +139,10 @@ fn main() {
     let cameras = args.first().map_or(5000, |v| *v as usize);
     let rate = args.get(1).copied().unwrap_or(1000.0);
     let seconds = args.get(2).copied().unwrap_or(20.0);
+    let pool = args.get(3).map(|p| *p as u32);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(cameras, rate, seconds));
+    rt.block_on(run(cameras, rate, seconds, pool));
 }
