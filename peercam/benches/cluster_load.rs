@@ -81,7 +81,7 @@ async fn run(cameras: usize, play_rate: f64, seconds: f64, pool: Option<u32>) {
         format!("scu={}", scu.id()),
     ];
     if let Some(pg) = postmaster(pg_port) {
-        pids.push(format!("postgres={pg}"));
+        pids.push(format!("postgres={pg}+"));
     }
     println!("## registrations per second, CMU on PostgreSQL, {cameras} cameras");
     loadgen(

@@ -101,24 +101,27 @@ pub(crate) struct Args {
     /// counts as an error (`in-flight limit`), so that an overloaded server shows.
     #[arg(long, default_value_t = 2048)]
     max_in_flight: usize,
-    /// A server process to watch, NAME=PID (its child processes included, e.g. a PostgreSQL
-    /// postmaster's backends); repeat for several.
-    #[arg(long = "pid", value_name = "NAME=PID", value_parser = parse_pid)]
-    pids: Vec<(String, u32)>,
+    /// A server process to watch, NAME=PID; NAME=PID+ also counts its descendants (a
+    /// PostgreSQL postmaster's backends); repeat for several.
+    #[arg(long = "pid", value_name = "NAME=PID[+]", value_parser = parse_pid)]
+    pids: Vec<(String, u32, bool)>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
-fn parse_pid(s: &str) -> Result<(String, u32), String> {
+fn parse_pid(s: &str) -> Result<(String, u32, bool), String> {
     let (name, pid) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: expected NAME=PID, e.g. cmu=1234"))?;
+    let (pid, tree) = match pid.trim().strip_suffix('+') {
+        Some(p) => (p, true),
+        None => (pid.trim(), false),
+    };
     let pid = pid
-        .trim()
         .parse()
         .map_err(|_| format!("`{pid}`: not a process id"))?;
-    Ok((name.trim().to_owned(), pid))
+    Ok((name.trim().to_owned(), pid, tree))
 }
 
 /// Operations measured.
@@ -692,8 +695,8 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples `root` and every process descending from it.
-fn sample(root: u32) -> ProcSample {
+/// Samples `root`, and every process descending from it when `tree`.
+fn sample(root: u32, tree_too: bool) -> ProcSample {
     let mut all: Vec<(u32, u32, u64)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -706,7 +709,7 @@ fn sample(root: u32) -> ProcSample {
     }
     let mut tree = vec![root];
     let mut i = 0;
-    while i < tree.len() {
+    while tree_too && i < tree.len() {
         let parent = tree[i];
         tree.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
         i += 1;
@@ -724,8 +727,8 @@ fn sample(root: u32) -> ProcSample {
     s
 }
 
-fn sample_all(pids: &[(String, u32)]) -> Vec<ProcSample> {
-    pids.iter().map(|(_, p)| sample(*p)).collect()
+fn sample_all(pids: &[(String, u32, bool)]) -> Vec<ProcSample> {
+    pids.iter().map(|(_, p, t)| sample(*p, *t)).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1011,7 +1014,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("camera", load_s),
     ];
     let pct = |a: &ProcSample, b: &ProcSample, s: f64| {
-        if s > 0.0 {
+        if s >= 0.5 {
             (b.cpu_s - a.cpu_s) * 100.0 / s
         } else {
             0.0
@@ -1034,7 +1037,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .pids
             .iter()
             .enumerate()
-            .map(|(i, (name, pid))| ProcReport {
+            .map(|(i, (name, pid, _))| ProcReport {
                 name: name.clone(),
                 pid: *pid,
                 processes: p3[i].processes,
@@ -1064,7 +1067,8 @@ mod tests {
 
     #[test]
     fn pid_arguments() {
-        assert_eq!(parse_pid("cmu=12").unwrap(), ("cmu".to_owned(), 12));
+        assert_eq!(parse_pid("cmu=12").unwrap(), ("cmu".to_owned(), 12, false));
+        assert_eq!(parse_pid("pg=7+").unwrap(), ("pg".to_owned(), 7, true));
         assert!(parse_pid("cmu").is_err());
         assert!(parse_pid("cmu=x").is_err());
     }
@@ -1079,7 +1083,7 @@ mod tests {
 
     #[test]
     fn this_process_is_sampled() {
-        let s = sample(std::process::id());
+        let s = sample(std::process::id(), true);
         assert!(s.processes >= 1 && s.rss_kib > 0);
     }
 }
