@@ -57,6 +57,8 @@ enum Command {
     Admin(cmd::admin::Args),
     /// Make release keys and sign releases, offline (H.626.4 8.11.1).
     Release(cmd::release::Args),
+    /// Load a whole cluster: simulated cameras and users; rates, latencies, server CPU and memory.
+    Loadgen(cmd::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
             Command::Cu(a) => cmd::cu::run(a).await,
             Command::Admin(a) => cmd::admin::run(a).await,
             Command::Release(a) => cmd::release::run(a).await,
+            Command::Loadgen(a) => cmd::loadgen::run(a).await,
         }
     });
     match result {

@@ -341,6 +341,22 @@ pub(crate) async fn provision(
     out: &Path,
 ) -> anyhow::Result<Vec<DeviceIdentity>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let ids = new_identities(count, vendor, model, kind)?;
+    record(client, &ids).await?;
+    for i in &ids {
+        let path = out.join(format!("{}.identity.toml", i.device_id));
+        peercam_net::pki::write_file(&path, &i.to_toml(), true)?;
+    }
+    Ok(ids)
+}
+
+/// `count` fresh identities: a key pair and a bind code each.
+pub(crate) fn new_identities(
+    count: usize,
+    vendor: &str,
+    model: &str,
+    kind: DeviceKind,
+) -> anyhow::Result<Vec<DeviceIdentity>> {
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
         let mut seed = [0u8; 32];
@@ -359,6 +375,11 @@ pub(crate) async fn provision(
             BindCode::from_random(code),
         ));
     }
+    Ok(ids)
+}
+
+/// Records identities' public keys and bind code digests in the CMU, 5,000 a request.
+pub(crate) async fn record(client: &Client, ids: &[DeviceIdentity]) -> anyhow::Result<()> {
     for chunk in ids.chunks(5000) {
         let devices = chunk
             .iter()
@@ -380,11 +401,7 @@ pub(crate) async fn provision(
             .await
             .context("recording the devices in the CMU")?;
     }
-    for i in &ids {
-        let path = out.join(format!("{}.identity.toml", i.device_id));
-        peercam_net::pki::write_file(&path, &i.to_toml(), true)?;
-    }
-    Ok(ids)
+    Ok(())
 }
 
 /// How the operator named an account on the command line.

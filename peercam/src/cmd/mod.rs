@@ -9,6 +9,7 @@ pub(crate) mod cu;
 pub(crate) mod demo;
 pub(crate) mod equipment;
 pub(crate) mod fleet;
+pub(crate) mod loadgen;
 pub(crate) mod mtu;
 pub(crate) mod nvr;
 pub(crate) mod plan;

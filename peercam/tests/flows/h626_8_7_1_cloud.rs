@@ -1546,7 +1546,11 @@ async fn s3s_fs_child_server() {
 /// This test binary as a child serving s3s-fs on `dir` at `port`, once it listens.
 async fn spawn_s3s_fs_child(dir: &std::path::Path, port: u16) -> tokio::process::Child {
     let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "h626_8_7_1_cloud::s3s_fs_child_server", "--nocapture"])
+        .args([
+            "--exact",
+            "h626_8_7_1_cloud::s3s_fs_child_server",
+            "--nocapture",
+        ])
         .env("PEERCAM_TEST_S3FS", dir)
         .env("PEERCAM_TEST_S3FS_PORT", port.to_string())
         .stdout(std::process::Stdio::null())

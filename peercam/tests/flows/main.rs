@@ -56,5 +56,6 @@ mod h626_8_8_alarm_loop;
 mod h626_8_8_alarms;
 mod h626_8_9_2_cmu_params;
 mod json_logs;
+mod loadgen;
 mod rtsp_burst;
 mod scu_restart;

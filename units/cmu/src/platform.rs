@@ -649,21 +649,85 @@ async fn writer(st: Shared, mut outbox: mpsc::UnboundedReceiver<Note>) {
                 }
             }
         };
-        if let Err(e) = write_row(p, &note).await {
-            tracing::warn!(error = %e, "cannot write shared presence");
-        }
-        let envelope = Envelope {
-            from: p.instance.clone(),
-            note,
-        };
-        match shared::encode(&envelope) {
-            Ok(json) => {
-                if let Err(e) = p.bus.publish(shared::PRESENCE, json).await {
-                    tracing::warn!(error = %e, "cannot publish presence");
-                }
+        // Issue 19: what queued up meanwhile is written together (a registration storm
+        // queues two notes per device, and one round trip at a time fell behind).
+        let mut batch = vec![note];
+        while batch.len() < WRITE_BATCH {
+            match outbox.try_recv() {
+                Ok(n) => batch.push(n),
+                Err(_) => break,
             }
-            Err(e) => tracing::warn!(error = %e, "cannot encode presence"),
         }
+        write_rows(p, &batch).await;
+        for note in batch {
+            let envelope = Envelope {
+                from: p.instance.clone(),
+                note,
+            };
+            match shared::encode(&envelope) {
+                Ok(json) => {
+                    if let Err(e) = p.bus.publish(shared::PRESENCE, json).await {
+                        tracing::warn!(error = %e, "cannot publish presence");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot encode presence"),
+            }
+        }
+    }
+}
+
+/// Notes the writer takes from its queue at a time.
+const WRITE_BATCH: usize = 512;
+/// Devices whose rows the writer writes side by side.
+const WRITE_PARALLEL: usize = 16;
+
+/// The device a note's row belongs to; `None` for a node's notes and those without a row.
+fn row_device(note: &Note) -> Option<&DeviceId> {
+    match note {
+        Note::Online { device_id, .. }
+        | Note::Offline { device_id, .. }
+        | Note::Endpoints { device_id, .. } => Some(device_id),
+        _ => None,
+    }
+}
+
+/// Writes the rows of a batch of notes: a device's notes in their order, different
+/// devices side by side ([`WRITE_PARALLEL`] at a time); a node's note waits for what came
+/// before it and goes before what follows (its rows cover every device of the node).
+async fn write_rows(p: &Platform, batch: &[Note]) {
+    let mut i = 0;
+    while i < batch.len() {
+        if row_device(&batch[i]).is_none() {
+            if let Err(e) = write_row(p, &batch[i]).await {
+                tracing::warn!(error = %e, "cannot write shared presence");
+            }
+            i += 1;
+            continue;
+        }
+        let end = batch[i..]
+            .iter()
+            .position(|n| row_device(n).is_none())
+            .map_or(batch.len(), |k| i + k);
+        let mut chains: Vec<(&DeviceId, Vec<&Note>)> = Vec::new();
+        let mut at: HashMap<&DeviceId, usize> = HashMap::new();
+        for n in &batch[i..end] {
+            let Some(d) = row_device(n) else { continue };
+            let k = *at.entry(d).or_insert_with(|| {
+                chains.push((d, Vec::new()));
+                chains.len() - 1
+            });
+            chains[k].1.push(n);
+        }
+        futures_util::stream::iter(chains)
+            .for_each_concurrent(WRITE_PARALLEL, |(_, notes)| async move {
+                for n in notes {
+                    if let Err(e) = write_row(p, n).await {
+                        tracing::warn!(error = %e, "cannot write shared presence");
+                    }
+                }
+            })
+            .await;
+        i = end;
     }
 }
 
@@ -1049,7 +1113,13 @@ async fn on_event(
             });
         }
         CmuPeerEvent::Notice(ScNotice::Presence(p)) if st.platform.presence(&node, &p) => {
-            let _ = store::devices::touch(&st.store, &p.device_id, now_s()).await;
+            // Issue 19: not awaited here. This loop also carries the verdicts of the
+            // node's registrations; one database round trip per presence notice in it
+            // capped the registrations of a node at one per round trip.
+            let (st2, id2) = (st.clone(), p.device_id.clone());
+            tokio::spawn(async move {
+                let _ = store::devices::touch(&st2.store, &id2, now_s()).await;
+            });
             // 6.1.9: offline and back-online alarms; a pending alarm strategy (8.8).
             let (st, id, online) = (st.clone(), p.device_id.clone(), p.online);
             if online {
