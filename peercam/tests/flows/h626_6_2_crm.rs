@@ -431,14 +431,7 @@ async fn h626_6_2_crm_told_of_plan_changes_and_subaccount_deletion() {
         k.retry_min_ms = 100;
         k.retry_max_ms = 400;
         cfg.crm = Some(k);
-        cfg.cloud.plans = vec![peercam_cmu::PlanConfig {
-            id: "plus".into(),
-            name: "Plus".into(),
-            quota_bytes: 1 << 30,
-            price_minor: 299,
-            public: true,
-            ..Default::default()
-        }];
+        cfg.cloud.plans = crate::h626_7_accounting::plus_plan();
     })
     .await
     .unwrap();

@@ -170,14 +170,7 @@ async fn h626_7_accounting_sms_counts_equal_the_outbox_and_invoices_agree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h626_6_2_announcements_reach_their_audience() {
     let c = Cluster::start_with(1, |cfg| {
-        cfg.cloud.plans = vec![peercam_cmu::PlanConfig {
-            id: "plus".into(),
-            name: "Plus".into(),
-            quota_bytes: 1 << 30,
-            price_minor: 299,
-            public: true,
-            ..Default::default()
-        }];
+        cfg.cloud.plans = plus_plan();
     })
     .await
     .unwrap();
@@ -348,14 +341,7 @@ async fn h626_7_accounting_webhook_signed_retried_and_every_attempt_stored() {
         cfg.billing.webhook_attempts = 3;
         cfg.billing.webhook_backoff_ms = 50;
         cfg.billing.auto_close = false;
-        cfg.cloud.plans = vec![peercam_cmu::PlanConfig {
-            id: "plus".into(),
-            name: "Plus".into(),
-            quota_bytes: 1 << 30,
-            price_minor: 299,
-            public: true,
-            ..Default::default()
-        }];
+        cfg.cloud.plans = plus_plan();
     })
     .await
     .unwrap();
@@ -545,4 +531,16 @@ async fn h626_7_accounting_admin_cli_json() {
         .await;
     assert!(!ok);
     assert!(err.contains("period"), "{err}");
+}
+
+/// The one paid plan these tests subscribe to: "plus", 1 GiB, 2.99 a month.
+pub(crate) fn plus_plan() -> Vec<peercam_cmu::PlanConfig> {
+    vec![peercam_cmu::PlanConfig {
+        id: "plus".into(),
+        name: "Plus".into(),
+        quota_bytes: 1 << 30,
+        price_minor: 299,
+        public: true,
+        ..Default::default()
+    }]
 }
