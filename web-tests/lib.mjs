@@ -4,6 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
 
 export const CHROMIUM = process.env.PEERCAM_CHROMIUM || '/usr/bin/chromium';
 
@@ -244,4 +245,17 @@ export async function checkPlaying(page, { shot } = {}) {
 export function percentile(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+/** RFC 6238: HMAC-SHA1 over the 30-second step, dynamic truncation, 6 digits. */
+export function totp(secretB32, t) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secretB32) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const o = mac[19] & 0x0f;
+  return String((mac.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
 }

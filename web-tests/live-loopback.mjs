@@ -33,6 +33,7 @@ const FILES = {
   '/app/operator-reports.js': ['operator-reports.js', 'text/javascript'],
   '/app/operator-billing.js': ['operator-billing.js', 'text/javascript'],
   '/app/usage.js': ['usage.js', 'text/javascript'],
+  '/app/two-factor.js': ['two-factor.js', 'text/javascript'],
   '/app/style.css': ['style.css', 'text/css'],
   '/app/icon.svg': ['icon.svg', 'image/svg+xml'],
   '/app/icon-maskable.svg': ['icon-maskable.svg', 'image/svg+xml'],

@@ -10,21 +10,7 @@
 //   PEERCAM_SHOTS                   optional: where to write screenshots
 // Output: one JSON line; exit status 1 on failure.
 
-import { createHmac } from 'node:crypto';
-import { expect, launch, need, newUser, open, run, shots, step } from './lib.mjs';
-
-/** RFC 6238: HMAC-SHA1 over the 30-second step, dynamic truncation, 6 digits. */
-function totp(secretB32, t) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of secretB32) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const o = mac[19] & 0x0f;
-  return String((mac.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
-}
+import { expect, launch, need, newUser, open, run, shots, step, totp } from './lib.mjs';
 
 await run(async (result) => {
   const base = need('PEERCAM_WEB_URL').replace(/\/$/, '');

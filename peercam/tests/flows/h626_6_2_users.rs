@@ -411,3 +411,32 @@ async fn h626_6_2_web_totp_login_and_users_tab() {
     assert!(pending.iter().all(|u| u.login != phone));
     c.stop().await;
 }
+
+/// The web client: an owner turns two-factor sign-in on from the Account page (the key read
+/// off the page, a wrong code refused, ten recovery codes shown once), logs in again with a
+/// recovery code, and turns it off with the password and a code (Chromium).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h626_6_2_web_owner_sets_up_and_turns_off_two_factor_sign_in() {
+    let Some(dir) = peercam_test::web::web_tests_or_skip(
+        "h626_6_2_web_owner_sets_up_and_turns_off_two_factor_sign_in",
+    ) else {
+        return;
+    };
+    let c = Cluster::start(0).await.unwrap();
+    let phone = "+15550633002";
+    let owner = c.owner(phone).await.unwrap();
+    let mut env = vec![
+        ("PEERCAM_WEB_URL", c.api.clone()),
+        ("PEERCAM_WEB_USER", phone.to_owned()),
+        ("PEERCAM_WEB_PASSWORD", peercam_test::PASSWORD.to_owned()),
+    ];
+    if let Ok(shots) = std::env::var("PEERCAM_SHOTS") {
+        env.push(("PEERCAM_SHOTS", shots));
+    }
+    let r = peercam_test::web::scenario(&dir, "totp-enrol.mjs", &env, None).await;
+    assert_eq!(r["recovery_codes"], 10, "{r}");
+    assert_eq!(r["turned_off"], true, "{r}");
+    let st = owner.totp_state().await.unwrap();
+    assert!(!st.enabled, "off at the end");
+    c.stop().await;
+}

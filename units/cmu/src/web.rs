@@ -65,6 +65,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/shared-clips.js"),
     },
     Asset {
+        path: "/app/two-factor.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/two-factor.js"),
+    },
+    Asset {
         path: "/app/usage.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/usage.js"),

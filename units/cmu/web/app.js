@@ -9,6 +9,7 @@ import { announcements, usageCard } from './usage.js';
 import { CLIP_EXPIRIES, CLIP_MAX_MS, shareClip, sharedClipsCard } from './shared-clips.js';
 import { LiveSession, PATH_LABEL, PlaybackSession, rfc3339, talkPanel } from './live.js';
 import { operatorView } from './operator.js';
+import { twoFactorCard } from './two-factor.js';
 
 export const VERSION = '0.1.0';
 /** The client platform name of 8.11.2 (the `model` of a client release). */
@@ -235,7 +236,14 @@ export async function api(method, path, body, opts = {}) {
       data?.message ?? `The server answered ${resp.status}. Try again in a moment.`,
       data?.fields ?? [],
     );
-    if (resp.status === 401 && session && path !== '/login') {
+    // Issue 18 item 2: an operator who must use two-factor sign-in and has not set it up
+    // may only enrol; the Account page has the card for it.
+    if (err.code === 'totp_enrolment_required' && location.hash !== '#/account') {
+      location.hash = '#/account';
+      toast('This platform requires two-factor sign-in of operators: set it up on this page first.');
+    }
+    // A wrong TOTP code (401 `bad_totp`) on the enrol and turn-off forms ends no session.
+    if (resp.status === 401 && session && path !== '/login' && err.code !== 'bad_totp') {
       setSession(null);
       sessionStorage.setItem('peercam.notice', 'Your session ended. Log in again.');
       location.hash = '#/login';
@@ -1872,6 +1880,7 @@ route(/^#\/account$/, (main) => {
       field('New password', { name: 'new_password', type: 'password', autocomplete: 'new-password', minlength: '10', required: true, dataset: { field: 'new_password' } }, 'At least 10 characters.'),
       field('New password again', { name: 'new_password2', type: 'password', autocomplete: 'new-password', required: true, dataset: { field: 'new_password2' } }),
       h('button', { type: 'submit', class: 'primary' }, 'Change password'))),
+    twoFactorCard(),
     u.role === 'owner' && subaccountsPanel(),
     u.role !== 'operator' && usageCard(),
     u.role !== 'operator' && cloudPlanCard(),

@@ -7,7 +7,7 @@
 
 const VERSION = '0.1.0';
 const CACHE = `peercam-shell-${VERSION}`;
-const SHELL = ['/', '/app/app.js', '/app/alarms.js', '/app/alarm-stream.js', '/app/alarm-settings.js', '/app/cloud-plan.js', '/app/live.js', '/app/operator.js', '/app/operator-equipment.js', '/app/operator-users.js', '/app/operator-campaigns.js', '/app/operator-logs.js', '/app/operator-reports.js', '/app/operator-billing.js', '/app/usage.js', '/app/shared-clips.js', '/app/style.css', '/app/icon.svg', '/app/icon-maskable.svg', '/manifest.webmanifest'];
+const SHELL = ['/', '/app/app.js', '/app/alarms.js', '/app/alarm-stream.js', '/app/alarm-settings.js', '/app/cloud-plan.js', '/app/live.js', '/app/operator.js', '/app/operator-equipment.js', '/app/operator-users.js', '/app/operator-campaigns.js', '/app/operator-logs.js', '/app/operator-reports.js', '/app/operator-billing.js', '/app/usage.js', '/app/two-factor.js', '/app/shared-clips.js', '/app/style.css', '/app/icon.svg', '/app/icon-maskable.svg', '/manifest.webmanifest'];
 
 self.addEventListener('install', (ev) => {
   ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)));
