@@ -450,11 +450,12 @@ fn fts_phrase(q: &str) -> String {
 /// trigram index (SQLite: the FTS5 table `devices_fts`; PostgreSQL: `pg_trgm` GIN indexes
 /// when the extension could be created, else the same `LIKE` read row by row).
 pub(crate) async fn search(db: &Store, s: &Search) -> Result<Page, StoreError> {
-    search_capped(db, s, TOTAL_CAP).await
+    search_capped(db, s, TOTAL_CAP, DENSE_TEXT).await
 }
 
-/// [`search`] counting at most `cap` matches.
-async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreError> {
+/// [`search`] counting at most `cap` matches, a page of text matches read row by row above
+/// `dense` of them.
+async fn search_capped(db: &Store, s: &Search, cap: u64, dense: i64) -> Result<Page, StoreError> {
     let mut clauses: Vec<String> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<(usize, i64)> = Vec::new();
@@ -464,24 +465,33 @@ async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreEr
         clauses.push(f(n));
         n
     };
+    // The row-by-row text test: the page's test too when the trigram index finds many.
+    let like = |i: usize| {
+        format!(
+            "(id LIKE ${i} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${i} ESCAPE '\\'
+              OR LOWER(vendor) LIKE ${i} ESCAPE '\\' OR LOWER(model) LIKE ${i} ESCAPE '\\')"
+        )
+    };
+    // Where the trigram test is (its clause and parameter) and the row-by-row pattern.
+    let mut fts: Option<(usize, usize, String)> = None;
     if let Some(q) = s.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         // FTS5's trigram tokenizer finds substrings of 3 characters or more; shorter ones
         // are looked for row by row (they match many devices, so a page fills early).
+        let pattern = format!("%{}%", like_escaped(&q.to_lowercase()));
         if db.backend() == super::Backend::Sqlite && q.chars().count() >= 3 {
-            param(&mut clauses, &|i| {
+            let i = param(&mut clauses, &|i| {
                 format!(
                     "devices.rowid IN (SELECT rowid FROM devices_fts WHERE devices_fts MATCH ${i})"
                 )
             });
             texts.push(fts_phrase(q));
+            // LOWER() folds ASCII only, as FTS5 folds every letter: only an ASCII query
+            // matches the same devices both ways.
+            if q.is_ascii() {
+                fts = Some((clauses.len() - 1, i, pattern));
+            }
         } else {
-            let pattern = format!("%{}%", like_escaped(&q.to_lowercase()));
-            param(&mut clauses, &|i| {
-                format!(
-                    "(id LIKE ${i} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${i} ESCAPE '\\'
-                      OR LOWER(vendor) LIKE ${i} ESCAPE '\\' OR LOWER(model) LIKE ${i} ESCAPE '\\')"
-                )
-            });
+            param(&mut clauses, &like);
             texts.push(pattern);
         }
     }
@@ -511,10 +521,20 @@ async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreEr
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let total_sql = format!(
-        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM devices{filter} LIMIT {}) capped",
-        cap + 1
-    );
+    let total_sql = if clauses.len() == 1 && fts.is_some() {
+        // Text alone: FTS5 yields its matches lazily, so the cap stops it early (joined
+        // with the devices, every match would be gathered first).
+        format!(
+            "SELECT COUNT(*) AS n FROM (SELECT rowid FROM devices_fts WHERE devices_fts MATCH $1 \
+             LIMIT {}) capped",
+            cap + 1
+        )
+    } else {
+        format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM devices{filter} LIMIT {}) capped",
+            cap + 1
+        )
+    };
     let total = select(db, &total_sql, &args(&texts, &ints), |r| {
         r.try_get::<i64, _>("n")
     })
@@ -523,6 +543,14 @@ async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreEr
     .unwrap_or(0);
     let mut page_texts = texts.clone();
     let mut page_filter = filter;
+    // Many matches: the trigram index would yield them all to be sorted by id, while the
+    // devices read in id order and tested row by row fill a page after about
+    // `limit * devices / matches` rows.
+    if let Some((at, i, pattern)) = fts.filter(|_| total > dense) {
+        clauses[at] = like(i);
+        page_texts[i - 1] = pattern;
+        page_filter = format!(" WHERE {}", clauses.join(" AND "));
+    }
     if let Some(after) = &s.after {
         let i = page_texts.len() + 1;
         page_filter = if page_filter.is_empty() {
@@ -544,6 +572,9 @@ async fn search_capped(db: &Store, s: &Search, cap: u64) -> Result<Page, StoreEr
         capped: total > cap,
     })
 }
+
+/// Above this many text matches a page is read in id order row by row (see [`search`]).
+const DENSE_TEXT: i64 = 2000;
 
 /// The parameters in order: `texts`, except where `ints` puts a number.
 fn args<'a>(texts: &'a [String], ints: &[(usize, i64)]) -> Vec<Arg<'a>> {
@@ -833,6 +864,22 @@ mod tests {
         assert_eq!(search(&db, &q("other")).await.unwrap().total, 0);
         let fragment = &all[9].id.as_str()[4..10];
         assert!(ids(search(&db, &q(fragment)).await.unwrap()).contains(&all[9].id));
+        // Many text matches: the page is read in id order row by row, with the same answer
+        // as through the trigram index, on every page.
+        for text in ["zeta", "ZET", "\"pro\"", "me \"p", "porch", fragment, "nothing"] {
+            let mut s = Search { q: Some(text.into()), limit: 3, ..Search::default() };
+            loop {
+                let by_index = search_capped(&db, &s, TOTAL_CAP, i64::MAX).await.unwrap();
+                let by_row = search_capped(&db, &s, TOTAL_CAP, 0).await.unwrap();
+                assert_eq!(by_index.total, by_row.total, "{text}");
+                let page = ids(by_index);
+                assert_eq!(page, ids(by_row), "{text}");
+                match page.last() {
+                    Some(last) if page.len() == 3 => s.after = Some(last.as_str().into()),
+                    _ => break,
+                }
+            }
+        }
         // Online: the devices with a presence row.
         sqlx::query(
             "INSERT INTO device_presence (device_id, node, session, link, instance, updated_ms)
@@ -847,9 +894,9 @@ mod tests {
         assert_eq!(search(&db, &online(false)).await.unwrap().total, 11);
         // Past the cap: the cap, marked.
         let s = Search { vendor: Some("Zeta".into()), limit: 3, ..Search::default() };
-        let p = search_capped(&db, &s, 5).await.unwrap();
+        let p = search_capped(&db, &s, 5, DENSE_TEXT).await.unwrap();
         assert_eq!((p.devices.len(), p.total, p.capped), (3, 5, true));
-        let p = search_capped(&db, &s, 8).await.unwrap();
+        let p = search_capped(&db, &s, 8, DENSE_TEXT).await.unwrap();
         assert_eq!((p.total, p.capped), (8, false));
         let s = Search { state: Some(State::Assigned), vendor: Some("Zeta".into()), limit: 3, ..Search::default() };
         assert_eq!(search(&db, &s).await.unwrap().total, 1);
