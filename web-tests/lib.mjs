@@ -132,7 +132,37 @@ export async function open(page, url) {
 
 /** Logs in through the login form and waits for the home page. */
 export async function login(page, base, user, password, home = 'Devices') {
-  await open(page, `${base}/#/login`);
+  const failed = [];
+  const pending = new Set();
+  const onRequest = (r) => pending.add(r);
+  const onDone = (r) => pending.delete(r);
+  const onFailed = (r) => {
+    pending.delete(r);
+    failed.push(`${r.url()}: ${r.failure()?.errorText ?? '?'}`);
+  };
+  page.on('request', onRequest);
+  page.on('requestfinished', onDone);
+  page.on('requestfailed', onFailed);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      failed.length = 0;
+      await open(page, `${base}/#/login`);
+      try {
+        await page.getByLabel('Phone number or user name').waitFor({ timeout: 15000 });
+        break;
+      } catch (e) {
+        // A module of the app aborted with ERR_NETWORK_CHANGED (see `open`) leaves the page
+        // blank: load it again. Any other failure is reported with the failed requests.
+        if (attempt < 3 && failed.some((f) => f.includes('ERR_NETWORK_CHANGED'))) continue;
+        const waiting = [...pending].map((r) => r.url()).join('; ') || 'none';
+        throw new Error(`${e.message}\nfailed requests: ${failed.join('; ') || 'none'}\nunanswered: ${waiting}`);
+      }
+    }
+  } finally {
+    page.off('request', onRequest);
+    page.off('requestfinished', onDone);
+    page.off('requestfailed', onFailed);
+  }
   await page.getByLabel('Phone number or user name').fill(user);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
