@@ -16,7 +16,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures_util::Stream;
+// The formula-safe CSV field of the billing and report exports: one rule for every export
+// an operator opens in a spreadsheet.
 use peercam_signal::cm::AuditEntry;
+use peercam_signal::cm_billing::csv_field;
 use peercam_signal::cm_campaign::SystemLogEntry;
 use serde::Deserialize;
 
@@ -171,21 +174,6 @@ fn format_of(f: Option<&str>) -> ApiResult<Format> {
         "csv" => Ok(Format::Csv),
         "jsonl" | "ndjson" => Ok(Format::JsonLines),
         _ => Err(ApiErr::bad_request("bad_format", "format is csv or jsonl")),
-    }
-}
-
-/// One CSV field: quoted when needed; a leading `=`, `+`, `-` or `@` is defused with a
-/// quote so that spreadsheets do not run it as a formula.
-pub(crate) fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
     }
 }
 
