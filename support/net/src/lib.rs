@@ -11,6 +11,7 @@ pub mod accept;
 pub mod agent;
 pub mod discover;
 pub mod http;
+pub mod lean_tls;
 pub mod metrics;
 pub mod pki;
 pub mod portmap;

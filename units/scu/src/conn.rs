@@ -8,10 +8,11 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use peercam_base::DeviceId;
 use peercam_net::Shutdown;
-use peercam_net::tokio_rustls::TlsAcceptor;
+use peercam_net::lean_tls::LeanTlsStream;
+use peercam_net::rustls::ServerConfig;
+use peercam_net::tokio_tungstenite::WebSocketStream;
 use peercam_net::tokio_tungstenite::tungstenite::Message;
 use peercam_net::tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use peercam_net::ws::ServerWs;
 use peercam_signal::cmd::DeviceReply;
 use peercam_signal::link::{PeerConfig, PeerEvent, ScuPeer};
 use peercam_signal::ps::{DeviceKind, RefusalCode};
@@ -170,7 +171,7 @@ pub(crate) async fn run(
     state: Arc<NodeState>,
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: TlsAcceptor,
+    tls: Arc<ServerConfig>,
     shutdown: Shutdown,
 ) {
     // Admission control: at most N handshakes at once; the rest wait in the accept queue.
@@ -318,16 +319,21 @@ async fn gone(state: Arc<NodeState>, c: Conn) {
 }
 
 /// The TLS and WebSocket handshakes on an accepted connection (10 s at most).
-async fn accept(tcp: TcpStream, tls: TlsAcceptor) -> Result<ServerWs, peercam_net::NetError> {
+///
+/// TLS runs over rustls's unbuffered API ([`LeanTlsStream`]): a connected device costs no
+/// record buffer between messages (issue 19).
+async fn accept(
+    tcp: TcpStream,
+    tls: Arc<ServerConfig>,
+) -> Result<WebSocketStream<LeanTlsStream>, peercam_net::NetError> {
     let _ = tcp.set_nodelay(true);
+    let tls_err = |e| peercam_net::NetError::Io {
+        context: "TLS accept".into(),
+        source: e,
+    };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let stream = tls
-            .accept(tcp)
-            .await
-            .map_err(|e| peercam_net::NetError::Io {
-                context: "TLS accept".into(),
-                source: e,
-            })?;
+        let mut stream = LeanTlsStream::new(tcp, tls).map_err(tls_err)?;
+        stream.handshake().await.map_err(tls_err)?;
         Ok(
             peercam_net::tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()))
                 .await?,
@@ -379,7 +385,7 @@ mod tests {
                 std::sync::Arc<crate::NodeState>,
                 tokio::net::TcpStream,
                 std::net::SocketAddr,
-                peercam_net::tokio_rustls::TlsAcceptor,
+                std::sync::Arc<peercam_net::rustls::ServerConfig>,
                 peercam_net::Shutdown,
             ) -> F,
         ) -> usize {

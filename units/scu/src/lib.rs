@@ -328,7 +328,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ScuErr
         from_conns,
         shutdown.clone(),
     ));
-    let acceptor = peercam_net::tokio_rustls::TlsAcceptor::from(server_tls);
+    let acceptor = server_tls;
     let st = state.clone();
     let task = tokio::spawn(async move {
         let config = peercam_net::accept::AcceptConfig {
