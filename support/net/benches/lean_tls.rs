@@ -16,7 +16,6 @@
     missing_docs
 )]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peercam_net::lean_tls::LeanTlsStream;
