@@ -31,6 +31,7 @@
 //! IO shells: feed them bytes and `now`, drain `poll_transmit` / `poll_event`, and call
 //! `handle_timeout` when `poll_timeout` is reached.
 
+pub mod bus;
 pub mod clock;
 pub mod cm;
 pub mod cm_alarm;

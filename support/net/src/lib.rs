@@ -3,7 +3,8 @@
 //! Protocol logic lives in sans-IO crates (`peercam-signal`); this crate owns the sockets:
 //! TLS configuration with a pinned platform CA ([`tls`]), generation of a private CA for
 //! the demo and tests ([`pki`]), WebSocket transport of platform messages ([`ws`]), an
-//! HTTP(S) server loop for axum routers ([`http`]), the accept loop of every listener
+//! HTTP(S) server loop for axum routers ([`http`]), a TLS server stream that keeps no buffer
+//! between records for the SCU's many idle device links ([`lean_tls`]), the accept loop of every listener
 //! ([`accept`]), gateway port mapping ([`portmap`]), a shutdown signal ([`Shutdown`]) and the
 //! rule for tests whose peer is missing ([`skip`]).
 

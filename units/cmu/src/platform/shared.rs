@@ -11,9 +11,7 @@
 use std::collections::HashMap;
 
 use peercam_base::DeviceId;
-use peercam_signal::cmd::DeviceCommand;
-use peercam_signal::relay::{DeviceAddresses, MtuOffer};
-use peercam_signal::sc::CommandOutcome;
+use peercam_signal::relay::DeviceAddresses;
 use serde::{Deserialize, Serialize};
 
 use crate::store::presence::{Lease, PresenceRow};
@@ -23,159 +21,16 @@ pub(crate) const LEASE_MS: u64 = 10_000;
 /// How often the holding instance renews its links' leases (and every instance reads them).
 pub(crate) const RENEW: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Bus subject of presence notes (to every instance).
-pub(crate) const PRESENCE: &str = "presence";
-/// Bus subject of new alarms and resets, to every instance's live alarm streams (8.8).
-pub(crate) const ALARM: &str = "alarm";
-/// Bus subject prefix of requests routed to one instance (`ask.INSTANCE`).
-pub(crate) const ASK: &str = "ask.";
-/// Bus subject prefix of answers to routed requests (`answer.INSTANCE`).
-pub(crate) const ANSWER: &str = "answer.";
-
-/// The version of the bus's JSON messages, their `v` field (docs/protocol.md, "The bus
-/// between CMU instances"). A message of another version (or none) is logged and
-/// skipped: instances of two releases that disagree on it do not misread each other.
-pub(crate) const BUS_VERSION: u64 = 1;
-
-/// Why a bus message was skipped.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Undecodable {
-    /// `v` is another version, or absent (`None`).
-    #[error("bus message of version {0:?}; this instance reads version {BUS_VERSION}")]
-    Version(Option<u64>),
-    /// Not JSON of the expected shape.
-    #[error("malformed bus message: {0}")]
-    Malformed(String),
-}
-
-/// `msg`'s JSON object with `"v": BUS_VERSION` beside its fields.
-pub(crate) fn encode<T: Serialize>(msg: &T) -> Result<String, serde_json::Error> {
-    #[derive(Serialize)]
-    struct Versioned<'a, T> {
-        v: u64,
-        #[serde(flatten)]
-        msg: &'a T,
-    }
-    serde_json::to_string(&Versioned {
-        v: BUS_VERSION,
-        msg,
-    })
-}
-
-/// A message of [`BUS_VERSION`] from `payload`.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(payload: &str) -> Result<T, Undecodable> {
-    #[derive(Deserialize)]
-    struct Version {
-        v: Option<u64>,
-    }
-    let Version { v } =
-        serde_json::from_str(payload).map_err(|e| Undecodable::Malformed(e.to_string()))?;
-    if v != Some(BUS_VERSION) {
-        return Err(Undecodable::Version(v));
-    }
-    serde_json::from_str(payload).map_err(|e| Undecodable::Malformed(e.to_string()))
-}
-
-/// A change of presence, published by the instance holding the node link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Note {
-    /// A node linked to the sender.
-    NodeUp {
-        node: String,
-        link: String,
-        until_ms: u64,
-    },
-    /// A node's link to the sender is gone, with every device it held.
-    NodeDown { node: String, link: String },
-    /// A device is online on `node` through `link`.
-    Online {
-        device_id: DeviceId,
-        node: String,
-        session: String,
-        link: String,
-    },
-    /// A device session on `node` ended.
-    Offline {
-        device_id: DeviceId,
-        node: String,
-        session: String,
-    },
-    /// H.626.4 8.3 step 4: a session's checked addresses.
-    Endpoints {
-        device_id: DeviceId,
-        session: String,
-        addresses: DeviceAddresses,
-    },
-    /// The sender wrote all its presence rows again (after its bus reconnected): read them.
-    Republished,
-    /// docs/security.md D5: end live sessions on a device and on the MTUs relaying it.
-    Revoke {
-        device_id: DeviceId,
-        user: Option<i64>,
-        mtus: Vec<DeviceId>,
-    },
-    /// One device, one session: the instance holding `link` drops `session`.
-    Kick {
-        device_id: DeviceId,
-        session: String,
-        link: String,
-    },
-}
-
-/// A note with its sender.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Envelope {
-    pub(crate) from: String,
-    pub(crate) note: Note,
-}
+pub(crate) use peercam_signal::bus::{
+    ALARM, ANSWER, ASK, Answer, Ask, Envelope, Note, PRESENCE, Routed, RoutedAnswer, Undecodable,
+    decode, encode,
+};
 
 /// An alarm event with its sender.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct AlarmNote {
     pub(crate) from: String,
     pub(crate) alarm: crate::alarms::Published,
-}
-
-/// A request for the instance holding a device's node link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Routed {
-    Command {
-        device_id: DeviceId,
-        command: DeviceCommand,
-    },
-    SelectMtu {
-        device_id: DeviceId,
-    },
-}
-
-/// Its answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum RoutedAnswer {
-    Command {
-        node: String,
-        outcome: CommandOutcome,
-    },
-    Mtu {
-        choice: Option<MtuOffer>,
-    },
-}
-
-/// `ask.INSTANCE`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Ask {
-    pub(crate) from: String,
-    pub(crate) rid: u64,
-    pub(crate) request: Routed,
-}
-
-/// `answer.INSTANCE`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Answer {
-    pub(crate) rid: u64,
-    pub(crate) answer: RoutedAnswer,
 }
 
 /// Where a device is online.
@@ -328,58 +183,6 @@ mod tests {
 
     fn dev(n: u8) -> DeviceId {
         DeviceId::from_random([n; 10])
-    }
-
-    #[test]
-    fn h626_7_bus_messages_carry_their_version() {
-        let e = Envelope {
-            from: "a".into(),
-            note: Note::Offline {
-                device_id: dev(3),
-                node: "scu-1".into(),
-                session: "s".into(),
-            },
-        };
-        let json = encode(&e).unwrap();
-        assert!(json.starts_with("{\"v\":1,"), "{json}");
-        let back: Envelope = decode(&json).unwrap();
-        assert_eq!((&back.from, &back.note), (&e.from, &e.note));
-        // Another release's message, or one from before versions: skipped, with the reason.
-        let v2 = json.replacen("\"v\":1", "\"v\":2", 1);
-        assert_eq!(
-            decode::<Envelope>(&v2).unwrap_err(),
-            Undecodable::Version(Some(2))
-        );
-        let unversioned = serde_json::to_string(&e).unwrap();
-        assert_eq!(
-            decode::<Envelope>(&unversioned).unwrap_err(),
-            Undecodable::Version(None)
-        );
-        assert!(matches!(
-            decode::<Envelope>("{\"v\":1,\"from\":7}"),
-            Err(Undecodable::Malformed(_))
-        ));
-        assert!(matches!(
-            decode::<Envelope>("not json"),
-            Err(Undecodable::Malformed(_))
-        ));
-    }
-
-    proptest::proptest! {
-        /// Round trip of any routed answer, and any text is refused cleanly, never a panic.
-        #[test]
-        fn h626_7_bus_decode_round_trips_and_never_panics(
-            rid in proptest::prelude::any::<u64>(),
-            junk in ".{0,200}",
-        ) {
-            let a = Answer {
-                rid,
-                answer: RoutedAnswer::Mtu { choice: None },
-            };
-            let back: Answer = decode(&encode(&a).unwrap()).unwrap();
-            proptest::prop_assert_eq!(back.rid, rid);
-            let _ = decode::<Answer>(&junk);
-        }
     }
 
     #[test]
