@@ -367,49 +367,19 @@ fn uclient(port: u16, clients: u64, packets: u64, interval: u64, tcp: bool) -> R
 
 /// Open `n` allocations (one UDP socket each) with REST credentials; keep the sockets.
 fn hold_allocations(port: u16, n: usize) -> Result<Vec<UdpSocket>> {
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    let expiry = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
-    let cred = RestSecret::new(SECRET)?.mint("memory", expiry)?;
-    let key = peercam_stun::auth::long_term_key(&cred.username, REALM, &cred.password);
     let mut held = Vec::with_capacity(n);
     let mut attempts = 0;
     while held.len() < n {
-        let i = attempts;
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let tid = |k: u8| {
-            let mut t = [k; 12];
-            t[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            TransactionId(t)
-        };
-        let first = Message::new(Class::Request, Method::ALLOCATE, tid(1))
-            .with(Attribute::RequestedTransport(17))
-            .encode_sealed(None, true)?;
-        let r = exchange(&sock, server, &first)?;
-        if matches!(r.error_code().map(|e| e.code), Some(437 | 441)) && attempts < 4 * n {
-            // A reused client port that still holds an allocation of the load run.
-            attempts += 1;
-            continue;
-        }
-        let nonce = r
-            .nonce()
-            .with_context(|| format!("no nonce in {:?} {:?}", r.class, r.error_code()))?
-            .to_owned();
-        let second = Message::new(Class::Request, Method::ALLOCATE, tid(2))
-            .with(Attribute::RequestedTransport(17))
-            .with(Attribute::Username(cred.username.clone()))
-            .with(Attribute::Realm(REALM.into()))
-            .with(Attribute::Nonce(nonce))
-            .encode_sealed(Some((IntegrityAlgorithm::HmacSha1, &key)), true)?;
-        let r = exchange(&sock, server, &second)?;
+        attempts += 1;
+        let mut client = TurnClient::new(port, "memory")?;
+        let r = client.request(Method::ALLOCATE, &[Attribute::RequestedTransport(17)])?;
         match r.error_code().map(|e| e.code) {
-            None => held.push(sock),
+            None => held.push(client.sock),
             // The OS reused a client port that still holds an allocation of the load run
             // (uclient does not release them): try another socket.
             Some(437 | 441) if attempts < 4 * n => {}
-            Some(_) => bail!("allocation {i} refused: {:?}", r.error_code()),
+            Some(_) => bail!("allocation {} refused: {:?}", held.len(), r.error_code()),
         }
-        attempts += 1;
     }
     Ok(held)
 }
