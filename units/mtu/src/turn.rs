@@ -16,7 +16,9 @@
 //! datagrams a call into buffers shared by the shard, and a short batch ends the drain
 //! without a last read that would only answer `EAGAIN`; datagrams for UDP clients are
 //! queued and sent with one `sendmmsg` once every task of the same wake-up has run.
-//! Datagrams to peers leave one `sendto` each (one relay socket per allocation).
+//! Datagrams to peers leave one `sendto` each (one relay socket per allocation). With
+//! `udp_offload` (the default), a run of datagrams of one size to the same client (a video
+//! frame's packets) leaves as one GSO send, and sockets take coalesced runs with GRO.
 //!
 //! # Metrics
 //!
@@ -84,6 +86,9 @@ pub struct Config {
     pub threads: Option<usize>,
     /// SOFTWARE attribute in responses. Default `"peercam-mtu"`.
     pub software: Option<String>,
+    /// Use UDP segmentation offload (GSO) for runs of datagrams to one client and GRO on
+    /// receive, where the kernel has them (Linux; checked at run time). Default `true`.
+    pub udp_offload: bool,
 }
 
 impl Default for Config {
@@ -108,6 +113,7 @@ impl Default for Config {
             metrics: None,
             threads: None,
             software: Some("peercam-mtu".into()),
+            udp_offload: true,
         }
     }
 }
@@ -206,6 +212,7 @@ struct ShardSetup {
     acceptor: Option<peercam_net::tokio_rustls::TlsAcceptor>,
     relay_ip: IpAddr,
     relay_ports: [u16; 2],
+    udp_offload: bool,
     seed: u64,
     stats: Arc<Vec<Mutex<Stats>>>,
     index: usize,
@@ -281,6 +288,7 @@ impl TurnService {
                 acceptor: acceptor.clone(),
                 relay_ip,
                 relay_ports: config.relay_ports,
+                udp_offload: config.udp_offload,
                 seed: seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 stats: stats.clone(),
                 index,

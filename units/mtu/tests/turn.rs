@@ -581,3 +581,83 @@ async fn h626_7_3_turn_bandwidth_cap_drops() {
     let s = svc.running.stats();
     assert!(s.bandwidth_drops >= 60, "{s:?}");
 }
+
+/// H.626.4 7.3: video through the relay. A camera sends frames as bursts of 1,200-byte
+/// packets and a shorter tail to the viewer's relayed address, datagram by datagram and
+/// as one GSO send (which the relay socket may take coalesced with GRO); the viewer, a
+/// plain socket, gets every packet whole and in order as ChannelData, whichever way the
+/// relay sends them (GSO runs with `udp_offload`, one by one without).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_turn_video_bursts_arrive_whole_with_and_without_offload() {
+    for offload in [true, false] {
+        let mut config = lab_config();
+        config.udp_offload = offload;
+        let svc = start(config).await;
+        let camera = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = TestClient::new(&svc, cred("video", 600)).await;
+        let relayed = c.allocate().await.xor_relayed_address().unwrap();
+        let r = c
+            .request(
+                Method::CHANNEL_BIND,
+                &[
+                    Attribute::ChannelNumber(0x4001),
+                    Attribute::XorPeerAddress(camera.local_addr().unwrap()),
+                ],
+            )
+            .await;
+        assert_eq!(r.class, Class::SuccessResponse);
+        // Two frames of 8 x 1,200 + 400 bytes, each packet marked with its number.
+        let frame = |f: u8| -> Vec<Vec<u8>> {
+            (0..9u8)
+                .map(|i| vec![f * 16 + i; if i == 8 { 400 } else { 1200 }])
+                .collect()
+        };
+        let mut sent = Vec::new();
+        for p in frame(1) {
+            camera.send_to(&p, relayed).unwrap();
+            sent.push(p);
+        }
+        let second = frame(2);
+        let whole: Vec<u8> = second.concat();
+        {
+            use std::io::IoSlice;
+            use std::os::fd::AsRawFd as _;
+
+            use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
+            let SocketAddr::V4(to) = relayed else {
+                panic!("IPv4 relay")
+            };
+            let segment: u16 = 1200;
+            let gso = sendmsg(
+                camera.as_raw_fd(),
+                &[IoSlice::new(&whole)],
+                &[ControlMessage::UdpGsoSegments(&segment)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn::from(to)),
+            );
+            if gso.is_err() {
+                // No GSO in this kernel: send the frame datagram by datagram.
+                for p in &second {
+                    camera.send_to(p, relayed).unwrap();
+                }
+            }
+        }
+        sent.extend(second);
+        let mut buf = vec![0u8; 65_536];
+        for (i, want) in sent.iter().enumerate() {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), c.sock.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("packet {i} missing (offload {offload})"))
+                .unwrap();
+            assert!(n >= 4, "packet {i}");
+            assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), 0x4001);
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            assert_eq!(
+                &buf[4..4 + len],
+                &want[..],
+                "packet {i} (offload {offload})"
+            );
+        }
+    }
+}

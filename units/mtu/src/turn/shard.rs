@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::batch::{BATCH, Inbox, Outbox};
+use super::batch::{FLUSH_AT, Inbox, Outbox, enable_gro};
 use super::{ShardSetup, TICK, unix_now};
 
 /// Bytes a stream client may have queued before frames to it are dropped.
@@ -39,6 +39,8 @@ struct Shard {
     streams: RefCell<HashMap<FiveTuple, Rc<StreamOut>>>,
     relay_ip: IpAddr,
     relay_ports: [u16; 2],
+    /// GSO on sends to clients, GRO on the listener and relay sockets.
+    udp_offload: bool,
     rng: Cell<u64>,
     /// Receive and send buffers shared by every datagram task of the shard: they are
     /// borrowed only between an `await` and the next, so one set serves all sockets
@@ -83,7 +85,12 @@ pub(super) fn run(setup: ShardSetup) {
 async fn main(setup: ShardSetup) {
     let now = Instant::now().into_std();
     let udp = setup.udp.and_then(|s| match UdpSocket::from_std(s) {
-        Ok(s) => Some(Rc::new(s)),
+        Ok(s) => {
+            if setup.udp_offload {
+                enable_gro(&s);
+            }
+            Some(Rc::new(s))
+        }
         Err(e) => {
             tracing::error!(error = %e, "TURN UDP listener");
             None
@@ -96,10 +103,11 @@ async fn main(setup: ShardSetup) {
         streams: RefCell::new(HashMap::new()),
         relay_ip: setup.relay_ip,
         relay_ports: setup.relay_ports,
+        udp_offload: setup.udp_offload,
         rng: Cell::new(setup.seed | 1),
         inbox: RefCell::new(Inbox::new()),
         tx: RefCell::new(Vec::with_capacity(65_600)),
-        outbox: RefCell::new(Outbox::default()),
+        outbox: RefCell::new(Outbox::new(setup.udp_offload)),
         flush: Notify::new(),
     });
     if let Some(udp) = udp {
@@ -437,7 +445,7 @@ impl Shard {
             ClientTransport::Udp => {
                 let mut outbox = self.outbox.borrow_mut();
                 outbox.push(bytes, tuple.client);
-                if outbox.len() >= BATCH {
+                if outbox.len() >= FLUSH_AT {
                     drop(outbox);
                     self.flush_udp();
                 } else if outbox.len() == 1 {
@@ -485,6 +493,9 @@ impl Shard {
                 continue;
             }
             if let Ok(s) = UdpSocket::from_std(s) {
+                if self.udp_offload {
+                    enable_gro(&s);
+                }
                 return Ok((s, addr));
             }
         }
