@@ -663,3 +663,69 @@ async fn h626_7_3_relay_multicasts_one_copy_to_many_viewers() {
     assert_eq!(m.stats.bytes_out.load(Ordering::Relaxed), 0);
     assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 1);
 }
+
+/// Issue 20: the relay sends each access unit to a viewer in one write. A viewer that stops
+/// reading fills its socket; the others keep playing, and when it reads again it has
+/// skipped to a key frame (its packets after the gap start one) rather than getting a
+/// broken picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_slow_viewer_stalls_nobody_and_resumes_at_a_key_frame() {
+    use peercam_net::rtsp::RtspConn;
+    use peercam_rtsp::Parsed;
+    let w = world().await;
+    let (_m, _msd, _) = mtu(&w.c).await;
+    let slow_url = relay_url(&w.owner, &w.dev).await;
+    let fast_url = relay_url(&w.owner, &w.dev).await;
+    // The slow viewer: a small receive window, PLAY, then no reading for a while.
+    let hostport = slow_url
+        .strip_prefix("rtsp://")
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(hostport.parse().unwrap()).await.unwrap();
+    let mut slow = RtspConn::new(Box::new(tcp), "slow-viewer");
+    slow.request("DESCRIBE", &slow_url, "Accept: application/sdp\r\n")
+        .await
+        .unwrap();
+    let base = slow_url.split('?').next().unwrap().trim_end_matches('/');
+    slow.setup_interleaved(base, 0).await.unwrap();
+    slow.request("PLAY", &format!("{base}/"), "").await.unwrap();
+    // The other viewer plays normally meanwhile.
+    let fast = ffprobe(&fast_url, &["-rtsp_transport", "tcp"]).await;
+    let frames: u64 = fast["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(frames >= 10, "the other viewer's frames: {fast}");
+    // Longer than the feed's channel holds for a viewer (256 batches: about 10 s of video
+    // alone at 25 frames a second, less with audio).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Reading again: the video packets run on until a gap in their sequence, and the
+    // first packet after the gap starts a key frame.
+    let mut last: Option<u16> = None;
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let resumed_at_key = loop {
+        assert!(
+            std::time::Instant::now() < until,
+            "no skip seen after the stall"
+        );
+        let msg = tokio::time::timeout(Duration::from_secs(5), slow.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let Parsed::Interleaved(f) = msg else {
+            continue;
+        };
+        if f.channel != 0 {
+            continue;
+        }
+        let p = peercam_rtp::RtpPacket::parse(&f.payload).unwrap();
+        let seq = p.sequence();
+        if let Some(l) = last
+            && seq != l.wrapping_add(1)
+        {
+            break peercam_rtp::h264::starts_key_frame(p.payload());
+        }
+        last = Some(seq);
+    };
+    assert!(resumed_at_key, "the slow viewer resumed mid-GOP");
+}
