@@ -189,8 +189,16 @@ impl Feed {
         let video = |q: &Packet| q.track == 0 && !q.rtcp;
         let ends_unit = video(&p) && p.data.get(1).is_some_and(|b| b & 0x80 != 0);
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if p.key && !st.pending.is_empty() {
-            // A key frame begins: what came before it is its own batch.
+        let new_unit = video(&p)
+            && st
+                .pending
+                .iter()
+                .rev()
+                .find(|q| video(q))
+                .is_some_and(|q| q.data.get(4..8) != p.data.get(4..8));
+        if (p.key || new_unit) && !st.pending.is_empty() {
+            // A key frame, or another access unit (a camera that leaves the marker bit
+            // out), begins: what came before it is its own batch.
             self.flush(&mut st);
         }
         st.pending.push(p);
@@ -1292,10 +1300,19 @@ mod tests {
         f.publish(packet(0, 6, true, true));
         let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
         assert!(!a.key && b.key);
+        // Without marker bits, a new timestamp ends the access unit before it.
+        let mut p = packet(0, 7, false, false);
+        let mut d = p.data.to_vec();
+        d[7] = 1;
+        p.data = Bytes::from(d);
+        f.publish(packet(0, 8, false, false));
+        assert!(rx.try_recv().is_err());
+        f.publish(p);
+        assert_eq!(rx.try_recv().unwrap().packets.len(), 1);
         // A joiner's cache starts at the last key frame.
         let st = f.state.lock().unwrap();
-        assert_eq!(st.gop.len(), 1);
-        assert!(st.gop[0].key);
+        assert_eq!(st.gop.len(), 2);
+        assert!(st.gop[0].key && !st.gop[1].key);
     }
 
     #[test]
