@@ -6,6 +6,11 @@
 //! A third row per size is the MTU's relay (H.626.4 7.3): a `peercam mtu` process taking one
 //! upstream from the same camera and fanning it out to the N players (its CPU only).
 //!
+//! A fourth row per size is the floor (issue 20, `support/floor.rs`): this bench binary
+//! started again as `--floor PORT CLIP`, a one-thread server making exactly one `write` per
+//! access unit per viewer of the same `$`-framed RTP bytes and nothing else. Every server's
+//! CPU per delivered Gbit is given as a ratio to the floor's in the same run.
+//!
 //! `cargo bench --bench fanout -- 1 10 100` (needs ffmpeg and python3-gst-1.0 +
 //! gir1.2-gst-rtsp-server-1.0)
 #![allow(
@@ -20,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use peercam_signal::cm::PlayRequest;
 use peercam_test::Cluster;
+
+#[path = "support/floor.rs"]
+mod floor;
 
 const SECONDS: u64 = 15;
 
@@ -36,6 +44,22 @@ fn cpu_s(pid: u32) -> f64 {
     t as f64 / 100.0
 }
 
+/// The host's busy and total jiffies (all CPUs), from /proc/stat.
+fn host_jiffies() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -45,9 +69,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `urls.len()` ffmpeg players for SECONDS; returns (server CPU s, bytes received, RSS peak KiB).
-fn run_players(server_pid: u32, urls: &[String]) -> (f64, u64, u64) {
+/// One server's figures for one size.
+struct Run {
+    cpu: f64,
+    bytes: u64,
+    rss_kib: u64,
+    /// The whole host's CPU use meanwhile, in % of all its cores (players included).
+    host_busy: f64,
+}
+
+/// Runs `urls.len()` ffmpeg players for SECONDS; returns the server's CPU s, the bytes
+/// received, its peak RSS and how busy the host was.
+fn run_players(server_pid: u32, urls: &[String]) -> Run {
     let c0 = cpu_s(server_pid);
+    let h0 = host_jiffies();
     // GStreamer's server drops simultaneous connects (its listen backlog is 5): both servers
     // get the same 0.2 s stagger so the comparison measures streaming, not that.
     let stagger = if urls.len() > 10 {
@@ -91,7 +126,7 @@ fn run_players(server_pid: u32, urls: &[String]) -> (f64, u64, u64) {
         rss = rss.max(rss_kib(server_pid));
         std::thread::sleep(Duration::from_millis(500));
     }
-    let mut bytes = 0u64;
+    let mut each: Vec<u64> = Vec::new();
     // A player that got no stream never ends by itself: give each 10 s more, then stop it.
     let grace = Instant::now() + Duration::from_secs(10);
     for p in &mut players {
@@ -104,19 +139,46 @@ fn run_players(server_pid: u32, urls: &[String]) -> (f64, u64, u64) {
         if let Some(mut o) = out {
             let mut s = String::new();
             let _ = std::io::Read::read_to_string(&mut o, &mut s);
-            bytes += s
-                .lines()
-                .filter_map(|l| l.strip_prefix("total_size="))
-                .filter_map(|v| v.trim().parse::<u64>().ok())
-                .max()
-                .unwrap_or(0);
+            each.push(
+                s.lines()
+                    .filter_map(|l| l.strip_prefix("total_size="))
+                    .filter_map(|v| v.trim().parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0),
+            );
         }
     }
-    (cpu_s(server_pid) - c0, bytes, rss)
+    let bytes = each.iter().sum();
+    // Who got less: per player kB received (min, tenth, median, max), and how many got none.
+    each.sort_unstable();
+    let at = |q: usize| each.get(each.len() * q / 100).copied().unwrap_or(0) / 1000;
+    eprintln!(
+        "server {server_pid}: {} players, kB min {} p10 {} median {} max {}, none: {}",
+        each.len(),
+        at(0),
+        at(10),
+        at(50),
+        each.last().copied().unwrap_or(0) / 1000,
+        each.iter().filter(|b| **b == 0).count()
+    );
+    let cpu = cpu_s(server_pid) - c0;
+    let h1 = host_jiffies();
+    Run {
+        cpu,
+        bytes,
+        rss_kib: rss,
+        host_busy: 100.0 * (h1.0 - h0.0) as f64 / (h1.1 - h0.1).max(1) as f64,
+    }
 }
 
 fn main() {
     let _ = rlimit::increase_nofile_limit(65_536);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--floor") {
+        let port = args[i + 1].parse().unwrap();
+        floor::run(port, std::path::Path::new(&args[i + 2]));
+        return;
+    }
     let ns: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -221,9 +283,16 @@ fn main() {
         let mtu = Command::new(env!("CARGO_BIN_EXE_peercam"))
             .args(["mtu", "--config"])
             .arg(&path)
-            .env("PEERCAM_LOG", "error")
+            .env(
+                "PEERCAM_LOG",
+                std::env::var("FANOUT_MTU_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::env::var_os("FANOUT_MTU_LOG_FILE")
+                    .and_then(|f| std::fs::File::create(f).ok())
+                    .map_or_else(Stdio::null, Stdio::from),
+            )
             .spawn()
             .unwrap();
         c.wait_online(&mid.device_id, true, Duration::from_secs(20)).await.unwrap();
@@ -242,12 +311,29 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let floor_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut floor = Command::new(std::env::current_exe().unwrap())
+        .arg("--floor")
+        .arg(floor_port.to_string())
+        .arg(&clip264)
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 
     println!(
-        "| players | server | CPU s over {SECONDS} s | delivered Mbit/s | CPU s per delivered Gbit | peak RSS MiB | ratio peercam/GStreamer |"
+        "| players | server | CPU s over {SECONDS} s | delivered Mbit/s | CPU s per delivered Gbit | peak RSS MiB | host busy % | ratio to floor |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for n in ns {
         let urls: Vec<String> = rt.block_on(async {
             let mut v = Vec::new();
@@ -261,7 +347,7 @@ fn main() {
             }
             v
         });
-        let (ours_cpu, ours_bytes, ours_rss) = run_players(pu.id(), &urls);
+        let ours = run_players(pu.id(), &urls);
         let relay_urls: Vec<String> = rt.block_on(async {
             let mut v = Vec::new();
             while v.len() < n {
@@ -281,31 +367,33 @@ fn main() {
             }
             v
         });
-        let (mtu_cpu, mtu_bytes, mtu_rss) = run_players(mtu.id(), &relay_urls);
+        let relay = run_players(mtu.id(), &relay_urls);
         let gst_urls: Vec<String> = (0..n)
             .map(|_| format!("rtsp://127.0.0.1:{gst_port}/test"))
             .collect();
-        let (gst_cpu, gst_bytes, gst_rss) = run_players(gst.id(), &gst_urls);
-        let per_gbit = |cpu: f64, bytes: u64| cpu / (bytes as f64 * 8.0 / 1e9).max(1e-9);
-        let (o, g) = (per_gbit(ours_cpu, ours_bytes), per_gbit(gst_cpu, gst_bytes));
-        println!(
-            "| {n} | peercam PU | {ours_cpu:.2} | {:.1} | {o:.2} | {} | {:.2} |",
-            ours_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
-            ours_rss / 1024,
-            o / g
-        );
-        println!(
-            "| {n} | GStreamer | {gst_cpu:.2} | {:.1} | {g:.2} | {} | |",
-            gst_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
-            gst_rss / 1024
-        );
-        let m = per_gbit(mtu_cpu, mtu_bytes);
-        println!(
-            "| {n} | peercam MTU relay | {mtu_cpu:.2} | {:.1} | {m:.2} | {} | {:.2} |",
-            mtu_bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
-            mtu_rss / 1024,
-            m / g
-        );
+        let gst_run = run_players(gst.id(), &gst_urls);
+        let floor_urls: Vec<String> = (0..n)
+            .map(|_| format!("rtsp://127.0.0.1:{floor_port}/floor"))
+            .collect();
+        let floor_run = run_players(floor.id(), &floor_urls);
+        let per_gbit = |r: &Run| r.cpu / (r.bytes as f64 * 8.0 / 1e9).max(1e-9);
+        let f = per_gbit(&floor_run);
+        for (name, r) in [
+            ("floor", &floor_run),
+            ("peercam PU", &ours),
+            ("peercam MTU relay", &relay),
+            ("GStreamer", &gst_run),
+        ] {
+            let g = per_gbit(r);
+            println!(
+                "| {n} | {name} | {:.2} | {:.1} | {g:.2} | {} | {:.0} | {:.2} |",
+                r.cpu,
+                r.bytes as f64 * 8.0 / 1e6 / SECONDS as f64,
+                r.rss_kib / 1024,
+                r.host_busy,
+                g / f
+            );
+        }
     }
     let _ = pu.kill();
     let _ = pu.wait();
@@ -313,5 +401,7 @@ fn main() {
     let _ = gst.wait();
     let _ = mtu.kill();
     let _ = mtu.wait();
+    let _ = floor.kill();
+    let _ = floor.wait();
     rt.block_on(c.stop());
 }

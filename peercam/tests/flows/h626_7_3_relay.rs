@@ -663,3 +663,73 @@ async fn h626_7_3_relay_multicasts_one_copy_to_many_viewers() {
     assert_eq!(m.stats.bytes_out.load(Ordering::Relaxed), 0);
     assert_eq!(m.stats.upstreams_total.load(Ordering::Relaxed), 1);
 }
+
+/// Issue 20: the relay sends each access unit to a viewer in one write. A viewer that stops
+/// reading does not stall the others, its stream goes on when it reads again, and if the
+/// relay had to drop what it could not take, it resumes at a key frame (the packet after a
+/// gap in the sequence starts one), never mid-GOP. (On loopback the relay's send buffer
+/// grows to megabytes, so a stall of this length may end without a drop.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_7_3_relay_slow_viewer_stalls_nobody_and_resumes_at_a_key_frame() {
+    use peercam_net::rtsp::RtspConn;
+    use peercam_rtsp::Parsed;
+    let w = world().await;
+    let (_m, _msd, _) = mtu(&w.c).await;
+    let slow_url = relay_url(&w.owner, &w.dev).await;
+    let fast_url = relay_url(&w.owner, &w.dev).await;
+    // The slow viewer: a small receive window, PLAY, then no reading for a while.
+    let hostport = slow_url
+        .strip_prefix("rtsp://")
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(hostport.parse().unwrap()).await.unwrap();
+    let mut slow = RtspConn::new(Box::new(tcp), "slow-viewer");
+    slow.request("DESCRIBE", &slow_url, "Accept: application/sdp\r\n")
+        .await
+        .unwrap();
+    let base = slow_url.split('?').next().unwrap().trim_end_matches('/');
+    slow.setup_interleaved(base, 0).await.unwrap();
+    slow.request("PLAY", &format!("{base}/"), "").await.unwrap();
+    // The other viewer plays normally meanwhile.
+    let fast = ffprobe(&fast_url, &["-rtsp_transport", "tcp"]).await;
+    let frames: u64 = fast["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(frames >= 10, "the other viewer's frames: {fast}");
+    // About the feed's channel (256 batches: about 10 s at 25 frames a second).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Reading again: the video packets run on, and after a gap in their sequence (what
+    // the relay dropped) the first packet starts a key frame.
+    let mut last: Option<u16> = None;
+    let mut read = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        let msg = tokio::time::timeout(Duration::from_secs(5), slow.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let Parsed::Interleaved(f) = msg else {
+            continue;
+        };
+        if f.channel != 0 {
+            continue;
+        }
+        let p = peercam_rtp::RtpPacket::parse(&f.payload).unwrap();
+        let seq = p.sequence();
+        if let Some(l) = last
+            && seq != l.wrapping_add(1)
+        {
+            assert!(
+                peercam_rtp::h264::starts_key_frame(p.payload()),
+                "the slow viewer resumed mid-GOP after {read} packets"
+            );
+        }
+        last = Some(seq);
+        read += 1;
+    }
+    assert!(
+        read > 100,
+        "the slow viewer's stream went on: {read} packets"
+    );
+}

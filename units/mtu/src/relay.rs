@@ -130,29 +130,52 @@ struct Packet {
     data: Bytes,
 }
 
+/// The packets of one video access unit (with the audio and RTCP that arrived during it),
+/// or audio and RTCP arriving between access units: what a viewer sends in one write.
+#[derive(Debug)]
+struct Batch {
+    packets: Vec<Packet>,
+    /// Holds the first packet of a key frame.
+    key: bool,
+}
+
 #[derive(Debug, Clone)]
 struct FeedInfo {
     sdp: String,
     tracks: usize,
 }
 
+/// What a feed keeps between packets, under one lock.
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Every batch since the last key frame began (GOP cache), so that a viewer joining a
+    /// running feed starts at once instead of waiting for the next key frame.
+    gop: Vec<Arc<Batch>>,
+    /// Packets in [`FeedState::gop`].
+    gop_packets: usize,
+    /// The packets of the access unit being received.
+    pending: Vec<Packet>,
+}
+
 struct Feed {
-    tx: broadcast::Sender<Arc<Packet>>,
+    tx: broadcast::Sender<Arc<Batch>>,
     ready: watch::Receiver<Option<Result<FeedInfo, FeedError>>>,
     viewers: AtomicUsize,
     /// (sequence, timestamp) of the last RTP packet per track, for RTP-Info.
     last: Mutex<[Option<(u16, u32)>; MAX_TRACKS]>,
-    /// Every packet since the last key frame began (GOP cache), so that a viewer joining a
-    /// running feed starts at once instead of waiting for the next key frame. Packets go
-    /// into it and out to the viewers under its lock, so a joiner's snapshot and its
-    /// subscription meet without a gap or a repeat.
-    gop: Mutex<Vec<Arc<Packet>>>,
+    /// The GOP cache and the access unit being received. Batches go into the cache and out
+    /// to the viewers under its lock, so a joiner's snapshot and its subscription meet
+    /// without a gap or a repeat.
+    state: Mutex<FeedState>,
     /// The feed's multicast group, once a viewer asked for multicast.
     multicast: OnceLock<Arc<multicast::Sender>>,
 }
 
 impl Feed {
-    /// Sends `p` to the viewers and keeps it in the GOP cache.
+    /// Takes `p`; at the end of a video access unit (its marker bit), sends what is pending
+    /// (with the audio and RTCP that came meanwhile) to the viewers as one batch: one
+    /// wake-up and one write per viewer per access unit. Audio and RTCP between access
+    /// units wait for the next one, or go alone once [`AUDIO_BATCH`] of them are pending.
     fn publish(&self, p: Packet) {
         if !p.rtcp && p.data.len() >= 12 && p.track < MAX_TRACKS {
             let d = &p.data;
@@ -160,27 +183,67 @@ impl Feed {
             let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
             self.last.lock().unwrap_or_else(PoisonError::into_inner)[p.track] = Some((seq, ts));
         }
-        let p = Arc::new(p);
-        let mut gop = self.gop.lock().unwrap_or_else(PoisonError::into_inner);
-        if p.key {
-            gop.clear();
-        }
-        if gop.len() < GOP_CACHE_PACKETS && (!gop.is_empty() || p.key) {
-            gop.push(p.clone());
-        } else if !gop.is_empty() {
-            // Too long a GOP to cache: joiners wait for the next key frame.
-            gop.clear();
-        }
         if let Some(m) = self.multicast.get() {
             m.send(p.track, p.rtcp, &p.data);
         }
-        let _ = self.tx.send(p);
+        let video = |q: &Packet| q.track == 0 && !q.rtcp;
+        let ends_unit = video(&p) && p.data.get(1).is_some_and(|b| b & 0x80 != 0);
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let new_unit = video(&p)
+            && st
+                .pending
+                .iter()
+                .rev()
+                .find(|q| video(q))
+                .is_some_and(|q| q.data.get(4..8) != p.data.get(4..8));
+        if (p.key || new_unit) && !st.pending.is_empty() {
+            // A key frame, or another access unit (a camera that leaves the marker bit
+            // out), begins: what came before it is its own batch.
+            self.flush(&mut st);
+        }
+        st.pending.push(p);
+        let between_units = !st.pending.iter().any(video);
+        if ends_unit
+            || (between_units && st.pending.len() >= AUDIO_BATCH)
+            || st.pending.len() >= MAX_BATCH
+        {
+            self.flush(&mut st);
+        }
+    }
+
+    fn flush(&self, st: &mut FeedState) {
+        let packets = std::mem::take(&mut st.pending);
+        let key = packets.first().is_some_and(|p| p.key);
+        let b = Arc::new(Batch { packets, key });
+        if key {
+            st.gop.clear();
+            st.gop_packets = 0;
+        }
+        if st.gop_packets + b.packets.len() <= GOP_CACHE_PACKETS && (!st.gop.is_empty() || key) {
+            st.gop_packets += b.packets.len();
+            st.gop.push(b.clone());
+        } else if !st.gop.is_empty() {
+            // Too long a GOP to cache: joiners wait for the next key frame.
+            st.gop.clear();
+            st.gop_packets = 0;
+        }
+        let _ = self.tx.send(b);
     }
 }
 
 /// The GOP cache holds at most this many packets (about 4 MB); beyond, joiners wait for
 /// the next key frame.
 const GOP_CACHE_PACKETS: usize = 3000;
+
+/// A batch holds at most this many packets (an access unit of about 700 kB).
+const MAX_BATCH: usize = 512;
+
+/// Packets outside a video access unit sent alone (about 100 ms of 20 ms audio frames).
+const AUDIO_BATCH: usize = 5;
+
+/// Batches a feed's channel holds for its slowest viewer: about 10 s at 25 frames a second.
+/// A viewer further behind skips to the next key frame.
+const FEED_BATCHES: usize = 256;
 
 /// Decrements a feed's viewer count when a viewer goes.
 struct Joined {
@@ -375,14 +438,14 @@ impl Relay {
             match live {
                 Some(f) => f,
                 None => {
-                    let (tx, _) = broadcast::channel(1024);
+                    let (tx, _) = broadcast::channel(FEED_BATCHES);
                     let (ready_tx, ready) = watch::channel(None);
                     let f = Arc::new(Feed {
                         tx,
                         ready,
                         viewers: AtomicUsize::new(0),
                         last: Mutex::new([None; MAX_TRACKS]),
-                        gop: Mutex::new(Vec::new()),
+                        state: Mutex::new(FeedState::default()),
                         multicast: OnceLock::new(),
                     });
                     feeds.insert(key.clone(), f.clone());
@@ -738,7 +801,7 @@ async fn read_line<S: tokio::io::AsyncRead + Unpin>(
 
 /// What wakes a viewer's connection.
 enum Wake {
-    Packet(Result<Arc<Packet>, broadcast::error::RecvError>),
+    Packet(Result<Arc<Batch>, broadcast::error::RecvError>),
     Revocation(Result<(DeviceId, Option<i64>), broadcast::error::RecvError>),
     /// The camera ended the viewer's talk upstream.
     TalkEnded,
@@ -942,14 +1005,15 @@ impl Handler for Viewer {
             return;
         }
         let cached = {
-            let gop = j.feed.gop.lock().unwrap_or_else(PoisonError::into_inner);
+            let st = j.feed.state.lock().unwrap_or_else(PoisonError::into_inner);
             self.rx = Some(j.feed.tx.subscribe());
-            gop.clone()
+            st.gop.clone()
         };
         // RTP-Info names the first packet each track will get.
         let first_cached = |t: usize| {
             cached
                 .iter()
+                .flat_map(|b| &b.packets)
                 .find(|p| p.track == t && !p.rtcp && p.data.len() >= 12)
                 .map(|p| {
                     let d = &p.data;
@@ -970,8 +1034,8 @@ impl Handler for Viewer {
         self.waiting_key = true;
         let _ = conn.accept_play(cseq, &info);
         serve::drain(conn, out);
-        for p in &cached {
-            self.forward(p, out);
+        for b in &cached {
+            self.forward(b, out);
         }
     }
 
@@ -1025,8 +1089,8 @@ impl Handler for Viewer {
                     self.report_usage(true);
                 }
                 self.forward(&p, out);
-                // Send what is queued now and then, not per packet, when packets pile up.
-                for _ in 0..64 {
+                // Send what is queued in one write when access units pile up.
+                for _ in 0..16 {
                     match self.rx.as_mut().map(broadcast::Receiver::try_recv) {
                         Some(Ok(p)) => self.forward(&p, out),
                         _ => break,
@@ -1077,7 +1141,7 @@ struct Viewer {
     joined: Option<(Joined, FeedInfo)>,
     /// Interleaved channel pair per track, as the viewer set up.
     channels: [Option<(u8, u8)>; MAX_TRACKS],
-    rx: Option<broadcast::Receiver<Arc<Packet>>>,
+    rx: Option<broadcast::Receiver<Arc<Batch>>>,
     /// The feed's multicast group, when the viewer set up a track for multicast.
     multicast: Option<Arc<multicast::Sender>>,
     /// Counted as a multicast listener while playing.
@@ -1153,28 +1217,103 @@ impl Viewer {
         served
     }
 
-    fn forward(&mut self, p: &Packet, out: &mut Vec<u8>) {
-        let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
-            return;
-        };
+    /// Appends a batch's packets of the tracks the viewer set up to `out`, from a key frame
+    /// on when the viewer waits for one.
+    fn forward(&mut self, b: &Batch, out: &mut Vec<u8>) {
         if self.waiting_key {
-            if !p.key {
+            if !b.key {
                 return;
             }
             self.waiting_key = false;
         }
-        let ch = if p.rtcp { rtcp } else { rtp };
-        if write_interleaved(ch, &p.data, out).is_ok() {
-            let n = p.data.len() as u64 + 4;
-            self.relay.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
-            self.usage.0 += n;
+        let mut n = 0;
+        for p in &b.packets {
+            let Some((rtp, rtcp)) = self.channels.get(p.track).copied().flatten() else {
+                continue;
+            };
+            let ch = if p.rtcp { rtcp } else { rtp };
+            if write_interleaved(ch, &p.data, out).is_ok() {
+                n += p.data.len() as u64 + 4;
+            }
         }
+        self.relay.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        self.usage.0 += n;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn feed() -> Feed {
+        Feed {
+            tx: broadcast::channel(FEED_BATCHES).0,
+            ready: watch::channel(None).1,
+            viewers: AtomicUsize::new(0),
+            last: Mutex::new([None; MAX_TRACKS]),
+            state: Mutex::new(FeedState::default()),
+            multicast: OnceLock::new(),
+        }
+    }
+
+    /// An RTP packet of `track` with sequence `seq` and the marker bit `marker`.
+    fn packet(track: usize, seq: u16, marker: bool, key: bool) -> Packet {
+        let mut d = vec![0x80, if marker { 0x80 | 96 } else { 96 }];
+        d.extend_from_slice(&seq.to_be_bytes());
+        d.extend_from_slice(&[0; 8]);
+        d.extend_from_slice(b"payload");
+        Packet {
+            track,
+            rtcp: false,
+            key,
+            data: Bytes::from(d),
+        }
+    }
+
+    #[test]
+    fn h626_7_3_a_feed_sends_each_access_unit_as_one_batch() {
+        let f = feed();
+        let mut rx = f.tx.subscribe();
+        // A key frame in three packets with an audio packet among them, then a P frame.
+        f.publish(packet(0, 1, false, true));
+        f.publish(packet(1, 100, false, false));
+        f.publish(packet(0, 2, false, false));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing before the access unit ends"
+        );
+        f.publish(packet(0, 3, true, false));
+        let b = rx.try_recv().unwrap();
+        assert!(b.key);
+        assert_eq!(b.packets.len(), 4);
+        f.publish(packet(0, 4, true, false));
+        let b = rx.try_recv().unwrap();
+        assert!(!b.key);
+        assert_eq!(b.packets.len(), 1);
+        // Audio between access units waits for a few of its own, then goes alone.
+        for s in 0..AUDIO_BATCH as u16 {
+            f.publish(packet(1, 101 + s, false, false));
+        }
+        assert_eq!(rx.try_recv().unwrap().packets.len(), AUDIO_BATCH);
+        // A key frame without a marker before it still starts its own batch.
+        f.publish(packet(0, 5, false, false));
+        f.publish(packet(0, 6, true, true));
+        let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert!(!a.key && b.key);
+        // Without marker bits, a new timestamp ends the access unit before it.
+        let mut p = packet(0, 7, false, false);
+        let mut d = p.data.to_vec();
+        d[7] = 1;
+        p.data = Bytes::from(d);
+        f.publish(packet(0, 8, false, false));
+        assert!(rx.try_recv().is_err());
+        f.publish(p);
+        assert_eq!(rx.try_recv().unwrap().packets.len(), 1);
+        // A joiner's cache starts at the last key frame.
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.gop.len(), 2);
+        assert!(st.gop[0].key && !st.gop[1].key);
+    }
 
     #[test]
     fn every_played_track_of_the_description_is_relayed() {
