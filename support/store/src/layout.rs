@@ -327,9 +327,7 @@ impl ExportPlan {
     /// it, length).
     pub fn slices(&self, start: u64, end: u64) -> impl Iterator<Item = (Piece, u64, u64)> + '_ {
         let end = end.min(self.len());
-        let first = self
-            .pieces
-            .partition_point(|(at, p)| at + p.len() <= start);
+        let first = self.pieces.partition_point(|(at, p)| at + p.len() <= start);
         self.pieces[first..]
             .iter()
             .take_while(move |(at, _)| *at < end)
@@ -393,7 +391,8 @@ impl ExportPlan {
                         }
                         if off < end {
                             copy_by_reading(f, path, off, end, |b| {
-                                dst.write_all(b).map_err(|e| StoreError::io("write", out, e))
+                                dst.write_all(b)
+                                    .map_err(|e| StoreError::io("write", out, e))
                             })?;
                         }
                     }
@@ -429,7 +428,10 @@ impl ExportPlan {
             }
             *cur = Some((file, f));
         }
-        Ok(cur.as_ref().map(|(_, f)| f).unwrap_or_else(|| unreachable!()))
+        Ok(cur
+            .as_ref()
+            .map(|(_, f)| f)
+            .unwrap_or_else(|| unreachable!()))
     }
 
     /// Bytes `[start, end)` of the file, in order, as slices handed to `sink` (at most
