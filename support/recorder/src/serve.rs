@@ -589,7 +589,7 @@ async fn send_plan(
         String::new()
     };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n{content_range}Accept-Ranges: bytes\r\nContent-Disposition: attachment; filename=\"{camera}-{}.mp4\"\r\nX-Frames: {}\r\nX-Start: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n{content_range}Content-Disposition: attachment; filename=\"{camera}-{}.mp4\"\r\nX-Frames: {}\r\nX-Start: {}\r\nConnection: close\r\n\r\n",
         end - start,
         format_clock(s.start_ms),
         s.frames,
