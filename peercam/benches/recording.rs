@@ -302,7 +302,10 @@ async fn main() {
         let (mut tcp, _) = listener.accept().await.unwrap();
         let mut req = [0u8; 1024];
         let _ = tcp.read(&mut req).await.unwrap();
-        let plan = server_store.plan_export("hour", from_ms, to_ms).await.unwrap();
+        let plan = server_store
+            .plan_export("hour", from_ms, to_ms)
+            .await
+            .unwrap();
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
             plan.len()

@@ -1157,7 +1157,11 @@ async fn h626_8_7_2_export_streams_from_the_segment_files_frame_exact() {
     let (a, b) = (probe_frames(&old), probe_frames(&new));
     assert_eq!(a.len(), frames as usize);
     assert_eq!(a, b, "ffprobe sees the same frames");
-    assert!(b[0].contains(",1,") || b[0].starts_with("1,"), "starts at a key frame: {}", b[0]);
+    assert!(
+        b[0].contains(",1,") || b[0].starts_with("1,"),
+        "starts at a key frame: {}",
+        b[0]
+    );
 
     // A segment file of the range gone: an error answer, not a corrupt MP4.
     let segs = store.segments(pu, from, to).await.unwrap();

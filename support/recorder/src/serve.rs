@@ -596,12 +596,12 @@ async fn send_plan(
         format_clock(s.start_ms),
     );
     tcp.write_all(head.as_bytes()).await?;
-    if method == "GET" {
-        if let Err(e) = plan.send(tcp, start, end).await {
-            // The length is announced: a short body is how the client learns it failed.
-            tracing::warn!(error = %e, "export ended early");
-            return Ok(());
-        }
+    if method == "GET"
+        && let Err(e) = plan.send(tcp, start, end).await
+    {
+        // The length is announced: a short body is how the client learns it failed.
+        tracing::warn!(error = %e, "export ended early");
+        return Ok(());
     }
     tcp.shutdown().await?;
     Ok(())
@@ -1282,4 +1282,33 @@ fn reencode(gop: &[Frame]) -> Result<Frame, PlayerError> {
         key: true,
         nals,
     })
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::byte_range;
+
+    #[test]
+    fn h626_8_7_2_export_byte_ranges() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some((0, 100)));
+        assert_eq!(byte_range("bytes=900-", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=990-5000", 1000), Some((990, 1000)));
+        assert_eq!(byte_range("bytes=-5000", 1000), Some((0, 1000)));
+        assert_eq!(byte_range("bytes=1000-", 1000), None);
+        assert_eq!(byte_range("bytes=5-2", 1000), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(byte_range("items=0-1", 1000), None);
+        assert_eq!(byte_range("bytes=x-1", 1000), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the header says, a range served lies inside the body and is not empty.
+        #[test]
+        fn h626_8_7_2_byte_range_stays_inside(value in "\\PC{0,24}", len in 0u64..10_000) {
+            if let Some((a, b)) = byte_range(&value, len) {
+                proptest::prop_assert!(a < b && b <= len);
+            }
+        }
+    }
 }

@@ -322,8 +322,11 @@ async fn h626_6_1_8_aac_segments_keep_their_config_and_export_mp4a() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// The samples of each track of an MP4 file: (bytes, decode time, duration, sync).
-fn samples_of(file: &[u8]) -> Vec<Vec<(Vec<u8>, u64, u32, bool)>> {
+/// A sample as the tests compare it: (bytes, decode time, duration, sync).
+type SampleSeen = (Vec<u8>, u64, u32, bool);
+
+/// The samples of each track of an MP4 file.
+fn samples_of(file: &[u8]) -> Vec<Vec<SampleSeen>> {
     let movie = Movie::parse(file).unwrap();
     movie
         .tracks
