@@ -6,7 +6,11 @@
 //!    commit latency, segments lost.
 //! 2. **Seek**: time to find and read the segment at a random instant and have its first
 //!    GOP ready (what the NVR does on `PLAY Range: clock=`), p50 and p99.
-//! 3. **Export**: one hour of one 2 Mbit/s camera to MP4, wall time and throughput.
+//! 3. **Export**: one hour of one 2 Mbit/s camera to MP4, wall time and throughput: the
+//!    copying writer ("before"), the plan over the segment files written with
+//!    `copy_file_range`, and `cp` of the same segment files, alternated in one run with the
+//!    ratio; then the plan as an HTTP download on loopback (`sendfile`): time to the first
+//!    byte of the body and in total, the download's packets counted by ffprobe.
 //!
 //! `cargo bench --bench recording -- 50 100 200` (stream counts; default 50 100 200)
 //!
@@ -15,6 +19,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use peercam_store::{Draft, SegmentBuilder, Store, StoreConfig, export_mp4};
 use tokio::sync::mpsc;
@@ -213,25 +219,151 @@ async fn main() {
         seeks.len()
     );
 
+    let from_ms = start_90k / 90;
+    let to_ms = from_ms + 3_600_000;
     let out = base.join("hour.mp4");
+    let sync = || {
+        let _ = std::process::Command::new("sync").status();
+    };
+    sync();
     let t = Instant::now();
-    let s = export_mp4(
-        &store,
-        "hour",
-        start_90k / 90,
-        start_90k / 90 + 3_600_000,
-        &out,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let s = export_mp4(&store, "hour", from_ms, to_ms, &out, |_, _| {})
+        .await
+        .unwrap();
     let took = t.elapsed();
     println!(
-        "export of one hour: {} frames, {:.0} MB in {:?} ({:.0} MB/s)",
+        "before (copying writer, fsync at the end): export of one hour: {} frames, {:.0} MB in {:?} ({:.0} MB/s)",
         s.frames,
         s.bytes as f64 / 1e6,
         took,
         s.bytes as f64 / 1e6 / took.as_secs_f64()
     );
+    let _ = std::fs::remove_file(&out);
+
+    // The same segment files, in order, for `cp`.
+    let segs = store.segments("hour", from_ms, to_ms).await.unwrap();
+    let root = store.config().root.clone();
+    let seg_files: Vec<_> = segs.iter().map(|s| root.join(&s.path)).collect();
+    let seg_bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+    let cp_dir = base.join("cp");
+    let (mut new_t, mut cp_t) = (Vec::new(), Vec::new());
+    let mut frames = 0;
+    for _ in 0..3 {
+        sync();
+        let t = Instant::now();
+        let plan = store.plan_export("hour", from_ms, to_ms).await.unwrap();
+        let planned = t.elapsed();
+        let pieces = plan.pieces.len();
+        let s = tokio::task::spawn_blocking({
+            let out = out.clone();
+            move || plan.write_file(&out, |_, _| {})
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        new_t.push(t.elapsed());
+        frames = s.frames;
+        println!(
+            "export plan: {pieces} pieces in {planned:?}; file {:.0} MB",
+            s.bytes as f64 / 1e6
+        );
+        let _ = std::fs::remove_file(&out);
+        sync();
+        std::fs::create_dir_all(&cp_dir).unwrap();
+        let t = Instant::now();
+        let st = std::process::Command::new("cp")
+            .args(&seg_files)
+            .arg("-t")
+            .arg(&cp_dir)
+            .status()
+            .unwrap();
+        cp_t.push(t.elapsed());
+        assert!(st.success());
+        let _ = std::fs::remove_dir_all(&cp_dir);
+    }
+    new_t.sort_unstable();
+    cp_t.sort_unstable();
+    println!(
+        "export one hour to a file, no copy through user space: {frames} frames, median {:?} (runs {new_t:?}); \
+         cp of the {} segment files ({:.0} MB): median {:?} (runs {cp_t:?}); ratio {:.2}x",
+        new_t[1],
+        seg_files.len(),
+        seg_bytes as f64 / 1e6,
+        cp_t[1],
+        new_t[1].as_secs_f64() / cp_t[1].as_secs_f64()
+    );
+
+    // The HTTP download: head at once, then the pieces with sendfile (what the recorder's
+    // `GET /export/` sends).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_store = store.clone();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut req = [0u8; 1024];
+        let _ = tcp.read(&mut req).await.unwrap();
+        let plan = server_store
+            .plan_export("hour", from_ms, to_ms)
+            .await
+            .unwrap();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
+            plan.len()
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        plan.send(&mut tcp, 0, plan.len()).await.unwrap();
+    });
+    let got = base.join("download.mp4");
+    sync();
+    let t = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /export/hour.mp4 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut head = Vec::new();
+    let mut first = None;
+    let mut file = std::fs::File::create(&got).unwrap();
+    let mut body = 0u64;
+    loop {
+        let n = tcp.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut data = &buf[..n];
+        if first.is_none() {
+            head.extend_from_slice(data);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let rest = head.len() - (end + 4);
+            data = &buf[n - rest..n];
+            if rest > 0 {
+                first = Some(t.elapsed());
+            }
+        } else if first.is_none() && !data.is_empty() {
+            first = Some(t.elapsed());
+        }
+        std::io::Write::write_all(&mut file, data).unwrap();
+        body += data.len() as u64;
+    }
+    let total = t.elapsed();
+    server.await.unwrap();
+    drop(file);
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(&got)
+        .output();
+    let packets = probe
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("ffprobe not run: {e}"));
+    println!(
+        "HTTP download of one hour on loopback: first body byte after {:?}, all {:.0} MB after {total:?} ({:.0} MB/s); ffprobe counts {packets} video packets (expected {frames})",
+        first.unwrap_or_default(),
+        body as f64 / 1e6,
+        body as f64 / 1e6 / total.as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&got);
     let _ = std::fs::remove_dir_all(&base);
 }

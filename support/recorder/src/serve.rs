@@ -247,6 +247,19 @@ impl Media {
         if to <= from || to - from > peercam_signal::record::MAX_RANGE_MS {
             return respond(&mut tcp, 400, "the range must be 1 ms to 31 days").await;
         }
+        if let Some(plan) = self.source.plan_export(camera.as_str(), from, to) {
+            let plan = match plan.await {
+                Ok(p) => p,
+                Err(StoreError::Empty { .. }) => {
+                    return respond(&mut tcp, 404, "nothing was recorded in that range").await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "export failed");
+                    return respond(&mut tcp, 500, "the export failed on the NVR").await;
+                }
+            };
+            return send_plan(&mut tcp, method, &head, &camera, &plan).await;
+        }
         let dir = self.source.scratch_dir();
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}.mp4", hex(&random::<8>())));
@@ -540,6 +553,82 @@ impl Media {
         }
         true
     }
+}
+
+/// Sends an export laid out over the segment files (no intermediate file): the head at
+/// once with the length known, then the pieces (`sendfile` for the segment ranges). One
+/// `Range: bytes=` range is honoured (206), as players and download managers ask.
+async fn send_plan(
+    tcp: &mut TcpStream,
+    method: &str,
+    request: &str,
+    camera: &DeviceId,
+    plan: &peercam_store::ExportPlan,
+) -> Result<(), ConnectionError> {
+    let len = plan.len();
+    let range = request.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("range").then(|| v.trim())
+    });
+    let (status, start, end) = match range.map(|r| byte_range(r, len)) {
+        None => ("200 OK", 0, len),
+        Some(Some((a, b))) => ("206 Partial Content", a, b),
+        Some(None) => {
+            let text = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            tcp.write_all(text.as_bytes()).await?;
+            let _ = tcp.shutdown().await;
+            return Ok(());
+        }
+    };
+    let s = plan.summary;
+    let content_range = if status.starts_with("206") {
+        format!("Content-Range: bytes {start}-{}/{len}\r\n", end - 1)
+    } else {
+        String::new()
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n{content_range}Content-Disposition: attachment; filename=\"{camera}-{}.mp4\"\r\nX-Frames: {}\r\nX-Start: {}\r\nConnection: close\r\n\r\n",
+        end - start,
+        format_clock(s.start_ms),
+        s.frames,
+        format_clock(s.start_ms),
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    if method == "GET"
+        && let Err(e) = plan.send(tcp, start, end).await
+    {
+        // The length is announced: a short body is how the client learns it failed.
+        tracing::warn!(error = %e, "export ended early");
+        return Ok(());
+    }
+    tcp.shutdown().await?;
+    Ok(())
+}
+
+/// One `bytes=` range of a body of `len` bytes, as `[start, end)`; `None` when it cannot be
+/// served (RFC 9110 14.1.2: several ranges or none inside the body).
+fn byte_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (len.saturating_sub(n), len)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(len)
+        };
+        (start, end)
+    };
+    (start < end).then_some((start, end))
 }
 
 async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), ConnectionError> {
@@ -1193,4 +1282,33 @@ fn reencode(gop: &[Frame]) -> Result<Frame, PlayerError> {
         key: true,
         nals,
     })
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::byte_range;
+
+    #[test]
+    fn h626_8_7_2_export_byte_ranges() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some((0, 100)));
+        assert_eq!(byte_range("bytes=900-", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=990-5000", 1000), Some((990, 1000)));
+        assert_eq!(byte_range("bytes=-5000", 1000), Some((0, 1000)));
+        assert_eq!(byte_range("bytes=1000-", 1000), None);
+        assert_eq!(byte_range("bytes=5-2", 1000), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(byte_range("items=0-1", 1000), None);
+        assert_eq!(byte_range("bytes=x-1", 1000), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the header says, a range served lies inside the body and is not empty.
+        #[test]
+        fn h626_8_7_2_byte_range_stays_inside(value in "\\PC{0,24}", len in 0u64..10_000) {
+            if let Some((a, b)) = byte_range(&value, len) {
+                proptest::prop_assert!(a < b && b <= len);
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use peercam_store::{
-    Event, ExportSummary, SegmentMedia, SegmentRow, Span, Store, StoreError, write_mp4,
+    Event, ExportPlan, ExportSummary, SegmentMedia, SegmentRow, Span, Store, StoreError, write_mp4,
 };
 
 /// A boxed future of a [`SegmentSource`] call.
@@ -63,6 +63,19 @@ pub trait SegmentSource: Send + Sync + 'static {
 
     /// A directory for temporary files (exports being written).
     fn scratch_dir(&self) -> PathBuf;
+
+    /// The MP4 export of `[from_ms, to_ms)` laid out over the source's own segment files
+    /// ([`peercam_store::plan_mp4`]), when it keeps them as plain files (the local store);
+    /// `None` (the default) makes exports copy through [`export_mp4`]'s writer.
+    fn plan_export<'a>(
+        &'a self,
+        camera: &'a str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<SourceFuture<'a, ExportPlan>> {
+        let _ = (camera, from_ms, to_ms);
+        None
+    }
 }
 
 impl SegmentSource for Store {
@@ -117,18 +130,35 @@ impl SegmentSource for Store {
     fn scratch_dir(&self) -> PathBuf {
         self.config().root.join("exports")
     }
+
+    fn plan_export<'a>(
+        &'a self,
+        camera: &'a str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<SourceFuture<'a, ExportPlan>> {
+        Some(Box::pin(Self::plan_export(self, camera, from_ms, to_ms)))
+    }
 }
 
 /// Writes `camera`'s recording in `[from_ms, to_ms)` from `source` to `out` as MP4 (H.626.4
-/// 6.1.7, 8.7.2.2 steps 7-10, 8.7.1 download). `progress` is called with (segments done,
-/// segments total).
+/// 6.1.7, 8.7.2.2 steps 7-10, 8.7.1 download). `progress` is called with (work done, work
+/// total): bytes where the source lays the file out over its segment files (copied in the
+/// kernel, [`ExportPlan::write_file`]), else segments.
 pub async fn export_mp4(
     source: &dyn SegmentSource,
     camera: &str,
     (from_ms, to_ms): (u64, u64),
     out: &Path,
-    progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64) + Send + 'static,
 ) -> Result<ExportSummary, StoreError> {
+    if let Some(plan) = source.plan_export(camera, from_ms, to_ms) {
+        let plan = plan.await?;
+        let out = out.to_owned();
+        return tokio::task::spawn_blocking(move || plan.write_file(&out, progress))
+            .await
+            .map_err(|e| StoreError::Source(format!("export task: {e}")))?;
+    }
     let segments = source.segments(camera, from_ms, to_ms).await?;
     write_mp4(
         &segments,

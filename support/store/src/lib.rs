@@ -18,6 +18,7 @@
 //! overwrite (oldest first) or stop-when-full, and a disk-wide floor of free space.
 
 mod export;
+mod layout;
 mod segment;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 };
 
 pub use export::{ExportSummary, export_mp4, write_mp4};
+pub use layout::{ExportPlan, Piece, plan_mp4};
 pub use segment::{
     AacConfig, AudioChunk, AudioCodec, Draft, Frame, SegmentBuilder, SegmentMedia, decode_media,
     to_8k,
@@ -800,6 +802,21 @@ impl Store {
             Err(e) => return Err(StoreError::io("remove", &full, e)),
         }
         Ok(bytes)
+    }
+
+    /// Plans `camera`'s export of `[from_ms, to_ms)` as an MP4 laid out over the segment
+    /// files (see [`plan_mp4`]): nothing is copied until the plan is written or sent.
+    pub async fn plan_export(
+        &self,
+        camera: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<ExportPlan, StoreError> {
+        let segments = self.segments(camera, from_ms, to_ms).await?;
+        let root = self.cfg.root.clone();
+        tokio::task::spawn_blocking(move || plan_mp4(&segments, (from_ms, to_ms), &root))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("export planner task: {e}")))?
     }
 
     /// Reads and decodes a segment's media, checking it against its row.

@@ -321,3 +321,204 @@ async fn h626_6_1_8_aac_segments_keep_their_config_and_export_mp4a() {
     assert_eq!(parse_audio_column(None), (None, None));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A sample as the tests compare it: (bytes, decode time, duration, sync).
+type SampleSeen = (Vec<u8>, u64, u32, bool);
+
+/// The samples of each track of an MP4 file.
+fn samples_of(file: &[u8]) -> Vec<Vec<SampleSeen>> {
+    let movie = Movie::parse(file).unwrap();
+    movie
+        .tracks
+        .iter()
+        .map(|t| {
+            t.samples()
+                .map(|s| {
+                    let at = s.offset as usize;
+                    (
+                        file[at..at + s.size as usize].to_vec(),
+                        s.dts,
+                        s.duration,
+                        s.is_sync,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A store with 4 + 2 segments of the fixture with G.711 audio (a 10 s gap between runs).
+async fn two_runs(name: &str) -> (Store, PathBuf) {
+    let root = tmp(name);
+    let (store, _) = Store::open(StoreConfig::new(&root)).await.unwrap();
+    assert!(
+        store
+            .commit(drafts("cam-1", 1, T0, 4))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let later = T0 + 14 * 90_000;
+    assert!(
+        store
+            .commit(drafts("cam-1", 2, later, 2))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    (store, root)
+}
+
+#[tokio::test]
+async fn h626_8_7_2_export_plan_holds_the_writers_samples() {
+    let (store, root) = two_runs("plan-same").await;
+    let t0_ms = T0 / 90;
+    // Whole span, a cut inside a GOP at both ends, a cut across the gap, one frame.
+    for (from, to) in [
+        (0, 20_000),
+        (1500, 3500),
+        (1_020, 1_100),
+        (2_999, 15_020),
+        (3_990, 4_000),
+    ] {
+        let (from, to) = (t0_ms + from, t0_ms + to);
+        let old = root.join("old.mp4");
+        let new = root.join("new.mp4");
+        let a = export_mp4(&store, "cam-1", from, to, &old, |_, _| {})
+            .await
+            .unwrap();
+        let plan = store.plan_export("cam-1", from, to).await.unwrap();
+        let b = plan.write_file(&new, |_, _| {}).unwrap();
+        let (old, new) = (std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+        assert_eq!(b.bytes, new.len() as u64);
+        assert_eq!(
+            (a.frames, a.start_ms, a.end_ms),
+            (b.frames, b.start_ms, b.end_ms)
+        );
+        // The same boxes, moov moved to the front; the streamed file's `mdat` header is the
+        // 64-bit one (its size was unknown when it was written).
+        assert_eq!(old.len(), new.len() + 8);
+        assert_eq!(samples_of(&old), samples_of(&new), "cut {from}..{to}");
+        // moov before mdat: the head alone describes the file.
+        let movie = Movie::parse(&new).unwrap();
+        let head_len = plan.pieces[1].0;
+        for t in &movie.tracks {
+            for s in t.samples() {
+                assert!(s.offset >= head_len);
+            }
+        }
+        // The same bytes through the reading path (TLS, HTTP bodies).
+        let mut read = Vec::new();
+        plan.read_range(0, plan.len(), |b| {
+            read.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert!(read == new);
+    }
+    assert!(matches!(
+        store.plan_export("cam-1", t0_ms + 5000, t0_ms + 9000).await,
+        Err(StoreError::Empty { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn h626_8_7_2_export_plan_refuses_a_missing_or_truncated_segment() {
+    let (store, root) = two_runs("plan-missing").await;
+    let t0_ms = T0 / 90;
+    let segs = store.segments("cam-1", t0_ms, t0_ms + 4000).await.unwrap();
+    let victim = root.join(&segs[1].path);
+    let keep = std::fs::read(&victim).unwrap();
+
+    // Truncated before planning: a clear error, no file.
+    std::fs::write(&victim, &keep[..keep.len() / 2]).unwrap();
+    let e = store
+        .plan_export("cam-1", t0_ms, t0_ms + 4000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Corrupt(m) if m.contains(&segs[1].path)),
+        "{e}"
+    );
+    // Missing.
+    std::fs::remove_file(&victim).unwrap();
+    let e = store
+        .plan_export("cam-1", t0_ms, t0_ms + 4000)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, StoreError::Io { op: "open", .. }), "{e}");
+
+    // Truncated after planning, while writing: an error and no partial file left.
+    std::fs::write(&victim, &keep).unwrap();
+    let plan = store
+        .plan_export("cam-1", t0_ms, t0_ms + 4000)
+        .await
+        .unwrap();
+    std::fs::write(&victim, &keep[..100]).unwrap();
+    let out = root.join("out.mp4");
+    let e = plan.write_file(&out, |_, _| {}).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Corrupt(m) if m.contains("segment file ends")),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let e = plan.read_range(0, plan.len(), |_| Ok(())).unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    std::fs::write(&victim, &keep).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+mod plan_props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Any cut: the pieces add up to the announced length, which is the written file's;
+        /// every file range lies inside its segment file; any byte range reads back as
+        /// that part of the file.
+        #[test]
+        fn h626_8_7_2_plan_length_matches_file_and_ranges_are_in_bounds(
+            from in 0u64..16_000,
+            len in 1u64..17_000,
+            a in 0u64..1_000_000,
+            b in 0u64..1_000_000,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (store, root) = two_runs("plan-prop").await;
+                let t0_ms = T0 / 90;
+                match store.plan_export("cam-1", t0_ms + from, t0_ms + from + len).await {
+                    Err(StoreError::Empty { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                    Ok(plan) => {
+                        let sum: u64 = plan.pieces.iter().map(|(_, p)| p.len()).sum();
+                        assert_eq!(sum, plan.len());
+                        let mut at = 0;
+                        for (pos, p) in &plan.pieces {
+                            assert_eq!(*pos, at);
+                            assert!(!p.is_empty());
+                            at += p.len();
+                            if let Piece::File { file, offset, len } = *p {
+                                assert!(offset + len <= plan.files[file].1);
+                            }
+                        }
+                        let out = root.join("p.mp4");
+                        plan.write_file(&out, |_, _| {}).unwrap();
+                        let file = std::fs::read(&out).unwrap();
+                        assert_eq!(file.len() as u64, plan.len());
+                        let (s, e) = (a % plan.len(), b % (plan.len() + 1));
+                        let (s, e) = (s.min(e), s.max(e));
+                        let mut got = Vec::new();
+                        plan.read_range(s, e, |b| { got.extend_from_slice(b); Ok(()) }).unwrap();
+                        assert!(got == file[s as usize..e as usize]);
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&root);
+            });
+        }
+    }
+}

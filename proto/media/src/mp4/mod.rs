@@ -50,7 +50,10 @@ use std::fmt;
 
 pub use read::{Chunk, Movie, Sample, SampleEntry, Samples, Track};
 pub use walk::{BoxHeader, Boxes, Mp4Box, boxes};
-pub use write::{AudioParams, MdatPatch, Mp4StreamWriter, Mp4Writer, VideoParams, audio_fourcc};
+pub use write::{
+    AudioParams, AudioPlacement, MdatPatch, Mp4Layout, Mp4StreamWriter, Mp4Writer, VideoParams,
+    audio_fourcc,
+};
 
 use crate::Error;
 use crate::sps::Sps;

@@ -127,37 +127,133 @@ impl Mp4Writer {
     /// The complete file: `ftyp`, `moov`, `mdat`. Fails if no video sample was added.
     pub fn finish(self) -> Result<Vec<u8>, Error> {
         let mut mux = self.mux;
-        mux.close()?;
-        let ftyp = ftyp();
-        let data_len = self.mdat.len() as u64;
-        let mdat_header = if data_len + 8 > u64::from(u32::MAX) {
-            16
-        } else {
-            8
-        };
-        let mut co64 = false;
-        let mut moov = mux.moov(0, co64)?;
-        let base = (ftyp.len() + moov.len() + mdat_header) as u64;
-        if base + data_len > u64::from(u32::MAX) {
-            co64 = true;
-            moov = mux.moov(0, co64)?;
-        }
-        let base = (ftyp.len() + moov.len() + mdat_header) as u64;
-        moov = mux.moov(base, co64)?;
-
-        let mut file = Vec::with_capacity(base as usize + self.mdat.len());
-        file.extend_from_slice(&ftyp);
-        file.extend_from_slice(&moov);
-        if mdat_header == 16 {
-            file.extend_from_slice(&1u32.to_be_bytes());
-            file.extend_from_slice(b"mdat");
-            file.extend_from_slice(&(data_len + 16).to_be_bytes());
-        } else {
-            file.extend_from_slice(&((data_len + 8) as u32).to_be_bytes());
-            file.extend_from_slice(b"mdat");
-        }
+        let mut file = fast_start_head(&mut mux, self.mdat.len() as u64)?;
         file.extend_from_slice(&self.mdat);
         Ok(file)
+    }
+}
+
+/// `ftyp`, `moov` (chunk offsets past itself) and the `mdat` header of a fast-start file
+/// whose media, `data_len` bytes, follows at once.
+fn fast_start_head(mux: &mut Muxer, data_len: u64) -> Result<Vec<u8>, Error> {
+    mux.close()?;
+    let ftyp = ftyp();
+    let mdat_header = if data_len + 8 > u64::from(u32::MAX) {
+        16
+    } else {
+        8
+    };
+    let mut co64 = false;
+    let mut moov = mux.moov(0, co64)?;
+    let base = (ftyp.len() + moov.len() + mdat_header) as u64;
+    if base + data_len > u64::from(u32::MAX) {
+        co64 = true;
+        moov = mux.moov(0, co64)?;
+    }
+    let base = (ftyp.len() + moov.len() + mdat_header) as u64;
+    moov = mux.moov(base, co64)?;
+    let mut head = Vec::with_capacity(base as usize);
+    head.extend_from_slice(&ftyp);
+    head.extend_from_slice(&moov);
+    if mdat_header == 16 {
+        head.extend_from_slice(&1u32.to_be_bytes());
+        head.extend_from_slice(b"mdat");
+        head.extend_from_slice(&(data_len + 16).to_be_bytes());
+    } else {
+        head.extend_from_slice(&((data_len + 8) as u32).to_be_bytes());
+        head.extend_from_slice(b"mdat");
+    }
+    Ok(head)
+}
+
+/// Where a G.711 chunk given to [`Mp4Layout::audio`] lands in the `mdat`: `silence` bytes of
+/// the law's zero code first (a hole filled), then bytes `skip..skip + take` of the chunk
+/// (an overlap trimmed at the front). All zero when the chunk adds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AudioPlacement {
+    /// Silence bytes before the chunk's own.
+    pub silence: u64,
+    /// The byte value of silence.
+    pub fill: u8,
+    /// Bytes left out at the chunk's start.
+    pub skip: usize,
+    /// Bytes of the chunk kept.
+    pub take: usize,
+}
+
+/// Plans a fast-start MP4 whose media the caller already holds elsewhere (segment files):
+/// the same sample tables as [`Mp4Writer`], fed with sample sizes instead of bytes.
+///
+/// The caller lays out the `mdat` payload itself, in the order of its calls: each video
+/// sample's `size` bytes, each AAC unit's, and for G.711 what [`Mp4Layout::audio`] says.
+/// [`finish`](Self::finish) returns everything before that payload (`ftyp`, `moov`, the
+/// `mdat` header), so the file is the head followed by [`media_len`](Self::media_len) bytes.
+#[derive(Debug)]
+pub struct Mp4Layout {
+    mux: Muxer,
+}
+
+impl Mp4Layout {
+    /// A layout for one video track and, optionally, one G.711 track.
+    pub fn new(video: VideoParams, audio: Option<AudioParams>) -> Result<Self, Error> {
+        Ok(Self {
+            mux: Muxer::new(video, audio, 0)?,
+        })
+    }
+
+    /// A layout with an AAC track instead (as [`Mp4StreamWriter::with_aac`]).
+    pub fn with_aac(video: VideoParams, aac: AacConfig) -> Result<Self, Error> {
+        let mut mux = Muxer::new(video, None, 0)?;
+        mux.aac = Some(AacTrack::new(aac));
+        Ok(Self { mux })
+    }
+
+    /// Sets the creation and modification time of the movie and tracks.
+    pub fn with_creation_time(mut self, unix_secs: u64) -> Self {
+        self.mux.creation_time = unix_secs + UNIX_TO_1904;
+        self
+    }
+
+    /// One video sample of `size` bytes (AVCC, 4-byte lengths, no parameter sets other than
+    /// the track's) at `pts`; as [`Mp4Writer::push_video`].
+    pub fn video(&mut self, size: u32, pts: u64, is_key: bool) -> Result<(), Error> {
+        let delta = self.mux.video_delta(pts)?;
+        if size == 0 {
+            return Err(Error::Misuse("empty video sample"));
+        }
+        self.mux.note_video(delta, size, pts, is_key);
+        Ok(())
+    }
+
+    /// A G.711 chunk of `len` bytes captured at `pts` (8 kHz); where its bytes go. Audio
+    /// comes after the first video sample here (nothing is held back).
+    pub fn audio(&mut self, len: usize, pts: u64) -> Result<AudioPlacement, Error> {
+        if self.mux.video.first_pts.is_none() {
+            return Err(Error::Misuse("audio before the first video sample"));
+        }
+        Ok(self.mux.place_audio(len, pts)?.unwrap_or_default())
+    }
+
+    /// An AAC access unit of `size` bytes at `pts` (8 kHz); `false` when it is left out
+    /// (before the first picture). Comes after the first video sample.
+    pub fn aac(&mut self, size: usize, pts: u64) -> Result<bool, Error> {
+        if self.mux.video.first_pts.is_none() {
+            return Err(Error::Misuse("audio before the first video sample"));
+        }
+        self.mux.place_aac(size, pts)
+    }
+
+    /// Bytes of `mdat` payload laid out so far.
+    pub fn media_len(&self) -> u64 {
+        self.mux.pos
+    }
+
+    /// `ftyp`, `moov` and the `mdat` header; the payload follows. Fails if no video sample
+    /// was given.
+    pub fn finish(self) -> Result<Vec<u8>, Error> {
+        let mut mux = self.mux;
+        let len = mux.pos;
+        fast_start_head(&mut mux, len)
     }
 }
 
@@ -428,29 +524,8 @@ impl Muxer {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let v = &mut self.video;
-        if v.sizes.len() >= u32::MAX as usize {
-            return Err(Error::TooLarge {
-                context: "video samples",
-                limit: u64::from(u32::MAX),
-            });
-        }
-        let delta = match v.first_pts {
-            None => None,
-            Some(_) if pts <= v.last_pts => {
-                return Err(Error::NonMonotonicPts {
-                    track: "video",
-                    pts,
-                    prev: v.last_pts,
-                });
-            }
-            Some(_) => Some(
-                u32::try_from(pts - v.last_pts).map_err(|_| Error::TooLarge {
-                    context: "video sample duration",
-                    limit: u64::from(u32::MAX),
-                })?,
-            ),
-        };
+        let delta = self.video_delta(pts)?;
+        let v = &self.video;
         let start = out.len();
         let sample = (|| {
             for nal in nals {
@@ -481,6 +556,54 @@ impl Muxer {
                 return Err(e);
             }
         };
+        if self.note_video(delta, size, pts, is_key) {
+            if let Some(a) = &mut self.audio {
+                let pending = std::mem::take(&mut a.pending);
+                a.pending_bytes = 0;
+                for (apts, bytes) in pending {
+                    // Early audio that no longer fits is dropped, like any other.
+                    let _ = self.write_audio(&bytes, apts, out);
+                }
+            }
+            if let Some(a) = &mut self.aac {
+                let pending = std::mem::take(&mut a.pending);
+                a.pending_bytes = 0;
+                for (apts, au) in pending {
+                    let _ = self.write_aac(&au, apts, out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a video sample at `pts` may follow: its duration-so-far from the one before.
+    fn video_delta(&self, pts: u64) -> Result<Option<u32>, Error> {
+        let v = &self.video;
+        if v.sizes.len() >= u32::MAX as usize {
+            return Err(Error::TooLarge {
+                context: "video samples",
+                limit: u64::from(u32::MAX),
+            });
+        }
+        match v.first_pts {
+            None => Ok(None),
+            Some(_) if pts <= v.last_pts => Err(Error::NonMonotonicPts {
+                track: "video",
+                pts,
+                prev: v.last_pts,
+            }),
+            Some(_) => Ok(Some(u32::try_from(pts - v.last_pts).map_err(|_| {
+                Error::TooLarge {
+                    context: "video sample duration",
+                    limit: u64::from(u32::MAX),
+                }
+            })?)),
+        }
+    }
+
+    /// Enters a checked video sample in the tables; `true` when it was the first.
+    fn note_video(&mut self, delta: Option<u32>, size: u32, pts: u64, is_key: bool) -> bool {
+        let v = &mut self.video;
         if let Some(d) = delta {
             push_run(&mut v.stts, d);
             v.duration += u64::from(d);
@@ -499,25 +622,11 @@ impl Muxer {
             offset,
             1,
         );
-        if self.video.first_pts.is_none() {
+        let first = self.video.first_pts.is_none();
+        if first {
             self.video.first_pts = Some(pts);
-            if let Some(a) = &mut self.audio {
-                let pending = std::mem::take(&mut a.pending);
-                a.pending_bytes = 0;
-                for (apts, bytes) in pending {
-                    // Early audio that no longer fits is dropped, like any other.
-                    let _ = self.write_audio(&bytes, apts, out);
-                }
-            }
-            if let Some(a) = &mut self.aac {
-                let pending = std::mem::take(&mut a.pending);
-                a.pending_bytes = 0;
-                for (apts, au) in pending {
-                    let _ = self.write_aac(&au, apts, out);
-                }
-            }
         }
-        Ok(())
+        first
     }
 
     fn push_audio(&mut self, bytes: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
@@ -542,6 +651,16 @@ impl Muxer {
     }
 
     fn write_audio(&mut self, bytes: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
+        if let Some(p) = self.place_audio(bytes.len(), pts)? {
+            out.resize(out.len() + p.silence as usize, p.fill);
+            out.extend_from_slice(&bytes[p.skip..p.skip + p.take]);
+        }
+        Ok(())
+    }
+
+    /// Enters `len` G.711 bytes at `pts` in the tables: the silence before them and the
+    /// part kept; `None` when nothing is added.
+    fn place_audio(&mut self, len: usize, pts: u64) -> Result<Option<AudioPlacement>, Error> {
         let first_video = self.video.first_pts.unwrap_or(0);
         let timescale = self.video.timescale;
         let Some(a) = &mut self.audio else {
@@ -572,8 +691,8 @@ impl Muxer {
                 limit: MAX_AUDIO_GAP,
             });
         }
-        let body = bytes.get(skip..).unwrap_or_default();
-        let n = gap + body.len() as u64;
+        let take = len.saturating_sub(skip);
+        let n = gap + take as u64;
         if a.samples + n > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
                 context: "audio samples",
@@ -582,11 +701,10 @@ impl Muxer {
         }
         a.last_pts = Some(pts);
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        out.resize(out.len() + gap as usize, silence(a.law));
-        out.extend_from_slice(body);
         a.samples += n;
+        let fill = silence(a.law);
         let offset = self.pos;
         self.pos += n;
         note_chunk(
@@ -596,7 +714,12 @@ impl Muxer {
             offset,
             n as u32,
         );
-        Ok(())
+        Ok(Some(AudioPlacement {
+            silence: gap,
+            fill,
+            skip: skip.min(len),
+            take,
+        }))
     }
 
     fn push_aac(&mut self, au: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
@@ -621,6 +744,15 @@ impl Muxer {
     /// An access unit at `pts` (8 kHz): its time on the track's clock, measured from the
     /// first video sample; the one before it lasts until then.
     fn write_aac(&mut self, au: &[u8], pts: u64, out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.place_aac(au.len(), pts)? {
+            out.extend_from_slice(au);
+        }
+        Ok(())
+    }
+
+    /// Enters an access unit of `len` bytes at `pts` in the tables; `false` when it is left
+    /// out (before the first picture).
+    fn place_aac(&mut self, len: usize, pts: u64) -> Result<bool, Error> {
         let first_video = self.video.first_pts.unwrap_or(0);
         let timescale = self.video.timescale;
         let Some(a) = &mut self.aac else {
@@ -629,10 +761,10 @@ impl Muxer {
         let origin = u128::from(first_video) * 8000 / u128::from(timescale);
         let Some(at) = u128::from(pts).checked_sub(origin) else {
             // Before the first picture: left out.
-            return Ok(());
+            return Ok(false);
         };
         let t = u64::try_from(at * u128::from(a.config.sample_rate) / 8000).unwrap_or(u64::MAX);
-        let size = u32::try_from(au.len()).map_err(|_| Error::TooLarge {
+        let size = u32::try_from(len).map_err(|_| Error::TooLarge {
             context: "AAC sample",
             limit: u64::from(u32::MAX),
         })?;
@@ -657,11 +789,10 @@ impl Muxer {
         }
         a.last = Some(t);
         a.sizes.push(size);
-        out.extend_from_slice(au);
         let offset = self.pos;
         self.pos += u64::from(size);
         note_chunk(&mut self.last, &mut a.chunks, Which::Audio, offset, 1);
-        Ok(())
+        Ok(true)
     }
 
     /// Ends the sample tables: the last video sample gets its duration.
