@@ -570,7 +570,9 @@ async fn send_plan(
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case("range").then(|| v.trim())
     });
-    let (status, start, end) = match range.map(|r| byte_range(r, len)) {
+    let (status, start, end) = match range
+        .map(|r| peercam_cloud::range::byte_range(r, len).map(|r| (r.start, r.end)))
+    {
         None => ("200 OK", 0, len),
         Some(Some((a, b))) => ("206 Partial Content", a, b),
         Some(None) => {
@@ -605,30 +607,6 @@ async fn send_plan(
     }
     tcp.shutdown().await?;
     Ok(())
-}
-
-/// One `bytes=` range of a body of `len` bytes, as `[start, end)`; `None` when it cannot be
-/// served (RFC 9110 14.1.2: several ranges or none inside the body).
-fn byte_range(value: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = value.strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        (len.saturating_sub(n), len)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            len
-        } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(len)
-        };
-        (start, end)
-    };
-    (start < end).then_some((start, end))
 }
 
 async fn respond(tcp: &mut TcpStream, status: u16, message: &str) -> Result<(), ConnectionError> {
@@ -1282,33 +1260,4 @@ fn reencode(gop: &[Frame]) -> Result<Frame, PlayerError> {
         key: true,
         nals,
     })
-}
-
-#[cfg(test)]
-mod range_tests {
-    use super::byte_range;
-
-    #[test]
-    fn h626_8_7_2_export_byte_ranges() {
-        assert_eq!(byte_range("bytes=0-99", 1000), Some((0, 100)));
-        assert_eq!(byte_range("bytes=900-", 1000), Some((900, 1000)));
-        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 1000)));
-        assert_eq!(byte_range("bytes=990-5000", 1000), Some((990, 1000)));
-        assert_eq!(byte_range("bytes=-5000", 1000), Some((0, 1000)));
-        assert_eq!(byte_range("bytes=1000-", 1000), None);
-        assert_eq!(byte_range("bytes=5-2", 1000), None);
-        assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
-        assert_eq!(byte_range("items=0-1", 1000), None);
-        assert_eq!(byte_range("bytes=x-1", 1000), None);
-    }
-
-    proptest::proptest! {
-        /// Whatever the header says, a range served lies inside the body and is not empty.
-        #[test]
-        fn h626_8_7_2_byte_range_stays_inside(value in "\\PC{0,24}", len in 0u64..10_000) {
-            if let Some((a, b)) = byte_range(&value, len) {
-                proptest::prop_assert!(a < b && b <= len);
-            }
-        }
-    }
 }
