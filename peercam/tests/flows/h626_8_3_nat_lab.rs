@@ -827,13 +827,20 @@ async fn h626_8_4_web_live_view_recovers_after_path_change() {
     let r = web.await.unwrap();
     eprintln!(
         "path change: {} -> {} after {:?}; states {}",
-        r["path_before"], r["path_after"], broke.elapsed(), r["states"]
+        r["path_before"],
+        r["path_after"],
+        broke.elapsed(),
+        r["states"]
     );
     assert_eq!(r["path_before"], "direct", "{r}");
     assert_eq!(r["path_after"], "relay", "{r}");
     let states = r["states"].as_array().unwrap();
     assert!(states.iter().any(|s| s == "reconnecting"), "{r}");
-    assert_eq!(states.last().and_then(|s| s.as_str()), Some("playing"), "{r}");
+    assert_eq!(
+        states.last().and_then(|s| s.as_str()),
+        Some("playing"),
+        "{r}"
+    );
     camera.stop().await;
     platform.stop().await;
 }

@@ -232,7 +232,11 @@ async fn h626_8_4_webrtc_trickled_candidates_reach_only_their_session() {
     // Not the session's user: the same answer as no session at all.
     let kid = c.sub(&owner, "kidlive").await.unwrap();
     owner
-        .share(&dev, "kidlive", [peercam_base::Scope::Live].into_iter().collect())
+        .share(
+            &dev,
+            "kidlive",
+            [peercam_base::Scope::Live].into_iter().collect(),
+        )
         .await
         .unwrap();
     let stranger = c.owner("+15550740009").await.unwrap();

@@ -145,7 +145,7 @@ pub fn check_candidate(c: &str) -> Result<(), &'static str> {
     if !matches!(words[7], "host" | "srflx" | "prflx" | "relay") {
         return Err("unknown type");
     }
-    if (words.len() - 8) % 2 != 0 {
+    if !(words.len() - 8).is_multiple_of(2) {
         return Err("extension without a value");
     }
     Ok(())
@@ -156,8 +156,10 @@ mod tests {
     use super::*;
 
     const HOST: &str = "candidate:1467250027 1 udp 2122260223 192.168.1.5 46243 typ host generation 0 ufrag abcd network-cost 999";
-    const MDNS: &str = "candidate:2 1 udp 2122260223 4ab1ce0c-1c7e-4d6f-8b3e-2b1f0c9d8e7a.local 50000 typ host";
-    const RELAY: &str = "candidate:3 1 udp 41885439 10.0.0.1 3478 typ relay raddr 192.168.1.5 rport 46243";
+    const MDNS: &str =
+        "candidate:2 1 udp 2122260223 4ab1ce0c-1c7e-4d6f-8b3e-2b1f0c9d8e7a.local 50000 typ host";
+    const RELAY: &str =
+        "candidate:3 1 udp 41885439 10.0.0.1 3478 typ relay raddr 192.168.1.5 rport 46243";
 
     #[test]
     fn h626_8_4_trickle_accepts_what_browsers_gather() {
@@ -257,7 +259,7 @@ mod tests {
             let t = Trickle { candidates, end };
             let t = if t.candidates.is_empty() { Trickle { end: true, ..t } } else { t };
             let body = encode(&t);
-            proptest::prop_assert_eq!(parse(&body), Ok(t.clone()));
+            proptest::prop_assert_eq!(parse(&body), Ok(t));
             proptest::prop_assert_eq!(parse(&body).map(|t| encode(&t)), Ok(body));
         }
 

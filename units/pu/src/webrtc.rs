@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peercam_base::Scope;
@@ -47,7 +47,10 @@ enum SessionError {
 /// The live views that take trickled candidates (issue 20, RFC 8838): the session id the
 /// platform gave with the offer -> the viewer's account and the session task's inbox.
 #[derive(Clone, Default)]
-pub(crate) struct Trickles(Arc<Mutex<HashMap<String, (i64, mpsc::Sender<Vec<String>>)>>>);
+pub(crate) struct Trickles(Arc<Mutex<HashMap<String, TrickleInbox>>>);
+
+/// A session's viewer account and the inbox of its task.
+type TrickleInbox = (i64, mpsc::Sender<Vec<String>>);
 
 /// Keeps a session in [`Trickles`] while it runs.
 struct TrickleEntry(Trickles, String);
@@ -200,12 +203,11 @@ impl Server {
         user: i64,
         candidates: Vec<String>,
     ) -> Result<(), (String, String)> {
-        let tx = self
-            .trickles
-            .0
-            .lock()
-            .ok()
-            .and_then(|m| m.get(session).filter(|(u, _)| *u == user).map(|(_, tx)| tx.clone()));
+        let tx = self.trickles.0.lock().ok().and_then(|m| {
+            m.get(session)
+                .filter(|(u, _)| *u == user)
+                .map(|(_, tx)| tx.clone())
+        });
         let Some(tx) = tx else {
             return Err(("no_session".into(), "no such live view".into()));
         };
