@@ -799,7 +799,7 @@ async fn h626_8_4_web_live_view_recovers_after_path_change() {
         ("PEERCAM_SIGNAL_DIR", signal.path().display().to_string()),
         ("PEERCAM_WEB_SHOTS", shots.path().display().to_string()),
     ];
-    let node = lab.command(lab.host(1, 0).unwrap(), "node");
+    let node = lab.command(lab.host(2, 0).unwrap(), "node");
     let web = {
         let dir = dir.clone();
         tokio::spawn(async move {
@@ -814,8 +814,8 @@ async fn h626_8_4_web_live_view_recovers_after_path_change() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The direct path breaks: the viewer's router drops UDP to and from the camera.
-    let cam = lab.host_addr(0, 0).unwrap().to_string();
-    let router = lab.router(1).unwrap().to_owned();
+    let cam = lab.host_addr(1, 0).unwrap().to_string();
+    let router = lab.router(2).unwrap().to_owned();
     for rule in [["-d", cam.as_str()], ["-s", cam.as_str()]] {
         lab.iptables(
             &router,
