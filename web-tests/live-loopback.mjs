@@ -83,7 +83,7 @@ await run(async (result) => {
     });
 
     const { context, page, problems } = await newUser(browser);
-    const seen = { offers: [], reports: [], webrtcBodies: [] };
+    const seen = { offers: [], reports: [], webrtcBodies: [], trickles: [] };
     const device = { id: 'pc-loopback0000001', name: 'Stand-in', kind: 'pu', vendor: 'test', model: 'canvas', online: true, relation: 'owner', scopes: ['live', 'playback', 'ptz', 'talk', 'config'] };
     const ptz = { pan: 0, tilt: 0, zoom: 1, moving: false, presets: [] };
     let moveTimer = null;
@@ -106,6 +106,17 @@ await run(async (result) => {
         seen.offers.push(body.offer);
         const answer = await cam.evaluate((o) => window.answer(o), body.offer);
         return json(route, { answer, session: `s${seen.offers.length}` });
+      }
+      // Trickle ICE (issue 20): the client's later candidates go to the stand-in's peer.
+      const trickled = p.startsWith(`${dev}/webrtc/`) && /^\/s(\d+)\/candidates$/.exec(p.slice(`${dev}/webrtc`.length));
+      if (trickled) {
+        const body = req.postDataJSON();
+        seen.trickles.push(body);
+        await cam.evaluate(async ([i, cs]) => {
+          const pc = window.pcs[i];
+          for (const c of cs) await pc.addIceCandidate({ candidate: c, sdpMLineIndex: 0 }).catch(() => {});
+        }, [Number(trickled[1]) - 1, body.candidates]);
+        return route.fulfill({ status: 204 });
       }
       if (p === `${dev}/sessions`) {
         seen.reports.push(req.postDataJSON());
@@ -135,7 +146,8 @@ await run(async (result) => {
     step(result, 'checked');
     const offer = seen.offers[0];
     expect(/m=video[^]*a=recvonly/.test(offer) && /m=audio/.test(offer), 'the offer receives video and audio');
-    expect(offer.includes('a=candidate:'), 'the offer carries gathered candidates (non-trickle)');
+    expect(seen.trickles.some((t) => t.end === true), `the candidates and their end follow the offer (trickle ICE), got ${JSON.stringify(seen.trickles)}`);
+    expect(seen.trickles.every((t) => Object.keys(t).sort().join() === 'candidates,end' && t.candidates.length <= 16), 'each trickle body has exactly the fields the CMU accepts');
     result.webrtc_body = seen.webrtcBodies[0];
     await page.waitForTimeout(300);
     result.report = seen.reports[0];

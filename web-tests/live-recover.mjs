@@ -1,7 +1,7 @@
 // Live view that comes back by itself (issue 20 "instant recovery", H.626.4 8.4 in the web
-// client): Play, then the test kills the camera process (SIGKILL) and starts it again; the
-// page shows that it is reconnecting or waiting for the camera and brings the picture back
-// without a click.
+// client): Play, then the test kills the camera process (SIGKILL) and starts it again, or
+// breaks the path the picture takes (the NAT lab blocks the direct one); the page shows that
+// it is reconnecting or waiting for the camera and brings the picture back without a click.
 //
 // Inputs (environment):
 //   PEERCAM_WEB_URL       the CMU
@@ -10,7 +10,8 @@
 //   PEERCAM_SIGNAL_DIR    this scenario writes `playing` there once the picture runs
 //   PEERCAM_WEB_SHOTS     screenshots (optional)
 // Output: one JSON line: `states` seen, `recovered_at` and `first_frame_at` (Unix ms) of
-// the picture back; exit status 1 on failure.
+// the picture back, `path_before` and `path_after` (the path badge: `direct` or `relay`);
+// exit status 1 on failure.
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +34,8 @@ await run(async (result) => {
     const b = await frameSignature(page);
     expect(a && b && b.t > a.t, 'the picture runs before the camera is killed');
     step(result, 'playing');
+    const badge = () => page.evaluate(() => document.getElementById('path-badge')?.dataset.path ?? null);
+    result.path_before = await badge();
     const playingPerf = await page.evaluate(() => performance.now());
     writeFileSync(join(signal, 'playing'), String(Date.now()));
 
@@ -69,6 +72,7 @@ await run(async (result) => {
     expect(c && d && d.t > c.t, 'the picture runs again');
     expect(d.sd > 5, 'the picture is not blank');
     step(result, 'recovered');
+    result.path_after = await badge();
     expect(await page.getByRole('button', { name: 'Stop', exact: true }).count() === 1, 'the view still offers Stop (no click was needed)');
     result.problems = problems;
     expect(problems.length === 0, `no page errors or CSP violations: ${problems.join('; ')}`);

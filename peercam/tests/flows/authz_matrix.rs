@@ -101,6 +101,8 @@ fn body_for(r: &RouteInfo) -> Option<Value> {
         // Not SDP: refused on its merits (400) by whoever may ask.
         "WebRtcOffer" => json!({"offer": "not sdp"}),
         "PlaybackWebRtcRequest" => json!({"offer": "not sdp", "start": "2026-11-24T00:00:00Z"}),
+        // Issue 20 trickle ICE: not a candidate, refused on its merits (400).
+        "Trickle" => json!({"candidates": ["not a candidate"]}),
         // H.626.4 8.8 / 6.1.9: valid bodies, judged on their merits by whoever may send them.
         "AlarmStrategy" => json!({"armed": false}),
         "AlarmInputRequest" => json!({"input": 1, "active": false}),
@@ -287,6 +289,7 @@ async fn authorisation_matrix_small_world(c: Cluster) {
                     .replace("/models/{id}", "/models/1")
                     .replace("/campaigns/{id}", "/campaigns/1")
                     .replace("/announcements/{id}", "/announcements/1")
+                    .replace("{session}", "no-such-session")
                     .replace("{username}", "suba1");
                 // Requests the model allows and that would tear the world down are covered by
                 // the flow tests; here they are not sent.
@@ -530,7 +533,11 @@ async fn every_route_is_declared_and_denied_by_default() {
     // docs/security.md D7: every route that is not public refuses an anonymous caller, and so do
     // made-up tokens.
     for r in routes() {
-        let path = r.path.replace("{id}", "1").replace("{username}", "x");
+        let path = r
+            .path
+            .replace("{id}", "1")
+            .replace("{username}", "x")
+            .replace("{session}", "x");
         let (status, _) = raw(&c, &anon, r.method, &path, body_for(&r).as_ref()).await;
         match r.access {
             Access::Public => assert!(status < 500, "{} {path}", r.method),

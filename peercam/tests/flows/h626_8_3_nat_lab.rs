@@ -761,3 +761,86 @@ async fn recorder_lab(nvr_nat: NatKind, viewer_nat: NatKind, want: PathKind) {
     );
     assert!(back.windows(2).all(|x| x[1] < x[0]), "reverse: {back:?}");
 }
+
+/// Issue 20 "instant recovery" on a path change: Chromium behind a port-restricted NAT plays
+/// a camera with a public address directly; then the viewer's router drops all UDP to the
+/// camera (the direct path breaks, TURN on the fake internet still works). The page says it
+/// is reconnecting and brings the picture back by itself, now through the MTU's relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_web_live_view_recovers_after_path_change() {
+    let Some(dir) =
+        peercam_test::web::web_tests_or_skip("h626_8_4_web_live_view_recovers_after_path_change")
+    else {
+        return;
+    };
+    let lab = match NatLab::new(
+        &LabSpec::new()
+            .site(NatKind::None, 1)
+            .site(NatKind::PortRestricted, 1),
+    ) {
+        Ok(l) => l,
+        Err(LabError::Skipped(why)) => {
+            peercam_test::skip("NAT lab", &why);
+            return;
+        }
+        Err(e) => panic!("lab: {e}"),
+    };
+    let mut platform = Platform::start(&lab, true);
+    let setup = platform.setup().await;
+    let camera = Camera::start(&lab, &setup, (false, None), None);
+    platform.wait_bound(Duration::from_secs(90)).await;
+    let signal = tempfile::tempdir().unwrap();
+    let shots = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("PEERCAM_WEB_URL", setup.api.clone()),
+        ("PEERCAM_WEB_USER", PHONE.to_owned()),
+        ("PEERCAM_WEB_PASSWORD", PASSWORD.to_owned()),
+        ("PEERCAM_DEVICE", setup.dev.clone()),
+        ("PEERCAM_SIGNAL_DIR", signal.path().display().to_string()),
+        ("PEERCAM_WEB_SHOTS", shots.path().display().to_string()),
+    ];
+    let node = lab.command(lab.host(2, 0).unwrap(), "node");
+    let web = {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            peercam_test::web::scenario(&dir, "live-recover.mjs", &env, Some(node)).await
+        })
+    };
+    let playing = signal.path().join("playing");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !playing.exists() {
+        assert!(!web.is_finished(), "the scenario ended before it played");
+        assert!(tokio::time::Instant::now() < deadline, "never played");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The direct path breaks: the viewer's router drops UDP to and from the camera.
+    let cam = lab.host_addr(1, 0).unwrap().to_string();
+    let router = lab.router(2).unwrap().to_owned();
+    for rule in [["-d", cam.as_str()], ["-s", cam.as_str()]] {
+        lab.iptables(
+            &router,
+            &["-I", "FORWARD", "-p", "udp", rule[0], rule[1], "-j", "DROP"],
+        )
+        .unwrap();
+    }
+    let broke = std::time::Instant::now();
+    let r = web.await.unwrap();
+    eprintln!(
+        "path change: {} -> {} after {:?}; states {}",
+        r["path_before"],
+        r["path_after"],
+        broke.elapsed(),
+        r["states"]
+    );
+    assert_eq!(r["path_before"], "direct", "{r}");
+    assert_eq!(r["path_after"], "relay", "{r}");
+    let states = r["states"].as_array().unwrap();
+    assert!(states.iter().any(|s| s == "reconnecting"), "{r}");
+    assert_eq!(
+        states.last().and_then(|s| s.as_str()),
+        Some("playing"),
+        "{r}"
+    );
+    camera.stop().await;
+    platform.stop().await;
+}

@@ -189,3 +189,75 @@ async fn h626_6_1_12_snapshot_is_a_jpeg_of_the_picture() {
     assert!(owner.snapshot(&dev, 5000).await.is_err());
     c.stop().await;
 }
+
+/// Issue 20, trickle ICE (RFC 8838): an offer without its candidate plays once the candidate
+/// follows through the platform after the answer. Only the session's own user is heard (a
+/// sharee holding `live` gets the same 404 as for a session that does not exist, and so
+/// does a stranger), and a body that is not candidates is refused before the camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h626_8_4_webrtc_trickled_candidates_reach_only_their_session() {
+    use peercam_signal::trickle::Trickle;
+    let (c, owner, dev, _pu) = world().await;
+    let (mut v, offer) = Viewer::offer(false).await;
+    let candidates: Vec<String> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| format!("candidate:{c}"))
+        .collect();
+    assert!(!candidates.is_empty(), "{offer}");
+    let bare: String = offer
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("a=candidate:"))
+        .collect();
+    let answer = owner
+        .webrtc(
+            &dev,
+            &WebRtcOffer {
+                offer: bare,
+                play: PlayRequest::default(),
+            },
+        )
+        .await
+        .unwrap();
+    v.accept(&answer.answer).unwrap();
+    let s = answer.session.as_str();
+    let trickle = Trickle {
+        candidates: candidates.clone(),
+        end: false,
+    };
+    let end = Trickle {
+        candidates: vec![],
+        end: true,
+    };
+    // Not the session's user: the same answer as no session at all.
+    let kid = c.sub(&owner, "kidlive").await.unwrap();
+    owner
+        .share(
+            &dev,
+            "kidlive",
+            [peercam_base::Scope::Live].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let stranger = c.owner("+15550740009").await.unwrap();
+    for (who, session) in [(&kid, s), (&owner, "no-such-session"), (&stranger, s)] {
+        let e = who
+            .webrtc_candidates(&dev, session, &trickle)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("404"), "{e}");
+    }
+    let bad = Trickle {
+        candidates: vec!["candidate:1 1 udp 1 1.2.3.4 5 typ nat".into()],
+        end: false,
+    };
+    let e = owner.webrtc_candidates(&dev, s, &bad).await.err().unwrap();
+    assert!(e.to_string().contains("bad_candidates"), "{e}");
+    owner.webrtc_candidates(&dev, s, &trickle).await.unwrap();
+    owner.webrtc_candidates(&dev, s, &end).await.unwrap();
+    v.run_until(10, Duration::from_secs(15)).await;
+    assert!(v.connected_after.is_some(), "never connected");
+    assert!(v.frames.len() >= 10, "{} frames", v.frames.len());
+    c.stop().await;
+}

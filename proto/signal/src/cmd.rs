@@ -103,6 +103,28 @@ pub enum DeviceCommand {
         /// The STUN server, `host:port`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stun: Option<String>,
+        /// The view's id (the token's `jti`, what the browser gets as `session`): later
+        /// [`DeviceCommand::WebRtcCandidates`] name it. Absent from CMUs before trickle ICE
+        /// (issue 20); such sessions take no trickled candidates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Trickle ICE for a live view (issue 20; RFC 8838): more of the browser's candidates,
+    /// or the end of them, for the [`DeviceCommand::WebRtc`] session `session`, sent by
+    /// `user`. The camera adds them to that session's ICE agent only when the session is
+    /// `user`'s, and answers [`DeviceReply::Done`]; an unknown or ended session, or one of
+    /// another user, is `failed` with code `no_session`.
+    WebRtcCandidates {
+        /// The session, as in [`DeviceCommand::WebRtc`].
+        session: String,
+        /// The viewer's account, as the CMU authenticated it.
+        user: i64,
+        /// Candidate attributes, checked by the CMU ([`crate::trickle::Trickle`]).
+        #[serde(default)]
+        candidates: Vec<String>,
+        /// The browser has no more candidates.
+        #[serde(default)]
+        end: bool,
     },
     /// H.626.4 8.7.2.2 / 8.7.3 for browsers: play `camera`'s recordings from `start_ms` over
     /// WebRTC; to the recorder (an NVR, or the camera for its SD card). The recorder has the

@@ -59,6 +59,7 @@ pub mod sc;
 pub mod sc_link;
 pub mod snapshot_link;
 pub mod token;
+pub mod trickle;
 pub mod upgrade;
 
 /// The alarm model (H.626.4 8.8), re-exported: its types travel in [`cmd`] messages.

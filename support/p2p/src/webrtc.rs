@@ -408,6 +408,25 @@ impl Endpoint {
         self.rtc.channel(id).map_or(0, |mut c| c.buffered_amount())
     }
 
+    /// Adds a candidate the browser trickled after its offer (RFC 8838; issue 20): a
+    /// candidate attribute, `candidate:...`. One this endpoint cannot use (TCP, an mDNS
+    /// name, another address family than its socket's) is skipped; `false` says so. Call
+    /// [`drain`](Self::drain) afterwards: the new pairs are checked at once.
+    pub fn add_remote_candidate(&mut self, line: &str) -> bool {
+        let line = line.strip_prefix("a=").unwrap_or(line);
+        let Ok(c) = Candidate::from_sdp_string(line) else {
+            return false;
+        };
+        if c.proto() != Protocol::Udp || c.addr().is_ipv4() != self.local.is_ipv4() {
+            return false;
+        }
+        self.rtc.add_remote_candidate(c);
+        // Check the new pairs now rather than at the engine's next timeout.
+        self.rtc
+            .handle_input(Input::Timeout(Instant::now()))
+            .is_ok()
+    }
+
     /// Closes the session (DTLS close, then nothing more is sent).
     pub fn close(&mut self) {
         self.rtc.disconnect();

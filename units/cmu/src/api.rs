@@ -505,6 +505,14 @@ fn media_routes() -> Vec<RouteInfo> {
         ),
         r!(
             "POST",
+            "/api/v1/devices/{id}/webrtc/{session}/candidates",
+            Customer,
+            "Trickle ICE for a live view (RFC 8838): more of the browser's candidates for the view `session` (from its answer), or `end`; the camera adds them to that session's ICE agent, if it is the caller's (needs `live`)",
+            Some("Trickle"),
+            None
+        ),
+        r!(
+            "POST",
             "/api/v1/devices/{id}/sessions",
             Customer,
             "Report how a live view went: the path it took, time to connect, bytes (needs `live`)",
@@ -660,6 +668,9 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/devices/{id}/ice") => post(crate::relay::ice),
         ("POST", "/api/v1/devices/{id}/punch") => post(crate::relay::punch),
         ("POST", "/api/v1/devices/{id}/webrtc") => post(crate::play::webrtc),
+        ("POST", "/api/v1/devices/{id}/webrtc/{session}/candidates") => {
+            post(crate::play::webrtc_candidates)
+        }
         ("GET", "/api/v1/devices/{id}/snapshot") => get(crate::control::snapshot),
         ("POST", "/api/v1/devices/{id}/recordings/webrtc") => {
             post(crate::recording::playback_webrtc)
@@ -925,6 +936,7 @@ fn components() -> utoipa::openapi::Components {
     .schema_from::<cm::WebRtcOffer>()
     .schema_from::<cm::PlaybackWebRtcRequest>()
     .schema_from::<cm::WebRtcAnswer>()
+    .schema_from::<peercam_signal::trickle::Trickle>()
     .schema_from::<peercam_signal::relay::PunchCredentials>()
     .schema_from::<cm::IceConfig>()
     .schema_from::<cm::SessionView>()

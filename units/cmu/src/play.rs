@@ -120,6 +120,7 @@ pub(crate) async fn webrtc(
         token,
         client: client.to_string(),
         stun,
+        session: Some(claims.jti.clone()),
     };
     let (_, reply) = st.platform.command(&id, command).await?;
     match reply {
@@ -137,6 +138,38 @@ pub(crate) async fn webrtc(
                 "refused",
                 format!("the platform refused the view ({code}): {message}"),
             ))
+        }
+        other => Err(crate::control::device_error(other)),
+    }
+}
+
+/// Trickle ICE for a live view (issue 20; RFC 8838): more of the browser's candidates for
+/// the view `session` (the `session` of its [`webrtc`] answer), or the end of them. Only a
+/// viewer with `live` on the device is heard, and the camera adds the candidates only to a
+/// session of the same user: "not yours" is the same answer as "no such session".
+pub(crate) async fn webrtc_candidates(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path((id, session)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::http::StatusCode> {
+    let (id, _) = device_access(&st, &p, &id, Need::Scope(Scope::Live)).await?;
+    if session.is_empty() || session.len() > 64 {
+        return Err(ApiErr::not_found("no_session", "no such live view"));
+    }
+    let t = peercam_signal::trickle::parse(&body)
+        .map_err(|e| ApiErr::bad_request("bad_candidates", e.to_string()))?;
+    let command = peercam_signal::cmd::DeviceCommand::WebRtcCandidates {
+        session,
+        user: p.id,
+        candidates: t.candidates,
+        end: t.end,
+    };
+    let (_, reply) = st.platform.command(&id, command).await?;
+    match reply {
+        peercam_signal::cmd::DeviceReply::Done => Ok(axum::http::StatusCode::NO_CONTENT),
+        peercam_signal::cmd::DeviceReply::Failed { code, .. } if code == "no_session" => {
+            Err(ApiErr::not_found("no_session", "no such live view"))
         }
         other => Err(crate::control::device_error(other)),
     }

@@ -116,8 +116,12 @@ export class LiveSession {
       pc.addEventListener('connectionstatechange', check);
       check();
     });
+    // Trickle ICE (issue 20): the offer goes at once, with whatever is gathered by then;
+    // later candidates and their end follow through the platform once the answer names
+    // the session.
+    const trickle = new Trickle(this.api, dev, pc);
+    this.trickle = trickle;
     await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc, GATHER_CAP_MS, hasRelay(iceServers));
     if (this.stopped) return;
     const body = { offer: pc.localDescription.sdp };
     for (const k of ['max_width', 'max_height', 'max_fps', 'audio']) {
@@ -127,6 +131,7 @@ export class LiveSession {
     if (this.stopped) return;
     this.session = r.session;
     await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
+    trickle.start(r.session, body.offer);
     const dir = this.audioTransceiver?.currentDirection;
     this.talkAccepted = dir === 'sendrecv' || dir === 'sendonly';
     await withTimeout(connected, CONNECT_TIMEOUT_MS, 'The camera did not connect within 15 seconds. Check that it is online and try again.');
@@ -205,6 +210,83 @@ export class LiveSession {
     await this.api('POST', `/devices/${encodeURIComponent(this.deviceId)}/sessions`, report, { keepalive: !!opts.keepalive })
       .catch((e) => console.warn('session report failed', e));
   }
+}
+
+/** Candidates sent in one trickle message, at most (the platform takes 16). */
+const TRICKLE_BATCH = 16;
+
+/**
+ * Trickle ICE for a live view (issue 20, RFC 8838): collects the browser's candidates from
+ * the moment the offer is made; once the answer names the session, sends those the offer
+ * did not carry, then each new one, and the end of them, to
+ * `POST .../webrtc/{session}/candidates`. Candidates gathered close together go in one
+ * message. A platform or camera that does not take them (an older one) answers an error:
+ * trickling stops there, and ICE goes on with what the offer had and what the camera learns
+ * from the browser's checks.
+ */
+class Trickle {
+  constructor(api, dev, pc) {
+    this.api = api;
+    this.dev = dev;
+    this.queue = [];
+    this.end = false;
+    this.session = null;
+    this.off = false;
+    this.sending = false;
+    this.sent = 0;
+    pc.addEventListener('icecandidate', (ev) => {
+      const c = ev.candidate;
+      if (!c || !c.candidate) {
+        this.end = true;
+      } else if (useful(c)) {
+        this.queue.push(c.candidate.replace(/^a=/, ''));
+      }
+      this.flush();
+    });
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') {
+        this.end = true;
+        this.flush();
+      }
+    });
+  }
+
+  /** The answer is in: send what the offer `sdp` did not carry, and what comes next. */
+  start(session, sdp) {
+    this.session = session;
+    const inOffer = new Set((sdp ?? '').split(/\r?\n/).filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2)));
+    this.queue = this.queue.filter((c) => !inOffer.has(c));
+    this.flush();
+  }
+
+  async flush() {
+    if (this.off || this.session == null || this.sending) return;
+    if (this.queue.length === 0 && (!this.end || this.endSent)) return;
+    this.sending = true;
+    try {
+      // Candidates that arrive while one message is on its way go in the next.
+      while (!this.off && (this.queue.length > 0 || (this.end && !this.endSent))) {
+        const candidates = this.queue.splice(0, TRICKLE_BATCH);
+        const end = this.end && this.queue.length === 0;
+        const url = `${this.dev}/webrtc/${encodeURIComponent(this.session)}/candidates`;
+        await this.api('POST', url, { candidates, end });
+        this.sent += candidates.length;
+        if (end) this.endSent = true;
+      }
+    } catch (e) {
+      this.off = true;
+      console.info('trickle ICE not taken; going on without it', e?.message ?? e);
+    } finally {
+      this.sending = false;
+    }
+  }
+}
+
+/** Whether the camera can use candidate `c`: UDP, with an address (not an mDNS name). */
+function useful(c) {
+  const proto = (c.protocol ?? '').toLowerCase();
+  const addr = c.address ?? '';
+  return proto === 'udp' && addr !== '' && !addr.endsWith('.local');
 }
 
 /**
@@ -410,8 +492,8 @@ export class PlaybackSession {
 /**
  * Resolves when ICE gathering completes; when a relayed candidate is wanted, 50 ms after the
  * first one arrives (it is the last kind to come, and browsers keep "gathering" long after
- * on networks that drop UDP); at the latest after `capMs` with what was gathered. The offer
- * is not trickled, so a browser behind a NAT that drops UDP must put its TCP-relayed
+ * on networks that drop UDP); at the latest after `capMs` with what was gathered. For a
+ * playback (the live view trickles, see Trickle): the offer is not trickled, so a browser behind a NAT that drops UDP must put its TCP-relayed
  * candidate in it: the camera behind its own NAT reaches the relay only by sending to it.
  */
 function gathered(pc, capMs, wantRelay) {

@@ -992,6 +992,21 @@ impl Client {
             .await
     }
 
+    /// Trickle ICE (issue 20): more of the viewer's candidates, or their end, for the live
+    /// view `session` (the `session` of its [`webrtc`](Self::webrtc) answer).
+    pub async fn webrtc_candidates(
+        &self,
+        id: &str,
+        session: &str,
+        trickle: &peercam_signal::trickle::Trickle,
+    ) -> Result<(), CuError> {
+        self.post(
+            &format!("/api/v1/devices/{id}/webrtc/{session}/candidates"),
+            trickle,
+        )
+        .await
+    }
+
     /// Reports how a live view went (path, time to connect, bytes).
     pub async fn report_session(&self, id: &str, report: &SessionReport) -> Result<(), CuError> {
         self.post(&format!("/api/v1/devices/{id}/sessions"), report)

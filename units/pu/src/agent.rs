@@ -111,14 +111,30 @@ impl Device for Agent {
                 token,
                 client,
                 stun,
+                session,
             } => {
                 let (server, sd) = (self.rtsp.clone(), self.shutdown.clone());
                 Box::pin(async move {
                     match server
-                        .webrtc(&offer, token, client, stun.as_deref(), sd)
+                        .webrtc(&offer, token, client, (stun.as_deref(), session), sd)
                         .await
                     {
                         Ok(answer) => DeviceReply::WebRtc { answer },
+                        Err((code, message)) => DeviceReply::Failed { code, message },
+                    }
+                })
+            }
+            // Issue 20: trickle ICE for a live view.
+            DeviceCommand::WebRtcCandidates {
+                session,
+                user,
+                candidates,
+                end: _,
+            } => {
+                let server = self.rtsp.clone();
+                Box::pin(async move {
+                    match server.trickle(&session, user, candidates).await {
+                        Ok(()) => DeviceReply::Done,
                         Err((code, message)) => DeviceReply::Failed { code, message },
                     }
                 })

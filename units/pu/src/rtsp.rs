@@ -92,6 +92,8 @@ impl ServerSettings {
 pub(crate) struct Server {
     pub(crate) settings: Arc<ServerSettings>,
     pub(crate) sessions: Arc<AtomicUsize>,
+    /// Live views that take trickled candidates (issue 20).
+    pub(crate) trickles: crate::webrtc::Trickles,
 }
 
 impl Server {
@@ -99,6 +101,7 @@ impl Server {
         Self {
             settings: Arc::new(settings),
             sessions: Arc::new(AtomicUsize::new(0)),
+            trickles: crate::webrtc::Trickles::default(),
         }
     }
 

@@ -19,16 +19,17 @@
 //! declined (`sendonly` audio) and the camera logs why, while its video and the camera's
 //! audio play as usual. A revoked session stops talking with the session, at once.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peercam_base::Scope;
 use peercam_net::Shutdown;
 use peercam_p2p::webrtc::{Endpoint, EndpointConfig, Happening, offers_microphone};
 use peercam_signal::play::PlayVerdict;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::media::Subscription;
 use crate::media::audio::AudioSubscription;
@@ -43,6 +44,28 @@ enum SessionError {
     Endpoint(peercam_p2p::Error),
 }
 
+/// The live views that take trickled candidates (issue 20, RFC 8838): the session id the
+/// platform gave with the offer -> the viewer's account and the session task's inbox.
+#[derive(Clone, Default)]
+pub(crate) struct Trickles(Arc<Mutex<HashMap<String, TrickleInbox>>>);
+
+/// A session's viewer account and the inbox of its task.
+type TrickleInbox = (i64, mpsc::Sender<Vec<String>>);
+
+/// Keeps a session in [`Trickles`] while it runs.
+struct TrickleEntry(Trickles, String);
+
+impl Drop for TrickleEntry {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.0.lock() {
+            m.remove(&self.1);
+        }
+    }
+}
+
+/// Candidate messages a session may have waiting.
+const TRICKLE_QUEUE: usize = 16;
+
 /// How long a session may take to connect (ICE and DTLS) before it is dropped.
 const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 
@@ -54,7 +77,7 @@ impl Server {
         offer: &str,
         token: String,
         client: String,
-        stun: Option<&str>,
+        (stun, session): (Option<&str>, Option<String>),
         shutdown: Shutdown,
     ) -> Result<String, (String, String)> {
         let fail = |c: &str, m: String| (c.to_owned(), m);
@@ -138,8 +161,17 @@ impl Server {
             user_rx,
             end_tx,
         ));
+        // Issue 20: the browser trickles its later candidates to this session id.
+        let (trickle_tx, trickle_rx) = mpsc::channel(TRICKLE_QUEUE);
+        let entry = session.map(|id| {
+            if let Ok(mut m) = self.trickles.0.lock() {
+                m.insert(id.clone(), (grant.user, trickle_tx));
+            }
+            TrickleEntry(self.trickles.clone(), id)
+        });
         let session = Session {
             ep,
+            trickled: trickle_rx,
             sub,
             audio,
             talker,
@@ -151,12 +183,41 @@ impl Server {
         tokio::spawn(async move {
             let _guard = guard;
             let _user = user_tx;
+            let _entry = entry;
             match session.run(end_rx).await {
                 Ok(why) => tracing::info!(%client, why, "WebRTC session ended"),
                 Err(e) => tracing::info!(%client, error = %e, "WebRTC session failed"),
             }
         });
         Ok(answer)
+    }
+}
+
+impl Server {
+    /// Trickle ICE (issue 20): hands `candidates` to the live view `session` when it is
+    /// `user`'s. Errors are `(code, message)` for the platform; "not yours" is `no_session`
+    /// like "no such session".
+    pub(crate) async fn trickle(
+        &self,
+        session: &str,
+        user: i64,
+        candidates: Vec<String>,
+    ) -> Result<(), (String, String)> {
+        let tx = self.trickles.0.lock().ok().and_then(|m| {
+            m.get(session)
+                .filter(|(u, _)| *u == user)
+                .map(|(_, tx)| tx.clone())
+        });
+        let Some(tx) = tx else {
+            return Err(("no_session".into(), "no such live view".into()));
+        };
+        if candidates.is_empty() {
+            // The end of the browser's candidates: nothing for the agent to do.
+            return Ok(());
+        }
+        tx.send(candidates)
+            .await
+            .map_err(|_| ("no_session".to_owned(), "the live view ended".to_owned()))
     }
 }
 
@@ -171,6 +232,8 @@ impl Drop for SessionCount {
 
 struct Session {
     ep: Endpoint,
+    /// Candidates the browser trickled (issue 20).
+    trickled: mpsc::Receiver<Vec<String>>,
     sub: Subscription,
     audio: Option<AudioSubscription>,
     talker: Option<Talker>,
@@ -258,6 +321,13 @@ impl Session {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => self.audio = None,
                 },
+                Some(lines) = self.trickled.recv() => {
+                    for line in &lines {
+                        if !self.ep.add_remote_candidate(line) {
+                            tracing::debug!(candidate = %line, "trickled candidate skipped");
+                        }
+                    }
+                }
                 () = tokio::time::sleep(Duration::from_secs(1)), if !self.ep.is_connected() => {}
                 e = &mut end => {
                     // Talk ends with the session, before anything else arrives.
