@@ -71,6 +71,31 @@ fn tls_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
 }
 
+/// Appends a handshake-layer record to `unsent`.
+fn encode_into(
+    data: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
+    unsent: &mut Vec<u8>,
+) -> io::Result<()> {
+    let start = unsent.len();
+    let mut room = 1024;
+    loop {
+        unsent.resize(start + room, 0);
+        match data.encode(&mut unsent[start..]) {
+            Ok(n) => {
+                unsent.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(e) => {
+                unsent.truncate(start);
+                return Err(tls_error(e));
+            }
+        }
+    }
+}
+
 impl LeanTlsStream {
     /// Starts the server side of a TLS connection on `tcp`; the handshake runs as the stream
     /// is read (wrap the whole exchange in a timeout).
@@ -133,26 +158,7 @@ impl LeanTlsStream {
                         plain.extend_from_slice(record.payload);
                     }
                 }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    let start = unsent.len();
-                    let mut room = 1024;
-                    loop {
-                        unsent.resize(start + room, 0);
-                        match data.encode(&mut unsent[start..]) {
-                            Ok(n) => {
-                                unsent.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => room = required_size,
-                            Err(e) => {
-                                unsent.truncate(start);
-                                return Err(tls_error(e));
-                            }
-                        }
-                    }
-                }
+                ConnectionState::EncodeTlsData(mut data) => encode_into(&mut data, unsent)?,
                 // The encoded bytes wait in `unsent`, which goes out before anything
                 // written later, so they count as handed to the transport.
                 ConnectionState::TransmitTlsData(data) => data.done(),
@@ -286,24 +292,7 @@ impl LeanTlsStream {
             let outcome = match state.map_err(tls_error)? {
                 ConnectionState::WriteTraffic(mut traffic) => f.take().map(|f| f(&mut traffic)),
                 ConnectionState::EncodeTlsData(mut data) => {
-                    let start = self.unsent.len();
-                    let mut room = 1024;
-                    loop {
-                        self.unsent.resize(start + room, 0);
-                        match data.encode(&mut self.unsent[start..]) {
-                            Ok(n) => {
-                                self.unsent.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => room = required_size,
-                            Err(e) => {
-                                self.unsent.truncate(start);
-                                return Err(tls_error(e));
-                            }
-                        }
-                    }
+                    encode_into(&mut data, &mut self.unsent)?;
                     None
                 }
                 ConnectionState::TransmitTlsData(data) => {
