@@ -194,10 +194,11 @@ async fn replayed_registration_is_refused(c: Cluster) {
         signature,
     };
     send(&mut ws, 2, captured.clone()).await;
-    assert!(matches!(
-        recv(&mut ws).await,
-        ScuToDevice::Registered { .. }
-    ));
+    let answer = recv(&mut ws).await;
+    assert!(
+        matches!(answer, ScuToDevice::Registered { .. }),
+        "a genuine registration was answered {answer:?}"
+    );
 
     // Replayed on a new connection: the SCU issued another challenge, so it is stale.
     let mut ws2 = raw_connect(&c).await;
