@@ -70,7 +70,8 @@ impl Piece {
     }
 }
 
-/// An MP4 export as pieces; see the [module docs](self).
+/// An MP4 export as pieces: the head (`ftyp`, `moov`, the `mdat` header) from memory, then
+/// byte ranges of the segment files and any silence fill, in file order.
 #[derive(Debug, Clone)]
 pub struct ExportPlan {
     mem: Vec<u8>,
