@@ -14,7 +14,7 @@ use peercam_record::time::format_rfc3339;
 
 use crate::segment::SegmentMedia;
 use crate::segment::to_8k;
-use crate::{AudioCodec, SegmentRow, Store, StoreError};
+use crate::{AacConfig, AudioCodec, SegmentRow, Store, StoreError};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,113 @@ pub struct ExportSummary {
     pub end_ms: u64,
     /// File size.
     pub bytes: u64,
+}
+
+/// The cut of an export, shared by the copying writer and the export plan so both take the
+/// same frames: it starts at the last IDR at or before `from` and ends before the first frame
+/// at or after `to`; times are relative to the first frame taken.
+pub(crate) struct Cut {
+    from_ms: u64,
+    to_ms: u64,
+    from_90k: u64,
+    to_90k: u64,
+    /// The first frame taken, 90 kHz.
+    pub(crate) base: Option<u64>,
+    pub(crate) frames: u64,
+    last_90k: u64,
+    end_90k: u64,
+}
+
+impl Cut {
+    pub(crate) fn new((from_ms, to_ms): (u64, u64)) -> Self {
+        Self {
+            from_ms,
+            to_ms,
+            from_90k: from_ms.saturating_mul(90),
+            to_90k: to_ms.saturating_mul(90),
+            base: None,
+            frames: 0,
+            last_90k: 0,
+            end_90k: 0,
+        }
+    }
+
+    /// Nothing of the range is recorded.
+    pub(crate) fn empty(&self) -> StoreError {
+        StoreError::Empty {
+            from: format_rfc3339(self.from_ms),
+            to: format_rfc3339(self.to_ms),
+        }
+    }
+
+    /// Where to start in a segment's video frames (key flag, 90 kHz time): the last key
+    /// frame at or before `from` until the first frame is taken, the first frame after.
+    pub(crate) fn start_at(&self, frames: impl Iterator<Item = (bool, u64)>) -> usize {
+        if self.base.is_some() {
+            return 0;
+        }
+        frames
+            .enumerate()
+            .filter(|&(_, (key, t))| key && t <= self.from_90k)
+            .last()
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// A video frame at `t` (90 kHz) of a segment ending at `seg_end_90k`.
+    pub(crate) fn video(&mut self, t: u64, seg_end_90k: u64) -> Take {
+        if t >= self.to_90k {
+            return Take::End;
+        }
+        let b = *self.base.get_or_insert(t);
+        if self.frames > 0 && t <= self.last_90k {
+            return Take::Skip;
+        }
+        self.frames += 1;
+        self.last_90k = t;
+        self.end_90k = seg_end_90k.min(self.to_90k);
+        Take::At(t - b)
+    }
+
+    /// The audio window once a frame is taken: (first frame, end), 8 kHz.
+    pub(crate) fn audio_window(&self) -> Option<(u64, u64)> {
+        self.base.map(|b| (to_8k(b), to_8k(self.to_90k)))
+    }
+
+    /// What was taken, once something was.
+    pub(crate) fn summary(&self, bytes: u64) -> Result<ExportSummary, StoreError> {
+        let b = self.base.ok_or_else(|| self.empty())?;
+        Ok(ExportSummary {
+            frames: self.frames,
+            start_ms: b / 90,
+            end_ms: self.end_90k.max(self.last_90k + 1).div_ceil(90),
+            bytes,
+        })
+    }
+}
+
+/// What [`Cut::video`] makes of a frame.
+pub(crate) enum Take {
+    /// At this time from the first frame.
+    At(u64),
+    /// Not after the previous frame: left out.
+    Skip,
+    /// At or after the end: the cut is over.
+    End,
+}
+
+/// The MP4 parameters of an export, from its first segment: MP4 files carry G.711 or AAC
+/// here (`ulaw`/`alaw`, or `mp4a` with the recording's AudioSpecificConfig in an `esds`); a
+/// codec without a G.711 law (G.722) is left out. Segments whose audio differs from the first
+/// one's keep their pictures only.
+pub(crate) fn mp4_params(
+    first: &SegmentRow,
+) -> (Option<AacConfig>, Option<AudioParams>, VideoParams) {
+    let audio = first
+        .audio
+        .and_then(AudioCodec::law)
+        .map(|law| AudioParams { law });
+    let video = VideoParams::new(first.sps.clone(), first.pps.clone());
+    (first.aac.clone(), audio, video)
 }
 
 /// Writes `camera`'s recording in `[from_ms, to_ms)` to `out` as MP4. `progress` is called
@@ -65,20 +172,9 @@ where
     F: FnMut(SegmentRow) -> Fut,
     Fut: Future<Output = Result<SegmentMedia, StoreError>>,
 {
-    let empty = || StoreError::Empty {
-        from: format_rfc3339(from_ms),
-        to: format_rfc3339(to_ms),
-    };
-    let first = segments.first().ok_or_else(empty)?;
-    // MP4 files carry G.711 or AAC here (`ulaw`/`alaw`, or `mp4a` with the recording's
-    // AudioSpecificConfig in an `esds`); a codec without a G.711 law (G.722) is left out.
-    // Segments whose audio differs from the first one's keep their pictures only.
-    let aac = first.aac.clone();
-    let audio = first
-        .audio
-        .and_then(AudioCodec::law)
-        .map(|law| AudioParams { law });
-    let video = VideoParams::new(first.sps.clone(), first.pps.clone());
+    let mut cut = Cut::new((from_ms, to_ms));
+    let first = segments.first().ok_or_else(|| cut.empty())?;
+    let (aac, audio, video) = mp4_params(first);
     let mut buf = Vec::with_capacity(1 << 20);
     let writer = match &aac {
         Some(c) => Mp4StreamWriter::with_aac(video, c.clone(), &mut buf)?,
@@ -86,40 +182,18 @@ where
     };
     let mut writer = writer.with_creation_time(first.start_ms() / 1000);
     let mut file = std::fs::File::create(out).map_err(|e| StoreError::io("create", out, e))?;
-    let from_90k = from_ms.saturating_mul(90);
-    let to_90k = to_ms.saturating_mul(90);
     let total = segments.len() as u64;
-    let mut base: Option<u64> = None;
-    let mut frames = 0u64;
-    let mut last_90k = 0u64;
-    let mut end_90k = 0u64;
     for (n, seg) in segments.iter().enumerate() {
         let media = read(seg.clone()).await?;
-        // The start: the last IDR at or before `from`.
-        let mut start_at = 0;
-        if base.is_none() {
-            for (i, f) in media.video.iter().enumerate() {
-                if f.key && f.t90k <= from_90k {
-                    start_at = i;
-                }
-            }
-        }
+        let start_at = cut.start_at(media.video.iter().map(|f| (f.key, f.t90k)));
         for f in &media.video[start_at..] {
-            if f.t90k >= to_90k {
-                break;
+            match cut.video(f.t90k, seg.end_90k) {
+                Take::End => break,
+                Take::Skip => {}
+                Take::At(t) => writer.push_video_nals(&f.nals, t, f.key, &mut buf)?,
             }
-            let b = *base.get_or_insert(f.t90k);
-            if frames > 0 && f.t90k <= last_90k {
-                continue;
-            }
-            writer.push_video_nals(&f.nals, f.t90k - b, f.key, &mut buf)?;
-            frames += 1;
-            last_90k = f.t90k;
-            end_90k = seg.end_90k.min(to_90k);
         }
-        if let Some(b) = base {
-            let b8 = to_8k(b);
-            let to_8 = to_8k(to_90k);
+        if let Some((b8, to_8)) = cut.audio_window() {
             let same_audio = seg.aac == aac && (aac.is_some() || seg.audio == first.audio);
             for a in media.audio.iter().filter(|_| same_audio) {
                 if a.t8k >= b8 && a.t8k < to_8 {
@@ -139,11 +213,11 @@ where
         }
         progress(n as u64 + 1, total);
     }
-    let Some(b) = base else {
+    if cut.base.is_none() {
         drop(file);
         let _ = std::fs::remove_file(out);
-        return Err(empty());
-    };
+        return Err(cut.empty());
+    }
     let patch = writer.finish(&mut buf)?;
     file.write_all(&buf)
         .map_err(|e| StoreError::io("write", out, e))?;
@@ -155,10 +229,5 @@ where
         .metadata()
         .map_err(|e| StoreError::io("stat", out, e))?
         .len();
-    Ok(ExportSummary {
-        frames,
-        start_ms: b / 90,
-        end_ms: end_90k.max(last_90k + 1).div_ceil(90),
-        bytes,
-    })
+    cut.summary(bytes)
 }

@@ -21,12 +21,12 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use peercam_media::annexb::NalType;
-use peercam_media::mp4::{AudioParams, Mp4Layout, VideoParams};
+use peercam_media::mp4::Mp4Layout;
 use peercam_record::index::{self, Track};
-use peercam_record::time::format_rfc3339;
 
+use crate::export::{Cut, Take, mp4_params};
 use crate::segment::to_8k;
-use crate::{AudioCodec, ExportSummary, SegmentRow, StoreError};
+use crate::{ExportSummary, SegmentRow, StoreError};
 
 /// One stretch of an export file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,30 +92,16 @@ pub fn plan_mp4(
     (from_ms, to_ms): (u64, u64),
     root: &Path,
 ) -> Result<ExportPlan, StoreError> {
-    let empty = || StoreError::Empty {
-        from: format_rfc3339(from_ms),
-        to: format_rfc3339(to_ms),
-    };
-    let first = segments.first().ok_or_else(empty)?;
-    let aac = first.aac.clone();
-    let audio = first
-        .audio
-        .and_then(AudioCodec::law)
-        .map(|law| AudioParams { law });
-    let video = VideoParams::new(first.sps.clone(), first.pps.clone());
+    let mut cut = Cut::new((from_ms, to_ms));
+    let first = segments.first().ok_or_else(|| cut.empty())?;
+    let (aac, audio, video) = mp4_params(first);
     let layout = match &aac {
         Some(c) => Mp4Layout::with_aac(video, c.clone())?,
         None => Mp4Layout::new(video, audio)?,
     };
     let mut layout = layout.with_creation_time(first.start_ms() / 1000);
-    let from_90k = from_ms.saturating_mul(90);
-    let to_90k = to_ms.saturating_mul(90);
     let mut media: Vec<Piece> = Vec::new();
     let mut files = Vec::with_capacity(segments.len());
-    let mut base: Option<u64> = None;
-    let mut frames = 0u64;
-    let mut last_90k = 0u64;
-    let mut end_90k = 0u64;
     for seg in segments {
         let path = root.join(&seg.path);
         let file = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
@@ -137,24 +123,17 @@ pub fn plan_mp4(
             .iter()
             .filter(|e| e.sample.track == Track::Video)
             .collect();
-        // The start: the last IDR at or before `from`.
-        let mut start_at = 0;
-        if base.is_none() {
-            for (i, e) in video.iter().enumerate() {
-                if e.sample.key && seg.start_90k + e.sample.pts <= from_90k {
-                    start_at = i;
-                }
-            }
-        }
+        let start_at = cut.start_at(
+            video
+                .iter()
+                .map(|e| (e.sample.key, seg.start_90k + e.sample.pts)),
+        );
         for e in &video[start_at..] {
-            let t = seg.start_90k + e.sample.pts;
-            if t >= to_90k {
-                break;
-            }
-            let b = *base.get_or_insert(t);
-            if frames > 0 && t <= last_90k {
-                continue;
-            }
+            let t = match cut.video(seg.start_90k + e.sample.pts, seg.end_90k) {
+                Take::End => break,
+                Take::Skip => continue,
+                Take::At(t) => t,
+            };
             let skip = if e.sample.key {
                 parameter_set_prefix(&file, &files[fi].0, e.offset, e.sample.size, first)?
             } else {
@@ -167,7 +146,7 @@ pub fn plan_mp4(
                 )
                 .into());
             }
-            layout.video(size, t - b, e.sample.key)?;
+            layout.video(size, t, e.sample.key)?;
             push_piece(
                 &mut media,
                 Piece::File {
@@ -176,13 +155,8 @@ pub fn plan_mp4(
                     len: u64::from(size),
                 },
             );
-            frames += 1;
-            last_90k = t;
-            end_90k = seg.end_90k.min(to_90k);
         }
-        if let Some(b) = base {
-            let b8 = to_8k(b);
-            let to_8 = to_8k(to_90k);
+        if let Some((b8, to_8)) = cut.audio_window() {
             let start_8k = to_8k(seg.start_90k);
             let same_audio = seg.aac == aac && (aac.is_some() || seg.audio == first.audio);
             let chunks = entries
@@ -216,9 +190,9 @@ pub fn plan_mp4(
             }
         }
     }
-    let Some(b) = base else {
-        return Err(empty());
-    };
+    if cut.base.is_none() {
+        return Err(cut.empty());
+    }
     let media_len = layout.media_len();
     let head = layout.finish()?;
     let mut pieces = Vec::with_capacity(media.len() + 1);
@@ -237,12 +211,7 @@ pub fn plan_mp4(
         mem: head,
         files,
         pieces,
-        summary: ExportSummary {
-            frames,
-            start_ms: b / 90,
-            end_ms: end_90k.max(last_90k + 1).div_ceil(90),
-            bytes: at,
-        },
+        summary: cut.summary(at)?,
     })
 }
 
